@@ -1,0 +1,1 @@
+"""Pure logic: no AWS calls, no environment reads."""

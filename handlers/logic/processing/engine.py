@@ -1,0 +1,482 @@
+"""The processing pipeline: one raw file in, typed Parquet and a Summary out.
+
+    text file --(Source)--> ordered VARCHAR records --sample--> inferred conversions
+      --COPY (convert, redact PII, rescue misfits)--> Parquet --SQL over Parquet--> statistics
+
+The whole file is read once by a streaming COPY; statistics come from a second, columnar
+read of the Parquet just written. DuckDB bounds memory with ``memory_limit`` and spills to
+the scratch directory beyond it, so memory does not grow with file size.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import textfile
+from .errors import UnprocessableFile
+from .formats import detect_format, unique_names
+from .inference import FLOAT, STRING, Conversion, fits, infer_conversions
+from .options import ProcessingOptions
+from .pii import PiiRule, PiiRuleSet
+from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source
+from .sqltext import first_row, ident, literal
+from .summary import (
+    ColumnStats,
+    DuplicateRows,
+    Example,
+    Lineage,
+    LogStats,
+    MalformedRow,
+    MalformedRows,
+    MissingValues,
+    QualityIssues,
+    Summary,
+    TypeMismatch,
+)
+
+RESCUED = "_rescued_data"
+_EXAMPLE_TEXT = 200
+_ERROR_LEVELS = ("ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "SEVERE", "ALERT", "EMERGENCY")
+_WARN_LEVELS = ("WARN", "WARNING")
+_LOG_FIELDS = {
+    "level": ("level", "severity", "lvl", "log_level"),
+    "response_time_ms": ("response_time_ms", "duration_ms", "latency_ms", "elapsed_ms"),
+    "user_id": ("user_id", "user", "userid", "uid"),
+    "endpoint": ("endpoint", "path", "url", "route", "uri"),
+    "status_code": ("status_code", "status", "http_status"),
+}
+
+
+def process_file(
+    path: Path,
+    *,
+    file_name: str | None = None,
+    options: ProcessingOptions | None = None,
+    parquet_path: Path | None = None,
+) -> Summary:
+    """Process one local file. Raises ``UnprocessableFile`` for input that cannot succeed."""
+    options = options or ProcessingOptions()
+    started = time.perf_counter()
+    file_name = file_name or path.name
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnprocessableFile(f"cannot read the file: {exc.strerror or exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="headrace-", dir=options.temp_dir) as tmp:
+        work = Path(tmp)
+        text = textfile.prepare(path, work, options.fallback_encoding)
+        fmt = detect_format(file_name, text.head)
+        con = connect(options, work / "spill")
+        try:
+            source = _open_source(fmt, con, text, file_name, work, options)
+            out = parquet_path or work / "output.parquet"
+            result = _Pipeline(con, source, options).run(out)
+        finally:
+            con.close()
+    elapsed_ms = round((time.perf_counter() - started) * 1000)
+    log_stats = None
+    if result.log_counts is not None:
+        log_stats = LogStats(**result.log_counts, processing_time_ms=elapsed_ms, file_size_bytes=size)
+    return Summary(
+        file_name=file_name,
+        format=fmt,
+        encoding=text.encoding + (" (gzip)" if text.compressed else ""),
+        row_count=result.rows,
+        column_count=len(result.schema),
+        schema_=result.schema,
+        statistics=result.statistics,
+        quality_issues=result.quality,
+        pii_redactions=result.pii,
+        log_stats=log_stats,
+        dialect=source.dialect,
+        warnings=text.warnings + result.warnings,
+        processing_time_ms=elapsed_ms,
+        file_size_bytes=size,
+        lineage=result.lineage,
+    )
+
+
+def connect(options: ProcessingOptions, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    config: dict[str, Any] = {"preserve_insertion_order": True, "autoinstall_known_extensions": False}
+    if options.threads:
+        config["threads"] = options.threads
+    if options.memory_limit:
+        config["memory_limit"] = options.memory_limit
+    if spill_dir is not None:
+        config["temp_directory"] = str(spill_dir)
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _open_source(fmt: str, con, text: textfile.TextFile, file_name: str, work: Path, options) -> Source:
+    if fmt == "csv":
+        return CsvSource(con, text.path, text.head, file_name, options.null_tokens, work)
+    if fmt == "ndjson":
+        return NdjsonSource(con, text.path)
+    if fmt == "json":
+        return JsonSource(con, text.path, text.head)
+    return LogSource(con, text.path, work)
+
+
+@dataclass
+class _Result:
+    rows: int
+    schema: dict[str, Any]
+    statistics: dict[str, ColumnStats]
+    quality: QualityIssues
+    pii: dict[str, dict[str, int]]
+    log_counts: dict[str, Any] | None
+    lineage: Lineage
+    warnings: list[str]
+
+
+class _Pipeline:
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: Source, options: ProcessingOptions):
+        self.con = con
+        self.source = source
+        self.options = options
+        self.rules: PiiRuleSet = options.pii.rules
+        self.inputs = source.relation_columns
+        self.names = unique_names(source.columns, reserved=(RESCUED,))
+        self.hinted: dict[str, PiiRule | None] = {n: self.rules.rule_for_column(n) for n in self.names}
+
+    # ---------------------------------------------------------------- orchestration
+    def run(self, out: Path) -> _Result:
+        warnings: list[str] = []
+        conversions = self._infer()
+        rows = self._copy(conversions, out)
+        rejects = self.source.rejects(self.options.max_examples)
+        self._check_malformed(rows, rejects)
+        lineage = Lineage(unit=self.source.unit, first=self.source.first, skipped=rejects.positions)
+        stats = self._aggregate(out, conversions, rows)
+        widened = self._widen(out, conversions, stats, rows)
+        if widened != conversions:
+            changed = [
+                f"{n} ({a.type} -> {b.type})"
+                for n, a, b in zip(self.names, conversions, widened, strict=True)
+                if a != b
+            ]
+            warnings.append(
+                "the first rows were not representative; re-typed on the whole file: " + ", ".join(changed)
+            )
+            conversions = widened
+            rows = self._copy(conversions, out)
+            stats = self._aggregate(out, conversions, rows)
+        if rows == 0:
+            warnings.append("no data rows")
+        quality = QualityIssues(
+            missing_values=self._missing(stats, conversions, rows),
+            type_mismatches=self._mismatches(out, stats, conversions, rows, lineage),
+            malformed_rows=self._malformed(rejects),
+            duplicate_rows=self._duplicates(out, stats, lineage),
+        )
+        return _Result(
+            rows=rows,
+            schema={n: c.type for n, c in zip(self.names, conversions, strict=True)},
+            statistics={
+                n: self._column_stats(n, c, stats) for n, c in zip(self.names, conversions, strict=True)
+            },
+            quality=quality,
+            pii=self._pii_counts(stats),
+            log_counts=self._log_counts(out, conversions),
+            lineage=lineage,
+            warnings=warnings,
+        )
+
+    # ---------------------------------------------------------------- typing
+    def _infer(self) -> list[Conversion]:
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE type_sample AS SELECT * FROM {self.source.sample_relation()} "
+            f"LIMIT {int(self.options.sample_rows)}"
+        )
+        inferred = infer_conversions(self.con, "type_sample", self.inputs, self.options.type_threshold)
+        return [STRING if self.hinted[n] else c for n, c in zip(self.names, inferred, strict=True)]
+
+    def _widen(self, out: Path, conversions: list[Conversion], stats: dict, rows: int) -> list[Conversion]:
+        """A column whose mismatches across the whole file exceed the threshold (its sample
+        was misleading) is widened: int to float when every misfit is a number, else string."""
+        widened = list(conversions)
+        for i, (name, conv) in enumerate(zip(self.names, conversions, strict=True)):
+            misfits = stats["mismatch"].get(name, 0)
+            converted = stats[name, "non_null"]
+            if not misfits or fits(converted, converted + misfits, self.options.type_threshold):
+                continue
+            widened[i] = STRING
+            if conv.type == "int":
+                not_numbers = first_row(
+                    self.con,
+                    f"SELECT count(*) FILTER (WHERE TRY_CAST({_rescued(name)} AS DOUBLE) IS NULL) "
+                    f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
+                )
+                if not_numbers and not_numbers[0] == 0:
+                    widened[i] = FLOAT
+        return widened
+
+    # ---------------------------------------------------------------- the one full read
+    def _copy(self, conversions: Sequence[Conversion], out: Path) -> int:
+        """The one full read: convert, redact, rescue misfits, write Parquet. Each conversion
+        is computed once, in the inner projection; the outer one reuses it."""
+        inner: list[str] = []
+        outer: list[str] = []
+        misfits: list[tuple[str, str, str]] = []  # (column, raw ref, typed ref)
+        for i, (raw, name, conv) in enumerate(zip(self.inputs, self.names, conversions, strict=True)):
+            v, raw_ref, typed_ref = ident(raw), f"r{i}", f"t{i}"
+            inner.append(f"{v} AS {raw_ref}")
+            rule = self.hinted[name]
+            if rule is not None:
+                expr = f"CASE WHEN {raw_ref} IS NOT NULL THEN {literal(rule.token)} END"
+            elif conv.type == "string":
+                expr = self.rules.sql_redact(raw_ref)
+            else:
+                inner.append(f"{conv.sql(v)} AS {typed_ref}")
+                misfits.append((name, raw_ref, typed_ref))
+                expr = typed_ref
+            outer.append(f"{expr} AS {ident(name)}")
+        rescued = "CAST(NULL AS VARCHAR)"
+        if misfits:
+            gate = " OR ".join(f"({t} IS NULL AND {r} IS NOT NULL)" for _, r, t in misfits)
+            entries = ", ".join(
+                f"{{'k': {literal(n)}, 'v': CASE WHEN {t} IS NULL THEN {r} END}}" for n, r, t in misfits
+            )
+            as_json = f"CAST(to_json(map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL))) AS VARCHAR)"
+            rescued = f"CASE WHEN {gate} THEN {self.rules.sql_redact(as_json)} END"
+        outer.append(f"{rescued} AS {RESCUED}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        query = (
+            f"COPY (SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner) or '1'} FROM {self.source.relation})) "
+            f"TO {literal(str(out))} (FORMAT parquet, COMPRESSION {self.options.compression})"
+        )
+        try:
+            row = first_row(self.con, query)
+        except duckdb.InvalidInputException as exc:
+            raise UnprocessableFile(
+                f"cannot parse the file: {str(exc).strip().splitlines()[0][:300]}"
+            ) from exc
+        return int(row[0]) if row else 0
+
+    def _check_malformed(self, rows: int, rejects: Rejects) -> None:
+        total = rows + rejects.malformed
+        if total and rejects.malformed / total > self.options.max_malformed_ratio:
+            where = ""
+            if rejects.examples:
+                pos, error, _ = rejects.examples[0]
+                where = f"; first at {self.source.unit} {pos}: {error}"
+            raise UnprocessableFile(
+                f"{rejects.malformed} of {total} records are malformed{where} "
+                f"(more than {self.options.max_malformed_ratio:.0%}: the file is not valid {self._format_name()})"
+            )
+
+    def _format_name(self) -> str:
+        return type(self.source).__name__.removesuffix("Source").upper()
+
+    # ---------------------------------------------------------------- statistics
+    def _aggregate(self, out: Path, conversions: Sequence[Conversion], rows: int) -> dict:
+        """All per-column aggregates, the PII counts and the duplicate count in one scan."""
+        exact = rows <= self.options.exact_distinct_max_rows
+        exprs: list[tuple[Any, str]] = []
+        for name, conv in zip(self.names, conversions, strict=True):
+            v = ident(name)
+            exprs.append(((name, "non_null"), f"count({v})"))
+            exprs.append(
+                ((name, "distinct"), f"count(DISTINCT {v})" if exact else f"approx_count_distinct({v})")
+            )
+            if conv.type in ("int", "float"):
+                exprs += [
+                    ((name, "min"), f"min({v})"),
+                    ((name, "max"), f"max({v})"),
+                    ((name, "avg"), f"avg({v})"),
+                ]
+            elif conv.type in ("date", "timestamp"):
+                avg = f"epoch_ms(CAST(avg(epoch_ms(CAST({v} AS TIMESTAMP))) AS BIGINT))"
+                if conv.type == "date":
+                    avg = f"CAST({avg} AS DATE)"
+                exprs += [((name, "min"), f"min({v})"), ((name, "max"), f"max({v})"), ((name, "avg"), avg)]
+            elif conv.type == "bool":
+                exprs += [
+                    ((name, "true_count"), f"count(*) FILTER (WHERE {v})"),
+                    ((name, "false_count"), f"count(*) FILTER (WHERE NOT {v})"),
+                ]
+            else:
+                exprs += [
+                    ((name, "min_length"), f"min(length({v}))"),
+                    ((name, "max_length"), f"max(length({v}))"),
+                ]
+                rule = self.hinted[name]
+                for r in (rule,) if rule else self.rules.rules:
+                    exprs.append(
+                        ((name, "pii", r.name), f"count(*) FILTER (WHERE contains({v}, {literal(r.token)}))")
+                    )
+        everything = ", ".join([*(ident(n) for n in self.names), RESCUED])
+        exprs.append((("duplicates",), f"count(*) - count(DISTINCT hash({everything}))"))
+        row = first_row(self.con, f"SELECT {', '.join(e for _, e in exprs)} FROM {_parquet(out)}")
+        assert row is not None
+        stats: dict[Any, Any] = dict(zip((k for k, _ in exprs), row, strict=True))
+        stats["rows"] = rows
+        stats["exact_distinct"] = exact
+        stats["mismatch"] = dict(
+            self.con.sql(
+                f"SELECT k, count(*) FROM (SELECT unnest(json_keys({RESCUED})) AS k FROM {_parquet(out)} "
+                f"WHERE {RESCUED} IS NOT NULL) GROUP BY k"
+            ).fetchall()
+        )
+        return stats
+
+    def _column_stats(self, name: str, conv: Conversion, stats: dict) -> ColumnStats:
+        def get(key: str) -> Any:
+            return stats.get((name, key))
+
+        values: dict[str, Any] = {
+            "null_count": stats["rows"] - (get("non_null") or 0),
+            "distinct_count": int(get("distinct") or 0),
+        }
+        if not stats["exact_distinct"]:
+            values["distinct_count_approximate"] = True
+        if conv.type in ("int", "float", "date", "timestamp"):
+            for key in ("min", "max", "avg"):
+                values[key] = _json_scalar(get(key))
+            if conv.type == "int" and values["avg"] is not None:
+                values["avg"] = round(float(values["avg"]), 6)
+        elif conv.type == "bool":
+            values["true_count"], values["false_count"] = get("true_count"), get("false_count")
+        else:
+            values["min_length"], values["max_length"] = get("min_length"), get("max_length")
+        return ColumnStats(**values)
+
+    def _missing(self, stats: dict, conversions: Sequence[Conversion], rows: int) -> dict[str, MissingValues]:
+        missing: dict[str, MissingValues] = {}
+        for name in self.names:
+            count = rows - stats[name, "non_null"] - stats["mismatch"].get(name, 0)
+            if count > 0:
+                missing[name] = MissingValues(count=count, percentage=_percent(count, rows))
+        return missing
+
+    def _mismatches(
+        self, out: Path, stats: dict, conversions, rows: int, lineage: Lineage
+    ) -> dict[str, TypeMismatch]:
+        result: dict[str, TypeMismatch] = {}
+        for name, conv in zip(self.names, conversions, strict=True):
+            count = stats["mismatch"].get(name, 0)
+            if not count:
+                continue
+            examples = self.con.sql(
+                f"SELECT file_row_number, {_rescued(name)} FROM read_parquet({literal(str(out))}, file_row_number=true) "
+                f"WHERE {RESCUED} IS NOT NULL AND json_exists({RESCUED}, {literal(_path(name))}) "
+                f"ORDER BY file_row_number LIMIT {self.options.max_examples}"
+            ).fetchall()
+            result[name] = TypeMismatch(
+                expected=conv.type,
+                count=count,
+                percentage=_percent(count, rows),
+                examples=[Example(**_location(lineage, idx), value=_clip(value)) for idx, value in examples],
+            )
+        return result
+
+    def _malformed(self, rejects: Rejects) -> MalformedRows | None:
+        if not rejects.malformed:
+            return None
+        unit = self.source.unit
+        return MalformedRows(
+            count=rejects.malformed,
+            rows=[
+                MalformedRow(**{unit: pos}, error=error, text=_clip(self.rules.redact(text)[0]))
+                for pos, error, text in rejects.examples
+            ],
+        )
+
+    def _duplicates(self, out: Path, stats: dict, lineage: Lineage) -> DuplicateRows | None:
+        count = stats[("duplicates",)]
+        if not count:
+            return None
+        everything = ", ".join([*(ident(n) for n in self.names), RESCUED])
+        firsts = self.con.sql(
+            "SELECT file_row_number FROM (SELECT file_row_number, row_number() OVER "
+            f"(PARTITION BY hash({everything}) ORDER BY file_row_number) AS n "
+            f"FROM read_parquet({literal(str(out))}, file_row_number=true)) WHERE n > 1 "
+            f"ORDER BY file_row_number LIMIT {self.options.max_examples}"
+        ).fetchall()
+        return DuplicateRows(count=count, first_duplicates=[_location(lineage, idx) for (idx,) in firsts])
+
+    def _pii_counts(self, stats: dict) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for key, value in stats.items():
+            if isinstance(key, tuple) and len(key) == 3 and key[1] == "pii" and value:
+                counts.setdefault(key[0], {})[key[2]] = value
+        return counts
+
+    def _log_counts(self, out: Path, conversions: Sequence[Conversion]) -> dict[str, Any] | None:
+        by_lower = {n.lower(): (n, c) for n, c in zip(self.names, conversions, strict=True)}
+        found = {
+            field: next((by_lower[a] for a in aliases if a in by_lower), None)
+            for field, aliases in _LOG_FIELDS.items()
+        }
+        present = sum(v is not None for v in found.values())
+        if not (isinstance(self.source, LogSource) or present >= 2):
+            return None
+        level, rt, user, endpoint = (found[k] for k in ("level", "response_time_ms", "user_id", "endpoint"))
+        lv = f"upper(CAST({ident(level[0])} AS VARCHAR))" if level else "NULL"
+        rt_col = ident(rt[0]) if rt is not None and rt[1].type in ("int", "float") else None
+        row = first_row(
+            self.con,
+            "SELECT count(*), "
+            f"count(*) FILTER (WHERE {lv} IN ({', '.join(map(literal, _ERROR_LEVELS))})), "
+            f"count(*) FILTER (WHERE {lv} IN ({', '.join(map(literal, _WARN_LEVELS))})), "
+            f"count(*) FILTER (WHERE {lv} = 'INFO'), "
+            f"{f'avg({rt_col}), max({rt_col})' if rt_col else 'NULL, NULL'}, "
+            f"{f'count(DISTINCT {ident(user[0])})' if user else 'NULL'}, "
+            f"{f'count(DISTINCT {ident(endpoint[0])})' if endpoint else 'NULL'} "
+            f"FROM {_parquet(out)}",
+        )
+        assert row is not None
+        return {
+            "line_count": row[0],
+            "error_count": row[1],
+            "warn_count": row[2],
+            "info_count": row[3],
+            "avg_response_time_ms": None if row[4] is None else round(float(row[4]), 3),
+            "max_response_time_ms": None if row[5] is None else float(row[5]),
+            "unique_users": row[6],
+            "unique_endpoints": row[7],
+        }
+
+
+def _parquet(out: Path) -> str:
+    return f"read_parquet({literal(str(out))})"
+
+
+def _path(column: str) -> str:
+    return '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _rescued(column: str) -> str:
+    return f"json_extract_string({RESCUED}, {literal(_path(column))})"
+
+
+def _percent(count: int, total: int) -> float:
+    return round(100.0 * count / total, 2) if total else 0.0
+
+
+def _clip(text: str | None) -> str:
+    text = text or ""
+    return text if len(text) <= _EXAMPLE_TEXT else text[: _EXAMPLE_TEXT - 1] + "…"
+
+
+def _location(lineage: Lineage, row_index: int) -> dict[str, int]:
+    return {lineage.unit: lineage.position(row_index)}
+
+
+def _json_scalar(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return round(value, 6)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

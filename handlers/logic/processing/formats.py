@@ -1,0 +1,153 @@
+"""Which format a file is in, and for CSV, its dialect and header."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from .errors import UnprocessableFile
+from .summary import FileFormat
+
+_EXTENSIONS: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".psv": "csv",
+    ".json": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".log": "log",
+}
+_SNIFFED = {"", ".txt", ".dat", ".text", ".out"}
+_DELIMITER_HINTS = {".tsv": "\t", ".tab": "\t", ".psv": "|"}
+_DELIMITERS = (",", "\t", ";", "|")
+
+
+def extension(file_name: str) -> str:
+    suffixes = [s.lower() for s in PurePosixPath(file_name).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def detect_format(file_name: str, head: str) -> FileFormat:
+    ext = extension(file_name)
+    if ext in _EXTENSIONS:
+        fmt = _EXTENSIONS[ext]
+        if fmt == "json" and _looks_like_ndjson(head):
+            return "ndjson"
+        return fmt
+    if ext not in _SNIFFED:
+        raise UnprocessableFile(
+            f"unsupported file type {ext!r}: expected .csv, .tsv, .json, .ndjson/.jsonl, .log or .txt"
+        )
+    stripped = head.lstrip()
+    if stripped.startswith("["):
+        return "json"
+    if stripped.startswith("{"):
+        return "ndjson" if _looks_like_ndjson(head) else "json"
+    dialect = sniff_dialect(head, file_name)
+    return "csv" if dialect.columns_detected > 1 else "log"
+
+
+def _looks_like_ndjson(head: str) -> bool:
+    """NDJSON: the first two non-blank lines are each a complete JSON object."""
+    lines = [ln for ln in head.splitlines() if ln.strip()][:2]
+    if len(lines) < 2:
+        return False
+    for ln in lines:
+        try:
+            if not isinstance(json.loads(ln), dict):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    delimiter: str
+    header: bool
+    columns: tuple[str, ...]
+    columns_detected: int
+    quote: str = '"'
+
+    def describe(self) -> dict[str, object]:
+        return {"delimiter": self.delimiter, "quote": self.quote, "header": self.header}
+
+
+def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
+    """Pick the delimiter whose field count is the most consistent across the sample's
+    records (ragged rows do not fool it), then decide whether the first record is a header."""
+    # Drop the last, possibly cut, record of the sample.
+    sample = head[: head.rfind("\n") + 1] if "\n" in head else head
+    hint = _DELIMITER_HINTS.get(extension(file_name))
+    best: tuple[float, int, str, list[list[str]]] | None = None
+    for delimiter in (hint,) if hint else _DELIMITERS:
+        rows = _parse(sample, delimiter)
+        counts = [len(r) for r in rows]
+        if not counts:
+            continue
+        width, freq = Counter(counts).most_common(1)[0]
+        score = freq / len(counts) if width > 1 else 0.0
+        if best is None or score > best[0]:
+            best = (score, width, delimiter, rows)
+    if best is None:
+        raise UnprocessableFile("no CSV records found")
+    score, width, delimiter, rows = best
+    if score == 0.0:
+        width = 1
+        delimiter = hint or ","
+        rows = _parse(sample, delimiter)
+    first = rows[0]
+    header = _is_header(first)
+    names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
+    return CsvDialect(delimiter=delimiter, header=header, columns=names, columns_detected=width)
+
+
+def _parse(sample: str, delimiter: str) -> list[list[str]]:
+    try:
+        return [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"') if r]
+    except csv.Error:
+        return []
+
+
+_VALUE = re.compile(
+    r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|true|false|\d{4}-\d{2}-\d{2}.*|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}.*",
+    re.I,
+)
+
+
+def _is_header(first: list[str]) -> bool:
+    """A header has names, not values: no numeric, boolean or date cell (blank names are
+    allowed). When the data is all text too, a header is still the better guess: most CSV
+    files have one."""
+    cells = [cell.strip() for cell in first]
+    return any(cells) and not any(_VALUE.fullmatch(cell) for cell in cells if cell)
+
+
+def _column_names(first: list[str], width: int) -> tuple[str, ...]:
+    raw = [first[i].strip().lstrip("\ufeff") if i < len(first) else "" for i in range(width)]
+    return tuple(unique_names([name or f"column_{i + 1}" for i, name in enumerate(raw)]))
+
+
+def unique_names(names: list[str], reserved: tuple[str, ...] = ()) -> list[str]:
+    """Make column names unique case-insensitively (SQL engines, Parquet readers and Glue
+    fold case): a second ``id`` or ``ID`` becomes ``id_2``; a reserved name gets ``_source``."""
+    reserved_lower = {r.lower() for r in reserved}
+    taken = set(reserved_lower)
+    result = []
+    for name in names:
+        base = f"{name}_source" if name.lower() in reserved_lower else name
+        candidate, n = base, 1
+        while candidate.lower() in taken:
+            n += 1
+            candidate = f"{base}_{n}"
+        taken.add(candidate.lower())
+        result.append(candidate)
+    return result

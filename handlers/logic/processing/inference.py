@@ -1,0 +1,161 @@
+"""Column type inference.
+
+Types are chosen on a sample (the first ``sample_rows`` records) by counting, for every
+candidate, how many non-null sample values its SQL conversion accepts. The full pass then
+uses the very same conversion, so the sample and the file can never disagree about what a
+value means. A column gets the most specific type that at least ``type_threshold`` of its
+sample values fit; values that do not fit become type mismatches (kept in ``_rescued_data``).
+
+Order of preference: bool, int, float, date, timestamp, string. Numbers written with a
+leading zero (``007``, ZIP codes) stay strings so no digit is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from .sqltext import first_row, ident, literal
+from .summary import ColumnType
+
+TRUE_TOKENS = ("true", "t", "yes", "y")
+FALSE_TOKENS = ("false", "f", "no", "n")
+DATE_FORMATS = ("%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y")
+TIMESTAMP_FORMATS = (
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+)
+
+
+def _tokens(values: Sequence[str]) -> str:
+    return ", ".join(literal(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How raw text becomes a typed value: ``sql(v)`` is NULL where ``v`` does not fit."""
+
+    type: ColumnType
+    format: str | None
+    sql: Callable[[str], str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.type}({self.format})" if self.format else self.type
+
+
+def _int(v: str) -> str:
+    # TRY_CAST('1.5' AS BIGINT) rounds to 2: a value with a decimal point is not an integer.
+    return f"CASE WHEN NOT contains({v}, '.') THEN TRY_CAST({v} AS BIGINT) END"
+
+
+def _float(v: str) -> str:
+    return f"TRY_CAST({v} AS DOUBLE)"
+
+
+def _bool(v: str) -> str:
+    return (
+        f"CASE WHEN lower(trim({v})) IN ({_tokens(TRUE_TOKENS)}) THEN true "
+        f"WHEN lower(trim({v})) IN ({_tokens(FALSE_TOKENS)}) THEN false END"
+    )
+
+
+def _iso_date(v: str) -> str:
+    # TRY_CAST('2025-01-01 10:00' AS DATE) drops the time: a value with a time is not a date.
+    # (The contains() gates also skip TRY_CAST's slow failure path for non-dates.)
+    return f"CASE WHEN contains({v}, '-') AND NOT contains({v}, ':') THEN TRY_CAST({v} AS DATE) END"
+
+
+_FORMAT_PARTS = {
+    "%Y": r"\d{4}",
+    "%m": r"\d{1,2}",
+    "%d": r"\d{1,2}",
+    "%H": r"\d{1,2}",
+    "%M": r"\d{2}",
+    "%S": r"\d{2}",
+}
+
+
+def _shape(fmt: str) -> str:
+    """A regular expression matching the shape of a strptime format (``%d/%m/%Y`` ->
+    ``\\d{1,2}/\\d{1,2}/\\d{4}``)."""
+    return "".join(_FORMAT_PARTS.get(part, re.escape(part)) for part in re.split(r"(%[A-Za-z])", fmt) if part)
+
+
+def _separator_gate(fmt: str, v: str, conversion: str) -> str:
+    # try_strptime is slow on the values it rejects: only try values of the right shape.
+    return f"CASE WHEN regexp_full_match(trim({v}), {literal(_shape(fmt))}) THEN {conversion} END"
+
+
+def _date(fmt: str) -> Callable[[str], str]:
+    return lambda v: _separator_gate(fmt, v, f"CAST(try_strptime(trim({v}), {literal(fmt)}) AS DATE)")
+
+
+def _iso_timestamp(v: str) -> str:
+    # ISO 8601 with or without offset; naive values are taken as UTC. Stored as UTC.
+    return f"CASE WHEN contains({v}, '-') THEN timezone('UTC', TRY_CAST(trim({v}) AS TIMESTAMPTZ)) END"
+
+
+def _timestamp(fmt: str) -> Callable[[str], str]:
+    return lambda v: _separator_gate(fmt, v, f"try_strptime(trim({v}), {literal(fmt)})")
+
+
+STRING = Conversion("string", None, lambda v: v)
+CANDIDATES: tuple[Conversion, ...] = (
+    Conversion("bool", None, _bool),
+    Conversion("int", None, _int),
+    Conversion("float", None, _float),
+    Conversion("date", "iso8601", _iso_date),
+    *(Conversion("date", f, _date(f)) for f in DATE_FORMATS),
+    Conversion("timestamp", "iso8601", _iso_timestamp),
+    *(Conversion("timestamp", f, _timestamp(f)) for f in TIMESTAMP_FORMATS),
+)
+FLOAT = next(c for c in CANDIDATES if c.type == "float")
+_LEADING_ZERO = r"^\s*[+-]?0\d"
+
+
+def infer_conversions(
+    con: duckdb.DuckDBPyConnection, sample_table: str, columns: Sequence[str], threshold: float
+) -> list[Conversion]:
+    """One aggregate query over the sample; returns the chosen conversion per column."""
+    exprs: list[str] = []
+    for col in columns:
+        v = ident(col)
+        exprs.append(f"count({v})")
+        exprs.append(f"count(*) FILTER (WHERE regexp_matches({v}, {literal(_LEADING_ZERO)}))")
+        exprs.extend(f"count({c.sql(v)})" for c in CANDIDATES)
+    if not exprs:
+        return []
+    row = first_row(con, f"SELECT {', '.join(exprs)} FROM {sample_table}")
+    assert row is not None
+    width = 2 + len(CANDIDATES)
+    return [
+        choose(row[i * width], row[i * width + 1], row[i * width + 2 : (i + 1) * width], threshold)
+        for i in range(len(columns))
+    ]
+
+
+def fits(accepted: int, non_null: int, threshold: float) -> bool:
+    """Whether ``accepted`` of ``non_null`` values is enough for a type (exact at the
+    boundary: 18 of 20 is 90%, although 0.9 * 20 is 18.000000000000004 in floats)."""
+    return accepted * 10**9 >= round(threshold * 10**9) * non_null
+
+
+def choose(non_null: int, leading_zeros: int, accepted: Sequence[int], threshold: float) -> Conversion:
+    if non_null == 0:
+        return STRING
+    best: tuple[int, Conversion] | None = None
+    for conversion, ok in zip(CANDIDATES, accepted, strict=True):
+        if leading_zeros and conversion.type in ("int", "float"):
+            continue
+        if best is not None and conversion.type != best[1].type:
+            break  # a more specific type already qualified
+        if fits(ok, non_null, threshold) and (best is None or ok > best[0]):
+            best = (ok, conversion)
+    return best[1] if best else STRING

@@ -1,0 +1,164 @@
+"""PII redaction rules shared by file processing (DuckDB SQL) and the ingest worker (Python).
+
+A rule has a ``name``, a ``pattern`` and an optional ``column_hint``:
+
+- ``pattern`` is matched inside string values and every match is replaced by
+  ``[REDACTED:<NAME>]``. Patterns must be valid for both Python's ``re`` and RE2 (DuckDB's
+  engine): no look-around, no backreferences. ``validate_pattern`` checks both.
+- ``column_hint`` is a regular expression on column names (case-insensitive). A column whose
+  name matches is kept as a string and every non-null value in it is replaced whole, so a
+  ``phone`` column of bare digits cannot slip through as an integer.
+
+Rules apply in order; the first rule to claim a span wins (cards before phone numbers, so a
+16-digit card is not half-redacted as a phone number).
+
+Extend the set with ``PiiOptions(extra_rules=[...])`` (env ``HEADRACE_PII_EXTRA_RULES`` as
+JSON on Lambda, ``--pii-rules FILE`` on the CLI) or switch rules off with ``disabled_rules``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .sqltext import literal as sql_literal
+
+REDACTED_PREFIX = "[REDACTED:"
+
+
+class PiiRule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="rule id, e.g. 'email'")
+    pattern: str = Field(description="regular expression valid in Python re and RE2")
+    column_hint: str | None = Field(default=None, description="regex on column names")
+
+    @field_validator("pattern", "column_hint")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_pattern(value)
+        return value
+
+    @property
+    def token(self) -> str:
+        return f"{REDACTED_PREFIX}{self.name.upper()}]"
+
+
+_UNSUPPORTED_BY_RE2 = re.compile(r"\(\?[=!<]|\\[1-9]")
+
+
+def validate_pattern(pattern: str) -> None:
+    """Raise ValueError if ``pattern`` is not usable by both engines."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    if _UNSUPPORTED_BY_RE2.search(pattern):
+        raise ValueError(
+            f"pattern {pattern!r} uses look-around or backreferences, which DuckDB's RE2 engine does not support"
+        )
+
+
+DEFAULT_RULES: tuple[PiiRule, ...] = (
+    PiiRule(
+        name="email",
+        pattern=r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+        column_hint=r"(^|_)e_?mail(_address)?($|_)",
+    ),
+    PiiRule(
+        # 13-19 digits, optionally grouped by single spaces or dashes (Visa, Mastercard, Amex, ...).
+        name="card",
+        pattern=r"\b\d(?:[ -]?\d){12,18}\b",
+        column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
+    ),
+    PiiRule(
+        # US social security number and UK national insurance number.
+        name="national_id",
+        pattern=r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+        column_hint=r"(^|_)(ssn|nino|national_id|social_security(_number)?|tax_id)($|_)",
+    ),
+    PiiRule(
+        # International (+CC ...), North American (555) 123-4567 / 555-123-4567, local 555-0199.
+        name="phone",
+        pattern=(
+            r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)|\d{1,4})(?:[ .-]?\d{2,4}){2,4}\b"
+            r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b"
+            r"|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b"
+            r"|\b\d{3}-\d{4}\b"
+        ),
+        column_hint=r"(^|_)(phone|mobile|cell|telephone|tel|fax)(_?(number|no|num))?($|_)",
+    ),
+)
+
+
+class PiiOptions(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    extra_rules: tuple[PiiRule, ...] = ()
+    disabled_rules: frozenset[str] = frozenset()
+
+    @cached_property
+    def rules(self) -> PiiRuleSet:
+        if not self.enabled:
+            return PiiRuleSet(())
+        active = [r for r in DEFAULT_RULES if r.name not in self.disabled_rules]
+        names = {r.name for r in active}
+        for rule in self.extra_rules:
+            if rule.name in names:
+                raise ValueError(f"PII rule {rule.name!r} is defined twice")
+            names.add(rule.name)
+            active.append(rule)
+        return PiiRuleSet(tuple(active))
+
+
+class PiiRuleSet:
+    """An ordered, compiled set of rules with a Python and a SQL implementation."""
+
+    def __init__(self, rules: Iterable[PiiRule]):
+        self.rules: tuple[PiiRule, ...] = tuple(rules)
+        self._compiled = [(r, re.compile(r.pattern)) for r in self.rules]
+        self._hints = [(r, re.compile(r.column_hint, re.I)) for r in self.rules if r.column_hint]
+        self._any = re.compile("|".join(f"(?:{r.pattern})" for r in self.rules)) if self.rules else None
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    # --- Python (ingest worker, log messages) ---------------------------------------------
+    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+        """Return ``text`` with PII replaced, and the number of matches per rule."""
+        counts: dict[str, int] = {}
+        if self._any is None or not self._any.search(text):
+            return text, counts
+        for rule, rx in self._compiled:
+            text, n = rx.subn(rule.token, text)
+            if n:
+                counts[rule.name] = n
+        return text, counts
+
+    def rule_for_column(self, column: str) -> PiiRule | None:
+        """The rule whose column hint matches ``column`` (whole-value redaction), if any."""
+        for rule, rx in self._hints:
+            if rx.search(column):
+                return rule
+        return None
+
+    # --- SQL (DuckDB, file processing) -------------------------------------------------------
+    def sql_redact(self, expr: str) -> str:
+        """A DuckDB expression that redacts ``expr`` (VARCHAR). A cheap combined
+        ``regexp_matches`` gate skips the replacements for the vast majority of values."""
+        if self._any is None:
+            return expr
+        replaced = expr
+        for rule in self.rules:
+            replaced = (
+                f"regexp_replace({replaced}, {sql_literal(rule.pattern)}, {sql_literal(rule.token)}, 'g')"
+            )
+        return (
+            f"CASE WHEN regexp_matches({expr}, {sql_literal(self._any.pattern)}) "
+            f"THEN {replaced} ELSE {expr} END"
+        )

@@ -1,0 +1,305 @@
+"""Readers: each format becomes an ordered relation of VARCHAR columns in DuckDB.
+
+A ``Source`` exposes ``relation`` (SQL producing the data records in file order, one
+VARCHAR column per field, named by ``columns``) and, once the relation has been read,
+``rejects()``: the records that were consumed but could not become rows (malformed or
+blank), as positions in the file. Order is preserved end to end (DuckDB keeps insertion
+order), which is what lets ``Lineage`` map each output row back to its line.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+
+from . import logs
+from .errors import UnprocessableFile
+from .formats import CsvDialect, sniff_dialect
+from .sqltext import first_row, ident, literal
+
+MAX_COLUMNS = 2000
+MAX_JSON_DOCUMENT = 1 << 30  # a single JSON object document is parsed whole (not streamed)
+# Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
+_LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
+
+
+@dataclass
+class Rejects:
+    """Records consumed but not turned into rows: all positions, and details of a few."""
+
+    positions: list[int] = field(default_factory=list)
+    malformed: int = 0  # how many of them are malformed (the rest are blank lines)
+    examples: list[tuple[int, str, str]] = field(default_factory=list)  # (position, error, text)
+
+
+class Source(ABC):
+    unit: Literal["line", "record"] = "line"
+    first: int = 1
+    dialect: dict[str, Any] | None = None
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        self.con = con
+        self.path = path
+        self.columns: list[str] = []  # field names as found in the file
+
+    @property
+    def relation_columns(self) -> list[str]:
+        """Column names in ``relation`` (unique, safe to reference), parallel to ``columns``."""
+        return self.columns
+
+    @property
+    @abstractmethod
+    def relation(self) -> str:
+        """SQL (usable after FROM) yielding the records, columns named as ``columns``."""
+
+    def sample_relation(self) -> str:
+        """Like ``relation`` but must not record rejects (used for the type sample)."""
+        return self.relation
+
+    @abstractmethod
+    def rejects(self, max_examples: int) -> Rejects: ...
+
+
+class CsvSource(Source):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        head: str,
+        file_name: str,
+        null_tokens,
+        workdir: Path,
+    ):
+        super().__init__(con, path)
+        self._sample_path = _head_slice(path, workdir / "sample.csv", head)
+        self.csv: CsvDialect = sniff_dialect(head, file_name)
+        self.columns = list(self.csv.columns)
+        if len(self.columns) > MAX_COLUMNS:
+            raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
+        self.first = 2 if self.csv.header else 1
+        self.dialect = self.csv.describe()
+        # A single-column file has no delimiter; use one that cannot occur in text.
+        delimiter = self.csv.delimiter if len(self.columns) > 1 else "\x1f"
+        columns = "{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in self.columns) + "}"
+        nulls = "[" + ", ".join(literal(t) for t in null_tokens) + "]"
+        self._options = (
+            f"auto_detect=false, header={str(self.csv.header).lower()}, delim={literal(delimiter)}, "
+            f"quote='\"', escape='\"', columns={columns}, nullstr={nulls}"
+        )
+
+    @property
+    def relation(self) -> str:
+        return (
+            f"read_csv({literal(str(self.path))}, {self._options}, store_rejects=true, "
+            "rejects_table='csv_rejects', rejects_scan='csv_reject_scans', rejects_limit=0)"
+        )
+
+    def sample_relation(self) -> str:
+        return f"read_csv({literal(str(self._sample_path))}, {self._options}, ignore_errors=true)"
+
+    def rejects(self, max_examples: int) -> Rejects:
+        rows = self.con.sql(
+            "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line) "
+            "FROM csv_rejects GROUP BY line ORDER BY line"
+        ).fetchall()
+        return Rejects(
+            positions=[int(r[0]) for r in rows],
+            malformed=len(rows),
+            examples=[(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]],
+        )
+
+
+SAMPLE_ROWS_BYTES = 30_000  # lines' worth of bytes to copy for the type sample (20,000 rows + margin)
+SAMPLE_MAX_BYTES = 8 << 20
+
+
+def _head_slice(path: Path, target: Path, head: str) -> Path:
+    """The beginning of ``path``, cut at a line end, large enough for the type sample: a
+    LIMIT on the whole file would not stop DuckDB's parallel scanner early."""
+    line_bytes = max(1, len(head.encode()) // max(1, head.count("\n")))
+    size = min(SAMPLE_MAX_BYTES, line_bytes * SAMPLE_ROWS_BYTES)
+    if path.stat().st_size <= size:
+        return path
+    with path.open("rb") as f:
+        chunk = f.read(size)
+    target.write_bytes(chunk[: chunk.rfind(b"\n") + 1])
+    return target
+
+
+def _csv_error(kind: str, message: str) -> str:
+    found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message or "")
+    if found and kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+        return f"expected {found.group(1)} fields, found {found.group(2)}"
+    return {
+        "UNQUOTED VALUE": "a quoted value is not closed properly",
+        "INVALID ENCODING": "invalid UTF-8",
+        "LINE SIZE OVER MAXIMUM": "line longer than 2 MiB (DuckDB max_line_size)",
+    }.get(kind, (message or kind).splitlines()[0])
+
+
+class _JsonRecordsSource(Source):
+    """Records held as JSON text in a numbered temp table ``json_records(pos, line, ok)``.
+    Keys of every record become the columns (first-seen order)."""
+
+    def _load(self, numbered_sql: str, what: str) -> None:
+        self.con.sql(
+            "CREATE OR REPLACE TEMP TABLE json_records AS "
+            "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
+            f"FROM ({numbered_sql})"
+        )
+        keys = self.con.sql(
+            "SELECT k FROM (SELECT unnest(json_keys(line)) AS k, pos FROM json_records WHERE ok) "
+            "GROUP BY k ORDER BY min(pos), k"
+        ).fetchall()
+        self.columns = [k for (k,) in keys]
+        if not self.columns:
+            total, blank = first_row(
+                self.con,
+                "SELECT count(*), count(*) FILTER (WHERE line IS NULL OR trim(line) = '') FROM json_records",
+            ) or (0, 0)
+            if total - blank > 0:
+                kind = first_row(
+                    self.con,
+                    f"SELECT {_KIND} FROM json_records WHERE NOT ok AND trim(line) <> '' ORDER BY pos LIMIT 1",
+                )
+                raise UnprocessableFile(
+                    f"no records: the {what} holds no JSON objects (the first is {_json_error(kind[0]) if kind else '?'})"
+                )
+        if len(self.columns) > MAX_COLUMNS:
+            raise UnprocessableFile(f"too many distinct keys: {len(self.columns)} (limit {MAX_COLUMNS})")
+
+    @property
+    def relation_columns(self) -> list[str]:
+        return [f"c{i}" for i in range(len(self.columns))]
+
+    @property
+    def relation(self) -> str:
+        cols = ", ".join(
+            f"json_extract_string(line, {literal('$.' + _json_key(key))}) AS {ident(alias)}"
+            for key, alias in zip(self.columns, self.relation_columns, strict=True)
+        )
+        return f"(SELECT {cols or 'NULL AS _empty'} FROM json_records WHERE ok)"
+
+    def rejects(self, max_examples: int) -> Rejects:
+        rows = self.con.sql(
+            f"SELECT pos, line, CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank' ELSE {_KIND} END "
+            "FROM json_records WHERE NOT ok ORDER BY pos"
+        ).fetchall()
+        malformed = [r for r in rows if r[2] != "blank"]
+        return Rejects(
+            positions=[int(r[0]) for r in rows],
+            malformed=len(malformed),
+            examples=[(int(r[0]), _json_error(r[2]), r[1]) for r in malformed[:max_examples]],
+        )
+
+
+def _json_key(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_KIND = "CASE WHEN json_valid(line) THEN json_type(line) ELSE 'INVALID' END"
+_KIND_NAMES = {
+    "UBIGINT": "number",
+    "BIGINT": "number",
+    "DOUBLE": "number",
+    "VARCHAR": "string",
+    "BOOLEAN": "boolean",
+}
+
+
+def _json_error(kind: str) -> str:
+    if kind == "INVALID":
+        return "not valid JSON"
+    return f"a JSON {_KIND_NAMES.get(kind, kind.lower())}, not an object"
+
+
+class NdjsonSource(_JsonRecordsSource):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        super().__init__(con, path)
+        self._load(
+            f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(path))}, {_LINES})", "file"
+        )
+
+
+class JsonSource(_JsonRecordsSource):
+    """A JSON document: an array of objects, an object holding exactly one array of objects
+    (``{"records": [...]}``, ``{"data": [...]}``), or a single object (one record)."""
+
+    unit = "record"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, head: str):
+        super().__init__(con, path)
+        start = head.lstrip()[:1]
+        src = literal(str(path))
+        try:
+            if start == "[":
+                self._load(
+                    f"SELECT row_number() OVER () AS pos, json::VARCHAR AS line "
+                    f"FROM read_json_objects({src}, format='array', maximum_object_size={MAX_JSON_DOCUMENT})",
+                    "array",
+                )
+            elif start == "{":
+                self._load_object(src)
+            else:
+                raise UnprocessableFile(
+                    f"the JSON document is a {_json_scalar_kind(head)}, not records: "
+                    "expected an array of objects, an object, or NDJSON"
+                )
+        except duckdb.Error as exc:
+            raise UnprocessableFile(f"invalid JSON: {_first_line(exc)}") from exc
+
+    def _load_object(self, src: str) -> None:
+        self.con.sql(
+            "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT json::VARCHAR AS doc "
+            f"FROM read_json_objects({src}, format='unstructured', maximum_object_size={MAX_JSON_DOCUMENT})"
+        )
+        arrays = self.con.sql(
+            "SELECT k FROM (SELECT unnest(json_keys(doc)) AS k, doc FROM json_doc) "
+            "WHERE json_type(doc, '$.' || '\"' || replace(k, '\"', '\\\"') || '\"') = 'ARRAY' "
+            "AND json_type(doc, '$.' || '\"' || replace(k, '\"', '\\\"') || '\"[0]') = 'OBJECT'"
+        ).fetchall()
+        if len(arrays) == 1:
+            path = literal("$." + _json_key(arrays[0][0]))
+            self._load(
+                "SELECT row_number() OVER () AS pos, line FROM "
+                f"(SELECT unnest(CAST(json_extract(doc, {path}) AS JSON[]))::VARCHAR AS line FROM json_doc)",
+                f"array under {arrays[0][0]!r}",
+            )
+        else:
+            self._load("SELECT 1 AS pos, doc AS line FROM json_doc", "document")
+
+
+def _json_scalar_kind(head: str) -> str:
+    c = head.lstrip()[:1]
+    return {'"': "string", "t": "boolean", "f": "boolean", "n": "null"}.get(
+        c, "number" if c[:1].isdigit() or c == "-" else "non-JSON text"
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    """DuckDB's error without its class prefix or the (scratch) file path."""
+    text = str(exc).strip().splitlines()[0]
+    text = re.sub(r"^[\w ]+ Error: ", "", text)
+    return re.sub(r' in file "[^"]*"', "", text)[:300]
+
+
+class LogSource(_JsonRecordsSource):
+    """Plain-text logs, parsed line by line in Python into a JSON-lines scratch file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, workdir: Path):
+        super().__init__(con, path)
+        records = workdir / "log-records.ndjson"
+        _fields, self._blank, _written = logs.convert(path, records)
+        self._load(
+            f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(records))}, {_LINES})",
+            "log",
+        )
+
+    def rejects(self, max_examples: int) -> Rejects:
+        # Every non-blank line became a record; only blank lines are skipped.
+        return Rejects(positions=list(self._blank))

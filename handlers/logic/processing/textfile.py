@@ -1,0 +1,194 @@
+"""Turn whatever landed into clean UTF-8 text on disk, or refuse it with a clear reason.
+
+Handles: empty files, binary content (by magic number or control bytes), gzip, byte-order
+marks (UTF-8/16/32), and non-UTF-8 text (decoded with the declared fallback encoding).
+Everything streams in fixed-size chunks, so memory does not depend on file size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UnprocessableFile
+
+CHUNK = 1 << 20
+HEAD = 64 * 1024
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"PAR1", "a Parquet file"),
+    (b"PK\x03\x04", "a ZIP archive (or XLSX/DOCX)"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"Obj\x01", "an Avro file"),
+    (b"\x7fELF", "an executable"),
+    (b"\xfd7zXZ", "an xz archive"),
+    (b"(\xb5/\xfd", "a zstd archive"),
+    (b"\xd0\xcf\x11\xe0", "an OLE document (XLS/DOC)"),
+)
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Bytes that never occur in text: C0 controls other than tab, LF, FF, CR and ESC.
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
+
+
+@dataclass
+class TextFile:
+    path: Path
+    encoding: str
+    head: str
+    compressed: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
+    """Return ``path`` as UTF-8 text without BOM (a new file in ``workdir`` when it had to
+    be decompressed or transcoded)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise UnprocessableFile("the file is empty (0 bytes)")
+    raw_head = _read_head(path)
+    compressed = raw_head.startswith(b"\x1f\x8b")
+    if compressed:
+        path = _gunzip(path, workdir / "decompressed")
+        raw_head = _read_head(path)
+        if not raw_head:
+            raise UnprocessableFile("the gzip file decompresses to nothing (0 bytes)")
+    for magic, what in _MAGIC:
+        if raw_head.startswith(magic):
+            raise UnprocessableFile(f"unsupported content: this is {what}, not CSV, JSON, NDJSON or log text")
+
+    warnings: list[str] = []
+    source_codec, encoding = _unicode_encoding(raw_head)
+    if source_codec is not None:
+        text_path = _transcode(path, workdir / "utf8.txt", source_codec)
+    else:
+        _reject_binary(raw_head)
+        bad_offset = _first_invalid_utf8(path)
+        if bad_offset is None:
+            encoding, text_path = "utf-8", path
+        else:
+            try:
+                codecs.lookup(fallback_encoding)
+            except LookupError as exc:
+                raise UnprocessableFile(f"unknown fallback encoding {fallback_encoding!r}") from exc
+            line = _line_of_offset(path, bad_offset)
+            encoding = fallback_encoding
+            warnings.append(
+                f"not valid UTF-8 (first invalid byte at offset {bad_offset}, line {line}); "
+                f"decoded as {fallback_encoding}"
+            )
+            text_path = _transcode(path, workdir / "utf8.txt", fallback_encoding)
+    head = _read_head(text_path).decode("utf-8", errors="ignore")
+    if not head.strip():
+        raise UnprocessableFile("the file contains only whitespace")
+    return TextFile(path=text_path, encoding=encoding, head=head, compressed=compressed, warnings=warnings)
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(HEAD)
+
+
+def _gunzip(path: Path, target: Path) -> Path:
+    try:
+        with gzip.open(path, "rb") as src, target.open("wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+    except (OSError, EOFError) as exc:
+        raise UnprocessableFile(f"the gzip stream is corrupt: {exc}") from exc
+    return target
+
+
+# Python codecs that consume the BOM (and, for UTF-16/32, read the byte order from it).
+_BOM_CODECS = {
+    "utf-8": "utf-8-sig",
+    "utf-16-le": "utf-16",
+    "utf-16-be": "utf-16",
+    "utf-32-le": "utf-32",
+    "utf-32-be": "utf-32",
+}
+
+
+def _unicode_encoding(head: bytes) -> tuple[str | None, str]:
+    """(codec to transcode with, encoding name to report) for text with a BOM or for BOM-less
+    UTF-16; (None, "") for anything else."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return _BOM_CODECS[name], f"{name} (BOM)"
+    bomless = _bomless_utf16(head)
+    return (bomless, bomless) if bomless else (None, "")
+
+
+def _bomless_utf16(head: bytes) -> str | None:
+    """UTF-16 without BOM: ASCII text then has a NUL in every other byte."""
+    sample = head[:4096]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def _reject_binary(head: bytes) -> None:
+    sample = head[:8192]
+    if b"\x00" in sample:
+        raise UnprocessableFile(
+            f"binary content: NUL byte at offset {sample.index(0)}; expected CSV, JSON, NDJSON or log text"
+        )
+    controls = sum(sample.count(bytes([c])) for c in _CONTROL)
+    if sample and controls > 0.05 * len(sample):
+        raise UnprocessableFile(
+            f"binary content: {controls} control bytes in the first {len(sample)} bytes; "
+            "expected CSV, JSON, NDJSON or log text"
+        )
+
+
+def _first_invalid_utf8(path: Path) -> int | None:
+    """Byte offset of the first byte that is not valid UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes fed to the decoder so far
+    with path.open("rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            pending = len(decoder.getstate()[0])  # bytes held back from the previous chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                return offset - pending + exc.start
+            if not chunk:
+                return None
+            offset += len(chunk)
+
+
+def _line_of_offset(path: Path, offset: int) -> int:
+    newlines, read = 0, 0
+    with path.open("rb") as f:
+        while read < offset:
+            chunk = f.read(min(CHUNK, offset - read))
+            if not chunk:
+                break
+            newlines += chunk.count(b"\n")
+            read += len(chunk)
+    return newlines + 1
+
+
+def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
+    decoder = codecs.getincrementaldecoder(source_encoding)(errors="replace")
+    with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as dst:
+        while chunk := src.read(CHUNK):
+            dst.write(decoder.decode(chunk))
+        dst.write(decoder.decode(b"", final=True))
+    return target

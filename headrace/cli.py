@@ -1,0 +1,63 @@
+"""The ``headrace`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
+from handlers.logic.processing.pii import PiiOptions, PiiRule
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    pii = PiiOptions()
+    if args.pii_rules:
+        try:
+            rules = json.loads(args.pii_rules.read_text())
+            pii = PiiOptions(extra_rules=tuple(PiiRule(**r) for r in rules))
+        except (OSError, ValueError, TypeError) as exc:
+            return _fail(f"{args.pii_rules}: invalid PII rules file: {exc}")
+    if not path.is_file():
+        return _fail(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    try:
+        summary = process_file(path, options=ProcessingOptions(pii=pii), parquet_path=args.parquet)
+    except UnprocessableFile as exc:
+        return _fail(f"{path}: {exc}")
+    except PermissionError as exc:
+        return _fail(f"{path}: cannot read the file: {exc.strerror}")
+    json.dump(summary.to_json_dict(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"headrace: error: {message}", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headrace", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "inspect", help="process a local file exactly as the Lambda does; print its summary JSON"
+    )
+    p.add_argument("file", type=Path, help="CSV, TSV, JSON, NDJSON or log file (optionally .gz)")
+    p.add_argument("--parquet", type=Path, metavar="OUT", help="also write the Parquet output here")
+    p.add_argument(
+        "--pii-rules",
+        type=Path,
+        metavar="FILE",
+        help='extra PII rules: JSON list of {"name", "pattern", "column_hint"}',
+    )
+    p.set_defaults(func=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

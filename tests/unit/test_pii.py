@@ -1,0 +1,104 @@
+"""PII rules: the same redaction in Python (ingest worker) and in SQL (file processing)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from pydantic import ValidationError
+
+from handlers.logic.processing.pii import DEFAULT_RULES, PiiOptions, PiiRule, PiiRuleSet
+from handlers.logic.processing.sqltext import literal
+
+RULES = PiiRuleSet(DEFAULT_RULES)
+
+CASES = [
+    ("mail me at jane.doe+x@mail.example.co.uk today", "mail me at [REDACTED:EMAIL] today"),
+    ("card 4111 1111 1111 1111 ok", "card [REDACTED:CARD] ok"),
+    ("card 4111-1111-1111-1111", "card [REDACTED:CARD]"),
+    ("ssn 123-45-6789", "ssn [REDACTED:NATIONAL_ID]"),
+    ("nino AB 12 34 56 C", "nino [REDACTED:NATIONAL_ID]"),
+    ("User 555-0199 accessed system", "User [REDACTED:PHONE] accessed system"),
+    ("call (555) 123-4567", "call [REDACTED:PHONE]"),
+    ("call +44 20 7946 0958 now", "call [REDACTED:PHONE] now"),
+    ("call 555.123.4567", "call [REDACTED:PHONE]"),
+    # not PII: dates, times, IPs, versions, plain ids and amounts stay as they are
+    ("on 2025-01-01 at 10:00:00", "on 2025-01-01 at 10:00:00"),
+    ("from 192.168.1.10", "from 192.168.1.10"),
+    ("order 12345 total 1,299.99", "order 12345 total 1,299.99"),
+    ("version 1.2.3", "version 1.2.3"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_python_redaction(text, expected):
+    assert RULES.redact(text)[0] == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_sql_redaction_matches_python(text, expected):
+    sql = RULES.sql_redact(literal(text))
+    assert duckdb.sql(f"SELECT {sql}").fetchall() == [(expected,)]
+
+
+def test_counts_per_rule():
+    _, counts = RULES.redact("a@b.io and c@d.io, tel 555-0199")
+    assert counts == {"email": 2, "phone": 1}
+
+
+@pytest.mark.parametrize(
+    ("column", "rule"),
+    [
+        ("email", "email"),
+        ("E_Mail", "email"),
+        ("customer_phone", "phone"),
+        ("ssn", "national_id"),
+        ("card_number", "card"),
+        ("notes", None),
+        ("emailed_at", None),
+    ],
+)
+def test_column_hints(column, rule):
+    found = RULES.rule_for_column(column)
+    assert (found.name if found else None) == rule
+
+
+def test_extra_rules_and_disabled_rules():
+    options = PiiOptions(
+        extra_rules=(PiiRule(name="iban", pattern=r"\bDE\d{20}\b"),), disabled_rules=frozenset({"phone"})
+    )
+    text, counts = options.rules.redact("pay DE89370400440532013000, call 555-0199")
+    assert text == "pay [REDACTED:IBAN], call 555-0199"
+    assert counts == {"iban": 1}
+
+
+def test_disabled_redaction_is_a_no_op():
+    assert PiiOptions(enabled=False).rules.redact("a@b.io") == ("a@b.io", {})
+
+
+@pytest.mark.parametrize("pattern", [r"(?<=x)y", r"(a)\1", "("])
+def test_patterns_the_sql_engine_cannot_run_are_refused(pattern):
+    with pytest.raises(ValidationError):
+        PiiRule(name="bad", pattern=pattern)
+
+
+def test_file_processing_redacts_strings_and_hinted_columns(process):
+    # Given free text with PII and a phone column of bare digits
+    text = (
+        "id,note,phone\n1,contact jane@example.com,5551234567\n2,nothing here,\n3,call 555-0199,5559876543\n"
+    )
+    result = process("c.csv", text)
+    # Then PII is gone from the Parquet, the hinted column stays a string, counts are reported
+    assert result.rows("note, phone") == [
+        ("contact [REDACTED:EMAIL]", "[REDACTED:PHONE]"),
+        ("nothing here", None),
+        ("call [REDACTED:PHONE]", "[REDACTED:PHONE]"),
+    ]
+    assert result.data["schema"]["phone"] == "string"
+    assert result.data["pii_redactions"] == {"note": {"email": 1, "phone": 1}, "phone": {"phone": 2}}
+
+
+def test_rescued_values_and_malformed_text_are_redacted_too(process):
+    text = "n,x\n" + "".join(f"{i},{i}\n" for i in range(20)) + "a@b.io,1\n1,2,call 555-0199\n"
+    data = process("r.csv", text).data
+    assert data["quality_issues"]["type_mismatches"]["n"]["examples"][0]["value"] == "[REDACTED:EMAIL]"
+    assert data["quality_issues"]["malformed_rows"]["rows"][0]["text"] == "1,2,call [REDACTED:PHONE]"

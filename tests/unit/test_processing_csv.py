@@ -1,0 +1,255 @@
+"""The processing core on CSV: schema, statistics, quality issues, Parquet output."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from handlers.logic.processing import UnprocessableFile
+
+SEED = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
+
+
+def test_seed_example(process):
+    # Given the seed file, When it is processed
+    result = process("sales.csv", SEED)
+    data = result.data
+    # Then schema, statistics and missing values are exactly the documented ones
+    assert data["file_name"] == "sales.csv"
+    assert data["format"] == "csv"
+    assert data["row_count"] == 3
+    assert data["schema"] == {"date": "date", "product": "string", "quantity": "int", "price": "float"}
+    q, p = data["statistics"]["quantity"], data["statistics"]["price"]
+    assert (q["min"], q["max"], q["avg"]) == (5, 10, 7.5)
+    assert (p["min"], p["max"], p["avg"]) == (29.99, 49.99, 39.99)
+    assert data["quality_issues"]["missing_values"] == {"quantity": {"count": 1, "percentage": 33.33}}
+    assert data["statistics"]["date"] | {} == {
+        "null_count": 0,
+        "distinct_count": 3,
+        "min": "2025-01-01",
+        "max": "2025-01-03",
+        "avg": "2025-01-02",
+    }
+    assert data["statistics"]["product"]["distinct_count"] == 2
+
+
+def test_seed_parquet_has_the_inferred_types_and_values(process):
+    result = process("sales.csv", SEED)
+    assert result.parquet_types() == {
+        "date": "DATE",
+        "product": "VARCHAR",
+        "quantity": "BIGINT",
+        "price": "DOUBLE",
+        "_rescued_data": "VARCHAR",
+    }
+    assert result.rows() == [
+        (dt.date(2025, 1, 1), "Widget", 10, 29.99, None),
+        (dt.date(2025, 1, 2), "Gadget", 5, 49.99, None),
+        (dt.date(2025, 1, 3), "Widget", None, 39.99, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "delimiter"),
+    [
+        ("a.csv", "a;b;c\n1;2;3\n4;5;6\n", ";"),
+        ("a.tsv", "a\tb\tc\n1\t2\t3\n", "\t"),
+        ("a.csv", "a|b|c\n1|2|3\n4|5|6\n", "|"),
+        ("a.txt", "a,b,c\n1,2,3\n", ","),
+    ],
+)
+def test_delimiters_are_detected(process, name, text, delimiter):
+    result = process(name, text)
+    assert result.data["dialect"]["delimiter"] == delimiter
+    assert result.data["schema"] == {"a": "int", "b": "int", "c": "int"}
+
+
+def test_quotes_embedded_delimiters_and_newlines(process):
+    text = 'id,comment,n\n1,"hello, world",1\n2,"two\nlines ""quoted""",2\n3,plain,3\n'
+    result = process("q.csv", text)
+    assert result.rows("comment") == [("hello, world",), ('two\nlines "quoted"',), ("plain",)]
+    assert result.data["row_count"] == 3
+
+
+def test_bom_and_crlf(process):
+    result = process("b.csv", b"\xef\xbb\xbfid,name\r\n1,a\r\n2,b\r\n")
+    assert result.data["schema"] == {"id": "int", "name": "string"}
+    assert result.rows("id, name") == [(1, "a"), (2, "b")]
+    assert result.data["encoding"] == "utf-8 (BOM)"
+
+
+def test_non_utf8_uses_the_declared_fallback_and_says_where(process):
+    result = process("l.csv", "name,city\nJosé,München\n".encode("cp1252"))
+    assert result.rows("name, city") == [("José", "München")]
+    assert result.data["encoding"] == "cp1252"
+    assert "line 2" in result.data["warnings"][0]
+
+
+def test_fallback_encoding_is_configurable(process):
+    result = process("l.csv", "name\nЖЩЫЮ\n".encode("koi8-r"), fallback_encoding="koi8-r")
+    assert result.rows("name") == [("ЖЩЫЮ",)]
+
+
+def test_utf16_with_bom(process):
+    result = process("u.csv", "a,b\n1,x\n".encode("utf-16"))
+    assert result.rows("a, b") == [(1, "x")]
+
+
+def test_gzip_is_read_transparently(process):
+    result = process("g.csv.gz", "a,b\n1,2\n3,4\n", gz=True)
+    assert result.data["row_count"] == 2
+    assert result.data["encoding"] == "utf-8 (gzip)"
+
+
+def test_file_without_header_gets_generated_names(process):
+    result = process("n.csv", "1,x,2025-01-01\n2,y,2025-01-02\n")
+    assert result.data["schema"] == {"column_1": "int", "column_2": "string", "column_3": "date"}
+    assert result.data["row_count"] == 2
+
+
+def test_duplicate_and_blank_header_names_are_made_unique(process):
+    result = process("h.csv", "id,ID,,name\n1,2,3,x\n")
+    assert list(result.data["schema"]) == ["id", "ID_2", "column_3", "name"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["1", "-2", "+3"], "int"),
+        (["1.5", "2", "-3e2"], "float"),
+        (["true", "False", "yes", "n"], "bool"),
+        (["2025-01-01", "2024-12-31"], "date"),
+        (["01/31/2025", "12/01/2024"], "date"),
+        (["31/01/2025", "01/12/2024"], "date"),
+        (["2025-01-01T10:00:00Z", "2025-01-01 11:30:00", "2025-01-01T10:00:00.5+02:00"], "timestamp"),
+        (["abc", "1"], "string"),
+        (["007", "012"], "string"),  # leading zeros are identifiers: keep every digit
+    ],
+)
+def test_type_inference(process, values, expected):
+    result = process("t.csv", "v\n" + "\n".join(values) + "\n")
+    assert result.data["schema"]["v"] == expected
+
+
+def test_timestamps_are_stored_in_utc(process):
+    result = process("t.csv", "ts\n2025-01-01T10:00:00+02:00\n2025-01-01T10:00:00Z\n")
+    assert result.rows("ts") == [(dt.datetime(2025, 1, 1, 8, 0),), (dt.datetime(2025, 1, 1, 10, 0),)]
+    assert result.data["statistics"]["ts"]["min"] == "2025-01-01T08:00:00"
+
+
+def test_a_decimal_in_an_int_column_is_a_mismatch_not_a_rounded_value(process):
+    rows = "\n".join(str(i) for i in range(19)) + "\n1.5\n"
+    result = process("m.csv", "n\n" + rows)
+    assert result.data["schema"]["n"] == "int"
+    assert result.rows("n")[-1] == (None,)
+    assert result.data["quality_issues"]["type_mismatches"]["n"]["count"] == 1
+
+
+def test_type_mismatches_are_reported_located_and_rescued(process):
+    # Given an int column with two values that are not integers among twenty
+    lines = [str(i) for i in range(18)] + ["abc", "N/A", "12x"]
+    text = "id,qty\n" + "\n".join(f"{i},{v}" for i, v in enumerate(lines)) + "\n"
+    result = process("m.csv", text)
+    issue = result.data["quality_issues"]["type_mismatches"]["qty"]
+    # Then the column stays int, misfits are counted with their lines and kept verbatim
+    assert result.data["schema"]["qty"] == "int"
+    assert issue["expected"] == "int"
+    assert issue["count"] == 2
+    assert issue["examples"] == [{"line": 20, "value": "abc"}, {"line": 22, "value": "12x"}]
+    assert ("abc",) not in result.rows("qty")
+    rescued = [r for (r,) in result.rows("_rescued_data") if r]
+    assert rescued == ['{"qty":"abc"}', '{"qty":"12x"}']
+    # and "N/A" is a missing value, not a mismatch
+    assert result.data["quality_issues"]["missing_values"]["qty"]["count"] == 1
+
+
+def test_misleading_sample_is_retyped_on_the_whole_file(process):
+    # The first 100 rows (the sample) are integers; most later ones are decimals.
+    values = [str(i) for i in range(100)] + [f"{i}.5" for i in range(300)]
+    result = process("w.csv", "x\n" + "\n".join(values) + "\n", sample_rows=100)
+    assert result.data["schema"]["x"] == "float"
+    assert "re-typed" in result.data["warnings"][0]
+    assert (
+        "type_mismatches" not in result.data["quality_issues"]
+        or not result.data["quality_issues"]["type_mismatches"]
+    )
+    assert result.rows("count(x)") == [(400,)]
+
+
+def test_ragged_rows_are_reported_with_lines_and_skipped(process):
+    text = "a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n"
+    result = process("r.csv", text)
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["count"] == 2
+    assert malformed["rows"] == [
+        {"line": 3, "error": "expected 3 fields, found 2", "text": "4,5"},
+        {"line": 4, "error": "expected 3 fields, found 4", "text": "6,7,8,9"},
+    ]
+    assert result.rows("a") == [(1,), (10,)]
+    assert result.data["lineage"] == {"unit": "line", "first": 2, "skipped": [3, 4]}
+
+
+def test_mostly_malformed_file_fails(process):
+    # No width has a majority: 4 rows of 3 fields, 9 rows of 2, 4 or 5 fields.
+    text = "a,b,c\n" + "1,2,3\n" * 3 + "1,2\n" * 3 + "1,2,3,4\n" * 3 + "1,2,3,4,5\n" * 3
+    with pytest.raises(
+        UnprocessableFile, match=r"9 of 12 records are malformed; first at line 5: expected 3 fields, found 2"
+    ):
+        process("r.csv", text)
+
+
+def test_duplicate_rows(process):
+    text = "a,b\n1,x\n2,y\n1,x\n3,z\n1,x\n"
+    result = process("d.csv", text)
+    assert result.data["quality_issues"]["duplicate_rows"] == {
+        "count": 2,
+        "first_duplicates": [{"line": 4}, {"line": 6}],
+    }
+
+
+def test_lines_after_skipped_rows_are_still_right(process):
+    text = "a,b\n1,x\nbad\n1,x\n"
+    result = process("d.csv", text)
+    assert result.data["quality_issues"]["duplicate_rows"]["first_duplicates"] == [{"line": 4}]
+
+
+def test_statistics_per_type(process):
+    text = "n,f,b,d,s\n1,1.5,true,2025-01-01,aa\n3,2.5,false,2025-01-03,bbbb\n,,true,,\n"
+    stats = process("s.csv", text).data["statistics"]
+    assert stats["n"] == {"null_count": 1, "distinct_count": 2, "min": 1, "max": 3, "avg": 2.0}
+    assert stats["f"]["avg"] == 2.0
+    assert stats["b"] == {"null_count": 0, "distinct_count": 2, "true_count": 2, "false_count": 1}
+    assert stats["d"]["avg"] == "2025-01-02"
+    assert stats["s"] == {"null_count": 1, "distinct_count": 2, "min_length": 2, "max_length": 4}
+
+
+def test_distinct_counts_become_estimates_above_the_exact_limit(process):
+    text = "n\n" + "\n".join(str(i) for i in range(200)) + "\n"
+    stats = process("s.csv", text, exact_distinct_max_rows=100).data["statistics"]["n"]
+    assert stats["distinct_count_approximate"] is True
+    assert 180 <= stats["distinct_count"] <= 220
+
+
+def test_header_only_file_completes_with_no_rows(process):
+    result = process("h.csv", "a,b\n")
+    assert result.data["row_count"] == 0
+    assert result.data["schema"] == {"a": "string", "b": "string"}
+    assert result.data["warnings"] == ["no data rows"]
+    assert result.rows() == []
+
+
+def test_single_column_file_may_contain_commas_in_a_text_file(process):
+    result = process("one.csv", "name\nAnn\nBob\n")
+    assert result.data["schema"] == {"name": "string"}
+    assert result.data["row_count"] == 2
+
+
+def test_null_tokens(process):
+    result = process("n.csv", "a,b\nNA,1\nnull,2\n,3\nx,4\n")
+    assert result.data["quality_issues"]["missing_values"]["a"]["count"] == 3
+
+
+def test_column_named_like_the_rescue_column_is_renamed(process):
+    result = process("r.csv", "_rescued_data,b\nx,1\n")
+    assert list(result.data["schema"]) == ["_rescued_data_source", "b"]

@@ -1,0 +1,139 @@
+"""The processing core on JSON, NDJSON and logs, and on input it must refuse."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import pytest
+
+from handlers.logic.processing import UnprocessableFile
+
+LOG_RECORDS = (
+    '{"timestamp": "2024-01-15T10:00:00Z", "level": "INFO", "endpoint": "/api/users", "response_time_ms": 45, "status_code": 200, "user_id": "user_1"}\n'
+    '{"timestamp": "2024-01-15T10:00:01Z", "level": "ERROR", "endpoint": "/api/orders", "response_time_ms": 2500, "status_code": 500, "user_id": "user_2"}\n'
+    '{"timestamp": "2024-01-15T10:00:02Z", "level": "WARN", "endpoint": "/api/users", "response_time_ms": 300, "status_code": 200, "user_id": "user_1"}\n'
+)
+
+
+def test_json_array_of_records(process):
+    result = process(
+        "a.json", '[{"id": 1, "name": "a", "tags": ["x"]}, {"id": 2, "name": "b", "extra": true}]'
+    )
+    assert result.data["format"] == "json"
+    assert result.data["schema"] == {"id": "int", "name": "string", "tags": "string", "extra": "bool"}
+    assert result.rows("id, tags, extra") == [(1, '["x"]', None), (2, None, True)]
+    assert result.data["lineage"]["unit"] == "record"
+
+
+def test_json_object_wrapping_one_array_of_records(process):
+    result = process("w.json", '{"meta": {"page": 1}, "records": [{"id": 1}, {"id": 2}, {"id": 3}]}')
+    assert result.data["row_count"] == 3
+    assert result.data["schema"] == {"id": "int"}
+
+
+def test_single_json_object_is_one_record(process):
+    result = process("o.json", '{"id": 7, "nested": {"a": 1}}')
+    assert result.rows("id, nested") == [(7, '{"a":1}')]
+
+
+def test_non_objects_in_a_json_array_are_malformed_records(process):
+    result = process("m.json", '[{"id": 1}, 42, "x", {"id": 2}]')
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["count"] == 2
+    assert malformed["rows"][0] == {"record": 2, "error": "a JSON number, not an object", "text": "42"}
+    assert result.data["lineage"] == {"unit": "record", "first": 1, "skipped": [2, 3]}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('"just text"', "the JSON document is a string, not records"),
+        ("42", "the JSON document is a number, not records"),
+        ("[1, 2, 3]", "holds no JSON objects (the first is a JSON number, not an object)"),
+        ('{"a": 1,', "invalid JSON"),
+    ],
+)
+def test_json_that_is_not_records_is_refused(process, content, message):
+    with pytest.raises(UnprocessableFile, match=re.escape(message)):
+        process("bad.json", content)
+
+
+def test_ndjson_with_blank_and_malformed_lines(process):
+    text = '{"a": 1}\n\n{"a": 2, oops}\n[1]\n{"a": 3, "b": "x"}\n'
+    result = process("e.ndjson", text)
+    assert result.rows("a, b") == [(1, None), (3, "x")]
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["count"] == 2
+    assert [r["line"] for r in malformed["rows"]] == [3, 4]
+    assert [r["error"] for r in malformed["rows"]] == ["not valid JSON", "a JSON array, not an object"]
+    assert result.data["lineage"]["skipped"] == [2, 3, 4]
+
+
+def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
+    assert process("e.json", '{"a": 1}\n{"a": 2}\n').data["format"] == "ndjson"
+
+
+def test_log_records_get_log_stats(process):
+    result = process("events.ndjson", LOG_RECORDS)
+    stats = result.data["log_stats"]
+    assert {k: v for k, v in stats.items() if k not in ("processing_time_ms", "file_size_bytes")} == {
+        "line_count": 3,
+        "error_count": 1,
+        "warn_count": 1,
+        "info_count": 1,
+        "avg_response_time_ms": 948.333,
+        "max_response_time_ms": 2500.0,
+        "unique_users": 2,
+        "unique_endpoints": 2,
+    }
+    assert stats["file_size_bytes"] == len(LOG_RECORDS)
+    assert stats["processing_time_ms"] >= 0
+
+
+def test_plain_text_logs(process):
+    text = (
+        "2024-01-15T10:00:00Z INFO GET /api/users status=200 response_time_ms=45 user_id=u1\n"
+        '127.0.0.1 - u2 [15/Jan/2024:10:00:01 +0000] "POST /api/orders HTTP/1.1" 500 12 "-" "curl" 2500\n'
+        "\n"
+        "[2024-01-15 10:00:02,100] [WARNING] disk almost full\n"
+        "a line in no known shape\n"
+    )
+    result = process("app.log", text)
+    assert result.data["format"] == "log"
+    assert result.data["row_count"] == 4
+    assert result.data["schema"]["status_code"] == "int"
+    assert result.data["schema"]["timestamp"] == "timestamp"
+    assert result.data["log_stats"]["error_count"] == 0  # the 500 line has no level
+    assert result.data["log_stats"]["warn_count"] == 1
+    assert result.data["log_stats"]["unique_endpoints"] == 2
+    assert result.rows("message")[-1] == ("a line in no known shape",)
+    assert result.data["lineage"] == {"unit": "line", "first": 1, "skipped": [3]}
+
+
+def test_csv_without_log_fields_has_no_log_stats(process):
+    assert "log_stats" not in process("s.csv", "a,b\n1,2\n").data
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "the file is empty (0 bytes)"),
+        ("blank.csv", b"  \n\n", "the file contains only whitespace"),
+        ("img.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "this is a PNG image"),
+        ("data.parquet", b"PAR1....", "this is a Parquet file"),
+        ("junk.csv", bytes(range(256)) * 4, "binary content"),
+        ("sheet.xlsx", b"a,b\n1,2\n", "unsupported file type '.xlsx'"),
+        ("bad.csv.gz", b"\x1f\x8b\x08\x00garbage", "the gzip stream is corrupt"),
+        ("zero.csv.gz", gzip.compress(b""), "decompresses to nothing"),
+    ],
+)
+def test_unprocessable_input(process, name, content, message):
+    with pytest.raises(UnprocessableFile, match=re.escape(message)):
+        process(name, content)
+
+
+def test_unicode_file_names_and_values(process):
+    result = process("données été 2025.csv", "ville,n\nZürich,1\n東京,2\n")
+    assert result.data["file_name"] == "données été 2025.csv"
+    assert result.rows("ville") == [("Zürich",), ("東京",)]
