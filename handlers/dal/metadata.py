@@ -1,0 +1,135 @@
+"""The metadata table: one item per raw object version (README "Metadata item").
+
+Status moves ``received -> processing -> completed | failed``. Every write is an
+UpdateItem on the item's key, so repeating one (a redelivered message) is harmless, and
+a late ``received`` can never overwrite a finished item.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from handlers.models.events import ObjectRef
+
+from .aws import table
+
+# DynamoDB's item limit is 400 KB; keep well below it and point to the S3 summary instead.
+MAX_ITEM_BYTES = 300_000
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_dynamo(value: Any) -> Any:
+    """JSON-compatible data with floats as Decimal, as DynamoDB wants them."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+class MetadataStore:
+    def __init__(self, table_name: str, ttl_days: int = 90):
+        self.table_name = table_name
+        self.ttl_days = ttl_days
+
+    # ---------------------------------------------------------------- transitions
+    def mark_received(self, ref: ObjectRef, at: datetime) -> None:
+        """First sight of the object version; a no-op once it is further along."""
+        try:
+            self._update(
+                ref,
+                {"status": "received", "received_at": iso(at)},
+                condition="attribute_not_exists(#k) OR #status = :received_status",
+                values={":received_status": "received"},
+                now=at,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def mark_processing(self, ref: ObjectRef, at: datetime, attempt: int) -> None:
+        self._update(
+            ref,
+            {"status": "processing", "started_at": iso(at), "attempts": attempt},
+            remove=("error",),
+            set_if_missing={"received_at": iso(at)},
+            now=at,
+        )
+
+    def mark_completed(self, ref: ObjectRef, at: datetime, fields: dict[str, Any]) -> None:
+        fields = dict(fields)
+        if len(json.dumps(fields, default=str)) > MAX_ITEM_BYTES:
+            for bulky in ("statistics", "quality_issues", "pii_redactions"):
+                fields.pop(bulky, None)
+            fields["summary_truncated"] = True
+        self._update(
+            ref, {"status": "completed", "completed_at": iso(at), **fields}, remove=("error",), now=at
+        )
+
+    def mark_failed(self, ref: ObjectRef, at: datetime, error: str, attempt: int | None = None) -> None:
+        fields: dict[str, Any] = {"status": "failed", "failed_at": iso(at), "error": error[:2000]}
+        if attempt is not None:
+            fields["attempts"] = attempt
+        self._update(ref, fields, now=at)
+
+    def note_retry(self, ref: ObjectRef, at: datetime, error: str, attempt: int) -> None:
+        """A transient failure: the message will be retried; keep the reason for operators."""
+        self._update(ref, {"last_error": error[:2000], "attempts": attempt}, now=at)
+
+    def get(self, object_key: str, version: str) -> dict[str, Any] | None:
+        return table(self.table_name).get_item(Key={"object_key": object_key, "version": version}).get("Item")
+
+    # ---------------------------------------------------------------- mechanics
+    def _update(
+        self,
+        ref: ObjectRef,
+        fields: dict[str, Any],
+        *,
+        now: datetime,
+        remove: tuple[str, ...] = (),
+        set_if_missing: dict[str, Any] | None = None,
+        condition: str | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        base = {
+            "bucket": ref.bucket,
+            "size": ref.size,
+            "day": ref.uploaded_at.astimezone(UTC).strftime("%Y-%m-%d"),
+            "uploaded_at": iso(ref.uploaded_at),
+            "updated_at": iso(now),
+            "ttl": int((now + timedelta(days=self.ttl_days)).timestamp()),
+        }
+        attributes = {k: v for k, v in {**base, **fields}.items() if v is not None}
+        names: dict[str, str] = {"#k": "object_key"}
+        expression_values: dict[str, Any] = dict(values or {})
+        sets: list[str] = []
+        for i, (name, value) in enumerate(attributes.items()):
+            names[f"#a{i}"] = name
+            expression_values[f":v{i}"] = to_dynamo(value)
+            sets.append(f"#a{i} = :v{i}")
+        for i, (name, value) in enumerate((set_if_missing or {}).items()):
+            names[f"#m{i}"] = name
+            expression_values[f":m{i}"] = to_dynamo(value)
+            sets.append(f"#m{i} = if_not_exists(#m{i}, :m{i})")
+        expression = "SET " + ", ".join(sets)
+        if remove:
+            for i, name in enumerate(remove):
+                names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        if condition and "#status" in condition:
+            names["#status"] = "status"
+        kwargs: dict[str, Any] = {
+            "Key": {"object_key": ref.key, "version": ref.version},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": expression_values,
+        }
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        else:
+            del names["#k"]
+        table(self.table_name).update_item(**kwargs)

@@ -1,0 +1,60 @@
+"""Where processed data goes (README "Processed data layout", a public contract).
+
+    parquet/dataset=<dataset>/ingest_date=<YYYY-MM-DD>/<stem>--<id>.parquet
+    summaries/dataset=<dataset>/ingest_date=<YYYY-MM-DD>/<stem>--<id>.json
+
+``dataset`` is the first folder under the raw prefix (``incoming/sales/2025-01.csv`` ->
+``sales``), or the file's stem for files directly under it (``incoming/sales.csv`` ->
+``sales``), reduced to ``[a-z0-9_]`` so it is a valid Glue/Athena table and PostgreSQL
+identifier. ``<id>`` is derived from the raw key and version, so processing the same object
+version again overwrites the same keys: every write is idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+
+_UNSAFE = re.compile(r"[^a-z0-9_]+")
+_KEEP = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def dataset_for(key: str, raw_prefix: str) -> str:
+    relative = key[len(raw_prefix) :] if raw_prefix and key.startswith(raw_prefix) else key
+    parts = [p for p in relative.split("/") if p]
+    name = parts[0] if len(parts) > 1 else _stem(parts[-1] if parts else "data")
+    name = _UNSAFE.sub("_", name.lower()).strip("_") or "data"
+    return f"d_{name}" if name[0].isdigit() else name
+
+
+def _stem(file_name: str) -> str:
+    name = file_name
+    for suffix in (".gz",):
+        name = name.removesuffix(suffix)
+    return PurePosixPath(name).stem or name
+
+
+@dataclass(frozen=True)
+class ProcessedKeys:
+    dataset: str
+    ingest_date: str
+    parquet: str
+    summary: str
+
+
+def processed_keys(key: str, version: str, raw_prefix: str, uploaded_at: datetime) -> ProcessedKeys:
+    dataset = dataset_for(key, raw_prefix)
+    day = uploaded_at.strftime("%Y-%m-%d")
+    stem = _KEEP.sub("_", _stem(PurePosixPath(key).name)).strip("_.") or "file"
+    ident = hashlib.sha256(f"{key}\0{version}".encode()).hexdigest()[:16]
+    partition = f"dataset={dataset}/ingest_date={day}"
+    name = f"{stem[:80]}--{ident}"
+    return ProcessedKeys(
+        dataset=dataset,
+        ingest_date=day,
+        parquet=f"parquet/{partition}/{name}.parquet",
+        summary=f"summaries/{partition}/{name}.json",
+    )

@@ -1,0 +1,1 @@
+"""pydantic models: settings (environment), events, table definitions."""

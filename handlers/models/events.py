@@ -1,0 +1,72 @@
+"""Events the handlers consume and emit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
+from pydantic import BaseModel, ConfigDict, Field, Json
+
+FILE_PROCESSED_SOURCE = "headrace.processor"
+FILE_PROCESSED_DETAIL_TYPE = "File Processed"
+
+
+class ObjectCreatedRecord(SqsRecordModel):
+    """An SQS message whose body is the EventBridge "Object Created" event from S3."""
+
+    body: Json[S3EventNotificationEventBridgeModel]  # type: ignore[assignment]
+
+
+class ObjectRef(BaseModel):
+    """One version of one raw object: the unit of work (and of idempotency)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    key: str
+    version_id: str | None = Field(None, description="S3 version id (None when the bucket is not versioned)")
+    etag: str = ""
+    size: int | None = None
+    uploaded_at: datetime
+
+    @property
+    def version(self) -> str:
+        """The version id, or for an unversioned bucket the ETag."""
+        return self.version_id or self.etag or "unversioned"
+
+    @classmethod
+    def from_event(cls, event: S3EventNotificationEventBridgeModel) -> ObjectRef:
+        obj = event.detail.object
+        raw: dict[str, Any] = obj.model_extra or {}
+        etag = (obj.etag or raw.get("eTag", "")).strip('"')  # moto spells it eTag
+        return cls(
+            bucket=event.detail.bucket.name,
+            key=obj.key,
+            version_id=obj.version_id if obj.version_id not in (None, "", "null") else None,
+            etag=etag,
+            size=int(obj.size) if obj.size is not None else None,
+            uploaded_at=event.time.astimezone(UTC) if event.time.tzinfo else event.time.replace(tzinfo=UTC),
+        )
+
+    def idempotency_payload(self) -> dict[str, str]:
+        """What identifies the work: the same object version announced twice (by S3, by
+        EventBridge retries, or by an SQS redelivery) is processed once."""
+        return {"bucket": self.bucket, "key": self.key, "version": self.version}
+
+
+class FileProcessed(BaseModel):
+    """Detail of the "File Processed" event the processor publishes (loader input)."""
+
+    bucket: str
+    object_key: str
+    version: str
+    dataset: str
+    ingest_date: str
+    format: str
+    row_count: int
+    columns: dict[str, str]
+    processed_bucket: str
+    parquet_key: str
+    summary_key: str
+    processed_at: datetime

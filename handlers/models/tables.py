@@ -1,0 +1,62 @@
+"""DynamoDB table definitions shared by the Pulumi program and the tests, so a test table
+can never drift from the deployed one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    hash_key: str
+    range_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    hash_key: str
+    range_key: str | None = None
+    # attributes used as keys (table or index) and their DynamoDB types
+    attributes: dict[str, str] = field(default_factory=dict)
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+
+    def boto3_create_args(self, name: str) -> dict:
+        """Arguments for ``dynamodb.create_table`` (tests and the local runtime)."""
+        keys = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
+        if self.range_key:
+            keys.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
+        args: dict = {
+            "TableName": name,
+            "KeySchema": keys,
+            "AttributeDefinitions": [
+                {"AttributeName": a, "AttributeType": t} for a, t in self.attributes.items()
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if self.indexes:
+            args["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": i.name,
+                    "KeySchema": [{"AttributeName": i.hash_key, "KeyType": "HASH"}]
+                    + ([{"AttributeName": i.range_key, "KeyType": "RANGE"}] if i.range_key else []),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for i in self.indexes
+            ]
+        return args
+
+
+# One item per raw object version (README "Metadata item"). The by_day index serves the
+# daily report and `headrace status`: all files received on a day, in upload order.
+METADATA = TableSpec(
+    hash_key="object_key",
+    range_key="version",
+    attributes={"object_key": "S", "version": "S", "day": "S", "uploaded_at": "S"},
+    indexes=(Index("by_day", "day", "uploaded_at"),),
+    ttl_attribute="ttl",
+)
+
+# Powertools idempotency records (its default attribute names).
+IDEMPOTENCY = TableSpec(hash_key="id", attributes={"id": "S"}, ttl_attribute="expiration")

@@ -1,0 +1,107 @@
+"""Processor Lambda: SQS batches of S3 "Object Created" events (via EventBridge).
+
+Each record is one object version. Records are independent: a poison file is marked
+``failed`` and never blocks the rest of its batch; a transient failure is reported in
+``batchItemFailures`` so only that message is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.dal.metadata import MetadataStore
+from handlers.logic.process_object import Outcome, process_object, utcnow
+from handlers.models.events import ObjectCreatedRecord, ObjectRef
+from handlers.models.settings import ProcessorSettings
+
+settings = ProcessorSettings.from_env()
+logger = Logger(service="processor")
+tracer = Tracer(service="processor")
+metrics = Metrics(namespace="headrace", service="processor")
+batch = BatchProcessor(
+    event_type=EventType.SQS, model=ObjectCreatedRecord, raise_on_entire_batch_failure=False
+)
+store = MetadataStore(settings.metadata_table, settings.metadata_ttl_days)
+idempotency = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, version_id, etag]",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=settings.idempotency_ttl_seconds,
+)
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+
+
+class SimulatedCrash(BaseException):
+    """Fault injection: escapes the batch processor like a runtime crash, failing the
+    whole invocation mid-batch (``HEADRACE_CRASH_RATE``)."""
+
+
+def _record_metrics(outcome: Outcome) -> None:
+    if outcome.status == "completed":
+        metrics.add_metric(name="FilesProcessed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="RowsProcessed", unit=MetricUnit.Count, value=outcome.rows)
+        metrics.add_metric(name="BytesProcessed", unit=MetricUnit.Bytes, value=outcome.bytes)
+        metrics.add_metric(name="ProcessingLatency", unit=MetricUnit.Milliseconds, value=outcome.latency_ms)
+    else:
+        metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=1)
+
+
+@idempotent_function(data_keyword_argument="work", config=idempotency, persistence_store=persistence)
+def process(work: ObjectRef, attempt: int) -> dict[str, Any]:
+    return process_object(work, settings, store, attempt, _record_metrics).as_dict()
+
+
+@tracer.capture_method
+def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
+    ref = ObjectRef.from_event(record.body)
+    attempt = int(record.attributes.ApproximateReceiveCount)
+    logger.set_correlation_id(record.body.id)
+    logger.append_keys(object_key=ref.key, version=ref.version, attempt=attempt)
+    if settings.crash_rate and random.random() < settings.crash_rate:
+        raise SimulatedCrash(f"simulated crash while handling {ref.key}")
+    try:
+        result = process(work=ref, attempt=attempt)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if attempt >= settings.max_receive_count:
+            store.mark_failed(ref, utcnow(), f"gave up after {attempt} attempts: {reason}", attempt)
+        else:
+            store.note_retry(ref, utcnow(), reason, attempt)
+        logger.exception("transient failure, the message will be retried")
+        raise
+    logger.info("file %s", result["status"], extra={"outcome": result})
+    return result
+
+
+def _mark_batch_received(event: dict[str, Any]) -> None:
+    """Every file of the batch is visible as ``received`` while earlier ones are processed."""
+    now = utcnow()
+    for raw in event.get("Records", []):
+        try:
+            ref = ObjectRef.from_event(ObjectCreatedRecord.model_validate(raw).body)
+        except (ValueError, TypeError, json.JSONDecodeError):
+            continue  # the batch processor reports the malformed record
+        store.mark_received(ref, now)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    idempotency.register_lambda_context(context)
+    _mark_batch_received(event)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=batch, context=context
+    )
