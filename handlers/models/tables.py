@@ -60,3 +60,19 @@ METADATA = TableSpec(
 
 # Powertools idempotency records (its default attribute names).
 IDEMPOTENCY = TableSpec(hash_key="id", attributes={"id": "S"}, ttl_attribute="expiration")
+
+# Ingest API keys, stored hashed (SHA-256 of the key); by_tenant lists a tenant's keys.
+TENANT_KEYS = TableSpec(
+    hash_key="key_hash",
+    attributes={"key_hash": "S", "tenant_id": "S"},
+    indexes=(Index("by_tenant", "tenant_id"),),
+)
+
+# Ingested log records, partitioned by tenant: a query on one partition key can only ever
+# return that tenant's records.
+TENANT_LOGS = TableSpec(
+    hash_key="tenant_id",
+    range_key="log_id",
+    attributes={"tenant_id": "S", "log_id": "S"},
+    ttl_attribute="ttl",
+)
