@@ -1,0 +1,93 @@
+"""Stack outputs files: the one way every tool finds a stack (README "Stack outputs").
+
+The same file shape comes from ``pulumi stack output --json`` (AWS, LocalStack) and from
+the embedded runtime (``.headrace/local/outputs.json``, which adds the endpoint and the
+credentials tools should use against it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+DEFAULT_LOCAL_OUTPUTS = Path(".headrace/local/outputs.json")
+
+
+class OutputsError(Exception):
+    pass
+
+
+class StackOutputs(BaseModel):
+    """Documented outputs; anything else the stack exports is kept in ``model_extra``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    raw_bucket: str
+    processed_bucket: str
+    reports_bucket: str
+    processing_queue_url: str
+    processing_dlq_url: str
+    load_queue_url: str
+    load_dlq_url: str
+    metadata_table: str
+    db_secret_arn: str
+    alerts_topic_arn: str
+    ingest_api_url: str
+    region: str
+    raw_prefix: str = "incoming/"
+    # embedded runtime only
+    aws_endpoint_url: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+
+    @classmethod
+    def load(cls, path: Path | str) -> StackOutputs:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise OutputsError(f"{path}: no such outputs file (pulumi stack output --json > {path})") from exc
+        except ValueError as exc:
+            raise OutputsError(f"{path}: not JSON: {exc}") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            missing = [".".join(map(str, e["loc"])) for e in exc.errors()]
+            raise OutputsError(
+                f"{path}: not a headrace stack outputs file (missing or invalid: {', '.join(missing)})"
+            ) from exc
+
+    def get(self, name: str) -> Any:
+        """An output by name, including outputs beyond the documented ones."""
+        value = getattr(self, name, None)
+        if value is None and self.model_extra:
+            value = self.model_extra.get(name)
+        if value is None:
+            raise OutputsError(f"the stack has no output {name!r}")
+        return value
+
+    def session(self) -> boto3.Session:
+        if self.aws_access_key_id:
+            return boto3.Session(
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                region_name=self.region,
+            )
+        return boto3.Session(region_name=self.region)
+
+    def client(self, service: str, **config: Any) -> Any:
+        kwargs: dict[str, Any] = {"config": Config(retries={"mode": "standard"}, **config)}
+        if self.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.aws_endpoint_url
+        return self.session().client(service, **kwargs)  # type: ignore[call-overload]
+
+    def resource(self, service: str) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.aws_endpoint_url
+        return self.session().resource(service, **kwargs)  # type: ignore[call-overload]
