@@ -1,8 +1,9 @@
 """Processor Lambda: SQS batches of S3 "Object Created" events (via EventBridge).
 
-Each record is one object version. Records are independent: a poison file is marked
-``failed`` and never blocks the rest of its batch; a transient failure is reported in
-``batchItemFailures`` so only that message is retried.
+Each record is one object version. Records are independent: only failed records are
+reported in ``batchItemFailures``, so a poison file never blocks the rest of its batch.
+A poison file is recorded ``failed`` at once and retried without delay, reaching the DLQ
+after ``maxReceiveCount`` attempts; a transient failure is retried with the queue's backoff.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handlers.dal import queues
 from handlers.dal.metadata import MetadataStore
-from handlers.logic.process_object import Outcome, process_object, utcnow
+from handlers.logic.process_object import Outcome, PermanentFailure, process_object, utcnow
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from handlers.models.settings import ProcessorSettings
 
@@ -54,7 +56,7 @@ def _record_metrics(outcome: Outcome) -> None:
         metrics.add_metric(name="RowsProcessed", unit=MetricUnit.Count, value=outcome.rows)
         metrics.add_metric(name="BytesProcessed", unit=MetricUnit.Bytes, value=outcome.bytes)
         metrics.add_metric(name="ProcessingLatency", unit=MetricUnit.Milliseconds, value=outcome.latency_ms)
-    else:
+    elif outcome.status == "failed":
         metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=1)
 
 
@@ -73,6 +75,10 @@ def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
         raise SimulatedCrash(f"simulated crash while handling {ref.key}")
     try:
         result = process(work=ref, attempt=attempt)
+    except PermanentFailure as exc:
+        logger.warning("file cannot be processed: %s", exc)
+        queues.retry_now(record.eventSourceARN, record.receiptHandle)
+        raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if attempt >= settings.max_receive_count:

@@ -51,6 +51,20 @@ class MetadataStore:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
+    def discard_received(self, ref: ObjectRef) -> None:
+        """Drop a ``received`` item recorded under a key spelling that turned out to be
+        wrong (a URL-encoded key in the event)."""
+        try:
+            table(self.table_name).delete_item(
+                Key={"object_key": ref.key, "version": ref.version},
+                ConditionExpression="#s = :received",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":received": "received"},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     def mark_processing(self, ref: ObjectRef, at: datetime, attempt: int) -> None:
         self._update(
             ref,
@@ -80,8 +94,23 @@ class MetadataStore:
         """A transient failure: the message will be retried; keep the reason for operators."""
         self._update(ref, {"last_error": error[:2000], "attempts": attempt}, now=at)
 
+    def mark_superseded(self, object_key: str, version: str, by_version: str, at: datetime) -> None:
+        """An older version's outputs were removed because a newer version replaced them."""
+        table(self.table_name).update_item(
+            Key={"object_key": object_key, "version": version},
+            UpdateExpression="SET superseded_by = :by, updated_at = :at",
+            ExpressionAttributeValues={":by": by_version, ":at": iso(at)},
+        )
+
     def get(self, object_key: str, version: str) -> dict[str, Any] | None:
         return table(self.table_name).get_item(Key={"object_key": object_key, "version": version}).get("Item")
+
+    def versions(self, object_key: str) -> list[dict[str, Any]]:
+        """Every recorded version of one object key."""
+        response = table(self.table_name).query(
+            KeyConditionExpression="object_key = :k", ExpressionAttributeValues={":k": object_key}
+        )
+        return list(response.get("Items", []))
 
     # ---------------------------------------------------------------- mechanics
     def _update(

@@ -20,22 +20,34 @@ class ObjectGone(Exception):
     """The object (version) no longer exists: deleted before it could be processed."""
 
 
-def download(ref: ObjectRef, target: Path) -> str:
-    """Stream the object version to ``target`` (constant memory); return the key it was
-    found under. Some event producers URL-encode keys (spaces as %20), so a missing key
-    that decodes to another is tried decoded."""
-    candidates = [ref.key]
-    if unquote(ref.key) != ref.key:
-        candidates.append(unquote(ref.key))
-    extra = {"VersionId": ref.version_id} if ref.version_id else {}
+def locate(ref: ObjectRef) -> tuple[str, str | None]:
+    """(the key the object really has, its current version id — None when unversioned).
+
+    Some event producers URL-encode keys (spaces as %20): a key that is missing but decodes
+    to another is tried decoded. Raises ObjectGone when the key was deleted (no object, or
+    a delete marker on top)."""
+    candidates = [ref.key] + ([unquote(ref.key)] if unquote(ref.key) != ref.key else [])
     for key in candidates:
         try:
-            client("s3").download_file(ref.bucket, key, str(target), ExtraArgs=extra)
-            return key
+            head = client("s3").head_object(Bucket=ref.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) not in _GONE:
-                raise
-    raise ObjectGone(f"s3://{ref.bucket}/{ref.key} (version {ref.version}) no longer exists")
+            if _code(exc) in _GONE:
+                continue
+            raise
+        version = head.get("VersionId")
+        return key, None if version in (None, "null") else version
+    raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
+
+
+def download(ref: ObjectRef, target: Path) -> None:
+    """Stream the object version to ``target`` (constant memory)."""
+    extra = {"VersionId": ref.version_id} if ref.version_id else {}
+    try:
+        client("s3").download_file(ref.bucket, ref.key, str(target), ExtraArgs=extra)
+    except ClientError as exc:
+        if _code(exc) in _GONE:
+            raise ObjectGone(f"s3://{ref.bucket}/{ref.key} (version {ref.version}) no longer exists") from exc
+        raise
 
 
 def upload(path: Path, bucket: str, key: str, content_type: str) -> None:
@@ -53,3 +65,10 @@ def get_json(bucket: str, key: str) -> Any:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def delete(bucket: str, keys: list[str]) -> None:
+    if keys:
+        client("s3").delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )

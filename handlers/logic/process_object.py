@@ -1,12 +1,16 @@
 """Process one raw object version: download, process, write outputs, record, announce.
 
-Outcomes:
+Outcomes (metadata ``status`` in brackets):
 
-- completed: Parquet + summary written, metadata ``completed``, "File Processed" published;
-- failed (permanent): the file cannot be processed (bad content, object deleted), metadata
-  ``failed`` with a readable ``error``; the message is done, retrying would not help;
-- exception (transient): anything else propagates, so the SQS message is retried and, after
-  ``maxReceiveCount`` receives, lands in the DLQ.
+- ``completed`` [completed]: Parquet + summary written, "File Processed" published; outputs
+  of older versions of the same key are removed (the latest version of a key wins, so S3
+  and the warehouse never count a re-uploaded file twice);
+- ``PermanentFailure`` raised [failed]: the file cannot be processed (bad content); the
+  readable ``error`` is recorded and the message goes to the DLQ after its retries;
+- ``deleted`` / ``superseded`` [failed, with the reason]: the object was deleted, or a newer
+  version of the key exists, before this version was processed; nothing to retry;
+- any other exception (transient) propagates: the message is retried with the queue's
+  backoff and, after ``maxReceiveCount`` receives, lands in the DLQ.
 """
 
 from __future__ import annotations
@@ -20,16 +24,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from handlers.dal import events, s3
-from handlers.dal.metadata import MetadataStore
+from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import UnprocessableFile, process_file
 from handlers.models.events import FileProcessed, ObjectRef
 from handlers.models.settings import ProcessorSettings
 
+DELETED = "the object was deleted before it could be processed"
+SUPERSEDED = "superseded by a newer version of the object"
+
+
+class PermanentFailure(Exception):
+    """The file itself cannot be processed; already recorded as failed."""
+
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "completed" | "failed"
+    status: str  # "completed" | "deleted" | "superseded"
     rows: int = 0
     bytes: int = 0
     latency_ms: float = 0.0  # upload -> completed
@@ -50,8 +61,17 @@ def process_object(
     attempt: int = 1,
     record: Callable[[Outcome], None] = lambda _: None,
 ) -> Outcome:
-    """``record`` is called once with the outcome (metrics), only when work was done."""
+    """``record`` is called once with the outcome (metrics) when work was done."""
     started = utcnow()
+    try:
+        real_key, current = s3.locate(ref)
+    except s3.ObjectGone:
+        return _skip(ref, store, "deleted", DELETED)
+    if _is_stale(ref, current):
+        return _skip(ref, store, "superseded", SUPERSEDED)
+    if real_key != ref.key:  # the event spelled the key URL-encoded
+        store.discard_received(ref)
+        ref = ref.model_copy(update={"key": real_key})
     store.mark_processing(ref, started, attempt)
     keys = processed_keys(ref.key, ref.version, settings.raw_prefix, ref.uploaded_at)
     timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at)}
@@ -62,7 +82,7 @@ def process_object(
         try:
             s3.download(ref, source)
         except s3.ObjectGone:
-            return _failed(ref, store, record, "the object was deleted before it could be processed")
+            return _skip(ref, store, "deleted", DELETED)
         timings["download"] = _since(clock)
 
         clock = time.perf_counter()
@@ -75,7 +95,10 @@ def process_object(
                 parquet_path=parquet,
             )
         except UnprocessableFile as exc:
-            return _failed(ref, store, record, str(exc))
+            store.mark_failed(ref, utcnow(), str(exc), attempt)
+            if attempt == 1:
+                record(Outcome(status="failed", bytes=ref.size or 0, error=str(exc)))
+            raise PermanentFailure(str(exc)) from exc
         timings["process"] = _since(clock)
 
         clock = time.perf_counter()
@@ -89,6 +112,9 @@ def process_object(
         s3.put_json(settings.processed_bucket, keys.summary, document)
         timings["write"] = _since(clock)
 
+    if _is_stale(ref, _current_version(ref)):  # a newer version arrived meanwhile
+        s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
+        return _skip(ref, store, "superseded", SUPERSEDED)
     completed = utcnow()
     timings["total"] = _ms(completed - started)
     data = summary.to_json_dict()
@@ -116,12 +142,14 @@ def process_object(
             "timings_ms": timings,
         },
     )
+    _retire_older_versions(ref, settings, store, completed)
     events.publish_file_processed(
         settings.event_bus_name,
         FileProcessed(
             bucket=ref.bucket,
             object_key=ref.key,
             version=ref.version,
+            uploaded_at=ref.uploaded_at,
             dataset=keys.dataset,
             ingest_date=keys.ingest_date,
             format=data["format"],
@@ -143,11 +171,35 @@ def process_object(
     return outcome
 
 
-def _failed(ref: ObjectRef, store: MetadataStore, record: Callable[[Outcome], None], error: str) -> Outcome:
-    store.mark_failed(ref, utcnow(), error)
-    outcome = Outcome(status="failed", bytes=ref.size or 0, error=error)
-    record(outcome)
-    return outcome
+def _is_stale(ref: ObjectRef, current_version: str | None) -> bool:
+    """Whether another (newer) version of the key is current."""
+    return ref.version_id is not None and current_version is not None and current_version != ref.version_id
+
+
+def _current_version(ref: ObjectRef) -> str | None:
+    try:
+        return s3.locate(ref)[1]
+    except s3.ObjectGone:
+        return None
+
+
+def _retire_older_versions(
+    ref: ObjectRef, settings: ProcessorSettings, store: MetadataStore, at: datetime
+) -> None:
+    """Remove the outputs of earlier versions of the same key: the latest version wins."""
+    mine = iso(ref.uploaded_at)
+    for item in store.versions(ref.key):
+        if item["version"] == ref.version or item.get("uploaded_at", "") > mine or item.get("superseded_by"):
+            continue
+        stale = [k for k in (item.get("parquet_key"), item.get("summary_key")) if k]
+        bucket = item.get("processed_bucket", settings.processed_bucket)
+        s3.delete(bucket, stale)
+        store.mark_superseded(ref.key, item["version"], ref.version, at)
+
+
+def _skip(ref: ObjectRef, store: MetadataStore, status: str, reason: str) -> Outcome:
+    store.mark_failed(ref, utcnow(), reason)
+    return Outcome(status=status, error=reason)
 
 
 def _ms(delta: Any) -> float:

@@ -61,6 +61,7 @@ class FileProcessed(BaseModel):
     bucket: str
     object_key: str
     version: str
+    uploaded_at: datetime = Field(description="upload time of this version; a loader keeps the newest")
     dataset: str
     ingest_date: str
     format: str

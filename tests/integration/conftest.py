@@ -1,5 +1,6 @@
 """Handlers against moto (in-process AWS): resources are built from the same table
-definitions the Pulumi program deploys."""
+definitions the Pulumi program deploys, and messages travel through real (moto) SQS
+queues, so receipt handles, receive counts and redrive behave as they do on AWS."""
 
 from __future__ import annotations
 
@@ -43,41 +44,97 @@ def aws(monkeypatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     from handlers.dal import aws as clients
+    from handlers.dal import queues
 
-    clients.client.cache_clear()
-    clients.table.cache_clear()
+    caches = (clients.client, clients.table, queues.queue_url)
+    for cached in caches:
+        cached.cache_clear()
     with mock_aws():
         yield
-    clients.client.cache_clear()
-    clients.table.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
+
+
+def queue_arn(sqs: Any, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+class SqsSource:
+    """A queue with a DLQ, polled the way a Lambda event source mapping polls it."""
+
+    def __init__(self, sqs: Any, name: str, max_receive_count: int = 3):
+        self.sqs = sqs
+        self.dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        redrive = {"deadLetterTargetArn": queue_arn(sqs, self.dlq), "maxReceiveCount": str(max_receive_count)}
+        self.url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})[
+            "QueueUrl"
+        ]
+        self.arn = queue_arn(sqs, self.url)
+
+    def send(self, *bodies: str) -> None:
+        for body in bodies:
+            self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
+
+    def receive(self, max_messages: int = 10) -> list[dict[str, Any]]:
+        """Messages in the shape the event source mapping hands to the function."""
+        messages = self.sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=max_messages, AttributeNames=["All"]
+        ).get("Messages", [])
+        return [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": self.arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+
+    def delete_succeeded(self, records: list[dict[str, Any]], response: dict[str, Any]) -> None:
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for r in records:
+            if r["messageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=r["receiptHandle"])
+
+    def dlq_bodies(self) -> list[str]:
+        messages = self.sqs.receive_message(QueueUrl=self.dlq, MaxNumberOfMessages=10).get("Messages", [])
+        return [m["Body"] for m in messages]
 
 
 class Pipeline:
-    """Raw/processed buckets, tables, and a queue receiving the processor's events."""
+    """Raw/processed buckets, tables, the processing queue, and a queue receiving the
+    processor's "File Processed" events."""
 
     def __init__(self, monkeypatch, tmp_path):
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
-        self.ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb = boto3.client("dynamodb", region_name=REGION)
         self.raw, self.processed = "raw-bucket", "processed-bucket"
         for bucket in (self.raw, self.processed):
             self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_versioning(Bucket=self.raw, VersioningConfiguration={"Status": "Enabled"})
-        self.ddb.create_table(**tables.METADATA.boto3_create_args("metadata"))
-        self.ddb.create_table(**tables.IDEMPOTENCY.boto3_create_args("idempotency"))
+        ddb.create_table(**tables.METADATA.boto3_create_args("metadata"))
+        ddb.create_table(**tables.IDEMPOTENCY.boto3_create_args("idempotency"))
         events = boto3.client("events", region_name=REGION)
         events.create_event_bus(Name="headrace")
         self.events_queue = self.sqs.create_queue(QueueName="file-processed")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.events_queue, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
         events.put_rule(
             Name="processed",
             EventBusName="headrace",
             EventPattern=json.dumps({"source": ["headrace.processor"]}),
         )
-        events.put_targets(Rule="processed", EventBusName="headrace", Targets=[{"Id": "q", "Arn": arn}])
-        self.env = {
+        events.put_targets(
+            Rule="processed",
+            EventBusName="headrace",
+            Targets=[{"Id": "q", "Arn": queue_arn(self.sqs, self.events_queue)}],
+        )
+        self.queue = SqsSource(self.sqs, "processing", max_receive_count=3)
+        for name, value in {
             "PROCESSED_BUCKET": self.processed,
             "METADATA_TABLE": "metadata",
             "IDEMPOTENCY_TABLE": "idempotency",
@@ -85,8 +142,7 @@ class Pipeline:
             "RAW_PREFIX": "incoming/",
             "MAX_RECEIVE_COUNT": "3",
             "SCRATCH_DIR": str(tmp_path),
-        }
-        for name, value in self.env.items():
+        }.items():
             monkeypatch.setenv(name, value)
         self.handler = importlib.reload(importlib.import_module("handlers.processor"))
 
@@ -100,52 +156,48 @@ class Pipeline:
             "size": len(data),
         }
 
-    def sqs_record(
-        self, obj: dict[str, Any], receive_count: int = 1, body: str | None = None
-    ) -> dict[str, Any]:
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "account": "123456789012",
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": REGION,
-            "resources": [f"arn:aws:s3:::{self.raw}"],
-            "detail": {
+    def event(self, obj: dict[str, Any]) -> str:
+        """The EventBridge "Object Created" event S3 emits for ``obj`` (AWS's shape)."""
+        return json.dumps(
+            {
                 "version": "0",
-                "bucket": {"name": self.raw},
-                "object": {
-                    "key": obj["key"],
-                    "size": obj["size"],
-                    "etag": obj["etag"],
-                    "version-id": obj["version"],
-                    "sequencer": "00",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Object Created",
+                "source": "aws.s3",
+                "account": "123456789012",
+                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [f"arn:aws:s3:::{self.raw}"],
+                "detail": {
+                    "version": "0",
+                    "bucket": {"name": self.raw},
+                    "object": {
+                        "key": obj["key"],
+                        "size": obj["size"],
+                        "etag": obj["etag"],
+                        "version-id": obj["version"],
+                        "sequencer": "00",
+                    },
+                    "request-id": "R",
+                    "requester": "123456789012",
+                    "reason": "PutObject",
                 },
-                "request-id": "R",
-                "requester": "123456789012",
-                "reason": "PutObject",
-            },
-        }
-        return {
-            "messageId": str(uuid.uuid4()),
-            "receiptHandle": "rh",
-            "body": body if body is not None else json.dumps(event),
-            "attributes": {
-                "ApproximateReceiveCount": str(receive_count),
-                "SentTimestamp": "1700000000000",
-                "SenderId": "AIDA",
-                "ApproximateFirstReceiveTimestamp": "1700000000000",
-            },
-            "messageAttributes": {},
-            "md5OfBody": "x",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:processing",
-            "awsRegion": REGION,
-        }
+            }
+        )
+
+    def announce(self, *objs: dict[str, Any]) -> None:
+        """S3 -> EventBridge -> the processing queue, for each object."""
+        self.queue.send(*(self.event(o) for o in objs))
 
     def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
         return self.handler.lambda_handler({"Records": list(records)}, LambdaContext())
+
+    def poll(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One event-source-mapping cycle: receive a batch, invoke, delete what succeeded."""
+        records = self.queue.receive()
+        response = self.invoke(*records) if records else {"batchItemFailures": []}
+        self.queue.delete_succeeded(records, response)
+        return records, response
 
     def item(self, obj: dict[str, Any]) -> dict[str, Any]:
         table = boto3.resource("dynamodb", region_name=REGION).Table("metadata")
@@ -160,6 +212,9 @@ class Pipeline:
                 messages.append(json.loads(m["Body"])["detail"])
                 self.sqs.delete_message(QueueUrl=self.events_queue, ReceiptHandle=m["ReceiptHandle"])
         return messages
+
+    def processed_keys(self) -> list[str]:
+        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.processed).get("Contents", [])]
 
 
 @pytest.fixture

@@ -1,6 +1,9 @@
-"""The processor Lambda with moto S3/DynamoDB/EventBridge, called with SQS batches."""
+"""The processor Lambda with moto S3/DynamoDB/EventBridge/SQS, called with SQS batches."""
 
 from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -12,8 +15,9 @@ SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gad
 def test_good_file_is_completed_with_outputs_and_event(pipeline, tmp_path):
     # Given a CSV uploaded to the raw bucket
     obj = pipeline.upload("incoming/sales/jan.csv", SALES)
+    pipeline.announce(obj)
     # When the processor receives its event
-    response = pipeline.invoke(pipeline.sqs_record(obj))
+    _, response = pipeline.poll()
     # Then the batch succeeds and the metadata item holds the summary
     assert response == {"batchItemFailures": []}
     item = pipeline.item(obj)
@@ -27,11 +31,12 @@ def test_good_file_is_completed_with_outputs_and_event(pipeline, tmp_path):
     # and the Parquet is where the layout says, with the rows
     parquet = tmp_path / "out.parquet"
     pipeline.s3.download_file(pipeline.processed, item["parquet_key"], str(parquet))
-    rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{parquet}')").fetchall()
-    assert rows == [(3,)]
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{parquet}')").fetchall() == [(3,)]
     assert item["parquet_key"].startswith("parquet/dataset=sales/ingest_date=")
-    summary = pipeline.s3.get_object(Bucket=pipeline.processed, Key=item["summary_key"])["Body"].read()
-    assert b'"row_count": 3' in summary
+    summary = json.loads(
+        pipeline.s3.get_object(Bucket=pipeline.processed, Key=item["summary_key"])["Body"].read()
+    )
+    assert (summary["row_count"], summary["object_key"]) == (3, obj["key"])
     # and exactly one "File Processed" event was published
     [event] = pipeline.published()
     assert (event["object_key"], event["row_count"], event["parquet_key"]) == (
@@ -41,59 +46,105 @@ def test_good_file_is_completed_with_outputs_and_event(pipeline, tmp_path):
     )
 
 
-def test_poison_files_never_block_the_batch(pipeline):
-    # Given a batch with a good file, a binary file, an empty object, a deleted object,
-    # a key with spaces and unicode, and a message that is not an S3 event
+def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline):
+    # Given one batch holding a good file, a binary file, an empty object, an object whose
+    # version was deleted, an object deleted by a delete marker, and a key with spaces and
+    # unicode
     good = pipeline.upload("incoming/a.csv", SALES)
     binary = pipeline.upload("incoming/b.csv", bytes(range(256)) * 8)
     empty = pipeline.upload("incoming/empty.csv", b"")
     gone = pipeline.upload("incoming/gone.csv", SALES)
     pipeline.s3.delete_object(Bucket=pipeline.raw, Key=gone["key"], VersionId=gone["version"])
+    marked = pipeline.upload("incoming/marked.csv", SALES)
+    pipeline.s3.delete_object(Bucket=pipeline.raw, Key=marked["key"])
     unicode_key = pipeline.upload("incoming/données été/Q1 report ü.csv", SALES)
-    garbage = pipeline.sqs_record(good, body="not json at all")
-    records = [pipeline.sqs_record(o) for o in (good, binary, empty, gone, unicode_key)] + [garbage]
+    pipeline.announce(good, binary, empty, gone, marked, unicode_key)
     # When they are processed together
-    response = pipeline.invoke(*records)
-    # Then only the unparseable message is reported back for retry (it will reach the DLQ)
-    assert response == {"batchItemFailures": [{"itemIdentifier": garbage["messageId"]}]}
-    # and each file has a clear recorded outcome
+    records, response = pipeline.poll()
+    # Then only the two poison files are reported back
+    by_id = {r["messageId"]: json.loads(r["body"])["detail"]["object"]["key"] for r in records}
+    assert sorted(by_id[f["itemIdentifier"]] for f in response["batchItemFailures"]) == [
+        binary["key"],
+        empty["key"],
+    ]
+    # and every file has a clear recorded outcome
     assert pipeline.item(good)["status"] == "completed"
     assert pipeline.item(unicode_key)["status"] == "completed"
     assert pipeline.item(unicode_key)["dataset"] == "donn_es_t"
     assert pipeline.item(binary)["status"] == "failed"
     assert "binary content" in pipeline.item(binary)["error"]
     assert pipeline.item(empty)["error"] == "the file is empty (0 bytes)"
-    assert pipeline.item(gone)["error"] == "the object was deleted before it could be processed"
+    for deleted in (gone, marked):
+        assert pipeline.item(deleted)["status"] == "failed"
+        assert pipeline.item(deleted)["error"] == "the object was deleted before it could be processed"
+    # When the poison messages are retried (they come back at once, not after the
+    # visibility timeout) up to maxReceiveCount
+    for _ in range(3):
+        pipeline.poll()
+    # Then they are in the DLQ, and nothing else is
+    in_dlq = sorted(json.loads(body)["detail"]["object"]["key"] for body in pipeline.queue.dlq_bodies())
+    assert in_dlq == [binary["key"], empty["key"]]
+    assert pipeline.item(binary)["attempts"] == 3
+    assert pipeline.queue.receive() == []
 
 
 def test_url_encoded_key_in_the_event_is_found(pipeline):
     obj = pipeline.upload("incoming/my file.csv", SALES)
     encoded = dict(obj, key="incoming/my%20file.csv")
-    assert pipeline.invoke(pipeline.sqs_record(encoded)) == {"batchItemFailures": []}
-    assert pipeline.item(encoded)["status"] == "completed"
+    pipeline.announce(encoded)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    assert pipeline.item(obj)["status"] == "completed"
+    assert pipeline.item(encoded) == {}
 
 
 def test_redelivered_object_is_processed_once(pipeline):
-    # Given the same object version announced twice (S3 retry, SQS redelivery)
+    # Given the same object version announced four times (S3 retries, SQS redeliveries),
+    # twice within one batch
     obj = pipeline.upload("incoming/sales.csv", SALES)
-    first, second = pipeline.sqs_record(obj), pipeline.sqs_record(obj, receive_count=2)
-    # When both are processed, in separate invocations and within one batch
-    pipeline.invoke(first)
-    pipeline.invoke(second)
-    pipeline.invoke(pipeline.sqs_record(obj), pipeline.sqs_record(obj))
-    # Then the work (and its event) happened once
+    pipeline.announce(obj)
+    pipeline.poll()
+    pipeline.announce(obj, obj, obj)
+    # When all are processed
+    _, response = pipeline.poll()
+    # Then every message succeeds but the work (and its event) happened once
+    assert response == {"batchItemFailures": []}
     assert len(pipeline.published()) == 1
     assert pipeline.item(obj)["status"] == "completed"
     assert pipeline.item(obj)["attempts"] == 1
 
 
-def test_a_new_version_of_the_same_key_is_processed_again(pipeline):
+def test_a_new_version_replaces_the_previous_one(pipeline):
+    # Given a file that was processed, then re-uploaded corrected under the same key
     v1 = pipeline.upload("incoming/sales.csv", SALES)
+    pipeline.announce(v1)
+    pipeline.poll()
+    v1_parquet = pipeline.item(v1)["parquet_key"]
     v2 = pipeline.upload("incoming/sales.csv", SALES + "2025-01-04,Gizmo,1,9.99\n")
-    pipeline.invoke(pipeline.sqs_record(v1), pipeline.sqs_record(v2))
-    assert pipeline.item(v1)["row_count"] == 3
+    pipeline.announce(v2)
+    # When the new version is processed
+    pipeline.poll()
+    # Then only its outputs remain and the old version points to it
     assert pipeline.item(v2)["row_count"] == 4
-    assert pipeline.item(v1)["parquet_key"] != pipeline.item(v2)["parquet_key"]
+    assert v1_parquet not in pipeline.processed_keys()
+    assert pipeline.item(v2)["parquet_key"] in pipeline.processed_keys()
+    assert pipeline.item(v1)["superseded_by"] == v2["version"]
+    # And a late (or redriven) event for the old version changes nothing
+    pipeline.announce(v1)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    assert pipeline.processed_keys() == sorted(
+        [pipeline.item(v2)["parquet_key"], pipeline.item(v2)["summary_key"]]
+    )
+
+
+def test_stale_version_is_skipped_before_any_work(pipeline):
+    v1 = pipeline.upload("incoming/x.csv", SALES)
+    v2 = pipeline.upload("incoming/x.csv", SALES)
+    pipeline.announce(v1)
+    pipeline.poll()
+    assert pipeline.item(v1)["status"] == "failed"
+    assert pipeline.item(v1)["error"] == "superseded by a newer version of the object"
+    assert pipeline.published() == []
+    assert pipeline.item(v2) == {}
 
 
 def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypatch):
@@ -101,32 +152,43 @@ def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypa
     obj = pipeline.upload("incoming/sales.csv", SALES)
     healthy = pipeline.handler.settings
     monkeypatch.setattr(
-        pipeline.handler, "settings", healthy.model_copy(update={"processed_bucket": "missing-bucket"})
+        pipeline.handler, "settings", healthy.model_copy(update={"processed_bucket": "missing"})
     )
+    pipeline.announce(obj)
     # When the first receive fails
-    record = pipeline.sqs_record(obj, receive_count=1)
-    assert pipeline.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
-    # Then the file is not failed yet: the reason is noted for operators
+    records, response = pipeline.poll()
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    # Then the file is not failed yet (the reason is kept for operators), and the message
+    # waits for the queue's visibility timeout before it is retried
     item = pipeline.item(obj)
-    assert item["status"] == "processing"
-    assert "NoSuchBucket" in item["last_error"]
-    # When the last allowed receive (MAX_RECEIVE_COUNT=3) fails too
-    last = pipeline.sqs_record(obj, receive_count=3)
-    assert pipeline.invoke(last) == {"batchItemFailures": [{"itemIdentifier": last["messageId"]}]}
-    # Then it is recorded as failed with the reason, and will sit in the DLQ
+    assert (item["status"], "NoSuchBucket" in item["last_error"]) == ("processing", True)
+    assert pipeline.queue.receive() == []
+    # When the remaining receives fail too (the visibility timeout elapses each time)
+    for _ in range(2):
+        _expire_visibility(pipeline, records[0])
+        records, _ = pipeline.poll()
+    # Then the last one records the failure with its reason, and the message is in the DLQ
     item = pipeline.item(obj)
     assert item["status"] == "failed"
     assert item["error"].startswith("gave up after 3 attempts: ")
-    # And once the cause is fixed, a retry (redrive) completes it
+    _expire_visibility(pipeline, records[0])
+    pipeline.poll()
+    assert len(pipeline.queue.dlq_bodies()) == 1
+    # And once the cause is fixed, a redriven message completes the file
     monkeypatch.setattr(pipeline.handler, "settings", healthy)
-    assert pipeline.invoke(pipeline.sqs_record(obj, receive_count=1)) == {"batchItemFailures": []}
+    pipeline.announce(obj)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
     assert pipeline.item(obj)["status"] == "completed"
     assert "error" not in pipeline.item(obj)
 
 
-def test_processed_keys_are_stable_per_version():
-    from datetime import UTC, datetime
+def _expire_visibility(pipeline, record):
+    pipeline.sqs.change_message_visibility(
+        QueueUrl=pipeline.queue.url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+    )
 
+
+def test_processed_keys_are_stable_per_version():
     at = datetime(2025, 1, 2, tzinfo=UTC)
     a = processed_keys("incoming/sales/x.csv", "v1", "incoming/", at)
     assert a == processed_keys("incoming/sales/x.csv", "v1", "incoming/", at)
