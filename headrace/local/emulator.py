@@ -1,0 +1,91 @@
+"""Start and stop the AWS emulator (``headrace.local.motoserver``) as a child process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+DEFAULT_PORT = 4566
+REGION = "us-east-1"
+# moto's default account; any credentials work until IAM enforcement is switched on.
+ACCOUNT_ID = "123456789012"
+
+
+class EmulatorError(Exception):
+    pass
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Emulator:
+    def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", log_path: Path | None = None):
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        if port_in_use(self.host, self.port):
+            raise EmulatorError(
+                f"port {self.port} on {self.host} is already in use (is LocalStack or another "
+                "`headrace local up` running?); stop it or choose another port with --port"
+            )
+        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "headrace.local.motoserver",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmulatorError(
+                    f"the emulator exited with status {self._process.returncode} (see {self.log_path})"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise EmulatorError(f"the emulator did not answer on {self.endpoint} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None

@@ -1,0 +1,673 @@
+"""The embedded runtime's Lambda service: runs the handlers of whatever is deployed.
+
+Everything is discovered through the emulator's own APIs (Lambda functions and their
+configuration, event source mappings, EventBridge schedules, API Gateway routes), so the
+executor drives any stack deployed against the endpoint — the embedded deployment, or a
+``pulumi up -s local`` pointed at it. Semantics follow AWS:
+
+- SQS event source mappings: long polling; batches of up to ``BatchSize`` messages, waiting
+  up to ``MaximumBatchingWindowInSeconds`` to fill them; at most ``MaximumConcurrency``
+  batches in flight; with ``ReportBatchItemFailures`` only the reported messages stay on
+  the queue, otherwise a failed invocation leaves the whole batch. Messages left on the
+  queue come back after its visibility timeout; SQS (the emulator) moves a message to its
+  DLQ on the receive after ``maxReceiveCount``.
+- Functions: each runs in its own warm worker processes (``sandbox.Sandbox``), killed and
+  replaced when an invocation exceeds the function's timeout.
+- Schedules: ``rate(...)`` and ``cron(...)`` rules on the default bus, and EventBridge
+  Scheduler schedules, invoking Lambda targets with their configured input.
+- HTTP APIs: API Gateway v2 routes served on a local port, with payload format 2.0.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .cron import next_fire
+from .sandbox import FunctionSpec, Invocation, Sandbox
+
+log = logging.getLogger("headrace.local")
+
+POLL_SECONDS = 2  # long-poll wait per receive; short enough to stop promptly
+DEFAULT_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class QueueMapping:
+    uuid: str
+    function: str
+    queue_arn: str
+    queue_url: str
+    batch_size: int = 10
+    window_seconds: float = 0.0
+    max_concurrency: int = DEFAULT_CONCURRENCY
+    report_batch_item_failures: bool = False
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    expression: str
+    function: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Route:
+    api_id: str
+    key: str  # "POST /ingest", "ANY /{proxy+}", "$default"
+    function: str
+
+
+@dataclass
+class Deployment:
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    mappings: list[QueueMapping] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ discovery
+def _function_name(arn: str) -> str:
+    """Function name from a Lambda ARN or an API Gateway Lambda invocation URI."""
+    match = re.search(r"function:([^:/]+)", arn)
+    return match.group(1) if match else arn
+
+
+def discover(client: Callable[[str], Any]) -> Deployment:
+    """Read what is deployed from the emulator. ``client(service)`` returns a boto3 client."""
+    lam = client("lambda")
+    deployment = Deployment()
+    for page in lam.get_paginator("list_functions").paginate():
+        for f in page["Functions"]:
+            deployment.functions[f["FunctionName"]] = FunctionSpec(
+                name=f["FunctionName"],
+                arn=f["FunctionArn"],
+                handler=f["Handler"],
+                environment=dict(f.get("Environment", {}).get("Variables", {})),
+                timeout_seconds=int(f.get("Timeout", 3)),
+                memory_mb=int(f.get("MemorySize", 128)),
+            )
+    sqs = client("sqs")
+    for m in lam.list_event_source_mappings().get("EventSourceMappings", []):
+        arn = m.get("EventSourceArn", "")
+        if not arn.startswith("arn:aws:sqs:") or m.get("State", "Enabled") not in (
+            "Enabled",
+            "Creating",
+            "Enabling",
+        ):
+            continue
+        *_, account, queue = arn.split(":")
+        deployment.mappings.append(
+            QueueMapping(
+                uuid=m["UUID"],
+                function=_function_name(m["FunctionArn"]),
+                queue_arn=arn,
+                queue_url=sqs.get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"],
+                batch_size=int(m.get("BatchSize", 10)),
+                window_seconds=float(m.get("MaximumBatchingWindowInSeconds", 0)),
+                max_concurrency=int(
+                    m.get("ScalingConfig", {}).get("MaximumConcurrency", DEFAULT_CONCURRENCY)
+                ),
+                report_batch_item_failures="ReportBatchItemFailures" in m.get("FunctionResponseTypes", []),
+            )
+        )
+    deployment.schedules = list(_schedules(client))
+    deployment.routes = list(_routes(client))
+    return deployment
+
+
+def _schedules(client: Callable[[str], Any]) -> Iterable[Schedule]:
+    events = client("events")
+    for rule in events.list_rules().get("Rules", []):
+        expression = rule.get("ScheduleExpression")
+        if not expression or rule.get("State") == "DISABLED":
+            continue
+        for target in events.list_targets_by_rule(Rule=rule["Name"]).get("Targets", []):
+            if ":lambda:" in target["Arn"]:
+                payload = json.loads(target["Input"]) if target.get("Input") else _scheduled_event(rule)
+                yield Schedule(rule["Name"], expression, _function_name(target["Arn"]), payload)
+    try:
+        scheduler = client("scheduler")
+        for summary in scheduler.list_schedules().get("Schedules", []):
+            s = scheduler.get_schedule(Name=summary["Name"], GroupName=summary.get("GroupName", "default"))
+            target = s["Target"]
+            if s.get("State") != "DISABLED" and ":lambda:" in target["Arn"]:
+                payload = json.loads(target["Input"]) if target.get("Input") else {}
+                yield Schedule(s["Name"], s["ScheduleExpression"], _function_name(target["Arn"]), payload)
+    except Exception as exc:
+        log.debug("no EventBridge Scheduler schedules: %s", exc)
+
+
+def _scheduled_event(rule: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resources": [rule.get("Arn", "")],
+        "detail": {},
+    }
+
+
+def _routes(client: Callable[[str], Any]) -> Iterable[Route]:
+    api = client("apigatewayv2")
+    for item in api.get_apis().get("Items", []):
+        integrations = {
+            i["IntegrationId"]: i for i in api.get_integrations(ApiId=item["ApiId"]).get("Items", [])
+        }
+        for route in api.get_routes(ApiId=item["ApiId"]).get("Items", []):
+            target = route.get("Target", "")
+            integration = integrations.get(target.removeprefix("integrations/"))
+            if integration and "lambda" in integration.get("IntegrationUri", ""):
+                yield Route(item["ApiId"], route["RouteKey"], _function_name(integration["IntegrationUri"]))
+
+
+# ------------------------------------------------------------------------------ functions
+class FunctionPool:
+    """Warm sandboxes of one function, at most ``concurrency`` at a time."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], root: Path, log_dir: Path, concurrency: int):
+        self.spec = spec
+        self._env = env
+        self._root = root
+        self._log_path = log_dir / f"{spec.name}.log"
+        self._idle: list[Sandbox] = []
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def invoke(self, event: Any) -> Invocation:
+        with self._slots:
+            with self._lock:
+                sandbox = self._idle.pop() if self._idle else None
+            if sandbox is None:
+                sandbox = Sandbox(self.spec, self._env, self._root, self._log_path)
+            result = sandbox.invoke(event)
+            with self._lock:
+                if sandbox.alive() and not self._closed:
+                    self._idle.append(sandbox)
+                else:
+                    sandbox.kill()
+            return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for sandbox in idle:
+            sandbox.kill()
+
+
+# ------------------------------------------------------------------------------ SQS
+def lambda_sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS API message in the shape Lambda passes to the function."""
+    attributes = {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": base64.b64encode(value["BinaryValue"]).decode()
+            if "BinaryValue" in value
+            else None,
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value["DataType"],
+        }
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": attributes,
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def record_label(body: str) -> str:
+    """A short description of what a message is about, for the invocation log."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "(not JSON)"
+    if not isinstance(data, dict):
+        return "(not an object)"
+    detail: dict[str, Any] = data["detail"] if isinstance(data.get("detail"), dict) else {}
+    obj: dict[str, Any] = detail["object"] if isinstance(detail.get("object"), dict) else {}
+    for value in (
+        obj.get("key"),
+        detail.get("object_key"),
+        data.get("log_id") and f"{data.get('tenant_id')}/{data.get('log_id')}",
+    ):
+        if value:
+            return str(value)
+    return "(message)"
+
+
+class SqsPoller(threading.Thread):
+    def __init__(
+        self,
+        mapping: QueueMapping,
+        pool: FunctionPool,
+        sqs: Any,
+        region: str,
+        stop: threading.Event,
+        report: Callable[..., None],
+    ):
+        super().__init__(name=f"poller:{mapping.function}", daemon=True)
+        self.mapping = mapping
+        self.pool = pool
+        self.sqs = sqs
+        self.region = region
+        self.stop_event = stop
+        self.report = report
+        self._slots = threading.BoundedSemaphore(mapping.max_concurrency)
+        self._workers = ThreadPoolExecutor(
+            mapping.max_concurrency, thread_name_prefix=f"batch:{mapping.function}"
+        )
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                if not self._slots.acquire(timeout=0.5):
+                    continue
+                try:
+                    batch = self._collect()
+                except Exception as exc:
+                    log.debug("receive from %s failed: %s", self.mapping.queue_url, exc)
+                    batch = []
+                    self.stop_event.wait(1)
+                if not batch:
+                    self._slots.release()
+                    continue
+                self._workers.submit(self._invoke, batch).add_done_callback(lambda _: self._slots.release())
+        finally:
+            self._workers.shutdown(wait=True)
+
+    def _collect(self) -> list[dict[str, Any]]:
+        mapping = self.mapping
+        batch: list[dict[str, Any]] = []
+        deadline: float | None = None
+        while len(batch) < mapping.batch_size and not self.stop_event.is_set():
+            if batch and mapping.window_seconds <= 0:
+                break
+            wait = POLL_SECONDS
+            if deadline is not None:
+                wait = max(0, min(POLL_SECONDS, int(deadline - time.monotonic())))
+            messages = self.sqs.receive_message(
+                QueueUrl=mapping.queue_url,
+                MaxNumberOfMessages=min(10, mapping.batch_size - len(batch)),
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if messages and deadline is None:
+                deadline = time.monotonic() + mapping.window_seconds
+            batch.extend(messages)
+            if not batch:
+                return batch
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return batch
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        mapping = self.mapping
+        event = {"Records": [lambda_sqs_record(m, mapping.queue_arn, self.region) for m in messages]}
+        result = self.pool.invoke(event)
+        failed = {m["MessageId"] for m in messages}
+        if result.ok:
+            failed = self._reported_failures(result.response, failed)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start : start + 10])
+            ]
+            self.sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=entries)
+        self.report(mapping.function, messages, failed, result)
+
+    def _reported_failures(self, response: Any, everything: set[str]) -> set[str]:
+        if not self.mapping.report_batch_item_failures:
+            return set()
+        if response is None or (isinstance(response, dict) and not response.get("batchItemFailures")):
+            return set()
+        try:
+            ids = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+        except (TypeError, KeyError):
+            return everything  # an invalid partial-batch response fails the whole batch, as on AWS
+        return ids if ids <= everything else everything
+
+
+# ------------------------------------------------------------------------------ schedules
+class Scheduler(threading.Thread):
+    def __init__(
+        self,
+        schedules: list[Schedule],
+        pools: dict[str, FunctionPool],
+        stop: threading.Event,
+        report: Callable[..., None],
+    ):
+        super().__init__(name="scheduler", daemon=True)
+        self.schedules = schedules
+        self.pools = pools
+        self.stop_event = stop
+        self.report = report
+
+    def run(self) -> None:
+        now = datetime.now(UTC)
+        due = {s.name: next_fire(s.expression, now) for s in self.schedules}
+        while not self.stop_event.wait(1):
+            now = datetime.now(UTC)
+            for schedule in self.schedules:
+                if due[schedule.name] <= now:
+                    due[schedule.name] = next_fire(schedule.expression, now + timedelta(seconds=1))
+                    threading.Thread(target=self._fire, args=(schedule,), daemon=True).start()
+
+    def _fire(self, schedule: Schedule) -> None:
+        result = self.pools[schedule.function].invoke(schedule.payload)
+        self.report(schedule.function, None, set(), result, label=f"schedule {schedule.name}")
+
+
+# ------------------------------------------------------------------------------ HTTP API
+class ApiServer:
+    """API Gateway HTTP API (payload format 2.0) in front of the routes' functions."""
+
+    MAX_BODY = 10 * 1024 * 1024
+
+    def __init__(
+        self,
+        routes: list[Route],
+        pools: dict[str, FunctionPool],
+        host: str,
+        port: int,
+        report: Callable[..., None],
+    ):
+        self.routes = routes
+        self.pools = pools
+        self.report = report
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                server.handle(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="api", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def match(self, method: str, path: str) -> Route | None:
+        exact = [r for r in self.routes if r.key in (f"{method} {path}", f"ANY {path}")]
+        if exact:
+            return exact[0]
+        for route in self.routes:
+            if route.key == "$default":
+                continue
+            route_method, _, pattern = route.key.partition(" ")
+            if route_method not in (method, "ANY"):
+                continue
+            regex = re.sub(r"\\\{[^/]+\\\+\\\}", ".+", re.sub(r"\\\{[^/+]+\\\}", "[^/]+", re.escape(pattern)))
+            if re.fullmatch(regex, path):
+                return route
+        return next((r for r in self.routes if r.key == "$default"), None)
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(request.path)
+        route = self.match(request.command, url.path)
+        length = int(request.headers.get("Content-Length") or 0)
+        if length > self.MAX_BODY:
+            return self._send(
+                request, 413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}'
+            )
+        body = request.rfile.read(length) if length else b""
+        if route is None:
+            return self._send(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+        event = self.event(request, route, url, body)
+        result = self.pools[route.function].invoke(event)
+        self.report(
+            route.function,
+            None,
+            set() if result.ok else {"request"},
+            result,
+            label=f"{request.command} {url.path}",
+        )
+        if not result.ok:
+            return self._send(
+                request, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
+            )
+        status, headers, payload = self.response(result.response)
+        self._send(request, status, headers, payload)
+
+    @staticmethod
+    def event(request: BaseHTTPRequestHandler, route: Route, url: Any, body: bytes) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        try:
+            text, encoded = body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(body).decode(), True
+        now = datetime.now(UTC)
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route.key,
+            "rawPath": url.path,
+            "rawQueryString": url.query,
+            "headers": headers,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": route.api_id,
+                "domainName": headers.get("host", "localhost"),
+                "domainPrefix": headers.get("host", "localhost").split(".")[0],
+                "http": {
+                    "method": request.command,
+                    "path": url.path,
+                    "protocol": request.request_version,
+                    "sourceIp": request.client_address[0],
+                    "userAgent": headers.get("user-agent", ""),
+                },
+                "requestId": str(uuid.uuid4()),
+                "routeKey": route.key,
+                "stage": "$default",
+                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+            },
+            "isBase64Encoded": encoded,
+        }
+        if url.query:
+            params: dict[str, str] = {}
+            for name, value in parse_qsl(url.query, keep_blank_values=True):
+                params[name] = f"{params[name]},{value}" if name in params else value
+            event["queryStringParameters"] = params
+        if body:
+            event["body"] = text
+        if "cookie" in headers:
+            event["cookies"] = [c.strip() for c in headers["cookie"].split(";")]
+        return event
+
+    @staticmethod
+    def response(response: Any) -> tuple[int, dict[str, str], bytes]:
+        """Payload 2.0 response rules: a dict with ``statusCode`` is used as is; anything
+        else is returned as a JSON body with status 200."""
+        if isinstance(response, dict) and "statusCode" in response:
+            body = response.get("body") or ""
+            raw = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
+            headers = {k.lower(): str(v) for k, v in (response.get("headers") or {}).items()}
+            return int(response["statusCode"]), headers, raw
+        return 200, {"content-type": "application/json"}, json.dumps(response).encode()
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
+        request.send_response(status)
+        for name, value in headers.items():
+            if name != "content-length":
+                request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(body)
+
+
+# ------------------------------------------------------------------------------ the service
+class Executor:
+    """Runs a deployment: one pool per function, one poller per queue mapping, the
+    scheduler, and the HTTP API."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        sandbox_env: Callable[[FunctionSpec], dict[str, str]],
+        sqs_client: Callable[[], Any],
+        region: str,
+        root: Path,
+        log_dir: Path,
+        api_host: str = "127.0.0.1",
+        api_port: int = 0,
+        on_invocation: Callable[[str], None] | None = None,
+    ):
+        self.deployment = deployment
+        self.region = region
+        self._stop = threading.Event()
+        self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        concurrency: dict[str, int] = {}
+        for m in deployment.mappings:
+            concurrency[m.function] = concurrency.get(m.function, 0) + m.max_concurrency
+        self.pools = {
+            name: FunctionPool(
+                spec, sandbox_env(spec), root, log_dir, max(concurrency.get(name, 0), DEFAULT_CONCURRENCY)
+            )
+            for name, spec in deployment.functions.items()
+        }
+        self.pollers = [
+            SqsPoller(m, self.pools[m.function], sqs_client(), region, self._stop, self._report)
+            for m in deployment.mappings
+            if m.function in self.pools
+        ]
+        self.scheduler = Scheduler(
+            [s for s in deployment.schedules if s.function in self.pools],
+            self.pools,
+            self._stop,
+            self._report,
+        )
+        self.api = (
+            ApiServer(
+                [r for r in deployment.routes if r.function in self.pools],
+                self.pools,
+                api_host,
+                api_port,
+                self._report,
+            )
+            if deployment.routes
+            else None
+        )
+
+    def start(self) -> None:
+        for poller in self.pollers:
+            poller.start()
+        self.scheduler.start()
+        if self.api:
+            self.api.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.api:
+            self.api.stop()
+        for poller in self.pollers:
+            poller.join(timeout=POLL_SECONDS + 35)
+        for pool in self.pools.values():
+            pool.close()
+
+    def invoke(self, function: str, payload: Any) -> Invocation:
+        result = self.pools[function].invoke(payload)
+        self._report(function, None, set(), result, label="invoke")
+        return result
+
+    def _report(
+        self,
+        function: str,
+        messages: list[dict[str, Any]] | None,
+        failed: set[str],
+        result: Invocation,
+        label: str = "",
+    ) -> None:
+        """One line per record (per request or scheduled run for other triggers)."""
+        timing = f"{result.duration_ms:6.0f} ms{' cold' if result.cold else ''}"
+        if not result.ok:
+            timing += (
+                f"  {result.error_type}: {(result.error or '').splitlines()[0][:160] if result.error else ''}"
+            )
+        if messages is None:
+            self._on_invocation(
+                f"{function:<14} {'ok' if result.ok and not failed else 'FAILED':<6} {label}  ({timing})"
+            )
+            return
+        for m in messages:
+            status = "retry" if m["MessageId"] in failed else "ok"
+            self._on_invocation(f"{function:<14} {status:<6} {record_label(m['Body'])}  ({timing})")
+
+
+def sandbox_environment(
+    spec: FunctionSpec, endpoint: str, region: str, credentials: tuple[str, str], scratch: Path
+) -> dict[str, str]:
+    """The environment a local sandbox gets: the function's variables plus what the Lambda
+    runtime would set, with ``AWS_ENDPOINT_URL`` pointing at the emulator."""
+    scratch = scratch / spec.name
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {
+        name: os.environ[name]
+        for name in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")
+        if name in os.environ
+    }
+    env.update(spec.environment)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": credentials[0],
+            "AWS_SECRET_ACCESS_KEY": credentials[1],
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            # No X-Ray daemon runs locally; traces are off, everything else is as deployed.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "SCRATCH_DIR": str(scratch),
+            "TZ": "UTC",
+        }
+    )
+    return env

@@ -1,0 +1,144 @@
+"""Pure parts of the embedded runtime: schedules, HTTP API translation, SQS records."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from headrace.local.cron import ScheduleError, next_fire
+from headrace.local.executor import ApiServer, QueueMapping, Route, SqsPoller, lambda_sqs_record, record_label
+
+T0 = datetime(2025, 3, 14, 10, 30, 15, tzinfo=UTC)  # a Friday
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("rate(5 minutes)", datetime(2025, 3, 14, 10, 35, 15, tzinfo=UTC)),
+        ("rate(1 hour)", datetime(2025, 3, 14, 11, 30, 15, tzinfo=UTC)),
+        ("cron(0 6 * * ? *)", datetime(2025, 3, 15, 6, 0, tzinfo=UTC)),
+        ("cron(*/15 * * * ? *)", datetime(2025, 3, 14, 10, 45, tzinfo=UTC)),
+        ("cron(0 9 ? * MON-FRI *)", datetime(2025, 3, 17, 9, 0, tzinfo=UTC)),  # next weekday 09:00 is Monday
+        ("cron(30 10 ? * 6 *)", datetime(2025, 3, 21, 10, 30, tzinfo=UTC)),  # 6 = Friday in AWS cron
+        ("cron(0 0 1 JAN ? 2026)", datetime(2026, 1, 1, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_next_fire(expression, expected):
+    assert next_fire(expression, T0) == expected
+
+
+@pytest.mark.parametrize(
+    "expression", ["cron(0 6 * * *)", "cron(0 6 L * ? *)", "every day", "rate(3 fortnights)"]
+)
+def test_unsupported_schedules_are_refused(expression):
+    with pytest.raises(ScheduleError):
+        next_fire(expression, T0)
+
+
+def _api(*keys: str) -> ApiServer:
+    server = ApiServer.__new__(ApiServer)
+    server.routes = [Route("api", key, "fn") for key in keys]
+    return server
+
+
+def test_routes_match_method_path_any_parameters_and_default():
+    api = _api("POST /ingest", "GET /logs", "ANY /items/{id}", "GET /files/{proxy+}")
+    assert api.match("POST", "/ingest").key == "POST /ingest"
+    assert api.match("GET", "/ingest") is None
+    assert api.match("DELETE", "/items/42").key == "ANY /items/{id}"
+    assert api.match("GET", "/files/a/b/c").key == "GET /files/{proxy+}"
+    assert _api("POST /ingest", "$default").match("GET", "/x").key == "$default"
+
+
+def test_http_request_becomes_payload_v2_event():
+    request = SimpleNamespace(
+        headers=SimpleNamespace(
+            items=lambda: [
+                ("Content-Type", "text/plain"),
+                ("X-Tenant-ID", "acme"),
+                ("X-A", "1"),
+                ("x-a", "2"),
+            ]
+        ),
+        command="POST",
+        request_version="HTTP/1.1",
+        client_address=("127.0.0.1", 5555),
+    )
+    url = SimpleNamespace(path="/ingest", query="a=1&a=2&b=")
+    event = ApiServer.event(request, Route("api1", "POST /ingest", "fn"), url, "héllo".encode())
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "POST /ingest"
+    assert event["headers"] == {"content-type": "text/plain", "x-tenant-id": "acme", "x-a": "1,2"}
+    assert event["queryStringParameters"] == {"a": "1,2", "b": ""}
+    assert (event["body"], event["isBase64Encoded"]) == ("héllo", False)
+    assert event["requestContext"]["http"]["method"] == "POST"
+    binary = ApiServer.event(request, Route("api1", "POST /ingest", "fn"), url, b"\xff\x00")
+    assert (binary["body"], binary["isBase64Encoded"]) == ("/wA=", True)
+
+
+def test_handler_responses_follow_payload_v2_rules():
+    assert ApiServer.response(
+        {"statusCode": 202, "headers": {"Content-Type": "application/json"}, "body": "{}"}
+    ) == (
+        202,
+        {"content-type": "application/json"},
+        b"{}",
+    )
+    assert ApiServer.response({"statusCode": 200, "body": "aGk=", "isBase64Encoded": True})[2] == b"hi"
+    assert ApiServer.response({"ok": True}) == (200, {"content-type": "application/json"}, b'{"ok": true}')
+
+
+def test_sqs_message_becomes_a_lambda_record():
+    message = {
+        "MessageId": "m1",
+        "ReceiptHandle": "rh",
+        "Body": "{}",
+        "MD5OfBody": "x",
+        "Attributes": {"ApproximateReceiveCount": "2"},
+        "MessageAttributes": {"k": {"StringValue": "v", "DataType": "String"}},
+    }
+    record = lambda_sqs_record(message, "arn:aws:sqs:us-east-1:1:q", "us-east-1")
+    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:1:q"
+    assert record["attributes"]["ApproximateReceiveCount"] == "2"
+    assert record["messageAttributes"]["k"]["stringValue"] == "v"
+
+
+def _poller(report_failures: bool) -> SqsPoller:
+    poller = SqsPoller.__new__(SqsPoller)
+    poller.mapping = QueueMapping("u", "fn", "arn", "url", report_batch_item_failures=report_failures)
+    return poller
+
+
+def test_partial_batch_responses():
+    everything = {"a", "b", "c"}
+    honouring = _poller(True)
+    assert honouring._reported_failures({"batchItemFailures": [{"itemIdentifier": "b"}]}, everything) == {"b"}
+    assert honouring._reported_failures({"batchItemFailures": []}, everything) == set()
+    assert honouring._reported_failures(None, everything) == set()
+    # an unknown id or a malformed entry fails the whole batch, as on AWS
+    assert (
+        honouring._reported_failures({"batchItemFailures": [{"itemIdentifier": "zz"}]}, everything)
+        == everything
+    )
+    assert honouring._reported_failures({"batchItemFailures": [{"wrong": 1}]}, everything) == everything
+    # without ReportBatchItemFailures the response is ignored: a returned value is success
+    assert (
+        _poller(False)._reported_failures({"batchItemFailures": [{"itemIdentifier": "b"}]}, everything)
+        == set()
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "label"),
+    [
+        (json.dumps({"detail": {"object": {"key": "incoming/a.csv"}}}), "incoming/a.csv"),
+        (json.dumps({"detail": {"object_key": "incoming/b.csv"}}), "incoming/b.csv"),
+        (json.dumps({"tenant_id": "acme", "log_id": "l1"}), "acme/l1"),
+        ("not json", "(not JSON)"),
+    ],
+)
+def test_record_labels(body, label):
+    assert record_label(body) == label
