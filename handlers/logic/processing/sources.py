@@ -103,7 +103,7 @@ class CsvSource(Source):
         return f"read_csv({literal(str(self._sample_path))}, {self._options}, ignore_errors=true)"
 
     def rejects(self, max_examples: int) -> Rejects:
-        rows = self.con.sql(
+        rows = self.con.execute(
             "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line) "
             "FROM csv_rejects GROUP BY line ORDER BY line"
         ).fetchall()
@@ -147,14 +147,14 @@ class _JsonRecordsSource(Source):
     Keys of every record become the columns (first-seen order)."""
 
     def _load(self, numbered_sql: str, what: str) -> None:
-        self.con.sql(
+        self.con.execute(
             "CREATE OR REPLACE TEMP TABLE json_records AS "
             "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
             f"FROM ({numbered_sql})"
         )
-        keys = self.con.sql(
-            "SELECT k FROM (SELECT unnest(json_keys(line)) AS k, pos FROM json_records WHERE ok) "
-            "GROUP BY k ORDER BY min(pos), k"
+        keys = self.con.execute(
+            "SELECT k FROM (SELECT pos, unnest(json_keys(line)) AS k, generate_subscripts(json_keys(line), 1) AS i "
+            "FROM json_records WHERE ok) GROUP BY k ORDER BY min(pos), arg_min(i, pos), k"
         ).fetchall()
         self.columns = [k for (k,) in keys]
         if not self.columns:
@@ -186,7 +186,7 @@ class _JsonRecordsSource(Source):
         return f"(SELECT {cols or 'NULL AS _empty'} FROM json_records WHERE ok)"
 
     def rejects(self, max_examples: int) -> Rejects:
-        rows = self.con.sql(
+        rows = self.con.execute(
             f"SELECT pos, line, CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank' ELSE {_KIND} END "
             "FROM json_records WHERE NOT ok ORDER BY pos"
         ).fetchall()
@@ -254,11 +254,11 @@ class JsonSource(_JsonRecordsSource):
             raise UnprocessableFile(f"invalid JSON: {_first_line(exc)}") from exc
 
     def _load_object(self, src: str) -> None:
-        self.con.sql(
+        self.con.execute(
             "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT json::VARCHAR AS doc "
             f"FROM read_json_objects({src}, format='unstructured', maximum_object_size={MAX_JSON_DOCUMENT})"
         )
-        arrays = self.con.sql(
+        arrays = self.con.execute(
             "SELECT k FROM (SELECT unnest(json_keys(doc)) AS k, doc FROM json_doc) "
             "WHERE json_type(doc, '$.' || '\"' || replace(k, '\"', '\\\"') || '\"') = 'ARRAY' "
             "AND json_type(doc, '$.' || '\"' || replace(k, '\"', '\\\"') || '\"[0]') = 'OBJECT'"
