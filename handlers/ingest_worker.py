@@ -1,0 +1,119 @@
+"""Ingest worker Lambda: SQS batches of ingest messages -> redacted tenant log items.
+
+Records are independent. A record that fails (a table or KMS error, a malformed message)
+is reported in ``batchItemFailures``, every time, so only it is retried; after the queue's
+``maxReceiveCount`` receives SQS moves it to the DLQ. A redelivered or replayed
+``(tenant_id, log_id)`` is acknowledged without a second write (``LogsDuplicate``).
+Neither the original text nor message bodies are ever logged.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.dal.tenant_logs import TenantLogStore
+from handlers.logic.ingest.worker import store_message
+from handlers.models.ingest import IngestRecord
+from handlers.models.ingest_worker import IngestWorkerSettings
+
+settings = IngestWorkerSettings.from_env()
+logger = Logger(service="ingest-worker")
+tracer = Tracer(service="ingest-worker")
+metrics = Metrics(namespace="headrace", service="ingest-worker")
+batch = BatchProcessor(event_type=EventType.SQS, model=IngestRecord, raise_on_entire_batch_failure=False)
+rules = settings.pii().rules
+store = TenantLogStore(settings.tenant_logs_table, settings.originals_kms_key_arn)
+_RECORD_KEYS = ("tenant_id", "log_id", "attempt", "message_id")
+_handled: set[str] = set()  # message ids that reached record_handler in this invocation
+
+
+class SimulatedCrash(BaseException):
+    """Fault injection: escapes the batch processor like a runtime crash, failing the
+    whole invocation mid-batch (``HEADRACE_CRASH_RATE``)."""
+
+
+@tracer.capture_method(capture_response=False)
+def record_handler(record: IngestRecord) -> dict[str, Any]:
+    message = record.body
+    attempt = int(record.attributes.ApproximateReceiveCount)
+    logger.append_keys(
+        tenant_id=message.tenant_id, log_id=message.log_id, attempt=attempt, message_id=record.messageId
+    )
+    if settings.crash_rate and random.random() < settings.crash_rate:
+        raise SimulatedCrash(f"simulated crash while storing {message.tenant_id}/{message.log_id}")
+    try:
+        outcome = store_message(
+            message,
+            rules,
+            store,
+            now=datetime.now(UTC),
+            ttl_days=settings.log_ttl_days,
+            keep_original=settings.keep_original,
+        )
+    except Exception as exc:
+        if attempt >= settings.max_receive_count:
+            logger.error(
+                "giving up on this record: it moves to the DLQ",
+                extra={"reason": type(exc).__name__},
+                exc_info=True,
+            )
+        else:
+            logger.warning(
+                "record failed; it will be retried", extra={"reason": type(exc).__name__}, exc_info=True
+            )
+        raise
+    finally:
+        logger.remove_keys(list(_RECORD_KEYS))
+    if outcome.status == "stored":
+        metrics.add_metric(name="LogsStored", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="LogsDuplicate", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "log %s",
+        outcome.status,
+        extra={"tenant_id": message.tenant_id, "log_id": message.log_id, "redactions": outcome.redactions},
+    )
+    return {"tenant_id": message.tenant_id, "log_id": message.log_id, "status": outcome.status}
+
+
+def _report_malformed(event: dict[str, Any], response: PartialItemFailureResponse) -> None:
+    """Failures the record handler never saw are messages that are not ingest messages
+    (the parser model refused them). Log them without their content."""
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    for raw in event.get("Records", []):
+        message_id = raw.get("messageId")
+        if message_id in failed and message_id not in _handled:
+            receives = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "0") or 0)
+            logger.error(
+                "malformed ingest message",
+                extra={
+                    "message_id": message_id,
+                    "attempt": receives,
+                    "fate": "moves to the DLQ"
+                    if receives >= settings.max_receive_count
+                    else "will be retried",
+                },
+            )
+
+
+def _handle(record: IngestRecord) -> dict[str, Any]:
+    _handled.add(record.messageId)
+    return record_handler(record)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    _handled.clear()
+    response = process_partial_response(event=event, record_handler=_handle, processor=batch, context=context)
+    _report_malformed(event, response)
+    return response

@@ -1,0 +1,58 @@
+"""The ingest worker's unit of work: one internal message -> one stored, redacted item.
+
+Redaction uses the processor's PII rule set (``PiiOptions(...).rules``), so a phone number
+is redacted the same way in a log line pushed to the API and in a file dropped in the raw
+bucket. The write is conditional on the item not existing: the first delivery of a
+``(tenant_id, log_id)`` stores it, every later one (SQS redelivery, a client retry, a
+replay) is a ``duplicate`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from handlers.logic.processing.pii import PiiRuleSet
+from handlers.models.ingest import IngestMessage, iso_utc
+
+
+class LogStore(Protocol):
+    def put_once(self, item: dict[str, Any], original: str | None = None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["stored", "duplicate"]
+    redactions: dict[str, int] = field(default_factory=dict)
+
+
+def log_item(message: IngestMessage, rules: PiiRuleSet, stored_at: datetime, ttl_days: int) -> dict[str, Any]:
+    """The TENANT_LOGS_TABLE item (without the encrypted original)."""
+    text, counts = rules.redact(message.text)
+    return {
+        "tenant_id": message.tenant_id,
+        "log_id": message.log_id,
+        "source": message.source,
+        "text": text,
+        "received_at": iso_utc(message.received_at),
+        "stored_at": iso_utc(stored_at),
+        "redactions": counts,
+        "ttl": int((stored_at + timedelta(days=ttl_days)).timestamp()),
+    }
+
+
+def store_message(
+    message: IngestMessage,
+    rules: PiiRuleSet,
+    store: LogStore,
+    *,
+    now: datetime,
+    ttl_days: int,
+    keep_original: bool,
+) -> Outcome:
+    item = log_item(message, rules, now, ttl_days)
+    # The original is worth keeping (encrypted) only when redaction changed something.
+    original = message.text if keep_original and item["redactions"] else None
+    created = store.put_once(item, original=original)
+    return Outcome("stored" if created else "duplicate", item["redactions"])

@@ -1,0 +1,185 @@
+"""API keys, the lookup cache, log ids (no AWS)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+
+import pytest
+
+from handlers.logic.ingest.auth import Authenticator
+from handlers.logic.ingest.errors import Unauthorized
+from handlers.logic.ingest.ids import is_log_id, is_tenant_id, new_log_id
+from handlers.logic.ingest.keys import generate_api_key, hash_api_key, new_key_item
+from handlers.models.ingest import StoredKey, TenantKey
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Table:
+    """A fake key table counting lookups."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, StoredKey] = {}
+        self.lookups = 0
+
+    def add(self, key: str, tenant: str, disabled: bool = False) -> None:
+        digest = hash_api_key(key)
+        self.items[digest] = StoredKey(key_hash=digest, key=TenantKey(tenant_id=tenant, disabled=disabled))
+
+    def lookup(self, key_hash: str) -> StoredKey | None:
+        self.lookups += 1
+        return self.items.get(key_hash)
+
+
+@pytest.fixture
+def setup():
+    table, clock = Table(), Clock()
+    return table, clock, Authenticator(table.lookup, clock=clock)
+
+
+def test_keys_are_random_prefixed_and_hashed_with_sha256():
+    key = generate_api_key()
+    assert re.fullmatch(r"hr_[A-Za-z0-9_-]{43}", key)
+    assert key != generate_api_key()
+    assert hash_api_key(key) == hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_key_item_stores_the_hash_never_the_key():
+    from datetime import UTC, datetime
+
+    key = generate_api_key()
+    item = new_key_item("acme", key, datetime(2025, 1, 1, tzinfo=UTC))
+    assert key not in str(item.values())
+    assert item["key_hash"] == hash_api_key(key)
+    assert item["key_prefix"] == key[:7] and item["key_id"].startswith("key_")
+    assert (item["tenant_id"], item["name"], item["disabled"]) == ("acme", "acme", False)
+    assert item["created_at"] == "2025-01-01T00:00:00.000Z"
+
+
+def test_valid_key_resolves_to_its_tenant(setup):
+    table, _, auth = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    assert auth.authenticate(key).tenant_id == "acme"
+
+
+@pytest.mark.parametrize("key", [None, ""])
+def test_missing_key_is_401(setup, key):
+    with pytest.raises(Unauthorized, match="missing API key"):
+        setup[2].authenticate(key)
+
+
+@pytest.mark.parametrize("key", ["short", "has space in it 123456", "é" * 20, "x" * 300, "\ud800" * 20])
+def test_implausible_keys_are_refused_without_a_lookup(setup, key):
+    table, _, auth = setup
+    with pytest.raises(Unauthorized, match="invalid API key"):
+        auth.authenticate(key)
+    assert table.lookups == 0
+
+
+def test_unknown_and_disabled_keys_are_401(setup):
+    table, _, auth = setup
+    disabled = generate_api_key()
+    table.add(disabled, "acme", disabled=True)
+    for key in (generate_api_key(), disabled):
+        with pytest.raises(Unauthorized, match="invalid API key"):
+            auth.authenticate(key)
+
+
+def test_hits_are_cached_for_a_minute(setup):
+    # Given a verified key
+    table, clock, auth = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    auth.authenticate(key)
+    # When it is used again within 60 s, the table is not read again
+    clock.now += 59
+    auth.authenticate(key)
+    assert table.lookups == 1
+    # and after 60 s it is verified again (a disabled key stops working)
+    table.add(key, "acme", disabled=True)
+    clock.now += 2
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+    assert table.lookups == 2
+
+
+def test_misses_are_cached_only_briefly(setup):
+    # Given a key that failed because it was not issued yet
+    table, clock, auth = setup
+    key = generate_api_key()
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+    table.add(key, "acme")
+    # Then it works a few seconds later, not a minute later
+    clock.now += 5.1
+    assert auth.authenticate(key).tenant_id == "acme"
+
+
+def test_a_failing_lookup_is_not_cached(setup):
+    # Given a valid key and a key table that is down for the first lookup
+    table, _, _ = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    calls = []
+
+    def flaky(key_hash: str) -> StoredKey | None:
+        calls.append(key_hash)
+        if len(calls) == 1:
+            raise ConnectionError("table down")
+        return table.lookup(key_hash)
+
+    auth = Authenticator(flaky)
+    with pytest.raises(ConnectionError):
+        auth.authenticate(key)
+    # Then the failure is not remembered: the next request is verified and succeeds
+    assert auth.authenticate(key).tenant_id == "acme"
+    assert len(calls) == 2
+
+
+def test_the_cache_is_bounded(setup):
+    table, _, _ = setup
+    auth = Authenticator(table.lookup, max_entries=3)
+    for _ in range(10):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(generate_api_key())
+    assert len(auth._cache) == 3
+
+
+def test_a_lookup_returning_another_hash_is_refused():
+    # defence in depth: the stored hash must equal the presented key's hash
+    key = generate_api_key()
+    auth = Authenticator(lambda _h: StoredKey(key_hash="0" * 64, key=TenantKey(tenant_id="acme")))
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+
+
+def test_generated_log_ids_are_valid_uuid7_sorted_by_time():
+    ids = [new_log_id(now_ms=ms) for ms in (1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000)]
+    assert ids == sorted(ids)
+    assert all(uuid.UUID(i).version == 7 and is_log_id(i) for i in ids)
+    assert new_log_id() != new_log_id()
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("acme", True),
+        ("a", True),
+        ("team-1_x", True),
+        ("Acme", False),
+        ("-acme", False),
+        ("a" * 64, False),
+        ("", False),
+    ],
+)
+def test_tenant_ids(value, ok):
+    assert is_tenant_id(value) is ok
