@@ -65,7 +65,6 @@ def process(work: ObjectRef, attempt: int) -> dict[str, Any]:
     return process_object(work, settings, store, attempt, _record_metrics).as_dict()
 
 
-@tracer.capture_method
 def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
     ref = ObjectRef.from_event(record.body)
     attempt = int(record.attributes.ApproximateReceiveCount)

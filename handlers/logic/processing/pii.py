@@ -12,8 +12,9 @@ A rule has a ``name``, a ``pattern`` and an optional ``column_hint``:
 Rules apply in order; the first rule to claim a span wins (cards before phone numbers, so a
 16-digit card is not half-redacted as a phone number).
 
-Extend the set with ``PiiOptions(extra_rules=[...])`` (env ``HEADRACE_PII_EXTRA_RULES`` as
-JSON on Lambda, ``--pii-rules FILE`` on the CLI) or switch rules off with ``disabled_rules``.
+Extend the set with ``PiiOptions(extra_rules=[...])`` (on Lambda: ``PII_EXTRA_RULES`` as a
+JSON list; on the CLI: ``--pii-rules FILE``) or switch rules off with ``disabled_rules``
+(``PII_DISABLED_RULES``, comma-separated).
 """
 
 from __future__ import annotations
