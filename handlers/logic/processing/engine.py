@@ -25,7 +25,7 @@ from .errors import UnprocessableFile
 from .formats import detect_format, unique_names
 from .inference import FLOAT, STRING, Conversion, fits, infer_conversions
 from .options import ProcessingOptions
-from .pii import PiiRule, PiiRuleSet
+from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet
 from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source
 from .sqltext import first_row, ident, literal
 from .summary import (
@@ -196,7 +196,7 @@ class _Pipeline:
                 n: self._column_stats(n, c, stats) for n, c in zip(self.names, conversions, strict=True)
             },
             quality=quality,
-            pii=self._pii_counts(stats),
+            pii=stats["pii"],
             log_counts=self._log_counts(out, conversions),
             lineage=lineage,
             warnings=warnings,
@@ -317,10 +317,12 @@ class _Pipeline:
                     ((name, "min_length"), f"min(length({v}))"),
                     ((name, "max_length"), f"max(length({v}))"),
                 ]
-                rule = self.hinted[name]
-                for r in (rule,) if rule else self.rules.rules:
+                if self.rules:
                     exprs.append(
-                        ((name, "pii", r.name), f"count(*) FILTER (WHERE contains({v}, {literal(r.token)}))")
+                        (
+                            (name, "redacted"),
+                            f"count(*) FILTER (WHERE contains({v}, {literal(REDACTED_PREFIX)}))",
+                        )
                     )
         everything = ", ".join([*(ident(n) for n in self.names), RESCUED])
         exprs.append((("duplicates",), f"count(*) - count(DISTINCT hash({everything}))"))
@@ -330,6 +332,7 @@ class _Pipeline:
         stats: dict[Any, Any] = dict(zip((k for k, _ in exprs), row, strict=True))
         stats["rows"] = rows
         stats["exact_distinct"] = exact
+        stats["pii"] = self._pii_per_rule(out, stats)
         stats["mismatch"] = {}
         if stats[("rescued",)]:
             stats["mismatch"] = dict(
@@ -415,11 +418,28 @@ class _Pipeline:
         ).fetchall()
         return DuplicateRows(count=count, first_duplicates=[_location(lineage, idx) for (idx,) in firsts])
 
-    def _pii_counts(self, stats: dict) -> dict[str, dict[str, int]]:
+    def _pii_per_rule(self, out: Path, stats: dict) -> dict[str, dict[str, int]]:
+        """Values redacted per column and rule: a second (small) query only for the columns
+        where the main one found any redaction; a hinted column is redacted whole."""
         counts: dict[str, dict[str, int]] = {}
-        for key, value in stats.items():
-            if isinstance(key, tuple) and len(key) == 3 and key[1] == "pii" and value:
-                counts.setdefault(key[0], {})[key[2]] = value
+        exprs: list[tuple[str, str, str]] = []
+        for name in self.names:
+            if not stats.get((name, "redacted")):
+                continue
+            rule = self.hinted[name]
+            if rule is not None:
+                counts[name] = {rule.name: stats[name, "redacted"]}
+                continue
+            exprs += [
+                (name, r.name, f"count(*) FILTER (WHERE contains({ident(name)}, {literal(r.token)}))")
+                for r in self.rules.rules
+            ]
+        if exprs:
+            row = first_row(self.con, f"SELECT {', '.join(e for *_, e in exprs)} FROM {_parquet(out)}")
+            assert row is not None
+            for (name, rule_name, _), value in zip(exprs, row, strict=True):
+                if value:
+                    counts.setdefault(name, {})[rule_name] = value
         return counts
 
     def _log_counts(self, out: Path, conversions: Sequence[Conversion]) -> dict[str, Any] | None:

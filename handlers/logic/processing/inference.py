@@ -98,8 +98,15 @@ def _date(fmt: str) -> Callable[[str], str]:
 
 
 def _iso_timestamp(v: str) -> str:
-    # ISO 8601 with or without offset; naive values are taken as UTC. Stored as UTC.
-    return f"CASE WHEN contains({v}, '-') THEN timezone('UTC', TRY_CAST(trim({v}) AS TIMESTAMPTZ)) END"
+    # ISO 8601, stored as UTC; naive values (and a Z suffix) are taken as UTC. A plain
+    # TIMESTAMP cast ignores an offset, so values that carry one (a + or - after the
+    # seconds) go through TIMESTAMPTZ, which costs 2.5x more.
+    offset = f"(contains(substr({v}, 20), '+') OR contains(substr({v}, 20), '-'))"
+    return (
+        f"CASE WHEN NOT contains({v}, '-') THEN NULL "
+        f"WHEN {offset} THEN timezone('UTC', TRY_CAST(trim({v}) AS TIMESTAMPTZ)) "
+        f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
+    )
 
 
 def _timestamp(fmt: str) -> Callable[[str], str]:
