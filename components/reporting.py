@@ -45,7 +45,7 @@ class AlertsTopic(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.kms.Alias(f"{name}-key", name=f"alias/{name}", target_key_id=self.key.key_id, opts=child)
+        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{name}", target_key_id=self.key.key_id, opts=child)
         self.topic = aws.sns.Topic(name, kms_master_key_id=self.key.arn, opts=child)
         self.policy = aws.sns.TopicPolicy(
             f"{name}-policy",
@@ -119,14 +119,14 @@ class Reporting(pulumi.ComponentResource):
                 opts=child,
             )
             aws.cloudwatch.EventTarget(
-                f"{name}-{task}",
+                f"{name}-{task}-target",
                 rule=rule.name,
                 arn=self.function.arn,
                 input=payload,
                 opts=child,
             )
             aws.lambda_.Permission(
-                f"{name}-{task}",
+                f"{name}-{task}-invoke",
                 action="lambda:InvokeFunction",
                 function=self.function.name,
                 principal="events.amazonaws.com",

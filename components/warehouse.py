@@ -65,7 +65,7 @@ class Network(pulumi.ComponentResource):
             )
         )
         self.private_route_table = aws.ec2.RouteTable(
-            f"{name}-private", vpc_id=self.vpc.id, tags={"Name": f"{name}-private"}, opts=child
+            f"{name}-private-routes", vpc_id=self.vpc.id, tags={"Name": f"{name}-private"}, opts=child
         )
         self.private_subnets: list[aws.ec2.Subnet] = []
         for index in range(args.az_count):
@@ -79,7 +79,7 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}",
+                f"{name}-private-{index}-routes",
                 subnet_id=subnet.id,
                 route_table_id=self.private_route_table.id,
                 opts=child,
@@ -205,7 +205,7 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-public"},
             opts=child,
         )
-        public_routes = aws.ec2.RouteTable(f"{name}-public", vpc_id=self.vpc.id, opts=child)
+        public_routes = aws.ec2.RouteTable(f"{name}-public-routes", vpc_id=self.vpc.id, opts=child)
         aws.ec2.Route(
             f"{name}-public-default",
             route_table_id=public_routes.id,
@@ -214,9 +214,9 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         aws.ec2.RouteTableAssociation(
-            f"{name}-public", subnet_id=public.id, route_table_id=public_routes.id, opts=child
+            f"{name}-public-routes", subnet_id=public.id, route_table_id=public_routes.id, opts=child
         )
-        address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)
+        address = aws.ec2.Eip(f"{name}-nat-ip", domain="vpc", opts=child)
         self.nat_gateway = aws.ec2.NatGateway(
             f"{name}-nat",
             allocation_id=address.id,
@@ -288,7 +288,7 @@ class Warehouse(pulumi.ComponentResource):
         self.loader_placement: VpcPlacement | None = None
 
         self.secret = aws.secretsmanager.Secret(
-            f"{name}-db",
+            f"{name}-db-secret",
             description="headrace warehouse connection: host, port, dbname, username, password",
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
@@ -311,7 +311,7 @@ class Warehouse(pulumi.ComponentResource):
                 }
             )
         self.secret_version = aws.secretsmanager.SecretVersion(
-            f"{name}-db",
+            f"{name}-db-secret-value",
             secret_id=self.secret.id,
             # Secret because the password is; stored encrypted in the state either way.
             secret_string=secret_value,
@@ -333,18 +333,18 @@ class Warehouse(pulumi.ComponentResource):
             subnet_ids=[s.id for s in network.private_subnets], security_group_ids=[network.loader_sg.id]
         )
         subnets = aws.rds.SubnetGroup(
-            f"{name}-db", subnet_ids=[s.id for s in network.private_subnets], opts=child
+            f"{name}-db-subnets", subnet_ids=[s.id for s in network.private_subnets], opts=child
         )
         major = rds.engine_version.split(".")[0]
         parameters = aws.rds.ParameterGroup(
-            f"{name}-db",
+            f"{name}-db-params",
             family=f"postgres{major}",
             description="headrace: TLS-only connections",
             parameters=[aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1")],
             opts=child,
         )
         # Letters and digits only: safe in any connection string, 40 of them ~ 238 bits.
-        self.password = random.RandomPassword(f"{name}-db", length=40, special=False, opts=child)
+        self.password = random.RandomPassword(f"{name}-db-password", length=40, special=False, opts=child)
         self.instance = aws.rds.Instance(
             f"{name}-db",
             engine="postgres",
