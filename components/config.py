@@ -151,7 +151,8 @@ FUNCTION_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 class Functions(_Model):
-    runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.12"
+    # Amazon Linux 2023 runtimes: the package's manylinux wheels need its glibc 2.34.
+    runtime: Literal["python3.12", "python3.13"] = "python3.12"
     architecture: Literal["arm64", "x86_64"] = "arm64"
     tracing: bool = True  # X-Ray active tracing
     processor: ConsumerSettings

@@ -334,7 +334,12 @@ def build_lambda_archive(
             prune_runtime_provided(staging, _requirements(requirements), python_version, architecture)
             (staging / ".complete").write_text("")
             shutil.rmtree(deps, ignore_errors=True)
-            staging.rename(deps)
+            try:
+                staging.rename(deps)
+            except OSError:
+                # A concurrent build finished the same set first; theirs is as good.
+                if not (deps / ".complete").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

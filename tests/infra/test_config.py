@@ -74,11 +74,14 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def test_dev_stack_file_sets_every_top_level_key() -> None:
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_stack_files_are_complete(stack: str) -> None:
     # Given the model's top-level keys
-    # Then the dev stack file (the complete, commented reference) sets each of them
-    present = {key.split(":", 1)[1] for key in stack_file_config("dev")}
-    expected = {key for key in _keys(StackConfig) if "." not in key} - {"localstack_endpoint"}
+    # Then each stack file sets every one of them (the LocalStack URL only where it applies)
+    present = {key.split(":", 1)[1] for key in stack_file_config(stack)}
+    expected = {key for key in _keys(StackConfig) if "." not in key}
+    if stack == "dev":
+        expected.discard("localstack_endpoint")
     assert expected <= present, sorted(expected - present)
 
 

@@ -13,7 +13,7 @@ from moto.events.models import EventPattern
 from components.queues import DLQ_RETENTION_SECONDS, QueueWithDlq, QueueWithDlqArgs, visibility_timeout
 from components.routing import object_key_filters, raw_object_created_pattern
 
-from .conftest import Deployment, deploy
+from .conftest import Deployment, deploy, stack_file_config
 from .mocks import PipelineMocks
 
 QUEUES = {"processing": "processor", "load": "loader", "ingest": "ingest_worker"}
@@ -100,7 +100,11 @@ def test_raw_uploads_route_to_the_processing_queue(stack: Deployment) -> None:
     assert pattern["detail"]["bucket"]["name"] == [stack.outputs["raw_bucket"]]
     # and targets the processing queue, retrying, then dead-lettering to its DLQ
     assert target.inputs["arn"] == queues["processing"].outputs["arn"]
-    assert target.input("retryPolicy") == {"maximumEventAgeInSeconds": 86400, "maximumRetryAttempts": 185}
+    routing = stack_file_config(stack.stack)["headrace:routing"]
+    assert target.input("retryPolicy") == {
+        "maximumEventAgeInSeconds": routing["max_event_age_seconds"],
+        "maximumRetryAttempts": routing["max_retry_attempts"],
+    }
     assert target.input("deadLetterConfig") == {"arn": queues["processing-dlq"].outputs["arn"]}
 
 
