@@ -33,6 +33,9 @@ class AlarmsArgs:
     # The RDS instance, when the warehouse runs on RDS.
     db_instance_identifier: pulumi.Input[str] | None = None
     rds_cpu_percent: float = 80.0
+    # Alarm names are "<prefix>-<alarm>" and the dashboard is "<prefix>" (console names,
+    # unique per account and region); the component's name when empty.
+    name_prefix: str = ""
 
 
 class Alarms(pulumi.ComponentResource):
@@ -42,6 +45,7 @@ class Alarms(pulumi.ComponentResource):
     def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:alarms:Alarms", name, None, opts)
         self._name = name
+        self._prefix = args.name_prefix or name
         self._args = args
         self.alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
 
@@ -131,7 +135,7 @@ class Alarms(pulumi.ComponentResource):
 
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
-            dashboard_name=name,
+            dashboard_name=self._prefix,
             dashboard_body=pulumi.Output.all(
                 functions=dict(args.function_names),
                 dlqs=dict(args.dlq_names),
@@ -163,7 +167,7 @@ class Alarms(pulumi.ComponentResource):
         settings.setdefault("treat_missing_data", "notBreaching")
         alarm = aws.cloudwatch.MetricAlarm(
             f"{self._name}-{key}",
-            name=f"{self._name}-{key}",
+            name=f"{self._prefix}-{key}",
             alarm_description=description,
             alarm_actions=[self._args.topic_arn],
             ok_actions=[self._args.topic_arn],

@@ -384,6 +384,7 @@ class Pipeline(pulumi.ComponentResource):
                 duration_p99_ratio=config.alarms.duration_p99_ratio,
                 db_instance_identifier=self.warehouse.instance_identifier,
                 rds_cpu_percent=config.alarms.rds_cpu_percent,
+                name_prefix=name,
             ),
             opts=child,
         )

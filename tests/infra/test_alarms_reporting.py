@@ -10,11 +10,10 @@ from .conftest import Deployment, deploy
 
 
 def _alarms(stack: Deployment) -> dict[str, Any]:
-    prefix = f"headrace-{stack.stack}-alarms-"
-    return {
-        r.inputs["name"].removeprefix(prefix): r
-        for r in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    }
+    prefix = f"headrace-{stack.stack}-"
+    alarms = stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert all(r.inputs["name"].startswith(prefix) for r in alarms)
+    return {r.inputs["name"].removeprefix(prefix): r for r in alarms}
 
 
 def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
@@ -116,6 +115,7 @@ def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
 
 def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
     (dashboard,) = stack.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard.inputs["dashboardName"] == f"headrace-{stack.stack}"
     body = json.loads(dashboard.input("dashboardBody"))
     metrics = [m for w in body["widgets"] for m in w["properties"]["metrics"]]
     names = {m[1] for m in metrics}
