@@ -1,0 +1,266 @@
+"""CloudWatch alarms (all to the alerts topic) and the pipeline dashboard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from .functions import METRICS_NAMESPACE
+
+PERIOD_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class AlarmsArgs:
+    region: str
+    topic_arn: pulumi.Input[str]
+    processor_function_name: pulumi.Input[str]
+    processor_timeout_seconds: int
+    processing_queue_name: pulumi.Input[str]
+    # Every dead-letter queue, by a short label ("processing", "load", ...).
+    dlq_names: Mapping[str, pulumi.Input[str]]
+    # Every function, by service name (dashboard only).
+    function_names: Mapping[str, pulumi.Input[str]]
+    staleness_minutes: int
+    oldest_message_seconds: int
+    error_rate_percent: float = 1.0
+    duration_p99_ratio: float = 0.8
+    # The RDS instance, when the warehouse runs on RDS.
+    db_instance_identifier: pulumi.Input[str] | None = None
+    rds_cpu_percent: float = 80.0
+    # Alarm names are "<prefix>-<alarm>" and the dashboard is "<prefix>" (console names,
+    # unique per account and region); the component's name when empty.
+    name_prefix: str = ""
+
+
+class Alarms(pulumi.ComponentResource):
+    """The pipeline's alarm set: dead letters, processor errors and latency, backlog age,
+    data staleness, database CPU; and one dashboard of the same signals."""
+
+    def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("headrace:alarms:Alarms", name, None, opts)
+        self._name = name
+        self._prefix = args.name_prefix or name
+        self._args = args
+        self.alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
+
+        for label, queue_name in args.dlq_names.items():
+            self._alarm(
+                f"{label}-dlq-depth",
+                f"Messages in the {label} dead-letter queue: they failed every retry and need an operator.",
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": queue_name},
+                statistic="Maximum",
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                period=60,
+            )
+
+        self._alarm(
+            "processor-error-rate",
+            f"Processor invocations failing: more than {args.error_rate_percent:g}% errors over 5 minutes.",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.error_rate_percent,
+            metric_queries=[
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="rate",
+                    expression="IF(invocations > 0, 100 * errors / invocations, 0)",
+                    label="Error rate (%)",
+                    return_data=True,
+                ),
+                self._lambda_query("errors", "Errors", args.processor_function_name),
+                self._lambda_query("invocations", "Invocations", args.processor_function_name),
+            ],
+        )
+
+        duration_limit_ms = args.duration_p99_ratio * args.processor_timeout_seconds * 1000
+        self._alarm(
+            "processor-duration-p99",
+            f"Processor p99 duration above {args.duration_p99_ratio:.0%} of its "
+            f"{args.processor_timeout_seconds} s timeout: batches are close to timing out.",
+            namespace="AWS/Lambda",
+            metric_name="Duration",
+            dimensions={"FunctionName": args.processor_function_name},
+            extended_statistic="p99",
+            comparison_operator="GreaterThanThreshold",
+            threshold=duration_limit_ms,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+
+        self._alarm(
+            "processing-oldest-message",
+            f"The processing queue's oldest message is older than {args.oldest_message_seconds} s: "
+            "the processor is not keeping up or not running.",
+            namespace="AWS/SQS",
+            metric_name="ApproximateAgeOfOldestMessage",
+            dimensions={"QueueName": args.processing_queue_name},
+            statistic="Maximum",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.oldest_message_seconds,
+        )
+
+        self._alarm(
+            "data-staleness",
+            f"No file completed for {args.staleness_minutes} minutes (or the report function's "
+            "signals stopped arriving).",
+            namespace=METRICS_NAMESPACE,
+            metric_name="SecondsSinceLastCompletedFile",
+            dimensions={"service": "report"},
+            statistic="Maximum",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.staleness_minutes * 60,
+            # Missing signals mean the report function is failing: that is stale too.
+            treat_missing_data="breaching",
+        )
+
+        if args.db_instance_identifier is not None:
+            self._alarm(
+                "rds-cpu",
+                f"Warehouse database CPU above {args.rds_cpu_percent:g}% for 15 minutes.",
+                namespace="AWS/RDS",
+                metric_name="CPUUtilization",
+                dimensions={"DBInstanceIdentifier": args.db_instance_identifier},
+                statistic="Average",
+                comparison_operator="GreaterThanThreshold",
+                threshold=args.rds_cpu_percent,
+                evaluation_periods=3,
+            )
+
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=self._prefix,
+            dashboard_body=pulumi.Output.all(
+                functions=dict(args.function_names),
+                dlqs=dict(args.dlq_names),
+                queue=args.processing_queue_name,
+                db=args.db_instance_identifier,
+            ).apply(lambda values: json.dumps(dashboard_body(args.region, **values))),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"alarm_names": [a.name for a in self.alarms.values()]})
+
+    @staticmethod
+    def _lambda_query(query_id: str, metric: str, function_name: pulumi.Input[str]) -> Any:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=query_id,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace="AWS/Lambda",
+                metric_name=metric,
+                dimensions={"FunctionName": function_name},
+                stat="Sum",
+                period=PERIOD_SECONDS,
+            ),
+            return_data=False,
+        )
+
+    def _alarm(self, key: str, description: str, **settings: Any) -> aws.cloudwatch.MetricAlarm:
+        settings.setdefault("evaluation_periods", 1)
+        if "metric_queries" not in settings:
+            settings.setdefault("period", PERIOD_SECONDS)
+        settings.setdefault("treat_missing_data", "notBreaching")
+        alarm = aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{key}",
+            name=f"{self._prefix}-{key}",
+            alarm_description=description,
+            alarm_actions=[self._args.topic_arn],
+            ok_actions=[self._args.topic_arn],
+            opts=pulumi.ResourceOptions(parent=self),
+            **settings,
+        )
+        self.alarms[key] = alarm
+        return alarm
+
+
+def dashboard_body(
+    region: str,
+    functions: Mapping[str, str],
+    dlqs: Mapping[str, str],
+    queue: str,
+    db: str | None,
+) -> dict[str, Any]:
+    def widget(title: str, metrics: list[list[Any]], stat: str = "Sum", width: int = 12) -> dict[str, Any]:
+        return {
+            "type": "metric",
+            "width": width,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": region,
+                "metrics": metrics,
+                "stat": stat,
+                "period": PERIOD_SECONDS,
+                "view": "timeSeries",
+            },
+        }
+
+    custom = METRICS_NAMESPACE
+    widgets = [
+        widget(
+            "Files",
+            [
+                [custom, "FilesProcessed", "service", "processor"],
+                [custom, "FilesFailed", "service", "processor"],
+                [custom, "FilesLoaded", "service", "loader"],
+                [custom, "LoadFailures", "service", "loader"],
+            ],
+        ),
+        widget(
+            "Rows",
+            [[custom, "RowsProcessed", "service", "processor"], [custom, "RowsLoaded", "service", "loader"]],
+        ),
+        widget(
+            "Processing latency (upload to completed, ms)",
+            [[custom, "ProcessingLatency", "service", "processor"]],
+            stat="p90",
+        ),
+        widget(
+            "Seconds since the last completed file",
+            [[custom, "SecondsSinceLastCompletedFile", "service", "report"]],
+            stat="Maximum",
+        ),
+        widget(
+            "Processing queue",
+            [
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", queue],
+                ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", queue],
+            ],
+            stat="Maximum",
+        ),
+        widget(
+            "Dead-letter queues",
+            [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", name] for name in dlqs.values()],
+            stat="Maximum",
+        ),
+        widget(
+            "Function errors",
+            [["AWS/Lambda", "Errors", "FunctionName", name] for name in functions.values()],
+        ),
+        widget(
+            "Function duration p99 (ms)",
+            [["AWS/Lambda", "Duration", "FunctionName", name] for name in functions.values()],
+            stat="p99",
+        ),
+        widget(
+            "Ingest",
+            [
+                [custom, "LogsStored", "service", "ingest-worker"],
+                [custom, "LogsDuplicate", "service", "ingest-worker"],
+            ],
+        ),
+    ]
+    if db is not None:
+        widgets.append(
+            widget(
+                "Database CPU (%)",
+                [["AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", db]],
+                stat="Average",
+            )
+        )
+    return {"widgets": widgets}

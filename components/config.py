@@ -1,0 +1,512 @@
+"""The stack configuration: one validated model of the ``headrace:`` config namespace.
+
+``__main__.py`` reads it once (:func:`load_config`) and passes the model down; components
+never read configuration themselves. Every key is documented in ``docs/deploy.md``.
+
+Validation errors name the offending key the way ``pulumi config set`` spells it, e.g.
+``headrace:functions.processor.timeout_seconds: must be ≤ 900``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAMESPACE = "headrace"
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+
+# The SQS visibility timeout may not exceed 12 hours.
+MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
+# API Gateway HTTP APIs end an integration after 30 seconds.
+HTTP_API_TIMEOUT_SECONDS = 30
+
+LOCALSTACK_DEFAULT_ENDPOINT = "http://localhost:4566"
+
+
+class ConfigError(ValueError):
+    """The stack configuration is invalid; ``str()`` lists every problem, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n  " + "\n  ".join(problems))
+
+
+class FieldProblem(ValueError):
+    """Raised by a check that spans fields of one section, naming the field to change."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _log_retention(days: int) -> int:
+    if days not in LOG_RETENTION_DAYS:
+        raise ValueError(f"must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} (CloudWatch Logs)")
+    return days
+
+
+LogRetentionDays = Annotated[int, AfterValidator(_log_retention)]
+
+
+class Retention(_Model):
+    """How long data is kept. ``None`` (``null``) keeps current objects forever."""
+
+    raw_days: int | None = Field(90, ge=1)
+    processed_days: int | None = Field(None, ge=1)
+    reports_days: int | None = Field(None, ge=1)
+    noncurrent_days: int = Field(30, ge=1)
+    log_days: LogRetentionDays = 30
+
+
+class Queues(_Model):
+    max_receive_count: int = Field(5, ge=1, le=1000)
+    message_retention_seconds: int = Field(4 * 86_400, ge=60, le=14 * 86_400)
+
+
+class Routing(_Model):
+    """Retry policy of every EventBridge -> SQS target (failures then go to the target DLQ)."""
+
+    max_event_age_seconds: int = Field(86_400, ge=60, le=86_400)
+    max_retry_attempts: int = Field(185, ge=0, le=185)
+
+
+class FunctionSettings(_Model):
+    memory_mb: int = Field(ge=128, le=10_240)
+    timeout_seconds: int = Field(ge=1, le=900)
+    ephemeral_storage_mb: int = Field(512, ge=512, le=10_240)
+    reserved_concurrency: int | None = Field(None, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ConsumerSettings(FunctionSettings):
+    """A function fed by an SQS queue (event source mapping)."""
+
+    batch_size: int = Field(10, ge=1, le=10_000)
+    batching_window_seconds: int = Field(0, ge=0, le=300)
+    max_concurrency: int | None = Field(None, ge=2, le=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConsumerSettings:
+        if self.batch_size > 10 and self.batching_window_seconds < 1:
+            raise FieldProblem("batching_window_seconds", "must be ≥ 1 when batch_size is above 10 (SQS)")
+        if (
+            self.max_concurrency is not None
+            and self.reserved_concurrency is not None
+            and self.max_concurrency > self.reserved_concurrency
+        ):
+            raise FieldProblem(
+                "max_concurrency", f"must be ≤ reserved_concurrency ({self.reserved_concurrency})"
+            )
+        return self
+
+
+# Defaults per function; a stack overrides only the keys it sets (deep merge).
+FUNCTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "processor": {
+        "memory_mb": 1769,  # one full vCPU
+        "timeout_seconds": 300,
+        "ephemeral_storage_mb": 2048,  # DuckDB spills to /tmp
+        "batch_size": 5,
+        "batching_window_seconds": 5,
+        "max_concurrency": 10,
+    },
+    "loader": {
+        "memory_mb": 512,
+        "timeout_seconds": 120,
+        "batch_size": 5,
+        "batching_window_seconds": 10,
+        "max_concurrency": 2,  # protects the database's connection budget
+    },
+    "report": {"memory_mb": 1024, "timeout_seconds": 300},
+    "ingest": {"memory_mb": 256, "timeout_seconds": 10},
+    "ingest_worker": {
+        "memory_mb": 512,
+        "timeout_seconds": 60,
+        "batch_size": 25,
+        "batching_window_seconds": 2,
+        "max_concurrency": 5,
+    },
+}
+
+
+class Functions(_Model):
+    # Amazon Linux 2023 runtimes: the package's manylinux wheels need its glibc 2.34.
+    runtime: Literal["python3.12", "python3.13"] = "python3.12"
+    architecture: Literal["arm64", "x86_64"] = "arm64"
+    tracing: bool = True  # X-Ray active tracing
+    processor: ConsumerSettings
+    loader: ConsumerSettings
+    report: FunctionSettings
+    ingest: FunctionSettings
+    ingest_worker: ConsumerSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        merged = dict(data)
+        for name, defaults in FUNCTION_DEFAULTS.items():
+            given = data.get(name)
+            merged[name] = {**defaults, **given} if isinstance(given, Mapping) else given or dict(defaults)
+        return merged
+
+    @model_validator(mode="after")
+    def _api_timeout(self) -> Functions:
+        if self.ingest.timeout_seconds > HTTP_API_TIMEOUT_SECONDS:
+            raise FieldProblem(
+                "ingest.timeout_seconds", f"must be ≤ {HTTP_API_TIMEOUT_SECONDS} (HTTP API integration limit)"
+            )
+        return self
+
+    @property
+    def python_version(self) -> str:
+        return self.runtime.removeprefix("python")
+
+
+class RdsSettings(_Model):
+    instance_class: str = Field("db.t4g.micro", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    allocated_gb: int = Field(20, ge=20, le=65_536)
+    max_allocated_gb: int | None = Field(100, ge=20, le=65_536)  # storage autoscaling ceiling
+    engine_version: str = Field("16", pattern=r"^\d+(\.\d+)?$")
+    backup_retention_days: int = Field(7, ge=1, le=35)
+    # ``None``: on in prod, off elsewhere (so dev stacks can be destroyed).
+    deletion_protection: bool | None = None
+    multi_az: bool = False
+
+    @field_validator("engine_version")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if int(value.split(".")[0]) < 15:
+            raise ValueError("PostgreSQL 15 or newer is required (TLS enforced by default)")
+        return value
+
+    @model_validator(mode="after")
+    def _storage(self) -> RdsSettings:
+        if self.max_allocated_gb is not None and self.max_allocated_gb < self.allocated_gb:
+            raise FieldProblem("max_allocated_gb", "must be ≥ allocated_gb (or null: no storage autoscaling)")
+        return self
+
+    @property
+    def major_version(self) -> str:
+        return self.engine_version.split(".")[0]
+
+
+class ExternalDatabase(_Model):
+    """A PostgreSQL the user runs; its password is the secret ``headrace:db_password``."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(5432, ge=1, le=65_535)
+    dbname: str = Field("headrace", min_length=1)
+    username: str = Field("headrace", min_length=1)
+
+
+class Network(_Model):
+    cidr: str = "10.42.0.0/16"
+    az_count: int = Field(2, ge=2, le=3)  # RDS needs subnets in two zones
+    nat_gateway: bool = False  # the loader needs none: it reaches AWS through VPC endpoints
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError as exc:
+            raise ValueError(f"not an IPv4 CIDR block: {exc}") from None
+        if not 16 <= network.prefixlen <= 22:
+            raise ValueError("prefix length must be between /16 and /22")
+        return value
+
+
+class Warehouse(_Model):
+    mode: Literal["rds", "external"] = "rds"
+    db_schema: str = Field("headrace", alias="schema", pattern=r"^[a-z_][a-z0-9_]*$")
+    rds: RdsSettings = RdsSettings()
+    external: ExternalDatabase | None = None
+    network: Network = Network()
+
+
+class Reporting(_Model):
+    schedule: str = Field("cron(0 6 * * ? *)", pattern=r"^(cron|rate)\(.+\)$")
+    alert_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    link_ttl_seconds: int = Field(604_800, ge=60, le=604_800)  # SigV4 presigned URLs: 7 days max
+
+
+class Alarms(_Model):
+    staleness_minutes: int = Field(1440, ge=10)
+    oldest_message_seconds: int = Field(900, ge=60)
+    error_rate_percent: float = Field(1.0, gt=0, lt=100)
+    duration_p99_ratio: float = Field(0.8, gt=0, le=1)
+    rds_cpu_percent: float = Field(80, gt=0, lt=100)
+
+
+class Ingest(_Model):
+    endpoint: Literal["http_api", "function_url"] = "http_api"
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=6_000_000)  # Lambda's 6 MB payload limit
+    max_batch_records: int = Field(100, ge=1, le=10_000)
+    keep_original: bool = False
+    log_ttl_days: int = Field(90, ge=1)
+    throttle_rate_per_second: float = Field(50, gt=0)
+    throttle_burst: int = Field(100, ge=1)
+
+
+class Faults(_Model):
+    crash_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class Pii(_Model):
+    extra_rules: tuple[dict[str, Any], ...] = ()
+    disabled_rules: tuple[str, ...] = ()
+
+    @field_validator("extra_rules")
+    @classmethod
+    def _rules(cls, rules: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        # The processor and the ingest worker parse the same model at cold start; checking
+        # here turns a bad pattern into a deployment error instead of a crashing function.
+        from handlers.logic.processing.pii import PiiRule
+
+        for index, rule in enumerate(rules):
+            try:
+                PiiRule.model_validate(rule)
+            except ValidationError as exc:
+                message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"rule {index}: {message}") from None
+        return rules
+
+    @model_validator(mode="after")
+    def _known(self) -> Pii:
+        from handlers.logic.processing.pii import DEFAULT_RULES
+
+        known = {r.name for r in DEFAULT_RULES} | {r["name"] for r in self.extra_rules}
+        unknown = sorted(set(self.disabled_rules) - known)
+        if unknown:
+            raise FieldProblem("disabled_rules", f"unknown rules: {', '.join(unknown)}")
+        return self
+
+
+class Metadata(_Model):
+    ttl_days: int = Field(90, ge=1)
+    idempotency_ttl_seconds: int = Field(86_400, ge=60)
+
+
+class StackConfig(_Model):
+    """Everything under ``headrace:`` in ``Pulumi.<stack>.yaml`` (except the secret
+    ``headrace:db_password``, which is read separately and never enters this model)."""
+
+    environment: Literal["dev", "prod", "local"]
+    target: Literal["aws", "localstack"] = "aws"
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    localstack_endpoint: str = Field(LOCALSTACK_DEFAULT_ENDPOINT, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    raw_prefix: str = "incoming/"
+    raw_suffixes: tuple[str, ...] = (
+        ".csv",
+        ".csv.gz",
+        ".json",
+        ".json.gz",
+        ".ndjson",
+        ".ndjson.gz",
+        ".jsonl",
+        ".jsonl.gz",
+        ".log",
+        ".log.gz",
+        ".txt",
+        ".txt.gz",
+    )
+    retention: Retention = Retention()
+    queues: Queues = Queues()
+    routing: Routing = Routing()
+    functions: Functions = Field(default_factory=lambda: Functions.model_validate({}))
+    warehouse: Warehouse = Warehouse()
+    reporting: Reporting = Reporting()
+    alarms: Alarms = Alarms()
+    ingest: Ingest = Ingest()
+    faults: Faults = Faults()
+    pii: Pii = Pii()
+    metadata: Metadata = Metadata()
+
+    @field_validator("raw_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value.startswith("/") or (value and not value.endswith("/")):
+            raise ValueError("must be empty or a key prefix ending in '/' and not starting with '/'")
+        if "*" in value:
+            raise ValueError("must not contain '*'")
+        return value
+
+    @field_validator("raw_suffixes")
+    @classmethod
+    def _suffixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for suffix in value:
+            if not re.fullmatch(r"\.[A-Za-z0-9._-]+", suffix):
+                raise ValueError(f"{suffix!r}: a suffix is a dot and letters, digits, '.', '_' or '-'")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a suffix twice")
+        return value
+
+    # ------------------------------------------------------------------ derived settings
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def is_localstack(self) -> bool:
+        return self.target == "localstack"
+
+    @property
+    def aws_region(self) -> str:
+        return self.region or "us-east-1"
+
+    @property
+    def rds_deletion_protection(self) -> bool:
+        flag = self.warehouse.rds.deletion_protection
+        return self.is_prod if flag is None else flag
+
+    @property
+    def tracing(self) -> bool:
+        # X-Ray is not part of LocalStack's free tier.
+        return self.functions.tracing and not self.is_localstack
+
+
+# ---------------------------------------------------------------------- loading
+_MESSAGES = {
+    "less_than_equal": "must be ≤ {le}",
+    "less_than": "must be < {lt}",
+    "greater_than_equal": "must be ≥ {ge}",
+    "greater_than": "must be > {gt}",
+    "extra_forbidden": "unknown key",
+    "missing": "is required",
+    "literal_error": "must be one of {expected}",
+    "string_pattern_mismatch": "does not match {pattern}",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    template = _MESSAGES.get(error["type"])
+    if template is not None:
+        try:
+            return template.format(**error.get("ctx", {}))
+        except KeyError:
+            pass
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    return f"{NAMESPACE}:{'.'.join(parts)}" if parts else NAMESPACE
+
+
+def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
+    """Rules that span sections, each reported against the key to change."""
+    problems = []
+    if config.target == "aws" and config.region is None:
+        problems.append(("region", "is required when target is aws"))
+    if config.warehouse.mode == "external" and config.warehouse.external is None:
+        problems.append(
+            (
+                "warehouse.external",
+                "is required when warehouse.mode is external (host, port, dbname, username)",
+            )
+        )
+    if config.target == "localstack" and config.warehouse.mode != "external":
+        problems.append(
+            (
+                "warehouse.mode",
+                "must be external on LocalStack (its free tier has no RDS); point warehouse.external "
+                "at a PostgreSQL you run",
+            )
+        )
+    if (
+        config.is_prod
+        and config.warehouse.mode == "rds"
+        and config.warehouse.rds.deletion_protection is False
+    ):
+        problems.append(("warehouse.rds.deletion_protection", "must be true when environment is prod"))
+    return problems
+
+
+def parse_config(values: Mapping[str, Any]) -> StackConfig:
+    """Validate decoded config values (top-level key -> value); raise ConfigError."""
+    try:
+        config = StackConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc, cause = tuple(error["loc"]), error.get("ctx", {}).get("error")
+            if isinstance(cause, FieldProblem):
+                problems.append(f"{_key((*loc, cause.field))}: {cause.message}")
+            else:
+                problems.append(f"{_key(loc)}: {_describe(error)}")
+        raise ConfigError(problems) from None
+    cross = _cross_checks(config)
+    if cross:
+        raise ConfigError([f"{NAMESPACE}:{key}: {message}" for key, message in cross])
+    return config
+
+
+class ConfigReader(Protocol):
+    """What :func:`load_config` needs of ``pulumi.Config`` (also easy to fake in tests)."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+def _decode(raw: str) -> Any:
+    # Pulumi hands structured values (objects, lists) to the program as JSON text and
+    # scalars as plain strings; pydantic coerces "5" or "true" where a number or bool is due.
+    stripped = raw.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def config_keys() -> list[str]:
+    """The top-level keys of the namespace, as written in Pulumi.<stack>.yaml."""
+    return [field.alias or name for name, field in StackConfig.model_fields.items()]
+
+
+# Keys of the namespace that are not part of the model.
+SECRET_KEYS = ("db_password",)
+
+
+def load_config(config: ConfigReader, present_keys: Iterable[str] = ()) -> StackConfig:
+    """Read every ``headrace:`` key once and validate them together.
+
+    ``present_keys`` are the fully qualified keys the stack sets (the engine passes them to
+    the program in ``PULUMI_CONFIG``); a top-level key of this namespace that the model does
+    not know is a typo and an error, like an unknown nested key.
+    """
+    values: dict[str, Any] = {}
+    for key in config_keys():
+        raw = config.get(key)
+        if raw is not None:
+            values[key] = _decode(raw)
+    known = set(config_keys()) | set(SECRET_KEYS)
+    for full_key in present_keys:
+        namespace, _, key = full_key.partition(":")
+        if namespace == NAMESPACE and key not in known:
+            values[key] = None  # reported as "unknown key" by the model
+    return parse_config(values)

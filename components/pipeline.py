@@ -1,0 +1,505 @@
+"""The whole pipeline as one component: wires the stack config into the components and
+grants each function exactly the resources its handler uses (docs/contracts.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from handlers.models.tables import METADATA
+
+from .alarms import Alarms, AlarmsArgs
+from .config import FunctionSettings, StackConfig
+from .functions import (
+    FunctionCode,
+    LambdaPackage,
+    LambdaPackageArgs,
+    PipelineFunction,
+    PipelineFunctionArgs,
+    SqsSource,
+    VpcPlacement,
+)
+from .ingest import IngestApi, IngestApiArgs
+from .lambda_archive import LambdaArchive
+from .metadata import Tables, TablesArgs
+from .policies import Allow, kms_key_policy
+from .queues import QueueWithDlq, QueueWithDlqArgs
+from .reporting import AlertsTopicArgs, Reporting, ReportingArgs
+from .routing import Routing, RoutingArgs
+from .storage import DataBuckets, DataBucketsArgs
+from .warehouse import ExternalDatabaseArgs, NetworkArgs, RdsArgs, Warehouse, WarehouseArgs
+
+# Function (service) name -> handler (docs/contracts.md).
+HANDLERS = {
+    "processor": "handlers.processor.lambda_handler",
+    "loader": "handlers.loader.lambda_handler",
+    "report": "handlers.report.lambda_handler",
+    "ingest": "handlers.ingest_api.lambda_handler",
+    "ingest-worker": "handlers.ingest_worker.lambda_handler",
+}
+
+# The stack outputs of README "Stack outputs", then the additional ones operator tools use.
+DOCUMENTED_OUTPUTS = (
+    "raw_bucket",
+    "processed_bucket",
+    "reports_bucket",
+    "processing_queue_url",
+    "processing_dlq_url",
+    "load_queue_url",
+    "load_dlq_url",
+    "metadata_table",
+    "db_secret_arn",
+    "alerts_topic_arn",
+    "ingest_api_url",
+    "region",
+    "raw_prefix",
+)
+ADDITIONAL_OUTPUTS = (
+    "ingest_queue_url",
+    "ingest_dlq_url",
+    "idempotency_table",
+    "tenant_keys_table",
+    "tenant_logs_table",
+    "event_bus_name",
+    "function_names",
+    "stack",
+)
+
+
+@dataclass(frozen=True)
+class PipelineArgs:
+    config: StackConfig
+    project: str
+    stack: str
+    archive: LambdaArchive
+    # headrace:db_password (a Pulumi secret); required when warehouse.mode is external.
+    db_password: pulumi.Input[str] | None = None
+
+
+class Pipeline(pulumi.ComponentResource):
+    def __init__(self, name: str, args: PipelineArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("headrace:pipeline:Pipeline", name, None, opts)
+        self._name = name
+        self._config = config = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        identity = aws.get_caller_identity_output(opts=invoke)
+        partition = aws.get_partition_output(opts=invoke).partition
+        account_id = identity.account_id
+        prod = config.is_prod
+
+        # ------------------------------------------------------------ data
+        self.buckets = DataBuckets(
+            f"{name}-data",
+            DataBucketsArgs(
+                raw_days=config.retention.raw_days,
+                processed_days=config.retention.processed_days,
+                reports_days=config.retention.reports_days,
+                noncurrent_days=config.retention.noncurrent_days,
+                force_destroy=not prod,
+            ),
+            opts=child,
+        )
+        self.tables = Tables(f"{name}-tables", TablesArgs(deletion_protection=prod), opts=child)
+
+        # ------------------------------------------------------------ queues and routing
+        fn = config.functions
+        max_receive = config.queues.max_receive_count
+
+        def queue(role: str, consumer: Any, routed: bool) -> QueueWithDlq:
+            return QueueWithDlq(
+                f"{name}-{role}",
+                QueueWithDlqArgs(
+                    consumer_timeout_seconds=consumer.timeout_seconds,
+                    consumer_batching_window_seconds=consumer.batching_window_seconds,
+                    max_receive_count=max_receive,
+                    message_retention_seconds=config.queues.message_retention_seconds,
+                    tls_only_policy=not routed,
+                ),
+                opts=child,
+            )
+
+        self.processing_queue = queue("processing", fn.processor, routed=True)
+        self.load_queue = queue("load", fn.loader, routed=True)
+        self.ingest_queue = queue("ingest", fn.ingest_worker, routed=False)
+        self.routing = Routing(
+            f"{name}-events",
+            RoutingArgs(
+                raw_bucket_name=self.buckets.raw.name,
+                raw_prefix=config.raw_prefix,
+                raw_suffixes=config.raw_suffixes,
+                processing_queue=self.processing_queue,
+                load_queue=self.load_queue,
+                max_event_age_seconds=config.routing.max_event_age_seconds,
+                max_retry_attempts=config.routing.max_retry_attempts,
+            ),
+            opts=child,
+        )
+
+        # ------------------------------------------------------------ warehouse
+        self.warehouse = Warehouse(f"{name}-warehouse", self._warehouse_args(args), opts=child)
+
+        # ------------------------------------------------------------ functions
+        self.package = LambdaPackage(
+            f"{name}-package",
+            LambdaPackageArgs(archive=args.archive, noncurrent_days=7, force_destroy=not prod),
+            opts=child,
+        )
+        code = self.package.code
+        raw, processed, reports = self.buckets.raw, self.buckets.processed, self.buckets.reports
+        metadata, idempotency = self.tables.metadata, self.tables.idempotency
+        pii = self._pii_environment()
+        faults = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)} if config.faults.crash_rate else {}
+
+        self.processor = PipelineFunction(
+            f"{name}-processor",
+            self._function_args(
+                "processor",
+                fn.processor,
+                code,
+                environment={
+                    "PROCESSED_BUCKET": processed.name,
+                    "METADATA_TABLE": metadata.name,
+                    "IDEMPOTENCY_TABLE": idempotency.name,
+                    "EVENT_BUS_NAME": self.routing.bus_name,
+                    "RAW_PREFIX": config.raw_prefix,
+                    "MAX_RECEIVE_COUNT": str(max_receive),
+                    "METADATA_TTL_DAYS": str(config.metadata.ttl_days),
+                    "IDEMPOTENCY_TTL_SECONDS": str(config.metadata.idempotency_ttl_seconds),
+                    **pii,
+                    **faults,
+                },
+                statements=[
+                    Allow(
+                        "ReadRawUploads",
+                        ("s3:GetObject", "s3:GetObjectVersion"),
+                        (raw.arn.apply(lambda arn: f"{arn}/{config.raw_prefix}*"),),
+                    ),
+                    # Without ListBucket a deleted upload reads as 403, not 404, and would be
+                    # retried instead of recorded as gone.
+                    Allow("ListRawBucket", ("s3:ListBucket",), (raw.arn,)),
+                    Allow(
+                        "WriteProcessed",
+                        ("s3:PutObject", "s3:AbortMultipartUpload"),
+                        (processed.arn.apply(lambda arn: f"{arn}/*"),),
+                    ),
+                    Allow(
+                        "RecordMetadata",
+                        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                        (metadata.arn,),
+                    ),
+                    Allow(
+                        "IdempotencyRecords",
+                        (
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:DeleteItem",
+                        ),
+                        (idempotency.arn,),
+                    ),
+                    Allow("PublishFileProcessed", ("events:PutEvents",), (self.routing.bus_arn,)),
+                ],
+                sqs_source=self.processing_queue.arn,
+            ),
+            opts=child,
+        )
+
+        self.loader = PipelineFunction(
+            f"{name}-loader",
+            self._function_args(
+                "loader",
+                fn.loader,
+                code,
+                environment={
+                    "DB_SECRET_ARN": self.warehouse.secret_arn,
+                    "PROCESSED_BUCKET": processed.name,
+                    "METADATA_TABLE": metadata.name,
+                    "MAX_RECEIVE_COUNT": str(max_receive),
+                    "WAREHOUSE_SCHEMA": config.warehouse.db_schema,
+                },
+                statements=[
+                    Allow("ReadProcessed", ("s3:GetObject",), (processed.arn.apply(lambda arn: f"{arn}/*"),)),
+                    Allow("ListProcessedBucket", ("s3:ListBucket",), (processed.arn,)),
+                    Allow("RecordLoad", ("dynamodb:GetItem", "dynamodb:UpdateItem"), (metadata.arn,)),
+                    Allow(
+                        "ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (self.warehouse.secret_arn,)
+                    ),
+                ],
+                sqs_source=self.load_queue.arn,
+                vpc=self.warehouse.loader_placement,
+            ),
+            opts=child,
+        )
+
+        self.originals_key: aws.kms.Key | None = None
+        if config.ingest.keep_original:
+            self.originals_key = aws.kms.Key(
+                f"{name}-originals-key",
+                description="headrace ingest: encrypts the original (unredacted) log text",
+                enable_key_rotation=True,
+                deletion_window_in_days=30 if prod else 7,
+                policy=kms_key_policy(partition, account_id),
+                opts=child,
+            )
+        worker_statements = [
+            Allow(
+                "StoreTenantLogs",
+                ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                (self.tables.tenant_logs.arn,),
+            )
+        ]
+        worker_environment: dict[str, pulumi.Input[str]] = {
+            "TENANT_LOGS_TABLE": self.tables.tenant_logs.name,
+            "MAX_RECEIVE_COUNT": str(max_receive),
+            "KEEP_ORIGINAL": "true" if config.ingest.keep_original else "false",
+            "LOG_TTL_DAYS": str(config.ingest.log_ttl_days),
+            **pii,
+            **faults,
+        }
+        if self.originals_key is not None:
+            worker_environment["ORIGINALS_KMS_KEY_ARN"] = self.originals_key.arn
+            worker_statements.append(
+                Allow("EncryptOriginals", ("kms:Encrypt", "kms:GenerateDataKey"), (self.originals_key.arn,))
+            )
+        self.ingest_worker = PipelineFunction(
+            f"{name}-ingest-worker",
+            self._function_args(
+                "ingest-worker",
+                fn.ingest_worker,
+                code,
+                environment=worker_environment,
+                statements=worker_statements,
+                sqs_source=self.ingest_queue.arn,
+            ),
+            opts=child,
+        )
+
+        self.ingest = PipelineFunction(
+            f"{name}-ingest",
+            self._function_args(
+                "ingest",
+                fn.ingest,
+                code,
+                environment={
+                    "INGEST_QUEUE_URL": self.ingest_queue.url,
+                    "TENANT_KEYS_TABLE": self.tables.tenant_keys.name,
+                    "TENANT_LOGS_TABLE": self.tables.tenant_logs.name,
+                    "MAX_BODY_BYTES": str(config.ingest.max_body_bytes),
+                    "MAX_BATCH_RECORDS": str(config.ingest.max_batch_records),
+                },
+                statements=[
+                    Allow("EnqueueLogs", ("sqs:SendMessage",), (self.ingest_queue.arn,)),
+                    Allow("LookUpApiKeys", ("dynamodb:GetItem",), (self.tables.tenant_keys.arn,)),
+                    Allow(
+                        "ReadTenantLogs",
+                        ("dynamodb:GetItem", "dynamodb:Query"),
+                        (self.tables.tenant_logs.arn,),
+                    ),
+                ],
+            ),
+            opts=child,
+        )
+        self.ingest_api = IngestApi(
+            f"{name}-ingest-api",
+            IngestApiArgs(
+                function_name=self.ingest.name,
+                function_arn=self.ingest.arn,
+                endpoint=config.ingest.endpoint,
+                throttle_rate_per_second=config.ingest.throttle_rate_per_second,
+                throttle_burst=config.ingest.throttle_burst,
+                log_retention_days=config.retention.log_days,
+            ),
+            opts=child,
+        )
+
+        # ------------------------------------------------------------ reporting and alarms
+        indexes = [pulumi.Output.concat(metadata.arn, "/index/", index.name) for index in METADATA.indexes]
+        self.reporting = Reporting(
+            f"{name}-reporting",
+            ReportingArgs(
+                function=self._function_args(
+                    "report",
+                    fn.report,
+                    code,
+                    environment={
+                        "METADATA_TABLE": metadata.name,
+                        "REPORTS_BUCKET": reports.name,
+                        "PROCESSING_QUEUE_URL": self.processing_queue.url,
+                        "REPORT_LINK_TTL_SECONDS": str(config.reporting.link_ttl_seconds),
+                    },
+                    statements=[
+                        Allow(
+                            "ReadMetadata", ("dynamodb:GetItem", "dynamodb:Query"), (metadata.arn, *indexes)
+                        ),
+                        Allow(
+                            "WriteReports",
+                            # GetObject: the presigned links in the report are signed with this role.
+                            ("s3:PutObject", "s3:GetObject"),
+                            (reports.arn.apply(lambda arn: f"{arn}/*"),),
+                        ),
+                        Allow("QueueDepth", ("sqs:GetQueueAttributes",), (self.processing_queue.arn,)),
+                    ],
+                ),
+                schedule=config.reporting.schedule,
+                alerts=AlertsTopicArgs(
+                    partition=partition,
+                    account_id=account_id,
+                    email=config.reporting.alert_email,
+                    key_deletion_window_days=30 if prod else 7,
+                ),
+            ),
+            opts=child,
+        )
+        self.report = self.reporting.function
+
+        self.functions = {
+            "processor": self.processor,
+            "loader": self.loader,
+            "report": self.report,
+            "ingest": self.ingest,
+            "ingest-worker": self.ingest_worker,
+        }
+        self.alarms = Alarms(
+            f"{name}-alarms",
+            AlarmsArgs(
+                region=config.aws_region,
+                topic_arn=self.reporting.alerts.arn,
+                processor_function_name=self.processor.name,
+                processor_timeout_seconds=fn.processor.timeout_seconds,
+                processing_queue_name=self.processing_queue.queue_name,
+                dlq_names={
+                    "processing": self.processing_queue.dlq_name,
+                    "load": self.load_queue.dlq_name,
+                    "ingest": self.ingest_queue.dlq_name,
+                },
+                function_names={service: f.name for service, f in self.functions.items()},
+                staleness_minutes=config.alarms.staleness_minutes,
+                oldest_message_seconds=config.alarms.oldest_message_seconds,
+                error_rate_percent=config.alarms.error_rate_percent,
+                duration_p99_ratio=config.alarms.duration_p99_ratio,
+                db_instance_identifier=self.warehouse.instance_identifier,
+                rds_cpu_percent=config.alarms.rds_cpu_percent,
+                name_prefix=name,
+            ),
+            opts=child,
+        )
+
+        self.outputs: dict[str, Any] = {
+            "raw_bucket": raw.name,
+            "processed_bucket": processed.name,
+            "reports_bucket": reports.name,
+            "processing_queue_url": self.processing_queue.url,
+            "processing_dlq_url": self.processing_queue.dlq_url,
+            "load_queue_url": self.load_queue.url,
+            "load_dlq_url": self.load_queue.dlq_url,
+            "metadata_table": metadata.name,
+            "db_secret_arn": self.warehouse.secret_arn,
+            "alerts_topic_arn": self.reporting.alerts.arn,
+            "ingest_api_url": self.ingest_api.url,
+            "region": config.aws_region,
+            "raw_prefix": config.raw_prefix,
+            "ingest_queue_url": self.ingest_queue.url,
+            "ingest_dlq_url": self.ingest_queue.dlq_url,
+            "idempotency_table": idempotency.name,
+            "tenant_keys_table": self.tables.tenant_keys.name,
+            "tenant_logs_table": self.tables.tenant_logs.name,
+            "event_bus_name": self.routing.bus_name,
+            "function_names": {service: f.name for service, f in self.functions.items()},
+            "stack": args.stack,
+        }
+        self.register_outputs(self.outputs)
+
+    # ------------------------------------------------------------------ helpers
+    def _function_args(
+        self,
+        service: str,
+        settings: FunctionSettings,
+        code: FunctionCode,
+        *,
+        environment: dict[str, pulumi.Input[str]],
+        statements: list[Allow],
+        sqs_source: pulumi.Input[str] | None = None,
+        vpc: VpcPlacement | None = None,
+    ) -> PipelineFunctionArgs:
+        config = self._config
+        source = None
+        if sqs_source is not None:
+            consumer: Any = settings
+            source = SqsSource(
+                queue_arn=sqs_source,
+                batch_size=consumer.batch_size,
+                batching_window_seconds=consumer.batching_window_seconds,
+                max_concurrency=consumer.max_concurrency,
+            )
+        return PipelineFunctionArgs(
+            service=service,
+            function_name=f"{self._name}-{service}",
+            handler=HANDLERS[service],
+            code=code,
+            runtime=config.functions.runtime,
+            architecture=config.functions.architecture,
+            memory_mb=settings.memory_mb,
+            timeout_seconds=settings.timeout_seconds,
+            ephemeral_storage_mb=settings.ephemeral_storage_mb,
+            reserved_concurrency=settings.reserved_concurrency,
+            log_level=settings.log_level,
+            log_retention_days=config.retention.log_days,
+            tracing=config.tracing,
+            environment=environment,
+            statements=statements,
+            sqs_source=source,
+            vpc=vpc,
+        )
+
+    def _pii_environment(self) -> dict[str, pulumi.Input[str]]:
+        pii = self._config.pii
+        environment: dict[str, pulumi.Input[str]] = {}
+        if pii.extra_rules:
+            environment["PII_EXTRA_RULES"] = json.dumps(list(pii.extra_rules), separators=(",", ":"))
+        if pii.disabled_rules:
+            environment["PII_DISABLED_RULES"] = ",".join(pii.disabled_rules)
+        return environment
+
+    def _warehouse_args(self, args: PipelineArgs) -> WarehouseArgs:
+        config = args.config
+        warehouse = config.warehouse
+        recovery_days = 0 if config.environment == "local" else (30 if config.is_prod else 7)
+        if warehouse.mode == "external":
+            external = warehouse.external
+            if external is None or args.db_password is None:
+                raise ValueError("an external warehouse needs warehouse.external and headrace:db_password")
+            return WarehouseArgs(
+                external=ExternalDatabaseArgs(
+                    host=external.host,
+                    port=external.port,
+                    dbname=external.dbname,
+                    username=external.username,
+                    password=args.db_password,
+                ),
+                secret_recovery_window_days=recovery_days,
+            )
+        rds = warehouse.rds
+        return WarehouseArgs(
+            network=NetworkArgs(
+                region=config.aws_region,
+                cidr=warehouse.network.cidr,
+                az_count=warehouse.network.az_count,
+                nat_gateway=warehouse.network.nat_gateway,
+            ),
+            rds=RdsArgs(
+                instance_class=rds.instance_class,
+                allocated_gb=rds.allocated_gb,
+                max_allocated_gb=rds.max_allocated_gb,
+                engine_version=rds.engine_version,
+                backup_retention_days=rds.backup_retention_days,
+                deletion_protection=config.rds_deletion_protection,
+                multi_az=rds.multi_az,
+                final_snapshot=config.is_prod,
+            ),
+            secret_recovery_window_days=recovery_days,
+        )

@@ -1,0 +1,188 @@
+"""Alarms (complete set, all to SNS), dashboard, alerts topic and report schedules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .conftest import Deployment, deploy
+
+
+def _alarms(stack: Deployment) -> dict[str, Any]:
+    prefix = f"headrace-{stack.stack}-"
+    alarms = stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert all(r.inputs["name"].startswith(prefix) for r in alarms)
+    return {r.inputs["name"].removeprefix(prefix): r for r in alarms}
+
+
+def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
+    # Given both stacks
+    common = {
+        "processing-dlq-depth",
+        "load-dlq-depth",
+        "ingest-dlq-depth",
+        "processor-error-rate",
+        "processor-duration-p99",
+        "processing-oldest-message",
+        "data-staleness",
+    }
+    # Then each has every alarm; only the RDS stack watches database CPU
+    assert set(_alarms(dev)) == common | {"rds-cpu"}
+    assert set(_alarms(local)) == common
+
+
+def test_every_alarm_notifies_the_alerts_topic(stack: Deployment) -> None:
+    topic = stack.outputs["alerts_topic_arn"]
+    for alarm in _alarms(stack).values():
+        assert alarm.inputs["alarmActions"] == [topic]
+        assert alarm.inputs["okActions"] == [topic]
+        assert alarm.inputs["alarmDescription"]
+
+
+def test_dlq_alarms_fire_on_the_first_dead_letter(stack: Deployment) -> None:
+    alarms = _alarms(stack)
+    queues = {
+        r.name.removeprefix(f"headrace-{stack.stack}-"): r.outputs["name"]
+        for r in stack.of_type("aws:sqs/queue:Queue")
+    }
+    for label in ("processing", "load", "ingest"):
+        alarm = alarms[f"{label}-dlq-depth"].inputs
+        assert alarm["namespace"] == "AWS/SQS" and alarm["metricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["dimensions"] == {"QueueName": queues[f"{label}-dlq"]}
+        assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+
+
+def test_processor_alarms(dev: Deployment) -> None:
+    alarms = _alarms(dev)
+    processor = dev.outputs["function_names"]["processor"]
+    # Error rate: Errors / Invocations above 1 %
+    rate = alarms["processor-error-rate"].inputs
+    assert rate["threshold"] == 1 and rate["comparisonOperator"] == "GreaterThanThreshold"
+    queries = {q["id"]: q for q in rate["metricQueries"]}
+    assert queries["rate"]["expression"] == "IF(invocations > 0, 100 * errors / invocations, 0)"
+    assert queries["rate"]["returnData"] is True
+    assert queries["errors"]["metric"]["metricName"] == "Errors"
+    assert queries["invocations"]["metric"]["metricName"] == "Invocations"
+    assert queries["errors"]["metric"]["dimensions"] == {"FunctionName": processor}
+    # p99 duration near the timeout: 80 % of 300 s
+    duration = alarms["processor-duration-p99"].inputs
+    assert duration["extendedStatistic"] == "p99" and duration["metricName"] == "Duration"
+    assert duration["threshold"] == 0.8 * 300 * 1000
+    assert duration["dimensions"] == {"FunctionName": processor}
+    # Backlog: age of the processing queue's oldest message
+    oldest = alarms["processing-oldest-message"].inputs
+    assert oldest["metricName"] == "ApproximateAgeOfOldestMessage" and oldest["threshold"] == 900
+    assert oldest["dimensions"]["QueueName"] in dev.outputs["processing_queue_url"]
+
+
+def test_staleness_and_database_alarms(dev: Deployment) -> None:
+    alarms = _alarms(dev)
+    # Staleness: the report function's signal, more than 1440 minutes, missing data breaches
+    stale = alarms["data-staleness"].inputs
+    assert (stale["namespace"], stale["metricName"], stale["dimensions"]) == (
+        "headrace",
+        "SecondsSinceLastCompletedFile",
+        {"service": "report"},
+    )
+    assert stale["threshold"] == 1440 * 60 and stale["treatMissingData"] == "breaching"
+    # Database CPU above 80 % on the deployed instance
+    cpu = alarms["rds-cpu"].inputs
+    (instance,) = dev.of_type("aws:rds/instance:Instance")
+    assert cpu["metricName"] == "CPUUtilization" and cpu["threshold"] == 80
+    assert cpu["dimensions"] == {"DBInstanceIdentifier": instance.outputs["identifier"]}
+
+
+def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
+    stack = deploy(
+        "local",
+        tiny_archive,
+        {
+            "headrace:alarms": {
+                "staleness_minutes": 30,
+                "oldest_message_seconds": 120,
+                "error_rate_percent": 5,
+            },
+            "headrace:functions": {"processor": {"timeout_seconds": 100}},
+        },
+    )
+    alarms = _alarms(stack)
+    assert alarms["data-staleness"].inputs["threshold"] == 1800
+    assert alarms["processing-oldest-message"].inputs["threshold"] == 120
+    assert alarms["processor-error-rate"].inputs["threshold"] == 5
+    assert alarms["processor-duration-p99"].inputs["threshold"] == 80_000
+
+
+def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
+    (dashboard,) = stack.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard.inputs["dashboardName"] == f"headrace-{stack.stack}"
+    body = json.loads(dashboard.input("dashboardBody"))
+    metrics = [m for w in body["widgets"] for m in w["properties"]["metrics"]]
+    names = {m[1] for m in metrics}
+    assert {
+        "FilesProcessed",
+        "SecondsSinceLastCompletedFile",
+        "ApproximateNumberOfMessagesVisible",
+        "Errors",
+    } <= names
+    functions = {m[3] for m in metrics if m[1] == "Errors"}
+    assert functions == set(stack.outputs["function_names"].values())
+    assert ("CPUUtilization" in names) is (stack.stack == "dev")
+
+
+def test_alerts_topic_is_encrypted_with_a_key_cloudwatch_may_use(stack: Deployment) -> None:
+    (topic,) = stack.of_type("aws:sns/topic:Topic")
+    (key,) = [k for k in stack.of_type("aws:kms/key:Key") if "alerts" in k.name]
+    # Then the topic uses its own rotating key...
+    assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    # ...whose policy lets CloudWatch (this account only) encrypt alarm notifications
+    statements = {s["Sid"]: s for s in key.json_input("policy")["Statement"]}
+    cloudwatch = statements["ServiceUseCloudwatch"]
+    assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
+    assert not any(a == "kms:*" for s in statements.values() for a in s["Action"])
+    # and the topic policy lets those alarms publish, over TLS
+    (policy,) = stack.of_type("aws:sns/topicPolicy:TopicPolicy")
+    effects = {s["Sid"]: s for s in policy.json_input("policy")["Statement"]}
+    assert effects["CloudWatchAlarmsOfThisAccount"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert effects["DenyInsecureTransport"]["Effect"] == "Deny"
+
+
+def test_email_subscription_is_optional(dev: Deployment, tiny_archive: Path) -> None:
+    assert dev.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+    stack = deploy("dev", tiny_archive, {"headrace:reporting": {"alert_email": "ops@example.com"}})
+    (subscription,) = stack.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert subscription.inputs["protocol"] == "email" and subscription.inputs["endpoint"] == "ops@example.com"
+    assert subscription.inputs["topic"] == stack.outputs["alerts_topic_arn"]
+
+
+def test_report_function_runs_daily_and_every_five_minutes(stack: Deployment) -> None:
+    prefix = f"headrace-{stack.stack}-reporting-"
+    rules = {
+        r.name.removeprefix(prefix): r
+        for r in stack.of_type("aws:cloudwatch/eventRule:EventRule")
+        if r.name.startswith(prefix)
+    }
+    targets = {
+        r.name.removeprefix(prefix): r
+        for r in stack.of_type("aws:cloudwatch/eventTarget:EventTarget")
+        if r.name.startswith(prefix)
+    }
+    permissions = {
+        r.name.removeprefix(prefix): r
+        for r in stack.of_type("aws:lambda/permission:Permission")
+        if r.name.startswith(prefix)
+    }
+    report = stack.outputs["function_names"]["report"]
+    # Then the daily schedule comes from config and the signals run every 5 minutes
+    expected_daily = "cron(0 6 * * ? *)" if stack.stack == "dev" else "rate(1 hour)"
+    assert rules["daily"].inputs["scheduleExpression"] == expected_daily
+    assert rules["signals"].inputs["scheduleExpression"] == "rate(5 minutes)"
+    # and both invoke the report function, the signals one with {"task": "signals"}
+    for task in ("daily", "signals"):
+        assert targets[f"{task}-target"].inputs["arn"].endswith(f":function:{report}")
+        assert permissions[f"{task}-invoke"].inputs["principal"] == "events.amazonaws.com"
+        assert permissions[f"{task}-invoke"].inputs["sourceArn"] == rules[task].outputs["arn"]
+    assert json.loads(targets["signals-target"].inputs["input"]) == {"task": "signals"}
+    assert targets["daily-target"].inputs.get("input") is None

@@ -1,0 +1,232 @@
+"""The stack configuration model: both stack files, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from components.config import FUNCTION_DEFAULTS, ConfigError, StackConfig, load_config, parse_config
+
+from .conftest import ROOT, engine_config, stack_file_config
+
+BASE = {"environment": "dev", "region": "eu-west-1"}
+
+
+class FakeReader:
+    """pulumi.Config("headrace") over a stack's engine config."""
+
+    def __init__(self, config: Mapping[str, str]):
+        self.config = config
+
+    def get(self, key: str) -> str | None:
+        return self.config.get(f"headrace:{key}")
+
+
+def load_stack(stack: str) -> StackConfig:
+    config = engine_config(stack_file_config(stack))
+    return load_config(FakeReader(config), present_keys=config)
+
+
+def errors_of(values: Mapping[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(values)
+    return caught.value.problems
+
+
+def test_dev_stack_file_is_valid_and_targets_aws() -> None:
+    # Given Pulumi.dev.yaml
+    # When it is loaded as the engine passes it
+    config = load_stack("dev")
+    # Then it is the AWS pipeline with an RDS warehouse and an HTTP API
+    assert (config.environment, config.target, config.aws_region) == ("dev", "aws", "eu-west-1")
+    assert config.warehouse.mode == "rds" and config.ingest.endpoint == "http_api"
+    assert config.functions.architecture == "arm64" and config.functions.runtime == "python3.12"
+    assert config.tracing is True
+    assert config.rds_deletion_protection is False  # dev stacks can be destroyed
+
+
+def test_local_stack_file_is_valid_and_targets_localstack() -> None:
+    # Given Pulumi.local.yaml
+    config = load_stack("local")
+    # Then it is LocalStack with an external PostgreSQL, a function URL and no X-Ray
+    assert (config.environment, config.target) == ("local", "localstack")
+    assert config.localstack_endpoint == "http://localhost:4566"
+    assert config.warehouse.mode == "external" and config.warehouse.external is not None
+    assert config.ingest.endpoint == "function_url"
+    assert config.tracing is False
+    # and keys it does not set keep their defaults
+    assert config.queues.max_receive_count == 5
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        keys.append(key)
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                keys.extend(_keys(candidate, key + "."))
+    return keys
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_stack_files_are_complete(stack: str) -> None:
+    # Given the model's top-level keys
+    # Then each stack file sets every one of them (the LocalStack URL only where it applies)
+    present = {key.split(":", 1)[1] for key in stack_file_config(stack)}
+    expected = {key for key in _keys(StackConfig) if "." not in key}
+    if stack == "dev":
+        expected.discard("localstack_endpoint")
+    assert expected <= present, sorted(expected - present)
+
+
+def test_every_key_is_documented() -> None:
+    # Given every key of the model, nested ones included (per-function keys once, as
+    # functions.<name>.<key>)
+    documentation = (ROOT / "docs" / "deploy.md").read_text()
+    functions = "|".join(FUNCTION_DEFAULTS)
+    keys = {re.sub(rf"^functions\.({functions})\.", "functions.<name>.", key) for key in _keys(StackConfig)}
+    # Then docs/deploy.md documents each of them, and the secret db_password
+    missing = sorted(key for key in [*keys, "db_password"] if f"`{key}`" not in documentation)
+    assert missing == []
+
+
+def test_partial_function_settings_keep_the_other_defaults() -> None:
+    # Given a stack that sets only the processor's memory
+    config = parse_config({**BASE, "functions": {"processor": {"memory_mb": 3008}}})
+    # Then the processor's other settings and the other functions keep their defaults
+    assert config.functions.processor.memory_mb == 3008
+    assert config.functions.processor.timeout_seconds == 300
+    assert config.functions.processor.batch_size == 5
+    assert config.functions.loader.max_concurrency == 2
+
+
+def test_scalars_arrive_as_strings_and_are_coerced() -> None:
+    # Given config values as the engine passes them (all strings)
+    reader = FakeReader(
+        {
+            "headrace:environment": "prod",
+            "headrace:region": "us-west-2",
+            "headrace:queues": '{"max_receive_count": "3"}',
+            "headrace:raw_suffixes": '[".csv"]',
+        }
+    )
+    config = load_config(reader)
+    # Then numbers, lists and objects are decoded, and prod turns deletion protection on
+    assert config.queues.max_receive_count == 3
+    assert config.raw_suffixes == (".csv",)
+    assert config.rds_deletion_protection is True
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {**BASE, "functions": {"processor": {"timeout_seconds": 901}}},
+            "headrace:functions.processor.timeout_seconds: must be ≤ 900",
+        ),
+        (
+            {**BASE, "functions": {"processor": {"memory_mb": 64}}},
+            "headrace:functions.processor.memory_mb: must be ≥ 128",
+        ),
+        (
+            {**BASE, "functions": {"ingest": {"timeout_seconds": 60}}},
+            "headrace:functions.ingest.timeout_seconds: must be ≤ 30",
+        ),
+        (
+            {**BASE, "functions": {"loader": {"batch_size": 50, "batching_window_seconds": 0}}},
+            "headrace:functions.loader.batching_window_seconds: must be ≥ 1 when batch_size is above 10",
+        ),
+        (
+            {**BASE, "functions": {"processor": {"max_concurrency": 20, "reserved_concurrency": 10}}},
+            "headrace:functions.processor.max_concurrency: must be ≤ reserved_concurrency (10)",
+        ),
+        (
+            {**BASE, "functions": {"architecture": "arm"}},
+            "headrace:functions.architecture: must be one of 'arm64' or 'x86_64'",
+        ),
+        (
+            {**BASE, "functions": {"processor": {"timout_seconds": 30}}},
+            "headrace:functions.processor.timout_seconds: unknown key",
+        ),
+        ({"environment": "dev"}, "headrace:region: is required when target is aws"),
+        ({**BASE, "environment": "staging"}, "headrace:environment: must be one of 'dev', 'prod' or 'local'"),
+        ({"region": "eu-west-1"}, "headrace:environment: is required"),
+        ({**BASE, "queues": {"max_receive_count": 0}}, "headrace:queues.max_receive_count: must be ≥ 1"),
+        (
+            {**BASE, "retention": {"log_days": 31}},
+            "headrace:retention.log_days: must be one of 1, 3, 5, 7, 14, 30",
+        ),
+        (
+            {**BASE, "raw_prefix": "/incoming"},
+            "headrace:raw_prefix: must be empty or a key prefix ending in '/'",
+        ),
+        ({**BASE, "raw_suffixes": ["csv"]}, "headrace:raw_suffixes: 'csv': a suffix is a dot"),
+        (
+            {**BASE, "warehouse": {"mode": "external"}},
+            "headrace:warehouse.external: is required when warehouse.mode is external",
+        ),
+        (
+            {**BASE, "target": "localstack", "environment": "local"},
+            "headrace:warehouse.mode: must be external on LocalStack",
+        ),
+        (
+            {**BASE, "environment": "prod", "warehouse": {"rds": {"deletion_protection": False}}},
+            "headrace:warehouse.rds.deletion_protection: must be true when environment is prod",
+        ),
+        (
+            {**BASE, "warehouse": {"rds": {"engine_version": "14"}}},
+            "headrace:warehouse.rds.engine_version: PostgreSQL 15 or newer",
+        ),
+        (
+            {**BASE, "warehouse": {"rds": {"allocated_gb": 200}}},
+            "headrace:warehouse.rds.max_allocated_gb: must be ≥ allocated_gb",
+        ),
+        (
+            {**BASE, "warehouse": {"network": {"cidr": "10.0.0.0/8"}}},
+            "headrace:warehouse.network.cidr: prefix length must be between",
+        ),
+        ({**BASE, "reporting": {"schedule": "every day"}}, "headrace:reporting.schedule: does not match"),
+        ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),
+        ({**BASE, "faults": {"crash_rate": 1.5}}, "headrace:faults.crash_rate: must be ≤ 1"),
+        (
+            {**BASE, "pii": {"disabled_rules": ["emails"]}},
+            "headrace:pii.disabled_rules: unknown rules: emails",
+        ),
+        (
+            {**BASE, "pii": {"extra_rules": [{"name": "iban", "pattern": "(?<=X)\\d+"}]}},
+            "headrace:pii.extra_rules: rule 0: pattern '(?<=X)\\\\d+' uses look-around",
+        ),
+    ],
+)
+def test_invalid_values_are_reported_against_their_key(values: dict[str, Any], expected: str) -> None:
+    # Given a configuration with one mistake
+    # When it is validated
+    problems = errors_of(values)
+    # Then the error names the offending key, in pulumi config's spelling, and the rule
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    # Given two mistakes in different sections
+    problems = errors_of({**BASE, "queues": {"max_receive_count": 0}, "alarms": {"error_rate_percent": 0}})
+    # Then both are reported, one line each
+    assert len(problems) == 2
+    assert str(ConfigError(problems)).count("\n") == 2
+
+
+def test_unknown_top_level_key_in_the_stack_is_an_error() -> None:
+    # Given a stack file with a misspelt top-level key (the engine lists every key it sets)
+    config = engine_config(
+        {"headrace:environment": "dev", "headrace:region": "eu-west-1", "headrace:retension": {}}
+    )
+    # When it is loaded
+    with pytest.raises(ConfigError) as caught:
+        load_config(FakeReader(config), present_keys=[*config, "aws:region", "headrace:db_password"])
+    # Then the typo is reported; other namespaces and the secret are not
+    assert caught.value.problems == ["headrace:retension: unknown key"]

@@ -1,0 +1,396 @@
+"""Functions: handlers, environment (docs/contracts.md), least-privilege roles, log groups,
+SQS event sources, and how the code is shipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from components import lambda_archive
+from components.functions import (
+    FunctionCode,
+    LambdaPackage,
+    LambdaPackageArgs,
+    PipelineFunction,
+    PipelineFunctionArgs,
+)
+from components.lambda_archive import LambdaArchive
+from components.policies import UNSCOPED_ACTIONS, Allow, PrivilegeError, check_least_privilege
+
+from .conftest import Deployment, deploy
+from .mocks import PipelineMocks
+
+HANDLERS = {
+    "processor": "handlers.processor.lambda_handler",
+    "loader": "handlers.loader.lambda_handler",
+    "report": "handlers.report.lambda_handler",
+    "ingest": "handlers.ingest_api.lambda_handler",
+    "ingest-worker": "handlers.ingest_worker.lambda_handler",
+}
+# docs/contracts.md, "Environment variables" (required ones; optional ones are tested apart).
+CONTRACT_ENV = {
+    "processor": {
+        "PROCESSED_BUCKET",
+        "METADATA_TABLE",
+        "IDEMPOTENCY_TABLE",
+        "EVENT_BUS_NAME",
+        "RAW_PREFIX",
+        "MAX_RECEIVE_COUNT",
+        "METADATA_TTL_DAYS",
+        "IDEMPOTENCY_TTL_SECONDS",
+    },
+    "loader": {
+        "DB_SECRET_ARN",
+        "PROCESSED_BUCKET",
+        "METADATA_TABLE",
+        "MAX_RECEIVE_COUNT",
+        "WAREHOUSE_SCHEMA",
+    },
+    "report": {
+        "METADATA_TABLE",
+        "REPORTS_BUCKET",
+        "ALERTS_TOPIC_ARN",
+        "PROCESSING_QUEUE_URL",
+        "REPORT_LINK_TTL_SECONDS",
+    },
+    "ingest": {
+        "INGEST_QUEUE_URL",
+        "TENANT_KEYS_TABLE",
+        "TENANT_LOGS_TABLE",
+        "MAX_BODY_BYTES",
+        "MAX_BATCH_RECORDS",
+    },
+    "ingest-worker": {"TENANT_LOGS_TABLE", "MAX_RECEIVE_COUNT", "KEEP_ORIGINAL", "LOG_TTL_DAYS"},
+}
+POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+
+
+def functions(stack: Deployment) -> dict[str, Any]:
+    prefix = f"headrace-{stack.stack}-"
+    return {r.outputs["name"].removeprefix(prefix): r for r in stack.of_type("aws:lambda/function:Function")}
+
+
+def role_policies(stack: Deployment) -> dict[str, list[dict[str, Any]]]:
+    """Service -> statements of its role's inline policy."""
+    roles = {r.outputs["name"]: r for r in stack.of_type("aws:iam/role:Role")}
+    by_role = {
+        p.input("role"): p.json_input("policy")["Statement"]
+        for p in stack.of_type("aws:iam/rolePolicy:RolePolicy")
+    }
+    result = {}
+    for service, function in functions(stack).items():
+        role_name = next(name for name, r in roles.items() if r.outputs["arn"] == function.inputs["role"])
+        result[service] = by_role[role_name]
+    return result
+
+
+def env(function: Any) -> dict[str, str]:
+    return function.input("environment")["variables"]
+
+
+def test_five_functions_with_their_handlers_runtime_and_architecture(stack: Deployment) -> None:
+    # Given a stack
+    deployed = functions(stack)
+    # Then the five functions of docs/contracts.md run their handlers on python3.12
+    assert {name: f.inputs["handler"] for name, f in deployed.items()} == HANDLERS
+    expected_arch = "arm64" if stack.stack == "dev" else "x86_64"
+    for function in deployed.values():
+        assert function.inputs["runtime"] == "python3.12"
+        assert function.inputs["architectures"] == [expected_arch]
+
+
+def test_environment_follows_the_contract(stack: Deployment) -> None:
+    # Given a stack's functions
+    for service, function in functions(stack).items():
+        variables = env(function)
+        # Then each has the contract's variables and the Powertools settings
+        assert CONTRACT_ENV[service] | POWERTOOLS <= set(variables), service
+        assert variables["POWERTOOLS_SERVICE_NAME"] == service
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "headrace"
+    deployed = functions(stack)
+    processor = env(deployed["processor"])
+    assert processor["PROCESSED_BUCKET"] == stack.outputs["processed_bucket"]
+    assert processor["METADATA_TABLE"] == stack.outputs["metadata_table"]
+    assert processor["IDEMPOTENCY_TABLE"] == stack.outputs["idempotency_table"]
+    assert processor["EVENT_BUS_NAME"] == stack.outputs["event_bus_name"]
+    assert processor["RAW_PREFIX"] == "incoming/"
+    assert env(deployed["loader"])["DB_SECRET_ARN"] == stack.outputs["db_secret_arn"]
+    assert env(deployed["report"])["ALERTS_TOPIC_ARN"] == stack.outputs["alerts_topic_arn"]
+    assert env(deployed["ingest"])["INGEST_QUEUE_URL"] == stack.outputs["ingest_queue_url"]
+    # and fault injection is off unless configured
+    assert all("HEADRACE_CRASH_RATE" not in env(f) for f in deployed.values())
+
+
+def test_fault_injection_pii_and_originals_reach_their_functions(tiny_archive: Path) -> None:
+    # Given dev with a crash rate, extra PII rules and originals kept
+    rule = {"name": "iban", "pattern": "[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}"}
+    stack = deploy(
+        "dev",
+        tiny_archive,
+        {
+            "headrace:faults": {"crash_rate": 0.25},
+            "headrace:pii": {"extra_rules": [rule], "disabled_rules": ["phone"]},
+            "headrace:ingest": {"keep_original": True},
+        },
+    )
+    deployed = functions(stack)
+    # Then the processor and the worker (only) get the crash rate and the PII rules
+    for service in ("processor", "ingest-worker"):
+        variables = env(deployed[service])
+        assert variables["HEADRACE_CRASH_RATE"] == "0.25"
+        assert json.loads(variables["PII_EXTRA_RULES"]) == [rule]
+        assert variables["PII_DISABLED_RULES"] == "phone"
+    assert "HEADRACE_CRASH_RATE" not in env(deployed["loader"])
+    # and the worker gets a KMS key for the originals, and may encrypt (only) with it
+    key = stack.named("headrace-dev-originals-key")
+    worker = env(deployed["ingest-worker"])
+    assert worker["KEEP_ORIGINAL"] == "true" and worker["ORIGINALS_KMS_KEY_ARN"] == key.outputs["arn"]
+    grants = [s for s in role_policies(stack)["ingest-worker"] if s["Sid"] == "EncryptOriginals"]
+    assert grants == [
+        {
+            "Sid": "EncryptOriginals",
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Resource": [key.outputs["arn"]],
+        }
+    ]
+
+
+def test_no_role_grants_wildcards(stack: Deployment) -> None:
+    # Given every function role
+    for service, statements in role_policies(stack).items():
+        for statement in statements:
+            # Then no action is a wildcard, and only actions AWS cannot scope use Resource "*"
+            assert statement["Effect"] == "Allow"
+            assert not any("*" in action for action in statement["Action"]), (service, statement)
+            if "*" in statement["Resource"]:
+                assert set(statement["Action"]) <= UNSCOPED_ACTIONS, (service, statement)
+
+
+def _grants(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Action -> resources it is granted on."""
+    grants: dict[str, set[str]] = {}
+    for statement in statements:
+        for action in statement["Action"]:
+            grants.setdefault(action, set()).update(statement["Resource"])
+    return grants
+
+
+def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
+    # Given the processor's role in dev
+    grants = _grants(role_policies(dev)["processor"])
+    arns = {
+        r.name.removeprefix("headrace-dev-"): r.outputs["arn"] for r in dev.resources if "arn" in r.outputs
+    }
+    raw, processed = arns["data-raw"], arns["data-processed"]
+    metadata, idempotency = arns["tables-metadata"], arns["tables-idempotency"]
+    log_group = dev.named("headrace-dev-processor-logs").outputs["arn"]
+    queue = dev.named("headrace-dev-processing", "aws:sqs/queue:Queue").outputs["arn"]
+    # Then it may read raw uploads under the prefix only, write processed objects, use its
+    # two tables, publish on its bus, consume its queue, log, and trace; nothing else
+    assert grants == {
+        "s3:GetObject": {f"{raw}/incoming/*"},
+        "s3:GetObjectVersion": {f"{raw}/incoming/*"},
+        "s3:ListBucket": {raw},
+        "s3:PutObject": {f"{processed}/*"},
+        "s3:AbortMultipartUpload": {f"{processed}/*"},
+        "dynamodb:GetItem": {metadata, idempotency},
+        "dynamodb:PutItem": {metadata, idempotency},
+        "dynamodb:UpdateItem": {metadata, idempotency},
+        "dynamodb:DeleteItem": {idempotency},
+        "events:PutEvents": {arns["events-bus"]},
+        "sqs:ReceiveMessage": {queue},
+        "sqs:DeleteMessage": {queue},
+        "sqs:GetQueueAttributes": {queue},
+        "logs:CreateLogStream": {f"{log_group}:*"},
+        "logs:PutLogEvents": {f"{log_group}:*"},
+        "xray:PutTraceSegments": {"*"},
+        "xray:PutTelemetryRecords": {"*"},
+    }
+
+
+def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
+    # Given the other roles in dev
+    policies = role_policies(dev)
+    arns = {
+        r.name.removeprefix("headrace-dev-"): r.outputs["arn"] for r in dev.resources if "arn" in r.outputs
+    }
+    loader, report = _grants(policies["loader"]), _grants(policies["report"])
+    ingest, worker = _grants(policies["ingest"]), _grants(policies["ingest-worker"])
+    # Then the loader reads the DB secret and processed objects, in its VPC
+    assert loader["secretsmanager:GetSecretValue"] == {dev.outputs["db_secret_arn"]}
+    assert loader["s3:GetObject"] == {f"{arns['data-processed']}/*"}
+    assert "ec2:CreateNetworkInterface" in loader and "s3:PutObject" not in loader
+    # the report function queries metadata (and its index), writes reports, publishes alerts
+    assert report["dynamodb:Query"] == {arns["tables-metadata"], f"{arns['tables-metadata']}/index/by_day"}
+    assert report["s3:PutObject"] == {f"{arns['data-reports']}/*"}
+    assert report["sns:Publish"] == {dev.outputs["alerts_topic_arn"]}
+    assert report["kms:GenerateDataKey"] == {arns["reporting-alerts-key"]}
+    # the ingest function enqueues and reads keys, the worker writes logs; neither touches S3
+    assert ingest["sqs:SendMessage"] == {
+        dev.named("headrace-dev-ingest", "aws:sqs/queue:Queue").outputs["arn"]
+    }
+    assert ingest["dynamodb:GetItem"] == {arns["tables-tenant-keys"], arns["tables-tenant-logs"]}
+    assert worker["dynamodb:PutItem"] == {arns["tables-tenant-logs"]}
+    assert not any(action.startswith("s3:") for action in [*ingest, *worker])
+    # and only the loader has network-interface rights
+    assert all(
+        "ec2:CreateNetworkInterface" not in _grants(s) for name, s in policies.items() if name != "loader"
+    )
+
+
+def test_least_privilege_check_refuses_wildcards() -> None:
+    # Given statements a careless change could add
+    # Then the component refuses them before anything is deployed
+    with pytest.raises(PrivilegeError, match="wildcard action 's3:\\*'"):
+        check_least_privilege([Allow("All", ("s3:*",), ("arn:aws:s3:::b/*",))])
+    with pytest.raises(PrivilegeError, match="s3:GetObject on Resource"):
+        check_least_privilege([Allow("Any", ("s3:GetObject",), ("*",))])
+    with pytest.raises(PrivilegeError, match="no resources"):
+        check_least_privilege([Allow("None", ("s3:GetObject",), ())])
+    check_least_privilege([Allow("Trace", ("xray:PutTraceSegments",), ("*",))])
+
+
+def test_log_groups_exist_first_with_retention(stack: Deployment) -> None:
+    # Given each function
+    groups = {r.outputs["name"]: r for r in stack.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    retention = 30 if stack.stack == "dev" else 7
+    for function in functions(stack).values():
+        # Then its log group is the one Lambda writes to, with the configured retention
+        group = groups[f"/aws/lambda/{function.outputs['name']}"]
+        assert group.inputs["retentionInDays"] == retention
+
+
+def test_queue_consumers_report_batch_item_failures(stack: Deployment) -> None:
+    # Given the event source mappings
+    queues = {
+        r.outputs["arn"]: r.name.removeprefix(f"headrace-{stack.stack}-")
+        for r in stack.of_type("aws:sqs/queue:Queue")
+    }
+    mappings = {
+        r.input("functionName").rsplit(":", 1)[-1].removeprefix(f"headrace-{stack.stack}-"): r
+        for r in stack.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    }
+    # Then the three consumers read their queue with partial batch responses
+    assert {name: queues[m.inputs["eventSourceArn"]] for name, m in mappings.items()} == {
+        "processor": "processing",
+        "loader": "load",
+        "ingest-worker": "ingest",
+    }
+    for mapping in mappings.values():
+        assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+    # with batching and concurrency from config
+    processor = mappings["processor"].inputs
+    assert processor["batchSize"] == 5 and processor["maximumBatchingWindowInSeconds"] == 5
+    expected_concurrency = 10 if stack.stack == "dev" else 2
+    assert processor["scalingConfig"] == {"maximumConcurrency": expected_concurrency}
+
+
+def test_event_source_settings_follow_config(tiny_archive: Path) -> None:
+    # Given dev with other loader settings
+    stack = deploy(
+        "dev",
+        tiny_archive,
+        {
+            "headrace:functions": {
+                "loader": {"batch_size": 50, "batching_window_seconds": 20, "max_concurrency": 3}
+            }
+        },
+    )
+    (mapping,) = [
+        m
+        for m in stack.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+        if m.input("functionName").endswith("-loader")
+    ]
+    # Then the mapping carries them
+    assert mapping.inputs["batchSize"] == 50
+    assert mapping.inputs["maximumBatchingWindowInSeconds"] == 20
+    assert mapping.inputs["scalingConfig"] == {"maximumConcurrency": 3}
+
+
+def test_loader_runs_in_the_vpc_only_with_rds(dev: Deployment, local: Deployment) -> None:
+    # Given the loader on both stacks
+    dev_loader, local_loader = functions(dev)["loader"], functions(local)["loader"]
+    subnets = [s.id for s in dev.of_type("aws:ec2/subnet:Subnet")]
+    loader_sg = dev.named("headrace-dev-warehouse-net-loader", "aws:ec2/securityGroup:SecurityGroup")
+    # Then on dev it sits in the private subnets with its security group; on LocalStack outside any VPC
+    vpc = dev_loader.input("vpcConfig")
+    assert vpc["subnetIds"] == subnets and len(subnets) == 2
+    assert vpc["securityGroupIds"] == [loader_sg.id]
+    assert local_loader.inputs.get("vpcConfig") is None
+
+
+def test_tracing_on_aws_and_off_on_localstack(dev: Deployment, local: Deployment) -> None:
+    for function in functions(dev).values():
+        assert function.input("tracingConfig") == {"mode": "Active"}
+    for function in functions(local).values():
+        assert function.input("tracingConfig") == {"mode": "PassThrough"}
+        assert env(function)["POWERTOOLS_TRACE_DISABLED"] == "true"
+
+
+def test_every_function_ships_the_one_archive(stack: Deployment, tiny_archive: Path) -> None:
+    # Given HEADRACE_LAMBDA_ARCHIVE pointing at a zip
+    archive = LambdaArchive.from_file(tiny_archive)
+    # Then every function's code is that file, with its hash (no S3 staging needed)
+    for function in functions(stack).values():
+        assert function.inputs["code"].path == str(tiny_archive)
+        assert function.inputs["sourceCodeHash"] == archive.source_code_hash
+    assert "aws:s3/bucketObjectv2:BucketObjectv2" not in stack.types()
+
+
+def test_large_archives_are_staged_through_s3(tiny_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an archive above the direct-upload limit (the limit lowered for the test)
+    monkeypatch.setattr(lambda_archive, "DIRECT_UPLOAD_LIMIT", 10)
+    stack = deploy("dev", tiny_archive)
+    # Then it is uploaded once to a private artifacts bucket...
+    (staged,) = stack.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    artifacts = stack.named("headrace-dev-package-artifacts", "aws:s3/bucket:Bucket")
+    assert staged.inputs["bucket"] == artifacts.outputs["bucket"]
+    archive = LambdaArchive.from_file(tiny_archive)
+    assert staged.inputs["key"] == f"lambda/{archive.sha256}.zip"
+    # ...that is as locked down as the data buckets
+    policies = {p.input("bucket") for p in stack.of_type("aws:s3/bucketPolicy:BucketPolicy")}
+    assert artifacts.outputs["bucket"] in policies
+    # and every function points at that object version instead of an inline archive
+    for function in functions(stack).values():
+        assert function.inputs.get("code") is None
+        assert function.inputs["s3Bucket"] == artifacts.outputs["bucket"]
+        assert function.inputs["s3Key"] == staged.inputs["key"]
+        assert function.inputs["s3ObjectVersion"] == "v1"
+        assert function.inputs["sourceCodeHash"] == archive.source_code_hash
+
+
+@pulumi.runtime.test
+def test_function_component_outputs_and_guards(component_mocks: PipelineMocks, tiny_archive: Path) -> Any:
+    # Given a minimal function without a queue
+    archive = LambdaArchive.from_file(tiny_archive)
+    package = LambdaPackage("pkg", LambdaPackageArgs(archive=archive))
+    args = PipelineFunctionArgs(
+        service="probe",
+        function_name="probe-fn",
+        handler="handlers.probe.lambda_handler",
+        code=package.code,
+        runtime="python3.12",
+        architecture="arm64",
+        memory_mb=128,
+        timeout_seconds=3,
+        log_retention_days=1,
+        tracing=False,
+    )
+    function = PipelineFunction("probe", args)
+    # Then it has no event source mapping, and refuses an over-long name
+    assert function.event_source_mapping is None
+    with pytest.raises(ValueError, match="64 characters"):
+        PipelineFunction("long", PipelineFunctionArgs(**{**args.__dict__, "function_name": "x" * 65}))
+    assert isinstance(package.code, FunctionCode) and package.artifacts is None
+
+    def check(values: list[Any]) -> None:
+        name, arn, log_group = values
+        assert name == "probe-fn" and arn.endswith(":function:probe-fn")
+        assert log_group == "/aws/lambda/probe-fn"
+
+    return pulumi.Output.all(function.name, function.arn, function.log_group.name).apply(check)

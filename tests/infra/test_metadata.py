@@ -1,0 +1,84 @@
+"""DynamoDB tables: built from handlers/models/tables.py, encrypted, PITR, TTL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.models import tables
+from handlers.models.tables import TableSpec
+
+from .conftest import Deployment
+
+SPECS = {
+    "metadata": tables.METADATA,
+    "idempotency": tables.IDEMPOTENCY,
+    "tenant-keys": tables.TENANT_KEYS,
+    "tenant-logs": tables.TENANT_LOGS,
+}
+OUTPUTS = {
+    "metadata": "metadata_table",
+    "idempotency": "idempotency_table",
+    "tenant-keys": "tenant_keys_table",
+    "tenant-logs": "tenant_logs_table",
+}
+
+
+def _tables(stack: Deployment) -> dict[str, Any]:
+    prefix = f"headrace-{stack.stack}-tables-"
+    return {r.name.removeprefix(prefix): r for r in stack.of_type("aws:dynamodb/table:Table")}
+
+
+def _as_boto3(table: Any) -> dict[str, Any]:
+    """The deployed table in boto3 create_table terms, to compare with the spec's."""
+    keys = [{"AttributeName": table.inputs["hashKey"], "KeyType": "HASH"}]
+    if table.inputs.get("rangeKey"):
+        keys.append({"AttributeName": table.inputs["rangeKey"], "KeyType": "RANGE"})
+    args: dict[str, Any] = {
+        "TableName": table.outputs["name"],
+        "KeySchema": keys,
+        "AttributeDefinitions": [
+            {"AttributeName": a["name"], "AttributeType": a["type"]} for a in table.input("attributes")
+        ],
+        "BillingMode": table.inputs["billingMode"],
+    }
+    if table.inputs.get("globalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index["name"],
+                "KeySchema": [
+                    {"AttributeName": k["attributeName"], "KeyType": k["keyType"]}
+                    for k in index["keySchemas"]
+                ],
+                "Projection": {"ProjectionType": index["projectionType"]},
+            }
+            for index in table.input("globalSecondaryIndexes")
+        ]
+    return args
+
+
+def test_tables_are_built_from_the_shared_specs(stack: Deployment) -> None:
+    # Given a stack's tables
+    deployed = _tables(stack)
+    assert set(deployed) == set(SPECS)
+    for role, spec in SPECS.items():
+        table = deployed[role]
+        # Then each has exactly the keys, attributes and indexes of its spec (the same the
+        # handler tests create in moto)
+        assert _as_boto3(table) == spec.boto3_create_args(table.outputs["name"])
+        # and is named by its stack output
+        assert stack.outputs[OUTPUTS[role]] == table.outputs["name"]
+
+
+def test_tables_are_encrypted_recoverable_and_expire_items(stack: Deployment) -> None:
+    for role, table in _tables(stack).items():
+        spec: TableSpec = SPECS[role]
+        # Then every table is encrypted with KMS and has point-in-time recovery
+        assert table.input("serverSideEncryption") == {"enabled": True}
+        assert table.input("pointInTimeRecovery") == {"enabled": True}
+        # and TTL on the spec's attribute when it has one
+        if spec.ttl_attribute:
+            assert table.input("ttl") == {"attributeName": spec.ttl_attribute, "enabled": True}
+        else:
+            assert table.inputs.get("ttl") is None
+    # The metadata table's TTL is the item's "ttl" (docs/contracts.md, README metadata item)
+    assert _tables(stack)["metadata"].input("ttl")["attributeName"] == "ttl"

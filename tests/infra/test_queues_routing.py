@@ -1,0 +1,239 @@
+"""Queues (redrive, visibility timeout, SSE) and EventBridge routes (pattern, retry, DLQ,
+queue policies)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+from moto.events.models import EventPattern
+
+from components.queues import DLQ_RETENTION_SECONDS, QueueWithDlq, QueueWithDlqArgs, visibility_timeout
+from components.routing import object_key_filters, raw_object_created_pattern
+
+from .conftest import Deployment, deploy, stack_file_config
+from .mocks import PipelineMocks
+
+QUEUES = {"processing": "processor", "load": "loader", "ingest": "ingest_worker"}
+
+
+def _queues(stack: Deployment) -> dict[str, Any]:
+    prefix = f"headrace-{stack.stack}-"
+    return {r.name.removeprefix(prefix): r for r in stack.of_type("aws:sqs/queue:Queue")}
+
+
+def test_every_queue_has_a_dlq_with_redrive_from_config(stack: Deployment) -> None:
+    # Given a stack's queues (max_receive_count 5 by default)
+    queues = _queues(stack)
+    assert set(queues) == {*QUEUES, *(f"{q}-dlq" for q in QUEUES)}
+    for name in QUEUES:
+        queue, dlq = queues[name], queues[f"{name}-dlq"]
+        # Then each work queue redrives to its own DLQ after 5 receives
+        redrive = json.loads(queue.input("redrivePolicy"))
+        assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 5}
+        # and the DLQ keeps messages 14 days; both are encrypted
+        assert dlq.inputs["messageRetentionSeconds"] == DLQ_RETENTION_SECONDS == 14 * 86_400
+        assert queue.inputs["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
+
+
+def test_visibility_timeout_covers_six_times_the_consumer_timeout(stack: Deployment) -> None:
+    # Given each queue and the function that consumes it
+    config = json.loads(json.dumps(stack_functions(stack)))
+    queues = _queues(stack)
+    for name, consumer in QUEUES.items():
+        timeout, window = config[consumer]
+        # Then the visibility timeout is at least 6 x the function timeout (+ batching window)
+        assert queues[name].inputs["visibilityTimeoutSeconds"] >= 6 * timeout + window
+
+
+def stack_functions(stack: Deployment) -> dict[str, tuple[int, int]]:
+    """Consumer -> (function timeout, batching window) as deployed."""
+    timeouts = {r.outputs["name"]: r.inputs["timeout"] for r in stack.of_type("aws:lambda/function:Function")}
+    windows = {
+        r.input("functionName").rsplit(":", 1)[-1]: r.inputs.get("maximumBatchingWindowInSeconds", 0)
+        for r in stack.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    }
+    prefix = f"headrace-{stack.stack}-"
+    return {name.removeprefix(prefix).replace("-", "_"): (timeouts[name], windows[name]) for name in windows}
+
+
+def test_config_drives_redrive_and_visibility(tiny_archive: Any) -> None:
+    # Given dev with 3 receives and a 600 s processor
+    stack = deploy(
+        "dev",
+        tiny_archive,
+        {
+            "headrace:queues": {"max_receive_count": 3},
+            "headrace:functions": {"processor": {"timeout_seconds": 600}},
+        },
+    )
+    processing = _queues(stack)["processing"]
+    # Then the processing queue follows
+    assert json.loads(processing.input("redrivePolicy"))["maxReceiveCount"] == 3
+    assert processing.inputs["visibilityTimeoutSeconds"] == 6 * 600 + 5
+    # and the processor is told the same receive count (it marks the last attempt failed)
+    processor = stack.named("headrace-dev-processor", "aws:lambda/function:Function")
+    assert processor.input("environment")["variables"]["MAX_RECEIVE_COUNT"] == "3"
+
+
+@pytest.mark.parametrize(("timeout", "window", "expected"), [(300, 5, 1805), (30, 0, 180), (900, 300, 5700)])
+def test_visibility_timeout_rule(timeout: int, window: int, expected: int) -> None:
+    assert visibility_timeout(timeout, window) == expected
+
+
+def _rules(stack: Deployment) -> dict[str, Any]:
+    prefix = f"headrace-{stack.stack}-"
+    return {r.name.removeprefix(prefix): r for r in stack.of_type("aws:cloudwatch/eventRule:EventRule")}
+
+
+def test_raw_uploads_route_to_the_processing_queue(stack: Deployment) -> None:
+    # Given the rule for raw uploads
+    rule = _rules(stack)["events-raw-created"]
+    target = stack.named(f"headrace-{stack.stack}-events-raw-created-target")
+    queues = _queues(stack)
+    # Then it listens on the default bus (where S3 publishes) for the raw bucket's "Object Created"
+    assert rule.inputs.get("eventBusName") is None
+    pattern = json.loads(rule.input("eventPattern"))
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [stack.outputs["raw_bucket"]]
+    # and targets the processing queue, retrying, then dead-lettering to its DLQ
+    assert target.inputs["arn"] == queues["processing"].outputs["arn"]
+    routing = stack_file_config(stack.stack)["headrace:routing"]
+    assert target.input("retryPolicy") == {
+        "maximumEventAgeInSeconds": routing["max_event_age_seconds"],
+        "maximumRetryAttempts": routing["max_retry_attempts"],
+    }
+    assert target.input("deadLetterConfig") == {"arn": queues["processing-dlq"].outputs["arn"]}
+
+
+def test_file_processed_events_route_to_the_load_queue(stack: Deployment) -> None:
+    # Given the rule for "File Processed"
+    rule = _rules(stack)["events-file-processed"]
+    target = stack.named(f"headrace-{stack.stack}-events-file-processed-target")
+    bus = stack.of_type("aws:cloudwatch/eventBus:EventBus")[0]
+    queues = _queues(stack)
+    # Then it matches the processor's events on the pipeline's own bus
+    assert rule.inputs["eventBusName"] == bus.outputs["name"] == stack.outputs["event_bus_name"]
+    assert json.loads(rule.input("eventPattern")) == {
+        "source": ["headrace.processor"],
+        "detail-type": ["File Processed"],
+    }
+    assert target.inputs["arn"] == queues["load"].outputs["arn"]
+    assert target.input("deadLetterConfig") == {"arn": queues["load-dlq"].outputs["arn"]}
+
+
+def test_routed_queues_accept_messages_from_their_rule_only(stack: Deployment) -> None:
+    # Given the queue policies
+    queues = {r.outputs["url"]: name for name, r in _queues(stack).items()}
+    rules = {name: r.outputs["arn"] for name, r in _rules(stack).items()}
+    expected_rule = {
+        "processing": rules["events-raw-created"],
+        "processing-dlq": rules["events-raw-created"],
+        "load": rules["events-file-processed"],
+        "load-dlq": rules["events-file-processed"],
+    }
+    policies = {
+        queues[p.input("queueUrl")]: p.json_input("policy")
+        for p in stack.of_type("aws:sqs/queuePolicy:QueuePolicy")
+    }
+    # Then every queue has a policy
+    assert set(policies) == set(queues.values())
+    for name, policy in policies.items():
+        allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+        denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+        # every policy denies requests without TLS
+        assert denies and denies[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        if name in expected_rule:
+            # a routed queue lets EventBridge send only on behalf of its rule
+            (allow,) = allows
+            assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+            assert allow["Action"] == "sqs:SendMessage"
+            assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": expected_rule[name]}}
+        else:
+            # the ingest queues grant nothing (their producer and consumer use IAM)
+            assert allows == []
+
+
+# ---------------------------------------------------------------------------- the pattern
+def _s3_event(bucket: str, key: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "1",
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "account": "111122223333",
+        "region": "eu-west-1",
+        "time": "2025-01-01T00:00:00Z",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": 10}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "matches"),
+    [
+        ("incoming/sales.csv", True),
+        ("incoming/2025/01/app.log.gz", True),
+        ("incoming/a*b.json", True),
+        ("incoming/readme.md", False),
+        ("other/sales.csv", False),
+        ("incoming.csv", False),
+        ("processed/incoming/sales.csv", False),
+    ],
+)
+def test_raw_pattern_filters_prefix_and_suffix_in_moto(key: str, matches: bool) -> None:
+    # Given the deployed pattern for prefix incoming/ and the default suffixes,
+    # evaluated by moto's EventBridge matcher (the embedded runtime's emulator)
+    from components.config import StackConfig
+
+    suffixes = StackConfig.model_fields["raw_suffixes"].default
+    pattern = EventPattern.load(raw_object_created_pattern("raw-bkt", "incoming/", suffixes))
+    # When an S3 event for the key arrives
+    # Then it matches exactly when the key has the prefix and one of the suffixes
+    assert pattern.matches_event(_s3_event("raw-bkt", key)) is matches
+    # and never for another bucket
+    assert pattern.matches_event(_s3_event("other-bkt", "incoming/sales.csv")) is False
+
+
+def test_key_filters_without_prefix_or_suffixes() -> None:
+    assert object_key_filters("", [".csv"]) == [{"suffix": ".csv"}]
+    assert object_key_filters("in/", []) == [{"prefix": "in/"}]
+    # '*' in the prefix or a suffix is a literal, escaped in the wildcard
+    (literal,) = object_key_filters("a*/", [".c*"])
+    assert literal == {"wildcard": r"a\*/*.c\*"}
+    pattern = EventPattern.load(json.dumps({"detail": {"object": {"key": [literal]}}}))
+    assert pattern.matches_event({"detail": {"object": {"key": "a*/x/y.c*"}}})
+    assert not pattern.matches_event({"detail": {"object": {"key": "ab/x/y.cc"}}})
+
+
+@pulumi.runtime.test
+def test_queue_component_outputs(component_mocks: PipelineMocks) -> Any:
+    # Given a queue for a 60 s consumer with a 10 s window and 2 receives
+    queue = QueueWithDlq(
+        "jobs",
+        QueueWithDlqArgs(
+            consumer_timeout_seconds=60, consumer_batching_window_seconds=10, max_receive_count=2
+        ),
+    )
+
+    # Then it exposes its and its DLQ's URLs, and redrives after 2 receives
+    def check(values: list[Any]) -> None:
+        url, dlq_url, dlq_arn, redrive, visibility = values
+        assert url.endswith("/jobs-" + url.rsplit("-", 1)[-1]) and "jobs-dlq" in dlq_url
+        assert json.loads(redrive) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}
+        assert visibility == 370
+
+    return pulumi.Output.all(
+        queue.url,
+        queue.dlq_url,
+        queue.dlq_arn,
+        queue.queue.redrive_policy,
+        queue.queue.visibility_timeout_seconds,
+    ).apply(check)
+
+
+def test_queue_component_rejects_zero_receives(component_mocks: PipelineMocks) -> None:
+    with pytest.raises(ValueError, match="max_receive_count"):
+        QueueWithDlq("bad", QueueWithDlqArgs(consumer_timeout_seconds=60, max_receive_count=0))

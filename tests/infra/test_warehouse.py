@@ -1,0 +1,170 @@
+"""The warehouse: private encrypted RDS, its network, and the one connection secret."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .conftest import DB_PASSWORD, Deployment, deploy
+from .mocks import is_secret
+
+
+def _instance(stack: Deployment) -> Any:
+    (instance,) = stack.of_type("aws:rds/instance:Instance")
+    return instance
+
+
+def test_rds_is_private_encrypted_and_backed_up(dev: Deployment) -> None:
+    # Given dev's database
+    db = _instance(dev).inputs
+    # Then it is PostgreSQL, not publicly accessible, encrypted, backed up for 7 days
+    assert db["engine"] == "postgres" and db["engineVersion"] == "16"
+    assert db["publiclyAccessible"] is False
+    assert db["storageEncrypted"] is True
+    assert db["backupRetentionPeriod"] == 7
+    # and in dev it can be deleted without protection or final snapshot
+    assert db["deletionProtection"] is False and db["skipFinalSnapshot"] is True
+    # and it only accepts TLS connections
+    (group,) = dev.of_type("aws:rds/parameterGroup:ParameterGroup")
+    assert group.inputs["family"] == "postgres16"
+    assert {(p["name"], p["value"]) for p in group.input("parameters")} == {("rds.force_ssl", "1")}
+    assert db["parameterGroupName"] == group.outputs["name"]
+    (subnets,) = dev.of_type("aws:rds/subnetGroup:SubnetGroup")
+    assert db["dbSubnetGroupName"] == subnets.outputs["name"]
+
+
+def test_prod_protects_the_database(tiny_archive: Path) -> None:
+    # Given the dev stack turned into prod
+    stack = deploy("dev", tiny_archive, {"headrace:environment": "prod"})
+    db = _instance(stack).inputs
+    # Then deletion protection is on and deleting it leaves a final snapshot
+    assert db["deletionProtection"] is True
+    assert db["skipFinalSnapshot"] is False and db["finalSnapshotIdentifier"]
+    # and the tables are protected too
+    assert all(
+        t.inputs["deletionProtectionEnabled"] is True for t in stack.of_type("aws:dynamodb/table:Table")
+    )
+
+
+def test_rds_password_lives_only_in_secrets_manager(dev: Deployment) -> None:
+    # Given the generated password
+    (password,) = dev.of_type("random:index/randomPassword:RandomPassword")
+    value = password.outputs["result"]
+    db = _instance(dev)
+    (version,) = dev.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    # Then the database gets it as a secret
+    assert is_secret(db.inputs["password"]) and db.input("password") == value
+    # and the secret holds the connection in the contract's shape, as a secret
+    assert is_secret(version.inputs["secretString"])
+    connection = json.loads(version.input("secretString"))
+    assert connection == {
+        "host": db.outputs["address"],
+        "port": 5432,
+        "dbname": "headrace",
+        "username": "headrace",
+        "password": value,
+    }
+    assert version.inputs["secretId"] == dev.named("headrace-dev-warehouse-db-secret").id
+    # and no other resource input carries it (no environment variable, no output)
+    holders = [r for r in dev.resources if value in json.dumps(r.inputs, default=str)]
+    assert {r.type for r in holders} == {
+        "aws:rds/instance:Instance",
+        "aws:secretsmanager/secretVersion:SecretVersion",
+    }
+
+
+def test_external_database_password_comes_from_secret_config(local: Deployment) -> None:
+    # Given the local stack (warehouse.mode external, password set with --secret)
+    (version,) = local.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    # Then the same secret holds the configured connection, marked secret
+    assert is_secret(version.inputs["secretString"])
+    assert json.loads(version.input("secretString")) == {
+        "host": "host.docker.internal",
+        "port": 5432,
+        "dbname": "headrace",
+        "username": "headrace",
+        "password": DB_PASSWORD,
+    }
+    # and the password appears nowhere else
+    holders = [r for r in local.resources if DB_PASSWORD in json.dumps(r.inputs, default=str)]
+    assert [r.type for r in holders] == ["aws:secretsmanager/secretVersion:SecretVersion"]
+    # and the secret is deleted at once when the local stack is destroyed
+    assert local.of_type("aws:secretsmanager/secret:Secret")[0].inputs["recoveryWindowInDays"] == 0
+
+
+def test_external_mode_without_password_fails_naming_the_key(tiny_archive: Path) -> None:
+    # Given the local stack without headrace:db_password
+    try:
+        deploy("local", tiny_archive, secrets={})
+    except Exception as error:  # the engine reports a RunError
+        message = str(error)
+    else:
+        raise AssertionError("the program deployed without a database password")
+    # Then the program stops and says which key to set, and how
+    assert "headrace:db_password" in message and "--secret" in message
+
+
+def test_network_is_private_with_endpoints_and_no_nat(dev: Deployment) -> None:
+    # Given dev's network
+    (vpc,) = dev.of_type("aws:ec2/vpc:Vpc")
+    subnets = dev.of_type("aws:ec2/subnet:Subnet")
+    endpoints = {r.inputs["serviceName"]: r for r in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    # Then its subnets are private, in two zones, with no NAT or internet gateway
+    assert vpc.inputs["enableDnsHostnames"] is True and vpc.inputs["enableDnsSupport"] is True
+    assert sorted(s.inputs["availabilityZone"] for s in subnets) == ["eu-west-1a", "eu-west-1b"]
+    assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in subnets)
+    assert not {"aws:ec2/natGateway:NatGateway", "aws:ec2/internetGateway:InternetGateway"} & dev.types()
+    # and the loader reaches S3 and DynamoDB (gateway) and Secrets Manager (interface)
+    assert {k: v.inputs["vpcEndpointType"] for k, v in endpoints.items()} == {
+        "com.amazonaws.eu-west-1.s3": "Gateway",
+        "com.amazonaws.eu-west-1.dynamodb": "Gateway",
+        "com.amazonaws.eu-west-1.secretsmanager": "Interface",
+    }
+    assert endpoints["com.amazonaws.eu-west-1.secretsmanager"].inputs["privateDnsEnabled"] is True
+    # and the database sits in those subnets
+    (subnet_group,) = dev.of_type("aws:rds/subnetGroup:SubnetGroup")
+    assert subnet_group.inputs["subnetIds"] == [s.id for s in subnets]
+
+
+def test_security_groups_allow_only_loader_traffic(dev: Deployment) -> None:
+    # Given the security group rules
+    groups = {
+        r.id: r.name.removeprefix("headrace-dev-warehouse-net-")
+        for r in dev.of_type("aws:ec2/securityGroup:SecurityGroup")
+    }
+    ingress = dev.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    egress = dev.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    # Then the database and the endpoints accept only the loader, on their ports
+    assert {
+        (
+            groups[r.inputs["securityGroupId"]],
+            groups[r.inputs["referencedSecurityGroupId"]],
+            r.inputs["fromPort"],
+        )
+        for r in ingress
+    } == {
+        ("database", "loader", 5432),
+        ("endpoints", "loader", 443),
+    }
+    # and nothing is open to an address range
+    assert all("cidrIpv4" not in r.inputs for r in [*ingress, *egress])
+    # and the loader may only talk to the database, the endpoints and the gateway prefix lists
+    assert all(groups[r.inputs["securityGroupId"]] == "loader" for r in egress)
+    assert sorted(r.inputs["toPort"] for r in egress) == [443, 443, 443, 5432]
+    (db,) = dev.of_type("aws:rds/instance:Instance")
+    database_sg = next(i for i, n in groups.items() if n == "database")
+    assert db.inputs["vpcSecurityGroupIds"] == [database_sg]
+
+
+def test_nat_gateway_is_opt_in(tiny_archive: Path) -> None:
+    # Given dev with network.nat_gateway true
+    stack = deploy("dev", tiny_archive, {"headrace:warehouse": {"network": {"nat_gateway": True}}})
+    # Then a NAT gateway in a public subnet gives the loader HTTPS egress
+    assert {
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/eip:Eip",
+    } <= stack.types()
+    egress = stack.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert [r.inputs["cidrIpv4"] for r in egress if "cidrIpv4" in r.inputs] == ["0.0.0.0/0"]
