@@ -9,7 +9,6 @@ Neither the original text nor message bodies are ever logged.
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.dal.tenant_logs import TenantLogStore
+from handlers.logic.faults import maybe_crash
 from handlers.logic.ingest.worker import store_message
 from handlers.models.ingest import IngestRecord
 from handlers.models.ingest_worker import IngestWorkerSettings
@@ -35,11 +35,6 @@ _RECORD_KEYS = ("tenant_id", "log_id", "attempt", "message_id")
 _handled: set[str] = set()  # message ids that reached record_handler in this invocation
 
 
-class SimulatedCrash(BaseException):
-    """Fault injection: escapes the batch processor like a runtime crash, failing the
-    whole invocation mid-batch (``HEADRACE_CRASH_RATE``)."""
-
-
 @tracer.capture_method(capture_response=False)
 def record_handler(record: IngestRecord) -> dict[str, Any]:
     message = record.body
@@ -47,8 +42,7 @@ def record_handler(record: IngestRecord) -> dict[str, Any]:
     logger.append_keys(
         tenant_id=message.tenant_id, log_id=message.log_id, attempt=attempt, message_id=record.messageId
     )
-    if settings.crash_rate and random.random() < settings.crash_rate:
-        raise SimulatedCrash(f"simulated crash while storing {message.tenant_id}/{message.log_id}")
+    maybe_crash(settings.crash_rate, attempt, f"{message.tenant_id}/{message.log_id}")
     try:
         outcome = store_message(
             message,

@@ -9,7 +9,6 @@ after ``maxReceiveCount`` attempts; a transient failure is retried with the queu
 from __future__ import annotations
 
 import json
-import random
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -25,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers.dal import queues
 from handlers.dal.metadata import MetadataStore
+from handlers.logic.faults import maybe_crash
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, utcnow
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from handlers.models.settings import ProcessorSettings
@@ -43,11 +43,6 @@ idempotency = IdempotencyConfig(
     expires_after_seconds=settings.idempotency_ttl_seconds,
 )
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
-
-
-class SimulatedCrash(BaseException):
-    """Fault injection: escapes the batch processor like a runtime crash, failing the
-    whole invocation mid-batch (``HEADRACE_CRASH_RATE``)."""
 
 
 def _record_metrics(outcome: Outcome) -> None:
@@ -70,8 +65,7 @@ def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
     logger.append_keys(object_key=ref.key, version=ref.version, attempt=attempt)
-    if settings.crash_rate and random.random() < settings.crash_rate:
-        raise SimulatedCrash(f"simulated crash while handling {ref.key}")
+    maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
         result = process(work=ref, attempt=attempt)
     except PermanentFailure as exc:

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handlers.dal.tenant_logs import decrypt_original
+from handlers.logic.faults import SimulatedCrash
 from handlers.logic.processing.pii import PiiOptions
 
 from .ingest_support import MAX_RECEIVE_COUNT, IngestStack, capture_logs
@@ -189,11 +190,18 @@ def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
     assert {i["log_id"] for i in stack.all_stored()} == {"a", "c"}
 
 
-def test_simulated_crash_fails_the_invocation_and_stores_nothing(stack):
+def test_simulated_crash_fails_the_first_delivery_only(stack):
+    # Given the crash switch at 100%
     stack.configure(HEADRACE_CRASH_RATE="1")
-    with pytest.raises(stack.worker.SimulatedCrash):
-        stack.invoke_worker(stack.sqs_record(message("c-1")))
+    record = stack.sqs_record(message("c-1"))
+    # When a message is delivered the first time, the invocation crashes and stores nothing
+    with pytest.raises(SimulatedCrash):
+        stack.invoke_worker(record)
     assert stack.all_stored() == []
+    # When it is redelivered, it is stored: the switch tests recovery, not the DLQ
+    record["attributes"]["ApproximateReceiveCount"] = "2"
+    assert stack.invoke_worker(record) == {"batchItemFailures": []}
+    assert [i["log_id"] for i in stack.all_stored()] == ["c-1"]
 
 
 def test_original_is_kept_encrypted_under_the_tenant_context(stack, acme):

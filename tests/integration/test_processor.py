@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime
 
 import duckdb
+import pytest
 
+from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
@@ -194,3 +196,25 @@ def test_processed_keys_are_stable_per_version():
     assert a == processed_keys("incoming/sales/x.csv", "v1", "incoming/", at)
     assert a.parquet != processed_keys("incoming/sales/x.csv", "v2", "incoming/", at).parquet
     assert a.parquet.startswith("parquet/dataset=sales/ingest_date=2025-01-02/x--")
+
+
+def test_crash_switch_fails_the_first_delivery_and_the_file_recovers(pipeline, monkeypatch):
+    # Given the crash switch at 100% and two files in one batch
+    monkeypatch.setattr(
+        pipeline.handler, "settings", pipeline.handler.settings.model_copy(update={"crash_rate": 1.0})
+    )
+    a, b = pipeline.upload("incoming/a.csv", SALES), pipeline.upload("incoming/b.csv", SALES)
+    pipeline.announce(a, b)
+    records = pipeline.queue.receive()
+    # When the invocation crashes mid-batch, nothing is acknowledged
+    with pytest.raises(SimulatedCrash):
+        pipeline.invoke(*records)
+    assert {pipeline.item(a)["status"], pipeline.item(b)["status"]} == {"received"}
+    # When the messages come back after their visibility timeout
+    for record in records:
+        _expire_visibility(pipeline, record)
+    _, response = pipeline.poll()
+    # Then both files complete, once each
+    assert response == {"batchItemFailures": []}
+    assert (pipeline.item(a)["status"], pipeline.item(b)["status"]) == ("completed", "completed")
+    assert len(pipeline.published()) == 2
