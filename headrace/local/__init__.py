@@ -1,0 +1,1 @@
+"""The embedded local runtime: what runs the pipeline on a developer's machine."""
