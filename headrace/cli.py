@@ -10,6 +10,7 @@ from pathlib import Path
 
 from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
 from handlers.logic.processing.pii import PiiOptions, PiiRule
+from headrace import status
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='extra PII rules: JSON list of {"name", "pattern", "column_hint"}',
     )
     p.set_defaults(func=_inspect)
+    status.register(sub)
     return parser
 
 
