@@ -42,6 +42,7 @@ from handlers.logic.warehouse.schema import (
     LogicalType,
     cast_for_widening,
     index_name,
+    pg_name,
     plan_load,
 )
 
@@ -184,6 +185,10 @@ class Warehouse:
         self.schema = schema
         self._ready: psycopg.Connection[Any] | None = None  # connection the migrations ran on
 
+    def prepare(self) -> None:
+        """Connect and apply the migrations now rather than on the first load."""
+        self._migrate(self.connections.get())
+
     # ------------------------------------------------------------------ loading
     def load(
         self,
@@ -234,7 +239,7 @@ class Warehouse:
                 [file.object_key],
             )
             previous = cur.fetchone()
-            table = file.dataset
+            table = pg_name(file.dataset)  # datasets longer than 63 bytes get a hashed suffix
             if previous and _is_older(file, previous[0], previous[2]):
                 return LoadOutcome("superseded", table, current_version=previous[0])
             tables = sorted({table, previous[1]} if previous else {table})

@@ -242,3 +242,16 @@ def test_awkward_names_are_stored_safely(loader):
     assert loader.count(table, key) == 1
     [(renamed,)] = loader.query(sql.SQL("SELECT renamed_columns FROM {}").format(loader.table("_files")))
     assert renamed == {"object_key": "object_key_source", long_name: columns[3]}
+
+
+def test_a_dataset_name_longer_than_postgres_allows_loads_again_and_again(loader):
+    # Given a dataset folder name of 80 characters (PostgreSQL identifiers stop at 63 bytes)
+    key = f"incoming/{'d' * 80}/x.csv"
+    first = loader.process(key, SALES)
+    # When it is loaded, then loaded again
+    assert loader.load(first) == {"batchItemFailures": []}
+    assert loader.load(first) == {"batchItemFailures": []}
+    # Then one table holds its rows once, under a shortened name the lineage table records
+    [(table,)] = loader.query(sql.SQL("SELECT table_name FROM {}").format(loader.table("_files")))
+    assert len(table.encode()) <= 63 and table.startswith("d" * 40)
+    assert loader.count(table, key) == 3
