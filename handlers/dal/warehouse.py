@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
 from handlers.dal.secrets import Credentials
@@ -82,6 +82,10 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 
 class DatabaseUnavailable(Exception):
     """No connection to the database (down, unreachable, or credentials rejected)."""
+
+
+class LoadTimedOut(Exception):
+    """The load would have outlived the function (statement or lock timeout): rolled back."""
 
 
 class LoadRejected(Exception):
@@ -206,12 +210,17 @@ class Warehouse:
             try:
                 self._migrate(conn)
                 return self._load(conn, file, incoming, rows, timeout_ms)
+            except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
+                # the transaction was rolled back; the connection is fine
+                raise LoadTimedOut(
+                    f"the load ran out of time and was rolled back: {_first_line(exc)}"
+                ) from exc
             except psycopg.OperationalError as exc:
                 self.connections.discard()
                 self._ready = None
                 if attempt == 1 and reused and _is_connection_loss(exc):
                     continue
-                raise DatabaseUnavailable(f"database error: {_first_line(exc)}") from exc
+                raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
         raise AssertionError("unreachable")
 
     def _load(

@@ -255,3 +255,30 @@ def test_a_dataset_name_longer_than_postgres_allows_loads_again_and_again(loader
     [(table,)] = loader.query(sql.SQL("SELECT table_name FROM {}").format(loader.table("_files")))
     assert len(table.encode()) <= 63 and table.startswith("d" * 40)
     assert loader.count(table, key) == 3
+
+
+def test_a_load_waits_for_the_dataset_lock_only_as_long_as_the_function_can(loader):
+    # Given another loader holding the dataset's lock (a long load of the same dataset)
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    from tests.integration.conftest import LambdaContext
+
+    class AlmostOutOfTime(LambdaContext):
+        def get_remaining_time_in_millis(self) -> int:
+            return 11_000  # the loader keeps 10 s for itself: statements get 1 s
+
+    with loader.connect() as other:
+        other.execute("BEGIN")
+        other.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"headrace:table:{loader.schema}.sales"]
+        )
+        # When the loader runs with little time left
+        record = loader.record(event)
+        response = loader.handler.lambda_handler({"Records": [record]}, AlmostOutOfTime())
+        other.execute("ROLLBACK")
+    # Then it gives up cleanly after a second, to be retried, instead of being cut off
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/sales/jan.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith("LoadTimedOut: the load ran out of time and was rolled back")
+    # and once the other load is done, the retry succeeds
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert loader.count("sales", "incoming/sales/jan.csv") == 3
