@@ -33,6 +33,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -112,8 +113,28 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class _OsUser:
+    name: str
     uid: int
     gid: int
+
+    def check_reachable(self, directory: Path) -> None:
+        """The server account must be able to enter every directory above its own."""
+        for folder in [directory.resolve(), *directory.resolve().parents]:
+            if not folder.exists():
+                continue
+            info = folder.stat()
+            if info.st_uid == self.uid:
+                allowed = info.st_mode & stat.S_IXUSR
+            elif info.st_gid == self.gid:
+                allowed = info.st_mode & stat.S_IXGRP
+            else:
+                allowed = info.st_mode & stat.S_IXOTH
+            if not allowed:
+                raise PostgresError(
+                    f"PostgreSQL refuses to run as root, so it runs as {self.name!r}, which cannot enter "
+                    f"{folder}; choose a directory it can reach (e.g. under /tmp) or allow it "
+                    f"(chmod o+x {folder})"
+                )
 
     @classmethod
     def for_server(cls) -> _OsUser | None:
@@ -126,7 +147,7 @@ class _OsUser:
                 entry = pwd.getpwnam(name)
             except KeyError:
                 continue
-            return cls(entry.pw_uid, entry.pw_gid)
+            return cls(name, entry.pw_uid, entry.pw_gid)
         raise PostgresError(
             "running as root and no unprivileged account (postgres, nobody) to run the server"
         )
@@ -264,6 +285,8 @@ class EmbeddedPostgres:
         path.chmod(0o600)
 
     def _prepare_base_dir(self) -> None:
+        if self._os_user:
+            self._os_user.check_reachable(self.base_dir.parent)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.base_dir.chmod(0o700)
         self._save_credentials()
