@@ -32,6 +32,8 @@ def load_file(
     *,
     timeout_ms: int | None = None,
 ) -> LoadOutcome:
+    """``uploaded_at(key, version)``: when that version was uploaded (the metadata item),
+    which orders versions of one key; ``timeout_ms`` bounds every statement of the load."""
     if event.processed_bucket != settings.processed_bucket:
         raise LoadRejected(
             f"the event points to bucket {event.processed_bucket!r}; this loader reads {settings.processed_bucket!r}"
