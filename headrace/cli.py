@@ -10,7 +10,7 @@ from pathlib import Path
 
 from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
 from handlers.logic.processing.pii import PiiOptions, PiiRule
-from headrace import tenants
+from headrace import status, tenants
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_inspect)
     tenants.register(sub)
+    status.register(sub)
     return parser
 
 

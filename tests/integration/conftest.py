@@ -220,3 +220,7 @@ class Pipeline:
 @pytest.fixture
 def pipeline(aws, monkeypatch, tmp_path) -> Pipeline:
     return Pipeline(monkeypatch, tmp_path)
+
+
+# Real PostgreSQL for the warehouse tests (the embedded server) and the loader Lambda.
+from tests.integration.conftest_pg import Loader, loader, postgres  # noqa: E402, F401

@@ -1,0 +1,89 @@
+"""The loader's view of the metadata table: when a file version was uploaded (to order
+versions of one key), and the load outcome, kept on the file's metadata item.
+
+Load attributes (added to the item, never touching the processor's): ``load_status``
+(``loaded``, ``superseded``, ``failed``), ``loaded_at``, ``load_table``, ``load_rows``,
+``load_error``, ``load_failed_at``, ``load_attempts``. Every write is a conditional
+UpdateItem on an existing item: an expired item is not resurrected as a fragment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws import table
+from .metadata import iso, to_dynamo
+
+
+class LoadStatusStore:
+    def __init__(self, table_name: str):
+        self.table_name = table_name
+
+    def uploaded_at(self, object_key: str, version: str) -> datetime | None:
+        item = (
+            table(self.table_name)
+            .get_item(
+                Key={"object_key": object_key, "version": version},
+                ProjectionExpression="uploaded_at",
+            )
+            .get("Item")
+        )
+        value = (item or {}).get("uploaded_at")
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+    def mark_loaded(self, object_key: str, version: str, at: datetime, table_name: str, rows: int) -> None:
+        self._update(
+            object_key,
+            version,
+            {"load_status": "loaded", "loaded_at": iso(at), "load_table": table_name, "load_rows": rows},
+            remove=("load_error", "load_failed_at"),
+        )
+
+    def mark_superseded(
+        self, object_key: str, version: str, at: datetime, current_version: str | None
+    ) -> None:
+        self._update(
+            object_key,
+            version,
+            {"load_status": "superseded", "superseded_at": iso(at), "superseded_by": current_version},
+        )
+
+    def mark_failed(self, object_key: str, version: str, at: datetime, error: str, attempt: int) -> None:
+        self._update(
+            object_key,
+            version,
+            {
+                "load_status": "failed",
+                "load_failed_at": iso(at),
+                "load_error": error[:2000],
+                "load_attempts": attempt,
+            },
+        )
+
+    def note_retry(self, object_key: str, version: str, error: str, attempt: int) -> None:
+        self._update(object_key, version, {"load_error": error[:2000], "load_attempts": attempt})
+
+    def _update(
+        self, object_key: str, version: str, fields: dict[str, Any], remove: tuple[str, ...] = ()
+    ) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        names = {"#k": "object_key", **{f"#a{i}": name for i, name in enumerate(fields)}}
+        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(fields.values())}
+        expression = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(fields)))
+        if remove:
+            names.update({f"#r{i}": name for i, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        try:
+            table(self.table_name).update_item(
+                Key={"object_key": object_key, "version": version},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(#k)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise

@@ -1,0 +1,43 @@
+"""Reading the metadata table by upload day (its ``by_day`` index: pk ``day`` = YYYY-MM-DD
+of upload, sk ``uploaded_at``), for the daily report, the signals and ``headrace status``.
+
+Works on any boto3 DynamoDB ``Table`` resource, so the CLI can pass one built from a stack
+outputs file. DynamoDB numbers come back as ``int`` or ``float``, not ``Decimal``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+BY_DAY_INDEX = "by_day"
+
+
+def files_on_day(table: Any, day: str, attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Every item uploaded on ``day`` (all pages), in upload order. ``attributes`` limits
+    what is returned (less to transfer; DynamoDB still reads whole items)."""
+    kwargs: dict[str, Any] = {"IndexName": BY_DAY_INDEX, "KeyConditionExpression": Key("day").eq(day)}
+    if attributes:
+        names = {f"#p{i}": name for i, name in enumerate(attributes)}
+        kwargs["ProjectionExpression"] = ", ".join(names)
+        kwargs["ExpressionAttributeNames"] = names
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table.query(**kwargs)
+        items.extend(plain(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's Decimals as int/float, recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

@@ -1,0 +1,33 @@
+"""Reading the processor's outputs (Parquet and summary JSON) from the processed bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws import client
+from .s3 import get_json
+
+
+class OutputMissing(Exception):
+    """The Parquet or summary the event points to is not in the processed bucket."""
+
+
+def download(bucket: str, key: str, target: Path) -> None:
+    try:
+        client("s3").download_file(bucket, key, str(target))
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            raise OutputMissing(f"s3://{bucket}/{key} does not exist") from exc
+        raise
+
+
+def read_json(bucket: str, key: str) -> Any:
+    try:
+        return get_json(bucket, key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            raise OutputMissing(f"s3://{bucket}/{key} does not exist") from exc
+        raise

@@ -1,0 +1,469 @@
+"""The PostgreSQL warehouse (README "Warehouse"; docs/warehouse-and-reports.md).
+
+Layout, in the schema ``WAREHOUSE_SCHEMA`` (default ``headrace``):
+
+- ``"<dataset>"``: one table per dataset; the file's columns, ``_rescued_data`` (jsonb), and
+  the lineage columns ``object_key``, ``object_version``, ``line_number``, ``loaded_at``;
+  indexed on ``object_key``.
+- ``_files``: one row per loaded object key (its current version): version, dataset, table,
+  row count, schema, where its Parquet is, upload/processing/load times.
+- ``_migrations``: the versions of this module's DDL applied so far.
+
+Loading one file is ONE transaction: reconcile the table with the file's columns, delete
+the key's previous rows, COPY the new ones, upsert its ``_files`` row. Readers see the old
+rows or the new ones, never a mix or a part. An object key holds one version at a time: a
+newer upload of the same key replaces the older one's rows; an older version arriving
+later (a retry) is skipped as superseded. Loads of one dataset are serialized (advisory
+lock), which also serializes its migrations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.types.json import Jsonb
+
+from handlers.dal.secrets import Credentials
+from handlers.logic.warehouse.schema import (
+    LINE_NUMBER,
+    LINEAGE_COLUMNS,
+    LOADED_AT,
+    OBJECT_KEY,
+    OBJECT_VERSION,
+    PG_TYPES,
+    ColumnLoad,
+    LoadPlan,
+    LogicalType,
+    cast_for_widening,
+    index_name,
+    pg_name,
+    plan_load,
+)
+
+CONNECT_TIMEOUT_SECONDS = 5
+FILES_TABLE = "_files"
+MIGRATIONS_TABLE = "_migrations"
+
+# Versioned DDL for the warehouse's own tables; append, never edit an applied step.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "lineage table: one row per loaded object key",
+        """
+        CREATE TABLE {schema}._files (
+            object_key      text PRIMARY KEY,
+            object_version  text NOT NULL,
+            dataset         text NOT NULL,
+            table_name      text NOT NULL,
+            source_bucket   text NOT NULL,
+            format          text,
+            row_count       bigint NOT NULL,
+            schema          jsonb NOT NULL,
+            renamed_columns jsonb NOT NULL DEFAULT '{{}}',
+            lineage_unit    text NOT NULL,
+            processed_bucket text NOT NULL,
+            parquet_key     text NOT NULL,
+            summary_key     text NOT NULL,
+            uploaded_at     timestamptz,
+            processed_at    timestamptz,
+            loaded_at       timestamptz NOT NULL
+        );
+        CREATE INDEX _files_dataset_idx ON {schema}._files (dataset, loaded_at);
+        """,
+    ),
+)
+
+
+class DatabaseUnavailable(Exception):
+    """No connection to the database (down, unreachable, or credentials rejected)."""
+
+
+class LoadTimedOut(Exception):
+    """The load would have outlived the function (statement or lock timeout): rolled back."""
+
+
+class LoadRejected(Exception):
+    """The file cannot be loaded as it is (the message says why); retrying will not help."""
+
+
+@dataclass(frozen=True)
+class FileToLoad:
+    object_key: str
+    object_version: str
+    dataset: str
+    source_bucket: str
+    format: str
+    row_count: int
+    lineage_unit: str
+    processed_bucket: str
+    parquet_key: str
+    summary_key: str
+    uploaded_at: datetime | None
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    status: str  # "loaded" | "superseded"
+    table: str
+    rows: int = 0
+    replaced_rows: int = 0
+    columns_added: tuple[str, ...] = ()
+    columns_widened: tuple[str, ...] = ()
+    current_version: str | None = None
+
+
+RowsSource = Callable[[list[ColumnLoad]], Generator[bytes, None, None]]
+
+
+class Connections:
+    """One connection per execution environment, reused across invocations and replaced
+    when broken. After a failed connect, the rest of the invocation fails fast instead of
+    waiting for the connect timeout once per record (``begin_invocation`` resets it)."""
+
+    def __init__(self, credentials: Callable[[bool], Credentials], application_name: str = "headrace-loader"):
+        self._credentials = credentials
+        self._application_name = application_name
+        self._conn: psycopg.Connection[Any] | None = None
+        self._down: str | None = None
+        self.fresh = False  # whether the current connection was opened in this invocation
+
+    def begin_invocation(self) -> None:
+        self._down = None
+        self.fresh = False
+
+    def get(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not (self._conn.closed or self._conn.broken):
+            return self._conn
+        if self._down:
+            raise DatabaseUnavailable(f"database unavailable (earlier in this invocation: {self._down})")
+        self.close()
+        try:
+            self._conn = self._connect(self._credentials(False))
+        except psycopg.OperationalError as exc:
+            if "authentication failed" not in str(exc):
+                self._down = _first_line(exc)
+                raise DatabaseUnavailable(f"database unavailable: {self._down}") from exc
+            try:  # the password may have been rotated: read the secret again
+                self._conn = self._connect(self._credentials(True))
+            except psycopg.OperationalError as again:
+                self._down = _first_line(again)
+                raise DatabaseUnavailable(f"database unavailable: {self._down}") from again
+        self.fresh = True
+        return self._conn
+
+    def _connect(self, c: Credentials) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host=c.host,
+            port=c.port,
+            dbname=c.dbname,
+            user=c.username,
+            password=c.password,
+            sslmode=c.sslmode,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name=self._application_name,
+            keepalives=1,
+            keepalives_idle=30,
+        )
+
+    def discard(self) -> None:
+        """Drop a connection that failed mid-use; the next ``get`` reconnects."""
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+
+class Warehouse:
+    def __init__(self, connections: Connections, schema: str = "headrace"):
+        self.connections = connections
+        self.schema = schema
+        self._ready: psycopg.Connection[Any] | None = None  # connection the migrations ran on
+
+    def prepare(self) -> None:
+        """Connect and apply the migrations now rather than on the first load."""
+        self._migrate(self.connections.get())
+
+    # ------------------------------------------------------------------ loading
+    def load(
+        self,
+        file: FileToLoad,
+        incoming: list[tuple[str, LogicalType]],
+        rows: RowsSource,
+        *,
+        timeout_ms: int | None = None,
+    ) -> LoadOutcome:
+        """Load one file in one transaction. A connection reused from an earlier invocation
+        that turns out to be dead is replaced and the load retried once (it is idempotent)."""
+        for attempt in (1, 2):
+            conn = self.connections.get()
+            reused = not self.connections.fresh
+            try:
+                self._migrate(conn)
+                return self._load(conn, file, incoming, rows, timeout_ms)
+            except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
+                # the transaction was rolled back; the connection is fine
+                raise LoadTimedOut(
+                    f"the load ran out of time and was rolled back: {_first_line(exc)}"
+                ) from exc
+            except psycopg.OperationalError as exc:
+                self.connections.discard()
+                self._ready = None
+                if attempt == 1 and reused and _is_connection_loss(exc):
+                    continue
+                raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _load(
+        self,
+        conn: psycopg.Connection[Any],
+        file: FileToLoad,
+        incoming: list[tuple[str, LogicalType]],
+        rows: RowsSource,
+        timeout_ms: int | None,
+    ) -> LoadOutcome:
+        schema = sql.Identifier(self.schema)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            if timeout_ms:
+                cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
+                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(int(timeout_ms))))
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"headrace:file:{self.schema}:{file.object_key}"],
+            )
+            cur.execute(
+                sql.SQL(
+                    "SELECT object_version, table_name, uploaded_at FROM {}.{} WHERE object_key = %s"
+                ).format(schema, sql.Identifier(FILES_TABLE)),
+                [file.object_key],
+            )
+            previous = cur.fetchone()
+            table = pg_name(file.dataset)  # datasets longer than 63 bytes get a hashed suffix
+            if previous and _is_older(file, previous[0], previous[2]):
+                return LoadOutcome("superseded", table, current_version=previous[0])
+            tables = sorted({table, previous[1]} if previous else {table})
+            for name in tables:
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    [f"headrace:table:{self.schema}.{name}"],
+                )
+            plan = plan_load(table, incoming, self._columns(cur, table))
+            self._reconcile(cur, plan)
+            replaced = 0
+            for name in tables:
+                if name == table or self._columns(cur, name) is not None:
+                    cur.execute(
+                        sql.SQL("DELETE FROM {}.{} WHERE {} = %s").format(
+                            schema, sql.Identifier(name), sql.Identifier(OBJECT_KEY)
+                        ),
+                        [file.object_key],
+                    )
+                    replaced += max(cur.rowcount, 0)
+            copied = self._copy(cur, plan, rows)
+            if copied != file.row_count:
+                raise LoadRejected(
+                    f"the Parquet holds {copied} rows but the event announced {file.row_count}; "
+                    "nothing was loaded"
+                )
+            self._record(cur, file, plan, copied)
+        return LoadOutcome(
+            "loaded",
+            table,
+            rows=copied,
+            replaced_rows=replaced,
+            columns_added=tuple(c.column for c in plan.add),
+            columns_widened=tuple(f"{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen),
+        )
+
+    def _columns(self, cur: psycopg.Cursor[Any], table: str) -> dict[str, str] | None:
+        """name -> format_type of the table's columns; None when there is no such table."""
+        cur.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
+            [self.schema, table],
+        )
+        found = cur.fetchall()
+        if not found:
+            return None
+        return {str(name): str(kind) for name, kind in found if name is not None}
+
+    def _reconcile(self, cur: psycopg.Cursor[Any], plan: LoadPlan) -> None:
+        table = sql.Identifier(self.schema, plan.table)
+        if plan.create:
+            columns = [
+                sql.SQL("{} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
+                for c in plan.columns
+            ]
+            columns += [
+                sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_KEY)),
+                sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_VERSION)),
+                sql.SQL("{} bigint").format(sql.Identifier(LINE_NUMBER)),
+                sql.SQL("{} timestamptz NOT NULL DEFAULT now()").format(sql.Identifier(LOADED_AT)),
+            ]
+            cur.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
+            cur.execute(
+                sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                    sql.Identifier(index_name(plan.table, "object_key_idx")),
+                    table,
+                    sql.Identifier(OBJECT_KEY),
+                )
+            )
+            return
+        existing = self._columns(cur, plan.table) or {}
+        clauses: list[sql.Composable] = [
+            sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
+            for c in plan.add
+        ]
+        clauses += [
+            sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(name), sql.SQL(kind))
+            for name, kind in _LINEAGE_TYPES.items()
+            if name not in existing
+        ]
+        for w in plan.widen:
+            column = sql.Identifier(w.column)
+            using = cast_for_widening(column.as_string(cur), w.from_kind, w.to_kind)
+            clauses.append(
+                sql.SQL("ALTER COLUMN {} TYPE {} USING {}").format(
+                    column, sql.SQL(PG_TYPES[w.to_kind]), sql.SQL(using)
+                )
+            )
+        if clauses:
+            cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(clauses)))
+
+    def _copy(self, cur: psycopg.Cursor[Any], plan: LoadPlan, rows: RowsSource) -> int:
+        names = [c.column for c in plan.columns] + [OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            sql.Identifier(self.schema, plan.table), sql.SQL(", ").join(map(sql.Identifier, names))
+        )
+        chunks = rows(plan.columns)
+        with contextlib.closing(chunks), cur.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return max(cur.rowcount, 0)
+
+    def _record(self, cur: psycopg.Cursor[Any], file: FileToLoad, plan: LoadPlan, rows: int) -> None:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.{} AS f (object_key, object_version, dataset, table_name, source_bucket, "
+                "format, row_count, schema, renamed_columns, lineage_unit, processed_bucket, parquet_key, "
+                "summary_key, uploaded_at, processed_at, loaded_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
+                "ON CONFLICT (object_key) DO UPDATE SET "
+                "object_version = excluded.object_version, dataset = excluded.dataset, "
+                "table_name = excluded.table_name, source_bucket = excluded.source_bucket, "
+                "format = excluded.format, row_count = excluded.row_count, schema = excluded.schema, "
+                "renamed_columns = excluded.renamed_columns, lineage_unit = excluded.lineage_unit, "
+                "processed_bucket = excluded.processed_bucket, parquet_key = excluded.parquet_key, "
+                "summary_key = excluded.summary_key, uploaded_at = excluded.uploaded_at, "
+                "processed_at = excluded.processed_at, loaded_at = excluded.loaded_at"
+            ).format(sql.Identifier(self.schema), sql.Identifier(FILES_TABLE)),
+            [
+                file.object_key,
+                file.object_version,
+                file.dataset,
+                plan.table,
+                file.source_bucket,
+                file.format,
+                rows,
+                Jsonb(plan.schema()),
+                Jsonb(plan.renamed()),
+                file.lineage_unit,
+                file.processed_bucket,
+                file.parquet_key,
+                file.summary_key,
+                file.uploaded_at,
+                file.processed_at,
+            ],
+        )
+
+    # ------------------------------------------------------------------ migrations
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the schema and the warehouse's own tables on first use (once per
+        connection; concurrent loaders serialize on an advisory lock)."""
+        if self._ready is conn:
+            return
+        schema = sql.Identifier(self.schema)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"headrace:migrate:{self.schema}"]
+            )
+            # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+            # exists; a schema made by an administrator must not require it.
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema])
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.{} (version integer PRIMARY KEY, "
+                    "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(schema, sql.Identifier(MIGRATIONS_TABLE))
+            )
+            cur.execute(sql.SQL("SELECT version FROM {}.{}").format(schema, sql.Identifier(MIGRATIONS_TABLE)))
+            applied = {int(v) for (v,) in cur.fetchall()}
+            for version, description, ddl in MIGRATIONS:
+                if version in applied:
+                    continue
+                cur.execute(sql.SQL(ddl.format(schema=schema.as_string(cur))))  # type: ignore[arg-type]
+                cur.execute(
+                    sql.SQL("INSERT INTO {}.{} (version, description) VALUES (%s, %s)").format(
+                        schema, sql.Identifier(MIGRATIONS_TABLE)
+                    ),
+                    [version, description],
+                )
+        self._ready = conn
+
+    def close(self) -> None:
+        self.connections.close()
+        self._ready = None
+
+
+_LINEAGE_TYPES = {
+    OBJECT_KEY: "text",
+    OBJECT_VERSION: "text",
+    LINE_NUMBER: "bigint",
+    LOADED_AT: "timestamptz NOT NULL DEFAULT now()",
+}
+assert tuple(_LINEAGE_TYPES) == LINEAGE_COLUMNS
+
+
+def _is_older(file: FileToLoad, loaded_version: str, loaded_uploaded_at: datetime | None) -> bool:
+    """Whether ``file`` is an older version of the key than the one in the warehouse."""
+    if loaded_version == file.object_version:
+        return False  # the same version again: reload (replace) it
+    if loaded_uploaded_at is None or file.uploaded_at is None:
+        return False  # no way to order them: the latest load wins
+    return file.uploaded_at < loaded_uploaded_at
+
+
+def _is_connection_loss(exc: psycopg.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(
+        s in text
+        for s in (
+            "server closed the connection",
+            "connection is lost",
+            "terminating connection",
+            "consuming input failed",
+            "eof detected",
+            "connection reset",
+            "broken pipe",
+            "the connection is closed",
+        )
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

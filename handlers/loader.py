@@ -1,0 +1,103 @@
+"""Loader Lambda: SQS batches of "File Processed" events (via EventBridge) -> PostgreSQL.
+
+Each record loads one file in one transaction (handlers.dal.warehouse). A record that
+fails (database down, bad event, missing Parquet) is reported in ``batchItemFailures``:
+only that message is retried, and after ``MAX_RECEIVE_COUNT`` receives it lands in the
+load DLQ, its metadata item marked ``load_status=failed`` with the reason. Processing
+never waits for the database: loading has its own queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.dal.load_status import LoadStatusStore
+from handlers.dal.secrets import db_credentials
+from handlers.dal.warehouse import Connections, Warehouse
+from handlers.logic.load_file import load_file
+from handlers.models.loader import FileProcessedRecord, LoaderSettings
+
+settings = LoaderSettings.from_env()
+logger = Logger(service="loader")
+tracer = Tracer(service="loader")
+metrics = Metrics(namespace="headrace", service="loader")
+batch = BatchProcessor(
+    event_type=EventType.SQS, model=FileProcessedRecord, raise_on_entire_batch_failure=False
+)
+status = LoadStatusStore(settings.metadata_table)
+warehouse = Warehouse(
+    Connections(lambda refresh: db_credentials(settings.db_secret_arn, refresh=refresh)),
+    settings.warehouse_schema,
+)
+# Stop a statement this long before the function's own timeout, so a slow load rolls back
+# cleanly and is retried instead of being cut off mid-transaction.
+SAFETY_MARGIN_MS = 10_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@tracer.capture_method
+def record_handler(
+    record: FileProcessedRecord, lambda_context: LambdaContext | None = None
+) -> dict[str, Any]:
+    event = record.body.detail
+    attempt = int(record.attributes.ApproximateReceiveCount)
+    logger.set_correlation_id(record.body.id)
+    logger.append_keys(object_key=event.object_key, version=event.version, attempt=attempt)
+    timeout_ms = None
+    if lambda_context is not None:
+        timeout_ms = max(1_000, lambda_context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS)
+    try:
+        outcome = load_file(event, settings, warehouse, status.uploaded_at, timeout_ms=timeout_ms)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        metrics.add_metric(name="LoadFailures", unit=MetricUnit.Count, value=1)
+        try:
+            if attempt >= settings.max_receive_count:
+                status.mark_failed(
+                    event.object_key,
+                    event.version,
+                    utcnow(),
+                    f"gave up after {attempt} attempts: {reason}",
+                    attempt,
+                )
+            else:
+                status.note_retry(event.object_key, event.version, reason, attempt)
+        except Exception:
+            logger.exception("could not record the load failure on the metadata item")
+        logger.exception(
+            "load failed, the message will be retried"
+            if attempt < settings.max_receive_count
+            else "load failed for the last time: the message goes to the load DLQ"
+        )
+        raise
+    if outcome.status == "superseded":
+        status.mark_superseded(event.object_key, event.version, utcnow(), outcome.current_version)
+        logger.info(
+            "a newer version of the object is already loaded; skipped", extra={"outcome": outcome.__dict__}
+        )
+    else:
+        status.mark_loaded(event.object_key, event.version, utcnow(), outcome.table, outcome.rows)
+        metrics.add_metric(name="FilesLoaded", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=outcome.rows)
+        logger.info("file loaded", extra={"outcome": outcome.__dict__})
+    return outcome.__dict__
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    warehouse.connections.begin_invocation()
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=batch, context=context
+    )

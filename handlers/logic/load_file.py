@@ -1,0 +1,77 @@
+"""Load one processed file into the warehouse: fetch its Parquet and summary, reconcile the
+dataset table with its columns, and replace the object key's rows in one transaction.
+
+Every failure propagates: the SQS message is retried and, after ``maxReceiveCount``
+receives, lands in the load DLQ. Loading is idempotent (the key's rows are replaced), so
+a retry or a duplicate event never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Generator
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from handlers.dal import processed
+from handlers.dal.warehouse import FileToLoad, LoadOutcome, LoadRejected, Warehouse
+from handlers.logic.processing.summary import Lineage
+from handlers.logic.warehouse import rows
+from handlers.logic.warehouse.schema import ColumnLoad, LogicalType, logical_of_duckdb_type
+from handlers.models.events import FileProcessed
+from handlers.models.loader import LoaderSettings
+
+
+def load_file(
+    event: FileProcessed,
+    settings: LoaderSettings,
+    warehouse: Warehouse,
+    uploaded_at: Callable[[str, str], datetime | None],
+    *,
+    timeout_ms: int | None = None,
+) -> LoadOutcome:
+    """``uploaded_at(key, version)``: when that version was uploaded (the metadata item),
+    which orders versions of one key; ``timeout_ms`` bounds every statement of the load."""
+    if event.processed_bucket != settings.processed_bucket:
+        raise LoadRejected(
+            f"the event points to bucket {event.processed_bucket!r}; this loader reads {settings.processed_bucket!r}"
+        )
+    bucket = settings.processed_bucket
+    with tempfile.TemporaryDirectory(prefix="loader-", dir=settings.scratch_dir) as tmp:
+        work = Path(tmp)
+        parquet = work / "rows.parquet"
+        processed.download(bucket, event.parquet_key, parquet)
+        summary = processed.read_json(bucket, event.summary_key)
+        try:
+            lineage = Lineage.model_validate((summary or {}).get("lineage"))
+        except ValidationError as exc:
+            raise LoadRejected(f"s3://{bucket}/{event.summary_key} has no valid lineage: {exc}") from exc
+        con = rows.connect(memory_limit=f"{max(128, settings.memory_mb // 2)}MB")
+        try:
+            incoming: list[tuple[str, LogicalType]] = [
+                (name, logical_of_duckdb_type(kind)) for name, kind in rows.parquet_columns(con, parquet)
+            ]
+
+            def csv(columns: list[ColumnLoad]) -> Generator[bytes, None, None]:
+                query = rows.export_query(con, parquet, columns, lineage, event.object_key, event.version)
+                return rows.csv_chunks(con, query, work)
+
+            file = FileToLoad(
+                object_key=event.object_key,
+                object_version=event.version,
+                dataset=event.dataset,
+                source_bucket=event.bucket,
+                format=event.format,
+                row_count=event.row_count,
+                lineage_unit=lineage.unit,
+                processed_bucket=bucket,
+                parquet_key=event.parquet_key,
+                summary_key=event.summary_key,
+                uploaded_at=uploaded_at(event.object_key, event.version),
+                processed_at=event.processed_at,
+            )
+            return warehouse.load(file, incoming, csv, timeout_ms=timeout_ms)
+        finally:
+            con.close()

@@ -1,0 +1,1 @@
+"""The daily report and the operational signals (pure logic over metadata items)."""

@@ -1,0 +1,240 @@
+"""The figures of one day, from that day's metadata items (files uploaded that day).
+
+Pure: takes the items as plain dicts (``handlers.dal.metadata_queries``) and returns a
+``DailyReport``. Items lacking attributes (still being processed, or written by an older
+processor) are counted where they can be and skipped where they cannot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from handlers.models.report import (
+    DailyReport,
+    Failure,
+    FormatTotals,
+    HourBucket,
+    Latency,
+    QualityIssue,
+    SlowFile,
+    StatusCounts,
+    Warehouse,
+)
+
+TOP = 10
+MAX_FAILURES = 50
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (``p`` in 0..100) of ``values``."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def build_report(
+    day: str, items: Iterable[dict[str, Any]], generated_at: datetime, backlog: int | None = None
+) -> DailyReport:
+    items = list(items)
+    counts = StatusCounts(received=len(items))
+    formats: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"files": 0, "completed": 0, "failed": 0, "rows": 0, "bytes": 0}
+    )
+    hourly = [{"received": 0, "completed": 0, "failed": 0} for _ in range(24)]
+    latencies: list[float] = []
+    warehouse = Warehouse()
+    failures: list[Failure] = []
+    slow: list[SlowFile] = []
+    issues: dict[tuple[str, str, str | None], dict[str, int]] = defaultdict(lambda: {"files": 0, "count": 0})
+    rows = size = 0
+
+    for item in items:
+        status = str(item.get("status", "received"))
+        key, version = str(item.get("object_key", "")), str(item.get("version", ""))
+        file_bytes = _int(item.get("file_size_bytes", item.get("size")))
+        size += file_bytes
+        fmt = str(item.get("format") or "unknown")
+        totals = formats[fmt]
+        totals["files"] += 1
+        totals["bytes"] += file_bytes
+        uploaded = parse_time(item.get("uploaded_at"))
+        hour = hourly[uploaded.hour] if uploaded else None
+        if hour is not None:
+            hour["received"] += 1
+
+        if status == "completed":
+            counts.completed += 1
+            file_rows = _int(item.get("row_count"))
+            rows += file_rows
+            totals["completed"] += 1
+            totals["rows"] += file_rows
+            if hour is not None:
+                hour["completed"] += 1
+            completed = parse_time(item.get("completed_at"))
+            if uploaded and completed:
+                latencies.append(round((completed - uploaded).total_seconds() * 1000, 1))
+            timings = {k: float(v) for k, v in (item.get("timings_ms") or {}).items()}
+            if "total" in timings:
+                slow.append(
+                    SlowFile(
+                        object_key=key,
+                        version=version,
+                        format=item.get("format"),
+                        rows=file_rows,
+                        bytes=file_bytes,
+                        total_ms=timings["total"],
+                        timings_ms=timings,
+                    )
+                )
+            _collect_issues(issues, str(item.get("dataset") or "?"), item.get("quality_issues") or {})
+        elif status == "failed":
+            counts.failed += 1
+            totals["failed"] += 1
+            if hour is not None:
+                hour["failed"] += 1
+            failures.append(
+                Failure(
+                    object_key=key,
+                    version=version,
+                    stage="processing",
+                    error=str(item.get("error") or "unknown error"),
+                    at=item.get("failed_at"),
+                )
+            )
+        elif status == "processing":
+            counts.processing += 1
+        else:
+            counts.waiting += 1
+
+        load_status = item.get("load_status")
+        if load_status == "loaded":
+            warehouse.loaded += 1
+            warehouse.rows += _int(item.get("load_rows"))
+        elif load_status == "superseded":
+            warehouse.superseded += 1
+        elif load_status == "failed":
+            warehouse.failed += 1
+            failures.append(
+                Failure(
+                    object_key=key,
+                    version=version,
+                    stage="load",
+                    error=str(item.get("load_error") or "unknown error"),
+                    at=item.get("load_failed_at"),
+                )
+            )
+
+    failures.sort(key=lambda f: f.at or "", reverse=True)
+    slow.sort(key=lambda f: f.total_ms, reverse=True)
+    return DailyReport(
+        date=day,
+        generated_at=generated_at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        files=counts,
+        rows=rows,
+        bytes=size,
+        latency_ms=Latency(
+            p50=percentile(latencies, 50), p95=percentile(latencies, 95), max=max(latencies, default=None)
+        ),
+        warehouse=warehouse,
+        formats=sorted(
+            (FormatTotals(format=f, **t) for f, t in formats.items()), key=lambda t: (-t.files, t.format)
+        ),
+        quality_issues=sorted(
+            (
+                QualityIssue(kind=kind, dataset=dataset, column=column, **found)
+                for (kind, dataset, column), found in issues.items()
+            ),
+            key=lambda q: (-q.count, -q.files, q.kind, q.dataset, q.column or ""),
+        )[:TOP],
+        slowest_files=slow[:TOP],
+        failures=failures[:MAX_FAILURES],
+        failures_total=len(failures),
+        hourly=[HourBucket(hour=h, **b) for h, b in enumerate(hourly)],
+        processing_backlog=backlog,
+    )
+
+
+def _collect_issues(
+    issues: dict[tuple[str, str, str | None], dict[str, int]], dataset: str, found: dict[str, Any]
+) -> None:
+    def add(kind: str, column: str | None, count: Any) -> None:
+        n = _int(count)
+        if n > 0:
+            entry = issues[(kind, dataset, column)]
+            entry["files"] += 1
+            entry["count"] += n
+
+    for column, detail in (found.get("missing_values") or {}).items():
+        add("missing values", column, (detail or {}).get("count"))
+    for column, detail in (found.get("type_mismatches") or {}).items():
+        add("type mismatches", column, (detail or {}).get("count"))
+    if malformed := found.get("malformed_rows"):
+        add("malformed rows", None, malformed.get("count"))
+    if duplicates := found.get("duplicate_rows"):
+        add("duplicate rows", None, duplicates.get("count"))
+
+
+def last_completed(items: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The item completed most recently (by ``completed_at``)."""
+    best: tuple[datetime, dict[str, Any]] | None = None
+    for item in items:
+        if item.get("status") != "completed":
+            continue
+        at = parse_time(item.get("completed_at"))
+        if at and (best is None or at > best[0]):
+            best = (at, item)
+    return best[1] if best else None
+
+
+def failures_since(items: Iterable[dict[str, Any]], since: datetime) -> list[Failure]:
+    """Processing and load failures recorded at or after ``since``, newest first."""
+    found: list[Failure] = []
+    for item in items:
+        key, version = str(item.get("object_key", "")), str(item.get("version", ""))
+        failed_at = parse_time(item.get("failed_at"))
+        if item.get("status") == "failed" and failed_at and failed_at >= since:
+            found.append(
+                Failure(
+                    object_key=key,
+                    version=version,
+                    stage="processing",
+                    error=str(item.get("error") or "unknown error"),
+                    at=item.get("failed_at"),
+                )
+            )
+        load_failed_at = parse_time(item.get("load_failed_at"))
+        if item.get("load_status") == "failed" and load_failed_at and load_failed_at >= since:
+            found.append(
+                Failure(
+                    object_key=key,
+                    version=version,
+                    stage="load",
+                    error=str(item.get("load_error") or "unknown error"),
+                    at=item.get("load_failed_at"),
+                )
+            )
+    found.sort(key=lambda f: f.at or "", reverse=True)
+    return found

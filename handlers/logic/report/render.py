@@ -1,0 +1,351 @@
+"""The report as a page a person reads (self-contained HTML: inline CSS, an inline SVG
+chart, no script, no external asset) and as the short SNS message.
+
+Every value from the data (object keys, errors, column names) is HTML-escaped: keys and
+errors are user-controlled.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from html import escape
+
+from handlers.models.report import DailyReport, HourBucket
+
+COLOURS = {"completed": "#2f855a", "failed": "#c53030", "other": "#a0aec0"}
+
+CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f4f6f8;color:#1a202c;font:15px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+main{max-width:980px;margin:0 auto;padding:32px 24px 48px}
+header{display:flex;justify-content:space-between;align-items:flex-end;flex-wrap:wrap;gap:8px;margin-bottom:8px}
+h1{font-size:26px;margin:0;letter-spacing:-.01em}
+h1 small{display:block;font-size:13px;font-weight:600;color:#4a5568;text-transform:uppercase;letter-spacing:.08em}
+h2{font-size:17px;margin:32px 0 10px}
+.meta{color:#4a5568;font-size:13px;text-align:right}
+.verdict{display:inline-block;margin:12px 0 4px;padding:6px 12px;border-radius:999px;font-weight:600;font-size:14px}
+.ok{background:#e6f4ea;color:#22543d}.bad{background:#fde8e8;color:#9b2c2c}.quiet{background:#edf2f7;color:#2d3748}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px;margin-top:16px}
+.card{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:14px 16px}
+.card .label{font-size:12px;color:#4a5568;text-transform:uppercase;letter-spacing:.06em}
+.card .value{font-size:26px;font-weight:700;margin-top:2px;font-variant-numeric:tabular-nums}
+.card .note{font-size:12px;color:#718096}
+.card.alert .value{color:#c53030}
+.panel{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:16px}
+table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #e2e8f0;border-radius:10px;overflow:hidden;font-size:14px}
+th,td{padding:8px 12px;text-align:left;vertical-align:top;border-bottom:1px solid #edf2f7}
+th{background:#f7fafc;font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#4a5568}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr:last-child td{border-bottom:none}
+.failures td:nth-child(1){width:32%}.failures td:nth-child(3){width:46%}
+.key{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;word-break:break-all}
+.err{color:#9b2c2c}
+.empty{color:#718096;font-style:italic;background:#fff;border:1px dashed #cbd5e0;border-radius:10px;padding:12px 16px}
+.legend{display:flex;gap:16px;font-size:13px;color:#4a5568;margin-top:6px}
+.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
+footer{margin-top:36px;color:#718096;font-size:12px}
+"""
+
+
+def number(n: int | float | None) -> str:
+    return "-" if n is None else f"{n:,.0f}"
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:,.0f} ms"
+    if ms < 120_000:
+        return f"{ms / 1000:,.1f} s"
+    return f"{ms / 60_000:,.1f} min"
+
+
+def long_date(day: str) -> str:
+    d = date.fromisoformat(day)
+    return f"{d:%A} {d.day} {d:%B %Y}"
+
+
+def render_html(report: DailyReport) -> str:
+    f = report.files
+    if f.received == 0:
+        verdict = '<span class="verdict quiet">No files were uploaded on this day</span>'
+    elif f.failed or report.warehouse.failed:
+        problems = []
+        if f.failed:
+            problems.append(f"{number(f.failed)} file{'s' if f.failed != 1 else ''} failed processing")
+        if report.warehouse.failed:
+            problems.append(f"{number(report.warehouse.failed)} failed loading")
+        verdict = f'<span class="verdict bad">{escape(", ".join(problems))}</span>'
+    else:
+        verdict = '<span class="verdict ok">Every finished file was processed successfully</span>'
+    cards = [
+        _card("Files received", number(f.received)),
+        _card("Completed", number(f.completed), _share(f.completed, f.received)),
+        _card("Failed", number(f.failed), _share(f.failed, f.received), alert=f.failed > 0),
+        _card("Still in progress", number(f.processing + f.waiting), "received or processing"),
+        _card("Rows", number(report.rows), "in completed files"),
+        _card("Data received", size(report.bytes)),
+        _card("Latency p50", duration(report.latency_ms.p50), "upload to completed"),
+        _card("Latency p95", duration(report.latency_ms.p95), f"max {duration(report.latency_ms.max)}"),
+        _card(
+            "Loaded into PostgreSQL",
+            number(report.warehouse.loaded),
+            f"{number(report.warehouse.rows)} rows"
+            + (f", {report.warehouse.failed} failed" if report.warehouse.failed else ""),
+            alert=report.warehouse.failed > 0,
+        ),
+    ]
+    backlog = (
+        f"Processing queue at generation time: {number(report.processing_backlog)} message(s). "
+        if report.processing_backlog is not None
+        else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>headrace daily report — {escape(report.date)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<main>
+<header>
+  <h1><small>headrace · daily report</small>{escape(long_date(report.date))}</h1>
+  <div class="meta">Files uploaded {escape(report.date)} (UTC)<br>Generated {escape(report.generated_at)}</div>
+</header>
+{verdict}
+<section class="cards">{"".join(cards)}</section>
+
+<h2>Files by hour of upload (UTC)</h2>
+<div class="panel">{hourly_chart(report.hourly)}
+<div class="legend"><span><i style="background:{COLOURS["completed"]}"></i>completed</span><span><i style="background:{COLOURS["failed"]}"></i>failed</span><span><i style="background:{COLOURS["other"]}"></i>in progress</span></div>
+</div>
+
+<h2>By format</h2>
+{_formats(report)}
+
+<h2>Top data-quality issues</h2>
+{_issues(report)}
+
+<h2>Slowest files</h2>
+{_slowest(report)}
+
+<h2>Failures{f" ({number(report.failures_total)})" if report.failures_total else ""}</h2>
+{_failures(report)}
+
+<footer>{escape(backlog)}The same figures as JSON: <a href="report.json">report.json</a>.</footer>
+</main>
+</body>
+</html>
+"""
+
+
+def _card(label: str, value: str, note: str = "", alert: bool = False) -> str:
+    return (
+        f'<div class="card{" alert" if alert else ""}"><div class="label">{escape(label)}</div>'
+        f'<div class="value">{escape(value)}</div><div class="note">{escape(note)}&nbsp;</div></div>'
+    )
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}% of received" if whole else ""
+
+
+def _table(
+    headers: list[tuple[str, bool]], rows: list[list[tuple[str, str]]], empty: str, css_class: str = ""
+) -> str:
+    if not rows:
+        return f'<p class="empty">{escape(empty)}</p>'
+    head = "".join(f"<th{' class=num' if numeric else ''}>{escape(h)}</th>" for h, numeric in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>" for text, cls in row)
+        + "</tr>"
+        for row in rows
+    )
+    opening = f'<table class="{css_class}">' if css_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _formats(report: DailyReport) -> str:
+    return _table(
+        [
+            ("Format", False),
+            ("Files", True),
+            ("Completed", True),
+            ("Failed", True),
+            ("Rows", True),
+            ("Data", True),
+        ],
+        [
+            [
+                (escape(t.format), ""),
+                (number(t.files), "num"),
+                (number(t.completed), "num"),
+                (number(t.failed), "num"),
+                (number(t.rows), "num"),
+                (size(t.bytes), "num"),
+            ]
+            for t in report.formats
+        ],
+        "No files.",
+    )
+
+
+def _issues(report: DailyReport) -> str:
+    return _table(
+        [("Issue", False), ("Dataset", False), ("Column", False), ("Files", True), ("Rows affected", True)],
+        [
+            [
+                (escape(q.kind), ""),
+                (escape(q.dataset), "key"),
+                (escape(q.column or "—"), "key"),
+                (number(q.files), "num"),
+                (number(q.count), "num"),
+            ]
+            for q in report.quality_issues
+        ],
+        "No data-quality issues in the completed files.",
+    )
+
+
+def _slowest(report: DailyReport) -> str:
+    return _table(
+        [
+            ("File", False),
+            ("Format", False),
+            ("Rows", True),
+            ("Size", True),
+            ("Processing", True),
+            ("Queue wait", True),
+        ],
+        [
+            [
+                (escape(s.object_key), "key"),
+                (escape(s.format or "?"), ""),
+                (number(s.rows), "num"),
+                (size(s.bytes or 0), "num"),
+                (duration(s.total_ms), "num"),
+                (duration(s.timings_ms.get("queue_wait")), "num"),
+            ]
+            for s in report.slowest_files
+        ],
+        "No completed files.",
+    )
+
+
+def _failures(report: DailyReport) -> str:
+    rows = [
+        [
+            (escape(x.object_key), "key"),
+            (escape(x.stage), ""),
+            (escape(x.error), "err"),
+            (escape((x.at or "")[:19].replace("T", " ")), "num"),
+        ]
+        for x in report.failures
+    ]
+    table = _table(
+        [("File", False), ("Stage", False), ("Error", False), ("When (UTC)", True)],
+        rows,
+        "No failures.",
+        "failures",
+    )
+    if report.failures_total > len(report.failures):
+        table += f'<p class="empty">…and {number(report.failures_total - len(report.failures))} more (see report.json for the first {len(report.failures)}).</p>'
+    return table
+
+
+def hourly_chart(hours: list[HourBucket], width: int = 930, height: int = 220) -> str:
+    """Stacked bars of files per upload hour: completed, failed, in progress."""
+    left, bottom, top = 36, 24, 10
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    peak = max((h.received for h in hours), default=0)
+    scale_max = _nice_ceiling(peak)
+    slot = plot_w / 24
+    bar = slot * 0.7
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="Files per hour of upload: {sum(h.received for h in hours)} in total">'
+    ]
+    for i in range(5):  # gridlines and y labels
+        value = scale_max * i / 4
+        y = top + plot_h - plot_h * i / 4
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" stroke="#e2e8f0"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#718096">{value:,.0f}</text>'
+        )
+    for h in hours:
+        x = left + h.hour * slot + (slot - bar) / 2
+        y = top + plot_h
+        other = max(0, h.received - h.completed - h.failed)
+        for count, colour in (
+            (h.completed, COLOURS["completed"]),
+            (h.failed, COLOURS["failed"]),
+            (other, COLOURS["other"]),
+        ):
+            if count and scale_max:
+                height_px = plot_h * count / scale_max
+                y -= height_px
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{height_px:.1f}" fill="{colour}" rx="2">'
+                    f"<title>{h.hour:02d}:00 {count} file(s)</title></rect>"
+                )
+        if h.hour % 3 == 0:
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle" fill="#718096">{h.hour:02d}:00</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _nice_ceiling(n: int) -> int:
+    """A round axis maximum >= n with four whole-number steps (gridlines at quarters):
+    4, 8, 20, 40, 100, 200, 400, ..."""
+    if n <= 4:
+        return 4
+    raw = n / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        step = m * magnitude
+        if step >= raw and float(step).is_integer():
+            return int(4 * step)
+    return 40 * magnitude
+
+
+def sns_subject(report: DailyReport) -> str:
+    f = report.files
+    state = f"{f.failed} failed" if f.failed else "no failures"
+    return f"headrace report {report.date}: {f.received} files, {state}"[:100]
+
+
+def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
+    f = report.files
+    lines = [
+        f"headrace daily report for {report.date} (UTC)",
+        "",
+        f"Files: {number(f.received)} received, {number(f.completed)} completed, {number(f.failed)} failed, "
+        f"{number(f.processing + f.waiting)} in progress",
+        f"Rows: {number(report.rows)}   Data: {size(report.bytes)}   "
+        f"Latency p50/p95: {duration(report.latency_ms.p50)} / {duration(report.latency_ms.p95)}",
+        f"Loaded into PostgreSQL: {number(report.warehouse.loaded)} files"
+        + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else ""),
+    ]
+    if report.failures:
+        first = report.failures[0]
+        lines.append(f"Latest failure ({first.stage}): {first.object_key}: {first.error[:200]}")
+    days = link_ttl_seconds / 86400
+    validity = f"{days:g} days" if days >= 1 else f"{link_ttl_seconds // 3600} hours"
+    lines += ["", f"Report (link valid for {validity}):", link]
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""What the report function does: the daily report, and the signals every five minutes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from handlers.dal import reports
+from handlers.dal.aws import table
+from handlers.dal.metadata_queries import files_on_day
+from handlers.logic.report.build import build_report, last_completed, parse_time
+from handlers.logic.report.render import render_html, sns_message, sns_subject
+from handlers.models.report import DailyReport, ReportSettings
+
+SIGNAL_ATTRIBUTES = ("object_key", "version", "status", "completed_at")
+
+
+@dataclass(frozen=True)
+class Published:
+    report: DailyReport
+    html_key: str
+    json_key: str
+    link: str
+    message_id: str
+
+
+def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published:
+    """Build ``day``'s report, write (overwrite) it to the reports bucket, announce it."""
+    items = files_on_day(table(settings.metadata_table), day)
+    try:
+        backlog: int | None = reports.queue_depth(settings.processing_queue_url)
+    except Exception:  # the backlog is a nicety; never lose the report over it
+        backlog = None
+    report = build_report(day, items, now, backlog)
+    html_key, json_key = reports.put_report(
+        settings.reports_bucket, day, render_html(report), report.model_dump(mode="json")
+    )
+    link = reports.presigned_link(settings.reports_bucket, html_key, settings.report_link_ttl_seconds)
+    message_id = reports.publish(
+        settings.alerts_topic_arn,
+        sns_subject(report),
+        sns_message(report, link, settings.report_link_ttl_seconds),
+    )
+    return Published(report, html_key, json_key, link, message_id)
+
+
+@dataclass(frozen=True)
+class Staleness:
+    seconds: float
+    exact: bool  # False: nothing completed today or yesterday; ``seconds`` is a lower bound
+    last: dict[str, Any] | None
+
+
+def seconds_since_last_completed(metadata_table: Any, now: datetime) -> Staleness:
+    """From the ``by_day`` index: today's files, and yesterday's when none of today's has
+    completed. With none in either, the time since the start of yesterday (a lower bound)."""
+    now = now.astimezone(UTC)
+    today = now.date()
+    for day in (today, today - timedelta(days=1)):
+        item = last_completed(files_on_day(metadata_table, day.isoformat(), SIGNAL_ATTRIBUTES))
+        completed = parse_time(item.get("completed_at")) if item else None
+        if item and completed:
+            return Staleness(max(0.0, (now - completed).total_seconds()), True, item)
+    start_of_yesterday = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return Staleness((now - start_of_yesterday).total_seconds(), False, None)

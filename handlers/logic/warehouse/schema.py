@@ -1,0 +1,201 @@
+"""Warehouse tables and schema drift (pure logic; docs/warehouse-and-reports.md).
+
+One table per dataset holds the file's columns plus lineage columns. Files of one dataset
+may disagree about columns; loading reconciles the table with each file:
+
+- a column the table lacks is added (``ALTER TABLE ... ADD COLUMN``, NULL for older rows);
+- a column the file lacks is NULL for the file's rows;
+- a column whose type differs gets the narrowest type that holds both (``widen``):
+  ``int -> float -> string``, ``date -> timestamp -> string``, ``bool -> string``, any other
+  pair -> ``string``. A wider file type alters the column (``ALTER COLUMN ... TYPE ... USING``);
+  a narrower file type loads into the wider column as it is.
+
+Columns are matched by exact name, then case-insensitively (``Price`` in one file and
+``price`` in the next are one column). Names longer than PostgreSQL's 63 bytes are cut and
+given a hash suffix; a file column named like a lineage column gets a ``_source`` suffix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+LogicalType = Literal["int", "float", "bool", "date", "timestamp", "string"]
+# Target kinds: the logical types, the rescued-data JSON, and columns of a type this loader
+# never creates (altered by hand): those are left alone and receive values as text.
+Kind = Literal["int", "float", "bool", "date", "timestamp", "string", "json", "foreign"]
+
+RESCUED = "_rescued_data"
+OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER, LOADED_AT = (
+    "object_key",
+    "object_version",
+    "line_number",
+    "loaded_at",
+)
+LINEAGE_COLUMNS = (OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER, LOADED_AT)
+MAX_IDENTIFIER_BYTES = 63
+
+PG_TYPES: dict[Kind, str] = {
+    "int": "bigint",
+    "float": "double precision",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp with time zone",
+    "string": "text",
+    "json": "jsonb",
+}
+_FROM_PG: dict[str, Kind] = {pg: kind for kind, pg in PG_TYPES.items()}
+_WIDER: dict[str, tuple[LogicalType, ...]] = {
+    "int": ("float", "string"),
+    "float": ("string",),
+    "bool": ("string",),
+    "date": ("timestamp", "string"),
+    "timestamp": ("string",),
+    "string": (),
+}
+
+
+def widen(a: LogicalType, b: LogicalType) -> LogicalType:
+    """The narrowest type holding values of both ``a`` and ``b``."""
+    if a == b or b in _WIDER[a]:
+        return b
+    if a in _WIDER[b]:
+        return a
+    for candidate in _WIDER[a]:
+        if candidate in _WIDER[b]:
+            return candidate
+    return "string"
+
+
+def kind_of_pg_type(pg_type: str) -> Kind:
+    """The kind of an existing column from ``format_type()`` (e.g. ``double precision``)."""
+    return _FROM_PG.get(pg_type, "foreign")
+
+
+def logical_of_duckdb_type(duckdb_type: str) -> LogicalType:
+    """The logical type of a Parquet column as DuckDB describes it."""
+    t = duckdb_type.upper()
+    if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"):
+        return "int" if t != "UBIGINT" else "float"  # an unsigned 64-bit value may exceed bigint
+    if t in ("DOUBLE", "FLOAT", "REAL", "HUGEINT") or t.startswith("DECIMAL"):
+        return "float"
+    if t == "BOOLEAN":
+        return "bool"
+    if t == "DATE":
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "timestamp"
+    return "string"
+
+
+def pg_name(name: str) -> str:
+    """``name`` as a PostgreSQL identifier: at most 63 bytes (longer names are cut at a
+    character boundary and suffixed with a hash of the full name, so two long names that
+    share a prefix stay distinct). NUL characters, which PostgreSQL rejects, are dropped."""
+    name = name.replace("\x00", "") or "column"
+    raw = name.encode()
+    if len(raw) <= MAX_IDENTIFIER_BYTES:
+        return name
+    suffix = "_" + hashlib.sha256(raw).hexdigest()[:8]
+    cut = raw[: MAX_IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore")
+    return cut + suffix
+
+
+def index_name(table: str, purpose: str) -> str:
+    return pg_name(f"{table}_{purpose}")
+
+
+@dataclass(frozen=True)
+class ColumnLoad:
+    """How one Parquet column lands in the table."""
+
+    source: str  # Parquet column name
+    column: str  # warehouse column name
+    incoming: LogicalType  # the file's type (``string`` for the rescued data)
+    target: Kind  # the column's type once the table is reconciled
+
+
+@dataclass(frozen=True)
+class Widening:
+    column: str
+    from_kind: Kind
+    to_kind: LogicalType
+
+
+@dataclass
+class LoadPlan:
+    """What loading one file does to its table, and how its columns map."""
+
+    table: str
+    create: bool
+    columns: list[ColumnLoad] = field(default_factory=list)
+    add: list[ColumnLoad] = field(default_factory=list)
+    widen: list[Widening] = field(default_factory=list)
+
+    @property
+    def changes_table(self) -> bool:
+        return self.create or bool(self.add or self.widen)
+
+    def schema(self) -> dict[str, str]:
+        """The file's logical schema (source column -> type), as the lineage table keeps it."""
+        return {c.source: c.incoming for c in self.columns if c.source != RESCUED}
+
+    def renamed(self) -> dict[str, str]:
+        """Source columns stored under another name."""
+        return {c.source: c.column for c in self.columns if c.source != c.column}
+
+
+def plan_load(
+    table: str, incoming: list[tuple[str, LogicalType]], existing: dict[str, str] | None
+) -> LoadPlan:
+    """Reconcile a file's columns (``incoming``: Parquet name and logical type, in file order)
+    with the table's columns (``existing``: name -> ``format_type``; None: no table yet)."""
+    plan = LoadPlan(table=table, create=existing is None)
+    current: dict[str, Kind] = {name: kind_of_pg_type(t) for name, t in (existing or {}).items()}
+    by_lower: dict[str, str] = {}
+    for name in current:
+        by_lower.setdefault(name.lower(), name)
+    reserved = {c.lower() for c in LINEAGE_COLUMNS}
+    taken: set[str] = set()
+    for source, logical in incoming:
+        wanted = RESCUED if source == RESCUED else _unreserved(pg_name(source), reserved)
+        name = wanted if wanted in current else by_lower.get(wanted.lower(), wanted)
+        if name.lower() in taken:  # cannot happen with processor output; never load twice
+            name = _unreserved(pg_name(f"{wanted}_{len(taken)}"), reserved)
+        taken.add(name.lower())
+        if source == RESCUED:
+            column = ColumnLoad(source, name, "string", current.get(name, "json"))
+            if name not in current:
+                plan.add.append(column)
+            plan.columns.append(column)
+            continue
+        if name not in current:
+            column = ColumnLoad(source, name, logical, logical)
+            plan.add.append(column)
+        else:
+            kind = current[name]
+            target: Kind = kind
+            if kind not in ("foreign", "json"):
+                target = widen(kind, logical)  # type: ignore[arg-type]
+                if target != kind:
+                    plan.widen.append(Widening(name, kind, target))
+            column = ColumnLoad(source, name, logical, target)
+        plan.columns.append(column)
+    if plan.create:
+        plan.add = []  # created with every column at once
+    return plan
+
+
+def _unreserved(name: str, reserved: set[str]) -> str:
+    return pg_name(f"{name}_source") if name.lower() in reserved else name
+
+
+def cast_for_widening(column_sql: str, from_kind: Kind, to_kind: LogicalType) -> str:
+    """The ``USING`` expression of ``ALTER COLUMN ... TYPE`` (``column_sql`` is quoted).
+    Text forms match what later loads write into the widened column (ISO, UTC)."""
+    if to_kind == "timestamp" and from_kind == "date":
+        return f"({column_sql}::timestamp AT TIME ZONE 'UTC')"
+    if to_kind == "string" and from_kind == "timestamp":
+        return f"(to_char({column_sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00')"
+    return f"{column_sql}::{PG_TYPES[to_kind]}"

@@ -1,0 +1,170 @@
+"""The report function's configuration, what it is asked to do, and the report it writes."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A presigned S3 URL lives at most 7 days (SigV4).
+MAX_LINK_TTL_SECONDS = 604_800
+
+
+class ReportSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    metadata_table: str = Field(alias="METADATA_TABLE", min_length=1)
+    reports_bucket: str = Field(alias="REPORTS_BUCKET", min_length=1)
+    alerts_topic_arn: str = Field(alias="ALERTS_TOPIC_ARN", min_length=1)
+    processing_queue_url: str = Field(alias="PROCESSING_QUEUE_URL", min_length=1)
+    report_link_ttl_seconds: int = Field(
+        MAX_LINK_TTL_SECONDS, ge=60, le=MAX_LINK_TTL_SECONDS, alias="REPORT_LINK_TTL_SECONDS"
+    )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ReportSettings:
+        return cls.model_validate(dict(os.environ if environ is None else environ))
+
+
+class BadRequest(ValueError):
+    """The invocation event asks for something the function cannot do."""
+
+
+class Request(BaseModel):
+    """What one invocation does: the daily report for ``day``, or the signals."""
+
+    task: Literal["report", "signals"]
+    day: date | None = None
+
+    @classmethod
+    def from_event(cls, event: Any, now: datetime) -> Request:
+        """``{"task": "signals"}``: emit the signals. ``{"date": "YYYY-MM-DD"}`` (or
+        ``"today"``, ``"yesterday"``): the report for that day. Anything else (the daily
+        schedule's EventBridge event, ``{}``): the report for the day before the event's
+        ``time`` (the invocation time when absent), in UTC: the last complete day."""
+        if not isinstance(event, dict):
+            raise BadRequest("the event must be a JSON object")
+        task = event.get("task", "report")
+        if task == "signals":
+            return cls(task="signals")
+        if task != "report":
+            raise BadRequest(f"unknown task {task!r}: expected 'report' or 'signals'")
+        today = now.astimezone(UTC).date()
+        wanted = event.get("date")
+        if wanted is None:
+            return cls(task="report", day=_event_time(event, now).date() - timedelta(days=1))
+        if wanted == "today":
+            return cls(task="report", day=today)
+        if wanted == "yesterday":
+            return cls(task="report", day=today - timedelta(days=1))
+        try:
+            day = date.fromisoformat(str(wanted))
+        except ValueError:
+            raise BadRequest(f"date {wanted!r} is not YYYY-MM-DD, 'today' or 'yesterday'") from None
+        if len(str(wanted)) != 10:
+            raise BadRequest(f"date {wanted!r} is not YYYY-MM-DD, 'today' or 'yesterday'")
+        if day > today:
+            raise BadRequest(f"date {wanted} is in the future")
+        return cls(task="report", day=day)
+
+
+def _event_time(event: dict[str, Any], now: datetime) -> datetime:
+    value = event.get("time")
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return now.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------- the report
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StatusCounts(_Model):
+    received: int = 0  # every file uploaded that day, whatever its state
+    waiting: int = 0  # status still "received"
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class Latency(_Model):
+    """Upload to completed, in milliseconds, over the day's completed files."""
+
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+class FormatTotals(_Model):
+    format: str
+    files: int
+    completed: int
+    failed: int
+    rows: int
+    bytes: int
+
+
+class QualityIssue(_Model):
+    kind: str  # "missing values", "type mismatches", "malformed rows", "duplicate rows"
+    dataset: str
+    column: str | None
+    files: int
+    count: int  # affected rows (values for missing values / mismatches)
+
+
+class SlowFile(_Model):
+    object_key: str
+    version: str
+    format: str | None
+    rows: int | None
+    bytes: int | None
+    total_ms: float
+    timings_ms: dict[str, float]
+
+
+class Failure(_Model):
+    object_key: str
+    version: str
+    stage: Literal["processing", "load"]
+    error: str
+    at: str | None
+
+
+class HourBucket(_Model):
+    hour: int
+    received: int
+    completed: int
+    failed: int
+
+
+class Warehouse(_Model):
+    loaded: int = 0
+    rows: int = 0
+    failed: int = 0
+    superseded: int = 0
+
+
+class DailyReport(_Model):
+    date: str
+    generated_at: str
+    files: StatusCounts
+    rows: int
+    bytes: int
+    latency_ms: Latency
+    warehouse: Warehouse
+    formats: list[FormatTotals]
+    quality_issues: list[QualityIssue]
+    slowest_files: list[SlowFile]
+    failures: list[Failure]
+    failures_total: int
+    hourly: list[HourBucket]
+    processing_backlog: int | None = Field(
+        None, description="messages in the processing queue when generated"
+    )

@@ -1,0 +1,184 @@
+"""``headrace status``: how a stack is doing, from its outputs file.
+
+Prints the depth of every queue and dead-letter queue (waiting / in flight), the file that
+completed last, and the processing and load failures of the last hour (from the metadata
+table's ``by_day`` index: today's and yesterday's uploads).
+
+Exit status: 0 when every DLQ is empty, 1 when a DLQ holds messages (they need an
+operator: inspect, fix, redrive), 2 when the stack cannot be read (no outputs file, no
+credentials, endpoint down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers.dal.metadata_queries import files_on_day
+from handlers.logic.report.build import failures_since, last_completed, parse_time
+from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+
+# (label, output name, is a DLQ); ingest queues only when the stack exports them
+QUEUES = (
+    ("processing", "processing_queue_url", False),
+    ("processing DLQ", "processing_dlq_url", True),
+    ("load", "load_queue_url", False),
+    ("load DLQ", "load_dlq_url", True),
+    ("ingest", "ingest_queue_url", False),
+    ("ingest DLQ", "ingest_dlq_url", True),
+)
+OPTIONAL_OUTPUTS = {"ingest_queue_url", "ingest_dlq_url"}
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    url: str
+    dead_letter: bool
+    waiting: int
+    in_flight: int
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="queue and DLQ depths, last completed file, recent failures of a stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--outputs",
+        type=Path,
+        default=DEFAULT_LOCAL_OUTPUTS,
+        metavar="PATH",
+        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
+    )
+    p.add_argument("--minutes", type=int, default=60, help="how far back to list failures (default 60)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, now: datetime | None = None) -> int:
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    if args.minutes < 1:
+        return _fail("--minutes must be at least 1")
+    try:
+        outputs = StackOutputs.load(args.outputs)
+        status = collect(outputs, now, timedelta(minutes=args.minutes))
+    except OutputsError as exc:
+        return _fail(str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        return _fail(f"cannot read the stack in {args.outputs}: {exc}")
+    if args.json:
+        json.dump(status, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(status, args.outputs, now))
+    return 1 if status["dead_letters"] else 0
+
+
+def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str, Any]:
+    sqs = outputs.client("sqs")
+    queues: list[QueueDepth] = []
+    for label, output, dead_letter in QUEUES:
+        try:
+            url = str(outputs.get(output))
+        except OutputsError:
+            if output in OPTIONAL_OUTPUTS:
+                continue
+            raise
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        queues.append(
+            QueueDepth(
+                label,
+                url,
+                dead_letter,
+                int(attributes.get("ApproximateNumberOfMessages", 0)),
+                int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            )
+        )
+    table = outputs.resource("dynamodb").Table(outputs.metadata_table)
+    today = now.date()
+    items = files_on_day(table, today.isoformat()) + files_on_day(
+        table, (today - timedelta(days=1)).isoformat()
+    )
+    last = last_completed(items)
+    failures = failures_since(items, now - window)
+    return {
+        "queues": [asdict(q) for q in queues],
+        "dead_letters": sum(q.waiting + q.in_flight for q in queues if q.dead_letter),
+        "last_completed": (
+            {
+                "object_key": last.get("object_key"),
+                "version": last.get("version"),
+                "completed_at": last.get("completed_at"),
+                "row_count": last.get("row_count"),
+            }
+            if last
+            else None
+        ),
+        "failures": [f.model_dump() for f in failures],
+        "window_minutes": int(window.total_seconds() // 60),
+    }
+
+
+def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
+    lines = [f"headrace status of {outputs_path} at {now:%Y-%m-%d %H:%M:%S}Z", ""]
+    lines.append(f"  {'queue':<16}{'waiting':>9}{'in flight':>11}")
+    for q in status["queues"]:
+        flag = "   <- needs attention" if q["dead_letter"] and (q["waiting"] or q["in_flight"]) else ""
+        lines.append(f"  {q['name']:<16}{q['waiting']:>9}{q['in_flight']:>11}{flag}")
+    lines.append("")
+    last = status["last_completed"]
+    if last:
+        when = parse_time(last["completed_at"])
+        ago = f" ({_ago(now - when)} ago)" if when else ""
+        rows = f", {last['row_count']:,} rows" if isinstance(last.get("row_count"), int) else ""
+        lines.append(f"Last completed file: {last['object_key']}{rows}")
+        lines.append(f"  at {last['completed_at']}{ago}, version {last['version']}")
+    else:
+        lines.append("Last completed file: none today or yesterday")
+    failures = status["failures"]
+    lines.append("")
+    lines.append(f"Failures in the last {_minutes(status['window_minutes'])}: {len(failures) or 'none'}")
+    for f in failures:
+        error = " ".join(str(f["error"]).split())
+        lines.append(f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {f['object_key']}")
+        lines.append(f"      {error[:300]}")
+    lines.append("")
+    if status["dead_letters"]:
+        lines.append(
+            f"Attention: {status['dead_letters']} message(s) in dead-letter queues; inspect them, fix the "
+            "cause, then redrive (aws sqs start-message-move-task --source-arn <DLQ ARN>)."
+        )
+    else:
+        lines.append("All dead-letter queues are empty.")
+    return "\n".join(lines) + "\n"
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _minutes(n: int) -> str:
+    return "hour" if n == 60 else f"{n} minutes"
+
+
+def _fail(message: str) -> int:
+    print(f"headrace: error: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,84 @@
+"""The embedded PostgreSQL manager (tests, benchmark, and the local runtime's warehouse)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from headrace.local.postgres import EmbeddedPostgres, PostgresError, PostgresNotFound, find_binaries
+
+
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A directory the server's account can enter even when the tests run as root
+    (pytest's own tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="headrace-pg-test-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_persistent_server_keeps_its_data_credentials_and_port(reachable_dir):
+    # Given a server in a directory of our choosing, with a table in it
+    base = reachable_dir / "pg"
+    first = EmbeddedPostgres(base)
+    first.start()
+    try:
+        with psycopg.connect(first.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (n int)")
+            conn.execute("INSERT INTO kept VALUES (42)")
+        secret = first.secret()
+    finally:
+        first.stop()
+    # When another manager starts it again from the same directory (the next `local up`)
+    second = EmbeddedPostgres(base)
+    second.start()
+    try:
+        # Then the data, the credentials and the port are the same: the stored secret works
+        assert second.secret() == secret
+        with psycopg.connect(second.conninfo(), autocommit=True) as conn:
+            assert conn.execute("SELECT n FROM kept").fetchall() == [(42,)]
+            # and the application role is not a superuser (like an RDS application role)
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (
+                False,
+            )
+    finally:
+        second.cleanup()
+    # and cleanup leaves a persistent directory in place
+    assert (base / "data" / "PG_VERSION").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")
+def test_as_root_a_directory_the_server_account_cannot_enter_is_a_clear_error(tmp_path):
+    # Given a directory inside pytest's root-only tmp_path
+    with pytest.raises(PostgresError, match=r"cannot enter .*chmod o\+x"):
+        EmbeddedPostgres(tmp_path / "pg").start()
+
+
+def test_a_wrong_password_is_refused(postgres):
+    # Password authentication is on, as on RDS
+    bad = dict(postgres.secret(), password="wrong")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(
+            host=bad["host"],
+            port=bad["port"],
+            dbname=bad["dbname"],
+            user=bad["username"],
+            password=bad["password"],
+        )
+
+
+def test_missing_binaries_are_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("HEADRACE_PG_BINDIR", str(tmp_path))
+    monkeypatch.setattr("headrace.local.postgres._COMMON_BINDIRS", ())
+    with pytest.raises(PostgresNotFound, match="apt-get install postgresql"):
+        find_binaries()

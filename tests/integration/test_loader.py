@@ -1,0 +1,284 @@
+"""The loader Lambda against a real PostgreSQL (the embedded server) and moto S3/DynamoDB:
+files go through the real processor first, and the loader receives the very event the
+processor published."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from psycopg import sql
+
+from tests.integration.conftest_pg import file_processed_event
+
+SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
+
+
+def test_a_processed_file_is_loaded_with_its_lineage(loader, capsys):
+    # Given a CSV the processor has turned into Parquet
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    capsys.readouterr()
+    # When the loader receives its "File Processed" event
+    assert loader.load(event) == {"batchItemFailures": []}
+    # Then the dataset table holds the rows, typed, each traceable to its source line
+    key, version = event["detail"]["object_key"], event["detail"]["version"]
+    rows = loader.query(
+        sql.SQL(
+            "SELECT date::text, product, quantity, price, object_key, object_version, line_number "
+            "FROM {} ORDER BY line_number"
+        ).format(loader.table("sales"))
+    )
+    assert rows == [
+        ("2025-01-01", "Widget", 10, 29.99, key, version, 2),
+        ("2025-01-02", "Gadget", 5, 49.99, key, version, 3),
+        ("2025-01-03", "Widget", None, 39.99, key, version, 4),
+    ]
+    assert loader.columns("sales") == {
+        "date": "date",
+        "product": "text",
+        "quantity": "bigint",
+        "price": "double precision",
+        "_rescued_data": "jsonb",
+        "object_key": "text",
+        "object_version": "text",
+        "line_number": "bigint",
+        "loaded_at": "timestamp with time zone",
+    }
+    # and the README's query gives the rows of one file
+    assert loader.count("sales", key) == 3
+    # and the lineage table records the file
+    [(files_version, dataset, row_count, schema, parquet_key, loaded_at, uploaded_at)] = loader.query(
+        sql.SQL(
+            "SELECT object_version, dataset, row_count, schema, parquet_key, loaded_at, uploaded_at FROM {}"
+        ).format(loader.table("_files"))
+    )
+    assert (files_version, dataset, row_count) == (version, "sales", 3)
+    assert schema == {"date": "date", "product": "string", "quantity": "int", "price": "float"}
+    assert parquet_key == event["detail"]["parquet_key"]
+    assert loaded_at is not None and uploaded_at is not None
+    # and the metadata item says it is loaded
+    item = loader.pipeline.item({"key": key, "version": version})
+    assert (item["load_status"], item["load_rows"], item["load_table"]) == ("loaded", 3, "sales")
+    # and the loader's metrics were emitted (EMF)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    loaded = [m for m in emf if m.get("service") == "loader"]
+    assert loaded and loaded[-1]["FilesLoaded"] == [1.0] and loaded[-1]["RowsLoaded"] == [3.0]
+
+
+def test_line_numbers_skip_malformed_rows(loader):
+    # Given a CSV whose third line is malformed (the processor skips it)
+    event = loader.process("incoming/people.csv", "id,name\n1,ann\n2,bob,extra,fields\n3,cid\n4,dee\n")
+    # When it is loaded
+    assert loader.load(event) == {"batchItemFailures": []}
+    # Then each row carries the line it came from
+    rows = loader.query(sql.SQL("SELECT id, line_number FROM {} ORDER BY id").format(loader.table("people")))
+    assert rows == [(1, 2), (3, 4), (4, 5)]
+
+
+def test_json_documents_number_their_records(loader, monkeypatch):
+    # Given a JSON array of records (processed with 4 GB: at the default 1 GB the processor's
+    # JSON reader asks DuckDB for a 2 GiB buffer, beyond its memory limit)
+    processor = loader.pipeline.handler
+    monkeypatch.setattr(processor, "settings", processor.settings.model_copy(update={"memory_mb": 4096}))
+    event = loader.process("incoming/events/a.json", json.dumps([{"a": 1}, {"a": 2, "b": "x"}]))
+    # When it is loaded
+    assert loader.load(event) == {"batchItemFailures": []}
+    # Then line_number is the record's position, and the lineage table says so
+    rows = loader.query(sql.SQL("SELECT a, b, line_number FROM {} ORDER BY a").format(loader.table("events")))
+    assert rows == [(1, None, 1), (2, "x", 2)]
+    assert loader.query(sql.SQL("SELECT lineage_unit FROM {}").format(loader.table("_files"))) == [
+        ("record",)
+    ]
+
+
+def test_the_same_event_twice_leaves_one_copy(loader):
+    # Given a loaded file
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    assert loader.load(event) == {"batchItemFailures": []}
+    # When the same event arrives again, alone and twice in one batch (SQS redelivery)
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert loader.load(event, event) == {"batchItemFailures": []}
+    # Then the rows are there once
+    assert loader.count("sales", "incoming/sales/jan.csv") == 3
+    assert loader.query(sql.SQL("SELECT count(*) FROM {}").format(loader.table("sales"))) == [(3,)]
+    assert loader.query(sql.SQL("SELECT count(*) FROM {}").format(loader.table("_files"))) == [(1,)]
+
+
+def test_a_new_version_replaces_the_old_one_and_a_late_old_one_is_skipped(loader):
+    # Given version 1 of a key, uploaded at 10:00 and loaded
+    morning = datetime(2025, 1, 6, 10, 0, tzinfo=UTC)
+    v1 = loader.process("incoming/sales/jan.csv", SALES, uploaded_at=morning)
+    assert loader.load(v1) == {"batchItemFailures": []}
+    # When version 2 (one more row) is uploaded a minute later, processed and loaded
+    v2 = loader.process(
+        "incoming/sales/jan.csv",
+        SALES + "2025-01-04,Gizmo,1,9.99\n",
+        uploaded_at=morning + timedelta(minutes=1),
+    )
+    assert loader.load(v2) == {"batchItemFailures": []}
+    # Then only version 2's rows are in the table
+    key = "incoming/sales/jan.csv"
+    versions = loader.query(
+        sql.SQL("SELECT object_version, count(*) FROM {} GROUP BY 1").format(loader.table("sales"))
+    )
+    assert versions == [(v2["detail"]["version"], 4)]
+    # When version 1's event arrives late (a retry after an outage)
+    assert loader.load(v1) == {"batchItemFailures": []}
+    # Then it does not overwrite the newer version, and its item says why
+    assert loader.count("sales", key) == 4
+    assert loader.query(sql.SQL("SELECT object_version FROM {}").format(loader.table("_files"))) == [
+        (v2["detail"]["version"],)
+    ]
+    item = loader.pipeline.item({"key": key, "version": v1["detail"]["version"]})
+    assert item["load_status"] == "superseded"
+    assert item["superseded_by"] == v2["detail"]["version"]
+
+
+def test_a_failed_reload_leaves_the_previous_rows_intact(loader, monkeypatch):
+    # Given a loaded file
+    v1 = loader.process("incoming/sales/jan.csv", SALES)
+    assert loader.load(v1) == {"batchItemFailures": []}
+    # When the reload of a new version breaks halfway through the COPY
+    v2 = loader.process("incoming/sales/jan.csv", SALES + "2025-01-04,Gizmo,1,9.99\n")
+    from handlers.logic.warehouse import rows
+
+    real = rows.csv_chunks
+
+    def half_then_fail(con, query, work_dir):
+        chunks = real(con, query, work_dir)
+        first = next(chunks)
+        chunks.close()
+        yield first[: len(first) // 2].rsplit(b"\n", 1)[0] + b"\n"
+        raise OSError("simulated failure while streaming rows")
+
+    monkeypatch.setattr(rows, "csv_chunks", half_then_fail)
+    record = loader.record(v2)
+    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then readers still see exactly version 1's rows: no part of version 2
+    key = "incoming/sales/jan.csv"
+    assert loader.query(
+        sql.SQL("SELECT object_version, count(*) FROM {} GROUP BY 1").format(loader.table("sales"))
+    ) == [(v1["detail"]["version"], 3)]
+    assert loader.query(sql.SQL("SELECT object_version FROM {}").format(loader.table("_files"))) == [
+        (v1["detail"]["version"],)
+    ]
+    # and the reason is noted for operators while the message is retried
+    item = loader.pipeline.item({"key": key, "version": v2["detail"]["version"]})
+    assert "simulated failure" in item["load_error"]
+    # When the retry succeeds
+    monkeypatch.setattr(rows, "csv_chunks", real)
+    assert loader.load(v2) == {"batchItemFailures": []}
+    # Then version 2 replaced version 1 entirely
+    assert loader.count("sales", key) == 4
+
+
+def test_a_row_count_that_disagrees_with_the_event_loads_nothing(loader):
+    # Given an event announcing more rows than its Parquet holds
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    event["detail"]["row_count"] = 99
+    record = loader.record(event)
+    # When it is loaded
+    response = loader.invoke(record)
+    # Then it fails (to be retried, then dead-lettered) and nothing is visible
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert loader.query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'sales'", [loader.schema]
+    ) == [(0,)]
+
+
+def test_bad_records_are_retried_without_blocking_the_batch(loader):
+    # Given a batch: a good event, a body that is not JSON, an event that is not a
+    # "File Processed" detail, a dataset name that is not an identifier, and an event whose
+    # Parquet no longer exists
+    good = loader.process("incoming/sales/jan.csv", SALES)
+    garbage = loader.record(body="not json at all")
+    wrong_shape = loader.record(file_processed_event({"hello": "world"}))
+    evil = json.loads(json.dumps(good))
+    evil["detail"]["dataset"] = 'sales"; DROP TABLE x; --'
+    bad_dataset = loader.record(evil)
+    gone = json.loads(json.dumps(good))
+    gone["detail"]["parquet_key"] = "parquet/dataset=sales/missing.parquet"
+    missing = loader.record(gone)
+    records = [loader.record(good), garbage, wrong_shape, bad_dataset, missing]
+    # When the batch is handled
+    response = loader.invoke(*records)
+    # Then only the bad ones are reported for retry (they end in the load DLQ)
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
+        r["messageId"] for r in records[1:]
+    )
+    # and the good file is loaded
+    assert loader.count("sales", "incoming/sales/jan.csv") == 3
+
+
+@pytest.mark.parametrize("last_attempt", [False, True])
+def test_the_last_failed_attempt_marks_the_item_failed(loader, last_attempt):
+    # Given an event whose Parquet is missing
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    event["detail"]["parquet_key"] = "parquet/missing.parquet"
+    # When it fails on a receive (MAX_RECEIVE_COUNT is 3)
+    loader.invoke(loader.record(event, receive_count=3 if last_attempt else 1))
+    # Then the item keeps the reason; on the last attempt it is marked failed
+    item = loader.pipeline.item({"key": event["detail"]["object_key"], "version": event["detail"]["version"]})
+    assert "does not exist" in item["load_error"]
+    assert item.get("load_status") == ("failed" if last_attempt else None)
+
+
+def test_awkward_names_are_stored_safely(loader):
+    # Given a key with quotes and unicode, and columns with quotes, spaces, mixed case, a
+    # lineage column's name, and a name longer than PostgreSQL's 63 bytes
+    long_name = "a_remarkably_long_column_name_" + "x" * 60
+    header = f'"we""ird",Mixed Case,object_key,{long_name}'
+    key = "incoming/Q1 'report' ü.csv"
+    event = loader.process(key, f"{header}\n1,2,3,4\n")
+    # When it is loaded
+    assert loader.load(event) == {"batchItemFailures": []}
+    # Then the table and columns exist under safe identifiers, the file's own object_key
+    # column does not clobber the lineage one, and the long name is cut with a hash
+    table = event["detail"]["dataset"]
+    columns = list(loader.columns(table))
+    assert columns[:3] == ['we"ird', "Mixed Case", "object_key_source"]
+    assert columns[3].startswith("a_remarkably_long_column_name_x") and len(columns[3].encode()) <= 63
+    assert loader.count(table, key) == 1
+    [(renamed,)] = loader.query(sql.SQL("SELECT renamed_columns FROM {}").format(loader.table("_files")))
+    assert renamed == {"object_key": "object_key_source", long_name: columns[3]}
+
+
+def test_a_dataset_name_longer_than_postgres_allows_loads_again_and_again(loader):
+    # Given a dataset folder name of 80 characters (PostgreSQL identifiers stop at 63 bytes)
+    key = f"incoming/{'d' * 80}/x.csv"
+    first = loader.process(key, SALES)
+    # When it is loaded, then loaded again
+    assert loader.load(first) == {"batchItemFailures": []}
+    assert loader.load(first) == {"batchItemFailures": []}
+    # Then one table holds its rows once, under a shortened name the lineage table records
+    [(table,)] = loader.query(sql.SQL("SELECT table_name FROM {}").format(loader.table("_files")))
+    assert len(table.encode()) <= 63 and table.startswith("d" * 40)
+    assert loader.count(table, key) == 3
+
+
+def test_a_load_waits_for_the_dataset_lock_only_as_long_as_the_function_can(loader):
+    # Given another loader holding the dataset's lock (a long load of the same dataset)
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    from tests.integration.conftest import LambdaContext
+
+    class AlmostOutOfTime(LambdaContext):
+        def get_remaining_time_in_millis(self) -> int:
+            return 11_000  # the loader keeps 10 s for itself: statements get 1 s
+
+    with loader.connect() as other:
+        other.execute("BEGIN")
+        other.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"headrace:table:{loader.schema}.sales"]
+        )
+        # When the loader runs with little time left
+        record = loader.record(event)
+        response = loader.handler.lambda_handler({"Records": [record]}, AlmostOutOfTime())
+        other.execute("ROLLBACK")
+    # Then it gives up cleanly after a second, to be retried, instead of being cut off
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/sales/jan.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith("LoadTimedOut: the load ran out of time and was rolled back")
+    # and once the other load is done, the retry succeeds
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert loader.count("sales", "incoming/sales/jan.csv") == 3

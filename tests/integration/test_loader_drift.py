@@ -1,0 +1,146 @@
+"""Schema drift between files of one dataset, against a real PostgreSQL: new columns are
+added, types are widened, narrower values load into wider columns, and nothing crashes."""
+
+from __future__ import annotations
+
+import threading
+
+from psycopg import sql
+
+
+def load(loader, key: str, body: str) -> dict:
+    event = loader.process(key, body)
+    assert loader.load(event) == {"batchItemFailures": []}
+    return event
+
+
+def values(loader, table: str, column: str) -> list:
+    return [
+        v
+        for (v,) in loader.query(
+            sql.SQL("SELECT {} FROM {} ORDER BY object_key, line_number").format(
+                sql.Identifier(column), loader.table(table)
+            )
+        )
+    ]
+
+
+def test_new_columns_are_added_and_missing_ones_are_null(loader):
+    # Given a dataset table made from a file with columns a, b
+    load(loader, "incoming/m/1.csv", "a,b\n1,x\n")
+    # When a file with an extra column c arrives, then one without b
+    load(loader, "incoming/m/2.csv", "a,b,c\n2,zed,true\n")
+    load(loader, "incoming/m/3.csv", "a,c\n3,false\n")
+    # Then the table has every column, older rows hold NULL in the new one, and a file
+    # without a column holds NULL in it
+    assert list(loader.columns("m"))[:3] == ["a", "b", "_rescued_data"]
+    assert loader.columns("m")["c"] == "boolean"
+    assert values(loader, "m", "c") == [None, True, False]
+    assert values(loader, "m", "b") == ["x", "zed", None]
+    # and the lineage table keeps each file's own schema
+    schemas = dict(loader.query(sql.SQL("SELECT object_key, schema FROM {}").format(loader.table("_files"))))
+    assert schemas["incoming/m/3.csv"] == {"a": "int", "c": "bool"}
+
+
+def test_int_widens_to_float_then_to_text(loader):
+    # Given integers
+    load(loader, "incoming/w/1.csv", "n\n10\n20\n")
+    # When a file has decimals in that column
+    load(loader, "incoming/w/2.csv", "n\n1.5\n")
+    # Then the column became double precision and the integers kept their value
+    assert loader.columns("w")["n"] == "double precision"
+    assert values(loader, "w", "n") == [10.0, 20.0, 1.5]
+    # When a file has words in it
+    load(loader, "incoming/w/3.csv", "n\nlots\nmany\n")
+    # Then the column became text, every earlier value written the same way
+    assert loader.columns("w")["n"] == "text"
+    assert values(loader, "w", "n") == ["10", "20", "1.5", "lots", "many"]
+
+
+def test_dates_widen_to_timestamps_then_to_text(loader):
+    # Given dates
+    load(loader, "incoming/t/1.csv", "d\n2025-01-01\n")
+    # When a file has timestamps in that column
+    load(loader, "incoming/t/2.csv", "d\n2025-01-02T10:30:00Z\n")
+    # Then the column became timestamptz; the date is midnight UTC
+    assert loader.columns("t")["d"] == "timestamp with time zone"
+    assert [v.isoformat() for v in values(loader, "t", "d")] == [
+        "2025-01-01T00:00:00+00:00",
+        "2025-01-02T10:30:00+00:00",
+    ]
+    # When a file has free text in it
+    load(loader, "incoming/t/3.csv", "d\nsoon\n")
+    # Then it became text, old and new timestamps in one format (ISO, UTC)
+    assert values(loader, "t", "d") == [
+        "2025-01-01 00:00:00.000000+00",
+        "2025-01-02 10:30:00.000000+00",
+        "soon",
+    ]
+    # When a later file has timestamps again, they are written the same way
+    load(loader, "incoming/t/4.csv", "d\n2025-01-03T08:00:00Z\n")
+    assert values(loader, "t", "d")[-1] == "2025-01-03 08:00:00.000000+00"
+
+
+def test_booleans_and_text_meet_as_text(loader):
+    load(loader, "incoming/b/1.csv", "flag\ntrue\nfalse\n")
+    load(loader, "incoming/b/2.csv", "flag\nmaybe\n")
+    assert loader.columns("b")["flag"] == "text"
+    assert values(loader, "b", "flag") == ["true", "false", "maybe"]
+
+
+def test_narrower_values_load_into_a_wider_column_without_altering_it(loader):
+    # Given a float column
+    load(loader, "incoming/n/1.csv", "price\n1.25\n")
+    # When a file brings integers
+    load(loader, "incoming/n/2.csv", "price\n3\n")
+    # Then the column stays double precision and holds the value
+    assert loader.columns("n")["price"] == "double precision"
+    assert values(loader, "n", "price") == [1.25, 3.0]
+
+
+def test_columns_match_case_insensitively(loader):
+    # Given a column "Price"
+    load(loader, "incoming/c/1.csv", "Price\n1\n")
+    # When the next file spells it "price"
+    load(loader, "incoming/c/2.csv", "price\n2\n")
+    # Then both land in the one column
+    assert [c for c in loader.columns("c") if c.lower() == "price"] == ["Price"]
+    assert values(loader, "c", "Price") == [1, 2]
+
+
+def test_concurrent_loads_into_one_dataset_with_different_new_columns(loader):
+    # Given a dataset table
+    load(loader, "incoming/k/0.csv", "a\n0\n")
+    e1 = loader.process("incoming/k/1.csv", "a,x\n1,one\n")
+    e2 = loader.process("incoming/k/2.csv", "a,y\n2,2.5\n")
+    # When two loaders add different columns at the same time (separate connections)
+    from handlers.dal.secrets import Credentials
+    from handlers.dal.warehouse import Connections, Warehouse
+    from handlers.logic import load_file as logic
+    from handlers.models.events import FileProcessed
+
+    settings = loader.handler.settings
+    errors: list[BaseException] = []
+
+    def run(event):
+        warehouse = Warehouse(
+            Connections(lambda _refresh: Credentials.from_secret(loader.server.secret())), loader.schema
+        )
+        try:
+            logic.load_file(
+                FileProcessed.model_validate(event["detail"]), settings, warehouse, lambda *_: None
+            )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            warehouse.close()
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in (e1, e2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    # Then both succeed (their migrations are serialized) and the table has both columns
+    assert errors == []
+    assert {"x", "y"} <= set(loader.columns("k"))
+    assert values(loader, "k", "a") == [0, 1, 2]

@@ -1,0 +1,216 @@
+"""The report Lambda against moto: metadata written by the real processor (and loader),
+the report written to S3, and the message on the alerts topic."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+
+from tests.integration.conftest import REGION, LambdaContext
+
+SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
+
+
+class Reporter:
+    def __init__(self, pipeline: Any, monkeypatch: pytest.MonkeyPatch):
+        self.pipeline = pipeline
+        self.s3 = pipeline.s3
+        self.bucket = "reports-bucket"
+        self.s3.create_bucket(Bucket=self.bucket)
+        sns = boto3.client("sns", region_name=REGION)
+        self.topic = sns.create_topic(Name="alerts")["TopicArn"]
+        self.inbox = pipeline.sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+        inbox_arn = pipeline.sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
+        self.processing_queue = pipeline.sqs.create_queue(QueueName="processing")["QueueUrl"]
+        for name, value in {
+            "METADATA_TABLE": "metadata",
+            "REPORTS_BUCKET": self.bucket,
+            "ALERTS_TOPIC_ARN": self.topic,
+            "PROCESSING_QUEUE_URL": self.processing_queue,
+            "REPORT_LINK_TTL_SECONDS": "86400",
+        }.items():
+            monkeypatch.setenv(name, value)
+        self.handler = importlib.reload(importlib.import_module("handlers.report"))
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.handler.lambda_handler(event, LambdaContext())
+
+    def messages(self) -> list[dict[str, Any]]:
+        found = []
+        while batch := self.pipeline.sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            for m in batch:
+                found.append(json.loads(m["Body"]))
+                self.pipeline.sqs.delete_message(QueueUrl=self.inbox, ReceiptHandle=m["ReceiptHandle"])
+        return found
+
+    def object(self, key: str) -> tuple[bytes, str]:
+        response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        return response["Body"].read(), response["ContentType"]
+
+
+@pytest.fixture
+def reporter(pipeline, monkeypatch) -> Reporter:
+    return Reporter(pipeline, monkeypatch)
+
+
+def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, reporter):
+    # Given a day with three good files (two formats), a binary file and an empty one
+    objects = [
+        pipeline.upload("incoming/sales/a.csv", SALES),
+        pipeline.upload("incoming/sales/b.csv", SALES + "2025-01-04,Gizmo,1,9.99\n"),
+        pipeline.upload(
+            "incoming/events/c.ndjson", '{"level": "INFO", "n": 1}\n{"level": "ERROR", "n": 2}\n'
+        ),
+        pipeline.upload("incoming/junk/d.csv", bytes(range(256)) * 8),
+        pipeline.upload("incoming/junk/<script>alert(1)</script>.csv", b""),
+    ]
+    assert pipeline.invoke(*(pipeline.sqs_record(o) for o in objects)) == {"batchItemFailures": []}
+    # and a message waiting in the processing queue
+    pipeline.sqs.send_message(QueueUrl=reporter.processing_queue, MessageBody="{}")
+    today = datetime.now(UTC).date().isoformat()
+    # When the report is asked for that day
+    result = reporter.invoke({"date": today})
+    # Then report.json holds the day's figures
+    body, content_type = reporter.object(f"reports/{today}/report.json")
+    report = json.loads(body)
+    assert content_type == "application/json"
+    assert report["date"] == today
+    assert report["files"] == {"received": 5, "waiting": 0, "processing": 0, "completed": 3, "failed": 2}
+    assert report["rows"] == 3 + 4 + 2
+    assert {f["format"]: (f["files"], f["rows"]) for f in report["formats"]} == {
+        "csv": (2, 7),
+        "ndjson": (1, 2),
+        "unknown": (2, 0),
+    }
+    assert report["quality_issues"][0] == {
+        "kind": "missing values",
+        "dataset": "sales",
+        "column": "quantity",
+        "files": 2,
+        "count": 2,
+    }
+    assert len(report["slowest_files"]) == 3
+    assert report["slowest_files"][0]["total_ms"] >= report["slowest_files"][-1]["total_ms"]
+    assert {f["error"] for f in report["failures"]} >= {"the file is empty (0 bytes)"}
+    assert report["failures_total"] == 2
+    assert (
+        report["latency_ms"]["p50"] is not None and report["latency_ms"]["p95"] >= report["latency_ms"]["p50"]
+    )
+    assert sum(h["received"] for h in report["hourly"]) == 5
+    assert report["processing_backlog"] == 1
+    # and report.html is a page with the same figures, the chart, and every key escaped
+    html, content_type = reporter.object(f"reports/{today}/report.html")
+    page = html.decode()
+    assert content_type.startswith("text/html")
+    assert "<svg" in page and "<table>" in page and "2 files failed processing" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # and one message announces it, with a link to the page valid as configured
+    [message] = reporter.messages()
+    assert message["Subject"] == f"headrace report {today}: 5 files, 2 failed"
+    assert "Files: 5 received, 3 completed, 2 failed" in message["Message"]
+    link = message["Message"].splitlines()[-1]
+    assert link == result["link"]
+    query = parse_qs(urlparse(link).query)
+    assert urlparse(link).path.endswith(f"/reports/{today}/report.html")
+    assert query["X-Amz-Expires"] == ["86400"]
+
+
+def test_running_the_report_again_overwrites_it(pipeline, reporter):
+    # Given a report for today with one file
+    today = datetime.now(UTC).date().isoformat()
+    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/a.csv", SALES)))
+    reporter.invoke({"date": today})
+    # When another file completes and the report runs again
+    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/b.csv", SALES)))
+    reporter.invoke({"date": today})
+    # Then the same keys hold the new figures (one report per day)
+    keys = [o["Key"] for o in reporter.s3.list_objects_v2(Bucket=reporter.bucket)["Contents"]]
+    assert sorted(keys) == [f"reports/{today}/report.html", f"reports/{today}/report.json"]
+    assert json.loads(reporter.object(f"reports/{today}/report.json")[0])["files"]["completed"] == 2
+
+
+def test_the_scheduled_run_reports_the_previous_day_even_when_empty(reporter):
+    # Given the daily schedule's EventBridge event, and no file uploaded the day before
+    event = {
+        "version": "0",
+        "id": "x",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2025-03-02T06:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {},
+    }
+    # When it runs
+    result = reporter.invoke(event)
+    # Then it reports the last complete day, saying nothing happened
+    assert result["date"] == "2025-03-01"
+    report = json.loads(reporter.object("reports/2025-03-01/report.json")[0])
+    assert report["files"]["received"] == 0
+    assert (
+        "No files were uploaded on this day" in reporter.object("reports/2025-03-01/report.html")[0].decode()
+    )
+    [message] = reporter.messages()
+    assert message["Subject"] == "headrace report 2025-03-01: 0 files, no failures"
+
+
+@pytest.mark.parametrize("bad", [{"date": "yesterday-ish"}, {"date": "2025-13-01"}, {"task": "dance"}])
+def test_a_bad_request_gets_a_clear_error(reporter, bad):
+    from handlers.models.report import BadRequest
+
+    with pytest.raises(BadRequest):
+        reporter.invoke(bad)
+
+
+def test_signals_measure_the_time_since_the_last_completed_file(pipeline, reporter, capsys):
+    # Given a completed file and a failed one (which does not count)
+    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/a.csv", SALES)))
+    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/junk/e.csv", b"")))
+    completed_at = pipeline.item(
+        {"key": "incoming/sales/a.csv", "version": _version(pipeline, "incoming/sales/a.csv")}
+    )["completed_at"]
+    capsys.readouterr()
+    # When the signals task runs a minute and a half later
+    later = datetime.fromisoformat(completed_at.replace("Z", "+00:00")) + timedelta(seconds=90)
+    reporter.handler.utcnow = lambda: later
+    result = reporter.invoke({"task": "signals"})
+    # Then the metric is the time since that file completed, from the report service
+    assert result["last_completed"] == "incoming/sales/a.csv" and result["exact"] is True
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metric] = [m for m in emf if "SecondsSinceLastCompletedFile" in m]
+    assert metric["SecondsSinceLastCompletedFile"] == [90.0]
+    assert metric["service"] == "report"
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "headrace"
+
+
+def test_signals_look_at_yesterday_after_midnight_and_bound_an_empty_history(pipeline, reporter):
+    # Given a file completed today
+    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/a.csv", SALES)))
+    # When the signals run early tomorrow (nothing completed yet that day)
+    tomorrow = datetime.now(UTC).replace(hour=0, minute=5, second=0, microsecond=0) + timedelta(days=1)
+    reporter.handler.utcnow = lambda: tomorrow
+    result = reporter.invoke({"task": "signals"})
+    # Then yesterday's file counts
+    assert result["last_completed"] == "incoming/sales/a.csv" and result["exact"] is True
+    # When nothing completed today or yesterday
+    reporter.handler.utcnow = lambda: tomorrow + timedelta(days=3)
+    result = reporter.invoke({"task": "signals"})
+    # Then the value is a lower bound: the time since the start of yesterday
+    assert result["exact"] is False and result["last_completed"] is None
+    assert result["seconds_since_last_completed_file"] == 86400 + 5 * 60
+
+
+def _version(pipeline, key: str) -> str:
+    return pipeline.s3.list_object_versions(Bucket=pipeline.raw, Prefix=key)["Versions"][0]["VersionId"]

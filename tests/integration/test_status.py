@@ -1,0 +1,98 @@
+"""``headrace status`` against a moto stack described by an outputs file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headrace.cli import main
+from tests.integration.conftest import REGION
+
+SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n"
+
+
+def write_outputs(pipeline: Any, path: Path, ingest: bool = True) -> dict[str, str]:
+    queues = {
+        name: pipeline.sqs.create_queue(QueueName=name.replace("_url", ""))["QueueUrl"]
+        for name in ("processing_queue_url", "processing_dlq_url", "load_queue_url", "load_dlq_url")
+        + (("ingest_queue_url", "ingest_dlq_url") if ingest else ())
+    }
+    outputs = {
+        "raw_bucket": pipeline.raw,
+        "processed_bucket": pipeline.processed,
+        "reports_bucket": "reports",
+        "metadata_table": "metadata",
+        "db_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
+        "alerts_topic_arn": "arn:aws:sns:us-east-1:123456789012:alerts",
+        "ingest_api_url": "http://localhost/ingest",
+        "region": REGION,
+        **queues,
+    }
+    path.write_text(json.dumps(outputs))
+    return queues
+
+
+def test_a_healthy_stack(pipeline, tmp_path, capsys):
+    # Given a stack with a completed file, a failed one, and work waiting
+    outputs = tmp_path / "outputs.json"
+    queues = write_outputs(pipeline, outputs)
+    good = pipeline.upload("incoming/sales/jan.csv", SALES)
+    pipeline.invoke(
+        pipeline.sqs_record(good), pipeline.sqs_record(pipeline.upload("incoming/empty.csv", b""))
+    )
+    pipeline.sqs.send_message(QueueUrl=queues["processing_queue_url"], MessageBody="{}")
+    # When the operator asks for its status
+    code = main(["status", "--outputs", str(outputs)])
+    out = capsys.readouterr().out
+    # Then it exits 0 (no DLQ holds anything) and shows queues, the last file, the failure
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.split() == ["processing", "1", "0"] for line in lines)
+    assert any(line.split() == ["ingest", "DLQ", "0", "0"] for line in lines)
+    assert "Last completed file: incoming/sales/jan.csv, 2 rows" in out
+    assert "Failures in the last hour: 1" in out
+    assert "incoming/empty.csv" in out and "the file is empty (0 bytes)" in out
+    assert "All dead-letter queues are empty." in out
+
+
+def test_a_message_in_a_dlq_needs_attention(pipeline, tmp_path, capsys):
+    # Given a message in the load DLQ
+    outputs = tmp_path / "outputs.json"
+    queues = write_outputs(pipeline, outputs, ingest=False)
+    pipeline.sqs.send_message(QueueUrl=queues["load_dlq_url"], MessageBody="{}")
+    # When the status is asked for as JSON
+    code = main(["status", "--outputs", str(outputs), "--json"])
+    status = json.loads(capsys.readouterr().out)
+    # Then it exits 1 and says which queue
+    assert code == 1
+    assert status["dead_letters"] == 1
+    assert {q["name"]: q["waiting"] for q in status["queues"]} == {
+        "processing": 0,
+        "processing DLQ": 0,
+        "load": 0,
+        "load DLQ": 1,
+    }
+    assert status["last_completed"] is None and status["failures"] == []
+    # and the text form points at it
+    assert main(["status", "--outputs", str(outputs)]) == 1
+    out = capsys.readouterr().out
+    assert "load DLQ" in out and "<- needs attention" in out and "1 message(s) in dead-letter queues" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such outputs file"),
+        ("not json", "not JSON"),
+        ('{"raw_bucket": "x"}', "not a headrace stack outputs file"),
+    ],
+)
+def test_an_unusable_outputs_file_is_a_clear_error(tmp_path, capsys, content, message):
+    path = tmp_path / "outputs.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["status", "--outputs", str(path)]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,126 @@
+"""Warehouse tables and drift rules (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.logic.warehouse.schema import (
+    ColumnLoad,
+    Widening,
+    logical_of_duckdb_type,
+    pg_name,
+    plan_load,
+    widen,
+)
+
+EXISTING = {
+    "qty": "bigint",
+    "price": "double precision",
+    "day": "date",
+    "name": "text",
+    "_rescued_data": "jsonb",
+    "object_key": "text",
+    "object_version": "text",
+    "line_number": "bigint",
+    "loaded_at": "timestamp with time zone",
+}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "joined"),
+    [
+        ("int", "int", "int"),
+        ("int", "float", "float"),
+        ("float", "int", "float"),
+        ("int", "string", "string"),
+        ("date", "timestamp", "timestamp"),
+        ("timestamp", "date", "timestamp"),
+        ("bool", "int", "string"),
+        ("int", "date", "string"),
+        ("float", "timestamp", "string"),
+        ("bool", "bool", "bool"),
+    ],
+)
+def test_widen_is_the_narrowest_type_holding_both(a, b, joined):
+    assert widen(a, b) == joined
+    assert widen(b, a) == joined
+
+
+def test_a_new_table_takes_the_files_columns():
+    # Given no table yet
+    plan = plan_load("sales", [("qty", "int"), ("name", "string"), ("_rescued_data", "string")], None)
+    # Then it is created with every column (rescued data as JSON), nothing to alter
+    assert plan.create and not plan.add and not plan.widen
+    assert [(c.column, c.target) for c in plan.columns] == [
+        ("qty", "int"),
+        ("name", "string"),
+        ("_rescued_data", "json"),
+    ]
+    assert plan.schema() == {"qty": "int", "name": "string"}
+
+
+def test_drift_adds_widens_and_keeps_wider_columns():
+    # Given a file with a new column, a wider type, a narrower type and a dropped column
+    incoming = [("qty", "float"), ("price", "int"), ("day", "timestamp"), ("colour", "string")]
+    plan = plan_load("sales", incoming, EXISTING)
+    # Then the new column is added, the wider type widens, the narrower loads as it is
+    assert not plan.create
+    assert plan.add == [ColumnLoad("colour", "colour", "string", "string")]
+    assert plan.widen == [Widening("qty", "int", "float"), Widening("day", "date", "timestamp")]
+    targets = {c.column: c.target for c in plan.columns}
+    assert targets == {"qty": "float", "price": "float", "day": "timestamp", "colour": "string"}
+    assert plan.changes_table
+
+
+def test_an_unchanged_file_changes_nothing():
+    plan = plan_load("sales", [("qty", "int"), ("name", "string")], EXISTING)
+    assert not plan.changes_table
+
+
+def test_columns_match_case_insensitively_and_lineage_names_are_kept_apart():
+    plan = plan_load("sales", [("QTY", "int"), ("Object_Key", "string"), ("line_number", "int")], EXISTING)
+    assert [c.column for c in plan.columns] == ["qty", "Object_Key_source", "line_number_source"]
+    assert plan.renamed() == {
+        "QTY": "qty",
+        "Object_Key": "Object_Key_source",
+        "line_number": "line_number_source",
+    }
+
+
+def test_columns_of_other_types_are_left_alone():
+    # Given a column someone altered by hand to numeric
+    plan = plan_load("sales", [("price", "float")], {**EXISTING, "price": "numeric(10,2)"})
+    # Then it is not altered, and receives the values as text
+    assert not plan.widen
+    assert plan.columns[0].target == "foreign"
+
+
+def test_long_names_fit_postgres_and_stay_distinct():
+    a, b = "x" * 70 + "a", "x" * 70 + "b"
+    assert pg_name("short") == "short"
+    assert len(pg_name(a).encode()) <= 63 and pg_name(a) != pg_name(b)
+    # multi-byte characters are never cut in half
+    long_unicode = "é" * 40
+    assert len(pg_name(long_unicode).encode()) <= 63
+    pg_name(long_unicode).encode().decode()
+    assert pg_name(long_unicode) == pg_name(long_unicode)
+
+
+@pytest.mark.parametrize(
+    ("duckdb_type", "logical"),
+    [
+        ("BIGINT", "int"),
+        ("INTEGER", "int"),
+        ("UBIGINT", "float"),
+        ("DOUBLE", "float"),
+        ("DECIMAL(18,3)", "float"),
+        ("BOOLEAN", "bool"),
+        ("DATE", "date"),
+        ("TIMESTAMP", "timestamp"),
+        ("TIMESTAMP WITH TIME ZONE", "timestamp"),
+        ("VARCHAR", "string"),
+        ("BLOB", "string"),
+    ],
+)
+def test_parquet_types_map_to_logical_types(duckdb_type, logical):
+    assert logical_of_duckdb_type(duckdb_type) == logical
