@@ -57,7 +57,14 @@ def record_handler(
     if lambda_context is not None:
         timeout_ms = max(1_000, lambda_context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS)
     try:
-        outcome = load_file(event, settings, warehouse, status.uploaded_at, timeout_ms=timeout_ms)
+        outcome = load_file(
+            event,
+            settings,
+            warehouse,
+            status.uploaded_at,
+            superseded_by=status.superseded_by,
+            timeout_ms=timeout_ms,
+        )
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         metrics.add_metric(name="LoadFailures", unit=MetricUnit.Count, value=1)

@@ -34,6 +34,17 @@ class LoadStatusStore:
         value = (item or {}).get("uploaded_at")
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
+    def superseded_by(self, object_key: str, version: str) -> str | None:
+        """The version that replaced this one (set by the processor), if any."""
+        item = (
+            table(self.table_name)
+            .get_item(
+                Key={"object_key": object_key, "version": version}, ProjectionExpression="superseded_by"
+            )
+            .get("Item")
+        )
+        return str(item["superseded_by"]) if item and item.get("superseded_by") else None
+
     def mark_loaded(self, object_key: str, version: str, at: datetime, table_name: str, rows: int) -> None:
         self._update(
             object_key,

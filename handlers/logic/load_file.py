@@ -19,7 +19,7 @@ from handlers.dal import processed
 from handlers.dal.warehouse import FileToLoad, LoadOutcome, LoadRejected, Warehouse
 from handlers.logic.processing.summary import Lineage
 from handlers.logic.warehouse import rows
-from handlers.logic.warehouse.schema import ColumnLoad, LogicalType, logical_of_duckdb_type
+from handlers.logic.warehouse.schema import ColumnLoad, LogicalType, logical_of_duckdb_type, pg_name
 from handlers.models.events import FileProcessed
 from handlers.models.loader import LoaderSettings
 
@@ -30,10 +30,13 @@ def load_file(
     warehouse: Warehouse,
     uploaded_at: Callable[[str, str], datetime | None],
     *,
+    superseded_by: Callable[[str, str], str | None] = lambda key, version: None,
     timeout_ms: int | None = None,
 ) -> LoadOutcome:
     """``uploaded_at(key, version)``: when that version was uploaded (the metadata item),
-    which orders versions of one key; ``timeout_ms`` bounds every statement of the load."""
+    which orders versions of one key; ``superseded_by(key, version)``: the newer version
+    whose processing retired this one's outputs, if any; ``timeout_ms`` bounds every
+    statement of the load."""
     if event.processed_bucket != settings.processed_bucket:
         raise LoadRejected(
             f"the event points to bucket {event.processed_bucket!r}; this loader reads {settings.processed_bucket!r}"
@@ -42,7 +45,15 @@ def load_file(
     with tempfile.TemporaryDirectory(prefix="loader-", dir=settings.scratch_dir) as tmp:
         work = Path(tmp)
         parquet = work / "rows.parquet"
-        processed.download(bucket, event.parquet_key, parquet)
+        try:
+            processed.download(bucket, event.parquet_key, parquet)
+        except processed.OutputMissing:
+            # The processor removes a version's outputs once a newer version of the key
+            # completes: a late event for the old one has nothing left to load.
+            newer = superseded_by(event.object_key, event.version)
+            if newer:
+                return LoadOutcome("superseded", pg_name(event.dataset), current_version=newer)
+            raise
         summary = processed.read_json(bucket, event.summary_key)
         try:
             lineage = Lineage.model_validate((summary or {}).get("lineage"))

@@ -156,8 +156,9 @@ class Pipeline:
             "size": len(data),
         }
 
-    def event(self, obj: dict[str, Any]) -> str:
-        """The EventBridge "Object Created" event S3 emits for ``obj`` (AWS's shape)."""
+    def event(self, obj: dict[str, Any], at: datetime | None = None) -> str:
+        """The EventBridge "Object Created" event S3 emits for ``obj`` (AWS's shape);
+        ``at`` sets its time (second precision, as S3 sends it)."""
         return json.dumps(
             {
                 "version": "0",
@@ -165,7 +166,7 @@ class Pipeline:
                 "detail-type": "Object Created",
                 "source": "aws.s3",
                 "account": "123456789012",
-                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "time": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "region": REGION,
                 "resources": [f"arn:aws:s3:::{self.raw}"],
                 "detail": {
@@ -191,6 +192,11 @@ class Pipeline:
 
     def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
         return self.handler.lambda_handler({"Records": list(records)}, LambdaContext())
+
+    def process(self, *objs: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
+        """Announce ``objs`` and run the processor once over them (one batch)."""
+        self.queue.send(*(self.event(o, at) for o in objs))
+        return self.poll()[1]
 
     def poll(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """One event-source-mapping cycle: receive a batch, invoke, delete what succeeded."""

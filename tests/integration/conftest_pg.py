@@ -70,13 +70,7 @@ class Loader:
         EventBridge event it published (what the load queue would receive). ``uploaded_at``
         sets the S3 event's time (second precision, as S3 sends it)."""
         obj = self.pipeline.upload(key, body)
-        record = self.pipeline.sqs_record(obj)
-        if uploaded_at is not None:
-            s3_event = json.loads(record["body"])
-            s3_event["time"] = uploaded_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-            record["body"] = json.dumps(s3_event)
-        response = self.pipeline.invoke(record)
-        assert response == {"batchItemFailures": []}
+        assert self.pipeline.process(obj, at=uploaded_at) == {"batchItemFailures": []}
         [event] = self.events()
         return event
 

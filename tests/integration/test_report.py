@@ -30,7 +30,7 @@ class Reporter:
             "Attributes"
         ]["QueueArn"]
         sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
-        self.processing_queue = pipeline.sqs.create_queue(QueueName="processing")["QueueUrl"]
+        self.processing_queue = pipeline.sqs.create_queue(QueueName="backlog")["QueueUrl"]
         for name, value in {
             "METADATA_TABLE": "metadata",
             "REPORTS_BUCKET": self.bucket,
@@ -75,7 +75,8 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
         pipeline.upload("incoming/junk/d.csv", bytes(range(256)) * 8),
         pipeline.upload("incoming/junk/<script>alert(1)</script>.csv", b""),
     ]
-    assert pipeline.invoke(*(pipeline.sqs_record(o) for o in objects)) == {"batchItemFailures": []}
+    response = pipeline.process(*objects)
+    assert len(response["batchItemFailures"]) == 2  # the two junk files fail (and head for the DLQ)
     # and a message waiting in the processing queue
     pipeline.sqs.send_message(QueueUrl=reporter.processing_queue, MessageBody="{}")
     today = datetime.now(UTC).date().isoformat()
@@ -129,10 +130,10 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
 def test_running_the_report_again_overwrites_it(pipeline, reporter):
     # Given a report for today with one file
     today = datetime.now(UTC).date().isoformat()
-    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/a.csv", SALES)))
+    pipeline.process(pipeline.upload("incoming/sales/a.csv", SALES))
     reporter.invoke({"date": today})
     # When another file completes and the report runs again
-    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/b.csv", SALES)))
+    pipeline.process(pipeline.upload("incoming/sales/b.csv", SALES))
     reporter.invoke({"date": today})
     # Then the same keys hold the new figures (one report per day)
     keys = [o["Key"] for o in reporter.s3.list_objects_v2(Bucket=reporter.bucket)["Contents"]]
@@ -176,8 +177,8 @@ def test_a_bad_request_gets_a_clear_error(reporter, bad):
 
 def test_signals_measure_the_time_since_the_last_completed_file(pipeline, reporter, capsys):
     # Given a completed file and a failed one (which does not count)
-    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/a.csv", SALES)))
-    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/junk/e.csv", b"")))
+    pipeline.process(pipeline.upload("incoming/sales/a.csv", SALES))
+    pipeline.process(pipeline.upload("incoming/junk/e.csv", b""))
     completed_at = pipeline.item(
         {"key": "incoming/sales/a.csv", "version": _version(pipeline, "incoming/sales/a.csv")}
     )["completed_at"]
@@ -197,7 +198,7 @@ def test_signals_measure_the_time_since_the_last_completed_file(pipeline, report
 
 def test_signals_look_at_yesterday_after_midnight_and_bound_an_empty_history(pipeline, reporter):
     # Given a file completed today
-    pipeline.invoke(pipeline.sqs_record(pipeline.upload("incoming/sales/a.csv", SALES)))
+    pipeline.process(pipeline.upload("incoming/sales/a.csv", SALES))
     # When the signals run early tomorrow (nothing completed yet that day)
     tomorrow = datetime.now(UTC).replace(hour=0, minute=5, second=0, microsecond=0) + timedelta(days=1)
     reporter.handler.utcnow = lambda: tomorrow

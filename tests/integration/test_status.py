@@ -40,9 +40,7 @@ def test_a_healthy_stack(pipeline, tmp_path, capsys):
     outputs = tmp_path / "outputs.json"
     queues = write_outputs(pipeline, outputs)
     good = pipeline.upload("incoming/sales/jan.csv", SALES)
-    pipeline.invoke(
-        pipeline.sqs_record(good), pipeline.sqs_record(pipeline.upload("incoming/empty.csv", b""))
-    )
+    pipeline.process(good, pipeline.upload("incoming/empty.csv", b""))
     pipeline.sqs.send_message(QueueUrl=queues["processing_queue_url"], MessageBody="{}")
     # When the operator asks for its status
     code = main(["status", "--outputs", str(outputs)])

@@ -23,7 +23,10 @@ from .formats import CsvDialect, sniff_dialect
 from .sqltext import first_row, ident, literal
 
 MAX_COLUMNS = 2000
-MAX_JSON_DOCUMENT = 1 << 30  # a single JSON object document is parsed whole (not streamed)
+# DuckDB reserves a buffer of maximum_object_size (twice, when reading ahead), so it must
+# stay well under the memory limit: records in an array are read one by one and may be up
+# to MAX_JSON_RECORD each; a single-object document is read whole, sized to the file.
+MAX_JSON_RECORD = 16 << 20
 # Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
 _LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
 
@@ -240,7 +243,7 @@ class JsonSource(_JsonRecordsSource):
             if start == "[":
                 self._load(
                     f"SELECT row_number() OVER () AS pos, json::VARCHAR AS line "
-                    f"FROM read_json_objects({src}, format='array', maximum_object_size={MAX_JSON_DOCUMENT})",
+                    f"FROM read_json_objects({src}, format='array', maximum_object_size={MAX_JSON_RECORD})",
                     "array",
                 )
             elif start == "{":
@@ -256,7 +259,8 @@ class JsonSource(_JsonRecordsSource):
     def _load_object(self, src: str) -> None:
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT json::VARCHAR AS doc "
-            f"FROM read_json_objects({src}, format='unstructured', maximum_object_size={MAX_JSON_DOCUMENT})"
+            f"FROM read_json_objects({src}, format='unstructured', "
+            f"maximum_object_size={max(MAX_JSON_RECORD, self.path.stat().st_size + 1)})"
         )
         arrays = self.con.execute(
             "SELECT k FROM (SELECT unnest(json_keys(doc)) AS k, doc FROM json_doc) "
