@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	@touch $@
 
-demo: $(STAMP) ## process the bundled sample (until the local runtime lands: inspect only)
-	$(BIN)/headrace inspect samples/sales.csv
+demo: $(STAMP) ## the real pipeline on this machine: push the samples, show what happened, stop
+	$(BIN)/headrace local demo
 
 test: $(STAMP) lint typecheck ## lint, typecheck and all test layers (unit, integration, infra, e2e)
 	$(BIN)/pytest tests

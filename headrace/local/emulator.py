@@ -9,7 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-DEFAULT_PORT = 4566
+DEFAULT_PORT = 4566  # LocalStack's port, so the AWS CLI, boto3 and the local stack config find it
+DEFAULT_API_PORT = 4567  # the HTTP API (ingest) of the deployed program
 REGION = "us-east-1"
 # moto's default account; any credentials work until IAM enforcement is switched on.
 ACCOUNT_ID = "123456789012"
@@ -61,6 +62,7 @@ class Emulator:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,3 +91,16 @@ class Emulator:
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for children of the runtime: on Linux, ask the kernel to kill the child
+    when the runtime dies, even abruptly, so nothing is left running. A no-op elsewhere."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

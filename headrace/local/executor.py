@@ -43,6 +43,7 @@ from .sandbox import FunctionSpec, Invocation, Sandbox
 log = logging.getLogger("headrace.local")
 
 POLL_SECONDS = 2  # long-poll wait per receive; short enough to stop promptly
+WATCH_SECONDS = 2  # how often function configurations are checked for changes
 DEFAULT_CONCURRENCY = 4
 
 
@@ -63,7 +64,8 @@ class Schedule:
     name: str
     expression: str
     function: str
-    payload: Any
+    payload: Any  # the target's configured input; None: EventBridge's "Scheduled Event"
+    rule_arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,11 @@ def _function_name(arn: str) -> str:
     return match.group(1) if match else arn
 
 
-def discover(client: Callable[[str], Any]) -> Deployment:
-    """Read what is deployed from the emulator. ``client(service)`` returns a boto3 client."""
-    lam = client("lambda")
-    deployment = Deployment()
-    for page in lam.get_paginator("list_functions").paginate():
+def discover_functions(client: Callable[[str], Any]) -> dict[str, FunctionSpec]:
+    functions: dict[str, FunctionSpec] = {}
+    for page in client("lambda").get_paginator("list_functions").paginate():
         for f in page["Functions"]:
-            deployment.functions[f["FunctionName"]] = FunctionSpec(
+            functions[f["FunctionName"]] = FunctionSpec(
                 name=f["FunctionName"],
                 arn=f["FunctionArn"],
                 handler=f["Handler"],
@@ -102,6 +102,13 @@ def discover(client: Callable[[str], Any]) -> Deployment:
                 timeout_seconds=int(f.get("Timeout", 3)),
                 memory_mb=int(f.get("MemorySize", 128)),
             )
+    return functions
+
+
+def discover(client: Callable[[str], Any]) -> Deployment:
+    """Read what is deployed from the emulator. ``client(service)`` returns a boto3 client."""
+    lam = client("lambda")
+    deployment = Deployment(functions=discover_functions(client))
     sqs = client("sqs")
     for m in lam.list_event_source_mappings().get("EventSourceMappings", []):
         arn = m.get("EventSourceArn", "")
@@ -127,7 +134,7 @@ def discover(client: Callable[[str], Any]) -> Deployment:
             )
         )
     deployment.schedules = list(_schedules(client))
-    deployment.routes = list(_routes(client))
+    deployment.routes = list(_routes(client, deployment.functions))
     return deployment
 
 
@@ -139,8 +146,10 @@ def _schedules(client: Callable[[str], Any]) -> Iterable[Schedule]:
             continue
         for target in events.list_targets_by_rule(Rule=rule["Name"]).get("Targets", []):
             if ":lambda:" in target["Arn"]:
-                payload = json.loads(target["Input"]) if target.get("Input") else _scheduled_event(rule)
-                yield Schedule(rule["Name"], expression, _function_name(target["Arn"]), payload)
+                payload = json.loads(target["Input"]) if target.get("Input") else None
+                yield Schedule(
+                    rule["Name"], expression, _function_name(target["Arn"]), payload, rule.get("Arn", "")
+                )
     try:
         scheduler = client("scheduler")
         for summary in scheduler.list_schedules().get("Schedules", []):
@@ -153,19 +162,32 @@ def _schedules(client: Callable[[str], Any]) -> Iterable[Schedule]:
         log.debug("no EventBridge Scheduler schedules: %s", exc)
 
 
-def _scheduled_event(rule: dict[str, Any]) -> dict[str, Any]:
+def scheduled_event(schedule: Schedule) -> Any:
+    """What the target receives when the schedule fires (built at that moment)."""
+    if schedule.payload is not None:
+        return schedule.payload
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
+        "account": "123456789012",
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "resources": [rule.get("Arn", "")],
+        "region": "us-east-1",
+        "resources": [schedule.rule_arn],
         "detail": {},
     }
 
 
-def _routes(client: Callable[[str], Any]) -> Iterable[Route]:
+def _routes(client: Callable[[str], Any], functions: Iterable[str] = ()) -> Iterable[Route]:
+    """HTTP API routes, and Lambda function URLs (every path goes to the function)."""
+    lam = client("lambda")
+    for name in functions:
+        try:
+            url = lam.get_function_url_config(FunctionName=name)
+        except lam.exceptions.ResourceNotFoundException:
+            continue
+        yield Route(url["FunctionUrl"], "$default", name)
     api = client("apigatewayv2")
     for item in api.get_apis().get("Items", []):
         integrations = {
@@ -180,7 +202,8 @@ def _routes(client: Callable[[str], Any]) -> Iterable[Route]:
 
 # ------------------------------------------------------------------------------ functions
 class FunctionPool:
-    """Warm sandboxes of one function, at most ``concurrency`` at a time."""
+    """Warm sandboxes of one function, at most ``concurrency`` at a time. A new
+    configuration (``reconfigure``) retires the sandboxes of the old one, as on AWS."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], root: Path, log_dir: Path, concurrency: int):
         self.spec = spec
@@ -196,15 +219,23 @@ class FunctionPool:
         with self._slots:
             with self._lock:
                 sandbox = self._idle.pop() if self._idle else None
+                spec, env = self.spec, self._env
             if sandbox is None:
-                sandbox = Sandbox(self.spec, self._env, self._root, self._log_path)
+                sandbox = Sandbox(spec, env, self._root, self._log_path)
             result = sandbox.invoke(event)
             with self._lock:
-                if sandbox.alive() and not self._closed:
+                if sandbox.alive() and not self._closed and sandbox.spec == self.spec:
                     self._idle.append(sandbox)
                 else:
                     sandbox.kill()
             return result
+
+    def reconfigure(self, spec: FunctionSpec, env: dict[str, str]) -> None:
+        with self._lock:
+            self.spec, self._env = spec, env
+            retired, self._idle = self._idle, []
+        for sandbox in retired:
+            sandbox.kill()
 
     def close(self) -> None:
         with self._lock:
@@ -382,7 +413,7 @@ class Scheduler(threading.Thread):
                     threading.Thread(target=self._fire, args=(schedule,), daemon=True).start()
 
     def _fire(self, schedule: Schedule) -> None:
-        result = self.pools[schedule.function].invoke(schedule.payload)
+        result = self.pools[schedule.function].invoke(scheduled_event(schedule))
         self.report(schedule.function, None, set(), result, label=f"schedule {schedule.name}")
 
 
@@ -550,7 +581,7 @@ class Executor:
         self,
         deployment: Deployment,
         sandbox_env: Callable[[FunctionSpec], dict[str, str]],
-        sqs_client: Callable[[], Any],
+        client: Callable[[str], Any],
         region: str,
         root: Path,
         log_dir: Path,
@@ -560,6 +591,8 @@ class Executor:
     ):
         self.deployment = deployment
         self.region = region
+        self._sandbox_env = sandbox_env
+        self._client = client
         self._stop = threading.Event()
         self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -573,7 +606,7 @@ class Executor:
             for name, spec in deployment.functions.items()
         }
         self.pollers = [
-            SqsPoller(m, self.pools[m.function], sqs_client(), region, self._stop, self._report)
+            SqsPoller(m, self.pools[m.function], client("sqs"), region, self._stop, self._report)
             for m in deployment.mappings
             if m.function in self.pools
         ]
@@ -595,12 +628,30 @@ class Executor:
             else None
         )
 
+        self._watcher = threading.Thread(target=self._watch_configuration, name="config-watch", daemon=True)
+
     def start(self) -> None:
         for poller in self.pollers:
             poller.start()
         self.scheduler.start()
         if self.api:
             self.api.start()
+        self._watcher.start()
+
+    def _watch_configuration(self) -> None:
+        """`aws lambda update-function-configuration` takes effect like on AWS: the next
+        invocations run in fresh sandboxes with the new settings."""
+        while not self._stop.wait(WATCH_SECONDS):
+            try:
+                current = discover_functions(self._client)
+            except Exception as exc:  # the emulator is stopping
+                log.debug("configuration check failed: %s", exc)
+                continue
+            for name, spec in current.items():
+                pool = self.pools.get(name)
+                if pool is not None and pool.spec != spec:
+                    pool.reconfigure(spec, self._sandbox_env(spec))
+                    self._on_invocation(f"{name:<14} reconfigured: new sandboxes from now on")
 
     def stop(self) -> None:
         self._stop.set()

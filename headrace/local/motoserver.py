@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with two documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with three documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -9,6 +9,10 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    every send, which needs Docker. On AWS the Lambda service's own pollers read the queue;
    here the runtime's executor does (``headrace.local.executor``). So the queue-side hook
    is detached: mappings are still created, stored and listed through the Lambda API.
+3. Scheduled rules. moto treats a rule without an event pattern as matching every event,
+   so a schedule rule on the default bus "receives" each S3 event and tries to invoke its
+   Lambda target; the error aborts delivery to the rules after it. On AWS a schedule rule
+   never receives events: it only fires on its schedule (the executor fires it).
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ def patch_moto() -> None:
         self.lambda_event_source_mappings = _DetachedMappings()
 
     sqs_models.Queue.__init__ = init  # type: ignore[method-assign]
+
+    import moto.events.models as events_models
+
+    original_send = events_models.Rule.send_to_targets
+
+    def send_to_targets(self: Any, event: Any, transform_input: bool = True) -> None:
+        if self.scheduled_expression and not self.event_pattern.get_pattern():
+            return
+        original_send(self, event, transform_input)
+
+    events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]
 
 
 def main() -> None:

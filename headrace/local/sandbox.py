@@ -23,6 +23,8 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from .emulator import die_with_parent
+
 
 @dataclass(frozen=True)
 class FunctionSpec:
@@ -118,6 +120,7 @@ class Sandbox:
                         stderr=subprocess.STDOUT,
                         env=env,
                         cwd=str(root),
+                        preexec_fn=die_with_parent,
                     )
                 assert self._process.stdin is not None
                 pickle.dump((key, asdict(spec), str(root)), self._process.stdin)

@@ -1,0 +1,128 @@
+"""``headrace local up | demo | invoke``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from headrace.outputs import DEFAULT_LOCAL_OUTPUTS
+
+from .emulator import DEFAULT_API_PORT, DEFAULT_PORT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(subparsers: Any) -> None:
+    local = subparsers.add_parser("local", help="the embedded runtime: the real pipeline on this machine")
+    sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the emulator, deploy the program, serve until Ctrl-C")
+    _ports(up)
+    up.set_defaults(func=_up)
+
+    demo = sub.add_parser("demo", help="start, push the bundled samples, print the results, stop")
+    _ports(demo)
+    demo.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the files (default 120)"
+    )
+    demo.set_defaults(func=_demo)
+
+    invoke = sub.add_parser("invoke", help="invoke a deployed function once (needs `headrace local up`)")
+    invoke.add_argument("function", help="logical name: processor, loader, report, ingest, ingest_worker")
+    invoke.add_argument("--payload", default="{}", help="event JSON (default {})")
+    invoke.add_argument(
+        "--outputs", type=Path, default=DEFAULT_LOCAL_OUTPUTS, help="outputs file of the running runtime"
+    )
+    invoke.set_defaults(func=_invoke)
+
+
+def _ports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"emulator port (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--api-port", type=int, default=DEFAULT_API_PORT, help=f"HTTP API port (default {DEFAULT_API_PORT})"
+    )
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .runtime import LocalRuntime
+
+    console = Console()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalRuntime(ROOT, port=args.port, api_port=args.api_port, on_invocation=console.print) as runtime:
+        console.print(f"[bold]headrace local[/] is up: AWS API on {runtime.emulator.endpoint}")
+        console.print(f"outputs: {runtime.outputs_path}")
+        for name in ("raw_bucket", "processed_bucket", "ingest_api_url", "metadata_table"):
+            console.print(f"  {name:<18} {runtime.outputs.get(name)}")
+        console.print(
+            f"try:  aws --endpoint-url {runtime.emulator.endpoint} s3 cp samples/sales.csv "
+            f"s3://{runtime.outputs['raw_bucket']}/incoming/sales/sales.csv"
+        )
+        for line in runtime.relaxed:
+            console.print(f"[yellow]relaxed locally:[/] {line}")
+        console.print("Ctrl-C stops everything.")
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    console.print("stopped")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    return demo.run(ROOT, Console(), port=args.port, api_port=args.api_port, timeout=args.timeout)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from headrace.outputs import OutputsError, StackOutputs
+
+    from .executor import discover, sandbox_environment
+    from .sandbox import Sandbox
+
+    try:
+        outputs = StackOutputs.load(args.outputs)
+        payload = json.loads(args.payload)
+    except (OutputsError, ValueError) as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
+        return 2
+    names = outputs.model_extra.get("function_names", {}) if outputs.model_extra else {}
+    deployed = names.get(args.function, args.function)
+    deployment = discover(outputs.client)
+    spec = deployment.functions.get(deployed)
+    if spec is None:
+        print(
+            f"headrace: error: no function {args.function!r} (deployed: {', '.join(sorted(names) or deployment.functions)})",
+            file=sys.stderr,
+        )
+        return 2
+    scratch = args.outputs.parent / "scratch"
+    env = sandbox_environment(
+        spec,
+        outputs.aws_endpoint_url or "",
+        outputs.region,
+        (outputs.aws_access_key_id or "", outputs.aws_secret_access_key or ""),
+        scratch,
+    )
+    sandbox = Sandbox(spec, env, ROOT, args.outputs.parent / "logs" / f"{spec.name}.invoke.log")
+    try:
+        result = sandbox.invoke(payload)
+    finally:
+        sandbox.kill()
+    if not result.ok:
+        print(f"headrace: error: {result.error_type}: {result.error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.response, indent=2, default=str))
+    return 0
