@@ -95,7 +95,9 @@ class Emulator:
 
 def die_with_parent() -> None:
     """``preexec_fn`` for children of the runtime: on Linux, ask the kernel to kill the child
-    when the runtime dies, even abruptly, so nothing is left running. A no-op elsewhere."""
+    when the runtime dies, even abruptly, so nothing is left running. A no-op elsewhere.
+    The signal follows the *thread* that started the child: start long-lived children
+    from the main thread only."""
     try:
         import ctypes
         import signal

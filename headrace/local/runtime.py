@@ -91,13 +91,14 @@ class LocalRuntime:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
         # Every run starts empty, like the emulator: no data from an earlier run.
-        for stale in ("logs", "scratch", "postgres"):
+        for stale in ("logs", "scratch"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             self.emulator.start()
             log.info("AWS emulator on %s", self.emulator.endpoint)
-            self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
+            # its own temporary directory: reachable by the account PostgreSQL runs as
+            self.postgres = EmbeddedPostgres()
             self.postgres.start()
             log.info("PostgreSQL on %s:%s", self.postgres.host, self.postgres.port)
             self.credentials = self._admin_credentials()
@@ -129,7 +130,7 @@ class LocalRuntime:
             self.executor.stop()
             self.executor = None
         if self.postgres is not None:
-            self.postgres.stop()
+            self.postgres.cleanup()
             self.postgres = None
         self.emulator.stop()
         self.outputs_path.unlink(missing_ok=True)

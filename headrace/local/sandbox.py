@@ -23,8 +23,6 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from .emulator import die_with_parent
-
 
 @dataclass(frozen=True)
 class FunctionSpec:
@@ -102,10 +100,12 @@ INIT_TIMEOUT = 60
 
 class Sandbox:
     """A fresh interpreter per sandbox (``python -m``): nothing is inherited from the
-    executor's process but the environment it is given."""
+    executor's process but the environment it is given. If the executor dies, the
+    connection closes and the sandbox's receive loop ends, so no sandbox outlives it."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], root: Path, log_path: Path):
         self.spec = spec
+        self.log_path = log_path
         self.fresh = True
         self.init_error: str | None = None
         key = secrets.token_bytes(32)
@@ -120,7 +120,6 @@ class Sandbox:
                         stderr=subprocess.STDOUT,
                         env=env,
                         cwd=str(root),
-                        preexec_fn=die_with_parent,
                     )
                 assert self._process.stdin is not None
                 pickle.dump((key, asdict(spec), str(root)), self._process.stdin)
@@ -159,8 +158,8 @@ class Sandbox:
             self._conn.send(("invoke", request_id, event, time.time() + timeout))
             ready = self._conn.poll(timeout)
             reply = self._conn.recv() if ready else None
-        except (EOFError, BrokenPipeError, OSError):
-            reply = ("crash",)
+        except (EOFError, BrokenPipeError, OSError) as exc:
+            reply = ("crash", f"{type(exc).__name__}: {exc}")
         elapsed = (time.perf_counter() - clock) * 1000
         if reply is None:
             self.kill()
@@ -175,14 +174,21 @@ class Sandbox:
             return Invocation(ok=True, response=reply[1], duration_ms=reply[2], cold=cold)
         if reply[0] == "error":
             return Invocation(ok=False, error_type=reply[1], error=reply[2], duration_ms=reply[3], cold=cold)
+        status = self._process.poll()
         self.kill()
         return Invocation(
             ok=False,
             error_type="Runtime.ExitError",
-            error="the sandbox process exited during the invocation",
+            error=f"the sandbox process exited during the invocation (status {status}; {reply[1]}): {self._log_tail()}",
             duration_ms=elapsed,
             cold=cold,
         )
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
     def kill(self) -> None:
         if self._process.poll() is None:

@@ -1,0 +1,195 @@
+"""End-to-end tests: a running stack, found through its outputs file.
+
+    pytest tests/e2e                                   # starts the embedded runtime
+    pytest tests/e2e --outputs stack.json              # any stack: pulumi stack output --json
+
+Everything goes through AWS APIs (and the HTTP API), so the same tests run against the
+embedded runtime, LocalStack and AWS. Keys carry a run id, so runs never collide on a
+long-lived stack, and uploaded objects are removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+
+from headrace.outputs import StackOutputs
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = ("completed", "failed")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--outputs",
+        default=None,
+        help="stack outputs file (pulumi stack output --json); without it the embedded runtime is started",
+    )
+
+
+class Stack:
+    """A deployed pipeline, seen only through its outputs."""
+
+    def __init__(
+        self,
+        outputs: StackOutputs,
+        outputs_path: Path,
+        invoke: Callable[[str, Any], Any],
+        runtime: Any = None,
+    ):
+        self.outputs = outputs
+        self.outputs_path = outputs_path
+        self.runtime = runtime  # the embedded runtime when the tests started it
+        self._invoke = invoke
+        self.run_id = uuid.uuid4().hex[:8]
+        self.s3 = outputs.client("s3")
+        self.sqs = outputs.client("sqs")
+        self.ddb = outputs.client("dynamodb")
+        self.lam = outputs.client("lambda")
+        self._uploaded: list[tuple[str, str]] = []
+
+    @property
+    def embedded(self) -> bool:
+        return self.runtime is not None
+
+    def key(self, dataset: str, name: str) -> str:
+        return f"{self.outputs.raw_prefix}{dataset}/{self.run_id}-{name}"
+
+    def upload(self, key: str, body: bytes | str) -> str:
+        """Put ``body`` at ``key`` in the raw bucket; return the version id."""
+        data = body.encode() if isinstance(body, str) else body
+        response = self.s3.put_object(Bucket=self.outputs.raw_bucket, Key=key, Body=data)
+        self._uploaded.append((key, response.get("VersionId", "")))
+        return str(response.get("VersionId") or response["ETag"].strip('"'))
+
+    def item(self, key: str, version: str) -> dict[str, Any]:
+        response = self.ddb.get_item(
+            TableName=self.outputs.metadata_table, Key={"object_key": {"S": key}, "version": {"S": version}}
+        )
+        deserialize = TypeDeserializer().deserialize
+        return {k: deserialize(v) for k, v in response.get("Item", {}).items()}
+
+    def wait_for(
+        self,
+        key: str,
+        version: str,
+        done: Callable[[dict[str, Any]], bool] = lambda item: item.get("status") in TERMINAL,
+        timeout: float = 120,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        item: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            item = self.item(key, version)
+            if item and done(item):
+                return item
+            time.sleep(0.5)
+        raise AssertionError(f"{key} ({version}) did not get there within {timeout:.0f} s; last seen: {item}")
+
+    def parquet_rows(self, item: dict[str, Any], columns: str = "*") -> list[tuple[Any, ...]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "file.parquet"
+            self.s3.download_file(self.outputs.processed_bucket, item["parquet_key"], str(path))
+            return duckdb.sql(f"SELECT {columns} FROM read_parquet('{path}')").fetchall()
+
+    def queue_depth(self, url: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def peek(self, url: str) -> list[dict[str, Any]]:
+        """Messages visible in ``url``, made visible again straight away."""
+        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=1).get(
+            "Messages", []
+        )
+        for m in messages:
+            self.sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+            )
+        return messages
+
+    def invoke(self, function: str, payload: Any) -> Any:
+        """Invoke a deployed function by its logical name (``report``, ...)."""
+        return self._invoke(self.outputs.get("function_names")[function], payload)
+
+    def database(self) -> Any:
+        """A connection to the warehouse with the pipeline's own secret (network access to the
+        database needed: embedded runtime and LocalStack yes; RDS only from inside its VPC)."""
+        import psycopg
+
+        secret = json.loads(
+            self.outputs.client("secretsmanager").get_secret_value(SecretId=self.outputs.db_secret_arn)[
+                "SecretString"
+            ]
+        )
+        return psycopg.connect(
+            host=secret["host"],
+            port=secret["port"],
+            dbname=secret["dbname"],
+            user=secret["username"],
+            password=secret["password"],
+            connect_timeout=5,
+        )
+
+    def cleanup(self) -> None:
+        for key, version in self._uploaded:
+            extra = {"VersionId": version} if version else {}
+            self.s3.delete_object(Bucket=self.outputs.raw_bucket, Key=key, **extra)
+
+
+def _aws_invoke(outputs: StackOutputs) -> Callable[[str, Any], Any]:
+    lam = outputs.client("lambda")
+
+    def invoke(function: str, payload: Any) -> Any:
+        response = lam.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+        body = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise AssertionError(f"{function} failed: {body}")
+        return body
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    path = request.config.getoption("--outputs")
+    if path:
+        outputs = StackOutputs.load(path)
+        deployed = Stack(outputs, Path(path), _aws_invoke(outputs))
+        yield deployed
+        deployed.cleanup()
+        return
+    from headrace.local.emulator import free_port
+    from headrace.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(
+        ROOT, state_dir=tmp_path_factory.mktemp("local"), port=free_port(), api_port=free_port()
+    )
+    with runtime:
+
+        def invoke(function: str, payload: Any) -> Any:
+            assert runtime.executor is not None
+            result = runtime.executor.invoke(function, payload)
+            if not result.ok:
+                raise AssertionError(f"{function} failed: {result.error_type}: {result.error}")
+            return result.response
+
+        yield Stack(StackOutputs.model_validate(runtime.outputs), runtime.outputs_path, invoke, runtime)
+
+
+@pytest.fixture
+def admin_session(stack: Stack) -> boto3.Session:
+    return stack.outputs.session()

@@ -1,0 +1,118 @@
+"""The pipeline end to end (issue 4): uploads in, metadata, Parquet and DLQ out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
+POISON = bytes(range(256)) * 8
+
+
+def max_receive_count(stack, queue_url: str) -> int:
+    policy = stack.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])[
+        "Attributes"
+    ]
+    return int(json.loads(policy["RedrivePolicy"])["maxReceiveCount"])
+
+
+def dlq_keys(stack, url: str) -> set[str]:
+    keys = set()
+    for message in stack.peek(url):
+        body = json.loads(message["Body"])
+        keys.add(
+            body.get("detail", {}).get("object", {}).get("key") or body.get("detail", {}).get("object_key")
+        )
+    return keys
+
+
+def test_an_uploaded_file_is_processed_and_its_parquet_reads_back(stack):
+    # Given the seed file uploaded to the raw bucket
+    key = stack.key("sales", "seed.csv")
+    version = stack.upload(key, SALES)
+    # When the pipeline has run
+    item = stack.wait_for(key, version)
+    # Then the metadata item holds the summary and the Parquet holds the typed rows
+    assert item["status"] == "completed"
+    assert item["schema"] == {"date": "date", "product": "string", "quantity": "int", "price": "float"}
+    assert int(item["row_count"]) == 3
+    assert float(item["quality_issues"]["missing_values"]["quantity"]["percentage"]) == 33.33
+    assert stack.parquet_rows(item, "product, quantity, price") == [
+        ("Widget", 10, 29.99),
+        ("Gadget", 5, 49.99),
+        ("Widget", None, 39.99),
+    ]
+
+
+def test_a_poison_file_ends_in_the_dlq_after_its_retries_and_blocks_nothing(stack):
+    # Given a poison file and a good one uploaded together (they share a batch)
+    poison_key, good_key = stack.key("junk", "poison.csv"), stack.key("sales", "good.csv")
+    poison, good = stack.upload(poison_key, POISON), stack.upload(good_key, SALES)
+    # Then the good file completes
+    assert stack.wait_for(good_key, good)["status"] == "completed"
+    # and the poison file is failed with its reason after maxReceiveCount attempts
+    attempts = max_receive_count(stack, stack.outputs.processing_queue_url)
+    item = stack.wait_for(poison_key, poison, lambda i: int(i.get("attempts", 0)) >= attempts)
+    assert item["status"] == "failed"
+    assert "binary content" in item["error"]
+    # and its message is in the processing DLQ
+    deadline = time.monotonic() + 60
+    while poison_key not in dlq_keys(stack, stack.outputs.processing_dlq_url):
+        assert time.monotonic() < deadline, "the poison message did not reach the DLQ"
+        time.sleep(1)
+
+
+def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
+    # Given the processor's crash switch on (first deliveries crash half the time)
+    function = stack.outputs.get("function_names")["processor"]
+    config = stack.lam.get_function_configuration(FunctionName=function)
+    environment = dict(config["Environment"]["Variables"])
+    stack.lam.update_function_configuration(
+        FunctionName=function, Environment={"Variables": {**environment, "HEADRACE_CRASH_RATE": "0.5"}}
+    )
+    try:
+        time.sleep(5)  # the new configuration takes effect (new sandboxes)
+        # When twelve files arrive at once
+        keys = {stack.key("crash", f"f{i:02d}.csv"): None for i in range(12)}
+        for key in keys:
+            keys[key] = stack.upload(key, SALES)
+        # Then every one of them completes (crashed batches come back after the visibility timeout)
+        items = [stack.wait_for(key, version, timeout=240) for key, version in keys.items()]
+    finally:
+        stack.lam.update_function_configuration(FunctionName=function, Environment={"Variables": environment})
+    assert {item["status"] for item in items} == {"completed"}
+    # and each has exactly one output, however often its message was delivered
+    outputs = stack.s3.list_objects_v2(
+        Bucket=stack.outputs.processed_bucket, Prefix="parquet/dataset=crash/"
+    ).get("Contents", [])
+    mine = [o["Key"] for o in outputs if f"/{stack.run_id}-" in o["Key"]]
+    assert len(mine) == 12
+    assert {item["parquet_key"] for item in items} == set(mine)
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
+def test_the_aws_cli_uploads_into_the_pipeline(stack, tmp_path):
+    # Given the AWS CLI, configured as the README says
+    source = tmp_path / "sales.csv"
+    source.write_text(SALES)
+    key = stack.key("sales", "from-cli.csv")
+    env = dict(os.environ, AWS_DEFAULT_REGION=stack.outputs.region)
+    command = ["aws"]
+    if stack.outputs.aws_endpoint_url:
+        command += ["--endpoint-url", stack.outputs.aws_endpoint_url]
+        env.update(
+            AWS_ACCESS_KEY_ID=stack.outputs.aws_access_key_id or "",
+            AWS_SECRET_ACCESS_KEY=stack.outputs.aws_secret_access_key or "",
+        )
+    # When it copies a file into the raw bucket
+    subprocess.run(
+        [*command, "s3", "cp", str(source), f"s3://{stack.outputs.raw_bucket}/{key}"], check=True, env=env
+    )
+    version = stack.s3.head_object(Bucket=stack.outputs.raw_bucket, Key=key)["VersionId"]
+    # Then the pipeline processes it
+    assert stack.wait_for(key, version)["status"] == "completed"

@@ -1,0 +1,80 @@
+"""Warehouse and daily report end to end (issue 5)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+FILES = {
+    "sales": "sales.csv",
+    "orders": "orders.json",
+    "events": "events.ndjson",
+    "customers": "customers.csv",
+}
+
+
+@pytest.fixture(scope="module")
+def loaded(stack):
+    """The samples uploaded and processed and loaded (or failed to load)."""
+    versions = {
+        stack.key(dataset, name): stack.upload(stack.key(dataset, name), (SAMPLES / name).read_bytes())
+        for dataset, name in FILES.items()
+    }
+    return {
+        key: stack.wait_for(key, version, lambda i: i.get("status") == "failed" or bool(i.get("load_status")))
+        for key, version in versions.items()
+    }
+
+
+def test_every_loaded_file_has_its_rows_in_the_warehouse_once(stack, loaded):
+    with stack.database() as db:
+        for key, item in loaded.items():
+            assert item["status"] == "completed", key
+            assert item["load_status"] == "loaded", item
+            count = db.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE object_key = %s").format(
+                    sql.Identifier("headrace", item["dataset"])
+                ),
+                [key],
+            ).fetchone()
+            assert count == (int(item["row_count"]),), key
+            lines = db.execute(
+                sql.SQL(
+                    "SELECT min(line_number), count(DISTINCT line_number) FROM {} WHERE object_key = %s"
+                ).format(sql.Identifier("headrace", item["dataset"])),
+                [key],
+            ).fetchone()
+            assert lines[1] == int(item["row_count"]), f"{key}: every row has its own line number"
+
+
+def test_todays_report_matches_the_metadata_table(stack, loaded):
+    today = datetime.now(UTC).date().isoformat()
+    # When the report is produced on demand for today
+    result = stack.invoke("report", {"date": today})
+    # Then report.json and the metadata agree on today's files
+    body = stack.s3.get_object(Bucket=stack.outputs.reports_bucket, Key=f"reports/{today}/report.json")[
+        "Body"
+    ].read()
+    report = json.loads(body)
+    statuses: dict[str, int] = {}
+    pages = stack.ddb.get_paginator("query").paginate(
+        TableName=stack.outputs.metadata_table,
+        IndexName="by_day",
+        KeyConditionExpression="#d = :d",
+        ExpressionAttributeNames={"#d": "day"},
+        ExpressionAttributeValues={":d": {"S": today}},
+    )
+    for page in pages:
+        for item in page["Items"]:
+            statuses[item["status"]["S"]] = statuses.get(item["status"]["S"], 0) + 1
+    assert report["files"]["received"] == sum(statuses.values())
+    assert report["files"]["completed"] == statuses.get("completed", 0)
+    assert report["files"]["failed"] == statuses.get("failed", 0)
+    assert result["report_html"].endswith(f"reports/{today}/report.html")
+    page = stack.s3.get_object(Bucket=stack.outputs.reports_bucket, Key=f"reports/{today}/report.html")
+    assert page["ContentType"].startswith("text/html")
