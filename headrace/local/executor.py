@@ -44,7 +44,8 @@ log = logging.getLogger("headrace.local")
 
 POLL_SECONDS = 2  # long-poll wait per receive; short enough to stop promptly
 WATCH_SECONDS = 2  # how often function configurations are checked for changes
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 4  # a mapping's MaximumConcurrency when it sets none
+ACCOUNT_CONCURRENCY = 64  # sandboxes per function at most
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,11 @@ def discover_functions(client: Callable[[str], Any]) -> dict[str, FunctionSpec]:
     return functions
 
 
-def discover(client: Callable[[str], Any]) -> Deployment:
-    """Read what is deployed from the emulator. ``client(service)`` returns a boto3 client."""
-    lam = client("lambda")
-    deployment = Deployment(functions=discover_functions(client))
+def discover_mappings(client: Callable[[str], Any]) -> list[QueueMapping]:
+    """Enabled SQS event source mappings."""
     sqs = client("sqs")
-    for m in lam.list_event_source_mappings().get("EventSourceMappings", []):
+    mappings = []
+    for m in client("lambda").list_event_source_mappings().get("EventSourceMappings", []):
         arn = m.get("EventSourceArn", "")
         if not arn.startswith("arn:aws:sqs:") or m.get("State", "Enabled") not in (
             "Enabled",
@@ -119,7 +119,7 @@ def discover(client: Callable[[str], Any]) -> Deployment:
         ):
             continue
         *_, account, queue = arn.split(":")
-        deployment.mappings.append(
+        mappings.append(
             QueueMapping(
                 uuid=m["UUID"],
                 function=_function_name(m["FunctionArn"]),
@@ -133,9 +133,18 @@ def discover(client: Callable[[str], Any]) -> Deployment:
                 report_batch_item_failures="ReportBatchItemFailures" in m.get("FunctionResponseTypes", []),
             )
         )
-    deployment.schedules = list(_schedules(client))
-    deployment.routes = list(_routes(client, deployment.functions))
-    return deployment
+    return mappings
+
+
+def discover(client: Callable[[str], Any]) -> Deployment:
+    """Read what is deployed from the emulator. ``client(service)`` returns a boto3 client."""
+    functions = discover_functions(client)
+    return Deployment(
+        functions=functions,
+        mappings=discover_mappings(client),
+        schedules=list(_schedules(client)),
+        routes=list(_routes(client, functions)),
+    )
 
 
 def _schedules(client: Callable[[str], Any]) -> Iterable[Schedule]:
@@ -295,20 +304,14 @@ def record_label(body: str) -> str:
 
 class SqsPoller(threading.Thread):
     def __init__(
-        self,
-        mapping: QueueMapping,
-        pool: FunctionPool,
-        sqs: Any,
-        region: str,
-        stop: threading.Event,
-        report: Callable[..., None],
+        self, mapping: QueueMapping, pool: FunctionPool, sqs: Any, region: str, report: Callable[..., None]
     ):
         super().__init__(name=f"poller:{mapping.function}", daemon=True)
         self.mapping = mapping
         self.pool = pool
         self.sqs = sqs
         self.region = region
-        self.stop_event = stop
+        self.stop_event = threading.Event()
         self.report = report
         self._slots = threading.BoundedSemaphore(mapping.max_concurrency)
         self._workers = ThreadPoolExecutor(
@@ -596,20 +599,17 @@ class Executor:
         self._stop = threading.Event()
         self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
         log_dir.mkdir(parents=True, exist_ok=True)
-        concurrency: dict[str, int] = {}
-        for m in deployment.mappings:
-            concurrency[m.function] = concurrency.get(m.function, 0) + m.max_concurrency
+        # Concurrency per function comes from its triggers (each mapping's maximum); the
+        # pool only caps it like an account-level concurrency limit.
         self.pools = {
-            name: FunctionPool(
-                spec, sandbox_env(spec), root, log_dir, max(concurrency.get(name, 0), DEFAULT_CONCURRENCY)
-            )
+            name: FunctionPool(spec, sandbox_env(spec), root, log_dir, ACCOUNT_CONCURRENCY)
             for name, spec in deployment.functions.items()
         }
-        self.pollers = [
-            SqsPoller(m, self.pools[m.function], client("sqs"), region, self._stop, self._report)
+        self.pollers = {
+            m.uuid: SqsPoller(m, self.pools[m.function], client("sqs"), region, self._report)
             for m in deployment.mappings
             if m.function in self.pools
-        ]
+        }
         self.scheduler = Scheduler(
             [s for s in deployment.schedules if s.function in self.pools],
             self.pools,
@@ -631,7 +631,7 @@ class Executor:
         self._watcher = threading.Thread(target=self._watch_configuration, name="config-watch", daemon=True)
 
     def start(self) -> None:
-        for poller in self.pollers:
+        for poller in self.pollers.values():
             poller.start()
         self.scheduler.start()
         if self.api:
@@ -652,12 +652,35 @@ class Executor:
                 if pool is not None and pool.spec != spec:
                     pool.reconfigure(spec, self._sandbox_env(spec))
                     self._on_invocation(f"{name:<14} reconfigured: new sandboxes from now on")
+            try:
+                mappings = {m.uuid: m for m in discover_mappings(self._client) if m.function in self.pools}
+            except Exception as exc:  # the emulator is stopping
+                log.debug("event source mapping check failed: %s", exc)
+                continue
+            for uuid_, poller in list(self.pollers.items()):
+                if mappings.get(uuid_) != poller.mapping:
+                    poller.stop_event.set()  # finishes its batches in flight, then ends
+                    del self.pollers[uuid_]
+            for uuid_, mapping in mappings.items():
+                if uuid_ not in self.pollers and not self._stop.is_set():
+                    poller = SqsPoller(
+                        mapping, self.pools[mapping.function], self._client("sqs"), self.region, self._report
+                    )
+                    self.pollers[uuid_] = poller
+                    poller.start()
+                    self._on_invocation(
+                        f"{mapping.function:<14} polling {mapping.queue_url.rsplit('/', 1)[-1]} "
+                        f"(batch {mapping.batch_size}, window {mapping.window_seconds:g} s, concurrency {mapping.max_concurrency})"
+                    )
 
     def stop(self) -> None:
         self._stop.set()
         if self.api:
             self.api.stop()
-        for poller in self.pollers:
+        pollers = list(self.pollers.values())
+        for poller in pollers:
+            poller.stop_event.set()
+        for poller in pollers:
             poller.join(timeout=POLL_SECONDS + 35)
         for pool in self.pools.values():
             pool.close()
