@@ -253,3 +253,19 @@ def test_null_tokens(process):
 def test_column_named_like_the_rescue_column_is_renamed(process):
     result = process("r.csv", "_rescued_data,b\nx,1\n")
     assert list(result.data["schema"]) == ["_rescued_data_source", "b"]
+
+
+def test_blank_lines_are_skipped_and_later_lines_stay_right(process):
+    # Given blank lines (which the reader skips) before a duplicate row
+    result = process("b.csv", "a,b\n1,x\n\n2,y\n\r\n\n3,z\n1,x\n")
+    # Then they are in the lineage, and the duplicate is located on its real line
+    assert result.data["lineage"]["skipped"] == [3, 5, 6]
+    assert result.data["quality_issues"]["duplicate_rows"]["first_duplicates"] == [{"line": 8}]
+
+
+def test_an_empty_line_inside_a_quoted_value_is_data(process):
+    result = process("q.csv", 'a,b\n1,"x\n\ny"\n2,z\n2,z\n')
+    assert result.rows("b") == [("x\n\ny",), ("z",), ("z",)]
+    assert result.data["lineage"]["skipped"] == []
+    # a record spanning lines counts as one line (the reader's numbering)
+    assert result.data["quality_issues"]["duplicate_rows"]["first_duplicates"] == [{"line": 4}]

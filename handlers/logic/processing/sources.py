@@ -111,10 +111,49 @@ class CsvSource(Source):
             "FROM csv_rejects GROUP BY line ORDER BY line"
         ).fetchall()
         return Rejects(
-            positions=[int(r[0]) for r in rows],
+            positions=sorted({int(r[0]) for r in rows} | set(blank_lines(self.path))),
             malformed=len(rows),
             examples=[(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]],
         )
+
+
+_BLANK = re.compile(rb"\n\r?\n")
+_TOKENS = re.compile(rb'"|\n|[^"\n\r]+')
+_CHUNK = 1 << 20
+
+
+def blank_lines(path: Path) -> list[int]:
+    """Numbers of the empty lines DuckDB's CSV reader skips, in its numbering: a line ends
+    at a newline outside quotes (a quoted value spanning lines counts once). Streams in
+    chunks; a file with no empty line at all — nearly every file — costs one byte search."""
+    if not _has_blank_line(path):
+        return []
+    blanks: list[int] = []
+    line, quoted, content = 1, False, False
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            for token in _TOKENS.finditer(chunk):
+                text = token.group()
+                if text == b'"':
+                    quoted, content = not quoted, True  # an escaped quote ("") toggles twice
+                elif text == b"\n":
+                    if not quoted:
+                        if not content and line > 1:
+                            blanks.append(line)
+                        line, content = line + 1, False
+                else:
+                    content = True
+    return blanks
+
+
+def _has_blank_line(path: Path) -> bool:
+    tail = b""
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            if _BLANK.search(tail + chunk):
+                return True
+            tail = chunk[-2:]
+    return False
 
 
 SAMPLE_ROWS_BYTES = 30_000  # lines' worth of bytes to copy for the type sample (20,000 rows + margin)
