@@ -257,7 +257,7 @@ def test_column_named_like_the_rescue_column_is_renamed(process):
 
 def test_blank_lines_are_skipped_and_later_lines_stay_right(process):
     # Given blank lines (which the reader skips) before a duplicate row
-    result = process("b.csv", "a,b\n1,x\n\n2,y\n\r\n\n3,z\n1,x\n")
+    result = process("b.csv", "a,b\n1,x\n\n2,y\n\n\n3,z\n1,x\n")
     # Then they are in the lineage, and the duplicate is located on its real line
     assert result.data["lineage"]["skipped"] == [3, 5, 6]
     assert result.data["quality_issues"]["duplicate_rows"]["first_duplicates"] == [{"line": 8}]
@@ -269,3 +269,9 @@ def test_an_empty_line_inside_a_quoted_value_is_data(process):
     assert result.data["lineage"]["skipped"] == []
     # a record spanning lines counts as one line (the reader's numbering)
     assert result.data["quality_issues"]["duplicate_rows"]["first_duplicates"] == [{"line": 4}]
+
+
+def test_a_file_the_strict_parser_cannot_read_is_refused_clearly(process):
+    # mixed line endings leave a bare carriage return on a line of its own
+    with pytest.raises(UnprocessableFile, match="cannot parse the file"):
+        process("m.csv", "a,b\n1,x\n\r\n2,y\n")

@@ -79,6 +79,11 @@ def process_file(
             source = _open_source(fmt, con, text, file_name, work, options)
             out = parquet_path or work / "output.parquet"
             result = _Pipeline(con, source, options).run(out)
+        except duckdb.InvalidInputException as exc:
+            # the reader refused the content (its message says where); retrying cannot help
+            raise UnprocessableFile(
+                f"cannot parse the file: {str(exc).strip().splitlines()[0][:300]}"
+            ) from exc
         finally:
             con.close()
     elapsed_ms = round((time.perf_counter() - started) * 1000)
