@@ -182,7 +182,9 @@ class LocalRuntime:
             stack="local",
             overrides=merge_config(overrides, self.overrides),
             archive=archive,
+            relaxed=self.relaxed,
         )
+        (self.state_dir / "relaxed-policies.txt").write_text("".join(f"{line}\n" for line in self.relaxed))
         outputs.update(
             {
                 "region": REGION,

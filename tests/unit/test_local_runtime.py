@@ -142,3 +142,78 @@ def test_partial_batch_responses():
 )
 def test_record_labels(body, label):
     assert record_label(body) == label
+
+
+def test_only_transport_deny_statements_are_relaxed_and_each_is_listed():
+    from headrace.local.deploy import EmulatorMocks
+
+    # Given a bucket policy with an allow, a TLS-only deny and a TLS-version deny
+    mocks = EmulatorMocks(client=None, region="us-east-1")  # type: ignore[arg-type]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Reader", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"},
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Sid": "DenyOutdatedTls",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "*",
+                "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
+            },
+            {
+                "Sid": "DenyOthers",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:DeleteBucket",
+                "Resource": "*",
+            },
+        ],
+    }
+    # When it is prepared for the plain-HTTP local endpoint
+    kept = json.loads(mocks.local_policy("bucket policy of raw", policy))
+    # Then only the two transport statements are gone, and both are reported by name
+    assert [s["Sid"] for s in kept["Statement"]] == ["Reader", "DenyOthers"]
+    assert len(mocks.relaxed) == 2
+    assert "DenyInsecureTransport" in mocks.relaxed[0] and "aws:SecureTransport" in mocks.relaxed[0]
+    assert "DenyOutdatedTls" in mocks.relaxed[1] and "s3:TlsVersion" in mocks.relaxed[1]
+
+
+def test_policy_documents_are_computed_like_aws():
+    from headrace.local.deploy import policy_document
+
+    document = json.loads(
+        policy_document(
+            {
+                "statements": [
+                    {
+                        "sid": "Send",
+                        "actions": ["sqs:SendMessage"],
+                        "resources": ["arn:q"],
+                        "principals": [{"type": "Service", "identifiers": ["events.amazonaws.com"]}],
+                        "conditions": [
+                            {"test": "ArnEquals", "variable": "aws:SourceArn", "values": ["arn:rule"]}
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    assert document["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Sid": "Send",
+            "Action": "sqs:SendMessage",
+            "Resource": "arn:q",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Condition": {"ArnEquals": {"aws:SourceArn": "arn:rule"}},
+        }
+    ]
