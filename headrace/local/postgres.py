@@ -88,6 +88,12 @@ def find_binaries() -> Binaries:
     for pattern in _COMMON_BINDIRS:
         # highest version first (postgresql/16 before postgresql/15)
         candidates.extend(Path(p) for p in sorted(glob.glob(pattern), key=_version_key, reverse=True))
+    # Last resort, so a machine with nothing but Python works: the binaries the pgserver
+    # package ships (a dev dependency), used as plain executables.
+    with contextlib.suppress(ImportError):
+        import pgserver  # type: ignore[import-untyped]
+
+        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
     for bindir in candidates:
         if all(os.access(bindir / tool, os.X_OK) for tool in _TOOLS):
             out = subprocess.run(
@@ -96,8 +102,9 @@ def find_binaries() -> Binaries:
             return Binaries(bindir=bindir, version=out.stdout.strip())
     raise PostgresNotFound(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH, via pg_config or in "
-        f"{', '.join(_COMMON_BINDIRS)}; install them (Debian/Ubuntu: apt-get install postgresql; "
-        "macOS: brew install postgresql@16) or set HEADRACE_PG_BINDIR"
+        f"{', '.join(_COMMON_BINDIRS)} or in the pgserver package; install them (Debian/Ubuntu: "
+        "apt-get install postgresql; macOS: brew install postgresql@16), pip install pgserver, "
+        "or set HEADRACE_PG_BINDIR"
     )
 
 

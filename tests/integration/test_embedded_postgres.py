@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from headrace.local.postgres import EmbeddedPostgres, PostgresError, PostgresNotFound, find_binaries
+from headrace.local.postgres import Binaries, EmbeddedPostgres, PostgresError, PostgresNotFound, find_binaries
 
 
 @pytest.fixture
@@ -76,9 +77,36 @@ def test_a_wrong_password_is_refused(postgres):
         )
 
 
-def test_missing_binaries_are_a_clear_error(monkeypatch, tmp_path):
+def _no_system_postgres(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("HEADRACE_PG_BINDIR", str(tmp_path))
     monkeypatch.setattr("headrace.local.postgres._COMMON_BINDIRS", ())
+
+
+def test_without_system_binaries_the_pgserver_package_is_used(monkeypatch, tmp_path):
+    _no_system_postgres(monkeypatch, tmp_path)
+    assert find_binaries().bindir.parts[-3:] == ("pgserver", "pginstall", "bin")
+
+
+def test_missing_binaries_are_a_clear_error(monkeypatch, tmp_path):
+    _no_system_postgres(monkeypatch, tmp_path)
+    monkeypatch.setitem(sys.modules, "pgserver", None)  # not installed either
     with pytest.raises(PostgresNotFound, match="apt-get install postgresql"):
         find_binaries()
+
+
+def test_the_pgserver_binaries_run_a_server_when_the_machine_has_none(tmp_path):
+    # Given only the binaries the pgserver package ships (the fallback of find_binaries)
+    import pgserver
+
+    bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    server = EmbeddedPostgres(binaries=Binaries(bindir=bindir, version="pgserver"))
+    # When a server is started from them
+    server.start()
+    try:
+        with psycopg.connect(server.conninfo()) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+    finally:
+        server.cleanup()
+    # Then it serves the application role's database
+    assert version is not None and version[0]
