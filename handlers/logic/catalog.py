@@ -82,7 +82,7 @@ def file_columns(schema: Mapping[str, str]) -> list[Column]:
     columns = [
         Column(name.lower(), _GLUE_OF.get(logical, "string"))
         for name, logical in schema.items()
-        if name.lower() != RESCUED
+        if name.lower() not in (RESCUED, PARTITION_COLUMN)  # the partition column shadows a file's own
     ]
     return [*columns, Column(RESCUED, "string")]
 
