@@ -522,12 +522,18 @@ def render(result: QueryResult, fmt: str, out: Any) -> None:
     for name, right in zip(result.columns, numeric, strict=True):
         table.add_column(name, justify="right" if right else "left", overflow="fold")
     for row in result.rows:
-        table.add_row(*("[dim]NULL[/]" if v is None else _escape(str(_plain(v))) for v in row))
+        table.add_row(*("[dim]NULL[/]" if v is None else _escape(_text(v)) for v in row))
     # In a terminal the table fits its width; into a file or pipe it keeps its natural width.
     terminal = hasattr(out, "isatty") and out.isatty()
     console = Console(file=out, soft_wrap=False, width=None if terminal else 10_000)
     console.print(table)
     console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(_plain(value))
 
 
 def _escape(text: str) -> str:
