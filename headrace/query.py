@@ -99,6 +99,11 @@ def choose_engine(outputs: StackOutputs, requested: str = "auto") -> str:
             "this stack has no Athena workgroup (catalog.enabled is off; the outputs have no "
             "athena_workgroup): use --engine duckdb"
         )
+    if requested == "athena" and outputs.aws_endpoint_url:
+        raise QueryError(
+            "the embedded runtime's Athena (the emulator's) stores workgroups but runs no SQL: "
+            "use --engine duckdb (the default there)"
+        )
     if requested != "auto":
         return requested
     return "athena" if has_athena and endpoint_of(outputs) is None else "duckdb"

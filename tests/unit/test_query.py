@@ -58,6 +58,9 @@ def test_auto_picks_athena_on_aws_and_duckdb_everywhere_else(monkeypatch):
     assert choose_engine(outputs(**AWS), "duckdb") == "duckdb"
     with pytest.raises(QueryError, match="no Athena workgroup"):
         choose_engine(outputs(**BASE), "athena")
+    # and is refused on the embedded runtime, whose emulator answers without running SQL
+    with pytest.raises(QueryError, match="runs no SQL"):
+        choose_engine(outputs(**AWS, aws_endpoint_url="http://127.0.0.1:4566"), "athena")
 
 
 def _engine() -> tuple[AthenaEngine, Stubber, Stubber, list[float]]:
