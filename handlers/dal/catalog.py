@@ -6,9 +6,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from handlers.logic.catalog import CatalogRejected, TableChanged
-
 from .aws import client
+
+
+class CatalogRejected(Exception):
+    """Glue refused the request for a reason retrying cannot fix (recorded, not retried)."""
+
+
+class TableChanged(Exception):
+    """The table was created or updated concurrently; read it again and merge again."""
+
 
 # Errors retrying cannot fix: the processor records them instead of retrying the file.
 PERMANENT_CODES = frozenset(
@@ -39,7 +46,9 @@ def _translate(operation: str, database: str, exc: ClientError) -> Exception:
 
 
 class GlueCatalog:
-    """``handlers.logic.catalog.CatalogStore`` over boto3's Glue client."""
+    """``handlers.logic.catalog.CatalogStore`` over boto3's Glue client: a table that does
+    not exist reads as ``None``; conflicts raise ``TableChanged``, refusals
+    ``CatalogRejected``; anything else (throttling after retries, service errors) as is."""
 
     def get_table(self, database: str, name: str) -> dict[str, Any] | None:
         try:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from handlers.dal.catalog import CatalogRejected, TableChanged
 from handlers.logic.warehouse.schema import LogicalType, widen
 
 RESCUED = "_rescued_data"
@@ -185,14 +186,6 @@ def next_table_input(
 
 
 # ---------------------------------------------------------------------- applying it
-class CatalogRejected(Exception):
-    """Glue refused the request for a reason retrying cannot fix (recorded, not retried)."""
-
-
-class TableChanged(Exception):
-    """The table was created or updated concurrently; read it again and merge again."""
-
-
 class CatalogStore(Protocol):
     """The Glue calls :func:`sync_table` needs (``handlers.dal.catalog.GlueCatalog``)."""
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
+from handlers.dal.catalog import CatalogRejected, TableChanged
 from handlers.logic.catalog import (
     RANGE_KEY,
-    CatalogRejected,
     Column,
-    TableChanged,
     file_columns,
     merge_columns,
     next_table_input,
