@@ -305,6 +305,24 @@ class Pii(_Model):
         return self
 
 
+# Athena refuses a per-query bytes-scanned cutoff below 10 MiB.
+MIN_BYTES_SCANNED_LIMIT_MB = 10
+
+
+class Catalog(_Model):
+    """The query catalog (docs/query.md): a Glue database whose tables the processor keeps
+    in step with the data, and an Athena workgroup with encrypted, expiring results."""
+
+    # ``None``: on for target aws, off on LocalStack (its free tier has no Glue or Athena).
+    enabled: bool | None = None
+    # Glue database; ``None``: ``<project>_<stack>`` (lower case, ``_`` for other characters).
+    database: str | None = Field(None, pattern=r"^[a-z0-9_]{1,255}$")
+    # Athena cancels a query of this workgroup that would scan more (MiB).
+    bytes_scanned_limit_mb: int = Field(1024, ge=MIN_BYTES_SCANNED_LIMIT_MB)
+    # Query results (reports bucket, athena-results/) expire after this many days.
+    results_retention_days: int = Field(7, ge=1)
+
+
 class Metadata(_Model):
     ttl_days: int = Field(90, ge=1)
     idempotency_ttl_seconds: int = Field(86_400, ge=60)
@@ -344,6 +362,7 @@ class StackConfig(_Model):
     faults: Faults = Faults()
     pii: Pii = Pii()
     metadata: Metadata = Metadata()
+    catalog: Catalog = Catalog()
 
     @field_validator("raw_prefix")
     @classmethod
@@ -381,6 +400,11 @@ class StackConfig(_Model):
     def rds_deletion_protection(self) -> bool:
         flag = self.warehouse.rds.deletion_protection
         return self.is_prod if flag is None else flag
+
+    @property
+    def catalog_enabled(self) -> bool:
+        flag = self.catalog.enabled
+        return not self.is_localstack if flag is None else flag
 
     @property
     def tracing(self) -> bool:

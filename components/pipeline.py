@@ -4,6 +4,7 @@ grants each function exactly the resources its handler uses (docs/contracts.md).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import pulumi_aws as aws
 from handlers.models.tables import METADATA
 
 from .alarms import Alarms, AlarmsArgs
+from .catalog import RESULTS_PREFIX, QueryCatalog, QueryCatalogArgs
 from .config import FunctionSettings, StackConfig
 from .functions import (
     FunctionCode,
@@ -68,6 +70,8 @@ ADDITIONAL_OUTPUTS = (
     "function_names",
     "stack",
 )
+# With the query catalog on (catalog.enabled; docs/query.md).
+CATALOG_OUTPUTS = ("glue_database", "athena_workgroup", "query_policy_arn")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,11 @@ class Pipeline(pulumi.ComponentResource):
                 reports_days=config.retention.reports_days,
                 noncurrent_days=config.retention.noncurrent_days,
                 force_destroy=not prod,
+                reports_prefix_expirations=(
+                    ((RESULTS_PREFIX, config.catalog.results_retention_days),)
+                    if config.catalog_enabled
+                    else ()
+                ),
             ),
             opts=child,
         )
@@ -143,6 +152,26 @@ class Pipeline(pulumi.ComponentResource):
         # ------------------------------------------------------------ warehouse
         self.warehouse = Warehouse(f"{name}-warehouse", self._warehouse_args(args), opts=child)
 
+        # ------------------------------------------------------------ query catalog
+        self.catalog: QueryCatalog | None = None
+        if config.catalog_enabled:
+            self.catalog = QueryCatalog(
+                f"{name}-catalog",
+                QueryCatalogArgs(
+                    database_name=config.catalog.database or glue_name(f"{args.project}_{args.stack}"),
+                    workgroup_name=name,
+                    partition=partition,
+                    region=config.aws_region,
+                    account_id=account_id,
+                    processed_bucket_arn=self.buckets.processed.arn,
+                    reports_bucket_name=self.buckets.reports.name,
+                    reports_bucket_arn=self.buckets.reports.arn,
+                    bytes_scanned_limit_mb=config.catalog.bytes_scanned_limit_mb,
+                    force_destroy=not prod,
+                ),
+                opts=child,
+            )
+
         # ------------------------------------------------------------ functions
         self.package = LambdaPackage(
             f"{name}-package",
@@ -154,6 +183,17 @@ class Pipeline(pulumi.ComponentResource):
         metadata, idempotency = self.tables.metadata, self.tables.idempotency
         pii = self._pii_environment()
         faults = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)} if config.faults.crash_rate else {}
+        catalog_environment: dict[str, pulumi.Input[str]] = {}
+        catalog_statements: list[Allow] = []
+        if self.catalog is not None:
+            catalog_environment["GLUE_DATABASE"] = self.catalog.database_name
+            catalog_statements.append(
+                Allow(
+                    "SyncCatalogTables",
+                    ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable"),
+                    (self.catalog.catalog_arn, self.catalog.database_arn, self.catalog.tables_arn),
+                )
+            )
 
         self.processor = PipelineFunction(
             f"{name}-processor",
@@ -172,6 +212,7 @@ class Pipeline(pulumi.ComponentResource):
                     "IDEMPOTENCY_TTL_SECONDS": str(config.metadata.idempotency_ttl_seconds),
                     **pii,
                     **faults,
+                    **catalog_environment,
                 },
                 statements=[
                     Allow(
@@ -203,6 +244,7 @@ class Pipeline(pulumi.ComponentResource):
                         (idempotency.arn,),
                     ),
                     Allow("PublishFileProcessed", ("events:PutEvents",), (self.routing.bus_arn,)),
+                    *catalog_statements,
                 ],
                 sqs_source=self.processing_queue.arn,
             ),
@@ -412,6 +454,12 @@ class Pipeline(pulumi.ComponentResource):
             "function_names": {service: f.name for service, f in self.functions.items()},
             "stack": args.stack,
         }
+        if self.catalog is not None:
+            self.outputs.update(
+                glue_database=self.catalog.database_name,
+                athena_workgroup=self.catalog.workgroup_name,
+                query_policy_arn=self.catalog.query_policy.arn,
+            )
         self.register_outputs(self.outputs)
 
     # ------------------------------------------------------------------ helpers
@@ -503,3 +551,8 @@ class Pipeline(pulumi.ComponentResource):
             ),
             secret_recovery_window_days=recovery_days,
         )
+
+
+def glue_name(name: str) -> str:
+    """``name`` as a Glue/Athena database name: lower case letters, digits and ``_``."""
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())

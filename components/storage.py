@@ -23,6 +23,8 @@ class SecureBucketArgs:
     eventbridge: bool = False
     # Let `pulumi destroy` delete a bucket that still holds objects (never in prod).
     force_destroy: bool = False
+    # (key prefix, days): objects under the prefix expire sooner than the bucket's others.
+    prefix_expirations: tuple[tuple[str, int], ...] = ()
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -124,6 +126,15 @@ class SecureBucket(pulumi.ComponentResource):
                     ),
                 )
             )
+        for prefix, days in args.prefix_expirations:
+            rules.append(
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id=f"expire-{prefix.strip('/').replace('/', '-')}",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+                )
+            )
         self.lifecycle = aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=self.bucket.id,
@@ -150,6 +161,8 @@ class DataBucketsArgs:
     reports_days: int | None
     noncurrent_days: int
     force_destroy: bool
+    # Prefixes of the reports bucket that expire sooner (Athena query results).
+    reports_prefix_expirations: tuple[tuple[str, int], ...] = ()
 
 
 class DataBuckets(pulumi.ComponentResource):
@@ -159,7 +172,12 @@ class DataBuckets(pulumi.ComponentResource):
         super().__init__("headrace:storage:DataBuckets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def bucket(role: str, expire_days: int | None, eventbridge: bool = False) -> SecureBucket:
+        def bucket(
+            role: str,
+            expire_days: int | None,
+            eventbridge: bool = False,
+            prefix_expirations: tuple[tuple[str, int], ...] = (),
+        ) -> SecureBucket:
             return SecureBucket(
                 f"{name}-{role}",
                 SecureBucketArgs(
@@ -167,13 +185,16 @@ class DataBuckets(pulumi.ComponentResource):
                     noncurrent_days=args.noncurrent_days,
                     eventbridge=eventbridge,
                     force_destroy=args.force_destroy,
+                    prefix_expirations=prefix_expirations,
                 ),
                 opts=child,
             )
 
         self.raw = bucket("raw", args.raw_days, eventbridge=True)
         self.processed = bucket("processed", args.processed_days)
-        self.reports = bucket("reports", args.reports_days)
+        self.reports = bucket(
+            "reports", args.reports_days, prefix_expirations=args.reports_prefix_expirations
+        )
         self.register_outputs(
             {"raw": self.raw.name, "processed": self.processed.name, "reports": self.reports.name}
         )

@@ -81,6 +81,8 @@ def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
         logger.exception("transient failure, the message will be retried")
         raise
     logger.info("file %s", result["status"], extra={"outcome": result})
+    if result.get("catalog_error"):
+        logger.warning("the Glue table could not follow this file: %s", result["catalog_error"])
     return result
 
 

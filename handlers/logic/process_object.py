@@ -2,7 +2,8 @@
 
 Outcomes (metadata ``status`` in brackets):
 
-- ``completed`` [completed]: Parquet + summary written, "File Processed" published; outputs
+- ``completed`` [completed]: Parquet + summary written (and, with ``GLUE_DATABASE``, the
+  dataset's Glue table in step: ``handlers/logic/catalog.py``), "File Processed" published; outputs
   of older versions of the same key are removed (the latest version of a key wins, so S3
   and the warehouse never count a re-uploaded file twice);
 - ``PermanentFailure`` raised [failed]: the file cannot be processed (bad content); the
@@ -24,7 +25,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from handlers.dal import events, s3
+from handlers.dal.catalog import GlueCatalog
 from handlers.dal.metadata import MetadataStore, iso
+from handlers.logic.catalog import sync_table
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import UnprocessableFile, process_file
 from handlers.models.events import FileProcessed, ObjectRef
@@ -45,6 +48,7 @@ class Outcome:
     bytes: int = 0
     latency_ms: float = 0.0  # upload -> completed
     error: str | None = None
+    catalog_error: str | None = None  # the Glue table could not follow this file (recorded)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -115,6 +119,18 @@ def process_object(
     if _is_stale(ref, _current_version(ref)):  # a newer version arrived meanwhile
         s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
         return _skip(ref, store, "superseded", SUPERSEDED)
+    # Query catalog (handlers/logic/catalog.py): transient errors propagate (retried);
+    # a refusal is recorded as catalog_error and the file completes.
+    catalog_error = None
+    if settings.glue_database:
+        catalog_error = sync_table(
+            GlueCatalog(),
+            settings.glue_database,
+            keys.dataset,
+            summary.schema_,
+            keys.ingest_date,
+            settings.processed_bucket,
+        )
     completed = utcnow()
     timings["total"] = _ms(completed - started)
     data = summary.to_json_dict()
@@ -140,6 +156,7 @@ def process_object(
             "parquet_key": keys.parquet,
             "summary_key": keys.summary,
             "timings_ms": timings,
+            **({"catalog_error": catalog_error} if catalog_error else {}),
         },
     )
     _retire_older_versions(ref, settings, store, completed)
@@ -166,6 +183,7 @@ def process_object(
         rows=summary.row_count,
         bytes=summary.file_size_bytes,
         latency_ms=_ms(completed - ref.uploaded_at),
+        catalog_error=catalog_error,
     )
     record(outcome)
     return outcome

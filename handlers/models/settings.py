@@ -33,6 +33,8 @@ class ProcessorSettings(_Settings):
     scratch_dir: str = Field("/tmp", alias="SCRATCH_DIR")
     pii_extra_rules: tuple[PiiRule, ...] = Field((), alias="PII_EXTRA_RULES")
     pii_disabled_rules: frozenset[str] = Field(frozenset(), alias="PII_DISABLED_RULES")
+    # Query catalog (docs/query.md): the Glue database of the dataset tables; unset: no catalog.
+    glue_database: str | None = Field(None, alias="GLUE_DATABASE")
     # Fault injection (experiments, tests): share of records that crash the invocation.
     crash_rate: float = Field(0.0, ge=0.0, le=1.0, alias="HEADRACE_CRASH_RATE")
 

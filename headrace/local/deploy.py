@@ -754,6 +754,44 @@ def _route(m, args, inputs):
     return route["RouteId"], {}
 
 
+# Glue / Athena (the query catalog) ---------------------------------------------------
+@handles("aws:glue/catalogDatabase:CatalogDatabase")
+def _glue_database(m, args, inputs):
+    name = _name(args, inputs, max_length=255)
+    m.client("glue").create_database(
+        DatabaseInput={"Name": name, "Description": inputs.get("description") or ""}
+    )
+    return name, {"name": name, "arn": _arn("glue", m.region, f"database/{name}"), "catalogId": ACCOUNT_ID}
+
+
+@handles("aws:athena/workgroup:Workgroup")
+def _workgroup(m, args, inputs):
+    """The workgroup as configured; moto stores it but runs no SQL (``headrace query`` uses
+    DuckDB on the embedded runtime)."""
+    name = _name(args, inputs, max_length=128)
+    config = inputs.get("configuration") or {}
+    results = config.get("resultConfiguration") or {}
+    configuration: dict[str, Any] = {
+        "EnforceWorkGroupConfiguration": bool(config.get("enforceWorkgroupConfiguration", True)),
+        "PublishCloudWatchMetricsEnabled": bool(config.get("publishCloudwatchMetricsEnabled", True)),
+    }
+    if config.get("bytesScannedCutoffPerQuery"):
+        configuration["BytesScannedCutoffPerQuery"] = int(config["bytesScannedCutoffPerQuery"])
+    if results:
+        result: dict[str, Any] = {"OutputLocation": results.get("outputLocation", "")}
+        if (results.get("encryptionConfiguration") or {}).get("encryptionOption"):
+            result["EncryptionConfiguration"] = {
+                "EncryptionOption": results["encryptionConfiguration"]["encryptionOption"]
+            }
+        if results.get("expectedBucketOwner"):
+            result["ExpectedBucketOwner"] = str(results["expectedBucketOwner"])
+        configuration["ResultConfiguration"] = result
+    m.client("athena").create_work_group(
+        Name=name, Description=inputs.get("description") or "", Configuration=configuration
+    )
+    return name, {"name": name, "arn": _arn("athena", m.region, f"workgroup/{name}")}
+
+
 def _json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 

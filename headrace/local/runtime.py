@@ -30,7 +30,9 @@ ADMIN_USER = "headrace-admin"
 # The embedded runtime deploys the `local` stack (Pulumi.local.yaml) with these changes:
 # short function timeouts (SQS visibility timeouts derive from them, so retries and redrive
 # happen in seconds, not minutes) and no batching window (a file is picked up at once), an
-# HTTP API for ingest (moto has API Gateway v2), and the embedded PostgreSQL as warehouse.
+# HTTP API for ingest (moto has API Gateway v2), the query catalog (moto has Glue and Athena:
+# the processor keeps its tables there; moto runs no SQL, so `headrace query` uses DuckDB),
+# and the embedded PostgreSQL as warehouse.
 EMBEDDED_CONFIG: dict[str, Any] = {
     "headrace:functions": {
         "processor": {
@@ -49,6 +51,7 @@ EMBEDDED_CONFIG: dict[str, Any] = {
         "report": {"timeout_seconds": 60},
     },
     "headrace:ingest": {"endpoint": "http_api"},
+    "headrace:catalog": {"enabled": True},
 }
 
 

@@ -199,6 +199,14 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:pii.disabled_rules: unknown rules: emails",
         ),
         (
+            {**BASE, "catalog": {"bytes_scanned_limit_mb": 5}},
+            "headrace:catalog.bytes_scanned_limit_mb: must be ≥ 10",
+        ),
+        (
+            {**BASE, "catalog": {"database": "headrace-dev"}},
+            "headrace:catalog.database: does not match",
+        ),
+        (
             {**BASE, "pii": {"extra_rules": [{"name": "iban", "pattern": "(?<=X)\\d+"}]}},
             "headrace:pii.extra_rules: rule 0: pattern '(?<=X)\\\\d+' uses look-around",
         ),

@@ -190,8 +190,11 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
     metadata, idempotency = arns["tables-metadata"], arns["tables-idempotency"]
     log_group = dev.named("headrace-dev-processor-logs").outputs["arn"]
     queue = dev.named("headrace-dev-processing", "aws:sqs/queue:Queue").outputs["arn"]
+    glue = "arn:aws:glue:eu-west-1:111122223333"
+    catalog = {f"{glue}:catalog", f"{glue}:database/headrace_dev", f"{glue}:table/headrace_dev/*"}
     # Then it may read raw uploads under the prefix only, write processed objects, use its
-    # two tables, publish on its bus, consume its queue, log, and trace; nothing else
+    # two tables, publish on its bus, keep its Glue database's tables, consume its queue,
+    # log, and trace; nothing else
     assert grants == {
         "s3:GetObject": {f"{raw}/incoming/*"},
         "s3:GetObjectVersion": {f"{raw}/incoming/*"},
@@ -203,6 +206,9 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
         "dynamodb:UpdateItem": {metadata, idempotency},
         "dynamodb:DeleteItem": {idempotency},
         "events:PutEvents": {arns["events-bus"]},
+        "glue:GetTable": catalog,
+        "glue:CreateTable": catalog,
+        "glue:UpdateTable": catalog,
         "sqs:ReceiveMessage": {queue},
         "sqs:DeleteMessage": {queue},
         "sqs:GetQueueAttributes": {queue},

@@ -1,0 +1,230 @@
+"""The query catalog: one Glue table per dataset, kept in step with the files (docs/query.md).
+
+The processor calls :func:`sync_table` for every file it completes when its function has a
+``GLUE_DATABASE``. The table is created by the dataset's first file and changed only when a
+file brings something new:
+
+- a column the table lacks is appended (before ``_rescued_data``, which stays last);
+- a column whose type differs gets the narrowest type holding both (the warehouse's
+  ``widen``): ``bigint -> double -> string``, ``date -> timestamp -> string``,
+  ``boolean -> string``, any other pair -> ``string``; a narrower file type changes nothing;
+- columns match case-insensitively; Glue and Athena names are lower case;
+- a column whose Glue type this module does not know (changed by hand) is left alone.
+
+Partitions are never registered: the table uses partition projection on ``ingest_date``
+(type ``date``, ``yyyy-MM-dd``, from the earliest ingest date seen to ``NOW``), so Athena
+computes the partition locations of the layout (``handlers/logic/layout.py``) itself and a
+file is queryable as soon as it is written. ``ingest_date`` is a ``string`` column, the same
+in Athena and in ``headrace query``'s DuckDB engine, so one SQL text runs on both.
+
+A catalog failure never loses the file: transient errors (throttling, conflicts that keep
+recurring, service errors) propagate and the message is retried like any other transient
+failure; errors that retrying cannot fix (access denied, invalid input, the database
+missing) are returned as a message that the processor records on the metadata item
+(``catalog_error``) while the file completes and is loaded as usual; the dataset's next file
+merges its schema again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from handlers.dal.catalog import CatalogRejected, TableChanged
+from handlers.logic.warehouse.schema import LogicalType, widen
+
+RESCUED = "_rescued_data"
+PARTITION_COLUMN = "ingest_date"
+PARTITION_TYPE = "string"
+DATE_FORMAT = "yyyy-MM-dd"  # Athena's (Java) spelling of the layout's %Y-%m-%d
+
+GLUE_TYPES: dict[LogicalType, str] = {
+    "int": "bigint",
+    "float": "double",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "string": "string",
+}
+_LOGICAL: dict[str, LogicalType] = {glue: logical for logical, glue in GLUE_TYPES.items()}
+_GLUE_OF: dict[str, str] = {str(k): v for k, v in GLUE_TYPES.items()}
+
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+RANGE_KEY = f"projection.{PARTITION_COLUMN}.range"
+
+# The keys of Glue's TableInput (GetTable returns more, which UpdateTable refuses).
+_TABLE_INPUT_KEYS = (
+    "Name",
+    "Description",
+    "Owner",
+    "Retention",
+    "StorageDescriptor",
+    "PartitionKeys",
+    "TableType",
+    "Parameters",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # Glue/Athena type name
+
+    def as_glue(self) -> dict[str, str]:
+        return {"Name": self.name, "Type": self.type}
+
+
+def file_columns(schema: Mapping[str, str]) -> list[Column]:
+    """A file's columns (summary ``schema``: name -> logical type) as Glue columns, with
+    ``_rescued_data`` last (every Parquet file has it)."""
+    columns = [
+        Column(name.lower(), _GLUE_OF.get(logical, "string"))
+        for name, logical in schema.items()
+        if name.lower() not in (RESCUED, PARTITION_COLUMN)  # the partition column shadows a file's own
+    ]
+    return [*columns, Column(RESCUED, "string")]
+
+
+def merge_columns(table: Sequence[Column], incoming: Iterable[Column]) -> list[Column]:
+    """The table's columns after a file with ``incoming`` columns (rules in the module doc)."""
+    merged = [c for c in table if c.name.lower() != RESCUED]
+    position = {c.name.lower(): i for i, c in enumerate(merged)}
+    for column in incoming:
+        key = column.name.lower()
+        if key == RESCUED:
+            continue
+        if key not in position:
+            position[key] = len(merged)
+            merged.append(Column(key, column.type))
+            continue
+        current = merged[position[key]]
+        if current.type in _LOGICAL and column.type in _LOGICAL:
+            wider = GLUE_TYPES[widen(_LOGICAL[current.type], _LOGICAL[column.type])]
+            if wider != current.type:
+                merged[position[key]] = Column(current.name, wider)
+    return [*merged, Column(RESCUED, "string")]
+
+
+def dataset_location(bucket: str, dataset: str) -> str:
+    return f"s3://{bucket}/parquet/dataset={dataset}/"
+
+
+def new_table_input(dataset: str, columns: Sequence[Column], bucket: str, first_date: str) -> dict[str, Any]:
+    """The Glue ``TableInput`` of a dataset's table."""
+    location = dataset_location(bucket, dataset)
+    return {
+        "Name": dataset,
+        "Description": f"headrace dataset {dataset}: Parquet written by the processor (docs/query.md)",
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {
+            "EXTERNAL": "TRUE",
+            "classification": "parquet",
+            "projection.enabled": "true",
+            f"projection.{PARTITION_COLUMN}.type": "date",
+            f"projection.{PARTITION_COLUMN}.format": DATE_FORMAT,
+            RANGE_KEY: f"{first_date},NOW",
+            f"projection.{PARTITION_COLUMN}.interval": "1",
+            f"projection.{PARTITION_COLUMN}.interval.unit": "DAYS",
+            "storage.location.template": f"{location}{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}/",
+        },
+        "PartitionKeys": [{"Name": PARTITION_COLUMN, "Type": PARTITION_TYPE}],
+        "StorageDescriptor": {
+            "Columns": [c.as_glue() for c in columns],
+            "Location": location,
+            "InputFormat": PARQUET_INPUT,
+            "OutputFormat": PARQUET_OUTPUT,
+            "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE, "Parameters": {"serialization.format": "1"}},
+        },
+    }
+
+
+def table_columns(table: Mapping[str, Any]) -> list[Column]:
+    """The columns of a Glue table (GetTable's ``Table``)."""
+    return [
+        Column(c["Name"], str(c.get("Type", "string")))
+        for c in table.get("StorageDescriptor", {}).get("Columns", [])
+    ]
+
+
+def _range_start(table: Mapping[str, Any]) -> str | None:
+    value = str(table.get("Parameters", {}).get(RANGE_KEY, ""))
+    start = value.split(",")[0].strip()
+    return start if len(start) == 10 and start[4] == "-" and start[7] == "-" else None
+
+
+def next_table_input(
+    existing: Mapping[str, Any] | None,
+    dataset: str,
+    schema: Mapping[str, str],
+    ingest_date: str,
+    bucket: str,
+) -> dict[str, Any] | None:
+    """What to write to the catalog after a file of ``dataset`` (its summary ``schema``,
+    its ``ingest_date``): a full TableInput when the table is missing or must change,
+    ``None`` when the table already covers the file."""
+    incoming = file_columns(schema)
+    if existing is None:
+        return new_table_input(dataset, incoming, bucket, ingest_date)
+    current = table_columns(existing)
+    columns = merge_columns(current, incoming)
+    start = _range_start(existing)
+    earlier = start is not None and ingest_date < start
+    if columns == current and not earlier:
+        return None
+    table_input = {key: existing[key] for key in _TABLE_INPUT_KEYS if key in existing}
+    descriptor = dict(table_input.get("StorageDescriptor", {}))
+    descriptor["Columns"] = [c.as_glue() for c in columns]
+    table_input["StorageDescriptor"] = descriptor
+    if earlier:
+        parameters = dict(table_input.get("Parameters", {}))
+        parameters[RANGE_KEY] = f"{ingest_date},NOW"
+        table_input["Parameters"] = parameters
+    return table_input
+
+
+# ---------------------------------------------------------------------- applying it
+class CatalogStore(Protocol):
+    """The Glue calls :func:`sync_table` needs (``handlers.dal.catalog.GlueCatalog``)."""
+
+    def get_table(self, database: str, name: str) -> dict[str, Any] | None: ...
+
+    def create_table(self, database: str, table_input: dict[str, Any]) -> None: ...
+
+    def update_table(self, database: str, table_input: dict[str, Any], version_id: str | None) -> None: ...
+
+
+# Concurrent first files of one dataset (the processor runs several invocations at once)
+# race on the table; each attempt re-reads it. More conflicts than this is transient.
+MAX_ATTEMPTS = 5
+
+
+def sync_table(
+    store: CatalogStore,
+    database: str,
+    dataset: str,
+    schema: Mapping[str, str],
+    ingest_date: str,
+    bucket: str,
+) -> str | None:
+    """Bring the dataset's table in step with one file. Returns ``None`` on success, or the
+    reason Glue refused (to be recorded); transient errors propagate."""
+    try:
+        for _ in range(MAX_ATTEMPTS):
+            existing = store.get_table(database, dataset)
+            table_input = next_table_input(existing, dataset, schema, ingest_date, bucket)
+            if table_input is None:
+                return None
+            try:
+                if existing is None:
+                    store.create_table(database, table_input)
+                else:
+                    store.update_table(database, table_input, existing.get("VersionId"))
+            except TableChanged:
+                continue
+            return None
+    except CatalogRejected as exc:
+        return str(exc)
+    raise TableChanged(f"{database}.{dataset}: changed concurrently {MAX_ATTEMPTS} times in a row")

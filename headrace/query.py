@@ -1,0 +1,604 @@
+"""``headrace query SQL --outputs PATH``: SQL over the processed bucket of any stack.
+
+Every dataset is a table named like its Glue table (the dataset name), with the file's
+columns, ``_rescued_data`` and the partition column ``ingest_date`` (a string, YYYY-MM-DD).
+
+Engines (``--engine auto`` picks):
+  athena  the stack's Athena workgroup and Glue database (AWS stacks: the outputs have
+          ``athena_workgroup`` and no ``aws_endpoint_url``);
+  duckdb  DuckDB on this machine, reading the Parquet through the stack's S3 API (the
+          embedded runtime, LocalStack, or any stack with --engine duckdb). A filter on
+          ``ingest_date`` opens only that partition's files.
+
+One statistics line goes to stderr (engine, files or bytes scanned, time); --explain also
+lists every Parquet file the DuckDB engine opened. Exit status: 0 done, 1 the query failed
+(bad SQL, unknown table, scan limit), 2 the stack cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
+from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+
+PARQUET_PREFIX = "parquet/"
+SUMMARIES_PREFIX = "summaries/"
+
+
+class QueryError(Exception):
+    """The query cannot run or failed; ``str()`` is the message for the user."""
+
+
+class StackError(Exception):
+    """The stack cannot be reached or read."""
+
+
+@dataclass
+class QueryStats:
+    engine: str
+    seconds: float = 0.0
+    bytes_scanned: int | None = None
+    files_scanned: list[str] = field(default_factory=list)  # DuckDB: s3://bucket/key of each file opened
+    files_total: int | None = None  # DuckDB: Parquet files of the tables the query names
+    query_id: str | None = None  # Athena
+
+    def line(self) -> str:
+        took = f"in {self.seconds:.2f} s"
+        if self.engine == "athena":
+            scanned = _size(self.bytes_scanned or 0)
+            return f"athena: {scanned} scanned {took} (query {self.query_id})"
+        total = self.files_total or 0
+        return (
+            f"duckdb: scanned {len(self.files_scanned)} of {total} Parquet file{'s' if total != 1 else ''} "
+            f"({_size(self.bytes_scanned or 0)}) {took}"
+        )
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    stats: QueryStats
+
+
+# ---------------------------------------------------------------------- engine choice
+ENGINES = ("auto", "athena", "duckdb")
+
+
+def endpoint_of(outputs: StackOutputs) -> str | None:
+    """The S3 endpoint other than AWS: the embedded runtime's, or the one boto3 would take
+    from the environment (LocalStack: ``AWS_ENDPOINT_URL``)."""
+    return (
+        outputs.aws_endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+def choose_engine(outputs: StackOutputs, requested: str = "auto") -> str:
+    has_athena = bool((outputs.model_extra or {}).get("athena_workgroup"))
+    if requested == "athena" and not has_athena:
+        raise QueryError(
+            "this stack has no Athena workgroup (catalog.enabled is off; the outputs have no "
+            "athena_workgroup): use --engine duckdb"
+        )
+    if requested == "athena" and outputs.aws_endpoint_url:
+        raise QueryError(
+            "the embedded runtime's Athena (the emulator's) stores workgroups but runs no SQL: "
+            "use --engine duckdb (the default there)"
+        )
+    if requested != "auto":
+        return requested
+    return "athena" if has_athena and endpoint_of(outputs) is None else "duckdb"
+
+
+def execute(outputs: StackOutputs, sql: str, engine: str = "auto") -> QueryResult:
+    """Run ``sql`` on the stack with the chosen engine."""
+    chosen = choose_engine(outputs, engine)
+    runner: AthenaEngine | DuckDbEngine = (
+        AthenaEngine(outputs) if chosen == "athena" else DuckDbEngine(outputs)
+    )
+    try:
+        return runner.execute(sql)
+    except (BotoCoreError, ClientError) as exc:
+        raise StackError(f"cannot read the stack: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- DuckDB
+def _arrow_type(glue_type: str) -> Any:
+    import pyarrow as pa
+
+    return {
+        "bigint": pa.int64(),
+        "double": pa.float64(),
+        "boolean": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+    }.get(glue_type, pa.string())
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    key: str
+    size: int
+    ingest_date: str
+    summary_key: str
+
+
+class DuckDbEngine:
+    """DuckDB over the processed bucket, through pyarrow's S3 filesystem.
+
+    Each table the query names becomes a pyarrow dataset over that dataset's Parquet files
+    (Hive partitioning on ``ingest_date``), with the schema the Glue catalog would have:
+    the files' summary schemas merged by ``handlers.logic.catalog.merge_columns``. DuckDB
+    pushes filters down into the dataset, so files of partitions a filter excludes are never
+    opened; every file opened is counted (``QueryStats.files_scanned``).
+    """
+
+    def __init__(self, outputs: StackOutputs, threads: int = 16):
+        from pyarrow import fs
+
+        self.outputs = outputs
+        self.bucket = outputs.processed_bucket
+        self.s3 = outputs.client("s3")
+        self.threads = threads
+        credentials = outputs.session().get_credentials()
+        if credentials is None:
+            raise StackError(
+                "no AWS credentials found (the same places boto3 looks: environment, profile, SSO)"
+            )
+        frozen = credentials.get_frozen_credentials()
+        self.filesystem = fs.S3FileSystem(
+            access_key=frozen.access_key,
+            secret_key=frozen.secret_key,
+            session_token=frozen.token,
+            region=outputs.region,
+            endpoint_override=endpoint_of(outputs),
+        )
+
+    # -------------------------------------------------------------- listing
+    def _keys(self, prefix: str) -> Iterable[dict[str, Any]]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def datasets(self) -> list[str]:
+        """The datasets (tables) of the processed bucket."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        names = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=PARQUET_PREFIX, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                part = common["Prefix"][len(PARQUET_PREFIX) :].rstrip("/")
+                if part.startswith("dataset="):
+                    names.append(part.removeprefix("dataset="))
+        return sorted(names)
+
+    def files(self, dataset: str) -> list[DatasetFile]:
+        """The dataset's complete files: Parquet whose summary exists (the processor writes
+        the summary right after the Parquet; a file without one is still being written)."""
+        base = f"dataset={dataset}/"
+        summaries = {
+            o["Key"][len(SUMMARIES_PREFIX) : -len(".json")] for o in self._keys(SUMMARIES_PREFIX + base)
+        }
+        found = []
+        for obj in self._keys(PARQUET_PREFIX + base):
+            key = obj["Key"]
+            stem = key[len(PARQUET_PREFIX) : -len(".parquet")] if key.endswith(".parquet") else None
+            partition = key[len(PARQUET_PREFIX + base) :].split("/", 1)[0]
+            if stem is None or stem not in summaries or not partition.startswith(f"{PARTITION_COLUMN}="):
+                continue
+            found.append(
+                DatasetFile(
+                    key=key,
+                    size=int(obj.get("Size", 0)),
+                    ingest_date=partition.removeprefix(f"{PARTITION_COLUMN}="),
+                    summary_key=f"{SUMMARIES_PREFIX}{stem}.json",
+                )
+            )
+        return sorted(found, key=lambda f: (f.ingest_date, f.key))
+
+    def schema(self, files: Sequence[DatasetFile]) -> list[Column]:
+        """The table's columns: the files' summary schemas merged as the Glue catalog merges
+        them, in each column's first spelling (Parquet names are case-sensitive to pyarrow)."""
+
+        def read(file: DatasetFile) -> dict[str, str]:
+            body = self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read()
+            return dict(json.loads(body).get("schema", {}))
+
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            schemas = list(pool.map(read, files))
+        merged: list[Column] = []
+        spelling: dict[str, str] = {}
+        for schema in schemas:
+            for name in schema:
+                spelling.setdefault(name.lower(), name)
+            merged = merge_columns(merged, file_columns(schema))
+        if not merged:
+            merged = file_columns({})
+        return [Column(spelling.get(c.name, c.name), c.type) for c in merged]
+
+    # -------------------------------------------------------------- running
+    def execute(self, sql: str) -> QueryResult:
+        import duckdb
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        started = time.perf_counter()
+        con = duckdb.connect()
+        try:
+            try:
+                named = {name.lower() for name in con.get_table_names(sql, qualified=False)}
+            except duckdb.Error as exc:
+                raise QueryError(_duckdb_message(exc)) from exc
+            known = self.datasets() if named else []
+            unknown = sorted(named - set(known))
+            if unknown:
+                raise QueryError(
+                    f"unknown table{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                    f"the tables of this stack are: {', '.join(known) or '(none yet: no file has been processed)'}"
+                )
+            counter = FileCounter()
+            opened = counting_filesystem(self.filesystem, counter)
+            sizes: dict[str, int] = {}
+            for dataset in sorted(named):
+                files = self.files(dataset)
+                columns = self.schema(files)
+                schema = pa.schema(
+                    [pa.field(c.name, _arrow_type(c.type)) for c in columns]
+                    + [pa.field(PARTITION_COLUMN, pa.string())]
+                )
+                sizes.update({f"{self.bucket}/{f.key}": f.size for f in files})
+                # Paths and partitions given, not discovered: nothing is listed or opened here.
+                table = ds.FileSystemDataset.from_paths(
+                    [f"{self.bucket}/{f.key}" for f in files],
+                    schema=schema,
+                    format=ds.ParquetFileFormat(),
+                    filesystem=opened,
+                    partitions=[pc.field(PARTITION_COLUMN) == f.ingest_date for f in files],
+                )
+                con.register(dataset, table)
+            try:
+                cursor = con.execute(sql)
+                columns_out = [d[0] for d in cursor.description or []]
+                rows = [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+            except duckdb.Error as exc:
+                raise QueryError(_duckdb_message(exc)) from exc
+        finally:
+            con.close()
+        scanned = sorted(counter.opened)
+        stats = QueryStats(
+            engine="duckdb",
+            seconds=time.perf_counter() - started,
+            files_scanned=[f"s3://{path}" for path in scanned],
+            files_total=len(sizes),
+            bytes_scanned=sum(sizes.get(path, 0) for path in scanned),
+        )
+        return QueryResult(columns_out, rows, stats)
+
+
+def _duckdb_message(exc: Exception) -> str:
+    return f"DuckDB: {str(exc).strip()}"
+
+
+class FileCounter:
+    """Records every file a pyarrow filesystem opens (the files a query really read)."""
+
+    def __init__(self) -> None:
+        self.opened: set[str] = set()
+        self._lock = threading.Lock()
+
+    def note(self, path: str) -> None:
+        with self._lock:
+            self.opened.add(path)
+
+
+def counting_filesystem(inner: Any, counter: FileCounter) -> Any:
+    """A read-only pyarrow filesystem over ``inner`` that tells ``counter`` each file it opens.
+    (pyarrow is imported here, not at start-up: other commands do not need it.)"""
+    from pyarrow import fs
+
+    class Handler(fs.FileSystemHandler):  # type: ignore[misc]
+        def get_type_name(self) -> str:
+            return f"counting+{inner.type_name}"
+
+        def normalize_path(self, path: str) -> str:
+            return str(inner.normalize_path(path))
+
+        def get_file_info(self, paths: list[str]) -> Any:
+            return inner.get_file_info(paths)
+
+        def get_file_info_selector(self, selector: Any) -> Any:
+            return inner.get_file_info(selector)
+
+        def open_input_file(self, path: str) -> Any:
+            counter.note(path)
+            return inner.open_input_file(path)
+
+        def open_input_stream(self, path: str) -> Any:
+            counter.note(path)
+            return inner.open_input_stream(path)
+
+        def _read_only(self, *args: Any) -> Any:
+            raise OSError("headrace query only reads")
+
+        create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _read_only
+        delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+        def __ne__(self, other: object) -> bool:
+            return self is not other
+
+        __hash__ = object.__hash__
+
+    return fs.PyFileSystem(Handler())
+
+
+# ---------------------------------------------------------------------- Athena
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class AthenaEngine:
+    """StartQueryExecution in the stack's workgroup (which enforces the results location,
+    their encryption and the bytes-scanned limit), poll, page the results."""
+
+    def __init__(
+        self,
+        outputs: StackOutputs,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout_seconds: float = 30 * 60,
+    ):
+        self.athena = outputs.client("athena")
+        self.glue = outputs.client("glue")
+        self.workgroup = str(outputs.get("athena_workgroup"))
+        self.database = str(outputs.get("glue_database"))
+        self.sleep = sleep
+        self.timeout_seconds = timeout_seconds
+
+    def tables(self) -> list[str]:
+        names: list[str] = []
+        for page in self.glue.get_paginator("get_tables").paginate(DatabaseName=self.database):
+            names.extend(t["Name"] for t in page.get("TableList", []))
+        return sorted(names)
+
+    def execute(self, sql: str) -> QueryResult:
+        started = time.perf_counter()
+        try:
+            query_id = self.athena.start_query_execution(
+                QueryString=sql,
+                WorkGroup=self.workgroup,
+                QueryExecutionContext={"Database": self.database},
+            )["QueryExecutionId"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRequestException":
+                raise QueryError(f"Athena: {exc.response['Error'].get('Message', exc)}") from exc
+            raise
+        try:
+            execution = self._wait(query_id)
+        except KeyboardInterrupt:
+            self.athena.stop_query_execution(QueryExecutionId=query_id)
+            raise
+        status = execution["Status"]
+        if status["State"] != "SUCCEEDED":
+            raise QueryError(self._failure(status))
+        columns, rows = self._results(query_id, skip_header=execution.get("StatementType") == "DML")
+        statistics = execution.get("Statistics", {})
+        stats = QueryStats(
+            engine="athena",
+            seconds=time.perf_counter() - started,
+            bytes_scanned=int(statistics.get("DataScannedInBytes", 0)),
+            query_id=query_id,
+        )
+        return QueryResult(columns, rows, stats)
+
+    def _wait(self, query_id: str) -> dict[str, Any]:
+        delay, waited = 0.25, 0.0
+        while True:
+            execution = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+            if execution["Status"]["State"] in TERMINAL:
+                return dict(execution)
+            if waited >= self.timeout_seconds:
+                self.athena.stop_query_execution(QueryExecutionId=query_id)
+                raise QueryError(
+                    f"Athena: no result after {self.timeout_seconds:.0f} s; query {query_id} stopped"
+                )
+            self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)
+
+    def _failure(self, status: dict[str, Any]) -> str:
+        reason = str(
+            status.get("StateChangeReason") or status.get("AthenaError", {}).get("ErrorMessage") or ""
+        )
+        state = status["State"].lower()
+        if "scanned" in reason.lower() and "limit" in reason.lower():
+            limit = self._limit()
+            return (
+                f"Athena {state} the query: it would scan more than the workgroup's limit"
+                f"{f' of {_size(limit)}' if limit else ''} (headrace:catalog.bytes_scanned_limit_mb). "
+                f"Narrow it, e.g. WHERE {PARTITION_COLUMN} = 'YYYY-MM-DD', or select fewer columns. ({reason})"
+            )
+        message = f"Athena {state} the query: {reason or 'no reason given'}"
+        if "TABLE_NOT_FOUND" in reason or "does not exist" in reason:
+            message += f"; the tables of this stack are: {', '.join(self.tables()) or '(none yet)'}"
+        return message
+
+    def _limit(self) -> int | None:
+        try:
+            configuration = self.athena.get_work_group(WorkGroup=self.workgroup)["WorkGroup"]["Configuration"]
+        except ClientError:
+            return None
+        value = configuration.get("BytesScannedCutoffPerQuery")
+        return int(value) if value else None
+
+    def _results(self, query_id: str, skip_header: bool) -> tuple[list[str], list[tuple[Any, ...]]]:
+        columns: list[str] = []
+        types: list[str] = []
+        rows: list[tuple[Any, ...]] = []
+        first = True
+        for page in self.athena.get_paginator("get_query_results").paginate(
+            QueryExecutionId=query_id, PaginationConfig={"PageSize": 1000}
+        ):
+            result = page["ResultSet"]
+            if first:
+                info = result.get("ResultSetMetadata", {}).get("ColumnInfo", [])
+                columns = [c["Name"] for c in info]
+                types = [c.get("Type", "varchar") for c in info]
+            page_rows = result.get("Rows", [])
+            if first and skip_header and page_rows:
+                page_rows = page_rows[1:]
+            first = False
+            for row in page_rows:
+                values = [d.get("VarCharValue") for d in row.get("Data", [])]
+                rows.append(tuple(_athena_value(v, t) for v, t in zip(values, types, strict=False)))
+        return columns, rows
+
+
+def _athena_value(value: str | None, athena_type: str) -> Any:
+    """Athena returns every value as text; numbers and booleans become Python values."""
+    if value is None:
+        return None
+    kind = athena_type.lower()
+    try:
+        if kind in ("tinyint", "smallint", "integer", "int", "bigint"):
+            return int(value)
+        if kind in ("double", "float", "real"):
+            return float(value)
+        if kind.startswith("decimal"):
+            return Decimal(value)
+    except ValueError:
+        return value
+    if kind == "boolean":
+        return value == "true"
+    return value
+
+
+# ---------------------------------------------------------------------- output
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def render(result: QueryResult, fmt: str, out: Any) -> None:
+    if fmt == "json":
+        records = [{c: _plain(v) for c, v in zip(result.columns, row, strict=False)} for row in result.rows]
+        json.dump(records, out, indent=2, ensure_ascii=False, default=str)
+        out.write("\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(result.columns)
+        for row in result.rows:
+            writer.writerow(["" if v is None else _plain(v) for v in row])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    numeric = [
+        any(row[i] is not None for row in result.rows)
+        and all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in result.rows)
+        for i in range(len(result.columns))
+    ]
+    for name, right in zip(result.columns, numeric, strict=True):
+        table.add_column(name, justify="right" if right else "left", overflow="fold")
+    for row in result.rows:
+        table.add_row(*("[dim]NULL[/]" if v is None else _escape(_text(v)) for v in row))
+    # In a terminal the table fits its width; into a file or pipe it keeps its natural width.
+    terminal = hasattr(out, "isatty") and out.isatty()
+    console = Console(file=out, soft_wrap=False, width=None if terminal else 10_000)
+    console.print(table)
+    console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(_plain(value))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+# ---------------------------------------------------------------------- CLI
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "query",
+        help="run SQL over the processed data of a stack (Athena on AWS, DuckDB locally)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("sql", help='SQL, e.g. "SELECT count(*) FROM sales"; tables are the datasets')
+    p.add_argument(
+        "--outputs",
+        type=Path,
+        default=DEFAULT_LOCAL_OUTPUTS,
+        metavar="PATH",
+        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
+    )
+    p.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output (default table)"
+    )
+    p.add_argument("--engine", choices=ENGINES, default="auto", help="default auto (see above)")
+    p.add_argument(
+        "--explain", action="store_true", help="also list on stderr each Parquet file the query opened"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        outputs = StackOutputs.load(args.outputs)
+        result = execute(outputs, args.sql, args.engine)
+    except QueryError as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
+        return 1
+    except (OutputsError, StackError) as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:
+        print(f"headrace: error: cannot read the stack in {args.outputs}: {exc}", file=sys.stderr)
+        return 2
+    render(result, args.format, sys.stdout)
+    print(result.stats.line(), file=sys.stderr)
+    if args.explain:
+        if result.stats.engine == "athena":
+            print("athena: files opened are not reported; see the bytes scanned above", file=sys.stderr)
+        for path in result.stats.files_scanned:
+            print(f"scanned: {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,117 @@
+"""The processor keeps the Glue catalog in step (moto Glue): create on the first file, add
+columns on drift, record what Glue refuses, retry what is transient."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers.dal.catalog import GlueCatalog
+
+from .conftest import REGION, Pipeline
+
+DATABASE = "headrace_test"
+JANUARY = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n"
+FEBRUARY = (
+    "date,product,quantity,price,region\n2025-02-01,Gadget,2,49.99,north\n2025-02-02,Widget,1.5,29.99,south\n"
+)
+
+
+@pytest.fixture
+def catalog_pipeline(aws, monkeypatch, tmp_path) -> Pipeline:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    return Pipeline(monkeypatch, tmp_path)
+
+
+def glue():
+    return boto3.client("glue", region_name=REGION)
+
+
+def columns(table: dict) -> list[tuple[str, str]]:
+    return [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+
+
+def test_first_file_creates_the_table_and_drift_extends_it(catalog_pipeline):
+    # Given the stack's Glue database
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    # When January's file is processed
+    january = catalog_pipeline.upload("incoming/sales/2025-01.csv", JANUARY)
+    assert catalog_pipeline.process(january) == {"batchItemFailures": []}
+    # Then the sales table exists with the file's columns, typed for Athena, partition-projected
+    table = glue().get_table(DatabaseName=DATABASE, Name="sales")["Table"]
+    assert columns(table) == [
+        ("date", "date"),
+        ("product", "string"),
+        ("quantity", "bigint"),
+        ("price", "double"),
+        ("_rescued_data", "string"),
+    ]
+    item = catalog_pipeline.item(january)
+    assert (
+        table["StorageDescriptor"]["Location"] == f"s3://{catalog_pipeline.processed}/parquet/dataset=sales/"
+    )
+    assert table["Parameters"]["projection.ingest_date.range"] == f"{item['ingest_date']},NOW"
+    assert item["status"] == "completed" and "catalog_error" not in item
+    # When February's file brings a region column and a fractional quantity
+    february = catalog_pipeline.upload("incoming/sales/2025-02.csv", FEBRUARY)
+    assert catalog_pipeline.process(february) == {"batchItemFailures": []}
+    # Then the table gains region and quantity widens to double; nothing else moves
+    table = glue().get_table(DatabaseName=DATABASE, Name="sales")["Table"]
+    assert columns(table) == [
+        ("date", "date"),
+        ("product", "string"),
+        ("quantity", "double"),
+        ("price", "double"),
+        ("region", "string"),
+        ("_rescued_data", "string"),
+    ]
+    assert [t["Name"] for t in glue().get_tables(DatabaseName=DATABASE)["TableList"]] == ["sales"]
+
+
+def test_a_refusal_is_recorded_and_the_file_still_completes_and_is_announced(catalog_pipeline):
+    # Given no Glue database (deleted by hand, or a missing permission: Glue refuses)
+    obj = catalog_pipeline.upload("incoming/orders/a.csv", JANUARY)
+    # When the file is processed
+    response = catalog_pipeline.process(obj)
+    # Then the file completes, is announced to the loader, and the refusal is on its item
+    assert response == {"batchItemFailures": []}
+    item = catalog_pipeline.item(obj)
+    assert item["status"] == "completed"
+    assert "EntityNotFoundException" in item["catalog_error"]
+    assert DATABASE in item["catalog_error"]
+    assert [e["object_key"] for e in catalog_pipeline.published()] == [obj["key"]]
+
+
+def test_a_transient_catalog_error_retries_the_file(catalog_pipeline, monkeypatch):
+    # Given Glue throttling the first attempt
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    calls = {"n": 0}
+    real_get = GlueCatalog.get_table
+
+    def flaky(self, database, name):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetTable")
+        return real_get(self, database, name)
+
+    monkeypatch.setattr(GlueCatalog, "get_table", flaky)
+    obj = catalog_pipeline.upload("incoming/events/a.csv", JANUARY)
+    catalog_pipeline.announce(obj)
+    # When the file is processed
+    records, response = catalog_pipeline.poll()
+    # Then the record fails (the queue retries it) and the file is not completed yet
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = catalog_pipeline.item(obj)
+    assert item["status"] == "processing" and "ThrottlingException" in item["last_error"]
+    assert catalog_pipeline.published() == []
+    # When the message comes back after its visibility timeout
+    catalog_pipeline.sqs.change_message_visibility(
+        QueueUrl=catalog_pipeline.queue.url, ReceiptHandle=records[0]["receiptHandle"], VisibilityTimeout=0
+    )
+    _, response = catalog_pipeline.poll()
+    # Then it completes, is announced once, and the table exists
+    assert response == {"batchItemFailures": []}
+    assert catalog_pipeline.item(obj)["status"] == "completed"
+    assert len(catalog_pipeline.published()) == 1
+    assert glue().get_table(DatabaseName=DATABASE, Name="events")["Table"]["Name"] == "events"

@@ -1,0 +1,213 @@
+"""The query catalog's pure logic: file schema -> Glue columns, drift merge, the table input,
+and the create/update loop against a fake store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handlers.dal.catalog import CatalogRejected, TableChanged
+from handlers.logic.catalog import (
+    RANGE_KEY,
+    Column,
+    file_columns,
+    merge_columns,
+    next_table_input,
+    sync_table,
+    table_columns,
+)
+
+SALES = {"date": "date", "product": "string", "quantity": "int", "price": "float"}
+
+
+def test_file_columns_use_athena_types_and_end_with_rescued_data():
+    # Given a summary schema with every logical type and a mixed-case name
+    schema = {
+        "Id": "int",
+        "amount": "float",
+        "ok": "bool",
+        "day": "date",
+        "at": "timestamp",
+        "note": "string",
+    }
+    # Then the Glue columns are lower case, typed for Athena, with _rescued_data last
+    assert file_columns(schema) == [
+        Column("id", "bigint"),
+        Column("amount", "double"),
+        Column("ok", "boolean"),
+        Column("day", "date"),
+        Column("at", "timestamp"),
+        Column("note", "string"),
+        Column("_rescued_data", "string"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table_type", "file_type", "expected"),
+    [
+        ("bigint", "double", "double"),  # int -> float
+        ("double", "bigint", "double"),  # a narrower file changes nothing
+        ("bigint", "string", "string"),
+        ("double", "string", "string"),
+        ("date", "timestamp", "timestamp"),
+        ("timestamp", "date", "timestamp"),
+        ("timestamp", "string", "string"),
+        ("boolean", "bigint", "string"),  # unrelated types meet at string
+        ("date", "double", "string"),
+        ("string", "bigint", "string"),
+    ],
+)
+def test_types_widen_along_the_lattice(table_type, file_type, expected):
+    # Given a table column and a file column of another type
+    merged = merge_columns(
+        [Column("v", table_type), Column("_rescued_data", "string")], [Column("v", file_type)]
+    )
+    # Then the column gets the narrowest type holding both
+    assert merged == [Column("v", expected), Column("_rescued_data", "string")]
+
+
+def test_new_columns_are_appended_before_rescued_data_and_names_match_case_insensitively():
+    # Given the sales table and a February file with an extra column and other spellings
+    table = file_columns(SALES)
+    february = file_columns({"Date": "date", "PRODUCT": "string", "quantity": "float", "region": "string"})
+    # When merged
+    merged = merge_columns(table, february)
+    # Then existing columns keep their place, quantity widens, region is appended, and
+    # _rescued_data stays last; price (absent from the file) stays
+    assert [(c.name, c.type) for c in merged] == [
+        ("date", "date"),
+        ("product", "string"),
+        ("quantity", "double"),
+        ("price", "double"),
+        ("region", "string"),
+        ("_rescued_data", "string"),
+    ]
+
+
+def test_columns_of_unknown_types_are_left_alone():
+    # Given a column someone changed by hand to a type this module does not manage
+    table = [Column("amount", "decimal(10,2)"), Column("_rescued_data", "string")]
+    # Then a file with another type for it changes nothing
+    assert merge_columns(table, [Column("amount", "string")]) == table
+
+
+def test_new_table_is_partition_projected_parquet_at_the_dataset_location():
+    # Given the first file of a dataset
+    table = next_table_input(None, "sales", SALES, "2025-02-14", "processed-bucket")
+    assert table is not None
+    # Then the table is external Parquet at the dataset's prefix...
+    descriptor = table["StorageDescriptor"]
+    assert table["Name"] == "sales" and table["TableType"] == "EXTERNAL_TABLE"
+    assert descriptor["Location"] == "s3://processed-bucket/parquet/dataset=sales/"
+    assert descriptor["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    assert descriptor["InputFormat"].endswith("MapredParquetInputFormat")
+    assert [c["Name"] for c in descriptor["Columns"]][-1] == "_rescued_data"
+    # ...partitioned by ingest_date (a string), projected from the file's date to NOW
+    assert table["PartitionKeys"] == [{"Name": "ingest_date", "Type": "string"}]
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.ingest_date.type"] == "date"
+    assert parameters["projection.ingest_date.format"] == "yyyy-MM-dd"
+    assert parameters[RANGE_KEY] == "2025-02-14,NOW"
+    assert (
+        parameters["storage.location.template"]
+        == "s3://processed-bucket/parquet/dataset=sales/ingest_date=${ingest_date}/"
+    )
+
+
+def _as_stored(table_input: dict[str, Any]) -> dict[str, Any]:
+    """What GetTable returns for a table created with ``table_input`` (plus Glue's fields)."""
+    return {**table_input, "DatabaseName": "db", "CreateTime": "2025-01-01", "VersionId": "1"}
+
+
+def test_a_file_the_table_already_covers_changes_nothing():
+    # Given a table created by January's file
+    table = _as_stored(next_table_input(None, "sales", SALES, "2025-02-14", "b") or {})
+    # Then another file with the same (or a narrower) schema on a later day needs no write
+    assert next_table_input(table, "sales", SALES, "2025-02-15", "b") is None
+    assert next_table_input(table, "sales", {"quantity": "int"}, "2025-02-15", "b") is None
+
+
+def test_drift_and_an_earlier_day_update_the_table_keeping_what_glue_cannot_take_back():
+    # Given a stored table (with the read-only fields GetTable adds)
+    table = _as_stored(next_table_input(None, "sales", SALES, "2025-02-14", "b") or {})
+    # When a file with a new column from an earlier day arrives (a redriven old upload)
+    update = next_table_input(table, "sales", {**SALES, "region": "string"}, "2025-02-10", "b")
+    # Then the update has the new column and a range starting on that day, and only
+    # TableInput keys
+    assert update is not None
+    assert "region" in [c.name for c in table_columns(update)]
+    assert update["Parameters"][RANGE_KEY] == "2025-02-10,NOW"
+    assert not {"DatabaseName", "CreateTime", "VersionId"} & set(update)
+    assert update["StorageDescriptor"]["Location"] == "s3://b/parquet/dataset=sales/"
+
+
+class FakeStore:
+    def __init__(self, conflicts: int = 0, reject: str | None = None):
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.conflicts = conflicts
+        self.reject = reject
+        self.writes: list[tuple[str, str | None]] = []
+
+    def get_table(self, database: str, name: str) -> dict[str, Any] | None:
+        return self.tables.get(name)
+
+    def _write(self, kind: str, table_input: dict[str, Any], version: str | None) -> None:
+        if self.reject:
+            raise CatalogRejected(self.reject)
+        self.writes.append((kind, version))
+        if self.conflicts:
+            self.conflicts -= 1
+            # another processor wrote the table in between, from a file without region
+            other = next_table_input(None, table_input["Name"], SALES, "2025-02-14", "b") or {}
+            self.tables[table_input["Name"]] = {**other, "VersionId": f"other-{self.conflicts}"}
+            raise TableChanged(kind)
+        previous = int(str(self.tables.get(table_input["Name"], {}).get("VersionId", "0")).split("-")[-1])
+        self.tables[table_input["Name"]] = {**table_input, "VersionId": str(previous + 1)}
+
+    def create_table(self, database: str, table_input: dict[str, Any]) -> None:
+        self._write("create", table_input, None)
+
+    def update_table(self, database: str, table_input: dict[str, Any], version_id: str | None) -> None:
+        self._write("update", table_input, version_id)
+
+
+def test_sync_creates_then_updates_only_on_drift():
+    # Given an empty catalog
+    store = FakeStore()
+    # When three files arrive: January, January again, February with a new column
+    assert sync_table(store, "db", "sales", SALES, "2025-02-14", "b") is None
+    assert sync_table(store, "db", "sales", SALES, "2025-02-14", "b") is None
+    assert sync_table(store, "db", "sales", {**SALES, "region": "string"}, "2025-02-15", "b") is None
+    # Then the table was created once and updated once, at the version it was read at
+    assert store.writes == [("create", None), ("update", "1")]
+    assert [c.name for c in table_columns(store.tables["sales"])][-2:] == ["region", "_rescued_data"]
+
+
+def test_sync_retries_a_concurrent_change_and_merges_again():
+    # Given a store where another processor wins the first write
+    store = FakeStore(conflicts=1)
+    # When a file syncs
+    assert sync_table(store, "db", "sales", {**SALES, "region": "string"}, "2025-02-14", "b") is None
+    # Then it re-read the table the other one created and updated it at that version
+    assert store.writes == [("create", None), ("update", "other-0")]
+    assert "region" in [c.name for c in table_columns(store.tables["sales"])]
+
+
+def test_sync_gives_up_on_endless_conflicts_as_a_transient_error():
+    # Given a table that changes under every attempt
+    store = FakeStore(conflicts=99)
+    # Then the conflict propagates (the message is retried later)
+    with pytest.raises(TableChanged, match="5 times"):
+        sync_table(store, "db", "sales", {**SALES, "region": "string"}, "2025-02-14", "b")
+    assert len(store.writes) == 5
+
+
+def test_sync_returns_a_refusal_instead_of_raising():
+    # Given Glue refusing the write (e.g. access denied)
+    store = FakeStore(reject="glue CreateTable in db: AccessDeniedException: no")
+    # Then the reason comes back to be recorded
+    assert sync_table(store, "db", "sales", SALES, "2025-02-14", "b") == (
+        "glue CreateTable in db: AccessDeniedException: no"
+    )

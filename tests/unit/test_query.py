@@ -1,0 +1,251 @@
+"""``headrace query`` without a stack: engine choice, the Athena engine against botocore's
+Stubber (moto's Athena runs no SQL and cannot fail a query the way Athena does), output
+formats and exit statuses."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from headrace import cli
+from headrace.outputs import StackOutputs
+from headrace.query import AthenaEngine, QueryError, QueryResult, QueryStats, choose_engine, render
+
+BASE = {
+    "raw_bucket": "raw",
+    "processed_bucket": "processed",
+    "reports_bucket": "reports",
+    "processing_queue_url": "q",
+    "processing_dlq_url": "q",
+    "load_queue_url": "q",
+    "load_dlq_url": "q",
+    "metadata_table": "t",
+    "db_secret_arn": "arn",
+    "alerts_topic_arn": "arn",
+    "ingest_api_url": "https://x",
+    "region": "eu-west-1",
+}
+AWS = {**BASE, "athena_workgroup": "headrace-dev", "glue_database": "headrace_dev"}
+
+
+@pytest.fixture(autouse=True)
+def no_endpoint(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+def outputs(**values: Any) -> StackOutputs:
+    return StackOutputs.model_validate(values)
+
+
+def test_auto_picks_athena_on_aws_and_duckdb_everywhere_else(monkeypatch):
+    # Given an AWS stack with a workgroup, the embedded runtime (endpoint + workgroup), and
+    # a LocalStack stack (no workgroup)
+    assert choose_engine(outputs(**AWS)) == "athena"
+    assert choose_engine(outputs(**AWS, aws_endpoint_url="http://127.0.0.1:4566")) == "duckdb"
+    assert choose_engine(outputs(**BASE)) == "duckdb"
+    # and an AWS stack queried with boto3's endpoint variable set (pointing elsewhere)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
+    assert choose_engine(outputs(**AWS)) == "duckdb"
+    # Then an explicit engine wins, but Athena needs a workgroup
+    assert choose_engine(outputs(**AWS), "duckdb") == "duckdb"
+    with pytest.raises(QueryError, match="no Athena workgroup"):
+        choose_engine(outputs(**BASE), "athena")
+    # and is refused on the embedded runtime, whose emulator answers without running SQL
+    with pytest.raises(QueryError, match="runs no SQL"):
+        choose_engine(outputs(**AWS, aws_endpoint_url="http://127.0.0.1:4566"), "athena")
+
+
+def _engine() -> tuple[AthenaEngine, Stubber, Stubber, list[float]]:
+    sleeps: list[float] = []
+    engine = AthenaEngine(outputs(**AWS), sleep=sleeps.append)
+    return engine, Stubber(engine.athena), Stubber(engine.glue), sleeps
+
+
+START = {
+    "QueryString": "SELECT 1",
+    "WorkGroup": "headrace-dev",
+    "QueryExecutionContext": {"Database": "headrace_dev"},
+}
+
+
+def _execution(state: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "QueryExecution": {
+            "QueryExecutionId": "q-1",
+            "Status": {"State": state, **extra.pop("status", {})},
+            **extra,
+        }
+    }
+
+
+def _row(*values: str | None) -> dict[str, Any]:
+    return {"Data": [{} if v is None else {"VarCharValue": v} for v in values]}
+
+
+COLUMNS = [
+    {"Name": "product", "Type": "varchar"},
+    {"Name": "n", "Type": "bigint"},
+    {"Name": "avg_price", "Type": "double"},
+    {"Name": "express", "Type": "boolean"},
+]
+
+
+def test_athena_query_runs_in_the_workgroup_polls_and_pages_typed_rows():
+    # Given Athena queueing, running, then succeeding with two pages of results
+    engine, athena, _, sleeps = _engine()
+    athena.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, START)
+    athena.add_response("get_query_execution", _execution("QUEUED"), {"QueryExecutionId": "q-1"})
+    athena.add_response("get_query_execution", _execution("RUNNING"), {"QueryExecutionId": "q-1"})
+    athena.add_response(
+        "get_query_execution",
+        _execution("SUCCEEDED", StatementType="DML", Statistics={"DataScannedInBytes": 2048}),
+        {"QueryExecutionId": "q-1"},
+    )
+    athena.add_response(
+        "get_query_results",
+        {
+            "ResultSet": {
+                "ResultSetMetadata": {"ColumnInfo": COLUMNS},
+                "Rows": [_row("product", "n", "avg_price", "express"), _row("Widget", "3", "29.99", "true")],
+            },
+            "NextToken": "page-2",
+        },
+        {"QueryExecutionId": "q-1", "MaxResults": 1000},
+    )
+    athena.add_response(
+        "get_query_results",
+        {
+            "ResultSet": {
+                "ResultSetMetadata": {"ColumnInfo": COLUMNS},
+                "Rows": [_row("Gadget", "1", None, "false")],
+            }
+        },
+        {"QueryExecutionId": "q-1", "MaxResults": 1000, "NextToken": "page-2"},
+    )
+    # When the query runs
+    with athena:
+        result = engine.execute("SELECT 1")
+    # Then the header row is dropped, values are typed, NULL stays None, and every page is read
+    assert result.columns == ["product", "n", "avg_price", "express"]
+    assert result.rows == [("Widget", 3, 29.99, True), ("Gadget", 1, None, False)]
+    assert (result.stats.engine, result.stats.bytes_scanned, result.stats.query_id) == ("athena", 2048, "q-1")
+    # and it waited between polls, backing off
+    assert sleeps == [0.25, 0.5]
+    athena.assert_no_pending_responses()
+
+
+def test_a_query_over_the_scan_limit_says_so_and_names_the_limit():
+    # Given Athena cancelling the query at the workgroup's bytes-scanned cutoff
+    engine, athena, _, _ = _engine()
+    athena.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, START)
+    athena.add_response(
+        "get_query_execution",
+        _execution("CANCELLED", status={"StateChangeReason": "Bytes scanned limit was exceeded"}),
+        {"QueryExecutionId": "q-1"},
+    )
+    athena.add_response(
+        "get_work_group",
+        {
+            "WorkGroup": {
+                "Name": "headrace-dev",
+                "Configuration": {"BytesScannedCutoffPerQuery": 10 * 1024 * 1024},
+            }
+        },
+        {"WorkGroup": "headrace-dev"},
+    )
+    # When it runs
+    with athena, pytest.raises(QueryError) as caught:
+        engine.execute("SELECT 1")
+    # Then the error names the limit, the setting, and how to narrow the query
+    message = str(caught.value)
+    assert "Athena cancelled the query: it would scan more than the workgroup's limit of 10.0 MiB" in message
+    assert "headrace:catalog.bytes_scanned_limit_mb" in message and "ingest_date" in message
+
+
+def test_an_unknown_table_lists_the_known_ones():
+    # Given Athena failing on a table the catalog does not have
+    engine, athena, glue, _ = _engine()
+    reason = "TABLE_NOT_FOUND: line 1:15: Table 'awsdatacatalog.headrace_dev.nope' does not exist"
+    athena.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, START)
+    athena.add_response(
+        "get_query_execution",
+        _execution("FAILED", status={"StateChangeReason": reason}),
+        {"QueryExecutionId": "q-1"},
+    )
+    glue.add_response(
+        "get_tables",
+        {"TableList": [{"Name": "sales"}, {"Name": "orders"}]},
+        {"DatabaseName": "headrace_dev"},
+    )
+    # Then the error keeps Athena's reason and adds the tables of the stack
+    with athena, glue, pytest.raises(QueryError) as caught:
+        engine.execute("SELECT 1")
+    assert (
+        str(caught.value) == f"Athena failed the query: {reason}; the tables of this stack are: orders, sales"
+    )
+
+
+def test_bad_sql_shows_athenas_message():
+    # Given Athena refusing the statement outright
+    engine, athena, _, _ = _engine()
+    athena.add_client_error(
+        "start_query_execution",
+        service_error_code="InvalidRequestException",
+        service_message="line 1:1: mismatched input 'selec'",
+        expected_params=START,
+    )
+    with athena, pytest.raises(QueryError, match="Athena: line 1:1: mismatched input 'selec'"):
+        engine.execute("SELECT 1")
+
+
+RESULT = QueryResult(
+    columns=["product", "day", "n", "note"],
+    rows=[("Widget", date(2025, 1, 1), 3, None), ('Gad|get, "x"', date(2025, 1, 2), 10, "ok")],
+    stats=QueryStats(engine="duckdb", files_scanned=["s3://b/k"], files_total=2, bytes_scanned=2048),
+)
+
+
+def test_json_csv_and_table_output():
+    # Given a result with a date, a NULL and characters CSV must quote
+    as_json, as_csv, as_table = io.StringIO(), io.StringIO(), io.StringIO()
+    # When rendered in each format
+    render(RESULT, "json", as_json)
+    render(RESULT, "csv", as_csv)
+    render(RESULT, "table", as_table)
+    # Then JSON is a list of objects with ISO dates and nulls
+    assert json.loads(as_json.getvalue()) == [
+        {"product": "Widget", "day": "2025-01-01", "n": 3, "note": None},
+        {"product": 'Gad|get, "x"', "day": "2025-01-02", "n": 10, "note": "ok"},
+    ]
+    # CSV has a header, empty NULLs and quoting
+    assert as_csv.getvalue().splitlines() == [
+        "product,day,n,note",
+        "Widget,2025-01-01,3,",
+        '"Gad|get, ""x""",2025-01-02,10,ok',
+    ]
+    # and the table shows every value, NULL spelled out, and the row count
+    table = as_table.getvalue()
+    assert "Widget" in table and "2025-01-02" in table and "NULL" in table and "2 rows" in table
+    # and the statistics line says what was read
+    assert RESULT.stats.line().startswith("duckdb: scanned 1 of 2 Parquet files (2.0 KiB)")
+
+
+def test_cli_exit_statuses(tmp_path, capsys):
+    # Given no outputs file
+    # Then the stack cannot be read: status 2 and a one-line error
+    assert cli.main(["query", "SELECT 1", "--outputs", str(tmp_path / "missing.json")]) == 2
+    assert "no such outputs file" in capsys.readouterr().err
+    # Given a LocalStack-like stack without a workgroup, asked for Athena
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(BASE))
+    # Then the query cannot run: status 1
+    assert cli.main(["query", "SELECT 1", "--outputs", str(path), "--engine", "athena"]) == 1
+    assert "use --engine duckdb" in capsys.readouterr().err
