@@ -10,7 +10,7 @@ from pathlib import Path
 
 from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
 from handlers.logic.processing.pii import PiiOptions, PiiRule
-from headrace import status, tenants
+from headrace import dlq, replay, status, tenants
 from headrace.local import cli as local_cli
 
 
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_inspect)
     tenants.register(sub)
     status.register(sub)
+    dlq.register(sub)
+    replay.register(sub)
     local_cli.register(sub)
     return parser
 
