@@ -167,6 +167,19 @@ class Describer:
         letter.reason = letter.reason or "no failure recorded"
         return letter
 
+    def subject(self, message: dict[str, Any]) -> str:
+        """What the message is about (object key, or tenant/log id) without reading the table."""
+        body = message.get("Body", "")
+        try:
+            if self.queue == "processing":
+                return ObjectRef.from_event(S3EventNotificationEventBridgeModel.model_validate_json(body)).key
+            if self.queue == "load":
+                return FileProcessedEvent.model_validate_json(body).detail.object_key
+            data = json.loads(body)
+            return f"{data['tenant_id']}/{data['log_id']}"
+        except (ValidationError, ValueError, KeyError, TypeError):
+            return ""
+
     def _item(self, key: str, version: str) -> dict[str, Any]:
         return dict(self.table.get_item(Key={"object_key": key, "version": version}).get("Item") or {})
 
@@ -436,7 +449,9 @@ def register(subparsers: Any) -> None:
             default="",
             help="only messages whose object key (ingest: tenant/log id) starts with this",
         )
-        p.add_argument("--limit", type=int, default=None, help="at most this many messages")
+        p.add_argument(
+            "--limit", type=int, default=None, help="at most this many messages (listing: 1000 by default)"
+        )
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
         if name == "redrive":
             p.add_argument("--execute", action="store_true", help="really move them (default: dry run)")
@@ -496,7 +511,7 @@ def _redrive(
     if result is None:
 
         def select(message: dict[str, Any]) -> bool:
-            return describe(message).subject.startswith(args.prefix) if args.prefix else True
+            return describe.subject(message).startswith(args.prefix) if args.prefix else True
 
         result = move_manually(
             sqs, dlq_url, queue_url, select=select, limit=args.limit or 1_000_000, progress=say
