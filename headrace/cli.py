@@ -10,7 +10,7 @@ from pathlib import Path
 
 from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
 from handlers.logic.processing.pii import PiiOptions, PiiRule
-from headrace import query, status, tenants
+from headrace import dlq, query, replay, status, tenants
 from headrace.local import cli as local_cli
 
 
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     tenants.register(sub)
     status.register(sub)
     query.register(sub)
+    dlq.register(sub)
+    replay.register(sub)
     local_cli.register(sub)
     return parser
 

@@ -158,8 +158,9 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
     lines.append("")
     if status["dead_letters"]:
         lines.append(
-            f"Attention: {status['dead_letters']} message(s) in dead-letter queues; inspect them, fix the "
-            "cause, then redrive (aws sqs start-message-move-task --source-arn <DLQ ARN>)."
+            f"Attention: {status['dead_letters']} message(s) in dead-letter queues; inspect them "
+            f"(headrace dlq inspect --outputs {outputs_path} --queue processing|load|ingest), fix the "
+            "cause, then redrive (headrace dlq redrive ... --execute). See docs/operations.md."
         )
     else:
         lines.append("All dead-letter queues are empty.")

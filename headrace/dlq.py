@@ -1,0 +1,562 @@
+"""``headrace dlq inspect|redrive``: what waits in a dead-letter queue, why, and moving it back.
+
+    headrace dlq inspect --queue processing                   # list, with the failure reasons
+    headrace dlq redrive --queue processing                   # dry run: what would move
+    headrace dlq redrive --queue processing --execute         # move it back to the work queue
+
+``inspect`` never consumes a message: it receives each with a short visibility timeout and
+makes it visible again at once. Each message is shown with what it is about (processing and
+load: the object key and version; ingest: the tenant and log id, never the text) and the
+failure the pipeline recorded for it (the metadata item's ``error``/``last_error``, or
+``load_error`` for the load queue; EventBridge's ``ERROR_CODE``/``ERROR_MESSAGE`` for events
+it could not deliver).
+
+``redrive`` is a dry run unless ``--execute`` is given. It moves messages back to the queue
+the DLQ serves: with SQS's message move task (``StartMessageMoveTask``) where the service
+has it (AWS, LocalStack 3.1+), otherwise (the embedded runtime's emulator, or with
+``--prefix``/``--limit``, which a move task cannot honour) by receive, send, delete in
+batches of ten. A message is sent before it is deleted, so an interrupted redrive loses
+nothing; one that is sent twice is processed once (every stage is idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from handlers.models.events import ObjectRef
+from handlers.models.loader import FileProcessedEvent
+from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+
+# --queue NAME -> (work queue output, its DLQ output)
+QUEUES = {
+    "processing": ("processing_queue_url", "processing_dlq_url"),
+    "load": ("load_queue_url", "load_dlq_url"),
+    "ingest": ("ingest_queue_url", "ingest_dlq_url"),
+}
+# How long a message listed or being moved stays hidden from other readers.
+PEEK_VISIBILITY_SECONDS = 30
+MOVE_VISIBILITY_SECONDS = 120
+BATCH = 10  # SQS batch limit
+# Errors by which a service says it has no message move task (emulators): the redrive then
+# moves messages itself. moto's server answers an unknown action with a bare HTTP 500
+# whose code is "500"; LocalStack before 3.1 and others use these codes.
+UNSUPPORTED_CODES = frozenset(
+    {"InvalidAction", "UnknownOperationException", "UnsupportedOperation", "NotImplemented", "501"}
+)
+SUPERSEDED_NOTE = "a newer version of this key replaced it: a redrive acknowledges it without processing"
+
+
+class DlqError(Exception):
+    pass
+
+
+@dataclass
+class DeadLetter:
+    """One message of a DLQ, with what the pipeline knows about it."""
+
+    message_id: str
+    subject: str  # object key, or tenant/log id
+    version: str | None
+    sent_at: str | None
+    receives: int  # receives in the DLQ so far (inspect adds one)
+    status: str | None  # metadata status (load_status for the load queue)
+    reason: str
+    attempts: int | None = None
+    note: str | None = None
+    # not shown: what a manual move re-sends
+    receipt_handle: str = field(default="", repr=False)
+    body: str = field(default="", repr=False)
+    attributes: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        for private in ("receipt_handle", "body", "attributes"):
+            data.pop(private)
+        return data
+
+
+# ------------------------------------------------------------------------------ reading
+def _iso_ms(value: str | None) -> str | None:
+    if not value or not value.isdigit():
+        return None
+    moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def receive_all(sqs: Any, url: str, *, limit: int, visibility: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` distinct messages of ``url``, each hidden for ``visibility`` seconds.
+
+    Stops after two receives in a row bring nothing new (the second one long-polls for a
+    second, which asks every SQS server, so an empty answer means the queue has no more
+    visible messages)."""
+    seen: dict[str, dict[str, Any]] = {}
+    empty = 0
+    while len(seen) < limit and empty < 2:
+        messages = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(BATCH, limit - len(seen)),
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=1 if empty else 0,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        fresh = 0
+        for message in messages:
+            if message["MessageId"] in seen:  # came back: keep the newest receipt handle
+                seen[message["MessageId"]]["ReceiptHandle"] = message["ReceiptHandle"]
+            else:
+                seen[message["MessageId"]] = message
+                fresh += 1
+        empty = 0 if fresh else empty + 1
+    return list(seen.values())
+
+
+def release(sqs: Any, url: str, receipt_handles: Iterable[str]) -> None:
+    """Make messages visible again now. A handle that expired meanwhile needs nothing."""
+    handles = list(receipt_handles)
+    for start in range(0, len(handles), BATCH):
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(handles[start : start + BATCH])
+            ],
+        )
+
+
+class Describer:
+    """Turns a raw DLQ message into a :class:`DeadLetter` (one metadata read per message)."""
+
+    def __init__(self, queue: str, metadata_table: Any):
+        self.queue = queue
+        self.table = metadata_table
+
+    def __call__(self, message: dict[str, Any]) -> DeadLetter:
+        system = message.get("Attributes", {})
+        attributes = message.get("MessageAttributes", {}) or {}
+        letter = DeadLetter(
+            message_id=message["MessageId"],
+            subject="",
+            version=None,
+            sent_at=_iso_ms(system.get("SentTimestamp")),
+            receives=int(system.get("ApproximateReceiveCount", 0) or 0),
+            status=None,
+            reason="",
+            receipt_handle=message.get("ReceiptHandle", ""),
+            body=message.get("Body", ""),
+            attributes=attributes,
+        )
+        describe = {"processing": self._processing, "load": self._load, "ingest": self._ingest}[self.queue]
+        describe(letter)
+        delivery = _eventbridge_failure(attributes)
+        if delivery:  # EventBridge could not deliver it to the queue at all
+            letter.reason = delivery if not letter.reason else f"{delivery}; {letter.reason}"
+        letter.reason = letter.reason or "no failure recorded"
+        return letter
+
+    def subject(self, message: dict[str, Any]) -> str:
+        """What the message is about (object key, or tenant/log id) without reading the table."""
+        body = message.get("Body", "")
+        try:
+            if self.queue == "processing":
+                return ObjectRef.from_event(S3EventNotificationEventBridgeModel.model_validate_json(body)).key
+            if self.queue == "load":
+                return FileProcessedEvent.model_validate_json(body).detail.object_key
+            data = json.loads(body)
+            return f"{data['tenant_id']}/{data['log_id']}"
+        except (ValidationError, ValueError, KeyError, TypeError):
+            return ""
+
+    def _item(self, key: str, version: str) -> dict[str, Any]:
+        return dict(self.table.get_item(Key={"object_key": key, "version": version}).get("Item") or {})
+
+    def _processing(self, letter: DeadLetter) -> None:
+        try:
+            ref = ObjectRef.from_event(S3EventNotificationEventBridgeModel.model_validate_json(letter.body))
+        except (ValidationError, ValueError) as exc:
+            letter.subject = "(not an S3 Object Created event)"
+            letter.reason = f"the processor cannot parse this message: {_first_line(exc)}"
+            return
+        letter.subject, letter.version = ref.key, ref.version
+        item = self._item(ref.key, ref.version)
+        if not item:
+            letter.reason = "no metadata item: the processor never recorded this version (or it expired)"
+            return
+        letter.status = item.get("status")
+        letter.attempts = _int(item.get("attempts"))
+        letter.reason = str(item.get("error") or item.get("last_error") or "")
+        if item.get("superseded_by"):
+            letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
+
+    def _load(self, letter: DeadLetter) -> None:
+        try:
+            detail = FileProcessedEvent.model_validate_json(letter.body).detail
+        except (ValidationError, ValueError) as exc:
+            letter.subject = "(not a File Processed event)"
+            letter.reason = f"the loader cannot parse this message: {_first_line(exc)}"
+            return
+        letter.subject, letter.version = detail.object_key, detail.version
+        item = self._item(detail.object_key, detail.version)
+        if not item:
+            letter.reason = "no metadata item for this version (expired?)"
+            return
+        letter.status = item.get("load_status")
+        letter.attempts = _int(item.get("load_attempts"))
+        letter.reason = str(item.get("load_error") or "")
+        if item.get("superseded_by"):
+            letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
+
+    def _ingest(self, letter: DeadLetter) -> None:
+        # Only the identifiers: the message text is unredacted and must not be printed.
+        try:
+            data = json.loads(letter.body)
+            tenant, log_id = str(data["tenant_id"]), str(data["log_id"])
+        except (ValueError, KeyError, TypeError):
+            letter.subject = "(not an ingest message)"
+            letter.reason = "the ingest worker cannot parse this message"
+            return
+        letter.subject, letter.version = f"{tenant}/{log_id}", None
+        letter.reason = (
+            f"not recorded outside the logs: search the ingest-worker's log group for log_id {log_id}"
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200]
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _eventbridge_failure(attributes: dict[str, Any]) -> str:
+    code = (attributes.get("ERROR_CODE") or {}).get("StringValue")
+    message = (attributes.get("ERROR_MESSAGE") or {}).get("StringValue")
+    if not code and not message:
+        return ""
+    return f"EventBridge could not deliver it to the queue: {code or ''} {message or ''}".strip()
+
+
+def inspect_dlq(
+    sqs: Any, dlq_url: str, describe: Callable[[dict[str, Any]], DeadLetter], limit: int
+) -> list[DeadLetter]:
+    """The messages of a DLQ, described; every one is visible again when this returns."""
+    messages = receive_all(sqs, dlq_url, limit=limit, visibility=PEEK_VISIBILITY_SECONDS)
+    try:
+        return [describe(m) for m in messages]
+    finally:
+        release(sqs, dlq_url, [m["ReceiptHandle"] for m in messages])
+
+
+# ------------------------------------------------------------------------------ moving
+@dataclass
+class RedriveResult:
+    method: str  # "move-task" | "receive-send-delete"
+    moved: int
+    left: int = 0  # matching messages that could not be sent (still in the DLQ)
+    task: dict[str, Any] | None = None
+
+
+def _unsupported(exc: Exception) -> bool:
+    """Whether ``exc`` says "this service has no message move task" (and nothing else)."""
+    if isinstance(exc, NotImplementedError):  # moto in-process
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return code in UNSUPPORTED_CODES or code == "500"
+    return False
+
+
+def queue_arn(sqs: Any, url: str) -> str:
+    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+
+def move_with_task(
+    sqs: Any,
+    dlq_arn: str,
+    target_arn: str,
+    *,
+    wait_seconds: float = 900,
+    poll_seconds: float = 2,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RedriveResult | None:
+    """Move everything with SQS's message move task; None when the service has none.
+
+    The destination is always given (the work queue), so messages EventBridge put into the
+    DLQ itself (they never came from a source queue) go back too. Refuses to start a second
+    task while one is running on the same DLQ."""
+    try:
+        tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=10).get("Results", [])
+    except (ClientError, NotImplementedError) as exc:
+        if _unsupported(exc):
+            return None
+        raise
+    running = [t for t in tasks if t.get("Status") == "RUNNING"]
+    if running:
+        raise DlqError(
+            f"a message move task is already running on this DLQ (handle {running[0].get('TaskHandle')}); "
+            "wait for it, or cancel it with: aws sqs cancel-message-move-task --task-handle <handle>"
+        )
+    handle = sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=target_arn)["TaskHandle"]
+    progress(f"started message move task {handle}")
+    deadline = time.monotonic() + wait_seconds
+    latest: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=1).get("Results", [])
+        latest = tasks[0] if tasks else {}
+        status = latest.get("Status")
+        if status in ("COMPLETED", "CANCELLED", "FAILED"):
+            break
+        progress(
+            f"  {latest.get('ApproximateNumberOfMessagesMoved', 0)} of "
+            f"{latest.get('ApproximateNumberOfMessagesToMove', '?')} moved"
+        )
+        time.sleep(poll_seconds)
+    else:
+        raise DlqError(
+            f"the move task {handle} still runs after {wait_seconds:.0f} s; it goes on without this "
+            "command (aws sqs list-message-move-tasks --source-arn ...)"
+        )
+    if latest.get("Status") != "COMPLETED":
+        raise DlqError(
+            f"the move task ended {latest.get('Status')}: {latest.get('FailureReason') or 'no reason given'}"
+        )
+    return RedriveResult("move-task", int(latest.get("ApproximateNumberOfMessagesMoved", 0)), task=latest)
+
+
+def _resend_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Message attributes as SendMessage takes them (a received one carries extra fields)."""
+    sendable: dict[str, Any] = {}
+    for name, value in attributes.items():
+        kept = {k: value[k] for k in ("DataType", "StringValue", "BinaryValue") if k in value}
+        if "DataType" in kept and len(kept) > 1:
+            sendable[name] = kept
+    return sendable
+
+
+def move_manually(
+    sqs: Any,
+    dlq_url: str,
+    target_url: str,
+    *,
+    select: Callable[[dict[str, Any]], bool] = lambda _: True,
+    limit: int = 1_000_000,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RedriveResult:
+    """Receive from the DLQ, send to the work queue, then delete from the DLQ, ten at a time.
+
+    Messages ``select`` rejects, and any the queue refuses, stay in the DLQ (made visible
+    again at the end). Send before delete: an interruption leaves a message in both queues,
+    never in neither."""
+    moved, failed = 0, 0
+    keep: dict[str, str] = {}  # message id -> receipt handle, released at the end
+    done: set[str] = set()
+    empty = 0
+    try:
+        while moved < limit and empty < 2:
+            messages = sqs.receive_message(
+                QueueUrl=dlq_url,
+                MaxNumberOfMessages=BATCH,
+                VisibilityTimeout=MOVE_VISIBILITY_SECONDS,
+                WaitTimeSeconds=1 if empty else 0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            batch: list[dict[str, Any]] = []
+            for message in messages:
+                if message["MessageId"] in keep:
+                    keep[message["MessageId"]] = message["ReceiptHandle"]
+                elif message["MessageId"] not in done and len(batch) + moved < limit and select(message):
+                    batch.append(message)
+                elif message["MessageId"] not in done:
+                    keep[message["MessageId"]] = message["ReceiptHandle"]
+            empty = 0 if batch else empty + 1
+            if not batch:
+                continue
+            entries = [
+                {
+                    "Id": str(i),
+                    "MessageBody": m["Body"],
+                    **(
+                        {"MessageAttributes": attrs}
+                        if (attrs := _resend_attributes(m.get("MessageAttributes") or {}))
+                        else {}
+                    ),
+                }
+                for i, m in enumerate(batch)
+            ]
+            sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
+            ok = {entry["Id"] for entry in sent.get("Successful", [])}
+            for i, m in enumerate(batch):
+                if str(i) not in ok:
+                    failed += 1
+                    keep[m["MessageId"]] = m["ReceiptHandle"]
+            delete = [(str(i), m) for i, m in enumerate(batch) if str(i) in ok]
+            if delete:
+                sqs.delete_message_batch(
+                    QueueUrl=dlq_url,
+                    Entries=[{"Id": i, "ReceiptHandle": m["ReceiptHandle"]} for i, m in delete],
+                )
+            for _, m in delete:
+                done.add(m["MessageId"])
+            moved += len(delete)
+            progress(f"  {moved} moved")
+    finally:
+        release(sqs, dlq_url, keep.values())
+    return RedriveResult("receive-send-delete", moved, left=failed)
+
+
+# ------------------------------------------------------------------------------ command
+def register(subparsers: Any) -> None:
+    dlq = subparsers.add_parser(
+        "dlq",
+        help="inspect a dead-letter queue, or move its messages back (dry run unless --execute)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("inspect", "list a DLQ's messages with their failure reasons, without consuming them"),
+        ("redrive", "move a DLQ's messages back to their work queue (dry run unless --execute)"),
+    ):
+        p = actions.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--outputs",
+            type=Path,
+            default=DEFAULT_LOCAL_OUTPUTS,
+            metavar="PATH",
+            help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
+        )
+        p.add_argument("--queue", choices=sorted(QUEUES), required=True, help="which stage's DLQ")
+        p.add_argument(
+            "--prefix",
+            default="",
+            help="only messages whose object key (ingest: tenant/log id) starts with this",
+        )
+        p.add_argument(
+            "--limit", type=int, default=None, help="at most this many messages (listing: 1000 by default)"
+        )
+        p.add_argument("--json", action="store_true", help="print JSON instead of text")
+        if name == "redrive":
+            p.add_argument("--execute", action="store_true", help="really move them (default: dry run)")
+        p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        return _fail("--limit must be at least 1")
+    try:
+        outputs = StackOutputs.load(args.outputs)
+        queue_url = str(outputs.get(QUEUES[args.queue][0]))
+        dlq_url = str(outputs.get(QUEUES[args.queue][1]))
+        sqs = outputs.client("sqs")
+        describe = Describer(args.queue, outputs.resource("dynamodb").Table(outputs.metadata_table))
+        if args.dlq_command == "redrive" and args.execute:
+            return _redrive(args, outputs, sqs, queue_url, dlq_url, describe)
+        letters = [
+            letter
+            for letter in inspect_dlq(sqs, dlq_url, describe, args.limit or 1000)
+            if letter.subject.startswith(args.prefix)
+        ]
+    except (OutputsError, DlqError) as exc:
+        return _fail(str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        return _fail(f"cannot read the stack in {args.outputs}: {exc}")
+    if args.json:
+        json.dump([letter.public() for letter in letters], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    sys.stdout.write(render(args.queue, dlq_url, letters))
+    if args.dlq_command == "redrive":
+        sys.stdout.write(
+            f"\nDry run: {len(letters)} message(s) would move back to the {args.queue} queue "
+            f"({queue_url}).\nRun again with --execute to move them.\n"
+        )
+    return 0
+
+
+def _redrive(
+    args: argparse.Namespace,
+    outputs: StackOutputs,
+    sqs: Any,
+    queue_url: str,
+    dlq_url: str,
+    describe: Describer,
+) -> int:
+    say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
+    result: RedriveResult | None = None
+    if not args.prefix and args.limit is None:
+        # A probe that fails fast: an emulator answers an unknown action with an error that
+        # the default retry policy would repeat.
+        probe = _single_attempt_sqs(outputs)
+        result = move_with_task(probe, queue_arn(sqs, dlq_url), queue_arn(sqs, queue_url), progress=say)
+        if result is None:
+            say("this service has no message move task: moving messages one batch at a time")
+    if result is None:
+
+        def select(message: dict[str, Any]) -> bool:
+            return describe.subject(message).startswith(args.prefix) if args.prefix else True
+
+        result = move_manually(
+            sqs, dlq_url, queue_url, select=select, limit=args.limit or 1_000_000, progress=say
+        )
+    if args.json:
+        json.dump(asdict(result), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(
+            f"Moved {result.moved} message(s) from the {args.queue} DLQ back to {queue_url} "
+            f"({result.method})."
+        )
+        if result.left:
+            print(f"{result.left} message(s) could not be sent and stay in the DLQ.")
+    return 1 if result.left else 0
+
+
+def _single_attempt_sqs(outputs: StackOutputs) -> Any:
+    kwargs: dict[str, Any] = {"config": Config(retries={"total_max_attempts": 1})}
+    if outputs.aws_endpoint_url:
+        kwargs["endpoint_url"] = outputs.aws_endpoint_url
+    return outputs.session().client("sqs", **kwargs)
+
+
+def render(queue: str, dlq_url: str, letters: Sequence[DeadLetter]) -> str:
+    lines = [f"{queue} DLQ ({dlq_url}): {len(letters) or 'no'} message(s)"]
+    for letter in letters:
+        version = f"  version {letter.version}" if letter.version else ""
+        lines.append("")
+        lines.append(f"  {letter.subject}{version}")
+        facts = [
+            f"sent {letter.sent_at}" if letter.sent_at else "",
+            f"{letter.receives} receive(s) in the DLQ",
+        ]
+        if letter.status:
+            facts.append(f"status {letter.status}")
+        if letter.attempts is not None:
+            facts.append(f"{letter.attempts} attempt(s)")
+        lines.append("    " + ", ".join(f for f in facts if f))
+        lines.append("    reason: " + " ".join(letter.reason.split())[:500])
+        if letter.note:
+            lines.append("    note: " + letter.note)
+    return "\n".join(lines) + "\n"
+
+
+def _fail(message: str) -> int:
+    print(f"headrace: error: {message}", file=sys.stderr)
+    return 2

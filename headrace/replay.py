@@ -1,0 +1,219 @@
+"""``headrace replay KEY...``: process raw objects again by announcing them once more.
+
+For each key, the object's current version (HeadObject) is announced to the processing
+queue with the same EventBridge "Object Created" event S3 sends (marked with a
+``replay-name``). That is safe by construction: the processor's work is keyed on bucket +
+key + version id (its idempotency key), so
+
+- a version that failed, or whose message was lost or expired, is processed again;
+- a version that completed within the idempotency window
+  (``metadata.idempotency_ttl_seconds``, a day by default) is acknowledged without work,
+  unless ``--force`` first deletes its idempotency record (then it is processed again:
+  same Parquet and summary keys, overwritten; the warehouse replaces the key's rows);
+- a version that is no longer current is skipped as superseded (the latest version of a
+  key wins), which is why only the current version is replayed.
+
+``--version V`` replays only if V is still the key's current version (a guard against an
+upload in between). ``--dry-run`` prints what would be sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers.logic.idempotency import processor_idempotency_key
+from handlers.models.events import ObjectRef
+from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+
+REPLAY_NAME = "headrace-replay"
+
+
+class ReplayError(Exception):
+    pass
+
+
+@dataclass
+class Replayed:
+    key: str
+    version: str
+    previous_status: str | None
+    outcome: str  # what the processor will do with it
+
+
+def object_created_event(ref: ObjectRef, region: str, account: str) -> str:
+    """The EventBridge "Object Created" event S3 emits for ``ref`` (AWS's shape)."""
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": account,
+            "time": ref.uploaded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": region,
+            "resources": [f"arn:aws:s3:::{ref.bucket}"],
+            # EventBridge marks the events it replays from an archive the same way.
+            "replay-name": REPLAY_NAME,
+            "detail": {
+                "version": "0",
+                "bucket": {"name": ref.bucket},
+                "object": {
+                    "key": ref.key,
+                    "size": ref.size or 0,
+                    "etag": ref.etag,
+                    **({"version-id": ref.version_id} if ref.version_id else {}),
+                    "sequencer": "00",
+                },
+                "request-id": REPLAY_NAME,
+                "requester": account,
+                "reason": "PutObject",
+            },
+        }
+    )
+
+
+def _account_of(queue_url: str) -> str:
+    """The account id in an SQS queue URL (``https://sqs.<region>.../<account>/<name>``)."""
+    parts = queue_url.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 and parts[-2].isdigit() else "000000000000"
+
+
+class Replayer:
+    def __init__(self, outputs: StackOutputs):
+        self.outputs = outputs
+        self.s3 = outputs.client("s3")
+        self.sqs = outputs.client("sqs")
+        self.ddb = outputs.resource("dynamodb")
+        self.metadata = self.ddb.Table(outputs.metadata_table)
+
+    def current(self, key: str, version: str | None = None) -> tuple[ObjectRef, dict[str, Any]]:
+        """The key's current version and its metadata item (empty if none)."""
+        prefix = self.outputs.raw_prefix
+        if prefix and not key.startswith(prefix):
+            raise ReplayError(f"{key}: not under the raw prefix {prefix!r}; only those keys are processed")
+        try:
+            head = self.s3.head_object(Bucket=self.outputs.raw_bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ReplayError(f"{key}: no such object in {self.outputs.raw_bucket} (deleted?)") from None
+            raise
+        version_id = head.get("VersionId")
+        version_id = None if version_id in (None, "null") else str(version_id)
+        if version is not None and version != version_id:
+            raise ReplayError(
+                f"{key}: version {version} is not the current version ({version_id}); the processor "
+                "only processes a key's current version and skips older ones as superseded"
+            )
+        etag = str(head.get("ETag", "")).strip('"')
+        probe = ObjectRef(
+            bucket=self.outputs.raw_bucket,
+            key=key,
+            version_id=version_id,
+            etag=etag,
+            uploaded_at=head["LastModified"],
+        )
+        item = dict(
+            self.metadata.get_item(Key={"object_key": key, "version": probe.version}).get("Item") or {}
+        )
+        # The processor's own record of when this version arrived (it orders versions and
+        # names the output partition); the object's LastModified if it never saw it.
+        uploaded_at = head["LastModified"]
+        if item.get("uploaded_at"):
+            uploaded_at = datetime.fromisoformat(str(item["uploaded_at"]).replace("Z", "+00:00"))
+        ref = probe.model_copy(update={"size": int(head.get("ContentLength", 0)), "uploaded_at": uploaded_at})
+        return ref, item
+
+    def idempotency_record(self, ref: ObjectRef) -> tuple[Any, str, dict[str, Any]]:
+        """The processor's idempotency table, the record id for ``ref``, and the record (or {})."""
+        function = dict(self.outputs.get("function_names"))["processor"]
+        table = self.ddb.Table(self.outputs.get("idempotency_table"))
+        record_id = processor_idempotency_key(function, ref)
+        return table, record_id, dict(table.get_item(Key={"id": record_id}).get("Item") or {})
+
+    def replay(self, key: str, *, version: str | None, force: bool, dry_run: bool) -> Replayed:
+        ref, item = self.current(key, version)
+        status = item.get("status")
+        table, record_id, record = self.idempotency_record(ref)
+        remembered = record.get("status")
+        if remembered == "COMPLETED" and not force:
+            outcome = (
+                "acknowledged without work: this version completed recently (--force processes it again)"
+            )
+        elif remembered == "INPROGRESS":
+            outcome = "retried until the delivery now in progress ends, then acknowledged"
+        elif status == "completed" or remembered == "COMPLETED":
+            outcome = "processed again (same outputs, overwritten; the warehouse replaces its rows)"
+        else:
+            outcome = "processed"
+        if not dry_run:
+            if force and remembered == "COMPLETED":
+                table.delete_item(Key={"id": record_id})
+            self.sqs.send_message(
+                QueueUrl=self.outputs.processing_queue_url,
+                MessageBody=object_created_event(
+                    ref, self.outputs.region, _account_of(self.outputs.processing_queue_url)
+                ),
+            )
+        return Replayed(key, ref.version, status, outcome)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "replay",
+        help="process raw objects again: announce their current version to the processing queue",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("keys", nargs="+", metavar="KEY", help="raw object key (under the raw prefix)")
+    p.add_argument(
+        "--outputs",
+        type=Path,
+        default=DEFAULT_LOCAL_OUTPUTS,
+        metavar="PATH",
+        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
+    )
+    p.add_argument("--version", help="replay only if this is still the key's current version (one KEY)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="forget the processor's idempotency record first, so a completed version is processed again",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.version and len(args.keys) != 1:
+        return _fail("--version applies to one KEY only")
+    try:
+        replayer = Replayer(StackOutputs.load(args.outputs))
+    except OutputsError as exc:
+        return _fail(str(exc))
+    failed = 0
+    for key in args.keys:
+        try:
+            done = replayer.replay(key, version=args.version, force=args.force, dry_run=args.dry_run)
+        except (ReplayError, OutputsError) as exc:
+            print(f"headrace: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        except (BotoCoreError, ClientError) as exc:
+            return _fail(f"cannot reach the stack in {args.outputs}: {exc}")
+        verb = "would replay" if args.dry_run else "replayed"
+        was = f" (was {done.previous_status})" if done.previous_status else " (never processed)"
+        print(f"{verb} {done.key} version {done.version}{was}: {done.outcome}")
+    return 2 if failed else 0
+
+
+def _fail(message: str) -> int:
+    print(f"headrace: error: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,428 @@
+"""The CrossGuard policy pack (policy/) against the resources the real program registers.
+
+Every rule must pass on every stack the repository ships (dev, local, prod) and must fail
+on a resource broken on purpose (one negative test per rule). The rules are pure functions
+(policy/headrace_rules.py) run here in the program's environment; the last test runs them
+through ``pulumi_policy`` itself in the pack's own environment (policy/.venv).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from components.policies import UNSCOPED_ACTIONS
+
+from .conftest import ROOT, Deployment, deploy
+
+POLICY_DIR = ROOT / "policy"
+POLICY_PYTHON = POLICY_DIR / ".venv" / "bin" / "python"
+
+
+def _load_rules() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("headrace_rules", POLICY_DIR / "headrace_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["headrace_rules"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rules = _load_rules()
+RESOURCE_RULES = {rule.name: rule for rule in rules.RESOURCE_RULES}
+STACK_RULES = {rule.name: rule for rule in rules.STACK_RULES}
+
+
+@pytest.fixture(scope="session")
+def prod(tiny_archive: Path) -> Deployment:
+    return deploy("prod", tiny_archive)
+
+
+@pytest.fixture(params=["dev", "local", "prod"])
+def any_stack(request: pytest.FixtureRequest) -> Deployment:
+    return request.getfixturevalue(request.param)
+
+
+def inputs(resource: Any) -> dict[str, Any]:
+    return {key: resource.input(key) for key in resource.inputs}
+
+
+def urn(stack: Deployment, resource: Any) -> str:
+    return f"urn:pulumi:{stack.stack}::headrace::{resource.type}::{resource.name}"
+
+
+def stack_view(stack: Deployment) -> list[Any]:
+    return [
+        rules.Resource(r.type, r.name, urn(stack, r), dict(r.outputs)) for r in stack.resources if r.custom
+    ]
+
+
+def violations(rule: Any, kind: str, props: dict[str, Any]) -> list[str]:
+    return list(rule.check(kind, props))
+
+
+def first(stack: Deployment, kind: str, name_part: str = "") -> Any:
+    """The resource of ``kind`` whose name ends with ``name_part``, else the first containing it."""
+    candidates = stack.of_type(kind)
+    exact = [r for r in candidates if r.name.endswith(name_part)]
+    return (exact or [r for r in candidates if name_part in r.name])[0]
+
+
+# ------------------------------------------------------------------ the program complies
+def test_every_resource_rule_passes_on_the_program(any_stack):
+    # Given the resources of a stack the repository ships
+    # When every resource rule checks every resource of its types
+    found = {
+        (rule.name, r.name, message)
+        for rule in rules.RESOURCE_RULES
+        for r in any_stack.resources
+        if r.custom and r.type in rule.types
+        for message in rule.check(r.type, inputs(r))
+    }
+    # Then there is no violation
+    assert found == set()
+
+
+def test_every_stack_rule_passes_on_the_program(any_stack):
+    view = stack_view(any_stack)
+    assert {(rule.name, message) for rule in rules.STACK_RULES for message, _ in rule.check(view)} == set()
+
+
+def test_every_rule_applies_to_resources_the_program_creates(dev, local):
+    # Given both stacks, then every resource rule meets at least one of its resource types
+    types = {r.type for stack in (dev, local) for r in stack.resources}
+    assert {rule.name for rule in rules.RESOURCE_RULES if not (rule.types & types)} == set()
+
+
+def test_the_pack_allows_exactly_the_unscoped_actions_the_program_documents():
+    # The pack stands alone (it is published without the program), so it keeps its own copy
+    assert rules.UNSCOPED_ACTIONS == UNSCOPED_ACTIONS
+
+
+# ------------------------------------------------------------------ each rule bites
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(props: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = props
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+
+    return mutate
+
+
+DELETE = object()
+
+
+def _policy(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(props: dict[str, Any]) -> None:
+        document = json.loads(props["policy"])
+        edit(document)
+        props["policy"] = json.dumps(document)
+
+    return mutate
+
+
+def _drop_deny(document: dict[str, Any]) -> None:
+    document["Statement"] = [s for s in document["Statement"] if s["Effect"] != "Deny"]
+
+
+def _public_allow(document: dict[str, Any]) -> None:
+    for statement in document["Statement"]:
+        if statement["Effect"] == "Allow":
+            statement["Principal"] = "*"
+            statement.pop("Condition", None)
+
+
+def _add_statement(statement: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return lambda document: document["Statement"].append(statement)
+
+
+def _sse(algorithm: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(props: dict[str, Any]) -> None:
+        props["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] = algorithm
+
+    return mutate
+
+
+# (rule, resource type, part of its name, how to break it, expected message)
+NEGATIVE = [
+    (
+        "s3-default-encryption",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "raw",
+        _sse(None),
+        "default encryption None",
+    ),
+    (
+        "s3-public-access-blocked",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "raw",
+        _set("blockPublicPolicy", False),
+        "blockPublicPolicy must be true",
+    ),
+    (
+        "s3-no-public-acl",
+        "aws:s3/bucket:Bucket",
+        "raw",
+        _set("acl", "public-read"),
+        "makes the bucket public",
+    ),
+    (
+        "tls-only-resource-policies",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "ingest",
+        _policy(_drop_deny),
+        "does not deny requests without TLS",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "alerts",
+        _policy(_public_allow),
+        "allows anyone (Principal '*') without a condition",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "raw",
+        _policy(
+            _add_statement(
+                {
+                    "Sid": "Oops",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::1:root"},
+                    "Action": "s3:*",
+                    "Resource": "*",
+                }
+            )
+        ),
+        "Oops: allows wildcard actions s3:*",
+    ),
+    (
+        "sqs-encrypted",
+        "aws:sqs/queue:Queue",
+        "processing",
+        _set("sqsManagedSseEnabled", False),
+        "not encrypted",
+    ),
+    ("sns-encrypted", "aws:sns/topic:Topic", "alerts", _set("kmsMasterKeyId", DELETE), "not encrypted"),
+    (
+        "dynamodb-encrypted-and-recoverable",
+        "aws:dynamodb/table:Table",
+        "metadata",
+        _set("pointInTimeRecovery.enabled", False),
+        "pointInTimeRecovery.enabled must be true",
+    ),
+    (
+        "dynamodb-encrypted-and-recoverable",
+        "aws:dynamodb/table:Table",
+        "idempotency",
+        _set("serverSideEncryption", DELETE),
+        "serverSideEncryption.enabled must be true",
+    ),
+    ("kms-key-rotation", "aws:kms/key:Key", "alerts", _set("enableKeyRotation", False), "enableKeyRotation"),
+    (
+        "iam-least-privilege",
+        "aws:iam/rolePolicy:RolePolicy",
+        "processor",
+        _policy(
+            _add_statement(
+                {"Sid": "Everything", "Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::x"}
+            )
+        ),
+        "Everything: wildcard action s3:*",
+    ),
+    (
+        "iam-least-privilege",
+        "aws:iam/rolePolicy:RolePolicy",
+        "loader",
+        _policy(
+            _add_statement(
+                {
+                    "Sid": "AnyBucket",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "xray:PutTraceSegments"],
+                    "Resource": "*",
+                }
+            )
+        ),
+        "AnyBucket: s3:GetObject on Resource '*'",
+    ),
+    (
+        "rds-private-and-encrypted",
+        "aws:rds/instance:Instance",
+        "",
+        _set("publiclyAccessible", True),
+        "publiclyAccessible must be false",
+    ),
+    (
+        "rds-private-and-encrypted",
+        "aws:rds/instance:Instance",
+        "",
+        _set("storageEncrypted", False),
+        "storageEncrypted must be true",
+    ),
+    (
+        "eventbridge-queue-targets-have-dlq",
+        "aws:cloudwatch/eventTarget:EventTarget",
+        "raw-created",
+        _set("deadLetterConfig", DELETE),
+        "without deadLetterConfig",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind", "name_part", "mutate", "expected"),
+    NEGATIVE,
+    ids=[f"{case[0]}:{case[4][:30]}" for case in NEGATIVE],
+)
+def test_each_resource_rule_fails_on_a_broken_resource(dev, rule, kind, name_part, mutate, expected):
+    # Given a resource of the real program, broken on purpose
+    props = copy.deepcopy(inputs(first(dev, kind, name_part)))
+    assert violations(RESOURCE_RULES[rule], kind, props) == [], "the unbroken resource must comply"
+    mutate(props)
+    # When its rule checks it, then it reports the violation
+    found = violations(RESOURCE_RULES[rule], kind, props)
+    assert any(expected in message for message in found), found
+
+
+def test_every_resource_rule_has_a_negative_test():
+    assert {case[0] for case in NEGATIVE} == set(RESOURCE_RULES)
+
+
+def _without(stack: Deployment, kind: str, name_part: str) -> list[Any]:
+    dropped = first(stack, kind, name_part)
+    return [r for r in stack_view(stack) if not (r.type == kind and r.name == dropped.name)]
+
+
+def _edited(
+    stack: Deployment, kind: str, name_part: str, mutate: Callable[[dict[str, Any]], None]
+) -> list[Any]:
+    target = first(stack, kind, name_part)
+    view = []
+    for r in stack_view(stack):
+        if r.type == kind and r.name == target.name:
+            props = copy.deepcopy(dict(r.props))
+            mutate(props)
+            r = rules.Resource(r.type, r.name, r.urn, props)
+        view.append(r)
+    return view
+
+
+STACK_NEGATIVE = [
+    (
+        "sqs-dead-letter-queues",
+        lambda s: _edited(s, "aws:sqs/queue:Queue", "dev-ingest", _set("redrivePolicy", DELETE)),
+        "no redrive policy, and it is no queue's or rule's dead-letter queue",
+    ),
+    (
+        "sqs-dead-letter-queues",
+        lambda s: _edited(
+            s,
+            "aws:sqs/queue:Queue",
+            "dev-load",
+            _set(
+                "redrivePolicy",
+                json.dumps(
+                    {"deadLetterTargetArn": "arn:aws:sqs:eu-west-1:1:elsewhere", "maxReceiveCount": 5}
+                ),
+            ),
+        ),
+        "is not a queue of this stack",
+    ),
+    (
+        "s3-buckets-encrypted-and-private",
+        lambda s: _without(s, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "reports"),
+        "no public access block",
+    ),
+    (
+        "s3-buckets-encrypted-and-private",
+        lambda s: _without(
+            s,
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "processed",
+        ),
+        "no default encryption configuration",
+    ),
+    (
+        "tls-only-policies-attached",
+        lambda s: _without(s, "aws:sqs/queuePolicy:QueuePolicy", "ingest-policy"),
+        "no attached policy denies requests without TLS",
+    ),
+    (
+        "rds-tls-only",
+        lambda s: _edited(s, "aws:rds/parameterGroup:ParameterGroup", "", _set("parameters", [])),
+        "does not set rds.force_ssl = 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "break_stack", "expected"), STACK_NEGATIVE, ids=[c[0] + ":" + c[2][:24] for c in STACK_NEGATIVE]
+)
+def test_each_stack_rule_fails_on_a_broken_stack(dev, rule, break_stack, expected):
+    # Given the dev stack with one protection removed or altered
+    view = break_stack(dev)
+    # When the stack rule checks it, then it names the offending resource
+    found = STACK_RULES[rule].check(view)
+    assert any(expected in message for message, _ in found), found
+    assert all(urn.startswith("urn:pulumi:dev::") for _, urn in found)
+
+
+def test_every_stack_rule_has_a_negative_test():
+    assert {case[0] for case in STACK_NEGATIVE} == set(STACK_RULES)
+
+
+# ------------------------------------------------------------------ through pulumi_policy
+def test_the_pack_enforces_its_rules_through_pulumi_policy(dev, tmp_path):
+    # Given the pack's own environment (make policy-venv) and the dev stack's resources,
+    # plus one queue without encryption or DLQ
+    assert POLICY_PYTHON.exists(), "the policy pack's environment is missing: run `make policy-venv`"
+    resources = [
+        {"type": r.type, "name": r.name, "urn": urn(dev, r), "inputs": inputs(r), "outputs": dict(r.outputs)}
+        for r in dev.resources
+        if r.custom
+    ]
+    resources.append(
+        {
+            "type": "aws:sqs/queue:Queue",
+            "name": "rogue",
+            "urn": "urn:pulumi:dev::headrace::aws:sqs/queue:Queue::rogue",
+            "inputs": {},
+            "outputs": {"arn": "arn:aws:sqs:eu-west-1:1:rogue", "url": "https://sqs/1/rogue"},
+        }
+    )
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps(resources, default=str))
+    # When the real PolicyPack's policies validate them (pulumi_policy's own argument types)
+    result = subprocess.run(
+        [str(POLICY_PYTHON), str(Path(__file__).with_name("policy_harness.py")), str(POLICY_DIR), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # Then every policy is mandatory and only the rogue queue is reported, by three policies
+    assert sorted(report["policies"]) == sorted([*RESOURCE_RULES, *STACK_RULES])
+    assert set(report["levels"]) == {"mandatory"}
+    assert {(v["policy"], v["name"]) for v in report["violations"]} == {
+        ("sqs-encrypted", "rogue"),
+        ("sqs-dead-letter-queues", "rogue"),
+        ("tls-only-policies-attached", "rogue"),
+    }

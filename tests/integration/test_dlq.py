@@ -1,0 +1,408 @@
+"""``headrace dlq inspect|redrive`` against moto: real queues, receive counts and receipt
+handles; the metadata table built from the program's own definition."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from handlers.models import tables
+from headrace import dlq
+from headrace.cli import main
+
+from .conftest import REGION, queue_arn
+
+RAW = "raw-bucket"
+
+
+def s3_event(key: str, version: str, etag: str = "abc") -> str:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": "e-1",
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-01-02T03:04:05Z",
+            "region": REGION,
+            "resources": [f"arn:aws:s3:::{RAW}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": RAW},
+                "object": {"key": key, "size": 10, "etag": etag, "version-id": version, "sequencer": "00"},
+                "request-id": "R",
+                "requester": "123456789012",
+                "reason": "PutObject",
+            },
+        }
+    )
+
+
+def file_processed(key: str, version: str) -> str:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": "e-2",
+            "detail-type": "File Processed",
+            "source": "headrace.processor",
+            "account": "123456789012",
+            "time": "2026-01-02T03:04:05Z",
+            "region": REGION,
+            "resources": [],
+            "detail": {
+                "bucket": RAW,
+                "object_key": key,
+                "version": version,
+                "uploaded_at": "2026-01-02T03:04:05Z",
+                "dataset": "sales",
+                "ingest_date": "2026-01-02",
+                "format": "csv",
+                "row_count": 3,
+                "columns": {"a": "int"},
+                "processed_bucket": "processed",
+                "parquet_key": "parquet/x.parquet",
+                "summary_key": "summaries/x.json",
+                "processed_at": "2026-01-02T03:04:06Z",
+            },
+        }
+    )
+
+
+class Stack:
+    """The queues and the metadata table of a stack, and its outputs file."""
+
+    def __init__(self, tmp_path: Path):
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.urls: dict[str, str] = {}
+        for stage in ("processing", "load", "ingest"):
+            dead = self.sqs.create_queue(QueueName=f"{stage}-dlq")["QueueUrl"]
+            redrive = {"deadLetterTargetArn": queue_arn(self.sqs, dead), "maxReceiveCount": "5"}
+            self.urls[stage] = self.sqs.create_queue(
+                QueueName=stage, Attributes={"RedrivePolicy": json.dumps(redrive)}
+            )["QueueUrl"]
+            self.urls[f"{stage}-dlq"] = dead
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            **tables.METADATA.boto3_create_args("metadata")
+        )
+        self.table = boto3.resource("dynamodb", region_name=REGION).Table("metadata")
+        self.outputs = tmp_path / "outputs.json"
+        self.outputs.write_text(
+            json.dumps(
+                {
+                    "raw_bucket": RAW,
+                    "processed_bucket": "processed",
+                    "reports_bucket": "reports",
+                    "processing_queue_url": self.urls["processing"],
+                    "processing_dlq_url": self.urls["processing-dlq"],
+                    "load_queue_url": self.urls["load"],
+                    "load_dlq_url": self.urls["load-dlq"],
+                    "ingest_queue_url": self.urls["ingest"],
+                    "ingest_dlq_url": self.urls["ingest-dlq"],
+                    "metadata_table": "metadata",
+                    "db_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
+                    "alerts_topic_arn": "arn:aws:sns:us-east-1:123456789012:alerts",
+                    "ingest_api_url": "http://localhost",
+                    "region": REGION,
+                }
+            )
+        )
+
+    def dead_letter(self, stage: str, body: str, **attributes: str) -> None:
+        extra = {
+            "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+        }
+        self.sqs.send_message(
+            QueueUrl=self.urls[f"{stage}-dlq"], MessageBody=body, **(extra if attributes else {})
+        )
+
+    def bodies(self, name: str) -> list[str]:
+        messages = self.sqs.receive_message(QueueUrl=self.urls[name], MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        return [m["Body"] for m in messages]
+
+    def depth(self, name: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.urls[name],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def visible(self, name: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.urls[name], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    def cli(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+        code = main(["dlq", *args, "--outputs", str(self.outputs)])
+        out = capsys.readouterr().out
+        try:
+            return code, json.loads(out)
+        except ValueError:
+            return code, out
+
+
+@pytest.fixture
+def stack(aws, tmp_path) -> Stack:
+    return Stack(tmp_path)
+
+
+def test_inspect_shows_the_recorded_failure_and_consumes_nothing(stack, capsys):
+    # Given a poison file's event in the processing DLQ and its failed metadata item
+    key = "incoming/junk/poison.csv"
+    stack.table.put_item(
+        Item={
+            "object_key": key,
+            "version": "v1",
+            "status": "failed",
+            "attempts": 5,
+            "error": "binary content (not a text file)",
+        }
+    )
+    stack.dead_letter("processing", s3_event(key, "v1"))
+    # When the DLQ is inspected
+    code, letters = stack.cli(capsys, "inspect", "--queue", "processing", "--json")
+    # Then the message is listed with its key, version and the metadata error
+    assert code == 0
+    assert [(x["subject"], x["version"], x["status"], x["attempts"]) for x in letters] == [
+        (key, "v1", "failed", 5)
+    ]
+    assert letters[0]["reason"] == "binary content (not a text file)"
+    # And it is still there, visible again at once
+    assert stack.visible("processing-dlq") == 1
+
+
+def test_inspect_text_names_superseded_versions_and_transient_errors(stack, capsys):
+    # Given two processing dead letters: one superseded, one that failed transiently
+    stack.table.put_item(
+        Item={
+            "object_key": "incoming/a.csv",
+            "version": "v1",
+            "status": "failed",
+            "error": "bad",
+            "superseded_by": "v2",
+        }
+    )
+    stack.table.put_item(
+        Item={
+            "object_key": "incoming/b.csv",
+            "version": "v1",
+            "status": "processing",
+            "last_error": "Timeout: S3",
+        }
+    )
+    stack.dead_letter("processing", s3_event("incoming/a.csv", "v1"))
+    stack.dead_letter("processing", s3_event("incoming/b.csv", "v1"))
+    # When inspected as text
+    code, text = stack.cli(capsys, "inspect", "--queue", "processing")
+    # Then the superseded one says a redrive only acknowledges it, the other shows last_error
+    assert code == 0
+    assert "2 message(s)" in text
+    assert "superseded by version v2" in text
+    assert "reason: Timeout: S3" in text
+
+
+def test_load_dead_letters_show_the_load_error(stack, capsys):
+    # Given a "File Processed" event in the load DLQ after a database outage
+    stack.table.put_item(
+        Item={
+            "object_key": "incoming/sales/x.csv",
+            "version": "v7",
+            "status": "completed",
+            "load_status": "failed",
+            "load_attempts": 5,
+            "load_error": "gave up after 5 attempts: OperationalError: connection refused",
+        }
+    )
+    stack.dead_letter("load", file_processed("incoming/sales/x.csv", "v7"))
+    # When the load DLQ is inspected
+    code, letters = stack.cli(capsys, "inspect", "--queue", "load", "--json")
+    # Then the reason is the loader's load_error
+    assert code == 0
+    assert letters[0]["subject"] == "incoming/sales/x.csv"
+    assert letters[0]["status"] == "failed"
+    assert "connection refused" in letters[0]["reason"]
+
+
+def test_ingest_dead_letters_show_ids_never_the_text(stack, capsys):
+    # Given an ingest message carrying personal data in the ingest DLQ
+    secret = "call me at 555-0100, jane@example.com"
+    stack.dead_letter(
+        "ingest",
+        json.dumps(
+            {
+                "tenant_id": "acme",
+                "log_id": "l-1",
+                "source": "json",
+                "text": secret,
+                "received_at": "2026-01-02T03:04:05.000Z",
+            }
+        ),
+    )
+    # When it is inspected, as text and as JSON
+    _, text = stack.cli(capsys, "inspect", "--queue", "ingest")
+    _, letters = stack.cli(capsys, "inspect", "--queue", "ingest", "--json")
+    # Then tenant and log id are shown and the text never is
+    assert letters[0]["subject"] == "acme/l-1"
+    assert "555-0100" not in text and "555-0100" not in json.dumps(letters)
+
+
+def test_eventbridge_delivery_failures_show_eventbridge_s_reason(stack, capsys):
+    # Given an event EventBridge could not deliver to the queue (it adds ERROR_* attributes)
+    stack.dead_letter(
+        "processing",
+        s3_event("incoming/c.csv", "v1"),
+        ERROR_CODE="SQS.AccessDeniedException",
+        ERROR_MESSAGE="Access to the resource is denied",
+    )
+    # When inspected
+    _, letters = stack.cli(capsys, "inspect", "--queue", "processing", "--json")
+    # Then the reason is EventBridge's
+    assert letters[0]["reason"].startswith("EventBridge could not deliver it to the queue: SQS.AccessDenied")
+
+
+def test_redrive_is_a_dry_run_unless_executed(stack, capsys):
+    # Given one dead letter
+    stack.dead_letter("processing", s3_event("incoming/a.csv", "v1"))
+    # When redrive runs without --execute
+    code, text = stack.cli(capsys, "redrive", "--queue", "processing")
+    # Then it says what would move and moves nothing
+    assert code == 0
+    assert "Dry run: 1 message(s) would move" in text
+    assert stack.depth("processing") == 0
+    assert stack.visible("processing-dlq") == 1
+
+
+def test_redrive_falls_back_to_receive_send_delete_where_there_is_no_move_task(stack, capsys):
+    # Given three dead letters, one with a message attribute, on an emulator without move tasks
+    for name in ("a", "b"):
+        stack.dead_letter("processing", s3_event(f"incoming/{name}.csv", "v1"))
+    stack.dead_letter("processing", s3_event("incoming/c.csv", "v1"), ERROR_CODE="X")
+    # When redrive --execute runs
+    code, result = stack.cli(capsys, "redrive", "--queue", "processing", "--execute", "--json")
+    # Then all three are back in the processing queue, bodies unchanged, and the DLQ is empty
+    assert code == 0
+    assert result["method"] == "receive-send-delete" and result["moved"] == 3
+    assert stack.depth("processing-dlq") == 0
+    assert sorted(json.loads(b)["detail"]["object"]["key"] for b in stack.bodies("processing")) == [
+        "incoming/a.csv",
+        "incoming/b.csv",
+        "incoming/c.csv",
+    ]
+
+
+def test_redrive_with_a_prefix_moves_only_matching_messages(stack, capsys):
+    # Given dead letters of two datasets
+    stack.dead_letter("processing", s3_event("incoming/sales/1.csv", "v1"))
+    stack.dead_letter("processing", s3_event("incoming/orders/1.csv", "v1"))
+    # When only the sales ones are redriven
+    code, result = stack.cli(
+        capsys, "redrive", "--queue", "processing", "--prefix", "incoming/sales/", "--execute", "--json"
+    )
+    # Then the sales file moved and the orders file is still in the DLQ, visible
+    assert code == 0 and result["moved"] == 1
+    assert [json.loads(b)["detail"]["object"]["key"] for b in stack.bodies("processing")] == [
+        "incoming/sales/1.csv"
+    ]
+    assert stack.visible("processing-dlq") == 1
+
+
+def test_redrive_with_a_limit_moves_at_most_that_many(stack, capsys):
+    # Given four dead letters
+    for i in range(4):
+        stack.dead_letter("load", file_processed(f"incoming/s/{i}.csv", "v1"))
+    # When two are redriven
+    code, result = stack.cli(capsys, "redrive", "--queue", "load", "--limit", "2", "--execute", "--json")
+    # Then two moved and two wait, visible, in the DLQ
+    assert code == 0 and result["moved"] == 2
+    assert stack.depth("load") == 2
+    assert stack.visible("load-dlq") == 2
+
+
+def test_a_missing_outputs_file_is_a_clear_error(tmp_path, capsys):
+    # When the command points at no outputs file
+    code = main(["dlq", "inspect", "--queue", "load", "--outputs", str(tmp_path / "nope.json")])
+    # Then it exits 2 and says how to make one
+    assert code == 2
+    assert "pulumi stack output --json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the move task (AWS)
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:processing-dlq"
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:processing"
+
+
+def stubbed() -> tuple[Any, Stubber]:
+    client = boto3.client("sqs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    return client, Stubber(client)
+
+
+def test_on_aws_the_move_task_moves_everything_back_to_the_work_queue():
+    # Given a service with message move tasks (stubbed as AWS answers)
+    sqs, stub = stubbed()
+    stub.add_response("list_message_move_tasks", {"Results": []}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    stub.add_response(
+        "start_message_move_task", {"TaskHandle": "h-1"}, {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN}
+    )
+    stub.add_response(
+        "list_message_move_tasks",
+        {"Results": [{"Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 1}]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 1},
+    )
+    stub.add_response(
+        "list_message_move_tasks",
+        {"Results": [{"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 3}]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 1},
+    )
+    # When the DLQ is redriven
+    with stub:
+        result = dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN, poll_seconds=0)
+    # Then the task was started with the work queue as its destination, and it reports 3 moved
+    assert result is not None and (result.method, result.moved) == ("move-task", 3)
+    stub.assert_no_pending_responses()
+
+
+def test_a_running_move_task_is_not_started_twice():
+    # Given a move task already running on the DLQ
+    sqs, stub = stubbed()
+    stub.add_response(
+        "list_message_move_tasks",
+        {"Results": [{"Status": "RUNNING", "TaskHandle": "h-0"}]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 10},
+    )
+    # When another redrive starts, then it refuses, naming the running task
+    with stub, pytest.raises(dlq.DlqError, match=r"already running.*h-0"):
+        dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "unsupported"),
+    [
+        ("500", 500, True),  # moto's server: an HTML 500 for an unknown action
+        ("InvalidAction", 400, True),
+        ("UnsupportedOperation", 400, True),
+        ("AccessDenied", 403, False),  # a real refusal must surface, not fall back
+        ("ResourceNotFoundException", 400, False),
+    ],
+)
+def test_only_a_missing_move_task_falls_back(code, status, unsupported):
+    # Given a service answering ListMessageMoveTasks with an error
+    sqs, stub = stubbed()
+    stub.add_client_error("list_message_move_tasks", service_error_code=code, http_status_code=status)
+    with stub:
+        if unsupported:
+            # Then "no such action" means: move the messages one batch at a time
+            assert dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN) is None
+        else:
+            # and anything else is an error the operator must see
+            with pytest.raises(ClientError):
+                dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN)

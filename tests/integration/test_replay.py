@@ -1,0 +1,160 @@
+"""``headrace replay`` against moto and the real processor handler: what a replay sends is
+what S3 sends, and the idempotency record it forgets is the one the processor wrote."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from handlers.logic.idempotency import processor_idempotency_key
+from handlers.models.events import ObjectCreatedRecord, ObjectRef
+from headrace.cli import main
+
+from .conftest import REGION, Pipeline
+
+GOOD = "date,product,quantity\n2025-01-01,Widget,10\n2025-01-02,Gadget,5\n"
+PROCESSOR = "headrace-test-processor"
+
+
+@pytest.fixture
+def pipeline(aws, monkeypatch, tmp_path) -> Pipeline:
+    # The deployed processor's name: part of every idempotency record id.
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", PROCESSOR)
+    return Pipeline(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def outputs(pipeline, tmp_path) -> str:
+    path = tmp_path / "outputs.json"
+    path.write_text(
+        json.dumps(
+            {
+                "raw_bucket": pipeline.raw,
+                "processed_bucket": pipeline.processed,
+                "reports_bucket": "reports",
+                "processing_queue_url": pipeline.queue.url,
+                "processing_dlq_url": pipeline.queue.dlq,
+                "load_queue_url": pipeline.events_queue,
+                "load_dlq_url": pipeline.events_queue,
+                "metadata_table": "metadata",
+                "idempotency_table": "idempotency",
+                "function_names": {"processor": PROCESSOR},
+                "db_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
+                "alerts_topic_arn": "arn:aws:sns:us-east-1:123456789012:alerts",
+                "ingest_api_url": "http://localhost",
+                "region": REGION,
+                "raw_prefix": "incoming/",
+            }
+        )
+    )
+    return str(path)
+
+
+def replay(outputs: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["replay", *args, "--outputs", outputs])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def ref_of(pipeline: Pipeline, obj: dict[str, Any]) -> ObjectRef:
+    return ObjectRef(
+        bucket=pipeline.raw,
+        key=obj["key"],
+        version_id=obj["version"],
+        etag=obj["etag"],
+        uploaded_at="2026-01-01T00:00:00Z",
+    )
+
+
+def idempotency_ids() -> set[str]:
+    items = boto3.resource("dynamodb", region_name=REGION).Table("idempotency").scan()["Items"]
+    return {item["id"] for item in items}
+
+
+def test_the_record_id_replay_derives_is_the_one_the_processor_writes(pipeline):
+    # Given a file the real processor handler completed
+    obj = pipeline.upload("incoming/sales/a.csv", GOOD)
+    response = pipeline.process(obj)
+    assert response["batchItemFailures"] == []
+    # Then the idempotency table holds exactly the id handlers.logic.idempotency derives
+    assert idempotency_ids() == {processor_idempotency_key(PROCESSOR, ref_of(pipeline, obj))}
+
+
+def test_a_never_processed_version_is_announced_as_s3_would_and_completes(pipeline, outputs, capsys):
+    # Given an object whose event was lost (uploaded, never announced)
+    obj = pipeline.upload("incoming/sales/lost.csv", GOOD)
+    # When it is replayed
+    code, out, _ = replay(outputs, capsys, obj["key"])
+    # Then the processing queue holds one S3 "Object Created" event for its current version
+    assert code == 0
+    assert f"replayed {obj['key']} version {obj['version']} (never processed): processed" in out
+    records = pipeline.queue.receive()
+    assert len(records) == 1
+    event = ObjectCreatedRecord.model_validate(records[0]).body
+    assert (event.source, event.detail_type, event.replay_name) == (
+        "aws.s3",
+        "Object Created",
+        "headrace-replay",
+    )
+    ref = ObjectRef.from_event(event)
+    assert (ref.key, ref.version_id, ref.etag, ref.size) == (
+        obj["key"],
+        obj["version"],
+        obj["etag"],
+        obj["size"],
+    )
+    # And the processor completes it from that event
+    response = pipeline.invoke(*records)
+    pipeline.queue.delete_succeeded(records, response)
+    assert pipeline.item(obj)["status"] == "completed"
+
+
+def test_replaying_a_completed_version_is_a_no_op_unless_forced(pipeline, outputs, capsys):
+    # Given a completed file
+    obj = pipeline.upload("incoming/sales/done.csv", GOOD)
+    pipeline.process(obj)
+    first = pipeline.item(obj)["completed_at"]
+    # When it is replayed without --force
+    code, out, _ = replay(outputs, capsys, obj["key"])
+    assert code == 0 and "acknowledged without work" in out
+    _, response = pipeline.poll()
+    # Then the processor acknowledges it and does no work
+    assert response["batchItemFailures"] == []
+    assert pipeline.item(obj)["completed_at"] == first
+    # When it is replayed with --force
+    code, out, _ = replay(outputs, capsys, obj["key"], "--force")
+    assert code == 0 and "processed again" in out
+    _, response = pipeline.poll()
+    # Then it is processed again
+    assert response["batchItemFailures"] == []
+    assert pipeline.item(obj)["completed_at"] > first
+
+
+def test_dry_run_sends_nothing(pipeline, outputs, capsys):
+    obj = pipeline.upload("incoming/sales/dry.csv", GOOD)
+    code, out, _ = replay(outputs, capsys, obj["key"], "--dry-run")
+    assert code == 0 and out.startswith("would replay")
+    assert pipeline.queue.receive() == []
+
+
+def test_a_version_that_is_no_longer_current_is_refused(pipeline, outputs, capsys):
+    # Given a key uploaded twice
+    old = pipeline.upload("incoming/sales/twice.csv", GOOD)
+    new = pipeline.upload("incoming/sales/twice.csv", GOOD + "2025-01-03,Thing,1\n")
+    # When the old version is asked for, then nothing is sent and the error says why
+    code, _, err = replay(outputs, capsys, old["key"], "--version", old["version"])
+    assert code == 2
+    assert f"not the current version ({new['version']})" in err
+    assert pipeline.queue.receive() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("elsewhere/a.csv", "not under the raw prefix"), ("incoming/missing.csv", "no such object")],
+)
+def test_keys_that_cannot_be_replayed_are_errors(pipeline, outputs, capsys, key, message):
+    code, _, err = replay(outputs, capsys, key)
+    assert code == 2 and message in err
