@@ -223,14 +223,23 @@ class Pipeline(pulumi.ComponentResource):
                     # Without ListBucket a deleted upload reads as 403, not 404, and would be
                     # retried instead of recorded as gone.
                     Allow("ListRawBucket", ("s3:ListBucket",), (raw.arn,)),
+                    # DeleteObject: a version's outputs are removed when a newer version wins.
                     Allow(
                         "WriteProcessed",
-                        ("s3:PutObject", "s3:AbortMultipartUpload"),
+                        ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"),
                         (processed.arn.apply(lambda arn: f"{arn}/*"),),
                     ),
+                    # Query: the other versions of a key; DeleteItem: a "received" item
+                    # recorded under a URL-encoded spelling of the key.
                     Allow(
                         "RecordMetadata",
-                        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                        (
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:DeleteItem",
+                            "dynamodb:Query",
+                        ),
                         (metadata.arn,),
                     ),
                     Allow(
@@ -245,6 +254,13 @@ class Pipeline(pulumi.ComponentResource):
                     ),
                     Allow("PublishFileProcessed", ("events:PutEvents",), (self.routing.bus_arn,)),
                     *catalog_statements,
+                    # A file that cannot be processed is made visible again at once, so it
+                    # reaches the DLQ without waiting out the visibility timeout each time.
+                    Allow(
+                        "RetryPoisonFileNow",
+                        ("sqs:GetQueueUrl", "sqs:ChangeMessageVisibility"),
+                        (self.processing_queue.arn,),
+                    ),
                 ],
                 sqs_source=self.processing_queue.arn,
             ),

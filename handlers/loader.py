@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handlers.dal.aws import access_denied
 from handlers.dal.load_status import LoadStatusStore
 from handlers.dal.secrets import db_credentials
 from handlers.dal.warehouse import Connections, Warehouse
@@ -77,6 +78,8 @@ def record_handler(
                     f"gave up after {attempt} attempts: {reason}",
                     attempt,
                 )
+            elif access_denied(exc):  # failed until the role allows it; retried meanwhile
+                status.mark_failed(event.object_key, event.version, utcnow(), reason, attempt)
             else:
                 status.note_retry(event.object_key, event.version, reason, attempt)
         except Exception:

@@ -21,8 +21,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from handlers.dal import queues
+from handlers.dal.aws import access_denied
 from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
@@ -71,14 +73,24 @@ def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
         result = process(work=ref, attempt=attempt)
     except PermanentFailure as exc:
         logger.warning("file cannot be processed: %s", exc)
-        queues.retry_now(record.eventSourceARN, record.receiptHandle)
+        try:
+            queues.retry_now(record.eventSourceARN, record.receiptHandle)
+        except ClientError:
+            logger.exception(
+                "could not make the message visible again at once: it returns after the visibility timeout"
+            )
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        if attempt >= settings.max_receive_count:
-            store.mark_failed(ref, utcnow(), f"gave up after {attempt} attempts: {reason}", attempt)
-        else:
-            store.note_retry(ref, utcnow(), reason, attempt)
+        try:
+            if attempt >= settings.max_receive_count:
+                store.mark_failed(ref, utcnow(), f"gave up after {attempt} attempts: {reason}", attempt)
+            elif access_denied(exc):  # failed until the role allows it; retried meanwhile
+                store.mark_failed(ref, utcnow(), reason, attempt)
+            else:
+                store.note_retry(ref, utcnow(), reason, attempt)
+        except Exception:
+            logger.exception("could not record the failure on the metadata item")
         logger.exception("transient failure, the message will be retried")
         raise
     logger.info("file %s", result["status"], extra={"outcome": result})

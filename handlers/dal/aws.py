@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=60)
 
@@ -35,3 +36,23 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeout",
     }
 )
+
+# A call the function's role does not allow: a deployment problem, not bad data. On AWS it
+# can also be momentary (a new role's policies take seconds to propagate), so it is retried.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
+
+def access_denied(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it wraps (boto3's transfer errors do), is an AWS
+    authorization failure."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a bounded walk down the exception chain
+        if seen is None:
+            return False
+        if (
+            isinstance(seen, ClientError)
+            and seen.response.get("Error", {}).get("Code") in ACCESS_DENIED_CODES
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

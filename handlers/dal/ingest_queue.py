@@ -40,7 +40,7 @@ def chunks(
 class SendResult:
     enqueued: list[str] = field(default_factory=list)  # log ids, in request order
     failed: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # codes, for the logs
+    errors: list[str] = field(default_factory=list)  # "code: message", for the logs
 
 
 def send(queue_url: str, messages: Sequence[IngestMessage]) -> SendResult:
@@ -55,12 +55,11 @@ def send(queue_url: str, messages: Sequence[IngestMessage]) -> SendResult:
         try:
             response = client("sqs").send_message_batch(QueueUrl=queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as exc:
-            code = (
-                exc.response["Error"].get("Code", "ClientError")
-                if isinstance(exc, ClientError)
-                else type(exc).__name__
-            )
-            result.errors.append(str(code))
+            if isinstance(exc, ClientError):
+                error = exc.response["Error"]
+                result.errors.append(f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}")
+            else:
+                result.errors.append(f"{type(exc).__name__}: {exc}")
             break
         for entry in response.get("Successful", []):
             sent_ok[int(entry["Id"])] = True

@@ -10,14 +10,21 @@ from botocore.exceptions import ClientError
 from .aws import client
 from .s3 import get_json
 
+CHUNK_BYTES = 1 << 20
+
 
 class OutputMissing(Exception):
     """The Parquet or summary the event points to is not in the processed bucket."""
 
 
 def download(bucket: str, key: str, target: Path) -> None:
+    """Stream the object to ``target`` with one GET, in constant memory (a transfer-manager
+    download starts with a HEAD, and a denied HEAD cannot say what was denied)."""
     try:
-        client("s3").download_file(bucket, key, str(target))
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        with target.open("wb") as out:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                out.write(chunk)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
             raise OutputMissing(f"s3://{bucket}/{key} does not exist") from exc

@@ -33,6 +33,17 @@ def locate(ref: ObjectRef) -> tuple[str, str | None]:
         except ClientError as exc:
             if _code(exc) in _GONE:
                 continue
+            if _code(exc) == "403":  # a HEAD answer has no body, so S3 cannot say why
+                raise ClientError(
+                    {
+                        "Error": {
+                            "Code": "AccessDenied",
+                            "Message": f"HeadObject on arn:aws:s3:::{ref.bucket}/{key} answered 403: the role "
+                            "lacks s3:GetObject on it, or s3:ListBucket on the bucket (S3 gives no reason for a HEAD)",
+                        }
+                    },
+                    "HeadObject",
+                ) from exc
             raise
         version = head.get("VersionId")
         return key, None if version in (None, "null") else version
@@ -68,7 +79,20 @@ def _code(exc: ClientError) -> str:
 
 
 def delete(bucket: str, keys: list[str]) -> None:
-    if keys:
-        client("s3").delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+    """Delete ``keys``; S3 reports a key it could not delete (a denied one, say) in an
+    otherwise successful answer, which is raised here."""
+    if not keys:
+        return
+    response = client("s3").delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+    )
+    for error in response.get("Errors", []):
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": error["Code"],
+                    "Message": f"{error['Message']} (s3://{bucket}/{error['Key']})",
+                }
+            },
+            "DeleteObjects",
         )

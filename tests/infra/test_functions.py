@@ -192,19 +192,21 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
     queue = dev.named("headrace-dev-processing", "aws:sqs/queue:Queue").outputs["arn"]
     glue = "arn:aws:glue:eu-west-1:111122223333"
     catalog = {f"{glue}:catalog", f"{glue}:database/headrace_dev", f"{glue}:table/headrace_dev/*"}
-    # Then it may read raw uploads under the prefix only, write processed objects, use its
-    # two tables, publish on its bus, keep its Glue database's tables, consume its queue,
-    # log, and trace; nothing else
+    # Then it may read raw uploads under the prefix only, write (and retire) processed
+    # objects, use its two tables, publish on its bus, keep its Glue database's tables,
+    # consume its queue (and put a poison message back at once), log, and trace; nothing else
     assert grants == {
         "s3:GetObject": {f"{raw}/incoming/*"},
         "s3:GetObjectVersion": {f"{raw}/incoming/*"},
         "s3:ListBucket": {raw},
         "s3:PutObject": {f"{processed}/*"},
         "s3:AbortMultipartUpload": {f"{processed}/*"},
+        "s3:DeleteObject": {f"{processed}/*"},
         "dynamodb:GetItem": {metadata, idempotency},
         "dynamodb:PutItem": {metadata, idempotency},
         "dynamodb:UpdateItem": {metadata, idempotency},
-        "dynamodb:DeleteItem": {idempotency},
+        "dynamodb:DeleteItem": {metadata, idempotency},
+        "dynamodb:Query": {metadata},
         "events:PutEvents": {arns["events-bus"]},
         "glue:GetTable": catalog,
         "glue:CreateTable": catalog,
@@ -212,6 +214,8 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
         "sqs:ReceiveMessage": {queue},
         "sqs:DeleteMessage": {queue},
         "sqs:GetQueueAttributes": {queue},
+        "sqs:GetQueueUrl": {queue},
+        "sqs:ChangeMessageVisibility": {queue},
         "logs:CreateLogStream": {f"{log_group}:*"},
         "logs:PutLogEvents": {f"{log_group}:*"},
         "xray:PutTraceSegments": {"*"},
