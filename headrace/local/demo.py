@@ -114,8 +114,8 @@ def run(root: Path, console: Console, port: int, api_port: int, timeout: float =
             f"[bold]headrace[/] embedded runtime up in {time.monotonic() - started:.1f} s (AWS API {runtime.emulator.endpoint})"
         )
         console.print(
-            f"{len(runtime.relaxed)} TLS-only policy statements relaxed for the plain-HTTP endpoint "
-            f"(see {runtime.state_dir.relative_to(root) / 'relaxed-policies.txt'})"
+            "IAM enforced: each function runs as its own role; what the emulator cannot evaluate "
+            f"({len(runtime.relaxed)} items) is listed in {runtime.state_dir.relative_to(root) / 'relaxed-policies.txt'}"
         )
         upload(runtime, expectations)
         console.print(f"uploaded {len(expectations)} sample files to s3://{runtime.outputs['raw_bucket']}/")

@@ -29,6 +29,7 @@ from pulumi.runtime.stack import Stack, get_root_resource, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from .emulator import ACCOUNT_ID
+from .iam import ADMIN_USER
 
 Handler = Callable[["EmulatorMocks", MockResourceArgs, dict[str, Any]], tuple[str, dict[str, Any]]]
 
@@ -37,7 +38,6 @@ NO_LOCAL_EFFECT: dict[str, str] = {
     "pulumi:providers:aws": "the emulator is the provider",
     "pulumi:providers:random": "random values are generated in the mock",
     "aws:lambda/permission:Permission": "the local executor invokes functions itself",
-    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": "managed policies are attached only on AWS",
     "aws:apigatewayv2/stage:Stage": "the local HTTP port serves the $default stage",
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": "object ownership has no local effect",
     "aws:cloudwatch/logStream:LogStream": "sandboxes log to .headrace/local/logs",
@@ -106,6 +106,23 @@ class EmulatorMocks(Mocks):
         document["Statement"] = kept
         return json.dumps(document)
 
+    def note_conditions(self, owner: str, policy: Any) -> str:
+        """``policy`` (an identity policy) unchanged; each statement with a ``Condition`` is
+        recorded, because the emulator cannot evaluate it and takes it in the direction that
+        denies (headrace.local.iam, point 5)."""
+        document = json.loads(_json(policy))
+        statements = document.get("Statement", [])
+        for statement in [statements] if isinstance(statements, dict) else statements:
+            if statement.get("Condition"):
+                keys = ", ".join(sorted({key for block in statement["Condition"].values() for key in block}))
+                effect = statement.get("Effect", "Allow")
+                self.relaxed.append(
+                    f"{owner}: {effect} statement {statement.get('Sid', '(no Sid)')} "
+                    f"{'never' if effect == 'Allow' else 'always'} applies locally (stricter than AWS) — "
+                    f"the emulator cannot evaluate its condition keys ({keys})"
+                )
+        return json.dumps(document)
+
     # ------------------------------------------------------------------ engine hooks
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         inputs = unwrap(dict(args.inputs))
@@ -127,7 +144,7 @@ class EmulatorMocks(Mocks):
 
     def _answer(self, token: str, inputs: dict[str, Any]) -> dict[Any, Any]:
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            arn = f"arn:aws:iam::{ACCOUNT_ID}:user/headrace-admin"
+            arn = f"arn:aws:iam::{ACCOUNT_ID}:user/{ADMIN_USER}"
             return {"accountId": ACCOUNT_ID, "arn": arn, "userId": "AIDALOCAL", "id": ACCOUNT_ID}
         if token in ("aws:index/getRegion:getRegion", "aws:index/region:Region"):
             return {"name": self.region, "region": self.region, "id": self.region, "description": self.region}
@@ -426,7 +443,9 @@ def _role(m, args, inputs):
     for policy in inputs.get("inlinePolicies") or []:
         if policy.get("name") and policy.get("policy"):
             m.client("iam").put_role_policy(
-                RoleName=name, PolicyName=policy["name"], PolicyDocument=_json(policy["policy"])
+                RoleName=name,
+                PolicyName=policy["name"],
+                PolicyDocument=m.note_conditions(f"role {name}, policy {policy['name']}", policy["policy"]),
             )
     return name, {"name": name, "arn": role["Arn"], "uniqueId": role["RoleId"]}
 
@@ -435,17 +454,24 @@ def _role(m, args, inputs):
 def _role_policy(m, args, inputs):
     name = _name(args, inputs, max_length=128)
     m.client("iam").put_role_policy(
-        RoleName=inputs["role"], PolicyName=name, PolicyDocument=_json(inputs["policy"])
+        RoleName=inputs["role"],
+        PolicyName=name,
+        PolicyDocument=m.note_conditions(f"role {inputs['role']}, policy {name}", inputs["policy"]),
     )
     return f"{inputs['role']}:{name}", {"name": name}
+
+
+@handles("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+def _role_policy_attachment(m, args, inputs):
+    m.client("iam").attach_role_policy(RoleName=inputs["role"], PolicyArn=inputs["policyArn"])
+    return f"{inputs['role']}-{physical_name(inputs['policyArn'])}", {}
 
 
 @handles("aws:iam/policy:Policy")
 def _policy(m, args, inputs):
     name = _name(args, inputs, max_length=128)
-    arn = m.client("iam").create_policy(PolicyName=name, PolicyDocument=_json(inputs["policy"]))["Policy"][
-        "Arn"
-    ]
+    document = m.note_conditions(f"policy {name}", inputs["policy"])
+    arn = m.client("iam").create_policy(PolicyName=name, PolicyDocument=document)["Policy"]["Arn"]
     return arn, {"name": name, "arn": arn}
 
 

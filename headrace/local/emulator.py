@@ -12,7 +12,8 @@ from pathlib import Path
 DEFAULT_PORT = 4566  # LocalStack's port, so the AWS CLI, boto3 and the local stack config find it
 DEFAULT_API_PORT = 4567  # the HTTP API (ingest) of the deployed program
 REGION = "us-east-1"
-# moto's default account; any credentials work until IAM enforcement is switched on.
+# moto's default account; any credentials work until IAM enforcement is switched on
+# (Emulator.enforce_iam, after the deploy step).
 ACCOUNT_ID = "123456789012"
 
 
@@ -88,6 +89,18 @@ class Emulator:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+    def enforce_iam(self) -> None:
+        """From now on every request must be signed by a known identity and is checked
+        against its policies (``headrace.local.iam``)."""
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from botocore.credentials import Credentials
+
 from .cron import next_fire
 from .sandbox import FunctionSpec, Invocation, Sandbox
 
@@ -102,6 +104,7 @@ def discover_functions(client: Callable[[str], Any]) -> dict[str, FunctionSpec]:
                 environment=dict(f.get("Environment", {}).get("Variables", {})),
                 timeout_seconds=int(f.get("Timeout", 3)),
                 memory_mb=int(f.get("MemorySize", 128)),
+                role=f.get("Role", ""),
             )
     return functions
 
@@ -591,11 +594,16 @@ class Executor:
         api_host: str = "127.0.0.1",
         api_port: int = 0,
         on_invocation: Callable[[str], None] | None = None,
+        function_client: Callable[[FunctionSpec, str], Any] | None = None,
     ):
+        """``client(service)``: the executor's own calls (discovery);
+        ``function_client(spec, service)``: calls made for a function — its mappings' queue
+        polling, which on AWS uses the function's execution role (default: ``client``)."""
         self.deployment = deployment
         self.region = region
         self._sandbox_env = sandbox_env
         self._client = client
+        self._function_client = function_client or (lambda spec, service: client(service))
         self._stop = threading.Event()
         self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -605,11 +613,7 @@ class Executor:
             name: FunctionPool(spec, sandbox_env(spec), root, log_dir, ACCOUNT_CONCURRENCY)
             for name, spec in deployment.functions.items()
         }
-        self.pollers = {
-            m.uuid: SqsPoller(m, self.pools[m.function], client("sqs"), region, self._report)
-            for m in deployment.mappings
-            if m.function in self.pools
-        }
+        self.pollers = {m.uuid: self._poller(m) for m in deployment.mappings if m.function in self.pools}
         self.scheduler = Scheduler(
             [s for s in deployment.schedules if s.function in self.pools],
             self.pools,
@@ -629,6 +633,10 @@ class Executor:
         )
 
         self._watcher = threading.Thread(target=self._watch_configuration, name="config-watch", daemon=True)
+
+    def _poller(self, mapping: QueueMapping) -> SqsPoller:
+        pool = self.pools[mapping.function]
+        return SqsPoller(mapping, pool, self._function_client(pool.spec, "sqs"), self.region, self._report)
 
     def start(self) -> None:
         for poller in self.pollers.values():
@@ -663,9 +671,7 @@ class Executor:
                     del self.pollers[uuid_]
             for uuid_, mapping in mappings.items():
                 if uuid_ not in self.pollers and not self._stop.is_set():
-                    poller = SqsPoller(
-                        mapping, self.pools[mapping.function], self._client("sqs"), self.region, self._report
-                    )
+                    poller = self._poller(mapping)
                     self.pollers[uuid_] = poller
                     poller.start()
                     self._on_invocation(
@@ -715,10 +721,11 @@ class Executor:
 
 
 def sandbox_environment(
-    spec: FunctionSpec, endpoint: str, region: str, credentials: tuple[str, str], scratch: Path
+    spec: FunctionSpec, endpoint: str, region: str, credentials: Credentials, scratch: Path
 ) -> dict[str, str]:
     """The environment a local sandbox gets: the function's variables plus what the Lambda
-    runtime would set, with ``AWS_ENDPOINT_URL`` pointing at the emulator."""
+    runtime would set — its execution role's ``credentials`` among them — with
+    ``AWS_ENDPOINT_URL`` pointing at the emulator."""
     scratch = scratch / spec.name
     scratch.mkdir(parents=True, exist_ok=True)
     env = {
@@ -730,8 +737,8 @@ def sandbox_environment(
     env.update(
         {
             "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": credentials[0],
-            "AWS_SECRET_ACCESS_KEY": credentials[1],
+            "AWS_ACCESS_KEY_ID": credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -744,4 +751,6 @@ def sandbox_environment(
             "TZ": "UTC",
         }
     )
+    if credentials.token:
+        env["AWS_SESSION_TOKEN"] = credentials.token
     return env

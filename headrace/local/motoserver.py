@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with four documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with five documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -16,6 +16,8 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 4. Routing. To route each request moto lists its own package directory and checks every
    entry on disk (about 12 % of the server's time under load). The list does not change
    while the server runs, so it is computed once.
+5. Authorization. moto's IAM checks, switched on by the runtime after the deploy step, are
+   made to match AWS where the program relies on it (``headrace.local.iam``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import argparse
 import logging
 import time
 from typing import Any
+
+from .iam import patch_authorization
 
 
 class _DetachedMappings(dict):
@@ -70,6 +74,8 @@ def patch_moto() -> None:
 
     events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]
 
+    patch_authorization()
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -85,8 +91,16 @@ def main() -> None:
     # pool and keep-alive connections instead of werkzeug's development server, which
     # starts a thread and closes the connection for every request (+44 % requests/s).
     logging.getLogger("waitress").setLevel(logging.ERROR)
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        # moto reads the undecoded path (S3 keys, request signatures) from werkzeug's RAW_URI;
+        # waitress names it REQUEST_URI.
+        environ.setdefault("RAW_URI", environ.get("REQUEST_URI", ""))
+        return moto_app(environ, start_response)
+
     serve(
-        DomainDispatcherApplication(create_backend_app),
+        app,
         host=args.host,
         port=args.port,
         threads=args.threads,

@@ -17,15 +17,24 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from .deploy import deploy, merge_config, stub_archive
 from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, REGION, Emulator
 from .executor import Executor, discover, sandbox_environment
+from .iam import (
+    ADMIN_STATEMENT,
+    ADMIN_USER,
+    EMULATOR_LIMITS,
+    LAMBDA_SERVICE_STATEMENT,
+    LAMBDA_SERVICE_USER,
+    RoleSessions,
+    create_user,
+)
 from .postgres import EmbeddedPostgres
+from .sandbox import FunctionSpec
 
 log = logging.getLogger("headrace.local")
-
-ADMIN_USER = "headrace-admin"
 
 # The embedded runtime deploys the `local` stack (Pulumi.local.yaml) with these changes:
 # short function timeouts (SQS visibility timeouts derive from them, so retries and redrive
@@ -75,21 +84,31 @@ class LocalRuntime:
         self.executor: Executor | None = None
         self.outputs: dict[str, Any] = {}
         self.relaxed: list[str] = []
-        self.credentials = ("test", "test")
+        # Until IAM is enforced any credentials work; then these are the administrator's.
+        self.credentials = Credentials("test", "test")
+        self.roles: RoleSessions | None = None
 
     @property
     def outputs_path(self) -> Path:
         return self.state_dir / "outputs.json"
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, credentials: Credentials | None = None) -> Any:
+        """A client of the emulator, as the administrator unless ``credentials`` say otherwise."""
+        credentials = credentials or self.credentials
         return boto3.client(
             service,
             endpoint_url=self.emulator.endpoint,
             region_name=REGION,
-            aws_access_key_id=self.credentials[0],
-            aws_secret_access_key=self.credentials[1],
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            aws_session_token=credentials.token,
             config=Config(retries={"mode": "standard"}),
         )
+
+    def role_credentials(self, spec: FunctionSpec) -> Credentials:
+        """What the function's sandboxes run with: its execution role, assumed."""
+        assert self.roles is not None, "the runtime is not started"
+        return self.roles.credentials(spec.role, spec.name)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
@@ -104,14 +123,25 @@ class LocalRuntime:
             self.postgres = EmbeddedPostgres()
             self.postgres.start()
             log.info("PostgreSQL on %s:%s", self.postgres.host, self.postgres.port)
-            self.credentials = self._admin_credentials()
+            iam = self.client("iam")
+            self.credentials = create_user(iam, ADMIN_USER, ADMIN_STATEMENT)
+            self.roles = RoleSessions(
+                self.client("sts", create_user(iam, LAMBDA_SERVICE_USER, LAMBDA_SERVICE_STATEMENT))
+            )
             self.outputs = self._deploy()
+            # From here on, every call is checked against the caller's policies.
+            self.emulator.enforce_iam()
             deployment = discover(self.client)
             self.executor = Executor(
                 deployment,
                 sandbox_env=lambda spec: sandbox_environment(
-                    spec, self.emulator.endpoint, REGION, self.credentials, self.state_dir / "scratch"
+                    spec,
+                    self.emulator.endpoint,
+                    REGION,
+                    self.role_credentials(spec),
+                    self.state_dir / "scratch",
                 ),
+                function_client=lambda spec, service: self.client(service, self.role_credentials(spec)),
                 client=self.client,
                 region=REGION,
                 root=self.root,
@@ -145,20 +175,6 @@ class LocalRuntime:
         self.stop()
 
     # ------------------------------------------------------------------ pieces
-    def _admin_credentials(self) -> tuple[str, str]:
-        """The administrator identity tools and tests use (README "Embedded runtime")."""
-        iam = self.client("iam")
-        iam.create_user(UserName=ADMIN_USER)
-        iam.put_user_policy(
-            UserName=ADMIN_USER,
-            PolicyName="administrator",
-            PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-            ),
-        )
-        key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
-        return key["AccessKeyId"], key["SecretAccessKey"]
-
     def _deploy(self) -> dict[str, Any]:
         assert self.postgres is not None
         overrides = merge_config(
@@ -187,13 +203,14 @@ class LocalRuntime:
             archive=archive,
             relaxed=self.relaxed,
         )
+        self.relaxed.extend(EMULATOR_LIMITS)
         (self.state_dir / "relaxed-policies.txt").write_text("".join(f"{line}\n" for line in self.relaxed))
         outputs.update(
             {
                 "region": REGION,
                 "aws_endpoint_url": self.emulator.endpoint,
-                "aws_access_key_id": self.credentials[0],
-                "aws_secret_access_key": self.credentials[1],
+                "aws_access_key_id": self.credentials.access_key,
+                "aws_secret_access_key": self.credentials.secret_key,
             }
         )
         return outputs

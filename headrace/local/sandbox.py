@@ -32,6 +32,7 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int = 30
     memory_mb: int = 128
+    role: str = ""  # the execution role's ARN
 
 
 @dataclass

@@ -10,9 +10,13 @@ long-lived stack, and uploaded objects are removed at the end.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +27,7 @@ import duckdb
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
+from headrace.cli import main
 from headrace.outputs import StackOutputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +126,22 @@ class Stack:
             )
         return messages
 
+    def api(
+        self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """A request to the ingest HTTP API (POST with a body, else GET): (status, JSON answer)."""
+        request = urllib.request.Request(
+            self.outputs.ingest_api_url.rstrip("/") + path,
+            data=body,
+            headers=headers or {},
+            method="POST" if body is not None else "GET",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
     def invoke(self, function: str, payload: Any) -> Any:
         """Invoke a deployed function by its logical name (``report``, ...)."""
         return self._invoke(self.outputs.get("function_names")[function], payload)
@@ -188,6 +209,18 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             return result.response
 
         yield Stack(StackOutputs.model_validate(runtime.outputs), runtime.outputs_path, invoke, runtime)
+
+
+@pytest.fixture(scope="module")
+def tenants(stack: Stack) -> dict[str, str]:
+    """Two tenants, created with `headrace tenants add` on the stack; name -> API key."""
+    keys = {}
+    for name in (f"acme{stack.run_id}", f"beta{stack.run_id}"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["tenants", "add", name, "--outputs", str(stack.outputs_path)]) == 0
+        keys[name] = out.getvalue().strip().splitlines()[-1]
+    return keys
 
 
 @pytest.fixture

@@ -2,61 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
-import urllib.error
-import urllib.request
-from typing import Any
-
-import pytest
-
-from headrace.cli import main
-
-
-def request(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-@pytest.fixture(scope="module")
-def tenants(stack):
-    """Two tenants, created with `headrace tenants add` on the stack; name -> API key."""
-    keys = {}
-    for name in (f"acme{stack.run_id}", f"beta{stack.run_id}"):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            assert main(["tenants", "add", name, "--outputs", str(stack.outputs_path)]) == 0
-        keys[name] = out.getvalue().strip().splitlines()[-1]
-    return keys
 
 
 def test_logs_are_ingested_stored_redacted_and_isolated(stack, tenants):
     (acme, acme_key), (_, beta_key) = tenants.items()
-    api = stack.outputs.ingest_api_url.rstrip("/")
     # When acme posts a JSON record and two lines of text
-    status, body = request(
-        f"{api}/ingest",
+    status, body = stack.api(
+        "/ingest",
         json.dumps({"tenant_id": acme, "log_id": "j-1", "text": "User 555-0199 logged in"}).encode(),
         {"content-type": "application/json", "x-api-key": acme_key},
     )
     assert (status, body) == (202, {"status": "enqueued", "tenant_id": acme, "log_id": "j-1"}), body
-    status, body = request(
-        f"{api}/ingest",
+    status, body = stack.api(
+        "/ingest",
         b"disk almost full\nmail ops@example.com\n",
         {"content-type": "text/plain", "x-tenant-id": acme, "x-api-key": acme_key},
     )
     assert status == 202 and len(body["log_ids"]) == 2
     # and beta tries to write as acme
-    status, body = request(
-        f"{api}/ingest",
+    status, body = stack.api(
+        "/ingest",
         json.dumps({"tenant_id": acme, "text": "sneaky"}).encode(),
         {"content-type": "application/json", "x-api-key": beta_key},
     )
@@ -64,7 +31,7 @@ def test_logs_are_ingested_stored_redacted_and_isolated(stack, tenants):
     # Then acme reads back its three records, redacted, once the worker has stored them
     deadline = time.monotonic() + 60
     while True:
-        status, page = request(f"{api}/logs?limit=10", headers={"x-api-key": acme_key})
+        status, page = stack.api("/logs?limit=10", headers={"x-api-key": acme_key})
         assert status == 200
         if len(page["items"]) >= 3 or time.monotonic() > deadline:
             break
@@ -72,18 +39,16 @@ def test_logs_are_ingested_stored_redacted_and_isolated(stack, tenants):
     texts = sorted(item["text"] for item in page["items"])
     assert texts == ["User [REDACTED:PHONE] logged in", "disk almost full", "mail [REDACTED:EMAIL]"]
     # and beta sees none of them
-    status, page = request(f"{api}/logs?limit=10", headers={"x-api-key": beta_key})
+    status, page = stack.api("/logs?limit=10", headers={"x-api-key": beta_key})
     assert (status, page["items"]) == (200, [])
 
 
 def test_bad_requests_get_a_4xx_and_enqueue_nothing(stack, tenants):
     _, key = next(iter(tenants.items()))
-    api = stack.outputs.ingest_api_url.rstrip("/")
     depth = stack.queue_depth(stack.outputs.get("ingest_queue_url"))
     assert (
-        request(f"{api}/ingest", b"{not json", {"content-type": "application/json", "x-api-key": key})[0]
-        == 400
+        stack.api("/ingest", b"{not json", {"content-type": "application/json", "x-api-key": key})[0] == 400
     )
-    assert request(f"{api}/ingest", b"x", {"content-type": "image/png", "x-api-key": key})[0] == 415
-    assert request(f"{api}/ingest", b"{}", {"content-type": "application/json"})[0] == 401
+    assert stack.api("/ingest", b"x", {"content-type": "image/png", "x-api-key": key})[0] == 415
+    assert stack.api("/ingest", b"{}", {"content-type": "application/json"})[0] == 401
     assert stack.queue_depth(stack.outputs.get("ingest_queue_url")) == depth

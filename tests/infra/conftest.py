@@ -166,9 +166,3 @@ def component_mocks() -> Iterator[PipelineMocks]:
     mocks = PipelineMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False)
     yield mocks
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Importing every pulumi_aws module (resource references are resolved by module)
-    # announces that module's own deprecated resources; none of them is used here.
-    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws")

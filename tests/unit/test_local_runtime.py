@@ -187,6 +187,52 @@ def test_only_transport_deny_statements_are_relaxed_and_each_is_listed():
     assert "DenyOutdatedTls" in mocks.relaxed[1] and "s3:TlsVersion" in mocks.relaxed[1]
 
 
+def test_identity_statements_with_conditions_are_listed_and_kept():
+    from headrace.local.deploy import EmulatorMocks
+
+    mocks = EmulatorMocks(client=None, region="us-east-1")  # type: ignore[arg-type]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Plain", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "arn:q"},
+            {
+                "Sid": "TaggedOnly",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "arn:b/*",
+                "Condition": {"StringEquals": {"aws:PrincipalTag/team": "data"}},
+            },
+            {
+                "Sid": "NotFromOutside",
+                "Effect": "Deny",
+                "Action": "s3:GetObject",
+                "Resource": "arn:b/*",
+                "Condition": {"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+            },
+        ],
+    }
+    kept = json.loads(mocks.note_conditions("role r, policy p", policy))
+    assert kept == policy
+    assert mocks.relaxed == [
+        "role r, policy p: Allow statement TaggedOnly never applies locally (stricter than AWS) — "
+        "the emulator cannot evaluate its condition keys (aws:PrincipalTag/team)",
+        "role r, policy p: Deny statement NotFromOutside always applies locally (stricter than AWS) — "
+        "the emulator cannot evaluate its condition keys (aws:SourceIp)",
+    ]
+
+
+def test_trust_principals_match_aws_principals_and_the_local_lambda_service_only():
+    from headrace.local.iam import principal_matches
+
+    lambda_trust = {"Principal": {"Service": "lambda.amazonaws.com"}}
+    assert principal_matches(lambda_trust, "arn:aws:iam::123456789012:user/headrace-lambda-service")
+    assert not principal_matches(lambda_trust, "arn:aws:iam::123456789012:user/headrace-admin")
+    account_trust = {"Principal": {"AWS": ["arn:aws:iam::123456789012:user/ops"]}}
+    assert principal_matches(account_trust, "arn:aws:iam::123456789012:user/ops")
+    assert not principal_matches(account_trust, "arn:aws:iam::123456789012:user/headrace-lambda-service")
+    assert principal_matches({"Principal": "*"}, "arn:aws:iam::123456789012:user/anyone")
+
+
 def test_policy_documents_are_computed_like_aws():
     from headrace.local.deploy import policy_document
 

@@ -1,0 +1,399 @@
+"""IAM enforcement in the embedded emulator: the program's own policies, checked on every call.
+
+Once the runtime has deployed the program it switches moto's request authorization on
+(``POST /moto-api/reset-auth`` with ``0``): from then on every request must be signed by a
+known identity and is checked against that identity's policies. Three identities exist:
+
+- ``headrace-admin``: the administrator the CLI, the demo and the tests act as;
+- ``headrace-lambda-service``: the executor, playing the Lambda service — it may only
+  assume roles whose trust policy names ``lambda.amazonaws.com``;
+- each function's execution role, assumed by the executor for the function's sandboxes and
+  for its event source mappings' queue polling (on AWS, pollers use the execution role too).
+
+moto's checks are patched where they would not match AWS for this program
+(:func:`patch_authorization`, applied by ``motoserver``):
+
+1. Resources. moto checks S3, SQS, IAM and STS requests against the resource they name,
+   every other service against ``"*"`` — a grant scoped to a table would never match. Here
+   DynamoDB, Secrets Manager, SNS, EventBridge, KMS and Glue requests, and SQS requests
+   naming a queue by ``QueueName``, are checked against the ARNs they touch: every table of
+   a batch, the index a query reads, a Glue table's catalog, database and table (as AWS
+   does). Any other service is still checked against ``"*"``: stricter, never laxer.
+2. S3 ``DeleteObjects``: moto checks the bucket, not the keys, and when denied deletes the
+   keys anyway. Here every key is checked, and a denied key fails the request (AWS answers
+   200 with a per-key ``AccessDenied`` instead; the handlers treat both as a failure).
+3. Actions and answers. A batch operation needs its base action (``SendMessageBatch``
+   needs ``sqs:SendMessage``; :data:`ACTION_ALIASES`). A denial says what was denied, in
+   AWS's words — ``User: <arn> is not authorized to perform: <action> on resource: <arn>
+   because no identity-based policy allows the <action> action`` — where moto names only
+   the action, or for S3 nothing; JSON-protocol clients get it (and refused credentials or
+   signatures) as JSON, which they can parse. A bodiless GET is verified with an empty
+   payload (moto signs its parsed parameters, so e.g. Lambda's ListFunctions never verifies).
+4. Trust policies: moto compares ``AWS`` principals only (a ``Service`` principal raises).
+   Here the Lambda service principal matches the executor's identity, and nothing else.
+5. Conditions: moto supplies no condition keys to identity policies and ignores their
+   conditions. Here a statement with a condition is taken in the direction that denies: an
+   Allow never applies, a Deny always does — stricter than AWS, never laxer, so whatever
+   works locally is allowed on AWS too. The deploy step lists each such statement
+   (``deploy.EmulatorMocks.note_conditions``).
+6. The administrator's access key is ``test`` / ``test`` — the credentials LocalStack users
+   already have configured — so the AWS CLI and boto3 work against the endpoint unchanged.
+
+Resource-based policies (bucket, queue, topic and key policies) are stored but not
+evaluated, except that moto applies a bucket policy's explicit Deny to object requests;
+:data:`EMULATOR_LIMITS` states this wherever the runtime lists what it relaxes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.credentials import Credentials
+
+ADMIN_USER = "headrace-admin"
+ADMIN_KEY = ("test", "test")
+LAMBDA_SERVICE_USER = "headrace-lambda-service"
+# Service principals a local identity stands in for.
+SERVICE_IDENTITIES = {LAMBDA_SERVICE_USER: "lambda.amazonaws.com"}
+
+EMULATOR_LIMITS = (
+    "resource-based policies (bucket, queue, topic and KMS key policies) are stored but not evaluated, "
+    "except a bucket policy's explicit Deny on object requests — identity policies are enforced",
+)
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    body = response.body  # some services have parsed it already
+    return body if isinstance(body, dict) else json.loads(body or "{}")
+
+
+def _arn(response: Any, service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{response.region}:{response.current_account}:{resource}"
+
+
+def _dynamodb(response: Any) -> list[str]:
+    body = _json_body(response)
+    tables: list[str] = []
+    if "TableName" in body:
+        resource = f"table/{body['TableName']}"
+        if body.get("IndexName"):
+            resource += f"/index/{body['IndexName']}"
+        tables.append(resource)
+    tables += [f"table/{name}" for name in body.get("RequestItems", {})]
+    for item in body.get("TransactItems", []):
+        for operation in item.values():
+            if isinstance(operation, dict) and "TableName" in operation:
+                tables.append(f"table/{operation['TableName']}")
+    return [_arn(response, "dynamodb", table) for table in dict.fromkeys(tables)]
+
+
+def _secretsmanager(response: Any) -> list[str]:
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    secret_id = _json_body(response).get("SecretId")
+    if not secret_id:
+        return []
+    secret = secretsmanager_backends[response.current_account][response.region].secrets.get(secret_id)
+    return [secret.arn if secret is not None else secret_id]
+
+
+def _sns(response: Any) -> list[str]:
+    topic = response._get_param("TopicArn")
+    return [topic] if topic else []
+
+
+def _events(response: Any) -> list[str]:
+    buses = [entry.get("EventBusName") or "default" for entry in _json_body(response).get("Entries", [])]
+    return [
+        bus if bus.startswith("arn:") else _arn(response, "events", f"event-bus/{bus}")
+        for bus in dict.fromkeys(buses)
+    ]
+
+
+def _kms(response: Any) -> list[str]:
+    from moto.kms.models import kms_backends
+
+    key_id = _json_body(response).get("KeyId")
+    if not key_id:
+        return []
+    backend = kms_backends[response.current_account][response.region]
+    try:
+        key_id = backend.any_id_to_key_id(key_id)
+    except Exception:  # an unknown alias: the operation itself reports it
+        return []
+    return [_arn(response, "kms", f"key/{key_id}")]
+
+
+def _sqs(response: Any) -> list[str]:
+    """Requests that name a queue by ``QueueName`` (GetQueueUrl); moto reads only ``QueueUrl``."""
+    name = response._get_param("QueueName")
+    if not name:
+        return []
+    account = response._get_param("QueueOwnerAWSAccountId") or response.current_account
+    return [f"arn:aws:sqs:{response.region}:{account}:{name}"]
+
+
+def _glue(response: Any) -> list[str]:
+    """A table operation is checked against the catalog, the database and the table."""
+    body = _json_body(response)
+    database = body.get("DatabaseName")
+    if not database:
+        return []
+    arns = [_arn(response, "glue", "catalog"), _arn(response, "glue", f"database/{database}")]
+    table = body.get("Name") or (body.get("TableInput") or {}).get("Name")
+    if table:
+        arns.append(_arn(response, "glue", f"table/{database}/{table}"))
+    return arns
+
+
+# Operations AWS authorizes under another action's name (moto uses the operation's own).
+ACTION_ALIASES = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "s3:HeadBucket": "s3:ListBucket",
+    "lambda:Invoke": "lambda:InvokeFunction",
+}
+
+RESOURCE_RESOLVERS: dict[str, Callable[[Any], list[str]]] = {
+    "dynamodb": _dynamodb,
+    "secretsmanager": _secretsmanager,
+    "sns": _sns,
+    "events": _events,
+    "kms": _kms,
+    "glue": _glue,
+    "sqs": _sqs,
+}
+
+
+def denial_message(principal: str, action: str, resource: str, explicit: bool) -> str:
+    reason = (
+        "with an explicit deny in an identity-based policy"
+        if explicit
+        else f"because no identity-based policy allows the {action} action"
+    )
+    return f'User: {principal} is not authorized to perform: {action} on resource: "{resource}" {reason}'
+
+
+def principal_matches(statement: dict[str, Any], principal: str) -> bool:
+    """Whether a trust statement's ``Principal`` names the caller ``principal`` (an ARN)."""
+    expected = statement.get("Principal")
+    if not expected or expected == "*":
+        return True
+
+    def values(kind: str) -> list[str]:
+        value = expected.get(kind, [])
+        return [value] if isinstance(value, str) else list(value)
+
+    if "*" in values("AWS") or principal in values("AWS"):
+        return True
+    user = principal.rsplit(":user/", 1)[-1] if ":user/" in principal else None
+    return user in SERVICE_IDENTITIES and SERVICE_IDENTITIES[user] in values("Service")
+
+
+def patch_authorization() -> None:
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError, _RESTError
+    from moto.iam import access_control
+    from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequestBase, PermissionResult
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.responses import S3Response
+
+    class Denied(AccessDeniedError):
+        def __init__(self, message: str):
+            _RESTError.__init__(self, "AccessDenied", message)
+
+    class JsonError(JsonRESTError):
+        code = 400
+
+    class S3Denied(S3ClientError):
+        def __init__(self, message: str):
+            super().__init__("AccessDenied", message)
+
+    # 1. resources
+    authorize_normal = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+    def authorize_resources(self: Any, resource: str = "*") -> None:
+        resolver = RESOURCE_RESOLVERS.get(getattr(self, "service_name", ""))
+        resources: list[str] = []
+        enforced = ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+        if enforced and resolver is not None and resource == "*":
+            try:
+                resources = resolver(self)
+            except (ValueError, KeyError, AttributeError):  # malformed request: the operation rejects it
+                resources = []
+        for each in resources or [resource]:
+            authorize_normal(self, each)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize_resources  # type: ignore[method-assign]
+
+    # 2. DeleteObjects: every key
+    authorize_s3 = S3Response._authenticate_and_authorize_s3_action
+
+    def authorize_s3_keys(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        if key_name is None and self.data.get("Action") == "DeleteObject" and self.is_delete_keys():
+            import xmltodict
+
+            objects = xmltodict.parse(self.body).get("Delete", {}).get("Object", [])
+            for obj in objects if isinstance(objects, list) else [objects]:
+                authorize_s3(self, bucket_name=bucket_name, key_name=obj["Key"])
+            return
+        authorize_s3(self, bucket_name=bucket_name, key_name=key_name)
+
+    S3Response._authenticate_and_authorize_s3_action = authorize_s3_keys  # type: ignore[method-assign]
+
+    # 3. actions (batch operations need their base action) and denials that name them
+    def check_action_permitted(self: Any, resource: str) -> None:
+        self._action = ACTION_ALIASES.get(self._action, self._action)
+        if self._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
+            return
+        permitted = False
+        for policy in self._access_key.collect_policies():
+            result = IAMPolicy(policy).is_action_permitted(self._action, resource)
+            if result == PermissionResult.DENIED:
+                deny(self, resource, explicit=True)
+            permitted = permitted or result == PermissionResult.PERMITTED
+        if permitted and self._is_assuming_role_operation(resource):
+            permitted = self._check_role_trust_relationship(resource)
+        if not permitted:
+            deny(self, resource, explicit=False)
+
+    def deny(request: Any, resource: str, explicit: bool) -> None:
+        message = denial_message(request._access_key.arn, request._action, resource, explicit)
+        if isinstance(request, access_control.S3IAMRequest):
+            raise S3Denied(message)
+        if json_protocol(request):
+            raise JsonError("AccessDeniedException", message)
+        raise Denied(message)
+
+    IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign]
+
+    # 3. refused credentials and signatures: JSON for JSON clients (moto answers in XML,
+    # which they cannot parse: the error would read "403")
+    def json_protocol(request: Any) -> bool:
+        return "X-Amz-Target" in request._headers or "json" in request._headers.get("Content-Type", "")
+
+    raise_invalid_access_key = access_control.IAMRequest._raise_invalid_access_key
+    raise_signature_does_not_match = access_control.IAMRequest._raise_signature_does_not_match
+
+    def invalid_access_key(self: Any, reason: str) -> None:
+        if json_protocol(self):
+            raise JsonError(
+                "UnrecognizedClientException", "The security token included in the request is invalid."
+            )
+        raise_invalid_access_key(self, reason)
+
+    def signature_does_not_match(self: Any) -> None:
+        if json_protocol(self):
+            raise JsonError(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        raise_signature_does_not_match(self)
+
+    access_control.IAMRequest._raise_invalid_access_key = invalid_access_key  # type: ignore[method-assign,assignment]
+    access_control.IAMRequest._raise_signature_does_not_match = signature_does_not_match  # type: ignore[method-assign]
+
+    # 3. signatures: a bodiless GET has an empty payload
+    create_aws_request = IAMRequestBase._create_aws_request
+
+    def create_signed_request(self: Any) -> Any:
+        if self._body or self._method not in ("GET", "HEAD", "DELETE"):
+            return create_aws_request(self)
+        parameters, self._data = self._data, b""
+        try:
+            return create_aws_request(self)
+        finally:
+            self._data = parameters
+
+    IAMRequestBase._create_aws_request = create_signed_request  # type: ignore[method-assign]
+
+    # 4. trust policies: service principals
+    def check_principal(self: Any, principal: str) -> bool:
+        return principal_matches(self._statement, principal)
+
+    IAMPolicyStatement._check_principal = check_principal  # type: ignore[method-assign]
+
+    # 5. identity statements with a condition: taken in the direction that denies
+    statement_permitted = IAMPolicyStatement.is_action_permitted
+
+    def is_action_permitted(
+        self: Any,
+        action: str,
+        resource: str = "*",
+        principal: str | None = None,
+        incoming_condition_values: dict[str, str] | None = None,
+    ) -> Any:
+        identity_policy = principal is None and incoming_condition_values is None
+        if identity_policy and self._statement.get("Condition") and self._statement.get("Effect") == "Allow":
+            return PermissionResult.NEUTRAL  # moto would ignore the condition and allow
+        return statement_permitted(self, action, resource, principal, incoming_condition_values)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted  # type: ignore[method-assign]
+
+    # 6. the administrator's well-known key
+    from moto.iam.models import AccessKey
+
+    access_key_init = AccessKey.__init__
+
+    def init_access_key(self: Any, user_name: str | None, *args: Any, **kwargs: Any) -> None:
+        access_key_init(self, user_name, *args, **kwargs)
+        if user_name == ADMIN_USER:
+            self.access_key_id, self.secret_access_key = ADMIN_KEY
+
+    AccessKey.__init__ = init_access_key  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------ identities
+def create_user(iam: Any, name: str, statement: dict[str, Any]) -> Credentials:
+    """An IAM user with one inline policy statement, and an access key for it."""
+    iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName=name,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+ADMIN_STATEMENT = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+LAMBDA_SERVICE_STATEMENT = {
+    "Effect": "Allow",
+    "Action": "sts:AssumeRole",
+    "Resource": "arn:aws:iam::*:role/*",
+}
+
+
+class RoleSessions:
+    """Credentials of execution roles, obtained the way the Lambda service obtains them:
+    ``sts:AssumeRole`` by the service's identity (:data:`LAMBDA_SERVICE_USER`), so the role's
+    trust policy is checked too. Cached per role; renewed when less than
+    ``RENEW_SECONDS`` of their hour is left."""
+
+    DURATION_SECONDS = 3600
+    RENEW_SECONDS = 600
+
+    def __init__(self, sts: Any):
+        self._sts = sts
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Credentials]] = {}
+
+    def credentials(self, role_arn: str, session_name: str) -> Credentials:
+        with self._lock:
+            cached = self._cache.get(role_arn)
+            if cached is None or cached[0] - time.time() < self.RENEW_SECONDS:
+                answer = self._sts.assume_role(
+                    RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=self.DURATION_SECONDS
+                )["Credentials"]
+                cached = (
+                    answer["Expiration"].timestamp(),
+                    Credentials(answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"]),
+                )
+                self._cache[role_arn] = cached
+            return cached[1]
