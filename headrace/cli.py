@@ -11,6 +11,7 @@ from pathlib import Path
 from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
 from handlers.logic.processing.pii import PiiOptions, PiiRule
 from headrace import status, tenants
+from headrace.experiments import cli as experiments_cli
 from headrace.local import cli as local_cli
 
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tenants.register(sub)
     status.register(sub)
     local_cli.register(sub)
+    experiments_cli.register(sub)
     return parser
 
 
