@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit integration infra e2e bench clean
+.PHONY: help demo test lint typecheck unit integration infra e2e bench experiments-local clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ unit integration infra e2e: $(STAMP) ## run one test layer
 
 bench: $(STAMP) ## benchmarks (prints figures; see BENCHMARKS.md)
 	$(BIN)/python benchmarks/processing.py
+
+experiments-local: $(STAMP) ## quick experiment suite on the embedded runtime; charts + summary in docs/results
+	$(BIN)/headrace experiments run --local --suite quick --out docs/results; status=$$?; \
+	$(BIN)/headrace experiments report --in docs/results && exit $$status
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .headrace

@@ -106,15 +106,9 @@ def _warehouse(
 
 
 def _metadata(stack: ExperimentStack, uploads: list[Upload]) -> int:
-    keys: list[dict[str, Any]] = []
-    for key in sorted({u.key for u in uploads}):
-        response = stack.ddb.query(
-            TableName=stack.outputs.metadata_table,
-            KeyConditionExpression="object_key = :k",
-            ExpressionAttributeValues={":k": {"S": key}},
-            ProjectionExpression="object_key, version",
-        )
-        keys += [{"object_key": i["object_key"], "version": i["version"]} for i in response.get("Items", [])]
+    """Delete the items by (key, version): the run's keys carry its run id, so no other
+    version of them exists."""
+    keys = [{"object_key": {"S": u.key}, "version": {"S": u.version}} for u in uploads]
     for start in range(0, len(keys), 25):
         request: dict[str, Any] = {
             stack.outputs.metadata_table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]

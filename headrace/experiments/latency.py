@@ -21,7 +21,7 @@ PER_FILE_TIMEOUT = 120.0
 # Before the next file, wait this long at most for the previous one's load, so the loader
 # does not compete with the next measurement (on AWS the loader's batching window may
 # hold a load back longer than that).
-LOAD_PAUSE = 3.0
+LOAD_PAUSE = 1.5
 
 
 def run(ctx: Context) -> dict[str, Any]:

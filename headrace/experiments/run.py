@@ -189,7 +189,7 @@ def run_suite(
                 info["cleanup"] = {"kept": len(stack.uploads)}
             else:
                 console.print(f"cleaning up {len(stack.uploads)} uploaded files ...")
-                info["cleanup"] = cleanup(stack)
+                info["cleanup"] = cleanup(stack, drain_seconds=suite.drain_seconds)
             shutil.rmtree(scratch, ignore_errors=True)
             finished = time.time()
             info["finished_at"] = datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds")

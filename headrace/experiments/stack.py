@@ -37,6 +37,8 @@ TERMINAL = ("completed", "failed")
 # How long the embedded runtime's executor takes to see a configuration change
 # (headrace.local.executor.WATCH_SECONDS is 2 s), plus a margin.
 EMBEDDED_SETTLE_SECONDS = 3.0
+# The environment variable whose change retires a function's warm sandboxes (cold starts).
+RUN_MARKER = "HEADRACE_EXPERIMENT_RUN"
 
 
 def parse_time(value: Any) -> float | None:
@@ -128,6 +130,7 @@ class ExperimentStack:
         self._uploads_lock = threading.Lock()
         self._deserialize = TypeDeserializer().deserialize
         self._touches = 0
+        self._changed_variables: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ names
     def function(self, logical: str) -> str:
@@ -296,7 +299,16 @@ class ExperimentStack:
         what = f"{logical} environment"
         if not changes.has(what):
             original = dict(current)
-            changes.push(what, lambda: self._restore_environment(name, original))
+            changed: set[str] = set()
+            self._changed_variables[what] = changed
+            # Settle after restoring only when the change mattered to the code (not the
+            # marker that merely forces new sandboxes): e.g. the crash rate must be off
+            # before the next experiment measures.
+            changes.push(
+                what,
+                lambda: self._restore_environment(name, original, settle=bool(changed - {RUN_MARKER})),
+            )
+        self._changed_variables[what].update(updates)
         for variable, value in updates.items():
             if value is None:
                 current.pop(variable, None)
@@ -305,15 +317,16 @@ class ExperimentStack:
         self._update_function(name, Environment={"Variables": current})
         self.settle()
 
-    def _restore_environment(self, name: str, original: dict[str, str]) -> None:
+    def _restore_environment(self, name: str, original: dict[str, str], settle: bool) -> None:
         self._update_function(name, Environment={"Variables": original})
-        self.settle()
+        if settle:
+            self.settle()
 
     def touch(self, changes: Changes, logical: str) -> None:
         """A configuration change that retires the function's warm sandboxes: the next
         invocation is a cold start, on any stack."""
         self._touches += 1
-        self.set_environment(changes, logical, {"HEADRACE_EXPERIMENT_RUN": f"{self.run_id}-{self._touches}"})
+        self.set_environment(changes, logical, {RUN_MARKER: f"{self.run_id}-{self._touches}"})
 
     def set_timeout(self, changes: Changes, logical: str, seconds: int) -> None:
         name = self.function(logical)
@@ -369,7 +382,7 @@ class ExperimentStack:
                 "MaximumBatchingWindowInSeconds": mapping.get("MaximumBatchingWindowInSeconds", 0),
                 "ScalingConfig": mapping.get("ScalingConfig") or {},
             }
-            changes.push(what, lambda: self._apply_mapping(uid, original))
+            changes.push(what, lambda: self._apply_mapping(uid, original, settle=False))
         self._apply_mapping(
             uid,
             {
@@ -379,7 +392,7 @@ class ExperimentStack:
             },
         )
 
-    def _apply_mapping(self, uid: str, settings: dict[str, Any]) -> None:
+    def _apply_mapping(self, uid: str, settings: dict[str, Any], settle: bool = True) -> None:
         for attempt in range(30):
             try:
                 self.lam.update_event_source_mapping(UUID=uid, **settings)
@@ -394,7 +407,8 @@ class ExperimentStack:
             if state == "Enabled":
                 break
             time.sleep(1)
-        self.settle()
+        if settle:
+            self.settle()
 
     def break_database(self, changes: Changes) -> None:
         """Point the database secret at a closed port (restored by ``changes``). The secret's

@@ -41,6 +41,8 @@ class Suite:
     sweep: tuple[SweepPoint, ...] = ()
     sweep_files: int = 0
     sweep_rows: int = 100
+    # how long the clean-up waits for the run's files to be processed and loaded
+    drain_seconds: float = 60.0
     # upper bound of each experiment, in seconds (what is measured by then is kept)
     limits: dict[str, float] = field(default_factory=dict)
 
@@ -65,19 +67,21 @@ SUITES = {
         latency_rows=(100,),
         latency_warm=1,
         limits={"latency": 60},
+        drain_seconds=30,
     ),
     "quick": Suite(
         name="quick",
         latency_rows=(100, 1_000, 10_000, 100_000),
         latency_warm=2,
-        filesize_mb=(1, 8, 32),
+        filesize_mb=(1, 4, 16),
         throughput=((10, 1), (10, 8), (100, 8)),
         poison_files=2,
-        crash_files=20,
-        crash_rate=0.2,
+        crash_files=10,
+        crash_rate=0.3,
         sweep=(SweepPoint(1, 0, 2), SweepPoint(5, 0, 2), SweepPoint(5, 0, 4)),
-        sweep_files=20,
-        limits={"latency": 90, "filesize": 90, "throughput": 150, "failure": 180, "sweep": 120},
+        sweep_files=10,
+        limits={"latency": 75, "filesize": 60, "throughput": 120, "failure": 120, "sweep": 75},
+        drain_seconds=30,
     ),
     "full": Suite(
         name="full",
@@ -100,5 +104,6 @@ SUITES = {
         ),
         sweep_files=100,
         limits={"latency": 900, "filesize": 1800, "throughput": 2400, "failure": 1500, "sweep": 1200},
+        drain_seconds=300,
     ),
 }
