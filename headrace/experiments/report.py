@@ -511,6 +511,9 @@ def chart_throughput(runs: list[Run], path: Path) -> bool:
                 label=f"{run.label}: {files:,} files",
             )
     ax.set_xscale("log", base=2)
+    threads = sorted({r["concurrency"] for run in runs for r in run.of_type("throughput", "run")})
+    ax.set_xticks(threads, [str(t) for t in threads])
+    ax.minorticks_off()
     ax.set_xlabel("client upload threads")
     ax.set_ylabel("files completed per minute")
     ax.set_title("Throughput vs upload concurrency (first upload -> last completed)")
@@ -779,7 +782,7 @@ def _environment(run: Run) -> str:
 
 def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], monthly_files: int) -> str:
     labels = [run.label for run in runs]
-    out = ["# Experiment results\n"]
+    out = ["# Experiment results\n\n"]
     out.append(
         "Measured by `headrace experiments run`, rendered by `headrace experiments report` "
         "(how and what: [docs/experiments.md](../experiments.md)).\n"
@@ -865,7 +868,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                 ]
                 for p in fs.get("points", [])
             ]
-            out.append(f"\n**{run.label}**\n\n")
+            out.append(f"\n**{run.label}**\n")
             out.append(
                 _table(
                     [
@@ -916,7 +919,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                 for r in f.get("throughput_runs", [])
             ]
             if body:
-                out.append(f"\n**{run.label}**\n\n")
+                out.append(f"\n**{run.label}**\n")
                 out.append(
                     _table(["files", "upload threads", "completed", "files/min", "peak queue depth"], body)
                 )
@@ -931,7 +934,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
             fl = f.get("failure") or {}
             if not fl:
                 continue
-            out.append(f"\n**{run.label}**\n\n")
+            out.append(f"\n**{run.label}**\n")
             out.append(_failure_text(fl))
         if "failure_recovery.png" in charts:
             out.append("\n![failure recovery](failure_recovery.png)\n")
@@ -955,7 +958,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                 for p in f.get("sweep", [])
             ]
             if body:
-                out.append(f"\n**{run.label}**\n\n")
+                out.append(f"\n**{run.label}**\n")
                 out.append(_table(["mapping", "completed", "files/min", "latency p50", "latency p95"], body))
         if "sweep.png" in charts:
             out.append("\n![configuration sweep](sweep.png)\n")
@@ -1015,10 +1018,17 @@ def _failure_text(fl: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _usd(value: float) -> str:
+    """A price without scientific notation: 0.0000166667, 0.4, 11.68."""
+    return f"{value:.10f}".rstrip("0").rstrip(".")
+
+
 def _price(line: cost.CostLine) -> str:
     if line.unit_price < 0.001:
-        return f"${line.unit_price * 1e6:.4g} per million {line.unit}"
-    return f"${line.unit_price:.4g} per {line.unit.removesuffix('s') if line.unit == 'hours' else line.unit}"
+        return f"${_usd(round(line.unit_price * 1e6, 6))} per million {line.unit}"
+    return (
+        f"${_usd(line.unit_price)} per {line.unit.removesuffix('s') if line.unit == 'hours' else line.unit}"
+    )
 
 
 def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
@@ -1028,7 +1038,7 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
         estimates: list[tuple[int, cost.Estimate]] = f.get("cost") or []
         if not estimates:
             continue
-        out.append(f"\n**From the durations measured on {run.label}**\n\n")
+        out.append(f"\n**From the durations measured on {run.label}**\n")
         header = [
             "rows per file",
             "file size",
@@ -1055,7 +1065,7 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
             )
         out.append(_table(header, body))
         rows, e = next(((r, e) for r, e in estimates if r == 1_000), estimates[0])
-        out.append(f"\nLine items for {rows:,}-row files:\n\n")
+        out.append(f"\nLine items for {rows:,}-row files:\n")
         out.append(
             _table(
                 ["service", "item", "quantity", "unit price", "USD / month"],
@@ -1072,7 +1082,7 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
             )
         )
     fixed = cost.fixed_monthly(prices)
-    out.append("\nFixed monthly costs of the dev stack, independent of volume (not in the totals above):\n\n")
+    out.append("\nFixed monthly costs of the dev stack, independent of volume (not in the totals above):\n")
     out.append(
         _table(
             ["service", "item", "USD / month"],
@@ -1082,8 +1092,8 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
     )
     out.append(
         "\nAssumptions:\n\n"
-        f"- Prices: {prices.as_of}. Lambda ${prices.lambda_gb_second_arm}/GB-s (arm64) or "
-        f"${prices.lambda_gb_second_x86}/GB-s (x86_64), ${prices.lambda_per_million_requests} per million requests; "
+        f"- Prices: {prices.as_of}. Lambda ${_usd(prices.lambda_gb_second_arm)}/GB-s (arm64) or "
+        f"${_usd(prices.lambda_gb_second_x86)}/GB-s (x86_64), ${prices.lambda_per_million_requests} per million requests; "
         f"SQS ${prices.sqs_per_million_requests} per million requests; S3 ${prices.s3_put_per_thousand} per 1,000 PUT, "
         f"${prices.s3_get_per_thousand} per 1,000 GET/HEAD, ${prices.s3_gb_month}/GB-month; DynamoDB on demand "
         f"${prices.ddb_per_million_wru} per million WRU, ${prices.ddb_per_million_rru} per million RRU; EventBridge "

@@ -100,7 +100,12 @@ def run_suite(
     if db_outage is not None:
         from dataclasses import replace
 
-        suite = replace(suite, db_outage_files=(suite.db_outage_files or 10) if db_outage else 0)
+        limits = dict(suite.limits)
+        if db_outage and not suite.db_outage_files:  # room for the load queue's visibility timeout
+            limits["failure"] = suite.limit("failure") + 420
+        suite = replace(
+            suite, db_outage_files=(suite.db_outage_files or 10) if db_outage else 0, limits=limits
+        )
     outputs = StackOutputs.load(outputs_path)
     stack = ExperimentStack(outputs, settle_seconds=settle_seconds)
     if max_size_mb is None:
