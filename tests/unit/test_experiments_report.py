@@ -66,7 +66,9 @@ def test_every_chart_is_a_valid_png(rendered):
 
 def test_summary_shows_the_measured_percentiles(rendered):
     text = (rendered / "summary.md").read_text()
-    warm = [r["e2e_ms"] for r in records("latency") if r["type"] == "file" and not r["cold"] and "e2e_ms" in r]
+    warm = [
+        r["e2e_ms"] for r in records("latency") if r["type"] == "file" and not r["cold"] and "e2e_ms" in r
+    ]
     # Then the headline percentiles are those of the recorded warm files
     for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
         assert f"| latency {name} (warm) | {ms_text(percentile(warm, q))} (n={len(warm)}) |" in text
@@ -85,10 +87,16 @@ def test_summary_shows_the_fit_throughput_failures_and_sweep(rendered):
     assert f"{fit['slope']:.4f} s/MB" in text
     runs = [r for r in records("throughput") if r["type"] == "run"]
     best = max(runs, key=lambda r: r["files_per_minute"])
-    assert f"{best['files_per_minute']:.0f} files/min ({best['files']} files, {best['concurrency']} threads)" in text
+    assert (
+        f"{best['files_per_minute']:.0f} files/min ({best['files']} files, {best['concurrency']} threads)"
+        in text
+    )
     failure = json.loads((FIXTURE / "failure.summary.json").read_text())
     assert f"{failure['poison']['in_dlq']}/{failure['poison']['files']} in the processing DLQ" in text
-    assert f"every file completed {failure['crash']['all_completed_after_s']:.0f} s after the burst started" in text
+    assert (
+        f"every file completed {failure['crash']['all_completed_after_s']:.0f} s after the burst started"
+        in text
+    )
     assert "crash.one_parquet_per_key: pass" in text
     assert "Database outage: skipped" in text
     for point in json.loads((FIXTURE / "sweep.summary.json").read_text())["points"]:
@@ -130,7 +138,10 @@ def test_compare_puts_two_environments_side_by_side(tmp_path):
     assert "| metric | embedded (local) | aws (dev) |" in text
     warm = [r["e2e_ms"] for r in records("latency") if r["type"] == "file" and not r["cold"]]
     p50 = percentile(warm, 0.5)
-    assert f"| latency p50 (warm) | {ms_text(p50)} (n={len(warm)}) | {ms_text(2 * p50)} (n={len(warm)}) |" in text
+    assert (
+        f"| latency p50 (warm) | {ms_text(p50)} (n={len(warm)}) | {ms_text(2 * p50)} (n={len(warm)}) |"
+        in text
+    )
     assert "## AWS cost estimate: 50,000 files a month" in text
     assert "**From the durations measured on aws (dev)**" in text
     for chart in CHARTS:
