@@ -7,10 +7,12 @@ time is the handler's own (download, process, write); the fit is processing seco
 against MB (10^6 bytes).
 
 Large files need more than the embedded stack's 10-second processor timeout: before each
-size the time is predicted from the points so far (three times the prediction), and when the function's timeout is shorter it is raised, together with the queue's
-visibility timeout (6x, as the program sets it), the loader's timeout and the load
-queue's — all restored afterwards. Sizes above ``--max-size-mb`` are skipped (default:
-none on the embedded runtime, 100 MB elsewhere: upload time and cost).
+size the time is predicted from the points so far (three times the prediction); when the
+function's timeout is shorter it is raised to Lambda's maximum (900 s), together with the
+queue's visibility timeout (6x, as the program sets it), and likewise the loader's timeout
+and the load queue's for the file's rows — all restored afterwards. Sizes above
+``--max-size-mb`` are skipped (default: none on the embedded runtime, 100 MB elsewhere:
+upload time and cost).
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def run(ctx: Context) -> dict[str, Any]:
                 uploads.append(upload)
                 items.update(stack.wait([upload], min(deadline, time.monotonic() + max(120.0, need * 3))))
                 advance(1)
-            items.update(drain_loads(ctx, [u for u in uploads if items.get((u.key, u.version))], 60))
+            # the loads too (time into the warehouse), bounded by their size
+            rows = sum(int(u.label.get("rows", 0)) for u in uploads)
+            loads = [u for u in uploads if items.get((u.key, u.version))]
+            items.update(drain_loads(ctx, loads, min(deadline - time.monotonic(), 60 + rows / 50_000)))
     finally:
         records = [file_record(u, items.get((u.key, u.version))) for u in uploads]
         records += [{"type": "skipped", **s} for s in skipped]
@@ -88,20 +93,22 @@ def _predicted_seconds(
 
 
 def _make_room(ctx: Context, changes: Changes, seconds: float, rows: int) -> None:
+    """Raise the timeouts to Lambda's maximum when the next file may not fit them (the
+    prediction is rough: the emulator's download speed, for one, falls with size)."""
     stack = ctx.stack
     processor = int(stack.function_configuration("processor")["Timeout"])
     if processor < seconds:
-        timeout = min(MAX_TIMEOUT, max(60, int(seconds * 2)))
-        stack.set_timeout(changes, "processor", timeout)
-        stack.set_visibility_timeout(changes, stack.outputs.processing_queue_url, 6 * timeout)
-        ctx.notes.append(f"processor timeout raised from {processor} s to {timeout} s for the large files")
+        stack.set_timeout(changes, "processor", MAX_TIMEOUT)
+        stack.set_visibility_timeout(changes, stack.outputs.processing_queue_url, 6 * MAX_TIMEOUT)
+        ctx.notes.append(
+            f"processor timeout raised from {processor} s to {MAX_TIMEOUT} s for the large files"
+        )
     load_seconds = 3 * (2 + rows / LOAD_ROWS_PER_SECOND)
     loader = int(stack.function_configuration("loader")["Timeout"])
     if loader < load_seconds:
-        timeout = min(MAX_TIMEOUT, max(60, int(load_seconds * 2)))
-        stack.set_timeout(changes, "loader", timeout)
-        stack.set_visibility_timeout(changes, stack.outputs.load_queue_url, 6 * timeout)
-        ctx.notes.append(f"loader timeout raised from {loader} s to {timeout} s for the large files")
+        stack.set_timeout(changes, "loader", MAX_TIMEOUT)
+        stack.set_visibility_timeout(changes, stack.outputs.load_queue_url, 6 * MAX_TIMEOUT)
+        ctx.notes.append(f"loader timeout raised from {loader} s to {MAX_TIMEOUT} s for the large files")
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
