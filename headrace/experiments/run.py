@@ -126,7 +126,7 @@ def run_suite(
         "experiments": {},
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "git": git_commit(ROOT),
+        "git": git_commit(ROOT, exclude=out),
         "settle_seconds": stack.settle_seconds,
         "max_size_mb": None if math.isinf(max_size_mb) else max_size_mb,
         **(extra or {}),

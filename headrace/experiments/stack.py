@@ -593,14 +593,20 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def git_commit(root: Path) -> dict[str, Any]:
+def git_commit(root: Path, exclude: Path | None = None) -> dict[str, Any]:
+    """The commit measured, and whether tracked files differ from it (the results
+    directory ``exclude`` aside: a run rewrites it)."""
+    pathspec = ["--", "."]
+    if exclude is not None:
+        with contextlib.suppress(ValueError):
+            pathspec.append(f":(exclude){exclude.resolve().relative_to(root.resolve())}")
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", *pathspec],
                 cwd=root,
                 capture_output=True,
                 text=True,

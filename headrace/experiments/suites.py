@@ -2,9 +2,9 @@
 
 ``quick`` is sized for the embedded runtime on a 2-core machine: about 3.5 minutes in all,
 of which a minute is the crash experiment waiting for the processing queue's visibility
-timeout (60 s there) to bring crashed batches back. ``full`` takes about 40 minutes on the
-embedded runtime (the 1 GB file alone about 5); on AWS, minutes more for the visibility
-timeouts (6x the function timeouts).
+timeout (60 s there) to bring crashed batches back. ``full`` takes 30-40 minutes on the
+embedded runtime (the 1 GB file alone about 3); on AWS, longer for the visibility timeouts
+(6x the function timeouts).
 """
 
 from __future__ import annotations
