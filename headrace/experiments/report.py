@@ -387,12 +387,21 @@ def chart_breakdown(runs: list[Run], path: Path) -> bool:
                     label=name if (i, k) == (0, 0) else None,
                 )
                 bottom += value
-            if len(runs) > 1:
-                ax.annotate(run.label.split(" ")[0], (x, bottom), ha="center", va="bottom", fontsize=7)
     for k, rows in enumerate(sizes):
         ticks.append(k)
         labels.append(f"{rows:,} rows")
     ax.set_xticks(ticks, labels)
+    if len(runs) > 1:  # which bar is which environment: the outline's colour
+        for i, run in enumerate(runs):
+            ax.bar(
+                [0],
+                [0],
+                0,
+                color="white",
+                edgecolor=RUN_COLORS[i],
+                linewidth=2,
+                label=f"outline: {run.label}",
+            )
     ax.set_ylabel("mean time per file (s)")
     ax.set_title("Where the time goes (warm, handler timings + client clock)")
     ax.legend(fontsize=8, loc="upper left")
@@ -721,7 +730,7 @@ def summary_rows(runs: list[Run], figures: list[dict[str, Any]]) -> list[tuple[s
 
 def chart_summary_table(runs: list[Run], figures: list[dict[str, Any]], path: Path) -> None:
     rows = summary_rows(runs, figures)
-    fig = _figure(4.5 + 3.8 * len(runs), 0.6 + 0.32 * (len(rows) + 1))
+    fig = _figure(4.5 + 3.8 * len(runs), 0.3 + 0.24 * (len(rows) + 1))
     ax = fig.add_subplot()
     ax.axis("off")
     table = ax.table(
