@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint typecheck workflows policy-venv unit integration infra e2e bench clean \
+.PHONY: help venv demo test lint typecheck workflows policy-venv unit integration infra e2e bench experiments-local clean \
 	localstack-up localstack-down deploy-local e2e-local e2e-aws
 
 help: ## list targets
@@ -57,6 +57,10 @@ unit integration infra e2e: $(STAMP) ## run one test layer
 
 bench: $(STAMP) ## benchmarks (prints figures; see BENCHMARKS.md)
 	$(BIN)/python benchmarks/processing.py
+
+experiments-local: $(STAMP) ## quick experiment suite on the embedded runtime; charts + summary in docs/results
+	$(BIN)/headrace experiments run --local --suite quick --out docs/results; status=$$?; \
+	$(BIN)/headrace experiments report --in docs/results && exit $$status
 
 clean: ## remove the virtualenvs and caches
 	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache .headrace

@@ -11,6 +11,7 @@ from pathlib import Path
 from handlers.logic.processing import ProcessingOptions, UnprocessableFile, process_file
 from handlers.logic.processing.pii import PiiOptions, PiiRule
 from headrace import dlq, query, replay, status, tenants
+from headrace.experiments import cli as experiments_cli
 from headrace.local import cli as local_cli
 
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.register(sub)
     replay.register(sub)
     local_cli.register(sub)
+    experiments_cli.register(sub)
     return parser
 
 

@@ -16,6 +16,8 @@ Outcomes (metadata ``status`` in brackets):
 
 from __future__ import annotations
 
+import resource
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -157,6 +159,7 @@ def process_object(
             "summary_key": keys.summary,
             "timings_ms": timings,
             **({"catalog_error": catalog_error} if catalog_error else {}),
+            "max_rss_mb": peak_rss_mb(),
         },
     )
     _retire_older_versions(ref, settings, store, completed)
@@ -218,6 +221,14 @@ def _retire_older_versions(
 def _skip(ref: ObjectRef, store: MetadataStore, status: str, reason: str) -> Outcome:
     store.mark_failed(ref, utcnow(), reason)
     return Outcome(status=status, error=reason)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB: the execution environment's
+    high-water mark (interpreter and libraries included; a warm sandbox keeps the peak of
+    earlier invocations). Lambda's own "Max Memory Used" measures the same sandbox."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _ms(delta: Any) -> float:

@@ -29,6 +29,7 @@ def test_good_file_is_completed_with_outputs_and_event(pipeline, tmp_path):
     assert float(item["quality_issues"]["missing_values"]["quantity"]["percentage"]) == 33.33
     assert item["dataset"] == "sales"
     assert {"queue_wait", "download", "process", "write", "total"} <= set(item["timings_ms"])
+    assert 10 < float(item["max_rss_mb"]) < 100_000  # the process's peak RSS, in MB
     assert item["ttl"] > 0 and item["day"] == item["uploaded_at"][:10]
     # and the Parquet is where the layout says, with the rows
     parquet = tmp_path / "out.parquet"

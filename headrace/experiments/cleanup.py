@@ -1,0 +1,144 @@
+"""Remove everything a run left in the stack: the raw object versions it uploaded, their
+processed outputs, their metadata items, their warehouse rows (when the database is
+reachable from here), and their messages in the dead-letter queues.
+
+First it waits (bounded) until the files' journeys are over — processed, and loaded or
+failed — so that no late write recreates an output after it was removed. Idempotency
+records (keyed by a hash of the object version) are left to expire with their TTL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+from psycopg import sql
+
+from .common import loaded_or_final
+from .stack import ExperimentStack, Upload, message_key
+
+log = logging.getLogger("headrace.experiments")
+
+
+def cleanup(stack: ExperimentStack, drain_seconds: float = 60.0) -> dict[str, Any]:
+    uploads = list(stack.uploads)
+    result: dict[str, Any] = {"uploads": len(uploads)}
+    if not uploads:
+        return result
+    items: dict[tuple[str, str], dict[str, Any]] = {}
+    with contextlib.suppress(Exception):
+        items = stack.wait(uploads, time.monotonic() + drain_seconds, done=loaded_or_final, interval=1.0)
+    result["unsettled"] = sum(1 for u in uploads if not loaded_or_final(items.get((u.key, u.version), {})))
+    steps = (
+        ("raw_versions", lambda: _raw(stack, uploads)),
+        ("processed_objects", lambda: _processed(stack, uploads, items)),
+        ("warehouse_rows", lambda: _warehouse(stack, uploads, items)),
+        ("metadata_items", lambda: _metadata(stack, uploads)),
+        ("dlq_messages", lambda: _dead_letters(stack, {u.key for u in uploads})),
+    )
+    for name, step in steps:
+        try:
+            result[name] = step()
+        except Exception as exc:  # keep going: remove as much as possible
+            log.error("cleanup of %s failed: %s: %s", name, type(exc).__name__, exc)
+            result[name] = f"failed: {type(exc).__name__}: {exc}"
+    return result
+
+
+def _raw(stack: ExperimentStack, uploads: list[Upload]) -> int:
+    objects = [{"Key": u.key, **({"VersionId": u.version_id} if u.version_id else {})} for u in uploads]
+    removed = 0
+    for start in range(0, len(objects), 1000):
+        response = stack.s3.delete_objects(
+            Bucket=stack.outputs.raw_bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
+        )
+        removed += len(objects[start : start + 1000]) - len(response.get("Errors", []))
+    return removed
+
+
+def _processed(
+    stack: ExperimentStack, uploads: list[Upload], items: dict[tuple[str, str], dict[str, Any]]
+) -> int:
+    keys = {k for item in items.values() for k in (item.get("parquet_key"), item.get("summary_key")) if k}
+    # and whatever the run produced that no item points to any more
+    prefixes = {k.rsplit("/", 1)[0] + "/" for k in keys}
+    paginator = stack.s3.get_paginator("list_objects_v2")
+    for prefix in prefixes:
+        for page in paginator.paginate(
+            Bucket=stack.outputs.processed_bucket, Prefix=f"{prefix}{stack.run_id}-"
+        ):
+            keys |= {o["Key"] for o in page.get("Contents", [])}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), 1000):
+        stack.s3.delete_objects(
+            Bucket=stack.outputs.processed_bucket,
+            Delete={"Objects": [{"Key": k} for k in ordered[start : start + 1000]], "Quiet": True},
+        )
+    return len(ordered)
+
+
+def _warehouse(
+    stack: ExperimentStack, uploads: list[Upload], items: dict[tuple[str, str], dict[str, Any]]
+) -> int | str:
+    db = stack.database()
+    if db is None:
+        return "not reachable from here (rows of the experiments dataset stay in the warehouse)"
+    schema = stack.warehouse_schema()
+    keys = [u.key for u in uploads]
+    removed = 0
+    with contextlib.closing(db):
+        for dataset in sorted({str(i["dataset"]) for i in items.values() if i.get("dataset")}):
+            with contextlib.suppress(Exception):
+                removed += db.execute(
+                    sql.SQL("DELETE FROM {} WHERE object_key = ANY(%s)").format(
+                        sql.Identifier(schema, dataset)
+                    ),
+                    [keys],
+                ).rowcount
+        with contextlib.suppress(Exception):
+            db.execute(
+                sql.SQL("DELETE FROM {} WHERE object_key = ANY(%s)").format(sql.Identifier(schema, "_files")),
+                [keys],
+            )
+    return removed
+
+
+def _metadata(stack: ExperimentStack, uploads: list[Upload]) -> int:
+    """Delete the items by (key, version): the run's keys carry its run id, so no other
+    version of them exists."""
+    keys = [{"object_key": {"S": u.key}, "version": {"S": u.version}} for u in uploads]
+    for start in range(0, len(keys), 25):
+        request: dict[str, Any] = {
+            stack.outputs.metadata_table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
+        }
+        for _ in range(10):
+            request = stack.ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not request:
+                break
+            time.sleep(0.2)
+    return len(keys)
+
+
+def _dead_letters(stack: ExperimentStack, keys: set[str]) -> int:
+    """Delete this run's messages from the DLQs; others are made visible again at once."""
+    removed = 0
+    for url in (stack.outputs.processing_dlq_url, stack.outputs.load_dlq_url):
+        others: list[str] = []
+        for _ in range(50):  # bounded: 500 messages per DLQ at most
+            messages = stack.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=1
+            ).get("Messages", [])
+            if not messages:
+                break
+            for m in messages:
+                if message_key(m["Body"]) in keys:
+                    stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                    removed += 1
+                else:
+                    others.append(m["ReceiptHandle"])
+        for handle in others:
+            with contextlib.suppress(Exception):
+                stack.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    return removed

@@ -1,0 +1,160 @@
+"""Pieces of the experiment runner that need no stack: records, undo, suites, checks."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from headrace.experiments.common import file_record, loaded_or_final
+from headrace.experiments.run import _checks_pass
+from headrace.experiments.stack import Changes, Upload, closed_port, environment_kind, message_key
+from headrace.experiments.suites import EXPERIMENTS, SUITES
+from headrace.outputs import StackOutputs
+
+OUTPUTS = {
+    "raw_bucket": "raw",
+    "processed_bucket": "processed",
+    "reports_bucket": "reports",
+    "processing_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/processing",
+    "processing_dlq_url": "https://sqs.eu-west-1.amazonaws.com/1/processing-dlq",
+    "load_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/load",
+    "load_dlq_url": "https://sqs.eu-west-1.amazonaws.com/1/load-dlq",
+    "metadata_table": "metadata",
+    "db_secret_arn": "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+    "alerts_topic_arn": "arn:aws:sns:eu-west-1:1:alerts",
+    "ingest_api_url": "https://example.invalid",
+    "region": "eu-west-1",
+}
+
+
+def test_a_file_record_splits_end_to_end_time_into_its_parts():
+    # Given an upload at t=100.000-100.050 and its completed item (handler clock = client clock)
+    upload = Upload("incoming/experiments/r-a.csv", "v1", 6400, 100.0, 100.05, {"rows": 100, "cold": True})
+    item = {
+        "status": "completed",
+        "attempts": 1,
+        "row_count": 100,
+        "received_at": "1970-01-01T00:01:40.100Z",
+        "started_at": "1970-01-01T00:01:40.150Z",
+        "completed_at": "1970-01-01T00:01:40.450Z",
+        "loaded_at": "1970-01-01T00:01:41.450Z",
+        "load_status": "loaded",
+        "timings_ms": {
+            "queue_wait": 1150.0,
+            "download": 20.0,
+            "process": 200.0,
+            "write": 50.0,
+            "total": 300.0,
+        },
+        "max_rss_mb": 270.5,
+    }
+    r = file_record(upload, item)
+    # Then the parts add up to the end-to-end latency
+    assert r["e2e_ms"] == pytest.approx(450.0)
+    assert r["upload_ms"] == pytest.approx(50.0)
+    assert r["queue_wait_ms"] == pytest.approx(100.0)  # client clock, not the 1-second S3 event time
+    assert r["handler_queue_wait_ms"] == 1150.0
+    assert r["upload_ms"] + r["queue_wait_ms"] + r["handler_total_ms"] == pytest.approx(r["e2e_ms"])
+    assert r["other_ms"] == pytest.approx(30.0)
+    assert r["handler_ms"] == pytest.approx(350.0)
+    assert r["load_ms"] == pytest.approx(1000.0)
+    assert r["warehouse_e2e_ms"] == pytest.approx(1450.0)
+    assert (r["rows"], r["cold"], r["max_rss_mb"], r["status"]) == (100, True, 270.5, "completed")
+    assert r["item_bytes"] == len(json.dumps(item))
+
+
+def test_a_file_without_its_item_is_recorded_missing():
+    r = file_record(Upload("k", "v", 1, 1.0, 2.0), None)
+    assert r["status"] == "missing"
+    assert "e2e_ms" not in r
+
+
+@pytest.mark.parametrize(
+    ("item", "over"),
+    [
+        ({"status": "failed"}, True),
+        ({"status": "completed", "load_status": "loaded"}, True),
+        ({"status": "completed", "load_status": "failed"}, True),
+        ({"status": "completed"}, False),
+        ({"status": "processing"}, False),
+        ({}, False),
+    ],
+)
+def test_a_files_journey_is_over_when_failed_or_load_finished(item, over):
+    assert loaded_or_final(item) is over
+
+
+def test_changes_are_undone_in_reverse_order_even_when_one_fails():
+    done = []
+
+    def fail():
+        raise RuntimeError("throttled")
+
+    with Changes() as changes:
+        changes.push("first", lambda: done.append("first"))
+        changes.push("second", fail)
+        changes.push("third", lambda: done.append("third"))
+        assert changes.has("second") and not changes.has("fourth")
+    assert done == ["third", "first"]
+    assert changes.failures == ["could not restore second: RuntimeError: throttled"]
+
+
+def test_changes_are_undone_when_the_experiment_is_interrupted():
+    done = []
+    with pytest.raises(KeyboardInterrupt), Changes() as changes:
+        changes.push("crash rate", lambda: done.append("restored"))
+        raise KeyboardInterrupt
+    assert done == ["restored"]
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (json.dumps({"detail": {"object": {"key": "incoming/a.csv"}}}), "incoming/a.csv"),
+        (json.dumps({"detail": {"object_key": "incoming/b.csv"}}), "incoming/b.csv"),
+        (json.dumps({"detail": "x"}), None),
+        ("not json", None),
+        (json.dumps([1]), None),
+    ],
+)
+def test_dead_letters_are_matched_by_object_key(body, key):
+    assert message_key(body) == key
+
+
+def test_the_closed_port_refuses_connections():
+    port = closed_port("127.0.0.1", 5432)
+    with socket.socket() as s:
+        s.settimeout(1)
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_environment_kind_from_the_outputs(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert environment_kind(StackOutputs.model_validate(OUTPUTS)) == "aws"
+    local = {**OUTPUTS, "processing_queue_url": "http://sqs.us-east-1.localhost.localstack.cloud:4566/0/q"}
+    assert environment_kind(StackOutputs.model_validate(local)) == "localstack"
+    embedded = {**OUTPUTS, "aws_endpoint_url": "http://127.0.0.1:4566"}
+    assert environment_kind(StackOutputs.model_validate(embedded)) == "embedded"
+
+
+def test_failed_checks_anywhere_in_a_summary_fail_the_run():
+    assert _checks_pass({"crash": {"checks": {"all_completed": True, "rows_match_warehouse": None}}})
+    assert not _checks_pass({"poison": {"checks": {"every_poison_file_in_dlq": False}}})
+    assert _checks_pass({"points": [1, 2], "complete": True})
+
+
+def test_suites_are_bounded_and_quick_covers_every_experiment():
+    quick = SUITES["quick"]
+    assert quick.experiments() == EXPERIMENTS
+    assert quick.db_outage_files == 0  # the load queue's 180 s visibility timeout: full suite only
+    assert sum(quick.limit(e) for e in EXPERIMENTS) + quick.drain_seconds <= 480
+    assert set(quick.latency_rows) == {100, 1_000, 10_000, 100_000}
+    full = SUITES["full"]
+    assert 1000 in full.filesize_mb and full.db_outage_files > 0
+    assert {n for n, _ in full.throughput} == {10, 100, 1_000}
+    assert SUITES["smoke"].experiments() == ("latency",)
+    for suite in SUITES.values():
+        for name in suite.experiments():
+            assert 0 < suite.limit(name) <= 2400

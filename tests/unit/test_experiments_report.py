@@ -1,0 +1,163 @@
+"""Report rendering on recorded results (tests/fixtures/experiments: a real quick run on the
+embedded runtime, its per-file records of the bursts left out)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from headrace.cli import main
+from headrace.experiments import cost
+from headrace.experiments.report import ReportError, cost_workloads, load_run, render
+from headrace.experiments.stats import percentile
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "experiments" / "embedded-quick"
+CHARTS = {
+    "latency_distribution.png",
+    "percentiles.png",
+    "latency_by_filesize.png",
+    "component_breakdown.png",
+    "latency_timeline.png",
+    "file_size_scaling.png",
+    "throughput.png",
+    "queue_depth.png",
+    "sweep.png",
+    "failure_recovery.png",
+    "summary_table.png",
+}
+
+
+def records(name: str) -> list[dict]:
+    return [json.loads(line) for line in (FIXTURE / f"{name}.jsonl").read_text().splitlines()]
+
+
+def ms_text(value: float) -> str:
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width >= 300 and height >= 100, (path, image.size)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    render(FIXTURE, out, monthly_files=100_000)
+    return out
+
+
+def test_every_chart_is_a_valid_png(rendered):
+    # Then every chart of the issue is there, and each is a readable PNG
+    assert {p.name for p in rendered.glob("*.png")} == CHARTS
+    for chart in CHARTS:
+        assert_png(rendered / chart)
+    # and the charts stay small enough to commit
+    assert sum((rendered / c).stat().st_size for c in CHARTS) < 1_500_000
+
+
+def test_summary_shows_the_measured_percentiles(rendered):
+    text = (rendered / "summary.md").read_text()
+    warm = [
+        r["e2e_ms"] for r in records("latency") if r["type"] == "file" and not r["cold"] and "e2e_ms" in r
+    ]
+    # Then the headline percentiles are those of the recorded warm files
+    for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+        assert f"| latency {name} (warm) | {ms_text(percentile(warm, q))} (n={len(warm)}) |" in text
+    # and each size has its own row, with its cold start
+    for rows in (100, 1_000, 10_000, 100_000):
+        mine = [r for r in records("latency") if r["rows"] == rows and r["type"] == "file"]
+        cold = next(r for r in mine if r["cold"])
+        p50 = percentile([r["e2e_ms"] for r in mine if not r["cold"]], 0.5)
+        assert f"| {rows:,} | {ms_text(p50)} |" in text
+        assert ms_text(cold["e2e_ms"]) in text
+
+
+def test_summary_shows_the_fit_throughput_failures_and_sweep(rendered):
+    text = (rendered / "summary.md").read_text()
+    fit = json.loads((FIXTURE / "filesize.summary.json").read_text())["fit_processing_s_per_mb"]
+    assert f"{fit['slope']:.4f} s/MB" in text
+    runs = [r for r in records("throughput") if r["type"] == "run"]
+    best = max(runs, key=lambda r: r["files_per_minute"])
+    assert (
+        f"{best['files_per_minute']:.0f} files/min ({best['files']} files, {best['concurrency']} threads)"
+        in text
+    )
+    failure = json.loads((FIXTURE / "failure.summary.json").read_text())
+    assert f"{failure['poison']['in_dlq']}/{failure['poison']['files']} in the processing DLQ" in text
+    assert (
+        f"every file completed {failure['crash']['all_completed_after_s']:.0f} s after the burst started"
+        in text
+    )
+    assert "crash.one_parquet_per_key: pass" in text
+    assert "Database outage: skipped" in text
+    for point in json.loads((FIXTURE / "sweep.summary.json").read_text())["points"]:
+        assert f"| {point['point']} |" in text
+
+
+def test_summary_states_the_cost_and_its_assumptions(rendered):
+    text = (rendered / "summary.md").read_text()
+    run = load_run(FIXTURE)
+    estimates = {rows: cost.estimate(w) for rows, w in cost_workloads(run, 100_000)}
+    assert set(estimates) == {100, 1_000, 10_000, 100_000}
+    assert f"| AWS cost / month (est.) | ${estimates[1_000].total:,.2f} (1,000-row files) |" in text
+    for rows, e in estimates.items():
+        assert f"| {rows:,} |" in text and f"${e.total:,.2f}" in text
+    assert "## AWS cost estimate: 100,000 files a month" in text
+    assert "assumed list prices, us-east-1; verify" in text
+    assert "$0.625 per million WRU" in text
+    assert "db.t4g.micro" in text
+
+
+def test_compare_puts_two_environments_side_by_side(tmp_path):
+    # Given a second run (a copy labelled as another environment, twice as slow)
+    other = tmp_path / "aws"
+    shutil.copytree(FIXTURE, other)
+    info = json.loads((other / "run.json").read_text())
+    info.update(label="aws (dev)", environment="aws")
+    (other / "run.json").write_text(json.dumps(info))
+    slow = []
+    for r in records("latency"):
+        if "e2e_ms" in r:
+            r["e2e_ms"] *= 2
+        slow.append(json.dumps(r))
+    (other / "latency.jsonl").write_text("\n".join(slow) + "\n")
+    # When the report compares them
+    out = tmp_path / "report"
+    render(FIXTURE, out, compare=other, monthly_files=50_000)
+    # Then the summary has one column per environment, with each one's figures
+    text = (out / "summary.md").read_text()
+    assert "| metric | embedded (local) | aws (dev) |" in text
+    warm = [r["e2e_ms"] for r in records("latency") if r["type"] == "file" and not r["cold"]]
+    p50 = percentile(warm, 0.5)
+    assert (
+        f"| latency p50 (warm) | {ms_text(p50)} (n={len(warm)}) | {ms_text(2 * p50)} (n={len(warm)}) |"
+        in text
+    )
+    assert "## AWS cost estimate: 50,000 files a month" in text
+    assert "**From the durations measured on aws (dev)**" in text
+    for chart in CHARTS:
+        assert_png(out / chart)
+
+
+def test_a_directory_without_results_is_refused(tmp_path):
+    with pytest.raises(ReportError, match=r"no run\.json"):
+        render(tmp_path, tmp_path / "out")
+    assert main(["experiments", "report", "--in", str(tmp_path)]) == 2
+
+
+def test_the_cli_renders_into_the_results_directory_by_default(tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    assert main(["experiments", "report", "--in", str(results), "--monthly-files", "1000"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(results / "summary.md") in printed
+    assert "1,000 files a month" in (results / "summary.md").read_text()
