@@ -5,6 +5,12 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 1. Clock. moto's SQS asks for "now" through datetime arithmetic (about 6 µs) for every
    message on every receive, which makes a receive on a queue of 800 messages take 25 ms
    instead of 2 ms. ``time.time()`` returns the same epoch seconds; only the cost changes.
+   Likewise, reading any one queue attribute (the retention period for every message
+   received, content-based deduplication for every message sent) computed all of them,
+   counting every message of the queue three times: each send and receive cost grew with
+   the backlog (a quarter of the server's time while the ingest worker drained 3,000
+   records). ``Queue.attributes`` now computes a value when it is read; the values are
+   the same.
 2. Event source mappings. moto delivers SQS messages to Lambda functions itself, inline on
    every send, which needs Docker. On AWS the Lambda service's own pollers read the queue;
    here the runtime's executor does (``headrace.local.executor``). So the queue-side hook
@@ -23,9 +29,13 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+from moto.core.utils import camelcase_to_underscores
 
 from .iam import patch_authorization
 
@@ -35,6 +45,33 @@ class _DetachedMappings(dict):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         pass
+
+
+class _LazyQueueAttributes(Mapping[str, Any]):
+    """moto's ``Queue.attributes`` (same keys, same values), each value computed when read."""
+
+    def __init__(self, queue: Any):
+        self._queue = queue
+        names = list(queue.BASE_ATTRIBUTES)
+        if queue.fifo_queue:
+            names += queue.FIFO_ATTRIBUTES
+        if queue.kms_master_key_id:
+            names += queue.KMS_ATTRIBUTES
+        self._names = names
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        if name == "RedrivePolicy" and self._queue.redrive_policy:
+            return json.dumps(self._queue.redrive_policy)
+        value = getattr(self._queue, camelcase_to_underscores(name))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def patch_moto() -> None:
@@ -49,6 +86,7 @@ def patch_moto() -> None:
 
     sqs_models.unix_time = unix_time  # type: ignore[assignment]
     sqs_models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+    sqs_models.Queue.attributes = property(_LazyQueueAttributes)  # type: ignore[assignment,method-assign]
 
     original_init = sqs_models.Queue.__init__
 
