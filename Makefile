@@ -55,8 +55,11 @@ policy-venv: $(POLICY_STAMP) ## the policy pack's own environment (policy/.venv)
 unit integration infra e2e: $(STAMP) ## run one test layer
 	$(BIN)/pytest tests/$@
 
-bench: $(STAMP) ## benchmarks (prints figures; see BENCHMARKS.md)
+bench: $(STAMP) ## every benchmark, each against its baseline (about 15 minutes; figures in BENCHMARKS.md)
 	$(BIN)/python benchmarks/processing.py
+	$(BIN)/python benchmarks/warehouse_load.py
+	$(BIN)/python benchmarks/runtime_throughput.py
+	$(BIN)/python benchmarks/ingest_load.py
 
 experiments-local: $(STAMP) ## quick experiment suite on the embedded runtime; charts + summary in docs/results
 	$(BIN)/headrace experiments run --local --suite quick --out docs/results; status=$$?; \
