@@ -27,6 +27,11 @@ def register(subparsers: Any) -> None:
 
     up = sub.add_parser("up", help="start the emulator, deploy the program, serve until Ctrl-C")
     _ports(up)
+    up.add_argument(
+        "--samples",
+        action="store_true",
+        help="once up, upload the demo's sample files (samples/manifest.json) to their keys",
+    )
     up.set_defaults(func=_up)
 
     demo = sub.add_parser("demo", help="start, push the bundled samples, print the results, stop")
@@ -72,6 +77,12 @@ def _up(args: argparse.Namespace) -> int:
         )
         for line in runtime.relaxed:
             console.print(f"[yellow]relaxed locally:[/] {line}")
+        if args.samples:
+            from .demo import load_manifest, upload
+
+            samples = load_manifest(ROOT / "samples")
+            upload(runtime, samples)
+            console.print(f"uploaded {len(samples)} sample files; their outcomes follow")
         console.print("Ctrl-C stops everything.")
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
