@@ -55,7 +55,7 @@ policy-venv: $(POLICY_STAMP) ## the policy pack's own environment (policy/.venv)
 unit integration infra e2e: $(STAMP) ## run one test layer
 	$(BIN)/pytest tests/$@
 
-bench: $(STAMP) ## every benchmark, each against its baseline (about 15 minutes; figures in BENCHMARKS.md)
+bench: $(STAMP) ## every benchmark, each against its baseline (about 6 minutes; figures in BENCHMARKS.md)
 	$(BIN)/python benchmarks/processing.py
 	$(BIN)/python benchmarks/warehouse_load.py
 	$(BIN)/python benchmarks/runtime_throughput.py

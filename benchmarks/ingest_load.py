@@ -170,6 +170,13 @@ def stored(outputs: StackOutputs, tenant: str, wanted: set[str], timeout: float)
         time.sleep(1)
 
 
+def dlq_depth(outputs: StackOutputs) -> int:
+    attributes = outputs.client("sqs").get_queue_attributes(
+        QueueUrl=outputs.get("ingest_dlq_url"), AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
 def run(
     outputs: StackOutputs, outputs_path: Path, requests: int, concurrency: int, max_seconds: float
 ) -> int:
@@ -221,6 +228,8 @@ def run(
         f"records: {len(accepted)} accepted (202), {len(accepted) - lost} stored, {lost} lost, "
         f"{duplicated} stored twice, {unexpected} stored without a 202"
     )
+    if lost:
+        print(f"the ingest DLQ holds {dlq_depth(outputs)} message(s): `headrace dlq inspect --queue ingest`")
     met = ingest["rps"] >= 500 and ingest["p99_ms"] <= 50 and lost == 0
     print(f"targets (>= 500 requests/s, p99 <= 50 ms, 0 lost): {'met' if met else 'NOT met'}")
     print(f"requests/s: {ingest['rps'] / baseline['rps']:.2f}x the baseline's")
