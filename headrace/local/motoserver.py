@@ -1,16 +1,10 @@
-"""The embedded runtime's AWS emulator: moto's server, with six documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with seven documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
 1. Clock. moto's SQS asks for "now" through datetime arithmetic (about 6 µs) for every
    message on every receive, which makes a receive on a queue of 800 messages take 25 ms
    instead of 2 ms. ``time.time()`` returns the same epoch seconds; only the cost changes.
-   Likewise, reading any one queue attribute (the retention period for every message
-   received, content-based deduplication for every message sent) computed all of them,
-   counting every message of the queue three times: each send and receive cost grew with
-   the backlog (a quarter of the server's time while the ingest worker drained 3,000
-   records). ``Queue.attributes`` now computes a value when it is read; the values are
-   the same.
 2. Event source mappings. moto delivers SQS messages to Lambda functions itself, inline on
    every send, which needs Docker. On AWS the Lambda service's own pollers read the queue;
    here the runtime's executor does (``headrace.local.executor``). So the queue-side hook
@@ -24,12 +18,22 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    while the server runs, so it is computed once.
 5. Authorization. moto's IAM checks, switched on by the runtime after the deploy step, are
    made to match AWS where the program relies on it (``headrace.local.iam``).
-6. SQS message operations are atomic per queue. The server answers requests on several
+6. Queue attributes. Reading any one queue attribute (the retention period for every
+   message received, content-based deduplication for every message sent) computed all of
+   them, counting every message of the queue three times: each send and receive cost grew
+   with the backlog (a quarter of the server's time while the ingest worker drained 3,000
+   records). ``Queue.attributes`` now computes a value when it is read; the values are
+   the same.
+7. SQS message operations are atomic per queue. The server answers requests on several
    threads, and moto's delete rebuilds a queue's message list without a lock: two deletes
    at once overwrite each other's list, so deleted messages came back and were delivered
    again, and a message sent in between was dropped (1 to 8 of 3,000 ingest records under
-   load). Every SQS operation on a queue's messages now holds that queue's lock (the
-   re-entrant condition sending already takes; long polling releases it while it waits).
+   load). Sending, receiving, deleting, changing visibility and purging now hold the
+   queue's lock (the re-entrant condition sending already takes; long polling releases it
+   while it waits). A receive that moves a message to the DLQ takes the DLQ's lock inside
+   the source queue's, so two queues that are each other's DLQ could deadlock; the
+   program's DLQs have no redrive policy of their own. Attribute reads (message counts)
+   stay unlocked: they are approximate on AWS too.
 """
 
 from __future__ import annotations
@@ -64,7 +68,10 @@ class _LazyQueueAttributes(Mapping[str, Any]):
             names += queue.FIFO_ATTRIBUTES
         if queue.kms_master_key_id:
             names += queue.KMS_ATTRIBUTES
-        self._names = names
+        self._names = tuple(names)
+
+    def __contains__(self, name: object) -> bool:  # without computing the value
+        return name in self._names
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._names:
@@ -104,7 +111,8 @@ def _holding_queue_lock(operation: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-def patch_moto() -> None:
+def patch_sqs() -> None:
+    """Adjustments 1, 6 and 7."""
     import moto.sqs.models as sqs_models
     from moto.core import utils
 
@@ -120,6 +128,11 @@ def patch_moto() -> None:
     for name in QUEUE_MESSAGE_OPERATIONS:
         setattr(sqs_models.SQSBackend, name, _holding_queue_lock(getattr(sqs_models.SQSBackend, name)))
 
+
+def patch_moto() -> None:
+    import moto.sqs.models as sqs_models
+
+    patch_sqs()
     original_init = sqs_models.Queue.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:

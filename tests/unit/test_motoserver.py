@@ -1,26 +1,30 @@
-"""The emulator's SQS adjustments: attributes computed per key (moto's own values), and
-message operations atomic per queue."""
+"""The emulator's SQS adjustments (``patch_sqs``): attributes computed per key, with moto's
+own values, and message operations atomic per queue."""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
-import time
-import types
 
 import pytest
 from moto.sqs.models import Queue, SQSBackend
 
-from headrace.local.motoserver import QUEUE_MESSAGE_OPERATIONS, _holding_queue_lock, _LazyQueueAttributes
+from headrace.local.motoserver import QUEUE_MESSAGE_OPERATIONS, _LazyQueueAttributes, patch_sqs
 
 ACCOUNT = "123456789012"
 REDRIVE = json.dumps({"deadLetterTargetArn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:dlq", "maxReceiveCount": 5})
+POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": "*"}],
+    }
+)
 QUEUES = {
     "plain": ("plain", {}),
     "kms, policy and redrive": (
         "encrypted",
-        {"KmsMasterKeyId": "alias/headrace", "Policy": '{"Version": "2012-10-17"}', "RedrivePolicy": REDRIVE},
+        {"KmsMasterKeyId": "alias/headrace", "Policy": POLICY, "RedrivePolicy": REDRIVE},
     ),
     "fifo": ("ordered.fifo", {"FifoQueue": "true", "ContentBasedDeduplication": "true"}),
 }
@@ -45,6 +49,8 @@ def test_same_keys_and_values_as_moto(kind: str, monkeypatch: pytest.MonkeyPatch
     assert list(lazy) == list(queue.attributes)
     assert lazy.get("NotAnAttribute") is None
     assert "NotAnAttribute" not in lazy
+    if kind != "plain":
+        assert lazy["Policy" if "Policy" in attributes else "ContentBasedDeduplication"] is not None
 
 
 def test_reading_one_attribute_does_not_count_messages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,23 +63,34 @@ def test_reading_one_attribute_does_not_count_messages(monkeypatch: pytest.Monke
     lazy = _LazyQueueAttributes(queue)
 
     assert lazy["MessageRetentionPeriod"] == 345600
+    assert "ApproximateNumberOfMessages" in lazy  # membership does not compute the value
     assert lazy.get("ContentBasedDeduplication") is None  # not a FIFO queue: no such key
     with pytest.raises(AssertionError, match="counted"):
         lazy["ApproximateNumberOfMessages"]
 
 
-def _backend(locked: bool) -> SQSBackend:
+@pytest.fixture
+def patched_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``patch_sqs`` as the emulator applies it, undone after the test."""
+    from moto.sqs import models
+
+    for name in ("unix_time", "unix_time_millis"):
+        monkeypatch.setattr(models, name, getattr(models, name))
+    monkeypatch.setattr(Queue, "attributes", Queue.attributes)
+    for name in QUEUE_MESSAGE_OPERATIONS:
+        monkeypatch.setattr(SQSBackend, name, getattr(SQSBackend, name))
+    patch_sqs()
+
+
+def _backend() -> SQSBackend:
     backend = SQSBackend("us-east-1", ACCOUNT)
-    if locked:  # adjustment 6, on this backend only
-        for name in QUEUE_MESSAGE_OPERATIONS:
-            operation = _holding_queue_lock(getattr(SQSBackend, name))
-            setattr(backend, name, types.MethodType(operation, backend))
     backend.create_queue("work", VisibilityTimeout="60")
     return backend
 
 
+@pytest.mark.usefixtures("patched_sqs")
 def test_a_delete_waits_for_the_queue_lock() -> None:
-    backend = _backend(locked=True)
+    backend = _backend()
     backend.send_message("work", "a")
     [message] = backend.receive_message("work", 1, 0, 60)
     queue = backend.get_queue("work")
@@ -92,17 +109,12 @@ def test_a_delete_waits_for_the_queue_lock() -> None:
     assert queue._messages == []
 
 
-def test_overlapping_deletes_and_sends_keep_every_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("patched_sqs")
+def test_overlapping_deletes_and_sends_keep_every_message_once() -> None:
     """Two consumers deleting while a producer sends, as the ingest worker and API do.
-    Without adjustment 6 (``_backend(locked=False)``) moto's deletes overwrite each other's
-    message lists: about 900 of the 1,000 deleted messages come back, and a message sent in
-    between can vanish."""
-    from moto.sqs import models
-
-    monkeypatch.setattr(models, "unix_time", lambda dt=None: time.time())  # adjustment 1: fast enough
-    monkeypatch.setattr(models, "unix_time_millis", lambda dt=None: time.time() * 1000)
-    monkeypatch.setattr(Queue, "attributes", property(_LazyQueueAttributes))
-    backend = _backend(locked=True)
+    Without the lock moto's deletes overwrite each other's message lists: about 900 of the
+    1,000 deleted messages come back, and a message sent in between can vanish."""
+    backend = _backend()
     for i in range(1000):
         backend.send_message("work", f"old-{i}")
     in_flight = list(backend.get_queue("work")._messages)
