@@ -31,15 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from headrace.experiments.stats import percentile  # noqa: E402  (as the experiment reports)
 from headrace.outputs import StackOutputs  # noqa: E402
 
 CSV = "date,product,quantity,price\n" + "".join(f"2025-01-{d:02d},Widget,{d},{d}.99\n" for d in range(1, 21))
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 class Bench:
@@ -139,9 +134,9 @@ def run(outputs: StackOutputs, files: int, threads: int, sequential: int) -> dic
                 "files": files,
                 "seconds": last_done - first_upload,
                 "files_per_minute": files / (last_done - first_upload) * 60,
-                "p50": percentile(burst, 50),
-                "p95": percentile(burst, 95),
-                "p99": percentile(burst, 99),
+                "p50": percentile(burst, 0.50),
+                "p95": percentile(burst, 0.95),
+                "p99": percentile(burst, 0.99),
                 "max": max(burst),
             },
         }
