@@ -751,6 +751,20 @@ def chart_summary_table(runs: list[Run], figures: list[dict[str, Any]], path: Pa
 
 
 # ------------------------------------------------------------------------------ markdown
+def _tables_per_run(
+    runs: list[Run],
+    figures: list[dict[str, Any]],
+    header: list[str],
+    rows: Callable[[dict[str, Any]], list[list[str]]],
+) -> list[str]:
+    """One table per environment that has rows, under its label."""
+    out: list[str] = []
+    for run, f in zip(runs, figures, strict=True):
+        if body := rows(f):
+            out += [f"\n**{run.label}**\n", _table(header, body)]
+    return out
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -916,8 +930,11 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
             "Bursts of files (100 rows each) uploaded by N client threads; throughput = files completed per "
             "minute from the first upload to the last completion. Queue depth sampled every second.\n"
         )
-        for run, f in zip(runs, figures, strict=True):
-            body = [
+        out += _tables_per_run(
+            runs,
+            figures,
+            ["files", "upload threads", "completed", "files/min", "peak queue depth"],
+            lambda f: [
                 [
                     f"{r['files']:,}",
                     str(r["concurrency"]),
@@ -926,12 +943,8 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                     str(r.get("peak_processing_depth")),
                 ]
                 for r in f.get("throughput_runs", [])
-            ]
-            if body:
-                out.append(f"\n**{run.label}**\n")
-                out.append(
-                    _table(["files", "upload threads", "completed", "files/min", "peak queue depth"], body)
-                )
+            ],
+        )
         for chart in ("throughput.png", "queue_depth.png"):
             if chart in charts:
                 out.append(f"\n![{chart[:-4]}]({chart})\n")
@@ -955,8 +968,11 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
             "The processor's event source mapping: batch size (b), batching window in seconds (w), maximum "
             "concurrency (c); a burst of files with 8 upload threads per point; the original mapping restored afterwards.\n"
         )
-        for run, f in zip(runs, figures, strict=True):
-            body = [
+        out += _tables_per_run(
+            runs,
+            figures,
+            ["mapping", "completed", "files/min", "latency p50", "latency p95"],
+            lambda f: [
                 [
                     p["point"],
                     f"{p['completed']}/{p['files']}",
@@ -965,10 +981,8 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                     _ms_text(p.get("p95")),
                 ]
                 for p in f.get("sweep", [])
-            ]
-            if body:
-                out.append(f"\n**{run.label}**\n")
-                out.append(_table(["mapping", "completed", "files/min", "latency p50", "latency p95"], body))
+            ],
+        )
         if "sweep.png" in charts:
             out.append("\n![configuration sweep](sweep.png)\n")
 

@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from handlers.models.report import (
     DailyReport,
@@ -115,15 +115,7 @@ def build_report(
             totals["failed"] += 1
             if hour is not None:
                 hour["failed"] += 1
-            failures.append(
-                Failure(
-                    object_key=key,
-                    version=version,
-                    stage="processing",
-                    error=str(item.get("error") or "unknown error"),
-                    at=item.get("failed_at"),
-                )
-            )
+            failures.append(_failure(item, "processing"))
         elif status == "processing":
             counts.processing += 1
         else:
@@ -137,15 +129,7 @@ def build_report(
             warehouse.superseded += 1
         elif load_status == "failed":
             warehouse.failed += 1
-            failures.append(
-                Failure(
-                    object_key=key,
-                    version=version,
-                    stage="load",
-                    error=str(item.get("load_error") or "unknown error"),
-                    at=item.get("load_failed_at"),
-                )
-            )
+            failures.append(_failure(item, "load"))
 
     failures.sort(key=lambda f: f.at or "", reverse=True)
     slow.sort(key=lambda f: f.total_ms, reverse=True)
@@ -197,6 +181,18 @@ def _collect_issues(
         add("duplicate rows", None, duplicates.get("count"))
 
 
+def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Failure:
+    """The failure a metadata item records for ``stage`` (the loader's attributes are ``load_*``)."""
+    prefix = "load_" if stage == "load" else ""
+    return Failure(
+        object_key=str(item.get("object_key", "")),
+        version=str(item.get("version", "")),
+        stage=stage,
+        error=str(item.get(f"{prefix}error") or "unknown error"),
+        at=item.get(f"{prefix}failed_at"),
+    )
+
+
 def last_completed(items: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """The item completed most recently (by ``completed_at``)."""
     best: tuple[datetime, dict[str, Any]] | None = None
@@ -213,28 +209,11 @@ def failures_since(items: Iterable[dict[str, Any]], since: datetime) -> list[Fai
     """Processing and load failures recorded at or after ``since``, newest first."""
     found: list[Failure] = []
     for item in items:
-        key, version = str(item.get("object_key", "")), str(item.get("version", ""))
         failed_at = parse_time(item.get("failed_at"))
         if item.get("status") == "failed" and failed_at and failed_at >= since:
-            found.append(
-                Failure(
-                    object_key=key,
-                    version=version,
-                    stage="processing",
-                    error=str(item.get("error") or "unknown error"),
-                    at=item.get("failed_at"),
-                )
-            )
+            found.append(_failure(item, "processing"))
         load_failed_at = parse_time(item.get("load_failed_at"))
         if item.get("load_status") == "failed" and load_failed_at and load_failed_at >= since:
-            found.append(
-                Failure(
-                    object_key=key,
-                    version=version,
-                    stage="load",
-                    error=str(item.get("load_error") or "unknown error"),
-                    at=item.get("load_failed_at"),
-                )
-            )
+            found.append(_failure(item, "load"))
     found.sort(key=lambda f: f.at or "", reverse=True)
     return found
