@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from handlers.dal.queues import message_counts  # noqa: E402
 from headrace.experiments.stats import percentile  # noqa: E402  (as the experiment reports)
 from headrace.outputs import StackOutputs  # noqa: E402
 
@@ -141,13 +142,7 @@ def stored(outputs: StackOutputs, tenant: str, wanted: set[str], timeout: float)
     table = outputs.client("dynamodb")
     deadline = time.monotonic() + timeout
     sqs = outputs.client("sqs")
-    depth_names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    while time.monotonic() < deadline:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=outputs.get("ingest_queue_url"), AttributeNames=depth_names
-        )["Attributes"]
-        if not any(int(attributes[name]) for name in depth_names):
-            break
+    while time.monotonic() < deadline and any(message_counts(outputs.get("ingest_queue_url"), sqs)):
         time.sleep(1)
     while True:
         found: set[str] = set()
@@ -163,13 +158,6 @@ def stored(outputs: StackOutputs, tenant: str, wanted: set[str], timeout: float)
         if wanted <= found or time.monotonic() > deadline:
             return found
         time.sleep(1)
-
-
-def dlq_depth(outputs: StackOutputs) -> int:
-    attributes = outputs.client("sqs").get_queue_attributes(
-        QueueUrl=outputs.get("ingest_dlq_url"), AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def run(
@@ -223,7 +211,8 @@ def run(
         f"{unexpected} stored without a 202"
     )
     if lost:
-        print(f"the ingest DLQ holds {dlq_depth(outputs)} message(s): `headrace dlq inspect --queue ingest`")
+        dead, _ = message_counts(outputs.get("ingest_dlq_url"), outputs.client("sqs"))
+        print(f"the ingest DLQ holds {dead} message(s): `headrace dlq inspect --queue ingest`")
     met = ingest["rps"] >= 500 and ingest["p99_ms"] <= 50 and lost == 0
     print(f"targets (>= 500 requests/s, p99 <= 50 ms, 0 lost): {'met' if met else 'NOT met'}")
     print(f"requests/s: {ingest['rps'] / baseline['rps']:.2f}x the baseline's")

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
@@ -38,7 +37,7 @@ from pydantic import ValidationError
 
 from handlers.models.events import ObjectRef
 from handlers.models.loader import FileProcessedEvent
-from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
 # --queue NAME -> (work queue output, its DLQ output)
 QUEUES = {
@@ -436,13 +435,7 @@ def register(subparsers: Any) -> None:
         ("redrive", "move a DLQ's messages back to their work queue (dry run unless --execute)"),
     ):
         p = actions.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
-            "--outputs",
-            type=Path,
-            default=DEFAULT_LOCAL_OUTPUTS,
-            metavar="PATH",
-            help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
-        )
+        add_outputs_option(p)
         p.add_argument("--queue", choices=sorted(QUEUES), required=True, help="which stage's DLQ")
         p.add_argument(
             "--prefix",

@@ -7,6 +7,7 @@ credentials tools should use against it).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,17 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 DEFAULT_LOCAL_OUTPUTS = Path(".headrace/local/outputs.json")
+
+
+def add_outputs_option(parser: argparse.ArgumentParser) -> None:
+    """``--outputs PATH``, as every command that talks to a stack takes it."""
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=DEFAULT_LOCAL_OUTPUTS,
+        metavar="PATH",
+        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
+    )
 
 
 class OutputsError(Exception):
@@ -85,6 +97,23 @@ class StackOutputs(BaseModel):
         if self.aws_endpoint_url:
             kwargs["endpoint_url"] = self.aws_endpoint_url
         return self.session().client(service, **kwargs)  # type: ignore[call-overload]
+
+    def connect_warehouse(self, **options: Any) -> Any:
+        """A psycopg connection to the warehouse with the pipeline's own secret (the network
+        must reach the database: embedded runtime and LocalStack yes; RDS only from its VPC)."""
+        import psycopg
+
+        secret = json.loads(
+            self.client("secretsmanager").get_secret_value(SecretId=self.db_secret_arn)["SecretString"]
+        )
+        return psycopg.connect(
+            host=secret["host"],
+            port=secret["port"],
+            dbname=secret["dbname"],
+            user=secret["username"],
+            password=secret["password"],
+            **options,
+        )
 
     def resource(self, service: str) -> Any:
         kwargs: dict[str, Any] = {}

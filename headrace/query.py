@@ -29,13 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
-from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
 PARQUET_PREFIX = "parquet/"
 SUMMARIES_PREFIX = "summaries/"
@@ -564,13 +563,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("sql", help='SQL, e.g. "SELECT count(*) FROM sales"; tables are the datasets')
-    p.add_argument(
-        "--outputs",
-        type=Path,
-        default=DEFAULT_LOCAL_OUTPUTS,
-        metavar="PATH",
-        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
-    )
+    add_outputs_option(p)
     p.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="output (default table)"
     )

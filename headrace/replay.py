@@ -25,14 +25,13 @@ import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.idempotency import processor_idempotency_key
 from handlers.models.events import ObjectRef
-from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
 REPLAY_NAME = "headrace-replay"
 
@@ -174,13 +173,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("keys", nargs="+", metavar="KEY", help="raw object key (under the raw prefix)")
-    p.add_argument(
-        "--outputs",
-        type=Path,
-        default=DEFAULT_LOCAL_OUTPUTS,
-        metavar="PATH",
-        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
-    )
+    add_outputs_option(p)
     p.add_argument("--version", help="replay only if this is still the key's current version (one KEY)")
     p.add_argument(
         "--force",

@@ -22,8 +22,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal.metadata_queries import files_on_day
+from handlers.dal.queues import message_counts
 from handlers.logic.report.build import failures_since, last_completed, parse_time
-from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
 # (label, output name, is a DLQ); ingest queues only when the stack exports them
 QUEUES = (
@@ -53,13 +54,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--outputs",
-        type=Path,
-        default=DEFAULT_LOCAL_OUTPUTS,
-        metavar="PATH",
-        help=f"stack outputs file (pulumi stack output --json; default {DEFAULT_LOCAL_OUTPUTS})",
-    )
+    add_outputs_option(p)
     p.add_argument("--minutes", type=int, default=60, help="how far back to list failures (default 60)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.set_defaults(func=run)
@@ -94,19 +89,7 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
             if output in OPTIONAL_OUTPUTS:
                 continue
             raise
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        queues.append(
-            QueueDepth(
-                label,
-                url,
-                dead_letter,
-                int(attributes.get("ApproximateNumberOfMessages", 0)),
-                int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            )
-        )
+        queues.append(QueueDepth(label, url, dead_letter, *message_counts(url, sqs)))
     table = outputs.resource("dynamodb").Table(outputs.metadata_table)
     today = now.date()
     items = files_on_day(table, today.isoformat()) + files_on_day(

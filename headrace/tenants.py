@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers.logic.ingest.auth import HIT_SECONDS
 from handlers.logic.ingest.ids import is_tenant_id
 from handlers.logic.ingest.keys import generate_api_key, new_key_item
-from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, OutputsError, StackOutputs
+from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
 TENANT_RULE = "1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 
@@ -41,30 +41,20 @@ def register(subparsers: Any) -> None:
         "while rotating). The key is printed once, as the last line; only its hash is stored.",
     )
     add.add_argument("name", metavar="NAME", help=f"the tenant id ({TENANT_RULE})")
-    _outputs_option(add)
+    add_outputs_option(add)
     add.set_defaults(func=_add)
 
     listing = actions.add_parser("list", help="list tenants and their keys (never the keys themselves)")
     listing.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
-    _outputs_option(listing)
+    add_outputs_option(listing)
     listing.set_defaults(func=_list)
 
     revoke = actions.add_parser(
         "revoke", help="disable a key by its key id (see 'list'); the API refuses it within a minute"
     )
     revoke.add_argument("key_id", metavar="KEY_ID")
-    _outputs_option(revoke)
+    add_outputs_option(revoke)
     revoke.set_defaults(func=_revoke)
-
-
-def _outputs_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=DEFAULT_LOCAL_OUTPUTS,
-        metavar="PATH",
-        help=f"the stack's outputs file (default: {DEFAULT_LOCAL_OUTPUTS})",
-    )
 
 
 # ------------------------------------------------------------------------------ commands

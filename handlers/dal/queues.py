@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from .aws import client
 
@@ -18,4 +19,15 @@ def retry_now(queue_arn: str, receipt_handle: str) -> None:
     (its receive count still grows, so it reaches the DLQ after maxReceiveCount)."""
     client("sqs").change_message_visibility(
         QueueUrl=queue_url(queue_arn), ReceiptHandle=receipt_handle, VisibilityTimeout=0
+    )
+
+
+def message_counts(queue_url: str, sqs: Any = None) -> tuple[int, int]:
+    """(waiting, in flight) messages of a queue: SQS's approximate counts."""
+    attributes = (sqs or client("sqs")).get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", 0)), int(
+        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
     )

@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 
 from .aws import client
+from .queues import message_counts
 
 
 def report_keys(day: str) -> tuple[str, str]:
@@ -59,10 +60,4 @@ def publish(topic_arn: str, subject: str, message: str) -> str:
 
 def queue_depth(queue_url: str) -> int:
     """Messages waiting or in flight."""
-    attributes = client("sqs").get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-    )
+    return sum(message_counts(queue_url))

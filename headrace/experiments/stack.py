@@ -28,6 +28,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
+from handlers.dal.queues import message_counts
 from headrace.outputs import StackOutputs
 
 log = logging.getLogger("headrace.experiments")
@@ -230,13 +231,7 @@ class ExperimentStack:
 
     def queue_depth(self, url: str) -> tuple[int, int]:
         """(visible, in flight) messages of a queue (SQS's approximate counts)."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]), int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return message_counts(url, self.sqs)
 
     def quiesce(self, deadline: float) -> bool:
         """Wait until the processing and load queues are empty (nothing of an earlier
@@ -427,20 +422,7 @@ class ExperimentStack:
         """A connection to the warehouse with the pipeline's secret, or None when it cannot
         be reached from here (RDS is private to its VPC)."""
         try:
-            import psycopg
-
-            secret = json.loads(
-                self.secrets.get_secret_value(SecretId=self.outputs.db_secret_arn)["SecretString"]
-            )
-            return psycopg.connect(
-                host=secret["host"],
-                port=secret["port"],
-                dbname=secret["dbname"],
-                user=secret["username"],
-                password=secret["password"],
-                connect_timeout=3,
-                autocommit=True,
-            )
+            return self.outputs.connect_warehouse(connect_timeout=3, autocommit=True)
         except Exception as exc:
             log.info("the warehouse is not reachable from here: %s", type(exc).__name__)
             return None

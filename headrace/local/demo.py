@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from headrace.outputs import StackOutputs
+
 from .runtime import LocalRuntime
 
 TERMINAL = ("completed", "failed")
@@ -184,27 +186,15 @@ def _files_table(expectations: list[Expectation], items: dict[str, dict[str, Any
 
 def _warehouse(runtime: LocalRuntime) -> str:
     """Rows per dataset table, read from PostgreSQL with the pipeline's own DB secret."""
-    import psycopg
-
-    secret = json.loads(
-        runtime.client("secretsmanager").get_secret_value(SecretId=runtime.outputs["db_secret_arn"])[
-            "SecretString"
-        ]
-    )
-    with psycopg.connect(
-        host=secret["host"],
-        port=secret["port"],
-        dbname=secret["dbname"],
-        user=secret["username"],
-        password=secret["password"],
-    ) as conn:
+    with StackOutputs.model_validate(runtime.outputs).connect_warehouse() as conn:
         rows = conn.execute(
             "SELECT dataset, count(*), sum(row_count) FROM headrace._files GROUP BY dataset ORDER BY dataset"
         ).fetchall()
+        address = f"postgresql://{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
     tables = ", ".join(
         f"headrace.{d} ({int(n)} file{'s' if n > 1 else ''}, {int(r)} rows)" for d, n, r in rows
     )
-    return f"postgresql://{secret['host']}:{secret['port']}/{secret['dbname']}: {tables}"
+    return f"{address}: {tables}"
 
 
 def _report(runtime: LocalRuntime) -> str | None:

@@ -27,6 +27,7 @@ import duckdb
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
+from handlers.dal.queues import message_counts
 from headrace.cli import main
 from headrace.outputs import StackOutputs
 
@@ -107,13 +108,7 @@ class Stack:
             return duckdb.sql(f"SELECT {columns} FROM read_parquet('{path}')").fetchall()
 
     def queue_depth(self, url: str) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return sum(message_counts(url, self.sqs))
 
     def peek(self, url: str) -> list[dict[str, Any]]:
         """Messages visible in ``url``, made visible again straight away."""
@@ -149,21 +144,7 @@ class Stack:
     def database(self) -> Any:
         """A connection to the warehouse with the pipeline's own secret (network access to the
         database needed: embedded runtime and LocalStack yes; RDS only from inside its VPC)."""
-        import psycopg
-
-        secret = json.loads(
-            self.outputs.client("secretsmanager").get_secret_value(SecretId=self.outputs.db_secret_arn)[
-                "SecretString"
-            ]
-        )
-        return psycopg.connect(
-            host=secret["host"],
-            port=secret["port"],
-            dbname=secret["dbname"],
-            user=secret["username"],
-            password=secret["password"],
-            connect_timeout=5,
-        )
+        return self.outputs.connect_warehouse(connect_timeout=5)
 
     def cleanup(self) -> None:
         for key, version in self._uploaded:

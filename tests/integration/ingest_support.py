@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 
+from handlers.dal.queues import message_counts
 from handlers.logic.ingest.keys import generate_api_key, new_key_item
 from handlers.models import tables
 
@@ -189,13 +190,7 @@ class IngestStack:
 
     # ------------------------------------------------------------------ queue and worker
     def queue_depth(self, url: str | None = None) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return sum(message_counts(url or self.queue_url, self.sqs))
 
     def queued_bodies(self) -> list[dict[str, Any]]:
         """Every queued message body; the messages stay queued (made visible again)."""

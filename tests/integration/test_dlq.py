@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from handlers.dal.queues import message_counts
 from handlers.models import tables
 from headrace import dlq
 from headrace.cli import main
@@ -128,13 +129,7 @@ class Stack:
         return [m["Body"] for m in messages]
 
     def depth(self, name: str) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.urls[name],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return sum(message_counts(self.urls[name], self.sqs))
 
     def visible(self, name: str) -> int:
         attributes = self.sqs.get_queue_attributes(

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from handlers.dal.queues import message_counts
 from headrace.local.postgres import EmbeddedPostgres
 from tests.integration.conftest_pg import REGION, Loader
 
@@ -86,13 +87,7 @@ class LoadQueue:
         return response
 
     def depth(self, url: str) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return sum(message_counts(url, self.sqs))
 
     def redrive(self) -> int:
         """Move the DLQ's messages back to the queue (what StartMessageMoveTask does)."""
