@@ -1,16 +1,28 @@
-"""The emulator's SQS adjustments (``patch_sqs``): attributes computed per key, with moto's
-own values, and message operations atomic per queue."""
+"""The emulator's adjustments to moto: SQS attributes computed per key, with moto's own
+values, and message operations atomic per queue (``patch_sqs``); DynamoDB key queries and
+update expressions (``patch_dynamodb``) and EventBridge input paths (``patch_events``)
+answering exactly as moto does."""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+from typing import Any
 
+import boto3
 import pytest
+from boto3.dynamodb.conditions import Attr, Key
+from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
-from headrace.local.motoserver import QUEUE_MESSAGE_OPERATIONS, _LazyQueueAttributes, patch_sqs
+from headrace.local.motoserver import (
+    QUEUE_MESSAGE_OPERATIONS,
+    _LazyQueueAttributes,
+    patch_dynamodb,
+    patch_events,
+    patch_sqs,
+)
 
 ACCOUNT = "123456789012"
 REDRIVE = json.dumps({"deadLetterTargetArn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:dlq", "maxReceiveCount": 5})
@@ -145,3 +157,230 @@ def test_overlapping_deletes_and_sends_keep_every_message_once() -> None:
         sys.setswitchinterval(interval)
     bodies = sorted(m.body for m in backend.get_queue("work")._messages)
     assert bodies == sorted(f"new-{i}" for i in range(500))
+
+
+# ---------------------------------------------------------------- DynamoDB and EventBridge
+
+
+@pytest.fixture
+def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``patch_dynamodb`` as the emulator applies it, undone after the test."""
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    monkeypatch.setattr(Table, "query", Table.query)
+    monkeypatch.setattr(Table, "all_items", Table.all_items)
+    monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
+    monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
+    patch_dynamodb()
+
+
+def _versions_table() -> Any:
+    """A table keyed like the metadata table (object key + version), with a GSI by day."""
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    table = dynamodb.create_table(
+        TableName="versions",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}, {"AttributeName": "v", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "k", "AttributeType": "S"},
+            {"AttributeName": "v", "AttributeType": "S"},
+            {"AttributeName": "day", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-day",
+                "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with table.batch_writer() as batch:
+        for k in range(30):
+            for v in range(k % 4):
+                batch.put_item(Item={"k": f"key-{k}", "v": f"{v:03d}", "day": f"d{v}", "n": k * 10 + v})
+    return table
+
+
+QUERIES: dict[str, dict[str, Any]] = {
+    "one key": {"KeyConditionExpression": Key("k").eq("key-7")},
+    "one key, newest first, one page": {
+        "KeyConditionExpression": Key("k").eq("key-11"),
+        "ScanIndexForward": False,
+        "Limit": 1,
+    },
+    "next page": {
+        "KeyConditionExpression": Key("k").eq("key-11"),
+        "ExclusiveStartKey": {"k": "key-11", "v": "001"},
+    },
+    "range condition": {"KeyConditionExpression": Key("k").eq("key-3") & Key("v").gte("001")},
+    "filter": {"KeyConditionExpression": Key("k").eq("key-7"), "FilterExpression": Attr("n").gt(71)},
+    "missing key": {"KeyConditionExpression": Key("k").eq("key-404")},
+    "key without items": {"KeyConditionExpression": Key("k").eq("key-0")},
+    "index": {"IndexName": "by-day", "KeyConditionExpression": Key("day").eq("d1")},
+}
+
+
+def _answers(queries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    with mock_aws():
+        table = _versions_table()
+        return {name: table.query(**query) for name, query in queries.items()}
+
+
+def _comparable(response: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
+def test_key_queries_answer_as_moto_does(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    expected = _answers(QUERIES)
+    request.getfixturevalue("patched_dynamodb")
+    actual = _answers(QUERIES)
+
+    for name in QUERIES:
+        assert _comparable(actual[name]) == _comparable(expected[name]), name
+    assert [i["v"] for i in actual["one key, newest first, one page"]["Items"]] == ["002"]
+    assert actual["index"]["Count"] == 14  # the GSI still sees every partition
+
+
+def test_a_key_query_reads_only_its_partition(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    from moto.dynamodb.models.table import Table
+
+    whole_table_reads: list[str] = []
+    every_item = Table.all_items
+
+    def counted(self: Table) -> Any:
+        whole_table_reads.append(self.name)
+        return every_item(self)
+
+    monkeypatch.setattr(Table, "all_items", counted)  # before patch_dynamodb wraps it
+    request.getfixturevalue("patched_dynamodb")
+    with mock_aws():
+        table = _versions_table()
+        whole_table_reads.clear()
+
+        assert table.query(KeyConditionExpression=Key("k").eq("key-5"))["Count"] == 1
+        assert whole_table_reads == []
+        table.query(IndexName="by-day", KeyConditionExpression=Key("day").eq("d0"))
+        assert whole_table_reads == ["versions"]
+
+
+# (update expression, names, values, condition): the processor's kinds of update and some
+# moto must refuse; the same expression recurs with other values, as across files
+UPDATES: list[tuple[str, dict[str, str], dict[str, Any], str | None]] = [
+    (
+        "SET #a0 = :v0, #m0 = if_not_exists(#m0, :m0)",
+        {"#a0": "status", "#m0": "received_at"},
+        {":v0": "received", ":m0": "t1"},
+        None,
+    ),
+    (
+        "SET #a0 = :v0, #m0 = if_not_exists(#m0, :m0)",
+        {"#a0": "status", "#m0": "received_at"},
+        {":v0": "processing", ":m0": "t2"},
+        None,
+    ),
+    (
+        "SET #a0 = :v0, #a1 = :v1 REMOVE #r0",
+        {"#a0": "status", "#a1": "rows", "#r0": "received_at"},
+        {":v0": "completed", ":v1": 20},
+        None,
+    ),
+    ("ADD #c :one", {"#c": "count"}, {":one": 1}, None),
+    ("ADD #c :one", {"#c": "count"}, {":one": 1}, None),
+    ("SET #l = list_append(if_not_exists(#l, :empty), :x)", {"#l": "log"}, {":empty": [], ":x": ["a"]}, None),
+    ("SET #l = list_append(if_not_exists(#l, :empty), :x)", {"#l": "log"}, {":empty": [], ":x": ["b"]}, None),
+    ("SET #a0 = :v0", {"#a0": "status"}, {":v0": "received"}, "#a0 = :other"),  # condition fails
+    ("SET #a0 = :v0", {"#a0": "v"}, {":v0": "999"}, None),  # a key attribute
+    ("SET #a0 = = :v0", {"#a0": "status"}, {":v0": "x"}, None),  # syntax error
+    ("SET #a0 = :missing", {"#a0": "status"}, {":v0": "x"}, None),  # undefined value
+]
+
+
+def _apply_updates() -> list[Any]:
+    outcomes: list[Any] = []
+    with mock_aws():
+        table = _versions_table()
+        for expression, names, values, condition in UPDATES:
+            kwargs: dict[str, Any] = {
+                "Key": {"k": "key-new", "v": "000"},
+                "UpdateExpression": expression,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+            if condition:
+                kwargs["ExpressionAttributeValues"] = values | {":other": "nope"}
+                kwargs["ConditionExpression"] = condition
+            try:
+                table.update_item(**kwargs)
+                outcomes.append(table.get_item(Key={"k": "key-new", "v": "000"})["Item"])
+            except table.meta.client.exceptions.ClientError as exc:
+                outcomes.append(exc.response["Error"])
+    return outcomes
+
+
+def test_update_expressions_give_moto_s_items_and_errors(request: pytest.FixtureRequest) -> None:
+    expected = _apply_updates()
+    request.getfixturevalue("patched_dynamodb")
+    actual = _apply_updates()
+
+    assert actual == expected
+    assert actual[1]["received_at"] == "t1"  # if_not_exists kept the first value
+    assert actual[4]["count"] == 2
+    assert actual[6]["log"] == ["a", "b"]
+    assert actual[7]["Code"] == "ConditionalCheckFailedException"
+    assert {o.get("Code") for o in actual[8:]} == {"ValidationException"}
+
+
+@pytest.mark.usefixtures("patched_dynamodb")
+def test_an_update_expression_is_parsed_once_and_never_changed() -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    expression = "SET #a0 = :v0 REMOVE #r0"
+    tree = UpdateExpressionParser.make(expression)
+    before = repr(vars(tree))
+    _apply_updates()  # validates and executes copies of the shared tree
+    with mock_aws():
+        table = _versions_table()
+        for value in ("x", "y"):
+            table.update_item(
+                Key={"k": "key-1", "v": "000"},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#a0": "status", "#r0": "n"},
+                ExpressionAttributeValues={":v0": value},
+            )
+            assert table.get_item(Key={"k": "key-1", "v": "000"})["Item"] == {
+                "k": "key-1",
+                "v": "000",
+                "day": "d0",
+                "status": value,
+            }
+    assert UpdateExpressionParser.make(expression) is tree
+    assert repr(vars(tree)) == before
+
+
+def test_event_input_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonpath_ng.ext
+    from moto.events.utils import EventTemplateParser
+
+    event = {
+        "id": "1",
+        "time": 1795392000.0,
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "region": "us-east-1",
+        "account": ACCOUNT,
+        "resources": ["arn:aws:s3:::raw"],
+        "detail": {"a": [1, 2]},
+        "ingestion-time": 1795392001.0,
+    }
+    expected = EventTemplateParser.parse("", {}, event)
+    monkeypatch.setattr(jsonpath_ng.ext, "parse", jsonpath_ng.ext.parse)
+    patch_events()
+
+    assert EventTemplateParser.parse("", {}, event) == expected
+    assert jsonpath_ng.ext.parse("$.detail") is jsonpath_ng.ext.parse("$.detail")
