@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -14,20 +17,27 @@ from handlers.models.events import ObjectRef
 from .aws import client
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+CHUNK_BYTES = 1024 * 1024
 
 
 class ObjectGone(Exception):
     """The object (version) no longer exists: deleted before it could be processed."""
 
 
+def _spellings(key: str) -> list[str]:
+    """Some event producers URL-encode keys (spaces as %20): a key that is missing but
+    decodes to another is tried decoded."""
+    return [key] + ([unquote(key)] if unquote(key) != key else [])
+
+
+def _current(version: str | None) -> str | None:
+    return None if version in (None, "null") else version
+
+
 def locate(ref: ObjectRef) -> tuple[str, str | None]:
     """(the key the object really has, its current version id — None when unversioned).
-
-    Some event producers URL-encode keys (spaces as %20): a key that is missing but decodes
-    to another is tried decoded. Raises ObjectGone when the key was deleted (no object, or
-    a delete marker on top)."""
-    candidates = [ref.key] + ([unquote(ref.key)] if unquote(ref.key) != ref.key else [])
-    for key in candidates:
+    Raises ObjectGone when the key was deleted (no object, or a delete marker on top)."""
+    for key in _spellings(ref.key):
         try:
             head = client("s3").head_object(Bucket=ref.bucket, Key=key)
         except ClientError as exc:
@@ -45,20 +55,43 @@ def locate(ref: ObjectRef) -> tuple[str, str | None]:
                     "HeadObject",
                 ) from exc
             raise
-        version = head.get("VersionId")
-        return key, None if version in (None, "null") else version
+        return key, _current(head.get("VersionId"))
     raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
 
 
-def download(ref: ObjectRef, target: Path) -> None:
-    """Stream the object version to ``target`` (constant memory)."""
-    extra = {"VersionId": ref.version_id} if ref.version_id else {}
-    try:
-        client("s3").download_file(ref.bucket, ref.key, str(target), ExtraArgs=extra)
-    except ClientError as exc:
-        if _code(exc) in _GONE:
-            raise ObjectGone(f"s3://{ref.bucket}/{ref.key} (version {ref.version}) no longer exists") from exc
-        raise
+@dataclass(frozen=True)
+class CurrentObject:
+    """The key's current object, as one GET answered it (the body not read yet)."""
+
+    key: str  # the key the object really has
+    version: str | None  # its version id, None when unversioned
+    body: Any  # botocore's StreamingBody
+
+    def save(self, target: Path) -> None:
+        """Stream the body to ``target`` (constant memory)."""
+        with target.open("wb") as out:
+            for chunk in self.body.iter_chunks(CHUNK_BYTES):
+                out.write(chunk)
+
+
+@contextmanager
+def open_current(ref: ObjectRef) -> Iterator[CurrentObject]:
+    """What :func:`locate` tells, and the object's body, from one GET.
+    Raises ObjectGone when the key was deleted."""
+    for key in _spellings(ref.key):
+        try:
+            response = client("s3").get_object(Bucket=ref.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                continue
+            raise
+        body = response["Body"]
+        try:
+            yield CurrentObject(key, _current(response.get("VersionId")), body)
+        finally:
+            body.close()
+        return
+    raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
 
 
 def upload(path: Path, bucket: str, key: str, content_type: str) -> None:

@@ -69,27 +69,23 @@ def process_object(
 ) -> Outcome:
     """``record`` is called once with the outcome (metrics) when work was done."""
     started = utcnow()
-    try:
-        real_key, current = s3.locate(ref)
-    except s3.ObjectGone:
-        return _skip(ref, store, "deleted", DELETED)
-    if _is_stale(ref, current):
-        return _skip(ref, store, "superseded", SUPERSEDED)
-    if real_key != ref.key:  # the event spelled the key URL-encoded
-        store.discard_received(ref)
-        ref = ref.model_copy(update={"key": real_key})
-    store.mark_processing(ref, started, attempt)
-    keys = processed_keys(ref.key, ref.version, settings.raw_prefix, ref.uploaded_at)
-    timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at)}
     with tempfile.TemporaryDirectory(prefix="processor-", dir=settings.scratch_dir) as tmp:
         work = Path(tmp)
         source = work / "input"
-        clock = time.perf_counter()
         try:
-            s3.download(ref, source)
+            with s3.open_current(ref) as current:
+                if _is_stale(ref, current.version):
+                    return _skip(ref, store, "superseded", SUPERSEDED)
+                if current.key != ref.key:  # the event spelled the key URL-encoded
+                    store.discard_received(ref)
+                    ref = ref.model_copy(update={"key": current.key})
+                store.mark_processing(ref, started, attempt)
+                clock = time.perf_counter()
+                current.save(source)
         except s3.ObjectGone:
             return _skip(ref, store, "deleted", DELETED)
-        timings["download"] = _since(clock)
+        timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at), "download": _since(clock)}
+        keys = processed_keys(ref.key, ref.version, settings.raw_prefix, ref.uploaded_at)
 
         clock = time.perf_counter()
         parquet = work / "output.parquet"

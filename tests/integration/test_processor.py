@@ -49,6 +49,36 @@ def test_good_file_is_completed_with_outputs_and_event(pipeline, tmp_path):
     )
 
 
+def test_the_raw_object_is_read_with_one_get(pipeline):
+    from handlers.dal.aws import client, table
+
+    obj = pipeline.upload("incoming/sales/feb.csv", SALES)
+    pipeline.announce(obj)
+    calls: list[str] = []
+
+    def on_call(params, model, **_):
+        if params.get("Bucket") == pipeline.raw:
+            calls.append(model.name)
+        elif model.name == "UpdateItem":  # a metadata transition: name it by its status
+            values = json.dumps(params["ExpressionAttributeValues"], default=str)
+            calls.append(next(s for s in ("received", "processing", "completed") if f'"{s}"' in values))
+
+    clients = [client("s3"), table("metadata").meta.client]
+    for c in clients:
+        c.meta.events.register("provide-client-params", on_call)
+    try:
+        _, response = pipeline.poll()
+    finally:
+        for c in clients:
+            c.meta.events.unregister("provide-client-params", on_call)
+
+    assert response == {"batchItemFailures": []}
+    # The GET tells deleted/superseded and carries the body, which is read once the item
+    # says processing; the HEAD, once the outputs are written, checks that no newer
+    # version arrived meanwhile.
+    assert calls == ["received", "GetObject", "processing", "HeadObject", "completed"]
+
+
 def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline):
     # Given one batch holding a good file, a binary file, an empty object, an object whose
     # version was deleted, an object deleted by a delete marker, and a key with spaces and
