@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with ten documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with eleven documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -46,8 +46,13 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    expressions of the default target input for every event and every rule (a PLY parser
    each time: 6 % of the server's time during a burst).
 
-Adjustments 1, 4, 6, 8, 9 and 10 change only what a request costs, never its answer; the
-unit tests compare each with moto's own result.
+11. Deleting an SQS message looks at each message of the queue once. moto went over the
+   queue twice, building every message's list of receipt handles each time (0.6 ms per
+   delete with 3,000 messages queued, against 0.05 ms): a quarter of the server's time
+   while the ingest worker drained a backlog.
+
+Adjustments 1, 4, 6, 8, 9, 10 and 11 change only what a request costs, never its answer;
+the unit tests compare each with moto's own result.
 """
 
 from __future__ import annotations
@@ -127,8 +132,30 @@ def _holding_queue_lock(operation: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
+def _delete_message(self: Any, receipt_handle: str) -> None:
+    """moto's ``Queue.delete_message`` in one pass (adjustment 11)."""
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    if receipt_handle in self.deleted_messages:
+        return  # already deleted: deleting again is not an error
+    deleted = None
+    kept = []
+    for message in self._messages:
+        if deleted is None and (
+            message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles
+        ):
+            deleted = message
+        else:
+            kept.append(message)
+    if deleted is None:
+        raise ReceiptHandleIsInvalid()
+    self.pending_messages.discard(deleted)
+    self.deleted_messages.update(deleted.all_receipt_handles)
+    self._messages = kept
+
+
 def patch_sqs() -> None:
-    """Adjustments 1, 6 and 7."""
+    """Adjustments 1, 6, 7 and 11."""
     import moto.sqs.models as sqs_models
     from moto.core import utils
 
@@ -141,6 +168,7 @@ def patch_sqs() -> None:
     sqs_models.unix_time = unix_time  # type: ignore[assignment]
     sqs_models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
     sqs_models.Queue.attributes = property(_LazyQueueAttributes)  # type: ignore[assignment,method-assign]
+    sqs_models.Queue.delete_message = _delete_message  # type: ignore[method-assign]
     for name in QUEUE_MESSAGE_OPERATIONS:
         setattr(sqs_models.SQSBackend, name, _holding_queue_lock(getattr(sqs_models.SQSBackend, name)))
 

@@ -89,6 +89,7 @@ def patched_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("unix_time", "unix_time_millis"):
         monkeypatch.setattr(models, name, getattr(models, name))
     monkeypatch.setattr(Queue, "attributes", Queue.attributes)
+    monkeypatch.setattr(Queue, "delete_message", Queue.delete_message)
     for name in QUEUE_MESSAGE_OPERATIONS:
         monkeypatch.setattr(SQSBackend, name, getattr(SQSBackend, name))
     patch_sqs()
@@ -157,6 +158,39 @@ def test_overlapping_deletes_and_sends_keep_every_message_once() -> None:
         sys.setswitchinterval(interval)
     bodies = sorted(m.body for m in backend.get_queue("work")._messages)
     assert bodies == sorted(f"new-{i}" for i in range(500))
+
+
+def _deletions(backend: SQSBackend) -> list[Any]:
+    """Deletes by a current handle, an earlier handle, the same again and an unknown
+    one: what each answers and what the queue holds after it."""
+    for body in ("a", "b", "c"):
+        backend.send_message("work", body)
+    first = backend.receive_message("work", 3, 0, 0)  # visible again at once
+    again = {m.body: m for m in backend.receive_message("work", 3, 0, 60)}
+    queue = backend.get_queue("work")
+    outcomes: list[Any] = []
+    for handle in (
+        again["a"].receipt_handle,  # current
+        next(m for m in first if m.body == "b").receipt_handle,  # from an earlier receive
+        again["a"].receipt_handle,  # already deleted
+        "not-a-handle",
+    ):
+        try:
+            backend.delete_message("work", handle)
+            outcomes.append("ok")
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+        outcomes.append((sorted(m.body for m in queue._messages), len(queue.pending_messages)))
+    return outcomes
+
+
+def test_deleting_messages_answers_as_moto_does(request: pytest.FixtureRequest) -> None:
+    expected = _deletions(_backend())
+    request.getfixturevalue("patched_sqs")
+    actual = _deletions(_backend())
+
+    assert actual == expected
+    assert actual[-2:] == ["ReceiptHandleIsInvalid", (["c"], 1)]
 
 
 # ---------------------------------------------------------------- DynamoDB and EventBridge
