@@ -217,7 +217,7 @@ class Pipeline(pulumi.ComponentResource):
                 statements=[
                     Allow(
                         "ReadRawUploads",
-                        ("s3:GetObject", "s3:GetObjectVersion"),
+                        ("s3:GetObject",),
                         (raw.arn.apply(lambda arn: f"{arn}/{config.raw_prefix}*"),),
                     ),
                     # Without ListBucket a deleted upload reads as 403, not 404, and would be

@@ -8,9 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .aws import client
-from .s3 import get_json
-
-CHUNK_BYTES = 1 << 20
+from .s3 import get_json, save_body
 
 
 class OutputMissing(Exception):
@@ -21,10 +19,7 @@ def download(bucket: str, key: str, target: Path) -> None:
     """Stream the object to ``target`` with one GET, in constant memory (a transfer-manager
     download starts with a HEAD, and a denied HEAD cannot say what was denied)."""
     try:
-        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
-        with target.open("wb") as out:
-            for chunk in body.iter_chunks(CHUNK_BYTES):
-                out.write(chunk)
+        save_body(client("s3").get_object(Bucket=bucket, Key=key)["Body"], target)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
             raise OutputMissing(f"s3://{bucket}/{key} does not exist") from exc

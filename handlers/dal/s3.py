@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
@@ -18,6 +18,7 @@ from .aws import client
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 CHUNK_BYTES = 1024 * 1024
+T = TypeVar("T")
 
 
 class ObjectGone(Exception):
@@ -34,29 +35,37 @@ def _current(version: str | None) -> str | None:
     return None if version in (None, "null") else version
 
 
-def locate(ref: ObjectRef) -> tuple[str, str | None]:
-    """(the key the object really has, its current version id — None when unversioned).
-    Raises ObjectGone when the key was deleted (no object, or a delete marker on top)."""
+def _first_spelling(ref: ObjectRef, request: Callable[[str], T]) -> tuple[str, T]:
+    """``request(key)`` for the first spelling of ``ref``'s key that exists.
+    Raises ObjectGone when none does (no object, or a delete marker on top)."""
     for key in _spellings(ref.key):
         try:
-            head = client("s3").head_object(Bucket=ref.bucket, Key=key)
+            return key, request(key)
         except ClientError as exc:
-            if _code(exc) in _GONE:
-                continue
-            if _code(exc) == "403":  # a HEAD answer has no body, so S3 cannot say why
-                raise ClientError(
-                    {
-                        "Error": {
-                            "Code": "AccessDenied",
-                            "Message": f"HeadObject on arn:aws:s3:::{ref.bucket}/{key} answered 403: the role "
-                            "lacks s3:GetObject on it, or s3:ListBucket on the bucket (S3 gives no reason for a HEAD)",
-                        }
-                    },
-                    "HeadObject",
-                ) from exc
-            raise
-        return key, _current(head.get("VersionId"))
+            if _code(exc) not in _GONE:
+                raise
     raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
+
+
+def locate(ref: ObjectRef) -> tuple[str, str | None]:
+    """(the key the object really has, its current version id — None when unversioned).
+    Raises ObjectGone when the key was deleted."""
+    try:
+        key, head = _first_spelling(ref, lambda key: client("s3").head_object(Bucket=ref.bucket, Key=key))
+    except ClientError as exc:
+        if _code(exc) == "403":  # a HEAD answer has no body, so S3 cannot say why
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDenied",
+                        "Message": f"HeadObject on arn:aws:s3:::{ref.bucket}/{ref.key} answered 403: the role "
+                        "lacks s3:GetObject on it, or s3:ListBucket on the bucket (S3 gives no reason for a HEAD)",
+                    }
+                },
+                "HeadObject",
+            ) from exc
+        raise
+    return key, _current(head.get("VersionId"))
 
 
 @dataclass(frozen=True)
@@ -67,31 +76,24 @@ class CurrentObject:
     version: str | None  # its version id, None when unversioned
     body: Any  # botocore's StreamingBody
 
-    def save(self, target: Path) -> None:
-        """Stream the body to ``target`` (constant memory)."""
-        with target.open("wb") as out:
-            for chunk in self.body.iter_chunks(CHUNK_BYTES):
-                out.write(chunk)
-
 
 @contextmanager
 def open_current(ref: ObjectRef) -> Iterator[CurrentObject]:
     """What :func:`locate` tells, and the object's body, from one GET.
     Raises ObjectGone when the key was deleted."""
-    for key in _spellings(ref.key):
-        try:
-            response = client("s3").get_object(Bucket=ref.bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in _GONE:
-                continue
-            raise
-        body = response["Body"]
-        try:
-            yield CurrentObject(key, _current(response.get("VersionId")), body)
-        finally:
-            body.close()
-        return
-    raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
+    key, response = _first_spelling(ref, lambda key: client("s3").get_object(Bucket=ref.bucket, Key=key))
+    body = response["Body"]
+    try:
+        yield CurrentObject(key, _current(response.get("VersionId")), body)
+    finally:
+        body.close()
+
+
+def save_body(body: Any, target: Path) -> None:
+    """Stream a GET's body to ``target`` (constant memory)."""
+    with target.open("wb") as out:
+        for chunk in body.iter_chunks(CHUNK_BYTES):
+            out.write(chunk)
 
 
 def upload(path: Path, bucket: str, key: str, content_type: str) -> None:

@@ -72,6 +72,7 @@ def process_object(
     with tempfile.TemporaryDirectory(prefix="processor-", dir=settings.scratch_dir) as tmp:
         work = Path(tmp)
         source = work / "input"
+        clock = time.perf_counter()
         try:
             with s3.open_current(ref) as current:
                 if _is_stale(ref, current.version):
@@ -80,8 +81,7 @@ def process_object(
                     store.discard_received(ref)
                     ref = ref.model_copy(update={"key": current.key})
                 store.mark_processing(ref, started, attempt)
-                clock = time.perf_counter()
-                current.save(source)
+                s3.save_body(current.body, source)
         except s3.ObjectGone:
             return _skip(ref, store, "deleted", DELETED)
         timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at), "download": _since(clock)}
@@ -114,7 +114,7 @@ def process_object(
         s3.put_json(settings.processed_bucket, keys.summary, document)
         timings["write"] = _since(clock)
 
-    if _is_stale(ref, _current_version(ref)):  # a newer version arrived meanwhile
+    if _replaced_meanwhile(ref):
         s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
         return _skip(ref, store, "superseded", SUPERSEDED)
     # Query catalog (handlers/logic/catalog.py): transient errors propagate (retried);
@@ -189,15 +189,18 @@ def process_object(
 
 
 def _is_stale(ref: ObjectRef, current_version: str | None) -> bool:
-    """Whether another (newer) version of the key is current."""
-    return ref.version_id is not None and current_version is not None and current_version != ref.version_id
+    """Whether another (newer) version of the key is current; for a versioned object, a
+    current object without a version id (written while versioning was suspended) is one."""
+    return ref.version_id is not None and current_version != ref.version_id
 
 
-def _current_version(ref: ObjectRef) -> str | None:
+def _replaced_meanwhile(ref: ObjectRef) -> bool:
+    """Whether a newer version of the key arrived while ``ref`` was processed (a deletion
+    meanwhile leaves this version's outputs in place, as one before processing skips it)."""
     try:
-        return s3.locate(ref)[1]
+        return _is_stale(ref, s3.locate(ref)[1])
     except s3.ObjectGone:
-        return None
+        return False
 
 
 def _retire_older_versions(

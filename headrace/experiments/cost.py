@@ -5,14 +5,14 @@ Prices are public **list prices for us-east-1 as assumed in November 2026**, wit
 tiers, savings plans or volume tiers. Verify them on the AWS pricing pages before relying
 on the figures; every one is written next to the estimate.
 
-Requests per file (the code paths of ``handlers/``; boto3 transfers single-part below
-8 MiB, ``download_file`` asks for the object's size with a HEAD first):
+Requests per file (the code paths of ``handlers/``; boto3's ``upload_file`` is single-part
+below 8 MiB; reads are single streamed GETs of any size):
 
 - S3 PUT class: the client's upload (1), the processor's Parquet and summary (2). Above
   8 MiB an upload is multipart: create + one part per 8 MiB + complete.
-- S3 GET class (GET and HEAD): processor 3 HEAD (locate the version, ``download_file``'s
-  size check, the "newer version?" check) + 1 GET per 8 MiB; loader 1 HEAD + 1 GET for the
-  Parquet, 1 GET for the summary.
+- S3 GET class (GET and HEAD): processor 1 GET (the current object: its version and its
+  bytes) + 1 HEAD (the "newer version meanwhile?" check); loader 1 GET for the Parquet and
+  1 for the summary.
 - SQS: processing queue and load queue each SendMessage 1 (EventBridge target) +
   ReceiveMessage and DeleteMessageBatch once per batch (Lambda's poller).
 - EventBridge: the S3 "Object Created" event on the default bus is an AWS service event
@@ -126,7 +126,7 @@ def requests_per_file(w: Workload) -> Requests:
     parquet_parts = parts(w.parquet_bytes)
     parquet_put = 1 if parquet_parts == 1 else parquet_parts + 2
     s3_put = upload + parquet_put + 1  # + the summary JSON
-    s3_get = 3 + parts(w.file_bytes) + 1 + parquet_parts + 1
+    s3_get = 2 + 2  # processor GET + HEAD; loader GET Parquet + GET summary
     sqs_queue = 1 + 2 / w.processor_files_per_invocation  # processing queue
     sqs_load = 1 + 2 / w.loader_files_per_invocation
     item_kb = max(1, math.ceil(w.item_bytes / KB))

@@ -197,7 +197,6 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
     # consume its queue (and put a poison message back at once), log, and trace; nothing else
     assert grants == {
         "s3:GetObject": {f"{raw}/incoming/*"},
-        "s3:GetObjectVersion": {f"{raw}/incoming/*"},
         "s3:ListBucket": {raw},
         "s3:PutObject": {f"{processed}/*"},
         "s3:AbortMultipartUpload": {f"{processed}/*"},

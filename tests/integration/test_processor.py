@@ -180,6 +180,17 @@ def test_stale_version_is_skipped_before_any_work(pipeline):
     assert pipeline.item(v2) == {}
 
 
+def test_an_object_written_while_versioning_was_suspended_supersedes_the_version(pipeline):
+    v1 = pipeline.upload("incoming/y.csv", SALES)
+    pipeline.s3.put_bucket_versioning(Bucket=pipeline.raw, VersioningConfiguration={"Status": "Suspended"})
+    pipeline.s3.put_object(Bucket=pipeline.raw, Key=v1["key"], Body=b"a,b\n1,2\n")  # the "null" version
+    pipeline.announce(v1)
+    pipeline.poll()
+    # the current bytes are not v1's: v1 is not processed from them
+    assert pipeline.item(v1)["error"] == "superseded by a newer version of the object"
+    assert pipeline.published() == []
+
+
 def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypatch):
     # Given the processed bucket is unavailable (a transient failure)
     obj = pipeline.upload("incoming/sales.csv", SALES)

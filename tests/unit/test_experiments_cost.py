@@ -27,8 +27,8 @@ def workload(**changes):
 
 def test_requests_of_a_small_file():
     r = cost.requests_per_file(workload())
-    # PUT: upload + Parquet + summary; GET: 3 HEAD + GET (processor), HEAD + GET + GET (loader)
-    assert (r.s3_put, r.s3_get) == (3, 7)
+    # PUT: upload + Parquet + summary; GET: GET + HEAD (processor), GET + GET (loader)
+    assert (r.s3_put, r.s3_get) == (3, 4)
     # each queue: send + receive + delete, one file per batch
     assert r.sqs == 6
     # metadata: received 1 + processing 1 + completed 3 + loaded 3 (2.5 KB item), twice (by_day index), + idempotency 2
@@ -41,8 +41,8 @@ def test_large_files_are_moved_in_8_mib_parts():
     r = cost.requests_per_file(workload(file_bytes=100 * 1024 * 1024, parquet_bytes=20 * 1024 * 1024))
     # upload: create + 13 parts + complete; Parquet: create + 3 parts + complete; summary 1
     assert r.s3_put == 15 + 5 + 1
-    # processor 3 HEAD + 13 ranged GETs; loader HEAD + 3 ranged GETs + summary GET
-    assert r.s3_get == 3 + 13 + 1 + 3 + 1
+    # reads stay single streamed GETs: processor GET + HEAD; loader Parquet and summary GETs
+    assert r.s3_get == 4
 
 
 def test_batches_cut_invocations_and_queue_requests():
