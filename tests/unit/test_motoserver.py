@@ -343,6 +343,14 @@ UPDATES: list[tuple[str, dict[str, str], dict[str, Any], str | None]] = [
     ("SET #l = list_append(if_not_exists(#l, :empty), :x)", {"#l": "log"}, {":empty": [], ":x": ["b"]}, None),
     ("SET #a0 = :v0", {"#a0": "status"}, {":v0": "received"}, "#a0 = :other"),  # condition fails
     ("SET #a0 = :v0", {"#a0": "v"}, {":v0": "999"}, None),  # a key attribute
+    # an expression and names that passed, then the same expression with names that overlap
+    ("SET #a0 = :v0, #a1 = :v1", {"#a0": "x", "#a1": "y"}, {":v0": "1", ":v1": "2"}, None),
+    ("SET #a0 = :v0, #a1 = :v1", {"#a0": "x", "#a1": "x"}, {":v0": "1", ":v1": "2"}, None),
+    ("SET #a0 = :v0, #a0 = :v1", {"#a0": "x"}, {":v0": "1", ":v1": "2"}, None),  # twice
+    ("SET #a0 = :v0, #a0 = :v1", {"#a0": "x"}, {":v0": "1", ":v1": "2"}, None),
+    ("SET #a0 = :v0 SET #a1 = :v1", {"#a0": "x", "#a1": "y"}, {":v0": "1", ":v1": "2"}, None),
+    ("SET #c = :v0", {"#c": "count"}, {":v0": "1"}, None),  # passed shape checks before...
+    ("ADD #c :one", {"#c": "count"}, {":one": 1}, None),  # ...now a number added to a string
     ("SET #a0 = = :v0", {"#a0": "status"}, {":v0": "x"}, None),  # syntax error
     ("SET #a0 = :missing", {"#a0": "status"}, {":v0": "x"}, None),  # undefined value
 ]
@@ -380,7 +388,13 @@ def test_update_expressions_give_moto_s_items_and_errors(request: pytest.Fixture
     assert actual[4]["count"] == 2
     assert actual[6]["log"] == ["a", "b"]
     assert actual[7]["Code"] == "ConditionalCheckFailedException"
-    assert {o.get("Code") for o in actual[8:]} == {"ValidationException"}
+    assert actual[8]["Code"] == "ValidationException"  # a key attribute
+    assert actual[9]["x"] == "1" and actual[9]["y"] == "2"
+    # overlapping names, a path set twice (both times), two SET clauses: refused
+    assert [o.get("Code") for o in actual[10:14]] == ["ValidationException"] * 4
+    assert actual[14]["count"] == "1"
+    # refused although the same expression and names passed the shape checks before
+    assert {o.get("Code") for o in actual[15:]} == {"ValidationException"}
 
 
 def _dump(node: Any) -> Any:
