@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with twelve documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with thirteen documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -58,6 +58,11 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 12. A service's action names are listed once. To find a request's handler method moto
    listed the handler class's functions with ``inspect.getmembers`` on every request
    (5 % of the server's time under the ingest load); a class's functions do not change.
+13. DynamoDB requests are atomic. moto applies an UpdateItem's actions to the stored item
+   one by one, in place, while other threads answer reads: a GetItem could see the
+   processor's "completed" update half applied (status completed, no parquet_key yet;
+   an e2e test caught it). On AWS an item write is atomic. The server now handles one
+   DynamoDB request at a time (the emulator is bound by one interpreter lock anyway).
 
 Adjustments 1, 4, 6 and 8-12 change only what a request costs, never its answer; the unit
 tests compare 6 and 8-11 with moto's own results (1 returns the same epoch seconds; 4 and
@@ -186,7 +191,7 @@ _query_scope = threading.local()
 
 
 def patch_dynamodb() -> None:
-    """Adjustments 8 and 9."""
+    """Adjustments 8, 9 and 13."""
     import copy
 
     from moto.dynamodb.models.table import Table
@@ -280,6 +285,18 @@ def patch_dynamodb() -> None:
 
     validators.UpdateExpressionValidator.__init__ = init  # type: ignore[method-assign]
     validators.UpdateExpressionValidator.validate = validate_once  # type: ignore[method-assign]
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    one_request_at_a_time = threading.RLock()
+    handle = DynamoHandler.call_action
+
+    @functools.wraps(handle)
+    def call_action(self: Any) -> Any:
+        with one_request_at_a_time:  # the answer is serialized inside, from the items
+            return handle(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 def patch_events() -> None:

@@ -201,12 +201,22 @@ def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     """``patch_dynamodb`` as the emulator applies it, undone after the test."""
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.responses import DynamoHandler
 
     monkeypatch.setattr(Table, "query", Table.query)
     monkeypatch.setattr(Table, "all_items", Table.all_items)
     monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
     monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
+    for name in ("__init__", "validate"):
+        monkeypatch.setattr(
+            validators.UpdateExpressionValidator, name, getattr(validators.UpdateExpressionValidator, name)
+        )
+    monkeypatch.setattr(
+        DepthFirstTraverser, "nodes_to_be_processed", DepthFirstTraverser.nodes_to_be_processed
+    )
+    monkeypatch.setattr(DynamoHandler, "call_action", DynamoHandler.call_action)
     patch_dynamodb()
 
 
@@ -432,6 +442,46 @@ def test_an_update_expression_is_parsed_once_and_never_changed() -> None:
             }
     assert UpdateExpressionParser.make(expression) is tree
     assert _dump(tree) == before
+
+
+def _torn_reads() -> int:
+    """Reads of an item that one thread keeps rewriting (40 attributes, all set to the same
+    value by each update) which saw attributes of two different updates."""
+    torn = 0
+    with mock_aws():
+        table = _versions_table()
+        names = {f"#a{i}": f"attr{i}" for i in range(40)}
+        expression = "SET " + ", ".join(f"#a{i} = :v" for i in range(40))
+        key = {"k": "key-1", "v": "000"}
+        done = threading.Event()
+
+        def write() -> None:
+            for n in range(150):
+                table.update_item(
+                    Key=key,
+                    UpdateExpression=expression,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":v": n},
+                )
+            done.set()
+
+        writer = threading.Thread(target=write)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # switch threads often, as a busy server does
+        try:
+            writer.start()
+            while not done.is_set():
+                item = table.get_item(Key=key)["Item"]
+                torn += len({item.get(f"attr{i}") for i in range(40)}) > 1
+        finally:
+            sys.setswitchinterval(interval)
+            writer.join()
+    return torn
+
+
+@pytest.mark.usefixtures("patched_dynamodb")
+def test_a_read_never_sees_an_update_half_applied() -> None:
+    assert _torn_reads() == 0
 
 
 def test_event_input_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
