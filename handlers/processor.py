@@ -4,11 +4,15 @@ Each record is one object version. Records are independent: only failed records 
 reported in ``batchItemFailures``, so a poison file never blocks the rest of its batch.
 A poison file is recorded ``failed`` at once and retried without delay, reaching the DLQ
 after ``maxReceiveCount`` attempts; a transient failure is retried with the queue's backoff.
+The function is never cut off by its timeout (``handlers/logic/time_budget.py``): a file is
+stopped at its deadline (a transient failure, with a reason that says which setting to
+raise) and a file there is no time left to start is handed back to the queue at once.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -29,6 +33,8 @@ from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, utcnow
+from handlers.logic.processing import OutOfTime
+from handlers.logic.time_budget import TimeBudget
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from handlers.models.settings import ProcessorSettings
 
@@ -58,30 +64,40 @@ def _record_metrics(outcome: Outcome) -> None:
         metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=1)
 
 
+class NotStarted(Exception):
+    """Too little of the invocation's time was left to start this file."""
+
+
 @idempotent_function(data_keyword_argument="work", config=idempotency, persistence_store=persistence)
-def process(work: ObjectRef, attempt: int) -> dict[str, Any]:
-    return process_object(work, settings, store, attempt, _record_metrics).as_dict()
+def process(work: ObjectRef, attempt: int, deadline: float | None = None) -> dict[str, Any]:
+    return process_object(work, settings, store, attempt, _record_metrics, deadline).as_dict()
 
 
-def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
+def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
     ref = ObjectRef.from_event(record.body)
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
     logger.append_keys(object_key=ref.key, version=ref.version, attempt=attempt)
+    deadline = budget.deadline() if budget else None
+    if budget and deadline is None:
+        # Not an attempt at the file (nothing is recorded on it), though SQS counts the receive.
+        logger.info("too little time left in this invocation to start the file: handed back to the queue")
+        _retry_now(record)
+        raise NotStarted(f"less than {budget.reserve_ms / 1000:g} s left in the invocation")
     maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
-        result = process(work=ref, attempt=attempt)
+        result = process(work=ref, attempt=attempt, deadline=deadline)
     except PermanentFailure as exc:
         logger.warning("file cannot be processed: %s", exc)
-        try:
-            queues.retry_now(record.eventSourceARN, record.receiptHandle)
-        except ClientError:
-            logger.exception(
-                "could not make the message visible again at once: it returns after the visibility timeout"
-            )
+        _retry_now(record)
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OutOfTime):
+            reason += (
+                "; the function's timeout is too short for this file: raise "
+                "functions.processor.timeout_seconds, or memory_mb (which adds CPU)"
+            )
         try:
             if attempt >= settings.max_receive_count:
                 store.mark_failed(ref, utcnow(), f"gave up after {attempt} attempts: {reason}", attempt)
@@ -97,6 +113,15 @@ def record_handler(record: ObjectCreatedRecord) -> dict[str, Any]:
     if result.get("catalog_error"):
         logger.warning("the Glue table could not follow this file: %s", result["catalog_error"])
     return result
+
+
+def _retry_now(record: ObjectCreatedRecord) -> None:
+    try:
+        queues.retry_now(record.eventSourceARN, record.receiptHandle)
+    except ClientError:
+        logger.exception(
+            "could not make the message visible again at once: it returns after the visibility timeout"
+        )
 
 
 def _mark_batch_received(event: dict[str, Any]) -> None:
@@ -117,5 +142,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     idempotency.register_lambda_context(context)
     _mark_batch_received(event)
     return process_partial_response(
-        event=event, record_handler=record_handler, processor=batch, context=context
+        event=event,
+        record_handler=partial(record_handler, budget=TimeBudget.of(context)),
+        processor=batch,
+        context=context,
     )

@@ -10,8 +10,8 @@ Outcomes (metadata ``status`` in brackets):
   readable ``error`` is recorded and the message goes to the DLQ after its retries;
 - ``deleted`` / ``superseded`` [failed, with the reason]: the object was deleted, or a newer
   version of the key exists, before this version was processed; nothing to retry;
-- any other exception (transient) propagates: the message is retried with the queue's
-  backoff and, after ``maxReceiveCount`` receives, lands in the DLQ.
+- any other exception (transient, or ``OutOfTime`` at the deadline) propagates: the message
+  is retried with the queue's backoff and, after ``maxReceiveCount`` receives, lands in the DLQ.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def process_object(
     store: MetadataStore,
     attempt: int = 1,
     record: Callable[[Outcome], None] = lambda _: None,
+    deadline: float | None = None,
 ) -> Outcome:
-    """``record`` is called once with the outcome (metrics) when work was done."""
+    """``record`` is called once with the outcome (metrics) when work was done. Processing
+    still running at ``deadline`` (``time.monotonic()``) is stopped: ``OutOfTime``."""
     started = utcnow()
     with tempfile.TemporaryDirectory(prefix="processor-", dir=settings.scratch_dir) as tmp:
         work = Path(tmp)
@@ -95,6 +97,7 @@ def process_object(
                 file_name=PurePosixPath(ref.key).name,
                 options=settings.processing_options(),
                 parquet_path=parquet,
+                deadline=deadline,
             )
         except UnprocessableFile as exc:
             store.mark_failed(ref, utcnow(), str(exc), attempt)

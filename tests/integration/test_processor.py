@@ -11,6 +11,8 @@ import pytest
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 
+from .conftest import LambdaContext
+
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
 
@@ -224,6 +226,87 @@ def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypa
     assert pipeline.poll()[1] == {"batchItemFailures": []}
     assert pipeline.item(obj)["status"] == "completed"
     assert "error" not in pipeline.item(obj)
+
+
+class Invocation(LambdaContext):
+    """A context whose remaining time the test sets."""
+
+    def __init__(self, remaining_ms: int):
+        super().__init__()
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def _invoke(pipeline, context):
+    records = pipeline.queue.receive()
+    response = pipeline.handler.lambda_handler({"Records": records}, context)
+    pipeline.queue.delete_succeeded(records, response)
+    return records, response
+
+
+def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline, monkeypatch):
+    # Given a batch of three files, in an invocation whose time the first file uses up
+    # (60 s at the start: 10 s are kept back, and a file needs 10 s more to be started)
+    objs = [pipeline.upload(f"incoming/{name}.csv", SALES) for name in ("first", "second", "third")]
+    pipeline.announce(*objs)
+    context = Invocation(60_000)
+    real = pipeline.handler.process_object
+
+    def slow_file(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        context.remaining_ms = 19_000
+        return outcome
+
+    monkeypatch.setattr(pipeline.handler, "process_object", slow_file)
+    # When the batch is processed
+    records, response = _invoke(pipeline, context)
+    # Then the first file completes and the others are reported back without an attempt
+    keys = {r["messageId"]: json.loads(r["body"])["detail"]["object"]["key"] for r in records}
+    assert sorted(keys[f["itemIdentifier"]] for f in response["batchItemFailures"]) == [
+        objs[1]["key"],
+        objs[2]["key"],
+    ]
+    assert pipeline.item(objs[0])["status"] == "completed"
+    for obj in objs[1:]:
+        item = pipeline.item(obj)
+        assert (item["status"], "attempts" in item, "last_error" in item) == ("received", False, False)
+    # and they are visible again at once, for the next invocation, which completes them
+    monkeypatch.setattr(pipeline.handler, "process_object", real)
+    context.remaining_ms = 60_000
+    assert _invoke(pipeline, context)[1] == {"batchItemFailures": []}
+    assert [pipeline.item(o)["status"] for o in objs] == ["completed"] * 3
+
+
+def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipeline):
+    # Given a file that takes far longer than an invocation with 250 ms left allows
+    # (50 ms are kept back: processing must stop 200 ms from the start)
+    rows = "".join(f"2025-01-01,item {i},{i},{i / 2}\n" for i in range(300_000))
+    obj = pipeline.upload("incoming/large.csv", "date,product,quantity,price\n" + rows)
+    pipeline.announce(obj)
+    # When it is processed: it is stopped before the function's timeout, reported back
+    # for a retry with the queue's backoff, and the reason names the setting to raise
+    records, response = _invoke(pipeline, Invocation(250))
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["status"] == "processing"
+    assert item["last_error"].startswith("OutOfTime: processing was stopped at its deadline")
+    assert "functions.processor.timeout_seconds" in item["last_error"]
+    assert pipeline.queue.receive() == []
+    # When every attempt runs out of time
+    for _ in range(2):
+        _expire_visibility(pipeline, records[0])
+        records, _ = _invoke(pipeline, Invocation(250))
+    # Then the last one records the failure, and no output was written
+    item = pipeline.item(obj)
+    assert (item["status"], item["attempts"]) == ("failed", 3)
+    assert item["error"].startswith("gave up after 3 attempts: OutOfTime: ")
+    assert pipeline.processed_keys() == []
+    # And with time enough, the redriven message completes the file
+    pipeline.announce(obj)
+    assert _invoke(pipeline, Invocation(60_000))[1] == {"batchItemFailures": []}
+    assert pipeline.item(obj)["row_count"] == 300_000
 
 
 def _expire_visibility(pipeline, record):

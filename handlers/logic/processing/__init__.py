@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engine import process_file
-    from .errors import UnprocessableFile
+    from .errors import OutOfTime, UnprocessableFile
     from .options import ProcessingOptions
     from .summary import Summary
 
 _EXPORTS = {
     "process_file": ".engine",
+    "OutOfTime": ".errors",
     "UnprocessableFile": ".errors",
     "ProcessingOptions": ".options",
     "Summary": ".summary",
 }
-__all__ = ["ProcessingOptions", "Summary", "UnprocessableFile", "process_file"]
+__all__ = ["OutOfTime", "ProcessingOptions", "Summary", "UnprocessableFile", "process_file"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,8 +11,10 @@ the scratch directory beyond it, so memory does not grow with file size.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import duckdb
 
 from . import textfile
-from .errors import UnprocessableFile
+from .errors import OutOfTime, UnprocessableFile
 from .formats import detect_format, unique_names
 from .inference import FLOAT, STRING, Conversion, fits, infer_conversions
 from .options import ProcessingOptions
@@ -61,8 +63,11 @@ def process_file(
     file_name: str | None = None,
     options: ProcessingOptions | None = None,
     parquet_path: Path | None = None,
+    deadline: float | None = None,
 ) -> Summary:
-    """Process one local file. Raises ``UnprocessableFile`` for input that cannot succeed."""
+    """Process one local file. Raises ``UnprocessableFile`` for input that cannot succeed,
+    and ``OutOfTime`` when processing is still running at ``deadline`` (a
+    ``time.monotonic()`` value): the query running then is interrupted."""
     options = options or ProcessingOptions()
     started = time.perf_counter()
     file_name = file_name or path.name
@@ -76,13 +81,18 @@ def process_file(
         fmt = detect_format(file_name, text.head)
         con = connect(options)
         try:
-            source = _open_source(fmt, con, text, file_name, work, options)
-            out = parquet_path or work / "output.parquet"
-            result = _Pipeline(con, source, options).run(out)
+            with _interrupted_at(con, deadline):
+                source = _open_source(fmt, con, text, file_name, work, options)
+                out = parquet_path or work / "output.parquet"
+                result = _Pipeline(con, source, options).run(out)
         except duckdb.InvalidInputException as exc:
             # the reader refused the content (its message says where); retrying cannot help
             raise UnprocessableFile(
                 f"cannot parse the file: {str(exc).strip().splitlines()[0][:300]}"
+            ) from exc
+        except duckdb.InterruptException as exc:
+            raise OutOfTime(
+                f"processing was stopped at its deadline, after {time.perf_counter() - started:.1f} s"
             ) from exc
         finally:
             con.close()
@@ -107,6 +117,34 @@ def process_file(
         file_size_bytes=size,
         lineage=result.lineage,
     )
+
+
+@contextmanager
+def _interrupted_at(con: duckdb.DuckDBPyConnection, deadline: float | None) -> Iterator[None]:
+    """Interrupt ``con``'s query from ``deadline`` on, again every 50 ms: a query that
+    starts after one interrupt is stopped by the next."""
+    if deadline is None:
+        yield
+        return
+    if time.monotonic() >= deadline:
+        raise duckdb.InterruptException("the deadline passed before processing started")
+    finished = threading.Event()
+
+    def watch() -> None:
+        if finished.wait(max(0.0, deadline - time.monotonic())):
+            return
+        while True:
+            con.interrupt()
+            if finished.wait(0.05):
+                return
+
+    watcher = threading.Thread(target=watch, name="processing-deadline", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
 
 
 @cache

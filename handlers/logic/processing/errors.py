@@ -7,3 +7,8 @@ class UnprocessableFile(Exception):
     The message is shown to users as is (CLI error line, metadata ``error``), so it must
     say what is wrong and, where it applies, where in the file.
     """
+
+
+class OutOfTime(Exception):
+    """Processing reached its deadline and was stopped. Not the file's fault: a retry with
+    more time (a longer function timeout, more memory and so CPU) can succeed."""

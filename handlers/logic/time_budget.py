@@ -1,0 +1,36 @@
+"""How much of an invocation's time one file may use.
+
+A Lambda function that reaches its timeout is cut off: no partial batch response, so every
+record of the batch (the ones already done too) returns to the queue after the visibility
+timeout, the file that ran out of time is retried without a recorded reason, and the files
+after it in the batch were never started — with a file that always runs out of time, they
+would share its fate. So the processor starts a file only while enough time is left, and
+stops processing it early enough to write the outcome before the timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+MAX_RESERVE_MS = 10_000
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    context: Any  # the invocation's LambdaContext
+    reserve_ms: int  # kept back for what follows processing: outputs, metadata, the response
+
+    @classmethod
+    def of(cls, context: Any) -> TimeBudget:
+        """Keep back a fifth of the time the invocation starts with, at most 10 s."""
+        return cls(context, min(MAX_RESERVE_MS, context.get_remaining_time_in_millis() // 5))
+
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` by which processing a file started now must stop, or
+        None when less than the reserve would be left for it: too little to start a file."""
+        usable_ms = self.context.get_remaining_time_in_millis() - self.reserve_ms
+        if usable_ms < self.reserve_ms:
+            return None
+        return time.monotonic() + usable_ms / 1000
