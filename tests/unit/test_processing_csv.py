@@ -132,6 +132,20 @@ def test_type_inference(process, values, expected):
     assert result.data["schema"]["v"] == expected
 
 
+def test_each_column_is_typed_on_its_own_values_whatever_its_name(process):
+    # inference counts all columns' values in one query (an UNPIVOT into name/value columns)
+    header = 'name,v,"q""uote d",empty,ünï,date\n'
+    rows = "1,2025-01-01,true,,3.5,x\n2,2025-01-02,false,,4.0,y\n3,2025-01-03,yes,,5,z\n"
+    assert process("t.csv", header + rows).data["schema"] == {
+        "name": "int",
+        "v": "date",
+        'q"uote d': "bool",
+        "empty": "string",
+        "ünï": "float",
+        "date": "string",
+    }
+
+
 def test_timestamps_are_stored_in_utc(process):
     result = process("t.csv", "ts\n2025-01-01T10:00:00+02:00\n2025-01-01T10:00:00Z\n")
     assert result.rows("ts") == [(dt.datetime(2025, 1, 1, 8, 0),), (dt.datetime(2025, 1, 1, 10, 0),)]

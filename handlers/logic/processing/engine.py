@@ -155,13 +155,18 @@ def _database(threads: int | None, memory_limit: str | None, spill_dir: str) -> 
         "preserve_insertion_order": True,
         "autoinstall_known_extensions": False,
         "temp_directory": spill_dir,
+        # DuckDB plans an aggregate with several DISTINCTs (the statistics query: one per
+        # column, plus duplicate rows) as one subquery per DISTINCT, joined; the join-order
+        # search over them cost 15 ms of a small file's 25 ms query. These queries have no
+        # join of their own, so the order given is the right one.
+        "disabled_optimizers": "join_order",
     }
     if threads:
         config["threads"] = threads
     if memory_limit:
         config["memory_limit"] = memory_limit
     database = duckdb.connect(":memory:", config=config)
-    database.execute("SET TimeZone = 'UTC'")
+    database.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: a cursor does not inherit a SET
     return database
 
 
