@@ -20,6 +20,8 @@ from .aws import table
 
 # DynamoDB's item limit is 400 KB; keep well below it and point to the S3 summary instead.
 MAX_ITEM_BYTES = 300_000
+# What the processor needs of a key's other versions to retire their outputs.
+VERSION_FIELDS = ("version", "uploaded_at", "superseded_by", "parquet_key", "summary_key", "processed_bucket")
 
 
 def iso(moment: datetime) -> str:
@@ -106,11 +108,23 @@ class MetadataStore:
         return table(self.table_name).get_item(Key={"object_key": object_key, "version": version}).get("Item")
 
     def versions(self, object_key: str) -> list[dict[str, Any]]:
-        """Every recorded version of one object key."""
-        response = table(self.table_name).query(
-            KeyConditionExpression="object_key = :k", ExpressionAttributeValues={":k": object_key}
-        )
-        return list(response.get("Items", []))
+        """Every recorded version of one object key: when it was uploaded, where its
+        outputs are and whether it was superseded (``VERSION_FIELDS``; not its summary,
+        which can be hundreds of kilobytes per version)."""
+        names = {f"#f{i}": name for i, name in enumerate(VERSION_FIELDS)}
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "object_key = :k",
+            "ExpressionAttributeValues": {":k": object_key},
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            response = table(self.table_name).query(**query)
+            items += response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return items
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # ---------------------------------------------------------------- mechanics
     def _update(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import boto3
 import duckdb
 import pytest
 
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 
-from .conftest import LambdaContext
+from .conftest import REGION, LambdaContext
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -169,6 +170,29 @@ def test_a_new_version_replaces_the_previous_one(pipeline):
     assert pipeline.processed_keys() == sorted(
         [pipeline.item(v2)["parquet_key"], pipeline.item(v2)["summary_key"]]
     )
+
+
+def test_every_earlier_version_is_found_however_large_their_summaries(pipeline):
+    # Given five versions of a key whose metadata items hold 250 KB each: a query reads at
+    # most 1 MB per page, however little of each item it returns
+    from handlers.dal.metadata import VERSION_FIELDS, MetadataStore
+
+    table = boto3.resource("dynamodb", region_name=REGION).Table("metadata")
+    for n in range(5):
+        table.put_item(
+            Item={
+                "object_key": "incoming/big.csv",
+                "version": f"v{n}",
+                "uploaded_at": f"2025-01-0{n + 1}T00:00:00.000Z",
+                "parquet_key": f"p/{n}.parquet",
+                "statistics": "x" * 250_000,
+            }
+        )
+    # When the processor lists the key's versions
+    found = MetadataStore("metadata", 30).versions("incoming/big.csv")
+    # Then it gets all five, each without its summary
+    assert sorted(item["version"] for item in found) == [f"v{n}" for n in range(5)]
+    assert all(set(item) <= set(VERSION_FIELDS) for item in found)
 
 
 def test_stale_version_is_skipped_before_any_work(pipeline):
