@@ -199,6 +199,7 @@ def test_deleting_messages_answers_as_moto_does(request: pytest.FixtureRequest) 
 @pytest.fixture
 def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     """``patch_dynamodb`` as the emulator applies it, undone after the test."""
+    from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
@@ -217,6 +218,7 @@ def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
         DepthFirstTraverser, "nodes_to_be_processed", DepthFirstTraverser.nodes_to_be_processed
     )
     monkeypatch.setattr(DynamoHandler, "call_action", DynamoHandler.call_action)
+    monkeypatch.setattr(Item, "project", Item.project)
     patch_dynamodb()
 
 
@@ -243,7 +245,17 @@ def _versions_table() -> Any:
     with table.batch_writer() as batch:
         for k in range(30):
             for v in range(k % 4):
-                batch.put_item(Item={"k": f"key-{k}", "v": f"{v:03d}", "day": f"d{v}", "n": k * 10 + v})
+                nested = {"a": v, "b": [k, {"c": f"c{k}"}], "tags": {"x", "y"}}
+                batch.put_item(
+                    Item={
+                        "k": f"key-{k}",
+                        "v": f"{v:03d}",
+                        "day": f"d{v}",
+                        "n": k * 10 + v,
+                        "m": nested,
+                        "l": [k, v],
+                    }
+                )
     return table
 
 
@@ -263,6 +275,17 @@ QUERIES: dict[str, dict[str, Any]] = {
     "missing key": {"KeyConditionExpression": Key("k").eq("key-404")},
     "key without items": {"KeyConditionExpression": Key("k").eq("key-0")},
     "index": {"IndexName": "by-day", "KeyConditionExpression": Key("day").eq("d1")},
+    "projection": {"KeyConditionExpression": Key("k").eq("key-7"), "ProjectionExpression": "v, n, absent"},
+    "nested projection": {
+        "KeyConditionExpression": Key("k").eq("key-11"),
+        "ProjectionExpression": "#m.a, #m.b[1].c, #m.tags, #m.b[5], k, l[1]",
+        "ExpressionAttributeNames": {"#m": "m"},
+    },
+    "projected index": {
+        "IndexName": "by-day",
+        "KeyConditionExpression": Key("day").eq("d2"),
+        "ProjectionExpression": "k, m.b[0]",
+    },
 }
 
 
@@ -300,6 +323,49 @@ def test_key_queries_answer_as_moto_does(request: pytest.FixtureRequest) -> None
     assert [i["v"] for i in actual["one key, newest first, one page"]["Items"]] == ["002"]
     assert actual["index"]["Count"] == 14  # the GSI still sees every partition
     assert actual["hash key only"]["Items"] == [{"n": 3, "label": "#3"}]
+    assert actual["nested projection"]["Items"][0] == {
+        "k": "key-11",
+        "m": {"a": 0, "b": [{"c": "c11"}], "tags": {"x", "y"}},
+        "l": [0],
+    }
+
+
+def _converted_attributes(table: Any, **query: Any) -> int:
+    """How many attribute values moto converts to plain JSON to answer ``query``."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    calls = 0
+    convert = DynamoType.to_regular_json
+
+    def counting(self: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return convert(self)
+
+    DynamoType.to_regular_json = counting  # type: ignore[method-assign]
+    try:
+        table.query(**query)
+    finally:
+        DynamoType.to_regular_json = convert  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_projection_converts_only_what_it_names(request: pytest.FixtureRequest) -> None:
+    # An item like a metadata item: a few small attributes and large statistics
+    def conversions() -> int:
+        with mock_aws():
+            table = _versions_table()
+            table.put_item(
+                Item={"k": "big", "v": "1", "stats": {f"c{i}": {"min": i, "max": i} for i in range(200)}}
+            )
+            return _converted_attributes(
+                table, KeyConditionExpression=Key("k").eq("big"), ProjectionExpression="v, k, n, labels"
+            )
+
+    unpatched = conversions()
+    request.getfixturevalue("patched_dynamodb")
+    # moto: the whole item (200 maps of two numbers, and more) once per path; now the 2 found
+    assert (unpatched > 4 * 600, conversions()) == (True, 2)
 
 
 def test_a_key_query_reads_only_its_partition(
@@ -438,6 +504,8 @@ def test_an_update_expression_is_parsed_once_and_never_changed() -> None:
                 "k": "key-1",
                 "v": "000",
                 "day": "d0",
+                "m": {"a": 0, "b": [1, {"c": "c1"}], "tags": {"x", "y"}},
+                "l": [1, 0],
                 "status": value,
             }
     assert UpdateExpressionParser.make(expression) is tree
