@@ -199,6 +199,7 @@ def test_deleting_messages_answers_as_moto_does(request: pytest.FixtureRequest) 
 @pytest.fixture
 def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     """``patch_dynamodb`` as the emulator applies it, undone after the test."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.parsing import validators
@@ -219,6 +220,7 @@ def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setattr(DynamoHandler, "call_action", DynamoHandler.call_action)
     monkeypatch.setattr(Item, "project", Item.project)
+    monkeypatch.setattr(ConditionExpressionParser, "parse", ConditionExpressionParser.parse)
     patch_dynamodb()
 
 
@@ -471,6 +473,102 @@ def test_update_expressions_give_moto_s_items_and_errors(request: pytest.Fixture
     assert actual[14]["count"] == "1"
     # refused although the same expression and names passed the shape checks before
     assert {o.get("Code") for o in actual[15:]} == {"ValidationException"}
+
+
+# (operation, condition, names, values): conditional writes and filters as the handlers
+# send them (the ingest worker's, Powertools' idempotency-like ones) and some moto refuses;
+# each is sent twice, the second time answered from the parsed condition kept
+CONDITIONS: list[tuple[str, str, dict[str, str], dict[str, Any]]] = [
+    ("put", "attribute_not_exists(k) AND attribute_not_exists(v)", {}, {}),
+    ("put", "attribute_not_exists(#k) OR #e < :now", {"#k": "k", "#e": "expiry"}, {":now": 5}),
+    ("put", "attribute_not_exists(#k) OR #e < :now", {"#k": "k", "#e": "expiry"}, {":now": 500}),
+    ("update", "#s IN (:a, :b)", {"#s": "status"}, {":a": "received", ":b": "processing"}),
+    ("update", "#s = :a", {"#s": "status"}, {":a": "completed"}),
+    ("delete", "size(#l) > :n", {"#l": "l"}, {":n": 5}),  # fails: the item stays
+    ("query", "#n > :low AND begins_with(#d, :p)", {"#n": "n", "#d": "day"}, {":low": 10, ":p": "d"}),
+    ("put", "attribute_not_exists(#k)", {"#k": "k", "#unused": "x"}, {}),  # a name not used
+    ("put", "attribute_not_exists(k)", {}, {":unused": 1}),  # a value not used
+    ("put", "attribute_not_exists(", {}, {}),  # syntax error (moto: a server error)
+    ("put", "#missing = :v", {}, {":v": 1}),  # undefined name (moto: a server error)
+]
+
+
+def _conditional_writes() -> list[Any]:
+    outcomes: list[Any] = []
+    with mock_aws():
+        table = _versions_table()
+        for i, (operation, condition, names, values) in enumerate(CONDITIONS):
+            for _ in range(2):
+                kwargs: dict[str, Any] = {"ConditionExpression": condition}
+                if names:
+                    kwargs["ExpressionAttributeNames"] = names
+                if values:
+                    kwargs["ExpressionAttributeValues"] = values
+                # a put writes a new item, so its second time finds the first;
+                # an update changes the first put's item
+                key = {"k": f"cond-{i if operation == 'put' else 0}", "v": "0"}
+                try:
+                    if operation == "put":
+                        table.put_item(Item={**key, "expiry": 10, "status": "received"}, **kwargs)
+                    elif operation == "update":
+                        kwargs.setdefault("ExpressionAttributeNames", {})["#x"] = "x"
+                        kwargs.setdefault("ExpressionAttributeValues", {})[":one"] = 1
+                        table.update_item(Key=key, UpdateExpression="ADD #x :one", **kwargs)
+                    elif operation == "delete":
+                        table.delete_item(Key={"k": "key-3", "v": "000"}, **kwargs)
+                    else:
+                        kwargs["FilterExpression"] = kwargs.pop("ConditionExpression")
+                        outcomes.append(
+                            table.query(KeyConditionExpression=Key("k").eq("key-7"), **kwargs)["Items"]
+                        )
+                        continue
+                    outcomes.append(table.get_item(Key=key).get("Item"))
+                except table.meta.client.exceptions.ClientError as exc:
+                    outcomes.append(exc.response["Error"])
+                except (KeyError, ValueError) as exc:  # how moto fails on bad syntax, undefined names
+                    outcomes.append((type(exc).__name__, str(exc)))
+    return outcomes
+
+
+def test_conditions_give_moto_s_answers_and_errors(request: pytest.FixtureRequest) -> None:
+    expected = _conditional_writes()
+    request.getfixturevalue("patched_dynamodb")
+    actual = _conditional_writes()
+
+    assert actual == expected
+    refused = "ConditionalCheckFailedException"
+    assert [actual[0].get("Code"), actual[1]["Code"]] == [None, refused]  # new, then it exists
+    assert actual[5]["k"] == "cond-2"  # the same expression with other values: passes
+    assert [actual[6]["x"], actual[7]["x"]] == [1, 2]
+    # an unused name is refused the second time too: the names the parse found are kept
+    assert [actual[14]["Code"], actual[15]["Code"]] == ["ValidationException"] * 2
+
+
+@pytest.mark.usefixtures("patched_dynamodb")
+def test_a_condition_is_parsed_once() -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lexed = 0
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    def counting(self: Any) -> Any:
+        nonlocal lexed
+        lexed += 1
+        return lex(self)
+
+    ConditionExpressionParser._lex_condition_expression = counting  # type: ignore[method-assign]
+    try:
+        with mock_aws():
+            table = _versions_table()
+            for n in range(5):
+                table.put_item(
+                    Item={"k": f"new-{n}", "v": "0"},
+                    ConditionExpression="attribute_not_exists(#k) AND attribute_not_exists(#v)",
+                    ExpressionAttributeNames={"#k": "k", "#v": "v"},
+                )
+    finally:
+        ConditionExpressionParser._lex_condition_expression = lex  # type: ignore[method-assign]
+    assert lexed == 1
 
 
 def _dump(node: Any) -> Any:
