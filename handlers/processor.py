@@ -4,9 +4,10 @@ Each record is one object version. Records are independent: only failed records 
 reported in ``batchItemFailures``, so a poison file never blocks the rest of its batch.
 A poison file is recorded ``failed`` at once and retried without delay, reaching the DLQ
 after ``maxReceiveCount`` attempts; a transient failure is retried with the queue's backoff.
-The function is never cut off by its timeout (``handlers/logic/time_budget.py``): a file is
-stopped at its deadline (a transient failure, with a reason that says which setting to
-raise) and a file there is no time left to start is handed back to the queue at once.
+Processing keeps within the invocation's time (``handlers/logic/time_budget.py``): a file
+is stopped at its deadline (a transient failure, with a reason that says which setting to
+raise) and a file there is no time left to start is handed back to the queue at once. What
+follows processing (writing outputs and metadata) must fit in the time kept back.
 """
 
 from __future__ import annotations
@@ -80,10 +81,14 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     logger.append_keys(object_key=ref.key, version=ref.version, attempt=attempt)
     deadline = budget.deadline() if budget else None
     if budget and deadline is None:
-        # Not an attempt at the file (nothing is recorded on it), though SQS counts the receive.
+        # Not an attempt at the file, though SQS counts the receive: nothing is recorded on
+        # it unless this was its last receive (the message goes to the DLQ next).
+        reason = f"not started: less than {2 * budget.reserve_ms / 1000:g} s left in the invocation"
+        if attempt >= settings.max_receive_count:
+            store.mark_failed(ref, utcnow(), f"gave up after {attempt} receives: {reason}", attempt)
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
-        raise NotStarted(f"less than {budget.reserve_ms / 1000:g} s left in the invocation")
+        raise NotStarted(reason)
     maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
         result = process(work=ref, attempt=attempt, deadline=deadline)

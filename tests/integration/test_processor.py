@@ -303,6 +303,35 @@ def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline
     assert [pipeline.item(o)["status"] for o in objs] == ["completed"] * 3
 
 
+class TimeUsedUp(LambdaContext):
+    """An invocation that starts with 60 s (10 s kept back) and finds 15 s left afterwards:
+    too little to start a file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.calls += 1
+        return 60_000 if self.calls == 1 else 15_000
+
+
+def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline):
+    obj = pipeline.upload("incoming/late.csv", SALES)
+    pipeline.announce(obj)
+    # When no invocation has time to start it, receive after receive
+    _invoke(pipeline, TimeUsedUp())
+    assert pipeline.item(obj)["status"] == "received"  # not an attempt: nothing recorded
+    for _ in range(2):
+        _invoke(pipeline, TimeUsedUp())
+    # Then its last receive records why, before the message goes to the DLQ
+    item = pipeline.item(obj)
+    assert item["status"] == "failed"
+    assert item["error"].startswith("gave up after 3 receives: not started: less than 20 s left")
+    assert pipeline.queue.receive() == []  # the next receive moves it to the DLQ
+    assert len(pipeline.queue.dlq_bodies()) == 1
+
+
 def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipeline):
     # Given a file that takes far longer than an invocation with 250 ms left allows
     # (50 ms are kept back: processing must stop 200 ms from the start)

@@ -51,10 +51,21 @@ def test_a_query_running_at_the_deadline_is_stopped(tmp_path, make):
 
 
 def test_a_passed_deadline_stops_before_any_work(tmp_path):
-    path = tmp_path / "small.csv"
-    path.write_text("a,b\n1,2\n")
-    with pytest.raises(OutOfTime):
+    # an empty file would be refused as empty if its content were looked at
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(OutOfTime, match="no time was left to start processing"):
         process_file(path, deadline=time.monotonic() - 1)
+
+
+def test_python_phases_stop_at_the_deadline_too(tmp_path):
+    # Given a log file, whose lines are parsed in Python before DuckDB reads them
+    path = _log(tmp_path / "big.log")
+    # When it is processed with a deadline 50 ms away
+    with pytest.raises(OutOfTime) as stopped:
+        process_file(path, deadline=time.monotonic() + 0.05)
+    # Then the line conversion itself stops (DuckDB cannot interrupt Python code)
+    assert "write_records" in [entry.name for entry in stopped.traceback]
 
 
 def test_the_next_file_in_the_same_process_is_unaffected(tmp_path):

@@ -11,10 +11,8 @@ the scratch directory beyond it, so memory does not grow with file size.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from . import deadline as time_limit
 from . import textfile
 from .errors import OutOfTime, UnprocessableFile
 from .formats import detect_format, unique_names
@@ -67,7 +66,7 @@ def process_file(
 ) -> Summary:
     """Process one local file. Raises ``UnprocessableFile`` for input that cannot succeed,
     and ``OutOfTime`` when processing is still running at ``deadline`` (a
-    ``time.monotonic()`` value): the query running then is interrupted."""
+    ``time.monotonic()`` value; see ``deadline.py``)."""
     options = options or ProcessingOptions()
     started = time.perf_counter()
     file_name = file_name or path.name
@@ -77,11 +76,11 @@ def process_file(
         raise UnprocessableFile(f"cannot read the file: {exc.strerror or exc}") from exc
     with tempfile.TemporaryDirectory(prefix="headrace-", dir=options.temp_dir) as tmp:
         work = Path(tmp)
-        text = textfile.prepare(path, work, options.fallback_encoding)
-        fmt = detect_format(file_name, text.head)
         con = connect(options)
         try:
-            with _interrupted_at(con, deadline):
+            with time_limit.enforced(con, deadline):
+                text = textfile.prepare(path, work, options.fallback_encoding)
+                fmt = detect_format(file_name, text.head)
                 source = _open_source(fmt, con, text, file_name, work, options)
                 out = parquet_path or work / "output.parquet"
                 result = _Pipeline(con, source, options).run(out)
@@ -117,34 +116,6 @@ def process_file(
         file_size_bytes=size,
         lineage=result.lineage,
     )
-
-
-@contextmanager
-def _interrupted_at(con: duckdb.DuckDBPyConnection, deadline: float | None) -> Iterator[None]:
-    """Interrupt ``con``'s query from ``deadline`` on, again every 50 ms: a query that
-    starts after one interrupt is stopped by the next."""
-    if deadline is None:
-        yield
-        return
-    if time.monotonic() >= deadline:
-        raise duckdb.InterruptException("the deadline passed before processing started")
-    finished = threading.Event()
-
-    def watch() -> None:
-        if finished.wait(max(0.0, deadline - time.monotonic())):
-            return
-        while True:
-            con.interrupt()
-            if finished.wait(0.05):
-                return
-
-    watcher = threading.Thread(target=watch, name="processing-deadline", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        finished.set()
-        watcher.join()
 
 
 @cache

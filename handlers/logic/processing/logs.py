@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import deadline
+
 FIELD_ALIASES: dict[str, str] = {
     "lvl": "level",
     "severity": "level",
@@ -124,6 +126,8 @@ def write_records(src: TextIO, dst: TextIO) -> tuple[list[str], list[int], int]:
     blank: list[int] = []
     written = 0
     for number, line in enumerate(src, start=1):
+        if number % 10_000 == 0:
+            deadline.check()
         if not line.strip():
             blank.append(number)
             continue

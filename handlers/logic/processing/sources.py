@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from . import logs
+from . import deadline, logs
 from .errors import UnprocessableFile
 from .formats import CsvDialect, sniff_dialect
 from .sqltext import first_row, ident, literal
@@ -132,6 +132,7 @@ def blank_lines(path: Path) -> list[int]:
     line, quoted, content = 1, False, False
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
+            deadline.check()
             for token in _TOKENS.finditer(chunk):
                 text = token.group()
                 if text == b'"':

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import deadline
 from .errors import UnprocessableFile
 
 CHUNK = 1 << 20
@@ -103,7 +103,9 @@ def _read_head(path: Path) -> bytes:
 def _gunzip(path: Path, target: Path) -> Path:
     try:
         with gzip.open(path, "rb") as src, target.open("wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
+            while chunk := src.read(CHUNK):
+                deadline.check()
+                dst.write(chunk)
     except (OSError, EOFError) as exc:
         raise UnprocessableFile(f"the gzip stream is corrupt: {exc}") from exc
     return target
@@ -162,6 +164,7 @@ def _first_invalid_utf8(path: Path) -> int | None:
     offset = 0  # bytes fed to the decoder so far
     with path.open("rb") as f:
         while True:
+            deadline.check()
             chunk = f.read(CHUNK)
             pending = len(decoder.getstate()[0])  # bytes held back from the previous chunk
             try:
@@ -189,6 +192,7 @@ def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
     decoder = codecs.getincrementaldecoder(source_encoding)(errors="replace")
     with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as dst:
         while chunk := src.read(CHUNK):
+            deadline.check()
             dst.write(decoder.decode(chunk))
         dst.write(decoder.decode(b"", final=True))
     return target
