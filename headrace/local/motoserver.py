@@ -323,6 +323,8 @@ def patch_dynamodb() -> None:
     conditions_lock = threading.Lock()
 
     def parse_condition_once(self: Any) -> Any:
+        if not self.condition_expression:  # every UpdateItem asks, with or without one
+            return parse_condition(self)
         try:
             key = (
                 self.condition_expression,
@@ -334,6 +336,8 @@ def patch_dynamodb() -> None:
         known = conditions.get(key)
         if known is None:
             tree = parse_condition(self)
+            if len(key[2]) > 4096:  # values that will not recur (a whole item's): not kept
+                return tree
             with conditions_lock:
                 conditions[key] = (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
                 if len(conditions) > 4096:
