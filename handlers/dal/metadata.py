@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from handlers.models.events import ObjectRef
 
 from .aws import table
+from .metadata_queries import query_all
 
 # DynamoDB's item limit is 400 KB; keep well below it and point to the S3 summary instead.
 MAX_ITEM_BYTES = 300_000
@@ -111,20 +113,9 @@ class MetadataStore:
         """Every recorded version of one object key: when it was uploaded, where its
         outputs are and whether it was superseded (``VERSION_FIELDS``; not its summary,
         which can be hundreds of kilobytes per version)."""
-        names = {f"#f{i}": name for i, name in enumerate(VERSION_FIELDS)}
-        query: dict[str, Any] = {
-            "KeyConditionExpression": "object_key = :k",
-            "ExpressionAttributeValues": {":k": object_key},
-            "ProjectionExpression": ", ".join(names),
-            "ExpressionAttributeNames": names,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            response = table(self.table_name).query(**query)
-            items += response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return items
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return query_all(
+            table(self.table_name), VERSION_FIELDS, KeyConditionExpression=Key("object_key").eq(object_key)
+        )
 
     # ---------------------------------------------------------------- mechanics
     def _update(

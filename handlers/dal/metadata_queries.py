@@ -16,20 +16,26 @@ BY_DAY_INDEX = "by_day"
 
 
 def files_on_day(table: Any, day: str, attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Every item uploaded on ``day`` (all pages), in upload order. ``attributes`` limits
-    what is returned (less to transfer; DynamoDB still reads whole items)."""
-    kwargs: dict[str, Any] = {"IndexName": BY_DAY_INDEX, "KeyConditionExpression": Key("day").eq(day)}
+    """Every item uploaded on ``day`` (all pages), in upload order, as plain values."""
+    items = query_all(table, attributes, IndexName=BY_DAY_INDEX, KeyConditionExpression=Key("day").eq(day))
+    return [plain(item) for item in items]
+
+
+def query_all(table: Any, attributes: tuple[str, ...] | None = None, **query: Any) -> list[dict[str, Any]]:
+    """Every item ``query`` matches (all pages: a page holds at most 1 MB of items read).
+    ``attributes`` limits what is returned (less to transfer; DynamoDB still reads whole
+    items)."""
     if attributes:
         names = {f"#p{i}": name for i, name in enumerate(attributes)}
-        kwargs["ProjectionExpression"] = ", ".join(names)
-        kwargs["ExpressionAttributeNames"] = names
+        query["ProjectionExpression"] = ", ".join(names)
+        query["ExpressionAttributeNames"] = names
     items: list[dict[str, Any]] = []
     while True:
-        page = table.query(**kwargs)
-        items.extend(plain(item) for item in page.get("Items", []))
+        page = table.query(**query)
+        items.extend(page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def plain(value: Any) -> Any:

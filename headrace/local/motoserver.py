@@ -319,31 +319,26 @@ def patch_dynamodb() -> None:
     Item.project = project  # type: ignore[method-assign]
 
     parse_condition = ConditionExpressionParser.parse
-    conditions: dict[tuple[Any, str, str], tuple[Any, list[str], list[str]]] = {}  # bounded
-    conditions_lock = threading.Lock()
+
+    @functools.lru_cache(maxsize=4096)
+    def parsed_condition(
+        expression: str, names: str, values: str
+    ) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+        parser = ConditionExpressionParser(expression, json.loads(names), json.loads(values))
+        tree = parse_condition(parser)
+        return tree, tuple(parser.expr_attr_names_found), tuple(parser.expr_attr_values_found)
 
     def parse_condition_once(self: Any) -> Any:
         if not self.condition_expression:  # every UpdateItem asks, with or without one
             return parse_condition(self)
         try:
-            key = (
-                self.condition_expression,
-                json.dumps(self.expression_attribute_names, sort_keys=True),
-                json.dumps(self.expression_attribute_values, sort_keys=True),
-            )
+            names = json.dumps(self.expression_attribute_names, sort_keys=True)
+            values = json.dumps(self.expression_attribute_values, sort_keys=True)
         except TypeError:  # values JSON cannot hold: parse as moto does
             return parse_condition(self)
-        known = conditions.get(key)
-        if known is None:
-            tree = parse_condition(self)
-            if len(key[2]) > 4096:  # values that will not recur (a whole item's): not kept
-                return tree
-            with conditions_lock:
-                conditions[key] = (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
-                if len(conditions) > 4096:
-                    del conditions[next(iter(conditions))]
-            return tree
-        tree, names_found, values_found = known
+        if len(values) > 4096:  # values that will not recur (a whole item's): not kept
+            return parse_condition(self)
+        tree, names_found, values_found = parsed_condition(self.condition_expression, names, values)
         self.expr_attr_names_found.extend(names_found)
         self.expr_attr_values_found.extend(values_found)
         return tree

@@ -190,18 +190,19 @@ class Pipeline:
         """S3 -> EventBridge -> the processing queue, for each object."""
         self.queue.send(*(self.event(o) for o in objs))
 
-    def invoke(self, *records: dict[str, Any]) -> dict[str, Any]:
-        return self.handler.lambda_handler({"Records": list(records)}, LambdaContext())
+    def invoke(self, *records: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        return self.handler.lambda_handler({"Records": list(records)}, context or LambdaContext())
 
     def process(self, *objs: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
         """Announce ``objs`` and run the processor once over them (one batch)."""
         self.queue.send(*(self.event(o, at) for o in objs))
         return self.poll()[1]
 
-    def poll(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """One event-source-mapping cycle: receive a batch, invoke, delete what succeeded."""
+    def poll(self, context: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One event-source-mapping cycle: receive a batch, invoke (with ``context``: a
+        LambdaContext by default), delete what succeeded."""
         records = self.queue.receive()
-        response = self.invoke(*records) if records else {"batchItemFailures": []}
+        response = self.invoke(*records, context=context) if records else {"batchItemFailures": []}
         self.queue.delete_succeeded(records, response)
         return records, response
 

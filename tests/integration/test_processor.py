@@ -263,13 +263,6 @@ class Invocation(LambdaContext):
         return self.remaining_ms
 
 
-def _invoke(pipeline, context):
-    records = pipeline.queue.receive()
-    response = pipeline.handler.lambda_handler({"Records": records}, context)
-    pipeline.queue.delete_succeeded(records, response)
-    return records, response
-
-
 def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline, monkeypatch):
     # Given a batch of three files, in an invocation whose time the first file uses up
     # (60 s at the start: 10 s are kept back, and a file needs 10 s more to be started)
@@ -285,7 +278,7 @@ def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline
 
     monkeypatch.setattr(pipeline.handler, "process_object", slow_file)
     # When the batch is processed
-    records, response = _invoke(pipeline, context)
+    records, response = pipeline.poll(context)
     # Then the first file completes and the others are reported back without an attempt
     keys = {r["messageId"]: json.loads(r["body"])["detail"]["object"]["key"] for r in records}
     assert sorted(keys[f["itemIdentifier"]] for f in response["batchItemFailures"]) == [
@@ -299,7 +292,7 @@ def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline
     # and they are visible again at once, for the next invocation, which completes them
     monkeypatch.setattr(pipeline.handler, "process_object", real)
     context.remaining_ms = 60_000
-    assert _invoke(pipeline, context)[1] == {"batchItemFailures": []}
+    assert pipeline.poll(context)[1] == {"batchItemFailures": []}
     assert [pipeline.item(o)["status"] for o in objs] == ["completed"] * 3
 
 
@@ -320,10 +313,10 @@ def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline):
     obj = pipeline.upload("incoming/late.csv", SALES)
     pipeline.announce(obj)
     # When no invocation has time to start it, receive after receive
-    _invoke(pipeline, TimeUsedUp())
+    pipeline.poll(TimeUsedUp())
     assert pipeline.item(obj)["status"] == "received"  # not an attempt: nothing recorded
     for _ in range(2):
-        _invoke(pipeline, TimeUsedUp())
+        pipeline.poll(TimeUsedUp())
     # Then its last receive records why, before the message goes to the DLQ
     item = pipeline.item(obj)
     assert item["status"] == "failed"
@@ -340,7 +333,7 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     pipeline.announce(obj)
     # When it is processed: it is stopped before the function's timeout, reported back
     # for a retry with the queue's backoff, and the reason names the setting to raise
-    records, response = _invoke(pipeline, Invocation(250))
+    records, response = pipeline.poll(Invocation(250))
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
     item = pipeline.item(obj)
     assert item["status"] == "processing"
@@ -350,7 +343,7 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     # When every attempt runs out of time
     for _ in range(2):
         _expire_visibility(pipeline, records[0])
-        records, _ = _invoke(pipeline, Invocation(250))
+        records, _ = pipeline.poll(Invocation(250))
     # Then the last one records the failure, and no output was written
     item = pipeline.item(obj)
     assert (item["status"], item["attempts"]) == ("failed", 3)
@@ -358,7 +351,7 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert pipeline.processed_keys() == []
     # And with time enough, the redriven message completes the file
     pipeline.announce(obj)
-    assert _invoke(pipeline, Invocation(60_000))[1] == {"batchItemFailures": []}
+    assert pipeline.poll(Invocation(60_000))[1] == {"batchItemFailures": []}
     assert pipeline.item(obj)["row_count"] == 300_000
 
 

@@ -5,9 +5,11 @@ answering exactly as moto does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -332,24 +334,30 @@ def test_key_queries_answer_as_moto_does(request: pytest.FixtureRequest) -> None
     }
 
 
+@contextlib.contextmanager
+def _calls_of(owner: Any, method: str) -> Iterator[list[None]]:
+    """Count the calls of ``owner.method`` inside the block: one entry each."""
+    calls: list[None] = []
+    real = getattr(owner, method)
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        return real(self, *args, **kwargs)
+
+    setattr(owner, method, counting)
+    try:
+        yield calls
+    finally:
+        setattr(owner, method, real)
+
+
 def _converted_attributes(table: Any, **query: Any) -> int:
     """How many attribute values moto converts to plain JSON to answer ``query``."""
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    calls = 0
-    convert = DynamoType.to_regular_json
-
-    def counting(self: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return convert(self)
-
-    DynamoType.to_regular_json = counting  # type: ignore[method-assign]
-    try:
+    with _calls_of(DynamoType, "to_regular_json") as conversions:
         table.query(**query)
-    finally:
-        DynamoType.to_regular_json = convert  # type: ignore[method-assign]
-    return calls
+    return len(conversions)
 
 
 def test_a_projection_converts_only_what_it_names(request: pytest.FixtureRequest) -> None:
@@ -548,27 +556,15 @@ def test_conditions_give_moto_s_answers_and_errors(request: pytest.FixtureReques
 def test_a_condition_is_parsed_once() -> None:
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    lexed = 0
-    lex = ConditionExpressionParser._lex_condition_expression
-
-    def counting(self: Any) -> Any:
-        nonlocal lexed
-        lexed += 1
-        return lex(self)
-
-    ConditionExpressionParser._lex_condition_expression = counting  # type: ignore[method-assign]
-    try:
-        with mock_aws():
-            table = _versions_table()
-            for n in range(5):
-                table.put_item(
-                    Item={"k": f"new-{n}", "v": "0"},
-                    ConditionExpression="attribute_not_exists(#k) AND attribute_not_exists(#v)",
-                    ExpressionAttributeNames={"#k": "k", "#v": "v"},
-                )
-    finally:
-        ConditionExpressionParser._lex_condition_expression = lex  # type: ignore[method-assign]
-    assert lexed == 1
+    with _calls_of(ConditionExpressionParser, "_lex_condition_expression") as lexed, mock_aws():
+        table = _versions_table()
+        for n in range(5):
+            table.put_item(
+                Item={"k": f"new-{n}", "v": "0"},
+                ConditionExpression="attribute_not_exists(#k) AND attribute_not_exists(#v)",
+                ExpressionAttributeNames={"#k": "k", "#v": "v"},
+            )
+    assert len(lexed) == 1
 
 
 def _dump(node: Any) -> Any:
