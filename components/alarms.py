@@ -207,6 +207,7 @@ def dashboard_body(
             [
                 [custom, "FilesProcessed", "service", "processor"],
                 [custom, "FilesFailed", "service", "processor"],
+                [custom, "FilesOutOfTime", "service", "processor"],
                 [custom, "FilesLoaded", "service", "loader"],
                 [custom, "LoadFailures", "service", "loader"],
             ],

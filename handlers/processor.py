@@ -85,7 +85,7 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         # it unless this was its last receive (the message goes to the DLQ next).
         reason = f"not started: less than {2 * budget.reserve_ms / 1000:g} s left in the invocation"
         if attempt >= settings.max_receive_count:
-            store.mark_failed(ref, utcnow(), f"gave up after {attempt} receives: {reason}", attempt)
+            _mark_failed(ref, f"gave up after {attempt} receives: {reason}", attempt)
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
         raise NotStarted(reason)
@@ -99,15 +99,16 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, OutOfTime):
+            metrics.add_metric(name="FilesOutOfTime", unit=MetricUnit.Count, value=1)
             reason += (
                 "; the function's timeout is too short for this file: raise "
                 "functions.processor.timeout_seconds, or memory_mb (which adds CPU)"
             )
         try:
             if attempt >= settings.max_receive_count:
-                store.mark_failed(ref, utcnow(), f"gave up after {attempt} attempts: {reason}", attempt)
+                _mark_failed(ref, f"gave up after {attempt} attempts: {reason}", attempt)
             elif access_denied(exc):  # failed until the role allows it; retried meanwhile
-                store.mark_failed(ref, utcnow(), reason, attempt)
+                _mark_failed(ref, reason, attempt)
             else:
                 store.note_retry(ref, utcnow(), reason, attempt)
         except Exception:
@@ -118,6 +119,11 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     if result.get("catalog_error"):
         logger.warning("the Glue table could not follow this file: %s", result["catalog_error"])
     return result
+
+
+def _mark_failed(ref: ObjectRef, error: str, attempt: int) -> None:
+    if store.mark_failed(ref, utcnow(), error, attempt):
+        _record_metrics(Outcome(status="failed", bytes=ref.size or 0, error=error))
 
 
 def _retry_now(record: ObjectCreatedRecord) -> None:

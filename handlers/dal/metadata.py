@@ -88,11 +88,14 @@ class MetadataStore:
             ref, {"status": "completed", "completed_at": iso(at), **fields}, remove=("error",), now=at
         )
 
-    def mark_failed(self, ref: ObjectRef, at: datetime, error: str, attempt: int | None = None) -> None:
+    def mark_failed(self, ref: ObjectRef, at: datetime, error: str, attempt: int | None = None) -> bool:
+        """Record the failure; True when it is the version's first (no earlier
+        ``failed_at``): a file retried or given up on several times is counted once."""
         fields: dict[str, Any] = {"status": "failed", "failed_at": iso(at), "error": error[:2000]}
         if attempt is not None:
             fields["attempts"] = attempt
-        self._update(ref, fields, now=at)
+        earlier = self._update(ref, fields, now=at, return_old=True)
+        return "failed_at" not in earlier
 
     def note_retry(self, ref: ObjectRef, at: datetime, error: str, attempt: int) -> None:
         """A transient failure: the message will be retried; keep the reason for operators."""
@@ -128,7 +131,10 @@ class MetadataStore:
         set_if_missing: dict[str, Any] | None = None,
         condition: str | None = None,
         values: dict[str, Any] | None = None,
-    ) -> None:
+        return_old: bool = False,
+    ) -> dict[str, Any]:
+        """One UpdateItem; with ``return_old``, the previous values of the attributes it
+        set (DynamoDB's ``UPDATED_OLD``), else nothing."""
         base = {
             "bucket": ref.bucket,
             "size": ref.size,
@@ -166,4 +172,6 @@ class MetadataStore:
             kwargs["ConditionExpression"] = condition
         else:
             del names["#k"]
-        table(self.table_name).update_item(**kwargs)
+        if return_old:
+            kwargs["ReturnValues"] = "UPDATED_OLD"
+        return table(self.table_name).update_item(**kwargs).get("Attributes", {})

@@ -68,7 +68,8 @@ def process_object(
     record: Callable[[Outcome], None] = lambda _: None,
     deadline: float | None = None,
 ) -> Outcome:
-    """``record`` is called once with the outcome (metrics) when work was done. Processing
+    """``record`` is called with the outcome (metrics) when the file completes, and when it
+    fails for the first time (not on the retries of a file already failed). Processing
     still running at ``deadline`` (``time.monotonic()``) is stopped: ``OutOfTime``."""
     started = utcnow()
     with tempfile.TemporaryDirectory(prefix="processor-", dir=settings.scratch_dir) as tmp:
@@ -100,8 +101,7 @@ def process_object(
                 deadline=deadline,
             )
         except UnprocessableFile as exc:
-            store.mark_failed(ref, utcnow(), str(exc), attempt)
-            if attempt == 1:
+            if store.mark_failed(ref, utcnow(), str(exc), attempt):  # retried until the DLQ: count once
                 record(Outcome(status="failed", bytes=ref.size or 0, error=str(exc)))
             raise PermanentFailure(str(exc)) from exc
         timings["process"] = _since(clock)

@@ -121,6 +121,7 @@ def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
     names = {m[1] for m in metrics}
     assert {
         "FilesProcessed",
+        "FilesOutOfTime",
         "SecondsSinceLastCompletedFile",
         "ApproximateNumberOfMessagesVisible",
         "Errors",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -222,6 +223,21 @@ class Pipeline:
 
     def processed_keys(self) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.processed).get("Contents", [])]
+
+
+def emitted_metrics(stdout: str) -> Counter[str]:
+    """Totals of the EMF metrics the handlers printed (Powertools writes one JSON document
+    per invocation to stdout; a metric added several times holds a list of values)."""
+    totals: Counter[str] = Counter()
+    for line in stdout.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                totals[metric["Name"]] += sum(value) if isinstance(value, list) else value
+    return totals
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 
-from .conftest import REGION, LambdaContext
+from .conftest import REGION, LambdaContext, emitted_metrics
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -82,7 +82,7 @@ def test_the_raw_object_is_read_with_one_get(pipeline):
     assert calls == ["received", "GetObject", "processing", "HeadObject", "completed"]
 
 
-def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline):
+def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline, capsys):
     # Given one batch holding a good file, a binary file, an empty object, an object whose
     # version was deleted, an object deleted by a delete marker, and a key with spaces and
     # unicode
@@ -122,6 +122,10 @@ def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline):
     assert in_dlq == [binary["key"], empty["key"]]
     assert pipeline.item(binary)["attempts"] == 3
     assert pipeline.queue.receive() == []
+    # and each file was counted once, though the poison files were attempted three times
+    # (deleted objects are neither processed nor failed files)
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["FilesProcessed"], metrics["FilesFailed"]) == (2, 2)
 
 
 def test_url_encoded_key_in_the_event_is_found(pipeline):
@@ -217,7 +221,7 @@ def test_an_object_written_while_versioning_was_suspended_supersedes_the_version
     assert pipeline.published() == []
 
 
-def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypatch):
+def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypatch, capsys):
     # Given the processed bucket is unavailable (a transient failure)
     obj = pipeline.upload("incoming/sales.csv", SALES)
     healthy = pipeline.handler.settings
@@ -241,6 +245,7 @@ def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypa
     item = pipeline.item(obj)
     assert item["status"] == "failed"
     assert item["error"].startswith("gave up after 3 attempts: ")
+    assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
     _expire_visibility(pipeline, records[0])
     pipeline.poll()
     assert len(pipeline.queue.dlq_bodies()) == 1
@@ -309,7 +314,7 @@ class TimeUsedUp(LambdaContext):
         return 60_000 if self.calls == 1 else 15_000
 
 
-def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline):
+def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline, capsys):
     obj = pipeline.upload("incoming/late.csv", SALES)
     pipeline.announce(obj)
     # When no invocation has time to start it, receive after receive
@@ -321,11 +326,12 @@ def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline):
     item = pipeline.item(obj)
     assert item["status"] == "failed"
     assert item["error"].startswith("gave up after 3 receives: not started: less than 20 s left")
+    assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
     assert pipeline.queue.receive() == []  # the next receive moves it to the DLQ
     assert len(pipeline.queue.dlq_bodies()) == 1
 
 
-def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipeline):
+def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipeline, capsys):
     # Given a file that takes far longer than an invocation with 250 ms left allows
     # (50 ms are kept back: processing must stop 200 ms from the start)
     rows = "".join(f"2025-01-01,item {i},{i},{i / 2}\n" for i in range(300_000))
@@ -349,6 +355,8 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert (item["status"], item["attempts"]) == ("failed", 3)
     assert item["error"].startswith("gave up after 3 attempts: OutOfTime: ")
     assert pipeline.processed_keys() == []
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["FilesOutOfTime"], metrics["FilesFailed"]) == (3, 1)
     # And with time enough, the redriven message completes the file
     pipeline.announce(obj)
     assert pipeline.poll(Invocation(60_000))[1] == {"batchItemFailures": []}
