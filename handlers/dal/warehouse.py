@@ -80,6 +80,9 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 )
 
 
+PROGRAM_LIMIT_EXCEEDED = "54"  # the SQLSTATE class of PostgreSQL's hard limits
+
+
 class DatabaseUnavailable(Exception):
     """No connection to the database (down, unreachable, or credentials rejected)."""
 
@@ -216,6 +219,10 @@ class Warehouse:
                     f"the load ran out of time and was rolled back: {_first_line(exc)}"
                 ) from exc
             except psycopg.OperationalError as exc:
+                if (exc.sqlstate or "").startswith(PROGRAM_LIMIT_EXCEEDED):
+                    # 1,600 columns per table, a row larger than a page...: rolled back, and
+                    # the connection is fine (psycopg files these with connection losses)
+                    raise LoadRejected(f"PostgreSQL cannot hold this file: {_first_line(exc)}") from exc
                 self.connections.discard()
                 self._ready = None
                 if attempt == 1 and reused and _is_connection_loss(exc):

@@ -224,6 +224,22 @@ def test_the_last_failed_attempt_marks_the_item_failed(loader, last_attempt):
     assert item.get("load_status") == ("failed" if last_attempt else None)
 
 
+def test_a_file_wider_than_a_postgres_table_is_rejected_not_blamed_on_the_database(loader):
+    # Given a processed file of 1,700 columns (PostgreSQL tables hold at most 1,600)
+    header = ",".join(f"c{i}" for i in range(1700))
+    event = loader.process("incoming/wide/a.csv", header + "\n" + ",".join(["1"] * 1700) + "\n")
+    # When it is loaded
+    record = loader.record(event)
+    response = loader.invoke(record)
+    # Then the load fails with PostgreSQL's reason, not "database unavailable"
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/wide/a.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith("LoadRejected: PostgreSQL cannot hold this file: ")
+    assert "at most 1600 columns" in item["load_error"]
+    # and a normal file still loads
+    assert loader.load(loader.process("incoming/sales/jan.csv", SALES)) == {"batchItemFailures": []}
+
+
 def test_awkward_names_are_stored_safely(loader):
     # Given a key with quotes and unicode, and columns with quotes, spaces, mixed case, a
     # lineage column's name, and a name longer than PostgreSQL's 63 bytes
