@@ -34,7 +34,7 @@ from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, utcnow
-from handlers.logic.processing import OutOfTime
+from handlers.logic.processing import OutOfMemory, OutOfTime
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from handlers.models.settings import ProcessorSettings
@@ -103,6 +103,11 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
             reason += (
                 "; the function's timeout is too short for this file: raise "
                 "functions.processor.timeout_seconds, or memory_mb (which adds CPU)"
+            )
+        elif isinstance(exc, OutOfMemory):
+            reason += (
+                "; the function's memory is too small for this file: raise "
+                "functions.processor.memory_mb (DuckDB gets 60 % of it)"
             )
         try:
             if attempt >= settings.max_receive_count:

@@ -9,8 +9,10 @@ import boto3
 import duckdb
 import pytest
 
+from handlers.logic import process_object
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
+from handlers.logic.processing import OutOfMemory
 
 from .conftest import REGION, LambdaContext, emitted_metrics
 
@@ -361,6 +363,24 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     pipeline.announce(obj)
     assert pipeline.poll(Invocation(60_000))[1] == {"batchItemFailures": []}
     assert pipeline.item(obj)["row_count"] == 300_000
+
+
+def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pipeline, monkeypatch):
+    # Given DuckDB's memory limit is too small for a file
+    def out_of_memory(*args, **kwargs):
+        raise OutOfMemory("processing needed more memory than DuckDB's limit (128MB)")
+
+    monkeypatch.setattr(process_object, "process_file", out_of_memory)
+    obj = pipeline.upload("incoming/wide.csv", SALES)
+    pipeline.announce(obj)
+    # When it is processed: it is not failed as bad content, but retried, and the reason
+    # names the setting that fixes it (then the DLQ can be redriven)
+    records, response = pipeline.poll()
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["status"] == "processing"
+    assert item["last_error"].startswith("OutOfMemory: processing needed more memory than DuckDB's limit")
+    assert "raise functions.processor.memory_mb" in item["last_error"]
 
 
 def _expire_visibility(pipeline, record):

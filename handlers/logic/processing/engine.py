@@ -22,7 +22,7 @@ import duckdb
 
 from . import deadline as time_limit
 from . import textfile
-from .errors import OutOfTime, UnprocessableFile
+from .errors import OutOfMemory, OutOfTime, UnprocessableFile
 from .formats import detect_format, unique_names
 from .inference import FLOAT, STRING, Conversion, fits, infer_conversions
 from .options import ProcessingOptions
@@ -44,6 +44,13 @@ from .summary import (
 )
 
 RESCUED = "_rescued_data"
+# The statistics of a wide file are split over several queries (scans of the Parquet) to
+# stay within DuckDB's memory limit, which one query's aggregates can exhaust even on a
+# small file: each exact DISTINCT builds its own hash table (a few MB), and beside a
+# DISTINCT the other aggregates cost memory too. One query held 150 columns' statistics
+# at a 614 MB limit, not at 160 MB; a 2,000-column file's failed at any limit.
+_AGGREGATES_PER_QUERY = 400
+_DISTINCT_PER_QUERY = 16
 _EXAMPLE_TEXT = 200
 _ERROR_LEVELS = ("ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "SEVERE", "ALERT", "EMERGENCY")
 _WARN_LEVELS = ("WARN", "WARNING")
@@ -65,8 +72,9 @@ def process_file(
     deadline: float | None = None,
 ) -> Summary:
     """Process one local file. Raises ``UnprocessableFile`` for input that cannot succeed,
-    and ``OutOfTime`` when processing is still running at ``deadline`` (a
-    ``time.monotonic()`` value; see ``deadline.py``)."""
+    ``OutOfTime`` when processing is still running at ``deadline`` (a
+    ``time.monotonic()`` value; see ``deadline.py``), and ``OutOfMemory`` when DuckDB's
+    memory limit is too small for the file."""
     options = options or ProcessingOptions()
     started = time.perf_counter()
     file_name = file_name or path.name
@@ -93,6 +101,9 @@ def process_file(
             raise OutOfTime(
                 f"processing was stopped at its deadline, after {time.perf_counter() - started:.1f} s"
             ) from exc
+        except duckdb.OutOfMemoryException as exc:
+            limit = options.memory_limit or "its default, 80 % of the machine's"
+            raise OutOfMemory(f"processing needed more memory than DuckDB's limit ({limit})") from exc
         finally:
             con.close()
     elapsed_ms = round((time.perf_counter() - started) * 1000)
@@ -306,15 +317,18 @@ class _Pipeline:
 
     # ---------------------------------------------------------------- statistics
     def _aggregate(self, out: Path, conversions: Sequence[Conversion], rows: int) -> dict:
-        """All per-column aggregates, the PII counts and the duplicate count in one scan."""
+        """All per-column aggregates, the PII counts and the duplicate count: one scan, or
+        a few for a wide file (``_AGGREGATES_PER_QUERY``)."""
         exact = rows <= self.options.exact_distinct_max_rows
         exprs: list[tuple[Any, str]] = []
+        distinct: list[tuple[Any, str]] = []
         for name, conv in zip(self.names, conversions, strict=True):
             v = ident(name)
             exprs.append(((name, "non_null"), f"count({v})"))
-            exprs.append(
-                ((name, "distinct"), f"count(DISTINCT {v})" if exact else f"approx_count_distinct({v})")
-            )
+            if exact:
+                distinct.append(((name, "distinct"), f"count(DISTINCT {v})"))
+            else:
+                exprs.append(((name, "distinct"), f"approx_count_distinct({v})"))
             if conv.type in ("int", "float"):
                 exprs += [
                     ((name, "min"), f"min({v})"),
@@ -344,11 +358,21 @@ class _Pipeline:
                         )
                     )
         everything = ", ".join([*(ident(n) for n in self.names), RESCUED])
-        exprs.append((("duplicates",), f"count(*) - count(DISTINCT hash({everything}))"))
         exprs.append((("rescued",), f"count({RESCUED})"))
-        row = first_row(self.con, f"SELECT {', '.join(e for _, e in exprs)} FROM {_parquet(out)}")
-        assert row is not None
-        stats: dict[Any, Any] = dict(zip((k for k, _ in exprs), row, strict=True))
+        duplicates = (("duplicates",), f"count(*) - count(DISTINCT hash({everything}))")
+        if len(exprs) <= _AGGREGATES_PER_QUERY and len(distinct) < _DISTINCT_PER_QUERY:
+            batches = [[*exprs, *distinct, duplicates]]
+        else:
+            batches = [
+                *_chunks(exprs, _AGGREGATES_PER_QUERY),
+                *_chunks(distinct, _DISTINCT_PER_QUERY),
+                [duplicates],
+            ]
+        stats: dict[Any, Any] = {}
+        for batch in batches:
+            row = first_row(self.con, f"SELECT {', '.join(e for _, e in batch)} FROM {_parquet(out)}")
+            assert row is not None
+            stats.update(zip((k for k, _ in batch), row, strict=True))
         stats["rows"] = rows
         stats["exact_distinct"] = exact
         stats["pii"] = self._pii_per_rule(out, stats)
@@ -453,10 +477,10 @@ class _Pipeline:
                 (name, r.name, f"count(*) FILTER (WHERE contains({ident(name)}, {literal(r.token)}))")
                 for r in self.rules.rules
             ]
-        if exprs:
-            row = first_row(self.con, f"SELECT {', '.join(e for *_, e in exprs)} FROM {_parquet(out)}")
+        for batch in _chunks(exprs, _AGGREGATES_PER_QUERY):
+            row = first_row(self.con, f"SELECT {', '.join(e for *_, e in batch)} FROM {_parquet(out)}")
             assert row is not None
-            for (name, rule_name, _), value in zip(exprs, row, strict=True):
+            for (name, rule_name, _), value in zip(batch, row, strict=True):
                 if value:
                     counts.setdefault(name, {})[rule_name] = value
         return counts
@@ -495,6 +519,10 @@ class _Pipeline:
             "unique_users": row[6],
             "unique_endpoints": row[7],
         }
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _parquet(out: Path) -> str:

@@ -12,3 +12,8 @@ class UnprocessableFile(Exception):
 class OutOfTime(Exception):
     """Processing reached its deadline and was stopped. Not the file's fault: a retry with
     more time (a longer function timeout, more memory and so CPU) can succeed."""
+
+
+class OutOfMemory(Exception):
+    """Processing needed more memory than DuckDB's limit allows. Not the file's fault: a
+    retry with a higher limit (more function memory) can succeed."""

@@ -293,8 +293,8 @@ class JsonSource(_JsonRecordsSource):
                     f"the JSON document is a {_json_scalar_kind(head)}, not records: "
                     "expected an array of objects, an object, or NDJSON"
                 )
-        except duckdb.InterruptException:
-            raise  # stopped at the deadline: not the file's fault
+        except (duckdb.InterruptException, duckdb.OutOfMemoryException):
+            raise  # stopped at the deadline, or out of memory: not the file's fault
         except duckdb.Error as exc:
             raise UnprocessableFile(f"invalid JSON: {_first_line(exc)}") from exc
 
