@@ -208,6 +208,7 @@ def dashboard_body(
                 [custom, "FilesProcessed", "service", "processor"],
                 [custom, "FilesFailed", "service", "processor"],
                 [custom, "FilesOutOfTime", "service", "processor"],
+                [custom, "FilesOutOfMemory", "service", "processor"],
                 [custom, "FilesLoaded", "service", "loader"],
                 [custom, "LoadFailures", "service", "loader"],
             ],

@@ -33,7 +33,7 @@ from handlers.dal.aws import access_denied
 from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
-from handlers.logic.process_object import Outcome, PermanentFailure, process_object, utcnow
+from handlers.logic.process_object import Outcome, PermanentFailure, process_object, record_failure, utcnow
 from handlers.logic.processing import OutOfMemory, OutOfTime
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
@@ -85,7 +85,9 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         # it unless this was its last receive (the message goes to the DLQ next).
         reason = f"not started: less than {2 * budget.reserve_ms / 1000:g} s left in the invocation"
         if attempt >= settings.max_receive_count:
-            _mark_failed(ref, f"gave up after {attempt} receives: {reason}", attempt)
+            record_failure(
+                store, ref, f"gave up after {attempt} receives: {reason}", attempt, _record_metrics
+            )
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
         raise NotStarted(reason)
@@ -105,15 +107,17 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
                 "functions.processor.timeout_seconds, or memory_mb (which adds CPU)"
             )
         elif isinstance(exc, OutOfMemory):
+            metrics.add_metric(name="FilesOutOfMemory", unit=MetricUnit.Count, value=1)
             reason += (
-                "; the function's memory is too small for this file: raise "
-                "functions.processor.memory_mb (DuckDB gets 60 % of it)"
+                "; the function's memory is too small for this file: raise functions.processor.memory_mb"
             )
         try:
             if attempt >= settings.max_receive_count:
-                _mark_failed(ref, f"gave up after {attempt} attempts: {reason}", attempt)
+                record_failure(
+                    store, ref, f"gave up after {attempt} attempts: {reason}", attempt, _record_metrics
+                )
             elif access_denied(exc):  # failed until the role allows it; retried meanwhile
-                _mark_failed(ref, reason, attempt)
+                record_failure(store, ref, reason, attempt, _record_metrics)
             else:
                 store.note_retry(ref, utcnow(), reason, attempt)
         except Exception:
@@ -124,11 +128,6 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     if result.get("catalog_error"):
         logger.warning("the Glue table could not follow this file: %s", result["catalog_error"])
     return result
-
-
-def _mark_failed(ref: ObjectRef, error: str, attempt: int) -> None:
-    if store.mark_failed(ref, utcnow(), error, attempt):
-        _record_metrics(Outcome(status="failed", bytes=ref.size or 0, error=error))
 
 
 def _retry_now(record: ObjectCreatedRecord) -> None:

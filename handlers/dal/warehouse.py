@@ -80,7 +80,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 )
 
 
-PROGRAM_LIMIT_EXCEEDED = "54"  # the SQLSTATE class of PostgreSQL's hard limits
+SQLSTATE_CLASS_PROGRAM_LIMIT = "54"  # the SQLSTATE class of PostgreSQL's hard limits
 
 
 class DatabaseUnavailable(Exception):
@@ -219,7 +219,7 @@ class Warehouse:
                     f"the load ran out of time and was rolled back: {_first_line(exc)}"
                 ) from exc
             except psycopg.OperationalError as exc:
-                if (exc.sqlstate or "").startswith(PROGRAM_LIMIT_EXCEEDED):
+                if (exc.sqlstate or "").startswith(SQLSTATE_CLASS_PROGRAM_LIMIT):
                     # 1,600 columns per table, a row larger than a page...: rolled back, and
                     # the connection is fine (psycopg files these with connection losses)
                     raise LoadRejected(f"PostgreSQL cannot hold this file: {_first_line(exc)}") from exc

@@ -45,7 +45,7 @@ class PermanentFailure(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "completed" | "deleted" | "superseded"
+    status: str  # "completed" | "failed" | "deleted" | "superseded"
     rows: int = 0
     bytes: int = 0
     latency_ms: float = 0.0  # upload -> completed
@@ -101,8 +101,7 @@ def process_object(
                 deadline=deadline,
             )
         except UnprocessableFile as exc:
-            if store.mark_failed(ref, utcnow(), str(exc), attempt):  # retried until the DLQ: count once
-                record(Outcome(status="failed", bytes=ref.size or 0, error=str(exc)))
+            record_failure(store, ref, str(exc), attempt, record)
             raise PermanentFailure(str(exc)) from exc
         timings["process"] = _since(clock)
 
@@ -189,6 +188,15 @@ def process_object(
     )
     record(outcome)
     return outcome
+
+
+def record_failure(
+    store: MetadataStore, ref: ObjectRef, error: str, attempt: int, record: Callable[[Outcome], None]
+) -> None:
+    """Mark the version ``failed``; ``record`` the outcome only the first time it fails
+    (a file that keeps failing is retried until the DLQ, and counted once)."""
+    if store.mark_failed(ref, utcnow(), error, attempt):
+        record(Outcome(status="failed", bytes=ref.size or 0, error=error))
 
 
 def _is_stale(ref: ObjectRef, current_version: str | None) -> bool:

@@ -122,6 +122,7 @@ def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
     assert {
         "FilesProcessed",
         "FilesOutOfTime",
+        "FilesOutOfMemory",
         "SecondsSinceLastCompletedFile",
         "ApproximateNumberOfMessagesVisible",
         "Errors",

@@ -225,19 +225,22 @@ def test_the_last_failed_attempt_marks_the_item_failed(loader, last_attempt):
 
 
 def test_a_file_wider_than_a_postgres_table_is_rejected_not_blamed_on_the_database(loader):
-    # Given a processed file of 1,700 columns (PostgreSQL tables hold at most 1,600)
+    # Given a processed file of 1,700 columns (PostgreSQL tables hold at most 1,600), and
+    # the loader's connection, opened by an earlier load
     header = ",".join(f"c{i}" for i in range(1700))
     event = loader.process("incoming/wide/a.csv", header + "\n" + ",".join(["1"] * 1700) + "\n")
-    # When it is loaded
+    assert loader.load(loader.process("incoming/sales/jan.csv", SALES)) == {"batchItemFailures": []}
+    connection = loader.handler.warehouse.connections.get()
+    # When the wide file is loaded
     record = loader.record(event)
     response = loader.invoke(record)
-    # Then the load fails with PostgreSQL's reason, not "database unavailable"
+    # Then the load fails with PostgreSQL's reason, not "database unavailable", and the
+    # healthy connection is kept
     assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
     item = loader.pipeline.item({"key": "incoming/wide/a.csv", "version": event["detail"]["version"]})
     assert item["load_error"].startswith("LoadRejected: PostgreSQL cannot hold this file: ")
     assert "at most 1600 columns" in item["load_error"]
-    # and a normal file still loads
-    assert loader.load(loader.process("incoming/sales/jan.csv", SALES)) == {"batchItemFailures": []}
+    assert loader.handler.warehouse.connections.get() is connection
 
 
 def test_awkward_names_are_stored_safely(loader):

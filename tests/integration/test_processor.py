@@ -259,6 +259,33 @@ def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypa
     assert "error" not in pipeline.item(obj)
 
 
+def test_a_file_found_bad_on_a_later_attempt_is_counted_failed_once(pipeline, monkeypatch, capsys):
+    # Given a binary file whose first attempt meets a transient error before its content
+    # is read
+    obj = pipeline.upload("incoming/b.csv", bytes(range(256)) * 8)
+    real = process_object.process_file
+    calls = []
+
+    def flaky_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("scratch storage unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(process_object, "process_file", flaky_once)
+    pipeline.announce(obj)
+    records, _ = pipeline.poll()
+    assert "last_error" in pipeline.item(obj)
+    # When the retries find it cannot be processed, until it reaches the DLQ
+    for _ in range(2):
+        _expire_visibility(pipeline, records[0])
+        records, _ = pipeline.poll()
+    # Then it is failed for its content, and counted failed once
+    item = pipeline.item(obj)
+    assert (item["status"], "binary content" in item["error"], item["attempts"]) == ("failed", True, 3)
+    assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
+
+
 class Invocation(LambdaContext):
     """A context whose remaining time the test sets."""
 
@@ -365,7 +392,7 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert pipeline.item(obj)["row_count"] == 300_000
 
 
-def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pipeline, monkeypatch):
+def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pipeline, monkeypatch, capsys):
     # Given DuckDB's memory limit is too small for a file
     def out_of_memory(*args, **kwargs):
         raise OutOfMemory("processing needed more memory than DuckDB's limit (128MB)")
@@ -381,6 +408,8 @@ def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pi
     assert item["status"] == "processing"
     assert item["last_error"].startswith("OutOfMemory: processing needed more memory than DuckDB's limit")
     assert "raise functions.processor.memory_mb" in item["last_error"]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["FilesOutOfMemory"], metrics["FilesFailed"]) == (1, 0)
 
 
 def _expire_visibility(pipeline, record):

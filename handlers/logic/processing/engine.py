@@ -4,7 +4,7 @@
       --COPY (convert, redact PII, rescue misfits)--> Parquet --SQL over Parquet--> statistics
 
 The whole file is read once by a streaming COPY; statistics come from a second, columnar
-read of the Parquet just written. DuckDB bounds memory with ``memory_limit`` and spills to
+read of the Parquet just written (a few for a very wide file). DuckDB bounds memory with ``memory_limit`` and spills to
 the scratch directory beyond it, so memory does not grow with file size.
 """
 
@@ -44,11 +44,15 @@ from .summary import (
 )
 
 RESCUED = "_rescued_data"
-# The statistics of a wide file are split over several queries (scans of the Parquet) to
-# stay within DuckDB's memory limit, which one query's aggregates can exhaust even on a
-# small file: each exact DISTINCT builds its own hash table (a few MB), and beside a
-# DISTINCT the other aggregates cost memory too. One query held 150 columns' statistics
-# at a 614 MB limit, not at 160 MB; a 2,000-column file's failed at any limit.
+# One query computes a file's statistics, up to _ONE_QUERY_COLUMNS exact distinct counts
+# (the fastest: alternated runs, 20 columns took 26-29 ms one way, 29-35 ms split). A wider
+# file's are split over several scans of the Parquet, because one query's aggregates can
+# exhaust DuckDB's memory limit however few rows there are: each exact DISTINCT builds its
+# own hash table (a few MB), and beside a DISTINCT the other aggregates cost memory too.
+# One query of 50 columns' statistics failed at a 160 MB limit, of 300 at 1,061 MB (the
+# default function's), of 2,000 at any. The duplicate count (a DISTINCT over a hash of
+# every column) then runs alone: beside other DISTINCTs it failed at 160 MB.
+_ONE_QUERY_COLUMNS = 32
 _AGGREGATES_PER_QUERY = 400
 _DISTINCT_PER_QUERY = 16
 _EXAMPLE_TEXT = 200
@@ -137,8 +141,8 @@ def _database(threads: int | None, memory_limit: str | None, spill_dir: str) -> 
         "preserve_insertion_order": True,
         "autoinstall_known_extensions": False,
         "temp_directory": spill_dir,
-        # DuckDB plans an aggregate with several DISTINCTs (the statistics query: one per
-        # column, plus duplicate rows) as one subquery per DISTINCT, joined; the join-order
+        # DuckDB plans an aggregate with several DISTINCTs (the statistics query: up to one
+        # per column, plus duplicate rows) as one subquery per DISTINCT, joined; the join-order
         # search over them cost 15 ms of a small file's 25 ms query. These queries have no
         # join of their own, so the order given is the right one.
         "disabled_optimizers": "join_order",
@@ -360,7 +364,7 @@ class _Pipeline:
         everything = ", ".join([*(ident(n) for n in self.names), RESCUED])
         exprs.append((("rescued",), f"count({RESCUED})"))
         duplicates = (("duplicates",), f"count(*) - count(DISTINCT hash({everything}))")
-        if len(exprs) <= _AGGREGATES_PER_QUERY and len(distinct) < _DISTINCT_PER_QUERY:
+        if len(exprs) <= _AGGREGATES_PER_QUERY and len(distinct) <= _ONE_QUERY_COLUMNS:
             batches = [[*exprs, *distinct, duplicates]]
         else:
             batches = [
@@ -462,8 +466,8 @@ class _Pipeline:
         return DuplicateRows(count=count, first_duplicates=[_location(lineage, idx) for (idx,) in firsts])
 
     def _pii_per_rule(self, out: Path, stats: dict) -> dict[str, dict[str, int]]:
-        """Values redacted per column and rule: a second (small) query only for the columns
-        where the main one found any redaction; a hinted column is redacted whole."""
+        """Values redacted per column and rule: one more (small) query, only over the columns
+        where ``_aggregate`` found any redaction; a hinted column is redacted whole."""
         counts: dict[str, dict[str, int]] = {}
         exprs: list[tuple[str, str, str]] = []
         for name in self.names:

@@ -1,0 +1,68 @@
+"""``headrace inspect``: the summary JSON on stdout, or one error line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from handlers.logic.processing import OutOfMemory
+from headrace import cli
+
+SEED = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n"
+
+
+def test_a_good_file_prints_its_summary_and_writes_the_parquet(tmp_path, capsys):
+    path, out = tmp_path / "sales.csv", tmp_path / "sales.parquet"
+    path.write_text(SEED)
+    assert cli.main(["inspect", str(path), "--parquet", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["file_name"], summary["row_count"]) == ("sales.csv", 2)
+    assert duckdb.sql(f"SELECT count(*) FROM '{out}'").fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "the file is empty (0 bytes)"),
+        ("blob.csv", bytes(range(256)) * 8, "binary content"),
+        ("missing.csv", None, "no such file"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_status_2(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["inspect", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"headrace: error: {path}: ")
+    assert message in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_a_directory_is_not_a_file(tmp_path, capsys):
+    assert cli.main(["inspect", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"headrace: error: {tmp_path}: not a regular file\n"
+
+
+def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise OutOfMemory("processing needed more memory than DuckDB's limit (1MB)")
+
+    monkeypatch.setattr(cli, "process_file", out_of_memory)
+    path = tmp_path / "sales.csv"
+    path.write_text(SEED)
+    assert cli.main(["inspect", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"headrace: error: {path}: processing needed more memory than DuckDB's limit (1MB)\n"
+    )
+
+
+def test_an_invalid_pii_rules_file_is_refused(tmp_path, capsys):
+    path, rules = tmp_path / "sales.csv", tmp_path / "rules.json"
+    path.write_text(SEED)
+    rules.write_text('[{"name": "x"}]')
+    assert cli.main(["inspect", str(path), "--pii-rules", str(rules)]) == 2
+    assert capsys.readouterr().err.startswith(f"headrace: error: {rules}: invalid PII rules file: ")
