@@ -65,6 +65,18 @@ def test_delimiters_are_detected(process, name, text, delimiter):
     assert result.data["schema"] == {"a": "int", "b": "int", "c": "int"}
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_an_excel_sep_line_names_the_delimiter_and_is_skipped(process, bom):
+    # Given Excel's "sep=;" first line (a comma in the data would otherwise win the sniff)
+    text = bom + b"sep=;\r\nname;note\r\nWidget;a, b, c\r\nGadget;x;y\r\n\r\nGizmo;d, e\r\n"
+    result = process("excel.csv", text)
+    # Then the header is the second line, and line numbers still count the file's lines
+    assert result.data["dialect"] == {"delimiter": ";", "quote": '"', "header": True, "skipped_lines": 1}
+    assert result.rows("name, note") == [("Widget", "a, b, c"), ("Gizmo", "d, e")]
+    assert result.data["quality_issues"]["malformed_rows"]["rows"][0]["line"] == 4
+    assert result.data["lineage"] == {"unit": "line", "first": 3, "skipped": [4, 5]}
+
+
 def test_quotes_embedded_delimiters_and_newlines(process):
     text = 'id,comment,n\n1,"hello, world",1\n2,"two\nlines ""quoted""",2\n3,plain,3\n'
     result = process("q.csv", text)

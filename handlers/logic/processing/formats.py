@@ -26,6 +26,8 @@ _EXTENSIONS: dict[str, FileFormat] = {
 _SNIFFED = {"", ".txt", ".dat", ".text", ".out"}
 _DELIMITER_HINTS = {".tsv": "\t", ".tab": "\t", ".psv": "|"}
 _DELIMITERS = (",", "\t", ";", "|")
+# Excel reads and writes a first line "sep=;" that names the delimiter; it precedes the header.
+_SEP_LINE = re.compile(r"\ufeff?sep=(.)\r?\n")
 
 
 def extension(file_name: str) -> str:
@@ -76,17 +78,29 @@ class CsvDialect:
     columns: tuple[str, ...]
     columns_detected: int
     quote: str = '"'
+    skip: int = 0  # lines before the header (or the first record): Excel's "sep=" line
 
     def describe(self) -> dict[str, object]:
-        return {"delimiter": self.delimiter, "quote": self.quote, "header": self.header}
+        described: dict[str, object] = {
+            "delimiter": self.delimiter,
+            "quote": self.quote,
+            "header": self.header,
+        }
+        if self.skip:
+            described["skipped_lines"] = self.skip
+        return described
 
 
 def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     """Pick the delimiter whose field count is the most consistent across the sample's
-    records (ragged rows do not fool it), then decide whether the first record is a header."""
+    records (ragged rows do not fool it), then decide whether the first record is a header.
+    An Excel "sep=" first line decides the delimiter and is skipped."""
+    declared = _SEP_LINE.match(head)
+    if declared:
+        head = head[declared.end() :]
     # Drop the last, possibly cut, record of the sample.
     sample = head[: head.rfind("\n") + 1] if "\n" in head else head
-    hint = _DELIMITER_HINTS.get(extension(file_name))
+    hint = declared.group(1) if declared else _DELIMITER_HINTS.get(extension(file_name))
     best: tuple[float, int, str, list[list[str]]] | None = None
     for delimiter in (hint,) if hint else _DELIMITERS:
         rows = _parse(sample, delimiter)
@@ -107,7 +121,9 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     first = rows[0]
     header = _is_header(first)
     names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
-    return CsvDialect(delimiter=delimiter, header=header, columns=names, columns_detected=width)
+    return CsvDialect(
+        delimiter=delimiter, header=header, columns=names, columns_detected=width, skip=1 if declared else 0
+    )
 
 
 def _parse(sample: str, delimiter: str) -> list[list[str]]:

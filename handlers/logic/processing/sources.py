@@ -84,14 +84,15 @@ class CsvSource(Source):
         self.columns = list(self.csv.columns)
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
-        self.first = 2 if self.csv.header else 1
+        self.first = (2 if self.csv.header else 1) + self.csv.skip
         self.dialect = self.csv.describe()
         # A single-column file has no delimiter; use one that cannot occur in text.
         delimiter = self.csv.delimiter if len(self.columns) > 1 else "\x1f"
         columns = "{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in self.columns) + "}"
         nulls = "[" + ", ".join(literal(t) for t in null_tokens) + "]"
         self._options = (
-            f"auto_detect=false, header={str(self.csv.header).lower()}, delim={literal(delimiter)}, "
+            f"auto_detect=false, skip={self.csv.skip}, header={str(self.csv.header).lower()}, "
+            f"delim={literal(delimiter)}, "
             f"quote='\"', escape='\"', columns={columns}, nullstr={nulls}"
         )
 
