@@ -77,6 +77,12 @@ def test_an_excel_sep_line_names_the_delimiter_and_is_skipped(process, bom):
     assert result.data["lineage"] == {"unit": "line", "first": 3, "skipped": [4, 5]}
 
 
+def test_a_quoted_header_name_may_span_lines(process):
+    result = process("h.csv", 'id,"long\nname"\n1,2\n3,4\n')
+    assert result.data["schema"] == {"id": "int", "long\nname": "int"}
+    assert result.data["row_count"] == 2
+
+
 def test_quotes_embedded_delimiters_and_newlines(process):
     text = 'id,comment,n\n1,"hello, world",1\n2,"two\nlines ""quoted""",2\n3,plain,3\n'
     result = process("q.csv", text)

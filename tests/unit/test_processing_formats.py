@@ -126,6 +126,8 @@ def test_csv_without_log_fields_has_no_log_stats(process):
         ("sheet.xlsx", b"a,b\n1,2\n", "unsupported file type '.xlsx'"),
         ("bad.csv.gz", b"\x1f\x8b\x08\x00garbage", "the gzip stream is corrupt"),
         ("zero.csv.gz", gzip.compress(b""), "decompresses to nothing"),
+        # the rows would vanish into one header cell, and the file "complete" with none
+        ("quote.csv", b'id,"name\n1,a\n2,b\n', "a quoted value in the header (line 1) is never closed"),
     ],
 )
 def test_unprocessable_input(process, name, content, message):

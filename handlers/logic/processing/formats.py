@@ -79,6 +79,9 @@ class CsvDialect:
     columns_detected: int
     quote: str = '"'
     skip: int = 0  # lines before the header (or the first record): Excel's "sep=" line
+    # The header never closes a quote: it would swallow every line of the sample (a first
+    # data record may hold a long quoted text; DuckDB's reader judges that one).
+    header_unclosed: bool = False
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -121,8 +124,14 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     first = rows[0]
     header = _is_header(first)
     names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
+    unclosed = header and len(rows) == 1 and sample.count("\n") > 1 and sample.count('"') % 2 == 1
     return CsvDialect(
-        delimiter=delimiter, header=header, columns=names, columns_detected=width, skip=1 if declared else 0
+        delimiter=delimiter,
+        header=header,
+        columns=names,
+        columns_detected=width,
+        skip=1 if declared else 0,
+        header_unclosed=unclosed,
     )
 
 

@@ -81,6 +81,11 @@ class CsvSource(Source):
         super().__init__(con, path)
         self._sample_path = _head_slice(path, workdir / "sample.csv", head)
         self.csv: CsvDialect = sniff_dialect(head, file_name)
+        if self.csv.header_unclosed:
+            raise UnprocessableFile(
+                f"a quoted value in the header (line {1 + self.csv.skip}) is never closed: "
+                "every line after it would be part of the header"
+            )
         self.columns = list(self.csv.columns)
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
