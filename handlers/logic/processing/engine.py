@@ -4,8 +4,9 @@
       --COPY (convert, redact PII, rescue misfits)--> Parquet --SQL over Parquet--> statistics
 
 The whole file is read once by a streaming COPY; statistics come from a second, columnar
-read of the Parquet just written (a few for a very wide file). DuckDB bounds memory with ``memory_limit`` and spills to
-the scratch directory beyond it, so memory does not grow with file size.
+read of the Parquet just written (a few for a very wide file). DuckDB bounds memory with
+``memory_limit`` and spills to the scratch directory beyond it, so memory does not grow
+with file size.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from handlers.logic import duckdb_process
 
 from . import deadline as time_limit
 from . import textfile
@@ -133,32 +135,19 @@ def process_file(
     )
 
 
-@cache
-def _database(threads: int | None, memory_limit: str | None, spill_dir: str) -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per process and settings; each file gets its own cursor (its
-    own temp tables) — a cursor costs under a millisecond, a new database about 50."""
-    config: dict[str, Any] = {
-        "preserve_insertion_order": True,
-        "autoinstall_known_extensions": False,
-        "temp_directory": spill_dir,
+def connect(options: ProcessingOptions) -> duckdb.DuckDBPyConnection:
+    return duckdb_process.cursor(
+        preserve_insertion_order=True,
+        autoinstall_known_extensions=False,
+        temp_directory=str(Path(options.temp_dir or tempfile.gettempdir()) / "headrace-duckdb-spill"),
         # DuckDB plans an aggregate with several DISTINCTs (the statistics query: up to one
         # per column, plus duplicate rows) as one subquery per DISTINCT, joined; the join-order
         # search over them cost 15 ms of a small file's 25 ms query. These queries have no
         # join of their own, so the order given is the right one.
-        "disabled_optimizers": "join_order",
-    }
-    if threads:
-        config["threads"] = threads
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    database = duckdb.connect(":memory:", config=config)
-    database.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: a cursor does not inherit a SET
-    return database
-
-
-def connect(options: ProcessingOptions) -> duckdb.DuckDBPyConnection:
-    spill = Path(options.temp_dir or tempfile.gettempdir()) / "headrace-duckdb-spill"
-    return _database(options.threads, options.memory_limit, str(spill)).cursor()
+        disabled_optimizers="join_order",
+        threads=options.threads,
+        memory_limit=options.memory_limit,
+    )
 
 
 def _open_source(fmt: str, con, text: textfile.TextFile, file_name: str, work: Path, options) -> Source:

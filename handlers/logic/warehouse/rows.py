@@ -15,15 +15,14 @@ and quoted fields may hold commas, quotes and newlines.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
+from handlers.logic import duckdb_process
 from handlers.logic.processing.sqltext import ident, literal
 from handlers.logic.processing.summary import Lineage
 
@@ -33,22 +32,10 @@ CHUNK_BYTES = 1 << 20
 
 
 def connect(memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection of its own (its own temp tables; close it when done) to this process's
-    in-memory DuckDB for these settings: a cursor costs under a millisecond, a new
-    database about 20 ms of CPU, which was a third of the loader's time per small file."""
-    return _database(memory_limit, threads).cursor()
-
-
-@functools.cache
-def _database(memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
-    config: dict[str, Any] = {"autoinstall_known_extensions": False}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    if threads:
-        config["threads"] = threads
-    database = duckdb.connect(":memory:", config=config)
-    database.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: a cursor does not inherit a SET
-    return database
+    """A cursor of this process's DuckDB (``handlers/logic/duckdb_process.py``)."""
+    return duckdb_process.cursor(
+        autoinstall_known_extensions=False, memory_limit=memory_limit, threads=threads
+    )
 
 
 def parquet_columns(con: duckdb.DuckDBPyConnection, parquet: Path) -> list[tuple[str, str]]:
