@@ -97,6 +97,29 @@ def test_bom_and_crlf(process):
     assert result.data["encoding"] == "utf-8 (BOM)"
 
 
+def test_lone_cr_line_ends_are_lines_and_keep_their_numbers(process):
+    # Excel for Mac's "CSV (Macintosh)" ends lines with CR alone; a quoted CR stays in its value
+    result = process("mac.csv", b'id,note\r1,"two\rlines"\r\r2,b\r3,x,extra\r')
+    assert result.rows("id, note") == [(1, "two\nlines"), (2, "b")]
+    assert result.data["lineage"] == {"unit": "line", "first": 2, "skipped": [3, 5]}
+    assert result.data["quality_issues"]["malformed_rows"]["rows"][0]["line"] == 5
+    assert "lone CR" in result.data["warnings"][0]
+
+
+def test_lone_cr_line_ends_after_transcoding(process):
+    result = process("mac16.csv", "id;name\r1;José\r".encode("utf-16"))
+    assert result.rows("id, name") == [(1, "José")]
+
+
+def test_a_crlf_cut_by_the_sniffed_head_is_not_taken_for_cr_line_ends(process):
+    from handlers.logic.processing.textfile import HEAD
+
+    long_header = "a" * (HEAD - 1)  # the head's last byte is the CR of the first CRLF
+    result = process("long.csv", f"{long_header}\r\n1\r\n2\r\n".encode())
+    assert result.rows(f'"{long_header}"') == [(1,), (2,)]
+    assert result.data["warnings"] == []
+
+
 def test_non_utf8_uses_the_declared_fallback_and_says_where(process):
     result = process("l.csv", "name,city\nJosé,München\n".encode("cp1252"))
     assert result.rows("name, city") == [("José", "München")]

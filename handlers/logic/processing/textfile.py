@@ -1,7 +1,8 @@
 """Turn whatever landed into clean UTF-8 text on disk, or refuse it with a clear reason.
 
 Handles: empty files, binary content (by magic number or control bytes), gzip, byte-order
-marks (UTF-8/16/32), and non-UTF-8 text (decoded with the declared fallback encoding).
+marks (UTF-8/16/32), non-UTF-8 text (decoded with the declared fallback encoding), and
+lines ended by a lone CR (classic Mac OS; still Excel for Mac's "CSV (Macintosh)").
 Everything streams in fixed-size chunks, so memory does not depend on file size.
 """
 
@@ -89,7 +90,12 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
                 f"decoded as {fallback_encoding}"
             )
             text_path = _transcode(path, workdir / "utf8.txt", fallback_encoding)
-    head = _read_head(text_path).decode("utf-8", errors="ignore")
+    raw_head = _read_head(text_path)
+    if _cr_line_ends(raw_head):
+        text_path = _cr_to_lf(text_path, workdir / "lf.txt")
+        raw_head = _read_head(text_path)
+        warnings.append("lines end with a lone CR (classic Mac OS line ends); each CR read as a line end")
+    head = raw_head.decode("utf-8", errors="ignore")
     if not head.strip():
         raise UnprocessableFile("the file contains only whitespace")
     return TextFile(path=text_path, encoding=encoding, head=head, compressed=compressed, warnings=warnings)
@@ -186,6 +192,21 @@ def _line_of_offset(path: Path, offset: int) -> int:
             newlines += chunk.count(b"\n")
             read += len(chunk)
     return newlines + 1
+
+
+def _cr_line_ends(head: bytes) -> bool:
+    """Lines end with CR alone: the head has a CR before its last byte and no LF at all (a
+    CR as the very last byte may be the first half of a CRLF cut by the head's end)."""
+    return b"\n" not in head and b"\r" in head[:-1]
+
+
+def _cr_to_lf(path: Path, target: Path) -> Path:
+    """One CR becomes one LF, so line numbers stay those of the original file."""
+    with path.open("rb") as src, target.open("wb") as dst:
+        while chunk := src.read(CHUNK):
+            deadline.check()
+            dst.write(chunk.replace(b"\r", b"\n"))
+    return target
 
 
 def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
