@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -66,3 +68,24 @@ def test_an_invalid_pii_rules_file_is_refused(tmp_path, capsys):
     rules.write_text('[{"name": "x"}]')
     assert cli.main(["inspect", str(path), "--pii-rules", str(rules)]) == 2
     assert capsys.readouterr().err.startswith(f"headrace: error: {rules}: invalid PII rules file: ")
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    # `headrace inspect f | head -1`: the pipe closes before the summary is written
+    path = tmp_path / "sales.csv"
+    path.write_text(SEED)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from headrace import cli; sys.exit(cli.main(sys.argv[1:]))",
+            "inspect",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert stderr == b""
