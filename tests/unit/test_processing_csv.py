@@ -166,6 +166,9 @@ def test_duplicate_and_blank_header_names_are_made_unique(process):
         (["2025-01-01T10:00:00Z", "2025-01-01 11:30:00", "2025-01-01T10:00:00.5+02:00"], "timestamp"),
         (["abc", "1"], "string"),
         (["007", "012"], "string"),  # leading zeros are identifiers: keep every digit
+        # too long for a 64-bit int and for a double to hold exactly: keep every digit
+        (["12345678901234567890", "98765432109876543210"], "string"),
+        (["123456789012345", "-2.5"], "float"),  # 15 digits: exact in a double
     ],
 )
 def test_type_inference(process, values, expected):
@@ -199,6 +202,21 @@ def test_a_decimal_in_an_int_column_is_a_mismatch_not_a_rounded_value(process):
     assert result.data["schema"]["n"] == "int"
     assert result.rows("n")[-1] == (None,)
     assert result.data["quality_issues"]["type_mismatches"]["n"]["count"] == 1
+
+
+def test_a_long_integer_in_a_float_column_is_rescued_not_rounded(process):
+    values = [f"{i}.5" for i in range(19)] + ["12345678901234567891"]
+    result = process("f.csv", "x\n" + "\n".join(values) + "\n")
+    assert result.data["schema"]["x"] == "float"
+    assert result.data["quality_issues"]["type_mismatches"]["x"]["count"] == 1
+    assert [r for (r,) in result.rows("_rescued_data") if r] == ['{"x":"12345678901234567891"}']
+
+
+def test_long_integers_after_the_sample_make_the_column_text_not_float(process):
+    values = [str(i) for i in range(100)] + [f"1234567890123456789{i % 10}{i}" for i in range(300)]
+    result = process("w.csv", "x\n" + "\n".join(values) + "\n", sample_rows=100)
+    assert result.data["schema"]["x"] == "string"
+    assert result.rows("x")[-1] == ("12345678901234567899299",)
 
 
 def test_type_mismatches_are_reported_located_and_rescued(process):

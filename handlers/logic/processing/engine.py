@@ -244,7 +244,7 @@ class _Pipeline:
             if conv.type == "int":
                 not_numbers = first_row(
                     self.con,
-                    f"SELECT count(*) FILTER (WHERE TRY_CAST({_rescued(name)} AS DOUBLE) IS NULL) "
+                    f"SELECT count(*) FILTER (WHERE {FLOAT.sql(_rescued(name))} IS NULL) "
                     f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
                 )
                 if not_numbers and not_numbers[0] == 0:

@@ -7,7 +7,8 @@ value means. A column gets the most specific type that at least ``type_threshold
 sample values fit; values that do not fit become type mismatches (kept in ``_rescued_data``).
 
 Order of preference: bool, int, float, date, timestamp, string. Numbers written with a
-leading zero (``007``, ZIP codes) stay strings so no digit is lost.
+leading zero (``007``, ZIP codes) stay strings so no digit is lost; so do integers too
+long for ``int`` (64 bits) and for a float to hold exactly (more than 15 digits).
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ def _int(v: str) -> str:
 
 
 def _float(v: str) -> str:
-    return f"TRY_CAST({v} AS DOUBLE)"
+    # A DOUBLE holds every integer of up to 15 digits exactly, not longer ones: a 20-digit
+    # id would silently lose its last digits, so a longer run of digits is not a float
+    # (the strlen gate keeps the regular expression off nearly every value).
+    return (
+        f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "
+        f"ELSE TRY_CAST({v} AS DOUBLE) END"
+    )
+
+
+_LONG_INTEGER = r"[+-]?\d{16,}"
 
 
 def _bool(v: str) -> str:
