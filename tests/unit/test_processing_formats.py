@@ -51,12 +51,33 @@ def test_non_objects_in_a_json_array_are_malformed_records(process):
         ('"just text"', "the JSON document is a string, not records"),
         ("42", "the JSON document is a number, not records"),
         ("[1, 2, 3]", "holds no JSON objects (the first is a JSON number, not an object)"),
-        ('{"a": 1,', "invalid JSON"),
+        ('{"a": 1, "b": {"c": 2}', "invalid JSON"),
     ],
 )
 def test_json_that_is_not_records_is_refused(process, content, message):
     with pytest.raises(UnprocessableFile, match=re.escape(message)):
         process("bad.json", content)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # an upload cut after a comma: DuckDB's reader returned the first record as the file
+        (
+            '[{"a": 1},\n',
+            "the JSON array is not closed: the file should end with ']' but ends with '[{\"a\": 1},'",
+        ),
+        ('[{"a": 1}, {"a": 2}', "the JSON array is not closed"),
+        (
+            '[{"a": 1}]\ntrailing text\n',
+            "]\\ntrailing text' (a truncated upload, or text after the document)",
+        ),
+        ('{"a": 1,', "the JSON object is not closed: the file should end with '}'"),
+    ],
+)
+def test_a_json_document_that_is_not_closed_is_refused(process, content, message):
+    with pytest.raises(UnprocessableFile, match=re.escape(message)):
+        process("cut.json", content)
 
 
 def test_ndjson_with_blank_and_malformed_lines(process):

@@ -285,6 +285,8 @@ class JsonSource(_JsonRecordsSource):
         super().__init__(con, path)
         start = head.lstrip()[:1]
         src = literal(str(path))
+        if start in _CLOSERS:
+            _check_closed(path, start)
         try:
             if start == "[":
                 self._load(
@@ -324,6 +326,26 @@ class JsonSource(_JsonRecordsSource):
             )
         else:
             self._load("SELECT 1 AS pos, doc AS line FROM json_doc", "document")
+
+
+_CLOSERS = {"[": "]", "{": "}"}
+
+
+def _check_closed(path: Path, start: str) -> None:
+    """A JSON document must end with the bracket closing its first one. DuckDB's reader
+    took an array cut after a comma (an interrupted upload) for a complete one, and
+    reported other cuts as an error in a record that does not exist."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 256))
+        tail = f.read().rstrip()
+    closer = _CLOSERS[start]
+    if not tail.endswith(closer.encode()):
+        kind = "array" if start == "[" else "object"
+        ending = tail[-20:].decode("utf-8", errors="replace")
+        raise UnprocessableFile(
+            f"the JSON {kind} is not closed: the file should end with {closer!r} but ends with "
+            f"{ending!r} (a truncated upload, or text after the document)"
+        )
 
 
 def _json_scalar_kind(head: str) -> str:
