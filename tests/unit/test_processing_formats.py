@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from handlers.logic.processing import UnprocessableFile
+from handlers.logic.processing import UnprocessableFile, logs
 
 LOG_RECORDS = (
     '{"timestamp": "2024-01-15T10:00:00Z", "level": "INFO", "endpoint": "/api/users", "response_time_ms": 45, "status_code": 200, "user_id": "user_1"}\n'
@@ -122,14 +122,58 @@ def test_plain_text_logs(process):
     )
     result = process("app.log", text)
     assert result.data["format"] == "log"
-    assert result.data["row_count"] == 4
+    assert result.data["row_count"] == 3
     assert result.data["schema"]["status_code"] == "int"
     assert result.data["schema"]["timestamp"] == "timestamp"
     assert result.data["log_stats"]["error_count"] == 0  # the 500 line has no level
     assert result.data["log_stats"]["warn_count"] == 1
     assert result.data["log_stats"]["unique_endpoints"] == 2
-    assert result.rows("message")[-1] == ("a line in no known shape",)
-    assert result.data["lineage"] == {"unit": "line", "first": 1, "skipped": [3]}
+    # the file starts with a timestamp: a line without one continues the record above
+    assert result.rows("message")[-1] == ("disk almost full\na line in no known shape",)
+    assert result.data["lineage"] == {"unit": "line", "first": 1, "skipped": [3, 5]}
+
+
+TRACE = (
+    "2025-01-01 10:00:00 INFO started\n"
+    "2025-01-01 10:00:01 ERROR failed to connect db=main\n"
+    "Traceback (most recent call last):\n"
+    '  File "x.py", line 1, in <module>\n'
+    "\n"
+    "ValueError: boom\n"
+    "[2025-01-01T10:00:02Z] WARN slow\n"
+)
+
+
+def test_a_stack_trace_is_part_of_the_log_record_it_follows(process):
+    result = process("app.log", TRACE)
+    assert result.rows("level, message") == [
+        ("INFO", "started"),
+        (
+            "ERROR",
+            'failed to connect db=main\nTraceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: boom',
+        ),
+        ("WARN", "slow"),
+    ]
+    # the continuation lines (and the blank one) map no row: the third row is line 7
+    assert result.data["lineage"] == {"unit": "line", "first": 1, "skipped": [3, 4, 5, 6]}
+    assert (result.data["log_stats"]["line_count"], result.data["log_stats"]["error_count"]) == (3, 1)
+
+
+def test_a_json_line_in_a_timestamped_log_is_a_record_of_its_own(process):
+    text = '2025-01-01 10:00:00 INFO a\n{"level": "error", "msg": "b"}\n'
+    assert process("j.log", text).rows("level, message") == [("INFO", "a"), ("error", "b")]
+
+
+def test_without_a_leading_timestamp_every_line_is_a_record(process):
+    result = process("py.log", "ERROR:root:boom\nTraceback (most recent call last):\nValueError: boom\n")
+    assert result.data["row_count"] == 3
+
+
+def test_a_record_takes_at_most_max_entry_lines(process, monkeypatch):
+    monkeypatch.setattr(logs, "MAX_ENTRY_LINES", 2)
+    result = process("cap.log", "2025-01-01 10:00:00 INFO a\n  x\n  y\n")
+    assert result.rows("message") == [("a\n  x",), ("y",)]
+    assert result.data["lineage"]["skipped"] == [2]
 
 
 def test_csv_without_log_fields_has_no_log_stats(process):

@@ -1,6 +1,9 @@
 """Plain-text logs -> records.
 
-Each non-blank line becomes one record. Recognised shapes, tried in order:
+Each non-blank line starts one record, except in a file whose first line starts with a
+timestamp: there a line that does not start with one, and is not a JSON object or an access
+log line either (a stack trace, a multi-line message), continues the record above it, up to ``MAX_ENTRY_LINES`` lines and ``MAX_ENTRY_CHARS``
+characters per record. Recognised shapes of a record's first line, tried in order:
 
 1. a JSON object per line (structured logging);
 2. Apache/Nginx common or combined access log, optionally followed by a response time;
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,6 +52,8 @@ FIELD_ALIASES: dict[str, str] = {
     "uid": "user_id",
 }
 MAX_FIELDS = 256
+MAX_ENTRY_LINES = 1000
+MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line for DuckDB, whose limit is 2 MiB
 
 _LEVELS = "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE"
 _PREFIX = re.compile(
@@ -55,6 +61,7 @@ _PREFIX = re.compile(
     rf"\s*(?:\[?(?P<level>{_LEVELS})\]?(?=[\s:]|$))?[\s:-]*(?P<message>.*)$",
     re.I,
 )
+_TIMESTAMP_START = re.compile(r"^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
     r'"(?P<method>[A-Z]+) (?P<endpoint>\S+)(?: (?P<protocol>[^"]*))?" (?P<status_code>\d{3}) (?P<bytes>\d+|-)'
@@ -116,22 +123,20 @@ def parse_line(line: str) -> dict[str, Any]:
 
 
 def write_records(src: TextIO, dst: TextIO) -> tuple[list[str], list[int], int]:
-    """Parse every line of ``src`` and write one JSON object per line to ``dst``.
+    """Parse every record of ``src`` and write one JSON object per line to ``dst``.
 
-    Returns (field names in order of first appearance, blank line numbers, records written).
+    Returns (field names in order of first appearance, numbers of the lines that are not
+    the start of a record — blank, or continuing the record above —, records written).
     Field names beyond the first ``MAX_FIELDS`` go into an ``_extra`` JSON field, so no
     value is lost and the table stays a sane width.
     """
     fields: dict[str, None] = {}
-    blank: list[int] = []
+    skipped: list[int] = []
     written = 0
-    for number, line in enumerate(src, start=1):
-        if number % 10_000 == 0:
-            deadline.check()
-        if not line.strip():
-            blank.append(number)
-            continue
-        record = parse_line(line)
+    for lines in _entries(src, skipped):
+        record = parse_line(lines[0])
+        if len(lines) > 1:
+            record["message"] = "\n".join([record.get("message", ""), *lines[1:]])
         extra = {k: record.pop(k) for k in list(record) if k not in fields and len(fields) >= MAX_FIELDS}
         fields.update(dict.fromkeys(record))
         if extra:
@@ -140,7 +145,48 @@ def write_records(src: TextIO, dst: TextIO) -> tuple[list[str], list[int], int]:
         dst.write(json.dumps(record, default=str, ensure_ascii=False))
         dst.write("\n")
         written += 1
-    return list(fields), blank, written
+    return list(fields), skipped, written
+
+
+def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
+    """The lines of each record; appends the numbers of blank and continuation lines to
+    ``skipped``."""
+    multiline: bool | None = None  # decided by the first non-blank line
+    lines: list[str] = []
+    size = 0
+    for number, line in enumerate(src, start=1):
+        if number % 10_000 == 0:
+            deadline.check()
+        if not line.strip():
+            skipped.append(number)
+            continue
+        line = line.rstrip("\r\n")
+        if multiline is None:
+            multiline = _TIMESTAMP_START.match(line) is not None
+        continues = (
+            multiline
+            and lines
+            and len(lines) < MAX_ENTRY_LINES
+            and size + len(line) < MAX_ENTRY_CHARS
+            and not _starts_record(line)
+        )
+        if continues:
+            lines.append(line)
+            size += len(line) + 1
+            skipped.append(number)
+            continue
+        if lines:
+            yield lines
+        lines, size = [line], len(line)
+    if lines:
+        yield lines
+
+
+def _starts_record(line: str) -> bool:
+    """A line that is a record on its own: it starts with a timestamp, is a JSON object or
+    an access-log line."""
+    stripped = line.strip()
+    return bool(_TIMESTAMP_START.match(line) or stripped.startswith("{") or _ACCESS.match(stripped))
 
 
 def convert(path: Path, target: Path) -> tuple[list[str], list[int], int]:

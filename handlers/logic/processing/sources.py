@@ -368,12 +368,12 @@ class LogSource(_JsonRecordsSource):
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, workdir: Path):
         super().__init__(con, path)
         records = workdir / "log-records.ndjson"
-        _fields, self._blank, _written = logs.convert(path, records)
+        _fields, self._skipped, _written = logs.convert(path, records)
         self._load(
             f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(records))}, {_LINES})",
             "log",
         )
 
     def rejects(self, max_examples: int) -> Rejects:
-        # Every non-blank line became a record; only blank lines are skipped.
-        return Rejects(positions=list(self._blank))
+        # Every line started a record or continued one, or was blank: none is malformed.
+        return Rejects(positions=list(self._skipped))
