@@ -250,6 +250,13 @@ def test_misleading_sample_is_retyped_on_the_whole_file(process):
     assert result.rows("count(x)") == [(400,)]
 
 
+def test_a_broken_quote_in_the_type_sample_leaves_the_other_rows_typed(process):
+    rows = ["a,b", '1,"x"y'] + [f"{i},{i * 2}" for i in range(2, 100)]
+    result = process("q.csv", "\n".join(rows) + "\n")
+    assert result.data["schema"] == {"a": "int", "b": "int"}
+    assert result.data["quality_issues"]["malformed_rows"]["count"] == 1
+
+
 def test_ragged_rows_are_reported_with_lines_and_skipped(process):
     text = "a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n"
     result = process("r.csv", text)

@@ -109,7 +109,13 @@ class CsvSource(Source):
         )
 
     def sample_relation(self) -> str:
-        return f"read_csv({literal(str(self._sample_path))}, {self._options}, ignore_errors=true)"
+        # Malformed records are set aside in a table of their own, which nothing reads: with
+        # ignore_errors=true instead, DuckDB 2.0 returned no row at all after a broken quote,
+        # and every column of the file was typed string.
+        return (
+            f"read_csv({literal(str(self._sample_path))}, {self._options}, store_rejects=true, "
+            "rejects_table='sample_rejects', rejects_scan='sample_reject_scans')"
+        )
 
     def rejects(self, max_examples: int) -> Rejects:
         rows = self.con.execute(
