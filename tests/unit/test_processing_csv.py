@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from handlers.logic.processing import UnprocessableFile
+from handlers.logic.processing.formats import sniff_dialect
 
 SEED = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -88,6 +89,34 @@ def test_quotes_embedded_delimiters_and_newlines(process):
     result = process("q.csv", text)
     assert result.rows("comment") == [("hello, world",), ('two\nlines "quoted"',), ("plain",)]
     assert result.data["row_count"] == 3
+
+
+def test_a_title_block_before_the_header_is_skipped_and_said(process):
+    text = (
+        "Sales report\nRun on,2025-01-31\n\n"
+        "id,amount,region,rep\n1,2.5,north,ann\n2,3.5,south,bob\n\n3,4.5,east,cid\n"
+    )
+    result = process("report.csv", text)
+    assert result.data["schema"] == {"id": "int", "amount": "float", "region": "string", "rep": "string"}
+    assert result.rows("id") == [(1,), (2,), (3,)]
+    assert result.data["dialect"]["skipped_lines"] == 3
+    # line numbers still count the file's lines: the header is line 4, the blank line 7
+    assert result.data["lineage"] == {"unit": "line", "first": 5, "skipped": [7]}
+    assert result.data["warnings"] == [
+        "lines 1-3 before the header were skipped as a title block: 'Sales report', 'Run on,2025-01-31'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b\n1,2,3\n4,5,6\n7,8,9\n",  # a short header over longer rows: ragged, not a title
+        "note\n1,2,3\n4,5,6\n",  # what follows the short line is data, not a header
+        "a,b\nx,y,z\nu,v,w\n",  # two of three fields is a table's line, not a title's
+    ],
+)
+def test_a_short_first_line_without_a_header_after_it_is_not_a_title(text):
+    assert sniff_dialect(text).skip == 0
 
 
 def test_bom_and_crlf(process):

@@ -184,7 +184,7 @@ class _Pipeline:
 
     # ---------------------------------------------------------------- orchestration
     def run(self, out: Path) -> _Result:
-        warnings: list[str] = []
+        warnings = list(self.source.warnings)
         conversions = self._infer()
         rows = self._copy(conversions, out)
         rejects = self.source.rejects(self.options.max_examples)

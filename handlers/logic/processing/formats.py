@@ -78,7 +78,9 @@ class CsvDialect:
     columns: tuple[str, ...]
     columns_detected: int
     quote: str = '"'
-    skip: int = 0  # lines before the header (or the first record): Excel's "sep=" line
+    # lines before the header (or the first record): Excel's "sep=" line, a title block
+    skip: int = 0
+    preamble: tuple[str, ...] = ()  # the title block's records, skipped
     # The header never closes a quote: it would swallow every line of the sample (a first
     # data record may hold a long quoted text; DuckDB's reader judges that one).
     header_unclosed: bool = False
@@ -121,7 +123,8 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
         width = 1
         delimiter = hint or ","
         rows = _parse(sample, delimiter)
-    first = rows[0]
+    preamble = _preamble(rows, width)
+    first = rows[preamble]
     header = _is_header(first)
     names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
     unclosed = header and len(rows) == 1 and sample.count("\n") > 1 and sample.count('"') % 2 == 1
@@ -130,9 +133,42 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
         header=header,
         columns=names,
         columns_detected=width,
-        skip=1 if declared else 0,
+        skip=(1 if declared else 0) + _lines_before(sample, delimiter, preamble),
+        preamble=tuple(delimiter.join(row) for row in rows[:preamble]),
         header_unclosed=unclosed,
     )
+
+
+_MAX_PREAMBLE = 10
+
+
+def _preamble(rows: list[list[str]], width: int) -> int:
+    """How many records before the header are a title block (a report's name, when it
+    was run): up to ``_MAX_PREAMBLE`` records of at most half the table's fields, followed
+    by a header of its full width. 0 when the first record has that width already, as in
+    nearly every file, and when what follows is not a header (a short header over longer
+    data rows is ragged data, not a title)."""
+    if width < 2 or len(rows[0]) == width:
+        return 0
+    for index, row in enumerate(rows[: _MAX_PREAMBLE + 1]):
+        if len(row) == width:
+            return index if _is_header(row) else 0
+        if len(row) > max(1, width // 2):
+            return 0
+    return 0
+
+
+def _lines_before(sample: str, delimiter: str, index: int) -> int:
+    """The number of lines before record ``index`` (blank lines included)."""
+    reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"')
+    records, lines = 0, 0
+    for row in reader:
+        if row:
+            if records == index:
+                break
+            records += 1
+        lines = reader.line_num
+    return lines
 
 
 def _parse(sample: str, delimiter: str) -> list[list[str]]:

@@ -49,6 +49,7 @@ class Source(ABC):
         self.con = con
         self.path = path
         self.columns: list[str] = []  # field names as found in the file
+        self.warnings: list[str] = []
 
     @property
     def relation_columns(self) -> list[str]:
@@ -90,6 +91,11 @@ class CsvSource(Source):
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
         self.first = (2 if self.csv.header else 1) + self.csv.skip
+        if self.csv.preamble:
+            self.warnings.append(
+                f"lines 1-{self.csv.skip} before the header were skipped as a title block: "
+                + ", ".join(repr(record[:80]) for record in self.csv.preamble)
+            )
         self.dialect = self.csv.describe()
         # A single-column file has no delimiter; use one that cannot occur in text.
         delimiter = self.csv.delimiter if len(self.columns) > 1 else "\x1f"
@@ -123,7 +129,9 @@ class CsvSource(Source):
             "FROM csv_rejects GROUP BY line ORDER BY line"
         ).fetchall()
         return Rejects(
-            positions=sorted({int(r[0]) for r in rows} | set(blank_lines(self.path))),
+            positions=sorted(
+                {int(r[0]) for r in rows} | {n for n in blank_lines(self.path) if n >= self.first}
+            ),
             malformed=len(rows),
             examples=[(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]],
         )
