@@ -359,6 +359,14 @@ def test_null_tokens(process):
     assert result.data["quality_issues"]["missing_values"]["a"]["count"] == 3
 
 
+def test_excel_and_database_export_null_tokens_are_missing_values(process):
+    # Excel's #N/A and the \N of MySQL/PostgreSQL exports, in a column that is int otherwise
+    values = ["#N/A", "\\N", *(str(i) for i in range(18))]
+    result = process("n.csv", "n\n" + "\n".join(values) + "\n")
+    assert result.data["schema"] == {"n": "int"}
+    assert result.data["quality_issues"]["missing_values"]["n"]["count"] == 2
+
+
 def test_column_named_like_the_rescue_column_is_renamed(process):
     result = process("r.csv", "_rescued_data,b\nx,1\n")
     assert list(result.data["schema"]) == ["_rescued_data_source", "b"]

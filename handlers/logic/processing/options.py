@@ -8,7 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .pii import PiiOptions
 
-DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NA", "N/A", "n/a", "null", "NULL", "Null", "None", "nan", "NaN")
+# pandas' default missing-value tokens (Excel's #N/A among them: what users expect a
+# reader to treat as missing), plus "Null" and the \N of MySQL and PostgreSQL text exports.
+DEFAULT_NULL_TOKENS: tuple[str, ...] = (
+    *("", "NA", "N/A", "n/a", "null", "NULL", "Null", "None", "nan", "NaN", "-NaN", "-nan"),
+    *("#N/A", "#N/A N/A", "#NA", "<NA>", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "\\N"),
+)
 
 
 class ProcessingOptions(BaseModel):
