@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import re
 
@@ -174,6 +175,52 @@ def test_a_record_takes_at_most_max_entry_lines(process, monkeypatch):
     result = process("cap.log", "2025-01-01 10:00:00 INFO a\n  x\n  y\n")
     assert result.rows("message") == [("a\n  x",), ("y",)]
     assert result.data["lineage"]["skipped"] == [2]
+
+
+def test_syslog_lines_get_time_host_app_and_level(process):
+    text = (
+        "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8\n"
+        "Dec  6 06:10:01 web-1 CRON[1234]: (root) CMD (run-parts /etc/cron.hourly)\n"
+        '<165>1 2003-10-11T22:14:15.003Z host.example.com evntslog - ID47 [exampleSDID@32473 iut="3"] '
+        "An application event\n"
+        "<11>1 2003-10-11T22:14:16Z host.example.com app 8710 - - disk failed user_id=u7\n"
+    )
+    result = process("syslog.log", text)
+    schema = result.data["schema"]
+    assert {k: schema[k] for k in ("timestamp", "level", "facility", "host", "app", "pid")} == {
+        "timestamp": "timestamp",
+        "level": "string",
+        "facility": "int",
+        "host": "string",
+        "app": "string",
+        "pid": "int",
+    }
+    assert result.rows("level, app, pid, iut, user_id, message")[1:] == [
+        (None, "CRON", 1234, None, None, "(root) CMD (run-parts /etc/cron.hourly)"),
+        ("NOTICE", "evntslog", None, 3, None, "An application event"),
+        ("ERROR", "app", 8710, None, "u7", "disk failed user_id=u7"),
+    ]
+    assert result.rows("timestamp")[2:] == [
+        (dt.datetime(2003, 10, 11, 22, 14, 15, 3000),),
+        (dt.datetime(2003, 10, 11, 22, 14, 16),),
+    ]
+    # priority 34 is severity 2 (critical), priority 11 severity 3 (error)
+    assert result.data["log_stats"]["error_count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("written", "now", "expected"),
+    [
+        ("Oct 11 22:14:15", dt.datetime(2026, 11, 23, tzinfo=dt.UTC), "2026-10-11T22:14:15"),
+        # December's lines read on New Year's day are last year's
+        ("Dec 31 23:59:59", dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC), "2025-12-31T23:59:59"),
+        ("Jan  1 00:04:00", dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC), "2026-01-01T00:04:00"),
+        ("Feb 29 10:00:00", dt.datetime(2026, 3, 1, tzinfo=dt.UTC), "Feb 29 10:00:00"),
+    ],
+)
+def test_bsd_syslog_times_get_the_year_they_most_likely_have(written, now, expected):
+    record = logs.parse_line(f"{written} host app: text", now)
+    assert record["timestamp"] == expected
 
 
 def test_csv_without_log_fields_has_no_log_stats(process):

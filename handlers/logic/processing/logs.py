@@ -1,14 +1,19 @@
 """Plain-text logs -> records.
 
-Each non-blank line starts one record, except in a file whose first line starts with a
-timestamp: there a line that does not start with one, and is not a JSON object or an access
-log line either (a stack trace, a multi-line message), continues the record above it, up to ``MAX_ENTRY_LINES`` lines and ``MAX_ENTRY_CHARS``
-characters per record. Recognised shapes of a record's first line, tried in order:
+Each non-blank line starts one record, except in a file whose first line starts with an
+ISO timestamp: there a line that does not start with one, and is not a JSON object or an
+access-log line either (a stack trace, a multi-line message), continues the record above
+it, up to ``MAX_ENTRY_LINES`` lines and ``MAX_ENTRY_CHARS`` characters per record.
+Recognised shapes of a record's first line, tried in order:
 
 1. a JSON object per line (structured logging);
 2. Apache/Nginx common or combined access log, optionally followed by a response time;
-3. ``[timestamp] [LEVEL] message`` with ``key=value`` / ``key="quoted value"`` pairs
-   (logfmt) anywhere in the message.
+3. syslog: RFC 5424 (``<PRI>1 timestamp host app procid msgid [structured data] msg``) or
+   RFC 3164 / BSD (``[<PRI>]Mmm dd hh:mm:ss host app[pid]: msg``, dated in the current
+   year, or the previous one when that would be in the future, as Logstash does); the
+   priority gives ``level`` and ``facility``;
+4. ``[timestamp] [LEVEL] message`` with ``key=value`` / ``key="quoted value"`` pairs
+   (logfmt) anywhere in the message (a syslog message's pairs are read too).
 
 A line that matches none of them is kept as ``{"message": line}``: nothing is dropped.
 Field names are normalised to the log contract (``level``, ``timestamp``, ``endpoint``,
@@ -20,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,6 +72,16 @@ _ACCESS = re.compile(
     r'"(?P<method>[A-Z]+) (?P<endpoint>\S+)(?: (?P<protocol>[^"]*))?" (?P<status_code>\d{3}) (?P<bytes>\d+|-)'
     r'(?: "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)")?(?: (?P<response_time_ms>\d+(?:\.\d+)?))?\s*$'
 )
+_SYSLOG_5424 = re.compile(
+    r"^<(?P<pri>\d{1,3})>1 (?P<timestamp>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
+    r"(?P<data>-|(?:\[(?:[^\]\\\"]|\\.|\"(?:[^\"\\]|\\.)*\")*\])+)(?: (?P<message>.*))?$"
+)
+_SYSLOG_BSD = re.compile(
+    r"^(?:<(?P<pri>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<host>\S+) "
+    r"(?P<app>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$"
+)
+# syslog severities (RFC 5424, table 2) in the level names log_stats counts
+_SYSLOG_LEVELS = ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")
 _HTTP_REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)")
 _LOGFMT = re.compile(r'(?<![\w.-])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
 
@@ -83,7 +98,57 @@ def _access_time(value: str) -> str:
         return value
 
 
-def parse_line(line: str) -> dict[str, Any]:
+def _syslog(line: str, now: datetime | None) -> dict[str, Any] | None:
+    m = _SYSLOG_5424.match(line) or _SYSLOG_BSD.match(line)
+    if not m:
+        return None
+    fields = m.groupdict()
+    record: dict[str, Any] = {}
+    if fields["pri"] is not None:
+        facility, severity = divmod(int(fields["pri"]), 8)
+        record["level"], record["facility"] = _SYSLOG_LEVELS[severity], facility
+    if m.re is _SYSLOG_5424:
+        record["timestamp"] = fields["timestamp"]
+    else:
+        record["timestamp"] = _bsd_time(fields["timestamp"], now or datetime.now(UTC))
+    for key in ("host", "app", "pid", "msgid"):
+        if fields.get(key) not in (None, "-"):
+            record[key] = fields[key]
+    message = fields["message"] or ""
+    data = fields.get("data")
+    _message_fields(record, message if data in (None, "-") else f"{data} {message}")
+    record["message"] = message
+    return record
+
+
+def _bsd_time(value: str, now: datetime) -> str:
+    """A BSD syslog time has no year: the current one, or the previous one when the date
+    would be more than a day ahead (December's lines read in January)."""
+    try:
+        stamp = datetime.strptime(f"{now.year} {' '.join(value.split())}", "%Y %b %d %H:%M:%S")
+    except ValueError:  # Feb 29 outside a leap year: kept as written (a type mismatch)
+        return value
+    if stamp > now.replace(tzinfo=None) + timedelta(days=1):
+        stamp = stamp.replace(year=now.year - 1)
+    return stamp.isoformat()
+
+
+def _message_fields(record: dict[str, Any], message: str) -> None:
+    """Add the ``key=value`` pairs of ``message``, and an HTTP request's method and path."""
+    for key, value in _LOGFMT.findall(message):
+        if value.startswith('"'):
+            value = value[1:-1].replace('\\"', '"')
+        key = _canonical(key)
+        if key == "level":
+            value = value.upper()
+        record.setdefault(key, value)
+    if "endpoint" not in record and (request := _HTTP_REQUEST.search(message)):
+        record.setdefault("method", request.group(1))
+        record["endpoint"] = request.group(2)
+
+
+def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
+    """One record from its first line; ``now`` dates BSD syslog lines (default: the clock)."""
     text = line.rstrip("\r\n")
     stripped = text.strip()
     if stripped.startswith("{"):
@@ -98,6 +163,8 @@ def parse_line(line: str) -> dict[str, Any]:
         rec = {k: v for k, v in m.groupdict().items() if v is not None and v != "-"}
         rec["timestamp"] = _access_time(rec["timestamp"])
         return rec
+    if (syslog := _syslog(stripped, now)) is not None:
+        return syslog
     m = _PREFIX.match(text)
     record: dict[str, Any] = {}
     message = text
@@ -108,16 +175,7 @@ def parse_line(line: str) -> dict[str, Any]:
             level = m.group("level").upper()
             record["level"] = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL"}.get(level, level)
         message = m.group("message")
-    for key, value in _LOGFMT.findall(message):
-        if value.startswith('"'):
-            value = value[1:-1].replace('\\"', '"')
-        key = _canonical(key)
-        if key == "level":
-            value = value.upper()
-        record.setdefault(key, value)
-    if "endpoint" not in record and (request := _HTTP_REQUEST.search(message)):
-        record.setdefault("method", request.group(1))
-        record["endpoint"] = request.group(2)
+    _message_fields(record, message)
     record["message"] = message
     return record
 
@@ -133,8 +191,9 @@ def write_records(src: TextIO, dst: TextIO) -> tuple[list[str], list[int], int]:
     fields: dict[str, None] = {}
     skipped: list[int] = []
     written = 0
+    now = datetime.now(UTC)
     for lines in _entries(src, skipped):
-        record = parse_line(lines[0])
+        record = parse_line(lines[0], now)
         if len(lines) > 1:
             record["message"] = "\n".join([record.get("message", ""), *lines[1:]])
         extra = {k: record.pop(k) for k in list(record) if k not in fields and len(fields) >= MAX_FIELDS}
