@@ -33,8 +33,16 @@ def _inspect(args: argparse.Namespace) -> int:
         return _fail(f"{path}: {exc}")
     except PermissionError as exc:
         return _fail(f"{path}: cannot read the file: {exc.strerror}")
-    json.dump(summary.to_json_dict(), sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    try:
+        json.dump(summary.to_json_dict(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`headrace inspect f | head`): stop quietly, as other
+        # command-line tools do. Python's documented recipe: point stdout at devnull so the
+        # flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
@@ -71,11 +79,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except BrokenPipeError:
-        # The reader went away (`headrace inspect f | head`): stop quietly, as other
-        # command-line tools do. Python's documented recipe: point stdout at devnull so the
-        # flush at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    return int(args.func(args))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import pytest
 
 from handlers.logic.processing import UnprocessableFile
@@ -103,7 +104,7 @@ def test_a_title_block_before_the_header_is_skipped_and_said(process):
     # line numbers still count the file's lines: the header is line 4, the blank line 7
     assert result.data["lineage"] == {"unit": "line", "first": 5, "skipped": [7]}
     assert result.data["warnings"] == [
-        "lines 1-3 before the header were skipped as a title block: 'Sales report', 'Run on,2025-01-31'"
+        "a title block above the header was skipped (lines 1-3): 'Sales report', 'Run on,2025-01-31'"
     ]
 
 
@@ -113,10 +114,36 @@ def test_a_title_block_before_the_header_is_skipped_and_said(process):
         "a,b\n1,2,3\n4,5,6\n7,8,9\n",  # a short header over longer rows: ragged, not a title
         "note\n1,2,3\n4,5,6\n",  # what follows the short line is data, not a header
         "a,b\nx,y,z\nu,v,w\n",  # two of three fields is a table's line, not a title's
+        # a short header over text rows with unquoted commas: no blank line, so no title
+        "comment\nGreat product, would buy again\nToo slow, returned it\nOK, fine\n",
+        "name,address\nann,1 Main St,Springfield,IL\nbob,2 Elm St,Dayton,OH\n",
     ],
 )
 def test_a_short_first_line_without_a_header_after_it_is_not_a_title(text):
     assert sniff_dialect(text).skip == 0
+
+
+def test_a_title_spanning_lines_in_quotes_is_one_line_as_duckdb_counts(process):
+    text = '"Sales\nreport"\n\nid,amount,region,rep\n1,2.5,north,ann\n2,3.5,south,bob\n'
+    result = process("report.csv", text)
+    assert result.rows("id") == [(1,), (2,)]
+    assert result.data["dialect"]["skipped_lines"] == 2
+    assert result.data["lineage"]["first"] == 4
+    assert "(lines 1-2)" in result.data["warnings"][0]
+
+
+def test_a_single_title_line_after_excels_sep_line(process):
+    result = process("report.csv", "sep=;\nSales report\n\nid;amount;region\n1;2;x\n")
+    assert result.rows("id, amount") == [(1, 2)]
+    assert result.data["warnings"] == [
+        "a title block above the header was skipped (lines 2-3): 'Sales report'"
+    ]
+
+
+def test_leading_blank_lines_are_skipped_before_the_header(process):
+    result = process("b.csv", "\n\nid,name\n1,a\n\n2,b\n")
+    assert result.rows("id, name") == [(1, "a"), (2, "b")]
+    assert result.data["lineage"] == {"unit": "line", "first": 4, "skipped": [5]}
 
 
 def test_bom_and_crlf(process):
@@ -133,6 +160,19 @@ def test_lone_cr_line_ends_are_lines_and_keep_their_numbers(process):
     assert result.data["lineage"] == {"unit": "line", "first": 2, "skipped": [3, 5]}
     assert result.data["quality_issues"]["malformed_rows"]["rows"][0]["line"] == 5
     assert "lone CR" in result.data["warnings"][0]
+
+
+def test_lone_cr_line_ends_with_a_line_break_inside_a_cell(process):
+    # Excel for Mac writes a line break inside a cell as LF; a later CRLF stays one line end
+    result = process("mac.csv", b'id,note\r1,"a\nb"\r2,c\r3,d\r4,e\r\n5,f\r\n')
+    assert result.rows("id, note") == [(1, "a\nb"), (2, "c"), (3, "d"), (4, "e"), (5, "f")]
+    assert result.data["lineage"]["skipped"] == []
+
+
+def test_the_encoding_warning_counts_lone_cr_lines(process):
+    result = process("mac.csv", b"id,name\r1,a\r2,b\r3,Jos\xe9\r")
+    assert result.rows("name")[-1] == ("José",)
+    assert "line 4" in " ".join(result.data["warnings"])
 
 
 def test_lone_cr_line_ends_after_transcoding(process):
@@ -361,10 +401,11 @@ def test_null_tokens(process):
 
 def test_excel_and_database_export_null_tokens_are_missing_values(process):
     # Excel's #N/A and the \N of MySQL/PostgreSQL exports, in a column that is int otherwise
-    values = ["#N/A", "\\N", *(str(i) for i in range(18))]
+    values = ["#N/A", "\\N", "#N/A", *(str(i) for i in range(17))]
     result = process("n.csv", "n\n" + "\n".join(values) + "\n")
+    # as mismatches, 3 in 20 would be too many for int
     assert result.data["schema"] == {"n": "int"}
-    assert result.data["quality_issues"]["missing_values"]["n"]["count"] == 2
+    assert result.data["quality_issues"]["missing_values"]["n"]["count"] == 3
 
 
 def test_column_named_like_the_rescue_column_is_renamed(process):
@@ -388,7 +429,28 @@ def test_an_empty_line_inside_a_quoted_value_is_data(process):
     assert result.data["quality_issues"]["duplicate_rows"]["first_duplicates"] == [{"line": 4}]
 
 
-def test_a_file_the_strict_parser_cannot_read_is_refused_clearly(process):
-    # mixed line endings leave a bare carriage return on a line of its own
-    with pytest.raises(UnprocessableFile, match="cannot parse the file"):
-        process("m.csv", "a,b\n1,x\n\r\n2,y\n")
+def test_mixed_line_ends_are_read_as_lf(process):
+    # files joined from different systems: DuckDB's reader stopped at the first change
+    result = process("m.csv", "a,b\n1,x\n\r\n2,y\r\n3,z\n")
+    assert result.rows("a, b") == [(1, "x"), (2, "y"), (3, "z")]
+    assert result.data["lineage"]["skipped"] == [3]
+    assert result.data["warnings"] == [
+        "line ends read as LF: the file has 2 CRLF, 3 LF and 0 lone CR line breaks"
+    ]
+
+
+def test_a_stray_lone_cr_is_a_line_end(process):
+    assert process("s.csv", "a,b\n1,x\r2,y\n3,z\n").rows("a") == [(1,), (2,), (3,)]
+
+
+def test_a_file_the_strict_parser_cannot_read_is_refused_clearly(process, monkeypatch):
+    from handlers.logic.processing import engine
+
+    def refuse(con, query):
+        raise duckdb.InvalidInputException(
+            "Invalid Input Error: The CSV Parser state machine reached an invalid state."
+        )
+
+    monkeypatch.setattr(engine, "first_row", refuse)
+    with pytest.raises(UnprocessableFile, match="cannot parse the file: Invalid Input Error: The CSV Parser"):
+        process("m.csv", "a,b\n1,x\n")

@@ -81,6 +81,10 @@ def test_a_json_document_that_is_not_closed_is_refused(process, content, message
         process("cut.json", content)
 
 
+def test_a_json_document_may_end_in_any_amount_of_whitespace(process):
+    assert process("w.json", '[{"a": 1}, {"a": 2}]' + "\n" * 5000).data["row_count"] == 2
+
+
 def test_ndjson_with_blank_and_malformed_lines(process):
     text = '{"a": 1}\n\n{"a": 2, oops}\n[1]\n{"a": 3, "b": "x"}\n'
     result = process("e.ndjson", text)
@@ -163,6 +167,32 @@ def test_a_stack_trace_is_part_of_the_log_record_it_follows(process):
 def test_a_json_line_in_a_timestamped_log_is_a_record_of_its_own(process):
     text = '2025-01-01 10:00:00 INFO a\n{"level": "error", "msg": "b"}\n'
     assert process("j.log", text).rows("level, message") == [("INFO", "a"), ("error", "b")]
+
+
+def test_level_lines_and_json_bodies_in_a_timestamped_log(process):
+    text = (
+        "2025-01-01 10:00:00 INFO start\n"
+        "ERROR: db down\n"
+        "2025-01-01 10:00:01 ERROR request failed, response:\n"
+        "{\n"
+        '  "error": "bad"\n'
+        "}\n"
+        "a line in no known shape\n"
+    )
+    result = process("app.log", text)
+    assert result.rows("level, message") == [
+        ("INFO", "start"),
+        ("ERROR", "db down"),
+        ("ERROR", 'request failed, response:\n{\n  "error": "bad"\n}\na line in no known shape'),
+    ]
+    assert result.data["log_stats"]["error_count"] == 2
+
+
+def test_lines_after_a_json_record_without_a_text_message(process):
+    text = (
+        '2025-01-01 10:00:00 INFO a\n{"message": null, "level": "error"}\n  at x\n{"msg": {"k": 1}}\n  at y\n'
+    )
+    assert process("j.log", text).rows("message") == [("a",), ("  at x",), ('{"k": 1}\n  at y',)]
 
 
 def test_without_a_leading_timestamp_every_line_is_a_record(process):

@@ -78,9 +78,11 @@ class CsvDialect:
     columns: tuple[str, ...]
     columns_detected: int
     quote: str = '"'
-    # lines before the header (or the first record): Excel's "sep=" line, a title block
+    # lines before the header (or the first record): Excel's "sep=" line, blank lines, a
+    # title block
     skip: int = 0
-    preamble: tuple[str, ...] = ()  # the title block's records, skipped
+    sep_line: bool = False  # the first skipped line is Excel's "sep="
+    title: tuple[str, ...] = ()  # the title block's records, skipped
     # The header never closes a quote: it would swallow every line of the sample (a first
     # data record may hold a long quoted text; DuckDB's reader judges that one).
     header_unclosed: bool = False
@@ -99,7 +101,8 @@ class CsvDialect:
 def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     """Pick the delimiter whose field count is the most consistent across the sample's
     records (ragged rows do not fool it), then decide whether the first record is a header.
-    An Excel "sep=" first line decides the delimiter and is skipped."""
+    An Excel "sep=" first line decides the delimiter and is skipped, as are blank lines and
+    a title block above the header."""
     declared = _SEP_LINE.match(head)
     if declared:
         head = head[declared.end() :]
@@ -108,72 +111,71 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     hint = declared.group(1) if declared else _DELIMITER_HINTS.get(extension(file_name))
     best: tuple[float, int, str, list[list[str]]] | None = None
     for delimiter in (hint,) if hint else _DELIMITERS:
-        rows = _parse(sample, delimiter)
-        counts = [len(r) for r in rows]
+        records = _parse(sample, delimiter)
+        counts = [len(r) for r in records if r]
         if not counts:
             continue
         width, freq = Counter(counts).most_common(1)[0]
         score = freq / len(counts) if width > 1 else 0.0
         if best is None or score > best[0]:
-            best = (score, width, delimiter, rows)
+            best = (score, width, delimiter, records)
     if best is None:
         raise UnprocessableFile("no CSV records found")
-    score, width, delimiter, rows = best
+    score, width, delimiter, records = best
     if score == 0.0:
         width = 1
         delimiter = hint or ","
-        rows = _parse(sample, delimiter)
-    preamble = _preamble(rows, width)
-    first = rows[preamble]
+        records = _parse(sample, delimiter)
+    start, title = _header_position(records, width)
+    first = records[start]
     header = _is_header(first)
     names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
-    unclosed = header and len(rows) == 1 and sample.count("\n") > 1 and sample.count('"') % 2 == 1
+    swallowed = sum(1 for r in records if r) == 1 and sample.count("\n") > 1 and sample.count('"') % 2 == 1
     return CsvDialect(
         delimiter=delimiter,
         header=header,
         columns=names,
         columns_detected=width,
-        skip=(1 if declared else 0) + _lines_before(sample, delimiter, preamble),
-        preamble=tuple(delimiter.join(row) for row in rows[:preamble]),
-        header_unclosed=unclosed,
+        skip=(1 if declared else 0) + start,
+        sep_line=declared is not None,
+        title=tuple(delimiter.join(record) for record in title),
+        header_unclosed=header and swallowed,
     )
 
 
-_MAX_PREAMBLE = 10
+_MAX_TITLE = 10
 
 
-def _preamble(rows: list[list[str]], width: int) -> int:
-    """How many records before the header are a title block (a report's name, when it
-    was run): up to ``_MAX_PREAMBLE`` records of at most half the table's fields, followed
-    by a header of its full width. 0 when the first record has that width already, as in
-    nearly every file, and when what follows is not a header (a short header over longer
-    data rows is ragged data, not a title)."""
-    if width < 2 or len(rows[0]) == width:
-        return 0
-    for index, row in enumerate(rows[: _MAX_PREAMBLE + 1]):
-        if len(row) == width:
-            return index if _is_header(row) else 0
-        if len(row) > max(1, width // 2):
-            return 0
-    return 0
-
-
-def _lines_before(sample: str, delimiter: str, index: int) -> int:
-    """The number of lines before record ``index`` (blank lines included)."""
-    reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"')
-    records, lines = 0, 0
-    for row in reader:
-        if row:
-            if records == index:
-                break
-            records += 1
-        lines = reader.line_num
-    return lines
+def _header_position(records: list[list[str]], width: int) -> tuple[int, list[list[str]]]:
+    """Where the header (or the first record) is in ``records``, blank lines included (so,
+    the lines to skip before it), and the title block above it if there is one. A title
+    block is how reports exported from BI and finance tools begin: up to ``_MAX_TITLE``
+    records of at most half the table's fields (a report's name, when it was run), a blank
+    line, then a header of the table's full width. Anything else keeps the first record as
+    the header: a short line over the data rows is ragged data, not a title."""
+    first = next((i for i, record in enumerate(records) if record), 0)
+    if width < 2 or not records or len(records[first]) == width:
+        return first, []
+    title: list[list[str]] = []
+    for i in range(first, len(records)):
+        record = records[i]
+        if not record:
+            continue
+        if len(record) == width:
+            if not records[i - 1] and _is_header(record):
+                return i, title
+            break
+        if len(record) > max(1, width // 2) or len(title) == _MAX_TITLE:
+            break
+        title.append(record)
+    return first, []
 
 
 def _parse(sample: str, delimiter: str) -> list[list[str]]:
+    """The sample's records, a blank line as an empty one: one per line as DuckDB counts
+    lines (a quoted value spanning lines is one)."""
     try:
-        return [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"') if r]
+        return list(csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"'))
     except csv.Error:
         return []
 

@@ -57,8 +57,9 @@ def _int(v: str) -> str:
 
 
 def _float(v: str) -> str:
-    # A DOUBLE holds every integer of up to 15 digits exactly, not longer ones: a 20-digit
-    # id would silently lose its last digits, so a longer run of digits is not a float
+    # A DOUBLE holds every integer of up to 15 digits exactly (up to 2**53, 16 digits), not
+    # longer ones: a 20-digit id would silently lose its last digits, so a run of more than
+    # 15 digits is not a float
     # (the strlen gate keeps the regular expression off nearly every value).
     return (
         f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "

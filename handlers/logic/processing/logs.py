@@ -1,10 +1,11 @@
 """Plain-text logs -> records.
 
 Each non-blank line starts one record, except in a file whose first line starts with an
-ISO timestamp: there a line that does not start with one, and is not a JSON object or an
-access-log line either (a stack trace, a multi-line message), continues the record above
-it, up to ``MAX_ENTRY_LINES`` lines and ``MAX_ENTRY_CHARS`` characters per record.
-Recognised shapes of a record's first line, tried in order:
+ISO timestamp: there a line that starts no record of its own (no timestamp, no upper-case
+level, not a JSON object, an access-log or a syslog line: a stack trace, a multi-line
+message) continues the record above it, up to ``MAX_ENTRY_LINES`` lines and
+``MAX_ENTRY_CHARS`` characters per record. Recognised shapes of a record's first line,
+tried in order:
 
 1. a JSON object per line (structured logging);
 2. Apache/Nginx common or combined access log, optionally followed by a response time;
@@ -15,7 +16,8 @@ Recognised shapes of a record's first line, tried in order:
 4. ``[timestamp] [LEVEL] message`` with ``key=value`` / ``key="quoted value"`` pairs
    (logfmt) anywhere in the message (a syslog message's pairs are read too).
 
-A line that matches none of them is kept as ``{"message": line}``: nothing is dropped.
+A record whose first line matches none of them is kept as ``{"message": text}``: nothing
+is dropped.
 Field names are normalised to the log contract (``level``, ``timestamp``, ``endpoint``,
 ``status_code``, ``response_time_ms``, ``user_id``) through ``FIELD_ALIASES``.
 """
@@ -66,6 +68,7 @@ _PREFIX = re.compile(
     rf"\s*(?:\[?(?P<level>{_LEVELS})\]?(?=[\s:]|$))?[\s:-]*(?P<message>.*)$",
     re.I,
 )
+_LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
 _TIMESTAMP_START = re.compile(r"^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
@@ -195,7 +198,10 @@ def write_records(src: TextIO, dst: TextIO) -> tuple[list[str], list[int], int]:
     for lines in _entries(src, skipped):
         record = parse_line(lines[0], now)
         if len(lines) > 1:
-            record["message"] = "\n".join([record.get("message", ""), *lines[1:]])
+            first = record.get("message")
+            if first is not None and not isinstance(first, str):
+                first = json.dumps(first, default=str)  # a JSON record's message may be anything
+            record["message"] = "\n".join([first, *lines[1:]] if first else lines[1:])
         extra = {k: record.pop(k) for k in list(record) if k not in fields and len(fields) >= MAX_FIELDS}
         fields.update(dict.fromkeys(record))
         if extra:
@@ -242,10 +248,18 @@ def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
 
 
 def _starts_record(line: str) -> bool:
-    """A line that is a record on its own: it starts with a timestamp, is a JSON object or
-    an access-log line."""
+    """A line that is a record on its own: it starts with a timestamp or an upper-case
+    level (``ERROR: ...``; ``Error: ...`` is how a JavaScript stack trace begins), or is a
+    JSON object, an access-log or a syslog line."""
     stripped = line.strip()
-    return bool(_TIMESTAMP_START.match(line) or stripped.startswith("{") or _ACCESS.match(stripped))
+    if _TIMESTAMP_START.match(line) or _LEVEL_START.match(stripped):
+        return True
+    if stripped.startswith("{"):
+        try:
+            return isinstance(json.loads(stripped), dict)
+        except ValueError:
+            return False  # a line of a pretty-printed JSON body
+    return bool(_ACCESS.match(stripped) or _SYSLOG_5424.match(stripped) or _SYSLOG_BSD.match(stripped))
 
 
 def convert(path: Path, target: Path) -> tuple[list[str], list[int], int]:

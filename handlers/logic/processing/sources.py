@@ -9,6 +9,7 @@ order), which is what lets ``Lineage`` map each output row back to its line.
 
 from __future__ import annotations
 
+import io
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ class Rejects:
     """Records consumed but not turned into rows: all positions, and details of a few."""
 
     positions: list[int] = field(default_factory=list)
-    malformed: int = 0  # how many of them are malformed (the rest are blank lines)
+    malformed: int = 0  # how many are malformed (the rest are blank, or continue a log record)
     examples: list[tuple[int, str, str]] = field(default_factory=list)  # (position, error, text)
 
 
@@ -62,7 +63,7 @@ class Source(ABC):
         """SQL (usable after FROM) yielding the records, columns named as ``columns``."""
 
     def sample_relation(self) -> str:
-        """Like ``relation`` but must not record rejects (used for the type sample)."""
+        """Like ``relation`` but must not add to its rejects (used for the type sample)."""
         return self.relation
 
     @abstractmethod
@@ -91,10 +92,12 @@ class CsvSource(Source):
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
         self.first = (2 if self.csv.header else 1) + self.csv.skip
-        if self.csv.preamble:
+        if self.csv.title:
+            start = 2 if self.csv.sep_line else 1
+            lines = f"line {start}" if start == self.csv.skip else f"lines {start}-{self.csv.skip}"
             self.warnings.append(
-                f"lines 1-{self.csv.skip} before the header were skipped as a title block: "
-                + ", ".join(repr(record[:80]) for record in self.csv.preamble)
+                f"a title block above the header was skipped ({lines}): "
+                + ", ".join(repr(record[:80]) for record in self.csv.title)
             )
         self.dialect = self.csv.describe()
         # A single-column file has no delimiter; use one that cannot occur in text.
@@ -349,9 +352,7 @@ def _check_closed(path: Path, start: str) -> None:
     """A JSON document must end with the bracket closing its first one. DuckDB's reader
     took an array cut after a comma (an interrupted upload) for a complete one, and
     reported other cuts as an error in a record that does not exist."""
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - 256))
-        tail = f.read().rstrip()
+    tail = _last_bytes(path)
     closer = _CLOSERS[start]
     if not tail.endswith(closer.encode()):
         kind = "array" if start == "[" else "object"
@@ -360,6 +361,22 @@ def _check_closed(path: Path, start: str) -> None:
             f"the JSON {kind} is not closed: the file should end with {closer!r} but ends with "
             f"{ending!r} (a truncated upload, or text after the document)"
         )
+
+
+def _last_bytes(path: Path, count: int = 20) -> bytes:
+    """The last ``count`` bytes of the file before its trailing whitespace (however long)."""
+    with path.open("rb") as f:
+        end = f.seek(0, io.SEEK_END)
+        while end > 0:
+            start = max(0, end - 4096)
+            f.seek(start)
+            text = f.read(end - start).rstrip()
+            if text:
+                last = start + len(text)
+                f.seek(max(0, last - count))
+                return f.read(last - max(0, last - count))
+            end = start
+    return b""
 
 
 def _json_scalar_kind(head: str) -> str:

@@ -97,7 +97,8 @@ class LogStats(_Model):
 
 class Lineage(_Model):
     """Maps output rows back to the source: output row *i* (0-based) is the *i*-th position
-    at or after ``first`` that is not in ``skipped`` (malformed or blank input)."""
+    at or after ``first`` that is not in ``skipped`` (malformed or blank input, and the
+    lines that continue a multi-line log record)."""
 
     unit: Literal["line", "record"]
     first: int

@@ -2,7 +2,7 @@
 
 Handles: empty files, binary content (by magic number or control bytes), gzip, byte-order
 marks (UTF-8/16/32), non-UTF-8 text (decoded with the declared fallback encoding), and
-lines ended by a lone CR (classic Mac OS; still Excel for Mac's "CSV (Macintosh)").
+line ends DuckDB's reader cannot read (a lone CR, CRLF and LF mixed).
 Everything streams in fixed-size chunks, so memory does not depend on file size.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +73,12 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
     warnings: list[str] = []
     source_codec, encoding = _unicode_encoding(raw_head)
     if source_codec is not None:
-        text_path = _transcode(path, workdir / "utf8.txt", source_codec)
+        text_path = _lf_line_ends(_transcode(path, workdir / "utf8.txt", source_codec), workdir, warnings)
     else:
         _reject_binary(raw_head)
+        # bytes, before decoding: a CR is the same byte in every ASCII-compatible encoding,
+        # and line numbers in the encoding warning then count the file's lines
+        path = _lf_line_ends(path, workdir, warnings)
         bad_offset = _first_invalid_utf8(path)
         if bad_offset is None:
             encoding, text_path = "utf-8", path
@@ -90,12 +94,7 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
                 f"decoded as {fallback_encoding}"
             )
             text_path = _transcode(path, workdir / "utf8.txt", fallback_encoding)
-    raw_head = _read_head(text_path)
-    if _cr_line_ends(raw_head):
-        text_path = _cr_to_lf(text_path, workdir / "lf.txt")
-        raw_head = _read_head(text_path)
-        warnings.append("lines end with a lone CR (classic Mac OS line ends); each CR read as a line end")
-    head = raw_head.decode("utf-8", errors="ignore")
+    head = _read_head(text_path).decode("utf-8", errors="ignore")
     if not head.strip():
         raise UnprocessableFile("the file contains only whitespace")
     return TextFile(path=text_path, encoding=encoding, head=head, compressed=compressed, warnings=warnings)
@@ -194,19 +193,47 @@ def _line_of_offset(path: Path, offset: int) -> int:
     return newlines + 1
 
 
-def _cr_line_ends(head: bytes) -> bool:
-    """Lines end with CR alone: the head has a CR before its last byte and no LF at all (a
-    CR as the very last byte may be the first half of a CRLF cut by the head's end)."""
-    return b"\n" not in head and b"\r" in head[:-1]
+_LINE_BREAK = re.compile(rb"\r\n?")
 
 
-def _cr_to_lf(path: Path, target: Path) -> Path:
-    """One CR becomes one LF, so line numbers stay those of the original file."""
+def _lf_line_ends(path: Path, workdir: Path, warnings: list[str]) -> Path:
+    """``path``, or a copy whose line ends are all LF when the readers could not read it:
+    lines ending with a lone CR (classic Mac OS; Excel for Mac's "CSV (Macintosh)"), a
+    stray lone CR, or CRLF and LF line ends mixed (files joined from different systems), on
+    which DuckDB's CSV state machine fails. One line end for one, so line numbers stay the
+    file's; a line break inside a quoted value becomes LF too."""
+    crlf, lf, cr = _line_breaks(path)
+    if not ((crlf and lf) or cr):
+        return path
+    warnings.append(f"line ends read as LF: the file has {crlf} CRLF, {lf} LF and {cr} lone CR line breaks")
+    target = workdir / "lf.txt"
     with path.open("rb") as src, target.open("wb") as dst:
+        held = b""  # a CR that ends a chunk: the next chunk may start with its LF
         while chunk := src.read(CHUNK):
             deadline.check()
-            dst.write(chunk.replace(b"\r", b"\n"))
+            chunk = held + chunk
+            held = b"\r" if chunk.endswith(b"\r") else b""
+            dst.write(_LINE_BREAK.sub(b"\n", chunk[: len(chunk) - len(held)]))
+        dst.write(held.replace(b"\r", b"\n"))
     return target
+
+
+def _line_breaks(path: Path) -> tuple[int, int, int]:
+    """How many CRLF, bare LF and lone CR line breaks the file has; (0, 0, 0) for a file
+    without any CR, nearly every one, which a memchr search finds (counting is 10x slower)."""
+    with path.open("rb") as f:
+        if not any(b"\r" in chunk for chunk in iter(lambda: f.read(CHUNK), b"")):
+            return 0, 0, 0
+        f.seek(0)
+        crlf = lf = cr = 0
+        last = b""
+        while chunk := f.read(CHUNK):
+            deadline.check()
+            crlf += chunk.count(b"\r\n") + (last == b"\r" and chunk.startswith(b"\n"))
+            lf += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            last = chunk[-1:]
+    return crlf, lf - crlf, cr - crlf
 
 
 def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
