@@ -117,6 +117,8 @@ def test_a_title_block_before_the_header_is_skipped_and_said(process):
         # a short header over text rows with unquoted commas: no blank line, so no title
         "comment\nGreat product, would buy again\nToo slow, returned it\nOK, fine\n",
         "name,address\nann,1 Main St,Springfield,IL\nbob,2 Elm St,Dayton,OH\n",
+        # and with a blank line: over rows of text alone, a header cannot be told from data
+        "name\n\nDoe, John\nRoe, Jane\nPoe, Edgar\n",
     ],
 )
 def test_a_short_first_line_without_a_header_after_it_is_not_a_title(text):
@@ -434,9 +436,26 @@ def test_mixed_line_ends_are_read_as_lf(process):
     result = process("m.csv", "a,b\n1,x\n\r\n2,y\r\n3,z\n")
     assert result.rows("a, b") == [(1, "x"), (2, "y"), (3, "z")]
     assert result.data["lineage"]["skipped"] == [3]
-    assert result.data["warnings"] == [
-        "line ends read as LF: the file has 2 CRLF, 3 LF and 0 lone CR line breaks"
-    ]
+    assert result.data["warnings"] == ["CRLF and LF line ends are mixed; all read as LF"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('id,note\r\n1,"line one\nline two"\r\n2,plain\r\n', "line one\nline two"),  # Excel on Windows
+        ('id,note\n1,"pasted\r\nfrom windows"\n2,plain\n3,x\n', "pasted\r\nfrom windows"),
+    ],
+)
+def test_a_line_break_inside_a_value_is_kept_as_written(process, text, value):
+    result = process("cell.csv", text)
+    assert result.rows("note")[0] == (value,)
+    assert result.data["warnings"] == []
+
+
+def test_the_encoding_warning_points_into_the_file_as_written(process):
+    result = process("enc.csv", b"id,name\r\n1,a\r\n2,b\n3,Jos\xe9\r\n")
+    assert result.rows("name")[-1] == ("José",)
+    assert "first invalid byte at offset 23, line 4" in result.data["warnings"][0]
 
 
 def test_a_stray_lone_cr_is_a_line_end(process):

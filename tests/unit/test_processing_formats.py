@@ -188,6 +188,22 @@ def test_level_lines_and_json_bodies_in_a_timestamped_log(process):
     assert result.data["log_stats"]["error_count"] == 2
 
 
+def test_indented_lines_never_start_a_log_record(process):
+    text = (
+        "2025-01-01 10:00:00 ERROR settings failed\n"
+        "Traceback (most recent call last):\n"
+        '    DEBUG = env.bool("DJANGO_DEBUG")\n'
+        "2025-01-01 10:00:01 ERROR request failed:\n"
+        "[\n"
+        '  {"id": 1, "error": "bad"},\n'
+        '  {"id": 2, "error": "worse"}\n'
+        "]\n"
+    )
+    result = process("app.log", text)
+    assert [message.count("\n") for (message,) in result.rows("message")] == [2, 4]
+    assert result.data["log_stats"]["error_count"] == 2
+
+
 def test_lines_after_a_json_record_without_a_text_message(process):
     text = (
         '2025-01-01 10:00:00 INFO a\n{"message": null, "level": "error"}\n  at x\n{"msg": {"k": 1}}\n  at y\n'

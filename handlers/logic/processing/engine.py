@@ -95,9 +95,16 @@ def process_file(
             with time_limit.enforced(con, deadline):
                 text = textfile.prepare(path, work, options.fallback_encoding)
                 fmt = detect_format(file_name, text.head)
-                source = _open_source(fmt, con, text, file_name, work, options)
                 out = parquet_path or work / "output.parquet"
-                result = _Pipeline(con, source, options).run(out)
+                try:
+                    source, result = _attempt(fmt, con, text, file_name, work, options, out)
+                except (duckdb.InvalidInputException, UnprocessableFile) as exc:
+                    if fmt != "csv" or _MIXED_LINE_ENDS not in str(exc):
+                        raise
+                    text = textfile.lf_line_ends(text, work)
+                    for table in _REJECTS_TABLES:
+                        con.execute(f"DROP TABLE IF EXISTS {table}")
+                    source, result = _attempt(fmt, con, text, file_name, work, options, out)
         except duckdb.InvalidInputException as exc:
             # the reader refused the content (its message says where); retrying cannot help
             raise UnprocessableFile(
@@ -133,6 +140,17 @@ def process_file(
         file_size_bytes=size,
         lineage=result.lineage,
     )
+
+
+# DuckDB's CSV reader fails so when CRLF and LF line ends are mixed; rare, so the file is
+# rewritten only then, rather than scanned for it every time.
+_MIXED_LINE_ENDS = "state machine reached an invalid state"
+_REJECTS_TABLES = ("csv_rejects", "csv_reject_scans", "sample_rejects", "sample_reject_scans")
+
+
+def _attempt(fmt: str, con, text: textfile.TextFile, file_name: str, work: Path, options, out: Path):
+    source = _open_source(fmt, con, text, file_name, work, options)
+    return source, _Pipeline(con, source, options).run(out)
 
 
 def connect(options: ProcessingOptions) -> duckdb.DuckDBPyConnection:

@@ -151,24 +151,30 @@ def _header_position(records: list[list[str]], width: int) -> tuple[int, list[li
     the lines to skip before it), and the title block above it if there is one. A title
     block is how reports exported from BI and finance tools begin: up to ``_MAX_TITLE``
     records of at most half the table's fields (a report's name, when it was run), a blank
-    line, then a header of the table's full width. Anything else keeps the first record as
-    the header: a short line over the data rows is ragged data, not a title."""
-    first = next((i for i, record in enumerate(records) if record), 0)
+    line, then a header of the table's full width over rows holding values (numbers, dates).
+    Anything else keeps the first record as the header: a short line over the data rows is
+    ragged data, and over rows of text alone a header cannot be told from data."""
+    first = next((i for i, record in enumerate(records) if not _blank(record)), 0)
     if width < 2 or not records or len(records[first]) == width:
         return first, []
     title: list[list[str]] = []
     for i in range(first, len(records)):
         record = records[i]
-        if not record:
+        if _blank(record):
             continue
         if len(record) == width:
-            if not records[i - 1] and _is_header(record):
+            below = (r for r in records[i + 1 :] if len(r) == width)
+            if _blank(records[i - 1]) and _is_header(record) and any(map(_has_value, below)):
                 return i, title
             break
         if len(record) > max(1, width // 2) or len(title) == _MAX_TITLE:
             break
         title.append(record)
     return first, []
+
+
+def _blank(record: list[str]) -> bool:
+    return not any(cell.strip() for cell in record)
 
 
 def _parse(sample: str, delimiter: str) -> list[list[str]]:
@@ -184,6 +190,10 @@ _VALUE = re.compile(
     r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|true|false|\d{4}-\d{2}-\d{2}.*|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}.*",
     re.I,
 )
+
+
+def _has_value(record: list[str]) -> bool:
+    return any(_VALUE.fullmatch(cell.strip()) for cell in record)
 
 
 def _is_header(first: list[str]) -> bool:

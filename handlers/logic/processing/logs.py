@@ -69,7 +69,7 @@ _PREFIX = re.compile(
     re.I,
 )
 _LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
-_TIMESTAMP_START = re.compile(r"^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
+_TIMESTAMP_START = re.compile(r"^\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
     r'"(?P<method>[A-Z]+) (?P<endpoint>\S+)(?: (?P<protocol>[^"]*))?" (?P<status_code>\d{3}) (?P<bytes>\d+|-)'
@@ -248,18 +248,18 @@ def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
 
 
 def _starts_record(line: str) -> bool:
-    """A line that is a record on its own: it starts with a timestamp or an upper-case
-    level (``ERROR: ...``; ``Error: ...`` is how a JavaScript stack trace begins), or is a
-    JSON object, an access-log or a syslog line."""
-    stripped = line.strip()
-    if _TIMESTAMP_START.match(line) or _LEVEL_START.match(stripped):
+    """A line that is a record on its own: at its first column (a line of a traceback or of
+    a pretty-printed body is indented), a timestamp or an upper-case level (``ERROR: ...``;
+    ``Error: ...`` is how a JavaScript stack trace begins), a JSON object, an access-log or
+    a syslog line."""
+    if _TIMESTAMP_START.match(line) or _LEVEL_START.match(line):
         return True
-    if stripped.startswith("{"):
+    if line.startswith("{"):
         try:
-            return isinstance(json.loads(stripped), dict)
+            return isinstance(json.loads(line), dict)
         except ValueError:
-            return False  # a line of a pretty-printed JSON body
-    return bool(_ACCESS.match(stripped) or _SYSLOG_5424.match(stripped) or _SYSLOG_BSD.match(stripped))
+            return False  # the first line of a pretty-printed JSON body
+    return bool(_ACCESS.match(line) or _SYSLOG_5424.match(line) or _SYSLOG_BSD.match(line))
 
 
 def convert(path: Path, target: Path) -> tuple[list[str], list[int], int]:

@@ -94,9 +94,8 @@ class CsvSource(Source):
         self.first = (2 if self.csv.header else 1) + self.csv.skip
         if self.csv.title:
             start = 2 if self.csv.sep_line else 1
-            lines = f"line {start}" if start == self.csv.skip else f"lines {start}-{self.csv.skip}"
             self.warnings.append(
-                f"a title block above the header was skipped ({lines}): "
+                f"a title block above the header was skipped (lines {start}-{self.csv.skip}): "
                 + ", ".join(repr(record[:80]) for record in self.csv.title)
             )
         self.dialect = self.csv.describe()

@@ -2,7 +2,7 @@
 
 Handles: empty files, binary content (by magic number or control bytes), gzip, byte-order
 marks (UTF-8/16/32), non-UTF-8 text (decoded with the declared fallback encoding), and
-line ends DuckDB's reader cannot read (a lone CR, CRLF and LF mixed).
+line ends the CSV readers cannot read (a lone CR; CRLF and LF mixed, see ``lf_line_ends``).
 Everything streams in fixed-size chunks, so memory does not depend on file size.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import deadline
@@ -73,12 +73,12 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
     warnings: list[str] = []
     source_codec, encoding = _unicode_encoding(raw_head)
     if source_codec is not None:
-        text_path = _lf_line_ends(_transcode(path, workdir / "utf8.txt", source_codec), workdir, warnings)
+        text_path = _lone_cr_to_lf(_transcode(path, workdir / "utf8.txt", source_codec), workdir, warnings)
     else:
         _reject_binary(raw_head)
         # bytes, before decoding: a CR is the same byte in every ASCII-compatible encoding,
-        # and line numbers in the encoding warning then count the file's lines
-        path = _lf_line_ends(path, workdir, warnings)
+        # and the encoding warning's line number then counts the file's lines
+        path = _lone_cr_to_lf(path, workdir, warnings)
         bad_offset = _first_invalid_utf8(path)
         if bad_offset is None:
             encoding, text_path = "utf-8", path
@@ -193,47 +193,60 @@ def _line_of_offset(path: Path, offset: int) -> int:
     return newlines + 1
 
 
-_LINE_BREAK = re.compile(rb"\r\n?")
+_LONE_CR = re.compile(rb"\r(?!\n)")
+_CRLF = re.compile(rb"\r\n")
 
 
-def _lf_line_ends(path: Path, workdir: Path, warnings: list[str]) -> Path:
-    """``path``, or a copy whose line ends are all LF when the readers could not read it:
-    lines ending with a lone CR (classic Mac OS; Excel for Mac's "CSV (Macintosh)"), a
-    stray lone CR, or CRLF and LF line ends mixed (files joined from different systems), on
-    which DuckDB's CSV state machine fails. One line end for one, so line numbers stay the
-    file's; a line break inside a quoted value becomes LF too."""
-    crlf, lf, cr = _line_breaks(path)
-    if not ((crlf and lf) or cr):
+def _lone_cr_to_lf(path: Path, workdir: Path, warnings: list[str]) -> Path:
+    """``path``, or a copy whose lone CRs are LFs when it has any: lines that end with a
+    lone CR (classic Mac OS; Excel for Mac's "CSV (Macintosh)"), or a stray one, on which
+    the CSV readers fail. Byte for byte, so offsets and line numbers stay the file's; a
+    lone CR inside a quoted value becomes LF too."""
+    lone = _lone_crs(path)
+    if not lone:
         return path
-    warnings.append(f"line ends read as LF: the file has {crlf} CRLF, {lf} LF and {cr} lone CR line breaks")
-    target = workdir / "lf.txt"
+    warnings.append(f"{lone} line break(s) are a lone CR (classic Mac OS line ends), read as LF")
+    return _replace_line_ends(path, workdir / "lf.txt", _LONE_CR)
+
+
+def lf_line_ends(text: TextFile, workdir: Path) -> TextFile:
+    """``text`` with its CRLF line ends made LF too, for DuckDB's CSV reader, which fails
+    when CRLF and LF line ends are mixed (files joined from different systems). A CRLF
+    inside a quoted value becomes LF too."""
+    path = _replace_line_ends(text.path, workdir / "lf-only.txt", _CRLF)
+    warning = "CRLF and LF line ends are mixed; all read as LF"
+    return replace(text, path=path, warnings=[*text.warnings, warning])
+
+
+def _replace_line_ends(path: Path, target: Path, line_end: re.Pattern[bytes]) -> Path:
+    """A copy of ``path`` with each match of ``line_end`` (a CR, or a CR and its LF)
+    replaced by one LF."""
     with path.open("rb") as src, target.open("wb") as dst:
         held = b""  # a CR that ends a chunk: the next chunk may start with its LF
         while chunk := src.read(CHUNK):
             deadline.check()
             chunk = held + chunk
             held = b"\r" if chunk.endswith(b"\r") else b""
-            dst.write(_LINE_BREAK.sub(b"\n", chunk[: len(chunk) - len(held)]))
-        dst.write(held.replace(b"\r", b"\n"))
+            dst.write(line_end.sub(b"\n", chunk[: len(chunk) - len(held)]))
+        dst.write(line_end.sub(b"\n", held))
     return target
 
 
-def _line_breaks(path: Path) -> tuple[int, int, int]:
-    """How many CRLF, bare LF and lone CR line breaks the file has; (0, 0, 0) for a file
-    without any CR, nearly every one, which a memchr search finds (counting is 10x slower)."""
+def _lone_crs(path: Path) -> int:
+    """How many CRs of the file are not followed by an LF; 0 at once for a file without any
+    CR, nearly every one, which a memchr search finds (counting is 10x slower)."""
     with path.open("rb") as f:
         if not any(b"\r" in chunk for chunk in iter(lambda: f.read(CHUNK), b"")):
-            return 0, 0, 0
+            return 0
         f.seek(0)
-        crlf = lf = cr = 0
+        crs = crlfs = 0
         last = b""
         while chunk := f.read(CHUNK):
             deadline.check()
-            crlf += chunk.count(b"\r\n") + (last == b"\r" and chunk.startswith(b"\n"))
-            lf += chunk.count(b"\n")
-            cr += chunk.count(b"\r")
+            crlfs += chunk.count(b"\r\n") + (last == b"\r" and chunk.startswith(b"\n"))
+            crs += chunk.count(b"\r")
             last = chunk[-1:]
-    return crlf, lf - crlf, cr - crlf
+    return crs - crlfs
 
 
 def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
