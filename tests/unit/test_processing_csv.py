@@ -473,3 +473,16 @@ def test_a_file_the_strict_parser_cannot_read_is_refused_clearly(process, monkey
     monkeypatch.setattr(engine, "first_row", refuse)
     with pytest.raises(UnprocessableFile, match="cannot parse the file: Invalid Input Error: The CSV Parser"):
         process("m.csv", "a,b\n1,x\n")
+
+
+def test_a_blank_line_in_a_single_column_file_is_a_missing_value_row(process):
+    # DuckDB reads it as a row; lineage must not also list it as skipped
+    result = process("one.csv", "name\nann\n\nbob\n1,2\n")
+    assert result.rows("name") == [("ann",), (None,), ("bob",), ("1,2",)]
+    assert result.data["lineage"]["skipped"] == []
+    assert result.data["quality_issues"]["missing_values"]["name"]["count"] == 1
+
+
+def test_a_header_that_stops_duckdbs_reader_is_refused_not_read_as_empty(process):
+    with pytest.raises(UnprocessableFile, match=r"read no rows, though the first lines hold 2 records"):
+        process("q.csv", '"Q1" sales,amount\nx,1\ny,2\n')

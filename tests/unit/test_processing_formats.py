@@ -297,3 +297,9 @@ def test_unicode_file_names_and_values(process):
     result = process("données été 2025.csv", "ville,n\nZürich,1\n東京,2\n")
     assert result.data["file_name"] == "données été 2025.csv"
     assert result.rows("ville") == [("Zürich",), ("東京",)]
+
+
+def test_json_nested_deeper_than_python_parses_is_kept_as_text(process):
+    deep = '{"a":' * 5_000 + "1" + "}" * 5_000
+    result = process("deep.log", f"2025-01-01 10:00:00 INFO a\n{deep}\n")
+    assert result.rows("length(message)") == [(1 + len(deep) + 1,)]

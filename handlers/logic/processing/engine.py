@@ -312,6 +312,14 @@ class _Pipeline:
         return int(row[0]) if row else 0
 
     def _check_malformed(self, rows: int, rejects: Rejects) -> None:
+        if rows == 0 and not rejects.positions and self.source.sampled_records:
+            # DuckDB's CSV reader returns nothing at all after some malformed headers (a
+            # quoted name followed by more text: "Q1" sales), where a first look found records
+            raise UnprocessableFile(
+                f"the CSV reader read no rows, though the first lines hold {self.source.sampled_records} "
+                f"records: check the quotes on line {self.source.first - 1 or 1} (a quoted value "
+                'followed by more text, such as "Q1" sales, stops the reader)'
+            )
         total = rows + rejects.malformed
         if total and rejects.malformed / total > self.options.max_malformed_ratio:
             where = ""

@@ -83,6 +83,7 @@ class CsvDialect:
     skip: int = 0
     sep_line: bool = False  # the first skipped line is Excel's "sep="
     title: tuple[str, ...] = ()  # the title block's records, skipped
+    sampled_records: int = 0  # records the sample holds after the header (or from the first)
     # The header never closes a quote: it would swallow every line of the sample (a first
     # data record may hold a long quoted text; DuckDB's reader judges that one).
     header_unclosed: bool = False
@@ -139,6 +140,7 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
         skip=(1 if declared else 0) + start,
         sep_line=declared is not None,
         title=tuple(delimiter.join(record) for record in title),
+        sampled_records=sum(1 for r in records[start + header :] if not _blank(r)),
         header_unclosed=header and swallowed,
     )
 

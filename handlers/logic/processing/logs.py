@@ -157,7 +157,7 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
     if stripped.startswith("{"):
         try:
             obj = json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
             obj = None
         if isinstance(obj, dict):
             return {_canonical(k): v for k, v in obj.items()}
@@ -257,7 +257,7 @@ def _starts_record(line: str) -> bool:
     if line.startswith("{"):
         try:
             return isinstance(json.loads(line), dict)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False  # the first line of a pretty-printed JSON body
     return bool(_ACCESS.match(line) or _SYSLOG_5424.match(line) or _SYSLOG_BSD.match(line))
 

@@ -51,6 +51,7 @@ class Source(ABC):
         self.path = path
         self.columns: list[str] = []  # field names as found in the file
         self.warnings: list[str] = []
+        self.sampled_records = 0  # records a first look at the file found (CSV only)
 
     @property
     def relation_columns(self) -> list[str]:
@@ -92,6 +93,7 @@ class CsvSource(Source):
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
         self.first = (2 if self.csv.header else 1) + self.csv.skip
+        self.sampled_records = self.csv.sampled_records
         if self.csv.title:
             start = 2 if self.csv.sep_line else 1
             self.warnings.append(
@@ -130,10 +132,10 @@ class CsvSource(Source):
             "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line) "
             "FROM csv_rejects GROUP BY line ORDER BY line"
         ).fetchall()
+        # With one column, DuckDB reads a blank line as a row with an empty (missing) value.
+        blanks = blank_lines(self.path) if len(self.columns) > 1 else []
         return Rejects(
-            positions=sorted(
-                {int(r[0]) for r in rows} | {n for n in blank_lines(self.path) if n >= self.first}
-            ),
+            positions=sorted({int(r[0]) for r in rows} | {n for n in blanks if n >= self.first}),
             malformed=len(rows),
             examples=[(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]],
         )
