@@ -486,3 +486,19 @@ def test_a_blank_line_in_a_single_column_file_is_a_missing_value_row(process):
 def test_a_header_that_stops_duckdbs_reader_is_refused_not_read_as_empty(process):
     with pytest.raises(UnprocessableFile, match=r"read no rows, though the first lines hold 2 records"):
         process("q.csv", '"Q1" sales,amount\nx,1\ny,2\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "warned"),
+    [
+        (b"a,b\r\n1,x\r\n2,y\r\n", False),  # each CRLF split across two 4-byte reads
+        (b"a,b\r1,x\r2,y\r", True),
+    ],
+)
+def test_line_ends_split_across_reads(process, monkeypatch, text, warned):
+    from handlers.logic.processing import textfile
+
+    monkeypatch.setattr(textfile, "CHUNK", 4)
+    result = process("c.csv", text)
+    assert result.rows("a, b") == [(1, "x"), (2, "y")]
+    assert bool(result.data["warnings"]) is warned

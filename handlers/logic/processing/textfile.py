@@ -202,10 +202,9 @@ def _lone_cr_to_lf(path: Path, workdir: Path, warnings: list[str]) -> Path:
     lone CR (classic Mac OS; Excel for Mac's "CSV (Macintosh)"), or a stray one, on which
     the CSV readers fail. Byte for byte, so offsets and line numbers stay the file's; a
     lone CR inside a quoted value becomes LF too."""
-    lone = _lone_crs(path)
-    if not lone:
+    if not _has_lone_cr(path):
         return path
-    warnings.append(f"{lone} line break(s) are a lone CR (classic Mac OS line ends), read as LF")
+    warnings.append("lines end with a lone CR (classic Mac OS line ends); each read as LF")
     return _replace_line_ends(path, workdir / "lf.txt", _LONE_CR)
 
 
@@ -232,21 +231,19 @@ def _replace_line_ends(path: Path, target: Path, line_end: re.Pattern[bytes]) ->
     return target
 
 
-def _lone_crs(path: Path) -> int:
-    """How many CRs of the file are not followed by an LF; 0 at once for a file without any
-    CR, nearly every one, which a memchr search finds (counting is 10x slower)."""
+def _has_lone_cr(path: Path) -> bool:
+    """Whether a CR of the file is not followed by an LF. A memchr search rules out nearly
+    every file (no CR at all); a regular expression then checks the CRLF ones (twice as
+    fast as counting)."""
     with path.open("rb") as f:
-        if not any(b"\r" in chunk for chunk in iter(lambda: f.read(CHUNK), b"")):
-            return 0
-        f.seek(0)
-        crs = crlfs = 0
-        last = b""
+        held = b""  # a CR that ends a chunk: the next chunk may start with its LF
         while chunk := f.read(CHUNK):
             deadline.check()
-            crlfs += chunk.count(b"\r\n") + (last == b"\r" and chunk.startswith(b"\n"))
-            crs += chunk.count(b"\r")
-            last = chunk[-1:]
-    return crs - crlfs
+            chunk = held + chunk
+            held = b"\r" if chunk.endswith(b"\r") else b""
+            if b"\r" in chunk and _LONE_CR.search(chunk, 0, len(chunk) - len(held)):
+                return True
+    return held == b"\r"
 
 
 def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
