@@ -267,6 +267,21 @@ def test_timestamps_are_stored_in_utc(process):
     assert result.data["statistics"]["ts"]["min"] == "2025-01-01T08:00:00"
 
 
+def test_a_zone_name_after_a_timestamp_is_applied_not_ignored(process):
+    values = ["2025-01-01 10:00:00 PST", "2025-01-01 10:00:00 UTC", "2025-01-01T10:00:00 Europe/Paris"]
+    values += [f"2025-01-02 10:00:{i:02d}Z" for i in range(17)] + ["2025-01-01 10:00:00 XYZ"]
+    result = process("tz.csv", "ts\n" + "\n".join(values) + "\n")
+    assert result.rows("ts")[:3] == [
+        (dt.datetime(2025, 1, 1, 18, 0),),
+        (dt.datetime(2025, 1, 1, 10, 0),),
+        (dt.datetime(2025, 1, 1, 9, 0),),
+    ]
+    # a zone DuckDB does not know is kept as written, not read as UTC
+    assert result.data["quality_issues"]["type_mismatches"]["ts"]["examples"] == [
+        {"line": 22, "value": "2025-01-01 10:00:00 XYZ"}
+    ]
+
+
 def test_a_decimal_in_an_int_column_is_a_mismatch_not_a_rounded_value(process):
     rows = "\n".join(str(i) for i in range(19)) + "\n1.5\n"
     result = process("m.csv", "n\n" + rows)

@@ -110,9 +110,11 @@ def _date(fmt: str) -> Callable[[str], str]:
 
 def _iso_timestamp(v: str) -> str:
     # ISO 8601, stored as UTC; naive values (and a Z suffix) are taken as UTC. A plain
-    # TIMESTAMP cast ignores an offset, so values that carry one (a + or - after the
-    # seconds) go through TIMESTAMPTZ, which costs 2.5x more.
-    offset = f"(contains(substr({v}, 20), '+') OR contains(substr({v}, 20), '-'))"
+    # TIMESTAMP cast ignores an offset and a zone name ("10:00 PST" became 10:00 UTC), so
+    # values that carry one (a + or - after the seconds, or letters other than a Z) go
+    # through TIMESTAMPTZ, which costs 2.5x more; a zone it does not know is a mismatch.
+    zone_name = f"(strlen({v}) > 20 AND regexp_matches(substr({v}, 20), '[A-Ya-y]'))"
+    offset = f"(contains(substr({v}, 20), '+') OR contains(substr({v}, 20), '-') OR {zone_name})"
     return (
         f"CASE WHEN NOT contains({v}, '-') THEN NULL "
         f"WHEN {offset} THEN timezone('UTC', TRY_CAST(trim({v}) AS TIMESTAMPTZ)) "
