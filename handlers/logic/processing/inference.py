@@ -108,6 +108,11 @@ def _date(fmt: str) -> Callable[[str], str]:
     return lambda v: _separator_gate(fmt, v, f"CAST(try_strptime(trim({v}), {literal(fmt)}) AS DATE)")
 
 
+# "10:00:00 +01:00" (a space before the offset, as git and some loggers write it) fails
+# the TIMESTAMPTZ cast; without the space it reads.
+_OFFSET_SPACE = "regexp_replace(trim({v}), ' ([+-]\\d)', '\\1')"
+
+
 def _iso_timestamp(v: str) -> str:
     # ISO 8601, stored as UTC; naive values (and a Z suffix) are taken as UTC. A plain
     # TIMESTAMP cast ignores an offset and a zone name ("10:00 PST" became 10:00 UTC), so
@@ -117,7 +122,7 @@ def _iso_timestamp(v: str) -> str:
     offset = f"(contains(substr({v}, 20), '+') OR contains(substr({v}, 20), '-') OR {zone_name})"
     return (
         f"CASE WHEN NOT contains({v}, '-') THEN NULL "
-        f"WHEN {offset} THEN timezone('UTC', TRY_CAST(trim({v}) AS TIMESTAMPTZ)) "
+        f"WHEN {offset} THEN timezone('UTC', TRY_CAST({_OFFSET_SPACE.format(v=v)} AS TIMESTAMPTZ)) "
         f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
     )
 
