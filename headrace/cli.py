@@ -14,6 +14,7 @@ from handlers.logic.processing.pii import PiiOptions, PiiRule
 from headrace import dlq, query, replay, status, tenants
 from headrace.experiments import cli as experiments_cli
 from headrace.local import cli as local_cli
+from headrace.outputs import DocstringHelp
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -52,7 +53,7 @@ def _fail(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headrace", description=__doc__)
+    parser = argparse.ArgumentParser(prog="headrace", description=__doc__, formatter_class=DocstringHelp)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from handlers.models.events import ObjectRef
 from handlers.models.loader import FileProcessedEvent
-from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 # --queue NAME -> (work queue output, its DLQ output)
 QUEUES = {
@@ -427,7 +427,7 @@ def register(subparsers: Any) -> None:
         "dlq",
         help="inspect a dead-letter queue, or move its messages back (dry run unless --execute)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=DocstringHelp,
     )
     actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     for name, help_text in (

@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 DEFAULT_LOCAL_OUTPUTS = Path(".headrace/local/outputs.json")
 
 
+class DocstringHelp(argparse.RawDescriptionHelpFormatter):
+    """Shows a command's module docstring as its ``--help`` description: as written, line
+    breaks kept, without the double backticks that mark code in reStructuredText."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(text.replace("``", ""), width, indent)
+
+
 def add_outputs_option(parser: argparse.ArgumentParser) -> None:
     """``--outputs PATH``, as every command that talks to a stack takes it."""
     parser.add_argument(

@@ -34,7 +34,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
-from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 PARQUET_PREFIX = "parquet/"
 SUMMARIES_PREFIX = "summaries/"
@@ -560,7 +560,7 @@ def register(subparsers: Any) -> None:
         "query",
         help="run SQL over the processed data of a stack (Athena on AWS, DuckDB locally)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=DocstringHelp,
     )
     p.add_argument("sql", help='SQL, e.g. "SELECT count(*) FROM sales"; tables are the datasets')
     add_outputs_option(p)

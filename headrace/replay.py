@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.idempotency import processor_idempotency_key
 from handlers.models.events import ObjectRef
-from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 REPLAY_NAME = "headrace-replay"
 
@@ -170,7 +170,7 @@ def register(subparsers: Any) -> None:
         "replay",
         help="process raw objects again: announce their current version to the processing queue",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=DocstringHelp,
     )
     p.add_argument("keys", nargs="+", metavar="KEY", help="raw object key (under the raw prefix)")
     add_outputs_option(p)

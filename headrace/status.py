@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers.dal.metadata_queries import files_on_day
 from handlers.dal.queues import message_counts
 from handlers.logic.report.build import failures_since, last_completed, parse_time
-from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 # (label, output name, is a DLQ); ingest queues only when the stack exports them
 QUEUES = (
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
         "status",
         help="queue and DLQ depths, last completed file, recent failures of a stack",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=DocstringHelp,
     )
     add_outputs_option(p)
     p.add_argument("--minutes", type=int, default=60, help="how far back to list failures (default 60)")
