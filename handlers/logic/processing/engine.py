@@ -29,7 +29,7 @@ from .formats import detect_format, unique_names
 from .inference import FLOAT, STRING, Conversion, fits, infer_conversions
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet
-from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source
+from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source, drop_csv_rejects
 from .sqltext import first_row, ident, literal
 from .summary import (
     ColumnStats,
@@ -98,12 +98,11 @@ def process_file(
                 out = parquet_path or work / "output.parquet"
                 try:
                     source, result = _attempt(fmt, con, text, file_name, work, options, out)
-                except (duckdb.InvalidInputException, UnprocessableFile) as exc:
+                except duckdb.InvalidInputException as exc:
                     if fmt != "csv" or _MIXED_LINE_ENDS not in str(exc):
                         raise
                     text = textfile.lf_line_ends(text, work)
-                    for table in _REJECTS_TABLES:
-                        con.execute(f"DROP TABLE IF EXISTS {table}")
+                    drop_csv_rejects(con)
                     source, result = _attempt(fmt, con, text, file_name, work, options, out)
         except duckdb.InvalidInputException as exc:
             # the reader refused the content (its message says where); retrying cannot help
@@ -145,7 +144,6 @@ def process_file(
 # DuckDB's CSV reader fails so when CRLF and LF line ends are mixed; rare, so the file is
 # rewritten only then, rather than scanned for it every time.
 _MIXED_LINE_ENDS = "state machine reached an invalid state"
-_REJECTS_TABLES = ("csv_rejects", "csv_reject_scans", "sample_rejects", "sample_reject_scans")
 
 
 def _attempt(fmt: str, con, text: textfile.TextFile, file_name: str, work: Path, options, out: Path):
@@ -303,12 +301,7 @@ class _Pipeline:
             f"COPY (SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner) or '1'} FROM {self.source.relation})) "
             f"TO {literal(str(out))} (FORMAT parquet, COMPRESSION {self.options.compression})"
         )
-        try:
-            row = first_row(self.con, query)
-        except duckdb.InvalidInputException as exc:
-            raise UnprocessableFile(
-                f"cannot parse the file: {str(exc).strip().splitlines()[0][:300]}"
-            ) from exc
+        row = first_row(self.con, query)  # a refusal by the reader: see process_file
         return int(row[0]) if row else 0
 
     def _check_malformed(self, rows: int, rejects: Rejects) -> None:

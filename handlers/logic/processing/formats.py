@@ -202,8 +202,7 @@ def _is_header(first: list[str]) -> bool:
     """A header has names, not values: no numeric, boolean or date cell (blank names are
     allowed). When the data is all text too, a header is still the better guess: most CSV
     files have one."""
-    cells = [cell.strip() for cell in first]
-    return any(cells) and not any(_VALUE.fullmatch(cell) for cell in cells if cell)
+    return not _blank(first) and not _has_value(first)
 
 
 def _column_names(first: list[str], width: int) -> tuple[str, ...]:

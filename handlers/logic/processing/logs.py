@@ -154,13 +154,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
     """One record from its first line; ``now`` dates BSD syslog lines (default: the clock)."""
     text = line.rstrip("\r\n")
     stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
-            obj = None
-        if isinstance(obj, dict):
-            return {_canonical(k): v for k, v in obj.items()}
+    if (obj := _json_object(stripped)) is not None:
+        return {_canonical(k): v for k, v in obj.items()}
     m = _ACCESS.match(stripped)
     if m:
         rec = {k: v for k, v in m.groupdict().items() if v is not None and v != "-"}
@@ -255,11 +250,20 @@ def _starts_record(line: str) -> bool:
     if _TIMESTAMP_START.match(line) or _LEVEL_START.match(line):
         return True
     if line.startswith("{"):
-        try:
-            return isinstance(json.loads(line), dict)
-        except (ValueError, RecursionError):
-            return False  # the first line of a pretty-printed JSON body
+        return _json_object(line) is not None  # not the "{" opening a pretty-printed body
     return bool(_ACCESS.match(line) or _SYSLOG_5424.match(line) or _SYSLOG_BSD.match(line))
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object, or None (other JSON, not JSON, or nested deeper than
+    Python's recursion limit)."""
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def convert(path: Path, target: Path) -> tuple[list[str], list[int], int]:

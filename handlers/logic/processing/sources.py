@@ -115,7 +115,7 @@ class CsvSource(Source):
     def relation(self) -> str:
         return (
             f"read_csv({literal(str(self.path))}, {self._options}, store_rejects=true, "
-            "rejects_table='csv_rejects', rejects_scan='csv_reject_scans', rejects_limit=0)"
+            f"rejects_table='{_REJECTS[0]}', rejects_scan='{_REJECTS[1]}', rejects_limit=0)"
         )
 
     def sample_relation(self) -> str:
@@ -124,13 +124,13 @@ class CsvSource(Source):
         # and every column of the file was typed string.
         return (
             f"read_csv({literal(str(self._sample_path))}, {self._options}, store_rejects=true, "
-            "rejects_table='sample_rejects', rejects_scan='sample_reject_scans')"
+            f"rejects_table='{_SAMPLE_REJECTS[0]}', rejects_scan='{_SAMPLE_REJECTS[1]}')"
         )
 
     def rejects(self, max_examples: int) -> Rejects:
         rows = self.con.execute(
             "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line) "
-            "FROM csv_rejects GROUP BY line ORDER BY line"
+            f"FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
         # With one column, DuckDB reads a blank line as a row with an empty (missing) value.
         blanks = blank_lines(self.path) if len(self.columns) > 1 else []
@@ -139,6 +139,17 @@ class CsvSource(Source):
             malformed=len(rows),
             examples=[(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]],
         )
+
+
+# The temp tables (rejects, scans) the full read and the type sample record rejects in.
+_REJECTS = ("csv_rejects", "csv_reject_scans")
+_SAMPLE_REJECTS = ("sample_rejects", "sample_reject_scans")
+
+
+def drop_csv_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget what a CSV read recorded, before the same file is read again."""
+    for table in (*_REJECTS, *_SAMPLE_REJECTS):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 _BLANK = re.compile(rb"\n\r?\n")
@@ -357,7 +368,7 @@ def _check_closed(path: Path, start: str) -> None:
     closer = _CLOSERS[start]
     if not tail.endswith(closer.encode()):
         kind = "array" if start == "[" else "object"
-        ending = tail[-20:].decode("utf-8", errors="replace")
+        ending = tail.decode("utf-8", errors="replace")
         raise UnprocessableFile(
             f"the JSON {kind} is not closed: the file should end with {closer!r} but ends with "
             f"{ending!r} (a truncated upload, or text after the document)"
