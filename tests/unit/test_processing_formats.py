@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import gzip
 import re
@@ -280,6 +281,8 @@ def test_csv_without_log_fields_has_no_log_stats(process):
         ("blank.csv", b"  \n\n", "the file contains only whitespace"),
         ("img.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "this is a PNG image"),
         ("data.parquet", b"PAR1....", "this is a Parquet file"),
+        ("data.csv.bz2", bz2.compress(b"a,b\n1,2\n"), "this is a bzip2 archive"),
+        ("data.db", b"SQLite format 3\x00" + b"\x00" * 84, "this is an SQLite database"),
         ("junk.csv", bytes(range(256)) * 4, "binary content"),
         ("sheet.xlsx", b"a,b\n1,2\n", "unsupported file type '.xlsx'"),
         ("bad.csv.gz", b"\x1f\x8b\x08\x00garbage", "the gzip stream is corrupt"),

@@ -31,6 +31,12 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "an executable"),
     (b"\xfd7zXZ", "an xz archive"),
     (b"(\xb5/\xfd", "a zstd archive"),
+    # "BZh", the block size, then the first block's magic (pi in BCD)
+    *((b"BZh%d1AY&SY" % size, "a bzip2 archive") for size in range(1, 10)),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"ARROW1", "an Arrow IPC (Feather) file"),
     (b"\xd0\xcf\x11\xe0", "an OLE document (XLS/DOC)"),
 )
 _BOMS: tuple[tuple[bytes, str], ...] = (
