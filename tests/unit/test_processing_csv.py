@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import duckdb
 import pytest
@@ -334,6 +335,29 @@ def test_misleading_sample_is_retyped_on_the_whole_file(process):
         or not result.data["quality_issues"]["type_mismatches"]
     )
     assert result.rows("count(x)") == [(400,)]
+
+
+@pytest.mark.parametrize("name", ["late.csv", "late.ndjson"])
+def test_a_column_first_filled_after_the_sample_is_typed_on_the_whole_file(process, name):
+    # The sample (100 rows) holds no value of "late"; the rows after it hold integers, and
+    # one ragged CSV row, which the second read of the file must not count twice.
+    if name.endswith(".csv"):
+        lines = (
+            ["id,late,never"] + [f"{i},," for i in range(100)] + [f"{i},{i * 10}," for i in range(100, 150)]
+        )
+        text = "\n".join([*lines[:120], "120,1200,,extra", *lines[121:]]) + "\n"
+    else:
+        records = [{"id": i} for i in range(100)] + [{"id": i, "late": i * 10} for i in range(100, 150)]
+        text = "\n".join(json.dumps(r) for r in records) + "\n"
+    result = process(name, text, sample_rows=100)
+    assert result.data["schema"]["late"] == "int"
+    assert result.data["statistics"]["late"]["min"] == 1000
+    assert "late (string -> int)" in result.data["warnings"][0]
+    assert result.rows("count(late)") == [(49,) if name.endswith(".csv") else (50,)]
+    if name.endswith(".csv"):
+        assert result.data["quality_issues"]["malformed_rows"]["count"] == 1
+        # a column without any value stays string
+        assert result.data["schema"]["never"] == "string"
 
 
 def test_a_broken_quote_in_the_type_sample_leaves_the_other_rows_typed(process):

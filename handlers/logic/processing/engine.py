@@ -245,12 +245,26 @@ class _Pipeline:
     def _infer(self) -> list[Conversion]:
         sample = f"(SELECT * FROM {self.source.sample_relation()} LIMIT {int(self.options.sample_rows)})"
         inferred = infer_conversions(self.con, sample, self.inputs, self.options.type_threshold)
-        return [STRING if self.hinted[n] else c for n, c in zip(self.names, inferred, strict=True)]
+        # A column first filled after the sample (a key that NDJSON records gain late) is
+        # typed on the whole file in _widen, once the statistics show it has values.
+        self.unsampled = [i for i, c in enumerate(inferred) if c is None and not self.hinted[self.names[i]]]
+        return [
+            STRING if self.hinted[n] or c is None else c for n, c in zip(self.names, inferred, strict=True)
+        ]
 
     def _widen(self, out: Path, conversions: list[Conversion], stats: dict, rows: int) -> list[Conversion]:
-        """A column whose mismatches across the whole file exceed the threshold (its sample
-        was misleading) is widened: int to float when every misfit is a number, else string."""
+        """Types the sample got wrong, corrected on the whole file. A column whose mismatches
+        exceed the threshold is widened: int to float when every misfit is a number, else
+        string. A column the sample saw no value of is typed on all of its values."""
         widened = list(conversions)
+        late = [i for i in self.unsampled if stats[self.names[i], "non_null"]]
+        if late:
+            # a second full read, in this case only; the source's rejects were counted already
+            typed = infer_conversions(
+                self.con, self.source.relation, [self.inputs[i] for i in late], self.options.type_threshold
+            )
+            for i, conversion in zip(late, typed, strict=True):
+                widened[i] = conversion or STRING
         for i, (name, conv) in enumerate(zip(self.names, conversions, strict=True)):
             misfits = stats["mismatch"].get(name, 0)
             converted = stats[name, "non_null"]

@@ -152,8 +152,9 @@ TEMPORAL = tuple(c for c in CANDIDATES if c.type in ("date", "timestamp"))
 
 def infer_conversions(
     con: duckdb.DuckDBPyConnection, sample: str, columns: Sequence[str], threshold: float
-) -> list[Conversion]:
-    """Choose each column's conversion from the rows of ``sample`` (SQL after FROM).
+) -> list[Conversion | None]:
+    """Choose each column's conversion from the rows of ``sample`` (SQL after FROM); None
+    for a column without any value in ``sample``.
 
     Two aggregate queries, each over the sample's values in one column (an UNPIVOT), so
     each expression is planned once however wide the file is (binding costs ~0.3 ms per
@@ -168,14 +169,17 @@ def infer_conversions(
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_TEMPORAL_SHAPE)}))",
         *(f"count({c.sql('v')})" for c in PRIMARY),
     ]
-    chosen: dict[int, Conversion] = {}
+    chosen: dict[int, Conversion | None] = {}
     temporal: list[int] = []
     counts: dict[int, tuple[int, int]] = {}
     for i, row in enumerate(_per_column(con, sample, columns, first)):
         non_null, leading, looks_temporal = row[:3]
         counts[i] = (non_null, leading)
+        if not non_null:
+            chosen[i] = None
+            continue
         conversion = choose(non_null, leading, row[3:], threshold, PRIMARY)
-        if conversion is STRING and non_null and fits(looks_temporal, non_null, threshold):
+        if conversion is STRING and fits(looks_temporal, non_null, threshold):
             temporal.append(i)
         chosen[i] = conversion
     if temporal:
