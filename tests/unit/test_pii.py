@@ -21,6 +21,12 @@ CASES = [
     ("call (555) 123-4567", "call [REDACTED:PHONE]"),
     ("call +44 20 7946 0958 now", "call [REDACTED:PHONE] now"),
     ("call 555.123.4567", "call [REDACTED:PHONE]"),
+    # next to letters outside ASCII: RE2's \b and \d are ASCII, and Python's must be too
+    ("卡号4111111111111111", "卡号[REDACTED:CARD]"),
+    ("电话555-123-4567", "电话[REDACTED:PHONE]"),
+    ("é123-45-6789", "é[REDACTED:NATIONAL_ID]"),
+    # digits outside ASCII are not digits to RE2
+    ("\uff14" * 16, "\uff14" * 16),
     # not PII: dates, times, IPs, versions, plain ids and amounts stay as they are
     ("on 2025-01-01 at 10:00:00", "on 2025-01-01 at 10:00:00"),
     ("from 192.168.1.10", "from 192.168.1.10"),

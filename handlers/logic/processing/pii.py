@@ -122,9 +122,13 @@ class PiiRuleSet:
 
     def __init__(self, rules: Iterable[PiiRule]):
         self.rules: tuple[PiiRule, ...] = tuple(rules)
-        self._compiled = [(r, re.compile(r.pattern)) for r in self.rules]
+        # ASCII classes (\d, \w, \b), as in RE2, so the ingest worker redacts exactly what
+        # file processing does: Unicode \b finds no word boundary in "卡号4111..."
+        self._compiled = [(r, re.compile(r.pattern, re.ASCII)) for r in self.rules]
         self._hints = [(r, re.compile(r.column_hint, re.I)) for r in self.rules if r.column_hint]
-        self._any = re.compile("|".join(f"(?:{r.pattern})" for r in self.rules)) if self.rules else None
+        self._any = (
+            re.compile("|".join(f"(?:{r.pattern})" for r in self.rules), re.ASCII) if self.rules else None
+        )
 
     def __bool__(self) -> bool:
         return bool(self.rules)
