@@ -169,6 +169,14 @@ def test_generated_log_ids_are_valid_uuid7_sorted_by_time():
     assert new_log_id() != new_log_id()
 
 
+def test_log_ids_made_in_one_millisecond_keep_their_order():
+    # the records of one request get their ids within a millisecond or two
+    ids = [new_log_id(now_ms=1_700_000_000_000) for _ in range(200)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 200
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+
+
 @pytest.mark.parametrize(
     ("value", "ok"),
     [
