@@ -139,6 +139,7 @@ def test_malformed_json_is_a_400(body, fragment):
         ({"tenant_id": "acme", "text": ["a"]}, "text must be a string, got an array"),
         ({"text": "x"}, "missing tenant_id"),
         ({"tenant_id": None, "text": "x"}, "missing tenant_id"),
+        ({"tenant_id": "", "text": "x"}, "empty tenant_id"),
         ({"tenant_id": 7, "text": "x"}, "tenant_id must be a string"),
         ({"tenant_id": "acme", "text": "x", "log_id": "has space"}, "invalid log_id 'has space'"),
         ({"tenant_id": "acme", "text": "x", "log_id": "a" * 129}, "invalid log_id"),
@@ -293,6 +294,12 @@ def test_too_many_records_is_a_413_naming_the_limit():
     assert "6 records; the limit is 5 (MAX_BATCH_RECORDS)" in refused(PayloadTooLarge, records)
     lines = "\n".join(["x"] * 6)
     refused(PayloadTooLarge, lines, content_type="text/plain", tenant_header="acme")
+
+
+def test_another_tenant_is_refused_before_the_record_count_in_both_formats():
+    records = [{"tenant_id": "acme", "text": "x"}] * 5 + [{"tenant_id": "beta", "text": "x"}]
+    refused(Forbidden, records)
+    refused(Forbidden, "\n".join(["x"] * 6), content_type="text/plain", tenant_header="beta")
 
 
 def test_a_record_larger_than_the_text_limit_is_a_413():

@@ -35,7 +35,9 @@ def parse_page(params: Mapping[str, str], caller_tenant: str, tenant_header: str
     """``?limit=&cursor=`` (and optionally ``tenant_id``, which must be the caller's)."""
     unknown = sorted(set(params) - set(QUERY_PARAMETERS))
     if unknown:
-        raise BadRequest(f"unknown query parameter {shown(unknown[0])} (allowed: limit, cursor)")
+        raise BadRequest(
+            f"unknown query parameter {shown(unknown[0])} (allowed: {', '.join(QUERY_PARAMETERS)})"
+        )
     for named, what in ((params.get("tenant_id"), "tenant_id"), (tenant_header, "the X-Tenant-ID header")):
         if named and named != caller_tenant:
             raise Forbidden(

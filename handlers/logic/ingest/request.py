@@ -172,11 +172,6 @@ def _json_records(
     records: list[Any] = document if batch else [document]
     if batch and not records:
         raise BadRequest("empty array: send at least one record")
-    if batch and len(records) > limits.max_batch_records:
-        raise PayloadTooLarge(
-            f"the array has {len(records)} records; the limit is {limits.max_batch_records} "
-            "(MAX_BATCH_RECORDS): split it into several requests"
-        )
 
     def where(i: int) -> str:
         return f"record {i}: " if batch else ""
@@ -198,8 +193,15 @@ def _json_records(
         if named is not None and not isinstance(named, str):
             raise BadRequest(f"{where(i)}tenant_id must be a string, got {_json_type(named)}")
         _check_tenant(named, caller, f"{where(i)}tenant_id")
+        if named == "":
+            raise BadRequest(f"{where(i)}empty tenant_id (name the key's tenant, or leave the field out)")
         if named is None and not tenant_header:
             raise BadRequest(f"{where(i)}missing tenant_id (or send an X-Tenant-ID header)")
+    if batch and len(records) > limits.max_batch_records:
+        raise PayloadTooLarge(
+            f"the array has {len(records)} records; the limit is {limits.max_batch_records} "
+            "(MAX_BATCH_RECORDS): split it into several requests"
+        )
 
     messages: list[IngestMessage] = []
     seen: set[str] = set()
