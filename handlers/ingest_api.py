@@ -24,7 +24,7 @@ from handlers.dal.tenant_logs import TenantLogStore
 from handlers.dal.tenants import TenantKeyStore
 from handlers.logic.ingest.auth import Authenticator
 from handlers.logic.ingest.errors import ApiError, ServiceUnavailable, shown
-from handlers.logic.ingest.listing import encode_cursor, parse_page, public_item
+from handlers.logic.ingest.listing import page_body, parse_page
 from handlers.logic.ingest.request import HttpInput, Limits, parse_ingest
 from handlers.models.ingest import IngestApiSettings, TenantKey
 
@@ -41,8 +41,12 @@ ROUTES: dict[str, tuple[str, ...]] = {"/ingest": ("POST",), "/logs": ("GET",)}
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    # Answers name a tenant's ids and text: no cache along the way may keep them.
     return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
@@ -104,8 +108,7 @@ def list_logs() -> Response:
     except (ClientError, BotoCoreError):
         logger.exception("the tenant logs table is unavailable")
         raise ServiceUnavailable("the log store is temporarily unavailable; retry the request") from None
-    body = {"items": [public_item(item) for item in items], "next_cursor": encode_cursor(last_key)}
-    return _json(200, body, headers={"Cache-Control": "no-store"})
+    return _json(200, page_body(items, last_key))
 
 
 @app.exception_handler(ApiError)

@@ -12,7 +12,8 @@ import pytest
 
 from handlers.dal import aws
 
-from .ingest_support import IngestStack, capture_logs
+from .conftest import LambdaContext
+from .ingest_support import IngestStack, Response, capture_logs
 
 
 @pytest.fixture
@@ -305,6 +306,33 @@ def test_logs_pages_with_an_opaque_cursor(stack, acme):
     assert seen == [f"p-{i:03d}" for i in range(5)]
 
 
+def test_a_page_of_text_that_json_inflates_still_fits_a_lambda_response(stack, acme):
+    # 64 records of 16 KiB control characters: one 1 MB DynamoDB page, six times longer
+    # as JSON ("\u0001"), over Lambda's 6 MB response limit if sent whole
+    with stack.logs_table.batch_writer() as batch:
+        for i in range(64):
+            batch.put_item(Item={"tenant_id": "acme", "log_id": f"c-{i:03d}", "text": "\x01" * 16_384})
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        raw = stack.api.lambda_handler(
+            stack.event(
+                "GET",
+                "/logs",
+                headers={"x-api-key": acme},
+                query={"limit": "64", **({"cursor": cursor} if cursor else {})},
+            ),
+            LambdaContext(function_name="ingest"),
+        )
+        assert len(json.dumps(raw)) < 6_291_456
+        page = Response(raw)
+        seen += [i["log_id"] for i in page.json["items"]]
+        cursor = page.json["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"c-{i:03d}" for i in range(64)]
+
+
 def test_reading_another_tenants_logs_is_refused(stack, acme, beta):
     # Given acme's records and a cursor from acme's listing
     ingest_and_store(stack, acme, "acme", ["secret a", "secret b"], "s")
@@ -339,7 +367,10 @@ def test_bad_listing_parameters_are_400(stack, acme, query, status, fragment):
 
 def test_logs_needs_a_valid_key(stack):
     assert stack.logs(None).status == 401
-    assert stack.logs("hr_" + "y" * 43).status == 401
+    refused = stack.logs("hr_" + "y" * 43)
+    assert refused.status == 401
+    # errors are not cached either (they can name a tenant's ids)
+    assert refused.headers["Cache-Control"] == "no-store"
 
 
 # ------------------------------------------------------------------ secrets stay out of logs

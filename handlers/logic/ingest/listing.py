@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -88,6 +88,30 @@ def decode_cursor(cursor: str | None, caller_tenant: str) -> dict[str, str] | No
             "the cursor belongs to another tenant's listing; a key can only read its own tenant's logs"
         )
     return {"tenant_id": document["tenant_id"], "log_id": document["log_id"]}
+
+
+# A synchronous Lambda response is at most 6 MB. A DynamoDB page holds up to 1 MB of items,
+# but JSON can make text 6 times longer ("\x01" is "\u0001") and the Lambda envelope
+# escapes it once more (up to twice again): pages stop at 2.5 MB of JSON items.
+PAGE_JSON_BYTES = 2_500_000
+
+
+def page_body(
+    items: Sequence[Mapping[str, Any]], last_key: Mapping[str, Any] | None, budget: int = PAGE_JSON_BYTES
+) -> dict[str, Any]:
+    """The ``GET /logs`` body for one DynamoDB page: its items as the tenant sees them, cut
+    short (with a cursor at the last item kept) when their JSON would exceed ``budget``."""
+    shown_items: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        public = public_item(item)
+        size += len(json.dumps(public))
+        if shown_items and size > budget:
+            last = shown_items[-1]
+            last_key = {"tenant_id": last["tenant_id"], "log_id": last["log_id"]}
+            break
+        shown_items.append(public)
+    return {"items": shown_items, "next_cursor": encode_cursor(last_key)}
 
 
 def public_item(item: Mapping[str, Any]) -> dict[str, Any]:
