@@ -414,6 +414,26 @@ def test_statistics_per_type(process):
     assert stats["s"] == {"null_count": 1, "distinct_count": 2, "min_length": 2, "max_length": 4}
 
 
+def test_infinities_are_counted_not_averaged_and_the_summary_stays_strict_json(process):
+    # JSON has no infinity: a summary with one was refused by DynamoDB, and the file never
+    # left "processing"
+    text = "x,response_time_ms,level\n1.5,inf,INFO\n2.5,3,INFO\n-Infinity,5,INFO\n"
+    result = process("f.csv", text)
+    assert result.data["statistics"]["x"] == {
+        "null_count": 0,
+        "distinct_count": 3,
+        "min": 1.5,
+        "max": 2.5,
+        "avg": 2.0,
+        "non_finite_count": 1,
+    }
+    assert result.data["log_stats"]["max_response_time_ms"] == 5.0
+    assert result.data["log_stats"]["avg_response_time_ms"] == 4.0
+    json.dumps(result.data, allow_nan=False)
+    # the values themselves are kept
+    assert result.rows("x") == [(1.5,), (2.5,), (float("-inf"),)]
+
+
 def test_distinct_counts_become_estimates_above_the_exact_limit(process):
     text = "n\n" + "\n".join(str(i) for i in range(200)) + "\n"
     stats = process("s.csv", text, exact_distinct_max_rows=100).data["statistics"]["n"]

@@ -355,11 +355,21 @@ class _Pipeline:
                 distinct.append(((name, "distinct"), f"count(DISTINCT {v})"))
             else:
                 exprs.append(((name, "distinct"), f"approx_count_distinct({v})"))
-            if conv.type in ("int", "float"):
+            if conv.type == "int":
                 exprs += [
                     ((name, "min"), f"min({v})"),
                     ((name, "max"), f"max({v})"),
                     ((name, "avg"), f"avg({v})"),
+                ]
+            elif conv.type == "float":
+                # over finite values: JSON (and DynamoDB) have no infinity, and an average
+                # with one in it says nothing; the infinities are counted instead
+                finite = f"FILTER (WHERE isfinite({v}))"
+                exprs += [
+                    ((name, "min"), f"min({v}) {finite}"),
+                    ((name, "max"), f"max({v}) {finite}"),
+                    ((name, "avg"), f"avg({v}) {finite}"),
+                    ((name, "non_finite"), f"count(*) FILTER (WHERE NOT isfinite({v}))"),
                 ]
             elif conv.type in ("date", "timestamp"):
                 avg = f"epoch_ms(CAST(avg(epoch_ms(CAST({v} AS TIMESTAMP))) AS BIGINT))"
@@ -427,6 +437,8 @@ class _Pipeline:
                 values[key] = _json_scalar(get(key))
             if conv.type == "int" and values["avg"] is not None:
                 values["avg"] = round(float(values["avg"]), 6)
+            if get("non_finite"):
+                values["non_finite_count"] = get("non_finite")
         elif conv.type == "bool":
             values["true_count"], values["false_count"] = get("true_count"), get("false_count")
         else:
@@ -523,13 +535,14 @@ class _Pipeline:
         level, rt, user, endpoint = (found[k] for k in ("level", "response_time_ms", "user_id", "endpoint"))
         lv = f"upper(CAST({ident(level[0])} AS VARCHAR))" if level else "NULL"
         rt_col = ident(rt[0]) if rt is not None and rt[1].type in ("int", "float") else None
+        finite = f"FILTER (WHERE isfinite({rt_col}))"
         row = first_row(
             self.con,
             "SELECT count(*), "
             f"count(*) FILTER (WHERE {lv} IN ({', '.join(map(literal, _ERROR_LEVELS))})), "
             f"count(*) FILTER (WHERE {lv} IN ({', '.join(map(literal, _WARN_LEVELS))})), "
             f"count(*) FILTER (WHERE {lv} = 'INFO'), "
-            f"{f'avg({rt_col}), max({rt_col})' if rt_col else 'NULL, NULL'}, "
+            f"{f'avg({rt_col}) {finite}, max({rt_col}) {finite}' if rt_col else 'NULL, NULL'}, "
             f"{f'count(DISTINCT {ident(user[0])})' if user else 'NULL'}, "
             f"{f'count(DISTINCT {ident(endpoint[0])})' if endpoint else 'NULL'} "
             f"FROM {_parquet(out)}",
