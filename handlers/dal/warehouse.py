@@ -200,7 +200,7 @@ class Warehouse:
     def load(
         self,
         file: FileToLoad,
-        incoming: list[tuple[str, LogicalType]],
+        incoming: list[tuple[str, LogicalType | None]],
         rows: RowsSource,
         *,
         timeout_ms: int | None = None,
@@ -234,13 +234,18 @@ class Warehouse:
         self,
         conn: psycopg.Connection[Any],
         file: FileToLoad,
-        incoming: list[tuple[str, LogicalType]],
+        incoming: list[tuple[str, LogicalType | None]],
         rows: RowsSource,
         timeout_ms: int | None,
     ) -> LoadOutcome:
         schema = sql.Identifier(self.schema)
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL TimeZone = 'UTC'")
+            # A widening (ALTER ... TYPE text) writes old values in the session's formats:
+            # pin them to the ones later loads write (ISO dates, shortest exact floats),
+            # whatever the database's or the role's defaults are.
+            cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+            cur.execute("SET LOCAL extra_float_digits = 1")
             if timeout_ms:
                 cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
                 cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(int(timeout_ms))))

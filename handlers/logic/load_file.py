@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from handlers.dal import processed
 from handlers.dal.warehouse import FileToLoad, LoadOutcome, LoadRejected, Warehouse
-from handlers.logic.processing.summary import Lineage
+from handlers.logic.processing.summary import Lineage, columns_without_values
 from handlers.logic.warehouse import rows
 from handlers.logic.warehouse.schema import ColumnLoad, LogicalType, logical_of_duckdb_type, pg_name
 from handlers.models.events import FileProcessed
@@ -61,9 +61,11 @@ def load_file(
             raise LoadRejected(f"s3://{bucket}/{event.summary_key} has no valid lineage: {exc}") from exc
         con = rows.connect(memory_limit=f"{max(128, settings.memory_mb // 2)}MB")
         try:
-            incoming: list[tuple[str, LogicalType]] = [
-                (name, logical_of_duckdb_type(kind)) for name, kind in rows.parquet_columns(con, parquet)
-            ]
+            empty = columns_without_values(summary or {})
+            incoming: list[tuple[str, LogicalType | None]] = []
+            for name, kind in rows.parquet_columns(con, parquet):
+                logical = logical_of_duckdb_type(kind)
+                incoming.append((name, None if name in empty else logical))
 
             def csv(columns: list[ColumnLoad]) -> Generator[bytes, None, None]:
                 query = rows.export_query(con, parquet, columns, lineage, event.object_key, event.version)

@@ -32,6 +32,7 @@ from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.catalog import sync_table
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import UnprocessableFile, process_file
+from handlers.logic.processing.summary import columns_without_values
 from handlers.models.events import FileProcessed, ObjectRef
 from handlers.models.settings import ProcessorSettings
 
@@ -122,18 +123,19 @@ def process_object(
     # Query catalog (handlers/logic/catalog.py): transient errors propagate (retried);
     # a refusal is recorded as catalog_error and the file completes.
     catalog_error = None
+    data = summary.to_json_dict()
     if settings.glue_database:
+        empty = columns_without_values(data)
         catalog_error = sync_table(
             GlueCatalog(),
             settings.glue_database,
             keys.dataset,
-            summary.schema_,
+            {name: kind for name, kind in summary.schema_.items() if name not in empty},
             keys.ingest_date,
             settings.processed_bucket,
         )
     completed = utcnow()
     timings["total"] = _ms(completed - started)
-    data = summary.to_json_dict()
     store.mark_completed(
         ref,
         completed,

@@ -69,6 +69,20 @@ def test_first_file_creates_the_table_and_drift_extends_it(catalog_pipeline):
     assert [t["Name"] for t in glue().get_tables(DatabaseName=DATABASE)["TableList"]] == ["sales"]
 
 
+def test_a_column_without_values_waits_for_a_file_that_types_it(catalog_pipeline):
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    # Given a first file whose region column is empty in every row
+    first = catalog_pipeline.upload("incoming/orders/1.csv", "id,region\n1,\n2,\n")
+    assert catalog_pipeline.process(first) == {"batchItemFailures": []}
+    table = glue().get_table(DatabaseName=DATABASE, Name="orders")["Table"]
+    assert columns(table) == [("id", "bigint"), ("_rescued_data", "string")]
+    # When a later file has integers there, the column is created as bigint (not string)
+    second = catalog_pipeline.upload("incoming/orders/2.csv", "id,region\n3,7\n")
+    assert catalog_pipeline.process(second) == {"batchItemFailures": []}
+    table = glue().get_table(DatabaseName=DATABASE, Name="orders")["Table"]
+    assert columns(table) == [("id", "bigint"), ("region", "bigint"), ("_rescued_data", "string")]
+
+
 def test_a_refusal_is_recorded_and_the_file_still_completes_and_is_announced(catalog_pipeline):
     # Given no Glue database (deleted by hand, or a missing permission: Glue refuses)
     obj = catalog_pipeline.upload("incoming/orders/a.csv", JANUARY)

@@ -144,3 +144,59 @@ def test_concurrent_loads_into_one_dataset_with_different_new_columns(loader):
     assert errors == []
     assert {"x", "y"} <= set(loader.columns("k"))
     assert values(loader, "k", "a") == [0, 1, 2]
+
+
+def test_values_turned_into_text_read_the_same_whichever_way_they_got_there(loader):
+    # Given a database whose defaults write dates as 02/01/2025 and floats with 15 digits
+    [(database,)] = loader.query("SELECT current_database()")
+
+    def alter(clause: str) -> None:
+        with loader.connect() as conn:
+            conn.execute(sql.SQL(f"ALTER DATABASE {{}} {clause}").format(sql.Identifier(database)))
+
+    alter("SET DateStyle = 'SQL, DMY'")
+    alter("SET extra_float_digits = 0")
+    try:
+        # and floats and dates loaded as such
+        load(loader, "incoming/f/1.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n")
+        # When words make both columns text, and a later file brings the same values again
+        load(loader, "incoming/f/2.csv", "n,d\nword,soon\n")
+        load(loader, "incoming/f/3.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n")
+    finally:
+        alter("RESET DateStyle")
+        alter("RESET extra_float_digits")
+    # Then the values PostgreSQL converted and those loaded later are written alike
+    numbers = ["100", "3.141592653589793", "1e+15", "Infinity"]
+    assert values(loader, "f", "n") == [*numbers, "word", *numbers]
+    dates = ["2025-01-02", "2025-01-03", None, None]
+    assert values(loader, "f", "d") == [*dates, "soon", *dates]
+
+
+def test_a_column_without_values_takes_its_type_from_the_first_file_that_has_some(loader):
+    # Given a header-only first file, and one whose column b is always empty
+    load(loader, "incoming/e/1.csv", "a,b\n")
+    load(loader, "incoming/e/2.csv", "a,b\n1,\n2,\n")
+    assert "b" not in loader.columns("e")
+    # When b has values
+    load(loader, "incoming/e/3.csv", "a,b\n3,2025-01-05\n")
+    # Then b is a date column, NULL for the earlier rows, and a later empty b loads as NULL
+    load(loader, "incoming/e/4.csv", "a,b\n4,\n")
+    assert loader.columns("e")["a"] == "bigint" and loader.columns("e")["b"] == "date"
+    assert [str(v) if v else v for v in values(loader, "e", "b")] == [None, None, "2025-01-05", None]
+    # and the lineage table keeps each file's own schema
+    schemas = dict(loader.query(sql.SQL("SELECT object_key, schema FROM {}").format(loader.table("_files"))))
+    assert schemas["incoming/e/2.csv"] == {"a": "int", "b": "string"}
+
+
+def test_a_nul_character_among_rescued_values_does_not_stop_the_load(loader):
+    # jsonb cannot hold \u0000: before, this file failed every retry and went to the DLQ
+    records = [f'{{"n": {i}}}' for i in range(29)] + ['{"n": "x\\u0000y"}']
+    load(loader, "incoming/r/1.ndjson", "\n".join(records) + "\n")
+    assert loader.count("r", "incoming/r/1.ndjson") == 30
+    assert values(loader, "r", "_rescued_data")[-1] == {"n": "xy"}
+
+
+def test_a_dataset_named_like_another_datasets_index_loads(loader):
+    load(loader, "incoming/sales/1.csv", "a\n1\n")
+    load(loader, "incoming/sales_object_key_idx/1.csv", "a\n2\n")
+    assert loader.count("sales_object_key_idx", "incoming/sales_object_key_idx/1.csv") == 1

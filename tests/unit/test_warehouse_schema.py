@@ -124,3 +124,31 @@ def test_long_names_fit_postgres_and_stay_distinct():
 )
 def test_parquet_types_map_to_logical_types(duckdb_type, logical):
     assert logical_of_duckdb_type(duckdb_type) == logical
+
+
+def test_long_names_that_differ_only_in_case_are_one_column():
+    long = "Customer_" + "X" * 60
+    existing = {pg_name(long): "bigint"}
+    plan = plan_load("sales", [(long.lower(), "int")], existing)
+    assert [c.column for c in plan.columns] == [pg_name(long)] and not plan.add
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_renamed_column_never_takes_a_file_columns_own_name(order):
+    # line_number is a lineage column: the file's one is stored as line_number_source,
+    # unless the file has a line_number_source of its own, in either column order
+    incoming = [("line_number", "int"), ("line_number_source", "string")][::order]
+    plan = plan_load("lo", incoming, None)
+    assert {c.source: c.column for c in plan.columns} == {
+        "line_number_source": "line_number_source",
+        "line_number": "line_number_source_2",
+    }
+
+
+def test_a_column_without_values_neither_creates_nor_widens():
+    plan = plan_load("sales", [("qty", None), ("note", None)], {**EXISTING})
+    assert not plan.changes_table
+    # qty (bigint in the table) loads NULLs as it is; note waits for a file with values
+    assert [(c.column, c.target) for c in plan.columns] == [("qty", "int")]
+    assert plan.empty == ["note"]
+    assert plan.schema() == {"qty": "string", "note": "string"}

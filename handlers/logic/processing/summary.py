@@ -7,6 +7,7 @@ into the metadata item. Only add fields; renaming or removing one breaks users.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -137,3 +138,19 @@ class Summary(_Model):
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def columns_without_values(summary: Mapping[str, Any]) -> set[str]:
+    """Columns of a summary document all of whose cells are empty (or a header-only file's
+    columns): typed string for want of values, which says nothing of the type later files
+    of the dataset bring. The warehouse and the query catalog neither create nor widen a
+    column from such a file."""
+    row_count = summary.get("row_count") or 0
+    schema = summary.get("schema") or {}
+    return {
+        name
+        for name, stats in (summary.get("statistics") or {}).items()
+        if schema.get(name) == "string"
+        and isinstance(stats, dict)
+        and (stats.get("null_count") or 0) >= row_count
+    }

@@ -29,6 +29,7 @@ from handlers.logic.processing.summary import Lineage
 from .schema import ColumnLoad
 
 CHUNK_BYTES = 1 << 20
+_JSON_NUL = r"(\\\\)|\\u0000"  # an escaped backslash (kept), or the escape of NUL (dropped)
 
 
 def connect(memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -49,7 +50,12 @@ def value_sql(column: ColumnLoad) -> str:
     v = ident(column.source)
     if column.target == "json":
         # Rescued data is JSON text; anything else (should never happen) is kept as a JSON string.
-        return f"CASE WHEN json_valid({v}) THEN CAST({v} AS VARCHAR) ELSE CAST(to_json({v}) AS VARCHAR) END"
+        # jsonb cannot hold \u0000 (NUL): the escape is dropped. Escaped backslashes are
+        # matched as pairs, so the "\\u0000" of a literal backslash and "u0000" is kept.
+        json_text = (
+            f"CASE WHEN json_valid({v}) THEN CAST({v} AS VARCHAR) ELSE CAST(to_json({v}) AS VARCHAR) END"
+        )
+        return f"regexp_replace({json_text}, {literal(_JSON_NUL)}, '\\1', 'g')"
     if column.target in ("string", "foreign"):
         if column.incoming == "string":
             return f"replace({v}, chr(0), '')"  # PostgreSQL text cannot hold NUL
@@ -57,10 +63,29 @@ def value_sql(column: ColumnLoad) -> str:
             return f"strftime({v}, '%Y-%m-%d %H:%M:%S.%f') || '+00'"
         if column.incoming == "date":
             return f"strftime({v}, '%Y-%m-%d')"
+        if column.incoming == "float":
+            return float_text_sql(v)
         return f"CAST({v} AS VARCHAR)"
     # Same type, or a narrower one PostgreSQL reads into the wider column (int into double
     # precision, date into timestamptz at midnight UTC: the session time zone is UTC).
     return v
+
+
+def float_text_sql(v: str) -> str:
+    """A DOUBLE as PostgreSQL writes ``float8::text`` (shortest exact digits), so the values a
+    widened column got from ``ALTER ... TYPE text`` and those loaded into it later read the
+    same: ``100`` not ``100.0``, ``1e+15`` not ``1000000000000000.0``, ``Infinity``, ``NaN``.
+    DuckDB already agrees elsewhere, exponents included, except between 1e15 and 1e16,
+    where PostgreSQL switches to an exponent and DuckDB does not yet."""
+    digits = f"rtrim(replace(CAST(abs({v}) AS VARCHAR), '.', ''), '0')"
+    return (
+        f"CASE WHEN isnan({v}) THEN 'NaN' "
+        f"WHEN isinf({v}) THEN CASE WHEN {v} > 0 THEN 'Infinity' ELSE '-Infinity' END "
+        f"WHEN abs({v}) >= 1e15 AND abs({v}) < 1e16 THEN "
+        f"CASE WHEN {v} < 0 THEN '-' ELSE '' END || left({digits}, 1) "
+        f"|| CASE WHEN length({digits}) > 1 THEN '.' || substr({digits}, 2) ELSE '' END || 'e+15' "
+        f"ELSE regexp_replace(CAST({v} AS VARCHAR), '\\.0$', '') END"
+    )
 
 
 def line_number_sql(lineage: Lineage, row_index: str, thresholds: str | None) -> str:

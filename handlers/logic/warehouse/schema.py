@@ -13,6 +13,9 @@ may disagree about columns; loading reconciles the table with each file:
 Columns are matched by exact name, then case-insensitively (``Price`` in one file and
 ``price`` in the next are one column). Names longer than PostgreSQL's 63 bytes are cut and
 given a hash suffix; a file column named like a lineage column gets a ``_source`` suffix.
+A column without any value in a file (``None`` type: all its cells empty) has no type to
+give: it loads NULLs into a column the table has, and is not created until a file brings
+values, so an empty first file does not make the column text for good.
 """
 
 from __future__ import annotations
@@ -91,19 +94,22 @@ def logical_of_duckdb_type(duckdb_type: str) -> LogicalType:
 
 def pg_name(name: str) -> str:
     """``name`` as a PostgreSQL identifier: at most 63 bytes (longer names are cut at a
-    character boundary and suffixed with a hash of the full name, so two long names that
-    share a prefix stay distinct). NUL characters, which PostgreSQL rejects, are dropped."""
+    character boundary and suffixed with a hash of the full name in lower case, so two long
+    names that share a prefix stay distinct, and two that differ only in case still match
+    case-insensitively). NUL characters, which PostgreSQL rejects, are dropped."""
     name = name.replace("\x00", "") or "column"
     raw = name.encode()
     if len(raw) <= MAX_IDENTIFIER_BYTES:
         return name
-    suffix = "_" + hashlib.sha256(raw).hexdigest()[:8]
+    suffix = "_" + hashlib.sha256(name.lower().encode()).hexdigest()[:8]
     cut = raw[: MAX_IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore")
     return cut + suffix
 
 
 def index_name(table: str, purpose: str) -> str:
-    return pg_name(f"{table}_{purpose}")
+    """Starts with ``_``, which no dataset name does: an index shares the namespace of
+    tables, and dataset ``sales_object_key_idx`` must not collide with ``sales``'s index."""
+    return pg_name(f"_{table}_{purpose}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ class LoadPlan:
     columns: list[ColumnLoad] = field(default_factory=list)
     add: list[ColumnLoad] = field(default_factory=list)
     widen: list[Widening] = field(default_factory=list)
+    # source columns without any value that the table does not have: not loaded (NULL)
+    empty: list[str] = field(default_factory=list)
 
     @property
     def changes_table(self) -> bool:
@@ -139,7 +147,8 @@ class LoadPlan:
 
     def schema(self) -> dict[str, str]:
         """The file's logical schema (source column -> type), as the lineage table keeps it."""
-        return {c.source: c.incoming for c in self.columns if c.source != RESCUED}
+        schema = {c.source: c.incoming for c in self.columns if c.source != RESCUED}
+        return {**schema, **dict.fromkeys(self.empty, "string")}
 
     def renamed(self) -> dict[str, str]:
         """Source columns stored under another name."""
@@ -147,28 +156,27 @@ class LoadPlan:
 
 
 def plan_load(
-    table: str, incoming: list[tuple[str, LogicalType]], existing: dict[str, str] | None
+    table: str, incoming: list[tuple[str, LogicalType | None]], existing: dict[str, str] | None
 ) -> LoadPlan:
-    """Reconcile a file's columns (``incoming``: Parquet name and logical type, in file order)
-    with the table's columns (``existing``: name -> ``format_type``; None: no table yet)."""
+    """Reconcile a file's columns (``incoming``: Parquet name and logical type, in file order;
+    None for a column without any value) with the table's columns (``existing``: name ->
+    ``format_type``; None: no table yet)."""
     plan = LoadPlan(table=table, create=existing is None)
     current: dict[str, Kind] = {name: kind_of_pg_type(t) for name, t in (existing or {}).items()}
-    by_lower: dict[str, str] = {}
-    for name in current:
-        by_lower.setdefault(name.lower(), name)
-    reserved = {c.lower() for c in LINEAGE_COLUMNS}
-    taken: set[str] = set()
+    names = _column_names([source for source, _ in incoming], current)
     for source, logical in incoming:
-        wanted = RESCUED if source == RESCUED else _unreserved(pg_name(source), reserved)
-        name = wanted if wanted in current else by_lower.get(wanted.lower(), wanted)
-        if name.lower() in taken:  # cannot happen with processor output; never load twice
-            name = _unreserved(pg_name(f"{wanted}_{len(taken)}"), reserved)
-        taken.add(name.lower())
+        name = names[source]
         if source == RESCUED:
             column = ColumnLoad(source, name, "string", current.get(name, "json"))
             if name not in current:
                 plan.add.append(column)
             plan.columns.append(column)
+            continue
+        if logical is None:  # no value to type the column by
+            if name in current:
+                plan.columns.append(ColumnLoad(source, name, "string", current[name]))
+            else:
+                plan.empty.append(source)
             continue
         if name not in current:
             column = ColumnLoad(source, name, logical, logical)
@@ -185,6 +193,30 @@ def plan_load(
     if plan.create:
         plan.add = []  # created with every column at once
     return plan
+
+
+def _column_names(sources: list[str], current: dict[str, Kind]) -> dict[str, str]:
+    """The warehouse column of each source column. Columns stored under their own name are
+    placed first, so a renamed one (``line_number`` -> ``line_number_source``) never takes
+    a file column's own name, whatever the order of the file's columns; a clash then gets
+    the first free ``_2``, ``_3``... suffix."""
+    by_lower: dict[str, str] = {}
+    for name in current:
+        by_lower.setdefault(name.lower(), name)
+    reserved = {c.lower() for c in LINEAGE_COLUMNS}
+    wanted = {s: RESCUED if s == RESCUED else _unreserved(pg_name(s), reserved) for s in sources}
+    taken: set[str] = set()
+    names: dict[str, str] = {}
+    for source in sorted(sources, key=lambda s: wanted[s] != s):  # stable: file order within each
+        base = wanted[source]
+        name = base if base in current else by_lower.get(base.lower(), base)
+        n = 2
+        while name.lower() in taken:
+            name = _unreserved(pg_name(f"{base}_{n}"), reserved)
+            n += 1
+        taken.add(name.lower())
+        names[source] = name
+    return names
 
 
 def _unreserved(name: str, reserved: set[str]) -> str:
