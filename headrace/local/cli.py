@@ -60,6 +60,16 @@ def _ports(parser: argparse.ArgumentParser) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from .emulator import EmulatorError
+
+    try:
+        return _serve(args)
+    except EmulatorError as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
     from .runtime import LocalRuntime
 
     console = Console()
@@ -92,15 +102,23 @@ def _up(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
+    from .emulator import EmulatorError
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    return demo.run(ROOT, Console(), port=args.port, api_port=args.api_port, timeout=args.timeout)
+    try:
+        return demo.run(ROOT, Console(), port=args.port, api_port=args.api_port, timeout=args.timeout)
+    except EmulatorError as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _invoke(args: argparse.Namespace) -> int:
+    import boto3
+
     from headrace.outputs import OutputsError, StackOutputs
 
     from .executor import discover, sandbox_environment
+    from .iam import RoleSessions, lambda_service_key
     from .sandbox import Sandbox
 
     try:
@@ -119,14 +137,19 @@ def _invoke(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # The sandbox runs as the function's execution role, assumed as the runtime assumes it:
+    # by the Lambda service identity (the administrator cannot; the role trusts only Lambda).
+    with lambda_service_key(outputs.client("iam")) as service_key:
+        sts = boto3.client(
+            "sts",
+            endpoint_url=outputs.aws_endpoint_url,
+            region_name=outputs.region,
+            aws_access_key_id=service_key.access_key,
+            aws_secret_access_key=service_key.secret_key,
+        )
+        role = RoleSessions(sts).credentials(spec.role, spec.name)
     scratch = args.outputs.parent / "scratch"
-    env = sandbox_environment(
-        spec,
-        outputs.aws_endpoint_url or "",
-        outputs.region,
-        (outputs.aws_access_key_id or "", outputs.aws_secret_access_key or ""),
-        scratch,
-    )
+    env = sandbox_environment(spec, outputs.aws_endpoint_url or "", outputs.region, role, scratch)
     sandbox = Sandbox(spec, env, ROOT, args.outputs.parent / "logs" / f"{spec.name}.invoke.log")
     try:
         result = sandbox.invoke(payload)

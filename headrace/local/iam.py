@@ -49,7 +49,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.credentials import Credentials
@@ -368,6 +369,18 @@ LAMBDA_SERVICE_STATEMENT = {
     "Action": "sts:AssumeRole",
     "Resource": "arn:aws:iam::*:role/*",
 }
+
+
+@contextmanager
+def lambda_service_key(iam: Any) -> Iterator[Credentials]:
+    """A short-lived access key of the Lambda service identity, made by the administrator
+    (``iam``: its client) for ``headrace local invoke``, which must assume a function's role
+    as the runtime does; deleted on exit."""
+    key = iam.create_access_key(UserName=LAMBDA_SERVICE_USER)["AccessKey"]
+    try:
+        yield Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    finally:
+        iam.delete_access_key(UserName=LAMBDA_SERVICE_USER, AccessKeyId=key["AccessKeyId"])
 
 
 class RoleSessions:

@@ -8,8 +8,10 @@ with runtime:                 # start, deploy, serve
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from .deploy import deploy, merge_config, stub_archive
-from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, REGION, Emulator
+from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, REGION, Emulator, EmulatorError, port_in_use
 from .executor import Executor, discover, sandbox_environment
 from .iam import (
     ADMIN_STATEMENT,
@@ -64,6 +66,10 @@ EMBEDDED_CONFIG: dict[str, Any] = {
 }
 
 
+class RuntimeBusy(EmulatorError):
+    """Another runtime serves from the same state directory, or a port is taken."""
+
+
 class LocalRuntime:
     def __init__(
         self,
@@ -87,6 +93,7 @@ class LocalRuntime:
         # Until IAM is enforced any credentials work; then these are the administrator's.
         self.credentials = Credentials("test", "test")
         self.roles: RoleSessions | None = None
+        self._lock: int | None = None  # descriptor holding the state directory's lock
 
     @property
     def outputs_path(self) -> Path:
@@ -112,6 +119,7 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalRuntime:
+        self._claim()  # before anything is touched: a refused start must not harm a running one
         # Every run starts empty, like the emulator: no data from an earlier run.
         for stale in ("logs", "scratch"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
@@ -166,7 +174,37 @@ class LocalRuntime:
             self.postgres.cleanup()
             self.postgres = None
         self.emulator.stop()
-        self.outputs_path.unlink(missing_ok=True)
+        if self._lock is not None:
+            self.outputs_path.unlink(missing_ok=True)
+            os.close(self._lock)  # releases the lock
+            self._lock = None
+
+    def _claim(self) -> None:
+        """Take the state directory (its outputs file, logs and scratch space) for this
+        runtime, and check the ports; raise :class:`RuntimeBusy`, having changed nothing,
+        when another runtime holds the directory or a port is in use."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.state_dir / "runtime.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RuntimeBusy(
+                f"another embedded runtime (pid {holder}) is using {self.state_dir}; stop it first "
+                "(its outputs file serves every headrace command meanwhile)"
+            ) from None
+        for port, option in ((self.emulator.port, "--port"), (self.api_port, "--api-port")):
+            if port_in_use(self.emulator.host, port):
+                os.close(fd)
+                raise RuntimeBusy(
+                    f"port {port} on {self.emulator.host} is already in use (is LocalStack or another "
+                    f"`headrace local up` running?); stop it or choose another port with {option}"
+                )
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
 
     def __enter__(self) -> LocalRuntime:
         return self.start()

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from headrace.cli import main
+
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 FILES = {
     "sales": "sales.csv",
@@ -78,3 +80,27 @@ def test_todays_report_matches_the_metadata_table(stack, loaded):
     assert result["report_html"].endswith(f"reports/{today}/report.html")
     page = stack.s3.get_object(Bucket=stack.outputs.reports_bucket, Key=f"reports/{today}/report.html")
     assert page["ContentType"].startswith("text/html")
+
+
+def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsys):
+    if not stack.embedded:
+        pytest.skip("headrace local invoke drives the embedded runtime")
+    today = datetime.now(UTC).date().isoformat()
+    # the README's command: a sandbox outside the runtime, with the report role's credentials
+    command = [
+        "local",
+        "invoke",
+        "report",
+        "--outputs",
+        str(stack.outputs_path),
+        "--payload",
+        json.dumps({"date": today}),
+    ]
+    assert main(command) == 0
+    response = json.loads(capsys.readouterr().out)
+    assert response["task"] == "report" and response["report_json"].endswith(f"reports/{today}/report.json")
+    # the Lambda service identity's key made for the call is gone again
+    keys = stack.outputs.client("iam").list_access_keys(UserName="headrace-lambda-service")[
+        "AccessKeyMetadata"
+    ]
+    assert len(keys) == 1

@@ -1,0 +1,59 @@
+"""One state directory, one embedded runtime: a second `headrace local up` (or demo) is
+refused before it touches anything the running one uses."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from headrace.local.emulator import free_port
+from headrace.local.runtime import LocalRuntime, RuntimeBusy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def running(state: Path) -> LocalRuntime:
+    """A runtime holding ``state`` as a started one does, with the files it writes."""
+    runtime = LocalRuntime(ROOT, state_dir=state, port=free_port(), api_port=free_port())
+    runtime._claim()
+    (state / "logs").mkdir(exist_ok=True)
+    (state / "logs" / "processor.log").write_text("serving\n")
+    runtime.outputs_path.write_text("{}\n")
+    return runtime
+
+
+def test_a_second_runtime_on_the_same_state_directory_is_refused_and_harms_nothing(tmp_path):
+    first = running(tmp_path)
+    try:
+        second = LocalRuntime(ROOT, state_dir=tmp_path, port=free_port(), api_port=free_port())
+        with pytest.raises(RuntimeBusy, match=r"another embedded runtime \(pid \d+\) is using"):
+            second.start()
+        assert first.outputs_path.read_text() == "{}\n"
+        assert (tmp_path / "logs" / "processor.log").read_text() == "serving\n"
+    finally:
+        first.stop()
+    # the first one's stop releases the directory (and removes its outputs file)
+    assert not first.outputs_path.exists()
+    running(tmp_path).stop()
+
+
+@pytest.mark.parametrize("option", ["--port", "--api-port"])
+def test_a_port_in_use_is_refused_before_anything_is_touched(tmp_path, option):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = (
+            {"port": port, "api_port": free_port()}
+            if option == "--port"
+            else {"port": free_port(), "api_port": port}
+        )
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "old.log").write_text("kept\n")
+        with pytest.raises(RuntimeBusy, match=f"port {port} .* already in use.*{option}"):
+            LocalRuntime(ROOT, state_dir=tmp_path, **ports).start()
+        assert (tmp_path / "logs" / "old.log").exists()
+    # and the refused start did not keep the directory
+    running(tmp_path).stop()
