@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,12 @@ def test_cli_prints_json_and_the_files_it_scanned(stack, capsys):
     assert json.loads(captured.out) == [{"product": "Gadget", "units": 5}, {"product": "Widget", "units": 10}]
     assert "duckdb: scanned 1 of 2 Parquet files" in captured.err
     assert f"scanned: {stack['keys'][('sales', '2025-02-01')]}" in captured.err.splitlines()
+
+
+def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
+    # DuckDB needs pytz to hand TIMESTAMPTZ values to Python: without it, any such result
+    # (now(), a timestamp column cast to TIMESTAMPTZ) ended in a traceback
+    result = execute(stack["outputs"], "SELECT TIMESTAMPTZ '2025-01-02 10:30:00+00' AS t")
+    [(moment,)] = result.rows
+    assert moment.utcoffset() is not None
+    assert moment.astimezone(UTC).isoformat() == "2025-01-02T10:30:00+00:00"
