@@ -12,7 +12,9 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-ROUTES = ("POST /ingest", "GET /logs")
+# $default sends every other request to the function too, so a wrong method or path gets
+# the API's own JSON answer (405 with Allow, 404) instead of API Gateway's {"message"}.
+ROUTES = ("POST /ingest", "GET /logs", "$default")
 
 ACCESS_LOG_FORMAT = json.dumps(
     {
@@ -63,7 +65,7 @@ class IngestApi(pulumi.ComponentResource):
         )
         for route in ROUTES:
             aws.apigatewayv2.Route(
-                f"{name}-{route.split()[1].strip('/')}",
+                f"{name}-{'default-route' if route == '$default' else route.split()[1].strip('/')}",
                 api_id=self.api.id,
                 route_key=route,
                 target=pulumi.Output.concat("integrations/", integration.id),

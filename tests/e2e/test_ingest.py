@@ -51,4 +51,9 @@ def test_bad_requests_get_a_4xx_and_enqueue_nothing(stack, tenants):
     )
     assert stack.api("/ingest", b"x", {"content-type": "image/png", "x-api-key": key})[0] == 415
     assert stack.api("/ingest", b"{}", {"content-type": "application/json"})[0] == 401
+    # a wrong method or path gets the API's own JSON answer, not API Gateway's
+    status, answer = stack.api("/ingest")
+    assert status == 405 and "use POST" in answer["error"]
+    status, answer = stack.api("/nowhere")
+    assert status == 404 and "POST /ingest and GET /logs" in answer["error"]
     assert stack.queue_depth(stack.outputs.get("ingest_queue_url")) == depth

@@ -19,7 +19,7 @@ def test_http_api_routes_to_the_ingest_function(dev: Deployment) -> None:
     assert integration.inputs["integrationType"] == "AWS_PROXY"
     assert integration.inputs["integrationUri"] == ingest.outputs["arn"]
     assert integration.inputs["payloadFormatVersion"] == "2.0"
-    assert sorted(r.inputs["routeKey"] for r in routes) == ["GET /logs", "POST /ingest"]
+    assert sorted(r.inputs["routeKey"] for r in routes) == ["$default", "GET /logs", "POST /ingest"]
     assert all(r.inputs["target"] == f"integrations/{integration.id}" for r in routes)
     # on an auto-deployed default stage, throttled, with JSON access logs
     assert stage.inputs["name"] == "$default" and stage.inputs["autoDeploy"] is True
