@@ -34,16 +34,8 @@ def _inspect(args: argparse.Namespace) -> int:
         return _fail(f"{path}: {exc}")
     except PermissionError as exc:
         return _fail(f"{path}: cannot read the file: {exc.strerror}")
-    try:
-        json.dump(summary.to_json_dict(), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`headrace inspect f | head`): stop quietly, as other
-        # command-line tools do. Python's documented recipe: point stdout at devnull so the
-        # flush at exit does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    json.dump(summary.to_json_dict(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
     return 0
 
 
@@ -80,4 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`headrace query ... | head`): stop quietly, as other
+        # command-line tools do. Python's documented recipe: point stdout at devnull so the
+        # flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
