@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json
@@ -38,8 +37,7 @@ class ObjectRef(BaseModel):
     @classmethod
     def from_event(cls, event: S3EventNotificationEventBridgeModel) -> ObjectRef:
         obj = event.detail.object
-        raw: dict[str, Any] = obj.model_extra or {}
-        etag = (obj.etag or raw.get("eTag", "")).strip('"')  # moto spells it eTag
+        etag = obj.etag.strip('"')
         return cls(
             bucket=event.detail.bucket.name,
             key=obj.key,

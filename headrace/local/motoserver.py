@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with fifteen documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with sixteen documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -76,6 +76,10 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    nothing), so it is shared, together with the names and values the parse found (moto
    checks afterwards that every name and value given was used). A failed parse is never
    remembered.
+16. S3's EventBridge events spell the object's ETag ``etag``, as AWS does; moto writes
+   ``eTag``, which the Powertools event model ignores, so every local event had an empty
+   ETag: part of the processor's idempotency key, which ``headrace replay`` derives from
+   the object's real ETag, so a replayed completed version was processed again.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -359,7 +363,7 @@ def patch_dynamodb() -> None:
 
 
 def patch_events() -> None:
-    """Adjustments 3 and 10."""
+    """Adjustments 3, 10 and 16."""
     import jsonpath_ng.ext
     import moto.events.models as events_models
 
@@ -368,6 +372,9 @@ def patch_events() -> None:
     def send_to_targets(self: Any, event: Any, transform_input: bool = True) -> None:
         if self.scheduled_expression and not self.event_pattern.get_pattern():
             return
+        s3_object = event.get("detail", {}).get("object") if event.get("source") == "aws.s3" else None
+        if isinstance(s3_object, dict) and "eTag" in s3_object:
+            s3_object["etag"] = s3_object.pop("eTag")
         original_send(self, event, transform_input)
 
     events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from headrace.cli import main
+
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 POISON = bytes(range(256)) * 8
 
@@ -47,6 +49,20 @@ def test_an_uploaded_file_is_processed_and_its_parquet_reads_back(stack):
         ("Gadget", 5, 49.99),
         ("Widget", None, 39.99),
     ]
+
+
+def test_replaying_a_completed_file_is_acknowledged_without_work(stack, capsys):
+    # Given a completed file
+    key = stack.key("sales", "replayed.csv")
+    version = stack.upload(key, SALES)
+    completed_at = stack.wait_for(key, version)["completed_at"]
+    # When it is replayed (as an operator would, through the stack's outputs)
+    assert main(["replay", key, "--outputs", str(stack.outputs_path)]) == 0
+    # Then the processor recognises the version it already did: the replay's idempotency
+    # key (bucket, key, version, ETag from S3) is the one the S3 event gave it
+    assert "acknowledged without work" in capsys.readouterr().out
+    time.sleep(5)
+    assert stack.item(key, version)["completed_at"] == completed_at
 
 
 def test_a_poison_file_ends_in_the_dlq_after_its_retries_and_blocks_nothing(stack):
