@@ -16,7 +16,9 @@ the DLQ serves: with SQS's message move task (``StartMessageMoveTask``) where th
 has it (AWS, LocalStack 3.1+), otherwise (the embedded runtime's emulator, or with
 ``--prefix``/``--limit``, which a move task cannot honour) by receive, send, delete in
 batches of ten. A message is sent before it is deleted, so an interrupted redrive loses
-nothing; one that is sent twice is processed once (every stage is idempotent).
+nothing; one that is sent twice is processed once (every stage is idempotent). With
+``--json`` a dry run prints ``{"dry_run": true, "queue": ..., "messages": [...]}`` and a
+redrive its result with ``"dry_run": false``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ QUEUES = {
 # How long a message listed or being moved stays hidden from other readers.
 PEEK_VISIBILITY_SECONDS = 30
 MOVE_VISIBILITY_SECONDS = 120
+# How many messages a listing shows, and receives at least to find those a --prefix selects.
+LISTING_LIMIT = 1000
 BATCH = 10  # SQS batch limit
 # Errors by which a service says it has no message move task (emulators): the redrive then
 # moves messages itself. moto's server answers an unknown action with a bare HTTP 500
@@ -253,12 +257,22 @@ def _eventbridge_failure(attributes: dict[str, Any]) -> str:
 
 
 def inspect_dlq(
-    sqs: Any, dlq_url: str, describe: Callable[[dict[str, Any]], DeadLetter], limit: int
+    sqs: Any,
+    dlq_url: str,
+    describe: Callable[[dict[str, Any]], DeadLetter],
+    limit: int,
+    *,
+    select: Callable[[dict[str, Any]], bool] = lambda _: True,
+    scan: int = 0,
 ) -> list[DeadLetter]:
-    """The messages of a DLQ, described; every one is visible again when this returns."""
-    messages = receive_all(sqs, dlq_url, limit=limit, visibility=PEEK_VISIBILITY_SECONDS)
+    """The first ``limit`` messages of a DLQ that ``select`` accepts, described, out of at
+    most ``max(limit, scan)`` received; every one is visible again when this returns.
+
+    Selects before it limits, as :func:`move_manually` does, so a dry run counts what the
+    redrive would move."""
+    messages = receive_all(sqs, dlq_url, limit=max(limit, scan), visibility=PEEK_VISIBILITY_SECONDS)
     try:
-        return [describe(m) for m in messages]
+        return [describe(m) for m in [m for m in messages if select(m)][:limit]]
     finally:
         release(sqs, dlq_url, [m["ReceiptHandle"] for m in messages])
 
@@ -362,7 +376,9 @@ def move_manually(
 
     Messages ``select`` rejects, and any the queue refuses, stay in the DLQ (made visible
     again at the end). Send before delete: an interruption leaves a message in both queues,
-    never in neither."""
+    never in neither. Like :func:`receive_all`, stops after two receives in a row bring no
+    message it has not seen: receives that bring only rejected ones do not end the scan,
+    since the selected messages may wait behind them."""
     moved, failed = 0, 0
     keep: dict[str, str] = {}  # message id -> receipt handle, released at the end
     done: set[str] = set()
@@ -378,14 +394,17 @@ def move_manually(
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             batch: list[dict[str, Any]] = []
+            fresh = 0
             for message in messages:
-                if message["MessageId"] in keep:
+                if message["MessageId"] in keep:  # came back: keep the newest receipt handle
                     keep[message["MessageId"]] = message["ReceiptHandle"]
-                elif message["MessageId"] not in done and len(batch) + moved < limit and select(message):
-                    batch.append(message)
                 elif message["MessageId"] not in done:
-                    keep[message["MessageId"]] = message["ReceiptHandle"]
-            empty = 0 if batch else empty + 1
+                    fresh += 1
+                    if len(batch) + moved < limit and select(message):
+                        batch.append(message)
+                    else:
+                        keep[message["MessageId"]] = message["ReceiptHandle"]
+            empty = 0 if fresh else empty + 1
             if not batch:
                 continue
             entries = [
@@ -443,7 +462,10 @@ def register(subparsers: Any) -> None:
             help="only messages whose object key (ingest: tenant/log id) starts with this",
         )
         p.add_argument(
-            "--limit", type=int, default=None, help="at most this many messages (listing: 1000 by default)"
+            "--limit",
+            type=int,
+            default=None,
+            help="at most this many of the messages --prefix selects (listing: 1000 by default)",
         )
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
         if name == "redrive":
@@ -462,17 +484,29 @@ def run(args: argparse.Namespace) -> int:
         describe = Describer(args.queue, outputs.resource("dynamodb").Table(outputs.metadata_table))
         if args.dlq_command == "redrive" and args.execute:
             return _redrive(args, outputs, sqs, queue_url, dlq_url, describe)
-        letters = [
-            letter
-            for letter in inspect_dlq(sqs, dlq_url, describe, args.limit or 1000)
-            if letter.subject.startswith(args.prefix)
-        ]
+        limit = args.limit or LISTING_LIMIT
+        letters = inspect_dlq(
+            sqs,
+            dlq_url,
+            describe,
+            limit,
+            select=_selector(describe, args.prefix),
+            # the ones a prefix selects may wait behind others: look further than the limit
+            scan=LISTING_LIMIT if args.prefix else 0,
+        )
     except (OutputsError, DlqError) as exc:
         return _fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return _fail(f"cannot read the stack in {args.outputs}: {exc}")
     if args.json:
-        json.dump([letter.public() for letter in letters], sys.stdout, indent=2)
+        listed = [letter.public() for letter in letters]
+        # A redrive's JSON says whether it moved anything: this one did not.
+        document: Any = (
+            {"dry_run": True, "queue": args.queue, "messages": listed}
+            if args.dlq_command == "redrive"
+            else listed
+        )
+        json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     sys.stdout.write(render(args.queue, dlq_url, letters))
@@ -502,15 +536,16 @@ def _redrive(
         if result is None:
             say("this service has no message move task: moving messages one batch at a time")
     if result is None:
-
-        def select(message: dict[str, Any]) -> bool:
-            return describe.subject(message).startswith(args.prefix) if args.prefix else True
-
         result = move_manually(
-            sqs, dlq_url, queue_url, select=select, limit=args.limit or 1_000_000, progress=say
+            sqs,
+            dlq_url,
+            queue_url,
+            select=_selector(describe, args.prefix),
+            limit=args.limit or 1_000_000,
+            progress=say,
         )
     if args.json:
-        json.dump(asdict(result), sys.stdout, indent=2, default=str)
+        json.dump({"dry_run": False, **asdict(result)}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
         print(
@@ -520,6 +555,14 @@ def _redrive(
         if result.left:
             print(f"{result.left} message(s) could not be sent and stay in the DLQ.")
     return 1 if result.left else 0
+
+
+def _selector(describe: Describer, prefix: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a raw message is about a subject starting with ``prefix`` (no table read): the
+    one test the listing, the dry run and the redrive share, so they select alike."""
+    if not prefix:
+        return lambda _: True
+    return lambda message: describe.subject(message).startswith(prefix)
 
 
 def _single_attempt_sqs(outputs: StackOutputs) -> Any:

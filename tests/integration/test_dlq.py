@@ -323,6 +323,50 @@ def test_redrive_with_a_limit_moves_at_most_that_many(stack, capsys):
     assert stack.visible("load-dlq") == 2
 
 
+def test_a_prefix_redrive_scans_past_messages_it_does_not_select(stack, capsys):
+    # Given 24 dead letters of another dataset ahead of one that matches the prefix
+    for i in range(24):
+        stack.dead_letter("processing", s3_event(f"incoming/orders/{i}.csv", "v1"))
+    stack.dead_letter("processing", s3_event("incoming/sales/1.csv", "v1"))
+    # When the matching one is redriven
+    code, result = stack.cli(
+        capsys, "redrive", "--queue", "processing", "--prefix", "incoming/sales/", "--execute", "--json"
+    )
+    # Then it moved, although the first receives brought nothing it selects
+    assert code == 0 and result["moved"] == 1
+    assert [json.loads(b)["detail"]["object"]["key"] for b in stack.bodies("processing")] == [
+        "incoming/sales/1.csv"
+    ]
+    assert stack.visible("processing-dlq") == 24
+
+
+def test_the_dry_run_applies_the_prefix_before_the_limit_as_the_redrive_does(stack, capsys):
+    # Given a dead letter that does not match the prefix ahead of two that do
+    stack.dead_letter("processing", s3_event("incoming/aaa/1.csv", "v1"))
+    stack.dead_letter("processing", s3_event("incoming/bbb/1.csv", "v1"))
+    stack.dead_letter("processing", s3_event("incoming/bbb/2.csv", "v1"))
+    selection = ("redrive", "--queue", "processing", "--prefix", "incoming/bbb", "--limit", "1")
+    # When the dry run and then the redrive run with the same prefix and limit
+    _, text = stack.cli(capsys, *selection)
+    code, result = stack.cli(capsys, *selection, "--execute", "--json")
+    # Then both count the same one message
+    assert "Dry run: 1 message(s) would move" in text
+    assert code == 0 and result["moved"] == 1
+
+
+def test_the_dry_run_json_says_it_is_a_dry_run(stack, capsys):
+    # Given one dead letter
+    stack.dead_letter("processing", s3_event("incoming/a.csv", "v1"))
+    # When redrive --json runs without --execute, and then with it
+    code, dry = stack.cli(capsys, "redrive", "--queue", "processing", "--json")
+    assert stack.visible("processing-dlq") == 1
+    _, done = stack.cli(capsys, "redrive", "--queue", "processing", "--json", "--execute")
+    # Then the first says it moved nothing and lists what would move; the second says it moved
+    assert code == 0 and dry["dry_run"] is True
+    assert [m["subject"] for m in dry["messages"]] == ["incoming/a.csv"]
+    assert done["dry_run"] is False and done["moved"] == 1
+
+
 def test_a_missing_outputs_file_is_a_clear_error(tmp_path, capsys):
     # When the command points at no outputs file
     code = main(["dlq", "inspect", "--queue", "load", "--outputs", str(tmp_path / "nope.json")])
