@@ -72,8 +72,15 @@ class StackOutputs(BaseModel):
             data = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise OutputsError(f"{path}: no such outputs file (pulumi stack output --json > {path})") from exc
+        except OSError as exc:  # a directory, no permission, an I/O error: a line, not a traceback
+            raise OutputsError(f"{path}: cannot read the outputs file: {exc.strerror or exc}") from exc
         except ValueError as exc:
             raise OutputsError(f"{path}: not JSON: {exc}") from exc
+        if not isinstance(data, dict):  # validation would list no field at all
+            raise OutputsError(
+                f"{path}: not a headrace stack outputs file (it must hold a JSON object of outputs, "
+                "as pulumi stack output --json prints)"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
