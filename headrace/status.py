@@ -1,8 +1,9 @@
 """``headrace status``: how a stack is doing, from its outputs file.
 
 Prints the depth of every queue and dead-letter queue (waiting / in flight), the file that
-completed last, and the processing and load failures of the last hour (from the metadata
-table's ``by_day`` index: today's and yesterday's uploads).
+completed last, and the processing and load failures of the last hour, or of the last
+``--minutes`` (at most 10080, a week). Both come from the metadata table's ``by_day`` index:
+the uploads of every day the window covers, and of the day before it.
 
 Exit status: 0 when every DLQ is empty, 1 when a DLQ holds messages (they need an
 operator: inspect, fix, redrive), 2 when the stack cannot be read (no outputs file, no
@@ -36,6 +37,9 @@ QUEUES = (
     ("ingest DLQ", "ingest_dlq_url", True),
 )
 OPTIONAL_OUTPUTS = {"ingest_queue_url", "ingest_dlq_url"}
+# The longest --minutes: each upload day the window covers is one query of the by_day index
+# reading all of that day's items, so a week (eight or nine queries) bounds the work.
+MAX_MINUTES = 7 * 24 * 60
 
 
 @dataclass(frozen=True)
@@ -55,15 +59,31 @@ def register(subparsers: Any) -> None:
         formatter_class=DocstringHelp,
     )
     add_outputs_option(p)
-    p.add_argument("--minutes", type=int, default=60, help="how far back to list failures (default 60)")
+    p.add_argument(
+        "--minutes",
+        type=_window_minutes,
+        default=60,
+        help=f"how far back to list failures (default 60, at most {MAX_MINUTES}: a week)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.set_defaults(func=run)
 
 
+def _window_minutes(value: str) -> int:
+    """``--minutes``: a whole number from 1 to :data:`MAX_MINUTES` (argparse reports the error)."""
+    try:
+        minutes = int(value)
+    except ValueError:
+        minutes = 0
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_MINUTES} (a week), not {value}"
+        )
+    return minutes
+
+
 def run(args: argparse.Namespace, now: datetime | None = None) -> int:
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    if args.minutes < 1:
-        return _fail("--minutes must be at least 1")
     try:
         outputs = StackOutputs.load(args.outputs)
         status = collect(outputs, now, timedelta(minutes=args.minutes))
@@ -91,10 +111,15 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
             raise
         queues.append(QueueDepth(label, url, dead_letter, *message_counts(url, sqs)))
     table = outputs.resource("dynamodb").Table(outputs.metadata_table)
+    # Failures are found by upload day: read every day the window covers, and the day before
+    # it (a file uploaded before midnight can fail after it).
     today = now.date()
-    items = files_on_day(table, today.isoformat()) + files_on_day(
-        table, (today - timedelta(days=1)).isoformat()
-    )
+    days = (today - (now - window).date()).days + 2
+    items = [
+        item
+        for back in range(days)
+        for item in files_on_day(table, (today - timedelta(days=back)).isoformat())
+    ]
     last = last_completed(items)
     failures = failures_since(items, now - window)
     return {

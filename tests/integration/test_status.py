@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from headrace.cli import main
@@ -94,3 +96,40 @@ def test_an_unusable_outputs_file_is_a_clear_error(tmp_path, capsys, content, me
         path.write_text(content)
     assert main(["status", "--outputs", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_longer_window_reads_the_uploads_of_every_day_it_covers(pipeline, tmp_path, capsys):
+    # Given a file uploaded three days ago that failed then
+    outputs = tmp_path / "outputs.json"
+    write_outputs(pipeline, outputs)
+    then = datetime.now(UTC) - timedelta(days=3)
+    stamp = then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    boto3.resource("dynamodb", region_name=REGION).Table("metadata").put_item(
+        Item={
+            "object_key": "incoming/old.csv",
+            "version": "v1",
+            "day": then.date().isoformat(),
+            "uploaded_at": stamp,
+            "status": "failed",
+            "failed_at": stamp,
+            "error": "binary content (not a text file)",
+        }
+    )
+    # When the failures of the last four days are asked for, and of the last two
+    main(["status", "--outputs", str(outputs), "--json", "--minutes", str(4 * 24 * 60)])
+    four_days = json.loads(capsys.readouterr().out)
+    main(["status", "--outputs", str(outputs), "--json", "--minutes", str(2 * 24 * 60)])
+    two_days = json.loads(capsys.readouterr().out)
+    # Then the first lists that failure and the second does not
+    assert [f["object_key"] for f in four_days["failures"]] == ["incoming/old.csv"]
+    assert two_days["failures"] == []
+
+
+@pytest.mark.parametrize("minutes", ["0", "-5", "ten", "10081", "10000000000000"])
+def test_minutes_beyond_what_status_reads_are_refused(tmp_path, capsys, minutes):
+    # When --minutes is not a whole number from 1 to the maximum
+    with pytest.raises(SystemExit) as exit:
+        main(["status", "--outputs", str(tmp_path / "outputs.json"), "--minutes", minutes])
+    # Then argparse refuses it (exit 2), naming the maximum (a week)
+    assert exit.value.code == 2
+    assert "from 1 to 10080" in capsys.readouterr().err
