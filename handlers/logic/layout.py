@@ -6,7 +6,9 @@
 ``dataset`` is the first folder under the raw prefix (``incoming/sales/2025-01.csv`` ->
 ``sales``), or the file's stem for files directly under it (``incoming/sales.csv`` ->
 ``sales``), reduced to ``[a-z0-9_]`` so it is a valid Glue/Athena table and PostgreSQL
-identifier. ``<id>`` is derived from the raw key and version, so processing the same object
+identifier: accents are dropped (``Über Sales`` -> ``uber_sales``), and a name with letters
+that have no ASCII form (``東京``), or with nothing left, gets a hash of the folder name, so
+two such folders never merge into one dataset. ``<id>`` is derived from the raw key and version, so processing the same object
 version again overwrites the same keys: every write is idempotent.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -25,8 +28,12 @@ _KEEP = re.compile(r"[^A-Za-z0-9._-]+")
 def dataset_for(key: str, raw_prefix: str) -> str:
     relative = key[len(raw_prefix) :] if raw_prefix and key.startswith(raw_prefix) else key
     parts = [p for p in relative.split("/") if p]
-    name = parts[0] if len(parts) > 1 else _stem(parts[-1] if parts else "data")
-    name = _UNSAFE.sub("_", name.lower()).strip("_") or "data"
+    folder = parts[0] if len(parts) > 1 else _stem(parts[-1] if parts else "data")
+    decomposed = unicodedata.normalize("NFKD", folder)  # "Ü" -> "U" and a combining mark
+    name = _UNSAFE.sub("_", decomposed.encode("ascii", "ignore").decode().lower()).strip("_")
+    if not name or any(ch.isalnum() and not ch.isascii() for ch in decomposed):
+        digest = hashlib.sha256(folder.encode()).hexdigest()[:8]
+        name = f"{name or 'd'}_{digest}"
     return f"d_{name}" if name[0].isdigit() else name
 
 

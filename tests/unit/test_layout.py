@@ -1,0 +1,35 @@
+"""Dataset names: the first folder under the raw prefix, as a Glue/Athena and PostgreSQL name."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from handlers.logic.layout import dataset_for
+
+
+@pytest.mark.parametrize(
+    ("key", "dataset"),
+    [
+        ("incoming/sales/2025-01.csv", "sales"),
+        ("incoming/Sales Report/x.csv", "sales_report"),
+        ("incoming/sales.csv.gz", "sales"),
+        ("incoming/2025/x.csv", "d_2025"),
+        ("incoming/Über Sales/x.csv", "uber_sales"),  # accents dropped, not the letter
+        ("incoming/café/x.csv", "cafe"),
+    ],
+)
+def test_folder_names_become_dataset_names(key, dataset):
+    assert dataset_for(key, "incoming/") == dataset
+
+
+def test_folders_without_an_ascii_form_stay_apart():
+    # they used to become "data" (or lose their non-ASCII part) and merge into one dataset
+    names = {
+        dataset_for(f"incoming/{folder}/x.csv", "incoming/") for folder in ("東京", "大阪", "🚀", "___", "-")
+    }
+    assert len(names) == 5
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in names)
+    assert re.fullmatch(r"sales_[0-9a-f]{8}", dataset_for("incoming/東京sales/x.csv", "incoming/"))
+    assert dataset_for("incoming/東京/x.csv", "incoming/") == dataset_for("incoming/東京/y.csv", "incoming/")
