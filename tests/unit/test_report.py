@@ -104,6 +104,16 @@ def test_the_message_has_the_headline_figures_and_the_link():
     assert sns_subject(report) == "headrace report 2025-03-14: 2 files, 1 failed"
 
 
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(604800, "7 days"), (86400, "1 day"), (90000, "25 hours"), (3600, "1 hour"), (5400, "90 minutes")],
+)
+def test_the_link_lifetime_reads_naturally(seconds, said):
+    report = build_report("2025-03-14", [item(1, "completed")], NOW)
+    assert f"(link valid for {said}):" in sns_message(report, "https://example.invalid/r", seconds)
+
+
 def test_percentiles_and_axis():
     assert percentile([], 50) is None
     assert percentile([5.0], 95) == 5.0

@@ -345,7 +345,14 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
     if report.failures:
         first = report.failures[0]
         lines.append(f"Latest failure ({first.stage}): {first.object_key}: {first.error[:200]}")
-    days = link_ttl_seconds / 86400
-    validity = f"{days:g} days" if days >= 1 else f"{link_ttl_seconds // 3600} hours"
-    lines += ["", f"Report (link valid for {validity}):", link]
+    lines += ["", f"Report (link valid for {_period(link_ttl_seconds)}):", link]
     return "\n".join(lines)
+
+
+def _period(seconds: int) -> str:
+    """``seconds`` in the largest unit that divides it evenly: "7 days", "1 day", "25 hours"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
