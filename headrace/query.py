@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import threading
@@ -493,6 +494,9 @@ def _athena_value(value: str | None, athena_type: str) -> Any:
 
 # ---------------------------------------------------------------------- output
 def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no infinity: the words PostgreSQL writes (and reads back) instead
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, datetime | date):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
     if isinstance(value, Decimal):
@@ -505,14 +509,14 @@ def _plain(value: Any) -> Any:
 def render(result: QueryResult, fmt: str, out: Any) -> None:
     if fmt == "json":
         records = [{c: _plain(v) for c, v in zip(result.columns, row, strict=False)} for row in result.rows]
-        json.dump(records, out, indent=2, ensure_ascii=False, default=str)
+        json.dump(records, out, indent=2, ensure_ascii=False, default=str, allow_nan=False)
         out.write("\n")
         return
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(result.columns)
         for row in result.rows:
-            writer.writerow(["" if v is None else _plain(v) for v in row])
+            writer.writerow(["" if v is None else _text(v) for v in row])
         return
     from rich.console import Console
     from rich.table import Table

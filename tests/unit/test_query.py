@@ -238,6 +238,28 @@ def test_json_csv_and_table_output():
     assert RESULT.stats.line().startswith("duckdb: scanned 1 of 2 Parquet files (2.0 KiB)")
 
 
+def test_infinities_and_booleans_render_alike_in_every_format():
+    result = QueryResult(
+        columns=["x", "ok"],
+        rows=[(float("inf"), True), (float("-inf"), False), (float("nan"), None), (1.5, True)],
+        stats=RESULT.stats,
+    )
+    as_json, as_csv, as_table = io.StringIO(), io.StringIO(), io.StringIO()
+    render(result, "json", as_json)
+    render(result, "csv", as_csv)
+    render(result, "table", as_table)
+    # strict JSON (no bare Infinity or NaN), the words PostgreSQL uses
+    assert json.loads(as_json.getvalue(), parse_constant=lambda c: pytest.fail(f"bare {c}")) == [
+        {"x": "Infinity", "ok": True},
+        {"x": "-Infinity", "ok": False},
+        {"x": "NaN", "ok": None},
+        {"x": 1.5, "ok": True},
+    ]
+    # and CSV writes booleans as the table does
+    assert as_csv.getvalue().splitlines() == ["x,ok", "Infinity,true", "-Infinity,false", "NaN,", "1.5,true"]
+    assert "Infinity" in as_table.getvalue() and "true" in as_table.getvalue()
+
+
 def test_cli_exit_statuses(tmp_path, capsys):
     # Given no outputs file
     # Then the stack cannot be read: status 2 and a one-line error
