@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -160,8 +161,12 @@ def load_json(text: str) -> Any:
         raise BadRequest(f"malformed JSON: key {shown(str(exc))} appears twice in one object") from None
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, and too many digits in a number
+    except json.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except ValueError:  # Python's limit on the digits of an integer (4,300)
+        raise BadRequest(
+            f"malformed JSON: a number has more than {sys.get_int_max_str_digits()} digits"
+        ) from None
 
 
 def _json_records(
