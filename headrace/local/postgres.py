@@ -36,6 +36,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,13 @@ class Binaries:
         return str(self.bindir / name)
 
 
+def _binaries_in(bindir: Path) -> Binaries | None:
+    if not all(os.access(bindir / tool, os.X_OK) for tool in _TOOLS):
+        return None
+    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10)
+    return Binaries(bindir=bindir, version=out.stdout.strip())
+
+
 def find_binaries() -> Binaries:
     """The first directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
     candidates: list[Path] = []
@@ -88,18 +96,19 @@ def find_binaries() -> Binaries:
     for pattern in _COMMON_BINDIRS:
         # highest version first (postgresql/16 before postgresql/15)
         candidates.extend(Path(p) for p in sorted(glob.glob(pattern), key=_version_key, reverse=True))
+    for bindir in candidates:
+        if found := _binaries_in(bindir):
+            return found
     # Last resort, so a machine with nothing but Python works: the binaries the pgserver
-    # package ships (a dev dependency), used as plain executables.
-    with contextlib.suppress(ImportError):
+    # package ships (a dev dependency), used as plain executables. Imported only then: on
+    # import it looks up a runtime directory this module never uses, and warns on machines
+    # without XDG_RUNTIME_DIR.
+    with contextlib.suppress(ImportError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         import pgserver  # type: ignore[import-untyped]
 
-        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
-    for bindir in candidates:
-        if all(os.access(bindir / tool, os.X_OK) for tool in _TOOLS):
-            out = subprocess.run(
-                [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10
-            )
-            return Binaries(bindir=bindir, version=out.stdout.strip())
+        if found := _binaries_in(Path(pgserver.__file__).parent / "pginstall" / "bin"):
+            return found
     raise PostgresNotFound(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH, via pg_config or in "
         f"{', '.join(_COMMON_BINDIRS)} or in the pgserver package; install them (Debian/Ubuntu: "
