@@ -120,6 +120,12 @@ def _revoke(args: argparse.Namespace) -> int:
         matches = [i for i in _scan(keys, with_hash=True) if i.get("key_id") == key_id]
         if not matches:
             raise _Failure(f"no key {key_id!r} in {table_name} (see 'headrace tenants list')")
+        tenant = matches[0].get("tenant_id")
+        if all(item.get("disabled") for item in matches):
+            print(
+                f"{key_id} of tenant {tenant!r} was already revoked (at {matches[0].get('disabled_at', '?')})."
+            )
+            return 0
         for item in matches:
             keys.update_item(
                 Key={"key_hash": item["key_hash"]},
@@ -130,7 +136,6 @@ def _revoke(args: argparse.Namespace) -> int:
                     ":now": datetime.now(UTC).isoformat(timespec="seconds"),
                 },
             )
-        tenant = matches[0].get("tenant_id")
         print(
             f"Revoked {key_id} of tenant {tenant!r}. The API refuses it within {HIT_SECONDS:.0f} seconds "
             "(running functions cache verified keys that long)."
@@ -158,7 +163,7 @@ def _with_table(outputs_path: Path, run: Any) -> int:
 
 
 def _scan(keys: Any, with_hash: bool = False) -> list[dict[str, Any]]:
-    fields = ["tenant_id", "key_id", "key_prefix", "created_at", "disabled"] + (
+    fields = ["tenant_id", "key_id", "key_prefix", "created_at", "disabled", "disabled_at"] + (
         ["key_hash"] if with_hash else []
     )
     kwargs: dict[str, Any] = {

@@ -110,6 +110,9 @@ def test_revoke_disables_the_key(stack, outputs, capsys):
     )
     stack.configure()
     assert stack.post({"tenant_id": "acme", "text": "x"}, key=key).status == 401
+    # and revoking it again says so, and keeps the first revocation's time
+    code, out, _ = run(capsys, "tenants", "revoke", key_id, "--outputs", str(outputs))
+    assert code == 0 and "was already revoked (at 20" in out
 
 
 @pytest.mark.parametrize("name", ["Acme", "acme!", "a b", "x" * 64, ""])
