@@ -102,9 +102,16 @@ class Replayer:
         try:
             head = self.s3.head_object(Bucket=self.outputs.raw_bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ReplayError(f"{key}: no such object in {self.outputs.raw_bucket} (deleted?)") from None
-            raise
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                raise
+            # HEAD has no body on AWS: a missing bucket answers the same bare 404 as a missing key
+            if code == "NoSuchBucket" or not self._raw_bucket_exists():
+                raise ReplayError(
+                    f"the raw bucket {self.outputs.raw_bucket} does not exist (an outputs file of "
+                    "another stack, or one destroyed since?)"
+                ) from None
+            raise ReplayError(f"{key}: no such object in {self.outputs.raw_bucket} (deleted?)") from None
         version_id = head.get("VersionId")
         version_id = None if version_id in (None, "null") else str(version_id)
         if version is not None and version != version_id:
@@ -130,6 +137,15 @@ class Replayer:
             uploaded_at = datetime.fromisoformat(str(item["uploaded_at"]).replace("Z", "+00:00"))
         ref = probe.model_copy(update={"size": int(head.get("ContentLength", 0)), "uploaded_at": uploaded_at})
         return ref, item
+
+    def _raw_bucket_exists(self) -> bool:
+        try:
+            self.s3.head_bucket(Bucket=self.outputs.raw_bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
+        return True
 
     def idempotency_record(self, ref: ObjectRef) -> tuple[Any, str, dict[str, Any]]:
         """The processor's idempotency table, the record id for ``ref``, and the record (or {})."""

@@ -65,6 +65,15 @@ def test_replaying_a_completed_file_is_acknowledged_without_work(stack, capsys):
     assert stack.item(key, version)["completed_at"] == completed_at
 
 
+def test_replay_names_a_raw_bucket_that_does_not_exist(stack, capsys, tmp_path):
+    # over HTTP, HEAD of a key in a missing bucket is a bare 404, like a missing key
+    bogus = tmp_path / "outputs.json"
+    document = json.loads(stack.outputs_path.read_text())
+    bogus.write_text(json.dumps({**document, "raw_bucket": f"headrace-no-such-bucket-{stack.run_id}"}))
+    assert main(["replay", stack.key("sales", "x.csv"), "--outputs", str(bogus)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
 def test_a_poison_file_ends_in_the_dlq_after_its_retries_and_blocks_nothing(stack):
     # Given a poison file and a good one uploaded together (they share a batch)
     poison_key, good_key = stack.key("junk", "poison.csv"), stack.key("sales", "good.csv")

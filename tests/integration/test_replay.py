@@ -4,6 +4,7 @@ what S3 sends, and the idempotency record it forgets is the one the processor wr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -158,3 +159,12 @@ def test_a_version_that_is_no_longer_current_is_refused(pipeline, outputs, capsy
 def test_keys_that_cannot_be_replayed_are_errors(pipeline, outputs, capsys, key, message):
     code, _, err = replay(outputs, capsys, key)
     assert code == 2 and message in err
+
+
+def test_a_raw_bucket_that_does_not_exist_is_named_as_such(pipeline, outputs, capsys, tmp_path):
+    # Given the outputs of a stack whose raw bucket is gone (destroyed, or another account's)
+    document = json.loads(Path(outputs).read_text())
+    elsewhere = tmp_path / "other.json"
+    elsewhere.write_text(json.dumps({**document, "raw_bucket": "no-such-bucket"}))
+    code, _, err = replay(str(elsewhere), capsys, "incoming/sales/a.csv")
+    assert code == 2 and "the raw bucket no-such-bucket does not exist" in err
