@@ -41,6 +41,8 @@ def services_used(config: StackConfig) -> tuple[str, ...]:
         services.add("apigatewayv2")
     if config.warehouse.mode == "rds":
         services |= {"ec2", "rds"}
+    if config.catalog_enabled:
+        services |= {"glue", "athena"}
     return tuple(sorted(services))
 
 

@@ -32,6 +32,8 @@ def _used_services(stack: Deployment) -> set[str]:
         "ec2": "ec2",
         "vpc": "ec2",
         "rds": "rds",
+        "glue": "glue",
+        "athena": "athena",
     }
     services = {"sts"}  # the caller-identity data source
     for resource in stack.resources:
@@ -88,3 +90,11 @@ def test_endpoints_follow_the_services_in_use(tiny_archive: Path) -> None:
 def test_services_used_by_an_rds_warehouse() -> None:
     config = parse_config({"environment": "dev", "region": "eu-west-1"})
     assert {"ec2", "rds", "apigatewayv2"} <= set(services_used(config))
+
+
+def test_a_query_catalog_on_localstack_gets_endpoints_too(tiny_archive: Path) -> None:
+    # Given LocalStack Pro users who turn the Glue/Athena catalog on (docs/query.md)
+    stack = deploy("local", tiny_archive, {"headrace:catalog": {"enabled": True}})
+    (endpoints,) = json.loads(_provider(stack)["endpoints"])
+    # Then Glue and Athena go to LocalStack too, not to AWS with LocalStack's test keys
+    assert {"glue", "athena"} <= set(endpoints) == _used_services(stack)
