@@ -25,10 +25,38 @@ from pydantic import (
     model_validator,
 )
 
+from .queues import visibility_timeout
+from .routing import raw_object_created_pattern
+
 NAMESPACE = "headrace"
 
 # CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+# An EventBridge rule's event pattern, in characters (the default quota).
+EVENT_PATTERN_MAX_CHARS = 2048
 
 # The SQS visibility timeout may not exceed 12 hours.
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
@@ -116,7 +144,9 @@ class ConsumerSettings(FunctionSettings):
             and self.max_concurrency > self.reserved_concurrency
         ):
             raise FieldProblem(
-                "max_concurrency", f"must be ≤ reserved_concurrency ({self.reserved_concurrency})"
+                "max_concurrency",
+                f"must be ≤ reserved_concurrency ({self.reserved_concurrency})"
+                + ("; it is at least 2 (SQS): set it to null" if self.reserved_concurrency < 2 else ""),
             )
         return self
 
@@ -204,8 +234,13 @@ class RdsSettings(_Model):
 
     @model_validator(mode="after")
     def _storage(self) -> RdsSettings:
-        if self.max_allocated_gb is not None and self.max_allocated_gb < self.allocated_gb:
-            raise FieldProblem("max_allocated_gb", "must be ≥ allocated_gb (or null: no storage autoscaling)")
+        # RDS storage autoscaling needs a ceiling at least 10 % above the allocated storage
+        least = -(-self.allocated_gb * 11 // 10)
+        if self.max_allocated_gb is not None and self.max_allocated_gb < least:
+            raise FieldProblem(
+                "max_allocated_gb",
+                f"must be ≥ {least}, 10 % above allocated_gb (RDS), or null: no storage autoscaling",
+            )
         return self
 
     @property
@@ -247,8 +282,31 @@ class Warehouse(_Model):
     network: Network = Network()
 
 
+def _schedule(expression: str) -> str:
+    """An EventBridge schedule expression, checked as EventBridge checks it at deploy time:
+    ``rate(1 day)`` / ``rate(N units)``, or ``cron(...)`` with six fields and ``?`` in
+    exactly one of day-of-month and day-of-week."""
+    rate = re.fullmatch(r"rate\((\d+) (minute|hour|day)(s?)\)", expression)
+    if rate:
+        value, unit, plural = int(rate[1]), rate[2], rate[3]
+        if value < 1 or (value == 1) == bool(plural):
+            raise ValueError(f"write rate(1 {unit}) or rate(N {unit}s) with N above 1")
+        return expression
+    cron = re.fullmatch(r"cron\((.+)\)", expression)
+    if not cron:
+        raise ValueError("must be rate(...) or cron(...) (EventBridge schedule expressions)")
+    fields = cron[1].split()
+    if len(fields) != 6:
+        raise ValueError(
+            f"cron needs six fields (minutes hours day-of-month month day-of-week year), got {len(fields)}"
+        )
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError("cron needs '?' in exactly one of day-of-month and day-of-week (EventBridge)")
+    return expression
+
+
 class Reporting(_Model):
-    schedule: str = Field("cron(0 6 * * ? *)", pattern=r"^(cron|rate)\(.+\)$")
+    schedule: Annotated[str, AfterValidator(_schedule)] = "cron(0 6 * * ? *)"
     alert_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     link_ttl_seconds: int = Field(604_800, ge=60, le=604_800)  # SigV4 presigned URLs: 7 days max
 
@@ -467,6 +525,31 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
         and config.warehouse.rds.deletion_protection is False
     ):
         problems.append(("warehouse.rds.deletion_protection", "must be true when environment is prod"))
+    # Every attempt of a failing message waits out its queue's visibility timeout; if the
+    # queue's retention is shorter than all of them, the message expires before its DLQ.
+    longest = max(
+        visibility_timeout(f.timeout_seconds, f.batching_window_seconds)
+        for f in (config.functions.processor, config.functions.loader, config.functions.ingest_worker)
+    )
+    attempts = config.queues.max_receive_count * longest
+    if config.queues.message_retention_seconds <= attempts:
+        problems.append(
+            (
+                "queues.message_retention_seconds",
+                f"must exceed max_receive_count times the longest visibility timeout "
+                f"({config.queues.max_receive_count} x {longest} s = {attempts} s), or a failing message "
+                "expires before it reaches its DLQ",
+            )
+        )
+    pattern = raw_object_created_pattern("b" * 63, config.raw_prefix, config.raw_suffixes)
+    if len(pattern) > EVENT_PATTERN_MAX_CHARS:
+        problems.append(
+            (
+                "raw_suffixes",
+                f"with this raw_prefix, the EventBridge rule's pattern is {len(pattern)} characters; the "
+                f"limit is {EVENT_PATTERN_MAX_CHARS}: use fewer suffixes or a shorter prefix",
+            )
+        )
     return problems
 
 

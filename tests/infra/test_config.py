@@ -185,13 +185,48 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         ),
         (
             {**BASE, "warehouse": {"rds": {"allocated_gb": 200}}},
-            "headrace:warehouse.rds.max_allocated_gb: must be ≥ allocated_gb",
+            "headrace:warehouse.rds.max_allocated_gb: must be ≥ 220, 10 % above allocated_gb",
+        ),
+        (
+            {**BASE, "warehouse": {"rds": {"allocated_gb": 100, "max_allocated_gb": 105}}},
+            "headrace:warehouse.rds.max_allocated_gb: must be ≥ 110",
         ),
         (
             {**BASE, "warehouse": {"network": {"cidr": "10.0.0.0/8"}}},
             "headrace:warehouse.network.cidr: prefix length must be between",
         ),
-        ({**BASE, "reporting": {"schedule": "every day"}}, "headrace:reporting.schedule: does not match"),
+        (
+            {**BASE, "reporting": {"schedule": "every day"}},
+            "headrace:reporting.schedule: must be rate(...) or cron(",
+        ),
+        (
+            {**BASE, "reporting": {"schedule": "cron(0 6 * * *)"}},
+            "headrace:reporting.schedule: cron needs six fields",
+        ),
+        (
+            {**BASE, "reporting": {"schedule": "cron(0 6 * * * *)"}},
+            "headrace:reporting.schedule: cron needs '?'",
+        ),
+        (
+            {**BASE, "reporting": {"schedule": "rate(1 hours)"}},
+            "headrace:reporting.schedule: write rate(1 hour)",
+        ),
+        (
+            {**BASE, "reporting": {"schedule": "rate(0 minutes)"}},
+            "headrace:reporting.schedule: write rate(1 minute)",
+        ),
+        (
+            {**BASE, "queues": {"message_retention_seconds": 60}},
+            "headrace:queues.message_retention_seconds: must exceed max_receive_count times the longest",
+        ),
+        (
+            {**BASE, "raw_prefix": "p" * 150 + "/"},
+            "headrace:raw_suffixes: with this raw_prefix, the EventBridge rule's pattern is",
+        ),
+        (
+            {**BASE, "functions": {"processor": {"max_concurrency": 2, "reserved_concurrency": 1}}},
+            "headrace:functions.processor.max_concurrency: must be ≤ reserved_concurrency (1); it is at least 2",
+        ),
         ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),
         ({**BASE, "faults": {"crash_rate": 1.5}}, "headrace:faults.crash_rate: must be ≤ 1"),
         (
@@ -238,3 +273,18 @@ def test_unknown_top_level_key_in_the_stack_is_an_error() -> None:
         load_config(FakeReader(config), present_keys=[*config, "aws:region", "headrace:db_password"])
     # Then the typo is reported; other namespaces and the secret are not
     assert caught.value.problems == ["headrace:retension: unknown key"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"reporting": {"schedule": "rate(1 day)"}},
+        {"reporting": {"schedule": "rate(15 minutes)"}},
+        {"reporting": {"schedule": "cron(0 12 ? * MON-FRI *)"}},
+        {"reporting": {"schedule": "cron(30 6 1 * ? *)"}},
+        {"retention": {"log_days": 3653}},
+        {"warehouse": {"rds": {"allocated_gb": 100, "max_allocated_gb": 110}}},
+    ],
+)
+def test_values_aws_accepts_are_accepted(values: dict[str, Any]) -> None:
+    parse_config({**BASE, **values})
