@@ -100,9 +100,8 @@ def test_the_message_has_the_headline_figures_and_the_link():
     message = sns_message(report, "https://example.invalid/r", 604800)
     assert "Files: 2 received, 1 completed, 1 failed, 0 in progress" in message
     assert "Latest failure (processing): incoming/sales/4.csv: boom" in message
-    assert message.endswith("Report (link valid for 7 days):\nhttps://example.invalid/r")
+    assert message.endswith("Report (link valid for up to 7 days):\nhttps://example.invalid/r")
     assert sns_subject(report) == "headrace report 2025-03-14: 2 files, 1 failed"
-
 
 
 @pytest.mark.parametrize(
@@ -111,7 +110,7 @@ def test_the_message_has_the_headline_figures_and_the_link():
 )
 def test_the_link_lifetime_reads_naturally(seconds, said):
     report = build_report("2025-03-14", [item(1, "completed")], NOW)
-    assert f"(link valid for {said}):" in sns_message(report, "https://example.invalid/r", seconds)
+    assert f"(link valid for up to {said}):" in sns_message(report, "https://example.invalid/r", seconds)
 
 
 def test_percentiles_and_axis():

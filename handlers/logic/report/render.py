@@ -345,7 +345,7 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
     if report.failures:
         first = report.failures[0]
         lines.append(f"Latest failure ({first.stage}): {first.object_key}: {first.error[:200]}")
-    lines += ["", f"Report (link valid for {_period(link_ttl_seconds)}):", link]
+    lines += ["", f"Report (link valid for up to {_period(link_ttl_seconds)}):", link]
     return "\n".join(lines)
 
 
