@@ -22,6 +22,10 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
+# Longer folder names are cut and given a hash: the dataset appears twice in a processed
+# key (S3 allows 1,024 bytes) and names a Glue table (255) and a PostgreSQL table (63 bytes,
+# hashed again by the loader).
+MAX_DATASET_CHARS = 100
 _KEEP = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -31,9 +35,12 @@ def dataset_for(key: str, raw_prefix: str) -> str:
     folder = parts[0] if len(parts) > 1 else _stem(parts[-1] if parts else "data")
     decomposed = unicodedata.normalize("NFKD", folder)  # "Ü" -> "U" and a combining mark
     name = _UNSAFE.sub("_", decomposed.encode("ascii", "ignore").decode().lower()).strip("_")
-    if not name or any(ch.isalnum() and not ch.isascii() for ch in decomposed):
-        digest = hashlib.sha256(folder.encode()).hexdigest()[:8]
-        name = f"{name or 'd'}_{digest}"
+    lost = not name or any(ch.isalnum() and not ch.isascii() for ch in decomposed)
+    if lost or len(name) > MAX_DATASET_CHARS:
+        # of the decomposed, lower-case name: the same folder written in NFC (most systems)
+        # or NFD (macOS) and in either case is one dataset, as the ASCII names are
+        digest = hashlib.sha256(decomposed.lower().encode()).hexdigest()[:8]
+        name = f"{name[: MAX_DATASET_CHARS - 9] or 'd'}_{digest}"
     return f"d_{name}" if name[0].isdigit() else name
 
 

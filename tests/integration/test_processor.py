@@ -108,7 +108,7 @@ def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline, capsys):
     # and every file has a clear recorded outcome
     assert pipeline.item(good)["status"] == "completed"
     assert pipeline.item(unicode_key)["status"] == "completed"
-    assert pipeline.item(unicode_key)["dataset"] == "donn_es_t"
+    assert pipeline.item(unicode_key)["dataset"] == "donnees_ete"
     assert pipeline.item(binary)["status"] == "failed"
     assert "binary content" in pipeline.item(binary)["error"]
     assert pipeline.item(empty)["error"] == "the file is empty (0 bytes)"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
-from handlers.logic.layout import dataset_for
+from handlers.logic.layout import dataset_for, processed_keys
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,18 @@ def test_folders_without_an_ascii_form_stay_apart():
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in names)
     assert re.fullmatch(r"sales_[0-9a-f]{8}", dataset_for("incoming/東京sales/x.csv", "incoming/"))
     assert dataset_for("incoming/東京/x.csv", "incoming/") == dataset_for("incoming/東京/y.csv", "incoming/")
+
+
+def test_one_folder_is_one_dataset_however_its_name_is_encoded_or_cased():
+    nfc, nfd = "incoming/\u00c5lesund_\u00f8/x.csv", "incoming/A\u030alesund_\u00f8/x.csv"
+    assert dataset_for(nfc, "incoming/") == dataset_for(nfd, "incoming/")
+    assert dataset_for("incoming/東京A/x.csv", "incoming/") == dataset_for(
+        "incoming/東京a/x.csv", "incoming/"
+    )
+
+
+def test_a_very_long_folder_name_keeps_processed_keys_within_s3s_limit():
+    key = f"incoming/{'f' * 1005}/a.csv"  # a valid 1,019-byte raw key
+    keys = processed_keys(key, "v1", "incoming/", datetime(2025, 1, 1, tzinfo=UTC))
+    assert len(keys.dataset) == 100 and len(keys.parquet.encode()) <= 1024
+    assert keys.dataset != dataset_for(f"incoming/{'f' * 1006}/a.csv", "incoming/")
