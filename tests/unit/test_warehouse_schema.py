@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from handlers.logic.warehouse.schema import (
@@ -152,3 +154,11 @@ def test_a_column_without_values_neither_creates_nor_widens():
     assert [(c.column, c.target) for c in plan.columns] == [("qty", "int")]
     assert plan.empty == ["note"]
     assert plan.schema() == {"qty": "string", "note": "string"}
+
+
+def test_a_long_column_named_by_an_older_version_is_still_found():
+    # before, the hash suffix was of the name as written; such a column must not be doubled
+    long = "Customer_Lifetime_Value_" + "X" * 50
+    legacy = long[:54] + "_" + hashlib.sha256(long.encode()).hexdigest()[:8]
+    plan = plan_load("sales", [(long, "int")], {legacy: "bigint"})
+    assert [c.column for c in plan.columns] == [legacy] and not plan.add

@@ -97,11 +97,16 @@ def pg_name(name: str) -> str:
     character boundary and suffixed with a hash of the full name in lower case, so two long
     names that share a prefix stay distinct, and two that differ only in case still match
     case-insensitively). NUL characters, which PostgreSQL rejects, are dropped."""
+    return _fit(name, case_sensitive_hash=False)
+
+
+def _fit(name: str, case_sensitive_hash: bool) -> str:
     name = name.replace("\x00", "") or "column"
     raw = name.encode()
     if len(raw) <= MAX_IDENTIFIER_BYTES:
         return name
-    suffix = "_" + hashlib.sha256(name.lower().encode()).hexdigest()[:8]
+    hashed = raw if case_sensitive_hash else name.lower().encode()
+    suffix = "_" + hashlib.sha256(hashed).hexdigest()[:8]
     cut = raw[: MAX_IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore")
     return cut + suffix
 
@@ -209,7 +214,11 @@ def _column_names(sources: list[str], current: dict[str, Kind]) -> dict[str, str
     names: dict[str, str] = {}
     for source in sorted(sources, key=lambda s: wanted[s] != s):  # stable: file order within each
         base = wanted[source]
-        name = base if base in current else by_lower.get(base.lower(), base)
+        # tables loaded before the hash suffix was taken of the lower-case name
+        legacy = _unreserved(_fit(source, case_sensitive_hash=True), reserved)
+        name = (
+            base if base in current else by_lower.get(base.lower()) or (legacy if legacy in current else base)
+        )
         n = 2
         while name.lower() in taken:
             name = _unreserved(pg_name(f"{base}_{n}"), reserved)
