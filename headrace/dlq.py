@@ -463,7 +463,7 @@ def register(subparsers: Any) -> None:
         )
         p.add_argument(
             "--limit",
-            type=int,
+            type=_positive,
             default=None,
             help="at most this many of the messages --prefix selects (listing: 1000 by default)",
         )
@@ -555,6 +555,12 @@ def _redrive(
         if result.left:
             print(f"{result.left} message(s) could not be sent and stay in the DLQ.")
     return 1 if result.left else 0
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value}")
+    return int(value)
 
 
 def _selector(describe: Describer, prefix: str) -> Callable[[dict[str, Any]], bool]:

@@ -38,7 +38,7 @@ QUEUES = (
 )
 OPTIONAL_OUTPUTS = {"ingest_queue_url", "ingest_dlq_url"}
 # The longest --minutes: each upload day the window covers is one query of the by_day index
-# reading all of that day's items, so a week (eight or nine queries) bounds the work.
+# reading all of that day's items, so a week (nine queries at most) bounds the work.
 MAX_MINUTES = 7 * 24 * 60
 
 

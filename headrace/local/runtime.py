@@ -195,15 +195,18 @@ class LocalRuntime:
                 f"another embedded runtime (pid {holder}) is using {self.state_dir}; stop it first "
                 "(its outputs file serves every headrace command meanwhile)"
             ) from None
-        for port, option in ((self.emulator.port, "--port"), (self.api_port, "--api-port")):
-            if port_in_use(self.emulator.host, port):
-                os.close(fd)
-                raise RuntimeBusy(
-                    f"port {port} on {self.emulator.host} is already in use (is LocalStack or another "
-                    f"`headrace local up` running?); stop it or choose another port with {option}"
-                )
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            for port, option in ((self.emulator.port, "--port"), (self.api_port, "--api-port")):
+                if port_in_use(self.emulator.host, port):
+                    raise RuntimeBusy(
+                        f"port {port} on {self.emulator.host} is already in use (is LocalStack or another "
+                        f"`headrace local up` running?); stop it or choose another port with {option}"
+                    )
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)  # releases the lock
+            raise
         self._lock = fd
 
     def __enter__(self) -> LocalRuntime:

@@ -306,3 +306,8 @@ def test_json_nested_deeper_than_python_parses_is_kept_as_text(process):
     deep = '{"a":' * 5_000 + "1" + "}" * 5_000
     result = process("deep.log", f"2025-01-01 10:00:00 INFO a\n{deep}\n")
     assert result.rows("length(message)") == [(1 + len(deep) + 1,)]
+
+
+def test_text_that_starts_like_a_magic_number_is_still_read(process):
+    # Arrow's magic is "ARROW1" and two NUL bytes: a CSV header may start with ARROW1
+    assert process("a.csv", "ARROW1,b\n1,2\n").data["schema"] == {"ARROW1": "int", "b": "int"}

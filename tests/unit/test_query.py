@@ -271,3 +271,12 @@ def test_cli_exit_statuses(tmp_path, capsys):
     # Then the query cannot run: status 1
     assert cli.main(["query", "SELECT 1", "--outputs", str(path), "--engine", "athena"]) == 1
     assert "use --engine duckdb" in capsys.readouterr().err
+
+
+def test_values_inside_lists_and_structs_render_as_strict_json_too():
+    result = QueryResult(
+        columns=["xs", "s"], rows=[([1.5, float("inf")], {"d": date(2025, 1, 1)})], stats=RESULT.stats
+    )
+    out = io.StringIO()
+    render(result, "json", out)
+    assert json.loads(out.getvalue()) == [{"xs": [1.5, "Infinity"], "s": {"d": "2025-01-01"}}]

@@ -535,7 +535,7 @@ class _Pipeline:
         level, rt, user, endpoint = (found[k] for k in ("level", "response_time_ms", "user_id", "endpoint"))
         lv = f"upper(CAST({ident(level[0])} AS VARCHAR))" if level else "NULL"
         rt_col = ident(rt[0]) if rt is not None and rt[1].type in ("int", "float") else None
-        finite = f"FILTER (WHERE isfinite({rt_col}))"
+        finite = f"FILTER (WHERE isfinite({rt_col}))" if rt_col else ""
         row = first_row(
             self.con,
             "SELECT count(*), "

@@ -77,7 +77,7 @@ class ColumnStats(_Model):
     min: Scalar = None
     max: Scalar = None
     avg: Scalar = None
-    non_finite_count: int | None = None  # float columns: inf and -inf, left out of min/max/avg
+    non_finite_count: int | None = None  # float columns: inf, -inf and NaN, left out of min/max/avg
     min_length: int | None = None
     max_length: int | None = None
     true_count: int | None = None

@@ -36,7 +36,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
     (b"SQLite format 3\x00", "an SQLite database"),
-    (b"ARROW1", "an Arrow IPC (Feather) file"),
+    (b"ARROW1\x00\x00", "an Arrow IPC (Feather) file"),
     (b"\xd0\xcf\x11\xe0", "an OLE document (XLS/DOC)"),
 )
 _BOMS: tuple[tuple[bytes, str], ...] = (

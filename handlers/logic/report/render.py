@@ -355,4 +355,4 @@ def _period(seconds: int) -> str:
         if seconds >= size and seconds % size == 0:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
-    return f"{seconds} seconds"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
