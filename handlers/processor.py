@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
@@ -94,6 +95,11 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
         result = process(work=ref, attempt=attempt, deadline=deadline)
+    except IdempotencyAlreadyInProgressError:
+        # Another invocation is processing this very version right now (a duplicate
+        # delivery): not a failure of the file. Retried later, it is acknowledged as done.
+        logger.info("this version is being processed by another invocation: the message will be retried")
+        raise
     except PermanentFailure as exc:
         logger.warning("file cannot be processed: %s", exc)
         _retry_now(record)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from botocore.exceptions import ClientError
 
 from handlers.models.events import ObjectRef
@@ -31,8 +32,17 @@ def iso(moment: datetime) -> str:
 
 
 def to_dynamo(value: Any) -> Any:
-    """JSON-compatible data with floats as Decimal, as DynamoDB wants them."""
-    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+    """JSON-compatible data with numbers as Decimal, as DynamoDB wants them. A number
+    DynamoDB cannot hold (beyond 1e-130 to 1e126 in magnitude, or 38 digits: a float column
+    of 1.5e200) is kept as its text, rather than failing the whole item."""
+    return json.loads(json.dumps(value, default=str), parse_float=_number, parse_int=_number)
+
+
+def _number(text: str) -> Decimal | str:
+    try:
+        return DYNAMODB_CONTEXT.create_decimal(text)
+    except DecimalException:
+        return text
 
 
 class MetadataStore:
@@ -80,21 +90,52 @@ class MetadataStore:
 
     def mark_completed(self, ref: ObjectRef, at: datetime, fields: dict[str, Any]) -> None:
         fields = dict(fields)
-        if len(json.dumps(fields, default=str)) > MAX_ITEM_BYTES:
-            for bulky in ("statistics", "quality_issues", "pii_redactions"):
-                fields.pop(bulky, None)
+        # DynamoDB items hold 400 KB: the bulkiest parts go first, the schema last (a file of
+        # a thousand long column names); the summary JSON in S3 keeps everything.
+        for bulky in ("statistics", "quality_issues", "pii_redactions", "warnings", "schema"):
+            if len(json.dumps(fields, default=str)) <= MAX_ITEM_BYTES:
+                break
+            fields.pop(bulky, None)
             fields["summary_truncated"] = True
         self._update(
-            ref, {"status": "completed", "completed_at": iso(at), **fields}, remove=("error",), now=at
+            ref,
+            {"status": "completed", "completed_at": iso(at), **fields},
+            remove=("error", "last_error"),
+            now=at,
         )
 
-    def mark_failed(self, ref: ObjectRef, at: datetime, error: str, attempt: int | None = None) -> bool:
+    def mark_failed(
+        self,
+        ref: ObjectRef,
+        at: datetime,
+        error: str,
+        attempt: int | None = None,
+        *,
+        keep_completed: bool = False,
+    ) -> bool:
         """Record the failure; True when it is the version's first (no earlier
-        ``failed_at``): a file retried or given up on several times is counted once."""
+        ``failed_at``): a file retried or given up on several times is counted once. With
+        ``keep_completed`` (a stale event: the version was superseded or deleted since) a
+        version that completed stays completed."""
         fields: dict[str, Any] = {"status": "failed", "failed_at": iso(at), "error": error[:2000]}
         if attempt is not None:
             fields["attempts"] = attempt
-        earlier = self._update(ref, fields, now=at, return_old=True)
+        if not keep_completed:
+            earlier = self._update(ref, fields, now=at, return_old=True)
+            return "failed_at" not in earlier
+        try:
+            earlier = self._update(
+                ref,
+                fields,
+                now=at,
+                return_old=True,
+                condition="attribute_not_exists(#k) OR #status <> :completed",
+                values={":completed": "completed"},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
         return "failed_at" not in earlier
 
     def note_retry(self, ref: ObjectRef, at: datetime, error: str, attempt: int) -> None:

@@ -16,6 +16,7 @@ Outcomes (metadata ``status`` in brackets):
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from handlers.models.settings import ProcessorSettings
 
 DELETED = "the object was deleted before it could be processed"
 SUPERSEDED = "superseded by a newer version of the object"
+EVENT_SCHEMA_MAX_BYTES = 200_000  # of the 256 KB an EventBridge entry may hold
 
 
 class PermanentFailure(Exception):
@@ -163,6 +165,7 @@ def process_object(
         },
     )
     _retire_older_versions(ref, settings, store, completed)
+    fits_event = len(json.dumps(data["schema"])) <= EVENT_SCHEMA_MAX_BYTES
     events.publish_file_processed(
         settings.event_bus_name,
         FileProcessed(
@@ -174,7 +177,9 @@ def process_object(
             ingest_date=keys.ingest_date,
             format=data["format"],
             row_count=data["row_count"],
-            columns=data["schema"],
+            # an EventBridge entry holds 256 KB: a schema of a thousand long names does not fit
+            columns=data["schema"] if fits_event else {},
+            columns_omitted=not fits_event,
             processed_bucket=settings.processed_bucket,
             parquet_key=keys.parquet,
             summary_key=keys.summary,
@@ -231,7 +236,9 @@ def _retire_older_versions(
 
 
 def _skip(ref: ObjectRef, store: MetadataStore, status: str, reason: str) -> Outcome:
-    store.mark_failed(ref, utcnow(), reason)
+    # the event is stale: a version that completed before (redrive, replay, a late
+    # duplicate after the idempotency window) keeps its outcome
+    store.mark_failed(ref, utcnow(), reason, keep_completed=True)
     return Outcome(status=status, error=reason)
 
 

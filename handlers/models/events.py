@@ -64,7 +64,10 @@ class FileProcessed(BaseModel):
     ingest_date: str
     format: str
     row_count: int
-    columns: dict[str, str]
+    columns: dict[str, str] = Field(
+        description="the file's schema; empty (and columns_omitted) when it would not fit an event"
+    )
+    columns_omitted: bool = Field(False, description="the schema is only in the summary (summary_key)")
     processed_bucket: str
     parquet_key: str
     summary_key: str

@@ -178,6 +178,60 @@ def test_a_new_version_replaces_the_previous_one(pipeline):
     )
 
 
+def forget_processed_versions() -> None:
+    """The idempotency window (a day by default) has passed."""
+    records = boto3.resource("dynamodb", region_name=REGION).Table("idempotency")
+    for record in records.scan()["Items"]:
+        records.delete_item(Key={"id": record["id"]})
+
+
+def test_an_event_arriving_after_the_idempotency_window_leaves_a_completed_version_completed(pipeline):
+    # Given a version that completed, then was replaced; and a file that completed, then was deleted
+    v1 = pipeline.upload("incoming/late/l.csv", SALES)
+    gone = pipeline.upload("incoming/late/d.csv", SALES)
+    pipeline.announce(v1, gone)
+    pipeline.poll()
+    pipeline.s3.delete_object(Bucket=pipeline.raw, Key=gone["key"])
+    v2 = pipeline.upload("incoming/late/l.csv", SALES + "2025-01-04,Gizmo,1,9.99\n")
+    pipeline.announce(v2)
+    pipeline.poll()
+    # When their events come again a day later (a DLQ redrive, an EventBridge replay)
+    forget_processed_versions()
+    pipeline.announce(v1, gone)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    # Then both keep the outcome they had: a stale event is skipped, not a failure
+    assert pipeline.item(v1)["status"] == "completed" and pipeline.item(v1)["superseded_by"] == v2["version"]
+    assert pipeline.item(gone)["status"] == "completed" and "error" not in pipeline.item(gone)
+
+
+def test_numbers_dynamodb_cannot_hold_do_not_fail_the_file(pipeline):
+    # DynamoDB numbers reach 1e126 and 1e-130: a sensor's 1.5e200 failed every attempt
+    obj = pipeline.upload("incoming/sensors/a.csv", "id,reading,tiny\n1,1.5e200,1e-200\n2,2.0,1e-300\n")
+    pipeline.announce(obj)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    item = pipeline.item(obj)
+    assert item["status"] == "completed"
+    # kept as text where DynamoDB has no number for them; the summary in S3 has the number
+    assert item["statistics"]["reading"]["max"] == "1.5e+200"
+    assert item["statistics"]["reading"]["min"] == 2
+
+
+def test_a_summary_too_large_for_dynamodb_is_cut_down_to_fit(pipeline):
+    # a thousand columns of 300-character names: even the schema alone is 300 KB (and the
+    # header line is longer than the 64 KiB the CSV dialect was sniffed from)
+    columns = [f"{'c' * 296}{i:04d}" for i in range(1000)]
+    obj = pipeline.upload("incoming/wide.csv", ",".join(columns) + "\n" + ",".join("1" * 1000) + "\n")
+    pipeline.announce(obj)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    item = pipeline.item(obj)
+    assert item["status"] == "completed" and item["summary_truncated"] is True
+    assert "schema" not in item and item["summary_key"] in pipeline.processed_keys()
+    # and the "File Processed" event leaves the schema to the summary, within EventBridge's 256 KB
+    [event] = pipeline.published()
+    assert event["columns"] == {} and event["columns_omitted"] is True
+    assert len(json.dumps(event)) < 256 * 1024
+
+
 def test_every_earlier_version_is_found_however_large_their_summaries(pipeline):
     # Given five versions of a key whose metadata items hold 250 KB each: a query reads at
     # most 1 MB per page, however little of each item it returns
@@ -256,7 +310,28 @@ def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypa
     pipeline.announce(obj)
     assert pipeline.poll()[1] == {"batchItemFailures": []}
     assert pipeline.item(obj)["status"] == "completed"
-    assert "error" not in pipeline.item(obj)
+    assert "error" not in pipeline.item(obj) and "last_error" not in pipeline.item(obj)
+
+
+def test_a_duplicate_delivered_while_the_version_is_in_progress_is_not_a_failure(pipeline, monkeypatch):
+    # Given another invocation is processing this version right now (Powertools' record)
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    def in_progress(**_: object) -> None:
+        raise IdempotencyAlreadyInProgressError("in progress")
+
+    obj = pipeline.upload("incoming/sales.csv", SALES)
+    monkeypatch.setattr(pipeline.handler, "process", in_progress)
+    pipeline.announce(obj)
+    # When the duplicate is received for the last time
+    records, response = pipeline.poll()
+    for _ in range(2):
+        _expire_visibility(pipeline, records[0])
+        records, response = pipeline.poll()
+    # Then it is handed back each time, and nothing about the file is recorded
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item.get("status") != "failed" and "last_error" not in item
 
 
 def test_a_file_found_bad_on_a_later_attempt_is_counted_failed_once(pipeline, monkeypatch, capsys):

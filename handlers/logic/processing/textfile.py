@@ -19,6 +19,8 @@ from .errors import UnprocessableFile
 
 CHUNK = 1 << 20
 HEAD = 64 * 1024
+HEAD_LINES = 20  # enough for the dialect, the header and a title block above it
+MAX_HEAD = 16 * HEAD
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PAR1", "a Parquet file"),
@@ -107,8 +109,13 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
 
 
 def _read_head(path: Path) -> bytes:
+    """The file's first ``HEAD`` bytes, or more when they do not hold ``HEAD_LINES`` whole
+    lines (the header of a thousand long column names is longer), up to ``MAX_HEAD``."""
     with path.open("rb") as f:
-        return f.read(HEAD)
+        head = f.read(HEAD)
+        while head.count(b"\n") < HEAD_LINES and len(head) < MAX_HEAD and (more := f.read(HEAD)):
+            head += more
+    return head
 
 
 def _gunzip(path: Path, target: Path) -> Path:
