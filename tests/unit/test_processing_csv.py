@@ -434,6 +434,11 @@ def test_infinities_are_counted_not_averaged_and_the_summary_stays_strict_json(p
     assert result.rows("x") == [(1.5,), (2.5,), (float("-inf"),)]
 
 
+def test_small_floats_keep_their_magnitude_in_the_statistics(process):
+    stats = process("s.csv", "x\n1.7e-7\n9.9e-7\n").data["statistics"]["x"]
+    assert (stats["min"], stats["max"], stats["avg"]) == (1.7e-07, 9.9e-07, 5.8e-07)
+
+
 def test_distinct_counts_become_estimates_above_the_exact_limit(process):
     text = "n\n" + "\n".join(str(i) for i in range(200)) + "\n"
     stats = process("s.csv", text, exact_distinct_max_rows=100).data["statistics"]["n"]

@@ -593,7 +593,9 @@ def _json_scalar(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, float):
-        return round(value, 6)
+        # 12 significant digits: drops float noise (0.30000000000000004) without turning
+        # small values to 0 as a fixed number of decimals did (1.7e-07 is not 0.0)
+        return float(f"{value:.12g}")
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
