@@ -89,11 +89,13 @@ def open_current(ref: ObjectRef) -> Iterator[CurrentObject]:
         body.close()
 
 
-def save_body(body: Any, target: Path) -> None:
-    """Stream a GET's body to ``target`` (constant memory)."""
+def save_body(body: Any, target: Path, between_chunks: Callable[[], None] = lambda: None) -> None:
+    """Stream a GET's body to ``target`` (constant memory), calling ``between_chunks``
+    after each chunk (a deadline check may raise there to stop the download)."""
     with target.open("wb") as out:
         for chunk in body.iter_chunks(CHUNK_BYTES):
             out.write(chunk)
+            between_chunks()
 
 
 def upload(path: Path, bucket: str, key: str, content_type: str) -> None:

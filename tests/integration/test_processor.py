@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import boto3
@@ -433,6 +434,29 @@ def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline, c
     assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
     assert pipeline.queue.receive() == []  # the next receive moves it to the DLQ
     assert len(pipeline.queue.dlq_bodies()) == 1
+
+
+def test_a_download_slower_than_the_invocation_is_stopped_at_the_deadline(pipeline, monkeypatch):
+    # Given a download that would take longer than the 300 ms the invocation has left
+    from handlers.dal import s3
+
+    class Slow:
+        def __init__(self, body):
+            self.body = body
+
+        def iter_chunks(self, size):
+            for chunk in self.body.iter_chunks(1):  # one byte at a time, 20 ms each
+                time.sleep(0.02)
+                yield chunk
+
+    real = s3.save_body
+    monkeypatch.setattr(s3, "save_body", lambda body, *a, **k: real(Slow(body), *a, **k))
+    obj = pipeline.upload("incoming/slow.csv", SALES)
+    pipeline.announce(obj)
+    # When it is processed: it stops before the function's timeout, for a retry
+    records, response = pipeline.poll(Invocation(300))
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    assert pipeline.item(obj)["last_error"].startswith("OutOfTime: the download was stopped at its deadline")
 
 
 def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipeline, capsys):
