@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
@@ -18,7 +18,6 @@ from .aws import client
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 CHUNK_BYTES = 1024 * 1024
-T = TypeVar("T")
 
 
 class ObjectGone(Exception):
@@ -35,16 +34,31 @@ def _current(version: str | None) -> str | None:
     return None if version in (None, "null") else version
 
 
-def _first_spelling(ref: ObjectRef, request: Callable[[str], T]) -> tuple[str, T]:
-    """``request(key)`` for the first spelling of ``ref``'s key that exists.
-    Raises ObjectGone when none does (no object, or a delete marker on top)."""
+def _first_spelling(ref: ObjectRef, request: Callable[[str], Any]) -> tuple[str, dict[str, Any]]:
+    """``request(key)`` (a HEAD or GET answer) for the first spelling of ``ref``'s key that
+    exists. The decoded spelling counts only when it is the event's object (its version or
+    ETag): a key that really contains "%20" may have been deleted while a key with a space
+    exists. Raises ObjectGone when none does (no object, or a delete marker on top)."""
     for key in _spellings(ref.key):
         try:
-            return key, request(key)
+            response = request(key)
         except ClientError as exc:
             if _code(exc) not in _GONE:
                 raise
+            continue
+        if key == ref.key or _is_event_object(ref, response):
+            return key, response
+        if hasattr(body := response.get("Body"), "close"):
+            body.close()
     raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
+
+
+def _is_event_object(ref: ObjectRef, response: dict[str, Any]) -> bool:
+    if ref.version_id:
+        return _current(response.get("VersionId")) == ref.version_id
+    if ref.etag:
+        return str(response.get("ETag", "")).strip('"') == ref.etag
+    return True
 
 
 def locate(ref: ObjectRef) -> tuple[str, str | None]:

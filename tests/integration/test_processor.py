@@ -140,6 +140,19 @@ def test_url_encoded_key_in_the_event_is_found(pipeline):
     assert pipeline.item(encoded) == {}
 
 
+def test_a_deleted_key_is_not_mistaken_for_the_key_it_decodes_to(pipeline):
+    # Given a key that really contains "%20", deleted, and one with a space that exists
+    other = pipeline.upload("incoming/report v2.csv", SALES)
+    literal = pipeline.upload("incoming/report%20v2.csv", SALES)
+    pipeline.s3.delete_object(Bucket=pipeline.raw, Key=literal["key"])
+    # When the deleted key's event is processed
+    pipeline.announce(literal)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    # Then it is skipped as deleted; the other object is not processed in its place
+    assert pipeline.item(literal)["error"] == "the object was deleted before it could be processed"
+    assert pipeline.item(other) == {}
+
+
 def test_redelivered_object_is_processed_once(pipeline):
     # Given the same object version announced four times (S3 retries, SQS redeliveries),
     # twice within one batch
