@@ -88,7 +88,9 @@ class MetadataStore:
             now=at,
         )
 
-    def mark_completed(self, ref: ObjectRef, at: datetime, fields: dict[str, Any]) -> None:
+    def mark_completed(self, ref: ObjectRef, at: datetime, fields: dict[str, Any]) -> bool:
+        """Record the completed version; False (and nothing written) when a newer version
+        completed meanwhile and already marked this one superseded."""
         fields = dict(fields)
         # DynamoDB items hold 400 KB: the bulkiest parts go first, the schema last (a file of
         # a thousand long column names); the summary JSON in S3 keeps everything.
@@ -97,12 +99,19 @@ class MetadataStore:
                 break
             fields.pop(bulky, None)
             fields["summary_truncated"] = True
-        self._update(
-            ref,
-            {"status": "completed", "completed_at": iso(at), **fields},
-            remove=("error", "last_error"),
-            now=at,
-        )
+        try:
+            self._update(
+                ref,
+                {"status": "completed", "completed_at": iso(at), **fields},
+                remove=("error", "last_error"),
+                now=at,
+                condition="attribute_not_exists(#k) OR attribute_not_exists(superseded_by)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def mark_failed(
         self,

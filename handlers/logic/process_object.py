@@ -138,7 +138,7 @@ def process_object(
         )
     completed = utcnow()
     timings["total"] = _ms(completed - started)
-    store.mark_completed(
+    recorded = store.mark_completed(
         ref,
         completed,
         {
@@ -164,6 +164,9 @@ def process_object(
             "max_rss_mb": peak_rss_mb(),
         },
     )
+    if not recorded:  # a newer version completed while this one was processed: it wins
+        s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
+        return _skip(ref, store, "superseded", SUPERSEDED)
     _retire_older_versions(ref, settings, store, completed)
     fits_event = len(json.dumps(data["schema"])) <= EVENT_SCHEMA_MAX_BYTES
     events.publish_file_processed(

@@ -246,6 +246,48 @@ def test_a_summary_too_large_for_dynamodb_is_cut_down_to_fit(pipeline):
     assert len(json.dumps(event)) < 256 * 1024
 
 
+def test_a_newer_version_that_completes_while_the_older_one_finishes_wins(pipeline, monkeypatch):
+    # Given v1 past its "replaced meanwhile" check, and v2 uploaded and processed just then
+    from handlers.models.events import ObjectCreatedRecord, ObjectRef
+
+    def ref_of(obj):
+        attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s"}
+        record = {
+            "messageId": "m",
+            "receiptHandle": "r",
+            "body": pipeline.event(obj),
+            "attributes": {**attributes, "ApproximateFirstReceiveTimestamp": "1"},
+            "messageAttributes": {},
+            "md5OfBody": "x",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": pipeline.queue.arn,
+            "awsRegion": REGION,
+        }
+        return ObjectRef.from_event(ObjectCreatedRecord.model_validate(record).body)
+
+    v1 = pipeline.upload("incoming/race/r.csv", SALES)
+    real = process_object._replaced_meanwhile
+    newer: dict = {}
+
+    def newer_version_arrives(ref):
+        answer = real(ref)
+        if not newer:
+            newer.update(pipeline.upload("incoming/race/r.csv", SALES + "2025-01-04,Gizmo,1,9.99\n"))
+            process_object.process_object(ref_of(newer), pipeline.handler.settings, pipeline.handler.store)
+        return answer
+
+    monkeypatch.setattr(process_object, "_replaced_meanwhile", newer_version_arrives)
+    pipeline.announce(v1)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    # Then only v2's outputs remain and only v2 is announced to the loader
+    assert pipeline.item(newer)["status"] == "completed"
+    assert pipeline.item(v1)["superseded_by"] == newer["version"] and pipeline.item(v1)["status"] == "failed"
+    assert pipeline.processed_keys() == sorted(
+        [pipeline.item(newer)["parquet_key"], pipeline.item(newer)["summary_key"]]
+    )
+    assert [e["version"] for e in pipeline.published()] == [newer["version"]]
+
+
 def test_every_earlier_version_is_found_however_large_their_summaries(pipeline):
     # Given five versions of a key whose metadata items hold 250 KB each: a query reads at
     # most 1 MB per page, however little of each item it returns
