@@ -77,6 +77,28 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX _files_dataset_idx ON {schema}._files (dataset, loaded_at);
         """,
     ),
+    (
+        2,
+        "dataset indexes start with '_', so a dataset never collides with another one's index",
+        """
+        DO $$
+        DECLARE r record;
+        BEGIN
+          FOR r IN
+            SELECT ic.relname AS index_name, tc.relname AS table_name
+            FROM pg_index x
+            JOIN pg_class ic ON ic.oid = x.indexrelid
+            JOIN pg_class tc ON tc.oid = x.indrelid
+            WHERE tc.relnamespace = '{schema}'::regnamespace
+              AND ic.relname = tc.relname || '_object_key_idx'
+              AND octet_length('_' || tc.relname || '_object_key_idx') <= 63
+          LOOP
+            EXECUTE 'ALTER INDEX {schema}.' || quote_ident(r.index_name)
+              || ' RENAME TO ' || quote_ident('_' || r.table_name || '_object_key_idx');
+          END LOOP;
+        END $$;
+        """,
+    ),
 )
 
 

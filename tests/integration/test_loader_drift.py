@@ -200,3 +200,23 @@ def test_a_dataset_named_like_another_datasets_index_loads(loader):
     load(loader, "incoming/sales/1.csv", "a\n1\n")
     load(loader, "incoming/sales_object_key_idx/1.csv", "a\n2\n")
     assert loader.count("sales_object_key_idx", "incoming/sales_object_key_idx/1.csv") == 1
+
+
+def test_indexes_named_by_an_older_version_are_renamed_out_of_the_datasets_way(loader):
+    # Given a table whose index has the name older versions gave it, migration 2 not applied
+    load(loader, "incoming/sales/1.csv", "a\n1\n")
+    schema = sql.Identifier(loader.schema)
+    with loader.connect() as conn:
+        conn.execute(
+            sql.SQL("ALTER INDEX {}._sales_object_key_idx RENAME TO sales_object_key_idx").format(schema)
+        )
+        conn.execute(sql.SQL("DELETE FROM {}._migrations WHERE version = 2").format(schema))
+    loader.handler.warehouse.close()  # the next load connects afresh and migrates
+    # When a dataset with that name arrives
+    load(loader, "incoming/sales_object_key_idx/1.csv", "a\n2\n")
+    # Then the old index was renamed first, and both tables load
+    assert loader.count("sales_object_key_idx", "incoming/sales_object_key_idx/1.csv") == 1
+    [(name,)] = loader.query(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'sales'", [loader.schema]
+    )
+    assert name == "_sales_object_key_idx"
