@@ -35,6 +35,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
+from handlers.logic.processing.summary import columns_without_values
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 PARQUET_PREFIX = "parquet/"
@@ -219,8 +220,9 @@ class DuckDbEngine:
         them, in each column's first spelling (Parquet names are case-sensitive to pyarrow)."""
 
         def read(file: DatasetFile) -> dict[str, str]:
-            body = self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read()
-            return dict(json.loads(body).get("schema", {}))
+            summary = json.loads(self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read())
+            empty = columns_without_values(summary)  # they type nothing, in Glue either
+            return {name: kind for name, kind in dict(summary.get("schema", {})).items() if name not in empty}
 
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
             schemas = list(pool.map(read, files))

@@ -189,3 +189,19 @@ def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
     [(moment,)] = result.rows
     assert moment.utcoffset() is not None
     assert moment.astimezone(UTC).isoformat() == "2025-01-02T10:30:00+00:00"
+
+
+def test_a_column_empty_in_one_file_takes_its_type_from_the_others(stack, tmp_path):
+    # (the last test of this module: it adds a dataset the others do not expect)
+    s3 = stack["outputs"].client("s3")
+    for name, text in (("1", "id,note\n1,\n2,\n"), ("2", "id,note\n3,7\n")):
+        source, parquet = tmp_path / f"{name}.csv", tmp_path / f"{name}.parquet"
+        source.write_text(text)
+        summary = process_file(source, parquet_path=parquet)
+        stem = f"dataset=readings/ingest_date=2025-02-0{name}/{name}--0123456789abcdef"
+        s3.upload_file(str(parquet), BUCKET, f"parquet/{stem}.parquet")
+        s3.put_object(Bucket=BUCKET, Key=f"summaries/{stem}.json", Body=json.dumps(summary.to_json_dict()))
+    # Then the column is BIGINT, as the Glue catalog makes it, and both files read
+    columns = dict((r[0], r[1]) for r in execute(stack["outputs"], "DESCRIBE readings").rows)
+    assert columns["note"] == "BIGINT"
+    assert execute(stack["outputs"], "SELECT count(*), sum(note) FROM readings").rows == [(3, 7)]
