@@ -54,6 +54,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 ADMIN_USER = "headrace-admin"
 ADMIN_KEY = ("test", "test")
@@ -376,7 +377,18 @@ def lambda_service_key(iam: Any) -> Iterator[Credentials]:
     """A short-lived access key of the Lambda service identity, made by the administrator
     (``iam``: its client) for ``headrace local invoke``, which must assume a function's role
     as the runtime does; deleted on exit."""
-    key = iam.create_access_key(UserName=LAMBDA_SERVICE_USER)["AccessKey"]
+    try:
+        key = iam.create_access_key(UserName=LAMBDA_SERVICE_USER)["AccessKey"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "LimitExceeded":
+            raise
+        # IAM allows two keys per user: the runtime's own (the oldest) and one left by an
+        # invoke that was killed (or one running now, which needs its key only to assume
+        # the role, done at once)
+        keys = iam.list_access_keys(UserName=LAMBDA_SERVICE_USER)["AccessKeyMetadata"]
+        for stale in sorted(keys, key=lambda k: k["CreateDate"])[1:]:
+            iam.delete_access_key(UserName=LAMBDA_SERVICE_USER, AccessKeyId=stale["AccessKeyId"])
+        key = iam.create_access_key(UserName=LAMBDA_SERVICE_USER)["AccessKey"]
     try:
         yield Credentials(key["AccessKeyId"], key["SecretAccessKey"])
     finally:

@@ -86,6 +86,9 @@ def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsy
     if not stack.embedded:
         pytest.skip("headrace local invoke drives the embedded runtime")
     today = datetime.now(UTC).date().isoformat()
+    # (an earlier invoke that was killed left its key of the Lambda service identity behind)
+    iam = stack.outputs.client("iam")
+    iam.create_access_key(UserName="headrace-lambda-service")
     # the README's command: a sandbox outside the runtime, with the report role's credentials
     command = [
         "local",
@@ -100,7 +103,5 @@ def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsy
     response = json.loads(capsys.readouterr().out)
     assert response["task"] == "report" and response["report_json"].endswith(f"reports/{today}/report.json")
     # the Lambda service identity's key made for the call is gone again
-    keys = stack.outputs.client("iam").list_access_keys(UserName="headrace-lambda-service")[
-        "AccessKeyMetadata"
-    ]
+    keys = iam.list_access_keys(UserName="headrace-lambda-service")["AccessKeyMetadata"]
     assert len(keys) == 1
