@@ -35,7 +35,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
-from handlers.logic.processing.summary import columns_without_values
+from handlers.logic.processing.summary import typed_schema
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 PARQUET_PREFIX = "parquet/"
@@ -221,8 +221,7 @@ class DuckDbEngine:
 
         def read(file: DatasetFile) -> dict[str, str]:
             summary = json.loads(self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read())
-            empty = columns_without_values(summary)  # they type nothing, in Glue either
-            return {name: kind for name, kind in dict(summary.get("schema", {})).items() if name not in empty}
+            return typed_schema(summary)  # columns with no value type nothing, in Glue either
 
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
             schemas = list(pool.map(read, files))

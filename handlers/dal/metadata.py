@@ -32,17 +32,24 @@ def iso(moment: datetime) -> str:
 
 
 def to_dynamo(value: Any) -> Any:
-    """JSON-compatible data with numbers as Decimal, as DynamoDB wants them. A number
-    DynamoDB cannot hold (beyond 1e-130 to 1e126 in magnitude, or 38 digits: a float column
-    of 1.5e200) is kept as its text, rather than failing the whole item."""
+    """JSON-compatible data with numbers as Decimal, as DynamoDB wants them. A number it
+    cannot hold, or gives back in a form boto3 cannot read, is kept as its text rather than
+    failing the whole item: see :func:`_number`."""
     return json.loads(json.dumps(value, default=str), parse_float=_number, parse_int=_number)
 
 
 def _number(text: str) -> Decimal | str:
+    """DynamoDB takes magnitudes from 1e-130 to below 1e126, but returns one of 1e38 or more
+    with every digit written out, which boto3's reader refuses (more than 38 digits): a float
+    column of 1.5e50 would break every later read of the item. So numbers are kept only
+    from 1e-130 to below 1e38 (and 0)."""
     try:
-        return DYNAMODB_CONTEXT.create_decimal(text)
+        number = DYNAMODB_CONTEXT.create_decimal(text)
     except DecimalException:
         return text
+    if number.is_finite() and (number == 0 or Decimal("1e-130") <= abs(number) < Decimal("1e38")):
+        return number
+    return text
 
 
 class MetadataStore:
@@ -151,12 +158,18 @@ class MetadataStore:
         """A transient failure: the message will be retried; keep the reason for operators."""
         self._update(ref, {"last_error": error[:2000], "attempts": attempt}, now=at)
 
-    def mark_superseded(self, object_key: str, version: str, by_version: str, at: datetime) -> None:
-        """An older version's outputs were removed because a newer version replaced them."""
-        table(self.table_name).update_item(
-            Key={"object_key": object_key, "version": version},
-            UpdateExpression="SET superseded_by = :by, updated_at = :at",
-            ExpressionAttributeValues={":by": by_version, ":at": iso(at)},
+    def mark_superseded(self, object_key: str, version: str, by_version: str, at: datetime) -> dict[str, Any]:
+        """Mark an older version replaced by a newer one; return the item as it is now, with
+        the outputs it has at this moment (it may have completed since it was read)."""
+        return dict(
+            table(self.table_name)
+            .update_item(
+                Key={"object_key": object_key, "version": version},
+                UpdateExpression="SET superseded_by = :by, updated_at = :at",
+                ExpressionAttributeValues={":by": by_version, ":at": iso(at)},
+                ReturnValues="ALL_NEW",
+            )
+            .get("Attributes", {})
         )
 
     def get(self, object_key: str, version: str) -> dict[str, Any] | None:

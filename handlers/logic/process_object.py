@@ -33,7 +33,7 @@ from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.catalog import sync_table
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import OutOfTime, UnprocessableFile, process_file
-from handlers.logic.processing.summary import columns_without_values
+from handlers.logic.processing.summary import typed_schema
 from handlers.models.events import FileProcessed, ObjectRef
 from handlers.models.settings import ProcessorSettings
 
@@ -127,12 +127,11 @@ def process_object(
     catalog_error = None
     data = summary.to_json_dict()
     if settings.glue_database:
-        empty = columns_without_values(data)
         catalog_error = sync_table(
             GlueCatalog(),
             settings.glue_database,
             keys.dataset,
-            {name: kind for name, kind in summary.schema_.items() if name not in empty},
+            typed_schema(data),
             keys.ingest_date,
             settings.processed_bucket,
         )
@@ -227,15 +226,17 @@ def _replaced_meanwhile(ref: ObjectRef) -> bool:
 def _retire_older_versions(
     ref: ObjectRef, settings: ProcessorSettings, store: MetadataStore, at: datetime
 ) -> None:
-    """Remove the outputs of earlier versions of the same key: the latest version wins."""
+    """Remove the outputs of earlier versions of the same key: the latest version wins.
+    Each is marked superseded first, then its outputs are read from the marked item: an
+    older version completing meanwhile either wrote them before (they are deleted here) or
+    finds the mark and deletes its own (``mark_completed`` is conditional on it)."""
     mine = iso(ref.uploaded_at)
     for item in store.versions(ref.key):
         if item["version"] == ref.version or item.get("uploaded_at", "") > mine or item.get("superseded_by"):
             continue
-        stale = [k for k in (item.get("parquet_key"), item.get("summary_key")) if k]
-        bucket = item.get("processed_bucket", settings.processed_bucket)
-        s3.delete(bucket, stale)
-        store.mark_superseded(ref.key, item["version"], ref.version, at)
+        marked = store.mark_superseded(ref.key, item["version"], ref.version, at)
+        stale = [k for k in (marked.get("parquet_key"), marked.get("summary_key")) if k]
+        s3.delete(marked.get("processed_bucket", settings.processed_bucket), stale)
 
 
 def _check_deadline(deadline: float | None) -> None:

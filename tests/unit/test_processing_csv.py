@@ -437,6 +437,9 @@ def test_infinities_are_counted_not_averaged_and_the_summary_stays_strict_json(p
 def test_small_floats_keep_their_magnitude_in_the_statistics(process):
     stats = process("s.csv", "x\n1.7e-7\n9.9e-7\n").data["statistics"]["x"]
     assert (stats["min"], stats["max"], stats["avg"]) == (1.7e-07, 9.9e-07, 5.8e-07)
+    # and large ones keep their digits (epoch milliseconds as floats)
+    stats = process("t.csv", "t\n1735689600123.0\n1735689600124.5\n").data["statistics"]["t"]
+    assert (stats["min"], stats["max"]) == (1735689600123.0, 1735689600124.5)
 
 
 def test_distinct_counts_become_estimates_above_the_exact_limit(process):

@@ -593,9 +593,10 @@ def _json_scalar(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, float):
-        # 12 significant digits: drops float noise (0.30000000000000004) without turning
-        # small values to 0 as a fixed number of decimals did (1.7e-07 is not 0.0)
-        return float(f"{value:.12g}")
+        # 15 significant digits (a double holds 15 exactly): drops float noise
+        # (0.30000000000000004) without turning small values to 0 as a fixed number of
+        # decimals did (1.7e-07 is not 0.0), or rounding epoch milliseconds
+        return float(f"{value:.15g}")
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value

@@ -140,6 +140,12 @@ class Summary(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def typed_schema(summary: Mapping[str, Any]) -> dict[str, str]:
+    """A summary's schema without its columns that have no value (:func:`columns_without_values`)."""
+    empty = columns_without_values(summary)
+    return {name: kind for name, kind in dict(summary.get("schema") or {}).items() if name not in empty}
+
+
 def columns_without_values(summary: Mapping[str, Any]) -> set[str]:
     """Columns of a summary document all of whose cells are empty (or a header-only file's
     columns): typed string for want of values, which says nothing of the type later files
