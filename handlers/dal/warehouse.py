@@ -92,6 +92,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             WHERE tc.relnamespace = '{schema}'::regnamespace
               AND ic.relname = tc.relname || '_object_key_idx'
               AND octet_length('_' || tc.relname || '_object_key_idx') <= 63
+              AND NOT EXISTS (
+                SELECT 1 FROM pg_class taken
+                WHERE taken.relnamespace = tc.relnamespace
+                  AND taken.relname = '_' || tc.relname || '_object_key_idx'
+              )
           LOOP
             EXECUTE 'ALTER INDEX {schema}.' || quote_ident(r.index_name)
               || ' RENAME TO ' || quote_ident('_' || r.table_name || '_object_key_idx');

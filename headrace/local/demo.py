@@ -177,7 +177,7 @@ def _files_table(expectations: list[Expectation], items: dict[str, dict[str, Any
             e.key.removeprefix(prefix),
             item.get("status", "missing"),
             str(item.get("row_count", "")),
-            str(len(item.get("schema") or {}) or ""),
+            str(item.get("column_count", "")),
             str(item.get("load_rows", "")),
             _issues(item),
         )
