@@ -292,6 +292,8 @@ def _schedule(expression: str) -> str:
         if value < 1 or (value == 1) == bool(plural):
             raise ValueError(f"write rate(1 {unit}) or rate(N {unit}s) with N above 1")
         return expression
+    if expression.startswith("rate("):
+        raise ValueError("rate takes a whole number and minute(s), hour(s) or day(s): rate(15 minutes)")
     cron = re.fullmatch(r"cron\((.+)\)", expression)
     if not cron:
         raise ValueError("must be rate(...) or cron(...) (EventBridge schedule expressions)")

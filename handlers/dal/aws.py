@@ -17,6 +17,17 @@ def client(service: str) -> Any:
     return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
 
 
+# Reading a raw object's body: a connection that stalls is given up after 5 s, so the
+# processor's deadline (checked between chunks) holds within the time it keeps back.
+_DOWNLOAD_CONFIG = _CONFIG.merge(Config(read_timeout=5))
+
+
+@cache
+def download_client() -> Any:
+    """An S3 client for streaming downloads (a short read timeout)."""
+    return boto3.client("s3", config=_DOWNLOAD_CONFIG)
+
+
 @cache
 def table(name: str) -> Any:
     return boto3.resource("dynamodb", config=_CONFIG).Table(name)

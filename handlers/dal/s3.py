@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from handlers.models.events import ObjectRef
 
-from .aws import client
+from .aws import client, download_client
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 CHUNK_BYTES = 1024 * 1024
@@ -95,7 +95,7 @@ class CurrentObject:
 def open_current(ref: ObjectRef) -> Iterator[CurrentObject]:
     """What :func:`locate` tells, and the object's body, from one GET.
     Raises ObjectGone when the key was deleted."""
-    key, response = _first_spelling(ref, lambda key: client("s3").get_object(Bucket=ref.bucket, Key=key))
+    key, response = _first_spelling(ref, lambda key: download_client().get_object(Bucket=ref.bucket, Key=key))
     body = response["Body"]
     try:
         yield CurrentObject(key, _current(response.get("VersionId")), body)

@@ -216,6 +216,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:reporting.schedule: write rate(1 minute)",
         ),
         (
+            {**BASE, "reporting": {"schedule": "rate(1 week)"}},
+            "headrace:reporting.schedule: rate takes a whole number",
+        ),
+        (
             {**BASE, "queues": {"message_retention_seconds": 60}},
             "headrace:queues.message_retention_seconds: must exceed max_receive_count times the longest",
         ),

@@ -56,7 +56,7 @@ def test_good_file_is_completed_with_outputs_and_event(pipeline, tmp_path):
 
 
 def test_the_raw_object_is_read_with_one_get(pipeline):
-    from handlers.dal.aws import client, table
+    from handlers.dal.aws import client, download_client, table
 
     obj = pipeline.upload("incoming/sales/feb.csv", SALES)
     pipeline.announce(obj)
@@ -69,7 +69,7 @@ def test_the_raw_object_is_read_with_one_get(pipeline):
             values = json.dumps(params["ExpressionAttributeValues"], default=str)
             calls.append(next(s for s in ("received", "processing", "completed") if f'"{s}"' in values))
 
-    clients = [client("s3"), table("metadata").meta.client]
+    clients = [client("s3"), download_client(), table("metadata").meta.client]
     for c in clients:
         c.meta.events.register("provide-client-params", on_call)
     try:
