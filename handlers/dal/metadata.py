@@ -60,17 +60,13 @@ class MetadataStore:
     # ---------------------------------------------------------------- transitions
     def mark_received(self, ref: ObjectRef, at: datetime) -> None:
         """First sight of the object version; a no-op once it is further along."""
-        try:
-            self._update(
-                ref,
-                {"status": "received", "received_at": iso(at)},
-                condition="attribute_not_exists(#k) OR #status = :received_status",
-                values={":received_status": "received"},
-                now=at,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        self._update(
+            ref,
+            {"status": "received", "received_at": iso(at)},
+            condition="attribute_not_exists(#k) OR #status = :received_status",
+            values={":received_status": "received"},
+            now=at,
+        )
 
     def discard_received(self, ref: ObjectRef) -> None:
         """Drop a ``received`` item recorded under a key spelling that turned out to be
@@ -83,7 +79,7 @@ class MetadataStore:
                 ExpressionAttributeValues={":received": "received"},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not _condition_failed(exc):
                 raise
 
     def mark_processing(self, ref: ObjectRef, at: datetime, attempt: int) -> None:
@@ -106,19 +102,14 @@ class MetadataStore:
                 break
             fields.pop(bulky, None)
             fields["summary_truncated"] = True
-        try:
-            self._update(
-                ref,
-                {"status": "completed", "completed_at": iso(at), **fields},
-                remove=("error", "last_error"),
-                now=at,
-                condition="attribute_not_exists(#k) OR attribute_not_exists(superseded_by)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        written = self._update(
+            ref,
+            {"status": "completed", "completed_at": iso(at), **fields},
+            remove=("error", "last_error"),
+            now=at,
+            condition="attribute_not_exists(#k) OR attribute_not_exists(superseded_by)",
+        )
+        return written is not None
 
     def mark_failed(
         self,
@@ -136,23 +127,15 @@ class MetadataStore:
         fields: dict[str, Any] = {"status": "failed", "failed_at": iso(at), "error": error[:2000]}
         if attempt is not None:
             fields["attempts"] = attempt
-        if not keep_completed:
-            earlier = self._update(ref, fields, now=at, return_old=True)
-            return "failed_at" not in earlier
-        try:
-            earlier = self._update(
-                ref,
-                fields,
-                now=at,
-                return_old=True,
-                condition="attribute_not_exists(#k) OR #status <> :completed",
-                values={":completed": "completed"},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return "failed_at" not in earlier
+        earlier = self._update(
+            ref,
+            fields,
+            now=at,
+            return_old=True,
+            condition="attribute_not_exists(#k) OR #status <> :completed" if keep_completed else None,
+            values={":completed": "completed"} if keep_completed else None,
+        )
+        return earlier is not None and "failed_at" not in earlier
 
     def note_retry(self, ref: ObjectRef, at: datetime, error: str, attempt: int) -> None:
         """A transient failure: the message will be retried; keep the reason for operators."""
@@ -195,9 +178,10 @@ class MetadataStore:
         condition: str | None = None,
         values: dict[str, Any] | None = None,
         return_old: bool = False,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         """One UpdateItem; with ``return_old``, the previous values of the attributes it
-        set (DynamoDB's ``UPDATED_OLD``), else nothing."""
+        set (DynamoDB's ``UPDATED_OLD``), else nothing; None when ``condition`` did not
+        hold (nothing was written)."""
         base = {
             "bucket": ref.bucket,
             "size": ref.size,
@@ -237,4 +221,13 @@ class MetadataStore:
             del names["#k"]
         if return_old:
             kwargs["ReturnValues"] = "UPDATED_OLD"
-        return table(self.table_name).update_item(**kwargs).get("Attributes", {})
+        try:
+            return dict(table(self.table_name).update_item(**kwargs).get("Attributes", {}))
+        except ClientError as exc:
+            if condition and _condition_failed(exc):
+                return None
+            raise
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -8,8 +8,9 @@
 ``sales``), reduced to ``[a-z0-9_]`` so it is a valid Glue/Athena table and PostgreSQL
 identifier: accents are dropped (``Über Sales`` -> ``uber_sales``), and a name with letters
 that have no ASCII form (``東京``), or with nothing left, gets a hash of the folder name, so
-two such folders never merge into one dataset. ``<id>`` is derived from the raw key and version, so processing the same object
-version again overwrites the same keys: every write is idempotent.
+two such folders never merge into one dataset. ``<id>`` is derived from the raw key and
+version, so processing the same object version again overwrites the same keys: every write
+is idempotent.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ from handlers.dal.catalog import GlueCatalog
 from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.catalog import sync_table
 from handlers.logic.layout import processed_keys
-from handlers.logic.processing import OutOfTime, UnprocessableFile, process_file
+from handlers.logic.processing import UnprocessableFile, process_file
+from handlers.logic.processing.deadline import check_by
 from handlers.logic.processing.summary import typed_schema
 from handlers.models.events import FileProcessed, ObjectRef
 from handlers.models.settings import ProcessorSettings
@@ -87,7 +88,9 @@ def process_object(
                     store.discard_received(ref)
                     ref = ref.model_copy(update={"key": current.key})
                 store.mark_processing(ref, started, attempt)
-                s3.save_body(current.body, source, between_chunks=lambda: _check_deadline(deadline))
+                # a download slower than the invocation must stop before Lambda's timeout
+                # kills the whole batch with no reason recorded
+                s3.save_body(current.body, source, between_chunks=lambda: check_by(deadline, "the download"))
         except s3.ObjectGone:
             return _skip(ref, store, "deleted", DELETED)
         timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at), "download": _since(clock)}
@@ -237,13 +240,6 @@ def _retire_older_versions(
         marked = store.mark_superseded(ref.key, item["version"], ref.version, at)
         stale = [k for k in (marked.get("parquet_key"), marked.get("summary_key")) if k]
         s3.delete(marked.get("processed_bucket", settings.processed_bucket), stale)
-
-
-def _check_deadline(deadline: float | None) -> None:
-    # a download slower than the invocation must stop before Lambda's timeout kills the
-    # whole batch with no reason recorded
-    if deadline is not None and time.monotonic() >= deadline:
-        raise OutOfTime("the download was stopped at its deadline")
 
 
 def _skip(ref: ObjectRef, store: MetadataStore, status: str, reason: str) -> Outcome:

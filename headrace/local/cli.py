@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from rich.console import Console
 
 from headrace.outputs import DEFAULT_LOCAL_OUTPUTS
 
-from .emulator import DEFAULT_API_PORT, DEFAULT_PORT
+from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, EmulatorError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,17 +61,23 @@ def _ports(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A runtime that cannot start (a port in use, another runtime on the state directory)
+    is one error line and exit status 2, not a traceback."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except EmulatorError as exc:
+            print(f"headrace: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_one_line_errors
 def _up(args: argparse.Namespace) -> int:
-    from .emulator import EmulatorError
-
-    try:
-        return _serve(args)
-    except EmulatorError as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _serve(args: argparse.Namespace) -> int:
     from .runtime import LocalRuntime
 
     console = Console()
@@ -100,16 +108,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line_errors
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
-    from .emulator import EmulatorError
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        return demo.run(ROOT, Console(), port=args.port, api_port=args.api_port, timeout=args.timeout)
-    except EmulatorError as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
-        return 2
+    return demo.run(ROOT, Console(), port=args.port, api_port=args.api_port, timeout=args.timeout)
 
 
 def _invoke(args: argparse.Namespace) -> int:

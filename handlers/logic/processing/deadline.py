@@ -24,9 +24,13 @@ _deadline: ContextVar[float | None] = ContextVar("processing_deadline", default=
 
 def check() -> None:
     """Raise ``OutOfTime`` when the current file's deadline has passed."""
-    deadline = _deadline.get()
+    check_by(_deadline.get())
+
+
+def check_by(deadline: float | None, what: str = "processing") -> None:
+    """Raise ``OutOfTime`` when ``deadline`` (a ``time.monotonic()`` value) has passed."""
     if deadline is not None and time.monotonic() >= deadline:
-        raise OutOfTime("processing was stopped at its deadline")
+        raise OutOfTime(f"{what} was stopped at its deadline")
 
 
 @contextmanager

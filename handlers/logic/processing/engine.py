@@ -197,6 +197,7 @@ class _Pipeline:
         self.inputs = source.relation_columns
         self.names = unique_names(source.columns, reserved=(RESCUED,))
         self.hinted: dict[str, PiiRule | None] = {n: self.rules.rule_for_column(n) for n in self.names}
+        self.unsampled: list[int] = []  # columns the type sample holds no value of (_infer)
 
     # ---------------------------------------------------------------- orchestration
     def run(self, out: Path) -> _Result:

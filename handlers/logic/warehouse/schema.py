@@ -216,9 +216,14 @@ def _column_names(sources: list[str], current: dict[str, Kind]) -> dict[str, str
         base = wanted[source]
         # tables loaded before the hash suffix was taken of the lower-case name
         legacy = _unreserved(_fit(source, case_sensitive_hash=True), reserved)
-        name = (
-            base if base in current else by_lower.get(base.lower()) or (legacy if legacy in current else base)
-        )
+        if base in current:
+            name = base
+        elif base.lower() in by_lower:
+            name = by_lower[base.lower()]
+        elif legacy in current:
+            name = legacy
+        else:
+            name = base
         n = 2
         while name.lower() in taken:
             name = _unreserved(pg_name(f"{base}_{n}"), reserved)
