@@ -196,30 +196,6 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:warehouse.network.cidr: prefix length must be between",
         ),
         (
-            {**BASE, "reporting": {"schedule": "every day"}},
-            "headrace:reporting.schedule: must be rate(...) or cron(",
-        ),
-        (
-            {**BASE, "reporting": {"schedule": "cron(0 6 * * *)"}},
-            "headrace:reporting.schedule: cron needs six fields",
-        ),
-        (
-            {**BASE, "reporting": {"schedule": "cron(0 6 * * * *)"}},
-            "headrace:reporting.schedule: cron needs '?'",
-        ),
-        (
-            {**BASE, "reporting": {"schedule": "rate(1 hours)"}},
-            "headrace:reporting.schedule: write rate(1 hour)",
-        ),
-        (
-            {**BASE, "reporting": {"schedule": "rate(0 minutes)"}},
-            "headrace:reporting.schedule: write rate(1 minute)",
-        ),
-        (
-            {**BASE, "reporting": {"schedule": "rate(1 week)"}},
-            "headrace:reporting.schedule: rate takes a whole number",
-        ),
-        (
             {**BASE, "queues": {"message_retention_seconds": 60}},
             "headrace:queues.message_retention_seconds: must exceed max_receive_count times the longest",
         ),
@@ -257,6 +233,22 @@ def test_invalid_values_are_reported_against_their_key(values: dict[str, Any], e
     problems = errors_of(values)
     # Then the error names the offending key, in pulumi config's spelling, and the rule
     assert any(problem.startswith(expected) for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("every day", "must be rate(...) or cron("),
+        ("cron(0 6 * * *)", "cron needs six fields"),
+        ("cron(0 6 * * * *)", "cron needs '?'"),
+        ("rate(1 hours)", "write rate(1 hour)"),
+        ("rate(0 minutes)", "write rate(1 minute)"),
+        ("rate(1 week)", "rate takes a whole number"),
+    ],
+)
+def test_schedules_eventbridge_would_refuse_are_refused_at_preview(schedule: str, message: str) -> None:
+    problems = errors_of({**BASE, "reporting": {"schedule": schedule}})
+    assert any(p.startswith(f"headrace:reporting.schedule: {message}") for p in problems), problems
 
 
 def test_every_problem_is_reported_at_once() -> None:
