@@ -315,7 +315,8 @@ class Reporting(_Model):
 
 class Alarms(_Model):
     staleness_minutes: int = Field(1440, ge=10)
-    oldest_message_seconds: int = Field(900, ge=60)
+    # None: the processing queue's visibility timeout plus 15 minutes (see StackConfig).
+    oldest_message_seconds: int | None = Field(None, ge=60)
     error_rate_percent: float = Field(1.0, gt=0, lt=100)
     duration_p99_ratio: float = Field(0.8, gt=0, le=1)
     rds_cpu_percent: float = Field(80, gt=0, lt=100)
@@ -465,6 +466,16 @@ class StackConfig(_Model):
     def catalog_enabled(self) -> bool:
         flag = self.catalog.enabled
         return not self.is_localstack if flag is None else flag
+
+    @property
+    def oldest_message_alarm_seconds(self) -> int:
+        """A message whose processing failed transiently is retried after its visibility
+        timeout, so it is at least that old: by default the alarm fires only 15 minutes
+        past one retry's wait, not on every retried file."""
+        if self.alarms.oldest_message_seconds is not None:
+            return self.alarms.oldest_message_seconds
+        processor = self.functions.processor
+        return visibility_timeout(processor.timeout_seconds, processor.batching_window_seconds) + 900
 
     @property
     def tracing(self) -> bool:

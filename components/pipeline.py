@@ -437,7 +437,7 @@ class Pipeline(pulumi.ComponentResource):
                 },
                 function_names={service: f.name for service, f in self.functions.items()},
                 staleness_minutes=config.alarms.staleness_minutes,
-                oldest_message_seconds=config.alarms.oldest_message_seconds,
+                oldest_message_seconds=config.oldest_message_alarm_seconds,
                 error_rate_percent=config.alarms.error_rate_percent,
                 duration_p99_ratio=config.alarms.duration_p99_ratio,
                 db_instance_identifier=self.warehouse.instance_identifier,

@@ -72,7 +72,8 @@ def test_processor_alarms(dev: Deployment) -> None:
     assert duration["dimensions"] == {"FunctionName": processor}
     # Backlog: age of the processing queue's oldest message
     oldest = alarms["processing-oldest-message"].inputs
-    assert oldest["metricName"] == "ApproximateAgeOfOldestMessage" and oldest["threshold"] == 900
+    assert oldest["metricName"] == "ApproximateAgeOfOldestMessage"
+    assert oldest["threshold"] == 6 * 300 + 5 + 900  # one retry's wait (visibility timeout) + 15 min
     assert oldest["dimensions"]["QueueName"] in dev.outputs["processing_queue_url"]
 
 
@@ -111,6 +112,23 @@ def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
     assert alarms["processing-oldest-message"].inputs["threshold"] == 120
     assert alarms["processor-error-rate"].inputs["threshold"] == 5
     assert alarms["processor-duration-p99"].inputs["threshold"] == 80_000
+
+
+def test_oldest_message_alarm_waits_out_one_retry_by_default(tiny_archive: Path) -> None:
+    # Given the processor's timeout and batching window, and no alarm threshold set
+    stack = deploy(
+        "local",
+        tiny_archive,
+        {
+            "headrace:alarms": {"oldest_message_seconds": None},
+            "headrace:functions": {"processor": {"timeout_seconds": 100, "batching_window_seconds": 3}},
+        },
+    )
+    # Then a message retried once (visible again after 6 x 100 + 3 s) does not raise it
+    (queue,) = [q for q in stack.of_type("aws:sqs/queue:Queue") if q.name.endswith("processing")]
+    visibility = queue.inputs["visibilityTimeoutSeconds"]
+    assert visibility == 603
+    assert _alarms(stack)["processing-oldest-message"].inputs["threshold"] == visibility + 900
 
 
 def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
