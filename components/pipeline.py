@@ -233,13 +233,7 @@ class Pipeline(pulumi.ComponentResource):
                     # recorded under a URL-encoded spelling of the key.
                     Allow(
                         "RecordMetadata",
-                        (
-                            "dynamodb:GetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:DeleteItem",
-                            "dynamodb:Query",
-                        ),
+                        ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"),
                         (metadata.arn,),
                     ),
                     Allow(
@@ -306,8 +300,9 @@ class Pipeline(pulumi.ComponentResource):
             )
         worker_statements = [
             Allow(
+                # A conditional PutItem: a redelivered log id is stored once.
                 "StoreTenantLogs",
-                ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                ("dynamodb:PutItem",),
                 (self.tables.tenant_logs.arn,),
             )
         ]
@@ -321,9 +316,7 @@ class Pipeline(pulumi.ComponentResource):
         }
         if self.originals_key is not None:
             worker_environment["ORIGINALS_KMS_KEY_ARN"] = self.originals_key.arn
-            worker_statements.append(
-                Allow("EncryptOriginals", ("kms:Encrypt", "kms:GenerateDataKey"), (self.originals_key.arn,))
-            )
+            worker_statements.append(Allow("EncryptOriginals", ("kms:Encrypt",), (self.originals_key.arn,)))
         self.ingest_worker = PipelineFunction(
             f"{name}-ingest-worker",
             self._function_args(
@@ -353,11 +346,7 @@ class Pipeline(pulumi.ComponentResource):
                 statements=[
                     Allow("EnqueueLogs", ("sqs:SendMessage",), (self.ingest_queue.arn,)),
                     Allow("LookUpApiKeys", ("dynamodb:GetItem",), (self.tables.tenant_keys.arn,)),
-                    Allow(
-                        "ReadTenantLogs",
-                        ("dynamodb:GetItem", "dynamodb:Query"),
-                        (self.tables.tenant_logs.arn,),
-                    ),
+                    Allow("ListTenantLogs", ("dynamodb:Query",), (self.tables.tenant_logs.arn,)),
                 ],
             ),
             opts=child,
@@ -391,9 +380,8 @@ class Pipeline(pulumi.ComponentResource):
                         "REPORT_LINK_TTL_SECONDS": str(config.reporting.link_ttl_seconds),
                     },
                     statements=[
-                        Allow(
-                            "ReadMetadata", ("dynamodb:GetItem", "dynamodb:Query"), (metadata.arn, *indexes)
-                        ),
+                        # Every read is a query of the by_day index.
+                        Allow("QueryMetadataByDay", ("dynamodb:Query",), tuple(indexes)),
                         Allow(
                             "WriteReports",
                             # GetObject: the presigned links in the report are signed with this role.

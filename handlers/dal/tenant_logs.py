@@ -59,9 +59,6 @@ class TenantLogStore:
         response = table(self.table_name).query(**kwargs)
         return response.get("Items", []), response.get("LastEvaluatedKey")
 
-    def get(self, tenant_id: str, log_id: str) -> dict[str, Any] | None:
-        return table(self.table_name).get_item(Key={"tenant_id": tenant_id, "log_id": log_id}).get("Item")
-
     # ----------------------------------------------------------------- originals
     def encrypt(self, text: str, tenant_id: str) -> list[bytes]:
         if not self.kms_key_arn:

@@ -154,7 +154,7 @@ def test_fault_injection_pii_and_originals_reach_their_functions(tiny_archive: P
         {
             "Sid": "EncryptOriginals",
             "Effect": "Allow",
-            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+            "Action": ["kms:Encrypt"],
             "Resource": [key.outputs["arn"]],
         }
     ]
@@ -202,7 +202,7 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
         "s3:AbortMultipartUpload": {f"{processed}/*"},
         "s3:DeleteObject": {f"{processed}/*"},
         "dynamodb:GetItem": {metadata, idempotency},
-        "dynamodb:PutItem": {metadata, idempotency},
+        "dynamodb:PutItem": {idempotency},
         "dynamodb:UpdateItem": {metadata, idempotency},
         "dynamodb:DeleteItem": {metadata, idempotency},
         "dynamodb:Query": {metadata},
@@ -234,8 +234,9 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     assert loader["secretsmanager:GetSecretValue"] == {dev.outputs["db_secret_arn"]}
     assert loader["s3:GetObject"] == {f"{arns['data-processed']}/*"}
     assert "ec2:CreateNetworkInterface" in loader and "s3:PutObject" not in loader
-    # the report function queries metadata (and its index), writes reports, publishes alerts
-    assert report["dynamodb:Query"] == {arns["tables-metadata"], f"{arns['tables-metadata']}/index/by_day"}
+    # the report function queries the metadata index, writes reports, publishes alerts
+    assert report["dynamodb:Query"] == {f"{arns['tables-metadata']}/index/by_day"}
+    assert "dynamodb:GetItem" not in report
     assert report["s3:PutObject"] == {f"{arns['data-reports']}/*"}
     assert report["sns:Publish"] == {dev.outputs["alerts_topic_arn"]}
     assert report["kms:GenerateDataKey"] == {arns["reporting-alerts-key"]}
@@ -243,7 +244,9 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     assert ingest["sqs:SendMessage"] == {
         dev.named("headrace-dev-ingest", "aws:sqs/queue:Queue").outputs["arn"]
     }
-    assert ingest["dynamodb:GetItem"] == {arns["tables-tenant-keys"], arns["tables-tenant-logs"]}
+    assert ingest["dynamodb:GetItem"] == {arns["tables-tenant-keys"]}
+    assert ingest["dynamodb:Query"] == {arns["tables-tenant-logs"]}
+    assert {a for a in worker if a.startswith("dynamodb:")} == {"dynamodb:PutItem"}
     assert worker["dynamodb:PutItem"] == {arns["tables-tenant-logs"]}
     assert not any(action.startswith("s3:") for action in [*ingest, *worker])
     # and only the loader has network-interface rights
