@@ -325,7 +325,7 @@ class Alarms(_Model):
 class Ingest(_Model):
     endpoint: Literal["http_api", "function_url"] = "http_api"
     max_body_bytes: int = Field(1_048_576, ge=1024, le=6_000_000)  # Lambda's 6 MB payload limit
-    max_batch_records: int = Field(100, ge=1, le=10_000)
+    max_batch_records: int = Field(100, ge=1, le=1000)
     keep_original: bool = False
     log_ttl_days: int = Field(90, ge=1)
     throttle_rate_per_second: float = Field(50, gt=0)
@@ -538,6 +538,18 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
         and config.warehouse.rds.deletion_protection is False
     ):
         problems.append(("warehouse.rds.deletion_protection", "must be true when environment is prod"))
+    if (
+        config.target == "aws"
+        and config.ingest.endpoint == "function_url"
+        and config.functions.ingest.reserved_concurrency is None
+    ):
+        problems.append(
+            (
+                "functions.ingest.reserved_concurrency",
+                "is required when ingest.endpoint is function_url on AWS: a function URL is public "
+                "and has no throttle of its own (the HTTP API has), so this caps its load and cost",
+            )
+        )
     # Every attempt of a failing message waits out its queue's visibility timeout; if the
     # queue's retention is shorter than all of them, the message expires before its DLQ.
     longest = max(

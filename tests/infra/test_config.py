@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from components.config import FUNCTION_DEFAULTS, ConfigError, StackConfig, load_config, parse_config
+from components.config import FUNCTION_DEFAULTS, ConfigError, Ingest, StackConfig, load_config, parse_config
+from handlers.models.ingest import IngestApiSettings
 
 from .conftest import ROOT, engine_config, stack_file_config
 
@@ -207,6 +208,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             {**BASE, "functions": {"processor": {"max_concurrency": 2, "reserved_concurrency": 1}}},
             "headrace:functions.processor.max_concurrency: must be ≤ reserved_concurrency (1); it is at least 2",
         ),
+        (
+            {**BASE, "ingest": {"endpoint": "function_url"}},
+            "headrace:functions.ingest.reserved_concurrency: is required when ingest.endpoint is function_url on AWS",
+        ),
         ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),
         ({**BASE, "faults": {"crash_rate": 1.5}}, "headrace:faults.crash_rate: must be ≤ 1"),
         (
@@ -284,3 +289,17 @@ def test_unknown_top_level_key_in_the_stack_is_an_error() -> None:
 )
 def test_values_aws_accepts_are_accepted(values: dict[str, Any]) -> None:
     parse_config({**BASE, **values})
+
+
+def _bounds(field: Any) -> tuple[Any, Any]:
+    return (
+        next(m.ge for m in field.metadata if hasattr(m, "ge")),
+        next(m.le for m in field.metadata if hasattr(m, "le")),
+    )
+
+
+def test_ingest_limits_are_the_ones_the_function_accepts() -> None:
+    # Given the stack config's ingest limits and the ingest function's own settings
+    # Then every value the config accepts is one the function accepts at cold start
+    for key in ("max_body_bytes", "max_batch_records"):
+        assert _bounds(Ingest.model_fields[key]) == _bounds(IngestApiSettings.model_fields[key]), key
