@@ -345,6 +345,15 @@ class Warehouse(pulumi.ComponentResource):
         )
         # Letters and digits only: safe in any connection string, 40 of them ~ 238 bits.
         self.password = random.RandomPassword(f"{name}-db-password", length=40, special=False, opts=child)
+        # A snapshot name is taken for good: a fixed one would make the destroy of a second
+        # instance of this stack fail (DBSnapshotAlreadyExists). Random per instance.
+        final_snapshot = (
+            pulumi.Output.concat(
+                f"{name}-final-", random.RandomId(f"{name}-db-snapshot-id", byte_length=4, opts=child).hex
+            )
+            if rds.final_snapshot
+            else None
+        )
         self.instance = aws.rds.Instance(
             f"{name}-db",
             engine="postgres",
@@ -366,7 +375,7 @@ class Warehouse(pulumi.ComponentResource):
             backup_retention_period=rds.backup_retention_days,
             deletion_protection=rds.deletion_protection,
             skip_final_snapshot=not rds.final_snapshot,
-            final_snapshot_identifier=f"{name}-final" if rds.final_snapshot else None,
+            final_snapshot_identifier=final_snapshot,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
             opts=child,

@@ -123,6 +123,8 @@ class PipelineMocks(pulumi.runtime.Mocks):
             outputs["arn"] = f"arn:aws:rds:{region}:{account}:db:{physical}"
         elif kind == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "Mock" + _suffix(args.name) * 4
+        elif kind == "random:index/randomId:RandomId":
+            outputs["hex"] = _suffix(args.name) + "0"
         elif kind == "aws:apigatewayv2/api:Api":
             api_id = resource_id = _suffix(args.name)
             outputs["apiEndpoint"] = f"https://{api_id}.execute-api.{region}.amazonaws.com"
