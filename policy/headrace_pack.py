@@ -21,7 +21,7 @@ PACK_NAME = "headrace-security"
 
 def resource_policy(rule: rules.ResourceRule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type in rule.types:
+        if rule.applies_to(args.resource_type, args.name):
             for message in rule.check(args.resource_type, args.props):
                 report_violation(message, None)
 

@@ -8,21 +8,27 @@ deliberately broken resource).
 Property names are the engine's (camelCase, as in the provider schema). Resource rules see
 a resource's inputs (``pulumi preview``/``up`` check each resource before it is created or
 updated); stack rules see every resource's outputs at the end, which is where relations
-between resources (a bucket and its policy, a queue and its DLQ) can be checked. A value
-that is unknown during a preview makes ``pulumi_policy`` skip the rule with an advisory
-note; it is enforced on ``pulumi up``, when the values are known.
+between resources (a bucket and its policy, a queue and its DLQ) can be checked. Reading a
+value that is unknown during a preview makes ``pulumi_policy`` skip the whole rule (for a
+stack rule: for every resource) with an advisory note. A resource rule is then enforced on
+``pulumi up`` before the resource is created; a stack rule only after every resource has
+been created or updated. So whatever can be checked on one resource's inputs is checked
+there (a queue's redrive policy), and stack rules keep only the relations.
 
-Dead-letter queues are identified by what they are, not by their name: a queue is a DLQ
-when another queue's redrive policy, or an EventBridge target's dead-letter config, points
-at it. Every other queue must have a redrive policy.
+Dead-letter queues: at preview a queue without a redrive policy passes ``sqs-redrive-policy``
+only if its resource name ends in ``-dlq`` (components/queues.py names them so); on update
+``sqs-dead-letter-queues`` checks what it is: a queue without a redrive policy must be
+the DLQ of another queue's redrive policy or of an EventBridge target.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 # Actions AWS does not scope to a resource (Resource "*" is required): X-Ray, and the
 # network interfaces of a function in a VPC. Same list as components/policies.py
@@ -54,6 +60,8 @@ QUEUE = "aws:sqs/queue:Queue"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
 TOPIC = "aws:sns/topic:Topic"
 TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+SECRET_POLICY = "aws:secretsmanager/secretPolicy:SecretPolicy"
+LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
 TABLE = "aws:dynamodb/table:Table"
 KMS_KEY = "aws:kms/key:Key"
 RDS_INSTANCE = "aws:rds/instance:Instance"
@@ -77,8 +85,37 @@ IAM_ATTACHMENTS = frozenset(
         "aws:iam/policyAttachment:PolicyAttachment",
     }
 )
-# AWS managed policies that grant (nearly) everything.
-BROAD_MANAGED_POLICIES = ("/AdministratorAccess", "/PowerUserAccess", "/IAMFullAccess")
+# Managed policies that grant (nearly) everything: these, and every "...FullAccess" one.
+BROAD_MANAGED_POLICIES = frozenset({"AdministratorAccess", "PowerUserAccess"})
+# A TLS-only deny must cover every action of the policy's service. For topics AWS's own
+# TLS-only example denies only sns:Publish (the call that carries message data), and so
+# does this program (components/reporting.py), so that is accepted for topics.
+TLS_DENY_ACTIONS = {
+    BUCKET_POLICY: frozenset({"*", "s3:*"}),
+    QUEUE_POLICY: frozenset({"*", "sqs:*"}),
+    TOPIC_POLICY: frozenset({"*", "sns:*", "sns:publish"}),
+}
+# Condition keys that limit who is calling (or from where); any other condition (e.g.
+# aws:SecureTransport) leaves Principal "*" open to everyone. Only under a positive
+# operator: StringNotEquals, ...IfExists, Null or ForAllValues: would not restrict.
+CALLER_CONDITION_KEYS = (
+    "aws:SourceArn",
+    "aws:SourceAccount",
+    "aws:SourceOwner",
+    "aws:PrincipalOrgID",
+    "aws:PrincipalAccount",
+    "aws:PrincipalArn",
+    "aws:SourceVpc",
+    "aws:SourceVpce",
+)
+RESTRICTING_OPERATORS = frozenset(
+    {"stringequals", "stringequalsignorecase", "stringlike", "arnequals", "arnlike"}
+)
+# Services whose ARNs name the resource without a type first (arn:aws:s3:::bucket/key,
+# arn:aws:sqs:region:account:queue, arn:aws:execute-api:region:account:api/stage/...).
+UNTYPED_ARN_SERVICES = frozenset({"s3", "sqs", "sns", "execute-api"})
+# How components/queues.py names a dead-letter queue (resource name).
+DLQ_NAME_SUFFIX = "-dlq"
 SSE_ALGORITHMS = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
 PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
 PUBLIC_GROUPS = (
@@ -95,6 +132,11 @@ class ResourceRule:
     description: str
     types: frozenset[str]
     check: Check  # (resource type, inputs) -> violation messages
+    # Resources of these types the rule leaves alone, by the end of their resource name.
+    skip_names_ending: str = ""
+
+    def applies_to(self, kind: str, name: str) -> bool:
+        return kind in self.types and not (self.skip_names_ending and name.endswith(self.skip_names_ending))
 
 
 @dataclass(frozen=True)
@@ -140,15 +182,56 @@ def _statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [s for s in _as_list(document.get("Statement")) if isinstance(s, Mapping)]
 
 
-def _denies_insecure_transport(document: Mapping[str, Any]) -> bool:
-    for statement in _statements(document):
-        if statement.get("Effect") != "Deny":
-            continue
-        condition = _document(statement.get("Condition"))
-        secure = _document(condition.get("Bool")).get("aws:SecureTransport")
-        if any(str(v).lower() == "false" for v in _as_list(secure)):
-            return True
-    return False
+def _matches(pattern: str, arn: str) -> bool:
+    """Whether an IAM resource pattern (``*`` and ``?`` wildcards) matches ``arn``."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, arn, re.DOTALL) is not None
+
+
+def _queue_arn(url: str) -> str:
+    """The ARN of the queue at ``url`` (https://sqs.<region>.amazonaws.com/<account>/<name>);
+    "" if the URL does not name a region, account and queue."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/").split("/")
+    region = re.search(r"[a-z]{2}(?:-[a-z]+)+-\d+", parts.hostname or "")
+    if len(path) != 2 or not all(path) or region is None:
+        return ""
+    return f"arn:aws:sqs:{region.group()}:{path[0]}:{path[1]}"
+
+
+def _own_arns(kind: str, props: Mapping[str, Any]) -> list[str]:
+    """What a bucket, queue or topic policy must cover: the ARNs its inputs name ("" when
+    they name none, which only a Resource of "*" covers)."""
+    if kind == BUCKET_POLICY:
+        bucket = str(props.get("bucket") or "")
+        return [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"] if bucket else [""]
+    if kind == QUEUE_POLICY:
+        return [_queue_arn(str(props.get("queueUrl") or ""))]
+    return [str(props.get("arn") or "")]
+
+
+def _is_everyone(principal: Any) -> bool:
+    if principal == "*":
+        return True
+    return (
+        isinstance(principal, Mapping) and list(principal) == ["AWS"] and _as_list(principal["AWS"]) == ["*"]
+    )
+
+
+def _is_tls_deny(statement: Mapping[str, Any], actions: frozenset[str]) -> bool:
+    """A Deny of ``actions`` to everyone whose only condition is aws:SecureTransport false
+    (another condition would narrow the deny)."""
+    if statement.get("Effect") != "Deny" or not _is_everyone(statement.get("Principal")):
+        return False
+    if not {str(a).lower() for a in _as_list(statement.get("Action"))} & actions:
+        return False
+    condition = _document(statement.get("Condition"))
+    if [str(k).lower() for k in condition] != ["bool"]:
+        return False
+    clauses = _document(next(iter(condition.values())))
+    if [str(k).lower() for k in clauses] != ["aws:securetransport"]:
+        return False
+    return all(str(v).lower() == "false" for v in _as_list(next(iter(clauses.values()))))
 
 
 def _is_public_principal(principal: Any) -> bool:
@@ -157,6 +240,41 @@ def _is_public_principal(principal: Any) -> bool:
     if isinstance(principal, Mapping):
         return any("*" in _as_list(v) for v in principal.values())
     return False
+
+
+def _restricts_caller(condition: Any) -> bool:
+    """Whether a condition limits who calls (a source or principal account, ARN,
+    organization, VPC or endpoint) to values that are not just "*"."""
+    caller_keys = {key.lower() for key in CALLER_CONDITION_KEYS}  # condition keys ignore case
+    for operator, clauses in _document(condition).items():
+        if str(operator).lower() not in RESTRICTING_OPERATORS:
+            continue
+        for key, value in _document(clauses).items():
+            values = [str(v) for v in _as_list(value)]
+            if str(key).lower() in caller_keys and values and "*" not in values:
+                return True
+    return False
+
+
+def _is_wildcard_resource(resource: str) -> bool:
+    """``*``, or an ARN whose account, region or resource name is a wildcard
+    (arn:aws:s3:::*/*, arn:aws:dynamodb:eu-west-1:1:table/*). A wildcard after a name (a
+    log group's streams, a bucket's objects, a Glue database's tables) is that resource's."""
+    fields = resource.split(":", 5)
+    if len(fields) < 6 or fields[0] != "arn":
+        return "*" in resource
+    _, partition, service, region, account, rest = fields
+    if "*" in partition + service + region + account:
+        return True
+    if service not in UNTYPED_ARN_SERVICES:  # the resource type before the name: table/, key/
+        rest = re.sub(r"^[A-Za-z0-9-]+[/:]", "", rest)
+    name = next((part for part in re.split(r"[/:]", rest) if part), "")
+    return set(name) <= {"*", "?"}
+
+
+def _is_broad_managed_policy(arn: Any) -> bool:
+    name = str(arn).rsplit("/", 1)[-1]
+    return name in BROAD_MANAGED_POLICIES or name.endswith("FullAccess")
 
 
 def _sid(statement: Mapping[str, Any]) -> str:
@@ -205,24 +323,63 @@ def s3_no_public_acl(kind: str, props: Mapping[str, Any]) -> list[str]:
 
 
 def tls_only_policy(kind: str, props: Mapping[str, Any]) -> list[str]:
-    if _denies_insecure_transport(_document(props.get("policy"))):
+    actions = TLS_DENY_ACTIONS[kind]
+    denies = [s for s in _statements(_document(props.get("policy"))) if _is_tls_deny(s, actions)]
+    own = _own_arns(kind, props)
+    if all(any(_matches(str(p), arn) for s in denies for p in _as_list(s.get("Resource"))) for arn in own):
         return []
-    return ["the policy does not deny requests without TLS (Deny when aws:SecureTransport is false)"]
+    return [
+        "the policy does not deny requests without TLS (a Deny to Principal '*' of "
+        f"{' or '.join(sorted(actions))} on {', '.join(a or 'its resource' for a in own)}, "
+        "with the sole condition aws:SecureTransport false)"
+    ]
 
 
 def resource_policy_not_public(kind: str, props: Mapping[str, Any]) -> list[str]:
+    if kind == LAMBDA_PERMISSION:
+        return _lambda_permission_problems(props)
     problems = []
     for statement in _statements(_document(props.get("policy"))):
         if statement.get("Effect") != "Allow":
             continue
-        if _is_public_principal(statement.get("Principal")) and not statement.get("Condition"):
-            problems.append(f"{_sid(statement)}: allows anyone (Principal '*') without a condition")
+        if _is_public_principal(statement.get("Principal")) and not _restricts_caller(
+            statement.get("Condition")
+        ):
+            problems.append(
+                f"{_sid(statement)}: allows anyone (Principal '*') without a condition on the caller "
+                f"({', '.join(CALLER_CONDITION_KEYS)})"
+            )
         wild = [a for a in _as_list(statement.get("Action")) if "*" in str(a)]
         if wild:
             problems.append(f"{_sid(statement)}: allows wildcard actions {', '.join(map(str, wild))}")
         if "NotAction" in statement or "NotPrincipal" in statement:
             problems.append(f"{_sid(statement)}: an Allow with NotAction/NotPrincipal grants everything else")
     return problems
+
+
+def _lambda_permission_problems(props: Mapping[str, Any]) -> list[str]:
+    if props.get("principal") != "*":
+        return []
+    if props.get("sourceArn") or props.get("sourceAccount") or props.get("principalOrgId"):
+        return []
+    # A function URL's grants: whether the URL is public is its own authorization type
+    # (the local stack's is, on purpose: README.md, "Not enforced").
+    if props.get("action") == "lambda:InvokeFunctionUrl" or props.get("invokedViaFunctionUrl") is True:
+        return []
+    return [
+        "allows anyone (principal '*') to invoke the function: set sourceArn, sourceAccount or principalOrgId"
+    ]
+
+
+def sqs_redrive_policy(kind: str, props: Mapping[str, Any]) -> list[str]:
+    # Whether the input is set, not its value: at preview a new queue's redrive policy
+    # names a DLQ not created yet, and reading that unknown value would skip the rule.
+    if "redrivePolicy" in list(props):
+        return []
+    return [
+        f"no redrivePolicy, and not a dead-letter queue (resource name ending {DLQ_NAME_SUFFIX!r}): "
+        "a message that always fails would be retried until it expires"
+    ]
 
 
 def sqs_encrypted(kind: str, props: Mapping[str, Any]) -> list[str]:
@@ -263,12 +420,13 @@ def _identity_statement_problems(document: Mapping[str, Any], where: str) -> lis
         wild = [a for a in actions if "*" in a]
         if wild:
             problems.append(f"{sid}: wildcard action {', '.join(wild)}")
-        if "*" in _as_list(statement.get("Resource")):
-            broad = sorted(set(actions) - UNSCOPED_ACTIONS - set(wild))
-            if broad:
-                problems.append(
-                    f"{sid}: {', '.join(broad)} on Resource '*' (only actions AWS cannot scope may be)"
-                )
+        wide = [str(r) for r in _as_list(statement.get("Resource")) if _is_wildcard_resource(str(r))]
+        broad = sorted(set(actions) - UNSCOPED_ACTIONS - set(wild))
+        if wide and broad:
+            problems.append(
+                f"{sid}: {', '.join(broad)} on Resource {', '.join(map(repr, wide))} (only actions AWS "
+                "cannot scope may name every resource, account or region)"
+            )
     return problems
 
 
@@ -277,11 +435,7 @@ def iam_least_privilege(kind: str, props: Mapping[str, Any]) -> list[str]:
         return _identity_statement_problems(_document(props.get("policy")), "")
     if kind in IAM_ATTACHMENTS:
         arn = str(props.get("policyArn") or "")
-        return (
-            [f"attaches {arn}: far more than any function needs"]
-            if arn.endswith(BROAD_MANAGED_POLICIES)
-            else []
-        )
+        return [f"attaches {arn}: far more than any function needs"] if _is_broad_managed_policy(arn) else []
     problems = []  # a role: its inline policies and managed policy ARNs
     for inline in _as_list(props.get("inlinePolicies")):
         inline = _document(inline)
@@ -289,7 +443,7 @@ def iam_least_privilege(kind: str, props: Mapping[str, Any]) -> list[str]:
             _document(inline.get("policy")), f"{inline.get('name', 'inline')}: "
         )
     for arn in _as_list(props.get("managedPolicyArns")):
-        if str(arn).endswith(BROAD_MANAGED_POLICIES):
+        if _is_broad_managed_policy(arn):
             problems.append(f"attaches {arn}: far more than any function needs")
     return problems
 
@@ -332,17 +486,35 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ),
     ResourceRule(
         "tls-only-resource-policies",
-        "Bucket, queue and topic policies deny requests made without TLS.",
+        "Bucket, queue and topic policies deny everyone every action on their resource without TLS.",
         frozenset({BUCKET_POLICY, QUEUE_POLICY, TOPIC_POLICY}),
         tls_only_policy,
     ),
     ResourceRule(
         "resource-policies-not-public",
-        "Resource policies allow no one unconditionally and no wildcard actions.",
-        frozenset({BUCKET_POLICY, QUEUE_POLICY, TOPIC_POLICY, KMS_KEY}),
+        "Resource policies and Lambda permissions allow anyone only under a condition on the caller "
+        "(source or principal account, ARN, organization, VPC), and no wildcard actions.",
+        BUCKETS
+        | {
+            BUCKET_POLICY,
+            QUEUE,
+            QUEUE_POLICY,
+            TOPIC,
+            TOPIC_POLICY,
+            KMS_KEY,
+            SECRET_POLICY,
+            LAMBDA_PERMISSION,
+        },
         resource_policy_not_public,
     ),
     ResourceRule("sqs-encrypted", "SQS queues are encrypted at rest.", frozenset({QUEUE}), sqs_encrypted),
+    ResourceRule(
+        "sqs-redrive-policy",
+        f"SQS queues have a redrive policy, unless they are dead-letter queues (named '*{DLQ_NAME_SUFFIX}').",
+        frozenset({QUEUE}),
+        sqs_redrive_policy,
+        skip_names_ending=DLQ_NAME_SUFFIX,
+    ),
     ResourceRule(
         "sns-encrypted", "SNS topics are encrypted with a KMS key.", frozenset({TOPIC}), sns_encrypted
     ),
@@ -357,8 +529,9 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ),
     ResourceRule(
         "iam-least-privilege",
-        "IAM grants name their actions (no wildcards) and their resources (Resource '*' only for "
-        "actions AWS cannot scope: X-Ray, a VPC function's network interfaces); no administrator policies.",
+        "IAM grants name their actions (no wildcards) and their resources (no '*', no ARN for every "
+        "account, region or resource of a type, except for actions AWS cannot scope: X-Ray, a VPC "
+        "function's network interfaces); no administrator, power user or *FullAccess managed policies.",
         IAM_POLICIES | IAM_ATTACHMENTS | {IAM_ROLE},
         iam_least_privilege,
     ),

@@ -85,7 +85,7 @@ def test_every_resource_rule_passes_on_the_program(any_stack):
         (rule.name, r.name, message)
         for rule in rules.RESOURCE_RULES
         for r in any_stack.resources
-        if r.custom and r.type in rule.types
+        if r.custom and rule.applies_to(r.type, r.name)
         for message in rule.check(r.type, inputs(r))
     }
     # Then there is no violation
@@ -150,6 +150,53 @@ def _add_statement(statement: dict[str, Any]) -> Callable[[dict[str, Any]], None
     return lambda document: document["Statement"].append(statement)
 
 
+def _edit_deny(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set ``key`` of the policy's TLS-only Deny statement (to ``value(current)`` if callable)."""
+
+    def edit(document: dict[str, Any]) -> None:
+        for statement in document["Statement"]:
+            if statement["Effect"] == "Deny" and "aws:SecureTransport" in str(statement.get("Condition")):
+                statement[key] = value(statement.get(key)) if callable(value) else value
+
+    return edit
+
+
+def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(props: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(props)
+
+    return mutate
+
+
+def _allow_anyone_if(condition: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """Open the policy's Allow statements to Principal "*" under ``condition`` alone."""
+
+    def edit(document: dict[str, Any]) -> None:
+        for statement in document["Statement"]:
+            if statement["Effect"] == "Allow":
+                statement["Principal"] = "*"
+                statement["Condition"] = condition
+
+    return edit
+
+
+PUBLIC_SEND = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "Anyone", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage"}],
+    }
+)
+# Resource-specific actions on ARNs naming every bucket, table, secret or key.
+ACCOUNT_WIDE_GRANTS = [
+    ("s3:GetObject", "arn:aws:s3:::*/*"),
+    ("dynamodb:DeleteItem", "arn:aws:dynamodb:*:*:table/*"),
+    ("dynamodb:Scan", "arn:aws:dynamodb:eu-west-1:111122223333:table/*"),
+    ("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:*"),
+    ("kms:Decrypt", "arn:aws:kms:*:*:key/*"),
+]
+
+
 def _sse(algorithm: Any) -> Callable[[dict[str, Any]], None]:
     def mutate(props: dict[str, Any]) -> None:
         props["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] = algorithm
@@ -188,11 +235,99 @@ NEGATIVE = [
         "does not deny requests without TLS",
     ),
     (
+        "tls-only-resource-policies",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "ingest",
+        _policy(_edit_deny("Principal", {"AWS": "arn:aws:iam::111122223333:role/nobody"})),
+        "does not deny requests without TLS",
+    ),
+    (
+        "tls-only-resource-policies",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "ingest",
+        _policy(_edit_deny("Action", "sqs:ListQueueTags")),
+        "does not deny requests without TLS",
+    ),
+    (
+        "tls-only-resource-policies",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "ingest",
+        _policy(_edit_deny("Resource", "arn:aws:sqs:eu-west-1:111122223333:another-queue")),
+        "does not deny requests without TLS",
+    ),
+    (
+        "tls-only-resource-policies",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "ingest",
+        _policy(
+            _edit_deny(
+                "Condition",
+                {
+                    "Bool": {"aws:SecureTransport": "false"},
+                    "StringEquals": {"aws:PrincipalAccount": "444455556666"},
+                },
+            )
+        ),
+        "does not deny requests without TLS",
+    ),
+    (
+        "tls-only-resource-policies",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "raw",
+        # The bucket itself, not its objects
+        _policy(_edit_deny("Resource", lambda resources: resources[:1])),
+        "does not deny requests without TLS",
+    ),
+    (
+        "tls-only-resource-policies",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "alerts",
+        _policy(_edit_deny("Action", "sns:GetTopicAttributes")),
+        "does not deny requests without TLS",
+    ),
+    (
         "resource-policies-not-public",
         "aws:sns/topicPolicy:TopicPolicy",
         "alerts",
         _policy(_public_allow),
         "allows anyone (Principal '*') without a condition",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "alerts",
+        # TLS says nothing about who calls
+        _policy(_allow_anyone_if({"Bool": {"aws:SecureTransport": "true"}})),
+        "allows anyone (Principal '*') without a condition on the caller",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "alerts",
+        # Every account but one
+        _policy(_allow_anyone_if({"StringNotEquals": {"aws:SourceAccount": "111122223333"}})),
+        "allows anyone (Principal '*') without a condition on the caller",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:sqs/queue:Queue",
+        "dev-ingest",
+        _set("policy", PUBLIC_SEND),
+        "Anyone: allows anyone (Principal '*')",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:sns/topic:Topic",
+        "alerts",
+        _set("policy", PUBLIC_SEND),
+        "Anyone: allows anyone (Principal '*')",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:lambda/permission:Permission",
+        "reporting-daily-invoke",
+        _all(_set("principal", "*"), _set("sourceArn", DELETE)),
+        "allows anyone (principal '*') to invoke the function",
     ),
     (
         "resource-policies-not-public",
@@ -217,6 +352,13 @@ NEGATIVE = [
         "processing",
         _set("sqsManagedSseEnabled", False),
         "not encrypted",
+    ),
+    (
+        "sqs-redrive-policy",
+        "aws:sqs/queue:Queue",
+        "dev-ingest",
+        _set("redrivePolicy", DELETE),
+        "no redrivePolicy, and not a dead-letter queue",
     ),
     ("sns-encrypted", "aws:sns/topic:Topic", "alerts", _set("kmsMasterKeyId", DELETE), "not encrypted"),
     (
@@ -261,6 +403,23 @@ NEGATIVE = [
         ),
         "AnyBucket: s3:GetObject on Resource '*'",
     ),
+    *[
+        (
+            "iam-least-privilege",
+            "aws:iam/rolePolicy:RolePolicy",
+            "loader",
+            _policy(_add_statement({"Sid": "Wide", "Effect": "Allow", "Action": [action], "Resource": arn})),
+            f"Wide: {action} on Resource '{arn}'",
+        )
+        for action, arn in ACCOUNT_WIDE_GRANTS
+    ],
+    (
+        "iam-least-privilege",
+        "aws:iam/role:Role",
+        "processor-role",
+        _set("managedPolicyArns", ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]),
+        "attaches arn:aws:iam::aws:policy/AmazonS3FullAccess",
+    ),
     (
         "rds-private-and-encrypted",
         "aws:rds/instance:Instance",
@@ -292,7 +451,9 @@ NEGATIVE = [
 )
 def test_each_resource_rule_fails_on_a_broken_resource(dev, rule, kind, name_part, mutate, expected):
     # Given a resource of the real program, broken on purpose
-    props = copy.deepcopy(inputs(first(dev, kind, name_part)))
+    resource = first(dev, kind, name_part)
+    assert RESOURCE_RULES[rule].applies_to(kind, resource.name), "the rule must check this resource"
+    props = copy.deepcopy(inputs(resource))
     assert violations(RESOURCE_RULES[rule], kind, props) == [], "the unbroken resource must comply"
     mutate(props)
     # When its rule checks it, then it reports the violation
@@ -302,6 +463,55 @@ def test_each_resource_rule_fails_on_a_broken_resource(dev, rule, kind, name_par
 
 def test_every_resource_rule_has_a_negative_test():
     assert {case[0] for case in NEGATIVE} == set(RESOURCE_RULES)
+
+
+def test_a_public_secret_policy_is_refused():
+    # Given a secret policy (the program has none) that lets anyone read the secret
+    kind = "aws:secretsmanager/secretPolicy:SecretPolicy"
+    policy = {
+        "Statement": [
+            {
+                "Sid": "Anyone",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "secretsmanager:GetSecretValue",
+            }
+        ]
+    }
+    rule = RESOURCE_RULES["resource-policies-not-public"]
+    # Then the rule checks it and reports it
+    assert rule.applies_to(kind, "secret-policy")
+    assert any("Anyone: allows anyone" in m for m in violations(rule, kind, {"policy": json.dumps(policy)}))
+
+
+@pytest.mark.parametrize(
+    "deny",
+    [
+        {"Principal": {"AWS": "*"}},
+        {"Action": "*"},
+        {"Resource": "*"},
+        {"Resource": lambda resources: [resources[0] + "*"]},  # the bucket, its objects, and more
+        {"Condition": {"Bool": {"AWS:SecureTransport": False}}},
+    ],
+    ids=["principal-aws-star", "action-star", "resource-star", "resource-pattern", "condition-case"],
+)
+def test_a_tls_deny_may_be_spelled_more_broadly(dev, deny):
+    # Given the raw bucket's policy with its TLS-only Deny spelled differently, as broad
+    props = copy.deepcopy(inputs(first(dev, "aws:s3/bucketPolicy:BucketPolicy", "raw")))
+    for key, value in deny.items():
+        _policy(_edit_deny(key, value))(props)
+    # Then it still counts
+    assert (
+        violations(RESOURCE_RULES["tls-only-resource-policies"], "aws:s3/bucketPolicy:BucketPolicy", props)
+        == []
+    )
+
+
+def test_the_dead_letter_queues_are_left_to_the_stack_rule(dev):
+    # The program's DLQs have no redrive policy; by name the resource rule leaves them alone
+    dlqs = [q for q in dev.of_type("aws:sqs/queue:Queue") if "redrivePolicy" not in q.inputs]
+    assert dlqs and all(q.name.endswith("-dlq") for q in dlqs)
+    assert not any(RESOURCE_RULES["sqs-redrive-policy"].applies_to(q.type, q.name) for q in dlqs)
 
 
 def _without(stack: Deployment, kind: str, name_part: str) -> list[Any]:
@@ -364,6 +574,17 @@ STACK_NEGATIVE = [
         "no attached policy denies requests without TLS",
     ),
     (
+        "tls-only-policies-attached",
+        # attached to the ingest queue, denying plain HTTP to another queue only
+        lambda s: _edited(
+            s,
+            "aws:sqs/queuePolicy:QueuePolicy",
+            "ingest-policy",
+            _policy(_edit_deny("Resource", "arn:aws:sqs:eu-west-1:111122223333:another-queue")),
+        ),
+        "queue headrace-dev-ingest: no attached policy denies requests without TLS",
+    ),
+    (
         "rds-tls-only",
         lambda s: _edited(s, "aws:rds/parameterGroup:ParameterGroup", "", _set("parameters", [])),
         "does not set rds.force_ssl = 1",
@@ -388,6 +609,22 @@ def test_every_stack_rule_has_a_negative_test():
 
 
 # ------------------------------------------------------------------ through pulumi_policy
+def _through_pulumi_policy(resources: list[dict[str, Any]], tmp_path: Path) -> dict[str, Any]:
+    """Run the pack's policies in its own environment on ``resources`` (policy_harness.py)."""
+    assert POLICY_PYTHON.exists(), "the policy pack's environment is missing: run `make policy-venv`"
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps(resources, default=str))
+    result = subprocess.run(
+        [str(POLICY_PYTHON), str(Path(__file__).with_name("policy_harness.py")), str(POLICY_DIR), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
 def test_the_pack_enforces_its_rules_through_pulumi_policy(dev, tmp_path):
     # Given the pack's own environment (make policy-venv) and the dev stack's resources,
     # plus one queue without encryption or DLQ
@@ -406,23 +643,40 @@ def test_the_pack_enforces_its_rules_through_pulumi_policy(dev, tmp_path):
             "outputs": {"arn": "arn:aws:sqs:eu-west-1:1:rogue", "url": "https://sqs/1/rogue"},
         }
     )
-    path = tmp_path / "resources.json"
-    path.write_text(json.dumps(resources, default=str))
     # When the real PolicyPack's policies validate them (pulumi_policy's own argument types)
-    result = subprocess.run(
-        [str(POLICY_PYTHON), str(Path(__file__).with_name("policy_harness.py")), str(POLICY_DIR), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    # Then every policy is mandatory and only the rogue queue is reported, by three policies
+    report = _through_pulumi_policy(resources, tmp_path)
+    # Then every policy is mandatory and only the rogue queue is reported, by four policies
     assert sorted(report["policies"]) == sorted([*RESOURCE_RULES, *STACK_RULES])
     assert set(report["levels"]) == {"mandatory"}
     assert {(v["policy"], v["name"]) for v in report["violations"]} == {
         ("sqs-encrypted", "rogue"),
+        ("sqs-redrive-policy", "rogue"),
         ("sqs-dead-letter-queues", "rogue"),
         ("tls-only-policies-attached", "rogue"),
+    }
+
+
+# pulumi_policy's sentinel for a string not known until the update (proxy.UNKNOWN_STRING_VALUE)
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def test_a_queue_without_a_dead_letter_queue_fails_the_preview(tmp_path):
+    # Given a preview that adds three queues: one whose redrive policy names a DLQ not
+    # created yet (unknown), one without a redrive policy, and the new DLQ itself
+    def queue(name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "type": "aws:sqs/queue:Queue",
+            "name": name,
+            "urn": f"urn:pulumi:dev::headrace::aws:sqs/queue:Queue::{name}",
+            "inputs": {"sqsManagedSseEnabled": True, **extra},
+            "outputs": {},
+        }
+
+    resources = [queue("work", redrivePolicy=UNKNOWN), queue("orphan"), queue("work-dlq")]
+    # When the pack's resource policies check their inputs as the engine does at preview
+    # (reading an unknown value would raise, and fail the harness)
+    report = _through_pulumi_policy(resources, tmp_path)
+    # Then only the queue without a redrive policy is reported by a resource policy
+    assert {(v["policy"], v["name"]) for v in report["violations"] if v["policy"] in RESOURCE_RULES} == {
+        ("sqs-redrive-policy", "orphan")
     }
