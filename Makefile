@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 	localstack-up localstack-down deploy-local e2e-local e2e-aws
 
 help: ## list targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{t = $$1; gsub(/ /, " | ", t); printf "  make %-16s %s\n", t, $$2}'
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
