@@ -196,7 +196,9 @@ def _queue_arn(url: str) -> str:
     region = re.search(r"[a-z]{2}(?:-[a-z]+)+-\d+", parts.hostname or "")
     if len(path) != 2 or not all(path) or region is None:
         return ""
-    return f"arn:aws:sqs:{region.group()}:{path[0]}:{path[1]}"
+    host, name = parts.hostname or "", region.group()
+    partition = "aws-cn" if host.endswith(".cn") else "aws-us-gov" if name.startswith("us-gov-") else "aws"
+    return f"arn:{partition}:sqs:{name}:{path[0]}:{path[1]}"
 
 
 def _own_arns(kind: str, props: Mapping[str, Any]) -> list[str]:

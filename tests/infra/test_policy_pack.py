@@ -680,3 +680,23 @@ def test_a_queue_without_a_dead_letter_queue_fails_the_preview(tmp_path):
     assert {(v["policy"], v["name"]) for v in report["violations"] if v["policy"] in RESOURCE_RULES} == {
         ("sqs-redrive-policy", "orphan")
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "arn"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/111122223333/q", "arn:aws:sqs:eu-west-1:111122223333:q"),
+        (
+            "https://sqs.cn-north-1.amazonaws.com.cn/111122223333/q",
+            "arn:aws-cn:sqs:cn-north-1:111122223333:q",
+        ),
+        (
+            "https://sqs.us-gov-west-1.amazonaws.com/111122223333/q",
+            "arn:aws-us-gov:sqs:us-gov-west-1:111122223333:q",
+        ),
+        ("http://localhost:4566/000000000000/q", ""),
+    ],
+)
+def test_a_queue_policy_must_cover_its_queue_in_any_partition(url: str, arn: str) -> None:
+    # Given a queue's URL, Then its TLS deny is checked against the ARN in the URL's partition
+    assert rules._queue_arn(url) == arn
