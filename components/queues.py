@@ -36,7 +36,7 @@ class QueueWithDlqArgs:
 
 class QueueWithDlq(pulumi.ComponentResource):
     """An SQS queue (SSE) whose messages move to a DLQ (SSE, 14 days) after
-    ``max_receive_count`` receives."""
+    ``max_receive_count`` receives; no other queue may use the DLQ."""
 
     def __init__(self, name: str, args: QueueWithDlqArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:queues:QueueWithDlq", name, None, opts)
@@ -62,6 +62,16 @@ class QueueWithDlq(pulumi.ComponentResource):
                 lambda arn: json.dumps(
                     {"deadLetterTargetArn": arn, "maxReceiveCount": args.max_receive_count}
                 )
+            ),
+            opts=child,
+        )
+        # Only this queue may name the DLQ as its dead-letter target (a separate resource:
+        # on the DLQ itself it would depend on the queue, which depends on the DLQ).
+        aws.sqs.RedriveAllowPolicy(
+            f"{name}-dlq-sources",
+            queue_url=self.dlq.url,
+            redrive_allow_policy=self.queue.arn.apply(
+                lambda arn: json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn]})
             ),
             opts=child,
         )

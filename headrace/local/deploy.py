@@ -381,6 +381,19 @@ def _redrive(m, args, inputs):
     return inputs["queueUrl"], {}
 
 
+@handles("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy")
+def _redrive_allow(m, args, inputs):
+    queue = inputs["queueUrl"]
+    m.client("sqs").set_queue_attributes(
+        QueueUrl=queue, Attributes={"RedriveAllowPolicy": _json(inputs["redriveAllowPolicy"])}
+    )
+    m.relaxed.append(
+        f"redrive allow policy of {queue.rsplit('/', 1)[-1]}: not kept or enforced by the emulator "
+        "(any queue may name it as its DLQ)"
+    )
+    return queue, {}
+
+
 # DynamoDB ------------------------------------------------------------------------
 @handles("aws:dynamodb/table:Table")
 def _table(m, args, inputs):

@@ -36,6 +36,18 @@ def test_every_queue_has_a_dlq_with_redrive_from_config(stack: Deployment) -> No
         # and the DLQ keeps messages 14 days; both are encrypted
         assert dlq.inputs["messageRetentionSeconds"] == DLQ_RETENTION_SECONDS == 14 * 86_400
         assert queue.inputs["sqsManagedSseEnabled"] is True and dlq.inputs["sqsManagedSseEnabled"] is True
+    # and no other queue may name a DLQ as its dead-letter target
+    allowed = {
+        r.inputs["queueUrl"]: json.loads(r.input("redriveAllowPolicy"))
+        for r in stack.of_type("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy")
+    }
+    assert allowed == {
+        queues[f"{name}-dlq"].outputs["url"]: {
+            "redrivePermission": "byQueue",
+            "sourceQueueArns": [queues[name].outputs["arn"]],
+        }
+        for name in QUEUES
+    }
 
 
 def test_visibility_timeout_covers_six_times_the_consumer_timeout(stack: Deployment) -> None:
