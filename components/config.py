@@ -327,6 +327,11 @@ class Ingest(_Model):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=6_000_000)  # Lambda's 6 MB payload limit
     max_batch_records: int = Field(100, ge=1, le=1000)
     keep_original: bool = False
+    # IAM roles or users that may decrypt kept originals; no one else can, whatever their
+    # IAM policies say (the key policy does not delegate kms:Decrypt to IAM).
+    original_readers: tuple[
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/\S+$")], ...
+    ] = ()
     log_ttl_days: int = Field(90, ge=1)
     throttle_rate_per_second: float = Field(50, gt=0)
     throttle_burst: int = Field(100, ge=1)
@@ -576,6 +581,18 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
             )
         )
     return problems
+
+
+def config_warnings(config: StackConfig) -> list[str]:
+    """Valid settings that are probably a mistake (shown by preview and up, not refused)."""
+    warnings = []
+    if config.is_prod and config.reporting.alert_email is None:
+        warnings.append(
+            f"{NAMESPACE}:reporting.alert_email is not set: this prod stack's alarms publish to a "
+            "topic no one is subscribed to (set it, or subscribe your own endpoint to the "
+            "alerts_topic_arn output)"
+        )
+    return warnings
 
 
 def parse_config(values: Mapping[str, Any]) -> StackConfig:

@@ -295,7 +295,14 @@ class Pipeline(pulumi.ComponentResource):
                 description="headrace ingest: encrypts the original (unredacted) log text",
                 enable_key_rotation=True,
                 deletion_window_in_days=30 if prod else 7,
-                policy=kms_key_policy(partition, account_id),
+                # Only the worker's role encrypts (through IAM); only the named readers
+                # decrypt: an account-wide kms:Decrypt grant must not reveal unredacted text.
+                policy=kms_key_policy(
+                    partition,
+                    account_id,
+                    delegated_use=("kms:Encrypt",),
+                    decrypters=config.ingest.original_readers,
+                ),
                 opts=child,
             )
         worker_statements = [

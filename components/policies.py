@@ -143,10 +143,13 @@ def kms_key_policy(
     partition: pulumi.Input[str],
     account_id: pulumi.Input[str],
     service_principals: Sequence[str] = (),
+    delegated_use: Sequence[str] = KMS_USE_ACTIONS,
+    decrypters: Sequence[str] = (),
 ) -> pulumi.Output[str]:
-    """A key policy: the account administers the key and delegates its use to IAM; the
-    given AWS services (e.g. CloudWatch alarms publishing to an encrypted topic) may use it
-    on behalf of this account only."""
+    """A key policy: the account administers the key and delegates ``delegated_use`` to
+    IAM; the given AWS services (e.g. CloudWatch alarms publishing to an encrypted topic)
+    may use it on behalf of this account only; ``decrypters`` (IAM principal ARNs) may
+    decrypt whether or not ``kms:Decrypt`` is delegated."""
     root = pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")
     statements: list[dict[str, Any]] = [
         {
@@ -160,10 +163,20 @@ def kms_key_policy(
             "Sid": "AccountDelegatesUseToIam",
             "Effect": "Allow",
             "Principal": {"AWS": root},
-            "Action": list(KMS_USE_ACTIONS),
+            "Action": list(delegated_use),
             "Resource": "*",
         },
     ]
+    if decrypters:
+        statements.append(
+            {
+                "Sid": "NamedPrincipalsDecrypt",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(decrypters)},
+                "Action": ["kms:Decrypt"],
+                "Resource": "*",
+            }
+        )
     for service in service_principals:
         statements.append(
             {

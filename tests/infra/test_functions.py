@@ -125,6 +125,9 @@ def test_environment_follows_the_contract(stack: Deployment) -> None:
     assert all("HEADRACE_CRASH_RATE" not in env(f) for f in deployed.values())
 
 
+AUDITOR = "arn:aws:iam::111122223333:role/log-auditor"
+
+
 def test_fault_injection_pii_and_originals_reach_their_functions(tiny_archive: Path) -> None:
     # Given dev with a crash rate, extra PII rules and originals kept
     rule = {"name": "iban", "pattern": "[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}"}
@@ -134,7 +137,7 @@ def test_fault_injection_pii_and_originals_reach_their_functions(tiny_archive: P
         {
             "headrace:faults": {"crash_rate": 0.25},
             "headrace:pii": {"extra_rules": [rule], "disabled_rules": ["phone"]},
-            "headrace:ingest": {"keep_original": True},
+            "headrace:ingest": {"keep_original": True, "original_readers": [AUDITOR]},
         },
     )
     deployed = functions(stack)
@@ -158,6 +161,13 @@ def test_fault_injection_pii_and_originals_reach_their_functions(tiny_archive: P
             "Resource": [key.outputs["arn"]],
         }
     ]
+    # and the key lets IAM grant only encryption: decrypting is for the named readers alone
+    use = {s["Sid"]: s for s in json.loads(key.input("policy"))["Statement"]}
+    assert use["AccountDelegatesUseToIam"]["Action"] == ["kms:Encrypt"]
+    assert use["NamedPrincipalsDecrypt"]["Principal"] == {"AWS": [AUDITOR]}
+    assert use["NamedPrincipalsDecrypt"]["Action"] == ["kms:Decrypt"]
+    decrypting = [s for s in use.values() if "kms:Decrypt" in s["Action"]]
+    assert decrypting == [use["NamedPrincipalsDecrypt"]]
 
 
 def test_no_role_grants_wildcards(stack: Deployment) -> None:
