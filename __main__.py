@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import NAMESPACE, ConfigError, load_config
+from components.config import NAMESPACE, ConfigError, config_warnings, load_config
 from components.lambda_archive import BuildError, resolve_archive
 from components.pipeline import HANDLERS, Pipeline, PipelineArgs
 from components.provider import create_provider, provider_options
@@ -29,6 +29,8 @@ def main() -> None:
         config = load_config(reader, present_keys=pulumi.runtime.get_config_env().keys())
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
+    for warning in config_warnings(config):
+        pulumi.log.warn(warning)
 
     # Read as a secret: it stays encrypted in the state and reaches only the DB secret.
     db_password = reader.get_secret("db_password")

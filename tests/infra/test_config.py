@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from components.config import FUNCTION_DEFAULTS, ConfigError, Ingest, StackConfig, load_config, parse_config
+from components.config import (
+    FUNCTION_DEFAULTS,
+    ConfigError,
+    Ingest,
+    StackConfig,
+    config_warnings,
+    load_config,
+    parse_config,
+)
 from handlers.models.ingest import IngestApiSettings
 
 from .conftest import ROOT, engine_config, stack_file_config
@@ -213,6 +221,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:functions.ingest.reserved_concurrency: is required when ingest.endpoint is function_url on AWS",
         ),
         ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),
+        (
+            {**BASE, "ingest": {"original_readers": ["log-auditor"]}},
+            "headrace:ingest.original_readers.0: does not match ^arn:aws",
+        ),
         ({**BASE, "faults": {"crash_rate": 1.5}}, "headrace:faults.crash_rate: must be ≤ 1"),
         (
             {**BASE, "pii": {"disabled_rules": ["emails"]}},
@@ -303,3 +315,15 @@ def test_ingest_limits_are_the_ones_the_function_accepts() -> None:
     # Then every value the config accepts is one the function accepts at cold start
     for key in ("max_body_bytes", "max_batch_records"):
         assert _bounds(Ingest.model_fields[key]) == _bounds(IngestApiSettings.model_fields[key]), key
+
+
+def test_a_prod_stack_without_an_alert_recipient_is_warned_about() -> None:
+    # Given Pulumi.prod.yaml as shipped (no alert e-mail) and the dev stack
+    prod, dev = load_stack("prod"), load_stack("dev")
+    # Then only prod is warned that its alarms reach no one
+    assert [w.split(":")[1].split(" ")[0] for w in config_warnings(prod)] == ["reporting.alert_email"]
+    assert config_warnings(dev) == []
+    with_email = parse_config(
+        {**BASE, "environment": "prod", "reporting": {"alert_email": "ops@example.com"}}
+    )
+    assert config_warnings(with_email) == []
