@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re._constants as _constants
+import re._parser as _parser
+from typing import Any
+
 import duckdb
 import pytest
 from pydantic import ValidationError
@@ -32,6 +36,9 @@ CASES = [
     ("from 192.168.1.10", "from 192.168.1.10"),
     ("order 12345 total 1,299.99", "order 12345 total 1,299.99"),
     ("version 1.2.3", "version 1.2.3"),
+    # a long token around an address: the address part is redacted (local part ≤ 64)
+    ("x" * 100 + "@example.com", "x" * 36 + "[REDACTED:EMAIL]"),
+    ("a" * 8000 + "@" + "a" * 8000 + " 555-0199", "a" * 8000 + "@" + "a" * 8000 + " [REDACTED:PHONE]"),
 ]
 
 
@@ -79,6 +86,34 @@ def test_extra_rules_and_disabled_rules():
 
 def test_disabled_redaction_is_a_no_op():
     assert PiiOptions(enabled=False).rules.redact("a@b.io") == ("a@b.io", {})
+
+
+def _unbounded_character_runs(tree: Any) -> list[str]:
+    """Repeats of one character (class) without an upper bound, anywhere in a parsed pattern."""
+    found = []
+    for op, arg in tree:
+        if op in (_constants.MAX_REPEAT, _constants.MIN_REPEAT):
+            low, high, body = arg
+            if high == _constants.MAXREPEAT and len(body) == 1 and body[0][0] in SINGLE_CHARACTER:
+                found.append(f"{body[0]} repeated {low} or more times")
+            found += _unbounded_character_runs(body)
+        elif op == _constants.SUBPATTERN:
+            found += _unbounded_character_runs(arg[-1])
+        elif op == _constants.BRANCH:
+            for branch in arg[1]:
+                found += _unbounded_character_runs(branch)
+    return found
+
+
+SINGLE_CHARACTER = (_constants.IN, _constants.LITERAL, _constants.NOT_LITERAL, _constants.ANY)
+
+
+@pytest.mark.parametrize("rule", DEFAULT_RULES, ids=lambda r: r.name)
+def test_default_rules_bound_every_character_run(rule):
+    # Given a built-in rule, as the ingest worker runs it (Python's backtracking engine)
+    # Then no run of one character class is unbounded: such a run (like "[a-z]+@") makes
+    # the time for a long token quadratic in its length, enough to time out a batch
+    assert _unbounded_character_runs(_parser.parse(rule.pattern)) == []
 
 
 @pytest.mark.parametrize("pattern", [r"(?<=x)y", r"(a)\1", "("])
