@@ -4,12 +4,15 @@ Records are independent. A record that fails (a table or KMS error, a malformed 
 is reported in ``batchItemFailures``, every time, so only it is retried; after the queue's
 ``maxReceiveCount`` receives SQS moves it to the DLQ. A redelivered or replayed
 ``(tenant_id, log_id)`` is acknowledged without a second write (``LogsDuplicate``).
-Neither the original text nor message bodies are ever logged.
+Neither the original text nor message bodies are ever logged. A record there is too little
+of the invocation's time left to start is reported failed untouched (``TimeBudget``), so a
+slow batch never reaches the timeout, which would return every record of it to the queue.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -21,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.dal.tenant_logs import TenantLogStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.ingest.worker import store_message
+from handlers.logic.time_budget import TimeBudget
 from handlers.models.ingest import IngestRecord
 from handlers.models.ingest_worker import IngestWorkerSettings
 
@@ -98,8 +102,19 @@ def _report_malformed(event: dict[str, Any], response: PartialItemFailureRespons
             )
 
 
-def _handle(record: IngestRecord) -> dict[str, Any]:
+class NotStarted(Exception):
+    """Too little of the invocation's time was left to start this record."""
+
+
+def _handle(record: IngestRecord, budget: TimeBudget) -> dict[str, Any]:
     _handled.add(record.messageId)
+    if budget.deadline() is None:
+        # SQS counts the receive: a record that never gets time reaches the DLQ like any other
+        logger.warning(
+            "too little time left in this invocation to start the record: it will be retried",
+            extra={"message_id": record.messageId},
+        )
+        raise NotStarted(f"less than {2 * budget.reserve_ms / 1000:g} s left in the invocation")
     return record_handler(record)
 
 
@@ -108,6 +123,11 @@ def _handle(record: IngestRecord) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     _handled.clear()
-    response = process_partial_response(event=event, record_handler=_handle, processor=batch, context=context)
+    response = process_partial_response(
+        event=event,
+        record_handler=partial(_handle, budget=TimeBudget.of(context)),
+        processor=batch,
+        context=context,
+    )
     _report_malformed(event, response)
     return response

@@ -14,7 +14,19 @@ from handlers.dal.tenant_logs import decrypt_original
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.processing.pii import PiiOptions
 
+from .conftest import LambdaContext
 from .ingest_support import MAX_RECEIVE_COUNT, IngestStack, capture_logs
+
+
+class Invocation(LambdaContext):
+    """A context whose remaining time the test sets."""
+
+    def __init__(self, remaining_ms: int):
+        super().__init__(function_name="ingest-worker")
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 @pytest.fixture
@@ -188,6 +200,26 @@ def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
         "batchItemFailures": [{"itemIdentifier": records[1]["messageId"]}]
     }
     assert {i["log_id"] for i in stack.all_stored()} == {"a", "c"}
+
+
+def test_records_there_is_no_time_left_to_start_are_reported_untouched(stack, monkeypatch):
+    # Given a batch of three, in an invocation whose time the first record uses up
+    # (60 s at the start: 10 s are kept back, and a record needs 10 s more to be started)
+    context = Invocation(60_000)
+    real = stack.worker.store_message
+
+    def slow_record(*args: Any, **kwargs: Any) -> Any:
+        outcome = real(*args, **kwargs)
+        context.remaining_ms = 19_000
+        return outcome
+
+    monkeypatch.setattr(stack.worker, "store_message", slow_record)
+    records = [stack.sqs_record(message(i)) for i in ("first", "second", "third")]
+    # When the batch is handled
+    response = stack.worker.lambda_handler({"Records": records}, context)
+    # Then the first is stored and the others are handed back to be retried, before the timeout
+    assert response == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records[1:]]}
+    assert [i["log_id"] for i in stack.all_stored()] == ["first"]
 
 
 def test_simulated_crash_fails_the_first_delivery_only(stack):
