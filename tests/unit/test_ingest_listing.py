@@ -66,12 +66,14 @@ def test_malformed_cursors_are_a_400(cursor):
         decode_cursor(cursor, "acme")
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, 50), ("", 50), ("1", 1), ("1000", 1000), ("007", 7)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 50), ("", 50), ("1", 1), ("1000", 1000), ("007", 7), ("0" * 5000 + "7", 7)]
+)
 def test_limit(value, expected):
     assert parse_limit(value) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "1001", "-1", "ten", "1.5", "5,6", "\uff11\uff12"])
+@pytest.mark.parametrize("value", ["0", "1001", "-1", "ten", "1.5", "5,6", "\uff11\uff12", "1" * 5000])
 def test_bad_limit_is_a_400(value):
     with pytest.raises(BadRequest, match="invalid limit"):
         parse_limit(value)

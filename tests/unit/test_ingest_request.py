@@ -123,7 +123,7 @@ def test_base64_encoded_body_is_decoded():
         ("42", "expected a JSON object"),
         ("null", "expected a JSON object"),
         ("[]", "empty array"),
-        ('[{"tenant_id": "acme", "text": "x"}, 3]', "record 1: each array element must be a JSON object"),
+        ('[{"tenant_id": "acme", "text": "x"}, 3]', "record 2: each array element must be a JSON object"),
     ],
 )
 def test_malformed_json_is_a_400(body, fragment):
@@ -170,7 +170,7 @@ def test_lone_surrogates_are_refused_escaped_or_raw():
 
 def test_errors_in_a_batch_name_the_record():
     message = refused(BadRequest, [{"tenant_id": "acme", "text": "ok"}, {"tenant_id": "acme", "text": ""}])
-    assert message == "record 1: empty text"
+    assert message == "record 2: empty text"  # counted from 1, as lines are
 
 
 def test_a_log_id_twice_in_one_request_is_refused():
@@ -195,7 +195,7 @@ def test_a_record_naming_another_tenant_is_forbidden():
 
 def test_one_foreign_record_forbids_the_whole_batch_even_after_invalid_ones():
     records = [{"tenant_id": "acme", "text": ""}, {"tenant_id": "beta", "text": "x"}]
-    assert "record 1: tenant_id names tenant 'beta'" in refused(Forbidden, records)
+    assert "record 2: tenant_id names tenant 'beta'" in refused(Forbidden, records)
 
 
 def test_a_foreign_x_tenant_id_header_is_forbidden_with_json_too():

@@ -52,9 +52,14 @@ def parse_page(params: Mapping[str, str], caller_tenant: str, tenant_header: str
 def parse_limit(value: str | None) -> int:
     if value is None or value == "":
         return DEFAULT_PAGE_SIZE
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE_SIZE:
+    significant = value.lstrip("0")  # Python refuses to convert over 4,300 digits
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(significant) > len(str(MAX_PAGE_SIZE))
+        or not 1 <= int(significant or "0") <= MAX_PAGE_SIZE
+    ):
         raise BadRequest(f"invalid limit {shown(value)}: use a whole number from 1 to {MAX_PAGE_SIZE}")
-    return int(value)
+    return int(significant)
 
 
 def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:

@@ -179,7 +179,8 @@ def _json_records(
         raise BadRequest("empty array: send at least one record")
 
     def where(i: int) -> str:
-        return f"record {i}: " if batch else ""
+        # counted from 1, as lines are, and as the generated ids' suffixes (":1" is the first)
+        return f"record {i + 1}: " if batch else ""
 
     for i, record in enumerate(records):
         if not isinstance(record, dict):
