@@ -424,6 +424,16 @@ class Scheduler(threading.Thread):
 
 
 # ------------------------------------------------------------------------------ HTTP API
+class BadFraming(Exception):
+    """A request whose body cannot be read as sent: answered with ``status`` (None: the
+    client is gone, nothing to answer) and the connection closed."""
+
+    def __init__(self, status: int | None, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class ApiServer:
     """API Gateway HTTP API (payload format 2.0) in front of the routes' functions."""
 
@@ -486,12 +496,15 @@ class ApiServer:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         url = urlsplit(request.path)
         route = self.match(request.command, url.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        if length > self.MAX_BODY:
-            return self._send(
-                request, 413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}'
-            )
-        body = request.rfile.read(length) if length else b""
+        try:
+            body = self.read_body(request)
+        except BadFraming as refused:
+            # The rest of the connection cannot be trusted to start at a request: close it.
+            request.close_connection = True
+            if refused.status:
+                message = json.dumps({"message": refused.message}).encode()
+                self._send(request, refused.status, {"content-type": "application/json"}, message)
+            return
         if route is None:
             return self._send(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
         event = self.event(request, route, url, body)
@@ -509,6 +522,44 @@ class ApiServer:
             )
         status, headers, payload = self.response(result.response)
         self._send(request, status, headers, payload)
+
+    def read_body(self, request: BaseHTTPRequestHandler) -> bytes:
+        """The whole body, as API Gateway hands it on: by Content-Length or chunked, never
+        part of one (a client that goes away mid-body invokes nothing)."""
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(request)
+        lengths = set(request.headers.get_all("Content-Length") or ["0"])
+        raw = lengths.pop().strip()
+        if lengths or not (raw.isascii() and raw.isdigit()):
+            raise BadFraming(400, "Bad Request: invalid Content-Length")
+        length = int(raw)
+        if length > self.MAX_BODY:
+            raise BadFraming(413, "Request Entity Too Large")
+        body = request.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise BadFraming(None, "the client closed the connection before the end of the body")
+        return body
+
+    def _read_chunked(self, request: BaseHTTPRequestHandler) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = request.rfile.readline(1024).split(b";")[0].strip()
+            if not size_line:
+                raise BadFraming(None, "the client closed the connection before the end of the body")
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise BadFraming(400, "Bad Request: invalid chunk size") from None
+            if size == 0:
+                while request.rfile.readline(65_537).strip():  # trailer fields, then a blank line
+                    pass
+                return bytes(body)
+            if len(body) + size > self.MAX_BODY:
+                raise BadFraming(413, "Request Entity Too Large")
+            chunk = request.rfile.read(size)
+            if len(chunk) < size or request.rfile.readline(3).strip():
+                raise BadFraming(None, "the client closed the connection before the end of the body")
+            body += chunk
 
     @staticmethod
     def event(request: BaseHTTPRequestHandler, route: Route, url: Any, body: bytes) -> dict[str, Any]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from headrace.local.cron import ScheduleError, next_fire
 from headrace.local.executor import ApiServer, QueueMapping, Route, SqsPoller, lambda_sqs_record, record_label
+from headrace.local.sandbox import Invocation
 
 T0 = datetime(2025, 3, 14, 10, 30, 15, tzinfo=UTC)  # a Friday
 
@@ -263,3 +267,79 @@ def test_policy_documents_are_computed_like_aws():
             "Condition": {"ArnEquals": {"aws:SourceArn": "arn:rule"}},
         }
     ]
+
+
+class EchoPool:
+    """A function that answers with the body it was given (and counts its invocations)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        self.bodies.append(event.get("body", ""))
+        return Invocation(ok=True, response={"statusCode": 200, "body": event.get("body", "")})
+
+
+@pytest.fixture
+def echo_api() -> Iterator[tuple[ApiServer, EchoPool]]:
+    pool = EchoPool()
+    server = ApiServer(
+        [Route("api", "POST /ingest", "fn")], {"fn": pool}, "127.0.0.1", 0, lambda *a, **k: None
+    )
+    server.start()
+    yield server, pool
+    server.stop()
+
+
+def _exchange(server: ApiServer, raw: bytes, half_close: bool = False) -> bytes:
+    """Send ``raw`` on one connection; everything the server answers until it closes."""
+    host, port = server.httpd.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(raw)
+        if half_close:
+            conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := conn.recv(65_536):
+            answer += chunk
+        return answer
+
+
+def test_a_chunked_body_reaches_the_function_whole(echo_api):
+    server, pool = echo_api
+    raw = (
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"
+    )
+    answer = _exchange(server, raw)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello, world")
+    assert pool.bodies == ["hello, world"]
+
+
+def test_a_body_cut_off_by_the_client_invokes_nothing(echo_api):
+    # Given a request that announces 54 bytes and sends 30 before the client goes away
+    server, pool = echo_api
+    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 54\r\n\r\n" + b"a" * 30
+    # Then the function never sees the partial body (API Gateway would not call it either)
+    assert _exchange(server, raw, half_close=True) == b""
+    assert pool.bodies == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (b"Content-Length: -5\r\n", b"400"),
+        (b"Content-Length: abc\r\n", b"400"),
+        (b"Content-Length: 3\r\nContent-Length: 4\r\n", b"400"),
+        (b"Transfer-Encoding: chunked\r\n", b"400"),  # what follows is not chunks
+        (b"Content-Length: 99999999999\r\n", b"413"),
+    ],
+)
+def test_a_body_that_cannot_be_read_is_refused_and_the_connection_closed(echo_api, headers, status):
+    # Given a refused request followed, on the same connection, by bytes that look like a request
+    server, pool = echo_api
+    smuggled = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + smuggled
+    # Then it gets its error, and the connection ends there: nothing else is invoked
+    answer = _exchange(server, raw)
+    assert answer.startswith(b"HTTP/1.1 " + status) and answer.count(b"HTTP/1.1") == 1
+    assert pool.bodies == []
