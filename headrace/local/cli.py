@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=_demo)
 
     invoke = sub.add_parser("invoke", help="invoke a deployed function once (needs `headrace local up`)")
-    invoke.add_argument("function", help="logical name: processor, loader, report, ingest, ingest_worker")
+    invoke.add_argument("function", help="logical name: processor, loader, report, ingest, ingest-worker")
     invoke.add_argument("--payload", default="{}", help="event JSON (default {})")
     invoke.add_argument(
         "--outputs", type=Path, default=DEFAULT_LOCAL_OUTPUTS, help="outputs file of the running runtime"
@@ -132,7 +132,8 @@ def _invoke(args: argparse.Namespace) -> int:
         print(f"headrace: error: {exc}", file=sys.stderr)
         return 2
     names = outputs.model_extra.get("function_names", {}) if outputs.model_extra else {}
-    deployed = names.get(args.function, args.function)
+    logical = args.function.replace("_", "-")  # ingest_worker, as the config section is spelt
+    deployed = names.get(logical, args.function)
     deployment = discover(outputs.client)
     spec = deployment.functions.get(deployed)
     if spec is None:

@@ -131,7 +131,11 @@ def _kms(response: Any) -> list[str]:
 
 
 def _sqs(response: Any) -> list[str]:
-    """Requests that name a queue by ``QueueName`` (GetQueueUrl); moto reads only ``QueueUrl``."""
+    """Requests that name a queue by ``QueueName`` (GetQueueUrl) or, as the message move
+    tasks of a DLQ redrive do, by ``SourceArn``; moto reads only ``QueueUrl``."""
+    source = response._get_param("SourceArn")
+    if source:
+        return [source]
     name = response._get_param("QueueName")
     if not name:
         return []

@@ -173,6 +173,34 @@ def test_batch_operations_need_their_base_action(world):
     assert f'sqs:ReceiveMessage on resource: "{arn("sqs", "granted-queue")}"' in message
 
 
+def test_message_move_tasks_are_checked_against_their_source_queue(world):
+    # Given two dead-letter queues, and a role that may list the move tasks of one of them
+    sqs = world.admin("sqs")
+    urls = []
+    for name in ("mine", "theirs"):
+        urls.append(sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"])
+        redrive = {"deadLetterTargetArn": arn("sqs", f"{name}-dlq"), "maxReceiveCount": 5}
+        urls.append(
+            sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
+        )
+    grant = {"Effect": "Allow", "Action": ["sqs:ListMessageMoveTasks"], "Resource": [arn("sqs", "mine-dlq")]}
+    world.grant([*GRANTS, grant])
+    try:
+        # Then listing its tasks (the queue named by SourceArn) passes IAM, as on AWS (moto has
+        # no move tasks: `headrace dlq redrive` then moves the messages itself)
+        with pytest.raises(ClientError) as unsupported:
+            world.function("sqs").list_message_move_tasks(SourceArn=arn("sqs", "mine-dlq"))
+        assert unsupported.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        # and the other's is refused, naming that queue rather than "*"
+        theirs = arn("sqs", "theirs-dlq")
+        message = denied(lambda: world.function("sqs").list_message_move_tasks(SourceArn=theirs))
+        assert f'sqs:ListMessageMoveTasks on resource: "{theirs}"' in message
+    finally:
+        world.grant(GRANTS)
+        for url in urls:
+            sqs.delete_queue(QueueUrl=url)
+
+
 def test_s3_denials_name_action_and_object_and_delete_objects_checks_every_key(world):
     s3 = world.function("s3")
     s3.put_object(Bucket=BUCKET, Key="mine/a", Body=b"1")
