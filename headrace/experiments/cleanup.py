@@ -61,22 +61,28 @@ def _raw(stack: ExperimentStack, uploads: list[Upload]) -> int:
 def _processed(
     stack: ExperimentStack, uploads: list[Upload], items: dict[tuple[str, str], dict[str, Any]]
 ) -> int:
+    """Every version (and delete marker) of the run's outputs: the processed bucket is
+    versioned, so deleting by key alone would only hide them behind delete markers. The
+    run's outputs are named after its raw keys, so they share the prefix ``<dir>/<run id>-``
+    (those no item points to any more included)."""
     keys = {k for item in items.values() for k in (item.get("parquet_key"), item.get("summary_key")) if k}
-    # and whatever the run produced that no item points to any more
     prefixes = {k.rsplit("/", 1)[0] + "/" for k in keys}
-    paginator = stack.s3.get_paginator("list_objects_v2")
+    versions: list[dict[str, str]] = []
+    paginator = stack.s3.get_paginator("list_object_versions")
     for prefix in prefixes:
         for page in paginator.paginate(
             Bucket=stack.outputs.processed_bucket, Prefix=f"{prefix}{stack.run_id}-"
         ):
-            keys |= {o["Key"] for o in page.get("Contents", [])}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), 1000):
+            versions += [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
+            ]
+    for start in range(0, len(versions), 1000):
         stack.s3.delete_objects(
             Bucket=stack.outputs.processed_bucket,
-            Delete={"Objects": [{"Key": k} for k in ordered[start : start + 1000]], "Quiet": True},
+            Delete={"Objects": versions[start : start + 1000], "Quiet": True},
         )
-    return len(ordered)
+    return len({v["Key"] for v in versions})
 
 
 def _warehouse(

@@ -85,17 +85,31 @@ def register(subparsers: Any) -> None:
     report.set_defaults(func=_report)
 
 
+def _error(message: str) -> int:
+    print(f"headrace: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _run(args: argparse.Namespace) -> int:
     from headrace.outputs import OutputsError
 
     from .run import run_local, run_suite
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    only = [n.strip() for n in args.only.split(",")] if args.only else None
+    only = [n.strip() for n in args.only.split(",")] if args.only is not None else None
+    if only is not None and not all(only):
+        return _error(f"--only {args.only!r}: an empty experiment name")
     unknown = sorted(set(only or ()) - set(EXPERIMENTS))
     if unknown:
-        print(f"headrace: error: unknown experiments: {', '.join(unknown)}", file=sys.stderr)
-        return 2
+        return _error(f"unknown experiments: {', '.join(unknown)} (known: {', '.join(EXPERIMENTS)})")
+    suite = SUITES[args.suite].with_db_outage(args.db_outage)
+    outside = [n for n in only or () if n not in suite.experiments()]
+    if outside:
+        return _error(
+            f"not in the {suite.name} suite: {', '.join(outside)} (it runs {', '.join(suite.experiments())})"
+        )
+    if args.settle_seconds is not None and args.settle_seconds < 0:
+        return _error(f"--settle-seconds must not be negative (got {args.settle_seconds:g})")
     options: dict[str, Any] = {
         "only": only,
         "settle_seconds": args.settle_seconds,
@@ -105,25 +119,25 @@ def _run(args: argparse.Namespace) -> int:
         "label": args.label,
     }
     console = Console(stderr=True)
-    if args.local:
-        return run_local(args.suite, args.out, console=console, **options)
     try:
+        if args.local:
+            return run_local(args.suite, args.out, console=console, **options)
         return run_suite(args.outputs, args.suite, args.out, console=console, **options)
     except OutputsError as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import ReportError, render
 
+    if args.monthly_files < 1:
+        return _error(f"--monthly-files must be at least 1 (got {args.monthly_files})")
     try:
         written = render(
             args.input, args.out or args.input, compare=args.compare, monthly_files=args.monthly_files
         )
     except ReportError as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     for path in written:
         print(path)
     return 0

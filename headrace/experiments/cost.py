@@ -58,6 +58,9 @@ class Prices:
     interface_endpoint_hour: float = 0.01  # per endpoint per AZ
     secret_month: float = 0.40
 
+    def gb_second(self, architecture: str) -> float:
+        return self.lambda_gb_second_arm if architecture == "arm64" else self.lambda_gb_second_x86
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -73,7 +76,8 @@ class Workload:
     parquet_bytes: float = 0.0
     processor_files_per_invocation: float = 1.0
     loader_files_per_invocation: float = 1.0
-    architecture: str = "arm64"
+    processor_architecture: str = "arm64"  # arm64 | x86_64: each priced at its own GB-s rate
+    loader_architecture: str = "arm64"
     log_bytes_per_file: float = 2048.0  # assumed: a few structured log lines per invocation
 
 
@@ -149,25 +153,26 @@ def estimate(w: Workload, prices: Prices | None = None) -> Estimate:
     p = prices or Prices()
     r = requests_per_file(w)
     n = w.monthly_files
-    gb_second = p.lambda_gb_second_arm if w.architecture == "arm64" else p.lambda_gb_second_x86
+    processor_gb_second = p.gb_second(w.processor_architecture)
+    loader_gb_second = p.gb_second(w.loader_architecture)
     processor_gbs = n * (w.processor_ms / 1000) * (w.processor_memory_mb / 1024)
     loader_gbs = n * (w.loader_ms / 1000) * (w.loader_memory_mb / 1024)
     lines = [
         CostLine(
             "Lambda",
-            f"processor compute ({w.processor_memory_mb} MB, {w.processor_ms:.0f} ms/file, {w.architecture})",
+            f"processor compute ({w.processor_memory_mb} MB, {w.processor_ms:.0f} ms/file, {w.processor_architecture})",
             processor_gbs,
             "GB-s",
-            gb_second,
-            processor_gbs * gb_second,
+            processor_gb_second,
+            processor_gbs * processor_gb_second,
         ),
         CostLine(
             "Lambda",
-            f"loader compute ({w.loader_memory_mb} MB, {w.loader_ms:.0f} ms/file)",
+            f"loader compute ({w.loader_memory_mb} MB, {w.loader_ms:.0f} ms/file, {w.loader_architecture})",
             loader_gbs,
             "GB-s",
-            gb_second,
-            loader_gbs * gb_second,
+            loader_gb_second,
+            loader_gbs * loader_gb_second,
         ),
         CostLine(
             "Lambda",

@@ -40,7 +40,7 @@ def run(ctx: Context) -> dict[str, Any]:
     skipped: list[dict[str, Any]] = []
     complete = True
     try:
-        with Changes() as changes:
+        with Changes(stack.unrestored) as changes:
             for mb in sizes:
                 if mb > ctx.max_size_mb:
                     skipped.append({"mb": mb, "reason": f"above --max-size-mb {ctx.max_size_mb:g}"})

@@ -33,7 +33,7 @@ def run(ctx: Context) -> dict[str, Any]:
     items: dict[tuple[str, str], dict[str, Any]] = {}
     complete = True
     try:
-        with Changes() as changes:
+        with Changes(stack.unrestored) as changes:
             for rows in suite.latency_rows:
                 if time.monotonic() >= deadline:
                     complete = False

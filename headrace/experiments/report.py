@@ -35,6 +35,9 @@ PARTS = (
     ("other", "other handler work", "#bdbdbd"),
 )
 TAIL_MS = 50.0  # processor work after completed_at (publish the event, save the idempotency record)
+# The dev stack's architecture (Pulumi.dev.yaml), priced for runs that did not measure AWS:
+# the embedded runtime and LocalStack run the functions as this machine's CPU type.
+AWS_ARCHITECTURE = "arm64"
 
 
 class ReportError(Exception):
@@ -65,6 +68,8 @@ def load_run(path: Path) -> Run:
         raise ReportError(f"{path}: no run.json (is this the --out directory of `headrace experiments run`?)")
     try:
         run = Run(path=path, info=json.loads(run_json.read_text()))
+        if not isinstance(run.info, dict):
+            raise ReportError(f"{run_json}: not a run.json of `headrace experiments run` (not a JSON object)")
         for name in EXPERIMENTS:
             raw = path / f"{name}.jsonl"
             if raw.is_file():
@@ -85,7 +90,10 @@ def render(
     runs = [load_run(input_dir)]
     if compare is not None:
         runs.append(load_run(compare))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot write the report there: {exc.strerror or exc}") from exc
     charts: list[tuple[str, Callable[[list[Run], Path], bool]]] = [
         ("latency_distribution.png", chart_latency_distribution),
         ("percentiles.png", chart_percentiles),
@@ -128,12 +136,25 @@ def _median(values: list[float]) -> float | None:
     return summarize(values)["p50"] if values else None  # type: ignore[return-value]
 
 
+def priced_architectures(run: Run) -> dict[str, tuple[str, str]]:
+    """Per function: (the architecture priced, the one it ran as). A run on AWS is priced at
+    each function's own; any other at the dev stack's."""
+    config = run.info.get("configuration") or {}
+    priced = {}
+    for logical in ("processor", "loader"):
+        ran = str((config.get(logical) or {}).get("architecture") or "unknown")
+        aws = run.info.get("environment") == "aws" and ran in ("arm64", "x86_64")
+        priced[logical] = (ran if aws else AWS_ARCHITECTURE, ran)
+    return priced
+
+
 def cost_workloads(run: Run, monthly_files: int) -> list[tuple[int, cost.Workload]]:
     """One workload per file size of the latency experiment, from what was measured."""
     config = run.info.get("configuration") or {}
     processor = config.get("processor") or {}
     loader = config.get("loader") or {}
     window_ms = float((loader.get("mapping") or {}).get("window_seconds") or 0) * 1000
+    architectures = priced_architectures(run)
     workloads = []
     for rows in sorted({int(r["rows"]) for r in _warm(run)}):
         mine = [r for r in _warm(run) if int(r["rows"]) == rows]
@@ -155,7 +176,8 @@ def cost_workloads(run: Run, monthly_files: int) -> list[tuple[int, cost.Workloa
                     parquet_bytes=float(
                         _median([r["parquet_bytes"] for r in mine if r.get("parquet_bytes")]) or 0
                     ),
-                    architecture=str(processor.get("architecture") or "arm64"),
+                    processor_architecture=architectures["processor"][0],
+                    loader_architecture=architectures["loader"][0],
                 ),
             )
         )
@@ -189,43 +211,61 @@ def headline(run: Run, monthly_files: int) -> dict[str, Any]:
     if fs.get("fit_memory_mb_per_mb"):
         figures["memory_mb_per_mb"] = fs["fit_memory_mb_per_mb"]
         figures["peak_rss_mb"] = max(p["max_rss_mb"] or 0 for p in fs["points"])
-    runs = [r for r in run.of_type("throughput", "run") if r.get("files_per_minute")]
-    if runs:
-        best = max(runs, key=lambda r: r["files_per_minute"])
+    bursts = run.of_type("throughput", "run")
+    rated = [(rate, r) for r in bursts if (rate := _rate(r)) is not None]
+    if rated:
+        rate, best = max(rated, key=lambda pair: pair[0])
         figures["throughput_best"] = {
-            "files_per_minute": best["files_per_minute"],
+            "files_per_minute": rate,
             "files": best["files"],
             "concurrency": best["concurrency"],
         }
+    if bursts:
         figures["throughput_runs"] = [
             {
-                k: r.get(k)
-                for k in ("files", "concurrency", "files_per_minute", "peak_processing_depth", "completed")
+                **{k: r.get(k) for k in ("files", "concurrency", "peak_processing_depth", "completed")},
+                "files_per_minute": _rate(r),
             }
-            for r in run.of_type("throughput", "run")
+            for r in bursts
         ]
     failure = run.summaries.get("failure") or {}
     if failure:
         figures["failure"] = failure
-    sweep = [p for p in run.of_type("sweep", "run") if p.get("files_per_minute")]
-    if sweep:
-        best = max(sweep, key=lambda p: p["files_per_minute"])
-        figures["sweep_best"] = {"point": best["point"], "files_per_minute": best["files_per_minute"]}
+    points = run.of_type("sweep", "run")
+    rated = [(rate, p) for p in points if (rate := _rate(p)) is not None]
+    if rated:
+        rate, best = max(rated, key=lambda pair: pair[0])
+        figures["sweep_best"] = {"point": best["point"], "files_per_minute": rate}
+    if points:
         figures["sweep"] = [
             {
                 "point": p["point"],
-                "files_per_minute": p.get("files_per_minute"),
+                "files_per_minute": _rate(p),
                 "p50": (p.get("e2e_ms") or {}).get("p50"),
                 "p95": (p.get("e2e_ms") or {}).get("p95"),
                 "completed": p.get("completed"),
                 "files": p.get("files"),
             }
-            for p in run.of_type("sweep", "run")
+            for p in points
         ]
     estimates = [(rows, cost.estimate(w)) for rows, w in cost_workloads(run, monthly_files)]
     if estimates:
         figures["cost"] = estimates
     return figures
+
+
+def _rate(burst: dict[str, Any]) -> float | None:
+    """Files per minute of a burst (throughput or sweep), or None unless every file of it
+    completed in time: a burst cut short by the time limit has no meaningful rate."""
+    rate = burst.get("files_per_minute")
+    return float(rate) if rate and burst.get("completed") == burst.get("files") else None
+
+
+def _crash_done_after_s(crash: dict[str, Any]) -> float | None:
+    """Seconds from the crash burst's start until every file completed; None unless every
+    file did."""
+    done = crash.get("all_completed_after_s")
+    return float(done) if done is not None and crash.get("completed") == crash.get("files") else None
 
 
 # ------------------------------------------------------------------------------ charts
@@ -503,18 +543,18 @@ def chart_file_size(runs: list[Run], path: Path) -> bool:
 
 
 def chart_throughput(runs: list[Run], path: Path) -> bool:
-    if not any(run.of_type("throughput", "run") for run in runs):
+    if not any(_rate(r) for run in runs for r in run.of_type("throughput", "run")):
         return False
     fig = _figure()
     ax = fig.add_subplot()
     styles = ("-", "--", ":")
     for i, run in enumerate(runs):
-        tp = [r for r in run.of_type("throughput", "run") if r.get("files_per_minute")]
+        tp = [r for r in run.of_type("throughput", "run") if _rate(r)]
         for j, files in enumerate(sorted({r["files"] for r in tp})):
             mine = sorted((r for r in tp if r["files"] == files), key=lambda r: r["concurrency"])
             ax.plot(
                 [r["concurrency"] for r in mine],
-                [r["files_per_minute"] for r in mine],
+                [_rate(r) or 0.0 for r in mine],
                 "o" + styles[i % len(styles)],
                 color=matplotlib.colormaps["tab10"](j),
                 label=f"{run.label}: {files:,} files",
@@ -576,7 +616,7 @@ def chart_sweep(runs: list[Run], path: Path) -> bool:
         xs = [k + (i - (len(runs) - 1) / 2) * width for k in range(len(points))]
         ax.bar(
             xs,
-            [(by_point.get(p) or {}).get("files_per_minute") or 0 for p in points],
+            [_rate(by_point.get(p) or {}) or 0 for p in points],
             width * 0.9,
             color=RUN_COLORS[i],
             alpha=0.6,
@@ -619,7 +659,7 @@ def chart_failure(runs: list[Run], path: Path) -> bool:
         ("poison -> DLQ (median)", [(_s(value(f, "poison", "to_dlq_ms", "p50"))) for f in per_run]),
         ("crash: clean files p50", [_s(value(f, "crash", "clean_e2e_ms", "p50")) for f in per_run]),
         ("crash: redelivered p50", [_s(value(f, "crash", "redelivered_e2e_ms", "p50")) for f in per_run]),
-        ("crash: all completed after", [value(f, "crash", "all_completed_after_s") for f in per_run]),
+        ("crash: all completed after", [_crash_done_after_s(f.get("crash") or {}) for f in per_run]),
         ("DB restored -> all loaded", [value(f, "db_outage", "recovery_s") for f in per_run]),
     ]
     rows = [(name, values) for name, values in rows if any(v is not None for v in values)]
@@ -685,6 +725,16 @@ def summary_rows(runs: list[Run], figures: list[dict[str, Any]]) -> list[tuple[s
                 results.append(f"{phase}: {'pass' if all(v is not False for v in c.values()) else 'FAIL'}")
         return ", ".join(results) or NA
 
+    def crash_recovery(f: dict[str, Any]) -> str:
+        c = failure(f, "crash")
+        after = _crash_done_after_s(c)
+        done = (
+            f"all {c['files']} done after {after:.0f} s"
+            if after is not None
+            else (f"{c['completed']}/{c['files']} done in time")
+        )
+        return f"{done} ({c['redelivered_files']} redelivered)"
+
     def cost_line(f: dict[str, Any]) -> str | None:
         estimates = dict(f["cost"])
         rows = 1_000 if 1_000 in estimates else min(estimates)
@@ -710,13 +760,7 @@ def summary_rows(runs: list[Run], figures: list[dict[str, Any]]) -> list[tuple[s
         ("largest file", lambda f: f"{f['largest_mb']:.0f} MB in {f['largest_processing_s']:.1f} s"),
         ("peak processor RSS", lambda f: f"{f['peak_rss_mb']:.0f} MB"),
         ("poison -> DLQ (median)", lambda f: _ms_text(failure(f, "poison", "to_dlq_ms", "p50"))),
-        (
-            "crash recovery",
-            lambda f: (
-                f"all {failure(f, 'crash', 'completed')} done after {failure(f, 'crash', 'all_completed_after_s'):.0f} s "
-                f"({failure(f, 'crash', 'redelivered_files')} redelivered)"
-            ),
-        ),
+        ("crash recovery", crash_recovery),
         ("DB outage recovery", lambda f: f"{failure(f, 'db_outage', 'recovery_s'):.0f} s after restore"),
         ("exactly once / DLQ checks", checks),
         (
@@ -928,7 +972,8 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
         out.append("\n## Parallel uploads and throughput\n\n")
         out.append(
             "Bursts of files (100 rows each) uploaded by N client threads; throughput = files completed per "
-            "minute from the first upload to the last completion. Queue depth sampled every second.\n"
+            "minute from the first upload to the last completion. Queue depth sampled every second. A burst "
+            "whose files did not all complete within the time limit has no rate (n/a) and is never the best.\n"
         )
         out += _tables_per_run(
             runs,
@@ -938,7 +983,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                 [
                     f"{r['files']:,}",
                     str(r["concurrency"]),
-                    f"{r['completed']}",
+                    f"{r['completed']}/{r['files']}",
                     f"{r['files_per_minute']:.0f}" if r.get("files_per_minute") else NA,
                     str(r.get("peak_processing_depth")),
                 ]
@@ -966,7 +1011,8 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
         out.append("\n## Configuration sweep\n\n")
         out.append(
             "The processor's event source mapping: batch size (b), batching window in seconds (w), maximum "
-            "concurrency (c); a burst of files with 8 upload threads per point; the original mapping restored afterwards.\n"
+            "concurrency (c); a burst of files with 8 upload threads per point; the original mapping restored afterwards. "
+            "A point whose files did not all complete within the time limit has no rate (n/a) and is never the best.\n"
         )
         out += _tables_per_run(
             runs,
@@ -1010,10 +1056,12 @@ def _failure_text(fl: dict[str, Any]) -> str:
             f"- Crash rate {c['crash_rate']:.0%}: {c['completed']}/{c['files']} completed; {c['redelivered_files']} "
             f"were redelivered after a crash (visibility timeout {c['visibility_timeout_seconds']} s) and took "
             f"{_ms_text(c['redelivered_e2e_ms'].get('p50'))} (median, max {_ms_text(c['redelivered_e2e_ms'].get('max'))}) "
-            f"against {_ms_text(c['clean_e2e_ms'].get('p50'))} for the others; every file completed "
-            f"{c['all_completed_after_s']:.0f} s after the burst started."
-            if c.get("all_completed_after_s") is not None
-            else f"- Crash rate {c['crash_rate']:.0%}: {c['completed']}/{c['files']} completed in time."
+            f"against {_ms_text(c['clean_e2e_ms'].get('p50'))} for the others; "
+            + (
+                f"every file completed {after:.0f} s after the burst started."
+                if (after := _crash_done_after_s(c)) is not None
+                else f"{c['files'] - c['completed']} did not complete within the time limit."
+            )
         )
     elif c.get("skipped"):
         lines.append(f"- Crashes: skipped ({c['skipped']}).")
@@ -1054,6 +1102,25 @@ def _price(line: cost.CostLine) -> str:
     )
 
 
+def _architecture_text(run: Run) -> str:
+    priced = priced_architectures(run)
+    if run.info.get("environment") == "aws":
+        return (
+            f"Priced at each function's own architecture: processor {priced['processor'][0]}, "
+            f"loader {priced['loader'][0]}."
+        )
+    ran = ", ".join(f"{logical} {arch}" for logical, (_, arch) in priced.items() if arch != "unknown")
+    return (
+        f"Priced at {AWS_ARCHITECTURE} for both functions, the dev stack's architecture (Pulumi.dev.yaml)"
+        + (
+            f"; on this {run.info.get('environment') or 'local'} run they ran as {ran} (this machine's)"
+            if ran
+            else ""
+        )
+        + "."
+    )
+
+
 def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
     prices = cost.Prices()
     out = []
@@ -1062,6 +1129,7 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
         if not estimates:
             continue
         out.append(f"\n**From the durations measured on {run.label}**\n")
+        out.append(f"\n{_architecture_text(run)}\n")
         header = [
             "rows per file",
             "file size",

@@ -32,8 +32,8 @@ from headrace.outputs import StackOutputs
 from . import failure, filesize, latency, sweep, throughput
 from .cleanup import cleanup
 from .common import Context
-from .stack import ExperimentStack, git_commit, machine
-from .suites import SUITES
+from .stack import ExperimentStack, git_commit, machine, shielded
+from .suites import EXPERIMENTS, SUITES
 
 log = logging.getLogger("headrace.experiments")
 
@@ -65,20 +65,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """Clean-up runs to its end: Ctrl-C and SIGTERM are ignored meanwhile (it is bounded)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def run_suite(
     outputs_path: Path,
     suite_name: str,
@@ -94,26 +80,18 @@ def run_suite(
     extra: dict[str, Any] | None = None,
 ) -> int:
     """Run a suite; return 0 when every experiment ran and its checks passed, 1 otherwise,
-    130 when interrupted."""
+    130 when interrupted, 2 when the stack cannot be used (:class:`OutputsError` when that
+    is known before anything was uploaded)."""
     console = console or Console(stderr=True)
-    suite = SUITES[suite_name]
-    if db_outage is not None:
-        from dataclasses import replace
-
-        limits = dict(suite.limits)
-        if db_outage and not suite.db_outage_files:  # room for the load queue's visibility timeout
-            limits["failure"] = suite.limit("failure") + 420
-        suite = replace(
-            suite, db_outage_files=(suite.db_outage_files or 10) if db_outage else 0, limits=limits
-        )
+    suite = SUITES[suite_name].with_db_outage(db_outage)
     outputs = StackOutputs.load(outputs_path)
     stack = ExperimentStack(outputs, settle_seconds=settle_seconds)
+    stack.check()  # before anything is written or uploaded
     if max_size_mb is None:
         max_size_mb = math.inf if stack.kind == "embedded" else REMOTE_MAX_SIZE_MB
     names = [n for n in suite.experiments() if not only or n in only]
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (*out.glob("*.jsonl"), *out.glob("*.summary.json")):
-        stale.unlink()
+    _clear_results(out)
     started = time.time()
     info: dict[str, Any] = {
         "run_id": stack.run_id,
@@ -142,6 +120,7 @@ def run_suite(
     scratch = Path(tempfile.mkdtemp(prefix="headrace-experiments-"))
     interrupted = False
     failed = False
+    unusable = False
     try:
         with _terminate_as_interrupt(), _progress(console) as progress:
 
@@ -158,7 +137,14 @@ def run_suite(
                 max_size_mb=max_size_mb,
                 advance_factory=advance_factory,
             )
-            warm_up(ctx)
+            try:
+                warm_up(ctx)
+            except Exception as exc:
+                unusable = True
+                log.debug("%s", traceback.format_exc())
+                console.print(f"[red]the stack is not usable:[/] {type(exc).__name__}: {exc}")
+                info["warm_up"] = f"failed: {type(exc).__name__}: {exc}"
+                names = []
             for name in names:
                 begun = time.time()
                 try:
@@ -189,7 +175,7 @@ def run_suite(
         interrupted = True
         console.print("[yellow]interrupted: undoing changes and removing this run's files[/]")
     finally:
-        with _shielded():
+        with shielded():
             if keep:
                 info["cleanup"] = {"kept": len(stack.uploads)}
             else:
@@ -200,11 +186,25 @@ def run_suite(
             info["finished_at"] = datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds")
             info["duration_seconds"] = round(finished - started, 1)
             info["interrupted"] = interrupted
+            if stack.unrestored:
+                info["unrestored"] = stack.unrestored
             _write(run_json, info)
+    for message in stack.unrestored:
+        console.print(f"[red]{message}[/]: the stack is still changed, put it back by hand")
     console.print(f"done in {info['duration_seconds']:.0f} s; results in {out}")
     if interrupted:
         return 130
-    return 1 if failed else 0
+    if unusable:
+        return 2
+    return 1 if failed or stack.unrestored else 0
+
+
+def _clear_results(out: Path) -> None:
+    """Remove an earlier run's results from ``out``: the files of the known experiments,
+    nothing else (``--out`` may hold other files)."""
+    for name in EXPERIMENTS:
+        (out / f"{name}.jsonl").unlink(missing_ok=True)
+        (out / f"{name}.summary.json").unlink(missing_ok=True)
 
 
 def warm_up(ctx: Context) -> None:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import socket
 import subprocess
 import threading
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal.queues import message_counts
-from headrace.outputs import StackOutputs
+from headrace.outputs import OutputsError, StackOutputs
 
 log = logging.getLogger("headrace.experiments")
 
@@ -74,13 +75,30 @@ class Upload:
         return (self.end - self.start) * 1000
 
 
-class Changes:
-    """Undo actions for the changes an experiment makes, run in reverse order on exit.
-    A failing undo is logged and the others still run."""
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are ignored meanwhile, so what runs inside (putting the stack
+    back, cleaning up: both bounded) runs to its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
-    def __init__(self) -> None:
+
+class Changes:
+    """Undo actions for the changes an experiment makes, run in reverse order on exit,
+    shielded from a second Ctrl-C or SIGTERM. An undo that fails (or is interrupted anyway)
+    is logged and appended to ``failures`` (pass the stack's ``unrestored`` to report it
+    with the run), and the others still run."""
+
+    def __init__(self, failures: list[str] | None = None) -> None:
         self._undo: list[tuple[str, Callable[[], None]]] = []
-        self.failures: list[str] = []
+        self.failures: list[str] = [] if failures is None else failures
 
     def push(self, what: str, undo: Callable[[], None]) -> None:
         self._undo.append((what, undo))
@@ -89,15 +107,16 @@ class Changes:
         return any(w == what for w, _ in self._undo)
 
     def undo_all(self) -> None:
-        while self._undo:
-            what, undo = self._undo.pop()
-            try:
-                undo()
-                log.info("restored %s", what)
-            except Exception as exc:
-                message = f"could not restore {what}: {type(exc).__name__}: {exc}"
-                log.error("%s", message)
-                self.failures.append(message)
+        with shielded():
+            while self._undo:
+                what, undo = self._undo.pop()
+                try:
+                    undo()
+                    log.info("restored %s", what)
+                except BaseException as exc:  # an interrupt too: the remaining undos must still run
+                    message = f"could not restore {what}: {type(exc).__name__}: {exc}"
+                    log.error("%s", message)
+                    self.failures.append(message)
 
     def __enter__(self) -> Changes:
         return self
@@ -128,10 +147,28 @@ class ExperimentStack:
         self.lam = outputs.client("lambda")
         self.secrets = outputs.client("secretsmanager")
         self.uploads: list[Upload] = []
+        self.unrestored: list[str] = []  # changes that could not be undone (see Changes)
         self._uploads_lock = threading.Lock()
         self._deserialize = TypeDeserializer().deserialize
         self._touches = 0
         self._changed_variables: dict[str, set[str]] = {}
+
+    def check(self) -> None:
+        """Refuse, before anything is changed or uploaded, a stack the experiments cannot
+        use: the outputs must name the processor and the loader, and the stack must answer."""
+        names = self.outputs.model_extra.get("function_names") if self.outputs.model_extra else None
+        missing = [f for f in ("processor", "loader") if not isinstance(names, dict) or not names.get(f)]
+        if missing:
+            raise OutputsError(
+                f"the outputs have no function_names for {' and '.join(missing)} "
+                "(the experiments change and read the functions' configuration)"
+            )
+        try:
+            self.function_configuration("processor")
+            self.queue_depth(self.outputs.processing_queue_url)
+        except (BotoCoreError, ClientError) as exc:
+            where = self.outputs.aws_endpoint_url or f"AWS in {self.outputs.region}"
+            raise OutputsError(f"the stack does not answer ({where}): {exc}") from exc
 
     # ------------------------------------------------------------------ names
     def function(self, logical: str) -> str:

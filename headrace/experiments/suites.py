@@ -9,7 +9,7 @@ embedded runtime (the 1 GB file alone about 3); on AWS, longer for the visibilit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 EXPERIMENTS = ("latency", "filesize", "throughput", "failure", "sweep")
 
@@ -58,6 +58,15 @@ class Suite:
 
     def limit(self, experiment: str) -> float:
         return self.limits.get(experiment, 300.0)
+
+    def with_db_outage(self, db_outage: bool | None) -> Suite:
+        """The suite with (True) or without (False) the database outage; None: as it is."""
+        if db_outage is None:
+            return self
+        limits = dict(self.limits)
+        if db_outage and not self.db_outage_files:  # room for the load queue's visibility timeout
+            limits["failure"] = self.limit("failure") + 420
+        return replace(self, db_outage_files=(self.db_outage_files or 10) if db_outage else 0, limits=limits)
 
 
 SUITES = {

@@ -27,7 +27,7 @@ def run(ctx: Context) -> dict[str, Any]:
     points: list[dict[str, Any]] = []
     complete = True
     mapping = stack.mapping("processor", stack.outputs.processing_queue_url)
-    with Changes() as changes:
+    with Changes(stack.unrestored) as changes:
         for point in suite.sweep:
             if time.monotonic() >= deadline:
                 complete = False
@@ -51,7 +51,7 @@ def run(ctx: Context) -> dict[str, Any]:
             recorder.write_all(records)
             points += [r for r in records if r["type"] == "run"]
     summary = {
-        "complete": complete,
+        "complete": complete and not any(p["lost_or_late"] for p in points),
         "original": {
             "batch_size": mapping.get("BatchSize"),
             "window_seconds": mapping.get("MaximumBatchingWindowInSeconds", 0),
@@ -65,6 +65,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 "max_concurrency": p["max_concurrency"],
                 "files": p["files"],
                 "completed": p["completed"],
+                "lost_or_late": p["lost_or_late"],
                 "files_per_minute": p.get("files_per_minute"),
                 "e2e_ms": p["e2e_ms"],
             }

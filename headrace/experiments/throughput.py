@@ -1,9 +1,11 @@
 """Parallel uploads and throughput: bursts of N files uploaded by C client threads.
 
 Throughput is files completed per minute, from the first upload's start to the last
-``completed_at``. The processing and load queues' depths (``ApproximateNumberOfMessages``
-waiting, ``...NotVisible`` in flight) are sampled every second during each burst.
-Before each burst the queues must be empty (bounded wait), so bursts do not overlap.
+``completed_at``; a burst whose files did not all complete in time (lost, or late: the
+time limit) has none and makes the experiment ``incomplete``. The processing and load
+queues' depths (``ApproximateNumberOfMessages`` waiting, ``...NotVisible`` in flight) are
+sampled every second during each burst. Before each burst the queues must be empty
+(bounded wait), so bursts do not overlap.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def burst(
     if completed:
         last = max(r["upload_start"] + r["e2e_ms"] / 1000 for r in completed)
         run["last_completed"] = last
-        run["files_per_minute"] = per_minute(len(completed), started, last)
+        if len(completed) == len(records):  # a burst cut short by the time limit has no rate
+            run["files_per_minute"] = per_minute(len(completed), started, last)
     peaks = [s["visible"] + s["in_flight"] for s in sampler.samples if s["queue"] == "processing"]
     run["peak_processing_depth"] = max(peaks, default=0)
     depth = [{"type": "depth", "run": label, **s, "t_rel": s["t"] - started} for s in sampler.samples]
@@ -83,7 +86,7 @@ def run(ctx: Context) -> dict[str, Any]:
         recorder.write_all(records)
         runs += [r for r in records if r["type"] == "run"]
     summary = {
-        "complete": complete,
+        "complete": complete and not any(r["lost_or_late"] for r in runs),
         "runs": [
             {
                 k: r.get(k)
@@ -92,6 +95,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     "files",
                     "concurrency",
                     "completed",
+                    "lost_or_late",
                     "files_per_minute",
                     "upload_seconds",
                     "peak_processing_depth",
@@ -100,7 +104,9 @@ def run(ctx: Context) -> dict[str, Any]:
             }
             for r in runs
         ],
-        "best_files_per_minute": max((r.get("files_per_minute") or 0 for r in runs), default=None),
+        "best_files_per_minute": max(
+            (r["files_per_minute"] for r in runs if r.get("files_per_minute")), default=None
+        ),
     }
     recorder.summary(summary)
     return summary

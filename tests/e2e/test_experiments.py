@@ -37,6 +37,11 @@ def test_smoke_suite_measures_restores_and_cleans_up(stack, tmp_path):
     )
     assert not left.get("Versions") and not left.get("DeleteMarkers")
     assert all(not stack.item(f["key"], f["version"]) for f in files)
+    # and no version (or delete marker) of its outputs in the versioned processed bucket
+    for prefix in ("parquet/dataset=experiments/", "summaries/dataset=experiments/"):
+        left = stack.s3.list_object_versions(Bucket=stack.outputs.processed_bucket, Prefix=prefix)
+        versions = left.get("Versions", []) + left.get("DeleteMarkers", [])
+        assert not [v["Key"] for v in versions if f"/{info['run_id']}-" in v["Key"]]
     # and the report renders from what it wrote
     written = {p.name for p in render(out, out)}
     assert {"summary.md", "latency_timeline.png", "summary_table.png"} <= written

@@ -19,7 +19,8 @@ def workload(**changes):
         "loader_memory_mb": 512,
         "item_bytes": 2_500,
         "parquet_bytes": 20_000,
-        "architecture": "arm64",
+        "processor_architecture": "arm64",
+        "loader_architecture": "arm64",
         "log_bytes_per_file": 2048,
     }
     return cost.Workload(**{**base, **changes})
@@ -70,7 +71,7 @@ def test_monthly_lines_multiply_volume_by_unit_prices():
 
 def test_x86_compute_costs_more_than_arm_and_scales_with_volume():
     arm = cost.estimate(workload())
-    x86 = cost.estimate(workload(architecture="x86_64"))
+    x86 = cost.estimate(workload(processor_architecture="x86_64", loader_architecture="x86_64"))
     assert x86.total > arm.total
     double = cost.estimate(workload(monthly_files=200_000))
     assert double.total == pytest.approx(2 * arm.total)

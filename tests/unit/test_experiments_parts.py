@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+from types import SimpleNamespace
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from headrace.experiments.cleanup import _processed
 from headrace.experiments.common import file_record, loaded_or_final
-from headrace.experiments.run import _checks_pass
+from headrace.experiments.run import _checks_pass, _clear_results, _terminate_as_interrupt
 from headrace.experiments.stack import Changes, Upload, closed_port, environment_kind, message_key
 from headrace.experiments.suites import EXPERIMENTS, SUITES
 from headrace.outputs import StackOutputs
@@ -107,6 +113,82 @@ def test_changes_are_undone_when_the_experiment_is_interrupted():
         changes.push("crash rate", lambda: done.append("restored"))
         raise KeyboardInterrupt
     assert done == ["restored"]
+
+
+def test_a_second_interrupt_while_undoing_does_not_skip_the_other_undos():
+    # Given two changes, the later one's undo interrupted by a second Ctrl-C, and the list
+    # in which the run collects what it could not put back
+    done = []
+    unrestored: list[str] = []
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    # When the experiment is interrupted
+    with pytest.raises(KeyboardInterrupt), Changes(unrestored) as changes:
+        changes.push("event source mapping", lambda: done.append("mapping"))
+        changes.push("processor environment", interrupted)
+        raise KeyboardInterrupt
+    # Then the other undo still ran, and the one that did not finish is reported
+    assert done == ["mapping"]
+    assert unrestored == ["could not restore processor environment: KeyboardInterrupt: "]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_are_ignored_while_changes_are_undone(signum):
+    # Given an undo during which the user presses Ctrl-C again (or the run gets SIGTERM,
+    # which a run turns into an interrupt)
+    done = []
+
+    def restore_crash_rate():
+        os.kill(os.getpid(), signum)
+        done.append("crash rate")
+
+    # When the experiment's changes are undone
+    with _terminate_as_interrupt(), Changes() as changes:
+        changes.push("event source mapping", lambda: done.append("mapping"))
+        changes.push("processor environment", restore_crash_rate)
+    # Then the signal was ignored: every undo ran to its end
+    assert done == ["crash rate", "mapping"]
+    assert changes.failures == []
+
+
+def test_a_run_clears_only_the_results_of_known_experiments(tmp_path):
+    # Given an --out directory with an earlier run's results and files of the user's
+    ours = ["latency.jsonl", "latency.summary.json", "sweep.jsonl", "failure.summary.json"]
+    theirs = ["notes.jsonl", "mine.summary.json", "summary.md", "run.json"]
+    for name in ours + theirs:
+        (tmp_path / name).write_text("{}")
+    # When a run clears it
+    _clear_results(tmp_path)
+    # Then only the experiments' own files are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs)
+
+
+def test_cleanup_removes_every_version_of_the_runs_outputs(monkeypatch):
+    # Given a versioned processed bucket holding two versions and a delete marker of this
+    # run's outputs, and another run's output
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="processed")
+        s3.put_bucket_versioning(Bucket="processed", VersioningConfiguration={"Status": "Enabled"})
+        partition = "parquet/dataset=experiments/ingest_date=2026-11-23"
+        mine = f"{partition}/run1-lat-100-00--abc.parquet"
+        summary = "summaries/dataset=experiments/ingest_date=2026-11-23/run1-lat-100-00--abc.json"
+        other = f"{partition}/run2-lat-100-00--def.parquet"
+        for key in (mine, mine, summary, other):
+            s3.put_object(Bucket="processed", Key=key, Body=b"x")
+        s3.delete_object(Bucket="processed", Key=summary)
+        stack = SimpleNamespace(s3=s3, run_id="run1", outputs=SimpleNamespace(processed_bucket="processed"))
+        items = {("k", "v"): {"parquet_key": mine, "summary_key": summary}}
+        # When the clean-up removes the run's processed outputs
+        removed = _processed(stack, [], items)  # type: ignore[arg-type]
+        # Then no version or delete marker of them is left, and the other run's output stays
+        left = s3.list_object_versions(Bucket="processed")
+        keys = [v["Key"] for v in left.get("Versions", []) + left.get("DeleteMarkers", [])]
+        assert keys == [other]
+        assert removed == 2
 
 
 @pytest.mark.parametrize(

@@ -161,3 +161,108 @@ def test_the_cli_renders_into_the_results_directory_by_default(tmp_path, capsys)
     printed = capsys.readouterr().out.split()
     assert str(results / "summary.md") in printed
     assert "1,000 files a month" in (results / "summary.md").read_text()
+
+
+def copy_fixture(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    return results
+
+
+def test_bursts_cut_short_by_the_time_limit_have_no_rate_and_are_never_best(rendered):
+    text = (rendered / "summary.md").read_text()
+    points = {p["point"]: p for p in json.loads((FIXTURE / "sweep.summary.json").read_text())["points"]}
+    # Given the fixture's sweep: b10 w0 c2 completed 17/20, b10 w0 c4 4/20 before the limit
+    assert (points["b10 w0 c2"]["completed"], points["b10 w0 c4"]["completed"]) == (17, 4)
+    # Then those points show how many completed and no rate
+    assert "| b10 w0 c2 | 17/20 | n/a |" in text
+    assert "| b10 w0 c4 | 4/20 | n/a |" in text
+    # and the best point is the only one whose every file completed
+    best = points["b1 w0 c2"]
+    assert best["completed"] == best["files"]
+    assert f"| best sweep point | b1 w0 c2: {best['files_per_minute']:.0f} files/min |" in text
+
+
+def test_crash_recovery_says_how_many_completed_when_some_did_not(tmp_path):
+    # Given a crash phase in which 7 of the 20 files completed (its summary, as an older run
+    # wrote it, still has the time of the last completion)
+    results = copy_fixture(tmp_path)
+    summary = json.loads((results / "failure.summary.json").read_text())
+    summary["crash"]["completed"] = 7
+    (results / "failure.summary.json").write_text(json.dumps(summary))
+    # When the report is rendered
+    render(results, results)
+    # Then it says how many completed, never that all of them did
+    text = (results / "summary.md").read_text()
+    assert "| crash recovery | 7/20 done in time (10 redelivered) |" in text
+    assert "13 did not complete within the time limit." in text
+    assert "all 7 done" not in text and "every file completed" not in text
+
+
+def test_an_embedded_run_is_priced_at_the_dev_stacks_architecture(rendered):
+    # Given the fixture: an embedded run whose functions ran as x86_64 (this machine's)
+    config = load_run(FIXTURE).info["configuration"]
+    assert config["processor"]["architecture"] == config["loader"]["architecture"] == "x86_64"
+    # Then both functions are priced at arm64, the dev stack's, and the report says so
+    for _, w in cost_workloads(load_run(FIXTURE), 100_000):
+        assert (w.processor_architecture, w.loader_architecture) == ("arm64", "arm64")
+    text = (rendered / "summary.md").read_text()
+    assert "Priced at arm64 for both functions, the dev stack's architecture (Pulumi.dev.yaml)" in text
+    assert "they ran as processor x86_64, loader x86_64" in text
+    assert "ms/file, x86_64)" not in text
+
+
+def test_an_aws_run_prices_each_function_at_its_own_architecture(tmp_path):
+    # Given a run on AWS with an arm64 processor and an x86_64 loader
+    results = copy_fixture(tmp_path)
+    info = json.loads((results / "run.json").read_text())
+    info["environment"] = "aws"
+    info["configuration"]["processor"]["architecture"] = "arm64"
+    info["configuration"]["loader"]["architecture"] = "x86_64"
+    (results / "run.json").write_text(json.dumps(info))
+    # When it is priced
+    run = load_run(results)
+    workloads = cost_workloads(run, 100_000)
+    # Then each function's compute is priced at its own architecture's rate
+    prices = cost.Prices()
+    for _, w in workloads:
+        assert (w.processor_architecture, w.loader_architecture) == ("arm64", "x86_64")
+        lines = {line.item.split(" (")[0]: line for line in cost.estimate(w).lines}
+        assert lines["processor compute"].unit_price == prices.lambda_gb_second_arm
+        assert lines["loader compute"].unit_price == prices.lambda_gb_second_x86
+    render(results, results)
+    assert (
+        "Priced at each function's own architecture: processor arm64, loader x86_64."
+        in (results / "summary.md").read_text()
+    )
+
+
+def test_a_run_json_that_is_not_an_object_is_refused(tmp_path, capsys):
+    # Given results whose run.json is a JSON list
+    results = copy_fixture(tmp_path)
+    (results / "run.json").write_text("[]")
+    # When the report is asked for, Then it is a one-line error, exit 2
+    assert main(["experiments", "report", "--in", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run.json: not a run.json" in err
+
+
+def test_a_report_out_that_is_a_file_is_refused(tmp_path, capsys):
+    # Given --out naming an existing file
+    target = tmp_path / "afile"
+    target.write_text("x")
+    # When the report is asked for, Then it is a one-line error, exit 2
+    assert main(["experiments", "report", "--in", str(FIXTURE), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the report there" in err
+
+
+@pytest.mark.parametrize("monthly", ["-5", "0"])
+def test_a_monthly_volume_below_one_is_refused(tmp_path, capsys, monthly):
+    out = tmp_path / "out"
+    assert (
+        main(["experiments", "report", "--in", str(FIXTURE), "--out", str(out), "--monthly-files", monthly])
+        == 2
+    )
+    assert "--monthly-files must be at least 1" in capsys.readouterr().err
+    assert not out.exists()

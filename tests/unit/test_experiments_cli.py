@@ -1,0 +1,105 @@
+"""`headrace experiments run`: arguments and stacks it cannot use are refused with one line
+and exit 2, before anything is written or uploaded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from headrace.cli import main
+from headrace.local.emulator import free_port
+
+OUTPUTS = {
+    "raw_bucket": "raw",
+    "processed_bucket": "processed",
+    "reports_bucket": "reports",
+    "processing_queue_url": "http://127.0.0.1:1/000000000000/processing",
+    "processing_dlq_url": "http://127.0.0.1:1/000000000000/processing-dlq",
+    "load_queue_url": "http://127.0.0.1:1/000000000000/load",
+    "load_dlq_url": "http://127.0.0.1:1/000000000000/load-dlq",
+    "metadata_table": "metadata",
+    "db_secret_arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:db",
+    "alerts_topic_arn": "arn:aws:sns:us-east-1:000000000000:alerts",
+    "ingest_api_url": "http://127.0.0.1:1",
+    "region": "us-east-1",
+    "aws_access_key_id": "test",
+    "aws_secret_access_key": "test",
+}
+
+
+def run(tmp_path, *args: str) -> int:
+    return main(["experiments", "run", "--out", str(tmp_path / "out"), *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--settle-seconds", "-1"], "--settle-seconds must not be negative (got -1)"),
+        (["--only", "latency,"], "--only 'latency,': an empty experiment name"),
+        (
+            ["--only", "nope"],
+            "unknown experiments: nope (known: latency, filesize, throughput, failure, sweep)",
+        ),
+        (["--suite", "smoke", "--only", "filesize"], "not in the smoke suite: filesize (it runs latency)"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):
+    # Given arguments a run cannot honour (and an outputs file that does not exist)
+    # When the run is asked for
+    status = run(tmp_path, "--outputs", str(tmp_path / "missing.json"), *args)
+    # Then it is refused with one line naming the problem, and exit 2
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == f"headrace: error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_database_outage_adds_failure_to_a_suite_for_only(tmp_path, capsys):
+    # Given --db-outage, which adds the failure experiment to the smoke suite
+    status = run(
+        tmp_path,
+        "--outputs",
+        str(tmp_path / "missing.json"),
+        "--suite",
+        "smoke",
+        "--db-outage",
+        "--only",
+        "failure",
+    )
+    # Then --only failure is accepted (the run stops at the missing outputs file instead)
+    assert status == 2
+    assert "no such outputs file" in capsys.readouterr().err
+
+
+def test_outputs_without_function_names_are_refused_before_anything_is_uploaded(tmp_path, capsys):
+    # Given an outputs file without function_names, of a stack that does not even answer
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({**OUTPUTS, "aws_endpoint_url": f"http://127.0.0.1:{free_port()}"}))
+    # When the run is asked for
+    status = run(tmp_path, "--outputs", str(outputs))
+    # Then it is refused with one line, exit 2, before writing or uploading anything
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("headrace: error: the outputs have no function_names for processor and loader")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stack_that_does_not_answer_is_refused_with_one_line(tmp_path, capsys):
+    # Given the outputs of a stack whose endpoint nothing listens on
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {**OUTPUTS, "aws_endpoint_url": endpoint, "function_names": {"processor": "p", "loader": "l"}}
+        )
+    )
+    # When the run is asked for
+    status = run(tmp_path, "--outputs", str(outputs))
+    # Then it is one line naming the endpoint (no traceback), exit 2, and nothing written
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith(f"headrace: error: the stack does not answer ({endpoint}): ")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
