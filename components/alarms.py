@@ -116,6 +116,9 @@ class Alarms(pulumi.ComponentResource):
             statistic="Maximum",
             comparison_operator="GreaterThanThreshold",
             threshold=args.staleness_minutes * 60,
+            # Two signals in a row: one 5-minute run that is late (or missing) does not trip it.
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
             # Missing signals mean the report function is failing: that is stale too.
             treat_missing_data="breaching",
         )

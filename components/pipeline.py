@@ -385,6 +385,8 @@ class Pipeline(pulumi.ComponentResource):
                         "REPORTS_BUCKET": reports.name,
                         "PROCESSING_QUEUE_URL": self.processing_queue.url,
                         "REPORT_LINK_TTL_SECONDS": str(config.reporting.link_ttl_seconds),
+                        # how far back the staleness signal must look to reach the alarm's threshold
+                        "STALENESS_MINUTES": str(config.alarms.staleness_minutes),
                     },
                     statements=[
                         # Every read is a query of the by_day index.

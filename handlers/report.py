@@ -39,7 +39,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     now = utcnow()
     request = Request.from_event(event, now)
     if request.task == "signals":
-        staleness = seconds_since_last_completed(table(settings.metadata_table), now)
+        staleness = seconds_since_last_completed(
+            table(settings.metadata_table), now, settings.staleness_minutes
+        )
         metrics.add_metric(
             name="SecondsSinceLastCompletedFile", unit=MetricUnit.Seconds, value=round(staleness.seconds, 1)
         )

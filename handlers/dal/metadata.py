@@ -119,12 +119,19 @@ class MetadataStore:
         attempt: int | None = None,
         *,
         keep_completed: bool = False,
+        skip_reason: str | None = None,
     ) -> bool:
         """Record the failure; True when it is the version's first (no earlier
         ``failed_at``): a file retried or given up on several times is counted once. With
         ``keep_completed`` (a stale event: the version was superseded or deleted since) a
-        version that completed stays completed."""
-        fields: dict[str, Any] = {"status": "failed", "failed_at": iso(at), "error": error[:2000]}
+        version that completed stays completed. ``skip_reason`` (``superseded``,
+        ``deleted``) marks a version that was not processed at all, not a failure of it."""
+        fields: dict[str, Any] = {
+            "status": "failed",
+            "failed_at": iso(at),
+            "error": error[:2000],
+            "skip_reason": skip_reason,
+        }
         if attempt is not None:
             fields["attempts"] = attempt
         earlier = self._update(

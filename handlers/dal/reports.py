@@ -4,6 +4,7 @@ processing queue's backlog it mentions."""
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from typing import Any
 
@@ -19,8 +20,8 @@ def report_keys(day: str) -> tuple[str, str]:
     return f"reports/{day}/report.html", f"reports/{day}/report.json"
 
 
-def put_report(bucket: str, day: str, html: str, document: dict[str, Any]) -> tuple[str, str]:
-    """Write (overwrite) both objects of ``day``'s report; return their keys."""
+def put_report(bucket: str, day: str, html: str, document: dict[str, Any]) -> None:
+    """Write (overwrite) both objects of ``day``'s report (``report_keys``)."""
     html_key, json_key = report_keys(day)
     s3 = client("s3")
     s3.put_object(
@@ -36,13 +37,23 @@ def put_report(bucket: str, day: str, html: str, document: dict[str, Any]) -> tu
         ContentType="text/html; charset=utf-8",
         CacheControl="no-cache",
     )
-    return html_key, json_key
 
 
 @cache
 def _signing_client() -> Any:
     # SigV4 explicitly: required for KMS-encrypted objects, and the only version valid 7 days.
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+    if os.environ.get("AWS_ENDPOINT_URL"):  # LocalStack, the embedded runtime: as configured
+        return boto3.client("s3", config=Config(signature_version="s3v4"))
+    # On AWS, the bucket's regional host (https://<bucket>.s3.<region>.amazonaws.com/). boto3
+    # signs for the global host by default, which redirects (307) for buckets in opt-in
+    # regions and for new buckets, and the signature then no longer matches (boto3 #2989).
+    return boto3.client(
+        "s3",
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+        ),
+    )
 
 
 def presigned_link(bucket: str, key: str, ttl_seconds: int) -> str:

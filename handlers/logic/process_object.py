@@ -245,7 +245,7 @@ def _retire_older_versions(
 def _skip(ref: ObjectRef, store: MetadataStore, status: str, reason: str) -> Outcome:
     # the event is stale: a version that completed before (redrive, replay, a late
     # duplicate after the idempotency window) keeps its outcome
-    store.mark_failed(ref, utcnow(), reason, keep_completed=True)
+    store.mark_failed(ref, utcnow(), reason, keep_completed=True, skip_reason=status)
     return Outcome(status=status, error=reason)
 
 

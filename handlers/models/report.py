@@ -22,6 +22,9 @@ class ReportSettings(BaseModel):
     report_link_ttl_seconds: int = Field(
         MAX_LINK_TTL_SECONDS, ge=60, le=MAX_LINK_TTL_SECONDS, alias="REPORT_LINK_TTL_SECONDS"
     )
+    # The data-staleness alarm's threshold (alarms.staleness_minutes): how far back the
+    # signal looks for the last completed file.
+    staleness_minutes: int = Field(1440, ge=1, alias="STALENESS_MINUTES")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ReportSettings:
@@ -91,7 +94,8 @@ class StatusCounts(_Model):
     waiting: int = 0  # status still "received"
     processing: int = 0
     completed: int = 0
-    failed: int = 0
+    failed: int = 0  # processing failures
+    skipped: int = 0  # status "failed" with a skip_reason: superseded or deleted before processing
 
 
 class Latency(_Model):
@@ -142,13 +146,14 @@ class HourBucket(_Model):
     received: int
     completed: int
     failed: int
+    skipped: int
 
 
 class Warehouse(_Model):
-    loaded: int = 0
+    loaded: int = 0  # files whose rows are in the warehouse (their versions not superseded)
     rows: int = 0
     failed: int = 0
-    superseded: int = 0
+    superseded: int = 0  # versions a newer version of the key replaced (whatever their load status)
 
 
 class DailyReport(_Model):
@@ -161,6 +166,8 @@ class DailyReport(_Model):
     warehouse: Warehouse
     formats: list[FormatTotals]
     quality_issues: list[QualityIssue]
+    # completed files whose quality issues were cut from their metadata item (summary_truncated)
+    quality_issues_left_out: int
     slowest_files: list[SlowFile]
     failures: list[Failure]
     failures_total: int

@@ -87,6 +87,8 @@ def test_staleness_and_database_alarms(dev: Deployment) -> None:
         {"service": "report"},
     )
     assert stale["threshold"] == 1440 * 60 and stale["treatMissingData"] == "breaching"
+    # in two 5-minute periods out of two: one late signal run does not trip it
+    assert (stale["period"], stale["evaluationPeriods"], stale["datapointsToAlarm"]) == (300, 2, 2)
     # Database CPU above 80 % on the deployed instance
     cpu = alarms["rds-cpu"].inputs
     (instance,) = dev.of_type("aws:rds/instance:Instance")
@@ -109,6 +111,11 @@ def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
     )
     alarms = _alarms(stack)
     assert alarms["data-staleness"].inputs["threshold"] == 1800
+    # and the report function's signal looks back as far as that threshold
+    [report] = [
+        f for f in stack.of_type("aws:lambda/function:Function") if f.outputs["name"].endswith("-report")
+    ]
+    assert report.inputs["environment"]["variables"]["STALENESS_MINUTES"] == "30"
     assert alarms["processing-oldest-message"].inputs["threshold"] == 120
     assert alarms["processor-error-rate"].inputs["threshold"] == 5
     assert alarms["processor-duration-p99"].inputs["threshold"] == 80_000

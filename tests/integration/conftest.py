@@ -33,6 +33,17 @@ class LambdaContext:
         return 60_000
 
 
+class Invocation(LambdaContext):
+    """A context whose remaining time the test sets."""
+
+    def __init__(self, remaining_ms: int, function_name: str = "test"):
+        super().__init__(function_name=function_name)
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
 @pytest.fixture
 def aws(monkeypatch) -> Iterator[None]:
     for name, value in {

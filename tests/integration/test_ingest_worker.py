@@ -14,19 +14,8 @@ from handlers.dal.tenant_logs import decrypt_original
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.processing.pii import PiiOptions
 
-from .conftest import LambdaContext
+from .conftest import Invocation
 from .ingest_support import MAX_RECEIVE_COUNT, IngestStack, capture_logs
-
-
-class Invocation(LambdaContext):
-    """A context whose remaining time the test sets."""
-
-    def __init__(self, remaining_ms: int):
-        super().__init__(function_name="ingest-worker")
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @pytest.fixture
@@ -205,7 +194,7 @@ def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
 def test_records_there_is_no_time_left_to_start_are_reported_untouched(stack, monkeypatch):
     # Given a batch of three, in an invocation whose time the first record uses up
     # (60 s at the start: 10 s are kept back, and a record needs 10 s more to be started)
-    context = Invocation(60_000)
+    context = Invocation(60_000, function_name="ingest-worker")
     real = stack.worker.store_message
 
     def slow_record(*args: Any, **kwargs: Any) -> Any:

@@ -15,7 +15,7 @@ from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import OutOfMemory
 
-from .conftest import REGION, LambdaContext, emitted_metrics
+from .conftest import REGION, Invocation, LambdaContext, emitted_metrics
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -116,6 +116,8 @@ def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline, capsys):
     for deleted in (gone, marked):
         assert pipeline.item(deleted)["status"] == "failed"
         assert pipeline.item(deleted)["error"] == "the object was deleted before it could be processed"
+        assert pipeline.item(deleted)["skip_reason"] == "deleted"  # not a failure of the file
+    assert "skip_reason" not in pipeline.item(binary)
     # When the poison messages are retried (they come back at once, not after the
     # visibility timeout) up to maxReceiveCount
     for _ in range(3):
@@ -216,6 +218,7 @@ def test_an_event_arriving_after_the_idempotency_window_leaves_a_completed_versi
     # Then both keep the outcome they had: a stale event is skipped, not a failure
     assert pipeline.item(v1)["status"] == "completed" and pipeline.item(v1)["superseded_by"] == v2["version"]
     assert pipeline.item(gone)["status"] == "completed" and "error" not in pipeline.item(gone)
+    assert "skip_reason" not in pipeline.item(v1) and "skip_reason" not in pipeline.item(gone)
 
 
 def test_numbers_dynamodb_cannot_hold_do_not_fail_the_file(pipeline):
@@ -318,6 +321,7 @@ def test_stale_version_is_skipped_before_any_work(pipeline):
     pipeline.poll()
     assert pipeline.item(v1)["status"] == "failed"
     assert pipeline.item(v1)["error"] == "superseded by a newer version of the object"
+    assert pipeline.item(v1)["skip_reason"] == "superseded"  # not a failure of the file
     assert pipeline.published() == []
     assert pipeline.item(v2) == {}
 
@@ -415,17 +419,6 @@ def test_a_file_found_bad_on_a_later_attempt_is_counted_failed_once(pipeline, mo
     item = pipeline.item(obj)
     assert (item["status"], "binary content" in item["error"], item["attempts"]) == ("failed", True, 3)
     assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
-
-
-class Invocation(LambdaContext):
-    """A context whose remaining time the test sets."""
-
-    def __init__(self, remaining_ms: int):
-        super().__init__()
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline, monkeypatch):

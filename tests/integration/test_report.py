@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib
 import json
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
 
+from handlers.dal.load_status import LoadStatusStore
 from tests.integration.conftest import REGION, LambdaContext
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
@@ -87,7 +89,14 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
     report = json.loads(body)
     assert content_type == "application/json"
     assert report["date"] == today
-    assert report["files"] == {"received": 5, "waiting": 0, "processing": 0, "completed": 3, "failed": 2}
+    assert report["files"] == {
+        "received": 5,
+        "waiting": 0,
+        "processing": 0,
+        "completed": 3,
+        "failed": 2,
+        "skipped": 0,
+    }
     assert report["rows"] == 3 + 4 + 2
     assert {f["format"]: (f["files"], f["rows"]) for f in report["formats"]} == {
         "csv": (2, 7),
@@ -116,15 +125,41 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
     assert content_type.startswith("text/html")
     assert "<svg" in page and "<table>" in page and "2 files failed processing" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # and its report.json link is presigned too (a relative link would not be signed)
+    json_link = unescape(page.split('<a href="')[1].split('"')[0])
+    assert urlparse(json_link).path.endswith(f"/reports/{today}/report.json")
+    assert parse_qs(urlparse(json_link).query)["X-Amz-Expires"] == ["86400"]
     # and one message announces it, with a link to the page valid as configured
     [message] = reporter.messages()
     assert message["Subject"] == f"headrace report {today}: 5 files, 2 failed"
     assert "Files: 5 received, 3 completed, 2 failed" in message["Message"]
-    link = message["Message"].splitlines()[-1]
+    lines = message["Message"].splitlines()
+    link = lines[lines.index("Report (link valid for up to 1 day):") + 1]
     assert link == result["link"]
     query = parse_qs(urlparse(link).query)
     assert urlparse(link).path.endswith(f"/reports/{today}/report.html")
     assert query["X-Amz-Expires"] == ["86400"]
+
+
+def test_the_report_reads_only_what_it_shows_from_the_metadata_table(pipeline, reporter, monkeypatch):
+    # Given a completed file, whose metadata item holds its schema and statistics
+    pipeline.process(pipeline.upload("incoming/sales/a.csv", SALES))
+    from handlers.logic.report import run
+
+    seen: list[dict[str, Any]] = []
+    build = run.build_report
+
+    def recording(day: str, items: list[dict[str, Any]], *rest: Any) -> Any:
+        seen.extend(items)
+        return build(day, items, *rest)
+
+    monkeypatch.setattr(run, "build_report", recording)
+    # When the day's report is made
+    reporter.invoke({"date": datetime.now(UTC).date().isoformat()})
+    # Then the items it got hold only the attributes the report reads (a whole item is up to 300 KB)
+    [item] = seen
+    assert item["row_count"] == 3 and set(item) <= set(run.REPORT_ATTRIBUTES)
+    assert "schema" not in item and "statistics" not in item
 
 
 def test_running_the_report_again_overwrites_it(pipeline, reporter):
@@ -208,9 +243,66 @@ def test_signals_look_at_yesterday_after_midnight_and_bound_an_empty_history(pip
     # When nothing completed today or yesterday
     reporter.handler.utcnow = lambda: tomorrow + timedelta(days=3)
     result = reporter.invoke({"task": "signals"})
-    # Then the value is a lower bound: the time since the start of yesterday
+    # Then the value is a lower bound: the time since the start of the day before
+    # yesterday (more than the alarm's 1440 minutes, even at midnight)
     assert result["exact"] is False and result["last_completed"] is None
-    assert result["seconds_since_last_completed_file"] == 86400 + 5 * 60
+    assert result["seconds_since_last_completed_file"] == 2 * 86400 + 5 * 60
+
+
+def test_signals_look_back_as_far_as_the_alarm_threshold(pipeline, reporter, monkeypatch):
+    # Given a file completed today, and a staleness alarm at 3 days
+    pipeline.process(pipeline.upload("incoming/sales/a.csv", SALES))
+    monkeypatch.setenv("STALENESS_MINUTES", "4320")
+    reporter.handler = importlib.reload(reporter.handler)
+    # When the signals run two and a half days later
+    later = datetime.now(UTC) + timedelta(days=2, hours=12)
+    reporter.handler.utcnow = lambda: later
+    result = reporter.invoke({"task": "signals"})
+    # Then the file is still found: the value is exact
+    assert result["last_completed"] == "incoming/sales/a.csv" and result["exact"] is True
+    # When nothing completed for a week
+    reporter.handler.utcnow = lambda: later + timedelta(days=5)
+    result = reporter.invoke({"task": "signals"})
+    # Then the lower bound is above the threshold: the alarm fires
+    assert result["exact"] is False and result["seconds_since_last_completed_file"] > 4320 * 60
+
+
+def test_versions_replaced_before_processing_are_skipped_not_failed(pipeline, reporter):
+    # Given a key uploaded twice before the processor got to the first version
+    v1 = pipeline.upload("incoming/sales/a.csv", SALES)
+    v2 = pipeline.upload("incoming/sales/a.csv", SALES + "2025-01-04,Gizmo,1,9.99\n")
+    pipeline.process(v1, v2)
+    today = datetime.now(UTC).date().isoformat()
+    # When the day's report is made
+    reporter.invoke({"date": today})
+    # Then the first version is skipped, not a failure: no failure listed, a green verdict
+    report = json.loads(reporter.object(f"reports/{today}/report.json")[0])
+    files = report["files"]
+    assert (files["received"], files["completed"], files["failed"], files["skipped"]) == (2, 1, 0, 1)
+    assert report["failures"] == [] and report["rows"] == 4
+    page = reporter.object(f"reports/{today}/report.html")[0].decode()
+    assert "Every finished file was processed successfully" in page
+    [message] = reporter.messages()
+    assert message["Subject"] == f"headrace report {today}: 2 files, no failures"
+
+
+def test_a_key_uploaded_again_counts_its_rows_once(pipeline, reporter):
+    # Given a key processed, uploaded again and processed again; both versions loaded
+    v1 = pipeline.upload("incoming/sales/a.csv", SALES)
+    pipeline.process(v1)
+    v2 = pipeline.upload("incoming/sales/a.csv", SALES)
+    pipeline.process(v2)
+    loads = LoadStatusStore("metadata")
+    for version in (v1, v2):
+        loads.mark_loaded(version["key"], version["version"], datetime.now(UTC), "sales", 3)
+    today = datetime.now(UTC).date().isoformat()
+    # When the day's report is made
+    reporter.invoke({"date": today})
+    # Then both versions were processed, but only the current one's rows count
+    report = json.loads(reporter.object(f"reports/{today}/report.json")[0])
+    assert report["files"]["completed"] == 2
+    assert report["rows"] == 3
+    assert report["warehouse"] == {"loaded": 1, "rows": 3, "failed": 0, "superseded": 1}
 
 
 def _version(pipeline, key: str) -> str:

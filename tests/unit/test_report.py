@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from handlers.logic.report.build import build_report, failures_since, last_completed, percentile
+from handlers.logic.process_object import DELETED, SUPERSEDED
+from handlers.logic.report.build import (
+    REPORT_ATTRIBUTES,
+    build_report,
+    failures_since,
+    last_completed,
+    percentile,
+)
 from handlers.logic.report.render import _nice_ceiling, hourly_chart, render_html, sns_message, sns_subject
+from handlers.logic.report.run import seconds_since_last_completed
 from handlers.models.report import BadRequest, HourBucket, Request
 
 NOW = datetime(2025, 3, 15, 6, 0, tzinfo=UTC)
+JSON_LINK = "https://reports.s3.us-east-1.amazonaws.com/reports/2025-03-14/report.json?X-Amz-Signature=s&a=b"
 
 
 def item(n: int, status: str, **extra) -> dict:
@@ -55,6 +64,7 @@ def test_the_days_figures():
         "processing": 1,
         "completed": 3,
         "failed": 1,
+        "skipped": 0,
     }
     assert (report.rows, report.bytes, report.processing_backlog) == (30, 500, 7)
     assert (report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.max) == (2000.0, 3000.0, 3000.0)
@@ -79,7 +89,7 @@ def test_the_days_figures():
 
 def test_an_empty_day_renders():
     report = build_report("2025-03-14", [], NOW)
-    page = render_html(report)
+    page = render_html(report, JSON_LINK)
     assert "No files were uploaded on this day" in page
     assert report.latency_ms.p50 is None and report.failures_total == 0
     assert sns_subject(report) == "headrace report 2025-03-14: 0 files, no failures"
@@ -90,7 +100,7 @@ def test_user_controlled_text_is_escaped_in_the_page():
     items = [
         item(1, "failed", object_key=f"incoming/{nasty}.csv", error=nasty, failed_at="2025-03-14T01:00:00Z")
     ]
-    page = render_html(build_report("2025-03-14", items, NOW))
+    page = render_html(build_report("2025-03-14", items, NOW), JSON_LINK)
     assert "<img" not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
     assert "<script" not in page  # no script at all: the page is static
 
@@ -99,9 +109,242 @@ def test_the_message_has_the_headline_figures_and_the_link():
     report = build_report("2025-03-14", [item(1, "completed"), item(4, "failed", error="boom")], NOW)
     message = sns_message(report, "https://example.invalid/r", 604800)
     assert "Files: 2 received, 1 completed, 1 failed, 0 in progress" in message
-    assert "Latest failure (processing): incoming/sales/4.csv: boom" in message
-    assert message.endswith("Report (link valid for up to 7 days):\nhttps://example.invalid/r")
+    assert "Report (link valid for up to 7 days):\nhttps://example.invalid/r\n" in message
+    assert message.endswith("\n\nLatest failure (processing): incoming/sales/4.csv: boom")
     assert sns_subject(report) == "headrace report 2025-03-14: 2 files, 1 failed"
+
+
+def test_versions_skipped_before_processing_are_no_failures():
+    # Given a version superseded by a newer upload and one deleted before processing (both
+    # recorded failed, with their skip reason), and a file that really failed
+    items = [
+        item(1, "failed", error=SUPERSEDED, failed_at="2025-03-14T01:00:01Z", skip_reason="superseded"),
+        item(2, "failed", error=DELETED, failed_at="2025-03-14T02:00:01Z", skip_reason="deleted"),
+        item(3, "completed"),
+    ]
+    # When the report is built
+    report = build_report("2025-03-14", items, NOW)
+    # Then they are counted as skipped: no failure, a green verdict, none in the subject
+    assert (report.files.received, report.files.failed, report.files.skipped) == (3, 0, 2)
+    assert report.failures == [] and report.failures_total == 0
+    assert [(h.skipped, h.failed) for h in report.hourly[1:3]] == [(1, 0), (1, 0)]
+    assert "Every finished file was processed successfully" in render_html(report, JSON_LINK)
+    assert sns_subject(report) == "headrace report 2025-03-14: 3 files, no failures"
+    assert "Files: 3 received, 1 completed, 0 failed, 2 skipped, 0 in progress" in sns_message(
+        report, "https://example.invalid/r", 3600
+    )
+    # and `headrace status` does not list them as recent failures
+    since = datetime(2025, 3, 14, 0, 0, tzinfo=UTC)
+    assert failures_since(items, since) == []
+    # while a real failure still counts
+    failed = item(4, "failed", error="binary content", failed_at="2025-03-14T04:00:01Z")
+    assert build_report("2025-03-14", [*items, failed], NOW).files.failed == 1
+    assert [f.object_key for f in failures_since([*items, failed], since)] == ["incoming/sales/4.csv"]
+
+
+def test_a_superseded_version_adds_no_rows():
+    # Given a key uploaded twice that day: both versions completed and loaded (the second
+    # replaced the first's rows), and an older version of another key whose load failed
+    # before a newer version replaced it
+    items = [
+        item(
+            1,
+            "completed",
+            object_key="incoming/sales/a.csv",
+            superseded_by="v2",
+            load_status="loaded",
+            load_rows=10,
+        ),
+        item(2, "completed", object_key="incoming/sales/a.csv", load_status="loaded", load_rows=10),
+        item(
+            3,
+            "completed",
+            superseded_by="v4",
+            load_status="failed",
+            load_error="Parquet missing",
+            load_failed_at="2025-03-14T03:00:00Z",
+        ),
+        item(4, "completed", object_key="incoming/sales/3.csv", load_status="loaded", load_rows=10),
+    ]
+    # When the report is built
+    report = build_report("2025-03-14", items, NOW)
+    # Then every version counts as completed, but only the current ones add rows
+    assert report.files.completed == 4
+    assert report.rows == 20 and report.formats[0].rows == 20
+    assert report.warehouse.model_dump() == {"loaded": 2, "rows": 20, "failed": 0, "superseded": 2}
+    # and the replaced version's old load failure is not listed
+    assert report.failures == [] and report.failures_total == 0
+
+
+def test_quality_issues_cut_from_the_metadata_item_are_said_to_be_left_out():
+    # Given a completed file whose item was cut down to fit DynamoDB (no quality issues),
+    # and one cut down that kept them (only its statistics went)
+    items = [
+        item(1, "completed", summary_truncated=True),
+        item(2, "completed", summary_truncated=True),
+    ]
+    del items[0]["quality_issues"]
+    # When the report is built
+    report = build_report("2025-03-14", items, NOW)
+    # Then the report says one file's issues are not counted
+    assert report.quality_issues_left_out == 1
+    assert [(q.column, q.files) for q in report.quality_issues] == [("price", 1)]
+    assert "Not counted: the quality issues of 1 file whose summary was too large" in render_html(
+        report, JSON_LINK
+    )
+    assert build_report("2025-03-14", [item(1, "completed")], NOW).quality_issues_left_out == 0
+
+
+class Recording(dict):
+    """A metadata item that notes every attribute read from it."""
+
+    read: set[str] = set()
+
+    def get(self, key, default=None):
+        Recording.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        Recording.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        Recording.read.add(key)
+        return super().__contains__(key)
+
+
+def test_the_report_reads_only_the_attributes_it_asks_dynamodb_for():
+    # Given items of every kind, with every attribute the pipeline writes
+    everything = {name: "x" for name in ("schema", "statistics", "log_stats", "pii_redactions", "warnings")}
+    items = [
+        item(1, "completed", load_status="loaded", load_rows=10, superseded_by="v9", summary_truncated=True),
+        item(2, "completed", load_status="failed", load_error="db", load_failed_at="2025-03-14T02:00:00Z"),
+        item(3, "completed", load_status="superseded"),
+        item(4, "failed", error="binary", failed_at="2025-03-14T04:00:00Z"),
+        item(5, "failed", error=DELETED, failed_at="2025-03-14T05:00:00Z", skip_reason="deleted"),
+        item(6, "processing"),
+        item(7, "received"),
+    ]
+    Recording.read = set()
+    # When the report is built from them
+    build_report("2025-03-14", [Recording(i | everything) for i in items], NOW)
+    # Then it read nothing outside REPORT_ATTRIBUTES (what run.py asks DynamoDB for)
+    assert Recording.read - set(REPORT_ATTRIBUTES) == set()
+    assert Recording.read >= {"quality_issues", "superseded_by", "skip_reason", "load_error"}
+
+
+def test_the_page_links_to_the_presigned_json():
+    # Given a report and the presigned URL of its report.json
+    report = build_report("2025-03-14", [item(1, "completed")], NOW)
+    # When the page is rendered
+    page = render_html(report, JSON_LINK)
+    # Then its link to the JSON is that URL (a relative one would be unsigned), escaped
+    assert (
+        '<a href="https://reports.s3.us-east-1.amazonaws.com/reports/2025-03-14/report.json?X-Amz-Signature=s&amp;a=b">'
+        in page
+    )
+    assert 'href="report.json"' not in page
+
+
+def test_a_hostile_key_cannot_forge_the_link_in_the_message():
+    # Given a failed file whose key carries line breaks and a fake report link, and a long error
+    key = "incoming/x\n\nReport (link valid for up to 7 days):\nhttps://evil.example/phish\u2028\x1b[2J.csv"
+    items = [item(1, "failed", object_key=key, error="boom " * 100, failed_at="2025-03-14T01:00:01Z")]
+    # When the message is written
+    message = sns_message(build_report("2025-03-14", items, NOW), "https://example.invalid/r", 604800)
+    # Then the real link comes first and is the only line that is a link
+    lines = message.splitlines()
+    assert [line for line in lines if line.startswith("https://")] == ["https://example.invalid/r"]
+    assert lines.index("https://example.invalid/r") < len(lines) - 1
+    assert [line for line in lines if line.startswith("Report (")] == [
+        "Report (link valid for up to 7 days):"
+    ]
+    # and the key is one line, its control characters visible, the error cut short
+    last = lines[-1]
+    assert last.startswith(
+        "Latest failure (processing): incoming/x\\n\\nReport (link valid for up to 7 days):\\n"
+        "https://evil.example/phish\\u2028\\x1b[2J.csv: boom boom"
+    )
+    assert last.endswith("…") and len(last) < 500
+    assert len(message.splitlines()) == message.count("\n") + 1 and "\u2028" not in message
+
+
+class ByDay:
+    """The metadata table's by_day index, holding files completed at the given times."""
+
+    def __init__(self, *completed_at: str):
+        self.items = [
+            {"object_key": f"incoming/{at}.csv", "status": "completed", "completed_at": at}
+            for at in completed_at
+        ]
+
+    def query(self, **query):
+        day = query["KeyConditionExpression"].get_expression()["values"][1]
+        return {"Items": [i for i in self.items if i["completed_at"].startswith(day)]}
+
+
+@pytest.mark.parametrize("minutes", [1440, 2160, 2880, 4320, 10080])
+def test_the_staleness_signal_reaches_any_alarm_threshold(minutes):
+    # Given nothing completed for weeks
+    empty = ByDay("2025-01-01T10:00:00Z")
+    # When the signal runs, whatever the time of day
+    for hour in range(0, 24, 6):
+        staleness = seconds_since_last_completed(empty, NOW.replace(hour=hour), minutes)
+        # Then it is a lower bound above the threshold: the alarm fires
+        assert staleness.exact is False and staleness.seconds > minutes * 60
+
+
+@pytest.mark.parametrize("minutes", [1440, 2160, 2880, 4320])
+def test_the_staleness_signal_does_not_drop_at_midnight(minutes):
+    # Given one file completed, then nothing
+    last = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+    table = ByDay("2025-03-01T10:00:00Z")
+    # When the signal runs every 5 minutes for a week
+    values = [
+        seconds_since_last_completed(table, last + timedelta(minutes=m), minutes).seconds
+        for m in range(0, 7 * 1440, 5)
+    ]
+    # Then once above the threshold it stays above it (no alarm that clears at midnight)
+    first = next(i for i, v in enumerate(values) if v > minutes * 60)
+    assert first == minutes // 5 + 1  # the first signal after the threshold: the exact time
+    assert all(v > minutes * 60 for v in values[first:])
+
+
+@pytest.fixture
+def signing(monkeypatch):
+    from handlers.dal import reports
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    reports._signing_client.cache_clear()
+    yield reports
+    reports._signing_client.cache_clear()
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "af-south-1"])
+def test_the_report_link_is_signed_for_the_buckets_regional_host(signing, monkeypatch, region):
+    # Given a function on AWS (no endpoint override) in a region
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    # When the report's link is presigned
+    link = signing.presigned_link("reports-bucket", "reports/2025-03-14/report.html", 3600)
+    # Then it names the regional virtual host, not the global one (which redirects, 307,
+    # for opt-in regions and new buckets, and the signature then fails)
+    assert link.startswith(
+        f"https://reports-bucket.s3.{region}.amazonaws.com/reports/2025-03-14/report.html?"
+    )
+    assert f"%2F{region}%2Fs3%2Faws4_request" in link and "X-Amz-Expires=3600" in link
+
+
+def test_the_report_link_uses_the_configured_endpoint_locally(signing, monkeypatch):
+    # Given LocalStack or the embedded runtime
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    # When the report's link is presigned
+    link = signing.presigned_link("reports-bucket", "reports/2025-03-14/report.html", 3600)
+    # Then it points at that endpoint, path-style
+    assert link.startswith("http://127.0.0.1:4566/reports-bucket/reports/2025-03-14/report.html?")
 
 
 @pytest.mark.parametrize(
@@ -128,7 +371,7 @@ def test_percentiles_and_axis():
         200,
         1000,
     ]
-    svg = hourly_chart([HourBucket(hour=h, received=h, completed=h, failed=0) for h in range(24)])
+    svg = hourly_chart([HourBucket(hour=h, received=h, completed=h, failed=0, skipped=0) for h in range(24)])
     assert svg.startswith("<svg") and svg.count("<rect") == 23
 
 

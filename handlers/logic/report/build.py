@@ -27,6 +27,31 @@ from handlers.models.report import (
 
 TOP = 10
 MAX_FAILURES = 50
+# Every attribute build_report reads: the report asks DynamoDB for these alone (a whole item,
+# with its schema and statistics, is 8 KB to 300 KB).
+REPORT_ATTRIBUTES = (
+    "object_key",
+    "version",
+    "status",
+    "skip_reason",
+    "superseded_by",
+    "format",
+    "dataset",
+    "size",
+    "file_size_bytes",
+    "row_count",
+    "uploaded_at",
+    "completed_at",
+    "timings_ms",
+    "quality_issues",
+    "summary_truncated",
+    "error",
+    "failed_at",
+    "load_status",
+    "load_rows",
+    "load_error",
+    "load_failed_at",
+)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -63,13 +88,13 @@ def build_report(
     formats: dict[str, dict[str, int]] = defaultdict(
         lambda: {"files": 0, "completed": 0, "failed": 0, "rows": 0, "bytes": 0}
     )
-    hourly = [{"received": 0, "completed": 0, "failed": 0} for _ in range(24)]
+    hourly = [{"received": 0, "completed": 0, "failed": 0, "skipped": 0} for _ in range(24)]
     latencies: list[float] = []
     warehouse = Warehouse()
     failures: list[Failure] = []
     slow: list[SlowFile] = []
     issues: dict[tuple[str, str, str | None], dict[str, int]] = defaultdict(lambda: {"files": 0, "count": 0})
-    rows = size = 0
+    rows = size = issues_left_out = 0
 
     for item in items:
         status = str(item.get("status", "received"))
@@ -85,12 +110,15 @@ def build_report(
         if hour is not None:
             hour["received"] += 1
 
+        # a version a newer upload of the key replaced: its outputs and rows are gone
+        superseded = bool(item.get("superseded_by"))
         if status == "completed":
             counts.completed += 1
             file_rows = _int(item.get("row_count"))
-            rows += file_rows
+            if not superseded:
+                rows += file_rows
+                totals["rows"] += file_rows
             totals["completed"] += 1
-            totals["rows"] += file_rows
             if hour is not None:
                 hour["completed"] += 1
             completed = parse_time(item.get("completed_at"))
@@ -109,7 +137,13 @@ def build_report(
                         timings_ms=timings,
                     )
                 )
+            if item.get("summary_truncated") and item.get("quality_issues") is None:
+                issues_left_out += 1
             _collect_issues(issues, str(item.get("dataset") or "?"), item.get("quality_issues") or {})
+        elif status == "failed" and item.get("skip_reason"):
+            counts.skipped += 1
+            if hour is not None:
+                hour["skipped"] += 1
         elif status == "failed":
             counts.failed += 1
             totals["failed"] += 1
@@ -122,11 +156,11 @@ def build_report(
             counts.waiting += 1
 
         load_status = item.get("load_status")
-        if load_status == "loaded":
+        if load_status == "superseded" or (load_status and superseded):
+            warehouse.superseded += 1
+        elif load_status == "loaded":
             warehouse.loaded += 1
             warehouse.rows += _int(item.get("load_rows"))
-        elif load_status == "superseded":
-            warehouse.superseded += 1
         elif load_status == "failed":
             warehouse.failed += 1
             failures.append(_failure(item, "load"))
@@ -153,6 +187,7 @@ def build_report(
             ),
             key=lambda q: (-q.count, -q.files, q.kind, q.dataset, q.column or ""),
         )[:TOP],
+        quality_issues_left_out=issues_left_out,
         slowest_files=slow[:TOP],
         failures=failures[:MAX_FAILURES],
         failures_total=len(failures),
@@ -206,11 +241,13 @@ def last_completed(items: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def failures_since(items: Iterable[dict[str, Any]], since: datetime) -> list[Failure]:
-    """Processing and load failures recorded at or after ``since``, newest first."""
+    """Processing and load failures recorded at or after ``since``, newest first (versions
+    skipped as superseded or deleted are no failures)."""
     found: list[Failure] = []
     for item in items:
         failed_at = parse_time(item.get("failed_at"))
-        if item.get("status") == "failed" and failed_at and failed_at >= since:
+        skipped = item.get("skip_reason")
+        if item.get("status") == "failed" and not skipped and failed_at and failed_at >= since:
             found.append(_failure(item, "processing"))
         load_failed_at = parse_time(item.get("load_failed_at"))
         if item.get("load_status") == "failed" and load_failed_at and load_failed_at >= since:

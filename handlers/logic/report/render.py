@@ -2,18 +2,22 @@
 chart, no script, no external asset) and as the short SNS message.
 
 Every value from the data (object keys, errors, column names) is HTML-escaped: keys and
-errors are user-controlled.
+errors are user-controlled. In the plain-text message they are shown with their control
+characters escaped, cut short, and after the report's link, so they cannot pass for it.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from datetime import date
 from html import escape
 
 from handlers.models.report import DailyReport, HourBucket
 
-COLOURS = {"completed": "#2f855a", "failed": "#c53030", "other": "#a0aec0"}
+COLOURS = {"completed": "#2f855a", "failed": "#c53030", "skipped": "#90cdf4", "other": "#a0aec0"}
+# Longest object key / error quoted in the SNS message (the page shows them whole).
+MESSAGE_VALUE_CHARS = 200
 
 CSS = """
 *{box-sizing:border-box}
@@ -76,7 +80,9 @@ def long_date(day: str) -> str:
     return f"{d:%A} {d.day} {d:%B %Y}"
 
 
-def render_html(report: DailyReport) -> str:
+def render_html(report: DailyReport, json_link: str) -> str:
+    """The page; ``json_link`` is where its report.json can be fetched (presigned: a link
+    relative to a presigned page would be unsigned)."""
     f = report.files
     if f.received == 0:
         verdict = '<span class="verdict quiet">No files were uploaded on this day</span>'
@@ -93,8 +99,9 @@ def render_html(report: DailyReport) -> str:
         _card("Files received", number(f.received)),
         _card("Completed", number(f.completed), _share(f.completed, f.received)),
         _card("Failed", number(f.failed), _share(f.failed, f.received), alert=f.failed > 0),
+        _card("Skipped", number(f.skipped), "superseded or deleted before processing"),
         _card("Still in progress", number(f.processing + f.waiting), "received or processing"),
-        _card("Rows", number(report.rows), "in completed files"),
+        _card("Rows", number(report.rows), "in completed files (latest versions)"),
         _card("Data received", size(report.bytes)),
         _card("Latency p50", duration(report.latency_ms.p50), "upload to completed"),
         _card("Latency p95", duration(report.latency_ms.p95), f"max {duration(report.latency_ms.max)}"),
@@ -130,7 +137,7 @@ def render_html(report: DailyReport) -> str:
 
 <h2>Files by hour of upload (UTC)</h2>
 <div class="panel">{hourly_chart(report.hourly)}
-<div class="legend"><span><i style="background:{COLOURS["completed"]}"></i>completed</span><span><i style="background:{COLOURS["failed"]}"></i>failed</span><span><i style="background:{COLOURS["other"]}"></i>in progress</span></div>
+<div class="legend"><span><i style="background:{COLOURS["completed"]}"></i>completed</span><span><i style="background:{COLOURS["failed"]}"></i>failed</span><span><i style="background:{COLOURS["skipped"]}"></i>skipped</span><span><i style="background:{COLOURS["other"]}"></i>in progress</span></div>
 </div>
 
 <h2>By format</h2>
@@ -145,7 +152,7 @@ def render_html(report: DailyReport) -> str:
 <h2>Failures{f" ({number(report.failures_total)})" if report.failures_total else ""}</h2>
 {_failures(report)}
 
-<footer>{escape(backlog)}The same figures as JSON: <a href="report.json">report.json</a>.</footer>
+<footer>{escape(backlog)}The same figures as JSON: <a href="{escape(json_link)}">report.json</a>.</footer>
 </main>
 </body>
 </html>
@@ -205,7 +212,7 @@ def _formats(report: DailyReport) -> str:
 
 
 def _issues(report: DailyReport) -> str:
-    return _table(
+    table = _table(
         [("Issue", False), ("Dataset", False), ("Column", False), ("Files", True), ("Rows affected", True)],
         [
             [
@@ -219,6 +226,13 @@ def _issues(report: DailyReport) -> str:
         ],
         "No data-quality issues in the completed files.",
     )
+    if left_out := report.quality_issues_left_out:
+        table += (
+            f'<p class="empty">Not counted: the quality issues of {number(left_out)} '
+            f"file{'s' if left_out != 1 else ''} whose summary was too large for the metadata table "
+            "(see their summary JSON).</p>"
+        )
+    return table
 
 
 def _slowest(report: DailyReport) -> str:
@@ -268,7 +282,7 @@ def _failures(report: DailyReport) -> str:
 
 
 def hourly_chart(hours: list[HourBucket], width: int = 930, height: int = 220) -> str:
-    """Stacked bars of files per upload hour: completed, failed, in progress."""
+    """Stacked bars of files per upload hour: completed, failed, skipped, in progress."""
     left, bottom, top = 36, 24, 10
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max((h.received for h in hours), default=0)
@@ -289,10 +303,11 @@ def hourly_chart(hours: list[HourBucket], width: int = 930, height: int = 220) -
     for h in hours:
         x = left + h.hour * slot + (slot - bar) / 2
         y = top + plot_h
-        other = max(0, h.received - h.completed - h.failed)
+        other = max(0, h.received - h.completed - h.failed - h.skipped)
         for count, colour in (
             (h.completed, COLOURS["completed"]),
             (h.failed, COLOURS["failed"]),
+            (h.skipped, COLOURS["skipped"]),
             (other, COLOURS["other"]),
         ):
             if count and scale_max:
@@ -336,17 +351,29 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
         f"headrace daily report for {report.date} (UTC)",
         "",
         f"Files: {number(f.received)} received, {number(f.completed)} completed, {number(f.failed)} failed, "
-        f"{number(f.processing + f.waiting)} in progress",
+        + (f"{number(f.skipped)} skipped, " if f.skipped else "")
+        + f"{number(f.processing + f.waiting)} in progress",
         f"Rows: {number(report.rows)}   Data: {size(report.bytes)}   "
         f"Latency p50/p95: {duration(report.latency_ms.p50)} / {duration(report.latency_ms.p95)}",
         f"Loaded into PostgreSQL: {number(report.warehouse.loaded)} files"
         + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else ""),
     ]
+    lines += ["", f"Report (link valid for up to {_period(link_ttl_seconds)}):", link]
+    # user-controlled text last, on one line each: it cannot come before the link or pass for it
     if report.failures:
         first = report.failures[0]
-        lines.append(f"Latest failure ({first.stage}): {first.object_key}: {first.error[:200]}")
-    lines += ["", f"Report (link valid for up to {_period(link_ttl_seconds)}):", link]
+        lines += ["", f"Latest failure ({first.stage}): {_quoted(first.object_key)}: {_quoted(first.error)}"]
     return "\n".join(lines)
+
+
+def _quoted(text: str) -> str:
+    """``text`` for the plain-text message: control and line-breaking characters written
+    as escapes (``\\n``, ``\\x1b``, ``\\u2028``), at most ``MESSAGE_VALUE_CHARS`` characters."""
+    shown = "".join(
+        c.encode("unicode_escape").decode() if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in text
+    )
+    return shown if len(shown) <= MESSAGE_VALUE_CHARS else shown[: MESSAGE_VALUE_CHARS - 1] + "…"
 
 
 def _period(seconds: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from handlers.dal import reports
 from handlers.dal.aws import table
 from handlers.dal.metadata_queries import files_on_day
-from handlers.logic.report.build import build_report, last_completed, parse_time
+from handlers.logic.report.build import REPORT_ATTRIBUTES, build_report, last_completed, parse_time
 from handlers.logic.report.render import render_html, sns_message, sns_subject
 from handlers.models.report import DailyReport, ReportSettings
 
@@ -27,14 +27,17 @@ class Published:
 
 def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published:
     """Build ``day``'s report, write (overwrite) it to the reports bucket, announce it."""
-    items = files_on_day(table(settings.metadata_table), day)
+    items = files_on_day(table(settings.metadata_table), day, REPORT_ATTRIBUTES)
     try:
         backlog: int | None = reports.queue_depth(settings.processing_queue_url)
     except Exception:  # the backlog is a nicety; never lose the report over it
         backlog = None
     report = build_report(day, items, now, backlog)
-    html_key, json_key = reports.put_report(
-        settings.reports_bucket, day, render_html(report), report.model_dump(mode="json")
+    html_key, json_key = reports.report_keys(day)
+    # the page links to report.json: a relative link would leave the presigned page unsigned
+    json_link = reports.presigned_link(settings.reports_bucket, json_key, settings.report_link_ttl_seconds)
+    reports.put_report(
+        settings.reports_bucket, day, render_html(report, json_link), report.model_dump(mode="json")
     )
     link = reports.presigned_link(settings.reports_bucket, html_key, settings.report_link_ttl_seconds)
     message_id = reports.publish(
@@ -48,19 +51,23 @@ def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published
 @dataclass(frozen=True)
 class Staleness:
     seconds: float
-    exact: bool  # False: nothing completed today or yesterday; ``seconds`` is a lower bound
+    exact: bool  # False: nothing completed in the window; ``seconds`` is a lower bound
     last: dict[str, Any] | None
 
 
-def seconds_since_last_completed(metadata_table: Any, now: datetime) -> Staleness:
-    """From the ``by_day`` index: today's files, and yesterday's when none of today's has
-    completed. With none in either, the time since the start of yesterday (a lower bound)."""
+def seconds_since_last_completed(metadata_table: Any, now: datetime, staleness_minutes: int) -> Staleness:
+    """From the ``by_day`` index: today's files, then each earlier day's until one has a
+    completed file, over enough days that the window reaches more than ``staleness_minutes``
+    back even at midnight. With none in it, the time since the window's start: a lower bound
+    above the threshold, so the staleness alarm fires (and stays firing) whatever its value."""
     now = now.astimezone(UTC)
     today = now.date()
-    for day in (today, today - timedelta(days=1)):
+    days = staleness_minutes // 1440 + 2
+    for back in range(days):
+        day = today - timedelta(days=back)
         item = last_completed(files_on_day(metadata_table, day.isoformat(), SIGNAL_ATTRIBUTES))
         completed = parse_time(item.get("completed_at")) if item else None
         if item and completed:
             return Staleness(max(0.0, (now - completed).total_seconds()), True, item)
-    start_of_yesterday = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    return Staleness((now - start_of_yesterday).total_seconds(), False, None)
+    start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), tzinfo=UTC)
+    return Staleness((now - start).total_seconds(), False, None)
