@@ -20,6 +20,9 @@ from .common import loaded_or_final
 from .stack import ExperimentStack, Upload, message_key
 
 log = logging.getLogger("headrace.experiments")
+# The longest the clean-up waits for messages still in flight (a stack on AWS has a
+# visibility timeout of half an hour: its stray items then expire with their TTL).
+MAX_QUIESCE_SECONDS = 300
 
 
 def cleanup(stack: ExperimentStack, drain_seconds: float = 60.0) -> dict[str, Any]:
@@ -31,6 +34,13 @@ def cleanup(stack: ExperimentStack, drain_seconds: float = 60.0) -> dict[str, An
     with contextlib.suppress(Exception):
         items = stack.wait(uploads, time.monotonic() + drain_seconds, done=loaded_or_final, interval=1.0)
     result["unsettled"] = sum(1 for u in uploads if not loaded_or_final(items.get((u.key, u.version), {})))
+    if result["unsettled"]:
+        # A batch that crashed is invisible for the queue's visibility timeout; deleted now,
+        # its files' metadata would come back with the redelivery, after the clean-up.
+        with contextlib.suppress(Exception):
+            visibility = int(stack.queue_attribute(stack.outputs.processing_queue_url, "VisibilityTimeout"))
+            wait = min(MAX_QUIESCE_SECONDS, visibility + 30)
+            result["queues_drained"] = stack.quiesce(time.monotonic() + wait)
     steps = (
         ("raw_versions", lambda: _raw(stack, uploads)),
         ("processed_objects", lambda: _processed(stack, uploads, items)),

@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import socket
+import time
 from types import SimpleNamespace
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from headrace.experiments import cleanup as cleanup_module
 from headrace.experiments.cleanup import _processed
 from headrace.experiments.common import file_record, loaded_or_final
 from headrace.experiments.run import _checks_pass, _clear_results, _terminate_as_interrupt
@@ -163,6 +165,32 @@ def test_a_run_clears_only_the_results_of_known_experiments(tmp_path):
     _clear_results(tmp_path)
     # Then only the experiments' own files are gone
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs)
+
+
+def test_cleanup_waits_for_batches_still_in_flight_before_deleting(monkeypatch):
+    # Given a run whose last file is unsettled (its batch crashed: invisible for 60 s)
+    events: list[str] = []
+    upload = Upload(key="incoming/experiments/run1-x.csv", version="v1", size=1, start=0.0, end=0.0)
+
+    def quiesce(deadline: float) -> bool:
+        events.append(f"quiesce {round(deadline - time.monotonic())}")
+        return True
+
+    stack = SimpleNamespace(
+        uploads=[upload],
+        outputs=SimpleNamespace(processing_queue_url="q"),
+        wait=lambda *a, **k: {},
+        queue_attribute=lambda url, name: "60",
+        quiesce=quiesce,
+    )
+    for step in ("_raw", "_processed", "_warehouse", "_metadata", "_dead_letters"):
+        monkeypatch.setattr(cleanup_module, step, lambda *a, step=step: events.append(step) or 0)
+    # When it is cleaned up
+    result = cleanup_module.cleanup(stack, drain_seconds=0)  # type: ignore[arg-type]
+    # Then the queues are waited for (a visibility timeout and a margin) before anything is
+    # deleted, so no redelivery re-creates a metadata item afterwards
+    assert events[0] == "quiesce 90" and "_metadata" in events[1:]
+    assert result["unsettled"] == 1 and result["queues_drained"] is True
 
 
 def test_cleanup_removes_every_version_of_the_runs_outputs(monkeypatch):
