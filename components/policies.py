@@ -149,7 +149,8 @@ def kms_key_policy(
     """A key policy: the account administers the key and delegates ``delegated_use`` to
     IAM; the given AWS services (e.g. CloudWatch alarms publishing to an encrypted topic)
     may use it on behalf of this account only; ``decrypters`` (IAM principal ARNs) may
-    decrypt whether or not ``kms:Decrypt`` is delegated."""
+    decrypt whether or not ``kms:Decrypt`` is delegated. When it is not, no grant may allow
+    decryption either: a grant is authorized apart from the key policy's use statements."""
     root = pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")
     statements: list[dict[str, Any]] = [
         {
@@ -167,6 +168,21 @@ def kms_key_policy(
             "Resource": "*",
         },
     ]
+    if "kms:Decrypt" not in delegated_use:
+        statements.append(
+            {
+                "Sid": "NoGrantDecrypts",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:CreateGrant"],
+                "Resource": "*",
+                "Condition": {
+                    "ForAnyValue:StringEquals": {
+                        "kms:GrantOperations": ["Decrypt", "ReEncryptFrom", "CreateGrant"]
+                    }
+                },
+            }
+        )
     if decrypters:
         statements.append(
             {

@@ -166,8 +166,16 @@ def test_fault_injection_pii_and_originals_reach_their_functions(tiny_archive: P
     assert use["AccountDelegatesUseToIam"]["Action"] == ["kms:Encrypt"]
     assert use["NamedPrincipalsDecrypt"]["Principal"] == {"AWS": [AUDITOR]}
     assert use["NamedPrincipalsDecrypt"]["Action"] == ["kms:Decrypt"]
-    decrypting = [s for s in use.values() if "kms:Decrypt" in s["Action"]]
+    decrypting = [s for s in use.values() if "kms:Decrypt" in s["Action"] and s["Effect"] == "Allow"]
     assert decrypting == [use["NamedPrincipalsDecrypt"]]
+    # nor can anyone give themselves a grant to decrypt (grants bypass the use statements)
+    no_grant = use["NoGrantDecrypts"]
+    assert (no_grant["Effect"], no_grant["Principal"], no_grant["Action"]) == (
+        "Deny",
+        {"AWS": "*"},
+        ["kms:CreateGrant"],
+    )
+    assert "Decrypt" in no_grant["Condition"]["ForAnyValue:StringEquals"]["kms:GrantOperations"]
 
 
 def test_no_role_grants_wildcards(stack: Deployment) -> None:
