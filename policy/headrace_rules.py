@@ -183,7 +183,9 @@ def _statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _matches(pattern: str, arn: str) -> bool:
-    """Whether an IAM resource pattern (``*`` and ``?`` wildcards) matches ``arn``."""
+    """Whether an IAM resource pattern (``*`` and ``?`` wildcards) matches ``arn``, in any
+    partition (a bucket's ARN is built here as arn:aws:..., the program's from its output)."""
+    pattern, arn = (re.sub(r"^arn:[^:*?]+:", "arn:aws:", text) for text in (pattern, arn))
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, arn, re.DOTALL) is not None
 

@@ -492,8 +492,17 @@ def test_a_public_secret_policy_is_refused():
         {"Resource": "*"},
         {"Resource": lambda resources: [resources[0] + "*"]},  # the bucket, its objects, and more
         {"Condition": {"Bool": {"AWS:SecureTransport": False}}},
+        # a stack in China: the program's ARNs come from the bucket's own output
+        {"Resource": lambda resources: [r.replace("arn:aws:", "arn:aws-cn:") for r in resources]},
     ],
-    ids=["principal-aws-star", "action-star", "resource-star", "resource-pattern", "condition-case"],
+    ids=[
+        "principal-aws-star",
+        "action-star",
+        "resource-star",
+        "resource-pattern",
+        "condition-case",
+        "other-partition",
+    ],
 )
 def test_a_tls_deny_may_be_spelled_more_broadly(dev, deny):
     # Given the raw bucket's policy with its TLS-only Deny spelled differently, as broad
