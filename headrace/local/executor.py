@@ -532,6 +532,8 @@ class ApiServer:
         raw = lengths.pop().strip()
         if lengths or not (raw.isascii() and raw.isdigit()):
             raise BadFraming(400, "Bad Request: invalid Content-Length")
+        if len(raw.lstrip("0")) > len(str(self.MAX_BODY)):  # and int() refuses 4,300 digits
+            raise BadFraming(413, "Request Entity Too Large")
         length = int(raw)
         if length > self.MAX_BODY:
             raise BadFraming(413, "Request Entity Too Large")
@@ -546,10 +548,9 @@ class ApiServer:
             size_line = request.rfile.readline(1024).split(b";")[0].strip()
             if not size_line:
                 raise BadFraming(None, "the client closed the connection before the end of the body")
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise BadFraming(400, "Bad Request: invalid chunk size") from None
+            if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_line):  # int() would take "-1", "0x5"
+                raise BadFraming(400, "Bad Request: invalid chunk size")
+            size = int(size_line, 16)
             if size == 0:
                 while request.rfile.readline(65_537).strip():  # trailer fields, then a blank line
                     pass

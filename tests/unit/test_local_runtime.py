@@ -324,6 +324,18 @@ def test_a_body_cut_off_by_the_client_invokes_nothing(echo_api):
     assert pool.bodies == []
 
 
+@pytest.mark.parametrize("size", [b"-1", b"0x5", b"+5", b"123456789"])
+def test_a_chunk_size_that_is_not_plain_hex_is_refused(echo_api, size):
+    server, pool = echo_api
+    raw = (
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + size
+        + b"\r\nhello\r\n0\r\n\r\n"
+    )
+    assert _exchange(server, raw).startswith(b"HTTP/1.1 400")
+    assert pool.bodies == []
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
@@ -332,6 +344,7 @@ def test_a_body_cut_off_by_the_client_invokes_nothing(echo_api):
         (b"Content-Length: 3\r\nContent-Length: 4\r\n", b"400"),
         (b"Transfer-Encoding: chunked\r\n", b"400"),  # what follows is not chunks
         (b"Content-Length: 99999999999\r\n", b"413"),
+        (b"Content-Length: " + b"9" * 5000 + b"\r\n", b"413"),  # more digits than int() takes
     ],
 )
 def test_a_body_that_cannot_be_read_is_refused_and_the_connection_closed(echo_api, headers, status):
