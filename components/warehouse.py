@@ -346,14 +346,22 @@ class Warehouse(pulumi.ComponentResource):
         # Letters and digits only: safe in any connection string, 40 of them ~ 238 bits.
         self.password = random.RandomPassword(f"{name}-db-password", length=40, special=False, opts=child)
         # A snapshot name is taken for good: a fixed one would make the destroy of a second
-        # instance of this stack fail (DBSnapshotAlreadyExists). Random per instance.
-        final_snapshot = (
-            pulumi.Output.concat(
-                f"{name}-final-", random.RandomId(f"{name}-db-snapshot-id", byte_length=4, opts=child).hex
+        # instance of this stack fail (DBSnapshotAlreadyExists). Random per instance: the
+        # keepers are the inputs whose change replaces the instance.
+        final_snapshot: pulumi.Output[str] | None = None
+        if rds.final_snapshot:
+            snapshot_id = random.RandomId(
+                f"{name}-db-snapshot-id",
+                byte_length=4,
+                keepers={
+                    "engine": "postgres",
+                    "db_name": args.dbname,
+                    "username": args.username,
+                    "subnets": subnets.name,
+                },
+                opts=child,
             )
-            if rds.final_snapshot
-            else None
-        )
+            final_snapshot = pulumi.Output.concat(f"{name}-final-", snapshot_id.hex)
         self.instance = aws.rds.Instance(
             f"{name}-db",
             engine="postgres",
