@@ -86,7 +86,7 @@ class MetadataStore:
         self._update(
             ref,
             {"status": "processing", "started_at": iso(at), "attempts": attempt},
-            remove=("error",),
+            remove=("error", "skip_reason"),
             set_if_missing={"received_at": iso(at)},
             now=at,
         )
@@ -105,7 +105,7 @@ class MetadataStore:
         written = self._update(
             ref,
             {"status": "completed", "completed_at": iso(at), **fields},
-            remove=("error", "last_error"),
+            remove=("error", "last_error", "skip_reason"),
             now=at,
             condition="attribute_not_exists(#k) OR attribute_not_exists(superseded_by)",
         )
@@ -138,6 +138,7 @@ class MetadataStore:
             ref,
             fields,
             now=at,
+            remove=() if skip_reason else ("skip_reason",),  # a real failure after a skip
             return_old=True,
             condition="attribute_not_exists(#k) OR #status <> :completed" if keep_completed else None,
             values={":completed": "completed"} if keep_completed else None,

@@ -221,6 +221,23 @@ def test_an_event_arriving_after_the_idempotency_window_leaves_a_completed_versi
     assert "skip_reason" not in pipeline.item(v1) and "skip_reason" not in pipeline.item(gone)
 
 
+def test_a_version_skipped_as_deleted_and_restored_is_processed_and_no_longer_skipped(pipeline):
+    # Given a file deleted (a delete marker) before it was processed: skipped as deleted
+    obj = pipeline.upload("incoming/back/b.csv", SALES)
+    marker = pipeline.s3.delete_object(Bucket=pipeline.raw, Key=obj["key"])["VersionId"]
+    pipeline.announce(obj)
+    pipeline.poll()
+    assert pipeline.item(obj)["skip_reason"] == "deleted"
+    # When it is restored (the marker removed) and its event comes again a day later
+    pipeline.s3.delete_object(Bucket=pipeline.raw, Key=obj["key"], VersionId=marker)
+    forget_processed_versions()
+    pipeline.announce(obj)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    # Then it is completed, and no longer counted as skipped
+    item = pipeline.item(obj)
+    assert item["status"] == "completed" and "skip_reason" not in item
+
+
 def test_numbers_dynamodb_cannot_hold_do_not_fail_the_file(pipeline):
     # DynamoDB numbers reach 1e126 and 1e-130: a sensor's 1.5e200 failed every attempt
     obj = pipeline.upload("incoming/sensors/a.csv", "id,reading,tiny\n1,1.5e200,1e-200\n2,2.0,1e-300\n")

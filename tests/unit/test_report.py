@@ -172,6 +172,8 @@ def test_a_superseded_version_adds_no_rows():
     assert report.files.completed == 4
     assert report.rows == 20 and report.formats[0].rows == 20
     assert report.warehouse.model_dump() == {"loaded": 2, "rows": 20, "failed": 0, "superseded": 2}
+    # (and `headrace status` agrees: no recent failure either)
+    assert failures_since(items, datetime(2025, 3, 14, tzinfo=UTC)) == []
     # and the replaced version's old load failure is not listed
     assert report.failures == [] and report.failures_total == 0
 

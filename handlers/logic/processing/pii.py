@@ -68,7 +68,8 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
     PiiRule(
         # Bounded as RFC 5321 and DNS bound them (local part 64, label 63): the ingest worker
         # runs the rules with Python's backtracking engine, where unbounded runs take time
-        # quadratic in a long token ("aaaa...@aaaa..."); RE2 is linear either way.
+        # quadratic in a long token ("aaaa...@aaaa..."); RE2 is linear either way. Of a local
+        # part over 64 characters (invalid under RFC 5321) the first ones stay in clear.
         name="email",
         pattern=r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}",
         column_hint=r"(^|_)e_?mail(_address)?($|_)",

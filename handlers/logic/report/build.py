@@ -242,7 +242,8 @@ def last_completed(items: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 def failures_since(items: Iterable[dict[str, Any]], since: datetime) -> list[Failure]:
     """Processing and load failures recorded at or after ``since``, newest first (versions
-    skipped as superseded or deleted are no failures)."""
+    skipped as superseded or deleted are no failures; nor is the load failure of a version
+    a newer one replaced, as in the report)."""
     found: list[Failure] = []
     for item in items:
         failed_at = parse_time(item.get("failed_at"))
@@ -250,7 +251,13 @@ def failures_since(items: Iterable[dict[str, Any]], since: datetime) -> list[Fai
         if item.get("status") == "failed" and not skipped and failed_at and failed_at >= since:
             found.append(_failure(item, "processing"))
         load_failed_at = parse_time(item.get("load_failed_at"))
-        if item.get("load_status") == "failed" and load_failed_at and load_failed_at >= since:
+        replaced = item.get("superseded_by")
+        if (
+            item.get("load_status") == "failed"
+            and not replaced
+            and load_failed_at
+            and load_failed_at >= since
+        ):
             found.append(_failure(item, "load"))
     found.sort(key=lambda f: f.at or "", reverse=True)
     return found
