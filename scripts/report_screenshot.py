@@ -2,7 +2,8 @@
 
 The page is produced by the report Lambda's own code (``build_report`` + ``render_html``)
 from a synthetic but plausible day of metadata items (fixed seed): ~300 files across the
-day in four formats, a few failures in processing and in loading, quality issues.
+day in four formats, a few failures in processing and in loading, two skipped versions,
+quality issues.
 
     .venv/bin/python scripts/report_screenshot.py [--out docs/report.png] [--html report.html]
 
@@ -67,6 +68,15 @@ def sample_items(seed: int = 7) -> list[dict]:
             item |= {
                 "status": "failed",
                 "error": rng.choice(ERRORS),
+                "failed_at": (uploaded + timedelta(seconds=rng.uniform(2, 40)))
+                .isoformat()
+                .replace("+00:00", "Z"),
+            }
+        elif n in (88, 205):  # replaced by a newer upload of the key before it was processed
+            item |= {
+                "status": "failed",
+                "skip_reason": "superseded",
+                "error": "superseded by a newer version of the object",
                 "failed_at": (uploaded + timedelta(seconds=rng.uniform(2, 40)))
                 .isoformat()
                 .replace("+00:00", "Z"),
@@ -142,7 +152,7 @@ def main() -> int:
     args = parser.parse_args()
 
     report = build_report(DAY.date().isoformat(), sample_items(), DAY + timedelta(days=1, hours=6), backlog=3)
-    page = render_html(report)
+    page = render_html(report, "report.json")
     with tempfile.TemporaryDirectory(prefix="report-shot-") as tmp:
         html = Path(tmp) / "report.html"
         html.write_text(page)
