@@ -96,6 +96,7 @@ class StatusCounts(_Model):
     completed: int = 0
     failed: int = 0  # processing failures
     skipped: int = 0  # status "failed" with a skip_reason: superseded or deleted before processing
+    stuck: int = 0  # of waiting + processing: unchanged for STUCK_AFTER (cut off on a last attempt)
 
 
 class Latency(_Model):

@@ -96,6 +96,7 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
         "completed": 3,
         "failed": 2,
         "skipped": 0,
+        "stuck": 0,
     }
     assert report["rows"] == 3 + 4 + 2
     assert {f["format"]: (f["files"], f["rows"]) for f in report["formats"]} == {

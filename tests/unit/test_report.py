@@ -65,6 +65,7 @@ def test_the_days_figures():
         "completed": 3,
         "failed": 1,
         "skipped": 0,
+        "stuck": 1,  # processing since 05:00 the day before
     }
     assert (report.rows, report.bytes, report.processing_backlog) == (30, 500, 7)
     assert (report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.max) == (2000.0, 3000.0, 3000.0)
@@ -375,6 +376,22 @@ def test_percentiles_and_axis():
     ]
     svg = hourly_chart([HourBucket(hour=h, received=h, completed=h, failed=0, skipped=0) for h in range(24)])
     assert svg.startswith("<svg") and svg.count("<rect") == 23
+
+
+def test_files_unchanged_for_hours_in_progress_are_said_to_be_stuck():
+    # Given, at 06:00, a file processing since 05:30, and one received at 23:00 the day before
+    # that never moved (its function was cut off on its last attempt)
+    items = [
+        item(5, "processing", updated_at="2025-03-15T05:30:00Z"),
+        item(23, "received", updated_at="2025-03-14T23:00:00Z"),
+    ]
+    # When the report is built
+    report = build_report("2025-03-14", items, NOW)
+    # Then only the second is stuck, and the page, the verdict and the message say so
+    assert (report.files.processing, report.files.waiting, report.files.stuck) == (1, 1, 1)
+    page = render_html(report, JSON_LINK)
+    assert "1 stuck for over 6 h: see the processing DLQ" in page and "verdict bad" in page
+    assert "(1 stuck for over 6 h: see the processing DLQ)" in sns_message(report, "https://x", 3600)
 
 
 def test_recent_failures_and_last_completed():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from handlers.models.report import (
@@ -27,6 +27,10 @@ from handlers.models.report import (
 
 TOP = 10
 MAX_FAILURES = 50
+# Every retry of a file is over within maxReceiveCount visibility timeouts (5 x 1,805 s with
+# the defaults): a file still received or processing, unchanged for longer, was cut off
+# (timeout, out of memory) on its last attempt, and its message is in the processing DLQ.
+STUCK_AFTER = timedelta(hours=6)
 # Every attribute build_report reads: the report asks DynamoDB for these alone (a whole item,
 # with its schema and statistics, is 8 KB to 300 KB).
 REPORT_ATTRIBUTES = (
@@ -51,6 +55,7 @@ REPORT_ATTRIBUTES = (
     "load_rows",
     "load_error",
     "load_failed_at",
+    "updated_at",
 )
 
 
@@ -150,10 +155,14 @@ def build_report(
             if hour is not None:
                 hour["failed"] += 1
             failures.append(_failure(item, "processing"))
-        elif status == "processing":
-            counts.processing += 1
         else:
-            counts.waiting += 1
+            if status == "processing":
+                counts.processing += 1
+            else:
+                counts.waiting += 1
+            changed = parse_time(item.get("updated_at")) or uploaded
+            if changed and generated_at - changed > STUCK_AFTER:
+                counts.stuck += 1
 
         load_status = item.get("load_status")
         if load_status == "superseded" or (load_status and superseded):

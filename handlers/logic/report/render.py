@@ -86,10 +86,12 @@ def render_html(report: DailyReport, json_link: str) -> str:
     f = report.files
     if f.received == 0:
         verdict = '<span class="verdict quiet">No files were uploaded on this day</span>'
-    elif f.failed or report.warehouse.failed:
+    elif f.failed or f.stuck or report.warehouse.failed:
         problems = []
         if f.failed:
             problems.append(f"{number(f.failed)} file{'s' if f.failed != 1 else ''} failed processing")
+        if f.stuck:
+            problems.append(f"{number(f.stuck)} stuck")
         if report.warehouse.failed:
             problems.append(f"{number(report.warehouse.failed)} failed loading")
         verdict = f'<span class="verdict bad">{escape(", ".join(problems))}</span>'
@@ -100,7 +102,14 @@ def render_html(report: DailyReport, json_link: str) -> str:
         _card("Completed", number(f.completed), _share(f.completed, f.received)),
         _card("Failed", number(f.failed), _share(f.failed, f.received), alert=f.failed > 0),
         _card("Skipped", number(f.skipped), "superseded or deleted before processing"),
-        _card("Still in progress", number(f.processing + f.waiting), "received or processing"),
+        _card(
+            "Still in progress",
+            number(f.processing + f.waiting),
+            f"{number(f.stuck)} stuck for over 6 h: see the processing DLQ"
+            if f.stuck
+            else "received or processing",
+            alert=f.stuck > 0,
+        ),
         _card("Rows", number(report.rows), "in completed files (latest versions)"),
         _card("Data received", size(report.bytes)),
         _card("Latency p50", duration(report.latency_ms.p50), "upload to completed"),
@@ -352,7 +361,8 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
         "",
         f"Files: {number(f.received)} received, {number(f.completed)} completed, {number(f.failed)} failed, "
         + (f"{number(f.skipped)} skipped, " if f.skipped else "")
-        + f"{number(f.processing + f.waiting)} in progress",
+        + f"{number(f.processing + f.waiting)} in progress"
+        + (f" ({number(f.stuck)} stuck for over 6 h: see the processing DLQ)" if f.stuck else ""),
         f"Rows: {number(report.rows)}   Data: {size(report.bytes)}   "
         f"Latency p50/p95: {duration(report.latency_ms.p50)} / {duration(report.latency_ms.p95)}",
         f"Loaded into PostgreSQL: {number(report.warehouse.loaded)} files"
