@@ -77,12 +77,11 @@ LOCAL_OUTPUTS      := .headrace/localstack-outputs.json
 deploy-local e2e-local $(LOCAL_OUTPUTS): export PULUMI_CONFIG_PASSPHRASE ?= local
 
 localstack-up: ## start LocalStack (pinned) and the warehouse PostgreSQL; wait until healthy
-	@mkdir -p .headrace/localstack
 	docker compose up -d --wait
 
 localstack-down: ## stop LocalStack and PostgreSQL and delete their data
 	docker compose down --volumes
-	rm -rf .headrace/localstack $(LOCAL_OUTPUTS)
+	rm -f $(LOCAL_OUTPUTS)
 
 deploy-local: $(STAMP) ## pulumi up -s local against LocalStack (creates the stack and its secret once)
 	$(PULUMI) stack select local 2>/dev/null || $(PULUMI) stack init local
@@ -94,7 +93,8 @@ $(LOCAL_OUTPUTS): $(STAMP)
 	@mkdir -p .headrace
 	$(PULUMI) stack output --json -s local | $(BIN)/python -c 'import json, sys; \
 		o = json.load(sys.stdin); \
-		o.update(aws_endpoint_url="$(LOCALSTACK_ENDPOINT)", aws_access_key_id="test", aws_secret_access_key="test"); \
+		o.update(aws_endpoint_url="$(LOCALSTACK_ENDPOINT)", aws_access_key_id="test", aws_secret_access_key="test", \
+			warehouse_host="127.0.0.1", warehouse_port=5432); \
 		json.dump(o, sys.stdout, indent=2)' > $@.tmp && mv $@.tmp $@
 
 e2e-local: $(STAMP) ## the e2e tests against the LocalStack stack (after deploy-local)

@@ -60,10 +60,14 @@ class StackOutputs(BaseModel):
     ingest_api_url: str
     region: str
     raw_prefix: str = "incoming/"
-    # embedded runtime only
+    # embedded runtime and LocalStack (added to `pulumi stack output --json` by make e2e-local)
     aws_endpoint_url: str | None = None
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    # Where this machine reaches the warehouse, when not at the secret's host and port:
+    # on LocalStack the secret names host.docker.internal, for the Lambda containers.
+    warehouse_host: str | None = None
+    warehouse_port: int | None = None
 
     @classmethod
     def load(cls, path: Path | str) -> StackOutputs:
@@ -122,8 +126,8 @@ class StackOutputs(BaseModel):
             self.client("secretsmanager").get_secret_value(SecretId=self.db_secret_arn)["SecretString"]
         )
         return psycopg.connect(
-            host=secret["host"],
-            port=secret["port"],
+            host=self.warehouse_host or secret["host"],
+            port=self.warehouse_port or secret["port"],
             dbname=secret["dbname"],
             user=secret["username"],
             password=secret["password"],

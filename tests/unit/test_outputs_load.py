@@ -3,7 +3,11 @@ traceback."""
 
 from __future__ import annotations
 
+import json
+
+import boto3
 import pytest
+from moto import mock_aws
 
 from headrace.cli import main
 from headrace.outputs import OutputsError, StackOutputs
@@ -32,3 +36,47 @@ def test_commands_given_a_directory_exit_2(tmp_path, capsys, command):
     assert code == 2
     assert err.startswith("headrace: error: ") and "cannot read the outputs file" in err
     assert len(err.splitlines()) == 1
+
+
+OUTPUTS = {
+    "raw_bucket": "raw",
+    "processed_bucket": "processed",
+    "reports_bucket": "reports",
+    "processing_queue_url": "q",
+    "processing_dlq_url": "q",
+    "load_queue_url": "q",
+    "load_dlq_url": "q",
+    "metadata_table": "t",
+    "alerts_topic_arn": "a",
+    "ingest_api_url": "u",
+    "region": "us-east-1",
+}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, ("host.docker.internal", 5432)),  # the secret's, as the loader sees it
+        ({"warehouse_host": "127.0.0.1", "warehouse_port": 15432}, ("127.0.0.1", 15432)),  # LocalStack
+    ],
+)
+def test_the_warehouse_is_reached_where_the_outputs_say(monkeypatch, extra, expected):
+    # Given a stack whose database secret names the host Lambda containers use
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        secret = {
+            "host": "host.docker.internal",
+            "port": 5432,
+            "dbname": "d",
+            "username": "u",
+            "password": "p",
+        }
+        arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString=json.dumps(secret))["ARN"]
+        outputs = StackOutputs(**OUTPUTS, db_secret_arn=arn, **extra)
+        connected: dict = {}
+        monkeypatch.setattr("psycopg.connect", lambda **kwargs: connected.update(kwargs))
+        # When a tool connects to the warehouse from this machine
+        outputs.connect_warehouse()
+    # Then it uses the outputs' host and port when given, the secret's otherwise
+    assert (connected["host"], connected["port"]) == expected
+    assert (connected["user"], connected["password"]) == ("u", "p")
