@@ -88,8 +88,12 @@ def test_pull_requests_preview_dev_with_a_comment_and_the_policy_pack():
 def test_main_deploys_dev_tests_it_then_waits_for_approval_before_prod():
     workflow = load("deploy.yml")
     assert workflow["on"]["push"]["branches"] == ["main"]
-    assert workflow["concurrency"]["cancel-in-progress"] is False
     jobs = workflow["jobs"]
+    # one deployment per stack at a time, never cancelled half-way, from main only
+    groups = {name: jobs[name]["concurrency"] for name in ("dev", "prod")}
+    assert {g["group"] for g in groups.values()} == {"deploy-dev", "deploy-prod"}
+    assert all(g["cancel-in-progress"] is False for g in groups.values())
+    assert all(jobs[name]["if"] == "github.ref == 'refs/heads/main'" for name in ("dev", "prod"))
     # the tests first (the same workflow pull requests run)
     assert jobs["test"]["uses"] == "./.github/workflows/test.yml"
     dev, prod = jobs["dev"], jobs["prod"]
