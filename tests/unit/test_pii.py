@@ -36,6 +36,8 @@ CASES = [
     ("from 192.168.1.10", "from 192.168.1.10"),
     ("order 12345 total 1,299.99", "order 12345 total 1,299.99"),
     ("version 1.2.3", "version 1.2.3"),
+    # an address in a URL's query string
+    ("GET /reset?email=alice%40example.com HTTP/1.1", "GET /reset?email=[REDACTED:EMAIL] HTTP/1.1"),
     # a long token around an address: the address part is redacted (local part ≤ 64)
     ("x" * 100 + "@example.com", "x" * 36 + "[REDACTED:EMAIL]"),
     ("a" * 8000 + "@" + "a" * 8000 + " 555-0199", "a" * 8000 + "@" + "a" * 8000 + " [REDACTED:PHONE]"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import datetime as dt
 import gzip
+import json
 import re
 
 import pytest
@@ -137,6 +138,55 @@ def test_plain_text_logs(process):
     # the file starts with a timestamp: a line without one continues the record above
     assert result.rows("message")[-1] == ("disk almost full\na line in no known shape",)
     assert result.data["lineage"] == {"unit": "line", "first": 1, "skipped": [3, 5]}
+
+
+def test_numeric_and_levelname_levels_are_counted(process):
+    # Given pino's numeric levels (30 info, 40 warn, 50 error, 60 fatal) in a .log
+    pino = "".join(json.dumps({"level": n, "msg": "m"}) + "\n" for n in (30, 40, 50, 60, 30))
+    stats = process("pino.log", pino).data["log_stats"]
+    assert (stats["info_count"], stats["warn_count"], stats["error_count"]) == (2, 1, 2)
+    # and Python logging's levelname in NDJSON
+    records = [{"levelname": level, "message": "m", "user_id": "u"} for level in ("INFO", "ERROR", "WARNING")]
+    stats = process("py.jsonl", "".join(json.dumps(r) + "\n" for r in records)).data["log_stats"]
+    assert (stats["info_count"], stats["warn_count"], stats["error_count"]) == (1, 1, 1)
+
+
+def test_log_stats_name_every_field_of_the_contract_even_when_unknown(process):
+    stats = process("plain.log", "2024-01-15T10:00:00Z INFO started\n").data["log_stats"]
+    assert set(stats) == {
+        "line_count",
+        "error_count",
+        "warn_count",
+        "info_count",
+        "avg_response_time_ms",
+        "max_response_time_ms",
+        "unique_users",
+        "unique_endpoints",
+        "processing_time_ms",
+        "file_size_bytes",
+    }
+    assert stats["avg_response_time_ms"] is None and stats["unique_users"] is None
+
+
+def test_fields_with_the_same_contract_name_are_all_kept():
+    # Given a JSON log record with two spellings of the same field (nothing may be dropped)
+    line = (
+        '{"time": "t1", "timestamp": "t2", "msg": "short", "message": "long", "user": "alice", "lvl": "info"}'
+    )
+    # Then a key takes its contract name only when the record does not have that name too
+    assert logs.parse_line(line) == {
+        "time": "t1",
+        "timestamp": "t2",
+        "msg": "short",
+        "message": "long",
+        "user_id": "alice",
+        "level": "info",
+    }
+
+
+def test_terminal_colours_are_dropped_before_the_level_is_read():
+    record = logs.parse_line("\x1b[31mERROR\x1b[0m could not connect")
+    assert record["level"] == "ERROR" and record["message"] == "could not connect"
 
 
 TRACE = (

@@ -61,7 +61,7 @@ _EXAMPLE_TEXT = 200
 _ERROR_LEVELS = ("ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "SEVERE", "ALERT", "EMERGENCY")
 _WARN_LEVELS = ("WARN", "WARNING")
 _LOG_FIELDS = {
-    "level": ("level", "severity", "lvl", "log_level"),
+    "level": ("level", "severity", "lvl", "log_level", "levelname"),
     "response_time_ms": ("response_time_ms", "duration_ms", "latency_ms", "elapsed_ms"),
     "user_id": ("user_id", "user", "userid", "uid"),
     "endpoint": ("endpoint", "path", "url", "route", "uri"),
@@ -534,7 +534,13 @@ class _Pipeline:
         if not (isinstance(self.source, LogSource) or present >= 2):
             return None
         level, rt, user, endpoint = (found[k] for k in ("level", "response_time_ms", "user_id", "endpoint"))
-        lv = f"upper(CAST({ident(level[0])} AS VARCHAR))" if level else "NULL"
+        # pino and bunyan write levels as numbers: 10 trace ... 60 fatal
+        lv = (
+            f"coalesce({_numeric_levels(f'CAST({ident(level[0])} AS VARCHAR)')}, "
+            f"upper(CAST({ident(level[0])} AS VARCHAR)))"
+            if level
+            else "NULL"
+        )
         rt_col = ident(rt[0]) if rt is not None and rt[1].type in ("int", "float") else None
         finite = f"FILTER (WHERE isfinite({rt_col}))" if rt_col else ""
         row = first_row(
@@ -559,6 +565,14 @@ class _Pipeline:
             "unique_users": row[6],
             "unique_endpoints": row[7],
         }
+
+
+_NUMERIC_LEVELS = {"10": "TRACE", "20": "DEBUG", "30": "INFO", "40": "WARN", "50": "ERROR", "60": "FATAL"}
+
+
+def _numeric_levels(text: str) -> str:
+    cases = " ".join(f"WHEN {literal(n)} THEN {literal(name)}" for n, name in _NUMERIC_LEVELS.items())
+    return f"CASE {text} {cases} END"
 
 
 def _chunks(items: list, size: int) -> list[list]:

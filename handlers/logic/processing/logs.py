@@ -38,6 +38,7 @@ FIELD_ALIASES: dict[str, str] = {
     "severity": "level",
     "log_level": "level",
     "loglevel": "level",
+    "levelname": "level",
     "ts": "timestamp",
     "time": "timestamp",
     "@timestamp": "timestamp",
@@ -85,6 +86,7 @@ _SYSLOG_BSD = re.compile(
 )
 # syslog severities (RFC 5424, table 2) in the level names log_stats counts
 _SYSLOG_LEVELS = ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _HTTP_REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)")
 _LOGFMT = re.compile(r'(?<![\w.-])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
 
@@ -151,11 +153,14 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
 
 
 def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
-    """One record from its first line; ``now`` dates BSD syslog lines (default: the clock)."""
-    text = line.rstrip("\r\n")
+    """One record from its first line; ``now`` dates BSD syslog lines (default: the clock).
+    Terminal colour codes are dropped first: they are presentation, and hide the level."""
+    text = _ANSI.sub("", line.rstrip("\r\n"))
     stripped = text.strip()
     if (obj := _json_object(stripped)) is not None:
-        return {_canonical(k): v for k, v in obj.items()}
+        # a key takes its contract name unless the record has that name too ("time" beside
+        # "timestamp", "msg" beside "message"): then both keep their own, nothing is lost
+        return {name if (name := _canonical(k)) == k or name not in obj else k: v for k, v in obj.items()}
     m = _ACCESS.match(stripped)
     if m:
         rec = {k: v for k, v in m.groupdict().items() if v is not None and v != "-"}

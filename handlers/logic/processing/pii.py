@@ -71,7 +71,8 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         # quadratic in a long token ("aaaa...@aaaa..."); RE2 is linear either way. Of a local
         # part over 64 characters (invalid under RFC 5321) the first ones stay in clear.
         name="email",
-        pattern=r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}",
+        # "%40": an address in a URL's query string (?email=alice%40example.com)
+        pattern=r"[A-Za-z0-9._%+-]{1,64}(?:@|%40)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}",
         column_hint=r"(^|_)e_?mail(_address)?($|_)",
     ),
     PiiRule(

@@ -137,7 +137,10 @@ class Summary(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        document = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if self.log_stats is not None:  # every field of the contract, null when not known
+            document["log_stats"] = self.log_stats.model_dump(mode="json")
+        return document
 
 
 def typed_schema(summary: Mapping[str, Any]) -> dict[str, str]:
