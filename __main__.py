@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import NAMESPACE, ConfigError, config_warnings, load_config
+from components.config import NAMESPACE, ConfigError, check_stack_name, config_warnings, load_config
 from components.lambda_archive import BuildError, resolve_archive
 from components.pipeline import HANDLERS, Pipeline, PipelineArgs
 from components.provider import create_provider, provider_options
@@ -26,6 +26,7 @@ def main() -> None:
     project, stack = pulumi.get_project(), pulumi.get_stack()
     reader = pulumi.Config(NAMESPACE)
     try:
+        check_stack_name(project, stack)
         config = load_config(reader, present_keys=pulumi.runtime.get_config_env().keys())
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None

@@ -255,6 +255,8 @@ class ExternalDatabase(_Model):
     port: int = Field(5432, ge=1, le=65_535)
     dbname: str = Field("headrace", min_length=1)
     username: str = Field("headrace", min_length=1)
+    # libpq's sslmode for the loader's connection; null: require on AWS, prefer elsewhere
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
 
 
 class Network(_Model):
@@ -276,10 +278,17 @@ class Network(_Model):
 
 class Warehouse(_Model):
     mode: Literal["rds", "external"] = "rds"
-    db_schema: str = Field("headrace", alias="schema", pattern=r"^[a-z_][a-z0-9_]*$")
+    db_schema: str = Field("headrace", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")  # the loader's
     rds: RdsSettings = RdsSettings()
     external: ExternalDatabase | None = None
     network: Network = Network()
+
+    @field_validator("db_schema")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("pg_"):
+            raise ValueError("names starting with pg_ are PostgreSQL's own")
+        return value
 
 
 def _schedule(expression: str) -> str:
@@ -318,7 +327,7 @@ class Alarms(_Model):
     # None: the processing queue's visibility timeout plus 15 minutes (see StackConfig).
     oldest_message_seconds: int | None = Field(None, ge=60)
     error_rate_percent: float = Field(1.0, gt=0, lt=100)
-    duration_p99_ratio: float = Field(0.8, gt=0, le=1)
+    duration_p99_ratio: float = Field(0.8, gt=0, lt=1)  # p99 never exceeds the timeout itself
     rds_cpu_percent: float = Field(80, gt=0, lt=100)
 
 
@@ -330,7 +339,7 @@ class Ingest(_Model):
     # IAM roles or users that may decrypt kept originals; no one else can, whatever their
     # IAM policies say (the key policy does not delegate kms:Decrypt to IAM).
     original_readers: tuple[
-        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/\S+$")], ...
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[^\s*?]+$")], ...
     ] = ()
     log_ttl_days: int = Field(90, ge=1)
     throttle_rate_per_second: float = Field(50, gt=0)
@@ -339,6 +348,10 @@ class Ingest(_Model):
 
 class Faults(_Model):
     crash_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+
+# PII_EXTRA_RULES shares the processor's and the worker's 4 KB of environment with the rest.
+MAX_EXTRA_RULES_CHARS = 2048
 
 
 class Pii(_Model):
@@ -368,6 +381,20 @@ class Pii(_Model):
         unknown = sorted(set(self.disabled_rules) - known)
         if unknown:
             raise FieldProblem("disabled_rules", f"unknown rules: {', '.join(unknown)}")
+        active = [r.name for r in DEFAULT_RULES if r.name not in self.disabled_rules]
+        for rule in self.extra_rules:
+            if rule["name"] in active:  # the handlers refuse two rules of one name at start
+                raise FieldProblem(
+                    "extra_rules",
+                    f"rule {rule['name']!r} is defined twice (disable the built-in one to replace it)",
+                )
+            active.append(rule["name"])
+        if len(json.dumps(self.extra_rules, separators=(",", ":"))) > MAX_EXTRA_RULES_CHARS:
+            raise FieldProblem(
+                "extra_rules",
+                f"the rules take more than {MAX_EXTRA_RULES_CHARS} characters of JSON; they travel in the "
+                "functions' environment, which Lambda limits to 4 KB in all",
+            )
         return self
 
 
@@ -435,8 +462,10 @@ class StackConfig(_Model):
     def _prefix(cls, value: str) -> str:
         if value.startswith("/") or (value and not value.endswith("/")):
             raise ValueError("must be empty or a key prefix ending in '/' and not starting with '/'")
-        if "*" in value:
-            raise ValueError("must not contain '*'")
+        if set(value) & set("*?${}"):
+            raise ValueError(
+                "must not contain '*', '?', '$', '{' or '}' (IAM reads them as wildcards and variables)"
+            )
         return value
 
     @field_validator("raw_suffixes")
@@ -481,6 +510,13 @@ class StackConfig(_Model):
             return self.alarms.oldest_message_seconds
         processor = self.functions.processor
         return visibility_timeout(processor.timeout_seconds, processor.batching_window_seconds) + 900
+
+    @property
+    def warehouse_sslmode(self) -> str:
+        external = self.warehouse.external
+        if external is not None and external.sslmode is not None:
+            return external.sslmode
+        return "require" if self.target == "aws" else "prefer"
 
     @property
     def tracing(self) -> bool:
@@ -543,6 +579,37 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
         and config.warehouse.rds.deletion_protection is False
     ):
         problems.append(("warehouse.rds.deletion_protection", "must be true when environment is prod"))
+    external = config.warehouse.external
+    if (
+        config.target == "aws"
+        and config.warehouse.mode == "external"
+        and external is not None
+        and external.sslmode in ("disable", "allow", "prefer")
+    ):
+        problems.append(
+            (
+                "warehouse.external.sslmode",
+                "must be require, verify-ca or verify-full on AWS: the loader's connection, password "
+                "included, would otherwise fall back to plain text",
+            )
+        )
+    if config.is_prod and config.faults.crash_rate > 0:
+        problems.append(("faults.crash_rate", "must be 0 when environment is prod (fault injection)"))
+    if config.environment == "local" and config.target == "aws":
+        problems.append(
+            (
+                "environment",
+                "local is for LocalStack (secrets deleted at once on destroy); use dev or prod on AWS",
+            )
+        )
+    if config.queues.message_retention_seconds <= config.oldest_message_alarm_seconds + 300:
+        problems.append(
+            (
+                "queues.message_retention_seconds",
+                f"must exceed the oldest-message alarm's threshold ({config.oldest_message_alarm_seconds} s) "
+                "by at least one 5-minute period, or messages expire before the alarm can fire",
+            )
+        )
     if (
         config.target == "aws"
         and config.ingest.endpoint == "function_url"
@@ -581,6 +648,25 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
             )
         )
     return problems
+
+
+# Every resource is named "<project>-<stack>-<component>..." plus Pulumi's 8-character
+# suffix: past this length IAM role and EventBridge rule names pass AWS's 64 characters.
+MAX_NAME_PREFIX_CHARS = 34
+
+
+def check_stack_name(project: str, stack: str) -> None:
+    """Raise ConfigError unless ``<project>-<stack>`` can prefix every resource name (S3
+    buckets and RDS identifiers take lower-case letters, digits and hyphens only)."""
+    prefix = f"{project}-{stack}"
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", prefix) or len(prefix) > MAX_NAME_PREFIX_CHARS:
+        raise ConfigError(
+            [
+                f"stack name {stack!r}: use lower-case letters, digits and '-', and at most "
+                f"{MAX_NAME_PREFIX_CHARS - len(project) - 1} characters (resource names are "
+                f"'{project}-<stack>-...', within AWS's name limits)"
+            ]
+        )
 
 
 def config_warnings(config: StackConfig) -> list[str]:

@@ -541,6 +541,7 @@ class Pipeline(pulumi.ComponentResource):
                     dbname=external.dbname,
                     username=external.username,
                     password=args.db_password,
+                    sslmode=config.warehouse_sslmode,
                 ),
                 secret_recovery_window_days=recovery_days,
             )

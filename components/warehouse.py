@@ -261,6 +261,7 @@ class ExternalDatabaseArgs:
     dbname: str
     username: str
     password: pulumi.Input[str]  # a Pulumi secret
+    sslmode: str = "prefer"  # libpq's, written into the secret for the loader
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ class Warehouse(pulumi.ComponentResource):
                     "dbname": ext.dbname,
                     "username": ext.username,
                     "password": pulumi.Output.secret(ext.password),
+                    "sslmode": ext.sslmode,
                 }
             )
         self.secret_version = aws.secretsmanager.SecretVersion(

@@ -14,6 +14,7 @@ from components.config import (
     ConfigError,
     Ingest,
     StackConfig,
+    check_stack_name,
     config_warnings,
     load_config,
     parse_config,
@@ -222,6 +223,42 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         ),
         ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),
         (
+            {
+                **BASE,
+                "warehouse": {
+                    "mode": "external",
+                    "external": {"host": "db.example.com", "sslmode": "prefer"},
+                },
+            },
+            "headrace:warehouse.external.sslmode: must be require, verify-ca or verify-full on AWS",
+        ),
+        ({**BASE, "warehouse": {"schema": "pg_data"}}, "headrace:warehouse.schema: names starting with pg_"),
+        ({**BASE, "warehouse": {"schema": "s" * 64}}, "headrace:warehouse.schema: does not match"),
+        ({**BASE, "raw_prefix": "in?coming/"}, "headrace:raw_prefix: must not contain '*', '?'"),
+        ({**BASE, "raw_prefix": "${aws:username}/"}, "headrace:raw_prefix: must not contain '*', '?'"),
+        (
+            {**BASE, "ingest": {"original_readers": ["arn:aws:iam::123456789012:role/*"]}},
+            "headrace:ingest.original_readers.0: does not match",
+        ),
+        (
+            {**BASE, "pii": {"extra_rules": [{"name": "email", "pattern": "x@y"}]}},
+            "headrace:pii.extra_rules: rule 'email' is defined twice",
+        ),
+        (
+            {**BASE, "pii": {"extra_rules": [{"name": f"r{i}", "pattern": "x" * 150} for i in range(15)]}},
+            "headrace:pii.extra_rules: the rules take more than 2048 characters",
+        ),
+        ({**BASE, "alarms": {"duration_p99_ratio": 1}}, "headrace:alarms.duration_p99_ratio: must be < 1"),
+        (
+            {**BASE, "environment": "prod", "faults": {"crash_rate": 0.1}},
+            "headrace:faults.crash_rate: must be 0",
+        ),
+        ({**BASE, "environment": "local"}, "headrace:environment: local is for LocalStack"),
+        (
+            {**BASE, "queues": {"max_receive_count": 1, "message_retention_seconds": 2000}},
+            "headrace:queues.message_retention_seconds: must exceed the oldest-message alarm",
+        ),
+        (
             {**BASE, "ingest": {"original_readers": ["log-auditor"]}},
             "headrace:ingest.original_readers.0: does not match ^arn:aws",
         ),
@@ -327,3 +364,15 @@ def test_a_prod_stack_without_an_alert_recipient_is_warned_about() -> None:
         {**BASE, "environment": "prod", "reporting": {"alert_email": "ops@example.com"}}
     )
     assert config_warnings(with_email) == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local", "staging-eu-west-1", "s" * 25])
+def test_stack_names_that_fit_every_resource_name(stack: str) -> None:
+    check_stack_name("headrace", stack)
+
+
+@pytest.mark.parametrize("stack", ["s" * 26, "dev.eu", "dev_eu", "Dev"])
+def test_stack_names_that_would_break_resource_names_are_refused(stack: str) -> None:
+    # IAM roles and rules take 64 characters; buckets and RDS identifiers no '.', '_' or capitals
+    with pytest.raises(ConfigError, match=f"stack name '{re.escape(stack)}': use lower-case letters"):
+        check_stack_name("headrace", stack)

@@ -90,6 +90,7 @@ def test_external_database_password_comes_from_secret_config(local: Deployment) 
         "port": 5432,
         "dbname": "headrace",
         "username": "headrace",
+        "sslmode": "prefer",  # LocalStack's PostgreSQL; on AWS at least require
         "password": DB_PASSWORD,
     }
     # and the password appears nowhere else
