@@ -184,6 +184,16 @@ def test_fields_with_the_same_contract_name_are_all_kept():
     }
 
 
+def test_an_offset_after_a_space_is_part_of_the_time(process):
+    # Given gunicorn's "[2024-01-15 10:00:00 +0200]": 10:00 there is 08:00 UTC
+    record = logs.parse_line("[2024-01-15 10:00:00 +0200] [1234] [INFO] Booting worker")
+    assert record["timestamp"] == "2024-01-15 10:00:00+02:00"
+    assert record["message"].startswith("[1234]")
+    result = process("gunicorn.log", "[2024-01-15 10:00:00 +0200] [1234] [INFO] Booting worker\n")
+    assert result.data["schema"]["timestamp"] == "timestamp"
+    assert str(result.rows("timestamp")[0][0]).startswith("2024-01-15 08:00:00")
+
+
 def test_terminal_colours_are_dropped_before_the_level_is_read():
     record = logs.parse_line("\x1b[31mERROR\x1b[0m could not connect")
     assert record["level"] == "ERROR" and record["message"] == "could not connect"

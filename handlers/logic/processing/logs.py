@@ -65,7 +65,9 @@ MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line for DuckDB, whose limi
 
 _LEVELS = "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE"
 _PREFIX = re.compile(
-    r"^\s*\[?(?P<timestamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\]?"
+    r"^\s*\[?(?P<timestamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    # an offset written after a space (gunicorn: "[2024-01-15 10:00:00 +0200]")
+    r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s]))?\]?"
     rf"\s*(?:\[?(?P<level>{_LEVELS})\]?(?=[\s:]|$))?[\s:-]*(?P<message>.*)$",
     re.I,
 )
@@ -174,6 +176,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
     if m:
         if m.group("timestamp"):
             record["timestamp"] = m.group("timestamp").replace(",", ".")
+            if m.group("offset"):
+                record["timestamp"] += f"{m.group('offset')}:{m.group('offset_minutes')}"
         if m.group("level"):
             level = m.group("level").upper()
             record["level"] = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL"}.get(level, level)
