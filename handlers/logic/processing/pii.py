@@ -20,8 +20,11 @@ JSON list; on the CLI: ``--pii-rules FILE``) or switch rules off with ``disabled
 from __future__ import annotations
 
 import re
+import re._constants as _constants
+import re._parser as _parser
 from collections.abc import Iterable
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,10 +53,12 @@ class PiiRule(BaseModel):
 
 
 _UNSUPPORTED_BY_RE2 = re.compile(r"\(\?[=!<]|\\[1-9]")
+_REPEATS = (_constants.MAX_REPEAT, _constants.MIN_REPEAT)
 
 
 def validate_pattern(pattern: str) -> None:
-    """Raise ValueError if ``pattern`` is not usable by both engines."""
+    """Raise ValueError if ``pattern`` is not usable by both engines, or could take
+    exponential time in the ingest worker's backtracking engine."""
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -62,6 +67,32 @@ def validate_pattern(pattern: str) -> None:
         raise ValueError(
             f"pattern {pattern!r} uses look-around or backreferences, which DuckDB's RE2 engine does not support"
         )
+    if _nested_repeat(_parser.parse(pattern), inside_repeat=False):
+        raise ValueError(
+            f"pattern {pattern!r} repeats a group that itself repeats without bound, like (a+)+ "
+            "(bound the inner run: (a{1,64})+): Python's engine, which the ingest worker uses, "
+            "can take exponential time on it"
+        )
+
+
+def _nested_repeat(tree: Any, inside_repeat: bool) -> bool:
+    """Whether an unbounded repeat sits inside another repeat: the classic form of
+    catastrophic backtracking, (a+)+ or (x+y?)*. Not every slow pattern has it."""
+    for op, arg in tree:
+        if op in _REPEATS:
+            _, high, body = arg
+            if high == _constants.MAXREPEAT and inside_repeat:
+                return True
+            branches = [(body, inside_repeat or high > 1)]
+        elif op == _constants.SUBPATTERN:
+            branches = [(arg[-1], inside_repeat)]
+        elif op == _constants.BRANCH:
+            branches = [(branch, inside_repeat) for branch in arg[1]]
+        else:
+            continue
+        if any(_nested_repeat(branch, inside) for branch, inside in branches):
+            return True
+    return False
 
 
 DEFAULT_RULES: tuple[PiiRule, ...] = (
