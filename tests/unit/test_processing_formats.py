@@ -194,6 +194,31 @@ def test_an_offset_after_a_space_is_part_of_the_time(process):
     assert str(result.rows("timestamp")[0][0]).startswith("2024-01-15 08:00:00")
 
 
+PYTHON_LOG = (
+    "2024-01-15 10:00:00,123 - app.db - INFO - connected, pool=5\n"
+    "2024-01-15 10:00:01,456 - app.api - ERROR - request failed, retrying\n"
+    "2024-01-15 10:00:02,789 - app.api - WARNING - slow, 2.5 s\n"
+)
+ACCESS_LOG = (
+    '10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" '
+    '"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"\n'
+) * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "rows"), [("app.txt", PYTHON_LOG, 3), ("access.txt", ACCESS_LOG, 3)]
+)
+def test_text_files_of_log_lines_with_commas_are_logs_not_csv(process, name, text, rows):
+    result = process(name, text)
+    assert result.data["format"] == "log" and result.data["row_count"] == rows
+    assert "log_stats" in result.data and result.data["quality_issues"].get("malformed_rows") is None
+
+
+def test_a_headerless_csv_of_timestamps_in_a_text_file_stays_csv(process):
+    text = "2024-01-15 10:00:00,12.5,ok\n2024-01-15 10:00:01,13.0,ok\n2024-01-15 10:00:02,9.5,low\n"
+    assert process("readings.txt", text).data["format"] == "csv"
+
+
 def test_terminal_colours_are_dropped_before_the_level_is_read():
     record = logs.parse_line("\x1b[31mERROR\x1b[0m could not connect")
     assert record["level"] == "ERROR" and record["message"] == "could not connect"

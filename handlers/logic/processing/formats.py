@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from .errors import UnprocessableFile
+from .logs import looks_like_log_line
 from .summary import FileFormat
 
 _EXTENSIONS: dict[str, FileFormat] = {
@@ -53,6 +54,9 @@ def detect_format(file_name: str, head: str) -> FileFormat:
         return "json"
     if stripped.startswith("{"):
         return "ndjson" if _looks_like_ndjson(head) else "json"
+    lines = [line for line in head.splitlines() if line.strip()][:20]
+    if lines and 2 * sum(looks_like_log_line(line) for line in lines) > len(lines):
+        return "log"
     dialect = sniff_dialect(head, file_name)
     return "csv" if dialect.columns_detected > 1 else "log"
 

@@ -89,8 +89,19 @@ _SYSLOG_BSD = re.compile(
 # syslog severities (RFC 5424, table 2) in the level names log_stats counts
 _SYSLOG_LEVELS = ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LEVEL_WORD = re.compile(rf"\b(?:{_LEVELS})\b")  # upper case: "info" is a word in any text
 _HTTP_REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)")
 _LOGFMT = re.compile(r'(?<![\w.-])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
+
+
+def looks_like_log_line(line: str) -> bool:
+    """An access-log or syslog line, or one that starts with a timestamp and names a level
+    (Python's "2024-01-15 10:00:00,123 - app - INFO - ..."): commas in such lines are no
+    reason to read a text file as CSV."""
+    text = _ANSI.sub("", line).strip()
+    if _ACCESS.match(text) or _SYSLOG_5424.match(text) or _SYSLOG_BSD.match(text):
+        return True
+    return bool(_TIMESTAMP_START.match(text) and _LEVEL_WORD.search(text))
 
 
 def _canonical(key: str) -> str:
