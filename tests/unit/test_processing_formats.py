@@ -219,6 +219,29 @@ def test_a_headerless_csv_of_timestamps_in_a_text_file_stays_csv(process):
     assert process("readings.txt", text).data["format"] == "csv"
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (  # nginx's default "main" format: "$http_x_forwarded_for" at the end
+            '172.17.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET /api HTTP/1.1" 200 612 "-" "curl/8.0" "10.1.2.3"',
+            {"endpoint": "/api", "status_code": "200", "forwarded_for": "10.1.2.3"},
+        ),
+        (  # no request line at all (a 400 for garbage on the socket)
+            '10.0.0.1 - - [15/Jan/2024:10:00:01 +0000] "-" 400 0 "-" "-"',
+            {"status_code": "400", "bytes": "0"},
+        ),
+        (  # escaped quotes in the user agent, then key=value pairs
+            '10.0.0.1 - bob [15/Jan/2024:10:00:02 +0000] "POST /x HTTP/1.1" 201 5 "-" "A \\"q\\" v1" rt=0.012',
+            {"user_id": "bob", "user_agent": 'A "q" v1', "rt": "0.012"},
+        ),
+    ],
+)
+def test_access_log_variants_are_read_as_access_logs(line, expected):
+    record = logs.parse_line(line)
+    assert record["timestamp"].startswith("2024-01-15T10:00:0")
+    assert {k: record.get(k) for k in expected} == expected
+
+
 def test_terminal_colours_are_dropped_before_the_level_is_read():
     record = logs.parse_line("\x1b[31mERROR\x1b[0m could not connect")
     assert record["level"] == "ERROR" and record["message"] == "could not connect"

@@ -73,10 +73,17 @@ _PREFIX = re.compile(
 )
 _LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
 _TIMESTAMP_START = re.compile(r"^\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
+_QUOTED = r'(?:[^"\\]|\\.)*'  # a quoted field's text, with \" escapes (nginx writes them)
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
-    r'"(?P<method>[A-Z]+) (?P<endpoint>\S+)(?: (?P<protocol>[^"]*))?" (?P<status_code>\d{3}) (?P<bytes>\d+|-)'
-    r'(?: "(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)")?(?: (?P<response_time_ms>\d+(?:\.\d+)?))?\s*$'
+    # the request line; "-" when the client sent none (nginx's 400s)
+    r'"(?:(?P<method>[A-Z]+) (?P<endpoint>\S+)(?: (?P<protocol>[^"]*))?|-)" (?P<status_code>\d{3}) (?P<bytes>\d+|-)'
+    rf'(?: "(?P<referer>{_QUOTED})" "(?P<user_agent>{_QUOTED})")?'
+    # nginx's default "main" format adds "$http_x_forwarded_for"
+    rf'(?: "(?P<forwarded_for>{_QUOTED})")?'
+    r"(?: (?P<response_time_ms>\d+(?:\.\d+)?))?"
+    # and many configurations key=value pairs (rt=0.012 upstream=...): read as logfmt
+    r"(?P<pairs>(?: [\w.-]+=\S+)*)\s*$"
 )
 _SYSLOG_5424 = re.compile(
     r"^<(?P<pri>\d{1,3})>1 (?P<timestamp>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
@@ -176,8 +183,15 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         return {name if (name := _canonical(k)) == k or name not in obj else k: v for k, v in obj.items()}
     m = _ACCESS.match(stripped)
     if m:
-        rec = {k: v for k, v in m.groupdict().items() if v is not None and v != "-"}
+        pairs = m.group("pairs")
+        rec = {
+            k: v.replace('\\"', '"')
+            for k, v in m.groupdict().items()
+            if v is not None and v != "-" and k != "pairs"
+        }
         rec["timestamp"] = _access_time(rec["timestamp"])
+        for key, value in _LOGFMT.findall(pairs):
+            rec.setdefault(key, value)
         return rec
     if (syslog := _syslog(stripped, now)) is not None:
         return syslog
