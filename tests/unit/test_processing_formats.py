@@ -230,6 +230,10 @@ def test_a_headerless_csv_of_timestamps_in_a_text_file_stays_csv(process):
             '10.0.0.1 - - [15/Jan/2024:10:00:01 +0000] "-" 400 0 "-" "-"',
             {"status_code": "400", "bytes": "0"},
         ),
+        (  # nginx's $request_time: seconds, with a decimal point
+            '10.0.0.1 - - [15/Jan/2024:10:00:03 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl" 0.123',
+            {"response_time_ms": "123"},
+        ),
         (  # escaped quotes in the user agent, then key=value pairs
             '10.0.0.1 - bob [15/Jan/2024:10:00:02 +0000] "POST /x HTTP/1.1" 201 5 "-" "A \\"q\\" v1" rt=0.012',
             {"user_id": "bob", "user_agent": 'A "q" v1', "rt": "0.012"},

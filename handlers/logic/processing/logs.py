@@ -8,7 +8,9 @@ message) continues the record above it, up to ``MAX_ENTRY_LINES`` lines and
 tried in order:
 
 1. a JSON object per line (structured logging);
-2. Apache/Nginx common or combined access log, optionally followed by a response time;
+2. Apache/Nginx common or combined access log, optionally followed by nginx's
+   ``"$http_x_forwarded_for"``, a response time (whole milliseconds, or nginx's
+   ``$request_time`` in seconds when it has a decimal point) and ``key=value`` pairs;
 3. syslog: RFC 5424 (``<PRI>1 timestamp host app procid msgid [structured data] msg``) or
    RFC 3164 / BSD (``[<PRI>]Mmm dd hh:mm:ss host app[pid]: msg``, dated in the current
    year, or the previous one when that would be in the future, as Logstash does); the
@@ -190,6 +192,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
             if v is not None and v != "-" and k != "pairs"
         }
         rec["timestamp"] = _access_time(rec["timestamp"])
+        if "." in rec.get("response_time_ms", ""):  # nginx's $request_time: seconds, to the ms
+            rec["response_time_ms"] = f"{float(rec['response_time_ms']) * 1000:g}"
         for key, value in _LOGFMT.findall(pairs):
             rec.setdefault(key, value)
         return rec
