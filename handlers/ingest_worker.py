@@ -102,10 +102,6 @@ def _report_malformed(event: dict[str, Any], response: PartialItemFailureRespons
             )
 
 
-class NotStarted(Exception):
-    """Too little of the invocation's time was left to start this record."""
-
-
 def _handle(record: IngestRecord, budget: TimeBudget) -> dict[str, Any]:
     _handled.add(record.messageId)
     if budget.deadline() is None:
@@ -114,7 +110,7 @@ def _handle(record: IngestRecord, budget: TimeBudget) -> dict[str, Any]:
             "too little time left in this invocation to start the record: it will be retried",
             extra={"message_id": record.messageId},
         )
-        raise NotStarted(f"less than {2 * budget.reserve_ms / 1000:g} s left in the invocation")
+        raise budget.not_started()
     return record_handler(record)
 
 

@@ -66,10 +66,6 @@ def _record_metrics(outcome: Outcome) -> None:
         metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=1)
 
 
-class NotStarted(Exception):
-    """Too little of the invocation's time was left to start this file."""
-
-
 @idempotent_function(data_keyword_argument="work", config=idempotency, persistence_store=persistence)
 def process(work: ObjectRef, attempt: int, deadline: float | None = None) -> dict[str, Any]:
     return process_object(work, settings, store, attempt, _record_metrics, deadline).as_dict()
@@ -84,14 +80,14 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     if budget and deadline is None:
         # Not an attempt at the file, though SQS counts the receive: nothing is recorded on
         # it unless this was its last receive (the message goes to the DLQ next).
-        reason = f"not started: less than {2 * budget.reserve_ms / 1000:g} s left in the invocation"
+        not_started = budget.not_started()
         if attempt >= settings.max_receive_count:
             record_failure(
-                store, ref, f"gave up after {attempt} receives: {reason}", attempt, _record_metrics
+                store, ref, f"gave up after {attempt} receives: {not_started}", attempt, _record_metrics
             )
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
-        raise NotStarted(reason)
+        raise not_started
     maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
         result = process(work=ref, attempt=attempt, deadline=deadline)

@@ -17,6 +17,10 @@ from typing import Any
 MAX_RESERVE_MS = 10_000
 
 
+class NotStarted(Exception):
+    """Too little of the invocation's time was left to start this record."""
+
+
 @dataclass(frozen=True)
 class TimeBudget:
     context: Any  # the invocation's LambdaContext
@@ -34,3 +38,7 @@ class TimeBudget:
         if usable_ms < self.reserve_ms:
             return None
         return time.monotonic() + usable_ms / 1000
+
+    def not_started(self) -> NotStarted:
+        """The failure of a record there is too little time left to start (``deadline`` None)."""
+        return NotStarted(f"not started: less than {2 * self.reserve_ms / 1000:g} s left in the invocation")
