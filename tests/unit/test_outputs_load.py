@@ -12,6 +12,8 @@ from moto import mock_aws
 from headrace.cli import main
 from headrace.outputs import OutputsError, StackOutputs
 
+from .conftest import STACK_OUTPUTS
+
 
 def test_a_directory_is_a_clear_error(tmp_path):
     # Given a directory where the outputs file should be, then loading it says so
@@ -38,21 +40,6 @@ def test_commands_given_a_directory_exit_2(tmp_path, capsys, command):
     assert len(err.splitlines()) == 1
 
 
-OUTPUTS = {
-    "raw_bucket": "raw",
-    "processed_bucket": "processed",
-    "reports_bucket": "reports",
-    "processing_queue_url": "q",
-    "processing_dlq_url": "q",
-    "load_queue_url": "q",
-    "load_dlq_url": "q",
-    "metadata_table": "t",
-    "alerts_topic_arn": "a",
-    "ingest_api_url": "u",
-    "region": "us-east-1",
-}
-
-
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -72,7 +59,7 @@ def test_the_warehouse_is_reached_where_the_outputs_say(monkeypatch, extra, expe
             "password": "p",
         }
         arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString=json.dumps(secret))["ARN"]
-        outputs = StackOutputs(**OUTPUTS, db_secret_arn=arn, **extra)
+        outputs = StackOutputs(**{**STACK_OUTPUTS, "region": "us-east-1", "db_secret_arn": arn, **extra})
         connected: dict = {}
         monkeypatch.setattr("psycopg.connect", lambda **kwargs: connected.update(kwargs))
         # When a tool connects to the warehouse from this machine

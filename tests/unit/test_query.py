@@ -16,20 +16,9 @@ from headrace import cli
 from headrace.outputs import StackOutputs
 from headrace.query import AthenaEngine, QueryError, QueryResult, QueryStats, choose_engine, render
 
-BASE = {
-    "raw_bucket": "raw",
-    "processed_bucket": "processed",
-    "reports_bucket": "reports",
-    "processing_queue_url": "q",
-    "processing_dlq_url": "q",
-    "load_queue_url": "q",
-    "load_dlq_url": "q",
-    "metadata_table": "t",
-    "db_secret_arn": "arn",
-    "alerts_topic_arn": "arn",
-    "ingest_api_url": "https://x",
-    "region": "eu-west-1",
-}
+from .conftest import STACK_OUTPUTS
+
+BASE = STACK_OUTPUTS
 AWS = {**BASE, "athena_workgroup": "headrace-dev", "glue_database": "headrace_dev"}
 
 
