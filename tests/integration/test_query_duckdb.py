@@ -17,6 +17,7 @@ from headrace import cli
 from headrace.local.emulator import Emulator, free_port
 from headrace.outputs import StackOutputs
 from headrace.query import DuckDbEngine, QueryError, execute
+from tests.stack_outputs import STACK_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "processed"
@@ -62,17 +63,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         outputs = StackOutputs.model_validate(
             {
-                "raw_bucket": "raw",
+                **STACK_OUTPUTS,
                 "processed_bucket": BUCKET,
-                "reports_bucket": "reports",
-                "processing_queue_url": "q",
-                "processing_dlq_url": "q",
-                "load_queue_url": "q",
-                "load_dlq_url": "q",
-                "metadata_table": "t",
-                "db_secret_arn": "arn",
-                "alerts_topic_arn": "arn",
-                "ingest_api_url": "http://x",
                 "region": "us-east-1",
                 "aws_endpoint_url": emulator.endpoint,
                 "aws_access_key_id": "test",

@@ -11,8 +11,7 @@ from moto import mock_aws
 
 from headrace.cli import main
 from headrace.outputs import OutputsError, StackOutputs
-
-from .conftest import STACK_OUTPUTS
+from tests.stack_outputs import STACK_OUTPUTS
 
 
 def test_a_directory_is_a_clear_error(tmp_path):

@@ -15,8 +15,7 @@ from botocore.stub import Stubber
 from headrace import cli
 from headrace.outputs import StackOutputs
 from headrace.query import AthenaEngine, QueryError, QueryResult, QueryStats, choose_engine, render
-
-from .conftest import STACK_OUTPUTS
+from tests.stack_outputs import STACK_OUTPUTS
 
 BASE = STACK_OUTPUTS
 AWS = {**BASE, "athena_workgroup": "headrace-dev", "glue_database": "headrace_dev"}
