@@ -248,6 +248,58 @@ def test_type_inference(process, values, expected):
     assert result.data["schema"]["v"] == expected
 
 
+def test_decimal_commas_are_read_in_a_file_not_delimited_by_commas(process):
+    # as a spreadsheet writes CSV where the comma is the decimal separator
+    text = "name;price;qty;ratio\nA;1,5;3;0.5\nB;1.234,56;4;1.25\nC;-2;5;2\nD;12,25;6,5;3\n"
+    result = process("eu.csv", text)
+    assert result.data["schema"] == {"name": "string", "price": "float", "qty": "float", "ratio": "float"}
+    assert result.rows("price, qty, ratio") == [
+        (1.5, 3.0, 0.5),
+        (1234.56, 4.0, 1.25),
+        (-2.0, 5.0, 2.0),
+        (12.25, 6.5, 3.0),
+    ]
+    assert result.data["statistics"]["price"]["max"] == 1234.56
+    assert result.data["dialect"]["decimal_separator"] == ","
+
+
+def test_a_dot_without_a_comma_in_a_decimal_comma_column_is_kept_as_written(process):
+    # 1.234 is 1234 where dots group thousands and 1.234 where they do not: not guessed
+    values = [f"{i},5" for i in range(19)] + ["1.234"]
+    result = process("eu.csv", "k;v\n" + "".join(f"{i};{v}\n" for i, v in enumerate(values)))
+    assert result.data["schema"]["v"] == "float"
+    assert result.data["quality_issues"]["type_mismatches"]["v"]["examples"] == [
+        {"line": 21, "value": "1.234"}
+    ]
+    assert [r for (r,) in result.rows("_rescued_data") if r] == ['{"v":"1.234"}']
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'k,v\n1,"1,5"\n2,"2,5"\n',  # comma-delimited: "1,5" may be a list or 1,500
+        "k;v\n1;1.5\n2;2,5\n3;3.5\n",  # mostly dots: no single reading fits 90 %
+    ],
+)
+def test_decimal_commas_are_not_read_where_the_file_does_not_say_so(process, text):
+    result = process("t.csv", text)
+    assert result.data["schema"]["v"] == "string"
+    assert "decimal_separator" not in result.data["dialect"]
+
+
+def test_a_semicolon_file_of_plain_numbers_keeps_the_plain_format(process):
+    result = process("t.csv", "k;v;n\n1;1.5;1.000\n2;2.25;2.500\n")
+    assert result.rows("v, n") == [(1.5, 1.0), (2.25, 2.5)]
+    assert "decimal_separator" not in result.data["dialect"]
+
+
+def test_decimal_commas_after_an_integer_sample_widen_the_column_to_float(process):
+    values = [str(i) for i in range(100)] + [f"{i},5" for i in range(300)]
+    result = process("w.csv", "k;x\n" + "".join(f"{i};{v}\n" for i, v in enumerate(values)), sample_rows=100)
+    assert result.data["schema"]["x"] == "float"
+    assert result.rows("x")[-1] == (299.5,)
+
+
 def test_each_column_is_typed_on_its_own_values_whatever_its_name(process):
     # inference counts all columns' values in one query (an UNPIVOT into name/value columns)
     header = 'name,v,"q""uote d",empty,ünï,date\n'

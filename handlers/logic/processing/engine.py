@@ -26,7 +26,7 @@ from . import deadline as time_limit
 from . import textfile
 from .errors import OutOfMemory, OutOfTime, UnprocessableFile
 from .formats import detect_format, unique_names
-from .inference import FLOAT, STRING, Conversion, fits, infer_conversions
+from .inference import DECIMAL_COMMA, FLOAT, STRING, Conversion, fits, infer_conversions
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet
 from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source, drop_csv_rejects
@@ -223,6 +223,8 @@ class _Pipeline:
             stats = self._aggregate(out, conversions, rows)
         if rows == 0:
             warnings.append("no data rows")
+        if self.source.dialect is not None and DECIMAL_COMMA in conversions:
+            self.source.dialect["decimal_separator"] = ","
         quality = QualityIssues(
             missing_values=self._missing(stats, conversions, rows),
             type_mismatches=self._mismatches(out, stats, conversions, rows, lineage),
@@ -245,7 +247,13 @@ class _Pipeline:
     # ---------------------------------------------------------------- typing
     def _infer(self) -> list[Conversion]:
         sample = f"(SELECT * FROM {self.source.sample_relation()} LIMIT {int(self.options.sample_rows)})"
-        inferred = infer_conversions(self.con, sample, self.inputs, self.options.type_threshold)
+        inferred = infer_conversions(
+            self.con,
+            sample,
+            self.inputs,
+            self.options.type_threshold,
+            decimal_comma=self.source.decimal_comma,
+        )
         # A column first filled after the sample (a key that NDJSON records gain late) is
         # typed on the whole file in _widen, once the statistics show it has values.
         self.unsampled = [i for i, c in enumerate(inferred) if c is None and not self.hinted[self.names[i]]]
@@ -262,7 +270,11 @@ class _Pipeline:
         if late:
             # a second full read, in this case only; the source's rejects were counted already
             typed = infer_conversions(
-                self.con, self.source.relation, [self.inputs[i] for i in late], self.options.type_threshold
+                self.con,
+                self.source.relation,
+                [self.inputs[i] for i in late],
+                self.options.type_threshold,
+                decimal_comma=self.source.decimal_comma,
             )
             for i, conversion in zip(late, typed, strict=True):
                 widened[i] = conversion or STRING
@@ -273,13 +285,15 @@ class _Pipeline:
                 continue
             widened[i] = STRING
             if conv.type == "int":
+                numbers = (FLOAT, DECIMAL_COMMA) if self.source.decimal_comma else (FLOAT,)
                 not_numbers = first_row(
                     self.con,
-                    f"SELECT count(*) FILTER (WHERE {FLOAT.sql(_rescued(name))} IS NULL) "
-                    f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
+                    "SELECT "
+                    + ", ".join(f"count(*) FILTER (WHERE {n.sql(_rescued(name))} IS NULL)" for n in numbers)
+                    + f" FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
                 )
-                if not_numbers and not_numbers[0] == 0:
-                    widened[i] = FLOAT
+                assert not_numbers is not None
+                widened[i] = next((n for n, bad in zip(numbers, not_numbers, strict=True) if not bad), STRING)
         return widened
 
     # ---------------------------------------------------------------- the one full read

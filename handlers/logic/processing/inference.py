@@ -8,7 +8,9 @@ sample values fit; values that do not fit become type mismatches (kept in ``_res
 
 Order of preference: bool, int, float, date, timestamp, string. Numbers written with a
 leading zero (``007``, ZIP codes) stay strings so no digit is lost; so do integers too
-long for ``int`` (64 bits) and for a float to hold exactly (more than 15 digits).
+long for ``int`` (64 bits) and for a float to hold exactly (more than 15 digits). Where the
+source allows it (a CSV not delimited by commas, as spreadsheets write in locales whose
+decimal separator is the comma), a float column may be written with decimal commas.
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ def _float(v: str) -> str:
 
 
 _LONG_INTEGER = r"[+-]?\d{16,}"
+# 1,5 / -1234,5 / 1.234.567,89 / 42: a decimal comma, dots grouping thousands before it. A
+# value with dots and no comma is not read this way (1.234 is 1234 with grouping, 1.234
+# without): in a decimal-comma column it is a type mismatch, kept as written.
+_DECIMAL_COMMA = r"[+-]?(\d+(,\d+)?|\d{1,3}(\.\d{3})+,\d+)"
+
+
+def _decimal_comma(v: str) -> str:
+    plain = f"replace(replace(trim({v}), '.', ''), ',', '.')"
+    return f"CASE WHEN regexp_full_match(trim({v}), {literal(_DECIMAL_COMMA)}) THEN {_float(plain)} END"
 
 
 def _bool(v: str) -> str:
@@ -142,6 +153,10 @@ CANDIDATES: tuple[Conversion, ...] = (
     *(Conversion("timestamp", f, _timestamp(f)) for f in TIMESTAMP_FORMATS),
 )
 FLOAT = next(c for c in CANDIDATES if c.type == "float")
+# Offered only where a comma cannot be a delimiter or a thousands separator written by the
+# same locale (``infer_conversions(decimal_comma=True)``); after FLOAT, so a column both
+# read alike (integers only) keeps the plain format.
+DECIMAL_COMMA = Conversion("float", "decimal_comma", _decimal_comma)
 _LEADING_ZERO = r"^\s*[+-]?0\d"
 
 
@@ -151,10 +166,16 @@ TEMPORAL = tuple(c for c in CANDIDATES if c.type in ("date", "timestamp"))
 
 
 def infer_conversions(
-    con: duckdb.DuckDBPyConnection, sample: str, columns: Sequence[str], threshold: float
+    con: duckdb.DuckDBPyConnection,
+    sample: str,
+    columns: Sequence[str],
+    threshold: float,
+    *,
+    decimal_comma: bool = False,
 ) -> list[Conversion | None]:
     """Choose each column's conversion from the rows of ``sample`` (SQL after FROM); None
-    for a column without any value in ``sample``.
+    for a column without any value in ``sample``. ``decimal_comma`` also offers floats
+    written with a decimal comma (``DECIMAL_COMMA``).
 
     Two aggregate queries, each over the sample's values in one column (an UNPIVOT), so
     each expression is planned once however wide the file is (binding costs ~0.3 ms per
@@ -163,11 +184,12 @@ def infer_conversions(
     timestamp formats, only on columns that look temporal."""
     if not columns:
         return []
+    primary = (*PRIMARY, DECIMAL_COMMA) if decimal_comma else PRIMARY
     first = [
         "count(v)",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_LEADING_ZERO)}))",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_TEMPORAL_SHAPE)}))",
-        *(f"count({c.sql('v')})" for c in PRIMARY),
+        *(f"count({c.sql('v')})" for c in primary),
     ]
     chosen: dict[int, Conversion | None] = {}
     temporal: list[int] = []
@@ -178,7 +200,7 @@ def infer_conversions(
         if not non_null:
             chosen[i] = None
             continue
-        conversion = choose(non_null, leading, row[3:], threshold, PRIMARY)
+        conversion = choose(non_null, leading, row[3:], threshold, primary)
         if conversion is STRING and fits(looks_temporal, non_null, threshold):
             temporal.append(i)
         chosen[i] = conversion

@@ -45,6 +45,8 @@ class Source(ABC):
     unit: Literal["line", "record"] = "line"
     first: int = 1
     dialect: dict[str, Any] | None = None
+    # whether a number may be written with a decimal comma (inference.DECIMAL_COMMA)
+    decimal_comma: bool = False
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
         self.con = con
@@ -101,6 +103,8 @@ class CsvSource(Source):
                 + ", ".join(repr(record[:80]) for record in self.csv.title)
             )
         self.dialect = self.csv.describe()
+        # Spreadsheets delimit by ';' (or a tab) where the comma is the decimal separator.
+        self.decimal_comma = self.csv.delimiter != "," and len(self.columns) > 1
         # A single-column file has no delimiter; use one that cannot occur in text.
         delimiter = self.csv.delimiter if len(self.columns) > 1 else "\x1f"
         columns = "{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in self.columns) + "}"
