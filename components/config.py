@@ -441,6 +441,9 @@ class StackConfig(_Model):
         ".jsonl.gz",
         ".log",
         ".log.gz",
+        # rotated logs: app.log.1, app.log.2.gz, app.log.2026-12-06, app.log-20261206(.gz)
+        ".log.*",
+        ".log-*",
         ".txt",
         ".txt.gz",
     )
@@ -472,8 +475,10 @@ class StackConfig(_Model):
     @classmethod
     def _suffixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for suffix in value:
-            if not re.fullmatch(r"\.[A-Za-z0-9._-]+", suffix):
-                raise ValueError(f"{suffix!r}: a suffix is a dot and letters, digits, '.', '_' or '-'")
+            if not re.fullmatch(r"\.[A-Za-z0-9._*-]+", suffix):
+                raise ValueError(
+                    f"{suffix!r}: a suffix is a dot and letters, digits, '.', '_', '-' or '*' (any characters)"
+                )
         if len(set(value)) != len(value):
             raise ValueError("lists a suffix twice")
         return value

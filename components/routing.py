@@ -22,16 +22,22 @@ def _wildcard_literal(text: str) -> str:
 
 def object_key_filters(prefix: str, suffixes: Sequence[str]) -> list[dict[str, str]]:
     """Filters matching keys that start with ``prefix`` AND end with one of ``suffixes``.
+    A ``*`` in a suffix matches any characters (``.log.*``: rotated logs); in the prefix it
+    is a literal.
 
     Filters in one list are alternatives (OR), so the prefix and a suffix can only be
     combined in one filter: a wildcard ``<prefix>*<suffix>`` per suffix (``*`` matches
     across ``/``). Without suffixes the prefix alone is used, and vice versa.
     """
     if suffixes and prefix:
-        return [{"wildcard": f"{_wildcard_literal(prefix)}*{_wildcard_literal(s)}"} for s in suffixes]
+        return [{"wildcard": f"{_wildcard_literal(prefix)}*{_suffix_wildcard(s)}"} for s in suffixes]
     if suffixes:
-        return [{"suffix": s} for s in suffixes]
+        return [{"wildcard": f"*{_suffix_wildcard(s)}"} if "*" in s else {"suffix": s} for s in suffixes]
     return [{"prefix": prefix}]
+
+
+def _suffix_wildcard(suffix: str) -> str:
+    return "*".join(_wildcard_literal(part) for part in suffix.split("*"))
 
 
 def raw_object_created_pattern(bucket: str, prefix: str, suffixes: Sequence[str]) -> str:

@@ -45,10 +45,23 @@ def dataset_for(key: str, raw_prefix: str) -> str:
     return f"d_{name}" if name[0].isdigit() else name
 
 
+# A rotated copy's last suffix: app.log.1 (logrotate, Python's RotatingFileHandler),
+# app.log.2026-12-06 or app.log.2026-12-06_14-00 (TimedRotatingFileHandler). logrotate's
+# dateext (app.log-20261206) keeps the file's own suffix in one: see formats.extension.
+ROTATION_SUFFIX = re.compile(r"\.\d[\d_-]*")
+
+
+def without_rotation(name: str) -> str:
+    """``name`` without a rotation suffix, where one follows a suffix of the file's own
+    (``app.log.1`` -> ``app.log``; ``data.1`` stays as it is)."""
+    path = PurePosixPath(name)
+    if len(path.suffixes) > 1 and ROTATION_SUFFIX.fullmatch(path.suffix):
+        return name[: -len(path.suffix)]
+    return name
+
+
 def _stem(file_name: str) -> str:
-    name = file_name
-    for suffix in (".gz",):
-        name = name.removesuffix(suffix)
+    name = without_rotation(file_name.removesuffix(".gz"))
     return PurePosixPath(name).stem or name
 
 

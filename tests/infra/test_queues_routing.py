@@ -188,6 +188,10 @@ def _s3_event(bucket: str, key: str) -> dict[str, Any]:
     [
         ("incoming/sales.csv", True),
         ("incoming/2025/01/app.log.gz", True),
+        ("incoming/app.log.1", True),
+        ("incoming/app.log.2.gz", True),
+        ("incoming/app.log-20261206", True),
+        ("incoming/app.logs/readme.md", False),
         ("incoming/a*b.json", True),
         ("incoming/readme.md", False),
         ("other/sales.csv", False),
@@ -211,13 +215,14 @@ def test_raw_pattern_filters_prefix_and_suffix_in_moto(key: str, matches: bool) 
 
 def test_key_filters_without_prefix_or_suffixes() -> None:
     assert object_key_filters("", [".csv"]) == [{"suffix": ".csv"}]
+    assert object_key_filters("", [".log.*"]) == [{"wildcard": "*.log.*"}]
     assert object_key_filters("in/", []) == [{"prefix": "in/"}]
-    # '*' in the prefix or a suffix is a literal, escaped in the wildcard
+    # '*' in the prefix is a literal, escaped in the wildcard; in a suffix it matches anything
     (literal,) = object_key_filters("a*/", [".c*"])
-    assert literal == {"wildcard": r"a\*/*.c\*"}
+    assert literal == {"wildcard": r"a\*/*.c*"}
     pattern = EventPattern.load(json.dumps({"detail": {"object": {"key": [literal]}}}))
-    assert pattern.matches_event({"detail": {"object": {"key": "a*/x/y.c*"}}})
-    assert not pattern.matches_event({"detail": {"object": {"key": "ab/x/y.cc"}}})
+    assert pattern.matches_event({"detail": {"object": {"key": "a*/x/y.csv"}}})
+    assert not pattern.matches_event({"detail": {"object": {"key": "ab/x/y.csv"}}})
 
 
 @pulumi.runtime.test

@@ -16,6 +16,9 @@ from handlers.logic.layout import dataset_for, processed_keys
         ("incoming/sales/2025-01.csv", "sales"),
         ("incoming/Sales Report/x.csv", "sales_report"),
         ("incoming/sales.csv.gz", "sales"),
+        ("incoming/app.log.1", "app"),  # a rotated log belongs with the log
+        ("incoming/app.log.2026-12-06.gz", "app"),
+        ("incoming/app.log-20261206", "app"),
         ("incoming/2025/x.csv", "d_2025"),
         ("incoming/Über Sales/x.csv", "uber_sales"),  # accents dropped, not the letter
         ("incoming/café/x.csv", "cafe"),

@@ -102,6 +102,23 @@ def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
     assert process("e.json", '{"a": 1}\n{"a": 2}\n').data["format"] == "ndjson"
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["app.log.1", "app.log.2.gz", "app.log.2026-12-06", "app.log.2026-12-06_14-00", "app.log-20261206.gz"],
+)
+def test_rotated_logs_are_read_as_logs(process, name):
+    # as logrotate, its dateext and Python's rotating handlers name them
+    result = process(name, "2024-01-15T10:00:00Z ERROR disk full\n", gz=name.endswith(".gz"))
+    assert result.data["format"] == "log"
+    assert result.data["log_stats"]["error_count"] == 1
+
+
+@pytest.mark.parametrize(("name", "suffix"), [("data.1", "'.1'"), ("app.log.bak", "'.bak'")])
+def test_a_number_alone_or_another_suffix_after_log_is_not_a_rotation(process, name, suffix):
+    with pytest.raises(UnprocessableFile, match=f"unsupported file type {suffix}"):
+        process(name, "2024-01-15T10:00:00Z ERROR disk full\n")
+
+
 def test_log_records_get_log_stats(process):
     result = process("events.ndjson", LOG_RECORDS)
     stats = result.data["log_stats"]

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from ..layout import without_rotation
 from .errors import UnprocessableFile
 from .logs import looks_like_log_line
 from .summary import FileFormat
@@ -31,11 +32,19 @@ _DELIMITERS = (",", "\t", ";", "|")
 _SEP_LINE = re.compile(r"\ufeff?sep=(.)\r?\n")
 
 
+# logrotate's dateext: the date joins the file's suffix (app.log-20261206)
+_DATEEXT = re.compile(r"(\.[a-z0-9]+)-\d{8,10}")
+
+
 def extension(file_name: str) -> str:
-    suffixes = [s.lower() for s in PurePosixPath(file_name).suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
+    """The suffix that names the format, lower case, past ``.gz`` and a rotated log's
+    number or date (``app.log.1.gz``, ``app.log.2026-12-06``, ``app.log-20261206``: ``.log``)."""
+    name = PurePosixPath(file_name).name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    suffix = PurePosixPath(without_rotation(name)).suffix.lower()
+    dated = _DATEEXT.fullmatch(suffix)
+    return dated.group(1) if dated else suffix
 
 
 def detect_format(file_name: str, head: str) -> FileFormat:
@@ -47,7 +56,8 @@ def detect_format(file_name: str, head: str) -> FileFormat:
         return fmt
     if ext not in _SNIFFED:
         raise UnprocessableFile(
-            f"unsupported file type {ext!r}: expected .csv, .tsv, .json, .ndjson/.jsonl, .log or .txt"
+            f"unsupported file type {ext!r}: expected .csv, .tsv, .json, .ndjson/.jsonl, .log or .txt "
+            "(a rotated log: .log.1, .log.2026-12-06 or .log-20261206)"
         )
     stripped = head.lstrip()
     if stripped.startswith("["):
