@@ -180,6 +180,12 @@ FUNCTION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# The processor's libraries (DuckDB, boto3, Powertools) take over 100 MB before DuckDB's
+# share (60 % of the memory): below this, a large file gets the function killed, with no
+# reason recorded, instead of an OutOfMemory error that says what to raise.
+PROCESSOR_MIN_MEMORY_MB = 512
+
+
 class Functions(_Model):
     # Amazon Linux 2023 runtimes: the package's manylinux wheels need its glibc 2.34.
     runtime: Literal["python3.12", "python3.13"] = "python3.12"
@@ -203,10 +209,16 @@ class Functions(_Model):
         return merged
 
     @model_validator(mode="after")
-    def _api_timeout(self) -> Functions:
+    def _limits(self) -> Functions:
         if self.ingest.timeout_seconds > HTTP_API_TIMEOUT_SECONDS:
             raise FieldProblem(
                 "ingest.timeout_seconds", f"must be ≤ {HTTP_API_TIMEOUT_SECONDS} (HTTP API integration limit)"
+            )
+        if self.processor.memory_mb < PROCESSOR_MIN_MEMORY_MB:
+            raise FieldProblem(
+                "processor.memory_mb",
+                f"must be ≥ {PROCESSOR_MIN_MEMORY_MB}: the processing core's libraries take over 100 MB "
+                "before DuckDB's 60 %",
             )
         return self
 

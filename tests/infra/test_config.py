@@ -145,6 +145,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:functions.processor.memory_mb: must be ≥ 128",
         ),
         (
+            {**BASE, "functions": {"processor": {"memory_mb": 256}}},
+            "headrace:functions.processor.memory_mb: must be ≥ 512",
+        ),
+        (
             {**BASE, "functions": {"ingest": {"timeout_seconds": 60}}},
             "headrace:functions.ingest.timeout_seconds: must be ≤ 30",
         ),
