@@ -212,6 +212,7 @@ def dashboard_body(
                 [custom, "FilesFailed", "service", "processor"],
                 [custom, "FilesOutOfTime", "service", "processor"],
                 [custom, "FilesOutOfMemory", "service", "processor"],
+                [custom, "FilesOutOfScratchSpace", "service", "processor"],
                 [custom, "FilesLoaded", "service", "loader"],
                 [custom, "LoadFailures", "service", "loader"],
             ],

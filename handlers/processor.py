@@ -35,7 +35,7 @@ from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, record_failure, utcnow
-from handlers.logic.processing import OutOfMemory, OutOfTime
+from handlers.logic.processing import OutOfMemory, OutOfScratchSpace, OutOfTime
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from handlers.models.settings import ProcessorSettings
@@ -88,6 +88,9 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
         raise not_started
+    if ref.is_folder_marker:  # reaches here only when raw_suffixes is empty
+        logger.info("a folder marker, not a file: nothing to process")
+        return {"status": "ignored"}
     maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
         result = process(work=ref, attempt=attempt, deadline=deadline)
@@ -112,6 +115,12 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
             metrics.add_metric(name="FilesOutOfMemory", unit=MetricUnit.Count, value=1)
             reason += (
                 "; the function's memory is too small for this file: raise functions.processor.memory_mb"
+            )
+        elif isinstance(exc, OutOfScratchSpace):
+            metrics.add_metric(name="FilesOutOfScratchSpace", unit=MetricUnit.Count, value=1)
+            reason += (
+                "; the function's scratch space is too small for this file: raise "
+                "functions.processor.ephemeral_storage_mb"
             )
         try:
             if attempt >= settings.max_receive_count:
@@ -149,7 +158,8 @@ def _mark_batch_received(event: dict[str, Any]) -> None:
             ref = ObjectRef.from_event(ObjectCreatedRecord.model_validate(raw).body)
         except (ValueError, TypeError, json.JSONDecodeError):
             continue  # the batch processor reports the malformed record
-        store.mark_received(ref, now)
+        if not ref.is_folder_marker:
+            store.mark_received(ref, now)
 
 
 @logger.inject_lambda_context

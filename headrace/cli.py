@@ -9,7 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from handlers.logic.processing import OutOfMemory, ProcessingOptions, UnprocessableFile, process_file
+from handlers.logic.processing import (
+    OutOfMemory,
+    OutOfScratchSpace,
+    ProcessingOptions,
+    UnprocessableFile,
+    process_file,
+)
 from handlers.logic.processing.pii import PiiOptions, PiiRule
 from headrace import dlq, query, replay, status, tenants
 from headrace.experiments import cli as experiments_cli
@@ -30,7 +36,7 @@ def _inspect(args: argparse.Namespace) -> int:
         return _fail(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     try:
         summary = process_file(path, options=ProcessingOptions(pii=pii), parquet_path=args.parquet)
-    except (UnprocessableFile, OutOfMemory) as exc:
+    except (UnprocessableFile, OutOfMemory, OutOfScratchSpace) as exc:
         return _fail(f"{path}: {exc}")
     except PermissionError as exc:
         return _fail(f"{path}: cannot read the file: {exc.strerror}")

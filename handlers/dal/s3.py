@@ -43,7 +43,7 @@ def _first_spelling(ref: ObjectRef, request: Callable[[str], Any]) -> tuple[str,
         try:
             response = request(key)
         except ClientError as exc:
-            if _code(exc) not in _GONE:
+            if error_code(exc) not in _GONE:
                 raise
             continue
         if key == ref.key or _is_event_object(ref, response):
@@ -67,7 +67,7 @@ def locate(ref: ObjectRef) -> tuple[str, str | None]:
     try:
         key, head = _first_spelling(ref, lambda key: client("s3").head_object(Bucket=ref.bucket, Key=key))
     except ClientError as exc:
-        if _code(exc) == "403":  # a HEAD answer has no body, so S3 cannot say why
+        if error_code(exc) == "403":  # a HEAD answer has no body, so S3 cannot say why
             raise ClientError(
                 {
                     "Error": {
@@ -125,7 +125,7 @@ def get_json(bucket: str, key: str) -> Any:
     return json.loads(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def _code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 

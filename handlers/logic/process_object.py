@@ -6,16 +6,19 @@ Outcomes (metadata ``status`` in brackets):
   dataset's Glue table in step: ``handlers/logic/catalog.py``), "File Processed" published; outputs
   of older versions of the same key are removed (the latest version of a key wins, so S3
   and the warehouse never count a re-uploaded file twice);
-- ``PermanentFailure`` raised [failed]: the file cannot be processed (bad content); the
-  readable ``error`` is recorded and the message goes to the DLQ after its retries;
+- ``PermanentFailure`` raised [failed]: the file cannot be processed (bad content, or an
+  archived object that must be restored first); the readable ``error`` is recorded and the
+  message goes to the DLQ after its retries;
 - ``deleted`` / ``superseded`` [failed, with the reason]: the object was deleted, or a newer
   version of the key exists, before this version was processed; nothing to retry;
-- any other exception (transient, or ``OutOfTime`` at the deadline) propagates: the message
+- any other exception (transient, or ``OutOfTime``, ``OutOfMemory`` or
+  ``OutOfScratchSpace`` at a limit of the function) propagates: the message
   is retried with the queue's backoff and, after ``maxReceiveCount`` receives, lands in the DLQ.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import resource
 import sys
@@ -27,13 +30,16 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from handlers.dal import events, s3
 from handlers.dal.catalog import GlueCatalog
 from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.catalog import sync_table
 from handlers.logic.layout import processed_keys
-from handlers.logic.processing import UnprocessableFile, process_file
+from handlers.logic.processing import OutOfScratchSpace, UnprocessableFile, process_file
 from handlers.logic.processing.deadline import check_by
+from handlers.logic.processing.engine import scratch_space
 from handlers.logic.processing.summary import typed_schema
 from handlers.models.events import FileProcessed, ObjectRef
 from handlers.models.settings import ProcessorSettings
@@ -90,9 +96,31 @@ def process_object(
                 store.mark_processing(ref, started, attempt)
                 # a download slower than the invocation must stop before Lambda's timeout
                 # kills the whole batch with no reason recorded
-                s3.save_body(current.body, source, between_chunks=lambda: check_by(deadline, "the download"))
+                try:
+                    s3.save_body(
+                        current.body, source, between_chunks=lambda: check_by(deadline, "the download")
+                    )
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    raise OutOfScratchSpace(
+                        f"the file ({ref.size or 0:,} bytes) did not fit in the scratch space "
+                        f"({scratch_space(settings.scratch_dir)})"
+                    ) from exc
         except s3.ObjectGone:
             return _skip(ref, store, "deleted", DELETED)
+        except ClientError as exc:
+            if s3.error_code(exc) != "InvalidObjectState":
+                raise
+            # archived (Glacier Flexible Retrieval, Deep Archive, an archive tier): only a
+            # restore makes it readable, so retries cannot help
+            storage = exc.response.get("Error", {}).get("StorageClass") or "an archive storage class"
+            reason = (
+                f"the object is archived ({storage}) and cannot be read until it is restored: restore "
+                "it (or copy it to a readable storage class), then run headrace replay for it"
+            )
+            record_failure(store, ref, reason, attempt, record)
+            raise PermanentFailure(reason) from exc
         timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at), "download": _since(clock)}
         keys = processed_keys(ref.key, ref.version, settings.raw_prefix, ref.uploaded_at)
 

@@ -47,6 +47,11 @@ class ObjectRef(BaseModel):
             uploaded_at=event.time.astimezone(UTC) if event.time.tzinfo else event.time.replace(tzinfo=UTC),
         )
 
+    @property
+    def is_folder_marker(self) -> bool:
+        """An empty key ending in '/': what the S3 console's "Create folder" writes."""
+        return self.key.endswith("/") and not self.size
+
     def idempotency_payload(self) -> dict[str, str]:
         """What identifies the work: the same object version announced twice (by S3, by
         EventBridge retries, or by an SQS redelivery) is processed once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from datetime import UTC, datetime
@@ -574,6 +575,55 @@ def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pi
     assert "raise functions.processor.memory_mb" in item["last_error"]
     metrics = emitted_metrics(capsys.readouterr().out)
     assert (metrics["FilesOutOfMemory"], metrics["FilesFailed"]) == (1, 0)
+
+
+def test_a_full_scratch_disk_during_the_download_names_the_setting_to_raise(pipeline, monkeypatch, capsys):
+    # Given the function's scratch space fills up while the raw file is downloaded
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(process_object.s3, "save_body", disk_full)
+    obj = pipeline.upload("incoming/huge.csv", SALES)
+    pipeline.announce(obj)
+    # When it is processed: retried (more space fixes it), the reason says which setting
+    records, response = pipeline.poll()
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["status"] == "processing"
+    assert item["last_error"].startswith(f"OutOfScratchSpace: the file ({len(SALES)} bytes) did not fit")
+    assert "raise functions.processor.ephemeral_storage_mb" in item["last_error"]
+    assert emitted_metrics(capsys.readouterr().out)["FilesOutOfScratchSpace"] == 1
+
+
+def test_an_archived_object_fails_at_once_saying_to_restore_it(pipeline):
+    # Given an object in an archive storage class, which S3 refuses to GET until restored
+    body = SALES.encode()
+    response = pipeline.s3.put_object(
+        Bucket=pipeline.raw, Key="incoming/old.csv", Body=body, StorageClass="GLACIER"
+    )
+    obj = {"key": "incoming/old.csv", "version": response["VersionId"], "etag": response["ETag"].strip('"')}
+    obj["size"] = len(body)
+    pipeline.announce(obj)
+    # When it is processed: failed on the first attempt (retries cannot help), with what to do
+    records, response = pipeline.poll()
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["status"] == "failed"
+    assert item["error"].startswith(
+        "the object is archived (GLACIER) and cannot be read until it is restored"
+    )
+    assert "headrace replay" in item["error"]
+
+
+def test_a_folder_marker_is_ignored_not_failed(pipeline):
+    # Given the S3 console's "Create folder" (an empty key ending in '/'), routed when
+    # raw_suffixes is empty
+    folder = pipeline.upload("incoming/sales/", b"")
+    pipeline.announce(folder)
+    # When it is processed: acknowledged, and nothing is recorded for it
+    _, response = pipeline.poll()
+    assert response == {"batchItemFailures": []}
+    assert pipeline.item(folder) == {}
 
 
 def _expire_visibility(pipeline, record):

@@ -3,11 +3,13 @@ for a file is reported as such, never as a fault of the file."""
 
 from __future__ import annotations
 
+import errno
+import gzip
 import json
 
 import pytest
 
-from handlers.logic.processing import OutOfMemory
+from handlers.logic.processing import OutOfMemory, OutOfScratchSpace, UnprocessableFile, engine, textfile
 
 COLUMNS, ROWS = 150, 100
 
@@ -66,3 +68,32 @@ def test_a_memory_limit_too_small_is_not_blamed_on_the_file(process, name, conte
     # (the JSON reader once called any DuckDB error "invalid JSON")
     with pytest.raises(OutOfMemory, match=r"more memory than DuckDB's limit \(1MB\)"):
         process(name, content, memory_limit="1MB")
+
+
+def test_spill_files_filling_the_disk_are_not_blamed_on_memory(process, monkeypatch):
+    # Given DuckDB may spill only 1 MB to disk (as when the scratch space is full), When a
+    # file needs more than its memory limit and that
+    connect = engine.connect
+
+    def small_disk(options):
+        con = connect(options)
+        con.execute("SET max_temp_directory_size = '1MB'")
+        return con
+
+    monkeypatch.setattr(engine, "connect", small_disk)
+    rows = "".join(f"{i},text number {i} {'x' * 40}\n" for i in range(200_000))
+    # Then the error names the scratch space, not the memory
+    with pytest.raises(OutOfScratchSpace, match=r"the scratch space filled up \(.*, [\d,]+ MB\)"):
+        process("big.csv", "id,note\n" + rows, memory_limit="24MB", threads=1)
+
+
+def test_a_full_disk_while_decompressing_is_not_called_a_corrupt_gzip(tmp_path):
+    # Given the decompressed copy's file system is full (/dev/full answers ENOSPC)
+    source = tmp_path / "data.csv.gz"
+    source.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    (tmp_path / "decompressed").symlink_to("/dev/full")
+    # Then the disk's error comes through, for process_file to name the scratch space
+    with pytest.raises(OSError) as raised:
+        textfile.prepare(source, tmp_path, "cp1252")
+    assert raised.value.errno == errno.ENOSPC
+    assert not isinstance(raised.value, UnprocessableFile)

@@ -12,19 +12,28 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engine import process_file
-    from .errors import OutOfMemory, OutOfTime, UnprocessableFile
+    from .errors import OutOfMemory, OutOfScratchSpace, OutOfTime, UnprocessableFile
     from .options import ProcessingOptions
     from .summary import Summary
 
 _EXPORTS = {
     "process_file": ".engine",
     "OutOfMemory": ".errors",
+    "OutOfScratchSpace": ".errors",
     "OutOfTime": ".errors",
     "UnprocessableFile": ".errors",
     "ProcessingOptions": ".options",
     "Summary": ".summary",
 }
-__all__ = ["OutOfMemory", "OutOfTime", "ProcessingOptions", "Summary", "UnprocessableFile", "process_file"]
+__all__ = [
+    "OutOfMemory",
+    "OutOfScratchSpace",
+    "OutOfTime",
+    "ProcessingOptions",
+    "Summary",
+    "UnprocessableFile",
+    "process_file",
+]
 
 
 def __getattr__(name: str) -> Any:

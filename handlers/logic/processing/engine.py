@@ -11,6 +11,8 @@ with file size.
 
 from __future__ import annotations
 
+import errno
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ from handlers.logic import duckdb_process
 
 from . import deadline as time_limit
 from . import textfile
-from .errors import OutOfMemory, OutOfTime, UnprocessableFile
+from .errors import OutOfMemory, OutOfScratchSpace, OutOfTime, UnprocessableFile
 from .formats import detect_format, unique_names
 from .inference import DECIMAL_COMMA, FLOAT, STRING, Conversion, fits, infer_conversions
 from .options import ProcessingOptions
@@ -79,8 +81,8 @@ def process_file(
 ) -> Summary:
     """Process one local file. Raises ``UnprocessableFile`` for input that cannot succeed,
     ``OutOfTime`` when processing is still running at ``deadline`` (a
-    ``time.monotonic()`` value; see ``deadline.py``), and ``OutOfMemory`` when DuckDB's
-    memory limit is too small for the file."""
+    ``time.monotonic()`` value; see ``deadline.py``), ``OutOfMemory`` when DuckDB's
+    memory limit is too small for the file, and ``OutOfScratchSpace`` when the disk is."""
     options = options or ProcessingOptions()
     started = time.perf_counter()
     file_name = file_name or path.name
@@ -114,8 +116,14 @@ def process_file(
                 f"processing was stopped at its deadline, after {time.perf_counter() - started:.1f} s"
             ) from exc
         except duckdb.OutOfMemoryException as exc:
+            if _SPILL_SPACE_EXHAUSTED in str(exc):  # memory was full, and then the disk
+                raise _out_of_scratch_space(options) from exc
             limit = options.memory_limit or "its default, 80 % of the machine's"
             raise OutOfMemory(f"processing needed more memory than DuckDB's limit ({limit})") from exc
+        except (duckdb.IOException, OSError) as exc:
+            if getattr(exc, "errno", None) != errno.ENOSPC and _DISK_FULL not in str(exc):
+                raise
+            raise _out_of_scratch_space(options) from exc
         finally:
             con.close()
     elapsed_ms = round((time.perf_counter() - started) * 1000)
@@ -139,6 +147,24 @@ def process_file(
         file_size_bytes=size,
         lineage=result.lineage,
     )
+
+
+# DuckDB's messages when its spill files, or a file it writes, fill the disk
+_SPILL_SPACE_EXHAUSTED = "max_temp_directory_size"
+_DISK_FULL = "No space left on device"
+
+
+def _out_of_scratch_space(options: ProcessingOptions) -> OutOfScratchSpace:
+    return OutOfScratchSpace(
+        f"the scratch space filled up ({scratch_space(options.temp_dir)}): the file, its decompressed "
+        "copy, DuckDB's spill files and the Parquet did not fit"
+    )
+
+
+def scratch_space(directory: Path | str | None) -> str:
+    """``directory`` (default: the system's temp dir) and its file system's size."""
+    directory = directory or tempfile.gettempdir()
+    return f"{directory}, {shutil.disk_usage(directory).total / 2**20:,.0f} MB"
 
 
 # DuckDB's CSV reader fails so when CRLF and LF line ends are mixed; rare, so the file is

@@ -17,3 +17,9 @@ class OutOfTime(Exception):
 class OutOfMemory(Exception):
     """Processing needed more memory than DuckDB's limit allows. Not the file's fault: a
     retry with a higher limit (more function memory) can succeed."""
+
+
+class OutOfScratchSpace(Exception):
+    """Processing needed more scratch disk than there is (the file, its decompressed or
+    transcoded copy, DuckDB's spill files, the Parquet). Not the file's fault: a retry with
+    more space (a larger ephemeral storage) can succeed."""

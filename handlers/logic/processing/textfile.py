@@ -9,6 +9,7 @@ Everything streams in fixed-size chunks, so memory does not depend on file size.
 from __future__ import annotations
 
 import codecs
+import errno
 import gzip
 import re
 from dataclasses import dataclass, field, replace
@@ -125,6 +126,8 @@ def _gunzip(path: Path, target: Path) -> Path:
                 deadline.check()
                 dst.write(chunk)
     except (OSError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise  # the disk is full, not the stream corrupt (process_file says so)
         raise UnprocessableFile(f"the gzip stream is corrupt: {exc}") from exc
     return target
 
