@@ -35,6 +35,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
+from handlers.logic.processing.sqltext import ident
 from handlers.logic.processing.summary import typed_schema
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
@@ -215,9 +216,10 @@ class DuckDbEngine:
             )
         return sorted(found, key=lambda f: (f.ingest_date, f.key))
 
-    def schema(self, files: Sequence[DatasetFile]) -> list[Column]:
+    def schema(self, files: Sequence[DatasetFile]) -> tuple[list[Column], list[dict[str, str]]]:
         """The table's columns: the files' summary schemas merged as the Glue catalog merges
-        them, in each column's first spelling (Parquet names are case-sensitive to pyarrow)."""
+        them (names compared in lower case), in each column's first spelling; and per file,
+        its own spelling of each column (Parquet names are case-sensitive to pyarrow)."""
 
         def read(file: DatasetFile) -> dict[str, str]:
             summary = json.loads(self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read())
@@ -233,14 +235,34 @@ class DuckDbEngine:
             merged = merge_columns(merged, file_columns(schema))
         if not merged:
             merged = file_columns({})
-        return [Column(spelling.get(c.name, c.name), c.type) for c in merged]
+        spellings = [{name.lower(): name for name in schema} for schema in schemas]
+        return [Column(spelling.get(c.name, c.name), c.type) for c in merged], spellings
 
     # -------------------------------------------------------------- running
-    def execute(self, sql: str) -> QueryResult:
-        import duckdb
+    def _arrow_dataset(
+        self, columns: Sequence[Column], names: Sequence[str], files: Sequence[DatasetFile], filesystem: Any
+    ) -> Any:
+        """``files`` as one pyarrow dataset whose columns are ``names`` (these files'
+        spellings of ``columns``), typed as ``columns``, partitioned by ingest date. Paths
+        and partitions are given, not discovered: nothing is listed or opened here."""
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
+
+        schema = pa.schema(
+            [pa.field(n, _arrow_type(c.type)) for n, c in zip(names, columns, strict=True)]
+            + [pa.field(PARTITION_COLUMN, pa.string())]
+        )
+        return ds.FileSystemDataset.from_paths(
+            [f"{self.bucket}/{f.key}" for f in files],
+            schema=schema,
+            format=ds.ParquetFileFormat(),
+            filesystem=filesystem,
+            partitions=[pc.field(PARTITION_COLUMN) == f.ingest_date for f in files],
+        )
+
+    def execute(self, sql: str) -> QueryResult:
+        import duckdb
 
         started = time.perf_counter()
         con = duckdb.connect()
@@ -261,21 +283,27 @@ class DuckDbEngine:
             sizes: dict[str, int] = {}
             for dataset in sorted(named):
                 files = self.files(dataset)
-                columns = self.schema(files)
-                schema = pa.schema(
-                    [pa.field(c.name, _arrow_type(c.type)) for c in columns]
-                    + [pa.field(PARTITION_COLUMN, pa.string())]
-                )
+                columns, spellings = self.schema(files)
                 sizes.update({f"{self.bucket}/{f.key}": f.size for f in files})
-                # Paths and partitions given, not discovered: nothing is listed or opened here.
-                table = ds.FileSystemDataset.from_paths(
-                    [f"{self.bucket}/{f.key}" for f in files],
-                    schema=schema,
-                    format=ds.ParquetFileFormat(),
-                    filesystem=opened,
-                    partitions=[pc.field(PARTITION_COLUMN) == f.ingest_date for f in files],
-                )
-                con.register(dataset, table)
+                # Files that spell each column alike are one pyarrow dataset, read by their
+                # names; several spellings (Price, price) are one table, as in Glue.
+                by_spelling: dict[tuple[str, ...], list[DatasetFile]] = {}
+                for file, own in zip(files, spellings, strict=True):
+                    by_spelling.setdefault(
+                        tuple(own.get(c.name.lower(), c.name) for c in columns), []
+                    ).append(file)
+                groups = list(by_spelling.items()) or [(tuple(c.name for c in columns), [])]
+                if len(groups) == 1:
+                    con.register(dataset, self._arrow_dataset(columns, *groups[0], opened))
+                    continue
+                parts = []
+                for i, (names, group) in enumerate(groups):
+                    con.register(f"{dataset}__{i}", self._arrow_dataset(columns, names, group, opened))
+                    renamed = ", ".join(
+                        f"{ident(n)} AS {ident(c.name)}" for n, c in zip(names, columns, strict=True)
+                    )
+                    parts.append(f"SELECT {renamed}, {PARTITION_COLUMN} FROM {ident(f'{dataset}__{i}')}")
+                con.execute(f"CREATE TEMP VIEW {ident(dataset)} AS {' UNION ALL '.join(parts)}")
             try:
                 cursor = con.execute(sql)
                 columns_out = [d[0] for d in cursor.description or []]

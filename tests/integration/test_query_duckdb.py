@@ -183,17 +183,39 @@ def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
     assert moment.astimezone(UTC).isoformat() == "2025-01-02T10:30:00+00:00"
 
 
-def test_a_column_empty_in_one_file_takes_its_type_from_the_others(stack, tmp_path):
-    # (the last test of this module: it adds a dataset the others do not expect)
+def _add_dataset(stack, tmp_path, dataset: str, texts: list[str]) -> list[str]:
+    """Process ``texts`` (CSV) into ``dataset``, one file per ingest date: their S3 URLs.
+    (Tests calling this come last in the module: the others do not expect the dataset.)"""
     s3 = stack["outputs"].client("s3")
-    for name, text in (("1", "id,note\n1,\n2,\n"), ("2", "id,note\n3,7\n")):
-        source, parquet = tmp_path / f"{name}.csv", tmp_path / f"{name}.parquet"
+    urls = []
+    for day, text in enumerate(texts, start=1):
+        source, parquet = tmp_path / f"{dataset}{day}.csv", tmp_path / f"{dataset}{day}.parquet"
         source.write_text(text)
         summary = process_file(source, parquet_path=parquet)
-        stem = f"dataset=readings/ingest_date=2025-02-0{name}/{name}--0123456789abcdef"
+        stem = f"dataset={dataset}/ingest_date=2025-02-0{day}/{day}--0123456789abcdef"
         s3.upload_file(str(parquet), BUCKET, f"parquet/{stem}.parquet")
         s3.put_object(Bucket=BUCKET, Key=f"summaries/{stem}.json", Body=json.dumps(summary.to_json_dict()))
+        urls.append(f"s3://{BUCKET}/parquet/{stem}.parquet")
+    return urls
+
+
+def test_a_column_empty_in_one_file_takes_its_type_from_the_others(stack, tmp_path):
+    _add_dataset(stack, tmp_path, "readings", ["id,note\n1,\n2,\n", "id,note\n3,7\n"])
     # Then the column is BIGINT, as the Glue catalog makes it, and both files read
     columns = dict((r[0], r[1]) for r in execute(stack["outputs"], "DESCRIBE readings").rows)
     assert columns["note"] == "BIGINT"
     assert execute(stack["outputs"], "SELECT count(*), sum(note) FROM readings").rows == [(3, 7)]
+
+
+def test_a_column_spelled_in_another_case_by_some_files_is_one_column(stack, tmp_path):
+    # Given files spelling one column Qty, qty and QTY (one column in Glue and Athena)
+    urls = _add_dataset(
+        stack, tmp_path, "units", ["id,Qty\n1,10\n2,20\n", "id,qty\n3,30\n", "id,QTY\n4,40\n"]
+    )
+    # Then every file's values are in it, under the first spelling
+    columns = [r[0] for r in execute(stack["outputs"], "DESCRIBE units").rows]
+    assert columns == ["id", "Qty", "_rescued_data", "ingest_date"]
+    assert execute(stack["outputs"], "SELECT sum(qty), count(qty) FROM units").rows == [(100, 4)]
+    # and a filter on the ingest date still opens only that day's file
+    one_day = execute(stack["outputs"], "SELECT qty FROM units WHERE ingest_date = '2025-02-02'")
+    assert (one_day.rows, one_day.stats.files_scanned) == ([(30,)], [urls[1]])
