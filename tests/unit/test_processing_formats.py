@@ -119,6 +119,30 @@ def test_a_number_alone_or_another_suffix_after_log_is_not_a_rotation(process, n
         process(name, "2024-01-15T10:00:00Z ERROR disk full\n")
 
 
+@pytest.mark.parametrize(
+    ("name", "long_line"),
+    [
+        ("big.ndjson", '{"a": "' + "x" * 3_000_000 + '"}'),
+        ("big.log", "2024-01-15T10:00:00Z INFO " + "x" * 3_000_000),
+    ],
+)
+def test_a_line_of_megabytes_is_a_record_like_any_other(process, name, long_line):
+    # (DuckDB's line reader stops at 2 MiB by default: the whole file failed as "CSV Error")
+    other = '{"a": "y"}' if name.endswith(".ndjson") else "2024-01-15T10:00:01Z ERROR y"
+    result = process(name, f"{other}\n{long_line}\n{other}\n")
+    assert result.data["row_count"] == 3
+    column = "a" if name.endswith(".ndjson") else "message"
+    assert result.data["statistics"][column]["max_length"] == 3_000_000
+
+
+def test_a_line_longer_than_a_record_may_be_is_named(process):
+    text = '{"a": "y"}\n{"a": "' + "x" * (17 << 20) + '"}\n'
+    with pytest.raises(
+        UnprocessableFile, match=r"^line 2 is longer than 16 MiB, the longest record headrace reads$"
+    ):
+        process("huge.ndjson", text)
+
+
 def test_log_records_get_log_stats(process):
     result = process("events.ndjson", LOG_RECORDS)
     stats = result.data["log_stats"]

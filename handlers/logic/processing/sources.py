@@ -28,8 +28,13 @@ MAX_COLUMNS = 2000
 # stay well under the memory limit: records in an array are read one by one and may be up
 # to MAX_JSON_RECORD each; a single-object document is read whole, sized to the file.
 MAX_JSON_RECORD = 16 << 20
-# Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
-_LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
+# Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text;
+# a line may be as long as a record of a JSON array (DuckDB's default is 2 MiB).
+_LINES = (
+    "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}, "
+    f"max_line_size={MAX_JSON_RECORD}"
+)
+_LINE_TOO_LONG = re.compile(r"CSV Error on Line: (\d+)\n[\s\S]*Maximum line size")
 
 
 @dataclass
@@ -228,12 +233,23 @@ class _JsonRecordsSource(Source):
     """Records held as JSON text in a numbered temp table ``json_records(pos, line, ok)``.
     Keys of every record become the columns (first-seen order)."""
 
+    record_name = "record"  # what the n-th line read is, in an error
+
     def _load(self, numbered_sql: str, what: str) -> None:
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE json_records AS "
-            "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
-            f"FROM ({numbered_sql})"
-        )
+        try:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE json_records AS "
+                "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
+                f"FROM ({numbered_sql})"
+            )
+        except duckdb.InvalidInputException as exc:
+            too_long = _LINE_TOO_LONG.search(str(exc))
+            if not too_long:
+                raise
+            raise UnprocessableFile(
+                f"{self.record_name} {too_long.group(1)} is longer than {MAX_JSON_RECORD >> 20} MiB, "
+                "the longest record headrace reads"
+            ) from exc
         keys = self.con.execute(
             "SELECT k FROM (SELECT pos, unnest(json_keys(line)) AS k, generate_subscripts(json_keys(line), 1) AS i "
             "FROM json_records WHERE ok) GROUP BY k ORDER BY min(pos), arg_min(i, pos), k"
@@ -301,6 +317,8 @@ def _json_error(kind: str) -> str:
 
 
 class NdjsonSource(_JsonRecordsSource):
+    record_name = "line"
+
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
         super().__init__(con, path)
         self._load(
@@ -411,6 +429,8 @@ def _first_line(exc: Exception) -> str:
 
 class LogSource(_JsonRecordsSource):
     """Plain-text logs, parsed line by line in Python into a JSON-lines scratch file."""
+
+    record_name = "log record"  # a record may span lines (a stack trace)
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, workdir: Path):
         super().__init__(con, path)
