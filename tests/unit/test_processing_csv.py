@@ -279,6 +279,7 @@ def test_a_dot_without_a_comma_in_a_decimal_comma_column_is_kept_as_written(proc
     [
         'k,v\n1,"1,5"\n2,"2,5"\n',  # comma-delimited: "1,5" may be a list or 1,500
         "k;v\n1;1.5\n2;2,5\n3;3.5\n",  # mostly dots: no single reading fits 90 %
+        "k\tv\n1\t1,234\n2\t5,678\n3\t999\n",  # 1,234: thousands grouped, or decimals?
     ],
 )
 def test_decimal_commas_are_not_read_where_the_file_does_not_say_so(process, text):
@@ -293,11 +294,15 @@ def test_a_semicolon_file_of_plain_numbers_keeps_the_plain_format(process):
     assert "decimal_separator" not in result.data["dialect"]
 
 
-def test_decimal_commas_after_an_integer_sample_widen_the_column_to_float(process):
-    values = [str(i) for i in range(100)] + [f"{i},5" for i in range(300)]
+@pytest.mark.parametrize(
+    ("late", "schema", "last"), [("{},5", "float", 299.5), ("1,{:03d}", "string", "1,299")]
+)
+def test_decimal_commas_after_an_integer_sample_widen_the_column_to_float(process, late, schema, last):
+    # unless every comma is followed by three digits (a thousands group as much as decimals)
+    values = [str(i) for i in range(100)] + [late.format(i) for i in range(300)]
     result = process("w.csv", "k;x\n" + "".join(f"{i};{v}\n" for i, v in enumerate(values)), sample_rows=100)
-    assert result.data["schema"]["x"] == "float"
-    assert result.rows("x")[-1] == (299.5,)
+    assert result.data["schema"]["x"] == schema
+    assert result.rows("x")[-1] == (last,)
 
 
 def test_each_column_is_typed_on_its_own_values_whatever_its_name(process):

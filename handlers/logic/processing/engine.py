@@ -28,7 +28,15 @@ from . import deadline as time_limit
 from . import textfile
 from .errors import OutOfMemory, OutOfScratchSpace, OutOfTime, UnprocessableFile
 from .formats import detect_format, unique_names
-from .inference import DECIMAL_COMMA, FLOAT, STRING, Conversion, fits, infer_conversions
+from .inference import (
+    DECIMAL_COMMA,
+    FLOAT,
+    STRING,
+    Conversion,
+    decimal_comma_evidence,
+    fits,
+    infer_conversions,
+)
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet
 from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source, drop_csv_rejects
@@ -311,15 +319,20 @@ class _Pipeline:
                 continue
             widened[i] = STRING
             if conv.type == "int":
-                numbers = (FLOAT, DECIMAL_COMMA) if self.source.decimal_comma else (FLOAT,)
-                not_numbers = first_row(
+                value = _rescued(name)
+                row = first_row(
                     self.con,
-                    "SELECT "
-                    + ", ".join(f"count(*) FILTER (WHERE {n.sql(_rescued(name))} IS NULL)" for n in numbers)
-                    + f" FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
+                    f"SELECT count(*) FILTER (WHERE {FLOAT.sql(value)} IS NULL), "
+                    f"count(*) FILTER (WHERE {DECIMAL_COMMA.sql(value)} IS NULL), "
+                    f"count(*) FILTER (WHERE {decimal_comma_evidence(value)}) "
+                    f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
                 )
-                assert not_numbers is not None
-                widened[i] = next((n for n, bad in zip(numbers, not_numbers, strict=True) if not bad), STRING)
+                assert row is not None
+                not_float, not_decimal_comma, decimal_commas = row
+                if not not_float:
+                    widened[i] = FLOAT
+                elif self.source.decimal_comma and not not_decimal_comma and decimal_commas:
+                    widened[i] = DECIMAL_COMMA
         return widened
 
     # ---------------------------------------------------------------- the one full read

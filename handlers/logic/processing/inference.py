@@ -76,6 +76,16 @@ _LONG_INTEGER = r"[+-]?\d{16,}"
 _DECIMAL_COMMA = r"[+-]?(\d+(,\d+)?|\d{1,3}(\.\d{3})+,\d+)"
 
 
+# A comma before exactly three digits (1,234) is also how other locales group thousands: a
+# column is read with decimal commas only when some value has another number of decimals.
+_DECIMAL_COMMA_EVIDENCE = r",(\d{1,2}|\d{4,})\s*$"
+
+
+def decimal_comma_evidence(v: str) -> str:
+    """SQL: whether ``v`` can only be a decimal comma (1,5; 12,25), not a thousands group."""
+    return f"regexp_matches({v}, {literal(_DECIMAL_COMMA_EVIDENCE)})"
+
+
 def _decimal_comma(v: str) -> str:
     plain = f"replace(replace(trim({v}), '.', ''), ',', '.')"
     return f"CASE WHEN regexp_full_match(trim({v}), {literal(_DECIMAL_COMMA)}) THEN {_float(plain)} END"
@@ -189,18 +199,21 @@ def infer_conversions(
         "count(v)",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_LEADING_ZERO)}))",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_TEMPORAL_SHAPE)}))",
+        f"count(*) FILTER (WHERE {decimal_comma_evidence('v')})" if decimal_comma else "0",
         *(f"count({c.sql('v')})" for c in primary),
     ]
     chosen: dict[int, Conversion | None] = {}
     temporal: list[int] = []
     counts: dict[int, tuple[int, int]] = {}
     for i, row in enumerate(_per_column(con, sample, columns, first)):
-        non_null, leading, looks_temporal = row[:3]
+        non_null, leading, looks_temporal, decimal_commas = row[:4]
         counts[i] = (non_null, leading)
         if not non_null:
             chosen[i] = None
             continue
-        conversion = choose(non_null, leading, row[3:], threshold, primary)
+        conversion = choose(non_null, leading, row[4:], threshold, primary)
+        if conversion is DECIMAL_COMMA and not decimal_commas:
+            conversion = STRING  # 1,234 and 5,678: thousands or decimals, not guessed
         if conversion is STRING and fits(looks_temporal, non_null, threshold):
             temporal.append(i)
         chosen[i] = conversion
