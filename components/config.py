@@ -325,7 +325,52 @@ def _schedule(expression: str) -> str:
         )
     if (fields[2] == "?") == (fields[4] == "?"):
         raise ValueError("cron needs '?' in exactly one of day-of-month and day-of-week (EventBridge)")
+    for text, field in zip(fields, _CRON_FIELDS, strict=True):
+        _cron_field(text, *field)
     return expression
+
+
+_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+# (name, lowest, highest, names of 1.., the forms EventBridge allows beside values, ranges
+# and steps: the last day (L), the weekday nearest a day (15W), the nth weekday (2#1))
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("minutes", 0, 59, (), ()),
+    ("hours", 0, 23, (), ()),
+    ("day-of-month", 1, 31, (), (r"L", r"LW", r"(?P<n>\d+)W")),
+    ("month", 1, 12, _MONTH_NAMES, ()),
+    ("day-of-week", 1, 7, _DAY_NAMES, (r"L", r"(?P<n>\w+)L", r"(?P<n>\w+)#[1-5]")),
+    ("year", 1970, 2199, (), ()),
+)
+_CRON_PART = re.compile(r"(?P<start>\*|\?|\w+)(?:-(?P<end>\w+))?(?:/(?P<step>\d+))?")
+
+
+def _cron_field(
+    text: str, name: str, low: int, high: int, names: tuple[str, ...], special: tuple[str, ...]
+) -> None:
+    """Raise ValueError unless every value of one cron field is in its range: EventBridge
+    refuses the rule at deploy time with only "Parameter ScheduleExpression is not valid"."""
+
+    def check(token: str) -> None:
+        if token.upper() in names or (token.isdigit() and low <= int(token) <= high):
+            return
+        allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+        raise ValueError(f"cron {name} field {text!r}: {token!r} is not {allowed}")
+
+    for part in text.split(","):
+        special_form = next((m for form in special if (m := re.fullmatch(form, part.upper()))), None)
+        if special_form:
+            if special_form.groupdict().get("n"):
+                check(special_form["n"])
+            continue
+        match = _CRON_PART.fullmatch(part)
+        if not match:
+            raise ValueError(f"cron {name} field {text!r}: {part!r} is not a value, a range or a step")
+        for token in (match["start"], match["end"]):
+            if token and token not in ("*", "?"):
+                check(token)
+        if match["step"] is not None and int(match["step"]) < 1:
+            raise ValueError(f"cron {name} field {text!r}: a step must be at least 1")
 
 
 class Reporting(_Model):
