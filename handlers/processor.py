@@ -88,7 +88,7 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
         raise not_started
-    if ref.is_folder_marker:  # reaches here only when raw_suffixes is empty
+    if ref.is_folder_marker:  # routed by an empty raw_suffixes, or a '*' in one (.log.*)
         logger.info("a folder marker, not a file: nothing to process")
         return {"status": "ignored"}
     maybe_crash(settings.crash_rate, attempt, ref.key)

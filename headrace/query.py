@@ -298,11 +298,12 @@ class DuckDbEngine:
                     continue
                 parts = []
                 for i, (names, group) in enumerate(groups):
-                    con.register(f"{dataset}__{i}", self._arrow_dataset(columns, names, group, opened))
+                    part = f"{dataset}-{i}"  # a name no dataset has ([a-z0-9_])
+                    con.register(part, self._arrow_dataset(columns, names, group, opened))
                     renamed = ", ".join(
                         f"{ident(n)} AS {ident(c.name)}" for n, c in zip(names, columns, strict=True)
                     )
-                    parts.append(f"SELECT {renamed}, {PARTITION_COLUMN} FROM {ident(f'{dataset}__{i}')}")
+                    parts.append(f"SELECT {renamed}, {PARTITION_COLUMN} FROM {ident(part)}")
                 con.execute(f"CREATE TEMP VIEW {ident(dataset)} AS {' UNION ALL '.join(parts)}")
             try:
                 cursor = con.execute(sql)

@@ -45,17 +45,19 @@ def dataset_for(key: str, raw_prefix: str) -> str:
     return f"d_{name}" if name[0].isdigit() else name
 
 
-# A rotated copy's last suffix: app.log.1 (logrotate, Python's RotatingFileHandler),
+# A rotated log's last suffix: app.log.1 (logrotate, Python's RotatingFileHandler),
 # app.log.2026-12-06 or app.log.2026-12-06_14-00 (TimedRotatingFileHandler). logrotate's
 # dateext (app.log-20261206) keeps the file's own suffix in one: see formats.extension.
-ROTATION_SUFFIX = re.compile(r"\.\d[\d_-]*")
+_ROTATION_SUFFIX = re.compile(r"\.\d[\d_-]*")
+_ROTATED = (".log", ".txt")
 
 
 def without_rotation(name: str) -> str:
-    """``name`` without a rotation suffix, where one follows a suffix of the file's own
-    (``app.log.1`` -> ``app.log``; ``data.1`` stays as it is)."""
+    """``name`` without the number or date of a rotated log (``app.log.1`` -> ``app.log``);
+    any other name as it is (``data.1``, ``release-1.2.3``, ``sales.csv.1``)."""
     path = PurePosixPath(name)
-    if len(path.suffixes) > 1 and ROTATION_SUFFIX.fullmatch(path.suffix):
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) > 1 and suffixes[-2] in _ROTATED and _ROTATION_SUFFIX.fullmatch(path.suffix):
         return name[: -len(path.suffix)]
     return name
 

@@ -280,10 +280,14 @@ def test_a_dot_without_a_comma_in_a_decimal_comma_column_is_kept_as_written(proc
         'k,v\n1,"1,5"\n2,"2,5"\n',  # comma-delimited: "1,5" may be a list or 1,500
         "k;v\n1;1.5\n2;2,5\n3;3.5\n",  # mostly dots: no single reading fits 90 %
         "k\tv\n1\t1,234\n2\t5,678\n3\t999\n",  # 1,234: thousands grouped, or decimals?
+        # one decimal comma, or a comma in text, does not make figures like 1,001 decimals
+        "k\tv\n" + "".join(f"{i}\t{i},{i:03d}\n" for i in range(1, 20)) + "20\t1,5\n",
+        "k\tv\n" + "".join(f"{i}\t{i},{i:03d}\n" for i in range(1, 20)) + "20\tsee row 1,25\n",
     ],
 )
 def test_decimal_commas_are_not_read_where_the_file_does_not_say_so(process, text):
-    result = process("t.csv", text)
+    result = process("t.tsv" if "\t" in text else "t.csv", text)
+    assert result.data["dialect"]["delimiter"] == text[1]
     assert result.data["schema"]["v"] == "string"
     assert "decimal_separator" not in result.data["dialect"]
 
@@ -295,11 +299,16 @@ def test_a_semicolon_file_of_plain_numbers_keeps_the_plain_format(process):
 
 
 @pytest.mark.parametrize(
-    ("late", "schema", "last"), [("{},5", "float", 299.5), ("1,{:03d}", "string", "1,299")]
+    ("late", "schema", "last"),
+    [
+        ([f"{i},5" for i in range(300)], "float", 299.5),
+        # unless most commas are followed by three digits (thousands as much as decimals)
+        ([f"1,{i:03d}" for i in range(300)], "string", "1,299"),
+        (["0,5"] + [f"1,{i:03d}" for i in range(1, 300)], "string", "1,299"),
+    ],
 )
 def test_decimal_commas_after_an_integer_sample_widen_the_column_to_float(process, late, schema, last):
-    # unless every comma is followed by three digits (a thousands group as much as decimals)
-    values = [str(i) for i in range(100)] + [late.format(i) for i in range(300)]
+    values = [str(i) for i in range(100)] + late
     result = process("w.csv", "k;x\n" + "".join(f"{i};{v}\n" for i, v in enumerate(values)), sample_rows=100)
     assert result.data["schema"]["x"] == schema
     assert result.rows("x")[-1] == (last,)

@@ -104,7 +104,14 @@ def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
 
 @pytest.mark.parametrize(
     "name",
-    ["app.log.1", "app.log.2.gz", "app.log.2026-12-06", "app.log.2026-12-06_14-00", "app.log-20261206.gz"],
+    [
+        "app.log.1",
+        "app.log.2.gz",
+        "app.log.2026-12-06",
+        "app.log.2026-12-06_14-00",
+        "app.log-20261206.gz",
+        "app.log-2026-12-06",
+    ],
 )
 def test_rotated_logs_are_read_as_logs(process, name):
     # as logrotate, its dateext and Python's rotating handlers name them
@@ -113,7 +120,9 @@ def test_rotated_logs_are_read_as_logs(process, name):
     assert result.data["log_stats"]["error_count"] == 1
 
 
-@pytest.mark.parametrize(("name", "suffix"), [("data.1", "'.1'"), ("app.log.bak", "'.bak'")])
+@pytest.mark.parametrize(
+    ("name", "suffix"), [("data.1", "'.1'"), ("app.log.bak", "'.bak'"), ("data.csv.1", "'.1'")]
+)
 def test_a_number_alone_or_another_suffix_after_log_is_not_a_rotation(process, name, suffix):
     with pytest.raises(UnprocessableFile, match=f"unsupported file type {suffix}"):
         process(name, "2024-01-15T10:00:00Z ERROR disk full\n")
@@ -138,7 +147,8 @@ def test_a_line_of_megabytes_is_a_record_like_any_other(process, name, long_line
 def test_a_line_longer_than_a_record_may_be_is_named(process):
     text = '{"a": "y"}\n{"a": "' + "x" * (17 << 20) + '"}\n'
     with pytest.raises(
-        UnprocessableFile, match=r"^line 2 is longer than 16 MiB, the longest record headrace reads$"
+        UnprocessableFile,
+        match=r"^line 2 is longer than 16 MiB \(as JSON text\), the longest record headrace reads$",
     ):
         process("huge.ndjson", text)
 

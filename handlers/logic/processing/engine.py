@@ -33,7 +33,8 @@ from .inference import (
     FLOAT,
     STRING,
     Conversion,
-    decimal_comma_evidence,
+    decimal_comma_votes,
+    decimal_commas_win,
     fits,
     infer_conversions,
 )
@@ -320,18 +321,19 @@ class _Pipeline:
             widened[i] = STRING
             if conv.type == "int":
                 value = _rescued(name)
+                counts = [f"count(*) FILTER (WHERE {FLOAT.sql(value)} IS NULL)"]
+                if self.source.decimal_comma:
+                    counts.append(f"count(*) FILTER (WHERE {DECIMAL_COMMA.sql(value)} IS NULL)")
+                    counts += [f"count(*) FILTER (WHERE {vote})" for vote in decimal_comma_votes(value)]
                 row = first_row(
                     self.con,
-                    f"SELECT count(*) FILTER (WHERE {FLOAT.sql(value)} IS NULL), "
-                    f"count(*) FILTER (WHERE {DECIMAL_COMMA.sql(value)} IS NULL), "
-                    f"count(*) FILTER (WHERE {decimal_comma_evidence(value)}) "
+                    f"SELECT {', '.join(counts)} "
                     f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
                 )
                 assert row is not None
-                not_float, not_decimal_comma, decimal_commas = row
-                if not not_float:
+                if not row[0]:
                     widened[i] = FLOAT
-                elif self.source.decimal_comma and not not_decimal_comma and decimal_commas:
+                elif self.source.decimal_comma and not row[1] and decimal_commas_win(*row[2:]):
                     widened[i] = DECIMAL_COMMA
         return widened
 

@@ -32,8 +32,9 @@ _DELIMITERS = (",", "\t", ";", "|")
 _SEP_LINE = re.compile(r"\ufeff?sep=(.)\r?\n")
 
 
-# logrotate's dateext: the date joins the file's suffix (app.log-20261206)
-_DATEEXT = re.compile(r"(\.[a-z0-9]+)-\d{8,10}")
+# logrotate's dateext: the date joins the file's suffix (app.log-20261206, or with its
+# dateformat -%Y-%m-%d, app.log-2026-12-06)
+_DATEEXT = re.compile(r"(\.[a-z0-9]+)-(\d{8,10}|\d{4}-\d{2}-\d{2})")
 
 
 def extension(file_name: str) -> str:

@@ -76,14 +76,26 @@ _LONG_INTEGER = r"[+-]?\d{16,}"
 _DECIMAL_COMMA = r"[+-]?(\d+(,\d+)?|\d{1,3}(\.\d{3})+,\d+)"
 
 
-# A comma before exactly three digits (1,234) is also how other locales group thousands: a
-# column is read with decimal commas only when some value has another number of decimals.
-_DECIMAL_COMMA_EVIDENCE = r",(\d{1,2}|\d{4,})\s*$"
+# A comma before exactly three digits (1,234) is also how other locales group thousands, so a
+# column is read with decimal commas only when more of its values have another number of
+# decimals (1,5; 12,25) than have three: one 1,5 among US figures such as 1,234 does not
+# make them 1.234.
+_OTHER_DECIMALS = r",(\d{1,2}|\d{4,})\s*$"
+_THREE_DECIMALS = r",\d{3}\s*$"
 
 
-def decimal_comma_evidence(v: str) -> str:
-    """SQL: whether ``v`` can only be a decimal comma (1,5; 12,25), not a thousands group."""
-    return f"regexp_matches({v}, {literal(_DECIMAL_COMMA_EVIDENCE)})"
+def decimal_comma_votes(v: str) -> tuple[str, str]:
+    """SQL conditions on ``v``: a decimal-comma number that cannot be a thousands group, and
+    one that could (see ``decimal_commas_win``)."""
+    number = f"{_decimal_comma(v)} IS NOT NULL"
+    return (
+        f"({number} AND regexp_matches({v}, {literal(_OTHER_DECIMALS)}))",
+        f"({number} AND regexp_matches({v}, {literal(_THREE_DECIMALS)}))",
+    )
+
+
+def decimal_commas_win(votes_for: int, votes_against: int) -> bool:
+    return votes_for > votes_against
 
 
 def _decimal_comma(v: str) -> str:
@@ -199,28 +211,30 @@ def infer_conversions(
         "count(v)",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_LEADING_ZERO)}))",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_TEMPORAL_SHAPE)}))",
-        f"count(*) FILTER (WHERE {decimal_comma_evidence('v')})" if decimal_comma else "0",
         *(f"count({c.sql('v')})" for c in primary),
+        *(f"count(*) FILTER (WHERE {vote})" for vote in decimal_comma_votes("v") if decimal_comma),
     ]
     chosen: dict[int, Conversion | None] = {}
     temporal: list[int] = []
     counts: dict[int, tuple[int, int]] = {}
     for i, row in enumerate(_per_column(con, sample, columns, first)):
-        non_null, leading, looks_temporal, decimal_commas = row[:4]
+        non_null, leading, looks_temporal = row[:3]
+        accepted, votes = row[3 : 3 + len(primary)], row[3 + len(primary) :]
         counts[i] = (non_null, leading)
         if not non_null:
             chosen[i] = None
             continue
-        conversion = choose(non_null, leading, row[4:], threshold, primary)
-        if conversion is DECIMAL_COMMA and not decimal_commas:
+        conversion = choose(non_null, leading, accepted, threshold, primary)
+        if conversion is DECIMAL_COMMA and not decimal_commas_win(*votes):
             conversion = STRING  # 1,234 and 5,678: thousands or decimals, not guessed
         if conversion is STRING and fits(looks_temporal, non_null, threshold):
             temporal.append(i)
         chosen[i] = conversion
     if temporal:
         second = [f"count({c.sql('v')})" for c in TEMPORAL]
-        accepted = _per_column(con, sample, [columns[i] for i in temporal], second)
-        for i, row in zip(temporal, accepted, strict=True):
+        for i, row in zip(
+            temporal, _per_column(con, sample, [columns[i] for i in temporal], second), strict=True
+        ):
             chosen[i] = choose(*counts[i], row, threshold, TEMPORAL)
     return [chosen[i] for i in range(len(columns))]
 

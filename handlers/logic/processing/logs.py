@@ -63,7 +63,7 @@ FIELD_ALIASES: dict[str, str] = {
 }
 MAX_FIELDS = 256
 MAX_ENTRY_LINES = 1000
-MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line for DuckDB, whose limit is 2 MiB
+MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line, read by DuckDB (sources._LINES)
 
 _LEVELS = "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE"
 _PREFIX = re.compile(

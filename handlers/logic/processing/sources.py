@@ -28,12 +28,12 @@ MAX_COLUMNS = 2000
 # stay well under the memory limit: records in an array are read one by one and may be up
 # to MAX_JSON_RECORD each; a single-object document is read whole, sized to the file.
 MAX_JSON_RECORD = 16 << 20
-# Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text;
-# a line may be as long as a record of a JSON array (DuckDB's default is 2 MiB).
-_LINES = (
-    "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}, "
-    f"max_line_size={MAX_JSON_RECORD}"
-)
+# Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
+_LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
+# A line may be as long as a record of a JSON array; DuckDB's default limit is 2 MiB, and a
+# larger one enlarges its read buffers (and memory) for every file, so only a file with a
+# longer line is read again with it.
+_LONG_LINES = f"max_line_size={MAX_JSON_RECORD}, buffer_size={2 * MAX_JSON_RECORD}"
 _LINE_TOO_LONG = re.compile(r"CSV Error on Line: (\d+)\n[\s\S]*Maximum line size")
 
 
@@ -233,23 +233,36 @@ class _JsonRecordsSource(Source):
     """Records held as JSON text in a numbered temp table ``json_records(pos, line, ok)``.
     Keys of every record become the columns (first-seen order)."""
 
-    record_name = "record"  # what the n-th line read is, in an error
+    record_name = "record"  # what a line of the file read by _load_lines is, in an error
+
+    def _load_lines(self, path: Path, what: str) -> None:
+        """``_load`` each line of ``path`` as one record (NDJSON)."""
+
+        def lines(options: str) -> str:
+            return f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(path))}, {options})"
+
+        try:
+            self._load(lines(_LINES), what)
+        except duckdb.InvalidInputException as exc:
+            if not _LINE_TOO_LONG.search(str(exc)):
+                raise
+            try:
+                self._load(lines(f"{_LINES}, {_LONG_LINES}"), what)
+            except duckdb.InvalidInputException as again:
+                too_long = _LINE_TOO_LONG.search(str(again))
+                if not too_long:
+                    raise
+                raise UnprocessableFile(
+                    f"{self.record_name} {too_long.group(1)} is longer than {MAX_JSON_RECORD >> 20} MiB "
+                    "(as JSON text), the longest record headrace reads"
+                ) from again
 
     def _load(self, numbered_sql: str, what: str) -> None:
-        try:
-            self.con.execute(
-                "CREATE OR REPLACE TEMP TABLE json_records AS "
-                "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
-                f"FROM ({numbered_sql})"
-            )
-        except duckdb.InvalidInputException as exc:
-            too_long = _LINE_TOO_LONG.search(str(exc))
-            if not too_long:
-                raise
-            raise UnprocessableFile(
-                f"{self.record_name} {too_long.group(1)} is longer than {MAX_JSON_RECORD >> 20} MiB, "
-                "the longest record headrace reads"
-            ) from exc
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE json_records AS "
+            "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
+            f"FROM ({numbered_sql})"
+        )
         keys = self.con.execute(
             "SELECT k FROM (SELECT pos, unnest(json_keys(line)) AS k, generate_subscripts(json_keys(line), 1) AS i "
             "FROM json_records WHERE ok) GROUP BY k ORDER BY min(pos), arg_min(i, pos), k"
@@ -321,9 +334,7 @@ class NdjsonSource(_JsonRecordsSource):
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
         super().__init__(con, path)
-        self._load(
-            f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(path))}, {_LINES})", "file"
-        )
+        self._load_lines(path, "file")
 
 
 class JsonSource(_JsonRecordsSource):
@@ -436,10 +447,7 @@ class LogSource(_JsonRecordsSource):
         super().__init__(con, path)
         records = workdir / "log-records.ndjson"
         _fields, self._skipped, _written = logs.convert(path, records)
-        self._load(
-            f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(records))}, {_LINES})",
-            "log",
-        )
+        self._load_lines(records, "log")
 
     def rejects(self, max_examples: int) -> Rejects:
         # Every line started a record or continued one, or was blank: none is malformed.
