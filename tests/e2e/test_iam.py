@@ -100,7 +100,8 @@ def test_processor_without_put_object_fails_the_file_naming_the_action(stack):
         item = stack.wait_for(key, version, lambda item: item.get("status") == "failed")
     assert denial("s3:PutObject") in item["error"], item
     assert f"arn:aws:s3:::{stack.outputs.processed_bucket}/" in item["error"]
-    assert denial("s3:PutObject") in function_log(stack, "processor")
+    # logged just after the item is written: read the log once the line is there
+    wait_for_log(stack, "processor", denial("s3:PutObject"))
 
 
 def test_loader_without_get_object_fails_the_load_naming_the_action(stack):
