@@ -557,13 +557,35 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert pipeline.item(obj)["row_count"] == 300_000
 
 
-def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pipeline, monkeypatch, capsys):
-    # Given DuckDB's memory limit is too small for a file
-    def out_of_memory(*args, **kwargs):
-        raise OutOfMemory("processing needed more memory than DuckDB's limit (128MB)")
+@pytest.mark.parametrize(
+    ("where", "error", "reason", "setting", "metric"),
+    [
+        # DuckDB's memory limit is too small for the file
+        (
+            "process_file",
+            OutOfMemory("processing needed more memory than DuckDB's limit (128MB)"),
+            "OutOfMemory: processing needed more memory than DuckDB's limit",
+            "memory_mb",
+            "FilesOutOfMemory",
+        ),
+        # the scratch space fills up while the raw file is downloaded
+        (
+            "s3.save_body",
+            OSError(errno.ENOSPC, "No space left on device"),
+            f"OutOfScratchSpace: the file ({len(SALES)} bytes) did not fit in the scratch space",
+            "ephemeral_storage_mb",
+            "FilesOutOfScratchSpace",
+        ),
+    ],
+)
+def test_a_file_too_large_for_a_limit_of_the_function_is_retried_with_the_setting_to_raise(
+    pipeline, monkeypatch, capsys, where, error, reason, setting, metric
+):
+    def at_the_limit(*args, **kwargs):
+        raise error
 
-    monkeypatch.setattr(process_object, "process_file", out_of_memory)
-    obj = pipeline.upload("incoming/wide.csv", SALES)
+    monkeypatch.setattr(f"handlers.logic.process_object.{where}", at_the_limit)
+    obj = pipeline.upload("incoming/large.csv", SALES)
     pipeline.announce(obj)
     # When it is processed: it is not failed as bad content, but retried, and the reason
     # names the setting that fixes it (then the DLQ can be redriven)
@@ -571,28 +593,10 @@ def test_a_file_too_large_for_the_memory_is_retried_with_the_setting_to_raise(pi
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
     item = pipeline.item(obj)
     assert item["status"] == "processing"
-    assert item["last_error"].startswith("OutOfMemory: processing needed more memory than DuckDB's limit")
-    assert "raise functions.processor.memory_mb" in item["last_error"]
+    assert item["last_error"].startswith(reason)
+    assert f"raise functions.processor.{setting}" in item["last_error"]
     metrics = emitted_metrics(capsys.readouterr().out)
-    assert (metrics["FilesOutOfMemory"], metrics["FilesFailed"]) == (1, 0)
-
-
-def test_a_full_scratch_disk_during_the_download_names_the_setting_to_raise(pipeline, monkeypatch, capsys):
-    # Given the function's scratch space fills up while the raw file is downloaded
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(process_object.s3, "save_body", disk_full)
-    obj = pipeline.upload("incoming/huge.csv", SALES)
-    pipeline.announce(obj)
-    # When it is processed: retried (more space fixes it), the reason says which setting
-    records, response = pipeline.poll()
-    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
-    item = pipeline.item(obj)
-    assert item["status"] == "processing"
-    assert item["last_error"].startswith(f"OutOfScratchSpace: the file ({len(SALES)} bytes) did not fit")
-    assert "raise functions.processor.ephemeral_storage_mb" in item["last_error"]
-    assert emitted_metrics(capsys.readouterr().out)["FilesOutOfScratchSpace"] == 1
+    assert (metrics[metric], metrics["FilesFailed"]) == (1, 0)
 
 
 def test_an_archived_object_fails_at_once_saying_to_restore_it(pipeline):
