@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with sixteen documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with seventeen documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -80,6 +80,10 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    ``eTag``, which the Powertools event model ignores, so every local event had an empty
    ETag: part of the processor's idempotency key, which ``headrace replay`` derives from
    the object's real ETag, so a replayed completed version was processed again.
+17. An empty upload is answered. boto3 and the AWS CLI send ``Expect: 100-continue`` with
+   every PUT, an empty file's with ``Content-Length: 0``; waitress (the HTTP server) answered
+   "100 Continue", then waited for a body that never comes, so uploading an empty file hung
+   until the client timed out. A request without a body expects nothing to continue.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -409,6 +413,20 @@ def patch_moto() -> None:
     patch_authorization()
 
 
+def patch_waitress() -> None:
+    """Adjustment 17: ``Expect: 100-continue`` on a request without a body is ignored."""
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+
+    class Parser(HTTPRequestParser):
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            if self.body_rcv is None:  # no body: the request is complete as it is
+                self.expect_continue = False
+
+    HTTPChannel.parser_class = Parser
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -416,6 +434,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     patch_moto()
+    patch_waitress()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from waitress import serve
 

@@ -92,6 +92,15 @@ def test_a_poison_file_ends_in_the_dlq_after_its_retries_and_blocks_nothing(stac
         time.sleep(1)
 
 
+def test_an_empty_upload_is_failed_with_its_reason(stack):
+    # (boto3 sends an empty PUT with "Expect: 100-continue": the embedded runtime's server
+    # once answered "100 Continue" and then nothing, so the upload itself hung)
+    key = stack.key("junk", "empty.csv")
+    version = stack.upload(key, b"")
+    item = stack.wait_for(key, version, lambda i: i.get("status") == "failed")
+    assert item["error"] == "the file is empty (0 bytes)"
+
+
 def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
     # A crashed batch comes back after the queue's visibility timeout, maybe twice: on a
     # stack with AWS-sized timeouts (6 x 300 s) that is an hour, longer than a CI job waits
