@@ -30,6 +30,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.idempotency import processor_idempotency_key
+from handlers.logic.processing.formats import extension, readable_by_name
 from handlers.models.events import ObjectRef
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
@@ -99,10 +100,22 @@ class Replayer:
         prefix = self.outputs.raw_prefix
         if prefix and not key.startswith(prefix):
             raise ReplayError(f"{key}: not under the raw prefix {prefix!r}; only those keys are processed")
+        if not readable_by_name(key):
+            raise ReplayError(
+                f"{key}: not a file type headrace reads ({extension(key)!r}): it would only fail "
+                "and reach the DLQ"
+            )
         try:
             head = self.s3.head_object(Bucket=self.outputs.raw_bucket, Key=key)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
+            if code in ("403", "AccessDenied"):
+                # a HEAD answer has no body: S3 answers 403 for a missing key as well when
+                # the caller may not list the bucket
+                raise ReplayError(
+                    f"{key}: access denied (a key that does not exist, or credentials without "
+                    "s3:GetObject on it and s3:ListBucket on the raw bucket: docs/operations.md)"
+                ) from None
             if code not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
                 raise
             # HEAD has no body on AWS: a missing bucket answers the same bare 404 as a missing key
@@ -215,7 +228,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"headrace: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:  # this key's request was refused: the next may not be
+            print(f"headrace: error: {key}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        except BotoCoreError as exc:
             return _fail(f"cannot reach the stack in {args.outputs}: {exc}")
         verb = "would replay" if args.dry_run else "replayed"
         was = f" (was {done.previous_status})" if done.previous_status else " (never processed)"

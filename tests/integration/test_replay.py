@@ -4,15 +4,16 @@ what S3 sends, and the idempotency record it forgets is the one the processor wr
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from handlers.logic.idempotency import processor_idempotency_key
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
 from headrace.cli import main
+from headrace.replay import Replayer
 
 from .conftest import REGION, Pipeline
 
@@ -154,17 +155,34 @@ def test_a_version_that_is_no_longer_current_is_refused(pipeline, outputs, capsy
 
 @pytest.mark.parametrize(
     ("key", "message"),
-    [("elsewhere/a.csv", "not under the raw prefix"), ("incoming/missing.csv", "no such object")],
+    [
+        ("elsewhere/a.csv", "not under the raw prefix"),
+        ("incoming/missing.csv", "no such object"),
+        # routing ignores it; announced, it would fail five times and reach the DLQ
+        ("incoming/sales/readme.md", "not a file type headrace reads ('.md')"),
+    ],
 )
 def test_keys_that_cannot_be_replayed_are_errors(pipeline, outputs, capsys, key, message):
+    pipeline.upload("incoming/sales/readme.md", "# notes\n")
     code, _, err = replay(outputs, capsys, key)
     assert code == 2 and message in err
+    assert pipeline.queue.receive() == []
 
 
-def test_a_raw_bucket_that_does_not_exist_is_named_as_such(pipeline, outputs, capsys, tmp_path):
-    # Given the outputs of a stack whose raw bucket is gone (destroyed, or another account's)
-    document = json.loads(Path(outputs).read_text())
-    elsewhere = tmp_path / "other.json"
-    elsewhere.write_text(json.dumps({**document, "raw_bucket": "no-such-bucket"}))
-    code, _, err = replay(str(elsewhere), capsys, "incoming/sales/a.csv")
-    assert code == 2 and "the raw bucket no-such-bucket does not exist" in err
+def test_a_key_refused_by_aws_does_not_stop_the_keys_after_it(pipeline, outputs, capsys, monkeypatch):
+    # Given one key whose request AWS refuses (here the idempotency record's GetItem)
+    denied, good = (pipeline.upload(f"incoming/sales/{n}.csv", GOOD) for n in ("denied", "after"))
+    idempotency_record = Replayer.idempotency_record
+
+    def refuse_one(self, ref):
+        if ref.key == denied["key"]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetItem")
+        return idempotency_record(self, ref)
+
+    monkeypatch.setattr(Replayer, "idempotency_record", refuse_one)
+    # When both are replayed: the refused one is an error, the next is still announced
+    code, out, err = replay(outputs, capsys, denied["key"], good["key"])
+    assert code == 2
+    assert f"{denied['key']}: An error occurred (AccessDeniedException)" in err
+    assert f"replayed {good['key']}" in out
+    assert len(pipeline.queue.receive()) == 1

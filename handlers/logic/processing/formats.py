@@ -48,6 +48,12 @@ def extension(file_name: str) -> str:
     return dated.group(1) if dated else suffix
 
 
+def readable_by_name(file_name: str) -> bool:
+    """Whether ``file_name``'s suffix is one the processing core reads (or sniffs)."""
+    ext = extension(file_name)
+    return ext in _EXTENSIONS or ext in _SNIFFED
+
+
 def detect_format(file_name: str, head: str) -> FileFormat:
     ext = extension(file_name)
     if ext in _EXTENSIONS:
@@ -55,7 +61,7 @@ def detect_format(file_name: str, head: str) -> FileFormat:
         if fmt == "json" and _looks_like_ndjson(head):
             return "ndjson"
         return fmt
-    if ext not in _SNIFFED:
+    if not readable_by_name(file_name):
         raise UnprocessableFile(
             f"unsupported file type {ext!r}: expected .csv, .tsv, .json, .ndjson/.jsonl, .log or .txt "
             "(a rotated log: .log.1, .log.2026-12-06 or .log-20261206)"
