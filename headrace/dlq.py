@@ -485,6 +485,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dlq_command == "redrive" and args.execute:
             return _redrive(args, outputs, sqs, queue_url, dlq_url, describe)
         limit = args.limit or LISTING_LIMIT
+        depth = dlq_depth(sqs, dlq_url)  # before the listing hides what it reads
         letters = inspect_dlq(
             sqs,
             dlq_url,
@@ -509,13 +510,24 @@ def run(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    sys.stdout.write(render(args.queue, dlq_url, letters))
+    sys.stdout.write(render(args.queue, dlq_url, letters, depth))
     if args.dlq_command == "redrive":
+        # without --prefix or --limit, --execute moves every message, listed or not
+        everything = not args.prefix and args.limit is None
+        count = max(depth, len(letters)) if everything else len(letters)
         sys.stdout.write(
-            f"\nDry run: {len(letters)} message(s) would move back to the {args.queue} queue "
+            f"\nDry run: {count} message(s) would move back to the {args.queue} queue "
             f"({queue_url}).\nRun again with --execute to move them.\n"
         )
     return 0
+
+
+def dlq_depth(sqs: Any, url: str) -> int:
+    """The DLQ's approximate number of messages (visible or being read)."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in attributes)
 
 
 def _redrive(
@@ -578,15 +590,18 @@ def _single_attempt_sqs(outputs: StackOutputs) -> Any:
     return outputs.session().client("sqs", **kwargs)
 
 
-def render(queue: str, dlq_url: str, letters: Sequence[DeadLetter]) -> str:
-    lines = [f"{queue} DLQ ({dlq_url}): {len(letters) or 'no'} message(s)"]
+def render(queue: str, dlq_url: str, letters: Sequence[DeadLetter], depth: int = 0) -> str:
+    listed = f"{len(letters) or 'no'} message(s)"
+    if depth > len(letters):
+        listed += f" listed, of about {depth} in the DLQ"
+    lines = [f"{queue} DLQ ({dlq_url}): {listed}"]
     for letter in letters:
         version = f"  version {letter.version}" if letter.version else ""
         lines.append("")
         lines.append(f"  {letter.subject}{version}")
         facts = [
             f"sent {letter.sent_at}" if letter.sent_at else "",
-            f"{letter.receives} receive(s) in the DLQ",
+            f"received {letter.receives} time(s) in all (work queue and DLQ)",
         ]
         if letter.status:
             facts.append(f"status {letter.status}")

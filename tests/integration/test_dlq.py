@@ -322,6 +322,22 @@ def test_redrive_with_a_prefix_moves_only_matching_messages(stack, capsys, other
     assert stack.visible("processing-dlq") == others_before + others_after
 
 
+def test_listing_and_dry_run_say_how_many_wait_beyond_what_is_listed(stack, capsys, monkeypatch):
+    # Given five dead letters, and listings cut at two (1,000 in use)
+    for i in range(5):
+        stack.dead_letter("load", file_processed(f"incoming/s/{i}.csv", "v1"))
+    monkeypatch.setattr(dlq, "LISTING_LIMIT", 2)
+    # Then a listing says how many it left out
+    code, text = stack.cli(capsys, "inspect", "--queue", "load")
+    assert code == 0 and "2 message(s) listed, of about 5 in the DLQ" in text
+    # and the dry run counts the five a redrive without --limit moves
+    code, text = stack.cli(capsys, "redrive", "--queue", "load")
+    assert code == 0 and "Dry run: 5 message(s) would move" in text
+    # while with --limit it counts what that redrive would move
+    code, text = stack.cli(capsys, "redrive", "--queue", "load", "--limit", "3")
+    assert code == 0 and "Dry run: 3 message(s) would move" in text
+
+
 def test_redrive_with_a_limit_moves_at_most_that_many(stack, capsys):
     # Given four dead letters
     for i in range(4):
