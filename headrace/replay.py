@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,7 +166,11 @@ class Replayer:
         function = dict(self.outputs.get("function_names"))["processor"]
         table = self.ddb.Table(self.outputs.get("idempotency_table"))
         record_id = processor_idempotency_key(function, ref)
-        return table, record_id, dict(table.get_item(Key={"id": record_id}).get("Item") or {})
+        record = dict(table.get_item(Key={"id": record_id}).get("Item") or {})
+        if record.get("expiration") is not None and int(record["expiration"]) < time.time():
+            # past its window: Powertools ignores it, though DynamoDB's TTL deletes it late
+            record = {}
+        return table, record_id, record
 
     def replay(self, key: str, *, version: str | None, force: bool, dry_run: bool) -> Replayed:
         ref, item = self.current(key, version)

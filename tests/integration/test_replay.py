@@ -135,6 +135,26 @@ def test_replaying_a_completed_version_is_a_no_op_unless_forced(pipeline, output
     assert pipeline.item(obj)["completed_at"] > first
 
 
+def test_a_completed_version_past_the_idempotency_window_is_processed_again(pipeline, outputs, capsys):
+    # Given a completed file whose idempotency record has expired but not yet been deleted
+    obj = pipeline.upload("incoming/sales/old.csv", GOOD)
+    pipeline.process(obj)
+    first = pipeline.item(obj)["completed_at"]
+    table = boto3.resource("dynamodb", region_name=REGION).Table("idempotency")
+    (record,) = table.scan()["Items"]
+    table.update_item(
+        Key={"id": record["id"]},
+        UpdateExpression="SET expiration = :past",
+        ExpressionAttributeValues={":past": 1},
+    )
+    # When it is replayed: the preview says what the processor will do, and it does it
+    code, out, _ = replay(outputs, capsys, obj["key"])
+    assert code == 0 and "processed again" in out
+    _, response = pipeline.poll()
+    assert response["batchItemFailures"] == []
+    assert pipeline.item(obj)["completed_at"] > first
+
+
 def test_dry_run_sends_nothing(pipeline, outputs, capsys):
     obj = pipeline.upload("incoming/sales/dry.csv", GOOD)
     code, out, _ = replay(outputs, capsys, obj["key"], "--dry-run")
