@@ -105,23 +105,11 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, OutOfTime):
-            metrics.add_metric(name="FilesOutOfTime", unit=MetricUnit.Count, value=1)
-            reason += (
-                "; the function's timeout is too short for this file: raise "
-                "functions.processor.timeout_seconds, or memory_mb (which adds CPU)"
-            )
-        elif isinstance(exc, OutOfMemory):
-            metrics.add_metric(name="FilesOutOfMemory", unit=MetricUnit.Count, value=1)
-            reason += (
-                "; the function's memory is too small for this file: raise functions.processor.memory_mb"
-            )
-        elif isinstance(exc, OutOfScratchSpace):
-            metrics.add_metric(name="FilesOutOfScratchSpace", unit=MetricUnit.Count, value=1)
-            reason += (
-                "; the function's scratch space is too small for this file: raise "
-                "functions.processor.ephemeral_storage_mb"
-            )
+        limit = _LIMITS.get(type(exc))
+        if limit:
+            metric, advice = limit
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+            reason += f"; {advice}"
         try:
             if attempt >= settings.max_receive_count:
                 record_failure(
@@ -139,6 +127,25 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     if result.get("catalog_error"):
         logger.warning("the Glue table could not follow this file: %s", result["catalog_error"])
     return result
+
+
+# A file that met a limit of the function: its metric, and the setting that lifts it.
+_LIMITS: dict[type[Exception], tuple[str, str]] = {
+    OutOfTime: (
+        "FilesOutOfTime",
+        "the function's timeout is too short for this file: raise "
+        "functions.processor.timeout_seconds, or memory_mb (which adds CPU)",
+    ),
+    OutOfMemory: (
+        "FilesOutOfMemory",
+        "the function's memory is too small for this file: raise functions.processor.memory_mb",
+    ),
+    OutOfScratchSpace: (
+        "FilesOutOfScratchSpace",
+        "the function's scratch space is too small for this file: raise "
+        "functions.processor.ephemeral_storage_mb",
+    ),
+}
 
 
 def _retry_now(record: ObjectCreatedRecord) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from handlers.dal.s3 import error_code
 from handlers.logic.idempotency import processor_idempotency_key
 from handlers.logic.processing.formats import extension, readable_by_name
 from handlers.models.events import ObjectRef
@@ -109,7 +110,7 @@ class Replayer:
         try:
             head = self.s3.head_object(Bucket=self.outputs.raw_bucket, Key=key)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
+            code = error_code(exc)
             if code in ("403", "AccessDenied"):
                 # a HEAD answer has no body: S3 answers 403 for a missing key as well when
                 # the caller may not list the bucket
@@ -156,7 +157,7 @@ class Replayer:
         try:
             self.s3.head_bucket(Bucket=self.outputs.raw_bucket)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 return False
             raise
         return True
