@@ -53,12 +53,16 @@ _ROTATED = (".log", ".txt")
 
 
 def without_rotation(name: str) -> str:
-    """``name`` without the number or date of a rotated log (``app.log.1`` -> ``app.log``);
+    """``name`` without the number or date of a rotated log (``app.log.1``,
+    ``app.log.2026.12.06`` -> ``app.log``);
     any other name as it is (``data.1``, ``release-1.2.3``, ``sales.csv.1``)."""
-    path = PurePosixPath(name)
-    suffixes = [s.lower() for s in path.suffixes]
-    if len(suffixes) > 1 and suffixes[-2] in _ROTATED and _ROTATION_SUFFIX.fullmatch(path.suffix):
-        return name[: -len(path.suffix)]
+    suffixes = PurePosixPath(name).suffixes
+    kept = len(suffixes)
+    # a date may be dotted (app.log.2026.12.06): every suffix after .log is part of it
+    while kept > 1 and _ROTATION_SUFFIX.fullmatch(suffixes[kept - 1]):
+        kept -= 1
+    if kept < len(suffixes) and suffixes[kept - 1].lower() in _ROTATED:
+        return name[: -len("".join(suffixes[kept:]))]
     return name
 
 

@@ -19,6 +19,8 @@ from handlers.logic.layout import dataset_for, processed_keys
         ("incoming/app.log.1", "app"),  # a rotated log belongs with the log
         ("incoming/app.log.2026-12-06.gz", "app"),
         ("incoming/app.log-20261206", "app"),
+        ("incoming/app.log.2026.12.06", "app"),
+        ("incoming/v1.2.3", "v1_2"),  # numbers after anything but .log/.txt stay
         ("incoming/release-1.2.3", "release_1_2"),  # a version is no rotation
         ("incoming/2025/x.csv", "d_2025"),
         ("incoming/Über Sales/x.csv", "uber_sales"),  # accents dropped, not the letter

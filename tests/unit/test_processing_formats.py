@@ -109,6 +109,8 @@ def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
         "app.log.2.gz",
         "app.log.2026-12-06",
         "app.log.2026-12-06_14-00",
+        "app.log.2026.12.06",
+        "app.log.2026.12.06.gz",
         "app.log-20261206.gz",
         "app.log-2026-12-06",
     ],
