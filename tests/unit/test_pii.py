@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re._constants as _constants
 import re._parser as _parser
 from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from handlers.logic.processing.pii import DEFAULT_RULES, PiiOptions, PiiRule, PiiRuleSet
@@ -19,6 +22,13 @@ CASES = [
     ("mail me at jane.doe+x@mail.example.co.uk today", "mail me at [REDACTED:EMAIL] today"),
     ("card 4111 1111 1111 1111 ok", "card [REDACTED:CARD] ok"),
     ("card 4111-1111-1111-1111", "card [REDACTED:CARD]"),
+    ("amex 3782 822463 10005, visa 4012888888881881", "amex [REDACTED:CARD], visa [REDACTED:CARD]"),
+    # a card number ends in a Luhn check digit: other long numbers stay (epoch ms, order ids)
+    ("at 1733500000001 order 4111111111111112", "at 1733500000001 order 4111111111111112"),
+    (
+        "4111111111111112 4111111111111111 x4111111111111111",
+        "4111111111111112 [REDACTED:CARD] x4111111111111111",
+    ),
     ("ssn 123-45-6789", "ssn [REDACTED:NATIONAL_ID]"),
     ("nino AB 12 34 56 C", "nino [REDACTED:NATIONAL_ID]"),
     ("User 555-0199 accessed system", "User [REDACTED:PHONE] accessed system"),
@@ -55,9 +65,24 @@ def test_sql_redaction_matches_python(text, expected):
     assert duckdb.sql(f"SELECT {sql}").fetchall() == [(expected,)]
 
 
+_DIGIT_RUNS = st.text(alphabet="0123456789", min_size=3, max_size=19)
+_PIECES = st.one_of(_DIGIT_RUNS, st.sampled_from([" ", "-", "+", "(", ")", "@", ".", "a", "x@y.io"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_PIECES, max_size=8).map("".join))
+def test_sql_and_python_redact_any_text_alike(text):
+    # digit runs, separators and near-addresses: where the rules and the Luhn check meet
+    assert duckdb.sql(f"SELECT {RULES.sql_redact(literal(text))}").fetchall() == [(RULES.redact(text)[0],)]
+
+
 def test_counts_per_rule():
     _, counts = RULES.redact("a@b.io and c@d.io, tel 555-0199")
     assert counts == {"email": 2, "phone": 1}
+
+
+def test_numbers_failing_the_luhn_check_are_not_counted_as_cards():
+    assert RULES.redact("4111111111111112 then 4111111111111111 and 4111111111111111")[1] == {"card": 2}
 
 
 @pytest.mark.parametrize(
@@ -150,3 +175,22 @@ def test_rescued_values_and_malformed_text_are_redacted_too(process):
     data = process("r.csv", text).data
     assert data["quality_issues"]["type_mismatches"]["n"]["examples"][0]["value"] == "[REDACTED:EMAIL]"
     assert data["quality_issues"]["malformed_rows"]["rows"][0]["text"] == "1,2,call [REDACTED:PHONE]"
+
+
+def test_a_column_of_bare_card_numbers_is_redacted_whole_although_it_parses_as_int(process):
+    # "payment" names no PII, and 16 digits fit a 64-bit int: the type kept them in clear
+    cards = ["4111111111111111", "5500005555555559", "4012888888881881", "1733500000001"]
+    result = process("p.csv", "id,payment\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cards)))
+    assert result.data["schema"]["payment"] == "string"
+    assert result.rows("payment") == [("[REDACTED:CARD]",)] * 4
+    assert result.data["pii_redactions"] == {"payment": {"card": 4}}
+    assert any("'payment' looks like card PII" in w for w in result.data["warnings"])
+
+
+def test_long_numbers_that_are_mostly_no_cards_stay_numbers(process):
+    # epoch milliseconds: about one in ten passes the Luhn check by chance
+    stamps = [str(1733500000000 + i) for i in range(20)]
+    result = process("t.json", json.dumps([{"ts": int(s)} for s in stamps]))
+    assert result.data["schema"]["ts"] == "int"
+    assert [v for (v,) in result.rows("ts")] == [int(s) for s in stamps]
+    assert result.data["pii_redactions"] == {}

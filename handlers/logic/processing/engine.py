@@ -37,6 +37,7 @@ from .inference import (
     decimal_commas_win,
     fits,
     infer_conversions,
+    per_column,
 )
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet
@@ -233,11 +234,12 @@ class _Pipeline:
         self.names = unique_names(source.columns, reserved=(RESCUED,))
         self.hinted: dict[str, PiiRule | None] = {n: self.rules.rule_for_column(n) for n in self.names}
         self.unsampled: list[int] = []  # columns the type sample holds no value of (_infer)
+        self.notes: list[str] = []  # warnings from _infer
 
     # ---------------------------------------------------------------- orchestration
     def run(self, out: Path) -> _Result:
-        warnings = list(self.source.warnings)
         conversions = self._infer()
+        warnings = [*self.source.warnings, *self.notes]
         rows = self._copy(conversions, out)
         rejects = self.source.rejects(self.options.max_examples)
         self._check_malformed(rows, rejects)
@@ -289,12 +291,46 @@ class _Pipeline:
             self.options.type_threshold,
             decimal_comma=self.source.decimal_comma,
         )
+        for i, rule in self._pii_valued(sample, inferred).items():
+            self.hinted[self.names[i]] = rule
+            self.notes.append(
+                f"column {self.names[i]!r} looks like {rule.name} PII (most sampled values match the rule whole): "
+                "kept as text and redacted whole"
+            )
         # A column first filled after the sample (a key that NDJSON records gain late) is
         # typed on the whole file in _widen, once the statistics show it has values.
         self.unsampled = [i for i, c in enumerate(inferred) if c is None and not self.hinted[self.names[i]]]
         return [
             STRING if self.hinted[n] or c is None else c for n, c in zip(self.names, inferred, strict=True)
         ]
+
+    def _pii_valued(self, sample: str, inferred: Sequence[Conversion | None]) -> dict[int, PiiRule]:
+        """Columns typed as numbers (or dates) whose sampled values are mostly whole matches
+        of one rule, such as bare card numbers: their type would take them out of the reach
+        of redaction, which reads text. Each is redacted whole, like a ``card_number`` column."""
+        typed = [
+            i
+            for i, c in enumerate(inferred)
+            if c is not None and c.type != "string" and not self.hinted[self.names[i]]
+        ]
+        if not typed or not self.rules:
+            return {}
+        rules = self.rules.rules
+        counts = per_column(
+            self.con,
+            sample,
+            [self.inputs[i] for i in typed],
+            [
+                "count(v)",
+                *(f"count(*) FILTER (WHERE {self.rules.sql_is_match(r, 'trim(v)')})" for r in rules),
+            ],
+        )
+        found: dict[int, PiiRule] = {}
+        for i, (non_null, *matches) in zip(typed, counts, strict=True):
+            best = max(range(len(rules)), key=lambda k: matches[k])
+            if matches[best] * 2 > non_null:
+                found[i] = rules[best]
+        return found
 
     def _widen(self, out: Path, conversions: list[Conversion], stats: dict, rows: int) -> list[Conversion]:
         """Types the sample got wrong, corrected on the whole file. A column whose mismatches

@@ -217,7 +217,7 @@ def infer_conversions(
     chosen: dict[int, Conversion | None] = {}
     temporal: list[int] = []
     counts: dict[int, tuple[int, int]] = {}
-    for i, row in enumerate(_per_column(con, sample, columns, first)):
+    for i, row in enumerate(per_column(con, sample, columns, first)):
         non_null, leading, looks_temporal = row[:3]
         accepted, votes = row[3 : 3 + len(primary)], row[3 + len(primary) :]
         counts[i] = (non_null, leading)
@@ -233,13 +233,13 @@ def infer_conversions(
     if temporal:
         second = [f"count({c.sql('v')})" for c in TEMPORAL]
         for i, row in zip(
-            temporal, _per_column(con, sample, [columns[i] for i in temporal], second), strict=True
+            temporal, per_column(con, sample, [columns[i] for i in temporal], second), strict=True
         ):
             chosen[i] = choose(*counts[i], row, threshold, TEMPORAL)
     return [chosen[i] for i in range(len(columns))]
 
 
-def _per_column(
+def per_column(
     con: duckdb.DuckDBPyConnection, sample: str, columns: Sequence[str], aggregates: Sequence[str]
 ) -> list[tuple[int, ...]]:
     """``aggregates`` (over the value ``v``) for each of ``columns`` of ``sample``, in the

@@ -1,10 +1,14 @@
 """PII redaction rules shared by file processing (DuckDB SQL) and the ingest worker (Python).
 
-A rule has a ``name``, a ``pattern`` and an optional ``column_hint``:
+A rule has a ``name``, a ``pattern``, an optional ``checksum`` and an optional
+``column_hint``:
 
 - ``pattern`` is matched inside string values and every match is replaced by
   ``[REDACTED:<NAME>]``. Patterns must be valid for both Python's ``re`` and RE2 (DuckDB's
   engine): no look-around, no backreferences. ``validate_pattern`` checks both.
+- ``checksum`` (``"luhn"``) keeps a match in clear unless its digits pass that check: card
+  numbers carry a Luhn digit, so a 13-digit epoch in milliseconds or an order number does
+  not become ``[REDACTED:CARD]`` (nine in ten of them fail it).
 - ``column_hint`` is a regular expression on column names (case-insensitive). A column whose
   name matches is kept as a string and every non-null value in it is replaced whole, so a
   ``phone`` column of bare digits cannot slip through as an integer.
@@ -24,7 +28,7 @@ import re._constants as _constants
 import re._parser as _parser
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -38,6 +42,9 @@ class PiiRule(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="rule id, e.g. 'email'")
     pattern: str = Field(description="regular expression valid in Python re and RE2")
+    checksum: Literal["luhn"] | None = Field(
+        default=None, description="a match is PII only if its digits pass"
+    )
     column_hint: str | None = Field(default=None, description="regex on column names")
 
     @field_validator("pattern", "column_hint")
@@ -50,6 +57,45 @@ class PiiRule(BaseModel):
     @property
     def token(self) -> str:
         return f"{REDACTED_PREFIX}{self.name.upper()}]"
+
+
+def luhn_valid(text: str) -> bool:
+    """Whether the digits of ``text`` pass the Luhn check (the last digit of a card number)."""
+    total = 0
+    for position, char in enumerate(reversed([c for c in text if "0" <= c <= "9"])):
+        digit = int(char) * (2 if position % 2 else 1)
+        total += digit - 9 if digit > 9 else digit
+    return total % 10 == 0
+
+
+def _subn_checked(rx: re.Pattern[str], token: str, text: str) -> tuple[str, int]:
+    """``rx.subn(token, text)`` for the matches that pass the Luhn check only."""
+    parts, n, end = [], 0, 0
+    for match in rx.finditer(text):
+        if luhn_valid(match.group()):
+            parts += [text[end : match.start()], token]
+            n, end = n + 1, match.end()
+    return "".join(parts) + text[end:], n
+
+
+def _sql_luhn_valid(expr: str) -> str:
+    """``luhn_valid`` in DuckDB SQL (list lambdas count positions from 1: the 2nd, 4th, ...
+    digit from the right is doubled)."""
+    doubled = "CASE WHEN d::INT * 2 > 9 THEN d::INT * 2 - 9 ELSE d::INT * 2 END"
+    return (
+        f"list_sum(list_transform(list_reverse(regexp_extract_all({expr}, '[0-9]')), "
+        f"lambda d, i: CASE WHEN i % 2 = 0 THEN {doubled} ELSE d::INT END)) % 10 = 0"
+    )
+
+
+def _sql_replace_checked(expr: str, pattern: str, token: str) -> str:
+    """``_subn_checked`` in DuckDB SQL: the text between matches (``regexp_split_to_array``)
+    zipped with the matches before it, each match kept or replaced by its Luhn check."""
+    pairs = f"list_zip(list_prepend('', regexp_extract_all({expr}, {pattern})), regexp_split_to_array({expr}, {pattern}))"
+    return (
+        f"array_to_string(list_transform({pairs}, "
+        f"lambda z: CASE WHEN z[1] <> '' AND {_sql_luhn_valid('z[1]')} THEN {token} ELSE z[1] END || z[2]), '')"
+    )
 
 
 _UNSUPPORTED_BY_RE2 = re.compile(r"\(\?[=!<]|\\[1-9]")
@@ -110,6 +156,7 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         # 13-19 digits, optionally grouped by single spaces or dashes (Visa, Mastercard, Amex, ...).
         name="card",
         pattern=r"\b\d(?:[ -]?\d){12,18}\b",
+        checksum="luhn",
         column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
     ),
     PiiRule(
@@ -176,7 +223,9 @@ class PiiRuleSet:
         if self._any is None or not self._any.search(text):
             return text, counts
         for rule, rx in self._compiled:
-            text, n = rx.subn(rule.token, text)
+            text, n = (
+                rx.subn(rule.token, text) if rule.checksum is None else _subn_checked(rx, rule.token, text)
+            )
             if n:
                 counts[rule.name] = n
         return text, counts
@@ -189,6 +238,13 @@ class PiiRuleSet:
         return None
 
     # --- SQL (DuckDB, file processing) -------------------------------------------------------
+    @staticmethod
+    def sql_is_match(rule: PiiRule, expr: str) -> str:
+        """A DuckDB condition: the whole of ``expr`` is one match of ``rule`` (a bare card
+        number, say) that passes the rule's checksum."""
+        whole = f"regexp_full_match({expr}, {sql_literal(rule.pattern)})"
+        return f"({whole} AND {_sql_luhn_valid(expr)})" if rule.checksum else whole
+
     def sql_redact(self, expr: str) -> str:
         """A DuckDB expression that redacts ``expr`` (VARCHAR). A cheap combined
         ``regexp_matches`` gate skips the replacements for the vast majority of values."""
@@ -196,9 +252,11 @@ class PiiRuleSet:
             return expr
         replaced = expr
         for rule in self.rules:
-            replaced = (
-                f"regexp_replace({replaced}, {sql_literal(rule.pattern)}, {sql_literal(rule.token)}, 'g')"
-            )
+            pattern, token = sql_literal(rule.pattern), sql_literal(rule.token)
+            if rule.checksum is None:
+                replaced = f"regexp_replace({replaced}, {pattern}, {token}, 'g')"
+            else:
+                replaced = _sql_replace_checked(replaced, pattern, token)
         return (
             f"CASE WHEN regexp_matches({expr}, {sql_literal(self._any.pattern)}) "
             f"THEN {replaced} ELSE {expr} END"
