@@ -98,6 +98,56 @@ def test_ndjson_with_blank_and_malformed_lines(process):
     assert result.data["lineage"]["skipped"] == [2, 3, 4]
 
 
+def test_json_documents_one_after_another_are_one_record_each(process):
+    # jq's output, or NDJSON whose first line is too long to sniff: every document but one
+    # record of an array inside the first was lost, silently
+    text = '{\n  "id": 1,\n  "items": [{"x": 1}]\n}\n{\n  "id": 2\n}\n[3]\n{"id": 4}\n'
+    result = process("seq.json", text)
+    assert result.rows("id, items") == [(1, '[{"x":1}]'), (2, None), (4, None)]
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["rows"] == [{"record": 3, "error": "a JSON array, not an object", "text": "[3]"}]
+
+
+def test_an_empty_key_is_a_column_like_an_empty_csv_header(process):
+    # DuckDB's JSON path cannot name "": the file crashed the processor (retried as transient)
+    for name, text in [
+        ("e.json", '[{"": 1, "a": 2}, {"": 3, "a": 4}]'),
+        ("e.ndjson", '{"": 1, "a": 2}\n{"": 3, "a": 4}\n'),
+    ]:
+        result = process(name, text)
+        assert result.data["schema"] == {"column_1": "int", "a": "int"}
+        assert result.rows("column_1, a") == [(1, 2), (3, 4)]
+    assert process("w.json", '{"": [{"x": 1}, {"x": 2}]}').rows("x") == [(1,), (2,)]
+
+
+def test_ndjson_with_mixed_line_ends_is_read(process):
+    # DuckDB's line reader refused the whole file ("CSV Parser state machine ...")
+    result = process("m.ndjson", '{"a": 1}\r\n{"a": 2}\n{"a": 3}\r\n')
+    assert result.rows("a") == [(1,), (2,), (3,)]
+    assert "CRLF and LF line ends are mixed; all read as LF" in result.data["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"a": 1}, {"a": 2}, {"a": 3 "b": 1}, {"a": 4}]', "in record 3:"),
+        ('[{"a": 1}, {"a": 2},]', "in record 3:"),
+        ('{"a" 1}', "in record 1:"),
+    ],
+)
+def test_invalid_json_names_the_record_it_is_in(process, content, message):
+    # DuckDB counts from 2 ("record/value 4" for the third)
+    with pytest.raises(UnprocessableFile, match=re.escape(message)):
+        process("bad.json", content)
+
+
+def test_records_without_fields_are_refused_as_such(process):
+    with pytest.raises(
+        UnprocessableFile, match="no fields: every record in the document is an empty JSON object"
+    ):
+        process("empty.json", "{}")
+
+
 def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
     assert process("e.json", '{"a": 1}\n{"a": 2}\n').data["format"] == "ndjson"
 

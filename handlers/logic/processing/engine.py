@@ -111,7 +111,7 @@ def process_file(
                 try:
                     source, result = _attempt(fmt, con, text, file_name, work, options, out)
                 except duckdb.InvalidInputException as exc:
-                    if fmt != "csv" or _MIXED_LINE_ENDS not in str(exc):
+                    if fmt not in ("csv", "ndjson") or _MIXED_LINE_ENDS not in str(exc):
                         raise
                     text = textfile.lf_line_ends(text, work)
                     drop_csv_rejects(con)
@@ -177,7 +177,7 @@ def scratch_space(directory: Path | str | None) -> str:
     return f"{directory}, {shutil.disk_usage(directory).total / 2**20:,.0f} MB"
 
 
-# DuckDB's CSV reader fails so when CRLF and LF line ends are mixed; rare, so the file is
+# DuckDB's CSV reader (NDJSON's lines too) fails so when CRLF and LF line ends are mixed; rare, so the file is
 # rewritten only then, rather than scanned for it every time.
 _MIXED_LINE_ENDS = "state machine reached an invalid state"
 

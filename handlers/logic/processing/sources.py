@@ -267,7 +267,9 @@ class _JsonRecordsSource(Source):
             "SELECT k FROM (SELECT pos, unnest(json_keys(line)) AS k, generate_subscripts(json_keys(line), 1) AS i "
             "FROM json_records WHERE ok) GROUP BY k ORDER BY min(pos), arg_min(i, pos), k"
         ).fetchall()
-        self.columns = [k for (k,) in keys]
+        self.keys = [k for (k,) in keys]
+        # an empty key is a valid JSON name, not a column name (CSV's empty header: column_N)
+        self.columns = [k or f"column_{i}" for i, (k,) in enumerate(keys, start=1)]
         if not self.columns:
             total, blank = first_row(
                 self.con,
@@ -278,8 +280,10 @@ class _JsonRecordsSource(Source):
                     self.con,
                     f"SELECT {_KIND} FROM json_records WHERE NOT ok AND trim(line) <> '' ORDER BY pos LIMIT 1",
                 )
+                if not kind:
+                    raise UnprocessableFile(f"no fields: every record in the {what} is an empty JSON object")
                 raise UnprocessableFile(
-                    f"no records: the {what} holds no JSON objects (the first is {_json_error(kind[0]) if kind else '?'})"
+                    f"no records: the {what} holds no JSON objects (the first is {_json_error(kind[0])})"
                 )
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many distinct keys: {len(self.columns)} (limit {MAX_COLUMNS})")
@@ -291,8 +295,8 @@ class _JsonRecordsSource(Source):
     @property
     def relation(self) -> str:
         cols = ", ".join(
-            f"json_extract_string(line, {literal('$.' + _json_key(key))}) AS {ident(alias)}"
-            for key, alias in zip(self.columns, self.relation_columns, strict=True)
+            f"json_extract_string(line, {literal(_json_path(key))}) AS {ident(alias)}"
+            for key, alias in zip(self.keys, self.relation_columns, strict=True)
         )
         return f"(SELECT {cols or 'NULL AS _empty'} FROM json_records WHERE ok)"
 
@@ -309,7 +313,18 @@ class _JsonRecordsSource(Source):
         )
 
 
-def _json_key(key: str) -> str:
+def _json_path(key: str) -> str:
+    """The JSON path of an object's member ``key``. DuckDB's ``$."..."`` refuses the empty
+    name, which the JSON Pointer ``/`` reaches."""
+    return "$." + _quoted_key(key) if key else "/"
+
+
+_SQL_JSON_PATH = (
+    "CASE WHEN k = '' THEN '/' ELSE '$.\"' || replace(replace(k, '\\', '\\\\'), '\"', '\\\"') || '\"' END"
+)
+
+
+def _quoted_key(key: str) -> str:
     return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -366,21 +381,28 @@ class JsonSource(_JsonRecordsSource):
         except (duckdb.InterruptException, duckdb.OutOfMemoryException):
             raise  # stopped at the deadline, or out of memory: not the file's fault
         except duckdb.Error as exc:
-            raise UnprocessableFile(f"invalid JSON: {_first_line(exc)}") from exc
+            message = _DUCKDB_VALUE_NUMBER.sub(lambda m: f"in record {int(m.group(1)) - 1}", _first_line(exc))
+            raise UnprocessableFile(f"invalid JSON: {message}") from exc
 
     def _load_object(self, src: str) -> None:
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT json::VARCHAR AS doc "
+            "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT row_number() OVER () AS pos, json::VARCHAR AS doc "
             f"FROM read_json_objects({src}, format='unstructured', "
             f"maximum_object_size={max(MAX_JSON_RECORD, self.path.stat().st_size + 1)})"
         )
+        documents = first_row(self.con, "SELECT count(*) FROM json_doc")
+        if documents and documents[0] > 1:
+            # objects one after the other (jq's output, pretty-printed records): each is a
+            # record, as each line of NDJSON is; looking for one array inside lost the others
+            self._load("SELECT pos, doc AS line FROM json_doc", "sequence of JSON documents")
+            return
         arrays = self.con.execute(
-            "SELECT k FROM (SELECT unnest(json_keys(doc)) AS k, doc FROM json_doc) "
-            "WHERE json_type(doc, '$.' || '\"' || replace(k, '\"', '\\\"') || '\"') = 'ARRAY' "
-            "AND json_type(doc, '$.' || '\"' || replace(k, '\"', '\\\"') || '\"[0]') = 'OBJECT'"
+            f"SELECT k FROM (SELECT k, {_SQL_JSON_PATH} AS path, doc "
+            "FROM (SELECT unnest(json_keys(doc)) AS k, doc FROM json_doc)) "
+            "WHERE json_type(doc, path) = 'ARRAY' AND json_type(json_extract(doc, path), '$[0]') = 'OBJECT'"
         ).fetchall()
         if len(arrays) == 1:
-            path = literal("$." + _json_key(arrays[0][0]))
+            path = literal(_json_path(arrays[0][0]))
             self._load(
                 "SELECT row_number() OVER () AS pos, line FROM "
                 f"(SELECT unnest(CAST(json_extract(doc, {path}) AS JSON[]))::VARCHAR AS line FROM json_doc)",
@@ -391,6 +413,8 @@ class JsonSource(_JsonRecordsSource):
 
 
 _CLOSERS = {"[": "]", "{": "}"}
+# DuckDB's JSON reader counts its values from 2 in errors: the first record is "record/value 2"
+_DUCKDB_VALUE_NUMBER = re.compile(r"in record/value (\d+)")
 
 
 def _check_closed(path: Path, start: str) -> None:
