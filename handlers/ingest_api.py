@@ -113,9 +113,8 @@ def list_logs() -> Response:
 
 @app.exception_handler(ApiError)
 def _refused(error: ApiError) -> Response:
-    # Messages name fields and ids, never keys or log text: safe to log.
     log = logger.warning if error.status >= 500 else logger.info
-    log("request refused", extra={"status": error.status, "reason": error.message})
+    log("request refused", extra={"status": error.status, "reason": error.log_reason})
     return _json(error.status, error.body())
 
 

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers.logic.ingest.auth import HIT_SECONDS
 from handlers.logic.ingest.ids import is_tenant_id
 from handlers.logic.ingest.keys import generate_api_key, new_key_item
+from handlers.models.ingest import iso_utc
 from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
 TENANT_RULE = "1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
@@ -133,7 +134,7 @@ def _revoke(args: argparse.Namespace) -> int:
                 ConditionExpression="attribute_exists(key_hash)",
                 ExpressionAttributeValues={
                     ":t": True,
-                    ":now": datetime.now(UTC).isoformat(timespec="seconds"),
+                    ":now": iso_utc(datetime.now(UTC)),
                 },
             )
         print(

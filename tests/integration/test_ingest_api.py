@@ -383,10 +383,16 @@ def test_api_keys_and_log_text_never_reach_the_logs(stack):
         stack.post({"tenant_id": "beta", "text": "secret 555-0199 payload"}, key=acme)
         stack.post("secret 555-0199 payload", key=acme, content_type="text/plain")
         stack.logs(acme)
+        # a client's misplaced values, echoed back to it in the 400/403 message
+        refused = stack.post("x", key=acme, content_type="text/plain", headers={"X-Tenant-ID": acme})
+        assert refused.status == 403 and acme in refused.json["error"]
+        stack.post({"text": "x", "log_id": "signup:jane.doe@example.com"}, key=acme)
+        stack.logs(acme, tenant_id=acme)
     # Then neither the key nor the text appears in anything the function logged
     out = logs.getvalue()
     assert "records enqueued" in out and "request refused" in out  # the logs were captured
-    assert acme not in out
+    assert "names tenant '…' but the API key belongs to tenant '…'" in out
+    assert acme not in out and "jane.doe" not in out
     assert "555-0199" not in out and "secret" not in out
     # and a refusal is logged as information, not as an error with a traceback
     assert "Traceback" not in out and '"level":"ERROR"' not in out

@@ -113,6 +113,7 @@ def test_revoke_disables_the_key(stack, outputs, capsys):
     # and revoking it again says so, and keeps the first revocation's time
     code, out, _ = run(capsys, "tenants", "revoke", key_id, "--outputs", str(outputs))
     assert code == 0 and "was already revoked (at 20" in out
+    assert re.search(r"at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\)", out)  # as created_at is written
 
 
 @pytest.mark.parametrize("name", ["Acme", "acme!", "a b", "x" * 64, ""])

@@ -67,6 +67,17 @@ def test_malformed_cursors_are_a_400(cursor):
 
 
 @pytest.mark.parametrize(
+    "damage", [lambda c: c[:4] + "!!" + c[4:], lambda c: c + "==", lambda c: c[:8] + "." + c[8:]]
+)
+def test_a_damaged_cursor_is_a_400_not_the_same_page(damage):
+    # the decoder skipped characters outside its alphabet: damaged cursors read the next page
+    cursor = encode_cursor({"tenant_id": "acme", "log_id": "0190-abc"})
+    assert cursor is not None and decode_cursor(cursor, "acme")
+    with pytest.raises(BadRequest, match="invalid cursor"):
+        decode_cursor(damage(cursor), "acme")
+
+
+@pytest.mark.parametrize(
     ("value", "expected"), [(None, 50), ("", 50), ("1", 1), ("1000", 1000), ("007", 7), ("0" * 5000 + "7", 7)]
 )
 def test_limit(value, expected):

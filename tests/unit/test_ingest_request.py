@@ -284,6 +284,9 @@ def test_oversize_body_is_a_413_even_when_base64_encoded():
     assert "limit is 4096 (MAX_BODY_BYTES)" in refused(PayloadTooLarge, big)
     encoded = base64.b64encode(big.encode()).decode()
     refused(PayloadTooLarge, encoded, is_base64_encoded=True)
+    for size in (6000, 6001, 6002):  # the size said is the decoded size, padding and all
+        encoded = base64.b64encode(b"x" * size).decode()
+        assert f"the body is {size} bytes" in refused(PayloadTooLarge, encoded, is_base64_encoded=True)
 
 
 def test_body_limit_counts_bytes_not_characters():

@@ -1,13 +1,19 @@
 """Request errors: each is one HTTP status and one message for the client.
 
 The handler turns any ``ApiError`` into ``{"error": message}`` (plus ``details`` when
-given) with ``status``. Messages say what was wrong and are safe to show: they never
-contain an API key or log text.
+given) with ``status``. Messages say what was wrong and quote the client's own values
+(``shown``), which may be anything the client misplaced (an API key in X-Tenant-ID, an
+address in a log_id): fine to send back to that client, not to log. The log gets
+``log_reason``, with quoted values elided.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# a repr() of a str; its opening quote follows no letter, as an apostrophe does ("tenant's")
+_QUOTED = re.compile(r"(?<![A-Za-z])(?:'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*")')
 
 
 class ApiError(Exception):
@@ -20,6 +26,11 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.message, **self.details}
+
+    @property
+    def log_reason(self) -> str:
+        """``message`` with every quoted value elided: safe for the function's log."""
+        return _QUOTED.sub("'…'", self.message)
 
 
 class BadRequest(ApiError):

@@ -86,6 +86,8 @@ def decode_cursor(cursor: str | None, caller_tenant: str) -> dict[str, str] | No
         and set(document) == {"tenant_id", "log_id"}
         and is_tenant_id(document["tenant_id"])
         and is_log_id(document["log_id"])
+        # the decoder skips characters outside the alphabet: only the exact encoding is valid
+        and encode_cursor(document) == cursor
     ):
         raise invalid
     if document["tenant_id"] != caller_tenant:

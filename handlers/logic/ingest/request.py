@@ -113,7 +113,8 @@ def body_bytes(body: str | None, is_base64_encoded: bool, max_bytes: int) -> byt
         return b""
     if is_base64_encoded:
         if len(body) > (max_bytes + 2) // 3 * 4 + 4:  # cannot decode to <= max_bytes
-            raise _too_large(len(body) * 3 // 4, max_bytes)
+            padding = len(body) - len(body.rstrip("="))
+            raise _too_large(len(body) * 3 // 4 - padding, max_bytes)
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
