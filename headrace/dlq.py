@@ -37,6 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from handlers.logic.printable import printable
 from handlers.models.events import ObjectRef
 from handlers.models.loader import FileProcessedEvent
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
@@ -598,7 +599,7 @@ def render(queue: str, dlq_url: str, letters: Sequence[DeadLetter], depth: int =
     for letter in letters:
         version = f"  version {letter.version}" if letter.version else ""
         lines.append("")
-        lines.append(f"  {letter.subject}{version}")
+        lines.append(f"  {printable(letter.subject)}{version}")
         facts = [
             f"sent {letter.sent_at}" if letter.sent_at else "",
             f"received {letter.receives} time(s) in all (work queue and DLQ)",
@@ -608,7 +609,7 @@ def render(queue: str, dlq_url: str, letters: Sequence[DeadLetter], depth: int =
         if letter.attempts is not None:
             facts.append(f"{letter.attempts} attempt(s)")
         lines.append("    " + ", ".join(f for f in facts if f))
-        lines.append("    reason: " + " ".join(letter.reason.split())[:500])
+        lines.append("    reason: " + printable(" ".join(letter.reason.split())[:500]))
         if letter.note:
             lines.append("    note: " + letter.note)
     return "\n".join(lines) + "\n"

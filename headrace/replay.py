@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal.s3 import error_code
 from handlers.logic.idempotency import processor_idempotency_key
+from handlers.logic.printable import printable
 from handlers.logic.processing.formats import extension, readable_by_name
 from handlers.models.events import ObjectRef
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"cannot reach the stack in {args.outputs}: {exc}")
         verb = "would replay" if args.dry_run else "replayed"
         was = f" (was {done.previous_status})" if done.previous_status else " (never processed)"
-        print(f"{verb} {done.key} version {done.version}{was}: {done.outcome}")
+        print(f"{verb} {printable(done.key)} version {done.version}{was}: {done.outcome}")
     return 2 if failed else 0
 
 

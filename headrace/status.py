@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal.metadata_queries import files_on_day
 from handlers.dal.queues import message_counts
+from handlers.logic.printable import printable
 from handlers.logic.report.build import failures_since, last_completed, parse_time
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
@@ -137,6 +138,7 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
         ),
         "failures": [f.model_dump() for f in failures],
         "window_minutes": int(window.total_seconds() // 60),
+        "uploads_since": (today - timedelta(days=days - 1)).isoformat(),
     }
 
 
@@ -152,16 +154,18 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
         when = parse_time(last["completed_at"])
         ago = f" ({_ago(now - when)} ago)" if when else ""
         rows = f", {last['row_count']:,} rows" if isinstance(last.get("row_count"), int) else ""
-        lines.append(f"Last completed file: {last['object_key']}{rows}")
+        lines.append(f"Last completed file: {printable(last['object_key'])}{rows}")
         lines.append(f"  at {last['completed_at']}{ago}, version {last['version']}")
     else:
-        lines.append("Last completed file: none today or yesterday")
+        lines.append(f"Last completed file: none uploaded since {status['uploads_since']}")
     failures = status["failures"]
     lines.append("")
     lines.append(f"Failures in the last {_minutes(status['window_minutes'])}: {len(failures) or 'none'}")
     for f in failures:
-        error = " ".join(str(f["error"]).split())
-        lines.append(f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {f['object_key']}")
+        error = printable(" ".join(str(f["error"]).split()))
+        lines.append(
+            f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}"
+        )
         lines.append(f"      {error[:300]}")
     lines.append("")
     if status["dead_letters"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -63,14 +64,17 @@ class Request(BaseModel):
         if wanted == "yesterday":
             return cls(task="report", day=today - timedelta(days=1))
         try:
+            if not _DAY.fullmatch(str(wanted)):  # fromisoformat also takes 20250314, 2025-W11-5
+                raise ValueError
             day = date.fromisoformat(str(wanted))
         except ValueError:
             raise BadRequest(f"date {wanted!r} is not YYYY-MM-DD, 'today' or 'yesterday'") from None
-        if len(str(wanted)) != 10:
-            raise BadRequest(f"date {wanted!r} is not YYYY-MM-DD, 'today' or 'yesterday'")
         if day > today:
             raise BadRequest(f"date {wanted} is in the future")
         return cls(task="report", day=day)
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _event_time(event: dict[str, Any], now: datetime) -> datetime:
@@ -78,9 +82,10 @@ def _event_time(event: dict[str, Any], now: datetime) -> datetime:
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         except ValueError:
             pass
+        else:  # a time with an offset is another UTC day near midnight; a future one is now
+            return min(moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC), now)
     return now.astimezone(UTC)
 
 

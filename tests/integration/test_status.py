@@ -123,6 +123,12 @@ def test_a_longer_window_reads_the_uploads_of_every_day_it_covers(pipeline, tmp_
     # Then the first lists that failure and the second does not
     assert [f["object_key"] for f in four_days["failures"]] == ["incoming/old.csv"]
     assert two_days["failures"] == []
+    # and each says which uploads it read (the text said "none today or yesterday" for both)
+    today = datetime.now(UTC).date()
+    assert four_days["uploads_since"] == (today - timedelta(days=5)).isoformat()
+    assert two_days["uploads_since"] == (today - timedelta(days=3)).isoformat()
+    main(["status", "--outputs", str(outputs), "--minutes", str(4 * 24 * 60)])
+    assert f"none uploaded since {four_days['uploads_since']}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("minutes", ["0", "-5", "ten", "10081", "10000000000000"])

@@ -177,6 +177,8 @@ def test_a_superseded_version_adds_no_rows():
     assert failures_since(items, datetime(2025, 3, 14, tzinfo=UTC)) == []
     # and the replaced version's old load failure is not listed
     assert report.failures == [] and report.failures_total == 0
+    # and only the current versions' quality issues count (the replaced ones' data is gone)
+    assert [(i.files, i.count) for i in report.quality_issues] == [(2, 2 + 4)]
 
 
 def test_quality_issues_cut_from_the_metadata_item_are_said_to_be_left_out():
@@ -417,6 +419,10 @@ def test_recent_failures_and_last_completed():
         ({"date": "yesterday"}, "report", date(2025, 3, 14)),
         ({}, "report", date(2025, 3, 14)),
         ({"source": "aws.events", "time": "2025-02-01T06:00:00Z", "detail": {}}, "report", date(2025, 1, 31)),
+        # 22:00 UTC on 03-14, and 03:00 UTC on 03-15: the UTC day decides
+        ({"time": "2025-03-15T03:00:00+05:00"}, "report", date(2025, 3, 13)),
+        ({"time": "2025-03-14T22:00:00-05:00"}, "report", date(2025, 3, 14)),
+        ({"time": "2030-01-01T00:00:00Z"}, "report", date(2025, 3, 14)),  # no report of a future day
     ],
 )
 def test_what_an_invocation_asks_for(event, task, day):
@@ -429,6 +435,8 @@ def test_what_an_invocation_asks_for(event, task, day):
     [
         ({"date": "14/03/2025"}, "is not YYYY-MM-DD"),
         ({"date": "2025-3-1"}, "is not YYYY-MM-DD"),
+        ({"date": "2025-W11-5"}, "is not YYYY-MM-DD"),
+        ({"date": "20250314"}, "is not YYYY-MM-DD"),
         ({"date": "2025-03-16"}, "in the future"),
         ({"task": "explode"}, "unknown task"),
         ([], "must be a JSON object"),

@@ -142,9 +142,10 @@ def build_report(
                         timings_ms=timings,
                     )
                 )
-            if item.get("summary_truncated") and item.get("quality_issues") is None:
-                issues_left_out += 1
-            _collect_issues(issues, str(item.get("dataset") or "?"), item.get("quality_issues") or {})
+            if not superseded:  # a replaced version's issues describe data that is gone
+                if item.get("summary_truncated") and item.get("quality_issues") is None:
+                    issues_left_out += 1
+                _collect_issues(issues, str(item.get("dataset") or "?"), item.get("quality_issues") or {})
         elif status == "failed" and item.get("skip_reason"):
             counts.skipped += 1
             if hour is not None:

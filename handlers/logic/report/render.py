@@ -9,10 +9,10 @@ characters escaped, cut short, and after the report's link, so they cannot pass 
 from __future__ import annotations
 
 import math
-import unicodedata
 from datetime import date
 from html import escape
 
+from handlers.logic.printable import printable
 from handlers.models.report import DailyReport, HourBucket
 
 COLOURS = {"completed": "#2f855a", "failed": "#c53030", "skipped": "#90cdf4", "other": "#a0aec0"}
@@ -379,10 +379,7 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
 def _quoted(text: str) -> str:
     """``text`` for the plain-text message: control and line-breaking characters written
     as escapes (``\\n``, ``\\x1b``, ``\\u2028``), at most ``MESSAGE_VALUE_CHARS`` characters."""
-    shown = "".join(
-        c.encode("unicode_escape").decode() if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
-        for c in text
-    )
+    shown = printable(text)
     return shown if len(shown) <= MESSAGE_VALUE_CHARS else shown[: MESSAGE_VALUE_CHARS - 1] + "…"
 
 
