@@ -500,6 +500,16 @@ def test_infinities_are_counted_not_averaged_and_the_summary_stays_strict_json(p
     assert result.rows("x") == [(1.5,), (2.5,), (float("-inf"),)]
 
 
+def test_the_largest_finite_floats_give_finite_statistics(process):
+    # their sum overflowed to an infinite average, and the largest double rounded up to
+    # infinity at 15 digits: a valid file that DynamoDB refused until it reached the DLQ
+    stats = process("big.csv", "x\n1.7e308\n1.7e308\n1\n").data["statistics"]["x"]
+    assert stats["avg"] == 1.13333333333333e308
+    top = process("top.csv", "x\n1.7976931348623157e308\n1\n").data
+    assert top["statistics"]["x"]["max"] == 1.7976931348623157e308
+    json.dumps(top, allow_nan=False)
+
+
 def test_small_floats_keep_their_magnitude_in_the_statistics(process):
     stats = process("s.csv", "x\n1.7e-7\n9.9e-7\n").data["statistics"]["x"]
     assert (stats["min"], stats["max"], stats["avg"]) == (1.7e-07, 9.9e-07, 5.8e-07)

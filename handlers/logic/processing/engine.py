@@ -12,6 +12,7 @@ with file size.
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 import tempfile
 import time
@@ -501,6 +502,17 @@ class _Pipeline:
             row = first_row(self.con, f"SELECT {', '.join(e for _, e in batch)} FROM {_parquet(out)}")
             assert row is not None
             stats.update(zip((k for k, _ in batch), row, strict=True))
+        for name, conv in zip(self.names, conversions, strict=True):
+            average = stats.get((name, "avg"))
+            if conv.type == "float" and average is not None and math.isinf(average):
+                # finite values whose sum overflows (1.7e308 twice): average them scaled by a
+                # power of two, which is exact, rather than report infinity (not JSON)
+                v = ident(name)
+                row = first_row(
+                    self.con,
+                    f"SELECT avg({v} * {_AVG_SCALE}) FILTER (WHERE isfinite({v})) / {_AVG_SCALE} FROM {_parquet(out)}",
+                )
+                stats[name, "avg"] = row[0] if row else None
         stats["rows"] = rows
         stats["exact_distinct"] = exact
         stats["pii"] = self._pii_per_rule(out, stats)
@@ -695,14 +707,21 @@ def _location(lineage: Lineage, row_index: int) -> dict[str, int]:
     return {lineage.unit: lineage.position(row_index)}
 
 
+_AVG_SCALE = "0.5 ^ 600"  # 1.8e308 becomes 4.6e127: no sum of float rows overflows
+
+
 def _json_scalar(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return None  # JSON has no infinity (statistics are over finite values)
         # 15 significant digits (a double holds 15 exactly): drops float noise
         # (0.30000000000000004) without turning small values to 0 as a fixed number of
-        # decimals did (1.7e-07 is not 0.0), or rounding epoch milliseconds
-        return float(f"{value:.15g}")
+        # decimals did (1.7e-07 is not 0.0), or rounding epoch milliseconds; the largest
+        # doubles stay as they are (1.7976931348623157e308 would round to infinity)
+        rounded = float(f"{value:.15g}")
+        return rounded if math.isfinite(rounded) else value
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
