@@ -46,6 +46,14 @@ CASES = [
     ("from 192.168.1.10", "from 192.168.1.10"),
     ("order 12345 total 1,299.99", "order 12345 total 1,299.99"),
     ("version 1.2.3", "version 1.2.3"),
+    # letters beyond ASCII, an apostrophe, and an international top-level domain
+    ("idn jane@bücher.de, jöhn@example.com", "idn [REDACTED:EMAIL], [REDACTED:EMAIL]"),
+    (
+        "o'brien@example.com or x@пример.рф or a@b.xn--p1ai.",
+        "[REDACTED:EMAIL] or [REDACTED:EMAIL] or [REDACTED:EMAIL].",
+    ),
+    ("mail—jane@x.com", "mail—[REDACTED:EMAIL]"),  # a dash is no letter
+    ("用户jane@x.com登录", "用户[REDACTED:EMAIL]登录"),  # nor are the words of text without spaces
     # an address in a URL's query string
     ("GET /reset?email=alice%40example.com HTTP/1.1", "GET /reset?email=[REDACTED:EMAIL] HTTP/1.1"),
     # a long token around an address: the address part is redacted (local part ≤ 64)

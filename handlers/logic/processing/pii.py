@@ -141,6 +141,11 @@ def _nested_repeat(tree: Any, inside_repeat: bool) -> bool:
     return False
 
 
+# Letters beyond ASCII in addresses: Latin with accents and diacritics, Greek, Cyrillic
+# (U+00C0-U+04FF, as literal characters). Not scripts written without spaces (CJK): an
+# address written against such text would take the words around it with it.
+_LETTERS = "\u00c0-\u04ff"
+
 DEFAULT_RULES: tuple[PiiRule, ...] = (
     PiiRule(
         # Bounded as RFC 5321 and DNS bound them (local part 64, label 63): the ingest worker
@@ -148,8 +153,13 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         # quadratic in a long token ("aaaa...@aaaa..."); RE2 is linear either way. Of a local
         # part over 64 characters (invalid under RFC 5321) the first ones stay in clear.
         name="email",
-        # "%40": an address in a URL's query string (?email=alice%40example.com)
-        pattern=r"[A-Za-z0-9._%+-]{1,64}(?:@|%40)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}",
+        # "%40": an address in a URL's query string (?email=alice%40example.com); letters
+        # beyond ASCII (jöhn@bücher.de, x@пример.рф) and the punycode of an international
+        # top-level domain (xn--p1ai)
+        pattern=(
+            rf"[A-Za-z0-9._%+'{_LETTERS}-]{{1,64}}(?:@|%40)[A-Za-z0-9{_LETTERS}-]{{1,63}}"
+            rf"(?:\.[A-Za-z0-9{_LETTERS}-]{{1,63}})*\.(?:xn--[A-Za-z0-9-]{{1,59}}|[A-Za-z{_LETTERS}]{{2,63}})"
+        ),
         column_hint=r"(^|_)e_?mail(_address)?($|_)",
     ),
     PiiRule(
