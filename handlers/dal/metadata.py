@@ -124,8 +124,9 @@ class MetadataStore:
         """Record the failure; True when it is the version's first (no earlier
         ``failed_at``): a file retried or given up on several times is counted once. With
         ``keep_completed`` (a stale event: the version was superseded or deleted since) a
-        version that completed stays completed. ``skip_reason`` (``superseded``,
-        ``deleted``) marks a version that was not processed at all, not a failure of it."""
+        version that completed stays completed, and one that failed keeps its failure and
+        reason. ``skip_reason`` (``superseded``, ``deleted``) marks a version that was not
+        processed at all, not a failure of it."""
         fields: dict[str, Any] = {
             "status": "failed",
             "failed_at": iso(at),
@@ -140,8 +141,13 @@ class MetadataStore:
             now=at,
             remove=() if skip_reason else ("skip_reason",),  # a real failure after a skip
             return_old=True,
-            condition="attribute_not_exists(#k) OR #status <> :completed" if keep_completed else None,
-            values={":completed": "completed"} if keep_completed else None,
+            condition=(
+                "attribute_not_exists(#k) OR (#status <> :completed "
+                "AND (#status <> :failed OR attribute_exists(skip_reason)))"
+                if keep_completed
+                else None
+            ),
+            values={":completed": "completed", ":failed": "failed"} if keep_completed else None,
         )
         return earlier is not None and "failed_at" not in earlier
 

@@ -344,6 +344,22 @@ def test_stale_version_is_skipped_before_any_work(pipeline):
     assert pipeline.item(v2) == {}
 
 
+def test_a_version_that_failed_keeps_its_failure_when_a_later_delivery_finds_it_replaced(pipeline):
+    # Given a binary upload that failed, then the fixed file under the same key
+    bad = pipeline.upload("incoming/z.csv", b"\x00\x01binary")
+    pipeline.announce(bad)
+    pipeline.poll()
+    assert pipeline.item(bad)["error"].startswith("binary content")
+    pipeline.upload("incoming/z.csv", SALES)
+    # When the bad version's event is delivered again (a retry still queued, a redrive)
+    pipeline.announce(bad)
+    pipeline.poll()
+    # Then it is still a failure with its reason: "skipped" means a version never processed
+    item = pipeline.item(bad)
+    assert item["status"] == "failed" and item["error"].startswith("binary content")
+    assert "skip_reason" not in item
+
+
 def test_an_object_written_while_versioning_was_suspended_supersedes_the_version(pipeline):
     v1 = pipeline.upload("incoming/y.csv", SALES)
     pipeline.s3.put_bucket_versioning(Bucket=pipeline.raw, VersioningConfiguration={"Status": "Suspended"})
