@@ -51,6 +51,14 @@ def test_an_uploaded_file_is_processed_and_its_parquet_reads_back(stack):
     ]
 
 
+def test_a_rotated_log_is_routed_and_read_as_a_log(stack):
+    # the stack's raw_suffixes route it (the stack files once lacked the default's .log.*)
+    key = stack.key("app_logs", "app.log.1")
+    version = stack.upload(key, "2024-01-15T10:00:00Z ERROR disk full\n2024-01-15T10:00:01Z INFO ok\n")
+    item = stack.wait_for(key, version)
+    assert (item["status"], item["format"], int(item["log_stats"]["error_count"])) == ("completed", "log", 1)
+
+
 def test_replaying_a_completed_file_is_acknowledged_without_work(stack, capsys):
     # Given a completed file
     key = stack.key("sales", "replayed.csv")

@@ -59,6 +59,13 @@ def test_dev_stack_file_is_valid_and_targets_aws() -> None:
     assert config.rds_deletion_protection is False  # dev stacks can be destroyed
 
 
+def test_dev_stack_file_holds_the_defaults() -> None:
+    # as its header says: a default changed in the model but not in the file (the rotated
+    # logs' suffixes) left dev, LocalStack and the embedded runtime without it
+    assert load_stack("dev").model_dump() == parse_config(BASE).model_dump()
+    assert load_stack("local").raw_suffixes == parse_config(BASE).raw_suffixes
+
+
 def test_local_stack_file_is_valid_and_targets_localstack() -> None:
     # Given Pulumi.local.yaml
     config = load_stack("local")
