@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pii-rules",
         type=Path,
         metavar="FILE",
-        help='extra PII rules: JSON list of {"name", "pattern", "column_hint"}',
+        help='extra PII rules: JSON list of {"name", "pattern", "column_hint", "checksum"}',
     )
     p.set_defaults(func=_inspect)
     tenants.register(sub)

@@ -25,6 +25,8 @@ CASES = [
     ("amex 3782 822463 10005, visa 4012888888881881", "amex [REDACTED:CARD], visa [REDACTED:CARD]"),
     # a card number ends in a Luhn check digit: other long numbers stay (epoch ms, order ids)
     ("at 1733500000001 order 4111111111111112", "at 1733500000001 order 4111111111111112"),
+    # the major networks' numbers start with 2-6: an epoch in ms passing the Luhn check stays
+    ("ts=1733500000000", "ts=1733500000000"),
     (
         "4111111111111112 4111111111111111 x4111111111111111",
         "4111111111111112 [REDACTED:CARD] x4111111111111111",
@@ -202,3 +204,13 @@ def test_long_numbers_that_are_mostly_no_cards_stay_numbers(process):
     assert result.data["schema"]["ts"] == "int"
     assert [v for (v,) in result.rows("ts")] == [int(s) for s in stamps]
     assert result.data["pii_redactions"] == {}
+
+
+def test_a_card_number_among_numbers_is_rescued_redacted_not_stored_as_a_number(process):
+    # a parsed log field or a CSV column of ids: the type carried a card past redaction
+    values = [str(10_000 + i) for i in range(200)] + ["4111111111111111"]
+    result = process("ids.csv", "acct\n" + "\n".join(values) + "\n")
+    assert result.data["schema"]["acct"] == "int"
+    assert result.rows("acct, _rescued_data")[-1] == (None, '{"acct":"[REDACTED:CARD]"}')
+    mismatch = result.data["quality_issues"]["type_mismatches"]["acct"]
+    assert mismatch["count"] == 1 and mismatch["examples"][0]["value"] == "[REDACTED:CARD]"

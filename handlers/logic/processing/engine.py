@@ -390,7 +390,11 @@ class _Pipeline:
             elif conv.type == "string":
                 expr = self.rules.sql_redact(raw_ref)
             else:
-                inner.append(f"{conv.sql(v)} AS {typed_ref}")
+                typed = conv.sql(v)
+                if conv.type in ("int", "float") and (card := self.rules.sql_is_checked_match(f"trim({v})")):
+                    # a card number among numbers: a misfit, so it is rescued and redacted
+                    typed = f"CASE WHEN {card} THEN NULL ELSE {typed} END"
+                inner.append(f"{typed} AS {typed_ref}")
                 misfits.append((name, raw_ref, typed_ref))
                 expr = typed_ref
             outer.append(f"{expr} AS {ident(name)}")

@@ -163,9 +163,11 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         column_hint=r"(^|_)e_?mail(_address)?($|_)",
     ),
     PiiRule(
-        # 13-19 digits, optionally grouped by single spaces or dashes (Visa, Mastercard, Amex, ...).
+        # 13-19 digits, optionally grouped by single spaces or dashes, starting as the major
+        # networks' numbers do (2-6: Mastercard, Amex, JCB, Visa, Discover...; not 1, so an
+        # epoch in milliseconds is never one), with a Luhn check digit.
         name="card",
-        pattern=r"\b\d(?:[ -]?\d){12,18}\b",
+        pattern=r"\b[2-6](?:[ -]?\d){12,18}\b",
         checksum="luhn",
         column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
     ),
@@ -254,6 +256,13 @@ class PiiRuleSet:
         number, say) that passes the rule's checksum."""
         whole = f"regexp_full_match({expr}, {sql_literal(rule.pattern)})"
         return f"({whole} AND {_sql_luhn_valid(expr)})" if rule.checksum else whole
+
+    def sql_is_checked_match(self, expr: str) -> str | None:
+        """A DuckDB condition: ``expr`` is wholly a value of a rule with a checksum (a bare
+        card number in a number column); None without such rules. Such a value would be
+        PII in text, so it is not stored as a number either."""
+        checked = [self.sql_is_match(r, expr) for r in self.rules if r.checksum]
+        return " OR ".join(checked) or None
 
     def sql_redact(self, expr: str) -> str:
         """A DuckDB expression that redacts ``expr`` (VARCHAR). A cheap combined
