@@ -317,6 +317,62 @@ def test_text_files_of_log_lines_with_commas_are_logs_not_csv(process, name, tex
     assert "log_stats" in result.data and result.data["quality_issues"].get("malformed_rows") is None
 
 
+@pytest.mark.parametrize(
+    ("line", "level", "message"),
+    [
+        # the level a few tokens after the time: the logger or thread name stays in the message
+        (
+            "2024-01-15 10:00:01,456 - app.api - ERROR - request failed",
+            "ERROR",
+            "app.api - ERROR - request failed",
+        ),
+        ("2024-01-15 10:00:00.123 [main] WARN c.e.Foo - slow", "WARN", "[main] WARN c.e.Foo - slow"),
+        ("2024-01-15 10:00:00.123 | ERROR    | app:run:12 - boom", "ERROR", "| ERROR    | app:run:12 - boom"),
+        (
+            "2024-01-15 10:00:00.123 UTC [42] FATAL:  role does not exist",
+            "FATAL",
+            "UTC [42] FATAL:  role does not exist",
+        ),
+        ("2024-01-15T10:00:00.123Z\tc0ffee\tERROR\tInvoke Error", "ERROR", "c0ffee\tERROR\tInvoke Error"),
+        ("2024/01/15 10:00:00 [error] 123#0: *1 connect() failed", "ERROR", "123#0: *1 connect() failed"),
+        ("2024-01-15T10:00:00Z Error: connection refused", "ERROR", "connection refused"),
+        ("2024-01-15T10:00:00Z PANIC runtime error", "PANIC", "runtime error"),
+        # a word of the message is no level: lower case and not bracketed, or after a comma
+        ("2024-01-15T10:00:00Z error rate computed: 0%", None, "error rate computed: 0%"),
+        ("2024-01-15T10:00:00Z Critical path has 3 nodes", None, "Critical path has 3 nodes"),
+        # a line without a time or a level is kept exactly as written
+        ("-5 degrees below zero", None, "-5 degrees below zero"),
+        ("[1, 2, 3] were the values", None, "[1, 2, 3] were the values"),
+    ],
+)
+def test_the_level_is_found_where_common_formats_put_it(line, level, message):
+    record = logs.parse_line(line)
+    assert (record.get("level"), record["message"]) == (level, message)
+
+
+def test_colour_codes_do_not_hide_where_a_record_starts(process):
+    # each coloured line starts a record; before, they were continuation lines of the first
+    text = (
+        "2024-01-15 10:00:00 INFO start\n"
+        "\x1b[31m2024-01-15 10:00:01 ERROR boom\x1b[0m\n"
+        "\tat com.example.Foo.bar(Foo.java:1)\n"
+        "\x1b[33m2024-01-15 10:00:02 WARNING slow\x1b[0m\n"
+    )
+    stats = process("c.log", text).data["log_stats"]
+    assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (3, 1, 1)
+
+
+def test_a_query_string_names_no_fields(process):
+    result = process("q.log", "2024-01-15T10:00:00Z INFO GET /api/items?user=alice&page=2 user=bob\n")
+    assert result.rows("user_id, endpoint") == [("bob", "/api/items?user=alice&page=2")]
+
+
+def test_a_csv_of_timestamps_and_levels_in_a_text_file_stays_csv(process):
+    text = "timestamp,level,message\n2024-01-15 10:00:00,ERROR,boom\n2024-01-15 10:00:01,INFO,ok\n"
+    result = process("c.txt", text)
+    assert result.data["format"] == "csv" and result.rows("level") == [("ERROR",), ("INFO",)]
+
+
 def test_a_headerless_csv_of_timestamps_in_a_text_file_stays_csv(process):
     text = "2024-01-15 10:00:00,12.5,ok\n2024-01-15 10:00:01,13.0,ok\n2024-01-15 10:00:02,9.5,low\n"
     assert process("readings.txt", text).data["format"] == "csv"
@@ -435,7 +491,7 @@ def test_without_a_leading_timestamp_every_line_is_a_record(process):
 def test_a_record_takes_at_most_max_entry_lines(process, monkeypatch):
     monkeypatch.setattr(logs, "MAX_ENTRY_LINES", 2)
     result = process("cap.log", "2025-01-01 10:00:00 INFO a\n  x\n  y\n")
-    assert result.rows("message") == [("a\n  x",), ("y",)]
+    assert result.rows("message") == [("a\n  x",), ("  y",)]
     assert result.data["lineage"]["skipped"] == [2]
 
 

@@ -71,7 +71,18 @@ _ONE_QUERY_COLUMNS = 32
 _AGGREGATES_PER_QUERY = 400
 _DISTINCT_PER_QUERY = 16
 _EXAMPLE_TEXT = 200
-_ERROR_LEVELS = ("ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "SEVERE", "ALERT", "EMERGENCY")
+_ERROR_LEVELS = (
+    "ERROR",
+    "ERR",
+    "FATAL",
+    "CRITICAL",
+    "CRIT",
+    "SEVERE",
+    "ALERT",
+    "EMERGENCY",
+    "EMERG",
+    "PANIC",
+)
 _WARN_LEVELS = ("WARN", "WARNING")
 _LOG_FIELDS = {
     "level": ("level", "severity", "lvl", "log_level", "levelname"),

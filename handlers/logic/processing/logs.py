@@ -65,16 +65,27 @@ MAX_FIELDS = 256
 MAX_ENTRY_LINES = 1000
 MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line, read by DuckDB (sources._LINES)
 
-_LEVELS = "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE"
-_PREFIX = re.compile(
-    r"^\s*\[?(?P<timestamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?"
-    # an offset written after a space (gunicorn: "[2024-01-15 10:00:00 +0200]")
-    r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s]))?\]?"
-    rf"\s*(?:\[?(?P<level>{_LEVELS})\]?(?=[\s:]|$))?[\s:-]*(?P<message>.*)$",
-    re.I,
+_LEVELS = (
+    "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|ALERT|EMERG|EMERGENCY|PANIC"
 )
+# "2024-01-15 10:00:00,123", "2024-01-15T10:00:00.5Z", "2024/01/15 10:00:00" (nginx's error
+# log, Go's log package), then an offset written after a space (gunicorn: "[... +0200]")
+_PREFIX = re.compile(
+    r"^\s*\[?(?P<timestamp>\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
+    r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s]))?\]?(?P<rest>.*)$"
+)
+# A level: upper case ("ERROR"), or any case in brackets ("[error]") or before a colon
+# ("Error: ..."); a plain "error" is a word of the message ("error rate computed: 0%").
+_LEVEL = (
+    rf"(?:\[(?P<bracketed>(?i:{_LEVELS}))\]|(?P<coloned>(?i:{_LEVELS})):|(?P<upper>{_LEVELS})(?=[\s:|\]-]|$))"
+)
+_LEVEL_FIRST = re.compile(rf"\s*{_LEVEL}[\s:|-]*")
+# ... or a few tokens later, after a logger or thread name: Python's "- app.db - ERROR -",
+# Logback's "[main] ERROR", loguru's "| ERROR |"
+_LEVEL_LATER = re.compile(rf"(?<=[\s\[|]){_LEVEL}")
+_LEVEL_WITHIN = 80  # characters after the timestamp where a level is looked for
 _LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
-_TIMESTAMP_START = re.compile(r"^\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
+_TIMESTAMP_START = re.compile(r"^\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}")
 _QUOTED = r'(?:[^"\\]|\\.)*'  # a quoted field's text, with \" escapes (nginx writes them)
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
@@ -98,9 +109,13 @@ _SYSLOG_BSD = re.compile(
 # syslog severities (RFC 5424, table 2) in the level names log_stats counts
 _SYSLOG_LEVELS = ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_LEVEL_WORD = re.compile(rf"\b(?:{_LEVELS})\b")  # upper case: "info" is a word in any text
+# upper case ("info" is a word in any text), between spaces, brackets or bars, not commas
+# (a CSV row "2024-01-15 10:00:00,ERROR,boom" is no log line)
+_LEVEL_WORD = re.compile(rf"(?<=[\s\[|])(?:{_LEVELS})(?=[\s\]|:]|$)")
 _HTTP_REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)")
-_LOGFMT = re.compile(r'(?<![\w.-])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
+# a key starts the text or follows a space, comma or bracket: not "?" or "&" (a URL's
+# query string: /items?user=alice&page=2 names no user of the log)
+_LOGFMT = re.compile(r'(?<![^\s,;(\[{])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
 
 
 def looks_like_log_line(line: str) -> bool:
@@ -174,6 +189,9 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
         record["endpoint"] = request.group(2)
 
 
+_LEVEL_NAMES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
+
+
 def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
     """One record from its first line; ``now`` dates BSD syslog lines (default: the clock).
     Terminal colour codes are dropped first: they are presentation, and hide the level."""
@@ -199,18 +217,23 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         return rec
     if (syslog := _syslog(stripped, now)) is not None:
         return syslog
-    m = _PREFIX.match(text)
     record: dict[str, Any] = {}
     message = text
-    if m:
-        if m.group("timestamp"):
-            record["timestamp"] = m.group("timestamp").replace(",", ".")
-            if m.group("offset"):
-                record["timestamp"] += f"{m.group('offset')}:{m.group('offset_minutes')}"
-        if m.group("level"):
-            level = m.group("level").upper()
-            record["level"] = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL"}.get(level, level)
-        message = m.group("message")
+    if m := _PREFIX.match(text):
+        stamp = m.group("timestamp").replace(",", ".")
+        record["timestamp"] = stamp[:4] + "-" + stamp[5:7] + "-" + stamp[8:]  # 2024/01/15 too
+        if m.group("offset"):
+            record["timestamp"] += f"{m.group('offset')}:{m.group('offset_minutes')}"
+        message = m.group("rest")
+    if level := _LEVEL_FIRST.match(message):
+        message = message[level.end() :]  # "ERROR disk full": the level, then the message
+    elif "timestamp" in record:
+        # the logger or thread before a later level stays in the message
+        level = _LEVEL_LATER.search(message, 0, _LEVEL_WITHIN)
+        message = message.lstrip(" \t:-")
+    if level:
+        name = next(g for g in level.group("bracketed", "coloned", "upper") if g).upper()
+        record["level"] = _LEVEL_NAMES.get(name, name)
     _message_fields(record, message)
     record["message"] = message
     return record
@@ -259,6 +282,8 @@ def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
             skipped.append(number)
             continue
         line = line.rstrip("\r\n")
+        if "\x1b" in line:  # colour codes hide what starts a record (and are dropped anyway)
+            line = _ANSI.sub("", line)
         if multiline is None:
             multiline = _TIMESTAMP_START.match(line) is not None
         continues = (
