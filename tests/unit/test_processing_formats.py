@@ -350,6 +350,35 @@ def test_the_level_is_found_where_common_formats_put_it(line, level, message):
     assert (record.get("level"), record["message"]) == (level, message)
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # a line of logfmt pairs: msg is the message, the level spelled as everywhere else
+        (
+            'ts=2024-01-15T10:00:00Z level=warning msg="db down" duration=12ms',
+            {"level": "WARN", "message": "db down", "response_time_ms": "12", "duration": "12ms"},
+        ),
+        # durations with units, and nginx's $request_time (seconds) after an access log line
+        ("2024-01-15T10:00:00Z INFO done duration=0.5s", {"response_time_ms": "500", "duration": "0.5s"}),
+        ("2024-01-15T10:00:00Z INFO done latency=120", {"latency": "120"}),  # no unit: not a time
+        (
+            '10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" "curl" rt=0.012',
+            {"status_code": "200", "response_time_ms": "12", "rt": "0.012"},
+        ),
+        # a request line that is no HTTP request (a TLS scanner's bytes) keeps the line's fields
+        (
+            '10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "\\x16\\x03\\x01" 400 157 "-" "-"',
+            {"client_ip": "10.0.0.1", "request": "\\x16\\x03\\x01", "status_code": "400", "bytes": "157"},
+        ),
+        # syslog's NILVALUE time is no timestamp, and the BOM marking UTF-8 is no text
+        ("<165>1 - host app - - - \ufeffhello", {"timestamp": None, "message": "hello"}),
+    ],
+)
+def test_fields_of_logfmt_access_and_syslog_lines(line, expected):
+    record = logs.parse_line(line)
+    assert {k: record.get(k) for k in expected} == expected
+
+
 def test_colour_codes_do_not_hide_where_a_record_starts(process):
     # each coloured line starts a record; before, they were continuation lines of the first
     text = (

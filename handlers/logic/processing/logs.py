@@ -21,7 +21,9 @@ tried in order:
 A record whose first line matches none of them is kept as ``{"message": text}``: nothing
 is dropped.
 Field names are normalised to the log contract (``level``, ``timestamp``, ``endpoint``,
-``status_code``, ``response_time_ms``, ``user_id``) through ``FIELD_ALIASES``.
+``status_code``, ``response_time_ms``, ``user_id``) through ``FIELD_ALIASES``; a duration
+with a unit (``duration=0.5s``, ``took=120ms``, nginx's ``rt=0.012`` in seconds) also gives
+``response_time_ms``. A line of logfmt pairs only takes its ``msg`` as the message.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ _QUOTED = r'(?:[^"\\]|\\.)*'  # a quoted field's text, with \" escapes (nginx wr
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
     # the request line; "-" when the client sent none (nginx's 400s)
-    r'"(?:(?P<method>[A-Z]+) (?P<endpoint>\S+)(?: (?P<protocol>[^"]*))?|-)" (?P<status_code>\d{3}) (?P<bytes>\d+|-)'
+    # (or anything else, kept whole: a scanner's bytes "\x16\x03", an unescaped space)
+    rf'"(?:(?P<method>[A-Z]+) (?P<endpoint>[^\s"]+)(?: (?P<protocol>[^\s"]*))?|-|(?P<request>{_QUOTED}))" '
+    r"(?P<status_code>\d{3}) (?P<bytes>\d+|-)"
     rf'(?: "(?P<referer>{_QUOTED})" "(?P<user_agent>{_QUOTED})")?'
     # nginx's default "main" format adds "$http_x_forwarded_for"
     rf'(?: "(?P<forwarded_for>{_QUOTED})")?'
@@ -150,13 +154,14 @@ def _syslog(line: str, now: datetime | None) -> dict[str, Any] | None:
         facility, severity = divmod(int(fields["pri"]), 8)
         record["level"], record["facility"] = _SYSLOG_LEVELS[severity], facility
     if m.re is _SYSLOG_5424:
-        record["timestamp"] = fields["timestamp"]
+        if fields["timestamp"] != "-":  # the NILVALUE: the sender had no clock
+            record["timestamp"] = fields["timestamp"]
     else:
         record["timestamp"] = _bsd_time(fields["timestamp"], now or datetime.now(UTC))
     for key in ("host", "app", "pid", "msgid"):
         if fields.get(key) not in (None, "-"):
             record[key] = fields[key]
-    message = fields["message"] or ""
+    message = (fields["message"] or "").removeprefix("\ufeff")  # RFC 5424's mark of UTF-8 text
     data = fields.get("data")
     _message_fields(record, message if data in (None, "-") else f"{data} {message}")
     record["message"] = message
@@ -180,16 +185,41 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
     for key, value in _LOGFMT.findall(message):
         if value.startswith('"'):
             value = value[1:-1].replace('\\"', '"')
-        key = _canonical(key)
-        if key == "level":
-            value = value.upper()
-        record.setdefault(key, value)
+        name = _canonical(key)
+        if name == "level":
+            value = _LEVEL_NAMES.get(value.upper(), value.upper())
+        elif name == "response_time_ms" or key.lower() in _DURATION_KEYS:
+            if (ms := _milliseconds(key.lower(), value)) is not None:
+                record.setdefault("response_time_ms", ms)
+            if name == "response_time_ms":
+                continue
+        record.setdefault(name, value)
     if "endpoint" not in record and (request := _HTTP_REQUEST.search(message)):
         record.setdefault("method", request.group(1))
         record["endpoint"] = request.group(2)
 
 
 _LEVEL_NAMES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
+# durations under other names, read as response_time_ms when their unit is known (the pair
+# stays a field of its own too); nginx's $request_time is in seconds
+_DURATION_KEYS = ("duration", "latency", "elapsed", "took", "response_time", "request_time", "rt")
+_SECONDS_KEYS = ("request_time", "rt")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|us|µs)?")
+_TO_MS = {"ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001}
+
+
+def _milliseconds(key: str, value: str) -> str | None:
+    """``value`` (``12``, ``12ms``, ``0.5s``) in milliseconds, as text; None when its unit
+    is unknown (a bare number under a name that does not say its unit)."""
+    m = _DURATION.fullmatch(value.strip())
+    if not m:
+        return None
+    unit = m.group(2) or (
+        "s" if key in _SECONDS_KEYS else "ms" if _canonical(key) == "response_time_ms" else None
+    )
+    if unit is None:
+        return None
+    return f"{float(m.group(1)) * _TO_MS[unit]:g}"
 
 
 def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
@@ -212,8 +242,7 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         rec["timestamp"] = _access_time(rec["timestamp"])
         if "." in rec.get("response_time_ms", ""):  # nginx's $request_time: seconds, to the ms
             rec["response_time_ms"] = f"{float(rec['response_time_ms']) * 1000:g}"
-        for key, value in _LOGFMT.findall(pairs):
-            rec.setdefault(key, value)
+        _message_fields(rec, pairs)
         return rec
     if (syslog := _syslog(stripped, now)) is not None:
         return syslog
@@ -235,7 +264,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         name = next(g for g in level.group("bracketed", "coloned", "upper") if g).upper()
         record["level"] = _LEVEL_NAMES.get(name, name)
     _message_fields(record, message)
-    record["message"] = message
+    if not (isinstance(record.get("message"), str) and not _LOGFMT.sub("", message).strip()):
+        record["message"] = message  # (a line of logfmt pairs only keeps its msg="...")
     return record
 
 
