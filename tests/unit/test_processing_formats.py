@@ -370,6 +370,12 @@ def test_the_level_is_found_where_common_formats_put_it(line, level, message):
             '10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "\\x16\\x03\\x01" 400 157 "-" "-"',
             {"client_ip": "10.0.0.1", "request": "\\x16\\x03\\x01", "status_code": "400", "bytes": "157"},
         ),
+        # a JSON line: Elastic's log.level; Docker's wrapper of the program's own line
+        ('{"@timestamp": "2024-01-15T10:00:00Z", "log.level": "error"}', {"level": "error"}),
+        (
+            '{"log": "2024-01-15 10:00:00,1 - app - ERROR - boom\\n", "stream": "stderr"}',
+            {"level": "ERROR", "stream": "stderr"},
+        ),
         # syslog's NILVALUE time is no timestamp, and the BOM marking UTF-8 is no text
         ("<165>1 - host app - - - \ufeffhello", {"timestamp": None, "message": "hello"}),
     ],
@@ -377,6 +383,12 @@ def test_the_level_is_found_where_common_formats_put_it(line, level, message):
 def test_fields_of_logfmt_access_and_syslog_lines(line, expected):
     record = logs.parse_line(line)
     assert {k: record.get(k) for k in expected} == expected
+
+
+def test_elastic_common_schema_lines_get_log_stats(process):
+    line = '{{"@timestamp": "2024-01-15T10:00:00Z", "log.level": "{}", "user.id": "u{}", "url.path": "/a"}}\n'
+    stats = process("ecs.ndjson", line.format("error", 1) + line.format("info", 2)).data["log_stats"]
+    assert (stats["error_count"], stats["info_count"], stats["unique_users"]) == (1, 1, 2)
 
 
 def test_colour_codes_do_not_hide_where_a_record_starts(process):

@@ -85,12 +85,12 @@ _ERROR_LEVELS = (
 )
 _WARN_LEVELS = ("WARN", "WARNING")
 _LOG_FIELDS = {
-    "level": ("level", "severity", "lvl", "log_level", "levelname"),
+    "level": ("level", "severity", "lvl", "log_level", "levelname", "log.level"),
     "response_time_ms": ("response_time_ms", "duration_ms", "latency_ms", "elapsed_ms"),
-    "user_id": ("user_id", "user", "userid", "uid"),
-    "endpoint": ("endpoint", "path", "url", "route", "uri"),
-    "status_code": ("status_code", "status", "http_status"),
-}
+    "user_id": ("user_id", "user", "userid", "uid", "user.id"),
+    "endpoint": ("endpoint", "path", "url", "route", "uri", "url.path"),
+    "status_code": ("status_code", "status", "http_status", "http.response.status_code"),
+}  # (the dotted names: Elastic Common Schema)
 
 
 def process_file(

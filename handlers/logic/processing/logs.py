@@ -43,6 +43,7 @@ FIELD_ALIASES: dict[str, str] = {
     "log_level": "level",
     "loglevel": "level",
     "levelname": "level",
+    "log.level": "level",  # Elastic Common Schema, as the other dotted names
     "ts": "timestamp",
     "time": "timestamp",
     "@timestamp": "timestamp",
@@ -52,8 +53,10 @@ FIELD_ALIASES: dict[str, str] = {
     "url": "endpoint",
     "uri": "endpoint",
     "route": "endpoint",
+    "url.path": "endpoint",
     "status": "status_code",
     "http_status": "status_code",
+    "http.response.status_code": "status_code",
     "statuscode": "status_code",
     "duration_ms": "response_time_ms",
     "latency_ms": "response_time_ms",
@@ -62,6 +65,7 @@ FIELD_ALIASES: dict[str, str] = {
     "user": "user_id",
     "userid": "user_id",
     "uid": "user_id",
+    "user.id": "user_id",
 }
 MAX_FIELDS = 256
 MAX_ENTRY_LINES = 1000
@@ -230,7 +234,14 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
     if (obj := _json_object(stripped)) is not None:
         # a key takes its contract name unless the record has that name too ("time" beside
         # "timestamp", "msg" beside "message"): then both keep their own, nothing is lost
-        return {name if (name := _canonical(k)) == k or name not in obj else k: v for k, v in obj.items()}
+        fields = {name if (name := _canonical(k)) == k or name not in obj else k: v for k, v in obj.items()}
+        # Docker's and Kubernetes' JSON files wrap the program's own line in "log"
+        wrapped = fields.get("log")
+        if "level" not in fields and isinstance(wrapped, str) and not wrapped.startswith("{"):
+            fields["level"] = parse_line(wrapped).get("level")
+            if fields["level"] is None:
+                del fields["level"]
+        return fields
     m = _ACCESS.match(stripped)
     if m:
         pairs = m.group("pairs")
