@@ -162,11 +162,11 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
     lines.append("")
     lines.append(f"Failures in the last {_minutes(status['window_minutes'])}: {len(failures) or 'none'}")
     for f in failures:
-        error = printable(" ".join(str(f["error"]).split()))
+        error = printable(" ".join(str(f["error"]).split())[:300])  # cut before escaping: no half escape
         lines.append(
             f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}"
         )
-        lines.append(f"      {error[:300]}")
+        lines.append(f"      {error}")
     lines.append("")
     if status["dead_letters"]:
         lines.append(

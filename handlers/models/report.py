@@ -85,7 +85,9 @@ def _event_time(event: dict[str, Any], now: datetime) -> datetime:
         except ValueError:
             pass
         else:  # a time with an offset is another UTC day near midnight; a future one is now
-            return min(moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC), now)
+            return min(
+                moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC), now.astimezone(UTC)
+            )
     return now.astimezone(UTC)
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from handlers.logic.processing.pii import DEFAULT_RULES, PiiOptions, PiiRule, PiiRuleSet
+from handlers.logic.processing.pii import DEFAULT_RULES, PiiOptions, PiiRule, PiiRuleSet, luhn_valid
 from handlers.logic.processing.sqltext import literal
 
 RULES = PiiRuleSet(DEFAULT_RULES)
@@ -27,6 +27,12 @@ CASES = [
     ("at 1733500000001 order 4111111111111112", "at 1733500000001 order 4111111111111112"),
     # the major networks' numbers start with 2-6: an epoch in ms passing the Luhn check stays
     ("ts=1733500000000", "ts=1733500000000"),
+    # a CVV or an expiry after the number does not hide it
+    ("4111111111111111 123", "[REDACTED:CARD] 123"),
+    ("card 4111 1111 1111 1111 12 27", "card [REDACTED:CARD] 12 27"),
+    # an address in quotes keeps its quotes; the multiplication sign is no letter, Vietnamese ones are
+    ("{'email': 'alice@example.com'}", "{'email': '[REDACTED:EMAIL]'}"),
+    ("2\u00d7bob@x.com nguy\u1ec5n@example.vn", "2\u00d7[REDACTED:EMAIL] [REDACTED:EMAIL]"),
     (
         "4111111111111112 4111111111111111 x4111111111111111",
         "4111111111111112 [REDACTED:CARD] x4111111111111111",
@@ -206,11 +212,24 @@ def test_long_numbers_that_are_mostly_no_cards_stay_numbers(process):
     assert result.data["pii_redactions"] == {}
 
 
-def test_a_card_number_among_numbers_is_rescued_redacted_not_stored_as_a_number(process):
-    # a parsed log field or a CSV column of ids: the type carried a card past redaction
-    values = [str(10_000 + i) for i in range(200)] + ["4111111111111111"]
-    result = process("ids.csv", "acct\n" + "\n".join(values) + "\n")
-    assert result.data["schema"]["acct"] == "int"
-    assert result.rows("acct, _rescued_data")[-1] == (None, '{"acct":"[REDACTED:CARD]"}')
-    mismatch = result.data["quality_issues"]["type_mismatches"]["acct"]
-    assert mismatch["count"] == 1 and mismatch["examples"][0]["value"] == "[REDACTED:CARD]"
+def test_a_number_column_with_card_numbers_among_other_numbers_is_redacted_whole(process):
+    # a log's acct= field: two cards and shorter account numbers, typed int, kept cards in clear
+    values = ["4111111111111111", "12345", "5500005555555559", "67890", "11111"]
+    result = process("acct.csv", "acct\n" + "\n".join(values) + "\n")
+    assert result.data["schema"]["acct"] == "string"
+    assert result.rows("acct") == [("[REDACTED:CARD]",)] * 5
+
+
+def test_long_ids_of_which_some_pass_the_luhn_check_by_chance_stay_numbers(process):
+    # one in ten random 16-digit ids passes the check: they are ids, not cards
+    ids = [str(4_000_000_000_000_000 + 7_919 * i) for i in range(200)]
+    assert sum(luhn_valid(i) for i in ids) > 5
+    result = process("ids.csv", "order_id\n" + "\n".join(ids) + "\n")
+    assert result.data["schema"]["order_id"] == "int"
+    assert [v for (v,) in result.rows("order_id")] == [int(i) for i in ids]
+
+
+def test_signed_amounts_are_no_phone_numbers(process):
+    # whole values such as "+8412.21" match the phone rule: the column stays a number
+    result = process("amounts.csv", "delta\n" + "".join(f"+{8400 + i}.21\n" for i in range(50)))
+    assert result.data["schema"]["delta"] == "float" and result.data["pii_redactions"] == {}

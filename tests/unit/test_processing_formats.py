@@ -340,6 +340,8 @@ def test_text_files_of_log_lines_with_commas_are_logs_not_csv(process, name, tex
         # a word of the message is no level: lower case and not bracketed, or after a comma
         ("2024-01-15T10:00:00Z error rate computed: 0%", None, "error rate computed: 0%"),
         ("2024-01-15T10:00:00Z Critical path has 3 nodes", None, "Critical path has 3 nodes"),
+        ("2024-01-15T10:00:00Z no error: all good", None, "no error: all good"),
+        ("ERROR-PRONE code path hit", None, "ERROR-PRONE code path hit"),
         # a line without a time or a level is kept exactly as written
         ("-5 degrees below zero", None, "-5 degrees below zero"),
         ("[1, 2, 3] were the values", None, "[1, 2, 3] were the values"),
@@ -361,6 +363,7 @@ def test_the_level_is_found_where_common_formats_put_it(line, level, message):
         # durations with units, and nginx's $request_time (seconds) after an access log line
         ("2024-01-15T10:00:00Z INFO done duration=0.5s", {"response_time_ms": "500", "duration": "0.5s"}),
         ("2024-01-15T10:00:00Z INFO done latency=120", {"latency": "120"}),  # no unit: not a time
+        ("2024-01-15T10:00:00Z INFO done duration_ms=n/a", {"response_time_ms": "n/a"}),  # kept as written
         (
             '10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" "curl" rt=0.012',
             {"status_code": "200", "response_time_ms": "12", "rt": "0.012"},

@@ -306,8 +306,8 @@ class _Pipeline:
         for i, rule in self._pii_valued(sample, inferred).items():
             self.hinted[self.names[i]] = rule
             self.notes.append(
-                f"column {self.names[i]!r} looks like {rule.name} PII (most sampled values match the rule whole): "
-                "kept as text and redacted whole"
+                f"column {self.names[i]!r} looks like {rule.name} PII (most of its sampled values shaped like one "
+                "pass the rule's check): kept as text and redacted whole"
             )
         # A column first filled after the sample (a key that NDJSON records gain late) is
         # typed on the whole file in _widen, once the statistics show it has values.
@@ -317,31 +317,31 @@ class _Pipeline:
         ]
 
     def _pii_valued(self, sample: str, inferred: Sequence[Conversion | None]) -> dict[int, PiiRule]:
-        """Columns typed as numbers (or dates) whose sampled values are mostly whole matches
-        of one rule, such as bare card numbers: their type would take them out of the reach
-        of redaction, which reads text. Each is redacted whole, like a ``card_number`` column."""
+        """Number columns that hold card numbers under a name no hint matches (``payment``,
+        a log's ``acct=``): their type would take them out of the reach of redaction, which
+        reads text. A column is one when most of its sampled values shaped like a card (the
+        rule's pattern, whole) pass the rule's check, as about one in ten random ids does.
+        Each is redacted whole, like a ``card_number`` column."""
         typed = [
             i
             for i, c in enumerate(inferred)
-            if c is not None and c.type != "string" and not self.hinted[self.names[i]]
+            if c is not None and c.type in ("int", "float") and not self.hinted[self.names[i]]
         ]
-        if not typed or not self.rules:
+        checked = [r for r in self.rules.rules if r.checksum]
+        if not typed or not checked:
             return {}
-        rules = self.rules.rules
-        counts = per_column(
-            self.con,
-            sample,
-            [self.inputs[i] for i in typed],
-            [
-                "count(v)",
-                *(f"count(*) FILTER (WHERE {self.rules.sql_is_match(r, 'trim(v)')})" for r in rules),
-            ],
-        )
+        aggregates = []
+        for rule in checked:
+            shaped = f"regexp_full_match(trim(v), {literal(rule.pattern)})"
+            passing = self.rules.sql_is_match(rule, "trim(v)")
+            aggregates += [f"count(*) FILTER (WHERE {shaped})", f"count(*) FILTER (WHERE {passing})"]
+        counts = per_column(self.con, sample, [self.inputs[i] for i in typed], aggregates)
         found: dict[int, PiiRule] = {}
-        for i, (non_null, *matches) in zip(typed, counts, strict=True):
-            best = max(range(len(rules)), key=lambda k: matches[k])
-            if matches[best] * 2 > non_null:
-                found[i] = rules[best]
+        for i, row in zip(typed, counts, strict=True):
+            for k, rule in enumerate(checked):
+                if row[2 * k + 1] * 2 > row[2 * k]:
+                    found[i] = rule
+                    break
         return found
 
     def _widen(self, out: Path, conversions: list[Conversion], stats: dict, rows: int) -> list[Conversion]:
@@ -401,11 +401,7 @@ class _Pipeline:
             elif conv.type == "string":
                 expr = self.rules.sql_redact(raw_ref)
             else:
-                typed = conv.sql(v)
-                if conv.type in ("int", "float") and (card := self.rules.sql_is_checked_match(f"trim({v})")):
-                    # a card number among numbers: a misfit, so it is rescued and redacted
-                    typed = f"CASE WHEN {card} THEN NULL ELSE {typed} END"
-                inner.append(f"{typed} AS {typed_ref}")
+                inner.append(f"{conv.sql(v)} AS {typed_ref}")
                 misfits.append((name, raw_ref, typed_ref))
                 expr = typed_ref
             outer.append(f"{expr} AS {ident(name)}")
@@ -722,7 +718,7 @@ def _location(lineage: Lineage, row_index: int) -> dict[str, int]:
     return {lineage.unit: lineage.position(row_index)}
 
 
-_AVG_SCALE = "0.5 ^ 600"  # 1.8e308 becomes 4.6e127: no sum of float rows overflows
+_AVG_SCALE = "0.5 ^ 600"  # 1.8e308 becomes 4.3e127: no sum of float rows overflows
 
 
 def _json_scalar(value: Any) -> Any:

@@ -82,13 +82,12 @@ _PREFIX = re.compile(
 )
 # A level: upper case ("ERROR"), or any case in brackets ("[error]") or before a colon
 # ("Error: ..."); a plain "error" is a word of the message ("error rate computed: 0%").
-_LEVEL = (
-    rf"(?:\[(?P<bracketed>(?i:{_LEVELS}))\]|(?P<coloned>(?i:{_LEVELS})):|(?P<upper>{_LEVELS})(?=[\s:|\]-]|$))"
-)
-_LEVEL_FIRST = re.compile(rf"\s*{_LEVEL}[\s:|-]*")
+_BRACKETED = rf"\[(?P<bracketed>(?i:{_LEVELS}))\]"
+_UPPER = rf"(?P<upper>{_LEVELS})(?=[\s:|\]]|$)"  # not "ERROR-PRONE"
+_LEVEL_FIRST = re.compile(rf"\s*(?:{_BRACKETED}|(?P<coloned>(?i:{_LEVELS})):|{_UPPER})[\s:|-]*")
 # ... or a few tokens later, after a logger or thread name: Python's "- app.db - ERROR -",
-# Logback's "[main] ERROR", loguru's "| ERROR |"
-_LEVEL_LATER = re.compile(rf"(?<=[\s\[|]){_LEVEL}")
+# Logback's "[main] ERROR", loguru's "| ERROR |" (there "no error: all good" is no level)
+_LEVEL_LATER = re.compile(rf"(?<=[\s\[|])(?:{_BRACKETED}|{_UPPER})")
 _LEVEL_WITHIN = 80  # characters after the timestamp where a level is looked for
 _LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
 _TIMESTAMP_START = re.compile(r"^\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}")
@@ -192,11 +191,10 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
         name = _canonical(key)
         if name == "level":
             value = _LEVEL_NAMES.get(value.upper(), value.upper())
-        elif name == "response_time_ms" or key.lower() in _DURATION_KEYS:
-            if (ms := _milliseconds(key.lower(), value)) is not None:
-                record.setdefault("response_time_ms", ms)
-            if name == "response_time_ms":
-                continue
+        elif name == "response_time_ms":
+            value = _milliseconds(key.lower(), value) or value  # "n/a" stays as written
+        elif key.lower() in _DURATION_KEYS and (ms := _milliseconds(key.lower(), value)) is not None:
+            record.setdefault("response_time_ms", ms)
         record.setdefault(name, value)
     if "endpoint" not in record and (request := _HTTP_REQUEST.search(message)):
         record.setdefault("method", request.group(1))
@@ -272,7 +270,7 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         level = _LEVEL_LATER.search(message, 0, _LEVEL_WITHIN)
         message = message.lstrip(" \t:-")
     if level:
-        name = next(g for g in level.group("bracketed", "coloned", "upper") if g).upper()
+        name = next(g for g in level.groups() if g).upper()
         record["level"] = _LEVEL_NAMES.get(name, name)
     _message_fields(record, message)
     if not (isinstance(record.get("message"), str) and not _LOGFMT.sub("", message).strip()):

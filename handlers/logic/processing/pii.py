@@ -91,11 +91,14 @@ def _sql_luhn_valid(expr: str) -> str:
 def _sql_replace_checked(expr: str, pattern: str, token: str) -> str:
     """``_subn_checked`` in DuckDB SQL: the text between matches (``regexp_split_to_array``)
     zipped with the matches before it, each match kept or replaced by its Luhn check."""
-    pairs = f"list_zip(list_prepend('', regexp_extract_all({expr}, {pattern})), regexp_split_to_array({expr}, {pattern}))"
-    return (
+    pairs = (
+        f"list_zip(list_prepend('', regexp_extract_all(s, {pattern})), regexp_split_to_array(s, {pattern}))"
+    )
+    checked = (
         f"array_to_string(list_transform({pairs}, "
         f"lambda z: CASE WHEN z[1] <> '' AND {_sql_luhn_valid('z[1]')} THEN {token} ELSE z[1] END || z[2]), '')"
     )
+    return f"list_transform([{expr}], lambda s: {checked})[1]"  # ``expr`` written (and computed) once
 
 
 _UNSUPPORTED_BY_RE2 = re.compile(r"\(\?[=!<]|\\[1-9]")
@@ -142,9 +145,10 @@ def _nested_repeat(tree: Any, inside_repeat: bool) -> bool:
 
 
 # Letters beyond ASCII in addresses: Latin with accents and diacritics, Greek, Cyrillic
-# (U+00C0-U+04FF, as literal characters). Not scripts written without spaces (CJK): an
-# address written against such text would take the words around it with it.
-_LETTERS = "\u00c0-\u04ff"
+# (U+00C0-U+04FF but the multiplication and division signs), Vietnamese (U+1E00-U+1EFF), as
+# literal characters. Not scripts written without spaces (CJK): an address written against
+# such text would take the words around it with it.
+_LETTERS = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u04ff\u1e00-\u1eff"
 
 DEFAULT_RULES: tuple[PiiRule, ...] = (
     PiiRule(
@@ -157,17 +161,21 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         # beyond ASCII (jöhn@bücher.de, x@пример.рф) and the punycode of an international
         # top-level domain (xn--p1ai)
         pattern=(
-            rf"[A-Za-z0-9._%+'{_LETTERS}-]{{1,64}}(?:@|%40)[A-Za-z0-9{_LETTERS}-]{{1,63}}"
+            # (an apostrophe inside, as in o'brien, never first: 'alice@example.com' keeps its quote)
+            rf"[A-Za-z0-9._%+{_LETTERS}-][A-Za-z0-9._%+'{_LETTERS}-]{{0,63}}(?:@|%40)[A-Za-z0-9{_LETTERS}-]{{1,63}}"
             rf"(?:\.[A-Za-z0-9{_LETTERS}-]{{1,63}})*\.(?:xn--[A-Za-z0-9-]{{1,59}}|[A-Za-z{_LETTERS}]{{2,63}})"
         ),
         column_hint=r"(^|_)e_?mail(_address)?($|_)",
     ),
     PiiRule(
-        # 13-19 digits, optionally grouped by single spaces or dashes, starting as the major
-        # networks' numbers do (2-6: Mastercard, Amex, JCB, Visa, Discover...; not 1, so an
-        # epoch in milliseconds is never one), with a Luhn check digit.
+        # 13-19 digits in one run, or in the groups cards are printed in (4-4-4-4; Amex
+        # 4-6-5), not any digits that follow: a CVV or an expiry after the number ("4111
+        # 1111 1111 1111 123") must not make the whole fail the check. The first digit is
+        # the major networks' (2-6: Mastercard, Amex, JCB, Visa, Discover...; not 1, so
+        # epoch milliseconds, which start with 1 until 2033, are none), and the last a
+        # Luhn check digit.
         name="card",
-        pattern=r"\b[2-6](?:[ -]?\d){12,18}\b",
+        pattern=r"\b(?:[2-6]\d{12,18}|[2-6]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}|3\d{3}[ -]\d{6}[ -]\d{5})\b",
         checksum="luhn",
         column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
     ),
@@ -256,13 +264,6 @@ class PiiRuleSet:
         number, say) that passes the rule's checksum."""
         whole = f"regexp_full_match({expr}, {sql_literal(rule.pattern)})"
         return f"({whole} AND {_sql_luhn_valid(expr)})" if rule.checksum else whole
-
-    def sql_is_checked_match(self, expr: str) -> str | None:
-        """A DuckDB condition: ``expr`` is wholly a value of a rule with a checksum (a bare
-        card number in a number column); None without such rules. Such a value would be
-        PII in text, so it is not stored as a number either."""
-        checked = [self.sql_is_match(r, expr) for r in self.rules if r.checksum]
-        return " OR ".join(checked) or None
 
     def sql_redact(self, expr: str) -> str:
         """A DuckDB expression that redacts ``expr`` (VARCHAR). A cheap combined
