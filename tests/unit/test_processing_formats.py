@@ -388,6 +388,38 @@ def test_fields_of_logfmt_access_and_syslog_lines(line, expected):
     assert {k: record.get(k) for k in expected} == expected
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "[Mon Jan 15 10:00:00.123456 2024] [core:error] [pid 123:tid 4] [client 10.0.0.1:5678] AH00126: bad URI",
+            {
+                "timestamp": "2024-01-15T10:00:00.123456",
+                "level": "ERROR",
+                "module": "core",
+                "message": "AH00126: bad URI",
+            },
+        ),
+        ("[Mon Jan 15 10:00:00 2024] [crit] down", {"timestamp": "2024-01-15T10:00:00", "level": "CRITICAL"}),
+        (
+            "E0115 10:00:00.123456   12345 controller.go:123] failed to sync",
+            {"timestamp": "2024-01-15T10:00:00.123456", "level": "ERROR", "source": "controller.go:123"},
+        ),
+        (
+            "W1231 23:00:00.5 1 x.go:1] late",
+            {"timestamp": "2023-12-31T23:00:00.5", "level": "WARN"},
+        ),  # last year's
+        (
+            "E, [2024-01-15T10:00:00.123456 #1234] ERROR -- app: boom",
+            {"timestamp": "2024-01-15T10:00:00.123456", "level": "ERROR", "app": "app", "message": "boom"},
+        ),
+    ],
+)
+def test_apache_error_klog_and_ruby_logger_lines(line, expected):
+    record = logs.parse_line(line, dt.datetime(2024, 1, 20, tzinfo=dt.UTC))
+    assert {k: record.get(k) for k in expected} == expected
+
+
 def test_elastic_common_schema_lines_get_log_stats(process):
     line = '{{"@timestamp": "2024-01-15T10:00:00Z", "log.level": "{}", "user.id": "u{}", "url.path": "/a"}}\n'
     stats = process("ecs.ndjson", line.format("error", 1) + line.format("info", 2)).data["log_stats"]

@@ -15,8 +15,10 @@ tried in order:
    RFC 3164 / BSD (``[<PRI>]Mmm dd hh:mm:ss host app[pid]: msg``, dated in the current
    year, or the previous one when that would be in the future, as Logstash does); the
    priority gives ``level`` and ``facility``;
-4. ``[timestamp] [LEVEL] message`` with ``key=value`` / ``key="quoted value"`` pairs
-   (logfmt) anywhere in the message (a syslog message's pairs are read too).
+4. Apache's error log, klog (Kubernetes; dated like BSD syslog) and Ruby's Logger;
+5. ``[timestamp] [LEVEL] message`` with ``key=value`` / ``key="quoted value"`` pairs
+   (logfmt) anywhere in the message (a syslog message's pairs are read too); the level
+   may also come a few tokens after the timestamp, after a logger or thread name.
 
 A record whose first line matches none of them is kept as ``{"message": text}``: nothing
 is dropped.
@@ -125,12 +127,79 @@ _HTTP_REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)")
 _LOGFMT = re.compile(r'(?<![^\s,;(\[{])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
 
 
+# Formats with a time and a level of their own shape, each a line on its own:
+# Apache's error log: [Mon Jan 15 10:00:00.123456 2024] [core:error] [pid 12] [client ...] msg
+_APACHE_ERROR = re.compile(
+    r"^\[(?P<timestamp>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\] "
+    r"\[(?:(?P<module>[\w-]+):)?(?P<level>[a-z]+\d?)\](?: \[pid (?P<pid>\d+)[^\]]*\])?"
+    r"(?: \[client (?P<client_ip>[^\]]+)\])? ?(?P<message>.*)$"
+)
+# klog (Kubernetes, glog): E0115 10:00:00.123456   12345 file.go:12] msg (no year)
+_KLOG = re.compile(
+    r"^(?P<level>[IWEF])(?P<month>\d{2})(?P<day>\d{2}) (?P<time>\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s+"
+    r"(?P<pid>\d+) (?P<source>[^\s\]]+)\] ?(?P<message>.*)$"
+)
+# Ruby's Logger: E, [2024-01-15T10:00:00.123456 #1234] ERROR -- app: msg
+_RUBY = re.compile(
+    r"^[A-Z], \[(?P<timestamp>\S+) #(?P<pid>\d+)\]\s+(?P<level>[A-Z]+) -- (?P<app>[^:]*): ?(?P<message>.*)$"
+)
+_APACHE_LEVELS = {"emerg": "EMERGENCY", "crit": "CRITICAL", "warn": "WARN"}
+_KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
+
+
+def _dated(month_day_time: str, now: datetime) -> str:
+    """A time without a year (klog's ``01-15T10:00:00.1``) in the current year, or the
+    previous one when that would be more than a day ahead, as for BSD syslog."""
+    stamp = f"{now.year}-{month_day_time}"
+    try:
+        if datetime.fromisoformat(stamp) > now.replace(tzinfo=None) + timedelta(days=1):
+            stamp = f"{now.year - 1}-{month_day_time}"
+    except ValueError:
+        pass  # kept as written (02-29 outside a leap year, 13-01): a type mismatch, reported
+    return stamp
+
+
+def _other_format(line: str, now: datetime | None) -> dict[str, Any] | None:
+    """A line of Apache's error log, klog or Ruby's Logger, as a record; else None."""
+    record: dict[str, Any]
+    if m := _APACHE_ERROR.match(line):
+        record = {k: v for k, v in m.groupdict().items() if v is not None}
+        stamp = record["timestamp"]
+        try:
+            moment = datetime.strptime(
+                stamp, "%a %b %d %H:%M:%S.%f %Y" if "." in stamp else "%a %b %d %H:%M:%S %Y"
+            )
+            record["timestamp"] = moment.isoformat()
+        except ValueError:
+            pass  # kept as written: a type mismatch, reported
+        level = record["level"].rstrip("0123456789")  # trace1..trace8
+        record["level"] = _APACHE_LEVELS.get(level, level.upper())
+    elif m := _KLOG.match(line):
+        fields = m.groupdict()
+        record = {
+            "timestamp": _dated(
+                f"{fields['month']}-{fields['day']}T{fields['time']}", now or datetime.now(UTC)
+            ),
+            "level": _KLOG_LEVELS[fields["level"]],
+            "pid": fields["pid"],
+            "source": fields["source"],
+            "message": fields["message"],
+        }
+    elif m := _RUBY.match(line):
+        record = {k: v for k, v in m.groupdict().items() if v}
+        record["level"] = _LEVEL_NAMES.get(record["level"], record["level"])
+    else:
+        return None
+    _message_fields(record, record.get("message", ""))
+    return record
+
+
 def looks_like_log_line(line: str) -> bool:
     """An access-log or syslog line, or one that starts with a timestamp and names a level
     (Python's "2024-01-15 10:00:00,123 - app - INFO - ..."): commas in such lines are no
     reason to read a text file as CSV."""
     text = _ANSI.sub("", line).strip()
-    if _ACCESS.match(text) or _SYSLOG_5424.match(text) or _SYSLOG_BSD.match(text):
+    if any(rx.match(text) for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY)):
         return True
     return bool(_TIMESTAMP_START.match(text) and _LEVEL_WORD.search(text))
 
@@ -255,6 +324,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         return rec
     if (syslog := _syslog(stripped, now)) is not None:
         return syslog
+    if (other := _other_format(stripped, now)) is not None:
+        return other
     record: dict[str, Any] = {}
     message = text
     if m := _PREFIX.match(text):
