@@ -26,7 +26,6 @@ from pydantic import (
 )
 
 from .queues import visibility_timeout
-from .routing import raw_object_created_pattern
 
 NAMESPACE = "headrace"
 
@@ -55,8 +54,8 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
-# An EventBridge rule's event pattern, in characters (the default quota).
-EVENT_PATTERN_MAX_CHARS = 2048
+# raw_suffixes share the processor's 4 KB of environment with the rest (RAW_SUFFIXES).
+MAX_RAW_SUFFIXES_CHARS = 1024
 
 # The SQS visibility timeout may not exceed 12 hours.
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
@@ -700,13 +699,13 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 "expires before it reaches its DLQ",
             )
         )
-    pattern = raw_object_created_pattern("b" * 63, config.raw_prefix, config.raw_suffixes)
-    if len(pattern) > EVENT_PATTERN_MAX_CHARS:
+    suffixes = ",".join(config.raw_suffixes)
+    if len(suffixes) > MAX_RAW_SUFFIXES_CHARS:
         problems.append(
             (
                 "raw_suffixes",
-                f"with this raw_prefix, the EventBridge rule's pattern is {len(pattern)} characters; the "
-                f"limit is {EVENT_PATTERN_MAX_CHARS}: use fewer suffixes or a shorter prefix",
+                f"the suffixes take {len(suffixes)} characters; they travel in the processor's environment "
+                f"(RAW_SUFFIXES), which Lambda limits to 4 KB in all: at most {MAX_RAW_SUFFIXES_CHARS}",
             )
         )
     return problems

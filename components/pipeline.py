@@ -140,7 +140,6 @@ class Pipeline(pulumi.ComponentResource):
             RoutingArgs(
                 raw_bucket_name=self.buckets.raw.name,
                 raw_prefix=config.raw_prefix,
-                raw_suffixes=config.raw_suffixes,
                 processing_queue=self.processing_queue,
                 load_queue=self.load_queue,
                 max_event_age_seconds=config.routing.max_event_age_seconds,
@@ -207,6 +206,7 @@ class Pipeline(pulumi.ComponentResource):
                     "IDEMPOTENCY_TABLE": idempotency.name,
                     "EVENT_BUS_NAME": self.routing.bus_name,
                     "RAW_PREFIX": config.raw_prefix,
+                    "RAW_SUFFIXES": ",".join(config.raw_suffixes),
                     "MAX_RECEIVE_COUNT": str(max_receive),
                     "METADATA_TTL_DAYS": str(config.metadata.ttl_days),
                     "IDEMPOTENCY_TTL_SECONDS": str(config.metadata.idempotency_ttl_seconds),

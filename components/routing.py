@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -15,40 +14,17 @@ from .policies import deny_insecure_transport, resource_policy
 from .queues import QueueWithDlq
 
 
-def _wildcard_literal(text: str) -> str:
-    # In an EventBridge wildcard pattern only '*' is special; '\' escapes it and itself.
-    return text.replace("\\", "\\\\").replace("*", "\\*")
-
-
-def object_key_filters(prefix: str, suffixes: Sequence[str]) -> list[dict[str, str]]:
-    """Filters matching keys that start with ``prefix`` AND end with one of ``suffixes``.
-    A ``*`` in a suffix matches any characters (``.log.*``: rotated logs); in the prefix it
-    is a literal.
-
-    Filters in one list are alternatives (OR), so the prefix and a suffix can only be
-    combined in one filter: a wildcard ``<prefix>*<suffix>`` per suffix (``*`` matches
-    across ``/``). Without suffixes the prefix alone is used, and vice versa.
-    """
-    if suffixes and prefix:
-        return [{"wildcard": f"{_wildcard_literal(prefix)}*{_suffix_wildcard(s)}"} for s in suffixes]
-    if suffixes:
-        return [{"wildcard": f"*{_suffix_wildcard(s)}"} if "*" in s else {"suffix": s} for s in suffixes]
-    return [{"prefix": prefix}]
-
-
-def _suffix_wildcard(suffix: str) -> str:
-    return "*".join(_wildcard_literal(part) for part in suffix.split("*"))
-
-
-def raw_object_created_pattern(bucket: str, prefix: str, suffixes: Sequence[str]) -> str:
+def raw_object_created_pattern(bucket: str, prefix: str) -> str:
+    """Object Created in ``bucket`` under ``prefix``. The suffixes (``raw_suffixes``) are
+    the processor's to check (``RAW_SUFFIXES``): a wildcard ``<prefix>*<suffix>`` per suffix,
+    the only way to match both in one rule, makes the pattern too complex for EventBridge
+    (it refuses a rule whose wildcards an input may match more than about ten of at once;
+    the 14 default suffixes score 32)."""
     return json.dumps(
         {
             "source": ["aws.s3"],
             "detail-type": ["Object Created"],
-            "detail": {
-                "bucket": {"name": [bucket]},
-                "object": {"key": object_key_filters(prefix, suffixes)},
-            },
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": prefix}]}},
         }
     )
 
@@ -126,7 +102,6 @@ class EventRoute(pulumi.ComponentResource):
 class RoutingArgs:
     raw_bucket_name: pulumi.Input[str]
     raw_prefix: str
-    raw_suffixes: Sequence[str]
     processing_queue: QueueWithDlq
     load_queue: QueueWithDlq
     max_event_age_seconds: int = 86_400
@@ -146,7 +121,7 @@ class Routing(pulumi.ComponentResource):
             EventRouteArgs(
                 description="Raw uploads (S3 Object Created under the raw prefix) -> processing queue",
                 event_pattern=pulumi.Output.from_input(args.raw_bucket_name).apply(
-                    lambda bucket: raw_object_created_pattern(bucket, args.raw_prefix, args.raw_suffixes)
+                    lambda bucket: raw_object_created_pattern(bucket, args.raw_prefix)
                 ),
                 queue=args.processing_queue,
                 max_event_age_seconds=args.max_event_age_seconds,

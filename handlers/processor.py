@@ -34,6 +34,7 @@ from handlers.dal.aws import access_denied
 from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
+from handlers.logic.layout import has_raw_suffix
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, record_failure, utcnow
 from handlers.logic.processing import OutOfMemory, OutOfScratchSpace, OutOfTime
 from handlers.logic.time_budget import TimeBudget
@@ -88,8 +89,8 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
         raise not_started
-    if ref.is_folder_marker:  # routed by an empty raw_suffixes, or a '*' in one (.log.*)
-        logger.info("a folder marker, not a file: nothing to process")
+    if not _takes(ref):
+        logger.info("a folder marker, or a key without one of the raw suffixes: nothing to process")
         return {"status": "ignored"}
     maybe_crash(settings.crash_rate, attempt, ref.key)
     try:
@@ -157,6 +158,13 @@ def _retry_now(record: ObjectCreatedRecord) -> None:
         )
 
 
+def _takes(ref: ObjectRef) -> bool:
+    """Whether ``ref`` is a file to process: the rule routes every key under the raw prefix
+    (EventBridge refuses a rule with a wildcard per suffix), folder markers (the S3
+    console's "Create folder") and keys without one of ``RAW_SUFFIXES`` included."""
+    return not ref.is_folder_marker and has_raw_suffix(ref.key, settings.raw_suffixes)
+
+
 def _mark_batch_received(event: dict[str, Any]) -> None:
     """Every file of the batch is visible as ``received`` while earlier ones are processed."""
     now = utcnow()
@@ -165,7 +173,7 @@ def _mark_batch_received(event: dict[str, Any]) -> None:
             ref = ObjectRef.from_event(ObjectCreatedRecord.model_validate(raw).body)
         except (ValueError, TypeError, json.JSONDecodeError):
             continue  # the batch processor reports the malformed record
-        if not ref.is_folder_marker:
+        if _takes(ref):
             store.mark_received(ref, now)
 
 

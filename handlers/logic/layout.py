@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import PurePosixPath
 
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
@@ -50,6 +52,18 @@ def dataset_for(key: str, raw_prefix: str) -> str:
 # dateext (app.log-20261206) keeps the file's own suffix in one: see formats.extension.
 _ROTATION_SUFFIX = re.compile(r"\.\d[\d_-]*")
 _ROTATED = (".log", ".txt")
+
+
+def has_raw_suffix(key: str, suffixes: Sequence[str]) -> bool:
+    """Whether ``key`` ends in one of ``suffixes`` (case-sensitive; none: any key). A ``*``
+    in a suffix matches any characters but ``/`` (``.log.*``: ``app.log.1``, not
+    ``x.log.d/readme.md``)."""
+    return not suffixes or any(_suffix_regex(s).search(key) for s in suffixes)
+
+
+@lru_cache(maxsize=64)
+def _suffix_regex(suffix: str) -> re.Pattern[str]:
+    return re.compile("[^/]*".join(re.escape(part) for part in suffix.split("*")) + r"\Z")
 
 
 def without_rotation(name: str) -> str:

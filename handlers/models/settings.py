@@ -26,6 +26,8 @@ class ProcessorSettings(_Settings):
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     event_bus_name: str = Field(alias="EVENT_BUS_NAME")
     raw_prefix: str = Field("incoming/", alias="RAW_PREFIX")
+    # keys the processor takes (comma-separated; '*' matches within one name): none, all
+    raw_suffixes: tuple[str, ...] = Field((), alias="RAW_SUFFIXES")
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
     metadata_ttl_days: int = Field(90, ge=1, alias="METADATA_TTL_DAYS")
     idempotency_ttl_seconds: int = Field(86_400, ge=60, alias="IDEMPOTENCY_TTL_SECONDS")
@@ -42,6 +44,11 @@ class ProcessorSettings(_Settings):
     @classmethod
     def _rules_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("raw_suffixes", mode="before")
+    @classmethod
+    def _suffix_list(cls, value: Any) -> Any:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
 
     @field_validator("pii_disabled_rules", mode="before")
     @classmethod

@@ -221,8 +221,8 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:queues.message_retention_seconds: must exceed max_receive_count times the longest",
         ),
         (
-            {**BASE, "raw_prefix": "p" * 150 + "/"},
-            "headrace:raw_suffixes: with this raw_prefix, the EventBridge rule's pattern is",
+            {**BASE, "raw_suffixes": [f".x{i:04d}" for i in range(200)]},
+            "headrace:raw_suffixes: the suffixes take 1399 characters; they travel in the processor's environment",
         ),
         (
             {**BASE, "functions": {"processor": {"max_concurrency": 2, "reserved_concurrency": 1}}},

@@ -11,6 +11,7 @@ import pulumi
 import pytest
 
 from components import lambda_archive
+from components.config import StackConfig
 from components.functions import (
     FunctionCode,
     LambdaPackage,
@@ -39,6 +40,7 @@ CONTRACT_ENV = {
         "IDEMPOTENCY_TABLE",
         "EVENT_BUS_NAME",
         "RAW_PREFIX",
+        "RAW_SUFFIXES",
         "MAX_RECEIVE_COUNT",
         "METADATA_TTL_DAYS",
         "IDEMPOTENCY_TTL_SECONDS",
@@ -118,6 +120,8 @@ def test_environment_follows_the_contract(stack: Deployment) -> None:
     assert processor["IDEMPOTENCY_TABLE"] == stack.outputs["idempotency_table"]
     assert processor["EVENT_BUS_NAME"] == stack.outputs["event_bus_name"]
     assert processor["RAW_PREFIX"] == "incoming/"
+    # (the rule routes the prefix; the processor takes the suffixes, rotated logs included)
+    assert tuple(processor["RAW_SUFFIXES"].split(",")) == StackConfig.model_fields["raw_suffixes"].default
     assert env(deployed["loader"])["DB_SECRET_ARN"] == stack.outputs["db_secret_arn"]
     assert env(deployed["report"])["ALERTS_TOPIC_ARN"] == stack.outputs["alerts_topic_arn"]
     assert env(deployed["ingest"])["INGEST_QUEUE_URL"] == stack.outputs["ingest_queue_url"]

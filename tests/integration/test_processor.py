@@ -646,6 +646,21 @@ def test_a_folder_marker_is_ignored_not_failed(pipeline):
     assert pipeline.item(folder) == {}
 
 
+def test_a_key_without_one_of_the_raw_suffixes_is_ignored_not_failed(pipeline, monkeypatch):
+    # Given the processor's suffixes (the rule routes every key under the prefix)
+    settings = pipeline.handler.settings.model_copy(update={"raw_suffixes": (".csv", ".log.*")})
+    monkeypatch.setattr(pipeline.handler, "settings", settings)
+    readme = pipeline.upload("incoming/sales/readme.md", "# notes")
+    rotated = pipeline.upload("incoming/app.log.1", "2024-01-15T10:00:00Z ERROR x\n")
+    pipeline.announce(readme, rotated)
+    # When they are processed: the readme is acknowledged with nothing recorded for it
+    _, response = pipeline.poll()
+    assert response == {"batchItemFailures": []}
+    assert pipeline.item(readme) == {}
+    # and the rotated log, which a suffix's '*' matches, is processed
+    assert pipeline.item(rotated)["status"] == "completed"
+
+
 def _expire_visibility(pipeline, record):
     pipeline.sqs.change_message_visibility(
         QueueUrl=pipeline.queue.url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
