@@ -718,12 +718,13 @@ MAX_NAME_PREFIX_CHARS = 34
 
 def check_stack_name(project: str, stack: str) -> None:
     """Raise ConfigError unless ``<project>-<stack>`` can prefix every resource name (S3
-    buckets and RDS identifiers take lower-case letters, digits and hyphens only)."""
+    buckets and RDS identifiers take lower-case letters, digits and hyphens only, and an
+    RDS identifier no hyphen at its end or two in a row)."""
     prefix = f"{project}-{stack}"
-    if not re.fullmatch(r"[a-z][a-z0-9-]*", prefix) or len(prefix) > MAX_NAME_PREFIX_CHARS:
+    if not re.fullmatch(r"[a-z](?:-?[a-z0-9])*", prefix) or len(prefix) > MAX_NAME_PREFIX_CHARS:
         raise ConfigError(
             [
-                f"stack name {stack!r}: use lower-case letters, digits and '-', and at most "
+                f"stack name {stack!r}: use lower-case letters, digits and single '-' between them, and at most "
                 f"{MAX_NAME_PREFIX_CHARS - len(project) - 1} characters (resource names are "
                 f"'{project}-<stack>-...', within AWS's name limits)"
             ]

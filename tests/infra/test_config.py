@@ -393,7 +393,7 @@ def test_stack_names_that_fit_every_resource_name(stack: str) -> None:
     check_stack_name("headrace", stack)
 
 
-@pytest.mark.parametrize("stack", ["s" * 26, "dev.eu", "dev_eu", "Dev"])
+@pytest.mark.parametrize("stack", ["s" * 26, "dev.eu", "dev_eu", "Dev", "dev-", "a--b"])
 def test_stack_names_that_would_break_resource_names_are_refused(stack: str) -> None:
     # IAM roles and rules take 64 characters; buckets and RDS identifiers no '.', '_' or capitals
     with pytest.raises(ConfigError, match=f"stack name '{re.escape(stack)}': use lower-case letters"):
