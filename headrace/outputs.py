@@ -16,7 +16,8 @@ import boto3
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-DEFAULT_LOCAL_OUTPUTS = Path(".headrace/local/outputs.json")
+# where `headrace local up` writes them (under the checkout, wherever the command runs from)
+DEFAULT_LOCAL_OUTPUTS = Path(__file__).resolve().parents[1] / ".headrace" / "local" / "outputs.json"
 
 
 class DocstringHelp(argparse.RawDescriptionHelpFormatter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -54,24 +55,60 @@ def register(subparsers: Any) -> None:
 
 def _ports(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"emulator port (default {DEFAULT_PORT})"
+        "--port", type=_port, default=DEFAULT_PORT, help=f"emulator port (default {DEFAULT_PORT})"
     )
     parser.add_argument(
-        "--api-port", type=int, default=DEFAULT_API_PORT, help=f"HTTP API port (default {DEFAULT_API_PORT})"
+        "--api-port", type=_port, default=DEFAULT_API_PORT, help=f"HTTP API port (default {DEFAULT_API_PORT})"
     )
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return port
+
+
+def _interrupt_on_hangup_and_term() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) stop the runtime as Ctrl-C does, so its
+    cleanup runs: PostgreSQL runs in a session of its own and would outlive it."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A runtime that cannot start (a port in use, another runtime on the state directory)
-    is one error line and exit status 2, not a traceback."""
+    is one error line and exit status 2, not a traceback; an interrupted one (Ctrl-C,
+    SIGTERM, SIGHUP) stops what it started and exits 130."""
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
+        if args.port == args.api_port:
+            print(f"headrace: error: --port and --api-port are both {args.port}", file=sys.stderr)
+            return 2
+        _interrupt_on_hangup_and_term()
         try:
             return command(args)
         except EmulatorError as exc:
             print(f"headrace: error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # a port taken between the check and the bind
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            print(
+                f"headrace: error: a port of the runtime was taken while it started ({exc})", file=sys.stderr
+            )
+            return 2
+        except KeyboardInterrupt:  # everything started was stopped on the way out
+            print("interrupted: stopped", file=sys.stderr)
+            return 130
 
     return run
 
@@ -83,7 +120,6 @@ def _up(args: argparse.Namespace) -> int:
     console = Console()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalRuntime(ROOT, port=args.port, api_port=args.api_port, on_invocation=console.print) as runtime:
         console.print(f"[bold]headrace local[/] is up: AWS API on {runtime.emulator.endpoint}")
         console.print(f"outputs: {runtime.outputs_path}")
@@ -104,6 +140,8 @@ def _up(args: argparse.Namespace) -> int:
         console.print("Ctrl-C stops everything.")
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one must not cut
+            signal.signal(signum, signal.SIG_IGN)  # the cleanup short
     console.print("stopped")
     return 0
 

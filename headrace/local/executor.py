@@ -231,6 +231,9 @@ class FunctionPool:
         with self._slots:
             with self._lock:
                 sandbox = self._idle.pop() if self._idle else None
+                while sandbox is not None and not sandbox.alive():  # died while idle (killed, OOM)
+                    sandbox.kill()
+                    sandbox = self._idle.pop() if self._idle else None
                 spec, env = self.spec, self._env
             if sandbox is None:
                 sandbox = Sandbox(spec, env, self._root, self._log_path)

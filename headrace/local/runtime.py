@@ -8,6 +8,7 @@ with runtime:                 # start, deploy, serve
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -33,7 +34,7 @@ from .iam import (
     RoleSessions,
     create_user,
 )
-from .postgres import EmbeddedPostgres
+from .postgres import EmbeddedPostgres, PostgresError
 from .sandbox import FunctionSpec
 
 log = logging.getLogger("headrace.local")
@@ -128,8 +129,10 @@ class LocalRuntime:
             self.emulator.start()
             log.info("AWS emulator on %s", self.emulator.endpoint)
             # its own temporary directory: reachable by the account PostgreSQL runs as
+            self._reclaim_postgres()
             self.postgres = EmbeddedPostgres()
             self.postgres.start()
+            self._postgres_marker.write_text(str(self.postgres.base_dir))
             log.info("PostgreSQL on %s:%s", self.postgres.host, self.postgres.port)
             iam = self.client("iam")
             self.credentials = create_user(iam, ADMIN_USER, ADMIN_STATEMENT)
@@ -173,11 +176,31 @@ class LocalRuntime:
         if self.postgres is not None:
             self.postgres.cleanup()
             self.postgres = None
+            self._postgres_marker.unlink(missing_ok=True)
         self.emulator.stop()
         if self._lock is not None:
             self.outputs_path.unlink(missing_ok=True)
             os.close(self._lock)  # releases the lock
             self._lock = None
+
+    @property
+    def _postgres_marker(self) -> Path:
+        """Where this runtime's PostgreSQL directory is noted while it runs."""
+        return self.state_dir / "postgres-dir"
+
+    def _reclaim_postgres(self) -> None:
+        """Stop and delete the PostgreSQL of an earlier runtime on this state directory that
+        had no chance to (killed with SIGKILL): its server runs in a session of its own and
+        outlives it, with its credentials on disk. Called holding the directory's lock."""
+        if not self._postgres_marker.exists():
+            return
+        left = Path(self._postgres_marker.read_text().strip())
+        if left.is_dir() and left.name.startswith("headrace-pg-"):
+            log.info("stopping the PostgreSQL an earlier runtime left running (%s)", left)
+            with contextlib.suppress(PostgresError, OSError):
+                EmbeddedPostgres(left).stop()
+            shutil.rmtree(left, ignore_errors=True)
+        self._postgres_marker.unlink(missing_ok=True)
 
     def _claim(self) -> None:
         """Take the state directory (its outputs file, logs and scratch space) for this

@@ -110,3 +110,24 @@ def test_the_pgserver_binaries_run_a_server_when_the_machine_has_none(tmp_path):
         server.cleanup()
     # Then it serves the application role's database
     assert version is not None and version[0]
+
+
+def test_a_runtime_stops_and_deletes_the_server_a_killed_runtime_left(tmp_path):
+    # Given a runtime killed with SIGKILL: its PostgreSQL (a session of its own) still runs,
+    # its directory noted in the state directory
+    from headrace.local.runtime import LocalRuntime
+
+    left = EmbeddedPostgres().start()
+    try:
+        assert left.is_running()
+        runtime = LocalRuntime(Path(__file__).resolve().parents[2], state_dir=tmp_path)
+        runtime._postgres_marker.write_text(str(left.base_dir))
+        # When the next runtime on that directory starts (this step of its start)
+        runtime._reclaim_postgres()
+        # Then the server is stopped and its directory, credentials included, deleted
+        assert not left.base_dir.exists()
+        assert not runtime._postgres_marker.exists()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(left.conninfo(), connect_timeout=2).close()
+    finally:
+        left.cleanup()

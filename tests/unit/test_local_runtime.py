@@ -356,3 +356,36 @@ def test_a_body_that_cannot_be_read_is_refused_and_the_connection_closed(echo_ap
     answer = _exchange(server, raw)
     assert answer.startswith(b"HTTP/1.1 " + status) and answer.count(b"HTTP/1.1") == 1
     assert pool.bodies == []
+
+
+class _FakeSandbox:
+    """A sandbox process that can die while it waits idle (an OOM kill, a segfault)."""
+
+    started: list[_FakeSandbox] = []
+
+    def __init__(self, spec: Any, env: Any, root: Any, log_path: Any):
+        self.spec, self.dead, self.killed = spec, False, False
+        _FakeSandbox.started.append(self)
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def invoke(self, event: Any) -> str:
+        return "exited" if self.dead else f"ran by {_FakeSandbox.started.index(self)}"
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def test_a_sandbox_that_died_while_idle_is_replaced_not_given_the_next_event(monkeypatch, tmp_path):
+    # it was given the event and failed it at once ("the sandbox process exited"): the
+    # file's attempt was spent for nothing, and it waited a visibility timeout
+    from headrace.local import executor
+
+    monkeypatch.setattr(executor, "Sandbox", _FakeSandbox)
+    _FakeSandbox.started = []
+    pool = executor.FunctionPool(SimpleNamespace(name="processor"), {}, tmp_path, tmp_path, concurrency=2)
+    assert pool.invoke({}) == "ran by 0"
+    _FakeSandbox.started[0].dead = True
+    assert pool.invoke({}) == "ran by 1"
+    assert _FakeSandbox.started[0].killed  # reaped
