@@ -48,6 +48,13 @@ def test_item_is_redacted_with_the_file_processing_rules():
     assert item["ttl"] == int((NOW + timedelta(days=30, seconds=2)).timestamp())
 
 
+def test_a_json_log_line_loses_the_values_of_members_named_like_pii():
+    # "ssn": "123456789" matches no pattern; a column named ssn is redacted whole in files
+    item = log_item(message('{"event": "signup", "ssn": "123456789"}'), RULES, NOW, ttl_days=30)
+    assert item["text"] == '{"event": "signup", "ssn": "[REDACTED:NATIONAL_ID]"}'
+    assert item["redactions"] == {"national_id": 1}
+
+
 def test_extra_and_disabled_rules_apply_to_ingested_logs():
     options = PiiOptions(
         extra_rules=({"name": "ticket", "pattern": r"TCK-\d+"},),  # type: ignore[arg-type]

@@ -233,3 +233,24 @@ def test_signed_amounts_are_no_phone_numbers(process):
     # whole values such as "+8412.21" match the phone rule: the column stays a number
     result = process("amounts.csv", "delta\n" + "".join(f"+{8400 + i}.21\n" for i in range(50)))
     assert result.data["schema"]["delta"] == "float" and result.data["pii_redactions"] == {}
+
+
+def test_json_members_named_like_pii_are_redacted_whole_in_text():
+    # an ingested JSON log line, a malformed record: "ssn": "123456789" matches no pattern
+    text = '{"user": "bob", "ssn": "123456789", "contact": {"phone": 5551234567, "note": "call me"}, "n": 3}'
+    redacted, counts = RULES.redact_text(text)
+    assert redacted == (
+        '{"user": "bob", "ssn": "[REDACTED:NATIONAL_ID]", '
+        '"contact": {"phone": "[REDACTED:PHONE]", "note": "call me"}, "n": 3}'
+    )
+    assert counts == {"national_id": 1, "phone": 1}
+    assert RULES.redact_text("no json: ssn 123-45-6789") == (
+        "no json: ssn [REDACTED:NATIONAL_ID]",
+        {"national_id": 1},
+    )
+
+
+def test_a_malformed_record_shows_no_pii_of_a_hinted_member(process):
+    text = '{"id": 1, "ssn": "111223333"}\n{"id": 2, "ssn": "123456789", "phone": "5551234567"\n{"id": 3}\n'
+    rows = process("m.ndjson", text).data["quality_issues"]["malformed_rows"]["rows"]
+    assert "123456789" not in rows[0]["text"] and "5551234567" not in rows[0]["text"]

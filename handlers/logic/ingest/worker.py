@@ -29,7 +29,7 @@ class Outcome:
 
 def log_item(message: IngestMessage, rules: PiiRuleSet, stored_at: datetime, ttl_days: int) -> dict[str, Any]:
     """The TENANT_LOGS_TABLE item (without the encrypted original)."""
-    text, counts = rules.redact(message.text)
+    text, counts = rules.redact_text(message.text)
     return {
         "tenant_id": message.tenant_id,
         "log_id": message.log_id,

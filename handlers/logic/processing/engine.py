@@ -71,6 +71,7 @@ _ONE_QUERY_COLUMNS = 32
 _AGGREGATES_PER_QUERY = 400
 _DISTINCT_PER_QUERY = 16
 _EXAMPLE_TEXT = 200
+_REDACT_WINDOW = 20 * _EXAMPLE_TEXT
 _ERROR_LEVELS = (
     "ERROR",
     "ERR",
@@ -596,7 +597,13 @@ class _Pipeline:
         return MalformedRows(
             count=rejects.malformed,
             rows=[
-                MalformedRow(**{unit: pos}, error=error, text=_clip(self.rules.redact(text)[0]))
+                # redacted before it is clipped (no half address shown), over a window only:
+                # a malformed line may be megabytes long
+                MalformedRow(
+                    **{unit: pos},
+                    error=error,
+                    text=_clip(self.rules.redact_text((text or "")[:_REDACT_WINDOW])[0]),
+                )
                 for pos, error, text in rejects.examples
             ],
         )

@@ -220,6 +220,10 @@ class PiiOptions(BaseModel):
         return PiiRuleSet(tuple(active))
 
 
+# a JSON object's member whose value is a string or a number: "name": "value", "name": 12
+_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,256})"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]{0,63})')
+
+
 class PiiRuleSet:
     """An ordered, compiled set of rules with a Python and a SQL implementation."""
 
@@ -248,6 +252,27 @@ class PiiRuleSet:
             )
             if n:
                 counts[rule.name] = n
+        return text, counts
+
+    def redact_text(self, text: str) -> tuple[str, dict[str, int]]:
+        """``redact``, and first, in JSON text (an ingested log line, a malformed record's
+        line), the value of each member whose name a column hint matches, whole: as a
+        column named ``ssn`` is redacted whole, so is ``"ssn": "123456789"``, which no
+        pattern matches. (Python only: file processing applies hints to its columns.)"""
+        counts: dict[str, int] = {}
+
+        def member(m: re.Match[str]) -> str:
+            rule = self.rule_for_column(m.group(1)) if self._hints else None
+            if rule is None:
+                return m.group(0)
+            counts[rule.name] = counts.get(rule.name, 0) + 1
+            return f'"{m.group(1)}": "{rule.token}"'
+
+        if '":' in text or '" :' in text:
+            text = _JSON_MEMBER.sub(member, text)
+        text, found = self.redact(text)
+        for name, n in found.items():
+            counts[name] = counts.get(name, 0) + n
         return text, counts
 
     def rule_for_column(self, column: str) -> PiiRule | None:
