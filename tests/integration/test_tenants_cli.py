@@ -141,10 +141,20 @@ def test_errors_are_one_line_with_exit_status_2(stack, tmp_path, capsys):
     assert code == 2 and "no key 'key_nope'" in err
 
 
-def test_outputs_defaults_to_the_local_runtime_file(stack, tmp_path, monkeypatch, capsys):
-    local = tmp_path / ".headrace" / "local"
-    local.mkdir(parents=True)
-    (local / "outputs.json").write_text(json.dumps(OUTPUTS))
-    monkeypatch.chdir(tmp_path)
+def test_outputs_defaults_to_the_file_the_local_runtime_writes_from_any_directory(
+    stack, tmp_path, monkeypatch, capsys
+):
+    # (the default was relative to the working directory: run from tests/, nothing found)
+    from headrace import outputs
+    from headrace.local.cli import ROOT
+    from headrace.local.runtime import LocalRuntime
+
+    assert LocalRuntime(ROOT).outputs_path == outputs.DEFAULT_LOCAL_OUTPUTS
+    written = tmp_path / "runtime" / "outputs.json"  # standing in for it: not the checkout's own
+    written.parent.mkdir()
+    written.write_text(json.dumps(OUTPUTS))
+    monkeypatch.setattr(outputs, "DEFAULT_LOCAL_OUTPUTS", written)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     code, out, _ = run(capsys, "tenants", "add", "acme")
     assert code == 0 and out.splitlines()[-1].startswith("hr_")
