@@ -154,6 +154,7 @@ class Sandbox:
         cold, self.fresh = self.fresh, False
         timeout = self.spec.timeout_seconds
         request_id = str(uuid.uuid4())
+        log_start = self._log_size()
         clock = time.perf_counter()
         try:
             self._conn.send(("invoke", request_id, event, time.time() + timeout))
@@ -180,16 +181,29 @@ class Sandbox:
         return Invocation(
             ok=False,
             error_type="Runtime.ExitError",
-            error=f"the sandbox process exited during the invocation (status {status}; {reply[1]}): {self._log_tail()}",
+            error=f"the sandbox process exited during the invocation (status {status}; {reply[1]}): "
+            f"{self._log_tail(log_start)}",
             duration_ms=elapsed,
             cold=cold,
         )
 
-    def _log_tail(self, lines: int = 5) -> str:
+    def _log_size(self) -> int:
         try:
-            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_tail(self, since: int, lines: int = 5) -> str:
+        """The last ``lines`` the function logged since byte ``since`` (this invocation's
+        start; the file is the function's, so an earlier crash of another sandbox is not
+        quoted as this one's)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(since)
+                written = log.read().decode(errors="replace").splitlines()
         except OSError:
             return "(no log)"
+        return " | ".join(written[-lines:]) or "(nothing logged)"
 
     def kill(self) -> None:
         if self._process.poll() is None:

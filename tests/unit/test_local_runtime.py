@@ -389,3 +389,18 @@ def test_a_sandbox_that_died_while_idle_is_replaced_not_given_the_next_event(mon
     _FakeSandbox.started[0].dead = True
     assert pool.invoke({}) == "ran by 1"
     assert _FakeSandbox.started[0].killed  # reaped
+
+
+def test_a_sandbox_crash_quotes_only_what_was_logged_during_its_invocation(tmp_path):
+    # the function's log is shared by its sandboxes and kept across invocations: an
+    # earlier crash's traceback was quoted as this one's cause
+    from headrace.local.sandbox import Sandbox
+
+    log = tmp_path / "processor.log"
+    log.write_text("Traceback ...\nSimulatedCrash: an earlier invocation\n")
+    sandbox = SimpleNamespace(log_path=log)
+    since = log.stat().st_size
+    assert Sandbox._log_tail(sandbox, since) == "(nothing logged)"  # type: ignore[arg-type]
+    with log.open("a") as more:
+        more.write("MemoryError\n")
+    assert Sandbox._log_tail(sandbox, since) == "MemoryError"  # type: ignore[arg-type]

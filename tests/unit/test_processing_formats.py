@@ -443,6 +443,13 @@ def test_a_query_string_names_no_fields(process):
     assert result.rows("user_id, endpoint") == [("bob", "/api/items?user=alice&page=2")]
 
 
+def test_unique_endpoints_counts_paths_not_query_strings(process):
+    text = "".join(f"2024-01-15T10:00:0{i}Z INFO GET /api/items?page={i}\n" for i in range(3))
+    result = process("p.log", text + "2024-01-15T10:00:09Z INFO GET /api/users\n")
+    assert result.data["log_stats"]["unique_endpoints"] == 2
+    assert result.rows("endpoint")[0] == ("/api/items?page=0",)  # the field keeps its query
+
+
 def test_a_csv_of_timestamps_and_levels_in_a_text_file_stays_csv(process):
     text = "timestamp,level,message\n2024-01-15 10:00:00,ERROR,boom\n2024-01-15 10:00:01,INFO,ok\n"
     result = process("c.txt", text)

@@ -664,6 +664,12 @@ class _Pipeline:
         )
         rt_col = ident(rt[0]) if rt is not None and rt[1].type in ("int", "float") else None
         finite = f"FILTER (WHERE isfinite({rt_col}))" if rt_col else ""
+        # an endpoint is its path: /items?page=2 is /items (the field keeps the query string)
+        endpoints = (
+            f"count(DISTINCT split_part(CAST({ident(endpoint[0])} AS VARCHAR), '?', 1))"
+            if endpoint
+            else "NULL"
+        )
         row = first_row(
             self.con,
             "SELECT count(*), "
@@ -672,7 +678,7 @@ class _Pipeline:
             f"count(*) FILTER (WHERE {lv} = 'INFO'), "
             f"{f'avg({rt_col}) {finite}, max({rt_col}) {finite}' if rt_col else 'NULL, NULL'}, "
             f"{f'count(DISTINCT {ident(user[0])})' if user else 'NULL'}, "
-            f"{f'count(DISTINCT {ident(endpoint[0])})' if endpoint else 'NULL'} "
+            f"{endpoints} "
             f"FROM {_parquet(out)}",
         )
         assert row is not None
