@@ -37,6 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from handlers.dal.queues import message_counts
 from handlers.logic.printable import printable
 from handlers.models.events import ObjectRef
 from handlers.models.loader import FileProcessedEvent
@@ -486,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dlq_command == "redrive" and args.execute:
             return _redrive(args, outputs, sqs, queue_url, dlq_url, describe)
         limit = args.limit or LISTING_LIMIT
-        depth = dlq_depth(sqs, dlq_url)  # before the listing hides what it reads
+        depth = sum(message_counts(dlq_url, sqs))  # before the listing hides what it reads
         letters = inspect_dlq(
             sqs,
             dlq_url,
@@ -521,14 +522,6 @@ def run(args: argparse.Namespace) -> int:
             f"({queue_url}).\nRun again with --execute to move them.\n"
         )
     return 0
-
-
-def dlq_depth(sqs: Any, url: str) -> int:
-    """The DLQ's approximate number of messages (visible or being read)."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return sum(int(attributes.get(name, 0)) for name in attributes)
 
 
 def _redrive(

@@ -119,7 +119,6 @@ def _up(args: argparse.Namespace) -> int:
 
     console = Console()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    stop = threading.Event()
     with LocalRuntime(ROOT, port=args.port, api_port=args.api_port, on_invocation=console.print) as runtime:
         console.print(f"[bold]headrace local[/] is up: AWS API on {runtime.emulator.endpoint}")
         console.print(f"outputs: {runtime.outputs_path}")
@@ -138,8 +137,8 @@ def _up(args: argparse.Namespace) -> int:
             upload(runtime, samples)
             console.print(f"uploaded {len(samples)} sample files; their outcomes follow")
         console.print("Ctrl-C stops everything.")
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C; SIGTERM and SIGHUP raise it too
+            threading.Event().wait()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one must not cut
             signal.signal(signum, signal.SIG_IGN)  # the cleanup short
     console.print("stopped")

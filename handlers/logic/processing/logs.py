@@ -73,6 +73,15 @@ MAX_FIELDS = 256
 MAX_ENTRY_LINES = 1000
 MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line, read by DuckDB (sources._LINES)
 
+_LEVEL_NAMES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
+
+
+def _level_name(level: str) -> str:
+    """A level as log_stats counts it: upper case, one spelling (``warning``, ``WARN``)."""
+    upper = level.upper()
+    return _LEVEL_NAMES.get(upper, upper)
+
+
 _LEVELS = (
     "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|ALERT|EMERG|EMERGENCY|PANIC"
 )
@@ -143,7 +152,6 @@ _KLOG = re.compile(
 _RUBY = re.compile(
     r"^[A-Z], \[(?P<timestamp>\S+) #(?P<pid>\d+)\]\s+(?P<level>[A-Z]+) -- (?P<app>[^:]*): ?(?P<message>.*)$"
 )
-_APACHE_LEVELS = {"emerg": "EMERGENCY", "crit": "CRITICAL", "warn": "WARN"}
 _KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
 
 
@@ -172,8 +180,7 @@ def _other_format(line: str, now: datetime | None) -> dict[str, Any] | None:
             record["timestamp"] = moment.isoformat()
         except ValueError:
             pass  # kept as written: a type mismatch, reported
-        level = record["level"].rstrip("0123456789")  # trace1..trace8
-        record["level"] = _APACHE_LEVELS.get(level, level.upper())
+        record["level"] = _level_name(record["level"].rstrip("0123456789"))  # trace1..trace8 too
     elif m := _KLOG.match(line):
         fields = m.groupdict()
         record = {
@@ -187,7 +194,7 @@ def _other_format(line: str, now: datetime | None) -> dict[str, Any] | None:
         }
     elif m := _RUBY.match(line):
         record = {k: v for k, v in m.groupdict().items() if v}
-        record["level"] = _LEVEL_NAMES.get(record["level"], record["level"])
+        record["level"] = _level_name(record["level"])
     else:
         return None
     _message_fields(record, record.get("message", ""))
@@ -259,10 +266,10 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
             value = value[1:-1].replace('\\"', '"')
         name = _canonical(key)
         if name == "level":
-            value = _LEVEL_NAMES.get(value.upper(), value.upper())
+            value = _level_name(value)
         elif name == "response_time_ms":
-            value = _milliseconds(key.lower(), value) or value  # "n/a" stays as written
-        elif key.lower() in _DURATION_KEYS and (ms := _milliseconds(key.lower(), value)) is not None:
+            value = _milliseconds(key, value) or value  # "n/a" stays as written
+        elif key.lower() in _DURATION_KEYS and (ms := _milliseconds(key, value)) is not None:
             record.setdefault("response_time_ms", ms)
         record.setdefault(name, value)
     if "endpoint" not in record and (request := _HTTP_REQUEST.search(message)):
@@ -270,7 +277,6 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
         record["endpoint"] = request.group(2)
 
 
-_LEVEL_NAMES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
 # durations under other names, read as response_time_ms when their unit is known (the pair
 # stays a field of its own too); nginx's $request_time is in seconds
 _DURATION_KEYS = ("duration", "latency", "elapsed", "took", "response_time", "request_time", "rt")
@@ -286,7 +292,7 @@ def _milliseconds(key: str, value: str) -> str | None:
     if not m:
         return None
     unit = m.group(2) or (
-        "s" if key in _SECONDS_KEYS else "ms" if _canonical(key) == "response_time_ms" else None
+        "s" if key.lower() in _SECONDS_KEYS else "ms" if _canonical(key) == "response_time_ms" else None
     )
     if unit is None:
         return None
@@ -304,10 +310,13 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         fields = {name if (name := _canonical(k)) == k or name not in obj else k: v for k, v in obj.items()}
         # Docker's and Kubernetes' JSON files wrap the program's own line in "log"
         wrapped = fields.get("log")
-        if "level" not in fields and isinstance(wrapped, str) and not wrapped.startswith("{"):
-            fields["level"] = parse_line(wrapped).get("level")
-            if fields["level"] is None:
-                del fields["level"]
+        if (
+            "level" not in fields
+            and isinstance(wrapped, str)
+            and not wrapped.startswith("{")
+            and (wrapped_level := parse_line(wrapped).get("level"))
+        ):
+            fields["level"] = wrapped_level
         return fields
     m = _ACCESS.match(stripped)
     if m:
@@ -341,8 +350,7 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         level = _LEVEL_LATER.search(message, 0, _LEVEL_WITHIN)
         message = message.lstrip(" \t:-")
     if level:
-        name = next(g for g in level.groups() if g).upper()
-        record["level"] = _LEVEL_NAMES.get(name, name)
+        record["level"] = _level_name(next(g for g in level.groups() if g))
     _message_fields(record, message)
     if not (isinstance(record.get("message"), str) and not _LOGFMT.sub("", message).strip()):
         record["message"] = message  # (a line of logfmt pairs only keeps its msg="...")

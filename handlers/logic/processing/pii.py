@@ -262,13 +262,13 @@ class PiiRuleSet:
         counts: dict[str, int] = {}
 
         def member(m: re.Match[str]) -> str:
-            rule = self.rule_for_column(m.group(1)) if self._hints else None
+            rule = self.rule_for_column(m.group(1))
             if rule is None:
                 return m.group(0)
             counts[rule.name] = counts.get(rule.name, 0) + 1
             return f'"{m.group(1)}": "{rule.token}"'
 
-        if '":' in text or '" :' in text:
+        if self._hints and '"' in text and ":" in text:
             text = _JSON_MEMBER.sub(member, text)
         text, found = self.redact(text)
         for name, n in found.items():

@@ -319,11 +319,6 @@ def _json_path(key: str) -> str:
     return "$." + _quoted_key(key) if key else "/"
 
 
-_SQL_JSON_PATH = (
-    "CASE WHEN k = '' THEN '/' ELSE '$.\"' || replace(replace(k, '\\', '\\\\'), '\"', '\\\"') || '\"' END"
-)
-
-
 def _quoted_key(key: str) -> str:
     return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -396,17 +391,25 @@ class JsonSource(_JsonRecordsSource):
             # record, as each line of NDJSON is; looking for one array inside lost the others
             self._load("SELECT pos, doc AS line FROM json_doc", "sequence of JSON documents")
             return
-        arrays = self.con.execute(
-            f"SELECT k FROM (SELECT k, {_SQL_JSON_PATH} AS path, doc "
-            "FROM (SELECT unnest(json_keys(doc)) AS k, doc FROM json_doc)) "
-            "WHERE json_type(doc, path) = 'ARRAY' AND json_type(json_extract(doc, path), '$[0]') = 'OBJECT'"
+        # the keys whose value is an array of objects (records under "data", "items", ...)
+        keys = first_row(self.con, "SELECT json_keys(doc) FROM json_doc")
+        names = list(keys[0]) if keys else []
+        holds_records = self.con.execute(
+            "SELECT list_transform(?::VARCHAR[], lambda p: json_type(doc, p) = 'ARRAY' "
+            "AND json_type(json_extract(doc, p), '$[0]') = 'OBJECT') FROM json_doc",
+            [[_json_path(k) for k in names]],
         ).fetchall()
+        arrays = [
+            k
+            for k, records in zip(names, holds_records[0][0] if holds_records else [], strict=True)
+            if records
+        ]
         if len(arrays) == 1:
-            path = literal(_json_path(arrays[0][0]))
+            path = literal(_json_path(arrays[0]))
             self._load(
                 "SELECT row_number() OVER () AS pos, line FROM "
                 f"(SELECT unnest(CAST(json_extract(doc, {path}) AS JSON[]))::VARCHAR AS line FROM json_doc)",
-                f"array under {arrays[0][0]!r}",
+                f"array under {arrays[0]!r}",
             )
         else:
             self._load("SELECT 1 AS pos, doc AS line FROM json_doc", "document")
