@@ -13,7 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from handlers.logic.processing.pii import DEFAULT_RULES, PiiOptions, PiiRule, PiiRuleSet, luhn_valid
+from handlers.logic.processing import pii
+from handlers.logic.processing.pii import (
+    DEFAULT_RULES,
+    PiiOptions,
+    PiiRule,
+    PiiRuleSet,
+    _sql_redact_each_member,
+    _unanchored,
+    as_written_by_duckdb,
+    luhn_valid,
+)
 from handlers.logic.processing.sqltext import literal
 
 RULES = PiiRuleSet(DEFAULT_RULES)
@@ -254,3 +264,94 @@ def test_a_malformed_record_shows_no_pii_of_a_hinted_member(process):
     text = '{"id": 1, "ssn": "111223333"}\n{"id": 2, "ssn": "123456789", "phone": "5551234567"\n{"id": 3}\n'
     rows = process("m.ndjson", text).data["quality_issues"]["malformed_rows"]["rows"]
     assert "123456789" not in rows[0]["text"] and "5551234567" not in rows[0]["text"]
+
+
+def test_members_named_like_pii_are_redacted_in_nested_values(process):
+    # an API's event payload: the nested object is kept as JSON text, its "ssn" as a column's
+    records = [
+        {"id": 1, "user": {"name": "Ann", "SSN": "123456789", "phoneNumber": 5551234567}},
+        {
+            "id": 2,
+            "user": {"name": "Bob", "s\\u0073n": "987654321"},
+            "items": [{"card_no": "4111111111111111"}],
+        },
+        {"id": 3, "user": {"name": "Cy", "x+y (1)_ssn": "111223333", "nickname": "ssn"}},
+    ]
+    text = "\n".join(json.dumps(r) for r in records).replace("\\\\u0073", "\\u0073")
+    result = process("events.ndjson", text)
+    users = [json.loads(u) for (u,) in result.rows("user")]
+    assert users == [
+        {"name": "Ann", "SSN": "[REDACTED:NATIONAL_ID]", "phoneNumber": "[REDACTED:PHONE]"},
+        {"name": "Bob", "ssn": "[REDACTED:NATIONAL_ID]"},
+        {"name": "Cy", "x+y (1)_ssn": "[REDACTED:NATIONAL_ID]", "nickname": "ssn"},
+    ]
+    assert json.loads(result.rows("items")[1][0]) == [{"card_no": "[REDACTED:CARD]"}]
+    assert result.data["pii_redactions"] == {"user": {"national_id": 3, "phone": 1}, "items": {"card": 1}}
+
+
+def test_a_nested_value_rescued_from_a_typed_column_is_redacted_too(process):
+    lines = [json.dumps({"ref": i}) for i in range(40)] + [json.dumps({"ref": {"ssn": "123456789"}})]
+    result = process("refs.ndjson", "\n".join(lines))
+    assert result.data["schema"]["ref"] == "int"
+    assert result.rows("_rescued_data")[-1] == ('{"ref":"{\\"ssn\\": \\"[REDACTED:NATIONAL_ID]\\"}"}',)
+
+
+_NAMES = st.sampled_from(
+    ["ssn", "Phone", "user_email", "cc_num", "tel", "hotel", "name", "note", "a.b", 'q"t']
+)
+_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+)
+_OBJECTS = st.recursive(
+    st.dictionaries(_NAMES, _VALUES, max_size=4),
+    lambda inner: st.dictionaries(_NAMES, st.one_of(_VALUES, inner, st.lists(inner, max_size=2)), max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_OBJECTS)
+def test_sql_redacts_nested_members_as_python_does(value):
+    # the JSON text DuckDB writes for a nested value; names found by the same query as in
+    # file processing; SQL's literal patterns and its member-by-member fallback both give
+    # what redact_text gives in Python
+    con = duckdb.connect()
+    text = first(con, f"SELECT json_extract_string({literal(json.dumps({'v': value}))}, '$.v')")
+    query = RULES.sql_hinted_member_names(f"(SELECT {literal(text)} AS text)")
+    names = [as_written_by_duckdb(n) for (n,) in con.execute(query).fetchall()]
+    expected = RULES.redact_text(text)[0]
+    assert (
+        first(con, f"SELECT {RULES.sql_redact(RULES.sql_redact_members(literal(text), names))}") == expected
+    )
+    each = RULES.sql_redact(_sql_redact_each_member(literal(text), RULES._hints))
+    assert first(con, f"SELECT {each}") == expected
+
+
+def first(con: duckdb.DuckDBPyConnection, query: str) -> Any:
+    return con.execute(query).fetchall()[0][0]
+
+
+def test_more_member_names_than_one_pattern_holds_are_checked_one_by_one(process, monkeypatch):
+    monkeypatch.setattr(pii, "MAX_LITERAL_MEMBER_NAMES", 2)
+    lines = [json.dumps({"id": i, "u": {f"phone_{i}": f"555{i:07d}", "n": i}}) for i in range(5)]
+    result = process("many.ndjson", "\n".join(lines))
+    assert [json.loads(u) for (u,) in result.rows("u")] == [
+        {f"phone_{i}": "[REDACTED:PHONE]", "n": i} for i in range(5)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "unanchored"),
+    [
+        (r"(^|_)ssn($|_)", r"(|_)ssn(|_)"),
+        (r"\Atel\Z", "tel"),
+        (r"[^$]x\$", r"[^$]x\$"),  # a negated class and an escaped dollar are no anchors
+        (r"[]^]a^", r"[]^]a"),  # nor a caret inside a class, its first member a bracket
+    ],
+)
+def test_a_hint_without_anchors_for_the_quick_gate(pattern, unanchored):
+    assert _unanchored(pattern) == unanchored

@@ -41,7 +41,7 @@ from .inference import (
     per_column,
 )
 from .options import ProcessingOptions
-from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet
+from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet, as_written_by_duckdb
 from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source, drop_csv_rejects
 from .sqltext import first_row, ident, literal
 from .summary import (
@@ -247,12 +247,14 @@ class _Pipeline:
         self.names = unique_names(source.columns, reserved=(RESCUED,))
         self.hinted: dict[str, PiiRule | None] = {n: self.rules.rule_for_column(n) for n in self.names}
         self.unsampled: list[int] = []  # columns the type sample holds no value of (_infer)
+        self.member_names: list[str] = []  # of nested values, a column hint claims (_copy)
         self.notes: list[str] = []  # warnings from _infer
 
     # ---------------------------------------------------------------- orchestration
     def run(self, out: Path) -> _Result:
         conversions = self._infer()
         warnings = [*self.source.warnings, *self.notes]
+        self.member_names = self._nested_member_names()
         rows = self._copy(conversions, out)
         rejects = self.source.rejects(self.options.max_examples)
         self._check_malformed(rows, rejects)
@@ -387,6 +389,17 @@ class _Pipeline:
         return widened
 
     # ---------------------------------------------------------------- the one full read
+    def _nested_member_names(self) -> list[str]:
+        """The names of members of nested values (``{"user": {"ssn": ...}}``) that a column
+        hint claims, as DuckDB writes them in a nested value's text: a column named ``ssn``
+        is redacted whole, and so is such a member's value in the text of its column."""
+        records = self.source.nested_records
+        query = self.rules.sql_hinted_member_names(records) if records else None
+        if query is None:
+            return []
+        written = {as_written_by_duckdb(n) for (n,) in self.con.execute(query).fetchall()}
+        return sorted(n for n in written if n is not None and self.rules.rule_for_column(n))
+
     def _copy(self, conversions: Sequence[Conversion], out: Path) -> int:
         """The one full read: convert, redact, rescue misfits, write Parquet. Each conversion
         is computed once, in the inner projection; the outer one reuses it."""
@@ -399,6 +412,9 @@ class _Pipeline:
             rule = self.hinted[name]
             if rule is not None:
                 expr = f"CASE WHEN {raw_ref} IS NOT NULL THEN {literal(rule.token)} END"
+            elif conv.type == "string" and self.member_names:  # members redacted once, inside
+                inner.append(f"{self.rules.sql_redact_members(v, self.member_names)} AS {typed_ref}")
+                expr = self.rules.sql_redact(typed_ref)
             elif conv.type == "string":
                 expr = self.rules.sql_redact(raw_ref)
             else:
@@ -410,7 +426,8 @@ class _Pipeline:
         if misfits:
             gate = " OR ".join(f"({t} IS NULL AND {r} IS NOT NULL)" for _, r, t in misfits)
             entries = ", ".join(
-                f"{{'k': {literal(n)}, 'v': CASE WHEN {t} IS NULL THEN {r} END}}" for n, r, t in misfits
+                f"{{'k': {literal(n)}, 'v': CASE WHEN {t} IS NULL THEN {self.rules.sql_redact_members(r, self.member_names)} END}}"
+                for n, r, t in misfits
             )
             as_json = f"CAST(to_json(map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL))) AS VARCHAR)"
             rescued = f"CASE WHEN {gate} THEN {self.rules.sql_redact(as_json)} END"

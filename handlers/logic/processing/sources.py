@@ -74,6 +74,12 @@ class Source(ABC):
         """Like ``relation`` but must not add to its rejects (used for the type sample)."""
         return self.relation
 
+    @property
+    def nested_records(self) -> str | None:
+        """SQL (usable after FROM) yielding, as column ``text``, the JSON text of every record
+        that holds a nested value (an object or array inside it); None for formats without."""
+        return None
+
     @abstractmethod
     def rejects(self, max_examples: int) -> Rejects: ...
 
@@ -300,6 +306,12 @@ class _JsonRecordsSource(Source):
         )
         return f"(SELECT {cols or 'NULL AS _empty'} FROM json_records WHERE ok)"
 
+    @property
+    def nested_records(self) -> str:
+        return (
+            f"(SELECT line AS text FROM json_records WHERE ok AND regexp_matches(line, {literal(_NESTED)}))"
+        )
+
     def rejects(self, max_examples: int) -> Rejects:
         rows = self.con.execute(
             f"SELECT pos, line, CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank' ELSE {_KIND} END "
@@ -311,6 +323,10 @@ class _JsonRecordsSource(Source):
             malformed=len(malformed),
             examples=[(int(r[0]), _json_error(r[2]), r[1]) for r in malformed[:max_examples]],
         )
+
+
+# a member whose value is an object or an array (or text that looks like one: a superset)
+_NESTED = r":[ \t\r\n]*[\[{]"
 
 
 def _json_path(key: str) -> str:
