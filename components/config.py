@@ -489,6 +489,8 @@ class StackConfig(_Model):
     raw_suffixes: tuple[str, ...] = (
         ".csv",
         ".csv.gz",
+        ".tsv",
+        ".tsv.gz",
         ".json",
         ".json.gz",
         ".ndjson",

@@ -188,6 +188,7 @@ def _s3_event(bucket: str, key: str) -> dict[str, Any]:
     ("key", "routed", "taken"),
     [
         ("incoming/sales.csv", True, True),
+        ("incoming/export.tsv", True, True),  # the README's "CSV/TSV"
         ("incoming/2025/01/app.log.gz", True, True),
         ("incoming/app.log.1", True, True),
         ("incoming/app.log.2.gz", True, True),
