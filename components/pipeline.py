@@ -68,6 +68,7 @@ ADDITIONAL_OUTPUTS = (
     "tenant_logs_table",
     "event_bus_name",
     "function_names",
+    "raw_suffixes",
     "stack",
 )
 # With the query catalog on (catalog.enabled; docs/query.md).
@@ -465,6 +466,7 @@ class Pipeline(pulumi.ComponentResource):
             "tenant_logs_table": self.tables.tenant_logs.name,
             "event_bus_name": self.routing.bus_name,
             "function_names": {service: f.name for service, f in self.functions.items()},
+            "raw_suffixes": list(config.raw_suffixes),
             "stack": args.stack,
         }
         if self.catalog is not None:

@@ -61,6 +61,7 @@ class StackOutputs(BaseModel):
     ingest_api_url: str
     region: str
     raw_prefix: str = "incoming/"
+    raw_suffixes: tuple[str, ...] | None = None  # None: a stack from before the output
     # embedded runtime and LocalStack (added to `pulumi stack output --json` by make e2e-local)
     aws_endpoint_url: str | None = None
     aws_access_key_id: str | None = None

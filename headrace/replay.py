@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal.s3 import error_code
 from handlers.logic.idempotency import processor_idempotency_key
+from handlers.logic.layout import has_raw_suffix
 from handlers.logic.printable import printable
 from handlers.logic.processing.formats import extension, readable_by_name
 from handlers.models.events import ObjectRef
@@ -103,6 +104,12 @@ class Replayer:
         prefix = self.outputs.raw_prefix
         if prefix and not key.startswith(prefix):
             raise ReplayError(f"{key}: not under the raw prefix {prefix!r}; only those keys are processed")
+        suffixes = self.outputs.raw_suffixes
+        if suffixes is not None and not has_raw_suffix(key, suffixes):
+            raise ReplayError(
+                f"{key}: the processor ignores it: it ends in none of the stack's raw_suffixes "
+                f"({', '.join(suffixes)}; matched case-sensitively)"
+            )
         if not readable_by_name(key):
             raise ReplayError(
                 f"{key}: not a file type headrace reads ({extension(key)!r}): it would only fail "

@@ -27,6 +27,7 @@ ADDITIONAL = {
     "tenant_logs_table",
     "event_bus_name",
     "function_names",
+    "raw_suffixes",
     "stack",
 }
 # Only with the query catalog (on for AWS stacks, off on LocalStack).
@@ -42,6 +43,7 @@ def test_outputs_are_exactly_the_documented_ones(stack: Deployment) -> None:
     assert set(stack.outputs) == DOCUMENTED | ADDITIONAL | catalog
     assert stack.outputs["stack"] == stack.stack
     assert stack.outputs["raw_prefix"] == "incoming/"
+    assert ".csv" in stack.outputs["raw_suffixes"]
     assert set(stack.outputs["function_names"]) == {
         "processor",
         "loader",

@@ -4,6 +4,7 @@ what S3 sends, and the idempotency record it forgets is the one the processor wr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -206,3 +207,18 @@ def test_a_key_refused_by_aws_does_not_stop_the_keys_after_it(pipeline, outputs,
     assert f"{denied['key']}: An error occurred (AccessDeniedException)" in err
     assert f"replayed {good['key']}" in out
     assert len(pipeline.queue.receive()) == 1
+
+
+def test_a_key_the_processor_ignores_is_refused_by_the_stacks_suffixes(pipeline, outputs, capsys, tmp_path):
+    # Given a stack whose outputs name its raw_suffixes, and a key the processor would
+    # acknowledge with nothing recorded (suffixes match case-sensitively)
+    with_suffixes = tmp_path / "with-suffixes.json"
+    with_suffixes.write_text(json.dumps({**json.loads(Path(outputs).read_text()), "raw_suffixes": [".csv"]}))
+    shouted = pipeline.upload("incoming/sales/SALES.CSV", GOOD)
+    # When it is replayed, then nothing is sent and the error says the processor ignores it
+    code, _, err = replay(str(with_suffixes), capsys, shouted["key"])
+    assert code == 2 and "the processor ignores it" in err and "(.csv;" in err
+    assert pipeline.queue.receive() == []
+    # while a key with one of them is replayed as before
+    code, out, _ = replay(str(with_suffixes), capsys, pipeline.upload("incoming/sales/ok.csv", GOOD)["key"])
+    assert code == 0 and "replayed incoming/sales/ok.csv" in out
