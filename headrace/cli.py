@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
+from pydantic import ValidationError
+
 from handlers.logic.processing import (
     OutOfMemory,
     OutOfScratchSpace,
@@ -28,21 +31,50 @@ def _inspect(args: argparse.Namespace) -> int:
     pii = PiiOptions()
     if args.pii_rules:
         try:
-            rules = json.loads(args.pii_rules.read_text())
-            pii = PiiOptions(extra_rules=tuple(PiiRule(**r) for r in rules))
-        except (OSError, ValueError, TypeError) as exc:
+            pii = PiiOptions(extra_rules=_pii_rules(args.pii_rules))
+        except OSError as exc:
+            return _fail(f"{args.pii_rules}: cannot read the PII rules file: {exc.strerror or exc}")
+        except ValueError as exc:
             return _fail(f"{args.pii_rules}: invalid PII rules file: {exc}")
     if not path.is_file():
         return _fail(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    out: Path | None = args.parquet
+    if out is not None:
+        if out.is_dir():
+            return _fail(f"--parquet {out}: a directory; name the file to write")
+        if not out.parent.is_dir():
+            return _fail(f"--parquet {out}: no such directory {out.parent}")
+        if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+            return _fail(f"--parquet {out}: not writable")
     try:
-        summary = process_file(path, options=ProcessingOptions(pii=pii), parquet_path=args.parquet)
+        summary = process_file(path, options=ProcessingOptions(pii=pii), parquet_path=out)
     except (UnprocessableFile, OutOfMemory, OutOfScratchSpace) as exc:
         return _fail(f"{path}: {exc}")
     except PermissionError as exc:
         return _fail(f"{path}: cannot read the file: {exc.strerror}")
+    except duckdb.IOException as exc:  # a path the checks above let through (/proc/x)
+        where = f"--parquet {out}: cannot write it" if out and str(out) in str(exc) else str(path)
+        return _fail(f"{where}: {str(exc).splitlines()[0]}")
     json.dump(summary.to_json_dict(), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0
+
+
+def _pii_rules(path: Path) -> tuple[PiiRule, ...]:
+    """The rules of a ``--pii-rules`` file; ValueError says what is wrong, and where."""
+    rules = json.loads(path.read_text())
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise ValueError('expected a JSON list of objects {"name", "pattern", "column_hint", "checksum"}')
+    parsed = []
+    for i, rule in enumerate(rules):
+        try:
+            parsed.append(PiiRule(**rule))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise ValueError(f"rule {i + 1} ({rule.get('name', 'unnamed')}): {problems}") from None
+    return tuple(parsed)
 
 
 def _fail(message: str) -> int:

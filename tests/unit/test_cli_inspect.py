@@ -62,12 +62,55 @@ def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
     )
 
 
-def test_an_invalid_pii_rules_file_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('[{"name": "x"}]', "rule 1 (x): pattern: Field required"),
+        ('{"name": "x", "pattern": "a"}', "expected a JSON list of objects"),
+        ('["x"]', "expected a JSON list of objects"),
+        (
+            '[{"name": "ok", "pattern": "a"}, {"name": "Bad", "pattern": "b"}]',
+            "rule 2 (Bad): name: String should",
+        ),
+        ("[{", "Expecting"),
+    ],
+)
+def test_an_invalid_pii_rules_file_is_one_line_saying_what_is_wrong(tmp_path, capsys, content, problem):
     path, rules = tmp_path / "sales.csv", tmp_path / "rules.json"
     path.write_text(SEED)
-    rules.write_text('[{"name": "x"}]')
+    rules.write_text(content)
     assert cli.main(["inspect", str(path), "--pii-rules", str(rules)]) == 2
-    assert capsys.readouterr().err.startswith(f"headrace: error: {rules}: invalid PII rules file: ")
+    err = capsys.readouterr().err
+    assert err.startswith(f"headrace: error: {rules}: invalid PII rules file: {problem}")
+    assert err.count("\n") == 1 and "pydantic" not in err
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("a-directory", "a directory; name the file to write"),
+        ("missing/out.parquet", "no such directory"),
+    ],
+)
+def test_a_parquet_path_that_cannot_be_written_is_refused_before_processing(tmp_path, capsys, where, problem):
+    path = tmp_path / "sales.csv"
+    path.write_text(SEED)
+    (tmp_path / "a-directory").mkdir()
+    out = tmp_path / where
+    assert cli.main(["inspect", str(path), "--parquet", str(out)]) == 2
+    assert capsys.readouterr().err == f"headrace: error: --parquet {out}: {problem}" + (
+        f" {out.parent}\n" if problem == "no such directory" else "\n"
+    )
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_parquet_path_the_writer_refuses_is_one_error_line(tmp_path, capsys):
+    path = tmp_path / "sales.csv"
+    path.write_text(SEED)
+    out = "/proc/headrace-test.parquet"  # passes the checks (root may write anywhere), fails to open
+    code = cli.main(["inspect", str(path), "--parquet", out])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"headrace: error: --parquet {out}: ") and err.count("\n") == 1
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
