@@ -91,11 +91,14 @@ deploy-local: $(STAMP) ## pulumi up -s local against LocalStack (creates the sta
 
 $(LOCAL_OUTPUTS): $(STAMP)
 	@mkdir -p .headrace
-	$(PULUMI) stack output --json -s local | $(BIN)/python -c 'import json, sys; \
+	@command -v $(PULUMI) >/dev/null || { echo "the Pulumi CLI is not installed (docs/localstack.md)"; exit 1; }
+	$(PULUMI) stack output --json -s local > $@.tmp || { rm -f $@.tmp; exit 1; }
+	$(BIN)/python -c 'import json, sys; \
 		o = json.load(sys.stdin); \
 		o.update(aws_endpoint_url="$(LOCALSTACK_ENDPOINT)", aws_access_key_id="test", aws_secret_access_key="test", \
 			warehouse_host="127.0.0.1", warehouse_port=5432); \
-		json.dump(o, sys.stdout, indent=2)' > $@.tmp && mv $@.tmp $@
+		json.dump(o, sys.stdout, indent=2)' < $@.tmp > $@.json || { rm -f $@.tmp $@.json; exit 1; }
+	mv $@.json $@ && rm -f $@.tmp
 
 e2e-local: $(STAMP) ## the e2e tests against the LocalStack stack (after deploy-local)
 	@rm -f $(LOCAL_OUTPUTS)

@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import duckdb
+import psycopg
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -143,8 +144,17 @@ class Stack:
 
     def database(self) -> Any:
         """A connection to the warehouse with the pipeline's own secret (network access to the
-        database needed: embedded runtime and LocalStack yes; RDS only from inside its VPC)."""
-        return self.outputs.connect_warehouse(connect_timeout=5)
+        database needed: embedded runtime and LocalStack yes; RDS only from inside its VPC,
+        so on an AWS stack an unreachable database skips the test, saying why)."""
+        try:
+            return self.outputs.connect_warehouse(connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            if self.outputs.aws_endpoint_url is not None:  # embedded runtime, LocalStack: a failure
+                raise
+            pytest.skip(
+                f"the warehouse is not reachable from here (RDS is private to its VPC; run from "
+                f"inside it to check the rows): {str(exc).splitlines()[0]}"
+            )
 
     def cleanup(self) -> None:
         for key, version in self._uploaded:
