@@ -36,7 +36,7 @@ from handlers.dal import events, s3
 from handlers.dal.catalog import GlueCatalog
 from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.catalog import sync_table
-from handlers.logic.layout import processed_keys
+from handlers.logic.layout import ProcessedKeys, processed_keys
 from handlers.logic.processing import OutOfScratchSpace, UnprocessableFile, process_file
 from handlers.logic.processing.deadline import check_by
 from handlers.logic.processing.engine import scratch_space
@@ -153,10 +153,65 @@ def process_object(
     if _replaced_meanwhile(ref):
         s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
         return _skip(ref, store, "superseded", SUPERSEDED)
-    # Query catalog (handlers/logic/catalog.py): transient errors propagate (retried);
-    # a refusal is recorded as catalog_error and the file completes.
-    catalog_error = None
     data = summary.to_json_dict()
+    try:
+        recorded = _complete(ref, settings, store, data, keys, started, timings)
+    except Exception:
+        # Not completed (retried, or given up on): its outputs must not be read as data meanwhile,
+        # nor for good next to the version before it (the latest version wins).
+        s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
+        raise
+    if not recorded:  # a newer version completed while this one was processed: it wins
+        s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
+        return _skip(ref, store, "superseded", SUPERSEDED)
+    completed, catalog_error = recorded
+    _retire_older_versions(ref, settings, store, completed)
+    fits_event = len(json.dumps(data["schema"])) <= EVENT_SCHEMA_MAX_BYTES
+    events.publish_file_processed(
+        settings.event_bus_name,
+        FileProcessed(
+            bucket=ref.bucket,
+            object_key=ref.key,
+            version=ref.version,
+            uploaded_at=ref.uploaded_at,
+            dataset=keys.dataset,
+            ingest_date=keys.ingest_date,
+            format=data["format"],
+            row_count=data["row_count"],
+            # an EventBridge entry holds 256 KB: a schema of a thousand long names does not fit
+            columns=data["schema"] if fits_event else {},
+            columns_omitted=not fits_event,
+            processed_bucket=settings.processed_bucket,
+            parquet_key=keys.parquet,
+            summary_key=keys.summary,
+            processed_at=completed,
+        ),
+    )
+    outcome = Outcome(
+        status="completed",
+        rows=summary.row_count,
+        bytes=summary.file_size_bytes,
+        latency_ms=_ms(completed - ref.uploaded_at),
+        catalog_error=catalog_error,
+    )
+    record(outcome)
+    return outcome
+
+
+def _complete(
+    ref: ObjectRef,
+    settings: ProcessorSettings,
+    store: MetadataStore,
+    data: dict[str, Any],
+    keys: ProcessedKeys,
+    started: datetime,
+    timings: dict[str, float],
+) -> tuple[datetime, str | None] | None:
+    """Bring the Glue table in step and mark the version ``completed``: its completion time
+    and the catalog's refusal, if any; None when a newer version completed meanwhile.
+    Query catalog (handlers/logic/catalog.py): transient errors propagate (retried); a
+    refusal is recorded as ``catalog_error`` and the file completes."""
+    catalog_error = None
     if settings.glue_database:
         catalog_error = sync_table(
             GlueCatalog(),
@@ -194,40 +249,7 @@ def process_object(
             "max_rss_mb": peak_rss_mb(),
         },
     )
-    if not recorded:  # a newer version completed while this one was processed: it wins
-        s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
-        return _skip(ref, store, "superseded", SUPERSEDED)
-    _retire_older_versions(ref, settings, store, completed)
-    fits_event = len(json.dumps(data["schema"])) <= EVENT_SCHEMA_MAX_BYTES
-    events.publish_file_processed(
-        settings.event_bus_name,
-        FileProcessed(
-            bucket=ref.bucket,
-            object_key=ref.key,
-            version=ref.version,
-            uploaded_at=ref.uploaded_at,
-            dataset=keys.dataset,
-            ingest_date=keys.ingest_date,
-            format=data["format"],
-            row_count=data["row_count"],
-            # an EventBridge entry holds 256 KB: a schema of a thousand long names does not fit
-            columns=data["schema"] if fits_event else {},
-            columns_omitted=not fits_event,
-            processed_bucket=settings.processed_bucket,
-            parquet_key=keys.parquet,
-            summary_key=keys.summary,
-            processed_at=completed,
-        ),
-    )
-    outcome = Outcome(
-        status="completed",
-        rows=summary.row_count,
-        bytes=summary.file_size_bytes,
-        latency_ms=_ms(completed - ref.uploaded_at),
-        catalog_error=catalog_error,
-    )
-    record(outcome)
-    return outcome
+    return (completed, catalog_error) if recorded else None
 
 
 def record_failure(

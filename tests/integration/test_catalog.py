@@ -28,6 +28,11 @@ def glue():
     return boto3.client("glue", region_name=REGION)
 
 
+def processed_keys(pipeline: Pipeline) -> list[str]:
+    listing = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=pipeline.processed)
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
 def columns(table: dict) -> list[tuple[str, str]]:
     return [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
 
@@ -119,6 +124,8 @@ def test_a_transient_catalog_error_retries_the_file(catalog_pipeline, monkeypatc
     item = catalog_pipeline.item(obj)
     assert item["status"] == "processing" and "ThrottlingException" in item["last_error"]
     assert catalog_pipeline.published() == []
+    # and its outputs are withdrawn: a version not completed is not data to query
+    assert processed_keys(catalog_pipeline) == []
     # When the message comes back after its visibility timeout
     catalog_pipeline.sqs.change_message_visibility(
         QueueUrl=catalog_pipeline.queue.url, ReceiptHandle=records[0]["receiptHandle"], VisibilityTimeout=0
@@ -128,4 +135,5 @@ def test_a_transient_catalog_error_retries_the_file(catalog_pipeline, monkeypatc
     assert response == {"batchItemFailures": []}
     assert catalog_pipeline.item(obj)["status"] == "completed"
     assert len(catalog_pipeline.published()) == 1
+    assert len(processed_keys(catalog_pipeline)) == 2  # the Parquet and the summary
     assert glue().get_table(DatabaseName=DATABASE, Name="events")["Table"]["Name"] == "events"
