@@ -148,6 +148,23 @@ def test_records_without_fields_are_refused_as_such(process):
         process("empty.json", "{}")
 
 
+def test_an_empty_string_in_json_is_a_missing_value_as_an_empty_csv_cell_is(process):
+    # a writer with no price writes "": the column stays a number, the value is missing
+    records = [
+        {"id": 1, "price": 9.99, "shipped": "2025-01-02", "note": ""},
+        {"id": 2, "price": "", "shipped": "", "note": "fragile"},
+        {"id": 3, "price": 5, "shipped": "2025-01-03", "note": " "},
+    ]
+    result = process("orders.json", json.dumps(records))
+    assert result.data["schema"] == {"id": "int", "price": "float", "shipped": "date", "note": "string"}
+    assert result.data["quality_issues"]["missing_values"] == {
+        "price": {"count": 1, "percentage": 33.33},
+        "shipped": {"count": 1, "percentage": 33.33},
+        "note": {"count": 1, "percentage": 33.33},
+    }
+    assert result.rows("price, note") == [(9.99, None), (None, "fragile"), (5.0, " ")]
+
+
 def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
     assert process("e.json", '{"a": 1}\n{"a": 2}\n').data["format"] == "ndjson"
 

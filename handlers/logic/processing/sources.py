@@ -300,8 +300,10 @@ class _JsonRecordsSource(Source):
 
     @property
     def relation(self) -> str:
+        # "" is a missing value, as an empty CSV cell is: a number or date column that some
+        # writer fills with "" when it has no value stays a number or date column
         cols = ", ".join(
-            f"json_extract_string(line, {literal(_json_path(key))}) AS {ident(alias)}"
+            f"nullif(json_extract_string(line, {literal(_json_path(key))}), '') AS {ident(alias)}"
             for key, alias in zip(self.keys, self.relation_columns, strict=True)
         )
         return f"(SELECT {cols or 'NULL AS _empty'} FROM json_records WHERE ok)"
