@@ -27,6 +27,7 @@ merges its schema again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,13 +80,25 @@ class Column:
 
 def file_columns(schema: Mapping[str, str]) -> list[Column]:
     """A file's columns (summary ``schema``: name -> logical type) as Glue columns, with
-    ``_rescued_data`` last (every Parquet file has it)."""
+    ``_rescued_data`` last (every Parquet file has it); names Glue cannot hold left out
+    (``unholdable_names``)."""
     columns = [
         Column(name.lower(), _GLUE_OF.get(logical, "string"))
         for name, logical in schema.items()
-        if name.lower() not in (RESCUED, PARTITION_COLUMN)  # the partition column shadows a file's own
+        # the partition column shadows a file's own
+        if name.lower() not in (RESCUED, PARTITION_COLUMN) and _GLUE_NAME.fullmatch(name)
     ]
     return [*columns, Column(RESCUED, "string")]
+
+
+# Glue's Column.Name: 1-255 characters on one line (tabs allowed). A renamed column would
+# not find its Parquet column (Athena matches them by name): one Glue cannot hold is left out.
+_GLUE_NAME = re.compile("[\t\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]{1,255}")
+
+
+def unholdable_names(schema: Mapping[str, str]) -> list[str]:
+    """The column names of ``schema`` that a Glue table cannot hold."""
+    return [name for name in schema if not _GLUE_NAME.fullmatch(name)]
 
 
 def merge_columns(table: Sequence[Column], incoming: Iterable[Column]) -> list[Column]:
@@ -210,13 +223,21 @@ def sync_table(
     bucket: str,
 ) -> str | None:
     """Bring the dataset's table in step with one file. Returns ``None`` on success, or the
-    reason Glue refused (to be recorded); transient errors propagate."""
+    reason Glue refused or a column was left out (to be recorded); transient errors propagate."""
+    left_out = unholdable_names(schema)
+    note = (
+        f"{len(left_out)} column(s) left out of the Glue table (a name over 255 characters or on "
+        f"more than one line): {', '.join(repr(n[:40] + ('...' if len(n) > 40 else '')) for n in left_out)}; "
+        "the Parquet has them, Athena does not"
+        if left_out
+        else None
+    )
     try:
         for _ in range(MAX_ATTEMPTS):
             existing = store.get_table(database, dataset)
             table_input = next_table_input(existing, dataset, schema, ingest_date, bucket)
             if table_input is None:
-                return None
+                return note
             try:
                 if existing is None:
                     store.create_table(database, table_input)
@@ -224,7 +245,7 @@ def sync_table(
                     store.update_table(database, table_input, existing.get("VersionId"))
             except TableChanged:
                 continue
-            return None
+            return note
     except CatalogRejected as exc:
         return str(exc)
     raise TableChanged(f"{database}.{dataset}: changed concurrently {MAX_ATTEMPTS} times in a row")

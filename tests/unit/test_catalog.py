@@ -211,3 +211,17 @@ def test_sync_returns_a_refusal_instead_of_raising():
     assert sync_table(store, "db", "sales", SALES, "2025-02-14", "b") == (
         "glue CreateTable in db: AccessDeniedException: no"
     )
+
+
+def test_a_column_name_glue_cannot_hold_is_left_out_and_said_so():
+    # Glue's Column.Name is 1-255 characters on one line: CreateTable would refuse the
+    # whole table, and the dataset would never be queryable on Athena
+    store = FakeStore()
+    schema = {**SALES, "x" * 256: "string", "multi\nline": "int", "tab\there": "int"}
+    note = sync_table(store, "db", "sales", schema, "2025-02-14", "b")
+    names = [c.name for c in table_columns(store.tables["sales"])]
+    assert names == [*(n.lower() for n in SALES), "tab\there", "_rescued_data"]
+    assert note is not None and note.startswith("2 column(s) left out of the Glue table")
+    assert "'multi\\nline'" in note and "'" + "x" * 40 + "...'" in note
+    # a file the table already covers says so again (its columns are still left out)
+    assert sync_table(store, "db", "sales", schema, "2025-02-14", "b") == note
