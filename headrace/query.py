@@ -34,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.logic.catalog import PARTITION_COLUMN, Column, file_columns, merge_columns
+from handlers.logic.catalog import GLUE_TYPES, PARTITION_COLUMN, Column, file_columns, merge_columns
 from handlers.logic.processing.sqltext import ident
 from handlers.logic.processing.summary import typed_schema
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
@@ -136,6 +136,28 @@ def _arrow_type(glue_type: str) -> Any:
     }.get(glue_type, pa.string())
 
 
+_GLUE_TYPE_OF = {str(logical): glue for logical, glue in GLUE_TYPES.items()}
+_DUCKDB_TYPES = {
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+
+def _read_as(stored: Column, column: Column) -> str:
+    """SQL reading a file's ``stored`` column (its name and type in that file) as the
+    table's ``column``: DuckDB's CAST, so a widened value reads as DuckDB writes its type
+    (``3.0``, ``2025-01-01 10:00:00``) and a filter compares the table's type."""
+    source = ident(stored.name)
+    if stored.type == column.type:
+        return source
+    # The table's type is wider than the file's, or the file had no value in the column
+    # (stored as text, all NULL, which types nothing): either way the CAST cannot fail.
+    return f"CAST({source} AS {_DUCKDB_TYPES.get(column.type, 'VARCHAR')})"
+
+
 @dataclass(frozen=True)
 class DatasetFile:
     key: str
@@ -149,9 +171,12 @@ class DuckDbEngine:
 
     Each table the query names becomes a pyarrow dataset over that dataset's Parquet files
     (Hive partitioning on ``ingest_date``), with the schema the Glue catalog would have:
-    the files' summary schemas merged by ``handlers.logic.catalog.merge_columns``. DuckDB
-    pushes filters down into the dataset, so files of partitions a filter excludes are never
-    opened; every file opened is counted (``QueryStats.files_scanned``).
+    the files' summary schemas merged by ``handlers.logic.catalog.merge_columns``. Files
+    that store a column otherwise (another spelling; a narrower type, written before the
+    type widened) are a dataset of their own, read in their own types and CAST to the
+    table's in a view over all of them. DuckDB pushes filters down into the datasets, so
+    files of partitions a filter excludes are never opened; every file opened is counted
+    (``QueryStats.files_scanned``).
     """
 
     def __init__(self, outputs: StackOutputs, threads: int = 16):
@@ -216,41 +241,49 @@ class DuckDbEngine:
             )
         return sorted(found, key=lambda f: (f.ingest_date, f.key))
 
-    def schema(self, files: Sequence[DatasetFile]) -> tuple[list[Column], list[dict[str, str]]]:
+    def schema(self, files: Sequence[DatasetFile]) -> tuple[list[Column], list[dict[str, Column]]]:
         """The table's columns: the files' summary schemas merged as the Glue catalog merges
         them (names compared in lower case), in each column's first spelling; and per file,
-        its own spelling of each column (Parquet names are case-sensitive to pyarrow)."""
+        by lower-case name, each column as that file stores it: its own spelling (Parquet
+        names are case-sensitive to pyarrow) and its own type (narrower than the table's
+        after a type widened; text for a column with no value)."""
 
-        def read(file: DatasetFile) -> dict[str, str]:
-            summary = json.loads(self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read())
-            return typed_schema(summary)  # columns with no value type nothing, in Glue either
+        def read(file: DatasetFile) -> dict[str, Any]:
+            return dict(
+                json.loads(self.s3.get_object(Bucket=self.bucket, Key=file.summary_key)["Body"].read())
+            )
 
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            schemas = list(pool.map(read, files))
+            summaries = list(pool.map(read, files))
         merged: list[Column] = []
         spelling: dict[str, str] = {}
-        for schema in schemas:
+        for summary in summaries:
+            schema = typed_schema(summary)  # columns with no value type nothing, in Glue either
             for name in schema:
                 spelling.setdefault(name.lower(), name)
             merged = merge_columns(merged, file_columns(schema))
         if not merged:
             merged = file_columns({})
-        spellings = [{name.lower(): name for name in schema} for schema in schemas]
-        return [Column(spelling.get(c.name, c.name), c.type) for c in merged], spellings
+        stored = [
+            {
+                name.lower(): Column(name, _GLUE_TYPE_OF.get(str(kind), "string"))
+                for name, kind in dict(summary.get("schema") or {}).items()
+            }
+            for summary in summaries
+        ]
+        return [Column(spelling.get(c.name, c.name), c.type) for c in merged], stored
 
     # -------------------------------------------------------------- running
-    def _arrow_dataset(
-        self, columns: Sequence[Column], names: Sequence[str], files: Sequence[DatasetFile], filesystem: Any
-    ) -> Any:
-        """``files`` as one pyarrow dataset whose columns are ``names`` (these files'
-        spellings of ``columns``), typed as ``columns``, partitioned by ingest date. Paths
-        and partitions are given, not discovered: nothing is listed or opened here."""
+    def _arrow_dataset(self, columns: Sequence[Column], files: Sequence[DatasetFile], filesystem: Any) -> Any:
+        """``files`` as one pyarrow dataset with ``columns`` (named and typed as these files
+        store them), partitioned by ingest date. Paths and partitions are given, not
+        discovered: nothing is listed or opened here."""
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
         schema = pa.schema(
-            [pa.field(n, _arrow_type(c.type)) for n, c in zip(names, columns, strict=True)]
+            [pa.field(c.name, _arrow_type(c.type)) for c in columns]
             + [pa.field(PARTITION_COLUMN, pa.string())]
         )
         return ds.FileSystemDataset.from_paths(
@@ -283,27 +316,33 @@ class DuckDbEngine:
             sizes: dict[str, int] = {}
             for dataset in sorted(named):
                 files = self.files(dataset)
-                columns, spellings = self.schema(files)
+                columns, stored = self.schema(files)
                 sizes.update({f"{self.bucket}/{f.key}": f.size for f in files})
-                # Files that spell each column alike are one pyarrow dataset, read by their
-                # names; several spellings (Price, price) are one table, as in Glue.
-                by_spelling: dict[tuple[str, ...], list[DatasetFile]] = {}
-                for file, own in zip(files, spellings, strict=True):
-                    by_spelling.setdefault(
-                        tuple(own.get(c.name.lower(), c.name) for c in columns), []
-                    ).append(file)
-                groups = list(by_spelling.items()) or [(tuple(c.name for c in columns), [])]
-                if len(groups) == 1:
-                    con.register(dataset, self._arrow_dataset(columns, *groups[0], opened))
+                # Files that store each column alike (spelling and type) are one pyarrow
+                # dataset, read with their own names and types: pyarrow evaluates a filter
+                # DuckDB pushes down against each file's stored type, so reading an older
+                # file's bool as the table's string fails a filter (no kernel for string,
+                # bool). Several spellings (Price, price) and types (bigint, then double) are
+                # one table, as in Glue: a view renames and CASTs each group's columns to the
+                # table's, and a filter on the partition still prunes every group's files.
+                by_storage: dict[tuple[Column, ...], list[DatasetFile]] = {}
+                for file, own in zip(files, stored, strict=True):
+                    # a column the file lacks reads as NULL of the table's type
+                    layout = tuple(own.get(c.name.lower(), c) for c in columns)
+                    by_storage.setdefault(layout, []).append(file)
+                groups = list(by_storage.items()) or [(tuple(columns), [])]
+                if len(groups) == 1 and groups[0][0] == tuple(columns):
+                    con.register(dataset, self._arrow_dataset(columns, groups[0][1], opened))
                     continue
                 parts = []
-                for i, (names, group) in enumerate(groups):
+                for i, (layout, group) in enumerate(groups):
                     part = f"{dataset}-{i}"  # a name no dataset has ([a-z0-9_])
-                    con.register(part, self._arrow_dataset(columns, names, group, opened))
-                    renamed = ", ".join(
-                        f"{ident(n)} AS {ident(c.name)}" for n, c in zip(names, columns, strict=True)
+                    con.register(part, self._arrow_dataset(layout, group, opened))
+                    selected = ", ".join(
+                        f"{_read_as(own, c)} AS {ident(c.name)}"
+                        for own, c in zip(layout, columns, strict=True)
                     )
-                    parts.append(f"SELECT {renamed}, {PARTITION_COLUMN} FROM {ident(part)}")
+                    parts.append(f"SELECT {selected}, {PARTITION_COLUMN} FROM {ident(part)}")
                 con.execute(f"CREATE TEMP VIEW {ident(dataset)} AS {' UNION ALL '.join(parts)}")
             try:
                 cursor = con.execute(sql)

@@ -219,3 +219,61 @@ def test_a_column_spelled_in_another_case_by_some_files_is_one_column(stack, tmp
     # and a filter on the ingest date still opens only that day's file
     one_day = execute(stack["outputs"], "SELECT qty FROM units WHERE ingest_date = '2025-02-02'")
     assert (one_day.rows, one_day.stats.files_scanned) == ([(30,)], [urls[1]])
+
+
+def _ids(stack, sql: str) -> list[int]:
+    return [row[0] for row in execute(stack["outputs"], sql).rows]
+
+
+def test_a_filter_on_a_widened_column_reads_every_file_as_the_table_type(stack, tmp_path):
+    # Given a dataset whose second file widens flag (bool, then int: string), d (date, then
+    # text: string), val (bigint, then double) and seen (date, then timestamp); each file
+    # keeps its own Parquet types
+    urls = _add_dataset(
+        stack,
+        tmp_path,
+        "evo",
+        [
+            "id,val,d,flag,seen\n1,10,2025-01-01,true,2025-01-01\n2,20,2025-01-02,false,2025-01-02\n",
+            "id,val,d,flag,seen\n3,1.5,hello,1,2025-01-02 10:00:00\n4,2.5,2025-01-03,0,2025-01-03 00:00:00\n",
+        ],
+    )
+    columns = dict((r[0], r[1]) for r in execute(stack["outputs"], "DESCRIBE evo").rows)
+    assert [columns[c] for c in ("val", "d", "flag", "seen")] == ["DOUBLE", "VARCHAR", "VARCHAR", "TIMESTAMP"]
+    # Then a filter on a widened column compares the table's type in every file
+    assert _ids(stack, "SELECT id FROM evo WHERE flag = 'true'") == [1]
+    assert _ids(stack, "SELECT id FROM evo WHERE flag IN ('false', '0') ORDER BY id") == [2, 4]
+    assert _ids(stack, "SELECT id FROM evo WHERE d = '2025-01-01'") == [1]
+    assert _ids(stack, "SELECT id FROM evo WHERE d >= '2025-01-02' ORDER BY id") == [2, 3, 4]
+    assert _ids(stack, "SELECT id FROM evo WHERE val = 20 OR val = 2.5 ORDER BY id") == [2, 4]
+    assert _ids(stack, "SELECT id FROM evo WHERE seen = '2025-01-01'") == [1]
+    assert _ids(stack, "SELECT id FROM evo WHERE seen > TIMESTAMP '2025-01-02 00:00:00' ORDER BY id") == [
+        3,
+        4,
+    ]
+    # and a filter on the ingest date still opens only that day's file
+    one_day = execute(stack["outputs"], "SELECT id FROM evo WHERE ingest_date = '2025-02-02' AND flag = '1'")
+    assert (one_day.rows, one_day.stats.files_scanned) == ([(3,)], [urls[1]])
+
+
+def test_values_widened_to_text_read_as_a_cast_writes_them(stack, tmp_path):
+    # Given a float and a timestamp column, then a file where both hold text
+    _add_dataset(
+        stack,
+        tmp_path,
+        "widened",
+        [
+            "id,x,t\n1,3.0,2025-01-01 10:00:00\n2,1.5,2025-01-02 00:00:00\n",
+            "id,x,t\n3,abc,later\n",
+        ],
+    )
+    # Then the older file's values read as the usual text of their type
+    assert execute(stack["outputs"], "SELECT id, x, t FROM widened ORDER BY id").rows == [
+        (1, "3.0", "2025-01-01 10:00:00"),
+        (2, "1.5", "2025-01-02 00:00:00"),
+        (3, "abc", "later"),
+    ]
+    # and filters on that text find them, in either file
+    assert _ids(stack, "SELECT id FROM widened WHERE x = '3.0'") == [1]
+    assert _ids(stack, "SELECT id FROM widened WHERE x IN ('abc')") == [3]
+    assert _ids(stack, "SELECT id FROM widened WHERE t = '2025-01-01 10:00:00'") == [1]
