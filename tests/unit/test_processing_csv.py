@@ -645,3 +645,12 @@ def test_line_ends_split_across_reads(process, monkeypatch, text, warned):
     result = process("c.csv", text)
     assert result.rows("a, b") == [(1, "x"), (2, "y")]
     assert bool(result.data["warnings"]) is warned
+
+
+def test_a_long_quoted_text_in_the_first_record_is_read(process):
+    # a description or an HTML body of 300 KB: Python's csv module, which the dialect sniffer
+    # uses, refuses values over 128 KiB by default ("no CSV records found")
+    body = "<p>" + "x" * 300_000 + "</p>"
+    result = process("pages.csv", f'id,body,n\n1,"{body}",5\n2,short,6\n')
+    assert result.data["schema"] == {"id": "int", "body": "string", "n": "int"}
+    assert result.rows("id, length(body), n") == [(1, len(body), 5), (2, 5, 6)]

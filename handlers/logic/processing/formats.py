@@ -202,11 +202,21 @@ def _blank(record: list[str]) -> bool:
 
 def _parse(sample: str, delimiter: str) -> list[list[str]]:
     """The sample's records, a blank line as an empty one: one per line as DuckDB counts
-    lines (a quoted value spanning lines is one)."""
+    lines (a quoted value spanning lines is one); those before a record Python's reader
+    refuses (DuckDB's judges that one)."""
+    records: list[list[str]] = []
     try:
-        return list(csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"'))
+        for record in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"'):
+            records.append(record)
     except csv.Error:
-        return []
+        pass
+    return records
+
+
+# Python's reader refuses a value over 128 KiB by default: a first record holding a long
+# quoted text (a description, an HTML body) made every delimiter find no record at all.
+# Any value of a sample (the text file's head, at most textfile.MAX_HEAD) now passes.
+csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))
 
 
 _VALUE = re.compile(
