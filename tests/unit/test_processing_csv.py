@@ -349,6 +349,24 @@ def test_a_zone_name_after_a_timestamp_is_applied_not_ignored(process):
     ]
 
 
+def test_us_zone_names_are_their_fixed_offsets_in_summer_too(process):
+    # RFC 5322's EST ... PDT: "12:00 PST" in June is 20:00 UTC (ICU read it as Los Angeles
+    # time, PDT in June: 19:00), PDT is known, and minutes without seconds carry their zone
+    values = ["2025-06-01 12:00:00 PST", "2025-06-01 12:00:00 PDT", "2025-06-01 12:00 CST"]
+    values += ["2025-06-01 12:00-05:00", "2025-01-01 12:00 EDT", "2025-06-01 12:00:00"]
+    result = process("tz.csv", "ts\n" + "\n".join(values) + "\n")
+    assert result.data["schema"] == {"ts": "timestamp"}
+    assert [t for (t,) in result.rows("ts")] == [
+        dt.datetime(2025, 6, 1, 20, 0),
+        dt.datetime(2025, 6, 1, 19, 0),
+        dt.datetime(2025, 6, 1, 18, 0),
+        dt.datetime(2025, 6, 1, 17, 0),
+        dt.datetime(2025, 1, 1, 16, 0),
+        dt.datetime(2025, 6, 1, 12, 0),
+    ]
+    assert "duplicate_rows" not in result.data["quality_issues"]
+
+
 def test_a_decimal_in_an_int_column_is_a_mismatch_not_a_rounded_value(process):
     rows = "\n".join(str(i) for i in range(19)) + "\n1.5\n"
     result = process("m.csv", "n\n" + rows)
@@ -498,6 +516,18 @@ def test_infinities_are_counted_not_averaged_and_the_summary_stays_strict_json(p
     json.dumps(result.data, allow_nan=False)
     # the values themselves are kept
     assert result.rows("x") == [(1.5,), (2.5,), (float("-inf"),)]
+
+
+def test_a_number_too_large_for_a_double_is_a_mismatch_not_infinity(process):
+    # 1e309 overflows: Infinity is not what was written; the value is kept as text
+    values = [f"{i}.5" for i in range(20)] + ["1e309", "-2E400", "1.5e3"]
+    result = process("big.csv", "x\n" + "\n".join(values) + "\n")
+    assert result.data["schema"] == {"x": "float"}
+    mismatches = result.data["quality_issues"]["type_mismatches"]["x"]
+    assert mismatches["count"] == 2
+    assert [e["value"] for e in mismatches["examples"]] == ["1e309", "-2E400"]
+    assert result.rows("x")[-3:] == [(None,), (None,), (1500.0,)]
+    assert "non_finite_count" not in result.data["statistics"]["x"]
 
 
 def test_the_largest_finite_floats_give_finite_statistics(process):

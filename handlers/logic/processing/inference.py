@@ -62,9 +62,13 @@ def _float(v: str) -> str:
     # A DOUBLE holds every integer of up to 15 digits exactly (up to 2**53, 16 digits), not
     # longer ones: a 20-digit id would silently lose its last digits, so a run of more than
     # 15 digits is not a float
-    # (the strlen gate keeps the regular expression off nearly every value).
+    # (the strlen gate keeps the regular expression off nearly every value). A number too
+    # large for a DOUBLE (1e309) is no float either: the cast makes it Infinity, which is
+    # not what was written (Infinity itself, written "inf", has no e and is kept).
     return (
         f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "
+        f"WHEN (contains({v}, 'e') OR contains({v}, 'E') OR strlen({v}) > 300) "
+        f"AND isinf(TRY_CAST({v} AS DOUBLE)) THEN NULL "
         f"ELSE TRY_CAST({v} AS DOUBLE) END"
     )
 
@@ -146,16 +150,31 @@ def _date(fmt: str) -> Callable[[str], str]:
 _OFFSET_SPACE = "regexp_replace(trim({v}), ' ([+-]\\d)', '\\1')"
 
 
+# RFC 5322's zone names (obsolete there; what `date` still prints in the US) are fixed
+# offsets; ICU reads PST as America/Los_Angeles (PDT in summer: an hour off) and knows no PDT.
+_RFC5322_ZONES = {
+    **{"EST": "-05:00", "EDT": "-04:00", "CST": "-06:00", "CDT": "-05:00"},
+    **{"MST": "-07:00", "MDT": "-06:00", "PST": "-08:00", "PDT": "-07:00"},
+}
+
+
+def _fixed_zones(v: str) -> str:
+    for name, offset in _RFC5322_ZONES.items():
+        v = f"regexp_replace({v}, ' {name}$', ' {offset}')"
+    return v
+
+
 def _iso_timestamp(v: str) -> str:
     # ISO 8601, stored as UTC; naive values (and a Z suffix) are taken as UTC. A plain
     # TIMESTAMP cast ignores an offset and a zone name ("10:00 PST" became 10:00 UTC), so
-    # values that carry one (a + or - after the seconds, or letters other than a Z) go
+    # values that carry one (a + or - after the minutes, or letters other than a Z) go
     # through TIMESTAMPTZ, which costs 2.5x more; a zone it does not know is a mismatch.
-    zone_name = f"(strlen({v}) > 20 AND regexp_matches(substr({v}, 20), '[A-Ya-y]'))"
-    offset = f"(contains(substr({v}, 20), '+') OR contains(substr({v}, 20), '-') OR {zone_name})"
+    zone_name = f"(strlen({v}) > 16 AND regexp_matches(substr({v}, 17), '[A-Ya-y]'))"
+    offset = f"(contains(substr({v}, 17), '+') OR contains(substr({v}, 17), '-') OR {zone_name})"
+    with_offset = _OFFSET_SPACE.format(v=_fixed_zones(f"trim({v})"))
     return (
         f"CASE WHEN NOT contains({v}, '-') THEN NULL "
-        f"WHEN {offset} THEN timezone('UTC', TRY_CAST({_OFFSET_SPACE.format(v=v)} AS TIMESTAMPTZ)) "
+        f"WHEN {offset} THEN timezone('UTC', TRY_CAST({with_offset} AS TIMESTAMPTZ)) "
         f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
     )
 
