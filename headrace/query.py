@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -304,6 +305,12 @@ class DuckDbEngine:
                 named = {name.lower() for name in con.get_table_names(sql, qualified=False)}
             except duckdb.Error as exc:
                 raise QueryError(_duckdb_message(exc)) from exc
+            if not named and _SHOW_TABLES.fullmatch(sql):
+                # Athena lists the Glue tables; here no table exists until a query names it
+                tables = self.datasets()
+                return QueryResult(
+                    ["name"], [(t,) for t in tables], QueryStats("duckdb", time.perf_counter() - started)
+                )
             known = self.datasets() if named else []
             unknown = sorted(named - set(known))
             if unknown:
@@ -361,6 +368,9 @@ class DuckDbEngine:
             bytes_scanned=sum(sizes.get(path, 0) for path in scanned),
         )
         return QueryResult(columns_out, rows, stats)
+
+
+_SHOW_TABLES = re.compile(r"\s*show\s+tables\s*;?\s*", re.IGNORECASE)
 
 
 def _duckdb_message(exc: Exception) -> str:

@@ -150,6 +150,8 @@ def test_unknown_tables_and_bad_sql_are_clear_errors(stack):
 def test_the_engine_lists_datasets_and_only_complete_files(stack):
     engine = DuckDbEngine(stack["outputs"])
     assert engine.datasets() == ["orders", "sales"]
+    # SHOW TABLES lists them, as Athena lists the Glue tables
+    assert execute(stack["outputs"], "show tables;").rows == [("orders",), ("sales",)]
     assert [f.ingest_date for f in engine.files("sales")] == ["2025-02-01", "2025-02-02"]
 
 
