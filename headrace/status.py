@@ -123,6 +123,14 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
     ]
     last = last_completed(items)
     failures = failures_since(items, now - window)
+    # a failed version whose key completed since (fixed in place and uploaded again) needs
+    # no action: said, not hidden (it did fail, and its DLQ message may wait)
+    completed_after: dict[str, datetime] = {}
+    for item in items:
+        at = parse_time(item.get("completed_at"))
+        if item.get("status") == "completed" and at:
+            key = str(item.get("object_key"))
+            completed_after[key] = max(at, completed_after.get(key, at))
     return {
         "queues": [asdict(q) for q in queues],
         "dead_letters": sum(q.waiting + q.in_flight for q in queues if q.dead_letter),
@@ -136,7 +144,15 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
             if last
             else None
         ),
-        "failures": [f.model_dump() for f in failures],
+        "failures": [
+            {
+                **f.model_dump(),
+                "replaced": bool(
+                    (failed := parse_time(f.at)) and completed_after.get(f.object_key, failed) > failed
+                ),
+            }
+            for f in failures
+        ],
         "window_minutes": int(window.total_seconds() // 60),
         "uploads_since": (today - timedelta(days=days - 1)).isoformat(),
     }
@@ -163,8 +179,9 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
     lines.append(f"Failures in the last {_minutes(status['window_minutes'])}: {len(failures) or 'none'}")
     for f in failures:
         error = printable(" ".join(str(f["error"]).split())[:300])  # cut before escaping: no half escape
+        replaced = "  (a newer version completed since)" if f.get("replaced") else ""
         lines.append(
-            f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}"
+            f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}{replaced}"
         )
         lines.append(f"      {error}")
     lines.append("")

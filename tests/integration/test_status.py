@@ -139,3 +139,23 @@ def test_minutes_beyond_what_status_reads_are_refused(tmp_path, capsys, minutes)
     # Then argparse refuses it (exit 2), naming the maximum (a week)
     assert exit.value.code == 2
     assert "from 1 to 10080" in capsys.readouterr().err
+
+
+def test_a_failure_fixed_in_place_says_a_newer_version_completed(pipeline, tmp_path, capsys):
+    # Given a poison file, then the same key uploaded again, corrected, and completed
+    outputs = tmp_path / "outputs.json"
+    write_outputs(pipeline, outputs)
+    pipeline.process(pipeline.upload("incoming/sales/feb.csv", b""))
+    other = pipeline.upload("incoming/other.csv", b"")
+    pipeline.process(other)
+    pipeline.process(pipeline.upload("incoming/sales/feb.csv", SALES))
+    capsys.readouterr()
+    # When the operator asks for its status
+    assert main(["status", "--outputs", str(outputs), "--json"]) == 0
+    failures = {f["object_key"]: f["replaced"] for f in json.loads(capsys.readouterr().out)["failures"]}
+    # Then both failures are listed, and the fixed one says it needs no action
+    assert failures == {"incoming/sales/feb.csv": True, "incoming/other.csv": False}
+    main(["status", "--outputs", str(outputs)])
+    out = capsys.readouterr().out
+    assert "incoming/sales/feb.csv  (a newer version completed since)" in out
+    assert "incoming/other.csv  (a newer" not in out
