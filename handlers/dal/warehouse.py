@@ -9,17 +9,25 @@ Layout, in the schema ``WAREHOUSE_SCHEMA`` (default ``headrace``):
   row count, schema, where its Parquet is, upload/processing/load times.
 - ``_migrations``: the versions of this module's DDL applied so far.
 
-Loading one file is ONE transaction: reconcile the table with the file's columns, delete
-the key's previous rows, COPY the new ones, upsert its ``_files`` row. Readers see the old
-rows or the new ones, never a mix or a part. An object key holds one version at a time: a
-newer upload of the same key replaces the older one's rows; an older version arriving
-later (a retry) is skipped as superseded. Loads of one dataset are serialized (advisory
-lock), which also serializes its migrations.
+Loading one file takes two transactions. First, when the file brings columns the table
+lacks or wider types, the table is altered in a short transaction of its own: ``ALTER
+TABLE`` takes an ACCESS EXCLUSIVE lock, which blocks every reader of the table until
+commit, so it must not be held through the load; it waits at most
+``SCHEMA_LOCK_TIMEOUT_MS`` for queries already running (new readers queue behind a waiting
+ALTER) and is retried ``SCHEMA_LOCK_ATTEMPTS`` times. Then ONE transaction deletes the
+key's previous rows, COPYs the new ones and upserts its ``_files`` row (a new dataset's
+table is created in it too): readers see the old rows or the new ones, never a mix or a
+part. A load that fails after its table change leaves that change (a nullable column, a
+wider type), which the next file would have made anyway. An object key holds one version
+at a time: a newer upload of the same key replaces the older one's rows; an older version
+arriving later (a retry) is skipped as superseded. Loads of one dataset are serialized
+(advisory lock, taken by both transactions), which also serializes its table changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +55,15 @@ from handlers.logic.warehouse.schema import (
 )
 
 CONNECT_TIMEOUT_SECONDS = 5
+# How long a table change (ADD COLUMN, a widening) waits for the table's lock, and how many
+# times it tries: every query started on the table while it waits queues behind it.
+SCHEMA_LOCK_TIMEOUT_MS = 3_000
+SCHEMA_LOCK_ATTEMPTS = 4
+SCHEMA_RETRY_PAUSE_SECONDS = 0.5
+# Rounds of "change the table, then load": another round is needed only when the table
+# changed again between the two transactions (say, a column dropped by hand).
+SCHEMA_ROUNDS = 3
+SQLSTATE_UNTRANSLATABLE_CHARACTER = "22P05"
 FILES_TABLE = "_files"
 MIGRATIONS_TABLE = "_migrations"
 
@@ -232,18 +249,28 @@ class Warehouse:
         *,
         timeout_ms: int | None = None,
     ) -> LoadOutcome:
-        """Load one file in one transaction. A connection reused from an earlier invocation
-        that turns out to be dead is replaced and the load retried once (it is idempotent)."""
+        """Load one file: change its table if the file needs it (a short transaction of its
+        own), then replace the key's rows in one transaction. ``timeout_ms`` bounds the
+        whole load. A connection reused from an earlier invocation that turns out to be
+        dead is replaced and the load retried once (it is idempotent)."""
+        deadline = _Deadline(timeout_ms)
         for attempt in (1, 2):
             conn = self.connections.get()
             reused = not self.connections.fresh
             try:
                 self._migrate(conn)
-                return self._load(conn, file, incoming, rows, timeout_ms)
+                return self._load(conn, file, incoming, rows, deadline)
             except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
                 # the transaction was rolled back; the connection is fine
                 raise LoadTimedOut(
                     f"the load ran out of time and was rolled back: {_first_line(exc)}"
+                ) from exc
+            except errors.UntranslatableCharacter as exc:
+                # the connection speaks UTF-8; the database's encoding lacks a character
+                encoding = conn.info.parameter_status("server_encoding") or "?"
+                raise LoadRejected(
+                    f"the warehouse database's encoding ({encoding}) cannot hold a character of "
+                    f"this file; nothing was loaded: {_first_line(exc)}"
                 ) from exc
             except psycopg.OperationalError as exc:
                 if (exc.sqlstate or "").startswith(SQLSTATE_CLASS_PROGRAM_LIMIT):
@@ -263,41 +290,145 @@ class Warehouse:
         file: FileToLoad,
         incoming: list[tuple[str, LogicalType | None]],
         rows: RowsSource,
-        timeout_ms: int | None,
+        deadline: _Deadline,
     ) -> LoadOutcome:
+        table = pg_name(file.dataset)  # datasets longer than 63 bytes get a hashed suffix
+        added: list[str] = []
+        widened: list[str] = []
+        for round_ in range(1, SCHEMA_ROUNDS + 1):
+            changed = self._change_table(conn, file, table, incoming, deadline)
+            added += changed[0]
+            widened += changed[1]
+            try:
+                return self._write(
+                    conn, file, table, incoming, rows, deadline, round_ == SCHEMA_ROUNDS, added, widened
+                )
+            except _TableChanged:
+                continue  # rolled back: change the table again, outside the data transaction
+        raise AssertionError("unreachable")
+
+    def _begin(self, cur: psycopg.Cursor[Any], deadline: _Deadline) -> None:
+        """Settings of every loader transaction."""
+        cur.execute("SET LOCAL TimeZone = 'UTC'")
+        # A widening (ALTER ... TYPE text) writes old values in the session's formats:
+        # pin them to the ones later loads write (ISO dates, shortest exact floats),
+        # whatever the database's or the role's defaults are.
+        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+        cur.execute("SET LOCAL extra_float_digits = 1")
+        remaining = deadline.remaining_ms()
+        if remaining is not None:
+            cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(remaining)))
+            cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(remaining)))
+
+    def _lock_tables(self, cur: psycopg.Cursor[Any], tables: list[str]) -> None:
+        """The per-dataset advisory locks (in sorted order): loads of one dataset, their
+        table changes included, run one at a time. Readers never take them."""
+        for name in sorted(tables):
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"headrace:table:{self.schema}.{name}"],
+            )
+
+    def _previous(self, cur: psycopg.Cursor[Any], file: FileToLoad) -> tuple[Any, ...] | None:
+        """The key's ``_files`` row: (object_version, table_name, uploaded_at)."""
+        cur.execute(
+            sql.SQL("SELECT object_version, table_name, uploaded_at FROM {}.{} WHERE object_key = %s").format(
+                sql.Identifier(self.schema), sql.Identifier(FILES_TABLE)
+            ),
+            [file.object_key],
+        )
+        return cur.fetchone()
+
+    def _change_table(
+        self,
+        conn: psycopg.Connection[Any],
+        file: FileToLoad,
+        table: str,
+        incoming: list[tuple[str, LogicalType | None]],
+        deadline: _Deadline,
+    ) -> tuple[list[str], list[str]]:
+        """Add the file's new columns and widen its wider ones, in a transaction of their own
+        that commits before the rows are loaded: the ACCESS EXCLUSIVE lock ``ALTER TABLE``
+        takes blocks every reader of the table, so it must not last through the COPY. It
+        waits at most ``SCHEMA_LOCK_TIMEOUT_MS`` for queries already running (new queries
+        queue behind it meanwhile), ``SCHEMA_LOCK_ATTEMPTS`` times. A new table is not made
+        here: it is created with its rows. Returns the columns added and widened."""
+        busy: errors.LockNotAvailable | None = None
+        for attempt in range(1, SCHEMA_LOCK_ATTEMPTS + 1):
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    self._begin(cur, deadline)
+                    existing = self._columns(cur, table)
+                    if existing is None or not _needs_change(plan_load(table, incoming, existing), existing):
+                        return [], []
+                    previous = self._previous(cur, file)
+                    if previous and _is_older(file, previous[0], previous[2]):
+                        return [], []  # superseded: the data transaction says so
+                    self._lock_tables(cur, [table])  # waits for a load of the dataset
+                    existing = self._columns(cur, table)  # as it is under the lock
+                    if existing is None:
+                        return [], []
+                    plan = plan_load(table, incoming, existing)
+                    lock_ms = SCHEMA_LOCK_TIMEOUT_MS
+                    remaining = deadline.remaining_ms()
+                    if remaining is not None:
+                        lock_ms = min(lock_ms, remaining)
+                    cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_ms)))
+                    try:
+                        return self._alter(cur, plan, existing)
+                    except errors.LockNotAvailable as exc:
+                        raise _TableBusy(exc) from exc
+            except _TableBusy as exc:
+                busy = exc.reason
+            remaining = deadline.remaining_ms()
+            if attempt < SCHEMA_LOCK_ATTEMPTS:
+                pause = SCHEMA_RETRY_PAUSE_SECONDS * attempt
+                time.sleep(pause if remaining is None else min(pause, remaining / 1000))
+        raise LoadTimedOut(
+            f"could not change table {self.schema}.{table}: other sessions kept it locked through "
+            f"{SCHEMA_LOCK_ATTEMPTS} attempts (each waits at most {SCHEMA_LOCK_TIMEOUT_MS} ms, so that "
+            f"readers queued behind the change are not held longer); rolled back, to be retried"
+            + (f": {_first_line(busy)}" if busy is not None else "")
+        )
+
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        file: FileToLoad,
+        table: str,
+        incoming: list[tuple[str, LogicalType | None]],
+        rows: RowsSource,
+        deadline: _Deadline,
+        last_round: bool,
+        added: list[str],
+        widened: list[str],
+    ) -> LoadOutcome:
+        """ONE transaction: delete the key's rows, COPY the file's, upsert its ``_files``
+        row (creating a new dataset's table first). Raises ``_TableChanged`` (rolled back)
+        when the table needs a change ``_change_table`` did not make, unless this is the
+        last round: then the change is made here, holding the table's lock to the end."""
         schema = sql.Identifier(self.schema)
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SET LOCAL TimeZone = 'UTC'")
-            # A widening (ALTER ... TYPE text) writes old values in the session's formats:
-            # pin them to the ones later loads write (ISO dates, shortest exact floats),
-            # whatever the database's or the role's defaults are.
-            cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-            cur.execute("SET LOCAL extra_float_digits = 1")
-            if timeout_ms:
-                cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
-                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(int(timeout_ms))))
+            self._begin(cur, deadline)
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 [f"headrace:file:{self.schema}:{file.object_key}"],
             )
-            cur.execute(
-                sql.SQL(
-                    "SELECT object_version, table_name, uploaded_at FROM {}.{} WHERE object_key = %s"
-                ).format(schema, sql.Identifier(FILES_TABLE)),
-                [file.object_key],
-            )
-            previous = cur.fetchone()
-            table = pg_name(file.dataset)  # datasets longer than 63 bytes get a hashed suffix
+            previous = self._previous(cur, file)
             if previous and _is_older(file, previous[0], previous[2]):
                 return LoadOutcome("superseded", table, current_version=previous[0])
             tables = sorted({table, previous[1]} if previous else {table})
-            for name in tables:
-                cur.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    [f"headrace:table:{self.schema}.{name}"],
-                )
-            plan = plan_load(table, incoming, self._columns(cur, table))
-            self._reconcile(cur, plan)
+            self._lock_tables(cur, tables)
+            existing = self._columns(cur, table)
+            plan = plan_load(table, incoming, existing)
+            if plan.create:
+                self._create(cur, plan)  # nobody reads a table that does not exist yet
+            elif existing is not None and _needs_change(plan, existing):
+                if not last_round:
+                    raise _TableChanged()
+                more = self._alter(cur, plan, existing)
+                added += more[0]
+                widened += more[1]
             replaced = 0
             for name in tables:
                 if name == table or self._columns(cur, name) is not None:
@@ -320,8 +451,8 @@ class Warehouse:
             table,
             rows=copied,
             replaced_rows=replaced,
-            columns_added=tuple(c.column for c in plan.add),
-            columns_widened=tuple(f"{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen),
+            columns_added=tuple(added),
+            columns_widened=tuple(widened),
         )
 
     def _columns(self, cur: psycopg.Cursor[Any], table: str) -> dict[str, str] | None:
@@ -338,48 +469,55 @@ class Warehouse:
             return None
         return {str(name): str(kind) for name, kind in found if name is not None}
 
-    def _reconcile(self, cur: psycopg.Cursor[Any], plan: LoadPlan) -> None:
+    def _create(self, cur: psycopg.Cursor[Any], plan: LoadPlan) -> None:
         table = sql.Identifier(self.schema, plan.table)
-        if plan.create:
-            columns = [
-                sql.SQL("{} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
-                for c in plan.columns
-            ]
-            columns += [
-                sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_KEY)),
-                sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_VERSION)),
-                sql.SQL("{} bigint").format(sql.Identifier(LINE_NUMBER)),
-                sql.SQL("{} timestamptz NOT NULL DEFAULT now()").format(sql.Identifier(LOADED_AT)),
-            ]
-            cur.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
-            cur.execute(
-                sql.SQL("CREATE INDEX {} ON {} ({})").format(
-                    sql.Identifier(index_name(plan.table, "object_key_idx")),
-                    table,
-                    sql.Identifier(OBJECT_KEY),
-                )
+        columns = [
+            sql.SQL("{} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
+            for c in plan.columns
+        ]
+        columns += [
+            sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_KEY)),
+            sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_VERSION)),
+            sql.SQL("{} bigint").format(sql.Identifier(LINE_NUMBER)),
+            sql.SQL("{} timestamptz NOT NULL DEFAULT now()").format(sql.Identifier(LOADED_AT)),
+        ]
+        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
+        cur.execute(
+            sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                sql.Identifier(index_name(plan.table, "object_key_idx")), table, sql.Identifier(OBJECT_KEY)
             )
-            return
-        existing = self._columns(cur, plan.table) or {}
-        clauses: list[sql.Composable] = [
+        )
+
+    def _alter(
+        self, cur: psycopg.Cursor[Any], plan: LoadPlan, existing: dict[str, str]
+    ) -> tuple[list[str], list[str]]:
+        """Add the plan's columns (and lineage columns a table made by an older loader
+        lacks), then widen its columns. Returns the columns added and widened."""
+        table = sql.Identifier(self.schema, plan.table)
+        adds: list[sql.Composable] = [
             sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
             for c in plan.add
         ]
-        clauses += [
+        adds += [
             sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(name), sql.SQL(kind))
             for name, kind in _LINEAGE_TYPES.items()
             if name not in existing
         ]
+        if adds:
+            cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(adds)))
+        widenings: list[sql.Composable] = []
         for w in plan.widen:
             column = sql.Identifier(w.column)
             using = cast_for_widening(column.as_string(cur), w.from_kind, w.to_kind)
-            clauses.append(
+            widenings.append(
                 sql.SQL("ALTER COLUMN {} TYPE {} USING {}").format(
                     column, sql.SQL(PG_TYPES[w.to_kind]), sql.SQL(using)
                 )
             )
-        if clauses:
-            cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(clauses)))
+        widened = [f"{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen]
+        if widenings:
+            cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(widenings)))
+        return [c.column for c in plan.add], widened
 
     def _copy(self, cur: psycopg.Cursor[Any], plan: LoadPlan, rows: RowsSource) -> int:
         names = [c.column for c in plan.columns] + [OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER]
@@ -475,6 +613,38 @@ _LINEAGE_TYPES = {
     LOADED_AT: "timestamptz NOT NULL DEFAULT now()",
 }
 assert tuple(_LINEAGE_TYPES) == LINEAGE_COLUMNS
+
+
+class _TableBusy(Exception):
+    """A table change gave up waiting for the table's lock (its transaction rolled back)."""
+
+    def __init__(self, reason: errors.LockNotAvailable):
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class _TableChanged(Exception):
+    """The table changed between the schema and the data transactions: start over."""
+
+
+class _Deadline:
+    """The end of the time a load may take (``timeout_ms`` from its start; None: no end)."""
+
+    def __init__(self, timeout_ms: int | None):
+        self._end = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+
+    def remaining_ms(self) -> int | None:
+        if self._end is None:
+            return None
+        left = int((self._end - time.monotonic()) * 1000)
+        if left < 1:
+            raise LoadTimedOut("the load ran out of time and was rolled back: no time was left for it")
+        return left
+
+
+def _needs_change(plan: LoadPlan, existing: dict[str, str]) -> bool:
+    """Whether an existing table needs ALTER TABLE for ``plan``."""
+    return bool(plan.add or plan.widen) or any(name not in existing for name in LINEAGE_COLUMNS)
 
 
 def _is_older(file: FileToLoad, loaded_version: str, loaded_uploaded_at: datetime | None) -> bool:

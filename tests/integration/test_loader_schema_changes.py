@@ -1,0 +1,153 @@
+"""Table changes (a new column, a widening) against a real PostgreSQL: made in a short
+transaction of their own, so readers of the table are not blocked while the rows load;
+bounded when readers hold the table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from psycopg import errors, sql
+
+from handlers.dal import warehouse as wh
+
+
+def load(loader, key: str, body: str) -> dict:
+    event = loader.process(key, body)
+    assert loader.load(event) == {"batchItemFailures": []}
+    return event
+
+
+def values(loader, table: str, column: str) -> list:
+    return [
+        v
+        for (v,) in loader.query(
+            sql.SQL("SELECT {} FROM {} ORDER BY object_key, line_number").format(
+                sql.Identifier(column), loader.table(table)
+            )
+        )
+    ]
+
+
+def read_during_copy(loader, monkeypatch, table: str) -> dict[str, Any]:
+    """Make the loader's COPY run a reader on another connection before its first row: the
+    data transaction is open and the COPY under way. The reader gives up on any lock it
+    would wait for (``lock_timeout = 100ms``); what it saw is returned (filled once the
+    load has run)."""
+    from handlers.logic.warehouse import rows
+
+    real = rows.csv_chunks
+    seen: dict[str, Any] = {}
+
+    def observed(con, query, work_dir):
+        with loader.connect() as reader:
+            reader.execute("SET lock_timeout = '100ms'")
+            try:
+                [(seen["count"],)] = reader.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(loader.table(table))
+                ).fetchall()
+            except errors.LockNotAvailable as exc:
+                seen["error"] = str(exc)
+            seen["strong_locks"] = reader.execute(
+                "SELECT l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relnamespace = %s::regnamespace AND c.relname = %s "
+                "AND l.pid <> pg_backend_pid() AND l.mode = 'AccessExclusiveLock'",
+                [loader.schema, table],
+            ).fetchall()
+            seen["columns"] = [
+                name
+                for (name,) in reader.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = %s AND table_name = %s",
+                    [loader.schema, table],
+                ).fetchall()
+            ]
+        yield from real(con, query, work_dir)
+
+    monkeypatch.setattr(rows, "csv_chunks", observed)
+    return seen
+
+
+def test_a_new_column_does_not_block_readers_while_the_rows_load(loader, monkeypatch):
+    # Given a dataset table, and a file that brings a new column
+    load(loader, "incoming/lk/1.csv", "a\n1\n")
+    event = loader.process("incoming/lk/2.csv", "a,b\n2,x\n")
+    seen = read_during_copy(loader, monkeypatch, "lk")
+    # When it loads, and a reader queries the table during its COPY
+    assert loader.load(event) == {"batchItemFailures": []}
+    # Then the reader was not blocked: nobody held the table's ACCESS EXCLUSIVE lock, the
+    # new (nullable) column was already committed, and the new row was not yet visible
+    assert "error" not in seen, seen.get("error")
+    assert seen["strong_locks"] == []
+    assert seen["count"] == 1
+    assert "b" in seen["columns"]
+    # and the load itself is complete
+    assert values(loader, "lk", "b") == [None, "x"]
+
+
+def test_a_new_table_is_created_with_its_rows(loader, monkeypatch):
+    # Given a file of a new dataset whose COPY fails
+    event = loader.process("incoming/nt/1.csv", "a\n1\n")
+    from handlers.logic.warehouse import rows
+
+    def broken(con, query, work_dir):
+        raise OSError("simulated failure while streaming rows")
+        yield b""
+
+    monkeypatch.setattr(rows, "csv_chunks", broken)
+    record = loader.record(event)
+    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then no empty table was left behind: it is created in the data transaction
+    assert loader.query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'nt'", [loader.schema]
+    ) == [(0,)]
+
+
+def test_a_column_change_waits_for_running_queries_only_briefly(loader, monkeypatch):
+    # Given a dataset table that an analyst's long query is reading, and a file with a new
+    # column (the change waits 100 ms for the table's lock, twice)
+    load(loader, "incoming/lq/1.csv", "a\n1\n")
+    event = loader.process("incoming/lq/2.csv", "a,b\n2,x\n")
+    monkeypatch.setattr(wh, "SCHEMA_LOCK_TIMEOUT_MS", 100)
+    monkeypatch.setattr(wh, "SCHEMA_LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(wh, "SCHEMA_RETRY_PAUSE_SECONDS", 0)
+    record = loader.record(event)
+    with loader.connect() as analyst:
+        analyst.execute("BEGIN")
+        analyst.execute(sql.SQL("SELECT count(*) FROM {}").format(loader.table("lq")))
+        # When the file loads while the query holds the table
+        response = loader.invoke(record)
+        analyst.execute("ROLLBACK")
+    # Then the load gives up (to be retried) naming the table, instead of queueing every
+    # new reader behind its ALTER for as long as the function can run
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/lq/2.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith(
+        f"LoadTimedOut: could not change table {loader.schema}.lq: other sessions kept it locked"
+    )
+    assert "b" not in loader.columns("lq")
+    # and once the query is over, the retry succeeds
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert values(loader, "lq", "b") == [None, "x"]
+
+
+@pytest.mark.parametrize("skipped", [1, wh.SCHEMA_ROUNDS])
+def test_a_table_changed_again_before_the_load_is_checked_under_the_lock(loader, monkeypatch, skipped):
+    # Given a file with a new column whose table change is lost before the data transaction
+    # (as if someone dropped the column meanwhile): once, or in every round
+    load(loader, "incoming/rc/1.csv", "a\n1\n")
+    event = loader.process("incoming/rc/2.csv", "a,b\n2,x\n")
+    real = wh.Warehouse._change_table
+    calls = []
+
+    def forgetful(self, *args):
+        calls.append(1)
+        return ([], []) if len(calls) <= skipped else real(self, *args)
+
+    monkeypatch.setattr(wh.Warehouse, "_change_table", forgetful)
+    # When it loads
+    assert loader.load(event) == {"batchItemFailures": []}
+    # Then the data transaction saw the table as it is and the file loaded whole: after
+    # another round of table changes, or (the last round) changing the table itself
+    assert values(loader, "rc", "b") == [None, "x"]
+    assert len(calls) == min(skipped + 1, wh.SCHEMA_ROUNDS)
