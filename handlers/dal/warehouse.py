@@ -492,7 +492,8 @@ class Warehouse:
         self, cur: psycopg.Cursor[Any], plan: LoadPlan, existing: dict[str, str]
     ) -> tuple[list[str], list[str]]:
         """Add the plan's columns (and lineage columns a table made by an older loader
-        lacks), then widen its columns. Returns the columns added and widened."""
+        lacks), then widen its columns: separate statements, so a widening that runs out of
+        time (it rewrites the table) is named. Returns the columns added and widened."""
         table = sql.Identifier(self.schema, plan.table)
         adds: list[sql.Composable] = [
             sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
@@ -516,7 +517,17 @@ class Warehouse:
             )
         widened = [f"{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen]
         if widenings:
-            cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(widenings)))
+            try:
+                cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(widenings)))
+            except errors.QueryCanceled as exc:
+                what = ", ".join(
+                    f"{plan.table}.{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen
+                )
+                raise LoadTimedOut(
+                    f"widening {what} timed out and was rolled back (it rewrites the whole table); "
+                    "raise functions.loader.timeout_seconds or alter the column by hand "
+                    f"(docs/warehouse-and-reports.md, Schema drift): {_first_line(exc)}"
+                ) from exc
         return [c.column for c in plan.add], widened
 
     def _copy(self, cur: psycopg.Cursor[Any], plan: LoadPlan, rows: RowsSource) -> int:

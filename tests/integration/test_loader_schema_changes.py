@@ -1,6 +1,6 @@
 """Table changes (a new column, a widening) against a real PostgreSQL: made in a short
 transaction of their own, so readers of the table are not blocked while the rows load;
-bounded when readers hold the table."""
+bounded when readers hold the table; named when they run out of time."""
 
 from __future__ import annotations
 
@@ -151,3 +151,31 @@ def test_a_table_changed_again_before_the_load_is_checked_under_the_lock(loader,
     # another round of table changes, or (the last round) changing the table itself
     assert values(loader, "rc", "b") == [None, "x"]
     assert len(calls) == min(skipped + 1, wh.SCHEMA_ROUNDS)
+
+
+def test_a_widening_that_runs_out_of_time_is_named(loader, monkeypatch):
+    # Given a column whose widening takes longer than the load has (a slow cast stands in
+    # for the rewrite of a very large table)
+    load(loader, "incoming/wb/1.csv", "n,s\n1,a\n")
+    event = loader.process("incoming/wb/2.csv", "n,s\n1.5,b\n")
+    schema = sql.Identifier(loader.schema)
+    with loader.connect() as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}.slow(x bigint) RETURNS double precision LANGUAGE plpgsql "
+                "AS $$ BEGIN PERFORM pg_sleep(60); RETURN x; END $$"
+            ).format(schema)
+        )
+    from tests.integration.conftest import Invocation
+
+    monkeypatch.setattr(wh, "cast_for_widening", lambda column, *_: f'"{loader.schema}".slow({column})')
+    # When it loads with 1.5 s left (the loader keeps 10 s of the function's time)
+    record = loader.record(event)
+    response = loader.handler.lambda_handler({"Records": [record]}, Invocation(11_500))
+    # Then the load fails, to be retried, and says which change ran out of time and what to do
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/wb/2.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith("LoadTimedOut: widening wb.n (int -> float) timed out")
+    assert "functions.loader.timeout_seconds" in item["load_error"]
+    assert "alter the column by hand" in item["load_error"]
+    assert loader.columns("wb")["n"] == "bigint"
