@@ -206,7 +206,12 @@ class Connections:
         return self._conn
 
     def _connect(self, c: Credentials) -> psycopg.Connection[Any]:
+        # The rows are UTF-8 (DuckDB writes them so): say so, whatever the database's
+        # encoding, so that PostgreSQL converts them into it (LATIN1, WIN1252...) instead of
+        # storing UTF-8 bytes as if they were its own characters (``José`` as ``JosÃ©``), and
+        # refuses a character that encoding cannot hold.
         return psycopg.connect(
+            client_encoding="UTF8",
             host=c.host,
             port=c.port,
             dbname=c.dbname,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -301,3 +302,50 @@ def test_a_load_waits_for_the_dataset_lock_only_as_long_as_the_function_can(load
     # and once the other load is done, the retry succeeds
     assert loader.load(event) == {"batchItemFailures": []}
     assert loader.count("sales", "incoming/sales/jan.csv") == 3
+
+
+def test_a_database_in_another_encoding_gets_its_own_characters(loader):
+    # Given a warehouse database in LATIN1 (an external database need not be UTF-8)
+    server, database = loader.server, f"latin_{loader.schema}"
+    secret = server.secret()
+    with psycopg.connect(server.conninfo(superuser=True), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER {}"
+            ).format(sql.Identifier(database), sql.Identifier(secret["username"]))
+        )
+    from handlers.dal.secrets import Credentials
+    from handlers.dal.warehouse import Connections, LoadRejected, Warehouse
+    from handlers.logic import load_file as logic
+    from handlers.models.events import FileProcessed
+
+    warehouse = Warehouse(
+        Connections(lambda _refresh: Credentials.from_secret({**secret, "dbname": database})), loader.schema
+    )
+
+    def load_into_latin1(event):
+        detail = FileProcessed.model_validate(event["detail"])
+        return logic.load_file(detail, loader.handler.settings, warehouse, lambda *_: None)
+
+    try:
+        # When a file with accented letters loads
+        load_into_latin1(loader.process("incoming/enc/1.csv", "name,city\nJosé,Zürich\n"))
+        # Then they are stored as LATIN1 characters (not as UTF-8 bytes: "JosÃ©")
+        table = sql.SQL("{}.enc").format(sql.Identifier(loader.schema))
+        with psycopg.connect(server.conninfo(dbname=database), autocommit=True) as conn:
+            assert conn.execute(
+                sql.SQL("SELECT name, city, length(name) FROM {}").format(table)
+            ).fetchall() == [("José", "Zürich", 4)]
+        # When a file brings a letter LATIN1 lacks
+        with pytest.raises(LoadRejected) as rejected:
+            load_into_latin1(loader.process("incoming/enc/2.csv", "name,city\nJosé,Łódź\n"))
+        # Then its load fails, saying why, with nothing loaded
+        assert "encoding (LATIN1) cannot hold a character of this file" in str(rejected.value)
+        with psycopg.connect(server.conninfo(dbname=database), autocommit=True) as conn:
+            assert conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE object_key = 'incoming/enc/2.csv'").format(table)
+            ).fetchall() == [(0,)]
+    finally:
+        warehouse.close()
+        with psycopg.connect(server.conninfo(superuser=True), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
