@@ -385,8 +385,8 @@ class Warehouse:
                         raise _TableBusy(exc) from exc
             except _TableBusy as exc:
                 busy = exc.reason
-            remaining = deadline.remaining_ms()
             if attempt < SCHEMA_LOCK_ATTEMPTS:
+                remaining = deadline.remaining_ms()
                 pause = SCHEMA_RETRY_PAUSE_SECONDS * attempt
                 time.sleep(pause if remaining is None else min(pause, remaining / 1000))
         raise LoadTimedOut(
