@@ -37,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import GLUE_TYPES, PARTITION_COLUMN, Column, file_columns, merge_columns
 from handlers.logic.processing.sqltext import ident
-from handlers.logic.processing.summary import typed_schema
+from handlers.logic.processing.summary import columns_without_values
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 PARQUET_PREFIX = "parquet/"
@@ -259,10 +259,11 @@ class DuckDbEngine:
         merged: list[Column] = []
         spelling: dict[str, str] = {}
         for summary in summaries:
-            schema = typed_schema(summary)  # columns with no value type nothing, in Glue either
+            schema = dict(summary.get("schema") or {})
             for name in schema:
                 spelling.setdefault(name.lower(), name)
-            merged = merge_columns(merged, file_columns(schema))
+            # a column with no value types nothing (as in Glue): string until a file types it
+            merged = merge_columns(merged, file_columns(schema, columns_without_values(summary)))
         if not merged:
             merged = file_columns({})
         stored = [

@@ -8,6 +8,9 @@ file brings something new:
 - a column whose type differs gets the narrowest type holding both (the warehouse's
   ``widen``): ``bigint -> double -> string``, ``date -> timestamp -> string``,
   ``boolean -> string``, any other pair -> ``string``; a narrower file type changes nothing;
+- a column no file has had a value in yet is ``string`` (commented ``UNTYPED``, so the
+  column is there to select), and the first file with values gives it its type instead of
+  widening it to ``string``;
 - columns match case-insensitively; Glue and Athena names are lower case;
 - a column whose Glue type this module does not know (changed by hand) is left alone.
 
@@ -28,7 +31,7 @@ merges its schema again.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,21 +72,30 @@ _TABLE_INPUT_KEYS = (
 )
 
 
+# The comment of a column no file has had a value in yet: ``string`` for want of a type,
+# which the first file with values replaces (a type never narrows otherwise).
+UNTYPED = "headrace: no value yet; the first file with values types it"
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     type: str  # Glue/Athena type name
+    untyped: bool = False  # no value in any file so far: ``string``, replaced by the first type
 
     def as_glue(self) -> dict[str, str]:
-        return {"Name": self.name, "Type": self.type}
+        return {"Name": self.name, "Type": self.type, **({"Comment": UNTYPED} if self.untyped else {})}
 
 
-def file_columns(schema: Mapping[str, str]) -> list[Column]:
-    """A file's columns (summary ``schema``: name -> logical type) as Glue columns, with
+def file_columns(schema: Mapping[str, str], without_values: Collection[str] = ()) -> list[Column]:
+    """A file's columns (summary ``schema``: name -> logical type; ``without_values``: its
+    columns with no value, ``columns_without_values``) as Glue columns, with
     ``_rescued_data`` last (every Parquet file has it); names Glue cannot hold left out
     (``unholdable_names``)."""
     columns = [
-        Column(name.lower(), _GLUE_OF.get(logical, "string"))
+        Column(name.lower(), "string", untyped=True)
+        if name in without_values
+        else Column(name.lower(), _GLUE_OF.get(logical, "string"))
         for name, logical in schema.items()
         # the partition column shadows a file's own
         if name.lower() not in (RESCUED, PARTITION_COLUMN) and _GLUE_NAME.fullmatch(name)
@@ -111,10 +123,14 @@ def merge_columns(table: Sequence[Column], incoming: Iterable[Column]) -> list[C
             continue
         if key not in position:
             position[key] = len(merged)
-            merged.append(Column(key, column.type))
+            merged.append(Column(key, column.type, column.untyped))
             continue
         current = merged[position[key]]
-        if current.type in _LOGICAL and column.type in _LOGICAL:
+        if column.untyped:
+            continue  # a file without values in the column says nothing of its type
+        if current.untyped:
+            merged[position[key]] = Column(current.name, column.type)
+        elif current.type in _LOGICAL and column.type in _LOGICAL:
             wider = GLUE_TYPES[widen(_LOGICAL[current.type], _LOGICAL[column.type])]
             if wider != current.type:
                 merged[position[key]] = Column(current.name, wider)
@@ -157,7 +173,7 @@ def new_table_input(dataset: str, columns: Sequence[Column], bucket: str, first_
 def table_columns(table: Mapping[str, Any]) -> list[Column]:
     """The columns of a Glue table (GetTable's ``Table``)."""
     return [
-        Column(c["Name"], str(c.get("Type", "string")))
+        Column(c["Name"], str(c.get("Type", "string")), untyped=c.get("Comment") == UNTYPED)
         for c in table.get("StorageDescriptor", {}).get("Columns", [])
     ]
 
@@ -174,11 +190,12 @@ def next_table_input(
     schema: Mapping[str, str],
     ingest_date: str,
     bucket: str,
+    without_values: Collection[str] = (),
 ) -> dict[str, Any] | None:
     """What to write to the catalog after a file of ``dataset`` (its summary ``schema``,
-    its ``ingest_date``): a full TableInput when the table is missing or must change,
-    ``None`` when the table already covers the file."""
-    incoming = file_columns(schema)
+    its ``ingest_date``, its columns ``without_values``): a full TableInput when the table
+    is missing or must change, ``None`` when the table already covers the file."""
+    incoming = file_columns(schema, without_values)
     if existing is None:
         return new_table_input(dataset, incoming, bucket, ingest_date)
     current = table_columns(existing)
@@ -221,6 +238,7 @@ def sync_table(
     schema: Mapping[str, str],
     ingest_date: str,
     bucket: str,
+    without_values: Collection[str] = (),
 ) -> str | None:
     """Bring the dataset's table in step with one file. Returns ``None`` on success, or the
     reason Glue refused or a column was left out (to be recorded); transient errors propagate."""
@@ -235,7 +253,7 @@ def sync_table(
     try:
         for _ in range(MAX_ATTEMPTS):
             existing = store.get_table(database, dataset)
-            table_input = next_table_input(existing, dataset, schema, ingest_date, bucket)
+            table_input = next_table_input(existing, dataset, schema, ingest_date, bucket, without_values)
             if table_input is None:
                 return note
             try:

@@ -40,7 +40,7 @@ from handlers.logic.layout import ProcessedKeys, processed_keys
 from handlers.logic.processing import OutOfScratchSpace, UnprocessableFile, process_file
 from handlers.logic.processing.deadline import check_by
 from handlers.logic.processing.engine import scratch_space
-from handlers.logic.processing.summary import typed_schema
+from handlers.logic.processing.summary import columns_without_values
 from handlers.models.events import FileProcessed, ObjectRef
 from handlers.models.settings import ProcessorSettings
 
@@ -217,9 +217,10 @@ def _complete(
             GlueCatalog(),
             settings.glue_database,
             keys.dataset,
-            typed_schema(data),
+            data["schema"],
             keys.ingest_date,
             settings.processed_bucket,
+            without_values=columns_without_values(data),
         )
     completed = utcnow()
     timings["total"] = _ms(completed - started)

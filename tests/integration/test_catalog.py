@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handlers.dal.catalog import GlueCatalog
+from handlers.logic.catalog import UNTYPED
 
 from .conftest import REGION, Pipeline
 
@@ -74,18 +75,23 @@ def test_first_file_creates_the_table_and_drift_extends_it(catalog_pipeline):
     assert [t["Name"] for t in glue().get_tables(DatabaseName=DATABASE)["TableList"]] == ["sales"]
 
 
-def test_a_column_without_values_waits_for_a_file_that_types_it(catalog_pipeline):
+def test_a_column_without_values_is_there_until_a_file_types_it(catalog_pipeline):
     glue().create_database(DatabaseInput={"Name": DATABASE})
     # Given a first file whose region column is empty in every row
     first = catalog_pipeline.upload("incoming/orders/1.csv", "id,region\n1,\n2,\n")
     assert catalog_pipeline.process(first) == {"batchItemFailures": []}
     table = glue().get_table(DatabaseName=DATABASE, Name="orders")["Table"]
-    assert columns(table) == [("id", "bigint"), ("_rescued_data", "string")]
-    # When a later file has integers there, the column is created as bigint (not string)
-    second = catalog_pipeline.upload("incoming/orders/2.csv", "id,region\n3,7\n")
-    assert catalog_pipeline.process(second) == {"batchItemFailures": []}
+    # Then the column is there to select, a string marked as not typed yet
+    assert columns(table) == [("id", "bigint"), ("region", "string"), ("_rescued_data", "string")]
+    assert table["StorageDescriptor"]["Columns"][1]["Comment"] == UNTYPED
+    # When a later file has integers there, the column becomes bigint (not string, as a
+    # widening from string would make it), and another empty file changes nothing
+    for n, text in enumerate(["id,region\n3,7\n", "id,region\n4,\n"], start=2):
+        later = catalog_pipeline.upload(f"incoming/orders/{n}.csv", text)
+        assert catalog_pipeline.process(later) == {"batchItemFailures": []}
     table = glue().get_table(DatabaseName=DATABASE, Name="orders")["Table"]
     assert columns(table) == [("id", "bigint"), ("region", "bigint"), ("_rescued_data", "string")]
+    assert "Comment" not in table["StorageDescriptor"]["Columns"][1]
 
 
 def test_a_refusal_is_recorded_and_the_file_still_completes_and_is_announced(catalog_pipeline):

@@ -209,6 +209,13 @@ def test_a_column_empty_in_one_file_takes_its_type_from_the_others(stack, tmp_pa
     assert execute(stack["outputs"], "SELECT count(*), sum(note) FROM readings").rows == [(3, 7)]
 
 
+def test_a_column_empty_in_every_file_is_there_to_select(stack, tmp_path):
+    # the header declares it: a query naming it reads NULLs, as Athena does (Glue has it untyped)
+    _add_dataset(stack, tmp_path, "notes", ["id,note\n1,\n2,\n", "id,note\n3,\n"])
+    assert dict((r[0], r[1]) for r in execute(stack["outputs"], "DESCRIBE notes").rows)["note"] == "VARCHAR"
+    assert execute(stack["outputs"], "SELECT count(*), count(note) FROM notes").rows == [(3, 0)]
+
+
 def test_a_column_spelled_in_another_case_by_some_files_is_one_column(stack, tmp_path):
     # Given files spelling one column Qty, qty and QTY (one column in Glue and Athena)
     urls = _add_dataset(

@@ -143,17 +143,11 @@ class Summary(_Model):
         return document
 
 
-def typed_schema(summary: Mapping[str, Any]) -> dict[str, str]:
-    """A summary's schema without its columns that have no value (:func:`columns_without_values`)."""
-    empty = columns_without_values(summary)
-    return {name: kind for name, kind in dict(summary.get("schema") or {}).items() if name not in empty}
-
-
 def columns_without_values(summary: Mapping[str, Any]) -> set[str]:
     """Columns of a summary document all of whose cells are empty (or a header-only file's
     columns): typed string for want of values, which says nothing of the type later files
-    of the dataset bring. The warehouse and the query catalog neither create nor widen a
-    column from such a file."""
+    of the dataset bring. The warehouse neither creates nor widens a column from such a
+    file; the query catalog creates it as an untyped string that the first type replaces."""
     row_count = summary.get("row_count") or 0
     schema = summary.get("schema") or {}
     return {
