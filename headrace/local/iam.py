@@ -38,6 +38,17 @@ moto's checks are patched where they would not match AWS for this program
    (``deploy.EmulatorMocks.note_conditions``).
 6. The administrator's access key is ``test`` / ``test`` — the credentials LocalStack users
    already have configured — so the AWS CLI and boto3 work against the endpoint unchanged.
+7. S3 requests without an ``Authorization`` header. moto's checks read only that header, so
+   a presigned URL (the daily report's link) and an unsigned request failed with a server
+   error (500). Here a presigned request is authorized as the access key in its query string
+   (:func:`query_auth`): SigV4 (``X-Amz-Credential``, ``X-Amz-Signature``; a role session's
+   ``X-Amz-Security-Token``) and SigV2 (``AWSAccessKeyId``, ``Signature``, ``Expires``), its
+   signature verified as botocore computes it, its policies checked as for a signed request.
+   An expired URL is refused as AWS refuses it (403 ``AccessDenied``, "Request has
+   expired"), malformed query parameters too (400 ``AuthorizationQueryParametersError``;
+   SigV2: 403), and a request with neither header nor query authentication gets 403
+   ``AccessDenied`` (anonymous access: no bucket policy here grants it). A CORS preflight
+   (``OPTIONS``) needs no credentials, as on AWS. Path-style URLs only (the endpoint's).
 
 Resource-based policies (bucket, queue, topic and key policies) are stored but not
 evaluated, except that moto applies a bucket policy's explicit Deny to object requests;
@@ -46,13 +57,19 @@ evaluated, except that moto applies a bucket policy's explicit Deny to object re
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+from botocore.auth import HmacV1QueryAuth, S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -201,14 +218,189 @@ def principal_matches(statement: dict[str, Any], principal: str) -> bool:
     return user in SERVICE_IDENTITIES and SERVICE_IDENTITIES[user] in values("Service")
 
 
+# ------------------------------------------------------------------ presigned S3 requests
+V4_QUERY_PARAMETERS = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-Date",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Expires",
+)
+V2_QUERY_PARAMETERS = ("AWSAccessKeyId", "Signature", "Expires")
+PRESIGNED_MAX_SECONDS = 604_800  # SigV4: a week
+CLOCK_SKEW_SECONDS = 900  # how far in the future a request's date may be
+
+
+class QueryAuthRefused(Exception):
+    """A presigned request S3 refuses before looking up its key: ``code`` and ``message``
+    as S3 answers (``AccessDenied``: 403; ``AuthorizationQueryParametersError``: 400)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class QueryAuth:
+    """The authentication a presigned S3 request carries in its query string."""
+
+    version: int  # 4 or 2
+    access_key: str
+    signature: str
+    token: str | None
+    region: str
+    service: str
+    timestamp: str  # SigV4: X-Amz-Date; SigV2: Expires (epoch seconds)
+    signed_headers: tuple[str, ...]
+    params: tuple[tuple[str, str], ...]  # every query parameter but the signature, decoded
+
+    def expected_signature(
+        self, credentials: Credentials, method: str, path: str, headers: Mapping[str, str]
+    ) -> str:
+        """The signature botocore computes for this request (``path``: as sent, encoded)."""
+        if self.version == 4:
+            request = AWSRequest(
+                method=method,
+                url=path,
+                headers={name: headers.get(name, "") for name in self.signed_headers},
+                params=list(self.params),
+            )
+            request.context["timestamp"] = self.timestamp
+            signer = S3SigV4QueryAuth(credentials, self.service, self.region)
+            canonical = signer.canonical_request(request)
+            return str(signer.signature(signer.string_to_sign(request, canonical), request))
+        expires = self.timestamp
+
+        class Signer(HmacV1QueryAuth):
+            def _get_date(self) -> str:
+                return expires
+
+        signed = HTTPHeaders()
+        for name, value in headers.items():
+            if name.lower() in ("content-md5", "content-type") or name.lower().startswith("x-amz-"):
+                signed[name.lower()] = value
+        for name, value in self.params:  # x-amz-* headers travel in the query string
+            if name.lower().startswith("x-amz-"):
+                signed[name.lower()] = value
+        signer = Signer(credentials)
+        return str(signer.sign_string(signer.canonical_string(method.upper(), urlsplit(path), signed)))
+
+
+def query_auth(query: Sequence[tuple[str, str]], now: float) -> QueryAuth | None:
+    """The query-string authentication of an S3 request (decoded parameters, in order),
+    checked as S3 checks it before looking up the key: complete, well-formed, not expired
+    (else :class:`QueryAuthRefused`). ``None``: the query string carries none."""
+    names = {name for name, _ in query}
+    values = dict(query)
+    if names & {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"}:
+        return _v4_query_auth(query, values, now)
+    if names & {"AWSAccessKeyId", "Signature"}:
+        return _v2_query_auth(query, values, now)
+    return None
+
+
+def _v4_query_auth(query: Sequence[tuple[str, str]], values: dict[str, str], now: float) -> QueryAuth:
+    def malformed(message: str) -> QueryAuthRefused:
+        return QueryAuthRefused("AuthorizationQueryParametersError", message)
+
+    if any(not values.get(name) for name in V4_QUERY_PARAMETERS):
+        raise malformed(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
+            "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
+        )
+    if values["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
+        raise malformed('X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
+    credential = values["X-Amz-Credential"].split("/")
+    if len(credential) != 5 or credential[4] != "aws4_request" or not all(credential):
+        raise malformed(
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
+            'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
+        )
+    access_key, day, region, service, _ = credential
+    if service != "s3":
+        raise malformed(
+            f'Error parsing the X-Amz-Credential parameter; incorrect service "{service}". '
+            'This endpoint belongs to "s3".'
+        )
+    try:
+        signed_at = datetime.strptime(values["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise malformed("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"") from None
+    if day != values["X-Amz-Date"][:8]:
+        raise malformed("Invalid credential date. Date is not the same as X-Amz-Date.")
+    try:
+        lifetime = int(values["X-Amz-Expires"])
+    except ValueError:
+        raise malformed("X-Amz-Expires should be a number") from None
+    if lifetime < 0:
+        raise malformed("X-Amz-Expires must be non-negative")
+    if lifetime > PRESIGNED_MAX_SECONDS:
+        raise malformed(
+            f"X-Amz-Expires must be less than a week (in seconds) that is; {PRESIGNED_MAX_SECONDS} seconds"
+        )
+    if now < signed_at.timestamp() - CLOCK_SKEW_SECONDS:
+        raise QueryAuthRefused("AccessDenied", "Request is not valid yet")
+    if now > signed_at.timestamp() + lifetime:
+        raise QueryAuthRefused("AccessDenied", "Request has expired")
+    return QueryAuth(
+        version=4,
+        access_key=access_key,
+        signature=values["X-Amz-Signature"],
+        token=values.get("X-Amz-Security-Token"),
+        region=region,
+        service=service,
+        timestamp=values["X-Amz-Date"],
+        signed_headers=tuple(values["X-Amz-SignedHeaders"].lower().split(";")),
+        params=tuple((k, v) for k, v in query if k != "X-Amz-Signature"),
+    )
+
+
+def _v2_query_auth(query: Sequence[tuple[str, str]], values: dict[str, str], now: float) -> QueryAuth:
+    if any(not values.get(name) for name in V2_QUERY_PARAMETERS):
+        raise QueryAuthRefused(
+            "AccessDenied",
+            "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",
+        )
+    try:
+        expires = int(values["Expires"])
+    except ValueError:
+        raise QueryAuthRefused(
+            "AccessDenied", f"Invalid date (should be seconds since epoch): {values['Expires']}"
+        ) from None
+    if now > expires:
+        raise QueryAuthRefused("AccessDenied", "Request has expired")
+    return QueryAuth(
+        version=2,
+        access_key=values["AWSAccessKeyId"],
+        signature=values["Signature"],
+        token=values.get("x-amz-security-token"),
+        region="us-east-1",  # SigV2 names no region; only its partition matters here
+        service="s3",
+        timestamp=values["Expires"],
+        signed_headers=(),
+        params=tuple((k, v) for k, v in query if k != "Signature"),
+    )
+
+
 def patch_authorization() -> None:
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.core.exceptions import AccessDeniedError, JsonRESTError, _RESTError
     from moto.iam import access_control
-    from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequestBase, PermissionResult
-    from moto.s3.exceptions import S3ClientError
+    from moto.iam.access_control import (
+        CreateAccessKeyFailure,
+        IAMPolicy,
+        IAMPolicyStatement,
+        IAMRequestBase,
+        PermissionResult,
+        S3IAMRequest,
+        create_access_key,
+    )
+    from moto.s3.exceptions import S3AccessDeniedError, S3ClientError
     from moto.s3.responses import S3Response
+    from moto.utilities.utils import get_partition
 
     class Denied(AccessDeniedError):
         def __init__(self, message: str):
@@ -220,6 +412,10 @@ def patch_authorization() -> None:
     class S3Denied(S3ClientError):
         def __init__(self, message: str):
             super().__init__("AccessDenied", message)
+
+    class S3Refused(S3ClientError):  # the status follows the code: AccessDenied 403, else 400
+        def __init__(self, refused: QueryAuthRefused):
+            super().__init__(refused.code, refused.message)
 
     # 1. resources
     authorize_normal = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
@@ -239,7 +435,17 @@ def patch_authorization() -> None:
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize_resources  # type: ignore[method-assign]
 
     # 2. DeleteObjects: every key
-    authorize_s3 = S3Response._authenticate_and_authorize_s3_action
+    authorize_s3_header = S3Response._authenticate_and_authorize_s3_action
+
+    def authorize_s3(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        if "Authorization" in self.headers:
+            authorize_s3_header(self, bucket_name=bucket_name, key_name=key_name)
+            return
+        # 7. no Authorization header: a presigned request, or an anonymous one (refused)
+        target = f"{bucket_name or '*'}/{key_name}" if key_name else (bucket_name or "*")
+        self._authenticate_and_authorize_action(
+            PresignedS3Request, f"arn:{get_partition(self.region)}:s3:::{target}"
+        )
 
     def authorize_s3_keys(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
         if key_name is None and self.data.get("Action") == "DeleteObject" and self.is_delete_keys():
@@ -252,6 +458,70 @@ def patch_authorization() -> None:
         authorize_s3(self, bucket_name=bucket_name, key_name=key_name)
 
     S3Response._authenticate_and_authorize_s3_action = authorize_s3_keys  # type: ignore[method-assign]
+
+    # 7. S3 requests without an Authorization header
+    class PresignedS3Request(S3IAMRequest):
+        """An S3 request authenticated by its query string (moto's reads only the header)."""
+
+        def __init__(
+            self,
+            account_id: str,
+            method: str,
+            path: str,
+            data: dict[str, str],
+            body: bytes,
+            headers: dict[str, str],
+            action: str,
+        ):
+            self.account_id = account_id
+            self._method = method
+            self._path = path  # as sent (encoded), with the query string
+            self._data = data
+            self._body = body
+            self._headers = headers
+            auth = checked_query_auth(urlsplit(path).query)
+            if auth is None:
+                raise S3AccessDeniedError()  # anonymous: no bucket policy here grants access
+            self._query_auth = auth
+            self._region, self._service = auth.region, auth.service
+            self._action = f"{self._service}:{action[0] if isinstance(action, list) else action}"
+            token = {"X-Amz-Security-Token": auth.token} if auth.token else {}
+            try:
+                self._access_key = create_access_key(
+                    account_id=account_id,
+                    partition=get_partition(auth.region),
+                    access_key_id=auth.access_key,
+                    headers=token,
+                )
+            except CreateAccessKeyFailure as exc:
+                self._raise_invalid_access_key(exc.reason)
+
+        def check_signature(self) -> None:
+            credentials = self._access_key.create_credentials()
+            expected = self._query_auth.expected_signature(
+                credentials, self._method, self._path, self._headers
+            )
+            if not hmac.compare_digest(expected, self._query_auth.signature):
+                self._raise_signature_does_not_match()
+
+    def checked_query_auth(query: str) -> QueryAuth | None:
+        try:
+            return query_auth(parse_qsl(query, keep_blank_values=True), time.time())
+        except QueryAuthRefused as refused:
+            raise S3Refused(refused) from None
+
+    # moto answers an unsigned request for an existing object itself, before authorizing it:
+    # 403 with no body. It is refused here first, as an S3 error (AccessDenied).
+    key_response = S3Response._key_response
+
+    def refuse_unauthenticated(self: Any, request: Any, full_url: str) -> Any:
+        enforced = ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+        unsigned = request.method != "OPTIONS" and "Authorization" not in request.headers
+        if enforced and unsigned and checked_query_auth(urlsplit(full_url).query) is None:
+            raise S3AccessDeniedError()
+        return key_response(self, request, full_url)
+
+    S3Response._key_response = refuse_unauthenticated  # type: ignore[method-assign]
 
     # 3. actions (batch operations need their base action) and denials that name them
     def check_action_permitted(self: Any, resource: str) -> None:

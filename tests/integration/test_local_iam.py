@@ -4,11 +4,17 @@ process: what it allows, what it denies, and how a denial reads."""
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.auth
 import pytest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -250,3 +256,111 @@ def test_a_deny_with_a_condition_always_applies(world):
         assert message.endswith("with an explicit deny in an identity-based policy")
     finally:
         world.grant(GRANTS)
+
+
+# ------------------------------------------------------------------ presigned URLs
+def presign(world: World, credentials: Credentials, key: str, version: str = "s3v4", **kwargs: Any) -> str:
+    """A presigned GET of ``key``, as the report Lambda makes its links (``version``: s3v4; s3 for SigV2)."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=world.endpoint,
+        region_name=REGION,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.token,
+        config=Config(signature_version=version),
+    )
+    return str(s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, **kwargs))
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, bytes]:
+    """What a browser or ``curl`` gets: no credentials but the URL's."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def s3_error(body: bytes) -> tuple[str, str]:
+    error = ET.fromstring(body)
+    return error.findtext("Code") or "", error.findtext("Message") or ""
+
+
+REPORT_KEY = "reports/2026-11-23/report +1.html"  # a space and a plus: encoded in the path
+
+
+@pytest.fixture
+def report(world):
+    world.admin("s3").put_object(Bucket=BUCKET, Key=REPORT_KEY, Body=b"<p>report</p>")
+    yield REPORT_KEY
+    world.admin("s3").delete_object(Bucket=BUCKET, Key=REPORT_KEY)
+
+
+def test_a_presigned_url_is_answered_as_its_signer_may_read(world, report):
+    admin = Credentials(*ADMIN_KEY)
+    for version in ("s3v4", "s3"):  # SigV4, and SigV2 (AWSAccessKeyId, Signature, Expires)
+        assert fetch(presign(world, admin, report, version)) == (200, b"<p>report</p>"), version
+    # a role's link carries its session token; the role may not read the bucket yet
+    role = world.roles.credentials(world.role_arn, "fn")
+    status, body = fetch(presign(world, role, report))
+    assert status == 403
+    code, message = s3_error(body)
+    assert code == "AccessDenied"
+    assert message.startswith("User: arn:aws:sts::123456789012:assumed-role/fn-role/fn is not authorized")
+    assert f's3:GetObject on resource: "arn:aws:s3:::{BUCKET}/{report}"' in message
+    read = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/reports/*"}
+    world.grant([*GRANTS, read])
+    try:
+        for version in ("s3v4", "s3"):
+            assert fetch(presign(world, role, report, version)) == (200, b"<p>report</p>"), version
+    finally:
+        world.grant(GRANTS)
+
+
+def test_a_request_without_credentials_is_refused_as_s3_refuses_it(world, report):
+    path = urllib.request.quote(f"/{BUCKET}/{report}")
+    for url in (
+        f"{world.endpoint}{path}",  # an object that exists (moto alone: 403 with no body)
+        f"{world.endpoint}/{BUCKET}/reports/absent.html",
+        f"{world.endpoint}/{BUCKET}?list-type=2",
+        f"{world.endpoint}/",  # moto alone: a server error (500) for all three
+    ):
+        status, body = fetch(url)
+        assert (status, s3_error(body)) == (403, ("AccessDenied", "Access Denied")), url
+    assert fetch(f"{world.endpoint}{path}", method="HEAD")[0] == 403
+
+
+def test_an_expired_forged_or_malformed_presigned_url_is_refused(world, report, monkeypatch):
+    admin = Credentials(*ADMIN_KEY)
+    url = presign(world, admin, report)
+
+    def refused(url: str) -> tuple[int, str, str]:
+        status, body = fetch(url)
+        return (status, *s3_error(body))
+
+    forged = url[:-1] + ("0" if url[-1] != "0" else "1")
+    assert refused(forged)[:2] == (403, "SignatureDoesNotMatch")
+    other_key = url.replace(urllib.request.quote(report), "reports/other.html")
+    assert refused(other_key)[:2] == (403, "SignatureDoesNotMatch")
+    stranger = presign(world, Credentials("AKIAUNKNOWN000000000", "secret"), report)
+    assert refused(stranger)[:2] == (403, "InvalidAccessKeyId")
+    no_expiry = "&".join(part for part in url.split("&") if not part.startswith("X-Amz-Expires="))
+    assert refused(no_expiry)[:2] == (400, "AuthorizationQueryParametersError")
+    assert refused(presign(world, admin, report, ExpiresIn=604_801))[:2] == (
+        400,
+        "AuthorizationQueryParametersError",
+    )
+    assert refused(presign(world, admin, report, "s3", ExpiresIn=-60)) == (
+        403,
+        "AccessDenied",
+        "Request has expired",
+    )
+    # signed two hours ago for one minute
+    two_hours_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=2)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: two_hours_ago)
+    assert refused(presign(world, admin, report, ExpiresIn=60)) == (
+        403,
+        "AccessDenied",
+        "Request has expired",
+    )
