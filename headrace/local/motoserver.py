@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with seventeen documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with eighteen documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -84,6 +84,13 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    every PUT, an empty file's with ``Content-Length: 0``; waitress (the HTTP server) answered
    "100 Continue", then waited for a body that never comes, so uploading an empty file hung
    until the client timed out. A request without a body expects nothing to continue.
+18. Listing a function's event source mappings. moto compared ``--function-name`` with the
+   string each mapping was created with (the deploy step gives the function's ARN), so
+   ``aws lambda list-event-source-mappings --function-name <name>`` (the runbook's command)
+   answered nothing. On AWS a function name, a partial ARN (``<account>:function:<name>``)
+   or a full ARN selects that function's mappings; a version or alias qualifier (in the ARN,
+   or ``<name>:<qualifier>``) selects the mappings of that version or alias, and
+   ``$LATEST`` is the unqualified function.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -385,12 +392,45 @@ def patch_events() -> None:
     jsonpath_ng.ext.parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parse)
 
 
+def function_identity(name_or_arn: str, region: str, account: str) -> tuple[str, str, str, str | None]:
+    """``(region, account, name, qualifier)`` of a Lambda function identifier in any of the
+    forms the Lambda API takes: ``name``, ``name:qualifier``, ``account:function:name[:q]``
+    or ``arn:<partition>:lambda:region:account:function:name[:q]`` (``$LATEST``: none)."""
+    parts = name_or_arn.split(":")
+    if len(parts) >= 7 and parts[0] == "arn" and parts[5] == "function":
+        region, account, rest = parts[3], parts[4], parts[6:]
+    elif len(parts) >= 3 and parts[1] == "function":
+        account, rest = parts[0], parts[2:]
+    else:
+        rest = parts
+    name, qualifier = rest[0], (rest[1] if len(rest) > 1 else None)
+    return region, account, name, None if qualifier == "$LATEST" else qualifier
+
+
+def patch_lambda() -> None:
+    """Adjustment 18."""
+    from moto.awslambda.models import LambdaBackend
+
+    original = LambdaBackend.list_event_source_mappings
+
+    @functools.wraps(original)
+    def list_event_source_mappings(self: Any, event_source_arn: str, function_name: str) -> Any:
+        mappings = original(self, event_source_arn, None)  # type: ignore[arg-type]
+        if not function_name:
+            return mappings
+        wanted = function_identity(function_name, self.region_name, self.account_id)
+        return [m for m in mappings if function_identity(m.function_name, m.region, m.account_id) == wanted]
+
+    LambdaBackend.list_event_source_mappings = list_event_source_mappings  # type: ignore[method-assign]
+
+
 def patch_moto() -> None:
     import moto.sqs.models as sqs_models
 
     patch_sqs()
     patch_dynamodb()
     patch_events()
+    patch_lambda()
     original_init = sqs_models.Queue.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -23,6 +23,7 @@ from headrace.local.motoserver import (
     _LazyQueueAttributes,
     patch_dynamodb,
     patch_events,
+    patch_lambda,
     patch_sqs,
 )
 
@@ -670,3 +671,119 @@ def test_event_input_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) ->
 
     assert EventTemplateParser.parse("", {}, event) == expected
     assert jsonpath_ng.ext.parse("$.detail") is jsonpath_ng.ext.parse("$.detail")
+
+
+# ---------------------------------------------------------------- Lambda event source mappings
+
+
+@pytest.fixture
+def patched_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``patch_lambda`` as the emulator applies it, undone after the test."""
+    from moto.awslambda.models import LambdaBackend
+
+    monkeypatch.setattr(LambdaBackend, "list_event_source_mappings", LambdaBackend.list_event_source_mappings)
+    patch_lambda()
+
+
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:processor"
+# how `aws lambda list-event-source-mappings --function-name X` may name the function
+FUNCTION_NAMES = {
+    "name": "processor",
+    "full ARN": FUNCTION_ARN,
+    "partial ARN": f"{ACCOUNT}:function:processor",
+    "$LATEST": "processor:$LATEST",
+    "ARN with $LATEST": f"{FUNCTION_ARN}:$LATEST",
+    "alias": "processor:live",
+    "alias ARN": f"{FUNCTION_ARN}:live",
+    "other function": "loader",
+    "unknown function": "nothing",
+    "other account": "arn:aws:lambda:us-east-1:210987654321:function:processor",
+}
+
+
+def _listed_mappings() -> dict[str, list[str]]:
+    """Which mappings (by queue) each way of naming the function lists. Mappings: the
+    processor's on queue "a" (created with its ARN, as the deploy step does) and "b"
+    (created with its name), its alias "live"'s on queue "c", the loader's on queue "d"."""
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(
+            RoleName="fn",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        awslambda = boto3.client("lambda", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        for name in ("processor", "loader"):
+            awslambda.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=role,
+                Handler="handler.main",
+                Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip archive
+                Publish=True,
+            )
+        awslambda.create_alias(FunctionName="processor", Name="live", FunctionVersion="1")
+        queues = {}
+        for queue in "abcd":
+            url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+            queues[queue] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+        for queue, function in (
+            ("a", FUNCTION_ARN),
+            ("b", "processor"),
+            ("c", f"{FUNCTION_ARN}:live"),
+            ("d", "loader"),
+        ):
+            awslambda.create_event_source_mapping(EventSourceArn=queues[queue], FunctionName=function)
+        by_arn = {arn: queue for queue, arn in queues.items()}
+        listed = {
+            kind: sorted(
+                by_arn[m["EventSourceArn"]]
+                for m in awslambda.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+            )
+            for kind, name in FUNCTION_NAMES.items()
+        }
+        listed["no filter"] = sorted(
+            by_arn[m["EventSourceArn"]] for m in awslambda.list_event_source_mappings()["EventSourceMappings"]
+        )
+        listed["queue filter"] = sorted(
+            by_arn[m["EventSourceArn"]]
+            for m in awslambda.list_event_source_mappings(
+                EventSourceArn=queues["a"], FunctionName="processor"
+            )["EventSourceMappings"]
+        )
+        return listed
+
+
+def test_a_function_s_mappings_are_listed_by_any_of_its_names(request: pytest.FixtureRequest) -> None:
+    unpatched = _listed_mappings()
+    # moto compares the string given with the one each mapping was created with
+    assert (unpatched["name"], unpatched["partial ARN"], unpatched["full ARN"]) == (["b"], [], ["a"])
+    request.getfixturevalue("patched_lambda")
+
+    assert _listed_mappings() == {  # what AWS lists
+        "name": ["a", "b"],
+        "full ARN": ["a", "b"],
+        "partial ARN": ["a", "b"],
+        "$LATEST": ["a", "b"],
+        "ARN with $LATEST": ["a", "b"],
+        "alias": ["c"],
+        "alias ARN": ["c"],
+        "other function": ["d"],
+        "unknown function": [],
+        "other account": [],
+        "no filter": ["a", "b", "c", "d"],
+        "queue filter": ["a"],
+    }
