@@ -77,6 +77,11 @@ class StackOutputs(BaseModel):
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError as exc:
+            if path.resolve() == DEFAULT_LOCAL_OUTPUTS.resolve():  # the runtime's own, private file
+                raise OutputsError(
+                    f"the embedded runtime is not running (no {path}): start it with `headrace local up`, "
+                    "or pass --outputs PATH for a deployed stack"
+                ) from exc
             raise OutputsError(f"{path}: no such outputs file (pulumi stack output --json > {path})") from exc
         except OSError as exc:  # a directory, no permission, an I/O error: a line, not a traceback
             raise OutputsError(f"{path}: cannot read the outputs file: {exc.strerror or exc}") from exc

@@ -66,3 +66,39 @@ def test_the_warehouse_is_reached_where_the_outputs_say(monkeypatch, extra, expe
     # Then it uses the outputs' host and port when given, the secret's otherwise
     assert (connected["host"], connected["port"]) == expected
     assert (connected["user"], connected["password"]) == ("u", "p")
+
+
+@pytest.fixture
+def runtime_not_running(tmp_path, monkeypatch):
+    """The embedded runtime's outputs file (the default ``--outputs``), absent: not running."""
+    from headrace import outputs
+    from headrace.local import cli as local_cli
+
+    default = tmp_path / ".headrace" / "local" / "outputs.json"
+    monkeypatch.setattr(outputs, "DEFAULT_LOCAL_OUTPUTS", default)
+    monkeypatch.setattr(local_cli, "DEFAULT_LOCAL_OUTPUTS", default)
+    return default
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["query", "SELECT 1"], ["tenants", "list"], ["local", "invoke", "processor"]],
+)
+def test_without_a_running_runtime_the_default_outputs_say_to_start_it(runtime_not_running, capsys, command):
+    # (they said to write `pulumi stack output --json` into the runtime's private state file)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"headrace: error: the embedded runtime is not running (no {runtime_not_running}): start it "
+        "with `headrace local up`, or pass --outputs PATH for a deployed stack\n"
+    )
+
+
+def test_an_outputs_file_given_that_does_not_exist_says_how_to_write_one(
+    runtime_not_running, tmp_path, capsys
+):
+    missing = tmp_path / "outputs.json"
+    assert main(["status", "--outputs", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"headrace: error: {missing}: no such outputs file (pulumi stack output --json > {missing})\n"
+    )
