@@ -163,9 +163,13 @@ def _invoke(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
     try:
-        outputs = StackOutputs.load(args.outputs)
         payload = json.loads(args.payload)
-    except (OutputsError, ValueError) as exc:
+    except ValueError as exc:
+        print(f"headrace: error: --payload is not JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        outputs = StackOutputs.load(args.outputs)
+    except OutputsError as exc:
         print(f"headrace: error: {exc}", file=sys.stderr)
         return 2
     names = outputs.model_extra.get("function_names", {}) if outputs.model_extra else {}

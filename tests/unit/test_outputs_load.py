@@ -102,3 +102,10 @@ def test_an_outputs_file_given_that_does_not_exist_says_how_to_write_one(
     assert capsys.readouterr().err == (
         f"headrace: error: {missing}: no such outputs file (pulumi stack output --json > {missing})\n"
     )
+
+
+def test_a_payload_that_is_not_json_is_named_in_the_error(runtime_not_running, capsys):
+    assert main(["local", "invoke", "processor", "--payload", "notjson"]) == 2
+    assert capsys.readouterr().err == (
+        "headrace: error: --payload is not JSON: Expecting value: line 1 column 1 (char 0)\n"
+    )
