@@ -72,28 +72,33 @@ def _port(value: str) -> int:
     return port
 
 
-def _interrupt_on_hangup_and_term() -> None:
-    """SIGTERM and SIGHUP (a closed terminal) stop the runtime as Ctrl-C does, so its
-    cleanup runs: PostgreSQL runs in a session of its own and would outlive it."""
+def _interrupt_on_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal) stop the runtime as Ctrl-C does, so
+    its cleanup runs: PostgreSQL runs in a session of its own and would outlive it.
+
+    SIGINT too, explicitly: a runtime started in the background by a script (``headrace
+    local up &``) inherits SIGINT ignored, and Python then installs no handler of its own,
+    so ``kill -INT`` did nothing."""
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # what Ctrl-C does by default
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A runtime that cannot start (a port in use, another runtime on the state directory)
-    is one error line and exit status 2, not a traceback; an interrupted one (Ctrl-C,
-    SIGTERM, SIGHUP) stops what it started and exits 130."""
+    is one error line and exit status 2, not a traceback; an interrupted one (Ctrl-C or
+    SIGINT, SIGTERM, SIGHUP) stops what it started and exits 130."""
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
         if args.port == args.api_port:
             print(f"headrace: error: --port and --api-port are both {args.port}", file=sys.stderr)
             return 2
-        _interrupt_on_hangup_and_term()
+        _interrupt_on_signals()
         try:
             return command(args)
         except EmulatorError as exc:
