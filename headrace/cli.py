@@ -32,6 +32,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.pii_rules:
         try:
             pii = PiiOptions(extra_rules=_pii_rules(args.pii_rules))
+            pii.rules  # noqa: B018 -- a name defined twice is found when the set is built
         except OSError as exc:
             return _fail(f"{args.pii_rules}: cannot read the PII rules file: {exc.strerror or exc}")
         except ValueError as exc:
@@ -71,7 +72,8 @@ def _pii_rules(path: Path) -> tuple[PiiRule, ...]:
             parsed.append(PiiRule(**rule))
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg']}" for e in exc.errors(include_url=False)
+                f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors(include_url=False)
             )
             raise ValueError(f"rule {i + 1} ({rule.get('name', 'unnamed')}): {problems}") from None
     return tuple(parsed)

@@ -73,6 +73,11 @@ def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
             "rule 2 (Bad): name: String should",
         ),
         ("[{", "Expecting"),
+        ('[{"name": "email", "pattern": "x"}]', "PII rule 'email' is defined twice"),
+        (
+            '[{"name": "x", "pattern": "a", "column_hint": "secret\\\\Z"}]',
+            "rule 1 (x): column_hint: pattern 'secret\\\\Z' is not valid in RE2",
+        ),
     ],
 )
 def test_an_invalid_pii_rules_file_is_one_line_saying_what_is_wrong(tmp_path, capsys, content, problem):

@@ -184,6 +184,23 @@ def validate_pattern(pattern: str) -> None:
             "(bound the inner run: (a{1,64})+): Python's engine, which the ingest worker uses, "
             "can take exponential time on it"
         )
+    refused = _re2_refusal(pattern)
+    if refused:
+        raise ValueError(
+            f"pattern {pattern!r} is not valid in RE2, the engine of file processing (DuckDB): {refused}"
+        )
+
+
+def _re2_refusal(pattern: str) -> str | None:
+    """Why DuckDB's RE2 refuses ``pattern`` (``\\Z``, ``(?x)``, ``\\u00e9``...), or None."""
+    import duckdb  # here: the ingest worker needs DuckDB for a user's rules only
+
+    with duckdb.connect() as con:
+        try:
+            con.execute("SELECT regexp_matches('', ?)", [pattern])
+        except duckdb.Error as exc:
+            return str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+    return None
 
 
 def _nested_repeat(tree: Any, inside_repeat: bool) -> bool:
@@ -212,8 +229,10 @@ def _nested_repeat(tree: Any, inside_repeat: bool) -> bool:
 # such text would take the words around it with it.
 _LETTERS = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u04ff\u1e00-\u1eff"
 
+# Built without validation (validate_pattern would import DuckDB into every process that
+# redacts, the ingest worker included); tests hold each of them valid.
 DEFAULT_RULES: tuple[PiiRule, ...] = (
-    PiiRule(
+    PiiRule.model_construct(
         # Bounded as RFC 5321 and DNS bound them (local part 64, label 63): the ingest worker
         # runs the rules with Python's backtracking engine, where unbounded runs take time
         # quadratic in a long token ("aaaa...@aaaa..."); RE2 is linear either way. Of a local
@@ -229,7 +248,7 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         ),
         column_hint=r"(^|_)e_?mail(_address)?($|_)",
     ),
-    PiiRule(
+    PiiRule.model_construct(
         # 13-19 digits in one run, or in the groups cards are printed in (4-4-4-4; Amex
         # 4-6-5), not any digits that follow: a CVV or an expiry after the number ("4111
         # 1111 1111 1111 123") must not make the whole fail the check. The first digit is
@@ -241,13 +260,13 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         checksum="luhn",
         column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
     ),
-    PiiRule(
+    PiiRule.model_construct(
         # US social security number and UK national insurance number.
         name="national_id",
         pattern=r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
         column_hint=r"(^|_)(ssn|nino|national_id|social_security(_number)?|tax_id)($|_)",
     ),
-    PiiRule(
+    PiiRule.model_construct(
         # International (+CC ...), North American (555) 123-4567 / 555-123-4567, local 555-0199.
         name="phone",
         pattern=(
@@ -287,7 +306,9 @@ class PiiOptions(BaseModel):
 _NAME_CHARS = r'(?:[^"\\]|\\.)*'
 _JSON_NAME = r'"((?:[^"\\]|\\.){1,256})"'
 _JSON_WHITESPACE = r"[ \t\r\n]*"
-_JSON_VALUE = _JSON_WHITESPACE + ":" + _JSON_WHITESPACE + r'("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]{0,63})'
+# (a number's run unbounded: nothing follows it to backtrack into, and a bounded run left
+# the tail of a long one in clear, after the token)
+_JSON_VALUE = _JSON_WHITESPACE + ":" + _JSON_WHITESPACE + r'("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
 _JSON_MEMBER = re.compile(_JSON_NAME + _JSON_VALUE)
 # The most member names whose values file processing redacts with one literal pattern per
 # rule; beyond it (a file whose keys are ids, say), each member's name is checked alone.
@@ -365,16 +386,26 @@ class PiiRuleSet:
         """A DuckDB query for the distinct names of the JSON members in column ``text`` of
         the relation ``texts`` that a column hint matches, as written in the text, and those
         written with an escape (``s\\u0073n``), which ``as_written_by_duckdb`` decodes for
-        ``rule_for_column``. None: no rule has a hint. Only names that might match are taken
-        out of the text (each hint without its anchors: one scan), then checked."""
+        ``rule_for_column``. None: no rule has a hint.
+
+        One scan takes out only the names that might match: each hint without its anchors,
+        inside a name. A hint that can match a quote (``secret.*``) may run such a match
+        across members and hide a real name: a text where a candidate holds a quote has all
+        its names taken out instead."""
         if not self._hints:
             return None
         some = "|".join(f"(?:{_unanchored(rx.pattern)})" for _, rx in self._hints)
         candidates = sql_literal(f'"({_NAME_CHARS}(?:(?i:{some})|\\\\){_NAME_CHARS})"{_JSON_WHITESPACE}:')
+        every_name = sql_literal(_JSON_NAME + _JSON_WHITESPACE + ":")
         hinted = " OR ".join(f"regexp_matches(n, {sql_literal(rx.pattern)}, 'i')" for _, rx in self._hints)
+        names = (
+            "CASE WHEN contains(array_to_string(c, ''), '\"') "
+            f"THEN regexp_extract_all(text, {every_name}, 1) ELSE c END"
+        )
         return (
-            f"SELECT DISTINCT n FROM (SELECT unnest(regexp_extract_all(text, {candidates}, 1)) AS n "
-            f"FROM {texts}) WHERE {hinted} OR contains(n, '\\')"
+            f"SELECT DISTINCT n FROM (SELECT unnest({names}) AS n FROM "
+            f"(SELECT text, regexp_extract_all(text, {candidates}, 1) AS c FROM {texts})) "
+            f"WHERE {hinted} OR contains(n, '\\')"
         )
 
     def sql_redact_members(self, expr: str, names: Sequence[str]) -> str:
