@@ -159,9 +159,11 @@ _RFC5322_ZONES = {
 
 
 def _fixed_zones(v: str) -> str:
-    for name, offset in _RFC5322_ZONES.items():
-        v = f"regexp_replace({v}, ' {name}$', ' {offset}')"
-    return v
+    """``v`` with a trailing RFC 5322 zone name written as its offset (one comparison of the
+    last four characters; anything else unchanged)."""
+    offset = " ".join(f"WHEN ' {name}' THEN ' {value}'" for name, value in _RFC5322_ZONES.items())
+    replaced = f"coalesce(substr({v}, 1, length({v}) - 4) || (CASE right({v}, 4) {offset} END), {v})"
+    return f"CASE WHEN suffix({v}, 'T') THEN {replaced} ELSE {v} END"
 
 
 def _iso_timestamp(v: str) -> str:
@@ -169,7 +171,10 @@ def _iso_timestamp(v: str) -> str:
     # TIMESTAMP cast ignores an offset and a zone name ("10:00 PST" became 10:00 UTC), so
     # values that carry one (a + or - after the minutes, or letters other than a Z) go
     # through TIMESTAMPTZ, which costs 2.5x more; a zone it does not know is a mismatch.
-    zone_name = f"(strlen({v}) > 16 AND regexp_matches(substr({v}, 17), '[A-Ya-y]'))"
+    # (Letters are looked for past the seconds, or past the minutes of a value without
+    # seconds: the regular expression skips plain "YYYY-MM-DD HH:MM:SS" values.)
+    after_minutes = f"(strlen({v}) > 19 OR (strlen({v}) > 16 AND substr({v}, 17, 1) <> ':'))"
+    zone_name = f"({after_minutes} AND regexp_matches(substr({v}, 17), '[A-Ya-y]'))"
     offset = f"(contains(substr({v}, 17), '+') OR contains(substr({v}, 17), '-') OR {zone_name})"
     with_offset = _OFFSET_SPACE.format(v=_fixed_zones(f"trim({v})"))
     return (
