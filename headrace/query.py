@@ -35,7 +35,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.logic.catalog import GLUE_TYPES, PARTITION_COLUMN, Column, file_columns, merge_columns
+from handlers.logic.catalog import GLUE_TYPE_OF, PARTITION_COLUMN, Column, file_columns, merge_columns
 from handlers.logic.processing.sqltext import ident
 from handlers.logic.processing.summary import columns_without_values
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
@@ -137,7 +137,6 @@ def _arrow_type(glue_type: str) -> Any:
     }.get(glue_type, pa.string())
 
 
-_GLUE_TYPE_OF = {str(logical): glue for logical, glue in GLUE_TYPES.items()}
 _DUCKDB_TYPES = {
     "bigint": "BIGINT",
     "double": "DOUBLE",
@@ -268,7 +267,7 @@ class DuckDbEngine:
             merged = file_columns({})
         stored = [
             {
-                name.lower(): Column(name, _GLUE_TYPE_OF.get(str(kind), "string"))
+                name.lower(): Column(name, GLUE_TYPE_OF.get(str(kind), "string"))
                 for name, kind in dict(summary.get("schema") or {}).items()
             }
             for summary in summaries

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from handlers.dal.metadata_queries import files_on_day
 from handlers.dal.queues import message_counts
 from handlers.logic.printable import printable
 from handlers.logic.report.build import failures_since, last_completed, parse_time
+from handlers.models.report import Failure
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 # (label, output name, is a DLQ); ingest queues only when the stack exports them
@@ -123,14 +125,7 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
     ]
     last = last_completed(items)
     failures = failures_since(items, now - window)
-    # a failed version whose key completed since (fixed in place and uploaded again) needs
-    # no action: said, not hidden (it did fail, and its DLQ message may wait)
-    completed_after: dict[str, datetime] = {}
-    for item in items:
-        at = parse_time(item.get("completed_at"))
-        if item.get("status") == "completed" and at:
-            key = str(item.get("object_key"))
-            completed_after[key] = max(at, completed_after.get(key, at))
+    replaced = _fixed_in_place(items)
     return {
         "queues": [asdict(q) for q in queues],
         "dead_letters": sum(q.waiting + q.in_flight for q in queues if q.dead_letter),
@@ -147,15 +142,37 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
         "failures": [
             {
                 **f.model_dump(),
-                "replaced": bool(
-                    (failed := parse_time(f.at)) and completed_after.get(f.object_key, failed) > failed
-                ),
+                "replaced": replaced(f),
             }
             for f in failures
         ],
         "window_minutes": int(window.total_seconds() // 60),
         "uploads_since": (today - timedelta(days=days - 1)).isoformat(),
     }
+
+
+def _fixed_in_place(items: list[dict[str, Any]]) -> Callable[[Failure], bool]:
+    """Whether a failure's key has a version uploaded since (or with it) that completed: a
+    file fixed in place and uploaded again needs no action. Said, not hidden: it did fail,
+    and its DLQ message may wait. By upload time, the order the pipeline keeps, not by
+    completion time (an older version completing late replaces nothing)."""
+    uploaded = {
+        (str(i.get("object_key")), str(i.get("version"))): parse_time(i.get("uploaded_at")) for i in items
+    }
+    completed: dict[str, list[tuple[str, datetime]]] = {}
+    for item in items:
+        at = parse_time(item.get("uploaded_at"))
+        if item.get("status") == "completed" and at:
+            completed.setdefault(str(item.get("object_key")), []).append((str(item.get("version")), at))
+
+    def replaced(failure: Failure) -> bool:
+        failed = uploaded.get((failure.object_key, failure.version))
+        return failed is not None and any(
+            version != failure.version and at >= failed
+            for version, at in completed.get(failure.object_key, [])
+        )
+
+    return replaced
 
 
 def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:

@@ -52,7 +52,7 @@ GLUE_TYPES: dict[LogicalType, str] = {
     "string": "string",
 }
 _LOGICAL: dict[str, LogicalType] = {glue: logical for logical, glue in GLUE_TYPES.items()}
-_GLUE_OF: dict[str, str] = {str(k): v for k, v in GLUE_TYPES.items()}
+GLUE_TYPE_OF: dict[str, str] = {str(k): v for k, v in GLUE_TYPES.items()}  # summary type -> Glue
 
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -95,7 +95,7 @@ def file_columns(schema: Mapping[str, str], without_values: Collection[str] = ()
     columns = [
         Column(name.lower(), "string", untyped=True)
         if name in without_values
-        else Column(name.lower(), _GLUE_OF.get(logical, "string"))
+        else Column(name.lower(), GLUE_TYPE_OF.get(logical, "string"))
         for name, logical in schema.items()
         # the partition column shadows a file's own
         if name.lower() not in (RESCUED, PARTITION_COLUMN) and _GLUE_NAME.fullmatch(name)
@@ -103,7 +103,7 @@ def file_columns(schema: Mapping[str, str], without_values: Collection[str] = ()
     return [*columns, Column(RESCUED, "string")]
 
 
-# Glue's Column.Name: 1-255 characters on one line (tabs allowed). A renamed column would
+# Glue's Column.Name: 1-255 characters, no control character but a tab. A renamed column would
 # not find its Parquet column (Athena matches them by name): one Glue cannot hold is left out.
 _GLUE_NAME = re.compile("[\t\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]{1,255}")
 
@@ -244,8 +244,8 @@ def sync_table(
     reason Glue refused or a column was left out (to be recorded); transient errors propagate."""
     left_out = unholdable_names(schema)
     note = (
-        f"{len(left_out)} column(s) left out of the Glue table (a name over 255 characters or on "
-        f"more than one line): {', '.join(repr(n[:40] + ('...' if len(n) > 40 else '')) for n in left_out)}; "
+        f"{len(left_out)} column(s) left out of the Glue table (a name over 255 characters, or "
+        f"with a line break or another control character): {', '.join(repr(n[:40] + ('...' if len(n) > 40 else '')) for n in left_out)}; "
         "the Parquet has them, Athena does not"
         if left_out
         else None

@@ -18,6 +18,7 @@ Outcomes (metadata ``status`` in brackets):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import resource
@@ -158,8 +159,12 @@ def process_object(
         recorded = _complete(ref, settings, store, data, keys, started, timings)
     except Exception:
         # Not completed (retried, or given up on): its outputs must not be read as data meanwhile,
-        # nor for good next to the version before it (the latest version wins).
-        s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
+        # nor for good next to the version before it (the latest version wins). A failure to
+        # delete them must not hide why completing failed; the retry writes or deletes them
+        # again. (Should the "completed" update have been stored with its answer lost, the
+        # item says completed without outputs until the retry rewrites them.)
+        with contextlib.suppress(Exception):
+            s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])
         raise
     if not recorded:  # a newer version completed while this one was processed: it wins
         s3.delete(settings.processed_bucket, [keys.parquet, keys.summary])

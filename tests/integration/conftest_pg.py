@@ -122,6 +122,23 @@ class Loader:
             conn.execute("SET TimeZone = 'UTC'")
             return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
 
+    def process_and_load(self, key: str, body: str) -> dict[str, Any]:
+        """Process ``body`` as ``key`` and load it, which must succeed: its event."""
+        event = self.process(key, body)
+        assert self.load(event) == {"batchItemFailures": []}
+        return event
+
+    def values(self, table: str, column: str) -> list[Any]:
+        """``column`` of a dataset table, in file and line order."""
+        return [
+            v
+            for (v,) in self.query(
+                sql.SQL("SELECT {} FROM {} ORDER BY object_key, line_number").format(
+                    sql.Identifier(column), self.table(table)
+                )
+            )
+        ]
+
     def table(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 

@@ -8,35 +8,18 @@ import threading
 from psycopg import sql
 
 
-def load(loader, key: str, body: str) -> dict:
-    event = loader.process(key, body)
-    assert loader.load(event) == {"batchItemFailures": []}
-    return event
-
-
-def values(loader, table: str, column: str) -> list:
-    return [
-        v
-        for (v,) in loader.query(
-            sql.SQL("SELECT {} FROM {} ORDER BY object_key, line_number").format(
-                sql.Identifier(column), loader.table(table)
-            )
-        )
-    ]
-
-
 def test_new_columns_are_added_and_missing_ones_are_null(loader):
     # Given a dataset table made from a file with columns a, b
-    load(loader, "incoming/m/1.csv", "a,b\n1,x\n")
+    loader.process_and_load("incoming/m/1.csv", "a,b\n1,x\n")
     # When a file with an extra column c arrives, then one without b
-    load(loader, "incoming/m/2.csv", "a,b,c\n2,zed,true\n")
-    load(loader, "incoming/m/3.csv", "a,c\n3,false\n")
+    loader.process_and_load("incoming/m/2.csv", "a,b,c\n2,zed,true\n")
+    loader.process_and_load("incoming/m/3.csv", "a,c\n3,false\n")
     # Then the table has every column, older rows hold NULL in the new one, and a file
     # without a column holds NULL in it
     assert list(loader.columns("m"))[:3] == ["a", "b", "_rescued_data"]
     assert loader.columns("m")["c"] == "boolean"
-    assert values(loader, "m", "c") == [None, True, False]
-    assert values(loader, "m", "b") == ["x", "zed", None]
+    assert loader.values("m", "c") == [None, True, False]
+    assert loader.values("m", "b") == ["x", "zed", None]
     # and the lineage table keeps each file's own schema
     schemas = dict(loader.query(sql.SQL("SELECT object_key, schema FROM {}").format(loader.table("_files"))))
     assert schemas["incoming/m/3.csv"] == {"a": "int", "c": "bool"}
@@ -44,73 +27,73 @@ def test_new_columns_are_added_and_missing_ones_are_null(loader):
 
 def test_int_widens_to_float_then_to_text(loader):
     # Given integers
-    load(loader, "incoming/w/1.csv", "n\n10\n20\n")
+    loader.process_and_load("incoming/w/1.csv", "n\n10\n20\n")
     # When a file has decimals in that column
-    load(loader, "incoming/w/2.csv", "n\n1.5\n")
+    loader.process_and_load("incoming/w/2.csv", "n\n1.5\n")
     # Then the column became double precision and the integers kept their value
     assert loader.columns("w")["n"] == "double precision"
-    assert values(loader, "w", "n") == [10.0, 20.0, 1.5]
+    assert loader.values("w", "n") == [10.0, 20.0, 1.5]
     # When a file has words in it
-    load(loader, "incoming/w/3.csv", "n\nlots\nmany\n")
+    loader.process_and_load("incoming/w/3.csv", "n\nlots\nmany\n")
     # Then the column became text, every earlier value written the same way
     assert loader.columns("w")["n"] == "text"
-    assert values(loader, "w", "n") == ["10", "20", "1.5", "lots", "many"]
+    assert loader.values("w", "n") == ["10", "20", "1.5", "lots", "many"]
 
 
 def test_dates_widen_to_timestamps_then_to_text(loader):
     # Given dates
-    load(loader, "incoming/t/1.csv", "d\n2025-01-01\n")
+    loader.process_and_load("incoming/t/1.csv", "d\n2025-01-01\n")
     # When a file has timestamps in that column
-    load(loader, "incoming/t/2.csv", "d\n2025-01-02T10:30:00Z\n")
+    loader.process_and_load("incoming/t/2.csv", "d\n2025-01-02T10:30:00Z\n")
     # Then the column became timestamptz; the date is midnight UTC
     assert loader.columns("t")["d"] == "timestamp with time zone"
-    assert [v.isoformat() for v in values(loader, "t", "d")] == [
+    assert [v.isoformat() for v in loader.values("t", "d")] == [
         "2025-01-01T00:00:00+00:00",
         "2025-01-02T10:30:00+00:00",
     ]
     # When a file has free text in it
-    load(loader, "incoming/t/3.csv", "d\nsoon\n")
+    loader.process_and_load("incoming/t/3.csv", "d\nsoon\n")
     # Then it became text, old and new timestamps in one format (ISO, UTC)
-    assert values(loader, "t", "d") == [
+    assert loader.values("t", "d") == [
         "2025-01-01 00:00:00.000000+00",
         "2025-01-02 10:30:00.000000+00",
         "soon",
     ]
     # When a later file has timestamps again, they are written the same way
-    load(loader, "incoming/t/4.csv", "d\n2025-01-03T08:00:00Z\n")
-    assert values(loader, "t", "d")[-1] == "2025-01-03 08:00:00.000000+00"
+    loader.process_and_load("incoming/t/4.csv", "d\n2025-01-03T08:00:00Z\n")
+    assert loader.values("t", "d")[-1] == "2025-01-03 08:00:00.000000+00"
 
 
 def test_booleans_and_text_meet_as_text(loader):
-    load(loader, "incoming/b/1.csv", "flag\ntrue\nfalse\n")
-    load(loader, "incoming/b/2.csv", "flag\nmaybe\n")
+    loader.process_and_load("incoming/b/1.csv", "flag\ntrue\nfalse\n")
+    loader.process_and_load("incoming/b/2.csv", "flag\nmaybe\n")
     assert loader.columns("b")["flag"] == "text"
-    assert values(loader, "b", "flag") == ["true", "false", "maybe"]
+    assert loader.values("b", "flag") == ["true", "false", "maybe"]
 
 
 def test_narrower_values_load_into_a_wider_column_without_altering_it(loader):
     # Given a float column
-    load(loader, "incoming/n/1.csv", "price\n1.25\n")
+    loader.process_and_load("incoming/n/1.csv", "price\n1.25\n")
     # When a file brings integers
-    load(loader, "incoming/n/2.csv", "price\n3\n")
+    loader.process_and_load("incoming/n/2.csv", "price\n3\n")
     # Then the column stays double precision and holds the value
     assert loader.columns("n")["price"] == "double precision"
-    assert values(loader, "n", "price") == [1.25, 3.0]
+    assert loader.values("n", "price") == [1.25, 3.0]
 
 
 def test_columns_match_case_insensitively(loader):
     # Given a column "Price"
-    load(loader, "incoming/c/1.csv", "Price\n1\n")
+    loader.process_and_load("incoming/c/1.csv", "Price\n1\n")
     # When the next file spells it "price"
-    load(loader, "incoming/c/2.csv", "price\n2\n")
+    loader.process_and_load("incoming/c/2.csv", "price\n2\n")
     # Then both land in the one column
     assert [c for c in loader.columns("c") if c.lower() == "price"] == ["Price"]
-    assert values(loader, "c", "Price") == [1, 2]
+    assert loader.values("c", "Price") == [1, 2]
 
 
 def test_concurrent_loads_into_one_dataset_with_different_new_columns(loader):
     # Given a dataset table
-    load(loader, "incoming/k/0.csv", "a\n0\n")
+    loader.process_and_load("incoming/k/0.csv", "a\n0\n")
     e1 = loader.process("incoming/k/1.csv", "a,x\n1,one\n")
     e2 = loader.process("incoming/k/2.csv", "a,y\n2,2.5\n")
     # When two loaders add different columns at the same time (separate connections)
@@ -143,7 +126,7 @@ def test_concurrent_loads_into_one_dataset_with_different_new_columns(loader):
     # Then both succeed (their migrations are serialized) and the table has both columns
     assert errors == []
     assert {"x", "y"} <= set(loader.columns("k"))
-    assert values(loader, "k", "a") == [0, 1, 2]
+    assert loader.values("k", "a") == [0, 1, 2]
 
 
 def test_values_turned_into_text_read_the_same_whichever_way_they_got_there(loader):
@@ -158,31 +141,35 @@ def test_values_turned_into_text_read_the_same_whichever_way_they_got_there(load
     alter("SET extra_float_digits = 0")
     try:
         # and floats and dates loaded as such
-        load(loader, "incoming/f/1.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n")
+        loader.process_and_load(
+            "incoming/f/1.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n"
+        )
         # When words make both columns text, and a later file brings the same values again
-        load(loader, "incoming/f/2.csv", "n,d\nword,soon\n")
-        load(loader, "incoming/f/3.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n")
+        loader.process_and_load("incoming/f/2.csv", "n,d\nword,soon\n")
+        loader.process_and_load(
+            "incoming/f/3.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n"
+        )
     finally:
         alter("RESET DateStyle")
         alter("RESET extra_float_digits")
     # Then the values PostgreSQL converted and those loaded later are written alike
     numbers = ["100", "3.141592653589793", "1e+15", "Infinity"]
-    assert values(loader, "f", "n") == [*numbers, "word", *numbers]
+    assert loader.values("f", "n") == [*numbers, "word", *numbers]
     dates = ["2025-01-02", "2025-01-03", None, None]
-    assert values(loader, "f", "d") == [*dates, "soon", *dates]
+    assert loader.values("f", "d") == [*dates, "soon", *dates]
 
 
 def test_a_column_without_values_takes_its_type_from_the_first_file_that_has_some(loader):
     # Given a header-only first file, and one whose column b is always empty
-    load(loader, "incoming/e/1.csv", "a,b\n")
-    load(loader, "incoming/e/2.csv", "a,b\n1,\n2,\n")
+    loader.process_and_load("incoming/e/1.csv", "a,b\n")
+    loader.process_and_load("incoming/e/2.csv", "a,b\n1,\n2,\n")
     assert "b" not in loader.columns("e")
     # When b has values
-    load(loader, "incoming/e/3.csv", "a,b\n3,2025-01-05\n")
+    loader.process_and_load("incoming/e/3.csv", "a,b\n3,2025-01-05\n")
     # Then b is a date column, NULL for the earlier rows, and a later empty b loads as NULL
-    load(loader, "incoming/e/4.csv", "a,b\n4,\n")
+    loader.process_and_load("incoming/e/4.csv", "a,b\n4,\n")
     assert loader.columns("e")["a"] == "bigint" and loader.columns("e")["b"] == "date"
-    assert [str(v) if v else v for v in values(loader, "e", "b")] == [None, None, "2025-01-05", None]
+    assert [str(v) if v else v for v in loader.values("e", "b")] == [None, None, "2025-01-05", None]
     # and the lineage table keeps each file's own schema
     schemas = dict(loader.query(sql.SQL("SELECT object_key, schema FROM {}").format(loader.table("_files"))))
     assert schemas["incoming/e/2.csv"] == {"a": "int", "b": "string"}
@@ -191,20 +178,20 @@ def test_a_column_without_values_takes_its_type_from_the_first_file_that_has_som
 def test_a_nul_character_among_rescued_values_does_not_stop_the_load(loader):
     # jsonb cannot hold \u0000: before, this file failed every retry and went to the DLQ
     records = [f'{{"n": {i}}}' for i in range(29)] + ['{"n": "x\\u0000y"}']
-    load(loader, "incoming/r/1.ndjson", "\n".join(records) + "\n")
+    loader.process_and_load("incoming/r/1.ndjson", "\n".join(records) + "\n")
     assert loader.count("r", "incoming/r/1.ndjson") == 30
-    assert values(loader, "r", "_rescued_data")[-1] == {"n": "xy"}
+    assert loader.values("r", "_rescued_data")[-1] == {"n": "xy"}
 
 
 def test_a_dataset_named_like_another_datasets_index_loads(loader):
-    load(loader, "incoming/sales/1.csv", "a\n1\n")
-    load(loader, "incoming/sales_object_key_idx/1.csv", "a\n2\n")
+    loader.process_and_load("incoming/sales/1.csv", "a\n1\n")
+    loader.process_and_load("incoming/sales_object_key_idx/1.csv", "a\n2\n")
     assert loader.count("sales_object_key_idx", "incoming/sales_object_key_idx/1.csv") == 1
 
 
 def test_indexes_named_by_an_older_version_are_renamed_out_of_the_datasets_way(loader):
     # Given a table whose index has the name older versions gave it, migration 2 not applied
-    load(loader, "incoming/sales/1.csv", "a\n1\n")
+    loader.process_and_load("incoming/sales/1.csv", "a\n1\n")
     schema = sql.Identifier(loader.schema)
     with loader.connect() as conn:
         conn.execute(
@@ -213,7 +200,7 @@ def test_indexes_named_by_an_older_version_are_renamed_out_of_the_datasets_way(l
         conn.execute(sql.SQL("DELETE FROM {}._migrations WHERE version = 2").format(schema))
     loader.handler.warehouse.close()  # the next load connects afresh and migrates
     # When a dataset with that name arrives
-    load(loader, "incoming/sales_object_key_idx/1.csv", "a\n2\n")
+    loader.process_and_load("incoming/sales_object_key_idx/1.csv", "a\n2\n")
     # Then the old index was renamed first, and both tables load
     assert loader.count("sales_object_key_idx", "incoming/sales_object_key_idx/1.csv") == 1
     [(name,)] = loader.query(

@@ -12,23 +12,6 @@ from psycopg import errors, sql
 from handlers.dal import warehouse as wh
 
 
-def load(loader, key: str, body: str) -> dict:
-    event = loader.process(key, body)
-    assert loader.load(event) == {"batchItemFailures": []}
-    return event
-
-
-def values(loader, table: str, column: str) -> list:
-    return [
-        v
-        for (v,) in loader.query(
-            sql.SQL("SELECT {} FROM {} ORDER BY object_key, line_number").format(
-                sql.Identifier(column), loader.table(table)
-            )
-        )
-    ]
-
-
 def read_during_copy(loader, monkeypatch, table: str) -> dict[str, Any]:
     """Make the loader's COPY run a reader on another connection before its first row: the
     data transaction is open and the COPY under way. The reader gives up on any lock it
@@ -70,7 +53,7 @@ def read_during_copy(loader, monkeypatch, table: str) -> dict[str, Any]:
 
 def test_a_new_column_does_not_block_readers_while_the_rows_load(loader, monkeypatch):
     # Given a dataset table, and a file that brings a new column
-    load(loader, "incoming/lk/1.csv", "a\n1\n")
+    loader.process_and_load("incoming/lk/1.csv", "a\n1\n")
     event = loader.process("incoming/lk/2.csv", "a,b\n2,x\n")
     seen = read_during_copy(loader, monkeypatch, "lk")
     # When it loads, and a reader queries the table during its COPY
@@ -82,7 +65,7 @@ def test_a_new_column_does_not_block_readers_while_the_rows_load(loader, monkeyp
     assert seen["count"] == 1
     assert "b" in seen["columns"]
     # and the load itself is complete
-    assert values(loader, "lk", "b") == [None, "x"]
+    assert loader.values("lk", "b") == [None, "x"]
 
 
 def test_a_new_table_is_created_with_its_rows(loader, monkeypatch):
@@ -106,7 +89,7 @@ def test_a_new_table_is_created_with_its_rows(loader, monkeypatch):
 def test_a_column_change_waits_for_running_queries_only_briefly(loader, monkeypatch):
     # Given a dataset table that an analyst's long query is reading, and a file with a new
     # column (the change waits 100 ms for the table's lock, twice)
-    load(loader, "incoming/lq/1.csv", "a\n1\n")
+    loader.process_and_load("incoming/lq/1.csv", "a\n1\n")
     event = loader.process("incoming/lq/2.csv", "a,b\n2,x\n")
     monkeypatch.setattr(wh, "SCHEMA_LOCK_TIMEOUT_MS", 100)
     monkeypatch.setattr(wh, "SCHEMA_LOCK_ATTEMPTS", 2)
@@ -128,14 +111,14 @@ def test_a_column_change_waits_for_running_queries_only_briefly(loader, monkeypa
     assert "b" not in loader.columns("lq")
     # and once the query is over, the retry succeeds
     assert loader.load(event) == {"batchItemFailures": []}
-    assert values(loader, "lq", "b") == [None, "x"]
+    assert loader.values("lq", "b") == [None, "x"]
 
 
 @pytest.mark.parametrize("skipped", [1, wh.SCHEMA_ROUNDS])
 def test_a_table_changed_again_before_the_load_is_checked_under_the_lock(loader, monkeypatch, skipped):
     # Given a file with a new column whose table change is lost before the data transaction
     # (as if someone dropped the column meanwhile): once, or in every round
-    load(loader, "incoming/rc/1.csv", "a\n1\n")
+    loader.process_and_load("incoming/rc/1.csv", "a\n1\n")
     event = loader.process("incoming/rc/2.csv", "a,b\n2,x\n")
     real = wh.Warehouse._change_table
     calls = []
@@ -149,14 +132,14 @@ def test_a_table_changed_again_before_the_load_is_checked_under_the_lock(loader,
     assert loader.load(event) == {"batchItemFailures": []}
     # Then the data transaction saw the table as it is and the file loaded whole: after
     # another round of table changes, or (the last round) changing the table itself
-    assert values(loader, "rc", "b") == [None, "x"]
+    assert loader.values("rc", "b") == [None, "x"]
     assert len(calls) == min(skipped + 1, wh.SCHEMA_ROUNDS)
 
 
 def test_a_widening_that_runs_out_of_time_is_named(loader, monkeypatch):
     # Given a column whose widening takes longer than the load has (a slow cast stands in
     # for the rewrite of a very large table)
-    load(loader, "incoming/wb/1.csv", "n,s\n1,a\n")
+    loader.process_and_load("incoming/wb/1.csv", "n,s\n1,a\n")
     event = loader.process("incoming/wb/2.csv", "n,s\n1.5,b\n")
     schema = sql.Identifier(loader.schema)
     with loader.connect() as conn:

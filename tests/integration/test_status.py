@@ -159,3 +159,22 @@ def test_a_failure_fixed_in_place_says_a_newer_version_completed(pipeline, tmp_p
     out = capsys.readouterr().out
     assert "incoming/sales/feb.csv  (a newer version completed since)" in out
     assert "incoming/other.csv  (a newer" not in out
+
+
+def test_an_older_version_completing_late_does_not_replace_a_newer_failure():
+    # by upload time, the pipeline's order: a late retry of the old version fixes nothing
+    from handlers.models.report import Failure
+    from headrace.status import _fixed_in_place
+
+    items = [
+        {"object_key": "k", "version": "old", "status": "completed", "uploaded_at": "2025-01-01T10:00:00Z"},
+        {"object_key": "k", "version": "new", "status": "failed", "uploaded_at": "2025-01-01T11:00:00Z"},
+        {"object_key": "k", "version": "newer", "status": "failed", "uploaded_at": "2025-01-01T12:00:00Z"},
+    ]
+    replaced = _fixed_in_place(items)
+    failure = Failure(object_key="k", version="new", stage="processing", error="x", at="2025-01-01T11:00:01Z")
+    assert replaced(failure) is False
+    items.append(
+        {"object_key": "k", "version": "fixed", "status": "completed", "uploaded_at": "2025-01-01T13:00:00Z"}
+    )
+    assert _fixed_in_place(items)(failure) is True

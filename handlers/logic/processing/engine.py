@@ -388,7 +388,7 @@ class _Pipeline:
                     widened[i] = DECIMAL_COMMA
         return widened
 
-    # ---------------------------------------------------------------- the one full read
+    # ---------------------------------------------------------------- the full read
     def _nested_member_names(self) -> list[str]:
         """The names of members of nested values (``{"user": {"ssn": ...}}``) that a column
         hint claims, as DuckDB writes them in a nested value's text: a column named ``ssn``
@@ -401,8 +401,9 @@ class _Pipeline:
         return sorted(n for n in written if n is not None and self.rules.rule_for_column(n))
 
     def _copy(self, conversions: Sequence[Conversion], out: Path) -> int:
-        """The one full read: convert, redact, rescue misfits, write Parquet. Each conversion
-        is computed once, in the inner projection; the outer one reuses it."""
+        """The full read: convert, redact, rescue misfits, write Parquet. Each conversion is
+        computed once, in the inner projection; the outer one reuses it. (JSON records with
+        a nested value are scanned once before it, for member names: _nested_member_names.)"""
         inner: list[str] = []
         outer: list[str] = []
         misfits: list[tuple[str, str, str]] = []  # (column, raw ref, typed ref)

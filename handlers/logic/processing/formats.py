@@ -215,7 +215,8 @@ def _parse(sample: str, delimiter: str) -> list[list[str]]:
 
 # Python's reader refuses a value over 128 KiB by default: a first record holding a long
 # quoted text (a description, an HTML body) made every delimiter find no record at all.
-# Any value of a sample (the text file's head, at most textfile.MAX_HEAD) now passes.
+# Any value of a sample (the text file's head, at most textfile.MAX_HEAD) now passes. (The
+# limit is the csv module's, for the whole process: raised only, never lowered.)
 csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))
 
 

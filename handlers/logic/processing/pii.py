@@ -310,8 +310,9 @@ _JSON_WHITESPACE = r"[ \t\r\n]*"
 # the tail of a long one in clear, after the token)
 _JSON_VALUE = _JSON_WHITESPACE + ":" + _JSON_WHITESPACE + r'("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
 _JSON_MEMBER = re.compile(_JSON_NAME + _JSON_VALUE)
-# The most member names whose values file processing redacts with one literal pattern per
-# rule; beyond it (a file whose keys are ids, say), each member's name is checked alone.
+# The most hinted member names whose values file processing redacts with one literal
+# pattern per rule; beyond it (a file with ids for keys: phone_1, phone_2, ...), each
+# member's name is checked alone.
 MAX_LITERAL_MEMBER_NAMES = 1000
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
@@ -412,10 +413,10 @@ class PiiRuleSet:
         """The member step of ``redact_text`` in DuckDB SQL, for the JSON text of nested
         values (``{"name": "Ann", "ssn": "123456789"}``): the value of each member whose name
         a column hint matches becomes that rule's token. ``names`` are the member names the
-        text may hold, as written in it (``nested_member_names`` of the source): one literal
+        text may hold, as written in it (``sql_hinted_member_names``): one literal
         pattern per rule over those its hint claims, which RE2 runs as fast as any rule;
         with more names than ``MAX_LITERAL_MEMBER_NAMES``, each member of each value is
-        checked alone, as ``redact_text`` does (exact, and about ten times slower)."""
+        checked alone, as ``redact_text`` does (exact, and several times slower)."""
         claimed: dict[str, list[str]] = {}
         for name in names:
             rule = self.rule_for_column(name)
