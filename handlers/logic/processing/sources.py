@@ -144,15 +144,39 @@ class CsvSource(Source):
 
     def rejects(self, max_examples: int) -> Rejects:
         rows = self.con.execute(
-            "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line) "
-            f"FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
+            "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line), "
+            f"min(byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
         # With one column, DuckDB reads a blank line as a row with an empty (missing) value.
         blanks = blank_lines(self.path) if len(self.columns) > 1 else []
+        examples = [(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]]
+        malformed = len(rows)
+        quoted = [r for r in rows if r[1] == "UNQUOTED VALUE" and r[4] is not None]
+        # A quote never closed takes every line after it into one value that DuckDB refuses
+        # at the end of the file: those lines are lost, not one record. (The same error
+        # names a quoted value followed by text, "x"y: the quotes after it then pair up.)
+        unclosed = (
+            int(quoted[-1][0]) if quoted and _open_quote_to_end(self.path, int(quoted[-1][4])) else None
+        )
+        if unclosed is not None:
+            last = _line_count(self.path)
+            lost = max(1, last - unclosed + 1)
+            malformed += lost - 1
+            examples = [
+                (
+                    pos,
+                    f"a quoted value opened on this line is never closed: lines {pos}-{last} "
+                    f"({lost:,} lines) could not be read"
+                    if pos == unclosed
+                    else error,
+                    text,
+                )
+                for pos, error, text in examples
+            ]
         return Rejects(
             positions=sorted({int(r[0]) for r in rows} | {n for n in blanks if n >= self.first}),
-            malformed=len(rows),
-            examples=[(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]],
+            malformed=malformed,
+            examples=examples,
         )
 
 
@@ -195,6 +219,28 @@ def blank_lines(path: Path) -> list[int]:
                 else:
                     content = True
     return blanks
+
+
+def _open_quote_to_end(path: Path, offset: int) -> bool:
+    """Whether the quote DuckDB found unterminated (``offset``: its reject's
+    ``byte_position``, just past the opening quote) is still open at the end of the file:
+    an even number of quotes from there on (none closes it; a doubled "" is text)."""
+    quotes = 0
+    with path.open("rb") as f:
+        f.seek(offset)
+        while chunk := f.read(_CHUNK):
+            quotes += chunk.count(b'"')
+    return quotes % 2 == 0
+
+
+def _line_count(path: Path) -> int:
+    """The number of lines in ``path`` (a last line without a newline counts)."""
+    count, last = 0, b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
 
 
 def _has_blank_line(path: Path) -> bool:
