@@ -684,3 +684,47 @@ def test_a_long_quoted_text_in_the_first_record_is_read(process):
     result = process("pages.csv", f'id,body,n\n1,"{body}",5\n2,short,6\n')
     assert result.data["schema"] == {"id": "int", "body": "string", "n": "int"}
     assert result.rows("id, length(body), n") == [(1, len(body), 5), (2, 5, 6)]
+
+
+def _rows_with(line: int, text: str, rows: int = 200) -> str:
+    lines = ["id,name,amount"] + [f"{i},n{i},{i}" for i in range(rows)]
+    lines[line - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def test_a_quote_never_closed_early_fails_the_file_saying_which_lines_it_took(process):
+    # every line after the quote became one value DuckDB refused: 190 rows lost, yet the
+    # file completed with 10 rows and "1 malformed row"
+    with pytest.raises(
+        UnprocessableFile,
+        match=r"190 of 200 records are malformed; first at line 12: "
+        r"a quoted value opened on this line is never closed: lines 12-201 \(190 lines\)",
+    ):
+        process("u.csv", _rows_with(12, '10,"unclosed,10'))
+
+
+def test_a_quote_never_closed_near_the_end_counts_every_line_it_took(process):
+    result = process("u.csv", _rows_with(196, '194,"unclosed,194'))
+    assert result.data["row_count"] == 194
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["count"] == 6
+    assert malformed["rows"][0]["line"] == 196
+    assert "lines 196-201 (6 lines) could not be read" in malformed["rows"][0]["error"]
+
+
+def test_hex_binary_underscored_and_exponent_spellings_are_no_integers(process):
+    # TRY_CAST read 0x1F as 31, 0b101 as 5, 1_000 as 1000 and 2E5 as 200000: values changed
+    # silently, with no mismatch and nothing rescued
+    result = process("codes.csv", "id,code\n1,0x1F\n2,0b101\n3,1_000\n4,2E5\n5,12\n")
+    assert result.data["schema"] == {"id": "int", "code": "string"}
+    assert [c for (c,) in result.rows("code")] == ["0x1F", "0b101", "1_000", "2E5", "12"]
+    # among integers, such a value is a mismatch kept as written
+    ints = [str(i) for i in range(30)] + ["0xFF"]
+    result = process("n.csv", "n\n" + "\n".join(ints) + "\n")
+    assert result.data["schema"] == {"n": "int"}
+    assert result.data["quality_issues"]["type_mismatches"]["n"]["examples"] == [
+        {"line": 32, "value": "0xFF"}
+    ]
+    # an exponent makes a float, an underscore nothing
+    result = process("f.csv", "x,y\n1.5,1_000.5\n2E5,2.5\n")
+    assert result.data["schema"] == {"x": "float", "y": "string"}

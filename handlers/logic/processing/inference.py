@@ -53,9 +53,18 @@ class Conversion:
         return f"{self.type}({self.format})" if self.format else self.type
 
 
+# What TRY_CAST reads as a number besides digits: 0x1F (31), 0b101 (5), 1_000, 2E5. Such a
+# value is kept as written, not silently changed (a code "0x1F" is not 31).
+_NOT_DECIMAL = r"[xXbB_]"
+
+
 def _int(v: str) -> str:
-    # TRY_CAST('1.5' AS BIGINT) rounds to 2: a value with a decimal point is not an integer.
-    return f"CASE WHEN NOT contains({v}, '.') THEN TRY_CAST({v} AS BIGINT) END"
+    # TRY_CAST('1.5' AS BIGINT) rounds to 2: a value with a decimal point, or an exponent
+    # (2E5), is not an integer; nor is a hex, binary or underscored spelling.
+    return (
+        f"CASE WHEN NOT (contains({v}, '.') OR contains({v}, 'e') OR contains({v}, 'E') "
+        f"OR regexp_matches({v}, {literal(_NOT_DECIMAL)})) THEN TRY_CAST({v} AS BIGINT) END"
+    )
 
 
 def _float(v: str) -> str:
@@ -67,6 +76,7 @@ def _float(v: str) -> str:
     # not what was written (Infinity itself, written "inf", has no e and is kept).
     return (
         f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "
+        f"WHEN contains({v}, '_') THEN NULL "
         f"WHEN (contains({v}, 'e') OR contains({v}, 'E') OR strlen({v}) > 300) "
         f"AND isinf(TRY_CAST({v} AS DOUBLE)) THEN NULL "
         f"ELSE TRY_CAST({v} AS DOUBLE) END"
