@@ -12,6 +12,7 @@ import codecs
 import errno
 import gzip
 import re
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -75,16 +76,13 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
         raw_head = _read_head(path)
         if not raw_head:
             raise UnprocessableFile("the gzip file decompresses to nothing (0 bytes)")
-    for magic, what in _MAGIC:
-        if raw_head.startswith(magic):
-            raise UnprocessableFile(f"unsupported content: this is {what}, not CSV, JSON, NDJSON or log text")
+    _check_content(raw_head)
 
     warnings: list[str] = []
     source_codec, encoding = _unicode_encoding(raw_head)
     if source_codec is not None:
         text_path = _lone_cr_to_lf(_transcode(path, workdir / "utf8.txt", source_codec), workdir, warnings)
     else:
-        _reject_binary(raw_head)
         # bytes, before decoding: a CR is the same byte in every ASCII-compatible encoding,
         # and the encoding warning's line number then counts the file's lines
         path = _lone_cr_to_lf(path, workdir, warnings)
@@ -122,10 +120,14 @@ def _read_head(path: Path) -> bytes:
 def _gunzip(path: Path, target: Path) -> Path:
     try:
         with gzip.open(path, "rb") as src, target.open("wb") as dst:
+            first = True
             while chunk := src.read(CHUNK):
                 deadline.check()
+                if first:  # binary content is refused now, not after gigabytes of it
+                    _check_content(chunk)
+                    first = False
                 dst.write(chunk)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise  # the disk is full, not the stream corrupt (process_file says so)
         raise UnprocessableFile(f"the gzip stream is corrupt: {exc}") from exc
@@ -163,6 +165,15 @@ def _bomless_utf16(head: bytes) -> str | None:
     if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
         return "utf-16-be"
     return None
+
+
+def _check_content(head: bytes) -> None:
+    """Refuse ``head`` if it starts a known binary format, or is binary (not UTF-16/32)."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise UnprocessableFile(f"unsupported content: this is {what}, not CSV, JSON, NDJSON or log text")
+    if _unicode_encoding(head)[0] is None:
+        _reject_binary(head)
 
 
 def _reject_binary(head: bytes) -> None:
