@@ -199,6 +199,20 @@ def test_non_utf8_uses_the_declared_fallback_and_says_where(process):
     assert "line 2" in result.data["warnings"][0]
 
 
+def test_a_few_stray_bytes_in_utf8_text_are_decoded_alone(process):
+    # one line pasted from a Latin-1 source made the whole file cp1252: José became JosÃ©
+    # and 東京 æ\x9d±äº¬ in every other row
+    text = "name,city\n" + "".join(f"José {i},東京\n" for i in range(10))
+    result = process("mixed.csv", text.encode() + b"M\xfcller,K\xf6ln\n")
+    assert result.data["encoding"] == "utf-8"
+    assert result.rows("name, city")[0] == ("José 0", "東京")
+    assert result.rows("name, city")[-1] == ("Müller", "Köln")
+    assert result.data["warnings"] == [
+        "2 byte(s) not valid UTF-8 (the first at offset 161, line 12) decoded as cp1252; "
+        "the rest of the file is UTF-8"
+    ]
+
+
 def test_fallback_encoding_is_configurable(process):
     result = process("l.csv", "name\nЖЩЫЮ\n".encode("koi8-r"), fallback_encoding="koi8-r")
     assert result.rows("name") == [("ЖЩЫЮ",)]

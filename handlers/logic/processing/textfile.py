@@ -95,12 +95,24 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
             except LookupError as exc:
                 raise UnprocessableFile(f"unknown fallback encoding {fallback_encoding!r}") from exc
             line = _line_of_offset(path, bad_offset)
-            encoding = fallback_encoding
-            warnings.append(
-                f"not valid UTF-8 (first invalid byte at offset {bad_offset}, line {line}); "
-                f"decoded as {fallback_encoding}"
-            )
-            text_path = _transcode(path, workdir / "utf8.txt", fallback_encoding)
+            characters, invalid = _utf8_evidence(path)
+            if characters > invalid:
+                # UTF-8 text with a few stray bytes (a line pasted from a Latin-1 source):
+                # decoding it all as the fallback would garble every other accent (José as
+                # JosÃ©), so only the stray bytes are
+                encoding = "utf-8"
+                warnings.append(
+                    f"{invalid:,} byte(s) not valid UTF-8 (the first at offset {bad_offset}, line {line}) "
+                    f"decoded as {fallback_encoding}; the rest of the file is UTF-8"
+                )
+                text_path = _transcode(path, workdir / "utf8.txt", "utf-8", _bytes_as(fallback_encoding))
+            else:
+                encoding = fallback_encoding
+                warnings.append(
+                    f"not valid UTF-8 (first invalid byte at offset {bad_offset}, line {line}); "
+                    f"decoded as {fallback_encoding}"
+                )
+                text_path = _transcode(path, workdir / "utf8.txt", fallback_encoding)
     head = _read_head(text_path).decode("utf-8", errors="ignore")
     if not head.strip():
         raise UnprocessableFile("the file contains only whitespace")
@@ -208,6 +220,36 @@ def _first_invalid_utf8(path: Path) -> int | None:
             offset += len(chunk)
 
 
+_SURROGATES = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape could not decode
+_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
+
+
+def _utf8_evidence(path: Path) -> tuple[int, int]:
+    """(characters beyond ASCII that decode as UTF-8, bytes that do not) in ``path``."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    characters = invalid = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            deadline.check()
+            text = decoder.decode(chunk)
+            characters += len(_BEYOND_ASCII.findall(text))
+            invalid += len(_SURROGATES.findall(text))
+    invalid += len(_SURROGATES.findall(decoder.decode(b"", final=True)))
+    return characters, invalid
+
+
+def _bytes_as(encoding: str) -> str:
+    """A codecs error handler (its name) decoding each byte UTF-8 refuses as ``encoding``."""
+    name = f"headrace-bytes-as-{encoding}"
+
+    def decode(exc: UnicodeError) -> tuple[str, int]:
+        assert isinstance(exc, UnicodeDecodeError)
+        return exc.object[exc.start : exc.end].decode(encoding, errors="replace"), exc.end
+
+    codecs.register_error(name, decode)
+    return name
+
+
 def _line_of_offset(path: Path, offset: int) -> int:
     newlines, read = 0, 0
     with path.open("rb") as f:
@@ -273,8 +315,8 @@ def _has_lone_cr(path: Path) -> bool:
     return held == b"\r"
 
 
-def _transcode(path: Path, target: Path, source_encoding: str) -> Path:
-    decoder = codecs.getincrementaldecoder(source_encoding)(errors="replace")
+def _transcode(path: Path, target: Path, source_encoding: str, errors: str = "replace") -> Path:
+    decoder = codecs.getincrementaldecoder(source_encoding)(errors=errors)
     with path.open("rb") as src, target.open("w", encoding="utf-8", newline="") as dst:
         while chunk := src.read(CHUNK):
             deadline.check()
