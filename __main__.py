@@ -35,9 +35,9 @@ def main() -> None:
 
     # Read as a secret: it stays encrypted in the state and reaches only the DB secret.
     db_password = reader.get_secret("db_password")
-    if config.warehouse.mode == "external" and db_password is None:
+    if config.warehouse.mode == "external" and not db_password:
         raise pulumi.RunError(
-            f"{NAMESPACE}:db_password: required when warehouse.mode is external "
+            f"{NAMESPACE}:db_password: required (and not empty) when warehouse.mode is external "
             f"(pulumi config set --secret {NAMESPACE}:db_password)"
         )
 

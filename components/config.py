@@ -284,7 +284,19 @@ class Network(_Model):
             raise ValueError(f"not an IPv4 CIDR block: {exc}") from None
         if not 16 <= network.prefixlen <= 22:
             raise ValueError("prefix length must be between /16 and /22")
+        if not any(network.subnet_of(block) for block in _PRIVATE_BLOCKS):
+            raise ValueError(
+                "must be a private block (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or "
+                "100.64.0.0/10): a public one hides those addresses from the VPC, and AWS refuses "
+                "or cannot route the reserved ones"
+            )
         return value
+
+
+# RFC 1918, and the shared address space (RFC 6598) AWS also allows for a VPC
+_PRIVATE_BLOCKS = tuple(
+    ipaddress.IPv4Network(b) for b in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
 
 
 class Warehouse(_Model):
@@ -389,7 +401,9 @@ class Alarms(_Model):
 
 class Ingest(_Model):
     endpoint: Literal["http_api", "function_url"] = "http_api"
-    max_body_bytes: int = Field(1_048_576, ge=1024, le=6_000_000)  # Lambda's 6 MB payload limit
+    # Lambda's request payload is at most 6 MB, event included: a base64 body takes 4/3 of its
+    # size, and the event's JSON escapes the body's quotes
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=4_000_000)
     max_batch_records: int = Field(100, ge=1, le=1000)
     keep_original: bool = False
     # IAM roles or users that may decrypt kept originals; no one else can, whatever their
@@ -397,7 +411,7 @@ class Ingest(_Model):
     original_readers: tuple[
         Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[^\s*?]+$")], ...
     ] = ()
-    log_ttl_days: int = Field(90, ge=1)
+    log_ttl_days: int = Field(90, ge=1, le=36_500)  # a later expiry date overflows
     throttle_rate_per_second: float = Field(50, gt=0)
     throttle_burst: int = Field(100, ge=1)
 
@@ -473,7 +487,7 @@ class Catalog(_Model):
 
 
 class Metadata(_Model):
-    ttl_days: int = Field(90, ge=1)
+    ttl_days: int = Field(90, ge=1, le=36_500)  # a later expiry date overflows
     idempotency_ttl_seconds: int = Field(86_400, ge=60)
 
 
@@ -676,13 +690,14 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
     if (
         config.target == "aws"
         and config.ingest.endpoint == "function_url"
-        and config.functions.ingest.reserved_concurrency is None
+        and not config.functions.ingest.reserved_concurrency
     ):
         problems.append(
             (
                 "functions.ingest.reserved_concurrency",
-                "is required when ingest.endpoint is function_url on AWS: a function URL is public "
-                "and has no throttle of its own (the HTTP API has), so this caps its load and cost",
+                "is required (at least 1) when ingest.endpoint is function_url on AWS: a function URL "
+                "is public and has no throttle of its own (the HTTP API has), so this caps its load "
+                "and cost (0 would refuse every request)",
             )
         )
     # Every attempt of a failing message waits out its queue's visibility timeout; if the

@@ -55,7 +55,7 @@ class IngestApiSettings(EnvSettings):
     tenant_keys_table: str = Field(alias="TENANT_KEYS_TABLE")
     tenant_logs_table: str = Field(alias="TENANT_LOGS_TABLE")
     # A Lambda request payload is at most 6 MB, so larger limits could never apply.
-    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=6_000_000, alias="MAX_BODY_BYTES")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=4_000_000, alias="MAX_BODY_BYTES")
     max_batch_records: int = Field(DEFAULT_MAX_BATCH_RECORDS, ge=1, le=1000, alias="MAX_BATCH_RECORDS")
 
 

@@ -230,8 +230,25 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         ),
         (
             {**BASE, "ingest": {"endpoint": "function_url"}},
-            "headrace:functions.ingest.reserved_concurrency: is required when ingest.endpoint is function_url on AWS",
+            "headrace:functions.ingest.reserved_concurrency: is required (at least 1) when ingest.endpoint",
         ),
+        (  # 0 passed as "set", and the public URL refused every request
+            {
+                **BASE,
+                "ingest": {"endpoint": "function_url"},
+                "functions": {"ingest": {"reserved_concurrency": 0}},
+            },
+            "headrace:functions.ingest.reserved_concurrency: is required (at least 1) when ingest.endpoint",
+        ),
+        (
+            {**BASE, "warehouse": {"network": {"cidr": "8.8.0.0/16"}}},
+            "headrace:warehouse.network.cidr: must be a private block",
+        ),
+        (
+            {**BASE, "ingest": {"max_body_bytes": 6_000_000}},
+            "headrace:ingest.max_body_bytes: must be ≤ 4000000",
+        ),
+        ({**BASE, "metadata": {"ttl_days": 3_000_000}}, "headrace:metadata.ttl_days: must be ≤ 36500"),
         ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),
         (
             {
