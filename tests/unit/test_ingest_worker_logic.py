@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from handlers.dal.ingest_queue import chunks
+from handlers.logic.ingest import worker
 from handlers.logic.ingest.worker import log_item, store_message
+from handlers.logic.pii_guard import RedactionTooSlow
 from handlers.logic.processing.pii import PiiOptions
 from handlers.models.ingest import IngestApiSettings, IngestMessage
 from handlers.models.ingest_worker import IngestWorkerSettings
@@ -62,6 +65,23 @@ def test_extra_and_disabled_rules_apply_to_ingested_logs():
     )
     item = log_item(message("TCK-42 from 555-0199"), options.rules, NOW, 1)
     assert item["text"] == "[REDACTED:TICKET] from 555-0199"
+
+
+def test_a_rule_too_slow_for_one_record_fails_that_record_and_stores_nothing(monkeypatch):
+    # a user's pattern the deploy-time check lets through (no nested repeat) that is cubic
+    # in Python's engine: a crafted line would hold the worker for the whole invocation
+    monkeypatch.setattr(worker, "REDACTION_SECONDS", 0.2)
+    slow = PiiOptions(extra_rules=({"name": "corp", "pattern": r"\w+\.?\w+@corp\.example"},))  # type: ignore[arg-type]
+    store = Store()
+    with pytest.raises(RedactionTooSlow, match=r"took over 0\.2 s"):
+        store_message(message("a" * 3000), slow.rules, store, now=NOW, ttl_days=1, keep_original=False)
+    assert store.items == {}
+    # an ordinary record under the same rule is stored, and the timer is gone afterwards
+    outcome = store_message(
+        message("no address"), slow.rules, store, now=NOW, ttl_days=1, keep_original=False
+    )
+    assert outcome.status == "stored"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_first_write_stores_then_replays_are_duplicates():
