@@ -742,3 +742,15 @@ def test_hex_binary_underscored_and_exponent_spellings_are_no_integers(process):
     # an exponent makes a float, an underscore nothing
     result = process("f.csv", "x,y\n1.5,1_000.5\n2E5,2.5\n")
     assert result.data["schema"] == {"x": "float", "y": "string"}
+
+
+def test_a_pivot_header_of_years_or_dates_is_a_header(process):
+    # "region,2022,2023,2024" was read as a data row: its years summed with the figures
+    result = process("pivot.csv", "region,2022,2023,2024\nnorth,10,20,30\nsouth,5,6,7\n")
+    assert result.data["schema"] == {"region": "string", "2022": "int", "2023": "int", "2024": "int"}
+    assert result.rows('"2022"') == [(10,), (5,)]
+    result = process("months.csv", "sku,2024-01,2024-02\nA1,5,7\nB2,1,2\n")
+    assert list(result.data["schema"]) == ["sku", "2024-01", "2024-02"]
+    # data whose first column is text and the rest years stays data
+    result = process("years.csv", "north,2022,2023\nsouth,2021,2020\n")
+    assert list(result.data["schema"]) == ["column_1", "column_2", "column_3"]

@@ -150,7 +150,7 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
         records = _parse(sample, delimiter)
     start, title = _header_position(records, width)
     first = records[start]
-    header = _is_header(first)
+    header = _is_header(first) or _periods_over_values(first, records[start + 1 :])
     names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
     swallowed = sum(1 for r in records if r) == 1 and sample.count("\n") > 1 and sample.count('"') % 2 == 1
     return CsvDialect(
@@ -228,6 +228,25 @@ _VALUE = re.compile(
 
 def _has_value(record: list[str]) -> bool:
     return any(_VALUE.fullmatch(cell.strip()) for cell in record)
+
+
+_PERIOD = re.compile(r"(19|20)\d\d|\d{4}-\d{2}(-\d{2})?")  # a year, a month or a day: 2024, 2024-01
+
+
+def _periods_over_values(first: list[str], below: list[list[str]]) -> bool:
+    """A pivot table's header: names, then years or dates heading columns of figures
+    (``region,2022,2023,2024`` over ``north,10,20,30``). The first record's value cells are
+    all periods, and under each the records below hold values that are no periods (data
+    whose first column is text and the rest years would have years below too)."""
+    periods = [i for i, cell in enumerate(first) if _PERIOD.fullmatch(cell.strip())]
+    if not periods or len(periods) == len(first) or len({first[i].strip() for i in periods}) < len(periods):
+        return False
+    if any(_has_value([cell]) for i, cell in enumerate(first) if i not in periods):
+        return False
+    rows = [r for r in below if len(r) == len(first) and not _blank(r)][:20]
+    return bool(rows) and all(
+        any(_has_value([r[i]]) and not _PERIOD.fullmatch(r[i].strip()) for r in rows) for i in periods
+    )
 
 
 def _is_header(first: list[str]) -> bool:
