@@ -754,3 +754,14 @@ def test_a_pivot_header_of_years_or_dates_is_a_header(process):
     # data whose first column is text and the rest years stays data
     result = process("years.csv", "north,2022,2023\nsouth,2021,2020\n")
     assert list(result.data["schema"]) == ["column_1", "column_2", "column_3"]
+
+
+def test_dates_that_read_either_way_are_read_month_first_and_said_so(process):
+    result = process("amb.csv", "d,n\n01/03/2024,1\n02/03/2024,2\n12/03/2024,3\n")
+    assert result.rows("d")[0] == (dt.date(2024, 1, 3),)
+    assert result.data["warnings"] == [
+        "column 'd': dates read month first (%m/%d/%Y, as in US files); every sampled value "
+        "reads day first too (%d/%m/%Y): no day over 12 tells them apart"
+    ]
+    # one day over 12 settles it: no warning
+    assert process("us.csv", "d,n\n01/13/2024,1\n02/03/2024,2\n").data["warnings"] == []

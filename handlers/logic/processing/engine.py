@@ -306,6 +306,7 @@ class _Pipeline:
             self.options.type_threshold,
             decimal_comma=self.source.decimal_comma,
         )
+        self._note_ambiguous_dates(sample, inferred)
         for i, rule in self._pii_valued(sample, inferred).items():
             self.hinted[self.names[i]] = rule
             self.notes.append(
@@ -318,6 +319,30 @@ class _Pipeline:
         return [
             STRING if self.hinted[n] or c is None else c for n, c in zip(self.names, inferred, strict=True)
         ]
+
+    def _note_ambiguous_dates(self, sample: str, inferred: Sequence[Conversion | None]) -> None:
+        """Say so when dates read month first (01/03/2024: January 3, the order US files
+        use) could as well be day first: no sampled day is over 12 to tell them apart."""
+        month_first = [
+            (i, c) for i, c in enumerate(inferred) if c is not None and (c.format or "").startswith("%m/%d/")
+        ]
+        if not month_first:
+            return
+        for i, conversion in month_first:
+            assert conversion.format is not None
+            day_first = conversion.format.replace("%m/%d/", "%d/%m/", 1)
+            row = per_column(
+                self.con,
+                sample,
+                [self.inputs[i]],
+                ["count(v)", f"count(try_strptime(trim(v), {literal(day_first)}))"],
+            )[0]
+            if row[0] and row[0] == row[1]:
+                self.notes.append(
+                    f"column {self.names[i]!r}: dates read month first ({conversion.format}, as in US "
+                    f"files); every sampled value reads day first too ({day_first}): no day over 12 "
+                    "tells them apart"
+                )
 
     def _pii_valued(self, sample: str, inferred: Sequence[Conversion | None]) -> dict[int, PiiRule]:
         """Number columns that hold card numbers under a name no hint matches (``payment``,
