@@ -395,8 +395,9 @@ class Pipeline(pulumi.ComponentResource):
                         Allow(
                             "WriteReports",
                             # GetObject: the presigned links in the report are signed with this role.
+                            # reports/ only: the bucket also holds Athena's query results
                             ("s3:PutObject", "s3:GetObject"),
-                            (reports.arn.apply(lambda arn: f"{arn}/*"),),
+                            (reports.arn.apply(lambda arn: f"{arn}/reports/*"),),
                         ),
                         Allow("QueueDepth", ("sqs:GetQueueAttributes",), (self.processing_queue.arn,)),
                     ],

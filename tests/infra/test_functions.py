@@ -259,7 +259,8 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     # the report function queries the metadata index, writes reports, publishes alerts
     assert report["dynamodb:Query"] == {f"{arns['tables-metadata']}/index/by_day"}
     assert "dynamodb:GetItem" not in report
-    assert report["s3:PutObject"] == {f"{arns['data-reports']}/*"}
+    # (reports/ only: the bucket also holds Athena's query results)
+    assert report["s3:PutObject"] == report["s3:GetObject"] == {f"{arns['data-reports']}/reports/*"}
     assert report["sns:Publish"] == {dev.outputs["alerts_topic_arn"]}
     assert report["kms:GenerateDataKey"] == {arns["reporting-alerts-key"]}
     # the ingest function enqueues and reads keys, the worker writes logs; neither touches S3
