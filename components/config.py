@@ -56,6 +56,7 @@ LOG_RETENTION_DAYS = (
 )
 # raw_suffixes share the processor's 4 KB of environment with the rest (RAW_SUFFIXES).
 MAX_RAW_SUFFIXES_CHARS = 1024
+MAX_RAW_PREFIX_BYTES = 256
 
 # The SQS visibility timeout may not exceed 12 hours.
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
@@ -540,6 +541,11 @@ class StackConfig(_Model):
         if set(value) & set("*?${}"):
             raise ValueError(
                 "must not contain '*', '?', '$', '{' or '}' (IAM reads them as wildcards and variables)"
+            )
+        if len(value.encode()) > MAX_RAW_PREFIX_BYTES:
+            raise ValueError(
+                f"is {len(value.encode())} bytes; at most {MAX_RAW_PREFIX_BYTES} (it travels in the processor's "
+                "4 KB environment and in the EventBridge pattern, and an S3 key is at most 1,024 bytes)"
             )
         return value
 
