@@ -53,18 +53,14 @@ class Conversion:
         return f"{self.type}({self.format})" if self.format else self.type
 
 
-# What TRY_CAST reads as a number besides digits: 0x1F (31), 0b101 (5), 1_000, 2E5. Such a
-# value is kept as written, not silently changed (a code "0x1F" is not 31).
-_NOT_DECIMAL = r"[xXbB_]"
+# TRY_CAST reads more than digits as an integer: 0x1F (31), 0b101 (5), 1_000, 2E5, 1.5
+# (rounded to 2). Such a value is kept as written, not silently changed (a code "0x1F" is
+# not 31): only digits, a sign and spaces around them are an integer.
+_INTEGER = r"\s*[+-]?[0-9]+\s*"
 
 
 def _int(v: str) -> str:
-    # TRY_CAST('1.5' AS BIGINT) rounds to 2: a value with a decimal point, or an exponent
-    # (2E5), is not an integer; nor is a hex, binary or underscored spelling.
-    return (
-        f"CASE WHEN NOT (contains({v}, '.') OR contains({v}, 'e') OR contains({v}, 'E') "
-        f"OR regexp_matches({v}, {literal(_NOT_DECIMAL)})) THEN TRY_CAST({v} AS BIGINT) END"
-    )
+    return f"CASE WHEN regexp_full_match({v}, {literal(_INTEGER)}) THEN TRY_CAST({v} AS BIGINT) END"
 
 
 def _float(v: str) -> str:
