@@ -765,3 +765,15 @@ def test_dates_that_read_either_way_are_read_month_first_and_said_so(process):
     ]
     # one day over 12 settles it: no warning
     assert process("us.csv", "d,n\n01/13/2024,1\n02/03/2024,2\n").data["warnings"] == []
+
+
+def test_renamed_columns_are_named_in_the_warnings(process):
+    # the Parquet, the warehouse and queries know them by their new names only
+    result = process("dup.csv", "id,val,Val,,val,_rescued_data\n1,2,3,4,5,6\n")
+    assert list(result.data["schema"]) == ["id", "val", "Val_2", "column_4", "val_3", "_rescued_data_source"]
+    assert result.data["warnings"] == [
+        "columns renamed (a name repeated, case aside, blank or reserved): 'Val' (column 3) -> 'Val_2', "
+        "'' (column 4) -> 'column_4', 'val' (column 5) -> 'val_3', '_rescued_data' (column 6) -> "
+        "'_rescued_data_source'"
+    ]
+    assert process("ok.csv", "id,val\n1,2\n").data["warnings"] == []

@@ -249,6 +249,16 @@ class _Pipeline:
         self.unsampled: list[int] = []  # columns the type sample holds no value of (_infer)
         self.member_names: list[str] = []  # of nested values, a column hint claims (_copy)
         self.notes: list[str] = []  # warnings from _infer
+        written = source.written_columns or source.columns
+        renamed = [
+            f"{old!r} (column {i}) -> {new!r}"
+            for i, (old, new) in enumerate(zip(written, self.names, strict=True), start=1)
+            if old != new
+        ]
+        if renamed:  # the Parquet, the warehouse and queries know them by the new names
+            self.notes.append(
+                "columns renamed (a name repeated, case aside, blank or reserved): " + ", ".join(renamed)
+            )
 
     # ---------------------------------------------------------------- orchestration
     def run(self, out: Path) -> _Result:

@@ -98,6 +98,7 @@ class CsvDialect:
     header: bool
     columns: tuple[str, ...]
     columns_detected: int
+    written_columns: tuple[str, ...] = ()  # the header's names as written (columns: made unique)
     quote: str = '"'
     # lines before the header (or the first record): Excel's "sep=" line, blank lines, a
     # title block
@@ -152,12 +153,14 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     first = records[start]
     header = _is_header(first) or _periods_over_values(first, records[start + 1 :])
     names = _column_names(first, width) if header else tuple(f"column_{i + 1}" for i in range(width))
+    written = _written_names(first, width) if header else names
     swallowed = sum(1 for r in records if r) == 1 and sample.count("\n") > 1 and sample.count('"') % 2 == 1
     return CsvDialect(
         delimiter=delimiter,
         header=header,
         columns=names,
         columns_detected=width,
+        written_columns=written,
         skip=(1 if declared else 0) + start,
         sep_line=declared is not None,
         title=tuple(delimiter.join(record) for record in title),
@@ -256,8 +259,12 @@ def _is_header(first: list[str]) -> bool:
     return not _blank(first) and not _has_value(first)
 
 
+def _written_names(first: list[str], width: int) -> tuple[str, ...]:
+    return tuple(first[i].strip().lstrip("\ufeff") if i < len(first) else "" for i in range(width))
+
+
 def _column_names(first: list[str], width: int) -> tuple[str, ...]:
-    raw = [first[i].strip().lstrip("\ufeff") if i < len(first) else "" for i in range(width)]
+    raw = _written_names(first, width)
     return tuple(unique_names([name or f"column_{i + 1}" for i, name in enumerate(raw)]))
 
 

@@ -56,7 +56,8 @@ class Source(ABC):
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
         self.con = con
         self.path = path
-        self.columns: list[str] = []  # field names as found in the file
+        self.columns: list[str] = []  # field names as found in the file (unique, to read them)
+        self.written_columns: list[str] = []  # as written, where the file's differ (CSV)
         self.warnings: list[str] = []
         self.sampled_records = 0  # records a first look at the file found (CSV only)
 
@@ -103,6 +104,7 @@ class CsvSource(Source):
                 "every line after it would be part of the header"
             )
         self.columns = list(self.csv.columns)
+        self.written_columns = list(self.csv.written_columns)
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
         self.first = (2 if self.csv.header else 1) + self.csv.skip
@@ -322,6 +324,7 @@ class _JsonRecordsSource(Source):
         self.keys = [k for (k,) in keys]
         # an empty key is a valid JSON name, not a column name (CSV's empty header: column_N)
         self.columns = [k or f"column_{i}" for i, (k,) in enumerate(keys, start=1)]
+        self.written_columns = list(self.keys)
         if not self.columns:
             total, blank = first_row(
                 self.con,
