@@ -96,3 +96,15 @@ def test_a_full_disk_while_decompressing_is_not_called_a_corrupt_gzip(tmp_path):
     with pytest.raises(OSError) as raised:
         textfile.prepare(source, tmp_path, "cp1252")
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_records_wrapped_in_an_object_fit_the_memory_a_top_level_array_does(process):
+    # {"meta": ..., "records": [...]}: finding the array of records took a copy of the
+    # document per key; a 22 MB one ran out of a 500 MB limit (66 MB out of 1 GB)
+    records = [{"id": i, "name": f"n{i}", "amount": i * 1.5} for i in range(400_000)]
+    text = json.dumps({"meta": {"count": len(records)}, "records": records})
+    data = process("wrapped.json", text, memory_limit="500MB").data
+    assert (data["row_count"], data["schema"]) == (
+        400_000,
+        {"id": "int", "name": "string", "amount": "float"},
+    )

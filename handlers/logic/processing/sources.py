@@ -461,15 +461,17 @@ class JsonSource(_JsonRecordsSource):
         # the keys whose value is an array of objects (records under "data", "items", ...)
         keys = first_row(self.con, "SELECT json_keys(doc) FROM json_doc")
         names = list(keys[0]) if keys else []
-        holds_records = self.con.execute(
-            "SELECT list_transform(?::VARCHAR[], lambda p: json_type(doc, p) = 'ARRAY' "
-            "AND json_type(json_extract(doc, p), '$[0]') = 'OBJECT') FROM json_doc",
-            [[_json_path(k) for k in names]],
-        ).fetchall()
+        # json_type with a list of paths parses the document once (a lambda per key copied it
+        # per key: a 66 MB document ran out of a gigabyte)
+        paths = [_json_path(k) for k in names]
+        firsts = [f"{p}/0" if p.startswith("/") else f"{p}[0]" for p in paths]
+        types = self.con.execute(
+            "SELECT json_type(doc, ?::VARCHAR[]), json_type(doc, ?::VARCHAR[]) FROM json_doc", [paths, firsts]
+        ).fetchone()
         arrays = [
             k
-            for k, records in zip(names, holds_records[0][0] if holds_records else [], strict=True)
-            if records
+            for k, kind, first in zip(names, *(types or ([], [])), strict=True)
+            if kind == "ARRAY" and first == "OBJECT"
         ]
         if len(arrays) == 1:
             path = literal(_json_path(arrays[0]))
