@@ -711,8 +711,8 @@ def test_a_quote_never_closed_early_fails_the_file_saying_which_lines_it_took(pr
     # file completed with 10 rows and "1 malformed row"
     with pytest.raises(
         UnprocessableFile,
-        match=r"190 of 200 records are malformed; first at line 12: "
-        r"a quoted value opened on this line is never closed: lines 12-201 \(190 lines\)",
+        match=r"190 of 200 records are malformed; first at line 12: a quoted value opened on this "
+        r"line is never closed: it and the 189 lines after it could not be read",
     ):
         process("u.csv", _rows_with(12, '10,"unclosed,10'))
 
@@ -723,7 +723,21 @@ def test_a_quote_never_closed_near_the_end_counts_every_line_it_took(process):
     malformed = result.data["quality_issues"]["malformed_rows"]
     assert malformed["count"] == 6
     assert malformed["rows"][0]["line"] == 196
-    assert "lines 196-201 (6 lines) could not be read" in malformed["rows"][0]["error"]
+    assert "it and the 5 lines after it could not be read" in malformed["rows"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # an odd number of quotes on one line: DuckDB reads on at the next line
+        'id,note\n1,"the 5" pipe"\n' + "".join(f"{i},ok\n" for i in range(2, 12)),
+        # quoted values over several lines before a quote left open on the last line
+        "id,note\n" + "".join(f'{i},"first\nsecond"\n' for i in range(10)) + '10,"never closed\n',
+    ],
+)
+def test_one_broken_quote_that_reads_on_or_ends_the_file_is_one_malformed_line(process, text):
+    result = process("q.csv", text)
+    assert (result.data["row_count"], result.data["quality_issues"]["malformed_rows"]["count"]) == (10, 1)
 
 
 def test_hex_binary_underscored_and_exponent_spellings_are_no_integers(process):
@@ -754,6 +768,13 @@ def test_a_pivot_header_of_years_or_dates_is_a_header(process):
     # data whose first column is text and the rest years stays data
     result = process("years.csv", "north,2022,2023\nsouth,2021,2020\n")
     assert list(result.data["schema"]) == ["column_1", "column_2", "column_3"]
+    # one number from 1900 to 2099, or numbers out of order, in a first row are data
+    for text in (
+        "alice,2000\nbob,1500\ncarol,300\n",
+        "widget,2019,blue\ngadget,350,red\n",
+        "a,2019,2024,2020\nb,5,6,7\n",
+    ):
+        assert next(iter(process("data.csv", text).data["schema"])) == "column_1", text
 
 
 def test_dates_that_read_either_way_are_read_month_first_and_said_so(process):

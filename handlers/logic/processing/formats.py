@@ -242,7 +242,11 @@ def _periods_over_values(first: list[str], below: list[list[str]]) -> bool:
     all periods, and under each the records below hold values that are no periods (data
     whose first column is text and the rest years would have years below too)."""
     periods = [i for i, cell in enumerate(first) if _PERIOD.fullmatch(cell.strip())]
-    if not periods or len(periods) == len(first) or len({first[i].strip() for i in periods}) < len(periods):
+    # several, distinct and in order (2022, 2023, 2024): one number from 1900 to 2099 in a
+    # first row is as likely data
+    heads = [first[i].strip() for i in periods]
+    ordered = (sorted(set(heads)), sorted(set(heads), reverse=True))
+    if len(periods) < 2 or len(periods) == len(first) or heads not in ordered:
         return False
     if any(_has_value([cell]) for i, cell in enumerate(first) if i not in periods):
         return False

@@ -153,23 +153,25 @@ class CsvSource(Source):
         blanks = blank_lines(self.path) if len(self.columns) > 1 else []
         examples = [(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]]
         malformed = len(rows)
-        quoted = [r for r in rows if r[1] == "UNQUOTED VALUE" and r[4] is not None]
         # A quote never closed takes every line after it into one value that DuckDB refuses
-        # at the end of the file: those lines are lost, not one record. (The same error
-        # names a quoted value followed by text, "x"y: the quotes after it then pair up.)
-        unclosed = (
-            int(quoted[-1][0]) if quoted and _open_quote_to_end(self.path, int(quoted[-1][4])) else None
-        )
-        if unclosed is not None:
-            last = _line_count(self.path)
-            lost = max(1, last - unclosed + 1)
+        # at the end of the file: those lines are lost, not one record. The same error names
+        # a quoted value followed by text ("x"y), on one line, after which DuckDB reads on.
+        final = rows[-1] if rows else None
+        if (
+            final is not None
+            and final[1] == "UNQUOTED VALUE"
+            and final[4] is not None
+            and "\n" in (final[3] or "").rstrip("\r\n")
+            and _open_quote_to_end(self.path, int(final[4]))
+        ):
+            lost = _lines_from(self.path, int(final[4]))
             malformed += lost - 1
             examples = [
                 (
                     pos,
-                    f"a quoted value opened on this line is never closed: lines {pos}-{last} "
-                    f"({lost:,} lines) could not be read"
-                    if pos == unclosed
+                    f"a quoted value opened on this line is never closed: it and the {lost - 1:,} "
+                    "lines after it could not be read"
+                    if pos == int(final[0])
                     else error,
                     text,
                 )
@@ -235,14 +237,16 @@ def _open_quote_to_end(path: Path, offset: int) -> bool:
     return quotes % 2 == 0
 
 
-def _line_count(path: Path) -> int:
-    """The number of lines in ``path`` (a last line without a newline counts)."""
+def _lines_from(path: Path, offset: int) -> int:
+    """The lines of ``path`` from the one holding byte ``offset`` to the end (a last line
+    without a newline counts)."""
     count, last = 0, b"\n"
     with path.open("rb") as f:
+        f.seek(offset)
         while chunk := f.read(_CHUNK):
             count += chunk.count(b"\n")
             last = chunk[-1:]
-    return count + (last != b"\n")
+    return max(1, count + (last != b"\n"))
 
 
 def _has_blank_line(path: Path) -> bool:
