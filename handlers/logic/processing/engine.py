@@ -336,8 +336,6 @@ class _Pipeline:
         month_first = [
             (i, c) for i, c in enumerate(inferred) if c is not None and (c.format or "").startswith("%m/%d/")
         ]
-        if not month_first:
-            return
         for i, conversion in month_first:
             assert conversion.format is not None
             day_first = conversion.format.replace("%m/%d/", "%d/%m/", 1)

@@ -239,8 +239,9 @@ _PERIOD = re.compile(r"(19|20)\d\d|\d{4}-\d{2}(-\d{2})?")  # a year, a month or 
 def _periods_over_values(first: list[str], below: list[list[str]]) -> bool:
     """A pivot table's header: names, then years or dates heading columns of figures
     (``region,2022,2023,2024`` over ``north,10,20,30``). The first record's value cells are
-    all periods, and under each the records below hold values that are no periods (data
-    whose first column is text and the rest years would have years below too)."""
+    several distinct periods in order, and under each the records below hold values that
+    are no periods (data whose first column is text and the rest years would have years
+    below too)."""
     periods = [i for i, cell in enumerate(first) if _PERIOD.fullmatch(cell.strip())]
     # several, distinct and in order (2022, 2023, 2024): one number from 1900 to 2099 in a
     # first row is as likely data

@@ -159,8 +159,14 @@ _OFFSET_SPACE = "regexp_replace(trim({v}), ' ([+-]\\d)', '\\1')"
 # RFC 5322's zone names (obsolete there; what `date` still prints in the US) are fixed
 # offsets; ICU reads PST as America/Los_Angeles (PDT in summer: an hour off) and knows no PDT.
 _RFC5322_ZONES = {
-    **{"EST": "-05:00", "EDT": "-04:00", "CST": "-06:00", "CDT": "-05:00"},
-    **{"MST": "-07:00", "MDT": "-06:00", "PST": "-08:00", "PDT": "-07:00"},
+    "EST": "-05:00",
+    "EDT": "-04:00",
+    "CST": "-06:00",
+    "CDT": "-05:00",
+    "MST": "-07:00",
+    "MDT": "-06:00",
+    "PST": "-08:00",
+    "PDT": "-07:00",
 }
 
 

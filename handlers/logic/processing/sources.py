@@ -157,14 +157,15 @@ class CsvSource(Source):
         # at the end of the file: those lines are lost, not one record. The same error names
         # a quoted value followed by text ("x"y), on one line, after which DuckDB reads on.
         final = rows[-1] if rows else None
-        if (
-            final is not None
+        lost = (
+            _unclosed_quote_lines(self.path, int(final[4]))
+            if final is not None
             and final[1] == "UNQUOTED VALUE"
             and final[4] is not None
             and "\n" in (final[3] or "").rstrip("\r\n")
-            and _open_quote_to_end(self.path, int(final[4]))
-        ):
-            lost = _lines_from(self.path, int(final[4]))
+            else None
+        )
+        if final is not None and lost is not None:
             malformed += lost - 1
             examples = [
                 (
@@ -225,28 +226,19 @@ def blank_lines(path: Path) -> list[int]:
     return blanks
 
 
-def _open_quote_to_end(path: Path, offset: int) -> bool:
-    """Whether the quote DuckDB found unterminated (``offset``: its reject's
-    ``byte_position``, just past the opening quote) is still open at the end of the file:
-    an even number of quotes from there on (none closes it; a doubled "" is text)."""
-    quotes = 0
+def _unclosed_quote_lines(path: Path, offset: int) -> int | None:
+    """The lines an unterminated quote took, from the one holding it to the end of the file
+    (a last line without a newline counts), when it is still open there; None when a quote
+    after it closes it. ``offset``: the reject's ``byte_position``, just past the opening
+    quote. Open: an even number of quotes from there on (a doubled "" is text). One read."""
+    quotes, newlines, last = 0, 0, b"\n"
     with path.open("rb") as f:
         f.seek(offset)
         while chunk := f.read(_CHUNK):
             quotes += chunk.count(b'"')
-    return quotes % 2 == 0
-
-
-def _lines_from(path: Path, offset: int) -> int:
-    """The lines of ``path`` from the one holding byte ``offset`` to the end (a last line
-    without a newline counts)."""
-    count, last = 0, b"\n"
-    with path.open("rb") as f:
-        f.seek(offset)
-        while chunk := f.read(_CHUNK):
-            count += chunk.count(b"\n")
+            newlines += chunk.count(b"\n")
             last = chunk[-1:]
-    return max(1, count + (last != b"\n"))
+    return max(1, newlines + (last != b"\n")) if quotes % 2 == 0 else None
 
 
 def _has_blank_line(path: Path) -> bool:
