@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Protocol
 
@@ -72,6 +73,10 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("invalid stack configuration:\n  " + "\n  ".join(problems))
+
+
+# Secrets Manager holds 65,536 bytes; the rest of the connection secret needs far less than this
+MAX_SSLROOTCERT_BYTES = 60_000
 
 
 class FieldProblem(ValueError):
@@ -267,7 +272,8 @@ class ExternalDatabase(_Model):
     port: int = Field(5432, ge=1, le=65_535)
     dbname: str = Field("headrace", min_length=1)
     username: str = Field("headrace", min_length=1)
-    # libpq's sslmode for the loader's connection; null: require on AWS, prefer elsewhere
+    # libpq's sslmode for the loader's connection; null: verify-full with warehouse.sslrootcert,
+    # else require on AWS, prefer elsewhere
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
 
 
@@ -306,12 +312,36 @@ class Warehouse(_Model):
     rds: RdsSettings = RdsSettings()
     external: ExternalDatabase | None = None
     network: Network = Network()
+    # PEM text of the certificate authorities that sign the database's certificate (the RDS
+    # region bundle, your own CA): written into the secret so that the loader verifies it
+    sslrootcert: str | None = None
 
     @field_validator("db_schema")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
         if value.startswith("pg_"):
             raise ValueError("names starting with pg_ are PostgreSQL's own")
+        return value
+
+    @field_validator("sslrootcert")
+    @classmethod
+    def _certificates(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError(
+                "must be the PEM text of one or more certificates (-----BEGIN CERTIFICATE----- ...), "
+                'not a path: pulumi config set --path warehouse.sslrootcert -- "$(cat bundle.pem)"'
+            )
+        try:
+            ssl.create_default_context(cadata=value)
+        except ssl.SSLError as exc:
+            raise ValueError(f"a certificate in it cannot be read: {exc.reason or exc}") from None
+        if len(value.encode()) > MAX_SSLROOTCERT_BYTES:
+            raise ValueError(
+                f"is {len(value.encode()):,} bytes; the connection secret holds at most 64 KiB, so at most "
+                f"{MAX_SSLROOTCERT_BYTES:,} here: use your region's bundle, not the global one"
+            )
         return value
 
 
@@ -599,6 +629,8 @@ class StackConfig(_Model):
         external = self.warehouse.external
         if external is not None and external.sslmode is not None:
             return external.sslmode
+        if self.warehouse.sslrootcert is not None:
+            return "verify-full"
         return "require" if self.target == "aws" else "prefer"
 
     @property
@@ -674,6 +706,19 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 "warehouse.external.sslmode",
                 "must be require, verify-ca or verify-full on AWS: the loader's connection, password "
                 "included, would otherwise fall back to plain text",
+            )
+        )
+    if (
+        config.warehouse.mode == "external"
+        and external is not None
+        and external.sslmode in ("verify-ca", "verify-full")
+        and config.warehouse.sslrootcert is None
+    ):
+        problems.append(
+            (
+                "warehouse.external.sslmode",
+                f"{external.sslmode} needs warehouse.sslrootcert, the certificate authorities to verify "
+                "the server with: the functions have none, so every load would fail",
             )
         )
     if config.is_prod and config.faults.crash_rate > 0:

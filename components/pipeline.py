@@ -544,9 +544,10 @@ class Pipeline(pulumi.ComponentResource):
                     dbname=external.dbname,
                     username=external.username,
                     password=args.db_password,
-                    sslmode=config.warehouse_sslmode,
                 ),
                 secret_recovery_window_days=recovery_days,
+                sslmode=config.warehouse_sslmode,
+                sslrootcert=warehouse.sslrootcert,
             )
         rds = warehouse.rds
         return WarehouseArgs(
@@ -567,6 +568,8 @@ class Pipeline(pulumi.ComponentResource):
                 final_snapshot=config.is_prod,
             ),
             secret_recovery_window_days=recovery_days,
+            sslmode=config.warehouse_sslmode,
+            sslrootcert=warehouse.sslrootcert,
         )
 
 

@@ -261,7 +261,6 @@ class ExternalDatabaseArgs:
     dbname: str
     username: str
     password: pulumi.Input[str]  # a Pulumi secret
-    sslmode: str = "prefer"  # libpq's, written into the secret for the loader
 
 
 @dataclass(frozen=True)
@@ -270,6 +269,10 @@ class WarehouseArgs:
     rds: RdsArgs | None = None
     external: ExternalDatabaseArgs | None = None
     secret_recovery_window_days: int = 7
+    # libpq's, written into the secret for the loader: how it checks the server's certificate,
+    # and the PEM text of the authorities it checks it against
+    sslmode: str = "prefer"
+    sslrootcert: str | None = None
     dbname: str = "headrace"
     username: str = "headrace"
 
@@ -309,7 +312,7 @@ class Warehouse(pulumi.ComponentResource):
                     "dbname": ext.dbname,
                     "username": ext.username,
                     "password": pulumi.Output.secret(ext.password),
-                    "sslmode": ext.sslmode,
+                    **self._tls(args),
                 }
             )
         self.secret_version = aws.secretsmanager.SecretVersion(
@@ -397,5 +400,13 @@ class Warehouse(pulumi.ComponentResource):
                 "dbname": args.dbname,
                 "username": args.username,
                 "password": self.password.result,
+                **self._tls(args),
             }
         )
+
+    @staticmethod
+    def _tls(args: WarehouseArgs) -> dict[str, str]:
+        tls = {"sslmode": args.sslmode}
+        if args.sslrootcert is not None:
+            tls["sslrootcert"] = args.sslrootcert
+        return tls

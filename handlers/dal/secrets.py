@@ -1,7 +1,8 @@
 """Database credentials from Secrets Manager, through Powertools' parameters utility.
 
 The secret (``DB_SECRET_ARN``) is JSON: ``{"host", "port", "dbname", "username",
-"password"}`` (docs/contracts.md), optionally ``sslmode``. It is cached for an hour in the
+"password"}`` (docs/contracts.md), optionally ``sslmode`` and ``sslrootcert`` (the PEM text
+of the certificate authorities that verify the server). It is cached for an hour in the
 execution environment; a rejected password forces a fresh read (rotation).
 """
 
@@ -28,6 +29,7 @@ class Credentials:
     username: str
     password: str
     sslmode: str = "prefer"
+    sslrootcert: str | None = None  # PEM text, not a path: the secret carries it
 
     def __repr__(self) -> str:  # never log the password
         return f"Credentials(host={self.host!r}, port={self.port}, dbname={self.dbname!r}, username={self.username!r})"
@@ -50,6 +52,7 @@ class Credentials:
             username=str(value["username"]),
             password=str(value["password"]),
             sslmode=str(value.get("sslmode") or "prefer"),
+            sslrootcert=str(value["sslrootcert"]) if value.get("sslrootcert") else None,
         )
 
 

@@ -27,10 +27,14 @@ arriving later (a retry) is skipped as superseded. Loads of one dataset are seri
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import tempfile
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -218,6 +222,7 @@ class Connections:
             user=c.username,
             password=c.password,
             sslmode=c.sslmode,
+            sslrootcert=_root_certificate_file(c.sslrootcert) if c.sslrootcert else None,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name=self._application_name,
             keepalives=1,
@@ -233,6 +238,19 @@ class Connections:
             with contextlib.suppress(Exception):
                 self._conn.close()
         self._conn = None
+
+
+def _root_certificate_file(pem: str) -> str:
+    """libpq reads its certificate authorities from a file: the secret's PEM text written to
+    the temporary directory once per execution environment, named by its content so that a
+    rotated bundle gets a file of its own."""
+    data = pem.encode()
+    path = Path(tempfile.gettempdir()) / f"headrace-sslrootcert-{hashlib.sha256(data).hexdigest()[:16]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(path)  # atomic: a concurrent reader never sees half a file
+    return str(path)
 
 
 class Warehouse:

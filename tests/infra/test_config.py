@@ -20,6 +20,7 @@ from components.config import (
     parse_config,
 )
 from handlers.models.ingest import IngestApiSettings
+from tests.tls import authority
 
 from .conftest import ROOT, engine_config, stack_file_config
 
@@ -260,6 +261,33 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             },
             "headrace:warehouse.external.sslmode: must be require, verify-ca or verify-full on AWS",
         ),
+        (
+            {
+                **BASE,
+                "warehouse": {
+                    "mode": "external",
+                    "external": {"host": "db.example.com", "sslmode": "verify-full"},
+                },
+            },
+            "headrace:warehouse.external.sslmode: verify-full needs warehouse.sslrootcert",
+        ),
+        (
+            {**BASE, "warehouse": {"sslrootcert": "/etc/ssl/certs/rds.pem"}},
+            "headrace:warehouse.sslrootcert: must be the PEM text of one or more certificates",
+        ),
+        (
+            {
+                **BASE,
+                "warehouse": {
+                    "sslrootcert": "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----"
+                },
+            },
+            "headrace:warehouse.sslrootcert: a certificate in it cannot be read",
+        ),
+        (
+            {**BASE, "warehouse": {"sslrootcert": authority("CA").pem * 130}},
+            "headrace:warehouse.sslrootcert: is 6",
+        ),
         ({**BASE, "warehouse": {"schema": "pg_data"}}, "headrace:warehouse.schema: names starting with pg_"),
         ({**BASE, "warehouse": {"schema": "s" * 64}}, "headrace:warehouse.schema: does not match"),
         ({**BASE, "raw_prefix": "in?coming/"}, "headrace:raw_prefix: must not contain '*', '?'"),
@@ -374,6 +402,14 @@ def test_unknown_top_level_key_in_the_stack_is_an_error() -> None:
         {"reporting": {"schedule": "cron(0 6 L,LW,15W * ? *)"}},
         {"retention": {"log_days": 3653}},
         {"warehouse": {"rds": {"allocated_gb": 100, "max_allocated_gb": 110}}},
+        {"warehouse": {"sslrootcert": authority("CA").pem + authority("another CA").pem}},
+        {
+            "warehouse": {
+                "mode": "external",
+                "external": {"host": "db.example.com", "sslmode": "verify-ca"},
+                "sslrootcert": authority("CA").pem,
+            }
+        },
     ],
 )
 def test_values_aws_accepts_are_accepted(values: dict[str, Any]) -> None:

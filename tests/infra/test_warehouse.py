@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.tls import authority
+
 from .conftest import DB_PASSWORD, Deployment, deploy
 from .mocks import is_secret
 
@@ -70,6 +74,7 @@ def test_rds_password_lives_only_in_secrets_manager(dev: Deployment) -> None:
         "dbname": "headrace",
         "username": "headrace",
         "password": value,
+        "sslmode": "require",  # RDS enforces TLS; never a fall-back to plain text
     }
     assert version.inputs["secretId"] == dev.named("headrace-dev-warehouse-db-secret").id
     # and no other resource input carries it (no environment variable, no output)
@@ -98,6 +103,20 @@ def test_external_database_password_comes_from_secret_config(local: Deployment) 
     assert [r.type for r in holders] == ["aws:secretsmanager/secretVersion:SecretVersion"]
     # and the secret is deleted at once when the local stack is destroyed
     assert local.of_type("aws:secretsmanager/secret:Secret")[0].inputs["recoveryWindowInDays"] == 0
+
+
+@pytest.mark.parametrize("mode", ["rds", "external"])
+def test_the_secret_carries_the_authorities_that_verify_the_database(tiny_archive: Path, mode: str) -> None:
+    # Given the certificate authorities of the database in warehouse.sslrootcert
+    pem = authority("database CA").pem
+    external = {"external": {"host": "db.example.com"}} if mode == "external" else {}
+    stack = deploy(
+        "dev", tiny_archive, {"headrace:warehouse": {"mode": mode, "sslrootcert": pem, **external}}
+    )
+    # Then the connection secret holds them, and verify-full is the default
+    (version,) = stack.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    secret = json.loads(version.input("secretString"))
+    assert (secret["sslmode"], secret["sslrootcert"]) == ("verify-full", pem)
 
 
 def test_external_mode_without_password_fails_naming_the_key(tiny_archive: Path) -> None:

@@ -43,13 +43,18 @@ class Loader:
     """The loader Lambda against ``server``, fed like the load queue feeds it."""
 
     def __init__(
-        self, pipeline: Any, server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+        self,
+        pipeline: Any,
+        server: EmbeddedPostgres,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Any,
+        secret_fields: dict[str, Any] | None = None,
     ):
         self.pipeline = pipeline
         self.server = server
         self.schema = f"wh_{uuid.uuid4().hex[:10]}"
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name=f"db-{self.schema}", SecretString=json.dumps(server.secret())
+            Name=f"db-{self.schema}", SecretString=json.dumps({**server.secret(), **(secret_fields or {})})
         )
         self.env = {
             "DB_SECRET_ARN": secret["ARN"],
