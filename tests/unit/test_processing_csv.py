@@ -726,6 +726,39 @@ def test_a_quote_never_closed_near_the_end_counts_every_line_it_took(process):
     assert "it and the 5 lines after it could not be read" in malformed["rows"][0]["error"]
 
 
+def _rows_with_quotes(opened: int, closed: int, closing: str) -> str:
+    lines = _rows_with(opened, f'{opened - 2},"opened,{opened - 2}').split("\n")
+    lines[closed - 1] = f"{closed - 2},n{closed - 2}{closing}"
+    return "\n".join(lines)
+
+
+def test_a_quote_closed_far_below_by_a_stray_one_counts_the_lines_between(process):
+    # line 150's stray quote, followed by text, closed line 12's: DuckDB refused one record
+    # of 139 lines, and the file completed with "1 malformed row"
+    with pytest.raises(
+        UnprocessableFile,
+        match=r"139 of 200 records are malformed; first at line 12: a quoted value opened on this "
+        r"line closes 138 lines below, followed by more text: it and those lines could not be read",
+    ):
+        process("s.csv", _rows_with_quotes(12, 150, '" stray,148'))
+    result = process("s.csv", _rows_with_quotes(180, 185, '" stray,183'))
+    assert result.data["row_count"] == 194
+    assert result.data["quality_issues"]["malformed_rows"]["count"] == 6
+
+
+def test_a_quote_closed_far_below_before_a_delimiter_is_named_in_a_warning(process):
+    # closed cleanly by a stray quote, the lines between are read, silently, as one value
+    result = process("s.csv", _rows_with_quotes(12, 150, '",148'))
+    assert result.data["row_count"] == 62
+    assert (
+        "the quoted value in column 'name' of line 12 spans 139 lines: if a quote there is missing "
+        "or stray, those lines are records read as one value"
+    ) in result.data["warnings"]
+    # values that span a few lines each, however many, are no such warning
+    result = process("m.csv", "id,text\n" + "".join(f'{i},"a\nb\nc"\n' for i in range(300)))
+    assert result.data["row_count"] == 300 and result.data["warnings"] == []
+
+
 @pytest.mark.parametrize(
     "text",
     [

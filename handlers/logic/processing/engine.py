@@ -59,6 +59,8 @@ from .summary import (
 )
 
 RESCUED = "_rescued_data"
+# A quoted CSV value spanning this many lines is named in a warning (a quote left open)
+LONG_VALUE_LINES = 100
 # One query computes a file's statistics, up to _ONE_QUERY_COLUMNS exact distinct counts
 # (the fastest: alternated runs, 20 columns took 26-29 ms one way, 29-35 ms split). A wider
 # file's are split over several scans of the Parquet, because one query's aggregates can
@@ -269,6 +271,8 @@ class _Pipeline:
         rejects = self.source.rejects(self.options.max_examples)
         self._check_malformed(rows, rejects)
         lineage = Lineage(unit=self.source.unit, first=self.source.first, skipped=rejects.positions)
+        if rejects.lines - rows - len(rejects.positions) - (self.source.first - 1) >= LONG_VALUE_LINES:
+            warnings += self._long_quoted_values(out, conversions, lineage)
         stats = self._aggregate(out, conversions, rows)
         widened = self._widen(out, conversions, stats, rows)
         if widened != conversions:
@@ -473,6 +477,34 @@ class _Pipeline:
         )
         row = first_row(self.con, query)  # a refusal by the reader: see process_file
         return int(row[0]) if row else 0
+
+    def _long_quoted_values(
+        self, out: Path, conversions: Sequence[Conversion], lineage: Lineage
+    ) -> list[str]:
+        """The value spanning the most lines, when it spans ``LONG_VALUE_LINES`` or more: a
+        quote left open and closed by a stray one far below reads every line between them
+        into one value, which nothing else would reveal. Run only when the file's lines
+        outnumber its records by that much."""
+        texts = [n for n, c in zip(self.names, conversions, strict=True) if c.type == "string"]
+        if not texts:
+            return []
+        spans = [f"length({ident(n)}) - length(replace({ident(n)}, chr(10), '')) + 1" for n in texts]
+        row = first_row(
+            self.con,
+            f"SELECT {', '.join(f'max({s}), arg_max(file_row_number, {s})' for s in spans)} "
+            f"FROM read_parquet({literal(str(out))}, file_row_number=true)",
+        )
+        assert row is not None
+        lines, row_index, name = max(
+            ((row[2 * i] or 0, row[2 * i + 1], n) for i, n in enumerate(texts)), key=lambda t: t[0]
+        )
+        if lines < LONG_VALUE_LINES:
+            return []
+        return [
+            f"the quoted value in column {name!r} of {lineage.unit} {lineage.position(int(row_index))} "
+            f"spans {lines:,} lines: if a quote there is missing or stray, those lines are records "
+            "read as one value"
+        ]
 
     def _check_malformed(self, rows: int, rejects: Rejects) -> None:
         if rows == 0 and not rejects.positions and self.source.sampled_records:

@@ -44,6 +44,8 @@ class Rejects:
     positions: list[int] = field(default_factory=list)
     malformed: int = 0  # how many are malformed (the rest are blank, or continue a log record)
     examples: list[tuple[int, str, str]] = field(default_factory=list)  # (position, error, text)
+    # the file's lines, where a record may span several (CSV: quoted values); 0 elsewhere
+    lines: int = 0
 
 
 class Source(ABC):
@@ -149,39 +151,41 @@ class CsvSource(Source):
             "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line), "
             f"min(byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
+        lines, has_blank = _count_lines(self.path)
         # With one column, DuckDB reads a blank line as a row with an empty (missing) value.
-        blanks = blank_lines(self.path) if len(self.columns) > 1 else []
-        examples = [(int(r[0]), _csv_error(r[1], r[2]), r[3] or "") for r in rows[:max_examples]]
+        blanks = blank_lines(self.path) if has_blank and len(self.columns) > 1 else []
+        # A quote opened and never closed takes every line after it into one value, which
+        # DuckDB refuses at the end of the file; closed far below by a stray quote followed
+        # by text, it takes the lines between. Either way those lines are lost, not one
+        # record. The same error names a quoted value followed by text ("x"y) on one line,
+        # after which DuckDB reads on.
         malformed = len(rows)
-        # A quote never closed takes every line after it into one value that DuckDB refuses
-        # at the end of the file: those lines are lost, not one record. The same error names
-        # a quoted value followed by text ("x"y), on one line, after which DuckDB reads on.
-        final = rows[-1] if rows else None
-        lost = (
-            _unclosed_quote_lines(self.path, int(final[4]))
-            if final is not None
-            and final[1] == "UNQUOTED VALUE"
-            and final[4] is not None
-            and "\n" in (final[3] or "").rstrip("\r\n")
-            else None
-        )
-        if final is not None and lost is not None:
-            malformed += lost - 1
-            examples = [
-                (
-                    pos,
+        spans: dict[int, str] = {}  # line -> what its record's quote took
+        for i, (line, kind, _, text, offset) in enumerate(rows):
+            if kind != "UNQUOTED VALUE" or "\n" not in (text or "").rstrip("\r\n"):
+                continue
+            lost = _unclosed_quote_lines(self.path, int(offset)) if i == len(rows) - 1 and offset else None
+            if lost is not None:
+                spans[int(line)] = (
                     f"a quoted value opened on this line is never closed: it and the {lost - 1:,} "
                     "lines after it could not be read"
-                    if pos == int(final[0])
-                    else error,
-                    text,
                 )
-                for pos, error, text in examples
-            ]
+            else:
+                lost = text.rstrip("\r\n").count("\n") + 1
+                spans[int(line)] = (
+                    f"a quoted value opened on this line closes {lost - 1:,} lines below, followed by "
+                    "more text: it and those lines could not be read"
+                )
+            malformed += lost - 1
+        examples = [
+            (int(r[0]), spans.get(int(r[0])) or _csv_error(r[1], r[2]), r[3] or "")
+            for r in rows[:max_examples]
+        ]
         return Rejects(
             positions=sorted({int(r[0]) for r in rows} | {n for n in blanks if n >= self.first}),
             malformed=malformed,
             examples=examples,
+            lines=lines,
         )
 
 
@@ -204,9 +208,8 @@ _CHUNK = 1 << 20
 def blank_lines(path: Path) -> list[int]:
     """Numbers of the empty lines DuckDB's CSV reader skips, in its numbering: a line ends
     at a newline outside quotes (a quoted value spanning lines counts once). Streams in
-    chunks; a file with no empty line at all — nearly every file — costs one byte search."""
-    if not _has_blank_line(path):
-        return []
+    chunks; ``_count_lines`` tells first whether there is an empty line at all (nearly
+    every file has none)."""
     blanks: list[int] = []
     line, quoted, content = 1, False, False
     with path.open("rb") as f:
@@ -241,14 +244,15 @@ def _unclosed_quote_lines(path: Path, offset: int) -> int | None:
     return max(1, newlines + (last != b"\n")) if quotes % 2 == 0 else None
 
 
-def _has_blank_line(path: Path) -> bool:
-    tail = b""
+def _count_lines(path: Path) -> tuple[int, bool]:
+    """The file's lines (a last one without a newline counts) and whether one is empty."""
+    tail, lines, blank = b"", 0, False
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
-            if _BLANK.search(tail + chunk):
-                return True
+            lines += chunk.count(b"\n")
+            blank = blank or bool(_BLANK.search(tail + chunk))
             tail = chunk[-2:]
-    return False
+    return lines + (tail[-1:] not in (b"", b"\n")), blank
 
 
 SAMPLE_ROWS_BYTES = 30_000  # lines' worth of bytes to copy for the type sample (20,000 rows + margin)
