@@ -348,8 +348,16 @@ def test_text_files_of_log_lines_with_commas_are_logs_not_csv(process, name, tex
         (
             "2024-01-15 10:00:00.123 UTC [42] FATAL:  role does not exist",
             "FATAL",
-            "UTC [42] FATAL:  role does not exist",
+            "[42] FATAL:  role does not exist",
         ),
+        # Celery's level/process, zerolog's console names, zap's development panic
+        (
+            "[2024-01-15 10:00:00,123: ERROR/MainProcess] Task failed",
+            "ERROR",
+            "ERROR/MainProcess] Task failed",
+        ),
+        ("2024-01-15T10:00:00Z WRN disk almost full", "WARN", "disk almost full"),
+        ("2024-01-15T10:00:00Z DPANIC invariant broken", "DPANIC", "invariant broken"),
         ("2024-01-15T10:00:00.123Z\tc0ffee\tERROR\tInvoke Error", "ERROR", "c0ffee\tERROR\tInvoke Error"),
         ("2024/01/15 10:00:00 [error] 123#0: *1 connect() failed", "ERROR", "123#0: *1 connect() failed"),
         ("2024-01-15T10:00:00Z Error: connection refused", "ERROR", "connection refused"),
@@ -534,6 +542,95 @@ def test_a_stack_trace_is_part_of_the_log_record_it_follows(process):
     # the continuation lines (and the blank one) map no row: the third row is line 7
     assert result.data["lineage"] == {"unit": "line", "first": 1, "skipped": [3, 4, 5, 6]}
     assert (result.data["log_stats"]["line_count"], result.data["log_stats"]["error_count"]) == (3, 1)
+
+
+def test_lines_of_other_formats_and_times_start_records_in_a_timestamped_log(process):
+    # klog, Ruby's Logger and Apache's error log between a zap logger's lines (a Kubernetes
+    # operator's output), and lines that start with a time in other spellings, were taken
+    # for continuation lines: their levels lost, the error count too low
+    text = (
+        "2025-01-01T12:00:00.000Z\tINFO\tsetup\tstarting manager\n"
+        "E0101 12:00:01.000000       1 reflector.go:138] failed to watch *v1.Pod\n"
+        "W0101 12:00:02.000000       1 warnings.go:70] v1 ComponentStatus is deprecated\n"
+        "E, [2025-01-01T12:00:04.000000 #1234] ERROR -- app: ruby error\n"
+        "[Wed Jan 01 12:00:05.000000 2025] [core:error] [pid 12] apache error\n"
+        "1735732806 ERROR epoch seconds\n"
+        "12:00:07.123 ERROR a time alone\n"
+        "01/01/2025 12:00:08 ERROR month first\n"
+        "Jan 01 2025 12:00:09 ERROR month name\n"
+        "  at a continuation line\n"
+    )
+    result = process("k8s.log", text + "2025-01-01T12:00:10Z DPANIC invariant broken\n")
+    stats = result.data["log_stats"]
+    assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (10, 8, 1)
+    assert result.data["lineage"]["skipped"] == [10]
+
+
+def test_a_banner_or_the_end_of_a_trace_before_timestamped_lines_still_joins_traces(process):
+    trace = (
+        "2025-01-01 12:00:01,000 - app - ERROR - failed\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "ValueError: bad value\n"
+        "2025-01-01 12:00:02,000 - app - INFO - ok\n"
+    )
+    for head in ("=== myservice v1.2.3 starting ===\n", '  File "y.py", line 9, in run\nKeyError: k\n'):
+        result = process("app.log", head + trace)
+        assert result.data["log_stats"]["line_count"] == 3, head  # the head is one record
+        assert result.rows("level")[-2:] == [("ERROR",), ("INFO",)]
+    # a text with a timestamp at the start of a line here and there joins nothing
+    text = "".join(f"note {i}\n" for i in range(8)) + "2025-01-01 12:00:00 INFO x\nnote 9\n"
+    assert process("notes.log", text).data["log_stats"]["line_count"] == 10
+
+
+def test_syslog_lines_without_a_priority_take_the_level_from_their_message(process):
+    text = (
+        "Jan  1 00:00:03 host1 app[1]: ERROR db down\n"
+        "Jan  1 00:00:07 host1 app[1]: 2025-01-01 00:00:07,000 - mod - WARNING - python via syslog\n"
+        "Jan  1 00:00:08 host1 app[1]: all good, no ERROR-PRONE code\n"
+        "<14>Jan  1 00:00:09 host1 app[1]: ERROR the priority wins\n"
+    )
+    assert process("syslog", text).rows("level") == [("ERROR",), ("WARN",), (None,), ("INFO",)]
+
+
+def test_a_zone_name_after_a_text_logs_time_is_its_zone(process):
+    text = (
+        "2025-01-01 12:00:00 PST INFO pst\n"
+        "2025-01-01 12:00:00 CET INFO cet\n"
+        "2025-01-01 12:00:00 Europe/Berlin INFO berlin\n"
+        "2025-01-01 12:00:00 INFO naive\n"
+    )
+    result = process("z.log", text)
+    assert result.rows("timestamp, message") == [
+        (dt.datetime(2025, 1, 1, 20, 0), "pst"),
+        (dt.datetime(2025, 1, 1, 11, 0), "cet"),
+        (dt.datetime(2025, 1, 1, 11, 0), "berlin"),
+        (dt.datetime(2025, 1, 1, 12, 0), "naive"),
+    ]
+
+
+def test_one_wide_record_keeps_the_table_at_its_width(process):
+    # the first record's 300 pairs all became columns (the cap counted the fields seen
+    # before it); 3,000 failed the file
+    pairs = " ".join(f"k{i}=v{i}" for i in range(3000))
+    result = process("wide.log", f"2025-01-01T00:00:00Z INFO {pairs}\n2025-01-01T00:00:01Z INFO k1=x\n")
+    assert result.data["column_count"] == logs.MAX_FIELDS + 1  # and _extra
+    (extra,) = result.rows("_extra")[0]
+    assert json.loads(extra)["k2999"] == "v2999"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Python logging's default format: a comma before the milliseconds, then text
+        "".join(f"2025-01-01 12:00:0{i},855 is when event {i} was logged.\n" for i in range(5)),
+        # a log that starts with the end of a traceback
+        '  File "a.py", line 3, in f\n    g()\nValueError: x\n'
+        + "".join(f"2025-01-01 12:00:0{i},000 - app - INFO - step {i}\n" for i in range(3)),
+    ],
+)
+def test_python_logs_named_txt_are_logs(process, text):
+    assert process("app.txt", text).data["format"] == "log"
 
 
 def test_a_json_line_in_a_timestamped_log_is_a_record_of_its_own(process):

@@ -85,6 +85,7 @@ _ERROR_LEVELS = (
     "EMERGENCY",
     "EMERG",
     "PANIC",
+    "DPANIC",  # zap's: a panic in development, an error in production
 )
 _WARN_LEVELS = ("WARN", "WARNING")
 _LOG_FIELDS = {

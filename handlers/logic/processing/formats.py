@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 from ..layout import without_rotation
 from .errors import UnprocessableFile
-from .logs import looks_like_log_line
+from .logs import looks_like_log
 from .summary import FileFormat
 
 _EXTENSIONS: dict[str, FileFormat] = {
@@ -72,7 +72,7 @@ def detect_format(file_name: str, head: str) -> FileFormat:
     if stripped.startswith("{"):
         return "ndjson" if _looks_like_ndjson(head) else "json"
     lines = [line for line in head.splitlines() if line.strip()][:20]
-    if lines and 2 * sum(looks_like_log_line(line) for line in lines) > len(lines):
+    if looks_like_log(lines):
         return "log"
     dialect = sniff_dialect(head, file_name)
     return "csv" if dialect.columns_detected > 1 else "log"

@@ -1,9 +1,9 @@
 """Plain-text logs -> records.
 
-Each non-blank line starts one record, except in a file whose first line starts with an
-ISO timestamp: there a line that starts no record of its own (no timestamp, no upper-case
-level, not a JSON object, an access-log or a syslog line: a stack trace, a multi-line
-message) continues the record above it, up to ``MAX_ENTRY_LINES`` lines and
+Each non-blank line starts one record, except in a file whose records start with an ISO
+timestamp (``_joins_lines``): there a line that starts no record of its own (no time, no
+upper-case level, not a JSON object nor a line of the formats below: a stack trace, a
+multi-line message) continues the record above it, up to ``MAX_ENTRY_LINES`` lines and
 ``MAX_ENTRY_CHARS`` characters per record. Recognised shapes of a record's first line,
 tried in order:
 
@@ -30,6 +30,7 @@ with a unit (``duration=0.5s``, ``took=120ms``, nginx's ``rt=0.012`` in seconds)
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -73,7 +74,19 @@ MAX_FIELDS = 256
 MAX_ENTRY_LINES = 1000
 MAX_ENTRY_CHARS = 256 * 1024  # a record is one JSON line, read by DuckDB (sources._LINES)
 
-_LEVEL_NAMES = {"WARNING": "WARN", "ERR": "ERROR", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
+_LEVEL_NAMES = {
+    "WARNING": "WARN",
+    "ERR": "ERROR",
+    "CRIT": "CRITICAL",
+    "EMERG": "EMERGENCY",
+    # zerolog's console writer
+    "TRC": "TRACE",
+    "DBG": "DEBUG",
+    "INF": "INFO",
+    "WRN": "WARN",
+    "FTL": "FATAL",
+    "PNC": "PANIC",
+}
 
 
 def _level_name(level: str) -> str:
@@ -84,17 +97,22 @@ def _level_name(level: str) -> str:
 
 _LEVELS = (
     "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|ALERT|EMERG|EMERGENCY|PANIC"
+    "|DPANIC|TRC|DBG|INF|WRN|FTL|PNC"  # zap's development panic; zerolog's console names
 )
 # "2024-01-15 10:00:00,123", "2024-01-15T10:00:00.5Z", "2024/01/15 10:00:00" (nginx's error
-# log, Go's log package), then an offset written after a space (gunicorn: "[... +0200]")
+# log, Go's log package), then an offset written after a space (gunicorn: "[... +0200]") or
+# a zone name the timestamp conversion reads as CSV values' are read: UTC, RFC 5322's US
+# names, CET/EET/WET, an Area/City (not "BST" or "IST": ICU reads them as Bangladesh's and
+# India's, where a log means British Summer or Irish Standard Time as often)
 _PREFIX = re.compile(
     r"^\s*\[?(?P<timestamp>\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
-    r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s]))?\]?(?P<rest>.*)$"
+    r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s])"
+    r"| (?P<zone>UTC|GMT|UT|[ECMP][SD]T|[CEW]ET|[A-Z][a-z]+(?:/[A-Za-z_+-]+)+)(?=[\]\s]|$))?\]?(?P<rest>.*)$"
 )
 # A level: upper case ("ERROR"), or any case in brackets ("[error]") or before a colon
 # ("Error: ..."); a plain "error" is a word of the message ("error rate computed: 0%").
 _BRACKETED = rf"\[(?P<bracketed>(?i:{_LEVELS}))\]"
-_UPPER = rf"(?P<upper>{_LEVELS})(?=[\s:|\]]|$)"  # not "ERROR-PRONE"
+_UPPER = rf"(?P<upper>{_LEVELS})(?=[\s:|\]/]|$)"  # not "ERROR-PRONE"; Celery's "ERROR/MainProcess"
 _LEVEL_FIRST = re.compile(rf"\s*(?:{_BRACKETED}|(?P<coloned>(?i:{_LEVELS})):|{_UPPER})[\s:|-]*")
 # ... or a few tokens later, after a logger or thread name: Python's "- app.db - ERROR -",
 # Logback's "[main] ERROR", loguru's "| ERROR |" (there "no error: all good" is no level)
@@ -102,6 +120,14 @@ _LEVEL_LATER = re.compile(rf"(?<=[\s\[|])(?:{_BRACKETED}|{_UPPER})")
 _LEVEL_WITHIN = 80  # characters after the timestamp where a level is looked for
 _LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
 _TIMESTAMP_START = re.compile(r"^\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}")
+# A line that begins with a time in any common spelling starts a record (no line of a
+# stack trace does): a date with or without a time, basic ISO, a time alone, epoch seconds
+# or milliseconds, 01/15/2024, Tomcat's 15-Jan-2024, "Jan 15 2024 10:00" and "Jan 15 10:00"
+_TIME_START = re.compile(
+    r"^\[?(?:\d{4}[-/]\d{2}[-/]\d{2}(?![\d/-])|\d{8}T\d{4}|\d{2}:\d{2}:\d{2}(?!\d)"
+    r"|\d{10}(?:\d{3})?(?:\.\d+)?(?=[\s\]])|\d{1,2}/\d{1,2}/\d{2,4}[\sT]|\d{2}-[A-Z][a-z]{2}-\d{4}\s"
+    r"|[A-Z][a-z]{2} [ \d]\d (?:\d{4} )?\d{2}:\d{2})"
+)
 _QUOTED = r'(?:[^"\\]|\\.)*'  # a quoted field's text, with \" escapes (nginx writes them)
 _ACCESS = re.compile(
     r"^(?P<client_ip>\S+) \S+ (?P<user_id>\S+) \[(?P<timestamp>[^\]]+)\] "
@@ -201,14 +227,21 @@ def _other_format(line: str, now: datetime | None) -> dict[str, Any] | None:
     return record
 
 
+def looks_like_log(lines: list[str]) -> bool:
+    """Whether most of ``lines`` (non-blank, from the head of a file) that start a record
+    are log lines; those of a traceback, which continue one, have no say."""
+    firsts = [line for line in lines if not _CONTINUATION.match(line)]
+    return 2 * sum(map(looks_like_log_line, firsts)) > len(firsts) > 0
+
+
 def looks_like_log_line(line: str) -> bool:
-    """An access-log or syslog line, or one that starts with a timestamp and names a level
-    (Python's "2024-01-15 10:00:00,123 - app - INFO - ..."): commas in such lines are no
-    reason to read a text file as CSV."""
+    """An access-log or syslog line, one that starts with a timestamp and names a level
+    (Python's "2024-01-15 10:00:00,123 - app - INFO - ..."), or with Python logging's
+    time and text: commas in such lines are no reason to read a text file as CSV."""
     text = _ANSI.sub("", line).strip()
     if any(rx.match(text) for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY)):
         return True
-    return bool(_TIMESTAMP_START.match(text) and _LEVEL_WORD.search(text))
+    return bool(_ASCTIME.match(text) or (_TIMESTAMP_START.match(text) and _LEVEL_WORD.search(text)))
 
 
 def _canonical(key: str) -> str:
@@ -243,6 +276,11 @@ def _syslog(line: str, now: datetime | None) -> dict[str, Any] | None:
     message = (fields["message"] or "").removeprefix("\ufeff")  # RFC 5424's mark of UTF-8 text
     data = fields.get("data")
     _message_fields(record, message if data in (None, "-") else f"{data} {message}")
+    # no priority (/var/log/syslog): the program's own level, in its text
+    if "level" not in record and (
+        level := _LEVEL_FIRST.match(message) or _LEVEL_LATER.search(message, 0, _LEVEL_WITHIN)
+    ):
+        record["level"] = _level_name(next(g for g in level.groups() if g))
     record["message"] = message
     return record
 
@@ -342,6 +380,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         record["timestamp"] = stamp[:4] + "-" + stamp[5:7] + "-" + stamp[8:]  # 2024/01/15 too
         if m.group("offset"):
             record["timestamp"] += f"{m.group('offset')}:{m.group('offset_minutes')}"
+        elif m.group("zone"):
+            record["timestamp"] += f" {m.group('zone')}"
         message = m.group("rest")
     if level := _LEVEL_FIRST.match(message):
         message = message[level.end() :]  # "ERROR disk full": the level, then the message
@@ -349,6 +389,8 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         # the logger or thread before a later level stays in the message
         level = _LEVEL_LATER.search(message, 0, _LEVEL_WITHIN)
         message = message.lstrip(" \t:-")
+    elif _TIME_START.match(message):  # a time not read as one (epoch, a time alone): kept
+        level = _LEVEL_LATER.search(message, 0, _LEVEL_WITHIN)
     if level:
         record["level"] = _level_name(next(g for g in level.groups() if g))
     _message_fields(record, message)
@@ -376,34 +418,32 @@ def write_records(src: TextIO, dst: TextIO) -> tuple[list[str], list[int], int]:
             if first is not None and not isinstance(first, str):
                 first = json.dumps(first, default=str)  # a JSON record's message may be anything
             record["message"] = "\n".join([first, *lines[1:]] if first else lines[1:])
-        extra = {k: record.pop(k) for k in list(record) if k not in fields and len(fields) >= MAX_FIELDS}
-        fields.update(dict.fromkeys(record))
+        extra = {}
+        for key in list(record):
+            if key not in fields:
+                if len(fields) < MAX_FIELDS:
+                    fields[key] = None
+                else:
+                    extra[key] = record.pop(key)
         if extra:
             record["_extra"] = json.dumps(extra, default=str)
             fields.setdefault("_extra", None)
         dst.write(json.dumps(record, default=str, ensure_ascii=False))
         dst.write("\n")
         written += 1
+    skipped.sort()  # the first lines' blanks were noted before the records they fall between
     return list(fields), skipped, written
 
 
 def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
     """The lines of each record; appends the numbers of blank and continuation lines to
     ``skipped``."""
-    multiline: bool | None = None  # decided by the first non-blank line
+    numbered = _cleaned_lines(src, skipped)
+    head = list(itertools.islice(numbered, _MULTILINE_VOTE))
+    multiline = _joins_lines([line for _, line in head])
     lines: list[str] = []
     size = 0
-    for number, line in enumerate(src, start=1):
-        if number % 10_000 == 0:
-            deadline.check()
-        if not line.strip():
-            skipped.append(number)
-            continue
-        line = line.rstrip("\r\n")
-        if "\x1b" in line:  # colour codes hide what starts a record (and are dropped anyway)
-            line = _ANSI.sub("", line)
-        if multiline is None:
-            multiline = _TIMESTAMP_START.match(line) is not None
+    for number, line in itertools.chain(head, numbered):
         continues = (
             multiline
             and lines
@@ -423,16 +463,54 @@ def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
         yield lines
 
 
+_MULTILINE_VOTE = 100  # the first non-blank lines that decide whether records span lines
+
+
+# Python logging's default time (asctime: milliseconds after a comma), then text: in CSV,
+# "2024-01-15 10:00:00,123 is when..." would be a timestamp and a number column
+_ASCTIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} +[^\d\s,]")
+# lines that continue a record wherever they are: indented, or how tracebacks go on
+_CONTINUATION = re.compile(
+    r"^(?:\s|Traceback \(most recent call last\)|Caused by:|During handling|\.\.\. \d+ more)"
+)
+
+
+def _joins_lines(head: list[str]) -> bool:
+    """Whether lines that start no record continue the one above: in a log whose records
+    start with an ISO timestamp, on its first line or on at least as many of the first
+    lines as lines of other shapes (a banner, or a rotated file's first lines that end a
+    stack trace, may come before them)."""
+    if not head:
+        return False
+    starts = sum(bool(_TIMESTAMP_START.match(line)) for line in head)
+    others = sum(not _TIMESTAMP_START.match(line) and not _CONTINUATION.match(line) for line in head)
+    return bool(_TIMESTAMP_START.match(head[0])) or starts >= max(1, others)
+
+
+def _cleaned_lines(src: TextIO, skipped: list[int]) -> Iterator[tuple[int, str]]:
+    """The non-blank lines, numbered, without line end and colour codes (which hide what
+    starts a record, and are dropped anyway); blank lines' numbers go to ``skipped``."""
+    for number, line in enumerate(src, start=1):
+        if number % 10_000 == 0:
+            deadline.check()
+        if not line.strip():
+            skipped.append(number)
+            continue
+        line = line.rstrip("\r\n")
+        yield number, _ANSI.sub("", line) if "\x1b" in line else line
+
+
 def _starts_record(line: str) -> bool:
     """A line that is a record on its own: at its first column (a line of a traceback or of
-    a pretty-printed body is indented), a timestamp or an upper-case level (``ERROR: ...``;
-    ``Error: ...`` is how a JavaScript stack trace begins), a JSON object, an access-log or
-    a syslog line."""
-    if _TIMESTAMP_START.match(line) or _LEVEL_START.match(line):
+    a pretty-printed body is indented), a time or an upper-case level (``ERROR: ...``;
+    ``Error: ...`` is how a JavaScript stack trace begins), a JSON object, or a line of one
+    of the formats ``parse_line`` knows by their shape (access log, syslog, Apache's error
+    log, klog, Ruby's Logger)."""
+    if _TIME_START.match(line) or _LEVEL_START.match(line):
         return True
     if line.startswith("{"):
         return _json_object(line) is not None  # not the "{" opening a pretty-printed body
-    return bool(_ACCESS.match(line) or _SYSLOG_5424.match(line) or _SYSLOG_BSD.match(line))
+    return any(rx.match(line) for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY))
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
