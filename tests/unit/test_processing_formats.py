@@ -758,7 +758,8 @@ def test_csv_without_log_fields_has_no_log_stats(process):
         # damaged deflate data (zlib.error): a traceback, retried as if transient
         ("deflate.csv.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 200, "invalid block type"),
         # binary inside the gzip: refused on its first chunk, not after decompressing it all
-        ("nul.csv.gz", gzip.compress(b"\x00" * 3_000_000), "binary content: NUL byte at offset 0"),
+        ("nul.csv.gz", gzip.compress(b"\x00" * 3_000_000), "binary content: the file holds only NUL bytes"),
+        ("nuls.csv", b"\x00" * 100 + bytes(range(256)) * 4, "binary content"),
         ("zip.csv.gz", gzip.compress(b"PK\x03\x04" + b"\x00" * 100), "this is a ZIP"),
         # the rows would vanish into one header cell, and the file "complete" with none
         ("quote.csv", b'id,"name\n1,a\n2,b\n', "a quoted value in the header (line 1) is never closed"),
@@ -767,6 +768,16 @@ def test_csv_without_log_fields_has_no_log_stats(process):
 def test_unprocessable_input(process, name, content, message):
     with pytest.raises(UnprocessableFile, match=re.escape(message)):
         process(name, content)
+
+
+@pytest.mark.parametrize("name", ["app.log", "app.log.1.gz"])
+def test_a_log_truncated_in_place_is_read_after_its_leading_nuls(process, name):
+    # logrotate's copytruncate, while the program writes on at its old offset, leaves the
+    # file starting with as many NULs as it held: it was refused as binary
+    text = b"\x00" * 3_000_000 + b"2025-01-01T00:00:00Z INFO after rotation\n2025-01-01T00:00:01Z ERROR x\n"
+    result = process(name, gzip.compress(text) if name.endswith(".gz") else text)
+    assert result.rows("level, message") == [("INFO", "after rotation"), ("ERROR", "x")]
+    assert result.data["warnings"][0].startswith("the file starts with 3,000,000 NUL bytes")
 
 
 def test_unicode_file_names_and_values(process):

@@ -12,6 +12,7 @@ import codecs
 import errno
 import gzip
 import re
+import shutil
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,9 +77,12 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
         raw_head = _read_head(path)
         if not raw_head:
             raise UnprocessableFile("the gzip file decompresses to nothing (0 bytes)")
+    warnings: list[str] = []
+    if raw_head.startswith(b"\x00") and _unicode_encoding(raw_head)[0] is None:  # not UTF-16/32
+        path = _without_leading_nuls(path, workdir / "text.txt", warnings)
+        raw_head = _read_head(path)
     _check_content(raw_head)
 
-    warnings: list[str] = []
     source_codec, encoding = _unicode_encoding(raw_head)
     if source_codec is not None:
         text_path = _lone_cr_to_lf(_transcode(path, workdir / "utf8.txt", source_codec), workdir, warnings)
@@ -136,8 +140,11 @@ def _gunzip(path: Path, target: Path) -> Path:
             while chunk := src.read(CHUNK):
                 deadline.check()
                 if first:  # binary content is refused now, not after gigabytes of it
-                    _check_content(chunk)
-                    first = False
+                    # (what follows the NULs a rotated log may start with: _without_leading_nuls)
+                    text = chunk if _unicode_encoding(chunk)[0] else chunk.lstrip(b"\x00")
+                    if text:
+                        _check_content(text)
+                        first = False
                 dst.write(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -264,6 +271,30 @@ def _line_of_offset(path: Path, offset: int) -> int:
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _CRLF = re.compile(rb"\r\n")
+
+
+def _without_leading_nuls(path: Path, target: Path, warnings: list[str]) -> Path:
+    """A copy of ``path`` without the NUL bytes it starts with, when text follows them: a
+    log truncated in place (logrotate's copytruncate) while its writer kept its offset
+    starts so, with as many NULs as it held before. NULs alone are no text."""
+    skipped = 0
+    with path.open("rb") as src:
+        while chunk := src.read(CHUNK):
+            deadline.check()
+            rest = chunk.lstrip(b"\x00")
+            skipped += len(chunk) - len(rest)
+            if rest:
+                with target.open("wb") as dst:
+                    dst.write(rest)
+                    shutil.copyfileobj(src, dst, CHUNK)
+                break
+        else:
+            raise UnprocessableFile("binary content: the file holds only NUL bytes")
+    warnings.append(
+        f"the file starts with {skipped:,} NUL bytes (a log truncated in place by copytruncate "
+        "rotation while its writer went on at its old offset): skipped"
+    )
+    return target
 
 
 def _lone_cr_to_lf(path: Path, workdir: Path, warnings: list[str]) -> Path:
