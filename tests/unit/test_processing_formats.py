@@ -619,6 +619,32 @@ def test_one_wide_record_keeps_the_table_at_its_width(process):
     assert json.loads(extra)["k2999"] == "v2999"
 
 
+def test_kubernetes_node_logs_are_read_through_the_runtimes_prefix(process):
+    # the CRI prefix (time, stream, F/P) hid the program's line: no level from its JSON,
+    # and a line over 16 KiB, split in parts (P), was several records
+    text = (
+        "2025-01-01T12:00:00.123456Z stdout F 2025-01-01 12:00:00,100 - app - ERROR - oops\n"
+        "2025-01-01T12:00:01.1Z stderr P partial line start \n"
+        "2025-01-01T12:00:01.2Z stderr F and its end\n"
+        '2025-01-01T12:00:02Z stdout F {"level":"warn","msg":"json inside"}\n'
+    )
+    result = process("pod.log", text)
+    assert result.rows("timestamp, stream, level, message, app_timestamp") == [
+        (
+            dt.datetime(2025, 1, 1, 12, 0, 0, 123456),
+            "stdout",
+            "ERROR",
+            "app - ERROR - oops",
+            dt.datetime(2025, 1, 1, 12, 0, 0, 100000),
+        ),
+        (dt.datetime(2025, 1, 1, 12, 0, 1, 100000), "stderr", None, "partial line start and its end", None),
+        (dt.datetime(2025, 1, 1, 12, 0, 2), "stdout", "warn", "json inside", None),
+    ]
+    assert result.data["lineage"]["skipped"] == [3]
+    stats = result.data["log_stats"]
+    assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (3, 1, 1)
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -7,6 +7,8 @@ multi-line message) continues the record above it, up to ``MAX_ENTRY_LINES`` lin
 ``MAX_ENTRY_CHARS`` characters per record. Recognised shapes of a record's first line,
 tried in order:
 
+0. Kubernetes' node logs (CRI): the runtime's time and stream, then the program's line,
+   read by the rules below (its own time, if any, becomes ``app_timestamp``);
 1. a JSON object per line (structured logging);
 2. Apache/Nginx common or combined access log, optionally followed by nginx's
    ``"$http_x_forwarded_for"``, a response time (whole milliseconds, or nginx's
@@ -149,6 +151,12 @@ _SYSLOG_5424 = re.compile(
 _SYSLOG_BSD = re.compile(
     r"^(?:<(?P<pri>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<host>\S+) "
     r"(?P<app>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$"
+)
+# Kubernetes' node logs (CRI, containerd and CRI-O): the runtime's time, the stream, F for a
+# full line or P for part of one (a line over 16 KiB, continued by the next), the line
+_CRI = re.compile(
+    r"^(?P<timestamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})) "
+    r"(?P<stream>stdout|stderr) (?P<tag>[FP])(?: (?P<message>.*))?$"
 )
 # syslog severities (RFC 5424, table 2) in the level names log_stats counts
 _SYSLOG_LEVELS = ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")
@@ -342,6 +350,13 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
     Terminal colour codes are dropped first: they are presentation, and hide the level."""
     text = _ANSI.sub("", line.rstrip("\r\n"))
     stripped = text.strip()
+    if cri := _CRI.match(stripped):
+        # the program's line, read as any other; the runtime's time is the record's (the
+        # program's own, when it wrote one, is kept beside it)
+        inner = parse_line(cri.group("message") or "", now)
+        if "timestamp" in inner:
+            inner["app_timestamp"] = inner.pop("timestamp")
+        return {"timestamp": cri.group("timestamp"), "stream": cri.group("stream"), **inner}
     if (obj := _json_object(stripped)) is not None:
         # a key takes its contract name unless the record has that name too ("time" beside
         # "timestamp", "msg" beside "message"): then both keep their own, nothing is lost
@@ -489,7 +504,9 @@ def _joins_lines(head: list[str]) -> bool:
 
 def _cleaned_lines(src: TextIO, skipped: list[int]) -> Iterator[tuple[int, str]]:
     """The non-blank lines, numbered, without line end and colour codes (which hide what
-    starts a record, and are dropped anyway); blank lines' numbers go to ``skipped``."""
+    starts a record, and are dropped anyway), a CRI line's parts joined into one; blank
+    lines' numbers, and those of the parts after the first, go to ``skipped``."""
+    partial: tuple[int, str] | None = None  # a CRI line's parts so far (tag P)
     for number, line in enumerate(src, start=1):
         if number % 10_000 == 0:
             deadline.check()
@@ -497,7 +514,25 @@ def _cleaned_lines(src: TextIO, skipped: list[int]) -> Iterator[tuple[int, str]]
             skipped.append(number)
             continue
         line = line.rstrip("\r\n")
-        yield number, _ANSI.sub("", line) if "\x1b" in line else line
+        if "\x1b" in line:
+            line = _ANSI.sub("", line)
+        cri = _CRI.match(line) if " std" in line[:48] else None
+        if partial is not None:
+            if cri is not None:
+                partial = (partial[0], partial[1] + (cri.group("message") or ""))
+                skipped.append(number)
+                if cri.group("tag") == "F":
+                    yield partial
+                    partial = None
+                continue
+            yield partial  # its last part never came
+            partial = None
+        if cri is not None and cri.group("tag") == "P":
+            partial = (number, line)
+            continue
+        yield number, line
+    if partial is not None:
+        yield partial
 
 
 def _starts_record(line: str) -> bool:
