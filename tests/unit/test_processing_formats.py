@@ -784,8 +784,9 @@ def test_csv_without_log_fields_has_no_log_stats(process):
         # damaged deflate data (zlib.error): a traceback, retried as if transient
         ("deflate.csv.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 200, "invalid block type"),
         # binary inside the gzip: refused on its first chunk, not after decompressing it all
-        ("nul.csv.gz", gzip.compress(b"\x00" * 3_000_000), "binary content: the file holds only NUL bytes"),
-        ("nuls.csv", b"\x00" * 100 + bytes(range(256)) * 4, "binary content"),
+        ("nul.csv.gz", gzip.compress(b"\x00" * 3_000_000), "binary content: NUL byte at offset 0"),
+        # binary after NULs: named by the file's own offsets
+        ("nuls.csv", b"\x00" * 100 + bytes(range(256)) * 4, "binary content: NUL byte at offset 0"),
         ("zip.csv.gz", gzip.compress(b"PK\x03\x04" + b"\x00" * 100), "this is a ZIP"),
         # the rows would vanish into one header cell, and the file "complete" with none
         ("quote.csv", b'id,"name\n1,a\n2,b\n', "a quoted value in the header (line 1) is never closed"),

@@ -79,8 +79,7 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
             raise UnprocessableFile("the gzip file decompresses to nothing (0 bytes)")
     warnings: list[str] = []
     if raw_head.startswith(b"\x00") and _unicode_encoding(raw_head)[0] is None:  # not UTF-16/32
-        path = _without_leading_nuls(path, workdir / "text.txt", warnings)
-        raw_head = _read_head(path)
+        path, raw_head = _without_leading_nuls(path, raw_head, workdir / "text.txt", warnings)
     _check_content(raw_head)
 
     source_codec, encoding = _unicode_encoding(raw_head)
@@ -273,10 +272,11 @@ _LONE_CR = re.compile(rb"\r(?!\n)")
 _CRLF = re.compile(rb"\r\n")
 
 
-def _without_leading_nuls(path: Path, target: Path, warnings: list[str]) -> Path:
-    """A copy of ``path`` without the NUL bytes it starts with, when text follows them: a
-    log truncated in place (logrotate's copytruncate) while its writer kept its offset
-    starts so, with as many NULs as it held before. NULs alone are no text."""
+def _without_leading_nuls(path: Path, head: bytes, target: Path, warnings: list[str]) -> tuple[Path, bytes]:
+    """(``path``, ``head``) without the NUL bytes the file starts with, when text follows
+    them: a log truncated in place (logrotate's copytruncate) while its writer kept its
+    offset starts so, with as many NULs as it held. Otherwise the file as it is, whose
+    check then names the offsets of its own bytes."""
     skipped = 0
     with path.open("rb") as src:
         while chunk := src.read(CHUNK):
@@ -289,12 +289,17 @@ def _without_leading_nuls(path: Path, target: Path, warnings: list[str]) -> Path
                     shutil.copyfileobj(src, dst, CHUNK)
                 break
         else:
-            raise UnprocessableFile("binary content: the file holds only NUL bytes")
+            return path, head  # NULs alone
+    text_head = _read_head(target)
+    try:
+        _check_content(text_head)
+    except UnprocessableFile:
+        return path, head  # binary after the NULs too
     warnings.append(
         f"the file starts with {skipped:,} NUL bytes (a log truncated in place by copytruncate "
         "rotation while its writer went on at its old offset): skipped"
     )
-    return target
+    return target, text_head
 
 
 def _lone_cr_to_lf(path: Path, workdir: Path, warnings: list[str]) -> Path:
