@@ -108,3 +108,18 @@ def test_records_wrapped_in_an_object_fit_the_memory_a_top_level_array_does(proc
         400_000,
         {"id": "int", "name": "string", "amount": "float"},
     )
+
+
+def test_records_wrapped_in_an_object_are_read_as_a_stream(process):
+    # Given 200,000 records under "records" (12 MB), brackets inside strings before, within
+    # and after the array, and a 64 MB limit (the whole object, read at once, needed more)
+    records = ",\n".join(json.dumps({"id": i, "text": f'row {i} "quoted", ] and {{'}) for i in range(200_000))
+    document = (
+        '{"meta": {"note": "a ] and a [ in a string", "tags": ["x"]}, "records": [\n'
+        f'{records}\n], "next": {{"cursor": "]"}}}}\n'
+    )
+    result = process("page.json", document, memory_limit="64MB")
+    # Then every record is a row, in order, and nothing else is
+    assert result.data["row_count"] == 200_000
+    assert result.rows("id, text")[-1] == (199_999, 'row 199999 "quoted", ] and {')
+    assert result.rows("min(id), max(id), count(DISTINCT id)") == [(0, 199_999, 200_000)]

@@ -224,7 +224,7 @@ def _open_source(fmt: str, con, text: textfile.TextFile, file_name: str, work: P
     if fmt == "ndjson":
         return NdjsonSource(con, text.path)
     if fmt == "json":
-        return JsonSource(con, text.path, text.head)
+        return JsonSource(con, text.path, text.head, work)
     return LogSource(con, text.path, work)
 
 

@@ -10,6 +10,8 @@ order), which is what lets ``Lineage`` map each output row back to its line.
 from __future__ import annotations
 
 import io
+import json
+import mmap
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from .sqltext import first_row, ident, literal
 MAX_COLUMNS = 2000
 # DuckDB reserves a buffer of maximum_object_size (twice, when reading ahead), so it must
 # stay well under the memory limit: records in an array are read one by one and may be up
-# to MAX_JSON_RECORD each; a single-object document is read whole, sized to the file.
+# to MAX_JSON_RECORD each, and so are the records of an object's one array of them (copied
+# out first); any other single-object document is read whole, sized to the file.
 MAX_JSON_RECORD = 16 << 20
 # Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
 _LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
@@ -420,8 +423,9 @@ class JsonSource(_JsonRecordsSource):
 
     unit = "record"
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, head: str):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, head: str, workdir: Path):
         super().__init__(con, path)
+        self._workdir = workdir
         start = head.lstrip()[:1]
         src = literal(str(path))
         if start in _CLOSERS:
@@ -447,6 +451,18 @@ class JsonSource(_JsonRecordsSource):
             raise UnprocessableFile(f"invalid JSON: {message}") from exc
 
     def _load_object(self, src: str) -> None:
+        if (records := _records_member(self.path)) is not None:
+            # records under one key: that array alone, copied out, is read as a stream like
+            # an array document, instead of the whole object into memory (66 MB took 886 MB)
+            key, start, end = records
+            array = self._workdir / "records.json"
+            _copy_range(self.path, array, start, end)
+            self._load(
+                f"SELECT row_number() OVER () AS pos, json::VARCHAR AS line FROM read_json_objects("
+                f"{literal(str(array))}, format='array', maximum_object_size={MAX_JSON_RECORD})",
+                f"array under {key!r}",
+            )
+            return
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT row_number() OVER () AS pos, json::VARCHAR AS doc "
             f"FROM read_json_objects({src}, format='unstructured', "
@@ -482,6 +498,62 @@ class JsonSource(_JsonRecordsSource):
             )
         else:
             self._load("SELECT 1 AS pos, doc AS line FROM json_doc", "document")
+
+
+_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # a string's text after its opening quote
+_STRUCTURE = re.compile(rb'["\[\]{}]')
+_NON_SPACE = re.compile(rb"\S")
+
+
+def _records_member(path: Path) -> tuple[str, int, int] | None:
+    """(key, start, end) of the one member of the file's object whose value is an array of
+    objects, by byte offsets of the array; None when the file holds more than one document,
+    or the object no such member or several. One scan of the file (mapped, not read into
+    memory), skipping strings whole."""
+    arrays: list[tuple[bytes, int, int]] = []
+    depth = documents = 0
+    key = (0, 0)  # the last string at depth 1: a member's name
+    opened, of_objects = 0, False  # where the member's value opened, whether records
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos, steps = 0, 0
+        while found := _STRUCTURE.search(data, pos):
+            steps += 1
+            if steps % 100_000 == 0:
+                deadline.check()
+            i, c = found.start(), data[found.start()]
+            if c == 0x22:  # '"'
+                rest = _STRING_REST.match(data, i + 1)
+                if rest is None:
+                    return None  # a string never closed: DuckDB's reader will say where
+                if depth == 1:
+                    key = (i + 1, rest.end() - 1)
+                pos = rest.end()
+                continue
+            if c in b"[{":
+                depth += 1
+                documents += depth == 1
+                if depth == 2:  # a member's value: an array whose first element is an object?
+                    first = _NON_SPACE.search(data, i + 1)
+                    of_objects = c == 0x5B and first is not None and first.group() == b"{"
+                    opened = i
+            else:
+                depth -= 1
+                if depth == 1 and of_objects:
+                    arrays.append((data[key[0] : key[1]], opened, i + 1))
+            pos = i + 1
+    if documents != 1 or len(arrays) != 1:
+        return None
+    name, start, end = arrays[0]
+    return json.loads(b'"' + name + b'"'), start, end
+
+
+def _copy_range(path: Path, target: Path, start: int, end: int) -> None:
+    with path.open("rb") as src, target.open("wb") as dst:
+        src.seek(start)
+        left = end - start
+        while left and (chunk := src.read(min(left, 1 << 20))):
+            dst.write(chunk)
+            left -= len(chunk)
 
 
 _CLOSERS = {"[": "]", "{": "}"}
