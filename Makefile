@@ -55,6 +55,8 @@ policy-venv: $(POLICY_STAMP) ## the policy pack's own environment (policy/.venv)
 unit integration infra e2e: $(STAMP) ## run one test layer
 	$(BIN)/pytest tests/$@
 
+infra: $(POLICY_STAMP) # the policy pack's tests run in its own environment
+
 bench: $(STAMP) ## every benchmark, each against its baseline (about 6 minutes; figures in BENCHMARKS.md)
 	$(BIN)/python benchmarks/processing.py
 	$(BIN)/python benchmarks/warehouse_load.py
