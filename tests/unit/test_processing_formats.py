@@ -807,6 +807,27 @@ def test_a_log_truncated_in_place_is_read_after_its_leading_nuls(process, name):
     assert result.data["warnings"][0].startswith("the file starts with 3,000,000 NUL bytes")
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        '[{"*": 1, "a/b": 2, "t~x": 3, "$y": 4}, {"*": 5, "a/b": 6, "t~x": 7, "$y": 8}]',
+        '{"*": [{"a": 0}], "b": [{"c": 0}]}',  # two arrays: one record, read whole
+    ],
+)
+def test_any_key_is_a_column_name_wildcards_and_slashes_too(process, content):
+    # "*" was a wildcard in DuckDB's JSON path, even quoted: a traceback, not a file
+    result = process("keys.json", content)
+    assert set(result.data["schema"]) in ({"*", "a/b", "t~x", "$y"}, {"*", "b"})
+    if "$y" in result.data["schema"]:
+        assert result.rows('"*", "a/b", "t~x", "$y"') == [(1, 2, 3, 4), (5, 6, 7, 8)]
+
+
+def test_a_mismatch_in_a_column_named_like_a_wildcard_is_reported(process):
+    text = "a,*\n" + "".join(f"{i},{i + 1}\n" for i in range(12)) + "12,x\n"
+    result = process("star.csv", text)
+    assert result.data["quality_issues"]["type_mismatches"]["*"]["examples"] == [{"line": 14, "value": "x"}]
+
+
 def test_unicode_file_names_and_values(process):
     result = process("données été 2025.csv", "ville,n\nZürich,1\n東京,2\n")
     assert result.data["file_name"] == "données été 2025.csv"

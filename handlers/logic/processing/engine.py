@@ -43,7 +43,7 @@ from .inference import (
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet, as_written_by_duckdb
 from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source, drop_csv_rejects
-from .sqltext import first_row, ident, literal
+from .sqltext import first_row, ident, json_pointer, literal
 from .summary import (
     ColumnStats,
     DuplicateRows,
@@ -417,7 +417,7 @@ class _Pipeline:
                 row = first_row(
                     self.con,
                     f"SELECT {', '.join(counts)} "
-                    f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(_path(name))})",
+                    f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(json_pointer(name))})",
                 )
                 assert row is not None
                 if not row[0]:
@@ -663,7 +663,7 @@ class _Pipeline:
                 continue
             examples = self.con.execute(
                 f"SELECT file_row_number, {_rescued(name)} FROM read_parquet({literal(str(out))}, file_row_number=true) "
-                f"WHERE {RESCUED} IS NOT NULL AND json_exists({RESCUED}, {literal(_path(name))}) "
+                f"WHERE {RESCUED} IS NOT NULL AND json_exists({RESCUED}, {literal(json_pointer(name))}) "
                 f"ORDER BY file_row_number LIMIT {self.options.max_examples}"
             ).fetchall()
             result[name] = TypeMismatch(
@@ -794,12 +794,8 @@ def _parquet(out: Path) -> str:
     return f"read_parquet({literal(str(out))})"
 
 
-def _path(column: str) -> str:
-    return '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _rescued(column: str) -> str:
-    return f"json_extract_string({RESCUED}, {literal(_path(column))})"
+    return f"json_extract_string({RESCUED}, {literal(json_pointer(column))})"
 
 
 def _percent(count: int, total: int) -> float:

@@ -23,7 +23,7 @@ import duckdb
 from . import deadline, logs
 from .errors import UnprocessableFile
 from .formats import CsvDialect, sniff_dialect
-from .sqltext import first_row, ident, literal
+from .sqltext import first_row, ident, json_pointer, literal
 
 MAX_COLUMNS = 2000
 # DuckDB reserves a buffer of maximum_object_size (twice, when reading ahead), so it must
@@ -355,7 +355,7 @@ class _JsonRecordsSource(Source):
         # "" is a missing value, as an empty CSV cell is: a number or date column that some
         # writer fills with "" when it has no value stays a number or date column
         cols = ", ".join(
-            f"nullif(json_extract_string(line, {literal(_json_path(key))}), '') AS {ident(alias)}"
+            f"nullif(json_extract_string(line, {literal(json_pointer(key))}), '') AS {ident(alias)}"
             for key, alias in zip(self.keys, self.relation_columns, strict=True)
         )
         return f"(SELECT {cols or 'NULL AS _empty'} FROM json_records WHERE ok)"
@@ -381,16 +381,6 @@ class _JsonRecordsSource(Source):
 
 # a member whose value is an object or an array (or text that looks like one: a superset)
 _NESTED = r":[ \t\r\n]*[\[{]"
-
-
-def _json_path(key: str) -> str:
-    """The JSON path of an object's member ``key``. DuckDB's ``$."..."`` refuses the empty
-    name, which the JSON Pointer ``/`` reaches."""
-    return "$." + _quoted_key(key) if key else "/"
-
-
-def _quoted_key(key: str) -> str:
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 _KIND = "CASE WHEN json_valid(line) THEN json_type(line) ELSE 'INVALID' END"
@@ -479,8 +469,8 @@ class JsonSource(_JsonRecordsSource):
         names = list(keys[0]) if keys else []
         # json_type with a list of paths parses the document once (a lambda per key copied it
         # per key: a 66 MB document ran out of a gigabyte)
-        paths = [_json_path(k) for k in names]
-        firsts = [f"{p}/0" if p.startswith("/") else f"{p}[0]" for p in paths]
+        paths = [json_pointer(k) for k in names]
+        firsts = [f"{p}/0" for p in paths]
         types = self.con.execute(
             "SELECT json_type(doc, ?::VARCHAR[]), json_type(doc, ?::VARCHAR[]) FROM json_doc", [paths, firsts]
         ).fetchone()
@@ -490,7 +480,7 @@ class JsonSource(_JsonRecordsSource):
             if kind == "ARRAY" and first == "OBJECT"
         ]
         if len(arrays) == 1:
-            path = literal(_json_path(arrays[0]))
+            path = literal(json_pointer(arrays[0]))
             self._load(
                 "SELECT row_number() OVER () AS pos, line FROM "
                 f"(SELECT unnest(CAST(json_extract(doc, {path}) AS JSON[]))::VARCHAR AS line FROM json_doc)",

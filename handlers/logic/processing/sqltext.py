@@ -22,3 +22,9 @@ def first_row(con, sql: str) -> tuple | None:
     """The first row of ``sql``."""
     result = rows(con, sql)
     return result[0] if result else None
+
+
+def json_pointer(key: str) -> str:
+    """The JSON Pointer of an object's member ``key``: DuckDB's ``$."..."`` refuses the empty
+    name and reads ``*`` as a wildcard, even quoted; a pointer names any key as it is."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
