@@ -103,9 +103,9 @@ _LEVELS = (
 )
 # "2024-01-15 10:00:00,123", "2024-01-15T10:00:00.5Z", "2024/01/15 10:00:00" (nginx's error
 # log, Go's log package), then an offset written after a space (gunicorn: "[... +0200]") or
-# a zone name the timestamp conversion reads as CSV values' are read: UTC, RFC 5322's US
-# names, CET/EET/WET, an Area/City (not "BST" or "IST": ICU reads them as Bangladesh's and
-# India's, where a log means British Summer or Irish Standard Time as often)
+# a zone name, converted as in a CSV value: UTC, RFC 5322's US names, CET/EET/WET, an
+# Area/City (not "BST" or "IST": ICU reads them as Bangladesh's and India's, where a log
+# means British Summer or Irish Standard Time as often)
 _PREFIX = re.compile(
     r"^\s*\[?(?P<timestamp>\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
     r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s])"
