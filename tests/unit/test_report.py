@@ -315,6 +315,40 @@ def test_the_staleness_signal_does_not_drop_at_midnight(minutes):
     assert all(v > minutes * 60 for v in values[first:])
 
 
+class Uploads:
+    """The metadata table's by_day index: completed files by upload day."""
+
+    def __init__(self, days: dict[str, list[tuple[str, str]]]):
+        self.days = {
+            day: [{"object_key": key, "status": "completed", "completed_at": at} for key, at in files]
+            for day, files in days.items()
+        }
+        self.read: list[str] = []
+
+    def query(self, **query):
+        day = query["KeyConditionExpression"].get_expression()["values"][1]
+        self.read.append(day)
+        return {"Items": self.days.get(day, [])}
+
+
+def test_the_staleness_signal_counts_a_file_completed_after_its_upload_day():
+    # Given a file uploaded today that completed at 00:30, and one uploaded yesterday at 23:50
+    # that completed only at 05:45 today (retries, a redrive, a backlog draining)
+    table = Uploads(
+        {
+            "2025-03-15": [("incoming/today.csv", "2025-03-15T00:30:00.000Z")],
+            "2025-03-14": [("incoming/late.csv", "2025-03-15T05:45:00.000Z")],
+        }
+    )
+    # When the signal runs at 06:00
+    staleness = seconds_since_last_completed(table, NOW, 60)
+    # Then it measures from the latest completion, whatever the day of upload
+    assert (staleness.seconds, staleness.exact) == (15 * 60, True)
+    assert staleness.last["object_key"] == "incoming/late.csv"
+    # and it read no more than its window: today and the day before (60 minutes // 1440 + 2)
+    assert table.read == ["2025-03-15", "2025-03-14"]
+
+
 @pytest.fixture
 def signing(monkeypatch):
     from handlers.dal import reports

@@ -56,18 +56,23 @@ class Staleness:
 
 
 def seconds_since_last_completed(metadata_table: Any, now: datetime, staleness_minutes: int) -> Staleness:
-    """From the ``by_day`` index: today's files, then each earlier day's until one has a
-    completed file, over enough days that the window reaches more than ``staleness_minutes``
-    back even at midnight. With none in it, the time since the window's start: a lower bound
-    above the threshold, so the staleness alarm fires (and stays firing) whatever its value."""
+    """From the ``by_day`` index: the latest completion among the files uploaded today and on
+    each earlier day of a window long enough to reach more than ``staleness_minutes`` back
+    even at midnight. Every day of the window is read: a file uploaded on one day may complete
+    on a later one (after retries, a redrive, a backlog draining), after every file of that
+    later day. With none in it, the time since the window's start: a lower bound above the
+    threshold, so the staleness alarm fires (and stays firing) whatever its value."""
     now = now.astimezone(UTC)
     today = now.date()
     days = staleness_minutes // 1440 + 2
+    best: tuple[datetime, dict[str, Any]] | None = None
     for back in range(days):
         day = today - timedelta(days=back)
         item = last_completed(files_on_day(metadata_table, day.isoformat(), SIGNAL_ATTRIBUTES))
         completed = parse_time(item.get("completed_at")) if item else None
-        if item and completed:
-            return Staleness(max(0.0, (now - completed).total_seconds()), True, item)
+        if item and completed and (best is None or completed > best[0]):
+            best = (completed, item)
+    if best is not None:
+        return Staleness(max(0.0, (now - best[0]).total_seconds()), True, best[1])
     start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), tzinfo=UTC)
     return Staleness((now - start).total_seconds(), False, None)
