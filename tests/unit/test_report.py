@@ -106,6 +106,34 @@ def test_user_controlled_text_is_escaped_in_the_page():
     assert "<script" not in page  # no script at all: the page is static
 
 
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
+
+
+def test_bidi_and_format_characters_in_keys_cannot_reorder_the_page():
+    # Given a failed file whose key reverses the text after it ("gnp.csv" reads ".csv.png"),
+    # a completed one whose key and column carry every bidi override, isolate and mark, and
+    # an error with a line break
+    hostile = "incoming/poison/<b>bold</b>\u202egnp.csv"
+    items = [
+        item(1, "failed", object_key=hostile, error=f"bad\n{BIDI}x", failed_at="2025-03-14T01:00:01Z"),
+        item(
+            2,
+            "completed",
+            object_key=f"incoming/sales/{BIDI}.csv",
+            quality_issues={"missing_values": {f"price{BIDI}": {"count": 1}}},
+        ),
+    ]
+    # When the page is rendered
+    page = render_html(build_report("2025-03-14", items, NOW), JSON_LINK)
+    # Then none of those characters reaches it raw: they are shown as escapes, as in the message
+    assert not set(BIDI) & set(page)
+    assert "incoming/poison/&lt;b&gt;bold&lt;/b&gt;\\u202egnp.csv" in page
+    assert "\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f" in page
+    assert "price\\u202a" in page
+    # and an error's line break is a space, as HTML shows it
+    assert "bad \\u202a" in page
+
+
 def test_the_message_has_the_headline_figures_and_the_link():
     report = build_report("2025-03-14", [item(1, "completed"), item(4, "failed", error="boom")], NOW)
     message = sns_message(report, "https://example.invalid/r", 604800)

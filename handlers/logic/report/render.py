@@ -1,9 +1,11 @@
 """The report as a page a person reads (self-contained HTML: inline CSS, an inline SVG
 chart, no script, no external asset) and as the short SNS message.
 
-Every value from the data (object keys, errors, column names) is HTML-escaped: keys and
-errors are user-controlled. In the plain-text message they are shown with their control
-characters escaped, cut short, and after the report's link, so they cannot pass for it.
+Every value from the data (object keys, errors, datasets, column names) is user-controlled:
+on the page it is HTML-escaped, with its control and format characters (bidi overrides and
+isolates, zero-width marks, line separators) written as escapes by ``printable``, as in the
+message, so a key cannot reverse or hide what the page shows. In the plain-text message they
+are also cut short, and come after the report's link, so they cannot pass for it.
 """
 
 from __future__ import annotations
@@ -175,6 +177,12 @@ def _card(label: str, value: str, note: str = "", alert: bool = False) -> str:
     )
 
 
+def _shown(text: str) -> str:
+    """User-controlled ``text`` for the page: its control and format characters written as
+    escapes (``\\u202e``; ``printable``, as in the message), then HTML-escaped."""
+    return escape(printable(text))
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}% of received" if whole else ""
 
@@ -226,8 +234,8 @@ def _issues(report: DailyReport) -> str:
         [
             [
                 (escape(q.kind), ""),
-                (escape(q.dataset), "key"),
-                (escape(q.column or "—"), "key"),
+                (_shown(q.dataset), "key"),
+                (_shown(q.column) if q.column else "—", "key"),
                 (number(q.files), "num"),
                 (number(q.count), "num"),
             ]
@@ -256,7 +264,7 @@ def _slowest(report: DailyReport) -> str:
         ],
         [
             [
-                (escape(s.object_key), "key"),
+                (_shown(s.object_key), "key"),
                 (escape(s.format or "?"), ""),
                 (number(s.rows), "num"),
                 (size(s.bytes or 0), "num"),
@@ -272,9 +280,9 @@ def _slowest(report: DailyReport) -> str:
 def _failures(report: DailyReport) -> str:
     rows = [
         [
-            (escape(x.object_key), "key"),
+            (_shown(x.object_key), "key"),
             (escape(x.stage), ""),
-            (escape(x.error), "err"),
+            (_shown(" ".join(x.error.split())), "err"),
             (escape((x.at or "")[:19].replace("T", " ")), "num"),
         ]
         for x in report.failures
