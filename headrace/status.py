@@ -142,7 +142,7 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
         "failures": [
             {
                 **f.model_dump(),
-                "replaced": replaced(f),
+                "replaced": f.replaced or replaced(f),
             }
             for f in failures
         ],
@@ -155,7 +155,9 @@ def _fixed_in_place(items: list[dict[str, Any]]) -> Callable[[Failure], bool]:
     """Whether a failure's key has a version uploaded since (or with it) that completed: a
     file fixed in place and uploaded again needs no action. Said, not hidden: it did fail,
     and its DLQ message may wait. By upload time, the order the pipeline keeps, not by
-    completion time (an older version completing late replaces nothing)."""
+    completion time (an older version completing late replaces nothing). A failure whose
+    version is marked ``superseded_by`` (``Failure.replaced``, as the daily report counts it)
+    is one too, whatever day the newer version was uploaded on."""
     uploaded = {
         (str(i.get("object_key")), str(i.get("version"))): parse_time(i.get("uploaded_at")) for i in items
     }

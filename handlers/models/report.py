@@ -101,7 +101,10 @@ class StatusCounts(_Model):
     waiting: int = 0  # status still "received"
     processing: int = 0
     completed: int = 0
-    failed: int = 0  # processing failures
+    failed: int = 0  # processing failures (not fixed in place)
+    # processing failures fixed in place: a newer upload of the key completed since (the
+    # version's superseded_by); listed with the failures, out of the verdict
+    fixed: int = 0
     skipped: int = 0  # status "failed" with a skip_reason: superseded or deleted before processing
     stuck: int = 0  # of waiting + processing: unchanged for STUCK_AFTER (cut off on a last attempt)
 
@@ -147,6 +150,8 @@ class Failure(_Model):
     stage: Literal["processing", "load"]
     error: str
     at: str | None
+    # a newer version of the key completed since (superseded_by): fixed in place, nothing to do
+    replaced: bool = False
 
 
 class HourBucket(_Model):
@@ -155,6 +160,7 @@ class HourBucket(_Model):
     completed: int
     failed: int
     skipped: int
+    fixed: int = 0
 
 
 class Warehouse(_Model):

@@ -73,12 +73,18 @@ def test_todays_report_matches_the_metadata_table(stack, loaded):
     )
     for page in pages:
         for item in page["Items"]:
-            # a version skipped (superseded or deleted first) is recorded failed, reported skipped
-            status = "skipped" if "skip_reason" in item else item["status"]["S"]
+            # a version skipped (superseded or deleted first) is recorded failed, reported
+            # skipped; a failed one a newer version replaced is reported fixed (in place)
+            status = item["status"]["S"]
+            if "skip_reason" in item:
+                status = "skipped"
+            elif status == "failed" and "superseded_by" in item:
+                status = "fixed"
             statuses[status] = statuses.get(status, 0) + 1
     assert report["files"]["received"] == sum(statuses.values())
     assert report["files"]["completed"] == statuses.get("completed", 0)
     assert report["files"]["failed"] == statuses.get("failed", 0)
+    assert report["files"]["fixed"] == statuses.get("fixed", 0)
     assert report["files"]["skipped"] == statuses.get("skipped", 0)
     assert result["report_html"].endswith(f"reports/{today}/report.html")
     page = stack.s3.get_object(Bucket=stack.outputs.reports_bucket, Key=f"reports/{today}/report.html")

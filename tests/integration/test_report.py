@@ -95,6 +95,7 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
         "processing": 0,
         "completed": 3,
         "failed": 2,
+        "fixed": 0,
         "skipped": 0,
         "stuck": 0,
     }
@@ -285,6 +286,27 @@ def test_versions_replaced_before_processing_are_skipped_not_failed(pipeline, re
     assert "Every finished file was processed successfully" in page
     [message] = reporter.messages()
     assert message["Subject"] == f"headrace report {today}: 2 files, no failures"
+
+
+def test_a_failure_fixed_in_place_is_not_counted_failed(pipeline, reporter):
+    # Given a poison file, fixed in place: the same key uploaded again, good, and processed
+    v1 = pipeline.upload("incoming/sales/a.csv", bytes(range(256)) * 8)
+    pipeline.process(v1)
+    assert pipeline.item(v1)["status"] == "failed"
+    v2 = pipeline.upload("incoming/sales/a.csv", SALES)
+    pipeline.process(v2)
+    today = datetime.now(UTC).date().isoformat()
+    # When the day's report is made
+    reporter.invoke({"date": today})
+    # Then the poison version is listed, fixed, and not counted failed: a green verdict
+    report = json.loads(reporter.object(f"reports/{today}/report.json")[0])
+    files = report["files"]
+    assert (files["received"], files["completed"], files["failed"], files["fixed"]) == (2, 1, 0, 1)
+    assert [(f["version"], f["replaced"]) for f in report["failures"]] == [(v1["version"], True)]
+    page = reporter.object(f"reports/{today}/report.html")[0].decode()
+    assert "verdict ok" in page and "fixed in place: a newer version completed" in page
+    [message] = reporter.messages()
+    assert message["Subject"] == f"headrace report {today}: 2 files, no open failures, 1 fixed in place"
 
 
 def test_a_key_uploaded_again_counts_its_rows_once(pipeline, reporter):

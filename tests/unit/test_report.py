@@ -64,6 +64,7 @@ def test_the_days_figures():
         "processing": 1,
         "completed": 3,
         "failed": 1,
+        "fixed": 0,
         "skipped": 0,
         "stuck": 1,  # processing since 05:00 the day before
     }
@@ -169,6 +170,49 @@ def test_versions_skipped_before_processing_are_no_failures():
     failed = item(4, "failed", error="binary content", failed_at="2025-03-14T04:00:01Z")
     assert build_report("2025-03-14", [*items, failed], NOW).files.failed == 1
     assert [f.object_key for f in failures_since([*items, failed], since)] == ["incoming/sales/4.csv"]
+
+
+def test_a_failure_fixed_in_place_is_listed_but_not_counted_failed():
+    # Given a poison version of a key, then a good version of it that completed (the processor
+    # marked the poison one superseded_by it), and a file that failed and stays failed
+    items = [
+        item(
+            1,
+            "failed",
+            object_key="incoming/sales/fixme.csv",
+            error="binary content",
+            failed_at="2025-03-14T01:00:01Z",
+            superseded_by="v2",
+        ),
+        item(2, "completed", object_key="incoming/sales/fixme.csv"),
+    ]
+    # When the report is built
+    report = build_report("2025-03-14", items, NOW)
+    # Then the poison version counts as fixed, not failed, and the verdict stays green
+    assert (report.files.received, report.files.failed, report.files.fixed) == (2, 0, 1)
+    assert [(h.failed, h.fixed) for h in report.hourly[1:3]] == [(0, 1), (0, 0)]
+    assert {(f.format, f.failed) for f in report.formats} == {("csv", 0), ("unknown", 0)}
+    page = render_html(report, JSON_LINK)
+    assert "verdict ok" in page and "verdict bad" not in page
+    assert "No open failures: 1 file failed and was fixed in place" in page
+    assert sns_subject(report) == "headrace report 2025-03-14: 2 files, no open failures, 1 fixed in place"
+    # and it is still listed, saying it was fixed, as `headrace status` says it
+    assert [(f.object_key, f.replaced) for f in report.failures] == [("incoming/sales/fixme.csv", True)]
+    assert "fixed in place: a newer version completed" in page
+    message = sns_message(report, "https://example.invalid/r", 3600)
+    assert "1 failed and fixed in place since" in message
+    assert message.endswith(
+        "Latest failure (processing, fixed in place since): incoming/sales/fixme.csv: binary content"
+    )
+    since = datetime(2025, 3, 14, tzinfo=UTC)
+    assert [f.replaced for f in failures_since(items, since)] == [True]
+    # while a failure that stays open is counted, listed first, and turns the verdict red
+    failed = item(4, "failed", error="not valid UTF-8", failed_at="2025-03-14T00:30:00Z")
+    report = build_report("2025-03-14", [*items, failed], NOW)
+    assert (report.files.failed, report.files.fixed) == (1, 1)
+    assert [f.replaced for f in report.failures] == [False, True]
+    assert "verdict bad" in render_html(report, JSON_LINK)
+    assert sns_subject(report) == "headrace report 2025-03-14: 3 files, 1 failed, 1 fixed in place"
 
 
 def test_a_superseded_version_adds_no_rows():

@@ -93,7 +93,7 @@ def build_report(
     formats: dict[str, dict[str, int]] = defaultdict(
         lambda: {"files": 0, "completed": 0, "failed": 0, "rows": 0, "bytes": 0}
     )
-    hourly = [{"received": 0, "completed": 0, "failed": 0, "skipped": 0} for _ in range(24)]
+    hourly = [{"received": 0, "completed": 0, "failed": 0, "skipped": 0, "fixed": 0} for _ in range(24)]
     latencies: list[float] = []
     warehouse = Warehouse()
     failures: list[Failure] = []
@@ -151,11 +151,15 @@ def build_report(
             if hour is not None:
                 hour["skipped"] += 1
         elif status == "failed":
-            counts.failed += 1
-            totals["failed"] += 1
+            failure = _failure(item, "processing")
+            # fixed in place (a newer version completed): listed, but no failure to act on
+            bucket = "fixed" if failure.replaced else "failed"
+            setattr(counts, bucket, getattr(counts, bucket) + 1)
+            if not failure.replaced:
+                totals["failed"] += 1
             if hour is not None:
-                hour["failed"] += 1
-            failures.append(_failure(item, "processing"))
+                hour[bucket] += 1
+            failures.append(failure)
         else:
             if status == "processing":
                 counts.processing += 1
@@ -176,6 +180,7 @@ def build_report(
             failures.append(_failure(item, "load"))
 
     failures.sort(key=lambda f: f.at or "", reverse=True)
+    failures.sort(key=lambda f: f.replaced)  # the open ones first (within MAX_FAILURES)
     slow.sort(key=lambda f: f.total_ms, reverse=True)
     return DailyReport(
         date=day,
@@ -227,7 +232,9 @@ def _collect_issues(
 
 
 def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Failure:
-    """The failure a metadata item records for ``stage`` (the loader's attributes are ``load_*``)."""
+    """The failure a metadata item records for ``stage`` (the loader's attributes are ``load_*``);
+    ``replaced`` when a newer version of the key completed since (the processor then marks
+    this one ``superseded_by`` it): fixed in place."""
     prefix = "load_" if stage == "load" else ""
     return Failure(
         object_key=str(item.get("object_key", "")),
@@ -235,6 +242,7 @@ def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Fail
         stage=stage,
         error=str(item.get(f"{prefix}error") or "unknown error"),
         at=item.get(f"{prefix}failed_at"),
+        replaced=bool(item.get("superseded_by")),
     )
 
 

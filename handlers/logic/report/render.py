@@ -17,7 +17,13 @@ from html import escape
 from handlers.logic.printable import printable
 from handlers.models.report import DailyReport, HourBucket
 
-COLOURS = {"completed": "#2f855a", "failed": "#c53030", "skipped": "#90cdf4", "other": "#a0aec0"}
+COLOURS = {
+    "completed": "#2f855a",
+    "failed": "#c53030",
+    "fixed": "#f6ad55",
+    "skipped": "#90cdf4",
+    "other": "#a0aec0",
+}
 # Longest object key / error quoted in the SNS message (the page shows them whole).
 MESSAGE_VALUE_CHARS = 200
 
@@ -47,6 +53,7 @@ tr:last-child td{border-bottom:none}
 .failures td:nth-child(1){width:32%}.failures td:nth-child(3){width:46%}
 .key{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;word-break:break-all}
 .err{color:#9b2c2c}
+.fixed{display:block;color:#2f855a;font-size:12px;font-family:inherit}
 .empty{color:#718096;font-style:italic;background:#fff;border:1px dashed #cbd5e0;border-radius:10px;padding:12px 16px}
 .legend{display:flex;gap:16px;font-size:13px;color:#4a5568;margin-top:6px}
 .legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
@@ -97,12 +104,23 @@ def render_html(report: DailyReport, json_link: str) -> str:
         if report.warehouse.failed:
             problems.append(f"{number(report.warehouse.failed)} failed loading")
         verdict = f'<span class="verdict bad">{escape(", ".join(problems))}</span>'
+    elif f.fixed:
+        verdict = (
+            f'<span class="verdict ok">No open failures: {number(f.fixed)} '
+            f"{'file' if f.fixed == 1 else 'files'} failed and {'was' if f.fixed == 1 else 'were'} "
+            "fixed in place (a newer version completed)</span>"
+        )
     else:
         verdict = '<span class="verdict ok">Every finished file was processed successfully</span>'
     cards = [
         _card("Files received", number(f.received)),
         _card("Completed", number(f.completed), _share(f.completed, f.received)),
-        _card("Failed", number(f.failed), _share(f.failed, f.received), alert=f.failed > 0),
+        _card(
+            "Failed",
+            number(f.failed),
+            f"and {number(f.fixed)} fixed in place since" if f.fixed else _share(f.failed, f.received),
+            alert=f.failed > 0,
+        ),
         _card("Skipped", number(f.skipped), "superseded or deleted before processing"),
         _card(
             "Still in progress",
@@ -148,7 +166,7 @@ def render_html(report: DailyReport, json_link: str) -> str:
 
 <h2>Files by hour of upload (UTC)</h2>
 <div class="panel">{hourly_chart(report.hourly)}
-<div class="legend"><span><i style="background:{COLOURS["completed"]}"></i>completed</span><span><i style="background:{COLOURS["failed"]}"></i>failed</span><span><i style="background:{COLOURS["skipped"]}"></i>skipped</span><span><i style="background:{COLOURS["other"]}"></i>in progress</span></div>
+<div class="legend"><span><i style="background:{COLOURS["completed"]}"></i>completed</span><span><i style="background:{COLOURS["failed"]}"></i>failed</span><span><i style="background:{COLOURS["fixed"]}"></i>failed, fixed in place</span><span><i style="background:{COLOURS["skipped"]}"></i>skipped</span><span><i style="background:{COLOURS["other"]}"></i>in progress</span></div>
 </div>
 
 <h2>By format</h2>
@@ -280,7 +298,15 @@ def _slowest(report: DailyReport) -> str:
 def _failures(report: DailyReport) -> str:
     rows = [
         [
-            (_shown(x.object_key), "key"),
+            (
+                _shown(x.object_key)
+                + (
+                    '<span class="fixed">fixed in place: a newer version completed</span>'
+                    if x.replaced
+                    else ""
+                ),
+                "key",
+            ),
             (escape(x.stage), ""),
             (_shown(" ".join(x.error.split())), "err"),
             (escape((x.at or "")[:19].replace("T", " ")), "num"),
@@ -299,7 +325,8 @@ def _failures(report: DailyReport) -> str:
 
 
 def hourly_chart(hours: list[HourBucket], width: int = 930, height: int = 220) -> str:
-    """Stacked bars of files per upload hour: completed, failed, skipped, in progress."""
+    """Stacked bars of files per upload hour: completed, failed, fixed in place, skipped, in
+    progress."""
     left, bottom, top = 36, 24, 10
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max((h.received for h in hours), default=0)
@@ -320,10 +347,11 @@ def hourly_chart(hours: list[HourBucket], width: int = 930, height: int = 220) -
     for h in hours:
         x = left + h.hour * slot + (slot - bar) / 2
         y = top + plot_h
-        other = max(0, h.received - h.completed - h.failed - h.skipped)
+        other = max(0, h.received - h.completed - h.failed - h.fixed - h.skipped)
         for count, colour in (
             (h.completed, COLOURS["completed"]),
             (h.failed, COLOURS["failed"]),
+            (h.fixed, COLOURS["fixed"]),
             (h.skipped, COLOURS["skipped"]),
             (other, COLOURS["other"]),
         ):
@@ -358,7 +386,9 @@ def _nice_ceiling(n: int) -> int:
 
 def sns_subject(report: DailyReport) -> str:
     f = report.files
-    state = f"{f.failed} failed" if f.failed else "no failures"
+    state = f"{f.failed} failed" if f.failed else "no open failures" if f.fixed else "no failures"
+    if f.fixed:
+        state += f", {f.fixed} fixed in place"
     return f"headrace report {report.date}: {f.received} files, {state}"[:100]
 
 
@@ -368,6 +398,7 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
         f"headrace daily report for {report.date} (UTC)",
         "",
         f"Files: {number(f.received)} received, {number(f.completed)} completed, {number(f.failed)} failed, "
+        + (f"{number(f.fixed)} failed and fixed in place since, " if f.fixed else "")
         + (f"{number(f.skipped)} skipped, " if f.skipped else "")
         + f"{number(f.processing + f.waiting)} in progress"
         + (f" ({number(f.stuck)} stuck for over 6 h: see the processing DLQ)" if f.stuck else ""),
@@ -378,9 +409,10 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
     ]
     lines += ["", f"Report (link valid for up to {_period(link_ttl_seconds)}):", link]
     # user-controlled text last, on one line each: it cannot come before the link or pass for it
-    if report.failures:
+    if report.failures:  # the open ones come first
         first = report.failures[0]
-        lines += ["", f"Latest failure ({first.stage}): {_quoted(first.object_key)}: {_quoted(first.error)}"]
+        stage = f"{first.stage}, fixed in place since" if first.replaced else first.stage
+        lines += ["", f"Latest failure ({stage}): {_quoted(first.object_key)}: {_quoted(first.error)}"]
     return "\n".join(lines)
 
 
