@@ -385,6 +385,10 @@ class Pipeline(pulumi.ComponentResource):
                         "METADATA_TABLE": metadata.name,
                         "REPORTS_BUCKET": reports.name,
                         "PROCESSING_QUEUE_URL": self.processing_queue.url,
+                        # the verdict reads the dead letters too: uploads that never reached
+                        # the metadata table end in the processing DLQ
+                        "PROCESSING_DLQ_URL": self.processing_queue.dlq_url,
+                        "LOAD_DLQ_URL": self.load_queue.dlq_url,
                         "REPORT_LINK_TTL_SECONDS": str(config.reporting.link_ttl_seconds),
                         # how far back the staleness signal must look to reach the alarm's threshold
                         "STALENESS_MINUTES": str(config.alarms.staleness_minutes),
@@ -399,7 +403,15 @@ class Pipeline(pulumi.ComponentResource):
                             ("s3:PutObject", "s3:GetObject"),
                             (reports.arn.apply(lambda arn: f"{arn}/reports/*"),),
                         ),
-                        Allow("QueueDepth", ("sqs:GetQueueAttributes",), (self.processing_queue.arn,)),
+                        Allow(
+                            "QueueDepth",
+                            ("sqs:GetQueueAttributes",),
+                            (
+                                self.processing_queue.arn,
+                                self.processing_queue.dlq_arn,
+                                self.load_queue.dlq_arn,
+                            ),
+                        ),
                     ],
                 ),
                 schedule=config.reporting.schedule,

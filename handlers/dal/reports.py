@@ -1,5 +1,5 @@
 """Where the report goes: the reports bucket, a presigned link, the alerts topic; and the
-processing queue's backlog it mentions."""
+depths of the queues it mentions (the processing queue and the DLQs)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,10 @@ class ReportSettings(BaseModel):
     reports_bucket: str = Field(alias="REPORTS_BUCKET", min_length=1)
     alerts_topic_arn: str = Field(alias="ALERTS_TOPIC_ARN", min_length=1)
     processing_queue_url: str = Field(alias="PROCESSING_QUEUE_URL", min_length=1)
+    # The dead-letter queues the verdict reads (uploads that never became a metadata item
+    # end in the processing DLQ: a crash at start-up, a failed EventBridge delivery).
+    processing_dlq_url: str = Field(alias="PROCESSING_DLQ_URL", min_length=1)
+    load_dlq_url: str = Field(alias="LOAD_DLQ_URL", min_length=1)
     report_link_ttl_seconds: int = Field(
         MAX_LINK_TTL_SECONDS, ge=60, le=MAX_LINK_TTL_SECONDS, alias="REPORT_LINK_TTL_SECONDS"
     )
@@ -97,7 +101,10 @@ class _Model(BaseModel):
 
 
 class StatusCounts(_Model):
-    received: int = 0  # every file uploaded that day, whatever its state
+    # files uploaded that day that the pipeline has started on (the processor recorded them),
+    # whatever their state; not the uploads still in the processing queue, nor those whose
+    # messages reached the processing DLQ before the processor could record them
+    received: int = 0
     waiting: int = 0  # status still "received"
     processing: int = 0
     completed: int = 0
@@ -186,6 +193,11 @@ class DailyReport(_Model):
     failures: list[Failure]
     failures_total: int
     hourly: list[HourBucket]
+    # The queues when the report was made (whatever day their messages are from); None: unread.
     processing_backlog: int | None = Field(
-        None, description="messages in the processing queue when generated"
+        None, description="messages in the processing queue (waiting or in flight) when generated"
     )
+    processing_dlq_depth: int | None = Field(
+        None, description="messages in the processing DLQ when generated"
+    )
+    load_dlq_depth: int | None = Field(None, description="messages in the load DLQ when generated")

@@ -86,6 +86,9 @@ def test_todays_report_matches_the_metadata_table(stack, loaded):
     assert report["files"]["failed"] == statuses.get("failed", 0)
     assert report["files"]["fixed"] == statuses.get("fixed", 0)
     assert report["files"]["skipped"] == statuses.get("skipped", 0)
+    # and the function's role could read the queue depths its verdict shows (None: unread)
+    depths = ("processing_backlog", "processing_dlq_depth", "load_dlq_depth")
+    assert all(isinstance(report[name], int) for name in depths), {name: report[name] for name in depths}
     assert result["report_html"].endswith(f"reports/{today}/report.html")
     page = stack.s3.get_object(Bucket=stack.outputs.reports_bucket, Key=f"reports/{today}/report.html")
     assert page["ContentType"].startswith("text/html")

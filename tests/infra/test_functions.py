@@ -57,6 +57,8 @@ CONTRACT_ENV = {
         "REPORTS_BUCKET",
         "ALERTS_TOPIC_ARN",
         "PROCESSING_QUEUE_URL",
+        "PROCESSING_DLQ_URL",
+        "LOAD_DLQ_URL",
         "REPORT_LINK_TTL_SECONDS",
     },
     "ingest": {
@@ -124,6 +126,13 @@ def test_environment_follows_the_contract(stack: Deployment) -> None:
     assert tuple(processor["RAW_SUFFIXES"].split(",")) == StackConfig.model_fields["raw_suffixes"].default
     assert env(deployed["loader"])["DB_SECRET_ARN"] == stack.outputs["db_secret_arn"]
     assert env(deployed["report"])["ALERTS_TOPIC_ARN"] == stack.outputs["alerts_topic_arn"]
+    # (the report's verdict reads the processing queue and the DLQs uploads can end in)
+    report = env(deployed["report"])
+    assert (report["PROCESSING_QUEUE_URL"], report["PROCESSING_DLQ_URL"], report["LOAD_DLQ_URL"]) == (
+        stack.outputs["processing_queue_url"],
+        stack.outputs["processing_dlq_url"],
+        stack.outputs["load_dlq_url"],
+    )
     assert env(deployed["ingest"])["INGEST_QUEUE_URL"] == stack.outputs["ingest_queue_url"]
     # and fault injection is off unless configured
     assert all("HEADRACE_CRASH_RATE" not in env(f) for f in deployed.values())
@@ -263,6 +272,12 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     assert report["s3:PutObject"] == report["s3:GetObject"] == {f"{arns['data-reports']}/reports/*"}
     assert report["sns:Publish"] == {dev.outputs["alerts_topic_arn"]}
     assert report["kms:GenerateDataKey"] == {arns["reporting-alerts-key"]}
+    # and reads the depths of the processing queue and of the processing and load DLQs, only
+    assert report["sqs:GetQueueAttributes"] == {
+        dev.named(f"headrace-dev-{name}", "aws:sqs/queue:Queue").outputs["arn"]
+        for name in ("processing", "processing-dlq", "load-dlq")
+    }
+    assert {a for a in report if a.startswith("sqs:")} == {"sqs:GetQueueAttributes"}
     # the ingest function enqueues and reads keys, the worker writes logs; neither touches S3
     assert ingest["sqs:SendMessage"] == {
         dev.named("headrace-dev-ingest", "aws:sqs/queue:Queue").outputs["arn"]

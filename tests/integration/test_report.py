@@ -33,11 +33,15 @@ class Reporter:
         ]["QueueArn"]
         sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
         self.processing_queue = pipeline.sqs.create_queue(QueueName="backlog")["QueueUrl"]
+        self.processing_dlq = pipeline.sqs.create_queue(QueueName="backlog-dlq")["QueueUrl"]
+        self.load_dlq = pipeline.sqs.create_queue(QueueName="load-dlq")["QueueUrl"]
         for name, value in {
             "METADATA_TABLE": "metadata",
             "REPORTS_BUCKET": self.bucket,
             "ALERTS_TOPIC_ARN": self.topic,
             "PROCESSING_QUEUE_URL": self.processing_queue,
+            "PROCESSING_DLQ_URL": self.processing_dlq,
+            "LOAD_DLQ_URL": self.load_dlq,
             "REPORT_LINK_TTL_SECONDS": "86400",
         }.items():
             monkeypatch.setenv(name, value)
@@ -120,7 +124,11 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
         report["latency_ms"]["p50"] is not None and report["latency_ms"]["p95"] >= report["latency_ms"]["p50"]
     )
     assert sum(h["received"] for h in report["hourly"]) == 5
-    assert report["processing_backlog"] == 1
+    assert (report["processing_backlog"], report["processing_dlq_depth"], report["load_dlq_depth"]) == (
+        1,
+        0,
+        0,
+    )
     # and report.html is a page with the same figures, the chart, and every key escaped
     html, content_type = reporter.object(f"reports/{today}/report.html")
     page = html.decode()
@@ -133,7 +141,7 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
     assert parse_qs(urlparse(json_link).query)["X-Amz-Expires"] == ["86400"]
     # and one message announces it, with a link to the page valid as configured
     [message] = reporter.messages()
-    assert message["Subject"] == f"headrace report {today}: 5 files, 2 failed"
+    assert message["Subject"] == f"headrace report {today}: 5 files, 2 failed, 1 queued"
     assert "Files: 5 received, 3 completed, 2 failed" in message["Message"]
     lines = message["Message"].splitlines()
     link = lines[lines.index("Report (link valid for up to 1 day):") + 1]
@@ -141,6 +149,37 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
     query = parse_qs(urlparse(link).query)
     assert urlparse(link).path.endswith(f"/reports/{today}/report.html")
     assert query["X-Amz-Expires"] == ["86400"]
+
+
+def test_uploads_the_processor_never_recorded_make_the_report_red(pipeline, reporter):
+    # Given a day whose one processed file completed, while two uploads wait in the
+    # processing queue and one ended in the processing DLQ without a metadata item (the
+    # processor crashed at start-up), and a load waits in the load DLQ
+    pipeline.process(pipeline.upload("incoming/sales/a.csv", SALES))
+    for queue, count in (
+        (reporter.processing_queue, 2),
+        (reporter.processing_dlq, 1),
+        (reporter.load_dlq, 1),
+    ):
+        for _ in range(count):
+            pipeline.sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    today = datetime.now(UTC).date().isoformat()
+    # When the day's report is made
+    reporter.invoke({"date": today})
+    # Then it counts the one file it saw, and its verdict, subject and message name the rest
+    report = json.loads(reporter.object(f"reports/{today}/report.json")[0])
+    assert report["files"]["received"] == 1 and report["files"]["failed"] == 0
+    assert (report["processing_backlog"], report["processing_dlq_depth"], report["load_dlq_depth"]) == (
+        2,
+        1,
+        1,
+    )
+    page = reporter.object(f"reports/{today}/report.html")[0].decode()
+    said = "1 message in the processing DLQ, 1 message in the load DLQ, 2 messages in the processing queue"
+    assert f'<span class="verdict bad">{said}</span>' in page
+    [message] = reporter.messages()
+    assert message["Subject"] == f"headrace report {today}: 1 files, no failures, 2 dead letters, 2 queued"
+    assert message["Message"].splitlines()[1] == said
 
 
 def test_the_report_reads_only_what_it_shows_from_the_metadata_table(pipeline, reporter, monkeypatch):
@@ -197,9 +236,8 @@ def test_the_scheduled_run_reports_the_previous_day_even_when_empty(reporter):
     assert result["date"] == "2025-03-01"
     report = json.loads(reporter.object("reports/2025-03-01/report.json")[0])
     assert report["files"]["received"] == 0
-    assert (
-        "No files were uploaded on this day" in reporter.object("reports/2025-03-01/report.html")[0].decode()
-    )
+    page = reporter.object("reports/2025-03-01/report.html")[0].decode()
+    assert '<span class="verdict quiet">No file reached the processor on this day</span>' in page
     [message] = reporter.messages()
     assert message["Subject"] == "headrace report 2025-03-01: 0 files, no failures"
 

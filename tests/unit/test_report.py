@@ -19,6 +19,8 @@ from handlers.logic.report.run import seconds_since_last_completed
 from handlers.models.report import BadRequest, HourBucket, Request
 
 NOW = datetime(2025, 3, 15, 6, 0, tzinfo=UTC)
+# The processing queue and both DLQs empty when the report is made.
+EMPTY_QUEUES = {"backlog": 0, "processing_dlq": 0, "load_dlq": 0}
 JSON_LINK = "https://reports.s3.us-east-1.amazonaws.com/reports/2025-03-14/report.json?X-Amz-Signature=s&a=b"
 
 
@@ -90,11 +92,72 @@ def test_the_days_figures():
 
 
 def test_an_empty_day_renders():
-    report = build_report("2025-03-14", [], NOW)
+    report = build_report("2025-03-14", [], NOW, **EMPTY_QUEUES)
     page = render_html(report, JSON_LINK)
-    assert "No files were uploaded on this day" in page
+    assert '<span class="verdict quiet">No file reached the processor on this day</span>' in page
     assert report.latency_ms.p50 is None and report.failures_total == 0
     assert sns_subject(report) == "headrace report 2025-03-14: 0 files, no failures"
+
+
+def test_a_day_the_processor_never_ran_is_not_a_quiet_day():
+    # Given a day on which the processor consumed nothing (its mapping disabled, a crash at
+    # start-up): no metadata item, 5,000 uploads waiting in the processing queue
+    report = build_report("2025-06-12", [], NOW, backlog=5000, processing_dlq=0, load_dlq=0)
+    # When the report is rendered
+    page = render_html(report, JSON_LINK)
+    message = sns_message(report, "https://example.invalid/r", 3600)
+    # Then the verdict, the subject and the message say the uploads are waiting
+    said = "No file reached the processor on this day: 5,000 messages in the processing queue"
+    assert f'<span class="verdict bad">{said}</span>' in page
+    assert sns_subject(report) == "headrace report 2025-06-12: 0 files, no failures, 5000 queued"
+    assert message.splitlines()[1] == said
+    assert "Queues now: 5,000 in the processing queue (uploads not yet in these figures), " in message
+    # and the page says what its figures leave out
+    assert "Uploads still in the processing queue" in page
+
+
+def test_dead_letters_are_never_a_good_day():
+    # Given a day whose files all completed, while uploads the processor crashed on at
+    # start-up (never recorded) sit in the processing DLQ, and a load in the load DLQ
+    items = [item(1, "completed"), item(2, "completed")]
+    report = build_report("2025-03-14", items, NOW, backlog=0, processing_dlq=2, load_dlq=1)
+    # When the report is rendered
+    page = render_html(report, JSON_LINK)
+    message = sns_message(report, "https://example.invalid/r", 3600)
+    # Then the verdict is red and names both DLQs, and the subject and message count them
+    said = "2 messages in the processing DLQ, 1 message in the load DLQ"
+    assert f'<span class="verdict bad">{said}</span>' in page
+    assert sns_subject(report) == "headrace report 2025-03-14: 2 files, no failures, 3 dead letters"
+    assert message.splitlines()[1] == said
+    assert "2 in the processing DLQ, 1 in the load DLQ (headrace dlq inspect; docs/operations.md)" in message
+    # and the same with nothing processed that day: not a quiet day either
+    empty = build_report("2025-03-14", [], NOW, backlog=0, processing_dlq=2, load_dlq=0)
+    assert "verdict bad" in render_html(empty, JSON_LINK) and "verdict quiet" not in render_html(
+        empty, JSON_LINK
+    )
+    assert sns_subject(empty) == "headrace report 2025-03-14: 0 files, no failures, 2 dead letters"
+
+
+def test_a_backlog_or_unread_queues_are_not_green():
+    items = [item(1, "completed")]
+    good = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    assert '<span class="verdict ok">Every finished file was processed successfully</span>' in render_html(
+        good, JSON_LINK
+    )
+    # Given the same day with messages still in the processing queue
+    busy = build_report("2025-03-14", items, NOW, backlog=3, processing_dlq=0, load_dlq=0)
+    # Then the verdict is a warning that says so, and so does the subject
+    assert (
+        '<span class="verdict warn">Every finished file was processed successfully; '
+        "3 messages in the processing queue</span>" in render_html(busy, JSON_LINK)
+    )
+    assert sns_subject(busy) == "headrace report 2025-03-14: 1 files, no failures, 3 queued"
+    # and when the queues could not be read, it says their depths are unknown
+    unread = build_report("2025-03-14", items, NOW)
+    assert "verdict warn" in render_html(unread, JSON_LINK)
+    message = sns_message(unread, "https://example.invalid/r", 3600)
+    assert "Queues now: unknown in the processing queue, unknown in the processing DLQ" in message
+    assert "verdict warn" in render_html(build_report("2025-03-14", [], NOW), JSON_LINK)
 
 
 def test_user_controlled_text_is_escaped_in_the_page():
@@ -187,7 +250,7 @@ def test_a_failure_fixed_in_place_is_listed_but_not_counted_failed():
         item(2, "completed", object_key="incoming/sales/fixme.csv"),
     ]
     # When the report is built
-    report = build_report("2025-03-14", items, NOW)
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
     # Then the poison version counts as fixed, not failed, and the verdict stays green
     assert (report.files.received, report.files.failed, report.files.fixed) == (2, 0, 1)
     assert [(h.failed, h.fixed) for h in report.hourly[1:3]] == [(0, 1), (0, 0)]
@@ -208,7 +271,7 @@ def test_a_failure_fixed_in_place_is_listed_but_not_counted_failed():
     assert [f.replaced for f in failures_since(items, since)] == [True]
     # while a failure that stays open is counted, listed first, and turns the verdict red
     failed = item(4, "failed", error="not valid UTF-8", failed_at="2025-03-14T00:30:00Z")
-    report = build_report("2025-03-14", [*items, failed], NOW)
+    report = build_report("2025-03-14", [*items, failed], NOW, **EMPTY_QUEUES)
     assert (report.files.failed, report.files.fixed) == (1, 1)
     assert [f.replaced for f in report.failures] == [False, True]
     assert "verdict bad" in render_html(report, JSON_LINK)

@@ -86,8 +86,15 @@ def _int(value: Any) -> int:
 
 
 def build_report(
-    day: str, items: Iterable[dict[str, Any]], generated_at: datetime, backlog: int | None = None
+    day: str,
+    items: Iterable[dict[str, Any]],
+    generated_at: datetime,
+    backlog: int | None = None,
+    processing_dlq: int | None = None,
+    load_dlq: int | None = None,
 ) -> DailyReport:
+    """``day``'s figures from its metadata items; ``backlog``, ``processing_dlq`` and
+    ``load_dlq``: the depths of the processing queue and of the two DLQs now (None: unread)."""
     items = list(items)
     counts = StatusCounts(received=len(items))
     formats: dict[str, dict[str, int]] = defaultdict(
@@ -208,6 +215,8 @@ def build_report(
         failures_total=len(failures),
         hourly=[HourBucket(hour=h, **b) for h, b in enumerate(hourly)],
         processing_backlog=backlog,
+        processing_dlq_depth=processing_dlq,
+        load_dlq_depth=load_dlq,
     )
 
 

@@ -38,6 +38,7 @@ h2{font-size:17px;margin:32px 0 10px}
 .meta{color:#4a5568;font-size:13px;text-align:right}
 .verdict{display:inline-block;margin:12px 0 4px;padding:6px 12px;border-radius:999px;font-weight:600;font-size:14px}
 .ok{background:#e6f4ea;color:#22543d}.bad{background:#fde8e8;color:#9b2c2c}.quiet{background:#edf2f7;color:#2d3748}
+.warn{background:#fefcbf;color:#744210}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px;margin-top:16px}
 .card{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:14px 16px}
 .card .label{font-size:12px;color:#4a5568;text-transform:uppercase;letter-spacing:.06em}
@@ -93,27 +94,11 @@ def render_html(report: DailyReport, json_link: str) -> str:
     """The page; ``json_link`` is where its report.json can be fetched (presigned: a link
     relative to a presigned page would be unsigned)."""
     f = report.files
-    if f.received == 0:
-        verdict = '<span class="verdict quiet">No files were uploaded on this day</span>'
-    elif f.failed or f.stuck or report.warehouse.failed:
-        problems = []
-        if f.failed:
-            problems.append(f"{number(f.failed)} file{'s' if f.failed != 1 else ''} failed processing")
-        if f.stuck:
-            problems.append(f"{number(f.stuck)} stuck")
-        if report.warehouse.failed:
-            problems.append(f"{number(report.warehouse.failed)} failed loading")
-        verdict = f'<span class="verdict bad">{escape(", ".join(problems))}</span>'
-    elif f.fixed:
-        verdict = (
-            f'<span class="verdict ok">No open failures: {number(f.fixed)} '
-            f"{'file' if f.fixed == 1 else 'files'} failed and {'was' if f.fixed == 1 else 'were'} "
-            "fixed in place (a newer version completed)</span>"
-        )
-    else:
-        verdict = '<span class="verdict ok">Every finished file was processed successfully</span>'
+    css, text = verdict(report)
+    headline = f'<span class="verdict {css}">{escape(text)}</span>'
+    dead_letters = _known_sum(report.processing_dlq_depth, report.load_dlq_depth)
     cards = [
-        _card("Files received", number(f.received)),
+        _card("Files received", number(f.received), "that the processor started on"),
         _card("Completed", number(f.completed), _share(f.completed, f.received)),
         _card(
             "Failed",
@@ -141,12 +126,19 @@ def render_html(report: DailyReport, json_link: str) -> str:
             + (f", {report.warehouse.failed} failed" if report.warehouse.failed else ""),
             alert=report.warehouse.failed > 0,
         ),
+        _card(
+            "Processing queue",
+            number(report.processing_backlog),
+            "uploads not yet in these figures" if report.processing_backlog else "messages now",
+            alert=bool(report.processing_backlog),
+        ),
+        _card(
+            "Dead letters",
+            number(dead_letters),
+            f"processing DLQ {number(report.processing_dlq_depth)}, load DLQ {number(report.load_dlq_depth)}",
+            alert=bool(dead_letters),
+        ),
     ]
-    backlog = (
-        f"Processing queue at generation time: {number(report.processing_backlog)} message(s). "
-        if report.processing_backlog is not None
-        else ""
-    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -161,7 +153,7 @@ def render_html(report: DailyReport, json_link: str) -> str:
   <h1><small>headrace · daily report</small>{escape(long_date(report.date))}</h1>
   <div class="meta">Files uploaded {escape(report.date)} (UTC)<br>Generated {escape(report.generated_at)}</div>
 </header>
-{verdict}
+{headline}
 <section class="cards">{"".join(cards)}</section>
 
 <h2>Files by hour of upload (UTC)</h2>
@@ -181,11 +173,72 @@ def render_html(report: DailyReport, json_link: str) -> str:
 <h2>Failures{f" ({number(report.failures_total)})" if report.failures_total else ""}</h2>
 {_failures(report)}
 
-<footer>{escape(backlog)}The same figures as JSON: <a href="{escape(json_link)}">report.json</a>.</footer>
+<footer>{escape(BLIND_SPOTS)} The same figures as JSON: <a href="{escape(json_link)}">report.json</a>.</footer>
 </main>
 </body>
 </html>
 """
+
+
+def verdict(report: DailyReport) -> tuple[str, str]:
+    """The page's headline: its CSS class and text. "bad": files failed (processing or
+    loading), are stuck, or messages wait in a DLQ (whatever day they are from); "warn": the
+    day went well but messages wait in the processing queue, or the queues could not be read;
+    "quiet": no file reached the processor and no queue holds one; "ok" otherwise. A backlog
+    or dead letters never read as a quiet or a good day."""
+    f = report.files
+    problems = []
+    if f.failed:
+        problems.append(f"{number(f.failed)} file{'s' if f.failed != 1 else ''} failed processing")
+    if f.stuck:
+        problems.append(f"{number(f.stuck)} stuck")
+    if report.warehouse.failed:
+        problems.append(f"{number(report.warehouse.failed)} failed loading")
+    for label, depth in (("processing", report.processing_dlq_depth), ("load", report.load_dlq_depth)):
+        if depth:
+            problems.append(f"{_messages(depth)} in the {label} DLQ")
+    notes = []
+    if report.processing_backlog:
+        notes.append(f"{_messages(report.processing_backlog)} in the processing queue")
+    if None in (report.processing_backlog, report.processing_dlq_depth, report.load_dlq_depth):
+        notes.append("queue depths unknown")
+    if f.received == 0:
+        text = "No file reached the processor on this day"
+        if problems or report.processing_backlog:
+            return "bad", f"{text}: {', '.join(problems + notes)}"
+        return ("warn", f"{text} ({notes[0]})") if notes else ("quiet", text)
+    if problems:
+        return "bad", ", ".join(problems + notes)
+    if f.fixed:
+        text = (
+            f"No open failures: {number(f.fixed)} {'file' if f.fixed == 1 else 'files'} failed and "
+            f"{'was' if f.fixed == 1 else 'were'} fixed in place (a newer version completed)"
+        )
+    else:
+        text = "Every finished file was processed successfully"
+    return ("warn", f"{text}; {', '.join(notes)}") if notes else ("ok", text)
+
+
+# What the figures leave out (the page's footer; docs/warehouse-and-reports.md).
+BLIND_SPOTS = (
+    "The figures count the files uploaded this day that the processor has started on. Uploads "
+    "still in the processing queue, and those whose messages reached the processing DLQ before "
+    "the processor could record them (a crash at start-up, a failed delivery), are not in them: "
+    "the queue depths, taken for the whole pipeline when the report was made, show them. Nor are "
+    "outcomes recorded after the report was made."
+)
+
+
+def _messages(n: int) -> str:
+    return f"{number(n)} message{'s' if n != 1 else ''}"
+
+
+def _depth(n: int | None) -> str:
+    return "unknown" if n is None else number(n)
+
+
+def _known_sum(*values: int | None) -> int | None:
+    return None if None in values else sum(v for v in values if v is not None)
 
 
 def _card(label: str, value: str, note: str = "", alert: bool = False) -> str:
@@ -387,6 +440,11 @@ def _nice_ceiling(n: int) -> int:
 def sns_subject(report: DailyReport) -> str:
     f = report.files
     state = f"{f.failed} failed" if f.failed else "no open failures" if f.fixed else "no failures"
+    dead = (report.processing_dlq_depth or 0) + (report.load_dlq_depth or 0)
+    if dead:
+        state += f", {dead} dead letters"
+    if report.processing_backlog:
+        state += f", {report.processing_backlog} queued"
     if f.fixed:
         state += f", {f.fixed} fixed in place"
     return f"headrace report {report.date}: {f.received} files, {state}"[:100]
@@ -396,6 +454,7 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
     f = report.files
     lines = [
         f"headrace daily report for {report.date} (UTC)",
+        verdict(report)[1],
         "",
         f"Files: {number(f.received)} received, {number(f.completed)} completed, {number(f.failed)} failed, "
         + (f"{number(f.fixed)} failed and fixed in place since, " if f.fixed else "")
@@ -406,6 +465,15 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
         f"Latency p50/p95: {duration(report.latency_ms.p50)} / {duration(report.latency_ms.p95)}",
         f"Loaded into PostgreSQL: {number(report.warehouse.loaded)} files"
         + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else ""),
+        f"Queues now: {_depth(report.processing_backlog)} in the processing queue"
+        + (" (uploads not yet in these figures)" if report.processing_backlog else "")
+        + f", {_depth(report.processing_dlq_depth)} in the processing DLQ, "
+        f"{_depth(report.load_dlq_depth)} in the load DLQ"
+        + (
+            " (headrace dlq inspect; docs/operations.md)"
+            if report.processing_dlq_depth or report.load_dlq_depth
+            else ""
+        ),
     ]
     lines += ["", f"Report (link valid for up to {_period(link_ttl_seconds)}):", link]
     # user-controlled text last, on one line each: it cannot come before the link or pass for it

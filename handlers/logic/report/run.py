@@ -28,11 +28,14 @@ class Published:
 def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published:
     """Build ``day``'s report, write (overwrite) it to the reports bucket, announce it."""
     items = files_on_day(table(settings.metadata_table), day, REPORT_ATTRIBUTES)
-    try:
-        backlog: int | None = reports.queue_depth(settings.processing_queue_url)
-    except Exception:  # the backlog is a nicety; never lose the report over it
-        backlog = None
-    report = build_report(day, items, now, backlog)
+    report = build_report(
+        day,
+        items,
+        now,
+        _depth(settings.processing_queue_url),
+        _depth(settings.processing_dlq_url),
+        _depth(settings.load_dlq_url),
+    )
     html_key, json_key = reports.report_keys(day)
     # the page links to report.json: a relative link would leave the presigned page unsigned
     json_link = reports.presigned_link(settings.reports_bucket, json_key, settings.report_link_ttl_seconds)
@@ -46,6 +49,15 @@ def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published
         sns_message(report, link, settings.report_link_ttl_seconds),
     )
     return Published(report, html_key, json_key, link, message_id)
+
+
+def _depth(queue_url: str) -> int | None:
+    """Messages in a queue, or None when it cannot be read: the report then says the depth
+    is unknown (and its verdict is not green) rather than being lost over it."""
+    try:
+        return reports.queue_depth(queue_url)
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)
