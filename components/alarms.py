@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -14,6 +14,15 @@ from .functions import METRICS_NAMESPACE
 
 PERIOD_SECONDS = 300
 
+# What an old message in each work queue means (the oldest-message alarms' descriptions).
+BACKLOG_CAUSES = {
+    "processing": "the processor is not keeping up or not running.",
+    "load": "the loader is not keeping up (functions.loader.max_concurrency) or not running: the "
+    "warehouse lags, and messages never received expire without reaching the load DLQ.",
+    "ingest": "the ingest worker is not keeping up or not running: accepted logs are not stored, "
+    "and messages never received expire without reaching the ingest DLQ.",
+}
+
 
 @dataclass(frozen=True)
 class AlarmsArgs:
@@ -21,13 +30,22 @@ class AlarmsArgs:
     topic_arn: pulumi.Input[str]
     processor_function_name: pulumi.Input[str]
     processor_timeout_seconds: int
-    processing_queue_name: pulumi.Input[str]
+    # Every work queue, by a short label ("processing", "load", "ingest"), and the age (s)
+    # past which its oldest message raises "<label>-oldest-message".
+    queue_names: Mapping[str, pulumi.Input[str]]
+    oldest_message_seconds: Mapping[str, int]
     # Every dead-letter queue, by a short label ("processing", "load", ...).
     dlq_names: Mapping[str, pulumi.Input[str]]
     # Every function, by service name (dashboard only).
     function_names: Mapping[str, pulumi.Input[str]]
     staleness_minutes: int
-    oldest_message_seconds: int
+    # The report function (EventBridge invokes it asynchronously: a failure is retried
+    # twice, then the event is dropped).
+    report_function_name: pulumi.Input[str]
+    # The ingest API: an HTTP API (its id) or the ingest function's URL (the function's name).
+    ingest_endpoint: Literal["http_api", "function_url"]
+    ingest_function_name: pulumi.Input[str]
+    ingest_api_id: pulumi.Input[str] | None = None
     error_rate_percent: float = 1.0
     duration_p99_ratio: float = 0.8
     # The RDS instance, when the warehouse runs on RDS.
@@ -39,8 +57,9 @@ class AlarmsArgs:
 
 
 class Alarms(pulumi.ComponentResource):
-    """The pipeline's alarm set: dead letters, processor errors and latency, backlog age,
-    data staleness, database CPU; and one dashboard of the same signals."""
+    """The pipeline's alarm set: dead letters, processor errors and latency, the age of each
+    work queue's backlog, data staleness, report failures, ingest API server errors,
+    database CPU; and one dashboard of the same signals."""
 
     def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:alarms:Alarms", name, None, opts)
@@ -94,16 +113,57 @@ class Alarms(pulumi.ComponentResource):
             datapoints_to_alarm=2,
         )
 
+        for label, queue_name in args.queue_names.items():
+            threshold = args.oldest_message_seconds[label]
+            self._alarm(
+                f"{label}-oldest-message",
+                f"The {label} queue's oldest message is older than {threshold} s: "
+                f"{BACKLOG_CAUSES.get(label, 'its consumer is not keeping up or not running.')}",
+                namespace="AWS/SQS",
+                metric_name="ApproximateAgeOfOldestMessage",
+                dimensions={"QueueName": queue_name},
+                statistic="Maximum",
+                comparison_operator="GreaterThanThreshold",
+                threshold=threshold,
+            )
+
         self._alarm(
-            "processing-oldest-message",
-            f"The processing queue's oldest message is older than {args.oldest_message_seconds} s: "
-            "the processor is not keeping up or not running.",
-            namespace="AWS/SQS",
-            metric_name="ApproximateAgeOfOldestMessage",
-            dimensions={"QueueName": args.processing_queue_name},
-            statistic="Maximum",
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.oldest_message_seconds,
+            "report-errors",
+            "The report function failed (the daily report or the 5-minute signals). EventBridge "
+            "invokes it asynchronously: after two retries the event is dropped, so a day's report "
+            'can be lost; run it again with {"date": "YYYY-MM-DD"}.',
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": args.report_function_name},
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
+
+        # Server errors the ingest API answered: the function's own 500s and 503s (it answers
+        # every error itself, so its Errors metric misses them), its crashes and timeouts.
+        if args.ingest_endpoint == "http_api":
+            if args.ingest_api_id is None:
+                raise ValueError("the ingest-5xx alarm of an HTTP API needs its id (ingest_api_id)")
+            server_errors: dict[str, Any] = {
+                "namespace": "AWS/ApiGateway",
+                "metric_name": "5xx",
+                "dimensions": {"ApiId": args.ingest_api_id},
+            }
+        else:
+            server_errors = {
+                "namespace": "AWS/Lambda",
+                "metric_name": "Url5xxCount",
+                "dimensions": {"FunctionName": args.ingest_function_name},
+            }
+        self._alarm(
+            "ingest-5xx",
+            "The ingest API answered with a server error (5xx): tenants' logs were refused or may "
+            "not have been enqueued.",
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            **server_errors,
         )
 
         self._alarm(
@@ -142,7 +202,7 @@ class Alarms(pulumi.ComponentResource):
             dashboard_body=pulumi.Output.all(
                 functions=dict(args.function_names),
                 dlqs=dict(args.dlq_names),
-                queue=args.processing_queue_name,
+                queue=args.queue_names["processing"],
                 db=args.db_instance_identifier,
             ).apply(lambda values: json.dumps(dashboard_body(args.region, **values))),
             opts=pulumi.ResourceOptions(parent=self),

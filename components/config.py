@@ -423,8 +423,11 @@ class Reporting(_Model):
 
 class Alarms(_Model):
     staleness_minutes: int = Field(1440, ge=10)
-    # None: the processing queue's visibility timeout plus 15 minutes (see StackConfig).
+    # The oldest-message alarms of the processing, load and ingest queues. None: the queue's
+    # visibility timeout plus 15 minutes (see StackConfig.oldest_message_alarm_thresholds).
     oldest_message_seconds: int | None = Field(None, ge=60)
+    load_oldest_message_seconds: int | None = Field(None, ge=60)
+    ingest_oldest_message_seconds: int | None = Field(None, ge=60)
     error_rate_percent: float = Field(1.0, gt=0, lt=100)
     duration_p99_ratio: float = Field(0.8, gt=0, lt=1)  # p99 never exceeds the timeout itself
     rds_cpu_percent: float = Field(80, gt=0, lt=100)
@@ -615,14 +618,29 @@ class StackConfig(_Model):
         return not self.is_localstack if flag is None else flag
 
     @property
+    def oldest_message_alarm_thresholds(self) -> dict[str, int]:
+        """The oldest-message alarm's threshold per work queue (``processing``, ``load``,
+        ``ingest``). A message whose handling failed transiently is retried after its queue's
+        visibility timeout, so it is at least that old: by default each alarm fires only 15
+        minutes past one retry's wait, not on every retried message."""
+        alarms, fn = self.alarms, self.functions
+        thresholds = {}
+        for queue, configured, consumer in (
+            ("processing", alarms.oldest_message_seconds, fn.processor),
+            ("load", alarms.load_oldest_message_seconds, fn.loader),
+            ("ingest", alarms.ingest_oldest_message_seconds, fn.ingest_worker),
+        ):
+            thresholds[queue] = (
+                configured
+                if configured is not None
+                else visibility_timeout(consumer.timeout_seconds, consumer.batching_window_seconds) + 900
+            )
+        return thresholds
+
+    @property
     def oldest_message_alarm_seconds(self) -> int:
-        """A message whose processing failed transiently is retried after its visibility
-        timeout, so it is at least that old: by default the alarm fires only 15 minutes
-        past one retry's wait, not on every retried file."""
-        if self.alarms.oldest_message_seconds is not None:
-            return self.alarms.oldest_message_seconds
-        processor = self.functions.processor
-        return visibility_timeout(processor.timeout_seconds, processor.batching_window_seconds) + 900
+        """The processing queue's oldest-message threshold (``oldest_message_alarm_thresholds``)."""
+        return self.oldest_message_alarm_thresholds["processing"]
 
     @property
     def warehouse_sslmode(self) -> str:
@@ -730,11 +748,12 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 "local is for LocalStack (secrets deleted at once on destroy); use dev or prod on AWS",
             )
         )
-    if config.queues.message_retention_seconds <= config.oldest_message_alarm_seconds + 300:
+    queue, threshold = max(config.oldest_message_alarm_thresholds.items(), key=lambda t: t[1])
+    if config.queues.message_retention_seconds <= threshold + 300:
         problems.append(
             (
                 "queues.message_retention_seconds",
-                f"must exceed the oldest-message alarm's threshold ({config.oldest_message_alarm_seconds} s) "
+                f"must exceed the oldest-message alarm's threshold ({threshold} s, the {queue} queue's) "
                 "by at least one 5-minute period, or messages expire before the alarm can fire",
             )
         )

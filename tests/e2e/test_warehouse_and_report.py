@@ -117,3 +117,34 @@ def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsy
     # the Lambda service identity's key made for the call is gone again
     keys = iam.list_access_keys(UserName="headrace-lambda-service")["AccessKeyMetadata"]
     assert len(keys) == 1
+
+
+def test_the_report_function_and_every_work_queue_have_an_alarm(stack):
+    # Given the stack's alarms as deployed (named "<project>-<stack>-...", like its functions),
+    # each with the metric dimensions it watches
+    names = stack.outputs.get("function_names")
+    prefix = names["report"].removesuffix("report")
+    cloudwatch = stack.outputs.client("cloudwatch")
+    watched: dict[tuple[str, str], dict] = {}
+    pages = cloudwatch.get_paginator("describe_alarms").paginate(
+        AlarmTypes=["MetricAlarm"], AlarmNamePrefix=prefix
+    )
+    for page in pages:
+        for alarm in page["MetricAlarms"]:
+            for dimension in alarm.get("Dimensions", []):
+                watched[(alarm.get("MetricName", ""), dimension["Value"])] = alarm
+    # Then the report function's errors raise one (a failed daily report is otherwise dropped)
+    alarms = [watched[("Errors", names["report"])]]
+    # and each work queue's oldest message does (load and ingest messages expire unseen)
+    for output in ("processing_queue_url", "load_queue_url", "ingest_queue_url"):
+        alarms.append(
+            watched[("ApproximateAgeOfOldestMessage", str(stack.outputs.get(output)).rsplit("/", 1)[1])]
+        )
+    # and the ingest API's server errors do, whichever its endpoint
+    api = [a for (metric, _), a in watched.items() if metric in ("5xx", "Url5xxCount")]
+    assert len(api) == 1
+    # each notifying the alerts topic when it fires and when it recovers
+    for alarm in [*alarms, *api]:
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [stack.outputs.alerts_topic_arn], alarm[
+            "AlarmName"
+        ]

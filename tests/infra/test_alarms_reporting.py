@@ -25,7 +25,11 @@ def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
         "processor-error-rate",
         "processor-duration-p99",
         "processing-oldest-message",
+        "load-oldest-message",
+        "ingest-oldest-message",
         "data-staleness",
+        "report-errors",
+        "ingest-5xx",
     }
     # Then each has every alarm; only the RDS stack watches database CPU
     assert set(_alarms(dev)) == common | {"rds-cpu"}
@@ -77,6 +81,61 @@ def test_processor_alarms(dev: Deployment) -> None:
     assert oldest["dimensions"]["QueueName"] in dev.outputs["processing_queue_url"]
 
 
+def test_every_work_queue_alarms_on_its_oldest_message(dev: Deployment) -> None:
+    alarms = _alarms(dev)
+    queues = {r.name.removeprefix("headrace-dev-"): r for r in dev.of_type("aws:sqs/queue:Queue")}
+    # Then the load and ingest queues are watched like the processing queue: by default one
+    # retry's wait (their visibility timeout: 6 x timeout + batching window) plus 15 minutes
+    for label, visibility in (("processing", 6 * 300 + 5), ("load", 6 * 120 + 10), ("ingest", 6 * 60 + 2)):
+        assert queues[label].inputs["visibilityTimeoutSeconds"] == visibility
+        oldest = alarms[f"{label}-oldest-message"].inputs
+        assert (oldest["namespace"], oldest["metricName"], oldest["statistic"]) == (
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            "Maximum",
+        )
+        assert oldest["dimensions"] == {"QueueName": queues[label].outputs["name"]}
+        assert oldest["comparisonOperator"] == "GreaterThanThreshold"
+        assert oldest["threshold"] == visibility + 900, label
+
+
+def test_a_failing_report_function_raises_an_alarm(stack: Deployment) -> None:
+    # Given the report function, which EventBridge invokes asynchronously (a failed event is
+    # retried twice, then dropped)
+    errors = _alarms(stack)["report-errors"].inputs
+    # Then any error of it raises an alarm
+    assert (errors["namespace"], errors["metricName"], errors["statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    assert errors["dimensions"] == {"FunctionName": stack.outputs["function_names"]["report"]}
+    assert errors["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and errors["threshold"] == 1
+    assert errors["treatMissingData"] == "notBreaching"
+
+
+def test_ingest_server_errors_raise_an_alarm_in_both_endpoint_modes(
+    dev: Deployment, local: Deployment
+) -> None:
+    # Given dev behind an HTTP API: its 5xx count (the function answers its own 500s and
+    # 503s, which its Errors metric does not count)
+    (api,) = dev.of_type("aws:apigatewayv2/api:Api")
+    assert api.id
+    http = _alarms(dev)["ingest-5xx"].inputs
+    assert (http["namespace"], http["metricName"], http["dimensions"]) == (
+        "AWS/ApiGateway",
+        "5xx",
+        {"ApiId": api.id},
+    )
+    # and the local stack behind a function URL: its Url5xxCount
+    assert local.of_type("aws:apigatewayv2/api:Api") == []
+    url = _alarms(local)["ingest-5xx"].inputs
+    assert (url["namespace"], url["metricName"], url["dimensions"]) == (
+        "AWS/Lambda",
+        "Url5xxCount",
+        {"FunctionName": local.outputs["function_names"]["ingest"]},
+    )
+    for alarm in (http, url):
+        assert alarm["statistic"] == "Sum" and alarm["threshold"] == 1
+        assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 def test_staleness_and_database_alarms(dev: Deployment) -> None:
     alarms = _alarms(dev)
     # Staleness: the report function's signal, more than 1440 minutes, missing data breaches
@@ -104,6 +163,8 @@ def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
             "headrace:alarms": {
                 "staleness_minutes": 30,
                 "oldest_message_seconds": 120,
+                "load_oldest_message_seconds": 240,
+                "ingest_oldest_message_seconds": 360,
                 "error_rate_percent": 5,
             },
             "headrace:functions": {"processor": {"timeout_seconds": 100}},
@@ -117,6 +178,8 @@ def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
     ]
     assert report.inputs["environment"]["variables"]["STALENESS_MINUTES"] == "30"
     assert alarms["processing-oldest-message"].inputs["threshold"] == 120
+    assert alarms["load-oldest-message"].inputs["threshold"] == 240
+    assert alarms["ingest-oldest-message"].inputs["threshold"] == 360
     assert alarms["processor-error-rate"].inputs["threshold"] == 5
     assert alarms["processor-duration-p99"].inputs["threshold"] == 80_000
 

@@ -316,6 +316,15 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:queues.message_retention_seconds: must exceed the oldest-message alarm",
         ),
         (
+            {**BASE, "alarms": {"load_oldest_message_seconds": 4 * 86_400 - 200}},
+            "headrace:queues.message_retention_seconds: must exceed the oldest-message alarm's threshold "
+            "(345400 s, the load queue's)",
+        ),
+        (
+            {**BASE, "alarms": {"ingest_oldest_message_seconds": 30}},
+            "headrace:alarms.ingest_oldest_message_seconds: must be ≥ 60",
+        ),
+        (
             {**BASE, "ingest": {"original_readers": ["log-auditor"]}},
             "headrace:ingest.original_readers.0: does not match ^arn:aws",
         ),
