@@ -807,6 +807,10 @@ def sandbox_environment(
             "POWERTOOLS_TRACE_DISABLED": "true",
             "SCRATCH_DIR": str(scratch),
             "TZ": "UTC",
+            # Lambda's stdout is unbuffered: every line (Powertools prints its EMF metric
+            # lines) reaches the log at once, even when the sandbox is killed right after
+            # (headrace local invoke kills it as soon as it answers).
+            "PYTHONUNBUFFERED": "1",
         }
     )
     if credentials.token:

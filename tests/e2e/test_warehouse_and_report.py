@@ -119,6 +119,31 @@ def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsy
     assert len(keys) == 1
 
 
+def test_local_invoke_keeps_the_metric_lines_the_function_prints(stack, capsys):
+    if not stack.embedded:
+        pytest.skip("headrace local invoke drives the embedded runtime")
+    # Given the log of the report function's sandboxes started by `headrace local invoke`
+    log = stack.outputs_path.parent / "logs" / f"{stack.outputs.get('function_names')['report']}.invoke.log"
+    before = log.stat().st_size if log.exists() else 0
+    # When the signals task is invoked that way (the sandbox is killed as soon as it answers)
+    command = [
+        "local",
+        "invoke",
+        "report",
+        "--outputs",
+        str(stack.outputs_path),
+        "--payload",
+        '{"task": "signals"}',
+    ]
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "signals"
+    # Then the metric line Powertools printed (EMF) reached the log, as on Lambda
+    with log.open("rb") as lines:
+        lines.seek(before)
+        emf = [json.loads(line) for line in lines.read().decode().splitlines() if '"_aws"' in line]
+    assert [m["service"] for m in emf if "SecondsSinceLastCompletedFile" in m] == ["report"]
+
+
 def test_the_report_function_and_every_work_queue_have_an_alarm(stack):
     # Given the stack's alarms as deployed (named "<project>-<stack>-...", like its functions),
     # each with the metric dimensions it watches
