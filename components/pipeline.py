@@ -392,6 +392,8 @@ class Pipeline(pulumi.ComponentResource):
                         "REPORT_LINK_TTL_SECONDS": str(config.reporting.link_ttl_seconds),
                         # how far back the staleness signal must look to reach the alarm's threshold
                         "STALENESS_MINUTES": str(config.alarms.staleness_minutes),
+                        # a day older than this has no metadata left: its report is refused
+                        "METADATA_TTL_DAYS": str(config.metadata.ttl_days),
                     },
                     statements=[
                         # Every read is a query of the by_day index.

@@ -37,7 +37,7 @@ def utcnow() -> datetime:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now = utcnow()
-    request = Request.from_event(event, now)
+    request = Request.from_event(event, now, settings.metadata_ttl_days)
     if request.task == "signals":
         staleness = seconds_since_last_completed(
             table(settings.metadata_table), now, settings.staleness_minutes

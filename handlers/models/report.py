@@ -30,6 +30,9 @@ class ReportSettings(BaseModel):
     # The data-staleness alarm's threshold (alarms.staleness_minutes): how far back the
     # signal looks for the last completed file.
     staleness_minutes: int = Field(1440, ge=1, alias="STALENESS_MINUTES")
+    # Metadata items expire this many days after their last update (metadata.ttl_days): a
+    # report of an older day would be empty, and would overwrite the one written then.
+    metadata_ttl_days: int = Field(90, ge=1, alias="METADATA_TTL_DAYS")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ReportSettings:
@@ -47,9 +50,10 @@ class Request(BaseModel):
     day: date | None = None
 
     @classmethod
-    def from_event(cls, event: Any, now: datetime) -> Request:
+    def from_event(cls, event: Any, now: datetime, retention_days: int | None = None) -> Request:
         """``{"task": "signals"}``: emit the signals. ``{"date": "YYYY-MM-DD"}`` (or
-        ``"today"``, ``"yesterday"``): the report for that day. Anything else (the daily
+        ``"today"``, ``"yesterday"``): the report for that day, refused when it is
+        ``retention_days`` or more ago (its metadata has expired). Anything else (the daily
         schedule's EventBridge event, ``{}``): the report for the day before the event's
         ``time`` (the invocation time when absent), in UTC: the last complete day."""
         if not isinstance(event, dict):
@@ -75,6 +79,12 @@ class Request(BaseModel):
             raise BadRequest(f"date {wanted!r} is not YYYY-MM-DD, 'today' or 'yesterday'") from None
         if day > today:
             raise BadRequest(f"date {wanted} is in the future")
+        if retention_days is not None and (today - day).days >= retention_days:
+            raise BadRequest(
+                f"date {wanted} is {(today - day).days} days ago: metadata items expire after "
+                f"{retention_days} days (metadata.ttl_days), so its report would be empty and would "
+                "overwrite the one written then"
+            )
         return cls(task="report", day=day)
 
 

@@ -60,6 +60,7 @@ CONTRACT_ENV = {
         "PROCESSING_DLQ_URL",
         "LOAD_DLQ_URL",
         "REPORT_LINK_TTL_SECONDS",
+        "METADATA_TTL_DAYS",
     },
     "ingest": {
         "INGEST_QUEUE_URL",
@@ -128,6 +129,8 @@ def test_environment_follows_the_contract(stack: Deployment) -> None:
     assert env(deployed["report"])["ALERTS_TOPIC_ARN"] == stack.outputs["alerts_topic_arn"]
     # (the report's verdict reads the processing queue and the DLQs uploads can end in)
     report = env(deployed["report"])
+    # (and it refuses a day whose metadata has expired: the processor's item lifetime)
+    assert report["METADATA_TTL_DAYS"] == processor["METADATA_TTL_DAYS"]
     assert (report["PROCESSING_QUEUE_URL"], report["PROCESSING_DLQ_URL"], report["LOAD_DLQ_URL"]) == (
         stack.outputs["processing_queue_url"],
         stack.outputs["processing_dlq_url"],

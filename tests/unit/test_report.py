@@ -614,3 +614,15 @@ def test_what_an_invocation_asks_for(event, task, day):
 def test_bad_requests_are_refused_clearly(event, message):
     with pytest.raises(BadRequest, match=message):
         Request.from_event(event, NOW)
+
+
+def test_a_day_whose_metadata_has_expired_is_refused():
+    # Given metadata items that expire after 90 days: a report of 2024-12-15, 90 days before
+    # NOW, would be empty and overwrite the report written then
+    with pytest.raises(
+        BadRequest, match=r"date 2024-12-15 is 90 days ago: metadata items expire after 90 days"
+    ):
+        Request.from_event({"date": "2024-12-15"}, NOW, 90)
+    # while the day after it, and the schedule's day, are still reported
+    assert Request.from_event({"date": "2024-12-16"}, NOW, 90).day == date(2024, 12, 16)
+    assert Request.from_event({}, NOW, 1).day == date(2025, 3, 14)
