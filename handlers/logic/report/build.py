@@ -1,4 +1,6 @@
-"""The figures of one day, from that day's metadata items (files uploaded that day).
+"""The figures of one day, from that day's metadata items: the files uploaded that day that
+the processor has started on (uploads still queued, or dead-lettered before the processor
+recorded them, have no item; the report shows them only through the queue depths).
 
 Pure: takes the items as plain dicts (``handlers.dal.metadata_queries``) and returns a
 ``DailyReport``. Items lacking attributes (still being processed, or written by an older

@@ -54,7 +54,7 @@ tr:last-child td{border-bottom:none}
 .failures td:nth-child(1){width:32%}.failures td:nth-child(3){width:46%}
 .key{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;word-break:break-all}
 .err{color:#9b2c2c}
-.fixed{display:block;color:#2f855a;font-size:12px;font-family:inherit}
+.fixed{display:block;color:#2f855a;font-size:12px}
 .empty{color:#718096;font-style:italic;background:#fff;border:1px dashed #cbd5e0;border-radius:10px;padding:12px 16px}
 .legend{display:flex;gap:16px;font-size:13px;color:#4a5568;margin-top:6px}
 .legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
