@@ -482,6 +482,10 @@ def test_the_staleness_signal_counts_a_file_completed_after_its_upload_day():
     assert staleness.last["object_key"] == "incoming/late.csv"
     # and it read no more than its window: today and the day before (60 minutes // 1440 + 2)
     assert table.read == ["2025-03-15", "2025-03-14"]
+    # When today's last completion is under the threshold, the earlier days are not read
+    fresh = Uploads({"2025-03-15": [("incoming/today.csv", "2025-03-15T05:30:00.000Z")]})
+    assert seconds_since_last_completed(fresh, NOW, 60).seconds == 30 * 60
+    assert fresh.read == ["2025-03-15"]
 
 
 @pytest.fixture

@@ -68,17 +68,22 @@ class Staleness:
 
 
 def seconds_since_last_completed(metadata_table: Any, now: datetime, staleness_minutes: int) -> Staleness:
-    """From the ``by_day`` index: the latest completion among the files uploaded today and on
-    each earlier day of a window long enough to reach more than ``staleness_minutes`` back
-    even at midnight. Every day of the window is read: a file uploaded on one day may complete
-    on a later one (after retries, a redrive, a backlog draining), after every file of that
-    later day. With none in it, the time since the window's start: a lower bound above the
-    threshold, so the staleness alarm fires (and stays firing) whatever its value."""
+    """From the ``by_day`` index: the latest completion among the files uploaded today and,
+    while that is ``staleness_minutes`` old or more (or there is none), on each earlier day of
+    a window long enough to reach further back than that even at midnight: a file uploaded
+    on one day may complete on a later one (retries, a redrive, a backlog draining), after
+    every file of that later day. Below the threshold the value may be an upper bound (an
+    earlier day's file completed later still), which changes no alarm; the earlier days,
+    a read each every 5 minutes, are read only when it would. With none in the window, the
+    time since the window's start: a lower bound above the threshold, so the staleness alarm
+    fires (and stays firing) whatever its value."""
     now = now.astimezone(UTC)
     today = now.date()
     days = staleness_minutes // 1440 + 2
     best: tuple[datetime, dict[str, Any]] | None = None
     for back in range(days):
+        if best is not None and now - best[0] < timedelta(minutes=staleness_minutes):
+            break
         day = today - timedelta(days=back)
         item = last_completed(files_on_day(metadata_table, day.isoformat(), SIGNAL_ATTRIBUTES))
         completed = parse_time(item.get("completed_at")) if item else None
