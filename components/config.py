@@ -63,6 +63,9 @@ MAX_RAW_PREFIX_BYTES = 256
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 # API Gateway HTTP APIs end an integration after 30 seconds.
 HTTP_API_TIMEOUT_SECONDS = 30
+# The ingest API makes an AWS call only with 3.5 s left (a stalled attempt takes up to 3 s,
+# and 0.5 s is kept to answer: handlers.dal.aws.Deadline); with less it could call nothing.
+INGEST_MIN_TIMEOUT_SECONDS = 4
 
 LOCALSTACK_DEFAULT_ENDPOINT = "http://localhost:4566"
 
@@ -218,6 +221,11 @@ class Functions(_Model):
         if self.ingest.timeout_seconds > HTTP_API_TIMEOUT_SECONDS:
             raise FieldProblem(
                 "ingest.timeout_seconds", f"must be ≤ {HTTP_API_TIMEOUT_SECONDS} (HTTP API integration limit)"
+            )
+        if self.ingest.timeout_seconds < INGEST_MIN_TIMEOUT_SECONDS:
+            raise FieldProblem(
+                "ingest.timeout_seconds",
+                f"must be ≥ {INGEST_MIN_TIMEOUT_SECONDS} (the time the API keeps for one AWS call and its answer)",
             )
         if self.processor.memory_mb < PROCESSOR_MIN_MEMORY_MB:
             raise FieldProblem(

@@ -2,8 +2,10 @@
 
 Every request is authenticated by its ``x-api-key``; the tenant comes from the key, never
 from the request. Bad input gets a 4xx ``{"error": ...}`` and nothing is enqueued; the
-only 5xx is 503, when the queue (or a table) is unavailable and the request can be
-retried as it is. Neither API keys nor log text are ever logged (``log_event=False`` also
+only 5xx it answers is 503, when the queue (or a table) is unavailable or too slow and the
+request can be retried as it is. Every AWS call is bounded by the invocation's remaining
+time (``Deadline``), so a stalled dependency is answered with that 503 before the
+function's timeout. Neither API keys nor log text are ever logged (``log_event=False`` also
 overrides ``POWERTOOLS_LOGGER_LOG_EVENT``, since the event holds both).
 """
 
@@ -20,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal import ingest_queue
+from handlers.dal.aws import Deadline
 from handlers.dal.tenant_logs import TenantLogStore
 from handlers.dal.tenants import TenantKeyStore
 from handlers.logic.ingest.auth import Authenticator
@@ -32,7 +35,7 @@ settings = IngestApiSettings.from_env()
 logger = Logger(service="ingest")
 tracer = Tracer(service="ingest")
 app = APIGatewayHttpResolver()
-authenticator = Authenticator(TenantKeyStore(settings.tenant_keys_table).lookup)
+keys = TenantKeyStore(settings.tenant_keys_table)
 logs = TenantLogStore(settings.tenant_logs_table)
 limits = Limits(max_body_bytes=settings.max_body_bytes, max_batch_records=settings.max_batch_records)
 
@@ -48,6 +51,15 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
         body=body,
         headers={"Cache-Control": "no-store", **(headers or {})},
     )
+
+
+def _deadline() -> Deadline:
+    """The current invocation's time, for its AWS calls."""
+    return Deadline(app.lambda_context.get_remaining_time_in_millis)
+
+
+# The key table is read (on a cache miss) within the invocation that needs the key.
+authenticator = Authenticator(lambda key_hash: keys.lookup(key_hash, _deadline()))
 
 
 def _caller() -> TenantKey:
@@ -79,7 +91,7 @@ def ingest() -> Response:
         limits,
         received_at=datetime.now(UTC),
     )
-    sent = ingest_queue.send(settings.ingest_queue_url, accepted.messages)
+    sent = ingest_queue.send(settings.ingest_queue_url, accepted.messages, _deadline())
     if sent.failed:
         logger.error(
             "records not enqueued",
@@ -87,7 +99,7 @@ def ingest() -> Response:
         )
         raise ServiceUnavailable(
             f"the ingest queue is unavailable: {len(sent.failed)} of {len(accepted.messages)} records were "
-            "not enqueued. Retry them with the same log_id; records sent twice are stored once.",
+            "not confirmed enqueued. Retry them with the same log_id; records sent twice are stored once.",
             details={
                 "tenant_id": caller.tenant_id,
                 "enqueued_log_ids": sent.enqueued,
@@ -104,7 +116,7 @@ def list_logs() -> Response:
     event = app.current_event
     page = parse_page(event.query_string_parameters, caller.tenant_id, event.headers.get("x-tenant-id"))
     try:
-        items, last_key = logs.page(caller.tenant_id, page.limit, page.start_key)
+        items, last_key = logs.page(caller.tenant_id, page.limit, page.start_key, _deadline())
     except (ClientError, BotoCoreError):
         logger.exception("the tenant logs table is unavailable")
         raise ServiceUnavailable("the log store is temporarily unavailable; retry the request") from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.models.ingest import IngestMessage
 
-from .aws import client
+from .aws import Deadline, api_client
 
 # SendMessageBatch: at most 10 entries, and (on every SQS implementation we target,
 # including emulators) at most 256 KiB of message bodies per call.
@@ -36,6 +38,10 @@ def chunks(
         yield current
 
 
+def _send_batch(queue_url: str, entries: list[dict[str, str]]) -> dict[str, Any]:
+    return api_client("sqs").send_message_batch(QueueUrl=queue_url, Entries=entries)
+
+
 @dataclass
 class SendResult:
     enqueued: list[str] = field(default_factory=list)  # log ids, in request order
@@ -43,17 +49,19 @@ class SendResult:
     errors: list[str] = field(default_factory=list)  # "code: message", for the logs
 
 
-def send(queue_url: str, messages: Sequence[IngestMessage]) -> SendResult:
-    """Enqueue every message; report which log ids made it. After a failed call (queue
-    unavailable, throttled past the SDK's retries) the remaining calls are not attempted:
-    the client will retry, and what was enqueued is deduplicated by the worker."""
+def send(queue_url: str, messages: Sequence[IngestMessage], deadline: Deadline) -> SendResult:
+    """Enqueue every message; report which log ids SQS confirmed. After a failed call
+    (queue unavailable, throttled or timed out past the retries, or no time left before
+    ``deadline``) the remaining calls are not attempted: the client will retry, and what
+    was enqueued is deduplicated by the worker. A call that timed out may still have
+    enqueued its messages: they are reported failed (not confirmed)."""
     bodies = [m.to_json() for m in messages]
     result = SendResult()
     sent_ok = [False] * len(messages)
     for group in chunks(bodies):
         entries = [{"Id": str(i), "MessageBody": bodies[i]} for i in group]
         try:
-            response = client("sqs").send_message_batch(QueueUrl=queue_url, Entries=entries)
+            response = deadline.call("SendMessageBatch", partial(_send_batch, queue_url, entries))
         except (ClientError, BotoCoreError) as exc:
             if isinstance(exc, ClientError):
                 error = exc.response["Error"]

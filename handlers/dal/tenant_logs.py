@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from handlers.models.ingest import PUBLIC_LOG_FIELDS
 
-from .aws import client, table
+from .aws import Deadline, api_table, client, table
 
 KMS_MAX_PLAINTEXT = 4096
 _NEW_ITEM = "attribute_not_exists(tenant_id) AND attribute_not_exists(log_id)"
@@ -45,9 +45,14 @@ class TenantLogStore:
         return True
 
     def page(
-        self, tenant_id: str, limit: int, start_key: Mapping[str, str] | None = None
+        self,
+        tenant_id: str,
+        limit: int,
+        start_key: Mapping[str, str] | None,
+        deadline: Deadline,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of ``tenant_id``'s records in log id order, and the key to continue from."""
+        """One page of ``tenant_id``'s records in log id order, and the key to continue
+        from (the API's read: bounded by its ``deadline``)."""
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "tenant_id = :t",
             "ExpressionAttributeValues": {":t": tenant_id},
@@ -56,7 +61,7 @@ class TenantLogStore:
         }
         if start_key:
             kwargs["ExclusiveStartKey"] = dict(start_key)
-        response = table(self.table_name).query(**kwargs)
+        response = deadline.call("Query", lambda: api_table(self.table_name).query(**kwargs))
         return response.get("Items", []), response.get("LastEvaluatedKey")
 
     # ----------------------------------------------------------------- originals

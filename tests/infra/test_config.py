@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from components.config import (
     FUNCTION_DEFAULTS,
+    INGEST_MIN_TIMEOUT_SECONDS,
     ConfigError,
     Ingest,
     StackConfig,
@@ -19,6 +20,7 @@ from components.config import (
     load_config,
     parse_config,
 )
+from handlers.dal import aws
 from handlers.models.ingest import IngestApiSettings
 from tests.tls import authority
 
@@ -159,6 +161,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         (
             {**BASE, "functions": {"ingest": {"timeout_seconds": 60}}},
             "headrace:functions.ingest.timeout_seconds: must be ≤ 30",
+        ),
+        (  # the API would answer every request 503 without calling anything
+            {**BASE, "functions": {"ingest": {"timeout_seconds": 3}}},
+            "headrace:functions.ingest.timeout_seconds: must be ≥ 4",
         ),
         (
             {**BASE, "functions": {"loader": {"batch_size": 50, "batching_window_seconds": 0}}},
@@ -437,6 +443,14 @@ def test_ingest_limits_are_the_ones_the_function_accepts() -> None:
     # Then every value the config accepts is one the function accepts at cold start
     for key in ("max_body_bytes", "max_batch_records"):
         assert _bounds(Ingest.model_fields[key]) == _bounds(IngestApiSettings.model_fields[key]), key
+
+
+def test_the_ingest_timeout_leaves_room_for_one_bounded_aws_call() -> None:
+    # The API attempts an AWS call only when an attempt and its answer fit in what is left
+    needed_ms = aws.API_ATTEMPT_MS + aws.ANSWER_RESERVE_MS
+    assert needed_ms <= INGEST_MIN_TIMEOUT_SECONDS * 1000
+    assert needed_ms > (INGEST_MIN_TIMEOUT_SECONDS - 1) * 1000
+    assert FUNCTION_DEFAULTS["ingest"]["timeout_seconds"] >= INGEST_MIN_TIMEOUT_SECONDS
 
 
 def test_a_prod_stack_without_an_alert_recipient_is_warned_about() -> None:

@@ -58,7 +58,7 @@ def aws(monkeypatch) -> Iterator[None]:
     from handlers.dal import aws as clients
     from handlers.dal import queues
 
-    caches = (clients.client, clients.table, queues.queue_url)
+    caches = (clients.client, clients.table, clients.api_client, clients.api_table, queues.queue_url)
     for cached in caches:
         cached.cache_clear()
     with mock_aws():

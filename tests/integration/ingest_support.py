@@ -56,6 +56,63 @@ def capture_logs(module: ModuleType) -> Iterator[io.StringIO]:
             target.removeHandler(handler)
 
 
+def api_event(
+    method: str,
+    path: str,
+    *,
+    body: str | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event, as the Lambda receives it:
+    header names lower-cased, body absent when empty, query string decoded."""
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}" if path in ("/ingest", "/logs") else "$default",
+        "rawPath": path,
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "headers": {
+            "accept": "*/*",
+            "host": "abc123.execute-api.us-east-1.amazonaws.com",
+            "user-agent": "curl/8.5.0",
+            "x-amzn-trace-id": "Root=1-65f0c9a1-0123456789abcdef01234567",
+            "x-forwarded-for": "198.51.100.7",
+            "x-forwarded-port": "443",
+            "x-forwarded-proto": "https",
+            **{k.lower(): v for k, v in (headers or {}).items()},
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "198.51.100.7",
+                "userAgent": "curl/8.5.0",
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": "01/Mar/2025:12:00:00 +0000",
+            "timeEpoch": 1740830400000,
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if body is not None and body != "" and body != b"":
+        if base64_body:
+            raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+            event["body"] = base64.b64encode(raw).decode()
+        else:
+            event["body"] = body if isinstance(body, str) else body.decode()
+    return event
+
+
 class IngestStack:
     def __init__(self, monkeypatch: Any, *, env: dict[str, str] | None = None):
         self.monkeypatch = monkeypatch
@@ -105,62 +162,8 @@ class IngestStack:
         return key
 
     # ------------------------------------------------------------------ HTTP API
-    def event(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        query: dict[str, str] | None = None,
-        base64_body: bool = False,
-    ) -> dict[str, Any]:
-        """An API Gateway HTTP API (payload format 2.0) event, as the Lambda receives it:
-        header names lower-cased, body absent when empty, query string decoded."""
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": f"{method} {path}" if path in ("/ingest", "/logs") else "$default",
-            "rawPath": path,
-            "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
-            "headers": {
-                "accept": "*/*",
-                "host": "abc123.execute-api.us-east-1.amazonaws.com",
-                "user-agent": "curl/8.5.0",
-                "x-amzn-trace-id": "Root=1-65f0c9a1-0123456789abcdef01234567",
-                "x-forwarded-for": "198.51.100.7",
-                "x-forwarded-port": "443",
-                "x-forwarded-proto": "https",
-                **{k.lower(): v for k, v in (headers or {}).items()},
-            },
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "abc123",
-                "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-                "domainPrefix": "abc123",
-                "http": {
-                    "method": method,
-                    "path": path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "198.51.100.7",
-                    "userAgent": "curl/8.5.0",
-                },
-                "requestId": str(uuid.uuid4()),
-                "routeKey": f"{method} {path}",
-                "stage": "$default",
-                "time": "01/Mar/2025:12:00:00 +0000",
-                "timeEpoch": 1740830400000,
-            },
-            "isBase64Encoded": base64_body,
-        }
-        if query:
-            event["queryStringParameters"] = query
-        if body is not None and body != "" and body != b"":
-            if base64_body:
-                raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-                event["body"] = base64.b64encode(raw).decode()
-            else:
-                event["body"] = body if isinstance(body, str) else body.decode()
-        return event
+    def event(self, method: str, path: str, **parts: Any) -> dict[str, Any]:
+        return api_event(method, path, **parts)
 
     def call(self, event: dict[str, Any]) -> Response:
         return Response(self.api.lambda_handler(event, LambdaContext(function_name="ingest")))

@@ -215,7 +215,7 @@ def test_unavailable_queue_is_a_503_and_the_retry_is_safe(stack, acme, monkeypat
 
 def test_partly_failed_batch_is_a_503_listing_both_halves_and_replay_stores_once(stack, acme, monkeypatch):
     # Given SQS rejects some entries of a SendMessageBatch call
-    sqs = aws.client("sqs")
+    sqs = aws.api_client("sqs")
     real = sqs.send_message_batch
 
     def flaky(QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def test_authenticated_tenants_enqueue_exactly_what_is_accepted(harness, request
 )
 def test_a_failing_queue_is_the_only_5xx(harness, monkeypatch, request, failure):
     url = harness.fresh_queue()
-    real_client = ingest_queue.client
+    real_client = ingest_queue.api_client
 
     class FailingSqs:
         def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def test_a_failing_queue_is_the_only_5xx(harness, monkeypatch, request, failure)
             return response
 
     with monkeypatch.context() as patch:
-        patch.setattr(ingest_queue, "client", lambda _service: FailingSqs())
+        patch.setattr(ingest_queue, "api_client", lambda _service: FailingSqs())
         raw = harness.send(request)
     status = raw["statusCode"]
     body = check_shape(raw)
