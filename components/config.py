@@ -443,9 +443,10 @@ class Alarms(_Model):
 
 class Ingest(_Model):
     endpoint: Literal["http_api", "function_url"] = "http_api"
-    # Lambda's request payload is at most 6 MB, event included: a base64 body takes 4/3 of its
-    # size, and the event's JSON escapes the body's quotes
-    max_body_bytes: int = Field(1_048_576, ge=1024, le=4_000_000)
+    # Lambda's request payload is at most 6 MiB, event included, and the event's JSON can
+    # take six bytes for each byte of the body (a control character is escaped as \u001b):
+    # the ingest function's MAX_BODY_BYTES_CEILING (handlers.models.ingest)
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000)
     max_batch_records: int = Field(100, ge=1, le=1000)
     keep_original: bool = False
     # IAM roles or users that may decrypt kept originals; no one else can, whatever their

@@ -23,7 +23,13 @@ LOG_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
 # One record's text, in UTF-8 bytes. Keeps every queue message far below the SQS limit
 # (even with JSON escaping) and every stored item far below DynamoDB's 400 KB.
 MAX_TEXT_BYTES = 16_384
-DEFAULT_MAX_BODY_BYTES = 1_048_576
+# A request body, at most. API Gateway hands the body to the function as a string in the
+# event's JSON, where a control character takes six bytes (\u001b), and Lambda refuses an
+# event over 6 MiB (6,291,456 bytes) before the function runs: 1,000,000 bytes all escaped,
+# plus the event's other fields (an HTTP API takes 10,240 bytes of request line and header
+# values), still fit. The default is that ceiling.
+MAX_BODY_BYTES_CEILING = 1_000_000
+DEFAULT_MAX_BODY_BYTES = MAX_BODY_BYTES_CEILING
 DEFAULT_MAX_BATCH_RECORDS = 100
 # GET /logs page size
 DEFAULT_PAGE_SIZE = 50
@@ -54,8 +60,10 @@ class IngestApiSettings(EnvSettings):
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL")
     tenant_keys_table: str = Field(alias="TENANT_KEYS_TABLE")
     tenant_logs_table: str = Field(alias="TENANT_LOGS_TABLE")
-    # A Lambda request payload is at most 6 MB, so larger limits could never apply.
-    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=4_000_000, alias="MAX_BODY_BYTES")
+    # Larger bodies could make events Lambda refuses (see MAX_BODY_BYTES_CEILING).
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, ge=1024, le=MAX_BODY_BYTES_CEILING, alias="MAX_BODY_BYTES"
+    )
     max_batch_records: int = Field(DEFAULT_MAX_BATCH_RECORDS, ge=1, le=1000, alias="MAX_BATCH_RECORDS")
 
 

@@ -252,8 +252,8 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:warehouse.network.cidr: must be a private block",
         ),
         (
-            {**BASE, "ingest": {"max_body_bytes": 6_000_000}},
-            "headrace:ingest.max_body_bytes: must be ≤ 4000000",
+            {**BASE, "ingest": {"max_body_bytes": 1_048_576}},  # its event can exceed Lambda's 6 MiB
+            "headrace:ingest.max_body_bytes: must be ≤ 1000000",
         ),
         ({**BASE, "metadata": {"ttl_days": 3_000_000}}, "headrace:metadata.ttl_days: must be ≤ 36500"),
         ({**BASE, "reporting": {"alert_email": "ops"}}, "headrace:reporting.alert_email: does not match"),

@@ -138,7 +138,7 @@ def test_a_pii_rule_defined_twice_fails_at_start_up():
 def test_api_settings_defaults_and_bounds():
     env = {"INGEST_QUEUE_URL": "q", "TENANT_KEYS_TABLE": "k", "TENANT_LOGS_TABLE": "l"}
     settings = IngestApiSettings.from_env(env)
-    assert (settings.max_body_bytes, settings.max_batch_records) == (1_048_576, 100)
+    assert (settings.max_body_bytes, settings.max_batch_records) == (1_000_000, 100)
     with pytest.raises(ValidationError):
         IngestApiSettings.from_env(env | {"MAX_BODY_BYTES": "10000000"})
 

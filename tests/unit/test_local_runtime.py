@@ -8,11 +8,21 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from headrace.local.cron import ScheduleError, next_fire
-from headrace.local.executor import ApiServer, QueueMapping, Route, SqsPoller, lambda_sqs_record, record_label
+from headrace.local.executor import (
+    LAMBDA_MAX_REQUEST_BYTES,
+    ApiServer,
+    QueueMapping,
+    Route,
+    SqsPoller,
+    event_bytes,
+    lambda_sqs_record,
+    record_label,
+)
 from headrace.local.sandbox import Invocation
 
 T0 = datetime(2025, 3, 14, 10, 30, 15, tzinfo=UTC)  # a Friday
@@ -404,3 +414,66 @@ def test_a_sandbox_crash_quotes_only_what_was_logged_during_its_invocation(tmp_p
     with log.open("a") as more:
         more.write("MemoryError\n")
     assert Sandbox._log_tail(sandbox, since) == "MemoryError"  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ Lambda's invoke payload limit
+def _request(request_line: str, headers: list[tuple[str, str]]) -> Any:
+    """What the server's request handler holds after parsing ``request_line`` and ``headers``."""
+    method, target, version = request_line.split(" ")
+    return SimpleNamespace(
+        headers=SimpleNamespace(items=lambda: headers),
+        command=method,
+        path=target,
+        requestline=request_line,
+        request_version=version,
+        client_address=("127.0.0.1", 5555),
+    )
+
+
+def test_the_largest_ingest_body_fits_lambdas_invoke_limit_whatever_it_holds():
+    # Given the largest body the stack config and the function accept, every byte of it a
+    # control character (six bytes each in the event's JSON), and a request line and headers
+    # filling an HTTP API's 10,240 bytes with what the event repeats and escapes most: quotes
+    # in the Host (three copies) and User-Agent (two), %1b in the query (decoded, escaped)
+    from components.config import Ingest
+    from handlers.models.ingest import DEFAULT_MAX_BODY_BYTES, IngestApiSettings
+
+    fields = [Ingest.model_fields["max_body_bytes"], IngestApiSettings.model_fields["max_body_bytes"]]
+    largest = max(next(m.le for m in field.metadata if hasattr(m, "le")) for field in fields)
+    assert largest >= DEFAULT_MAX_BODY_BYTES
+    target = "/ingest?q=" + "%1b" * 800
+    request_line = f"POST {target} HTTP/1.1"
+    headers = [
+        ("Host", '"' * 2500),
+        ("User-Agent", '"' * 2500),
+        ("Content-Type", "text/plain"),
+        ("X-Tenant-ID", "acme"),
+        ("x-api-key", "hr_" + "x" * 43),
+    ]
+    headers.append(("X-Pad", "\\" * (10_240 - len(request_line) - sum(len(v) for _, v in headers))))
+    assert len(request_line) + sum(len(v) for _, v in headers) == 10_240
+    route = Route("api", "$default", "ingest")
+    event = ApiServer.event(_request(request_line, headers), route, urlsplit(target), b"\x1b" * largest)
+    # Then its event still fits Lambda's synchronous invocation payload
+    assert event_bytes(event) <= LAMBDA_MAX_REQUEST_BYTES
+    # (a MiB of them alone, the former default, did not)
+    plain = _request("POST /ingest HTTP/1.1", [("Content-Type", "text/plain")])
+    former = ApiServer.event(plain, route, urlsplit("/ingest"), b"\x1b" * 1_048_576)
+    assert event_bytes(former) > LAMBDA_MAX_REQUEST_BYTES
+
+
+def test_an_event_over_lambdas_limit_is_refused_like_api_gateway_does(echo_api):
+    # Given a body API Gateway accepts (under 10 MB) whose event Lambda would refuse:
+    # 1,100,000 control characters are 6.6 MB as a JSON string
+    server, pool = echo_api
+    body = b"\x1b" * 1_100_000
+    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    # Then the function is not invoked, and the answer is API Gateway's 413
+    answer = _exchange(server, raw + body)
+    assert answer.startswith(b"HTTP/1.1 413") and answer.endswith(b'{"message":"Request Entity Too Large"}')
+    assert pool.bodies == []
+    # while a body whose event fits reaches the function
+    body = b"\x1b" * 1_000_000
+    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    assert _exchange(server, raw + body).startswith(b"HTTP/1.1 200")
+    assert pool.bodies == [body.decode()]
