@@ -62,9 +62,16 @@ def _deadline() -> Deadline:
 authenticator = Authenticator(lambda key_hash: keys.lookup(key_hash, _deadline()))
 
 
+def _header(name: str) -> str | None:
+    """A request header without the whitespace around its value, which is not part of it
+    (RFC 9110): API Gateway strips it, and so does this, whatever sent the event."""
+    value = app.current_event.headers.get(name)
+    return None if value is None else value.strip(" \t")
+
+
 def _caller() -> TenantKey:
     try:
-        caller = authenticator.authenticate(app.current_event.headers.get("x-api-key"))
+        caller = authenticator.authenticate(_header("x-api-key"))
     except (ClientError, BotoCoreError):
         logger.exception("the tenant keys table is unavailable")
         raise ServiceUnavailable("authentication is temporarily unavailable; retry the request") from None
@@ -78,14 +85,13 @@ def _caller() -> TenantKey:
 def ingest() -> Response:
     caller = _caller()
     event = app.current_event
-    headers = event.headers
     accepted = parse_ingest(
         HttpInput(
-            content_type=headers.get("content-type"),
+            content_type=_header("content-type"),
             body=event.body,
             is_base64_encoded=bool(event.is_base64_encoded),
-            tenant_header=headers.get("x-tenant-id"),
-            log_id_header=headers.get("x-log-id"),
+            tenant_header=_header("x-tenant-id"),
+            log_id_header=_header("x-log-id"),
         ),
         caller.tenant_id,
         limits,
@@ -114,7 +120,7 @@ def ingest() -> Response:
 def list_logs() -> Response:
     caller = _caller()
     event = app.current_event
-    page = parse_page(event.query_string_parameters, caller.tenant_id, event.headers.get("x-tenant-id"))
+    page = parse_page(event.query_string_parameters, caller.tenant_id, _header("x-tenant-id"))
     try:
         items, last_key = logs.page(caller.tenant_id, page.limit, page.start_key, _deadline())
     except (ClientError, BotoCoreError):

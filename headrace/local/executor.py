@@ -602,8 +602,11 @@ class ApiServer:
     @staticmethod
     def event(request: BaseHTTPRequestHandler, route: Route, url: Any, body: bytes) -> dict[str, Any]:
         headers: dict[str, str] = {}
-        for name, value in request.headers.items():
+        for name, raw_value in request.headers.items():
             key = name.lower()
+            # Whitespace around a field value is not part of it (RFC 9110, 5.5); Python's
+            # parser keeps what follows the value, API Gateway does not.
+            value = raw_value.strip(" \t")
             headers[key] = f"{headers[key]},{value}" if key in headers else value
         try:
             text, encoded = body.decode("utf-8"), False

@@ -153,6 +153,20 @@ def test_bad_input_is_a_4xx_json_error_and_enqueues_nothing(
     assert_refused(response, status, fragment, stack)
 
 
+def test_whitespace_around_header_values_is_ignored(stack, acme):
+    # Given an event whose header values keep the spaces and tabs around them (API Gateway
+    # strips them; an event from elsewhere may not)
+    headers = {"x-api-key": f" {acme}\t", "x-tenant-id": "acme ", "x-log-id": "\tw-1"}
+    response = stack.post("one line", key=None, content_type=" text/plain ", headers=headers)
+    # Then they are read without it
+    assert (response.status, response.json) == (
+        202,
+        {"status": "enqueued", "tenant_id": "acme", "log_id": "w-1"},
+    )
+    listed = stack.logs(None, headers={"x-api-key": acme + " ", "x-tenant-id": " acme"})
+    assert listed.status == 200
+
+
 def test_missing_unknown_and_disabled_keys_are_401(stack):
     disabled = stack.issue_key("acme", disabled=True)
     record = {"tenant_id": "acme", "text": "x"}

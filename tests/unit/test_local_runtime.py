@@ -284,9 +284,11 @@ class EchoPool:
 
     def __init__(self) -> None:
         self.bodies: list[str] = []
+        self.events: list[dict[str, Any]] = []
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         self.bodies.append(event.get("body", ""))
+        self.events.append(event)
         return Invocation(ok=True, response={"statusCode": 200, "body": event.get("body", "")})
 
 
@@ -366,6 +368,21 @@ def test_a_body_that_cannot_be_read_is_refused_and_the_connection_closed(echo_ap
     answer = _exchange(server, raw)
     assert answer.startswith(b"HTTP/1.1 " + status) and answer.count(b"HTTP/1.1") == 1
     assert pool.bodies == []
+
+
+def test_whitespace_around_header_values_is_not_part_of_them(echo_api):
+    # Given header values with spaces and tabs around them (optional whitespace, RFC 9110)
+    server, pool = echo_api
+    raw = (
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nx-api-key: hr_key \r\nX-Tenant-ID:\tacme\t\r\n"
+        b"X-Multi: a \r\nX-Multi:  b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert _exchange(server, raw).startswith(b"HTTP/1.1 200")
+    # Then the function gets the values without it, as API Gateway passes them
+    [event] = pool.events
+    assert event["headers"]["x-api-key"] == "hr_key"
+    assert event["headers"]["x-tenant-id"] == "acme"
+    assert event["headers"]["x-multi"] == "a,b"
 
 
 class _FakeSandbox:
