@@ -92,6 +92,7 @@ def ingest() -> Response:
             is_base64_encoded=bool(event.is_base64_encoded),
             tenant_header=_header("x-tenant-id"),
             log_id_header=_header("x-log-id"),
+            content_encoding=_header("content-encoding"),
         ),
         caller.tenant_id,
         limits,

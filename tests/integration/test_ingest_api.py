@@ -4,6 +4,7 @@ failing queue."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from typing import Any
@@ -165,6 +166,20 @@ def test_whitespace_around_header_values_is_ignored(stack, acme):
     )
     listed = stack.logs(None, headers={"x-api-key": acme + " ", "x-tenant-id": " acme"})
     assert listed.status == 200
+
+
+def test_a_gzip_body_is_a_415_naming_the_coding(stack, acme):
+    # Given a gzip-compressed JSON record (API Gateway hands it on base64-encoded)
+    record = gzip.compress(json.dumps({"tenant_id": "acme", "text": "zipped", "log_id": "gz-1"}).encode())
+    event = stack.event(
+        "POST",
+        "/ingest",
+        body=record,
+        base64_body=True,
+        headers={"x-api-key": acme, "content-type": "application/json", "content-encoding": "gzip"},
+    )
+    # Then it is refused for its coding (not as a body that is not UTF-8) and nothing is queued
+    assert_refused(stack.call(event), 415, "unsupported Content-Encoding 'gzip'", stack)
 
 
 def test_missing_unknown_and_disabled_keys_are_401(stack):

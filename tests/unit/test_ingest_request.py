@@ -267,6 +267,26 @@ def test_unsupported_media_type_is_a_415(content_type, fragment):
     )
 
 
+@pytest.mark.parametrize(
+    ("coding", "named"),
+    [("gzip", "'gzip'"), ("GZIP ", "'gzip'"), ("br", "'br'"), ("identity, deflate", "'deflate'")],
+)
+def test_a_compressed_body_is_a_415_naming_its_coding(coding, named):
+    # Given a body announced as compressed (its bytes cannot be read as UTF-8 as they are)
+    record = {"tenant_id": "acme", "text": "x"}
+    # Then the request is refused for its coding, not as invalid UTF-8
+    message = refused(UnsupportedMediaType, record, content_encoding=coding)
+    assert f"unsupported Content-Encoding {named}" in message and "uncompressed" in message
+    # even when the body is also too large or not UTF-8
+    refused(UnsupportedMediaType, "x" * 5000, content_encoding=coding)
+    refused(UnsupportedMediaType, "/wA=", is_base64_encoded=True, content_encoding=coding)
+
+
+@pytest.mark.parametrize("coding", [None, "identity", " Identity "])
+def test_an_identity_body_is_read_as_sent(coding):
+    assert parse({"tenant_id": "acme", "text": "x"}, content_encoding=coding).messages[0].text == "x"
+
+
 def test_media_type_is_checked_before_the_tenant_or_the_body():
     refused(UnsupportedMediaType, "garbage", content_type="image/png", caller="acme", tenant_header="beta")
     assert media_type("TEXT/PLAIN;format=flowed") == "text/plain"

@@ -1,9 +1,9 @@
 """POST /ingest: an HTTP request -> validated internal messages, or a 4xx ``ApiError``.
 
 Pure: no AWS, no HTTP framework. The order of the checks decides which error a request
-with several problems gets: 415 (media type) -> 413 (body size) -> 400 (encoding, JSON,
-shape) -> 403 (a tenant other than the key's) -> 400 (missing tenant, fields) -> 413
-(record count, text size).
+with several problems gets: 415 (media type, content coding) -> 413 (body size) -> 400
+(encoding, JSON, shape) -> 403 (a tenant other than the key's) -> 400 (missing tenant,
+fields) -> 413 (record count, text size).
 
 Formats (docs/ingest-api.md):
 
@@ -56,6 +56,7 @@ class HttpInput:
     is_base64_encoded: bool = False
     tenant_header: str | None = None  # X-Tenant-ID
     log_id_header: str | None = None  # X-Log-ID
+    content_encoding: str | None = None  # Content-Encoding
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Accepted:
 def parse_ingest(request: HttpInput, caller_tenant: str, limits: Limits, received_at: datetime) -> Accepted:
     """Validate and normalize one POST /ingest request made with ``caller_tenant``'s key."""
     kind = media_type(request.content_type)
+    identity_coding(request.content_encoding)
     raw = body_bytes(request.body, request.is_base64_encoded, limits.max_body_bytes)
     text = decode_utf8(raw)
     if kind == JSON_TYPE:
@@ -103,6 +105,19 @@ def media_type(header: str | None) -> str:
             if charset not in ACCEPTED_CHARSETS:
                 raise UnsupportedMediaType(f"unsupported charset {shown(charset)}: bodies must be UTF-8")
     return kind
+
+
+def identity_coding(header: str | None) -> None:
+    """Refuse a body sent with a content coding (``Content-Encoding: gzip``, ...): 415
+    naming it. Bodies are read as sent; ``identity`` (or no header) is the only coding."""
+    if header is None:
+        return
+    codings = [coding.strip().lower() for coding in header.split(",") if coding.strip()]
+    applied = [coding for coding in codings if coding != "identity"]
+    if applied:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Encoding {shown(', '.join(applied))}: send the body uncompressed"
+        )
 
 
 # ----------------------------------------------------------------------------- body
