@@ -563,7 +563,12 @@ class ApiServer:
     def read_body(self, request: BaseHTTPRequestHandler) -> bytes:
         """The whole body, as API Gateway hands it on: by Content-Length or chunked, never
         part of one (a client that goes away mid-body invokes nothing)."""
-        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        codings = self._transfer_codings(request)
+        if codings is not None:  # Transfer-Encoding overrides Content-Length (RFC 9112, 6.3)
+            if codings[-1:] != ["chunked"] or codings.count("chunked") > 1:
+                raise BadFraming(400, "Bad Request: the body must be chunked, once and last")
+            if len(codings) > 1:
+                raise BadFraming(501, f"Not Implemented: transfer coding {codings[0]!r}")
             return self._read_chunked(request)
         lengths = set(request.headers.get_all("Content-Length") or ["0"])
         raw = lengths.pop().strip()
@@ -578,6 +583,16 @@ class ApiServer:
         if len(body) < length:
             raise BadFraming(None, "the client closed the connection before the end of the body")
         return body
+
+    @staticmethod
+    def _transfer_codings(request: BaseHTTPRequestHandler) -> list[str] | None:
+        """The request's transfer codings in the order applied (None: no Transfer-Encoding).
+        Only ``chunked`` is understood: a server answers an unknown coding 501, and a body
+        whose last coding is not chunked 400, since its length cannot be known (RFC 9112)."""
+        fields = request.headers.get_all("Transfer-Encoding")
+        if not fields:
+            return None
+        return [c.split(";")[0].strip().lower() for c in ",".join(fields).split(",") if c.strip()]
 
     def _read_chunked(self, request: BaseHTTPRequestHandler) -> bytes:
         body = bytearray()

@@ -355,6 +355,11 @@ def test_a_chunk_size_that_is_not_plain_hex_is_refused(echo_api, size):
         (b"Content-Length: abc\r\n", b"400"),
         (b"Content-Length: 3\r\nContent-Length: 4\r\n", b"400"),
         (b"Transfer-Encoding: chunked\r\n", b"400"),  # what follows is not chunks
+        (b"Transfer-Encoding: gzip, chunked\r\n", b"501"),  # a coding the server cannot undo
+        (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", b"501"),
+        (b"Transfer-Encoding: chunked, gzip\r\nContent-Length: 2\r\n", b"400"),  # length unknown
+        (b"Transfer-Encoding: gzip\r\nContent-Length: 2\r\n", b"400"),
+        (b"Transfer-Encoding: chunked, chunked\r\n", b"400"),
         (b"Content-Length: 99999999999\r\n", b"413"),
         (b"Content-Length: " + b"9" * 5000 + b"\r\n", b"413"),  # more digits than int() takes
     ],
