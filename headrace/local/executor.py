@@ -595,24 +595,38 @@ class ApiServer:
         return [c.split(";")[0].strip().lower() for c in ",".join(fields).split(",") if c.strip()]
 
     def _read_chunked(self, request: BaseHTTPRequestHandler) -> bytes:
+        """A chunked body: chunks of ``size CRLF data CRLF``, then ``0 CRLF``, trailer
+        fields and an empty line. Bad framing is a 400; a connection that ends before the
+        last chunk is a client gone (nothing to answer). A bare LF is taken for CRLF."""
         body = bytearray()
         while True:
-            size_line = request.rfile.readline(1024).split(b";")[0].strip()
-            if not size_line:
-                raise BadFraming(None, "the client closed the connection before the end of the body")
-            if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_line):  # int() would take "-1", "0x5"
+            size_field = self._chunk_line(request, 1024, "invalid chunk size").split(b";")[0].strip()
+            if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_field):  # int() would take "-1", "0x5"
                 raise BadFraming(400, "Bad Request: invalid chunk size")
-            size = int(size_line, 16)
+            size = int(size_field, 16)
             if size == 0:
-                while request.rfile.readline(65_537).strip():  # trailer fields, then a blank line
-                    pass
+                while self._chunk_line(request, 65_537, "trailer field too long").strip():
+                    pass  # trailer fields, up to the empty line
                 return bytes(body)
             if len(body) + size > self.MAX_BODY:
                 raise BadFraming(413, "Request Entity Too Large")
             chunk = request.rfile.read(size)
-            if len(chunk) < size or request.rfile.readline(3).strip():
+            if len(chunk) < size:
                 raise BadFraming(None, "the client closed the connection before the end of the body")
+            if self._chunk_line(request, 3, "a chunk is not followed by CRLF").strip():
+                raise BadFraming(400, "Bad Request: a chunk is not followed by CRLF")
             body += chunk
+
+    @staticmethod
+    def _chunk_line(request: BaseHTTPRequestHandler, limit: int, too_long: str) -> bytes:
+        """One line of a chunked body, its line end included: at most ``limit`` bytes, else
+        a 400 saying ``too_long``; BadFraming(None) when the connection ends before it does."""
+        line = request.rfile.readline(limit)
+        if line.endswith(b"\n"):
+            return line
+        if len(line) < limit:
+            raise BadFraming(None, "the client closed the connection before the end of the body")
+        raise BadFraming(400, f"Bad Request: {too_long}")
 
     @staticmethod
     def event(request: BaseHTTPRequestHandler, route: Route, url: Any, body: bytes) -> dict[str, Any]:

@@ -349,6 +349,24 @@ def test_a_chunk_size_that_is_not_plain_hex_is_refused(echo_api, size):
 
 
 @pytest.mark.parametrize(
+    "chunks",
+    [
+        b"5\r\nhelloXX\r\n0\r\n\r\n",  # more data than the chunk size, where its CRLF belongs
+        b"5\r\nhel\r\n",  # less data (the CRLF counted as data), then garbage
+        b"\r\n5\r\nhello\r\n0\r\n\r\n",  # an empty line where a size belongs
+    ],
+)
+def test_a_malformed_chunked_body_is_a_400(echo_api, chunks):
+    # Given chunks whose framing is wrong while the client is still there
+    server, pool = echo_api
+    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"x" * 10
+    # Then it gets an answer (not a closed connection), and the function is not invoked
+    answer = _exchange(server, raw)
+    assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1
+    assert pool.bodies == []
+
+
+@pytest.mark.parametrize(
     ("headers", "status"),
     [
         (b"Content-Length: -5\r\n", b"400"),
