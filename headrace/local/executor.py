@@ -78,6 +78,7 @@ class Route:
     api_id: str
     key: str  # "POST /ingest", "ANY /{proxy+}", "$default"
     function: str
+    function_url: bool = False  # a Lambda function URL, not an HTTP API route
 
 
 @dataclass
@@ -201,7 +202,7 @@ def _routes(client: Callable[[str], Any], functions: Iterable[str] = ()) -> Iter
             url = lam.get_function_url_config(FunctionName=name)
         except lam.exceptions.ResourceNotFoundException:
             continue
-        yield Route(url["FunctionUrl"], "$default", name)
+        yield Route(url["FunctionUrl"], "$default", name, function_url=True)
     api = client("apigatewayv2")
     for item in api.get_apis().get("Items", []):
         integrations = {
@@ -631,11 +632,18 @@ class ApiServer:
     @staticmethod
     def event(request: BaseHTTPRequestHandler, route: Route, url: Any, body: bytes) -> dict[str, Any]:
         headers: dict[str, str] = {}
+        cookies: list[str] = []
         for name, raw_value in request.headers.items():
             key = name.lower()
             # Whitespace around a field value is not part of it (RFC 9110, 5.5); Python's
             # parser keeps what follows the value, API Gateway does not.
             value = raw_value.strip(" \t")
+            if key == "cookie":
+                cookies += [cookie.strip() for cookie in value.split(";") if cookie.strip()]
+                # Payload 2.0 moves cookies out of the headers into "cookies"; a function
+                # URL was seen to keep the header as well.
+                if not route.function_url:
+                    continue
             headers[key] = f"{headers[key]},{value}" if key in headers else value
         try:
             text, encoded = body.decode("utf-8"), False
@@ -675,8 +683,8 @@ class ApiServer:
             event["queryStringParameters"] = params
         if body:
             event["body"] = text
-        if "cookie" in headers:
-            event["cookies"] = [c.strip() for c in headers["cookie"].split(";")]
+        if cookies:
+            event["cookies"] = cookies
         return event
 
     @staticmethod

@@ -408,6 +408,35 @@ def test_whitespace_around_header_values_is_not_part_of_them(echo_api):
     assert event["headers"]["x-multi"] == "a,b"
 
 
+@pytest.fixture
+def default_route_api() -> Iterator[tuple[ApiServer, EchoPool]]:
+    """A server whose every request goes to one function (the ingest API's $default route)."""
+    pool = EchoPool()
+    server = ApiServer([Route("api", "$default", "fn")], {"fn": pool}, "127.0.0.1", 0, lambda *a, **k: None)
+    server.start()
+    yield server, pool
+    server.stop()
+
+
+def test_cookies_move_from_the_headers_to_cookies(default_route_api):
+    server, pool = default_route_api
+    raw = b"GET /logs HTTP/1.1\r\nHost: x\r\nCookie: a=1; b=2\r\nCookie: c=3;\r\nConnection: close\r\n\r\n"
+    assert _exchange(server, raw).startswith(b"HTTP/1.1 200")
+    [event] = pool.events
+    assert event["cookies"] == ["a=1", "b=2", "c=3"]
+    assert "cookie" not in event["headers"]  # payload 2.0 keeps them only in "cookies"
+    # (a function URL's event was seen to keep the header too)
+    request = SimpleNamespace(
+        headers=SimpleNamespace(items=lambda: [("Cookie", "a=1; b=2")]),
+        command="GET",
+        request_version="HTTP/1.1",
+        client_address=("127.0.0.1", 5555),
+    )
+    url = SimpleNamespace(path="/logs", query="")
+    function_url = ApiServer.event(request, Route("u", "$default", "fn", function_url=True), url, b"")
+    assert (function_url["cookies"], function_url["headers"]["cookie"]) == (["a=1", "b=2"], "a=1; b=2")
+
+
 class _FakeSandbox:
     """A sandbox process that can die while it waits idle (an OOM kill, a segfault)."""
 
