@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from botocore.credentials import Credentials
 
@@ -512,8 +512,21 @@ class ApiServer:
                 return route
         return next((r for r in self.routes if r.key == "$default"), None)
 
+    @staticmethod
+    def target(request: BaseHTTPRequestHandler) -> SplitResult:
+        """The request target's path and query as the client sent them. ``request.path``
+        is not: http.server reduces a leading ``//`` to ``/`` (against open redirects from
+        its file server), whereas API Gateway passes the path as sent (``GET //logs`` has
+        the rawPath ``//logs``, which is not the route ``/logs``)."""
+        words = request.requestline.split()
+        target = words[1] if len(words) >= 2 else request.path
+        if not target.startswith("/"):
+            return urlsplit(target)  # absolute form: http://host/path?query
+        path, _, query = target.partition("#")[0].partition("?")
+        return SplitResult("", "", path, query, "")
+
     def handle(self, request: BaseHTTPRequestHandler) -> None:
-        url = urlsplit(request.path)
+        url = self.target(request)
         route = self.match(request.command, url.path)
         try:
             body = self.read_body(request)

@@ -418,6 +418,17 @@ def default_route_api() -> Iterator[tuple[ApiServer, EchoPool]]:
     server.stop()
 
 
+def test_the_path_reaches_the_function_as_sent(default_route_api):
+    # Given paths that http.server would tidy up (a leading "//" becomes "/")
+    server, pool = default_route_api
+    for target in (b"//logs?limit=1", b"/logs//x", b"/logs"):
+        raw = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        assert _exchange(server, raw).startswith(b"HTTP/1.1 200")
+    # Then the function sees them as API Gateway passes them: "//logs" is not "/logs"
+    paths = [(e["rawPath"], e["requestContext"]["http"]["path"], e["rawQueryString"]) for e in pool.events]
+    assert paths == [("//logs", "//logs", "limit=1"), ("/logs//x", "/logs//x", ""), ("/logs", "/logs", "")]
+
+
 def test_cookies_move_from_the_headers_to_cookies(default_route_api):
     server, pool = default_route_api
     raw = b"GET /logs HTTP/1.1\r\nHost: x\r\nCookie: a=1; b=2\r\nCookie: c=3;\r\nConnection: close\r\n\r\n"
