@@ -11,7 +11,7 @@ import pytest
 from handlers.logic.ingest.auth import Authenticator
 from handlers.logic.ingest.errors import Unauthorized
 from handlers.logic.ingest.ids import is_log_id, is_tenant_id, new_log_id
-from handlers.logic.ingest.keys import generate_api_key, hash_api_key, new_key_item
+from handlers.logic.ingest.keys import generate_api_key, hash_api_key, new_key_item, plausible_key
 from handlers.models.ingest import StoredKey, TenantKey
 
 
@@ -77,12 +77,39 @@ def test_missing_key_is_401(setup, key):
         setup[2].authenticate(key)
 
 
-@pytest.mark.parametrize("key", ["short", "has space in it 123456", "é" * 20, "x" * 300, "\ud800" * 20])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "short",
+        "has space in it 123456",
+        "é" * 20,
+        "x" * 300,
+        "\ud800" * 20,
+        "hr_" + "a" * 42,  # one character short
+        "hr_" + "a" * 44,  # one too many
+        "hr_" + "a" * 42 + "+",  # standard base64, not URL-safe
+        "hr_" + "a" * 42 + "=",
+        "HR_" + "a" * 43,
+        "hx_" + "a" * 43,
+        "a" * 46,  # printable ASCII of the right length, the shape the old check accepted
+        "hr_" + "a" * 43 + "\n",
+    ],
+)
 def test_implausible_keys_are_refused_without_a_lookup(setup, key):
     table, _, auth = setup
     with pytest.raises(Unauthorized, match="invalid API key"):
         auth.authenticate(key)
     assert table.lookups == 0
+
+
+def test_every_issued_key_has_the_shape_that_is_looked_up(setup):
+    # keys are hr_ + secrets.token_urlsafe(32) (the only generator keys.py has ever had)
+    table, _, auth = setup
+    for key in [generate_api_key() for _ in range(200)] + ["hr_" + "-_aZ09" * 7 + "x"]:
+        assert plausible_key(key), key
+        with pytest.raises(Unauthorized):
+            auth.authenticate(key)
+    assert table.lookups == 201
 
 
 def test_unknown_and_disabled_keys_are_401(setup):

@@ -17,7 +17,9 @@ from typing import Any
 from handlers.models.ingest import iso_utc
 
 KEY_PREFIX = "hr_"
-_KEY_SHAPE = re.compile(r"[\x21-\x7e]{16,256}")  # printable ASCII, no spaces
+# Every key ever issued (``generate_api_key`` since the first version): the prefix and
+# token_urlsafe(32), 32 random bytes as 43 characters of unpadded base64url.
+_KEY_SHAPE = re.compile(r"hr_[A-Za-z0-9_-]{43}")
 
 
 def generate_api_key() -> str:
