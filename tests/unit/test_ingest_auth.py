@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import uuid
@@ -172,13 +173,62 @@ def test_a_failing_lookup_is_not_cached(setup):
     assert len(calls) == 2
 
 
-def test_the_cache_is_bounded(setup):
+def test_both_caches_are_bounded(setup):
     table, _, _ = setup
-    auth = Authenticator(table.lookup, max_entries=3)
-    for _ in range(10):
+    auth = Authenticator(table.lookup, max_entries=3, max_misses=4)
+    keys = [generate_api_key() for _ in range(10)]
+    for key in keys[:5]:
+        table.add(key, "acme")
+    for key in keys:
+        with contextlib.suppress(Unauthorized):
+            auth.authenticate(key)
+    assert (len(auth._hits), len(auth._misses)) == (3, 4)
+
+
+def test_a_flood_of_wrong_keys_does_not_push_out_verified_ones(setup):
+    # Given a busy client whose key is verified and cached
+    table, clock, _ = setup
+    auth = Authenticator(table.lookup, clock=clock)
+    key = generate_api_key()
+    table.add(key, "acme")
+    auth.authenticate(key)
+    # When more wrong keys than the cache holds arrive (a scan, a misconfigured client)
+    for _ in range(2000):
         with pytest.raises(Unauthorized):
             auth.authenticate(generate_api_key())
-    assert len(auth._cache) == 3
+    assert table.lookups == 2001
+    # Then the client's next request, within the minute, is still served from the cache
+    clock.now += 30
+    assert auth.authenticate(key).tenant_id == "acme"
+    assert table.lookups == 2001
+
+
+def test_a_wrong_key_repeated_costs_one_lookup_per_miss_period(setup):
+    table, clock, auth = setup
+    wrong = generate_api_key()
+    for _ in range(50):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(wrong)
+    assert table.lookups == 1
+    clock.now += 5.1
+    with pytest.raises(Unauthorized):
+        auth.authenticate(wrong)
+    assert table.lookups == 2
+
+
+def test_a_disabled_key_stops_being_trusted_when_its_minute_is_over(setup):
+    table, clock, auth = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    auth.authenticate(key)
+    table.add(key, "acme", disabled=True)
+    clock.now += 61
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+    # and its refusal is remembered like any other, without the old verification
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+    assert table.lookups == 2
 
 
 def test_a_lookup_returning_another_hash_is_refused():

@@ -1,10 +1,14 @@
 """Authentication: ``x-api-key`` -> the tenant it belongs to, cached per execution environment.
 
-A verified key is cached for ``hit_seconds`` (60 by default), so a busy client costs one
-table read a minute; disabling a key therefore takes effect within that time. A miss is
-cached only for ``miss_seconds`` (5), so a key issued a moment after a failed attempt works
-almost at once, while a flood of wrong keys still cannot hammer the table. The cache is
-keyed by the key's hash and bounded in size.
+A key that does not have the shape of an issued key (``hr_`` and 43 URL-safe characters)
+is refused without a table read. A verified key is cached for ``hit_seconds`` (60 by
+default), so a busy client costs one table read a minute; disabling a key therefore takes
+effect within that time. A failed lookup is cached only for ``miss_seconds`` (5), so a key
+issued a moment after a failed attempt works almost at once, while a wrong key sent again
+and again costs one table read per 5 s. Failed lookups are cached apart from verified keys,
+so a flood of wrong keys can only push out other wrong keys, never a verified one. Both
+caches are keyed by the key's hash and bounded in size; a flood of distinct well-shaped
+wrong keys costs a table read each, as many as the API's throttle lets through.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TypeVar
 
 from handlers.models.ingest import StoredKey, TenantKey
 
@@ -20,6 +25,7 @@ from .errors import Unauthorized
 from .keys import hash_api_key, plausible_key
 
 Lookup = Callable[[str], StoredKey | None]
+V = TypeVar("V")
 HIT_SECONDS = 60.0  # how long a verified key is trusted without a table read
 MISS_SECONDS = 5.0
 
@@ -32,14 +38,19 @@ class Authenticator:
         hit_seconds: float = HIT_SECONDS,
         miss_seconds: float = MISS_SECONDS,
         max_entries: int = 1024,
+        max_misses: int = 1024,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._lookup = lookup
         self._hit_seconds = hit_seconds
         self._miss_seconds = miss_seconds
         self._max_entries = max_entries
+        self._max_misses = max_misses
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, TenantKey | None]] = OrderedDict()
+        # key hash -> (trusted until, tenant); least recently used first
+        self._hits: OrderedDict[str, tuple[float, TenantKey]] = OrderedDict()
+        # key hash -> refused until; oldest first
+        self._misses: OrderedDict[str, float] = OrderedDict()
 
     def authenticate(self, api_key: str | None) -> TenantKey:
         """The tenant of a valid, enabled key; ``Unauthorized`` (401) otherwise."""
@@ -49,14 +60,20 @@ class Authenticator:
             raise Unauthorized("invalid API key")
         key_hash = hash_api_key(api_key)
         now = self._clock()
-        cached = self._cache.get(key_hash)
-        if cached is not None and cached[0] > now:
-            tenant = cached[1]
-        else:
-            tenant = self._verify(key_hash)
-            self._remember(key_hash, tenant, now)
-        if tenant is None:
+        hit = self._hits.get(key_hash)
+        if hit is not None and hit[0] > now:
+            self._hits.move_to_end(key_hash)
+            return hit[1]
+        refused_until = self._misses.get(key_hash)
+        if refused_until is not None and refused_until > now:
             raise Unauthorized("invalid API key")
+        tenant = self._verify(key_hash)
+        if tenant is None:
+            self._hits.pop(key_hash, None)
+            self._remember(self._misses, key_hash, now + self._miss_seconds, self._max_misses)
+            raise Unauthorized("invalid API key")
+        self._misses.pop(key_hash, None)
+        self._remember(self._hits, key_hash, (now + self._hit_seconds, tenant), self._max_entries)
         return tenant
 
     def _verify(self, key_hash: str) -> TenantKey | None:
@@ -65,12 +82,13 @@ class Authenticator:
             return None
         return None if stored.key.disabled else stored.key
 
-    def _remember(self, key_hash: str, tenant: TenantKey | None, now: float) -> None:
-        ttl = self._hit_seconds if tenant is not None else self._miss_seconds
-        self._cache[key_hash] = (now + ttl, tenant)
-        self._cache.move_to_end(key_hash)
-        while len(self._cache) > self._max_entries:
-            self._cache.popitem(last=False)
+    @staticmethod
+    def _remember(cache: OrderedDict[str, V], key_hash: str, value: V, bound: int) -> None:
+        cache[key_hash] = value
+        cache.move_to_end(key_hash)
+        while len(cache) > bound:
+            cache.popitem(last=False)
 
     def forget(self) -> None:
-        self._cache.clear()
+        self._hits.clear()
+        self._misses.clear()
