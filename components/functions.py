@@ -9,7 +9,15 @@ import pulumi
 import pulumi_aws as aws
 
 from .lambda_archive import LambdaArchive
-from .policies import Allow, assume_role_policy, check_least_privilege, identity_policy
+from .policies import (
+    VPC_NETWORK_INTERFACE_ACTIONS,
+    Allow,
+    Statement,
+    assume_role_policy,
+    check_least_privilege,
+    deny_to_function_code,
+    identity_policy,
+)
 from .storage import SecureBucket, SecureBucketArgs
 
 METRICS_NAMESPACE = "headrace"
@@ -107,14 +115,22 @@ class PipelineFunctionArgs:
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # What the function's own code calls; logs, tracing, the queue it consumes and its
     # network interfaces are added here.
-    statements: Sequence[Allow] = ()
+    statements: Sequence[Statement] = ()
     sqs_source: SqsSource | None = None
     vpc: VpcPlacement | None = None
+    # The function's (unqualified) ARN, arn:<partition>:lambda:<region>:<account>:function:<name>.
+    # Required with vpc: the role's policy, written before the function exists, denies the
+    # network-interface actions to the code of this function.
+    arn: pulumi.Input[str] | None = None
     description: str = ""
 
 
-def function_statements(args: PipelineFunctionArgs, log_group_arn: pulumi.Input[str]) -> list[Allow]:
-    statements = [
+def function_statements(args: PipelineFunctionArgs, log_group_arn: pulumi.Input[str]) -> list[Statement]:
+    if args.vpc is not None and args.arn is None:
+        raise ValueError(
+            f"{args.function_name}: a function in a VPC needs its arn (to deny its code the ENI actions)"
+        )
+    statements: list[Statement] = [
         Allow(
             "WriteOwnLogs",
             ("logs:CreateLogStream", "logs:PutLogEvents"),
@@ -132,21 +148,12 @@ def function_statements(args: PipelineFunctionArgs, log_group_arn: pulumi.Input[
         )
     if args.tracing:
         statements.append(Allow("Tracing", ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), ("*",)))
-    if args.vpc is not None:
-        statements.append(
-            Allow(
-                "VpcNetworkInterfaces",
-                (
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSubnets",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                ),
-                ("*",),
-            )
-        )
+    if args.vpc is not None and args.arn is not None:
+        # The Lambda service creates and deletes the function's network interfaces with its
+        # role; the function's own code gets none of it (AWS's lambda:SourceFunctionArn pattern).
+        actions = tuple(sorted(VPC_NETWORK_INTERFACE_ACTIONS))
+        statements.append(Allow("VpcNetworkInterfaces", actions, ("*",)))
+        statements.append(deny_to_function_code("NoNetworkInterfacesFromCode", actions, args.arn))
     return statements
 
 

@@ -96,6 +96,10 @@ class Pipeline(pulumi.ComponentResource):
         partition = aws.get_partition_output(opts=invoke).partition
         account_id = identity.account_id
         prod = config.is_prod
+        # Function ARNs are known before the functions exist: a role's policy may name its own.
+        self._function_arn_prefix = pulumi.Output.concat(
+            "arn:", partition, ":lambda:", config.aws_region, ":", account_id, ":function:"
+        )
 
         # ------------------------------------------------------------ data
         self.buckets = DataBuckets(
@@ -522,9 +526,11 @@ class Pipeline(pulumi.ComponentResource):
                 batching_window_seconds=consumer.batching_window_seconds,
                 max_concurrency=consumer.max_concurrency,
             )
+        function_name = f"{self._name}-{service}"
         return PipelineFunctionArgs(
             service=service,
-            function_name=f"{self._name}-{service}",
+            function_name=function_name,
+            arn=pulumi.Output.concat(self._function_arn_prefix, function_name),
             handler=HANDLERS[service],
             code=code,
             runtime=config.functions.runtime,

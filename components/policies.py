@@ -1,24 +1,26 @@
 """IAM and resource-policy documents shared by the components.
 
-Identity policies are lists of :class:`Allow`; :func:`check_least_privilege` refuses any
-statement that would grant a wildcard action, or any action on ``*`` other than the few
-AWS does not scope to a resource.
+Identity policies are lists of :class:`Allow` and :class:`Deny`;
+:func:`check_least_privilege` refuses any Allow that would grant a wildcard action, or any
+action on ``*`` other than the few AWS does not scope to a resource, and a grant of a VPC
+function's network-interface actions that its code could use (see
+:func:`deny_to_function_code`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeAlias
 
 import pulumi
 
-# Actions that do not support resource-level permissions: AWS requires Resource "*".
-UNSCOPED_ACTIONS = frozenset(
+# Lambda in a VPC: the function's network interfaces (AWSLambdaVPCAccessExecutionRole).
+# The Lambda service manages them with the execution role; the function's code must not
+# (deny_to_function_code).
+VPC_NETWORK_INTERFACE_ACTIONS = frozenset(
     {
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
-        # Lambda in a VPC: the function's network interfaces (AWSLambdaVPCAccessExecutionRole).
         "ec2:CreateNetworkInterface",
         "ec2:DescribeNetworkInterfaces",
         "ec2:DescribeSubnets",
@@ -27,21 +29,30 @@ UNSCOPED_ACTIONS = frozenset(
         "ec2:UnassignPrivateIpAddresses",
     }
 )
+# Actions that do not support resource-level permissions: AWS requires Resource "*".
+UNSCOPED_ACTIONS = (
+    frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}) | VPC_NETWORK_INTERFACE_ACTIONS
+)
+
+# The condition key Lambda sets on every request the function's code makes with the
+# execution role's credentials; requests the Lambda service makes with the role outside the
+# execution environment (its network interfaces, event source polling) do not carry it.
+SOURCE_FUNCTION_ARN = "lambda:SourceFunctionArn"
 
 
 @dataclass(frozen=True)
-class Allow:
-    """One Allow statement of an identity policy."""
-
+class _Statement:
     sid: str
     actions: tuple[str, ...]
     resources: tuple[pulumi.Input[str], ...]
     condition: Mapping[str, Any] | None = field(default=None)
 
+    effect: ClassVar[str]
+
     def render(self) -> dict[str, Any]:
         statement: dict[str, Any] = {
             "Sid": self.sid,
-            "Effect": "Allow",
+            "Effect": self.effect,
             "Action": list(self.actions),
             "Resource": list(self.resources),
         }
@@ -50,13 +61,67 @@ class Allow:
         return statement
 
 
+@dataclass(frozen=True)
+class Allow(_Statement):
+    """One Allow statement of an identity policy."""
+
+    effect: ClassVar[str] = "Allow"
+
+
+@dataclass(frozen=True)
+class Deny(_Statement):
+    """One Deny statement of an identity policy: it takes away what an Allow grants (when
+    its condition holds) and never grants anything."""
+
+    effect: ClassVar[str] = "Deny"
+
+
+Statement: TypeAlias = Allow | Deny
+
+
+def deny_to_function_code(sid: str, actions: Sequence[str], function_arn: pulumi.Input[str]) -> Deny:
+    """Deny ``actions`` to the code of the function ``function_arn`` (unqualified) while
+    leaving them to the Lambda service, which uses the same role: AWS's documented pattern
+    for a VPC function's network-interface permissions (Lambda developer guide, "Giving
+    Lambda functions access to resources in an Amazon VPC"; the lambda:SourceFunctionArn
+    condition key)."""
+    return Deny(
+        sid,
+        tuple(sorted(actions)),
+        ("*",),
+        condition={"ArnEquals": {SOURCE_FUNCTION_ARN: function_arn}},
+    )
+
+
 class PrivilegeError(ValueError):
     pass
 
 
-def check_least_privilege(statements: Sequence[Allow]) -> None:
-    """Reject wildcard actions and unscoped resources before anything is deployed."""
+def _denies_to_function_code(statement: Statement) -> bool:
+    """Whether ``statement`` is a Deny on every resource that applies to requests from a
+    function's code (a positive ARN operator on lambda:SourceFunctionArn, nothing else)."""
+    if not isinstance(statement, Deny) or "*" not in statement.resources or not statement.condition:
+        return False
+    operators = {str(op).lower(): block for op, block in statement.condition.items()}
+    if set(operators) - {"arnequals", "arnlike"}:
+        return False
+    keys = {str(key).lower() for block in operators.values() for key in block}
+    return keys == {SOURCE_FUNCTION_ARN.lower()}
+
+
+def check_least_privilege(statements: Sequence[Statement]) -> None:
+    """Reject, before anything is deployed: a statement without actions or resources;
+    an Allow of a wildcard action or of a scopable action on Resource '*'; and an Allow of
+    a VPC function's network-interface actions that the same policy does not deny to the
+    function's code. A Deny only ever narrows what the Allows grant, so it may name any
+    action or resource."""
     for statement in statements:
+        if not statement.actions:
+            raise PrivilegeError(f"{statement.sid}: no actions")
+        if not statement.resources:
+            raise PrivilegeError(f"{statement.sid}: no resources")
+        if isinstance(statement, Deny):
+            continue
         for action in statement.actions:
             if "*" in action:
                 raise PrivilegeError(f"{statement.sid}: wildcard action {action!r}")
@@ -64,11 +129,19 @@ def check_least_privilege(statements: Sequence[Allow]) -> None:
             broad = sorted(set(statement.actions) - UNSCOPED_ACTIONS)
             if broad:
                 raise PrivilegeError(f"{statement.sid}: {', '.join(broad)} on Resource '*'")
-        if not statement.resources:
-            raise PrivilegeError(f"{statement.sid}: no resources")
+    granted = {
+        a for s in statements if not isinstance(s, Deny) for a in s.actions
+    } & VPC_NETWORK_INTERFACE_ACTIONS
+    denied = [a.lower() for s in statements if _denies_to_function_code(s) for a in s.actions]
+    usable = sorted(a for a in granted if not any(fnmatch.fnmatchcase(a.lower(), d) for d in denied))
+    if usable:
+        raise PrivilegeError(
+            f"{', '.join(usable)}: granted for the Lambda service's network interfaces, "
+            f"but not denied to the function's code (a Deny on {SOURCE_FUNCTION_ARN}; deny_to_function_code)"
+        )
 
 
-def identity_policy(statements: Sequence[Allow]) -> pulumi.Output[str]:
+def identity_policy(statements: Sequence[Statement]) -> pulumi.Output[str]:
     check_least_privilege(statements)
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [s.render() for s in statements]})
 

@@ -23,6 +23,7 @@ the DLQ of another queue's redrive policy or of an EventBridge target.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,13 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-# Actions AWS does not scope to a resource (Resource "*" is required): X-Ray, and the
-# network interfaces of a function in a VPC. Same list as components/policies.py
-# UNSCOPED_ACTIONS (a test keeps them equal; this pack must stand alone).
-UNSCOPED_ACTIONS = frozenset(
+# The network interfaces of a function in a VPC: the Lambda service manages them with the
+# execution role, and the function's code must not (a Deny on lambda:SourceFunctionArn,
+# which only requests from the function's code carry).
+VPC_NETWORK_INTERFACE_ACTIONS = frozenset(
     {
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
         "ec2:CreateNetworkInterface",
         "ec2:DescribeNetworkInterfaces",
         "ec2:DescribeSubnets",
@@ -45,6 +44,14 @@ UNSCOPED_ACTIONS = frozenset(
         "ec2:UnassignPrivateIpAddresses",
     }
 )
+# Actions AWS does not scope to a resource (Resource "*" is required): X-Ray, and the
+# network interfaces of a function in a VPC. Same lists as components/policies.py
+# UNSCOPED_ACTIONS and VPC_NETWORK_INTERFACE_ACTIONS (a test keeps them equal; this pack
+# must stand alone).
+UNSCOPED_ACTIONS = (
+    frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}) | VPC_NETWORK_INTERFACE_ACTIONS
+)
+SOURCE_FUNCTION_ARN = "lambda:sourcefunctionarn"  # condition keys ignore case
 
 BUCKETS = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
 BUCKET_ENCRYPTION = frozenset(
@@ -412,11 +419,34 @@ def kms_key_rotation(kind: str, props: Mapping[str, Any]) -> list[str]:
     return ["enableKeyRotation must be true"]
 
 
+def _denies_to_function_code(statement: Mapping[str, Any]) -> set[str]:
+    """The actions (lower case, wildcards kept) ``statement`` denies to a function's code on every resource:
+    a Deny on Resource "*" whose only condition is a positive ARN comparison of
+    lambda:SourceFunctionArn (a negated operator would also match the Lambda service's own
+    requests, which carry no such key, and another key would not single out the code)."""
+    if statement.get("Effect") != "Deny" or "NotAction" in statement or "NotResource" in statement:
+        return set()
+    if "*" not in [str(r) for r in _as_list(statement.get("Resource"))]:
+        return set()
+    condition = _document(statement.get("Condition"))
+    if not condition or {str(op).lower() for op in condition} - {"arnequals", "arnlike"}:
+        return set()
+    for clauses in condition.values():
+        clauses = _document(clauses)
+        if [str(k).lower() for k in clauses] != [SOURCE_FUNCTION_ARN]:
+            return set()
+        if not _as_list(next(iter(clauses.values()))):
+            return set()
+    return {str(a).lower() for a in _as_list(statement.get("Action"))}
+
+
 def _identity_statement_problems(document: Mapping[str, Any], where: str) -> list[str]:
     problems = []
-    for statement in _statements(document):
+    statements = _statements(document)
+    denied_to_code = set().union(*(_denies_to_function_code(s) for s in statements))
+    for statement in statements:
         if statement.get("Effect") != "Allow":
-            continue
+            continue  # a Deny only narrows what the Allows grant
         sid = f"{where}{_sid(statement)}"
         if "NotAction" in statement or "NotResource" in statement:
             problems.append(f"{sid}: an Allow with NotAction/NotResource grants everything else")
@@ -430,6 +460,17 @@ def _identity_statement_problems(document: Mapping[str, Any], where: str) -> lis
             problems.append(
                 f"{sid}: {', '.join(broad)} on Resource {', '.join(map(repr, wide))} (only actions AWS "
                 "cannot scope may name every resource, account or region)"
+            )
+        usable = sorted(
+            a
+            for a in actions
+            if a in VPC_NETWORK_INTERFACE_ACTIONS
+            and not any(fnmatch.fnmatchcase(a.lower(), denied) for denied in denied_to_code)
+        )
+        if usable:
+            problems.append(
+                f"{sid}: {', '.join(usable)} are not denied to the function's code (a Deny on Resource '*' "
+                "under ArnEquals lambda:SourceFunctionArn; the Lambda service keeps them)"
             )
     return problems
 
@@ -535,7 +576,8 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
         "iam-least-privilege",
         "IAM grants name their actions (no wildcards) and their resources (no '*', no ARN for every "
         "account, region or resource of a type, except for actions AWS cannot scope: X-Ray, a VPC "
-        "function's network interfaces); no administrator, power user or *FullAccess managed policies.",
+        "function's network interfaces, which the same policy denies to the function's code); no "
+        "administrator, power user or *FullAccess managed policies.",
         IAM_POLICIES | IAM_ATTACHMENTS | {IAM_ROLE},
         iam_least_privilege,
     ),

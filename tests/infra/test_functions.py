@@ -18,9 +18,19 @@ from components.functions import (
     LambdaPackageArgs,
     PipelineFunction,
     PipelineFunctionArgs,
+    VpcPlacement,
+    function_statements,
 )
 from components.lambda_archive import LambdaArchive
-from components.policies import UNSCOPED_ACTIONS, Allow, PrivilegeError, check_least_privilege
+from components.policies import (
+    UNSCOPED_ACTIONS,
+    VPC_NETWORK_INTERFACE_ACTIONS,
+    Allow,
+    Deny,
+    PrivilegeError,
+    check_least_privilege,
+    deny_to_function_code,
+)
 
 from .conftest import Deployment, deploy
 from .mocks import PipelineMocks
@@ -198,6 +208,9 @@ def test_no_role_grants_wildcards(stack: Deployment) -> None:
     # Given every function role
     for service, statements in role_policies(stack).items():
         for statement in statements:
+            if statement["Effect"] == "Deny":  # takes away, never grants (tested below)
+                assert statement["Sid"] == "NoNetworkInterfacesFromCode", (service, statement)
+                continue
             # Then no action is a wildcard, and only actions AWS cannot scope use Resource "*"
             assert statement["Effect"] == "Allow"
             assert not any("*" in action for action in statement["Action"]), (service, statement)
@@ -205,10 +218,40 @@ def test_no_role_grants_wildcards(stack: Deployment) -> None:
                 assert set(statement["Action"]) <= UNSCOPED_ACTIONS, (service, statement)
 
 
+def test_the_loaders_code_cannot_use_its_network_interface_grants(dev: Deployment) -> None:
+    # Given the loader in its VPC (dev: RDS), whose role lets the Lambda service manage its
+    # network interfaces (actions AWS cannot scope: Resource "*")
+    statements = role_policies(dev)["loader"]
+    allowed = {a for s in statements if s["Effect"] == "Allow" for a in s["Action"]}
+    assert allowed >= VPC_NETWORK_INTERFACE_ACTIONS
+    # Then the same policy denies every one of them to requests from the loader's own code:
+    # those carry lambda:SourceFunctionArn, the service's requests for its ENIs do not
+    loader_arn = functions(dev)["loader"].outputs["arn"]
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    assert denies == [
+        {
+            "Sid": "NoNetworkInterfacesFromCode",
+            "Effect": "Deny",
+            "Action": sorted(VPC_NETWORK_INTERFACE_ACTIONS),
+            "Resource": ["*"],
+            "Condition": {"ArnEquals": {"lambda:SourceFunctionArn": loader_arn}},
+        }
+    ]
+
+
+def test_functions_outside_a_vpc_have_no_network_interface_statements(local: Deployment) -> None:
+    # Given the local stack (external warehouse: no function in a VPC)
+    for service, statements in role_policies(local).items():
+        # Then no role mentions the network-interface actions, as a grant or a deny
+        assert not any(set(s["Action"]) & VPC_NETWORK_INTERFACE_ACTIONS for s in statements), service
+
+
 def _grants(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Action -> resources it is granted on."""
+    """Action -> resources it is granted on (Allow statements)."""
     grants: dict[str, set[str]] = {}
     for statement in statements:
+        if statement["Effect"] != "Allow":
+            continue
         for action in statement["Action"]:
             grants.setdefault(action, set()).update(statement["Resource"])
     return grants
@@ -305,7 +348,82 @@ def test_least_privilege_check_refuses_wildcards() -> None:
         check_least_privilege([Allow("Any", ("s3:GetObject",), ("*",))])
     with pytest.raises(PrivilegeError, match="no resources"):
         check_least_privilege([Allow("None", ("s3:GetObject",), ())])
+    with pytest.raises(PrivilegeError, match="no actions"):
+        check_least_privilege([Deny("Nothing", (), ("*",))])
     check_least_privilege([Allow("Trace", ("xray:PutTraceSegments",), ("*",))])
+
+
+LOADER_ARN = "arn:aws:lambda:eu-west-1:111122223333:function:headrace-dev-loader"
+ENI = tuple(sorted(VPC_NETWORK_INTERFACE_ACTIONS))
+
+
+def test_a_deny_may_name_any_action_or_resource() -> None:
+    # Given Deny statements as broad as IAM allows: they only take away what Allows grant
+    check_least_privilege(
+        [
+            Allow("Read", ("s3:GetObject",), ("arn:aws:s3:::b/*",)),
+            Deny("NoDeletes", ("s3:*",), ("*",)),
+            Deny(
+                "NotFromCode",
+                ("dynamodb:*",),
+                ("*",),
+                {"ArnEquals": {"lambda:SourceFunctionArn": LOADER_ARN}},
+            ),
+        ]
+    )
+
+
+def test_network_interface_grants_need_a_deny_for_the_functions_code() -> None:
+    # Given the grants Lambda needs for a function's network interfaces
+    grant = Allow("VpcNetworkInterfaces", ENI, ("*",))
+    # Then alone they are refused: the function's own code could create and delete ENIs
+    with pytest.raises(PrivilegeError, match="not denied to the function's code"):
+        check_least_privilege([grant])
+    # and so with a deny that misses one of them
+    with pytest.raises(PrivilegeError, match="ec2:UnassignPrivateIpAddresses"):
+        check_least_privilege([grant, deny_to_function_code("Code", ENI[:-1], LOADER_ARN)])
+    # or that does not apply to the function's code: another key, a negated operator (which
+    # also matches the service's requests, lacking the key), or not every resource
+    for condition in (
+        {"StringEquals": {"aws:PrincipalTag/team": "data"}},
+        {"ArnNotEquals": {"lambda:SourceFunctionArn": LOADER_ARN}},
+    ):
+        with pytest.raises(PrivilegeError, match="not denied"):
+            check_least_privilege([grant, Deny("Other", ENI, ("*",), condition)])
+    with pytest.raises(PrivilegeError, match="not denied"):
+        check_least_privilege(
+            [
+                grant,
+                Deny(
+                    "Some",
+                    ENI,
+                    ("arn:aws:ec2:*:*:subnet/*",),
+                    {"ArnEquals": {"lambda:SourceFunctionArn": LOADER_ARN}},
+                ),
+            ]
+        )
+    # while AWS's documented pattern passes, and so does a broader deny
+    check_least_privilege([grant, deny_to_function_code("NoNetworkInterfacesFromCode", ENI, LOADER_ARN)])
+    check_least_privilege(
+        [grant, Deny("NoEc2FromCode", ("ec2:*",), ("*",), {"ArnLike": {"lambda:SourceFunctionArn": "*"}})]
+    )
+
+
+def test_a_function_in_a_vpc_needs_its_arn(tiny_archive: Path) -> None:
+    args = PipelineFunctionArgs(
+        service="loader",
+        function_name="f",
+        handler="handlers.loader.lambda_handler",
+        code=FunctionCode(source_code_hash="x", archive=pulumi.FileArchive(str(tiny_archive))),
+        runtime="python3.12",
+        architecture="arm64",
+        memory_mb=128,
+        timeout_seconds=10,
+        log_retention_days=7,
+        vpc=VpcPlacement(subnet_ids=["subnet-1"], security_group_ids=["sg-1"]),
+    )
+    with pytest.raises(ValueError, match="needs its arn"):
+        function_statements(args, "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/f")
 
 
 def test_log_groups_exist_first_with_retention(stack: Deployment) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from components.policies import UNSCOPED_ACTIONS
+from components.policies import UNSCOPED_ACTIONS, VPC_NETWORK_INTERFACE_ACTIONS
 
 from .conftest import ROOT, Deployment, deploy
 
@@ -106,6 +106,7 @@ def test_every_rule_applies_to_resources_the_program_creates(dev, local):
 def test_the_pack_allows_exactly_the_unscoped_actions_the_program_documents():
     # The pack stands alone (it is published without the program), so it keeps its own copy
     assert rules.UNSCOPED_ACTIONS == UNSCOPED_ACTIONS
+    assert rules.VPC_NETWORK_INTERFACE_ACTIONS == VPC_NETWORK_INTERFACE_ACTIONS
 
 
 # ------------------------------------------------------------------ each rule bites
@@ -159,6 +160,17 @@ def _edit_deny(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
                 statement[key] = value(statement.get(key)) if callable(value) else value
 
     return edit
+
+
+def _edit_code_deny(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Edit the Deny that keeps a VPC function's code from its network-interface grants."""
+
+    def apply(document: dict[str, Any]) -> None:
+        for statement in document["Statement"]:
+            if statement["Effect"] == "Deny" and "lambda:SourceFunctionArn" in json.dumps(statement):
+                edit(statement)
+
+    return apply
 
 
 def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
@@ -415,6 +427,38 @@ NEGATIVE = [
     ],
     (
         "iam-least-privilege",
+        "aws:iam/rolePolicy:RolePolicy",
+        "loader",
+        _policy(_drop_deny),
+        "VpcNetworkInterfaces: ec2:AssignPrivateIpAddresses, ec2:CreateNetworkInterface",
+    ),
+    (
+        "iam-least-privilege",
+        "aws:iam/rolePolicy:RolePolicy",
+        "loader",
+        # A negated operator also matches the Lambda service's requests (no such key): a
+        # policy with it would break the function, and it does not count as the deny
+        _policy(_edit_code_deny(lambda s: s.update(Condition={"ArnNotEquals": s["Condition"]["ArnEquals"]}))),
+        "are not denied to the function's code",
+    ),
+    (
+        "iam-least-privilege",
+        "aws:iam/rolePolicy:RolePolicy",
+        "loader",
+        _policy(_edit_code_deny(lambda s: s.update(Action=["ec2:CreateNetworkInterface"]))),
+        "ec2:DeleteNetworkInterface",
+    ),
+    (
+        "iam-least-privilege",
+        "aws:iam/rolePolicy:RolePolicy",
+        "loader",
+        _policy(
+            _edit_code_deny(lambda s: s.update(Condition={"StringEquals": {"aws:PrincipalTag/code": "yes"}}))
+        ),
+        "are not denied to the function's code",
+    ),
+    (
+        "iam-least-privilege",
         "aws:iam/role:Role",
         "processor-role",
         _set("managedPolicyArns", ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]),
@@ -514,6 +558,16 @@ def test_a_tls_deny_may_be_spelled_more_broadly(dev, deny):
         violations(RESOURCE_RULES["tls-only-resource-policies"], "aws:s3/bucketPolicy:BucketPolicy", props)
         == []
     )
+
+
+def test_a_broader_deny_keeps_the_network_interfaces_from_the_code(dev):
+    # Given the loader's policy with its code's deny widened to every EC2 action of any function
+    resource = first(dev, "aws:iam/rolePolicy:RolePolicy", "loader")
+    props = copy.deepcopy(inputs(resource))
+    wider = {"Action": "EC2:*", "Condition": {"ArnLike": {"Lambda:SourceFunctionArn": "arn:aws:lambda:*"}}}
+    _policy(_edit_code_deny(lambda s: s.update(wider)))(props)
+    # Then the network-interface grants are still denied to the code
+    assert violations(RESOURCE_RULES["iam-least-privilege"], resource.type, props) == []
 
 
 def test_the_dead_letter_queues_are_left_to_the_stack_rule(dev):

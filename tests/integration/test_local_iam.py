@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from components.policies import VPC_NETWORK_INTERFACE_ACTIONS, Allow, deny_to_function_code
 from headrace.local.emulator import ACCOUNT_ID, Emulator, free_port
 from headrace.local.iam import (
     ADMIN_KEY,
@@ -254,6 +255,29 @@ def test_a_deny_with_a_condition_always_applies(world):
             lambda: world.function("dynamodb").get_item(TableName="granted", Key={"k": {"S": "x"}})
         )
         assert message.endswith("with an explicit deny in an identity-based policy")
+    finally:
+        world.grant(GRANTS)
+
+
+def test_a_vpc_functions_network_interface_deny_keeps_its_other_grants(world):
+    # Given the program's statements for a function in a VPC: the ENI grants for the Lambda
+    # service, denied to the function's code on lambda:SourceFunctionArn (a key moto never
+    # supplies: the Deny is taken as always applying)
+    actions = tuple(sorted(VPC_NETWORK_INTERFACE_ACTIONS))
+    function_arn = arn("lambda", "function:fn")
+    vpc = [
+        Allow("VpcNetworkInterfaces", actions, ("*",)).render(),
+        deny_to_function_code("NoNetworkInterfacesFromCode", actions, function_arn).render(),
+    ]
+    world.grant([*GRANTS, *vpc])
+    try:
+        # Then the function's credentials cannot touch network interfaces
+        message = denied(lambda: world.function("ec2").describe_network_interfaces())
+        assert "ec2:DescribeNetworkInterfaces" in message
+        assert message.endswith("with an explicit deny in an identity-based policy")
+        # and everything else it is granted still works
+        world.function("dynamodb").get_item(TableName="granted", Key={"k": {"S": "x"}})
+        world.function("sqs").send_message(QueueUrl=world.queue_url, MessageBody="{}")
     finally:
         world.grant(GRANTS)
 
