@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from handlers.logic.layout import PROCESSED_PREFIXES
+
 from .policies import Allow, identity_policy
 
 # Where Athena writes results in the reports bucket (expired by the bucket's lifecycle).
@@ -106,16 +108,15 @@ class QueryCatalog(pulumi.ComponentResource):
                     Allow(
                         "ReadProcessedData",
                         ("s3:GetObject",),
-                        (
-                            objects(args.processed_bucket_arn, "parquet/"),
-                            objects(args.processed_bucket_arn, "summaries/"),
-                        ),
+                        tuple(objects(args.processed_bucket_arn, prefix) for prefix in PROCESSED_PREFIXES),
                     ),
                     Allow(
                         "ListProcessedData",
                         ("s3:ListBucket",),
                         (args.processed_bucket_arn,),
-                        condition={"StringLike": {"s3:prefix": ["parquet/*", "summaries/*"]}},
+                        condition={
+                            "StringLike": {"s3:prefix": [f"{prefix}*" for prefix in PROCESSED_PREFIXES]}
+                        },
                     ),
                     Allow(
                         "WriteQueryResults",

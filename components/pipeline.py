@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handlers.logic.layout import PROCESSED_PREFIXES
 from handlers.models.tables import METADATA
 
 from .alarms import Alarms, AlarmsArgs
@@ -184,6 +185,9 @@ class Pipeline(pulumi.ComponentResource):
         )
         code = self.package.code
         raw, processed, reports = self.buckets.raw, self.buckets.processed, self.buckets.reports
+        # The processor writes and the loader reads the processed layout's two prefixes only
+        # (handlers/logic/layout.py); nothing else in the bucket is theirs.
+        processed_objects = tuple(objects_under(processed.arn, prefix) for prefix in PROCESSED_PREFIXES)
         metadata, idempotency = self.tables.metadata, self.tables.idempotency
         pii = self._pii_environment()
         faults = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)} if config.faults.crash_rate else {}
@@ -232,7 +236,7 @@ class Pipeline(pulumi.ComponentResource):
                     Allow(
                         "WriteProcessed",
                         ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"),
-                        (processed.arn.apply(lambda arn: f"{arn}/*"),),
+                        processed_objects,
                     ),
                     # Query: the other versions of a key; DeleteItem: a "received" item
                     # recorded under a URL-encoded spelling of the key.
@@ -280,7 +284,9 @@ class Pipeline(pulumi.ComponentResource):
                     "WAREHOUSE_SCHEMA": config.warehouse.db_schema,
                 },
                 statements=[
-                    Allow("ReadProcessed", ("s3:GetObject",), (processed.arn.apply(lambda arn: f"{arn}/*"),)),
+                    Allow("ReadProcessed", ("s3:GetObject",), processed_objects),
+                    # Without ListBucket a missing output reads as 403, not 404, and a late event
+                    # for a superseded version would fail instead of being recorded as such.
                     Allow("ListProcessedBucket", ("s3:ListBucket",), (processed.arn,)),
                     Allow("RecordLoad", ("dynamodb:GetItem", "dynamodb:UpdateItem"), (metadata.arn,)),
                     Allow(
@@ -599,6 +605,11 @@ class Pipeline(pulumi.ComponentResource):
             sslmode=config.warehouse_sslmode,
             sslrootcert=warehouse.sslrootcert,
         )
+
+
+def objects_under(bucket_arn: pulumi.Output[str], prefix: str) -> pulumi.Output[str]:
+    """The ARN pattern of a bucket's objects under ``prefix``."""
+    return pulumi.Output.concat(bucket_arn, "/", prefix, "*")
 
 
 def glue_name(name: str) -> str:

@@ -36,12 +36,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.catalog import GLUE_TYPE_OF, PARTITION_COLUMN, Column, file_columns, merge_columns
+from handlers.logic.layout import PARQUET_PREFIX, SUMMARIES_PREFIX
 from handlers.logic.processing.sqltext import ident
 from handlers.logic.processing.summary import columns_without_values
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
-
-PARQUET_PREFIX = "parquet/"
-SUMMARIES_PREFIX = "summaries/"
 
 
 class QueryError(Exception):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from handlers.dal.catalog import CatalogRejected, TableChanged
+from handlers.logic.layout import PARQUET_PREFIX
 from handlers.logic.warehouse.schema import LogicalType, widen
 
 RESCUED = "_rescued_data"
@@ -138,7 +139,7 @@ def merge_columns(table: Sequence[Column], incoming: Iterable[Column]) -> list[C
 
 
 def dataset_location(bucket: str, dataset: str) -> str:
-    return f"s3://{bucket}/parquet/dataset={dataset}/"
+    return f"s3://{bucket}/{PARQUET_PREFIX}dataset={dataset}/"
 
 
 def new_table_input(dataset: str, columns: Sequence[Column], bucket: str, first_date: str) -> dict[str, Any]:

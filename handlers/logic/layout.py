@@ -30,6 +30,12 @@ _UNSAFE = re.compile(r"[^a-z0-9_]+")
 # hashed again by the loader).
 MAX_DATASET_CHARS = 100
 _KEEP = re.compile(r"[^A-Za-z0-9._-]+")
+# Everything the pipeline keeps in the processed bucket is under these two prefixes: the
+# functions' grants on the bucket (components/pipeline.py) and the query policy
+# (components/catalog.py) cover them and nothing else.
+PARQUET_PREFIX = "parquet/"
+SUMMARIES_PREFIX = "summaries/"
+PROCESSED_PREFIXES = (PARQUET_PREFIX, SUMMARIES_PREFIX)
 
 
 def dataset_for(key: str, raw_prefix: str) -> str:
@@ -103,6 +109,6 @@ def processed_keys(key: str, version: str, raw_prefix: str, uploaded_at: datetim
     return ProcessedKeys(
         dataset=dataset,
         ingest_date=day,
-        parquet=f"parquet/{partition}/{name}.parquet",
-        summary=f"summaries/{partition}/{name}.json",
+        parquet=f"{PARQUET_PREFIX}{partition}/{name}.parquet",
+        summary=f"{SUMMARIES_PREFIX}{partition}/{name}.json",
     )

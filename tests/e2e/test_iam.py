@@ -190,6 +190,14 @@ OUTSIDE_THE_GRANT: list[tuple[str, str, Callable[[Callable[[str], Any], Any], An
         ),
     ),
     (
+        # the processed bucket is its to write under parquet/ and summaries/ only
+        "processor",
+        "s3:PutObject",
+        lambda client, o: client("s3").put_object(
+            Bucket=o.processed_bucket, Key="elsewhere/x.parquet", Body=b""
+        ),
+    ),
+    (
         "loader",
         "s3:PutObject",
         lambda client, o: client("s3").put_object(
@@ -210,7 +218,7 @@ OUTSIDE_THE_GRANT: list[tuple[str, str, Callable[[Callable[[str], Any], Any], An
 
 
 @pytest.mark.parametrize(
-    ("function", "action", "call"), OUTSIDE_THE_GRANT, ids=[f[0] for f in OUTSIDE_THE_GRANT]
+    ("function", "action", "call"), OUTSIDE_THE_GRANT, ids=[f"{f[0]}-{f[1]}" for f in OUTSIDE_THE_GRANT]
 )
 def test_no_function_reaches_outside_its_grant(stack, function, action, call):
     with pytest.raises(ClientError) as denied:

@@ -3,7 +3,9 @@ SQS event sources, and how the code is shipped."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from components.policies import (
     check_least_privilege,
     deny_to_function_code,
 )
+from handlers.logic.layout import processed_keys
 
 from .conftest import Deployment, deploy
 from .mocks import PipelineMocks
@@ -270,14 +273,16 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
     glue = "arn:aws:glue:eu-west-1:111122223333"
     catalog = {f"{glue}:catalog", f"{glue}:database/headrace_dev", f"{glue}:table/headrace_dev/*"}
     # Then it may read raw uploads under the prefix only, write (and retire) processed
-    # objects, use its two tables, publish on its bus, keep its Glue database's tables,
-    # consume its queue (and put a poison message back at once), log, and trace; nothing else
+    # objects under the layout's two prefixes, use its two tables, publish on its bus, keep
+    # its Glue database's tables, consume its queue (and put a poison message back at
+    # once), log, and trace; nothing else
+    outputs = {f"{processed}/parquet/*", f"{processed}/summaries/*"}
     assert grants == {
         "s3:GetObject": {f"{raw}/incoming/*"},
         "s3:ListBucket": {raw},
-        "s3:PutObject": {f"{processed}/*"},
-        "s3:AbortMultipartUpload": {f"{processed}/*"},
-        "s3:DeleteObject": {f"{processed}/*"},
+        "s3:PutObject": outputs,
+        "s3:AbortMultipartUpload": outputs,
+        "s3:DeleteObject": outputs,
         "dynamodb:GetItem": {metadata, idempotency},
         "dynamodb:PutItem": {idempotency},
         "dynamodb:UpdateItem": {metadata, idempotency},
@@ -307,9 +312,12 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     }
     loader, report = _grants(policies["loader"]), _grants(policies["report"])
     ingest, worker = _grants(policies["ingest"]), _grants(policies["ingest-worker"])
-    # Then the loader reads the DB secret and processed objects, in its VPC
+    # Then the loader reads the DB secret and the processed layout (and may list the bucket,
+    # so a missing output is a 404), in its VPC
     assert loader["secretsmanager:GetSecretValue"] == {dev.outputs["db_secret_arn"]}
-    assert loader["s3:GetObject"] == {f"{arns['data-processed']}/*"}
+    processed = arns["data-processed"]
+    assert loader["s3:GetObject"] == {f"{processed}/parquet/*", f"{processed}/summaries/*"}
+    assert loader["s3:ListBucket"] == {processed}
     assert "ec2:CreateNetworkInterface" in loader and "s3:PutObject" not in loader
     # the report function queries the metadata index, writes reports, publishes alerts
     assert report["dynamodb:Query"] == {f"{arns['tables-metadata']}/index/by_day"}
@@ -337,6 +345,33 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     assert all(
         "ec2:CreateNetworkInterface" not in _grants(s) for name, s in policies.items() if name != "loader"
     )
+
+
+def test_the_processed_grants_cover_the_layout_and_nothing_else(dev: Deployment) -> None:
+    # Given the keys the processor writes for uploads of every shape, and the grants on them
+    policies = role_policies(dev)
+    bucket = dev.outputs["processed_bucket"]
+    writes = _grants(policies["processor"])["s3:PutObject"]
+    reads = _grants(policies["loader"])["s3:GetObject"]
+    uploaded = datetime(2026, 3, 1, tzinfo=UTC)
+    raws = (
+        "incoming/sales/2026-03.csv",
+        "incoming/top.json",
+        "incoming/Über Sales/x.log.1",
+        "incoming/東京/a",
+    )
+    written = [processed_keys(raw, "v1", "incoming/", uploaded) for raw in raws]
+    keys = [key for k in written for key in (k.parquet, k.summary)]
+
+    def covered(grants: set[str], key: str) -> bool:
+        return any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", pattern) for pattern in grants)
+
+    # Then the processor may write, and the loader read, every one of them
+    for key in keys:
+        assert covered(writes, key) and covered(reads, key), key
+    # but nothing else in the bucket: not the top level, not another prefix, not a look-alike
+    for key in ("x.parquet", "athena-results/q.csv", "parquet", "parquetx/a.parquet", "summaries.json"):
+        assert not covered(writes, key) and not covered(reads, key), key
 
 
 def test_least_privilege_check_refuses_wildcards() -> None:
