@@ -94,7 +94,8 @@ class Pipeline(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         identity = aws.get_caller_identity_output(opts=invoke)
-        partition = aws.get_partition_output(opts=invoke).partition
+        partition_info = aws.get_partition_output(opts=invoke)
+        partition = partition_info.partition
         account_id = identity.account_id
         prod = config.is_prod
         # Function ARNs are known before the functions exist: a role's policy may name its own.
@@ -430,6 +431,8 @@ class Pipeline(pulumi.ComponentResource):
                 alerts=AlertsTopicArgs(
                     partition=partition,
                     account_id=account_id,
+                    region=config.aws_region,
+                    dns_suffix=partition_info.dns_suffix,
                     email=config.reporting.alert_email,
                     key_deletion_window_days=30 if prod else 7,
                 ),

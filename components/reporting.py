@@ -22,6 +22,10 @@ SIGNALS_INPUT = json.dumps({"task": "signals"})
 class AlertsTopicArgs:
     partition: pulumi.Input[str]
     account_id: pulumi.Input[str]
+    region: str
+    # The partition's DNS suffix (amazonaws.com; amazonaws.com.cn in China): SNS's endpoint
+    # in kms:ViaService is sns.<region>.<dns_suffix>.
+    dns_suffix: pulumi.Input[str] = "amazonaws.com"
     email: str | None = None
     key_deletion_window_days: int = 30
 
@@ -98,9 +102,19 @@ class Reporting(pulumi.ComponentResource):
             statements=[
                 *args.function.statements,
                 Allow("PublishAlerts", ("sns:Publish",), (self.alerts.arn,)),
-                # Publishing to an encrypted topic encrypts with its key.
+                # Publishing to an encrypted topic encrypts with its key: SNS does, on the
+                # function's behalf. The function itself may not use the key directly.
                 Allow(
-                    "EncryptForAlertsTopic", ("kms:GenerateDataKey", "kms:Decrypt"), (self.alerts.key_arn,)
+                    "EncryptForAlertsTopic",
+                    ("kms:GenerateDataKey", "kms:Decrypt"),
+                    (self.alerts.key_arn,),
+                    condition={
+                        "StringEquals": {
+                            "kms:ViaService": pulumi.Output.concat(
+                                "sns.", args.alerts.region, ".", args.alerts.dns_suffix
+                            )
+                        }
+                    },
                 ),
             ],
         )

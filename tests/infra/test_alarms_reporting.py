@@ -239,6 +239,30 @@ def test_alerts_topic_is_encrypted_with_a_key_cloudwatch_may_use(stack: Deployme
     assert effects["DenyInsecureTransport"]["Effect"] == "Deny"
 
 
+def test_the_report_function_uses_the_alerts_key_only_through_sns(stack: Deployment) -> None:
+    # Given the report function's role (its publishes to the encrypted alerts topic make SNS
+    # generate and decrypt data keys on its behalf)
+    report_role = next(
+        r
+        for r in stack.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.name == f"headrace-{stack.stack}-reporting-report-policy"
+    )
+    statements = report_role.json_input("policy")["Statement"]
+    (key,) = [k for k in stack.of_type("aws:kms/key:Key") if "alerts" in k.name]
+    # Then its only KMS grant is on the alerts key, and only for requests SNS makes in the
+    # stack's region: the function's own code cannot encrypt or decrypt with the key
+    kms = [s for s in statements if any(a.startswith("kms:") for a in s["Action"])]
+    assert kms == [
+        {
+            "Sid": "EncryptForAlertsTopic",
+            "Effect": "Allow",
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": [key.outputs["arn"]],
+            "Condition": {"StringEquals": {"kms:ViaService": f"sns.{stack.outputs['region']}.amazonaws.com"}},
+        }
+    ]
+
+
 def test_email_subscription_is_optional(dev: Deployment, tiny_archive: Path) -> None:
     assert dev.of_type("aws:sns/topicSubscription:TopicSubscription") == []
     stack = deploy("dev", tiny_archive, {"headrace:reporting": {"alert_email": "ops@example.com"}})
