@@ -24,6 +24,20 @@ BACKLOG_CAUSES = {
 }
 
 
+def alarm_name(prefix: str, key: str) -> str:
+    """An alarm's name: every alarm of a stack starts with ``<prefix>-``."""
+    return f"{prefix}-{key}"
+
+
+def alarm_arn_pattern(
+    partition: pulumi.Input[str], region: str, account_id: pulumi.Input[str], prefix: str
+) -> pulumi.Output[str]:
+    """The ARNs of every alarm named by :func:`alarm_name` with ``prefix`` (ArnLike)."""
+    return pulumi.Output.concat(
+        "arn:", partition, ":cloudwatch:", region, ":", account_id, ":alarm:", alarm_name(prefix, "*")
+    )
+
+
 @dataclass(frozen=True)
 class AlarmsArgs:
     region: str
@@ -230,7 +244,7 @@ class Alarms(pulumi.ComponentResource):
         settings.setdefault("treat_missing_data", "notBreaching")
         alarm = aws.cloudwatch.MetricAlarm(
             f"{self._name}-{key}",
-            name=f"{self._prefix}-{key}",
+            name=alarm_name(self._prefix, key),
             alarm_description=description,
             alarm_actions=[self._args.topic_arn],
             ok_actions=[self._args.topic_arn],

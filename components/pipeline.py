@@ -432,6 +432,7 @@ class Pipeline(pulumi.ComponentResource):
                     partition=partition,
                     account_id=account_id,
                     region=config.aws_region,
+                    alarm_name_prefix=name,  # the alarms' name_prefix below
                     dns_suffix=partition_info.dns_suffix,
                     email=config.reporting.alert_email,
                     key_deletion_window_days=30 if prod else 7,
@@ -476,7 +477,7 @@ class Pipeline(pulumi.ComponentResource):
                 duration_p99_ratio=config.alarms.duration_p99_ratio,
                 db_instance_identifier=self.warehouse.instance_identifier,
                 rds_cpu_percent=config.alarms.rds_cpu_percent,
-                name_prefix=name,
+                name_prefix=name,  # the alerts topic lets alarms with this prefix publish
             ),
             opts=child,
         )

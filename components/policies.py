@@ -161,6 +161,15 @@ def assume_role_policy(service: str) -> str:
     )
 
 
+def service_source_condition(account_id: pulumi.Input[str], source_arns: pulumi.Input[str]) -> dict[str, Any]:
+    """The condition that lets an AWS service principal act only for this account's
+    resources whose ARNs match ``source_arns`` (the confused-deputy guard)."""
+    return {
+        "StringEquals": {"aws:SourceAccount": account_id},
+        "ArnLike": {"aws:SourceArn": source_arns},
+    }
+
+
 def deny_insecure_transport(
     action: str | list[str], resources: Sequence[pulumi.Input[str]]
 ) -> dict[str, Any]:
@@ -215,15 +224,17 @@ KMS_USE_ACTIONS = (
 def kms_key_policy(
     partition: pulumi.Input[str],
     account_id: pulumi.Input[str],
-    service_principals: Sequence[str] = (),
+    service_principals: Mapping[str, pulumi.Input[str]] | None = None,
     delegated_use: Sequence[str] = KMS_USE_ACTIONS,
     decrypters: Sequence[str] = (),
 ) -> pulumi.Output[str]:
     """A key policy: the account administers the key and delegates ``delegated_use`` to
-    IAM; the given AWS services (e.g. CloudWatch alarms publishing to an encrypted topic)
-    may use it on behalf of this account only; ``decrypters`` (IAM principal ARNs) may
-    decrypt whether or not ``kms:Decrypt`` is delegated. When it is not, no grant may allow
-    decryption either: a grant is authorized apart from the key policy's use statements."""
+    IAM; each AWS service in ``service_principals`` (e.g. CloudWatch alarms publishing to
+    an encrypted topic) may use it on behalf of this account's resources whose ARNs match
+    the pattern it maps to (aws:SourceAccount and aws:SourceArn); ``decrypters`` (IAM
+    principal ARNs) may decrypt whether or not ``kms:Decrypt`` is delegated. When it is
+    not, no grant may allow decryption either: a grant is authorized apart from the key
+    policy's use statements."""
     root = pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")
     statements: list[dict[str, Any]] = [
         {
@@ -266,7 +277,7 @@ def kms_key_policy(
                 "Resource": "*",
             }
         )
-    for service in service_principals:
+    for service, sources in (service_principals or {}).items():
         statements.append(
             {
                 "Sid": "ServiceUse" + service.split(".")[0].title(),
@@ -274,7 +285,7 @@ def kms_key_policy(
                 "Principal": {"Service": service},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                "Condition": service_source_condition(account_id, sources),
             }
         )
     return resource_policy(statements)

@@ -9,8 +9,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from .alarms import alarm_arn_pattern
 from .functions import PipelineFunction, PipelineFunctionArgs
-from .policies import Allow, deny_insecure_transport, kms_key_policy, resource_policy
+from .policies import (
+    Allow,
+    deny_insecure_transport,
+    kms_key_policy,
+    resource_policy,
+    service_source_condition,
+)
 
 # The report function's "signals" task runs this often and emits
 # SecondsSinceLastCompletedFile (docs/contracts.md); the staleness alarm watches it.
@@ -23,6 +30,9 @@ class AlertsTopicArgs:
     partition: pulumi.Input[str]
     account_id: pulumi.Input[str]
     region: str
+    # The prefix every alarm of the stack has in its name (components/alarms.py): only
+    # those alarms may publish, and use the key.
+    alarm_name_prefix: str
     # The partition's DNS suffix (amazonaws.com; amazonaws.com.cn in China): SNS's endpoint
     # in kms:ViaService is sns.<region>.<dns_suffix>.
     dns_suffix: pulumi.Input[str] = "amazonaws.com"
@@ -32,12 +42,15 @@ class AlertsTopicArgs:
 
 class AlertsTopic(pulumi.ComponentResource):
     """An SNS topic encrypted with its own KMS key (CloudWatch alarms cannot publish to a
-    topic under the AWS managed SNS key), publishable by this account's CloudWatch
-    alarms and IAM principals over TLS; optionally an e-mail subscription."""
+    topic under the AWS managed SNS key), publishable by this stack's CloudWatch alarms
+    (by name prefix) and IAM principals over TLS; optionally an e-mail subscription."""
 
     def __init__(self, name: str, args: AlertsTopicArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:reporting:AlertsTopic", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # CloudWatch sets aws:SourceArn to the alarm's ARN when it publishes (and SNS passes
+        # it on to KMS): the stack's alarms only, not any alarm of the account.
+        alarms = alarm_arn_pattern(args.partition, args.region, args.account_id, args.alarm_name_prefix)
 
         self.key = aws.kms.Key(
             f"{name}-key",
@@ -45,7 +58,7 @@ class AlertsTopic(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=args.key_deletion_window_days,
             policy=kms_key_policy(
-                args.partition, args.account_id, service_principals=["cloudwatch.amazonaws.com"]
+                args.partition, args.account_id, service_principals={"cloudwatch.amazonaws.com": alarms}
             ),
             opts=child,
         )
@@ -57,12 +70,12 @@ class AlertsTopic(pulumi.ComponentResource):
             policy=resource_policy(
                 [
                     {
-                        "Sid": "CloudWatchAlarmsOfThisAccount",
+                        "Sid": "CloudWatchAlarmsOfThisStack",
                         "Effect": "Allow",
                         "Principal": {"Service": "cloudwatch.amazonaws.com"},
                         "Action": "sns:Publish",
                         "Resource": self.topic.arn,
-                        "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
+                        "Condition": service_source_condition(args.account_id, alarms),
                     },
                     deny_insecure_transport("sns:Publish", [self.topic.arn]),
                 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -226,17 +227,32 @@ def test_alerts_topic_is_encrypted_with_a_key_cloudwatch_may_use(stack: Deployme
     # Then the topic uses its own rotating key...
     assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
     assert key.inputs["enableKeyRotation"] is True
-    # ...whose policy lets CloudWatch (this account only) encrypt alarm notifications
+    # ...whose policy lets CloudWatch encrypt alarm notifications for this stack's alarms
+    # only: this account's, and named with the stack's prefix (every alarm of the stack is)
+    region = stack.outputs["region"]
+    stack_alarms = {
+        "StringEquals": {"aws:SourceAccount": "111122223333"},
+        "ArnLike": {
+            "aws:SourceArn": f"arn:aws:cloudwatch:{region}:111122223333:alarm:headrace-{stack.stack}-*"
+        },
+    }
     statements = {s["Sid"]: s for s in key.json_input("policy")["Statement"]}
     cloudwatch = statements["ServiceUseCloudwatch"]
     assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": "111122223333"}}
+    assert cloudwatch["Condition"] == stack_alarms
     assert not any(a == "kms:*" for s in statements.values() for a in s["Action"])
-    # and the topic policy lets those alarms publish, over TLS
+    # and the topic policy lets those alarms (only) publish, over TLS
     (policy,) = stack.of_type("aws:sns/topicPolicy:TopicPolicy")
     effects = {s["Sid"]: s for s in policy.json_input("policy")["Statement"]}
-    assert effects["CloudWatchAlarmsOfThisAccount"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    publish = effects["CloudWatchAlarmsOfThisStack"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert publish["Condition"] == stack_alarms
     assert effects["DenyInsecureTransport"]["Effect"] == "Deny"
+    # and the pattern matches every alarm the stack has
+    pattern = stack_alarms["ArnLike"]["aws:SourceArn"]
+    for alarm in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        arn = f"arn:aws:cloudwatch:{region}:111122223333:alarm:{alarm.inputs['name']}"
+        assert fnmatch.fnmatchcase(arn, pattern), arn
 
 
 def test_the_report_function_uses_the_alerts_key_only_through_sns(stack: Deployment) -> None:
