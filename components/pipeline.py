@@ -156,7 +156,20 @@ class Pipeline(pulumi.ComponentResource):
         )
 
         # ------------------------------------------------------------ warehouse
-        self.warehouse = Warehouse(f"{name}-warehouse", self._warehouse_args(args), opts=child)
+        processed, metadata = self.buckets.processed, self.tables.metadata
+        # The processor writes and the loader reads the processed layout's two prefixes only
+        # (handlers/logic/layout.py); nothing else in the bucket is theirs.
+        processed_objects = tuple(objects_under(processed.arn, prefix) for prefix in PROCESSED_PREFIXES)
+        # The loader's S3 and DynamoDB calls: with the database secret's, also all that the
+        # warehouse network's endpoints let through (RDS mode).
+        loader_data = [
+            Allow("ReadProcessed", ("s3:GetObject",), processed_objects),
+            # Without ListBucket a missing output reads as 403, not 404, and a late event
+            # for a superseded version would fail instead of being recorded as such.
+            Allow("ListProcessedBucket", ("s3:ListBucket",), (processed.arn,)),
+            Allow("RecordLoad", ("dynamodb:GetItem", "dynamodb:UpdateItem"), (metadata.arn,)),
+        ]
+        self.warehouse = Warehouse(f"{name}-warehouse", self._warehouse_args(args, loader_data), opts=child)
 
         # ------------------------------------------------------------ query catalog
         self.catalog: QueryCatalog | None = None
@@ -185,11 +198,8 @@ class Pipeline(pulumi.ComponentResource):
             opts=child,
         )
         code = self.package.code
-        raw, processed, reports = self.buckets.raw, self.buckets.processed, self.buckets.reports
-        # The processor writes and the loader reads the processed layout's two prefixes only
-        # (handlers/logic/layout.py); nothing else in the bucket is theirs.
-        processed_objects = tuple(objects_under(processed.arn, prefix) for prefix in PROCESSED_PREFIXES)
-        metadata, idempotency = self.tables.metadata, self.tables.idempotency
+        raw, reports = self.buckets.raw, self.buckets.reports
+        idempotency = self.tables.idempotency
         pii = self._pii_environment()
         faults = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)} if config.faults.crash_rate else {}
         catalog_environment: dict[str, pulumi.Input[str]] = {}
@@ -284,16 +294,7 @@ class Pipeline(pulumi.ComponentResource):
                     "MAX_RECEIVE_COUNT": str(max_receive),
                     "WAREHOUSE_SCHEMA": config.warehouse.db_schema,
                 },
-                statements=[
-                    Allow("ReadProcessed", ("s3:GetObject",), processed_objects),
-                    # Without ListBucket a missing output reads as 403, not 404, and a late event
-                    # for a superseded version would fail instead of being recorded as such.
-                    Allow("ListProcessedBucket", ("s3:ListBucket",), (processed.arn,)),
-                    Allow("RecordLoad", ("dynamodb:GetItem", "dynamodb:UpdateItem"), (metadata.arn,)),
-                    Allow(
-                        "ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (self.warehouse.secret_arn,)
-                    ),
-                ],
+                statements=[*loader_data, self.warehouse.read_secret],
                 sqs_source=self.load_queue.arn,
                 vpc=self.warehouse.loader_placement,
             ),
@@ -567,7 +568,7 @@ class Pipeline(pulumi.ComponentResource):
             environment["PII_DISABLED_RULES"] = ",".join(pii.disabled_rules)
         return environment
 
-    def _warehouse_args(self, args: PipelineArgs) -> WarehouseArgs:
+    def _warehouse_args(self, args: PipelineArgs, loader_data: list[Allow]) -> WarehouseArgs:
         config = args.config
         warehouse = config.warehouse
         recovery_days = 0 if config.environment == "local" else (30 if config.is_prod else 7)
@@ -594,6 +595,7 @@ class Pipeline(pulumi.ComponentResource):
                 cidr=warehouse.network.cidr,
                 az_count=warehouse.network.az_count,
                 nat_gateway=warehouse.network.nat_gateway,
+                endpoint_statements=loader_data,
             ),
             rds=RdsArgs(
                 instance_class=rds.instance_class,

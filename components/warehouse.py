@@ -7,6 +7,7 @@ exists only in that secret (and, encrypted, in the Pulumi state); no output carr
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from .functions import VpcPlacement
+from .policies import Allow, resource_policy
 
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
@@ -36,6 +38,26 @@ class NetworkArgs:
     cidr: str
     az_count: int = 2
     nat_gateway: bool = False
+    # What may pass through the endpoints: the loader's grants on S3, DynamoDB and Secrets
+    # Manager (each endpoint takes its service's). Anything else is refused at the endpoint,
+    # whichever credentials sign it: another bucket, table or secret, another account's.
+    endpoint_statements: Sequence[Allow] = ()
+
+
+def endpoint_policy(service: str, statements: Sequence[Allow]) -> pulumi.Output[str]:
+    """The policy of ``service``'s VPC endpoint: ``statements``' actions of that service
+    on their resources, to any principal (the identity and resource policies still decide
+    who), and nothing else (AWS's default endpoint policy allows everything)."""
+    allowed = []
+    for statement in statements:
+        actions = [a for a in statement.actions if a.split(":", 1)[0] == service]
+        if actions:
+            allowed.append(
+                dataclasses.replace(statement, actions=tuple(actions)).render() | {"Principal": "*"}
+            )
+    if not allowed:
+        raise ValueError(f"no statement names a {service} action: its endpoint would refuse every request")
+    return resource_policy(allowed)
 
 
 class Network(pulumi.ComponentResource):
@@ -150,6 +172,7 @@ class Network(pulumi.ComponentResource):
                 service_name=f"com.amazonaws.{args.region}.{service}",
                 vpc_endpoint_type="Gateway",
                 route_table_ids=[self.private_route_table.id],
+                policy=endpoint_policy(service, args.endpoint_statements),
                 tags={"Name": f"{name}-{service}"},
                 opts=child,
             )
@@ -172,6 +195,7 @@ class Network(pulumi.ComponentResource):
                 vpc_id=self.vpc.id,
                 service_name=f"com.amazonaws.{args.region}.{service}",
                 vpc_endpoint_type="Interface",
+                policy=endpoint_policy(service, args.endpoint_statements),
                 private_dns_enabled=True,
                 subnet_ids=[s.id for s in self.private_subnets],
                 security_group_ids=[self.endpoints_sg.id],
@@ -297,6 +321,8 @@ class Warehouse(pulumi.ComponentResource):
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
         )
+        # The loader's grant on the secret; in RDS mode also all the Secrets Manager endpoint passes.
+        self.read_secret = Allow("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (self.secret.arn,))
         secret_value: pulumi.Output[str]
         if args.rds is not None:
             if args.network is None:
@@ -332,6 +358,9 @@ class Warehouse(pulumi.ComponentResource):
         self, name: str, args: WarehouseArgs, rds: RdsArgs, network_args: NetworkArgs
     ) -> pulumi.Output[str]:
         child = pulumi.ResourceOptions(parent=self)
+        network_args = dataclasses.replace(
+            network_args, endpoint_statements=[*network_args.endpoint_statements, self.read_secret]
+        )
         self.network = Network(f"{name}-net", network_args, opts=child)
         network = self.network
         self.loader_placement = VpcPlacement(

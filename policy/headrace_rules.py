@@ -75,6 +75,7 @@ RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_CLUSTER = "aws:rds/cluster:Cluster"
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+VPC_ENDPOINTS = frozenset({"aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy"})
 IAM_POLICIES = frozenset(
     {
         "aws:iam/rolePolicy:RolePolicy",
@@ -118,6 +119,9 @@ CALLER_CONDITION_KEYS = (
 RESTRICTING_OPERATORS = frozenset(
     {"stringequals", "stringequalsignorecase", "stringlike", "arnequals", "arnlike"}
 )
+# Condition keys that confine an endpoint policy's Allow to the resources of named accounts
+# or organizations (then its Resource may be "*").
+RESOURCE_OWNER_KEYS = frozenset({"aws:resourceaccount", "aws:resourceorgid", "aws:resourceorgpaths"})
 # Services whose ARNs name the resource without a type first (arn:aws:s3:::bucket/key,
 # arn:aws:sqs:region:account:queue, arn:aws:execute-api:region:account:api/stage/...).
 UNTYPED_ARN_SERVICES = frozenset({"s3", "sqs", "sns", "execute-api"})
@@ -493,6 +497,44 @@ def iam_least_privilege(kind: str, props: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _confines_resource_owner(condition: Any) -> bool:
+    for operator, clauses in _document(condition).items():
+        if str(operator).lower() not in RESTRICTING_OPERATORS:
+            continue
+        for key, value in _document(clauses).items():
+            values = [str(v) for v in _as_list(value)]
+            if str(key).lower() in RESOURCE_OWNER_KEYS and values and "*" not in values:
+                return True
+    return False
+
+
+def vpc_endpoint_policy(kind: str, props: Mapping[str, Any]) -> list[str]:
+    """A VPC endpoint's policy lets through named actions on named resources (or on the
+    resources of named accounts): AWS's default policy, which a missing one means, passes
+    every request to every resource of every account."""
+    policy = props.get("policy")
+    if not policy:
+        return ["no endpoint policy: AWS's default passes every action on every resource, in any account"]
+    problems = []
+    for statement in _statements(_document(policy)):
+        if statement.get("Effect") != "Allow":
+            continue
+        sid = _sid(statement)
+        if "NotAction" in statement or "NotResource" in statement:
+            problems.append(f"{sid}: an Allow with NotAction/NotResource passes everything else")
+            continue
+        wild = [str(a) for a in _as_list(statement.get("Action")) if "*" in str(a)]
+        if wild:
+            problems.append(f"{sid}: wildcard action {', '.join(wild)}")
+        wide = [str(r) for r in _as_list(statement.get("Resource")) if _is_wildcard_resource(str(r))]
+        if wide and not _confines_resource_owner(statement.get("Condition")):
+            problems.append(
+                f"{sid}: Resource {', '.join(map(repr, wide))} without an aws:ResourceAccount (or "
+                "aws:ResourceOrgID) condition: any account's resources pass"
+            )
+    return problems
+
+
 def rds_private_and_encrypted(kind: str, props: Mapping[str, Any]) -> list[str]:
     problems = []
     if props.get("publiclyAccessible") is True:
@@ -580,6 +622,13 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
         "administrator, power user or *FullAccess managed policies.",
         IAM_POLICIES | IAM_ATTACHMENTS | {IAM_ROLE},
         iam_least_privilege,
+    ),
+    ResourceRule(
+        "vpc-endpoint-policies",
+        "VPC endpoints have a policy that passes named actions on named resources (or on resources "
+        "of named accounts), not AWS's default of everything.",
+        VPC_ENDPOINTS,
+        vpc_endpoint_policy,
     ),
     ResourceRule(
         "rds-private-and-encrypted",

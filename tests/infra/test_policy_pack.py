@@ -199,6 +199,13 @@ PUBLIC_SEND = json.dumps(
         "Statement": [{"Sid": "Anyone", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage"}],
     }
 )
+# AWS's default endpoint policy.
+FULL_ACCESS = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}],
+    }
+)
 # Resource-specific actions on ARNs naming every bucket, table, secret or key.
 ACCOUNT_WIDE_GRANTS = [
     ("s3:GetObject", "arn:aws:s3:::*/*"),
@@ -465,6 +472,37 @@ NEGATIVE = [
         "attaches arn:aws:iam::aws:policy/AmazonS3FullAccess",
     ),
     (
+        "vpc-endpoint-policies",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "net-s3",
+        _set("policy", DELETE),
+        "no endpoint policy",
+    ),
+    (
+        "vpc-endpoint-policies",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "net-secretsmanager",
+        _set("policy", FULL_ACCESS),
+        "Resource '*' without an aws:ResourceAccount",
+    ),
+    (
+        "vpc-endpoint-policies",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "net-dynamodb",
+        _policy(
+            _add_statement(
+                {
+                    "Sid": "AnyTable",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "dynamodb:*",
+                    "Resource": "arn:aws:dynamodb:eu-west-1:444455556666:table/*",
+                }
+            )
+        ),
+        "AnyTable: wildcard action dynamodb:*",
+    ),
+    (
         "rds-private-and-encrypted",
         "aws:rds/instance:Instance",
         "",
@@ -568,6 +606,27 @@ def test_a_broader_deny_keeps_the_network_interfaces_from_the_code(dev):
     _policy(_edit_code_deny(lambda s: s.update(wider)))(props)
     # Then the network-interface grants are still denied to the code
     assert violations(RESOURCE_RULES["iam-least-privilege"], resource.type, props) == []
+
+
+def test_an_endpoint_may_pass_any_resource_of_its_own_account(dev):
+    # Given the S3 endpoint's policy widened to every bucket, but of this account only
+    resource = first(dev, "aws:ec2/vpcEndpoint:VpcEndpoint", "net-s3")
+    props = copy.deepcopy(inputs(resource))
+    own_account = {
+        "Sid": "OwnBuckets",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": ["s3:GetObject"],
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:ResourceAccount": "111122223333"}},
+    }
+    _policy(_add_statement(own_account))(props)
+    # Then the rule accepts it; with the condition negated it does not
+    assert violations(RESOURCE_RULES["vpc-endpoint-policies"], resource.type, props) == []
+    own_account["Condition"] = {"StringNotEquals": {"aws:ResourceAccount": "111122223333"}}
+    props = copy.deepcopy(inputs(resource))
+    _policy(_add_statement(own_account))(props)
+    assert violations(RESOURCE_RULES["vpc-endpoint-policies"], resource.type, props)
 
 
 def test_the_dead_letter_queues_are_left_to_the_stack_rule(dev):

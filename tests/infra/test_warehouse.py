@@ -153,6 +153,47 @@ def test_network_is_private_with_endpoints_and_no_nat(dev: Deployment) -> None:
     assert subnet_group.inputs["subnetIds"] == [s.id for s in subnets]
 
 
+def test_endpoints_pass_only_the_loaders_own_requests(dev: Deployment) -> None:
+    # Given dev's endpoints and what the loader's role grants on their services
+    endpoints = {
+        r.inputs["serviceName"].rsplit(".", 1)[-1]: r.json_input("policy")
+        for r in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
+    processed = f"arn:aws:s3:::{dev.outputs['processed_bucket']}"
+    metadata = f"arn:aws:dynamodb:eu-west-1:111122223333:table/{dev.outputs['metadata_table']}"
+
+    def passes(policy: dict[str, Any]) -> dict[str, set[str]]:
+        assert all(s["Effect"] == "Allow" and s["Principal"] == "*" for s in policy["Statement"])
+        grants: dict[str, set[str]] = {}
+        for statement in policy["Statement"]:
+            for action in statement["Action"]:
+                grants.setdefault(action, set()).update(statement["Resource"])
+        return grants
+
+    # Then each lets through only the loader's calls on the stack's own bucket, table and
+    # secret (AWS's default would pass any request, to any account's resources)
+    assert passes(endpoints["s3"]) == {
+        "s3:GetObject": {f"{processed}/parquet/*", f"{processed}/summaries/*"},
+        "s3:ListBucket": {processed},
+    }
+    assert passes(endpoints["dynamodb"]) == {
+        "dynamodb:GetItem": {metadata},
+        "dynamodb:UpdateItem": {metadata},
+    }
+    assert passes(endpoints["secretsmanager"]) == {
+        "secretsmanager:GetSecretValue": {dev.outputs["db_secret_arn"]}
+    }
+    # and every call the loader's role grants on those services passes its endpoint
+    (loader_policy,) = [
+        r for r in dev.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "headrace-dev-loader-policy"
+    ]
+    for statement in loader_policy.json_input("policy")["Statement"]:
+        for action in statement["Action"]:
+            service = action.split(":", 1)[0]
+            if statement["Effect"] == "Allow" and service in endpoints:
+                assert set(statement["Resource"]) <= passes(endpoints[service])[action], action
+
+
 def test_security_groups_allow_only_loader_traffic(dev: Deployment) -> None:
     # Given the security group rules
     groups = {
