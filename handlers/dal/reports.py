@@ -69,6 +69,7 @@ def publish(topic_arn: str, subject: str, message: str) -> str:
     return str(response["MessageId"])
 
 
-def queue_depth(queue_url: str) -> int:
-    """Messages waiting or in flight."""
-    return sum(message_counts(queue_url))
+def queue_depth(queue_url: str, *, in_flight: bool = True) -> int:
+    """Messages waiting, and those in flight unless ``in_flight`` is False."""
+    waiting, received = message_counts(queue_url)
+    return waiting + (received if in_flight else 0)

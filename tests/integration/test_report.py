@@ -163,10 +163,15 @@ def test_uploads_the_processor_never_recorded_make_the_report_red(pipeline, repo
     ):
         for _ in range(count):
             pipeline.sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    # and a third upload in flight: a processor holds it (a busy pipeline always has some)
+    pipeline.sqs.send_message(QueueUrl=reporter.processing_queue, MessageBody="{}")
+    held = pipeline.sqs.receive_message(QueueUrl=reporter.processing_queue, MaxNumberOfMessages=1)
+    assert len(held["Messages"]) == 1
     today = datetime.now(UTC).date().isoformat()
     # When the day's report is made
     reporter.invoke({"date": today})
     # Then it counts the one file it saw, and its verdict, subject and message name the rest
+    # (the backlog is what waits, not what is in flight)
     report = json.loads(reporter.object(f"reports/{today}/report.json")[0])
     assert report["files"]["received"] == 1 and report["files"]["failed"] == 0
     assert (report["processing_backlog"], report["processing_dlq_depth"], report["load_dlq_depth"]) == (

@@ -183,9 +183,11 @@ def render_html(report: DailyReport, json_link: str) -> str:
 def verdict(report: DailyReport) -> tuple[str, str]:
     """The page's headline: its CSS class and text. "bad": files failed (processing or
     loading), are stuck, or messages wait in a DLQ (whatever day they are from); "warn": the
-    day went well but messages wait in the processing queue, or the queues could not be read;
+    day went well but messages wait in the processing queue, or the queues could not be read
+    ("bad" when no file reached the processor all day while messages wait: an outage);
     "quiet": no file reached the processor and no queue holds one; "ok" otherwise. A backlog
-    or dead letters never read as a quiet or a good day."""
+    (messages waiting, not those in flight) or dead letters never read as a quiet or a good
+    day."""
     f = report.files
     problems = []
     if f.failed:

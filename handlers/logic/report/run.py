@@ -32,7 +32,8 @@ def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published
         day,
         items,
         now,
-        _depth(settings.processing_queue_url),
+        # waiting only: a busy pipeline always has messages in flight, which are no backlog
+        _depth(settings.processing_queue_url, in_flight=False),
         _depth(settings.processing_dlq_url),
         _depth(settings.load_dlq_url),
     )
@@ -51,11 +52,11 @@ def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published
     return Published(report, html_key, json_key, link, message_id)
 
 
-def _depth(queue_url: str) -> int | None:
+def _depth(queue_url: str, in_flight: bool = True) -> int | None:
     """Messages in a queue, or None when it cannot be read: the report then says the depth
     is unknown (and its verdict is not green) rather than being lost over it."""
     try:
-        return reports.queue_depth(queue_url)
+        return reports.queue_depth(queue_url, in_flight=in_flight)
     except Exception:
         return None
 
