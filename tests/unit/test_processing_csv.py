@@ -738,12 +738,29 @@ def test_a_quote_closed_far_below_by_a_stray_one_counts_the_lines_between(proces
     with pytest.raises(
         UnprocessableFile,
         match=r"139 of 200 records are malformed; first at line 12: a quoted value opened on this "
-        r"line closes 138 lines below, followed by more text: it and those lines could not be read",
+        r"line closes 138 lines below: it and those lines could not be read",
     ):
         process("s.csv", _rows_with_quotes(12, 150, '" stray,148'))
-    result = process("s.csv", _rows_with_quotes(180, 185, '" stray,183'))
-    assert result.data["row_count"] == 194
-    assert result.data["quality_issues"]["malformed_rows"]["count"] == 6
+    # so when the fields after the stray quote do not add up, however many lines (DuckDB
+    # shows a refused record's first 10,000 characters: they were all it counted)
+    lines = ["id,name,amount"] + [f"{i},n{i},{i}" for i in range(5_000)]
+    lines[11], lines[1_511] = '10,"opened,10', '1510,n1510",1510,extra'
+    result = process("s.csv", "\n".join(lines) + "\n")
+    assert result.data["row_count"] == 5_000 - 1_501
+    assert result.data["quality_issues"]["malformed_rows"]["count"] == 1_501
+
+
+def test_multi_line_values_with_a_defect_are_one_malformed_record_each(process):
+    # a stray character after the closing quote of a 6-line value: one record, not 6 lines
+    records = [
+        f'{i},"note {i}\nline 2\nline 3\nline 4\nline 5\nline 6"{"x" if i % 5 == 0 else ""}'
+        for i in range(200)
+    ]
+    result = process("notes.csv", "id,note\n" + "\n".join(records) + "\n")
+    assert result.data["row_count"] == 160
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["count"] == 40
+    assert malformed["rows"][0]["error"] == "a quoted value is not closed properly"
 
 
 def test_a_quote_closed_far_below_before_a_delimiter_is_named_in_a_warning(process):

@@ -42,7 +42,16 @@ from .inference import (
 )
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet, as_written_by_duckdb
-from .sources import CsvSource, JsonSource, LogSource, NdjsonSource, Rejects, Source, drop_csv_rejects
+from .sources import (
+    LONG_VALUE_LINES,
+    CsvSource,
+    JsonSource,
+    LogSource,
+    NdjsonSource,
+    Rejects,
+    Source,
+    drop_csv_rejects,
+)
 from .sqltext import first_row, ident, json_pointer, literal
 from .summary import (
     ColumnStats,
@@ -59,8 +68,6 @@ from .summary import (
 )
 
 RESCUED = "_rescued_data"
-# A quoted CSV value spanning this many lines is named in a warning (a quote left open)
-LONG_VALUE_LINES = 100
 # One query computes a file's statistics, up to _ONE_QUERY_COLUMNS exact distinct counts
 # (the fastest: alternated runs, 20 columns took 26-29 ms one way, 29-35 ms split). A wider
 # file's are split over several scans of the Parquet, because one query's aggregates can

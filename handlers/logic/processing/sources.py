@@ -26,6 +26,9 @@ from .formats import CsvDialect, sniff_dialect
 from .sqltext import first_row, ident, json_pointer, literal
 
 MAX_COLUMNS = 2000
+# A quoted CSV value spanning this many lines is taken for a quote left open: its lines are
+# counted as records lost when DuckDB refused it, and named in a warning when it was read
+LONG_VALUE_LINES = 100
 # DuckDB reserves a buffer of maximum_object_size (twice, when reading ahead), so it must
 # stay well under the memory limit: records in an array are read one by one and may be up
 # to MAX_JSON_RECORD each, and so are the records of an object's one array of them (copied
@@ -152,33 +155,36 @@ class CsvSource(Source):
     def rejects(self, max_examples: int) -> Rejects:
         rows = self.con.execute(
             "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line), "
-            f"min(byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
+            f"min(byte_position), min(line_byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
         lines, has_blank = _count_lines(self.path)
         # With one column, DuckDB reads a blank line as a row with an empty (missing) value.
         blanks = blank_lines(self.path) if has_blank and len(self.columns) > 1 else []
         # A quote opened and never closed takes every line after it into one value, which
-        # DuckDB refuses at the end of the file; closed far below by a stray quote followed
-        # by text, it takes the lines between. Either way those lines are lost, not one
-        # record. The same error names a quoted value followed by text ("x"y) on one line,
-        # after which DuckDB reads on.
+        # DuckDB refuses at the end of the file; closed far below by a stray quote, it takes
+        # the lines between into one record, which DuckDB refuses when text follows the
+        # quote or the fields do not add up. Either way those lines are records lost, not
+        # one, when there are LONG_VALUE_LINES of them or more (fewer: a multi-line value
+        # with a defect, one record). The same error names a quoted value followed by text
+        # ("x"y) on one line, after which DuckDB reads on.
         malformed = len(rows)
         spans: dict[int, str] = {}  # line -> what its record's quote took
-        for i, (line, kind, _, text, offset) in enumerate(rows):
-            if kind != "UNQUOTED VALUE" or "\n" not in (text or "").rstrip("\r\n"):
+        for i, (line, kind, _, text, offset, start) in enumerate(rows):
+            if "\n" not in (text or "").rstrip("\r\n") or start is None:
                 continue
-            lost = _unclosed_quote_lines(self.path, int(offset)) if i == len(rows) - 1 and offset else None
-            if lost is not None:
+            final = i == len(rows) - 1 and kind == "UNQUOTED VALUE" and offset is not None
+            if final and (lost := _unclosed_quote_lines(self.path, int(offset))) is not None:
                 spans[int(line)] = (
                     f"a quoted value opened on this line is never closed: it and the {lost - 1:,} "
                     "lines after it could not be read"
                 )
-            else:
-                lost = text.rstrip("\r\n").count("\n") + 1
+            elif (lost := _record_lines(self.path, int(start))) >= LONG_VALUE_LINES:
                 spans[int(line)] = (
-                    f"a quoted value opened on this line closes {lost - 1:,} lines below, followed by "
-                    "more text: it and those lines could not be read"
+                    f"a quoted value opened on this line closes {lost - 1:,} lines below: it and "
+                    "those lines could not be read"
                 )
+            else:
+                continue
             malformed += lost - 1
         examples = [
             (int(r[0]), spans.get(int(r[0])) or _csv_error(r[1], r[2]), r[3] or "")
@@ -205,6 +211,7 @@ def drop_csv_rejects(con: duckdb.DuckDBPyConnection) -> None:
 
 _BLANK = re.compile(rb"\n\r?\n")
 _TOKENS = re.compile(rb'"|\n|[^"\n\r]+')
+_QUOTES_AND_NEWLINES = re.compile(rb'["\n]')
 _CHUNK = 1 << 20
 
 
@@ -230,6 +237,24 @@ def blank_lines(path: Path) -> list[int]:
                 else:
                     content = True
     return blanks
+
+
+def _record_lines(path: Path, start: int) -> int:
+    """The lines of the CSV record that starts at byte ``start``: up to the first newline
+    outside quotes (a doubled "" is text), or the end of the file."""
+    lines, quoted = 1, False
+    with path.open("rb") as f:
+        f.seek(start)
+        while chunk := f.read(_CHUNK):
+            deadline.check()
+            for token in _QUOTES_AND_NEWLINES.finditer(chunk):
+                if token.group() == b'"':
+                    quoted = not quoted
+                elif not quoted:
+                    return lines
+                else:
+                    lines += 1
+    return lines
 
 
 def _unclosed_quote_lines(path: Path, offset: int) -> int | None:
