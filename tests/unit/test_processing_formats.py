@@ -659,6 +659,14 @@ def test_python_logs_named_txt_are_logs(process, text):
     assert process("app.txt", text).data["format"] == "log"
 
 
+def test_csv_rows_that_start_like_a_python_log_line_stay_csv(process):
+    text = "created_at,address,city\n" + "".join(
+        f"2024-01-15 10:00:0{i},10{i} Main St,Springfield\n" for i in range(5)
+    )
+    result = process("addresses.txt", text)
+    assert (result.data["format"], list(result.data["schema"])) == ("csv", ["created_at", "address", "city"])
+
+
 def test_a_json_line_in_a_timestamped_log_is_a_record_of_its_own(process):
     text = '2025-01-01 10:00:00 INFO a\n{"level": "error", "msg": "b"}\n'
     assert process("j.log", text).rows("level, message") == [("INFO", "a"), ("error", "b")]

@@ -123,3 +123,17 @@ def test_records_wrapped_in_an_object_are_read_as_a_stream(process):
     assert result.data["row_count"] == 200_000
     assert result.rows("id, text")[-1] == (199_999, 'row 199999 "quoted", ] and {')
     assert result.rows("min(id), max(id), count(DISTINCT id)") == [(0, 199_999, 200_000)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"meta": nonsense, "data": [{"a": 1}]}', "invalid JSON"),
+        ('{"da\\qta": [{"a": 1}]}', "invalid JSON"),
+    ],
+)
+def test_invalid_json_around_wrapped_records_is_refused_as_before(process, content, message):
+    # the scan for the array read only brackets and strings: junk beside the array was
+    # accepted, and a key with a bad escape a traceback
+    with pytest.raises(engine.UnprocessableFile, match=message):
+        process("page.json", content)

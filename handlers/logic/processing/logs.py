@@ -481,9 +481,10 @@ def _entries(src: TextIO, skipped: list[int]) -> Iterator[list[str]]:
 _MULTILINE_VOTE = 100  # the first non-blank lines that decide whether records span lines
 
 
-# Python logging's default time (asctime: milliseconds after a comma), then text: in CSV,
-# "2024-01-15 10:00:00,123 is when..." would be a timestamp and a number column
-_ASCTIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} +[^\d\s,]")
+# Python logging's default time (asctime: milliseconds after a comma), then text with no
+# comma: in CSV, "2024-01-15 10:00:00,123 is when..." would be a timestamp and a number
+# column; a row with more fields ("...,100 Main St,Springfield") stays a CSV row
+_ASCTIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} +[^\d\s,][^,]*$")
 # lines that continue a record wherever they are: indented, or how tracebacks go on
 _CONTINUATION = re.compile(
     r"^(?:\s|Traceback \(most recent call last\)|Caused by:|During handling|\.\.\. \d+ more)"

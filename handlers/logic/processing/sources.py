@@ -556,10 +556,19 @@ def _records_member(path: Path) -> tuple[str, int, int] | None:
                 if depth == 1 and of_objects:
                     arrays.append((data[key[0] : key[1]], opened, i + 1))
             pos = i + 1
-    if documents != 1 or len(arrays) != 1:
-        return None
-    name, start, end = arrays[0]
-    return json.loads(b'"' + name + b'"'), start, end
+        if documents != 1 or len(arrays) != 1:
+            return None
+        name, start, end = arrays[0]
+        # The rest of the document, with the array emptied, must be valid JSON too (the
+        # whole read would have said where it is not); small, unless other members are big.
+        if start + len(data) - end > MAX_JSON_RECORD:
+            return None
+        try:
+            member = json.loads(b'"' + name + b'"')
+            json.loads(data[:start] + b"[]" + data[end:])
+        except ValueError:
+            return None  # the whole read names the fault
+    return member, start, end
 
 
 def _copy_range(path: Path, target: Path, start: int, end: int) -> None:
