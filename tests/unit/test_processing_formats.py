@@ -645,6 +645,39 @@ def test_kubernetes_node_logs_are_read_through_the_runtimes_prefix(process):
     assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (3, 1, 1)
 
 
+def test_cri_parts_join_per_stream_and_records_stay_in_file_order(process):
+    text = (
+        "2025-01-01T12:00:00Z stdout P part1 \n"
+        "2025-01-01T12:00:01Z stderr F panic: something else\n"
+        '2025-01-01T12:00:02Z stdout F {"level":"error","msg":"end"}\n'
+        "2025-01-01T12:00:03Z stdout F ERROR last\n"
+    )
+    result = process("pod.log", text)
+    # the stdout line's parts are one record, the stderr line between them another, in
+    # the order they started; the part after the first maps no row
+    assert result.rows("stream, level, message") == [
+        ("stdout", None, 'part1 {"level":"error","msg":"end"}'),
+        ("stderr", "PANIC", "something else"),  # Go's "panic: ..."
+        ("stdout", "ERROR", "last"),
+    ]
+    assert result.data["lineage"]["skipped"] == [3]
+
+
+def test_words_like_zones_and_short_level_names_in_a_message_are_text(process):
+    text = (
+        "2024-01-15 10:00:00 Cache/Redis connected\n"
+        "2024-01-15 10:00:01 INFO payment via PNC: ok\n"
+        "2024-01-15 10:00:02 shipped FTL freight, value is INF\n"
+    )
+    result = process("w.log", text)
+    assert result.rows("level, message") == [
+        (None, "Cache/Redis connected"),
+        ("INFO", "payment via PNC: ok"),
+        (None, "shipped FTL freight, value is INF"),
+    ]
+    assert result.data["schema"]["timestamp"] == "timestamp"
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -795,6 +828,11 @@ def test_csv_without_log_fields_has_no_log_stats(process):
         ("nul.csv.gz", gzip.compress(b"\x00" * 3_000_000), "binary content: NUL byte at offset 0"),
         # binary after NULs: named by the file's own offsets
         ("nuls.csv", b"\x00" * 100 + bytes(range(256)) * 4, "binary content: NUL byte at offset 0"),
+        (
+            "nuls.csv.gz",
+            gzip.compress(b"\x00" * 100 + bytes(range(1, 256)) * 40),
+            "binary content: NUL byte at offset 0",
+        ),
         ("zip.csv.gz", gzip.compress(b"PK\x03\x04" + b"\x00" * 100), "this is a ZIP"),
         # the rows would vanish into one header cell, and the file "complete" with none
         ("quote.csv", b'id,"name\n1,a\n2,b\n', "a quoted value in the header (line 1) is never closed"),

@@ -32,10 +32,12 @@ with a unit (``duration=0.5s``, ``took=120ms``, nginx's ``rt=0.012`` in seconds)
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -99,23 +101,30 @@ def _level_name(level: str) -> str:
 
 _LEVELS = (
     "TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|ALERT|EMERG|EMERGENCY|PANIC"
-    "|DPANIC|TRC|DBG|INF|WRN|FTL|PNC"  # zap's development panic; zerolog's console names
+    "|DPANIC"  # zap's development panic
 )
+# zerolog's console names: a level only where one starts the message ("via PNC" is a bank)
+_SHORT_LEVELS = "TRC|DBG|INF|WRN|FTL|PNC"
 # "2024-01-15 10:00:00,123", "2024-01-15T10:00:00.5Z", "2024/01/15 10:00:00" (nginx's error
 # log, Go's log package), then an offset written after a space (gunicorn: "[... +0200]") or
-# a zone name, converted as in a CSV value: UTC, RFC 5322's US names, CET/EET/WET, an
-# Area/City (not "BST" or "IST": ICU reads them as Bangladesh's and India's, where a log
-# means British Summer or Irish Standard Time as often)
+# a zone name, converted as in a CSV value: UTC, RFC 5322's US names (CST is US Central,
+# as there), CET/EET/WET, an Area/City of the tz database ("Cache/Redis" is a word of the
+# message); not "BST" or "IST": ICU reads them as Bangladesh's and India's, where a log
+# means British Summer or Irish Standard Time as often
 _PREFIX = re.compile(
     r"^\s*\[?(?P<timestamp>\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
     r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s])"
-    r"| (?P<zone>UTC|GMT|UT|[ECMP][SD]T|[CEW]ET|[A-Z][a-z]+(?:/[A-Za-z_+-]+)+)(?=[\]\s]|$))?\]?(?P<rest>.*)$"
+    r"| (?P<zone>UTC|GMT|UT|[ECMP][SD]T|[CEW]ET"
+    r"|(?:Africa|America|Antarctica|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)(?:/[A-Za-z_+-]+)+)"
+    r"(?=[\]\s]|$))?\]?(?P<rest>.*)$"
 )
 # A level: upper case ("ERROR"), or any case in brackets ("[error]") or before a colon
 # ("Error: ..."); a plain "error" is a word of the message ("error rate computed: 0%").
 _BRACKETED = rf"\[(?P<bracketed>(?i:{_LEVELS}))\]"
 _UPPER = rf"(?P<upper>{_LEVELS})(?=[\s:|\]/]|$)"  # not "ERROR-PRONE"; Celery's "ERROR/MainProcess"
-_LEVEL_FIRST = re.compile(rf"\s*(?:{_BRACKETED}|(?P<coloned>(?i:{_LEVELS})):|{_UPPER})[\s:|-]*")
+_LEVEL_FIRST = re.compile(
+    rf"\s*(?:{_BRACKETED}|(?P<coloned>(?i:{_LEVELS})):|{_UPPER}|(?P<short>{_SHORT_LEVELS})(?=\s))[\s:|-]*"
+)
 # ... or a few tokens later, after a logger or thread name: Python's "- app.db - ERROR -",
 # Logback's "[main] ERROR", loguru's "| ERROR |" (there "no error: all good" is no level)
 _LEVEL_LATER = re.compile(rf"(?<=[\s\[|])(?:{_BRACKETED}|{_UPPER})")
@@ -504,10 +513,12 @@ def _joins_lines(head: list[str]) -> bool:
 
 
 def _cleaned_lines(src: TextIO, skipped: list[int]) -> Iterator[tuple[int, str]]:
-    """The non-blank lines, numbered, without line end and colour codes (which hide what
-    starts a record, and are dropped anyway), a CRI line's parts joined into one; blank
-    lines' numbers, and those of the parts after the first, go to ``skipped``."""
-    partial: tuple[int, str] | None = None  # a CRI line's parts so far (tag P)
+    """The non-blank lines, numbered and in order, without line end and colour codes (which
+    hide what starts a record, and are dropped anyway), a CRI line's parts (tag P, per
+    stream) joined into one, up to ``MAX_CRI_LINE`` characters; blank lines' numbers, and
+    those of the parts after the first, go to ``skipped``."""
+    held: collections.deque[_Line] = collections.deque()  # in file order; the first waits for parts
+    partial: dict[str, _Line] = {}  # stream -> its line whose last part has not come yet
     for number, line in enumerate(src, start=1):
         if number % 10_000 == 0:
             deadline.check()
@@ -518,22 +529,38 @@ def _cleaned_lines(src: TextIO, skipped: list[int]) -> Iterator[tuple[int, str]]
         if "\x1b" in line:
             line = _ANSI.sub("", line)
         cri = _CRI.match(line) if " std" in line[:48] else None
-        if partial is not None:
-            if cri is not None:
-                partial = (partial[0], partial[1] + (cri.group("message") or ""))
-                skipped.append(number)
-                if cri.group("tag") == "F":
-                    yield partial
-                    partial = None
-                continue
-            yield partial  # its last part never came
-            partial = None
-        if cri is not None and cri.group("tag") == "P":
-            partial = (number, line)
-            continue
-        yield number, line
-    if partial is not None:
-        yield partial
+        stream = cri.group("stream") if cri else ""
+        if cri is not None and stream in partial:
+            joined = partial[stream]
+            joined.parts.append(cri.group("message") or "")
+            joined.size += len(joined.parts[-1])
+            skipped.append(number)
+            if cri.group("tag") == "F" or joined.size >= MAX_CRI_LINE:
+                del partial[stream]
+                joined.done = True
+        else:
+            held.append(_Line(number, [line], len(line), done=cri is None or cri.group("tag") == "F"))
+            if not held[-1].done:
+                partial[stream] = held[-1]
+        # lines wait behind an unfinished one, a bounded number of them
+        while held and (held[0].done or len(held) > _MAX_HELD):
+            first = held.popleft()
+            partial = {k: v for k, v in partial.items() if v is not first}
+            yield first.number, "".join(first.parts)
+    for first in held:  # last parts that never came
+        yield first.number, "".join(first.parts)
+
+
+@dataclass
+class _Line:
+    number: int
+    parts: list[str]
+    size: int
+    done: bool
+
+
+_MAX_HELD = 10_000
+MAX_CRI_LINE = 8 << 20  # a longer line, in parts, is records of 8 MiB (a record may hold 16)
 
 
 def _starts_record(line: str) -> bool:

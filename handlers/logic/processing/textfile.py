@@ -142,7 +142,11 @@ def _gunzip(path: Path, target: Path) -> Path:
                     # (what follows the NULs a rotated log may start with: _without_leading_nuls)
                     text = chunk if _unicode_encoding(chunk)[0] else chunk.lstrip(b"\x00")
                     if text:
-                        _check_content(text)
+                        try:
+                            _check_content(text)
+                        except UnprocessableFile:
+                            _check_content(chunk)  # named by the file's own offsets
+                            raise
                         first = False
                 dst.write(chunk)
     except (OSError, EOFError, zlib.error) as exc:
