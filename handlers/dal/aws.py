@@ -45,8 +45,10 @@ def table(name: str) -> Any:
 # killed (which leaves the caller unable to tell what was enqueued). So its clients give up
 # on an attempt quickly and do not retry by themselves; ``Deadline.call`` makes at most
 # API_ATTEMPTS attempts, each only when it can end, timed out at worst, with time left to
-# answer. (A stalled attempt ends after connect + read timeout at most; resolving the
-# endpoint's name is not bounded by them.)
+# answer. (A stalled attempt ends after connect + read timeout at most when the endpoint's
+# first address answers the connect: a read that stalls, the usual case. The connect
+# timeout applies to each address the name resolves to, one after another, and resolving
+# the name is not bounded at all: a network that drops every connect can outlast it.)
 API_CONNECT_SECONDS = 1
 API_READ_SECONDS = 2
 API_ATTEMPTS = 2
