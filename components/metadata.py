@@ -19,7 +19,7 @@ class TableArgs:
 
 class Table(pulumi.ComponentResource):
     """An on-demand table: encrypted (KMS), point-in-time recovery, TTL when the spec has
-    a TTL attribute, global secondary indexes projecting all attributes."""
+    a TTL attribute, global secondary indexes projecting what their spec says."""
 
     def __init__(self, name: str, args: TableArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:metadata:Table", name, None, opts)
@@ -47,7 +47,7 @@ class Table(pulumi.ComponentResource):
                             else []
                         ),
                     ],
-                    projection_type="ALL",
+                    projection_type=index.projection,
                 )
                 for index in spec.indexes
             ]

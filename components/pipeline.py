@@ -408,8 +408,9 @@ class Pipeline(pulumi.ComponentResource):
                         "METADATA_TTL_DAYS": str(config.metadata.ttl_days),
                     },
                     statements=[
-                        # Every read is a query of the by_day index.
-                        Allow("QueryMetadataByDay", ("dynamodb:Query",), tuple(indexes)),
+                        # Every read is a query of an index: by_day (the report), by_completion
+                        # (the staleness signal).
+                        Allow("QueryMetadataIndexes", ("dynamodb:Query",), tuple(indexes)),
                         Allow(
                             "WriteReports",
                             # GetObject: the presigned links in the report are signed with this role.

@@ -3,6 +3,10 @@
 Status moves ``received -> processing -> completed | failed``. Every write is an
 UpdateItem on the item's key, so repeating one (a redelivered message) is harmless, and
 a late ``received`` can never overwrite a finished item.
+
+``completed_day`` (the UTC day of ``completed_at``) is set with ``completed`` and removed by
+every write that moves the item away from it (processing again, failed), so the
+``by_completion`` index holds exactly the completed versions (the staleness signal).
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ VERSION_FIELDS = ("version", "uploaded_at", "superseded_by", "parquet_key", "sum
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def day_of(moment: datetime) -> str:
+    """The UTC day of ``moment``, YYYY-MM-DD (the partition of the metadata indexes)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def to_dynamo(value: Any) -> Any:
@@ -86,7 +95,7 @@ class MetadataStore:
         self._update(
             ref,
             {"status": "processing", "started_at": iso(at), "attempts": attempt},
-            remove=("error", "skip_reason"),
+            remove=("error", "skip_reason", "completed_day"),
             set_if_missing={"received_at": iso(at)},
             now=at,
         )
@@ -104,7 +113,7 @@ class MetadataStore:
             fields["summary_truncated"] = True
         written = self._update(
             ref,
-            {"status": "completed", "completed_at": iso(at), **fields},
+            {"status": "completed", "completed_at": iso(at), "completed_day": day_of(at), **fields},
             remove=("error", "last_error", "skip_reason"),
             now=at,
             condition="attribute_not_exists(#k) OR attribute_not_exists(superseded_by)",
@@ -139,7 +148,8 @@ class MetadataStore:
             ref,
             fields,
             now=at,
-            remove=() if skip_reason else ("skip_reason",),  # a real failure after a skip
+            # a real failure after a skip drops the skip's reason
+            remove=("completed_day",) if skip_reason else ("completed_day", "skip_reason"),
             return_old=True,
             condition=(
                 "attribute_not_exists(#k) OR (#status <> :completed "
@@ -199,7 +209,7 @@ class MetadataStore:
         base = {
             "bucket": ref.bucket,
             "size": ref.size,
-            "day": ref.uploaded_at.astimezone(UTC).strftime("%Y-%m-%d"),
+            "day": day_of(ref.uploaded_at),
             "uploaded_at": iso(ref.uploaded_at),
             "updated_at": iso(now),
             "ttl": int((now + timedelta(days=self.ttl_days)).timestamp()),

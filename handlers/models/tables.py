@@ -11,6 +11,9 @@ class Index:
     name: str
     hash_key: str
     range_key: str | None = None
+    # "ALL", or "KEYS_ONLY": the index holds only its keys and the table's, so a query of it
+    # reads (and is charged for) those alone, and an update changing neither writes nothing to it
+    projection: str = "ALL"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class TableSpec:
                     "IndexName": i.name,
                     "KeySchema": [{"AttributeName": i.hash_key, "KeyType": "HASH"}]
                     + ([{"AttributeName": i.range_key, "KeyType": "RANGE"}] if i.range_key else []),
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": i.projection},
                 }
                 for i in self.indexes
             ]
@@ -49,12 +52,25 @@ class TableSpec:
 
 
 # One item per raw object version (README "Metadata item"). The by_day index serves the
-# daily report and `headrace status`: all files received on a day, in upload order.
+# daily report and `headrace status`: all files received on a day, in upload order. The
+# by_completion index serves the staleness signal: the completed files by the UTC day of
+# ``completed_at`` (``completed_day``, set only while the item is completed: a sparse index),
+# newest last, keys only, so the latest completion is one small read.
 METADATA = TableSpec(
     hash_key="object_key",
     range_key="version",
-    attributes={"object_key": "S", "version": "S", "day": "S", "uploaded_at": "S"},
-    indexes=(Index("by_day", "day", "uploaded_at"),),
+    attributes={
+        "object_key": "S",
+        "version": "S",
+        "day": "S",
+        "uploaded_at": "S",
+        "completed_day": "S",
+        "completed_at": "S",
+    },
+    indexes=(
+        Index("by_day", "day", "uploaded_at"),
+        Index("by_completion", "completed_day", "completed_at", projection="KEYS_ONLY"),
+    ),
     ttl_attribute="ttl",
 )
 

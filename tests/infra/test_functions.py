@@ -319,8 +319,12 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     assert loader["s3:GetObject"] == {f"{processed}/parquet/*", f"{processed}/summaries/*"}
     assert loader["s3:ListBucket"] == {processed}
     assert "ec2:CreateNetworkInterface" in loader and "s3:PutObject" not in loader
-    # the report function queries the metadata index, writes reports, publishes alerts
-    assert report["dynamodb:Query"] == {f"{arns['tables-metadata']}/index/by_day"}
+    # the report function queries the metadata indexes (the report by upload day, the
+    # staleness signal by completion day), writes reports, publishes alerts
+    assert report["dynamodb:Query"] == {
+        f"{arns['tables-metadata']}/index/by_day",
+        f"{arns['tables-metadata']}/index/by_completion",
+    }
     assert "dynamodb:GetItem" not in report
     # (reports/ only: the bucket also holds Athena's query results)
     assert report["s3:PutObject"] == report["s3:GetObject"] == {f"{arns['data-reports']}/reports/*"}

@@ -69,6 +69,24 @@ def test_tables_are_built_from_the_shared_specs(stack: Deployment) -> None:
         assert stack.outputs[OUTPUTS[role]] == table.outputs["name"]
 
 
+def test_the_metadata_table_indexes_uploads_by_day_and_completions_by_day(stack: Deployment) -> None:
+    # Given the stack's metadata table
+    indexes = {i["name"]: i for i in _tables(stack)["metadata"].input("globalSecondaryIndexes")}
+    keys = {
+        name: [(k["attributeName"], k["keyType"]) for k in i["keySchemas"]] for name, i in indexes.items()
+    }
+    # Then the daily report reads whole upload days (every attribute)
+    assert keys["by_day"] == [("day", "HASH"), ("uploaded_at", "RANGE")]
+    assert indexes["by_day"]["projectionType"] == "ALL"
+    # and the staleness signal reads a completion day's last item, its keys only (a few
+    # hundred bytes whatever the summaries hold)
+    assert keys["by_completion"] == [("completed_day", "HASH"), ("completed_at", "RANGE")]
+    assert indexes["by_completion"]["projectionType"] == "KEYS_ONLY"
+    assert set(indexes) == {"by_day", "by_completion"}
+    attributes = {a["name"]: a["type"] for a in _tables(stack)["metadata"].input("attributes")}
+    assert attributes["completed_day"] == attributes["completed_at"] == "S"
+
+
 def test_tables_are_encrypted_recoverable_and_expire_items(stack: Deployment) -> None:
     for role, table in _tables(stack).items():
         spec: TableSpec = SPECS[role]

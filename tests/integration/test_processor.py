@@ -220,6 +220,8 @@ def test_an_event_arriving_after_the_idempotency_window_leaves_a_completed_versi
     assert pipeline.item(v1)["status"] == "completed" and pipeline.item(v1)["superseded_by"] == v2["version"]
     assert pipeline.item(gone)["status"] == "completed" and "error" not in pipeline.item(gone)
     assert "skip_reason" not in pipeline.item(v1) and "skip_reason" not in pipeline.item(gone)
+    # and stay in the completion index (the staleness signal)
+    assert all(pipeline.item(o)["completed_day"] == pipeline.item(o)["completed_at"][:10] for o in (v1, gone))
 
 
 def test_a_version_skipped_as_deleted_and_restored_is_processed_and_no_longer_skipped(pipeline):
