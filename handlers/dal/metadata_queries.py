@@ -1,5 +1,7 @@
 """Reading the metadata table by upload day (its ``by_day`` index: pk ``day`` = YYYY-MM-DD
-of upload, sk ``uploaded_at``), for the daily report, the signals and ``headrace status``.
+of upload, sk ``uploaded_at``), for the daily report and ``headrace status``, and by
+completion day (its ``by_completion`` index: pk ``completed_day``, sk ``completed_at``, keys
+only), for the staleness signal.
 
 Works on any boto3 DynamoDB ``Table`` resource, so the CLI can pass one built from a stack
 outputs file. DynamoDB numbers come back as ``int`` or ``float``, not ``Decimal``.
@@ -13,12 +15,27 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 BY_DAY_INDEX = "by_day"
+BY_COMPLETION_INDEX = "by_completion"
 
 
 def files_on_day(table: Any, day: str, attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Every item uploaded on ``day`` (all pages), in upload order, as plain values."""
     items = query_all(table, attributes, IndexName=BY_DAY_INDEX, KeyConditionExpression=Key("day").eq(day))
     return [plain(item) for item in items]
+
+
+def last_completed_on(table: Any, day: str) -> dict[str, Any] | None:
+    """The version completed last on ``day`` (UTC, by ``completed_at``), or None: one Query
+    of a single index item, its keys only (``object_key``, ``version``, ``completed_day``,
+    ``completed_at``), whatever the day's volume."""
+    page = table.query(
+        IndexName=BY_COMPLETION_INDEX,
+        KeyConditionExpression=Key("completed_day").eq(day),
+        ScanIndexForward=False,
+        Limit=1,
+    )
+    items = page.get("Items", [])
+    return plain(items[0]) if items else None
 
 
 def query_all(table: Any, attributes: tuple[str, ...] | None = None, **query: Any) -> list[dict[str, Any]]:

@@ -94,6 +94,31 @@ def test_todays_report_matches_the_metadata_table(stack, loaded):
     assert page["ContentType"].startswith("text/html")
 
 
+def test_the_staleness_signal_reads_the_completion_index(stack, loaded):
+    # Given the deployed metadata table: completions indexed by day, keys only
+    table = stack.ddb.describe_table(TableName=stack.outputs.metadata_table)["Table"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert indexes["by_completion"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    # Then each file the pipeline completed is in it, under the day it completed
+    completed = [(key, item) for key, item in loaded.items() if item["status"] == "completed"]
+    assert completed
+    for key, item in completed:
+        found = stack.ddb.query(
+            TableName=stack.outputs.metadata_table,
+            IndexName="by_completion",
+            KeyConditionExpression="completed_day = :d AND completed_at = :at",
+            ExpressionAttributeValues={
+                ":d": {"S": item["completed_at"][:10]},
+                ":at": {"S": item["completed_at"]},
+            },
+        )["Items"]
+        assert (key, item["version"]) in {(i["object_key"]["S"], i["version"]["S"]) for i in found}, found
+    # When the signals task runs with the report function's role
+    result = stack.invoke("report", {"task": "signals"})
+    # Then it finds a completion (the value is exact, not a lower bound)
+    assert result["exact"] is True and result["last_completed"], result
+
+
 def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsys):
     if not stack.embedded:
         pytest.skip("headrace local invoke drives the embedded runtime")

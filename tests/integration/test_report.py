@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from handlers.dal.load_status import LoadStatusStore
 from tests.integration.conftest import REGION, LambdaContext
@@ -310,6 +311,62 @@ def test_signals_look_back_as_far_as_the_alarm_threshold(pipeline, reporter, mon
     result = reporter.invoke({"task": "signals"})
     # Then the lower bound is above the threshold: the alarm fires
     assert result["exact"] is False and result["seconds_since_last_completed_file"] > 4320 * 60
+
+
+def forget_processed_versions() -> None:
+    """The idempotency window (a day by default) has passed."""
+    records = boto3.resource("dynamodb", region_name=REGION).Table("idempotency")
+    for record in records.scan()["Items"]:
+        records.delete_item(Key={"id": record["id"]})
+
+
+def _completed_on(day: str) -> list[dict[str, Any]]:
+    """Everything the by_completion index holds for ``day``, as a Query of it returns it."""
+    table = boto3.resource("dynamodb", region_name=REGION).Table("metadata")
+    return table.query(IndexName="by_completion", KeyConditionExpression=Key("completed_day").eq(day))[
+        "Items"
+    ]
+
+
+def test_the_completion_index_holds_the_completed_versions_and_only_while_they_are(
+    pipeline, reporter, monkeypatch
+):
+    from handlers.logic import process_object
+    from handlers.logic.processing import UnprocessableFile
+
+    # Given a completed file, a failed one, and a key whose first version was replaced
+    a = pipeline.upload("incoming/sales/a.csv", SALES)
+    pipeline.process(a, pipeline.upload("incoming/junk/e.csv", b""))
+    b1 = pipeline.upload("incoming/sales/b.csv", SALES)
+    pipeline.process(b1)
+    b2 = pipeline.upload("incoming/sales/b.csv", SALES + "2025-01-04,Gizmo,1,9.99\n")
+    pipeline.process(b2)
+    items = {(o["key"], o["version"]): pipeline.item(o) for o in (a, b1, b2)}
+    assert all(item["completed_day"] == item["completed_at"][:10] for item in items.values())
+    # Then the index holds the three completed versions (a replaced version stays
+    # completed), by their completion day, with their keys only
+    held = [i for day in {i["completed_day"] for i in items.values()} for i in _completed_on(day)]
+    assert {(i["object_key"], i["version"]) for i in held} == set(items)
+    assert all(set(i) == {"object_key", "version", "completed_day", "completed_at"} for i in held)
+    # When a's event comes again a day later and this time the file fails
+    forget_processed_versions()
+
+    def unprocessable(*args: Any, **kwargs: Any) -> Any:
+        raise UnprocessableFile("unreadable this time")
+
+    monkeypatch.setattr(process_object, "process_file", unprocessable)
+    pipeline.process(a)
+    assert pipeline.item(a)["status"] == "failed"
+    # Then a leaves the index, and the signal no longer counts it
+    day = items[(a["key"], a["version"])]["completed_day"]
+    assert (a["key"], a["version"]) not in {(i["object_key"], i["version"]) for i in _completed_on(day)}
+    last = max(items[(k, v)]["completed_at"] for k, v in items if k != a["key"])
+    reporter.handler.utcnow = lambda: (
+        datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(seconds=90)
+    )
+    result = reporter.invoke({"task": "signals"})
+    assert (result["last_completed"], result["exact"]) == ("incoming/sales/b.csv", True)
+    assert result["seconds_since_last_completed_file"] == 90.0
 
 
 def test_versions_replaced_before_processing_are_skipped_not_failed(pipeline, reporter):

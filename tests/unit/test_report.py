@@ -409,36 +409,59 @@ def test_a_hostile_key_cannot_forge_the_link_in_the_message():
     assert len(message.splitlines()) == message.count("\n") + 1 and "\u2028" not in message
 
 
-class ByDay:
-    """The metadata table's by_day index, holding files completed at the given times."""
+class ByCompletion:
+    """The metadata table's by_completion index: the completed versions by the UTC day of
+    ``completed_at`` (pk ``completed_day``), in ``completed_at`` order, keys only. Answers
+    only what the signal must ask: the one latest item of a day; any other query (the
+    by_day index, whole days, oldest first) fails the test."""
 
-    def __init__(self, *completed_at: str):
-        self.items = [
-            {"object_key": f"incoming/{at}.csv", "status": "completed", "completed_at": at}
-            for at in completed_at
-        ]
+    def __init__(self, *completed: str | tuple[str, str]):
+        # a completion time, or (upload day, completion time): the upload day is not a key
+        self.items = []
+        for entry in completed:
+            uploaded, at = entry if isinstance(entry, tuple) else (entry[:10], entry)
+            self.items.append(
+                {
+                    "object_key": f"incoming/{uploaded}/{at}.csv",
+                    "version": "v1",
+                    "completed_day": at[:10],
+                    "completed_at": at,
+                }
+            )
+        self.read: list[str] = []
 
     def query(self, **query):
-        day = query["KeyConditionExpression"].get_expression()["values"][1]
-        return {"Items": [i for i in self.items if i["completed_at"].startswith(day)]}
+        assert query.pop("IndexName") == "by_completion"
+        assert query.pop("Limit") == 1 and query.pop("ScanIndexForward") is False
+        expression = query.pop("KeyConditionExpression").get_expression()
+        assert expression["operator"] == "=" and expression["values"][0].name == "completed_day"
+        assert not query, f"unexpected query parameters: {sorted(query)}"
+        day = expression["values"][1]
+        self.read.append(day)
+        found = sorted((i for i in self.items if i["completed_day"] == day), key=lambda i: i["completed_at"])
+        return {"Items": [dict(i) for i in found[-1:]]}
 
 
 @pytest.mark.parametrize("minutes", [1440, 2160, 2880, 4320, 10080])
 def test_the_staleness_signal_reaches_any_alarm_threshold(minutes):
     # Given nothing completed for weeks
-    empty = ByDay("2025-01-01T10:00:00Z")
+    empty = ByCompletion("2025-01-01T10:00:00Z")
     # When the signal runs, whatever the time of day
     for hour in range(0, 24, 6):
+        empty.read.clear()
         staleness = seconds_since_last_completed(empty, NOW.replace(hour=hour), minutes)
         # Then it is a lower bound above the threshold: the alarm fires
         assert staleness.exact is False and staleness.seconds > minutes * 60
+        # after one query per day of its window (minutes // 1440 + 2 days), newest first
+        window = minutes // 1440 + 2
+        assert empty.read == [(NOW.date() - timedelta(days=d)).isoformat() for d in range(window)]
 
 
 @pytest.mark.parametrize("minutes", [1440, 2160, 2880, 4320])
 def test_the_staleness_signal_does_not_drop_at_midnight(minutes):
     # Given one file completed, then nothing
     last = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
-    table = ByDay("2025-03-01T10:00:00Z")
+    table = ByCompletion("2025-03-01T10:00:00Z")
     # When the signal runs every 5 minutes for a week
     values = [
         seconds_since_last_completed(table, last + timedelta(minutes=m), minutes).seconds
@@ -450,42 +473,31 @@ def test_the_staleness_signal_does_not_drop_at_midnight(minutes):
     assert all(v > minutes * 60 for v in values[first:])
 
 
-class Uploads:
-    """The metadata table's by_day index: completed files by upload day."""
-
-    def __init__(self, days: dict[str, list[tuple[str, str]]]):
-        self.days = {
-            day: [{"object_key": key, "status": "completed", "completed_at": at} for key, at in files]
-            for day, files in days.items()
-        }
-        self.read: list[str] = []
-
-    def query(self, **query):
-        day = query["KeyConditionExpression"].get_expression()["values"][1]
-        self.read.append(day)
-        return {"Items": self.days.get(day, [])}
-
-
 def test_the_staleness_signal_counts_a_file_completed_after_its_upload_day():
-    # Given a file uploaded today that completed at 00:30, and one uploaded yesterday at 23:50
+    # Given a file uploaded today that completed at 00:30, and one uploaded yesterday
     # that completed only at 05:45 today (retries, a redrive, a backlog draining)
-    table = Uploads(
-        {
-            "2025-03-15": [("incoming/today.csv", "2025-03-15T00:30:00.000Z")],
-            "2025-03-14": [("incoming/late.csv", "2025-03-15T05:45:00.000Z")],
-        }
+    table = ByCompletion(
+        ("2025-03-15", "2025-03-15T00:30:00.000Z"), ("2025-03-14", "2025-03-15T05:45:00.000Z")
     )
     # When the signal runs at 06:00
     staleness = seconds_since_last_completed(table, NOW, 60)
     # Then it measures from the latest completion, whatever the day of upload
     assert (staleness.seconds, staleness.exact) == (15 * 60, True)
-    assert staleness.last["object_key"] == "incoming/late.csv"
-    # and it read no more than its window: today and the day before (60 minutes // 1440 + 2)
+    assert staleness.last["object_key"] == "incoming/2025-03-14/2025-03-15T05:45:00.000Z.csv"
+    # from one query of today's completions: one item, no upload day read
+    assert table.read == ["2025-03-15"]
+
+
+def test_the_staleness_signal_stops_at_the_first_day_with_a_completion():
+    # Given nothing completed today, the last completion yesterday at 23:00 and earlier ones
+    table = ByCompletion("2025-03-13T12:00:00.000Z", "2025-03-14T08:00:00.000Z", "2025-03-14T23:00:00.000Z")
+    # When the signal runs at 06:00 with a three-day alarm (a five-day window)
+    staleness = seconds_since_last_completed(table, NOW, 4320)
+    # Then it is exact, from yesterday's last completion
+    assert (staleness.seconds, staleness.exact) == (7 * 3600, True)
+    assert staleness.last["completed_at"] == "2025-03-14T23:00:00.000Z"
+    # and read today and yesterday only: a later completion day holds only later completions
     assert table.read == ["2025-03-15", "2025-03-14"]
-    # When today's last completion is under the threshold, the earlier days are not read
-    fresh = Uploads({"2025-03-15": [("incoming/today.csv", "2025-03-15T05:30:00.000Z")]})
-    assert seconds_since_last_completed(fresh, NOW, 60).seconds == 30 * 60
-    assert fresh.read == ["2025-03-15"]
 
 
 @pytest.fixture

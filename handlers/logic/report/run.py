@@ -8,12 +8,10 @@ from typing import Any
 
 from handlers.dal import reports
 from handlers.dal.aws import table
-from handlers.dal.metadata_queries import files_on_day
-from handlers.logic.report.build import REPORT_ATTRIBUTES, build_report, last_completed, parse_time
+from handlers.dal.metadata_queries import files_on_day, last_completed_on
+from handlers.logic.report.build import REPORT_ATTRIBUTES, build_report, parse_time
 from handlers.logic.report.render import render_html, sns_message, sns_subject
 from handlers.models.report import DailyReport, ReportSettings
-
-SIGNAL_ATTRIBUTES = ("object_key", "version", "status", "completed_at")
 
 
 @dataclass(frozen=True)
@@ -69,28 +67,22 @@ class Staleness:
 
 
 def seconds_since_last_completed(metadata_table: Any, now: datetime, staleness_minutes: int) -> Staleness:
-    """From the ``by_day`` index: the latest completion among the files uploaded today and,
-    while that is ``staleness_minutes`` old or more (or there is none), on each earlier day of
-    a window long enough to reach further back than that even at midnight: a file uploaded
-    on one day may complete on a later one (retries, a redrive, a backlog draining), after
-    every file of that later day. Below the threshold the value may be an upper bound (an
-    earlier day's file completed later still), which changes no alarm; the earlier days,
-    a read each every 5 minutes, are read only when it would. With none in the window, the
-    time since the window's start: a lower bound above the threshold, so the staleness alarm
-    fires (and stays firing) whatever its value."""
+    """From the ``by_completion`` index (completed versions by the UTC day of
+    ``completed_at``): the latest completion today or, when there is none, on each earlier
+    day of a window long enough to reach further back than ``staleness_minutes`` even at
+    midnight, stopping at the first day with one (a later completion day only holds later
+    completions, so it is exact). Each day read is one Query returning one keys-only item
+    (the day's last), whatever the volume. With none in the window, the time since the
+    window's start: a lower bound above the threshold, so the staleness alarm fires (and
+    stays firing) whatever its value. ``last`` holds the index item's keys: ``object_key``,
+    ``version``, ``completed_at``."""
     now = now.astimezone(UTC)
     today = now.date()
     days = staleness_minutes // 1440 + 2
-    best: tuple[datetime, dict[str, Any]] | None = None
     for back in range(days):
-        if best is not None and now - best[0] < timedelta(minutes=staleness_minutes):
-            break
-        day = today - timedelta(days=back)
-        item = last_completed(files_on_day(metadata_table, day.isoformat(), SIGNAL_ATTRIBUTES))
+        item = last_completed_on(metadata_table, (today - timedelta(days=back)).isoformat())
         completed = parse_time(item.get("completed_at")) if item else None
-        if item and completed and (best is None or completed > best[0]):
-            best = (completed, item)
-    if best is not None:
-        return Staleness(max(0.0, (now - best[0]).total_seconds()), True, best[1])
+        if item and completed:
+            return Staleness(max(0.0, (now - completed).total_seconds()), True, item)
     start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), tzinfo=UTC)
     return Staleness((now - start).total_seconds(), False, None)
