@@ -21,6 +21,8 @@ below 8 MiB; reads are single streamed GETs of any size):
   and new size, an eventually consistent read 0.5 RRU per started 4 KB): metadata item
   received, processing, completed (processor) and loaded (loader) updates; the ``by_day``
   index projects ALL attributes, so each of those writes is written again to the index;
+  the completed update also writes the version's keys-only ``by_completion`` entry (1 WRU;
+  no other update changes its attributes);
   the idempotency record: put (in progress) + update (completed); reads: the processor's
   query of the key's versions and the loader's ``uploaded_at`` lookup.
 - Lambda: one processor and one loader invocation per file unless batches fill (files
@@ -134,8 +136,9 @@ def requests_per_file(w: Workload) -> Requests:
     sqs_queue = 1 + 2 / w.processor_files_per_invocation  # processing queue
     sqs_load = 1 + 2 / w.loader_files_per_invocation
     item_kb = max(1, math.ceil(w.item_bytes / KB))
-    # received (<1 KB), processing (<1 KB), completed and loaded (the whole item) — base table and by_day index
-    metadata_wru = (1 + 1 + item_kb + item_kb) * 2
+    # received (<1 KB), processing (<1 KB), completed and loaded (the whole item) — base table and by_day
+    # index; + the completed update's by_completion entry (keys only, <1 KB)
+    metadata_wru = (1 + 1 + item_kb + item_kb) * 2 + 1
     idempotency_wru = 2
     reads = 0.5 * math.ceil(w.item_bytes / (4 * KB)) * 2
     return Requests(
@@ -216,7 +219,7 @@ def estimate(w: Workload, prices: Prices | None = None) -> Estimate:
         ),
         CostLine(
             "DynamoDB",
-            "on-demand writes (metadata + by_day index + idempotency)",
+            "on-demand writes (metadata + by_day and by_completion indexes + idempotency)",
             n * r.ddb_wru,
             "WRU",
             p.ddb_per_million_wru / 1e6,

@@ -32,8 +32,9 @@ def test_requests_of_a_small_file():
     assert (r.s3_put, r.s3_get) == (3, 4)
     # each queue: send + receive + delete, one file per batch
     assert r.sqs == 6
-    # metadata: received 1 + processing 1 + completed 3 + loaded 3 (2.5 KB item), twice (by_day index), + idempotency 2
-    assert r.ddb_wru == (1 + 1 + 3 + 3) * 2 + 2
+    # metadata: received 1 + processing 1 + completed 3 + loaded 3 (2.5 KB item), twice (by_day index),
+    # + the by_completion entry 1, + idempotency 2
+    assert r.ddb_wru == (1 + 1 + 3 + 3) * 2 + 1 + 2
     assert r.ddb_rru == 1.0  # two eventually consistent reads of a < 4 KB item
     assert (r.eventbridge_custom, r.lambda_invocations) == (1, 2)
 
@@ -64,7 +65,7 @@ def test_monthly_lines_multiply_volume_by_unit_prices():
     put = next(line for line in e.lines if line.item.startswith("PUT class"))
     assert put.monthly_usd == pytest.approx(300_000 * 0.005 / 1000)
     writes = next(line for line in e.lines if line.item.startswith("on-demand writes"))
-    assert writes.monthly_usd == pytest.approx(100_000 * 18 * 0.625 / 1e6)
+    assert writes.monthly_usd == pytest.approx(100_000 * 19 * 0.625 / 1e6)
     assert e.total == pytest.approx(sum(line.monthly_usd for line in e.lines))
     assert e.per_thousand_files == pytest.approx(e.total / 100)
 
