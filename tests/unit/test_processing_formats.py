@@ -559,11 +559,12 @@ def test_lines_of_other_formats_and_times_start_records_in_a_timestamped_log(pro
         "01/01/2025 12:00:08 ERROR month first\n"
         "Jan 01 2025 12:00:09 ERROR month name\n"
         "  at a continuation line\n"
+        "2025-01-01 42 rows (a date alone continues the record)\n"
     )
     result = process("k8s.log", text + "2025-01-01T12:00:10Z DPANIC invariant broken\n")
     stats = result.data["log_stats"]
     assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (10, 8, 1)
-    assert result.data["lineage"]["skipped"] == [10]
+    assert result.data["lineage"]["skipped"] == [10, 11]
 
 
 def test_a_banner_or_the_end_of_a_trace_before_timestamped_lines_still_joins_traces(process):

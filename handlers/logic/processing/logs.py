@@ -132,12 +132,14 @@ _LEVEL_WITHIN = 80  # characters after the timestamp where a level is looked for
 _LEVEL_START = re.compile(rf"^\[?(?:{_LEVELS})\]?(?=[\s:]|$)")
 _TIMESTAMP_START = re.compile(r"^\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}")
 # A line that begins with a time in any common spelling starts a record (no line of a
-# stack trace does): a date with or without a time, basic ISO, a time alone, epoch seconds
-# or milliseconds, 01/15/2024, Tomcat's 15-Jan-2024, "Jan 15 2024 10:00" and "Jan 15 10:00"
+# stack trace does): a date and a time (to the minute), basic ISO, a time alone, epoch
+# seconds or milliseconds, 01/15/2024 10:00, Tomcat's 15-Jan-2024 10:00, "Jan 15 2024 10:00"
+# and "Jan 15 10:00"; not a date alone, which a continued record's lines may start with (a
+# result listed by day)
 _TIME_START = re.compile(
-    r"^\[?(?:\d{4}[-/]\d{2}[-/]\d{2}(?![\d/-])|\d{8}T\d{4}|\d{2}:\d{2}:\d{2}(?!\d)"
-    r"|\d{10}(?:\d{3})?(?:\.\d+)?(?=[\s\]])|\d{1,2}/\d{1,2}/\d{2,4}[\sT]|\d{2}-[A-Z][a-z]{2}-\d{4}\s"
-    r"|[A-Z][a-z]{2} [ \d]\d (?:\d{4} )?\d{2}:\d{2})"
+    r"^\[?(?:\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}|\d{8}T\d{4}|\d{2}:\d{2}:\d{2}(?!\d)"
+    r"|\d{10}(?:\d{3})?(?:\.\d+)?(?=[\s\]])|\d{1,2}/\d{1,2}/\d{2,4}[\sT]\d{1,2}:\d{2}"
+    r"|\d{2}-[A-Z][a-z]{2}-\d{4}\s\d{2}:\d{2}|[A-Z][a-z]{2} [ \d]\d (?:\d{4} )?\d{2}:\d{2})"
 )
 _QUOTED = r'(?:[^"\\]|\\.)*'  # a quoted field's text, with \" escapes (nginx writes them)
 _ACCESS = re.compile(
