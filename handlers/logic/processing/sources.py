@@ -155,7 +155,7 @@ class CsvSource(Source):
     def rejects(self, max_examples: int) -> Rejects:
         rows = self.con.execute(
             "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line), "
-            f"min(byte_position), min(line_byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
+            f"min(line_byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
         lines, has_blank = _count_lines(self.path)
         # With one column, DuckDB reads a blank line as a row with an empty (missing) value.
@@ -169,16 +169,16 @@ class CsvSource(Source):
         # ("x"y) on one line, after which DuckDB reads on.
         malformed = len(rows)
         spans: dict[int, str] = {}  # line -> what its record's quote took
-        for i, (line, kind, _, text, offset, start) in enumerate(rows):
+        for line, _, _, text, start in rows:
             if "\n" not in (text or "").rstrip("\r\n") or start is None:
                 continue
-            final = i == len(rows) - 1 and kind == "UNQUOTED VALUE" and offset is not None
-            if final and (lost := _unclosed_quote_lines(self.path, int(offset))) is not None:
+            lost, closed = _record_lines(self.path, int(start))
+            if not closed:
                 spans[int(line)] = (
                     f"a quoted value opened on this line is never closed: it and the {lost - 1:,} "
                     "lines after it could not be read"
                 )
-            elif (lost := _record_lines(self.path, int(start))) >= LONG_VALUE_LINES:
+            elif lost >= LONG_VALUE_LINES:
                 spans[int(line)] = (
                     f"a quoted value opened on this line closes {lost - 1:,} lines below: it and "
                     "those lines could not be read"
@@ -239,10 +239,11 @@ def blank_lines(path: Path) -> list[int]:
     return blanks
 
 
-def _record_lines(path: Path, start: int) -> int:
-    """The lines of the CSV record that starts at byte ``start``: up to the first newline
-    outside quotes (a doubled "" is text), or the end of the file."""
-    lines, quoted = 1, False
+def _record_lines(path: Path, start: int) -> tuple[int, bool]:
+    """The lines of the CSV record that starts at byte ``start`` (up to the first newline
+    outside quotes; a doubled "" is text), and whether it ends: False when a quote is still
+    open at the end of the file (its last line counts, with a newline or without)."""
+    lines, quoted, last = 1, False, b""
     with path.open("rb") as f:
         f.seek(start)
         while chunk := f.read(_CHUNK):
@@ -251,25 +252,11 @@ def _record_lines(path: Path, start: int) -> int:
                 if token.group() == b'"':
                     quoted = not quoted
                 elif not quoted:
-                    return lines
+                    return lines, True
                 else:
                     lines += 1
-    return lines
-
-
-def _unclosed_quote_lines(path: Path, offset: int) -> int | None:
-    """The lines an unterminated quote took, from the one holding it to the end of the file
-    (a last line without a newline counts), when it is still open there; None when a quote
-    after it closes it. ``offset``: the reject's ``byte_position``, just past the opening
-    quote. Open: an even number of quotes from there on (a doubled "" is text). One read."""
-    quotes, newlines, last = 0, 0, b"\n"
-    with path.open("rb") as f:
-        f.seek(offset)
-        while chunk := f.read(_CHUNK):
-            quotes += chunk.count(b'"')
-            newlines += chunk.count(b"\n")
             last = chunk[-1:]
-    return max(1, newlines + (last != b"\n")) if quotes % 2 == 0 else None
+    return (max(1, lines - (last == b"\n")), False) if quoted else (lines, True)
 
 
 def _count_lines(path: Path) -> tuple[int, bool]:
