@@ -547,7 +547,8 @@ def _cleaned_lines(src: TextIO, skipped: list[int]) -> Iterator[tuple[int, str]]
         # lines wait behind an unfinished one, a bounded number of them
         while held and (held[0].done or len(held) > _MAX_HELD):
             first = held.popleft()
-            partial = {k: v for k, v in partial.items() if v is not first}
+            if not first.done:  # given up on: its later parts start records of their own
+                partial = {k: v for k, v in partial.items() if v is not first}
             yield first.number, "".join(first.parts)
     for first in held:  # last parts that never came
         yield first.number, "".join(first.parts)

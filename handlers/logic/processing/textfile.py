@@ -142,11 +142,7 @@ def _gunzip(path: Path, target: Path) -> Path:
                     # (what follows the NULs a rotated log may start with: _without_leading_nuls)
                     text = chunk if _unicode_encoding(chunk)[0] else chunk.lstrip(b"\x00")
                     if text:
-                        try:
-                            _check_content(text)
-                        except UnprocessableFile:
-                            _check_content(chunk)  # named by the file's own offsets
-                            raise
+                        _check_after_nuls(text, chunk)
                         first = False
                 dst.write(chunk)
     except (OSError, EOFError, zlib.error) as exc:
@@ -279,8 +275,8 @@ _CRLF = re.compile(rb"\r\n")
 def _without_leading_nuls(path: Path, head: bytes, target: Path, warnings: list[str]) -> tuple[Path, bytes]:
     """(``path``, ``head``) without the NUL bytes the file starts with, when text follows
     them: a log truncated in place (logrotate's copytruncate) while its writer kept its
-    offset starts so, with as many NULs as it held. Otherwise the file as it is, whose
-    check then names the offsets of its own bytes."""
+    offset starts so, with as many NULs as it held. Binary after them is refused before
+    anything is copied; NULs alone are left to the caller's check."""
     skipped = 0
     with path.open("rb") as src:
         while chunk := src.read(CHUNK):
@@ -288,22 +284,28 @@ def _without_leading_nuls(path: Path, head: bytes, target: Path, warnings: list[
             rest = chunk.lstrip(b"\x00")
             skipped += len(chunk) - len(rest)
             if rest:
+                _check_after_nuls(rest, head)
                 with target.open("wb") as dst:
                     dst.write(rest)
                     shutil.copyfileobj(src, dst, CHUNK)
                 break
         else:
-            return path, head  # NULs alone
-    text_head = _read_head(target)
-    try:
-        _check_content(text_head)
-    except UnprocessableFile:
-        return path, head  # binary after the NULs too
+            return path, head
     warnings.append(
         f"the file starts with {skipped:,} NUL bytes (a log truncated in place by copytruncate "
         "rotation while its writer went on at its old offset): skipped"
     )
-    return target, text_head
+    return target, _read_head(target)
+
+
+def _check_after_nuls(text: bytes, original: bytes) -> None:
+    """Refuse ``text``, what follows leading NULs, if it is no text, by the offsets of
+    ``original`` (the bytes as they came, NULs included)."""
+    try:
+        _check_content(text)
+    except UnprocessableFile:
+        _check_content(original)
+        raise
 
 
 def _lone_cr_to_lf(path: Path, workdir: Path, warnings: list[str]) -> Path:
