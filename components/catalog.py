@@ -16,7 +16,7 @@ import pulumi_aws as aws
 
 from handlers.logic.layout import PROCESSED_PREFIXES
 
-from .policies import Allow, identity_policy
+from .policies import Allow, identity_policy, objects_under
 
 # Where Athena writes results in the reports bucket (expired by the bucket's lifecycle).
 RESULTS_PREFIX = "athena-results/"
@@ -80,9 +80,6 @@ class QueryCatalog(pulumi.ComponentResource):
         self.tables_arn = pulumi.Output.concat(prefix, ":table/", self.database.name, "/*")
         glue_resources = (self.catalog_arn, self.database_arn, self.tables_arn)
 
-        def objects(arn: pulumi.Input[str], key_prefix: str) -> pulumi.Output[str]:
-            return pulumi.Output.concat(arn, "/", key_prefix, "*")
-
         self.query_policy = aws.iam.Policy(
             f"{name}-query",
             description="headrace query: run SQL in the stack's Athena workgroup over the processed "
@@ -108,7 +105,9 @@ class QueryCatalog(pulumi.ComponentResource):
                     Allow(
                         "ReadProcessedData",
                         ("s3:GetObject",),
-                        tuple(objects(args.processed_bucket_arn, prefix) for prefix in PROCESSED_PREFIXES),
+                        tuple(
+                            objects_under(args.processed_bucket_arn, prefix) for prefix in PROCESSED_PREFIXES
+                        ),
                     ),
                     Allow(
                         "ListProcessedData",
@@ -126,7 +125,7 @@ class QueryCatalog(pulumi.ComponentResource):
                             "s3:AbortMultipartUpload",
                             "s3:ListMultipartUploadParts",
                         ),
-                        (objects(args.reports_bucket_arn, RESULTS_PREFIX),),
+                        (objects_under(args.reports_bucket_arn, RESULTS_PREFIX),),
                     ),
                     Allow(
                         "ListQueryResults",

@@ -647,11 +647,6 @@ class StackConfig(_Model):
         return thresholds
 
     @property
-    def oldest_message_alarm_seconds(self) -> int:
-        """The processing queue's oldest-message threshold (``oldest_message_alarm_thresholds``)."""
-        return self.oldest_message_alarm_thresholds["processing"]
-
-    @property
     def warehouse_sslmode(self) -> str:
         external = self.warehouse.external
         if external is not None and external.sslmode is not None:

@@ -29,7 +29,7 @@ from .functions import (
 from .ingest import IngestApi, IngestApiArgs
 from .lambda_archive import LambdaArchive
 from .metadata import Tables, TablesArgs
-from .policies import Allow, kms_key_policy
+from .policies import Allow, kms_key_policy, objects_under
 from .queues import QueueWithDlq, QueueWithDlqArgs
 from .reporting import AlertsTopicArgs, Reporting, ReportingArgs
 from .routing import Routing, RoutingArgs
@@ -612,11 +612,6 @@ class Pipeline(pulumi.ComponentResource):
             sslmode=config.warehouse_sslmode,
             sslrootcert=warehouse.sslrootcert,
         )
-
-
-def objects_under(bucket_arn: pulumi.Output[str], prefix: str) -> pulumi.Output[str]:
-    """The ARN pattern of a bucket's objects under ``prefix``."""
-    return pulumi.Output.concat(bucket_arn, "/", prefix, "*")
 
 
 def glue_name(name: str) -> str:

@@ -289,3 +289,8 @@ def kms_key_policy(
             }
         )
     return resource_policy(statements)
+
+
+def objects_under(bucket_arn: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
+    """The ARN pattern of a bucket's objects under ``prefix``."""
+    return pulumi.Output.concat(bucket_arn, "/", prefix, "*")

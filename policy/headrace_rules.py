@@ -260,13 +260,20 @@ def _is_public_principal(principal: Any) -> bool:
 def _restricts_caller(condition: Any) -> bool:
     """Whether a condition limits who calls (a source or principal account, ARN,
     organization, VPC or endpoint) to values that are not just "*"."""
-    caller_keys = {key.lower() for key in CALLER_CONDITION_KEYS}  # condition keys ignore case
+    return _restricts_keys(condition, _CALLER_KEYS)
+
+
+_CALLER_KEYS = frozenset(key.lower() for key in CALLER_CONDITION_KEYS)  # condition keys ignore case
+
+
+def _restricts_keys(condition: Any, keys: frozenset[str]) -> bool:
+    """Whether a condition limits one of ``keys`` (lower case) to values that are not just "*"."""
     for operator, clauses in _document(condition).items():
         if str(operator).lower() not in RESTRICTING_OPERATORS:
             continue
         for key, value in _document(clauses).items():
             values = [str(v) for v in _as_list(value)]
-            if str(key).lower() in caller_keys and values and "*" not in values:
+            if str(key).lower() in keys and values and "*" not in values:
                 return True
     return False
 
@@ -498,14 +505,7 @@ def iam_least_privilege(kind: str, props: Mapping[str, Any]) -> list[str]:
 
 
 def _confines_resource_owner(condition: Any) -> bool:
-    for operator, clauses in _document(condition).items():
-        if str(operator).lower() not in RESTRICTING_OPERATORS:
-            continue
-        for key, value in _document(clauses).items():
-            values = [str(v) for v in _as_list(value)]
-            if str(key).lower() in RESOURCE_OWNER_KEYS and values and "*" not in values:
-                return True
-    return False
+    return _restricts_keys(condition, RESOURCE_OWNER_KEYS)
 
 
 def vpc_endpoint_policy(kind: str, props: Mapping[str, Any]) -> list[str]:

@@ -205,7 +205,7 @@ class DailyReport(_Model):
     hourly: list[HourBucket]
     # The queues when the report was made (whatever day their messages are from); None: unread.
     processing_backlog: int | None = Field(
-        None, description="messages in the processing queue (waiting or in flight) when generated"
+        None, description="messages waiting in the processing queue (not in flight) when generated"
     )
     processing_dlq_depth: int | None = Field(
         None, description="messages in the processing DLQ when generated"
