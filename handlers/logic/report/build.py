@@ -160,15 +160,15 @@ def build_report(
             if hour is not None:
                 hour["skipped"] += 1
         elif status == "failed":
-            failure = _failure(item, "processing")
             # fixed in place (a newer version completed): listed, but no failure to act on
-            bucket = "fixed" if failure.replaced else "failed"
-            setattr(counts, bucket, getattr(counts, bucket) + 1)
-            if not failure.replaced:
+            if superseded:
+                counts.fixed += 1
+            else:
+                counts.failed += 1
                 totals["failed"] += 1
             if hour is not None:
-                hour[bucket] += 1
-            failures.append(failure)
+                hour["fixed" if superseded else "failed"] += 1
+            failures.append(_failure(item, "processing"))
         else:
             if status == "processing":
                 counts.processing += 1
