@@ -43,6 +43,7 @@ HANDLERS = {
     "report": "handlers.report.lambda_handler",
     "ingest": "handlers.ingest_api.lambda_handler",
     "ingest-worker": "handlers.ingest_worker.lambda_handler",
+    "warehouse-setup": "handlers.warehouse_setup.lambda_handler",
 }
 
 # The stack outputs of README "Stack outputs", then the additional ones operator tools use.
@@ -74,6 +75,11 @@ ADDITIONAL_OUTPUTS = (
 )
 # With the query catalog on (catalog.enabled; docs/query.md).
 CATALOG_OUTPUTS = ("glue_database", "athena_workgroup", "query_policy_arn")
+# With the warehouse on RDS (warehouse.mode rds).
+RDS_OUTPUTS = ("db_admin_secret_arn",)
+# The warehouse setup function runs once per deployment that changes what it does: it
+# needs none of the per-function settings a stack tunes.
+WAREHOUSE_SETUP = FunctionSettings(memory_mb=256, timeout_seconds=60)
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,7 @@ class Pipeline(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self._warehouse_setup(code)
 
         self.originals_key: aws.kms.Key | None = None
         if config.ingest.keep_original:
@@ -514,7 +521,52 @@ class Pipeline(pulumi.ComponentResource):
                 athena_workgroup=self.catalog.workgroup_name,
                 query_policy_arn=self.catalog.query_policy.arn,
             )
+        if self.warehouse.admin_secret is not None:
+            self.outputs["db_admin_secret_arn"] = self.warehouse.admin_secret.arn
         self.register_outputs(self.outputs)
+
+    def _warehouse_setup(self, code: FunctionCode) -> None:
+        """RDS: the function that makes the loader's own database role with the master user's
+        secret, and its run during the deployment, again whenever a secret, the schema or the
+        code changes (it changes nothing that is already as it should be)."""
+        self.warehouse_setup: PipelineFunction | None = None
+        self.warehouse_setup_run: aws.lambda_.Invocation | None = None
+        warehouse = self.warehouse
+        if warehouse.instance is None:
+            return
+        admin_secret, admin_version = warehouse.admin_secret, warehouse.admin_secret_version
+        assert (
+            admin_secret is not None and admin_version is not None and warehouse.read_admin_secret is not None
+        )
+        schema = self._config.warehouse.db_schema
+        self.warehouse_setup = PipelineFunction(
+            f"{self._name}-warehouse-setup",
+            self._function_args(
+                "warehouse-setup",
+                WAREHOUSE_SETUP,
+                code,
+                environment={
+                    "ADMIN_SECRET_ARN": admin_secret.arn,
+                    "DB_SECRET_ARN": warehouse.secret_arn,
+                    "WAREHOUSE_SCHEMA": schema,
+                },
+                statements=[warehouse.read_admin_secret, warehouse.read_secret],
+                vpc=warehouse.loader_placement,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.warehouse_setup_run = aws.lambda_.Invocation(
+            f"{self._name}-warehouse-setup-run",
+            function_name=self.warehouse_setup.name,
+            input=json.dumps({"purpose": "create or update the loader's database role"}),
+            triggers={
+                "admin_secret": admin_version.version_id,
+                "loader_secret": warehouse.secret_version.version_id,
+                "schema": schema,
+                "code": code.source_code_hash,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[warehouse.instance, self.warehouse_setup]),
+        )
 
     # ------------------------------------------------------------------ helpers
     def _function_args(

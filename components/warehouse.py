@@ -3,6 +3,10 @@
 Either way the loader finds it through one Secrets Manager secret whose value is
 ``{"host", "port", "dbname", "username", "password"}`` (docs/contracts.md). The password
 exists only in that secret (and, encrypted, in the Pulumi state); no output carries it.
+
+On RDS the loader does not log in as the master user: the master user's credentials are in
+a second secret, which only the warehouse setup function reads (pipeline.py), and the
+connection secret names a role of the loader's own that the setup function makes.
 """
 
 from __future__ import annotations
@@ -298,7 +302,8 @@ class WarehouseArgs:
     sslmode: str = "prefer"
     sslrootcert: str | None = None
     dbname: str = "headrace"
-    username: str = "headrace"
+    username: str = "headrace"  # RDS: the master user; external: the loader's
+    loader_username: str = "headrace_loader"  # RDS: the loader's own role
 
 
 class Warehouse(pulumi.ComponentResource):
@@ -314,6 +319,10 @@ class Warehouse(pulumi.ComponentResource):
         self.network: Network | None = None
         self.instance: aws.rds.Instance | None = None
         self.loader_placement: VpcPlacement | None = None
+        # RDS: the master user's credentials, for the setup function alone
+        self.admin_secret: aws.secretsmanager.Secret | None = None
+        self.admin_secret_version: aws.secretsmanager.SecretVersion | None = None
+        self.read_admin_secret: Allow | None = None
 
         self.secret = aws.secretsmanager.Secret(
             f"{name}-db-secret",
@@ -341,25 +350,40 @@ class Warehouse(pulumi.ComponentResource):
                     **self._tls(args),
                 }
             )
-        self.secret_version = aws.secretsmanager.SecretVersion(
-            f"{name}-db-secret-value",
-            secret_id=self.secret.id,
-            # Secret because the password is; stored encrypted in the state either way.
-            secret_string=secret_value,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret_string"]),
-        )
+        self.secret_version = self._secret_value(f"{name}-db-secret-value", self.secret, secret_value)
         self.secret_arn: pulumi.Output[str] = self.secret.arn
         self.instance_identifier: pulumi.Output[str] | None = (
             self.instance.identifier if self.instance is not None else None
         )
         self.register_outputs({"secret_arn": self.secret_arn})
 
+    def _secret_value(
+        self, name: str, secret: aws.secretsmanager.Secret, value: pulumi.Output[str]
+    ) -> aws.secretsmanager.SecretVersion:
+        return aws.secretsmanager.SecretVersion(
+            name,
+            secret_id=secret.id,
+            # Secret because the password is; stored encrypted in the state either way.
+            secret_string=value,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret_string"]),
+        )
+
     def _rds(
         self, name: str, args: WarehouseArgs, rds: RdsArgs, network_args: NetworkArgs
     ) -> pulumi.Output[str]:
         child = pulumi.ResourceOptions(parent=self)
+        self.admin_secret = aws.secretsmanager.Secret(
+            f"{name}-db-admin-secret",
+            description="headrace warehouse administrator (the RDS master user): read by the setup function only",
+            recovery_window_in_days=args.secret_recovery_window_days,
+            opts=child,
+        )
+        self.read_admin_secret = Allow(
+            "ReadDatabaseAdministratorSecret", ("secretsmanager:GetSecretValue",), (self.admin_secret.arn,)
+        )
         network_args = dataclasses.replace(
-            network_args, endpoint_statements=[*network_args.endpoint_statements, self.read_secret]
+            network_args,
+            endpoint_statements=[*network_args.endpoint_statements, self.read_secret, self.read_admin_secret],
         )
         self.network = Network(f"{name}-net", network_args, opts=child)
         network = self.network
@@ -379,6 +403,9 @@ class Warehouse(pulumi.ComponentResource):
         )
         # Letters and digits only: safe in any connection string, 40 of them ~ 238 bits.
         self.password = random.RandomPassword(f"{name}-db-password", length=40, special=False, opts=child)
+        self.loader_password = random.RandomPassword(
+            f"{name}-db-loader-password", length=40, special=False, opts=child
+        )
         # A snapshot name is taken for good: a fixed one would make the destroy of a second
         # instance of this stack fail (DBSnapshotAlreadyExists). Random per instance: the
         # keepers are the inputs whose change replaces the instance.
@@ -422,16 +449,26 @@ class Warehouse(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             opts=child,
         )
-        return pulumi.Output.json_dumps(
-            {
-                "host": self.instance.address,
-                "port": self.instance.port,
-                "dbname": args.dbname,
-                "username": args.username,
-                "password": self.password.result,
-                **self._tls(args),
-            }
+
+        def connection(username: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
+            assert self.instance is not None
+            return pulumi.Output.json_dumps(
+                {
+                    "host": self.instance.address,
+                    "port": self.instance.port,
+                    "dbname": args.dbname,
+                    "username": username,
+                    "password": password,
+                    **self._tls(args),
+                }
+            )
+
+        self.admin_secret_version = self._secret_value(
+            f"{name}-db-admin-secret-value",
+            self.admin_secret,
+            connection(args.username, self.password.result),
         )
+        return connection(args.loader_username, self.loader_password.result)
 
     @staticmethod
     def _tls(args: WarehouseArgs) -> dict[str, str]:

@@ -31,6 +31,20 @@ class LoaderSettings(BaseModel):
         return cls.model_validate(dict(os.environ if environ is None else environ))
 
 
+class WarehouseSetupSettings(BaseModel):
+    """The warehouse setup function's configuration (RDS mode; docs/contracts.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    admin_secret_arn: str = Field(alias="ADMIN_SECRET_ARN", min_length=1)  # the RDS master user's
+    db_secret_arn: str = Field(alias="DB_SECRET_ARN", min_length=1)  # the loader's
+    warehouse_schema: str = Field("headrace", alias="WAREHOUSE_SCHEMA", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> WarehouseSetupSettings:
+        return cls.model_validate(dict(os.environ if environ is None else environ))
+
+
 class FileProcessedEvent(EventBridgeModel):
     """The EventBridge envelope of a "File Processed" event, as the load queue receives it.
     Only ``detail`` matters; ``account`` may be missing (moto, hence the embedded runtime,

@@ -99,22 +99,27 @@ def find_binaries() -> Binaries:
     for bindir in candidates:
         if found := _binaries_in(bindir):
             return found
-    # Last resort, so a machine with nothing but Python works: the binaries the pgserver
-    # package ships (a dev dependency), used as plain executables. Imported only then: on
-    # import it looks up a runtime directory this module never uses, and warns on machines
-    # without XDG_RUNTIME_DIR.
-    with contextlib.suppress(ImportError), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver  # type: ignore[import-untyped]
-
-        if found := _binaries_in(Path(pgserver.__file__).parent / "pginstall" / "bin"):
-            return found
+    # Last resort, so a machine with nothing but Python works.
+    if found := pgserver_binaries():
+        return found
     raise PostgresNotFound(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH, via pg_config or in "
         f"{', '.join(_COMMON_BINDIRS)} or in the pgserver package; install them (Debian/Ubuntu: "
         "apt-get install postgresql; macOS: brew install postgresql@16), pip install pgserver, "
         "or set HEADRACE_PG_BINDIR"
     )
+
+
+def pgserver_binaries() -> Binaries | None:
+    """The binaries the pgserver package ships (a dev dependency; PostgreSQL 16), used as
+    plain executables. Imported only when asked for: on import it looks up a runtime
+    directory this module never uses, and warns on machines without XDG_RUNTIME_DIR."""
+    with contextlib.suppress(ImportError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver  # type: ignore[import-untyped]
+
+        return _binaries_in(Path(pgserver.__file__).parent / "pginstall" / "bin")
+    return None
 
 
 def _version_key(path: str) -> tuple[int, ...]:

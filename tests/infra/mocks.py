@@ -135,6 +135,8 @@ class PipelineMocks(pulumi.runtime.Mocks):
             outputs["prefixListId"] = f"pl-{_suffix(args.name)}"
         elif kind == "aws:s3/bucketObjectv2:BucketObjectv2":
             outputs["versionId"] = "v1"
+        elif kind == "aws:secretsmanager/secretVersion:SecretVersion":
+            outputs["versionId"] = f"{_suffix(args.name)}-version"
         outputs.setdefault("arn", f"arn:aws:mock:{region}:{account}:{short.lower()}/{physical}")
         outputs.setdefault("name", physical)
         if not args.custom:

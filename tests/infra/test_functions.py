@@ -45,6 +45,8 @@ HANDLERS = {
     "ingest": "handlers.ingest_api.lambda_handler",
     "ingest-worker": "handlers.ingest_worker.lambda_handler",
 }
+# Only with the warehouse on RDS (dev): it makes the loader's database role at deploy time.
+RDS_HANDLERS = {"warehouse-setup": "handlers.warehouse_setup.lambda_handler"}
 # docs/contracts.md, "Environment variables" (required ones; optional ones are tested apart).
 CONTRACT_ENV = {
     "processor": {
@@ -83,6 +85,7 @@ CONTRACT_ENV = {
         "MAX_BATCH_RECORDS",
     },
     "ingest-worker": {"TENANT_LOGS_TABLE", "MAX_RECEIVE_COUNT", "KEEP_ORIGINAL", "LOG_TTL_DAYS"},
+    "warehouse-setup": {"ADMIN_SECRET_ARN", "DB_SECRET_ARN", "WAREHOUSE_SCHEMA"},
 }
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 
@@ -113,8 +116,10 @@ def env(function: Any) -> dict[str, str]:
 def test_five_functions_with_their_handlers_runtime_and_architecture(stack: Deployment) -> None:
     # Given a stack
     deployed = functions(stack)
-    # Then the five functions of docs/contracts.md run their handlers on python3.12
-    assert {name: f.inputs["handler"] for name, f in deployed.items()} == HANDLERS
+    # Then the five functions of docs/contracts.md run their handlers on python3.12, and on
+    # RDS (dev) the warehouse setup function too
+    rds = RDS_HANDLERS if stack.stack == "dev" else {}
+    assert {name: f.inputs["handler"] for name, f in deployed.items()} == HANDLERS | rds
     expected_arch = "arm64" if stack.stack == "dev" else "x86_64"
     for function in deployed.values():
         assert function.inputs["runtime"] == "python3.12"
@@ -345,10 +350,11 @@ def test_other_roles_reach_only_their_resources(dev: Deployment) -> None:
     assert {a for a in worker if a.startswith("dynamodb:")} == {"dynamodb:PutItem"}
     assert worker["dynamodb:PutItem"] == {arns["tables-tenant-logs"]}
     assert not any(action.startswith("s3:") for action in [*ingest, *worker])
-    # and only the loader has network-interface rights
-    assert all(
-        "ec2:CreateNetworkInterface" not in _grants(s) for name, s in policies.items() if name != "loader"
-    )
+    # and only the functions in the warehouse's network have network-interface rights
+    assert {name for name, s in policies.items() if "ec2:CreateNetworkInterface" in _grants(s)} == {
+        "loader",
+        "warehouse-setup",
+    }
 
 
 def test_the_processed_grants_cover_the_layout_and_nothing_else(dev: Deployment) -> None:

@@ -57,31 +57,101 @@ def test_prod_protects_the_database(tiny_archive: Path) -> None:
     )
 
 
-def test_rds_password_lives_only_in_secrets_manager(dev: Deployment) -> None:
-    # Given the generated password
-    (password,) = dev.of_type("random:index/randomPassword:RandomPassword")
-    value = password.outputs["result"]
-    db = _instance(dev)
-    (version,) = dev.of_type("aws:secretsmanager/secretVersion:SecretVersion")
-    # Then the database gets it as a secret
-    assert is_secret(db.inputs["password"]) and db.input("password") == value
-    # and the secret holds the connection in the contract's shape, as a secret
-    assert is_secret(version.inputs["secretString"])
-    connection = json.loads(version.input("secretString"))
-    assert connection == {
-        "host": db.outputs["address"],
-        "port": 5432,
-        "dbname": "headrace",
-        "username": "headrace",
-        "password": value,
-        "sslmode": "require",  # RDS enforces TLS; never a fall-back to plain text
+def _passwords(stack: Deployment) -> dict[str, str]:
+    return {
+        r.name.rsplit("-warehouse-", 1)[1]: r.outputs["result"]
+        for r in stack.of_type("random:index/randomPassword:RandomPassword")
     }
-    assert version.inputs["secretId"] == dev.named("headrace-dev-warehouse-db-secret").id
-    # and no other resource input carries it (no environment variable, no output)
-    holders = [r for r in dev.resources if value in json.dumps(r.inputs, default=str)]
-    assert {r.type for r in holders} == {
-        "aws:rds/instance:Instance",
-        "aws:secretsmanager/secretVersion:SecretVersion",
+
+
+def _secret_values(stack: Deployment) -> dict[str, Any]:
+    """Secret name (without the stack's prefix) -> the value its version holds, which must be
+    marked secret."""
+    names = {
+        r.id: r.name.rsplit("-warehouse-", 1)[1] for r in stack.of_type("aws:secretsmanager/secret:Secret")
+    }
+    values = {}
+    for version in stack.of_type("aws:secretsmanager/secretVersion:SecretVersion"):
+        assert is_secret(version.inputs["secretString"]), version.name
+        values[names[version.inputs["secretId"]]] = json.loads(version.input("secretString"))
+    return values
+
+
+def test_rds_passwords_live_only_in_secrets_manager(dev: Deployment) -> None:
+    # Given the generated passwords: the RDS master user's and the loader's role's
+    passwords = _passwords(dev)
+    assert set(passwords) == {"db-password", "db-loader-password"}
+    db = _instance(dev)
+    # Then the database gets the master password as a secret
+    assert is_secret(db.inputs["password"]) and db.input("password") == passwords["db-password"]
+    # and the secrets hold the connections in the contract's shape: the master user's in the
+    # administrator secret, the loader's own role in the connection secret
+    connection = {"host": db.outputs["address"], "port": 5432, "dbname": "headrace", "sslmode": "require"}
+    assert _secret_values(dev) == {
+        "db-admin-secret": {**connection, "username": "headrace", "password": passwords["db-password"]},
+        "db-secret": {
+            **connection,
+            "username": "headrace_loader",
+            "password": passwords["db-loader-password"],
+        },
+    }
+    # (sslmode require: RDS enforces TLS; never a fall-back to plain text)
+    assert dev.outputs["db_secret_arn"] == dev.named("headrace-dev-warehouse-db-secret").outputs["arn"]
+    # and no other resource input carries either password (no environment variable, no output)
+    for name, value in passwords.items():
+        holders = [r for r in dev.resources if value in json.dumps(r.inputs, default=str)]
+        assert {r.type for r in holders} == {
+            "aws:secretsmanager/secretVersion:SecretVersion",
+            *(["aws:rds/instance:Instance"] if name == "db-password" else []),
+        }, name
+        assert value not in json.dumps(dev.outputs)
+
+
+def test_only_the_setup_function_reads_the_master_users_secret(dev: Deployment) -> None:
+    # Given what each role of the stack may read in Secrets Manager
+    admin = dev.outputs["db_admin_secret_arn"]
+    assert admin == dev.named("headrace-dev-warehouse-db-admin-secret").outputs["arn"]
+    readers: dict[str, set[str]] = {}
+    for policy in dev.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for statement in policy.json_input("policy")["Statement"]:
+            if statement["Effect"] == "Allow" and "secretsmanager:GetSecretValue" in statement["Action"]:
+                readers.setdefault(policy.name.removesuffix("-policy"), set()).update(statement["Resource"])
+    # Then the setup function reads both secrets and the loader only its own
+    assert readers == {
+        "headrace-dev-warehouse-setup": {admin, dev.outputs["db_secret_arn"]},
+        "headrace-dev-loader": {dev.outputs["db_secret_arn"]},
+    }
+
+
+def test_the_setup_function_makes_the_loaders_role_during_the_deployment(dev: Deployment) -> None:
+    # Given the setup function and its run
+    setup = dev.named("headrace-dev-warehouse-setup", "aws:lambda/function:Function")
+    (run,) = dev.of_type("aws:lambda/invocation:Invocation")
+    loader = dev.named("headrace-dev-loader", "aws:lambda/function:Function")
+    # Then it runs the setup handler where the loader runs (the database's only way in)
+    assert setup.inputs["handler"] == "handlers.warehouse_setup.lambda_handler"
+    assert setup.inputs["vpcConfig"] == loader.inputs["vpcConfig"]
+    assert (
+        setup.inputs["environment"]["variables"].items()
+        >= {
+            "ADMIN_SECRET_ARN": dev.outputs["db_admin_secret_arn"],
+            "DB_SECRET_ARN": dev.outputs["db_secret_arn"],
+            "WAREHOUSE_SCHEMA": "headrace",
+        }.items()
+    )
+    # and the deployment invokes it once the database exists, again whenever a secret's
+    # value, the schema or the code changes
+    assert run.inputs["functionName"] == setup.outputs["name"]
+    versions = {
+        r.name.rsplit("-warehouse-", 1)[1]: r.outputs["versionId"]
+        for r in dev.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    }
+    code = setup.inputs["sourceCodeHash"]
+    assert run.inputs["triggers"] == {
+        "admin_secret": versions["db-admin-secret-value"],
+        "loader_secret": versions["db-secret-value"],
+        "schema": "headrace",
+        "code": code,
     }
 
 
@@ -113,10 +183,12 @@ def test_the_secret_carries_the_authorities_that_verify_the_database(tiny_archiv
     stack = deploy(
         "dev", tiny_archive, {"headrace:warehouse": {"mode": mode, "sslrootcert": pem, **external}}
     )
-    # Then the connection secret holds them, and verify-full is the default
-    (version,) = stack.of_type("aws:secretsmanager/secretVersion:SecretVersion")
-    secret = json.loads(version.input("secretString"))
-    assert (secret["sslmode"], secret["sslrootcert"]) == ("verify-full", pem)
+    # Then the connection secrets hold them (the loader's, and on RDS the administrator's
+    # the setup function uses), and verify-full is the default
+    secrets = _secret_values(stack)
+    assert set(secrets) == ({"db-secret", "db-admin-secret"} if mode == "rds" else {"db-secret"})
+    for secret in secrets.values():
+        assert (secret["sslmode"], secret["sslrootcert"]) == ("verify-full", pem)
 
 
 def test_external_mode_without_password_fails_naming_the_key(tiny_archive: Path) -> None:
@@ -180,18 +252,23 @@ def test_endpoints_pass_only_the_loaders_own_requests(dev: Deployment) -> None:
         "dynamodb:GetItem": {metadata},
         "dynamodb:UpdateItem": {metadata},
     }
+    # (and the warehouse setup function's: the administrator secret)
     assert passes(endpoints["secretsmanager"]) == {
-        "secretsmanager:GetSecretValue": {dev.outputs["db_secret_arn"]}
+        "secretsmanager:GetSecretValue": {dev.outputs["db_secret_arn"], dev.outputs["db_admin_secret_arn"]}
     }
-    # and every call the loader's role grants on those services passes its endpoint
-    (loader_policy,) = [
-        r for r in dev.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "headrace-dev-loader-policy"
+    # and every call the roles in the network grant on those services passes its endpoint
+    in_network = [
+        r
+        for r in dev.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.name in ("headrace-dev-loader-policy", "headrace-dev-warehouse-setup-policy")
     ]
-    for statement in loader_policy.json_input("policy")["Statement"]:
-        for action in statement["Action"]:
-            service = action.split(":", 1)[0]
-            if statement["Effect"] == "Allow" and service in endpoints:
-                assert set(statement["Resource"]) <= passes(endpoints[service])[action], action
+    assert len(in_network) == 2
+    for policy in in_network:
+        for statement in policy.json_input("policy")["Statement"]:
+            for action in statement["Action"]:
+                service = action.split(":", 1)[0]
+                if statement["Effect"] == "Allow" and service in endpoints:
+                    assert set(statement["Resource"]) <= passes(endpoints[service])[action], action
 
 
 def test_security_groups_allow_only_loader_traffic(dev: Deployment) -> None:
