@@ -330,7 +330,7 @@ class Warehouse(pulumi.ComponentResource):
             recovery_window_in_days=args.secret_recovery_window_days,
             opts=child,
         )
-        # The loader's grant on the secret; in RDS mode also all the Secrets Manager endpoint passes.
+        # The loader's grant on the secret (the setup function's too, on RDS; the endpoint passes both).
         self.read_secret = Allow("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (self.secret.arn,))
         secret_value: pulumi.Output[str]
         if args.rds is not None:
