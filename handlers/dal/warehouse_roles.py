@@ -9,9 +9,9 @@ own that can do what loading needs and nothing more. That role
   server's statement log could keep);
 - owns the warehouse schema, hence creates, alters and fills the tables there, and is
   handed the tables an earlier version created as the master user;
-- has ``CONNECT`` on the database, and no other attribute: it cannot create roles or
-  databases, is not a member of ``rds_superuser``, and reads nothing outside its schema
-  that was not granted to everyone.
+- has ``CONNECT`` on the database, and no other attribute or membership: it cannot create
+  roles or databases, is not a member of ``rds_superuser`` (or any role), and reads nothing
+  outside its schema that was not granted to everyone.
 
 Every step checks before it changes, so running it again changes nothing but the
 password's verifier (a new salt).
@@ -46,8 +46,9 @@ def ensure_loader_role(conn: psycopg.Connection[Any], role: str, password: str, 
                 f"the loader's role {role!r} is the administrator's: the loader must log in as a role of its own"
             )
         cur.execute(
-            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
-            "FROM pg_roles WHERE rolname = %s",
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls, "
+            "ARRAY(SELECT pg_get_userbyid(roleid) FROM pg_auth_members WHERE member = r.oid ORDER BY 1) "
+            "FROM pg_roles r WHERE rolname = %s",
             [role],
         )
         found = cur.fetchone()
@@ -55,6 +56,11 @@ def ensure_loader_role(conn: psycopg.Connection[Any], role: str, password: str, 
             raise RoleSetupRefused(
                 f"the role {role!r} exists with administrative attributes (superuser, createrole, createdb, "
                 "replication or bypassrls): the loader's role must not have them; drop or rename that role"
+            )
+        if found is not None and found[1]:
+            raise RoleSetupRefused(
+                f"the role {role!r} exists as a member of {', '.join(found[1])}: the loader's role must have "
+                "no privileges but its own; revoke those memberships, or drop or rename that role"
             )
         verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
         verb = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if found else "CREATE ROLE {} LOGIN PASSWORD {}"

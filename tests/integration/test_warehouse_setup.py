@@ -228,6 +228,12 @@ def test_it_refuses_what_would_give_the_loader_more(rds, pipeline, monkeypatch, 
     loader.close()
     with pytest.raises(RoleSetupRefused, match="administrative attributes"):
         rds.setup(loader)
+    # Given a loader role that exists as a member of another role (whose privileges it would use)
+    with rds.connect(rds.master, rds.master_password) as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} NOCREATEROLE").format(sql.Identifier(rds.loader_role)))
+        admin.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(rds.loader_role)))
+    with pytest.raises(RoleSetupRefused, match="as a member of pg_read_all_data"):
+        rds.setup(loader)
     # Given a loader secret naming another database than the administrator's
     loader = _loader(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "dbname": "other"})
     loader.close()
