@@ -848,3 +848,15 @@ def test_renamed_columns_are_named_in_the_warnings(process):
         "'_rescued_data_source'"
     ]
     assert process("ok.csv", "id,val\n1,2\n").data["warnings"] == []
+
+
+def test_column_names_are_in_composed_form_so_they_match_across_files(process):
+    # Given a name written decomposed (an "e" and a combining accent, as macOS writes it)
+    decomposed, composed = "cafe\u0301", "caf\u00e9"
+    result = process("mac.csv", f"{decomposed},n\n1,2\n")
+    # Then the column is named as other files name it, without a warning (the same name)
+    assert list(result.data["schema"]) == [composed, "n"]
+    assert result.data["warnings"] == []
+    # and in one file, the two spellings are one name repeated
+    both = process("both.csv", f"{composed},{decomposed}\n1,2\n")
+    assert list(both.data["schema"]) == [composed, f"{composed}_2"]

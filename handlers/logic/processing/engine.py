@@ -16,6 +16,7 @@ import math
 import shutil
 import tempfile
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,7 +264,7 @@ class _Pipeline:
         renamed = [
             f"{old!r} (column {i}) -> {new!r}"
             for i, (old, new) in enumerate(zip(written, self.names, strict=True), start=1)
-            if old != new
+            if unicodedata.normalize("NFC", old) != new  # the composed form is the same name
         ]
         if renamed:  # the Parquet, the warehouse and queries know them by the new names
             self.notes.append(

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -275,11 +276,15 @@ def _column_names(first: list[str], width: int) -> tuple[str, ...]:
 
 def unique_names(names: list[str], reserved: tuple[str, ...] = ()) -> list[str]:
     """Make column names unique case-insensitively (SQL engines, Parquet readers and Glue
-    fold case): a second ``id`` or ``ID`` becomes ``id_2``; a reserved name gets ``_source``."""
+    fold case): a second ``id`` or ``ID`` becomes ``id_2``; a reserved name gets ``_source``.
+    Names are in Unicode's composed form (NFC): ``café`` written decomposed (an ``e`` and a
+    combining accent, as macOS writes file names) is the ``café`` of other files, one column
+    in the dataset's table, not two that look alike."""
     reserved_lower = {r.lower() for r in reserved}
     taken = set(reserved_lower)
     result = []
-    for name in names:
+    for written in names:
+        name = unicodedata.normalize("NFC", written)
         base = f"{name}_source" if name.lower() in reserved_lower else name
         candidate, n = base, 1
         while candidate.lower() in taken:
