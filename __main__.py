@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import NAMESPACE, ConfigError, check_stack_name, config_warnings, load_config
+from components.config import (
+    AWS_NAMESPACE,
+    NAMESPACE,
+    ConfigError,
+    aws_warnings,
+    check_stack_name,
+    config_warnings,
+    load_aws_settings,
+    load_config,
+)
 from components.lambda_archive import BuildError, resolve_archive
 from components.pipeline import HANDLERS, Pipeline, PipelineArgs
 from components.provider import create_provider, provider_options
@@ -25,12 +34,14 @@ REPO_ROOT = Path(__file__).resolve().parent
 def main() -> None:
     project, stack = pulumi.get_project(), pulumi.get_stack()
     reader = pulumi.Config(NAMESPACE)
+    present_keys = list(pulumi.runtime.get_config_env())
     try:
         check_stack_name(project, stack)
-        config = load_config(reader, present_keys=pulumi.runtime.get_config_env().keys())
+        config = load_config(reader, present_keys=present_keys)
+        aws_settings = load_aws_settings(pulumi.Config(AWS_NAMESPACE), config)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
-    for warning in config_warnings(config):
+    for warning in [*config_warnings(config), *aws_warnings(config, aws_settings, present_keys)]:
         pulumi.log.warn(warning)
 
     # Read as a secret: it stays encrypted in the state and reaches only the DB secret.
@@ -51,7 +62,7 @@ def main() -> None:
     except BuildError as error:
         raise pulumi.RunError(f"Lambda package: {error}") from None
 
-    provider = create_provider(f"{project}-{stack}-aws", config, project, stack)
+    provider = create_provider(f"{project}-{stack}-aws", config, project, stack, aws_settings)
     pipeline = Pipeline(
         f"{project}-{stack}",
         PipelineArgs(config=config, project=project, stack=stack, archive=archive, db_password=db_password),

@@ -1,7 +1,8 @@
 """The stack configuration: one validated model of the ``headrace:`` config namespace.
 
 ``__main__.py`` reads it once (:func:`load_config`) and passes the model down; components
-never read configuration themselves. Every key is documented in ``docs/deploy.md``.
+never read configuration themselves. Every key is documented in ``docs/deploy.md``, and so
+are the few keys of the ``aws:`` namespace the program honours (:func:`load_aws_settings`).
 
 Validation errors name the offending key the way ``pulumi config set`` spells it, e.g.
 ``headrace:functions.processor.timeout_seconds: must be ≤ 900``.
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -898,3 +900,117 @@ def load_config(config: ConfigReader, present_keys: Iterable[str] = ()) -> Stack
         if namespace == NAMESPACE and key not in known:
             values[key] = None  # reported as "unknown key" by the model
     return parse_config(values)
+
+
+# ---------------------------------------------------------------------- the aws: namespace
+AWS_NAMESPACE = "aws"
+
+
+def _account_id(value: Any) -> Any:
+    # pulumi config set --path stores digits as a number: 12 of them are still an account id
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not re.fullmatch(r"\d{12}", value):
+        raise ValueError(
+            "an AWS account id is 12 digits; one with a leading zero must be written as a string "
+            "(quoted in YAML, or pulumi config set --type string): as a number it loses the zero"
+        )
+    return value
+
+
+AccountId = Annotated[str, BeforeValidator(_account_id)]
+
+
+class AwsSettings(_Model):
+    """The keys of Pulumi's ``aws:`` namespace this program honours.
+
+    Pulumi reads that namespace only for its default AWS provider, which this program never
+    uses: every resource goes through one explicit provider (components/provider.py), which
+    gets these (on ``target: aws``). ``region`` is not passed: ``headrace:region`` is the
+    region, and an ``aws:region`` that differs is an error."""
+
+    region: str | None = None
+    profile: str | None = Field(None, min_length=1)
+    allowed_account_ids: tuple[AccountId, ...] = Field((), alias="allowedAccountIds")
+    forbidden_account_ids: tuple[AccountId, ...] = Field((), alias="forbiddenAccountIds")
+
+    @model_validator(mode="after")
+    def _one_list(self) -> AwsSettings:
+        if self.allowed_account_ids and self.forbidden_account_ids:
+            raise FieldProblem(
+                "forbiddenAccountIds", "set allowedAccountIds or forbiddenAccountIds, not both"
+            )
+        return self
+
+    @property
+    def guards_the_account(self) -> bool:
+        return bool(self.profile or self.allowed_account_ids or self.forbidden_account_ids)
+
+
+def aws_keys() -> list[str]:
+    """The keys of the ``aws:`` namespace the program reads, as written in Pulumi.<stack>.yaml."""
+    return [field.alias or name for name, field in AwsSettings.model_fields.items()]
+
+
+def load_aws_settings(reader: ConfigReader, config: StackConfig) -> AwsSettings:
+    """Read the ``aws:`` keys the program honours (``reader``: ``pulumi.Config("aws")``) and
+    check them against the validated ``config``; raise ConfigError naming the key."""
+    values: dict[str, Any] = {}
+    for key in aws_keys():
+        raw = reader.get(key)
+        if raw is not None:
+            values[key] = _decode(raw)
+    try:
+        settings = AwsSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc, cause = tuple(error["loc"]), error.get("ctx", {}).get("error")
+            if isinstance(cause, FieldProblem):
+                problems.append(f"{AWS_NAMESPACE}:{cause.field}: {cause.message}")
+            else:
+                problems.append(f"{AWS_NAMESPACE}:{'.'.join(map(str, loc))}: {_describe(error)}")
+        raise ConfigError(problems) from None
+    if settings.region is not None and settings.region != config.aws_region:
+        where = (
+            f"{NAMESPACE}:region ({config.region})"
+            if config.region is not None
+            else f"{config.aws_region} ({NAMESPACE}:region is not set)"
+        )
+        raise ConfigError(
+            [
+                f"{AWS_NAMESPACE}:region: is {settings.region}, but this stack deploys to {where}: the "
+                f"program's provider takes its region from {NAMESPACE}:region only; remove {AWS_NAMESPACE}:region "
+                "or make the two equal"
+            ]
+        )
+    return settings
+
+
+def aws_warnings(config: StackConfig, settings: AwsSettings, present_keys: Iterable[str] = ()) -> list[str]:
+    """``aws:`` keys the stack sets that the program does not use (shown, not refused)."""
+    warnings = []
+    if config.is_localstack and settings.guards_the_account:
+        used = [
+            f"{AWS_NAMESPACE}:{key}"
+            for key, value in (
+                ("profile", settings.profile),
+                ("allowedAccountIds", settings.allowed_account_ids),
+                ("forbiddenAccountIds", settings.forbidden_account_ids),
+            )
+            if value
+        ]
+        warnings.append(
+            f"{', '.join(used)}: ignored on target localstack (the provider uses LocalStack's test "
+            "credentials and does not look up the account)"
+        )
+    known = set(aws_keys())
+    for full_key in sorted(set(present_keys)):
+        namespace, _, key = full_key.partition(":")
+        if namespace == AWS_NAMESPACE and key not in known:
+            warnings.append(
+                f"{full_key}: ignored: the program's explicit provider takes only "
+                f"{', '.join(f'{AWS_NAMESPACE}:{k}' for k in sorted(known))} from the {AWS_NAMESPACE}: "
+                "namespace (docs/deploy.md)"
+            )
+    return warnings

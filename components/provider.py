@@ -1,7 +1,10 @@
 """The one explicit AWS provider every resource uses, built from the stack config.
 
 On ``target: aws`` it is the real region with the ambient credentials (environment,
-profile, SSO). On ``target: localstack`` it points only the services the pipeline uses at
+profile, SSO), and the stack's ``aws:profile``, ``aws:allowedAccountIds`` and
+``aws:forbiddenAccountIds``: Pulumi reads the ``aws:`` namespace only for its default
+provider, which this program never uses, so they are passed here (components/config.py
+AwsSettings). On ``target: localstack`` it points only the services the pipeline uses at
 LocalStack, with path-style S3, LocalStack's test credentials and the validation calls
 LocalStack cannot answer switched off.
 """
@@ -13,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .config import StackConfig
+from .config import AwsSettings, StackConfig
 
 # LocalStack's documented credentials: any value works, "test" is the convention.
 LOCALSTACK_CREDENTIALS = "test"
@@ -46,7 +49,9 @@ def services_used(config: StackConfig) -> tuple[str, ...]:
     return tuple(sorted(services))
 
 
-def provider_args(config: StackConfig, project: str, stack: str) -> dict[str, Any]:
+def provider_args(
+    config: StackConfig, project: str, stack: str, aws_settings: AwsSettings | None = None
+) -> dict[str, Any]:
     """Keyword arguments of ``aws.Provider`` (a plain dict, so tests can read it)."""
     args: dict[str, Any] = {
         "region": config.aws_region,
@@ -68,11 +73,22 @@ def provider_args(config: StackConfig, project: str, stack: str) -> dict[str, An
             skip_region_validation=True,
             endpoints=[aws.ProviderEndpointArgs(**endpoints)],
         )
+    elif aws_settings is not None:
+        # What Pulumi's default provider would take from the stack's aws: keys: the
+        # provider refuses to deploy with credentials of another account.
+        if aws_settings.profile is not None:
+            args["profile"] = aws_settings.profile
+        if aws_settings.allowed_account_ids:
+            args["allowed_account_ids"] = list(aws_settings.allowed_account_ids)
+        if aws_settings.forbidden_account_ids:
+            args["forbidden_account_ids"] = list(aws_settings.forbidden_account_ids)
     return args
 
 
-def create_provider(name: str, config: StackConfig, project: str, stack: str) -> aws.Provider:
-    return aws.Provider(name, **provider_args(config, project, stack))
+def create_provider(
+    name: str, config: StackConfig, project: str, stack: str, aws_settings: AwsSettings | None = None
+) -> aws.Provider:
+    return aws.Provider(name, **provider_args(config, project, stack, aws_settings))
 
 
 def provider_options(provider: pulumi.ProviderResource) -> pulumi.ResourceOptions:

@@ -12,11 +12,15 @@ from pydantic import BaseModel
 from components.config import (
     FUNCTION_DEFAULTS,
     INGEST_MIN_TIMEOUT_SECONDS,
+    AwsSettings,
     ConfigError,
     Ingest,
     StackConfig,
+    aws_keys,
+    aws_warnings,
     check_stack_name,
     config_warnings,
+    load_aws_settings,
     load_config,
     parse_config,
 )
@@ -30,13 +34,14 @@ BASE = {"environment": "dev", "region": "eu-west-1"}
 
 
 class FakeReader:
-    """pulumi.Config("headrace") over a stack's engine config."""
+    """pulumi.Config("headrace") (or another namespace) over a stack's engine config."""
 
-    def __init__(self, config: Mapping[str, str]):
+    def __init__(self, config: Mapping[str, str], namespace: str = "headrace"):
         self.config = config
+        self.namespace = namespace
 
     def get(self, key: str) -> str | None:
-        return self.config.get(f"headrace:{key}")
+        return self.config.get(f"{self.namespace}:{key}")
 
 
 def load_stack(stack: str) -> StackConfig:
@@ -114,6 +119,8 @@ def test_every_key_is_documented() -> None:
     # Then docs/deploy.md documents each of them, and the secret db_password
     missing = sorted(key for key in [*keys, "db_password"] if f"`{key}`" not in documentation)
     assert missing == []
+    # and the keys of the aws: namespace the program reads
+    assert sorted(key for key in aws_keys() if f"`aws:{key}`" not in documentation) == []
 
 
 def test_partial_function_settings_keep_the_other_defaults() -> None:
@@ -475,3 +482,80 @@ def test_stack_names_that_would_break_resource_names_are_refused(stack: str) -> 
     # IAM roles and rules take 64 characters; buckets and RDS identifiers no '.', '_' or capitals
     with pytest.raises(ConfigError, match=f"stack name '{re.escape(stack)}': use lower-case letters"):
         check_stack_name("headrace", stack)
+
+
+def load_aws(values: Mapping[str, Any], stack: Mapping[str, Any] = BASE) -> AwsSettings:
+    """The aws: keys of a stack whose headrace: keys are ``stack``, as the engine passes them."""
+    return load_aws_settings(FakeReader(engine_config(values), "aws"), parse_config(stack))
+
+
+def test_the_aws_keys_that_guard_the_account_are_read() -> None:
+    # Given a stack that pins its profile and account, and repeats its region in aws:region
+    settings = load_aws(
+        {
+            "aws:profile": "prod",
+            # as written by pulumi config set --path (a number) and quoted in YAML
+            "aws:allowedAccountIds": [111122223333, "012345678901"],
+            "aws:region": "eu-west-1",
+        }
+    )
+    # Then they are read (an aws:region equal to headrace:region is accepted)
+    assert settings.profile == "prod" and settings.allowed_account_ids == ("111122223333", "012345678901")
+    assert settings.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("values", "stack", "expected"),
+    [
+        (
+            {"aws:region": "us-west-2"},
+            BASE,
+            "aws:region: is us-west-2, but this stack deploys to headrace:region (eu-west-1)",
+        ),
+        (
+            # LocalStack without headrace:region deploys to us-east-1
+            {"aws:region": "eu-west-1"},
+            {
+                "environment": "local",
+                "target": "localstack",
+                "warehouse": {"mode": "external", "external": {"host": "h"}},
+            },
+            "aws:region: is eu-west-1, but this stack deploys to us-east-1 (headrace:region is not set)",
+        ),
+        (
+            {"aws:allowedAccountIds": [12345678901]},
+            BASE,
+            "aws:allowedAccountIds.0: an AWS account id is 12 digits",
+        ),
+        (
+            {"aws:forbiddenAccountIds": ["1234"]},
+            BASE,
+            "aws:forbiddenAccountIds.0: an AWS account id is 12 digits",
+        ),
+        (
+            {"aws:allowedAccountIds": ["111122223333"], "aws:forbiddenAccountIds": ["444455556666"]},
+            BASE,
+            "aws:forbiddenAccountIds: set allowedAccountIds or forbiddenAccountIds, not both",
+        ),
+    ],
+)
+def test_aws_keys_the_program_cannot_honour_are_errors(
+    values: dict[str, Any], stack: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_aws(values, stack)
+    assert caught.value.problems[0].startswith(expected), caught.value.problems
+
+
+def test_aws_keys_the_program_ignores_are_warned_about() -> None:
+    # Given a dev stack with an aws: key the explicit provider does not take
+    dev = parse_config(BASE)
+    keys = ["headrace:environment", "aws:region", "aws:profile", "aws:assumeRoles"]
+    # Then that key is named; the ones it takes are not
+    (warning,) = aws_warnings(dev, AwsSettings(profile="p"), keys)
+    assert warning.startswith("aws:assumeRoles: ignored")
+    # and on LocalStack, whose test credentials the provider uses, the account guards are ignored too
+    local = load_stack("local")
+    (warning,) = aws_warnings(local, AwsSettings.model_validate({"allowedAccountIds": ["111122223333"]}))
+    assert warning.startswith("aws:allowedAccountIds: ignored on target localstack")
+    assert aws_warnings(dev, AwsSettings(), ["aws:region"]) == []

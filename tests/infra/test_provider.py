@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from components.config import parse_config
-from components.provider import services_used
+import pytest
+
+from components.config import AwsSettings, parse_config
+from components.provider import provider_args, services_used
 
 from .conftest import Deployment, deploy
 
@@ -98,3 +100,43 @@ def test_a_query_catalog_on_localstack_gets_endpoints_too(tiny_archive: Path) ->
     (endpoints,) = json.loads(_provider(stack)["endpoints"])
     # Then Glue and Athena go to LocalStack too, not to AWS with LocalStack's test keys
     assert {"glue", "athena"} <= set(endpoints) == _used_services(stack)
+
+
+def test_the_stack_aws_account_guards_reach_the_provider(tiny_archive: Path) -> None:
+    # Given a dev stack that pins its profile and account in the aws: namespace, which
+    # only Pulumi's default provider would read
+    stack = deploy(
+        "dev",
+        tiny_archive,
+        {
+            "aws:profile": "headrace-dev",
+            "aws:allowedAccountIds": ["111122223333"],
+            "aws:region": "eu-west-1",
+        },
+    )
+    # Then the program's explicit provider gets them: it refuses another account's credentials
+    provider = _provider(stack)
+    assert provider["profile"] == "headrace-dev"
+    assert json.loads(provider["allowedAccountIds"]) == ["111122223333"]
+    assert provider["region"] == "eu-west-1"
+
+
+def test_a_forbidden_account_reaches_the_provider_but_not_on_localstack() -> None:
+    settings = AwsSettings.model_validate({"forbiddenAccountIds": ["111122223333"], "profile": "p"})
+    dev = parse_config({"environment": "dev", "region": "eu-west-1"})
+    assert provider_args(dev, "headrace", "dev", settings)["forbidden_account_ids"] == ["111122223333"]
+    local = parse_config(
+        {
+            "environment": "local",
+            "target": "localstack",
+            "warehouse": {"mode": "external", "external": {"host": "h"}},
+        }
+    )
+    assert not {"profile", "forbidden_account_ids"} & set(provider_args(local, "headrace", "local", settings))
+
+
+def test_an_aws_region_other_than_the_stack_region_fails_the_preview(tiny_archive: Path) -> None:
+    with pytest.raises(
+        Exception, match=r"aws:region: is us-west-2, but this stack deploys to headrace:region"
+    ):
+        deploy("dev", tiny_archive, {"aws:region": "us-west-2"})
