@@ -484,7 +484,11 @@ class Pii(_Model):
             try:
                 PiiRule.model_validate(rule)
             except ValidationError as exc:
-                message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+                errors = exc.errors()
+                for error in errors:  # a misspelt key, named like any other unknown key
+                    if error["type"] == "extra_forbidden":
+                        raise FieldProblem(f"{index}.{error['loc'][0]}", "unknown key") from None
+                message = str(errors[0]["msg"]).removeprefix("Value error, ")
                 raise ValueError(f"rule {index}: {message}") from None
         return rules
 

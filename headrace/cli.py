@@ -72,7 +72,12 @@ def _pii_rules(path: Path) -> tuple[PiiRule, ...]:
             parsed.append(PiiRule(**rule))
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg'].removeprefix('Value error, ')}"
+                f"{'.'.join(map(str, e['loc'])) or 'rule'}: "
+                + (
+                    "unknown key"
+                    if e["type"] == "extra_forbidden"
+                    else e["msg"].removeprefix("Value error, ")
+                )
                 for e in exc.errors(include_url=False)
             )
             raise ValueError(f"rule {i + 1} ({rule.get('name', 'unnamed')}): {problems}") from None

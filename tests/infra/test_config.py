@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,8 @@ from components.config import (
 )
 from handlers.dal import aws
 from handlers.models.ingest import IngestApiSettings
+from handlers.models.ingest_worker import IngestWorkerSettings
+from handlers.models.settings import ProcessorSettings
 from tests.tls import authority
 
 from .conftest import ROOT, engine_config, stack_file_config
@@ -355,6 +358,19 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:catalog.database: does not match",
         ),
         (
+            # a misspelt column_hint would otherwise be dropped: the column redacted by pattern only
+            {
+                **BASE,
+                "pii": {
+                    "extra_rules": [
+                        {"name": "ticket", "pattern": "TCK-[0-9]{6}"},
+                        {"name": "employee_id", "pattern": "EMP-[0-9]{6}", "columnhint": "^employee"},
+                    ]
+                },
+            },
+            "headrace:pii.extra_rules.1.columnhint: unknown key",
+        ),
+        (
             {**BASE, "pii": {"extra_rules": [{"name": "iban", "pattern": "(?<=X)\\d+"}]}},
             "headrace:pii.extra_rules: rule 0: pattern '(?<=X)\\\\d+' uses look-around",
         ),
@@ -559,3 +575,21 @@ def test_aws_keys_the_program_ignores_are_warned_about() -> None:
     (warning,) = aws_warnings(local, AwsSettings.model_validate({"allowedAccountIds": ["111122223333"]}))
     assert warning.startswith("aws:allowedAccountIds: ignored on target localstack")
     assert aws_warnings(dev, AwsSettings(), ["aws:region"]) == []
+
+
+def test_pii_rules_the_stack_accepts_parse_in_the_functions() -> None:
+    # Given extra rules with every key a rule has, accepted by the stack config
+    rules = [
+        {"name": "employee_id", "pattern": "EMP-[0-9]{6}", "column_hint": "^employee"},
+        {"name": "staff_card", "pattern": "[0-9]{16}", "checksum": "luhn"},
+    ]
+    config = parse_config({**BASE, "pii": {"extra_rules": rules}})
+    # When the processor and the ingest worker parse PII_EXTRA_RULES as the pipeline writes it
+    # (the handlers' model refuses unknown keys too)
+    variable = json.dumps(list(config.pii.extra_rules), separators=(",", ":"))
+    names = {"PROCESSED_BUCKET": "b", "METADATA_TABLE": "m", "IDEMPOTENCY_TABLE": "i", "EVENT_BUS_NAME": "e"}
+    processor = ProcessorSettings.from_env({**names, "PII_EXTRA_RULES": variable})
+    worker = IngestWorkerSettings.from_env({"TENANT_LOGS_TABLE": "t", "PII_EXTRA_RULES": variable})
+    # Then both get every key of every rule
+    for parsed in (processor.pii_extra_rules, worker.pii_extra_rules):
+        assert [r.model_dump(exclude_none=True) for r in parsed] == rules

@@ -66,6 +66,7 @@ def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
     ("content", "problem"),
     [
         ('[{"name": "x"}]', "rule 1 (x): pattern: Field required"),
+        ('[{"name": "x", "pattern": "a", "columnhint": "^x"}]', "rule 1 (x): columnhint: unknown key"),
         ('{"name": "x", "pattern": "a"}', "expected a JSON list of objects"),
         ('["x"]', "expected a JSON list of objects"),
         (

@@ -137,6 +137,12 @@ def test_extra_rules_and_disabled_rules():
     assert counts == {"iban": 1}
 
 
+def test_a_rule_with_a_misspelt_key_is_refused():
+    # column_hint dropped silently would redact the column by pattern only
+    with pytest.raises(ValidationError, match="columnhint"):
+        PiiRule.model_validate({"name": "employee_id", "pattern": "EMP-[0-9]{6}", "columnhint": "^employee"})
+
+
 def test_disabled_redaction_is_a_no_op():
     assert PiiOptions(enabled=False).rules.redact("a@b.io") == ("a@b.io", {})
 

@@ -39,7 +39,9 @@ REDACTED_PREFIX = "[REDACTED:"
 
 
 class PiiRule(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # A misspelt key (``columnhint``) is an error, not a rule that silently redacts less. The
+    # stack config validates its rules with this model, so any rule set it deployed parses.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="rule id, e.g. 'email'")
     pattern: str = Field(description="regular expression valid in Python re and RE2")
