@@ -15,7 +15,8 @@ import json
 import re
 import ssl
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal, Protocol
+from types import UnionType
+from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -93,9 +94,35 @@ class FieldProblem(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def _numeric(annotation: Any) -> tuple[bool, bool]:
+    """Whether a field of this annotation takes a number and no boolean, and whether it takes null."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    numeric = any(o in (int, float) for o in options) and bool not in options
+    return numeric, type(None) in options
+
+
 class _Model(BaseModel):
     # Unknown keys are errors: a typo must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        """Refuse true/false for a number: pydantic would read them as 1 and 0, so
+        ``reserved_concurrency: false`` (meant as "none") would throttle every call. The
+        numbers the engine sends (JSON numbers, numeric strings of ``--path`` sets and
+        top-level keys) are still coerced as before."""
+        if not isinstance(data, Mapping):
+            return data
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            value = data.get(key, data.get(name))
+            numeric, nullable = _numeric(field.annotation)
+            if isinstance(value, bool) and numeric:
+                raise FieldProblem(
+                    key, f"must be a number{' (or null)' if nullable else ''}, not {str(value).lower()}"
+                )
+        return data
 
 
 def _log_retention(days: int) -> int:

@@ -358,6 +358,20 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:catalog.database: does not match",
         ),
         (
+            # read as 0 it would throttle every call of the function
+            {**BASE, "functions": {"report": {"reserved_concurrency": False}}},
+            "headrace:functions.report.reserved_concurrency: must be a number (or null), not false",
+        ),
+        (
+            {**BASE, "functions": {"processor": {"batch_size": True}}},
+            "headrace:functions.processor.batch_size: must be a number, not true",
+        ),
+        (
+            {**BASE, "retention": {"raw_days": True}},
+            "headrace:retention.raw_days: must be a number (or null), not true",
+        ),
+        ({**BASE, "faults": {"crash_rate": True}}, "headrace:faults.crash_rate: must be a number, not true"),
+        (
             # a misspelt column_hint would otherwise be dropped: the column redacted by pattern only
             {
                 **BASE,
