@@ -273,16 +273,31 @@ class RdsSettings(_Model):
     instance_class: str = Field("db.t4g.micro", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
     allocated_gb: int = Field(20, ge=20, le=65_536)
     max_allocated_gb: int | None = Field(100, ge=20, le=65_536)  # storage autoscaling ceiling
-    engine_version: str = Field("16", pattern=r"^\d+(\.\d+)?$")
+    # The major version only: the instance takes minor upgrades automatically (see _major)
+    engine_version: str = "16"
     backup_retention_days: int = Field(7, ge=1, le=35)
     # ``None``: on in prod, off elsewhere (so dev stacks can be destroyed).
     deletion_protection: bool | None = None
     multi_az: bool = False
 
+    @field_validator("engine_version", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        # a number from YAML or from pulumi config set --path
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
     @field_validator("engine_version")
     @classmethod
-    def _supported(cls, value: str) -> str:
-        if int(value.split(".")[0]) < 15:
+    def _major(cls, value: str) -> str:
+        if re.fullmatch(r"\d+\.\d+", value):
+            raise ValueError(
+                f"must be a major version only ({value.split('.')[0]}): the instance takes minor upgrades "
+                "automatically (auto_minor_version_upgrade), so once RDS has moved it past "
+                f"{value}, a pinned minor would plan a downgrade that RDS refuses"
+            )
+        if not re.fullmatch(r"\d+", value):
+            raise ValueError("must be a PostgreSQL major version, e.g. 16")
+        if int(value) < 15:
             raise ValueError("PostgreSQL 15 or newer is required (TLS enforced by default)")
         return value
 

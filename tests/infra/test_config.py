@@ -222,6 +222,19 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             "headrace:warehouse.rds.engine_version: PostgreSQL 15 or newer",
         ),
         (
+            # auto minor upgrades would move the instance past it: a later deploy plans a downgrade
+            {**BASE, "warehouse": {"rds": {"engine_version": "16.3"}}},
+            "headrace:warehouse.rds.engine_version: must be a major version only (16)",
+        ),
+        (
+            {**BASE, "warehouse": {"rds": {"engine_version": 16.3}}},
+            "headrace:warehouse.rds.engine_version: must be a major version only (16)",
+        ),
+        (
+            {**BASE, "warehouse": {"rds": {"engine_version": "sixteen"}}},
+            "headrace:warehouse.rds.engine_version: must be a PostgreSQL major version",
+        ),
+        (
             {**BASE, "warehouse": {"rds": {"allocated_gb": 200}}},
             "headrace:warehouse.rds.max_allocated_gb: must be ≥ 220, 10 % above allocated_gb",
         ),
@@ -454,6 +467,7 @@ def test_unknown_top_level_key_in_the_stack_is_an_error() -> None:
         {"reporting": {"schedule": "cron(0 6 L,LW,15W * ? *)"}},
         {"retention": {"log_days": 3653}},
         {"warehouse": {"rds": {"allocated_gb": 100, "max_allocated_gb": 110}}},
+        {"warehouse": {"rds": {"engine_version": 17}}},  # a number, as pulumi config set --path stores it
         {"warehouse": {"sslrootcert": authority("CA").pem + authority("another CA").pem}},
         {
             "warehouse": {
