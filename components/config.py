@@ -847,7 +847,72 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 f"(RAW_SUFFIXES), which Lambda limits to 4 KB in all: at most {MAX_RAW_SUFFIXES_CHARS}",
             )
         )
+    problems += _environment_problems(config)
     return problems
+
+
+# Lambda limits a function's environment variables to 4 KB in all: keys, values and their
+# encoding. Counted here as their JSON ({"KEY":"value",...}, quotes and escapes included).
+LAMBDA_ENVIRONMENT_BYTES = 4096
+# What the processor's environment holds besides the configured values counted below: the
+# names of the bucket, tables and bus the program creates ("<project>-<stack>-...", a prefix
+# of at most MAX_NAME_PREFIX_CHARS, plus Pulumi's suffix), the default Glue database name
+# and the Powertools variables. At the longest stack name they take 442 bytes as JSON
+# (tests/infra/test_functions.py checks this budget against the deployed environment).
+PROCESSOR_GENERATED_ENVIRONMENT_BYTES = 512
+
+
+def processor_configured_environment(config: StackConfig) -> dict[str, dict[str, str]]:
+    """The processor's environment variables whose values come from the stack config, by
+    the key that sets them (as components/pipeline.py and components/functions.py write them)."""
+    pii, fn = config.pii, config.functions.processor
+    parts: dict[str, dict[str, str]] = {
+        "raw_prefix": {"RAW_PREFIX": config.raw_prefix},
+        "raw_suffixes": {"RAW_SUFFIXES": ",".join(config.raw_suffixes)},
+        "queues.max_receive_count": {"MAX_RECEIVE_COUNT": str(config.queues.max_receive_count)},
+        "metadata.ttl_days": {"METADATA_TTL_DAYS": str(config.metadata.ttl_days)},
+        "metadata.idempotency_ttl_seconds": {
+            "IDEMPOTENCY_TTL_SECONDS": str(config.metadata.idempotency_ttl_seconds)
+        },
+        "functions.processor.log_level": {"POWERTOOLS_LOG_LEVEL": fn.log_level},
+    }
+    if pii.extra_rules:
+        parts["pii.extra_rules"] = {
+            "PII_EXTRA_RULES": json.dumps(list(pii.extra_rules), separators=(",", ":"))
+        }
+    if pii.disabled_rules:
+        parts["pii.disabled_rules"] = {"PII_DISABLED_RULES": ",".join(pii.disabled_rules)}
+    if config.faults.crash_rate:
+        parts["faults.crash_rate"] = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)}
+    if config.catalog_enabled and config.catalog.database is not None:
+        parts["catalog.database"] = {"GLUE_DATABASE": config.catalog.database}
+    return parts
+
+
+def environment_bytes(variables: Mapping[str, str]) -> int:
+    """What ``variables`` count toward Lambda's 4 KB: their share of the environment's JSON,
+    a separating comma each included (the enclosing braces are in the generated budget)."""
+    return sum(len(json.dumps({k: v}, ensure_ascii=False).encode()) - 2 + 1 for k, v in variables.items())
+
+
+def _environment_problems(config: StackConfig) -> list[tuple[str, str]]:
+    """The processor's environment, the largest of the functions that carry configured text
+    (the ingest worker's PII rules come with less of everything else), within 4 KB."""
+    sizes = {key: environment_bytes(part) for key, part in processor_configured_environment(config).items()}
+    total = sum(sizes.values()) + PROCESSOR_GENERATED_ENVIRONMENT_BYTES
+    if total <= LAMBDA_ENVIRONMENT_BYTES:
+        return []
+    ranked = sorted(sizes.items(), key=lambda item: -item[1])
+    listed = ", ".join(f"{key} {size:,}" for key, size in ranked[:5])
+    return [
+        (
+            ranked[0][0],
+            f"the processor's environment would take {total:,} bytes, over Lambda's 4 KB "
+            f"({LAMBDA_ENVIRONMENT_BYTES:,} bytes of JSON, every variable together): {listed}, and "
+            f"{PROCESSOR_GENERATED_ENVIRONMENT_BYTES} for the names the program generates; shorten "
+            f"these by {total - LAMBDA_ENVIRONMENT_BYTES:,} bytes",
+        )
+    ]
 
 
 # Every resource is named "<project>-<stack>-<component>..." plus Pulumi's 8-character

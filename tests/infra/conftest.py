@@ -88,9 +88,13 @@ def deploy(
     archive: Path,
     overrides: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
+    *,
+    stack_name: str | None = None,
 ) -> Deployment:
-    """Run __main__.py under mocks with Pulumi.<stack>.yaml (+ overrides)."""
+    """Run __main__.py under mocks with Pulumi.<stack>.yaml (+ overrides), as the stack
+    ``stack_name`` (default: ``stack``)."""
     values = with_overrides(stack_file_config(stack), overrides or {})
+    stack = stack_name or stack
     config = engine_config(values)
     secrets = {"headrace:db_password": DB_PASSWORD} if secrets is None else dict(secrets)
     config.update(secrets)

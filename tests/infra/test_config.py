@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from components.config import (
     FUNCTION_DEFAULTS,
     INGEST_MIN_TIMEOUT_SECONDS,
+    LAMBDA_ENVIRONMENT_BYTES,
+    PROCESSOR_GENERATED_ENVIRONMENT_BYTES,
     AwsSettings,
     ConfigError,
     Ingest,
@@ -621,3 +623,33 @@ def test_pii_rules_the_stack_accepts_parse_in_the_functions() -> None:
     # Then both get every key of every rule
     for parsed in (processor.pii_extra_rules, worker.pii_extra_rules):
         assert [r.model_dump(exclude_none=True) for r in parsed] == rules
+
+
+def test_configured_values_that_together_overfill_the_processor_environment_are_refused() -> None:
+    # Given values that each stay within their own limit (prefix 256 bytes, suffixes under
+    # 1,024 characters, rules under 2,048, a 255-character Glue database name)
+    rules = [{"name": f"r{i}", "pattern": "[0-9]{" + str(i) + "}" + "x" * 166} for i in range(10)]
+    values = {
+        **BASE,
+        "raw_prefix": "p" * 255 + "/",
+        "raw_suffixes": [f".s{i:03d}" + "x" * 54 for i in range(17)],
+        "pii": {"extra_rules": rules, "disabled_rules": ["email", "card", "national_id", "phone"]},
+        "catalog": {"database": "d" * 255},
+    }
+    # When they are validated together
+    (problem,) = errors_of(values)
+    # Then the processor's 4 KB environment is reported against the largest, naming the others
+    assert problem.startswith("headrace:pii.extra_rules: the processor's environment would take 4,")
+    assert all(
+        key in problem for key in ("raw_suffixes", "raw_prefix", "catalog.database", "pii.disabled_rules")
+    )
+    # and with the default database name and prefix they fit
+    parse_config({**values, "catalog": {}, "raw_prefix": "incoming/"})
+
+
+def test_the_environment_budget_is_the_documented_one() -> None:
+    documentation = (ROOT / "docs" / "deploy.md").read_text()
+    assert f"{PROCESSOR_GENERATED_ENVIRONMENT_BYTES} bytes are kept" in documentation
+    assert (
+        f"at most {LAMBDA_ENVIRONMENT_BYTES - PROCESSOR_GENERATED_ENVIRONMENT_BYTES:,} bytes" in documentation
+    )

@@ -13,7 +13,16 @@ import pulumi
 import pytest
 
 from components import lambda_archive
-from components.config import StackConfig
+from components.config import (
+    LAMBDA_ENVIRONMENT_BYTES,
+    MAX_NAME_PREFIX_CHARS,
+    PROCESSOR_GENERATED_ENVIRONMENT_BYTES,
+    ConfigError,
+    StackConfig,
+    environment_bytes,
+    parse_config,
+    processor_configured_environment,
+)
 from components.functions import (
     FunctionCode,
     LambdaPackage,
@@ -610,3 +619,74 @@ def test_function_component_outputs_and_guards(component_mocks: PipelineMocks, t
         assert log_group == "/aws/lambda/probe-fn"
 
     return pulumi.Output.all(function.name, function.arn, function.log_group.name).apply(check)
+
+
+# The longest stack name the program accepts: every generated name at its longest.
+LONGEST_STACK = "s" * (MAX_NAME_PREFIX_CHARS - len("headrace-"))
+
+
+def _json_bytes(variables: dict[str, str]) -> int:
+    """A function's environment as Lambda counts it toward its 4 KB (JSON, like config's)."""
+    return len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def test_the_generated_part_of_the_processor_environment_fits_its_budget(tiny_archive: Path) -> None:
+    # Given the longest stack name, the query catalog on under its default database name, and
+    # the originals kept (the worker's key ARN)
+    stack = deploy(
+        "dev", tiny_archive, {"headrace:ingest": {"keep_original": True}}, stack_name=LONGEST_STACK
+    )
+    config = parse_config({"environment": "dev", "region": "eu-west-1", "ingest": {"keep_original": True}})
+    variables = env(functions(stack)["processor"])
+    configured = processor_configured_environment(config)
+    # Then what the config does not set (names, Powertools) is within the budget the config
+    # check keeps for it, and the configured part is what the check counts
+    assert {k for part in configured.values() for k in part} <= set(variables)
+    generated = _json_bytes(variables) - sum(environment_bytes(part) for part in configured.values())
+    assert generated <= PROCESSOR_GENERATED_ENVIRONMENT_BYTES, generated
+
+
+def _largest_accepted(values: dict[str, Any], key: str, make: Any) -> dict[str, Any]:
+    """``values`` with ``key`` set to ``make(n)`` for the largest n the config accepts."""
+    low, high = 0, 4096
+    while low < high:
+        n = (low + high + 1) // 2
+        try:
+            parse_config({**values, key: make(n)})
+            low = n
+        except ConfigError:
+            high = n - 1
+    return {**values, key: make(low)}
+
+
+def test_every_environment_the_config_check_accepts_fits_lambda(tiny_archive: Path) -> None:
+    # Given configured values that each stay within their own limit and together fill the
+    # processor's environment to the last byte the config check accepts, at the longest stack name
+    # (quotes in the patterns: escaped twice in the environment's JSON)
+    rules = [{"name": f"r{i}", "pattern": '"[0-9]{4}"' + "x" * 140, "column_hint": "^x"} for i in range(10)]
+    values: dict[str, Any] = {
+        "environment": "dev",
+        "region": "eu-west-1",
+        "raw_prefix": "p" * 255 + "/",
+        "pii": {"extra_rules": rules, "disabled_rules": ["phone"]},
+        "catalog": {"database": "d" * 255},
+        "faults": {"crash_rate": 0.001},
+        "ingest": {"keep_original": True},
+    }
+    values = _largest_accepted(
+        values, "raw_suffixes", lambda n: [f".s{i}" + "x" * 40 for i in range(n // 44)]
+    )
+    values = _largest_accepted(values, "raw_suffixes", lambda n: [*values["raw_suffixes"], ".y" + "y" * n])
+    with pytest.raises(
+        ConfigError, match=r"headrace:pii\.extra_rules: the processor's environment would take"
+    ):
+        parse_config({**values, "raw_suffixes": [*values["raw_suffixes"], ".z"]})
+    # When it is deployed
+    stack = deploy(
+        "dev", tiny_archive, {f"headrace:{k}": v for k, v in values.items()}, stack_name=LONGEST_STACK
+    )
+    # Then every function's environment is within Lambda's 4 KB
+    sizes = {name: _json_bytes(env(function)) for name, function in functions(stack).items()}
+    assert max(sizes.values()) <= LAMBDA_ENVIRONMENT_BYTES, sizes
+    # (and the test does fill it: all but what the budget keeps beyond the names it holds)
+    assert sizes["processor"] > LAMBDA_ENVIRONMENT_BYTES - PROCESSOR_GENERATED_ENVIRONMENT_BYTES, sizes
