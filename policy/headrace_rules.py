@@ -67,12 +67,15 @@ QUEUE = "aws:sqs/queue:Queue"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
 TOPIC = "aws:sns/topic:Topic"
 TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+SECRET = "aws:secretsmanager/secret:Secret"  # its inline ``policy``
 SECRET_POLICY = "aws:secretsmanager/secretPolicy:SecretPolicy"
 LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
 TABLE = "aws:dynamodb/table:Table"
 KMS_KEY = "aws:kms/key:Key"
+KMS_KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
 RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_CLUSTER = "aws:rds/cluster:Cluster"
+RDS_CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"  # its storage is the cluster's
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 VPC_ENDPOINTS = frozenset({"aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy"})
@@ -119,6 +122,11 @@ CALLER_CONDITION_KEYS = (
 RESTRICTING_OPERATORS = frozenset(
     {"stringequals", "stringequalsignorecase", "stringlike", "arnequals", "arnlike"}
 )
+# Operators that read "*" and "?" in a value as wildcards (IAM: ArnEquals does too). Under
+# them a value restricts only if it still names someone: see _pins.
+WILDCARD_OPERATORS = frozenset({"stringlike", "arnequals", "arnlike"})
+ARN_CONDITION_KEYS = frozenset({"aws:sourcearn", "aws:principalarn"})
+ORG_PATH_CONDITION_KEYS = frozenset({"aws:resourceorgpaths"})
 # Condition keys that confine an endpoint policy's Allow to the resources of named accounts
 # or organizations (then its Resource may be "*").
 RESOURCE_OWNER_KEYS = frozenset({"aws:resourceaccount", "aws:resourceorgid", "aws:resourceorgpaths"})
@@ -267,21 +275,53 @@ _CALLER_KEYS = frozenset(key.lower() for key in CALLER_CONDITION_KEYS)  # condit
 
 
 def _restricts_keys(condition: Any, keys: frozenset[str]) -> bool:
-    """Whether a condition limits one of ``keys`` (lower case) to values that are not just "*"."""
+    """Whether a condition limits one of ``keys`` (lower case) to values that each name an
+    account, ARN, organization, VPC or endpoint (not "*", nor a pattern any of them matches)."""
     for operator, clauses in _document(condition).items():
-        if str(operator).lower() not in RESTRICTING_OPERATORS:
+        operator = str(operator).lower()
+        if operator not in RESTRICTING_OPERATORS:
             continue
         for key, value in _document(clauses).items():
-            values = [str(v) for v in _as_list(value)]
-            if str(key).lower() in keys and values and "*" not in values:
+            key, values = str(key).lower(), [str(v) for v in _as_list(value)]
+            if key in keys and values and all(_pins(key, v, operator) for v in values):
                 return True
     return False
 
 
+def _pins(key: str, value: str, operator: str) -> bool:
+    """Whether ``value`` of condition key ``key`` singles out callers (or owners) under
+    ``operator`` (lower case). Where ``*`` and ``?`` are wildcards, an ARN must name its
+    account (or, without one, its resource: arn:aws:s3:::bucket), an organization path its
+    organization, and any other value be literal (vpc-*, ?* or 1111* match accounts or VPCs
+    of anyone)."""
+    if value == "*":
+        return False
+    if operator not in WILDCARD_OPERATORS:
+        return True
+    if key in ARN_CONDITION_KEYS:
+        fields = value.split(":", 5)
+        if len(fields) < 6:
+            return False  # arn:*, arn:aws:iam::*: no account to name
+        # The ARN operators match each of the six parts apart; StringLike's "*" also matches
+        # ":", so there a wildcard before the account could reach past it.
+        before = fields[:3] if operator != "stringlike" else fields[:4]
+        if any(c in "".join(before) for c in "*?"):
+            return False
+        account, resource = fields[4], fields[5]
+        if account:
+            return re.fullmatch(r"\d{12}", account) is not None
+        return bool(resource) and not set(resource) & {"*", "?"}
+    if key in ORG_PATH_CONDITION_KEYS:
+        return re.match(r"o-[a-z0-9]+/", value) is not None
+    return not set(value) & {"*", "?"}
+
+
 def _is_wildcard_resource(resource: str) -> bool:
     """``*``, or an ARN whose account, region or resource name is a wildcard
-    (arn:aws:s3:::*/*, arn:aws:dynamodb:eu-west-1:1:table/*). A wildcard after a name (a
-    log group's streams, a bucket's objects, a Glue database's tables) is that resource's."""
+    (arn:aws:s3:::*/*, arn:aws:dynamodb:eu-west-1:1:table/*), also when the wildcard follows
+    the resource type without its separator (table*, which IAM matches against table/<name>).
+    A wildcard after a name (a log group's streams, a bucket's objects, a Glue database's
+    tables) is that resource's."""
     fields = resource.split(":", 5)
     if len(fields) < 6 or fields[0] != "arn":
         return "*" in resource
@@ -289,6 +329,9 @@ def _is_wildcard_resource(resource: str) -> bool:
     if "*" in partition + service + region + account:
         return True
     if service not in UNTYPED_ARN_SERVICES:  # the resource type before the name: table/, key/
+        kind = re.match(r"[^/:]*", rest)
+        if kind is not None and "*" in kind.group():  # table*, secret*: table/<any name>, and more
+            return True
         rest = re.sub(r"^[A-Za-z0-9-]+[/:]", "", rest)
     name = next((part for part in re.split(r"[/:]", rest) if part), "")
     return set(name) <= {"*", "?"}
@@ -539,7 +582,8 @@ def rds_private_and_encrypted(kind: str, props: Mapping[str, Any]) -> list[str]:
     problems = []
     if props.get("publiclyAccessible") is True:
         problems.append("publiclyAccessible must be false: the database is reached from the VPC only")
-    if props.get("storageEncrypted") is not True:
+    # A cluster instance stores nothing of its own: its cluster's storageEncrypted counts.
+    if kind != RDS_CLUSTER_INSTANCE and props.get("storageEncrypted") is not True:
         problems.append("storageEncrypted must be true")
     return problems
 
@@ -589,6 +633,8 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
             TOPIC,
             TOPIC_POLICY,
             KMS_KEY,
+            KMS_KEY_POLICY,
+            SECRET,
             SECRET_POLICY,
             LAMBDA_PERMISSION,
         },
@@ -632,8 +678,9 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ),
     ResourceRule(
         "rds-private-and-encrypted",
-        "Databases are not publicly accessible and encrypt their storage.",
-        frozenset({RDS_INSTANCE, RDS_CLUSTER}),
+        "Databases (instances, clusters and cluster instances) are not publicly accessible and "
+        "encrypt their storage.",
+        frozenset({RDS_INSTANCE, RDS_CLUSTER, RDS_CLUSTER_INSTANCE}),
         rds_private_and_encrypted,
     ),
     ResourceRule(

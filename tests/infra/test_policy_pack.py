@@ -213,6 +213,11 @@ ACCOUNT_WIDE_GRANTS = [
     ("dynamodb:Scan", "arn:aws:dynamodb:eu-west-1:111122223333:table/*"),
     ("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:*:*:secret:*"),
     ("kms:Decrypt", "arn:aws:kms:*:*:key/*"),
+    # the same without the type's separator: IAM matches table* against every table/<name>
+    ("dynamodb:DeleteTable", "arn:aws:dynamodb:eu-west-1:111122223333:table*"),
+    ("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:eu-west-1:111122223333:secret*"),
+    ("kms:Decrypt", "arn:aws:kms:eu-west-1:111122223333:key*"),
+    ("lambda:UpdateFunctionCode", "arn:aws:lambda:eu-west-1:111122223333:function*"),
 ]
 
 
@@ -332,6 +337,35 @@ NEGATIVE = [
         "aws:sqs/queue:Queue",
         "dev-ingest",
         _set("policy", PUBLIC_SEND),
+        "Anyone: allows anyone (Principal '*')",
+    ),
+    *[
+        (
+            "resource-policies-not-public",
+            "aws:sns/topicPolicy:TopicPolicy",
+            "alerts",
+            # a pattern every caller of every account matches restricts no one
+            _policy(_allow_anyone_if(condition)),
+            "allows anyone (Principal '*') without a condition on the caller",
+        )
+        for condition in (
+            {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*"}},
+            {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/admin"}},
+            {"ArnLike": {"aws:PrincipalArn": "arn:*"}},
+            {"ArnEquals": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:*:alarm:x"}},
+            {"StringLike": {"aws:SourceArn": "arn:aws:cloudwatch:*:111122223333:alarm:x"}},
+            {"StringLike": {"aws:PrincipalAccount": "?*"}},
+            {"StringLike": {"aws:SourceAccount": ["111122223333", "*5"]}},
+            {"StringLike": {"aws:PrincipalOrgID": "o-*"}},
+            {"StringLike": {"aws:SourceArn": "arn:aws:s3:::*"}},
+        )
+    ],
+    (
+        "resource-policies-not-public",
+        "aws:secretsmanager/secret:Secret",
+        "db-secret",
+        # a policy written inline on the secret, not as a SecretPolicy
+        _set("policy", PUBLIC_SEND.replace("sqs:SendMessage", "secretsmanager:GetSecretValue")),
         "Anyone: allows anyone (Principal '*')",
     ),
     (
@@ -503,6 +537,23 @@ NEGATIVE = [
         "AnyTable: wildcard action dynamodb:*",
     ),
     (
+        "vpc-endpoint-policies",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "net-dynamodb",
+        _policy(
+            _add_statement(
+                {
+                    "Sid": "EveryTable",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "dynamodb:Scan",
+                    "Resource": "arn:aws:dynamodb:eu-west-1:444455556666:table*",
+                }
+            )
+        ),
+        "EveryTable: Resource 'arn:aws:dynamodb:eu-west-1:444455556666:table*' without an aws:ResourceAccount",
+    ),
+    (
         "rds-private-and-encrypted",
         "aws:rds/instance:Instance",
         "",
@@ -564,6 +615,74 @@ def test_a_public_secret_policy_is_refused():
     # Then the rule checks it and reports it
     assert rule.applies_to(kind, "secret-policy")
     assert any("Anyone: allows anyone" in m for m in violations(rule, kind, {"policy": json.dumps(policy)}))
+
+
+def test_a_public_key_policy_set_apart_from_its_key_is_refused():
+    # Given a KeyPolicy resource (the program writes its keys' policies inline) open to anyone
+    kind = "aws:kms/keyPolicy:KeyPolicy"
+    policy = {"Statement": [{"Sid": "Anyone", "Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt"}]}
+    rule = RESOURCE_RULES["resource-policies-not-public"]
+    # Then the rule checks it and reports it
+    assert rule.applies_to(kind, "key-policy")
+    props = {"keyId": "k", "policy": json.dumps(policy)}
+    assert any("Anyone: allows anyone" in m for m in violations(rule, kind, props))
+
+
+def test_a_public_cluster_instance_is_refused():
+    # Given an Aurora cluster instance (its storage is the cluster's) reachable from the internet
+    kind = "aws:rds/clusterInstance:ClusterInstance"
+    rule = RESOURCE_RULES["rds-private-and-encrypted"]
+    assert rule.applies_to(kind, "db-1")
+    # Then only its public access is reported, not the storage it does not have
+    assert violations(rule, kind, {"publiclyAccessible": True}) == [
+        "publiclyAccessible must be false: the database is reached from the VPC only"
+    ]
+    assert violations(rule, kind, {"publiclyAccessible": False}) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/*"}},
+        {"ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:*:111122223333:alarm:headrace-dev-*"}},
+        {"ArnLike": {"aws:SourceArn": "arn:aws:s3:::headrace-dev-raw"}},
+        {"StringEquals": {"aws:PrincipalAccount": "111122223333"}},
+        {"StringLike": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}},
+    ],
+)
+def test_a_wildcard_that_still_names_the_caller_restricts(dev, condition):
+    # Given the topic policy opened to anyone under a pattern that keeps one account or bucket
+    resource = first(dev, "aws:sns/topicPolicy:TopicPolicy", "alerts")
+    props = copy.deepcopy(inputs(resource))
+    _policy(_allow_anyone_if(condition))(props)
+    # Then it counts as a condition on the caller
+    assert violations(RESOURCE_RULES["resource-policies-not-public"], resource.type, props) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "confines"),
+    [
+        ({"StringLike": {"aws:ResourceOrgPaths": "o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/*"}}, True),
+        ({"StringLike": {"aws:ResourceAccount": "111122223333"}}, True),
+        ({"StringLike": {"aws:ResourceOrgPaths": "o-*/*"}}, False),
+        ({"StringLike": {"aws:ResourceAccount": "?*"}}, False),
+    ],
+)
+def test_an_endpoint_owner_condition_must_name_the_owner(dev, condition, confines):
+    # Given the S3 endpoint's policy widened to every bucket under an owner condition
+    resource = first(dev, "aws:ec2/vpcEndpoint:VpcEndpoint", "net-s3")
+    props = copy.deepcopy(inputs(resource))
+    statement = {
+        "Sid": "Owned",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": ["s3:GetObject"],
+        "Resource": "*",
+        "Condition": condition,
+    }
+    _policy(_add_statement(statement))(props)
+    # Then a pattern that names an organization unit or account confines it; one any owner matches does not
+    assert (violations(RESOURCE_RULES["vpc-endpoint-policies"], resource.type, props) == []) is confines
 
 
 @pytest.mark.parametrize(
@@ -775,6 +894,77 @@ def test_the_pack_enforces_its_rules_through_pulumi_policy(dev, tmp_path):
         ("sqs-redrive-policy", "rogue"),
         ("sqs-dead-letter-queues", "rogue"),
         ("tls-only-policies-attached", "rogue"),
+    }
+
+
+def test_the_pack_refuses_what_its_rules_used_to_miss(tmp_path):
+    # Given resources the pack let through: a public policy inline on a secret and on a
+    # KeyPolicy, a grant on table* (every table), a queue policy open to any account's ARN
+    # pattern, and a public Aurora cluster instance
+    def resource(kind: str, name: str, **props: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "name": name,
+            "urn": f"urn:pulumi:dev::headrace::{kind}::{name}",
+            "inputs": props,
+            "outputs": {},
+        }
+
+    def policy(*statements: dict[str, Any]) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+    anyone = {"Sid": "Anyone", "Effect": "Allow", "Principal": "*"}
+    resources = [
+        resource(
+            "aws:secretsmanager/secret:Secret",
+            "open-secret",
+            policy=policy({**anyone, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}),
+        ),
+        resource(
+            "aws:kms/keyPolicy:KeyPolicy",
+            "open-key-policy",
+            keyId="k",
+            policy=policy({**anyone, "Action": "kms:Decrypt", "Resource": "*"}),
+        ),
+        resource(
+            "aws:iam/rolePolicy:RolePolicy",
+            "every-table",
+            role="r",
+            policy=policy(
+                {
+                    "Sid": "AllTables",
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:DeleteTable"],
+                    "Resource": "arn:aws:dynamodb:eu-west-1:111122223333:table*",
+                }
+            ),
+        ),
+        resource(
+            "aws:sqs/queuePolicy:QueuePolicy",
+            "any-account",
+            queueUrl="https://sqs.eu-west-1.amazonaws.com/111122223333/q",
+            policy=policy(
+                {
+                    **anyone,
+                    "Action": "sqs:SendMessage",
+                    "Resource": "arn:aws:sqs:eu-west-1:111122223333:q",
+                    "Condition": {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*"}},
+                }
+            ),
+        ),
+        resource("aws:rds/clusterInstance:ClusterInstance", "public-db", publiclyAccessible=True),
+    ]
+    # When the real pack checks them
+    report = _through_pulumi_policy(resources, tmp_path)
+    found = {(v["policy"], v["name"]) for v in report["violations"] if v["policy"] in RESOURCE_RULES}
+    # Then each is refused by its rule (the queue policy also lacks its TLS deny)
+    assert found == {
+        ("resource-policies-not-public", "open-secret"),
+        ("resource-policies-not-public", "open-key-policy"),
+        ("iam-least-privilege", "every-table"),
+        ("resource-policies-not-public", "any-account"),
+        ("tls-only-resource-policies", "any-account"),
+        ("rds-private-and-encrypted", "public-db"),
     }
 
 
