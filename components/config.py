@@ -944,6 +944,11 @@ def config_warnings(config: StackConfig) -> list[str]:
             "topic no one is subscribed to (set it, or subscribe your own endpoint to the "
             "alerts_topic_arn output)"
         )
+    if config.ingest.original_readers and not config.ingest.keep_original:
+        warnings.append(
+            f"{NAMESPACE}:ingest.original_readers is set but ingest.keep_original is false: no originals "
+            "are kept, so the readers are ignored (set ingest.keep_original to true to keep them)"
+        )
     return warnings
 
 

@@ -518,6 +518,17 @@ def test_a_prod_stack_without_an_alert_recipient_is_warned_about() -> None:
     assert config_warnings(with_email) == []
 
 
+def test_original_readers_without_kept_originals_are_warned_about() -> None:
+    # Given auditors listed for originals the stack does not keep
+    readers = ["arn:aws:iam::111122223333:role/auditor"]
+    config = parse_config({**BASE, "ingest": {"original_readers": readers}})
+    # Then the ignored key is named; with originals kept there is no warning
+    (warning,) = config_warnings(config)
+    assert warning.startswith("headrace:ingest.original_readers is set but ingest.keep_original is false")
+    kept = parse_config({**BASE, "ingest": {"original_readers": readers, "keep_original": True}})
+    assert config_warnings(kept) == []
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod", "local", "staging-eu-west-1", "s" * 25])
 def test_stack_names_that_fit_every_resource_name(stack: str) -> None:
     check_stack_name("headrace", stack)
