@@ -10,6 +10,9 @@ Engines (``--engine auto`` picks):
           embedded runtime, LocalStack, or any stack with --engine duckdb). A filter on
           ``ingest_date`` opens only that partition's files.
 
+The DuckDB engine runs queries only (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN), over the
+stack's tables only: no file or URL of the SQL's own, no extension, no SET.
+
 One statistics line goes to stderr (engine, files or bytes scanned, time); --explain also
 lists every Parquet file the DuckDB engine opened. Exit status: 0 done, 1 the query failed
 (bad SQL, unknown table, scan limit), 2 the stack cannot be read.
@@ -298,8 +301,11 @@ class DuckDbEngine:
 
         started = time.perf_counter()
         con = duckdb.connect()
+        for setting in _LOCKDOWN:
+            con.execute(setting)
         try:
             try:
+                _refuse_writes(con, sql)
                 named = {name.lower() for name in con.get_table_names(sql, qualified=False)}
             except duckdb.Error as exc:
                 raise QueryError(_duckdb_message(exc)) from exc
@@ -370,9 +376,49 @@ class DuckDbEngine:
 
 _SHOW_TABLES = re.compile(r"\s*show\s+tables\s*;?\s*", re.IGNORECASE)
 
+# Set on the new connection, before DuckDB sees the user's SQL (finding the table names binds
+# it, which already opens files and installs extensions): the SQL reads the tables registered
+# afterwards (pyarrow datasets over the stack's S3 API, which DuckDB does not open itself) and
+# nothing else. No local or remote file (read_csv, read_text, glob, COPY, ATTACH, EXPORT), no
+# Python variable picked up by name, no extension installed or loaded, and the configuration
+# locked so the SQL cannot SET any of it back.
+_LOCKDOWN = (
+    "SET python_enable_replacements = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
+
+# The statement types run. SELECT covers WITH, FROM-first, VALUES, DESCRIBE, SHOW and
+# SUMMARIZE; MULTI is a PIVOT (which DuckDB expands into several statements).
+_READ_ONLY = ("SELECT", "EXPLAIN", "MULTI")
+
+
+def _refuse_writes(con: Any, sql: str) -> None:
+    """Refuse, before anything runs, every statement that is not a query (COPY, ATTACH,
+    INSTALL, SET, CREATE, ...): headrace query only reads, and an in-memory CREATE or INSERT
+    would report a success that changes nothing."""
+    for statement in con.extract_statements(sql):
+        if statement.type.name not in _READ_ONLY:
+            words = str(statement.query).split()
+            verb = words[0].upper() if words and words[0].isalpha() else ""
+            verb = verb if verb not in ("", "WITH") else statement.type.name  # WITH ... INSERT
+            raise QueryError(
+                f"headrace query only reads: {verb} statements are not run "
+                "(SELECT, WITH, DESCRIBE, SHOW or EXPLAIN over the stack's tables)"
+            )
+
 
 def _duckdb_message(exc: Exception) -> str:
-    return f"DuckDB: {str(exc).strip()}"
+    import duckdb
+
+    message = str(exc).strip()
+    if isinstance(exc, duckdb.PermissionException):
+        # the lockdown refused a file, a URL or an extension: one line, and why
+        return f"DuckDB: {message.splitlines()[0]} (headrace query reads only the stack's tables)"
+    return f"DuckDB: {message}"
 
 
 class FileCounter:

@@ -185,6 +185,81 @@ def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
     assert moment.astimezone(UTC).isoformat() == "2025-01-02T10:30:00+00:00"
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('{outputs}')",
+        "SELECT * FROM glob('/*')",
+        "SELECT count(*) FROM sales, read_blob('/etc/hostname')",
+        "SELECT * FROM read_parquet('s3://processed/parquet/dataset=sales/*/*.parquet')",
+    ],
+)
+def test_sql_reads_no_file_but_the_stacks_tables(stack, sql):
+    # When the SQL names a local file, a glob or an S3 URL itself
+    with pytest.raises(QueryError) as refused:
+        execute(stack["outputs"], sql.format(outputs=stack["path"]))
+    # Then DuckDB refuses to open it, in one line that says why
+    message = str(refused.value)
+    assert "Permission Error: Cannot access file" in message
+    assert message.endswith("(headrace query reads only the stack's tables)") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("sql", "verb"),
+    [
+        ("COPY (SELECT * FROM sales) TO '{tmp}/copied.parquet' (FORMAT parquet)", "COPY"),
+        ("ATTACH '{tmp}/attached.duckdb' AS p", "ATTACH"),
+        ("INSTALL httpfs", "INSTALL"),
+        ("LOAD httpfs", "LOAD"),
+        ("SET enable_external_access = true", "SET"),
+        ("RESET lock_configuration", "RESET"),
+        ("EXPORT DATABASE '{tmp}/exported'", "EXPORT"),
+        ("CREATE TABLE copied AS SELECT * FROM sales", "CREATE"),
+        ("SELECT 1; COPY (SELECT 1) TO '{tmp}/second.csv'", "COPY"),
+    ],
+)
+def test_statements_that_are_not_queries_are_refused_before_anything_runs(stack, tmp_path, sql, verb):
+    with pytest.raises(QueryError) as refused:
+        execute(stack["outputs"], sql.format(tmp=tmp_path))
+    assert str(refused.value) == (
+        f"headrace query only reads: {verb} statements are not run "
+        "(SELECT, WITH, DESCRIBE, SHOW or EXPLAIN over the stack's tables)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_session_is_locked_down_and_ordinary_queries_still_run(stack, capsys):
+    # The settings the SQL runs under: no external access, no extension autoloading, locked
+    settings = execute(
+        stack["outputs"],
+        "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+        "'autoinstall_known_extensions', 'autoload_known_extensions', 'allow_community_extensions', "
+        "'python_enable_replacements', 'lock_configuration') ORDER BY name",
+    ).rows
+    assert settings == [
+        ("allow_community_extensions", "false"),
+        ("autoinstall_known_extensions", "false"),
+        ("autoload_known_extensions", "false"),
+        ("enable_external_access", "false"),
+        ("lock_configuration", "true"),
+        ("python_enable_replacements", "false"),
+    ]
+    # while the stack's tables read as before, in joins, CTEs and EXPLAIN too
+    assert execute(
+        stack["outputs"],
+        "WITH s AS (SELECT count(*) AS n FROM sales) SELECT s.n, (SELECT count(*) FROM orders) > 0 FROM s",
+    ).rows == [(100, True)]
+    assert execute(stack["outputs"], "EXPLAIN SELECT count(*) FROM sales").rows
+    # and the CLI says it in one line, exit status 1
+    status = cli.main(
+        ["query", "SELECT * FROM read_csv('/etc/passwd')", "--outputs", str(stack["path"]), "--format", "csv"]
+    )
+    captured = capsys.readouterr()
+    assert status == 1 and captured.out == ""
+    assert captured.err.count("\n") == 1 and 'Cannot access file "/etc/passwd"' in captured.err
+
+
 def _add_dataset(stack, tmp_path, dataset: str, texts: list[str]) -> list[str]:
     """Process ``texts`` (CSV) into ``dataset``, one file per ingest date: their S3 URLs.
     (Tests calling this come last in the module: the others do not expect the dataset.)"""
