@@ -381,8 +381,11 @@ _SHOW_TABLES = re.compile(r"\s*show\s+tables\s*;?\s*", re.IGNORECASE)
 # afterwards (pyarrow datasets over the stack's S3 API, which DuckDB does not open itself) and
 # nothing else. No local or remote file (read_csv, read_text, glob, COPY, ATTACH, EXPORT), no
 # Python variable picked up by name, no extension installed or loaded, and the configuration
-# locked so the SQL cannot SET any of it back.
+# locked so the SQL cannot SET any of it back. The session time zone is UTC, Athena's and the
+# one the Parquet stores timestamps in (DuckDB would take the machine's): a TIMESTAMPTZ
+# literal, now() or a cast to TIMESTAMPTZ means the same instant on every machine.
 _LOCKDOWN = (
+    "SET TimeZone = 'UTC'",
     "SET python_enable_replacements = false",
     "SET autoinstall_known_extensions = false",
     "SET autoload_known_extensions = false",

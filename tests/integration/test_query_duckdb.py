@@ -4,6 +4,9 @@ S3 filesystem cannot use moto in-process), over outputs the real processing core
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -361,3 +364,28 @@ def test_values_widened_to_text_read_as_a_cast_writes_them(stack, tmp_path):
     assert _ids(stack, "SELECT id FROM widened WHERE x = '3.0'") == [1]
     assert _ids(stack, "SELECT id FROM widened WHERE x IN ('abc')") == [3]
     assert _ids(stack, "SELECT id FROM widened WHERE t = '2025-01-01 10:00:00'") == [1]
+
+
+def test_timestamps_compare_in_utc_whatever_the_machines_time_zone(stack, tmp_path):
+    # Given timestamps written with three offsets: stored in UTC as 08:00, 10:00 and 15:00
+    _add_dataset(
+        stack,
+        tmp_path,
+        "zoned",
+        ["id,ts\n1,2025-01-01T10:00:00+02:00\n2,2025-01-01T10:00:00Z\n3,2025-01-01T10:00:00-05:00\n"],
+    )
+    # When queried on a machine in Tokyo (DuckDB takes its session zone from the machine's)
+    sql = (
+        "SELECT count(*) FILTER (WHERE ts < TIMESTAMPTZ '2025-01-01 09:00:00+00') AS before_nine, "
+        "min(ts::TIMESTAMPTZ) AS first, current_setting('TimeZone') AS zone FROM zoned"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "headrace", "query", sql, "--outputs", str(stack["path"]), "--format", "json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "Asia/Tokyo"},
+        check=False,
+    )
+    # Then the stored values are read as UTC, as Athena reads them: one answer everywhere
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [{"before_nine": 1, "first": "2025-01-01 08:00:00+00:00", "zone": "UTC"}]
