@@ -636,9 +636,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def json_keys(columns: Sequence[str]) -> list[str]:
+    """The JSON object keys of ``columns``: a name that repeats (a join's two ``ingest_date``)
+    gets ``_2``, ``_3``, ... from its second time on, skipping names the result has anyway,
+    so no column is lost to a key written twice."""
+    reserved, taken, keys = set(columns), set(), []
+    for name in columns:
+        key, n = name, 1
+        while key in taken or (n > 1 and key in reserved):
+            n += 1
+            key = f"{name}_{n}"
+        taken.add(key)
+        keys.append(key)
+    return keys
+
+
 def render(result: QueryResult, fmt: str, out: Any) -> None:
     if fmt == "json":
-        records = [{c: _plain(v) for c, v in zip(result.columns, row, strict=False)} for row in result.rows]
+        keys = json_keys(result.columns)
+        records = [{k: _plain(v) for k, v in zip(keys, row, strict=True)} for row in result.rows]
         json.dump(records, out, indent=2, ensure_ascii=False, default=str, allow_nan=False)
         out.write("\n")
         return
@@ -722,6 +738,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"headrace: error: cannot read the stack in {args.outputs}: {exc}", file=sys.stderr)
         return 2
     render(result, args.format, sys.stdout)
+    if args.format == "json":
+        renamed = [
+            f"{c} -> {k}" for c, k in zip(result.columns, json_keys(result.columns), strict=True) if c != k
+        ]
+        if renamed:
+            print(f"headrace: note: repeated column names keyed as {', '.join(renamed)}", file=sys.stderr)
     print(result.stats.line(), file=sys.stderr)
     if args.explain:
         if result.stats.engine == "athena":

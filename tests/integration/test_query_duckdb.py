@@ -179,6 +179,23 @@ def test_cli_prints_json_and_the_files_it_scanned(stack, capsys):
     assert f"scanned: {stack['keys'][('sales', '2025-02-01')]}" in captured.err.splitlines()
 
 
+def test_cli_json_keeps_both_tables_columns_of_a_join_and_says_so(stack, capsys):
+    sql = (
+        "SELECT s.ingest_date, o.ingest_date, 1 AS a, 2 AS a FROM sales s, orders o "
+        "WHERE s.ingest_date = '2025-02-01' LIMIT 1"
+    )
+    status = cli.main(["query", sql, "--outputs", str(stack["path"]), "--format", "json"])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert json.loads(captured.out) == [
+        {"ingest_date": "2025-02-01", "ingest_date_2": "2025-02-02", "a": 1, "a_2": 2}
+    ]
+    assert (
+        "headrace: note: repeated column names keyed as ingest_date -> ingest_date_2, a -> a_2"
+        in captured.err
+    )
+
+
 def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
     # DuckDB needs pytz to hand TIMESTAMPTZ values to Python: without it, any such result
     # (now(), a timestamp column cast to TIMESTAMPTZ) ended in a traceback

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 
 from headrace import cli
 from headrace.outputs import StackOutputs
-from headrace.query import AthenaEngine, QueryError, QueryResult, QueryStats, choose_engine, render
+from headrace.query import AthenaEngine, QueryError, QueryResult, QueryStats, choose_engine, json_keys, render
 from tests.stack_outputs import STACK_OUTPUTS
 
 BASE = STACK_OUTPUTS
@@ -268,3 +268,19 @@ def test_values_inside_lists_and_structs_render_as_strict_json_too():
     out = io.StringIO()
     render(result, "json", out)
     assert json.loads(out.getvalue()) == [{"xs": [1.5, "Infinity"], "s": {"d": "2025-01-01"}}]
+
+
+def test_json_keeps_every_column_when_names_repeat():
+    # Given a join's result: both tables' id and ingest_date, and a column already named id_2
+    result = QueryResult(
+        columns=["id", "ingest_date", "id", "ingest_date", "id_2"],
+        rows=[(1, "2025-01-01", 2, "2025-01-02", 3)],
+        stats=RESULT.stats,
+    )
+    out = io.StringIO()
+    render(result, "json", out)
+    # Then a repeated name is keyed with _2, _3, ... (skipping names the result has), no value lost
+    assert json.loads(out.getvalue()) == [
+        {"id": 1, "ingest_date": "2025-01-01", "id_3": 2, "ingest_date_2": "2025-01-02", "id_2": 3}
+    ]
+    assert json_keys(["a", "a", "a"]) == ["a", "a_2", "a_3"] and json_keys(["a", "b"]) == ["a", "b"]
