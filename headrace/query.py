@@ -674,7 +674,7 @@ def render(result: QueryResult, fmt: str, out: Any) -> None:
         for i in range(len(result.columns))
     ]
     for name, right in zip(result.columns, numeric, strict=True):
-        table.add_column(name, justify="right" if right else "left", overflow="fold")
+        table.add_column(_escape(name), justify="right" if right else "left", overflow="fold")
     for row in result.rows:
         table.add_row(*("[dim]NULL[/]" if v is None else _escape(_text(v)) for v in row))
     # In a terminal the table fits its width; into a file or pipe it keeps its natural width.

@@ -284,3 +284,17 @@ def test_json_keeps_every_column_when_names_repeat():
         {"id": 1, "ingest_date": "2025-01-01", "id_3": 2, "ingest_date_2": "2025-01-02", "id_2": 3}
     ]
     assert json_keys(["a", "a", "a"]) == ["a", "a_2", "a_3"] and json_keys(["a", "b"]) == ["a", "b"]
+
+
+def test_the_table_shows_names_and_values_as_written_not_as_markup():
+    # Given column names and values that look like Rich markup
+    names = ["x [/m]", "[/]", "price [usd]", "[bold]name[/bold]", "ends\\"]
+    values = ("[/m]", "[red]v[/red]", 9.5, "[bold]alice[/bold]", "c:\\")
+    result = QueryResult(columns=names, rows=[values], stats=RESULT.stats)
+    out = io.StringIO()
+    # When rendered as the table (the default), which used to crash on [/m] and [/]
+    render(result, "table", out)
+    # Then every header and value is there, literally
+    table = out.getvalue()
+    for text in [*names, "[/m]", "[red]v[/red]", "9.5", "[bold]alice[/bold]", "c:\\"]:
+        assert text in table, text
