@@ -651,7 +651,14 @@ def json_keys(columns: Sequence[str]) -> list[str]:
     return keys
 
 
-def render(result: QueryResult, fmt: str, out: Any) -> None:
+# The table output's default row limit: laying out a table costs time and memory per row
+# (300,000 rows took Rich minutes and a gigabyte), and nobody reads that many in a terminal.
+TABLE_ROWS = 1000
+
+
+def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE_ROWS) -> None:
+    """``result`` as ``fmt`` on ``out``: csv and json always hold every row; the table shows
+    the first ``max_rows`` (``None``: all) and says how many it left out."""
     if fmt == "json":
         keys = json_keys(result.columns)
         records = [{k: _plain(v) for k, v in zip(keys, row, strict=True)} for row in result.rows]
@@ -667,21 +674,32 @@ def render(result: QueryResult, fmt: str, out: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    total = len(result.rows)
+    shown = result.rows if max_rows is None else result.rows[:max_rows]
     table = Table(show_lines=False)
     numeric = [
-        any(row[i] is not None for row in result.rows)
-        and all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in result.rows)
+        any(row[i] is not None for row in shown)
+        and all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in shown)
         for i in range(len(result.columns))
     ]
     for name, right in zip(result.columns, numeric, strict=True):
         table.add_column(_escape(name), justify="right" if right else "left", overflow="fold")
-    for row in result.rows:
+    for row in shown:
         table.add_row(*("[dim]NULL[/]" if v is None else _escape(_text(v)) for v in row))
     # In a terminal the table fits its width; into a file or pipe it keeps its natural width.
     terminal = hasattr(out, "isatty") and out.isatty()
     console = Console(file=out, soft_wrap=False, width=None if terminal else 10_000)
     console.print(table)
-    console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+    rows = f"{total:,} row{'s' if total != 1 else ''}"
+    if len(shown) == total:
+        console.print(rows, style="dim")
+        return
+    console.print(
+        f"{rows}; the first {len(shown):,} shown, {total - len(shown):,} not shown: "
+        "--format csv or --format json writes every row, --max-rows N shows more (0: all)",
+        style="bold",
+        markup=False,
+    )
 
 
 def _text(value: Any) -> str:
@@ -721,7 +739,24 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--explain", action="store_true", help="also list on stderr each Parquet file the query opened"
     )
+    p.add_argument(
+        "--max-rows",
+        type=_row_limit,
+        default=TABLE_ROWS,
+        metavar="N",
+        help=f"rows the table format shows (default {TABLE_ROWS}; 0: all); csv and json write every row",
+    )
     p.set_defaults(func=run)
+
+
+def _row_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows, 0 for all: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -737,7 +772,7 @@ def run(args: argparse.Namespace) -> int:
     except (BotoCoreError, ClientError) as exc:
         print(f"headrace: error: cannot read the stack in {args.outputs}: {exc}", file=sys.stderr)
         return 2
-    render(result, args.format, sys.stdout)
+    render(result, args.format, sys.stdout, max_rows=args.max_rows or None)
     if args.format == "json":
         renamed = [
             f"{c} -> {k}" for c, k in zip(result.columns, json_keys(result.columns), strict=True) if c != k

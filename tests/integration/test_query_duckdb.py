@@ -196,6 +196,17 @@ def test_cli_json_keeps_both_tables_columns_of_a_join_and_says_so(stack, capsys)
     )
 
 
+def test_cli_table_stops_at_max_rows_and_says_how_many_it_left_out(stack, capsys):
+    sql = "SELECT product, quantity FROM sales ORDER BY ingest_date, product, quantity"
+    assert cli.main(["query", sql, "--outputs", str(stack["path"]), "--max-rows", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 + 2 + 1 + 1  # header (3 lines), 2 rows, bottom border, the notice
+    assert lines[-1].startswith("100 rows; the first 2 shown, 98 not shown: --format csv")
+    # and --max-rows 0 shows every row
+    assert cli.main(["query", sql, "--outputs", str(stack["path"]), "--max-rows", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "100 rows"
+
+
 def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
     # DuckDB needs pytz to hand TIMESTAMPTZ values to Python: without it, any such result
     # (now(), a timestamp column cast to TIMESTAMPTZ) ended in a traceback

@@ -14,7 +14,16 @@ from botocore.stub import Stubber
 
 from headrace import cli
 from headrace.outputs import StackOutputs
-from headrace.query import AthenaEngine, QueryError, QueryResult, QueryStats, choose_engine, json_keys, render
+from headrace.query import (
+    TABLE_ROWS,
+    AthenaEngine,
+    QueryError,
+    QueryResult,
+    QueryStats,
+    choose_engine,
+    json_keys,
+    render,
+)
 from tests.stack_outputs import STACK_OUTPUTS
 
 BASE = STACK_OUTPUTS
@@ -298,3 +307,34 @@ def test_the_table_shows_names_and_values_as_written_not_as_markup():
     table = out.getvalue()
     for text in [*names, "[/m]", "[red]v[/red]", "9.5", "[bold]alice[/bold]", "c:\\"]:
         assert text in table, text
+
+
+def test_the_table_shows_at_most_its_row_limit_and_says_how_to_get_the_rest():
+    # Given a result of 2,500 rows
+    result = QueryResult(columns=["n"], rows=[(f"row-{i}",) for i in range(2500)], stats=RESULT.stats)
+    as_table, as_csv, as_json = io.StringIO(), io.StringIO(), io.StringIO()
+    # When rendered as a table with the default limit, and as csv and json
+    render(result, "table", as_table)
+    render(result, "csv", as_csv)
+    render(result, "json", as_json)
+    # Then the table holds the first TABLE_ROWS rows and says what it left out and how to see it
+    table = as_table.getvalue()
+    assert TABLE_ROWS == 1000
+    assert "row-999" in table and "row-1000" not in table
+    assert table.rstrip().endswith(
+        "2,500 rows; the first 1,000 shown, 1,500 not shown: --format csv or --format json "
+        "writes every row, --max-rows N shows more (0: all)"
+    )
+    # while csv and json hold every row
+    assert len(as_csv.getvalue().splitlines()) == 2501 and len(json.loads(as_json.getvalue())) == 2500
+    # and without a limit the table holds them all
+    everything = io.StringIO()
+    render(result, "table", everything, max_rows=None)
+    assert "row-2499" in everything.getvalue() and everything.getvalue().rstrip().endswith("2,500 rows")
+
+
+def test_max_rows_must_be_a_whole_number(capsys):
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["query", "SELECT 1", "--max-rows", "-3"])
+    assert refused.value.code == 2
+    assert "expected a whole number of rows, 0 for all: '-3'" in capsys.readouterr().err
