@@ -244,7 +244,8 @@ class DuckDbEngine:
 
     def schema(self, files: Sequence[DatasetFile]) -> tuple[list[Column], list[dict[str, Column]]]:
         """The table's columns: the files' summary schemas merged as the Glue catalog merges
-        them (names compared in lower case), in each column's first spelling; and per file,
+        them (names compared in lower case), in each column's first spelling, with the columns
+        whose names Glue cannot hold (which Glue leaves out); and per file,
         by lower-case name, each column as that file stores it: its own spelling (Parquet
         names are case-sensitive to pyarrow) and its own type (narrower than the table's
         after a type widened; text for a column with no value)."""
@@ -262,8 +263,10 @@ class DuckDbEngine:
             schema = dict(summary.get("schema") or {})
             for name in schema:
                 spelling.setdefault(name.lower(), name)
-            # a column with no value types nothing (as in Glue): string until a file types it
-            merged = merge_columns(merged, file_columns(schema, columns_without_values(summary)))
+            # a column with no value types nothing (as in Glue): string until a file types it;
+            # a column whose name Glue cannot hold (left out of Glue) is kept: DuckDB reads it
+            columns = file_columns(schema, columns_without_values(summary), holdable_only=False)
+            merged = merge_columns(merged, columns)
         if not merged:
             merged = file_columns({})
         stored = [

@@ -88,18 +88,22 @@ class Column:
         return {"Name": self.name, "Type": self.type, **({"Comment": UNTYPED} if self.untyped else {})}
 
 
-def file_columns(schema: Mapping[str, str], without_values: Collection[str] = ()) -> list[Column]:
+def file_columns(
+    schema: Mapping[str, str], without_values: Collection[str] = (), holdable_only: bool = True
+) -> list[Column]:
     """A file's columns (summary ``schema``: name -> logical type; ``without_values``: its
     columns with no value, ``columns_without_values``) as Glue columns, with
     ``_rescued_data`` last (every Parquet file has it); names Glue cannot hold left out
-    (``unholdable_names``)."""
+    (``unholdable_names``) unless ``holdable_only`` is off (``headrace query``'s DuckDB
+    engine reads them from the Parquet)."""
     columns = [
         Column(name.lower(), "string", untyped=True)
         if name in without_values
         else Column(name.lower(), GLUE_TYPE_OF.get(logical, "string"))
         for name, logical in schema.items()
         # the partition column shadows a file's own
-        if name.lower() not in (RESCUED, PARTITION_COLUMN) and _GLUE_NAME.fullmatch(name)
+        if name.lower() not in (RESCUED, PARTITION_COLUMN)
+        and (_GLUE_NAME.fullmatch(name) or not holdable_only)
     ]
     return [*columns, Column(RESCUED, "string")]
 
@@ -247,7 +251,7 @@ def sync_table(
     note = (
         f"{len(left_out)} column(s) left out of the Glue table (a name over 255 characters, or "
         f"with a line break or another control character): {', '.join(repr(n[:40] + ('...' if len(n) > 40 else '')) for n in left_out)}; "
-        "the Parquet has them, Athena does not"
+        "the Parquet and headrace query's DuckDB engine have them, Athena does not"
         if left_out
         else None
     )

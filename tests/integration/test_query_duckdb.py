@@ -417,3 +417,15 @@ def test_timestamps_compare_in_utc_whatever_the_machines_time_zone(stack, tmp_pa
     # Then the stored values are read as UTC, as Athena reads them: one answer everywhere
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == [{"before_nine": 1, "first": "2025-01-01 08:00:00+00:00", "zone": "UTC"}]
+
+
+def test_columns_glue_cannot_hold_are_queryable_in_duckdb(stack, tmp_path):
+    # Given a file with a column name over 255 characters and one with a line break, which
+    # the Glue table leaves out (catalog_error says so)
+    long = "c" * 300
+    _add_dataset(stack, tmp_path, "unholdable", [f'id,"multi\nline",{long}\n1,2,3\n4,5,6\n'])
+    # Then DuckDB has them, as the docs and catalog_error say, in the file's order
+    columns = [r[0] for r in execute(stack["outputs"], "DESCRIBE unholdable").rows]
+    assert columns == ["id", "multi\nline", long, "_rescued_data", "ingest_date"]
+    sql = f'SELECT id, "multi\nline", "{long}" FROM unholdable ORDER BY id'
+    assert execute(stack["outputs"], sql).rows == [(1, 2, 3), (4, 5, 6)]
