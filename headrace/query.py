@@ -628,8 +628,8 @@ def _plain(value: Any) -> Any:
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, datetime | date):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Decimal):  # kept exact: written from its own digits, never a float
+        return int(value) if value.is_finite() and value == value.to_integral_value() else value
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, list | tuple):  # LIST and STRUCT results hold values of their own
@@ -659,14 +659,41 @@ def json_keys(columns: Sequence[str]) -> list[str]:
 TABLE_ROWS = 1000
 
 
+def _json(value: Any, indent: str | None = None, level: int = 0) -> str:
+    """``value`` (``_plain``) as JSON text, laid out as ``json.dumps(indent=...)`` lays it out;
+    a DECIMAL is a JSON number written from its own digits (``json`` would write it through a
+    float: 1234567890123456.78 became 1234567890123456.8)."""
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else json.dumps(str(value))
+    if isinstance(value, dict | list):
+        items = (
+            [
+                f"{json.dumps(str(k), ensure_ascii=False)}: {_json(v, indent, level + 1)}"
+                for k, v in value.items()
+            ]
+            if isinstance(value, dict)
+            else [_json(v, indent, level + 1) for v in value]
+        )
+        start, end = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        if not items:
+            return start + end
+        if indent is None:
+            return start + ", ".join(items) + end
+        inner, outer = "\n" + indent * (level + 1), "\n" + indent * level
+        return start + inner + ("," + inner).join(items) + outer + end
+    return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+
+
 def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE_ROWS) -> None:
     """``result`` as ``fmt`` on ``out``: csv and json always hold every row; the table shows
     the first ``max_rows`` (``None``: all) and says how many it left out."""
     if fmt == "json":
         keys = json_keys(result.columns)
-        records = [{k: _plain(v) for k, v in zip(keys, row, strict=True)} for row in result.rows]
-        json.dump(records, out, indent=2, ensure_ascii=False, default=str, allow_nan=False)
-        out.write("\n")
+        out.write("[")
+        for i, row in enumerate(result.rows):
+            record = {k: _plain(v) for k, v in zip(keys, row, strict=True)}
+            out.write(("," if i else "") + "\n  " + _json(record, "  ", 1))
+        out.write("\n]\n" if result.rows else "]\n")
         return
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
@@ -706,9 +733,11 @@ def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE
 
 
 def _text(value: Any) -> str:
+    """A value as the csv and table formats write it: a LIST or STRUCT as JSON text."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(_plain(value))
+    plain = _plain(value)
+    return _json(plain) if isinstance(plain, list | dict) else str(plain)
 
 
 def _escape(text: str) -> str:

@@ -207,6 +207,16 @@ def test_cli_table_stops_at_max_rows_and_says_how_many_it_left_out(stack, capsys
     assert capsys.readouterr().out.splitlines()[-1] == "100 rows"
 
 
+def test_cli_writes_duckdb_decimals_exactly(stack, capsys):
+    sql = "SELECT CAST('1234567890123456.78' AS DECIMAL(20,2)) AS amount, {'a': 1.5} AS st"
+    for fmt, expected in (
+        ("csv", 'amount,st\n1234567890123456.78,"{""a"": 1.5}"\n'),
+        ("json", '[\n  {\n    "amount": 1234567890123456.78,\n    "st": {\n      "a": 1.5\n    }\n  }\n]\n'),
+    ):
+        assert cli.main(["query", sql, "--outputs", str(stack["path"]), "--format", fmt]) == 0
+        assert capsys.readouterr().out == expected
+
+
 def test_timestamps_with_a_time_zone_come_back_as_aware_datetimes(stack):
     # DuckDB needs pytz to hand TIMESTAMPTZ values to Python: without it, any such result
     # (now(), a timestamp column cast to TIMESTAMPTZ) ended in a traceback

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -338,3 +339,27 @@ def test_max_rows_must_be_a_whole_number(capsys):
         cli.main(["query", "SELECT 1", "--max-rows", "-3"])
     assert refused.value.code == 2
     assert "expected a whole number of rows, 0 for all: '-3'" in capsys.readouterr().err
+
+
+def test_decimals_are_written_exactly_and_nested_values_as_json_text():
+    # Given a DECIMAL(20,2) that a float cannot hold, an integral one, and nested values
+    amount = Decimal("1234567890123456.78")
+    result = QueryResult(
+        columns=["amount", "whole", "st", "xs"],
+        rows=[(amount, Decimal("5.00"), {"a": 1, "d": Decimal("0.10")}, [Decimal("2.5"), "x"])],
+        stats=RESULT.stats,
+    )
+    as_json, as_csv, as_table = io.StringIO(), io.StringIO(), io.StringIO()
+    render(result, "json", as_json)
+    render(result, "csv", as_csv)
+    render(result, "table", as_table)
+    # Then JSON has the exact number (read back exactly by a reader that keeps decimals)
+    assert json.loads(as_json.getvalue(), parse_float=Decimal) == [
+        {"amount": amount, "whole": 5, "st": {"a": 1, "d": Decimal("0.10")}, "xs": [Decimal("2.5"), "x"]}
+    ]
+    # and CSV and the table write its digits, and nested values as JSON, not Python reprs
+    assert as_csv.getvalue().splitlines() == [
+        "amount,whole,st,xs",
+        '1234567890123456.78,5,"{""a"": 1, ""d"": 0.10}","[2.5, ""x""]"',
+    ]
+    assert "1234567890123456.78" in as_table.getvalue() and '{"a": 1, "d": 0.10}' in as_table.getvalue()
