@@ -25,7 +25,6 @@ import csv
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -312,11 +311,18 @@ class DuckDbEngine:
                 named = {name.lower() for name in con.get_table_names(sql, qualified=False)}
             except duckdb.Error as exc:
                 raise QueryError(_duckdb_message(exc)) from exc
-            if not named and _SHOW_TABLES.fullmatch(sql):
+            words = [] if named else _words(sql)
+            if words in (["show", "tables"], ["show", "all", "tables"]):
                 # Athena lists the Glue tables; here no table exists until a query names it
                 tables = self.datasets()
                 return QueryResult(
                     ["name"], [(t,) for t in tables], QueryStats("duckdb", time.perf_counter() - started)
+                )
+            if (words[:1] == ["show"] and "tables" in words) or _CATALOG.intersection(words):
+                raise QueryError(
+                    "the DuckDB engine has a dataset's table only in a query that names it, so "
+                    "information_schema, duckdb_tables() and SHOW TABLES FROM list none: "
+                    "SHOW TABLES lists the datasets, DESCRIBE <table> a table's columns"
                 )
             known = self.datasets() if named else []
             unknown = sorted(named - set(known))
@@ -377,7 +383,39 @@ class DuckDbEngine:
         return QueryResult(columns_out, rows, stats)
 
 
-_SHOW_TABLES = re.compile(r"\s*show\s+tables\s*;?\s*", re.IGNORECASE)
+# What lists the tables of DuckDB's catalog, which holds no dataset unless the query names it.
+_CATALOG = frozenset(
+    {
+        "information_schema",
+        "pg_catalog",
+        "duckdb_tables",
+        "duckdb_views",
+        "duckdb_columns",
+        "pg_tables",
+        "pg_views",
+        "pg_class",
+        "sqlite_master",
+        "sqlite_schema",
+    }
+)
+
+
+def _words(sql: str) -> list[str]:
+    """The SQL's tokens in lower case, without comments, quotes or a trailing ``;``
+    (``SHOW  tables -- all`` is ``["show", "tables"]``)."""
+    import duckdb
+
+    tokens = duckdb.tokenize(sql)
+    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    words = [
+        sql[start:end].strip().strip('"').lower()
+        for (start, kind), end in zip(tokens, ends, strict=True)
+        if kind != duckdb.token_type.comment
+    ]
+    while words and words[-1] == ";":
+        words.pop()
+    return words
+
 
 # Set on the new connection, before DuckDB sees the user's SQL (finding the table names binds
 # it, which already opens files and installs extensions): the SQL reads the tables registered

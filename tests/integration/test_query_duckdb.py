@@ -155,6 +155,17 @@ def test_the_engine_lists_datasets_and_only_complete_files(stack):
     assert engine.datasets() == ["orders", "sales"]
     # SHOW TABLES lists them, as Athena lists the Glue tables
     assert execute(stack["outputs"], "show tables;").rows == [("orders",), ("sales",)]
+    # written any way: case, spacing, comments, ALL
+    for sql in ("show tables -- the datasets", "/* list */ Show\n\tTABLES ;", "SHOW ALL TABLES"):
+        assert execute(stack["outputs"], sql).rows == [("orders",), ("sales",)], sql
+    # while DuckDB's own catalog, which holds no dataset a query does not name, is refused
+    for sql in (
+        "SELECT table_name FROM information_schema.tables",
+        "SELECT * FROM duckdb_tables()",
+        "SHOW TABLES FROM memory",
+    ):
+        with pytest.raises(QueryError, match="SHOW TABLES lists the datasets, DESCRIBE <table>"):
+            execute(stack["outputs"], sql)
     assert [f.ingest_date for f in engine.files("sales")] == ["2025-02-01", "2025-02-02"]
 
 
