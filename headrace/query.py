@@ -15,7 +15,7 @@ stack's tables only: no file or URL of the SQL's own, no extension, no SET.
 
 One statistics line goes to stderr (engine, files or bytes scanned, time); --explain also
 lists every Parquet file the DuckDB engine opened. Exit status: 0 done, 1 the query failed
-(bad SQL, unknown table, scan limit), 2 the stack cannot be read.
+(bad SQL, unknown table, scan limit, not a query), 2 the stack cannot be read.
 """
 
 from __future__ import annotations
@@ -303,9 +303,9 @@ class DuckDbEngine:
 
         started = time.perf_counter()
         con = duckdb.connect()
-        for setting in _LOCKDOWN:
-            con.execute(setting)
         try:
+            for setting in _LOCKDOWN:
+                con.execute(setting)
             try:
                 _refuse_writes(con, sql)
                 named = {name.lower() for name in con.get_table_names(sql, qualified=False)}
@@ -406,7 +406,7 @@ def _words(sql: str) -> list[str]:
     import duckdb
 
     tokens = duckdb.tokenize(sql)
-    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    ends = [start for start, _ in tokens[1:]] + [len(sql)] if tokens else []
     words = [
         sql[start:end].strip().strip('"').lower()
         for (start, kind), end in zip(tokens, ends, strict=True)
