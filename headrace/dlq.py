@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +52,8 @@ QUEUES = {
 # How long a message listed or being moved stays hidden from other readers.
 PEEK_VISIBILITY_SECONDS = 30
 MOVE_VISIBILITY_SECONDS = 120
-# How many messages a listing shows, and receives at least to find those a --prefix selects.
+# How many messages a listing shows (without --limit). With --prefix it receives as many as
+# it takes to find them, as the redrive does.
 LISTING_LIMIT = 1000
 BATCH = 10  # SQS batch limit
 # Errors by which a service says it has no message move task (emulators): the redrive then
@@ -101,32 +102,56 @@ def _iso_ms(value: str | None) -> str | None:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def receive_all(sqs: Any, url: str, *, limit: int, visibility: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` distinct messages of ``url``, each hidden for ``visibility`` seconds.
+class Sweep:
+    """One pass over a queue: receives every message it can see, once each, and keeps each
+    hidden (for ``visibility`` seconds) until the caller deletes it or the pass ends with
+    :meth:`release`."""
 
-    Stops after two receives in a row bring nothing new (the second one long-polls for a
-    second, which asks every SQS server, so an empty answer means the queue has no more
-    visible messages)."""
-    seen: dict[str, dict[str, Any]] = {}
-    empty = 0
-    while len(seen) < limit and empty < 2:
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=min(BATCH, limit - len(seen)),
-            VisibilityTimeout=visibility,
-            WaitTimeSeconds=1 if empty else 0,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        fresh = 0
-        for message in messages:
-            if message["MessageId"] in seen:  # came back: keep the newest receipt handle
-                seen[message["MessageId"]]["ReceiptHandle"] = message["ReceiptHandle"]
-            else:
-                seen[message["MessageId"]] = message
-                fresh += 1
-        empty = 0 if fresh else empty + 1
-    return list(seen.values())
+    def __init__(self, sqs: Any, url: str, visibility: int):
+        self.sqs, self.url, self.visibility = sqs, url, visibility
+        self.held: dict[str, str] = {}  # message id -> its newest receipt handle
+        self.received: dict[str, int] = {}  # message id -> receives by this pass
+
+    @property
+    def examined(self) -> int:
+        """How many distinct messages this pass has received."""
+        return len(self.received)
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        """The messages of each receive that this pass had not received before.
+
+        Ends after two receives in a row bring nothing new (the second one long-polls for a
+        second, which asks every SQS server, so an empty answer means the queue has no more
+        visible messages). The caller stops early by leaving the loop."""
+        empty = 0
+        while empty < 2:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=BATCH,
+                VisibilityTimeout=self.visibility,
+                WaitTimeSeconds=1 if empty else 0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            fresh = []
+            for message in messages:
+                ident = message["MessageId"]
+                if ident not in self.received:
+                    fresh.append(message)
+                self.received[ident] = self.received.get(ident, 0) + 1
+                self.held[ident] = message["ReceiptHandle"]  # came back: keep the newest handle
+            empty = 0 if fresh else empty + 1
+            if fresh:
+                yield fresh
+
+    def forget(self, message_id: str) -> None:
+        """The message is gone from the queue (deleted): nothing to release."""
+        self.held.pop(message_id, None)
+
+    def release(self) -> None:
+        """Make every message still held visible again now."""
+        release(self.sqs, self.url, self.held.values())
+        self.held.clear()
 
 
 def release(sqs: Any, url: str, receipt_handles: Iterable[str]) -> None:
@@ -258,6 +283,15 @@ def _eventbridge_failure(attributes: dict[str, Any]) -> str:
     return f"EventBridge could not deliver it to the queue: {code or ''} {message or ''}".strip()
 
 
+@dataclass
+class Listing:
+    """What a listing found: the messages described, and how many it saw."""
+
+    letters: list[DeadLetter]
+    selected: int  # messages ``select`` accepted (more than listed when ``count_all``)
+    examined: int  # distinct messages received
+
+
 def inspect_dlq(
     sqs: Any,
     dlq_url: str,
@@ -265,18 +299,32 @@ def inspect_dlq(
     limit: int,
     *,
     select: Callable[[dict[str, Any]], bool] = lambda _: True,
-    scan: int = 0,
-) -> list[DeadLetter]:
-    """The first ``limit`` messages of a DLQ that ``select`` accepts, described, out of at
-    most ``max(limit, scan)`` received; every one is visible again when this returns.
+    count_all: bool = False,
+    visibility: int | None = None,
+) -> Listing:
+    """The first ``limit`` messages of a DLQ that ``select`` accepts, described; every one
+    is visible again when this returns.
 
-    Selects before it limits, as :func:`move_manually` does, so a dry run counts what the
-    redrive would move."""
-    messages = receive_all(sqs, dlq_url, limit=max(limit, scan), visibility=PEEK_VISIBILITY_SECONDS)
+    Selects before it limits, and receives until ``limit`` messages are selected or the
+    DLQ has no more, as :func:`move_manually` does, so a dry run lists what the redrive
+    would move, however many other messages wait before them. With ``count_all`` it goes on
+    to the end of the DLQ, counting the selected messages beyond ``limit`` (a dry run of a
+    redrive that has no limit)."""
+    sweep = Sweep(sqs, dlq_url, visibility or PEEK_VISIBILITY_SECONDS)
+    chosen: list[dict[str, Any]] = []
+    selected = 0
     try:
-        return [describe(m) for m in [m for m in messages if select(m)][:limit]]
+        for batch in sweep.batches():
+            for message in batch:
+                if select(message):
+                    selected += 1
+                    if len(chosen) < limit:
+                        chosen.append(message)
+            if selected >= limit and not count_all:
+                break
+        return Listing([describe(m) for m in chosen], selected, sweep.examined)
     finally:
-        release(sqs, dlq_url, [m["ReceiptHandle"] for m in messages])
+        sweep.release()
 
 
 # ------------------------------------------------------------------------------ moving
@@ -373,40 +421,20 @@ def move_manually(
     select: Callable[[dict[str, Any]], bool] = lambda _: True,
     limit: int = 1_000_000,
     progress: Callable[[str], None] = lambda _: None,
+    visibility: int | None = None,
 ) -> RedriveResult:
     """Receive from the DLQ, send to the work queue, then delete from the DLQ, ten at a time.
 
     Messages ``select`` rejects, and any the queue refuses, stay in the DLQ (made visible
     again at the end). Send before delete: an interruption leaves a message in both queues,
-    never in neither. Like :func:`receive_all`, stops after two receives in a row bring no
-    message it has not seen: receives that bring only rejected ones do not end the scan,
-    since the selected messages may wait behind them."""
+    never in neither. Scans as :func:`inspect_dlq` does (:class:`Sweep`): receives that
+    bring only rejected messages do not end it, since the selected ones may wait behind
+    them."""
     moved, failed = 0, 0
-    keep: dict[str, str] = {}  # message id -> receipt handle, released at the end
-    done: set[str] = set()
-    empty = 0
+    sweep = Sweep(sqs, dlq_url, visibility or MOVE_VISIBILITY_SECONDS)
     try:
-        while moved < limit and empty < 2:
-            messages = sqs.receive_message(
-                QueueUrl=dlq_url,
-                MaxNumberOfMessages=BATCH,
-                VisibilityTimeout=MOVE_VISIBILITY_SECONDS,
-                WaitTimeSeconds=1 if empty else 0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            batch: list[dict[str, Any]] = []
-            fresh = 0
-            for message in messages:
-                if message["MessageId"] in keep:  # came back: keep the newest receipt handle
-                    keep[message["MessageId"]] = message["ReceiptHandle"]
-                elif message["MessageId"] not in done:
-                    fresh += 1
-                    if len(batch) + moved < limit and select(message):
-                        batch.append(message)
-                    else:
-                        keep[message["MessageId"]] = message["ReceiptHandle"]
-            empty = 0 if fresh else empty + 1
+        for fresh in sweep.batches():
+            batch = [m for m in fresh if select(m)][: limit - moved]  # the rest stays held
             if not batch:
                 continue
             entries = [
@@ -423,10 +451,7 @@ def move_manually(
             ]
             sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
             ok = {entry["Id"] for entry in sent.get("Successful", [])}
-            for i, m in enumerate(batch):
-                if str(i) not in ok:
-                    failed += 1
-                    keep[m["MessageId"]] = m["ReceiptHandle"]
+            failed += len(batch) - len(ok)
             delete = [(str(i), m) for i, m in enumerate(batch) if str(i) in ok]
             if delete:
                 sqs.delete_message_batch(
@@ -434,11 +459,13 @@ def move_manually(
                     Entries=[{"Id": i, "ReceiptHandle": m["ReceiptHandle"]} for i, m in delete],
                 )
             for _, m in delete:
-                done.add(m["MessageId"])
+                sweep.forget(m["MessageId"])
             moved += len(delete)
             progress(f"  {moved} moved")
+            if moved >= limit:
+                break
     finally:
-        release(sqs, dlq_url, keep.values())
+        sweep.release()
     return RedriveResult("receive-send-delete", moved, left=failed)
 
 
@@ -488,19 +515,20 @@ def run(args: argparse.Namespace) -> int:
             return _redrive(args, outputs, sqs, queue_url, dlq_url, describe)
         limit = args.limit or LISTING_LIMIT
         depth = sum(message_counts(dlq_url, sqs))  # before the listing hides what it reads
-        letters = inspect_dlq(
+        listing = inspect_dlq(
             sqs,
             dlq_url,
             describe,
             limit,
             select=_selector(describe, args.prefix),
-            # the ones a prefix selects may wait behind others: look further than the limit
-            scan=LISTING_LIMIT if args.prefix else 0,
+            # a dry run of a redrive with --prefix and no --limit counts every match
+            count_all=bool(args.prefix) and args.limit is None,
         )
     except (OutputsError, DlqError) as exc:
         return _fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return _fail(f"cannot read the stack in {args.outputs}: {exc}")
+    letters = listing.letters
     if args.json:
         listed = [letter.public() for letter in letters]
         # A redrive's JSON says whether it moved anything: this one did not.
@@ -512,11 +540,12 @@ def run(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    sys.stdout.write(render(args.queue, dlq_url, letters, depth))
+    sys.stdout.write(render(args.queue, dlq_url, letters, depth, prefix=args.prefix, listing=listing))
     if args.dlq_command == "redrive":
-        # without --prefix or --limit, --execute moves every message, listed or not
-        everything = not args.prefix and args.limit is None
-        count = max(depth, len(letters)) if everything else len(letters)
+        if not args.prefix and args.limit is None:  # --execute moves every message, listed or not
+            count = max(depth, len(letters))
+        else:  # what --execute selects: every match, or the first --limit of them
+            count = min(listing.selected, args.limit or listing.selected)
         sys.stdout.write(
             f"\nDry run: {count} message(s) would move back to the {args.queue} queue "
             f"({queue_url}).\nRun again with --execute to move them.\n"
@@ -584,10 +613,25 @@ def _single_attempt_sqs(outputs: StackOutputs) -> Any:
     return outputs.session().client("sqs", **kwargs)
 
 
-def render(queue: str, dlq_url: str, letters: Sequence[DeadLetter], depth: int = 0) -> str:
-    listed = f"{len(letters) or 'no'} message(s)"
-    if depth > len(letters):
-        listed += f" listed, of about {depth} in the DLQ"
+def render(
+    queue: str,
+    dlq_url: str,
+    letters: Sequence[DeadLetter],
+    depth: int = 0,
+    *,
+    prefix: str = "",
+    listing: Listing | None = None,
+) -> str:
+    if prefix and listing is not None:
+        # how many match, and out of how many looked at: "none" is a finding, not a guess
+        seen = f"{listing.examined} examined" + (f" of about {depth}" if depth > listing.examined else "")
+        listed = f"{listing.selected or 'no'} message(s) match --prefix {printable(prefix)} ({seen})"
+        if listing.selected > len(letters):
+            listed += f"; the first {len(letters)} listed"
+    else:
+        listed = f"{len(letters) or 'no'} message(s)"
+        if depth > len(letters):
+            listed += f" listed, of about {depth} in the DLQ"
     lines = [f"{queue} DLQ ({dlq_url}): {listed}"]
     for letter in letters:
         version = f"  version {letter.version}" if letter.version else ""

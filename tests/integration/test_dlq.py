@@ -455,3 +455,37 @@ def test_only_a_missing_move_task_falls_back(code, status, unsupported):
             # and anything else is an error the operator must see
             with pytest.raises(ClientError):
                 dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN)
+
+
+def test_a_prefix_finds_its_messages_behind_more_than_a_listing_of_others(stack, capsys, monkeypatch):
+    # Given more unrelated dead letters than a listing shows (1,000 in use), then two wanted
+    monkeypatch.setattr(dlq, "LISTING_LIMIT", 3)
+    for i in range(6):
+        stack.dead_letter("processing", s3_event(f"incoming/bulk/{i}.csv", "v1"))
+    for i in range(2):
+        stack.dead_letter("processing", s3_event(f"incoming/late/{i}.csv", "v1"))
+    selection = ("--queue", "processing", "--prefix", "incoming/late/")
+    # When they are listed, dry-run redriven and redriven
+    _, listed = stack.cli(capsys, "inspect", *selection, "--json")
+    _, text = stack.cli(capsys, "inspect", *selection)
+    _, dry = stack.cli(capsys, "redrive", *selection)
+    code, done = stack.cli(capsys, "redrive", *selection, "--execute", "--json")
+    # Then the listing and the dry run show the two that the redrive moves
+    assert sorted(x["subject"] for x in listed) == ["incoming/late/0.csv", "incoming/late/1.csv"]
+    assert "2 message(s) match --prefix incoming/late/ (8 examined)" in text
+    assert "Dry run: 2 message(s) would move" in dry
+    assert code == 0 and done["moved"] == 2
+
+
+def test_the_dry_run_of_a_prefix_counts_every_match_not_only_those_listed(stack, capsys, monkeypatch):
+    # Given five dead letters the prefix selects, and listings cut at two
+    monkeypatch.setattr(dlq, "LISTING_LIMIT", 2)
+    stack.dead_letter("processing", s3_event("incoming/other/x.csv", "v1"))
+    for i in range(5):
+        stack.dead_letter("processing", s3_event(f"incoming/sales/{i}.csv", "v1"))
+    # When the redrive with that prefix (and no limit) is dry-run
+    code, text = stack.cli(capsys, "redrive", "--queue", "processing", "--prefix", "incoming/sales/")
+    # Then it lists two and counts the five --execute would move
+    assert code == 0
+    assert "5 message(s) match --prefix incoming/sales/ (6 examined); the first 2 listed" in text
+    assert "Dry run: 5 message(s) would move" in text
