@@ -4,8 +4,8 @@
     headrace dlq redrive --queue processing                   # dry run: what would move
     headrace dlq redrive --queue processing --execute         # move it back to the work queue
 
-``inspect`` never consumes a message: it receives each with a short visibility timeout and
-makes it visible again at once. Each message is shown with what it is about (processing and
+``inspect`` never consumes a message: it receives each, keeps it hidden while it scans,
+and makes them all visible again when it is done. Each message is shown with what it is about (processing and
 load: the object key and version; ingest: the tenant and log id, never the text) and the
 failure the pipeline recorded for it (the metadata item's ``error``/``last_error``, or
 ``load_error`` for the load queue; EventBridge's ``ERROR_CODE``/``ERROR_MESSAGE`` for events
@@ -52,6 +52,9 @@ QUEUES = {
 # How long a message listed or being moved stays hidden from other readers.
 PEEK_VISIBILITY_SECONDS = 30
 MOVE_VISIBILITY_SECONDS = 120
+# A pass that runs longer renews what it holds for as long as it has run, at most this long
+# at a time (a pass killed without its cleanup leaves them hidden for at most that long).
+MAX_HOLD_SECONDS = 3600
 # How many messages a listing shows (without --limit). With --prefix it receives as many as
 # it takes to find them, as the redrive does.
 LISTING_LIMIT = 1000
@@ -104,13 +107,24 @@ def _iso_ms(value: str | None) -> str | None:
 
 class Sweep:
     """One pass over a queue: receives every message it can see, once each, and keeps each
-    hidden (for ``visibility`` seconds) until the caller deletes it or the pass ends with
-    :meth:`release`."""
+    hidden from other readers, and from its own later receives, until the caller deletes it
+    or the pass ends with :meth:`release`.
 
-    def __init__(self, sqs: Any, url: str, visibility: int):
-        self.sqs, self.url, self.visibility = sqs, url, visibility
+    A message is received with a visibility timeout of ``visibility`` seconds, and renewed
+    before that runs out for as long as the pass goes on: each renewal hides it for as long
+    as the pass has run so far (at least ``visibility``, at most ``MAX_HOLD_SECONDS``), so a
+    long pass renews each message a few times, not every ``visibility`` seconds. Should a
+    held message come back all the same (a renewal refused or too late), the pass stops and
+    says so (``complete`` False): the end of the queue it would otherwise see there is not
+    the end."""
+
+    def __init__(self, sqs: Any, url: str, visibility: int, clock: Callable[[], float] = time.monotonic):
+        self.sqs, self.url, self.visibility, self.clock = sqs, url, visibility, clock
+        self.started = clock()
         self.held: dict[str, str] = {}  # message id -> its newest receipt handle
+        self.hidden_until: dict[str, float] = {}  # message id -> when it shows again (clock)
         self.received: dict[str, int] = {}  # message id -> receives by this pass
+        self.complete = True
 
     @property
     def examined(self) -> int:
@@ -120,11 +134,14 @@ class Sweep:
     def batches(self) -> Iterator[list[dict[str, Any]]]:
         """The messages of each receive that this pass had not received before.
 
-        Ends after two receives in a row bring nothing new (the second one long-polls for a
+        Ends after two receives in a row bring nothing (the second one long-polls for a
         second, which asks every SQS server, so an empty answer means the queue has no more
-        visible messages). The caller stops early by leaving the loop."""
+        visible messages), or when a message it holds comes back (``complete`` False). The
+        caller stops early by leaving the loop."""
         empty = 0
         while empty < 2:
+            self.renew()
+            received_at = self.clock()
             messages = self.sqs.receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=BATCH,
@@ -133,25 +150,52 @@ class Sweep:
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
-            fresh = []
+            fresh, came_back = [], False
             for message in messages:
                 ident = message["MessageId"]
-                if ident not in self.received:
+                if ident in self.received:
+                    came_back = True
+                else:
                     fresh.append(message)
                 self.received[ident] = self.received.get(ident, 0) + 1
-                self.held[ident] = message["ReceiptHandle"]  # came back: keep the newest handle
-            empty = 0 if fresh else empty + 1
+                self.held[ident] = message["ReceiptHandle"]
+                self.hidden_until[ident] = received_at + self.visibility
+            empty = 0 if messages else empty + 1
             if fresh:
                 yield fresh
+            if came_back:
+                self.complete = False
+                return
+
+    def renew(self) -> None:
+        """Hide again, for longer, each held message that would show within half the
+        visibility timeout."""
+        now = self.clock()
+        due = [i for i in self.held if self.hidden_until[i] - now < self.visibility / 2]
+        hold = int(min(MAX_HOLD_SECONDS, max(self.visibility, now - self.started)))
+        for start in range(0, len(due), BATCH):
+            chunk = due[start : start + BATCH]
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": self.held[i], "VisibilityTimeout": hold}
+                    for n, i in enumerate(chunk)
+                ],
+            )
+            # one refused (its handle expired) shows again: batches() notices and stops
+            for i in chunk:
+                self.hidden_until[i] = now + hold
 
     def forget(self, message_id: str) -> None:
-        """The message is gone from the queue (deleted): nothing to release."""
+        """The message is gone from the queue (deleted): nothing to renew or release."""
         self.held.pop(message_id, None)
+        self.hidden_until.pop(message_id, None)
 
     def release(self) -> None:
         """Make every message still held visible again now."""
         release(self.sqs, self.url, self.held.values())
         self.held.clear()
+        self.hidden_until.clear()
 
 
 def release(sqs: Any, url: str, receipt_handles: Iterable[str]) -> None:
@@ -290,6 +334,7 @@ class Listing:
     letters: list[DeadLetter]
     selected: int  # messages ``select`` accepted (more than listed when ``count_all``)
     examined: int  # distinct messages received
+    complete: bool = True  # False: the scan stopped before the end (see :class:`Sweep`)
 
 
 def inspect_dlq(
@@ -322,7 +367,7 @@ def inspect_dlq(
                         chosen.append(message)
             if selected >= limit and not count_all:
                 break
-        return Listing([describe(m) for m in chosen], selected, sweep.examined)
+        return Listing([describe(m) for m in chosen], selected, sweep.examined, sweep.complete)
     finally:
         sweep.release()
 
@@ -334,6 +379,8 @@ class RedriveResult:
     moved: int
     left: int = 0  # matching messages that could not be sent (still in the DLQ)
     task: dict[str, Any] | None = None
+    examined: int | None = None  # messages received (a manual move)
+    complete: bool = True  # False: the scan stopped before the end (see :class:`Sweep`)
 
 
 def _unsupported(exc: Exception) -> bool:
@@ -466,7 +513,9 @@ def move_manually(
                 break
     finally:
         sweep.release()
-    return RedriveResult("receive-send-delete", moved, left=failed)
+    return RedriveResult(
+        "receive-send-delete", moved, left=failed, examined=sweep.examined, complete=sweep.complete
+    )
 
 
 # ------------------------------------------------------------------------------ command
@@ -529,6 +578,8 @@ def run(args: argparse.Namespace) -> int:
     except (BotoCoreError, ClientError) as exc:
         return _fail(f"cannot read the stack in {args.outputs}: {exc}")
     letters = listing.letters
+    if not listing.complete:
+        _incomplete(listing.examined, depth, "listed")
     if args.json:
         listed = [letter.public() for letter in letters]
         # A redrive's JSON says whether it moved anything: this one did not.
@@ -539,7 +590,7 @@ def run(args: argparse.Namespace) -> int:
         )
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
+        return 0 if listing.complete else 1
     sys.stdout.write(render(args.queue, dlq_url, letters, depth, prefix=args.prefix, listing=listing))
     if args.dlq_command == "redrive":
         if not args.prefix and args.limit is None:  # --execute moves every message, listed or not
@@ -550,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
             f"\nDry run: {count} message(s) would move back to the {args.queue} queue "
             f"({queue_url}).\nRun again with --execute to move them.\n"
         )
-    return 0
+    return 0 if listing.complete else 1
 
 
 def _redrive(
@@ -562,6 +613,7 @@ def _redrive(
     describe: Describer,
 ) -> int:
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
+    depth = sum(message_counts(dlq_url, sqs))
     result: RedriveResult | None = None
     if not args.prefix and args.limit is None:
         # A probe that fails fast: an emulator answers an unknown action with an error that
@@ -589,7 +641,20 @@ def _redrive(
         )
         if result.left:
             print(f"{result.left} message(s) could not be sent and stay in the DLQ.")
-    return 1 if result.left else 0
+    if not result.complete:
+        _incomplete(result.examined or 0, depth, "considered for the redrive")
+    return 1 if result.left or not result.complete else 0
+
+
+def _incomplete(examined: int, depth: int, done: str) -> None:
+    """Say that a scan stopped before the end of the DLQ (:class:`Sweep`)."""
+    rest = f"; about {depth - examined} more not examined" if depth > examined else ""
+    print(
+        f"headrace: warning: looked at {examined} of about {depth} message(s){rest}: a message this "
+        f"command had hidden became visible again before it was done, so not every message was "
+        f"{done}; run it again",
+        file=sys.stderr,
+    )
 
 
 def _positive(value: str) -> int:

@@ -4,6 +4,7 @@ handles; the metadata table built from the program's own definition."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from handlers.dal.queues import message_counts
 from handlers.models import tables
 from headrace import dlq
 from headrace.cli import main
+from headrace.outputs import StackOutputs
 
 from .conftest import REGION, queue_arn
 
@@ -489,3 +491,106 @@ def test_the_dry_run_of_a_prefix_counts_every_match_not_only_those_listed(stack,
     assert code == 0
     assert "5 message(s) match --prefix incoming/sales/ (6 examined); the first 2 listed" in text
     assert "Dry run: 5 message(s) would move" in text
+
+
+# ------------------------------------------------------------------ scans that outlast the visibility timeout
+class SlowReceives:
+    """An SQS client whose receives take ``delay`` seconds: a scan of a large DLQ on AWS."""
+
+    def __init__(self, sqs: Any, delay: float):
+        self.sqs, self.delay = sqs, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        time.sleep(self.delay)
+        return self.sqs.receive_message(**kwargs)
+
+
+def fill(stack: Stack, others: int, wanted: int) -> None:
+    """``others`` dead letters under incoming/a/, then ``wanted`` under incoming/b/."""
+    keys = [f"incoming/a/{i}.csv" for i in range(others)] + [f"incoming/b/{i}.csv" for i in range(wanted)]
+    for start in range(0, len(keys), 10):
+        stack.sqs.send_message_batch(
+            QueueUrl=stack.urls["processing-dlq"],
+            Entries=[
+                {"Id": str(i), "MessageBody": s3_event(k, "v1")}
+                for i, k in enumerate(keys[start : start + 10])
+            ],
+        )
+
+
+def wanted(message: dict[str, Any]) -> bool:
+    return "incoming/b/" in message["Body"]
+
+
+def test_a_redrive_whose_scan_outlasts_the_visibility_timeout_still_reaches_every_message(stack):
+    # Given 100 other dead letters ahead of 5 wanted ones, and a scan slower than the one
+    # second the messages it passes over stay hidden (120 s in use)
+    fill(stack, 100, 5)
+    sqs = SlowReceives(stack.sqs, 0.15)
+    # When the wanted ones are redriven
+    result = dlq.move_manually(
+        sqs, stack.urls["processing-dlq"], stack.urls["processing"], select=wanted, visibility=1
+    )
+    # Then all five moved (the messages passed over were kept hidden until the end), and the
+    # scan says it saw everything
+    assert (result.moved, result.left) == (5, 0)
+    assert (result.examined, result.complete) == (105, True)
+    assert stack.depth("processing-dlq") == 100
+
+
+def test_a_listing_whose_scan_outlasts_the_visibility_timeout_still_reaches_every_message(stack):
+    # Given the same DLQ, listed with a prefix by a slow scan
+    fill(stack, 100, 5)
+    describe = dlq.Describer("processing", stack.table)
+    listing = dlq.inspect_dlq(
+        SlowReceives(stack.sqs, 0.15),
+        stack.urls["processing-dlq"],
+        describe,
+        1000,
+        select=wanted,
+        count_all=True,
+        visibility=1,
+    )
+    # Then the five are listed, out of all 105, and every message is visible again
+    assert sorted(x.subject for x in listing.letters) == [f"incoming/b/{i}.csv" for i in range(5)]
+    assert (listing.examined, listing.complete) == (105, True)
+    assert stack.visible("processing-dlq") == 105
+
+
+class RefusedRenewals(SlowReceives):
+    """A slow client whose visibility renewals SQS refuses (the handles expired meanwhile)."""
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> Any:
+        if any(entry["VisibilityTimeout"] == 0 for entry in kwargs["Entries"]):  # a release
+            return self.sqs.change_message_visibility_batch(**kwargs)
+        failed = [
+            {"Id": e["Id"], "SenderFault": True, "Code": "ReceiptHandleIsInvalid"} for e in kwargs["Entries"]
+        ]
+        return {"Successful": [], "Failed": failed}
+
+
+def test_a_scan_that_meets_a_message_it_hid_again_stops_and_says_so(stack, capsys, monkeypatch):
+    # Given a slow scan whose renewals do not keep the messages hidden
+    fill(stack, 40, 2)
+    monkeypatch.setattr(dlq, "MOVE_VISIBILITY_SECONDS", 1)
+    client = StackOutputs.client
+    monkeypatch.setattr(
+        StackOutputs,
+        "client",
+        lambda self, service, **config: (
+            RefusedRenewals(client(self, service, **config), 0.1)
+            if service == "sqs"
+            else client(self, service, **config)
+        ),
+    )
+    # When a prefix redrive runs
+    selection = ("--queue", "processing", "--prefix", "incoming/b/")
+    code = main(["dlq", "redrive", *selection, "--execute", "--outputs", str(stack.outputs)])
+    # Then, having met the messages it passed over again, it does not claim to be done:
+    # a warning, and exit status 1
+    captured = capsys.readouterr()
+    assert "headrace: warning: looked at" in captured.err and "run it again" in captured.err
+    assert code == 1
