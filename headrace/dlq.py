@@ -24,6 +24,7 @@ redrive its result with ``"dry_run": false``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -381,6 +382,7 @@ class RedriveResult:
     task: dict[str, Any] | None = None
     examined: int | None = None  # messages received (a manual move)
     complete: bool = True  # False: the scan stopped before the end (see :class:`Sweep`)
+    repeated: int = 0  # messages this run moved that came back to the DLQ meanwhile (left there)
 
 
 def _unsupported(exc: Exception) -> bool:
@@ -476,12 +478,25 @@ def move_manually(
     again at the end). Send before delete: an interruption leaves a message in both queues,
     never in neither. Scans as :func:`inspect_dlq` does (:class:`Sweep`): receives that
     bring only rejected messages do not end it, since the selected ones may wait behind
-    them."""
-    moved, failed = 0, 0
+    them.
+
+    A message this run moved may fail again and land in the DLQ again before the run ends
+    (a poison file): it is not moved a second time, nor counted, nor given a ``limit``
+    slot, but left in the DLQ (``repeated``). It is known by the message id the send gave
+    it (SQS keeps the id when it moves a message to a DLQ) or by its body: a message with
+    the body of one this run moved is left too."""
+    moved, failed, repeated = 0, 0, 0
+    sent_ids: set[str] = set()  # ids the work queue gave the messages this run sent
+    sent_bodies: set[str] = set()  # digests of their bodies
     sweep = Sweep(sqs, dlq_url, visibility or MOVE_VISIBILITY_SECONDS)
     try:
         for fresh in sweep.batches():
-            batch = [m for m in fresh if select(m)][: limit - moved]  # the rest stays held
+            batch: list[dict[str, Any]] = []
+            for m in fresh:  # what is not moved stays held: released at the end
+                if m["MessageId"] in sent_ids or _digest(m["Body"]) in sent_bodies:
+                    repeated += 1
+                elif select(m) and len(batch) + moved < limit:
+                    batch.append(m)
             if not batch:
                 continue
             entries = [
@@ -498,6 +513,8 @@ def move_manually(
             ]
             sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
             ok = {entry["Id"] for entry in sent.get("Successful", [])}
+            sent_ids.update(entry["MessageId"] for entry in sent.get("Successful", []))
+            sent_bodies.update(_digest(m["Body"]) for i, m in enumerate(batch) if str(i) in ok)
             failed += len(batch) - len(ok)
             delete = [(str(i), m) for i, m in enumerate(batch) if str(i) in ok]
             if delete:
@@ -514,8 +531,17 @@ def move_manually(
     finally:
         sweep.release()
     return RedriveResult(
-        "receive-send-delete", moved, left=failed, examined=sweep.examined, complete=sweep.complete
+        "receive-send-delete",
+        moved,
+        left=failed,
+        examined=sweep.examined,
+        complete=sweep.complete,
+        repeated=repeated,
     )
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------ command
@@ -641,6 +667,12 @@ def _redrive(
         )
         if result.left:
             print(f"{result.left} message(s) could not be sent and stay in the DLQ.")
+        if result.repeated:
+            print(
+                f"{result.repeated} message(s) left in the DLQ: this run had moved the same message "
+                "already, and it failed again and came back while the redrive ran (or it was a "
+                "duplicate); `headrace dlq inspect` shows why."
+            )
     if not result.complete:
         _incomplete(result.examined or 0, depth, "considered for the redrive")
     return 1 if result.left or not result.complete else 0

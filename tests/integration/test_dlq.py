@@ -594,3 +594,70 @@ def test_a_scan_that_meets_a_message_it_hid_again_stops_and_says_so(stack, capsy
     captured = capsys.readouterr()
     assert "headrace: warning: looked at" in captured.err and "run it again" in captured.err
     assert code == 1
+
+
+# ------------------------------------------------------------------ a message that comes back during the redrive
+def fail_again(stack: Stack) -> str:
+    """What the pipeline does with a redriven poison file: its message fails every receive
+    in the work queue and SQS moves it to the DLQ again. The key it was about."""
+    body = ""
+    for _ in range(10):
+        messages = stack.sqs.receive_message(
+            QueueUrl=stack.urls["processing"], MaxNumberOfMessages=1, VisibilityTimeout=0
+        ).get("Messages", [])
+        body = body or (messages[0]["Body"] if messages else "")
+    return str(json.loads(body)["detail"]["object"]["key"])
+
+
+def test_a_message_that_fails_again_during_the_redrive_is_not_moved_twice(stack, capsys):
+    # Given twelve dead letters, one of them a poison file that fails again as soon as it is
+    # back in the work queue
+    for i in range(12):
+        stack.dead_letter("processing", s3_event(f"incoming/s/{i}.csv", "v1"))
+    came_back: list[str] = []
+
+    def progress(_: str) -> None:
+        if not came_back:
+            came_back.append(fail_again(stack))
+
+    # When the DLQ is redriven
+    result = dlq.move_manually(
+        stack.sqs, stack.urls["processing-dlq"], stack.urls["processing"], progress=progress
+    )
+    # Then the twelve moved once each; the poison file, back in the DLQ, was left there
+    assert result.moved == 12
+    assert [json.loads(b)["detail"]["object"]["key"] for b in stack.bodies("processing-dlq")] == came_back
+    assert result.repeated == 1
+
+
+class ReversedReceives(SlowReceives):
+    """Receives answer the newest messages first (SQS promises no order)."""
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        answer = self.sqs.receive_message(**kwargs)
+        return {**answer, "Messages": answer.get("Messages", [])[::-1]}
+
+
+def test_a_message_that_comes_back_takes_no_slot_of_the_limit(stack):
+    # Given eleven dead letters, redriven with --limit 11, and the first message moved back
+    # in the DLQ (a new message, same body) before the eleventh is received
+    for i in range(11):
+        stack.dead_letter("processing", s3_event(f"incoming/s/{i}.csv", "v1"))
+    repeat: list[str] = []
+
+    def progress(_: str) -> None:
+        if not repeat:
+            back = stack.sqs.receive_message(QueueUrl=stack.urls["processing"], MaxNumberOfMessages=1)
+            repeat.append(back["Messages"][0]["Body"])
+            stack.sqs.send_message(QueueUrl=stack.urls["processing-dlq"], MessageBody=repeat[0])
+
+    result = dlq.move_manually(
+        ReversedReceives(stack.sqs, 0),
+        stack.urls["processing-dlq"],
+        stack.urls["processing"],
+        limit=11,
+        progress=progress,
+    )
+    # Then the eleven distinct dead letters moved, and the repeat is what is left
+    assert stack.bodies("processing-dlq") == repeat
+    assert (result.moved, result.repeated) == (11, 1)
