@@ -273,6 +273,8 @@ class Describer:
         letter.status = item.get("status")
         letter.attempts = _int(item.get("attempts"))
         letter.reason = str(item.get("error") or item.get("last_error") or "")
+        if letter.status == "completed" and not letter.reason:
+            letter.reason = _completed_but_dead(item)
         if item.get("superseded_by"):
             letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
 
@@ -307,6 +309,37 @@ class Describer:
         letter.reason = (
             f"not recorded outside the logs: search the ingest-worker's log group for log_id {log_id}"
         )
+
+
+def _completed_but_dead(item: dict[str, Any]) -> str:
+    """Why a version the processor marked completed is in the processing DLQ all the same.
+
+    Its last attempts did not end normally after the completed mark (the invocation timed
+    out or crashed before the message was acknowledged; marking completed clears the
+    recorded errors). The "File Processed" event is published after that mark: the load
+    status tells whether the loader got it."""
+    load_status = item.get("load_status")
+    if load_status == "loaded":
+        return (
+            f"completed and loaded ({item.get('load_rows', '?')} rows), but the invocation did not end "
+            "normally after that (a timeout or a crash): nothing is missing; a redrive is harmless"
+        )
+    if load_status == "failed":
+        return f"completed, but loading it failed (see the load DLQ): {item.get('load_error') or 'no reason'}"
+    if load_status:
+        return f"completed (load status {load_status}), but the invocation did not end normally after that"
+    if item.get("load_error") or item.get("load_attempts"):
+        return (
+            "completed, and the loader has its File Processed event but has not loaded it yet "
+            f"(retrying: {item.get('load_error') or 'no error recorded'})"
+        )
+    return (
+        "completed, but the invocation did not end normally after it was marked completed (a timeout "
+        "or a crash): its File Processed event may not have been sent, and it is not loaded (no "
+        "load status). Redrive it to have it loaded: it is processed again (the same outputs; "
+        "the warehouse replaces its rows), unless the processor recorded the work as done, which "
+        "it does only once the event is sent"
+    )
 
 
 def _first_line(exc: Exception) -> str:

@@ -661,3 +661,35 @@ def test_a_message_that_comes_back_takes_no_slot_of_the_limit(stack):
     # Then the eleven distinct dead letters moved, and the repeat is what is left
     assert stack.bodies("processing-dlq") == repeat
     assert (result.moved, result.repeated) == (11, 1)
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        ({}, "its File Processed event may not have been sent, and it is not loaded"),
+        ({"load_status": "loaded", "load_rows": 2}, "completed and loaded (2 rows)"),
+        ({"load_status": "failed", "load_error": "OperationalError"}, "loading it failed (see the load DLQ)"),
+    ],
+)
+def test_a_completed_version_in_the_processing_dlq_says_what_its_load_status_means(
+    stack, capsys, load, expected
+):
+    # Given a version its invocation marked completed and then timed out on, before the
+    # message was acknowledged (marking completed clears the recorded errors)
+    key = "incoming/wide/w.csv"
+    stack.table.put_item(
+        Item={
+            "object_key": key,
+            "version": "v1",
+            "status": "completed",
+            "attempts": 5,
+            "row_count": 2,
+            **load,
+        }
+    )
+    stack.dead_letter("processing", s3_event(key, "v1"))
+    # When the DLQ is inspected
+    _, letters = stack.cli(capsys, "inspect", "--queue", "processing", "--json")
+    # Then the reason is not "no failure recorded": it says whether the file still needs loading
+    assert letters[0]["status"] == "completed"
+    assert expected in letters[0]["reason"]
