@@ -68,8 +68,10 @@ def _record_metrics(outcome: Outcome) -> None:
 
 
 @idempotent_function(data_keyword_argument="work", config=idempotency, persistence_store=persistence)
-def process(work: ObjectRef, attempt: int, deadline: float | None = None) -> dict[str, Any]:
-    return process_object(work, settings, store, attempt, _record_metrics, deadline).as_dict()
+def process(
+    work: ObjectRef, attempt: int, deadline: float | None = None, finish_by: float | None = None
+) -> dict[str, Any]:
+    return process_object(work, settings, store, attempt, _record_metrics, deadline, finish_by).as_dict()
 
 
 def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
@@ -93,8 +95,9 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         logger.info("a folder marker, or a key without one of the raw suffixes: nothing to process")
         return {"status": "ignored"}
     maybe_crash(settings.crash_rate, attempt, ref.key)
+    finish_by = budget.finish_by() if budget else None
     try:
-        result = process(work=ref, attempt=attempt, deadline=deadline)
+        result = process(work=ref, attempt=attempt, deadline=deadline, finish_by=finish_by)
     except IdempotencyAlreadyInProgressError:
         # Another invocation is processing this very version right now (a duplicate
         # delivery): not a failure of the file. Retried later, it is acknowledged as done.

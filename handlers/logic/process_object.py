@@ -38,7 +38,7 @@ from handlers.dal.catalog import GlueCatalog
 from handlers.dal.metadata import MetadataStore, iso
 from handlers.logic.catalog import sync_table
 from handlers.logic.layout import ProcessedKeys, processed_keys
-from handlers.logic.processing import OutOfScratchSpace, UnprocessableFile, process_file
+from handlers.logic.processing import OutOfScratchSpace, OutOfTime, UnprocessableFile, process_file
 from handlers.logic.processing.deadline import check_by
 from handlers.logic.processing.engine import scratch_space
 from handlers.logic.processing.summary import columns_without_values
@@ -78,10 +78,14 @@ def process_object(
     attempt: int = 1,
     record: Callable[[Outcome], None] = lambda _: None,
     deadline: float | None = None,
+    finish_by: float | None = None,
 ) -> Outcome:
     """``record`` is called with the outcome (metrics) when the file completes, and when it
     fails for the first time (not on the retries of a file already failed). Processing
-    still running at ``deadline`` (``time.monotonic()``) is stopped: ``OutOfTime``."""
+    still running at ``deadline`` (``time.monotonic()``) is stopped: ``OutOfTime``; so is a
+    file whose outputs are written only at ``finish_by`` or later, before it is marked
+    completed: what follows that mark (the "File Processed" event) must fit in the
+    invocation too."""
     started = utcnow()
     with tempfile.TemporaryDirectory(prefix="processor-", dir=settings.scratch_dir) as tmp:
         work = Path(tmp)
@@ -156,6 +160,13 @@ def process_object(
         return _skip(ref, store, "superseded", SUPERSEDED)
     data = summary.to_json_dict()
     try:
+        if finish_by is not None and time.monotonic() >= finish_by:
+            # marked completed, then cut off before its event is sent, the version would
+            # be recorded completed and never loaded
+            raise OutOfTime(
+                "too little of the invocation was left to mark the file completed and send its "
+                "File Processed event (its outputs were written, then removed)"
+            )
         recorded = _complete(ref, settings, store, data, keys, started, timings)
     except Exception:
         # Not completed (retried, or given up on): its outputs must not be read as data meanwhile,

@@ -5,7 +5,11 @@ record of the batch (the ones already done too) returns to the queue after the v
 timeout, the file that ran out of time is retried without a recorded reason, and the files
 after it in the batch were never started — with a file that always runs out of time, they
 would share its fate. So the processor starts a file only while enough time is left, and
-stops processing it early enough to write the outcome before the timeout.
+stops processing it early enough to write the outcome before the timeout. Of the time kept
+back, the first half is for writing the outputs and the second for what follows marking the
+file completed (its "File Processed" event above all): a file is not marked completed once
+only that second half is left, since an invocation cut off after the mark leaves a version
+recorded completed whose event was never sent.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class TimeBudget:
         if usable_ms < self.reserve_ms:
             return None
         return time.monotonic() + usable_ms / 1000
+
+    def finish_by(self) -> float:
+        """The ``time.monotonic()`` from which a file started now must no longer be marked
+        completed: half the reserve is then left for what must follow that mark."""
+        return time.monotonic() + (self.context.get_remaining_time_in_millis() - self.reserve_ms / 2) / 1000
 
     def not_started(self) -> NotStarted:
         """The failure of a record there is too little time left to start (``deadline`` None)."""

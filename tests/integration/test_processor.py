@@ -575,6 +575,33 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert pipeline.item(obj)["row_count"] == 300_000
 
 
+def test_a_file_whose_outputs_are_written_too_late_is_not_marked_completed(pipeline, monkeypatch):
+    # Given an invocation with 3 s left (600 ms kept back: processing must stop by 2.4 s, and
+    # the file be marked completed by 2.7 s) and outputs that take 2.8 s to write
+    from handlers.dal import s3
+
+    real = s3.put_json
+
+    def slow_put_json(*args, **kwargs):
+        time.sleep(2.8)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s3, "put_json", slow_put_json)
+    obj = pipeline.upload("incoming/slow-write.csv", SALES)
+    pipeline.announce(obj)
+    # When it is processed
+    records, response = pipeline.poll(Invocation(3_000))
+    # Then it is not marked completed with too little time left to send its event (an
+    # invocation cut off there leaves it completed and never loaded): it is retried, with
+    # the setting to raise, and its outputs are removed
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["status"] == "processing"
+    assert item["last_error"].startswith("OutOfTime: too little of the invocation was left to mark")
+    assert "functions.processor.timeout_seconds" in item["last_error"]
+    assert pipeline.processed_keys() == [] and pipeline.published() == []
+
+
 @pytest.mark.parametrize(
     ("where", "error", "reason", "setting", "metric"),
     [
