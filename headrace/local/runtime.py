@@ -71,6 +71,31 @@ class RuntimeBusy(EmulatorError):
     """Another runtime serves from the same state directory, or a port is taken."""
 
 
+def not_running(outputs_path: Path) -> str | None:
+    """Why ``outputs_path`` is not the outputs file of an embedded runtime running now (None
+    when it is): a runtime writes ``outputs.json`` in its state directory and holds that
+    directory's lock while it runs; one killed without its cleanup leaves the file behind."""
+    state_dir = outputs_path.resolve().parent
+    lock_path = state_dir / "runtime.lock"
+    if outputs_path.name != "outputs.json" or not lock_path.exists():
+        return (
+            f"{outputs_path} is not the outputs file of an embedded runtime (`headrace local up` "
+            "writes it in its state directory, beside its logs and scratch space: "
+            ".headrace/local/outputs.json)"
+        )
+    fd = os.open(lock_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused while a runtime holds it
+    except BlockingIOError:
+        return None
+    finally:
+        os.close(fd)  # releases the probe's lock at once
+    return (
+        f"the embedded runtime that wrote {outputs_path} is not running (it stopped without "
+        "removing the file: killed?); start it with `headrace local up`"
+    )
+
+
 class LocalRuntime:
     def __init__(
         self,

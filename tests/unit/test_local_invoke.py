@@ -1,0 +1,84 @@
+"""``headrace local invoke`` needs a running embedded runtime: anything else is one error
+line (exit 2), and nothing is written beside an outputs file that is not the runtime's."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headrace.cli import main
+from tests.stack_outputs import STACK_OUTPUTS
+
+# where nothing listens: a runtime killed with SIGKILL leaves its endpoint behind like this
+DEAD = {
+    **STACK_OUTPUTS,
+    "aws_endpoint_url": "http://127.0.0.1:1",
+    "aws_access_key_id": "test",
+    "aws_secret_access_key": "test",
+    "function_names": {"report": "report"},
+}
+
+
+def write_outputs(directory: Path, name: str = "outputs.json") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(json.dumps(DEAD))
+    return path
+
+
+def invoke(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["local", "invoke", "report", "--outputs", str(path), "--payload", '{"date": "today"}'])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[Path]:
+    """A state directory whose lock a runtime holds (as `headrace local up` does)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    fd = os.open(state / "runtime.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield state
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("name", ["outputs.json", "copy.json"])
+def test_an_outputs_file_outside_a_runtime_s_state_directory_is_refused(tmp_path, capsys, name):
+    # Given a copy of a runtime's outputs file somewhere else
+    path = write_outputs(tmp_path / "elsewhere", name)
+    # When a function is invoked with it
+    code, err = invoke(path, capsys)
+    # Then one line says what it needs, and no scratch or log folder appears beside the file
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"headrace: error: {path} is not the outputs file of an embedded runtime")
+    assert sorted(p.name for p in path.parent.iterdir()) == [name]
+
+
+def test_the_outputs_file_of_a_stopped_runtime_is_refused(tmp_path, capsys):
+    # Given the state directory of a runtime killed without its cleanup: its outputs file
+    # and an unheld lock
+    path = write_outputs(tmp_path / "state")
+    (path.parent / "runtime.lock").write_text("12345\n")
+    # When a function is invoked with it
+    code, err = invoke(path, capsys)
+    # Then one line says the runtime is not running
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "the embedded runtime that wrote" in err and "is not running" in err
+    assert "scratch" not in {p.name for p in path.parent.iterdir()}
+
+
+def test_a_runtime_that_does_not_answer_is_one_error_line(held_lock, capsys):
+    # Given a running runtime's state directory whose endpoint does not answer
+    path = write_outputs(held_lock)
+    # When a function is invoked
+    code, err = invoke(path, capsys)
+    # Then the connection error is one line, not a traceback
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"headrace: error: cannot reach the embedded runtime of {path}: ")
