@@ -81,7 +81,7 @@ class DeadLetter:
     subject: str  # object key, or tenant/log id
     version: str | None
     sent_at: str | None
-    receives: int  # receives in the DLQ so far (inspect adds one)
+    receives: int  # receives before this listing: work queue and DLQ, earlier listings included
     status: str | None  # metadata status (load_status for the load queue)
     reason: str
     attempts: int | None = None
@@ -401,7 +401,10 @@ def inspect_dlq(
                         chosen.append(message)
             if selected >= limit and not count_all:
                 break
-        return Listing([describe(m) for m in chosen], selected, sweep.examined, sweep.complete)
+        letters = [describe(m) for m in chosen]
+        for letter in letters:  # this listing's own receives are no attempts
+            letter.receives = max(0, letter.receives - sweep.received.get(letter.message_id, 0))
+        return Listing(letters, selected, sweep.examined, sweep.complete)
     finally:
         sweep.release()
 
@@ -769,7 +772,8 @@ def render(
         lines.append(f"  {printable(letter.subject)}{version}")
         facts = [
             f"sent {letter.sent_at}" if letter.sent_at else "",
-            f"received {letter.receives} time(s) in all (work queue and DLQ)",
+            f"received {letter.receives} time(s) before this listing (work queue and DLQ; "
+            "earlier listings and dry runs count too)",
         ]
         if letter.status:
             facts.append(f"status {letter.status}")

@@ -693,3 +693,14 @@ def test_a_completed_version_in_the_processing_dlq_says_what_its_load_status_mea
     # Then the reason is not "no failure recorded": it says whether the file still needs loading
     assert letters[0]["status"] == "completed"
     assert expected in letters[0]["reason"]
+
+
+def test_the_receive_count_leaves_out_the_listing_s_own_receive(stack, capsys):
+    # Given a message EventBridge put in the DLQ itself: never received by anyone
+    stack.dead_letter("processing", s3_event("incoming/a.csv", "v1"))
+    # When it is listed
+    _, letters = stack.cli(capsys, "inspect", "--queue", "processing", "--json")
+    _, text = stack.cli(capsys, "inspect", "--queue", "processing")
+    # Then its count is not the listing's own receive, and the text says what it counts
+    assert letters[0]["receives"] == 0
+    assert "received 1 time(s) before this listing (work queue and DLQ; earlier listings" in text
