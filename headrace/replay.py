@@ -238,12 +238,12 @@ def run(args: argparse.Namespace) -> int:
     for key in args.keys:
         try:
             done = replayer.replay(key, version=args.version, force=args.force, dry_run=args.dry_run)
-        except (ReplayError, OutputsError) as exc:
-            print(f"headrace: error: {exc}", file=sys.stderr)
+        except (ReplayError, OutputsError) as exc:  # they quote the key: shown escaped
+            print(f"headrace: error: {printable(str(exc))}", file=sys.stderr)
             failed += 1
             continue
         except ClientError as exc:  # this key's request was refused: the next may not be
-            print(f"headrace: error: {key}: {exc}", file=sys.stderr)
+            print(f"headrace: error: {printable(key)}: {printable(str(exc))}", file=sys.stderr)
             failed += 1
             continue
         except BotoCoreError as exc:

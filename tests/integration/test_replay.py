@@ -222,3 +222,15 @@ def test_a_key_the_processor_ignores_is_refused_by_the_stacks_suffixes(pipeline,
     # while a key with one of them is replayed as before
     code, out, _ = replay(str(with_suffixes), capsys, pipeline.upload("incoming/sales/ok.csv", GOOD)["key"])
     assert code == 0 and "replayed incoming/sales/ok.csv" in out
+
+
+def test_an_error_about_a_key_shows_the_key_escaped(pipeline, outputs, capsys):
+    # Given a key holding a terminal escape sequence and a newline (keys are the uploader's)
+    forged = "incoming/poison/ctl\x1b[2J\nFAKE.csv"
+    # When its replay fails (no such object)
+    code, _, err = replay(outputs, capsys, forged)
+    # Then the error is one line, with the control characters written as escapes
+    assert code == 2
+    assert err == (
+        f"headrace: error: incoming/poison/ctl\\x1b[2J\\nFAKE.csv: no such object in {pipeline.raw} (deleted?)\n"
+    )
