@@ -5,11 +5,13 @@
     headrace dlq redrive --queue processing --execute         # move it back to the work queue
 
 ``inspect`` never consumes a message: it receives each, keeps it hidden while it scans,
-and makes them all visible again when it is done. Each message is shown with what it is about (processing and
-load: the object key and version; ingest: the tenant and log id, never the text) and the
-failure the pipeline recorded for it (the metadata item's ``error``/``last_error``, or
-``load_error`` for the load queue; EventBridge's ``ERROR_CODE``/``ERROR_MESSAGE`` for events
-it could not deliver).
+and makes them all visible again when it is done. Each message is shown with what it is
+about (processing and load: the object key and version; ingest: the tenant and log id,
+never the text) and the failure the pipeline recorded for it (the metadata item's
+``error``/``last_error``, or ``load_error`` for the load queue; EventBridge's
+``ERROR_CODE``/``ERROR_MESSAGE`` for events it could not deliver). With ``--prefix``, the
+listing and the dry run look through as much of the DLQ as the redrive does. A scan that
+cannot keep what it passed over hidden stops, says how far it got, and exits 1.
 
 ``redrive`` is a dry run unless ``--execute`` is given. It moves messages back to the queue
 the DLQ serves: with SQS's message move task (``StartMessageMoveTask``) where the service
