@@ -526,13 +526,13 @@ def wanted(message: dict[str, Any]) -> bool:
 
 
 def test_a_redrive_whose_scan_outlasts_the_visibility_timeout_still_reaches_every_message(stack):
-    # Given 100 other dead letters ahead of 5 wanted ones, and a scan slower than the one
-    # second the messages it passes over stay hidden (120 s in use)
+    # Given 100 other dead letters ahead of 5 wanted ones, and a scan slower than the two
+    # seconds the messages it passes over stay hidden (120 s in use)
     fill(stack, 100, 5)
-    sqs = SlowReceives(stack.sqs, 0.15)
+    sqs = SlowReceives(stack.sqs, 0.25)
     # When the wanted ones are redriven
     result = dlq.move_manually(
-        sqs, stack.urls["processing-dlq"], stack.urls["processing"], select=wanted, visibility=1
+        sqs, stack.urls["processing-dlq"], stack.urls["processing"], select=wanted, visibility=2
     )
     # Then all five moved (the messages passed over were kept hidden until the end), and the
     # scan says it saw everything
@@ -546,13 +546,13 @@ def test_a_listing_whose_scan_outlasts_the_visibility_timeout_still_reaches_ever
     fill(stack, 100, 5)
     describe = dlq.Describer("processing", stack.table)
     listing = dlq.inspect_dlq(
-        SlowReceives(stack.sqs, 0.15),
+        SlowReceives(stack.sqs, 0.25),
         stack.urls["processing-dlq"],
         describe,
         1000,
         select=wanted,
         count_all=True,
-        visibility=1,
+        visibility=2,
     )
     # Then the five are listed, out of all 105, and every message is visible again
     assert sorted(x.subject for x in listing.letters) == [f"incoming/b/{i}.csv" for i in range(5)]
@@ -573,15 +573,16 @@ class RefusedRenewals(SlowReceives):
 
 
 def test_a_scan_that_meets_a_message_it_hid_again_stops_and_says_so(stack, capsys, monkeypatch):
-    # Given a slow scan whose renewals do not keep the messages hidden
-    fill(stack, 40, 2)
+    # Given a scan slower than the second the messages it passes over stay hidden, whose
+    # renewals do not keep them hidden
+    fill(stack, 60, 2)
     monkeypatch.setattr(dlq, "MOVE_VISIBILITY_SECONDS", 1)
     client = StackOutputs.client
     monkeypatch.setattr(
         StackOutputs,
         "client",
         lambda self, service, **config: (
-            RefusedRenewals(client(self, service, **config), 0.1)
+            RefusedRenewals(client(self, service, **config), 0.25)
             if service == "sqs"
             else client(self, service, **config)
         ),
