@@ -160,14 +160,7 @@ def process_object(
         return _skip(ref, store, "superseded", SUPERSEDED)
     data = summary.to_json_dict()
     try:
-        if finish_by is not None and time.monotonic() >= finish_by:
-            # marked completed, then cut off before its event is sent, the version would
-            # be recorded completed and never loaded
-            raise OutOfTime(
-                "too little of the invocation was left to mark the file completed and send its "
-                "File Processed event (its outputs were written, then removed)"
-            )
-        recorded = _complete(ref, settings, store, data, keys, started, timings)
+        recorded = _complete(ref, settings, store, data, keys, started, timings, finish_by)
     except Exception:
         # Not completed (retried, or given up on): its outputs must not be read as data meanwhile,
         # nor for good next to the version before it (the latest version wins). A failure to
@@ -222,11 +215,14 @@ def _complete(
     keys: ProcessedKeys,
     started: datetime,
     timings: dict[str, float],
+    finish_by: float | None,
 ) -> tuple[datetime, str | None] | None:
     """Bring the Glue table in step and mark the version ``completed``: its completion time
     and the catalog's refusal, if any; None when a newer version completed meanwhile.
     Query catalog (handlers/logic/catalog.py): transient errors propagate (retried); a
-    refusal is recorded as ``catalog_error`` and the file completes."""
+    refusal is recorded as ``catalog_error`` and the file completes. Not marked at or after
+    ``finish_by`` (``OutOfTime``): cut off after the mark, before its event is sent, the
+    version would be recorded completed and never loaded."""
     catalog_error = None
     if settings.glue_database:
         catalog_error = sync_table(
@@ -237,6 +233,11 @@ def _complete(
             keys.ingest_date,
             settings.processed_bucket,
             without_values=columns_without_values(data),
+        )
+    if finish_by is not None and time.monotonic() >= finish_by:
+        raise OutOfTime(
+            "too little of the invocation was left to mark the file completed and send its "
+            "File Processed event (its outputs were written, then removed)"
         )
     completed = utcnow()
     timings["total"] = _ms(completed - started)

@@ -16,7 +16,7 @@ from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import OutOfMemory
 
-from .conftest import REGION, Invocation, LambdaContext, emitted_metrics
+from .conftest import REGION, Invocation, LambdaContext, Pipeline, emitted_metrics
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -575,18 +575,28 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert pipeline.item(obj)["row_count"] == 300_000
 
 
-def test_a_file_whose_outputs_are_written_too_late_is_not_marked_completed(pipeline, monkeypatch):
+@pytest.mark.parametrize("slow", ["writing the outputs", "the query catalog's update"])
+def test_a_file_not_marked_completed_in_time_is_not_marked_at_all(aws, monkeypatch, tmp_path, slow):
     # Given an invocation with 3 s left (600 ms kept back: processing must stop by 2.4 s, and
-    # the file be marked completed by 2.7 s) and outputs that take 2.8 s to write
+    # the file be marked completed by 2.7 s), and the step before the mark taking 2.8 s
     from handlers.dal import s3
 
-    real = s3.put_json
+    if slow == "writing the outputs":
+        real = s3.put_json
 
-    def slow_put_json(*args, **kwargs):
-        time.sleep(2.8)
-        return real(*args, **kwargs)
+        def slow_put_json(*args, **kwargs):
+            time.sleep(2.8)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(s3, "put_json", slow_put_json)
+        monkeypatch.setattr(s3, "put_json", slow_put_json)
+    else:  # the Glue table is brought in step just before the mark
+        monkeypatch.setenv("GLUE_DATABASE", "headrace")
+
+        def slow_sync_table(*args, **kwargs):
+            time.sleep(2.8)
+
+        monkeypatch.setattr(process_object, "sync_table", slow_sync_table)
+    pipeline = Pipeline(monkeypatch, tmp_path)
     obj = pipeline.upload("incoming/slow-write.csv", SALES)
     pipeline.announce(obj)
     # When it is processed
