@@ -758,6 +758,14 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 "at a PostgreSQL you run",
             )
         )
+    if config.warehouse.mode == "rds" and config.warehouse.db_schema == "public":
+        problems.append(
+            (
+                "warehouse.schema",
+                "must not be public with warehouse.mode rds: the loader's own role owns its schema "
+                "(docs/warehouse-and-reports.md), and public is every role's",
+            )
+        )
     if (
         config.is_prod
         and config.warehouse.mode == "rds"

@@ -7,8 +7,9 @@ own that can do what loading needs and nothing more. That role
 - logs in with the password of the loader's connection secret (sent to the server as a
   SCRAM verifier computed here, so the password itself is never in a statement, which a
   server's statement log could keep);
-- owns the warehouse schema, hence creates, alters and fills the tables there, and is
-  handed the tables an earlier version created as the master user;
+- owns the warehouse schema (never ``public``), hence creates, alters and fills the tables
+  there, and is handed the tables an earlier version created as the master user (those
+  of other roles stay theirs);
 - has ``CONNECT`` on the database, and no other attribute or membership: it cannot create
   roles or databases, is not a member of ``rds_superuser`` (or any role), and reads nothing
   outside its schema that was not granted to everyone.
@@ -41,6 +42,8 @@ def ensure_loader_role(conn: psycopg.Connection[Any], role: str, password: str, 
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT current_user, current_database()")
         admin, database = cur.fetchone()  # type: ignore[misc]
+        if schema == "public":
+            raise RoleSetupRefused("the loader's role cannot own the public schema, which is every role's")
         if role == admin:
             raise RoleSetupRefused(
                 f"the loader's role {role!r} is the administrator's: the loader must log in as a role of its own"
@@ -115,12 +118,13 @@ def _own_schema(
         if not may_create:
             cur.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(database_ident, ident))
         done.append(f"schema {schema}: owner {found[0]} -> {role}")
+    # The tables an earlier loader made as the master user; another role's stay its own.
     cur.execute(
         "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind = ANY(%s) AND pg_get_userbyid(c.relowner) <> %s "
+        "WHERE n.nspname = %s AND c.relkind = ANY(%s) AND pg_get_userbyid(c.relowner) = current_user "
         "ORDER BY c.relname",
-        [schema, list(_TABLE_KINDS), role],
+        [schema, list(_TABLE_KINDS)],
     )
     for table, owner in cur.fetchall():
         cur.execute(

@@ -321,6 +321,7 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         ),
         ({**BASE, "warehouse": {"schema": "pg_data"}}, "headrace:warehouse.schema: names starting with pg_"),
         ({**BASE, "warehouse": {"schema": "s" * 64}}, "headrace:warehouse.schema: does not match"),
+        ({**BASE, "warehouse": {"schema": "public"}}, "headrace:warehouse.schema: must not be public"),
         ({**BASE, "raw_prefix": "in?coming/"}, "headrace:raw_prefix: must not contain '*', '?'"),
         ({**BASE, "raw_prefix": "p" * 300 + "/"}, "headrace:raw_prefix: is 301 bytes; at most 256"),
         ({**BASE, "raw_prefix": "${aws:username}/"}, "headrace:raw_prefix: must not contain '*', '?'"),

@@ -166,16 +166,29 @@ def test_an_upgrade_hands_the_master_users_tables_to_the_loader(rds, pipeline, m
     try:
         loader.process_and_load("incoming/sales/a.csv", SALES)
         assert set(rds.owners(schema).values()) == {rds.master}
+        # (and a table of another role there, an analyst's)
+        analyst = f"analyst_{rds.dbname}"
+        superuser = rds.server.conninfo(superuser=True, dbname=rds.dbname)
+        with psycopg.connect(superuser, autocommit=True) as su:
+            su.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(analyst)))
+            su.execute(
+                sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(*map(sql.Identifier, (schema, analyst)))
+            )
+            su.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(analyst)))
+            su.execute(sql.SQL("CREATE TABLE {}.notes (t text)").format(sql.Identifier(schema)))
         # When the upgrade writes the loader's own role into its secret and runs the setup
         rds.secrets.put_secret_value(
             SecretId=loader.env["DB_SECRET_ARN"],
             SecretString=json.dumps({**rds.server.secret(), **rds.loader_fields()}),
         )
         changes = rds.setup(loader)["changes"]
-        # Then the schema and every table are the loader's
+        # Then the schema and every table the master user made are the loader's; the
+        # analyst's stays the analyst's
         assert changes[0] == f"created role {rds.loader_role}"
         assert f"schema {schema}: owner {rds.master} -> {rds.loader_role}" in changes
-        assert set(rds.owners(schema).values()) == {rds.loader_role}
+        owners = rds.owners(schema)
+        assert owners.pop("notes") == analyst
+        assert set(owners.values()) == {rds.loader_role}
         # and the loader, logging in as its role now, alters and fills the tables it did not
         # create, keeping their rows
         loader.close()
@@ -233,6 +246,12 @@ def test_it_refuses_what_would_give_the_loader_more(rds, pipeline, monkeypatch, 
         admin.execute(sql.SQL("ALTER ROLE {} NOCREATEROLE").format(sql.Identifier(rds.loader_role)))
         admin.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(rds.loader_role)))
     with pytest.raises(RoleSetupRefused, match="as a member of pg_read_all_data"):
+        rds.setup(loader)
+    # Given the public schema, which is every role's
+    loader = _loader(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "username": "another"})
+    loader.close()
+    loader.schema = "public"
+    with pytest.raises(RoleSetupRefused, match="cannot own the public schema"):
         rds.setup(loader)
     # Given a loader secret naming another database than the administrator's
     loader = _loader(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "dbname": "other"})
