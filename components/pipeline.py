@@ -3,9 +3,11 @@ grants each function exactly the resources its handler uses (docs/contracts.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -80,6 +82,25 @@ RDS_OUTPUTS = ("db_admin_secret_arn",)
 # The warehouse setup function runs once per deployment that changes what it does: it
 # needs none of the per-function settings a stack tunes.
 WAREHOUSE_SETUP = FunctionSettings(memory_mb=256, timeout_seconds=60)
+# Its code: a change of these runs it again (not a change of any other handler, which would
+# make every code deployment need the database up).
+WAREHOUSE_SETUP_MODULES = (
+    "handlers/warehouse_setup.py",
+    "handlers/dal/warehouse_roles.py",
+    "handlers/dal/warehouse.py",
+    "handlers/dal/secrets.py",
+    "handlers/models/loader.py",
+)
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def warehouse_setup_code_hash(root: Path = REPOSITORY) -> str:
+    digest = hashlib.sha256()
+    for module in WAREHOUSE_SETUP_MODULES:
+        digest.update((root / module).read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -527,17 +548,20 @@ class Pipeline(pulumi.ComponentResource):
 
     def _warehouse_setup(self, code: FunctionCode) -> None:
         """RDS: the function that makes the loader's own database role with the master user's
-        secret, and its run during the deployment, again whenever a secret, the schema or the
+        secret, and its run during the deployment, again whenever a secret, the schema or its
         code changes (it changes nothing that is already as it should be)."""
         self.warehouse_setup: PipelineFunction | None = None
         self.warehouse_setup_run: aws.lambda_.Invocation | None = None
         warehouse = self.warehouse
         if warehouse.instance is None:
             return
-        admin_secret, admin_version = warehouse.admin_secret, warehouse.admin_secret_version
-        assert (
-            admin_secret is not None and admin_version is not None and warehouse.read_admin_secret is not None
+        admin_secret, admin_version, network = (
+            warehouse.admin_secret,
+            warehouse.admin_secret_version,
+            warehouse.network,
         )
+        assert admin_secret is not None and admin_version is not None and network is not None
+        assert warehouse.read_admin_secret is not None
         schema = self._config.warehouse.db_schema
         self.warehouse_setup = PipelineFunction(
             f"{self._name}-warehouse-setup",
@@ -563,9 +587,12 @@ class Pipeline(pulumi.ComponentResource):
                 "admin_secret": admin_version.version_id,
                 "loader_secret": warehouse.secret_version.version_id,
                 "schema": schema,
-                "code": code.source_code_hash,
+                "code": warehouse_setup_code_hash(),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[warehouse.instance, self.warehouse_setup]),
+            # the network too: its endpoint policy must pass the administrator secret first
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[warehouse.instance, network, self.warehouse_setup]
+            ),
         )
 
     # ------------------------------------------------------------------ helpers

@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
+from components.pipeline import WAREHOUSE_SETUP_MODULES, warehouse_setup_code_hash
 from tests.tls import authority
 
 from .conftest import DB_PASSWORD, Deployment, deploy
 from .mocks import is_secret
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _instance(stack: Deployment) -> Any:
@@ -146,13 +149,27 @@ def test_the_setup_function_makes_the_loaders_role_during_the_deployment(dev: De
         r.name.rsplit("-warehouse-", 1)[1]: r.outputs["versionId"]
         for r in dev.of_type("aws:secretsmanager/secretVersion:SecretVersion")
     }
-    code = setup.inputs["sourceCodeHash"]
     assert run.inputs["triggers"] == {
         "admin_secret": versions["db-admin-secret-value"],
         "loader_secret": versions["db-secret-value"],
         "schema": "headrace",
-        "code": code,
+        "code": warehouse_setup_code_hash(),
     }
+
+
+def test_the_setup_runs_again_for_a_change_of_its_own_code_only(tmp_path: Path) -> None:
+    # Given the repository's setup modules, and a copy with another handler changed
+    for module in {*WAREHOUSE_SETUP_MODULES, "handlers/report.py"}:
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / module).write_bytes((ROOT / module).read_bytes())
+    before = warehouse_setup_code_hash(tmp_path)
+    assert before == warehouse_setup_code_hash()
+    (tmp_path / "handlers/report.py").write_text("# changed\n")
+    # Then a change elsewhere does not trigger it (every code deployment would need the database)
+    assert warehouse_setup_code_hash(tmp_path) == before
+    # and a change of one of its modules does
+    (tmp_path / "handlers/dal/warehouse_roles.py").write_text("# changed\n")
+    assert warehouse_setup_code_hash(tmp_path) != before
 
 
 def test_external_database_password_comes_from_secret_config(local: Deployment) -> None:
