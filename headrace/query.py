@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -440,12 +441,21 @@ _LOCKDOWN = (
 _READ_ONLY = ("SELECT", "EXPLAIN", "MULTI")
 
 
+# EXPLAIN's own words, before the statement it explains: ANALYZE runs that statement.
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+|\([^)]*\)\s*)*", re.IGNORECASE)
+
+
 def _refuse_writes(con: Any, sql: str) -> None:
     """Refuse, before anything runs, every statement that is not a query (COPY, ATTACH,
-    INSTALL, SET, CREATE, ...): headrace query only reads, and an in-memory CREATE or INSERT
-    would report a success that changes nothing."""
+    INSTALL, SET, CREATE, ...), explained ones too (EXPLAIN ANALYZE runs them): headrace
+    query only reads, and an in-memory CREATE or INSERT would report a success that changes
+    nothing."""
     for statement in con.extract_statements(sql):
-        if statement.type.name not in _READ_ONLY:
+        text = str(statement.query)
+        explained = _EXPLAIN.match(text) if statement.type.name == "EXPLAIN" else None
+        if explained:
+            _refuse_writes(con, text[explained.end() :])
+        elif statement.type.name not in _READ_ONLY or statement.type.name == "EXPLAIN":
             words = str(statement.query).split()
             verb = words[0].upper() if words and words[0].isalpha() else ""
             verb = verb if verb not in ("", "WITH") else statement.type.name  # WITH ... INSERT

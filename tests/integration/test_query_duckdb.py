@@ -269,6 +269,10 @@ def test_sql_reads_no_file_but_the_stacks_tables(stack, sql):
         ("EXPORT DATABASE '{tmp}/exported'", "EXPORT"),
         ("CREATE TABLE copied AS SELECT * FROM sales", "CREATE"),
         ("SELECT 1; COPY (SELECT 1) TO '{tmp}/second.csv'", "COPY"),
+        # EXPLAIN ANALYZE runs the statement it explains
+        ("EXPLAIN ANALYZE CREATE TABLE t AS SELECT 42; SELECT * FROM t", "CREATE"),
+        ("explain analyze create macro m(a) as a + 1", "CREATE"),
+        ("EXPLAIN (FORMAT json) COPY (SELECT 1) TO '{tmp}/explained.csv'", "COPY"),
     ],
 )
 def test_statements_that_are_not_queries_are_refused_before_anything_runs(stack, tmp_path, sql, verb):
@@ -279,6 +283,11 @@ def test_statements_that_are_not_queries_are_refused_before_anything_runs(stack,
         "(SELECT, WITH, DESCRIBE, SHOW or EXPLAIN over the stack's tables)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_explained_queries_still_run(stack):
+    for sql in ("EXPLAIN SELECT * FROM sales", "EXPLAIN ANALYZE SELECT count(*) FROM sales"):
+        assert execute(stack["outputs"], sql).rows, sql
 
 
 def test_the_session_is_locked_down_and_ordinary_queries_still_run(stack, capsys):
