@@ -526,13 +526,14 @@ def wanted(message: dict[str, Any]) -> bool:
 
 
 def test_a_redrive_whose_scan_outlasts_the_visibility_timeout_still_reaches_every_message(stack):
-    # Given 100 other dead letters ahead of 5 wanted ones, and a scan slower than the two
-    # seconds the messages it passes over stay hidden (120 s in use)
+    # Given 100 other dead letters ahead of 5 wanted ones, and a scan (11 receives of 0.5 s)
+    # slower than the four seconds the messages it passes over stay hidden (120 s in use);
+    # renewed with two seconds to spare, a stall of the host below 1.5 s does not matter
     fill(stack, 100, 5)
-    sqs = SlowReceives(stack.sqs, 0.25)
+    sqs = SlowReceives(stack.sqs, 0.5)
     # When the wanted ones are redriven
     result = dlq.move_manually(
-        sqs, stack.urls["processing-dlq"], stack.urls["processing"], select=wanted, visibility=2
+        sqs, stack.urls["processing-dlq"], stack.urls["processing"], select=wanted, visibility=4
     )
     # Then all five moved (the messages passed over were kept hidden until the end), and the
     # scan says it saw everything
@@ -546,13 +547,13 @@ def test_a_listing_whose_scan_outlasts_the_visibility_timeout_still_reaches_ever
     fill(stack, 100, 5)
     describe = dlq.Describer("processing", stack.table)
     listing = dlq.inspect_dlq(
-        SlowReceives(stack.sqs, 0.25),
+        SlowReceives(stack.sqs, 0.5),
         stack.urls["processing-dlq"],
         describe,
         1000,
         select=wanted,
         count_all=True,
-        visibility=2,
+        visibility=4,
     )
     # Then the five are listed, out of all 105, and every message is visible again
     assert sorted(x.subject for x in listing.letters) == [f"incoming/b/{i}.csv" for i in range(5)]
