@@ -312,10 +312,6 @@ class RdsSettings(_Model):
             )
         return self
 
-    @property
-    def major_version(self) -> str:
-        return self.engine_version.split(".")[0]
-
 
 class ExternalDatabase(_Model):
     """A PostgreSQL the user runs; its password is the secret ``headrace:db_password``."""

@@ -393,10 +393,9 @@ class Warehouse(pulumi.ComponentResource):
         subnets = aws.rds.SubnetGroup(
             f"{name}-db-subnets", subnet_ids=[s.id for s in network.private_subnets], opts=child
         )
-        major = rds.engine_version.split(".")[0]
         parameters = aws.rds.ParameterGroup(
             f"{name}-db-params",
-            family=f"postgres{major}",
+            family=f"postgres{rds.engine_version}",  # a major version (config.py)
             description="headrace: TLS-only connections",
             parameters=[aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1")],
             opts=child,

@@ -122,7 +122,7 @@ def env(function: Any) -> dict[str, str]:
     return function.input("environment")["variables"]
 
 
-def test_five_functions_with_their_handlers_runtime_and_architecture(stack: Deployment) -> None:
+def test_the_functions_run_their_handlers_runtime_and_architecture(stack: Deployment) -> None:
     # Given a stack
     deployed = functions(stack)
     # Then the five functions of docs/contracts.md run their handlers on python3.12, and on
