@@ -866,6 +866,16 @@ LAMBDA_ENVIRONMENT_BYTES = 4096
 PROCESSOR_GENERATED_ENVIRONMENT_BYTES = 512
 
 
+def pii_environment(pii: Pii) -> dict[str, str]:
+    """The PII settings of the functions that redact (processor, ingest worker)."""
+    environment = {}
+    if pii.extra_rules:
+        environment["PII_EXTRA_RULES"] = json.dumps(list(pii.extra_rules), separators=(",", ":"))
+    if pii.disabled_rules:
+        environment["PII_DISABLED_RULES"] = ",".join(pii.disabled_rules)
+    return environment
+
+
 def processor_configured_environment(config: StackConfig) -> dict[str, dict[str, str]]:
     """The processor's environment variables whose values come from the stack config, by
     the key that sets them (as components/pipeline.py and components/functions.py write them)."""
@@ -880,12 +890,9 @@ def processor_configured_environment(config: StackConfig) -> dict[str, dict[str,
         },
         "functions.processor.log_level": {"POWERTOOLS_LOG_LEVEL": fn.log_level},
     }
-    if pii.extra_rules:
-        parts["pii.extra_rules"] = {
-            "PII_EXTRA_RULES": json.dumps(list(pii.extra_rules), separators=(",", ":"))
-        }
-    if pii.disabled_rules:
-        parts["pii.disabled_rules"] = {"PII_DISABLED_RULES": ",".join(pii.disabled_rules)}
+    for variable, value in pii_environment(pii).items():
+        key = "pii.extra_rules" if variable == "PII_EXTRA_RULES" else "pii.disabled_rules"
+        parts[key] = {variable: value}
     if config.faults.crash_rate:
         parts["faults.crash_rate"] = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)}
     if config.catalog_enabled and config.catalog.database is not None:

@@ -18,7 +18,7 @@ from handlers.models.tables import METADATA
 
 from .alarms import Alarms, AlarmsArgs
 from .catalog import RESULTS_PREFIX, QueryCatalog, QueryCatalogArgs
-from .config import FunctionSettings, StackConfig
+from .config import FunctionSettings, StackConfig, pii_environment
 from .functions import (
     FunctionCode,
     LambdaPackage,
@@ -227,7 +227,7 @@ class Pipeline(pulumi.ComponentResource):
         code = self.package.code
         raw, reports = self.buckets.raw, self.buckets.reports
         idempotency = self.tables.idempotency
-        pii = self._pii_environment()
+        pii: dict[str, pulumi.Input[str]] = {**pii_environment(config.pii)}
         faults = {"HEADRACE_CRASH_RATE": str(config.faults.crash_rate)} if config.faults.crash_rate else {}
         catalog_environment: dict[str, pulumi.Input[str]] = {}
         catalog_statements: list[Allow] = []
@@ -638,15 +638,6 @@ class Pipeline(pulumi.ComponentResource):
             sqs_source=source,
             vpc=vpc,
         )
-
-    def _pii_environment(self) -> dict[str, pulumi.Input[str]]:
-        pii = self._config.pii
-        environment: dict[str, pulumi.Input[str]] = {}
-        if pii.extra_rules:
-            environment["PII_EXTRA_RULES"] = json.dumps(list(pii.extra_rules), separators=(",", ":"))
-        if pii.disabled_rules:
-            environment["PII_DISABLED_RULES"] = ",".join(pii.disabled_rules)
-        return environment
 
     def _warehouse_args(self, args: PipelineArgs, loader_data: list[Allow]) -> WarehouseArgs:
         config = args.config
