@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
 
@@ -963,19 +963,24 @@ def config_warnings(config: StackConfig) -> list[str]:
     return warnings
 
 
+def _problems(exc: ValidationError, key: Callable[[tuple[Any, ...]], str]) -> list[str]:
+    """One line per error, each naming its key as ``key`` spells a location."""
+    problems = []
+    for error in exc.errors():
+        loc, cause = tuple(error["loc"]), error.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblem):
+            problems.append(f"{key((*loc, cause.field))}: {cause.message}")
+        else:
+            problems.append(f"{key(loc)}: {_describe(error)}")
+    return problems
+
+
 def parse_config(values: Mapping[str, Any]) -> StackConfig:
     """Validate decoded config values (top-level key -> value); raise ConfigError."""
     try:
         config = StackConfig.model_validate(dict(values))
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc, cause = tuple(error["loc"]), error.get("ctx", {}).get("error")
-            if isinstance(cause, FieldProblem):
-                problems.append(f"{_key((*loc, cause.field))}: {cause.message}")
-            else:
-                problems.append(f"{_key(loc)}: {_describe(error)}")
-        raise ConfigError(problems) from None
+        raise ConfigError(_problems(exc, _key)) from None
     cross = _cross_checks(config)
     if cross:
         raise ConfigError([f"{NAMESPACE}:{key}: {message}" for key, message in cross])
@@ -1090,14 +1095,7 @@ def load_aws_settings(reader: ConfigReader, config: StackConfig) -> AwsSettings:
     try:
         settings = AwsSettings.model_validate(values)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc, cause = tuple(error["loc"]), error.get("ctx", {}).get("error")
-            if isinstance(cause, FieldProblem):
-                problems.append(f"{AWS_NAMESPACE}:{cause.field}: {cause.message}")
-            else:
-                problems.append(f"{AWS_NAMESPACE}:{'.'.join(map(str, loc))}: {_describe(error)}")
-        raise ConfigError(problems) from None
+        raise ConfigError(_problems(exc, lambda loc: f"{AWS_NAMESPACE}:{'.'.join(map(str, loc))}")) from None
     if settings.region is not None and settings.region != config.aws_region:
         where = (
             f"{NAMESPACE}:region ({config.region})"
