@@ -144,20 +144,28 @@ class Sweep:
 
         Ends after two receives in a row bring nothing (the second one long-polls for a
         second, which asks every SQS server, so an empty answer means the queue has no more
-        visible messages), or when a message it holds comes back (``complete`` False). The
-        caller stops early by leaving the loop."""
+        visible messages), or when a message it holds comes back or SQS refuses to hold more
+        (``complete`` False). The caller stops early by leaving the loop."""
         empty = 0
         while empty < 2:
             self.renew()
             received_at = self.clock()
-            messages = self.sqs.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=BATCH,
-                VisibilityTimeout=self.visibility,
-                WaitTimeSeconds=1 if empty else 0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
+            try:
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.url,
+                    MaxNumberOfMessages=BATCH,
+                    VisibilityTimeout=self.visibility,
+                    WaitTimeSeconds=1 if empty else 0,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "OverLimit":
+                    raise
+                # SQS holds at most about 120,000 messages of a queue in flight: this pass
+                # hides all it has seen, so it can see no further
+                self.complete = False
+                return
             fresh, came_back = [], False
             for message in messages:
                 ident = message["MessageId"]
@@ -735,8 +743,8 @@ def _incomplete(examined: int, depth: int, done: str) -> None:
     rest = f"; about {depth - examined} more not examined" if depth > examined else ""
     print(
         f"headrace: warning: looked at {examined} of about {depth} message(s){rest}: a message this "
-        f"command had hidden became visible again before it was done, so not every message was "
-        f"{done}; run it again",
+        f"command had hidden became visible again before it was done, or SQS refused to hide more "
+        f"(about 120,000 in flight at most), so not every message was {done}; run it again",
         file=sys.stderr,
     )
 

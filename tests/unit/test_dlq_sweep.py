@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from headrace import dlq
 
 
@@ -43,3 +46,30 @@ def test_only_the_messages_about_to_show_are_renewed_and_not_those_deleted():
     now[0] = 8.5
     sweep.renew()  # m10-m19 (13 s) are due now, m1-m9 not
     assert queue.renewed[1] == [f"h{i}" for i in range(10, 20)]
+
+
+class FullQueue(FakeQueue):
+    """A queue with as many messages in flight as SQS allows: the next receive is refused."""
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        if not self.waiting:
+            raise ClientError(
+                {"Error": {"Code": "OverLimit", "Message": "too many in flight"}}, "ReceiveMessage"
+            )
+        return super().receive_message(**kwargs)
+
+
+def test_a_pass_that_sqs_refuses_to_hide_more_for_stops_and_says_it_is_incomplete():
+    sweep = dlq.Sweep(FullQueue(20), "url", visibility=10)
+    # Then the pass yields what it got, then ends incomplete rather than failing
+    assert sum(len(batch) for batch in sweep.batches()) == 20
+    assert (sweep.examined, sweep.complete) == (20, False)
+
+
+def test_other_receive_errors_are_not_taken_for_the_end_of_the_queue():
+    class Denied(FakeQueue):
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ReceiveMessage")
+
+    with pytest.raises(ClientError):
+        list(dlq.Sweep(Denied(1), "url", visibility=10).batches())
