@@ -77,8 +77,6 @@ ADDITIONAL_OUTPUTS = (
 )
 # With the query catalog on (catalog.enabled; docs/query.md).
 CATALOG_OUTPUTS = ("glue_database", "athena_workgroup", "query_policy_arn")
-# With the warehouse on RDS (warehouse.mode rds).
-RDS_OUTPUTS = ("db_admin_secret_arn",)
 # The warehouse setup function runs once per deployment that changes what it does: it
 # needs none of the per-function settings a stack tunes.
 WAREHOUSE_SETUP = FunctionSettings(memory_mb=256, timeout_seconds=60)

@@ -71,12 +71,16 @@ class RuntimeBusy(EmulatorError):
     """Another runtime serves from the same state directory, or a port is taken."""
 
 
+# In the state directory: held (flock) by the runtime serving from it, for as long as it runs.
+LOCK_FILE = "runtime.lock"
+
+
 def not_running(outputs_path: Path) -> str | None:
     """Why ``outputs_path`` is not the outputs file of an embedded runtime running now (None
     when it is): a runtime writes ``outputs.json`` in its state directory and holds that
     directory's lock while it runs; one killed without its cleanup leaves the file behind."""
     state_dir = outputs_path.resolve().parent
-    lock_path = state_dir / "runtime.lock"
+    lock_path = state_dir / LOCK_FILE
     if outputs_path.name != "outputs.json" or not lock_path.exists():
         return (
             f"{outputs_path} is not the outputs file of an embedded runtime (`headrace local up` "
@@ -232,7 +236,7 @@ class LocalRuntime:
         runtime, and check the ports; raise :class:`RuntimeBusy`, having changed nothing,
         when another runtime holds the directory or a port is in use."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.state_dir / "runtime.lock"
+        lock_path = self.state_dir / LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

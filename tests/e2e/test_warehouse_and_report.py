@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -119,6 +120,13 @@ def test_the_staleness_signal_reads_the_completion_index(stack, loaded):
     assert result["exact"] is True and result["last_completed"], result
 
 
+def _invoke_report(stack: Any, payload: dict[str, Any]) -> int:
+    """``headrace local invoke report`` on the stack, as the README runs it."""
+    return main(
+        ["local", "invoke", "report", "--outputs", str(stack.outputs_path), "--payload", json.dumps(payload)]
+    )
+
+
 def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsys):
     if not stack.embedded:
         pytest.skip("headrace local invoke drives the embedded runtime")
@@ -127,16 +135,7 @@ def test_local_invoke_runs_the_report_as_its_execution_role(stack, loaded, capsy
     iam = stack.outputs.client("iam")
     iam.create_access_key(UserName="headrace-lambda-service")
     # the README's command: a sandbox outside the runtime, with the report role's credentials
-    command = [
-        "local",
-        "invoke",
-        "report",
-        "--outputs",
-        str(stack.outputs_path),
-        "--payload",
-        json.dumps({"date": today}),
-    ]
-    assert main(command) == 0
+    assert _invoke_report(stack, {"date": today}) == 0
     response = json.loads(capsys.readouterr().out)
     assert response["task"] == "report" and response["report_json"].endswith(f"reports/{today}/report.json")
     # the Lambda service identity's key made for the call is gone again
@@ -151,16 +150,7 @@ def test_local_invoke_keeps_the_metric_lines_the_function_prints(stack, capsys):
     log = stack.outputs_path.parent / "logs" / f"{stack.outputs.get('function_names')['report']}.invoke.log"
     before = log.stat().st_size if log.exists() else 0
     # When the signals task is invoked that way (the sandbox is killed as soon as it answers)
-    command = [
-        "local",
-        "invoke",
-        "report",
-        "--outputs",
-        str(stack.outputs_path),
-        "--payload",
-        '{"task": "signals"}',
-    ]
-    assert main(command) == 0
+    assert _invoke_report(stack, {"task": "signals"}) == 0
     assert json.loads(capsys.readouterr().out)["task"] == "signals"
     # Then the metric line Powertools printed (EMF) reached the log, as on Lambda
     with log.open("rb") as lines:

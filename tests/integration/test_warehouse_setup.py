@@ -116,6 +116,13 @@ def _loader(rds: Rds, pipeline, monkeypatch, tmp_path, fields: dict[str, Any]) -
     return Loader(pipeline, rds.server, monkeypatch, tmp_path, secret_fields=fields)
 
 
+def _configured(rds: Rds, pipeline, monkeypatch, tmp_path, fields: dict[str, Any]) -> Loader:
+    """A loader's secret and schema only, for the setup to read (its connection closed)."""
+    loader = _loader(rds, pipeline, monkeypatch, tmp_path, fields)
+    loader.close()
+    return loader
+
+
 def test_the_loader_loads_as_its_own_role_which_can_do_nothing_else(rds, pipeline, monkeypatch, tmp_path):
     # Given a loader whose secret names its own role, which does not exist yet
     loader = _loader(rds, pipeline, monkeypatch, tmp_path, rds.loader_fields())
@@ -207,8 +214,7 @@ def test_an_upgrade_hands_the_master_users_tables_to_the_loader(rds, pipeline, m
 
 def test_running_it_again_changes_only_the_password(rds, pipeline, monkeypatch, tmp_path):
     # Given a set-up loader role
-    loader = _loader(rds, pipeline, monkeypatch, tmp_path, rds.loader_fields())
-    loader.close()
+    loader = _configured(rds, pipeline, monkeypatch, tmp_path, rds.loader_fields())
     rds.setup(loader)
     # When the setup runs again as it is: nothing but the role's password verifier is rewritten
     assert rds.setup(loader)["changes"] == [f"updated role {rds.loader_role}"]
@@ -229,16 +235,14 @@ def test_running_it_again_changes_only_the_password(rds, pipeline, monkeypatch, 
 @pytest.mark.parametrize("server", ["machine"], indirect=True)
 def test_it_refuses_what_would_give_the_loader_more(rds, pipeline, monkeypatch, tmp_path):
     # Given a loader secret naming the master user itself
-    loader = _loader(rds, pipeline, monkeypatch, tmp_path, rds.admin())
-    loader.close()
+    loader = _configured(rds, pipeline, monkeypatch, tmp_path, rds.admin())
     # Then the setup refuses, saying why
     with pytest.raises(RoleSetupRefused, match="is the administrator's"):
         rds.setup(loader)
     # Given a loader role that exists with an administrative attribute
     with rds.connect(rds.master, rds.master_password) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(rds.loader_role)))
-    loader = _loader(rds, pipeline, monkeypatch, tmp_path, rds.loader_fields())
-    loader.close()
+    loader = _configured(rds, pipeline, monkeypatch, tmp_path, rds.loader_fields())
     with pytest.raises(RoleSetupRefused, match="administrative attributes"):
         rds.setup(loader)
     # Given a loader role that exists as a member of another role (whose privileges it would use)
@@ -248,13 +252,11 @@ def test_it_refuses_what_would_give_the_loader_more(rds, pipeline, monkeypatch, 
     with pytest.raises(RoleSetupRefused, match="as a member of pg_read_all_data"):
         rds.setup(loader)
     # Given the public schema, which is every role's
-    loader = _loader(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "username": "another"})
-    loader.close()
+    loader = _configured(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "username": "another"})
     loader.schema = "public"
     with pytest.raises(RoleSetupRefused, match="cannot own the public schema"):
         rds.setup(loader)
     # Given a loader secret naming another database than the administrator's
-    loader = _loader(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "dbname": "other"})
-    loader.close()
+    loader = _configured(rds, pipeline, monkeypatch, tmp_path, {**rds.loader_fields(), "dbname": "other"})
     with pytest.raises(RoleSetupRefused, match="must name the same database"):
         rds.setup(loader)
