@@ -33,7 +33,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             f"the administrator's secret names {admin.dbname} on {admin.host}:{admin.port}, the loader's "
             f"{loader.dbname} on {loader.host}:{loader.port}: they must name the same database"
         )
-    connections = Connections(lambda _: admin, application_name="headrace-warehouse-setup")
+    connections = Connections(
+        lambda refresh: db_credentials(settings.admin_secret_arn, refresh=refresh),
+        application_name="headrace-warehouse-setup",
+    )
     try:
         changes = ensure_loader_role(
             connections.get(), loader.username, loader.password, settings.warehouse_schema
