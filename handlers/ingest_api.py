@@ -93,6 +93,7 @@ def ingest() -> Response:
             tenant_header=_header("x-tenant-id"),
             log_id_header=_header("x-log-id"),
             content_encoding=_header("content-encoding"),
+            query=event.query_string_parameters or {},
         ),
         caller.tenant_id,
         limits,

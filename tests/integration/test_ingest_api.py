@@ -208,6 +208,22 @@ def test_writing_as_another_tenant_is_forbidden(stack, acme, beta):
         assert_refused(response, 403, "belongs to tenant 'beta'", stack)
 
 
+def test_the_query_string_of_a_post_is_checked_not_ignored(stack, acme):
+    # Given acme's key and a valid record
+    record = json.dumps({"tenant_id": "acme", "text": "x", "log_id": "q-1"})
+    headers = {"x-api-key": acme, "content-type": "application/json"}
+
+    def post(query: dict[str, str]):
+        return stack.call(stack.event("POST", "/ingest", body=record, headers=headers, query=query))
+
+    # When the query string names another tenant, or carries anything else
+    # Then the request is refused (403, 400) and nothing is enqueued
+    assert_refused(post({"tenant_id": "beta"}), 403, "names tenant 'beta'", stack)
+    assert_refused(post({"log_id": "q-2"}), 400, "unknown query parameter 'log_id'", stack)
+    # and naming the key's own tenant is accepted
+    assert post({"tenant_id": "acme"}).status == 202
+
+
 def test_unknown_route_is_404_and_wrong_method_is_405(stack, acme):
     missing = stack.call(stack.event("GET", "/nope", headers={"x-api-key": acme}))
     assert missing.status == 404 and "no route '/nope'" in missing.json["error"]

@@ -207,6 +207,23 @@ def test_tenant_ids_are_compared_exactly():
     refused(Forbidden, {"tenant_id": "acme ", "text": "x"})
 
 
+def test_a_tenant_id_query_parameter_must_name_the_keys_tenant():
+    # Given a request whose query string names another tenant (the body names the key's)
+    # Then it is refused like any other request naming another tenant
+    message = refused(Forbidden, {"tenant_id": "acme", "text": "x"}, query={"tenant_id": "beta"})
+    assert "tenant_id query parameter names tenant 'beta'" in message
+    # and one naming the key's own tenant changes nothing
+    accepted = parse({"tenant_id": "acme", "text": "x", "log_id": "q-1"}, query={"tenant_id": "acme"})
+    assert [m.log_id for m in accepted.messages] == ["q-1"]
+
+
+@pytest.mark.parametrize("name", ["log_id", "x-api-key", "text"])
+def test_other_query_parameters_are_a_400_not_ignored(name):
+    # a log_id in the query string would otherwise be dropped and a new id generated
+    message = refused(BadRequest, {"tenant_id": "acme", "text": "x"}, query={name: "req-1"})
+    assert f"unknown query parameter {name!r}" in message
+
+
 # ---------------------------------------------------------------------------- text/plain
 def test_text_plain_is_one_record_per_non_blank_line():
     body = "first line\r\n\n   \nsecond line\n"

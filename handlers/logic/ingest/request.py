@@ -1,7 +1,8 @@
 """POST /ingest: an HTTP request -> validated internal messages, or a 4xx ``ApiError``.
 
 Pure: no AWS, no HTTP framework. The order of the checks decides which error a request
-with several problems gets: 415 (media type, content coding) -> 413 (body size) -> 400
+with several problems gets: 403/400 (query parameters: only ``tenant_id``, naming the
+key's tenant) -> 415 (media type, content coding) -> 413 (body size) -> 400
 (encoding, JSON, shape) -> 403 (a tenant other than the key's) -> 400 (missing tenant,
 fields) -> 413 (record count, text size).
 
@@ -22,7 +23,8 @@ import base64
 import binascii
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +40,8 @@ TEXT_TYPE = "text/plain"
 ACCEPTED_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 RECORD_FIELDS = ("tenant_id", "text", "log_id")
 LOG_ID_RULE = "1-128 characters from A-Z a-z 0-9 . _ : -"
+# POST /ingest reads nothing from the query string; a tenant_id there must still be the key's.
+QUERY_PARAMETERS = ("tenant_id",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class HttpInput:
     tenant_header: str | None = None  # X-Tenant-ID
     log_id_header: str | None = None  # X-Log-ID
     content_encoding: str | None = None  # Content-Encoding
+    query: Mapping[str, str] = field(default_factory=dict)  # the query string's parameters
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Accepted:
 
 def parse_ingest(request: HttpInput, caller_tenant: str, limits: Limits, received_at: datetime) -> Accepted:
     """Validate and normalize one POST /ingest request made with ``caller_tenant``'s key."""
+    check_query(request.query, caller_tenant)
     kind = media_type(request.content_type)
     identity_coding(request.content_encoding)
     raw = body_bytes(request.body, request.is_base64_encoded, limits.max_body_bytes)
@@ -84,6 +90,20 @@ def parse_ingest(request: HttpInput, caller_tenant: str, limits: Limits, receive
             )
         return _json_records(text, request.tenant_header, caller_tenant, limits, received_at)
     return _text_records(text, request, caller_tenant, limits, received_at)
+
+
+# ----------------------------------------------------------------------------- query
+def check_query(params: Mapping[str, str], caller: str) -> None:
+    """POST /ingest takes its records from the body only. A ``tenant_id`` parameter naming
+    another tenant is a 403, as anywhere else; any other parameter is a 400, so that
+    ``?log_id=...`` cannot silently cost the client its retry safety."""
+    _check_tenant(params.get("tenant_id"), caller, "the tenant_id query parameter")
+    unknown = sorted(set(params) - set(QUERY_PARAMETERS))
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {shown(unknown[0])}: POST /ingest reads its records from the body "
+            "(a record's log_id is a field of a JSON record, or the X-Log-ID header with text/plain)"
+        )
 
 
 # ----------------------------------------------------------------------------- media type
