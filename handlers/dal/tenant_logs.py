@@ -4,10 +4,15 @@ Every read is a Query on one partition key, so it can only ever return one tenan
 The optional original text is encrypted with KMS under an encryption context naming the
 tenant; KMS encrypts at most 4096 bytes per call, so a longer original is stored as
 several ciphertexts (``original_ciphertext`` is a list), decrypted and joined in order.
+
+An item is gone once its ``ttl`` has passed, whether or not DynamoDB has deleted it yet
+(that can take days): listings skip it, and a new record with its log id replaces it
+instead of being dropped as a duplicate of a record about to vanish.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,13 +23,13 @@ from handlers.models.ingest import PUBLIC_LOG_FIELDS
 from .aws import Deadline, api_table, client, table
 
 KMS_MAX_PLAINTEXT = 4096
-_NEW_ITEM = "attribute_not_exists(tenant_id) AND attribute_not_exists(log_id)"
+# absent, or expired (DynamoDB deletes expired items only eventually); "ttl" is a reserved word
+_NEW_ITEM = "(attribute_not_exists(tenant_id) AND attribute_not_exists(log_id)) OR #ttl < :now"
+_LIVE_ITEM = "attribute_not_exists(#ttl) OR #ttl >= :now"
 # Listings read only what a tenant may see (never the ciphertext). Names go through
 # placeholders: several (text, source, ttl, ...) are DynamoDB reserved words.
-_PROJECTION = {
-    "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(PUBLIC_LOG_FIELDS))),
-    "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(PUBLIC_LOG_FIELDS)},
-}
+_PROJECTION = ", ".join(f"#p{i}" for i in range(len(PUBLIC_LOG_FIELDS)))
+_NAMES = {f"#p{i}": name for i, name in enumerate(PUBLIC_LOG_FIELDS)} | {"#ttl": "ttl"}
 
 
 class TenantLogStore:
@@ -37,7 +42,12 @@ class TenantLogStore:
         if original is not None:
             item = {**item, "original_ciphertext": self.encrypt(original, item["tenant_id"])}
         try:
-            table(self.table_name).put_item(Item=item, ConditionExpression=_NEW_ITEM)
+            table(self.table_name).put_item(
+                Item=item,
+                ConditionExpression=_NEW_ITEM,
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":now": int(time.time())},
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -51,13 +61,16 @@ class TenantLogStore:
         start_key: Mapping[str, str] | None,
         deadline: Deadline,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of ``tenant_id``'s records in log id order, and the key to continue
-        from (the API's read: bounded by its ``deadline``)."""
+        """One page of ``tenant_id``'s unexpired records in log id order, and the key to
+        continue from (the API's read: bounded by its ``deadline``). Expired items are
+        filtered out after ``limit`` items are read, so a page may hold fewer, even none."""
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": {":t": tenant_id},
+            "FilterExpression": _LIVE_ITEM,
+            "ExpressionAttributeValues": {":t": tenant_id, ":now": int(time.time())},
             "Limit": limit,
-            **_PROJECTION,
+            "ProjectionExpression": _PROJECTION,
+            "ExpressionAttributeNames": _NAMES,
         }
         if start_key:
             kwargs["ExclusiveStartKey"] = dict(start_key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 from typing import Any
 
@@ -335,6 +336,20 @@ def test_logs_returns_only_the_callers_redacted_records(stack, acme, beta):
         "redactions",
     }
     assert acme_page.json["items"][0]["redactions"] == {"phone": 1}
+
+
+def test_logs_leaves_out_expired_records_dynamodb_has_not_deleted_yet(stack, acme):
+    # Given two records, one of them past its ttl (DynamoDB deletes it only eventually)
+    ingest_and_store(stack, acme, "acme", ["expired", "live"], "t")
+    stack.logs_table.update_item(
+        Key={"tenant_id": "acme", "log_id": "t-000"},
+        UpdateExpression="SET #ttl = :past",
+        ExpressionAttributeNames={"#ttl": "ttl"},
+        ExpressionAttributeValues={":past": int(time.time()) - 60},
+    )
+    # When acme lists its logs, Then only the live one is there
+    page = stack.logs(acme)
+    assert page.status == 200 and [i["text"] for i in page.json["items"]] == ["live"]
 
 
 def test_logs_pages_with_an_opaque_cursor(stack, acme):

@@ -5,6 +5,7 @@ encrypted originals."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -109,6 +110,24 @@ def test_client_replay_with_the_same_log_id_is_stored_once(stack, acme):
     # Then one record exists, the first
     assert [(i["log_id"], i["text"]) for i in stack.all_stored()] == [("r-1", "first")]
     assert stack.logs(acme).json["items"][0]["text"] == "first"
+
+
+def test_a_log_id_whose_record_expired_is_stored_again_not_dropped(stack, acme):
+    # Given a record past its ttl that DynamoDB has not deleted yet (it may take days)
+    assert stack.post({"tenant_id": "acme", "text": "old", "log_id": "e-1"}, key=acme).status == 202
+    stack.drain()
+    stack.logs_table.update_item(
+        Key={"tenant_id": "acme", "log_id": "e-1"},
+        UpdateExpression="SET #ttl = :past",
+        ExpressionAttributeNames={"#ttl": "ttl"},
+        ExpressionAttributeValues={":past": int(time.time()) - 60},
+    )
+    # When a record with its log id arrives
+    assert stack.post({"tenant_id": "acme", "text": "new", "log_id": "e-1"}, key=acme).status == 202
+    stack.drain()
+    # Then it replaces the expired one (which would otherwise take it along when deleted)
+    item = stack.stored("acme", "e-1")
+    assert item["text"] == "new" and item["ttl"] > time.time()
 
 
 def test_same_log_id_in_two_tenants_are_two_records(stack):
