@@ -332,6 +332,7 @@ def dashboard_body(
             [
                 [custom, "LogsStored", "service", "ingest-worker"],
                 [custom, "LogsDuplicate", "service", "ingest-worker"],
+                [custom, "LogsConflict", "service", "ingest-worker"],
             ],
         ),
     ]

@@ -3,7 +3,8 @@
 Records are independent. A record that fails (a table or KMS error, a malformed message)
 is reported in ``batchItemFailures``, every time, so only it is retried; after the queue's
 ``maxReceiveCount`` receives SQS moves it to the DLQ. A redelivered or replayed
-``(tenant_id, log_id)`` is acknowledged without a second write (``LogsDuplicate``).
+``(tenant_id, log_id)`` is acknowledged without a second write (``LogsDuplicate``; with
+another text than the stored one, ``LogsConflict`` and a warning: the client reused a log id).
 Neither the original text nor message bodies are ever logged. A record there is too little
 of the invocation's time left to start is reported failed untouched (``TimeBudget``), so a
 slow batch never reaches the timeout, which would return every record of it to the queue.
@@ -70,15 +71,15 @@ def record_handler(record: IngestRecord) -> dict[str, Any]:
         raise
     finally:
         logger.remove_keys(list(_RECORD_KEYS))
-    if outcome.status == "stored":
-        metrics.add_metric(name="LogsStored", unit=MetricUnit.Count, value=1)
+    metric = {"stored": "LogsStored", "duplicate": "LogsDuplicate", "conflict": "LogsConflict"}
+    metrics.add_metric(name=metric[outcome.status], unit=MetricUnit.Count, value=1)
+    ids = {"tenant_id": message.tenant_id, "log_id": message.log_id}
+    if outcome.status == "conflict":
+        logger.warning(
+            "log_id reused for a different text: the stored record is kept, this one is dropped", extra=ids
+        )
     else:
-        metrics.add_metric(name="LogsDuplicate", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "log %s",
-        outcome.status,
-        extra={"tenant_id": message.tenant_id, "log_id": message.log_id, "redactions": outcome.redactions},
-    )
+        logger.info("log %s", outcome.status, extra={**ids, "redactions": outcome.redactions})
     return {"tenant_id": message.tenant_id, "log_id": message.log_id, "status": outcome.status}
 
 

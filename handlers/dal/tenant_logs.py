@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from handlers.models.ingest import PUBLIC_LOG_FIELDS
@@ -23,6 +24,7 @@ from handlers.models.ingest import PUBLIC_LOG_FIELDS
 from .aws import Deadline, api_table, client, table
 
 KMS_MAX_PLAINTEXT = 4096
+_DESERIALIZE = TypeDeserializer().deserialize
 # absent, or expired (DynamoDB deletes expired items only eventually); "ttl" is a reserved word
 _NEW_ITEM = "(attribute_not_exists(tenant_id) AND attribute_not_exists(log_id)) OR #ttl < :now"
 _LIVE_ITEM = "attribute_not_exists(#ttl) OR #ttl >= :now"
@@ -37,8 +39,9 @@ class TenantLogStore:
         self.table_name = table_name
         self.kms_key_arn = kms_key_arn
 
-    def put_once(self, item: dict[str, Any], original: str | None = None) -> bool:
-        """Store ``item`` unless its key exists. True when stored, False for a duplicate."""
+    def put_once(self, item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
+        """Store ``item`` unless its key exists (unexpired). None when stored; else the item
+        already stored under that key (``{}`` if DynamoDB did not return it)."""
         if original is not None:
             item = {**item, "original_ciphertext": self.encrypt(original, item["tenant_id"])}
         try:
@@ -47,12 +50,15 @@ class TenantLogStore:
                 ConditionExpression=_NEW_ITEM,
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":now": int(time.time())},
+                # the stored item comes back with the refusal: no read, no extra permission
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                stored = exc.response.get("Item") or {}
+                return {name: _DESERIALIZE(value) for name, value in stored.items()}
             raise
-        return True
+        return None
 
     def page(
         self,

@@ -98,7 +98,35 @@ def test_redelivered_message_is_stored_once_and_counted_as_duplicate(stack, caps
     item = stack.stored("acme", "dup")
     assert item["marker"] == 1 and item["text"].startswith("User [REDACTED:PHONE]")
     assert len(stack.all_stored()) == 1
-    assert emitted_metrics(capsys.readouterr().out) == {"LogsStored": 1, "LogsDuplicate": 3}
+    # (the copy with another text is counted apart: see the next test)
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "LogsStored": 1,
+        "LogsDuplicate": 2,
+        "LogsConflict": 1,
+    }
+
+
+def test_a_log_id_reused_for_another_text_is_reported_as_a_conflict(stack, acme, capsys):
+    # Given a stored record
+    assert stack.post({"tenant_id": "acme", "text": "first", "log_id": "c-1"}, key=acme).status == 202
+    stack.drain()
+    capsys.readouterr()
+    # When the client sends another text with the same log_id, and then the first text again
+    assert stack.post({"tenant_id": "acme", "text": "second", "log_id": "c-1"}, key=acme).status == 202
+    assert stack.post({"tenant_id": "acme", "text": "first", "log_id": "c-1"}, key=acme).status == 202
+    with capture_logs(stack.worker) as logs:
+        stack.drain()
+    # Then the first record is kept, and the reuse is told apart from the harmless retry
+    assert [(i["log_id"], i["text"]) for i in stack.all_stored()] == [("c-1", "first")]
+    assert emitted_metrics(capsys.readouterr().out) == {"LogsConflict": 1, "LogsDuplicate": 1}
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    warnings = {
+        (line["message"], line["tenant_id"], line["log_id"]) for line in lines if line["level"] == "WARNING"
+    }
+    assert warnings == {
+        ("log_id reused for a different text: the stored record is kept, this one is dropped", "acme", "c-1")
+    }
+    assert "second" not in logs.getvalue()  # the text itself is never logged
 
 
 def test_client_replay_with_the_same_log_id_is_stored_once(stack, acme):
@@ -197,7 +225,7 @@ def test_store_failure_is_retried_then_given_up_to_the_dlq(stack, monkeypatch):
 def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
     real = stack.worker.store.put_once
 
-    def put_once(item: dict[str, Any], original: str | None = None) -> bool:
+    def put_once(item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
         if item["log_id"] == "bad":
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
         return real(item, original)

@@ -30,12 +30,12 @@ class Store:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
 
-    def put_once(self, item: dict[str, Any], original: str | None = None) -> bool:
+    def put_once(self, item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
         key = (item["tenant_id"], item["log_id"])
         if key in self.items:
-            return False
+            return self.items[key][0]
         self.items[key] = (item, original)
-        return True
+        return None
 
 
 def test_item_is_redacted_with_the_file_processing_rules():
@@ -87,8 +87,9 @@ def test_a_rule_too_slow_for_one_record_fails_that_record_and_stores_nothing(mon
 def test_first_write_stores_then_replays_are_duplicates():
     store = Store()
     first = store_message(message(), RULES, store, now=NOW, ttl_days=1, keep_original=False)
-    again = store_message(message("different text"), RULES, store, now=NOW, ttl_days=1, keep_original=False)
-    assert (first.status, again.status) == ("stored", "duplicate")
+    again = store_message(message(), RULES, store, now=NOW, ttl_days=1, keep_original=False)
+    other = store_message(message("different text"), RULES, store, now=NOW, ttl_days=1, keep_original=False)
+    assert (first.status, again.status, other.status) == ("stored", "duplicate", "conflict")
     assert store.items[("acme", "l1")][0]["text"].startswith("User [REDACTED:PHONE]")
 
 

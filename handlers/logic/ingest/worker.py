@@ -4,7 +4,9 @@ Redaction uses the processor's PII rule set (``PiiOptions(...).rules``), so a ph
 is redacted the same way in a log line pushed to the API and in a file dropped in the raw
 bucket. The write is conditional on the item not existing: the first delivery of a
 ``(tenant_id, log_id)`` stores it, every later one (SQS redelivery, a client retry, a
-replay) is a ``duplicate`` and changes nothing.
+replay) changes nothing. A later one with the same (redacted) text is a ``duplicate``; one
+with another text is a ``conflict``: a client that reused a log id for a different record,
+whose new record is dropped, and which the worker reports rather than passing over.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from handlers.models.ingest import IngestMessage, iso_utc
 
 
 class LogStore(Protocol):
-    def put_once(self, item: dict[str, Any], original: str | None = None) -> bool: ...
+    def put_once(self, item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
+        """None when stored; else the item already stored under its key."""
+        ...
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["stored", "duplicate"]
+    status: Literal["stored", "duplicate", "conflict"]
     redactions: dict[str, int] = field(default_factory=dict)
 
 
@@ -60,5 +64,8 @@ def store_message(
     item = log_item(message, rules, now, ttl_days)
     # The original is worth keeping (encrypted) only when redaction changed something.
     original = message.text if keep_original and item["redactions"] else None
-    created = store.put_once(item, original=original)
-    return Outcome("stored" if created else "duplicate", item["redactions"])
+    existing = store.put_once(item, original=original)
+    if existing is None:
+        return Outcome("stored", item["redactions"])
+    same = existing.get("text", item["text"]) == item["text"]
+    return Outcome("duplicate" if same else "conflict", item["redactions"])
