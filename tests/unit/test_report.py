@@ -642,3 +642,16 @@ def test_a_day_whose_metadata_has_expired_is_refused():
     # while the day after it, and the schedule's day, are still reported
     assert Request.from_event({"date": "2024-12-16"}, NOW, 90).day == date(2024, 12, 16)
     assert Request.from_event({}, NOW, 1).day == date(2025, 3, 14)
+
+
+def test_a_long_subject_drops_whole_figures_rather_than_cutting_one():
+    # Given a day with figures so large the subject cannot hold them all
+    report = build_report("2025-03-14", [], NOW, backlog=250000, processing_dlq=12345, load_dlq=6789)
+    report.files.received, report.files.failed, report.files.fixed = 120000, 15000, 2500
+    # When its subject is made
+    subject = sns_subject(report)
+    # Then it fits SNS's limit and every figure it shows is whole: the last one is left out
+    assert len(subject) <= 100
+    assert subject == (
+        "headrace report 2025-03-14: 120000 files, 15000 failed, 19134 dead letters, 250000 queued"
+    )

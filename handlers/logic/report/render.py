@@ -439,17 +439,28 @@ def _nice_ceiling(n: int) -> int:
     return 40 * magnitude
 
 
+# SNS takes a subject of at most 100 characters.
+MAX_SUBJECT_CHARS = 100
+
+
 def sns_subject(report: DailyReport) -> str:
+    """The day's files and open failures, then any dead letters, queued messages and failures
+    fixed in place, as many of these as fit whole in ``MAX_SUBJECT_CHARS``: a part cut short
+    would show another number ("2,500 fixed in place" cut to "2,5")."""
     f = report.files
-    state = f"{f.failed} failed" if f.failed else "no open failures" if f.fixed else "no failures"
+    subject = f"headrace report {report.date}: {f.received} files, " + (
+        f"{f.failed} failed" if f.failed else "no open failures" if f.fixed else "no failures"
+    )
     dead = (report.processing_dlq_depth or 0) + (report.load_dlq_depth or 0)
-    if dead:
-        state += f", {dead} dead letters"
-    if report.processing_backlog:
-        state += f", {report.processing_backlog} queued"
-    if f.fixed:
-        state += f", {f.fixed} fixed in place"
-    return f"headrace report {report.date}: {f.received} files, {state}"[:100]
+    for count, what in (
+        (dead, "dead letters"),
+        (report.processing_backlog, "queued"),
+        (f.fixed, "fixed in place"),
+    ):
+        part = f", {count} {what}"
+        if count and len(subject) + len(part) <= MAX_SUBJECT_CHARS:
+            subject += part
+    return subject
 
 
 def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
