@@ -655,3 +655,27 @@ def test_a_long_subject_drops_whole_figures_rather_than_cutting_one():
     assert subject == (
         "headrace report 2025-03-14: 120000 files, 15000 failed, 19134 dead letters, 250000 queued"
     )
+
+
+def test_failures_the_page_cannot_show_are_in_report_json():
+    # Given a day with 300 failed files: more than the page shows
+    items = [
+        item(i % 24, "failed", object_key=f"incoming/bad/{i}.csv", version=f"v{i}", error=f"boom {i}")
+        for i in range(300)
+    ]
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    # Then report.json (the report's model) lists every one of them
+    assert report.failures_total == 300
+    assert {f.object_key for f in report.failures} == {f"incoming/bad/{i}.csv" for i in range(300)}
+    # and the page shows 50 and says where the other 250 are
+    page = render_html(report, JSON_LINK)
+    assert page.count('<td class="err">boom ') == 50
+    assert "…and 250 more: listed in report.json." in page
+    # while a day beyond what report.json holds says how many it lists
+    many = [
+        item(i % 24, "failed", object_key=f"incoming/bad/{i}.csv", version=f"v{i}", error="boom")
+        for i in range(1200)
+    ]
+    report = build_report("2025-03-14", many, NOW, **EMPTY_QUEUES)
+    assert len(report.failures) == 1000 and report.failures_total == 1200
+    assert "…and 1,150 more: report.json lists the first 1,000." in render_html(report, JSON_LINK)

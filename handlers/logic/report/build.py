@@ -28,7 +28,9 @@ from handlers.models.report import (
 )
 
 TOP = 10
-MAX_FAILURES = 50
+# Failures report.json lists (the page shows the first 50): errors are cut at 2,000
+# characters, so about 2.5 MB at most.
+MAX_FAILURES = 1000
 # Every retry of a file is over within maxReceiveCount visibility timeouts (5 x 1,805 s with
 # the defaults): a file still received or processing, unchanged for longer, was cut off
 # (timeout, out of memory) on its last attempt, and its message is in the processing DLQ.

@@ -26,6 +26,8 @@ COLOURS = {
 }
 # Longest object key / error quoted in the SNS message (the page shows them whole).
 MESSAGE_VALUE_CHARS = 200
+# Failures the page shows (report.json lists more: build.MAX_FAILURES).
+PAGE_FAILURES = 50
 
 CSS = """
 *{box-sizing:border-box}
@@ -366,7 +368,7 @@ def _failures(report: DailyReport) -> str:
             (_shown(" ".join(x.error.split())), "err"),
             (escape((x.at or "")[:19].replace("T", " ")), "num"),
         ]
-        for x in report.failures
+        for x in report.failures[:PAGE_FAILURES]
     ]
     table = _table(
         [("File", False), ("Stage", False), ("Error", False), ("When (UTC)", True)],
@@ -374,8 +376,15 @@ def _failures(report: DailyReport) -> str:
         "No failures.",
         "failures",
     )
-    if report.failures_total > len(report.failures):
-        table += f'<p class="empty">…and {number(report.failures_total - len(report.failures))} more (see report.json for the first {len(report.failures)}).</p>'
+    if report.failures_total > len(rows):
+        more = number(report.failures_total - len(rows))
+        listed = len(report.failures)
+        where = (
+            "listed in report.json"
+            if listed == report.failures_total
+            else f"report.json lists the first {number(listed)}"
+        )
+        table += f'<p class="empty">…and {more} more: {where}.</p>'
     return table
 
 
