@@ -185,6 +185,9 @@ class Warehouse(_Model):
     rows: int = 0
     failed: int = 0
     superseded: int = 0  # versions a newer version of the key replaced (whatever their load status)
+    # completed files (their versions not superseded) with no load outcome yet: waiting in the
+    # load queue, being retried, or lost (a load message expires unreceived, with no dead letter)
+    pending: int = 0
 
 
 class DailyReport(_Model):

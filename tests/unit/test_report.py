@@ -41,19 +41,28 @@ def item(n: int, status: str, **extra) -> dict:
             "completed_at": f"2025-03-14T{n:02d}:00:0{n % 10}.000Z",
             "timings_ms": {"queue_wait": 5.0, "total": 1000.0 * n},
             "quality_issues": {"missing_values": {"price": {"count": n, "percentage": 1.0}}},
+            # loaded, as a completed file is soon after
+            "load_status": "loaded",
+            "load_rows": 10,
         }
     return base | extra
 
 
 def test_the_days_figures():
     # Given a day: three completed files, a failed one, one still processing, one loaded,
-    # one that failed to load
+    # one that failed to load, one not loaded yet
     items = [
         item(1, "completed", load_status="loaded", load_rows=10),
         item(
             2, "completed", load_status="failed", load_error="db down", load_failed_at="2025-03-14T03:00:00Z"
         ),
-        item(3, "completed", quality_issues={"malformed_rows": {"count": 4}, "duplicate_rows": {"count": 1}}),
+        item(
+            3,
+            "completed",
+            quality_issues={"malformed_rows": {"count": 4}, "duplicate_rows": {"count": 1}},
+            load_status=None,
+            load_rows=None,
+        ),
         item(4, "failed", error="binary content", failed_at="2025-03-14T04:00:01Z"),
         item(5, "processing"),
     ]
@@ -72,7 +81,13 @@ def test_the_days_figures():
     }
     assert (report.rows, report.bytes, report.processing_backlog) == (30, 500, 7)
     assert (report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.max) == (2000.0, 3000.0, 3000.0)
-    assert report.warehouse.model_dump() == {"loaded": 1, "rows": 10, "failed": 1, "superseded": 0}
+    assert report.warehouse.model_dump() == {
+        "loaded": 1,
+        "rows": 10,
+        "failed": 1,
+        "superseded": 0,
+        "pending": 1,
+    }
     assert [(f.stage, f.object_key) for f in report.failures] == [
         ("processing", "incoming/sales/4.csv"),
         ("load", "incoming/sales/2.csv"),
@@ -307,7 +322,13 @@ def test_a_superseded_version_adds_no_rows():
     # Then every version counts as completed, but only the current ones add rows
     assert report.files.completed == 4
     assert report.rows == 20 and report.formats[0].rows == 20
-    assert report.warehouse.model_dump() == {"loaded": 2, "rows": 20, "failed": 0, "superseded": 2}
+    assert report.warehouse.model_dump() == {
+        "loaded": 2,
+        "rows": 20,
+        "failed": 0,
+        "superseded": 2,
+        "pending": 0,
+    }
     # (and `headrace status` agrees: no recent failure either)
     assert failures_since(items, datetime(2025, 3, 14, tzinfo=UTC)) == []
     # and the replaced version's old load failure is not listed
@@ -679,3 +700,24 @@ def test_failures_the_page_cannot_show_are_in_report_json():
     report = build_report("2025-03-14", many, NOW, **EMPTY_QUEUES)
     assert len(report.failures) == 1000 and report.failures_total == 1200
     assert "…and 1,150 more: report.json lists the first 1,000." in render_html(report, JSON_LINK)
+
+
+def test_completed_files_not_loaded_yet_are_not_a_good_day():
+    # Given a day whose files all completed, one of which the loader has not loaded (its
+    # message waits in the load queue, is being retried, or expired unreceived)
+    items = [item(1, "completed"), item(2, "completed", load_status=None, load_rows=None)]
+    # When the report is made
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    # Then it counts it, and the verdict is a warning that says so, as do the card and message
+    assert (report.warehouse.loaded, report.warehouse.pending) == (1, 1)
+    page = render_html(report, JSON_LINK)
+    assert (
+        '<span class="verdict warn">Every finished file was processed successfully; '
+        "1 completed file not loaded into PostgreSQL yet</span>" in page
+    )
+    assert "10 rows, 1 not loaded yet" in page
+    message = sns_message(report, "https://example.invalid/r", 3600)
+    assert "Loaded into PostgreSQL: 1 files, 1 not loaded yet" in message
+    # while a superseded version is not waited for: its newer version's load replaces it
+    replaced = item(3, "completed", load_status=None, superseded_by="v9")
+    assert build_report("2025-03-14", [items[0], replaced], NOW, **EMPTY_QUEUES).warehouse.pending == 0

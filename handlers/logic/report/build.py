@@ -181,7 +181,9 @@ def build_report(
                 counts.stuck += 1
 
         load_status = item.get("load_status")
-        if load_status == "superseded" or (load_status and superseded):
+        if status == "completed" and not superseded and not load_status:
+            warehouse.pending += 1
+        elif load_status == "superseded" or (load_status and superseded):
             warehouse.superseded += 1
         elif load_status == "loaded":
             warehouse.loaded += 1

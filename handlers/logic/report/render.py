@@ -125,8 +125,9 @@ def render_html(report: DailyReport, json_link: str) -> str:
             "Loaded into PostgreSQL",
             number(report.warehouse.loaded),
             f"{number(report.warehouse.rows)} rows"
-            + (f", {report.warehouse.failed} failed" if report.warehouse.failed else ""),
-            alert=report.warehouse.failed > 0,
+            + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else "")
+            + (f", {number(report.warehouse.pending)} not loaded yet" if report.warehouse.pending else ""),
+            alert=report.warehouse.failed > 0 or report.warehouse.pending > 0,
         ),
         _card(
             "Processing queue",
@@ -185,7 +186,8 @@ def render_html(report: DailyReport, json_link: str) -> str:
 def verdict(report: DailyReport) -> tuple[str, str]:
     """The page's headline: its CSS class and text. "bad": files failed (processing or
     loading), are stuck, or messages wait in a DLQ (whatever day they are from); "warn": the
-    day went well but messages wait in the processing queue, or the queues could not be read
+    day went well but messages wait in the processing queue, completed files are not loaded
+    into the warehouse yet, or the queues could not be read
     ("bad" when no file reached the processor all day while messages wait: an outage);
     "quiet": no file reached the processor and no queue holds one; "ok" otherwise. A backlog
     (messages waiting, not those in flight) or dead letters never read as a quiet or a good
@@ -204,6 +206,10 @@ def verdict(report: DailyReport) -> tuple[str, str]:
     notes = []
     if report.processing_backlog:
         notes.append(f"{_messages(report.processing_backlog)} in the processing queue")
+    if pending := report.warehouse.pending:
+        notes.append(
+            f"{number(pending)} completed file{'s' if pending != 1 else ''} not loaded into PostgreSQL yet"
+        )
     if None in (report.processing_backlog, report.processing_dlq_depth, report.load_dlq_depth):
         notes.append("queue depths unknown")
     if f.received == 0:
@@ -486,7 +492,8 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
         f"Rows: {number(report.rows)}   Data: {size(report.bytes)}   "
         f"Latency p50/p95: {duration(report.latency_ms.p50)} / {duration(report.latency_ms.p95)}",
         f"Loaded into PostgreSQL: {number(report.warehouse.loaded)} files"
-        + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else ""),
+        + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else "")
+        + (f", {number(report.warehouse.pending)} not loaded yet" if report.warehouse.pending else ""),
         f"Queues now: {_depth(report.processing_backlog)} in the processing queue"
         + (" (uploads not yet in these figures)" if report.processing_backlog else "")
         + f", {_depth(report.processing_dlq_depth)} in the processing DLQ, "
