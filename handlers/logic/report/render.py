@@ -55,7 +55,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:now
 tr:last-child td{border-bottom:none}
 .failures td:nth-child(1){width:32%}.failures td:nth-child(3){width:46%}
 .key{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;word-break:break-all}
-.err{color:#9b2c2c}
+.err{color:#9b2c2c;overflow-wrap:anywhere}
 .fixed{display:block;color:#2f855a;font-size:12px}
 .empty{color:#718096;font-style:italic;background:#fff;border:1px dashed #cbd5e0;border-radius:10px;padding:12px 16px}
 .legend{display:flex;gap:16px;font-size:13px;color:#4a5568;margin-top:6px}
