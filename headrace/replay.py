@@ -25,11 +25,12 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from handlers.dal.metadata import iso
 from handlers.dal.s3 import error_code
 from handlers.logic.idempotency import processor_idempotency_key
 from handlers.logic.layout import has_raw_suffix
@@ -62,7 +63,8 @@ def object_created_event(ref: ObjectRef, region: str, account: str) -> str:
             "detail-type": "Object Created",
             "source": "aws.s3",
             "account": account,
-            "time": ref.uploaded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # to the millisecond, as recorded: the processor orders a key's versions by it
+            "time": iso(ref.uploaded_at),
             "region": region,
             "resources": [f"arn:aws:s3:::{ref.bucket}"],
             # EventBridge marks the events it replays from an archive the same way.
