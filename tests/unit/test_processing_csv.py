@@ -435,6 +435,30 @@ def test_misleading_sample_is_retyped_on_the_whole_file(process):
     assert result.rows("count(x)") == [(400,)]
 
 
+@pytest.mark.parametrize(
+    ("sample", "kind", "late"), [("{}", "int", "007"), ("{}", "int", "-00"), ("{}.5", "float", "007.5")]
+)
+def test_leading_zeros_after_the_sample_are_kept_as_written(process, sample, kind, late):
+    # The sample (100 rows) types "n" a number; a later value with a leading zero must not
+    # silently lose its zeros (007 -> 7): as in the sample, it is not a number.
+    lines = ["n"] + [sample.format(i + 1) for i in range(100)] + [late, "5"]
+    result = process("z.csv", "\n".join(lines) + "\n", sample_rows=100)
+    assert result.data["schema"]["n"] == kind
+    mismatch = result.data["quality_issues"]["type_mismatches"]["n"]
+    assert (mismatch["count"], mismatch["examples"]) == (1, [{"line": 102, "value": late}])
+    assert result.rows("n, _rescued_data")[-2:] == [
+        (None, json.dumps({"n": late}, separators=(",", ":"))),
+        (5, None),
+    ]
+
+
+def test_many_leading_zeros_after_the_sample_make_the_column_text(process):
+    lines = ["n"] + [str(i + 1) for i in range(100)] + [f"00{i}" for i in range(50)]
+    result = process("z.csv", "\n".join(lines) + "\n", sample_rows=100)
+    assert result.data["schema"]["n"] == "string"  # not float: "007" would be 7.0
+    assert result.rows("n")[-1] == ("0049",)
+
+
 @pytest.mark.parametrize("name", ["late.csv", "late.ndjson"])
 def test_a_column_first_filled_after_the_sample_is_typed_on_the_whole_file(process, name):
     # The sample (100 rows) holds no value of "late"; the rows after it hold integers, and

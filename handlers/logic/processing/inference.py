@@ -55,8 +55,9 @@ class Conversion:
 
 # TRY_CAST reads more than digits as an integer: 0x1F (31), 0b101 (5), 1_000, 2E5, 1.5
 # (rounded to 2). Such a value is kept as written, not silently changed (a code "0x1F" is
-# not 31): only digits, a sign and spaces around them are an integer.
-_INTEGER = r"\s*[+-]?[0-9]+\s*"
+# not 31): only digits, a sign and spaces around them are an integer, and no leading zero
+# (007 is an identifier, as in the sample: past it, the full read would have made it 7).
+_INTEGER = r"\s*[+-]?(0|[1-9][0-9]*)\s*"
 
 
 def _int(v: str) -> str:
@@ -70,8 +71,10 @@ def _float(v: str) -> str:
     # (the strlen gate keeps the regular expression off nearly every value). A number too
     # large for a DOUBLE (1e309) is no float either: the cast makes it Infinity, which is
     # not what was written (Infinity itself, written "inf", has no e and is kept).
+    # A leading zero (007.5) is no float either, as the sample has it (``_LEADING_ZERO``).
     return (
         f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "
+        f"WHEN ascii({v}) IN (9, 10, 11, 12, 13, 32, 43, 45, 48) AND regexp_matches({v}, {literal(_LEADING_ZERO)}) THEN NULL "
         f"WHEN contains({v}, '_') THEN NULL "
         f"WHEN (contains({v}, 'e') OR contains({v}, 'E') OR strlen({v}) > 300) "
         f"AND isinf(TRY_CAST({v} AS DOUBLE)) THEN NULL "
