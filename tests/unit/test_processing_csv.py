@@ -586,6 +586,18 @@ def test_small_floats_keep_their_magnitude_in_the_statistics(process):
     assert (stats["min"], stats["max"]) == (1735689600123.0, 1735689600124.5)
 
 
+def test_float_min_and_max_are_values_of_the_column_every_digit_kept(process):
+    # a double's shortest text has up to 17 digits: rounded to 15, the max of epoch
+    # microseconds was 1733500000123460.0, a value no row holds, and two distinct values
+    # had one min and max; only the average (computed) is rounded
+    text = "t\n1733500000123456.5\n0.30000000000000004\n1.0000000000000002\n"
+    stats = process("f.csv", text).data["statistics"]["t"]
+    assert (stats["min"], stats["max"]) == (0.30000000000000004, 1733500000123456.5)
+    assert stats["avg"] == 577833333374486.0  # 577833333374485.93, to 15 digits
+    stats = process("g.csv", "t\n1.0000000000000002\n1.0000000000000004\n").data["statistics"]["t"]
+    assert (stats["min"], stats["max"], stats["avg"]) == (1.0000000000000002, 1.0000000000000004, 1.0)
+
+
 def test_distinct_counts_become_estimates_above_the_exact_limit(process):
     text = "n\n" + "\n".join(str(i) for i in range(200)) + "\n"
     stats = process("s.csv", text, exact_distinct_max_rows=100).data["statistics"]["n"]

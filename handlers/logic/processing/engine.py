@@ -641,8 +641,9 @@ class _Pipeline:
         if not stats["exact_distinct"]:
             values["distinct_count_approximate"] = True
         if conv.type in ("int", "float", "date", "timestamp"):
+            # min and max are values of the column, every digit kept; the average is computed
             for key in ("min", "max", "avg"):
-                values[key] = _json_scalar(get(key))
+                values[key] = _json_scalar(get(key), computed=key == "avg")
             if conv.type == "int" and values["avg"] is not None:
                 values["avg"] = round(float(values["avg"]), 6)
             if get("non_finite"):
@@ -822,12 +823,14 @@ def _location(lineage: Lineage, row_index: int) -> dict[str, int]:
 _AVG_SCALE = "0.5 ^ 600"  # 1.8e308 becomes 4.3e127: no sum of float rows overflows
 
 
-def _json_scalar(value: Any) -> Any:
+def _json_scalar(value: Any, *, computed: bool = True) -> Any:
     if value is None:
         return None
     if isinstance(value, float):
         if not math.isfinite(value):
             return None  # JSON has no infinity (statistics are over finite values)
+        if not computed:  # a value as read: its shortest text has no noise to drop
+            return value
         # 15 significant digits (a double holds 15 exactly): drops float noise
         # (0.30000000000000004) without turning small values to 0 as a fixed number of
         # decimals did (1.7e-07 is not 0.0), or rounding epoch milliseconds; the largest
