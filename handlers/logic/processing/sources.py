@@ -153,8 +153,10 @@ class CsvSource(Source):
         )
 
     def rejects(self, max_examples: int) -> Rejects:
+        # With CRLF line ends, DuckDB's text of a rejected line begins with the LF of the
+        # line before (a record cannot begin with a line end of its own: that is a blank line)
         rows = self.con.execute(
-            "SELECT line, first(error_type::VARCHAR), first(error_message), first(csv_line), "
+            "SELECT line, first(error_type::VARCHAR), first(error_message), ltrim(first(csv_line), e'\\r\\n'), "
             f"min(line_byte_position) FROM {_REJECTS[0]} GROUP BY line ORDER BY line"
         ).fetchall()
         lines, has_blank = _count_lines(self.path)
