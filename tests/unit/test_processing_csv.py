@@ -538,6 +538,16 @@ def test_statistics_per_type(process):
     assert stats["s"] == {"null_count": 1, "distinct_count": 2, "min_length": 2, "max_length": 4}
 
 
+def test_a_timestamp_average_keeps_microseconds(process):
+    # averaged as epoch milliseconds, the average of two equal values was below both
+    text = "t\n2024-01-01T00:00:00.123456\n2024-01-01T00:00:00.123456\n1969-12-31T23:59:59.999998\n"
+    stats = process("t.csv", text).data["statistics"]["t"]
+    assert stats["max"] == "2024-01-01T00:00:00.123456"
+    assert stats["avg"] == "2005-12-31T16:00:00.082303"
+    stats = process("u.csv", "t\n" + "2024-01-01T00:00:00.123456\n" * 2).data["statistics"]["t"]
+    assert stats["min"] == stats["avg"] == stats["max"] == "2024-01-01T00:00:00.123456"
+
+
 def test_infinities_are_counted_not_averaged_and_the_summary_stays_strict_json(process):
     # JSON has no infinity: a summary with one was refused by DynamoDB, and the file never
     # left "processing"

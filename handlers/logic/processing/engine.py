@@ -569,7 +569,8 @@ class _Pipeline:
                     ((name, "non_finite"), f"count(*) FILTER (WHERE NOT isfinite({v}))"),
                 ]
             elif conv.type in ("date", "timestamp"):
-                avg = f"epoch_ms(CAST(avg(epoch_ms(CAST({v} AS TIMESTAMP))) AS BIGINT))"
+                # in microseconds, a timestamp's precision: the average of equal values is that value
+                avg = f"make_timestamp(CAST(avg(epoch_us(CAST({v} AS TIMESTAMP))) AS BIGINT))"
                 if conv.type == "date":
                     avg = f"CAST({avg} AS DATE)"
                 exprs += [((name, "min"), f"min({v})"), ((name, "max"), f"max({v})"), ((name, "avg"), avg)]
