@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with eighteen documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with nineteen documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -91,6 +91,12 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    or a full ARN selects that function's mappings; a version or alias qualifier (in the ARN,
    or ``<name>:<qualifier>``) selects the mappings of that version or alias, and
    ``$LATEST`` is the unqualified function.
+19. Invoking a function through the Lambda API (``aws lambda invoke``, boto3's ``invoke``) is
+   refused with a message naming ``headrace local invoke``. moto would run the function in
+   Docker, and without it answered 200 with ``FunctionError: Handled`` and "error running
+   docker" as the function's result: the function never ran. Here the runtime's executor
+   runs the functions (in the runtime's process, not the emulator's), and
+   ``headrace local invoke FUNCTION --payload JSON`` runs one once, as its own role.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -407,9 +413,33 @@ def function_identity(name_or_arn: str, region: str, account: str) -> tuple[str,
     return region, account, name, None if qualifier == "$LATEST" else qualifier
 
 
+def invoke_refusal(function: str) -> str:
+    return (
+        f"the embedded runtime's emulator does not run functions (its executor does): run "
+        f"`headrace local invoke {function} --payload JSON` to invoke {function} once"
+    )
+
+
 def patch_lambda() -> None:
-    """Adjustment 18."""
+    """Adjustments 18 and 19."""
+    from urllib.parse import unquote
+
+    from moto.awslambda.exceptions import LambdaClientError
     from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
+
+    class NotServed(LambdaClientError):
+        code = 501  # not retried by the SDKs, unlike 500 and 503
+
+        def __init__(self, function: str) -> None:
+            super().__init__("NotImplemented", invoke_refusal(function))
+
+    def refuse(self: Any) -> Any:
+        function = unquote(self.path.split("/functions/", 1)[-1].split("/", 1)[0])
+        raise NotServed(function.rsplit(":function:", 1)[-1])
+
+    LambdaResponse.invoke = refuse  # type: ignore[method-assign]
+    LambdaResponse.invoke_async = refuse  # type: ignore[method-assign]
 
     original = LambdaBackend.list_event_source_mappings
 

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
@@ -680,8 +681,11 @@ def test_event_input_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) ->
 def patched_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     """``patch_lambda`` as the emulator applies it, undone after the test."""
     from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
 
     monkeypatch.setattr(LambdaBackend, "list_event_source_mappings", LambdaBackend.list_event_source_mappings)
+    monkeypatch.setattr(LambdaResponse, "invoke", LambdaResponse.invoke)
+    monkeypatch.setattr(LambdaResponse, "invoke_async", LambdaResponse.invoke_async)
     patch_lambda()
 
 
@@ -701,38 +705,43 @@ FUNCTION_NAMES = {
 }
 
 
+def _create_functions(*names: str) -> None:
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(
+        RoleName="fn",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    awslambda = boto3.client("lambda", region_name="us-east-1")
+    for name in names:
+        awslambda.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.main",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip archive
+            Publish=True,
+        )
+
+
 def _listed_mappings() -> dict[str, list[str]]:
     """Which mappings (by queue) each way of naming the function lists. Mappings: the
     processor's on queue "a" (created with its ARN, as the deploy step does) and "b"
     (created with its name), its alias "live"'s on queue "c", the loader's on queue "d"."""
     with mock_aws():
-        iam = boto3.client("iam", region_name="us-east-1")
-        role = iam.create_role(
-            RoleName="fn",
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
+        _create_functions("processor", "loader")
         awslambda = boto3.client("lambda", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
-        for name in ("processor", "loader"):
-            awslambda.create_function(
-                FunctionName=name,
-                Runtime="python3.12",
-                Role=role,
-                Handler="handler.main",
-                Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip archive
-                Publish=True,
-            )
         awslambda.create_alias(FunctionName="processor", Name="live", FunctionVersion="1")
         queues = {}
         for queue in "abcd":
@@ -787,3 +796,27 @@ def test_a_function_s_mappings_are_listed_by_any_of_its_names(request: pytest.Fi
         "no filter": ["a", "b", "c", "d"],
         "queue filter": ["a"],
     }
+
+
+@pytest.mark.parametrize(
+    "name", ["headrace-local-report", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:headrace-local-report"]
+)
+def test_invoking_a_function_through_the_api_names_headrace_local_invoke(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    # Given the emulator, whose functions the runtime's executor runs (moto would need Docker)
+    request.getfixturevalue("patched_lambda")
+    with mock_aws():
+        _create_functions("headrace-local-report")
+        awslambda = boto3.client("lambda", region_name="us-east-1")
+        # When a user invokes one as with LocalStack (aws lambda invoke), synchronously or not
+        for invocation_type in ("RequestResponse", "Event"):
+            with pytest.raises(ClientError) as refused:
+                awslambda.invoke(
+                    FunctionName=name, InvocationType=invocation_type, Payload=b'{"date": "today"}'
+                )
+            # Then it is refused, with the command that does run it, rather than a 200 for a
+            # function that never ran
+            error = refused.value.response["Error"]
+            assert error["Code"] == "NotImplemented"
+            assert "`headrace local invoke headrace-local-report --payload JSON`" in error["Message"]
