@@ -39,7 +39,13 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--suite", choices=sorted(SUITES), default="quick", help="how much to measure (default quick)"
     )
-    run.add_argument("--out", type=Path, default=Path("experiments-results"), help="results directory")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("experiments-results"),
+        metavar="DIR",
+        help="results directory (default experiments-results, in the current directory)",
+    )
     run.add_argument(
         "--only",
         metavar="NAMES",

@@ -103,3 +103,11 @@ def test_a_stack_that_does_not_answer_is_refused_with_one_line(tmp_path, capsys)
     assert err.startswith(f"headrace: error: the stack does not answer ({endpoint}): ")
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_run_s_help_says_where_results_go_by_default(capsys):
+    # Given a newcomer who runs the suite without --out
+    with pytest.raises(SystemExit):
+        main(["experiments", "run", "--help"])
+    # Then the help names the directory the results land in, for `report --in DIR`
+    assert "default experiments-results" in " ".join(capsys.readouterr().out.split())
