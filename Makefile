@@ -67,8 +67,12 @@ experiments-local: $(STAMP) ## quick experiment suite on the embedded runtime; c
 	$(BIN)/headrace experiments run --local --suite quick --out docs/results; status=$$?; \
 	$(BIN)/headrace experiments report --in docs/results && exit $$status
 
-clean: ## remove the virtualenvs and caches
-	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache .headrace
+# .headrace/local is the embedded runtime's state: a running runtime's outputs file and lock,
+# and the note of a PostgreSQL a runtime killed with SIGKILL left running, which the next
+# start stops and deletes. Every start empties it; clean leaves it, and removes the rest.
+clean: ## remove the virtualenvs and caches (not .headrace/local: the embedded runtime's state)
+	rm -rf $(VENV) $(POLICY_VENV) .pytest_cache .mypy_cache .ruff_cache
+	if [ -d .headrace ]; then find .headrace -mindepth 1 -maxdepth 1 ! -name local -exec rm -rf {} +; fi
 
 # ------------------------------------------------------------------ LocalStack and AWS
 # Need Docker (LocalStack) and the Pulumi CLI; see docs/localstack.md and docs/deploy.md.
