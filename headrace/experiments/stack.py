@@ -51,11 +51,16 @@ def parse_time(value: Any) -> float | None:
 
 
 def environment_kind(outputs: StackOutputs) -> str:
-    """embedded | localstack | aws, from the outputs (and AWS_ENDPOINT_URL)."""
+    """embedded | localstack | aws, from the outputs (and AWS_ENDPOINT_URL). LocalStack's
+    queue URLs name it (sqs.<region>.localhost.localstack.cloud) or its account
+    (000000000000); its outputs file from ``make e2e-local`` has an ``aws_endpoint_url``, as
+    the embedded runtime's has."""
+    url = outputs.processing_queue_url
+    if "localstack" in url or "/000000000000/" in url:
+        return "localstack"
     if outputs.aws_endpoint_url:
         return "embedded"
-    url = outputs.processing_queue_url
-    if "localstack" in url or ":4566" in url or os.environ.get("AWS_ENDPOINT_URL"):
+    if ":4566" in url or os.environ.get("AWS_ENDPOINT_URL"):
         return "localstack"
     return "aws"
 

@@ -247,6 +247,15 @@ def test_environment_kind_from_the_outputs(monkeypatch):
     assert environment_kind(StackOutputs.model_validate(local)) == "localstack"
     embedded = {**OUTPUTS, "aws_endpoint_url": "http://127.0.0.1:4566"}
     assert environment_kind(StackOutputs.model_validate(embedded)) == "embedded"
+    embedded_queue = "http://127.0.0.1:4566/123456789012/headrace-local-processing-50bdb83"
+    embedded = {**embedded, "processing_queue_url": embedded_queue}
+    assert environment_kind(StackOutputs.model_validate(embedded)) == "embedded"
+    # LocalStack's outputs as `make e2e-local` writes them (docs/localstack.md): the endpoint
+    # and credentials added, as the embedded runtime's outputs have them
+    e2e_local = {**local, "aws_endpoint_url": "http://localhost:4566", "warehouse_host": "127.0.0.1"}
+    assert environment_kind(StackOutputs.model_validate(e2e_local)) == "localstack"
+    path_style = {**e2e_local, "processing_queue_url": "http://localhost:4566/queue/us-east-1/000000000000/q"}
+    assert environment_kind(StackOutputs.model_validate(path_style)) == "localstack"
 
 
 def test_failed_checks_anywhere_in_a_summary_fail_the_run():
