@@ -34,10 +34,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class Emulator:
-    def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", log_path: Path | None = None):
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        invocations_file: Path | None = None,
+    ):
+        """``invocations_file``: where the runtime will name its executor, which runs what
+        the Lambda Invoke API is asked to (adjustment 19 of ``headrace.local.motoserver``)."""
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.invocations_file = invocations_file
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,6 +69,7 @@ class Emulator:
                 self.host,
                 "--port",
                 str(self.port),
+                *(["--invocations-file", str(self.invocations_file)] if self.invocations_file else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -23,10 +23,12 @@ executor drives any stack deployed against the endpoint — the embedded deploym
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import os
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -37,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from botocore.credentials import Credentials
 
@@ -453,6 +455,64 @@ def event_bytes(event: Any) -> int:
     return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
+class InvokeBridge:
+    """The Lambda Invoke API's back end: the emulator forwards ``aws lambda invoke`` here
+    (adjustment 19 of ``headrace.local.motoserver``), and the function runs in its pool like
+    any other invocation. Loopback only; a request must carry ``token`` (the emulator reads
+    it, with the address, from a file only this user can read), so the port is no way
+    around the emulator's IAM check of ``lambda:InvokeFunction``.
+
+    ``POST /<function>`` with the event as its body and ``X-Invocation-Type``; the answer is
+    ``{"ok", "response", "error_type", "error"}`` (``Event``: 202 at once, run after)."""
+
+    def __init__(
+        self, invoke: Callable[[str, Any], Invocation], functions: Iterable[str], host: str = "127.0.0.1"
+    ):
+        self.token = secrets.token_urlsafe(32)
+        bridge, known = self, frozenset(functions)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                function = unquote(self.path.lstrip("/"))
+                if not hmac.compare_digest(self.headers.get("X-Bridge-Token", ""), bridge.token):
+                    return self._answer(403, {"error": "not the emulator"})
+                if function not in known:
+                    return self._answer(404, {"error": f"the executor runs no function {function!r}"})
+                event = json.loads(body or b"{}")
+                if self.headers.get("X-Invocation-Type") == "Event":
+                    threading.Thread(target=invoke, args=(function, event), daemon=True).start()
+                    return self._answer(202, {})
+                result = invoke(function, event)
+                self._answer(200, {k: getattr(result, k) for k in ("ok", "response", "error_type", "error")})
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body, default=str).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="invoke", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class ApiServer:
     """API Gateway HTTP API (payload format 2.0) in front of the routes' functions."""
 
@@ -776,6 +836,7 @@ class Executor:
             if deployment.routes
             else None
         )
+        self.invocations = InvokeBridge(self.invoke, self.pools)
 
         self._watcher = threading.Thread(target=self._watch_configuration, name="config-watch", daemon=True)
 
@@ -789,6 +850,7 @@ class Executor:
         self.scheduler.start()
         if self.api:
             self.api.start()
+        self.invocations.start()
         self._watcher.start()
 
     def _watch_configuration(self) -> None:
@@ -826,6 +888,7 @@ class Executor:
 
     def stop(self) -> None:
         self._stop.set()
+        self.invocations.stop()
         if self.api:
             self.api.stop()
         pollers = list(self.pollers.values())

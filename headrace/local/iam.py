@@ -27,8 +27,9 @@ moto's checks are patched where they would not match AWS for this program
    AWS's words — ``User: <arn> is not authorized to perform: <action> on resource: <arn>
    because no identity-based policy allows the <action> action`` — where moto names only
    the action, or for S3 nothing; JSON-protocol clients get it (and refused credentials or
-   signatures) as JSON, which they can parse. A bodiless GET is verified with an empty
-   payload (moto signs its parsed parameters, so e.g. Lambda's ListFunctions never verifies).
+   signatures) as JSON, which they can parse. A bodiless request is verified with an empty
+   payload (moto signs its parsed parameters, so e.g. Lambda's ListFunctions, or an Invoke
+   without a payload, never verified).
 4. Trust policies: moto compares ``AWS`` principals only (a ``Service`` principal raises).
    Here the Lambda service principal matches the executor's identity, and nothing else.
 5. Conditions: moto supplies no condition keys to identity policies and ignores their
@@ -575,11 +576,17 @@ def patch_authorization() -> None:
     access_control.IAMRequest._raise_invalid_access_key = invalid_access_key  # type: ignore[method-assign,assignment]
     access_control.IAMRequest._raise_signature_does_not_match = signature_does_not_match  # type: ignore[method-assign]
 
-    # 3. signatures: a bodiless GET has an empty payload
+    # 3. signatures: a bodiless request (a GET, a Lambda Invoke without a payload) has an
+    # empty payload
     create_aws_request = IAMRequestBase._create_aws_request
 
     def create_signed_request(self: Any) -> Any:
-        if self._body or self._method not in ("GET", "HEAD", "DELETE"):
+        bodiless = self._method in ("GET", "HEAD", "DELETE") or self._headers.get("Content-Length") in (
+            None,
+            "",
+            "0",
+        )
+        if self._body or not bodiless:
             return create_aws_request(self)
         parameters, self._data = self._data, b""
         try:

@@ -91,12 +91,16 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    or a full ARN selects that function's mappings; a version or alias qualifier (in the ARN,
    or ``<name>:<qualifier>``) selects the mappings of that version or alias, and
    ``$LATEST`` is the unqualified function.
-19. Invoking a function through the Lambda API (``aws lambda invoke``, boto3's ``invoke``) is
-   refused with a message naming ``headrace local invoke``. moto would run the function in
-   Docker, and without it answered 200 with ``FunctionError: Handled`` and "error running
-   docker" as the function's result: the function never ran. Here the runtime's executor
-   runs the functions (in the runtime's process, not the emulator's), and
-   ``headrace local invoke FUNCTION --payload JSON`` runs one once, as its own role.
+19. Invoking a function through the Lambda API (``aws lambda invoke``, boto3's ``invoke``)
+   runs it in the runtime's executor, as the runtime runs it for its triggers: its sandbox,
+   its execution role. moto would run the function in Docker, and without it answered 200
+   with ``FunctionError: Handled`` and "error running docker" as the function's result: the
+   function never ran. moto still checks the request (IAM, the function and qualifier
+   exist); then the event goes to the executor's ``InvokeBridge``, whose address and token
+   the runtime writes to the file named by ``--invocations-file``. ``Event`` answers 202 and
+   runs after, ``DryRun`` 204; a function that raised answers 200 with
+   ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType"}``, as Lambda does.
+   Without an executor (before the runtime has deployed) Invoke is refused with 501.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -113,8 +117,11 @@ import logging
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from moto.core.utils import camelcase_to_underscores
 
@@ -413,33 +420,68 @@ def function_identity(name_or_arn: str, region: str, account: str) -> tuple[str,
     return region, account, name, None if qualifier == "$LATEST" else qualifier
 
 
-def invoke_refusal(function: str) -> str:
-    return (
-        f"the embedded runtime's emulator does not run functions (its executor does): run "
-        f"`headrace local invoke {function} --payload JSON` to invoke {function} once"
-    )
+# Adjustment 19: the file the runtime writes once its executor runs ("<url> <token>").
+INVOCATIONS_FILE: Path | None = None
+
+
+def executor_address() -> tuple[str, str] | None:
+    """The executor's invoke bridge (URL, token), or None while no executor runs."""
+    try:
+        url, token = INVOCATIONS_FILE.read_text().split() if INVOCATIONS_FILE else ("", "")
+    except (OSError, ValueError):
+        return None
+    return (url, token) if url else None
 
 
 def patch_lambda() -> None:
     """Adjustments 18 and 19."""
-    from urllib.parse import unquote
-
     from moto.awslambda.exceptions import LambdaClientError
     from moto.awslambda.models import LambdaBackend
-    from moto.awslambda.responses import LambdaResponse
 
     class NotServed(LambdaClientError):
         code = 501  # not retried by the SDKs, unlike 500 and 503
 
-        def __init__(self, function: str) -> None:
-            super().__init__("NotImplemented", invoke_refusal(function))
+        def __init__(self, message: str) -> None:
+            super().__init__("NotImplemented", message)
 
-    def refuse(self: Any) -> Any:
-        function = unquote(self.path.split("/functions/", 1)[-1].split("/", 1)[0])
-        raise NotServed(function.rsplit(":function:", 1)[-1])
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        function = self.get_function(function_name, qualifier)  # moto's ResourceNotFound
+        invocation_type = headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        if invocation_type == "DryRun":
+            return b""
+        address = executor_address()
+        if address is None:
+            raise NotServed(
+                f"{function.function_name} cannot run yet: the embedded runtime's executor runs "
+                "functions once `headrace local up` has deployed the stack"
+            )
+        url, token = address
+        request = urllib.request.Request(
+            f"{url}/{quote(function.function_name, safe='')}",
+            data=body if isinstance(body, bytes) else (body or "{}").encode(),
+            headers={"X-Bridge-Token": token, "X-Invocation-Type": invocation_type},
+            method="POST",
+        )
+        try:  # the function's own timeout bounds the run; the margin covers a cold start
+            with urllib.request.urlopen(request, timeout=int(function.timeout) + 60) as answer:
+                result = json.loads(answer.read())
+        except (OSError, ValueError) as exc:
+            raise NotServed(
+                f"the embedded runtime's executor did not run {function.function_name}: {exc}"
+            ) from exc
+        response_headers["X-Amz-Executed-Version"] = "$LATEST"
+        if invocation_type == "Event":
+            return b""
+        if result["ok"]:
+            payload = result["response"]
+        else:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            payload = {"errorMessage": result["error"], "errorType": result["error_type"]}
+        return json.dumps(payload).encode()
 
-    LambdaResponse.invoke = refuse  # type: ignore[method-assign]
-    LambdaResponse.invoke_async = refuse  # type: ignore[method-assign]
+    LambdaBackend.invoke = invoke  # type: ignore[method-assign]
 
     original = LambdaBackend.list_event_source_mappings
 
@@ -502,7 +544,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument(
+        "--invocations-file", type=Path, help="where the runtime names its executor (adjustment 19)"
+    )
     args = parser.parse_args()
+    global INVOCATIONS_FILE
+    INVOCATIONS_FILE = args.invocations_file
     patch_moto()
     patch_waitress()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app

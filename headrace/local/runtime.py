@@ -112,7 +112,11 @@ class LocalRuntime:
     ):
         self.root = root.resolve()
         self.state_dir = (state_dir or self.root / ".headrace" / "local").resolve()
-        self.emulator = Emulator(port=port, log_path=self.state_dir / "logs" / "emulator.log")
+        self.emulator = Emulator(
+            port=port,
+            log_path=self.state_dir / "logs" / "emulator.log",
+            invocations_file=self._invocations_file,
+        )
         self.api_port = api_port
         self.on_invocation = on_invocation
         self.overrides = overrides or {}
@@ -128,6 +132,11 @@ class LocalRuntime:
     @property
     def outputs_path(self) -> Path:
         return self.state_dir / "outputs.json"
+
+    @property
+    def _invocations_file(self) -> Path:
+        """Where the emulator finds the executor, to run what ``aws lambda invoke`` asks."""
+        return self.state_dir / "invocations"
 
     def client(self, service: str, credentials: Credentials | None = None) -> Any:
         """A client of the emulator, as the administrator unless ``credentials`` say otherwise."""
@@ -153,6 +162,7 @@ class LocalRuntime:
         # Every run starts empty, like the emulator: no data from an earlier run.
         for stale in ("logs", "scratch"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
+        self._invocations_file.unlink(missing_ok=True)  # a killed runtime's executor
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             self.emulator.start()
@@ -192,6 +202,11 @@ class LocalRuntime:
             if self.executor.api:
                 self.outputs["ingest_api_url"] = self.executor.api.url
             self.executor.start()
+            bridge = self.executor.invocations
+            # its token lets a caller past the emulator's IAM check: readable by this user only
+            fd = os.open(self._invocations_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(f"{bridge.url} {bridge.token}\n")
             self.outputs_path.write_text(json.dumps(self.outputs, indent=2, sort_keys=True) + "\n")
         except BaseException:
             self.stop()
@@ -199,6 +214,7 @@ class LocalRuntime:
         return self
 
     def stop(self) -> None:
+        self._invocations_file.unlink(missing_ok=True)
         if self.executor is not None:
             self.executor.stop()
             self.executor = None

@@ -163,7 +163,8 @@ class Stack:
 
 
 def _aws_invoke(outputs: StackOutputs) -> Callable[[str, Any], Any]:
-    lam = outputs.client("lambda")
+    # never a retry for a slow answer, which would run the function again: Lambda's longest run
+    lam = outputs.client("lambda", read_timeout=900)
 
     def invoke(function: str, payload: Any) -> Any:
         response = lam.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
@@ -191,15 +192,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         ROOT, state_dir=tmp_path_factory.mktemp("local"), port=free_port(), api_port=free_port()
     )
     with runtime:
-
-        def invoke(function: str, payload: Any) -> Any:
-            assert runtime.executor is not None
-            result = runtime.executor.invoke(function, payload)
-            if not result.ok:
-                raise AssertionError(f"{function} failed: {result.error_type}: {result.error}")
-            return result.response
-
-        yield Stack(StackOutputs.model_validate(runtime.outputs), runtime.outputs_path, invoke, runtime)
+        outputs = StackOutputs.model_validate(runtime.outputs)
+        # through the Lambda API, as on a deployed stack: the emulator hands it to the executor
+        yield Stack(outputs, runtime.outputs_path, _aws_invoke(outputs), runtime)
 
 
 @pytest.fixture(scope="module")

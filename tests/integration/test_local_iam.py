@@ -388,3 +388,21 @@ def test_an_expired_forged_or_malformed_presigned_url_is_refused(world, report, 
         "AccessDenied",
         "Request has expired",
     )
+
+
+def test_a_request_without_a_body_is_verified_with_an_empty_payload(world):
+    # Given a function (no executor runs it here: the emulator alone)
+    awslambda = world.admin("lambda")
+    awslambda.create_function(
+        FunctionName="bodiless",
+        Runtime="python3.12",
+        Role=world.role_arn,
+        Handler="handler.main",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip archive
+    )
+    # When it is invoked without a payload: a POST with no body (`aws lambda invoke` without
+    # --payload), which moto verified against its parsed parameters instead
+    with pytest.raises(ClientError) as error:
+        awslambda.invoke(FunctionName="bodiless")
+    # Then the signature holds: the refusal is the missing executor's, not SignatureDoesNotMatch
+    assert error.value.response["Error"]["Code"] == "NotImplemented", error.value

@@ -19,6 +19,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
+from headrace.local import motoserver
+from headrace.local.executor import InvokeBridge
 from headrace.local.motoserver import (
     QUEUE_MESSAGE_OPERATIONS,
     _LazyQueueAttributes,
@@ -27,6 +29,7 @@ from headrace.local.motoserver import (
     patch_lambda,
     patch_sqs,
 )
+from headrace.local.sandbox import Invocation
 
 ACCOUNT = "123456789012"
 REDRIVE = json.dumps({"deadLetterTargetArn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:dlq", "maxReceiveCount": 5})
@@ -681,11 +684,9 @@ def test_event_input_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) ->
 def patched_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     """``patch_lambda`` as the emulator applies it, undone after the test."""
     from moto.awslambda.models import LambdaBackend
-    from moto.awslambda.responses import LambdaResponse
 
     monkeypatch.setattr(LambdaBackend, "list_event_source_mappings", LambdaBackend.list_event_source_mappings)
-    monkeypatch.setattr(LambdaResponse, "invoke", LambdaResponse.invoke)
-    monkeypatch.setattr(LambdaResponse, "invoke_async", LambdaResponse.invoke_async)
+    monkeypatch.setattr(LambdaBackend, "invoke", LambdaBackend.invoke)
     patch_lambda()
 
 
@@ -798,25 +799,78 @@ def test_a_function_s_mappings_are_listed_by_any_of_its_names(request: pytest.Fi
     }
 
 
+@pytest.fixture
+def executor(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, Any]]]:
+    """The runtime's invoke bridge, in front of a stand-in for the executor's pools that
+    records each event and answers as the report function would (failing for a bad date);
+    named in the invocations file as the runtime names it."""
+    calls: list[tuple[str, Any]] = []
+    done = threading.Event()
+
+    def run(function: str, event: Any) -> Invocation:
+        calls.append((function, event))
+        done.set()
+        if event.get("date") == "2026-13-01":
+            return Invocation(ok=False, error_type="BadRequest", error="date '2026-13-01' is not YYYY-MM-DD")
+        return Invocation(ok=True, response={"task": "report", "date": event.get("date")})
+
+    bridge = InvokeBridge(run, ["headrace-local-report"])
+    bridge.start()
+    (tmp_path / "invocations").write_text(f"{bridge.url} {bridge.token}\n")
+    monkeypatch.setattr(motoserver, "INVOCATIONS_FILE", tmp_path / "invocations")
+    try:
+        yield calls
+    finally:
+        done.wait(5)  # an Event invocation runs after its answer
+        bridge.stop()
+
+
 @pytest.mark.parametrize(
     "name", ["headrace-local-report", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:headrace-local-report"]
 )
-def test_invoking_a_function_through_the_api_names_headrace_local_invoke(
-    name: str, request: pytest.FixtureRequest
+def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
+    name: str, request: pytest.FixtureRequest, executor: list[tuple[str, Any]]
 ) -> None:
-    # Given the emulator, whose functions the runtime's executor runs (moto would need Docker)
+    # Given the emulator and the runtime's executor (moto alone would need Docker)
     request.getfixturevalue("patched_lambda")
     with mock_aws():
         _create_functions("headrace-local-report")
         awslambda = boto3.client("lambda", region_name="us-east-1")
-        # When a user invokes one as with LocalStack (aws lambda invoke), synchronously or not
-        for invocation_type in ("RequestResponse", "Event"):
-            with pytest.raises(ClientError) as refused:
-                awslambda.invoke(
-                    FunctionName=name, InvocationType=invocation_type, Payload=b'{"date": "today"}'
-                )
-            # Then it is refused, with the command that does run it, rather than a 200 for a
-            # function that never ran
-            error = refused.value.response["Error"]
-            assert error["Code"] == "NotImplemented"
-            assert "`headrace local invoke headrace-local-report --payload JSON`" in error["Message"]
+        # When a user invokes a function as with LocalStack (aws lambda invoke)
+        answer = awslambda.invoke(FunctionName=name, Payload=b'{"date": "2026-12-01"}')
+        # Then the executor ran it with that event, and its response is the payload
+        assert executor == [("headrace-local-report", {"date": "2026-12-01"})]
+        assert (answer["StatusCode"], answer.get("FunctionError")) == (200, None)
+        assert json.loads(answer["Payload"].read()) == {"task": "report", "date": "2026-12-01"}
+        # A function that raised answers as Lambda does: 200, FunctionError, its error
+        failed = awslambda.invoke(FunctionName=name, Payload=b'{"date": "2026-13-01"}')
+        assert (failed["StatusCode"], failed["FunctionError"]) == (200, "Unhandled")
+        assert json.loads(failed["Payload"].read()) == {
+            "errorMessage": "date '2026-13-01' is not YYYY-MM-DD",
+            "errorType": "BadRequest",
+        }
+        # DryRun runs nothing; Event answers 202 and runs
+        assert awslambda.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
+        assert len(executor) == 2
+        assert awslambda.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+        # A function that does not exist is moto's ResourceNotFound, never the executor's
+        with pytest.raises(awslambda.exceptions.ResourceNotFoundException):
+            awslambda.invoke(FunctionName="nope", Payload=b"{}")
+
+
+def test_invoking_before_the_executor_runs_says_so(
+    request: pytest.FixtureRequest, monkeypatch, tmp_path
+) -> None:
+    # Given the emulator while the runtime deploys (no executor named yet)
+    request.getfixturevalue("patched_lambda")
+    monkeypatch.setattr(motoserver, "INVOCATIONS_FILE", tmp_path / "invocations")
+    with mock_aws():
+        _create_functions("headrace-local-report")
+        awslambda = boto3.client("lambda", region_name="us-east-1")
+        with pytest.raises(ClientError) as refused:
+            awslambda.invoke(FunctionName="headrace-local-report", Payload=b"{}")
+    # Then the call is refused (not retried), saying why, rather than a 200 for a function
+    # that never ran
+    error = refused.value.response["Error"]
+    assert error["Code"] == "NotImplemented"
+    assert "executor runs functions once `headrace local up` has deployed" in error["Message"]
