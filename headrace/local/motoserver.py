@@ -444,6 +444,12 @@ def patch_lambda() -> None:
         def __init__(self, message: str) -> None:
             super().__init__("NotImplemented", message)
 
+    class InvalidRequestContent(LambdaClientError):
+        def __init__(self, error: ValueError) -> None:
+            super().__init__(
+                "InvalidRequestContentException", f"Could not parse request body into json: {error}"
+            )
+
     def invoke(
         self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
     ) -> bytes:
@@ -458,9 +464,14 @@ def patch_lambda() -> None:
                 "functions once `headrace local up` has deployed the stack"
             )
         url, token = address
+        event = body if isinstance(body, bytes) else (body or "{}").encode()
+        try:
+            json.loads(event or b"{}")
+        except ValueError as exc:  # as Lambda refuses it, before anything runs
+            raise InvalidRequestContent(exc) from exc
         request = urllib.request.Request(
             f"{url}/{quote(function.function_name, safe='')}",
-            data=body if isinstance(body, bytes) else (body or "{}").encode(),
+            data=event,
             headers={"X-Bridge-Token": token, "X-Invocation-Type": invocation_type},
             method="POST",
         )

@@ -853,6 +853,9 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         assert awslambda.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
         assert len(executor) == 2
         assert awslambda.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+        # A payload that is not JSON is refused before anything runs, as Lambda refuses it
+        with pytest.raises(awslambda.exceptions.InvalidRequestContentException):
+            awslambda.invoke(FunctionName=name, Payload=b"{not json")
         # A function that does not exist is moto's ResourceNotFound, never the executor's
         with pytest.raises(awslambda.exceptions.ResourceNotFoundException):
             awslambda.invoke(FunctionName="nope", Payload=b"{}")
