@@ -159,15 +159,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    import boto3
+    """Lambda's Invoke on the runtime's emulator, which hands it to the executor: the
+    function runs in its warm sandbox, as its execution role, as `aws lambda invoke` runs it."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from headrace.outputs import OutputsError, StackOutputs
 
-    from .executor import discover, sandbox_environment
-    from .iam import RoleSessions, lambda_service_key
     from .runtime import not_running
-    from .sandbox import Sandbox
 
     try:
         payload = json.loads(args.payload)
@@ -179,50 +177,29 @@ def _invoke(args: argparse.Namespace) -> int:
     except OutputsError as exc:
         print(f"headrace: error: {exc}", file=sys.stderr)
         return 2
-    # The sandbox writes its log and scratch files in the runtime's state directory: never
-    # beside some other file, and only while the runtime runs.
     problem = not_running(args.outputs)
     if problem:
         print(f"headrace: error: {problem}", file=sys.stderr)
         return 2
-    state_dir = args.outputs.resolve().parent
     names = outputs.model_extra.get("function_names", {}) if outputs.model_extra else {}
     logical = args.function.replace("_", "-")  # ingest_worker, as the config section is spelt
     deployed = names.get(logical, args.function)
+    # Lambda's longest run: a slow answer is never retried, which would run the function again
+    awslambda = outputs.client("lambda", read_timeout=900)
     try:
-        deployment = discover(outputs.client)
-        spec = deployment.functions.get(deployed)
-        if spec is None:
-            print(
-                f"headrace: error: no function {args.function!r} (deployed: {', '.join(sorted(names) or deployment.functions)})",
-                file=sys.stderr,
-            )
-            return 2
-        # The sandbox runs as the function's execution role, assumed as the runtime assumes
-        # it: by the Lambda service identity (the administrator cannot; the role trusts only
-        # Lambda).
-        with lambda_service_key(outputs.client("iam")) as service_key:
-            sts = boto3.client(
-                "sts",
-                endpoint_url=outputs.aws_endpoint_url,
-                region_name=outputs.region,
-                aws_access_key_id=service_key.access_key,
-                aws_secret_access_key=service_key.secret_key,
-            )
-            role = RoleSessions(sts).credentials(spec.role, spec.name)
+        answer = awslambda.invoke(FunctionName=deployed, Payload=json.dumps(payload).encode())
+    except awslambda.exceptions.ResourceNotFoundException:
+        print(
+            f"headrace: error: no function {args.function!r} (deployed: {', '.join(sorted(names))})",
+            file=sys.stderr,
+        )
+        return 2
     except (BotoCoreError, ClientError) as exc:
         print(f"headrace: error: cannot reach the embedded runtime of {args.outputs}: {exc}", file=sys.stderr)
         return 2
-    env = sandbox_environment(
-        spec, outputs.aws_endpoint_url or "", outputs.region, role, state_dir / "scratch"
-    )
-    sandbox = Sandbox(spec, env, ROOT, state_dir / "logs" / f"{spec.name}.invoke.log")
-    try:
-        result = sandbox.invoke(payload)
-    finally:
-        sandbox.kill()
-    if not result.ok:
-        print(f"headrace: error: {result.error_type}: {result.error}", file=sys.stderr)
+    result = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        print(f"headrace: error: {result.get('errorType')}: {result.get('errorMessage')}", file=sys.stderr)
         return 1
-    print(json.dumps(result.response, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str))
     return 0

@@ -62,8 +62,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +71,6 @@ from urllib.parse import parse_qsl, urlsplit
 from botocore.auth import HmacV1QueryAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
 
 ADMIN_USER = "headrace-admin"
 ADMIN_KEY = ("test", "test")
@@ -651,33 +649,6 @@ LAMBDA_SERVICE_STATEMENT = {
     "Action": "sts:AssumeRole",
     "Resource": "arn:aws:iam::*:role/*",
 }
-
-
-@contextmanager
-def lambda_service_key(iam: Any) -> Iterator[Credentials]:
-    """A short-lived access key of the Lambda service identity, made by the administrator
-    (``iam``: its client) for ``headrace local invoke``, which must assume a function's role
-    as the runtime does; deleted on exit."""
-    try:
-        key = iam.create_access_key(UserName=LAMBDA_SERVICE_USER)["AccessKey"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "LimitExceeded":
-            raise
-        # IAM allows two keys per user: the runtime's own (the oldest) and one left by an
-        # invoke that was killed (or one running now, which needs its key only to assume
-        # the role, done at once)
-        keys = iam.list_access_keys(UserName=LAMBDA_SERVICE_USER)["AccessKeyMetadata"]
-        for stale in sorted(keys, key=lambda k: k["CreateDate"])[1:]:
-            iam.delete_access_key(UserName=LAMBDA_SERVICE_USER, AccessKeyId=stale["AccessKeyId"])
-        key = iam.create_access_key(UserName=LAMBDA_SERVICE_USER)["AccessKey"]
-    try:
-        yield Credentials(key["AccessKeyId"], key["SecretAccessKey"])
-    finally:
-        try:
-            iam.delete_access_key(UserName=LAMBDA_SERVICE_USER, AccessKeyId=key["AccessKeyId"])
-        except ClientError as exc:  # a concurrent invoke cleaned it up already
-            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-                raise
 
 
 class RoleSessions:
