@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,12 @@ def _run(args: argparse.Namespace) -> int:
         return _error(
             f"not in the {suite.name} suite: {', '.join(outside)} (it runs {', '.join(suite.experiments())})"
         )
-    if args.settle_seconds is not None and args.settle_seconds < 0:
-        return _error(f"--settle-seconds must not be negative (got {args.settle_seconds:g})")
+    if args.settle_seconds is not None and not 0 <= args.settle_seconds < math.inf:
+        return _error(
+            f"--settle-seconds must be a number of seconds, 0 or more (got {args.settle_seconds:g})"
+        )
+    if args.max_size_mb is not None and not args.max_size_mb > 0:  # NaN too: it would lift the limit
+        return _error(f"--max-size-mb must be more than 0 (got {args.max_size_mb:g})")
     options: dict[str, Any] = {
         "only": only,
         "settle_seconds": args.settle_seconds,

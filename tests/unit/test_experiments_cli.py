@@ -35,7 +35,12 @@ def run(tmp_path, *args: str) -> int:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--settle-seconds", "-1"], "--settle-seconds must not be negative (got -1)"),
+        (["--settle-seconds", "-1"], "--settle-seconds must be a number of seconds, 0 or more (got -1)"),
+        (["--settle-seconds", "nan"], "--settle-seconds must be a number of seconds, 0 or more (got nan)"),
+        (["--settle-seconds", "inf"], "--settle-seconds must be a number of seconds, 0 or more (got inf)"),
+        (["--max-size-mb", "0"], "--max-size-mb must be more than 0 (got 0)"),
+        (["--max-size-mb", "-5"], "--max-size-mb must be more than 0 (got -5)"),
+        (["--max-size-mb", "nan"], "--max-size-mb must be more than 0 (got nan)"),
         (["--only", "latency,"], "--only 'latency,': an empty experiment name"),
         (
             ["--only", "nope"],
