@@ -70,7 +70,8 @@ def run(ctx: Context) -> dict[str, Any]:
         records += [{"type": "skipped", **s} for s in skipped]
         recorder.write_all(records)
     summary = summarise(records)
-    summary["complete"] = complete
+    # a file that did not complete (lost, failed, or late) is a gap in what was measured
+    summary["complete"] = complete and not summary["not_completed"]
     recorder.summary(summary)
     return summary
 

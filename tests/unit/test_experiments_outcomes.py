@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from headrace.experiments import failure, sweep, throughput
+from headrace.experiments import failure, filesize, latency, sweep, throughput
 from headrace.experiments.common import Context
 from headrace.experiments.stack import Upload
 from headrace.experiments.suites import Suite, SweepPoint
@@ -139,3 +139,62 @@ def test_crash_recovery_has_no_all_completed_time_unless_every_file_completed(tm
     assert (result["completed"], result["files"]) == (7, 20)
     assert result["all_completed_after_s"] is None
     assert result["complete"] is False
+
+
+class StuckStack(FakeStack):
+    """One file at a time (latency, file size): every file completes a second after its
+    upload except those named in ``stuck``, which never do (lost, or late)."""
+
+    def __init__(self, stuck: set[str]):
+        super().__init__(completes=0)
+        self.stuck = stuck
+
+    def touch(self, *_: Any) -> None:
+        pass
+
+    def function_configuration(self, logical: str) -> dict[str, Any]:
+        return {"Timeout": 900}
+
+    def upload(self, name: str, body: Any, **label: Any) -> Upload:
+        now = time.time()
+        return Upload(f"incoming/experiments/r-{name}", "v1", 100, now, now + 0.01, label)
+
+    def wait(self, uploads: list[Upload], deadline: float, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            (u.key, u.version): {
+                "status": "completed",
+                "attempts": 1,
+                "received_at": iso(u.end + 0.1),
+                "started_at": iso(u.end + 0.1),
+                "completed_at": iso(u.end + 1.0),
+                "timings_ms": {"download": 10.0, "process": 100.0, "write": 10.0, "total": 150.0},
+            }
+            for u in uploads
+            if u.key.rsplit("/", 1)[-1] not in self.stuck
+        }
+
+
+def test_a_latency_file_that_never_completes_makes_latency_incomplete(tmp_path):
+    # Given a stack on which the last warm file of the run never completes (in time)
+    ctx = context(tmp_path, StuckStack({"r-lat-100-02.csv"}), latency_rows=(100,), latency_warm=2)
+    # When the latency experiment runs (well within its time limit)
+    summary = latency.run(ctx)
+    # Then the file is listed as not completed and the experiment is not "ok"
+    assert summary["not_completed"] == ["incoming/experiments/r-lat-100-02.csv"]
+    assert summary["complete"] is False
+
+
+def test_latency_is_complete_when_every_file_completed(tmp_path):
+    ctx = context(tmp_path, StuckStack(set()), latency_rows=(100,), latency_warm=2)
+    summary = latency.run(ctx)
+    assert (summary["completed"], summary["complete"]) == (3, True)
+
+
+def test_a_file_size_that_never_completes_makes_filesize_incomplete(tmp_path):
+    # Given a stack on which the 2 MB file never completes (in time)
+    ctx = context(tmp_path, StuckStack({"r-size-2mb.csv"}), filesize_mb=(1, 2))
+    # When the file-size experiment runs
+    summary = filesize.run(ctx)
+    # Then the file is listed as not completed and the experiment is not "ok"
+    assert summary["not_completed"] == ["incoming/experiments/r-size-2mb.csv"]
+    assert summary["complete"] is False
