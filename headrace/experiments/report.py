@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,15 +108,18 @@ def render(
         ("failure_recovery.png", chart_failure),
     ]
     written: list[Path] = []
-    for name, draw in charts:
-        path = out / name
-        if draw(runs, path):
-            written.append(path)
-        else:
-            path.unlink(missing_ok=True)
     figures = [headline(run, monthly_files) for run in runs]
     table = out / "summary_table.png"
-    chart_summary_table(runs, figures, table)
+    # Labels are the user's (--label): a "$" in them is text, not the start of mathtext
+    # (which would render garbled, or stop the report with a ParseException).
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for name, draw in charts:
+            path = out / name
+            if draw(runs, path):
+                written.append(path)
+            else:
+                path.unlink(missing_ok=True)
+        chart_summary_table(runs, figures, table)
     written.append(table)
     summary = out / "summary.md"
     summary.write_text(markdown(runs, figures, [p.name for p in written], monthly_files))
@@ -805,8 +809,17 @@ def _tables_per_run(
     out: list[str] = []
     for run, f in zip(runs, figures, strict=True):
         if body := rows(f):
-            out += [f"\n**{run.label}**\n", _table(header, body)]
+            out += [f"\n**{_md(run.label)}**\n", _table(header, body)]
     return out
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$~&#!])")
+
+
+def _md(text: str) -> str:
+    """``text`` (a label given by the user) as literal Markdown on one line: GitHub's markup
+    characters (table pipes and math dollars included) backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -826,7 +839,7 @@ def _environment(run: Run) -> str:
         f"{k} {v.get('status')} ({v.get('seconds')} s)" for k, v in (i.get("experiments") or {}).items()
     )
     return (
-        f"- **{run.label}**: stack `{i.get('stack')}`, {i.get('environment')} in {i.get('region')}; suite "
+        f"- **{_md(run.label)}**: stack `{i.get('stack')}`, {i.get('environment')} in {i.get('region')}; suite "
         f"`{i.get('suite')}`, run `{i.get('run_id')}` started {i.get('started_at')}, {i.get('duration_seconds')} s in all"
         + (
             f" (+ {i['runtime_startup_seconds']} s to start the embedded runtime)"
@@ -848,7 +861,7 @@ def _environment(run: Run) -> str:
 
 
 def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], monthly_files: int) -> str:
-    labels = [run.label for run in runs]
+    labels = [_md(run.label) for run in runs]
     out = ["# Experiment results\n\n"]
     out.append(
         "Measured by `headrace experiments run`, rendered by `headrace experiments report` "
@@ -935,7 +948,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
                 ]
                 for p in fs.get("points", [])
             ]
-            out.append(f"\n**{run.label}**\n")
+            out.append(f"\n**{_md(run.label)}**\n")
             out.append(
                 _table(
                     [
@@ -1001,7 +1014,7 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
             fl = f.get("failure") or {}
             if not fl:
                 continue
-            out.append(f"\n**{run.label}**\n")
+            out.append(f"\n**{_md(run.label)}**\n")
             out.append(_failure_text(fl))
         if "failure_recovery.png" in charts:
             out.append("\n![failure recovery](failure_recovery.png)\n")
@@ -1128,7 +1141,7 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
         estimates: list[tuple[int, cost.Estimate]] = f.get("cost") or []
         if not estimates:
             continue
-        out.append(f"\n**From the durations measured on {run.label}**\n")
+        out.append(f"\n**From the durations measured on {_md(run.label)}**\n")
         out.append(f"\n{_architecture_text(run)}\n")
         header = [
             "rows per file",

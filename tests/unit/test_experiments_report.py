@@ -266,3 +266,27 @@ def test_a_monthly_volume_below_one_is_refused(tmp_path, capsys, monthly):
     )
     assert "--monthly-files must be at least 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_label_with_markup_renders_as_text(tmp_path):
+    # Given a run labelled with characters that mean something to Markdown tables, to
+    # GitHub's math and to matplotlib's mathtext (an invalid formula among them)
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    info = json.loads((run / "run.json").read_text())
+    label = r"aws | eu-west-1 $\frac$ <b>*x*</b>"
+    info["label"] = label
+    (run / "run.json").write_text(json.dumps(info))
+    # When the report renders it
+    written = render(run, tmp_path / "out")
+    # Then every chart is drawn (the label is text, not a formula)
+    assert {p.name for p in written if p.suffix == ".png"} == CHARTS
+    # and in summary.md the label is one escaped cell: every row of the summary table has
+    # as many cells as its header
+    text = (tmp_path / "out" / "summary.md").read_text()
+    escaped = r"aws \| eu-west-1 \$\\frac\$ \<b\>\*x\*\</b\>"
+    assert f"| metric | {escaped} |" in text
+    assert f"**From the durations measured on {escaped}**" in text
+    summary = text.split("## Summary", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    widths = {len(line.replace(r"\|", "").split("|")) for line in summary.strip().splitlines()}
+    assert widths == {4}, summary
