@@ -78,10 +78,11 @@ def poison(ctx: Context, deadline: float, advance: Any) -> tuple[list[dict[str, 
     pending = {u.key for u in uploads}
     until = min(deadline, time.monotonic() + 120 + 10 * limit)
     while pending and time.monotonic() < until:
-        for key in stack.dlq_keys(stack.outputs.processing_dlq_url, rounds=1) & pending:
-            arrived[key] = time.time()
-            pending.discard(key)
-            advance(1)
+        for key, seen in stack.dlq_arrivals(stack.outputs.processing_dlq_url).items():
+            if key in pending:
+                arrived[key] = seen
+                pending.discard(key)
+                advance(1)
         if pending:
             time.sleep(0.5)
     items = stack.items(uploads)

@@ -41,6 +41,8 @@ TERMINAL = ("completed", "failed")
 EMBEDDED_SETTLE_SECONDS = 3.0
 # The environment variable whose change retires a function's warm sandboxes (cold starts).
 RUN_MARKER = "HEADRACE_EXPERIMENT_RUN"
+# How long a DLQ message stays hidden while the others are read (made visible right after).
+DLQ_PAGE_SECONDS = 30
 
 
 def parse_time(value: Any) -> float | None:
@@ -290,15 +292,35 @@ class ExperimentStack:
                 return False
             time.sleep(0.5)
 
-    def dlq_keys(self, url: str, rounds: int = 3) -> set[str]:
-        """Object keys of the messages in a DLQ, without hiding them (VisibilityTimeout 0)."""
-        keys: set[str] = set()
-        for _ in range(rounds):
-            messages = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1
-            ).get("Messages", [])
-            keys |= {k for k in (message_key(m["Body"]) for m in messages) if k}
-        return keys
+    def dlq_arrivals(self, url: str, pages: int = 50) -> dict[str, float]:
+        """Object keys of the messages in a DLQ (up to ``pages`` x 10 of them), each with
+        the time the receive that returned it ended. A receive returns at most 10, so each
+        message received is hidden while the next pages are read (a DLQ that already holds
+        other messages must not hide the run's), then every one is made visible again."""
+        arrivals: dict[str, float] = {}
+        handles: list[str] = []
+        try:
+            for _ in range(pages):
+                messages = self.sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=DLQ_PAGE_SECONDS,
+                    WaitTimeSeconds=1,
+                ).get("Messages", [])
+                seen = time.time()
+                if not messages:
+                    break
+                handles += [m["ReceiptHandle"] for m in messages]
+                for key in (message_key(m["Body"]) for m in messages):
+                    if key:
+                        arrivals.setdefault(key, seen)
+        finally:
+            for handle in handles:
+                with contextlib.suppress(BotoCoreError, ClientError):
+                    self.sqs.change_message_visibility(
+                        QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0
+                    )
+        return arrivals
 
     # ------------------------------------------------------------------ configuration
     def function_configuration(self, logical: str) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from headrace.experiments import cleanup as cleanup_module
 from headrace.experiments.cleanup import _processed
 from headrace.experiments.common import file_record, loaded_or_final
 from headrace.experiments.run import _checks_pass, _clear_results, _terminate_as_interrupt
-from headrace.experiments.stack import Changes, Upload, closed_port, environment_kind, message_key
+from headrace.experiments.stack import (
+    Changes,
+    ExperimentStack,
+    Upload,
+    closed_port,
+    environment_kind,
+    message_key,
+)
 from headrace.experiments.suites import EXPERIMENTS, SUITES
 from headrace.outputs import StackOutputs
 
@@ -277,3 +284,34 @@ def test_suites_are_bounded_and_quick_covers_every_experiment():
     for suite in SUITES.values():
         for name in suite.experiments():
             assert 0 < suite.limit(name) <= 2400
+
+
+def test_the_runs_messages_are_found_in_a_dlq_that_holds_many_others(monkeypatch):
+    # Given a DLQ holding 30 messages of other files before the run's 2
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="processing-dlq")["QueueUrl"]
+
+        def send(key: str) -> None:
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"detail": {"object": {"key": key}}}))
+
+        for i in range(30):
+            send(f"incoming/other/{i}.csv")
+        ours = {
+            "incoming/experiments/run1-fail-poison-00.csv",
+            "incoming/experiments/run1-fail-poison-01.csv",
+        }
+        for key in sorted(ours):
+            send(key)
+        stack = ExperimentStack(StackOutputs(**OUTPUTS), run_id="run1", kind="aws")
+        # When the experiment looks for the run's messages in it
+        keys = set(stack.dlq_arrivals(url))
+        # Then it finds them among the others
+        assert ours <= keys and len(keys) == 32
+        # and leaves every message visible, as it found it
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == (
+            "32",
+            "0",
+        )
