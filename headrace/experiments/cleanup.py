@@ -27,6 +27,10 @@ MAX_QUIESCE_SECONDS = 300
 
 def cleanup(stack: ExperimentStack, drain_seconds: float = 60.0) -> dict[str, Any]:
     uploads = list(stack.uploads)
+    try:
+        uploads += _unrecorded(stack)
+    except Exception as exc:  # keep going with the recorded ones
+        log.error("could not look for unrecorded uploads: %s: %s", type(exc).__name__, exc)
     result: dict[str, Any] = {"uploads": len(uploads)}
     if not uploads:
         return result
@@ -55,6 +59,22 @@ def cleanup(stack: ExperimentStack, drain_seconds: float = 60.0) -> dict[str, An
             log.error("cleanup of %s failed: %s: %s", name, type(exc).__name__, exc)
             result[name] = f"failed: {type(exc).__name__}: {exc}"
     return result
+
+
+def _unrecorded(stack: ExperimentStack) -> list[Upload]:
+    """The objects of uploads that were interrupted (Ctrl-C, SIGTERM) after S3 stored them
+    but before the run recorded them: they are processed like any other file."""
+    recorded = {u.key for u in stack.uploads}
+    found: list[Upload] = []
+    for key in dict.fromkeys(k for k in stack.attempted if k not in recorded):
+        response = stack.s3.list_object_versions(Bucket=stack.outputs.raw_bucket, Prefix=key)
+        for v in response.get("Versions", []):
+            if v["Key"] != key:
+                continue
+            version_id = v.get("VersionId") if v.get("VersionId") not in (None, "null") else None
+            version = version_id or str(v["ETag"]).strip('"')
+            found.append(Upload(key, version, int(v.get("Size", 0)), 0.0, 0.0, {}, version_id))
+    return found
 
 
 def _raw(stack: ExperimentStack, uploads: list[Upload]) -> int:

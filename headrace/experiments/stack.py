@@ -154,6 +154,9 @@ class ExperimentStack:
         self.lam = outputs.client("lambda")
         self.secrets = outputs.client("secretsmanager")
         self.uploads: list[Upload] = []
+        # every key an upload was started for: one interrupted (Ctrl-C) after S3 stored the
+        # object but before it was recorded in ``uploads`` is found by the clean-up this way
+        self.attempted: list[str] = []
         self.unrestored: list[str] = []  # changes that could not be undone (see Changes)
         self._uploads_lock = threading.Lock()
         self._deserialize = TypeDeserializer().deserialize
@@ -200,6 +203,8 @@ class ExperimentStack:
     # ------------------------------------------------------------------ uploads
     def upload(self, name: str, body: bytes | Path, **label: Any) -> Upload:
         key = self.key(name)
+        with self._uploads_lock:
+            self.attempted.append(key)
         start = time.time()
         if isinstance(body, Path):
             self.s3.upload_file(str(body), self.outputs.raw_bucket, key)

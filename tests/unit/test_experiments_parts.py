@@ -315,3 +315,29 @@ def test_the_runs_messages_are_found_in_a_dlq_that_holds_many_others(monkeypatch
             "32",
             "0",
         )
+
+
+def test_cleanup_removes_an_upload_interrupted_after_s3_stored_it(monkeypatch):
+    # Given a run whose upload is interrupted (Ctrl-C) right after S3 stored the object,
+    # before the run recorded it
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="raw", Key="incoming/experiments/run0-other.csv", Body=b"not ours")
+        stack = ExperimentStack(StackOutputs(**OUTPUTS), run_id="run1", kind="aws")
+
+        def interrupt(**_: object) -> None:
+            raise KeyboardInterrupt
+
+        stack.s3.meta.events.register("after-call.s3.PutObject", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            stack.upload("lat-100-00.csv", b"id\n1\n")
+        assert stack.uploads == []
+        # When the run cleans up
+        result = cleanup_module.cleanup(stack, drain_seconds=0)
+        # Then that object is removed too, and nothing else
+        left = s3.list_object_versions(Bucket="raw")
+        assert [v["Key"] for v in left.get("Versions", [])] == ["incoming/experiments/run0-other.csv"]
+        assert (result["uploads"], result["raw_versions"]) == (1, 1)
