@@ -860,6 +860,24 @@ def _environment(run: Run) -> str:
     )
 
 
+def _caveats(run: Run) -> list[str]:
+    """What makes a run's figures partial: an interrupt, a failed warm-up, experiments that
+    did not end ``ok``, changes to the stack that could not be undone."""
+    i = run.info
+    caveats = []
+    if i.get("interrupted"):
+        caveats.append("the run was interrupted (Ctrl-C or SIGTERM), its results are partial")
+    if i.get("warm_up"):
+        caveats.append(f"the warm-up {i['warm_up']}, nothing was measured")
+    not_ok = [
+        f"{k} {v.get('status')}" for k, v in (i.get("experiments") or {}).items() if v.get("status") != "ok"
+    ]
+    if not_ok:
+        caveats.append("experiments not ok: " + ", ".join(not_ok))
+    caveats += [f"the stack was left changed ({message})" for message in i.get("unrestored") or []]
+    return caveats
+
+
 def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], monthly_files: int) -> str:
     labels = [_md(run.label) for run in runs]
     out = ["# Experiment results\n\n"]
@@ -869,6 +887,9 @@ def markdown(runs: list[Run], figures: list[dict[str, Any]], charts: list[str], 
     )
     out.append("\n## Environment\n\n")
     out += [_environment(run) for run in runs]
+    for run in runs:
+        if caveats := _caveats(run):
+            out.append(f"\n> **Read with care ({_md(run.label)})**: " + "; ".join(caveats) + ".\n")
     out.append("\n## Summary\n\n")
     out.append("![summary table](summary_table.png)\n")
     out.append(_table(["metric", *labels], [[name, *values] for name, values in summary_rows(runs, figures)]))

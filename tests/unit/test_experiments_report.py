@@ -290,3 +290,30 @@ def test_a_label_with_markup_renders_as_text(tmp_path):
     summary = text.split("## Summary", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
     widths = {len(line.replace(r"\|", "").split("|")) for line in summary.strip().splitlines()}
     assert widths == {4}, summary
+
+
+def test_an_interrupted_run_says_so_above_its_figures(tmp_path):
+    # Given a run interrupted during the failure experiment, one of whose changes could
+    # not be undone
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    info = json.loads((run / "run.json").read_text())
+    info["interrupted"] = True
+    info["experiments"]["failure"] = {"status": "interrupted", "seconds": 12.0}
+    info["unrestored"] = ["could not restore processor environment: ClientError: throttled"]
+    (run / "run.json").write_text(json.dumps(info))
+    # When the report renders it
+    render(run, tmp_path / "out")
+    # Then summary.md says so before the summary table
+    text = (tmp_path / "out" / "summary.md").read_text()
+    caveat = text.split("## Summary", 1)[0].split("> **Read with care", 1)[1]
+    assert "the run was interrupted (Ctrl-C or SIGTERM), its results are partial" in caveat
+    assert "experiments not ok: failure interrupted" in caveat
+    assert (
+        "the stack was left changed (could not restore processor environment: ClientError: throttled)"
+        in caveat
+    )
+
+
+def test_a_run_that_ended_well_has_no_caveat(rendered):
+    assert "Read with care" not in (rendered / "summary.md").read_text()
