@@ -56,6 +56,12 @@ class Run:
     def label(self) -> str:
         return str(self.info.get("label") or self.info.get("environment") or self.path.name)
 
+    @property
+    def chart_label(self) -> str:
+        """The label for matplotlib: its "$" are text, not mathtext (which would render
+        "$0.02 vs $0.03" garbled, and stop the report on "$\\frac$")."""
+        return self.label.replace("$", r"\$")
+
     def files(self, experiment: str) -> list[dict[str, Any]]:
         return [r for r in self.records.get(experiment, []) if r.get("type") == "file"]
 
@@ -110,16 +116,13 @@ def render(
     written: list[Path] = []
     figures = [headline(run, monthly_files) for run in runs]
     table = out / "summary_table.png"
-    # Labels are the user's (--label): a "$" in them is text, not the start of mathtext
-    # (which would render garbled, or stop the report with a ParseException).
-    with matplotlib.rc_context({"text.parse_math": False}):
-        for name, draw in charts:
-            path = out / name
-            if draw(runs, path):
-                written.append(path)
-            else:
-                path.unlink(missing_ok=True)
-        chart_summary_table(runs, figures, table)
+    for name, draw in charts:
+        path = out / name
+        if draw(runs, path):
+            written.append(path)
+        else:
+            path.unlink(missing_ok=True)
+    chart_summary_table(runs, figures, table)
     written.append(table)
     summary = out / "summary.md"
     summary.write_text(markdown(runs, figures, [p.name for p in written], monthly_files))
@@ -311,7 +314,7 @@ def chart_latency_distribution(runs: list[Run], path: Path) -> bool:
             patch.set_alpha(0.5)
         for p, d in present:
             ax.scatter([p] * len(d), d, s=10, color=RUN_COLORS[i], zorder=3, label=None)
-        ax.plot([], [], color=RUN_COLORS[i], linewidth=8, alpha=0.5, label=run.label)
+        ax.plot([], [], color=RUN_COLORS[i], linewidth=8, alpha=0.5, label=run.chart_label)
     ax.set_xticks(range(len(sizes)), [f"{s:,} rows" for s in sizes])
     ax.set_ylabel("end-to-end latency (s)")
     ax.set_title("Latency distribution (warm invocations): upload start -> metadata completed")
@@ -339,7 +342,7 @@ def chart_percentiles(runs: list[Run], path: Path) -> bool:
             heights,
             width * 0.9,
             color=RUN_COLORS[i],
-            label=f"{run.label} (n={s['n']} warm, {len(cold)} cold)",
+            label=f"{run.chart_label} (n={s['n']} warm, {len(cold)} cold)",
         )
         for bar, v in zip(bars, values, strict=True):
             if v is not None:
@@ -368,8 +371,8 @@ def chart_latency_by_size(runs: list[Run], path: Path) -> bool:
         s = [summarize(r["e2e_ms"] for r in _warm(run) if int(r["rows"]) == rows) for rows in sizes]
         p50 = [_seconds(x["p50"]) for x in s]  # type: ignore[arg-type]
         p95 = [_seconds(x["p95"]) for x in s]  # type: ignore[arg-type]
-        ax.plot(sizes, p50, "o-", color=RUN_COLORS[i], label=f"{run.label} p50")
-        ax.fill_between(sizes, p50, p95, color=RUN_COLORS[i], alpha=0.15, label=f"{run.label} p50-p95")
+        ax.plot(sizes, p50, "o-", color=RUN_COLORS[i], label=f"{run.chart_label} p50")
+        ax.fill_between(sizes, p50, p95, color=RUN_COLORS[i], alpha=0.15, label=f"{run.chart_label} p50-p95")
         cold = _cold(run)
         if cold:
             ax.scatter(
@@ -380,7 +383,7 @@ def chart_latency_by_size(runs: list[Run], path: Path) -> bool:
                 color=RUN_COLORS[i],
                 edgecolor="black",
                 zorder=4,
-                label=f"{run.label} cold start",
+                label=f"{run.chart_label} cold start",
             )
     ax.set_xscale("log")
     ax.set_xlabel("rows per file (about 70 bytes a row)")
@@ -444,7 +447,7 @@ def chart_breakdown(runs: list[Run], path: Path) -> bool:
                 color="white",
                 edgecolor=RUN_COLORS[i],
                 linewidth=2,
-                label=f"outline: {run.label}",
+                label=f"outline: {run.chart_label}",
             )
     ax.set_ylabel("mean time per file (s)")
     ax.set_title("Where the time goes (warm, handler timings + client clock)")
@@ -485,7 +488,7 @@ def chart_timeline(runs: list[Run], path: Path) -> bool:
             zorder=4,
             label="cold start (first file after a configuration change)",
         )
-        ax.set_title(f"Latency over time: {run.label}")
+        ax.set_title(f"Latency over time: {run.chart_label}")
         ax.set_ylabel("end-to-end (s)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -506,7 +509,7 @@ def chart_file_size(runs: list[Run], path: Path) -> bool:
             continue
         mb = [p["mb"] for p in points]
         time_ax.scatter(
-            mb, [p["processing_s"] for p in points], color=RUN_COLORS[i], zorder=3, label=run.label
+            mb, [p["processing_s"] for p in points], color=RUN_COLORS[i], zorder=3, label=run.chart_label
         )
         fit = (run.summaries.get("filesize") or {}).get("fit_processing_s_per_mb")
         if fit:
@@ -524,7 +527,7 @@ def chart_file_size(runs: list[Run], path: Path) -> bool:
             [p["max_rss_mb"] for p in memory],
             "o-",
             color=RUN_COLORS[i],
-            label=run.label,
+            label=run.chart_label,
         )
     time_ax.set_xlabel("file size (MB)")
     time_ax.set_ylabel("processing: download + process + write (s)")
@@ -561,7 +564,7 @@ def chart_throughput(runs: list[Run], path: Path) -> bool:
                 [_rate(r) or 0.0 for r in mine],
                 "o" + styles[i % len(styles)],
                 color=matplotlib.colormaps["tab10"](j),
-                label=f"{run.label}: {files:,} files",
+                label=f"{run.chart_label}: {files:,} files",
             )
     ax.set_xscale("log", base=2)
     threads = sorted({r["concurrency"] for run in runs for r in run.of_type("throughput", "run")})
@@ -599,7 +602,7 @@ def chart_queue_depth(runs: list[Run], path: Path) -> bool:
                 color=color,
                 label=f"{label} in flight",
             )
-        ax.set_title(f"Processing queue depth during the bursts: {run.label}")
+        ax.set_title(f"Processing queue depth during the bursts: {run.chart_label}")
         ax.set_ylabel("messages")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -624,12 +627,16 @@ def chart_sweep(runs: list[Run], path: Path) -> bool:
             width * 0.9,
             color=RUN_COLORS[i],
             alpha=0.6,
-            label=f"{run.label} files/min",
+            label=f"{run.chart_label} files/min",
         )
         for q, marker in (("p50", "o"), ("p95", "^")):
             ys = [_seconds(((by_point.get(p) or {}).get("e2e_ms") or {}).get(q) or math.nan) for p in points]
             latency_ax.plot(
-                xs, ys, marker, color="black" if i == 0 else RUN_COLORS[i], label=f"{run.label} latency {q}"
+                xs,
+                ys,
+                marker,
+                color="black" if i == 0 else RUN_COLORS[i],
+                label=f"{run.chart_label} latency {q}",
             )
     ax.set_xticks(range(len(points)), points)
     ax.set_xlabel("event source mapping: batch size, batching window (s), max concurrency")
@@ -675,7 +682,7 @@ def chart_failure(runs: list[Run], path: Path) -> bool:
     for i, run in enumerate(runs):
         ys = [k + (i - (len(runs) - 1) / 2) * height for k in range(len(rows))]
         widths = [values[i] or 0 for _, values in rows]
-        bars = ax.barh(ys, widths, height * 0.9, color=RUN_COLORS[i], label=run.label)
+        bars = ax.barh(ys, widths, height * 0.9, color=RUN_COLORS[i], label=run.chart_label)
         for bar, (_, values) in zip(bars, rows, strict=True):
             if values[i] is not None:
                 ax.annotate(
@@ -783,7 +790,7 @@ def chart_summary_table(runs: list[Run], figures: list[dict[str, Any]], path: Pa
     ax.axis("off")
     table = ax.table(
         cellText=[[name, *values] for name, values in rows],
-        colLabels=["metric", *[run.label for run in runs]],
+        colLabels=["metric", *[run.chart_label for run in runs]],
         loc="center",
         cellLoc="left",
         colLoc="left",

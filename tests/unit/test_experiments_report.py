@@ -279,8 +279,10 @@ def test_a_label_with_markup_renders_as_text(tmp_path):
     (run / "run.json").write_text(json.dumps(info))
     # When the report renders it
     written = render(run, tmp_path / "out")
-    # Then every chart is drawn (the label is text, not a formula)
+    # Then every chart is drawn: the label's dollars are escaped for matplotlib (and only
+    # the label's: the log axes' tick labels stay mathtext)
     assert {p.name for p in written if p.suffix == ".png"} == CHARTS
+    assert load_run(run).chart_label == r"aws | eu-west-1 \$\frac\$ <b>*x*</b>"
     # and in summary.md the label is one escaped cell: every row of the summary table has
     # as many cells as its header
     text = (tmp_path / "out" / "summary.md").read_text()
