@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -258,18 +259,32 @@ def _write(path: Path, info: dict[str, Any]) -> None:
 
 
 def run_local(suite_name: str, out: Path, console: Console | None = None, **options: Any) -> int:
-    """Start the embedded runtime on free ports, run the suite against it, stop it."""
-    from headrace.local.emulator import free_port
+    """Start the embedded runtime on free ports, run the suite against it, stop it. A runtime
+    that does not start is one error line (its logs kept) and exit status 2."""
+    from headrace.local.deploy import DeployError
+    from headrace.local.emulator import EmulatorError, free_port
+    from headrace.local.postgres import PostgresError
     from headrace.local.runtime import LocalRuntime
 
     console = console or Console(stderr=True)
     state = Path(tempfile.mkdtemp(prefix="headrace-experiments-local-"))
+    keep_state = False
     begun = time.time()
     console.print("starting the embedded runtime ...")
+    runtime = LocalRuntime(
+        ROOT, state_dir=state, port=free_port(), api_port=free_port(), on_invocation=log.debug
+    )
     try:
-        with LocalRuntime(
-            ROOT, state_dir=state, port=free_port(), api_port=free_port(), on_invocation=log.debug
-        ) as runtime:
+        try:
+            runtime.start()  # stops what it started when it fails
+        except (EmulatorError, PostgresError, DeployError) as exc:
+            keep_state = True  # the error points at its logs
+            print(f"headrace: error: the embedded runtime did not start: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted while the embedded runtime started: stopped[/]")
+            return 130
+        try:
             startup = time.time() - begun
             console.print(f"embedded runtime up in {startup:.1f} s")
             return run_suite(
@@ -280,5 +295,9 @@ def run_local(suite_name: str, out: Path, console: Console | None = None, **opti
                 extra={"runtime_startup_seconds": round(startup, 1)},
                 **options,
             )
+        finally:
+            with shielded():
+                runtime.stop()
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        if not keep_state:
+            shutil.rmtree(state, ignore_errors=True)

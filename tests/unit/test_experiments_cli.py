@@ -4,6 +4,8 @@ and exit 2, before anything is written or uploaded."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +118,33 @@ def test_run_s_help_says_where_results_go_by_default(capsys):
         main(["experiments", "run", "--help"])
     # Then the help names the directory the results land in, for `report --in DIR`
     assert "default experiments-results" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_embedded_runtime_that_does_not_start_is_one_line_and_keeps_its_logs(
+    tmp_path, capsys, monkeypatch
+):
+    # Given an embedded runtime whose emulator exits at start (its log in the state directory)
+    from headrace.local.emulator import EmulatorError
+    from headrace.local.runtime import LocalRuntime
+
+    def start(self: LocalRuntime) -> LocalRuntime:
+        log = self.state_dir / "logs" / "emulator.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("Traceback ...\n")
+        raise EmulatorError(f"the emulator exited with status 1 (see {log})")
+
+    monkeypatch.setattr(LocalRuntime, "start", start)
+    # When a run asks for it
+    status = run(tmp_path, "--local", "--suite", "smoke")
+    # Then it is one error line and exit 2, and the log it points at is still there
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("headrace: error: ")]
+    assert status == 2
+    assert "Traceback" not in err
+    assert len(errors) == 1 and errors[0].startswith(
+        "headrace: error: the embedded runtime did not start: "
+    ), err
+    log = Path(errors[0].rsplit("(see ", 1)[1].rstrip(")"))
+    assert log.read_text() == "Traceback ...\n"
+    assert not (tmp_path / "out").exists()
+    shutil.rmtree(log.parents[1])
