@@ -100,7 +100,7 @@ def _error(message: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     from headrace.outputs import OutputsError
 
-    from .run import run_local, run_suite
+    from .run import ResultsError, run_local, run_suite
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     only = [n.strip() for n in args.only.split(",")] if args.only is not None else None
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.local:
             return run_local(args.suite, args.out, console=console, **options)
         return run_suite(args.outputs, args.suite, args.out, console=console, **options)
-    except OutputsError as exc:
+    except (OutputsError, ResultsError) as exc:
         return _error(str(exc))
 
 

@@ -66,6 +66,10 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class ResultsError(Exception):
+    """The results directory (``--out``) cannot be written."""
+
+
 def run_suite(
     outputs_path: Path,
     suite_name: str,
@@ -82,7 +86,8 @@ def run_suite(
 ) -> int:
     """Run a suite; return 0 when every experiment ran and its checks passed, 1 otherwise,
     130 when interrupted, 2 when the stack cannot be used (:class:`OutputsError` when that
-    is known before anything was uploaded)."""
+    is known before anything was uploaded); :class:`ResultsError` when ``out`` cannot be
+    written (before anything is uploaded)."""
     console = console or Console(stderr=True)
     suite = SUITES[suite_name].with_db_outage(db_outage)
     outputs = StackOutputs.load(outputs_path)
@@ -91,8 +96,12 @@ def run_suite(
     if max_size_mb is None:
         max_size_mb = math.inf if stack.kind == "embedded" else REMOTE_MAX_SIZE_MB
     names = [n for n in suite.experiments() if not only or n in only]
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_results(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _clear_results(out)
+        (out / "run.json").touch()
+    except OSError as exc:  # before anything is uploaded
+        raise ResultsError(f"{out}: cannot write the results there: {exc.strerror or exc}") from exc
     started = time.time()
     info: dict[str, Any] = {
         "run_id": stack.run_id,

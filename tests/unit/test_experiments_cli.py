@@ -148,3 +148,26 @@ def test_an_embedded_runtime_that_does_not_start_is_one_line_and_keeps_its_logs(
     assert log.read_text() == "Traceback ...\n"
     assert not (tmp_path / "out").exists()
     shutil.rmtree(log.parents[1])
+
+
+def test_an_out_that_cannot_be_written_is_refused_with_one_line(tmp_path, capsys, monkeypatch):
+    # Given a stack that answers, and an --out that is a file
+    from headrace.experiments.stack import ExperimentStack
+
+    monkeypatch.setattr(ExperimentStack, "check", lambda self: None)
+    uploads: list[str] = []
+    monkeypatch.setattr(ExperimentStack, "upload", lambda self, name, *a, **k: uploads.append(name))
+    outputs = tmp_path / "outputs.json"
+    names = {"function_names": {"processor": "p", "loader": "l"}}
+    outputs.write_text(
+        json.dumps({**OUTPUTS, **names, "aws_endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    )
+    out = tmp_path / "results"
+    out.write_text("not a directory")
+    # When the run is asked for
+    status = main(["experiments", "run", "--outputs", str(outputs), "--suite", "smoke", "--out", str(out)])
+    # Then it is refused with one line, exit 2, before anything is uploaded
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == f"headrace: error: {out}: cannot write the results there: File exists\n"
+    assert uploads == []
