@@ -1246,7 +1246,9 @@ def _cost_text(runs: list[Run], figures: list[dict[str, Any]]) -> str:
         "write is also written to the `by_day` index (projection ALL), and the completed update to the keys-only "
         "`by_completion` index (1 WRU).\n"
         "- Not included: Lambda pollers' empty receives on idle queues (about 3 mappings x ~650,000 long polls a month "
-        "≈ $0.8), CloudWatch alarms and dashboard, data transfer out, X-Ray traces, the report function's daily runs, "
-        "storage beyond the first month.\n"
+        "≈ $0.8), Glue Data Catalog requests (a GetTable per file when the query catalog is on, as it is by default "
+        "on AWS: $1 per million beyond the first million a month), the INIT phase of cold starts (billed as duration "
+        "since August 2025; the cold-start penalty above gives its order), CloudWatch alarms and dashboard, data "
+        "transfer out, X-Ray traces, the report function's daily runs, storage beyond the first month.\n"
     )
     return "".join(out)

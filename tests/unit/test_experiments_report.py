@@ -115,6 +115,9 @@ def test_summary_states_the_cost_and_its_assumptions(rendered):
     assert "assumed list prices, us-east-1; verify" in text
     assert "$0.625 per million WRU" in text
     assert "db.t4g.micro" in text
+    # and names the per-file charges it leaves out
+    assert "Glue Data Catalog requests (a GetTable per file" in text
+    assert "the INIT phase of cold starts (billed as duration since August 2025" in text
 
 
 def test_compare_puts_two_environments_side_by_side(tmp_path):
