@@ -107,12 +107,18 @@ def _processed(
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
             ]
+    failed: set[str] = set()
     for start in range(0, len(versions), 1000):
-        stack.s3.delete_objects(
+        response = stack.s3.delete_objects(
             Bucket=stack.outputs.processed_bucket,
             Delete={"Objects": versions[start : start + 1000], "Quiet": True},
         )
-    return len({v["Key"] for v in versions})
+        failed |= {e["Key"] for e in response.get("Errors", [])}
+    if failed:
+        log.error(
+            "%d processed outputs of this run could not be deleted: %s", len(failed), sorted(failed)[:5]
+        )
+    return len({v["Key"] for v in versions} - failed)
 
 
 def _warehouse(
@@ -145,16 +151,21 @@ def _metadata(stack: ExperimentStack, uploads: list[Upload]) -> int:
     """Delete the items by (key, version): the run's keys carry its run id, so no other
     version of them exists."""
     keys = [{"object_key": {"S": u.key}, "version": {"S": u.version}} for u in uploads]
+    table = stack.outputs.metadata_table
+    removed = 0
     for start in range(0, len(keys), 25):
-        request: dict[str, Any] = {
-            stack.outputs.metadata_table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
-        }
+        batch = keys[start : start + 25]
+        request: dict[str, Any] = {table: [{"DeleteRequest": {"Key": k}} for k in batch]}
         for _ in range(10):
             request = stack.ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
             if not request:
                 break
             time.sleep(0.2)
-    return len(keys)
+        left = len(request.get(table, []))  # still unprocessed after the retries: not removed
+        if left:
+            log.error("%d metadata items of this run could not be deleted (throttled)", left)
+        removed += len(batch) - left
+    return removed
 
 
 def _dead_letters(stack: ExperimentStack, keys: set[str]) -> int:

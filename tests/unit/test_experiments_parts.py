@@ -341,3 +341,22 @@ def test_cleanup_removes_an_upload_interrupted_after_s3_stored_it(monkeypatch):
         left = s3.list_object_versions(Bucket="raw")
         assert [v["Key"] for v in left.get("Versions", [])] == ["incoming/experiments/run0-other.csv"]
         assert (result["uploads"], result["raw_versions"]) == (1, 1)
+
+
+def test_metadata_items_that_stay_unprocessed_are_not_counted_as_removed(monkeypatch):
+    # Given a table that leaves one delete of every batch unprocessed, however often retried
+    monkeypatch.setattr(cleanup_module.time, "sleep", lambda s: None)
+
+    def batch_write_item(RequestItems: dict) -> dict:
+        (requests,) = RequestItems.values()
+        return {"UnprocessedItems": {"metadata": requests[:1]}}
+
+    stack = SimpleNamespace(
+        outputs=SimpleNamespace(metadata_table="metadata"),
+        ddb=SimpleNamespace(batch_write_item=batch_write_item),
+    )
+    uploads = [Upload(f"incoming/experiments/run1-{i}.csv", "v1", 1, 0.0, 0.0) for i in range(30)]
+    # When the clean-up deletes the run's 30 items (two batches)
+    removed = cleanup_module._metadata(stack, uploads)  # type: ignore[arg-type]
+    # Then the two left behind are not reported as removed
+    assert removed == 28
