@@ -360,3 +360,20 @@ def test_metadata_items_that_stay_unprocessed_are_not_counted_as_removed(monkeyp
     removed = cleanup_module._metadata(stack, uploads)  # type: ignore[arg-type]
     # Then the two left behind are not reported as removed
     assert removed == 28
+
+
+def test_processed_outputs_whose_delete_failed_are_not_counted_as_removed():
+    # Given two outputs of the run, one of which S3 refuses to delete
+    prefix = "parquet/dataset=experiments/ingest_date=2026-11-23/"
+    versions = [
+        {"Key": f"{prefix}run1-a--x.parquet", "VersionId": "1"},
+        {"Key": f"{prefix}run1-b--y.parquet", "VersionId": "2"},
+    ]
+    s3 = SimpleNamespace(
+        get_paginator=lambda name: SimpleNamespace(paginate=lambda **_: [{"Versions": versions}]),
+        delete_objects=lambda **_: {"Errors": [{"Key": versions[1]["Key"], "Code": "AccessDenied"}]},
+    )
+    stack = SimpleNamespace(s3=s3, run_id="run1", outputs=SimpleNamespace(processed_bucket="processed"))
+    items = {("k", "v"): {"parquet_key": versions[0]["Key"]}}
+    # When the clean-up removes them, then only the one deleted is counted
+    assert _processed(stack, [], items) == 1  # type: ignore[arg-type]
