@@ -125,6 +125,7 @@ from urllib.parse import quote
 
 from moto.core.utils import camelcase_to_underscores
 
+from .executor import LAMBDA_MAX_REQUEST_BYTES
 from .iam import patch_authorization
 
 
@@ -450,6 +451,15 @@ def patch_lambda() -> None:
                 "InvalidRequestContentException", f"Could not parse request body into json: {error}"
             )
 
+    class TooLarge(LambdaClientError):
+        code = 413
+
+        def __init__(self) -> None:
+            super().__init__(
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation",
+            )
+
     def invoke(
         self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
     ) -> bytes:
@@ -465,6 +475,8 @@ def patch_lambda() -> None:
             )
         url, token = address
         event = body if isinstance(body, bytes) else (body or "{}").encode()
+        if len(event) > LAMBDA_MAX_REQUEST_BYTES:
+            raise TooLarge()
         try:
             json.loads(event or b"{}")
         except ValueError as exc:  # as Lambda refuses it, before anything runs

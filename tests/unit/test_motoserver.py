@@ -856,6 +856,10 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         # A payload that is not JSON is refused before anything runs, as Lambda refuses it
         with pytest.raises(awslambda.exceptions.InvalidRequestContentException):
             awslambda.invoke(FunctionName=name, Payload=b"{not json")
+        # So is a payload over Lambda's 6 MB
+        with pytest.raises(ClientError) as too_large:
+            awslambda.invoke(FunctionName=name, Payload=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
+        assert too_large.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
         # A function that does not exist is moto's ResourceNotFound, never the executor's
         with pytest.raises(awslambda.exceptions.ResourceNotFoundException):
             awslambda.invoke(FunctionName="nope", Payload=b"{}")
