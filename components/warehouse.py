@@ -446,6 +446,12 @@ class Warehouse(pulumi.ComponentResource):
             final_snapshot_identifier=final_snapshot,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
+            # A new warehouse.rds.engine_version is a major upgrade: RDS refuses it unless
+            # allowed, and applies it (with the new family's parameter group) in the next
+            # maintenance window unless told to apply it now, while the old parameter group,
+            # still attached, cannot be deleted. Applied now, as every change of `pulumi up`.
+            allow_major_version_upgrade=True,
+            apply_immediately=True,
             opts=child,
         )
 

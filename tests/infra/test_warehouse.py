@@ -41,6 +41,17 @@ def test_rds_is_private_encrypted_and_backed_up(dev: Deployment) -> None:
     assert db["dbSubnetGroupName"] == subnets.outputs["name"]
 
 
+def test_a_new_major_version_is_applied_by_the_update_that_sets_it(dev: Deployment) -> None:
+    # Given dev's database, whose engine_version is a major version (its parameter group's family)
+    db = _instance(dev).inputs
+    # Then a later engine_version is an upgrade RDS accepts (ModifyDBInstance refuses a new
+    # major version without AllowMajorVersionUpgrade) and applies during the update, not in
+    # the next maintenance window: the replaced parameter group is detached by then, and can
+    # be deleted
+    assert db["allowMajorVersionUpgrade"] is True
+    assert db["applyImmediately"] is True
+
+
 def test_prod_protects_the_database(tiny_archive: Path) -> None:
     # Given the dev stack turned into prod
     stack = deploy("dev", tiny_archive, {"headrace:environment": "prod"})
