@@ -82,8 +82,15 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-vpc"},
             opts=child,
         )
+        # Availability Zones only: where the account has opted in to Local Zones, AWS lists
+        # them too (and their names sort first), and the subnets' zones must serve RDS,
+        # Lambda and the interface endpoint.
         zones = aws.get_availability_zones_output(
-            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
+            state="available",
+            filters=[
+                aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])
+            ],
+            opts=pulumi.InvokeOutputOptions(parent=self),
         )
         blocks = list(
             ipaddress.IPv4Network(args.cidr).subnets(

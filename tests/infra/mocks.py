@@ -14,6 +14,18 @@ import pulumi
 ACCOUNT = "111122223333"
 PARTITION = "aws"
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+# A Local Zone the account opted in to: DescribeAvailabilityZones (and the data source)
+# lists it with the region's Availability Zones unless filtered by opt-in-status, and its
+# name sorts before theirs.
+LOCAL_ZONE = "eu-west-1-lcl-1a"
+
+
+def _only_availability_zones(args: dict[str, Any]) -> bool:
+    """Whether a getAvailabilityZones call keeps only the region's Availability Zones."""
+    return any(
+        f.get("name") == "opt-in-status" and list(f.get("values", [])) == ["opt-in-not-required"]
+        for f in args.get("filters") or []
+    )
 
 
 @dataclass
@@ -172,7 +184,10 @@ class PipelineMocks(pulumi.runtime.Mocks):
                 "id": PARTITION,
             }, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ZONES, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []
+            names, ids = ZONES, [f"euw1-az{i}" for i in range(1, 4)]
+            if not _only_availability_zones(unwrap(dict(args.args))):
+                names, ids = [LOCAL_ZONE, *names], ["euw1-lcl1-az1", *ids]
+            return {"names": names, "zoneIds": ids, "id": self.region}, []
         raise NotImplementedError(
             f"unexpected data source {args.token}: {json.dumps(args.args, default=str)}"
         )

@@ -238,6 +238,7 @@ def test_network_is_private_with_endpoints_and_no_nat(dev: Deployment) -> None:
     endpoints = {r.inputs["serviceName"]: r for r in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
     # Then its subnets are private, in two zones, with no NAT or internet gateway
     assert vpc.inputs["enableDnsHostnames"] is True and vpc.inputs["enableDnsSupport"] is True
+    # (Availability Zones: not a Local Zone the account opted in to, which AWS lists too)
     assert sorted(s.inputs["availabilityZone"] for s in subnets) == ["eu-west-1a", "eu-west-1b"]
     assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in subnets)
     assert not {"aws:ec2/natGateway:NatGateway", "aws:ec2/internetGateway:InternetGateway"} & dev.types()
