@@ -4,6 +4,10 @@ The stack is found through its outputs file (``--outputs``, default the embedded
 runtime's ``.headrace/local/outputs.json``); keys live in the table named by its
 ``tenant_keys_table`` output. Only a key's SHA-256 is stored: ``add`` prints the key once,
 as the last line of its output, so scripts can take it with ``| tail -n 1``.
+
+Offboarding: ``revoke --tenant NAME`` disables all of a tenant's keys; ``purge NAME`` deletes
+its stored records from the ``tenant_logs_table`` (a Query on the tenant's partition, never a
+Scan), as a dry run unless ``--execute`` is given.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,13 +31,27 @@ from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 TENANT_RULE = "1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 
 
+# BatchWriteItem takes at most 25 requests; a purge reads the partition a page at a time
+BATCH_SIZE = 25
+PURGE_PAGE = 1000
+# attempts of one batch's unprocessed items (throttling) before giving up: re-run to finish
+BATCH_ATTEMPTS = 8
+QUEUED_NOTE = (
+    "Records of {tenant!r} still in the ingest queue (accepted before its keys were revoked, or up to "
+    f"{HIT_SECONDS:.0f} seconds after, while running API functions trust a cached key) may still be "
+    "stored after this purge: run it again once the queue has drained."
+)
+
+
 class _Failure(Exception):
     pass
 
 
 def register(subparsers: Any) -> None:
-    """Add ``tenants add|list|revoke`` to the ``headrace`` command line."""
-    parser = subparsers.add_parser("tenants", help="issue, list and revoke ingest API keys")
+    """Add ``tenants add|list|revoke|purge`` to the ``headrace`` command line."""
+    parser = subparsers.add_parser(
+        "tenants", help="issue, list and revoke ingest API keys; offboard a tenant (revoke --tenant, purge)"
+    )
     actions = parser.add_subparsers(dest="tenants_action", required=True, metavar="ACTION")
 
     add = actions.add_parser(
@@ -51,11 +70,33 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(func=_list)
 
     revoke = actions.add_parser(
-        "revoke", help="disable a key by its key id (see 'list'); the API refuses it within a minute"
+        "revoke",
+        help="disable a key by its key id (see 'list'), or every key of a tenant with --tenant NAME; "
+        "the API refuses it within a minute",
+        usage="%(prog)s (KEY_ID | --tenant NAME) [--outputs PATH]",
     )
-    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.add_argument("key_id", metavar="KEY_ID", nargs="?", help="the key id to disable")
+    revoke.add_argument("--tenant", metavar="NAME", help="disable every active key of tenant NAME")
     add_outputs_option(revoke)
     revoke.set_defaults(func=_revoke)
+
+    purge = actions.add_parser(
+        "purge",
+        help="delete every stored record of tenant NAME (dry run unless --execute)",
+        description="Delete every record of tenant NAME from the tenant logs table (a Query on its "
+        "partition; other tenants are never read). Without --execute, only counts them. Refuses a "
+        "tenant that still has an active key unless --revoke-keys is given. Records still in the "
+        "ingest queue may be stored after a purge: run it again once the queue has drained.",
+    )
+    purge.add_argument("name", metavar="NAME", help="the tenant id")
+    purge.add_argument("--execute", action="store_true", help="delete (default: count what would be deleted)")
+    purge.add_argument(
+        "--revoke-keys",
+        action="store_true",
+        help="revoke the tenant's active keys first (otherwise a tenant with an active key is refused)",
+    )
+    add_outputs_option(purge)
+    purge.set_defaults(func=_purge)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -115,6 +156,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    if args.tenant is not None:
+        if args.key_id is not None:
+            return _fail(f"give a KEY_ID or --tenant NAME, not both (got {args.key_id!r} and --tenant)")
+        return _revoke_tenant(args.tenant, args.outputs)
+    if args.key_id is None:
+        return _fail("give the KEY_ID to revoke (see 'headrace tenants list'), or --tenant NAME")
     key_id: str = args.key_id
 
     def run(keys: Any, table_name: str) -> int:
@@ -146,18 +193,88 @@ def _revoke(args: argparse.Namespace) -> int:
     return _with_table(args.outputs, run)
 
 
+def _revoke_tenant(name: str, outputs_path: Path) -> int:
+    if not is_tenant_id(name):
+        return _fail(f"invalid tenant name {name!r}: use {TENANT_RULE}")
+
+    def run(keys: Any, table_name: str) -> int:
+        items = _tenant_keys(keys, name)
+        if not items:
+            raise _Failure(
+                f"no tenant {name!r} in {table_name}: it has no API keys (see 'headrace tenants list')"
+            )
+        revoked = _disable(keys, items)
+        already = len(items) - len(revoked)
+        if not revoked:
+            was = "its key was" if already == 1 else f"all {already} keys were"
+            print(f"Tenant {name!r} has no active key: {was} already revoked.")
+            return 0
+        print(
+            f"Revoked {_plural(len(revoked), 'key')} of tenant {name!r} ({', '.join(revoked)})"
+            + (f"; {already} already revoked" if already else "")
+            + f". The API refuses them within {HIT_SECONDS:.0f} seconds "
+            "(running functions cache verified keys that long)."
+        )
+        return 0
+
+    return _with_table(outputs_path, run)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    name: str = args.name
+    if not is_tenant_id(name):
+        return _fail(f"invalid tenant name {name!r}: use {TENANT_RULE}")
+
+    def run(keys: Any, table_name: str, logs: Any, logs_name: str) -> int:
+        key_items = _tenant_keys(keys, name)
+        active = [i for i in key_items if not i.get("disabled")]
+        stored = _count(logs, name)
+        if not key_items and not stored:
+            raise _Failure(
+                f"no tenant {name!r}: no API keys in {table_name} and no records in {logs_name} "
+                "(see 'headrace tenants list')"
+            )
+        if active and not args.revoke_keys:
+            raise _Failure(
+                f"tenant {name!r} still has {_plural(len(active), 'active key')} "
+                f"({', '.join(str(i.get('key_id')) for i in active)}): new records could arrive "
+                f"mid-purge. Revoke them first ('headrace tenants revoke --tenant {name}'), or add --revoke-keys"
+            )
+        if not args.execute:
+            print(
+                f"Dry run: would delete {_plural(stored, 'record')} of tenant {name!r} from {logs_name}"
+                + (f", after revoking {_plural(len(active), 'active key')}" if active else "")
+                + ". Add --execute to delete."
+            )
+            return 0
+        if active:
+            revoked = _disable(keys, active)
+            print(f"Revoked {_plural(len(revoked), 'key')} of tenant {name!r} ({', '.join(revoked)}).")
+        deleted = _delete_partition(logs, logs_name, name)
+        print(f"Deleted {_plural(deleted, 'record')} of tenant {name!r} from {logs_name}.")
+        print(QUEUED_NOTE.format(tenant=name))
+        return 0
+
+    return _with_table(args.outputs, run, with_logs=True)
+
+
 # ------------------------------------------------------------------------------ mechanics
-def _with_table(outputs_path: Path, run: Any) -> int:
+def _with_table(outputs_path: Path, run: Any, *, with_logs: bool = False) -> int:
     try:
         outputs = StackOutputs.load(outputs_path)
         table_name = str(outputs.get("tenant_keys_table"))
-        return int(run(outputs.resource("dynamodb").Table(table_name), table_name))
+        resource = outputs.resource("dynamodb")
+        if not with_logs:
+            return int(run(resource.Table(table_name), table_name))
+        logs_name = str(outputs.get("tenant_logs_table"))
+        return int(run(resource.Table(table_name), table_name, resource.Table(logs_name), logs_name))
     except (OutputsError, _Failure) as exc:
         return _fail(str(exc))
     except ClientError as exc:
         error = exc.response.get("Error", {})
         if error.get("Code") == "ResourceNotFoundException":
-            return _fail(f"the tenant keys table does not exist on this stack ({outputs_path})")
+            which = "logs" if exc.operation_name in ("Query", "BatchWriteItem") else "keys"
+            return _fail(f"the tenant {which} table does not exist on this stack ({outputs_path})")
         return _fail(f"{error.get('Code')}: {error.get('Message')}")
     except BotoCoreError as exc:
         return _fail(f"cannot reach the stack: {exc}")
@@ -178,6 +295,87 @@ def _scan(keys: Any, with_hash: bool = False) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in response:
             return items
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _tenant_keys(keys: Any, name: str) -> list[dict[str, Any]]:
+    return sorted(
+        (i for i in _scan(keys, with_hash=True) if i.get("tenant_id") == name),
+        key=lambda i: str(i.get("created_at")),
+    )
+
+
+def _disable(keys: Any, items: list[dict[str, Any]]) -> list[str]:
+    """Disable the active keys among ``items``; the key ids disabled now. A key already
+    disabled keeps its first revocation time (also when revoked meanwhile by someone else)."""
+    revoked: list[str] = []
+    for item in items:
+        if item.get("disabled"):
+            continue
+        try:
+            keys.update_item(
+                Key={"key_hash": item["key_hash"]},
+                UpdateExpression="SET disabled = :t, disabled_at = :now",
+                ConditionExpression="attribute_exists(key_hash) AND (attribute_not_exists(disabled) OR disabled <> :t)",
+                ExpressionAttributeValues={":t": True, ":now": iso_utc(datetime.now(UTC))},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            continue  # revoked (or deleted) since it was read
+        revoked.append(str(item.get("key_id")))
+    return revoked
+
+
+def _query_pages(logs: Any, tenant: str, **extra: Any) -> Any:
+    """Every page of a Query on ``tenant``'s partition (only ever that tenant's items)."""
+    kwargs: dict[str, Any] = {
+        "KeyConditionExpression": "tenant_id = :t",
+        "ExpressionAttributeValues": {":t": tenant},
+        "ConsistentRead": True,
+        **extra,
+    }
+    while True:
+        response = logs.query(**kwargs)
+        yield response
+        if "LastEvaluatedKey" not in response:
+            return
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _count(logs: Any, tenant: str) -> int:
+    return sum(int(page.get("Count", 0)) for page in _query_pages(logs, tenant, Select="COUNT"))
+
+
+def _delete_partition(logs: Any, logs_name: str, tenant: str) -> int:
+    """Delete every item of ``tenant``'s partition; how many were deleted. Deleting an item
+    that is gone already succeeds, so an interrupted purge is finished by running it again."""
+    deleted = 0
+    pages = _query_pages(logs, tenant, ProjectionExpression="tenant_id, log_id", Limit=PURGE_PAGE)
+    for page in pages:
+        item_keys = [{"tenant_id": i["tenant_id"], "log_id": i["log_id"]} for i in page.get("Items", [])]
+        for start in range(0, len(item_keys), BATCH_SIZE):
+            deleted += _delete_batch(logs, logs_name, item_keys[start : start + BATCH_SIZE], deleted)
+    return deleted
+
+
+def _delete_batch(logs: Any, logs_name: str, item_keys: list[dict[str, Any]], done: int) -> int:
+    requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": key}} for key in item_keys]
+    for attempt in range(BATCH_ATTEMPTS):
+        if attempt:
+            time.sleep(min(0.05 * 2**attempt, 2.0))  # throttled: back off, as the SDKs do
+        response = logs.meta.client.batch_write_item(RequestItems={logs_name: requests})
+        requests = response.get("UnprocessedItems", {}).get(logs_name, [])
+        if not requests:
+            return len(item_keys)
+    left = len(requests)
+    raise _Failure(
+        f"{logs_name} kept refusing {_plural(left, 'delete')} (throttled {BATCH_ATTEMPTS} times); "
+        f"{done + len(item_keys) - left} records were deleted so far: run the purge again to finish"
+    )
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _fail(message: str) -> int:

@@ -1,19 +1,25 @@
 """``headrace tenants`` against moto: keys are issued once, stored hashed, accepted by the
-ingest API, listed without secrets, and revoked."""
+ingest API, listed without secrets, and revoked; a tenant is offboarded (all its keys
+revoked, its stored records purged)."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 
 from handlers.logic.ingest.keys import hash_api_key
 from headrace.cli import main
 
 from .conftest import REGION
-from .ingest_support import KEYS_TABLE, IngestStack
+from .ingest_support import KEYS_TABLE, LOGS_TABLE, IngestStack
 
 OUTPUTS = {
     "raw_bucket": "raw",
@@ -29,6 +35,7 @@ OUTPUTS = {
     "ingest_api_url": "https://abc123.execute-api.us-east-1.amazonaws.com",
     "region": REGION,
     "tenant_keys_table": KEYS_TABLE,
+    "tenant_logs_table": LOGS_TABLE,
 }
 
 
@@ -158,3 +165,280 @@ def test_outputs_defaults_to_the_file_the_local_runtime_writes_from_any_director
     monkeypatch.chdir(tmp_path / "elsewhere")
     code, out, _ = run(capsys, "tenants", "add", "acme")
     assert code == 0 and out.splitlines()[-1].startswith("hr_")
+
+
+# ------------------------------------------------------------------------------ offboarding
+def add_key(capsys, outputs, tenant: str) -> str:
+    return run(capsys, "tenants", "add", tenant, "--outputs", str(outputs))[1].splitlines()[-1]
+
+
+def key_rows(capsys, outputs) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = json.loads(
+        run(capsys, "tenants", "list", "--json", "--outputs", str(outputs))[1]
+    )
+    return rows
+
+
+def store_records(stack: IngestStack, tenant: str, count: int) -> None:
+    """``count`` records of ``tenant`` as the worker stores them (one already expired: still
+    held until DynamoDB deletes it, so a purge deletes it too)."""
+    with stack.logs_table.batch_writer() as batch:
+        for i in range(count):
+            batch.put_item(
+                Item={
+                    "tenant_id": tenant,
+                    "log_id": f"log-{i:04d}",
+                    "source": "json",
+                    "text": f"record {i} of {tenant}",
+                    "ttl": int(time.time()) + (-60 if i == 0 else 86400),
+                }
+            )
+
+
+def stored_log_ids(stack: IngestStack, tenant: str) -> list[str]:
+    return sorted(i["log_id"] for i in stack.all_stored() if i["tenant_id"] == tenant)
+
+
+@pytest.fixture
+def calls(monkeypatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every AWS call made meanwhile: (operation, parameters)."""
+    made: list[tuple[str, dict[str, Any]]] = []
+    real = BaseClient._make_api_call
+
+    def record(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        made.append((operation, params))
+        return real(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    yield made
+
+
+def test_revoke_tenant_disables_every_active_key_and_the_api_refuses_them(stack, outputs, capsys):
+    # Given acme with two keys, one revoked already, and beta with one
+    first, second = add_key(capsys, outputs, "acme"), add_key(capsys, outputs, "acme")
+    beta = add_key(capsys, outputs, "beta")
+    rows = key_rows(capsys, outputs)
+    first_id = next(r["key_id"] for r in rows if r["tenant_id"] == "acme")
+    assert run(capsys, "tenants", "revoke", first_id, "--outputs", str(outputs))[0] == 0
+    revoked_at = {i["key_id"]: i.get("disabled_at") for i in stack.keys_table.scan()["Items"]}
+    # When every key of acme is revoked
+    code, out, _ = run(capsys, "tenants", "revoke", "--tenant", "acme", "--outputs", str(outputs))
+    # Then the one active key is, and the output says how many
+    assert code == 0, out
+    assert (
+        "Revoked 1 key of tenant 'acme'" in out and "1 already revoked" in out and "within 60 seconds" in out
+    )
+    assert {r["tenant_id"]: r["status"] for r in key_rows(capsys, outputs) if r["status"] == "active"} == {
+        "beta": "active"
+    }
+    # and a fresh API instance refuses both of acme's keys, not beta's
+    stack.configure()
+    assert stack.post({"tenant_id": "acme", "text": "x"}, key=first).status == 401
+    assert stack.post({"tenant_id": "acme", "text": "x"}, key=second).status == 401
+    assert stack.post({"tenant_id": "beta", "text": "x"}, key=beta).status == 202
+    # and doing it again changes nothing (the first revocation's time is kept)
+    code, out, _ = run(capsys, "tenants", "revoke", "--tenant", "acme", "--outputs", str(outputs))
+    assert code == 0 and "has no active key: all 2 keys were already revoked" in out
+    again = {i["key_id"]: i.get("disabled_at") for i in stack.keys_table.scan()["Items"]}
+    assert again[first_id] == revoked_at[first_id]
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["revoke", "--tenant", "nobody"], "no tenant 'nobody' in tenant-keys: it has no API keys"),
+        (["revoke", "--tenant", "Acme"], "invalid tenant name 'Acme'"),
+        (["revoke", "key_x", "--tenant", "acme"], "give a KEY_ID or --tenant NAME, not both"),
+        (["revoke"], "give the KEY_ID to revoke"),
+        (["purge", "nobody"], "no tenant 'nobody': no API keys in tenant-keys and no records in tenant-logs"),
+        (["purge", "nobody", "--execute"], "no tenant 'nobody'"),
+        (["purge", "a b"], "invalid tenant name 'a b'"),
+    ],
+)
+def test_offboarding_errors_are_one_line_with_exit_status_2(stack, outputs, capsys, argv, error):
+    add_key(capsys, outputs, "acme")
+    code, out, err = run(capsys, "tenants", *argv, "--outputs", str(outputs))
+    assert code == 2 and out == ""
+    assert err.startswith("headrace: error: ") and error in err and err.count("\n") == 1
+
+
+def test_purge_refuses_a_tenant_with_an_active_key_and_counts_in_a_dry_run(stack, outputs, capsys):
+    key = add_key(capsys, outputs, "acme")
+    store_records(stack, "acme", 30)
+    key_id = key_rows(capsys, outputs)[0]["key_id"]
+    # With an active key, neither a dry run nor --execute goes ahead
+    for extra in ([], ["--execute"]):
+        code, out, err = run(capsys, "tenants", "purge", "acme", *extra, "--outputs", str(outputs))
+        assert code == 2 and out == ""
+        assert f"tenant 'acme' still has 1 active key ({key_id})" in err and "--revoke-keys" in err
+    # A dry run with --revoke-keys counts (the expired item too) and changes nothing
+    code, out, _ = run(capsys, "tenants", "purge", "acme", "--revoke-keys", "--outputs", str(outputs))
+    assert code == 0
+    assert (
+        "Dry run: would delete 30 records of tenant 'acme' from tenant-logs, after revoking 1 active key"
+        in out
+    )
+    assert len(stored_log_ids(stack, "acme")) == 30
+    assert key_rows(capsys, outputs)[0]["status"] == "active"
+    assert stack.post({"tenant_id": "acme", "text": "still works"}, key=key).status == 202
+
+
+def test_purge_deletes_every_record_of_the_tenant_across_pages_and_batches_and_nothing_else(
+    stack, outputs, capsys, monkeypatch, calls
+):
+    from headrace import tenants
+
+    monkeypatch.setattr(tenants, "PURGE_PAGE", 40)  # 61 records: two Query pages
+    # Given acme with 61 stored records and a key, and beta with records and a key of its own
+    acme_key, beta_key = add_key(capsys, outputs, "acme"), add_key(capsys, outputs, "beta")
+    store_records(stack, "acme", 61)
+    store_records(stack, "beta", 5)
+    calls.clear()
+    # When acme is purged, revoking its keys first
+    code, out, _ = run(
+        capsys, "tenants", "purge", "acme", "--execute", "--revoke-keys", "--outputs", str(outputs)
+    )
+    made = list(calls)
+    # Then every record of acme is gone, and it says how many
+    assert code == 0, out
+    assert "Revoked 1 key of tenant 'acme'" in out
+    assert "Deleted 61 records of tenant 'acme' from tenant-logs." in out
+    assert "ingest queue" in out and "run it again" in out
+    assert stored_log_ids(stack, "acme") == []
+    # and beta's records and key are untouched
+    assert len(stored_log_ids(stack, "beta")) == 5
+    stack.configure()
+    assert stack.post({"tenant_id": "acme", "text": "x"}, key=acme_key).status == 401
+    assert stack.post({"tenant_id": "beta", "text": "x"}, key=beta_key).status == 202
+    # and the logs table was only ever read through acme's partition, in pages, and
+    # written in batches of at most 25 deletes
+    on_logs = [
+        (op, p)
+        for op, p in made
+        if p.get("TableName") == LOGS_TABLE or LOGS_TABLE in p.get("RequestItems", {})
+    ]
+    assert {op for op, _ in on_logs} == {"Query", "BatchWriteItem"}
+    queries = [p for op, p in on_logs if op == "Query"]
+    assert all(p["ExpressionAttributeValues"] == {":t": "acme"} for p in queries)
+    assert sum("ExclusiveStartKey" in p for p in queries) >= 1
+    batches = [len(p["RequestItems"][LOGS_TABLE]) for op, p in on_logs if op == "BatchWriteItem"]
+    assert batches == [25, 15, 21]  # the first page's 40, then the second's 21
+    assert all(
+        "DeleteRequest" in r
+        for _, p in on_logs
+        if _ == "BatchWriteItem"
+        for r in p["RequestItems"][LOGS_TABLE]
+    )
+    # When it is run again: nothing left, nothing to revoke, still success
+    code, out, _ = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
+    assert code == 0 and "Deleted 0 records of tenant 'acme'" in out and "Revoked" not in out
+    assert len(stored_log_ids(stack, "beta")) == 5
+
+
+def test_a_second_purge_deletes_records_that_were_still_queued(stack, outputs, capsys):
+    # Given a record acme sent that is still on the ingest queue
+    key = add_key(capsys, outputs, "acme")
+    store_records(stack, "acme", 3)
+    assert stack.post({"tenant_id": "acme", "text": "late", "log_id": "late-1"}, key=key).status == 202
+    # When acme is purged, and the worker then stores the queued record
+    code, out, _ = run(
+        capsys, "tenants", "purge", "acme", "--execute", "--revoke-keys", "--outputs", str(outputs)
+    )
+    assert code == 0 and "Deleted 3 records" in out
+    stack.drain()
+    assert stored_log_ids(stack, "acme") == ["late-1"]
+    # Then a second purge deletes it (acme's keys are revoked: no --revoke-keys needed)
+    code, out, _ = run(capsys, "tenants", "purge", "acme", "--outputs", str(outputs))
+    assert code == 0 and "would delete 1 record of tenant 'acme'" in out
+    code, out, _ = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
+    assert code == 0 and "Deleted 1 record of tenant 'acme'" in out
+    assert stored_log_ids(stack, "acme") == []
+
+
+def throttle(monkeypatch, processed: int | None) -> list[int]:
+    """BatchWriteItem processes only the first ``processed`` deletes of its first call (every
+    call when None processes none) and returns the rest as UnprocessedItems, as DynamoDB
+    does when throttled. Returns the sizes of the calls; empty it to stop throttling."""
+    real = BaseClient._make_api_call
+    sizes: list[int] = []
+
+    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation != "BatchWriteItem" or sizes == [-1]:
+            return real(client, operation, params)
+        requests = params["RequestItems"][LOGS_TABLE]
+        sizes.append(len(requests))
+        keep = 0 if processed is None else (processed if len(sizes) == 1 else len(requests))
+        if keep:
+            real(client, operation, {"RequestItems": {LOGS_TABLE: requests[:keep]}})
+        rest = requests[keep:]
+        return {"UnprocessedItems": {LOGS_TABLE: rest} if rest else {}}
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    return sizes
+
+
+def test_purge_retries_unprocessed_deletes(stack, outputs, capsys, monkeypatch):
+    store_records(stack, "acme", 20)  # records without keys (lost or deleted): still purgeable
+    sizes = throttle(monkeypatch, processed=8)
+    code, out, err = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
+    assert code == 0, err
+    assert sizes == [20, 12] and "Deleted 20 records" in out
+    assert stored_log_ids(stack, "acme") == []
+
+
+def test_purge_gives_up_on_a_table_that_keeps_throttling_and_a_rerun_finishes(
+    stack, outputs, capsys, monkeypatch
+):
+    store_records(stack, "acme", 30)
+    stop = throttle(monkeypatch, processed=None)
+    code, out, err = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
+    assert code == 2
+    assert "tenant-logs kept refusing 25 deletes" in err and "run the purge again" in err
+    stop[:] = [-1]
+    code, out, err = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
+    assert code == 0 and "Deleted 30 records" in out
+    assert stored_log_ids(stack, "acme") == []
+
+
+def test_purge_names_a_missing_logs_output_or_table(stack, tmp_path, capsys):
+    store_records(stack, "acme", 1)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({k: v for k, v in OUTPUTS.items() if k != "tenant_logs_table"}))
+    code, _, err = run(capsys, "tenants", "purge", "acme", "--outputs", str(path))
+    assert code == 2 and "no output 'tenant_logs_table'" in err
+    path.write_text(json.dumps(OUTPUTS | {"tenant_logs_table": "missing"}))
+    code, _, err = run(capsys, "tenants", "purge", "acme", "--outputs", str(path))
+    assert code == 2 and "the tenant logs table does not exist" in err
+
+
+def test_the_documented_permissions_cover_every_call_of_the_tenants_commands(stack, outputs, capsys, calls):
+    # Given the least-privilege list for `headrace tenants` in docs/ingest-api.md
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ingest-api.md").read_text()
+    [bullet] = re.findall(r"^- `headrace tenants`:(.*?)(?=^- |^$)", doc, re.M | re.S)
+    parts = re.split(r"on the tenant (\w+) table", " ".join(bullet.split()))
+    documented = {
+        where: set(re.findall(r"`dynamodb:(\w+)`", actions))
+        for actions, where in zip(parts[::2], parts[1::2], strict=False)
+    }
+    # When every tenants command runs
+    add_key(capsys, outputs, "acme")
+    store_records(stack, "acme", 3)
+    key_id = key_rows(capsys, outputs)[0]["key_id"]
+    add_key(capsys, outputs, "acme")
+    for argv in (
+        ["revoke", key_id],
+        ["revoke", "--tenant", "acme"],
+        ["purge", "acme"],
+        ["purge", "acme", "--execute"],
+    ):
+        assert run(capsys, "tenants", *argv, "--outputs", str(outputs))[0] == 0
+    # Then each call it made is documented for the table it made it on
+    tables = {KEYS_TABLE: "keys", LOGS_TABLE: "logs"}
+    used: dict[str, set[str]] = {}
+    for operation, params in calls:
+        for table in [params.get("TableName"), *params.get("RequestItems", {})]:
+            if table in tables:
+                used.setdefault(tables[table], set()).add(operation)
+    assert used == {"keys": {"PutItem", "Scan", "UpdateItem"}, "logs": {"Query", "BatchWriteItem"}}
+    assert documented == used
