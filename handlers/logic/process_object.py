@@ -294,16 +294,41 @@ def _replaced_meanwhile(ref: ObjectRef) -> bool:
         return False
 
 
+def _still_current(ref: ObjectRef) -> bool:
+    """Whether ``ref`` is the key's current version now (a deleted key has none)."""
+    try:
+        return not _is_stale(ref, s3.locate(ref)[1])
+    except s3.ObjectGone:
+        return False
+
+
 def _retire_older_versions(
     ref: ObjectRef, settings: ProcessorSettings, store: MetadataStore, at: datetime
 ) -> None:
     """Remove the outputs of earlier versions of the same key: the latest version wins.
     Each is marked superseded first, then its outputs are read from the marked item: an
     older version completing meanwhile either wrote them before (they are deleted here) or
-    finds the mark and deletes its own (``mark_completed`` is conditional on it)."""
+    finds the mark and deletes its own (``mark_completed`` is conditional on it).
+
+    Which versions are earlier is S3's order, not the upload times: S3 reports those to the
+    second, so versions uploaded within one second tie. Every version read here was
+    recorded, so uploaded, before the key is looked at afterwards: if ``ref`` is still the
+    current version then, they are all older. If it is not (a newer upload meanwhile, which
+    retires the rest when it completes), only versions uploaded in an earlier second are
+    surely older: one of the same second may be the newer upload, and is left alone."""
     mine = iso(ref.uploaded_at)
-    for item in store.versions(ref.key):
-        if item["version"] == ref.version or item.get("uploaded_at", "") > mine or item.get("superseded_by"):
+    others = [
+        item
+        for item in store.versions(ref.key)
+        if item["version"] != ref.version and not item.get("superseded_by")
+    ]
+    if not others:
+        return
+    current = ref.version_id is not None and _still_current(ref)
+    for item in others:
+        uploaded = item.get("uploaded_at", "")
+        # (an unversioned bucket has no current version to ask about: the times decide)
+        if not current and (uploaded > mine or (uploaded == mine and ref.version_id is not None)):
             continue
         marked = store.mark_superseded(ref.key, item["version"], ref.version, at)
         stale = [k for k in (marked.get("parquet_key"), marked.get("summary_key")) if k]

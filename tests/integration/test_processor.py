@@ -734,3 +734,56 @@ def test_crash_switch_fails_the_first_delivery_and_the_file_recovers(pipeline, m
     assert response == {"batchItemFailures": []}
     assert (pipeline.item(a)["status"], pipeline.item(b)["status"]) == ("completed", "completed")
     assert len(pipeline.published()) == 2
+
+
+def test_a_version_uploaded_in_the_same_second_after_the_older_one_was_checked_still_wins(
+    pipeline, monkeypatch
+):
+    # Given v1 past its "replaced meanwhile" check, and v2 uploaded in the same second just
+    # then (S3 event times have second precision: both versions carry the same uploaded_at),
+    # its batch already recording it received
+    from handlers.models.events import ObjectCreatedRecord, ObjectRef
+
+    second = datetime.now(UTC).replace(microsecond=0)
+
+    def ref_of(obj):
+        attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s"}
+        record = {
+            "messageId": "m",
+            "receiptHandle": "r",
+            "body": pipeline.event(obj, second),
+            "attributes": {**attributes, "ApproximateFirstReceiveTimestamp": "1"},
+            "messageAttributes": {},
+            "md5OfBody": "x",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": pipeline.queue.arn,
+            "awsRegion": REGION,
+        }
+        return ObjectRef.from_event(ObjectCreatedRecord.model_validate(record).body)
+
+    v1 = pipeline.upload("incoming/tie/t.csv", SALES)
+    real = process_object._replaced_meanwhile
+    newer: dict = {}
+
+    def newer_version_arrives(ref):
+        answer = real(ref)
+        if not newer:
+            newer.update(pipeline.upload("incoming/tie/t.csv", SALES + "2025-01-04,Gizmo,1,9.99\n"))
+            pipeline.handler.store.mark_received(ref_of(newer), datetime.now(UTC))
+        return answer
+
+    monkeypatch.setattr(process_object, "_replaced_meanwhile", newer_version_arrives)
+    pipeline.queue.send(pipeline.event(v1, second))
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    assert pipeline.item(v1)["uploaded_at"] == pipeline.item(newer)["uploaded_at"]  # a tie
+    # When v2 (the key's current version, the newest by S3's order) is processed
+    monkeypatch.setattr(process_object, "_replaced_meanwhile", real)
+    pipeline.queue.send(pipeline.event(newer, second))
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    # Then v2 completes and replaces v1, not the other way round
+    assert pipeline.item(newer)["status"] == "completed"
+    assert "superseded_by" not in pipeline.item(newer)
+    assert pipeline.item(v1)["superseded_by"] == newer["version"]
+    assert pipeline.processed_keys() == sorted(
+        [pipeline.item(newer)["parquet_key"], pipeline.item(newer)["summary_key"]]
+    )
