@@ -20,7 +20,8 @@ table is created in it too): readers see the old rows or the new ones, never a m
 part. A load that fails after its table change leaves that change (a nullable column, a
 wider type), which the next file would have made anyway. An object key holds one version
 at a time: a newer upload of the same key replaces the older one's rows; an older version
-arriving later (a retry) is skipped as superseded. Loads of one dataset are serialized
+arriving later (a retry), or one the processor marked superseded (the order of versions
+uploaded within one second), is skipped as superseded. Loads of one dataset are serialized
 (advisory lock, taken by both transactions), which also serializes its table changes.
 """
 
@@ -271,10 +272,13 @@ class Warehouse:
         rows: RowsSource,
         *,
         timeout_ms: int | None = None,
+        replaced_by: Callable[[], str | None] = lambda: None,
     ) -> LoadOutcome:
         """Load one file: change its table if the file needs it (a short transaction of its
         own), then replace the key's rows in one transaction. ``timeout_ms`` bounds the
-        whole load. A connection reused from an earlier invocation that turns out to be
+        whole load. ``replaced_by()``: the newer version of the key that replaced this one,
+        if any (the processor's ``superseded_by``), asked under the key's lock: such a
+        version is skipped as superseded, whatever the upload times say. A connection reused from an earlier invocation that turns out to be
         dead is replaced and the load retried once (it is idempotent)."""
         deadline = _Deadline(timeout_ms)
         for attempt in (1, 2):
@@ -282,7 +286,7 @@ class Warehouse:
             reused = not self.connections.fresh
             try:
                 self._migrate(conn)
-                return self._load(conn, file, incoming, rows, deadline)
+                return self._load(conn, file, incoming, rows, deadline, replaced_by)
             except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
                 # the transaction was rolled back; the connection is fine
                 raise LoadTimedOut(
@@ -314,6 +318,7 @@ class Warehouse:
         incoming: list[tuple[str, LogicalType | None]],
         rows: RowsSource,
         deadline: _Deadline,
+        replaced_by: Callable[[], str | None],
     ) -> LoadOutcome:
         table = pg_name(file.dataset)  # datasets longer than 63 bytes get a hashed suffix
         added: list[str] = []
@@ -324,7 +329,16 @@ class Warehouse:
             widened += changed[1]
             try:
                 return self._write(
-                    conn, file, table, incoming, rows, deadline, round_ == SCHEMA_ROUNDS, added, widened
+                    conn,
+                    file,
+                    table,
+                    incoming,
+                    rows,
+                    deadline,
+                    round_ == SCHEMA_ROUNDS,
+                    added,
+                    widened,
+                    replaced_by,
                 )
             except _TableChanged:
                 continue  # rolled back: change the table again, outside the data transaction
@@ -425,6 +439,7 @@ class Warehouse:
         last_round: bool,
         added: list[str],
         widened: list[str],
+        replaced_by: Callable[[], str | None],
     ) -> LoadOutcome:
         """ONE transaction: delete the key's rows, COPY the file's, upsert its ``_files``
         row (creating a new dataset's table first). Raises ``_TableChanged`` (rolled back)
@@ -440,6 +455,12 @@ class Warehouse:
             previous = self._previous(cur, file)
             if previous and _is_older(file, previous[0], previous[2]):
                 return LoadOutcome("superseded", table, current_version=previous[0])
+            # Upload times tie within a second; the processor knows S3's order. Asked under
+            # the key's lock: a newer version loaded before this point was marked replacing
+            # this one before its event was sent.
+            newer = replaced_by()
+            if newer:
+                return LoadOutcome("superseded", table, current_version=newer)
             tables = sorted({table, previous[1]} if previous else {table})
             self._lock_tables(cur, tables)
             existing = self._columns(cur, table)

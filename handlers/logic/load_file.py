@@ -85,6 +85,12 @@ def load_file(
                 uploaded_at=uploaded_at(event.object_key, event.version),
                 processed_at=event.processed_at,
             )
-            return warehouse.load(file, incoming, csv, timeout_ms=timeout_ms)
+            return warehouse.load(
+                file,
+                incoming,
+                csv,
+                timeout_ms=timeout_ms,
+                replaced_by=lambda: superseded_by(event.object_key, event.version),
+            )
         finally:
             con.close()

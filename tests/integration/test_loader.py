@@ -349,3 +349,38 @@ def test_a_database_in_another_encoding_gets_its_own_characters(loader):
         warehouse.close()
         with psycopg.connect(server.conninfo(superuser=True), autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def test_an_older_version_of_the_same_second_loading_after_the_newer_one_does_not_overwrite_it(
+    loader, monkeypatch
+):
+    # Given v1 and v2 of a key uploaded within one second (S3 reports upload times to the
+    # second: both carry the same uploaded_at), and v1's load slow: it has read v1's outputs
+    # when v2 is processed (v1 marked superseded_by v2, its outputs removed) and loaded
+    from handlers.logic import load_file
+
+    second = datetime(2025, 1, 6, 10, 0, tzinfo=UTC)
+    key = "incoming/sales/tie.csv"
+    v1 = loader.process(key, SALES, uploaded_at=second)
+    real = load_file.processed.read_json
+    newer: dict = {}
+
+    def v2_overtakes(bucket, summary_key):
+        answer = real(bucket, summary_key)
+        if not newer:
+            newer.update(loader.process(key, SALES + "2025-01-04,Gizmo,1,9.99\n", uploaded_at=second))
+            handler = loader.handler
+            event = handler.FileProcessedRecord.model_validate(loader.record(newer)).body.detail
+            load_file.load_file(event, handler.settings, handler.warehouse, handler.status.uploaded_at)
+        return answer
+
+    monkeypatch.setattr(load_file.processed, "read_json", v2_overtakes)
+    # When v1's load goes on
+    assert loader.load(v1) == {"batchItemFailures": []}
+    # Then the warehouse keeps v2 (the key's current version), and v1 is recorded superseded
+    assert loader.query(
+        sql.SQL("SELECT object_version, row_count FROM {}").format(loader.table("_files"))
+    ) == [(newer["detail"]["version"], 4)]
+    assert loader.count("sales", key) == 4
+    item = loader.pipeline.item({"key": key, "version": v1["detail"]["version"]})
+    assert item["load_status"] == "superseded" and item["superseded_by"] == newer["detail"]["version"]
