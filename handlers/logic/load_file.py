@@ -47,14 +47,15 @@ def load_file(
         parquet = work / "rows.parquet"
         try:
             processed.download(bucket, event.parquet_key, parquet)
+            summary = processed.read_json(bucket, event.summary_key)
         except processed.OutputMissing:
             # The processor removes a version's outputs once a newer version of the key
-            # completes: a late event for the old one has nothing left to load.
+            # completes: a late event for the old one has nothing left to load (nor one
+            # whose summary went between the two reads).
             newer = superseded_by(event.object_key, event.version)
             if newer:
                 return LoadOutcome("superseded", pg_name(event.dataset), current_version=newer)
             raise
-        summary = processed.read_json(bucket, event.summary_key)
         try:
             lineage = Lineage.model_validate((summary or {}).get("lineage"))
         except ValidationError as exc:

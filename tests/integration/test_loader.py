@@ -384,3 +384,28 @@ def test_an_older_version_of_the_same_second_loading_after_the_newer_one_does_no
     assert loader.count("sales", key) == 4
     item = loader.pipeline.item({"key": key, "version": v1["detail"]["version"]})
     assert item["load_status"] == "superseded" and item["superseded_by"] == newer["detail"]["version"]
+
+
+def test_a_version_replaced_between_reading_its_parquet_and_its_summary_is_superseded_not_failed(
+    loader, monkeypatch
+):
+    # Given v1's load has read v1's Parquet when v2 completes (v1's outputs removed)
+    from handlers.logic import load_file
+
+    key = "incoming/sales/between.csv"
+    v1 = loader.process(key, SALES)
+    real = load_file.processed.download
+    newer: dict = {}
+
+    def v2_completes(bucket, parquet_key, target):
+        real(bucket, parquet_key, target)
+        if not newer:
+            newer.update(loader.process(key, SALES + "2025-01-04,Gizmo,1,9.99\n"))
+
+    monkeypatch.setattr(load_file.processed, "download", v2_completes)
+    # When v1's load goes on to read its summary, gone now
+    assert loader.load(v1) == {"batchItemFailures": []}
+    # Then v1 is recorded superseded, not a load failure to retry
+    item = loader.pipeline.item({"key": key, "version": v1["detail"]["version"]})
+    assert item["load_status"] == "superseded" and item["superseded_by"] == newer["detail"]["version"]
+    assert "load_error" not in item
