@@ -77,7 +77,9 @@ def object_created_event(ref: ObjectRef, region: str, account: str) -> str:
                     "size": ref.size or 0,
                     "etag": ref.etag,
                     **({"version-id": ref.version_id} if ref.version_id else {}),
-                    "sequencer": "00",
+                    # S3's own, as recorded: it orders the writes of the key (a made-up one
+                    # would order this version before every other)
+                    **({"sequencer": ref.sequencer} if ref.sequencer else {}),
                 },
                 "request-id": REPLAY_NAME,
                 "requester": account,
@@ -160,7 +162,13 @@ class Replayer:
         uploaded_at = head["LastModified"]
         if item.get("uploaded_at"):
             uploaded_at = datetime.fromisoformat(str(item["uploaded_at"]).replace("Z", "+00:00"))
-        ref = probe.model_copy(update={"size": int(head.get("ContentLength", 0)), "uploaded_at": uploaded_at})
+        ref = probe.model_copy(
+            update={
+                "size": int(head.get("ContentLength", 0)),
+                "uploaded_at": uploaded_at,
+                "sequencer": item.get("sequencer"),
+            }
+        )
         return ref, item
 
     def _raw_bucket_exists(self) -> bool:

@@ -28,7 +28,15 @@ from .metadata_queries import query_all
 # DynamoDB's item limit is 400 KB; keep well below it and point to the S3 summary instead.
 MAX_ITEM_BYTES = 300_000
 # What the processor needs of a key's other versions to retire their outputs.
-VERSION_FIELDS = ("version", "uploaded_at", "superseded_by", "parquet_key", "summary_key", "processed_bucket")
+VERSION_FIELDS = (
+    "version",
+    "uploaded_at",
+    "sequencer",
+    "superseded_by",
+    "parquet_key",
+    "summary_key",
+    "processed_bucket",
+)
 
 
 def iso(moment: datetime) -> str:
@@ -211,6 +219,7 @@ class MetadataStore:
             "size": ref.size,
             "day": day_of(ref.uploaded_at),
             "uploaded_at": iso(ref.uploaded_at),
+            "sequencer": ref.sequencer,  # kept when an event without one (a replay) updates it
             "updated_at": iso(now),
             "ttl": int((now + timedelta(days=self.ttl_days)).timestamp()),
         }

@@ -42,7 +42,7 @@ from handlers.logic.processing import OutOfScratchSpace, OutOfTime, Unprocessabl
 from handlers.logic.processing.deadline import check_by
 from handlers.logic.processing.engine import scratch_space
 from handlers.logic.processing.summary import columns_without_values
-from handlers.models.events import FileProcessed, ObjectRef
+from handlers.models.events import FileProcessed, ObjectRef, sequencer_order
 from handlers.models.settings import ProcessorSettings
 
 DELETED = "the object was deleted before it could be processed"
@@ -302,6 +302,17 @@ def _still_current(ref: ObjectRef) -> bool:
         return False
 
 
+def _earlier(item: dict[str, Any], ref: ObjectRef, mine: str) -> bool:
+    """Whether the version recorded in ``item`` was written before ``ref`` (``mine`` its
+    upload time), as far as the events tell."""
+    order = sequencer_order(item.get("sequencer"), ref.sequencer)
+    if order is not None:
+        return order < 0
+    uploaded = item.get("uploaded_at", "")
+    # (an unversioned bucket has no current version to ask about: the times decide)
+    return uploaded < mine or (uploaded == mine and ref.version_id is None)
+
+
 def _retire_older_versions(
     ref: ObjectRef, settings: ProcessorSettings, store: MetadataStore, at: datetime
 ) -> None:
@@ -314,8 +325,9 @@ def _retire_older_versions(
     second, so versions uploaded within one second tie. Every version read here was
     recorded, so uploaded, before the key is looked at afterwards: if ``ref`` is still the
     current version then, they are all older. If it is not (a newer upload meanwhile, which
-    retires the rest when it completes), only versions uploaded in an earlier second are
-    surely older: one of the same second may be the newer upload, and is left alone."""
+    retires the rest when it completes), the versions older than ``ref`` by S3's sequencer
+    are, and where the sequencers cannot tell (an event without one), those uploaded in an
+    earlier second: one of the same second may be the newer upload, and is left alone."""
     mine = iso(ref.uploaded_at)
     others = [
         item
@@ -326,9 +338,7 @@ def _retire_older_versions(
         return
     current = ref.version_id is not None and _still_current(ref)
     for item in others:
-        uploaded = item.get("uploaded_at", "")
-        # (an unversioned bucket has no current version to ask about: the times decide)
-        if not current and (uploaded > mine or (uploaded == mine and ref.version_id is not None)):
+        if not current and not _earlier(item, ref, mine):
             continue
         marked = store.mark_superseded(ref.key, item["version"], ref.version, at)
         stale = [k for k in (marked.get("parquet_key"), marked.get("summary_key")) if k]

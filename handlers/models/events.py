@@ -28,6 +28,10 @@ class ObjectRef(BaseModel):
     etag: str = ""
     size: int | None = None
     uploaded_at: datetime
+    sequencer: str | None = Field(
+        None,
+        description="S3's sequencer of the upload: orders the writes of one key (None when unknown)",
+    )
 
     @property
     def version(self) -> str:
@@ -45,6 +49,7 @@ class ObjectRef(BaseModel):
             etag=etag,
             size=int(obj.size) if obj.size is not None else None,
             uploaded_at=event.time.astimezone(UTC) if event.time.tzinfo else event.time.replace(tzinfo=UTC),
+            sequencer=obj.sequencer or None,
         )
 
     @property
@@ -56,6 +61,22 @@ class ObjectRef(BaseModel):
         """What identifies the work: the same object version announced twice (by S3, by
         EventBridge retries, or by an SQS redelivery) is processed once."""
         return {"bucket": self.bucket, "key": self.key, "version": self.version}
+
+
+def sequencer_order(first: str | None, second: str | None) -> int | None:
+    """S3's order of two writes of ONE key from their events' sequencers (AWS: "Event
+    message structure": right-pad the shorter hex string with zeros, then the greater is
+    the later): -1 when ``first`` came first, 1 when after; None when either is missing or
+    not hex, or they are equal (not two distinct S3 writes: a replayed or emulated event)."""
+    if not first or not second:
+        return None
+    try:
+        int(first, 16), int(second, 16)
+    except ValueError:
+        return None
+    width = max(len(first), len(second))
+    a, b = first.upper().ljust(width, "0"), second.upper().ljust(width, "0")
+    return None if a == b else (-1 if a < b else 1)
 
 
 class FileProcessed(BaseModel):

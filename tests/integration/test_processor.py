@@ -787,3 +787,47 @@ def test_a_version_uploaded_in_the_same_second_after_the_older_one_was_checked_s
     assert pipeline.processed_keys() == sorted(
         [pipeline.item(newer)["parquet_key"], pipeline.item(newer)["summary_key"]]
     )
+
+
+def test_versions_of_one_second_are_ordered_by_the_s3_sequencer_when_a_newer_one_is_pending(
+    pipeline, monkeypatch
+):
+    # Given three uploads of a key within one second (X, A, N: S3's sequencers rise in that
+    # order, the event times tie): X completed, then A completes while N, uploaded just
+    # after A's "replaced meanwhile" check, waits (A is no longer current when it retires
+    # the versions before it)
+    second = datetime.now(UTC).replace(microsecond=0)
+
+    def event(obj, sequencer):
+        body = json.loads(pipeline.event(obj, second))
+        body["detail"]["object"]["sequencer"] = sequencer
+        return json.dumps(body)
+
+    key = "incoming/seq/s.csv"
+    x = pipeline.upload(key, SALES)
+    pipeline.queue.send(event(x, "0062A1F4B03C5E1A00"))
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    a = pipeline.upload(key, SALES + "2025-01-04,Gizmo,1,9.99\n")
+    real = process_object._replaced_meanwhile
+    newest: dict = {}
+
+    def n_arrives(ref):
+        answer = real(ref)
+        if not newest:
+            newest.update(pipeline.upload(key, b"\x00\x01\x02 not records \xff"))
+        return answer
+
+    monkeypatch.setattr(process_object, "_replaced_meanwhile", n_arrives)
+    pipeline.queue.send(event(a, "0062A1F4B03C5E1B00"))
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    monkeypatch.setattr(process_object, "_replaced_meanwhile", real)
+    # When N, the newest, cannot be processed (it fails: A stays the key's data)
+    pipeline.queue.send(event(newest, "0062A1F4B03C5E1C00"))
+    pipeline.poll()
+    assert pipeline.item(newest)["status"] == "failed"
+    # Then X, older than A by S3's sequencer, was replaced by A: only A's outputs remain
+    assert pipeline.item(a)["status"] == "completed" and "superseded_by" not in pipeline.item(a)
+    assert pipeline.item(x)["superseded_by"] == a["version"]
+    assert pipeline.processed_keys() == sorted(
+        [pipeline.item(a)["parquet_key"], pipeline.item(a)["summary_key"]]
+    )
