@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with nineteen documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with twenty documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -101,6 +101,9 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    runs after, ``DryRun`` 204; a function that raised answers 200 with
    ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType"}``, as Lambda does.
    Without an executor (before the runtime has deployed) Invoke is refused with 501.
+20. S3's EventBridge events carry a sequencer that rises with every write, as AWS's do (the
+   documented order of the writes of one key: the processor orders versions uploaded within
+   one second by it); moto gave every event the same constant one.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -387,8 +390,22 @@ def patch_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+# moto's constant sequencer (adjustment 20), and the last one given instead
+MOTO_SEQUENCER = "617f08299329d189"
+_sequencer_lock = threading.Lock()
+_last_sequencer = 0
+
+
+def next_sequencer() -> str:
+    """A sequencer greater than every one before it: 18 hex digits, as AWS writes them."""
+    global _last_sequencer
+    with _sequencer_lock:
+        _last_sequencer = max(_last_sequencer + 1, time.time_ns())
+        return f"{_last_sequencer:018X}"
+
+
 def patch_events() -> None:
-    """Adjustments 3, 10 and 16."""
+    """Adjustments 3, 10, 16 and 20."""
     import jsonpath_ng.ext
     import moto.events.models as events_models
 
@@ -400,6 +417,9 @@ def patch_events() -> None:
         s3_object = event.get("detail", {}).get("object") if event.get("source") == "aws.s3" else None
         if isinstance(s3_object, dict) and "eTag" in s3_object:
             s3_object["etag"] = s3_object.pop("eTag")
+        if isinstance(s3_object, dict) and s3_object.get("sequencer") == MOTO_SEQUENCER:
+            # one event object goes to every rule in turn: it is given its sequencer once
+            s3_object["sequencer"] = next_sequencer()
         original_send(self, event, transform_input)
 
     events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]

@@ -881,3 +881,41 @@ def test_invoking_before_the_executor_runs_says_so(
     error = refused.value.response["Error"]
     assert error["Code"] == "NotImplemented"
     assert "executor runs functions once `headrace local up` has deployed" in error["Message"]
+
+
+def test_s3_events_carry_a_sequencer_that_rises_with_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the emulator's EventBridge, and a bucket whose events reach a queue
+    from moto.events.models import Rule
+
+    monkeypatch.setattr(Rule, "send_to_targets", Rule.send_to_targets)
+    patch_events()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        events = boto3.client("events", region_name="us-east-1")
+        s3.create_bucket(Bucket="raw")
+        s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_notification_configuration(
+            Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        url = sqs.create_queue(QueueName="events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for rule in ("first", "second"):  # one event goes to every rule
+            events.put_rule(
+                Name=rule, EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]})
+            )
+            events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": arn}])
+        # When one key is written three times within a second
+        for body in (b"1", b"2", b"3"):
+            s3.put_object(Bucket="raw", Key="incoming/a.csv", Body=body)
+        received = []
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+            received += [json.loads(m["Body"])["detail"]["object"]["sequencer"] for m in batch]
+            for m in batch:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    # Then, as on AWS, each write has its own sequencer (the same for every rule), later
+    # writes greater ones
+    assert len(received) == 6
+    distinct = sorted(set(received))
+    assert len(distinct) == 3 and all(received.count(s) == 2 for s in distinct)
+    assert all(len(s) == 18 and int(s, 16) for s in distinct)
