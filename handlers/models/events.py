@@ -64,18 +64,16 @@ class ObjectRef(BaseModel):
 
 
 def sequencer_order(first: str | None, second: str | None) -> int | None:
-    """S3's order of two writes of ONE key from their events' sequencers (AWS: "Event
-    message structure": right-pad the shorter hex string with zeros, then the greater is
-    the later): -1 when ``first`` came first, 1 when after; None when either is missing or
-    not hex, or they are equal (not two distinct S3 writes: a replayed or emulated event)."""
-    if not first or not second:
-        return None
+    """S3's order of two writes of ONE key from their events' sequencers: -1 when ``first``
+    came first, 1 when after; None when either is missing or not hex, or they are equal (not
+    two distinct S3 writes: a replayed or emulated event). The S3 User Guide ("Event message
+    structure") says to left-pad the shorter hex string with zeros and compare the strings,
+    which is comparing them as hexadecimal numbers. (Its older editions said right-pad;
+    AWS's sequencers are of one length in practice, where both agree.)"""
     try:
-        int(first, 16), int(second, 16)
+        a, b = int(first or "", 16), int(second or "", 16)
     except ValueError:
         return None
-    width = max(len(first), len(second))
-    a, b = first.upper().ljust(width, "0"), second.upper().ljust(width, "0")
     return None if a == b else (-1 if a < b else 1)
 
 
