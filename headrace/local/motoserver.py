@@ -96,7 +96,8 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    its execution role. moto would run the function in Docker, and without it answered 200
    with ``FunctionError: Handled`` and "error running docker" as the function's result: the
    function never ran. moto still checks the request (IAM, the function and qualifier
-   exist); then the event goes to the executor's ``InvokeBridge``, whose address and token
+   exist: the qualifier of the query string's ``Qualifier``, as the SDKs send it, where
+   moto looked for ``qualifier`` there or in the payload); then the event goes to the executor's ``InvokeBridge``, whose address and token
    the runtime writes to the file named by ``--invocations-file``. ``Event`` answers 202 and
    runs after, ``DryRun`` 204; a function that raised answers 200 with
    ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType"}``, as Lambda does.
@@ -458,6 +459,7 @@ def patch_lambda() -> None:
     """Adjustments 18 and 19."""
     from moto.awslambda.exceptions import LambdaClientError
     from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
 
     class NotServed(LambdaClientError):
         code = 501  # not retried by the SDKs, unlike 500 and 503
@@ -525,6 +527,18 @@ def patch_lambda() -> None:
         return json.dumps(payload).encode()
 
     LambdaBackend.invoke = invoke  # type: ignore[method-assign]
+
+    # moto reads Invoke's qualifier as "qualifier", from the query string or else from the
+    # payload's JSON: the SDKs send it as "Qualifier" in the query string, so a version that
+    # does not exist ran $LATEST, and an event with a "qualifier" field was refused
+    respond = LambdaResponse.invoke
+
+    @functools.wraps(respond)
+    def invoke_response(self: Any) -> Any:
+        self.querystring["qualifier"] = self.querystring.get("Qualifier") or [None]
+        return respond(self)
+
+    LambdaResponse.invoke = invoke_response  # type: ignore[method-assign]
 
     original = LambdaBackend.list_event_source_mappings
 

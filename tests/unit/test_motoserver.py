@@ -686,7 +686,10 @@ def patched_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.awslambda.models import LambdaBackend
 
     monkeypatch.setattr(LambdaBackend, "list_event_source_mappings", LambdaBackend.list_event_source_mappings)
+    from moto.awslambda.responses import LambdaResponse
+
     monkeypatch.setattr(LambdaBackend, "invoke", LambdaBackend.invoke)
+    monkeypatch.setattr(LambdaResponse, "invoke", LambdaResponse.invoke)
     patch_lambda()
 
 
@@ -863,6 +866,27 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         # A function that does not exist is moto's ResourceNotFound, never the executor's
         with pytest.raises(awslambda.exceptions.ResourceNotFoundException):
             awslambda.invoke(FunctionName="nope", Payload=b"{}")
+
+
+def test_an_invoke_qualifier_is_the_query_string_s_never_the_payload_s(
+    request: pytest.FixtureRequest, executor: list[tuple[str, Any]]
+) -> None:
+    # Given the emulator and the runtime's executor, and a function with no version 7
+    request.getfixturevalue("patched_lambda")
+    with mock_aws():
+        _create_functions("headrace-local-report")
+        awslambda = boto3.client("lambda", region_name="us-east-1")
+        # When a version that does not exist is invoked (boto3 and the AWS CLI send
+        # ?Qualifier=7), then it is not found, as on Lambda, and nothing runs
+        with pytest.raises(awslambda.exceptions.ResourceNotFoundException) as missing:
+            awslambda.invoke(FunctionName="headrace-local-report", Qualifier="7", Payload=b"{}")
+        assert missing.value.response["Error"]["Message"].endswith("function:headrace-local-report:7")
+        # When the event has a field named qualifier, then it is the function's to read
+        answer = awslambda.invoke(FunctionName="headrace-local-report", Payload=b'{"qualifier": "x"}')
+        # And $LATEST is a qualifier like any other
+        latest = awslambda.invoke(FunctionName="headrace-local-report", Qualifier="$LATEST", Payload=b"{}")
+    assert (answer["StatusCode"], latest["StatusCode"]) == (200, 200)
+    assert executor == [("headrace-local-report", {"qualifier": "x"}), ("headrace-local-report", {})]
 
 
 def test_invoking_before_the_executor_runs_says_so(
