@@ -943,3 +943,5 @@ def test_s3_events_carry_a_sequencer_that_rises_with_every_write(monkeypatch: py
     distinct = sorted(set(received))
     assert len(distinct) == 3 and all(received.count(s) == 2 for s in distinct)
     assert all(len(s) == 18 and int(s, 16) for s in distinct)
+    # (the queue hands them out in the order sent: the writes' order)
+    assert received == sorted(received, key=lambda s: int(s, 16))
