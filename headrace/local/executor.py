@@ -959,7 +959,7 @@ def sandbox_environment(
             "TZ": "UTC",
             # Lambda's stdout is unbuffered: every line (Powertools prints its EMF metric
             # lines) reaches the log at once, even when the sandbox is killed right after
-            # (headrace local invoke kills it as soon as it answers).
+            # (a timeout, or the runtime stopping).
             "PYTHONUNBUFFERED": "1",
         }
     )
