@@ -269,25 +269,28 @@ def test_a_summary_too_large_for_dynamodb_is_cut_down_to_fit(pipeline):
     assert len(json.dumps(event)) < 256 * 1024
 
 
-def test_a_newer_version_that_completes_while_the_older_one_finishes_wins(pipeline, monkeypatch):
-    # Given v1 past its "replaced meanwhile" check, and v2 uploaded and processed just then
+def _ref_of(pipeline, obj, at=None):
+    """The processor's ObjectRef of ``obj``, as its SQS record would give it (``at``: the
+    event's time)."""
     from handlers.models.events import ObjectCreatedRecord, ObjectRef
 
-    def ref_of(obj):
-        attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s"}
-        record = {
-            "messageId": "m",
-            "receiptHandle": "r",
-            "body": pipeline.event(obj),
-            "attributes": {**attributes, "ApproximateFirstReceiveTimestamp": "1"},
-            "messageAttributes": {},
-            "md5OfBody": "x",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": pipeline.queue.arn,
-            "awsRegion": REGION,
-        }
-        return ObjectRef.from_event(ObjectCreatedRecord.model_validate(record).body)
+    attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s"}
+    record = {
+        "messageId": "m",
+        "receiptHandle": "r",
+        "body": pipeline.event(obj, at),
+        "attributes": {**attributes, "ApproximateFirstReceiveTimestamp": "1"},
+        "messageAttributes": {},
+        "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": pipeline.queue.arn,
+        "awsRegion": REGION,
+    }
+    return ObjectRef.from_event(ObjectCreatedRecord.model_validate(record).body)
 
+
+def test_a_newer_version_that_completes_while_the_older_one_finishes_wins(pipeline, monkeypatch):
+    # Given v1 past its "replaced meanwhile" check, and v2 uploaded and processed just then
     v1 = pipeline.upload("incoming/race/r.csv", SALES)
     real = process_object._replaced_meanwhile
     newer: dict = {}
@@ -296,7 +299,9 @@ def test_a_newer_version_that_completes_while_the_older_one_finishes_wins(pipeli
         answer = real(ref)
         if not newer:
             newer.update(pipeline.upload("incoming/race/r.csv", SALES + "2025-01-04,Gizmo,1,9.99\n"))
-            process_object.process_object(ref_of(newer), pipeline.handler.settings, pipeline.handler.store)
+            process_object.process_object(
+                _ref_of(pipeline, newer), pipeline.handler.settings, pipeline.handler.store
+            )
         return answer
 
     monkeypatch.setattr(process_object, "_replaced_meanwhile", newer_version_arrives)
@@ -742,24 +747,7 @@ def test_a_version_uploaded_in_the_same_second_after_the_older_one_was_checked_s
     # Given v1 past its "replaced meanwhile" check, and v2 uploaded in the same second just
     # then (S3 event times have second precision: both versions carry the same uploaded_at),
     # its batch already recording it received
-    from handlers.models.events import ObjectCreatedRecord, ObjectRef
-
     second = datetime.now(UTC).replace(microsecond=0)
-
-    def ref_of(obj):
-        attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s"}
-        record = {
-            "messageId": "m",
-            "receiptHandle": "r",
-            "body": pipeline.event(obj, second),
-            "attributes": {**attributes, "ApproximateFirstReceiveTimestamp": "1"},
-            "messageAttributes": {},
-            "md5OfBody": "x",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": pipeline.queue.arn,
-            "awsRegion": REGION,
-        }
-        return ObjectRef.from_event(ObjectCreatedRecord.model_validate(record).body)
 
     v1 = pipeline.upload("incoming/tie/t.csv", SALES)
     real = process_object._replaced_meanwhile
@@ -769,7 +757,7 @@ def test_a_version_uploaded_in_the_same_second_after_the_older_one_was_checked_s
         answer = real(ref)
         if not newer:
             newer.update(pipeline.upload("incoming/tie/t.csv", SALES + "2025-01-04,Gizmo,1,9.99\n"))
-            pipeline.handler.store.mark_received(ref_of(newer), datetime.now(UTC))
+            pipeline.handler.store.mark_received(_ref_of(pipeline, newer, second), datetime.now(UTC))
         return answer
 
     monkeypatch.setattr(process_object, "_replaced_meanwhile", newer_version_arrives)
