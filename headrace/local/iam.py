@@ -26,8 +26,9 @@ moto's checks are patched where they would not match AWS for this program
    needs ``sqs:SendMessage``; :data:`ACTION_ALIASES`). A denial says what was denied, in
    AWS's words — ``User: <arn> is not authorized to perform: <action> on resource: <arn>
    because no identity-based policy allows the <action> action`` — where moto names only
-   the action, or for S3 nothing; JSON-protocol clients get it (and refused credentials or
-   signatures) as JSON, which they can parse. A bodiless request is verified with an empty
+   the action, or for S3 nothing; JSON and REST-JSON clients (Lambda's, whose Invoke has
+   no JSON content type) get it (and refused credentials or signatures) as JSON, which
+   they can parse. A bodiless request is verified with an empty
    payload (moto signs its parsed parameters, so e.g. Lambda's ListFunctions, or an Invoke
    without a payload, never verified).
 4. Trust policies: moto compares ``AWS`` principals only (a ``Service`` principal raises).
@@ -73,6 +74,8 @@ from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
 ADMIN_USER = "headrace-admin"
+# Signing names of the REST-JSON services the program uses: their errors are JSON too.
+REST_JSON_SERVICES = frozenset({"lambda", "apigateway", "scheduler"})
 ADMIN_KEY = ("test", "test")
 LAMBDA_SERVICE_USER = "headrace-lambda-service"
 # Service principals a local identity stands in for.
@@ -551,7 +554,13 @@ def patch_authorization() -> None:
     # 3. refused credentials and signatures: JSON for JSON clients (moto answers in XML,
     # which they cannot parse: the error would read "403")
     def json_protocol(request: Any) -> bool:
-        return "X-Amz-Target" in request._headers or "json" in request._headers.get("Content-Type", "")
+        return (
+            "X-Amz-Target" in request._headers
+            or "json" in request._headers.get("Content-Type", "")
+            # REST-JSON (Lambda's Invoke with a binary payload or none, ListFunctions, ...)
+            # sends no JSON content type: its service, signed in the credential scope, is one
+            or getattr(request, "_service", None) in REST_JSON_SERVICES
+        )
 
     raise_invalid_access_key = access_control.IAMRequest._raise_invalid_access_key
     raise_signature_does_not_match = access_control.IAMRequest._raise_signature_does_not_match

@@ -406,3 +406,25 @@ def test_a_request_without_a_body_is_verified_with_an_empty_payload(world):
         awslambda.invoke(FunctionName="bodiless")
     # Then the signature holds: the refusal is the missing executor's, not SignatureDoesNotMatch
     assert error.value.response["Error"]["Code"] == "NotImplemented", error.value
+
+
+def test_a_lambda_invoke_denied_is_an_access_denied_exception_the_sdk_can_read(world):
+    # Given a function the role may not invoke (its policy grants no lambda:InvokeFunction)
+    world.admin("lambda").create_function(
+        FunctionName="not-yours",
+        Runtime="python3.12",
+        Role=world.role_arn,
+        Handler="handler.main",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},  # an empty zip archive
+    )
+    # When the role invokes it (a binary payload: no JSON content type), and lists functions
+    awslambda = world.function("lambda")
+    for call in (
+        lambda: awslambda.invoke(FunctionName="not-yours", Payload=b"{}"),
+        lambda: awslambda.list_functions(),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        # Then the SDK reads Lambda's error, naming what was denied (moto's XML read as "403")
+        assert error.value.response["Error"]["Code"] == "AccessDeniedException", error.value
+        assert "is not authorized to perform: lambda:" in error.value.response["Error"]["Message"]
