@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 # where `headrace local up` writes them (under the checkout, wherever the command runs from)
 DEFAULT_LOCAL_OUTPUTS = Path(__file__).resolve().parents[1] / ".headrace" / "local" / "outputs.json"
 
+# The client of a synchronous Lambda Invoke: one attempt, read for longer than Lambda's
+# longest run (900 s) and the embedded runtime's 60 s margin beyond a function's timeout.
+# botocore retries a read timeout or a dropped connection, which would run the function again.
+INVOKE_CLIENT: dict[str, Any] = {
+    "read_timeout": 1000,
+    "retries": {"mode": "standard", "total_max_attempts": 1},
+}
+
 
 class DocstringHelp(argparse.RawDescriptionHelpFormatter):
     """Shows a command's module docstring as its ``--help`` description: as written, line
@@ -119,7 +127,9 @@ class StackOutputs(BaseModel):
         return boto3.Session(region_name=self.region)
 
     def client(self, service: str, **config: Any) -> Any:
-        kwargs: dict[str, Any] = {"config": Config(retries={"mode": "standard"}, **config)}
+        """A client of the stack's endpoint; ``config``: botocore ``Config`` options over
+        the defaults (standard retries)."""
+        kwargs: dict[str, Any] = {"config": Config(retries={"mode": "standard"}).merge(Config(**config))}
         if self.aws_endpoint_url:
             kwargs["endpoint_url"] = self.aws_endpoint_url
         return self.session().client(service, **kwargs)  # type: ignore[call-overload]

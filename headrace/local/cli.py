@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from headrace.outputs import DEFAULT_LOCAL_OUTPUTS
+from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, INVOKE_CLIENT
 
 from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, EmulatorError
 
@@ -184,8 +184,7 @@ def _invoke(args: argparse.Namespace) -> int:
     names = outputs.model_extra.get("function_names", {}) if outputs.model_extra else {}
     logical = args.function.replace("_", "-")  # ingest_worker, as the config section is spelt
     deployed = names.get(logical, args.function)
-    # Lambda's longest run: a slow answer is never retried, which would run the function again
-    awslambda = outputs.client("lambda", read_timeout=900)
+    awslambda = outputs.client("lambda", **INVOKE_CLIENT)
     try:
         answer = awslambda.invoke(FunctionName=deployed, Payload=json.dumps(payload).encode())
     except awslambda.exceptions.ResourceNotFoundException:

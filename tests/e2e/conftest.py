@@ -30,7 +30,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from handlers.dal.queues import message_counts
 from headrace.cli import main
-from headrace.outputs import StackOutputs
+from headrace.outputs import INVOKE_CLIENT, StackOutputs
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("completed", "failed")
@@ -163,8 +163,7 @@ class Stack:
 
 
 def _aws_invoke(outputs: StackOutputs) -> Callable[[str, Any], Any]:
-    # never a retry for a slow answer, which would run the function again: Lambda's longest run
-    lam = outputs.client("lambda", read_timeout=900)
+    lam = outputs.client("lambda", **INVOKE_CLIENT)  # one attempt: a retry runs the function again
 
     def invoke(function: str, payload: Any) -> Any:
         response = lam.invoke(FunctionName=function, Payload=json.dumps(payload).encode())

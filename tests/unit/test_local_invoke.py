@@ -3,9 +3,12 @@ line (exit 2), and nothing is written beside an outputs file that is not the run
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +85,29 @@ def test_a_runtime_that_does_not_answer_is_one_error_line(held_lock, capsys):
     # Then the connection error is one line, not a traceback
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"headrace: error: cannot reach the embedded runtime of {path}: ")
+
+
+def test_an_invoke_whose_answer_is_lost_is_not_sent_again(held_lock, capsys):
+    # Given a running runtime's endpoint that takes each request and drops the connection
+    # without an answer (as a function still running when the client stops waiting)
+    server = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def drop_each() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    requests.append(conn.recv(65536))
+
+    threading.Thread(target=drop_each, daemon=True).start()
+    path = write_outputs(held_lock)
+    path.write_text(json.dumps({**DEAD, "aws_endpoint_url": f"http://127.0.0.1:{server.getsockname()[1]}"}))
+    try:
+        # When a function is invoked
+        code, err = invoke(path, capsys)
+    finally:
+        server.close()
+    # Then the invoke was sent once: a retry would run the function a second time
+    assert code == 2 and err.startswith("headrace: error: cannot reach the embedded runtime")
+    assert len(requests) == 1 and requests[0].startswith(b"POST /2015-03-31/functions/report/invocations")
