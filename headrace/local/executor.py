@@ -485,7 +485,10 @@ class InvokeBridge:
                     return self._answer(403, {"error": "not the emulator"})
                 if function not in known:
                     return self._answer(404, {"error": f"the executor runs no function {function!r}"})
-                event = json.loads(body or b"{}")
+                try:
+                    event = json.loads(body or b"{}")
+                except ValueError as exc:  # the emulator refuses it first; never a traceback here
+                    return self._answer(400, {"error": f"the event is not JSON: {exc}"})
                 if self.headers.get("X-Invocation-Type") == "Event":
                     threading.Thread(target=invoke, args=(function, event), daemon=True).start()
                     return self._answer(202, {})

@@ -9,6 +9,8 @@ import contextlib
 import json
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -887,6 +889,28 @@ def test_an_invoke_qualifier_is_the_query_string_s_never_the_payload_s(
         latest = awslambda.invoke(FunctionName="headrace-local-report", Qualifier="$LATEST", Payload=b"{}")
     assert (answer["StatusCode"], latest["StatusCode"]) == (200, 200)
     assert executor == [("headrace-local-report", {"qualifier": "x"}), ("headrace-local-report", {})]
+
+
+def test_the_invoke_bridge_answers_the_emulator_only_and_never_drops_a_request(
+    executor: list[tuple[str, Any]],
+) -> None:
+    # Given the runtime's invoke bridge, named in the invocations file
+    url, token = motoserver.executor_address() or ("", "")
+
+    def post(body: bytes, **headers: str) -> tuple[int, Any]:
+        request = urllib.request.Request(f"{url}/headrace-local-report", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())
+
+    # When it is called without the token, or with a body that is not JSON
+    # Then it refuses, with a reason, and runs nothing
+    assert post(b"{}") == (403, {"error": "not the emulator"})
+    status, answer = post(b"{not json", **{"X-Bridge-Token": token})
+    assert status == 400 and answer["error"].startswith("the event is not JSON")
+    assert executor == []
 
 
 def test_invoking_before_the_executor_runs_says_so(
