@@ -484,7 +484,13 @@ class InvokeBridge:
                 if not hmac.compare_digest(self.headers.get("X-Bridge-Token", ""), bridge.token):
                     return self._answer(403, {"error": "not the emulator"})
                 if function not in known:
-                    return self._answer(404, {"error": f"the executor runs no function {function!r}"})
+                    return self._answer(
+                        404,
+                        {
+                            "error": f"the executor runs no function {function!r} (made after the "
+                            "runtime started? restart `headrace local up`)"
+                        },
+                    )
                 try:
                     event = json.loads(body or b"{}")
                 except ValueError as exc:  # the emulator refuses it first; never a traceback here

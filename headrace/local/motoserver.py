@@ -121,6 +121,7 @@ import logging
 import re
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -455,6 +456,13 @@ def executor_address() -> tuple[str, str] | None:
     return (url, token) if url else None
 
 
+def _bridge_error(error: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(error.read())["error"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(error)
+
+
 def patch_lambda() -> None:
     """Adjustments 18 and 19."""
     from moto.awslambda.exceptions import LambdaClientError
@@ -512,6 +520,11 @@ def patch_lambda() -> None:
         try:  # the function's own timeout bounds the run; the margin covers a cold start
             with urllib.request.urlopen(request, timeout=int(function.timeout) + 60) as answer:
                 result = json.loads(answer.read())
+        except urllib.error.HTTPError as exc:  # the bridge's refusal says why (a function
+            # created after the runtime started has no sandbox pool: restart the runtime)
+            raise NotServed(
+                f"the embedded runtime's executor did not run {function.function_name}: {_bridge_error(exc)}"
+            ) from exc
         except (OSError, ValueError) as exc:
             raise NotServed(
                 f"the embedded runtime's executor did not run {function.function_name}: {exc}"

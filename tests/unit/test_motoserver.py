@@ -865,6 +865,18 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         with pytest.raises(ClientError) as too_large:
             awslambda.invoke(FunctionName=name, Payload=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
         assert too_large.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+        # A function the executor has no pool for (made after the runtime started) says so
+        awslambda.create_function(
+            FunctionName="made-later",
+            Runtime="python3.12",
+            Role=awslambda.get_function(FunctionName="headrace-local-report")["Configuration"]["Role"],
+            Handler="handler.main",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+        )
+        with pytest.raises(ClientError) as unknown:
+            awslambda.invoke(FunctionName="made-later", Payload=b"{}")
+        assert unknown.value.response["Error"]["Code"] == "NotImplemented"
+        assert "the executor runs no function 'made-later'" in unknown.value.response["Error"]["Message"]
         # A function that does not exist is moto's ResourceNotFound, never the executor's
         with pytest.raises(awslambda.exceptions.ResourceNotFoundException):
             awslambda.invoke(FunctionName="nope", Payload=b"{}")
