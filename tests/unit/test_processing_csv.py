@@ -522,29 +522,6 @@ def test_duplicate_rows(process):
     }
 
 
-@pytest.mark.parametrize("name", ["p.csv", "p.ndjson"])
-def test_rows_alike_only_once_redacted_are_not_duplicates(process, name):
-    # a@x.com and b@y.com are both [REDACTED:EMAIL]: the rows were reported duplicates
-    rows = [
-        ("signup", "a@x.com"),
-        ("bad",),
-        ("signup", "b@y.com"),
-        ("login", "c@z.com"),
-        ("login", "c@z.com"),
-    ]
-    if name.endswith(".csv"):
-        text = "event,contact\n" + "".join(",".join(r) + "\n" for r in rows)
-    else:
-        text = "\n".join(json.dumps({"event": r[0], "contact": r[1]}) if len(r) == 2 else "bad" for r in rows)
-    result = process(name, text + "\n")
-    assert result.data["pii_redactions"] == {"contact": {"email": 4}}
-    line = 6 if name.endswith(".csv") else 5
-    assert result.data["quality_issues"]["duplicate_rows"] == {
-        "count": 1,
-        "first_duplicates": [{"line": line}],
-    }
-
-
 def test_lines_after_skipped_rows_are_still_right(process):
     text = "a,b\n1,x\nbad\n1,x\n"
     result = process("d.csv", text)

@@ -707,21 +707,10 @@ class _Pipeline:
         if not count:
             return None
         everything = ", ".join([*(ident(n) for n in self.names), RESCUED])
-        rows = f"SELECT file_row_number, hash({everything}) AS h FROM read_parquet({literal(str(out))}, file_row_number=true)"
-        redacted = [raw for raw, name in zip(self.inputs, self.names, strict=True) if name in stats["pii"]]
-        if redacted:
-            # Redaction makes rows alike that were not ("a@x.com" and "b@y.com" are both
-            # [REDACTED:EMAIL]): rows are duplicates when their values as read are alike too
-            # (the source's records are the Parquet's rows, in order; rejects were counted)
-            raw = f"SELECT hash({', '.join(ident(c) for c in redacted)}) AS h FROM {self.source.relation}"
-            rows = f"SELECT file_row_number, hash(p.h, s.h) AS h FROM ({rows}) p POSITIONAL JOIN ({raw}) s"
-            row = first_row(self.con, f"SELECT count(*) - count(DISTINCT h) FROM ({rows})")
-            count = row[0] if row else 0
-            if not count:
-                return None
         firsts = self.con.execute(
             "SELECT file_row_number FROM (SELECT file_row_number, row_number() OVER "
-            f"(PARTITION BY h ORDER BY file_row_number) AS n FROM ({rows})) WHERE n > 1 "
+            f"(PARTITION BY hash({everything}) ORDER BY file_row_number) AS n "
+            f"FROM read_parquet({literal(str(out))}, file_row_number=true)) WHERE n > 1 "
             f"ORDER BY file_row_number LIMIT {self.options.max_examples}"
         ).fetchall()
         return DuplicateRows(count=count, first_duplicates=[_location(lineage, idx) for (idx,) in firsts])
