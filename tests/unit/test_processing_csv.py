@@ -527,15 +527,22 @@ def test_a_file_read_in_parallel_keeps_its_order_and_its_duplicates_exact(proces
     # repeats its first, row for row, with an e-mail address (redacted) in every row
     half = duckdb.sql(
         "SELECT i AS id, 'user' || i || '@example.com' AS email, repeat('x', 40) AS note, "
-        "i * 0.5 AS amount FROM range(200000) t(i)"
+        "i * 0.5 AS amount, i % 3 = 0 AS flag FROM range(200000) t(i)"
     ).fetchall()
-    lines = "\n".join(f"{i},{e},{n},{a}" for i, e, n, a in half)
-    # When it is processed
-    result = process("twice.csv", f"id,email,note,amount\n{lines}\n{lines}\n")
+    lines = "\n".join(f"{i},{e},{n},{a},{str(f).lower()}" for i, e, n, a, f in half)
+    # When it is processed (int, string, float and bool conversions)
+    result = process("twice.csv", f"id,email,note,amount,flag\n{lines}\n{lines}\n")
     # Then the Parquet holds the rows in the file's order (a float check written as
     # `ascii(v) IN (...)` made DuckDB reorder them), so every row of the second half is a
     # duplicate at its own line (pairing the Parquet's rows with a second read of the
     # source by position counted 37 duplicates here)
+    assert result.data["schema"] == {
+        "id": "int",
+        "email": "string",
+        "note": "string",
+        "amount": "float",
+        "flag": "bool",
+    }
     ids = duckdb.sql(f"SELECT id FROM read_parquet('{result.parquet}')").fetchall()
     assert [i for (i,) in ids] == [*range(200000), *range(200000)]
     assert result.data["pii_redactions"]["email"] == {"email": 400000}
