@@ -455,7 +455,45 @@ def event_bytes(event: Any) -> int:
     return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
-class InvokeBridge:
+class _QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm and
+    # the client's delayed ACK add 40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _send(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
+    request.send_response(status)
+    for name, value in headers.items():
+        if name != "content-length":
+            request.send_header(name, value)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    if request.command != "HEAD":
+        request.wfile.write(body)
+
+
+class _LoopbackServer:
+    """A threaded HTTP server (``port`` 0: any free one), served from a daemon thread."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], host: str, port: int, name: str) -> None:
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class InvokeBridge(_LoopbackServer):
     """The Lambda Invoke API's back end: the emulator forwards ``aws lambda invoke`` here
     (adjustment 19 of ``headrace.local.motoserver``), and the function runs in its pool like
     any other invocation. Loopback only; a request must carry ``token`` (the emulator reads
@@ -471,13 +509,7 @@ class InvokeBridge:
         self.token = secrets.token_urlsafe(32)
         bridge, known = self, frozenset(functions)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(_QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 function = unquote(self.path.lstrip("/"))
@@ -502,27 +534,14 @@ class InvokeBridge:
                 self._answer(200, {k: getattr(result, k) for k in ("ok", "response", "error_type", "error")})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body, default=str).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                _send(
+                    self, status, {"content-type": "application/json"}, json.dumps(body, default=str).encode()
+                )
 
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="invoke", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler, host, 0, "invoke")
 
 
-class ApiServer:
+class ApiServer(_LoopbackServer):
     """API Gateway HTTP API (payload format 2.0) in front of the routes' functions."""
 
     MAX_BODY = 10 * 1024 * 1024  # API Gateway's own limit on a request body
@@ -540,31 +559,13 @@ class ApiServer:
         self.report = report
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's
-            # algorithm and the client's delayed ACK add 40 ms to every keep-alive response.
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(_QuietHandler):
             def _handle(self) -> None:
                 server.handle(self)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="api", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler, host, port, "api")
 
     def match(self, method: str, path: str) -> Route | None:
         exact = [r for r in self.routes if r.key in (f"{method} {path}", f"ANY {path}")]
@@ -604,10 +605,10 @@ class ApiServer:
             request.close_connection = True
             if refused.status:
                 message = json.dumps({"message": refused.message}).encode()
-                self._send(request, refused.status, {"content-type": "application/json"}, message)
+                _send(request, refused.status, {"content-type": "application/json"}, message)
             return
         if route is None:
-            return self._send(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+            return _send(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
         event = self.event(request, route, url, body)
         size = event_bytes(event)
         if size > LAMBDA_MAX_REQUEST_BYTES:
@@ -625,7 +626,7 @@ class ApiServer:
                 f"{LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation",
             )
             self.report(route.function, None, {"request"}, not_invoked, label=f"{request.command} {url.path}")
-            return self._send(
+            return _send(
                 request, 413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}'
             )
         result = self.pools[route.function].invoke(event)
@@ -637,11 +638,11 @@ class ApiServer:
             label=f"{request.command} {url.path}",
         )
         if not result.ok:
-            return self._send(
+            return _send(
                 request, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
             )
         status, headers, payload = self.response(result.response)
-        self._send(request, status, headers, payload)
+        _send(request, status, headers, payload)
 
     def read_body(self, request: BaseHTTPRequestHandler) -> bytes:
         """The whole body, as API Gateway hands it on: by Content-Length or chunked, never
@@ -779,17 +780,6 @@ class ApiServer:
             headers = {k.lower(): str(v) for k, v in (response.get("headers") or {}).items()}
             return int(response["statusCode"]), headers, raw
         return 200, {"content-type": "application/json"}, json.dumps(response).encode()
-
-    @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
-        request.send_response(status)
-        for name, value in headers.items():
-            if name != "content-length":
-                request.send_header(name, value)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(body)
 
 
 # ------------------------------------------------------------------------------ the service
