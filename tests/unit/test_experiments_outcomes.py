@@ -19,6 +19,18 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
+def _completed(upload: Upload, **extra: Any) -> dict[str, Any]:
+    """The metadata item of an upload the fake pipeline completed a second after it."""
+    return {
+        "status": "completed",
+        "attempts": 1,
+        "received_at": iso(upload.end + 0.1),
+        "started_at": iso(upload.end + 0.1),
+        "completed_at": iso(upload.end + 1.0),
+        **extra,
+    }
+
+
 class SQS:
     def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
         return {
@@ -56,16 +68,7 @@ class FakeStack:
         ]
 
     def wait(self, uploads: list[Upload], deadline: float, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {
-            (u.key, u.version): {
-                "status": "completed",
-                "attempts": 1,
-                "received_at": iso(u.end + 0.1),
-                "started_at": iso(u.end + 0.1),
-                "completed_at": iso(u.end + 1.0),
-            }
-            for u in uploads[: self.completes]
-        }
+        return {(u.key, u.version): _completed(u) for u in uploads[: self.completes]}
 
     # the configuration changes of the sweep and the crash phase: nothing to change here
     def mapping(self, logical: str, url: str) -> dict[str, Any]:
@@ -160,15 +163,9 @@ class StuckStack(FakeStack):
         return Upload(f"incoming/experiments/r-{name}", "v1", 100, now, now + 0.01, label)
 
     def wait(self, uploads: list[Upload], deadline: float, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        timings = {"download": 10.0, "process": 100.0, "write": 10.0, "total": 150.0}
         return {
-            (u.key, u.version): {
-                "status": "completed",
-                "attempts": 1,
-                "received_at": iso(u.end + 0.1),
-                "started_at": iso(u.end + 0.1),
-                "completed_at": iso(u.end + 1.0),
-                "timings_ms": {"download": 10.0, "process": 100.0, "write": 10.0, "total": 150.0},
-            }
+            (u.key, u.version): _completed(u, timings_ms=timings)
             for u in uploads
             if u.key.rsplit("/", 1)[-1] not in self.stuck
         }
