@@ -83,6 +83,11 @@ class Alarms(pulumi.ComponentResource):
         self.alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
 
         for label, queue_name in args.dlq_names.items():
+            # The maximum over 5 minutes, not 1: while `headrace dlq inspect` reads a DLQ it
+            # holds every message (in flight, not visible), and a 1-minute sample taken then
+            # is 0, which would clear the alarm ("OK" to the topic) though nothing was fixed,
+            # then raise it again. Over 5 minutes only a pass that outlasts a whole period
+            # does. Dead letters wait days for an operator: 5 minutes is prompt enough.
             self._alarm(
                 f"{label}-dlq-depth",
                 f"Messages in the {label} dead-letter queue: they failed every retry and need an operator.",
@@ -92,7 +97,7 @@ class Alarms(pulumi.ComponentResource):
                 statistic="Maximum",
                 comparison_operator="GreaterThanOrEqualToThreshold",
                 threshold=1,
-                period=60,
+                period=PERIOD_SECONDS,
             )
 
         self._alarm(

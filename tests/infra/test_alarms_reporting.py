@@ -58,6 +58,19 @@ def test_dlq_alarms_fire_on_the_first_dead_letter(stack: Deployment) -> None:
         assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
 
 
+def test_a_dlq_alarm_is_not_cleared_while_its_messages_are_being_read(stack: Deployment) -> None:
+    # Given the DLQ alarms: `headrace dlq inspect` holds every message of the DLQ it reads
+    # (in flight: ApproximateNumberOfMessagesVisible is 0 meanwhile), and SQS samples the
+    # metric once a minute
+    alarms = _alarms(stack)
+    for label in ("processing", "load", "ingest"):
+        alarm = alarms[f"{label}-dlq-depth"].inputs
+        # Then each takes the largest count over 5 minutes: a pass shorter than that leaves
+        # it in ALARM, instead of an "OK" to the alerts topic and a new ALARM a minute later
+        assert (alarm["statistic"], alarm["period"], alarm["evaluationPeriods"]) == ("Maximum", 300, 1)
+        assert alarm["treatMissingData"] == "notBreaching"  # an empty DLQ publishes nothing
+
+
 def test_processor_alarms(dev: Deployment) -> None:
     alarms = _alarms(dev)
     processor = dev.outputs["function_names"]["processor"]
