@@ -1,0 +1,338 @@
+"""Every metric an alarm or the dashboard watches is one that is published, under the
+namespace, name and dimensions it is published with: the handlers' own (read from their
+source, as Powertools Metrics will emit them) or an AWS service's (by that service's
+documented names and dimensions). An alarm on anything else never fires, silently."""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from components.functions import METRICS_NAMESPACE
+
+from .conftest import ROOT, Deployment
+
+# What AWS publishes, per namespace: metric names (those the program may watch) and the
+# dimension sets they are published with. From the services' CloudWatch metric pages:
+# "Available CloudWatch metrics for Amazon SQS", "Types of metrics for Lambda functions" and
+# "Monitoring Lambda function URLs", "Monitor CloudWatch metrics for HTTP APIs" (REST APIs
+# spell theirs 5XXError and use ApiName: not these), "Amazon CloudWatch metrics for RDS".
+AWS_METRICS: dict[str, tuple[frozenset[str], tuple[frozenset[str], ...]]] = {
+    "AWS/SQS": (
+        frozenset(
+            {
+                "ApproximateNumberOfMessagesVisible",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+                "ApproximateAgeOfOldestMessage",
+                "NumberOfMessagesSent",
+                "NumberOfMessagesReceived",
+                "NumberOfMessagesDeleted",
+                "NumberOfEmptyReceives",
+                "SentMessageSize",
+            }
+        ),
+        (frozenset({"QueueName"}),),
+    ),
+    "AWS/Lambda": (
+        frozenset(
+            {
+                "Invocations",
+                "Errors",
+                "Throttles",
+                "Duration",
+                "ConcurrentExecutions",
+                "AsyncEventsDropped",
+                "UrlRequestCount",
+                "Url4xxCount",
+                "Url5xxCount",
+                "UrlRequestLatency",
+            }
+        ),
+        (frozenset({"FunctionName"}),),
+    ),
+    "AWS/ApiGateway": (
+        frozenset({"4xx", "5xx", "Count", "Latency", "IntegrationLatency", "DataProcessed"}),
+        (frozenset({"ApiId"}), frozenset({"ApiId", "Stage"})),
+    ),
+    "AWS/RDS": (
+        frozenset({"CPUUtilization", "FreeStorageSpace", "DatabaseConnections", "FreeableMemory"}),
+        (frozenset({"DBInstanceIdentifier"}),),
+    ),
+}
+URL_METRICS = {"UrlRequestCount", "Url4xxCount", "Url5xxCount", "UrlRequestLatency"}
+
+
+# ------------------------------------------------------------------ what the handlers emit
+@dataclass
+class Emitter:
+    """A handler module's Powertools ``Metrics``: its namespace and service arguments and
+    every metric name it may add (a superset: the strings its ``add_metric`` names come from)."""
+
+    path: Path
+    namespace: str | None
+    service: str | None
+    metrics: set[str] = field(default_factory=set)
+    # Lines that add dimensions besides "service" (add_dimension, set_default_dimensions)
+    dimension_calls: list[int] = field(default_factory=list)
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _keyword(call: ast.Call, name: str, position: int | None = None) -> ast.expr | None:
+    for keyword in call.keywords:
+        if keyword.arg == name:
+            return keyword.value
+    if position is not None and len(call.args) > position:
+        return call.args[position]
+    return None
+
+
+def _assignments(tree: ast.Module) -> dict[str, list[ast.expr]]:
+    """Every value assigned to each variable name in the module (tuple targets get the
+    whole value: its strings are a superset of the element's)."""
+    found: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        if value is None:
+            continue
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    found.setdefault(name.id, []).append(value)
+    return found
+
+
+def _strings(expr: ast.expr, assignments: dict[str, list[ast.expr]], seen: set[str]) -> set[str]:
+    """The string constants ``expr`` can evaluate to: its own, and those of the values
+    assigned to the variables it reads (``metric = {...}[status]``, ``metric, _ = limit``)."""
+    strings = {n.value for n in ast.walk(expr) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for name in {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} - seen:
+        seen.add(name)
+        for value in assignments.get(name, []):
+            strings |= _strings(value, assignments, seen)
+    return strings
+
+
+def _literal(expr: ast.expr | None, path: Path, what: str) -> str | None:
+    if expr is None:
+        return None
+    assert isinstance(expr, ast.Constant) and isinstance(expr.value, str), (
+        f"{path}: Metrics({what}=...) is not a string literal; this test cannot check it"
+    )
+    return expr.value
+
+
+def emitter(path: Path) -> Emitter | None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    constructed = [c for c in calls if _callee(c) == "Metrics"]
+    if not constructed:
+        return None
+    assert len(constructed) == 1, f"{path}: more than one Metrics()"
+    (metrics,) = constructed
+    found = Emitter(
+        path,
+        namespace=_literal(_keyword(metrics, "namespace"), path, "namespace"),
+        service=_literal(_keyword(metrics, "service"), path, "service"),
+    )
+    assignments = _assignments(tree)
+    for call in calls:
+        if _callee(call) == "add_metric":
+            name = _keyword(call, "name", 0)
+            assert name is not None, f"{path}:{call.lineno}: add_metric without a name"
+            found.metrics |= _strings(name, assignments, set())
+        elif _callee(call) in ("add_dimension", "set_default_dimensions", "single_metric"):
+            found.dimension_calls.append(call.lineno)
+    assert found.metrics, f"{path}: Metrics() but no add_metric"
+    return found
+
+
+def handler_path(handler: str) -> Path:
+    """``handlers.processor.lambda_handler`` -> handlers/processor.py"""
+    return ROOT / (handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+
+
+@dataclass
+class Function:
+    name: str
+    handler: str
+    environment: dict[str, str]
+
+
+def _functions(stack: Deployment) -> list[Function]:
+    return [
+        Function(f.outputs["name"], f.inputs["handler"], (f.input("environment") or {}).get("variables", {}))
+        for f in stack.of_type("aws:lambda/function:Function")
+    ]
+
+
+def emitters(stack: Deployment) -> dict[str, Emitter]:
+    """service -> what that function's handler emits, for every function that emits."""
+    found: dict[str, Emitter] = {}
+    for function in _functions(stack):
+        emits = emitter(handler_path(function.handler))
+        if emits is not None:
+            found[function.environment["POWERTOOLS_SERVICE_NAME"]] = emits
+    return found
+
+
+# ------------------------------------------------------------------ what is watched
+@dataclass(frozen=True)
+class Watched:
+    where: str  # the alarm or widget, for messages
+    namespace: str
+    metric: str
+    dimensions: tuple[tuple[str, str], ...]
+
+
+def _watched_by_alarms(stack: Deployment) -> Iterator[Watched]:
+    for alarm in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        inputs = alarm.inputs
+        where = f"alarm {inputs['name']}"
+        if inputs.get("metricQueries"):
+            assert not inputs.get("metricName"), where
+            for query in inputs["metricQueries"]:
+                if query.get("metric"):
+                    m = query["metric"]
+                    yield Watched(
+                        where, m["namespace"], m["metricName"], tuple(sorted(m.get("dimensions", {}).items()))
+                    )
+        else:
+            yield Watched(
+                where,
+                inputs["namespace"],
+                inputs["metricName"],
+                tuple(sorted(inputs.get("dimensions", {}).items())),
+            )
+
+
+def _watched_by_dashboard(stack: Deployment) -> Iterator[Watched]:
+    for dashboard in stack.of_type("aws:cloudwatch/dashboard:Dashboard"):
+        for widget in json.loads(dashboard.input("dashboardBody"))["widgets"]:
+            title = widget["properties"]["title"]
+            for row in widget["properties"]["metrics"]:
+                values = [v for v in row if not isinstance(v, dict)]  # a trailing {options}
+                namespace, metric, *pairs = values
+                assert len(pairs) % 2 == 0, f"widget {title!r}: {row}"
+                dimensions = tuple(sorted(zip(pairs[::2], pairs[1::2], strict=True)))
+                yield Watched(f"widget {title!r}", namespace, metric, dimensions)
+
+
+def watched(stack: Deployment) -> list[Watched]:
+    return [*_watched_by_alarms(stack), *_watched_by_dashboard(stack)]
+
+
+# ------------------------------------------------------------------ tests
+def test_every_handler_emits_under_the_namespace_and_service_its_function_is_given(
+    stack: Deployment,
+) -> None:
+    # Given each function and the Powertools Metrics its handler constructs (arguments win
+    # over POWERTOOLS_METRICS_NAMESPACE / POWERTOOLS_SERVICE_NAME)
+    found = 0
+    for function in _functions(stack):
+        emits = emitter(handler_path(function.handler))
+        if emits is None:
+            continue
+        found += 1
+        env = function.environment
+        # Then it publishes where the program says (and where the alarms look)
+        assert emits.namespace in (None, env["POWERTOOLS_METRICS_NAMESPACE"]), emits.path
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE, function.name
+        assert emits.service in (None, env["POWERTOOLS_SERVICE_NAME"]), emits.path
+    # (the processor, the loader, the report and the ingest worker emit metrics)
+    assert found == 4
+
+
+def test_every_custom_metric_watched_is_one_a_handler_emits(stack: Deployment) -> None:
+    services = emitters(stack)
+    custom = [w for w in watched(stack) if w.namespace == METRICS_NAMESPACE]
+    assert any(w.where.startswith("alarm") for w in custom)
+    for emits in services.values():
+        assert not emits.dimension_calls, (
+            f"{emits.path}:{emits.dimension_calls}: dimensions besides service: teach this test"
+        )
+    for w in custom:
+        # Powertools publishes each metric with the one dimension "service" (as the handlers
+        # add no other): a metric watched with other dimensions is another metric
+        dimensions = dict(w.dimensions)
+        assert set(dimensions) == {"service"}, f"{w.where}: {w.metric} {dimensions}"
+        service = dimensions["service"]
+        assert service in services, f"{w.where}: no function emits with service={service!r}"
+        assert w.metric in services[service].metrics, (
+            f"{w.where}: {services[service].path.name} never emits {w.metric!r} "
+            f"(it emits {sorted(m for m in services[service].metrics if m[:1].isupper())})"
+        )
+
+
+def test_every_aws_metric_watched_is_published_with_those_dimensions(stack: Deployment) -> None:
+    # Given the names AWS would publish each dimension with: queues by name (not URL or
+    # ARN), functions by name, the HTTP API by id, the database by identifier
+    queues = {q.outputs["name"] for q in stack.of_type("aws:sqs/queue:Queue")}
+    functions = {f.name for f in _functions(stack)}
+    url_functions = {u.inputs["functionName"] for u in stack.of_type("aws:lambda/functionUrl:FunctionUrl")}
+    http_apis = {
+        a.id for a in stack.of_type("aws:apigatewayv2/api:Api") if a.inputs["protocolType"] == "HTTP"
+    }
+    databases = {d.outputs["identifier"] for d in stack.of_type("aws:rds/instance:Instance")}
+    names = {
+        "QueueName": queues,
+        "FunctionName": functions,
+        "ApiId": http_apis,
+        "DBInstanceIdentifier": databases,
+    }
+    for w in watched(stack):
+        if w.namespace == METRICS_NAMESPACE:
+            continue
+        assert w.namespace in AWS_METRICS, (
+            f"{w.where}: {w.namespace} is not checked here; add what it publishes"
+        )
+        metrics, dimension_sets = AWS_METRICS[w.namespace]
+        assert w.metric in metrics, f"{w.where}: {w.namespace} publishes no {w.metric!r}"
+        dimensions = dict(w.dimensions)
+        assert frozenset(dimensions) in dimension_sets, (
+            f"{w.where}: {w.metric} is not published by {dimensions}"
+        )
+        for key, value in dimensions.items():
+            if key in names:
+                assert value in names[key], f"{w.where}: {key}={value!r} names no resource of this stack"
+        if w.metric in URL_METRICS:
+            assert dimensions["FunctionName"] in url_functions, f"{w.where}: that function has no URL"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            'm = Metrics(namespace="ns", service="svc")\n'
+            'def f(ok):\n    m.add_metric(name="Done" if ok else "Failed", unit="Count", value=1)\n',
+            {"Done", "Failed"},
+        ),
+        (
+            'm = Metrics(service="svc")\nNAMES = {"a": "Alpha", "b": "Beta"}\n'
+            "def f(k):\n    name = NAMES[k]\n    m.add_metric(name=name, unit='Count', value=1)\n",
+            {"a", "Alpha", "b", "Beta"},
+        ),
+    ],
+)
+def test_the_metric_names_of_a_handler_are_read_through_its_variables(
+    tmp_path: Path, source: str, expected: set[str]
+) -> None:
+    path = tmp_path / "handler.py"
+    path.write_text(source)
+    emits = emitter(path)
+    assert emits is not None and emits.service == "svc"
+    assert emits.metrics == expected
