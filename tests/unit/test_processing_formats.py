@@ -414,6 +414,24 @@ def test_fields_of_logfmt_access_and_syslog_lines(line, expected):
 
 
 @pytest.mark.parametrize(
+    ("line", "response_time_ms"),
+    [
+        # every digit of a duration is kept: 6 significant digits made 1234567 "1.23457e+06"
+        ("2024-01-15T10:00:00Z INFO done duration_ms=1234567", "1234567"),
+        ("2024-01-15T10:00:00Z INFO done duration_ms=2843.153", "2843.153"),
+        ("2024-01-15T10:00:00Z INFO done response_time_ms=0.1234567", "0.1234567"),
+        ("2024-01-15T10:00:00Z INFO done took=1.001s", "1001"),
+        ("2024-01-15T10:00:00Z INFO done took=1500us", "1.5"),
+        ("2024-01-15T10:00:00Z INFO done took=12.50ms", "12.5"),
+        ('10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" 1234.567', "1234567"),
+        ('10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" rt=0.0125', "12.5"),
+    ],
+)
+def test_durations_keep_every_digit_in_milliseconds(line, response_time_ms):
+    assert logs.parse_line(line)["response_time_ms"] == response_time_ms
+
+
+@pytest.mark.parametrize(
     ("line", "expected"),
     [
         (

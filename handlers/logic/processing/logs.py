@@ -39,6 +39,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -339,7 +340,13 @@ def _message_fields(record: dict[str, Any], message: str) -> None:
 _DURATION_KEYS = ("duration", "latency", "elapsed", "took", "response_time", "request_time", "rt")
 _SECONDS_KEYS = ("request_time", "rt")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|us|µs)?")
-_TO_MS = {"ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001}
+_TO_MS = {"ms": Decimal(1), "s": Decimal(1000), "us": Decimal("0.001"), "µs": Decimal("0.001")}
+
+
+def _scaled(number: str, factor: Decimal) -> str:
+    """``number`` (digits, maybe a fraction) times ``factor``, exactly and with every digit
+    (a float's ``:g`` wrote 1234567 as ``1.23457e+06``): ``1.001`` s is ``1001`` ms."""
+    return format((Decimal(number) * factor).normalize(), "f")
 
 
 def _milliseconds(key: str, value: str) -> str | None:
@@ -353,7 +360,7 @@ def _milliseconds(key: str, value: str) -> str | None:
     )
     if unit is None:
         return None
-    return f"{float(m.group(1)) * _TO_MS[unit]:g}"
+    return _scaled(m.group(1), _TO_MS[unit])
 
 
 def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
@@ -392,7 +399,7 @@ def parse_line(line: str, now: datetime | None = None) -> dict[str, Any]:
         }
         rec["timestamp"] = _access_time(rec["timestamp"])
         if "." in rec.get("response_time_ms", ""):  # nginx's $request_time: seconds, to the ms
-            rec["response_time_ms"] = f"{float(rec['response_time_ms']) * 1000:g}"
+            rec["response_time_ms"] = _scaled(rec["response_time_ms"], _TO_MS["s"])
         _message_fields(rec, pairs)
         return rec
     if (syslog := _syslog(stripped, now)) is not None:
