@@ -711,6 +711,30 @@ def test_python_logs_named_txt_are_logs(process, text):
     assert process("app.txt", text).data["format"] == "log"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # gunicorn; Flask's default format; Apache's error log: each line opens a bracket
+        "[2024-01-15 10:00:00 +0000] [1] [INFO] Starting gunicorn 21.2.0\n"
+        "[2024-01-15 10:00:01 +0000] [1] [ERROR] Worker failed\n",
+        "[2024-01-15 10:00:00,123] INFO in app: started\n[2024-01-15 10:00:01,456] ERROR in app: boom\n",
+        "[Mon Jan 15 10:00:00.123456 2024] [core:error] [pid 12] AH00126: bad URI\n"
+        "[Mon Jan 15 10:00:01.123456 2024] [mpm_event:notice] [pid 1] resuming\n",
+    ],
+)
+def test_logs_whose_lines_start_with_a_bracket_are_logs_not_a_json_array(process, text):
+    # (such a file named .txt or without suffix failed: "the JSON array is not closed")
+    for name in ("server.txt", "server"):
+        result = process(name, text)
+        assert (result.data["format"], result.data["row_count"]) == ("log", 2)
+        assert result.data["log_stats"]["error_count"] == 1
+
+
+@pytest.mark.parametrize("text", ['[{"a": 1}, {"a": 2}]', '[\n  {"a": 1},\n  {"a": 2}\n]\n'])
+def test_a_json_array_named_txt_is_still_json(process, text):
+    assert process("data.txt", text).data["format"] == "json"
+
+
 def test_csv_rows_that_start_like_a_python_log_line_stay_csv(process):
     text = "created_at,address,city\n" + "".join(
         f"2024-01-15 10:00:0{i},10{i} Main St,Springfield\n" for i in range(5)

@@ -68,11 +68,13 @@ def detect_format(file_name: str, head: str) -> FileFormat:
             "(a rotated log: .log.1, .log.2026-12-06 or .log-20261206)"
         )
     stripped = head.lstrip()
-    if stripped.startswith("["):
+    lines = [line for line in head.splitlines() if line.strip()][:20]
+    # a log's lines may open a bracket too ("[2024-01-15 10:00:00] [INFO] ...", Apache's
+    # error log): no JSON array starts so
+    if stripped.startswith("[") and not looks_like_log(lines):
         return "json"
     if stripped.startswith("{"):
         return "ndjson" if _looks_like_ndjson(head) else "json"
-    lines = [line for line in head.splitlines() if line.strip()][:20]
     if looks_like_log(lines):
         return "log"
     dialect = sniff_dialect(head, file_name)
