@@ -469,6 +469,14 @@ def test_elastic_common_schema_lines_get_log_stats(process):
     assert (stats["error_count"], stats["info_count"], stats["unique_users"]) == (1, 1, 2)
 
 
+def test_ndjson_records_get_log_stats_under_every_alias_a_log_line_has(process):
+    # the same records got log_stats in a .log and none in a .jsonl: the two alias lists differed
+    text = '{"loglevel": "ERROR", "response_ms": 12, "statuscode": 500}\n{"loglevel": "INFO", "response_ms": 30}\n'
+    for name in ("app.log", "app.jsonl"):
+        stats = process(name, text).data["log_stats"]
+        assert (stats["error_count"], stats["info_count"], stats["max_response_time_ms"]) == (1, 1, 30.0)
+
+
 def test_colour_codes_do_not_hide_where_a_record_starts(process):
     # each coloured line starts a record; before, they were continuation lines of the first
     text = (

@@ -41,6 +41,7 @@ from .inference import (
     infer_conversions,
     per_column,
 )
+from .logs import FIELD_ALIASES
 from .options import ProcessingOptions
 from .pii import REDACTED_PREFIX, PiiRule, PiiRuleSet, as_written_by_duckdb
 from .sources import (
@@ -96,13 +97,12 @@ _ERROR_LEVELS = (
     "DPANIC",  # zap's: a panic in development, an error in production
 )
 _WARN_LEVELS = ("WARN", "WARNING")
+# the log fields and their names in JSON records: those a log line's fields take too
+# (logs.FIELD_ALIASES), so a record gets the same log_stats in a .log and in a .jsonl
 _LOG_FIELDS = {
-    "level": ("level", "severity", "lvl", "log_level", "levelname", "log.level"),
-    "response_time_ms": ("response_time_ms", "duration_ms", "latency_ms", "elapsed_ms"),
-    "user_id": ("user_id", "user", "userid", "uid", "user.id"),
-    "endpoint": ("endpoint", "path", "url", "route", "uri", "url.path"),
-    "status_code": ("status_code", "status", "http_status", "http.response.status_code"),
-}  # (the dotted names: Elastic Common Schema)
+    field: (field, *(alias for alias, name in FIELD_ALIASES.items() if name == field))
+    for field in ("level", "response_time_ms", "user_id", "endpoint", "status_code")
+}
 
 
 def process_file(
