@@ -325,8 +325,17 @@ ACCESS_LOG = (
 ) * 3
 
 
+# logfmt as logrus, go-kit and Prometheus write it (was read as a CSV split at the commas)
+LOGFMT_LOG = (
+    'time="2024-01-15T10:00:00Z" level=info msg="cache miss, reloading" user=alice\n'
+    'ts=2024-01-15T10:00:01Z level=error caller=main.go:12 msg="upstream failed, retrying"\n'
+    'level=warn ts=2024-01-15T10:00:02Z msg="slow, 2.5 s" duration=2.5s\n'
+)
+
+
 @pytest.mark.parametrize(
-    ("name", "text", "rows"), [("app.txt", PYTHON_LOG, 3), ("access.txt", ACCESS_LOG, 3)]
+    ("name", "text", "rows"),
+    [("app.txt", PYTHON_LOG, 3), ("access.txt", ACCESS_LOG, 3), ("app.txt", LOGFMT_LOG, 3)],
 )
 def test_text_files_of_log_lines_with_commas_are_logs_not_csv(process, name, text, rows):
     result = process(name, text)

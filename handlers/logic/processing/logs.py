@@ -179,6 +179,10 @@ _LEVEL_WORD = re.compile(rf"(?<=[\s\[|])(?:{_LEVELS})(?=[\s\]|:]|$)")
 _HTTP_REQUEST = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*)")
 # a key starts the text or follows a space, comma or bracket: not "?" or "&" (a URL's
 # query string: /items?user=alice&page=2 names no user of the log)
+# a logfmt line (logrus, go-kit, Prometheus): a time or level pair, then another pair
+_LOGFMT_LINE = re.compile(
+    r'(?i:time|ts|timestamp|level|lvl)=(?:"(?:[^"\\]|\\.)*"|[^\s"]+) +[A-Za-z_@][\w.@-]*='
+)
 _LOGFMT = re.compile(r'(?<![^\s,;(\[{])([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|[^\s"]+)')
 
 
@@ -259,7 +263,10 @@ def looks_like_log_line(line: str) -> bool:
     (Python's "2024-01-15 10:00:00,123 - app - INFO - ..."), or with Python logging's
     time and text: commas in such lines are no reason to read a text file as CSV."""
     text = _ANSI.sub("", line).strip()
-    if any(rx.match(text) for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY)):
+    if any(
+        rx.match(text)
+        for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY, _LOGFMT_LINE)
+    ):
         return True
     return bool(_ASCTIME.match(text) or (_TIMESTAMP_START.match(text) and _LEVEL_WORD.search(text)))
 
