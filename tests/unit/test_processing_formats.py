@@ -434,6 +434,11 @@ def test_fields_of_logfmt_access_and_syslog_lines(line, expected):
         ("2024-01-15T10:00:00Z INFO done took=12.50ms", "12.5"),
         ('10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" 1234.567', "1234567"),
         ('10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" rt=0.0125', "12.5"),
+        # Apache's %D, in microseconds, logged as the README says
+        (
+            '10.0.0.1 - - [15/Jan/2024:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" duration=12345us',
+            "12.345",
+        ),
     ],
 )
 def test_durations_keep_every_digit_in_milliseconds(line, response_time_ms):
