@@ -286,6 +286,11 @@ def test_log_stats_name_every_field_of_the_contract_even_when_unknown(process):
         "file_size_bytes",
     }
     assert stats["avg_response_time_ms"] is None and stats["unique_users"] is None
+    # a log with no level at all counts no record of any level (0, as the README says)
+    access = process("access.log", ACCESS_LOG).data
+    stats = access["log_stats"]
+    assert "level" not in access["schema"]
+    assert (stats["error_count"], stats["warn_count"], stats["info_count"]) == (0, 0, 0)
 
 
 def test_fields_with_the_same_contract_name_are_all_kept():
