@@ -605,10 +605,13 @@ def test_lines_of_other_formats_and_times_start_records_in_a_timestamped_log(pro
         "Jan 01 2025 12:00:09 ERROR month name\n"
         "  at a continuation line\n"
         "2025-01-01 42 rows (a date alone continues the record)\n"
+        # logfmt, as a Go library beside them writes it
+        'level=error ts=2025-01-01T12:00:10Z msg="logfmt error"\n'
+        'time="2025-01-01T12:00:11Z" level=warning msg="logfmt warning"\n'
     )
-    result = process("k8s.log", text + "2025-01-01T12:00:10Z DPANIC invariant broken\n")
+    result = process("k8s.log", text + "2025-01-01T12:00:12Z DPANIC invariant broken\n")
     stats = result.data["log_stats"]
-    assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (10, 8, 1)
+    assert (stats["line_count"], stats["error_count"], stats["warn_count"]) == (12, 9, 2)
     assert result.data["lineage"]["skipped"] == [10, 11]
 
 

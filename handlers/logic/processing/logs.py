@@ -251,6 +251,10 @@ def _other_format(line: str, now: datetime | None) -> dict[str, Any] | None:
     return record
 
 
+# formats known by the shape of a line: each such line is a log line, and starts a record
+_SHAPES = (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY, _LOGFMT_LINE)
+
+
 def looks_like_log(lines: list[str]) -> bool:
     """Whether most of ``lines`` (non-blank, from the head of a file) that start a record
     are log lines; those of a traceback, which continue one, have no say."""
@@ -585,12 +589,12 @@ def _starts_record(line: str) -> bool:
     a pretty-printed body is indented), a time or an upper-case level (``ERROR: ...``;
     ``Error: ...`` is how a JavaScript stack trace begins), a JSON object, or a line of one
     of the formats ``parse_line`` knows by their shape (access log, syslog, Apache's error
-    log, klog, Ruby's Logger)."""
+    log, klog, Ruby's Logger, logfmt)."""
     if _TIME_START.match(line) or _LEVEL_START.match(line):
         return True
     if line.startswith("{"):
         return _json_object(line) is not None  # not the "{" opening a pretty-printed body
-    return any(rx.match(line) for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY))
+    return any(rx.match(line) for rx in _SHAPES)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
