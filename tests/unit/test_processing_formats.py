@@ -518,6 +518,10 @@ def test_unique_endpoints_counts_paths_not_query_strings(process):
     result = process("p.log", text + "2024-01-15T10:00:09Z INFO GET /api/users\n")
     assert result.data["log_stats"]["unique_endpoints"] == 2
     assert result.rows("endpoint")[0] == ("/api/items?page=0",)  # the field keeps its query
+    # a full URL is counted with its scheme and host, as the README says: two hosts, two endpoints
+    urls = ("https://a.example/items?page=1", "https://a.example/items", "https://b.example/items")
+    text = "".join(json.dumps({"level": "info", "url": url}) + "\n" for url in urls)
+    assert process("u.log", text).data["log_stats"]["unique_endpoints"] == 2
 
 
 def test_a_csv_of_timestamps_and_levels_in_a_text_file_stays_csv(process):
