@@ -267,10 +267,7 @@ def looks_like_log_line(line: str) -> bool:
     (Python's "2024-01-15 10:00:00,123 - app - INFO - ..."), or with Python logging's
     time and text: commas in such lines are no reason to read a text file as CSV."""
     text = _ANSI.sub("", line).strip()
-    if any(
-        rx.match(text)
-        for rx in (_ACCESS, _SYSLOG_5424, _SYSLOG_BSD, _APACHE_ERROR, _KLOG, _RUBY, _LOGFMT_LINE)
-    ):
+    if any(rx.match(text) for rx in _SHAPES):
         return True
     return bool(_ASCTIME.match(text) or (_TIMESTAMP_START.match(text) and _LEVEL_WORD.search(text)))
 
