@@ -44,6 +44,7 @@ from psycopg.types.json import Jsonb
 
 from handlers.dal.secrets import Credentials
 from handlers.logic.warehouse.schema import (
+    FLOAT_EXACT_INTEGER,
     LINE_NUMBER,
     LINEAGE_COLUMNS,
     LOADED_AT,
@@ -158,6 +159,8 @@ class FileToLoad:
     summary_key: str
     uploaded_at: datetime | None
     processed_at: datetime | None
+    # integer columns with a value a double cannot hold exactly (never loaded into one)
+    ints_beyond_float: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -396,7 +399,8 @@ class Warehouse:
                 with conn.transaction(), conn.cursor() as cur:
                     self._begin(cur, deadline)
                     existing = self._columns(cur, table)
-                    if existing is None or not _needs_change(plan_load(table, incoming, existing), existing):
+                    plain = plan_load(table, incoming, existing, inexact_ints=file.ints_beyond_float)
+                    if existing is None or not _needs_change(plain, existing):
                         return [], []
                     previous = self._previous(cur, file)
                     if previous and _is_older(file, previous[0], previous[2]):
@@ -405,7 +409,7 @@ class Warehouse:
                     existing = self._columns(cur, table)  # as it is under the lock
                     if existing is None:
                         return [], []
-                    plan = plan_load(table, incoming, existing)
+                    plan = self._plan(cur, file, table, incoming, existing)
                     lock_ms = SCHEMA_LOCK_TIMEOUT_MS
                     remaining = deadline.remaining_ms()
                     if remaining is not None:
@@ -464,7 +468,7 @@ class Warehouse:
             tables = sorted({table, previous[1]} if previous else {table})
             self._lock_tables(cur, tables)
             existing = self._columns(cur, table)
-            plan = plan_load(table, incoming, existing)
+            plan = self._plan(cur, file, table, incoming, existing)
             if plan.create:
                 self._create(cur, plan)  # nobody reads a table that does not exist yet
             elif existing is not None and _needs_change(plan, existing):
@@ -497,6 +501,42 @@ class Warehouse:
             replaced_rows=replaced,
             columns_added=tuple(added),
             columns_widened=tuple(widened),
+        )
+
+    def _plan(
+        self,
+        cur: psycopg.Cursor[Any],
+        file: FileToLoad,
+        table: str,
+        incoming: list[tuple[str, LogicalType | None]],
+        existing: dict[str, str] | None,
+    ) -> LoadPlan:
+        """The file's load plan. An integer column that would widen to double precision is
+        first looked at (a scan, before a widening that rewrites the table anyway): one
+        holding an integer a double would round becomes text instead."""
+        plan = plan_load(table, incoming, existing, inexact_ints=file.ints_beyond_float)
+        at_risk = [w.column for w in plan.widen if w.from_kind == "int" and w.to_kind == "float"]
+        if not at_risk:
+            return plan
+        limit = FLOAT_EXACT_INTEGER
+        cur.execute(
+            sql.SQL("SELECT {} FROM {}.{}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("coalesce(bool_or({} NOT BETWEEN {} AND {}), false)").format(
+                        sql.Identifier(c), sql.Literal(-limit), sql.Literal(limit)
+                    )
+                    for c in at_risk
+                ),
+                sql.Identifier(self.schema),
+                sql.Identifier(table),
+            )
+        )
+        found = cur.fetchone() or ()
+        held = {c for c, beyond in zip(at_risk, found, strict=True) if beyond}
+        if not held:
+            return plan
+        return plan_load(
+            table, incoming, existing, inexact_ints=file.ints_beyond_float, table_inexact_ints=held
         )
 
     def _columns(self, cur: psycopg.Cursor[Any], table: str) -> dict[str, str] | None:

@@ -67,6 +67,7 @@ def load_file(
             for name, kind in rows.parquet_columns(con, parquet):
                 logical = logical_of_duckdb_type(kind)
                 incoming.append((name, None if name in empty else logical))
+            inexact = rows.ints_beyond_float(con, parquet, [n for n, t in incoming if t == "int"])
 
             def csv(columns: list[ColumnLoad]) -> Generator[bytes, None, None]:
                 query = rows.export_query(con, parquet, columns, lineage, event.object_key, event.version)
@@ -85,6 +86,7 @@ def load_file(
                 summary_key=event.summary_key,
                 uploaded_at=uploaded_at(event.object_key, event.version),
                 processed_at=event.processed_at,
+                ints_beyond_float=frozenset(inexact),
             )
             return warehouse.load(
                 file,

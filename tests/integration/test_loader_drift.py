@@ -207,3 +207,32 @@ def test_indexes_named_by_an_older_version_are_renamed_out_of_the_datasets_way(l
         "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'sales'", [loader.schema]
     )
     assert name == "_sales_object_key_idx"
+
+
+def test_integers_a_double_cannot_hold_keep_their_digits_when_fractions_arrive(loader):
+    # Given JSON integers beyond 2**53, which keep every digit (a double would round
+    # 9007199254740993 to ...992 and 1234567890123456789 to ...768)
+    loader.process_and_load(
+        "incoming/bi/1.ndjson", '{"n": 9007199254740993}\n{"n": -1234567890123456789}\n{"n": 7}\n'
+    )
+    assert loader.columns("bi")["n"] == "bigint"
+    # When a file brings fractions in that column
+    loader.process_and_load("incoming/bi/2.ndjson", '{"n": 1.5}\n')
+    # Then the column became text, not double precision: no digit was lost
+    assert loader.columns("bi")["n"] == "text"
+    assert loader.values("bi", "n") == ["9007199254740993", "-1234567890123456789", "7", "1.5"]
+
+
+def test_integers_a_double_cannot_hold_widen_a_float_column_to_text(loader):
+    # Given a double precision column
+    loader.process_and_load("incoming/bf/1.ndjson", '{"n": 1.5}\n')
+    # When a file brings integers beyond 2**53 into it
+    loader.process_and_load("incoming/bf/2.ndjson", '{"n": 1234567890123456789}\n{"n": 2}\n')
+    # Then they are not rounded into it: the column became text
+    assert loader.columns("bf")["n"] == "text"
+    assert loader.values("bf", "n") == ["1.5", "1234567890123456789", "2"]
+    # and integers a double holds still widen an integer column to double precision
+    loader.process_and_load("incoming/bs/1.ndjson", '{"n": 9007199254740992}\n')
+    loader.process_and_load("incoming/bs/2.ndjson", '{"n": 0.5}\n')
+    assert loader.columns("bs")["n"] == "double precision"
+    assert loader.values("bs", "n") == [9007199254740992.0, 0.5]

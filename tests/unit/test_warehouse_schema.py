@@ -162,3 +162,15 @@ def test_a_long_column_named_by_an_older_version_is_still_found():
     legacy = long[:54] + "_" + hashlib.sha256(long.encode()).hexdigest()[:8]
     plan = plan_load("sales", [(long, "int")], {legacy: "bigint"})
     assert [c.column for c in plan.columns] == [legacy] and not plan.add
+
+
+def test_integers_a_double_would_round_never_go_into_a_float_column():
+    # A file's integers beyond 2**53 meeting a double precision column: text, not rounded
+    plan = plan_load("sales", [("price", "int")], EXISTING, inexact_ints={"price"})
+    assert plan.widen == [Widening("price", "float", "string")]
+    # a table's integer column holding such values meeting fractions: text too
+    plan = plan_load("sales", [("QTY", "float")], EXISTING, table_inexact_ints={"qty"})
+    assert plan.widen == [Widening("qty", "int", "string")]
+    # integers a double holds widen as before; an integer column stays one for such integers
+    assert plan_load("sales", [("qty", "float")], EXISTING).widen == [Widening("qty", "int", "float")]
+    assert not plan_load("sales", [("qty", "int")], EXISTING, inexact_ints={"qty"}).changes_table

@@ -8,7 +8,9 @@ may disagree about columns; loading reconciles the table with each file:
 - a column whose type differs gets the narrowest type that holds both (``widen``):
   ``int -> float -> string``, ``date -> timestamp -> string``, ``bool -> string``, any other
   pair -> ``string``. A wider file type alters the column (``ALTER COLUMN ... TYPE ... USING``);
-  a narrower file type loads into the wider column as it is.
+  a narrower file type loads into the wider column as it is. Integers beyond +-2**53, which
+  a double cannot hold exactly (JSON integers keep every digit), never go into a ``float``
+  column: where they meet fractions the column becomes ``string`` instead.
 
 Columns are matched by exact name, then case-insensitively (``Price`` in one file and
 ``price`` in the next are one column). Names longer than PostgreSQL's 63 bytes are cut and
@@ -21,6 +23,7 @@ values, so an empty first file does not make the column text for good.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +41,9 @@ OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER, LOADED_AT = (
 )
 LINEAGE_COLUMNS = (OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER, LOADED_AT)
 MAX_IDENTIFIER_BYTES = 63
+# A double holds every integer of at most this magnitude exactly, and not all beyond it
+# (9007199254740993 reads 9007199254740992).
+FLOAT_EXACT_INTEGER = 2**53
 
 PG_TYPES: dict[Kind, str] = {
     "int": "bigint",
@@ -161,11 +167,19 @@ class LoadPlan:
 
 
 def plan_load(
-    table: str, incoming: list[tuple[str, LogicalType | None]], existing: dict[str, str] | None
+    table: str,
+    incoming: list[tuple[str, LogicalType | None]],
+    existing: dict[str, str] | None,
+    *,
+    inexact_ints: Collection[str] = (),
+    table_inexact_ints: Collection[str] = (),
 ) -> LoadPlan:
     """Reconcile a file's columns (``incoming``: Parquet name and logical type, in file order;
     None for a column without any value) with the table's columns (``existing``: name ->
-    ``format_type``; None: no table yet)."""
+    ``format_type``; None: no table yet). ``inexact_ints``: the file's integer columns with
+    a value beyond ``FLOAT_EXACT_INTEGER``; ``table_inexact_ints``: the table's integer
+    columns holding such a value. Neither goes into a ``float`` column, which would round
+    them: where integers and fractions meet, such a column becomes ``string``."""
     plan = LoadPlan(table=table, create=existing is None)
     current: dict[str, Kind] = {name: kind_of_pg_type(t) for name, t in (existing or {}).items()}
     names = _column_names([source for source, _ in incoming], current)
@@ -191,6 +205,11 @@ def plan_load(
             target: Kind = kind
             if kind not in ("foreign", "json"):
                 target = widen(kind, logical)  # type: ignore[arg-type]
+                if target == "float" and (
+                    (logical == "int" and source in inexact_ints)
+                    or (kind == "int" and name in table_inexact_ints)
+                ):
+                    target = "string"  # a double would round these integers
                 if target != kind:
                     plan.widen.append(Widening(name, kind, target))
             column = ColumnLoad(source, name, logical, target)
