@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Generator
@@ -603,6 +604,23 @@ class Warehouse:
         if widenings:
             try:
                 cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(widenings)))
+            except errors.FeatureNotSupported as exc:
+                # a view (or rule) selects the column: PostgreSQL cannot change its type under
+                # it, and no retry can; say which, and what the loader would have done
+                what = ", ".join(
+                    f"{plan.table}.{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen
+                )
+                statements = "; ".join(
+                    sql.SQL("ALTER TABLE {} {}").format(table, statement).as_string(cur)
+                    for statement in widenings
+                )
+                detail = exc.diag.message_detail or _first_line(exc)
+                raise LoadRejected(
+                    f"cannot widen {what}: {_dependent(detail)}, and PostgreSQL cannot change the type "
+                    "of a column a view or rule uses. Nothing was loaded. Drop the view, "
+                    f"widen the column as the loader would ({statements}), create the view again, then "
+                    "redrive the load DLQ (docs/warehouse-and-reports.md, Schema drift)"
+                ) from exc
             except errors.QueryCanceled as exc:
                 what = ", ".join(
                     f"{plan.table}.{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen
@@ -766,6 +784,13 @@ def _is_connection_loss(exc: psycopg.OperationalError) -> bool:
             "the connection is closed",
         )
     )
+
+
+def _dependent(detail: str) -> str:
+    """PostgreSQL's DETAIL of a refused type change (``rule _RETURN on view v depends on
+    column "n"``) as ``view v depends on it``; another DETAIL as it is."""
+    found = re.match(r'rule _RETURN on ((?:materialized )?view .+) depends on column "', detail)
+    return f"{found.group(1)} depends on it" if found else detail.strip()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -162,3 +162,29 @@ def test_a_widening_that_runs_out_of_time_is_named(loader, monkeypatch):
     assert "functions.loader.timeout_seconds" in item["load_error"]
     assert "alter the column by hand" in item["load_error"]
     assert loader.columns("wb")["n"] == "bigint"
+
+
+def test_a_widening_a_view_prevents_says_which_view_and_what_to_do(loader):
+    # Given an integer column that a view (an analyst's) selects
+    loader.process_and_load("incoming/wv/1.csv", "n,s\n1,a\n")
+    with loader.connect() as conn:
+        conn.execute(sql.SQL("CREATE VIEW public.wv_report AS SELECT n FROM {}").format(loader.table("wv")))
+    # When a file brings fractions into it: PostgreSQL cannot change the type under the view
+    event = loader.process("incoming/wv/2.csv", "n,s\n1.5,b\n")
+    record = loader.record(event)
+    response = loader.invoke(record)
+    # Then the load fails, naming the column, the view and the way out
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/wv/2.csv", "version": event["detail"]["version"]})
+    error = item["load_error"]
+    assert error.startswith("LoadRejected: cannot widen wv.n (int -> float): view wv_report depends on it")
+    assert f'ALTER TABLE "{loader.schema}"."wv" ALTER COLUMN "n" TYPE double precision' in error
+    assert "redrive the load DLQ" in error
+    # and nothing changed: the view still reads the column
+    assert loader.columns("wv")["n"] == "bigint"
+    assert loader.query("SELECT n FROM public.wv_report") == [(1,)]
+    # When the view is dropped, the retried load widens the column and loads the file
+    with loader.connect() as conn:
+        conn.execute("DROP VIEW public.wv_report")
+    assert loader.invoke(loader.record(event, receive_count=2)) == {"batchItemFailures": []}
+    assert loader.values("wv", "n") == [1.0, 1.5]
