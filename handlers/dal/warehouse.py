@@ -488,7 +488,12 @@ class Warehouse:
                         [file.object_key],
                     )
                     replaced += max(cur.rowcount, 0)
-            copied = self._copy(cur, plan, rows)
+            try:
+                copied = self._copy(cur, plan, rows)
+            except errors.DataError as exc:
+                if isinstance(exc, errors.UntranslatableCharacter):
+                    raise  # the database's encoding: said in load()
+                raise LoadRejected(_refused_value(file, exc)) from exc
             if copied != file.row_count:
                 raise LoadRejected(
                     f"the Parquet holds {copied} rows but the event announced {file.row_count}; "
@@ -783,6 +788,21 @@ def _is_connection_loss(exc: psycopg.OperationalError) -> bool:
             "broken pipe",
             "the connection is closed",
         )
+    )
+
+
+def _refused_value(file: FileToLoad, exc: errors.DataError) -> str:
+    """A value COPY refused (a column whose type the loader did not choose receives values
+    as text, for PostgreSQL to convert), by file, column and value. PostgreSQL's ``line N``
+    counts the rows of the COPY stream, which follow neither the file's lines nor its row
+    order: it would send the user to the wrong line, so it is left out."""
+    primary = exc.diag.message_primary or _first_line(exc)
+    found = re.search(r', line \d+, column (.*?): (".*")\Z', exc.diag.context or "", re.DOTALL)
+    where = f", column {found.group(1)} (value {found.group(2)})" if found else ""
+    return (
+        f"PostgreSQL refused a value of {file.object_key}{where}: {primary}; nothing was loaded "
+        "(a column whose type was changed by hand receives values as text, which PostgreSQL "
+        "converts: change the column, or the file, and redrive the load DLQ)"
     )
 
 

@@ -236,3 +236,27 @@ def test_integers_a_double_cannot_hold_widen_a_float_column_to_text(loader):
     loader.process_and_load("incoming/bs/2.ndjson", '{"n": 0.5}\n')
     assert loader.columns("bs")["n"] == "double precision"
     assert loader.values("bs", "n") == [9007199254740992.0, 0.5]
+
+
+def test_a_value_a_hand_altered_column_refuses_is_named_by_column_and_value(loader):
+    # Given a column someone altered by hand to numeric (the loader leaves it alone)
+    loader.process_and_load("incoming/ha/1.csv", "id,amount\n1,10\n")
+    with loader.connect() as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN amount TYPE numeric(10,2)").format(loader.table("ha"))
+        )
+    # When a file has a word in it, after a blank line and a malformed row (it is on the
+    # file's line 6, its 3rd row; COPY numbers its rows in an order of its own)
+    event = loader.process("incoming/ha/2.csv", "id,amount\n2,12.5\n\n3,4,extra\n5,7\n6,lots\n")
+    record = loader.record(event)
+    response = loader.invoke(record)
+    # Then the load fails, naming the file, the column and the value, and no line of the
+    # COPY stream that the file's line could be taken for
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/ha/2.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith(
+        'LoadRejected: PostgreSQL refused a value of incoming/ha/2.csv, column amount (value "lots"): '
+        'invalid input syntax for type numeric: "lots"; nothing was loaded'
+    ), item["load_error"]
+    assert "line" not in item["load_error"]
+    assert loader.count("ha", "incoming/ha/2.csv") == 0
