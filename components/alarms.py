@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
-from .functions import METRICS_NAMESPACE
+from .functions import METRICS_NAMESPACE, STACK_DIMENSION
 
 PERIOD_SECONDS = 300
 
@@ -41,6 +41,9 @@ def alarm_arn_pattern(
 @dataclass(frozen=True)
 class AlarmsArgs:
     region: str
+    # The Pulumi stack's name: the STACK_DIMENSION of every custom metric the handlers
+    # publish (components/functions.py). Alarms and widgets select this stack's by it.
+    stack: str
     topic_arn: pulumi.Input[str]
     processor_function_name: pulumi.Input[str]
     processor_timeout_seconds: int
@@ -191,7 +194,7 @@ class Alarms(pulumi.ComponentResource):
             "signals stopped arriving).",
             namespace=METRICS_NAMESPACE,
             metric_name="SecondsSinceLastCompletedFile",
-            dimensions={"service": "report"},
+            dimensions=self._custom_dimensions("report"),
             statistic="Maximum",
             comparison_operator="GreaterThanThreshold",
             threshold=args.staleness_minutes * 60,
@@ -219,6 +222,7 @@ class Alarms(pulumi.ComponentResource):
             f"{name}-dashboard",
             dashboard_name=self._prefix,
             dashboard_body=pulumi.Output.all(
+                stack=args.stack,
                 functions=dict(args.function_names),
                 dlqs=dict(args.dlq_names),
                 queue=args.queue_names["processing"],
@@ -227,6 +231,10 @@ class Alarms(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"alarm_names": [a.name for a in self.alarms.values()]})
+
+    def _custom_dimensions(self, service: str) -> dict[str, str]:
+        """The dimensions a handler publishes its metrics with: its service and this stack."""
+        return {"service": service, STACK_DIMENSION: self._args.stack}
 
     @staticmethod
     def _lambda_query(query_id: str, metric: str, function_name: pulumi.Input[str]) -> Any:
@@ -262,6 +270,7 @@ class Alarms(pulumi.ComponentResource):
 
 def dashboard_body(
     region: str,
+    stack: str,
     functions: Mapping[str, str],
     dlqs: Mapping[str, str],
     queue: str,
@@ -282,32 +291,36 @@ def dashboard_body(
             },
         }
 
-    custom = METRICS_NAMESPACE
+    def custom(metric: str, service: str) -> list[Any]:
+        # the dimensions the handlers publish with: a widget without the stack's would sum
+        # every stack of the account and region (or find nothing)
+        return [METRICS_NAMESPACE, metric, "service", service, STACK_DIMENSION, stack]
+
     widgets = [
         widget(
             "Files",
             [
-                [custom, "FilesProcessed", "service", "processor"],
-                [custom, "FilesFailed", "service", "processor"],
-                [custom, "FilesOutOfTime", "service", "processor"],
-                [custom, "FilesOutOfMemory", "service", "processor"],
-                [custom, "FilesOutOfScratchSpace", "service", "processor"],
-                [custom, "FilesLoaded", "service", "loader"],
-                [custom, "LoadFailures", "service", "loader"],
+                custom("FilesProcessed", "processor"),
+                custom("FilesFailed", "processor"),
+                custom("FilesOutOfTime", "processor"),
+                custom("FilesOutOfMemory", "processor"),
+                custom("FilesOutOfScratchSpace", "processor"),
+                custom("FilesLoaded", "loader"),
+                custom("LoadFailures", "loader"),
             ],
         ),
         widget(
             "Rows",
-            [[custom, "RowsProcessed", "service", "processor"], [custom, "RowsLoaded", "service", "loader"]],
+            [custom("RowsProcessed", "processor"), custom("RowsLoaded", "loader")],
         ),
         widget(
             "Processing latency (upload to completed, ms)",
-            [[custom, "ProcessingLatency", "service", "processor"]],
+            [custom("ProcessingLatency", "processor")],
             stat="p90",
         ),
         widget(
             "Seconds since the last completed file",
-            [[custom, "SecondsSinceLastCompletedFile", "service", "report"]],
+            [custom("SecondsSinceLastCompletedFile", "report")],
             stat="Maximum",
         ),
         widget(
@@ -335,9 +348,9 @@ def dashboard_body(
         widget(
             "Ingest",
             [
-                [custom, "LogsStored", "service", "ingest-worker"],
-                [custom, "LogsDuplicate", "service", "ingest-worker"],
-                [custom, "LogsConflict", "service", "ingest-worker"],
+                custom("LogsStored", "ingest-worker"),
+                custom("LogsDuplicate", "ingest-worker"),
+                custom("LogsConflict", "ingest-worker"),
             ],
         ),
     ]

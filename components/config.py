@@ -861,7 +861,7 @@ LAMBDA_ENVIRONMENT_BYTES = 4096
 # What the processor's environment holds besides the configured values counted below: the
 # names of the bucket, tables and bus the program creates ("<project>-<stack>-...", a prefix
 # of at most MAX_NAME_PREFIX_CHARS, plus Pulumi's suffix), the default Glue database name
-# and the Powertools variables. At the longest stack name they take 442 bytes as JSON
+# the Powertools variables and HEADRACE_STACK. At the longest stack name they take 487 bytes as JSON
 # (tests/infra/test_functions.py checks this budget against the deployed environment).
 PROCESSOR_GENERATED_ENVIRONMENT_BYTES = 512
 

@@ -21,6 +21,12 @@ from .policies import (
 from .storage import SecureBucket, SecureBucketArgs
 
 METRICS_NAMESPACE = "headrace"
+# Every custom metric carries the stack's name as this dimension (besides Powertools'
+# "service"): two stacks in one account and region publish to the same namespace, and
+# an alarm or a dashboard of one stack must not see the other's metrics. Each function
+# gets the name in STACK_VARIABLE; the handlers set it as a default dimension.
+STACK_DIMENSION = "stack"
+STACK_VARIABLE = "HEADRACE_STACK"
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,9 @@ class PipelineFunctionArgs:
     memory_mb: int
     timeout_seconds: int
     log_retention_days: int
+    # The Pulumi stack's name: STACK_VARIABLE, the value of every custom metric's
+    # STACK_DIMENSION (the stack's alarms and dashboard select by it).
+    stack: str
     log_level: str = "INFO"
     ephemeral_storage_mb: int = 512
     reserved_concurrency: int | None = None
@@ -193,6 +202,7 @@ class PipelineFunction(pulumi.ComponentResource):
             "POWERTOOLS_SERVICE_NAME": args.service,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": args.log_level,
+            STACK_VARIABLE: args.stack,
             **args.environment,
         }
         if not args.tracing:

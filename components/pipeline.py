@@ -115,6 +115,7 @@ class Pipeline(pulumi.ComponentResource):
     def __init__(self, name: str, args: PipelineArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:pipeline:Pipeline", name, None, opts)
         self._name = name
+        self._stack = args.stack
         self._config = config = args.config
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
@@ -481,6 +482,7 @@ class Pipeline(pulumi.ComponentResource):
             f"{name}-alarms",
             AlarmsArgs(
                 region=config.aws_region,
+                stack=args.stack,  # every function's HEADRACE_STACK (_function_args)
                 topic_arn=self.reporting.alerts.arn,
                 processor_function_name=self.processor.name,
                 processor_timeout_seconds=fn.processor.timeout_seconds,
@@ -630,6 +632,7 @@ class Pipeline(pulumi.ComponentResource):
             reserved_concurrency=settings.reserved_concurrency,
             log_level=settings.log_level,
             log_retention_days=config.retention.log_days,
+            stack=self._stack,
             tracing=config.tracing,
             environment=environment,
             statements=statements,

@@ -33,6 +33,7 @@ settings = IngestWorkerSettings.from_env()
 logger = Logger(service="ingest-worker")
 tracer = Tracer(service="ingest-worker")
 metrics = Metrics(namespace="headrace", service="ingest-worker")
+metrics.set_default_dimensions(stack=settings.stack)  # this stack's alarms select by it
 batch = BatchProcessor(event_type=EventType.SQS, model=IngestRecord, raise_on_entire_batch_failure=False)
 rules = settings.pii().rules
 store = TenantLogStore(settings.tenant_logs_table, settings.originals_kms_key_arn)

@@ -29,6 +29,7 @@ settings = LoaderSettings.from_env()
 logger = Logger(service="loader")
 tracer = Tracer(service="loader")
 metrics = Metrics(namespace="headrace", service="loader")
+metrics.set_default_dimensions(stack=settings.stack)  # this stack's alarms select by it
 batch = BatchProcessor(
     event_type=EventType.SQS, model=FileProcessedRecord, raise_on_entire_batch_failure=False
 )

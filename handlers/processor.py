@@ -45,6 +45,7 @@ settings = ProcessorSettings.from_env()
 logger = Logger(service="processor")
 tracer = Tracer(service="processor")
 metrics = Metrics(namespace="headrace", service="processor")
+metrics.set_default_dimensions(stack=settings.stack)  # this stack's alarms select by it
 batch = BatchProcessor(
     event_type=EventType.SQS, model=ObjectCreatedRecord, raise_on_entire_batch_failure=False
 )

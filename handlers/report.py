@@ -26,6 +26,7 @@ settings = ReportSettings.from_env()
 logger = Logger(service="report")
 tracer = Tracer(service="report")
 metrics = Metrics(namespace="headrace", service="report")
+metrics.set_default_dimensions(stack=settings.stack)  # this stack's alarms select by it
 
 
 def utcnow() -> datetime:

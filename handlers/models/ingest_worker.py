@@ -24,6 +24,9 @@ class IngestWorkerSettings(EnvSettings):
     """``handlers.ingest_worker``: the ingest queue -> redacted, idempotent tenant log items."""
 
     tenant_logs_table: str = Field(alias="TENANT_LOGS_TABLE")
+    # The stack's name (HEADRACE_STACK): every metric's "stack" dimension, which the
+    # stack's alarms and dashboard select by (docs/contracts.md, Metrics).
+    stack: str = Field(alias="HEADRACE_STACK", min_length=1)
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
     keep_original: bool = Field(False, alias="KEEP_ORIGINAL")
     originals_kms_key_arn: str | None = Field(None, alias="ORIGINALS_KMS_KEY_ARN")

@@ -21,6 +21,9 @@ class LoaderSettings(BaseModel):
     db_secret_arn: str = Field(alias="DB_SECRET_ARN", min_length=1)
     processed_bucket: str = Field(alias="PROCESSED_BUCKET", min_length=1)
     metadata_table: str = Field(alias="METADATA_TABLE", min_length=1)
+    # The stack's name (HEADRACE_STACK): every metric's "stack" dimension, which the
+    # stack's alarms and dashboard select by (docs/contracts.md, Metrics).
+    stack: str = Field(alias="HEADRACE_STACK", min_length=1)
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
     warehouse_schema: str = Field("headrace", alias="WAREHOUSE_SCHEMA", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     scratch_dir: str = Field("/tmp", alias="SCRATCH_DIR")

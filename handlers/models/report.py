@@ -33,6 +33,9 @@ class ReportSettings(BaseModel):
     # Metadata items expire this many days after their last update (metadata.ttl_days): a
     # report of an older day would be empty, and would overwrite the one written then.
     metadata_ttl_days: int = Field(90, ge=1, alias="METADATA_TTL_DAYS")
+    # The stack's name (HEADRACE_STACK): every metric's "stack" dimension, which the
+    # stack's alarms and dashboard select by (docs/contracts.md, Metrics).
+    stack: str = Field(alias="HEADRACE_STACK", min_length=1)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ReportSettings:

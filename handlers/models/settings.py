@@ -25,6 +25,9 @@ class ProcessorSettings(_Settings):
     metadata_table: str = Field(alias="METADATA_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     event_bus_name: str = Field(alias="EVENT_BUS_NAME")
+    # The stack's name (HEADRACE_STACK): every metric's "stack" dimension, which the
+    # stack's alarms and dashboard select by (docs/contracts.md, Metrics).
+    stack: str = Field(alias="HEADRACE_STACK", min_length=1)
     raw_prefix: str = Field("incoming/", alias="RAW_PREFIX")
     # keys the processor takes (comma-separated; '*' matches within one name): none, all
     raw_suffixes: tuple[str, ...] = Field((), alias="RAW_SUFFIXES")

@@ -162,6 +162,8 @@ def test_local_invoke_keeps_the_metric_lines_the_function_prints(stack, capsys):
             break
         time.sleep(0.2)
     assert [m["service"] for m in emf if "SecondsSinceLastCompletedFile" in m] == ["report"]
+    # with the stack's name, the dimension its alarms select by (HEADRACE_STACK, as deployed)
+    assert [m["stack"] for m in emf if "SecondsSinceLastCompletedFile" in m] == [stack.outputs.get("stack")]
 
 
 def test_the_report_function_and_every_work_queue_have_an_alarm(stack):
@@ -188,6 +190,15 @@ def test_the_report_function_and_every_work_queue_have_an_alarm(stack):
     # and the ingest API's server errors do, whichever its endpoint
     api = [a for (metric, _), a in watched.items() if metric in ("5xx", "Url5xxCount")]
     assert len(api) == 1
+    # and the staleness signal of this stack (service and stack, as the function publishes it)
+    [stale] = {
+        a["AlarmName"]: a for a in watched.values() if a.get("MetricName") == "SecondsSinceLastCompletedFile"
+    }.values()
+    assert {d["Name"]: d["Value"] for d in stale["Dimensions"]} == {
+        "service": "report",
+        "stack": stack.outputs.get("stack"),
+    }
+    alarms.append(stale)
     # each notifying the alerts topic when it fires and when it recovers
     for alarm in [*alarms, *api]:
         assert alarm["AlarmActions"] == alarm["OKActions"] == [stack.outputs.alerts_topic_arn], alarm[

@@ -1,11 +1,15 @@
 """Every metric an alarm or the dashboard watches is one that is published, under the
 namespace, name and dimensions it is published with: the handlers' own (read from their
 source, as Powertools Metrics will emit them) or an AWS service's (by that service's
-documented names and dimensions). An alarm on anything else never fires, silently."""
+documented names and dimensions). An alarm on anything else never fires, silently.
+Custom metrics carry the stack's name (dimension ``stack``): the handlers set it from the
+environment variable the program gives every function, and this stack's alarms and widgets
+select by it, so another stack of the account and region is never seen (nor summed)."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components.functions import METRICS_NAMESPACE
+from components.functions import METRICS_NAMESPACE, STACK_DIMENSION, STACK_VARIABLE
 
 from .conftest import ROOT, Deployment
 
@@ -78,7 +82,10 @@ class Emitter:
     namespace: str | None
     service: str | None
     metrics: set[str] = field(default_factory=set)
-    # Lines that add dimensions besides "service" (add_dimension, set_default_dimensions)
+    # set_default_dimensions(name=<settings>.<field>) at module level: dimension name -> the
+    # environment variable its value is read from (the alias of that settings field)
+    default_dimensions: dict[str, str] = field(default_factory=dict)
+    # Lines that add dimensions any other way (add_dimension, single_metric, ...)
     dimension_calls: list[int] = field(default_factory=list)
 
 
@@ -136,6 +143,49 @@ def _literal(expr: ast.expr | None, path: Path, what: str) -> str | None:
     return expr.value
 
 
+def _settings_variables(tree: ast.Module, path: Path) -> dict[str, dict[str, str]]:
+    """``settings = SomeSettings.from_env()`` at module level: variable -> {field: the
+    environment variable it reads (its alias)}, from the imported settings model."""
+    imported = {
+        alias.asname or alias.name: (node.module, alias.name)
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    found: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+            continue
+        func = node.value.func
+        if isinstance(func, ast.Attribute) and func.attr == "from_env" and isinstance(func.value, ast.Name):
+            module, name = imported.get(func.value.id, (None, None))
+            assert module is not None, f"{path}:{node.lineno}: {func.value.id} is not imported by name"
+            model = getattr(importlib.import_module(module), name)
+            variables = {f: info.alias or f for f, info in model.model_fields.items()}
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = variables
+    return found
+
+
+def _default_dimensions(call: ast.Call, settings: dict[str, dict[str, str]], path: Path) -> dict[str, str]:
+    """``set_default_dimensions(stack=settings.stack)`` -> {"stack": "HEADRACE_STACK"}."""
+    found = {}
+    for keyword in call.keywords:
+        value = keyword.value
+        assert (
+            keyword.arg is not None
+            and isinstance(value, ast.Attribute)
+            and isinstance(value.value, ast.Name)
+            and value.value.id in settings
+            and value.attr in settings[value.value.id]
+        ), (
+            f"{path}:{call.lineno}: a default dimension not read from a settings field; this test cannot check it"
+        )
+        found[keyword.arg] = settings[value.value.id][value.attr]
+    return found
+
+
 def emitter(path: Path) -> Emitter | None:
     tree = ast.parse(path.read_text(), filename=str(path))
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
@@ -150,12 +200,30 @@ def emitter(path: Path) -> Emitter | None:
         service=_literal(_keyword(metrics, "service"), path, "service"),
     )
     assignments = _assignments(tree)
+    # Default dimensions count only when set once, at import (every invocation keeps them)
+    module_calls = {
+        id(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    }
+    settings = _settings_variables(tree, path)
     for call in calls:
         if _callee(call) == "add_metric":
             name = _keyword(call, "name", 0)
             assert name is not None, f"{path}:{call.lineno}: add_metric without a name"
             found.metrics |= _strings(name, assignments, set())
-        elif _callee(call) in ("add_dimension", "set_default_dimensions", "single_metric"):
+        elif _callee(call) == "set_default_dimensions" and id(call) in module_calls and not call.args:
+            assert not found.default_dimensions, f"{path}:{call.lineno}: set_default_dimensions twice"
+            found.default_dimensions = _default_dimensions(call, settings, path)
+        elif _callee(call) in (
+            "add_dimension",
+            "add_dimensions",
+            "set_default_dimensions",
+            "single_metric",
+            "log_metrics",
+        ) and (call.args or call.keywords):
+            # (a bare @metrics.log_metrics is a Name, not a Call; with default_dimensions=
+            # or any argument it is read here)
             found.dimension_calls.append(call.lineno)
     assert found.metrics, f"{path}: Metrics() but no add_metric"
     return found
@@ -253,6 +321,12 @@ def test_every_handler_emits_under_the_namespace_and_service_its_function_is_giv
         assert emits.namespace in (None, env["POWERTOOLS_METRICS_NAMESPACE"]), emits.path
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE, function.name
         assert emits.service in (None, env["POWERTOOLS_SERVICE_NAME"]), emits.path
+        # and with the stack's name, from the variable the program sets to it
+        assert emits.default_dimensions == {STACK_DIMENSION: STACK_VARIABLE}, (
+            f"{emits.path}: default dimensions {emits.default_dimensions}: every metric needs the "
+            f"stack's ({STACK_DIMENSION}=<{STACK_VARIABLE}>), or another stack's alarms see it"
+        )
+        assert env.get(STACK_VARIABLE) == stack.stack, function.name
     # (the processor, the loader, the report and the ingest worker emit metrics)
     assert found == 4
 
@@ -263,14 +337,21 @@ def test_every_custom_metric_watched_is_one_a_handler_emits(stack: Deployment) -
     assert any(w.where.startswith("alarm") for w in custom)
     for emits in services.values():
         assert not emits.dimension_calls, (
-            f"{emits.path}:{emits.dimension_calls}: dimensions besides service: teach this test"
+            f"{emits.path}:{emits.dimension_calls}: dimensions besides service and the default "
+            "ones: teach this test"
         )
     for w in custom:
-        # Powertools publishes each metric with the one dimension "service" (as the handlers
-        # add no other): a metric watched with other dimensions is another metric
+        # Powertools publishes each metric with one dimension set: "service" and the handler's
+        # default dimensions (the stack's name). A metric watched with other dimensions is
+        # another metric (EMF: a metric published with {service, stack} is found only by both)
         dimensions = dict(w.dimensions)
-        assert set(dimensions) == {"service"}, f"{w.where}: {w.metric} {dimensions}"
-        service = dimensions["service"]
+        service = dimensions.get("service")
+        assert service in services, f"{w.where}: no function emits with service={service!r}"
+        assert set(dimensions) == {"service", *services[service].default_dimensions}, (
+            f"{w.where}: {w.metric} {dimensions}"
+        )
+        # and this stack's: not every stack of the account and region
+        assert dimensions[STACK_DIMENSION] == stack.stack, f"{w.where}: {w.metric} {dimensions}"
         assert service in services, f"{w.where}: no function emits with service={service!r}"
         assert w.metric in services[service].metrics, (
             f"{w.where}: {services[service].path.name} never emits {w.metric!r} "
@@ -336,3 +417,62 @@ def test_the_metric_names_of_a_handler_are_read_through_its_variables(
     emits = emitter(path)
     assert emits is not None and emits.service == "svc"
     assert emits.metrics == expected
+
+
+SETTINGS_IMPORT = "from handlers.models.loader import LoaderSettings\nsettings = LoaderSettings.from_env()\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # the stack's name from the settings field that reads HEADRACE_STACK
+        (SETTINGS_IMPORT + "m.set_default_dimensions(stack=settings.stack)\n", {"stack": "HEADRACE_STACK"}),
+        # none: the metrics carry the service alone, and the stack's alarms would miss them
+        (SETTINGS_IMPORT, {}),
+        # set in a function (e.g. per invocation, where it can be forgotten): not a default
+        (SETTINGS_IMPORT + "def f():\n    m.set_default_dimensions(stack=settings.stack)\n", {}),
+    ],
+)
+def test_the_default_dimensions_of_a_handler_are_read_with_their_variables(
+    tmp_path: Path, source: str, expected: dict[str, str]
+) -> None:
+    path = tmp_path / "handler.py"
+    path.write_text(
+        'm = Metrics(namespace="ns", service="svc")\n'
+        + source
+        + "m.add_metric(name='Done', unit='Count', value=1)\n"
+    )
+    emits = emitter(path)
+    assert emits is not None and emits.default_dimensions == expected
+    # (one set inside a function is reported as another dimension call, which the test refuses)
+    assert bool(emits.dimension_calls) is ("def f" in source)
+
+
+def test_a_default_dimension_not_read_from_settings_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "handler.py"
+    path.write_text(
+        'm = Metrics(service="svc")\nm.set_default_dimensions(stack="dev")\n'
+        "m.add_metric(name='Done', unit='Count', value=1)\n"
+    )
+    with pytest.raises(AssertionError, match="not read from a settings field"):
+        emitter(path)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "handlers.models.settings.ProcessorSettings",
+        "handlers.models.loader.LoaderSettings",
+        "handlers.models.report.ReportSettings",
+        "handlers.models.ingest_worker.IngestWorkerSettings",
+    ],
+)
+def test_a_handler_that_emits_refuses_to_start_without_the_stack_name(settings: str) -> None:
+    # Given a function's settings model, and an environment without HEADRACE_STACK (or empty)
+    module, name = settings.rsplit(".", 1)
+    model = getattr(importlib.import_module(module), name)
+    for environment in ({}, {STACK_VARIABLE: ""}):
+        # Then it refuses to start, naming the variable: metrics without the stack's name
+        # would reach no alarm of the stack, silently
+        with pytest.raises(ValueError, match=STACK_VARIABLE):
+            model.from_env(environment)

@@ -157,7 +157,7 @@ def test_staleness_and_database_alarms(dev: Deployment) -> None:
     assert (stale["namespace"], stale["metricName"], stale["dimensions"]) == (
         "headrace",
         "SecondsSinceLastCompletedFile",
-        {"service": "report"},
+        {"service": "report", "stack": "dev"},  # this stack's signal, not another's
     )
     assert stale["threshold"] == 1440 * 60 and stale["treatMissingData"] == "breaching"
     # in two 5-minute periods out of two: one late signal run does not trip it
@@ -231,6 +231,10 @@ def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
     } <= names
     functions = {m[3] for m in metrics if m[1] == "Errors"}
     assert functions == set(stack.outputs["function_names"].values())
+    # and the handlers' metrics of this stack only: every other stack of the account and
+    # region publishes the same names under the same namespace and services
+    custom = [m for m in metrics if m[0] == "headrace"]
+    assert custom and all(m[2:] == ["service", m[3], "stack", stack.stack] for m in custom)
     assert ("CPUUtilization" in names) is (stack.stack == "dev")
 
 

@@ -629,9 +629,17 @@ def test_pii_rules_the_stack_accepts_parse_in_the_functions() -> None:
     # When the processor and the ingest worker parse PII_EXTRA_RULES as the pipeline writes it
     # (the handlers' model refuses unknown keys too)
     variable = json.dumps(list(config.pii.extra_rules), separators=(",", ":"))
-    names = {"PROCESSED_BUCKET": "b", "METADATA_TABLE": "m", "IDEMPOTENCY_TABLE": "i", "EVENT_BUS_NAME": "e"}
+    names = {
+        "PROCESSED_BUCKET": "b",
+        "METADATA_TABLE": "m",
+        "IDEMPOTENCY_TABLE": "i",
+        "EVENT_BUS_NAME": "e",
+        "HEADRACE_STACK": "s",
+    }
     processor = ProcessorSettings.from_env({**names, "PII_EXTRA_RULES": variable})
-    worker = IngestWorkerSettings.from_env({"TENANT_LOGS_TABLE": "t", "PII_EXTRA_RULES": variable})
+    worker = IngestWorkerSettings.from_env(
+        {"TENANT_LOGS_TABLE": "t", "HEADRACE_STACK": "s", "PII_EXTRA_RULES": variable}
+    )
     # Then both get every key of every rule
     for parsed in (processor.pii_extra_rules, worker.pii_extra_rules):
         assert [r.model_dump(exclude_none=True) for r in parsed] == rules

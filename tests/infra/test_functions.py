@@ -474,6 +474,7 @@ def test_a_function_in_a_vpc_needs_its_arn(tiny_archive: Path) -> None:
         memory_mb=128,
         timeout_seconds=10,
         log_retention_days=7,
+        stack="test",
         vpc=VpcPlacement(subnet_ids=["subnet-1"], security_group_ids=["sg-1"]),
     )
     with pytest.raises(ValueError, match="needs its arn"):
@@ -604,6 +605,7 @@ def test_function_component_outputs_and_guards(component_mocks: PipelineMocks, t
         memory_mb=128,
         timeout_seconds=3,
         log_retention_days=1,
+        stack="test",
         tracing=False,
     )
     function = PipelineFunction("probe", args)

@@ -20,6 +20,8 @@ from moto import mock_aws
 from handlers.models import tables
 
 REGION = "us-east-1"
+# The stack name the handlers get (HEADRACE_STACK): their metrics' "stack" dimension.
+STACK = "it"
 
 
 @dataclass
@@ -52,6 +54,7 @@ def aws(monkeypatch) -> Iterator[None]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "headrace",
+        "HEADRACE_STACK": STACK,
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.integration.conftest import STACK
 from tests.integration.conftest_pg import file_processed_event
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
@@ -65,6 +66,7 @@ def test_a_processed_file_is_loaded_with_its_lineage(loader, capsys):
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     loaded = [m for m in emf if m.get("service") == "loader"]
     assert loaded and loaded[-1]["FilesLoaded"] == [1.0] and loaded[-1]["RowsLoaded"] == [3.0]
+    assert loaded[-1]["stack"] == STACK  # this stack's metrics (HEADRACE_STACK), as its alarms select
 
 
 def test_line_numbers_skip_malformed_rows(loader):

@@ -15,7 +15,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from handlers.dal.load_status import LoadStatusStore
-from tests.integration.conftest import REGION, LambdaContext
+from tests.integration.conftest import REGION, STACK, LambdaContext
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -277,6 +277,10 @@ def test_signals_measure_the_time_since_the_last_completed_file(pipeline, report
     assert metric["SecondsSinceLastCompletedFile"] == [90.0]
     assert metric["service"] == "report"
     assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "headrace"
+    # and this stack's (HEADRACE_STACK): the stack's staleness alarm selects by both
+    # dimensions, so an idle stack's alarm is never fed by another stack's signal
+    assert metric["stack"] == STACK
+    assert [set(d) for d in metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"]] == [{"service", "stack"}]
 
 
 def test_signals_look_at_yesterday_after_midnight_and_bound_an_empty_history(pipeline, reporter):

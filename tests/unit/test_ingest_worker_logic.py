@@ -103,7 +103,7 @@ def test_original_is_handed_to_the_store_only_when_configured_and_redacted():
 
 
 # ------------------------------------------------------------------ settings
-WORKER_ENV = {"TENANT_LOGS_TABLE": "logs"}
+WORKER_ENV = {"TENANT_LOGS_TABLE": "logs", "HEADRACE_STACK": "test"}
 
 
 def test_worker_settings_defaults_and_pii_variables():
