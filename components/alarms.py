@@ -59,6 +59,9 @@ class AlarmsArgs:
     # The report function (EventBridge invokes it asynchronously: a failure is retried
     # twice, then the event is dropped).
     report_function_name: pulumi.Input[str]
+    # The queue consumers whose failures page within minutes (before their DLQs fill).
+    loader_function_name: pulumi.Input[str]
+    ingest_worker_function_name: pulumi.Input[str]
     # The ingest API: an HTTP API (its id) or the ingest function's URL (the function's name).
     ingest_endpoint: Literal["http_api", "function_url"]
     ingest_function_name: pulumi.Input[str]
@@ -74,9 +77,10 @@ class AlarmsArgs:
 
 
 class Alarms(pulumi.ComponentResource):
-    """The pipeline's alarm set: dead letters, processor errors and latency, the age of each
-    work queue's backlog, data staleness, report failures, ingest API server errors,
-    database CPU; and one dashboard of the same signals."""
+    """The pipeline's alarm set: dead letters, processor errors and latency, loader and
+    ingest worker failures, the age of each work queue's backlog, data staleness, report
+    failures, ingest API server errors, database CPU; and one dashboard of the same
+    signals."""
 
     def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:alarms:Alarms", name, None, opts)
@@ -134,6 +138,56 @@ class Alarms(pulumi.ComponentResource):
             evaluation_periods=3,
             datapoints_to_alarm=2,
         )
+
+        # Failures of the loader and the ingest worker, minutes after they start: their DLQs
+        # fill only after every retry (~49 / ~24 minutes with the defaults), and their
+        # oldest-message alarms never see a message that keeps failing (SQS stops counting
+        # its age from its third receive). Both report failed records in batchItemFailures
+        # and return normally, so their Lambda Errors miss every record that failed (a
+        # database or table outage): the handler's own count of failed records does not,
+        # and Errors adds the invocations that crashed or timed out before publishing it.
+        # Failures in 2 of 3 periods: one failed attempt that succeeds on its retry (a
+        # visibility timeout later) is not paged, a record that fails again or an outage is.
+        for key, service, metric, function_name, meaning in (
+            (
+                "loader-failures",
+                "loader",
+                "LoadFailures",
+                args.loader_function_name,
+                "Loads into PostgreSQL are failing (the database down or refusing connections, "
+                "statement timeouts, a column conflict): the warehouse lags; the files wait "
+                "in the load queue, then its DLQ.",
+            ),
+            (
+                "ingest-worker-failures",
+                "ingest-worker",
+                "LogsFailed",
+                args.ingest_worker_function_name,
+                "The ingest worker cannot store accepted logs (a DynamoDB or KMS error, a "
+                "malformed message): they wait in the ingest queue, then its DLQ.",
+            ),
+        ):
+            self._alarm(
+                key,
+                f"{meaning} Failed records ({metric}) or failed invocations (Errors) in 2 of "
+                "3 five-minute periods.",
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                metric_queries=[
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="failures",
+                        # A period without either (no failure: neither metric is published)
+                        # is 0, not missing.
+                        expression="FILL(records, 0) + FILL(errors, 0)",
+                        label="Failed records and invocations",
+                        return_data=True,
+                    ),
+                    self._custom_query("records", metric, service),
+                    self._lambda_query("errors", "Errors", function_name),
+                ],
+            )
 
         for label, queue_name in args.queue_names.items():
             threshold = args.oldest_message_seconds[label]
@@ -235,6 +289,19 @@ class Alarms(pulumi.ComponentResource):
     def _custom_dimensions(self, service: str) -> dict[str, str]:
         """The dimensions a handler publishes its metrics with: its service and this stack."""
         return {"service": service, STACK_DIMENSION: self._args.stack}
+
+    def _custom_query(self, query_id: str, metric: str, service: str) -> Any:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=query_id,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=METRICS_NAMESPACE,
+                metric_name=metric,
+                dimensions=self._custom_dimensions(service),
+                stat="Sum",
+                period=PERIOD_SECONDS,
+            ),
+            return_data=False,
+        )
 
     @staticmethod
     def _lambda_query(query_id: str, metric: str, function_name: pulumi.Input[str]) -> Any:
@@ -351,6 +418,7 @@ def dashboard_body(
                 custom("LogsStored", "ingest-worker"),
                 custom("LogsDuplicate", "ingest-worker"),
                 custom("LogsConflict", "ingest-worker"),
+                custom("LogsFailed", "ingest-worker"),
             ],
         ),
     ]

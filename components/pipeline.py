@@ -500,6 +500,8 @@ class Pipeline(pulumi.ComponentResource):
                 function_names={service: f.name for service, f in self.functions.items()},
                 staleness_minutes=config.alarms.staleness_minutes,
                 report_function_name=self.report.name,
+                loader_function_name=self.loader.name,
+                ingest_worker_function_name=self.ingest_worker.name,
                 ingest_endpoint=config.ingest.endpoint,
                 ingest_function_name=self.ingest.name,
                 ingest_api_id=self.ingest_api.api.id if config.ingest.endpoint == "http_api" else None,

@@ -1,10 +1,11 @@
 """Ingest worker Lambda: SQS batches of ingest messages -> redacted tenant log items.
 
 Records are independent. A record that fails (a table or KMS error, a malformed message)
-is reported in ``batchItemFailures``, every time, so only it is retried; after the queue's
-``maxReceiveCount`` receives SQS moves it to the DLQ. A redelivered or replayed
-``(tenant_id, log_id)`` is acknowledged without a second write (``LogsDuplicate``; with
-another text than the stored one, ``LogsConflict`` and a warning: the client reused a log id).
+is reported in ``batchItemFailures`` and counted (``LogsFailed``), every time, so only it
+is retried; after the queue's ``maxReceiveCount`` receives SQS moves it to the DLQ. A
+redelivered or replayed ``(tenant_id, log_id)`` is acknowledged without a second write
+(``LogsDuplicate``; with another text than the stored one, ``LogsConflict`` and a warning:
+the client reused a log id).
 Neither the original text nor message bodies are ever logged. A record there is too little
 of the invocation's time left to start is reported failed untouched (``TimeBudget``), so a
 slow batch never reaches the timeout, which would return every record of it to the queue.
@@ -59,6 +60,8 @@ def record_handler(record: IngestRecord) -> dict[str, Any]:
             keep_original=settings.keep_original,
         )
     except Exception as exc:
+        # each failed attempt: the ingest-worker-failures alarm pages before the DLQ fills
+        metrics.add_metric(name="LogsFailed", unit=MetricUnit.Count, value=1)
         if attempt >= settings.max_receive_count:
             logger.error(
                 "giving up on this record: it moves to the DLQ",
@@ -92,6 +95,7 @@ def _report_malformed(event: dict[str, Any], response: PartialItemFailureRespons
         message_id = raw.get("messageId")
         if message_id in failed and message_id not in _handled:
             receives = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "0") or 0)
+            metrics.add_metric(name="LogsFailed", unit=MetricUnit.Count, value=1)
             logger.error(
                 "malformed ingest message",
                 extra={

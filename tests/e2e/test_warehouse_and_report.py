@@ -199,6 +199,20 @@ def test_the_report_function_and_every_work_queue_have_an_alarm(stack):
         "stack": stack.outputs.get("stack"),
     }
     alarms.append(stale)
+    # and the loader's and the ingest worker's failures: failed records and invocations
+    for key, service, metric in (
+        ("loader-failures", "loader", "LoadFailures"),
+        ("ingest-worker-failures", "ingest-worker", "LogsFailed"),
+    ):
+        [failures] = cloudwatch.describe_alarms(AlarmNames=[f"{prefix}{key}"])["MetricAlarms"]
+        stats = {q["Id"]: q["MetricStat"]["Metric"] for q in failures["Metrics"] if "MetricStat" in q}
+        assert (stats["records"]["MetricName"], stats["errors"]["MetricName"]) == (metric, "Errors")
+        assert {d["Name"]: d["Value"] for d in stats["records"]["Dimensions"]} == {
+            "service": service,
+            "stack": stack.outputs.get("stack"),
+        }
+        assert stats["errors"]["Dimensions"] == [{"Name": "FunctionName", "Value": names[service]}]
+        alarms.append(failures)
     # each notifying the alerts topic when it fires and when it recovers
     for alarm in [*alarms, *api]:
         assert alarm["AlarmActions"] == alarm["OKActions"] == [stack.outputs.alerts_topic_arn], alarm[

@@ -30,6 +30,8 @@ def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
         "ingest-oldest-message",
         "data-staleness",
         "report-errors",
+        "loader-failures",
+        "ingest-worker-failures",
         "ingest-5xx",
     }
     # Then each has every alarm; only the RDS stack watches database CPU
@@ -122,6 +124,43 @@ def test_a_failing_report_function_raises_an_alarm(stack: Deployment) -> None:
     assert errors["dimensions"] == {"FunctionName": stack.outputs["function_names"]["report"]}
     assert errors["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and errors["threshold"] == 1
     assert errors["treatMissingData"] == "notBreaching"
+
+
+def test_loader_and_ingest_worker_failures_page_within_minutes(stack: Deployment) -> None:
+    # Given the loader and the ingest worker: both report failed records in batchItemFailures
+    # and return normally, so their Lambda Errors count only crashed or timed-out invocations
+    alarms = _alarms(stack)
+    functions = stack.outputs["function_names"]
+    for key, service, metric in (
+        ("loader-failures", "loader", "LoadFailures"),
+        ("ingest-worker-failures", "ingest-worker", "LogsFailed"),
+    ):
+        alarm = alarms[key].inputs
+        queries = {q["id"]: q for q in alarm["metricQueries"]}
+        # Then the alarm adds the handler's failed records (this stack's) to the failed
+        # invocations, a period without either counting 0
+        assert queries["failures"]["expression"] == "FILL(records, 0) + FILL(errors, 0)"
+        assert queries["failures"]["returnData"] is True
+        assert queries["records"]["metric"] == {
+            "namespace": "headrace",
+            "metricName": metric,
+            "dimensions": {"service": service, "stack": stack.stack},
+            "stat": "Sum",
+            "period": 300,
+        }
+        assert queries["errors"]["metric"] == {
+            "namespace": "AWS/Lambda",
+            "metricName": "Errors",
+            "dimensions": {"FunctionName": functions[service]},
+            "stat": "Sum",
+            "period": 300,
+        }
+        assert not queries["records"]["returnData"] and not queries["errors"]["returnData"]
+        # any failure in 2 of 3 five-minute periods: an attempt that fails once and succeeds on
+        # its retry is not paged; an outage is, in about 10 minutes, long before the DLQ
+        assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (3, 2)
+        assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+        assert alarm["alarmActions"] == [stack.outputs["alerts_topic_arn"]]
 
 
 def test_ingest_server_errors_raise_an_alarm_in_both_endpoint_modes(
@@ -235,6 +274,7 @@ def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
     # region publishes the same names under the same namespace and services
     custom = [m for m in metrics if m[0] == "headrace"]
     assert custom and all(m[2:] == ["service", m[3], "stack", stack.stack] for m in custom)
+    assert "LogsFailed" in names
     assert ("CPUUtilization" in names) is (stack.stack == "dev")
 
 

@@ -15,7 +15,7 @@ from handlers.dal.tenant_logs import decrypt_original
 from handlers.logic.faults import SimulatedCrash
 from handlers.logic.processing.pii import PiiOptions
 
-from .conftest import Invocation
+from .conftest import STACK, Invocation
 from .ingest_support import MAX_RECEIVE_COUNT, IngestStack, capture_logs
 
 
@@ -236,6 +236,38 @@ def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
         "batchItemFailures": [{"itemIdentifier": records[1]["messageId"]}]
     }
     assert {i["log_id"] for i in stack.all_stored()} == {"a", "c"}
+
+
+def test_failed_records_are_counted_for_this_stacks_alarm(stack, monkeypatch, capsys):
+    # Given a batch of a record the logs table refuses, a malformed message and a good record
+    real = stack.worker.store.put_once
+
+    def put_once(item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
+        if item["log_id"] == "bad":
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
+        return real(item, original)
+
+    monkeypatch.setattr(stack.worker.store, "put_once", put_once)
+    records = [
+        stack.sqs_record(message("bad")),
+        stack.sqs_record("not json"),
+        stack.sqs_record(message("ok")),
+    ]
+    capsys.readouterr()
+    # When the worker handles it (the invocation succeeds: failures are per record, so the
+    # function's Errors metric does not count them)
+    response = stack.invoke_worker(*records)
+    assert len(response["batchItemFailures"]) == 2
+    # Then each failed record is counted (what the ingest-worker-failures alarm reads)
+    out = capsys.readouterr().out
+    assert emitted_metrics(out) == {"LogsFailed": 2, "LogsStored": 1}
+    # under the service and this stack's name, the dimensions the alarm selects by
+    documents = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    assert documents
+    for document in documents:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert [set(d) for d in directive["Dimensions"]] == [{"service", "stack"}]
+        assert (document["service"], document["stack"]) == ("ingest-worker", STACK)
 
 
 def test_records_there_is_no_time_left_to_start_are_reported_untouched(stack, monkeypatch):

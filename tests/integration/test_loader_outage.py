@@ -15,6 +15,7 @@ from psycopg import sql
 
 from handlers.dal.queues import message_counts
 from headrace.local.postgres import EmbeddedPostgres
+from tests.integration.conftest import STACK, emitted_metrics
 from tests.integration.conftest_pg import REGION, Loader
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n"
@@ -100,7 +101,7 @@ class LoadQueue:
         return moved
 
 
-def test_database_down_messages_are_retried_dead_lettered_and_loaded_once_it_is_back(outage):
+def test_database_down_messages_are_retried_dead_lettered_and_loaded_once_it_is_back(outage, capsys):
     queue = LoadQueue(outage.pipeline)
     # Given the database is down
     outage.server.stop()
@@ -110,9 +111,16 @@ def test_database_down_messages_are_retried_dead_lettered_and_loaded_once_it_is_
     assert outage.pipeline.item({"key": a["object_key"], "version": a["version"]})["status"] == "completed"
     assert queue.depth(queue.url) == 1
     # When the loader receives it three times (maxReceiveCount) and fails each time
+    capsys.readouterr()
     for _ in range(3):
         response = queue.poll(outage)
         assert response is not None and len(response["batchItemFailures"]) == 1
+    # (each invocation returned normally, so Lambda's Errors stay 0: every failed attempt is
+    # counted as LoadFailures, with this stack's name, which the loader-failures alarm reads)
+    out = capsys.readouterr().out
+    assert emitted_metrics(out)["LoadFailures"] == 3
+    emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    assert {(m["service"], m["stack"]) for m in emf} == {("loader", STACK)}
     # Then the next receive moves it to the load DLQ, and its item says why it failed
     assert queue.poll(outage) is None
     assert (queue.depth(queue.url), queue.depth(queue.dlq)) == (0, 1)
