@@ -59,6 +59,8 @@ class AlarmsArgs:
     # The report function (EventBridge invokes it asynchronously: a failure is retried
     # twice, then the event is dropped).
     report_function_name: pulumi.Input[str]
+    # The daily report's schedule rule (default bus): its failed invocations.
+    report_schedule_rule_name: pulumi.Input[str]
     # The queue consumers whose failures page within minutes (before their DLQs fill).
     loader_function_name: pulumi.Input[str]
     ingest_worker_function_name: pulumi.Input[str]
@@ -79,8 +81,8 @@ class AlarmsArgs:
 class Alarms(pulumi.ComponentResource):
     """The pipeline's alarm set: dead letters, processor errors and latency, loader and
     ingest worker failures, the age of each work queue's backlog, data staleness, report
-    failures, ingest API server errors, database CPU; and one dashboard of the same
-    signals."""
+    failures and its schedule's failed invocations, ingest API server errors, database
+    CPU; and one dashboard of the same signals."""
 
     def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:alarms:Alarms", name, None, opts)
@@ -211,6 +213,21 @@ class Alarms(pulumi.ComponentResource):
             namespace="AWS/Lambda",
             metric_name="Errors",
             dimensions={"FunctionName": args.report_function_name},
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
+
+        # The daily report's schedule could not invoke the function at all (its permission
+        # removed, the function missing or refusing the event): no invocation, so no Errors.
+        # EventBridge publishes FailedInvocations (default bus: RuleName only) when not 0.
+        self._alarm(
+            "report-schedule-failures",
+            "The daily report's schedule could not invoke the report function: no report is "
+            'written or sent that day; fix the cause, then run it with {"date": "YYYY-MM-DD"}.',
+            namespace="AWS/Events",
+            metric_name="FailedInvocations",
+            dimensions={"RuleName": args.report_schedule_rule_name},
             statistic="Sum",
             comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=1,

@@ -500,6 +500,7 @@ class Pipeline(pulumi.ComponentResource):
                 function_names={service: f.name for service, f in self.functions.items()},
                 staleness_minutes=config.alarms.staleness_minutes,
                 report_function_name=self.report.name,
+                report_schedule_rule_name=self.reporting.schedules["daily"].name,
                 loader_function_name=self.loader.name,
                 ingest_worker_function_name=self.ingest_worker.name,
                 ingest_endpoint=config.ingest.endpoint,

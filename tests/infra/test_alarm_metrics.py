@@ -68,6 +68,12 @@ AWS_METRICS: dict[str, tuple[frozenset[str], tuple[frozenset[str], ...]]] = {
         frozenset({"CPUUtilization", "FreeStorageSpace", "DatabaseConnections", "FreeableMemory"}),
         (frozenset({"DBInstanceIdentifier"}),),
     ),
+    # "Monitoring Amazon EventBridge": a rule of the default bus by RuleName alone (a custom
+    # bus's rules by EventBusName and RuleName).
+    "AWS/Events": (
+        frozenset({"Invocations", "FailedInvocations", "TriggeredRules", "MatchedEvents", "ThrottledRules"}),
+        (frozenset({"RuleName"}), frozenset({"EventBusName", "RuleName"})),
+    ),
 }
 URL_METRICS = {"UrlRequestCount", "Url4xxCount", "Url5xxCount", "UrlRequestLatency"}
 
@@ -369,11 +375,15 @@ def test_every_aws_metric_watched_is_published_with_those_dimensions(stack: Depl
         a.id for a in stack.of_type("aws:apigatewayv2/api:Api") if a.inputs["protocolType"] == "HTTP"
     }
     databases = {d.outputs["identifier"] for d in stack.of_type("aws:rds/instance:Instance")}
+    # rules by name: of the default bus alone, or of any bus with its EventBusName
+    all_rules = stack.of_type("aws:cloudwatch/eventRule:EventRule")
+    rules = {r.outputs["name"] for r in all_rules if r.inputs.get("eventBusName") in (None, "default")}
     names = {
         "QueueName": queues,
         "FunctionName": functions,
         "ApiId": http_apis,
         "DBInstanceIdentifier": databases,
+        "RuleName": rules,
     }
     for w in watched(stack):
         if w.namespace == METRICS_NAMESPACE:
@@ -388,8 +398,11 @@ def test_every_aws_metric_watched_is_published_with_those_dimensions(stack: Depl
             f"{w.where}: {w.metric} is not published by {dimensions}"
         )
         for key, value in dimensions.items():
-            if key in names:
-                assert value in names[key], f"{w.where}: {key}={value!r} names no resource of this stack"
+            allowed = names.get(key)
+            if key == "RuleName" and "EventBusName" in dimensions:
+                allowed = {r.outputs["name"] for r in all_rules}
+            if allowed is not None:
+                assert value in allowed, f"{w.where}: {key}={value!r} names no resource of this stack"
         if w.metric in URL_METRICS:
             assert dimensions["FunctionName"] in url_functions, f"{w.where}: that function has no URL"
 

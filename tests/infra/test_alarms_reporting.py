@@ -30,6 +30,7 @@ def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
         "ingest-oldest-message",
         "data-staleness",
         "report-errors",
+        "report-schedule-failures",
         "loader-failures",
         "ingest-worker-failures",
         "ingest-5xx",
@@ -124,6 +125,27 @@ def test_a_failing_report_function_raises_an_alarm(stack: Deployment) -> None:
     assert errors["dimensions"] == {"FunctionName": stack.outputs["function_names"]["report"]}
     assert errors["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and errors["threshold"] == 1
     assert errors["treatMissingData"] == "notBreaching"
+
+
+def test_a_daily_report_schedule_that_cannot_invoke_raises_an_alarm(stack: Deployment) -> None:
+    # Given the daily schedule rule (default bus), which invokes the report function: when it
+    # cannot (permission, function missing), nothing runs, so the function has no Errors
+    [daily] = [
+        r
+        for r in stack.of_type("aws:cloudwatch/eventRule:EventRule")
+        if r.name == f"headrace-{stack.stack}-reporting-daily"
+    ]
+    assert daily.inputs.get("eventBusName") is None
+    failed = _alarms(stack)["report-schedule-failures"].inputs
+    # Then EventBridge's count of its failed invocations raises an alarm at the first
+    assert (failed["namespace"], failed["metricName"], failed["dimensions"]) == (
+        "AWS/Events",
+        "FailedInvocations",
+        {"RuleName": daily.outputs["name"]},
+    )
+    assert (failed["statistic"], failed["period"], failed["evaluationPeriods"]) == ("Sum", 300, 1)
+    assert failed["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and failed["threshold"] == 1
+    assert failed["treatMissingData"] == "notBreaching"  # published only when not 0
 
 
 def test_loader_and_ingest_worker_failures_page_within_minutes(stack: Deployment) -> None:
