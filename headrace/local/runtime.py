@@ -170,8 +170,10 @@ class LocalRuntime:
             # its own temporary directory: reachable by the account PostgreSQL runs as
             self._reclaim_postgres()
             self.postgres = EmbeddedPostgres()
-            self.postgres.start()
+            # noted before the server is created: a runtime killed while initdb or pg_ctl
+            # runs leaves a server (or a directory with its credentials) all the same
             self._postgres_marker.write_text(str(self.postgres.base_dir))
+            self.postgres.start()
             log.info("PostgreSQL on %s:%s", self.postgres.host, self.postgres.port)
             iam = self.client("iam")
             self.credentials = create_user(iam, ADMIN_USER, ADMIN_STATEMENT)

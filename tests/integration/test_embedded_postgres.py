@@ -131,3 +131,60 @@ def test_a_runtime_stops_and_deletes_the_server_a_killed_runtime_left(tmp_path):
             psycopg.connect(left.conninfo(), connect_timeout=2).close()
     finally:
         left.cleanup()
+
+
+# A runtime killed with SIGKILL the moment its PostgreSQL is up, before it goes on to deploy
+# (the emulator is left out: it dies with the runtime and plays no part here).
+KILLED_AFTER_THE_SERVER_STARTS = """
+import os
+import signal
+import sys
+from pathlib import Path
+
+from headrace.local import runtime
+from headrace.local.postgres import EmbeddedPostgres
+
+runtime.Emulator.start = lambda self, timeout=30.0: None
+started = EmbeddedPostgres.start
+
+
+def start_then_die(self):
+    started(self)
+    print(self.base_dir, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+EmbeddedPostgres.start = start_then_die
+runtime.LocalRuntime(Path(sys.argv[1]), state_dir=Path(sys.argv[2])).start()
+"""
+
+
+def test_a_runtime_killed_while_its_server_starts_leaves_nothing_the_next_one_does_not_stop(tmp_path):
+    # (the directory was noted once the server was up: a runtime killed while initdb or
+    # pg_ctl ran left a server, or a directory with its credentials, that no start removed)
+    import subprocess
+
+    from headrace.local.runtime import LocalRuntime
+
+    root = Path(__file__).resolve().parents[2]
+    state = tmp_path / "state"
+    # Given a runtime killed with SIGKILL just as its PostgreSQL started
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_SERVER_STARTS, str(root), str(state)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert killed.returncode == -9, killed.stderr
+    left = EmbeddedPostgres(killed.stdout.strip())
+    try:
+        assert left.is_running()
+        # When the next runtime on that state directory starts (this step of its start)
+        LocalRuntime(root, state_dir=state)._reclaim_postgres()
+        # Then that server is stopped and its directory, credentials included, deleted
+        assert not left.base_dir.exists()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(left.conninfo(), connect_timeout=2).close()
+    finally:
+        left.cleanup()
+        shutil.rmtree(left.base_dir, ignore_errors=True)
