@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,43 @@ def not_running(outputs_path: Path) -> str | None:
     )
 
 
+# The signals that stop a runtime (Ctrl-C, kill, a closed terminal).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_held_until_done(step: str) -> Iterator[None]:
+    """Hold the stop signals until ``step`` ends, then deliver them: the deploy step runs
+    the Pulumi program, and Pulumi, interrupted in the middle of it, waits for resources
+    the program never finished declaring - for ever (``local up`` hung after Ctrl-C or
+    SIGTERM, its PostgreSQL running). Only the main thread receives signals; elsewhere
+    this does nothing. A signal ignored stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _: object) -> None:
+        if not pending:
+            os.write(2, f"stopping once {step} ends (a few seconds)\n".encode())
+        pending.append(signum)
+
+    previous = {
+        signum: handler
+        for signum in STOP_SIGNALS
+        if (handler := signal.getsignal(signum)) not in (signal.SIG_IGN, None)
+    }
+    for signum in previous:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            signal.raise_signal(pending[0])  # handled as if it came now
+
+
 class LocalRuntime:
     def __init__(
         self,
@@ -180,7 +219,8 @@ class LocalRuntime:
             self.roles = RoleSessions(
                 self.client("sts", create_user(iam, LAMBDA_SERVICE_USER, LAMBDA_SERVICE_STATEMENT))
             )
-            self.outputs = self._deploy()
+            with signals_held_until_done("deploying the program"):
+                self.outputs = self._deploy()
             # From here on, every call is checked against the caller's policies.
             self.emulator.enforce_iam()
             deployment = discover(self.client)

@@ -112,3 +112,55 @@ def test_sigint_stops_a_runtime_that_inherited_it_ignored(tmp_path):
     assert not outputs.exists()
     assert not (state / "postgres-dir").exists()  # its PostgreSQL was stopped and deleted
     assert not port_in_use("127.0.0.1", port)
+
+
+# The same, with a deploy step that gets SIGTERM while it runs (a Pulumi program cut short
+# there waits for ever for the resources it did not finish declaring)
+INTERRUPTED_DEPLOY = (
+    DRIVER.split("from headrace.cli import main")[0]
+    + """
+import os
+import signal
+import time
+
+
+def deploy(root, client, region, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+    (Path(sys.argv[1]) / "deployed").write_text("to its end")
+    return {}
+
+
+runtime.deploy = deploy
+from headrace.cli import main
+
+sys.exit(main(sys.argv[2:]))
+"""
+)
+
+
+def test_a_stop_signal_during_the_deploy_step_stops_the_runtime_once_the_step_ends(tmp_path):
+    # (SIGTERM or Ctrl-C in the middle of the deploy step hung `local up` for ever now and
+    # then, with its PostgreSQL running)
+    state = tmp_path / "state"
+    port = free_port()
+    # Given `local up`, killed while it deploys the program
+    command = ["local", "up", "--port", str(port), "--api-port", str(free_port())]
+    up = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_DEPLOY, str(state), *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        # Then the step ran to its end, and everything it started is stopped as after Ctrl-C
+        assert (state / "deployed").exists(), up.stderr
+        assert up.returncode == 130, up.stderr
+        assert "stopping once deploying the program ends" in up.stderr
+        assert up.stderr.rstrip().endswith("interrupted: stopped")
+        assert not (state / "outputs.json").exists()
+        assert not (state / "postgres-dir").exists()  # its PostgreSQL was stopped and deleted
+        assert not port_in_use("127.0.0.1", port)
+    finally:
+        LocalRuntime(ROOT, state_dir=state)._reclaim_postgres()  # left only if it failed
