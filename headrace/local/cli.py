@@ -22,6 +22,7 @@ from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, INVOKE_CLIENT
 from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, EmulatorError
 
 ROOT = Path(__file__).resolve().parents[2]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
 
 
 def register(subparsers: Any) -> None:
@@ -78,13 +79,17 @@ def _interrupt_on_signals() -> None:
 
     SIGINT too, explicitly: a runtime started in the background by a script (``headrace
     local up &``) inherits SIGINT ignored, and Python then installs no handler of its own,
-    so ``kill -INT`` did nothing."""
+    so ``kill -INT`` did nothing.
+
+    Once: the cleanup the first one starts must not be cut short by a second (an impatient
+    Ctrl-C), which left PostgreSQL running until the next start."""
 
     def interrupt(*_: object) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # what Ctrl-C does by default
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, interrupt)
 
 
@@ -144,8 +149,6 @@ def _up(args: argparse.Namespace) -> int:
         console.print("Ctrl-C stops everything.")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C; SIGTERM and SIGHUP raise it too
             threading.Event().wait()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one must not cut
-            signal.signal(signum, signal.SIG_IGN)  # the cleanup short
     console.print("stopped")
     return 0
 

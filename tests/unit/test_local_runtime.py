@@ -557,3 +557,39 @@ def test_an_event_over_lambdas_limit_is_refused_like_api_gateway_does(echo_api):
     raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
     assert _exchange(server, raw + body).startswith(b"HTTP/1.1 200")
     assert pool.bodies == [body.decode()]
+
+
+@pytest.fixture
+def stop_signal_handlers() -> Iterator[None]:
+    """The test process's own handlers, back after the test."""
+    import signal
+
+    from headrace.local.cli import STOP_SIGNALS
+
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("second", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_second_stop_signal_does_not_cut_the_runtime_s_cleanup_short(stop_signal_handlers, second):
+    # (during the start and in `local demo`, an impatient second Ctrl-C interrupted the
+    # cleanup the first had started: PostgreSQL was left running until the next start)
+    import contextlib
+    import os
+    import signal
+
+    from headrace.local.cli import _interrupt_on_signals
+
+    _interrupt_on_signals()
+    cleaned = []
+    # Given a runtime stopping after SIGTERM
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+    # When another stop signal comes during its cleanup
+    with contextlib.suppress(KeyboardInterrupt):
+        os.kill(os.getpid(), getattr(signal, second))
+        cleaned.append("postgres")
+    # Then the cleanup runs to its end
+    assert cleaned == ["postgres"]
