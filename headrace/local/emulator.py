@@ -27,6 +27,26 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def port_taken(host: str, port: int, option: str) -> str:
+    """The error for a port of the runtime that another process has, naming the option
+    that chooses another."""
+    return (
+        f"port {port} on {host} is already in use (is LocalStack or another `headrace local up` "
+        f"running?); stop it or choose another port with {option}"
+    )
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` (as servers do, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -55,10 +75,7 @@ class Emulator:
 
     def start(self, timeout: float = 30.0) -> None:
         if port_in_use(self.host, self.port):
-            raise EmulatorError(
-                f"port {self.port} on {self.host} is already in use (is LocalStack or another "
-                "`headrace local up` running?); stop it or choose another port with --port"
-            )
+            raise EmulatorError(port_taken(self.host, self.port, "--port"))
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [
@@ -78,6 +95,8 @@ class Emulator:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                if not _bindable(self.host, self.port):  # taken since the check above
+                    raise EmulatorError(port_taken(self.host, self.port, "--port"))
                 raise EmulatorError(
                     f"the emulator exited with status {self._process.returncode} (see {self.log_path})"
                 )

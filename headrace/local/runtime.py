@@ -9,6 +9,7 @@ with runtime:                 # start, deploy, serve
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -25,8 +26,16 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from .deploy import deploy, merge_config, stub_archive
-from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, REGION, Emulator, EmulatorError, port_in_use
-from .executor import Executor, discover, sandbox_environment
+from .emulator import (
+    DEFAULT_API_PORT,
+    DEFAULT_PORT,
+    REGION,
+    Emulator,
+    EmulatorError,
+    port_in_use,
+    port_taken,
+)
+from .executor import Deployment, Executor, discover, sandbox_environment
 from .iam import (
     ADMIN_STATEMENT,
     ADMIN_USER,
@@ -224,23 +233,7 @@ class LocalRuntime:
             # From here on, every call is checked against the caller's policies.
             self.emulator.enforce_iam()
             deployment = discover(self.client)
-            self.executor = Executor(
-                deployment,
-                sandbox_env=lambda spec: sandbox_environment(
-                    spec,
-                    self.emulator.endpoint,
-                    REGION,
-                    self.role_credentials(spec),
-                    self.state_dir / "scratch",
-                ),
-                function_client=lambda spec, service: self.client(service, self.role_credentials(spec)),
-                client=self.client,
-                region=REGION,
-                root=self.root,
-                log_dir=self.state_dir / "logs",
-                api_port=self.api_port,
-                on_invocation=self.on_invocation,
-            )
+            self.executor = self._executor(deployment)
             if self.executor.api:
                 self.outputs["ingest_api_url"] = self.executor.api.url
             self.executor.start()
@@ -308,10 +301,7 @@ class LocalRuntime:
         try:
             for port, option in ((self.emulator.port, "--port"), (self.api_port, "--api-port")):
                 if port_in_use(self.emulator.host, port):
-                    raise RuntimeBusy(
-                        f"port {port} on {self.emulator.host} is already in use (is LocalStack or another "
-                        f"`headrace local up` running?); stop it or choose another port with {option}"
-                    )
+                    raise RuntimeBusy(port_taken(self.emulator.host, port, option))
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
         except BaseException:
@@ -326,6 +316,32 @@ class LocalRuntime:
         self.stop()
 
     # ------------------------------------------------------------------ pieces
+    def _executor(self, deployment: Deployment) -> Executor:
+        """The executor of ``deployment``; its HTTP API on ``api_port``, a port that another
+        process may have taken since the start's check (refused as that check refuses it)."""
+        try:
+            return Executor(
+                deployment,
+                sandbox_env=lambda spec: sandbox_environment(
+                    spec,
+                    self.emulator.endpoint,
+                    REGION,
+                    self.role_credentials(spec),
+                    self.state_dir / "scratch",
+                ),
+                function_client=lambda spec, service: self.client(service, self.role_credentials(spec)),
+                client=self.client,
+                region=REGION,
+                root=self.root,
+                log_dir=self.state_dir / "logs",
+                api_port=self.api_port,
+                on_invocation=self.on_invocation,
+            )
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise RuntimeBusy(port_taken(self.emulator.host, self.api_port, "--api-port")) from None
+
     def _deploy(self) -> dict[str, Any]:
         assert self.postgres is not None
         overrides = merge_config(

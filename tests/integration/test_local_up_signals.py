@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from headrace.local.emulator import free_port, port_in_use
 from headrace.local.runtime import LocalRuntime
 
@@ -164,3 +166,21 @@ def test_a_stop_signal_during_the_deploy_step_stops_the_runtime_once_the_step_en
         assert not port_in_use("127.0.0.1", port)
     finally:
         LocalRuntime(ROOT, state_dir=state)._reclaim_postgres()  # left only if it failed
+
+
+def test_an_emulator_port_taken_after_the_check_is_refused_naming_it_and_its_option(tmp_path):
+    # (a port taken between the start's check and the emulator's bind was "the emulator
+    # exited with status 1 (see .../emulator.log)")
+    import socket
+
+    from headrace.local.emulator import Emulator, EmulatorError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: the check's connect fails
+        port = taken.getsockname()[1]
+        emulator = Emulator(port=port, log_path=tmp_path / "emulator.log")
+        try:
+            with pytest.raises(EmulatorError, match=f"port {port} on 127.0.0.1 is already in use.*--port$"):
+                emulator.start()
+        finally:
+            emulator.stop()

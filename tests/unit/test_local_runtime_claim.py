@@ -57,3 +57,18 @@ def test_a_port_in_use_is_refused_before_anything_is_touched(tmp_path, option):
         assert (tmp_path / "logs" / "old.log").exists()
     # and the refused start did not keep the directory
     running(tmp_path).stop()
+
+
+def test_an_api_port_taken_after_the_check_is_refused_naming_it_and_its_option(tmp_path):
+    # (a port taken between the start's check and the HTTP API's bind - another runtime
+    # starting at the same moment, a socket bound but not listening - was "a port of the
+    # runtime was taken while it started ([Errno 98] Address already in use)")
+    from headrace.local.executor import Deployment, Route
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: the check's connect fails
+        port = taken.getsockname()[1]
+        runtime = LocalRuntime(ROOT, state_dir=tmp_path, port=free_port(), api_port=port)
+        deployment = Deployment(routes=[Route("api", "$default", "ingest")])
+        with pytest.raises(RuntimeBusy, match=f"port {port} on 127.0.0.1 is already in use.*--api-port$"):
+            runtime._executor(deployment)
