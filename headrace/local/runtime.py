@@ -276,7 +276,8 @@ class LocalRuntime:
             return
         left = Path(self._postgres_marker.read_text().strip())
         if left.is_dir() and left.name.startswith("headrace-pg-"):
-            log.info("stopping the PostgreSQL an earlier runtime left running (%s)", left)
+            # a warning: `local demo` shows no info lines, and this says what became of it
+            log.warning("stopping and deleting the PostgreSQL a killed runtime left running (%s)", left)
             with contextlib.suppress(PostgresError, OSError):
                 EmbeddedPostgres(left).stop()
             shutil.rmtree(left, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -159,7 +160,7 @@ runtime.LocalRuntime(Path(sys.argv[1]), state_dir=Path(sys.argv[2])).start()
 """
 
 
-def test_a_runtime_killed_while_its_server_starts_leaves_nothing_the_next_one_does_not_stop(tmp_path):
+def test_a_runtime_killed_while_its_server_starts_leaves_nothing_the_next_one_does_not_stop(tmp_path, caplog):
     # (the directory was noted once the server was up: a runtime killed while initdb or
     # pg_ctl ran left a server, or a directory with its credentials, that no start removed)
     import subprocess
@@ -180,8 +181,13 @@ def test_a_runtime_killed_while_its_server_starts_leaves_nothing_the_next_one_do
     try:
         assert left.is_running()
         # When the next runtime on that state directory starts (this step of its start)
-        LocalRuntime(root, state_dir=state)._reclaim_postgres()
-        # Then that server is stopped and its directory, credentials included, deleted
+        with caplog.at_level(logging.WARNING, logger="headrace.local"):  # what `local demo` shows
+            LocalRuntime(root, state_dir=state)._reclaim_postgres()
+        # Then that server is stopped and its directory, credentials included, deleted,
+        # and the start says so
+        assert f"stopping and deleting the PostgreSQL a killed runtime left running ({left.base_dir})" in (
+            caplog.messages
+        )
         assert not left.base_dir.exists()
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(left.conninfo(), connect_timeout=2).close()
