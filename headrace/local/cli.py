@@ -22,7 +22,6 @@ from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, INVOKE_CLIENT
 from .emulator import DEFAULT_API_PORT, DEFAULT_PORT, EmulatorError
 
 ROOT = Path(__file__).resolve().parents[2]
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
 
 
 def register(subparsers: Any) -> None:
@@ -83,6 +82,7 @@ def _interrupt_on_signals() -> None:
 
     Once: the cleanup the first one starts must not be cut short by a second (an impatient
     Ctrl-C), which left PostgreSQL running until the next start."""
+    from .runtime import STOP_SIGNALS  # (imported when used: the runtime's imports are heavy)
 
     def interrupt(*_: object) -> None:
         for signum in STOP_SIGNALS:

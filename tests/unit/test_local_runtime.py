@@ -564,7 +564,7 @@ def stop_signal_handlers() -> Iterator[None]:
     """The test process's own handlers, back after the test."""
     import signal
 
-    from headrace.local.cli import STOP_SIGNALS
+    from headrace.local.runtime import STOP_SIGNALS
 
     saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     yield
