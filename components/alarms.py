@@ -79,10 +79,10 @@ class AlarmsArgs:
 
 
 class Alarms(pulumi.ComponentResource):
-    """The pipeline's alarm set: dead letters, processor errors and latency, loader and
-    ingest worker failures, the age of each work queue's backlog, data staleness, report
-    failures and its schedule's failed invocations, ingest API server errors, database
-    CPU; and one dashboard of the same signals."""
+    """The pipeline's alarm set: dead letters, processor errors and latency, processor,
+    loader and ingest worker failures, the age of each work queue's backlog, data
+    staleness, report failures and its schedule's failed invocations, ingest API server
+    errors, database CPU; and one dashboard of the same signals."""
 
     def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("headrace:alarms:Alarms", name, None, opts)
@@ -141,16 +141,27 @@ class Alarms(pulumi.ComponentResource):
             datapoints_to_alarm=2,
         )
 
-        # Failures of the loader and the ingest worker, minutes after they start: their DLQs
-        # fill only after every retry (~49 / ~24 minutes with the defaults), and their
-        # oldest-message alarms never see a message that keeps failing (SQS stops counting
-        # its age from its third receive). Both report failed records in batchItemFailures
-        # and return normally, so their Lambda Errors miss every record that failed (a
-        # database or table outage): the handler's own count of failed records does not,
-        # and Errors adds the invocations that crashed or timed out before publishing it.
-        # Failures in 2 of 3 periods: one failed attempt that succeeds on its retry (a
-        # visibility timeout later) is not paged, a record that fails again or an outage is.
+        # Failures of the processor, the loader and the ingest worker, minutes after they
+        # start: their DLQs fill only after every retry (~2.5 h / ~49 / ~24 minutes with the
+        # defaults), and their oldest-message alarms never see a message that keeps failing
+        # (SQS stops counting its age from its third receive). All three report failed
+        # records in batchItemFailures and return normally, so their Lambda Errors miss
+        # every record that failed (an S3, DynamoDB or database outage): the handler's own
+        # count of failed records does not, and Errors adds the invocations that crashed or
+        # timed out before publishing it. Failures in 2 of 3 periods: one failed attempt
+        # that succeeds on its retry (a visibility timeout later) is not paged, a record that
+        # fails again within the window or an outage is. (The processor's retries are ~30
+        # minutes apart by default: one file that keeps failing is left to its DLQ alarm.)
         for key, service, metric, function_name, meaning in (
+            (
+                "processor-failures",
+                "processor",
+                "FilesRetried",
+                args.processor_function_name,
+                "Files are failing and being retried (S3, DynamoDB or EventBridge errors or "
+                "throttling, access denied, a limit of the function): processing lags; the "
+                "files wait in the processing queue, then its DLQ.",
+            ),
             (
                 "loader-failures",
                 "loader",
@@ -386,6 +397,7 @@ def dashboard_body(
             [
                 custom("FilesProcessed", "processor"),
                 custom("FilesFailed", "processor"),
+                custom("FilesRetried", "processor"),
                 custom("FilesOutOfTime", "processor"),
                 custom("FilesOutOfMemory", "processor"),
                 custom("FilesOutOfScratchSpace", "processor"),

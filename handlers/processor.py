@@ -8,6 +8,8 @@ Processing keeps within the invocation's time (``handlers/logic/time_budget.py``
 is stopped at its deadline (a transient failure, with a reason that says which setting to
 raise) and a file there is no time left to start is handed back to the queue at once. What
 follows processing (writing outputs and metadata) must fit in the time kept back.
+Every attempt that fails transiently is counted (``FilesRetried``): the invocation
+succeeds, so Lambda's ``Errors`` never sees it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         _retry_now(record)
         raise
     except Exception as exc:
+        # Each attempt handed back to the queue after a transient failure (S3, DynamoDB or
+        # EventBridge errors, a limit of the function, access denied): it fails no
+        # invocation, so the processor-failures alarm pages on this count, not at the DLQ.
+        # Not counted: poison files (FilesFailed), duplicates in progress, files handed back
+        # unstarted for lack of time (nothing failed).
+        metrics.add_metric(name="FilesRetried", unit=MetricUnit.Count, value=1)
         reason = f"{type(exc).__name__}: {exc}"
         limit = _LIMITS.get(type(exc))
         if limit:

@@ -199,8 +199,10 @@ def test_the_report_function_and_every_work_queue_have_an_alarm(stack):
         "stack": stack.outputs.get("stack"),
     }
     alarms.append(stale)
-    # and the loader's and the ingest worker's failures: failed records and invocations
+    # and the processor's, the loader's and the ingest worker's failures: failed records
+    # (for the processor, attempts handed back for a retry) and invocations
     for key, service, metric in (
+        ("processor-failures", "processor", "FilesRetried"),
         ("loader-failures", "loader", "LoadFailures"),
         ("ingest-worker-failures", "ingest-worker", "LogsFailed"),
     ):

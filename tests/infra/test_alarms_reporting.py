@@ -31,6 +31,7 @@ def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
         "data-staleness",
         "report-errors",
         "report-schedule-failures",
+        "processor-failures",
         "loader-failures",
         "ingest-worker-failures",
         "ingest-5xx",
@@ -148,12 +149,14 @@ def test_a_daily_report_schedule_that_cannot_invoke_raises_an_alarm(stack: Deplo
     assert failed["treatMissingData"] == "notBreaching"  # published only when not 0
 
 
-def test_loader_and_ingest_worker_failures_page_within_minutes(stack: Deployment) -> None:
-    # Given the loader and the ingest worker: both report failed records in batchItemFailures
-    # and return normally, so their Lambda Errors count only crashed or timed-out invocations
+def test_processor_loader_and_ingest_worker_failures_page_within_minutes(stack: Deployment) -> None:
+    # Given the processor, the loader and the ingest worker: each reports failed records in
+    # batchItemFailures and returns normally, so its Lambda Errors count only crashed or
+    # timed-out invocations (a file S3 or DynamoDB throttles is retried, not an error)
     alarms = _alarms(stack)
     functions = stack.outputs["function_names"]
     for key, service, metric in (
+        ("processor-failures", "processor", "FilesRetried"),
         ("loader-failures", "loader", "LoadFailures"),
         ("ingest-worker-failures", "ingest-worker", "LogsFailed"),
     ):
@@ -183,6 +186,7 @@ def test_loader_and_ingest_worker_failures_page_within_minutes(stack: Deployment
         assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (3, 2)
         assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
         assert alarm["alarmActions"] == [stack.outputs["alerts_topic_arn"]]
+        assert alarm["okActions"] == [stack.outputs["alerts_topic_arn"]]
 
 
 def test_ingest_server_errors_raise_an_alarm_in_both_endpoint_modes(
@@ -296,7 +300,7 @@ def test_dashboard_shows_the_pipeline(stack: Deployment) -> None:
     # region publishes the same names under the same namespace and services
     custom = [m for m in metrics if m[0] == "headrace"]
     assert custom and all(m[2:] == ["service", m[3], "stack", stack.stack] for m in custom)
-    assert "LogsFailed" in names
+    assert {"LogsFailed", "FilesRetried"} <= names
     assert ("CPUUtilization" in names) is (stack.stack == "dev")
 
 

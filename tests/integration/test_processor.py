@@ -16,7 +16,7 @@ from handlers.logic.faults import SimulatedCrash
 from handlers.logic.layout import processed_keys
 from handlers.logic.processing import OutOfMemory
 
-from .conftest import REGION, Invocation, LambdaContext, Pipeline, emitted_metrics
+from .conftest import REGION, STACK, Invocation, LambdaContext, Pipeline, emitted_metrics
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -414,7 +414,63 @@ def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypa
     assert "error" not in pipeline.item(obj) and "last_error" not in pipeline.item(obj)
 
 
-def test_a_duplicate_delivered_while_the_version_is_in_progress_is_not_a_failure(pipeline, monkeypatch):
+def test_a_transient_failure_is_counted_for_this_stacks_alarm_and_a_poison_file_is_not(
+    pipeline, monkeypatch, capsys
+):
+    # Given a batch of a good file, a poison file and a file whose output S3 throttles
+    from botocore.exceptions import ClientError
+
+    from handlers.dal import s3
+
+    good = pipeline.upload("incoming/good.csv", SALES)
+    poison = pipeline.upload("incoming/binary.csv", bytes(range(256)) * 8)
+    throttled = pipeline.upload("incoming/throttled.csv", SALES)
+    real = s3.upload
+
+    def upload(path, bucket, key, *args, **kwargs):
+        if "throttled" in key:
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
+            )
+        return real(path, bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(s3, "upload", upload)
+    pipeline.announce(good, poison, throttled)
+    capsys.readouterr()
+    # When it is processed: the invocation succeeds (failures are per record, so the
+    # function's Errors metric does not count them)
+    records, response = pipeline.poll()
+    keys = {r["messageId"]: json.loads(r["body"])["detail"]["object"]["key"] for r in records}
+    assert sorted(keys[f["itemIdentifier"]] for f in response["batchItemFailures"]) == [
+        poison["key"],
+        throttled["key"],
+    ]
+    # and the throttled file is retried, not failed
+    assert pipeline.item(throttled)["status"] == "processing"
+    assert "SlowDown" in pipeline.item(throttled)["last_error"]
+    # Then its attempt is counted once as retried (what the processor-failures alarm reads);
+    # the poison file is a failed file, not a retry
+    out = capsys.readouterr().out
+    metrics = emitted_metrics(out)
+    assert (metrics["FilesRetried"], metrics["FilesFailed"], metrics["FilesProcessed"]) == (1, 1, 1)
+    # under the service and this stack's name, the dimensions the alarm selects by
+    documents = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    assert documents
+    for document in documents:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert [set(d) for d in directive["Dimensions"]] == [{"service", "stack"}]
+        assert (document["service"], document["stack"]) == ("processor", STACK)
+    # When the poison file is received again (at once) and fails again
+    records, response = pipeline.poll()
+    assert [keys[f["itemIdentifier"]] for f in response["batchItemFailures"]] == [poison["key"]]
+    # Then it is counted neither as a retry nor as a second failed file
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["FilesRetried"], metrics["FilesFailed"]) == (0, 0)
+
+
+def test_a_duplicate_delivered_while_the_version_is_in_progress_is_not_a_failure(
+    pipeline, monkeypatch, capsys
+):
     # Given another invocation is processing this version right now (Powertools' record)
     from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
@@ -433,6 +489,7 @@ def test_a_duplicate_delivered_while_the_version_is_in_progress_is_not_a_failure
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
     item = pipeline.item(obj)
     assert item.get("status") != "failed" and "last_error" not in item
+    assert emitted_metrics(capsys.readouterr().out)["FilesRetried"] == 0
 
 
 def test_a_file_found_bad_on_a_later_attempt_is_counted_failed_once(pipeline, monkeypatch, capsys):
@@ -462,7 +519,7 @@ def test_a_file_found_bad_on_a_later_attempt_is_counted_failed_once(pipeline, mo
     assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
 
 
-def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline, monkeypatch):
+def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline, monkeypatch, capsys):
     # Given a batch of three files, in an invocation whose time the first file uses up
     # (60 s at the start: 10 s are kept back, and a file needs 10 s more to be started)
     objs = [pipeline.upload(f"incoming/{name}.csv", SALES) for name in ("first", "second", "third")]
@@ -488,6 +545,9 @@ def test_files_there_is_no_time_left_to_start_are_handed_back_untouched(pipeline
     for obj in objs[1:]:
         item = pipeline.item(obj)
         assert (item["status"], "attempts" in item, "last_error" in item) == ("received", False, False)
+    # nor counted as retried: nothing failed (the processor-failures alarm stays quiet while
+    # a batch of slow files outlasts one invocation)
+    assert emitted_metrics(capsys.readouterr().out)["FilesRetried"] == 0
     # and they are visible again at once, for the next invocation, which completes them
     monkeypatch.setattr(pipeline.handler, "process_object", real)
     context.remaining_ms = 60_000
