@@ -139,6 +139,8 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
     for delimiter in (hint,) if hint else _DELIMITERS:
         records = _parse(sample, delimiter)
         counts = [len(r) for r in records if r]
+        # "#" comment lines above the header do not vote (unless nothing else does)
+        counts = counts[_leading_comments(records) :] or counts
         if not counts:
             continue
         width, freq = Counter(counts).most_common(1)[0]
@@ -178,11 +180,20 @@ _MAX_TITLE = 10
 def _header_position(records: list[list[str]], width: int) -> tuple[int, list[list[str]]]:
     """Where the header (or the first record) is in ``records``, blank lines included (so,
     the lines to skip before it), and the title block above it if there is one. A title
-    block is how reports exported from BI and finance tools begin: up to ``_MAX_TITLE``
-    records of at most half the table's fields (a report's name, when it was run), a blank
-    line, then a header of the table's full width over rows holding values (numbers, dates).
+    block is how reports and exports begin: up to ``_MAX_TITLE`` records with fewer fields
+    than the table (a report's name, when it was run), or ``#`` comment lines (of any other
+    field count, or any below another), above a header of the table's full width. It is
+    one when
+    - it is all ``#`` comment lines (the table below, with a header or without, does not
+      start with ``#``), or
+    - the records below all have the header's width (ragged data has records of several),
+      and the header names a column whose values below are all values (numbers, dates), at
+      least one: the header's line is set apart from them by its types, or
+    - a blank line separates it from the header, its records have at most half the table's
+      fields, and rows below hold values.
     Anything else keeps the first record as the header: a short line over the data rows is
-    ragged data, and over rows of text alone a header cannot be told from data."""
+    ragged data, and over rows of text alone a header cannot be told from data (a first
+    ``#`` line of the table's width is a record: a header or data written so)."""
     first = next((i for i, record in enumerate(records) if not _blank(record)), 0)
     if width < 2 or not records or len(records[first]) == width:
         return first, []
@@ -191,15 +202,52 @@ def _header_position(records: list[list[str]], width: int) -> tuple[int, list[li
         record = records[i]
         if _blank(record):
             continue
-        if len(record) == width:
-            below = (r for r in records[i + 1 :] if len(r) == width)
-            if _blank(records[i - 1]) and _is_header(record) and any(map(_has_value, below)):
+        # a "#" line of the table's width is a comment below another, else a record
+        comments = all(map(_is_comment, title))
+        if len(record) == width and not (comments and title and _is_comment(record)):
+            if comments:  # the table starts here, with a header or without
+                return i, title
+            if not _is_header(record) or _is_comment(record):
+                break
+            rows = [r for r in records[i + 1 :] if not _blank(r)]
+            below = [r for r in rows if len(r) == width]
+            if (len(below) == len(rows) and _types_set_apart(record, below)) or (
+                _blank(records[i - 1])
+                and all(len(t) <= max(1, width // 2) for t in title)
+                and any(map(_has_value, below))
+            ):
                 return i, title
             break
-        if len(record) > max(1, width // 2) or len(title) == _MAX_TITLE:
+        if (len(record) > width and not _is_comment(record)) or len(title) == _MAX_TITLE:
             break
         title.append(record)
     return first, []
+
+
+def _is_comment(record: list[str]) -> bool:
+    return bool(record) and record[0].lstrip("\ufeff").startswith("#")
+
+
+def _leading_comments(records: list[list[str]]) -> int:
+    """How many non-empty records at the top are ``#`` comment lines (blank lines aside)."""
+    n = 0
+    for record in records:
+        if not record:
+            continue
+        if not _is_comment(record):
+            break
+        n += 1
+    return n
+
+
+def _types_set_apart(header: list[str], below: list[list[str]]) -> bool:
+    """A column the header names whose values below, at least one, are all values (numbers,
+    dates): the header's line is set apart from the records below by its types."""
+    for i, name in enumerate(header):
+        cells = [r[i].strip() for r in below if r[i].strip()]
+        if name.strip() and cells and all(_VALUE.fullmatch(cell) for cell in cells):
+            return True
+    return False
 
 
 def _blank(record: list[str]) -> bool:

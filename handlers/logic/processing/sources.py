@@ -119,9 +119,10 @@ class CsvSource(Source):
         self.sampled_records = self.csv.sampled_records
         if self.csv.title:
             start = 2 if self.csv.sep_line else 1
+            lines = f"line {start}" if start == self.csv.skip else f"lines {start}-{self.csv.skip}"
             self.warnings.append(
-                f"a title block above the header was skipped (lines {start}-{self.csv.skip}): "
-                + ", ".join(repr(record[:80]) for record in self.csv.title)
+                f"a title block above the {'header' if self.csv.header else 'first record'} "
+                f"was skipped ({lines}): " + ", ".join(repr(record[:80]) for record in self.csv.title)
             )
         self.dialect = self.csv.describe()
         # Spreadsheets delimit by ';' (or a tab) where the comma is the decimal separator.
