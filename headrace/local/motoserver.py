@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with twenty documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with twenty-one documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -105,6 +105,15 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 20. S3's EventBridge events carry a sequencer that rises with every write, as AWS's do (the
    documented order of the writes of one key: the processor orders versions uploaded within
    one second by it); moto gave every event the same constant one.
+21. One S3 write, one event. moto completes a multipart upload by storing the object as a
+   PutObject would (sending its "Object Created"), then tags it (an "Object Tags Added"),
+   then sends the "Object Created" of the completion: one upload of a file above the AWS
+   CLI's and boto3's 8 MB multipart threshold reached the processing queue twice (a wasted
+   invocation, and a "retry" line in the console while the idempotency record was in
+   progress). A PutObject, and a CopyObject that replaces the tags, also sent an "Object Tags
+   Added". On AWS each write sends exactly its own event: PutObject one "Object Created",
+   CopyObject one, CompleteMultipartUpload one; a tag event only comes from
+   PutObjectTagging and DeleteObjectTagging.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -406,6 +415,51 @@ def next_sequencer() -> str:
         return f"{_last_sequencer:018X}"
 
 
+# Adjustment 21: while a thread serves one of these writes, the one S3 event it may send.
+_s3_write = threading.local()
+
+
+def _sending_only(event: str, write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def one_event(*args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_s3_write, "event", None)
+        _s3_write.event = event
+        try:
+            return write(*args, **kwargs)
+        finally:
+            _s3_write.event = outer
+
+    return one_event
+
+
+def patch_s3() -> None:
+    """Adjustment 21."""
+    from moto.s3 import notifications
+    from moto.s3.models import S3Backend
+    from moto.s3.notifications import S3NotificationEvent
+    from moto.s3.responses import S3Response
+
+    send_event = notifications.send_event
+
+    @functools.wraps(send_event)
+    def send_the_write_s_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        only = getattr(_s3_write, "event", None)
+        if only is None or event_name == only:
+            send_event(account_id, event_name, bucket, key)
+
+    notifications.send_event = send_the_write_s_event  # moto's models call it through the module
+    S3Response.put_object = _sending_only(  # type: ignore[method-assign]
+        S3NotificationEvent.OBJECT_CREATED_PUT_EVENT, S3Response.put_object
+    )
+    S3Response.copy_object = _sending_only(  # type: ignore[method-assign]
+        S3NotificationEvent.OBJECT_CREATED_COPY_EVENT, S3Response.copy_object
+    )
+    S3Backend.complete_multipart_upload = _sending_only(  # type: ignore[method-assign]
+        S3NotificationEvent.OBJECT_CREATED_COMPLETE_MULTIPART_UPLOAD_EVENT,
+        S3Backend.complete_multipart_upload,
+    )
+
+
 def patch_events() -> None:
     """Adjustments 3, 10, 16 and 20."""
     import jsonpath_ng.ext
@@ -571,6 +625,7 @@ def patch_moto() -> None:
 
     patch_sqs()
     patch_dynamodb()
+    patch_s3()
     patch_events()
     patch_lambda()
     original_init = sqs_models.Queue.__init__

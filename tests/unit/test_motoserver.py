@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -30,6 +30,7 @@ from headrace.local.motoserver import (
     patch_dynamodb,
     patch_events,
     patch_lambda,
+    patch_s3,
     patch_sqs,
 )
 from headrace.local.sandbox import Invocation
@@ -984,3 +985,117 @@ def test_s3_events_carry_a_sequencer_that_rises_with_every_write(monkeypatch: py
     assert all(len(s) == 18 and int(s, 16) for s in distinct)
     # (the queue hands them out in the order sent: the writes' order)
     assert received == sorted(received, key=lambda s: int(s, 16))
+
+
+# ---------------------------------------------------------------- S3 events
+
+
+@pytest.fixture
+def patched_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``patch_s3`` and ``patch_events`` as the emulator applies them, undone after the test."""
+    from moto.events.models import Rule
+    from moto.s3 import notifications
+    from moto.s3.models import S3Backend
+    from moto.s3.responses import S3Response
+
+    monkeypatch.setattr(Rule, "send_to_targets", Rule.send_to_targets)
+    monkeypatch.setattr(notifications, "send_event", notifications.send_event)
+    monkeypatch.setattr(S3Response, "put_object", S3Response.put_object)
+    monkeypatch.setattr(S3Response, "copy_object", S3Response.copy_object)
+    monkeypatch.setattr(S3Backend, "complete_multipart_upload", S3Backend.complete_multipart_upload)
+    patch_s3()
+    patch_events()
+
+
+@contextlib.contextmanager
+def _s3_events() -> Iterator[tuple[Any, Callable[[], list[dict[str, Any]]]]]:
+    """A versioned bucket ``raw`` sending its events to EventBridge, where a rule takes every
+    S3 event (not only "Object Created") to a queue; and what has reached the queue."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        events = boto3.client("events", region_name="us-east-1")
+        s3.create_bucket(Bucket="raw")
+        s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_notification_configuration(
+            Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        url = sqs.create_queue(QueueName="events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="s3", EventPattern=json.dumps({"source": ["aws.s3"]}))
+        events.put_targets(Rule="s3", Targets=[{"Id": "q", "Arn": arn}])
+
+        def received() -> list[dict[str, Any]]:
+            bodies = []
+            while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                bodies += [json.loads(m["Body"]) for m in batch]
+                for m in batch:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            return bodies
+
+        yield s3, received
+
+
+def _summary(event: dict[str, Any]) -> tuple[str, str, int, str, str]:
+    detail = event["detail"]
+    obj = detail["object"]
+    return (event["detail-type"], obj["key"], obj["size"], obj["etag"], obj["version-id"])
+
+
+def _as_stored(s3: Any, key: str, detail_type: str = "Object Created") -> tuple[str, str, int, str, str]:
+    head = s3.head_object(Bucket="raw", Key=key)
+    return (detail_type, key, head["ContentLength"], head["ETag"].strip('"'), head["VersionId"])
+
+
+@pytest.mark.usefixtures("patched_s3")
+def test_a_multipart_upload_sends_one_object_created_event() -> None:
+    with _s3_events() as (s3, received):
+        # Given a file above the 8 MB from which the AWS CLI and boto3 upload in parts
+        # When it is uploaded in two parts, with a tag
+        upload = s3.create_multipart_upload(Bucket="raw", Key="incoming/big.csv", Tagging="team=data")
+        parts = []
+        for number, body in enumerate((b"a" * 5 * 1024 * 1024, b"b" * 1024), start=1):
+            part = s3.upload_part(
+                Bucket="raw",
+                Key="incoming/big.csv",
+                UploadId=upload["UploadId"],
+                PartNumber=number,
+                Body=body,
+            )
+            parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        s3.complete_multipart_upload(
+            Bucket="raw",
+            Key="incoming/big.csv",
+            UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": parts},
+        )
+        # Then, as on AWS, the upload sends exactly one event, the object's: its size, and
+        # its multipart ETag ("<md5 of the parts' md5s>-2")
+        events = received()
+        assert [_summary(e) for e in events] == [_as_stored(s3, "incoming/big.csv")]
+        assert events[0]["detail"]["object"]["etag"].endswith("-2")
+
+
+@pytest.mark.usefixtures("patched_s3")
+def test_a_put_or_a_copy_sends_one_object_created_event() -> None:
+    with _s3_events() as (s3, received):
+        # When an object is put with tags, and copied with tags replaced
+        s3.put_object(Bucket="raw", Key="incoming/a.csv", Body=b"a,b\n1,2\n", Tagging="team=data")
+        s3.copy_object(
+            Bucket="raw",
+            Key="incoming/b.csv",
+            CopySource={"Bucket": "raw", "Key": "incoming/a.csv"},
+            TaggingDirective="REPLACE",
+            Tagging="team=ops",
+        )
+        # Then each write sends its own "Object Created" only, with the stored object's
+        # size and ETag
+        assert [_summary(e) for e in received()] == [
+            _as_stored(s3, "incoming/a.csv"),
+            _as_stored(s3, "incoming/b.csv"),
+        ]
+        # And tagging an object (PutObjectTagging) still sends its "Object Tags Added"
+        s3.put_object_tagging(
+            Bucket="raw", Key="incoming/a.csv", Tagging={"TagSet": [{"Key": "team", "Value": "ops"}]}
+        )
+        assert [_summary(e) for e in received()] == [_as_stored(s3, "incoming/a.csv", "Object Tags Added")]
