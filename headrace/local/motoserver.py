@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with twenty-one documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with twenty-two documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -114,6 +114,11 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    Added". On AWS each write sends exactly its own event: PutObject one "Object Created",
    CopyObject one, CompleteMultipartUpload one; a tag event only comes from
    PutObjectTagging and DeleteObjectTagging.
+22. S3's EventBridge events name the API that wrote or deleted the object in ``reason``, as
+   AWS does: ``PutObject``, ``POST Object``, ``CopyObject``, ``CompleteMultipartUpload``,
+   ``DeleteObject``. moto wrote the event type's family (``ObjectCreated``,
+   ``ObjectRemoved``) instead, so a rule or a handler telling a multipart upload from a put
+   or a copy never matched locally.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -460,11 +465,36 @@ def patch_s3() -> None:
     )
 
 
+# Adjustment 22: the reason S3 gives for each of moto's notification events
+S3_EVENT_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+    "s3:ObjectRemoved:Delete": "DeleteObject",
+    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
+}
+# while a thread sends an S3 event to EventBridge: its reason (None: moto's)
+_s3_event = threading.local()
+
+
 def patch_events() -> None:
-    """Adjustments 3, 10, 16 and 20."""
+    """Adjustments 3, 10, 16, 20 and 22."""
     import jsonpath_ng.ext
     import moto.events.models as events_models
+    from moto.s3 import notifications
 
+    send_to_event_bridge = notifications._send_event_bridge_message
+
+    @functools.wraps(send_to_event_bridge)
+    def send_with_reason(account_id: str, bucket: Any, event_name: Any, key: Any) -> None:
+        _s3_event.reason = S3_EVENT_REASONS.get(event_name)  # a str enum: equal to its value
+        try:
+            send_to_event_bridge(account_id, bucket, event_name, key)
+        finally:
+            _s3_event.reason = None
+
+    notifications._send_event_bridge_message = send_with_reason  # send_event calls it by name
     original_send = events_models.Rule.send_to_targets
 
     def send_to_targets(self: Any, event: Any, transform_input: bool = True) -> None:
@@ -476,6 +506,9 @@ def patch_events() -> None:
         if isinstance(s3_object, dict) and s3_object.get("sequencer") == MOTO_SEQUENCER:
             # one event object goes to every rule in turn: it is given its sequencer once
             s3_object["sequencer"] = next_sequencer()
+        reason = getattr(_s3_event, "reason", None) if s3_object is not None else None
+        if reason is not None:
+            event["detail"]["reason"] = reason
         original_send(self, event, transform_input)
 
     events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]

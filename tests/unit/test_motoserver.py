@@ -675,6 +675,9 @@ def test_event_input_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(jsonpath_ng.ext, "parse", jsonpath_ng.ext.parse)
     monkeypatch.setattr(Rule, "send_to_targets", Rule.send_to_targets)
+    from moto.s3 import notifications
+
+    monkeypatch.setattr(notifications, "_send_event_bridge_message", notifications._send_event_bridge_message)
     patch_events()
 
     assert EventTemplateParser.parse("", {}, event) == expected
@@ -950,8 +953,10 @@ def test_invoking_before_the_executor_runs_says_so(
 def test_s3_events_carry_a_sequencer_that_rises_with_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the emulator's EventBridge, and a bucket whose events reach a queue
     from moto.events.models import Rule
+    from moto.s3 import notifications
 
     monkeypatch.setattr(Rule, "send_to_targets", Rule.send_to_targets)
+    monkeypatch.setattr(notifications, "_send_event_bridge_message", notifications._send_event_bridge_message)
     patch_events()
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -1000,6 +1005,7 @@ def patched_s3(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(Rule, "send_to_targets", Rule.send_to_targets)
     monkeypatch.setattr(notifications, "send_event", notifications.send_event)
+    monkeypatch.setattr(notifications, "_send_event_bridge_message", notifications._send_event_bridge_message)
     monkeypatch.setattr(S3Response, "put_object", S3Response.put_object)
     monkeypatch.setattr(S3Response, "copy_object", S3Response.copy_object)
     monkeypatch.setattr(S3Backend, "complete_multipart_upload", S3Backend.complete_multipart_upload)
@@ -1036,15 +1042,16 @@ def _s3_events() -> Iterator[tuple[Any, Callable[[], list[dict[str, Any]]]]]:
         yield s3, received
 
 
-def _summary(event: dict[str, Any]) -> tuple[str, str, int, str, str]:
+def _summary(event: dict[str, Any]) -> tuple[str, str, str, int, str, str]:
     detail = event["detail"]
     obj = detail["object"]
-    return (event["detail-type"], obj["key"], obj["size"], obj["etag"], obj["version-id"])
+    return (event["detail-type"], detail["reason"], obj["key"], obj["size"], obj["etag"], obj["version-id"])
 
 
-def _as_stored(s3: Any, key: str, detail_type: str = "Object Created") -> tuple[str, str, int, str, str]:
+def _as_stored(s3: Any, key: str, detail_type: str, reason: str) -> tuple[str, str, str, int, str, str]:
+    """The event S3 sends for ``key``'s current version: its size, ETag and version."""
     head = s3.head_object(Bucket="raw", Key=key)
-    return (detail_type, key, head["ContentLength"], head["ETag"].strip('"'), head["VersionId"])
+    return (detail_type, reason, key, head["ContentLength"], head["ETag"].strip('"'), head["VersionId"])
 
 
 @pytest.mark.usefixtures("patched_s3")
@@ -1069,15 +1076,17 @@ def test_a_multipart_upload_sends_one_object_created_event() -> None:
             UploadId=upload["UploadId"],
             MultipartUpload={"Parts": parts},
         )
-        # Then, as on AWS, the upload sends exactly one event, the object's: its size, and
-        # its multipart ETag ("<md5 of the parts' md5s>-2")
+        # Then, as on AWS, the upload sends exactly one event, the object's, for the
+        # completion: its size, and its multipart ETag ("<md5 of the parts' md5s>-2")
         events = received()
-        assert [_summary(e) for e in events] == [_as_stored(s3, "incoming/big.csv")]
+        assert [_summary(e) for e in events] == [
+            _as_stored(s3, "incoming/big.csv", "Object Created", "CompleteMultipartUpload")
+        ]
         assert events[0]["detail"]["object"]["etag"].endswith("-2")
 
 
 @pytest.mark.usefixtures("patched_s3")
-def test_a_put_or_a_copy_sends_one_object_created_event() -> None:
+def test_a_put_or_a_copy_sends_one_object_created_event_naming_its_api() -> None:
     with _s3_events() as (s3, received):
         # When an object is put with tags, and copied with tags replaced
         s3.put_object(Bucket="raw", Key="incoming/a.csv", Body=b"a,b\n1,2\n", Tagging="team=data")
@@ -1088,14 +1097,25 @@ def test_a_put_or_a_copy_sends_one_object_created_event() -> None:
             TaggingDirective="REPLACE",
             Tagging="team=ops",
         )
-        # Then each write sends its own "Object Created" only, with the stored object's
-        # size and ETag
+        # Then each write sends its own "Object Created" only, naming the API that wrote the
+        # object, with the stored object's size and ETag
         assert [_summary(e) for e in received()] == [
-            _as_stored(s3, "incoming/a.csv"),
-            _as_stored(s3, "incoming/b.csv"),
+            _as_stored(s3, "incoming/a.csv", "Object Created", "PutObject"),
+            _as_stored(s3, "incoming/b.csv", "Object Created", "CopyObject"),
         ]
         # And tagging an object (PutObjectTagging) still sends its "Object Tags Added"
         s3.put_object_tagging(
             Bucket="raw", Key="incoming/a.csv", Tagging={"TagSet": [{"Key": "team", "Value": "ops"}]}
         )
-        assert [_summary(e) for e in received()] == [_as_stored(s3, "incoming/a.csv", "Object Tags Added")]
+        [tagged] = received()
+        assert (tagged["detail-type"], tagged["detail"]["object"]["key"]) == (
+            "Object Tags Added",
+            "incoming/a.csv",
+        )
+        # And a deletion (of the key's only version: moto sends no event for a delete
+        # marker) names DeleteObject
+        version = s3.head_object(Bucket="raw", Key="incoming/b.csv")["VersionId"]
+        s3.delete_object(Bucket="raw", Key="incoming/b.csv", VersionId=version)
+        assert [(e["detail-type"], e["detail"]["reason"]) for e in received()] == [
+            ("Object Deleted", "DeleteObject")
+        ]
