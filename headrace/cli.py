@@ -120,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = int(args.func(args))
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGINT from a script): one line and the shell's status for it, not a
+        # traceback (a DLQ scan has made what it held visible again on the way out).
+        print("headrace: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`headrace query ... | head`): stop quietly, as other
         # command-line tools do. Python's documented recipe: point stdout at devnull so the

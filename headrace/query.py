@@ -15,7 +15,8 @@ stack's tables only: no file or URL of the SQL's own, no extension, no SET.
 
 One statistics line goes to stderr (engine, files or bytes scanned, time); --explain also
 lists every Parquet file the DuckDB engine opened. Exit status: 0 done, 1 the query failed
-(bad SQL, unknown table, scan limit, not a query), 2 the stack cannot be read.
+(bad SQL, unknown table, scan limit, not a query), 2 the stack cannot be read, 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -371,6 +372,12 @@ class DuckDbEngine:
                 rows = [tuple(r) for r in cursor.fetchall()] if cursor.description else []
             except duckdb.Error as exc:
                 raise QueryError(_duckdb_message(exc)) from exc
+            except RuntimeError as exc:
+                # Ctrl-C while DuckDB runs: it stops the query and raises a bare RuntimeError
+                # instead of the KeyboardInterrupt the command line turns into its exit status
+                if str(exc) == DUCKDB_INTERRUPTED:
+                    raise KeyboardInterrupt from exc
+                raise
         finally:
             con.close()
         scanned = sorted(counter.opened)
@@ -383,6 +390,9 @@ class DuckDbEngine:
         )
         return QueryResult(columns_out, rows, stats)
 
+
+# What DuckDB's Python client raises when a SIGINT (Ctrl-C) stops a query it runs.
+DUCKDB_INTERRUPTED = "Query interrupted"
 
 # What lists the tables of DuckDB's catalog, which holds no dataset unless the query names it.
 _CATALOG = frozenset(

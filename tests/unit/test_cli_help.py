@@ -45,3 +45,20 @@ def test_one_port_for_both_servers_is_refused_before_anything_starts(capsys):
     # (the whole runtime started, then the API server failed with a traceback)
     assert cli.main(["local", "up", "--port", "45999", "--api-port", "45999"]) == 2
     assert capsys.readouterr().err == "headrace: error: --port and --api-port are both 45999\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130_not_a_traceback(capsys, monkeypatch):
+    # Given a command interrupted by Ctrl-C (SIGINT) mid-way: here `status`, in a boto3 call
+    from headrace import status
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status, "run", interrupted)
+    # Then the shell's status for SIGINT and one line (it was a KeyboardInterrupt traceback)
+    try:
+        status_code = cli.main(["status", "--outputs", "outputs.json"])
+    except KeyboardInterrupt:  # caught here: escaping, it would end the whole test run
+        pytest.fail("the KeyboardInterrupt escaped headrace's main()")
+    assert status_code == 130
+    assert capsys.readouterr().err == "headrace: interrupted\n"

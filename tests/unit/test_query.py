@@ -363,3 +363,35 @@ def test_decimals_are_written_exactly_and_nested_values_as_json_text():
         '1234567890123456.78,5,"{""a"": 1, ""d"": 0.10}","[2.5, ""x""]"',
     ]
     assert "1234567890123456.78" in as_table.getvalue() and '{"a": 1, "d": 0.10}' in as_table.getvalue()
+
+
+def test_ctrl_c_during_a_duckdb_query_is_an_interruption_not_a_traceback(capsys, monkeypatch, tmp_path):
+    # Given the embedded runtime's outputs (DuckDB engine; SELECT 42 reads no table, so no
+    # request reaches the endpoint) and a query that Ctrl-C stops while DuckDB runs it:
+    # DuckDB's Python client then raises RuntimeError("Query interrupted")
+    import duckdb
+
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**BASE, "aws_endpoint_url": "http://127.0.0.1:9"}))
+    connect = duckdb.connect
+
+    class Interrupted:
+        def __init__(self) -> None:
+            self.con = connect()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.con, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql == "SELECT 42":
+                raise RuntimeError("Query interrupted")
+            return self.con.execute(sql, *args)
+
+    monkeypatch.setattr(duckdb, "connect", Interrupted)
+    # Then it ends as any interrupted command does (it was a RuntimeError traceback, exit 1)
+    try:
+        status = cli.main(["query", "SELECT 42", "--outputs", str(path)])
+    except KeyboardInterrupt:  # caught here: escaping, it would end the whole test run
+        pytest.fail("the KeyboardInterrupt escaped headrace's main()")
+    assert status == 130
+    assert capsys.readouterr().err == "headrace: interrupted\n"
