@@ -8,7 +8,9 @@ credentials tools should use against it).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,31 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 # where `headrace local up` writes them (under the checkout, wherever the command runs from)
 DEFAULT_LOCAL_OUTPUTS = Path(__file__).resolve().parents[1] / ".headrace" / "local" / "outputs.json"
+
+# In an embedded runtime's state directory, beside its outputs.json: held (flock) by the
+# runtime serving from it, for as long as it runs.
+RUNTIME_LOCK_FILE = "runtime.lock"
+
+
+def stopped_runtime(path: Path) -> str | None:
+    """Why ``path``, the outputs file of an embedded runtime, is stale: the runtime that
+    wrote it no longer runs (killed without its cleanup, which removes the file). None for
+    a file no runtime wrote (a deployed stack's) and for one of a runtime running now."""
+    lock_path = path.resolve().parent / RUNTIME_LOCK_FILE
+    if path.name != "outputs.json" or not lock_path.exists():
+        return None
+    fd = os.open(lock_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused while a runtime holds it
+    except BlockingIOError:
+        return None
+    finally:
+        os.close(fd)  # releases the probe's lock at once
+    return (
+        f"the embedded runtime that wrote {path} is not running (it stopped without "
+        "removing the file: killed?); start it with `headrace local up`"
+    )
+
 
 # The client of a synchronous Lambda Invoke: one attempt, read for longer than Lambda's
 # longest run (900 s) and the embedded runtime's 60 s margin beyond a function's timeout.
@@ -95,6 +122,8 @@ class StackOutputs(BaseModel):
             raise OutputsError(f"{path}: cannot read the outputs file: {exc.strerror or exc}") from exc
         except ValueError as exc:
             raise OutputsError(f"{path}: not JSON: {exc}") from exc
+        if (stale := stopped_runtime(path)) is not None:  # its endpoint is gone: say why
+            raise OutputsError(stale)
         if not isinstance(data, dict):  # validation would list no field at all
             raise OutputsError(
                 f"{path}: not a headrace stack outputs file (it must hold a JSON object of outputs, "

@@ -25,6 +25,8 @@ import boto3
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from headrace.outputs import RUNTIME_LOCK_FILE, stopped_runtime
+
 from .deploy import deploy, merge_config, stub_archive
 from .emulator import (
     DEFAULT_API_PORT,
@@ -82,33 +84,20 @@ class RuntimeBusy(EmulatorError):
     """Another runtime serves from the same state directory, or a port is taken."""
 
 
-# In the state directory: held (flock) by the runtime serving from it, for as long as it runs.
-LOCK_FILE = "runtime.lock"
-
-
 def not_running(outputs_path: Path) -> str | None:
     """Why ``outputs_path`` is not the outputs file of an embedded runtime running now (None
     when it is): a runtime writes ``outputs.json`` in its state directory and holds that
     directory's lock while it runs; one killed without its cleanup leaves the file behind."""
-    state_dir = outputs_path.resolve().parent
-    lock_path = state_dir / LOCK_FILE
-    if outputs_path.name != "outputs.json" or not lock_path.exists():
+    if (
+        outputs_path.name != "outputs.json"
+        or not (outputs_path.resolve().parent / RUNTIME_LOCK_FILE).exists()
+    ):
         return (
             f"{outputs_path} is not the outputs file of an embedded runtime (`headrace local up` "
             "writes it in its state directory, beside its logs and scratch space: "
             ".headrace/local/outputs.json)"
         )
-    fd = os.open(lock_path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused while a runtime holds it
-    except BlockingIOError:
-        return None
-    finally:
-        os.close(fd)  # releases the probe's lock at once
-    return (
-        f"the embedded runtime that wrote {outputs_path} is not running (it stopped without "
-        "removing the file: killed?); start it with `headrace local up`"
-    )
+    return stopped_runtime(outputs_path)
 
 
 # The signals that stop a runtime (Ctrl-C, kill, a closed terminal).
@@ -288,7 +277,7 @@ class LocalRuntime:
         runtime, and check the ports; raise :class:`RuntimeBusy`, having changed nothing,
         when another runtime holds the directory or a port is in use."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.state_dir / LOCK_FILE
+        lock_path = self.state_dir / RUNTIME_LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

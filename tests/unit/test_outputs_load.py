@@ -109,3 +109,45 @@ def test_a_payload_that_is_not_json_is_named_in_the_error(runtime_not_running, c
     assert capsys.readouterr().err == (
         "headrace: error: --payload is not JSON: Expecting value: line 1 column 1 (char 0)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["query", "SELECT 1"],
+        ["tenants", "list"],
+        ["dlq", "inspect", "--queue", "load"],
+        ["replay", "k"],
+    ],
+)
+def test_the_outputs_of_a_killed_runtime_say_it_is_not_running(tmp_path, capsys, command):
+    # Given the outputs file a runtime killed without its cleanup left, beside its lock file
+    # that nobody holds (a running runtime holds it)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**STACK_OUTPUTS, "aws_endpoint_url": "http://127.0.0.1:9"}))
+    (tmp_path / "runtime.lock").write_text("12345\n")
+    # When a command reads the stack
+    code = main([*command, "--outputs", str(path)])
+    # Then it says the runtime is not running, not that the endpoint could not be reached
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"headrace: error: the embedded runtime that wrote {path} is not running (it stopped "
+        "without removing the file: killed?); start it with `headrace local up`\n"
+    )
+
+
+def test_the_outputs_of_a_running_runtime_load(tmp_path):
+    # Given a runtime's outputs file whose lock a running runtime holds
+    import fcntl
+    import os
+
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(STACK_OUTPUTS))
+    fd = os.open(tmp_path / "runtime.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Then the file loads
+        assert StackOutputs.load(path).raw_bucket == STACK_OUTPUTS["raw_bucket"]
+    finally:
+        os.close(fd)
