@@ -855,6 +855,19 @@ def merge_config(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def engine_config(
+    root: Path, stack: str, region: str, overrides: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """The configuration the program gets, as the engine hands it over (structured values
+    as JSON text): ``Pulumi.<stack>.yaml`` with ``overrides`` applied, in ``region``."""
+    config = merge_config(load_stack_config(root, stack), overrides or {})
+    config["aws:region"] = region
+    secure = [key for key, value in config.items() if isinstance(value, dict) and "secure" in value]
+    if secure:
+        raise DeployError(f"encrypted config values need local overrides: {', '.join(secure)}")
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
 def deploy(
     root: Path,
     client: Callable[[str], Any],
@@ -866,16 +879,15 @@ def deploy(
 ) -> dict[str, Any]:
     """Run ``root/__main__.py`` with mocks that create everything in the emulator; return
     the stack outputs. ``relaxed`` receives the policy statements relaxed locally."""
-    config = merge_config(load_stack_config(root, stack), overrides or {})
-    config["aws:region"] = region
-    encoded = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
-    secure = [key for key, value in config.items() if isinstance(value, dict) and "secure" in value]
-    if secure:
-        raise DeployError(f"encrypted config values need local overrides: {', '.join(secure)}")
+    encoded = engine_config(root, stack, region, overrides)
     mocks = EmulatorMocks(client, region)
-    previous_env = os.environ.get("HEADRACE_LAMBDA_ARCHIVE")
+    previous_env = {name: os.environ.get(name) for name in ("HEADRACE_LAMBDA_ARCHIVE", "PULUMI_CONFIG")}
     if archive is not None:
         os.environ["HEADRACE_LAMBDA_ARCHIVE"] = str(archive)
+    # The engine passes a program its configuration in PULUMI_CONFIG too, and the program
+    # finds the keys the stack sets there: without it, a top-level key it does not know
+    # (`headrace:retension`) was ignored here, not refused as `pulumi up` refuses it.
+    os.environ["PULUMI_CONFIG"] = json.dumps(encoded)
     set_mocks(mocks, project=_project_name(root), stack=stack, preview=False)
     pulumi.runtime.set_all_config(encoded)
     sys.path.insert(0, str(root))
@@ -895,11 +907,11 @@ def deploy(
         }
     finally:
         sys.path.remove(str(root))
-        if archive is not None:
-            if previous_env is None:
-                os.environ.pop("HEADRACE_LAMBDA_ARCHIVE", None)
+        for name, value in previous_env.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ["HEADRACE_LAMBDA_ARCHIVE"] = previous_env
+                os.environ[name] = value
 
 
 def _project_name(root: Path) -> str:
