@@ -8,6 +8,7 @@ import errno
 import functools
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -35,9 +36,31 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="once up, upload the demo's sample files (samples/manifest.json) to their keys",
     )
+    up.add_argument(
+        "--config",
+        dest="config",
+        action="append",
+        type=config_setting,
+        default=[],
+        metavar="KEY=VALUE",
+        help=(
+            "set a headrace: config key over Pulumi.local.yaml and the runtime's own settings "
+            "(EMBEDDED_CONFIG), repeatable; KEY as `pulumi config set --path` spells it, with or "
+            "without headrace: (functions.processor.timeout_seconds=120); VALUE is JSON when it "
+            "parses as JSON (120, true, null, '[\"phone\"]', '\"quoted\"'), else the text as typed"
+        ),
+    )
     up.set_defaults(func=_up)
 
-    demo = sub.add_parser("demo", help="start, push the bundled samples, print the results, stop")
+    demo = sub.add_parser(
+        "demo",
+        help="start, push the bundled samples, print the results, stop",
+        description=(
+            "Start the embedded runtime, push the bundled samples, print the results, stop. It "
+            "takes no --config: it checks each sample against the outcome samples/manifest.json "
+            "expects with the stock settings; try other settings with `local up --config`."
+        ),
+    )
     _ports(demo)
     demo.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the files (default 120)"
@@ -60,6 +83,72 @@ def _ports(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-port", type=_port, default=DEFAULT_API_PORT, help=f"HTTP API port (default {DEFAULT_API_PORT})"
     )
+
+
+# A key path segment: config keys are snake_case names (`pulumi config set --path` would
+# also take list indices, [0], and quoted keys, ["a.b"]; no key of the namespace needs them).
+_SEGMENT = re.compile(r"[A-Za-z0-9_]+")
+NAMESPACE = "headrace"
+
+
+def config_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``local up --config``: the key with its namespace
+    (``headrace:functions.processor.timeout_seconds``) and the value. VALUE is read as JSON
+    when it is JSON (numbers, true/false, null, "strings", lists, objects) and is the text
+    as typed otherwise (``DEBUG``); one that starts like a JSON list, object or string but
+    is not JSON is refused rather than taken as text."""
+    key, equals, raw = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=VALUE (e.g. functions.processor.timeout_seconds=120)"
+        )
+    namespace, colon, path = key.rpartition(":")
+    if colon and namespace != NAMESPACE:
+        raise argparse.ArgumentTypeError(
+            f"{key!r}: only keys of the {NAMESPACE}: namespace can be set (the program's configuration)"
+        )
+    segments = path.split(".")
+    if "[" in path:
+        raise argparse.ArgumentTypeError(
+            f"{key!r}: list elements cannot be set one by one; set the whole list "
+            "(pii.disabled_rules='[\"phone\"]')"
+        )
+    if not all(_SEGMENT.fullmatch(segment) for segment in segments):
+        raise argparse.ArgumentTypeError(
+            f"{key!r} is not a key path: names of letters, digits and _ joined by dots "
+            "(functions.processor.timeout_seconds)"
+        )
+    return f"{NAMESPACE}:{path}", _config_value(key, raw)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _config_value(key: str, raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:
+        if raw.strip()[:1] in ("[", "{", '"'):
+            raise argparse.ArgumentTypeError(
+                f"{key}: {raw!r} is not JSON ({exc}); "
+                "quote the strings of a list, and the list for the shell: '[\"phone\"]'"
+            ) from None
+        return raw
+
+
+def config_overrides(settings: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``--config`` settings, in order (a later one wins), as LocalRuntime's ``overrides``:
+    ``{"headrace:functions": {"processor": {"timeout_seconds": 120}}}``."""
+    from .deploy import merge_config
+
+    overrides: dict[str, Any] = {}
+    for key, value in settings:
+        top, *rest = key.split(".")
+        for part in reversed(rest):
+            value = {part: value}
+        overrides = merge_config(overrides, {top: value})
+    return overrides
 
 
 def _port(value: str) -> int:
@@ -129,7 +218,20 @@ def _up(args: argparse.Namespace) -> int:
 
     console = Console()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with LocalRuntime(ROOT, port=args.port, api_port=args.api_port, on_invocation=console.print) as runtime:
+    for key, value in args.config:
+        console.print(
+            f"config: {key} = {json.dumps(value, ensure_ascii=False)}  (--config)",
+            markup=False,
+            highlight=False,
+        )
+    runtime = LocalRuntime(
+        ROOT,
+        port=args.port,
+        api_port=args.api_port,
+        on_invocation=console.print,
+        overrides=config_overrides(args.config),
+    )
+    with runtime:
         console.print(f"[bold]headrace local[/] is up: AWS API on {runtime.emulator.endpoint}")
         console.print(f"outputs: {runtime.outputs_path}")
         for name in ("raw_bucket", "processed_bucket", "ingest_api_url", "metadata_table"):

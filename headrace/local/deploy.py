@@ -28,6 +28,8 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc, set_mocks
 from pulumi.runtime.stack import Stack, get_root_resource, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.config import AWS_NAMESPACE, NAMESPACE, load_aws_settings, load_config
+
 from .emulator import ACCOUNT_ID
 from .iam import ADMIN_USER
 
@@ -868,6 +870,22 @@ def engine_config(
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
+def check_config(root: Path, stack: str, region: str, overrides: dict[str, Any] | None = None) -> None:
+    """Validate the configuration :func:`deploy` would run the program with, as the program
+    validates it (``components.config``), without running it; raise ``ConfigError``."""
+    encoded = engine_config(root, stack, region, overrides)
+
+    class Reader:
+        def __init__(self, namespace: str):
+            self.namespace = namespace
+
+        def get(self, key: str) -> str | None:
+            return encoded.get(f"{self.namespace}:{key}")
+
+    config = load_config(Reader(NAMESPACE), present_keys=list(encoded))
+    load_aws_settings(Reader(AWS_NAMESPACE), config)
+
+
 def deploy(
     root: Path,
     client: Callable[[str], Any],
@@ -923,6 +941,7 @@ __all__ = [
     "NO_LOCAL_EFFECT",
     "DeployError",
     "EmulatorMocks",
+    "check_config",
     "deploy",
     "physical_name",
     "policy_document",

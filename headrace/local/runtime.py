@@ -25,9 +25,10 @@ import boto3
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from components.config import ConfigError
 from headrace.outputs import RUNTIME_LOCK_FILE, stopped_runtime
 
-from .deploy import deploy, merge_config, stub_archive
+from .deploy import DeployError, check_config, deploy, merge_config, stub_archive
 from .emulator import (
     DEFAULT_API_PORT,
     DEFAULT_PORT,
@@ -80,8 +81,16 @@ EMBEDDED_CONFIG: dict[str, Any] = {
 }
 
 
+# Keys the runtime sets itself, for its embedded PostgreSQL: not to be overridden.
+RUNTIME_KEYS = ("headrace:db_password", "headrace:warehouse.mode", "headrace:warehouse.external")
+
+
 class RuntimeBusy(EmulatorError):
     """Another runtime serves from the same state directory, or a port is taken."""
+
+
+class RuntimeConfigError(EmulatorError):
+    """The configuration the runtime would deploy the program with is invalid (one line)."""
 
 
 def not_running(outputs_path: Path) -> str | None:
@@ -194,7 +203,28 @@ class LocalRuntime:
         return self.roles.credentials(spec.role, spec.name)
 
     # ------------------------------------------------------------------ lifecycle
+    def check_config(self) -> None:
+        """Validate the configuration the program will be deployed with (the `local` stack
+        file, EMBEDDED_CONFIG, ``overrides``) as the program validates it; raise
+        :class:`RuntimeConfigError` naming each offending key. Starts nothing."""
+        owned = [key for key in RUNTIME_KEYS if _touches(self.overrides, key)]
+        if owned:
+            raise RuntimeConfigError(
+                f"{', '.join(owned)}: set by the embedded runtime for its own PostgreSQL; "
+                "it cannot be overridden"
+            )
+        placeholder = {"host": "127.0.0.1", "port": 5432, "dbname": "headrace", "username": "headrace"}
+        try:
+            check_config(self.root, "local", REGION, self._config(placeholder, "placeholder"))
+        except (ConfigError, DeployError) as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            raise RuntimeConfigError(
+                "invalid configuration for the embedded runtime (Pulumi.local.yaml, EMBEDDED_CONFIG, "
+                f"--config): {'; '.join(problems)}"
+            ) from None
+
     def start(self) -> LocalRuntime:
+        self.check_config()  # before anything starts: an invalid configuration starts nothing
         self._claim()  # before anything is touched: a refused start must not harm a running one
         # Every run starts empty, like the emulator: no data from an earlier run.
         for stale in ("logs", "scratch"):
@@ -332,23 +362,23 @@ class LocalRuntime:
                 raise
             raise RuntimeBusy(port_taken(self.emulator.host, self.api_port, "--api-port")) from None
 
+    def _config(self, warehouse: dict[str, Any], password: str) -> dict[str, Any]:
+        """What the runtime sets over the `local` stack file: EMBEDDED_CONFIG, its
+        PostgreSQL (``warehouse``: host, port, dbname, username) and ``overrides``."""
+        own = {
+            "headrace:warehouse": {"mode": "external", "external": warehouse},
+            "headrace:db_password": password,
+        }
+        return merge_config(merge_config(EMBEDDED_CONFIG, self.overrides), own)
+
     def _deploy(self) -> dict[str, Any]:
         assert self.postgres is not None
-        overrides = merge_config(
-            EMBEDDED_CONFIG,
-            {
-                "headrace:warehouse": {
-                    "mode": "external",
-                    "external": {
-                        "host": self.postgres.host,
-                        "port": self.postgres.port,
-                        "dbname": self.postgres.dbname,
-                        "username": self.postgres.username,
-                    },
-                },
-                "headrace:db_password": self.postgres.password,
-            },
-        )
+        warehouse = {
+            "host": self.postgres.host,
+            "port": self.postgres.port,
+            "dbname": self.postgres.dbname,
+            "username": self.postgres.username,
+        }
         archive = self.state_dir / "placeholder-package.zip"
         archive.write_bytes(stub_archive())
         outputs = deploy(
@@ -356,7 +386,7 @@ class LocalRuntime:
             self.client,
             REGION,
             stack="local",
-            overrides=merge_config(overrides, self.overrides),
+            overrides=self._config(warehouse, self.postgres.password),
             archive=archive,
             relaxed=self.relaxed,
         )
@@ -371,3 +401,16 @@ class LocalRuntime:
             }
         )
         return outputs
+
+
+def _touches(config: dict[str, Any], key: str) -> bool:
+    """Whether ``config`` (``headrace:section`` -> nested values) sets the dotted ``key``,
+    itself or by setting one of its sections to a value that is not an object."""
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, dict):
+            return True
+        if part not in value:
+            return False
+        value = value[part]
+    return True

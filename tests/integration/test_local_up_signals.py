@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from components.queues import visibility_timeout
 from headrace.local.emulator import free_port, port_in_use
-from headrace.local.runtime import LocalRuntime
+from headrace.local.runtime import EMBEDDED_CONFIG, LocalRuntime
+from headrace.outputs import StackOutputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,6 +85,9 @@ def test_sigint_stops_a_runtime_that_inherited_it_ignored(tmp_path):
                 str(port),
                 "--api-port",
                 str(api_port),
+                # (this start also serves to check --config: one runtime start, not two)
+                "--config",
+                "functions.processor.timeout_seconds=42",
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its console lines as they are printed
@@ -98,6 +103,7 @@ def test_sigint_stops_a_runtime_that_inherited_it_ignored(tmp_path):
         wait_until(lambda: serving() or process.poll() is not None, bound=300)
         assert process.poll() is None and serving(), log_path.read_text()
         assert port_in_use("127.0.0.1", port)
+        deployed_with_the_config_setting(outputs, log_path.read_text())
         # When it gets SIGINT
         process.send_signal(signal.SIGINT)
         # Then it stops as after Ctrl-C: everything it started stopped, its outputs removed
@@ -114,6 +120,23 @@ def test_sigint_stops_a_runtime_that_inherited_it_ignored(tmp_path):
     assert not outputs.exists()
     assert not (state / "postgres-dir").exists()  # its PostgreSQL was stopped and deleted
     assert not port_in_use("127.0.0.1", port)
+
+
+def deployed_with_the_config_setting(outputs: Path, log: str) -> None:
+    """`--config functions.processor.timeout_seconds=42` was shown at start and deployed as
+    on AWS: the processor's timeout, and the visibility timeout of the queue it consumes,
+    derived from it by the program (a timeout changed after the deploy, with `aws lambda
+    update-function-configuration`, leaves the queue's as it was: too short)."""
+    assert "config: headrace:functions.processor.timeout_seconds = 42  (--config)" in log
+    stack = StackOutputs.load(outputs)
+    processor = stack.model_extra["function_names"]["processor"] if stack.model_extra else None
+    configuration = stack.client("lambda").get_function_configuration(FunctionName=processor)
+    assert configuration["Timeout"] == 42
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.processing_queue_url, AttributeNames=["VisibilityTimeout"]
+    )["Attributes"]
+    window = EMBEDDED_CONFIG["headrace:functions"]["processor"]["batching_window_seconds"]
+    assert int(attributes["VisibilityTimeout"]) == visibility_timeout(42, window)
 
 
 # The same, with a deploy step that gets SIGTERM while it runs (a Pulumi program cut short

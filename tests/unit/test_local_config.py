@@ -11,8 +11,11 @@ from typing import Any
 import pulumi
 import pytest
 
+from headrace import cli
+from headrace.local.cli import config_overrides, config_setting
 from headrace.local.deploy import deploy
 from headrace.local.emulator import REGION
+from headrace.local.runtime import EMBEDDED_CONFIG, LocalRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,3 +31,108 @@ def test_a_top_level_key_the_program_does_not_know_is_refused_as_pulumi_up_refus
     with pytest.raises(pulumi.RunError, match="headrace:retension: unknown key"):
         deploy(ROOT, no_client, REGION, overrides={"headrace:retension": {"raw_days": 1}})
     assert "PULUMI_CONFIG" not in os.environ  # the process's environment as it was
+
+
+# ---------------------------------------------------------------------- local up --config
+@pytest.mark.parametrize(
+    ("setting", "parsed"),
+    [
+        ("functions.processor.timeout_seconds=120", ("headrace:functions.processor.timeout_seconds", 120)),
+        ("headrace:functions.loader.timeout_seconds=60", ("headrace:functions.loader.timeout_seconds", 60)),
+        ('pii.disabled_rules=["phone", "email"]', ("headrace:pii.disabled_rules", ["phone", "email"])),
+        ("catalog.enabled=false", ("headrace:catalog.enabled", False)),
+        ("alarms.oldest_message_seconds=null", ("headrace:alarms.oldest_message_seconds", None)),
+        ("functions.processor.log_level=INFO", ("headrace:functions.processor.log_level", "INFO")),
+        ('raw_prefix="0123"', ("headrace:raw_prefix", "0123")),  # JSON-quoted: a string
+        ("reporting.schedule=cron(0 6 * * ? *)", ("headrace:reporting.schedule", "cron(0 6 * * ? *)")),
+        ("ingest.endpoint=", ("headrace:ingest.endpoint", "")),
+        (
+            'functions={"processor": {"batch_size": 5}}',
+            ("headrace:functions", {"processor": {"batch_size": 5}}),
+        ),
+    ],
+)
+def test_a_setting_is_a_key_path_in_the_namespace_and_a_json_or_text_value(setting, parsed):
+    assert config_setting(setting) == parsed
+
+
+def test_settings_nest_under_their_top_level_key_and_a_later_one_wins():
+    overrides = config_overrides(
+        [
+            config_setting("functions.processor.timeout_seconds=120"),
+            config_setting("headrace:functions.loader.timeout_seconds=300"),
+            config_setting("functions.processor.timeout_seconds=90"),
+            config_setting('pii.disabled_rules=["phone"]'),
+        ]
+    )
+    assert overrides == {
+        "headrace:functions": {"processor": {"timeout_seconds": 90}, "loader": {"timeout_seconds": 300}},
+        "headrace:pii": {"disabled_rules": ["phone"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("functions.processor.timeout_seconds", "is not KEY=VALUE"),
+        ("aws:region=eu-west-1", "only keys of the headrace: namespace can be set"),
+        ("functions..timeout_seconds=1", "'functions..timeout_seconds' is not a key path"),
+        ("=1", "'' is not a key path"),
+        ("pii.extra_rules[0].name=x", "list elements cannot be set one by one; set the whole list"),
+        ("pii.disabled_rules=[phone]", "pii.disabled_rules: '[phone]' is not JSON"),
+    ],
+)
+def test_a_malformed_setting_is_one_argparse_error_naming_it(capsys, setting, message):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["local", "up", "--config", setting])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith("usage: headrace local up")
+    last = err.splitlines()[-1]  # argparse's usage, then one line naming the argument
+    assert last.startswith("headrace local up: error: argument --config: ") and message in last
+
+
+def _nothing_may_start(self: LocalRuntime) -> None:
+    raise AssertionError("the runtime started with an invalid configuration")
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        (
+            "functions.processor.timeuot_seconds=120",
+            "headrace:functions.processor.timeuot_seconds: unknown key",
+        ),
+        ("retension.raw_days=1", "headrace:retension: unknown key"),
+        (
+            "functions.processor.timeout_seconds=1000",
+            "headrace:functions.processor.timeout_seconds: must be ≤ 900",
+        ),
+        ('pii.disabled_rules=["nope"]', "headrace:pii.disabled_rules: unknown rules: nope"),
+        ("warehouse.external.host=10.0.0.1", "headrace:warehouse.external: set by the embedded runtime"),
+        ("db_password=secret", "headrace:db_password: set by the embedded runtime"),
+    ],
+)
+def test_an_invalid_setting_fails_with_the_programs_message_before_anything_starts(
+    capsys, monkeypatch, setting, problem
+):
+    monkeypatch.setattr(LocalRuntime, "_claim", _nothing_may_start)
+    code = cli.main(["local", "up", "--port", "45901", "--api-port", "45902", "--config", setting])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith("headrace: error: ") and problem in captured.err
+    assert captured.err.count("\n") == 1  # one line
+    assert "(--config)" in captured.out  # the setting was shown first
+
+
+def test_the_settings_reach_the_configuration_the_program_is_deployed_with():
+    runtime = LocalRuntime(
+        ROOT, overrides=config_overrides([config_setting("functions.loader.timeout_seconds=300")])
+    )
+    runtime.check_config()  # valid: the stack file, EMBEDDED_CONFIG and the setting
+    config = runtime._config({"host": "127.0.0.1"}, "pw")
+    assert config["headrace:functions"]["loader"] == {
+        **EMBEDDED_CONFIG["headrace:functions"]["loader"],
+        "timeout_seconds": 300,
+    }
+    assert config["headrace:functions"]["processor"] == EMBEDDED_CONFIG["headrace:functions"]["processor"]
