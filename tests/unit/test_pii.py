@@ -121,11 +121,37 @@ def test_numbers_failing_the_luhn_check_are_not_counted_as_cards():
         ("card_number", "card"),
         ("notes", None),
         ("emailed_at", None),
+        # camelCase: the words of the name as if written with "_"
+        ("homePhone", "phone"),
+        ("customerSSN", "national_id"),
+        ("userEmail", "email"),
+        ("CardNumber", "card"),
+        ("telephoned", None),
     ],
 )
 def test_column_hints(column, rule):
     found = RULES.rule_for_column(column)
     assert (found.name if found else None) == rule
+
+
+def test_camel_case_names_are_redacted_whole_in_every_path(process, monkeypatch):
+    # a CSV column "homePhone" of bare digits was typed int and kept in clear, and so were
+    # "customerSSN" members in JSON text: only snake_case names were claimed
+    result = process("c.csv", "id,homePhone,customerSSN\n1,5551234567,123456789\n")
+    assert result.rows("homePhone, customerSSN") == [("[REDACTED:PHONE]", "[REDACTED:NATIONAL_ID]")]
+    line = '{"contactPhone": 5551234567, "customerSSN": "123456789", "isbn": "9783161484100"}'
+    assert RULES.redact_text(line)[0] == (
+        '{"contactPhone": "[REDACTED:PHONE]", "customerSSN": "[REDACTED:NATIONAL_ID]", "isbn": "9783161484100"}'
+    )
+    # nested values (SQL): one literal pattern per rule, and each member checked alone
+    for limit in (pii.MAX_LITERAL_MEMBER_NAMES, 0):
+        monkeypatch.setattr(pii, "MAX_LITERAL_MEMBER_NAMES", limit)
+        nested = process(f"n{limit}.ndjson", '{"id": 1, "u": ' + line + "}\n")
+        assert json.loads(nested.rows("u")[0][0]) == {
+            "contactPhone": "[REDACTED:PHONE]",
+            "customerSSN": "[REDACTED:NATIONAL_ID]",
+            "isbn": "9783161484100",
+        }
 
 
 def test_extra_rules_and_disabled_rules():

@@ -11,7 +11,9 @@ A rule has a ``name``, a ``pattern``, an optional ``checksum`` and an optional
   not become ``[REDACTED:CARD]`` (nine in ten of them fail it).
 - ``column_hint`` is a regular expression on column names (case-insensitive). A column whose
   name matches is kept as a string and every non-null value in it is replaced whole, so a
-  ``phone`` column of bare digits cannot slip through as an integer.
+  ``phone`` column of bare digits cannot slip through as an integer. A camelCase name is
+  matched as written and with its words split by ``_`` too (``homePhone`` as ``home_Phone``),
+  so the hints written for snake_case (``(^|_)phone``) claim it.
 
 Rules apply in order; the first rule to claim a span wins (cards before phone numbers, so a
 16-digit card is not half-redacted as a phone number).
@@ -139,6 +141,23 @@ def _unanchored(pattern: str) -> str:
     return "".join(out)
 
 
+# a camelCase word boundary: homePhone -> home_Phone, customerSSN -> customer_SSN
+_CAMEL_BOUNDARY = r"([a-z0-9])([A-Z])"
+_CAMEL_SPLIT = re.compile(_CAMEL_BOUNDARY)
+
+
+def snake_words(name: str) -> str:
+    """``name`` with its camelCase words split by ``_`` (``homePhone`` -> ``home_Phone``)."""
+    return _CAMEL_SPLIT.sub(r"\1_\2", name)
+
+
+def _sql_hint_matches(expr: str, hint: str) -> str:
+    """``PiiRuleSet.rule_for_column``'s test of one hint in DuckDB SQL: on ``expr`` as
+    written, or with its camelCase words split (``snake_words``)."""
+    split = f"regexp_replace({expr}, {sql_literal(_CAMEL_BOUNDARY)}, '\\1_\\2', 'g')"
+    return f"(regexp_matches({expr}, {sql_literal(hint)}, 'i') OR regexp_matches({split}, {sql_literal(hint)}, 'i'))"
+
+
 def _member_token(rule: PiiRule) -> str:
     """What a redacted member becomes in SQL (``\\1``: its name), as in ``redact_text``."""
     return f'"\\1": "{rule.token}"'
@@ -150,7 +169,7 @@ def _sql_redact_each_member(expr: str, hints: Sequence[tuple[PiiRule, re.Pattern
     a hint matches replaced by that rule's token."""
     member = sql_literal(_JSON_MEMBER.pattern)
     claims = " ".join(
-        f"WHEN regexp_matches(z[1], {sql_literal(rx.pattern)}, 'i') "
+        f"WHEN {_sql_hint_matches('z[1]', rx.pattern)} "
         f"THEN regexp_replace(z[2], {member}, {sql_literal(_member_token(rule))})"
         for rule, rx in hints
     )
@@ -371,9 +390,11 @@ class PiiRuleSet:
         return text, counts
 
     def rule_for_column(self, column: str) -> PiiRule | None:
-        """The rule whose column hint matches ``column`` (whole-value redaction), if any."""
+        """The rule whose column hint matches ``column`` (whole-value redaction), if any: as
+        written, or with its camelCase words split (``homePhone`` as ``home_Phone``)."""
+        split = snake_words(column)
         for rule, rx in self._hints:
-            if rx.search(column):
+            if rx.search(column) or rx.search(split):
                 return rule
         return None
 
@@ -400,7 +421,7 @@ class PiiRuleSet:
         some = "|".join(f"(?:{_unanchored(rx.pattern)})" for _, rx in self._hints)
         candidates = sql_literal(f'"({_NAME_CHARS}(?:(?i:{some})|\\\\){_NAME_CHARS})"{_JSON_WHITESPACE}:')
         every_name = sql_literal(_JSON_NAME + _JSON_WHITESPACE + ":")
-        hinted = " OR ".join(f"regexp_matches(n, {sql_literal(rx.pattern)}, 'i')" for _, rx in self._hints)
+        hinted = " OR ".join(_sql_hint_matches("n", rx.pattern) for _, rx in self._hints)
         names = (
             "CASE WHEN contains(array_to_string(c, ''), '\"') "
             f"THEN regexp_extract_all(text, {every_name}, 1) ELSE c END"
