@@ -53,6 +53,23 @@ CASES = [
     ("call (555) 123-4567", "call [REDACTED:PHONE]"),
     ("call +44 20 7946 0958 now", "call [REDACTED:PHONE] now"),
     ("call 555.123.4567", "call [REDACTED:PHONE]"),
+    # an extension is redacted with the number: "x89" right after it hid the whole number
+    ("call 555-123-4567x89 or (555) 123-4567 ext. 12", "call [REDACTED:PHONE] or [REDACTED:PHONE]"),
+    # +CC in any grouping, or in one run
+    (
+        "+1 (415) 555-2671, +49 (0)30 1234567, +14155552671, +33 1 23 45 67 89",
+        "[REDACTED:PHONE], [REDACTED:PHONE], [REDACTED:PHONE], [REDACTED:PHONE]",
+    ),
+    # national numbers with a trunk 0 (France, UK, Germany) were kept in clear
+    ("tel 01 23 45 67 89 / 06.12.34.56.78", "tel [REDACTED:PHONE] / [REDACTED:PHONE]"),
+    (
+        "tel 020 7946 0958, 030 12345678, 0171 1234567",
+        "tel [REDACTED:PHONE], [REDACTED:PHONE], [REDACTED:PHONE]",
+    ),
+    # a signed number is no international phone number: +CC needs 7 digits in a run, or groups
+    ("score +100000, +123456 bytes, +12 345 678", "score +100000, +123456 bytes, +12 345 678"),
+    # nor is a digit run inside a longer one
+    ("ref 12345551234567890 and 0012345678", "ref 12345551234567890 and 0012345678"),
     # next to letters outside ASCII: RE2's \b and \d are ASCII, and Python's must be too
     ("卡号4111111111111111", "卡号[REDACTED:CARD]"),
     ("电话555-123-4567", "电话[REDACTED:PHONE]"),

@@ -288,13 +288,23 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         column_hint=r"(^|_)(ssn|nino|national_id|social_security(_number)?|tax_id)($|_)",
     ),
     PiiRule.model_construct(
-        # International (+CC ...), North American (555) 123-4567 / 555-123-4567, local 555-0199.
+        # International: +CC, then groups (+44 20 7946 0958, +1 (415) 555-2671, +49 (0)30
+        # 1234567) with a separator after the country code and the first group, or 7-15
+        # digits in one run (+14155552671), so a signed number (+8412.21, +123456 bytes)
+        # is none. North American (555) 123-4567 / 555-123-4567 / 555.123.4567, local
+        # 555-0199. National numbers with a trunk 0: French pairs (01 23 45 67 89,
+        # 06.12.34.56.78), and area code + subscriber (020 7946 0958, 030 12345678, 0171
+        # 1234567). Any of them with an extension (x89, ext. 89), redacted with it.
         name="phone",
         pattern=(
-            r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)|\d{1,4})(?:[ .-]?\d{2,4}){2,4}\b"
-            r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b"
-            r"|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b"
-            r"|\b\d{3}-\d{4}\b"
+            r"(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\)[ .-]?|[ .-]\d{1,4}[ .-])\d{2,4}(?:[ .-]?\d{2,4}){1,3}"
+            r"|\+\d{1,3}[ .-]?\d{6,12}"
+            r"|\(\d{3}\) ?\d{3}[ .-]\d{4}"
+            r"|\b\d{3}[ .-]\d{3}[ .-]\d{4}"
+            r"|\b\d{3}-\d{4}"
+            r"|\b0[1-9](?:[ .-]\d{2}){4}"
+            r"|\b0[1-9]\d{1,3} \d{3,4} ?\d{3,4}"
+            r")(?: ?(?:[xX]|[Ee]xt\.?) ?\d{1,6})?\b"
         ),
         column_hint=r"(^|_)(phone|mobile|cell|telephone|tel|fax)(_?(number|no|num))?($|_)",
     ),
