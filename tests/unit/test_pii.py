@@ -48,6 +48,9 @@ CASES = [
         "4111111111111112 [REDACTED:CARD] x4111111111111111",
     ),
     ("ssn 123-45-6789", "ssn [REDACTED:NATIONAL_ID]"),
+    ("ssn 123 45 6789", "ssn [REDACTED:NATIONAL_ID]"),  # was kept in clear
+    # Diners Club is printed 4-6-4 (14 digits): was kept in clear
+    ("diners 3056 930902 5904, 3056-930902-5904", "diners [REDACTED:CARD], [REDACTED:CARD]"),
     ("nino AB 12 34 56 C", "nino [REDACTED:NATIONAL_ID]"),
     ("User 555-0199 accessed system", "User [REDACTED:PHONE] accessed system"),
     ("call (555) 123-4567", "call [REDACTED:PHONE]"),

@@ -271,20 +271,21 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
     ),
     PiiRule.model_construct(
         # 13-19 digits in one run, or in the groups cards are printed in (4-4-4-4; Amex
-        # 4-6-5), not any digits that follow: a CVV or an expiry after the number ("4111
+        # 4-6-5; Diners Club 4-6-4), not any digits that follow: a CVV or an expiry after the number ("4111
         # 1111 1111 1111 123") must not make the whole fail the check. The first digit is
         # the major networks' (2-6: Mastercard, Amex, JCB, Visa, Discover...; not 1, so
         # epoch milliseconds, which start with 1 until 2033, are none), and the last a
         # Luhn check digit.
         name="card",
-        pattern=r"\b(?:[2-6]\d{12,18}|[2-6]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}|3\d{3}[ -]\d{6}[ -]\d{5})\b",
+        pattern=r"\b(?:[2-6]\d{12,18}|[2-6]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}|3\d{3}[ -]\d{6}[ -]\d{4,5})\b",
         checksum="luhn",
         column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
     ),
     PiiRule.model_construct(
-        # US social security number and UK national insurance number.
+        # US social security number (123-45-6789, 123 45 6789) and UK national insurance
+        # number (AB123456C, AB 12 34 56 C; capitals).
         name="national_id",
-        pattern=r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+        pattern=r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
         column_hint=r"(^|_)(ssn|nino|national_id|social_security(_number)?|tax_id)($|_)",
     ),
     PiiRule.model_construct(
