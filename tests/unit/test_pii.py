@@ -440,3 +440,27 @@ def test_a_long_number_under_a_hinted_name_is_redacted_whole():
     names = ["ssn"]
     sql = RULES.sql_redact(RULES.sql_redact_members(literal(text), names))
     assert duckdb.sql(f"SELECT {sql}").fetchall() == [('{"ssn": "[REDACTED:NATIONAL_ID]", "n": 1}',)]
+
+
+def test_a_flag_named_after_pii_stays_a_bool_and_a_late_address_in_it_is_redacted(process):
+    # Given flags named like hinted columns (a whole word of the hint) next to a real one
+    rows = "".join(
+        f"{i},{'true' if i % 2 else 'false'},{'yes' if i % 3 else 'no'},555123{i:04d}\n" for i in range(30)
+    )
+    text = "id,email_verified,is_mobile,phone\n" + rows + "30,jane@example.com,no,5551239999\n"
+    result = process("flags.csv", text)
+    # Then the flags keep their type and values, the phone column is still redacted whole
+    assert result.data["schema"]["email_verified"] == "bool"
+    assert result.data["schema"]["is_mobile"] == "bool"
+    assert result.data["schema"]["phone"] == "string"
+    assert result.rows("email_verified, is_mobile, phone")[:2] == [
+        (False, False, "[REDACTED:PHONE]"),
+        (True, True, "[REDACTED:PHONE]"),
+    ]
+    # and a value past the type sample that is no bool is rescued with its PII redacted
+    mismatch = result.data["quality_issues"]["type_mismatches"]["email_verified"]
+    assert mismatch["examples"][0]["value"] == "[REDACTED:EMAIL]"
+    assert any(
+        "'email_verified' is named like email PII but holds only booleans" in w
+        for w in result.data["warnings"]
+    )

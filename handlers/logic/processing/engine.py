@@ -330,6 +330,17 @@ class _Pipeline:
             decimal_comma=self.source.decimal_comma,
         )
         self._note_ambiguous_dates(sample, inferred)
+        for i, c in enumerate(inferred):
+            rule = self.hinted[self.names[i]]
+            if rule is not None and c is not None and c.type == "bool":
+                # a flag named after PII (email_verified, is_mobile) holds none: a true or
+                # false is no address, and redacting it lost the flag (a value past the
+                # sample that is not a bool is rescued, and its text redacted by the rules)
+                self.hinted[self.names[i]] = None
+                self.notes.append(
+                    f"column {self.names[i]!r} is named like {rule.name} PII but holds only "
+                    "booleans: kept as bool, not redacted whole"
+                )
         for i, rule in self._pii_valued(sample, inferred).items():
             self.hinted[self.names[i]] = rule
             self.notes.append(
