@@ -229,6 +229,24 @@ def test_hash_values_and_short_headers_over_data_are_not_preamble(process, text,
     assert "skipped_lines" not in result.data["dialect"]
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # a title, a blank line, then a header whose first name is "#" (a rank column)
+        ("Leaderboard\n\n#,name,score\n1,alice,90\n2,bob,85\n", "(lines 1-2): 'Leaderboard'"),
+        # the same title right above it: the header's types set it apart from the rows
+        ("Leaderboard 2025\n#,name,score\n1,alice,90\n2,bob,85\n", "(line 1): 'Leaderboard 2025'"),
+    ],
+)
+def test_a_header_whose_first_name_starts_with_a_hash_is_found_below_a_title(process, text, said):
+    # (it was taken for a comment line: the title became the header, every column text,
+    # and the real header a data row)
+    result = process("ranking.csv", text)
+    assert result.data["schema"] == {"#": "int", "name": "string", "score": "int"}
+    assert result.rows('"#", name, score') == [(1, "alice", 90), (2, "bob", 85)]
+    assert result.data["warnings"] == [f"a title block above the header was skipped {said}"]
+
+
 def test_leading_blank_lines_are_skipped_before_the_header(process):
     result = process("b.csv", "\n\nid,name\n1,a\n\n2,b\n")
     assert result.rows("id, name") == [(1, "a"), (2, "b")]

@@ -207,7 +207,7 @@ def _header_position(records: list[list[str]], width: int) -> tuple[int, list[li
         if len(record) == width and not (comments and title and _is_comment(record)):
             if comments:  # the table starts here, with a header or without
                 return i, title
-            if not _is_header(record) or _is_comment(record):
+            if not _is_header(record):
                 break
             rows = [r for r in records[i + 1 :] if not _blank(r)]
             below = [r for r in rows if len(r) == width]
