@@ -319,26 +319,21 @@ class Alarms(pulumi.ComponentResource):
         return {"service": service, STACK_DIMENSION: self._args.stack}
 
     def _custom_query(self, query_id: str, metric: str, service: str) -> Any:
-        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id=query_id,
-            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace=METRICS_NAMESPACE,
-                metric_name=metric,
-                dimensions=self._custom_dimensions(service),
-                stat="Sum",
-                period=PERIOD_SECONDS,
-            ),
-            return_data=False,
-        )
+        return self._sum_query(query_id, METRICS_NAMESPACE, metric, self._custom_dimensions(service))
+
+    @classmethod
+    def _lambda_query(cls, query_id: str, metric: str, function_name: pulumi.Input[str]) -> Any:
+        return cls._sum_query(query_id, "AWS/Lambda", metric, {"FunctionName": function_name})
 
     @staticmethod
-    def _lambda_query(query_id: str, metric: str, function_name: pulumi.Input[str]) -> Any:
+    def _sum_query(query_id: str, namespace: str, metric: str, dimensions: Mapping[str, Any]) -> Any:
+        """A metric of an alarm's expression (not its result): its 5-minute sum."""
         return aws.cloudwatch.MetricAlarmMetricQueryArgs(
             id=query_id,
             metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace="AWS/Lambda",
+                namespace=namespace,
                 metric_name=metric,
-                dimensions={"FunctionName": function_name},
+                dimensions=dict(dimensions),
                 stat="Sum",
                 period=PERIOD_SECONDS,
             ),
