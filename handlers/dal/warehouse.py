@@ -610,8 +610,8 @@ class Warehouse:
             try:
                 cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(widenings)))
             except errors.FeatureNotSupported as exc:
-                # a view (or rule) selects the column: PostgreSQL cannot change its type under
-                # it, and no retry can; say which, and what the loader would have done
+                # a view, rule or policy uses the column: PostgreSQL cannot change its type
+                # under it, and no retry can; say which, and what the loader would have done
                 what = ", ".join(
                     f"{plan.table}.{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen
                 )
@@ -619,11 +619,17 @@ class Warehouse:
                     sql.SQL("ALTER TABLE {} {}").format(table, statement).as_string(cur)
                     for statement in widenings
                 )
-                detail = exc.diag.message_detail or _first_line(exc)
+                refused = exc.diag.message_primary or _first_line(exc)
+                dependent = _dependent(exc.diag.message_detail or "")
+                if dependent is None:
+                    kind = "object that uses the column"
+                    why = f"{refused} ({exc.diag.message_detail or 'PostgreSQL named no object'})"
+                else:
+                    name, kind = dependent
+                    why = f"{name} depends on it, and PostgreSQL cannot change the type of a column a {kind} uses"
                 raise LoadRejected(
-                    f"cannot widen {what}: {_dependent(detail)}, and PostgreSQL cannot change the type "
-                    "of a column a view or rule uses. Nothing was loaded. Drop the view, "
-                    f"widen the column as the loader would ({statements}), create the view again, then "
+                    f"cannot widen {what}: {why}. Nothing was loaded. Drop the {kind}, "
+                    f"widen the column as the loader would ({statements}), create the {kind} again, then "
                     "redrive the load DLQ (docs/warehouse-and-reports.md, Schema drift)"
                 ) from exc
             except errors.QueryCanceled as exc:
@@ -806,11 +812,18 @@ def _refused_value(file: FileToLoad, exc: errors.DataError) -> str:
     )
 
 
-def _dependent(detail: str) -> str:
-    """PostgreSQL's DETAIL of a refused type change (``rule _RETURN on view v depends on
-    column "n"``) as ``view v depends on it``; another DETAIL as it is."""
-    found = re.match(r'rule _RETURN on ((?:materialized )?view .+) depends on column "', detail)
-    return f"{found.group(1)} depends on it" if found else detail.strip()
+# What PostgreSQL's DETAIL names when an object pins a column's type: ``rule _RETURN on view v
+# depends on column "n"`` (a view), ``policy p on table t depends on column "n"``.
+_DEPENDENT = re.compile(
+    r'(?:rule _RETURN on )?((materialized view|view|policy|trigger|rule) .+?) depends on column "'
+)
+
+
+def _dependent(detail: str) -> tuple[str, str] | None:
+    """The object a refused type change names in its DETAIL, and its kind: ``("view v",
+    "view")``, ``("policy p on table t", "policy")``; None for another DETAIL."""
+    found = _DEPENDENT.match(detail)
+    return (found.group(1), found.group(2)) if found else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -188,3 +188,26 @@ def test_a_widening_a_view_prevents_says_which_view_and_what_to_do(loader):
         conn.execute("DROP VIEW public.wv_report")
     assert loader.invoke(loader.record(event, receive_count=2)) == {"batchItemFailures": []}
     assert loader.values("wv", "n") == [1.0, 1.5]
+
+
+def test_a_widening_a_policy_prevents_names_the_policy_not_a_view(loader):
+    # (the error named the policy, then said to drop "the view" and create "the view" again)
+    # Given an integer column that a row-level security policy uses
+    loader.process_and_load("incoming/wp/1.csv", "n,s\n1,a\n")
+    with loader.connect() as conn:
+        conn.execute(sql.SQL("CREATE POLICY wp_small ON {} USING (n < 100)").format(loader.table("wp")))
+    # When a file brings fractions into it: PostgreSQL cannot change the type under the policy
+    event = loader.process("incoming/wp/2.csv", "n,s\n1.5,b\n")
+    record = loader.record(event)
+    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then the error names the policy, and the way out drops and recreates the policy
+    item = loader.pipeline.item({"key": "incoming/wp/2.csv", "version": event["detail"]["version"]})
+    error = item["load_error"]
+    assert error.startswith(
+        f"LoadRejected: cannot widen wp.n (int -> float): policy wp_small on table {loader.schema}.wp "
+        "depends on it, and PostgreSQL cannot change the type of a column a policy uses. "
+        "Nothing was loaded. Drop the policy, widen the column as the loader would"
+    ), error
+    assert "view" not in error
+    assert "create the policy again, then redrive the load DLQ" in error
+    assert loader.columns("wp")["n"] == "bigint"
