@@ -181,8 +181,9 @@ def _header_position(records: list[list[str]], width: int) -> tuple[int, list[li
     """Where the header (or the first record) is in ``records``, blank lines included (so,
     the lines to skip before it), and the title block above it if there is one. A title
     block is how reports and exports begin: up to ``_MAX_TITLE`` records with fewer fields
-    than the table (a report's name, when it was run), or ``#`` comment lines (of any other
-    field count, or any below another), above a header of the table's full width. It is
+    than the table (a report's name, when it was run), or any number of ``#`` comment lines
+    (of any other field count, or any below another), above a header of the table's full
+    width. It is
     one when
     - it is all ``#`` comment lines (the table below, with a header or without, does not
       start with ``#``), or
@@ -218,7 +219,11 @@ def _header_position(records: list[list[str]], width: int) -> tuple[int, list[li
             ):
                 return i, title
             break
-        if (len(record) > width and not _is_comment(record)) or len(title) == _MAX_TITLE:
+        # (a block of "#" lines is a comment block however long: they do not vote on the
+        # width either, so a cap would take the 11th for the header of a 1-field table)
+        if (len(record) > width and not _is_comment(record)) or (
+            len(title) >= _MAX_TITLE and not (comments and _is_comment(record))
+        ):
             break
         title.append(record)
     return first, []

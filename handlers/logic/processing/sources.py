@@ -41,6 +41,8 @@ _LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', c
 # longer line is read again with it.
 _LONG_LINES = f"max_line_size={MAX_JSON_RECORD}, buffer_size={2 * MAX_JSON_RECORD}"
 _LINE_TOO_LONG = re.compile(r"CSV Error on Line: (\d+)\n[\s\S]*Maximum line size")
+# the lines of a title block a warning quotes (a block of "#" comment lines may be longer)
+_TITLE_QUOTED = 10
 
 
 @dataclass
@@ -122,7 +124,13 @@ class CsvSource(Source):
             lines = f"line {start}" if start == self.csv.skip else f"lines {start}-{self.csv.skip}"
             self.warnings.append(
                 f"a title block above the {'header' if self.csv.header else 'first record'} "
-                f"was skipped ({lines}): " + ", ".join(repr(record[:80]) for record in self.csv.title)
+                f"was skipped ({lines}): "
+                + ", ".join(repr(record[:80]) for record in self.csv.title[:_TITLE_QUOTED])
+                + (
+                    f" and {len(self.csv.title) - _TITLE_QUOTED} more"
+                    if len(self.csv.title) > _TITLE_QUOTED
+                    else ""
+                )
             )
         self.dialect = self.csv.describe()
         # Spreadsheets delimit by ';' (or a tab) where the comma is the decimal separator.
