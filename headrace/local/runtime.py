@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,21 @@ class RuntimeBusy(EmulatorError):
 
 class RuntimeConfigError(EmulatorError):
     """The configuration the runtime would deploy the program with is invalid (one line)."""
+
+
+def _lock_within(fd: int, seconds: float) -> None:
+    """Take ``fd``'s exclusive lock, trying for ``seconds``: a command reading the outputs
+    file holds a shared one for an instant (``stopped_runtime``), a runtime for its life.
+    Raise ``BlockingIOError`` when it is still held."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def not_running(outputs_path: Path) -> str | None:
@@ -310,7 +326,7 @@ class LocalRuntime:
         lock_path = self.state_dir / RUNTIME_LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_within(fd, seconds=0.2)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)

@@ -72,3 +72,18 @@ def test_an_api_port_taken_after_the_check_is_refused_naming_it_and_its_option(t
         deployment = Deployment(routes=[Route("api", "$default", "ingest")])
         with pytest.raises(RuntimeBusy, match=f"port {port} on 127.0.0.1 is already in use.*--api-port$"):
             runtime._executor(deployment)
+
+
+def test_a_command_reading_a_stale_outputs_file_does_not_make_a_start_refuse(tmp_path):
+    # Given a command that, at the moment a runtime starts, checks whether the runtime that
+    # wrote the outputs file still runs (it holds the lock file's shared lock for an instant)
+    import fcntl
+    import os
+    import threading
+
+    (tmp_path / "runtime.lock").write_text("")
+    fd = os.open(tmp_path / "runtime.lock", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Timer(0.05, os.close, [fd]).start()  # the probe lets go
+    # When the runtime claims the state directory meanwhile, then it is not refused
+    running(tmp_path).stop()
