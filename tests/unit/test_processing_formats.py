@@ -169,6 +169,35 @@ def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
     assert process("e.json", '{"a": 1}\n{"a": 2}\n').data["format"] == "ndjson"
 
 
+@pytest.mark.parametrize("name", ["e.json", "e.txt"])
+@pytest.mark.parametrize("broken", [1, 2])
+def test_ndjson_named_json_or_txt_with_a_broken_first_line_keeps_its_other_lines(process, name, broken):
+    # the first two lines had to be objects: with one cut, the file was read as one JSON
+    # document and refused whole ("invalid JSON"), where a broken third line was one
+    # malformed line
+    lines = ['{"a": 1, "b": "x"}', '{"a": 2, "b": "y"}', '{"a": 3, "b": "z"}', '{"a": 4, "b": "w"}']
+    lines[broken - 1] = lines[broken - 1][:-6]
+    result = process(name, "\n".join(lines) + "\n")
+    assert result.data["format"] == "ndjson"
+    assert result.rows("a") == [(a,) for a in (1, 2, 3, 4) if a != broken]
+    malformed = result.data["quality_issues"]["malformed_rows"]
+    assert malformed["rows"] == [{"line": broken, "error": "not valid JSON", "text": lines[broken - 1]}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"data": [\n{"a": 1},\n{"a": 2}\n]}\n',  # records one per line inside a document
+        '{"data": [\n{"a": 1}\n,{"a": 2}\n]}\n',
+        '{\n  "data": [{"a": 1}, {"a": 2}]\n}\n',
+    ],
+)
+def test_a_json_document_with_records_on_lines_of_their_own_is_not_ndjson(process, text):
+    result = process("d.json", text)
+    assert result.data["format"] == "json"
+    assert result.rows("a") == [(1,), (2,)]
+
+
 @pytest.mark.parametrize(
     "name",
     [

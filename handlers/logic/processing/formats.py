@@ -82,17 +82,24 @@ def detect_format(file_name: str, head: str) -> FileFormat:
 
 
 def _looks_like_ndjson(head: str) -> bool:
-    """NDJSON: the first two non-blank lines are each a complete JSON object."""
-    lines = [ln for ln in head.splitlines() if ln.strip()][:2]
-    if len(lines) < 2:
+    """NDJSON: the first non-blank line opens an object, and at least two of the first 20
+    non-blank lines, and at least half of them, are each a complete JSON object. A broken
+    first or second line (an NDJSON file cut or edited there) is one malformed line of it,
+    not a reason to read the file as one JSON document, which refused it whole; a JSON
+    document (pretty-printed, or records one per line inside an array) has no such lines:
+    its lines are fragments, or records followed by a comma."""
+    lines = [ln for ln in head.splitlines() if ln.strip()][:20]
+    if len(lines) < 2 or not lines[0].lstrip().startswith("{"):
         return False
-    for ln in lines:
-        try:
-            if not isinstance(json.loads(ln), dict):
-                return False
-        except ValueError:
-            return False
-    return True
+    objects = sum(map(_is_json_object, lines))
+    return objects >= 2 and 2 * objects >= len(lines)
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
