@@ -198,6 +198,18 @@ def test_a_json_document_with_records_on_lines_of_their_own_is_not_ndjson(proces
     assert result.rows("a") == [(1,), (2,)]
 
 
+def test_json_nested_deeper_than_python_parses_is_read_not_a_crash(process):
+    # Python's parser, used to sniff NDJSON and to check an object around its records,
+    # raised RecursionError: a traceback from inspect, a transient error in the processor
+    deep = '{"a":' * 5_000 + "1" + "}" * 5_000
+    for name in ("deep.json", "deep.txt"):
+        result = process(name, f'{deep}\n{{"a": 2}}\n')
+        assert result.data["format"] == "ndjson"
+        assert result.rows("length(a)") == [(len(deep) - 6,), (1,)]
+    result = process("wrapped.json", f'{{"meta": {deep}, "data": [{{"x": 1}}, {{"x": 2}}]}}')
+    assert result.rows("x") == [(1,), (2,)]
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -100,6 +100,9 @@ def _is_json_object(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
+    except RecursionError:  # nested deeper than Python parses (DuckDB's reader judges it)
+        text = line.strip()
+        return text.startswith("{") and text.endswith("}")
 
 
 @dataclass(frozen=True)

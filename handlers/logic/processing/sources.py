@@ -564,8 +564,9 @@ def _records_member(path: Path) -> tuple[str, int, int] | None:
         try:
             member = json.loads(b'"' + name + b'"')
             json.loads(data[:start] + b"[]" + data[end:])
-        except ValueError:
-            return None  # the whole read names the fault
+        except (ValueError, RecursionError):
+            # the whole read names the fault (or reads a member nested deeper than Python parses)
+            return None
     return member, start, end
 
 
