@@ -165,6 +165,19 @@ def test_an_empty_string_in_json_is_a_missing_value_as_an_empty_csv_cell_is(proc
     assert result.rows("price, note") == [(9.99, None), (None, "fragile"), (5.0, " ")]
 
 
+@pytest.mark.parametrize("name", ["k.json", "k.ndjson"])
+def test_a_repeated_key_keeps_its_first_value_and_python_nan_is_a_float(process, name):
+    # as the README says: DuckDB's JSON reader keeps the first of two values of one key,
+    # and reads the NaN and Infinity that Python's json module writes
+    records = ['{"a": 1, "b": 2.5, "a": 3}', '{"a": 4, "b": NaN}', '{"a": 5, "b": Infinity}']
+    text = "[" + ", ".join(records) + "]" if name.endswith(".json") else "\n".join(records) + "\n"
+    result = process(name, text)
+    assert result.data["schema"] == {"a": "int", "b": "float"}
+    assert result.rows("a, b::VARCHAR") == [(1, "2.5"), (4, "nan"), (5, "inf")]
+    assert result.data["statistics"]["b"]["non_finite_count"] == 2
+    assert "malformed_rows" not in result.data["quality_issues"]
+
+
 def test_json_extension_holding_ndjson_is_read_as_ndjson(process):
     assert process("e.json", '{"a": 1}\n{"a": 2}\n').data["format"] == "ndjson"
 
