@@ -35,6 +35,21 @@ def test_json_object_wrapping_one_array_of_records(process):
     assert result.data["schema"] == {"id": "int"}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"data": [], "meta": {"total": 0}}',  # an empty page: no array of records
+        '{"data": [null, {"id": 1}], "meta": {"total": 1}}',  # its array starts with no object
+        '{"data": [{"id": 1}], "meta": [{"total": 1}]}',  # two arrays of objects
+    ],
+)
+def test_an_object_without_exactly_one_array_of_records_is_one_record(process, text):
+    # as the README says: the members are the columns of one record
+    result = process("page.json", text)
+    assert result.data["row_count"] == 1
+    assert list(result.data["schema"]) == ["data", "meta"]
+
+
 def test_single_json_object_is_one_record(process):
     result = process("o.json", '{"id": 7, "nested": {"a": 1}}')
     assert result.rows("id, nested") == [(7, '{"a":1}')]
