@@ -146,7 +146,6 @@ def test_ndjson_with_mixed_line_ends_is_read(process):
     ("content", "message"),
     [
         ('[{"a": 1}, {"a": 2}, {"a": 3 "b": 1}, {"a": 4}]', "in record 3:"),
-        ('[{"a": 1}, {"a": 2},]', "in record 3:"),
         ('{"a" 1}', "in record 1:"),
     ],
 )
@@ -154,6 +153,25 @@ def test_invalid_json_names_the_record_it_is_in(process, content, message):
     # DuckDB counts from 2 ("record/value 4" for the third)
     with pytest.raises(UnprocessableFile, match=re.escape(message)):
         process("bad.json", content)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"a": 1}, {"a": 2},]', "a comma after the last record, before the array's closing ']'"),
+        ('[\n  {"a": 1},\n  {"a": ","},\n]\n', 'the file ends with \' 1},\\n  {"a": ","},\\n]\''),
+        ('{"data": [{"a": 1}], "n": 1,}', "a comma after the last member, before the object's closing '}'"),
+    ],
+)
+def test_a_comma_before_the_closing_bracket_is_named(process, content, message):
+    # DuckDB said "Malformed JSON, at byte 1 in record 3: input length is 0." of a record
+    # that does not exist
+    with pytest.raises(UnprocessableFile, match=re.escape(message)):
+        process("comma.json", content)
+
+
+def test_a_comma_inside_the_last_string_is_no_trailing_comma(process):
+    assert process("s.json", '[{"a": "x,"}, {"a": ","}]').rows("a") == [("x,",), (",",)]
 
 
 def test_records_without_fields_are_refused_as_such(process):

@@ -587,15 +587,24 @@ _DUCKDB_VALUE_NUMBER = re.compile(r"in record/value (\d+)")
 def _check_closed(path: Path, start: str) -> None:
     """A JSON document must end with the bracket closing its first one. DuckDB's reader
     took an array cut after a comma (an interrupted upload) for a complete one, and
-    reported other cuts as an error in a record that does not exist."""
+    reported other cuts as an error in a record that does not exist. A comma before the
+    closing bracket (as JavaScript and hand edits leave) was "input length is 0" in a
+    record that does not exist either."""
     tail = _last_bytes(path)
     closer = _CLOSERS[start]
+    kind = "array" if start == "[" else "object"
     if not tail.endswith(closer.encode()):
-        kind = "array" if start == "[" else "object"
         ending = tail.decode("utf-8", errors="replace")
         raise UnprocessableFile(
             f"the JSON {kind} is not closed: the file should end with {closer!r} but ends with "
             f"{ending!r} (a truncated upload, or text after the document)"
+        )
+    # outside a string (a string would close with a quote before the bracket)
+    if tail[:-1].rstrip().endswith(b","):
+        last = "record" if start == "[" else "member"
+        raise UnprocessableFile(
+            f"invalid JSON: a comma after the last {last}, before the {kind}'s closing {closer!r} at the "
+            f"end of the file (JSON allows none): the file ends with {tail.decode('utf-8', errors='replace')!r}"
         )
 
 
