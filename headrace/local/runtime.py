@@ -135,7 +135,8 @@ def signals_held_until_done(step: str) -> Iterator[None]:
     the Pulumi program, and Pulumi, interrupted in the middle of it, waits for resources
     the program never finished declaring - for ever (``local up`` hung after Ctrl-C or
     SIGTERM, its PostgreSQL running). Only the main thread receives signals; elsewhere
-    this does nothing. A signal ignored stays ignored."""
+    this does nothing. A signal ignored stays ignored; one that came during a step that
+    failed is dropped (the failure stops the runtime, with its own message)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -155,6 +156,11 @@ def signals_held_until_done(step: str) -> Iterator[None]:
         signal.signal(signum, hold)
     try:
         yield
+    except BaseException:
+        # the step failed: the runtime stops for that, and its error, not the interrupt
+        # a held signal would raise in its place, is what the user must see
+        pending.clear()
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -593,3 +596,32 @@ def test_a_second_stop_signal_does_not_cut_the_runtime_s_cleanup_short(stop_sign
         cleaned.append("postgres")
     # Then the cleanup runs to its end
     assert cleaned == ["postgres"]
+
+
+@pytest.mark.parametrize("step_fails", [False, True])
+def test_a_stop_signal_held_during_a_step_is_delivered_after_it_unless_the_step_failed(step_fails):
+    from headrace.local.runtime import signals_held_until_done
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    saved = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        # Given a SIGTERM that arrives while the step runs
+        try:
+            with signals_held_until_done("the step"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # (delivered to the holder, not raised here)
+                if step_fails:
+                    raise RuntimeError("the program failed: its message")
+        except KeyboardInterrupt:  # (caught: one escaping would stop the whole test run)
+            outcome = "interrupted"
+        except RuntimeError as exc:
+            outcome = str(exc)
+        else:
+            outcome = "went on"
+        # Then it stops the runtime once the step ends; a step that failed stops it with
+        # its own error, which the held signal does not replace
+        assert outcome == ("the program failed: its message" if step_fails else "interrupted")
+    finally:
+        signal.signal(signal.SIGTERM, saved)
