@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with twenty-two documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with twenty-three documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -119,6 +119,9 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    ``DeleteObject``. moto wrote the event type's family (``ObjectCreated``,
    ``ObjectRemoved``) instead, so a rule or a handler telling a multipart upload from a put
    or a copy never matched locally.
+23. A disabled EventBridge rule delivers nothing, as on AWS. moto sent every event to every
+   rule whatever its state, so disabling the raw bucket's rule (to pause processing, or as
+   the runbook's "an upload while the rule was disabled") paused nothing locally.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -479,7 +482,7 @@ _s3_event = threading.local()
 
 
 def patch_events() -> None:
-    """Adjustments 3, 10, 16, 20 and 22."""
+    """Adjustments 3, 10, 16, 20, 22 and 23."""
     import jsonpath_ng.ext
     import moto.events.models as events_models
     from moto.s3 import notifications
@@ -498,6 +501,8 @@ def patch_events() -> None:
     original_send = events_models.Rule.send_to_targets
 
     def send_to_targets(self: Any, event: Any, transform_input: bool = True) -> None:
+        if self.state == "DISABLED":  # adjustment 23
+            return
         if self.scheduled_expression and not self.event_pattern.get_pattern():
             return
         s3_object = event.get("detail", {}).get("object") if event.get("source") == "aws.s3" else None

@@ -1119,3 +1119,19 @@ def test_a_put_or_a_copy_sends_one_object_created_event_naming_its_api() -> None
         assert [(e["detail-type"], e["detail"]["reason"]) for e in received()] == [
             ("Object Deleted", "DeleteObject")
         ]
+
+
+@pytest.mark.usefixtures("patched_s3")
+def test_a_disabled_rule_delivers_no_event() -> None:
+    with _s3_events() as (s3, received):
+        events = boto3.client("events", region_name="us-east-1")
+        # Given the rule taking S3's events, disabled (processing paused)
+        events.disable_rule(Name="s3")
+        # When an object is written and an event is put on the bus, then nothing arrives
+        s3.put_object(Bucket="raw", Key="incoming/a.csv", Body=b"a\n1\n")
+        events.put_events(Entries=[{"Source": "aws.s3", "DetailType": "Object Created", "Detail": "{}"}])
+        assert received() == []
+        # And once it is enabled again, the next write's event does
+        events.enable_rule(Name="s3")
+        s3.put_object(Bucket="raw", Key="incoming/b.csv", Body=b"a\n1\n")
+        assert [e["detail"]["object"]["key"] for e in received()] == ["incoming/b.csv"]
