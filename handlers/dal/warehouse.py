@@ -606,15 +606,13 @@ class Warehouse:
                 )
             )
         widened = [f"{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen]
+        what = ", ".join(f"{plan.table}.{w}" for w in widened)  # for the errors below
         if widenings:
             try:
                 cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(widenings)))
             except errors.FeatureNotSupported as exc:
                 # a view, rule or policy uses the column: PostgreSQL cannot change its type
                 # under it, and no retry can; say which, and what the loader would have done
-                what = ", ".join(
-                    f"{plan.table}.{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen
-                )
                 statements = "; ".join(
                     sql.SQL("ALTER TABLE {} {}").format(table, statement).as_string(cur)
                     for statement in widenings
@@ -633,9 +631,6 @@ class Warehouse:
                     "redrive the load DLQ (docs/warehouse-and-reports.md, Schema drift)"
                 ) from exc
             except errors.QueryCanceled as exc:
-                what = ", ".join(
-                    f"{plan.table}.{w.column} ({w.from_kind} -> {w.to_kind})" for w in plan.widen
-                )
                 raise LoadTimedOut(
                     f"widening {what} timed out and was rolled back (it rewrites the whole table); "
                     "raise functions.loader.timeout_seconds or alter the column by hand "
