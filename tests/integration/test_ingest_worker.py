@@ -222,15 +222,20 @@ def test_store_failure_is_retried_then_given_up_to_the_dlq(stack, monkeypatch):
     assert stack.stored("acme", "t-1") is not None
 
 
-def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
+def _table_refuses(stack, monkeypatch, log_id: str) -> None:
+    """The logs table answers an InternalServerError to the write of ``log_id`` only."""
     real = stack.worker.store.put_once
 
     def put_once(item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
-        if item["log_id"] == "bad":
+        if item["log_id"] == log_id:
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
         return real(item, original)
 
     monkeypatch.setattr(stack.worker.store, "put_once", put_once)
+
+
+def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
+    _table_refuses(stack, monkeypatch, "bad")
     records = [stack.sqs_record(message(i)) for i in ("a", "bad", "c")]
     assert stack.invoke_worker(*records) == {
         "batchItemFailures": [{"itemIdentifier": records[1]["messageId"]}]
@@ -240,14 +245,7 @@ def test_one_failing_record_does_not_fail_the_batch(stack, monkeypatch):
 
 def test_failed_records_are_counted_for_this_stacks_alarm(stack, monkeypatch, capsys):
     # Given a batch of a record the logs table refuses, a malformed message and a good record
-    real = stack.worker.store.put_once
-
-    def put_once(item: dict[str, Any], original: str | None = None) -> dict[str, Any] | None:
-        if item["log_id"] == "bad":
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
-        return real(item, original)
-
-    monkeypatch.setattr(stack.worker.store, "put_once", put_once)
+    _table_refuses(stack, monkeypatch, "bad")
     records = [
         stack.sqs_record(message("bad")),
         stack.sqs_record("not json"),
