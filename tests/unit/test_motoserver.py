@@ -950,38 +950,15 @@ def test_invoking_before_the_executor_runs_says_so(
     assert "executor runs functions once `headrace local up` has deployed" in error["Message"]
 
 
-def test_s3_events_carry_a_sequencer_that_rises_with_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given the emulator's EventBridge, and a bucket whose events reach a queue
-    from moto.events.models import Rule
-    from moto.s3 import notifications
-
-    monkeypatch.setattr(Rule, "send_to_targets", Rule.send_to_targets)
-    monkeypatch.setattr(notifications, "_send_event_bridge_message", notifications._send_event_bridge_message)
-    patch_events()
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        events = boto3.client("events", region_name="us-east-1")
-        s3.create_bucket(Bucket="raw")
-        s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
-        s3.put_bucket_notification_configuration(
-            Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}}
-        )
-        url = sqs.create_queue(QueueName="events")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        for rule in ("first", "second"):  # one event goes to every rule
-            events.put_rule(
-                Name=rule, EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]})
-            )
-            events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": arn}])
+@pytest.mark.usefixtures("patched_s3")
+def test_s3_events_carry_a_sequencer_that_rises_with_every_write() -> None:
+    # Given the emulator's EventBridge, and a bucket whose events reach a queue through two
+    # rules (one event goes to every rule)
+    with _s3_events(rules=("first", "second")) as (s3, events_received):
         # When one key is written three times within a second
         for body in (b"1", b"2", b"3"):
             s3.put_object(Bucket="raw", Key="incoming/a.csv", Body=body)
-        received = []
-        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-            received += [json.loads(m["Body"])["detail"]["object"]["sequencer"] for m in batch]
-            for m in batch:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        received = [e["detail"]["object"]["sequencer"] for e in events_received()]
     # Then, as on AWS, each write has its own sequencer (the same for every rule), later
     # writes greater ones
     assert len(received) == 6
@@ -1014,8 +991,8 @@ def patched_s3(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextlib.contextmanager
-def _s3_events() -> Iterator[tuple[Any, Callable[[], list[dict[str, Any]]]]]:
-    """A versioned bucket ``raw`` sending its events to EventBridge, where a rule takes every
+def _s3_events(rules: tuple[str, ...] = ("s3",)) -> Iterator[tuple[Any, Callable[[], list[dict[str, Any]]]]]:
+    """A versioned bucket ``raw`` sending its events to EventBridge, where ``rules`` take every
     S3 event (not only "Object Created") to a queue; and what has reached the queue."""
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -1028,8 +1005,9 @@ def _s3_events() -> Iterator[tuple[Any, Callable[[], list[dict[str, Any]]]]]:
         )
         url = sqs.create_queue(QueueName="events")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="s3", EventPattern=json.dumps({"source": ["aws.s3"]}))
-        events.put_targets(Rule="s3", Targets=[{"Id": "q", "Arn": arn}])
+        for rule in rules:
+            events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["aws.s3"]}))
+            events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": arn}])
 
         def received() -> list[dict[str, Any]]:
             bodies = []
