@@ -285,21 +285,23 @@ def _is_stale(ref: ObjectRef, current_version: str | None) -> bool:
     return ref.version_id is not None and current_version != ref.version_id
 
 
-def _replaced_meanwhile(ref: ObjectRef) -> bool:
-    """Whether a newer version of the key arrived while ``ref`` was processed (a deletion
-    meanwhile leaves this version's outputs in place, as one before processing skips it)."""
+def _stale_now(ref: ObjectRef) -> bool | None:
+    """Whether another version of the key is current now; None when the key is gone."""
     try:
         return _is_stale(ref, s3.locate(ref)[1])
     except s3.ObjectGone:
-        return False
+        return None
+
+
+def _replaced_meanwhile(ref: ObjectRef) -> bool:
+    """Whether a newer version of the key arrived while ``ref`` was processed (a deletion
+    meanwhile leaves this version's outputs in place, as one before processing skips it)."""
+    return _stale_now(ref) is True
 
 
 def _still_current(ref: ObjectRef) -> bool:
     """Whether ``ref`` is the key's current version now (a deleted key has none)."""
-    try:
-        return not _is_stale(ref, s3.locate(ref)[1])
-    except s3.ObjectGone:
-        return False
+    return _stale_now(ref) is False
 
 
 def _earlier(item: dict[str, Any], ref: ObjectRef, mine: str) -> bool:
