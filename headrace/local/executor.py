@@ -15,6 +15,9 @@ executor drives any stack deployed against the endpoint — the embedded deploym
   replaced when an invocation exceeds the function's timeout.
 - Schedules: ``rate(...)`` and ``cron(...)`` rules on the default bus, and EventBridge
   Scheduler schedules, invoking Lambda targets with their configured input.
+- Asynchronous invocations (schedules, ``aws lambda invoke --invocation-type Event``): a
+  function error is retried twice, one minute and then two minutes later, as Lambda's
+  default for an asynchronous event; then the event is dropped.
 - HTTP APIs: API Gateway v2 routes served on a local port, with payload format 2.0; a
   request whose event exceeds Lambda's invocation payload limit is refused as API Gateway
   refuses it (413), without invoking the function.
@@ -52,6 +55,9 @@ POLL_SECONDS = 2  # long-poll wait per receive; short enough to stop promptly
 WATCH_SECONDS = 2  # how often function configurations are checked for changes
 DEFAULT_CONCURRENCY = 4  # a mapping's MaximumConcurrency when it sets none
 ACCOUNT_CONCURRENCY = 64  # sandboxes per function at most
+# Lambda's waits before retrying an asynchronous event whose invocation failed (its default
+# MaximumRetryAttempts, 2).
+ASYNC_RETRY_DELAYS = (60.0, 120.0)
 
 
 @dataclass(frozen=True)
@@ -406,15 +412,13 @@ class Scheduler(threading.Thread):
     def __init__(
         self,
         schedules: list[Schedule],
-        pools: dict[str, FunctionPool],
+        invoke_async: Callable[[str, Any, str], None],
         stop: threading.Event,
-        report: Callable[..., None],
     ):
         super().__init__(name="scheduler", daemon=True)
         self.schedules = schedules
-        self.pools = pools
+        self.invoke_async = invoke_async
         self.stop_event = stop
-        self.report = report
 
     def run(self) -> None:
         now = datetime.now(UTC)
@@ -424,11 +428,9 @@ class Scheduler(threading.Thread):
             for schedule in self.schedules:
                 if due[schedule.name] <= now:
                     due[schedule.name] = next_fire(schedule.expression, now + timedelta(seconds=1))
-                    threading.Thread(target=self._fire, args=(schedule,), daemon=True).start()
-
-    def _fire(self, schedule: Schedule) -> None:
-        result = self.pools[schedule.function].invoke(scheduled_event(schedule))
-        self.report(schedule.function, None, set(), result, label=f"schedule {schedule.name}")
+                    self.invoke_async(
+                        schedule.function, scheduled_event(schedule), f"schedule {schedule.name}"
+                    )
 
 
 # ------------------------------------------------------------------------------ HTTP API
@@ -504,7 +506,11 @@ class InvokeBridge(_LoopbackServer):
     ``{"ok", "response", "error_type", "error"}`` (``Event``: 202 at once, run after)."""
 
     def __init__(
-        self, invoke: Callable[[str, Any], Invocation], functions: Iterable[str], host: str = "127.0.0.1"
+        self,
+        invoke: Callable[[str, Any], Invocation],
+        invoke_async: Callable[[str, Any, str], None],
+        functions: Iterable[str],
+        host: str = "127.0.0.1",
     ):
         self.token = secrets.token_urlsafe(32)
         bridge, known = self, frozenset(functions)
@@ -528,7 +534,7 @@ class InvokeBridge(_LoopbackServer):
                 except ValueError as exc:  # the emulator refuses it first; never a traceback here
                     return self._answer(400, {"error": f"the event is not JSON: {exc}"})
                 if self.headers.get("X-Invocation-Type") == "Event":
-                    threading.Thread(target=invoke, args=(function, event), daemon=True).start()
+                    invoke_async(function, event, "invoke")
                     return self._answer(202, {})
                 result = invoke(function, event)
                 self._answer(200, {k: getattr(result, k) for k in ("ok", "response", "error_type", "error")})
@@ -819,10 +825,7 @@ class Executor:
         }
         self.pollers = {m.uuid: self._poller(m) for m in deployment.mappings if m.function in self.pools}
         self.scheduler = Scheduler(
-            [s for s in deployment.schedules if s.function in self.pools],
-            self.pools,
-            self._stop,
-            self._report,
+            [s for s in deployment.schedules if s.function in self.pools], self.invoke_async, self._stop
         )
         self.api = (
             ApiServer(
@@ -835,7 +838,7 @@ class Executor:
             if deployment.routes
             else None
         )
-        self.invocations = InvokeBridge(self.invoke, self.pools)
+        self.invocations = InvokeBridge(self.invoke, self.invoke_async, self.pools)
 
         self._watcher = threading.Thread(target=self._watch_configuration, name="config-watch", daemon=True)
 
@@ -902,6 +905,25 @@ class Executor:
         result = self.pools[function].invoke(payload)
         self._report(function, None, set(), result, label="invoke")
         return result
+
+    def invoke_async(self, function: str, payload: Any, label: str) -> None:
+        """Invoke ``function`` as Lambda runs an asynchronous event, in the background: a
+        failed attempt is retried after each of ``ASYNC_RETRY_DELAYS``, unless the runtime
+        stops meanwhile."""
+
+        def attempts() -> None:
+            for attempt, delay in enumerate((*ASYNC_RETRY_DELAYS, None), start=1):
+                result = self.pools[function].invoke(payload)
+                notes = [f"attempt {attempt}"] if attempt > 1 else []
+                if not result.ok:
+                    notes.append("dropped" if delay is None else f"retry in {delay:g} s")
+                self._report(
+                    function, None, set(), result, label=" ".join([label, *(f"({n})" for n in notes)])
+                )
+                if result.ok or delay is None or self._stop.wait(delay):
+                    return
+
+        threading.Thread(target=attempts, name=f"async {function}", daemon=True).start()
 
     def _report(
         self,

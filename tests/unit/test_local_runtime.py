@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -497,6 +498,76 @@ def test_a_sandbox_crash_quotes_only_what_was_logged_during_its_invocation(tmp_p
     with log.open("a") as more:
         more.write("MemoryError\n")
     assert Sandbox._log_tail(sandbox, since) == "MemoryError"  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ asynchronous invocations
+class _FlakyPool:
+    """A function's pool whose first ``failures`` invocations fail."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.calls = 0
+
+    def invoke(self, event: Any) -> Invocation:
+        self.calls += 1
+        if self.calls > self.failures:
+            return Invocation(ok=True)
+        return Invocation(ok=False, error_type="RuntimeError", error="the database is down")
+
+
+def _invoke_async(
+    monkeypatch: pytest.MonkeyPatch, failures: int, stop: threading.Event
+) -> tuple[_FlakyPool, list[str]]:
+    """Invoke a function whose first ``failures`` attempts fail as a schedule does, with
+    retry delays of 0.05 and 0.1 s; its pool and the invocation log's labels, once every
+    attempt it is given has ended."""
+    from headrace.local import executor
+
+    monkeypatch.setattr(executor, "ASYNC_RETRY_DELAYS", (0.05, 0.1))
+    pool, lines = _FlakyPool(failures), []
+    runtime = SimpleNamespace(
+        pools={"report": pool}, _stop=stop, _report=lambda *a, label: lines.append(label)
+    )
+    executor.Executor.invoke_async(runtime, "report", {}, "schedule daily")  # type: ignore[arg-type]
+    time.sleep(0.5)  # (the retries are due after 0.15 s)
+    return pool, lines
+
+
+@pytest.mark.parametrize(
+    "failures, lines",
+    [
+        (0, ["schedule daily"]),
+        (1, ["schedule daily (retry in 0.05 s)", "schedule daily (attempt 2)"]),
+        (
+            2,
+            [
+                "schedule daily (retry in 0.05 s)",
+                "schedule daily (attempt 2) (retry in 0.1 s)",
+                "schedule daily (attempt 3)",
+            ],
+        ),
+        (
+            5,
+            [
+                "schedule daily (retry in 0.05 s)",
+                "schedule daily (attempt 2) (retry in 0.1 s)",
+                "schedule daily (attempt 3) (dropped)",
+            ],
+        ),
+    ],
+)
+def test_a_failed_asynchronous_invocation_is_retried_twice_like_lambda_does(monkeypatch, failures, lines):
+    # A scheduled report that failed on a passing database outage was never run again
+    # locally, where Lambda retries an asynchronous event twice, then drops it
+    pool, logged = _invoke_async(monkeypatch, failures, threading.Event())
+    assert (pool.calls, logged) == (min(failures, 2) + 1, lines)
+
+
+def test_a_stopping_runtime_retries_nothing(monkeypatch):
+    stop = threading.Event()
+    stop.set()
+    pool, logged = _invoke_async(monkeypatch, 5, stop)
+    assert (pool.calls, logged) == (1, ["schedule daily (retry in 0.05 s)"])
 
 
 # ------------------------------------------------------------------ Lambda's invoke payload limit

@@ -822,7 +822,10 @@ def executor(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tu
             return Invocation(ok=False, error_type="BadRequest", error="date '2026-13-01' is not YYYY-MM-DD")
         return Invocation(ok=True, response={"task": "report", "date": event.get("date")})
 
-    bridge = InvokeBridge(run, ["headrace-local-report"])
+    def run_async(function: str, event: Any, label: str) -> None:
+        threading.Thread(target=run, args=(function, event), daemon=True).start()
+
+    bridge = InvokeBridge(run, run_async, ["headrace-local-report"])
     bridge.start()
     (tmp_path / "invocations").write_text(f"{bridge.url} {bridge.token}\n")
     monkeypatch.setattr(motoserver, "INVOCATIONS_FILE", tmp_path / "invocations")
