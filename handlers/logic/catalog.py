@@ -8,6 +8,10 @@ file brings something new:
 - a column whose type differs gets the narrowest type holding both (the warehouse's
   ``widen``): ``bigint -> double -> string``, ``date -> timestamp -> string``,
   ``boolean -> string``, any other pair -> ``string``; a narrower file type changes nothing;
+- integers beyond +-2**53 never become ``double``, which would round them (the warehouse's
+  rule): a ``bigint`` column some file of which holds one (its summary's ``min``/``max``,
+  ``columns_beyond_float``) says so in its comment (``BEYOND_FLOAT``), and where such a
+  column meets fractions (``double``), before or after, it becomes ``string``;
 - a column no file has had a value in yet is ``string`` (commented ``UNTYPED``, so the
   column is there to select), and the first file with values gives it its type instead of
   widening it to ``string``;
@@ -76,6 +80,9 @@ _TABLE_INPUT_KEYS = (
 # The comment of a column no file has had a value in yet: ``string`` for want of a type,
 # which the first file with values replaces (a type never narrows otherwise).
 UNTYPED = "headrace: no value yet; the first file with values types it"
+# The comment of a ``bigint`` column holding an integer beyond +-2**53 in some file: a later
+# file with fractions makes it ``string``, not ``double`` (which would round the integers).
+BEYOND_FLOAT = "headrace: integers beyond 2^53; with fractions it becomes string, not double"
 
 
 @dataclass(frozen=True)
@@ -83,23 +90,34 @@ class Column:
     name: str
     type: str  # Glue/Athena type name
     untyped: bool = False  # no value in any file so far: ``string``, replaced by the first type
+    # a ``bigint`` with an integer beyond +-2**53 in some file: never widened to ``double``
+    beyond_float: bool = False
 
     def as_glue(self) -> dict[str, str]:
-        return {"Name": self.name, "Type": self.type, **({"Comment": UNTYPED} if self.untyped else {})}
+        comment = UNTYPED if self.untyped else BEYOND_FLOAT if self.beyond_float else None
+        return {"Name": self.name, "Type": self.type, **({"Comment": comment} if comment else {})}
 
 
 def file_columns(
-    schema: Mapping[str, str], without_values: Collection[str] = (), holdable_only: bool = True
+    schema: Mapping[str, str],
+    without_values: Collection[str] = (),
+    holdable_only: bool = True,
+    beyond_float: Collection[str] = (),
 ) -> list[Column]:
     """A file's columns (summary ``schema``: name -> logical type; ``without_values``: its
-    columns with no value, ``columns_without_values``) as Glue columns, with
+    columns with no value, ``columns_without_values``; ``beyond_float``: its integer columns
+    holding a value beyond +-2**53, ``columns_beyond_float``) as Glue columns, with
     ``_rescued_data`` last (every Parquet file has it); names Glue cannot hold left out
     (``unholdable_names``) unless ``holdable_only`` is off (``headrace query``'s DuckDB
     engine reads them from the Parquet)."""
     columns = [
         Column(name.lower(), "string", untyped=True)
         if name in without_values
-        else Column(name.lower(), GLUE_TYPE_OF.get(logical, "string"))
+        else Column(
+            name.lower(),
+            GLUE_TYPE_OF.get(logical, "string"),
+            beyond_float=logical == "int" and name in beyond_float,
+        )
         for name, logical in schema.items()
         # the partition column shadows a file's own
         if name.lower() not in (RESCUED, PARTITION_COLUMN)
@@ -128,17 +146,19 @@ def merge_columns(table: Sequence[Column], incoming: Iterable[Column]) -> list[C
             continue
         if key not in position:
             position[key] = len(merged)
-            merged.append(Column(key, column.type, column.untyped))
+            merged.append(Column(key, column.type, column.untyped, column.beyond_float))
             continue
         current = merged[position[key]]
         if column.untyped:
             continue  # a file without values in the column says nothing of its type
         if current.untyped:
-            merged[position[key]] = Column(current.name, column.type)
+            merged[position[key]] = Column(current.name, column.type, beyond_float=column.beyond_float)
         elif current.type in _LOGICAL and column.type in _LOGICAL:
             wider = GLUE_TYPES[widen(_LOGICAL[current.type], _LOGICAL[column.type])]
-            if wider != current.type:
-                merged[position[key]] = Column(current.name, wider)
+            beyond = current.beyond_float or column.beyond_float
+            if wider == "double" and beyond:
+                wider = "string"  # a double would round the integers (the warehouse's rule)
+            merged[position[key]] = Column(current.name, wider, beyond_float=beyond and wider == "bigint")
     return [*merged, Column(RESCUED, "string")]
 
 
@@ -178,7 +198,12 @@ def new_table_input(dataset: str, columns: Sequence[Column], bucket: str, first_
 def table_columns(table: Mapping[str, Any]) -> list[Column]:
     """The columns of a Glue table (GetTable's ``Table``)."""
     return [
-        Column(c["Name"], str(c.get("Type", "string")), untyped=c.get("Comment") == UNTYPED)
+        Column(
+            c["Name"],
+            str(c.get("Type", "string")),
+            untyped=c.get("Comment") == UNTYPED,
+            beyond_float=c.get("Comment") == BEYOND_FLOAT,
+        )
         for c in table.get("StorageDescriptor", {}).get("Columns", [])
     ]
 
@@ -196,11 +221,13 @@ def next_table_input(
     ingest_date: str,
     bucket: str,
     without_values: Collection[str] = (),
+    beyond_float: Collection[str] = (),
 ) -> dict[str, Any] | None:
     """What to write to the catalog after a file of ``dataset`` (its summary ``schema``,
-    its ``ingest_date``, its columns ``without_values``): a full TableInput when the table
-    is missing or must change, ``None`` when the table already covers the file."""
-    incoming = file_columns(schema, without_values)
+    its ``ingest_date``, its columns ``without_values`` and ``beyond_float``): a full
+    TableInput when the table is missing or must change, ``None`` when the table already
+    covers the file."""
+    incoming = file_columns(schema, without_values, beyond_float=beyond_float)
     if existing is None:
         return new_table_input(dataset, incoming, bucket, ingest_date)
     current = table_columns(existing)
@@ -244,6 +271,7 @@ def sync_table(
     ingest_date: str,
     bucket: str,
     without_values: Collection[str] = (),
+    beyond_float: Collection[str] = (),
 ) -> str | None:
     """Bring the dataset's table in step with one file. Returns ``None`` on success, or the
     reason Glue refused or a column was left out (to be recorded); transient errors propagate."""
@@ -258,7 +286,9 @@ def sync_table(
     try:
         for _ in range(MAX_ATTEMPTS):
             existing = store.get_table(database, dataset)
-            table_input = next_table_input(existing, dataset, schema, ingest_date, bucket, without_values)
+            table_input = next_table_input(
+                existing, dataset, schema, ingest_date, bucket, without_values, beyond_float
+            )
             if table_input is None:
                 return note
             try:

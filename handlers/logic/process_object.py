@@ -41,7 +41,7 @@ from handlers.logic.layout import ProcessedKeys, processed_keys
 from handlers.logic.processing import OutOfScratchSpace, OutOfTime, UnprocessableFile, process_file
 from handlers.logic.processing.deadline import check_by
 from handlers.logic.processing.engine import scratch_space
-from handlers.logic.processing.summary import columns_without_values
+from handlers.logic.processing.summary import columns_beyond_float, columns_without_values
 from handlers.models.events import FileProcessed, ObjectRef, sequencer_order
 from handlers.models.settings import ProcessorSettings
 
@@ -233,6 +233,7 @@ def _complete(
             keys.ingest_date,
             settings.processed_bucket,
             without_values=columns_without_values(data),
+            beyond_float=columns_beyond_float(data),
         )
     if finish_by is not None and time.monotonic() >= finish_by:
         raise OutOfTime(

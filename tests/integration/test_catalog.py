@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handlers.dal.catalog import GlueCatalog
-from handlers.logic.catalog import UNTYPED
+from handlers.logic.catalog import BEYOND_FLOAT, UNTYPED
 
 from .conftest import REGION, Pipeline
 
@@ -92,6 +92,24 @@ def test_a_column_without_values_is_there_until_a_file_types_it(catalog_pipeline
     table = glue().get_table(DatabaseName=DATABASE, Name="orders")["Table"]
     assert columns(table) == [("id", "bigint"), ("region", "bigint"), ("_rescued_data", "string")]
     assert "Comment" not in table["StorageDescriptor"]["Columns"][1]
+
+
+def test_integers_beyond_float_meeting_fractions_make_the_column_string(catalog_pipeline):
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    # Given a first file whose id is 2**53 + 1 (INT64 in its Parquet; a double reads ...992)
+    first = catalog_pipeline.upload("incoming/ids/1.csv", "id,n\n9007199254740993,1\n")
+    assert catalog_pipeline.process(first) == {"batchItemFailures": []}
+    table = glue().get_table(DatabaseName=DATABASE, Name="ids")["Table"]
+    # Then the column is bigint, marked as holding integers a double would round
+    assert columns(table)[0] == ("id", "bigint")
+    assert table["StorageDescriptor"]["Columns"][0]["Comment"] == BEYOND_FLOAT
+    # When a later file has a fraction there (and n gets one too, with small integers)
+    later = catalog_pipeline.upload("incoming/ids/2.csv", "id,n\n1.5,2.5\n")
+    assert catalog_pipeline.process(later) == {"batchItemFailures": []}
+    # Then id becomes string, as the warehouse's column becomes text, never double
+    # (which would read the first file's id rounded); n widens to double as usual
+    table = glue().get_table(DatabaseName=DATABASE, Name="ids")["Table"]
+    assert columns(table) == [("id", "string"), ("n", "double"), ("_rescued_data", "string")]
 
 
 def test_a_refusal_is_recorded_and_the_file_still_completes_and_is_announced(catalog_pipeline):

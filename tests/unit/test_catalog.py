@@ -9,6 +9,7 @@ import pytest
 
 from handlers.dal.catalog import CatalogRejected, TableChanged
 from handlers.logic.catalog import (
+    BEYOND_FLOAT,
     RANGE_KEY,
     Column,
     file_columns,
@@ -17,6 +18,7 @@ from handlers.logic.catalog import (
     sync_table,
     table_columns,
 )
+from handlers.logic.processing.summary import columns_beyond_float
 
 SALES = {"date": "date", "product": "string", "quantity": "int", "price": "float"}
 
@@ -225,3 +227,64 @@ def test_a_column_name_glue_cannot_hold_is_left_out_and_said_so():
     assert "'multi\\nline'" in note and "'" + "x" * 40 + "...'" in note
     # a file the table already covers says so again (its columns are still left out)
     assert sync_table(store, "db", "sales", schema, "2025-02-14", "b") == note
+
+
+BIG = 9007199254740993  # 2**53 + 1: a double reads it as 9007199254740992
+
+
+def test_columns_beyond_float_come_from_the_int_statistics_of_the_summary():
+    # Given a summary whose int columns reach 2**53 exactly, beyond it either side, and a
+    # float column (whose doubles are what they are)
+    summary = {
+        "schema": {"ok": "int", "big": "int", "low": "int", "f": "float", "empty": "int"},
+        "statistics": {
+            "ok": {"min": -(2**53), "max": 2**53},
+            "big": {"min": 1, "max": BIG},
+            "low": {"min": -BIG, "max": 0},
+            "f": {"min": 1.5, "max": 1e300},
+            "empty": {"null_count": 3},
+        },
+    }
+    # Then only the ints a double would round are named, with no scan of the data
+    assert columns_beyond_float(summary) == {"big", "low"}
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        # (schema, columns beyond float) per file, in arrival order
+        [({"id": "int"}, {"id"}), ({"id": "float"}, set())],
+        [({"id": "float"}, set()), ({"id": "int"}, {"id"})],
+        [({"id": "int"}, set()), ({"id": "float"}, set()), ({"id": "int"}, {"id"})],
+        [({"id": "int"}, {"id"}), ({"id": "int"}, set()), ({"id": "float"}, set())],
+        [({"ID": "int"}, {"ID"}), ({"id": "float"}, set())],  # one column in two spellings
+    ],
+)
+def test_ints_beyond_float_make_the_column_string_where_fractions_meet_them(files):
+    # Given files of one dataset where integers beyond 2**53 and fractions meet in a column,
+    # in any order (the warehouse makes that column text whatever the order)
+    store = FakeStore()
+    for schema, beyond in files:
+        assert sync_table(store, "db", "t", schema, "2025-02-14", "b", beyond_float=beyond) is None
+    # Then the Glue column is string: a double would read 9007199254740993 as ...992
+    assert table_columns(store.tables["t"])[0] == Column("id", "string")
+
+
+def test_a_bigint_column_remembers_its_ints_beyond_float_in_its_comment():
+    # Given a table whose id column is bigint without large values
+    store = FakeStore()
+    sync_table(store, "db", "t", {"id": "int"}, "2025-02-14", "b")
+    # When a file with an integer beyond 2**53 arrives
+    sync_table(store, "db", "t", {"id": "int"}, "2025-02-14", "b", beyond_float={"id"})
+    # Then the column stays bigint (exact) and says so in Glue, so the next file with
+    # fractions (processed by another invocation) knows to make it string
+    stored = store.tables["t"]["StorageDescriptor"]["Columns"][0]
+    assert stored == {"Name": "id", "Type": "bigint", "Comment": BEYOND_FLOAT}
+    assert store.writes == [("create", None), ("update", "1")]
+    # and a file without large values neither clears nor rewrites it
+    assert next_table_input(store.tables["t"], "t", {"id": "int"}, "2025-02-14", "b") is None
+    # while integers and fractions that a double holds exactly still widen to double
+    store = FakeStore()
+    sync_table(store, "db", "t", {"id": "int"}, "2025-02-14", "b")
+    sync_table(store, "db", "t", {"id": "float"}, "2025-02-14", "b")
+    assert table_columns(store.tables["t"])[0] == Column("id", "double")

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from handlers.logic.warehouse.schema import FLOAT_EXACT_INTEGER
+
 ColumnType = Literal["int", "float", "bool", "date", "timestamp", "string"]
 FileFormat = Literal["csv", "json", "ndjson", "log"]
 Scalar = int | float | str | None
@@ -141,6 +143,25 @@ class Summary(_Model):
         if self.log_stats is not None:  # every field of the contract, null when not known
             document["log_stats"] = self.log_stats.model_dump(mode="json")
         return document
+
+
+def columns_beyond_float(summary: Mapping[str, Any]) -> set[str]:
+    """The ``int`` columns of a summary document holding an integer a double cannot hold
+    exactly (beyond +-``FLOAT_EXACT_INTEGER``), from the column's ``min`` and ``max``
+    statistics (every digit kept): no scan of the data. Such a column must not be read as a
+    ``double``: where it meets fractions, the warehouse, the Glue table and ``headrace
+    query`` make it text instead."""
+    schema = summary.get("schema") or {}
+    found = set()
+    for name, stats in (summary.get("statistics") or {}).items():
+        if schema.get(name) != "int" or not isinstance(stats, dict):
+            continue
+        bounds = [stats.get("min"), stats.get("max")]
+        if any(
+            isinstance(b, int) and not isinstance(b, bool) and abs(b) > FLOAT_EXACT_INTEGER for b in bounds
+        ):
+            found.add(name)
+    return found
 
 
 def columns_without_values(summary: Mapping[str, Any]) -> set[str]:
