@@ -42,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers.logic.catalog import GLUE_TYPE_OF, PARTITION_COLUMN, Column, file_columns, merge_columns
 from handlers.logic.layout import PARQUET_PREFIX, SUMMARIES_PREFIX
 from handlers.logic.processing.sqltext import ident
-from handlers.logic.processing.summary import columns_without_values
+from handlers.logic.processing.summary import columns_beyond_float, columns_without_values
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
 
 
@@ -265,8 +265,14 @@ class DuckDbEngine:
             for name in schema:
                 spelling.setdefault(name.lower(), name)
             # a column with no value types nothing (as in Glue): string until a file types it;
-            # a column whose name Glue cannot hold (left out of Glue) is kept: DuckDB reads it
-            columns = file_columns(schema, columns_without_values(summary), holdable_only=False)
+            # a column whose name Glue cannot hold (left out of Glue) is kept: DuckDB reads it;
+            # integers beyond 2**53 meeting fractions make a string, not a double (as in Glue)
+            columns = file_columns(
+                schema,
+                columns_without_values(summary),
+                holdable_only=False,
+                beyond_float=columns_beyond_float(summary),
+            )
             merged = merge_columns(merged, columns)
         if not merged:
             merged = file_columns({})

@@ -459,3 +459,35 @@ def test_columns_glue_cannot_hold_are_queryable_in_duckdb(stack, tmp_path):
     assert columns == ["id", "multi\nline", long, "_rescued_data", "ingest_date"]
     sql = f'SELECT id, "multi\nline", "{long}" FROM unholdable ORDER BY id'
     assert execute(stack["outputs"], sql).rows == [(1, 2, 3), (4, 5, 6)]
+
+
+def test_integers_beyond_float_meeting_fractions_read_exactly_as_text(stack, tmp_path):
+    # Given a file whose id is 2**53 + 1 (INT64 in its Parquet), then files with a fraction
+    # there; n has small integers, then a fraction; the column of one file is spelled Big
+    urls = _add_dataset(
+        stack,
+        tmp_path,
+        "bigids",
+        [
+            "id,n,Big\n9007199254740993,1,9007199254740993\n",
+            "id,n,big\n1.5,2.5,1.5\n",
+            "id,n,big\n-9007199254740993,3,7\n",
+        ],
+    )
+    # Then id and big are VARCHAR, as in the Glue table and the warehouse (text), not DOUBLE;
+    # n, whose integers a double holds, is DOUBLE as before
+    columns = dict((r[0], r[1]) for r in execute(stack["outputs"], "DESCRIBE bigids").rows)
+    assert (columns["id"], columns["n"], columns["Big"]) == ("VARCHAR", "DOUBLE", "VARCHAR")
+    # and every value reads as stored, the integers with every digit (a double read ...992)
+    assert execute(stack["outputs"], "SELECT id, n, big FROM bigids ORDER BY ingest_date").rows == [
+        ("9007199254740993", 1.0, "9007199254740993"),
+        ("1.5", 2.5, "1.5"),
+        ("-9007199254740993", 3.0, "7"),
+    ]
+    # and a filter on the exact text finds that file's row only, opening only its partition
+    one = execute(stack["outputs"], "SELECT n FROM bigids WHERE id = '9007199254740993'")
+    assert one.rows == [(1.0,)]
+    pruned = execute(
+        stack["outputs"], "SELECT n FROM bigids WHERE ingest_date = '2025-02-01' AND id = '9007199254740993'"
+    )
+    assert (pruned.rows, pruned.stats.files_scanned) == ([(1.0,)], [urls[0]])
