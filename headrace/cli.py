@@ -65,7 +65,10 @@ def _pii_rules(path: Path) -> tuple[PiiRule, ...]:
     """The rules of a ``--pii-rules`` file; ValueError says what is wrong, and where."""
     rules = json.loads(path.read_text())
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise ValueError('expected a JSON list of objects {"name", "pattern", "column_hint", "checksum"}')
+        raise ValueError(
+            'expected a JSON list of objects {"name", "pattern", "column_hint", "checksum", '
+            '"skip_qualified", "skip_types"}'
+        )
     parsed = []
     for i, rule in enumerate(rules):
         try:
@@ -102,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pii-rules",
         type=Path,
         metavar="FILE",
-        help='extra PII rules: JSON list of {"name", "pattern", "column_hint", "checksum"}',
+        help='extra PII rules: JSON list of {"name", "pattern", "column_hint", "checksum", '
+        '"skip_qualified", "skip_types"}',
     )
     p.set_defaults(func=_inspect)
     tenants.register(sub)

@@ -58,6 +58,17 @@ def test_a_json_log_line_loses_the_values_of_members_named_like_pii():
     assert item["redactions"] == {"national_id": 1}
 
 
+def test_a_json_log_line_keeps_members_that_describe_pii():
+    # "card_type": "visa" and "email_count": 3 became "[REDACTED:CARD]" and "[REDACTED:EMAIL]";
+    # an address inside a describing member is still found by the patterns
+    text = '{"card_type": "visa", "email_count": 3, "email_status": "to a@b.io", "phone": 5551234567}'
+    item = log_item(message(text), RULES, NOW, ttl_days=30)
+    assert item["text"] == (
+        '{"card_type": "visa", "email_count": 3, "email_status": "to [REDACTED:EMAIL]", "phone": "[REDACTED:PHONE]"}'
+    )
+    assert item["redactions"] == {"email": 1, "phone": 1}
+
+
 def test_extra_and_disabled_rules_apply_to_ingested_logs():
     options = PiiOptions(
         extra_rules=({"name": "ticket", "pattern": r"TCK-\d+"},),  # type: ignore[arg-type]

@@ -147,6 +147,37 @@ def test_numbers_failing_the_luhn_check_are_not_counted_as_cards():
         ("userEmail", "email"),
         ("CardNumber", "card"),
         ("telephoned", None),
+        # names of the PII itself, qualified or not
+        ("home_phone", "phone"),
+        ("phoneNumber", "phone"),
+        ("customer_ssn", "national_id"),
+        ("email_address", "email"),
+        ("cc_number", "card"),
+        ("contact_email", "email"),
+        ("email_2", "email"),
+        ("national_id", "national_id"),  # ends in "id", but "national" alone is no hint
+        ("customer_tax_id", "national_id"),
+        ("ssn_last4", "national_id"),  # the last digits of an SSN are still sensitive
+        ("card_code", "card"),  # a CVV
+        # names that describe the PII (a qualifier last): they were redacted whole
+        ("card_type", None),
+        ("card_brand", None),
+        ("card_expiry", None),
+        ("card_count", None),
+        ("email_count", None),
+        ("email_domain", None),
+        ("email_status", None),
+        ("email_opt_in", None),
+        ("email_sent_at", None),
+        ("emailUpdatedAt", None),
+        ("EMAIL_STATUS", None),
+        ("phone_country", None),
+        ("phoneNumberType", None),
+        ("cell_id", None),
+        ("mobile_os", None),
+        ("tel_prefix", None),
+        ("phone_verified_at", None),
+        ("national_id_type", None),
     ],
 )
 def test_column_hints(column, rule):
@@ -172,6 +203,110 @@ def test_camel_case_names_are_redacted_whole_in_every_path(process, monkeypatch)
             "customerSSN": "[REDACTED:NATIONAL_ID]",
             "isbn": "9783161484100",
         }
+
+
+def test_columns_that_describe_pii_keep_their_values_and_real_pii_in_them_is_still_found(process):
+    # Given columns named after PII that describe it (a kind, a count, a state, a time) next
+    # to columns that hold it; one status holds an address, one id a phone number
+    text = (
+        "card_type,card_count,email_count,email_domain,email_status,email_sent_at,phone_type,cell_id,"
+        "phone_verified_at,home_phone,contact_email,ssn_last4\n"
+        "visa,2,5,gmail.com,active,2024-01-02 10:00:00,mobile,A12,2024-01-03,5551234567,a@b.io,6789\n"
+        "mastercard,1,7,yahoo.com,bounced by jane@example.com,2024-01-04 11:30:00,home,call 555-0199,"
+        "2024-01-05,5559876543,c@d.io,1234\n"
+    )
+    result = process("customers.csv", text)
+    schema = result.data["schema"]
+    # Then the describing columns keep their types and values (they were all the string
+    # "[REDACTED:<RULE>]", a count and a timestamp included)
+    assert {n: schema[n] for n in ("card_count", "email_count", "email_sent_at", "phone_verified_at")} == {
+        "card_count": "int",
+        "email_count": "int",
+        "email_sent_at": "timestamp",
+        "phone_verified_at": "date",
+    }
+    assert result.rows(
+        "card_type, card_count, email_count, email_domain, email_status, phone_type, cell_id"
+    ) == [
+        ("visa", 2, 5, "gmail.com", "active", "mobile", "A12"),
+        ("mastercard", 1, 7, "yahoo.com", "bounced by [REDACTED:EMAIL]", "home", "call [REDACTED:PHONE]"),
+    ]
+    # and the columns holding PII are redacted whole, as before
+    assert (
+        result.rows("home_phone, contact_email, ssn_last4")
+        == [("[REDACTED:PHONE]", "[REDACTED:EMAIL]", "[REDACTED:NATIONAL_ID]")] * 2
+    )
+    assert result.data["pii_redactions"] == {
+        "email_status": {"email": 1},
+        "cell_id": {"phone": 1},
+        "home_phone": {"phone": 2},
+        "contact_email": {"email": 2},
+        "ssn_last4": {"national_id": 2},
+    }
+
+
+def test_a_hinted_column_of_a_type_that_cannot_hold_its_pii_keeps_its_values(process):
+    # Given names the hints claim (no qualifier last) of dates, and e-mail ones of numbers
+    text = "mobile_signup,email_opens,phone\n2024-01-02,3,5551234567\n2024-02-03,0,5559876543\n"
+    result = process("t.csv", text)
+    # Then a date holds no phone number, a number no address: kept, with a warning saying so
+    assert result.data["schema"] == {"mobile_signup": "date", "email_opens": "int", "phone": "string"}
+    assert [(str(d), n) for d, n in result.rows("mobile_signup, email_opens")] == [
+        ("2024-01-02", 3),
+        ("2024-02-03", 0),
+    ]
+    assert any(
+        "'email_opens' is named like email PII but holds int values" in w for w in result.data["warnings"]
+    )
+    assert any(
+        "'mobile_signup' is named like phone PII but holds date values" in w for w in result.data["warnings"]
+    )
+    # while a phone column of bare digits, typed int, is still redacted whole
+    assert result.rows("phone") == [("[REDACTED:PHONE]",)] * 2
+
+
+def test_json_members_that_describe_pii_keep_their_values_in_every_path(process, monkeypatch):
+    # an ingested log line (Python), and the same object nested in an NDJSON file (SQL)
+    line = (
+        '{"card_type": "visa", "email_count": 3, "email_status": "sent to a@b.io", '
+        '"phoneType": "mobile", "phone": 5551234567, "national_id": "AB123456C", "tax_id_status": "pending"}'
+    )
+    expected = {
+        "card_type": "visa",
+        "email_count": 3,
+        "email_status": "sent to [REDACTED:EMAIL]",
+        "phoneType": "mobile",
+        "phone": "[REDACTED:PHONE]",
+        "national_id": "[REDACTED:NATIONAL_ID]",
+        "tax_id_status": "pending",
+    }
+    redacted, counts = RULES.redact_text(line)
+    assert json.loads(redacted) == expected
+    assert counts == {"email": 1, "phone": 1, "national_id": 1}
+    # nested values: one literal pattern per rule, and each member checked alone
+    for limit in (pii.MAX_LITERAL_MEMBER_NAMES, 0):
+        monkeypatch.setattr(pii, "MAX_LITERAL_MEMBER_NAMES", limit)
+        nested = process(f"n{limit}.ndjson", '{"id": 1, "u": ' + line + "}\n")
+        assert json.loads(nested.rows("u")[0][0]) == expected
+
+
+def test_user_rules_claim_qualified_names_unless_they_opt_out():
+    iban = {"name": "iban", "pattern": r"\bDE\d{20}\b", "column_hint": "(^|_)iban($|_)"}
+    before = PiiRuleSet([PiiRule(**iban)])
+    assert before.rule_for_column("iban_type") is not None  # as before: every name it matches
+    assert before.rule_for_column("iban_added", "date") is not None
+    opted = PiiRuleSet([PiiRule(**iban, skip_qualified=True, skip_types=["date"])])
+    assert opted.rule_for_column("iban_type") is None
+    assert opted.rule_for_column("iban_added", "date") is None
+    assert opted.rule_for_column("payer_iban") is not None
+    text = '{"iban_type": "sepa", "payer_iban": "x"}'
+    assert opted.redact_text(text)[0] == '{"iban_type": "sepa", "payer_iban": "[REDACTED:IBAN]"}'
+    sql = _sql_redact_each_member(literal(text), opted._hints)
+    assert duckdb.sql(f"SELECT {sql}").fetchall() == [
+        ('{"iban_type": "sepa", "payer_iban": "[REDACTED:IBAN]"}',)
+    ]
+    with pytest.raises(ValidationError, match="skip_types"):
+        PiiRule(**iban, skip_types=["text"])
 
 
 def test_extra_rules_and_disabled_rules():
@@ -349,7 +484,23 @@ def test_a_nested_value_rescued_from_a_typed_column_is_redacted_too(process):
 
 
 _NAMES = st.sampled_from(
-    ["ssn", "Phone", "user_email", "cc_num", "tel", "hotel", "name", "note", "a.b", 'q"t']
+    [
+        "ssn",
+        "Phone",
+        "user_email",
+        "cc_num",
+        "tel",
+        "hotel",
+        "name",
+        "note",
+        "a.b",
+        'q"t',
+        "card_type",
+        "phoneType",
+        "email_sent_at",
+        "national_id",
+        "tax_id_status",
+    ]
 )
 _VALUES = st.one_of(
     st.text(max_size=12),
@@ -461,6 +612,5 @@ def test_a_flag_named_after_pii_stays_a_bool_and_a_late_address_in_it_is_redacte
     mismatch = result.data["quality_issues"]["type_mismatches"]["email_verified"]
     assert mismatch["examples"][0]["value"] == "[REDACTED:EMAIL]"
     assert any(
-        "'email_verified' is named like email PII but holds only booleans" in w
-        for w in result.data["warnings"]
+        "'is_mobile' is named like phone PII but holds only booleans" in w for w in result.data["warnings"]
     )

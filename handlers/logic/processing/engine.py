@@ -330,16 +330,20 @@ class _Pipeline:
             decimal_comma=self.source.decimal_comma,
         )
         self._note_ambiguous_dates(sample, inferred)
-        for i, c in enumerate(inferred):
-            rule = self.hinted[self.names[i]]
-            if rule is not None and c is not None and c.type == "bool":
-                # a flag named after PII (email_verified, is_mobile) holds none: a true or
-                # false is no address, and redacting it lost the flag (a value past the
-                # sample that is not a bool is rescued, and its text redacted by the rules)
-                self.hinted[self.names[i]] = None
+        for name, c in zip(self.names, inferred, strict=True):
+            rule = self.hinted[name]
+            if rule is None or c is None:
+                continue
+            # a flag named after PII (is_mobile) holds none, nor does a date (a column
+            # "email_updated"), nor, for e-mail, a number: redacting it whole lost the
+            # values (one past the sample that does not fit the type is rescued, and its
+            # text redacted by the patterns)
+            self.hinted[name] = self.rules.rule_for_column(name, c.type)
+            if self.hinted[name] is None:
+                held = "only booleans" if c.type == "bool" else f"{c.type} values"
                 self.notes.append(
-                    f"column {self.names[i]!r} is named like {rule.name} PII but holds only "
-                    "booleans: kept as bool, not redacted whole"
+                    f"column {name!r} is named like {rule.name} PII but holds {held}: "
+                    f"kept as {c.type}, not redacted whole"
                 )
         for i, rule in self._pii_valued(sample, inferred).items():
             self.hinted[self.names[i]] = rule

@@ -14,6 +14,15 @@ A rule has a ``name``, a ``pattern``, an optional ``checksum`` and an optional
   ``phone`` column of bare digits cannot slip through as an integer. A camelCase name is
   matched as written and with its words split by ``_`` too (``homePhone`` as ``home_Phone``),
   so the hints written for snake_case (``(^|_)phone``) claim it.
+- ``skip_qualified`` (the built-in rules): a hinted name whose last word is a qualifier
+  (``QUALIFIER_WORDS``: ``card_type``, ``email_status``, ``phone_verified_at``) describes
+  the PII rather than holding it and is not claimed, as long as the hint still matches
+  the name without that word (``national_id`` ends in ``id`` but ``national`` is no hint).
+  ``skip_types`` (the built-in rules): inferred column types that cannot hold the PII
+  (``date``/``timestamp``; ``int``/``float`` for e-mail): such a column is not claimed
+  either. (A column of booleans never is.) The values of a column not claimed still pass
+  the patterns: an address inside ``email_status`` is redacted. User rules claim every
+  name their hint matches unless they set these fields.
 
 Rules apply in order; the first rule to claim a span wins (cards before phone numbers, so a
 16-digit card is not half-redacted as a phone number).
@@ -36,6 +45,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .sqltext import literal as sql_literal
+from .summary import ColumnType
 
 REDACTED_PREFIX = "[REDACTED:"
 
@@ -51,6 +61,13 @@ class PiiRule(BaseModel):
         default=None, description="a match is PII only if its digits pass"
     )
     column_hint: str | None = Field(default=None, description="regex on column names")
+    skip_qualified: bool = Field(
+        default=False,
+        description="the hint does not claim a name ending in a qualifier word (QUALIFIER_WORDS)",
+    )
+    skip_types: frozenset[ColumnType] = Field(
+        default=frozenset(), description="inferred column types the hint does not claim"
+    )
 
     @field_validator("pattern", "column_hint")
     @classmethod
@@ -151,11 +168,55 @@ def snake_words(name: str) -> str:
     return _CAMEL_SPLIT.sub(r"\1_\2", name)
 
 
+# The last words of a column name that say it describes the PII rather than holds it (its
+# kind, a count, a state, a time, an id): "card_type", "email_count", "phone_verified_at",
+# "mobile_os", "cell_id". Deliberately not here: "last4" (the last digits of an SSN are
+# still sensitive), "code" ("card_code" is the CVV), "hash" and "token" (pseudonyms of the
+# value), "number"/"no"/"num" (the PII itself).
+QUALIFIER_WORDS: tuple[str, ...] = (
+    # what kind
+    "type", "kind", "brand", "network", "issuer", "scheme", "category", "format", "provider",
+    "carrier", "domain", "country", "country_code", "area_code", "prefix", "bin", "region",
+    "locale", "os", "platform", "device", "app", "model", "version",
+    # how many
+    "count", "cnt", "total", "length",
+    # a state or a flag
+    "status", "state", "valid", "verified", "validated", "confirmed", "bounced", "enabled",
+    "disabled", "active", "opt_in", "opt_out", "optin", "optout", "consent", "consented",
+    "subscribed", "unsubscribed", "allowed", "blocked", "preference", "preferences",
+    # when
+    "at", "on", "date", "time", "ts", "timestamp", "expiry", "expires", "expiration", "exp",
+    "sent", "created", "updated", "changed", "received",
+    # a reference to it
+    "id", "ids",
+)  # fmt: skip
+# the qualifier ending a name (its camelCase words split by "_"), case aside
+_QUALIFIER = "(?i)_(?:" + "|".join(QUALIFIER_WORDS) + ")$"
+_QUALIFIED = re.compile(_QUALIFIER)
+
+
+def _sql_snake_words(expr: str) -> str:
+    """``snake_words`` in DuckDB SQL."""
+    return f"regexp_replace({expr}, {sql_literal(_CAMEL_BOUNDARY)}, '\\1_\\2', 'g')"
+
+
 def _sql_hint_matches(expr: str, hint: str) -> str:
     """``PiiRuleSet.rule_for_column``'s test of one hint in DuckDB SQL: on ``expr`` as
     written, or with its camelCase words split (``snake_words``)."""
-    split = f"regexp_replace({expr}, {sql_literal(_CAMEL_BOUNDARY)}, '\\1_\\2', 'g')"
+    split = _sql_snake_words(expr)
     return f"(regexp_matches({expr}, {sql_literal(hint)}, 'i') OR regexp_matches({split}, {sql_literal(hint)}, 'i'))"
+
+
+def _sql_hint_claims(expr: str, rule: PiiRule, hint: str) -> str:
+    """``PiiRuleSet.rule_for_column``'s test of one rule on a name in DuckDB SQL (no
+    type): its hint matches, and unless ``skip_qualified``, the name is not qualified."""
+    matches = _sql_hint_matches(expr, hint)
+    if not rule.skip_qualified:
+        return matches
+    split = _sql_snake_words(expr)
+    stem = f"regexp_replace({split}, {sql_literal(_QUALIFIER)}, '')"
+    described = f"(regexp_matches({split}, {sql_literal(_QUALIFIER)}) AND regexp_matches({stem}, {sql_literal(hint)}, 'i'))"
+    return f"({matches} AND NOT {described})"
 
 
 def _member_token(rule: PiiRule) -> str:
@@ -169,7 +230,7 @@ def _sql_redact_each_member(expr: str, hints: Sequence[tuple[PiiRule, re.Pattern
     a hint matches replaced by that rule's token."""
     member = sql_literal(_JSON_MEMBER.pattern)
     claims = " ".join(
-        f"WHEN {_sql_hint_matches('z[1]', rx.pattern)} "
+        f"WHEN {_sql_hint_claims('z[1]', rule, rx.pattern)} "
         f"THEN regexp_replace(z[2], {member}, {sql_literal(_member_token(rule))})"
         for rule, rx in hints
     )
@@ -250,6 +311,8 @@ def _nested_repeat(tree: Any, inside_repeat: bool) -> bool:
 # such text would take the words around it with it.
 _LETTERS = "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u04ff\u1e00-\u1eff"
 
+_DATES: frozenset[ColumnType] = frozenset({"date", "timestamp"})
+
 # Built without validation (validate_pattern would import DuckDB into every process that
 # redacts, the ingest worker included); tests hold each of them valid.
 DEFAULT_RULES: tuple[PiiRule, ...] = (
@@ -268,6 +331,8 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
             rf"(?:\.[A-Za-z0-9{_LETTERS}-]{{1,63}})*\.(?:xn--[A-Za-z0-9-]{{1,59}}|[A-Za-z{_LETTERS}]{{2,63}})"
         ),
         column_hint=r"(^|_)e_?mail(_address)?($|_)",
+        skip_qualified=True,
+        skip_types=frozenset({"int", "float", "date", "timestamp"}),
     ),
     PiiRule.model_construct(
         # 13-19 digits in one run, or in the groups cards are printed in (4-4-4-4; Amex
@@ -280,6 +345,8 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         pattern=r"\b(?:[2-6]\d{12,18}|[2-6]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}|3\d{3}[ -]\d{6}[ -]\d{4,5})\b",
         checksum="luhn",
         column_hint=r"(^|_)(card|cc|credit_card|pan)_?(number|no|num)?($|_)",
+        skip_qualified=True,
+        skip_types=_DATES,
     ),
     PiiRule.model_construct(
         # US social security number (123-45-6789, 123 45 6789) and UK national insurance
@@ -287,6 +354,8 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         name="national_id",
         pattern=r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
         column_hint=r"(^|_)(ssn|nino|national_id|social_security(_number)?|tax_id)($|_)",
+        skip_qualified=True,
+        skip_types=_DATES,
     ),
     PiiRule.model_construct(
         # International: +CC, then groups (+44 20 7946 0958, +1 (415) 555-2671, +49 (0)30
@@ -308,6 +377,8 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
             r")(?: ?(?:[xX]|[Ee]xt\.?) ?\d{1,6})?\b"
         ),
         column_hint=r"(^|_)(phone|mobile|cell|telephone|tel|fax)(_?(number|no|num))?($|_)",
+        skip_qualified=True,
+        skip_types=_DATES,
     ),
 )
 
@@ -400,13 +471,26 @@ class PiiRuleSet:
             counts[name] = counts.get(name, 0) + n
         return text, counts
 
-    def rule_for_column(self, column: str) -> PiiRule | None:
-        """The rule whose column hint matches ``column`` (whole-value redaction), if any: as
-        written, or with its camelCase words split (``homePhone`` as ``home_Phone``)."""
+    def rule_for_column(self, column: str, column_type: ColumnType | None = None) -> PiiRule | None:
+        """The first rule whose column hint claims ``column`` (whole-value redaction), if
+        any: the hint matches the name as written, or with its camelCase words split
+        (``homePhone`` as ``home_Phone``); and, for a rule that says so, the name does not
+        end in a qualifier the hint matches the name without (``card_type``), and the
+        column's inferred type (None: not known, a JSON member's) is not one the rule
+        skips. A column of booleans holds no PII of any rule. Decided once per name, never
+        per value; ``_sql_hint_claims`` is the SQL twin for a name (without a type)."""
+        if column_type == "bool":
+            return None
         split = snake_words(column)
+        stem = _QUALIFIED.sub("", split)
         for rule, rx in self._hints:
-            if rx.search(column) or rx.search(split):
-                return rule
+            if not (rx.search(column) or rx.search(split)):
+                continue
+            if rule.skip_qualified and stem != split and rx.search(stem):
+                continue  # it describes the PII: card_type, email_status
+            if column_type in rule.skip_types:
+                continue
+            return rule
         return None
 
     # --- SQL (DuckDB, file processing) -------------------------------------------------------
