@@ -52,6 +52,10 @@ CASES = [
     # Diners Club is printed 4-6-4 (14 digits): was kept in clear
     ("diners 3056 930902 5904, 3056-930902-5904", "diners [REDACTED:CARD], [REDACTED:CARD]"),
     ("nino AB 12 34 56 C", "nino [REDACTED:NATIONAL_ID]"),
+    # as typed into a form, in lower case: was kept in clear
+    ("nino ab123456c, ce 12 34 56 d", "nino [REDACTED:NATIONAL_ID], [REDACTED:NATIONAL_ID]"),
+    # no NINO: its last letter is A-D, and it stands apart from other letters and digits
+    ("ab123456e xab123456c ab1234567c", "ab123456e xab123456c ab1234567c"),
     ("User 555-0199 accessed system", "User [REDACTED:PHONE] accessed system"),
     ("call (555) 123-4567", "call [REDACTED:PHONE]"),
     ("call +44 20 7946 0958 now", "call [REDACTED:PHONE] now"),

@@ -350,9 +350,12 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
     ),
     PiiRule.model_construct(
         # US social security number (123-45-6789, 123 45 6789) and UK national insurance
-        # number (AB123456C, AB 12 34 56 C; capitals).
+        # number (AB123456C, AB 12 34 56 C; in either case, as typed into a form: ab123456c).
         name="national_id",
-        pattern=r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+        pattern=(
+            r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b"
+            r"|\b[A-CEGHJ-PR-TW-Za-ceghj-pr-tw-z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-Da-d]\b"
+        ),
         column_hint=r"(^|_)(ssn|nino|national_id|social_security(_number)?|tax_id)($|_)",
         skip_qualified=True,
         skip_types=_DATES,
