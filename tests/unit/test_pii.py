@@ -159,10 +159,12 @@ def test_numbers_failing_the_luhn_check_are_not_counted_as_cards():
         ("cc_number", "card"),
         ("contact_email", "email"),
         ("email_2", "email"),
-        ("national_id", "national_id"),  # ends in "id", but "national" alone is no hint
+        ("national_id", "national_id"),
         ("customer_tax_id", "national_id"),
         ("ssn_last4", "national_id"),  # the last digits of an SSN are still sensitive
         ("card_code", "card"),  # a CVV
+        ("phone_id", "phone"),  # often the number itself, and bare digits are found only here
+        ("email_id", "email"),
         # names that describe the PII (a qualifier last): they were redacted whole
         ("card_type", None),
         ("card_brand", None),
@@ -177,7 +179,6 @@ def test_numbers_failing_the_luhn_check_are_not_counted_as_cards():
         ("EMAIL_STATUS", None),
         ("phone_country", None),
         ("phoneNumberType", None),
-        ("cell_id", None),
         ("mobile_os", None),
         ("tel_prefix", None),
         ("phone_verified_at", None),
@@ -211,11 +212,11 @@ def test_camel_case_names_are_redacted_whole_in_every_path(process, monkeypatch)
 
 def test_columns_that_describe_pii_keep_their_values_and_real_pii_in_them_is_still_found(process):
     # Given columns named after PII that describe it (a kind, a count, a state, a time) next
-    # to columns that hold it; one status holds an address, one id a phone number
+    # to columns that hold it; one status holds an address, one carrier a phone number
     text = (
-        "card_type,card_count,email_count,email_domain,email_status,email_sent_at,phone_type,cell_id,"
+        "card_type,card_count,email_count,email_domain,email_status,email_sent_at,phone_type,phone_carrier,"
         "phone_verified_at,home_phone,contact_email,ssn_last4\n"
-        "visa,2,5,gmail.com,active,2024-01-02 10:00:00,mobile,A12,2024-01-03,5551234567,a@b.io,6789\n"
+        "visa,2,5,gmail.com,active,2024-01-02 10:00:00,mobile,Verizon,2024-01-03,5551234567,a@b.io,6789\n"
         "mastercard,1,7,yahoo.com,bounced by jane@example.com,2024-01-04 11:30:00,home,call 555-0199,"
         "2024-01-05,5559876543,c@d.io,1234\n"
     )
@@ -230,9 +231,9 @@ def test_columns_that_describe_pii_keep_their_values_and_real_pii_in_them_is_sti
         "phone_verified_at": "date",
     }
     assert result.rows(
-        "card_type, card_count, email_count, email_domain, email_status, phone_type, cell_id"
+        "card_type, card_count, email_count, email_domain, email_status, phone_type, phone_carrier"
     ) == [
-        ("visa", 2, 5, "gmail.com", "active", "mobile", "A12"),
+        ("visa", 2, 5, "gmail.com", "active", "mobile", "Verizon"),
         ("mastercard", 1, 7, "yahoo.com", "bounced by [REDACTED:EMAIL]", "home", "call [REDACTED:PHONE]"),
     ]
     # and the columns holding PII are redacted whole, as before
@@ -242,7 +243,7 @@ def test_columns_that_describe_pii_keep_their_values_and_real_pii_in_them_is_sti
     )
     assert result.data["pii_redactions"] == {
         "email_status": {"email": 1},
-        "cell_id": {"phone": 1},
+        "phone_carrier": {"phone": 1},
         "home_phone": {"phone": 2},
         "contact_email": {"email": 2},
         "ssn_last4": {"national_id": 2},
@@ -311,6 +312,11 @@ def test_user_rules_claim_qualified_names_unless_they_opt_out():
     ]
     with pytest.raises(ValidationError, match="skip_types"):
         PiiRule(**iban, skip_types=["text"])
+    # a qualifier that is part of the hint itself does not undo it
+    birth = PiiRuleSet(
+        [PiiRule(name="dob", pattern="x^", column_hint="(^|_)birth_date$", skip_qualified=True)]
+    )
+    assert birth.rule_for_column("birth_date") is not None
 
 
 def test_extra_rules_and_disabled_rules():

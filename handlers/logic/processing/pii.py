@@ -17,7 +17,7 @@ A rule has a ``name``, a ``pattern``, an optional ``checksum`` and an optional
 - ``skip_qualified`` (the built-in rules): a hinted name whose last word is a qualifier
   (``QUALIFIER_WORDS``: ``card_type``, ``email_status``, ``phone_verified_at``) describes
   the PII rather than holding it and is not claimed, as long as the hint still matches
-  the name without that word (``national_id`` ends in ``id`` but ``national`` is no hint).
+  the name without that word (a hint ``birth_date`` still claims ``birth_date``).
   ``skip_types`` (the built-in rules): inferred column types that cannot hold the PII
   (``date``/``timestamp``; ``int``/``float`` for e-mail): such a column is not claimed
   either. (A column of booleans never is.) The values of a column not claimed still pass
@@ -169,8 +169,8 @@ def snake_words(name: str) -> str:
 
 
 # The last words of a column name that say it describes the PII rather than holds it (its
-# kind, a count, a state, a time, an id): "card_type", "email_count", "phone_verified_at",
-# "mobile_os", "cell_id". Deliberately not here: "last4" (the last digits of an SSN are
+# kind, a count, a state, a time): "card_type", "email_count", "phone_verified_at",
+# "mobile_os". Deliberately not here: "last4" (the last digits of an SSN are
 # still sensitive), "code" ("card_code" is the CVV), "hash" and "token" (pseudonyms of the
 # value), "number"/"no"/"num" (the PII itself).
 QUALIFIER_WORDS: tuple[str, ...] = (
@@ -187,9 +187,9 @@ QUALIFIER_WORDS: tuple[str, ...] = (
     # when
     "at", "on", "date", "time", "ts", "timestamp", "expiry", "expires", "expiration", "exp",
     "sent", "created", "updated", "changed", "received",
-    # a reference to it
-    "id", "ids",
 )  # fmt: skip
+# ("id" is not one either: a "phone_id" or "email_id" often holds the number or address
+# itself, and bare digits are found only under a hinted name.)
 # the qualifier ending a name (its camelCase words split by "_"), case aside
 _QUALIFIER = "(?i)_(?:" + "|".join(QUALIFIER_WORDS) + ")$"
 _QUALIFIED = re.compile(_QUALIFIER)
