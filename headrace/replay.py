@@ -112,7 +112,7 @@ class Replayer:
         if suffixes is not None and not has_raw_suffix(key, suffixes):
             raise ReplayError(
                 f"{key}: the processor ignores it: it ends in none of the stack's raw_suffixes "
-                f"({', '.join(suffixes)}; matched case-sensitively)"
+                f"({', '.join(suffixes)})"
             )
         if not readable_by_name(key):
             raise ReplayError(

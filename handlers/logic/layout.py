@@ -61,15 +61,17 @@ _ROTATED = (".log", ".txt")
 
 
 def has_raw_suffix(key: str, suffixes: Sequence[str]) -> bool:
-    """Whether ``key`` ends in one of ``suffixes`` (case-sensitive; none: any key). A ``*``
-    in a suffix matches any characters but ``/`` (``.log.*``: ``app.log.1``, not
-    ``x.log.d/readme.md``)."""
+    """Whether ``key`` ends in one of ``suffixes``, in any case (``.csv`` takes
+    ``EXPORT.CSV``, as the format detection reads it; none: any key). A ``*`` in a suffix
+    matches any characters but ``/`` (``.log.*``: ``app.log.1``, not ``x.log.d/readme.md``)."""
     return not suffixes or any(_suffix_regex(s).search(key) for s in suffixes)
 
 
 @lru_cache(maxsize=64)
 def _suffix_regex(suffix: str) -> re.Pattern[str]:
-    return re.compile("[^/]*".join(re.escape(part) for part in suffix.split("*")) + r"\Z")
+    # Case-insensitive: a Windows or mainframe export named REPORT.CSV is the same data as
+    # report.csv, and a key the filter skips is acknowledged with nothing recorded at all.
+    return re.compile("[^/]*".join(re.escape(part) for part in suffix.split("*")) + r"\Z", re.IGNORECASE)
 
 
 def without_rotation(name: str) -> str:

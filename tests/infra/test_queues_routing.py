@@ -197,7 +197,7 @@ def _s3_event(bucket: str, key: str) -> dict[str, Any]:
         ("incoming/x.log.d/readme.md", True, False),  # a '*' stays within one name
         ("incoming/a*b.json", True, True),
         ("incoming/readme.md", True, False),
-        ("incoming/SALES.CSV", True, False),  # case-sensitive, as documented
+        ("incoming/SALES.CSV", True, True),  # in any case: an upper-case export is data too
         ("other/sales.csv", False, True),
         ("incoming.csv", False, True),
         ("processed/incoming/sales.csv", False, True),

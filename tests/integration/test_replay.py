@@ -211,17 +211,20 @@ def test_a_key_refused_by_aws_does_not_stop_the_keys_after_it(pipeline, outputs,
 
 def test_a_key_the_processor_ignores_is_refused_by_the_stacks_suffixes(pipeline, outputs, capsys, tmp_path):
     # Given a stack whose outputs name its raw_suffixes, and a key the processor would
-    # acknowledge with nothing recorded (suffixes match case-sensitively)
+    # acknowledge with nothing recorded
     with_suffixes = tmp_path / "with-suffixes.json"
     with_suffixes.write_text(json.dumps({**json.loads(Path(outputs).read_text()), "raw_suffixes": [".csv"]}))
-    shouted = pipeline.upload("incoming/sales/SALES.CSV", GOOD)
+    notes = pipeline.upload("incoming/sales/notes.md", GOOD)
     # When it is replayed, then nothing is sent and the error says the processor ignores it
-    code, _, err = replay(str(with_suffixes), capsys, shouted["key"])
-    assert code == 2 and "the processor ignores it" in err and "(.csv;" in err
+    code, _, err = replay(str(with_suffixes), capsys, notes["key"])
+    assert code == 2 and "the processor ignores it" in err and "(.csv)" in err
     assert pipeline.queue.receive() == []
     # while a key with one of them is replayed as before
     code, out, _ = replay(str(with_suffixes), capsys, pipeline.upload("incoming/sales/ok.csv", GOOD)["key"])
     assert code == 0 and "replayed incoming/sales/ok.csv" in out
+    # in any case, as the processor matches them
+    code, out, _ = replay(str(with_suffixes), capsys, pipeline.upload("incoming/sales/OK.CSV", GOOD)["key"])
+    assert code == 0 and "replayed incoming/sales/OK.CSV" in out
 
 
 def test_an_error_about_a_key_shows_the_key_escaped(pipeline, outputs, capsys):

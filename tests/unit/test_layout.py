@@ -1,4 +1,5 @@
-"""Dataset names: the first folder under the raw prefix, as a Glue/Athena and PostgreSQL name."""
+"""Dataset names (the first folder under the raw prefix, as a Glue/Athena and PostgreSQL name),
+processed keys, and which raw keys the processor takes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from handlers.logic.layout import dataset_for, processed_keys
+from handlers.logic.layout import dataset_for, has_raw_suffix, processed_keys
 
 
 @pytest.mark.parametrize(
@@ -55,3 +56,47 @@ def test_a_very_long_folder_name_keeps_processed_keys_within_s3s_limit():
     keys = processed_keys(key, "v1", "incoming/", datetime(2025, 1, 1, tzinfo=UTC))
     assert len(keys.dataset) == 100 and len(keys.parquet.encode()) <= 1024
     assert keys.dataset != dataset_for(f"incoming/{'f' * 1006}/a.csv", "incoming/")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/EXPORT.CSV",
+        "incoming/sales/Report.Csv",
+        "incoming/data.CSV.GZ",
+        "incoming/APP.LOG.1",
+        "incoming/x.JSON",
+    ],
+)
+def test_a_raw_suffix_matches_in_any_case(key):
+    # an upper-case extension (Windows and mainframe exports) is read as the lower-case one:
+    # skipped, the file would be acknowledged with nothing recorded, as if never uploaded
+    assert has_raw_suffix(key, (".csv", ".csv.gz", ".log.*", ".json"))
+
+
+def test_a_raw_suffix_still_needs_the_whole_suffix():
+    suffixes = (".csv", ".log.*")
+    assert not has_raw_suffix("incoming/readme.md", suffixes)
+    assert not has_raw_suffix("incoming/data.csvx", suffixes)
+    assert not has_raw_suffix("incoming/x.LOG.d/readme.md", suffixes)  # '*' stays within one name
+    assert not has_raw_suffix("incoming/2026/", suffixes)  # a folder marker
+
+
+def test_different_raw_keys_never_share_processed_keys():
+    # keys a URL decoder, a case folder or a Unicode normaliser would confuse are different
+    # objects in S3: each keeps its own outputs (and metadata item, keyed by the raw key)
+    keys = [
+        "incoming/k/a b.csv",
+        "incoming/k/a+b.csv",
+        "incoming/k/a%20b.csv",
+        "incoming/k/a_b.csv",
+        "incoming/k/x.csv",
+        "incoming/k/X.csv",
+        "incoming/k/caf\u00e9.csv",
+        "incoming/k/cafe\u0301.csv",
+        "incoming/k//x.csv",
+        "incoming/k/./x.csv",
+    ]
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    outputs = [processed_keys(key, "v1", "incoming/", at) for key in keys]
+    assert len({o.parquet for o in outputs}) == len({o.summary for o in outputs}) == len(keys)
