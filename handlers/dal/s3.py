@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from botocore.exceptions import ClientError
 
@@ -25,9 +25,14 @@ class ObjectGone(Exception):
 
 
 def _spellings(key: str) -> list[str]:
-    """Some event producers URL-encode keys (spaces as %20): a key that is missing but
-    decodes to another is tried decoded."""
-    return [key] + ([unquote(key)] if unquote(key) != key else [])
+    """The key as the event spells it, then decoded: some event producers URL-encode keys,
+    with a space as %20 or, as S3's own notifications do, as '+' (``my+file.csv`` for
+    ``my file.csv``, ``c%2B%2B.csv`` for ``c++.csv``)."""
+    spellings = [key]
+    for decoded in (unquote(key), unquote_plus(key)):
+        if decoded not in spellings:
+            spellings.append(decoded)
+    return spellings
 
 
 def _current(version: str | None) -> str | None:
@@ -35,22 +40,42 @@ def _current(version: str | None) -> str | None:
 
 
 def _first_spelling(ref: ObjectRef, request: Callable[[str], Any]) -> tuple[str, dict[str, Any]]:
-    """``request(key)`` (a HEAD or GET answer) for the first spelling of ``ref``'s key that
-    exists. The decoded spelling counts only when it is the event's object (its version or
-    ETag): a key that really contains "%20" may have been deleted while a key with a space
-    exists. Raises ObjectGone when none does (no object, or a delete marker on top)."""
-    for key in _spellings(ref.key):
-        try:
-            response = request(key)
-        except ClientError as exc:
-            if error_code(exc) not in _GONE:
-                raise
-            continue
-        if key == ref.key or _is_event_object(ref, response):
-            return key, response
-        if hasattr(body := response.get("Body"), "close"):
-            body.close()
+    """``request(key)`` (a HEAD or GET answer) for the spelling of ``ref``'s key whose
+    current object is the event's (its version or ETag), else for the key as spelled, if it
+    exists (a newer version of it: the event is stale). A decoded spelling counts only when
+    it is the event's object: a key that really contains "%20" or "+" may have been deleted,
+    or overwritten, while the key it decodes to exists. Raises ObjectGone when no spelling
+    exists (no object, or a delete marker on top)."""
+    as_spelled: tuple[str, dict[str, Any]] | None = None
+    try:
+        for key in _spellings(ref.key):
+            try:
+                response = request(key)
+            except ClientError as exc:
+                if error_code(exc) not in _GONE:
+                    raise
+                continue
+            if _is_event_object(ref, response):
+                if as_spelled is not None:
+                    _close(as_spelled[1])
+                return key, response
+            if key == ref.key:
+                as_spelled = (key, response)
+            else:
+                _close(response)
+    except BaseException:
+        if as_spelled is not None:
+            _close(as_spelled[1])
+        raise
+    if as_spelled is not None:
+        return as_spelled
     raise ObjectGone(f"s3://{ref.bucket}/{ref.key} was deleted")
+
+
+def _close(response: dict[str, Any]) -> None:
+    body = response.get("Body")
+    if body is not None and hasattr(body, "close"):
+        body.close()
 
 
 def _is_event_object(ref: ObjectRef, response: dict[str, Any]) -> bool:

@@ -143,6 +143,32 @@ def test_url_encoded_key_in_the_event_is_found(pipeline):
     assert pipeline.item(encoded) == {}
 
 
+def test_a_key_encoded_as_s3_notifications_encode_it_is_found(pipeline):
+    # Given keys with a space and a plus, announced as S3's notifications spell them
+    # (form encoding: a space is '+', a plus is %2B)
+    spaced = pipeline.upload("incoming/my file.csv", SALES)
+    plus = pipeline.upload("incoming/c++ report.csv", SALES)
+    encoded = [dict(spaced, key="incoming/my+file.csv"), dict(plus, key="incoming/c%2B%2B+report.csv")]
+    pipeline.announce(*encoded)
+    # When they are processed: each object is read and recorded under its real key
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    for obj, spelled in zip((spaced, plus), encoded, strict=True):
+        assert pipeline.item(obj)["status"] == "completed"
+        assert pipeline.item(spelled) == {}
+
+
+def test_an_encoded_key_is_not_mistaken_for_another_object_spelled_like_it(pipeline):
+    # Given "a b.csv", announced as "a+b.csv", while another object really is "a+b.csv"
+    spaced = pipeline.upload("incoming/a b.csv", SALES)
+    literal = pipeline.upload("incoming/a+b.csv", SALES)
+    pipeline.announce(dict(spaced, key="incoming/a+b.csv"))
+    # When the event is processed: the event's object (by its version) is the one read
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    assert pipeline.item(spaced)["status"] == "completed"
+    # and the literal "a+b.csv" is not marked superseded by a version that is not its own
+    assert pipeline.item(literal) == {}
+
+
 def test_a_deleted_key_is_not_mistaken_for_the_key_it_decodes_to(pipeline):
     # Given a key that really contains "%20", deleted, and one with a space that exists
     other = pipeline.upload("incoming/report v2.csv", SALES)
