@@ -6,8 +6,9 @@ Outcomes (metadata ``status`` in brackets):
   dataset's Glue table in step: ``handlers/logic/catalog.py``), "File Processed" published; outputs
   of older versions of the same key are removed (the latest version of a key wins, so S3
   and the warehouse never count a re-uploaded file twice);
-- ``PermanentFailure`` raised [failed]: the file cannot be processed (bad content, or an
-  archived object that must be restored first); the readable ``error`` is recorded and the
+- ``PermanentFailure`` raised [failed]: the file cannot be processed (bad content, an
+  archived object that must be restored first, or one encrypted with a customer-provided
+  key, SSE-C, that S3 refuses to read without it); the readable ``error`` is recorded and the
   message goes to the DLQ after its retries;
 - ``deleted`` / ``superseded`` [failed, with the reason]: the object was deleted, or a newer
   version of the key exists, before this version was processed; nothing to retry;
@@ -115,15 +116,9 @@ def process_object(
         except s3.ObjectGone:
             return _skip(ref, store, "deleted", DELETED)
         except ClientError as exc:
-            if s3.error_code(exc) != "InvalidObjectState":
+            reason = _unreadable(exc)
+            if reason is None:
                 raise
-            # archived (Glacier Flexible Retrieval, Deep Archive, an archive tier): only a
-            # restore makes it readable, so retries cannot help
-            storage = exc.response.get("Error", {}).get("StorageClass") or "an archive storage class"
-            reason = (
-                f"the object is archived ({storage}) and cannot be read until it is restored: restore "
-                "it (or copy it to a readable storage class), then run headrace replay for it"
-            )
             record_failure(store, ref, reason, attempt, record)
             raise PermanentFailure(reason) from exc
         timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at), "download": _since(clock)}
@@ -269,6 +264,30 @@ def _complete(
         },
     )
     return (completed, catalog_error) if recorded else None
+
+
+def _unreadable(exc: ClientError) -> str | None:
+    """Why S3 will never hand this object to the processor, for a GET error no retry can
+    change; None for any other error."""
+    code = s3.error_code(exc)
+    error = exc.response.get("Error", {})
+    if code == "InvalidObjectState":
+        # archived (Glacier Flexible Retrieval, Deep Archive, an archive tier): only a
+        # restore makes it readable
+        storage = error.get("StorageClass") or "an archive storage class"
+        return (
+            f"the object is archived ({storage}) and cannot be read until it is restored: restore "
+            "it (or copy it to a readable storage class), then run headrace replay for it"
+        )
+    if code == "InvalidRequest":
+        # S3 answers a plain GET of an object uploaded with a customer-provided key (SSE-C)
+        # with 400 InvalidRequest: only that key reads it, and the pipeline never has it
+        return (
+            f"S3 refuses to read the object ({code}: {error.get('Message', 'no message')}); an object "
+            "encrypted with a customer-provided key (SSE-C) can only be read with that key: upload it "
+            "with SSE-S3 or SSE-KMS encryption instead"
+        )
+    return None
 
 
 def record_failure(

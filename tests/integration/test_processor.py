@@ -765,6 +765,39 @@ def test_an_archived_object_fails_at_once_saying_to_restore_it(pipeline):
     assert "headrace replay" in item["error"]
 
 
+def test_an_object_encrypted_with_a_customer_key_fails_at_once_saying_why(pipeline, capsys):
+    from botocore.exceptions import ClientError
+
+    from handlers.dal.aws import download_client
+
+    # Given an object uploaded with SSE-C, which S3 refuses to GET without the customer's
+    # key (400 InvalidRequest; moto serves it all the same, so S3's answer is stood in for)
+    obj = pipeline.upload("incoming/secret.csv", SALES)
+    message = (
+        "The object was stored using a form of Server Side Encryption. "
+        "The correct parameters must be provided to retrieve the object."
+    )
+
+    def refuse(params, **_):
+        if params.get("Key") == obj["key"]:
+            raise ClientError({"Error": {"Code": "InvalidRequest", "Message": message}}, "GetObject")
+
+    download_client().meta.events.register("before-parameter-build.s3.GetObject", refuse)
+    try:
+        pipeline.announce(obj)
+        # When it is processed: failed on the first attempt, not retried as transient
+        records, response = pipeline.poll()
+    finally:
+        download_client().meta.events.unregister("before-parameter-build.s3.GetObject", refuse)
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["status"] == "failed"
+    assert f"S3 refuses to read the object (InvalidRequest: {message})" in item["error"]
+    assert "customer-provided key (SSE-C)" in item["error"]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics.get("FilesFailed"), metrics.get("FilesRetried")) == (1, None)
+
+
 def test_a_folder_marker_is_ignored_not_failed(pipeline):
     # Given the S3 console's "Create folder" (an empty key ending in '/'), routed when
     # raw_suffixes is empty
