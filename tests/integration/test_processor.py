@@ -860,6 +860,65 @@ def test_crash_switch_fails_the_first_delivery_and_the_file_recovers(pipeline, m
     assert len(pipeline.published()) == 2
 
 
+def test_an_invocation_killed_after_the_completed_mark_is_finished_by_the_redelivery_once(
+    pipeline, monkeypatch
+):
+    # Given an invocation killed between marking the file completed and sending its "File
+    # Processed" event: the item says completed, nothing will load it, and Powertools'
+    # record of the version is left INPROGRESS (a kill runs no cleanup)
+    real_publish = process_object.events.publish_file_processed
+    kills = []
+
+    def killed_once(*args, **kwargs):
+        if not kills:
+            kills.append(1)
+            raise SimulatedCrash("killed before the event was sent")
+        real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(process_object.events, "publish_file_processed", killed_once)
+    obj = pipeline.upload("incoming/sales/jan.csv", SALES)
+    pipeline.announce(obj)
+    records = pipeline.queue.receive()
+    context = LambdaContext()
+    with pytest.raises(SimulatedCrash):
+        pipeline.invoke(*records, context=context)
+    assert pipeline.item(obj)["status"] == "completed" and pipeline.published() == []
+    # Then the record in progress expires with the killed invocation's time, not with the
+    # idempotency window (a day): else every redelivery would be refused as "in progress"
+    # until the message reached the DLQ, the file never loaded
+    idempotency = boto3.resource("dynamodb", region_name=REGION).Table("idempotency")
+    [record] = idempotency.scan()["Items"]
+    ends_ms = (time.time() * 1000) + context.get_remaining_time_in_millis()
+    assert record["status"] == "INPROGRESS" and ends_ms - 60_000 < record["in_progress_expiration"] <= ends_ms
+    # When it is redelivered within that time, it is handed back, not failed nor redone
+    _expire_visibility(pipeline, records[0])
+    records, response = pipeline.poll()
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    assert "last_error" not in pipeline.item(obj) and kills == [1]
+    # When it is redelivered once the killed invocation's time is over (moved back by it)
+    idempotency.update_item(
+        Key={"id": record["id"]},
+        UpdateExpression="SET in_progress_expiration = in_progress_expiration - :ran",
+        ExpressionAttributeValues={":ran": context.get_remaining_time_in_millis() + 1_000},
+    )
+    _expire_visibility(pipeline, records[0])
+    _, response = pipeline.poll()
+    # Then the file is completed with one set of outputs and one event for the loader
+    assert response == {"batchItemFailures": []}
+    item = pipeline.item(obj)
+    assert item["status"] == "completed"
+    assert sorted(pipeline.processed_keys()) == sorted([item["parquet_key"], item["summary_key"]])
+    [event] = pipeline.published()
+    assert (event["object_key"], event["parquet_key"], event["row_count"]) == (
+        obj["key"],
+        item["parquet_key"],
+        3,
+    )
+    # and a later duplicate is acknowledged without another event
+    pipeline.announce(obj)
+    assert pipeline.poll()[1] == {"batchItemFailures": []} and pipeline.published() == []
+
+
 def test_a_version_uploaded_in_the_same_second_after_the_older_one_was_checked_still_wins(
     pipeline, monkeypatch
 ):
