@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -88,9 +89,27 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
             conn.send(("error", type(exc).__name__, str(exc), (time.perf_counter() - clock) * 1000))
 
 
+# How often a sandbox checks that the executor that started it is still alive.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _end_with_executor(executor_pid: int) -> None:
+    """End this sandbox as soon as the executor that started it is gone (the runtime killed
+    with SIGKILL, by the OOM killer...). An idle sandbox ends anyway (its receive loop sees
+    the connection close), but one busy with an invocation would run its handler on to the
+    end, past the function's timeout (the executor enforced it), writing to whatever then
+    answers on the emulator's and PostgreSQL's ports: the next runtime's, on a restart.
+    Polled rather than PR_SET_PDEATHSIG, which follows the executor *thread* that started
+    the sandbox, and is Linux only."""
+    while os.getppid() == executor_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(137)
+
+
 def main() -> None:
     """``python -m headrace.local.sandbox ADDRESS``: the key and the function arrive on stdin,
     then the process connects back to the executor."""
+    threading.Thread(target=_end_with_executor, args=(os.getppid(),), daemon=True).start()
     key, spec_fields, root = pickle.load(sys.stdin.buffer)
     with Client(sys.argv[1], family="AF_UNIX", authkey=key) as conn:
         _serve(conn, FunctionSpec(**spec_fields), root)
@@ -101,8 +120,9 @@ INIT_TIMEOUT = 60
 
 class Sandbox:
     """A fresh interpreter per sandbox (``python -m``): nothing is inherited from the
-    executor's process but the environment it is given. If the executor dies, the
-    connection closes and the sandbox's receive loop ends, so no sandbox outlives it."""
+    executor's process but the environment it is given. If the executor dies, the sandbox
+    ends at once, even in the middle of an invocation (``_end_with_executor``), so no
+    sandbox outlives it."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], root: Path, log_path: Path):
         self.spec = spec

@@ -4,6 +4,7 @@ background by a script (``headrace local up &``), it inherits SIGINT ignored, an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -207,3 +208,64 @@ def test_an_emulator_port_taken_after_the_check_is_refused_naming_it_and_its_opt
                 emulator.start()
         finally:
             emulator.stop()
+
+
+# An executor (the runtime's process) with one sandbox busy with a long invocation.
+BUSY_EXECUTOR = """
+import sys, threading, time
+from pathlib import Path
+
+from headrace.local.sandbox import FunctionSpec, Sandbox
+
+root = Path(sys.argv[1])
+spec = FunctionSpec(name="slow", arn="arn:aws:lambda:us-east-1:123456789012:function:slow",
+                    handler="slow.handler", timeout_seconds=300)
+sandbox = Sandbox(spec, {"PYTHONPATH": sys.argv[2]}, root, root / "slow.log")
+assert sandbox.init_error is None, sandbox.init_error
+threading.Thread(target=sandbox.invoke, args=({},), daemon=True).start()
+print(sandbox._process.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_sandbox_busy_with_an_invocation_ends_when_its_runtime_is_killed(tmp_path):
+    # Given a runtime's executor whose sandbox is in the middle of a long invocation
+    (tmp_path / "slow.py").write_text(
+        "import pathlib, time\n\n\ndef handler(event, context):\n"
+        "    pathlib.Path(__file__).with_name('started').touch()\n"
+        "    time.sleep(300)\n"
+    )
+    executor = subprocess.Popen(
+        [sys.executable, "-c", BUSY_EXECUTOR, str(tmp_path), str(ROOT)], stdout=subprocess.PIPE
+    )
+    assert executor.stdout is not None
+    sandbox = int(executor.stdout.readline())
+    try:
+        wait_until(lambda: (tmp_path / "started").exists(), 60)
+        assert (tmp_path / "started").exists()
+        # When the runtime is killed (SIGKILL: nothing of it runs any cleanup)
+        executor.kill()
+        executor.wait()
+        # Then the sandbox ends with it, instead of running its handler on to the end
+        # (past the function's timeout, into whatever then answers on the runtime's ports)
+        wait_until(lambda: not _alive(sandbox), 15)
+        assert not _alive(sandbox)
+    finally:
+        if executor.poll() is None:
+            executor.kill()
+            executor.wait()
+        if _alive(sandbox):
+            os.kill(sandbox, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: an orphan that ended is a zombie until init reaps it (a
+    container's first process may never)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
