@@ -393,6 +393,7 @@ def dashboard_body(
                 custom("FilesProcessed", "processor"),
                 custom("FilesFailed", "processor"),
                 custom("FilesRetried", "processor"),
+                custom("FilesIgnored", "processor"),
                 custom("FilesOutOfTime", "processor"),
                 custom("FilesOutOfMemory", "processor"),
                 custom("FilesOutOfScratchSpace", "processor"),

@@ -94,8 +94,16 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         logger.info("too little time left in this invocation to start the file: handed back to the queue")
         _retry_now(record)
         raise not_started
+    if ref.is_folder_marker:
+        logger.info("a folder marker: nothing to process")
+        return {"status": "ignored"}
     if not _takes(ref):
-        logger.info("a folder marker, or a key without one of the raw suffixes: nothing to process")
+        # Recorded nowhere else: without the count, a file uploaded with a suffix the stack
+        # does not take (data.xlsx, export.csv.zip) vanished without a trace.
+        logger.warning(
+            "the key ends in none of the raw suffixes (%s): not processed", ", ".join(settings.raw_suffixes)
+        )
+        metrics.add_metric(name="FilesIgnored", unit=MetricUnit.Count, value=1)
         return {"status": "ignored"}
     maybe_crash(settings.crash_rate, attempt, ref.key)
     finish_by = budget.finish_by() if budget else None

@@ -798,28 +798,32 @@ def test_an_object_encrypted_with_a_customer_key_fails_at_once_saying_why(pipeli
     assert (metrics.get("FilesFailed"), metrics.get("FilesRetried")) == (1, None)
 
 
-def test_a_folder_marker_is_ignored_not_failed(pipeline):
+def test_a_folder_marker_is_ignored_not_failed(pipeline, capsys):
     # Given the S3 console's "Create folder" (an empty key ending in '/'), routed when
     # raw_suffixes is empty
     folder = pipeline.upload("incoming/sales/", b"")
     pipeline.announce(folder)
-    # When it is processed: acknowledged, and nothing is recorded for it
+    # When it is processed: acknowledged, and nothing is recorded or counted for it
     _, response = pipeline.poll()
     assert response == {"batchItemFailures": []}
     assert pipeline.item(folder) == {}
+    assert "FilesIgnored" not in emitted_metrics(capsys.readouterr().out)
 
 
-def test_a_key_without_one_of_the_raw_suffixes_is_ignored_not_failed(pipeline, monkeypatch):
+def test_a_key_without_one_of_the_raw_suffixes_is_ignored_not_failed(pipeline, monkeypatch, capsys, caplog):
     # Given the processor's suffixes (the rule routes every key under the prefix)
     settings = pipeline.handler.settings.model_copy(update={"raw_suffixes": (".csv", ".log.*")})
     monkeypatch.setattr(pipeline.handler, "settings", settings)
     readme = pipeline.upload("incoming/sales/readme.md", "# notes")
     rotated = pipeline.upload("incoming/app.log.1", "2024-01-15T10:00:00Z ERROR x\n")
     pipeline.announce(readme, rotated)
-    # When they are processed: the readme is acknowledged with nothing recorded for it
+    # When they are processed: the readme is acknowledged with nothing recorded for it, but
+    # counted, and the log says why
     _, response = pipeline.poll()
     assert response == {"batchItemFailures": []}
     assert pipeline.item(readme) == {}
+    assert emitted_metrics(capsys.readouterr().out)["FilesIgnored"] == 1
+    assert "ends in none of the raw suffixes (.csv, .log.*)" in caplog.text
     # and the rotated log, which a suffix's '*' matches, is processed
     assert pipeline.item(rotated)["status"] == "completed"
 
