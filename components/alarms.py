@@ -142,7 +142,7 @@ class Alarms(pulumi.ComponentResource):
         )
 
         # Failures of the processor, the loader and the ingest worker, minutes after they
-        # start: their DLQs fill only after every retry (~2.5 h / ~49 / ~24 minutes with the
+        # start: their DLQs fill only after every retry (~2.5 h / ~61 / ~30 minutes with the
         # defaults), and their oldest-message alarms never see a message that keeps failing
         # (SQS stops counting its age from its third receive). All three report failed
         # records in batchItemFailures and return normally, so their Lambda Errors miss

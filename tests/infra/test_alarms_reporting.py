@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from .conftest import Deployment, deploy
+from components.config import StackConfig
+from components.queues import visibility_timeout
+
+from .conftest import ROOT, Deployment, deploy
 
 
 def _alarms(stack: Deployment) -> dict[str, Any]:
@@ -399,3 +403,40 @@ def test_report_function_runs_daily_and_every_five_minutes(stack: Deployment) ->
         assert permissions[f"{task}-invoke"].inputs["sourceArn"] == rules[task].outputs["arn"]
     assert json.loads(targets["signals-target"].inputs["input"]) == {"task": "signals"}
     assert targets["daily-target"].inputs.get("input") is None
+
+
+def _runbook() -> str:
+    return (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_every_alarm_has_a_runbook_entry(dev: Deployment) -> None:
+    # Given every alarm of the RDS stack (the local stack's are a subset) and the headings
+    # of the runbook, which an operator paged by an alarm looks up by its name
+    headings = " ".join(re.findall(r"^### (.*)$", _runbook(), re.M))
+    # Then each alarm is named in a heading
+    assert sorted(name for name in _alarms(dev) if f"`{name}`" not in headings) == []
+
+
+def test_the_runbook_says_how_long_each_dlq_alarm_waits_with_the_defaults() -> None:
+    # Given the default configuration: a message that keeps failing is received
+    # max_receive_count times, each a visibility timeout after the one before, and moves to
+    # its DLQ at the receive after the last (so max_receive_count visibility timeouts in all)
+    config = StackConfig.model_validate({"environment": "dev", "region": "eu-west-1"})
+    consumers = {
+        "processing": config.functions.processor,
+        "load": config.functions.loader,
+        "ingest": config.functions.ingest_worker,
+    }
+    text = " ".join(_runbook().split())
+    for label, consumer in consumers.items():
+        minutes = (
+            config.queues.max_receive_count
+            * visibility_timeout(consumer.timeout_seconds, consumer.batching_window_seconds)
+            / 60
+        )
+        # When the runbook says how long its DLQ alarm waits
+        said = re.search(rf"`{label}-dlq-depth` waits for every retry \(about ([\d.]+) (hours|minutes)", text)
+        assert said is not None, label
+        stated = float(said[1]) * (60 if said[2] == "hours" else 1)
+        # Then it is that time, to the minute (the hours to a tenth)
+        assert abs(stated - minutes) <= (3 if said[2] == "hours" else 1), (label, stated, minutes)
