@@ -29,3 +29,37 @@ def test_the_readme_names_the_levels_log_stats_count_and_a_records_line_limits()
     assert (errors, warns, infos) == (set(engine._ERROR_LEVELS), set(engine._WARN_LEVELS), {"INFO"})
     limit = f"at most {logs.MAX_ENTRY_LINES:,} lines and {logs.MAX_ENTRY_CHARS // 1024} KiB"
     assert limit in readme
+
+
+def _dataset_paragraph(document: str, start: str) -> str:
+    """The paragraph (or list item) of ``document`` that starts with ``start``, on one line."""
+    text = (ROOT / document).read_text()
+    begin = text.index(start)
+    end = min(i for i in (text.find("\n\n", begin), text.find("\n- ", begin)) if i != -1)
+    return " ".join(text[begin:end].split())
+
+
+def test_the_dataset_names_the_docs_show_are_the_ones_the_processor_gives():
+    from handlers.logic.layout import dataset_for
+
+    # Given the examples of the layout contract: the README's and the query guide's
+    examples = {
+        "README.md": _dataset_paragraph("README.md", "`dataset` is the first folder"),
+        "docs/query.md": _dataset_paragraph("docs/query.md", "- **`<dataset>`**"),
+    }
+    shown = []
+    for document, paragraph in examples.items():
+        # `incoming/sales/2025-01.csv` → `sales`, `Über Sales` -> `uber_sales` (a folder)
+        pairs = re.findall(r"`([^`]+)` (?:→|->) `([a-z0-9_]+)`", paragraph)
+        # a folder with no ASCII form and the hash it gets
+        hashed = re.search(r"such as `([^`]+)`, gets a hash: `(d_\w+)`", paragraph) or re.search(
+            r"\(`([^`]+)`, [^)]*\).*? instead \(`(d_\w+)`\)", paragraph
+        )
+        assert len(pairs) >= 2 and hashed is not None, document
+        shown += [(document, *pair) for pair in [*pairs, hashed.groups()]]
+    # Then each is the dataset the processor names (a bare name is a folder under the prefix)
+    wrong = [
+        (document, name, said, dataset_for(name if "/" in name else f"incoming/{name}/x.csv", "incoming/"))
+        for document, name, said in shown
+    ]
+    assert [w for w in wrong if w[2] != w[3]] == []
