@@ -115,6 +115,42 @@ def test_stack_files_are_complete(stack: str) -> None:
     assert expected <= present, sorted(expected - present)
 
 
+def _set_in(values: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every key a stack file sets, nested ones as their --path spelling."""
+    keys = set()
+    for key, value in values.items():
+        keys.add(prefix + key)
+        if isinstance(value, Mapping):
+            keys |= _set_in(value, f"{prefix}{key}.")
+    return keys
+
+
+def test_the_keys_the_dev_stack_file_leaves_out_are_the_ones_deploy_md_names() -> None:
+    # Given the keys Pulumi.dev.yaml leaves out (the README sends readers to docs/deploy.md
+    # for them: the file "sets nearly every key")
+    present = _set_in({key.split(":", 1)[1]: value for key, value in stack_file_config("dev").items()})
+    functions = "|".join(FUNCTION_DEFAULTS)
+    left_out = {
+        re.sub(
+            rf"^functions\.({functions})\.",
+            "",
+            re.sub(r"^warehouse\.external\..*", "warehouse.external", key),
+        )
+        for key in _keys(StackConfig)
+        if key not in present
+    }
+    # When docs/deploy.md names the exceptions
+    documentation = " ".join((ROOT / "docs" / "deploy.md").read_text().split())
+    said = re.search(
+        r"`Pulumi\.dev\.yaml` sets every key with its default and a comment \(but (.*?)\);", documentation
+    )
+    assert said is not None
+    named = set(re.findall(r"`([a-z_.]+)`", said[1]))
+    # Then it names each of them, and no key the file does set
+    assert sorted(left_out - named) == []
+    assert sorted(named - left_out) == []
+
+
 def test_every_key_is_documented() -> None:
     # Given every key of the model, nested ones included (per-function keys once, as
     # functions.<name>.<key>)
