@@ -36,7 +36,7 @@ from handlers.dal.aws import access_denied
 from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
-from handlers.logic.layout import has_raw_suffix
+from handlers.logic.layout import has_raw_suffix, hidden_part
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, record_failure, utcnow
 from handlers.logic.processing import OutOfMemory, OutOfScratchSpace, OutOfTime
 from handlers.logic.time_budget import TimeBudget
@@ -97,12 +97,11 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     if ref.is_folder_marker:
         logger.info("a folder marker: nothing to process")
         return {"status": "ignored"}
-    if not _takes(ref):
+    ignored = _ignored_because(ref)
+    if ignored:
         # Recorded nowhere else: without the count, a file uploaded with a suffix the stack
         # does not take (data.xlsx, export.csv.zip) vanished without a trace.
-        logger.warning(
-            "the key ends in none of the raw suffixes (%s): not processed", ", ".join(settings.raw_suffixes)
-        )
+        logger.warning("%s: not processed", ignored)
         metrics.add_metric(name="FilesIgnored", unit=MetricUnit.Count, value=1)
         return {"status": "ignored"}
     maybe_crash(settings.crash_rate, attempt, ref.key)
@@ -178,11 +177,21 @@ def _retry_now(record: ObjectCreatedRecord) -> None:
         )
 
 
+def _ignored_because(ref: ObjectRef) -> str | None:
+    """Why the processor skips a key that is not a folder marker, if it does: the rule
+    routes every key under the raw prefix (EventBridge refuses a rule with a wildcard per
+    suffix), hidden files and keys without one of ``RAW_SUFFIXES`` included."""
+    hidden = hidden_part(ref.key)
+    if hidden:
+        return f"a hidden file ({hidden!r}), skipped as Spark and Athena skip them"
+    if not has_raw_suffix(ref.key, settings.raw_suffixes):
+        return f"the key ends in none of the raw suffixes ({', '.join(settings.raw_suffixes)})"
+    return None
+
+
 def _takes(ref: ObjectRef) -> bool:
-    """Whether ``ref`` is a file to process: the rule routes every key under the raw prefix
-    (EventBridge refuses a rule with a wildcard per suffix), folder markers (the S3
-    console's "Create folder") and keys without one of ``RAW_SUFFIXES`` included."""
-    return not ref.is_folder_marker and has_raw_suffix(ref.key, settings.raw_suffixes)
+    """Whether ``ref`` is a file to process (``_ignored_because``; folder markers never)."""
+    return not ref.is_folder_marker and _ignored_because(ref) is None
 
 
 def _mark_batch_received(event: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers.dal.metadata import iso
 from handlers.dal.s3 import error_code
 from handlers.logic.idempotency import processor_idempotency_key
-from handlers.logic.layout import has_raw_suffix
+from handlers.logic.layout import has_raw_suffix, hidden_part
 from handlers.logic.printable import printable
 from handlers.logic.processing.formats import extension, readable_by_name
 from handlers.models.events import ObjectRef
@@ -108,6 +108,9 @@ class Replayer:
         prefix = self.outputs.raw_prefix
         if prefix and not key.startswith(prefix):
             raise ReplayError(f"{key}: not under the raw prefix {prefix!r}; only those keys are processed")
+        hidden = hidden_part(key)
+        if hidden:
+            raise ReplayError(f"{key}: the processor ignores it: {hidden!r} makes it a hidden file")
         suffixes = self.outputs.raw_suffixes
         if suffixes is not None and not has_raw_suffix(key, suffixes):
             raise ReplayError(

@@ -60,6 +60,18 @@ _ROTATION_SUFFIX = re.compile(r"\.\d[\d_-]*")
 _ROTATED = (".log", ".txt")
 
 
+def hidden_part(key: str) -> str | None:
+    """The part of ``key`` that makes it a hidden file, which the processor skips as Spark,
+    Hive and Athena do: a file or folder name starting with ``.`` (macOS's ``._sales.csv``
+    resource forks and ``.DS_Store``, an editor's ``.sales.csv.swp``) or a ``__MACOSX``
+    folder (a zip made on a Mac, extracted elsewhere); ``None`` for any other key. The
+    ``.`` and ``..`` segments are folder names like any other."""
+    for part in key.split("/"):
+        if part == "__MACOSX" or (part.startswith(".") and part not in (".", "..")):
+            return part
+    return None
+
+
 def has_raw_suffix(key: str, suffixes: Sequence[str]) -> bool:
     """Whether ``key`` ends in one of ``suffixes``, in any case (``.csv`` takes
     ``EXPORT.CSV``, as the format detection reads it; none: any key). A ``*`` in a suffix

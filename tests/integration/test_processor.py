@@ -828,6 +828,26 @@ def test_a_key_without_one_of_the_raw_suffixes_is_ignored_not_failed(pipeline, m
     assert pipeline.item(rotated)["status"] == "completed"
 
 
+def test_hidden_files_are_ignored_not_failed(pipeline, capsys, caplog):
+    # Given a folder zipped on a Mac and extracted elsewhere, then uploaded: each file's
+    # AppleDouble resource fork (binary) beside it, under __MACOSX/ and as ._name
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    data = pipeline.upload("incoming/sales/2026-01.csv", "a,b\n1,2\n")
+    forks = [
+        pipeline.upload("incoming/__MACOSX/sales/._2026-01.csv", fork),
+        pipeline.upload("incoming/sales/._2026-01.csv", fork),
+    ]
+    pipeline.announce(data, *forks)
+    # When they are processed: the forks are skipped with nothing recorded, not failed (each
+    # would have reached the DLQ and paged), counted and named; the data file completes
+    _, response = pipeline.poll()
+    assert response == {"batchItemFailures": []}
+    assert [pipeline.item(f) for f in forks] == [{}, {}]
+    assert pipeline.item(data)["status"] == "completed"
+    assert emitted_metrics(capsys.readouterr().out)["FilesIgnored"] == 2
+    assert "a hidden file ('__MACOSX')" in caplog.text
+
+
 def _expire_visibility(pipeline, record):
     pipeline.sqs.change_message_visibility(
         QueueUrl=pipeline.queue.url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0

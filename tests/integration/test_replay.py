@@ -181,6 +181,7 @@ def test_a_version_that_is_no_longer_current_is_refused(pipeline, outputs, capsy
         ("incoming/missing.csv", "no such object"),
         # routing ignores it; announced, it would fail five times and reach the DLQ
         ("incoming/sales/readme.md", "not a file type headrace reads ('.md')"),
+        ("incoming/__MACOSX/sales/._a.csv", "'__MACOSX' makes it a hidden file"),
     ],
 )
 def test_keys_that_cannot_be_replayed_are_errors(pipeline, outputs, capsys, key, message):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from handlers.logic.layout import dataset_for, has_raw_suffix, processed_keys
+from handlers.logic.layout import dataset_for, has_raw_suffix, hidden_part, processed_keys
 
 
 @pytest.mark.parametrize(
@@ -72,6 +72,24 @@ def test_a_raw_suffix_matches_in_any_case(key):
     # an upper-case extension (Windows and mainframe exports) is read as the lower-case one:
     # skipped, the file would be acknowledged with nothing recorded, as if never uploaded
     assert has_raw_suffix(key, (".csv", ".csv.gz", ".log.*", ".json"))
+
+
+@pytest.mark.parametrize(
+    ("key", "hidden"),
+    [
+        ("incoming/sales/._2026-01.csv", "._2026-01.csv"),  # macOS resource fork: binary
+        ("incoming/__MACOSX/sales/2026-01.csv", "__MACOSX"),
+        ("incoming/.staging/x.csv", ".staging"),
+        ("incoming/sales/.x.csv.swp", ".x.csv.swp"),
+        ("incoming/sales/2026-01.csv", None),
+        ("incoming/./sales/x.csv", None),  # "." and ".." are folder names (docs/contracts.md)
+        ("incoming/../x.csv", None),
+        ("incoming/sales/x..csv", None),
+        ("incoming/_sales/x.csv", None),
+    ],
+)
+def test_hidden_files_are_the_ones_spark_and_athena_skip(key, hidden):
+    assert hidden_part(key) == hidden
 
 
 def test_a_raw_suffix_still_needs_the_whole_suffix():
