@@ -27,10 +27,12 @@ uploaded within one second), is skipped as superseded. Loads of one dataset are 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Generator
@@ -245,16 +247,31 @@ class Connections:
         self._conn = None
 
 
+# This process's own directory for the certificate files (see _root_certificate_file).
+_certificate_dir: Path | None = None
+
+
 def _root_certificate_file(pem: str) -> str:
-    """libpq reads its certificate authorities from a file: the secret's PEM text written to
-    the temporary directory once per execution environment, named by its content so that a
-    rotated bundle gets a file of its own."""
+    """libpq reads its certificate authorities from a file: the secret's PEM text written
+    once per execution environment, named by its content so that a rotated bundle gets a
+    file of its own. The file is in a directory of this process's own (``mkdtemp``: mode
+    0700, a name nobody can guess), never at a fixed name in the shared temporary
+    directory: there, whoever wrote that file first (another user of the machine) chose
+    the authorities the loader trusts with ``verify-full``, hence which server receives
+    its password, and could turn the write itself onto a file of their choosing (a
+    symbolic link at the fixed name of the partial file)."""
+    global _certificate_dir
+    temporary = Path(tempfile.gettempdir())
+    if _certificate_dir is None or _certificate_dir.parent != temporary or not _certificate_dir.is_dir():
+        _certificate_dir = Path(tempfile.mkdtemp(prefix="headrace-sslrootcert-", dir=temporary))
+        atexit.register(shutil.rmtree, _certificate_dir, True)
     data = pem.encode()
-    path = Path(tempfile.gettempdir()) / f"headrace-sslrootcert-{hashlib.sha256(data).hexdigest()[:16]}.pem"
+    path = _certificate_dir / f"{hashlib.sha256(data).hexdigest()[:16]}.pem"
     if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(data)
-        partial.replace(path)  # atomic: a concurrent reader never sees half a file
+        fd, partial = tempfile.mkstemp(dir=_certificate_dir, suffix=".tmp")
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
     return str(path)
 
 
