@@ -28,7 +28,7 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc, set_mocks
 from pulumi.runtime.stack import Stack, get_root_resource, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config import AWS_NAMESPACE, NAMESPACE, load_aws_settings, load_config
+from components.config import AWS_NAMESPACE, NAMESPACE, SECRET_KEYS, load_aws_settings, load_config
 
 from .emulator import ACCOUNT_ID
 from .iam import ADMIN_USER
@@ -907,7 +907,10 @@ def deploy(
     # (`headrace:retension`) was ignored here, not refused as `pulumi up` refuses it.
     os.environ["PULUMI_CONFIG"] = json.dumps(encoded)
     set_mocks(mocks, project=_project_name(root), stack=stack, preview=False)
-    pulumi.runtime.set_all_config(encoded)
+    # The runtime hands its own PostgreSQL's password over in memory, as a secret: the
+    # engine marks values set with --secret so, and the program refuses a plain-text one.
+    secret_keys = {f"{NAMESPACE}:{key}" for key in SECRET_KEYS}
+    pulumi.runtime.set_all_config(encoded, [key for key in encoded if key in secret_keys])
     sys.path.insert(0, str(root))
     try:
 

@@ -231,6 +231,20 @@ def test_external_mode_without_password_fails_naming_the_key(tiny_archive: Path)
     assert "headrace:db_password" in message and "--secret" in message
 
 
+def test_a_password_set_without_secret_is_refused(tiny_archive: Path) -> None:
+    # Given the local stack whose password was set in plain text (pulumi config set
+    # headrace:db_password ..., without --secret: it sits readable in Pulumi.local.yaml)
+    try:
+        deploy("local", tiny_archive, {"headrace:db_password": "plain-text-password"}, secrets={})
+    except Exception as error:  # the engine reports a RunError
+        message = str(error)
+    else:
+        raise AssertionError("the program deployed with a password stored in plain text")
+    # Then the program stops, says which key and how to set it, and never shows the value
+    assert "headrace:db_password" in message and "plain text" in message and "--secret" in message
+    assert "plain-text-password" not in message
+
+
 def test_network_is_private_with_endpoints_and_no_nat(dev: Deployment) -> None:
     # Given dev's network
     (vpc,) = dev.of_type("aws:ec2/vpc:Vpc")
