@@ -34,7 +34,9 @@ from handlers.models.ingest import IngestApiSettings, TenantKey
 settings = IngestApiSettings.from_env()
 logger = Logger(service="ingest")
 tracer = Tracer(service="ingest")
-app = APIGatewayHttpResolver()
+# debug=False: POWERTOOLS_DEV would otherwise make the resolver print every event (keys, text)
+# to stdout, past log_event=False, and answer unexpected errors with their traceback.
+app = APIGatewayHttpResolver(debug=False)
 keys = TenantKeyStore(settings.tenant_keys_table)
 logs = TenantLogStore(settings.tenant_logs_table)
 limits = Limits(max_body_bytes=settings.max_body_bytes, max_batch_records=settings.max_batch_records)

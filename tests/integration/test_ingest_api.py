@@ -456,3 +456,20 @@ def test_api_keys_and_log_text_never_reach_the_logs(stack):
     assert "555-0199" not in out and "secret" not in out
     # and a refusal is logged as information, not as an error with a traceback
     assert "Traceback" not in out and '"level":"ERROR"' not in out
+
+
+def test_powertools_debug_mode_prints_no_request(stack, capsys):
+    # Given Powertools' development mode switched on by an operator (POWERTOOLS_DEV, the
+    # documented "more verbose" switch), which makes the HTTP resolver print every event,
+    # x-api-key header and body included, to stdout (CloudWatch), and answer an unexpected
+    # error with its traceback
+    stack.configure(POWERTOOLS_DEV="true")
+    acme = stack.issue_key("acme")
+    capsys.readouterr()
+    # When a tenant posts a record and lists its logs
+    assert stack.post({"tenant_id": "acme", "text": "secret 555-0199 payload"}, key=acme).status == 202
+    assert stack.logs(acme).status == 200
+    # Then neither the key nor the text reaches the function's output
+    printed = capsys.readouterr()
+    assert acme not in printed.out + printed.err
+    assert "555-0199" not in printed.out + printed.err
