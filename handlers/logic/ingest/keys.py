@@ -4,6 +4,12 @@ A key is ``hr_`` followed by 43 URL-safe characters (256 random bits). Its SHA-2
 table's partition key, so a lookup needs no comparison of secrets at all; the stored hash
 is still compared in constant time as a second check. A key that cannot be one of ours
 (wrong shape) is refused without a table lookup.
+
+A plain SHA-256, with neither salt nor a slow key-derivation function, is deliberate. Those
+defend human-chosen passwords, few enough to be guessed from a leaked hash; a key is 256 bits
+from ``secrets``, which no guessing reaches however fast the hash, and a hash of the key alone
+is what lets the table be read by it (a salt per key would mean a scan). Should the table
+leak, its hashes give nobody a key.
 """
 
 from __future__ import annotations
