@@ -358,9 +358,12 @@ class EmbeddedPostgres:
             role = sql.Identifier(self.username)
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [self.username]).fetchone()
             verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-            conn.execute(
-                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, sql.Literal(self.password))
-            )
+            # the SCRAM verifier, not the password: a statement can end up in the server log
+            # (log_statement, or any failing statement), whose tail errors here quote
+            verifier = conn.pgconn.encrypt_password(
+                self.password.encode(), self.username.encode(), b"scram-sha-256"
+            ).decode()
+            conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, sql.Literal(verifier)))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.dbname]).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.dbname), role))
 

@@ -58,6 +58,28 @@ def test_a_persistent_server_keeps_its_data_credentials_and_port(reachable_dir):
     assert (base / "data" / "PG_VERSION").exists()
 
 
+def test_the_password_never_reaches_the_server_log(reachable_dir):
+    # Given a persistent server whose operator logs every statement (log_statement = 'all',
+    # a usual setting while investigating); its log's tail is quoted by this module's errors
+    server = EmbeddedPostgres(reachable_dir / "pg")
+    server.start()
+    try:
+        with psycopg.connect(server.conninfo(superuser=True, dbname="postgres"), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET log_statement = 'all'")
+        server.stop()
+        # When it starts again (the application role's password is set at every start)
+        server.start()
+        # Then the role still logs in with its password
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (server.username,)
+        # and the statements were logged, but no password in them
+        log = server.log_file.read_text(errors="replace")
+        assert "LOGIN PASSWORD" in log
+        assert server.password not in log
+    finally:
+        server.cleanup()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")
 def test_as_root_a_directory_the_server_account_cannot_enter_is_a_clear_error(tmp_path):
     # Given a directory inside pytest's root-only tmp_path
