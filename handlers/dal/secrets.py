@@ -3,7 +3,9 @@
 The secret (``DB_SECRET_ARN``) is JSON: ``{"host", "port", "dbname", "username",
 "password"}`` (docs/contracts.md), optionally ``sslmode`` and ``sslrootcert`` (the PEM text
 of the certificate authorities that verify the server). It is cached for an hour in the
-execution environment; a rejected password forces a fresh read (rotation).
+execution environment; a failed connection or a secret of the wrong shape forces a fresh
+read (a rotated password, a new host, a corrected value), and a second attempt when the
+secret changed.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-from handlers.dal.secrets import Credentials
+from handlers.dal.secrets import Credentials, InvalidSecret
 from handlers.logic.warehouse.schema import (
     FLOAT_EXACT_INTEGER,
     LINE_NUMBER,
@@ -202,14 +202,30 @@ class Connections:
         if self._down:
             raise DatabaseUnavailable(f"database unavailable (earlier in this invocation: {self._down})")
         self.close()
+        cached: Credentials | None = None
         try:
-            self._conn = self._connect(self._credentials(False))
-        except psycopg.OperationalError as exc:
-            if "authentication failed" not in str(exc):
+            cached = self._credentials(False)
+            self._conn = self._connect(cached)
+        except (psycopg.OperationalError, InvalidSecret) as exc:
+            # The secret may have changed since it was cached (for an hour): a rotated
+            # password, a new host or port, a value corrected after a wrong one. Read it
+            # again, and connect again only if it changed: a server that is down is not
+            # waited for twice.
+            fresh: Credentials | None
+            try:
+                fresh = self._credentials(True)
+            except Exception:
+                if isinstance(exc, InvalidSecret):
+                    raise
+                fresh = cached  # the secret cannot be read now: the connection's error stands
+            if fresh == cached:
+                if isinstance(exc, InvalidSecret):
+                    raise
                 self._down = _first_line(exc)
                 raise DatabaseUnavailable(f"database unavailable: {self._down}") from exc
-            try:  # the password may have been rotated: read the secret again
-                self._conn = self._connect(self._credentials(True))
+            assert fresh is not None
+            try:
+                self._conn = self._connect(fresh)
             except psycopg.OperationalError as again:
                 self._down = _first_line(again)
                 raise DatabaseUnavailable(f"database unavailable: {self._down}") from again

@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from handlers.dal.queues import message_counts
-from headrace.local.postgres import EmbeddedPostgres
+from headrace.local.postgres import EmbeddedPostgres, free_port
 from tests.integration.conftest import STACK, emitted_metrics
 from tests.integration.conftest_pg import REGION, Loader
 
@@ -194,3 +194,20 @@ def test_a_rotated_password_is_picked_up(outage):
                 )
             )
     assert outage.count("sales", second["detail"]["object_key"]) == 2
+
+
+@pytest.mark.parametrize("mistake", ["wrong port", "missing field"])
+def test_a_corrected_secret_is_picked_up_at_once(outage, mistake):
+    # Given a loader that read (and cached, for an hour) a wrong database secret: a port
+    # nothing listens on, or a field missing; so its load failed
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    right = outage.server.secret()
+    wrong = dict(right, port=free_port()) if mistake == "wrong port" else dict(right, dbname="")
+    secrets.put_secret_value(SecretId=outage.env["DB_SECRET_ARN"], SecretString=json.dumps(wrong))
+    event = outage.process("incoming/sales/a.csv", SALES)
+    assert outage.load(event)["batchItemFailures"]
+    # When the operator corrects the secret
+    secrets.put_secret_value(SecretId=outage.env["DB_SECRET_ARN"], SecretString=json.dumps(right))
+    # Then the next attempt, in the same execution environment, reads it again and loads
+    assert outage.load(event) == {"batchItemFailures": []}
+    assert outage.count("sales", event["detail"]["object_key"]) == 2
