@@ -658,7 +658,13 @@ def test_aws_keys_the_program_ignores_are_warned_about() -> None:
 def test_pii_rules_the_stack_accepts_parse_in_the_functions() -> None:
     # Given extra rules with every key a rule has, accepted by the stack config
     rules = [
-        {"name": "employee_id", "pattern": "EMP-[0-9]{6}", "column_hint": "^employee"},
+        {
+            "name": "employee_id",
+            "pattern": "EMP-[0-9]{6}",
+            "column_hint": "^employee",
+            "skip_qualified": True,
+            "skip_types": ["date"],
+        },
         {"name": "staff_card", "pattern": "[0-9]{16}", "checksum": "luhn"},
     ]
     config = parse_config({**BASE, "pii": {"extra_rules": rules}})
@@ -678,7 +684,7 @@ def test_pii_rules_the_stack_accepts_parse_in_the_functions() -> None:
     )
     # Then both get every key of every rule
     for parsed in (processor.pii_extra_rules, worker.pii_extra_rules):
-        assert [r.model_dump(exclude_none=True) for r in parsed] == rules
+        assert [r.model_dump(mode="json", exclude_defaults=True) for r in parsed] == rules
 
 
 def test_configured_values_that_together_overfill_the_processor_environment_are_refused() -> None:
