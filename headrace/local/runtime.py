@@ -252,7 +252,10 @@ class LocalRuntime:
         for stale in ("logs", "scratch"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         self._invocations_file.unlink(missing_ok=True)  # a killed runtime's executor
-        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # Only this user may read them: the functions' logs, and scratch space holding raw
+        # files before their PII is redacted.
+        for private in ("logs", "scratch"):
+            (self.state_dir / private).mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             self.emulator.start()
             log.info("AWS emulator on %s", self.emulator.endpoint)

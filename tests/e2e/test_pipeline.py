@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 
@@ -49,6 +50,14 @@ def test_an_uploaded_file_is_processed_and_its_parquet_reads_back(stack):
         ("Gadget", 5, 49.99),
         ("Widget", None, 39.99),
     ]
+
+
+def test_the_runtime_keeps_its_logs_and_scratch_space_to_this_user(stack):
+    # scratch space holds raw files before their PII is redacted; they were world-readable
+    if not stack.embedded:
+        pytest.skip("the embedded runtime's own directories")
+    for private in ("logs", "scratch"):
+        assert stat.S_IMODE((stack.runtime.state_dir / private).stat().st_mode) == 0o700, private
 
 
 def test_a_rotated_log_is_routed_and_read_as_a_log(stack):
