@@ -47,6 +47,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 from botocore.credentials import Credentials
 
 from .cron import next_fire
+from .logs import LogForwarder
 from .sandbox import FunctionSpec, Invocation, Sandbox
 
 log = logging.getLogger("headrace.local")
@@ -116,6 +117,7 @@ def discover_functions(client: Callable[[str], Any]) -> dict[str, FunctionSpec]:
                 timeout_seconds=int(f.get("Timeout", 3)),
                 memory_mb=int(f.get("MemorySize", 128)),
                 role=f.get("Role", ""),
+                log_group=f.get("LoggingConfig", {}).get("LogGroup", ""),
             )
     return functions
 
@@ -226,13 +228,23 @@ def _routes(client: Callable[[str], Any], functions: Iterable[str] = ()) -> Iter
 # ------------------------------------------------------------------------------ functions
 class FunctionPool:
     """Warm sandboxes of one function, at most ``concurrency`` at a time. A new
-    configuration (``reconfigure``) retires the sandboxes of the old one, as on AWS."""
+    configuration (``reconfigure``) retires the sandboxes of the old one, as on AWS.
+    Their output goes to ``log_dir/<name>.log`` and, given ``logs``, to CloudWatch Logs."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], root: Path, log_dir: Path, concurrency: int):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        root: Path,
+        log_dir: Path,
+        concurrency: int,
+        logs: LogForwarder | None = None,
+    ):
         self.spec = spec
         self._env = env
         self._root = root
         self._log_path = log_dir / f"{spec.name}.log"
+        self._logs = logs
         self._idle: list[Sandbox] = []
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
@@ -247,7 +259,7 @@ class FunctionPool:
                     sandbox = self._idle.pop() if self._idle else None
                 spec, env = self.spec, self._env
             if sandbox is None:
-                sandbox = Sandbox(spec, env, self._root, self._log_path)
+                sandbox = Sandbox(spec, env, self._root, self._log_path, self._logs)
             result = sandbox.invoke(event)
             with self._lock:
                 if sandbox.alive() and not self._closed and sandbox.spec == self.spec:
@@ -817,10 +829,12 @@ class Executor:
         self._stop = threading.Event()
         self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
         log_dir.mkdir(parents=True, exist_ok=True)
+        # The functions' output, in their log groups as the Lambda service writes it.
+        self.logs = LogForwarder(lambda: client("logs"))
         # Concurrency per function comes from its triggers (each mapping's maximum); the
         # pool only caps it like an account-level concurrency limit.
         self.pools = {
-            name: FunctionPool(spec, sandbox_env(spec), root, log_dir, ACCOUNT_CONCURRENCY)
+            name: FunctionPool(spec, sandbox_env(spec), root, log_dir, ACCOUNT_CONCURRENCY, self.logs)
             for name, spec in deployment.functions.items()
         }
         self.pollers = {m.uuid: self._poller(m) for m in deployment.mappings if m.function in self.pools}
@@ -847,6 +861,7 @@ class Executor:
         return SqsPoller(mapping, pool, self._function_client(pool.spec, "sqs"), self.region, self._report)
 
     def start(self) -> None:
+        self.logs.start()
         for poller in self.pollers.values():
             poller.start()
         self.scheduler.start()
@@ -900,6 +915,7 @@ class Executor:
             poller.join(timeout=POLL_SECONDS + 35)
         for pool in self.pools.values():
             pool.close()
+        self.logs.stop()  # sends what the sandboxes wrote last
 
     def invoke(self, function: str, payload: Any) -> Invocation:
         result = self.pools[function].invoke(payload)
@@ -973,7 +989,7 @@ def sandbox_environment(
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
             # No X-Ray daemon runs locally; traces are off, everything else is as deployed.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "SCRATCH_DIR": str(scratch),

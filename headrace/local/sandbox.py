@@ -9,8 +9,10 @@ event at a time, and is killed when an invocation exceeds the function's timeout
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import pickle
+import resource
 import secrets
 import subprocess
 import sys
@@ -19,10 +21,15 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .logs import LogForwarder
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,11 @@ class FunctionSpec:
     timeout_seconds: int = 30
     memory_mb: int = 128
     role: str = ""  # the execution role's ARN
+    log_group: str = ""  # its LoggingConfig's; by default /aws/lambda/<name>
+
+    def __post_init__(self) -> None:
+        if not self.log_group:
+            object.__setattr__(self, "log_group", f"/aws/lambda/{self.name}")
 
 
 @dataclass
@@ -55,38 +67,69 @@ class _Context:
         self.invoked_function_arn = spec.arn
         self.memory_limit_in_mb = spec.memory_mb
         self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{spec.name}"
-        self.log_stream_name = f"local/{os.getpid()}"
+        self.log_group_name = spec.log_group
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", f"local/{os.getpid()}")
         self._deadline = deadline
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
+def report_line(
+    request_id: str, duration_ms: float, memory_mb: int, used_mb: int | None, extra: str = ""
+) -> str:
+    """The ``REPORT`` line Lambda writes after each invocation (tab-separated)."""
+    fields = [
+        f"REPORT RequestId: {request_id}",
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {max(1, math.ceil(duration_ms))} ms",
+        f"Memory Size: {memory_mb} MB",
+    ]
+    if used_mb is not None:
+        fields.append(f"Max Memory Used: {used_mb} MB")
+    return "\t".join(fields) + (f"\t{extra}" if extra else "")
+
+
+def _max_memory_mb() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return math.ceil(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
+
+
 def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
-    """Child process: import the handler once, then serve invocations one at a time."""
+    """Child process: import the handler once, then serve invocations one at a time,
+    writing Lambda's START, END and REPORT lines around each (the handler's own output
+    between them, in order)."""
     sys.path.insert(0, root)
     started = time.perf_counter()
     try:
         module_name, function_name = spec.handler.rsplit(".", 1)
         handler = getattr(importlib.import_module(module_name), function_name)
     except BaseException as exc:
+        print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", end="", flush=True)
         conn.send(("init_error", type(exc).__name__, f"{exc}\n{traceback.format_exc()}"))
         return
-    conn.send(("ready", (time.perf_counter() - started) * 1000))
+    init_ms: float | None = (time.perf_counter() - started) * 1000
+    conn.send(("ready", init_ms))
     while True:
         try:
             message = conn.recv()
         except EOFError:
             return
         _, request_id, event, deadline = message
+        print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         clock = time.perf_counter()
         try:
             response = handler(event, _Context(spec, request_id, deadline))
-            conn.send(("ok", response, (time.perf_counter() - clock) * 1000))
+            reply: tuple[Any, ...] = ("ok", response)
         except BaseException as exc:
-            print(traceback.format_exc(), flush=True)
-            conn.send(("error", type(exc).__name__, str(exc), (time.perf_counter() - clock) * 1000))
+            print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", end="", flush=True)
+            reply = ("error", type(exc).__name__, str(exc))
+        elapsed = (time.perf_counter() - clock) * 1000
+        extra = f"Init Duration: {init_ms:.2f} ms" if init_ms is not None else ""
+        init_ms = None
+        print(f"END RequestId: {request_id}", flush=True)
+        print(report_line(request_id, elapsed, spec.memory_mb, _max_memory_mb(), extra), flush=True)
+        conn.send((*reply, elapsed))
 
 
 # How often a sandbox checks that the executor that started it is still alive.
@@ -116,32 +159,118 @@ def main() -> None:
 
 
 INIT_TIMEOUT = 60
+# A line longer than this (no newline in sight) is written as it stands, so what a sandbox
+# prints without a newline cannot grow the executor's memory without bound.
+MAX_LINE_BYTES = 1024 * 1024
+# How long a killed sandbox's output is waited for (a process the handler started may hold
+# the pipe open after the sandbox is gone).
+DRAIN_SECONDS = 2.0
+
+
+class SandboxOutput(threading.Thread):
+    """Reads a sandbox's output (stdout and stderr, one pipe): appends it to the function's
+    log file, whole lines at a time (the function's sandboxes share the file), and hands
+    each line with the time it was read to ``sink`` (its log stream), as the Lambda
+    service takes a function's output for CloudWatch Logs."""
+
+    def __init__(
+        self,
+        pipe: int,
+        log_path: Path,
+        sink: Callable[[list[tuple[int, str]]], None] | None,
+        name: str,
+    ):
+        super().__init__(name=f"output:{name}", daemon=True)
+        self.log_path = log_path
+        self._pipe = pipe
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._last = 0  # events of a stream must be in time order: never step back
+
+    def run(self) -> None:
+        partial = b""
+        try:
+            while chunk := os.read(self._pipe, 65536):
+                data = partial + chunk
+                cut = data.rfind(b"\n") + 1
+                if not cut and len(data) >= MAX_LINE_BYTES:
+                    cut = len(data)
+                partial = data[cut:]
+                if cut:
+                    self._emit(data[:cut])
+            if partial:
+                self._emit(partial)
+        except OSError as exc:
+            self.write(f"(the sandbox's output could not be read: {exc})")
+        finally:
+            os.close(self._pipe)
+
+    def write(self, line: str) -> None:
+        """A line of the Lambda service's own, after the sandbox's (a timeout, a crash)."""
+        self._emit(f"{line}\n".encode())
+
+    def _emit(self, data: bytes) -> None:
+        with self._lock:
+            try:
+                with self.log_path.open("ab", buffering=0) as log:
+                    log.write(data if data.endswith(b"\n") else data + b"\n")
+            except OSError:
+                pass  # the log directory is gone (the runtime is stopping): CloudWatch still gets it
+            if self._sink is not None:
+                now = self._last = max(self._last, time.time_ns() // 1_000_000)
+                text = data.decode(errors="replace")
+                self._sink([(now, line) for line in text.split("\n") if line.strip()])
 
 
 class Sandbox:
     """A fresh interpreter per sandbox (``python -m``): nothing is inherited from the
     executor's process but the environment it is given. If the executor dies, the sandbox
     ends at once, even in the middle of an invocation (``_end_with_executor``), so no
-    sandbox outlives it."""
+    sandbox outlives it.
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], root: Path, log_path: Path):
+    Its output goes to ``log_path`` and, given ``logs``, to its log stream in CloudWatch
+    Logs (``log_stream_name``, in the function's log group)."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        root: Path,
+        log_path: Path,
+        logs: LogForwarder | None = None,
+    ):
+        from .logs import log_stream_name
+
         self.spec = spec
         self.log_path = log_path
+        self.log_stream_name = log_stream_name()
         self.fresh = True
         self.init_error: str | None = None
+        self._stream = logs.stream(spec.name, spec.log_group, self.log_stream_name) if logs else None
+        env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream_name}
         key = secrets.token_bytes(32)
         with tempfile.TemporaryDirectory(prefix="sandbox-") as tmp:
             address = str(Path(tmp) / "s")
             with Listener(address, family="AF_UNIX", authkey=key) as listener:
-                with log_path.open("ab") as log:
+                read, write = os.pipe()
+                try:
                     self._process = subprocess.Popen(
                         [sys.executable, "-m", "headrace.local.sandbox", address],
                         stdin=subprocess.PIPE,
-                        stdout=log,
+                        stdout=write,
                         stderr=subprocess.STDOUT,
                         env=env,
                         cwd=str(root),
                     )
+                except BaseException:
+                    os.close(read)
+                    raise
+                finally:
+                    os.close(write)
+                self._output = SandboxOutput(
+                    read, log_path, self._stream.add if self._stream else None, spec.name
+                )
+                self._output.start()
                 assert self._process.stdin is not None
                 pickle.dump((key, asdict(spec), str(root)), self._process.stdin)
                 self._process.stdin.close()
@@ -160,6 +289,7 @@ class Sandbox:
             reply = self._conn.recv()
         except EOFError:
             self.init_error = "the sandbox process exited during initialisation"
+            self.kill()
             return
         if reply[0] == "init_error":
             self.init_error = f"{reply[1]}: {reply[2]}"
@@ -184,7 +314,13 @@ class Sandbox:
             reply = ("crash", f"{type(exc).__name__}: {exc}")
         elapsed = (time.perf_counter() - clock) * 1000
         if reply is None:
-            self.kill()
+            # with Lambda's own lines when it stops an invocation
+            self.kill(
+                f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3]
+                + f"Z {request_id} Task timed out after {timeout:.2f} seconds",
+                f"END RequestId: {request_id}",
+                report_line(request_id, elapsed, self.spec.memory_mb, None, "Status: timeout"),
+            )
             return Invocation(
                 ok=False,
                 error_type="Sandbox.Timedout",
@@ -197,12 +333,20 @@ class Sandbox:
         if reply[0] == "error":
             return Invocation(ok=False, error_type=reply[1], error=reply[2], duration_ms=reply[3], cold=cold)
         status = self._process.poll()
-        self.kill()
+        self.kill(keep_stream=True)
+        tail = self._log_tail(log_start)
+        self.kill(
+            f"RequestId: {request_id} Error: Runtime exited with error: exit status {status}",
+            "Runtime.ExitError",
+            f"END RequestId: {request_id}",
+            report_line(
+                request_id, elapsed, self.spec.memory_mb, None, "Status: error\tError Type: Runtime.ExitError"
+            ),
+        )
         return Invocation(
             ok=False,
             error_type="Runtime.ExitError",
-            error=f"the sandbox process exited during the invocation (status {status}; {reply[1]}): "
-            f"{self._log_tail(log_start)}",
+            error=f"the sandbox process exited during the invocation (status {status}; {reply[1]}): {tail}",
             duration_ms=elapsed,
             cold=cold,
         )
@@ -225,13 +369,21 @@ class Sandbox:
             return "(no log)"
         return " | ".join(written[-lines:]) or "(nothing logged)"
 
-    def kill(self) -> None:
+    def kill(self, *last_lines: str, keep_stream: bool = False) -> None:
+        """End the sandbox; its output is read to the end (within ``DRAIN_SECONDS``), then
+        ``last_lines`` (the Lambda service's) are logged after it, and its log stream is
+        closed unless ``keep_stream``: nothing it wrote is missing from the log afterwards."""
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait(timeout=10)
         conn = getattr(self, "_conn", None)
         if conn is not None:
             conn.close()
+        self._output.join(timeout=DRAIN_SECONDS)
+        for line in last_lines:
+            self._output.write(line)
+        if self._stream is not None and not keep_stream:
+            self._stream.close()
 
 
 if __name__ == "__main__":

@@ -457,7 +457,7 @@ class _FakeSandbox:
 
     started: list[_FakeSandbox] = []
 
-    def __init__(self, spec: Any, env: Any, root: Any, log_path: Any):
+    def __init__(self, spec: Any, env: Any, root: Any, log_path: Any, logs: Any = None):
         self.spec, self.dead, self.killed = spec, False, False
         _FakeSandbox.started.append(self)
 
@@ -696,3 +696,39 @@ def test_a_stop_signal_held_during_a_step_is_delivered_after_it_unless_the_step_
         assert outcome == ("the program failed: its message" if step_fails else "interrupted")
     finally:
         signal.signal(signal.SIGTERM, saved)
+
+
+# ------------------------------------------------------------------ CloudWatch Logs
+def test_log_batches_keep_within_put_log_events_limits_and_lose_nothing():
+    from headrace.local.logs import EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_EVENT_BYTES, batches
+
+    # 25,000 short lines, a 600 KiB line (with multi-byte characters), an empty line
+    huge = "é" * (300 * 1024)
+    events = [(1000 + i, f"line {i}") for i in range(25_000)] + [(30_000, huge), (30_001, "")]
+    sent = list(batches(events))
+    assert all(len(b) <= 10_000 for b in sent)
+    assert all(sum(len(e["message"].encode()) + EVENT_OVERHEAD for e in b) <= MAX_BATCH_BYTES for b in sent)
+    flat = [e for b in sent for e in b]
+    assert all(len(e["message"].encode()) + EVENT_OVERHEAD <= MAX_EVENT_BYTES for e in flat)
+    # in order, the large line split into events that join back into it, the empty one left out
+    assert [e["timestamp"] for e in flat] == sorted(e["timestamp"] for e in flat)
+    assert [e["message"] for e in flat[:25_000]] == [m for _, m in events[:25_000]]
+    assert "".join(e["message"] for e in flat[25_000:]) == huge
+
+
+def test_a_function_logs_to_the_log_group_of_its_logging_config():
+    from headrace.local.executor import discover_functions
+
+    functions = [
+        {"FunctionName": "a", "FunctionArn": "arn:a", "Handler": "h.h"},
+        {
+            "FunctionName": "b",
+            "FunctionArn": "arn:b",
+            "Handler": "h.h",
+            "LoggingConfig": {"LogGroup": "shared"},
+        },
+    ]
+    pages = SimpleNamespace(paginate=lambda: [{"Functions": functions}])
+    client = SimpleNamespace(get_paginator=lambda name: pages)
+    specs = discover_functions(lambda service: client)
+    assert (specs["a"].log_group, specs["b"].log_group) == ("/aws/lambda/a", "shared")
