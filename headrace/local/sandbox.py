@@ -8,6 +8,7 @@ event at a time, and is killed when an invocation exceeds the function's timeout
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -186,6 +187,7 @@ class SandboxOutput(threading.Thread):
         self._sink = sink
         self._lock = threading.Lock()
         self._last = 0  # events of a stream must be in time order: never step back
+        self._file: Any = log_path.open("ab", buffering=0)
 
     def run(self) -> None:
         partial = b""
@@ -209,13 +211,17 @@ class SandboxOutput(threading.Thread):
         """A line of the Lambda service's own, after the sandbox's (a timeout, a crash)."""
         self._emit(f"{line}\n".encode())
 
+    def close(self) -> None:
+        """No more lines: the sandbox is gone and its output read."""
+        with self._lock:
+            self._file.close()
+
     def _emit(self, data: bytes) -> None:
         with self._lock:
-            try:
-                with self.log_path.open("ab", buffering=0) as log:
-                    log.write(data if data.endswith(b"\n") else data + b"\n")
-            except OSError:
-                pass  # the log directory is gone (the runtime is stopping): CloudWatch still gets it
+            if not self._file.closed:
+                # a full disk loses the file's copy, not the log stream's
+                with contextlib.suppress(OSError):
+                    self._file.write(data if data.endswith(b"\n") else data + b"\n")
             if self._sink is not None:
                 now = self._last = max(self._last, time.time_ns() // 1_000_000)
                 text = data.decode(errors="replace")
@@ -382,8 +388,10 @@ class Sandbox:
         self._output.join(timeout=DRAIN_SECONDS)
         for line in last_lines:
             self._output.write(line)
-        if self._stream is not None and not keep_stream:
-            self._stream.close()
+        if not keep_stream:
+            self._output.close()
+            if self._stream is not None:
+                self._stream.close()
 
 
 if __name__ == "__main__":
