@@ -181,7 +181,7 @@ def _ignored_because(ref: ObjectRef) -> str | None:
     """Why the processor skips a key that is not a folder marker, if it does: the rule
     routes every key under the raw prefix (EventBridge refuses a rule with a wildcard per
     suffix), hidden files and keys without one of ``RAW_SUFFIXES`` included."""
-    hidden = hidden_part(ref.key)
+    hidden = hidden_part(ref.key, settings.raw_prefix)
     if hidden:
         return f"a hidden file ({hidden!r}), skipped as Spark and Athena skip them"
     if not has_raw_suffix(ref.key, settings.raw_suffixes):

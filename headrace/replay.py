@@ -108,7 +108,7 @@ class Replayer:
         prefix = self.outputs.raw_prefix
         if prefix and not key.startswith(prefix):
             raise ReplayError(f"{key}: not under the raw prefix {prefix!r}; only those keys are processed")
-        hidden = hidden_part(key)
+        hidden = hidden_part(key, prefix)
         if hidden:
             raise ReplayError(f"{key}: the processor ignores it: {hidden!r} makes it a hidden file")
         suffixes = self.outputs.raw_suffixes

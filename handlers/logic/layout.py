@@ -60,12 +60,16 @@ _ROTATION_SUFFIX = re.compile(r"\.\d[\d_-]*")
 _ROTATED = (".log", ".txt")
 
 
-def hidden_part(key: str) -> str | None:
-    """The part of ``key`` that makes it a hidden file, which the processor skips as Spark,
-    Hive and Athena do: a file or folder name starting with ``.`` (macOS's ``._sales.csv``
-    resource forks and ``.DS_Store``, an editor's ``.sales.csv.swp``) or a ``__MACOSX``
-    folder (a zip made on a Mac, extracted elsewhere); ``None`` for any other key. The
-    ``.`` and ``..`` segments are folder names like any other."""
+def hidden_part(key: str, raw_prefix: str = "") -> str | None:
+    """The part of ``key`` below ``raw_prefix`` that makes it a hidden file, which the
+    processor skips as Spark, Hive and Athena do: a file or folder name starting with ``.``
+    (macOS's ``._sales.csv`` resource forks and ``.DS_Store``, an editor's
+    ``.sales.csv.swp``) or a ``__MACOSX`` folder (a zip made on a Mac, extracted
+    elsewhere); ``None`` for any other key. The ``.`` and ``..`` segments are folder names
+    like any other. The prefix itself never hides a key: a stack whose ``raw_prefix`` is
+    ``landing/.raw/`` processes the files under it."""
+    if raw_prefix and key.startswith(raw_prefix):
+        key = key[len(raw_prefix) :]
     for part in key.split("/"):
         if part == "__MACOSX" or (part.startswith(".") and part not in (".", "..")):
             return part

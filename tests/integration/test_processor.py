@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import time
 from datetime import UTC, datetime
@@ -846,6 +847,19 @@ def test_hidden_files_are_ignored_not_failed(pipeline, capsys, caplog):
     assert pipeline.item(data)["status"] == "completed"
     assert emitted_metrics(capsys.readouterr().out)["FilesIgnored"] == 2
     assert "a hidden file ('__MACOSX')" in caplog.text
+
+
+def test_a_raw_prefix_in_a_dot_folder_does_not_hide_its_files(pipeline, monkeypatch, capsys):
+    # Given a stack whose raw_prefix is a dot folder (the config accepts it)
+    monkeypatch.setenv("RAW_PREFIX", "landing/.raw/")
+    pipeline.handler = importlib.reload(pipeline.handler)
+    data = pipeline.upload("landing/.raw/sales/2026-01.csv", "a,b\n1,2\n")
+    pipeline.announce(data)
+    # When it is processed, then the file completes: only names below the prefix hide one
+    _, response = pipeline.poll()
+    assert response == {"batchItemFailures": []}
+    assert pipeline.item(data)["status"] == "completed"
+    assert "FilesIgnored" not in emitted_metrics(capsys.readouterr().out)
 
 
 def _expire_visibility(pipeline, record):

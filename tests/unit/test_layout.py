@@ -92,6 +92,14 @@ def test_hidden_files_are_the_ones_spark_and_athena_skip(key, hidden):
     assert hidden_part(key) == hidden
 
 
+def test_a_raw_prefix_in_a_dot_folder_hides_nothing_below_it():
+    # A stack whose raw_prefix is "landing/.raw/" (accepted by the config) had every key
+    # skipped as hidden: all its files counted as FilesIgnored, none processed
+    assert hidden_part("landing/.raw/sales/2026-01.csv", "landing/.raw/") is None
+    assert hidden_part("landing/.raw/sales/._2026-01.csv", "landing/.raw/") == "._2026-01.csv"
+    assert hidden_part(".raw/__MACOSX/x.csv", ".raw/") == "__MACOSX"
+
+
 def test_a_raw_suffix_still_needs_the_whole_suffix():
     suffixes = (".csv", ".log.*")
     assert not has_raw_suffix("incoming/readme.md", suffixes)
