@@ -926,20 +926,23 @@ class Executor:
         """Invoke ``function`` as Lambda runs an asynchronous event, in the background: a
         failed attempt is retried after each of ``ASYNC_RETRY_DELAYS``, unless the runtime
         stops meanwhile."""
+        threading.Thread(
+            target=self._async_attempts,
+            args=(function, payload, label),
+            name=f"async {function}",
+            daemon=True,
+        ).start()
 
-        def attempts() -> None:
-            for attempt, delay in enumerate((*ASYNC_RETRY_DELAYS, None), start=1):
-                result = self.pools[function].invoke(payload)
-                notes = [f"attempt {attempt}"] if attempt > 1 else []
-                if not result.ok:
-                    notes.append("dropped" if delay is None else f"retry in {delay:g} s")
-                self._report(
-                    function, None, set(), result, label=" ".join([label, *(f"({n})" for n in notes)])
-                )
-                if result.ok or delay is None or self._stop.wait(delay):
-                    return
-
-        threading.Thread(target=attempts, name=f"async {function}", daemon=True).start()
+    def _async_attempts(self, function: str, payload: Any, label: str) -> None:
+        """``invoke_async``'s attempts, in the calling thread."""
+        for attempt, delay in enumerate((*ASYNC_RETRY_DELAYS, None), start=1):
+            result = self.pools[function].invoke(payload)
+            notes = [f"attempt {attempt}"] if attempt > 1 else []
+            if not result.ok:
+                notes.append("dropped" if delay is None else f"retry in {delay:g} s")
+            self._report(function, None, set(), result, label=" ".join([label, *(f"({n})" for n in notes)]))
+            if result.ok or delay is None or self._stop.wait(delay):
+                return
 
     def _report(
         self,
