@@ -251,21 +251,28 @@ class FunctionPool:
         self._closed = False
 
     def invoke(self, event: Any) -> Invocation:
+        # Sandboxes are killed outside the lock: a kill waits for the sandbox's output (up to
+        # DRAIN_SECONDS when a process it started holds the pipe), and under the lock every
+        # other invocation of the function would wait with it.
         with self._slots:
+            dead: list[Sandbox] = []
             with self._lock:
                 sandbox = self._idle.pop() if self._idle else None
                 while sandbox is not None and not sandbox.alive():  # died while idle (killed, OOM)
-                    sandbox.kill()
+                    dead.append(sandbox)
                     sandbox = self._idle.pop() if self._idle else None
                 spec, env = self.spec, self._env
+            for gone in dead:
+                gone.kill()
             if sandbox is None:
                 sandbox = Sandbox(spec, env, self._root, self._log_path, self._logs)
             result = sandbox.invoke(event)
             with self._lock:
-                if sandbox.alive() and not self._closed and sandbox.spec == self.spec:
+                keep = sandbox.alive() and not self._closed and sandbox.spec == self.spec
+                if keep:
                     self._idle.append(sandbox)
-                else:
-                    sandbox.kill()
+            if not keep:
+                sandbox.kill()
             return result
 
     def reconfigure(self, spec: FunctionSpec, env: dict[str, str]) -> None:

@@ -485,6 +485,29 @@ def test_a_sandbox_that_died_while_idle_is_replaced_not_given_the_next_event(mon
     assert _FakeSandbox.started[0].killed  # reaped
 
 
+def test_a_sandbox_is_killed_without_holding_up_the_functions_other_invocations(monkeypatch, tmp_path):
+    # a kill waits for the sandbox's output (up to DRAIN_SECONDS when a process it started
+    # holds the pipe): done under the pool's lock, every invocation of the function waited
+    from headrace.local import executor
+
+    held: list[bool] = []
+
+    class _Recorded(_FakeSandbox):
+        def kill(self) -> None:
+            held.append(pool._lock.locked())
+            super().kill()
+
+    monkeypatch.setattr(executor, "Sandbox", _Recorded)
+    _FakeSandbox.started = []
+    pool = executor.FunctionPool(SimpleNamespace(name="processor"), {}, tmp_path, tmp_path, concurrency=2)
+    assert pool.invoke({}) == "ran by 0"
+    _FakeSandbox.started[0].dead = True  # died while idle: reaped by the next invocation
+    assert pool.invoke({}) == "ran by 1"
+    pool.spec = SimpleNamespace(name="processor", timeout=9)  # reconfigured meanwhile: retired after
+    pool.invoke({})
+    assert held == [False, False]
+
+
 def test_a_sandbox_crash_quotes_only_what_was_logged_during_its_invocation(tmp_path):
     # the function's log is shared by its sandboxes and kept across invocations: an
     # earlier crash's traceback was quoted as this one's cause
