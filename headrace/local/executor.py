@@ -257,6 +257,12 @@ class FunctionPool:
         with self._slots:
             dead: list[Sandbox] = []
             with self._lock:
+                if self._closed:
+                    # the runtime is stopping (an asynchronous event or a schedule's firing
+                    # that raced with it): a new sandbox would outlive the stop
+                    return Invocation(
+                        ok=False, error_type="Runtime.Stopping", error="the runtime is stopping: not invoked"
+                    )
                 sandbox = self._idle.pop() if self._idle else None
                 while sandbox is not None and not sandbox.alive():  # died while idle (killed, OOM)
                     dead.append(sandbox)
@@ -946,7 +952,8 @@ class Executor:
             result = self.pools[function].invoke(payload)
             notes = [f"attempt {attempt}"] if attempt > 1 else []
             if not result.ok:
-                notes.append("dropped" if delay is None else f"retry in {delay:g} s")
+                # a stopping runtime retries nothing: say so rather than promise a retry
+                notes.append("dropped" if delay is None or self._stop.is_set() else f"retry in {delay:g} s")
             self._report(function, None, set(), result, label=" ".join([label, *(f"({n})" for n in notes)]))
             if result.ok or delay is None or self._stop.wait(delay):
                 return

@@ -508,6 +508,19 @@ def test_a_sandbox_is_killed_without_holding_up_the_functions_other_invocations(
     assert held == [False, False]
 
 
+def test_a_closed_pool_starts_no_sandbox(monkeypatch, tmp_path):
+    # an asynchronous invocation's thread, or a schedule's, that reaches the pool after the
+    # runtime closed it started a sandbox that ran on after the runtime had stopped
+    from headrace.local import executor
+
+    monkeypatch.setattr(executor, "Sandbox", _FakeSandbox)
+    _FakeSandbox.started = []
+    pool = executor.FunctionPool(SimpleNamespace(name="report"), {}, tmp_path, tmp_path, concurrency=2)
+    pool.close()
+    result = pool.invoke({})
+    assert (result.ok, result.error_type, _FakeSandbox.started) == (False, "Runtime.Stopping", [])
+
+
 def test_a_sandbox_crash_quotes_only_what_was_logged_during_its_invocation(tmp_path):
     # the function's log is shared by its sandboxes and kept across invocations: an
     # earlier crash's traceback was quoted as this one's cause
@@ -589,7 +602,7 @@ def test_a_stopping_runtime_retries_nothing(monkeypatch):
     stop = threading.Event()
     stop.set()
     pool, logged = _invoke_async(monkeypatch, 5, stop)
-    assert (pool.calls, logged) == (1, ["schedule daily (retry in 0.05 s)"])
+    assert (pool.calls, logged) == (1, ["schedule daily (dropped)"])
 
 
 # ------------------------------------------------------------------ Lambda's invoke payload limit
