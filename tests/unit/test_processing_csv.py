@@ -68,6 +68,19 @@ def test_delimiters_are_detected(process, name, text, delimiter):
     assert result.data["schema"] == {"a": "int", "b": "int", "c": "int"}
 
 
+def test_a_header_alone_in_the_sample_is_split_by_the_delimiter_giving_more_columns(process):
+    # Given a ';' file whose header names hold a comma and whose first record is a quoted
+    # text longer than the head the dialect is sniffed from (64 KiB of many lines): the
+    # sample holds the header alone, which ',' and ';' both split consistently
+    body = "a long note\n" * 6_000
+    text = f'name;price, EUR;note\n"{body}";3;x\nb;4;y\n'
+    result = process("long.csv", text)
+    # Then ';' splits it (3 columns, not 2), and no record is lost as malformed
+    assert result.data["dialect"]["delimiter"] == ";"
+    assert result.data["schema"] == {"name": "string", "price, EUR": "int", "note": "string"}
+    assert result.rows('name, "price, EUR"') == [(body, 3), ("b", 4)]
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
 def test_an_excel_sep_line_names_the_delimiter_and_is_skipped(process, bom):
     # Given Excel's "sep=;" first line (a comma in the data would otherwise win the sniff)

@@ -155,7 +155,11 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
             continue
         width, freq = Counter(counts).most_common(1)[0]
         score = freq / len(counts) if width > 1 else 0.0
-        if best is None or score > best[0]:
+        # equally consistent: the delimiter that splits records into more fields. A sample
+        # holding the header alone (a first record longer than the head: a long multi-line
+        # text) ties every delimiter found in it, and ``name;price, EUR;note`` is 3 columns
+        # split by ';', not 2 by ',' (every record below then refused as malformed)
+        if best is None or (score, width) > best[:2]:
             best = (score, width, delimiter, records)
     if best is None:
         raise UnprocessableFile("no CSV records found")
