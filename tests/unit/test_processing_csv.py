@@ -106,6 +106,24 @@ def test_quotes_embedded_delimiters_and_newlines(process):
     assert result.data["row_count"] == 3
 
 
+@pytest.mark.parametrize(
+    ("text", "second"),
+    [
+        # a header name holding CRLF in a file of LF lines (Python's csv module writes a
+        # value's line ends as they are, whatever its lineterminator)
+        (b'id,"unit\r\nprice",note\n1,2,"a\r\nb"\n3,4,c\n', "unit\r\nprice"),
+        (b'id,"unit\nprice",note\r\n1,2,"a\r\nb"\r\n3,4,c\r\n', "unit\nprice"),
+    ],
+)
+def test_a_header_name_holding_another_line_end_than_the_files_loses_no_row(process, text, second):
+    # Given a quoted header name spanning lines, its line end not the file's: DuckDB's
+    # reader returned no row at all, and the file failed as if its quotes were broken
+    result = process("names.csv", text)
+    # Then every record is read, and a value's line end is kept as written
+    assert list(result.data["schema"]) == ["id", second, "note"]
+    assert result.rows() == [(1, 2, "a\r\nb", None), (3, 4, "c", None)]
+
+
 def test_a_title_block_before_the_header_is_skipped_and_said(process):
     text = (
         "Sales report\nRun on,2025-01-31\n\n"

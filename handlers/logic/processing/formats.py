@@ -122,6 +122,9 @@ class CsvDialect:
     # The header never closes a quote: it would swallow every line of the sample (a first
     # data record may hold a long quoted text; DuckDB's reader judges that one).
     header_unclosed: bool = False
+    # the header's line end ("\n" or "\r\n") when a quoted name in it holds a line end:
+    # DuckDB's reader must then be told it (see CsvSource)
+    header_line_end: str | None = None
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -185,7 +188,28 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
         title=tuple(delimiter.join(record) for record in title),
         sampled_records=sum(1 for r in records[start + header :] if not _blank(r)),
         header_unclosed=header and swallowed,
+        header_line_end=_spanned_line_end(sample, start) if header else None,
     )
+
+
+_QUOTE_OR_NEWLINE = re.compile(r'["\n]')
+
+
+def _spanned_line_end(sample: str, index: int) -> str | None:
+    """The line end of record ``index`` of ``sample`` (records end at a newline outside
+    quotes, as ``_parse`` counts them) when a quoted value in it holds a line end; None
+    when none does."""
+    quoted, record, spans = False, 0, False
+    for token in _QUOTE_OR_NEWLINE.finditer(sample):
+        if token.group() == '"':
+            quoted = not quoted
+        elif quoted:
+            spans = spans or record == index
+        elif record == index:
+            return ("\r\n" if sample[token.start() - 1 : token.start()] == "\r" else "\n") if spans else None
+        else:
+            record += 1
+    return None
 
 
 _MAX_TITLE = 10

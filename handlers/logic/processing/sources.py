@@ -144,6 +144,11 @@ class CsvSource(Source):
             f"delim={literal(delimiter)}, "
             f"quote='\"', escape='\"', columns={columns}, nullstr={nulls}"
         )
+        if self.csv.header_line_end:
+            # A quoted name holding a line end other than the file's ("a\r\nb" in a file of
+            # LF lines): DuckDB takes the file's line end from it, and then read no row at
+            # all, without an error. Named, the line end is the header's, and values keep theirs.
+            self._options += f", new_line={literal(_NEW_LINE[self.csv.header_line_end])}"
 
     @property
     def relation(self) -> str:
@@ -208,6 +213,9 @@ class CsvSource(Source):
             lines=lines,
         )
 
+
+# DuckDB's new_line option: a line end written as its escape
+_NEW_LINE = {"\n": "\\n", "\r\n": "\\r\\n"}
 
 # The temp tables (rejects, scans) the full read and the type sample record rejects in.
 _REJECTS = ("csv_rejects", "csv_reject_scans")
