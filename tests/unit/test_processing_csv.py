@@ -124,6 +124,27 @@ def test_a_header_name_holding_another_line_end_than_the_files_loses_no_row(proc
     assert result.rows() == [(1, 2, "a\r\nb", None), (3, 4, "c", None)]
 
 
+@pytest.mark.parametrize(
+    ("text", "first", "warnings"),
+    [
+        # without a header: DuckDB refused the first record as malformed
+        (b'3,"a\nb"\r\n,\r\n4,c\r\n', "a\nb", []),
+        # and here failed as if line ends were mixed: every CRLF in values became LF
+        (b'3,"a\r\nb"\n,\n4,c\n', "a\r\nb", []),
+        # line ends truly mixed: read as LF, as before, the first record too
+        (b'3,"a\nb"\r\n,\n4,c\n', "a\nb", ["CRLF and LF line ends are mixed; all read as LF"]),
+    ],
+)
+def test_a_first_record_holding_another_line_end_than_the_files_is_read_as_written(
+    process, text, first, warnings
+):
+    result = process("values.csv", text)
+    assert result.data["dialect"]["header"] is False
+    assert result.rows() == [(3, first, None), (None, None, None), (4, "c", None)]
+    assert "malformed_rows" not in result.data["quality_issues"]
+    assert result.data["warnings"] == warnings
+
+
 def test_a_title_block_before_the_header_is_skipped_and_said(process):
     text = (
         "Sales report\nRun on,2025-01-31\n\n"

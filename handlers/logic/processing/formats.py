@@ -122,9 +122,10 @@ class CsvDialect:
     # The header never closes a quote: it would swallow every line of the sample (a first
     # data record may hold a long quoted text; DuckDB's reader judges that one).
     header_unclosed: bool = False
-    # the header's line end ("\n" or "\r\n") when a quoted name in it holds a line end:
-    # DuckDB's reader must then be told it (see CsvSource)
-    header_line_end: str | None = None
+    # the line end ("\n" or "\r\n") of the first record read (the header, or the first data
+    # record) when a quoted value in it holds a line end: DuckDB's reader must then be
+    # told it (see CsvSource)
+    spanned_line_end: str | None = None
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -188,7 +189,7 @@ def sniff_dialect(head: str, file_name: str = "") -> CsvDialect:
         title=tuple(delimiter.join(record) for record in title),
         sampled_records=sum(1 for r in records[start + header :] if not _blank(r)),
         header_unclosed=header and swallowed,
-        header_line_end=_spanned_line_end(sample, start) if header else None,
+        spanned_line_end=_spanned_line_end(sample, start),
     )
 
 

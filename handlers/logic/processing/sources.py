@@ -144,11 +144,13 @@ class CsvSource(Source):
             f"delim={literal(delimiter)}, "
             f"quote='\"', escape='\"', columns={columns}, nullstr={nulls}"
         )
-        if self.csv.header_line_end:
-            # A quoted name holding a line end other than the file's ("a\r\nb" in a file of
-            # LF lines): DuckDB takes the file's line end from it, and then read no row at
-            # all, without an error. Named, the line end is the header's, and values keep theirs.
-            self._options += f", new_line={literal(_NEW_LINE[self.csv.header_line_end])}"
+        if self.csv.spanned_line_end:
+            # A quoted value of the first record holding a line end other than the file's
+            # ("a\r\nb" in a file of LF lines): DuckDB takes the file's line end from it, and
+            # then read no row at all after such a header, without an error, and refused
+            # such a first data record (or failed as if line ends were mixed, and every CRLF
+            # in values became LF). Named, the line end is the record's, and values keep theirs.
+            self._options += f", new_line={literal(_NEW_LINE[self.csv.spanned_line_end])}"
 
     @property
     def relation(self) -> str:

@@ -325,7 +325,9 @@ def lf_line_ends(text: TextFile, workdir: Path) -> TextFile:
     inside a quoted value becomes LF too."""
     path = _replace_line_ends(text.path, workdir / "lf-only.txt", _CRLF)
     warning = "CRLF and LF line ends are mixed; all read as LF"
-    return replace(text, path=path, warnings=[*text.warnings, warning])
+    # the head too: the dialect is sniffed from it again (a record's line end among it)
+    head = text.head.replace("\r\n", "\n")
+    return replace(text, path=path, head=head, warnings=[*text.warnings, warning])
 
 
 def _replace_line_ends(path: Path, target: Path, line_end: re.Pattern[bytes]) -> Path:
