@@ -118,6 +118,18 @@ def test_an_empty_upload_is_failed_with_its_reason(stack):
     assert item["error"] == "the file is empty (0 bytes)"
 
 
+def _until_in_effect(stack, function: str, environment: dict[str, str]) -> None:
+    """Wait until invocations of ``function`` run with ``environment``: the embedded
+    runtime's executor has taken it (new sandboxes), or Lambda's update is done."""
+    if not stack.embedded:
+        stack.lam.get_waiter("function_updated_v2").wait(FunctionName=function)
+        return
+    deadline = time.monotonic() + 30
+    while stack.runtime.executor.pools[function].spec.environment != environment:
+        assert time.monotonic() < deadline, "the executor never took the new configuration"
+        time.sleep(0.2)
+
+
 def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
     # A crashed batch comes back after the queue's visibility timeout, maybe twice: on a
     # stack with AWS-sized timeouts (6 x 300 s) that is an hour, longer than a CI job waits
@@ -135,11 +147,10 @@ def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
     function = stack.outputs.get("function_names")["processor"]
     config = stack.lam.get_function_configuration(FunctionName=function)
     environment = dict(config["Environment"]["Variables"])
-    stack.lam.update_function_configuration(
-        FunctionName=function, Environment={"Variables": {**environment, "HEADRACE_CRASH_RATE": "0.5"}}
-    )
+    crashing = {**environment, "HEADRACE_CRASH_RATE": "0.5"}
+    stack.lam.update_function_configuration(FunctionName=function, Environment={"Variables": crashing})
     try:
-        time.sleep(5)  # the new configuration takes effect (new sandboxes)
+        _until_in_effect(stack, function, crashing)
         # When twelve files arrive at once
         keys = {stack.key("crash", f"f{i:02d}.csv"): None for i in range(12)}
         for key in keys:
@@ -147,7 +158,10 @@ def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
         # Then every one of them completes (crashed batches come back after the visibility timeout)
         items = [stack.wait_for(key, version, timeout=wait) for key, version in keys.items()]
     finally:
+        # in effect before the next test's files arrive: one that crashed waited out a
+        # visibility timeout
         stack.lam.update_function_configuration(FunctionName=function, Environment={"Variables": environment})
+        _until_in_effect(stack, function, environment)
     assert {item["status"] for item in items} == {"completed"}
     # and each has exactly one output, however often its message was delivered
     outputs = stack.s3.list_objects_v2(
