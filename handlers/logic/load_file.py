@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from handlers.dal import processed
 from handlers.dal.warehouse import FileToLoad, LoadOutcome, LoadRejected, Warehouse
-from handlers.logic.processing.summary import Lineage, columns_without_values
+from handlers.logic.processing.summary import Lineage, columns_beyond_float, columns_without_values
 from handlers.logic.warehouse import rows
 from handlers.logic.warehouse.schema import ColumnLoad, LogicalType, logical_of_duckdb_type, pg_name
 from handlers.models.events import FileProcessed
@@ -67,7 +67,8 @@ def load_file(
             for name, kind in rows.parquet_columns(con, parquet):
                 logical = logical_of_duckdb_type(kind)
                 incoming.append((name, None if name in empty else logical))
-            inexact = rows.ints_beyond_float(con, parquet, [n for n, t in incoming if t == "int"])
+            # from the summary's statistics, which keep every digit: no scan of the Parquet
+            inexact = columns_beyond_float(summary or {}) & {n for n, t in incoming if t == "int"}
 
             def csv(columns: list[ColumnLoad]) -> Generator[bytes, None, None]:
                 query = rows.export_query(con, parquet, columns, lineage, event.object_key, event.version)

@@ -106,13 +106,3 @@ def test_a_consumer_that_stops_early_stops_the_export(con, tmp_path):
     # Then the export thread is gone and the pipe removed (no hang, no leak)
     assert not (tmp_path / "rows.csv").exists()
     assert con.sql("SELECT 42").fetchall() == [(42,)]  # the connection is usable again
-
-
-def test_integer_columns_beyond_what_a_double_holds_are_found(con, tmp_path):
-    path = tmp_path / "ints.parquet"
-    duckdb.sql(
-        f"COPY (SELECT * FROM (VALUES (9007199254740992, -9007199254740993, NULL::BIGINT), "
-        f"(1, 2, NULL)) t(fits, beyond, empty)) TO '{path}' (FORMAT parquet)"
-    )
-    assert rows.ints_beyond_float(con, path, ["fits", "beyond", "empty"]) == {"beyond"}
-    assert rows.ints_beyond_float(con, path, []) == set()

@@ -26,7 +26,7 @@ from handlers.logic import duckdb_process
 from handlers.logic.processing.sqltext import ident, literal
 from handlers.logic.processing.summary import Lineage
 
-from .schema import FLOAT_EXACT_INTEGER, ColumnLoad
+from .schema import ColumnLoad
 
 CHUNK_BYTES = 1 << 20
 _JSON_NUL = r"(\\\\)|\\u0000"  # an escaped backslash (kept), or the escape of NUL (dropped)
@@ -43,19 +43,6 @@ def parquet_columns(con: duckdb.DuckDBPyConnection, parquet: Path) -> list[tuple
     """(name, DuckDB type) of each Parquet column, in file order."""
     rows = con.sql(f"DESCRIBE SELECT * FROM read_parquet({literal(str(parquet))})").fetchall()
     return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def ints_beyond_float(con: duckdb.DuckDBPyConnection, parquet: Path, columns: list[str]) -> set[str]:
-    """Those of the integer ``columns`` holding a value a double cannot hold exactly (beyond
-    +-``FLOAT_EXACT_INTEGER``): they must not go into a ``double precision`` column."""
-    if not columns:
-        return set()
-    limit = FLOAT_EXACT_INTEGER
-    checks = ", ".join(
-        f"coalesce(bool_or(NOT ({ident(c)} BETWEEN -{limit} AND {limit})), false)" for c in columns
-    )
-    found = con.execute(f"SELECT {checks} FROM read_parquet({literal(str(parquet))})").fetchone()
-    return {c for c, beyond in zip(columns, found or (), strict=True) if beyond}
 
 
 def value_sql(column: ColumnLoad) -> str:
