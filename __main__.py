@@ -46,17 +46,18 @@ def main() -> None:
 
     # Read as a secret: it stays encrypted in the state and reaches only the DB secret.
     db_password = reader.get_secret("db_password")
-    if db_password is not None and not pulumi.runtime.is_config_secret(f"{NAMESPACE}:db_password"):
+    password_key = f"{NAMESPACE}:db_password"
+    if db_password is not None and not pulumi.runtime.is_config_secret(password_key):
         # set without --secret: in plain text in Pulumi.<stack>.yaml, a file kept in git
         raise pulumi.RunError(
-            f"{NAMESPACE}:db_password: stored in plain text in Pulumi.{pulumi.get_stack()}.yaml; set it "
-            f"again with `pulumi config set --secret {NAMESPACE}:db_password`, and change the database "
+            f"{password_key}: stored in plain text in Pulumi.{pulumi.get_stack()}.yaml; set it "
+            f"again with `pulumi config set --secret {password_key}`, and change the database "
             "password if that file was ever committed or shared"
         )
     if config.warehouse.mode == "external" and not db_password:
         raise pulumi.RunError(
-            f"{NAMESPACE}:db_password: required (and not empty) when warehouse.mode is external "
-            f"(pulumi config set --secret {NAMESPACE}:db_password)"
+            f"{password_key}: required (and not empty) when warehouse.mode is external "
+            f"(pulumi config set --secret {password_key})"
         )
 
     try:
