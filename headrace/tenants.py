@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.ingest.auth import HIT_SECONDS
 from handlers.logic.ingest.ids import is_tenant_id
-from handlers.logic.ingest.keys import generate_api_key, new_key_item
+from handlers.logic.ingest.keys import generate_api_key, hash_api_key, new_key_item, plausible_key
 from handlers.models.ingest import iso_utc
 from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
@@ -75,7 +75,9 @@ def register(subparsers: Any) -> None:
         "the API refuses it within a minute",
         usage="%(prog)s (KEY_ID | --tenant NAME) [--outputs PATH]",
     )
-    revoke.add_argument("key_id", metavar="KEY_ID", nargs="?", help="the key id to disable")
+    revoke.add_argument(
+        "key_id", metavar="KEY_ID", nargs="?", help="the key id to disable, or the (leaked) key itself"
+    )
     revoke.add_argument("--tenant", metavar="NAME", help="disable every active key of tenant NAME")
     add_outputs_option(revoke)
     revoke.set_defaults(func=_revoke)
@@ -158,16 +160,29 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     if args.tenant is not None:
         if args.key_id is not None:
-            return _fail(f"give a KEY_ID or --tenant NAME, not both (got {args.key_id!r} and --tenant)")
+            got = "an API key" if plausible_key(args.key_id) else repr(args.key_id)
+            return _fail(f"give a KEY_ID or --tenant NAME, not both (got {got} and --tenant)")
         return _revoke_tenant(args.tenant, args.outputs)
     if args.key_id is None:
         return _fail("give the KEY_ID to revoke (see 'headrace tenants list'), or --tenant NAME")
-    key_id: str = args.key_id
+    given: str = args.key_id
+    # A leaked key is revoked by the key itself (found by its hash): whoever has it rarely
+    # knows its key id. The key is a secret: no output or error ever repeats it.
+    by_key = plausible_key(given)
 
     def run(keys: Any, table_name: str) -> int:
-        matches = [i for i in _scan(keys, with_hash=True) if i.get("key_id") == key_id]
-        if not matches:
-            raise _Failure(f"no key {key_id!r} in {table_name} (see 'headrace tenants list')")
+        if by_key:
+            digest = hash_api_key(given)
+            matches = [i for i in _scan(keys, with_hash=True) if i.get("key_hash") == digest]
+            if not matches:
+                raise _Failure(
+                    f"no key in {table_name} has the API key given: it was not issued on this stack"
+                )
+        else:
+            matches = [i for i in _scan(keys, with_hash=True) if i.get("key_id") == given]
+            if not matches:
+                raise _Failure(f"no key {given!r} in {table_name} (see 'headrace tenants list')")
+        key_id = str(matches[0].get("key_id"))
         tenant = matches[0].get("tenant_id")
         if all(item.get("disabled") for item in matches):
             print(

@@ -123,6 +123,29 @@ def test_revoke_disables_the_key(stack, outputs, capsys):
     assert re.search(r"at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\)", out)  # as created_at is written
 
 
+def test_revoke_takes_a_leaked_key_itself_and_never_prints_it(stack, outputs, capsys):
+    # Given two keys of acme, one of them leaked (its holder has the key, not its key id)
+    leaked, kept = stack.issue_key("acme"), stack.issue_key("acme")
+    leaked_id = next(
+        i["key_id"] for i in stack.keys_table.scan()["Items"] if i["key_hash"] == hash_api_key(leaked)
+    )
+    # When the key itself is given to revoke
+    code, out, err = run(capsys, "tenants", "revoke", leaked, "--outputs", str(outputs))
+    # Then that key is revoked (and only that one), named by its key id
+    assert code == 0 and f"Revoked {leaked_id} of tenant 'acme'" in out, err
+    disabled = {i["key_hash"]: i["disabled"] for i in stack.keys_table.scan()["Items"]}
+    assert disabled == {hash_api_key(leaked): True, hash_api_key(kept): False}
+    code, out, err = run(capsys, "tenants", "revoke", leaked, "--outputs", str(outputs))
+    assert code == 0 and f"{leaked_id} of tenant 'acme' was already revoked" in out
+    # and neither that nor an error about a key never issued on this stack prints the key
+    unknown = "hr_" + "Z" * 43
+    code, out, err = run(capsys, "tenants", "revoke", unknown, "--outputs", str(outputs))
+    assert code == 2 and "no key in tenant-keys has the API key given" in err
+    assert leaked not in out + err and unknown not in out + err and "hr_ZZZZ" not in err
+    code, out, err = run(capsys, "tenants", "revoke", kept, "--tenant", "acme", "--outputs", str(outputs))
+    assert code == 2 and "got an API key and --tenant" in err and kept not in err
+
+
 @pytest.mark.parametrize("name", ["Acme", "acme!", "a b", "x" * 64, ""])
 def test_add_refuses_invalid_tenant_names(outputs, capsys, name):
     code, out, err = run(capsys, "tenants", "add", name, "--outputs", str(outputs))
