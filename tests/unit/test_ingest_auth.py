@@ -140,6 +140,42 @@ def test_hits_are_cached_for_a_minute(setup):
     assert table.lookups == 2
 
 
+def test_a_revoked_key_is_refused_after_a_minute_of_wall_time_however_long_the_function_was_frozen(
+    monkeypatch,
+):
+    # Given a running API function (its default clock) that verified a key
+    table, wall = Table(), [1_800_000_000.0]
+    monkeypatch.setattr("time.time", lambda: wall[0])
+    auth = Authenticator(table.lookup)
+    key = generate_api_key()
+    table.add(key, "acme")
+    assert auth.authenticate(key).tenant_id == "acme"
+    # When the key is revoked and the next request comes ten minutes later, the function
+    # having been frozen meanwhile (Lambda freezes idle environments; a monotonic clock
+    # need not advance while they are frozen, and here it barely does)
+    table.add(key, "acme", disabled=True)
+    wall[0] += 600
+    # Then the key is verified again, and refused
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+    assert table.lookups == 2
+
+
+def test_a_clock_set_back_does_not_extend_the_trust_in_a_key(setup):
+    # Given a verified key
+    table, clock, auth = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    auth.authenticate(key)
+    # When the clock is set back (by far more than the minute a key is trusted)
+    table.add(key, "acme", disabled=True)
+    clock.now -= 3600
+    # Then the key is verified again, not trusted for another hour and a minute
+    with pytest.raises(Unauthorized):
+        auth.authenticate(key)
+    assert table.lookups == 2
+
+
 def test_misses_are_cached_only_briefly(setup):
     # Given a key that failed because it was not issued yet
     table, clock, auth = setup

@@ -9,6 +9,11 @@ and again costs one table read per 5 s. Failed lookups are cached apart from ver
 so a flood of wrong keys can only push out other wrong keys, never a verified one. Both
 caches are keyed by the key's hash and bounded in size; a flood of distinct well-shaped
 wrong keys costs a table read each, as many as the API's throttle lets through.
+
+Both times are wall-clock time (``time.time``), not ``time.monotonic``: Lambda freezes an
+idle execution environment between requests, and a monotonic clock need not advance while
+it is frozen, which would let a warm function trust a revoked key long after the minute.
+An entry stamped in the future (the clock was set back) is stale, not trusted for longer.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ HIT_SECONDS = 60.0  # how long a verified key is trusted without a table read
 MISS_SECONDS = 5.0
 
 
+def _wall_clock() -> float:
+    return time.time()
+
+
 class Authenticator:
     def __init__(
         self,
@@ -39,7 +48,7 @@ class Authenticator:
         miss_seconds: float = MISS_SECONDS,
         max_entries: int = 1024,
         max_misses: int = 1024,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _wall_clock,
     ):
         self._lookup = lookup
         self._hit_seconds = hit_seconds
@@ -47,9 +56,9 @@ class Authenticator:
         self._max_entries = max_entries
         self._max_misses = max_misses
         self._clock = clock
-        # key hash -> (trusted until, tenant); least recently used first
+        # key hash -> (verified at, tenant); least recently used first
         self._hits: OrderedDict[str, tuple[float, TenantKey]] = OrderedDict()
-        # key hash -> refused until; oldest first
+        # key hash -> refused at; oldest first
         self._misses: OrderedDict[str, float] = OrderedDict()
 
     def authenticate(self, api_key: str | None) -> TenantKey:
@@ -61,20 +70,26 @@ class Authenticator:
         key_hash = hash_api_key(api_key)
         now = self._clock()
         hit = self._hits.get(key_hash)
-        if hit is not None and hit[0] > now:
+        if hit is not None and self._fresh(hit[0], now, self._hit_seconds):
             self._hits.move_to_end(key_hash)
             return hit[1]
-        refused_until = self._misses.get(key_hash)
-        if refused_until is not None and refused_until > now:
+        refused_at = self._misses.get(key_hash)
+        if refused_at is not None and self._fresh(refused_at, now, self._miss_seconds):
             raise Unauthorized("invalid API key")
         tenant = self._verify(key_hash)
         if tenant is None:
             self._hits.pop(key_hash, None)
-            self._remember(self._misses, key_hash, now + self._miss_seconds, self._max_misses)
+            self._remember(self._misses, key_hash, now, self._max_misses)
             raise Unauthorized("invalid API key")
         self._misses.pop(key_hash, None)
-        self._remember(self._hits, key_hash, (now + self._hit_seconds, tenant), self._max_entries)
+        self._remember(self._hits, key_hash, (now, tenant), self._max_entries)
         return tenant
+
+    @staticmethod
+    def _fresh(stamped_at: float, now: float, seconds: float) -> bool:
+        """Whether an entry stamped at ``stamped_at`` still holds: less than ``seconds``
+        ago, and not in the future (a clock set back must not stretch it)."""
+        return 0 <= now - stamped_at < seconds
 
     def _verify(self, key_hash: str) -> TenantKey | None:
         stored = self._lookup(key_hash)  # may raise: the caller answers 503, nothing is cached
