@@ -103,6 +103,18 @@ def test_implausible_keys_are_refused_without_a_lookup(setup, key):
     assert table.lookups == 0
 
 
+@pytest.mark.parametrize("joined", ["{key},{key}", "{key},hr_" + "b" * 43, "{key}, {key}"])
+def test_a_key_header_sent_twice_is_refused_saying_so(setup, joined):
+    # API Gateway joins the values of a header sent twice with commas (a client library's
+    # default x-api-key plus the one a request adds): the value is no key at all
+    table, _, auth = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    with pytest.raises(Unauthorized, match="x-api-key header was sent more than once") as refused:
+        auth.authenticate(joined.format(key=key))
+    assert key not in refused.value.message and table.lookups == 0
+
+
 def test_every_issued_key_has_the_shape_that_is_looked_up(setup):
     # keys are hr_ + secrets.token_urlsafe(32) (the only generator keys.py has ever had)
     table, _, auth = setup

@@ -66,6 +66,10 @@ class Authenticator:
         if api_key is None or api_key == "":
             raise Unauthorized("missing API key: send your tenant's key in the x-api-key header")
         if not plausible_key(api_key):
+            if "," in api_key:  # API Gateway joins a header's repeated values with commas
+                raise Unauthorized(
+                    "invalid API key: the x-api-key header was sent more than once; send exactly one key"
+                )
             raise Unauthorized("invalid API key")
         key_hash = hash_api_key(api_key)
         now = self._clock()
