@@ -140,23 +140,26 @@ def test_values_turned_into_text_read_the_same_whichever_way_they_got_there(load
     alter("SET DateStyle = 'SQL, DMY'")
     alter("SET extra_float_digits = 0")
     try:
-        # and floats and dates loaded as such
-        loader.process_and_load(
-            "incoming/f/1.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n"
+        # and floats, dates and timestamps loaded as such, year 0 (1 BC: a sentinel) among them
+        values = (
+            "n,d,t\n100.0,2025-01-02,2025-01-02 03:04:05.5\n3.141592653589793,2025-01-03,\n"
+            "1e15,0000-01-01,0000-01-01 10:00:00\ninf,,\n"
         )
-        # When words make both columns text, and a later file brings the same values again
-        loader.process_and_load("incoming/f/2.csv", "n,d\nword,soon\n")
-        loader.process_and_load(
-            "incoming/f/3.csv", "n,d\n100.0,2025-01-02\n3.141592653589793,2025-01-03\n1e15,\ninf,\n"
-        )
+        loader.process_and_load("incoming/f/1.csv", values)
+        # When words make the columns text, and a later file brings the same values again
+        loader.process_and_load("incoming/f/2.csv", "n,d,t\nword,soon,later\n")
+        loader.process_and_load("incoming/f/3.csv", values)
     finally:
         alter("RESET DateStyle")
         alter("RESET extra_float_digits")
-    # Then the values PostgreSQL converted and those loaded later are written alike
+    # Then the values PostgreSQL converted and those loaded later are written alike, and
+    # year 0 stays year 0 (not "0001-01-01 BC", nor 1 AD: the era dropped)
     numbers = ["100", "3.141592653589793", "1e+15", "Infinity"]
     assert loader.values("f", "n") == [*numbers, "word", *numbers]
-    dates = ["2025-01-02", "2025-01-03", None, None]
+    dates = ["2025-01-02", "2025-01-03", "0000-01-01", None]
     assert loader.values("f", "d") == [*dates, "soon", *dates]
+    times = ["2025-01-02 03:04:05.500000+00", None, "0000-01-01 10:00:00.000000+00", None]
+    assert loader.values("f", "t") == [*times, "later", *times]
 
 
 def test_a_column_without_values_takes_its_type_from_the_first_file_that_has_some(loader):

@@ -258,9 +258,21 @@ def _unreserved(name: str, reserved: set[str]) -> str:
 
 def cast_for_widening(column_sql: str, from_kind: Kind, to_kind: LogicalType) -> str:
     """The ``USING`` expression of ``ALTER COLUMN ... TYPE`` (``column_sql`` is quoted).
-    Text forms match what later loads write into the widened column (ISO, UTC)."""
+    Text forms match what later loads write into the widened column (ISO, UTC), years
+    before 1 AD included: those are numbered as DuckDB (and ISO 8601) number them, year 0
+    for 1 BC (``0000-01-01``, a sentinel the processor reads as a date), ``-1`` for 2 BC,
+    where PostgreSQL would write ``0001-01-01 BC`` (``::text``) or drop the era
+    (``to_char``)."""
     if to_kind == "timestamp" and from_kind == "date":
         return f"({column_sql}::timestamp AT TIME ZONE 'UTC')"
-    if to_kind == "string" and from_kind == "timestamp":
-        return f"(to_char({column_sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00')"
+    if to_kind == "string" and from_kind in ("date", "timestamp"):
+        value = f"({column_sql} AT TIME ZONE 'UTC')" if from_kind == "timestamp" else column_sql
+        rest = "-MM-DD HH24:MI:SS.US" if from_kind == "timestamp" else "-MM-DD"
+        zone = " || '+00'" if from_kind == "timestamp" else ""
+        year = f"extract(year FROM {value})::int"  # -1 for 1 BC: PostgreSQL has no year 0
+        return (
+            f"(CASE WHEN {year} > 0 THEN to_char({value}, 'YYYY{rest}') "
+            f"ELSE CASE WHEN {year} = -1 THEN '0000' ELSE ({year} + 1)::text END "
+            f"|| to_char({value}, '{rest}') END{zone})"
+        )
     return f"{column_sql}::{PG_TYPES[to_kind]}"
