@@ -101,6 +101,12 @@ def record_handler(
         metrics.add_metric(name="FilesLoaded", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=outcome.rows)
         logger.info("file loaded", extra={"outcome": outcome.__dict__})
+        if outcome.nuls_removed:
+            logger.warning(
+                "NUL characters removed from text values (PostgreSQL text cannot hold them); "
+                "_files.nuls_removed counts them by column",
+                extra={"nuls_removed": outcome.nuls_removed},
+            )
     return outcome.__dict__
 
 

@@ -35,8 +35,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,13 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         END $$;
         """,
     ),
+    (
+        3,
+        "the NUL characters a load removed from each text column (PostgreSQL text cannot hold them)",
+        """
+        ALTER TABLE {schema}._files ADD COLUMN nuls_removed jsonb NOT NULL DEFAULT '{{}}';
+        """,
+    ),
 )
 
 
@@ -164,6 +171,8 @@ class FileToLoad:
     processed_at: datetime | None
     # integer columns with a value a double cannot hold exactly (never loaded into one)
     ints_beyond_float: frozenset[str] = frozenset()
+    # source column -> cells holding a NUL character, which the load removes
+    nuls_removed: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,7 @@ class LoadOutcome:
     columns_added: tuple[str, ...] = ()
     columns_widened: tuple[str, ...] = ()
     current_version: str | None = None
+    nuls_removed: dict[str, int] = field(default_factory=dict)
 
 
 RowsSource = Callable[[list[ColumnLoad]], Generator[bytes, None, None]]
@@ -540,6 +550,7 @@ class Warehouse:
             replaced_rows=replaced,
             columns_added=tuple(added),
             columns_widened=tuple(widened),
+            nuls_removed=dict(file.nuls_removed),
         )
 
     def _plan(
@@ -687,8 +698,8 @@ class Warehouse:
             sql.SQL(
                 "INSERT INTO {}.{} AS f (object_key, object_version, dataset, table_name, source_bucket, "
                 "format, row_count, schema, renamed_columns, lineage_unit, processed_bucket, parquet_key, "
-                "summary_key, uploaded_at, processed_at, loaded_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
+                "summary_key, uploaded_at, processed_at, nuls_removed, loaded_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
                 "ON CONFLICT (object_key) DO UPDATE SET "
                 "object_version = excluded.object_version, dataset = excluded.dataset, "
                 "table_name = excluded.table_name, source_bucket = excluded.source_bucket, "
@@ -696,7 +707,8 @@ class Warehouse:
                 "renamed_columns = excluded.renamed_columns, lineage_unit = excluded.lineage_unit, "
                 "processed_bucket = excluded.processed_bucket, parquet_key = excluded.parquet_key, "
                 "summary_key = excluded.summary_key, uploaded_at = excluded.uploaded_at, "
-                "processed_at = excluded.processed_at, loaded_at = excluded.loaded_at"
+                "processed_at = excluded.processed_at, nuls_removed = excluded.nuls_removed, "
+                "loaded_at = excluded.loaded_at"
             ).format(sql.Identifier(self.schema), sql.Identifier(FILES_TABLE)),
             [
                 file.object_key,
@@ -714,6 +726,7 @@ class Warehouse:
                 file.summary_key,
                 file.uploaded_at,
                 file.processed_at,
+                Jsonb(dict(file.nuls_removed)),
             ],
         )
 

@@ -19,7 +19,13 @@ from handlers.dal import processed
 from handlers.dal.warehouse import FileToLoad, LoadOutcome, LoadRejected, Warehouse
 from handlers.logic.processing.summary import Lineage, columns_beyond_float, columns_without_values
 from handlers.logic.warehouse import rows
-from handlers.logic.warehouse.schema import ColumnLoad, LogicalType, logical_of_duckdb_type, pg_name
+from handlers.logic.warehouse.schema import (
+    RESCUED,
+    ColumnLoad,
+    LogicalType,
+    logical_of_duckdb_type,
+    pg_name,
+)
 from handlers.models.events import FileProcessed
 from handlers.models.loader import LoaderSettings
 
@@ -69,6 +75,8 @@ def load_file(
                 incoming.append((name, None if name in empty else logical))
             # from the summary's statistics, which keep every digit: no scan of the Parquet
             inexact = columns_beyond_float(summary or {}) & {n for n, t in incoming if t == "int"}
+            # PostgreSQL text cannot hold NUL: the load removes it, and says how often
+            nuls = rows.nul_counts(con, parquet, [n for n, t in incoming if t == "string" and n != RESCUED])
 
             def csv(columns: list[ColumnLoad]) -> Generator[bytes, None, None]:
                 query = rows.export_query(con, parquet, columns, lineage, event.object_key, event.version)
@@ -88,6 +96,7 @@ def load_file(
                 uploaded_at=uploaded_at(event.object_key, event.version),
                 processed_at=event.processed_at,
                 ints_beyond_float=frozenset(inexact),
+                nuls_removed=nuls,
             )
             return warehouse.load(
                 file,

@@ -186,6 +186,26 @@ def test_a_nul_character_among_rescued_values_does_not_stop_the_load(loader):
     assert loader.values("r", "_rescued_data")[-1] == {"n": "xy"}
 
 
+def test_a_nul_character_in_text_is_removed_and_counted(loader, caplog):
+    # Given text with NUL characters (JSON's \u0000), which PostgreSQL text cannot hold
+    records = ['{"s": "a\\u0000b", "t": "x"}', '{"s": "\\u0000\\u0000", "t": "y"}', '{"s": "c", "t": "z"}']
+    event = loader.process_and_load("incoming/nul/1.ndjson", "\n".join(records) + "\n")
+    # Then the file loads, every other character kept (an all-NUL value is an empty
+    # string, not NULL)
+    assert loader.values("nul", "s") == ["ab", "", "c"]
+    assert loader.values("nul", "t") == ["x", "y", "z"]
+    # and what was removed is counted, by column, on the file's lineage row and in the log
+    assert loader.query(sql.SQL("SELECT nuls_removed FROM {}").format(loader.table("_files"))) == [
+        ({"s": 2},)
+    ]
+    assert any(getattr(r, "nuls_removed", None) == {"s": 2} for r in caplog.records)
+    # and a reload counts them again, not twice
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert loader.query(sql.SQL("SELECT nuls_removed FROM {}").format(loader.table("_files"))) == [
+        ({"s": 2},)
+    ]
+
+
 def test_a_dataset_named_like_another_datasets_index_loads(loader):
     loader.process_and_load("incoming/sales/1.csv", "a\n1\n")
     loader.process_and_load("incoming/sales_object_key_idx/1.csv", "a\n2\n")

@@ -45,6 +45,17 @@ def parquet_columns(con: duckdb.DuckDBPyConnection, parquet: Path) -> list[tuple
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
+def nul_counts(con: duckdb.DuckDBPyConnection, parquet: Path, columns: list[str]) -> dict[str, int]:
+    """Per text column of ``columns``, how many of its cells hold a NUL character, which
+    PostgreSQL's ``text`` cannot store and the load removes (``value_sql``); columns
+    without any are left out. One scan of those columns only."""
+    if not columns:
+        return {}
+    counts = ", ".join(f"count(*) FILTER (WHERE contains({ident(c)}, chr(0)))" for c in columns)
+    found = con.sql(f"SELECT {counts} FROM read_parquet({literal(str(parquet))})").fetchall()
+    return {c: int(n) for c, n in zip(columns, found[0], strict=True) if n}
+
+
 def value_sql(column: ColumnLoad) -> str:
     """The DuckDB expression giving the CSV text of ``column`` for its warehouse column."""
     v = ident(column.source)
