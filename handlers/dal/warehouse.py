@@ -718,15 +718,15 @@ class Warehouse:
                 file.source_bucket,
                 file.format,
                 rows,
-                Jsonb(plan.schema()),
-                Jsonb(plan.renamed()),
+                _names_jsonb(plan.schema()),
+                _names_jsonb(plan.renamed()),
                 file.lineage_unit,
                 file.processed_bucket,
                 file.parquet_key,
                 file.summary_key,
                 file.uploaded_at,
                 file.processed_at,
-                Jsonb(dict(file.nuls_removed)),
+                _names_jsonb(file.nuls_removed),
             ],
         )
 
@@ -865,6 +865,13 @@ def _dependent(detail: str) -> tuple[str, str] | None:
     "view")``, ``("policy p on table t", "policy")``; None for another DETAIL."""
     found = _DEPENDENT.match(detail)
     return (found.group(1), found.group(2)) if found else None
+
+
+def _names_jsonb(by_name: Mapping[str, Any]) -> Jsonb:
+    """A ``{source column: ...}`` object for ``_files``. jsonb cannot hold NUL, which a
+    JSON key may (``{"a\\u0000b": 1}``): it is written as the six characters ``\\u0000``, so
+    the file still loads and the name still reads as it was."""
+    return Jsonb({name.replace("\x00", "\\u0000"): value for name, value in by_name.items()})
 
 
 def _first_line(exc: BaseException) -> str:

@@ -266,6 +266,26 @@ def test_awkward_names_are_stored_safely(loader):
     assert renamed == {"object_key": "object_key_source", long_name: columns[3]}
 
 
+def test_a_nul_character_in_a_column_name_does_not_stop_the_load(loader):
+    # Given JSON keys holding a NUL character (\u0000), which neither a PostgreSQL name nor
+    # jsonb can hold, next to the same name without it; and a NUL in a value too
+    key = "incoming/kn/1.ndjson"
+    loader.process_and_load(key, '{"a\\u0000b": "x\\u0000", "ab": 2}\n')
+    # Then the file loads (it failed every retry, blamed on the database's encoding): the
+    # name without its NUL goes to the column of that name, the other gets a suffix
+    assert [v for (v,) in loader.query(sql.SQL("SELECT ab::text FROM {}").format(loader.table("kn")))] == [
+        "2"
+    ]
+    assert loader.values("kn", "ab_2") == ["x"]
+    # and the lineage table shows the NUL as the escape \u0000 in the names it records
+    [(schema, renamed, nuls)] = loader.query(
+        sql.SQL("SELECT schema, renamed_columns, nuls_removed FROM {}").format(loader.table("_files"))
+    )
+    assert schema == {"a\\u0000b": "string", "ab": "int"}
+    assert renamed == {"a\\u0000b": "ab_2"}
+    assert nuls == {"a\\u0000b": 1}
+
+
 def test_a_dataset_name_longer_than_postgres_allows_loads_again_and_again(loader):
     # Given a dataset folder name of 80 characters (PostgreSQL identifiers stop at 63 bytes)
     key = f"incoming/{'d' * 80}/x.csv"
