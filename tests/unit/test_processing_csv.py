@@ -782,6 +782,27 @@ def test_a_number_too_large_for_a_double_is_a_mismatch_not_infinity(process):
     assert "non_finite_count" not in result.data["statistics"]["x"]
 
 
+@pytest.mark.parametrize(
+    ("odd", "kept"),
+    [
+        # DuckDB's cast read two signs as the second one: "+-5" (a tolerance, ±5) became -5
+        (["+-5", "+-0.5", "  +-1e3 "], [(None,), (None,), (None,)]),
+        # 1e-400 underflows: 0 is not what was written; a zero written so stays 0
+        (["1e-400", "-2.5E-999", "0e-400"], [(None,), (None,), (0.0,)]),
+    ],
+)
+def test_a_value_the_cast_would_change_is_a_mismatch_not_a_float(process, odd, kept):
+    values = [f"{i}.5" for i in range(30)] + odd
+    result = process("odd.csv", "x\n" + "\n".join(f'"{v}"' for v in values) + "\n")
+    assert result.data["schema"] == {"x": "float"}
+    mismatches = result.data["quality_issues"]["type_mismatches"]["x"]
+    changed = [v for v, (k,) in zip(odd, kept, strict=True) if k is None]
+    assert [e["value"] for e in mismatches["examples"]] == changed
+    assert result.rows("x")[-len(odd) :] == kept
+    # as a whole column too: text, every value as written
+    assert process("odd2.csv", "x\n" + "\n".join(changed) + "\n").data["schema"] == {"x": "string"}
+
+
 def test_the_largest_finite_floats_give_finite_statistics(process):
     # their sum overflowed to an infinite average, and the largest double rounded up to
     # infinity at 15 digits: a valid file that DynamoDB refused until it reached the DLQ

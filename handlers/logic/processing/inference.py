@@ -74,14 +74,21 @@ def _float(v: str) -> str:
     # A leading zero (007.5) is no float either, as the sample has it (``_LEADING_ZERO``);
     # the gate is a comparison, not ``ascii(v) IN (...)``: DuckDB 2.0 plans a list of numbers
     # as a join, and the rows of a file read in parallel then reach the Parquet out of order.
+    # The cast takes "+-5" (a tolerance, ±5) for -5: two signs are no number. A number too
+    # small for a DOUBLE (1e-400) is no float either: the cast makes it 0, which is not what
+    # was written (a zero is: 0e5, 0.0e-400).
     return (
         f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "
         f"WHEN ascii({v}) <= 48 AND regexp_matches({v}, {literal(_LEADING_ZERO)}) THEN NULL "
-        f"WHEN contains({v}, '_') THEN NULL "
+        f"WHEN contains({v}, '_') OR contains({v}, '+-') THEN NULL "
         f"WHEN (contains({v}, 'e') OR contains({v}, 'E') OR strlen({v}) > 300) "
-        f"AND isinf(TRY_CAST({v} AS DOUBLE)) THEN NULL "
+        f"AND (isinf(TRY_CAST({v} AS DOUBLE)) OR (TRY_CAST({v} AS DOUBLE) = 0 "
+        f"AND regexp_matches({v}, {literal(_NONZERO_MANTISSA)}))) THEN NULL "
         f"ELSE TRY_CAST({v} AS DOUBLE) END"
     )
+
+
+_NONZERO_MANTISSA = r"^[^eE]*[1-9]"
 
 
 _LONG_INTEGER = r"[+-]?\d{16,}"
