@@ -554,6 +554,35 @@ def test_us_zone_names_are_their_fixed_offsets_in_summer_too(process):
     assert "duplicate_rows" not in result.data["quality_issues"]
 
 
+@pytest.mark.parametrize(
+    ("value", "utc"),
+    [
+        # ICU read these as Java's legacy ids: Bangladesh (+06:00), Alaska, Auckland
+        ("2025-07-01 12:00:00 BST", dt.datetime(2025, 7, 1, 11, 0)),
+        ("2025-01-01 12:00:00 AST", dt.datetime(2025, 1, 1, 16, 0)),
+        ("2025-01-01 12:00:00 NST", dt.datetime(2025, 1, 1, 15, 30)),
+        # a fixed offset in summer too (ICU: Paris time, CEST), and the summer name read
+        ("2025-07-01 12:00:00 CET", dt.datetime(2025, 7, 1, 11, 0)),
+        ("2025-07-01 12:00:00 CEST", dt.datetime(2025, 7, 1, 10, 0)),
+        ("2025-07-01 12:00 pst", dt.datetime(2025, 7, 1, 20, 0)),  # any case, as ICU reads it
+        ("2025-01-01 12:00:00 Europe/Paris", dt.datetime(2025, 1, 1, 11, 0)),
+        ("2025-01-01 12:00:00 GMT", dt.datetime(2025, 1, 1, 12, 0)),
+        # India, Ireland or Israel; Ecuador (ICU: Paris): not guessed, kept as written
+        ("2025-01-01 12:00:00 IST", None),
+        ("2025-01-01 12:00:00 ECT", None),
+    ],
+)
+def test_a_zone_abbreviation_is_read_as_its_writers_mean_it_or_kept(process, value, utc):
+    values = [f"2025-01-02 10:00:{i:02d}Z" for i in range(30)] + [value]
+    result = process("tz.csv", "ts\n" + "\n".join(values) + "\n")
+    assert result.data["schema"] == {"ts": "timestamp"}
+    assert result.rows("ts")[-1] == (utc,)
+    mismatches = result.data["quality_issues"]["type_mismatches"]
+    assert mismatches == (
+        {} if utc else {"ts": {**mismatches["ts"], "examples": [{"line": 32, "value": value}]}}
+    )
+
+
 def test_a_decimal_in_an_int_column_is_a_mismatch_not_a_rounded_value(process):
     rows = "\n".join(str(i) for i in range(19)) + "\n1.5\n"
     result = process("m.csv", "n\n" + rows)

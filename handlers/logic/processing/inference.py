@@ -168,9 +168,12 @@ def _date(fmt: str) -> Callable[[str], str]:
 _OFFSET_SPACE = "regexp_replace(trim({v}), ' ([+-]\\d)', '\\1')"
 
 
-# RFC 5322's zone names (obsolete there; what `date` still prints in the US) are fixed
-# offsets; ICU reads PST as America/Los_Angeles (PDT in summer: an hour off) and knows no PDT.
-_RFC5322_ZONES = {
+# Zone abbreviations are fixed offsets, as the tz database writes them (what `date`,
+# strftime's %Z and loggers print): ICU reads PST as America/Los_Angeles (PDT in summer: an
+# hour off) and knows no PDT, and reads others as Java's legacy ids: BST as Bangladesh
+# (+06:00; London's British Summer Time is +01:00), AST as Alaska (Atlantic: -04:00), NST as
+# Auckland (Newfoundland: -03:30). RFC 5322's US names (CST is US Central, not China) first.
+FIXED_ZONES = {
     "EST": "-05:00",
     "EDT": "-04:00",
     "CST": "-06:00",
@@ -179,15 +182,41 @@ _RFC5322_ZONES = {
     "MDT": "-06:00",
     "PST": "-08:00",
     "PDT": "-07:00",
+    "AKST": "-09:00",
+    "AKDT": "-08:00",
+    "HST": "-10:00",
+    "HDT": "-09:00",
+    "AST": "-04:00",
+    "ADT": "-03:00",
+    "NST": "-03:30",
+    "NDT": "-02:30",
+    "WET": "+00:00",
+    "WEST": "+01:00",
+    "BST": "+01:00",
+    "CET": "+01:00",
+    "CEST": "+02:00",
+    "EET": "+02:00",
+    "EEST": "+03:00",
 }
+# Names writers use for more than one offset (IST: India +05:30, Ireland +01:00, Israel
+# +02:00; SST: Samoa -11:00, Singapore +08:00) or that ICU reads as another place than the
+# writers mean (ECT: Ecuador, ICU's Paris; ART: Argentina, ICU's Cairo): not guessed, the
+# value is a type mismatch, kept as written.
+AMBIGUOUS_ZONES = ("IST", "SST", "ECT", "ART")
+# a trailing abbreviation ending in T, in any case (ICU reads "pst" as "PST")
+_ZONE_NAME = r" ([A-Za-z]{2,3}[Tt])$"
 
 
 def _fixed_zones(v: str) -> str:
-    """``v`` with a trailing RFC 5322 zone name written as its offset (one comparison of the
-    last four characters; anything else unchanged)."""
-    offset = " ".join(f"WHEN ' {name}' THEN ' {value}'" for name, value in _RFC5322_ZONES.items())
-    replaced = f"coalesce(substr({v}, 1, length({v}) - 4) || (CASE right({v}, 4) {offset} END), {v})"
-    return f"CASE WHEN suffix({v}, 'T') THEN {replaced} ELSE {v} END"
+    """``v`` with a trailing zone abbreviation of ``FIXED_ZONES`` written as its offset, NULL
+    for one of ``AMBIGUOUS_ZONES``; anything else unchanged."""
+    name = f"upper(regexp_extract({v}, {literal(_ZONE_NAME)}, 1))"
+    offsets = " ".join(f"WHEN '{zone}' THEN ' {value}'" for zone, value in FIXED_ZONES.items())
+    offsets += " ".join(f" WHEN '{zone}' THEN NULL" for zone in AMBIGUOUS_ZONES)
+    replaced = (
+        f"substr({v}, 1, length({v}) - length({name}) - 1) || (CASE {name} {offsets} ELSE ' ' || {name} END)"
+    )
+    return f"CASE WHEN regexp_matches({v}, {literal(_ZONE_NAME)}) THEN {replaced} ELSE {v} END"
 
 
 def _iso_timestamp(v: str) -> str:
