@@ -567,6 +567,7 @@ def test_us_zone_names_are_their_fixed_offsets_in_summer_too(process):
         ("2025-07-01 12:00 pst", dt.datetime(2025, 7, 1, 20, 0)),  # any case, as ICU reads it
         ("2025-01-01 12:00:00 Europe/Paris", dt.datetime(2025, 1, 1, 11, 0)),
         ("2025-01-01 12:00:00 GMT", dt.datetime(2025, 1, 1, 12, 0)),
+        ("2025-01-01 12:00:00 UT", dt.datetime(2025, 1, 1, 12, 0)),  # RFC 5322's; ICU: unknown
         # India, Ireland or Israel; Ecuador (ICU: Paris): not guessed, kept as written
         ("2025-01-01 12:00:00 IST", None),
         ("2025-01-01 12:00:00 ECT", None),

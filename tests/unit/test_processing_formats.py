@@ -739,14 +739,26 @@ def test_a_zone_name_after_a_text_logs_time_is_its_zone(process):
         "2025-01-01 12:00:00 CET INFO cet\n"
         "2025-01-01 12:00:00 Europe/Berlin INFO berlin\n"
         "2025-01-01 12:00:00 INFO naive\n"
-    )
+        # London's summer time (ICU: Bangladesh), read as 12:00 UTC with "BST" in the message
+        "2025-07-01 12:00:00 BST INFO bst\n"
+        "2025-07-01 12:00:00 CEST INFO cest\n"
+        "2025-01-01 12:00:00 UT INFO ut\n"  # RFC 5322's, which ICU does not know
+        # India's, Ireland's or Israel's: not guessed (nor read as UTC), kept as written
+        "2025-01-01 12:00:00 IST INFO ist\n"
+    ) + "".join(f"2025-01-02 12:00:{i:02d} INFO more\n" for i in range(10))
     result = process("z.log", text)
-    assert result.rows("timestamp, message") == [
+    assert result.rows("timestamp, message")[:8] == [
         (dt.datetime(2025, 1, 1, 20, 0), "pst"),
         (dt.datetime(2025, 1, 1, 11, 0), "cet"),
         (dt.datetime(2025, 1, 1, 11, 0), "berlin"),
         (dt.datetime(2025, 1, 1, 12, 0), "naive"),
+        (dt.datetime(2025, 7, 1, 11, 0), "bst"),
+        (dt.datetime(2025, 7, 1, 10, 0), "cest"),
+        (dt.datetime(2025, 1, 1, 12, 0), "ut"),
+        (None, "ist"),
     ]
+    mismatch = result.data["quality_issues"]["type_mismatches"]["timestamp"]
+    assert mismatch["examples"] == [{"line": 8, "value": "2025-01-01 12:00:00 IST"}]
 
 
 def test_one_wide_record_keeps_the_table_at_its_width(process):

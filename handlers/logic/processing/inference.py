@@ -174,6 +174,7 @@ _OFFSET_SPACE = "regexp_replace(trim({v}), ' ([+-]\\d)', '\\1')"
 # (+06:00; London's British Summer Time is +01:00), AST as Alaska (Atlantic: -04:00), NST as
 # Auckland (Newfoundland: -03:30). RFC 5322's US names (CST is US Central, not China) first.
 FIXED_ZONES = {
+    "UT": "+00:00",  # RFC 5322's; ICU knows UTC and GMT, not UT
     "EST": "-05:00",
     "EDT": "-04:00",
     "CST": "-06:00",
@@ -204,7 +205,7 @@ FIXED_ZONES = {
 # value is a type mismatch, kept as written.
 AMBIGUOUS_ZONES = ("IST", "SST", "ECT", "ART")
 # a trailing abbreviation ending in T, in any case (ICU reads "pst" as "PST")
-_ZONE_NAME = r" ([A-Za-z]{2,3}[Tt])$"
+_ZONE_NAME = r" ([A-Za-z]{1,3}[Tt])$"
 
 
 def _fixed_zones(v: str) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import deadline
+from .inference import AMBIGUOUS_ZONES, FIXED_ZONES
 
 FIELD_ALIASES: dict[str, str] = {
     "lvl": "level",
@@ -108,14 +109,15 @@ _LEVELS = (
 _SHORT_LEVELS = "TRC|DBG|INF|WRN|FTL|PNC"
 # "2024-01-15 10:00:00,123", "2024-01-15T10:00:00.5Z", "2024/01/15 10:00:00" (nginx's error
 # log, Go's log package), then an offset written after a space (gunicorn: "[... +0200]") or
-# a zone name, converted as in a CSV value: UTC, RFC 5322's US names (CST is US Central,
-# as there), CET/EET/WET, an Area/City of the tz database ("Cache/Redis" is a word of the
-# message); not "BST" or "IST": ICU reads them as Bangladesh's and India's, where a log
-# means British Summer or Irish Standard Time as often
+# a zone name, converted as in a CSV value: UTC, an abbreviation in upper case (CST is US
+# Central, BST British Summer Time; IST, which is India's, Ireland's and Israel's, makes the
+# time a type mismatch, kept as written: inference.AMBIGUOUS_ZONES), an Area/City of the tz
+# database ("Cache/Redis" is a word of the message)
+_ZONES = "|".join(sorted((*FIXED_ZONES, *AMBIGUOUS_ZONES), key=lambda z: (-len(z), z)))
 _PREFIX = re.compile(
     r"^\s*\[?(?P<timestamp>\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
     r"(?: (?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2})(?=[\]\s])"
-    r"| (?P<zone>UTC|GMT|UT|[ECMP][SD]T|[CEW]ET"
+    rf"| (?P<zone>UTC|GMT|UT|{_ZONES}"
     r"|(?:Africa|America|Antarctica|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)(?:/[A-Za-z_+-]+)+)"
     r"(?=[\]\s]|$))?\]?(?P<rest>.*)$"
 )
