@@ -428,11 +428,29 @@ def test_duplicate_and_blank_header_names_are_made_unique(process):
         # too long for a 64-bit int and for a double to hold exactly: keep every digit
         (["12345678901234567890", "98765432109876543210"], "string"),
         (["123456789012345", "-2.5"], "float"),  # 15 digits: exact in a double
+        # not dates of the years 5 and 25 (day first, two-digit year), nor of the year 1
+        (["05-01-25", "31-12-24"], "string"),
+        (["25-01-05", "24-12-31"], "string"),
+        (["1-2-3", "4-5-6"], "string"),
+        (["25-01-05 10:00:00", "24-12-31T23:00:00Z"], "string"),
     ],
 )
 def test_type_inference(process, values, expected):
     result = process("t.csv", "v\n" + "\n".join(values) + "\n")
     assert result.data["schema"]["v"] == expected
+    if expected == "string":  # every value as written
+        assert result.rows("v") == [(v,) for v in values]
+
+
+@pytest.mark.parametrize(("kind", "valid"), [("date", "2025-01-05"), ("timestamp", "2025-01-05 10:00:00")])
+def test_a_date_without_a_four_digit_year_in_a_date_column_is_a_mismatch(process, kind, valid):
+    # the casts made "05-01-25" the year 5 and PostgreSQL's "-infinity" the year 1
+    odd = ["05-01-25", "25-01-05 10:00", "-infinity", "-2025-01-05"]
+    result = process("d.csv", "v\n" + "\n".join([valid] * 40 + odd) + "\n")
+    assert result.data["schema"] == {"v": kind}
+    mismatches = result.data["quality_issues"]["type_mismatches"]["v"]
+    assert [e["value"] for e in mismatches["examples"]] == odd
+    assert result.data["statistics"]["v"]["min"].startswith("2025-01-05")
 
 
 def test_decimal_commas_are_read_in_a_file_not_delimited_by_commas(process):

@@ -132,10 +132,22 @@ def _bool(v: str) -> str:
     )
 
 
+# The DATE and TIMESTAMP casts take a year of any length: "05-01-25" (5 January 2025, day
+# first) became the year 5, "25-01-05" the year 25, a part number "1-2-3" a date, and
+# "-infinity" (PostgreSQL's) the first day of year 1. An ISO date has four digits of year:
+# its first dash is its fifth character (a comparison, not a regular expression, as it is
+# made on every value of a date or timestamp column).
+def _four_digit_year(v: str) -> str:
+    return f"strpos(ltrim({v}), '-') = 5"
+
+
 def _iso_date(v: str) -> str:
     # TRY_CAST('2025-01-01 10:00' AS DATE) drops the time: a value with a time is not a date.
     # (The contains() gates also skip TRY_CAST's slow failure path for non-dates.)
-    return f"CASE WHEN contains({v}, '-') AND NOT contains({v}, ':') THEN TRY_CAST({v} AS DATE) END"
+    return (
+        f"CASE WHEN contains({v}, '-') AND NOT contains({v}, ':') AND {_four_digit_year(v)} "
+        f"THEN TRY_CAST({v} AS DATE) END"
+    )
 
 
 _FORMAT_PARTS = {
@@ -217,7 +229,10 @@ def _fixed_zones(v: str) -> str:
     replaced = (
         f"substr({v}, 1, length({v}) - length({name}) - 1) || (CASE {name} {offsets} ELSE ' ' || {name} END)"
     )
-    return f"CASE WHEN regexp_matches({v}, {literal(_ZONE_NAME)}) THEN {replaced} ELSE {v} END"
+    ends_in_t = f"(suffix({v}, 'T') OR suffix({v}, 't'))"  # spares the others the regular expression
+    return (
+        f"CASE WHEN {ends_in_t} AND regexp_matches({v}, {literal(_ZONE_NAME)}) THEN {replaced} ELSE {v} END"
+    )
 
 
 def _iso_timestamp(v: str) -> str:
@@ -232,7 +247,7 @@ def _iso_timestamp(v: str) -> str:
     offset = f"(contains(substr({v}, 17), '+') OR contains(substr({v}, 17), '-') OR {zone_name})"
     with_offset = _OFFSET_SPACE.format(v=_fixed_zones(f"trim({v})"))
     return (
-        f"CASE WHEN NOT contains({v}, '-') THEN NULL "
+        f"CASE WHEN NOT {_four_digit_year(v)} THEN NULL "
         f"WHEN {offset} THEN timezone('UTC', TRY_CAST({with_offset} AS TIMESTAMPTZ)) "
         f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
     )
