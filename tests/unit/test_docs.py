@@ -63,3 +63,33 @@ def test_the_dataset_names_the_docs_show_are_the_ones_the_processor_gives():
         for document, name, said in shown
     ]
     assert [w for w in wrong if w[2] != w[3]] == []
+
+
+def test_the_readmes_type_inference_table_is_what_inference_does():
+    import duckdb
+
+    from handlers.logic.processing.inference import infer_conversions
+    from handlers.logic.processing.sqltext import literal
+
+    # Given the table of the README's "Type inference": type, spellings, examples, counter-examples
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Type inference") : text.index("### Summary JSON")]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    assert [row[0].strip("| `") for row in rows] == ["bool", "int", "float", "date", "timestamp", "string"]
+    claims = []  # (type, value, whether the value is of that type)
+    for kind, _spellings, examples, counter in (row[:4] for row in rows[:-1]):
+        kind = kind.strip("| `")
+        claims += [(kind, v, True) for v in re.findall(r"`([^`]+)`", examples)]
+        claims += [(kind, v, False) for v in re.findall(r"`([^`]+)`", counter)]
+    assert len(claims) > 60
+    # When each value is a column's only value (one query: a column each)
+    sample = "(SELECT " + ", ".join(f"{literal(v)} AS c{i}" for i, (_, v, _) in enumerate(claims)) + ")"
+    columns = [f"c{i}" for i in range(len(claims))]
+    inferred = infer_conversions(duckdb.connect(), sample, columns, 0.9)
+    # Then an example gets its row's type, and no counter-example does
+    wrong = [
+        (kind, value, conversion.type if conversion else None)
+        for (kind, value, is_kind), conversion in zip(claims, inferred, strict=True)
+        if (conversion is not None and conversion.type == kind) != is_kind
+    ]
+    assert wrong == []
