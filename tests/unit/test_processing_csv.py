@@ -386,6 +386,13 @@ def test_a_few_stray_bytes_in_utf8_text_are_decoded_alone(process):
     ]
 
 
+def test_one_utf8_accent_and_one_stray_byte_keep_both(process):
+    # a tie of evidence went to the fallback: José became JosÃ©
+    result = process("tie.csv", "name\nJosé\n".encode() + b"M\xfcller\n")
+    assert result.data["encoding"] == "utf-8"
+    assert result.rows("name") == [("José",), ("Müller",)]
+
+
 def test_fallback_encoding_is_configurable(process):
     result = process("l.csv", "name\nЖЩЫЮ\n".encode("koi8-r"), fallback_encoding="koi8-r")
     assert result.rows("name") == [("ЖЩЫЮ",)]

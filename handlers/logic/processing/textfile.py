@@ -99,10 +99,12 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
                 raise UnprocessableFile(f"unknown fallback encoding {fallback_encoding!r}") from exc
             line = _line_of_offset(path, bad_offset)
             characters, invalid = _utf8_evidence(path)
-            if characters > invalid:
+            if characters >= invalid:
                 # UTF-8 text with a few stray bytes (a line pasted from a Latin-1 source):
                 # decoding it all as the fallback would garble every other accent (José as
-                # JosÃ©), so only the stray bytes are
+                # JosÃ©), so only the stray bytes are. A tie goes to UTF-8 too: a valid
+                # multi-byte sequence is rarely an accident of a one-byte encoding (cp1252's
+                # "Ã©"), and the stray bytes are read as the fallback either way.
                 encoding = "utf-8"
                 warnings.append(
                     f"{invalid:,} byte(s) not valid UTF-8 (the first at offset {bad_offset}, line {line}) "
