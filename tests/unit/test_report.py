@@ -721,3 +721,49 @@ def test_completed_files_not_loaded_yet_are_not_a_good_day():
     # while a superseded version is not waited for: its newer version's load replaces it
     replaced = item(3, "completed", load_status=None, superseded_by="v9")
     assert build_report("2025-03-14", [items[0], replaced], NOW, **EMPTY_QUEUES).warehouse.pending == 0
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"timings_ms": {"total": "slow", "queue_wait": None}},
+        {"timings_ms": [1000.0]},
+        {"quality_issues": ["missing values"]},
+        {"quality_issues": {"missing_values": {"price": 3}, "type_mismatches": ["x"], "malformed_rows": 2}},
+        {"format": 5},
+    ],
+)
+def test_an_item_with_an_odd_attribute_is_counted_and_costs_no_report(odd):
+    # Given a day of two completed files, one of whose items holds an attribute of another
+    # shape than the processor writes (written by hand, or by another version)
+    items = [item(1, "completed"), item(2, "completed") | odd]
+    # When the report is made
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    # Then both files count, with what can be read of the odd one, and the page renders
+    assert (report.files.received, report.files.completed, report.rows) == (2, 2, 20)
+    assert report.quality_issues[0].count >= 1
+    assert "2 files" in sns_subject(report) and "<svg" in render_html(report, JSON_LINK)
+
+
+def test_odd_failures_are_listed_with_bounded_errors():
+    # Given failed files whose items hold an error far longer than the processor writes
+    # (2,000 characters), and a failure time that is not a time
+    items = [
+        item(i, "failed", error="x" * 300_000, failed_at=1741910400 if i == 1 else "2025-03-14T02:00:00Z")
+        for i in range(1, 4)
+    ]
+    # When the report is made
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    # Then every failure is listed, its error cut as the writers cut it: report.json and
+    # the page stay small whatever an item holds
+    assert report.failures_total == 3
+    assert {len(f.error) for f in report.failures} == {2000}
+    assert [f.at for f in report.failures].count(None) == 1
+    assert len(render_html(report, JSON_LINK)) < 20_000
+
+
+def test_an_upload_time_with_an_offset_is_charted_in_its_utc_hour():
+    # Given a file whose upload time was written with an offset: 23:30 at +02:00 is 21:30 UTC
+    report = build_report("2025-03-14", [item(1, "completed", uploaded_at="2025-03-14T23:30:00+02:00")], NOW)
+    # Then the chart (hours of upload, UTC) puts it at 21:00
+    assert [h.hour for h in report.hourly if h.received] == [21]

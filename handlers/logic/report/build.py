@@ -4,7 +4,9 @@ recorded them, have no item; the report shows them only through the queue depths
 
 Pure: takes the items as plain dicts (``handlers.dal.metadata_queries``) and returns a
 ``DailyReport``. Items lacking attributes (still being processed, or written by an older
-processor) are counted where they can be and skipped where they cannot.
+processor), or holding one of another shape (written by hand, or by another version), are
+counted where they can be and skipped where they cannot: one odd item never costs the
+day its report.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from handlers.models.report import (
 
 TOP = 10
 # Failures report.json lists (the page shows the first 50): errors are cut at 2,000
-# characters, so about 2.5 MB at most.
+# characters (as the processor and loader write them), so about 2.5 MB at most.
 MAX_FAILURES = 1000
+MAX_ERROR_CHARS = 2000
 # Every retry of a file is over within maxReceiveCount visibility timeouts (5 x 1,805 s with
 # the defaults): a file still received or processing, unchanged for longer, was cut off
 # (timeout, out of memory) on its last attempt, and its message is in the processing DLQ.
@@ -64,13 +67,14 @@ REPORT_ATTRIBUTES = (
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (no offset: UTC); None when it is not one."""
     if not isinstance(value, str) or not value:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -85,8 +89,26 @@ def percentile(values: list[float], p: float) -> float | None:
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    """``value`` when it is a map, else an empty one (an attribute of another shape)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _timings(value: Any) -> dict[str, float]:
+    """An item's ``timings_ms``: the stages whose value is a finite number."""
+    timings: dict[str, float] = {}
+    for stage, ms in _mapping(value).items():
+        try:
+            number = float(ms)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            timings[str(stage)] = number
+    return timings
 
 
 def build_report(
@@ -140,13 +162,13 @@ def build_report(
             completed = parse_time(item.get("completed_at"))
             if uploaded and completed:
                 latencies.append(round((completed - uploaded).total_seconds() * 1000, 1))
-            timings = {k: float(v) for k, v in (item.get("timings_ms") or {}).items()}
+            timings = _timings(item.get("timings_ms"))
             if "total" in timings:
                 slow.append(
                     SlowFile(
                         object_key=key,
                         version=version,
-                        format=item.get("format"),
+                        format=fmt if item.get("format") else None,
                         rows=file_rows,
                         bytes=file_bytes,
                         total_ms=timings["total"],
@@ -156,7 +178,7 @@ def build_report(
             if not superseded:  # a replaced version's issues describe data that is gone
                 if item.get("summary_truncated") and item.get("quality_issues") is None:
                     issues_left_out += 1
-                _collect_issues(issues, str(item.get("dataset") or "?"), item.get("quality_issues") or {})
+                _collect_issues(issues, str(item.get("dataset") or "?"), _mapping(item.get("quality_issues")))
         elif status == "failed" and item.get("skip_reason"):
             counts.skipped += 1
             if hour is not None:
@@ -236,14 +258,12 @@ def _collect_issues(
             entry["files"] += 1
             entry["count"] += n
 
-    for column, detail in (found.get("missing_values") or {}).items():
-        add("missing values", column, (detail or {}).get("count"))
-    for column, detail in (found.get("type_mismatches") or {}).items():
-        add("type mismatches", column, (detail or {}).get("count"))
-    if malformed := found.get("malformed_rows"):
-        add("malformed rows", None, malformed.get("count"))
-    if duplicates := found.get("duplicate_rows"):
-        add("duplicate rows", None, duplicates.get("count"))
+    for column, detail in _mapping(found.get("missing_values")).items():
+        add("missing values", str(column), _mapping(detail).get("count"))
+    for column, detail in _mapping(found.get("type_mismatches")).items():
+        add("type mismatches", str(column), _mapping(detail).get("count"))
+    add("malformed rows", None, _mapping(found.get("malformed_rows")).get("count"))
+    add("duplicate rows", None, _mapping(found.get("duplicate_rows")).get("count"))
 
 
 def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Failure:
@@ -251,12 +271,13 @@ def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Fail
     ``replaced`` when a newer version of the key completed since (the processor then marks
     this one ``superseded_by`` it): fixed in place."""
     prefix = "load_" if stage == "load" else ""
+    at = item.get(f"{prefix}failed_at")
     return Failure(
         object_key=str(item.get("object_key", "")),
         version=str(item.get("version", "")),
         stage=stage,
-        error=str(item.get(f"{prefix}error") or "unknown error"),
-        at=item.get(f"{prefix}failed_at"),
+        error=str(item.get(f"{prefix}error") or "unknown error")[:MAX_ERROR_CHARS],
+        at=at if isinstance(at, str) else None,
         replaced=bool(item.get("superseded_by")),
     )
 
