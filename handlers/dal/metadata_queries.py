@@ -9,6 +9,7 @@ outputs file. DynamoDB numbers come back as ``int`` or ``float``, not ``Decimal`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +21,18 @@ BY_COMPLETION_INDEX = "by_completion"
 
 def files_on_day(table: Any, day: str, attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Every item uploaded on ``day`` (all pages), in upload order, as plain values."""
-    items = query_all(table, attributes, IndexName=BY_DAY_INDEX, KeyConditionExpression=Key("day").eq(day))
-    return [plain(item) for item in items]
+    return list(iter_files_on_day(table, day, attributes))
+
+
+def iter_files_on_day(
+    table: Any, day: str, attributes: tuple[str, ...] | None = None
+) -> Iterator[dict[str, Any]]:
+    """``files_on_day`` one page at a time: a caller that keeps only what it counts holds
+    one page (1 MB read) of a day's items, not the whole day."""
+    for item in iter_query(
+        table, attributes, IndexName=BY_DAY_INDEX, KeyConditionExpression=Key("day").eq(day)
+    ):
+        yield plain(item)
 
 
 def last_completed_on(table: Any, day: str) -> dict[str, Any] | None:
@@ -42,16 +53,22 @@ def query_all(table: Any, attributes: tuple[str, ...] | None = None, **query: An
     """Every item ``query`` matches (all pages: a page holds at most 1 MB of items read).
     ``attributes`` limits what is returned (less to transfer; DynamoDB still reads whole
     items)."""
+    return list(iter_query(table, attributes, **query))
+
+
+def iter_query(
+    table: Any, attributes: tuple[str, ...] | None = None, **query: Any
+) -> Iterator[dict[str, Any]]:
+    """``query_all``, reading the next page only once the items of the last one are taken."""
     if attributes:
         names = {f"#p{i}": name for i, name in enumerate(attributes)}
         query["ProjectionExpression"] = ", ".join(names)
         query["ExpressionAttributeNames"] = names
-    items: list[dict[str, Any]] = []
     while True:
         page = table.query(**query)
-        items.extend(page.get("Items", []))
+        yield from page.get("Items", [])
         if "LastEvaluatedKey" not in page:
-            return items
+            return
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 

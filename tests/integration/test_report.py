@@ -198,7 +198,8 @@ def test_the_report_reads_only_what_it_shows_from_the_metadata_table(pipeline, r
     seen: list[dict[str, Any]] = []
     build = run.build_report
 
-    def recording(day: str, items: list[dict[str, Any]], *rest: Any) -> Any:
+    def recording(day: str, items: Any, *rest: Any) -> Any:
+        items = list(items)
         seen.extend(items)
         return build(day, items, *rest)
 
@@ -209,6 +210,63 @@ def test_the_report_reads_only_what_it_shows_from_the_metadata_table(pipeline, r
     [item] = seen
     assert item["row_count"] == 3 and set(item) <= set(run.REPORT_ATTRIBUTES)
     assert "schema" not in item and "statistics" not in item
+
+
+def test_a_day_of_many_pages_is_counted_whole_and_read_a_page_at_a_time(pipeline, reporter, monkeypatch):
+    # Given a day of 120 files, a third of them failed, whose items span many Query pages
+    # (DynamoDB returns at most 1 MB a page; moto's limit is lowered to a few items)
+    monkeypatch.setattr("moto.dynamodb.models.table.RESULT_SIZE_LIMIT", 4000)
+    day = datetime.now(UTC).date().isoformat()
+    metadata = boto3.resource("dynamodb", region_name=REGION).Table("metadata")
+    with metadata.batch_writer() as batch:
+        for n in range(120):
+            at = f"{day}T{n % 24:02d}:{n // 24:02d}:00.000Z"
+            item: dict[str, Any] = {"object_key": f"incoming/sales/{n}.csv", "version": f"v{n}", "day": day}
+            item |= {"uploaded_at": at, "updated_at": at, "size": 100, "dataset": "sales"}
+            if n % 3:
+                item |= {"status": "completed", "completed_at": at, "format": "csv", "row_count": 10}
+            else:
+                item |= {"status": "failed", "failed_at": at, "error": f"bad file {n}"}
+            batch.put_item(Item=item)
+    from handlers.logic.report import run
+
+    queries: list[dict[str, Any]] = []
+    index = run.table("metadata")
+
+    class Counting:
+        def query(self, **kwargs: Any) -> Any:
+            queries.append(kwargs)
+            return index.query(**kwargs)
+
+    monkeypatch.setattr(run, "table", lambda name: Counting())
+    read_before_first: list[int] = []
+    build = run.build_report
+
+    def watching(day: str, items: Any, *rest: Any) -> Any:
+        def watched() -> Any:
+            for item in items:
+                read_before_first.append(len(queries))
+                yield item
+
+        return build(day, watched(), *rest)
+
+    monkeypatch.setattr(run, "build_report", watching)
+    # When the day's report is made
+    result = reporter.invoke({"date": day})
+    # Then every file counts, every failure is listed: all pages were read, from the by_day
+    # index (a Query, no Scan of the table)
+    assert (result["files"]["received"], result["files"]["completed"], result["files"]["failed"]) == (
+        120,
+        80,
+        40,
+    )
+    assert result["rows"] == 800
+    report = json.loads(reporter.object(f"reports/{day}/report.json")[0])
+    assert report["failures_total"] == 40 and len(report["failures"]) == 40
+    assert len(queries) > 5 and {q["IndexName"] for q in queries} == {"by_day"}
+    # and the report counted the first page's items before it read the second: it holds a
+    # page of the day at a time, not the whole day (tens of thousands of items)
+    assert read_before_first[0] == 1
 
 
 def test_running_the_report_again_overwrites_it(pipeline, reporter):

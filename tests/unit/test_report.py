@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -767,3 +769,32 @@ def test_an_upload_time_with_an_offset_is_charted_in_its_utc_hour():
     report = build_report("2025-03-14", [item(1, "completed", uploaded_at="2025-03-14T23:30:00+02:00")], NOW)
     # Then the chart (hours of upload, UTC) puts it at 21:00
     assert [h.hour for h in report.hourly if h.received] == [21]
+
+
+class Held(dict):
+    """An item whose lifetime a test can follow (a dict cannot be weakly referenced)."""
+
+
+def test_the_report_keeps_no_item_it_has_counted():
+    # Given a day's items, handed over one at a time as they are read
+    made: list[weakref.ref[Held]] = []
+    alive_when_read: list[int] = []
+
+    def read() -> Iterator[Held]:
+        for n in range(1, 25):
+            alive_when_read.append(sum(ref() is not None for ref in made))
+            kept = Held(
+                item(
+                    n, "completed" if n % 4 else "failed", error="bad", failed_at=f"2025-03-14T{n:02d}:00:00Z"
+                )
+            )
+            made.append(weakref.ref(kept))
+            yield kept
+            del kept
+
+    # When the report is built from them
+    report = build_report("2025-03-14", read(), NOW, **EMPTY_QUEUES)
+    # Then it counted them all, holding at most the one it was counting when the next was
+    # read: memory does not grow with the number of files
+    assert (report.files.received, report.files.failed, report.failures_total) == (24, 6, 6)
+    assert max(alive_when_read) <= 1

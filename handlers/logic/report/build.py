@@ -120,9 +120,9 @@ def build_report(
     load_dlq: int | None = None,
 ) -> DailyReport:
     """``day``'s figures from its metadata items; ``backlog``, ``processing_dlq`` and
-    ``load_dlq``: the depths of the processing queue and of the two DLQs now (None: unread)."""
-    items = list(items)
-    counts = StatusCounts(received=len(items))
+    ``load_dlq``: the depths of the processing queue and of the two DLQs now (None: unread).
+    One pass over ``items``, keeping none of them: they can be read as they are counted."""
+    counts = StatusCounts()
     formats: dict[str, dict[str, int]] = defaultdict(
         lambda: {"files": 0, "completed": 0, "failed": 0, "rows": 0, "bytes": 0}
     )
@@ -135,6 +135,7 @@ def build_report(
     rows = size = issues_left_out = 0
 
     for item in items:
+        counts.received += 1
         status = str(item.get("status", "received"))
         key, version = str(item.get("object_key", "")), str(item.get("version", ""))
         file_bytes = _int(item.get("file_size_bytes", item.get("size")))

@@ -8,7 +8,7 @@ from typing import Any
 
 from handlers.dal import reports
 from handlers.dal.aws import table
-from handlers.dal.metadata_queries import files_on_day, last_completed_on
+from handlers.dal.metadata_queries import iter_files_on_day, last_completed_on
 from handlers.logic.report.build import REPORT_ATTRIBUTES, build_report, parse_time
 from handlers.logic.report.render import render_html, sns_message, sns_subject
 from handlers.models.report import DailyReport, ReportSettings
@@ -24,8 +24,10 @@ class Published:
 
 
 def daily_report(day: str, settings: ReportSettings, now: datetime) -> Published:
-    """Build ``day``'s report, write (overwrite) it to the reports bucket, announce it."""
-    items = files_on_day(table(settings.metadata_table), day, REPORT_ATTRIBUTES)
+    """Build ``day``'s report, write (overwrite) it to the reports bucket, announce it. The
+    day's items are counted as they are read, a page at a time: memory does not grow with
+    the number of files (tens of thousands a day, each with its quality issues)."""
+    items = iter_files_on_day(table(settings.metadata_table), day, REPORT_ATTRIBUTES)
     report = build_report(
         day,
         items,
