@@ -43,6 +43,24 @@ OPTIONAL_OUTPUTS = {"ingest_queue_url", "ingest_dlq_url"}
 # The longest --minutes: each upload day the window covers is one query of the by_day index
 # reading all of that day's items, so a week (nine queries at most) bounds the work.
 MAX_MINUTES = 7 * 24 * 60
+# What status reads of an item (last_completed, failures_since, _fixed_in_place): a whole
+# item, with its schema, statistics and quality issues, is 8 KB to 300 KB, and a week of a
+# busy stack is a hundred thousand of them.
+STATUS_ATTRIBUTES = (
+    "object_key",
+    "version",
+    "status",
+    "uploaded_at",
+    "completed_at",
+    "row_count",
+    "skip_reason",
+    "superseded_by",
+    "error",
+    "failed_at",
+    "load_status",
+    "load_error",
+    "load_failed_at",
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +139,7 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
     items = [
         item
         for back in range(days)
-        for item in files_on_day(table, (today - timedelta(days=back)).isoformat())
+        for item in files_on_day(table, (today - timedelta(days=back)).isoformat(), STATUS_ATTRIBUTES)
     ]
     last = last_completed(items)
     failures = failures_since(items, now - window)

@@ -37,13 +37,24 @@ def write_outputs(pipeline: Any, path: Path, ingest: bool = True) -> dict[str, s
     return queues
 
 
-def test_a_healthy_stack(pipeline, tmp_path, capsys):
+def test_a_healthy_stack(pipeline, tmp_path, capsys, monkeypatch):
     # Given a stack with a completed file, a failed one, and work waiting
     outputs = tmp_path / "outputs.json"
     queues = write_outputs(pipeline, outputs)
     good = pipeline.upload("incoming/sales/jan.csv", SALES)
     pipeline.process(good, pipeline.upload("incoming/empty.csv", b""))
+    assert "schema" in pipeline.item(good) and "statistics" in pipeline.item(good)
     pipeline.sqs.send_message(QueueUrl=queues["processing_queue_url"], MessageBody="{}")
+    from headrace import status
+
+    read: list[dict[str, Any]] = []
+    files_on_day = status.files_on_day
+
+    def recording(*args: Any) -> list[dict[str, Any]]:
+        read.extend(items := files_on_day(*args))
+        return items
+
+    monkeypatch.setattr(status, "files_on_day", recording)
     # When the operator asks for its status
     code = main(["status", "--outputs", str(outputs)])
     out = capsys.readouterr().out
@@ -56,6 +67,9 @@ def test_a_healthy_stack(pipeline, tmp_path, capsys):
     assert "Failures in the last hour: 1" in out
     assert "incoming/empty.csv" in out and "the file is empty (0 bytes)" in out
     assert "All dead-letter queues are empty." in out
+    # and it read only what it shows of the items, not their schema and statistics (a
+    # week of a busy stack is a hundred thousand items of up to 300 KB)
+    assert len(read) == 2 and set().union(*read) <= set(status.STATUS_ATTRIBUTES)
 
 
 def test_a_message_in_a_dlq_needs_attention(pipeline, tmp_path, capsys):
