@@ -175,15 +175,24 @@ class ConsumerSettings(FunctionSettings):
     def _consistent(self) -> ConsumerSettings:
         if self.batch_size > 10 and self.batching_window_seconds < 1:
             raise FieldProblem("batching_window_seconds", "must be ≥ 1 when batch_size is above 10 (SQS)")
-        if (
-            self.max_concurrency is not None
-            and self.reserved_concurrency is not None
-            and self.max_concurrency > self.reserved_concurrency
-        ):
+        # The event source mapping does not see the function's reserved concurrency: it polls
+        # up to max_concurrency batches (no limit: 5 at once, scaling up to 1,000), and every
+        # batch the function has no room for is throttled back to the queue with a receive
+        # counted, so a backlog alone sends good messages to the DLQ.
+        reserved = self.reserved_concurrency
+        if reserved is not None and reserved < 2:
+            raise FieldProblem(
+                "reserved_concurrency",
+                f"must be null or at least 2 on a queue consumer: with {reserved}, the event source "
+                "(which polls at least 2 batches at once) is throttled, and the throttled messages "
+                "count receives until they reach the DLQ unprocessed",
+            )
+        if reserved is not None and (self.max_concurrency is None or self.max_concurrency > reserved):
             raise FieldProblem(
                 "max_concurrency",
-                f"must be ≤ reserved_concurrency ({self.reserved_concurrency})"
-                + ("; it is at least 2 (SQS): set it to null" if self.reserved_concurrency < 2 else ""),
+                f"must be set and ≤ reserved_concurrency ({reserved}): the event source ignores the "
+                "reserved concurrency, polls more batches than the function may run, and the "
+                "throttled messages count receives until they reach the DLQ unprocessed",
             )
         return self
 

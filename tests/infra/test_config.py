@@ -220,7 +220,7 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         ),
         (
             {**BASE, "functions": {"processor": {"max_concurrency": 20, "reserved_concurrency": 10}}},
-            "headrace:functions.processor.max_concurrency: must be ≤ reserved_concurrency (10)",
+            "headrace:functions.processor.max_concurrency: must be set and ≤ reserved_concurrency (10)",
         ),
         (
             {**BASE, "functions": {"architecture": "arm"}},
@@ -292,9 +292,17 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             {**BASE, "raw_suffixes": [f".x{i:04d}" for i in range(200)]},
             "headrace:raw_suffixes: the suffixes take 1399 characters; they travel in the processor's environment",
         ),
-        (
+        (  # the event source runs at least 2 batches at once: the rest are throttled to the DLQ
             {**BASE, "functions": {"processor": {"max_concurrency": 2, "reserved_concurrency": 1}}},
-            "headrace:functions.processor.max_concurrency: must be ≤ reserved_concurrency (1); it is at least 2",
+            "headrace:functions.processor.reserved_concurrency: must be null or at least 2 on a queue consumer",
+        ),
+        (
+            {**BASE, "functions": {"ingest_worker": {"reserved_concurrency": 0}}},
+            "headrace:functions.ingest_worker.reserved_concurrency: must be null or at least 2 on a queue",
+        ),
+        (  # no limit: the event source scales past the reservation and the excess is throttled
+            {**BASE, "functions": {"loader": {"max_concurrency": None, "reserved_concurrency": 3}}},
+            "headrace:functions.loader.max_concurrency: must be set and ≤ reserved_concurrency (3)",
         ),
         (
             {**BASE, "ingest": {"endpoint": "function_url"}},
@@ -505,6 +513,8 @@ def test_unknown_top_level_key_in_the_stack_is_an_error() -> None:
         {"reporting": {"schedule": "cron(0/15 8-17 ? JAN-mar,DEC 2#1,6L 2026-2199)"}},
         {"reporting": {"schedule": "cron(0 6 L,LW,15W * ? *)"}},
         {"retention": {"log_days": 3653}},
+        {"functions": {"loader": {"max_concurrency": 2, "reserved_concurrency": 2}}},
+        {"functions": {"report": {"reserved_concurrency": 0}}},  # not a queue consumer: a stop switch
         {"warehouse": {"rds": {"allocated_gb": 100, "max_allocated_gb": 110}}},
         {"warehouse": {"rds": {"engine_version": 17}}},  # a number, as pulumi config set --path stores it
         {"warehouse": {"sslrootcert": authority("CA").pem + authority("another CA").pem}},
