@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from .queues import visibility_timeout
+from .queues import DLQ_RETENTION_SECONDS, visibility_timeout
 
 NAMESPACE = "headrace"
 
@@ -822,6 +822,18 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 "by at least one 5-minute period, or messages expire before the alarm can fire",
             )
         )
+    # A standard queue's message keeps its first send time in the DLQ: one that reaches it at
+    # the age of the work queue's retention has only what the DLQ's 14 days leave.
+    dead_letter_seconds = DLQ_RETENTION_SECONDS - config.queues.message_retention_seconds
+    if dead_letter_seconds <= 300:
+        problems.append(
+            (
+                "queues.message_retention_seconds",
+                f"must be at most {DLQ_RETENTION_SECONDS - 301} s: SQS counts a dead letter's age from "
+                "its first send, so a message that reaches its DLQ (14 days) this old would expire there "
+                "within one 5-minute period, before the DLQ alarm can fire",
+            )
+        )
     if (
         config.target == "aws"
         and config.ingest.endpoint == "function_url"
@@ -955,6 +967,10 @@ def check_stack_name(project: str, stack: str) -> None:
         )
 
 
+# The least time a dead letter should have in its DLQ for an operator to act on it (a weekend).
+MIN_DEAD_LETTER_DAYS = 3
+
+
 def config_warnings(config: StackConfig) -> list[str]:
     """Valid settings that are probably a mistake (shown by preview and up, not refused)."""
     warnings = []
@@ -963,6 +979,15 @@ def config_warnings(config: StackConfig) -> list[str]:
             f"{NAMESPACE}:reporting.alert_email is not set: this prod stack's alarms publish to a "
             "topic no one is subscribed to (set it, or subscribe your own endpoint to the "
             "alerts_topic_arn output)"
+        )
+    dead_letter_days = (DLQ_RETENTION_SECONDS - config.queues.message_retention_seconds) / 86_400
+    if 300 / 86_400 < dead_letter_days < MIN_DEAD_LETTER_DAYS:
+        warnings.append(
+            f"{NAMESPACE}:queues.message_retention_seconds is {config.queues.message_retention_seconds} s: a "
+            f"message that reaches its DLQ that old has {dead_letter_days * 24:.1f} hours left there (SQS "
+            "counts a dead letter's age from its first send, and DLQs keep 14 days), perhaps not a "
+            f"weekend; {DLQ_RETENTION_SECONDS - MIN_DEAD_LETTER_DAYS * 86_400} s or less leaves at least "
+            f"{MIN_DEAD_LETTER_DAYS} days"
         )
     if config.ingest.original_readers and not config.ingest.keep_original:
         warnings.append(

@@ -10,7 +10,8 @@ import pulumi_aws as aws
 
 from .policies import deny_insecure_transport, resource_policy
 
-# The longest SQS keeps a message: a dead letter waits two weeks for an operator.
+# The longest SQS keeps a message. A standard queue's dead letter keeps the time it was first
+# sent: it waits two weeks minus its time in the work queue (at most its retention) for an operator.
 DLQ_RETENTION_SECONDS = 14 * 86_400
 # A queue's visibility timeout must cover every retry the Lambda service may make of a
 # batch: AWS recommends at least six times the function timeout plus the batching window.

@@ -284,6 +284,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
             {**BASE, "warehouse": {"network": {"cidr": "10.0.0.0/8"}}},
             "headrace:warehouse.network.cidr: prefix length must be between",
         ),
+        (  # a dead letter keeps its first send time: it would expire from its DLQ unseen
+            {**BASE, "queues": {"message_retention_seconds": 14 * 86_400}},
+            "headrace:queues.message_retention_seconds: must be at most 1209299 s: SQS counts a dead letter's",
+        ),
         (
             {**BASE, "queues": {"message_retention_seconds": 60}},
             "headrace:queues.message_retention_seconds: must exceed max_receive_count times the longest",
@@ -563,6 +567,20 @@ def test_a_prod_stack_without_an_alert_recipient_is_warned_about() -> None:
         {**BASE, "environment": "prod", "reporting": {"alert_email": "ops@example.com"}}
     )
     assert config_warnings(with_email) == []
+
+
+def test_work_queue_retention_that_leaves_dead_letters_little_time_is_warned_about() -> None:
+    # Given work queues that keep a message 12 days (SQS allows 14)
+    config = parse_config({**BASE, "queues": {"message_retention_seconds": 12 * 86_400}})
+    # Then the stack is warned that a message failing at that age has 2 days in its DLQ
+    (warning,) = config_warnings(config)
+    assert warning.startswith(
+        "headrace:queues.message_retention_seconds is 1036800 s: a message that reaches its DLQ "
+        "that old has 48.0 hours left there"
+    )
+    # 11 days leave 3 (a weekend); the default 4 leave 10
+    assert config_warnings(parse_config({**BASE, "queues": {"message_retention_seconds": 11 * 86_400}})) == []
+    assert config_warnings(parse_config(BASE)) == []
 
 
 def test_original_readers_without_kept_originals_are_warned_about() -> None:
