@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from . import deadline, logs
+from . import deadline, logs, textfile
 from .errors import UnprocessableFile
 from .formats import CsvDialect, sniff_dialect
 from .sqltext import first_row, ident, json_pointer, literal
@@ -36,6 +36,11 @@ LONG_VALUE_LINES = 100
 MAX_JSON_RECORD = 16 << 20
 # Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
 _LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
+# DuckDB's line readers (CSV; NDJSON's and log records' lines) lose a line longer than their
+# buffer (32 MiB) without an error when it is the file's last, and fail with an internal
+# error ("The Parallel CSV Reader currently does not support a full read") elsewhere, even
+# with errors stored as rejects: a file with a line longer than this is refused before.
+MAX_LINE = MAX_JSON_RECORD
 # A line may be as long as a record of a JSON array; DuckDB's default limit is 2 MiB, and a
 # larger one enlarges its read buffers (and memory) for every file, so only a file with a
 # longer line is read again with it.
@@ -117,6 +122,11 @@ class CsvSource(Source):
         self.written_columns = list(self.csv.written_columns)
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many columns: {len(self.columns)} (limit {MAX_COLUMNS})")
+        if (line := textfile.first_line_longer_than(path, MAX_LINE)) is not None:
+            raise UnprocessableFile(
+                f"line {line} is longer than {MAX_LINE >> 20} MiB, the longest line headrace reads "
+                "(a line of 2 MiB up to that is a malformed row)"
+            )
         self.first = (2 if self.csv.header else 1) + self.csv.skip
         self.sampled_records = self.csv.sampled_records
         if self.csv.title:
@@ -331,6 +341,8 @@ class _JsonRecordsSource(Source):
         def lines(options: str) -> str:
             return f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(path))}, {options})"
 
+        if (line := textfile.first_line_longer_than(path, MAX_LINE)) is not None:
+            raise UnprocessableFile(self._too_long(line))
         try:
             self._load(lines(_LINES), what)
         except duckdb.InvalidInputException as exc:
@@ -342,10 +354,13 @@ class _JsonRecordsSource(Source):
                 too_long = _LINE_TOO_LONG.search(str(again))
                 if not too_long:
                     raise
-                raise UnprocessableFile(
-                    f"{self.record_name} {too_long.group(1)} is longer than {MAX_JSON_RECORD >> 20} MiB "
-                    "(as JSON text), the longest record headrace reads"
-                ) from again
+                raise UnprocessableFile(self._too_long(int(too_long.group(1)))) from again
+
+    def _too_long(self, line: int) -> str:
+        return (
+            f"{self.record_name} {line} is longer than {MAX_JSON_RECORD >> 20} MiB "
+            "(as JSON text), the longest record headrace reads"
+        )
 
     def _load(self, numbered_sql: str, what: str) -> None:
         self.con.execute(

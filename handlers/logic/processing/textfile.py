@@ -270,6 +270,31 @@ def _line_of_offset(path: Path, offset: int) -> int:
     return newlines + 1
 
 
+def first_line_longer_than(path: Path, limit: int) -> int | None:
+    """The number of the first line of ``path`` longer than ``limit`` bytes, or None. One
+    pass in chunks of at most ``limit`` bytes: a longer line then spans a chunk's end, so
+    only the line ends around each chunk's ends are looked for (at the speed of reading),
+    and a line is given up on as soon as it is too long (memory stays one chunk)."""
+    size = min(CHUNK, limit)
+    run = 0  # bytes of the line that ends the chunks read so far
+    start = 0  # where that line starts
+    read = 0
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            deadline.check()
+            first = chunk.find(b"\n")
+            if run + (len(chunk) if first < 0 else first) > limit:
+                return _line_of_offset(path, start)
+            if first >= 0:
+                last = chunk.rfind(b"\n")
+                start = read + last + 1
+                run = len(chunk) - last - 1
+            else:
+                run += len(chunk)
+            read += len(chunk)
+    return None
+
+
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _CRLF = re.compile(rb"\r\n")
 
