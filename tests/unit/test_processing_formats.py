@@ -1071,6 +1071,23 @@ def test_unprocessable_input(process, name, content, message):
         process(name, content)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "rows"),
+    [
+        ("data.csv.gz", "a,b\n1,2\n3,4\n", 2),
+        ("data.ndjson.gz", '{"a": 1}\n{"a": 2}\n', 2),
+        ("data.json.gz", '[{"a": 1}, {"a": 2}]', 2),
+        ("wrapped.json.gz", '{"meta": 1, "records": [{"a": 1}, {"a": 2}]}', 2),
+        ("one.json.gz", '{"a": 1}', 1),
+    ],
+)
+def test_a_gz_name_on_plain_text_is_read_as_the_text_it_is(process, name, content, rows):
+    # DuckDB took the name for gzip ("IO Error: Input is not a GZIP stream"): a traceback
+    # the processor retried as if transient, until the DLQ
+    result = process(name, content)
+    assert (result.data["row_count"], result.data["encoding"]) == (rows, "utf-8")
+
+
 @pytest.mark.parametrize("name", ["app.log", "app.log.1.gz"])
 def test_a_log_truncated_in_place_is_read_after_its_leading_nuls(process, name):
     # logrotate's copytruncate, while the program writes on at its old offset, leaves the

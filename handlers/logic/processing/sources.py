@@ -26,6 +26,11 @@ from .formats import CsvDialect, sniff_dialect
 from .sqltext import first_row, ident, json_pointer, literal
 
 MAX_COLUMNS = 2000
+# Every file DuckDB reads is plain text (textfile.prepare decompressed a gzip one into a new
+# file); left to guess from the name, DuckDB took a .csv.gz that holds plain text for gzip
+# and failed with an IO error ("Input is not a GZIP stream"): a traceback the processor
+# retried as if transient until the DLQ.
+_PLAIN = "'none'"
 # A quoted CSV value spanning this many lines is taken for a quote left open: its lines are
 # counted as records lost when DuckDB refused it, and named in a warning when it was read
 LONG_VALUE_LINES = 100
@@ -35,7 +40,10 @@ LONG_VALUE_LINES = 100
 # out first); any other single-object document is read whole, sized to the file.
 MAX_JSON_RECORD = 16 << 20
 # Reads a text file one line per row: no quoting, a separator that cannot occur in JSON text.
-_LINES = "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}"
+_LINES = (
+    "auto_detect=false, header=false, delim='\\x1f', quote='', escape='', columns={'line': 'VARCHAR'}, "
+    f"compression={_PLAIN}"
+)
 # DuckDB's line readers (CSV; NDJSON's and log records' lines) lose a line longer than their
 # buffer (32 MiB) without an error when it is the file's last, and fail with an internal
 # error ("The Parallel CSV Reader currently does not support a full read") elsewhere, even
@@ -152,7 +160,7 @@ class CsvSource(Source):
         self._options = (
             f"auto_detect=false, skip={self.csv.skip}, header={str(self.csv.header).lower()}, "
             f"delim={literal(delimiter)}, "
-            f"quote='\"', escape='\"', columns={columns}, nullstr={nulls}"
+            f"quote='\"', escape='\"', columns={columns}, nullstr={nulls}, compression={_PLAIN}"
         )
         if self.csv.spanned_line_end:
             # A quoted value of the first record holding a line end other than the file's
@@ -472,7 +480,7 @@ class JsonSource(_JsonRecordsSource):
             if start == "[":
                 self._load(
                     f"SELECT row_number() OVER () AS pos, json::VARCHAR AS line "
-                    f"FROM read_json_objects({src}, format='array', maximum_object_size={MAX_JSON_RECORD})",
+                    f"FROM read_json_objects({src}, format='array', compression={_PLAIN}, maximum_object_size={MAX_JSON_RECORD})",
                     "array",
                 )
             elif start == "{":
@@ -497,13 +505,13 @@ class JsonSource(_JsonRecordsSource):
             _copy_range(self.path, array, start, end)
             self._load(
                 f"SELECT row_number() OVER () AS pos, json::VARCHAR AS line FROM read_json_objects("
-                f"{literal(str(array))}, format='array', maximum_object_size={MAX_JSON_RECORD})",
+                f"{literal(str(array))}, format='array', compression={_PLAIN}, maximum_object_size={MAX_JSON_RECORD})",
                 f"array under {key!r}",
             )
             return
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE json_doc AS SELECT row_number() OVER () AS pos, json::VARCHAR AS doc "
-            f"FROM read_json_objects({src}, format='unstructured', "
+            f"FROM read_json_objects({src}, format='unstructured', compression={_PLAIN}, "
             f"maximum_object_size={max(MAX_JSON_RECORD, self.path.stat().st_size + 1)})"
         )
         documents = first_row(self.con, "SELECT count(*) FROM json_doc")
