@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gzip
 import json
+import re
 
 import pytest
 
@@ -88,14 +89,23 @@ def test_spill_files_filling_the_disk_are_not_blamed_on_memory(process, monkeypa
 
 
 def test_a_full_disk_while_decompressing_is_not_called_a_corrupt_gzip(tmp_path):
-    # Given the decompressed copy's file system is full (/dev/full answers ENOSPC)
+    # Given the decompressed copy's file system is full (/dev/full answers ENOSPC) at the
+    # first write, of a megabyte
     source = tmp_path / "data.csv.gz"
-    source.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    content = b"a,b\n" + b"1,2\n" * 300_000
+    source.write_bytes(gzip.compress(content))
     (tmp_path / "decompressed").symlink_to("/dev/full")
-    # Then the disk's error comes through, for process_file to name the scratch space
-    with pytest.raises(OSError) as raised:
+    # Then the scratch space is named, with the sizes that tell a compression bomb (a few
+    # MB that decompress to gigabytes) from a large file: only "the scratch space filled
+    # up" was said, however small the file
+    with pytest.raises(OutOfScratchSpace) as raised:
         textfile.prepare(source, tmp_path, "cp1252")
-    assert raised.value.errno == errno.ENOSPC
+    assert re.fullmatch(
+        rf"the gzip file \({source.stat().st_size:,} bytes\) decompressed to more than the scratch "
+        r"space holds \([\d,]+ MB\): it had given 1,048,576 bytes when the space filled up",
+        str(raised.value),
+    )
+    assert isinstance(raised.value.__cause__, OSError) and raised.value.__cause__.errno == errno.ENOSPC
 
 
 def test_records_wrapped_in_an_object_fit_the_memory_a_top_level_array_does(process):

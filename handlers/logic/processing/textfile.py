@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import deadline
-from .errors import UnprocessableFile
+from .errors import OutOfScratchSpace, UnprocessableFile
 
 CHUNK = 1 << 20
 HEAD = 64 * 1024
@@ -135,6 +135,7 @@ def _read_head(path: Path) -> bytes:
 
 
 def _gunzip(path: Path, target: Path) -> Path:
+    written = 0
     try:
         with gzip.open(path, "rb") as src, target.open("wb") as dst:
             first = True
@@ -146,10 +147,17 @@ def _gunzip(path: Path, target: Path) -> Path:
                     if text:
                         _check_after_nuls(text, chunk)
                         first = False
+                written += len(chunk)
                 dst.write(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise  # the disk is full, not the stream corrupt (process_file says so)
+            # the disk is full, not the stream corrupt; the sizes tell a file too large for
+            # the space from a compression bomb (a few MB that decompress to gigabytes)
+            raise OutOfScratchSpace(
+                f"the gzip file ({path.stat().st_size:,} bytes) decompressed to more than the scratch "
+                f"space holds ({shutil.disk_usage(target.parent).total / 2**20:,.0f} MB): "
+                f"it had given {written:,} bytes when the space filled up"
+            ) from exc
         raise UnprocessableFile(f"the gzip stream is corrupt: {exc}") from exc
     return target
 
