@@ -114,6 +114,7 @@ class CurrentObject:
     key: str  # the key the object really has
     version: str | None  # its version id, None when unversioned
     body: Any  # botocore's StreamingBody
+    size: int | None = None  # bytes, as the GET answered (ContentLength)
 
 
 @contextmanager
@@ -123,7 +124,7 @@ def open_current(ref: ObjectRef) -> Iterator[CurrentObject]:
     key, response = _first_spelling(ref, lambda key: download_client().get_object(Bucket=ref.bucket, Key=key))
     body = response["Body"]
     try:
-        yield CurrentObject(key, _current(response.get("VersionId")), body)
+        yield CurrentObject(key, _current(response.get("VersionId")), body, response.get("ContentLength"))
     finally:
         body.close()
 

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -100,6 +101,7 @@ def process_object(
                     store.discard_received(ref)
                     ref = ref.model_copy(update={"key": current.key})
                 store.mark_processing(ref, started, attempt)
+                _check_room(current.size, work, settings.scratch_dir)
                 # a download slower than the invocation must stop before Lambda's timeout
                 # kills the whole batch with no reason recorded
                 try:
@@ -264,6 +266,17 @@ def _complete(
         },
     )
     return (completed, catalog_error) if recorded else None
+
+
+def _check_room(size: int | None, work: Path, scratch_dir: str) -> None:
+    """Refuse to download a file larger than the scratch space has free: the download
+    failed only once it had filled the space, gigabytes later, on every attempt."""
+    free = shutil.disk_usage(work).free
+    if size is not None and size > free:
+        raise OutOfScratchSpace(
+            f"the file ({size:,} bytes) is larger than the scratch space has free ({free:,} bytes of "
+            f"{scratch_space(scratch_dir)}); not downloaded"
+        )
 
 
 def _unreadable(exc: ClientError) -> str | None:

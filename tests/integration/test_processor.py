@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import importlib
 import json
+import shutil
+import tempfile
 import time
 from datetime import UTC, datetime
 
@@ -744,6 +746,27 @@ def test_a_file_too_large_for_a_limit_of_the_function_is_retried_with_the_settin
     assert f"raise functions.processor.{setting}" in item["last_error"]
     metrics = emitted_metrics(capsys.readouterr().out)
     assert (metrics[metric], metrics["FilesFailed"]) == (1, 0)
+
+
+def test_a_file_larger_than_the_free_scratch_space_is_not_downloaded(pipeline, monkeypatch):
+    # Given a scratch space with less room than the file (the download failed only once it
+    # had filled the space: gigabytes later, on every attempt)
+    usage = shutil.disk_usage(tempfile.gettempdir())
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=len(SALES) - 1))
+    downloads = []
+    monkeypatch.setattr(process_object.s3, "save_body", lambda *args, **kwargs: downloads.append(args))
+    obj = pipeline.upload("incoming/large.csv", SALES)
+    pipeline.announce(obj)
+    # When it is processed: retried with the setting to raise, and never downloaded
+    records, response = pipeline.poll()
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    item = pipeline.item(obj)
+    assert item["last_error"].startswith(
+        f"OutOfScratchSpace: the file ({len(SALES):,} bytes) is larger than the scratch space has "
+        f"free ({len(SALES) - 1:,} bytes of "
+    )
+    assert "raise functions.processor.ephemeral_storage_mb" in item["last_error"]
+    assert downloads == []
 
 
 def test_an_archived_object_fails_at_once_saying_to_restore_it(pipeline):
