@@ -108,6 +108,29 @@ def test_a_full_disk_while_decompressing_is_not_called_a_corrupt_gzip(tmp_path):
     assert isinstance(raised.value.__cause__, OSError) and raised.value.__cause__.errno == errno.ENOSPC
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        # decompressed, its lone CRs made LF, transcoded: three copies were kept
+        gzip.compress("name\rJosé\r".encode("cp1252")),
+        # UTF-16: transcoded, then its lone CRs made LF
+        "name\rJosé\r".encode("utf-16"),
+        # after leading NULs (a log truncated in place), then transcoded
+        b"\x00" * 10 + "name\nJosé\n".encode("cp1252"),
+    ],
+)
+def test_each_copy_of_the_text_replaces_the_one_before_on_the_scratch_space(tmp_path, content):
+    source = tmp_path / "data.csv"
+    source.write_bytes(content)
+    work = tmp_path / "work"
+    work.mkdir()
+    text = textfile.prepare(source, work, "cp1252")
+    # Then only the text to read is left in the scratch space, beside the file as it came
+    assert [p.name for p in work.iterdir()] == [text.path.name]
+    assert text.path.read_text(encoding="utf-8") == "name\nJosé\n"
+    assert source.read_bytes() == content
+
+
 def test_records_wrapped_in_an_object_fit_the_memory_a_top_level_array_does(process):
     # {"meta": ..., "records": [...]}: finding the array of records took a copy of the
     # document per key; a 22 MB one ran out of a 500 MB limit (66 MB out of 1 GB)

@@ -67,6 +67,7 @@ class TextFile:
 def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
     """Return ``path`` as UTF-8 text without BOM (a new file in ``workdir`` when it had to
     be decompressed or transcoded)."""
+    original = path
     size = path.stat().st_size
     if size == 0:
         raise UnprocessableFile("the file is empty (0 bytes)")
@@ -79,16 +80,18 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
             raise UnprocessableFile("the gzip file decompresses to nothing (0 bytes)")
     warnings: list[str] = []
     if raw_head.startswith(b"\x00") and _unicode_encoding(raw_head)[0] is None:  # not UTF-16/32
-        path, raw_head = _without_leading_nuls(path, raw_head, workdir / "text.txt", warnings)
+        text, raw_head = _without_leading_nuls(path, raw_head, workdir / "text.txt", warnings)
+        path = _replaced(path, text, original)
     _check_content(raw_head)
 
     source_codec, encoding = _unicode_encoding(raw_head)
     if source_codec is not None:
-        text_path = _lone_cr_to_lf(_transcode(path, workdir / "utf8.txt", source_codec), workdir, warnings)
+        text_path = _replaced(path, _transcode(path, workdir / "utf8.txt", source_codec), original)
+        text_path = _replaced(text_path, _lone_cr_to_lf(text_path, workdir, warnings), original)
     else:
         # bytes, before decoding: a CR is the same byte in every ASCII-compatible encoding,
         # and the encoding warning's line number then counts the file's lines
-        path = _lone_cr_to_lf(path, workdir, warnings)
+        path = _replaced(path, _lone_cr_to_lf(path, workdir, warnings), original)
         bad_offset = _first_invalid_utf8(path)
         if bad_offset is None:
             encoding, text_path = "utf-8", path
@@ -111,6 +114,7 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
                     f"decoded as {fallback_encoding}; the rest of the file is UTF-8"
                 )
                 text_path = _transcode(path, workdir / "utf8.txt", "utf-8", _bytes_as(fallback_encoding))
+                _replaced(path, text_path, original)
             else:
                 encoding = fallback_encoding
                 warnings.append(
@@ -118,10 +122,20 @@ def prepare(path: Path, workdir: Path, fallback_encoding: str) -> TextFile:
                     f"decoded as {fallback_encoding}"
                 )
                 text_path = _transcode(path, workdir / "utf8.txt", fallback_encoding)
+                _replaced(path, text_path, original)
     head = _read_head(text_path).decode("utf-8", errors="ignore")
     if not head.strip():
         raise UnprocessableFile("the file contains only whitespace")
     return TextFile(path=text_path, encoding=encoding, head=head, compressed=compressed, warnings=warnings)
+
+
+def _replaced(old: Path, new: Path, original: Path) -> Path:
+    """``new``, having removed ``old`` when it is a copy of ``original`` that ``new``
+    replaces: each copy takes the file's size of the scratch space again (a gzip file in a
+    legacy encoding with Mac line ends was held three times over)."""
+    if new != old and old != original:
+        old.unlink()
+    return new
 
 
 def _read_head(path: Path) -> bytes:
