@@ -81,6 +81,19 @@ def test_a_header_alone_in_the_sample_is_split_by_the_delimiter_giving_more_colu
     assert result.rows('name, "price, EUR"') == [(body, 3), ("b", 4)]
 
 
+@pytest.mark.parametrize("rows", ["", "\n" + ",".join(["1"] * 1500) + "\n"])
+def test_a_header_longer_than_the_head_read_is_refused_not_cut(process, rows):
+    # Given 1,500 columns of long names (1.2 MB of header; the head read is 1 MiB)
+    header = ",".join(f"column {i} " + "n" * 800 for i in range(1500))
+    # Then the file is refused for it: alone, the header completed with 1,292 columns, the
+    # last name cut short; with rows, each was malformed for having more fields than that
+    with pytest.raises(
+        UnprocessableFile,
+        match=r"^the header \(line 1\) is longer than 1 MiB, the longest header headrace reads$",
+    ):
+        process("wide.csv", header + rows)
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
 def test_an_excel_sep_line_names_the_delimiter_and_is_skipped(process, bom):
     # Given Excel's "sep=;" first line (a comma in the data would otherwise win the sniff)

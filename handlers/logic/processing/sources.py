@@ -121,6 +121,14 @@ class CsvSource(Source):
         super().__init__(con, path)
         self._sample_path = _head_slice(path, workdir / "sample.csv", head)
         self.csv: CsvDialect = sniff_dialect(head, file_name)
+        if self.csv.header and head.count("\n") <= self.csv.skip and len(head.encode()) < path.stat().st_size:
+            # the columns would come from part of the header: a header-only file completed
+            # with a fraction of its columns, the last name cut short; with rows, each was
+            # "malformed" for having more fields than that
+            raise UnprocessableFile(
+                f"the header (line {self.csv.skip + 1}) is longer than {textfile.MAX_HEAD >> 20} MiB, "
+                "the longest header headrace reads"
+            )
         if self.csv.header_unclosed:
             raise UnprocessableFile(
                 f"a quoted value in the header (line {1 + self.csv.skip}) is never closed: "
