@@ -1062,6 +1062,12 @@ def test_csv_without_log_fields_has_no_log_stats(process):
             "binary content: NUL byte at offset 0",
         ),
         ("zip.csv.gz", gzip.compress(b"PK\x03\x04" + b"\x00" * 100), "this is a ZIP"),
+        # was "binary content: NUL byte at offset 3"
+        (
+            "twice.csv.gz",
+            gzip.compress(gzip.compress(b"a,b\n1,2\n")),
+            "this is a gzip stream inside the gzip file (compressed twice)",
+        ),
         # the rows would vanish into one header cell, and the file "complete" with none
         ("quote.csv", b'id,"name\n1,a\n2,b\n', "a quoted value in the header (line 1) is never closed"),
     ],

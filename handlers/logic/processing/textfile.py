@@ -42,6 +42,8 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"Rar!\x1a\x07", "a RAR archive"),
     (b"SQLite format 3\x00", "an SQLite database"),
     (b"ARROW1\x00\x00", "an Arrow IPC (Feather) file"),
+    # met only once a gzip file is decompressed (a gzip file is decompressed first)
+    (b"\x1f\x8b", "a gzip stream inside the gzip file (compressed twice): compress the text once"),
     (b"\xd0\xcf\x11\xe0", "an OLE document (XLS/DOC)"),
 )
 _BOMS: tuple[tuple[bytes, str], ...] = (
