@@ -622,6 +622,19 @@ def test_a_zone_abbreviation_is_read_as_its_writers_mean_it_or_kept(process, val
     )
 
 
+def test_an_offset_beyond_23_59_is_a_mismatch_not_a_shifted_instant(process):
+    # ICU applied "+99:99" as 100 hours 99 minutes and "+05:75" as 6:15
+    impossible = ["2025-06-01T12:00:00+99:99", "2025-06-01T12:00:00+05:75", "2025-06-01 12:00:00 -2400"]
+    impossible += ["2025-06-01 12:00+24"]
+    values = [f"2025-06-02 10:00:{i:02d}Z" for i in range(40)] + impossible
+    values += ["2025-06-01T12:00:00+23:59", "2025-06-01 12:00:00 -0930"]
+    result = process("tz.csv", "ts\n" + "\n".join(values) + "\n")
+    assert result.data["schema"] == {"ts": "timestamp"}
+    mismatches = result.data["quality_issues"]["type_mismatches"]["ts"]
+    assert [e["value"] for e in mismatches["examples"]] == impossible
+    assert result.rows("ts")[-2:] == [(dt.datetime(2025, 5, 31, 12, 1),), (dt.datetime(2025, 6, 1, 21, 30),)]
+
+
 def test_a_decimal_in_an_int_column_is_a_mismatch_not_a_rounded_value(process):
     rows = "\n".join(str(i) for i in range(19)) + "\n1.5\n"
     result = process("m.csv", "n\n" + rows)

@@ -235,6 +235,12 @@ def _fixed_zones(v: str) -> str:
     )
 
 
+# An offset is at most 23:59 (RFC 3339, Python; real zones span -12:00 to +14:00): ICU
+# applied "+99:99" as 100 hours 99 minutes and "+05:75" as 6:15, an instant shifted by
+# garbage without a word. Such a value is a mismatch, kept as written.
+_IMPOSSIBLE_OFFSET = r"[+-]((2[4-9]|[3-9]\d)(:?\d\d)?|\d\d:?[6-9]\d)$"
+
+
 def _iso_timestamp(v: str) -> str:
     # ISO 8601, stored as UTC; naive values (and a Z suffix) are taken as UTC. A plain
     # TIMESTAMP cast ignores an offset and a zone name ("10:00 PST" became 10:00 UTC), so
@@ -248,7 +254,8 @@ def _iso_timestamp(v: str) -> str:
     with_offset = _OFFSET_SPACE.format(v=_fixed_zones(f"trim({v})"))
     return (
         f"CASE WHEN NOT {_four_digit_year(v)} THEN NULL "
-        f"WHEN {offset} THEN timezone('UTC', TRY_CAST({with_offset} AS TIMESTAMPTZ)) "
+        f"WHEN {offset} THEN CASE WHEN regexp_matches(trim({v}), {literal(_IMPOSSIBLE_OFFSET)}) THEN NULL "
+        f"ELSE timezone('UTC', TRY_CAST({with_offset} AS TIMESTAMPTZ)) END "
         f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
     )
 
