@@ -689,6 +689,21 @@ def test_misleading_sample_is_retyped_on_the_whole_file(process):
     assert result.rows("count(x)") == [(400,)]
 
 
+@pytest.mark.parametrize(("ids", "schema", "rescued"), [(200, "string", 0), (1, "float", 1)])
+def test_a_column_retyped_to_float_counts_its_long_integers_as_misfits(process, ids, schema, rescued):
+    # integers in the sample, then 18-digit ids (ints) and fractions: as a float, the ids
+    # would be rounded, so they are misfits there; with 200 of them the column was made
+    # float all the same, half its values moved to _rescued_data and left out of its statistics
+    values = (
+        [str(i) for i in range(100)] + [str(10**17 + i) for i in range(ids)] + [f"{i}.5" for i in range(300)]
+    )
+    result = process("w.csv", "x\n" + "\n".join(values) + "\n", sample_rows=100)
+    assert result.data["schema"]["x"] == schema
+    assert result.rows("count(_rescued_data)") == [(rescued,)]
+    if schema == "string":
+        assert result.rows("x")[100] == ("100000000000000000",)
+
+
 @pytest.mark.parametrize(
     ("sample", "kind", "late"), [("{}", "int", "007"), ("{}", "int", "-00"), ("{}.5", "float", "007.5")]
 )

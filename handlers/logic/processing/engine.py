@@ -410,8 +410,10 @@ class _Pipeline:
 
     def _widen(self, out: Path, conversions: list[Conversion], stats: dict, rows: int) -> list[Conversion]:
         """Types the sample got wrong, corrected on the whole file. A column whose mismatches
-        exceed the threshold is widened: int to float when every misfit is a number, else
-        string. A column the sample saw no value of is typed on all of its values."""
+        exceed the threshold is widened: int to float when every misfit is a number and
+        enough values are floats still (its integers of more than 15 digits are not: a
+        float would round them), else string. A column the sample saw no value of is typed
+        on all of its values."""
         widened = list(conversions)
         late = [i for i in self.unsampled if stats[self.names[i], "non_null"]]
         if late:
@@ -443,11 +445,30 @@ class _Pipeline:
                     f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(json_pointer(name))})",
                 )
                 assert row is not None
+                # as a float, the column's integers of 16 digits or more would be misfits
+                # in turn (18-digit ids among fractions: half the column was rescued)
+                floats = converted + misfits - self._beyond_float(out, name, stats)
+                if not fits(floats, converted + misfits, self.options.type_threshold):
+                    continue
                 if not row[0]:
                     widened[i] = FLOAT
                 elif self.source.decimal_comma and not row[1] and decimal_commas_win(*row[2:]):
                     widened[i] = DECIMAL_COMMA
         return widened
+
+    def _beyond_float(self, out: Path, name: str, stats: dict) -> int:
+        """How many values of int column ``name`` have more digits than a float holds
+        exactly (``FLOAT`` refuses them): none when its min and max say so, else counted."""
+        low, high = stats.get((name, "min")), stats.get((name, "max"))
+        if (low is None or low > -_FLOAT_DIGITS_LIMIT) and (high is None or high < _FLOAT_DIGITS_LIMIT):
+            return 0
+        v = ident(name)
+        row = first_row(
+            self.con,
+            f"SELECT count(*) FILTER (WHERE {v} >= {_FLOAT_DIGITS_LIMIT} OR {v} <= -{_FLOAT_DIGITS_LIMIT}) "
+            f"FROM {_parquet(out)}",
+        )
+        return int(row[0]) if row else 0
 
     # ---------------------------------------------------------------- the full read
     def _nested_member_names(self) -> list[str]:
@@ -836,6 +857,8 @@ def _location(lineage: Lineage, row_index: int) -> dict[str, int]:
     return {lineage.unit: lineage.position(row_index)}
 
 
+# the smallest integer of 16 digits: FLOAT (inference._float) refuses integers this long
+_FLOAT_DIGITS_LIMIT = 10**15
 _AVG_SCALE = "0.5 ^ 600"  # 1.8e308 becomes 4.3e127: no sum of float rows overflows
 
 
