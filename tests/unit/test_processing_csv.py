@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from handlers.logic.processing import UnprocessableFile
@@ -471,6 +472,48 @@ def test_a_date_without_a_four_digit_year_in_a_date_column_is_a_mismatch(process
     mismatches = result.data["quality_issues"]["type_mismatches"]["v"]
     assert [e["value"] for e in mismatches["examples"]] == odd
     assert result.data["statistics"]["v"]["min"].startswith("2025-01-05")
+
+
+@pytest.mark.parametrize(
+    ("kind", "good", "outside", "ends"),
+    [
+        (
+            "date",
+            "2025-01-01",
+            ["0000-01-01", "2024-01-01 (BC)", "-2024-01-01", "10000-01-01", "-infinity"],
+            ["0001-01-01", "9999-12-31"],
+        ),
+        ("date", "01/31/2025", ["01/31/0000"], ["01/01/0001", "12/31/9999"]),
+        (
+            "timestamp",
+            "2025-01-01 10:00:00",
+            [
+                "0000-06-01 10:00:00",
+                "99999-01-01 00:00:00",
+                "0001-01-01T00:00:00+01:00",
+                "9999-12-31T23:00:00-05:00",
+            ],
+            ["0001-01-01 00:00:00", "9999-12-31T23:59:59.999999Z"],
+        ),
+    ],
+)
+def test_dates_beyond_the_years_0001_to_9999_are_mismatches_kept_as_written(
+    process, kind, good, outside, ends
+):
+    # DuckDB read year 0 as 1 BC and "(BC)" dates: pyarrow could not read them back, the
+    # summary's min said "0001-01-01 (BC)" and the warehouse loaded 1 BC; an offset can
+    # push an instant past either end
+    values = [good] * 60 + outside + ends
+    result = process("y.csv", "d\n" + "\n".join(values) + "\n")
+    assert result.data["schema"] == {"d": kind}
+    issue = result.data["quality_issues"]["type_mismatches"]["d"]
+    assert issue["count"] == len(outside)
+    rescued = [json.loads(r)["d"] for (r,) in result.rows("_rescued_data") if r]
+    assert rescued == outside
+    stats = result.data["statistics"]["d"]
+    assert stats["min"].startswith("0001-01-01") and stats["max"].startswith("9999-12-31")
+    # every stored value reads back as a Python date (pyarrow raised OverflowError)
+    assert len(pq.read_table(result.parquet).column("d").to_pylist()) == len(values)
 
 
 def test_decimal_commas_are_read_in_a_file_not_delimited_by_commas(process):

@@ -264,15 +264,38 @@ def _timestamp(fmt: str) -> Callable[[str], str]:
     return lambda v: _separator_gate(fmt, v, f"try_strptime(trim({v}), {literal(fmt)})")
 
 
+# DuckDB reads dates beyond the years 0001-9999 that Python, pandas' readers, Spark and
+# ISO 8601 (without an agreement between the parties) hold: year 0000 as 1 BC,
+# "2024-01-01 (BC)", "01/31/0000", and an offset past either end ("0001-01-01T00:00+01:00"
+# is 0000-12-31 23:00 UTC). Such a value in the Parquet could not be read by pyarrow's
+# to_pylist, the summary's min showed "0001-01-01 (BC)" (not ISO 8601), and PostgreSQL
+# holds year 0 as "0001-01-01 BC": it is a type mismatch, kept as written.
+_YEARS = {
+    "date": ("DATE '0001-01-01'", "DATE '9999-12-31'"),
+    "timestamp": ("TIMESTAMP '0001-01-01 00:00:00'", "TIMESTAMP '9999-12-31 23:59:59.999999'"),
+}
+
+
+def _within_years(kind: str, conversion: Callable[[str], str]) -> Callable[[str], str]:
+    low, high = _YEARS[kind]
+
+    def sql(v: str) -> str:
+        # the conversion is written twice; DuckDB computes it once (common subexpressions)
+        typed = conversion(v)
+        return f"CASE WHEN ({typed}) BETWEEN {low} AND {high} THEN ({typed}) END"
+
+    return sql
+
+
 STRING = Conversion("string", None, lambda v: v)
 CANDIDATES: tuple[Conversion, ...] = (
     Conversion("bool", None, _bool),
     Conversion("int", None, _int),
     Conversion("float", None, _float),
-    Conversion("date", "iso8601", _iso_date),
-    *(Conversion("date", f, _date(f)) for f in DATE_FORMATS),
-    Conversion("timestamp", "iso8601", _iso_timestamp),
-    *(Conversion("timestamp", f, _timestamp(f)) for f in TIMESTAMP_FORMATS),
+    Conversion("date", "iso8601", _within_years("date", _iso_date)),
+    *(Conversion("date", f, _within_years("date", _date(f))) for f in DATE_FORMATS),
+    Conversion("timestamp", "iso8601", _within_years("timestamp", _iso_timestamp)),
+    *(Conversion("timestamp", f, _within_years("timestamp", _timestamp(f))) for f in TIMESTAMP_FORMATS),
 )
 FLOAT = next(c for c in CANDIDATES if c.type == "float")
 # Offered only where a comma cannot be a delimiter or a thousands separator written by the

@@ -260,7 +260,8 @@ def cast_for_widening(column_sql: str, from_kind: Kind, to_kind: LogicalType) ->
     """The ``USING`` expression of ``ALTER COLUMN ... TYPE`` (``column_sql`` is quoted).
     Text forms match what later loads write into the widened column (ISO, UTC), years
     before 1 AD included: those are numbered as DuckDB (and ISO 8601) number them, year 0
-    for 1 BC (``0000-01-01``, a sentinel the processor reads as a date), ``-1`` for 2 BC,
+    for 1 BC (``0000-01-01``, a sentinel the processor read as a date before 2026-12-07:
+    it is a type mismatch now, but tables loaded before hold it), ``-1`` for 2 BC,
     where PostgreSQL would write ``0001-01-01 BC`` (``::text``) or drop the era
     (``to_char``)."""
     if to_kind == "timestamp" and from_kind == "date":
