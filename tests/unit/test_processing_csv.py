@@ -448,6 +448,8 @@ def test_duplicate_and_blank_header_names_are_made_unique(process):
         (["007", "012"], "string"),  # leading zeros are identifiers: keep every digit
         # too long for a 64-bit int and for a double to hold exactly: keep every digit
         (["12345678901234567890", "98765432109876543210"], "string"),
+        (["9223372036854775807", "-9223372036854775808"], "int"),  # 64 bits: every digit kept
+        (["1_000", "0x1F", "\u0661\u0662\u0663", "1e3"], "string"),  # only ASCII digits are ints
         (["123456789012345", "-2.5"], "float"),  # 15 digits: exact in a double
         # not dates of the years 5 and 25 (day first, two-digit year), nor of the year 1
         (["05-01-25", "31-12-24"], "string"),
@@ -600,6 +602,31 @@ def test_timestamps_are_stored_in_utc(process):
     result = process("t.csv", "ts\n2025-01-01T10:00:00+02:00\n2025-01-01T10:00:00Z\n")
     assert result.rows("ts") == [(dt.datetime(2025, 1, 1, 8, 0),), (dt.datetime(2025, 1, 1, 10, 0),)]
     assert result.data["statistics"]["ts"]["min"] == "2025-01-01T08:00:00"
+
+
+def test_timestamp_rules_the_readme_states(process):
+    # naive is UTC beside offsets; nanoseconds truncated, not rounded (before 1970 too);
+    # 24:00:00 is the next day; a leap second and February 29 of 2023 are mismatches
+    values = ["2025-01-01T10:00:00", "2025-01-01T10:00:00+02:00", "2025-01-01T10:00:00.9999999"]
+    values += ["1969-12-31T23:59:59.999999999Z", "2025-01-01T24:00:00"]
+    values += [f"2025-01-02 10:00:{i:02d}" for i in range(20)] + [
+        "2016-12-31T23:59:60Z",
+        "2023-02-29 10:00:00",
+    ]
+    result = process("t.csv", "ts\n" + "\n".join(values) + "\n")
+    assert [t for (t,) in result.rows("ts")][:5] == [
+        dt.datetime(2025, 1, 1, 10, 0),
+        dt.datetime(2025, 1, 1, 8, 0),
+        dt.datetime(2025, 1, 1, 10, 0, 0, 999999),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999),
+        dt.datetime(2025, 1, 2, 0, 0),
+    ]
+    examples = result.data["quality_issues"]["type_mismatches"]["ts"]["examples"]
+    assert [e["value"] for e in examples] == ["2016-12-31T23:59:60Z", "2023-02-29 10:00:00"]
+    # statistics are of the stored values: UTC, written without an offset; the null_count
+    # counts the mismatches
+    assert result.data["statistics"]["ts"]["min"] == "1969-12-31T23:59:59.999999"
+    assert result.data["statistics"]["ts"]["null_count"] == 2
 
 
 def test_a_zone_name_after_a_timestamp_is_applied_not_ignored(process):
