@@ -679,6 +679,8 @@ def test_us_zone_names_are_their_fixed_offsets_in_summer_too(process):
         # India, Ireland or Israel; Ecuador (ICU: Paris): not guessed, kept as written
         ("2025-01-01 12:00:00 IST", None),
         ("2025-01-01 12:00:00 ECT", None),
+        # Acre (-05:00), Australian Central (ICU: Darwin, +09:30) or Canberra's (+10:00)
+        ("2025-01-01 12:00:00 ACT", None),
     ],
 )
 def test_a_zone_abbreviation_is_read_as_its_writers_mean_it_or_kept(process, value, utc):

@@ -212,10 +212,11 @@ FIXED_ZONES = {
     "EEST": "+03:00",
 }
 # Names writers use for more than one offset (IST: India +05:30, Ireland +01:00, Israel
-# +02:00; SST: Samoa -11:00, Singapore +08:00) or that ICU reads as another place than the
-# writers mean (ECT: Ecuador, ICU's Paris; ART: Argentina, ICU's Cairo): not guessed, the
-# value is a type mismatch, kept as written.
-AMBIGUOUS_ZONES = ("IST", "SST", "ECT", "ART")
+# +02:00; SST: Samoa -11:00, Singapore +08:00; ACT: Acre -05:00, as the tz database wrote
+# it until 2017, Australian Central +09:30, ICU's Darwin, or Canberra's territory +10:00) or
+# that ICU reads as another place than the writers mean (ECT: Ecuador, ICU's Paris; ART:
+# Argentina, ICU's Cairo): not guessed, the value is a type mismatch, kept as written.
+AMBIGUOUS_ZONES = ("IST", "SST", "ECT", "ART", "ACT")
 # a trailing abbreviation ending in T, in any case (ICU reads "pst" as "PST")
 _ZONE_NAME = r" ([A-Za-z]{1,3}[Tt])$"
 
