@@ -131,24 +131,25 @@ def _until_in_effect(stack, function: str, environment: dict[str, str]) -> None:
 
 
 def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
-    # A crashed batch comes back after the queue's visibility timeout, maybe twice: on a
-    # stack with AWS-sized timeouts (6 x 300 s) that is an hour, longer than a CI job waits
-    visibility = int(
-        stack.sqs.get_queue_attributes(
-            QueueUrl=stack.outputs.processing_queue_url, AttributeNames=["VisibilityTimeout"]
-        )["Attributes"]["VisibilityTimeout"]
-    )
-    wait = 2 * visibility + 120
-    if wait > 600:
-        pytest.skip(
-            f"crashed batches return after {visibility} s here: run it on a stack with short timeouts"
-        )
-    # Given the processor's crash switch on (first deliveries crash half the time)
+    # A crashed batch comes back after the queue's visibility timeout. For this test it is
+    # lowered to the least SQS event sources allow, the function's timeout (5 s more, for a
+    # busy CI host): what is tested is that a redelivery completes once, not how late it comes.
     function = stack.outputs.get("function_names")["processor"]
     config = stack.lam.get_function_configuration(FunctionName=function)
+    queue = stack.outputs.processing_queue_url
+    visibility = stack.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["VisibilityTimeout"])[
+        "Attributes"
+    ]["VisibilityTimeout"]
+    short = min(int(visibility), config["Timeout"] + 5)
+    # (on a stack with AWS-sized timeouts, 300 s, two returns are longer than a CI job waits)
+    wait = 2 * short + 120
+    if wait > 600:
+        pytest.skip(f"crashed batches return after {short} s here: run it on a stack with short timeouts")
+    # Given the processor's crash switch on (first deliveries crash half the time)
     environment = dict(config["Environment"]["Variables"])
     crashing = {**environment, "HEADRACE_CRASH_RATE": "0.5"}
     stack.lam.update_function_configuration(FunctionName=function, Environment={"Variables": crashing})
+    stack.sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": str(short)})
     try:
         _until_in_effect(stack, function, crashing)
         # When twelve files arrive at once
@@ -160,6 +161,7 @@ def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
     finally:
         # in effect before the next test's files arrive: one that crashed waited out a
         # visibility timeout
+        stack.sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": visibility})
         stack.lam.update_function_configuration(FunctionName=function, Environment={"Variables": environment})
         _until_in_effect(stack, function, environment)
     assert {item["status"] for item in items} == {"completed"}
