@@ -230,6 +230,7 @@ def _up(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         on_invocation=console.print,
         overrides=config_overrides(args.config),
+        watch_code=True,
     )
     with runtime:
         console.print(f"[bold]headrace local[/] is up: AWS API on {runtime.emulator.endpoint}")

@@ -12,7 +12,9 @@ executor drives any stack deployed against the endpoint — the embedded deploym
   queue come back after its visibility timeout; SQS (the emulator) moves a message to its
   DLQ on the receive after ``maxReceiveCount``.
 - Functions: each runs in its own warm worker processes (``sandbox.Sandbox``), killed and
-  replaced when an invocation exceeds the function's timeout.
+  replaced when an invocation exceeds the function's timeout. A new configuration, or
+  (given a ``CodeWatch``: ``local up``) an edit of the handlers' code, retires them as a
+  function update does: the next invocations run in fresh ones.
 - Schedules: ``rate(...)`` and ``cron(...)`` rules on the default bus, and EventBridge
   Scheduler schedules, invoking Lambda targets with their configured input.
 - Asynchronous invocations (schedules, ``aws lambda invoke --invocation-type Event``): a
@@ -26,12 +28,14 @@ executor drives any stack deployed against the endpoint — the embedded deploym
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hmac
 import json
 import logging
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 import uuid
@@ -225,10 +229,89 @@ def _routes(client: Callable[[str], Any], functions: Iterable[str] = ()) -> Iter
                 yield Route(item["ApiId"], route["RouteKey"], _function_name(integration["IntegrationUri"]))
 
 
+# ------------------------------------------------------------------------------ code changes
+# What a function's sandboxes import: a change applies from the next invocation, as after
+# `aws lambda update-function-code` (``local up`` only; see CodeWatch). Each entry: a
+# directory under the root, the file names (fnmatch), and whether its subdirectories count.
+HANDLER_CODE = (("handlers", "*.py", True),)
+# What the program deploys from, with the `local` stack's configuration (not another
+# stack's): a change needs a new deploy, which the runtime does not do while it runs.
+PROGRAM_CODE = (
+    ("", "__main__.py", False),
+    ("", "Pulumi.yaml", False),
+    ("", "Pulumi.local.yaml", False),
+    ("components", "*.py", True),
+)
+
+Fingerprint = dict[str, tuple[int, int]]
+
+
+def fingerprint(root: Path, sources: Iterable[tuple[str, str, bool]]) -> Fingerprint:
+    """``(mtime_ns, size)`` of every file of ``sources`` (see HANDLER_CODE) under ``root``,
+    by its path relative to ``root``: a save, an editor's atomic replace, a checkout, a new
+    or deleted file each change it. A file or directory gone between the listing and its
+    ``stat`` is left out (its deletion is the change); symbolic links to directories are
+    not followed, ``__pycache__`` is skipped."""
+    found: Fingerprint = {}
+    base = len(os.path.join(root, ""))  # what an entry's path starts with: cut off
+    for top, pattern, recursive in sources:
+        pending = [os.path.join(root, top)]
+        while pending:
+            try:
+                entries = os.scandir(pending.pop())
+            except OSError:
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive and entry.name != "__pycache__":
+                            pending.append(entry.path)
+                    elif fnmatch.fnmatchcase(entry.name, pattern):
+                        try:
+                            status = entry.stat()
+                        except OSError:
+                            continue
+                        if stat.S_ISREG(status.st_mode):
+                            relative = entry.path[base:].replace(os.sep, "/")
+                            found[relative] = (status.st_mtime_ns, status.st_size)
+    return found
+
+
+def changed_paths(before: Fingerprint, after: Fingerprint) -> list[str]:
+    """The paths added, deleted or modified from ``before`` to ``after``, sorted."""
+    return sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+
+
+def _some(paths: list[str], shown: int = 3) -> str:
+    """``a.py, b.py, c.py and 4 more``."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
+
+
+class CodeWatch:
+    """The code a running ``local up`` serves, checked for changes: the handlers' (the
+    sandboxes import them) and the program's (deployed once, at start). ``check`` costs a
+    directory listing per directory and a ``stat`` per file: about 1.5 ms for this
+    repository's 90 files on a busy 2-core machine, every WATCH_SECONDS."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._handlers = fingerprint(root, HANDLER_CODE)
+        self._program = fingerprint(root, PROGRAM_CODE)
+
+    def check(self) -> tuple[list[str], list[str]]:
+        """The handler files and the program files changed since the last check."""
+        handlers, program = fingerprint(self.root, HANDLER_CODE), fingerprint(self.root, PROGRAM_CODE)
+        changes = changed_paths(self._handlers, handlers), changed_paths(self._program, program)
+        self._handlers, self._program = handlers, program
+        return changes
+
+
 # ------------------------------------------------------------------------------ functions
 class FunctionPool:
     """Warm sandboxes of one function, at most ``concurrency`` at a time. A new
-    configuration (``reconfigure``) retires the sandboxes of the old one, as on AWS.
+    configuration (``reconfigure``) or new code (``retire``) retires the sandboxes of the
+    old one, as on AWS: idle ones at once, a busy one once its invocation ends.
     Their output goes to ``log_dir/<name>.log`` and, given ``logs``, to CloudWatch Logs."""
 
     def __init__(
@@ -246,6 +329,8 @@ class FunctionPool:
         self._log_path = log_dir / f"{spec.name}.log"
         self._logs = logs
         self._idle: list[Sandbox] = []
+        # Bumped by each retirement: a sandbox taken before it is not put back afterwards.
+        self._generation = 0
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._closed = False
@@ -267,14 +352,19 @@ class FunctionPool:
                 while sandbox is not None and not sandbox.alive():  # died while idle (killed, OOM)
                     dead.append(sandbox)
                     sandbox = self._idle.pop() if self._idle else None
-                spec, env = self.spec, self._env
+                spec, env, generation = self.spec, self._env, self._generation
             for gone in dead:
                 gone.kill()
             if sandbox is None:
                 sandbox = Sandbox(spec, env, self._root, self._log_path, self._logs)
             result = sandbox.invoke(event)
             with self._lock:
-                keep = sandbox.alive() and not self._closed and sandbox.spec == self.spec
+                keep = (
+                    sandbox.alive()
+                    and not self._closed
+                    and sandbox.spec == self.spec
+                    and generation == self._generation
+                )
                 if keep:
                     self._idle.append(sandbox)
             if not keep:
@@ -284,9 +374,24 @@ class FunctionPool:
     def reconfigure(self, spec: FunctionSpec, env: dict[str, str]) -> None:
         with self._lock:
             self.spec, self._env = spec, env
-            retired, self._idle = self._idle, []
+            retired = self._retire_locked()
         for sandbox in retired:
             sandbox.kill()
+
+    def retire(self) -> None:
+        """The next invocations run in fresh sandboxes (the function's code changed): the
+        idle sandboxes end now; one busy with an invocation finishes it on the code it
+        started with, then ends instead of serving the next."""
+        with self._lock:
+            retired = self._retire_locked()
+        for sandbox in retired:
+            sandbox.kill()
+
+    def _retire_locked(self) -> list[Sandbox]:
+        """Start a new generation of sandboxes; the idle ones, to be killed (outside the lock)."""
+        self._generation += 1
+        retired, self._idle = self._idle, []
+        return retired
 
     def close(self) -> None:
         with self._lock:
@@ -830,10 +935,13 @@ class Executor:
         api_port: int = 0,
         on_invocation: Callable[[str], None] | None = None,
         function_client: Callable[[FunctionSpec, str], Any] | None = None,
+        code_watch: CodeWatch | None = None,
     ):
         """``client(service)``: the executor's own calls (discovery);
         ``function_client(spec, service)``: calls made for a function — its mappings' queue
-        polling, which on AWS uses the function's execution role (default: ``client``)."""
+        polling, which on AWS uses the function's execution role (default: ``client``);
+        ``code_watch``: the code to check for changes with the configurations (none: the
+        sandboxes run the code as it is when each starts)."""
         self.deployment = deployment
         self.region = region
         self._sandbox_env = sandbox_env
@@ -841,6 +949,7 @@ class Executor:
         self._function_client = function_client or (lambda spec, service: client(service))
         self._stop = threading.Event()
         self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
+        self._code_watch = code_watch
         log_dir.mkdir(parents=True, exist_ok=True)
         # The functions' output, in their log groups as the Lambda service writes it.
         self.logs = LogForwarder(lambda: client("logs"))
@@ -885,8 +994,10 @@ class Executor:
 
     def _watch_configuration(self) -> None:
         """`aws lambda update-function-configuration` takes effect like on AWS: the next
-        invocations run in fresh sandboxes with the new settings."""
+        invocations run in fresh sandboxes with the new settings. So does an edit of the
+        handlers' code, given a ``code_watch`` (``check_code``)."""
         while not self._stop.wait(WATCH_SECONDS):
+            self.check_code()
             try:
                 current = discover_functions(self._client)
             except Exception as exc:  # the emulator is stopping
@@ -916,8 +1027,33 @@ class Executor:
                         f"(batch {mapping.batch_size}, window {mapping.window_seconds:g} s, concurrency {mapping.max_concurrency})"
                     )
 
+    def check_code(self) -> None:
+        """A change of the handlers' code retires every function's sandboxes, as a code
+        update does on AWS: the next invocations start fresh ones, which import it;
+        invocations in flight finish on the code they started with. A change of the
+        program's code is only reported: it needs a deploy, so a restart."""
+        if self._code_watch is None:
+            return
+        try:
+            handlers, program = self._code_watch.check()
+        except OSError as exc:  # the repository unreadable: checked again next time
+            log.debug("code check failed: %s", exc)
+            return
+        if handlers:
+            for pool in self.pools.values():
+                pool.retire()
+            self._on_invocation(
+                f"handlers changed ({_some(handlers)}): new sandboxes from the next invocation"
+            )
+        if program:
+            self._on_invocation(
+                f"program changed ({_some(program)}): not deployed; restart `headrace local up` to deploy it"
+            )
+
     def stop(self) -> None:
         self._stop.set()
+        if self._watcher.is_alive():  # its last check done: it reports and starts nothing after this
+            self._watcher.join(timeout=WATCH_SECONDS + 10)
         self.invocations.stop()
         if self.api:
             self.api.stop()

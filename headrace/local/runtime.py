@@ -39,7 +39,7 @@ from .emulator import (
     port_in_use,
     port_taken,
 )
-from .executor import Deployment, Executor, discover, sandbox_environment
+from .executor import CodeWatch, Deployment, Executor, discover, sandbox_environment
 from .iam import (
     ADMIN_STATEMENT,
     ADMIN_USER,
@@ -177,7 +177,11 @@ class LocalRuntime:
         api_port: int = DEFAULT_API_PORT,
         on_invocation: Callable[[str], None] | None = None,
         overrides: dict[str, Any] | None = None,
+        watch_code: bool = False,
     ):
+        """``watch_code``: an edit of the handlers' code retires the sandboxes (the next
+        invocations run it), one of the program's is reported as needing a restart
+        (``local up``; Executor.check_code)."""
         self.root = root.resolve()
         self.state_dir = (state_dir or self.root / ".headrace" / "local").resolve()
         self.emulator = Emulator(
@@ -188,6 +192,7 @@ class LocalRuntime:
         self.api_port = api_port
         self.on_invocation = on_invocation
         self.overrides = overrides or {}
+        self.watch_code = watch_code
         self.postgres: EmbeddedPostgres | None = None
         self.executor: Executor | None = None
         self.outputs: dict[str, Any] = {}
@@ -272,12 +277,14 @@ class LocalRuntime:
             self.roles = RoleSessions(
                 self.client("sts", create_user(iam, LAMBDA_SERVICE_USER, LAMBDA_SERVICE_STATEMENT))
             )
+            # taken before the deploy reads the program: an edit made during it is reported
+            code_watch = CodeWatch(self.root) if self.watch_code else None
             with signals_held_until_done("deploying the program"):
                 self.outputs = self._deploy()
             # From here on, every call is checked against the caller's policies.
             self.emulator.enforce_iam()
             deployment = discover(self.client)
-            self.executor = self._executor(deployment)
+            self.executor = self._executor(deployment, code_watch)
             if self.executor.api:
                 self.outputs["ingest_api_url"] = self.executor.api.url
             self.executor.start()
@@ -361,7 +368,7 @@ class LocalRuntime:
         self.stop()
 
     # ------------------------------------------------------------------ pieces
-    def _executor(self, deployment: Deployment) -> Executor:
+    def _executor(self, deployment: Deployment, code_watch: CodeWatch | None = None) -> Executor:
         """The executor of ``deployment``; its HTTP API on ``api_port``, a port that another
         process may have taken since the start's check (refused as that check refuses it)."""
         try:
@@ -381,6 +388,7 @@ class LocalRuntime:
                 log_dir=self.state_dir / "logs",
                 api_port=self.api_port,
                 on_invocation=self.on_invocation,
+                code_watch=code_watch,
             )
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:

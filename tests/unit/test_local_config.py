@@ -15,7 +15,7 @@ from headrace import cli
 from headrace.local.cli import config_overrides, config_setting
 from headrace.local.deploy import deploy
 from headrace.local.emulator import REGION
-from headrace.local.runtime import EMBEDDED_CONFIG, LocalRuntime
+from headrace.local.runtime import EMBEDDED_CONFIG, LocalRuntime, RuntimeConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +123,22 @@ def test_an_invalid_setting_fails_with_the_programs_message_before_anything_star
     assert captured.err.startswith("headrace: error: ") and problem in captured.err
     assert captured.err.count("\n") == 1  # one line
     assert "(--config)" in captured.out  # the setting was shown first
+
+
+@pytest.mark.parametrize(("command", "watches"), [("up", True), ("demo", False)])
+def test_local_up_watches_the_code_it_serves_and_local_demo_does_not(monkeypatch, command, watches):
+    # `local up` is the edit loop (a handler edit reaches the next invocation); the demo
+    # checks the samples against the code as it is, and the tests build runtimes without it
+    seen: list[bool] = []
+
+    def stop_here(self: LocalRuntime) -> None:
+        seen.append(self.watch_code)
+        raise RuntimeConfigError("stopped by the test")
+
+    monkeypatch.setattr(LocalRuntime, "check_config", stop_here)
+    assert cli.main(["local", command, "--port", "45901", "--api-port", "45902"]) == 2
+    assert seen == [watches]
+    assert LocalRuntime(ROOT).watch_code is False
 
 
 def test_the_settings_reach_the_configuration_the_program_is_deployed_with():

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -519,6 +520,121 @@ def test_a_closed_pool_starts_no_sandbox(monkeypatch, tmp_path):
     pool.close()
     result = pool.invoke({})
     assert (result.ok, result.error_type, _FakeSandbox.started) == (False, "Runtime.Stopping", [])
+
+
+# ------------------------------------------------------------------ handler code edits (local up)
+def test_new_code_retires_idle_sandboxes_at_once_and_a_busy_one_after_its_invocation(monkeypatch, tmp_path):
+    # An edit of handlers/processor.py while `local up` ran was never seen: warm sandboxes
+    # went on running the code they had imported until the whole runtime was restarted.
+    # As after a code update on AWS: the invocation in flight finishes on the old code,
+    # every later one runs in a fresh sandbox.
+    from headrace.local import executor
+
+    started, release = threading.Event(), threading.Event()
+
+    class _Busy(_FakeSandbox):
+        def invoke(self, event: Any) -> str:
+            if event == "hold":
+                started.set()
+                release.wait()
+            return super().invoke(event)
+
+    monkeypatch.setattr(executor, "Sandbox", _Busy)
+    _FakeSandbox.started = []
+    pool = executor.FunctionPool(SimpleNamespace(name="processor"), {}, tmp_path, tmp_path, concurrency=2)
+    assert pool.invoke({}) == "ran by 0"
+    results: list[str] = []
+    busy = threading.Thread(target=lambda: results.append(pool.invoke("hold")), daemon=True)
+    busy.start()
+    try:
+        started.wait()  # sandbox 0 is busy with it
+        assert pool.invoke({}) == "ran by 1"  # sandbox 1, idle after it
+        pool.retire()  # the handlers changed
+        in_flight, idle = _FakeSandbox.started
+        assert (idle.killed, in_flight.killed) == (True, False)  # the busy one is left to finish
+    finally:
+        release.set()
+    busy.join()
+    assert results == ["ran by 0"] and in_flight.killed  # finished, then ended: not put back
+    assert pool.invoke({}) == "ran by 2"  # a fresh sandbox, which imports the new code
+    assert pool.invoke({}) == "ran by 2"  # and it stays warm
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_the_code_fingerprint_covers_the_handlers_and_the_program_and_nothing_else(tmp_path):
+    from headrace.local.executor import HANDLER_CODE, PROGRAM_CODE, fingerprint
+
+    _tree(
+        tmp_path,
+        {
+            "handlers/processor.py": "x = 1\n",
+            "handlers/logic/deep/parse.py": "y = 2\n",
+            "handlers/requirements.txt": "duckdb\n",
+            "handlers/__pycache__/processor.cpython-311.py": "",
+            "__main__.py": "",
+            "components/storage.py": "",
+            "Pulumi.yaml": "",
+            "Pulumi.local.yaml": "",
+            "Pulumi.prod.yaml": "",  # another stack's: not what the runtime deploys
+            "scripts/tool.py": "",
+            "notes.py": "",
+        },
+    )
+    handlers = fingerprint(tmp_path, HANDLER_CODE)
+    assert sorted(handlers) == ["handlers/logic/deep/parse.py", "handlers/processor.py"]
+    assert handlers["handlers/processor.py"][1] == len("x = 1\n")
+    assert sorted(fingerprint(tmp_path, PROGRAM_CODE)) == [
+        "Pulumi.local.yaml",
+        "Pulumi.yaml",
+        "__main__.py",
+        "components/storage.py",
+    ]
+    assert fingerprint(tmp_path / "missing", HANDLER_CODE) == {}
+
+
+def test_the_code_watch_names_each_change_once(tmp_path):
+    from headrace.local.executor import CodeWatch
+
+    _tree(tmp_path, {"handlers/processor.py": "x = 1\n", "handlers/loader.py": "", "components/a.py": ""})
+    watch = CodeWatch(tmp_path)
+    assert watch.check() == ([], [])
+    processor = tmp_path / "handlers/processor.py"
+    mtime = processor.stat().st_mtime_ns
+    processor.write_text("x = 2\n")  # same size
+    os.utime(processor, ns=(mtime + 1, mtime + 1))  # a nanosecond later
+    assert watch.check() == (["handlers/processor.py"], [])
+    assert watch.check() == ([], [])  # reported once
+    (tmp_path / "handlers/loader.py").unlink()
+    _tree(tmp_path, {"handlers/logic/new.py": "", "components/a.py": "changed"})
+    assert watch.check() == (["handlers/loader.py", "handlers/logic/new.py"], ["components/a.py"])
+
+
+def test_a_handler_change_retires_every_pool_and_a_program_change_asks_for_a_restart():
+    from headrace.local import executor
+
+    retired: list[str] = []
+    pools = {name: SimpleNamespace(retire=lambda name=name: retired.append(name)) for name in ("a", "b")}
+    lines: list[str] = []
+    changes = [(["handlers/logic/a.py", "handlers/processor.py"], []), ([], ["__main__.py"]), ([], [])]
+    runtime = SimpleNamespace(
+        pools=pools,
+        _on_invocation=lines.append,
+        _code_watch=SimpleNamespace(check=lambda: changes.pop(0)),
+    )
+    for _ in range(3):
+        executor.Executor.check_code(runtime)  # type: ignore[arg-type]
+    assert retired == ["a", "b"]
+    assert lines == [
+        "handlers changed (handlers/logic/a.py, handlers/processor.py): new sandboxes from the next invocation",
+        "program changed (__main__.py): not deployed; restart `headrace local up` to deploy it",
+    ]
+    # without a watch (local demo, the tests): nothing is checked
+    executor.Executor.check_code(SimpleNamespace(_code_watch=None))  # type: ignore[arg-type]
 
 
 def test_a_sandbox_crash_quotes_only_what_was_logged_during_its_invocation(tmp_path):
