@@ -614,6 +614,65 @@ def test_the_code_watch_names_each_change_once(tmp_path):
     assert watch.check() == (["handlers/loader.py", "handlers/logic/new.py"], ["components/a.py"])
 
 
+def test_a_handler_file_the_program_imports_is_program_code_too(tmp_path):
+    # handlers/models/tables.py holds the tables' keys the program deploys: edited while
+    # `local up` ran, the sandboxes took the new keys and the deployed table kept the old
+    # ones, and nothing said a restart was needed
+    from headrace.local.executor import PROGRAM_CODE, CodeWatch, fingerprint, program_handler_files
+
+    _tree(
+        tmp_path,
+        {
+            "__main__.py": "import components.pipeline\n",
+            "components/pipeline.py": (
+                "from handlers.models import tables\n"
+                "from handlers.logic.layout import PREFIX\n"
+                "def later():\n    from handlers.logic import engine\n"  # run when called only
+            ),
+            "components/config.py": "from .pipeline import tables\n",
+            "handlers/__init__.py": "",
+            "handlers/models/__init__.py": "from handlers.logic import engine\n",  # not the program's
+            "handlers/models/tables.py": "from .keys import KEY\n",
+            "handlers/models/keys.py": "KEY = 'pk'\n",
+            "handlers/logic/__init__.py": "",
+            "handlers/logic/layout.py": "PREFIX = 'p/'\n",
+            "handlers/logic/engine.py": "",
+            "handlers/processor.py": "from handlers.models import tables\n",
+        },
+    )
+    program = fingerprint(tmp_path, PROGRAM_CODE)
+    assert program_handler_files(tmp_path, program) == {
+        "handlers/models/tables.py",
+        "handlers/models/keys.py",
+        "handlers/logic/layout.py",
+    }
+    watch = CodeWatch(tmp_path)
+    (tmp_path / "handlers/models/keys.py").write_text("KEY = 'tenant'\n")
+    (tmp_path / "handlers/processor.py").write_text("")
+    assert watch.check() == (
+        ["handlers/models/keys.py", "handlers/processor.py"],
+        ["handlers/models/keys.py"],  # and a restart is asked for
+    )
+    # an import the program gains counts from the edit that adds it
+    _tree(
+        tmp_path,
+        {"components/pipeline.py": "from handlers.logic import engine\n", "handlers/logic/engine.py": "#"},
+    )
+    assert watch.check() == (
+        ["handlers/logic/engine.py"],
+        ["components/pipeline.py", "handlers/logic/engine.py"],
+    )
+
+
+def test_the_handler_files_this_program_deploys_from():
+    from headrace.local.executor import PROGRAM_CODE, fingerprint, program_handler_files
+
+    root = Path(__file__).resolve().parents[2]
+    imported = program_handler_files(root, fingerprint(root, PROGRAM_CODE))
+    assert "handlers/models/tables.py" in imported
+    assert "handlers/processor.py" not in imported and "handlers/logic/processing/engine.py" not in imported
+
+
 def test_a_handler_change_retires_every_pool_and_a_program_change_asks_for_a_restart():
     from headrace.local import executor
 
