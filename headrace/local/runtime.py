@@ -29,6 +29,7 @@ from botocore.credentials import Credentials
 from components.config import ConfigError
 from headrace.outputs import RUNTIME_LOCK_FILE, stopped_runtime
 
+from .codewatch import CodeWatch
 from .deploy import DeployError, check_config, deploy, merge_config, stub_archive
 from .emulator import (
     DEFAULT_API_PORT,
@@ -39,7 +40,7 @@ from .emulator import (
     port_in_use,
     port_taken,
 )
-from .executor import CodeWatch, Deployment, Executor, discover, sandbox_environment
+from .executor import Deployment, Executor, discover, sandbox_environment
 from .iam import (
     ADMIN_STATEMENT,
     ADMIN_USER,

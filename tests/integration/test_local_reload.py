@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from headrace.local.executor import CodeWatch, Executor, FunctionPool
+from headrace.local.codewatch import CodeWatch
+from headrace.local.executor import Executor, FunctionPool
 from headrace.local.sandbox import FunctionSpec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -567,7 +567,7 @@ def _tree(root: Path, files: dict[str, str]) -> None:
 
 
 def test_the_code_fingerprint_covers_the_handlers_and_the_program_and_nothing_else(tmp_path):
-    from headrace.local.executor import HANDLER_CODE, PROGRAM_CODE, fingerprint
+    from headrace.local.codewatch import HANDLER_CODE, PROGRAM_CODE, fingerprint
 
     _tree(
         tmp_path,
@@ -598,7 +598,7 @@ def test_the_code_fingerprint_covers_the_handlers_and_the_program_and_nothing_el
 
 
 def test_the_code_watch_names_each_change_once(tmp_path):
-    from headrace.local.executor import CodeWatch
+    from headrace.local.codewatch import CodeWatch
 
     _tree(tmp_path, {"handlers/processor.py": "x = 1\n", "handlers/loader.py": "", "components/a.py": ""})
     watch = CodeWatch(tmp_path)
@@ -618,7 +618,7 @@ def test_a_handler_file_the_program_imports_is_program_code_too(tmp_path):
     # handlers/models/tables.py holds the tables' keys the program deploys: edited while
     # `local up` ran, the sandboxes took the new keys and the deployed table kept the old
     # ones, and nothing said a restart was needed
-    from headrace.local.executor import PROGRAM_CODE, CodeWatch, fingerprint, program_handler_files
+    from headrace.local.codewatch import PROGRAM_CODE, CodeWatch, fingerprint, program_handler_files
 
     _tree(
         tmp_path,
@@ -665,7 +665,7 @@ def test_a_handler_file_the_program_imports_is_program_code_too(tmp_path):
 
 
 def test_the_handler_files_this_program_deploys_from():
-    from headrace.local.executor import PROGRAM_CODE, fingerprint, program_handler_files
+    from headrace.local.codewatch import PROGRAM_CODE, fingerprint, program_handler_files
 
     root = Path(__file__).resolve().parents[2]
     imported = program_handler_files(root, fingerprint(root, PROGRAM_CODE))
