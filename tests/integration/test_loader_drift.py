@@ -183,6 +183,20 @@ def test_values_turned_into_text_read_the_same_whichever_way_they_got_there(load
     assert loader.values("f", "t") == [*times, "later", *times]
 
 
+def test_infinite_dates_and_timestamps_do_not_stop_their_column_becoming_text(loader):
+    # Given date and timestamp columns holding PostgreSQL's infinities (the processor read
+    # "-infinity" as a date before 2026-12-07, and a hand-written row may hold one)
+    loader.process_and_load("incoming/inf/1.csv", "d,t\n2025-01-02,2025-01-02 10:00:00\n")
+    with loader.connect() as conn:
+        conn.execute(sql.SQL("UPDATE {} SET d = '-infinity', t = 'infinity'").format(loader.table("inf")))
+    # When words make both columns text
+    loader.process_and_load("incoming/inf/2.csv", "d,t\nsoon,later\n")
+    # Then the file loads (the widening's year arithmetic failed on an infinity, so its load
+    # failed on every retry) and the infinities read as PostgreSQL writes them
+    assert loader.values("inf", "d") == ["-infinity", "soon"]
+    assert loader.values("inf", "t") == ["infinity", "later"]
+
+
 def test_a_column_without_values_takes_its_type_from_the_first_file_that_has_some(loader):
     # Given a header-only first file, and one whose column b is always empty
     loader.process_and_load("incoming/e/1.csv", "a,b\n")

@@ -263,7 +263,9 @@ def cast_for_widening(column_sql: str, from_kind: Kind, to_kind: LogicalType) ->
     for 1 BC (``0000-01-01``, a sentinel the processor read as a date before 2026-12-07:
     it is a type mismatch now, but tables loaded before hold it), ``-1`` for 2 BC,
     where PostgreSQL would write ``0001-01-01 BC`` (``::text``) or drop the era
-    (``to_char``)."""
+    (``to_char``). PostgreSQL's ``infinity`` and ``-infinity`` (the processor read
+    ``-infinity`` as a date before 2026-12-07) are written so: the year of one cannot be an
+    integer, which failed the widening, and with it the file's load on every retry."""
     if to_kind == "timestamp" and from_kind == "date":
         return f"({column_sql}::timestamp AT TIME ZONE 'UTC')"
     if to_kind == "string" and from_kind in ("date", "timestamp"):
@@ -271,9 +273,10 @@ def cast_for_widening(column_sql: str, from_kind: Kind, to_kind: LogicalType) ->
         rest = "-MM-DD HH24:MI:SS.US" if from_kind == "timestamp" else "-MM-DD"
         zone = " || '+00'" if from_kind == "timestamp" else ""
         year = f"extract(year FROM {value})::int"  # -1 for 1 BC: PostgreSQL has no year 0
-        return (
-            f"(CASE WHEN {year} > 0 THEN to_char({value}, 'YYYY{rest}') "
+        finite = (
+            f"CASE WHEN {year} > 0 THEN to_char({value}, 'YYYY{rest}') "
             f"ELSE CASE WHEN {year} = -1 THEN '0000' ELSE ({year} + 1)::text END "
-            f"|| to_char({value}, '{rest}') END{zone})"
+            f"|| to_char({value}, '{rest}') END{zone}"
         )
+        return f"(CASE WHEN isfinite({value}) THEN {finite} ELSE {value}::text END)"
     return f"{column_sql}::{PG_TYPES[to_kind]}"
