@@ -550,6 +550,7 @@ def test_a_dot_without_a_comma_in_a_decimal_comma_column_is_kept_as_written(proc
         'k,v\n1,"1,5"\n2,"2,5"\n',  # comma-delimited: "1,5" may be a list or 1,500
         "k;v\n1;1.5\n2;2,5\n3;3.5\n",  # mostly dots: no single reading fits 90 %
         "k\tv\n1\t1,234\n2\t5,678\n3\t999\n",  # 1,234: thousands grouped, or decimals?
+        "k;v\n1;1,5\n2;1,234\n",  # a tie between decimals and thousands is not decimals
         # one decimal comma, or a comma in text, does not make figures like 1,001 decimals
         "k\tv\n" + "".join(f"{i}\t{i},{i:03d}\n" for i in range(1, 20)) + "20\t1,5\n",
         "k\tv\n" + "".join(f"{i}\t{i},{i:03d}\n" for i in range(1, 20)) + "20\tsee row 1,25\n",
