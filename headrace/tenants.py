@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.logic.ingest.auth import HIT_SECONDS
 from handlers.logic.ingest.ids import is_tenant_id
-from handlers.logic.ingest.keys import generate_api_key, hash_api_key, new_key_item, plausible_key
+from handlers.logic.ingest.keys import KEY_PREFIX, generate_api_key, hash_api_key, new_key_item, plausible_key
 from handlers.models.ingest import iso_utc
 from headrace.outputs import OutputsError, StackOutputs, add_outputs_option
 
@@ -160,14 +160,14 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     if args.tenant is not None:
         if args.key_id is not None:
-            got = "an API key" if plausible_key(args.key_id) else repr(args.key_id)
-            return _fail(f"give a KEY_ID or --tenant NAME, not both (got {got} and --tenant)")
+            return _fail(f"give a KEY_ID or --tenant NAME, not both (got {_shown(args.key_id)} and --tenant)")
         return _revoke_tenant(args.tenant, args.outputs)
     if args.key_id is None:
         return _fail("give the KEY_ID to revoke (see 'headrace tenants list'), or --tenant NAME")
-    given: str = args.key_id
     # A leaked key is revoked by the key itself (found by its hash): whoever has it rarely
-    # knows its key id. The key is a secret: no output or error ever repeats it.
+    # knows its key id. The key is a secret: no output or error ever repeats it, nor a
+    # damaged copy of it (cut short, or pasted with a space: ``_shown``).
+    given: str = args.key_id.strip()
     by_key = plausible_key(given)
 
     def run(keys: Any, table_name: str) -> int:
@@ -181,7 +181,7 @@ def _revoke(args: argparse.Namespace) -> int:
         else:
             matches = [i for i in _scan(keys, with_hash=True) if i.get("key_id") == given]
             if not matches:
-                raise _Failure(f"no key {given!r} in {table_name} (see 'headrace tenants list')")
+                raise _Failure(f"no key {_shown(given)} in {table_name} (see 'headrace tenants list')")
         key_id = str(matches[0].get("key_id"))
         tenant = matches[0].get("tenant_id")
         if all(item.get("disabled") for item in matches):
@@ -206,6 +206,13 @@ def _revoke(args: argparse.Namespace) -> int:
         return 0
 
     return _with_table(args.outputs, run)
+
+
+def _shown(given: str) -> str:
+    """``given`` as an error may repeat it: not at all when it is an API key, whole or not."""
+    if given.strip().startswith(KEY_PREFIX):
+        return "an API key" if plausible_key(given.strip()) else "(a damaged API key, not repeated)"
+    return repr(given)
 
 
 def _revoke_tenant(name: str, outputs_path: Path) -> int:

@@ -144,6 +144,16 @@ def test_revoke_takes_a_leaked_key_itself_and_never_prints_it(stack, outputs, ca
     assert leaked not in out + err and unknown not in out + err and "hr_ZZZZ" not in err
     code, out, err = run(capsys, "tenants", "revoke", kept, "--tenant", "acme", "--outputs", str(outputs))
     assert code == 2 and "got an API key and --tenant" in err and kept not in err
+    # nor a damaged copy of a key (cut short by a character, or pasted with a line end)
+    code, out, err = run(capsys, "tenants", "revoke", kept[:-1], "--outputs", str(outputs))
+    assert code == 2 and "no key (a damaged API key, not repeated) in tenant-keys" in err
+    assert kept[3:20] not in out + err
+    code, out, err = run(
+        capsys, "tenants", "revoke", kept[:-1], "--tenant", "acme", "--outputs", str(outputs)
+    )
+    assert code == 2 and kept[3:20] not in out + err
+    code, out, err = run(capsys, "tenants", "revoke", f" {kept}\n", "--outputs", str(outputs))
+    assert code == 0 and "Revoked key_" in out and kept[3:20] not in out + err
 
 
 @pytest.mark.parametrize("name", ["Acme", "acme!", "a b", "x" * 64, ""])
