@@ -791,12 +791,14 @@ def test_a_zone_name_after_a_text_logs_time_is_its_zone(process):
         "2025-01-01 12:00:00 CET INFO cet\n"
         "2025-01-01 12:00:00 Europe/Berlin INFO berlin\n"
         "2025-01-01 12:00:00 INFO naive\n"
-        # London's summer time (ICU: Bangladesh), read as 12:00 UTC with "BST" in the message
+        # London's summer time, +01:00 (ICU: Bangladesh, +06:00)
         "2025-07-01 12:00:00 BST INFO bst\n"
         "2025-07-01 12:00:00 CEST INFO cest\n"
         "2025-01-01 12:00:00 UT INFO ut\n"  # RFC 5322's, which ICU does not know
         # India's, Ireland's or Israel's: not guessed (nor read as UTC), kept as written
         "2025-01-01 12:00:00 IST INFO ist\n"
+        # an abbreviation the column would take as ICU does is a word of the message here
+        "2025-01-01 12:00:00 JST INFO jst\n"
     ) + "".join(f"2025-01-02 12:00:{i:02d} INFO more\n" for i in range(10))
     result = process("z.log", text)
     assert result.rows("timestamp, message")[:8] == [
@@ -809,6 +811,11 @@ def test_a_zone_name_after_a_text_logs_time_is_its_zone(process):
         (dt.datetime(2025, 1, 1, 12, 0), "ut"),
         (None, "ist"),
     ]
+    assert result.rows("timestamp, level, message")[8] == (
+        dt.datetime(2025, 1, 1, 12, 0),
+        "INFO",
+        "JST INFO jst",
+    )
     mismatch = result.data["quality_issues"]["type_mismatches"]["timestamp"]
     assert mismatch["examples"] == [{"line": 8, "value": "2025-01-01 12:00:00 IST"}]
 
