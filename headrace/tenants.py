@@ -71,9 +71,9 @@ def register(subparsers: Any) -> None:
 
     revoke = actions.add_parser(
         "revoke",
-        help="disable a key by its key id (see 'list'), or every key of a tenant with --tenant NAME; "
-        "the API refuses it within a minute",
-        usage="%(prog)s (KEY_ID | --tenant NAME) [--outputs PATH]",
+        help="disable a key by its key id (see 'list') or by the key itself, or every key of a tenant "
+        "with --tenant NAME; the API refuses it within a minute",
+        usage="%(prog)s (KEY_ID | API_KEY | --tenant NAME) [--outputs PATH]",
     )
     revoke.add_argument(
         "key_id", metavar="KEY_ID", nargs="?", help="the key id to disable, or the (leaked) key itself"
