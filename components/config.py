@@ -148,6 +148,13 @@ class Queues(_Model):
     max_receive_count: int = Field(5, ge=1, le=1000)
     message_retention_seconds: int = Field(4 * 86_400, ge=60, le=14 * 86_400)
 
+    @property
+    def dead_letter_seconds(self) -> int:
+        """The least time a dead letter has in its DLQ: a standard queue's message keeps
+        its first send time there, so one that reaches it at the age of the work queue's
+        retention has only what the DLQ's 14 days leave."""
+        return DLQ_RETENTION_SECONDS - self.message_retention_seconds
+
 
 class Routing(_Model):
     """Retry policy of every EventBridge -> SQS target (failures then go to the target DLQ)."""
@@ -822,10 +829,7 @@ def _cross_checks(config: StackConfig) -> list[tuple[str, str]]:
                 "by at least one 5-minute period, or messages expire before the alarm can fire",
             )
         )
-    # A standard queue's message keeps its first send time in the DLQ: one that reaches it at
-    # the age of the work queue's retention has only what the DLQ's 14 days leave.
-    dead_letter_seconds = DLQ_RETENTION_SECONDS - config.queues.message_retention_seconds
-    if dead_letter_seconds <= 300:
+    if config.queues.dead_letter_seconds <= 300:
         problems.append(
             (
                 "queues.message_retention_seconds",
@@ -980,7 +984,7 @@ def config_warnings(config: StackConfig) -> list[str]:
             "topic no one is subscribed to (set it, or subscribe your own endpoint to the "
             "alerts_topic_arn output)"
         )
-    dead_letter_days = (DLQ_RETENTION_SECONDS - config.queues.message_retention_seconds) / 86_400
+    dead_letter_days = config.queues.dead_letter_seconds / 86_400
     if 300 / 86_400 < dead_letter_days < MIN_DEAD_LETTER_DAYS:
         warnings.append(
             f"{NAMESPACE}:queues.message_retention_seconds is {config.queues.message_retention_seconds} s: a "
