@@ -433,7 +433,13 @@ class _Pipeline:
             if not misfits or fits(converted, converted + misfits, self.options.type_threshold):
                 continue
             widened[i] = STRING
-            if conv.type == "int":
+            # as a float, an int column's integers of 16 digits or more would be misfits in
+            # turn (18-digit ids among fractions: half the column was rescued)
+            if conv.type == "int" and fits(
+                converted + misfits - self._beyond_float(out, name, stats),
+                converted + misfits,
+                self.options.type_threshold,
+            ):
                 value = _rescued(name)
                 counts = [f"count(*) FILTER (WHERE {FLOAT.sql(value)} IS NULL)"]
                 if self.source.decimal_comma:
@@ -445,11 +451,6 @@ class _Pipeline:
                     f"FROM {_parquet(out)} WHERE json_exists({RESCUED}, {literal(json_pointer(name))})",
                 )
                 assert row is not None
-                # as a float, the column's integers of 16 digits or more would be misfits
-                # in turn (18-digit ids among fractions: half the column was rescued)
-                floats = converted + misfits - self._beyond_float(out, name, stats)
-                if not fits(floats, converted + misfits, self.options.type_threshold):
-                    continue
                 if not row[0]:
                     widened[i] = FLOAT
                 elif self.source.decimal_comma and not row[1] and decimal_commas_win(*row[2:]):
