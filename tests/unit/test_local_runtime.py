@@ -98,6 +98,52 @@ def test_http_request_becomes_payload_v2_event():
     assert (binary["body"], binary["isBase64Encoded"]) == ("/wA=", True)
 
 
+def _request_with(headers: list[tuple[str, str]]) -> SimpleNamespace:
+    return SimpleNamespace(
+        headers=SimpleNamespace(items=lambda: headers),
+        command="POST",
+        request_version="HTTP/1.1",
+        client_address=("127.0.0.1", 5555),
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "as_text"),
+    [
+        ("text/plain", True),
+        ("text/plain; charset=utf-8", True),
+        ("Application/JSON; charset=UTF-8", True),
+        ("application/json", True),
+        ("application/xml", True),
+        ("application/javascript", True),
+        ("text/csv", True),
+        (None, False),  # no Content-Type: base64, as on AWS
+        ("application/octet-stream", False),
+        ("application/x-www-form-urlencoded", False),
+        ("application/x-ndjson", False),
+        ("text/plain; charset=iso-8859-1", False),
+        ("application/json; charset=utf-16", False),
+    ],
+)
+@pytest.mark.parametrize("function_url", [False, True])
+def test_a_body_is_base64_encoded_unless_its_content_type_is_text_as_api_gateway_does(
+    content_type, as_text, function_url
+):
+    # Given a UTF-8 body sent with each content type (or none)
+    headers = [("Content-Type", content_type)] if content_type else []
+    route = Route("api1", "$default", "fn", function_url=function_url)
+    url = SimpleNamespace(path="/ingest", query="")
+    event = ApiServer.event(_request_with(headers), route, url, b'{"text": "h\xc3\xa9"}')
+    # Then the function gets it as text only for the types API Gateway passes as text
+    # (measured: text/*, JSON, XML, JavaScript, with no charset or UTF-8), else base64
+    assert event["isBase64Encoded"] is not as_text
+    expected = '{"text": "h\u00e9"}' if as_text else "eyJ0ZXh0IjogImjDqSJ9"
+    assert event["body"] == expected
+    # and a text type's body that is not UTF-8 arrives as sent, in base64
+    latin1 = ApiServer.event(_request_with(headers), route, url, b"caf\xe9")
+    assert (latin1["body"], latin1["isBase64Encoded"]) == ("Y2Fm6Q==", True)
+
+
 def test_handler_responses_follow_payload_v2_rules():
     assert ApiServer.response(
         {"statusCode": 202, "headers": {"Content-Type": "application/json"}, "body": "{}"}
@@ -294,7 +340,14 @@ class EchoPool:
     def invoke(self, event: dict[str, Any]) -> Invocation:
         self.bodies.append(event.get("body", ""))
         self.events.append(event)
-        return Invocation(ok=True, response={"statusCode": 200, "body": event.get("body", "")})
+        return Invocation(
+            ok=True,
+            response={
+                "statusCode": 200,
+                "body": event.get("body", ""),
+                "isBase64Encoded": event["isBase64Encoded"],
+            },
+        )
 
 
 @pytest.fixture
@@ -324,8 +377,8 @@ def _exchange(server: ApiServer, raw: bytes, half_close: bool = False) -> bytes:
 def test_a_chunked_body_reaches_the_function_whole(echo_api):
     server, pool = echo_api
     raw = (
-        b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-        b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"
     )
     answer = _exchange(server, raw)
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello, world")
@@ -827,20 +880,26 @@ def test_the_largest_ingest_body_fits_lambdas_invoke_limit_whatever_it_holds():
 
 
 def test_an_event_over_lambdas_limit_is_refused_like_api_gateway_does(echo_api):
-    # Given a body API Gateway accepts (under 10 MB) whose event Lambda would refuse:
+    # Given a text body API Gateway accepts (under 10 MB) whose event Lambda would refuse:
     # 1,100,000 control characters are 6.6 MB as a JSON string
     server, pool = echo_api
     body = b"\x1b" * 1_100_000
-    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    head = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    raw = head + b"Content-Length: %d\r\n\r\n" % len(body)
     # Then the function is not invoked, and the answer is API Gateway's 413
     answer = _exchange(server, raw + body)
     assert answer.startswith(b"HTTP/1.1 413") and answer.endswith(b'{"message":"Request Entity Too Large"}')
     assert pool.bodies == []
     # while a body whose event fits reaches the function
     body = b"\x1b" * 1_000_000
-    raw = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    raw = head + b"Content-Length: %d\r\n\r\n" % len(body)
     assert _exchange(server, raw + body).startswith(b"HTTP/1.1 200")
     assert pool.bodies == [body.decode()]
+    # and so does one of a binary type, which reaches the function base64-encoded (8/6 of
+    # its size, not six times)
+    raw = raw.replace(b"text/plain", b"application/octet-stream").replace(b"1000000", b"1100000")
+    assert _exchange(server, raw + b"\x1b" * 1_100_000).startswith(b"HTTP/1.1 200")
+    assert pool.events[-1]["isBase64Encoded"] is True
 
 
 @pytest.fixture
