@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -488,6 +488,10 @@ class Scheduler(threading.Thread):
 
 
 # ------------------------------------------------------------------------------ HTTP API
+class MalformedResponse(Exception):
+    """A function's answer that API Gateway cannot turn into an HTTP response."""
+
+
 class BadFraming(Exception):
     """A request whose body cannot be read as sent: answered with ``status`` (None: the
     client is gone, nothing to answer) and the connection closed."""
@@ -716,6 +720,13 @@ class ApiServer(_LoopbackServer):
                 request, 413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}'
             )
         result = self.pools[route.function].invoke(event)
+        answer = None
+        if result.ok:
+            try:
+                answer = self.response(result.response)
+            except MalformedResponse as exc:
+                # API Gateway cannot map it either: its own 500, the function's fault.
+                result = replace(result, ok=False, error_type="MalformedResponse", error=str(exc))
         self.report(
             route.function,
             None,
@@ -723,12 +734,11 @@ class ApiServer(_LoopbackServer):
             result,
             label=f"{request.command} {url.path}",
         )
-        if not result.ok:
+        if answer is None:
             return _send(
                 request, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
             )
-        status, headers, payload = self.response(result.response)
-        _send(request, status, headers, payload)
+        _send(request, *answer)
 
     def read_body(self, request: BaseHTTPRequestHandler) -> bytes:
         """The whole body, as API Gateway hands it on: by Content-Length or chunked, never
@@ -861,12 +871,31 @@ class ApiServer(_LoopbackServer):
     @staticmethod
     def response(response: Any) -> tuple[int, dict[str, str], bytes]:
         """Payload 2.0 response rules: a dict with ``statusCode`` is used as is; anything
-        else is returned as a JSON body with status 200."""
+        else is returned as a JSON body with status 200. A ``statusCode`` response API
+        Gateway cannot map (a status that is not an HTTP status, a body that is not a
+        string, a base64 body that is not base64, headers that are not an object) raises
+        MalformedResponse: API Gateway answers 500 instead."""
         if isinstance(response, dict) and "statusCode" in response:
-            body = response.get("body") or ""
-            raw = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
-            headers = {k.lower(): str(v) for k, v in (response.get("headers") or {}).items()}
-            return int(response["statusCode"]), headers, raw
+            status = response["statusCode"]
+            if isinstance(status, bool) or not re.fullmatch(r"[1-5][0-9][0-9]", str(status)):
+                raise MalformedResponse(f"statusCode {status!r} is not an HTTP status code")
+            body = response.get("body")
+            if body is None:
+                body = ""
+            if not isinstance(body, str):
+                raise MalformedResponse(f"body is a {type(body).__name__}, not a string")
+            headers = response.get("headers") or {}
+            if not isinstance(headers, dict):
+                raise MalformedResponse(f"headers is a {type(headers).__name__}, not an object")
+            try:
+                raw = (
+                    base64.b64decode(body, validate=True)
+                    if response.get("isBase64Encoded")
+                    else body.encode()
+                )
+            except (ValueError, UnicodeEncodeError) as exc:  # binascii.Error is a ValueError
+                raise MalformedResponse(f"body cannot be sent: {exc}") from None
+            return int(status), {k.lower(): str(v) for k, v in headers.items()}, raw
         return 200, {"content-type": "application/json"}, json.dumps(response).encode()
 
 

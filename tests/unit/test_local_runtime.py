@@ -153,6 +153,7 @@ def test_handler_responses_follow_payload_v2_rules():
         b"{}",
     )
     assert ApiServer.response({"statusCode": 200, "body": "aGk=", "isBase64Encoded": True})[2] == b"hi"
+    assert ApiServer.response({"statusCode": "204", "body": None}) == (204, {}, b"")
     assert ApiServer.response({"ok": True}) == (200, {"content-type": "application/json"}, b'{"ok": true}')
 
 
@@ -900,6 +901,56 @@ def test_an_event_over_lambdas_limit_is_refused_like_api_gateway_does(echo_api):
     raw = raw.replace(b"text/plain", b"application/octet-stream").replace(b"1000000", b"1100000")
     assert _exchange(server, raw + b"\x1b" * 1_100_000).startswith(b"HTTP/1.1 200")
     assert pool.events[-1]["isBase64Encoded"] is True
+
+
+class AnsweringPool:
+    """A function that answers every request with ``response``."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        return Invocation(ok=True, response=self.response)
+
+
+MALFORMED_RESPONSES = [
+    {"statusCode": "abc", "body": "{}"},
+    {"statusCode": 2020, "body": "{}"},
+    {"statusCode": True, "body": "{}"},
+    {"statusCode": 200, "body": {"status": "enqueued"}},  # a body must be a string
+    {"statusCode": 200, "body": "not base64!", "isBase64Encoded": True},
+    {"statusCode": 200, "body": "{}", "headers": ["content-type"]},
+]
+
+
+def test_a_response_api_gateway_cannot_map_is_its_500_not_a_dropped_connection():
+    # Given a function whose answers are not payload 2.0 responses API Gateway can send
+    reported: list[tuple[Any, ...]] = []
+    pool = AnsweringPool(None)
+    server = ApiServer(
+        [Route("api", "$default", "fn")],
+        {"fn": pool},
+        "127.0.0.1",
+        0,
+        lambda *args, **kwargs: reported.append(args),
+    )
+    server.start()
+    try:
+        for response in MALFORMED_RESPONSES:
+            pool.response = response
+            answer = _exchange(server, b"GET /logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            # Then the client gets API Gateway's 500, and the invocation is reported as failed
+            assert answer.startswith(b"HTTP/1.1 500"), response
+            assert answer.endswith(b'{"message":"Internal Server Error"}'), response
+            (function, _, failed, result) = reported.pop()
+            assert (function, failed, result.ok, result.error_type) == (
+                "fn",
+                {"request"},
+                False,
+                "MalformedResponse",
+            )
+    finally:
+        server.stop()
 
 
 @pytest.fixture
