@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -913,18 +914,21 @@ class AnsweringPool:
         return Invocation(ok=True, response=self.response)
 
 
-MALFORMED_RESPONSES = [
-    {"statusCode": "abc", "body": "{}"},
-    {"statusCode": 2020, "body": "{}"},
-    {"statusCode": True, "body": "{}"},
-    {"statusCode": 200, "body": {"status": "enqueued"}},  # a body must be a string
-    {"statusCode": 200, "body": "not base64!", "isBase64Encoded": True},
-    {"statusCode": 200, "body": "{}", "headers": ["content-type"]},
+UNSENDABLE_RESPONSES = [
+    ({"statusCode": "abc", "body": "{}"}, "MalformedResponse"),
+    ({"statusCode": 2020, "body": "{}"}, "MalformedResponse"),
+    ({"statusCode": True, "body": "{}"}, "MalformedResponse"),
+    ({"statusCode": 200, "body": {"status": "enqueued"}}, "MalformedResponse"),  # not a string
+    ({"statusCode": 200, "body": "not base64!", "isBase64Encoded": True}, "MalformedResponse"),
+    ({"statusCode": 200, "body": "{}", "headers": ["content-type"]}, "MalformedResponse"),
+    # what Lambda's runtime cannot send: not JSON, or over its 6 MB response limit
+    ({"statusCode": 200, "body": "{}", "headers": {"date": datetime(2025, 3, 1)}}, "Runtime.MarshalError"),
+    ({"statusCode": 200, "body": "é" * 3_145_800}, "Function.ResponseSizeTooLarge"),
 ]
 
 
-def test_a_response_api_gateway_cannot_map_is_its_500_not_a_dropped_connection():
-    # Given a function whose answers are not payload 2.0 responses API Gateway can send
+def test_a_response_api_gateway_cannot_send_is_its_500_not_a_dropped_connection():
+    # Given a function whose answers Lambda or API Gateway cannot turn into an HTTP response
     reported: list[tuple[Any, ...]] = []
     pool = AnsweringPool(None)
     server = ApiServer(
@@ -935,20 +939,21 @@ def test_a_response_api_gateway_cannot_map_is_its_500_not_a_dropped_connection()
         lambda *args, **kwargs: reported.append(args),
     )
     server.start()
+    request = b"GET /logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     try:
-        for response in MALFORMED_RESPONSES:
+        for response, error_type in UNSENDABLE_RESPONSES:
             pool.response = response
-            answer = _exchange(server, b"GET /logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = _exchange(server, request)
             # Then the client gets API Gateway's 500, and the invocation is reported as failed
-            assert answer.startswith(b"HTTP/1.1 500"), response
-            assert answer.endswith(b'{"message":"Internal Server Error"}'), response
+            assert answer.startswith(b"HTTP/1.1 500"), error_type
+            assert answer.endswith(b'{"message":"Internal Server Error"}'), error_type
             (function, _, failed, result) = reported.pop()
-            assert (function, failed, result.ok, result.error_type) == (
-                "fn",
-                {"request"},
-                False,
-                "MalformedResponse",
-            )
+            assert (function, failed, result.ok, result.error_type) == ("fn", {"request"}, False, error_type)
+        # while a response just under the limit, DynamoDB's Decimal numbers in it, is sent
+        pool.response = {"statusCode": 200, "body": "é" * 3_145_600, "headers": {"x-n": Decimal("1.5")}}
+        answer = _exchange(server, request)
+        assert answer.startswith(b"HTTP/1.1 200") and b"x-n: 1.5\r\n" in answer
+        assert reported.pop()[3].ok
     finally:
         server.stop()
 
