@@ -933,7 +933,11 @@ class ApiServer(_LoopbackServer):
                 )
             except (ValueError, UnicodeEncodeError) as exc:  # binascii.Error is a ValueError
                 raise MalformedResponse(f"body cannot be sent: {exc}") from None
-            return int(status), {k.lower(): str(v) for k, v in headers.items()}, raw
+            # An HTTP API gives a response without a Content-Type its own (seen on AWS, and
+            # in AWS's emulator: aws/aws-lambda-dotnet LambdaTestTool-v2).
+            sent = {"content-type": "text/plain; charset=utf-8"}
+            sent.update({k.lower(): str(v) for k, v in headers.items()})
+            return int(status), sent, raw
         return 200, {"content-type": "application/json"}, json.dumps(response).encode()
 
 

@@ -154,7 +154,15 @@ def test_handler_responses_follow_payload_v2_rules():
         b"{}",
     )
     assert ApiServer.response({"statusCode": 200, "body": "aGk=", "isBase64Encoded": True})[2] == b"hi"
-    assert ApiServer.response({"statusCode": "204", "body": None}) == (204, {}, b"")
+    # a response without a Content-Type gets API Gateway's
+    assert ApiServer.response({"statusCode": "204", "body": None}) == (
+        204,
+        {"content-type": "text/plain; charset=utf-8"},
+        b"",
+    )
+    assert ApiServer.response({"statusCode": 200, "body": "x", "headers": {"Content-Type": "text/csv"}})[
+        1
+    ] == {"content-type": "text/csv"}
     assert ApiServer.response({"ok": True}) == (200, {"content-type": "application/json"}, b'{"ok": true}')
 
 
