@@ -1033,11 +1033,30 @@ def test_syslog_lines_get_time_host_app_and_level(process):
         ("Dec 31 23:59:59", dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC), "2025-12-31T23:59:59"),
         ("Jan  1 00:04:00", dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC), "2026-01-01T00:04:00"),
         ("Feb 29 10:00:00", dt.datetime(2026, 3, 1, tzinfo=dt.UTC), "Feb 29 10:00:00"),
+        # February 29 read the year after a leap year is the leap year's
+        ("Feb 29 10:00:00", dt.datetime(2025, 1, 15, tzinfo=dt.UTC), "2024-02-29T10:00:00"),
+        ("Feb 29 10:00:00", dt.datetime(2025, 3, 1, tzinfo=dt.UTC), "2024-02-29T10:00:00"),
+        # early in a leap year it is more than a day ahead, and last year had none: as written
+        ("Feb 29 10:00:00", dt.datetime(2028, 1, 15, tzinfo=dt.UTC), "Feb 29 10:00:00"),
+        ("Feb 29 10:00:00", dt.datetime(2028, 2, 28, 12, tzinfo=dt.UTC), "2028-02-29T10:00:00"),
     ],
 )
 def test_bsd_syslog_times_get_the_year_they_most_likely_have(written, now, expected):
     record = logs.parse_line(f"{written} host app: text", now)
     assert record["timestamp"] == expected
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (dt.datetime(2024, 3, 1, tzinfo=dt.UTC), "2024-02-29T10:00:00.5"),
+        (dt.datetime(2025, 1, 15, tzinfo=dt.UTC), "2024-02-29T10:00:00.5"),  # the leap year's
+        # more than a day ahead, and the year before had none: no year, a type mismatch
+        (dt.datetime(2028, 1, 15, tzinfo=dt.UTC), "02-29T10:00:00.5"),
+    ],
+)
+def test_a_klog_february_29_gets_a_leap_year_or_stays_a_mismatch(now, expected):
+    assert logs.parse_line("E0229 10:00:00.5 1 x.go:1] leap", now)["timestamp"] == expected
 
 
 def test_csv_without_log_fields_has_no_log_stats(process):

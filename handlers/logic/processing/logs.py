@@ -36,7 +36,7 @@ import collections
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -210,15 +210,29 @@ _KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
 
 
 def _dated(month_day_time: str, now: datetime) -> str:
-    """A time without a year (klog's ``01-15T10:00:00.1``) in the current year, or the
-    previous one when that would be more than a day ahead, as for BSD syslog."""
-    stamp = f"{now.year}-{month_day_time}"
+    """A time without a year (klog's ``01-15T10:00:00.1``) in the year :func:`_year_for`
+    gives it, as for BSD syslog; one it gives none (``13-01``, or ``02-29`` with no leap
+    year to take) is kept without one: a type mismatch, reported."""
+    year = _year_for(lambda y: datetime.fromisoformat(f"{y}-{month_day_time}"), now)
+    return month_day_time if year is None else f"{year}-{month_day_time}"
+
+
+def _year_for(moment_in: Callable[[int], datetime], now: datetime) -> int | None:
+    """The year of a log time written without one: the current year, or the previous one when
+    the time would be more than a day ahead (December's lines read in January) or is no date
+    this year (February 29 read the year after a leap year); None when neither year has it.
+    ``moment_in(year)`` is the time in ``year`` (naive, UTC), raising ValueError when it is
+    no date then."""
     try:
-        if datetime.fromisoformat(stamp) > now.replace(tzinfo=None) + timedelta(days=1):
-            stamp = f"{now.year - 1}-{month_day_time}"
+        if moment_in(now.year) <= now.replace(tzinfo=None) + timedelta(days=1):
+            return now.year
     except ValueError:
-        pass  # kept as written (02-29 outside a leap year, 13-01): a type mismatch, reported
-    return stamp
+        pass
+    try:
+        moment_in(now.year - 1)
+    except ValueError:
+        return None
+    return now.year - 1
 
 
 def _other_format(line: str, now: datetime | None) -> dict[str, Any] | None:
@@ -318,15 +332,15 @@ def _syslog(line: str, now: datetime | None) -> dict[str, Any] | None:
 
 
 def _bsd_time(value: str, now: datetime) -> str:
-    """A BSD syslog time has no year: the current one, or the previous one when the date
-    would be more than a day ahead (December's lines read in January)."""
-    try:
-        stamp = datetime.strptime(f"{now.year} {' '.join(value.split())}", "%Y %b %d %H:%M:%S")
-    except ValueError:  # Feb 29 outside a leap year: kept as written (a type mismatch)
-        return value
-    if stamp > now.replace(tzinfo=None) + timedelta(days=1):
-        stamp = stamp.replace(year=now.year - 1)
-    return stamp.isoformat()
+    """A BSD syslog time has no year: :func:`_year_for` gives it one. A time that is no date
+    in either year (Feb 29 with no leap year to take) is kept as written: a type mismatch."""
+    written = " ".join(value.split())
+
+    def moment_in(year: int) -> datetime:
+        return datetime.strptime(f"{year} {written}", "%Y %b %d %H:%M:%S")
+
+    year = _year_for(moment_in, now)
+    return value if year is None else moment_in(year).isoformat()
 
 
 def _message_fields(record: dict[str, Any], message: str) -> None:
