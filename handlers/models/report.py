@@ -196,6 +196,9 @@ class Warehouse(_Model):
 class DailyReport(_Model):
     date: str
     generated_at: str
+    # Generated before the day ended (UTC): a report of "today", whose figures leave out
+    # every upload after ``generated_at``.
+    partial: bool = Field(False, description="generated before the day ended (UTC): a part of the day")
     files: StatusCounts
     rows: int
     bytes: int

@@ -94,6 +94,7 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
     report = json.loads(body)
     assert content_type == "application/json"
     assert report["date"] == today
+    assert report["partial"] is True  # the day is not over: the page and the message say so too
     assert report["files"] == {
         "received": 5,
         "waiting": 0,
@@ -142,7 +143,7 @@ def test_the_report_for_a_day_holds_its_figures_and_is_announced(pipeline, repor
     assert parse_qs(urlparse(json_link).query)["X-Amz-Expires"] == ["86400"]
     # and one message announces it, with a link to the page valid as configured
     [message] = reporter.messages()
-    assert message["Subject"] == f"headrace report {today}: 5 files, 2 failed, 1 queued"
+    assert message["Subject"] == f"headrace report {today} (partial): 5 files, 2 failed, 1 queued"
     assert "Files: 5 received, 3 completed, 2 failed" in message["Message"]
     lines = message["Message"].splitlines()
     link = lines[lines.index("Report (link valid for up to 1 day):") + 1]
@@ -186,7 +187,10 @@ def test_uploads_the_processor_never_recorded_make_the_report_red(pipeline, repo
     said = "1 message in the processing DLQ, 1 message in the load DLQ, 2 messages in the processing queue"
     assert f'<span class="verdict bad">{said}</span>' in page
     [message] = reporter.messages()
-    assert message["Subject"] == f"headrace report {today}: 1 files, no failures, 2 dead letters, 2 queued"
+    assert (
+        message["Subject"]
+        == f"headrace report {today} (partial): 1 files, no failures, 2 dead letters, 2 queued"
+    )
     assert message["Message"].splitlines()[1] == said
 
 
@@ -301,7 +305,7 @@ def test_the_scheduled_run_reports_the_previous_day_even_when_empty(reporter):
     # Then it reports the last complete day, saying nothing happened
     assert result["date"] == "2025-03-01"
     report = json.loads(reporter.object("reports/2025-03-01/report.json")[0])
-    assert report["files"]["received"] == 0
+    assert (report["files"]["received"], report["partial"]) == (0, False)
     page = reporter.object("reports/2025-03-01/report.html")[0].decode()
     assert '<span class="verdict quiet">No file reached the processor on this day</span>' in page
     [message] = reporter.messages()
@@ -449,7 +453,7 @@ def test_versions_replaced_before_processing_are_skipped_not_failed(pipeline, re
     page = reporter.object(f"reports/{today}/report.html")[0].decode()
     assert "Every finished file was processed successfully" in page
     [message] = reporter.messages()
-    assert message["Subject"] == f"headrace report {today}: 2 files, no failures"
+    assert message["Subject"] == f"headrace report {today} (partial): 2 files, no failures"
 
 
 def test_a_failure_fixed_in_place_is_not_counted_failed(pipeline, reporter):
@@ -471,7 +475,10 @@ def test_a_failure_fixed_in_place_is_not_counted_failed(pipeline, reporter):
     page = reporter.object(f"reports/{today}/report.html")[0].decode()
     assert "verdict ok" in page and "fixed in place: a newer version completed" in page
     [message] = reporter.messages()
-    assert message["Subject"] == f"headrace report {today}: 2 files, no open failures, 1 fixed in place"
+    assert (
+        message["Subject"]
+        == f"headrace report {today} (partial): 2 files, no open failures, 1 fixed in place"
+    )
 
 
 def test_a_key_uploaded_again_counts_its_rows_once(pipeline, reporter):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -116,17 +116,52 @@ def test_an_empty_day_renders():
     assert sns_subject(report) == "headrace report 2025-03-14: 0 files, no failures"
 
 
+@pytest.mark.parametrize(
+    ("generated_at", "partial"),
+    [
+        (datetime(2025, 3, 14, 10, 30, 5, tzinfo=UTC), True),  # {"date": "today"}
+        (datetime(2025, 3, 14, 23, 59, 59, tzinfo=UTC), True),
+        (datetime(2025, 3, 15, 0, 0, tzinfo=UTC), False),  # the day is over at midnight UTC
+        (datetime(2025, 3, 14, 20, 0, tzinfo=timezone(timedelta(hours=-5))), False),  # 01:00Z the next day
+        (NOW, False),  # the schedule's run
+    ],
+)
+def test_a_report_of_a_day_not_over_yet_says_it_is_partial(generated_at, partial):
+    # Given the report of 2025-03-14 made at some time
+    report = build_report("2025-03-14", [item(1, "completed")], generated_at, **EMPTY_QUEUES)
+    page = render_html(report, JSON_LINK)
+    message = sns_message(report, "https://x", 3600)
+    # Then report.json, the page, the message and its subject say whether the day was over
+    assert report.model_dump(mode="json")["partial"] is partial
+    assert ("a partial day, the day is not over" in page) is partial
+    assert message.startswith("headrace daily report for 2025-03-14 (UTC)\n") is not partial
+    assert sns_subject(report).startswith("headrace report 2025-03-14 (partial): 1 files") is partial
+    if partial:
+        said = f"until {generated_at:%H:%M:%S}: a partial day, the day is not over"
+        assert f"Files uploaded 2025-03-14 (UTC) {said}<br>" in page
+        assert message.startswith(f"headrace daily report for 2025-03-14 (UTC) {said}\n")
+
+
+def test_a_partial_day_with_no_file_yet_is_not_said_to_have_none():
+    report = build_report("2025-03-15", [], NOW, **EMPTY_QUEUES)
+    assert report.partial
+    assert (
+        '<span class="verdict quiet">No file reached the processor on this day so far</span>'
+        in render_html(report, JSON_LINK)
+    )
+
+
 def test_a_day_the_processor_never_ran_is_not_a_quiet_day():
     # Given a day on which the processor consumed nothing (its mapping disabled, a crash at
     # start-up): no metadata item, 5,000 uploads waiting in the processing queue
-    report = build_report("2025-06-12", [], NOW, backlog=5000, processing_dlq=0, load_dlq=0)
+    report = build_report("2025-03-12", [], NOW, backlog=5000, processing_dlq=0, load_dlq=0)
     # When the report is rendered
     page = render_html(report, JSON_LINK)
     message = sns_message(report, "https://example.invalid/r", 3600)
     # Then the verdict, the subject and the message say the uploads are waiting
     said = "No file reached the processor on this day: 5,000 messages in the processing queue"
     assert f'<span class="verdict bad">{said}</span>' in page
-    assert sns_subject(report) == "headrace report 2025-06-12: 0 files, no failures, 5000 queued"
+    assert sns_subject(report) == "headrace report 2025-03-12: 0 files, no failures, 5000 queued"
     assert message.splitlines()[1] == said
     assert "Queues now: 5,000 in the processing queue (uploads not yet in these figures), " in message
     # and the page says what its figures leave out

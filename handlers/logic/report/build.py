@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from handlers.models.report import (
@@ -218,9 +218,11 @@ def build_report(
     failures.sort(key=lambda f: f.at or "", reverse=True)
     failures.sort(key=lambda f: f.replaced)  # the open ones first (within MAX_FAILURES)
     slow.sort(key=lambda f: f.total_ms, reverse=True)
+    day_ends = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time.min, tzinfo=UTC)
     return DailyReport(
         date=day,
         generated_at=generated_at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        partial=generated_at < day_ends,
         files=counts,
         rows=rows,
         bytes=size,

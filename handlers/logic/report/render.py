@@ -154,7 +154,7 @@ def render_html(report: DailyReport, json_link: str) -> str:
 <main>
 <header>
   <h1><small>headrace · daily report</small>{escape(long_date(report.date))}</h1>
-  <div class="meta">Files uploaded {escape(report.date)} (UTC)<br>Generated {escape(report.generated_at)}</div>
+  <div class="meta">Files uploaded {escape(report.date)} (UTC){escape(_so_far(report))}<br>Generated {escape(report.generated_at)}</div>
 </header>
 {headline}
 <section class="cards">{"".join(cards)}</section>
@@ -181,6 +181,13 @@ def render_html(report: DailyReport, json_link: str) -> str:
 </body>
 </html>
 """
+
+
+def _so_far(report: DailyReport) -> str:
+    """What a report of a day not over yet (``partial``) adds to the day it names."""
+    if not report.partial:
+        return ""
+    return f" until {report.generated_at[11:19]}: a partial day, the day is not over"
 
 
 def verdict(report: DailyReport) -> tuple[str, str]:
@@ -213,7 +220,7 @@ def verdict(report: DailyReport) -> tuple[str, str]:
     if None in (report.processing_backlog, report.processing_dlq_depth, report.load_dlq_depth):
         notes.append("queue depths unknown")
     if f.received == 0:
-        text = "No file reached the processor on this day"
+        text = "No file reached the processor on this day" + (" so far" if report.partial else "")
         if problems or report.processing_backlog:
             return "bad", f"{text}: {', '.join(problems + notes)}"
         return ("warn", f"{text} ({notes[0]})") if notes else ("quiet", text)
@@ -463,7 +470,8 @@ def sns_subject(report: DailyReport) -> str:
     fixed in place, as many of these as fit whole in ``MAX_SUBJECT_CHARS``: a part cut short
     would show another number ("2,500 fixed in place" cut to "2,5")."""
     f = report.files
-    subject = f"headrace report {report.date}: {f.received} files, " + (
+    partial = " (partial)" if report.partial else ""
+    subject = f"headrace report {report.date}{partial}: {f.received} files, " + (
         f"{f.failed} failed" if f.failed else "no open failures" if f.fixed else "no failures"
     )
     dead = (report.processing_dlq_depth or 0) + (report.load_dlq_depth or 0)
@@ -481,7 +489,7 @@ def sns_subject(report: DailyReport) -> str:
 def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
     f = report.files
     lines = [
-        f"headrace daily report for {report.date} (UTC)",
+        f"headrace daily report for {report.date} (UTC){_so_far(report)}",
         verdict(report)[1],
         "",
         f"Files: {number(f.received)} received, {number(f.completed)} completed, {number(f.failed)} failed, "
