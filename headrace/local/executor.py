@@ -54,7 +54,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 from botocore.credentials import Credentials
 
 from .codewatch import CodeWatch, some
-from .cron import next_fire
+from .cron import ScheduleError, next_fire
 from .logs import LogForwarder
 from .sandbox import FunctionSpec, Invocation, Sandbox
 
@@ -470,23 +470,36 @@ class Scheduler(threading.Thread):
         schedules: list[Schedule],
         invoke_async: Callable[[str, Any, str], None],
         stop: threading.Event,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         super().__init__(name="scheduler", daemon=True)
         self.schedules = schedules
         self.invoke_async = invoke_async
         self.stop_event = stop
+        self.clock = clock
 
     def run(self) -> None:
-        now = datetime.now(UTC)
-        due = {s.name: next_fire(s.expression, now) for s in self.schedules}
+        now = self.clock()
+        due = {s.name: _next_fire(s, now) for s in self.schedules}
         while not self.stop_event.wait(1):
-            now = datetime.now(UTC)
+            now = self.clock()
             for schedule in self.schedules:
-                if due[schedule.name] <= now:
-                    due[schedule.name] = next_fire(schedule.expression, now + timedelta(seconds=1))
+                when = due[schedule.name]
+                if when is not None and when <= now:
+                    due[schedule.name] = _next_fire(schedule, now + timedelta(seconds=1))
                     self.invoke_async(
                         schedule.function, scheduled_event(schedule), f"schedule {schedule.name}"
                     )
+
+
+def _next_fire(schedule: Schedule, after: datetime) -> datetime | None:
+    """When ``schedule`` fires next; None, said in the log, when the local runtime cannot
+    tell (an expression that never fires): that schedule stays idle, the others run."""
+    try:
+        return next_fire(schedule.expression, after)
+    except ScheduleError as exc:
+        log.error("schedule %s (%s) will not run locally: %s", schedule.name, schedule.function, exc)
+        return None
 
 
 # ------------------------------------------------------------------------------ HTTP API

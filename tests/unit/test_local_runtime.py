@@ -24,6 +24,8 @@ from headrace.local.executor import (
     ApiServer,
     QueueMapping,
     Route,
+    Schedule,
+    Scheduler,
     SqsPoller,
     event_bytes,
     lambda_sqs_record,
@@ -35,27 +37,84 @@ T0 = datetime(2025, 3, 14, 10, 30, 15, tzinfo=UTC)  # a Friday
 
 
 @pytest.mark.parametrize(
-    ("expression", "expected"),
+    ("expression", "expected", "after"),
     [
-        ("rate(5 minutes)", datetime(2025, 3, 14, 10, 35, 15, tzinfo=UTC)),
-        ("rate(1 hour)", datetime(2025, 3, 14, 11, 30, 15, tzinfo=UTC)),
-        ("cron(0 6 * * ? *)", datetime(2025, 3, 15, 6, 0, tzinfo=UTC)),
-        ("cron(*/15 * * * ? *)", datetime(2025, 3, 14, 10, 45, tzinfo=UTC)),
-        ("cron(0 9 ? * MON-FRI *)", datetime(2025, 3, 17, 9, 0, tzinfo=UTC)),  # next weekday 09:00 is Monday
-        ("cron(30 10 ? * 6 *)", datetime(2025, 3, 21, 10, 30, tzinfo=UTC)),  # 6 = Friday in AWS cron
-        ("cron(0 0 1 JAN ? 2026)", datetime(2026, 1, 1, 0, 0, tzinfo=UTC)),
+        ("rate(5 minutes)", datetime(2025, 3, 14, 10, 35, 15, tzinfo=UTC), T0),
+        ("rate(1 hour)", datetime(2025, 3, 14, 11, 30, 15, tzinfo=UTC), T0),
+        ("cron(0 6 * * ? *)", datetime(2025, 3, 15, 6, 0, tzinfo=UTC), T0),
+        ("cron(*/15 * * * ? *)", datetime(2025, 3, 14, 10, 45, tzinfo=UTC), T0),
+        (
+            "cron(0 9 ? * MON-FRI *)",
+            datetime(2025, 3, 17, 9, 0, tzinfo=UTC),
+            T0,
+        ),  # next weekday 09:00 is Monday
+        ("cron(30 10 ? * 6 *)", datetime(2025, 3, 21, 10, 30, tzinfo=UTC), T0),  # 6 = Friday in AWS cron
+        ("cron(0 0 1 JAN ? 2026)", datetime(2026, 1, 1, 0, 0, tzinfo=UTC), T0),
+        ("cron(0 6 * * ? *)", datetime(2025, 3, 15, 6, 0, tzinfo=UTC), datetime(2025, 3, 15, 5, 59, 59)),
+        ("cron(0 6 * * ? *)", datetime(2025, 3, 16, 6, 0, tzinfo=UTC), datetime(2025, 3, 15, 6, 0)),
+        ("cron(0 6 * * ? *)", datetime(2026, 1, 1, 6, 0, tzinfo=UTC), datetime(2025, 12, 31, 23, 59, 59)),
+        # EventBridge's day forms, which the stack's configuration accepts (components/config.py)
+        ("cron(0 6 L * ? *)", datetime(2025, 3, 31, 6, 0, tzinfo=UTC), T0),  # the month's last day
+        ("cron(0 6 L 2 ? *)", datetime(2028, 2, 29, 6, 0, tzinfo=UTC), datetime(2027, 3, 1)),
+        ("cron(0 6 29 2 ? *)", datetime(2028, 2, 29, 6, 0, tzinfo=UTC), datetime(2025, 3, 1)),
+        ("cron(0 6 LW * ? *)", datetime(2025, 5, 30, 6, 0, tzinfo=UTC), datetime(2025, 5, 1)),  # 31st: Sat
+        ("cron(0 6 15W * ? *)", datetime(2025, 3, 14, 6, 0, tzinfo=UTC), datetime(2025, 3, 1)),  # 15th: Sat
+        ("cron(0 6 1W * ? *)", datetime(2025, 6, 2, 6, 0, tzinfo=UTC), datetime(2025, 5, 15)),  # 1st: Sun
+        ("cron(0 6 1W * ? *)", datetime(2025, 11, 3, 6, 0, tzinfo=UTC), datetime(2025, 10, 15)),  # 1st: Sat
+        ("cron(0 9 ? * L *)", datetime(2025, 3, 15, 9, 0, tzinfo=UTC), T0),  # the week's last day: Saturday
+        ("cron(0 9 ? * 6L *)", datetime(2025, 3, 28, 9, 0, tzinfo=UTC), T0),  # the month's last Friday
+        ("cron(0 9 ? * 2#1 *)", datetime(2025, 4, 7, 9, 0, tzinfo=UTC), T0),  # the month's first Monday
+        ("cron(0 9 ? * MON#1 *)", datetime(2025, 4, 7, 9, 0, tzinfo=UTC), T0),
     ],
 )
-def test_next_fire(expression, expected):
-    assert next_fire(expression, T0) == expected
+def test_next_fire(expression, expected, after):
+    assert next_fire(expression, after.replace(tzinfo=UTC)) == expected
 
 
 @pytest.mark.parametrize(
-    "expression", ["cron(0 6 * * *)", "cron(0 6 L * ? *)", "every day", "rate(3 fortnights)"]
+    ("expression", "said"),
+    [
+        ("cron(0 6 * * *)", "6 fields"),
+        ("every day", "not a schedule expression"),
+        ("rate(3 fortnights)", "unsupported rate unit"),
+        ("cron(0 6 30 2 ? *)", "never fires"),
+        ("cron(*/0 * * * ? *)", "a step must be at least 1"),
+        ("cron(70 6 * * ? *)", "'70' is outside 0-59"),
+    ],
 )
-def test_unsupported_schedules_are_refused(expression):
-    with pytest.raises(ScheduleError):
+def test_unsupported_schedules_are_refused(expression, said):
+    with pytest.raises(ScheduleError, match=said):
         next_fire(expression, T0)
+
+
+class _OneTick:
+    """A stop event that lets the scheduler's loop run once, without waiting."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def wait(self, timeout: float) -> bool:
+        self.ticks += 1
+        return self.ticks > 1
+
+
+def test_a_schedule_the_runtime_cannot_run_leaves_the_others_running(caplog):
+    # Given a daily schedule that never fires, and the signals schedule every minute
+    schedules = [
+        Schedule("daily", "cron(0 6 30 2 ? *)", "report", None),
+        Schedule("signals", "cron(* * * * ? *)", "report", {"task": "signals"}),
+    ]
+    invoked: list[tuple[str, Any, str]] = []
+    clock = iter([T0, T0.replace(minute=32)])
+    scheduler = Scheduler(
+        schedules, lambda *call: invoked.append(call), _OneTick(), clock=lambda: next(clock)
+    )
+    # When the scheduler runs (two minutes pass)
+    with caplog.at_level("ERROR", logger="headrace.local"):
+        scheduler.run()
+    # Then the signals fire, and the log says which schedule will not run, and why
+    assert invoked == [("report", {"task": "signals"}, "schedule signals")]
+    assert "schedule daily (report) will not run locally: 'cron(0 6 30 2 ? *)' never fires" in caplog.text
 
 
 def _api(*keys: str) -> ApiServer:
