@@ -78,17 +78,21 @@ def _close(response: dict[str, Any]) -> None:
         body.close()
 
 
+def _etag(response: dict[str, Any]) -> str:
+    return str(response.get("ETag", "")).strip('"')
+
+
 def _is_event_object(ref: ObjectRef, response: dict[str, Any]) -> bool:
     if ref.version_id:
         return _current(response.get("VersionId")) == ref.version_id
     if ref.etag:
-        return str(response.get("ETag", "")).strip('"') == ref.etag
+        return _etag(response) == ref.etag
     return True
 
 
-def locate(ref: ObjectRef) -> tuple[str, str | None]:
-    """(the key the object really has, its current version id — None when unversioned).
-    Raises ObjectGone when the key was deleted."""
+def locate(ref: ObjectRef) -> tuple[str, str | None, str]:
+    """(the key the object really has, its current version id — None when unversioned —,
+    its ETag). Raises ObjectGone when the key was deleted."""
     try:
         key, head = _first_spelling(ref, lambda key: client("s3").head_object(Bucket=ref.bucket, Key=key))
     except ClientError as exc:
@@ -104,7 +108,7 @@ def locate(ref: ObjectRef) -> tuple[str, str | None]:
                 "HeadObject",
             ) from exc
         raise
-    return key, _current(head.get("VersionId"))
+    return key, _current(head.get("VersionId")), _etag(head)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class CurrentObject:
     version: str | None  # its version id, None when unversioned
     body: Any  # botocore's StreamingBody
     size: int | None = None  # bytes, as the GET answered (ContentLength)
+    etag: str = ""  # without its quotes
 
 
 @contextmanager
@@ -124,7 +129,9 @@ def open_current(ref: ObjectRef) -> Iterator[CurrentObject]:
     key, response = _first_spelling(ref, lambda key: download_client().get_object(Bucket=ref.bucket, Key=key))
     body = response["Body"]
     try:
-        yield CurrentObject(key, _current(response.get("VersionId")), body, response.get("ContentLength"))
+        yield CurrentObject(
+            key, _current(response.get("VersionId")), body, response.get("ContentLength"), _etag(response)
+        )
     finally:
         body.close()
 

@@ -95,7 +95,7 @@ def process_object(
         clock = time.perf_counter()
         try:
             with s3.open_current(ref) as current:
-                if _is_stale(ref, current.version):
+                if _is_stale(ref, current.version, current.etag):
                     return _skip(ref, store, "superseded", SUPERSEDED)
                 if current.key != ref.key:  # the event spelled the key URL-encoded
                     store.discard_received(ref)
@@ -312,16 +312,22 @@ def record_failure(
         record(Outcome(status="failed", bytes=ref.size or 0, error=error))
 
 
-def _is_stale(ref: ObjectRef, current_version: str | None) -> bool:
+def _is_stale(ref: ObjectRef, current_version: str | None, current_etag: str) -> bool:
     """Whether another (newer) version of the key is current; for a versioned object, a
-    current object without a version id (written while versioning was suspended) is one."""
-    return ref.version_id is not None and current_version != ref.version_id
+    current object without a version id (written while versioning was suspended) is one.
+    An object without a version id (its bucket's versioning suspended, or never enabled)
+    is replaced in place by the next write of its key, so the ETag tells: a current object
+    of another ETag is a newer write, whose bytes are not this version's."""
+    if ref.version_id is not None:
+        return current_version != ref.version_id
+    return bool(ref.etag) and current_etag != ref.etag
 
 
 def _stale_now(ref: ObjectRef) -> bool | None:
     """Whether another version of the key is current now; None when the key is gone."""
     try:
-        return _is_stale(ref, s3.locate(ref)[1])
+        _, version, etag = s3.locate(ref)
+        return _is_stale(ref, version, etag)
     except s3.ObjectGone:
         return None
 

@@ -407,6 +407,32 @@ def test_an_object_written_while_versioning_was_suspended_supersedes_the_version
     assert pipeline.published() == []
 
 
+def test_a_null_version_overwritten_while_versioning_is_suspended_is_not_read_from_the_newer_bytes(
+    pipeline,
+):
+    # Given versioning suspended: each write of the key replaces its "null" version in place,
+    # and S3's events give no version id, only the ETag
+    pipeline.s3.put_bucket_versioning(Bucket=pipeline.raw, VersioningConfiguration={"Status": "Suspended"})
+
+    def put(body: str) -> dict:
+        answer = pipeline.s3.put_object(Bucket=pipeline.raw, Key="incoming/null/n.csv", Body=body.encode())
+        return {"key": "incoming/null/n.csv", "version": "null", "etag": answer["ETag"].strip('"'), "size": 1}
+
+    first = put(SALES)
+    second = put("a,b\n1,2\n")
+    # When the first write's event arrives after the second write
+    pipeline.announce(first)
+    assert pipeline.poll()[1] == {"batchItemFailures": []}
+    # Then it is skipped as superseded: the current bytes are the second write's, which were
+    # announced (and counted) as the first's, next to the second's own outputs
+    assert pipeline.item({"key": first["key"], "version": first["etag"]})["skip_reason"] == "superseded"
+    assert pipeline.published() == [] and pipeline.processed_keys() == []
+    # And the second write's event processes the bytes it announced
+    pipeline.announce(second)
+    pipeline.poll()
+    assert [e["row_count"] for e in pipeline.published()] == [1]
+
+
 def test_transient_failure_is_retried_then_recorded_as_failed(pipeline, monkeypatch, capsys):
     # Given the processed bucket is unavailable (a transient failure)
     obj = pipeline.upload("incoming/sales.csv", SALES)
