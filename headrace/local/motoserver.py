@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with twenty-three documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with twenty-four documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -122,6 +122,14 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 23. A disabled EventBridge rule delivers nothing, as on AWS. moto sent every event to every
    rule whatever its state, so disabling the raw bucket's rule (to pause processing, or as
    the runbook's "an upload while the rule was disabled") paused nothing locally.
+24. A copy of an object uploaded in parts has a checksum of its own bytes. moto gave the
+   copy (one part: CopyObject) the source's composite checksum, a checksum of the parts'
+   checksums, as if it were the whole object's, so every SDK that checks what it downloads
+   (boto3 and the AWS CLI do by default) refused to read the copy: a file above the 8 MB
+   multipart threshold, copied onto itself to change its metadata or copied in from
+   another key, failed in the processor on every attempt and ended in the DLQ. On AWS a
+   GET of the copy is checked against a checksum of its own bytes, with the source's
+   algorithm.
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -441,11 +449,26 @@ def _sending_only(event: str, write: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def patch_s3() -> None:
-    """Adjustment 21."""
+    """Adjustments 21 and 24."""
     from moto.s3 import notifications
     from moto.s3.models import S3Backend
     from moto.s3.notifications import S3NotificationEvent
     from moto.s3.responses import S3Response
+    from moto.s3.utils import compute_checksum
+
+    copy_object = S3Backend.copy_object
+
+    @functools.wraps(copy_object)
+    def copy_with_its_own_checksum(
+        self: Any, src_key: Any, dest_bucket_name: str, dest_key_name: str, *args: Any, **kwargs: Any
+    ) -> None:
+        copy_object(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs)
+        if src_key.checksum_value and src_key.checksum_type == "COMPOSITE":
+            copied = self.get_object(dest_bucket_name, dest_key_name)
+            if copied is not None and copied.checksum_type != "COMPOSITE":
+                copied.checksum_value = compute_checksum(copied.value, src_key.checksum_algorithm).decode()
+
+    S3Backend.copy_object = copy_with_its_own_checksum  # type: ignore[method-assign]
 
     send_event = notifications.send_event
 
