@@ -185,7 +185,14 @@ def _ignored_because(ref: ObjectRef) -> str | None:
     if hidden:
         return f"a hidden file ({hidden!r}), skipped as Spark and Athena skip them"
     if not has_raw_suffix(ref.key, settings.raw_suffixes):
-        return f"the key ends in none of the raw suffixes ({', '.join(settings.raw_suffixes)})"
+        name = ref.key.rsplit("/", 1)[-1] or ref.key
+        reason = (
+            f"the file name {name!r} ends in none of the raw suffixes ({', '.join(settings.raw_suffixes)})"
+        )
+        if ref.key != ref.key.rstrip() and has_raw_suffix(ref.key.rstrip(), settings.raw_suffixes):
+            # "sales.csv " (a name pasted with a blank) looked like a suffix the stack takes
+            reason += ": it ends in whitespace, which is part of the S3 key; upload it without"
+        return reason
     return None
 
 

@@ -866,14 +866,18 @@ def test_a_key_without_one_of_the_raw_suffixes_is_ignored_not_failed(pipeline, m
     monkeypatch.setattr(pipeline.handler, "settings", settings)
     readme = pipeline.upload("incoming/sales/readme.md", "# notes")
     rotated = pipeline.upload("incoming/app.log.1", "2024-01-15T10:00:00Z ERROR x\n")
-    pipeline.announce(readme, rotated)
-    # When they are processed: the readme is acknowledged with nothing recorded for it, but
-    # counted, and the log says why
+    blank = pipeline.upload("incoming/sales/2026-01.csv ", "a,b\n1,2\n")  # a name pasted with a blank
+    pipeline.announce(readme, rotated, blank)
+    # When they are processed: the readme and the blank-ended name are acknowledged with
+    # nothing recorded for them, but counted, and the log says why, naming the file
     _, response = pipeline.poll()
     assert response == {"batchItemFailures": []}
-    assert pipeline.item(readme) == {}
-    assert emitted_metrics(capsys.readouterr().out)["FilesIgnored"] == 1
-    assert "ends in none of the raw suffixes (.csv, .log.*)" in caplog.text
+    assert pipeline.item(readme) == {} and pipeline.item(blank) == {}
+    assert emitted_metrics(capsys.readouterr().out)["FilesIgnored"] == 2
+    assert "'readme.md' ends in none of the raw suffixes (.csv, .log.*)" in caplog.text
+    assert (
+        "'2026-01.csv ' ends in none of the raw suffixes (.csv, .log.*): it ends in whitespace" in caplog.text
+    )
     # and the rotated log, which a suffix's '*' matches, is processed
     assert pipeline.item(rotated)["status"] == "completed"
 
