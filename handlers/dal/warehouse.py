@@ -332,7 +332,7 @@ class Warehouse:
             conn = self.connections.get()
             reused = not self.connections.fresh
             try:
-                self._migrate(conn)
+                self._migrate(conn, deadline)
                 return self._load(conn, file, incoming, rows, deadline, replaced_by)
             except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
                 # the transaction was rolled back; the connection is fine
@@ -731,13 +731,46 @@ class Warehouse:
         )
 
     # ------------------------------------------------------------------ migrations
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+    def _migrate(self, conn: psycopg.Connection[Any], deadline: _Deadline | None = None) -> None:
         """Create the schema and the warehouse's own tables on first use (once per
-        connection; concurrent loaders serialize on an advisory lock)."""
+        connection; concurrent loaders serialize on an advisory lock). A migration's ``ALTER
+        TABLE`` waits for every transaction that has read the table, and every later reader
+        queues behind it: during an upgrade, loads of the previous version hold ``_files``
+        for as long as they run. So the migration waits at most ``SCHEMA_LOCK_TIMEOUT_MS``
+        for its locks, ``SCHEMA_LOCK_ATTEMPTS`` times, then gives up with nothing changed
+        (``LoadTimedOut``: the file is retried), instead of stalling every load behind it."""
         if self._ready is conn:
             return
+        deadline = deadline or _Deadline(None)
+        busy: errors.LockNotAvailable | None = None
+        for attempt in range(1, SCHEMA_LOCK_ATTEMPTS + 1):
+            try:
+                self._apply_migrations(conn, deadline)
+                self._ready = conn
+                return
+            except errors.LockNotAvailable as exc:  # rolled back: nothing was applied
+                busy = exc
+            if attempt < SCHEMA_LOCK_ATTEMPTS:
+                remaining = deadline.remaining_ms()
+                pause = SCHEMA_RETRY_PAUSE_SECONDS * attempt
+                time.sleep(pause if remaining is None else min(pause, remaining / 1000))
+        raise LoadTimedOut(
+            f"could not apply the warehouse's migrations in schema {self.schema}: other sessions "
+            f"(loads of a previous version still running, or queries) kept its tables locked through "
+            f"{SCHEMA_LOCK_ATTEMPTS} attempts (each waits at most {SCHEMA_LOCK_TIMEOUT_MS} ms, so that "
+            f"readers queued behind a change are not held longer); nothing was changed, to be retried"
+            + (f": {_first_line(busy)}" if busy is not None else "")
+        )
+
+    def _apply_migrations(self, conn: psycopg.Connection[Any], deadline: _Deadline) -> None:
+        """The migrations not applied yet, in order, in one transaction."""
         schema = sql.Identifier(self.schema)
         with conn.transaction(), conn.cursor() as cur:
+            lock_ms = SCHEMA_LOCK_TIMEOUT_MS
+            remaining = deadline.remaining_ms()
+            if remaining is not None:
+                lock_ms = min(lock_ms, remaining)
+            cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_ms)))
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"headrace:migrate:{self.schema}"]
             )
@@ -764,7 +797,6 @@ class Warehouse:
                     ),
                     [version, description],
                 )
-        self._ready = conn
 
     def close(self) -> None:
         self.connections.close()

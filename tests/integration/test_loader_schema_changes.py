@@ -114,6 +114,42 @@ def test_a_column_change_waits_for_running_queries_only_briefly(loader, monkeypa
     assert loader.values("lq", "b") == [None, "x"]
 
 
+def test_a_migration_waits_for_loads_of_the_previous_version_only_briefly(loader, monkeypatch):
+    # Given a warehouse a previous version set up (migration 3 not applied yet), upgraded
+    # while a load of that version still runs: its transaction has read _files
+    loader.process_and_load("incoming/mg/1.csv", "a\n1\n")
+    event = loader.process("incoming/mg/2.csv", "a\n2\n")
+    schema = sql.Identifier(loader.schema)
+    with loader.connect() as conn:
+        conn.execute(sql.SQL("ALTER TABLE {}._files DROP COLUMN nuls_removed").format(schema))
+        conn.execute(sql.SQL("DELETE FROM {}._migrations WHERE version = 3").format(schema))
+    loader.handler.warehouse.close()  # the next load connects afresh and migrates
+    monkeypatch.setattr(wh, "SCHEMA_LOCK_TIMEOUT_MS", 100)
+    monkeypatch.setattr(wh, "SCHEMA_LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(wh, "SCHEMA_RETRY_PAUSE_SECONDS", 0)
+    record = loader.record(event)
+    with loader.connect() as old_load:
+        # (the server ends this session if the load waits for it: the test fails, not hangs)
+        old_load.execute("SET idle_in_transaction_session_timeout = '10s'")
+        old_load.execute("BEGIN")
+        old_load.execute(sql.SQL("SELECT object_version FROM {}._files").format(schema))
+        # When the upgraded loader's first load migrates
+        response = loader.invoke(record)
+        old_load.execute("ROLLBACK")
+    # Then it gave up (to be retried) saying why, instead of holding its ALTER TABLE, and
+    # every load and reader of _files queued behind it, for as long as the old load runs
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/mg/2.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith(
+        f"LoadTimedOut: could not apply the warehouse's migrations in schema {loader.schema}"
+    )
+    assert loader.query(sql.SQL("SELECT max(version) FROM {}._migrations").format(schema)) == [(2,)]
+    # and once that load is over, the retry migrates and loads
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert loader.query(sql.SQL("SELECT max(version) FROM {}._migrations").format(schema)) == [(3,)]
+    assert loader.values("mg", "a") == [1, 2]
+
+
 @pytest.mark.parametrize("skipped", [1, wh.SCHEMA_ROUNDS])
 def test_a_table_changed_again_before_the_load_is_checked_under_the_lock(loader, monkeypatch, skipped):
     # Given a file with a new column whose table change is lost before the data transaction
