@@ -675,7 +675,13 @@ def test_a_file_that_runs_out_of_time_is_stopped_retried_and_then_failed(pipelin
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
     item = pipeline.item(obj)
     assert item["status"] == "processing"
-    assert item["last_error"].startswith("OutOfTime: processing was stopped at its deadline")
+    # (on a loaded host the download can use the whole budget: stopped before processing)
+    assert item["last_error"].startswith(
+        (
+            "OutOfTime: processing was stopped at its deadline",
+            "OutOfTime: no time was left to start processing",
+        )
+    )
     assert "functions.processor.timeout_seconds" in item["last_error"]
     assert pipeline.queue.receive() == []
     # When every attempt runs out of time
