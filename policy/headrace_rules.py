@@ -384,6 +384,12 @@ def s3_no_public_acl(kind: str, props: Mapping[str, Any]) -> list[str]:
         uri = _document(_document(grant).get("grantee")).get("uri")
         if uri in PUBLIC_GROUPS:
             problems.append(f"grants {_document(grant).get('permission')} to {uri}")
+    # A bucket's own (inline) grants: [{"type": "Group", "uri": ..., "permissions": [...]}]
+    for grant in _as_list(props.get("grants")):
+        grant = _document(grant)
+        if grant.get("uri") in PUBLIC_GROUPS:
+            permissions = ", ".join(str(p) for p in _as_list(grant.get("permissions")))
+            problems.append(f"grants {permissions} to {grant.get('uri')}")
     return problems
 
 

@@ -252,6 +252,23 @@ NEGATIVE = [
         "makes the bucket public",
     ),
     (
+        "s3-no-public-acl",
+        "aws:s3/bucket:Bucket",
+        "raw",
+        # the bucket's own grants, not a canned ACL or a BucketAcl
+        _set(
+            "grants",
+            [
+                {
+                    "type": "Group",
+                    "uri": "http://acs.amazonaws.com/groups/global/AllUsers",
+                    "permissions": ["READ"],
+                }
+            ],
+        ),
+        "grants READ to http://acs.amazonaws.com/groups/global/AllUsers",
+    ),
+    (
         "tls-only-resource-policies",
         "aws:sqs/queuePolicy:QueuePolicy",
         "ingest",
@@ -900,7 +917,8 @@ def test_the_pack_enforces_its_rules_through_pulumi_policy(dev, tmp_path):
 def test_the_pack_refuses_what_its_rules_used_to_miss(tmp_path):
     # Given resources the pack let through: a public policy inline on a secret and on a
     # KeyPolicy, a grant on table* (every table), a queue policy open to any account's ARN
-    # pattern, and a public Aurora cluster instance
+    # pattern, a public Aurora cluster instance, and a bucket whose own grants let any AWS
+    # account read and write it
     def resource(kind: str, name: str, **props: Any) -> dict[str, Any]:
         return {
             "type": kind,
@@ -953,6 +971,17 @@ def test_the_pack_refuses_what_its_rules_used_to_miss(tmp_path):
             ),
         ),
         resource("aws:rds/clusterInstance:ClusterInstance", "public-db", publiclyAccessible=True),
+        resource(
+            "aws:s3/bucket:Bucket",
+            "granted-bucket",
+            grants=[
+                {
+                    "type": "Group",
+                    "uri": "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+                    "permissions": ["READ", "WRITE"],
+                }
+            ],
+        ),
     ]
     # When the real pack checks them
     report = _through_pulumi_policy(resources, tmp_path)
@@ -965,6 +994,7 @@ def test_the_pack_refuses_what_its_rules_used_to_miss(tmp_path):
         ("resource-policies-not-public", "any-account"),
         ("tls-only-resource-policies", "any-account"),
         ("rds-private-and-encrypted", "public-db"),
+        ("s3-no-public-acl", "granted-bucket"),
     }
 
 
