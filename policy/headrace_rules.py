@@ -431,12 +431,23 @@ def resource_policy_not_public(kind: str, props: Mapping[str, Any]) -> list[str]
 def _lambda_permission_problems(props: Mapping[str, Any]) -> list[str]:
     if props.get("principal") != "*":
         return []
-    if props.get("sourceArn") or props.get("sourceAccount") or props.get("principalOrgId"):
+    # Lambda checks these two against account and organization id patterns (no wildcards).
+    if props.get("sourceAccount") or props.get("principalOrgId"):
+        return []
+    # Lambda compares the source ARN with ArnLike, in which an empty account or a wildcard
+    # one matches the resources of every account (arn:aws:sns:::*, arn:aws:events:*:*:rule/x).
+    source_arn = props.get("sourceArn")
+    if source_arn and _pins("aws:sourcearn", str(source_arn), "arnlike"):
         return []
     # A function URL's grants: whether the URL is public is its own authorization type
     # (the local stack's is, on purpose: README.md, "Not enforced").
     if props.get("action") == "lambda:InvokeFunctionUrl" or props.get("invokedViaFunctionUrl") is True:
         return []
+    if source_arn:
+        return [
+            f"allows anyone (principal '*') to invoke the function: sourceArn {source_arn!r} names no "
+            "account (or an S3 bucket): set sourceAccount, or a sourceArn of one account's resource"
+        ]
     return [
         "allows anyone (principal '*') to invoke the function: set sourceArn, sourceAccount or principalOrgId"
     ]

@@ -401,6 +401,22 @@ NEGATIVE = [
     ),
     (
         "resource-policies-not-public",
+        "aws:lambda/permission:Permission",
+        "reporting-daily-invoke",
+        # Lambda's ArnLike: every topic of every account
+        _all(_set("principal", "*"), _set("sourceArn", "arn:aws:sns:::*")),
+        "sourceArn 'arn:aws:sns:::*' names no account",
+    ),
+    (
+        "resource-policies-not-public",
+        "aws:lambda/permission:Permission",
+        "reporting-daily-invoke",
+        # a rule of that name in any account
+        _all(_set("principal", "*"), _set("sourceArn", "arn:aws:events:eu-west-1:*:rule/daily")),
+        "sourceArn 'arn:aws:events:eu-west-1:*:rule/daily' names no account",
+    ),
+    (
+        "resource-policies-not-public",
         "aws:s3/bucketPolicy:BucketPolicy",
         "raw",
         _policy(
@@ -1042,3 +1058,24 @@ def test_a_queue_without_a_dead_letter_queue_fails_the_preview(tmp_path):
 def test_a_queue_policy_must_cover_its_queue_in_any_partition(url: str, arn: str) -> None:
     # Given a queue's URL, Then its TLS deny is checked against the ARN in the URL's partition
     assert rules._queue_arn(url) == arn
+
+
+@pytest.mark.parametrize(
+    ("source_arn", "public"),
+    [
+        ("arn:aws:events:eu-west-1:111122223333:rule/daily", False),
+        ("arn:aws:execute-api:eu-west-1:111122223333:abc123/*/*", False),
+        ("arn:aws:s3:::one-bucket", False),  # an S3 ARN names no account: its bucket is the source
+        ("arn:aws:s3:::*", True),
+        ("arn:aws:execute-api:eu-west-1::abc123/*/*", True),
+        ("arn:aws:events:*:111122223333:rule/daily", False),  # any region, one account
+    ],
+)
+def test_a_lambda_permission_for_anyone_needs_a_source_of_one_account(source_arn: str, public: bool) -> None:
+    # Given a permission for principal "*" whose only restriction is its source ARN
+    props = {"action": "lambda:InvokeFunction", "function": "f", "principal": "*", "sourceArn": source_arn}
+    # Then it is refused exactly when that ARN (ArnLike) matches resources of every account
+    found = violations(
+        RESOURCE_RULES["resource-policies-not-public"], "aws:lambda/permission:Permission", props
+    )
+    assert bool(found) is public, found
