@@ -82,6 +82,16 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-vpc"},
             opts=child,
         )
+        # Every VPC comes with a default security group that lets its members reach one another
+        # on every port, and anywhere out. Nothing here uses it (each resource has its own
+        # group below); adopted with no rules, it lets nothing through should something be
+        # put in it by default (Security Hub EC2.2).
+        self.default_sg = aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=self.vpc.id,
+            tags={"Name": f"{name}-default (no rules)"},
+            opts=child,
+        )
         # Availability Zones only: where the account has opted in to Local Zones, AWS lists
         # them too (and their names sort first), and the subnets' zones must serve RDS,
         # Lambda and the interface endpoint.

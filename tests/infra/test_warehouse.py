@@ -344,6 +344,19 @@ def test_security_groups_allow_only_loader_traffic(dev: Deployment) -> None:
     assert db.inputs["vpcSecurityGroupIds"] == [database_sg]
 
 
+def test_the_vpcs_default_security_group_lets_nothing_through(dev: Deployment) -> None:
+    # Given dev's network
+    (vpc,) = dev.of_type("aws:ec2/vpc:Vpc")
+    # Then the VPC's default security group (all traffic between its members and out, as AWS
+    # makes it) is adopted with no rules at all, and no resource is placed in it
+    (default,) = dev.of_type("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert default.inputs["vpcId"] == vpc.id
+    assert not default.inputs.get("ingress") and not default.inputs.get("egress")
+    assert default.id and all(
+        default.id not in json.dumps(r.inputs, default=str) for r in dev.resources if r is not default
+    )
+
+
 def test_nat_gateway_is_opt_in(tiny_archive: Path) -> None:
     # Given dev with network.nat_gateway true
     stack = deploy("dev", tiny_archive, {"headrace:warehouse": {"network": {"nat_gateway": True}}})
