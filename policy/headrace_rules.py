@@ -78,6 +78,8 @@ RDS_CLUSTER = "aws:rds/cluster:Cluster"
 RDS_CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"  # its storage is the cluster's
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+HTTP_API_STAGE = "aws:apigatewayv2/stage:Stage"
 VPC_ENDPOINTS = frozenset({"aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy"})
 IAM_POLICIES = frozenset(
     {
@@ -613,6 +615,37 @@ def queue_targets_have_dlq(kind: str, props: Mapping[str, Any]) -> list[str]:
     return ["an EventBridge target queue without deadLetterConfig: undeliverable events would be dropped"]
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def log_group_retention(kind: str, props: Mapping[str, Any]) -> list[str]:
+    if _positive(props.get("retentionInDays")):
+        return []
+    return ["retentionInDays not set: the log group keeps every event (and what it logs) forever"]
+
+
+def http_api_stage_logged_and_throttled(kind: str, props: Mapping[str, Any]) -> list[str]:
+    problems = []
+    # Whether the destination is set, not its value: at preview a new log group's ARN is
+    # unknown, and reading it would skip the rule.
+    access_logs = props.get("accessLogSettings")
+    if not isinstance(access_logs, Mapping) or not {"destinationArn", "format"} <= set(access_logs):
+        problems.append(
+            "no access logging (accessLogSettings.destinationArn and format): requests leave no trace"
+        )
+    route = _document(props.get("defaultRouteSettings"))
+    unthrottled = [
+        key for key in ("throttlingRateLimit", "throttlingBurstLimit") if not _positive(route.get(key))
+    ]
+    if unthrottled:
+        problems.append(
+            f"defaultRouteSettings.{' and '.join(unthrottled)} not set: one caller can use the account's "
+            "whole API Gateway quota (and the function's concurrency)"
+        )
+    return problems
+
+
 RESOURCE_RULES: tuple[ResourceRule, ...] = (
     ResourceRule(
         "s3-default-encryption",
@@ -705,6 +738,18 @@ RESOURCE_RULES: tuple[ResourceRule, ...] = (
         "EventBridge rules that deliver to a queue send undeliverable events to a dead-letter queue.",
         frozenset({EVENT_TARGET}),
         queue_targets_have_dlq,
+    ),
+    ResourceRule(
+        "log-group-retention",
+        "CloudWatch log groups expire their events (retentionInDays), not keep them forever.",
+        frozenset({LOG_GROUP}),
+        log_group_retention,
+    ),
+    ResourceRule(
+        "http-api-stages-logged-and-throttled",
+        "HTTP API stages write access logs and throttle their routes by default.",
+        frozenset({HTTP_API_STAGE}),
+        http_api_stage_logged_and_throttled,
     ),
 )
 

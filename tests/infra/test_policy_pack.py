@@ -607,6 +607,34 @@ NEGATIVE = [
         _set("deadLetterConfig", DELETE),
         "without deadLetterConfig",
     ),
+    (
+        "log-group-retention",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "processor-logs",
+        _set("retentionInDays", DELETE),
+        "retentionInDays not set",
+    ),
+    (
+        "log-group-retention",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "access-logs",
+        _set("retentionInDays", 0),  # the provider's "never expire"
+        "retentionInDays not set",
+    ),
+    (
+        "http-api-stages-logged-and-throttled",
+        "aws:apigatewayv2/stage:Stage",
+        "default",
+        _set("accessLogSettings", DELETE),
+        "no access logging",
+    ),
+    (
+        "http-api-stages-logged-and-throttled",
+        "aws:apigatewayv2/stage:Stage",
+        "default",
+        _set("defaultRouteSettings.throttlingRateLimit", DELETE),
+        "defaultRouteSettings.throttlingRateLimit not set",
+    ),
 ]
 
 
@@ -1079,3 +1107,39 @@ def test_a_lambda_permission_for_anyone_needs_a_source_of_one_account(source_arn
         RESOURCE_RULES["resource-policies-not-public"], "aws:lambda/permission:Permission", props
     )
     assert bool(found) is public, found
+
+
+def test_log_retention_and_api_stage_settings_fail_the_preview(tmp_path):
+    # Given a preview that adds an access log group without retention and two HTTP API
+    # stages logging to a log group not created yet (its ARN unknown): one throttled, one not
+    def resource(kind: str, resource_name: str, **props: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "name": resource_name,
+            "urn": f"urn:pulumi:dev::headrace::{kind}::{resource_name}",
+            "inputs": props,
+            "outputs": {},
+        }
+
+    logs = {"destinationArn": UNKNOWN, "format": "$context.requestId"}
+    throttled = {"throttlingRateLimit": 50, "throttlingBurstLimit": 100}
+    resources = [
+        resource("aws:cloudwatch/logGroup:LogGroup", "forever"),
+        resource(
+            "aws:apigatewayv2/stage:Stage", "open", apiId=UNKNOWN, name="$default", accessLogSettings=logs
+        ),
+        resource(
+            "aws:apigatewayv2/stage:Stage",
+            "guarded",
+            apiId=UNKNOWN,
+            accessLogSettings=logs,
+            defaultRouteSettings=throttled,
+        ),
+    ]
+    # When the pack checks their inputs as the engine does at preview
+    report = _through_pulumi_policy(resources, tmp_path)
+    # Then the log group and the unthrottled stage are refused already, the other stage passes
+    assert {(v["policy"], v["name"]) for v in report["violations"] if v["policy"] in RESOURCE_RULES} == {
+        ("log-group-retention", "forever"),
+        ("http-api-stages-logged-and-throttled", "open"),
+    }
