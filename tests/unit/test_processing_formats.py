@@ -33,6 +33,26 @@ def test_json_object_wrapping_one_array_of_records(process):
     result = process("w.json", '{"meta": {"page": 1}, "records": [{"id": 1}, {"id": 2}, {"id": 3}]}')
     assert result.data["row_count"] == 3
     assert result.data["schema"] == {"id": "int"}
+    assert result.data["warnings"] == [
+        "only the records under 'records' were read: the object's other member ('meta') is not kept"
+    ]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        '{"page": 1}',
+        '{"a":' * 5_000 + "1" + "}" * 5_000,
+    ],  # read as a stream; read whole (too deep for Python)
+    ids=["streamed", "whole"],
+)
+def test_members_beside_wrapped_records_are_named_as_left_out(process, meta):
+    # An API page: its "next" cursor and "meta" were dropped without a word
+    result = process("page.json", f'{{"meta": {meta}, "items": [{{"id": 1}}, {{"id": 2}}], "next": "c2"}}')
+    assert result.rows("id") == [(1,), (2,)]
+    assert result.data["warnings"] == [
+        "only the records under 'items' were read: the object's other members ('meta', 'next') are not kept"
+    ]
 
 
 @pytest.mark.parametrize(

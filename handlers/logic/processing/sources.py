@@ -508,7 +508,8 @@ class JsonSource(_JsonRecordsSource):
         if (records := _records_member(self.path)) is not None:
             # records under one key: that array alone, copied out, is read as a stream like
             # an array document, instead of the whole object into memory (66 MB took 886 MB)
-            key, start, end = records
+            key, start, end, others = records
+            self._note_members_left_out(key, others)
             array = self._workdir / "records.json"
             _copy_range(self.path, array, start, end)
             self._load(
@@ -544,6 +545,7 @@ class JsonSource(_JsonRecordsSource):
             if kind == "ARRAY" and first == "OBJECT"
         ]
         if len(arrays) == 1:
+            self._note_members_left_out(arrays[0], [k for k in names if k != arrays[0]])
             path = literal(json_pointer(arrays[0]))
             self._load(
                 "SELECT row_number() OVER () AS pos, line FROM "
@@ -553,15 +555,32 @@ class JsonSource(_JsonRecordsSource):
         else:
             self._load("SELECT 1 AS pos, doc AS line FROM json_doc", "document")
 
+    def _note_members_left_out(self, key: str, others: list[str]) -> None:
+        """Warn that the members beside the records (an API page's "next" cursor, its
+        "meta") are not in the output: they were left out without a word."""
+        if not others:
+            return
+        shown = ", ".join(repr(k) for k in others[:_MEMBERS_NAMED])
+        more = f" and {len(others) - _MEMBERS_NAMED} more" if len(others) > _MEMBERS_NAMED else ""
+        self.warnings.append(
+            f"only the records under {key!r} were read: the object's other "
+            f"{'member' if len(others) == 1 else 'members'} ({shown}{more}) "
+            f"{'is' if len(others) == 1 else 'are'} not kept"
+        )
+
+
+# the members beside an object's records a warning names
+_MEMBERS_NAMED = 10
 
 _STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # a string's text after its opening quote
 _STRUCTURE = re.compile(rb'["\[\]{}]')
 _NON_SPACE = re.compile(rb"\S")
 
 
-def _records_member(path: Path) -> tuple[str, int, int] | None:
-    """(key, start, end) of the one member of the file's object whose value is an array of
-    objects, by byte offsets of the array; None when the file holds more than one document,
+def _records_member(path: Path) -> tuple[str, int, int, list[str]] | None:
+    """(key, start, end, others) of the one member of the file's object whose value is an
+    array of objects, by byte offsets of the array, and the names of the object's other
+    members; None when the file holds more than one document,
     or the object no such member or several. One scan of the file (mapped, not read into
     memory), skipping strings whole."""
     arrays: list[tuple[bytes, int, int]] = []
@@ -604,11 +623,11 @@ def _records_member(path: Path) -> tuple[str, int, int] | None:
             return None
         try:
             member = json.loads(b'"' + name + b'"')
-            json.loads(data[:start] + b"[]" + data[end:])
+            rest = json.loads(data[:start] + b"[]" + data[end:])
         except (ValueError, RecursionError):
             # the whole read names the fault (or reads a member nested deeper than Python parses)
             return None
-    return member, start, end
+    return member, start, end, [k for k in rest if k != member]
 
 
 def _copy_range(path: Path, target: Path, start: int, end: int) -> None:
