@@ -229,6 +229,28 @@ def test_a_repeated_key_keeps_its_first_value_and_python_nan_is_a_float(process,
     assert result.rows("a, b::VARCHAR") == [(1, "2.5"), (4, "nan"), (5, "inf")]
     assert result.data["statistics"]["b"]["non_finite_count"] == 2
     assert "malformed_rows" not in result.data["quality_issues"]
+    # and the summary says a value was left out (3, which other parsers would have read)
+    assert result.data["warnings"] == [
+        f"1 {'record' if name.endswith('.json') else 'line'} names a key more than once "
+        f"({'record' if name.endswith('.json') else 'line'} 1: 'a'): the first value of such a key is kept "
+        "and the others are not (Python's and JavaScript's parsers keep the last)"
+    ]
+
+
+def test_records_repeating_keys_are_counted_and_the_first_named(process):
+    # a key repeated twice in one line is one line counted; a nested object's repeated key
+    # is kept in its JSON text, nothing lost
+    lines = [
+        '{"a": 1, "n": {"x": 1, "x": 2}}',
+        '{"a": 2, "b": 1, "b": 2, "a": 3, "a": 4}',
+        '{"a": 5, "a": 6}',
+    ]
+    result = process("k.ndjson", "\n".join(lines) + "\n")
+    assert result.rows("a, b") == [(1, None), (2, 1), (5, None)]
+    assert result.data["warnings"] == [
+        "2 lines name a key more than once (line 2: 'a', 'b'): the first value of such a key is kept "
+        "and the others are not (Python's and JavaScript's parsers keep the last)"
+    ]
 
 
 def test_json_extension_holding_ndjson_is_read_as_ndjson(process):

@@ -384,13 +384,21 @@ class _JsonRecordsSource(Source):
             "SELECT pos, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok "
             f"FROM ({numbered_sql})"
         )
-        keys = self.con.execute(
-            "SELECT k FROM (SELECT pos, unnest(json_keys(line)) AS k, generate_subscripts(json_keys(line), 1) AS i "
-            "FROM json_records WHERE ok) GROUP BY k ORDER BY min(pos), arg_min(i, pos), k"
+        # each key, and (in the same pass) the first record that names a key twice and how
+        # many records do (counted once each, at their first key)
+        found = self.con.execute(
+            "SELECT k, min(pos) FILTER (WHERE repeats), count(*) FILTER (WHERE repeats AND i = 1) FROM ("
+            "SELECT pos, unnest(ks) AS k, generate_subscripts(ks, 1) AS i, repeats FROM ("
+            "SELECT pos, ks, len(ks) <> len(list_distinct(ks)) AS repeats FROM ("
+            "SELECT pos, json_keys(line) AS ks FROM json_records WHERE ok))) "
+            "GROUP BY k ORDER BY min(pos), arg_min(i, pos), k"
         ).fetchall()
-        self.keys = [k for (k,) in keys]
+        self._note_repeated_keys(
+            sum(n for _, _, n in found), min((p for _, p, _ in found if p is not None), default=None)
+        )
+        self.keys = [k for k, _, _ in found]
         # an empty key is a valid JSON name, not a column name (CSV's empty header: column_N)
-        self.columns = [k or f"column_{i}" for i, (k,) in enumerate(keys, start=1)]
+        self.columns = [k or f"column_{i}" for i, k in enumerate(self.keys, start=1)]
         self.written_columns = list(self.keys)
         if not self.columns:
             total, blank = first_row(
@@ -409,6 +417,22 @@ class _JsonRecordsSource(Source):
                 )
         if len(self.columns) > MAX_COLUMNS:
             raise UnprocessableFile(f"too many distinct keys: {len(self.columns)} (limit {MAX_COLUMNS})")
+
+    def _note_repeated_keys(self, records: int, first: int | None) -> None:
+        """Warn that records name a key twice: the first value is read, and the other lost,
+        where Python's and JavaScript's parsers (and PostgreSQL's jsonb) keep the last."""
+        if not records or first is None:
+            return
+        row = first_row(self.con, f"SELECT json_keys(line) FROM json_records WHERE pos = {int(first)}")
+        names = list(row[0]) if row else []
+        repeated = list(dict.fromkeys(k for k in names if names.count(k) > 1))
+        what = f"{self.record_name} names" if records == 1 else f"{self.record_name}s name"
+        self.warnings.append(
+            f"{records:,} {what} a key more than once ({self.record_name} {first}: "
+            + ", ".join(repr(k) for k in repeated[:_MEMBERS_NAMED])
+            + "): the first value of such a key is kept and the others are not "
+            "(Python's and JavaScript's parsers keep the last)"
+        )
 
     @property
     def relation_columns(self) -> list[str]:
