@@ -237,6 +237,24 @@ def test_a_repeated_key_keeps_its_first_value_and_python_nan_is_a_float(process,
     ]
 
 
+def test_numbers_written_as_strings_lose_their_spelling_in_a_float_column(process):
+    # as the README says: "1" and 1 are alike, so strings that all read as numbers make a
+    # float column; only a string column keeps the spelling
+    result = process("v.ndjson", '{"v": "1.10", "w": "1.10"}\n{"v": "2.0", "w": "beta"}\n')
+    assert result.data["schema"] == {"v": "float", "w": "string"}
+    assert result.rows("v, w") == [(1.1, "1.10"), (2.0, "beta")]
+
+
+@pytest.mark.parametrize("name", ["c.json", "c.ndjson"])
+def test_a_comma_before_a_records_own_closing_bracket_is_read(process, name):
+    # as the README says: DuckDB's parser takes it (only the document's last comma fails)
+    records = ['{"a": 1, "t": [1, 2,],}', '{"a": 2}']
+    text = "[" + ", ".join(records) + "]" if name == "c.json" else "\n".join(records) + "\n"
+    result = process(name, text)
+    assert result.rows("a, t") == [(1, "[1,2]"), (2, None)]
+    assert "malformed_rows" not in result.data["quality_issues"]
+
+
 def test_records_repeating_keys_are_counted_and_the_first_named(process):
     # a key repeated twice in one line is one line counted; a nested object's repeated key
     # is kept in its JSON text, nothing lost
