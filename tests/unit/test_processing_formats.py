@@ -162,16 +162,61 @@ def test_ndjson_with_mixed_line_ends_is_read(process):
     assert "CRLF and LF line ends are mixed; all read as LF" in result.data["warnings"]
 
 
+def _pretty(*edits: tuple[str, str]) -> str:
+    """Three records, pretty-printed four lines each (record 2 is on lines 6-9), edited."""
+    text = json.dumps([{"id": i, "name": f"n{i}"} for i in (1, 2, 3)], indent=2) + "\n"
+    for old, new in edits:
+        text = text.replace(old, new)
+    return text
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('[{"a": 1}, {"a": 2}, {"a": 3 "b": 1}, {"a": 4}]', "in record 3:"),
-        ('{"a" 1}', "in record 1:"),
+        (
+            '[{"a": 1}, {"a": 2}, {"a": 3 "b": 1}, {"a": 4}]',
+            "invalid JSON at line 1, column 30 (record 3): unexpected character: "
+            '\'[{"a": 1}, {"a": 2}, {"a": 3 "b": 1}, {"a": 4}]\'',
+        ),
+        ('{"a" 1}', "invalid JSON at line 1, column 6 (record 1): unexpected character: '{\"a\" 1}'"),
+        (
+            _pretty(('"n2"', "n2")),
+            "invalid JSON at line 8, column 13 (record 2): invalid literal: '    \"name\": n2'",
+        ),
+        (
+            _pretty(('"id": 2,', '"id": 2,\n    // the second')),
+            "invalid JSON at line 8, column 5 (record 2): a comment (JSON has none): '    // the second'",
+        ),
+        (  # a comma missing between records: named by the record before it
+            _pretty(('},\n  {\n    "id": 2', '}\n  {\n    "id": 2')),
+            "invalid JSON at line 6, column 3 (after record 1): unexpected character: '  {'",
+        ),
+        (
+            '[{"a": 1},\n {"a": 2},, {"a": 3}]',
+            'invalid JSON at line 2, column 11 (record 3): no value between two commas: \' {"a": 2},, {"a": 3}]\'',
+        ),
+        (  # records under a key, read from a copy of their array: lines of the file
+            '{"meta": {"page": 1},\n "items": [\n  {"a": 1},\n  {"a": 2 /* x */}\n]}',
+            "invalid JSON at line 4, column 11 (record 2): a comment (JSON has none): '  {\"a\": 2 /* x */}'",
+        ),
+        (  # objects one after another (jq's output)
+            '{\n  "a": 1\n}\n{\n  "a": tru\n}\n',
+            "invalid JSON at line 5, column 8 (record 2): invalid literal: '  \"a\": tru'",
+        ),
+        (  # one line of any length: the text around the error, counted in characters
+            json.dumps([{"id": i, "é": "é" * 30} for i in range(20)], ensure_ascii=False).replace(
+                '"id": 12', '"id": 12x'
+            ),
+            "invalid JSON at line 1, column 613 (record 13): unexpected character: "
+            + repr("..." + "é" * 27 + '"}, {"id": 12x, "é": "' + "é" * 30 + '"...'),
+        ),
     ],
 )
-def test_invalid_json_names_the_record_it_is_in(process, content, message):
-    # DuckDB counts from 2 ("record/value 4" for the third)
-    with pytest.raises(UnprocessableFile, match=re.escape(message)):
+def test_invalid_json_names_its_line_column_and_record(process, content, message):
+    # DuckDB named a record ("record/value 4" for the third) and a byte inside it, and
+    # said "at byte 1 in record 1" of a comment before the first record: a pretty-printed
+    # file's user had to count records to find the line
+    with pytest.raises(UnprocessableFile, match="^" + re.escape(message)):
         process("bad.json", content)
 
 

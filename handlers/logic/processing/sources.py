@@ -508,6 +508,9 @@ class JsonSource(_JsonRecordsSource):
         src = literal(str(path))
         if start in _CLOSERS:
             _check_closed(path, start)
+        # what DuckDB is reading, to place a parse error: (file, an array or documents, where
+        # that file's first byte is in this one)
+        self._reading: tuple[Path, bool, int] = (path, start == "[", 0)
         try:
             if start == "[":
                 self._load(
@@ -525,7 +528,14 @@ class JsonSource(_JsonRecordsSource):
         except (duckdb.InterruptException, duckdb.OutOfMemoryException):
             raise  # stopped at the deadline, or out of memory: not the file's fault
         except duckdb.Error as exc:
-            message = _DUCKDB_VALUE_NUMBER.sub(lambda m: f"in record {int(m.group(1)) - 1}", _first_line(exc))
+            message = _first_line(exc)
+            try:
+                placed = _placed_parse_error(self.path, self._reading, message)
+            except (OSError, ValueError):  # the file gone or empty: DuckDB's words alone
+                placed = None
+            if placed:
+                raise UnprocessableFile(placed) from exc
+            message = _DUCKDB_VALUE_NUMBER.sub(lambda m: f"in record {int(m.group(1)) - 1}", message)
             raise UnprocessableFile(f"invalid JSON: {message}") from exc
 
     def _load_object(self, src: str) -> None:
@@ -536,6 +546,7 @@ class JsonSource(_JsonRecordsSource):
             self._note_members_left_out(key, others)
             array = self._workdir / "records.json"
             _copy_range(self.path, array, start, end)
+            self._reading = (array, True, start)
             self._load(
                 f"SELECT row_number() OVER () AS pos, json::VARCHAR AS line FROM read_json_objects("
                 f"{literal(str(array))}, format='array', compression={_PLAIN}, maximum_object_size={MAX_JSON_RECORD})",
@@ -712,6 +723,162 @@ def _json_scalar_kind(head: str) -> str:
     c = head.lstrip()[:1]
     return {'"': "string", "t": "boolean", "f": "boolean", "n": "null"}.get(
         c, "number" if c[:1].isdigit() or c == "-" else "non-JSON text"
+    )
+
+
+# DuckDB's JSON parse error (as _first_line leaves it): the byte, counted from 1 at the first
+# character of the value, the value (counted from 2) and the reason
+_DUCKDB_MALFORMED = re.compile(r"Malformed JSON, at byte (\d+) in record/value (\d+): (.+?)\.?\s*$")
+_SEPARATORS = re.compile(rb'["\[\]{},]')
+_UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
+_QUOTED_AROUND = 40  # characters quoted each side of a parse error
+
+
+def _placed_parse_error(source: Path, reading: tuple[Path, bool, int], message: str) -> str | None:
+    """DuckDB's parse error ``message`` by the line and column of ``source`` where it is, with
+    the text around it; None where that cannot be told. ``reading``: the file DuckDB read
+    (``source`` itself, or a copy of its bytes from an offset on) and whether it holds an
+    array (else a sequence of documents)."""
+    malformed = _DUCKDB_MALFORMED.match(message)
+    if not malformed:
+        return None
+    path, array, base = reading
+    byte, value = int(malformed.group(1)), int(malformed.group(2)) - 1
+    reason = malformed.group(3).split(". Try ")[0]  # DuckDB's advice on its own options
+    # DuckDB counts a value's bytes from its first character; where no comma follows a
+    # value, it names the next value and counts from the start of the one it read, to
+    # just past its end
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        starts = _value_starts(data, array, (value - 1, value))
+        before = starts.get(value - 1)
+        if before is not None and (value not in starts or _unseparated(data, array, before, byte, starts)):
+            start, record = before, f"after record {value - 1}"
+        elif value in starts:
+            start, record = starts[value], f"record {value}"
+        else:
+            return None
+        if start + byte - 1 >= len(data):
+            return None
+        offset = start + byte - 1
+        if data[offset : offset + 1].isspace() and (found := _NON_SPACE.search(data, offset)):
+            offset = found.start()  # the character where a comma should be
+    line, column, text_before, text_after = _line_and_column(source, base + offset)
+    if text_after.startswith(("//", "/*")):
+        reason = "a comment (JSON has none)"
+    elif reason == "input length is 0":
+        reason = "no value between two commas"
+    quoted = ("..." if column - 1 > len(text_before) else "") + text_before + text_after[:_QUOTED_AROUND]
+    quoted += "..." if len(text_after) > _QUOTED_AROUND else ""
+    return f"invalid JSON at line {line}, column {column} ({record}): {reason}: {quoted!r}"
+
+
+def _value_starts(data: mmap.mmap, array: bool, wanted: tuple[int, int]) -> dict[int, int]:
+    """Where the values ``wanted`` (counted from 1) begin: an array's elements (split by its
+    commas) or a sequence's documents (and the text after the last of them that is none);
+    strings are skipped whole."""
+    starts: dict[int, int] = {}
+    depth, count, pos, steps = 0, 0, 0, 0
+    while (found := _SEPARATORS.search(data, pos)) and count <= max(wanted):
+        steps += 1
+        if steps % 100_000 == 0:
+            deadline.check()
+        i, c = found.start(), data[found.start()]
+        pos = i + 1
+        if c == 0x22:  # '"'
+            rest = _STRING_REST.match(data, i + 1)
+            if rest is None:
+                break
+            pos = rest.end()
+            continue
+        element = False
+        if c in b"[{":
+            depth += 1
+            if depth == 1:
+                count = 1 if array else count + 1  # the array opens (its first element), or a document
+                element = True
+        elif c in b"]}":
+            depth -= 1
+            following = _NON_SPACE.search(data, i + 1) if not array and depth == 0 else None
+            if following and following.group() not in (b"{", b"["):
+                # text after a document that opens none: a value of its own, where DuckDB stops
+                if count + 1 in wanted:
+                    starts[count + 1] = following.start()
+                break
+        elif array and depth == 1:  # a comma between elements
+            count += 1
+            element = True
+        if element and count in wanted:
+            first = _NON_SPACE.search(data, i + 1 if array else i)
+            if first:
+                starts[count] = first.start()
+    return starts
+
+
+def _unseparated(data: mmap.mmap, array: bool, start: int, byte: int, starts: dict[int, int]) -> bool:
+    """Whether DuckDB's ``byte`` points just past the value at ``start`` and what follows it
+    there is no comma (in an array) nor the next document: a separator missing."""
+    end = _value_end(data, start)
+    if end is None or end != start + byte - 1:
+        return False
+    following = _NON_SPACE.search(data, end)
+    if following is None:
+        return False
+    if array:
+        return following.group() not in (b",", b"]")
+    return following.start() not in starts.values()
+
+
+def _value_end(data: mmap.mmap, start: int) -> int | None:
+    """Just past the object or array that opens at ``start``; None for another value, or
+    one that does not close."""
+    if data[start : start + 1] not in (b"{", b"["):
+        return None
+    depth, pos, steps = 0, start, 0
+    while found := _STRUCTURE.search(data, pos):
+        steps += 1
+        if steps % 100_000 == 0:
+            deadline.check()
+        i, c = found.start(), data[found.start()]
+        pos = i + 1
+        if c == 0x22:  # '"'
+            rest = _STRING_REST.match(data, i + 1)
+            if rest is None:
+                return None
+            pos = rest.end()
+        elif c in b"[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def _line_and_column(path: Path, offset: int) -> tuple[int, int, str, str]:
+    """The line (from 1) and column (characters, from 1) of byte ``offset`` of ``path``, and
+    up to _QUOTED_AROUND characters of its line before it and twice as many from it on (a
+    minified document is one line of any length: read a chunk at a time)."""
+    newlines, line_start = 0, 0
+    with path.open("rb") as f:
+        done = 0
+        while done < offset and (chunk := f.read(min(_CHUNK, offset - done))):
+            newlines += chunk.count(b"\n")
+            if (last := chunk.rfind(b"\n")) >= 0:
+                line_start = done + last + 1
+            done += len(chunk)
+        f.seek(line_start)
+        column = 1
+        while (left := offset - f.tell()) > 0 and (chunk := f.read(min(_CHUNK, left))):
+            column += len(chunk.translate(None, _UTF8_CONTINUATION))  # a character's first bytes
+        window = 4 * _QUOTED_AROUND  # bytes: a character has at most 4
+        first = max(line_start, offset - window)
+        f.seek(first)
+        before, after = f.read(offset - first), f.read(2 * window)
+    return (
+        newlines + 1,
+        column,
+        before.decode("utf-8", errors="ignore")[-_QUOTED_AROUND:],
+        after.split(b"\n", 1)[0].decode("utf-8", errors="ignore").rstrip("\r")[: _QUOTED_AROUND + 1],
     )
 
 
