@@ -1290,6 +1290,18 @@ def test_renamed_columns_are_named_in_the_warnings(process):
     assert process("ok.csv", "id,val\n1,2\n").data["warnings"] == []
 
 
+def test_a_made_up_name_never_takes_one_the_file_has(process):
+    # Val became val_2 and the file's own val_2 val_2_2: another file's val_2 then met this
+    # file's Val in one column of the dataset; the same for a blank header and column_1
+    result = process("own.csv", ",val,Val,val_2,column_1\n1,2,3,4,5\n")
+    assert list(result.data["schema"]) == ["column_1_2", "val", "Val_3", "val_2", "column_1"]
+    assert result.rows("val_2, column_1") == [(4, 5)]
+    assert result.data["warnings"] == [
+        "columns renamed (a name repeated, case aside, blank or reserved): '' (column 1) -> 'column_1_2', "
+        "'Val' (column 3) -> 'Val_3'"
+    ]
+
+
 def test_column_names_are_in_composed_form_so_they_match_across_files(process):
     # Given a name written decomposed (an "e" and a combining accent, as macOS writes it)
     decomposed, composed = "cafe\u0301", "caf\u00e9"

@@ -153,6 +153,10 @@ def test_an_empty_key_is_a_column_like_an_empty_csv_header(process):
         assert result.data["schema"] == {"column_1": "int", "a": "int"}
         assert result.rows("column_1, a") == [(1, 2), (3, 4)]
     assert process("w.json", '{"": [{"x": 1}, {"x": 2}]}').rows("x") == [(1,), (2,)]
+    # and a key of the file named column_1 keeps its name
+    result = process("c.ndjson", '{"": 1, "column_1": 2, "a": 3, "A": 4, "a_2": 5}\n')
+    assert list(result.data["schema"]) == ["column_1_2", "column_1", "a", "A_3", "a_2"]
+    assert result.rows("column_1, a_2") == [(2, 5)]
 
 
 def test_ndjson_with_mixed_line_ends_is_read(process):

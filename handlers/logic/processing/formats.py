@@ -364,22 +364,33 @@ def _written_names(first: list[str], width: int) -> tuple[str, ...]:
 
 
 def _column_names(first: list[str], width: int) -> tuple[str, ...]:
-    raw = _written_names(first, width)
-    return tuple(unique_names([name or f"column_{i + 1}" for i, name in enumerate(raw)]))
+    return tuple(unique_names(list(_written_names(first, width))))
 
 
 def unique_names(names: list[str], reserved: tuple[str, ...] = ()) -> list[str]:
     """Make column names unique case-insensitively (SQL engines, Parquet readers and Glue
-    fold case): a second ``id`` or ``ID`` becomes ``id_2``; a reserved name gets ``_source``.
-    Names are in Unicode's composed form (NFC): ``café`` written decomposed (an ``e`` and a
-    combining accent, as macOS writes file names) is the ``café`` of other files, one column
-    in the dataset's table, not two that look alike."""
+    fold case): a second ``id`` or ``ID`` becomes ``id_2``; a reserved name gets ``_source``;
+    a blank one is ``column_N`` (N: its position). A name the file has itself is never
+    taken by one made up so: ``a``, ``A``, ``a_2`` are ``a``, ``A_3``, ``a_2`` (with ``A``
+    as ``a_2``, the file's own ``a_2`` was ``a_2_2``, and another file's ``a_2`` met this
+    file's ``A`` in one column of the dataset). Names are in Unicode's composed form (NFC):
+    ``café`` written decomposed (an ``e`` and a combining accent, as macOS writes file
+    names) is the ``café`` of other files, one column in the dataset's table, not two that
+    look alike."""
     reserved_lower = {r.lower() for r in reserved}
-    taken = set(reserved_lower)
+    composed = [unicodedata.normalize("NFC", written) for written in names]
+    # the names that stay as written: the first of each, neither blank nor reserved
+    own: dict[str, int] = {}
+    for i, name in enumerate(composed):
+        if name and name.lower() not in reserved_lower:
+            own.setdefault(name.lower(), i)
+    taken = reserved_lower | set(own)
     result = []
-    for written in names:
-        name = unicodedata.normalize("NFC", written)
-        base = f"{name}_source" if name.lower() in reserved_lower else name
+    for i, name in enumerate(composed):
+        if name and own.get(name.lower()) == i:
+            result.append(name)
+            continue
+        base = f"column_{i + 1}" if not name else f"{name}_source" if name.lower() in reserved_lower else name
         candidate, n = base, 1
         while candidate.lower() in taken:
             n += 1

@@ -397,8 +397,9 @@ class _JsonRecordsSource(Source):
             sum(n for _, _, n in found), min((p for _, p, _ in found if p is not None), default=None)
         )
         self.keys = [k for k, _, _ in found]
-        # an empty key is a valid JSON name, not a column name (CSV's empty header: column_N)
-        self.columns = [k or f"column_{i}" for i, k in enumerate(self.keys, start=1)]
+        # an empty key is a valid JSON name; its column is named column_N (unique_names), as a
+        # CSV's empty header is
+        self.columns = list(self.keys)
         self.written_columns = list(self.keys)
         if not self.columns:
             total, blank = first_row(
