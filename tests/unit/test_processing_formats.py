@@ -159,6 +159,13 @@ def test_an_empty_key_is_a_column_like_an_empty_csv_header(process):
     assert result.rows("column_1, a_2") == [(2, 5)]
 
 
+def test_ndjson_files_joined_with_their_byte_order_marks_are_read_whole(process):
+    # cat a.ndjson b.ndjson, each written with a BOM: b's first line was "not valid JSON"
+    result = process("joined.ndjson", '\ufeff{"a": 1}\n{"a": 2}\n\ufeff{"a": 3}\n{"a": 4}\n')
+    assert result.rows("a") == [(1,), (2,), (3,), (4,)]
+    assert "malformed_rows" not in result.data["quality_issues"]
+
+
 def test_ndjson_with_mixed_line_ends_is_read(process):
     # DuckDB's line reader refused the whole file ("CSV Parser state machine ...")
     result = process("m.ndjson", '{"a": 1}\r\n{"a": 2}\n{"a": 3}\r\n')

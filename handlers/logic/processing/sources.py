@@ -355,7 +355,13 @@ class _JsonRecordsSource(Source):
         """``_load`` each line of ``path`` as one record (NDJSON)."""
 
         def lines(options: str) -> str:
-            return f"SELECT row_number() OVER () AS pos, line FROM read_csv({literal(str(path))}, {options})"
+            # a line may begin with a byte order mark where files were joined (cat a.ndjson
+            # b.ndjson, b written with one): the record was "not valid JSON", and lost
+            return (
+                "SELECT row_number() OVER () AS pos, "
+                f"CASE WHEN starts_with(line, {_BOM}) THEN line[2:] ELSE line END AS line "
+                f"FROM read_csv({literal(str(path))}, {options})"
+            )
 
         if (line := textfile.first_line_longer_than(path, MAX_LINE)) is not None:
             raise UnprocessableFile(self._too_long(line))
@@ -467,6 +473,8 @@ class _JsonRecordsSource(Source):
             examples=[(int(r[0]), _json_error(r[2]), r[1]) for r in malformed[:max_examples]],
         )
 
+
+_BOM = literal("\ufeff")  # a byte order mark, as a SQL literal
 
 # a member whose value is an object or an array (or text that looks like one: a superset)
 _NESTED = r":[ \t\r\n]*[\[{]"
