@@ -865,8 +865,9 @@ def _value_end(data: mmap.mmap, start: int) -> int | None:
 
 def _line_and_column(path: Path, offset: int) -> tuple[int, int, str, str]:
     """The line (from 1) and column (characters, from 1) of byte ``offset`` of ``path``, and
-    up to _QUOTED_AROUND characters of its line before it and twice as many from it on (a
-    minified document is one line of any length: read a chunk at a time)."""
+    up to _QUOTED_AROUND characters of its line before it and one more than that from it on
+    (to tell a quote cut short); a minified document is one line of any length, so the file
+    is read a chunk at a time, never a line whole."""
     newlines, line_start = 0, 0
     with path.open("rb") as f:
         done = 0
