@@ -489,22 +489,31 @@ def move_with_task(
     progress(f"started message move task {handle}")
     deadline = time.monotonic() + wait_seconds
     latest: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=1).get("Results", [])
-        latest = tasks[0] if tasks else {}
-        status = latest.get("Status")
-        if status in ("COMPLETED", "CANCELLED", "FAILED"):
-            break
-        progress(
-            f"  {latest.get('ApproximateNumberOfMessagesMoved', 0)} of "
-            f"{latest.get('ApproximateNumberOfMessagesToMove', '?')} moved"
-        )
-        time.sleep(poll_seconds)
-    else:
-        raise DlqError(
-            f"the move task {handle} still runs after {wait_seconds:.0f} s; it goes on without this "
-            "command (aws sqs list-message-move-tasks --source-arn ...)"
-        )
+    # The task runs on without this command: one that stops waiting (an error, Ctrl-C)
+    # says so, or the operator takes the DLQ for untouched and the next redrive is refused.
+    goes_on = (
+        f"the message move task {handle} goes on without this command "
+        f"(aws sqs list-message-move-tasks --source-arn {dlq_arn})"
+    )
+    try:
+        while time.monotonic() < deadline:
+            tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=1).get("Results", [])
+            latest = tasks[0] if tasks else {}
+            status = latest.get("Status")
+            if status in ("COMPLETED", "CANCELLED", "FAILED"):
+                break
+            progress(
+                f"  {latest.get('ApproximateNumberOfMessagesMoved', 0)} of "
+                f"{latest.get('ApproximateNumberOfMessagesToMove', '?')} moved"
+            )
+            time.sleep(poll_seconds)
+        else:
+            raise DlqError(f"the move task still runs after {wait_seconds:.0f} s: {goes_on}")
+    except (BotoCoreError, ClientError) as exc:
+        raise DlqError(f"cannot follow the move task any more ({exc}); {goes_on}") from exc
+    except KeyboardInterrupt:
+        print(f"headrace: {goes_on}", file=sys.stderr)
+        raise
     if latest.get("Status") != "COMPLETED":
         raise DlqError(
             f"the move task ended {latest.get('Status')}: {latest.get('FailureReason') or 'no reason given'}"
@@ -550,46 +559,56 @@ def move_manually(
     sent_bodies: set[str] = set()  # digests of their bodies
     sweep = Sweep(sqs, dlq_url, visibility or MOVE_VISIBILITY_SECONDS)
     try:
-        for fresh in sweep.batches():
-            batch: list[dict[str, Any]] = []
-            for m in fresh:  # what is not moved stays held: released at the end
-                if m["MessageId"] in sent_ids or _digest(m["Body"]) in sent_bodies:
-                    repeated += 1
-                elif select(m) and len(batch) + moved < limit:
-                    batch.append(m)
-            if not batch:
-                continue
-            entries = [
-                {
-                    "Id": str(i),
-                    "MessageBody": m["Body"],
-                    **(
-                        {"MessageAttributes": attrs}
-                        if (attrs := _resend_attributes(m.get("MessageAttributes") or {}))
-                        else {}
-                    ),
-                }
-                for i, m in enumerate(batch)
-            ]
-            sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
-            ok = {entry["Id"] for entry in sent.get("Successful", [])}
-            sent_ids.update(entry["MessageId"] for entry in sent.get("Successful", []))
-            sent_bodies.update(_digest(m["Body"]) for i, m in enumerate(batch) if str(i) in ok)
-            failed += len(batch) - len(ok)
-            delete = [(str(i), m) for i, m in enumerate(batch) if str(i) in ok]
-            if delete:
-                sqs.delete_message_batch(
-                    QueueUrl=dlq_url,
-                    Entries=[{"Id": i, "ReceiptHandle": m["ReceiptHandle"]} for i, m in delete],
-                )
-            for _, m in delete:
-                sweep.forget(m["MessageId"])
-            moved += len(delete)
-            progress(f"  {moved} moved")
-            if moved >= limit:
-                break
-    finally:
-        sweep.release()
+        try:
+            for fresh in sweep.batches():
+                batch: list[dict[str, Any]] = []
+                for m in fresh:  # what is not moved stays held: released at the end
+                    if m["MessageId"] in sent_ids or _digest(m["Body"]) in sent_bodies:
+                        repeated += 1
+                    elif select(m) and len(batch) + moved < limit:
+                        batch.append(m)
+                if not batch:
+                    continue
+                entries = [
+                    {
+                        "Id": str(i),
+                        "MessageBody": m["Body"],
+                        **(
+                            {"MessageAttributes": attrs}
+                            if (attrs := _resend_attributes(m.get("MessageAttributes") or {}))
+                            else {}
+                        ),
+                    }
+                    for i, m in enumerate(batch)
+                ]
+                sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
+                ok = {entry["Id"] for entry in sent.get("Successful", [])}
+                sent_ids.update(entry["MessageId"] for entry in sent.get("Successful", []))
+                sent_bodies.update(_digest(m["Body"]) for i, m in enumerate(batch) if str(i) in ok)
+                failed += len(batch) - len(ok)
+                delete = [(str(i), m) for i, m in enumerate(batch) if str(i) in ok]
+                if delete:
+                    sqs.delete_message_batch(
+                        QueueUrl=dlq_url,
+                        Entries=[{"Id": i, "ReceiptHandle": m["ReceiptHandle"]} for i, m in delete],
+                    )
+                for _, m in delete:
+                    sweep.forget(m["MessageId"])
+                moved += len(delete)
+                progress(f"  {moved} moved")
+                if moved >= limit:
+                    break
+        finally:
+            sweep.release()
+    except (BotoCoreError, ClientError) as exc:
+        # one line that says what moved, not "cannot read the stack": the operator would
+        # not know whether the DLQ is as it was
+        raise DlqError(
+            f"the redrive stopped: {_first_line(exc)}; {_moved_so_far(moved, target_url)}"
+        ) from exc
+    except KeyboardInterrupt:
+        print(f"headrace: the redrive was interrupted; {_moved_so_far(moved, target_url)}", file=sys.stderr)
+        raise
     return RedriveResult(
         "receive-send-delete",
         moved,
@@ -597,6 +616,14 @@ def move_manually(
         examined=sweep.examined,
         complete=sweep.complete,
         repeated=repeated,
+    )
+
+
+def _moved_so_far(moved: int, target_url: str) -> str:
+    return (
+        f"{moved} message(s) had moved back to {target_url}, the rest stay in the DLQ (a batch cut "
+        "off between its send and its delete is in both queues, and is processed once): run the "
+        "redrive again to move them"
     )
 
 

@@ -706,3 +706,96 @@ def test_the_receive_count_leaves_out_the_listing_s_own_receive(stack, capsys):
     # Then its count is not the listing's own receive, and the text says what it counts
     assert letters[0]["receives"] == 0
     assert "received 1 time(s) before this listing (work queue and DLQ; earlier listings" in text
+
+
+# ------------------------------------------------------------------ a redrive that stops partway
+class SendsStopAt(SlowReceives):
+    """An SQS client whose ``stop_at``-th SendMessageBatch raises ``error`` (a refusal, Ctrl-C)."""
+
+    def __init__(self, sqs: Any, stop_at: int, error: BaseException):
+        super().__init__(sqs, 0)
+        self.stop_at, self.error, self.sends = stop_at, error, 0
+
+    def send_message_batch(self, **kwargs: Any) -> Any:
+        self.sends += 1
+        if self.sends == self.stop_at:
+            raise self.error
+        return self.sqs.send_message_batch(**kwargs)
+
+
+REFUSED = ClientError(
+    {"Error": {"Code": "AccessDenied", "Message": "no sqs:SendMessage"}}, "SendMessageBatch"
+)
+
+
+@pytest.mark.parametrize(("error", "status"), [(REFUSED, 2), (KeyboardInterrupt(), 130)])
+def test_a_redrive_stopped_partway_says_what_moved_and_what_stays(stack, capsys, monkeypatch, error, status):
+    # Given 15 dead letters, and a redrive whose second batch is refused or interrupted
+    fill(stack, 15, 0)
+    client = StackOutputs.client
+    monkeypatch.setattr(
+        StackOutputs,
+        "client",
+        lambda self, service, **config: (
+            SendsStopAt(client(self, service, **config), 2, error)
+            if service == "sqs"
+            else client(self, service, **config)
+        ),
+    )
+    # When it runs, with --json (no progress lines on stdout)
+    code = main(
+        ["dlq", "redrive", "--queue", "processing", "--execute", "--json", "--outputs", str(stack.outputs)]
+    )
+    captured = capsys.readouterr()
+    # Then it fails with one line that says how many moved and that the rest stay
+    assert code == status
+    assert captured.out == ""
+    said = captured.err.splitlines()[0]
+    assert said.startswith("headrace: ") and "10 message(s) had moved back to" in said
+    assert "the rest stay in the DLQ" in said and "run the redrive again" in said
+    if status == 2:
+        assert len(captured.err.splitlines()) == 1 and "AccessDenied" in said
+    # and so they are: ten in the work queue, five visible in the DLQ again at once, for
+    # the redrive run again to move
+    assert (stack.visible("processing"), stack.visible("processing-dlq")) == (10, 5)
+
+
+def move_task_started() -> tuple[Any, Stubber]:
+    """A service with move tasks, where one has just been started (h-1)."""
+    sqs, stub = stubbed()
+    stub.add_response("list_message_move_tasks", {"Results": []}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    stub.add_response(
+        "start_message_move_task", {"TaskHandle": "h-1"}, {"SourceArn": DLQ_ARN, "DestinationArn": QUEUE_ARN}
+    )
+    return sqs, stub
+
+
+def test_a_move_task_that_cannot_be_followed_says_it_goes_on():
+    # Given a started move task whose progress the service then refuses to show
+    sqs, stub = move_task_started()
+    stub.add_client_error("list_message_move_tasks", service_error_code="ThrottlingException")
+    # When the redrive waits for it, then the error names the task, which runs on
+    with (
+        stub,
+        pytest.raises(dlq.DlqError, match=r"ThrottlingException.*task h-1 goes on without this command"),
+    ):
+        dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN, poll_seconds=0)
+
+
+def test_a_move_task_interrupted_says_it_goes_on(capsys, monkeypatch):
+    # Given a started move task, and Ctrl-C while the redrive waits for it
+    sqs, stub = move_task_started()
+    stub.add_response(
+        "list_message_move_tasks",
+        {"Results": [{"Status": "RUNNING"}]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 1},
+    )
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlq.time, "sleep", interrupt)
+    # Then the interruption goes on to the command line (exit 130), saying the task runs on
+    with stub, pytest.raises(KeyboardInterrupt):
+        dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN)
+    assert "the message move task h-1 goes on without this command" in capsys.readouterr().err
