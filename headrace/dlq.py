@@ -45,7 +45,13 @@ from handlers.dal.queues import message_counts
 from handlers.logic.printable import printable
 from handlers.models.events import ObjectRef
 from handlers.models.loader import FileProcessedEvent
-from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import (
+    DocstringHelp,
+    OutputsError,
+    StackOutputs,
+    add_outputs_option,
+    naming,
+)
 
 # --queue NAME -> (work queue output, its DLQ output)
 QUEUES = {
@@ -280,7 +286,8 @@ class Describer:
             return ""
 
     def _item(self, key: str, version: str) -> dict[str, Any]:
-        return dict(self.table.get_item(Key={"object_key": key, "version": version}).get("Item") or {})
+        with naming(f"the metadata table {self.table.name}"):
+            return dict(self.table.get_item(Key={"object_key": key, "version": version}).get("Item") or {})
 
     def _processing(self, letter: DeadLetter) -> None:
         try:
@@ -676,7 +683,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dlq_command == "redrive" and args.execute:
             return _redrive(args, outputs, sqs, queue_url, dlq_url, describe)
         limit = args.limit or LISTING_LIMIT
-        depth = sum(message_counts(dlq_url, sqs))  # before the listing hides what it reads
+        depth = _depth(sqs, args.queue, dlq_url)  # before the listing hides what it reads
         listing = inspect_dlq(
             sqs,
             dlq_url,
@@ -726,13 +733,15 @@ def _redrive(
     describe: Describer,
 ) -> int:
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
-    depth = sum(message_counts(dlq_url, sqs))
+    depth = _depth(sqs, args.queue, dlq_url)
+    with naming(f"the {args.queue} queue ({QUEUES[args.queue][0]}: {queue_url})"):
+        target_arn = queue_arn(sqs, queue_url)  # before a message leaves the DLQ
     result: RedriveResult | None = None
     if not args.prefix and args.limit is None:
         # A probe that fails fast: an emulator answers an unknown action with an error that
         # the default retry policy would repeat.
         probe = _single_attempt_sqs(outputs)
-        result = move_with_task(probe, queue_arn(sqs, dlq_url), queue_arn(sqs, queue_url), progress=say)
+        result = move_with_task(probe, queue_arn(sqs, dlq_url), target_arn, progress=say)
         if result is None:
             say("this service has no message move task: moving messages one batch at a time")
     if result is None:
@@ -763,6 +772,12 @@ def _redrive(
     if not result.complete:
         _incomplete(result.examined or 0, depth, "considered for the redrive")
     return 1 if result.left or not result.complete else 0
+
+
+def _depth(sqs: Any, queue: str, dlq_url: str) -> int:
+    """The messages of a DLQ, waiting and in flight; an error naming it if it does not exist."""
+    with naming(f"the {queue} DLQ ({QUEUES[queue][1]}: {dlq_url})"):
+        return sum(message_counts(dlq_url, sqs))
 
 
 def _incomplete(examined: int, depth: int, done: str) -> None:

@@ -11,11 +11,14 @@ import argparse
 import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 # where `headrace local up` writes them (under the checkout, wherever the command runs from)
@@ -76,6 +79,28 @@ def add_outputs_option(parser: argparse.ArgumentParser) -> None:
 
 class OutputsError(Exception):
     pass
+
+
+# The codes by which SQS (its query and JSON protocols) and DynamoDB say that the queue or
+# table a request names does not exist.
+MISSING_RESOURCE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "ResourceNotFoundException"}
+)
+
+
+@contextmanager
+def naming(what: str) -> Iterator[None]:
+    """Calls on ``what``, one of the stack's resources ("the load DLQ (load_dlq_url: https://...)"):
+    should the service say it does not exist, an :class:`OutputsError` naming it instead (the
+    service's own message names neither the queue nor the table)."""
+    try:
+        yield
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) not in MISSING_RESOURCE_CODES:
+            raise
+        raise OutputsError(
+            f"{what} does not exist (an outputs file of another stack, or one destroyed since?)"
+        ) from exc
 
 
 class StackOutputs(BaseModel):

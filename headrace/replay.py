@@ -37,7 +37,7 @@ from handlers.logic.layout import has_raw_suffix, hidden_part
 from handlers.logic.printable import printable
 from handlers.logic.processing.formats import extension, readable_by_name
 from handlers.models.events import ObjectRef
-from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option, naming
 
 REPLAY_NAME = "headrace-replay"
 
@@ -157,9 +157,10 @@ class Replayer:
             etag=etag,
             uploaded_at=head["LastModified"],
         )
-        item = dict(
-            self.metadata.get_item(Key={"object_key": key, "version": probe.version}).get("Item") or {}
-        )
+        with naming(f"the metadata table {self.outputs.metadata_table}"):
+            item = dict(
+                self.metadata.get_item(Key={"object_key": key, "version": probe.version}).get("Item") or {}
+            )
         # The processor's own record of when this version arrived (it orders versions and
         # names the output partition); the object's LastModified if it never saw it.
         uploaded_at = head["LastModified"]
@@ -188,7 +189,8 @@ class Replayer:
         function = dict(self.outputs.get("function_names"))["processor"]
         table = self.ddb.Table(self.outputs.get("idempotency_table"))
         record_id = processor_idempotency_key(function, ref)
-        record = dict(table.get_item(Key={"id": record_id}).get("Item") or {})
+        with naming(f"the idempotency table {table.name}"):
+            record = dict(table.get_item(Key={"id": record_id}).get("Item") or {})
         if record.get("expiration") is not None and int(record["expiration"]) < time.time():
             # past its window: Powertools ignores it, though DynamoDB's TTL deletes it late
             record = {}
@@ -212,12 +214,13 @@ class Replayer:
         if not dry_run:
             if force and remembered == "COMPLETED":
                 table.delete_item(Key={"id": record_id})
-            self.sqs.send_message(
-                QueueUrl=self.outputs.processing_queue_url,
-                MessageBody=object_created_event(
-                    ref, self.outputs.region, _account_of(self.outputs.processing_queue_url)
-                ),
-            )
+            with naming(f"the processing queue (processing_queue_url: {self.outputs.processing_queue_url})"):
+                self.sqs.send_message(
+                    QueueUrl=self.outputs.processing_queue_url,
+                    MessageBody=object_created_event(
+                        ref, self.outputs.region, _account_of(self.outputs.processing_queue_url)
+                    ),
+                )
         return Replayed(key, ref.version, status, outcome)
 
 

@@ -28,7 +28,13 @@ from handlers.dal.queues import message_counts
 from handlers.logic.printable import printable
 from handlers.logic.report.build import failures_since, last_completed, parse_time
 from handlers.models.report import Failure
-from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option
+from headrace.outputs import (
+    DocstringHelp,
+    OutputsError,
+    StackOutputs,
+    add_outputs_option,
+    naming,
+)
 
 # (label, output name, is a DLQ); ingest queues only when the stack exports them
 QUEUES = (
@@ -130,17 +136,20 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
             if output in OPTIONAL_OUTPUTS:
                 continue
             raise
-        queues.append(QueueDepth(label, url, dead_letter, *message_counts(url, sqs)))
+        with naming(f"the {label}{'' if dead_letter else ' queue'} ({output}: {url})"):
+            counts = message_counts(url, sqs)
+        queues.append(QueueDepth(label, url, dead_letter, *counts))
     table = outputs.resource("dynamodb").Table(outputs.metadata_table)
     # Failures are found by upload day: read every day the window covers, and the day before
     # it (a file uploaded before midnight can fail after it).
     today = now.date()
     days = (today - (now - window).date()).days + 2
-    items = [
-        item
-        for back in range(days)
-        for item in files_on_day(table, (today - timedelta(days=back)).isoformat(), STATUS_ATTRIBUTES)
-    ]
+    with naming(f"the metadata table {outputs.metadata_table}"):
+        items = [
+            item
+            for back in range(days)
+            for item in files_on_day(table, (today - timedelta(days=back)).isoformat(), STATUS_ATTRIBUTES)
+        ]
     last = last_completed(items)
     failures = failures_since(items, now - window)
     replaced = _fixed_in_place(items)

@@ -387,6 +387,33 @@ def test_a_missing_outputs_file_is_a_clear_error(tmp_path, capsys):
     assert "pulumi stack output --json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("command", "gone", "named"),
+    [
+        (("inspect",), "load-dlq", "the load DLQ (load_dlq_url: {url}) does not exist"),
+        (("inspect",), "metadata", "the metadata table metadata does not exist"),
+        # found before a message leaves the DLQ
+        (("redrive", "--execute"), "load", "the load queue (load_queue_url: {url}) does not exist"),
+    ],
+)
+def test_a_queue_or_table_deleted_under_the_outputs_is_named(stack, capsys, command, gone, named):
+    # Given a dead letter, and a queue or the table of the outputs file deleted since
+    stack.dead_letter("load", file_processed("incoming/s/1.csv", "v1"))
+    if gone == "metadata":
+        boto3.client("dynamodb", region_name=REGION).delete_table(TableName="metadata")
+    else:
+        stack.sqs.delete_queue(QueueUrl=stack.urls[gone])
+    # When the DLQ is inspected or redriven
+    code = main(["dlq", *command, "--queue", "load", "--outputs", str(stack.outputs)])
+    # Then one line names the missing resource, exit 2
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert named.format(url=stack.urls.get(gone)) in err
+    # and the dead letter is where it was, visible
+    if gone != "load-dlq":
+        assert stack.visible("load-dlq") == 1
+
+
 # ------------------------------------------------------------------ the move task (AWS)
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:processing-dlq"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:processing"

@@ -210,6 +210,18 @@ def test_a_key_refused_by_aws_does_not_stop_the_keys_after_it(pipeline, outputs,
     assert len(pipeline.queue.receive()) == 1
 
 
+def test_a_queue_deleted_under_the_outputs_is_named(pipeline, outputs, capsys):
+    # Given a stored object, and the processing queue deleted since (a table deleted is
+    # named alike)
+    key = pipeline.upload("incoming/sales/a.csv", GOOD)["key"]
+    pipeline.sqs.delete_queue(QueueUrl=pipeline.queue.url)
+    # When the key is replayed, then one line names the missing queue (the service's own
+    # message does not)
+    code, _, err = replay(outputs, capsys, key)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"the processing queue (processing_queue_url: {pipeline.queue.url}) does not exist" in err
+
+
 def test_a_key_the_processor_ignores_is_refused_by_the_stacks_suffixes(pipeline, outputs, capsys, tmp_path):
     # Given a stack whose outputs name its raw_suffixes, and a key the processor would
     # acknowledge with nothing recorded

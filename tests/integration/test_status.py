@@ -12,6 +12,7 @@ import pytest
 
 from headrace.cli import main
 from tests.integration.conftest import REGION
+from tests.integration.test_dlq import Stack
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n"
 
@@ -110,6 +111,29 @@ def test_an_unusable_outputs_file_is_a_clear_error(tmp_path, capsys, content, me
         path.write_text(content)
     assert main(["status", "--outputs", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("gone", "named"),
+    [
+        ("load-dlq", "the load DLQ (load_dlq_url: {url}) does not exist"),
+        ("metadata", "the metadata table metadata does not exist"),
+    ],
+)
+def test_a_resource_deleted_under_the_outputs_is_named(aws, tmp_path, capsys, gone, named):
+    # Given an outputs file whose queue or table no longer exists (destroyed, another stack's)
+    stack = Stack(tmp_path)
+    if gone == "metadata":
+        boto3.client("dynamodb", region_name=REGION).delete_table(TableName="metadata")
+    else:
+        stack.sqs.delete_queue(QueueUrl=stack.urls[gone])
+    # When the operator asks for the stack's status
+    code = main(["status", "--outputs", str(stack.outputs)])
+    # Then one line names which of the stack's resources is missing (SQS's and DynamoDB's
+    # own errors name none), and the status is 2: the stack cannot be read
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert named.format(url=stack.urls.get(gone)) in err
 
 
 def test_a_longer_window_reads_the_uploads_of_every_day_it_covers(pipeline, tmp_path, capsys):
