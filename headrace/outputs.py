@@ -135,7 +135,14 @@ class StackOutputs(BaseModel):
     def load(cls, path: Path | str) -> StackOutputs:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            # bytes: JSON's own encodings, with or without a byte order mark, as Windows
+            # writes them (PowerShell 5's `pulumi stack output --json > outputs.json`: UTF-16)
+            text = path.read_bytes()
+            if not text.strip():
+                raise OutputsError(
+                    f"{path}: empty (did the `pulumi stack output --json > {path}` that wrote it fail?)"
+                )
+            data = json.loads(text)
         except FileNotFoundError as exc:
             if path.resolve() == DEFAULT_LOCAL_OUTPUTS.resolve():  # the runtime's own, private file
                 raise OutputsError(

@@ -28,6 +28,32 @@ def test_a_json_array_must_be_an_object(tmp_path):
         StackOutputs.load(path)
 
 
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        lambda text: text.encode("utf-8-sig"),  # PowerShell 7's utf8BOM, Notepad
+        lambda text: text.encode("utf-16"),  # Windows PowerShell 5's `pulumi stack output --json > FILE`
+    ],
+    ids=["utf-8 with BOM", "utf-16"],
+)
+def test_an_outputs_file_written_on_windows_is_read(tmp_path, encoded):
+    # Given the outputs of a stack, written in an encoding Windows shells use
+    path = tmp_path / "outputs.json"
+    path.write_bytes(encoded(json.dumps(STACK_OUTPUTS, indent=2)))
+    # When it is loaded, then it is the stack's outputs
+    assert StackOutputs.load(path) == StackOutputs(**STACK_OUTPUTS)
+
+
+@pytest.mark.parametrize("content", ["", " \n"])
+def test_an_empty_outputs_file_says_the_command_that_wrote_it_failed(tmp_path, content):
+    # Given what `pulumi stack output --json > outputs.json` leaves when pulumi fails
+    path = tmp_path / "outputs.json"
+    path.write_text(content)
+    # When it is loaded, then the error says it is empty, not where JSON parsing stopped
+    with pytest.raises(OutputsError, match=r"outputs.json: empty \(did the `pulumi stack output --json"):
+        StackOutputs.load(path)
+
+
 @pytest.mark.parametrize("command", [["status"], ["dlq", "inspect", "--queue", "load"], ["replay", "k"]])
 def test_commands_given_a_directory_exit_2(tmp_path, capsys, command):
     # When a command that reads a stack is pointed at a directory
