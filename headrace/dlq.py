@@ -19,8 +19,9 @@ has it (AWS, LocalStack 3.1+), otherwise (the embedded runtime's emulator, or wi
 ``--prefix``/``--limit``, which a move task cannot honour) by receive, send, delete in
 batches of ten. A message is sent before it is deleted, so an interrupted redrive loses
 nothing; one that is sent twice is processed once (every stage is idempotent). With
-``--json`` a dry run prints ``{"dry_run": true, "queue": ..., "messages": [...]}`` and a
-redrive its result with ``"dry_run": false``.
+``--json`` a dry run prints ``{"dry_run": true, "queue": ..., "would_move": N, "messages": [...]}``
+and a redrive its result with ``"dry_run": false``; a listing of fewer messages than wait
+says so on stderr.
 """
 
 from __future__ import annotations
@@ -700,25 +701,34 @@ def run(args: argparse.Namespace) -> int:
     letters = listing.letters
     if not listing.complete:
         _incomplete(listing.examined, depth, "listed")
+    if not args.prefix and args.limit is None:  # --execute moves every message, listed or not
+        would_move = max(depth, len(letters))
+    else:  # what --execute selects: every match, or the first --limit of them
+        would_move = min(listing.selected, args.limit or listing.selected)
     if args.json:
         listed = [letter.public() for letter in letters]
         # A redrive's JSON says whether it moved anything: this one did not.
         document: Any = (
-            {"dry_run": True, "queue": args.queue, "messages": listed}
+            {"dry_run": True, "queue": args.queue, "would_move": would_move, "messages": listed}
             if args.dlq_command == "redrive"
             else listed
         )
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
+        # what the text's heading says: a reader of the JSON alone would take the list for all
+        if args.prefix and listing.selected > len(letters):
+            left_out = f"{len(letters)} of the {listing.selected} message(s) --prefix selects"
+        elif not args.prefix and depth > len(letters):
+            left_out = f"{len(letters)} of about {depth} message(s) in the DLQ"
+        else:
+            left_out = ""
+        if left_out:
+            print(f"headrace: note: listed {left_out} (--limit N lists up to N)", file=sys.stderr)
         return 0 if listing.complete else 1
     sys.stdout.write(render(args.queue, dlq_url, letters, depth, prefix=args.prefix, listing=listing))
     if args.dlq_command == "redrive":
-        if not args.prefix and args.limit is None:  # --execute moves every message, listed or not
-            count = max(depth, len(letters))
-        else:  # what --execute selects: every match, or the first --limit of them
-            count = min(listing.selected, args.limit or listing.selected)
         sys.stdout.write(
-            f"\nDry run: {count} message(s) would move back to the {args.queue} queue "
+            f"\nDry run: {would_move} message(s) would move back to the {args.queue} queue "
             f"({queue_url}).\nRun again with --execute to move them.\n"
         )
     return 0 if listing.complete else 1

@@ -338,6 +338,14 @@ def test_listing_and_dry_run_say_how_many_wait_beyond_what_is_listed(stack, caps
     # while with --limit it counts what that redrive would move
     code, text = stack.cli(capsys, "redrive", "--queue", "load", "--limit", "3")
     assert code == 0 and "Dry run: 3 message(s) would move" in text
+    # and so does the JSON: a listing cut short says so on stderr (the list alone would
+    # pass for all), the dry run counts the five --execute moves, not the two listed
+    for action in ("inspect", "redrive"):
+        code = main(["dlq", action, "--queue", "load", "--json", "--outputs", str(stack.outputs)])
+        out, err = capsys.readouterr()
+        assert code == 0 and len(json.loads(out) if action == "inspect" else json.loads(out)["messages"]) == 2
+        assert err == "headrace: note: listed 2 of about 5 message(s) in the DLQ (--limit N lists up to N)\n"
+    assert json.loads(out)["would_move"] == 5
 
 
 def test_redrive_with_a_limit_moves_at_most_that_many(stack, capsys):
