@@ -373,10 +373,24 @@ def _delete_partition(logs: Any, logs_name: str, tenant: str) -> int:
     that is gone already succeeds, so an interrupted purge is finished by running it again."""
     deleted = 0
     pages = _query_pages(logs, tenant, ProjectionExpression="tenant_id, log_id", Limit=PURGE_PAGE)
-    for page in pages:
-        item_keys = [{"tenant_id": i["tenant_id"], "log_id": i["log_id"]} for i in page.get("Items", [])]
-        for start in range(0, len(item_keys), BATCH_SIZE):
-            deleted += _delete_batch(logs, logs_name, item_keys[start : start + BATCH_SIZE], deleted)
+    try:
+        for page in pages:
+            item_keys = [{"tenant_id": i["tenant_id"], "log_id": i["log_id"]} for i in page.get("Items", [])]
+            for start in range(0, len(item_keys), BATCH_SIZE):
+                deleted += _delete_batch(logs, logs_name, item_keys[start : start + BATCH_SIZE], deleted)
+    except (BotoCoreError, ClientError) as exc:
+        # half done: say how far, as for the throttled batch (_delete_batch)
+        raise _Failure(
+            f"the purge of {tenant!r} stopped ({exc}); {_plural(deleted, 'record')} of it were deleted "
+            f"from {logs_name} so far: run the purge again to finish"
+        ) from exc
+    except KeyboardInterrupt:
+        print(
+            f"headrace: the purge of {tenant!r} was interrupted; {_plural(deleted, 'record')} of it were "
+            f"deleted from {logs_name} so far: run the purge again to finish",
+            file=sys.stderr,
+        )
+        raise
     return deleted
 
 

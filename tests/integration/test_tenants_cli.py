@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from handlers.logic.ingest.keys import hash_api_key
 from headrace.cli import main
@@ -432,6 +433,34 @@ def test_purge_gives_up_on_a_table_that_keeps_throttling_and_a_rerun_finishes(
     code, out, err = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
     assert code == 0 and "Deleted 30 records" in out
     assert stored_log_ids(stack, "acme") == []
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"),
+    [
+        (ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "BatchWriteItem"), 2),
+        (KeyboardInterrupt(), 130),
+    ],
+)
+def test_a_purge_stopped_partway_says_how_far_it_got(stack, outputs, capsys, monkeypatch, stop, status):
+    # Given 30 records, and a purge whose second batch of deletes is refused or interrupted
+    store_records(stack, "acme", 30)
+    real = BaseClient._make_api_call
+    batches: list[int] = []
+
+    def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            batches.append(1)
+            if len(batches) == 2:
+                raise stop
+        return real(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    code, _, err = run(capsys, "tenants", "purge", "acme", "--execute", "--outputs", str(outputs))
+    # Then it says how many records it deleted, that the rest remain, and how to finish
+    assert code == status and err.startswith("headrace: ")
+    assert "25 records of it were deleted from tenant-logs so far: run the purge again" in err
+    assert len(stored_log_ids(stack, "acme")) == 5
 
 
 def test_purge_names_a_missing_logs_output_or_table(stack, tmp_path, capsys):
