@@ -15,8 +15,8 @@ stack's tables only: no file or URL of the SQL's own, no extension, no SET.
 
 One statistics line goes to stderr (engine, files or bytes scanned, time); --explain also
 lists every Parquet file the DuckDB engine opened. Exit status: 0 done, 1 the query failed
-(bad SQL, unknown table, scan limit, not a query), 2 the stack cannot be read, 130
-interrupted (Ctrl-C).
+(bad SQL, unknown table, scan limit, not a query), 2 the stack cannot be read (a file
+deleted while the query ran, too: run it again), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -377,6 +377,8 @@ class DuckDbEngine:
                 columns_out = [d[0] for d in cursor.description or []]
                 rows = [tuple(r) for r in cursor.fetchall()] if cursor.description else []
             except duckdb.Error as exc:
+                if (unread := counter.failure()) is not None:  # the stack, not the SQL
+                    raise StackError(unread) from exc
                 raise QueryError(_duckdb_message(exc)) from exc
             except RuntimeError as exc:
                 # Ctrl-C while DuckDB runs: it stops the query and raises a bare RuntimeError
@@ -496,11 +498,30 @@ class FileCounter:
 
     def __init__(self) -> None:
         self.opened: set[str] = set()
+        self.failed: list[tuple[str, OSError]] = []  # files that could not be opened, and why
         self._lock = threading.Lock()
 
     def note(self, path: str) -> None:
         with self._lock:
             self.opened.add(path)
+
+    def note_failure(self, path: str, exc: OSError) -> None:
+        with self._lock:
+            self.failed.append((path, exc))
+
+    def failure(self) -> str | None:
+        """Why the query could not read a file of the stack, in one line; None if it could.
+        DuckDB's own error wraps pyarrow's in a Python traceback of many lines."""
+        if not self.failed:
+            return None
+        path, exc = self.failed[0]
+        if isinstance(exc, FileNotFoundError):
+            # the processor deletes a version's Parquet when a newer version of the key completes
+            return (
+                f"s3://{path} was deleted while the query ran (a newer version of its file "
+                "replaced it): run the query again"
+            )
+        return f"cannot read s3://{path}: {str(exc).strip().splitlines()[0]}"
 
 
 def counting_filesystem(inner: Any, counter: FileCounter) -> Any:
@@ -523,11 +544,19 @@ def counting_filesystem(inner: Any, counter: FileCounter) -> Any:
 
         def open_input_file(self, path: str) -> Any:
             counter.note(path)
-            return inner.open_input_file(path)
+            try:
+                return inner.open_input_file(path)
+            except OSError as exc:
+                counter.note_failure(path, exc)
+                raise
 
         def open_input_stream(self, path: str) -> Any:
             counter.note(path)
-            return inner.open_input_stream(path)
+            try:
+                return inner.open_input_stream(path)
+            except OSError as exc:
+                counter.note_failure(path, exc)
+                raise
 
         def _read_only(self, *args: Any) -> Any:
             raise OSError("headrace query only reads")

@@ -19,7 +19,7 @@ from handlers.logic.processing import process_file
 from headrace import cli
 from headrace.local.emulator import Emulator, free_port
 from headrace.outputs import StackOutputs
-from headrace.query import DuckDbEngine, QueryError, execute
+from headrace.query import DatasetFile, DuckDbEngine, QueryError, execute
 from tests.stack_outputs import STACK_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,6 +216,29 @@ def test_cli_table_stops_at_max_rows_and_says_how_many_it_left_out(stack, capsys
     # and --max-rows 0 shows every row
     assert cli.main(["query", sql, "--outputs", str(stack["path"]), "--max-rows", "0"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "100 rows"
+
+
+def test_a_file_deleted_while_the_query_runs_is_one_line_and_a_stack_error(stack, capsys, monkeypatch):
+    # Given a file listed for the query, and gone when it is read (the processor deletes a
+    # version's Parquet when a newer version of its key completes)
+    files = DuckDbEngine.files
+    gone = "parquet/dataset=sales/ingest_date=2025-02-09/replaced--0123456789abcdef.parquet"
+
+    def listed_then_deleted(self: DuckDbEngine, dataset: str) -> list[DatasetFile]:
+        found = files(self, dataset)
+        return [*found, DatasetFile(gone, 1, "2025-02-09", found[0].summary_key)]
+
+    monkeypatch.setattr(DuckDbEngine, "files", listed_then_deleted)
+    # When the query reads it
+    status = cli.main(["query", "SELECT count(*) FROM sales", "--outputs", str(stack["path"])])
+    # Then one line names the file and says to run the query again, not pyarrow's traceback
+    # inside DuckDB's error; and the status is the stack's (2), not the SQL's (1)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == (
+        f"headrace: error: s3://{BUCKET}/{gone} was deleted while the query ran (a newer version "
+        "of its file replaced it): run the query again\n"
+    )
 
 
 def test_cli_writes_duckdb_decimals_exactly(stack, capsys):
