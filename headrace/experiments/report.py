@@ -73,22 +73,37 @@ def load_run(path: Path) -> Run:
     run_json = path / "run.json"
     if not run_json.is_file():
         raise ReportError(f"{path}: no run.json (is this the --out directory of `headrace experiments run`?)")
-    try:
-        run = Run(path=path, info=json.loads(run_json.read_text()))
-        if not isinstance(run.info, dict):
-            raise ReportError(f"{run_json}: not a run.json of `headrace experiments run` (not a JSON object)")
-        for name in EXPERIMENTS:
-            raw = path / f"{name}.jsonl"
-            if raw.is_file():
-                run.records[name] = [
-                    json.loads(line) for line in raw.read_text().splitlines() if line.strip()
-                ]
-            summary = path / f"{name}.summary.json"
-            if summary.is_file():
-                run.summaries[name] = json.loads(summary.read_text())
-    except ValueError as exc:
-        raise ReportError(f"{path}: unreadable results: {exc}") from exc
+    run = Run(path=path, info=_json(run_json))
+    if not isinstance(run.info, dict):
+        raise ReportError(f"{run_json}: not a run.json of `headrace experiments run` (not a JSON object)")
+    for name in EXPERIMENTS:
+        raw = path / f"{name}.jsonl"
+        if raw.is_file():
+            run.records[name] = [
+                _json(raw, line, number)
+                for number, line in enumerate(_text(raw).splitlines(), start=1)
+                if line.strip()
+            ]
+        summary = path / f"{name}.summary.json"
+        if summary.is_file():
+            run.summaries[name] = _json(summary)
     return run
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, ValueError) as exc:  # no permission, not UTF-8
+        raise ReportError(f"{path}: unreadable results: {exc}") from exc
+
+
+def _json(path: Path, text: str | None = None, line: int | None = None) -> Any:
+    """The JSON of ``path`` (or of its line ``line``, ``text``); an error naming the file and line."""
+    try:
+        return json.loads(_text(path) if text is None else text)
+    except ValueError as exc:
+        where = f"{path}, line {line}" if line else str(path)
+        raise ReportError(f"{where}: unreadable results: {exc}") from exc
 
 
 def render(

@@ -250,6 +250,18 @@ def test_a_run_json_that_is_not_an_object_is_refused(tmp_path, capsys):
     assert err.count("\n") == 1 and "run.json: not a run.json" in err
 
 
+def test_an_unreadable_record_is_named_by_file_and_line(tmp_path, capsys):
+    # Given results whose latency records end in a line cut short (a run killed mid-write)
+    results = copy_fixture(tmp_path)
+    raw = results / "latency.jsonl"
+    lines = raw.read_text().splitlines()
+    raw.write_text("\n".join([*lines, '{"experiment": "lat']) + "\n")
+    # When the report is asked for, Then the one-line error names the file and the line
+    assert main(["experiments", "report", "--in", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"latency.jsonl, line {len(lines) + 1}: unreadable results" in err
+
+
 def test_a_report_out_that_is_a_file_is_refused(tmp_path, capsys):
     # Given --out naming an existing file
     target = tmp_path / "afile"
