@@ -11,6 +11,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from botocore.exceptions import ClientError, ProfileNotFound
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 # where `headrace local up` writes them (under the checkout, wherever the command runs from)
 DEFAULT_LOCAL_OUTPUTS = Path(__file__).resolve().parents[1] / ".headrace" / "local" / "outputs.json"
@@ -164,10 +165,26 @@ class StackOutputs(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            missing = [".".join(map(str, e["loc"])) for e in exc.errors()]
-            raise OutputsError(
-                f"{path}: not a headrace stack outputs file (missing or invalid: {', '.join(missing)})"
-            ) from exc
+            errors = exc.errors(include_url=False)
+            missing = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "missing"]
+            invalid = [
+                f"{'.'.join(map(str, e['loc']))} ({e['msg'].removeprefix('Value error, ')})"
+                for e in errors
+                if e["type"] != "missing"
+            ]
+            problems = ([f"missing: {', '.join(missing)}"] if missing else []) + (
+                [f"invalid: {'; '.join(invalid)}"] if invalid else []
+            )
+            raise OutputsError(f"{path}: not a headrace stack outputs file ({'; '.join(problems)})") from exc
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        """boto3 takes an endpoint only with its scheme: "localhost:4566" would be a
+        ValueError, and a traceback, at each command's first client."""
+        if value and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):  # "": none
+            raise ValueError(f"must be a URL such as http://localhost:4566, not {value!r}")
+        return value
 
     def get(self, name: str) -> Any:
         """An output by name, including outputs beyond the documented ones."""
@@ -185,7 +202,10 @@ class StackOutputs(BaseModel):
                 aws_secret_access_key=self.aws_secret_access_key,
                 region_name=self.region,
             )
-        return boto3.Session(region_name=self.region)
+        try:
+            return boto3.Session(region_name=self.region)
+        except ProfileNotFound as exc:  # AWS_PROFILE names no profile: before any client
+            raise OutputsError(f"no AWS credentials for the stack: {exc}") from exc
 
     def client(self, service: str, **config: Any) -> Any:
         """A client of the stack's endpoint; ``config``: botocore ``Config`` options over

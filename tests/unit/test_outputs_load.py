@@ -54,6 +54,56 @@ def test_an_empty_outputs_file_says_the_command_that_wrote_it_failed(tmp_path, c
         StackOutputs.load(path)
 
 
+STACK_COMMANDS = [
+    ["status"],
+    ["dlq", "inspect", "--queue", "load"],
+    ["replay", "incoming/k.csv"],
+    ["query", "SELECT 1 FROM sales"],
+    ["tenants", "list"],
+    ["experiments", "run", "--suite", "smoke"],
+]
+
+
+@pytest.mark.parametrize("command", STACK_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_an_aws_profile_that_does_not_exist_is_one_line(tmp_path, monkeypatch, capsys, command):
+    # Given a deployed stack's outputs (no keys of their own: the operator's credentials),
+    # and AWS_PROFILE naming a profile the AWS config does not have
+    path = tmp_path / "outputs.json"
+    names = {"tenant_keys_table": "k", "function_names": {"processor": "p", "loader": "l"}}
+    path.write_text(json.dumps({**STACK_OUTPUTS, **names}))
+    (tmp_path / "config").write_text("[profile other]\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    monkeypatch.chdir(tmp_path)  # experiments run writes its results here (it must not)
+    # When a command that talks to the stack runs
+    code = main([*command, "--outputs", str(path)])
+    # Then it is one line naming the profile, exit 2, not boto3's traceback
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        err
+        == "headrace: error: no AWS credentials for the stack: The config profile (nope) could not be found\n"
+    )
+    assert not (tmp_path / "experiments-results").exists()
+
+
+def test_an_endpoint_without_its_scheme_is_an_invalid_output(tmp_path, capsys):
+    # Given outputs written by hand for LocalStack, the endpoint without http://
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**STACK_OUTPUTS, "aws_endpoint_url": "localhost:4566"}))
+    # When a command reads them, then the outputs file is refused, saying what is wrong,
+    # not boto3's ValueError at the first client
+    assert main(["status", "--outputs", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"headrace: error: {path}: not a headrace stack outputs file (invalid: aws_endpoint_url (must "
+        "be a URL such as http://localhost:4566, not 'localhost:4566'))\n"
+    )
+    # while one with its scheme, or none at all (""), is taken
+    for endpoint in ("http://localhost:4566", "https://s3.example.internal/", ""):
+        path.write_text(json.dumps({**STACK_OUTPUTS, "aws_endpoint_url": endpoint}))
+        assert StackOutputs.load(path).aws_endpoint_url == endpoint
+
+
 @pytest.mark.parametrize("command", [["status"], ["dlq", "inspect", "--queue", "load"], ["replay", "k"]])
 def test_commands_given_a_directory_exit_2(tmp_path, capsys, command):
     # When a command that reads a stack is pointed at a directory
