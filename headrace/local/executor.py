@@ -14,7 +14,10 @@ executor drives any stack deployed against the endpoint — the embedded deploym
 - Functions: each runs in its own warm worker processes (``sandbox.Sandbox``), killed and
   replaced when an invocation exceeds the function's timeout. A new configuration, or
   (given a ``CodeWatch``: ``local up``) an edit of the handlers' code, retires them as a
-  function update does: the next invocations run in fresh ones.
+  function update does: the next invocations run in fresh ones. Whatever invokes a
+  function gets its response as Lambda's runtime returns it, as JSON: one it cannot
+  marshal fails the invocation (Runtime.MarshalError), and so does one over 6 MB
+  (Function.ResponseSizeTooLarge), for every trigger.
 - Schedules: ``rate(...)`` and ``cron(...)`` rules on the default bus, and EventBridge
   Scheduler schedules, invoking Lambda targets with their configured input.
 - Asynchronous invocations (schedules, ``aws lambda invoke --invocation-type Event``): a
@@ -45,7 +48,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -556,39 +558,6 @@ def passed_as_text(content_type: str | None) -> bool:
     return True
 
 
-# The largest response of a synchronous invocation: Lambda fails a larger one with
-# Function.ResponseSizeTooLarge, "Response payload size (N bytes) exceeded maximum allowed
-# payload size (6291556 bytes)." (sic: 100 bytes over the 6 MiB of a request).
-LAMBDA_MAX_RESPONSE_BYTES = 6_291_556
-
-
-def _decimal_as_json(value: Any) -> Any:
-    # The Python runtime marshals a Decimal (DynamoDB's numbers) as the number it is.
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def lambda_response_error(response: Any) -> tuple[str, str] | None:
-    """Why Lambda would fail an invocation whose handler returned ``response`` (its error
-    type and message), or None. The sandbox hands the executor the handler's own Python
-    objects, which need not survive the JSON that Lambda's runtime turns them into (a
-    ``datetime``, a ``set``), nor fit its 6 MB response limit; measured as the python3.12+
-    runtimes write it (UTF-8, not ASCII escapes)."""
-    try:
-        text = json.dumps(response, ensure_ascii=False, default=_decimal_as_json)
-    except (TypeError, ValueError) as exc:
-        return "Runtime.MarshalError", f"Unable to marshal response: {exc}"
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > LAMBDA_MAX_RESPONSE_BYTES:
-        return (
-            "Function.ResponseSizeTooLarge",
-            f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
-            f"({LAMBDA_MAX_RESPONSE_BYTES} bytes).",
-        )
-    return None
-
-
 class _QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm and
@@ -769,9 +738,6 @@ class ApiServer(_LoopbackServer):
             )
         result = self.pools[route.function].invoke(event)
         answer = None
-        if result.ok and (failure := lambda_response_error(result.response)):
-            # Lambda fails the invocation after the handler returned: API Gateway's 500.
-            result = replace(result, ok=False, error_type=failure[0], error=failure[1])
         if result.ok:
             try:
                 answer = self.response(result.response)

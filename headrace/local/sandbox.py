@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import math
 import os
 import pickle
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +78,39 @@ class _Context:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
+# The largest response a function can return: Lambda fails a larger one with
+# Function.ResponseSizeTooLarge, "Response payload size (N bytes) exceeded maximum allowed
+# payload size (6291556 bytes)." (sic: 100 bytes over the 6 MiB of a request).
+LAMBDA_MAX_RESPONSE_BYTES = 6_291_556
+
+
+def _decimal_as_json(value: Any) -> Any:
+    # The Python runtime marshals a Decimal (DynamoDB's numbers) as the number it is.
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def marshal_response(response: Any) -> str:
+    """The JSON Lambda's Python runtime makes of what a handler returned, as the python3.12+
+    runtimes write it (UTF-8, not ASCII escapes; a Decimal as its number). What it cannot
+    marshal (a ``datetime``, a ``set``, an object) raises, and the runtime fails the
+    invocation with Runtime.MarshalError: whatever invoked the function (an event source
+    mapping, API Gateway, ``aws lambda invoke``) gets that error, never the object."""
+    return json.dumps(response, ensure_ascii=False, default=_decimal_as_json)
+
+
+def response_size_error(payload: str) -> str | None:
+    """Why Lambda refuses a response of ``payload`` (its JSON), or None."""
+    size = len(payload.encode("utf-8", "surrogatepass"))
+    if size <= LAMBDA_MAX_RESPONSE_BYTES:
+        return None
+    return (
+        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+        f"({LAMBDA_MAX_RESPONSE_BYTES} bytes)."
+    )
+
+
 def report_line(
     request_id: str, duration_ms: float, memory_mb: int, used_mb: int | None, extra: str = ""
 ) -> str:
@@ -119,12 +154,21 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
         _, request_id, event, deadline = message
         print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         clock = time.perf_counter()
+        reply: tuple[Any, ...]
         try:
             response = handler(event, _Context(spec, request_id, deadline))
-            reply: tuple[Any, ...] = ("ok", response)
         except BaseException as exc:
             print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", end="", flush=True)
             reply = ("error", type(exc).__name__, str(exc))
+        else:
+            # The executor gets the response as Lambda's runtime sends it (JSON), not the
+            # handler's objects, which need not survive that.
+            try:
+                reply = ("ok", marshal_response(response))
+            except Exception as exc:  # TypeError, ValueError (a circular reference), ...
+                message = f"Unable to marshal response: {exc}"
+                print(f"[ERROR] Runtime.MarshalError: {message}", flush=True)
+                reply = ("error", "Runtime.MarshalError", message)
         elapsed = (time.perf_counter() - clock) * 1000
         extra = f"Init Duration: {init_ms:.2f} ms" if init_ms is not None else ""
         init_ms = None
@@ -335,7 +379,15 @@ class Sandbox:
                 cold=cold,
             )
         if reply[0] == "ok":
-            return Invocation(ok=True, response=reply[1], duration_ms=reply[2], cold=cold)
+            if too_large := response_size_error(reply[1]):
+                return Invocation(
+                    ok=False,
+                    error_type="Function.ResponseSizeTooLarge",
+                    error=too_large,
+                    duration_ms=reply[2],
+                    cold=cold,
+                )
+            return Invocation(ok=True, response=json.loads(reply[1]), duration_ms=reply[2], cold=cold)
         if reply[0] == "error":
             return Invocation(ok=False, error_type=reply[1], error=reply[2], duration_ms=reply[3], cold=cold)
         status = self._process.poll()
