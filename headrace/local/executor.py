@@ -128,6 +128,7 @@ def discover_functions(client: Callable[[str], Any]) -> dict[str, FunctionSpec]:
                 memory_mb=int(f.get("MemorySize", 128)),
                 role=f.get("Role", ""),
                 log_group=f.get("LoggingConfig", {}).get("LogGroup", ""),
+                runtime=f.get("Runtime", "python3.12"),
             )
     return functions
 
@@ -1120,12 +1121,40 @@ class Executor:
             self._on_invocation(f"{function:<14} {status:<6} {record_label(m['Body'])}  ({timing})")
 
 
+# The variables Lambda sets itself, which a function's configuration cannot set
+# (CreateFunction and UpdateFunctionConfiguration refuse them: adjustment 24 of
+# ``headrace.local.motoserver``). AWS's "Defined runtime environment variables".
+RESERVED_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
 def sandbox_environment(
     spec: FunctionSpec, endpoint: str, region: str, credentials: Credentials, scratch: Path
 ) -> dict[str, str]:
     """The environment a local sandbox gets: the function's variables plus what the Lambda
     runtime would set — its execution role's ``credentials`` among them — with
-    ``AWS_ENDPOINT_URL`` pointing at the emulator."""
+    ``AWS_ENDPOINT_URL`` pointing at the emulator. A reserved variable is always Lambda's
+    (``Sandbox`` adds the log stream and ``LAMBDA_TASK_ROOT``)."""
     scratch = scratch / spec.name
     scratch.mkdir(parents=True, exist_ok=True)
     env = {
@@ -1133,9 +1162,12 @@ def sandbox_environment(
         for name in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")
         if name in os.environ
     }
-    env.update(spec.environment)
+    env.update({k: v for k, v in spec.environment.items() if k not in RESERVED_VARIABLES})
     env.update(
         {
+            "_HANDLER": spec.handler,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": credentials.access_key,
             "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
@@ -1148,7 +1180,7 @@ def sandbox_environment(
             # No X-Ray daemon runs locally; traces are off, everything else is as deployed.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "SCRATCH_DIR": str(scratch),
-            "TZ": "UTC",
+            "TZ": ":UTC",  # as Lambda spells it
             # Lambda's stdout is unbuffered: every line (Powertools prints its EMF metric
             # lines) reaches the log at once, even when the sandbox is killed right after
             # (a timeout, or the runtime stopping).

@@ -45,6 +45,7 @@ class FunctionSpec:
     memory_mb: int = 128
     role: str = ""  # the execution role's ARN
     log_group: str = ""  # its LoggingConfig's; by default /aws/lambda/<name>
+    runtime: str = "python3.12"
 
     def __post_init__(self) -> None:
         if not self.log_group:
@@ -72,6 +73,9 @@ class _Context:
         self.aws_request_id = request_id
         self.log_group_name = spec.log_group
         self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", f"local/{os.getpid()}")
+        # Lambda sets these for mobile SDK callers only: None, but there to be read.
+        self.identity = None
+        self.client_context = None
         self._deadline = deadline
 
     def get_remaining_time_in_millis(self) -> int:
@@ -297,7 +301,8 @@ class Sandbox:
         self.fresh = True
         self.init_error: str | None = None
         self._stream = logs.stream(spec.name, spec.log_group, self.log_stream_name) if logs else None
-        env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream_name}
+        # the code's directory, Lambda's /var/task
+        env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream_name, "LAMBDA_TASK_ROOT": str(root)}
         key = secrets.token_bytes(32)
         with tempfile.TemporaryDirectory(prefix="sandbox-") as tmp:
             address = str(Path(tmp) / "s")

@@ -90,3 +90,76 @@ def test_a_response_over_6_mb_fails_and_one_under_it_arrives_as_json(sandbox):
     # what the caller gets is the JSON the runtime sent: a Decimal is its number, a tuple a list
     result = box.invoke({"return": "fits"})
     assert result.ok and result.response == {"body": "é" * 3_145_600, "n": 1.5, "t": ["a", 1]}
+
+
+ENVIRONMENT = """
+import os
+
+
+def handler(event, context):
+    return {
+        "env": {name: os.environ.get(name) for name in event["names"]},
+        "context": {
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "invoked_function_arn": context.invoked_function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "log_group_name": context.log_group_name,
+            "log_stream_name": context.log_stream_name,
+            "identity": context.identity,
+            "client_context": context.client_context,
+            "remaining": 0 < context.get_remaining_time_in_millis() <= 3000,
+        },
+    }
+"""
+
+LAMBDA_VARIABLES = {
+    "_HANDLER": "fn.handler",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+    "AWS_LAMBDA_FUNCTION_NAME": "fn",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fn",
+    "AWS_REGION": "eu-west-1",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_ACCESS_KEY_ID": "role-key",
+    "TZ": ":UTC",
+    "STAGE": "dev",  # the function's own
+}
+
+
+def test_a_handler_sees_lambdas_variables_and_context(sandbox, tmp_path):
+    # Code reading _HANDLER, LAMBDA_TASK_ROOT or AWS_EXECUTION_ENV (Powertools does), or
+    # context.client_context, failed locally and worked on AWS; and a function variable
+    # that is reserved (refused by Lambda at deploy) overrode nothing here but is no use
+    from botocore.credentials import Credentials
+
+    from headrace.local.executor import sandbox_environment
+
+    spec = FunctionSpec(
+        name="fn",
+        arn="arn:aws:lambda:eu-west-1:123456789012:function:fn",
+        handler="fn.handler",
+        memory_mb=256,
+        environment={"STAGE": "dev", "AWS_REGION": "us-west-2", "_HANDLER": "other.main"},
+    )
+    env = sandbox_environment(spec, "http://127.0.0.1:1", "eu-west-1", Credentials("role-key", "s"), tmp_path)
+    box = sandbox(ENVIRONMENT, env, memory_mb=256, timeout_seconds=3)
+    result = box.invoke({"names": [*LAMBDA_VARIABLES, "LAMBDA_TASK_ROOT", "AWS_LAMBDA_LOG_STREAM_NAME"]})
+    assert result.ok, result.error
+    env_seen = result.response["env"]
+    assert env_seen.pop("LAMBDA_TASK_ROOT") == str(tmp_path)
+    assert env_seen.pop("AWS_LAMBDA_LOG_STREAM_NAME") == box.log_stream_name
+    assert env_seen == LAMBDA_VARIABLES
+    assert result.response["context"] == {
+        "function_name": "fn",
+        "function_version": "$LATEST",
+        "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:fn",
+        "memory_limit_in_mb": 256,
+        "log_group_name": "/aws/lambda/fn",
+        "log_stream_name": box.log_stream_name,
+        "identity": None,
+        "client_context": None,
+        "remaining": True,
+    }
