@@ -1122,7 +1122,7 @@ class Executor:
 
 
 # The variables Lambda sets itself, which a function's configuration cannot set
-# (CreateFunction and UpdateFunctionConfiguration refuse them: adjustment 24 of
+# (CreateFunction and UpdateFunctionConfiguration refuse them: adjustment 25 of
 # ``headrace.local.motoserver``). AWS's "Defined runtime environment variables".
 RESERVED_VARIABLES = frozenset(
     {

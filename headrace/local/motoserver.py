@@ -130,6 +130,11 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    another key, failed in the processor on every attempt and ended in the DLQ. On AWS a
    GET of the copy is checked against a checksum of its own bytes, with the source's
    algorithm.
+25. A function configuration setting a variable Lambda reserves (``AWS_REGION``,
+   ``_HANDLER``... ``executor.RESERVED_VARIABLES``) is refused, by CreateFunction and
+   UpdateFunctionConfiguration, with AWS's InvalidParameterValueException naming the keys.
+   moto stored it, so a program that fails to deploy on AWS deployed locally (and the
+   sandbox's value silently won over the function's).
 
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
@@ -155,7 +160,7 @@ from urllib.parse import quote
 
 from moto.core.utils import camelcase_to_underscores
 
-from .executor import LAMBDA_MAX_REQUEST_BYTES
+from .executor import LAMBDA_MAX_REQUEST_BYTES, RESERVED_VARIABLES
 from .iam import patch_authorization
 
 
@@ -579,10 +584,37 @@ def _bridge_error(error: urllib.error.HTTPError) -> str:
 
 
 def patch_lambda() -> None:
-    """Adjustments 18 and 19."""
-    from moto.awslambda.exceptions import LambdaClientError
+    """Adjustments 18, 19 and 25."""
+    from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
     from moto.awslambda.models import LambdaBackend
     from moto.awslambda.responses import LambdaResponse
+
+    def refuse_reserved(request: dict[str, Any]) -> None:
+        variables = ((request or {}).get("Environment") or {}).get("Variables") or {}
+        reserved = [name for name in variables if name in RESERVED_VARIABLES]
+        if reserved:
+            raise InvalidParameterValueException(
+                "Lambda was unable to configure your environment variables because the environment "
+                "variables you have provided contains reserved keys that are currently not supported "
+                f"for modification. Reserved keys used in this request: {', '.join(reserved)}"
+            )
+
+    create_function = LambdaBackend.create_function
+
+    @functools.wraps(create_function)
+    def create_checked(self: Any, spec: dict[str, Any]) -> Any:
+        refuse_reserved(spec)
+        return create_function(self, spec)
+
+    LambdaBackend.create_function = create_checked  # type: ignore[method-assign]
+    update_configuration = LambdaBackend.update_function_configuration
+
+    @functools.wraps(update_configuration)
+    def update_checked(self: Any, function_name: str, qualifier: str, body: dict[str, Any]) -> Any:
+        refuse_reserved(body)
+        return update_configuration(self, function_name, qualifier, body)
+
+    LambdaBackend.update_function_configuration = update_checked  # type: ignore[method-assign]
 
     class NotServed(LambdaClientError):
         code = 501  # not retried by the SDKs, unlike 500 and 503
@@ -599,10 +631,10 @@ def patch_lambda() -> None:
     class TooLarge(LambdaClientError):
         code = 413
 
-        def __init__(self) -> None:
+        def __init__(self, limit: int) -> None:
             super().__init__(
                 "RequestEntityTooLargeException",
-                f"Request must be smaller than {LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation",
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
             )
 
     def invoke(
@@ -621,7 +653,7 @@ def patch_lambda() -> None:
         url, token = address
         event = body if isinstance(body, bytes) else (body or "{}").encode()
         if len(event) > LAMBDA_MAX_REQUEST_BYTES:
-            raise TooLarge()
+            raise TooLarge(LAMBDA_MAX_REQUEST_BYTES)
         try:
             json.loads(event or b"{}")
         except ValueError as exc:  # as Lambda refuses it, before anything runs

@@ -699,6 +699,10 @@ def patched_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(LambdaBackend, "invoke", LambdaBackend.invoke)
     monkeypatch.setattr(LambdaResponse, "invoke", LambdaResponse.invoke)
+    monkeypatch.setattr(LambdaBackend, "create_function", LambdaBackend.create_function)
+    monkeypatch.setattr(
+        LambdaBackend, "update_function_configuration", LambdaBackend.update_function_configuration
+    )
     patch_lambda()
 
 
@@ -892,6 +896,40 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         # A function that does not exist is moto's ResourceNotFound, never the executor's
         with pytest.raises(awslambda.exceptions.ResourceNotFoundException):
             awslambda.invoke(FunctionName="nope", Payload=b"{}")
+
+
+@pytest.mark.usefixtures("patched_lambda")
+def test_a_function_configuration_setting_a_reserved_variable_is_refused_as_lambda_refuses_it() -> None:
+    # A program setting AWS_REGION in a function's variables deployed locally (the sandbox
+    # quietly used its own) and failed to deploy on AWS
+    with mock_aws():
+        _create_functions("fn")
+        awslambda = boto3.client("lambda", region_name="us-east-1")
+        role = awslambda.get_function(FunctionName="fn")["Configuration"]["Role"]
+        with pytest.raises(awslambda.exceptions.InvalidParameterValueException) as refused:
+            awslambda.create_function(
+                FunctionName="other",
+                Runtime="python3.12",
+                Role=role,
+                Handler="handler.main",
+                Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+                Environment={"Variables": {"STAGE": "dev", "AWS_REGION": "eu-west-1", "_HANDLER": "x.y"}},
+            )
+        assert refused.value.response["Error"]["Message"].endswith(
+            "contains reserved keys that are currently not supported for modification. "
+            "Reserved keys used in this request: AWS_REGION, _HANDLER"
+        )
+        assert [f["FunctionName"] for f in awslambda.list_functions()["Functions"]] == ["fn"]
+        with pytest.raises(awslambda.exceptions.InvalidParameterValueException, match="AWS_SESSION_TOKEN"):
+            awslambda.update_function_configuration(
+                FunctionName="fn", Environment={"Variables": {"AWS_SESSION_TOKEN": "t"}}
+            )
+        # while a function's own variables are taken, as before
+        awslambda.update_function_configuration(
+            FunctionName="fn", Environment={"Variables": {"STAGE": "dev"}}
+        )
+        configuration = awslambda.get_function(FunctionName="fn")["Configuration"]
+        assert configuration["Environment"]["Variables"] == {"STAGE": "dev"}
 
 
 def test_an_invoke_qualifier_is_the_query_string_s_never_the_payload_s(
