@@ -524,6 +524,9 @@ class BadFraming(Exception):
 # this: RequestEntityTooLargeException, "Request must be smaller than 6291456 bytes for the
 # InvokeFunction operation".
 LAMBDA_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+# ... and an asynchronous one (InvocationType Event) larger than this: 1 MB since October
+# 2025 (256 KB before).
+LAMBDA_MAX_ASYNC_REQUEST_BYTES = 1024 * 1024
 
 
 def event_bytes(event: Any) -> int:

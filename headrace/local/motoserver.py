@@ -100,7 +100,9 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    moto looked for ``qualifier`` there or in the payload); then the event goes to the executor's ``InvokeBridge``, whose address and token
    the runtime writes to the file named by ``--invocations-file``. ``Event`` answers 202 and
    runs after, ``DryRun`` 204; a function that raised answers 200 with
-   ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType"}``, as Lambda does.
+   ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType"}``, as Lambda does. A
+   payload over Lambda's limit is refused (413) before anything runs: 6 MB, or 1 MB for
+   ``Event``.
    Without an executor (before the runtime has deployed) Invoke is refused with 501.
 20. S3's EventBridge events carry a sequencer that rises with every write, as AWS's do (the
    documented order of the writes of one key: the processor orders versions uploaded within
@@ -160,7 +162,7 @@ from urllib.parse import quote
 
 from moto.core.utils import camelcase_to_underscores
 
-from .executor import LAMBDA_MAX_REQUEST_BYTES, RESERVED_VARIABLES
+from .executor import LAMBDA_MAX_ASYNC_REQUEST_BYTES, LAMBDA_MAX_REQUEST_BYTES, RESERVED_VARIABLES
 from .iam import patch_authorization
 
 
@@ -652,8 +654,9 @@ def patch_lambda() -> None:
             )
         url, token = address
         event = body if isinstance(body, bytes) else (body or "{}").encode()
-        if len(event) > LAMBDA_MAX_REQUEST_BYTES:
-            raise TooLarge(LAMBDA_MAX_REQUEST_BYTES)
+        limit = LAMBDA_MAX_ASYNC_REQUEST_BYTES if invocation_type == "Event" else LAMBDA_MAX_REQUEST_BYTES
+        if len(event) > limit:
+            raise TooLarge(limit)
         try:
             json.loads(event or b"{}")
         except ValueError as exc:  # as Lambda refuses it, before anything runs

@@ -881,6 +881,14 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         with pytest.raises(ClientError) as too_large:
             awslambda.invoke(FunctionName=name, Payload=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
         assert too_large.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+        # and an asynchronous one over its 1 MB, which nothing runs
+        with pytest.raises(ClientError) as too_large:
+            awslambda.invoke(
+                FunctionName=name, InvocationType="Event", Payload=b'"' + b"x" * 1024 * 1024 + b'"'
+            )
+        assert too_large.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+        assert "smaller than 1048576 bytes" in too_large.value.response["Error"]["Message"]
+        assert len(executor) == 3
         # A function the executor has no pool for (made after the runtime started) says so
         awslambda.create_function(
             FunctionName="made-later",
