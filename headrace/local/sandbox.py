@@ -161,7 +161,7 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
         reply: tuple[Any, ...]
         try:
             response = handler(event, _Context(spec, request_id, deadline))
-        except BaseException as exc:
+        except Exception as exc:  # sys.exit() ends the process, as it ends Lambda's runtime
             print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", end="", flush=True)
             reply = ("error", type(exc).__name__, str(exc))
         else:
@@ -395,7 +395,10 @@ class Sandbox:
             return Invocation(ok=True, response=json.loads(reply[1]), duration_ms=reply[2], cold=cold)
         if reply[0] == "error":
             return Invocation(ok=False, error_type=reply[1], error=reply[2], duration_ms=reply[3], cold=cold)
-        status = self._process.poll()
+        try:  # its connection closed: the process is ending, if not yet reaped
+            status = self._process.wait(timeout=DRAIN_SECONDS)
+        except subprocess.TimeoutExpired:
+            status = None
         self.kill(keep_stream=True)
         tail = self._log_tail(log_start)
         self.kill(

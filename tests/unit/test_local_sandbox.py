@@ -163,3 +163,33 @@ def test_a_handler_sees_lambdas_variables_and_context(sandbox, tmp_path):
         "client_context": None,
         "remaining": True,
     }
+
+
+EXITS = """
+import os, sys
+
+calls = []
+
+
+def handler(event, context):
+    calls.append(event)
+    if event.get("exit") is not None:
+        sys.exit(event["exit"])
+    if event.get("_exit") is not None:
+        os._exit(event["_exit"])
+    return len(calls)
+"""
+
+
+@pytest.mark.parametrize("event, status", [({"exit": 0}, 0), ({"exit": 3}, 3), ({"_exit": 4}, 4)])
+def test_a_handler_that_exits_ends_its_sandbox_as_it_ends_lambdas_runtime(sandbox, event, status):
+    # sys.exit() in a handler was an ordinary error ("SystemExit") in a sandbox that lived
+    # on with the module's state; on AWS the runtime exits (Runtime.ExitError) and the
+    # next invocation is a cold start
+    box = sandbox(EXITS)
+    assert box.invoke({}).response == 1
+    result = box.invoke(event)
+    assert (result.ok, result.error_type) == (False, "Runtime.ExitError")
+    assert f"(status {status};" in (result.error or "")
+    assert not box.alive()
+    assert f"Runtime exited with error: exit status {status}" in box.log_path.read_text()
