@@ -135,6 +135,36 @@ def _max_memory_mb() -> int:
     return math.ceil(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
 
 
+class _HandlerNotFound(Exception):
+    pass
+
+
+def _load_handler(name: str) -> Callable[..., Any]:
+    module_name, function_name = name.rsplit(".", 1)
+    module = importlib.import_module(module_name.replace("/", "."))
+    try:
+        return getattr(module, function_name)  # type: ignore[no-any-return]
+    except AttributeError:
+        raise _HandlerNotFound(f"Handler '{function_name}' missing on module '{module_name}'") from None
+
+
+def _init_failure(name: str, exc: BaseException) -> tuple[str, str]:
+    """The error type and message Lambda's Python runtime gives a handler it cannot load:
+    its own for a bad handler name, a module that cannot be imported, a syntax error and a
+    missing function; any other exception raised as the module loads is the init error of
+    that exception."""
+    module_name = name.rpartition(".")[0]
+    if isinstance(exc, _HandlerNotFound):
+        return "Runtime.HandlerNotFound", str(exc)
+    if "." not in name:
+        return "Runtime.MalformedHandlerName", f"Bad handler '{name}': {exc}"
+    if isinstance(exc, SyntaxError):
+        return "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
+    if isinstance(exc, ImportError):
+        return "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+    return "Runtime.InitError", f"{type(exc).__name__}: {exc}"
+
+
 def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
     """Child process: import the handler once, then serve invocations one at a time,
     writing Lambda's START, END and REPORT lines around each (the handler's own output
@@ -142,11 +172,11 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
     sys.path.insert(0, root)
     started = time.perf_counter()
     try:
-        module_name, function_name = spec.handler.rsplit(".", 1)
-        handler = getattr(importlib.import_module(module_name), function_name)
+        handler = _load_handler(spec.handler)
     except BaseException as exc:
-        print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", end="", flush=True)
-        conn.send(("init_error", type(exc).__name__, f"{exc}\n{traceback.format_exc()}"))
+        error_type, message = _init_failure(spec.handler, exc)
+        print(f"[ERROR] {error_type}: {message}\n{traceback.format_exc()}", end="", flush=True)
+        conn.send(("init_error", error_type, f"{message}\n{traceback.format_exc()}"))
         return
     init_ms: float | None = (time.perf_counter() - started) * 1000
     conn.send(("ready", init_ms))
@@ -300,6 +330,7 @@ class Sandbox:
         self.log_stream_name = log_stream_name()
         self.fresh = True
         self.init_error: str | None = None
+        self.init_error_type = "Runtime.InitError"
         self._stream = logs.stream(spec.name, spec.log_group, self.log_stream_name) if logs else None
         # the code's directory, Lambda's /var/task
         env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream_name, "LAMBDA_TASK_ROOT": str(root)}
@@ -347,7 +378,7 @@ class Sandbox:
             self.kill()
             return
         if reply[0] == "init_error":
-            self.init_error = f"{reply[1]}: {reply[2]}"
+            self.init_error_type, self.init_error = reply[1], reply[2]
             self.kill()
 
     def alive(self) -> bool:
@@ -355,7 +386,7 @@ class Sandbox:
 
     def invoke(self, event: Any) -> Invocation:
         if self.init_error:
-            return Invocation(ok=False, error_type="Runtime.InitError", error=self.init_error)
+            return Invocation(ok=False, error_type=self.init_error_type, error=self.init_error)
         cold, self.fresh = self.fresh, False
         timeout = self.spec.timeout_seconds
         request_id = str(uuid.uuid4())

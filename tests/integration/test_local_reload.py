@@ -39,8 +39,10 @@ def test_an_edited_handler_runs_from_the_next_invocation_and_a_syntax_error_fail
         handler.write_text("def handler(event, context):\n    return ('unclosed'\n")
         Executor.check_code(executor)  # type: ignore[arg-type]
         broken = pool.invoke({})
-        assert (broken.ok, broken.error_type) == (False, "Runtime.InitError")
-        assert broken.error and broken.error.startswith("SyntaxError: '(' was never closed (fn.py, line 2)")
+        assert (broken.ok, broken.error_type) == (False, "Runtime.UserCodeSyntaxError")
+        assert broken.error and broken.error.startswith(
+            "Syntax error in module 'handlers.fn': '(' was never closed (fn.py, line 2)"
+        )
         assert f'File "{handler}", line 2' in (tmp_path / "fn.log").read_text()  # the function's log
 
         # fixed: picked up by the next invocation, the failed sandbox was not kept

@@ -193,3 +193,54 @@ def test_a_handler_that_exits_ends_its_sandbox_as_it_ends_lambdas_runtime(sandbo
     assert f"(status {status};" in (result.error or "")
     assert not box.alive()
     assert f"Runtime exited with error: exit status {status}" in box.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    "source, handler, error_type, message",
+    [
+        (
+            "",
+            "missing.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'missing': No module named 'missing'",
+        ),
+        (
+            "import not_installed\n",
+            "fn.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'fn': No module named 'not_installed'",
+        ),
+        (
+            "def handler(:\n",
+            "fn.handler",
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module 'fn': invalid syntax (fn.py, line 1)",
+        ),
+        (
+            "def main(event, context):\n    pass\n",
+            "fn.handler",
+            "Runtime.HandlerNotFound",
+            "Handler 'handler' missing on module 'fn'",
+        ),
+        (
+            "raise RuntimeError('no TABLE_NAME')\n",
+            "fn.handler",
+            "Runtime.InitError",
+            "RuntimeError: no TABLE_NAME",
+        ),
+        (
+            "",
+            "fn",
+            "Runtime.MalformedHandlerName",
+            "Bad handler 'fn': not enough values to unpack (expected 2, got 1)",
+        ),
+    ],
+)
+def test_a_handler_that_cannot_be_loaded_fails_with_lambdas_error(
+    sandbox, source, handler, error_type, message
+):
+    # Every load failure was "Runtime.InitError: AttributeError: module 'fn' has no
+    # attribute 'handler'" and the like, where Lambda names what is wrong
+    box = sandbox(source, handler=handler)
+    assert _failure(box.invoke({})) == (False, error_type, message)
+    assert f"[ERROR] {error_type}: {message}" in box.log_path.read_text()
