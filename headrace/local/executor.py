@@ -608,7 +608,8 @@ class InvokeBridge(_LoopbackServer):
     around the emulator's IAM check of ``lambda:InvokeFunction``.
 
     ``POST /<function>`` with the event as its body and ``X-Invocation-Type``; the answer is
-    ``{"ok", "response", "error_type", "error"}`` (``Event``: 202 at once, run after)."""
+    ``{"ok", "response", "error_type", "error", "stack_trace", "request_id"}`` (``Event``:
+    202 at once, run after)."""
 
     def __init__(
         self,
@@ -642,7 +643,8 @@ class InvokeBridge(_LoopbackServer):
                     invoke_async(function, event, "invoke")
                     return self._answer(202, {})
                 result = invoke(function, event)
-                self._answer(200, {k: getattr(result, k) for k in ("ok", "response", "error_type", "error")})
+                fields = ("ok", "response", "error_type", "error", "stack_trace", "request_id")
+                self._answer(200, {k: getattr(result, k) for k in fields})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 _send(

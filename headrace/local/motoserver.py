@@ -100,7 +100,8 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    moto looked for ``qualifier`` there or in the payload); then the event goes to the executor's ``InvokeBridge``, whose address and token
    the runtime writes to the file named by ``--invocations-file``. ``Event`` answers 202 and
    runs after, ``DryRun`` 204; a function that raised answers 200 with
-   ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType"}``, as Lambda does. A
+   ``FunctionError: Unhandled`` and ``{"errorMessage", "errorType", "requestId",
+   "stackTrace"}``, as Lambda does. A
    payload over Lambda's limit is refused (413) before anything runs: 6 MB, or 1 MB for
    ``Event``.
    Without an executor (before the runtime has deployed) Invoke is refused with 501.
@@ -686,7 +687,12 @@ def patch_lambda() -> None:
             payload = result["response"]
         else:
             response_headers["x-amz-function-error"] = "Unhandled"
-            payload = {"errorMessage": result["error"], "errorType": result["error_type"]}
+            payload = {
+                "errorMessage": result["error"],
+                "errorType": result["error_type"],
+                "requestId": result.get("request_id", ""),
+                "stackTrace": result.get("stack_trace") or [],
+            }
         return json.dumps(payload).encode()
 
     LambdaBackend.invoke = invoke  # type: ignore[method-assign]

@@ -60,6 +60,9 @@ class Invocation:
     error: str | None = None
     duration_ms: float = 0.0
     cold: bool = False
+    # as Lambda answers a failed invocation: the handler's frames, and the request's id
+    stack_trace: list[str] = field(default_factory=list)
+    request_id: str = ""
 
 
 class _Context:
@@ -165,6 +168,15 @@ def _init_failure(name: str, exc: BaseException) -> tuple[str, str]:
     return "Runtime.InitError", f"{type(exc).__name__}: {exc}"
 
 
+def _stack_trace(exc: BaseException) -> list[str]:
+    """The ``stackTrace`` of Lambda's Python runtime: the frames from the handler's on
+    (the runtime's own left out), one formatted entry each."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    while frames and frames[0].filename == __file__:
+        frames.pop(0)
+    return traceback.format_list(frames)
+
+
 def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
     """Child process: import the handler once, then serve invocations one at a time,
     writing Lambda's START, END and REPORT lines around each (the handler's own output
@@ -193,7 +205,7 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
             response = handler(event, _Context(spec, request_id, deadline))
         except Exception as exc:  # sys.exit() ends the process, as it ends Lambda's runtime
             print(f"[ERROR] {type(exc).__name__}: {exc}\n{traceback.format_exc()}", end="", flush=True)
-            reply = ("error", type(exc).__name__, str(exc))
+            reply = ("error", type(exc).__name__, str(exc), _stack_trace(exc))
         else:
             # The executor gets the response as Lambda's runtime sends it (JSON), not the
             # handler's objects, which need not survive that.
@@ -202,7 +214,7 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
             except Exception as exc:  # TypeError, ValueError (a circular reference), ...
                 message = f"Unable to marshal response: {exc}"
                 print(f"[ERROR] Runtime.MarshalError: {message}", flush=True)
-                reply = ("error", "Runtime.MarshalError", message)
+                reply = ("error", "Runtime.MarshalError", message, [])
         elapsed = (time.perf_counter() - clock) * 1000
         extra = f"Init Duration: {init_ms:.2f} ms" if init_ms is not None else ""
         init_ms = None
@@ -385,11 +397,16 @@ class Sandbox:
         return self._process.poll() is None and self.init_error is None
 
     def invoke(self, event: Any) -> Invocation:
+        request_id = str(uuid.uuid4())
+        result = self._invoke(event, request_id)
+        result.request_id = request_id
+        return result
+
+    def _invoke(self, event: Any, request_id: str) -> Invocation:
         if self.init_error:
             return Invocation(ok=False, error_type=self.init_error_type, error=self.init_error)
         cold, self.fresh = self.fresh, False
         timeout = self.spec.timeout_seconds
-        request_id = str(uuid.uuid4())
         log_start = self._log_size()
         clock = time.perf_counter()
         try:
@@ -410,7 +427,7 @@ class Sandbox:
             return Invocation(
                 ok=False,
                 error_type="Sandbox.Timedout",
-                error=f"Task timed out after {timeout} seconds",
+                error=f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
                 duration_ms=elapsed,
                 cold=cold,
             )
@@ -425,7 +442,14 @@ class Sandbox:
                 )
             return Invocation(ok=True, response=json.loads(reply[1]), duration_ms=reply[2], cold=cold)
         if reply[0] == "error":
-            return Invocation(ok=False, error_type=reply[1], error=reply[2], duration_ms=reply[3], cold=cold)
+            return Invocation(
+                ok=False,
+                error_type=reply[1],
+                error=reply[2],
+                stack_trace=reply[3],
+                duration_ms=reply[4],
+                cold=cold,
+            )
         try:  # its connection closed: the process is ending, if not yet reaped
             status = self._process.wait(timeout=DRAIN_SECONDS)
         except subprocess.TimeoutExpired:

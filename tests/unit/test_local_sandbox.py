@@ -244,3 +244,41 @@ def test_a_handler_that_cannot_be_loaded_fails_with_lambdas_error(
     box = sandbox(source, handler=handler)
     assert _failure(box.invoke({})) == (False, error_type, message)
     assert f"[ERROR] {error_type}: {message}" in box.log_path.read_text()
+
+
+RAISES = """
+import time
+
+
+def check(event):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    raise ValueError(f"bad date {event['date']!r}")
+
+
+def handler(event, context):
+    return check(event)
+"""
+
+
+def test_a_failed_invocation_carries_lambdas_request_id_and_stack_trace(sandbox, tmp_path):
+    # `aws lambda invoke` answered {"errorMessage", "errorType"} only: code reading the
+    # stackTrace or requestId Lambda adds found nothing
+    box = sandbox(RAISES, timeout_seconds=1)
+    result = box.invoke({"date": "2026-13-01"})
+    assert (result.ok, result.error_type, result.error) == (False, "ValueError", "bad date '2026-13-01'")
+    # the handler's frames, from its own on (the sandbox's left out), as Lambda lists them
+    assert [entry.splitlines()[:2] for entry in result.stack_trace] == [
+        [f'  File "{tmp_path / "fn.py"}", line 12, in handler', "    return check(event)"],
+        [
+            f'  File "{tmp_path / "fn.py"}", line 8, in check',
+            "    raise ValueError(f\"bad date {event['date']!r}\")",
+        ],
+    ]
+    assert f"START RequestId: {result.request_id} " in box.log_path.read_text()
+    # and a timeout says what Lambda says
+    late = box.invoke({"date": "x", "sleep": 5})
+    assert (late.error_type, late.error) == (
+        "Sandbox.Timedout",
+        f"RequestId: {late.request_id} Error: Task timed out after 1.00 seconds",
+    )

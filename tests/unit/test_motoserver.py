@@ -825,7 +825,15 @@ def executor(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tu
     def run(function: str, event: Any) -> Invocation:
         calls.append((function, event))
         if event.get("date") == "2026-13-01":
-            return Invocation(ok=False, error_type="BadRequest", error="date '2026-13-01' is not YYYY-MM-DD")
+            return Invocation(
+                ok=False,
+                error_type="BadRequest",
+                error="date '2026-13-01' is not YYYY-MM-DD",
+                stack_trace=[
+                    '  File "/repo/handlers/report.py", line 9, in handler\n    raise BadRequest(...)\n'
+                ],
+                request_id="5f0e6a1c-0000-4000-8000-000000000001",
+            )
         return Invocation(ok=True, response={"task": "report", "date": event.get("date")})
 
     def run_async(function: str, event: Any, label: str) -> None:
@@ -864,6 +872,10 @@ def test_invoking_a_function_through_the_api_runs_it_in_the_executor(
         assert json.loads(failed["Payload"].read()) == {
             "errorMessage": "date '2026-13-01' is not YYYY-MM-DD",
             "errorType": "BadRequest",
+            "requestId": "5f0e6a1c-0000-4000-8000-000000000001",
+            "stackTrace": [
+                '  File "/repo/handlers/report.py", line 9, in handler\n    raise BadRequest(...)\n'
+            ],
         }
         # DryRun runs nothing; Event answers 202 and runs
         assert awslambda.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
