@@ -50,6 +50,9 @@ def stopped_runtime(path: Path) -> str | None:
     )
 
 
+# What `pulumi stack output --json` prints in place of a secret output's value.
+SECRET_PLACEHOLDER = "[secret]"
+
 # The client of a synchronous Lambda Invoke: one attempt, read for longer than Lambda's
 # longest run (900 s) and the embedded runtime's 60 s margin beyond a function's timeout.
 # botocore retries a read timeout or a dropped connection, which would run the function again.
@@ -161,6 +164,12 @@ class StackOutputs(BaseModel):
             raise OutputsError(
                 f"{path}: not a headrace stack outputs file (it must hold a JSON object of outputs, "
                 "as pulumi stack output --json prints)"
+            )
+        hidden = sorted(name for name, value in data.items() if value == SECRET_PLACEHOLDER)
+        if hidden:  # otherwise "[secret]" would be taken for a bucket name, a queue URL...
+            raise OutputsError(
+                f"{path}: {', '.join(hidden)} shown as {SECRET_PLACEHOLDER!r}: pulumi stack output --json "
+                "hides secret outputs; write the file with pulumi stack output --json --show-secrets"
             )
         try:
             return cls.model_validate(data)

@@ -104,6 +104,25 @@ def test_an_endpoint_without_its_scheme_is_an_invalid_output(tmp_path, capsys):
         assert StackOutputs.load(path).aws_endpoint_url == endpoint
 
 
+def test_an_output_pulumi_hid_as_a_secret_is_named_with_the_flag_that_shows_it(tmp_path):
+    # Given `pulumi stack output --json` of a stack with a secret output (without
+    # --show-secrets, its value is the placeholder "[secret]")
+    path = tmp_path / "dev-outputs.json"
+    path.write_text(json.dumps({**STACK_OUTPUTS, "db_secret_arn": "[secret]", "stack": "[secret]"}))
+    # Then loading it names the hidden outputs and the flag, instead of using "[secret]" as an ARN
+    with pytest.raises(OutputsError, match=r"db_secret_arn, stack shown as '\[secret\]'.*--show-secrets"):
+        StackOutputs.load(path)
+
+
+def test_a_pulumi_outputs_file_without_a_required_output_names_it(tmp_path):
+    # Given `pulumi stack output --json` of a stack lacking one documented output
+    path = tmp_path / "dev-outputs.json"
+    path.write_text(json.dumps({k: v for k, v in STACK_OUTPUTS.items() if k != "processing_dlq_url"}))
+    # Then the error names it
+    with pytest.raises(OutputsError, match=r"\(missing: processing_dlq_url\)$"):
+        StackOutputs.load(path)
+
+
 @pytest.mark.parametrize("command", [["status"], ["dlq", "inspect", "--queue", "load"], ["replay", "k"]])
 def test_commands_given_a_directory_exit_2(tmp_path, capsys, command):
     # When a command that reads a stack is pointed at a directory
