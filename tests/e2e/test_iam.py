@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 SALES = "order_id,region,amount\n1,north,10.5\n2,south,3.25\n"
 
 
-@pytest.fixture(autouse=True)
+# Module scope: set up before the module's other fixtures (an autouse fixture of a narrower
+# scope comes after them), so a deployed stack gets no tenants for tests that skip.
+@pytest.fixture(autouse=True, scope="module")
 def _embedded_only(stack):
     if not stack.embedded:
         pytest.skip("changes IAM policies and reads function logs: embedded runtime only")
