@@ -33,6 +33,7 @@ import psycopg
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
+from components.queues import visibility_timeout
 from handlers.dal.queues import message_counts
 from headrace.cli import main
 from headrace.dlq import BATCH, Describer, Sweep
@@ -152,6 +153,32 @@ class Stack:
             f"invocation) + 60 s"
         )
         return attempts, attempts * per_attempt + 60, why
+
+    def check_own_settings(self, function: str, queue_url: str) -> None:
+        """Fail unless ``function`` and its queue run with the stack's own settings: no crash
+        switch, the visibility timeout deployed. A test that changes them and puts back what
+        it found would otherwise put back, for good, another run's change (two runs on one
+        stack) or one an interrupted run left."""
+        config = self.lam.get_function_configuration(FunctionName=function)
+        environment = (config.get("Environment") or {}).get("Variables") or {}
+        visibility = int(
+            self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])[
+                "Attributes"
+            ]["VisibilityTimeout"]
+        )
+        windows = [
+            int(m.get("MaximumBatchingWindowInSeconds") or 0)
+            for m in self.lam.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+        ]
+        deployed = visibility_timeout(config["Timeout"], max(windows, default=0))
+        crash_rate = environment.get("HEADRACE_CRASH_RATE", "0")
+        if float(crash_rate) or visibility < deployed:
+            pytest.fail(
+                f"{function} runs with HEADRACE_CRASH_RATE={crash_rate} and its queue's visibility "
+                f"timeout is {visibility} s (deployed: {deployed} s): another test run on this stack is "
+                "using the crash switch, or an interrupted one left it on; `pulumi up --refresh` puts "
+                "the stack's settings back"
+            )
 
     def dead_letter(self, queue: str, key: str) -> bool:
         """Whether a message about ``key`` is in ``queue``'s DLQ: a pass over the whole DLQ,

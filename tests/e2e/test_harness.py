@@ -195,7 +195,9 @@ def test_cleanup_goes_on_after_a_step_fails_and_raises_it(deployed, monkeypatch)
     assert not deployed.s3.list_object_versions(Bucket="raw").get("Versions") and swept
 
 
-def _function_with_mapping(stack: Stack, name: str, queue: str, window: int) -> None:
+def _function_with_mapping(
+    stack: Stack, name: str, queue: str, window: int, environment: dict[str, str] | None = None
+) -> None:
     iam = boto3.client("iam", region_name=REGION)
     role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     package = io.BytesIO()
@@ -207,6 +209,8 @@ def _function_with_mapping(stack: Stack, name: str, queue: str, window: int) -> 
         Role=role,
         Handler="handler.handler",
         Code={"ZipFile": package.getvalue()},
+        Timeout=10,
+        Environment={"Variables": environment or {}},
     )
     url = stack.outputs.get(f"{queue}_queue_url")
     arn = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -226,3 +230,26 @@ def test_the_wait_for_a_poison_file_follows_the_stacks_retry_settings(deployed):
     # and a wait that runs out says how it was sized
     with pytest.raises(AssertionError, match=r"within 0 s \(maxReceiveCount 7 x"):
         deployed.wait_for("incoming/junk/x.csv", "v1", timeout=0, why=why)
+
+
+@pytest.mark.parametrize(
+    ("environment", "visibility", "refused"),
+    [
+        ({"LOG_LEVEL": "INFO"}, 65, False),  # 6 x its 10 s timeout + its 5 s batching window
+        ({"HEADRACE_CRASH_RATE": "0.5"}, 65, True),  # another run's switch, or a leftover
+        ({}, 15, True),  # the visibility timeout another run lowered
+    ],
+)
+def test_a_test_that_changes_settings_refuses_to_start_from_changed_ones(
+    deployed, environment, visibility, refused
+):
+    # Given the processor as found before the crash test changes (and restores) it
+    _function_with_mapping(deployed, "p", "processing", 5, environment)
+    queue = deployed.outputs.processing_queue_url
+    deployed.sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": str(visibility)})
+    # Then only the stack's own settings are taken for what to put back
+    if not refused:
+        deployed.check_own_settings("p", queue)
+        return
+    with pytest.raises(pytest.fail.Exception, match="another test run on this stack"):
+        deployed.check_own_settings("p", queue)

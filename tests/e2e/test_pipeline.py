@@ -128,8 +128,10 @@ def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
     wait = 2 * short + 120
     if wait > 600:
         pytest.skip(f"crashed batches return after {short} s here: run it on a stack with short timeouts")
-    # Given the processor's crash switch on (first deliveries crash half the time)
     environment = dict(config["Environment"]["Variables"])
+    # (what is restored afterwards must be the stack's own settings)
+    stack.check_own_settings(function, queue)
+    # Given the processor's crash switch on (first deliveries crash half the time)
     crashing = {**environment, "HEADRACE_CRASH_RATE": "0.5"}
     stack.lam.update_function_configuration(FunctionName=function, Environment={"Variables": crashing})
     stack.sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": str(short)})
@@ -149,10 +151,11 @@ def test_a_crash_mid_batch_loses_nothing_and_duplicates_nothing(stack):
         _until_in_effect(stack, function, environment)
     assert {item["status"] for item in items} == {"completed"}
     # and each has exactly one output, however often its message was delivered
-    outputs = stack.s3.list_objects_v2(
+    # (every page: earlier runs' outputs stay in the dataset on a long-lived stack)
+    pages = stack.s3.get_paginator("list_objects_v2").paginate(
         Bucket=stack.outputs.processed_bucket, Prefix="parquet/dataset=crash/"
-    ).get("Contents", [])
-    mine = [o["Key"] for o in outputs if f"/{stack.run_id}-" in o["Key"]]
+    )
+    mine = [o["Key"] for page in pages for o in page.get("Contents", []) if f"/{stack.run_id}-" in o["Key"]]
     assert len(mine) == 12
     assert {item["parquet_key"] for item in items} == set(mine)
 
