@@ -466,9 +466,7 @@ class Warehouse:
             except _TableBusy as exc:
                 busy = exc.reason
             if attempt < SCHEMA_LOCK_ATTEMPTS:
-                remaining = deadline.remaining_ms()
-                pause = SCHEMA_RETRY_PAUSE_SECONDS * attempt
-                time.sleep(pause if remaining is None else min(pause, remaining / 1000))
+                _pause_before_retry(attempt, deadline)
         raise LoadTimedOut(
             f"could not change table {self.schema}.{table}: other sessions kept it locked through "
             f"{SCHEMA_LOCK_ATTEMPTS} attempts (each waits at most {SCHEMA_LOCK_TIMEOUT_MS} ms, so that "
@@ -751,9 +749,7 @@ class Warehouse:
             except errors.LockNotAvailable as exc:  # rolled back: nothing was applied
                 busy = exc
             if attempt < SCHEMA_LOCK_ATTEMPTS:
-                remaining = deadline.remaining_ms()
-                pause = SCHEMA_RETRY_PAUSE_SECONDS * attempt
-                time.sleep(pause if remaining is None else min(pause, remaining / 1000))
+                _pause_before_retry(attempt, deadline)
         raise LoadTimedOut(
             f"could not apply the warehouse's migrations in schema {self.schema}: other sessions "
             f"(loads of a previous version still running, or queries) kept its tables locked through "
@@ -822,6 +818,14 @@ class _TableBusy(Exception):
 
 class _TableChanged(Exception):
     """The table changed between the schema and the data transactions: start over."""
+
+
+def _pause_before_retry(attempt: int, deadline: _Deadline) -> None:
+    """Wait before another try at locks other sessions held: longer after each, within the
+    load's deadline."""
+    remaining = deadline.remaining_ms()
+    pause = SCHEMA_RETRY_PAUSE_SECONDS * attempt
+    time.sleep(pause if remaining is None else min(pause, remaining / 1000))
 
 
 class _Deadline:

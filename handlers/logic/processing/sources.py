@@ -14,6 +14,7 @@ import json
 import mmap
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -621,6 +622,32 @@ _STRUCTURE = re.compile(rb'["\[\]{}]')
 _NON_SPACE = re.compile(rb"\S")
 
 
+def _json_structure(
+    data: mmap.mmap, pos: int, pattern: re.Pattern[bytes] = _STRUCTURE
+) -> Iterator[tuple[int, int, int | None]]:
+    """The characters of ``pattern`` in the JSON text ``data`` from ``pos`` on, as (offset,
+    byte, end), strings skipped whole: a string is one, at its opening quote, its ``end``
+    just past its closing quote (None: never closed, and the last); any other's end is the
+    next byte. Mapped, never read into memory; the deadline is checked as it goes."""
+    steps = 0
+    while found := pattern.search(data, pos):
+        steps += 1
+        if steps % 100_000 == 0:
+            deadline.check()
+        i = found.start()
+        c = data[i]
+        if c == 0x22:  # '"'
+            rest = _STRING_REST.match(data, i + 1)
+            end = None if rest is None else rest.end()
+            yield i, c, end
+            if end is None:
+                return
+            pos = end
+        else:
+            yield i, c, i + 1
+            pos = i + 1
+
+
 def _records_member(path: Path) -> tuple[str, int, int, list[str]] | None:
     """(key, start, end, others) of the one member of the file's object whose value is an
     array of objects, by byte offsets of the array, and the names of the object's other
@@ -632,19 +659,12 @@ def _records_member(path: Path) -> tuple[str, int, int, list[str]] | None:
     key = (0, 0)  # the last string at depth 1: a member's name
     opened, of_objects = 0, False  # where the member's value opened, whether records
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        pos, steps = 0, 0
-        while found := _STRUCTURE.search(data, pos):
-            steps += 1
-            if steps % 100_000 == 0:
-                deadline.check()
-            i, c = found.start(), data[found.start()]
+        for i, c, end in _json_structure(data, 0):
             if c == 0x22:  # '"'
-                rest = _STRING_REST.match(data, i + 1)
-                if rest is None:
+                if end is None:
                     return None  # a string never closed: DuckDB's reader will say where
                 if depth == 1:
-                    key = (i + 1, rest.end() - 1)
-                pos = rest.end()
+                    key = (i + 1, end - 1)
                 continue
             if c in b"[{":
                 depth += 1
@@ -657,7 +677,6 @@ def _records_member(path: Path) -> tuple[str, int, int, list[str]] | None:
                 depth -= 1
                 if depth == 1 and of_objects:
                     arrays.append((data[key[0] : key[1]], opened, i + 1))
-            pos = i + 1
         if documents != 1 or len(arrays) != 1:
             return None
         name, start, end = arrays[0]
@@ -786,18 +805,11 @@ def _value_starts(data: mmap.mmap, array: bool, wanted: tuple[int, int]) -> dict
     commas) or a sequence's documents (and the text after the last of them that is none);
     strings are skipped whole."""
     starts: dict[int, int] = {}
-    depth, count, pos, steps = 0, 0, 0, 0
-    while (found := _SEPARATORS.search(data, pos)) and count <= max(wanted):
-        steps += 1
-        if steps % 100_000 == 0:
-            deadline.check()
-        i, c = found.start(), data[found.start()]
-        pos = i + 1
+    depth, count = 0, 0
+    for i, c, end in _json_structure(data, 0, _SEPARATORS):
+        if count > max(wanted) or end is None:
+            break
         if c == 0x22:  # '"'
-            rest = _STRING_REST.match(data, i + 1)
-            if rest is None:
-                break
-            pos = rest.end()
             continue
         element = False
         if c in b"[{":
@@ -842,19 +854,13 @@ def _value_end(data: mmap.mmap, start: int) -> int | None:
     one that does not close."""
     if data[start : start + 1] not in (b"{", b"["):
         return None
-    depth, pos, steps = 0, start, 0
-    while found := _STRUCTURE.search(data, pos):
-        steps += 1
-        if steps % 100_000 == 0:
-            deadline.check()
-        i, c = found.start(), data[found.start()]
-        pos = i + 1
+    depth = 0
+    for i, c, end in _json_structure(data, start):
+        if end is None:
+            return None
         if c == 0x22:  # '"'
-            rest = _STRING_REST.match(data, i + 1)
-            if rest is None:
-                return None
-            pos = rest.end()
-        elif c in b"[{":
+            continue
+        if c in b"[{":
             depth += 1
         else:
             depth -= 1
