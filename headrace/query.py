@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -311,6 +313,8 @@ class DuckDbEngine:
 
         started = time.perf_counter()
         con = duckdb.connect()
+        counter = FileCounter()
+        opened = counting_filesystem(self.filesystem, counter)
         try:
             for setting in _LOCKDOWN:
                 con.execute(setting)
@@ -339,8 +343,6 @@ class DuckDbEngine:
                     f"unknown table{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                     f"the tables of this stack are: {', '.join(known) or '(none yet: no file has been processed)'}"
                 )
-            counter = FileCounter()
-            opened = counting_filesystem(self.filesystem, counter)
             sizes: dict[str, int] = {}
             for dataset in sorted(named):
                 files = self.files(dataset)
@@ -388,6 +390,9 @@ class DuckDbEngine:
                 raise
         finally:
             con.close()
+            released = weakref.ref(opened.handler)
+            del opened
+            _wait_until_released(released)
         scanned = sorted(counter.opened)
         stats = QueryStats(
             engine="duckdb",
@@ -397,6 +402,26 @@ class DuckDbEngine:
             bytes_scanned=sum(sizes.get(path, 0) for path in scanned),
         )
         return QueryResult(columns_out, rows, stats)
+
+
+# How long a query waits for pyarrow to let go of its filesystem (see _wait_until_released).
+RELEASE_SECONDS = 30.0
+
+
+def _wait_until_released(handler: weakref.ref[Any], timeout: float = RELEASE_SECONDS) -> None:
+    """Wait until no pyarrow task holds the query's filesystem ``handler`` (Python code).
+
+    A query that stops before its scan ends (LIMIT, an error) leaves pyarrow's read-ahead
+    tasks running on pyarrow's threads after DuckDB lets go; each opens its file through
+    the handler and drops the filesystem when done, both of which take Python's lock. One
+    still running when the command exits calls into an interpreter that is shutting down:
+    the process aborted (status 134, ``terminate called without an active exception``) or
+    hung for good after printing the right result. Once the handler is gone nothing of
+    pyarrow's can call into Python any more; this takes the time of the reads in flight."""
+    gc.collect()  # whatever only a reference cycle still holds
+    deadline = time.monotonic() + timeout
+    while handler() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 # What DuckDB's Python client raises when a SIGINT (Ctrl-C) stops a query it runs.

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -16,7 +17,7 @@ import boto3
 import pytest
 
 from handlers.logic.processing import process_file
-from headrace import cli
+from headrace import cli, query
 from headrace.local.emulator import Emulator, free_port
 from headrace.outputs import StackOutputs
 from headrace.query import DatasetFile, DuckDbEngine, QueryError, execute
@@ -514,3 +515,31 @@ def test_integers_beyond_float_meeting_fractions_read_exactly_as_text(stack, tmp
         stack["outputs"], "SELECT n FROM bigids WHERE ingest_date = '2025-02-01' AND id = '9007199254740993'"
     )
     assert (pruned.rows, pruned.stats.files_scanned) == ([(1.0,)], [urls[0]])
+
+
+def test_a_query_that_stops_early_returns_once_pyarrow_let_go_of_its_filesystem(stack, tmp_path, monkeypatch):
+    # Given a dataset of 40 files (one processed file, stored under 40 keys)
+    source, parquet = tmp_path / "many.csv", tmp_path / "many.parquet"
+    source.write_text("id\n1\n2\n")
+    summary = json.dumps(process_file(source, parquet_path=parquet).to_json_dict())
+    s3 = stack["outputs"].client("s3")
+    for n in range(40):
+        stem = f"dataset=many/ingest_date=2025-03-{n % 28 + 1:02d}/f{n}--0123456789abcdef"
+        s3.put_object(Bucket=BUCKET, Key=f"parquet/{stem}.parquet", Body=parquet.read_bytes())
+        s3.put_object(Bucket=BUCKET, Key=f"summaries/{stem}.json", Body=summary)
+    handlers = []
+    counting = query.counting_filesystem
+
+    def watched(inner, counter):
+        filesystem = counting(inner, counter)
+        handlers.append(weakref.ref(filesystem.handler))
+        return filesystem
+
+    monkeypatch.setattr(query, "counting_filesystem", watched)
+    # When a query stops after one row, while pyarrow still reads ahead in its own threads
+    result = execute(stack["outputs"], "SELECT id FROM many LIMIT 1")
+    # Then it returns only once no pyarrow task holds the filesystem (Python code): one still
+    # running at exit calls into a finalizing interpreter, which aborted (status 134) or hung
+    # the command after it had printed the result
+    assert len(result.rows) == 1 and 0 < len(result.stats.files_scanned) < 40
+    assert [handler() for handler in handlers] == [None]
