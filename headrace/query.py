@@ -786,7 +786,7 @@ def _json(value: Any, indent: str | None = None, level: int = 0) -> str:
     if isinstance(value, dict | list):
         items = (
             [
-                f"{json.dumps(str(k), ensure_ascii=False)}: {_json(v, indent, level + 1)}"
+                f"{_escape_c1(json.dumps(str(k), ensure_ascii=False))}: {_json(v, indent, level + 1)}"
                 for k, v in value.items()
             ]
             if isinstance(value, dict)
@@ -799,7 +799,7 @@ def _json(value: Any, indent: str | None = None, level: int = 0) -> str:
             return start + ", ".join(items) + end
         inner, outer = "\n" + indent * (level + 1), "\n" + indent * level
         return start + inner + ("," + inner).join(items) + outer + end
-    return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    return _escape_c1(json.dumps(value, ensure_ascii=False, default=str, allow_nan=False))
 
 
 def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE_ROWS) -> None:
@@ -813,37 +813,41 @@ def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE
             out.write(("," if i else "") + "\n  " + _json(record, "  ", 1))
         out.write("\n]\n" if result.rows else "]\n")
         return
+    # In a terminal, a control character in a name or value (ESC starting a sequence the
+    # terminal would obey, a carriage return overwriting the line) shows as an escape
+    terminal = hasattr(out, "isatty") and out.isatty()
     if fmt == "csv":
+        shown: Callable[[str], str] = visible if terminal else str
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(result.columns)
+        writer.writerow([shown(c) for c in result.columns])
         for row in result.rows:
-            writer.writerow(["" if v is None else _text(v) for v in row])
+            writer.writerow(["" if v is None else shown(_text(v)) for v in row])
         return
     from rich.console import Console
     from rich.table import Table
 
     total = len(result.rows)
-    shown = result.rows if max_rows is None else result.rows[:max_rows]
+    rows = result.rows if max_rows is None else result.rows[:max_rows]
     table = Table(show_lines=False)
     numeric = [
-        any(row[i] is not None for row in shown)
-        and all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in shown)
+        any(row[i] is not None for row in rows)
+        and all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in rows)
         for i in range(len(result.columns))
     ]
+    # Control characters show as escapes in a file too (Rich would drop some and pass ESC)
     for name, right in zip(result.columns, numeric, strict=True):
-        table.add_column(_escape(name), justify="right" if right else "left", overflow="fold")
-    for row in shown:
-        table.add_row(*("[dim]NULL[/]" if v is None else _escape(_text(v)) for v in row))
+        table.add_column(_escape(visible(name)), justify="right" if right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*("[dim]NULL[/]" if v is None else _escape(visible(_text(v))) for v in row))
     # In a terminal the table fits its width; into a file or pipe it keeps its natural width.
-    terminal = hasattr(out, "isatty") and out.isatty()
     console = Console(file=out, soft_wrap=False, width=None if terminal else 10_000)
     console.print(table)
-    rows = f"{total:,} row{'s' if total != 1 else ''}"
-    if len(shown) == total:
-        console.print(rows, style="dim")
+    count = f"{total:,} row{'s' if total != 1 else ''}"
+    if len(rows) == total:
+        console.print(count, style="dim")
         return
     console.print(
-        f"{rows}; the first {len(shown):,} shown, {total - len(shown):,} not shown: "
+        f"{count}; the first {len(rows):,} shown, {total - len(rows):,} not shown: "
         "--format csv or --format json writes every row, --max-rows N shows more (0: all)",
         style="bold",
         markup=False,
@@ -856,6 +860,25 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     plain = _plain(value)
     return _json(plain) if isinstance(plain, list | dict) else str(plain)
+
+
+# Control characters (C0 but the line break, DEL, C1): what a terminal obeys rather than shows.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_C1 = re.compile(r"[\x7f-\x9f]")
+_NAMED = {"\t": "\\t", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character but the line break written as an escape
+    (``\\x1b``, ``\\r``, ``\\t``, ``\\x9b``): data cannot move the cursor, retitle the window,
+    recolour or clear the screen of whoever reads it in a terminal."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def _escape_c1(text: str) -> str:
+    """JSON text with DEL and the C1 controls (which ``json.dumps`` leaves raw, unlike C0)
+    as ``\\u`` escapes: the same string to a JSON reader, nothing a terminal obeys."""
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _escape(text: str) -> str:
@@ -914,13 +937,16 @@ def run(args: argparse.Namespace) -> int:
         outputs = StackOutputs.load(args.outputs)
         result = execute(outputs, args.sql, args.engine)
     except QueryError as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
+        # DuckDB's message may quote a value or a column name of the data
+        print(f"headrace: error: {visible(str(exc))}", file=sys.stderr)
         return 1
     except (OutputsError, StackError) as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
+        print(f"headrace: error: {visible(str(exc))}", file=sys.stderr)
         return 2
     except (BotoCoreError, ClientError) as exc:
-        print(f"headrace: error: cannot read the stack in {args.outputs}: {exc}", file=sys.stderr)
+        print(
+            f"headrace: error: cannot read the stack in {args.outputs}: {visible(str(exc))}", file=sys.stderr
+        )
         return 2
     render(result, args.format, sys.stdout, max_rows=args.max_rows or None)
     if args.format == "json":
@@ -928,7 +954,10 @@ def run(args: argparse.Namespace) -> int:
             f"{c} -> {k}" for c, k in zip(result.columns, json_keys(result.columns), strict=True) if c != k
         ]
         if renamed:
-            print(f"headrace: note: repeated column names keyed as {', '.join(renamed)}", file=sys.stderr)
+            print(
+                f"headrace: note: repeated column names keyed as {visible(', '.join(renamed))}",
+                file=sys.stderr,
+            )
     print(result.stats.line(), file=sys.stderr)
     if args.explain:
         if result.stats.engine == "athena":

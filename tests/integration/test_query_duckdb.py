@@ -543,3 +543,29 @@ def test_a_query_that_stops_early_returns_once_pyarrow_let_go_of_its_filesystem(
     # the command after it had printed the result
     assert len(result.rows) == 1 and 0 < len(result.stats.files_scanned) < 40
     assert [handler() for handler in handlers] == [None]
+
+
+def test_control_characters_of_the_data_reach_no_terminal_raw(stack, tmp_path, capsys):
+    # Given values (and a column name) holding ESC sequences, a backspace and a C1 CSI
+    _add_dataset(stack, tmp_path, "escapes", ['id,"n\x1b[2Jame"\n1,"\x1b]0;owned\x07x\x08hidden\x9b31m"\n'])
+    path = str(stack["path"])
+    # When shown as the table, and as CSV and JSON into a file
+    assert cli.main(["query", "SELECT * EXCLUDE (ingest_date) FROM escapes", "--outputs", path]) == 0
+    table = capsys.readouterr().out
+    assert cli.main(["query", 'SELECT "n\x1b[2Jame" FROM escapes', "--outputs", path, "--format", "csv"]) == 0
+    as_csv = capsys.readouterr().out
+    assert (
+        cli.main(["query", 'SELECT "n\x1b[2Jame" FROM escapes', "--outputs", path, "--format", "json"]) == 0
+    )
+    as_json = capsys.readouterr().out
+    # Then the table shows each control character as an escape, none raw
+    assert "n\\x1b[2Jame" in table and "\\x1b]0;owned\\x07x\\x08hidden\\x9b31m" in table
+    assert not any(c in table for c in "\x1b\x07\x08\x9b")
+    # CSV into a file keeps the value as stored; JSON escapes it, and reads back the same
+    assert as_csv == "n\x1b[2Jame\n\x1b]0;owned\x07x\x08hidden\x9b31m\n"
+    assert not any(c in as_json for c in "\x1b\x07\x08\x9b")
+    assert json.loads(as_json) == [{"n\x1b[2Jame": "\x1b]0;owned\x07x\x08hidden\x9b31m"}]
+    # And an error quoting a value of the data shows it escaped on stderr too
+    status = cli.main(["query", 'SELECT CAST("n\x1b[2Jame" AS INTEGER) FROM escapes', "--outputs", path])
+    err = capsys.readouterr().err
+    assert status == 1 and "\\x1b]0;owned" in err and not any(c in err for c in "\x1b\x07\x08\x9b")

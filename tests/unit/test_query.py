@@ -310,6 +310,41 @@ def test_the_table_shows_names_and_values_as_written_not_as_markup():
         assert text in table, text
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_control_characters_show_as_escapes_wherever_a_terminal_would_obey_them():
+    # Given a name and values with ESC sequences, a carriage return, a tab, DEL and a C1 CSI
+    result = QueryResult(
+        columns=["n\x1b[2Jame", "b"],
+        rows=[("\x1b]0;owned\x07x\rgone", "a\tb\x7f\x9b31m"), ("two\nlines", None)],
+        stats=RESULT.stats,
+    )
+    raw = "\x1b\x07\r\t\x7f\x9b"
+    table, csv_file, csv_terminal, as_json = io.StringIO(), io.StringIO(), _Terminal(), io.StringIO()
+    render(result, "table", table)
+    render(result, "csv", csv_file)
+    render(result, "csv", csv_terminal)
+    render(result, "json", as_json)
+    # Then the table shows each as an escape, a line break as a line break
+    assert "n\\x1b[2Jame" in table.getvalue() and "\\x1b]0;owned\\x07x\\rgone" in table.getvalue()
+    assert "a\\tb\\x7f\\x9b31m" in table.getvalue() and not any(c in table.getvalue() for c in raw)
+    # CSV in a terminal too (into a file it holds the values as stored)
+    assert csv_terminal.getvalue().splitlines()[:2] == [
+        "n\\x1b[2Jame,b",
+        "\\x1b]0;owned\\x07x\\rgone,a\\tb\\x7f\\x9b31m",
+    ]
+    assert csv_file.getvalue().startswith("n\x1b[2Jame,b\n")
+    # and JSON escapes every one of them (json leaves DEL and C1 raw), reading back the same
+    assert not any(c in as_json.getvalue() for c in raw)
+    assert json.loads(as_json.getvalue()) == [
+        {"n\x1b[2Jame": "\x1b]0;owned\x07x\rgone", "b": "a\tb\x7f\x9b31m"},
+        {"n\x1b[2Jame": "two\nlines", "b": None},
+    ]
+
+
 def test_the_table_shows_at_most_its_row_limit_and_says_how_to_get_the_rest():
     # Given a result of 2,500 rows
     result = QueryResult(columns=["n"], rows=[(f"row-{i}",) for i in range(2500)], stats=RESULT.stats)
