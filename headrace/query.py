@@ -22,7 +22,6 @@ deleted while the query ran, too: run it again), 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import math
@@ -818,10 +817,9 @@ def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE
     terminal = hasattr(out, "isatty") and out.isatty()
     if fmt == "csv":
         shown: Callable[[str], str] = visible if terminal else str
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([shown(c) for c in result.columns])
+        out.write(_csv_line([shown(c) for c in result.columns]))
         for row in result.rows:
-            writer.writerow(["" if v is None else shown(_text(v)) for v in row])
+            out.write(_csv_line([None if v is None else shown(_text(v)) for v in row]))
         return
     from rich.console import Console
     from rich.table import Table
@@ -852,6 +850,26 @@ def render(result: QueryResult, fmt: str, out: Any, max_rows: int | None = TABLE
         style="bold",
         markup=False,
     )
+
+
+# A field CSV readers split or mistake unless quoted (Python's csv writer, given "\n" as the
+# line end, left a carriage return bare: pandas and csv.reader then broke the row in two).
+_CSV_QUOTE = re.compile(r'[,"\r\n]')
+
+
+def _csv_line(fields: Sequence[str | None]) -> str:
+    """One CSV record (RFC 4180 quoting, ``\\n`` line end): NULL is an empty field, an empty
+    string ``""`` (as DuckDB's and PostgreSQL's CSV write them); a row of one NULL is ``""``
+    too, which no reader skips as a blank line."""
+    line = ",".join(
+        ""
+        if field is None
+        else f'"{field.replace(chr(34), chr(34) * 2)}"'
+        if field == "" or _CSV_QUOTE.search(field)
+        else field
+        for field in fields
+    )
+    return (line or '""') + "\n"
 
 
 def _text(value: Any) -> str:

@@ -4,6 +4,7 @@ formats and exit statuses."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import date
@@ -234,6 +235,26 @@ def test_json_csv_and_table_output():
     assert "Widget" in table and "2025-01-02" in table and "NULL" in table and "2 rows" in table
     # and the statistics line says what was read
     assert RESULT.stats.line().startswith("duckdb: scanned 1 of 2 Parquet files (2.0 KiB)")
+
+
+def test_csv_reads_back_as_written_carriage_returns_and_empty_strings_too():
+    # Given values with a carriage return (a JSON file's "\\r"), an empty string and NULLs
+    result = QueryResult(columns=["a", "b"], rows=[("x\ry", "z"), ("", None), (None, "")], stats=RESULT.stats)
+    single = QueryResult(columns=["a"], rows=[(None,), ("v",)], stats=RESULT.stats)
+    out, one = io.StringIO(), io.StringIO()
+    render(result, "csv", out)
+    render(single, "csv", one)
+    # Then the carriage return is quoted (bare, it split the row in two for csv and pandas),
+    # an empty string is "" and NULL an empty field, as DuckDB's and PostgreSQL's CSV
+    assert out.getvalue() == 'a,b\n"x\ry",z\n"",\n,""\n'
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [
+        ["a", "b"],
+        ["x\ry", "z"],
+        ["", ""],
+        ["", ""],
+    ]
+    # and a row of one NULL is no blank line a reader would skip
+    assert one.getvalue() == 'a\n""\nv\n'
 
 
 def test_infinities_and_booleans_render_alike_in_every_format():
