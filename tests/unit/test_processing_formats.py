@@ -202,6 +202,10 @@ def _pretty(*edits: tuple[str, str]) -> str:
             _pretty(('},\n  {\n    "id": 2', '}\n  {\n    "id": 2')),
             "invalid JSON at line 6, column 3 (after record 1): unexpected character: '  {'",
         ),
+        (  # a stray bracket that closes the array early: record 1's line, not record 3's
+            _pretty(('"n1"', '"n1"]')),
+            'invalid JSON at line 4, column 17 (record 1): unexpected character: \'    "name": "n1"]\'',
+        ),
         (
             '[{"a": 1},\n {"a": 2},, {"a": 3}]',
             'invalid JSON at line 2, column 11 (record 3): no value between two commas: \' {"a": 2},, {"a": 3}]\'',

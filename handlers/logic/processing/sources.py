@@ -819,6 +819,10 @@ def _value_starts(data: mmap.mmap, array: bool, wanted: tuple[int, int]) -> dict
                 element = True
         elif c in b"]}":
             depth -= 1
+            if array and depth <= 0:
+                # the array closed (a stray bracket in a record closes it early, as DuckDB
+                # reads it): what follows is none of its elements
+                break
             following = _NON_SPACE.search(data, i + 1) if not array and depth == 0 else None
             if following and following.group() not in (b"{", b"["):
                 # text after a document that opens none: a value of its own, where DuckDB stops
