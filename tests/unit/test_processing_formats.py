@@ -210,6 +210,11 @@ def _pretty(*edits: tuple[str, str]) -> str:
             '[{"a": 1},\n {"a": 2},, {"a": 3}]',
             'invalid JSON at line 2, column 11 (record 3): no value between two commas: \' {"a": 2},, {"a": 3}]\'',
         ),
+        (  # a comma after the last record of an array that does not end the file
+            '{"items": [{"a": 1}, {"a": 2},], "next": "c2"}',
+            "invalid JSON at line 1, column 31 (record 3): a comma before the array's closing ']' "
+            '(JSON allows none): \'{"items": [{"a": 1}, {"a": 2},], "next": "c2"}\'',
+        ),
         (  # records under a key, read from a copy of their array: lines of the file
             '{"meta": {"page": 1},\n "items": [\n  {"a": 1},\n  {"a": 2 /* x */}\n]}',
             "invalid JSON at line 4, column 11 (record 2): a comment (JSON has none): '  {\"a\": 2 /* x */}'",

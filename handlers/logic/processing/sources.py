@@ -794,7 +794,12 @@ def _placed_parse_error(source: Path, reading: tuple[Path, bool, int], message: 
     if text_after.startswith(("//", "/*")):
         reason = "a comment (JSON has none)"
     elif reason == "input length is 0":
-        reason = "no value between two commas"
+        # an element DuckDB found empty: between two commas, or after the last one
+        reason = (
+            "a comma before the array's closing ']' (JSON allows none)"
+            if text_after.startswith("]")
+            else "no value between two commas"
+        )
     quoted = ("..." if column - 1 > len(text_before) else "") + text_before + text_after[:_QUOTED_AROUND]
     quoted += "..." if len(text_after) > _QUOTED_AROUND else ""
     return f"invalid JSON at line {line}, column {column} ({record}): {reason}: {quoted!r}"
