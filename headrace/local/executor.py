@@ -1167,6 +1167,8 @@ def sandbox_environment(
         for name in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")
         if name in os.environ
     }
+    # Lambda's time zone, as Lambda spells it; not reserved: a function may set its own
+    env["TZ"] = ":UTC"
     env.update({k: v for k, v in spec.environment.items() if k not in RESERVED_VARIABLES})
     env.update(
         {
@@ -1185,7 +1187,6 @@ def sandbox_environment(
             # No X-Ray daemon runs locally; traces are off, everything else is as deployed.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "SCRATCH_DIR": str(scratch),
-            "TZ": ":UTC",  # as Lambda spells it
             # Lambda's stdout is unbuffered: every line (Powertools prints its EMF metric
             # lines) reaches the log at once, even when the sandbox is killed right after
             # (a timeout, or the runtime stopping).

@@ -166,6 +166,19 @@ def test_a_handler_sees_lambdas_variables_and_context(sandbox, tmp_path):
     }
 
 
+@pytest.mark.parametrize(("configured", "seen"), [({}, ":UTC"), ({"TZ": "Europe/Berlin"}, "Europe/Berlin")])
+def test_a_function_may_set_its_own_time_zone_as_on_lambda(tmp_path, configured, seen):
+    # TZ is not one of Lambda's reserved variables: a function configured with its own
+    # ran in Berlin on AWS and in UTC locally
+    from botocore.credentials import Credentials
+
+    from headrace.local.executor import sandbox_environment
+
+    spec = FunctionSpec("fn", "arn:aws:lambda:eu-west-1:1:function:fn", "fn.handler", environment=configured)
+    env = sandbox_environment(spec, "http://127.0.0.1:1", "eu-west-1", Credentials("k", "s"), tmp_path)
+    assert env["TZ"] == seen
+
+
 EXITS = """
 import os, sys
 
