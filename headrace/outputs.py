@@ -142,7 +142,8 @@ class StackOutputs(BaseModel):
             # bytes: JSON's own encodings, with or without a byte order mark, as Windows
             # writes them (PowerShell 5's `pulumi stack output --json > outputs.json`: UTF-16)
             text = path.read_bytes()
-            if not text.strip():
+            # a byte order mark alone is empty too (what a Windows shell's redirect writes)
+            if not text.decode(json.detect_encoding(text), errors="replace").strip():
                 raise OutputsError(
                     f"{path}: empty (did the `pulumi stack output --json > {path}` that wrote it fail?)"
                 )

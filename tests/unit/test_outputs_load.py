@@ -44,11 +44,16 @@ def test_an_outputs_file_written_on_windows_is_read(tmp_path, encoded):
     assert StackOutputs.load(path) == StackOutputs(**STACK_OUTPUTS)
 
 
-@pytest.mark.parametrize("content", ["", " \n"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b" \n", b"\xff\xfe", "\r\n".encode("utf-16"), b"\xef\xbb\xbf"],
+    ids=["empty", "blank", "utf-16 bom", "utf-16 bom and line end", "utf-8 bom"],
+)
 def test_an_empty_outputs_file_says_the_command_that_wrote_it_failed(tmp_path, content):
-    # Given what `pulumi stack output --json > outputs.json` leaves when pulumi fails
+    # Given what `pulumi stack output --json > outputs.json` leaves when pulumi fails (a
+    # Windows shell writes its byte order mark even so)
     path = tmp_path / "outputs.json"
-    path.write_text(content)
+    path.write_bytes(content)
     # When it is loaded, then the error says it is empty, not where JSON parsing stopped
     with pytest.raises(OutputsError, match=r"outputs.json: empty \(did the `pulumi stack output --json"):
         StackOutputs.load(path)
