@@ -1159,7 +1159,8 @@ def sandbox_environment(
     """The environment a local sandbox gets: the function's variables plus what the Lambda
     runtime would set — its execution role's ``credentials`` among them — with
     ``AWS_ENDPOINT_URL`` pointing at the emulator. A reserved variable is always Lambda's
-    (``Sandbox`` adds the log stream and ``LAMBDA_TASK_ROOT``)."""
+    (``Sandbox`` adds the log stream and ``LAMBDA_TASK_ROOT``, and makes
+    ``SCRATCH_DIR``, the function's, a directory of its own inside it)."""
     scratch = scratch / spec.name
     scratch.mkdir(parents=True, exist_ok=True)
     env = {

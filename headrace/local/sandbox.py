@@ -16,6 +16,7 @@ import os
 import pickle
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -346,6 +347,14 @@ class Sandbox:
         self._stream = logs.stream(spec.name, spec.log_group, self.log_stream_name) if logs else None
         # the code's directory, Lambda's /var/task
         env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream_name, "LAMBDA_TASK_ROOT": str(root)}
+        # Its scratch space (Lambda's /tmp) is a directory of its own in the function's,
+        # deleted when it ends (``kill``), however it ends: a timeout or a crash leaves what
+        # the handler was writing (a large file's download), once per attempt.
+        self._scratch: Path | None = None
+        if env.get("SCRATCH_DIR"):
+            Path(env["SCRATCH_DIR"]).mkdir(parents=True, exist_ok=True)
+            self._scratch = Path(tempfile.mkdtemp(prefix="sandbox-", dir=env["SCRATCH_DIR"]))
+            env["SCRATCH_DIR"] = str(self._scratch)
         key = secrets.token_bytes(32)
         with tempfile.TemporaryDirectory(prefix="sandbox-") as tmp:
             address = str(Path(tmp) / "s")
@@ -362,6 +371,7 @@ class Sandbox:
                     )
                 except BaseException:
                     os.close(read)
+                    self._remove_scratch()
                     raise
                 finally:
                     os.close(write)
@@ -507,6 +517,12 @@ class Sandbox:
             self._output.close()
             if self._stream is not None:
                 self._stream.close()
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        """Delete the sandbox's scratch space (the process is gone)."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -297,3 +297,43 @@ def test_a_failed_invocation_carries_lambdas_request_id_and_stack_trace(sandbox,
         f"RequestId: {late.request_id} Error: Task timed out after 1.00 seconds",
     )
     assert f"START RequestId: {result.request_id} " in log.read_text()  # killed: its output read
+
+
+SCRATCH = """
+import os, time
+
+
+def handler(event, context):
+    path = os.path.join(os.environ["SCRATCH_DIR"], "download.csv")
+    if event.get("write"):
+        with open(path, "w") as file:
+            file.write("raw rows, PII not yet redacted")
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("exit"):
+        os._exit(1)
+    return {"dir": os.environ["SCRATCH_DIR"], "kept": os.path.exists(path)}
+"""
+
+
+def test_a_sandboxs_scratch_files_end_with_it_however_it_ends(sandbox, tmp_path):
+    # The function's scratch directory was shared by its sandboxes and lived as long as
+    # the runtime: what a handler had written there when its sandbox was killed (a
+    # timeout, a crash, a retirement after a code edit) stayed - a large file's download,
+    # once per attempt - until the next start, filling the disk the processor checks its
+    # room on. On Lambda a sandbox's /tmp is its own and goes with it.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    boxes = [sandbox(SCRATCH, {"SCRATCH_DIR": str(scratch)}, timeout_seconds=1) for _ in range(3)]
+    dirs = []
+    for box in boxes:
+        written = box.invoke({"write": True})
+        assert written.ok, written.error
+        assert box.invoke({}).response["kept"]  # a warm sandbox keeps its files, as on Lambda
+        dirs.append(Path(written.response["dir"]))
+    assert len(set(dirs)) == 3 and all(d.parent == scratch for d in dirs)  # each its own
+    timed_out, crashed, retired = boxes
+    assert timed_out.invoke({"sleep": 5}).error_type == "Sandbox.Timedout"
+    assert crashed.invoke({"exit": True}).error_type == "Runtime.ExitError"
+    retired.kill()
+    assert list(scratch.iterdir()) == []
