@@ -1,4 +1,4 @@
-"""The embedded runtime's AWS emulator: moto's server, with twenty-four documented adjustments.
+"""The embedded runtime's AWS emulator: moto's server, with twenty-six documented adjustments.
 
 Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
 
@@ -139,6 +139,13 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    moto stored it, so a program that fails to deploy on AWS deployed locally (and the
    sandbox's value silently won over the function's).
 
+26. DynamoDB items read are not kept. moto appends every ``Item`` object it creates to a
+   class-wide list, for its debugging dump (``/moto-api/data.json``), and never removes one:
+   not only the stored items but the copies every Query, Scan and GetItem makes of each item
+   it reads. The daily report and ``headrace status`` query the day's metadata items, so
+   every such query left a copy of each item alive (some 15 KB an item, for as long as the
+   emulator runs). Items are no longer listed there; nothing else reads the list.
+
 Adjustments 1, 4, 6, 8-12, 14 and 15 change only what a request costs, never its answer;
 the unit tests compare 6, 8-11, 14 and 15 with moto's own results (1 returns the same epoch
 seconds; 4 and 12 cache listings that cannot change while the server runs).
@@ -272,7 +279,7 @@ _query_scope = threading.local()
 
 
 def patch_dynamodb() -> None:
-    """Adjustments 8, 9, 13, 14 and 15."""
+    """Adjustments 8, 9, 13, 14, 15 and 26."""
     import copy
 
     from moto.dynamodb.comparisons import ConditionExpressionParser
@@ -423,6 +430,17 @@ def patch_dynamodb() -> None:
             return handle(self)
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+    # Adjustment 26: moto appends every Item it ever creates to Item.instances_tracked (for
+    # its own debugging dump), every read's copies included, and never lets go.
+    Item.instances_tracked = _Untracked()  # type: ignore[attr-defined]
+
+
+class _Untracked(list):  # type: ignore[type-arg]
+    """A model's ``instances_tracked`` that keeps nothing (adjustment 26)."""
+
+    def append(self, _: Any) -> None:
+        pass
 
 
 # moto's constant sequencer (adjustment 20), and the last one given instead
