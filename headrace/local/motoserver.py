@@ -784,6 +784,30 @@ def patch_waitress() -> None:
     HTTPChannel.parser_class = Parser
 
 
+# What the emulator asks for when the hard limit is unlimited: macOS's per-process ceiling
+# (OPEN_MAX), which setrlimit refuses to go beyond there.
+OPEN_FILES_WHEN_UNLIMITED = 10_240
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, and return the
+    limit in force. moto keeps each object version over 5 MB in a temporary file it holds
+    open, so a session that uploads many large files would reach a shell's usual soft limit
+    (1,024; 256 on macOS) and fail every later request; the hard limit is the user's to
+    give (``ulimit -Hn``)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WHEN_UNLIMITED if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            return soft  # refused (a sandbox's policy): the limit stays, as before
+        return wanted
+    return soft
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -795,6 +819,7 @@ def main() -> None:
     args = parser.parse_args()
     global INVOCATIONS_FILE
     INVOCATIONS_FILE = args.invocations_file
+    raise_open_file_limit()
     patch_moto()
     patch_waitress()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app

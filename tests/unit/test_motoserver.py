@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import resource
+import subprocess
 import sys
 import threading
 import time
@@ -15,6 +17,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -1242,3 +1245,24 @@ def test_a_disabled_rule_delivers_no_event() -> None:
         events.enable_rule(Name="s3")
         s3.put_object(Bucket="raw", Key="incoming/b.csv", Body=b"a\n1\n")
         assert [e["detail"]["object"]["key"] for e in received()] == ["incoming/b.csv"]
+
+
+def test_the_emulator_raises_its_open_file_limit_to_the_hard_limit():
+    # Given a process whose soft limit on open files is a shell's usual 256, below its hard
+    # limit (moto holds an open file per object version over 5 MB)
+    script = (
+        "import resource\n"
+        "from headrace.local.motoserver import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    # When the emulator raises it
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    returned, in_force, hard = (int(n) for n in out.split())
+    # Then the soft limit is the hard one (or macOS's ceiling when that is unlimited)
+    assert in_force == returned == (10_240 if hard == resource.RLIM_INFINITY else hard)
+    assert in_force > 256
