@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint typecheck workflows policy-venv unit integration infra e2e bench experiments-local clean \
+.PHONY: help venv demo test test-e2e-integration test-unit-infra lint typecheck workflows policy-venv unit integration infra e2e bench experiments-local clean \
 	localstack-up localstack-down deploy-local e2e-local e2e-aws
 
 help: ## list targets
@@ -35,7 +35,16 @@ $(POLICY_STAMP): policy/requirements.txt
 	@touch $@
 
 test: $(STAMP) $(POLICY_STAMP) lint typecheck workflows ## lint, typecheck, workflow files and all test layers (unit, integration, infra incl. the policy pack, e2e)
-	$(BIN)/pytest tests
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e-integration test-unit-infra
+
+# The four layers as two pytest processes side by side, each printed whole when it ends:
+# e2e and integration mostly wait on the emulator, the sandboxes and PostgreSQL, so on two
+# cores the pair takes little more than the longer half instead of the sum (CI's budget).
+test-e2e-integration: $(STAMP)
+	$(BIN)/pytest tests/e2e tests/integration
+
+test-unit-infra: $(STAMP) $(POLICY_STAMP)
+	$(BIN)/pytest tests/unit tests/infra
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
