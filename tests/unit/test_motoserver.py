@@ -1121,28 +1121,31 @@ def _as_stored(s3: Any, key: str, detail_type: str, reason: str) -> tuple[str, s
     return (detail_type, reason, key, head["ContentLength"], head["ETag"].strip('"'), head["VersionId"])
 
 
+def _upload_in_parts(s3: Any, key: str, bodies: tuple[bytes, ...], **create: Any) -> None:
+    """Upload ``bodies`` as the parts of one object of the raw bucket (``create``: the
+    CreateMultipartUpload arguments; a ChecksumAlgorithm is sent with each part too)."""
+    upload = s3.create_multipart_upload(Bucket="raw", Key=key, **create)
+    algorithm = create.get("ChecksumAlgorithm")
+    checksum = {"ChecksumAlgorithm": algorithm} if algorithm else {}
+    parts = []
+    for number, body in enumerate(bodies, start=1):
+        part = s3.upload_part(
+            Bucket="raw", Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=body, **checksum
+        )
+        parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        if algorithm:
+            parts[-1][f"Checksum{algorithm}"] = part[f"Checksum{algorithm}"]
+    s3.complete_multipart_upload(
+        Bucket="raw", Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+
+
 @pytest.mark.usefixtures("patched_s3")
 def test_a_multipart_upload_sends_one_object_created_event() -> None:
     with _s3_events() as (s3, received):
         # Given a file above the 8 MB from which the AWS CLI and boto3 upload in parts
         # When it is uploaded in two parts, with a tag
-        upload = s3.create_multipart_upload(Bucket="raw", Key="incoming/big.csv", Tagging="team=data")
-        parts = []
-        for number, body in enumerate((b"a" * 5 * 1024 * 1024, b"b" * 1024), start=1):
-            part = s3.upload_part(
-                Bucket="raw",
-                Key="incoming/big.csv",
-                UploadId=upload["UploadId"],
-                PartNumber=number,
-                Body=body,
-            )
-            parts.append({"PartNumber": number, "ETag": part["ETag"]})
-        s3.complete_multipart_upload(
-            Bucket="raw",
-            Key="incoming/big.csv",
-            UploadId=upload["UploadId"],
-            MultipartUpload={"Parts": parts},
-        )
+        _upload_in_parts(s3, "incoming/big.csv", (b"a" * 5 * 1024 * 1024, b"b" * 1024), Tagging="team=data")
         # Then, as on AWS, the upload sends exactly one event, the object's, for the
         # completion: its size, and its multipart ETag ("<md5 of the parts' md5s>-2")
         events = received()
@@ -1158,24 +1161,7 @@ def test_a_copy_of_an_object_uploaded_in_parts_can_be_read() -> None:
         # Given a file uploaded in two parts with CRC32 checksums (as boto3 and the AWS CLI
         # upload one above 8 MB): its checksum is composite, a checksum of the parts'
         parts_data = (b"a,b\n" + b"1,2\n" * (5 * 1024 * 1024 // 4), b"3,4\n")
-        upload = s3.create_multipart_upload(Bucket="raw", Key="incoming/big.csv", ChecksumAlgorithm="CRC32")
-        parts = []
-        for number, body in enumerate(parts_data, start=1):
-            part = s3.upload_part(
-                Bucket="raw",
-                Key="incoming/big.csv",
-                UploadId=upload["UploadId"],
-                PartNumber=number,
-                Body=body,
-                ChecksumAlgorithm="CRC32",
-            )
-            parts.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]})
-        s3.complete_multipart_upload(
-            Bucket="raw",
-            Key="incoming/big.csv",
-            UploadId=upload["UploadId"],
-            MultipartUpload={"Parts": parts},
-        )
+        _upload_in_parts(s3, "incoming/big.csv", parts_data, ChecksumAlgorithm="CRC32")
         # When it is copied onto itself (a metadata change) and to another key (CopyObject)
         s3.copy_object(
             Bucket="raw",
