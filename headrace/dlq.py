@@ -451,6 +451,8 @@ class RedriveResult:
     examined: int | None = None  # messages received (a manual move)
     complete: bool = True  # False: the scan stopped before the end (see :class:`Sweep`)
     repeated: int = 0  # messages this run moved that came back to the DLQ meanwhile (left there)
+    undeleted: int = 0  # sent to the work queue, but SQS refused to delete them from the DLQ
+    undeleted_reason: str = ""  # the first refusal's code and message
 
 
 def _unsupported(exc: Exception) -> bool:
@@ -562,7 +564,7 @@ def move_manually(
     slot, but left in the DLQ (``repeated``). It is known by the message id the send gave
     it (SQS keeps the id when it moves a message to a DLQ) or by its body: a message with
     the body of one this run moved is left too."""
-    moved, failed, repeated = 0, 0, 0
+    moved, failed, repeated, undeleted, undeleted_reason = 0, 0, 0, 0, ""
     sent_ids: set[str] = set()  # ids the work queue gave the messages this run sent
     sent_bodies: set[str] = set()  # digests of their bodies
     sweep = Sweep(sqs, dlq_url, visibility or MOVE_VISIBILITY_SECONDS)
@@ -595,14 +597,23 @@ def move_manually(
                 sent_bodies.update(_digest(m["Body"]) for i, m in enumerate(batch) if str(i) in ok)
                 failed += len(batch) - len(ok)
                 delete = [(str(i), m) for i, m in enumerate(batch) if str(i) in ok]
+                refused: list[dict[str, Any]] = []
                 if delete:
-                    sqs.delete_message_batch(
+                    refused = sqs.delete_message_batch(
                         QueueUrl=dlq_url,
                         Entries=[{"Id": i, "ReceiptHandle": m["ReceiptHandle"]} for i, m in delete],
+                    ).get("Failed", [])
+                # A refused delete (a receipt handle that expired meanwhile) leaves the message
+                # in both queues: sent, so not released nor moved again by this run, but not
+                # counted as moved either.
+                if refused and not undeleted_reason:
+                    undeleted_reason = (
+                        f"{refused[0].get('Code', '?')}: {refused[0].get('Message', '')}".strip()
                     )
+                undeleted += len(refused)
                 for _, m in delete:
                     sweep.forget(m["MessageId"])
-                moved += len(delete)
+                moved += len(delete) - len(refused)
                 progress(f"  {moved} moved")
                 if moved >= limit:
                     break
@@ -624,6 +635,8 @@ def move_manually(
         examined=sweep.examined,
         complete=sweep.complete,
         repeated=repeated,
+        undeleted=undeleted,
+        undeleted_reason=undeleted_reason,
     )
 
 
@@ -773,6 +786,13 @@ def _redrive(
         )
         if result.left:
             print(f"{result.left} message(s) could not be sent and stay in the DLQ.")
+        if result.undeleted:
+            print(
+                f"{result.undeleted} message(s) went back to the queue but SQS refused to delete them "
+                f"from the DLQ ({result.undeleted_reason}): they are in both queues. The pipeline "
+                "processes a file once however often its message arrives; run the redrive again "
+                "later to clear the DLQ copies."
+            )
         if result.repeated:
             print(
                 f"{result.repeated} message(s) left in the DLQ: this run had moved the same message "
@@ -781,7 +801,7 @@ def _redrive(
             )
     if not result.complete:
         _incomplete(result.examined or 0, depth, "considered for the redrive")
-    return 1 if result.left or not result.complete else 0
+    return 1 if result.left or result.undeleted or not result.complete else 0
 
 
 def _depth(sqs: Any, queue: str, dlq_url: str) -> int:

@@ -834,3 +834,45 @@ def test_a_move_task_interrupted_says_it_goes_on(capsys, monkeypatch):
     with stub, pytest.raises(KeyboardInterrupt):
         dlq.move_with_task(sqs, DLQ_ARN, QUEUE_ARN)
     assert "the message move task h-1 goes on without this command" in capsys.readouterr().err
+
+
+class RefusedDeletes(SlowReceives):
+    """A client whose DLQ deletes SQS refuses for the first message of each batch (its
+    receipt handle expired while the redrive ran)."""
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        first, *rest = kwargs["Entries"]
+        answer = self.sqs.delete_message_batch(**{**kwargs, "Entries": rest}) if rest else {}
+        refusal = {
+            "Id": first["Id"],
+            "SenderFault": True,
+            "Code": "ReceiptHandleIsInvalid",
+            "Message": "expired",
+        }
+        return {"Successful": answer.get("Successful", []), "Failed": [refusal]}
+
+
+def test_a_message_whose_delete_is_refused_is_not_counted_as_moved(stack, capsys, monkeypatch):
+    # Given three dead letters, and an SQS that refuses to delete one of them from the DLQ
+    for i in range(3):
+        stack.dead_letter("processing", s3_event(f"incoming/d/{i}.csv", "v1"))
+    client = StackOutputs.client
+    monkeypatch.setattr(
+        StackOutputs,
+        "client",
+        lambda self, service, **config: (
+            RefusedDeletes(client(self, service, **config), 0)
+            if service == "sqs"
+            else client(self, service, **config)
+        ),
+    )
+    # When they are redriven (with --prefix: moved by hand, not by a move task)
+    selection = ("--queue", "processing", "--prefix", "incoming/d/")
+    code = main(["dlq", "redrive", *selection, "--execute", "--json", "--outputs", str(stack.outputs)])
+    # Then all three went back to the work queue, two left the DLQ, and the third is reported
+    # as in both queues, with SQS's reason, and the command does not claim success
+    result = json.loads(capsys.readouterr().out)
+    assert (result["moved"], result["undeleted"]) == (2, 1)
+    assert result["undeleted_reason"] == "ReceiptHandleIsInvalid: expired"
+    assert stack.depth("processing") == 3
+    assert code == 1
