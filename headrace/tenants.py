@@ -110,7 +110,17 @@ def _add(args: argparse.Namespace) -> int:
     def run(keys: Any, table_name: str) -> int:
         key = generate_api_key()
         item = new_key_item(name, key, datetime.now(UTC))
-        keys.put_item(Item=item, ConditionExpression="attribute_not_exists(key_hash)")
+        try:
+            keys.put_item(Item=item, ConditionExpression="attribute_not_exists(key_hash)")
+        except ClientError as exc:
+            # The SDK retries a write whose answer was lost (a timeout): the retry then finds
+            # the item the first attempt stored. The key is random, so that item is ours;
+            # failing here would leave an active key nobody was shown.
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            stored = keys.get_item(Key={"key_hash": item["key_hash"]}, ConsistentRead=True).get("Item")
+            if not stored or stored.get("key_id") != item["key_id"]:
+                raise
         print(
             f"Issued API key {item['key_id']} ({item['key_prefix']}...) for tenant {name!r} in "
             f"{table_name}. Send it in the x-api-key header. It is shown only this once:"

@@ -504,3 +504,22 @@ def test_the_documented_permissions_cover_every_call_of_the_tenants_commands(sta
                 used.setdefault(tables[table], set()).add(operation)
     assert used == {"keys": {"PutItem", "Scan", "UpdateItem"}, "logs": {"Query", "BatchWriteItem"}}
     assert documented == used
+
+
+def test_add_whose_first_answer_was_lost_still_prints_the_key_it_stored(stack, outputs, capsys, monkeypatch):
+    # Given a put whose answer is lost after DynamoDB stored the item, so the SDK's retry
+    # meets its own first write and fails the condition
+    original = BaseClient._make_api_call
+
+    def put_twice(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "PutItem" and params.get("TableName") == KEYS_TABLE:
+            original(self, operation, params)  # stored; its answer never reaches the caller
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", put_twice)
+    # When a key is issued
+    code, out, _ = run(capsys, "tenants", "add", "acme", "--outputs", str(outputs))
+    # Then the command succeeds and prints the key that is stored
+    assert code == 0
+    key = out.splitlines()[-1]
+    assert stack.keys_table.get_item(Key={"key_hash": hash_api_key(key)})["Item"]["tenant_id"] == "acme"
