@@ -511,6 +511,7 @@ class Pipeline(pulumi.ComponentResource):
                 db_instance_identifier=self.warehouse.instance_identifier,
                 rds_cpu_percent=config.alarms.rds_cpu_percent,
                 name_prefix=name,  # the alerts topic lets alarms with this prefix publish
+                metrics_from_logs=not config.is_localstack,
             ),
             opts=child,
         )

@@ -238,6 +238,17 @@ def test_staleness_and_database_alarms(dev: Deployment) -> None:
     assert cpu["dimensions"] == {"DBInstanceIdentifier": instance.outputs["identifier"]}
 
 
+def test_on_localstack_a_staleness_signal_that_never_arrives_is_not_an_alarm(local: Deployment) -> None:
+    # Given the local stack: LocalStack turns no EMF log line into a metric, so the report
+    # function's SecondsSinceLastCompletedFile never reaches its CloudWatch
+    stale = _alarms(local)["data-staleness"].inputs
+    # Then the alarm still watches this stack's signal
+    assert stale["dimensions"] == {"service": "report", "stack": "local"}
+    # but missing data leaves it without data instead of raising it (and notifying the
+    # alerts topic) ten minutes after every deployment
+    assert stale["treatMissingData"] == "missing"
+
+
 def test_alarm_thresholds_follow_config(tiny_archive: Path) -> None:
     stack = deploy(
         "local",
