@@ -998,7 +998,27 @@ def config_warnings(config: StackConfig) -> list[str]:
             f"{NAMESPACE}:ingest.original_readers is set but ingest.keep_original is false: no originals "
             "are kept, so the readers are ignored (set ingest.keep_original to true to keep them)"
         )
+    warnings.extend(_licensed_localstack_warnings(config))
     return warnings
+
+
+def _licensed_localstack_warnings(config: StackConfig) -> list[str]:
+    """Settings that need LocalStack's licensed image, on target localstack: each with
+    what the free image lacks and the LOCALSTACK_EXTRA_SERVICES docker-compose.yml needs."""
+    if not config.is_localstack:
+        return []
+    licensed = []
+    if config.ingest.endpoint == "http_api":
+        licensed.append(("ingest.endpoint", "http_api", "API Gateway v2", "apigatewayv2"))
+    if config.catalog_enabled:
+        licensed.append(("catalog.enabled", "true", "Glue and Athena", "glue,athena"))
+    return [
+        f"{NAMESPACE}:{key} is {value} on target localstack: {lacking} are only in LocalStack's "
+        f"licensed image, so the free one docker-compose.yml pins fails this deployment midway; "
+        f"start a licensed image with LOCALSTACK_AUTH_TOKEN, LOCALSTACK_IMAGE and "
+        f"LOCALSTACK_EXTRA_SERVICES={services} (docs/localstack.md)"
+        for key, value, lacking, services in licensed
+    ]
 
 
 def _problems(exc: ValidationError, key: Callable[[tuple[Any, ...]], str]) -> list[str]:

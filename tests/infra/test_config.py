@@ -594,6 +594,27 @@ def test_original_readers_without_kept_originals_are_warned_about() -> None:
     assert config_warnings(kept) == []
 
 
+def test_localstack_settings_that_need_its_licensed_image_are_warned_about() -> None:
+    # Given Pulumi.local.yaml as shipped: only what LocalStack's free image has
+    assert config_warnings(load_stack("local")) == []
+    local = {
+        "environment": "local",
+        "target": "localstack",
+        "warehouse": {"mode": "external", "external": {"host": "h"}},
+    }
+    # When a local stack asks for the HTTP API and the query catalog
+    config = parse_config({**local, "ingest": {"endpoint": "http_api"}, "catalog": {"enabled": True}})
+    # Then preview says, for each, that the free image fails the deployment midway and
+    # which services the licensed one must start
+    api, catalog = config_warnings(config)
+    assert api.startswith("headrace:ingest.endpoint is http_api on target localstack: API Gateway v2")
+    assert "LOCALSTACK_EXTRA_SERVICES=apigatewayv2 " in api
+    assert catalog.startswith("headrace:catalog.enabled is true on target localstack: Glue and Athena")
+    assert "LOCALSTACK_EXTRA_SERVICES=glue,athena " in catalog
+    # On AWS the same settings are the defaults, not a warning
+    assert config_warnings(parse_config(BASE)) == []
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod", "local", "staging-eu-west-1", "s" * 25])
 def test_stack_names_that_fit_every_resource_name(stack: str) -> None:
     check_stack_name("headrace", stack)
