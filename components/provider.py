@@ -6,7 +6,10 @@ profile, SSO), and the stack's ``aws:profile``, ``aws:allowedAccountIds`` and
 provider, which this program never uses, so they are passed here (components/config.py
 AwsSettings). On ``target: localstack`` it points only the services the pipeline uses at
 LocalStack, with path-style S3, LocalStack's test credentials and the validation calls
-LocalStack cannot answer switched off.
+LocalStack cannot answer switched off. It still asks LocalStack's STS for the account ID
+(000000000000), as LocalStack's Terraform guide does: with ``skip_requesting_account_id``
+the provider leaves the account out of the ARNs it builds itself, among them the HTTP API's
+execution ARN (the ingest function's permission) and the Glue and Athena resources'.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def provider_args(
             s3_use_path_style=True,
             skip_credentials_validation=True,
             skip_metadata_api_check=True,
-            skip_requesting_account_id=True,
+            skip_requesting_account_id=False,  # answered by LocalStack's STS (sts endpoint)
             skip_region_validation=True,
             endpoints=[aws.ProviderEndpointArgs(**endpoints)],
         )

@@ -60,8 +60,12 @@ def test_local_provider_points_only_used_services_at_localstack(local: Deploymen
     assert set(endpoints.values()) == {"http://localhost:4566"}
     # with path-style S3, LocalStack's test credentials and no validation calls
     assert provider["s3UsePathStyle"] == "true"
-    for flag in ("skipCredentialsValidation", "skipMetadataApiCheck", "skipRequestingAccountId"):
+    for flag in ("skipCredentialsValidation", "skipMetadataApiCheck", "skipRegionValidation"):
         assert provider[flag] == "true", flag
+    # but the account ID is asked of LocalStack's STS (and IAM): skipping it leaves the
+    # account out of ARNs the provider builds (an HTTP API's execution ARN, Glue's, Athena's)
+    assert provider["skipRequestingAccountId"] == "false"
+    assert {"sts", "iam"} <= set(endpoints)
     assert provider["accessKey"]["value"] == provider["secretKey"]["value"] == "test"
     assert provider["region"] == "us-east-1"
 
