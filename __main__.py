@@ -21,6 +21,7 @@ from components.config import (
     aws_warnings,
     check_stack_name,
     config_warnings,
+    licensed_localstack_warnings,
     load_aws_settings,
     load_config,
 )
@@ -41,7 +42,12 @@ def main() -> None:
         aws_settings = load_aws_settings(pulumi.Config(AWS_NAMESPACE), config)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
-    for warning in [*config_warnings(config), *aws_warnings(config, aws_settings, present_keys)]:
+    warnings = [*config_warnings(config), *aws_warnings(config, aws_settings, present_keys)]
+    if pulumi.runtime.is_dry_run():
+        # Before LocalStack's free image would fail the deployment midway (a preview, and
+        # `pulumi up`'s own); not in the embedded runtime, whose emulator has these services.
+        warnings += licensed_localstack_warnings(config)
+    for warning in warnings:
         pulumi.log.warn(warning)
 
     # Read as a secret: it stays encrypted in the state and reaches only the DB secret.

@@ -998,13 +998,14 @@ def config_warnings(config: StackConfig) -> list[str]:
             f"{NAMESPACE}:ingest.original_readers is set but ingest.keep_original is false: no originals "
             "are kept, so the readers are ignored (set ingest.keep_original to true to keep them)"
         )
-    warnings.extend(_licensed_localstack_warnings(config))
     return warnings
 
 
-def _licensed_localstack_warnings(config: StackConfig) -> list[str]:
+def licensed_localstack_warnings(config: StackConfig) -> list[str]:
     """Settings that need LocalStack's licensed image, on target localstack: each with
-    what the free image lacks and the LOCALSTACK_EXTRA_SERVICES docker-compose.yml needs."""
+    what the free image lacks and the LOCALSTACK_EXTRA_SERVICES docker-compose.yml needs.
+    Shown by previews only (``__main__.py``): the embedded runtime deploys the `local`
+    stack with both on its emulator, which has them."""
     if not config.is_localstack:
         return []
     licensed = []

@@ -90,9 +90,10 @@ def deploy(
     secrets: Mapping[str, str] | None = None,
     *,
     stack_name: str | None = None,
+    preview: bool = False,
 ) -> Deployment:
     """Run __main__.py under mocks with Pulumi.<stack>.yaml (+ overrides), as the stack
-    ``stack_name`` (default: ``stack``)."""
+    ``stack_name`` (default: ``stack``); as a preview (a dry run) with ``preview``."""
     values = with_overrides(stack_file_config(stack), overrides or {})
     stack = stack_name or stack
     config = engine_config(values)
@@ -101,7 +102,7 @@ def deploy(
 
     mocks = PipelineMocks(region=values.get("headrace:region", "us-east-1"))
     monitor = MockMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, list(secrets))
     exports: dict[str, Any] = {}
     resolved: dict[str, Any] = {}

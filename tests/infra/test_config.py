@@ -23,6 +23,7 @@ from components.config import (
     aws_warnings,
     check_stack_name,
     config_warnings,
+    licensed_localstack_warnings,
     load_aws_settings,
     load_config,
     parse_config,
@@ -596,7 +597,7 @@ def test_original_readers_without_kept_originals_are_warned_about() -> None:
 
 def test_localstack_settings_that_need_its_licensed_image_are_warned_about() -> None:
     # Given Pulumi.local.yaml as shipped: only what LocalStack's free image has
-    assert config_warnings(load_stack("local")) == []
+    assert licensed_localstack_warnings(load_stack("local")) == []
     local = {
         "environment": "local",
         "target": "localstack",
@@ -606,13 +607,13 @@ def test_localstack_settings_that_need_its_licensed_image_are_warned_about() -> 
     config = parse_config({**local, "ingest": {"endpoint": "http_api"}, "catalog": {"enabled": True}})
     # Then preview says, for each, that the free image fails the deployment midway and
     # which services the licensed one must start
-    api, catalog = config_warnings(config)
+    api, catalog = licensed_localstack_warnings(config)
     assert api.startswith("headrace:ingest.endpoint is http_api on target localstack: API Gateway v2")
     assert "LOCALSTACK_EXTRA_SERVICES=apigatewayv2 " in api
     assert catalog.startswith("headrace:catalog.enabled is true on target localstack: Glue and Athena")
     assert "LOCALSTACK_EXTRA_SERVICES=glue,athena " in catalog
     # On AWS the same settings are the defaults, not a warning
-    assert config_warnings(parse_config(BASE)) == []
+    assert licensed_localstack_warnings(parse_config(BASE)) == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "local", "staging-eu-west-1", "s" * 25])

@@ -7,6 +7,7 @@ with what the program deploys under mocks.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,3 +116,20 @@ def test_the_local_stack_creates_nothing_the_free_image_lacks(local: Deployment)
         assert function.inputs["tracingConfig"] == {"mode": "PassThrough"}, function.name
     # and the ingest API is a function URL, not an HTTP API
     assert local.of_type("aws:lambda/functionUrl:FunctionUrl")
+
+
+def test_a_preview_warns_about_licensed_features_the_embedded_runtime_does_not(
+    tiny_archive: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the local stack with the HTTP API (which the embedded runtime deploys too)
+    overrides = {"headrace:ingest": {"endpoint": "http_api"}}
+    # When it is previewed, as `pulumi preview` and `pulumi up` do first
+    with caplog.at_level(logging.WARNING):
+        deploy("local", tiny_archive, overrides, preview=True)
+    # Then the preview says the free image would fail midway
+    assert any("API Gateway v2 are only in LocalStack's licensed image" in m for m in caplog.messages)
+    # but a deployment that is no preview (the embedded runtime's, on its emulator) does not
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        deploy("local", tiny_archive, overrides)
+    assert not any("licensed image" in m for m in caplog.messages)
