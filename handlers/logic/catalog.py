@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from handlers.dal.catalog import CatalogRejected, TableChanged
-from handlers.logic.layout import PARQUET_PREFIX
+from handlers.logic.layout import PARQUET_PREFIX, PARTITION_KEY
 from handlers.logic.warehouse.schema import LogicalType, widen
 
 RESCUED = "_rescued_data"
-PARTITION_COLUMN = "ingest_date"
+PARTITION_COLUMN = PARTITION_KEY
 PARTITION_TYPE = "string"
 DATE_FORMAT = "yyyy-MM-dd"  # Athena's (Java) spelling of the layout's %Y-%m-%d
 
@@ -119,7 +119,7 @@ def file_columns(
             beyond_float=logical == "int" and name in beyond_float,
         )
         for name, logical in schema.items()
-        # the partition column shadows a file's own
+        # the partition column shadows a file's own (the processing renames it now; older files)
         if name.lower() not in (RESCUED, PARTITION_COLUMN)
         and (_GLUE_NAME.fullmatch(name) or not holdable_only)
     ]

@@ -36,6 +36,12 @@ _KEEP = re.compile(r"[^A-Za-z0-9._-]+")
 PARQUET_PREFIX = "parquet/"
 SUMMARIES_PREFIX = "summaries/"
 PROCESSED_PREFIXES = (PARQUET_PREFIX, SUMMARIES_PREFIX)
+# The Hive-style partition key in every processed key. Readers that discover partitions from
+# the path (pyarrow and pandas, Spark, DuckDB's hive_partitioning, Athena's table) add it as
+# a column, so no Parquet file may hold a column of that name (the processing renames a
+# file's own to ``ingest_date_source``): pyarrow and pandas refused the whole dataset over
+# one such file, and the others silently showed the partition's value instead of the file's.
+PARTITION_KEY = "ingest_date"
 
 
 def dataset_for(key: str, raw_prefix: str) -> str:
@@ -122,7 +128,7 @@ def processed_keys(key: str, version: str, raw_prefix: str, uploaded_at: datetim
     day = uploaded_at.strftime("%Y-%m-%d")
     stem = _KEEP.sub("_", _stem(PurePosixPath(key).name)).strip("_.") or "file"
     ident = hashlib.sha256(f"{key}\0{version}".encode()).hexdigest()[:16]
-    partition = f"dataset={dataset}/ingest_date={day}"
+    partition = f"dataset={dataset}/{PARTITION_KEY}={day}"
     name = f"{stem[:80]}--{ident}"
     return ProcessedKeys(
         dataset=dataset,

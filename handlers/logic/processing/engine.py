@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from handlers.logic import duckdb_process
+from handlers.logic.layout import PARTITION_KEY
 
 from . import deadline as time_limit
 from . import textfile
@@ -255,7 +256,9 @@ class _Pipeline:
         self.options = options
         self.rules: PiiRuleSet = options.pii.rules
         self.inputs = source.relation_columns
-        self.names = unique_names(source.columns, reserved=(RESCUED,))
+        # a column of the file named like the layout's partition key would meet the key's own
+        # column in every reader that takes partitions from the path (layout.PARTITION_KEY)
+        self.names = unique_names(source.columns, reserved=(RESCUED, PARTITION_KEY))
         self.hinted: dict[str, PiiRule | None] = {n: self.rules.rule_for_column(n) for n in self.names}
         self.unsampled: list[int] = []  # columns the type sample holds no value of (_infer)
         self.member_names: list[str] = []  # of nested values, a column hint claims (_copy)
