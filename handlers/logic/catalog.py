@@ -120,20 +120,29 @@ def file_columns(
         )
         for name, logical in schema.items()
         # the partition column shadows a file's own (the processing renames it now; older files)
-        if name.lower() not in (RESCUED, PARTITION_COLUMN)
-        and (_GLUE_NAME.fullmatch(name) or not holdable_only)
+        if name.lower() not in (RESCUED, PARTITION_COLUMN) and (holdable(name) or not holdable_only)
     ]
     return [*columns, Column(RESCUED, "string")]
 
 
-# Glue's Column.Name: 1-255 characters, no control character but a tab. A renamed column would
-# not find its Parquet column (Athena matches them by name): one Glue cannot hold is left out.
-_GLUE_NAME = re.compile("[\t\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]{1,255}")
+# Glue's Column.Name: 1-255 bytes of UTF-8 (the Glue and Athena guides count bytes, not
+# characters: 100 CJK characters are 300 bytes), no control character but a tab. A renamed
+# column would not find its Parquet column (Athena matches them by name): one Glue cannot hold
+# is left out. Checked as Glue gets it, lower case (which can change the length: "İ" is two
+# bytes, its lower case three).
+_GLUE_NAME = re.compile("[\t\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+")
+GLUE_NAME_MAX_BYTES = 255
+
+
+def holdable(name: str) -> bool:
+    """Whether a Glue table can hold a column of this name (as it holds it: lower case)."""
+    lower = name.lower()
+    return bool(_GLUE_NAME.fullmatch(lower)) and len(lower.encode()) <= GLUE_NAME_MAX_BYTES
 
 
 def unholdable_names(schema: Mapping[str, str]) -> list[str]:
     """The column names of ``schema`` that a Glue table cannot hold."""
-    return [name for name in schema if not _GLUE_NAME.fullmatch(name)]
+    return [name for name in schema if not holdable(name)]
 
 
 def merge_columns(table: Sequence[Column], incoming: Iterable[Column]) -> list[Column]:
@@ -277,7 +286,7 @@ def sync_table(
     reason Glue refused or a column was left out (to be recorded); transient errors propagate."""
     left_out = unholdable_names(schema)
     note = (
-        f"{len(left_out)} column(s) left out of the Glue table (a name over 255 characters, or "
+        f"{len(left_out)} column(s) left out of the Glue table (a name over 255 bytes of UTF-8, or "
         f"with a line break or another control character): {', '.join(repr(n[:40] + ('...' if len(n) > 40 else '')) for n in left_out)}; "
         "the Parquet and headrace query's DuckDB engine have them, Athena does not"
         if left_out

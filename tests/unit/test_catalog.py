@@ -216,7 +216,7 @@ def test_sync_returns_a_refusal_instead_of_raising():
 
 
 def test_a_column_name_glue_cannot_hold_is_left_out_and_said_so():
-    # Glue's Column.Name is 1-255 characters on one line: CreateTable would refuse the
+    # Glue's Column.Name is 1-255 bytes on one line: CreateTable would refuse the
     # whole table, and the dataset would never be queryable on Athena
     store = FakeStore()
     schema = {**SALES, "x" * 256: "string", "multi\nline": "int", "tab\there": "int"}
@@ -227,6 +227,23 @@ def test_a_column_name_glue_cannot_hold_is_left_out_and_said_so():
     assert "'multi\\nline'" in note and "'" + "x" * 40 + "...'" in note
     # a file the table already covers says so again (its columns are still left out)
     assert sync_table(store, "db", "sales", schema, "2025-02-14", "b") == note
+
+
+def test_a_column_name_over_255_bytes_is_left_out_however_few_its_characters():
+    # Glue and Athena count a name's UTF-8 bytes: 100 CJK characters are 300 bytes, which
+    # passed a count of characters, and CreateTable would have refused the whole table
+    store = FakeStore()
+    cjk, fits = "売" * 100, "売" * 85  # 300 and 255 bytes
+    # "İ" is two bytes and its lower case, which Glue holds, three: 255 upper, 382 lower
+    dotted = "İ" * 127 + "x"
+    note = sync_table(
+        store, "db", "sales", {**SALES, cjk: "int", fits: "int", dotted: "int"}, "2025-02-14", "b"
+    )
+    names = [c.name for c in table_columns(store.tables["sales"])]
+    assert names == [*(n.lower() for n in SALES), fits, "_rescued_data"]
+    assert note is not None and note.startswith(
+        "2 column(s) left out of the Glue table (a name over 255 bytes"
+    )
 
 
 BIG = 9007199254740993  # 2**53 + 1: a double reads it as 9007199254740992
