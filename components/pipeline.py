@@ -235,7 +235,7 @@ class Pipeline(pulumi.ComponentResource):
             catalog_statements.append(
                 Allow(
                     "SyncCatalogTables",
-                    ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable"),
+                    ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:CreatePartition"),
                     (self.catalog.catalog_arn, self.catalog.database_arn, self.catalog.tables_arn),
                 )
             )

@@ -72,3 +72,13 @@ class GlueCatalog:
             client("glue").update_table(DatabaseName=database, TableInput=table_input, **extra)
         except ClientError as exc:
             raise _translate("UpdateTable", database, exc) from exc
+
+    def create_partition(self, database: str, table: str, partition_input: dict[str, Any]) -> None:
+        try:
+            client("glue").create_partition(
+                DatabaseName=database, TableName=table, PartitionInput=partition_input
+            )
+        except ClientError as exc:
+            if _code(exc) == "AlreadyExistsException":
+                return  # the day's earlier files registered it
+            raise _translate("CreatePartition", database, exc) from exc

@@ -18,10 +18,12 @@ file brings something new:
 - columns match case-insensitively; Glue and Athena names are lower case;
 - a column whose Glue type this module does not know (changed by hand) is left alone.
 
-Partitions are never registered: the table uses partition projection on ``ingest_date``
-(type ``date``, ``yyyy-MM-dd``, from the earliest ingest date seen to ``NOW``), so Athena
-computes the partition locations of the layout (``handlers/logic/layout.py``) itself and a
-file is queryable as soon as it is written. ``ingest_date`` is a ``string`` column, the same
+The table uses partition projection on ``ingest_date`` (type ``date``, ``yyyy-MM-dd``,
+from the earliest ingest date seen to ``NOW``), so Athena computes the partition locations of
+the layout (``handlers/logic/layout.py``) itself and a file is queryable as soon as it is
+written. Projection is Athena's alone: each ingest date is also registered as a partition
+(``partition_input``), which Spark through the Glue Data Catalog, Redshift Spectrum and
+other Hive-metastore engines need to see any data, and which Athena ignores. ``ingest_date`` is a ``string`` column, the same
 in Athena and in ``headrace query``'s DuckDB engine, so one SQL text runs on both.
 
 A catalog failure never loses the file: transient errors (throttling, conflicts that keep
@@ -266,6 +268,10 @@ class CatalogStore(Protocol):
 
     def update_table(self, database: str, table_input: dict[str, Any], version_id: str | None) -> None: ...
 
+    def create_partition(self, database: str, table: str, partition_input: dict[str, Any]) -> None:
+        """Register a partition; one that exists already is left as it is."""
+        ...
+
 
 # Concurrent first files of one dataset (the processor runs several invocations at once)
 # race on the table; each attempt re-reads it. More conflicts than this is transient.
@@ -299,7 +305,8 @@ def sync_table(
                 existing, dataset, schema, ingest_date, bucket, without_values, beyond_float
             )
             if table_input is None:
-                return note
+                table = existing
+                break
             try:
                 if existing is None:
                     store.create_table(database, table_input)
@@ -307,7 +314,23 @@ def sync_table(
                     store.update_table(database, table_input, existing.get("VersionId"))
             except TableChanged:
                 continue
-            return note
+            table = table_input
+            break
+        else:
+            raise TableChanged(f"{database}.{dataset}: changed concurrently {MAX_ATTEMPTS} times in a row")
+        assert table is not None
+        store.create_partition(database, dataset, partition_input(table, dataset, bucket, ingest_date))
     except CatalogRejected as exc:
         return str(exc)
-    raise TableChanged(f"{database}.{dataset}: changed concurrently {MAX_ATTEMPTS} times in a row")
+    return note
+
+
+def partition_input(table: Mapping[str, Any], dataset: str, bucket: str, ingest_date: str) -> dict[str, Any]:
+    """The Glue ``PartitionInput`` of one ingest date's folder. Athena projects the partitions
+    and ignores registered ones; Spark through the Glue Data Catalog (Glue jobs, EMR),
+    Redshift Spectrum and Hive-metastore engines know a table's data only through them, and
+    without them read the table as empty. The storage descriptor is the table's as it is
+    when the day's first file completes (Parquet, SerDe, columns), at the day's folder."""
+    descriptor = dict(table.get("StorageDescriptor", {}))
+    descriptor["Location"] = f"{dataset_location(bucket, dataset)}{PARTITION_COLUMN}={ingest_date}/"
+    return {"Values": [ingest_date], "StorageDescriptor": descriptor}

@@ -306,6 +306,7 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
         "glue:GetTable": catalog,
         "glue:CreateTable": catalog,
         "glue:UpdateTable": catalog,
+        "glue:CreatePartition": catalog,
         "sqs:ReceiveMessage": {queue},
         "sqs:DeleteMessage": {queue},
         "sqs:GetQueueAttributes": {queue},

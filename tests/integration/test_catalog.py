@@ -161,3 +161,30 @@ def test_a_transient_catalog_error_retries_the_file(catalog_pipeline, monkeypatc
     assert len(catalog_pipeline.published()) == 1
     assert len(processed_keys(catalog_pipeline)) == 2  # the Parquet and the summary
     assert glue().get_table(DatabaseName=DATABASE, Name="events")["Table"]["Name"] == "events"
+
+
+def test_each_ingest_date_is_a_registered_partition_for_engines_that_do_not_project(catalog_pipeline):
+    # Given the stack's Glue database
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    # When two files of the sales dataset are processed on one day
+    refs = [
+        catalog_pipeline.upload("incoming/sales/2025-01.csv", JANUARY),
+        catalog_pipeline.upload("incoming/sales/2025-02.csv", FEBRUARY),
+    ]
+    for ref in refs:
+        assert catalog_pipeline.process(ref) == {"batchItemFailures": []}
+    # Then the day is one partition (the second file's CreatePartition found it there), at
+    # the folder holding both files' Parquet, which Spark and Redshift Spectrum read through
+    # GetPartitions (Athena projects them), and both files completed without a catalog error
+    items = [catalog_pipeline.item(ref) for ref in refs]
+    assert [(i["status"], i.get("catalog_error")) for i in items] == [("completed", None)] * 2
+    day = items[0]["ingest_date"]
+    partitions = glue().get_partitions(DatabaseName=DATABASE, TableName="sales")["Partitions"]
+    folder = f"s3://{catalog_pipeline.processed}/parquet/dataset=sales/ingest_date={day}/"
+    assert [(p["Values"], p["StorageDescriptor"]["Location"]) for p in partitions] == [([day], folder)]
+    assert sorted(
+        f"s3://{catalog_pipeline.processed}/{i['parquet_key']}".rsplit("/", 1)[0] + "/" for i in items
+    ) == [
+        folder,
+        folder,
+    ]

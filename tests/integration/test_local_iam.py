@@ -428,3 +428,31 @@ def test_a_lambda_invoke_denied_is_an_access_denied_exception_the_sdk_can_read(w
         # Then the SDK reads Lambda's error, naming what was denied (moto's XML read as "403")
         assert error.value.response["Error"]["Code"] == "AccessDeniedException", error.value
         assert "is not authorized to perform: lambda:" in error.value.response["Error"]["Message"]
+
+
+def test_glue_partition_writes_are_checked_against_their_table(world):
+    # Given two tables of one database, and a role that may register partitions of one
+    glue = world.admin("glue")
+    glue.create_database(DatabaseInput={"Name": "lake"})
+    for table in ("mine", "theirs"):
+        glue.create_table(
+            DatabaseName="lake",
+            TableInput={"Name": table, "PartitionKeys": [{"Name": "day", "Type": "string"}]},
+        )
+    resources = [arn("glue", "catalog"), arn("glue", "database/lake"), arn("glue", "table/lake/mine")]
+    world.grant([*GRANTS, {"Effect": "Allow", "Action": ["glue:CreatePartition"], "Resource": resources}])
+    try:
+        partition = {"Values": ["2026-12-07"], "StorageDescriptor": {"Location": "s3://b/x/"}}
+        # Then its table takes one; the other (named by TableName, as CreatePartition names
+        # it) is refused with the table's ARN, as AWS checks it
+        world.function("glue").create_partition(
+            DatabaseName="lake", TableName="mine", PartitionInput=partition
+        )
+        message = denied(
+            lambda: world.function("glue").create_partition(
+                DatabaseName="lake", TableName="theirs", PartitionInput=partition
+            )
+        )
+        assert f'glue:CreatePartition on resource: "{arn("glue", "table/lake/theirs")}"' in message
+    finally:
+        world.grant(GRANTS)

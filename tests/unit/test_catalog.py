@@ -10,6 +10,7 @@ import pytest
 from handlers.dal.catalog import CatalogRejected, TableChanged
 from handlers.logic.catalog import (
     BEYOND_FLOAT,
+    PARQUET_SERDE,
     RANGE_KEY,
     Column,
     file_columns,
@@ -151,6 +152,7 @@ class FakeStore:
         self.conflicts = conflicts
         self.reject = reject
         self.writes: list[tuple[str, str | None]] = []
+        self.partitions: dict[tuple[str, str], dict[str, Any]] = {}
 
     def get_table(self, database: str, name: str) -> dict[str, Any] | None:
         return self.tables.get(name)
@@ -173,6 +175,33 @@ class FakeStore:
 
     def update_table(self, database: str, table_input: dict[str, Any], version_id: str | None) -> None:
         self._write("update", table_input, version_id)
+
+    def create_partition(self, database: str, table: str, partition_input: dict[str, Any]) -> None:
+        if self.reject:
+            raise CatalogRejected(self.reject)
+        self.partitions.setdefault((table, partition_input["Values"][0]), partition_input)
+
+
+def test_each_ingest_date_is_registered_as_a_partition_at_its_folder():
+    # Athena projects the partitions, but Spark through the Glue Data Catalog, Redshift
+    # Spectrum and Hive-metastore engines read only registered ones: without them, the table
+    # read as empty there
+    store = FakeStore()
+    # When two files of one day and one of the next complete
+    sync_table(store, "db", "sales", SALES, "2025-02-14", "bkt")
+    sync_table(store, "db", "sales", SALES, "2025-02-14", "bkt")
+    sync_table(store, "db", "sales", {**SALES, "region": "string"}, "2025-02-15", "bkt")
+    # Then each day is a partition, located where the layout puts the day's files, stored as
+    # the table is (Parquet), with the table's columns of that day
+    assert sorted(store.partitions) == [("sales", "2025-02-14"), ("sales", "2025-02-15")]
+    first, second = store.partitions["sales", "2025-02-14"], store.partitions["sales", "2025-02-15"]
+    assert first["Values"] == ["2025-02-14"]
+    descriptor = first["StorageDescriptor"]
+    assert descriptor["Location"] == "s3://bkt/parquet/dataset=sales/ingest_date=2025-02-14/"
+    assert descriptor["SerdeInfo"]["SerializationLibrary"] == PARQUET_SERDE
+    assert "region" not in [c["Name"] for c in descriptor["Columns"]]
+    assert "region" in [c["Name"] for c in second["StorageDescriptor"]["Columns"]]
+    assert second["StorageDescriptor"]["Location"].endswith("/ingest_date=2025-02-15/")
 
 
 def test_sync_creates_then_updates_only_on_drift():
