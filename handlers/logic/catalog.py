@@ -23,8 +23,9 @@ from the earliest ingest date seen to ``NOW``), so Athena computes the partition
 the layout (``handlers/logic/layout.py``) itself and a file is queryable as soon as it is
 written. Projection is Athena's alone: each ingest date is also registered as a partition
 (``partition_input``), which Spark through the Glue Data Catalog, Redshift Spectrum and
-other Hive-metastore engines need to see any data, and which Athena ignores. ``ingest_date`` is a ``string`` column, the same
-in Athena and in ``headrace query``'s DuckDB engine, so one SQL text runs on both.
+other Hive-metastore engines need to see any data, and which Athena ignores.
+``ingest_date`` is a ``string`` column, the same in Athena and in ``headrace query``'s
+DuckDB engine, so one SQL text runs on both.
 
 A catalog failure never loses the file: transient errors (throttling, conflicts that keep
 recurring, service errors) propagate and the message is retried like any other transient
