@@ -48,6 +48,7 @@ class Table(pulumi.ComponentResource):
                         ),
                     ],
                     projection_type=index.projection,
+                    non_key_attributes=list(index.non_key_attributes) or None,
                 )
                 for index in spec.indexes
             ]

@@ -3,7 +3,8 @@ versions of one key), and the load outcome, kept on the file's metadata item.
 
 Load attributes (added to the item, never touching the processor's): ``load_status``
 (``loaded``, ``superseded``, ``failed``), ``loaded_at``, ``load_table``, ``load_rows``,
-``load_error``, ``load_failed_at``, ``load_attempts``. Every write is a conditional
+``load_error``, ``load_failed_at``, ``load_attempts``; a failure also sets ``failure_day`` and
+``failure_at``, the ``by_failure`` index's keys, as the processor's do. Every write is a conditional
 UpdateItem on an existing item: an expired item is not resurrected as a fragment.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .aws import table
-from .metadata import iso, to_dynamo
+from .metadata import failure_keys, iso, to_dynamo
 
 
 class LoadStatusStore:
@@ -71,6 +72,7 @@ class LoadStatusStore:
                 "load_failed_at": iso(at),
                 "load_error": error[:2000],
                 "load_attempts": attempt,
+                **failure_keys(at),
             },
         )
 

@@ -7,6 +7,13 @@ a late ``received`` can never overwrite a finished item.
 ``completed_day`` (the UTC day of ``completed_at``) is set with ``completed`` and removed by
 every write that moves the item away from it (processing again, failed), so the
 ``by_completion`` index holds exactly the completed versions (the staleness signal).
+
+``failure_day`` and ``failure_at`` (the UTC day and time of the version's latest failure) are
+set by every write recording a failure, here and in the loader's ``load_status``, and never
+removed: the ``by_failure`` index holds every version that failed, by when it last failed,
+whatever day it was uploaded (``headrace status``), and whether it is still failed is read
+from the item (``status``, ``load_status``). Versions skipped as superseded or deleted are
+no failures and get neither.
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ VERSION_FIELDS = (
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def failure_keys(at: datetime) -> dict[str, str]:
+    """The ``by_failure`` index's keys of a failure recorded at ``at``."""
+    return {"failure_day": day_of(at), "failure_at": iso(at)}
 
 
 def day_of(moment: datetime) -> str:
@@ -149,6 +161,7 @@ class MetadataStore:
             "failed_at": iso(at),
             "error": error[:2000],
             "skip_reason": skip_reason,
+            **({} if skip_reason else failure_keys(at)),
         }
         if attempt is not None:
             fields["attempts"] = attempt

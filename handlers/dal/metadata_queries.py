@@ -1,7 +1,9 @@
 """Reading the metadata table by upload day (its ``by_day`` index: pk ``day`` = YYYY-MM-DD
 of upload, sk ``uploaded_at``), for the daily report and ``headrace status``, and by
 completion day (its ``by_completion`` index: pk ``completed_day``, sk ``completed_at``, keys
-only), for the staleness signal.
+only), for the staleness signal and ``headrace status``, and by failure day (its ``by_failure``
+index: pk ``failure_day``, sk ``failure_at``, the UTC day and time of a version's latest
+failure; projecting ``tables.FAILURE_ATTRIBUTES``), for ``headrace status``.
 
 Works on any boto3 DynamoDB ``Table`` resource, so the CLI can pass one built from a stack
 outputs file. DynamoDB numbers come back as ``int`` or ``float``, not ``Decimal``.
@@ -17,6 +19,7 @@ from boto3.dynamodb.conditions import Key
 
 BY_DAY_INDEX = "by_day"
 BY_COMPLETION_INDEX = "by_completion"
+BY_FAILURE_INDEX = "by_failure"
 
 
 def files_on_day(table: Any, day: str, attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
@@ -47,6 +50,21 @@ def last_completed_on(table: Any, day: str) -> dict[str, Any] | None:
     )
     items = page.get("Items", [])
     return plain(items[0]) if items else None
+
+
+def iter_failed_on_day(table: Any, day: str, since: str | None = None) -> Iterator[dict[str, Any]]:
+    """The versions whose latest failure (processing or load) was on ``day`` (UTC), at or
+    after ``since`` (an ISO time, as the writers store it) when given, newest first, a page at
+    a time, with what the ``by_failure`` index projects. A version that failed and was
+    processed again since is among them: whether it is still failed is the caller's to read
+    (``status``, ``load_status``)."""
+    condition = Key("failure_day").eq(day)
+    if since:
+        condition = condition & Key("failure_at").gte(since)
+    for item in iter_query(
+        table, None, IndexName=BY_FAILURE_INDEX, KeyConditionExpression=condition, ScanIndexForward=False
+    ):
+        yield plain(item)
 
 
 def query_all(table: Any, attributes: tuple[str, ...] | None = None, **query: Any) -> list[dict[str, Any]]:

@@ -12,8 +12,11 @@ class Index:
     hash_key: str
     range_key: str | None = None
     # "ALL", or "KEYS_ONLY": the index holds only its keys and the table's, so a query of it
-    # reads (and is charged for) those alone, and an update changing neither writes nothing to it
+    # reads (and is charged for) those alone, and an update changing neither writes nothing to it;
+    # or "INCLUDE": the keys and ``non_key_attributes`` (changing that list later means
+    # building the index again)
     projection: str = "ALL"
+    non_key_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class TableSpec:
                     "IndexName": i.name,
                     "KeySchema": [{"AttributeName": i.hash_key, "KeyType": "HASH"}]
                     + ([{"AttributeName": i.range_key, "KeyType": "RANGE"}] if i.range_key else []),
-                    "Projection": {"ProjectionType": i.projection},
+                    "Projection": {"ProjectionType": i.projection}
+                    | ({"NonKeyAttributes": list(i.non_key_attributes)} if i.non_key_attributes else {}),
                 }
                 for i in self.indexes
             ]
@@ -55,7 +59,22 @@ class TableSpec:
 # daily report and `headrace status`: all files received on a day, in upload order. The
 # by_completion index serves the staleness signal: the completed files by the UTC day of
 # ``completed_at`` (``completed_day``, set only while the item is completed: a sparse index),
-# newest last, keys only, so the latest completion is one small read.
+# newest last, keys only, so the latest completion is one small read. The by_failure index
+# serves `headrace status`: the versions that failed (processing or load), by the UTC day of
+# their latest failure (``failure_day``, ``failure_at``: set by every write recording a failure,
+# never removed, so a sparse index of the versions that ever failed), whatever their upload
+# day; it projects what status shows of a failure, a few KB, not the whole item.
+FAILURE_ATTRIBUTES = (
+    "status",
+    "uploaded_at",
+    "error",
+    "failed_at",
+    "skip_reason",
+    "superseded_by",
+    "load_status",
+    "load_error",
+    "load_failed_at",
+)
 METADATA = TableSpec(
     hash_key="object_key",
     range_key="version",
@@ -66,10 +85,19 @@ METADATA = TableSpec(
         "uploaded_at": "S",
         "completed_day": "S",
         "completed_at": "S",
+        "failure_day": "S",
+        "failure_at": "S",
     },
     indexes=(
         Index("by_day", "day", "uploaded_at"),
         Index("by_completion", "completed_day", "completed_at", projection="KEYS_ONLY"),
+        Index(
+            "by_failure",
+            "failure_day",
+            "failure_at",
+            projection="INCLUDE",
+            non_key_attributes=FAILURE_ATTRIBUTES,
+        ),
     ),
     ttl_attribute="ttl",
 )

@@ -421,7 +421,8 @@ def _table(m, args, inputs):
                 if g.get("keySchemas")
                 else [{"AttributeName": g["hashKey"], "KeyType": "HASH"}]
                 + ([{"AttributeName": g["rangeKey"], "KeyType": "RANGE"}] if g.get("rangeKey") else []),
-                "Projection": {"ProjectionType": g.get("projectionType", "ALL")},
+                "Projection": {"ProjectionType": g.get("projectionType", "ALL")}
+                | ({"NonKeyAttributes": list(g["nonKeyAttributes"])} if g.get("nonKeyAttributes") else {}),
             }
             for g in inputs["globalSecondaryIndexes"]
         ]

@@ -49,7 +49,8 @@ def _as_boto3(table: Any) -> dict[str, Any]:
                     {"AttributeName": k["attributeName"], "KeyType": k["keyType"]}
                     for k in index["keySchemas"]
                 ],
-                "Projection": {"ProjectionType": index["projectionType"]},
+                "Projection": {"ProjectionType": index["projectionType"]}
+                | ({"NonKeyAttributes": index["nonKeyAttributes"]} if index.get("nonKeyAttributes") else {}),
             }
             for index in table.input("globalSecondaryIndexes")
         ]
@@ -69,7 +70,7 @@ def test_tables_are_built_from_the_shared_specs(stack: Deployment) -> None:
         assert stack.outputs[OUTPUTS[role]] == table.outputs["name"]
 
 
-def test_the_metadata_table_indexes_uploads_by_day_and_completions_by_day(stack: Deployment) -> None:
+def test_the_metadata_table_indexes_uploads_completions_and_failures_by_day(stack: Deployment) -> None:
     # Given the stack's metadata table
     indexes = {i["name"]: i for i in _tables(stack)["metadata"].input("globalSecondaryIndexes")}
     keys = {
@@ -82,9 +83,26 @@ def test_the_metadata_table_indexes_uploads_by_day_and_completions_by_day(stack:
     # hundred bytes whatever the summaries hold)
     assert keys["by_completion"] == [("completed_day", "HASH"), ("completed_at", "RANGE")]
     assert indexes["by_completion"]["projectionType"] == "KEYS_ONLY"
-    assert set(indexes) == {"by_day", "by_completion"}
+    # and `headrace status` reads the failures by the day they happened (whatever the upload
+    # day), projecting what it shows of them: not the schema and statistics of a completed
+    # item that failed to load (up to 300 KB), nor any attribute status does not show
+    assert keys["by_failure"] == [("failure_day", "HASH"), ("failure_at", "RANGE")]
+    assert indexes["by_failure"]["projectionType"] == "INCLUDE"
+    assert set(indexes["by_failure"]["nonKeyAttributes"]) == {
+        "status",
+        "uploaded_at",
+        "error",
+        "failed_at",
+        "skip_reason",
+        "superseded_by",
+        "load_status",
+        "load_error",
+        "load_failed_at",
+    }
+    assert set(indexes) == {"by_day", "by_completion", "by_failure"}
     attributes = {a["name"]: a["type"] for a in _tables(stack)["metadata"].input("attributes")}
     assert attributes["completed_day"] == attributes["completed_at"] == "S"
+    assert attributes["failure_day"] == attributes["failure_at"] == "S"
 
 
 def test_tables_are_encrypted_recoverable_and_expire_items(stack: Deployment) -> None:
