@@ -1,9 +1,16 @@
 """``headrace status``: how a stack is doing, from its outputs file.
 
 Prints the depth of every queue and dead-letter queue (waiting / in flight), the file that
-completed last, and the processing and load failures of the last hour, or of the last
-``--minutes`` (at most 10080, a week). Both come from the metadata table's ``by_day`` index:
-the uploads of every day the window covers, and of the day before it.
+completed last (in the last week), and the processing and load failures recorded in the last
+hour, or in the last ``--minutes`` (at most 10080, a week), newest first, at most ``--limit``
+of them (100 by default; it says when there are more). A failure counts by when it
+happened, whatever day its file was uploaded: a file uploaded weeks ago that fails now (a
+redelivery, a replay, a redrive from a DLQ) is listed. Both come from the metadata table's
+indexes: ``by_failure`` (the versions that failed, by the day of their latest failure) and
+``by_completion`` (the completed versions, by the day they completed). A stack deployed
+before ``by_failure`` existed is read by upload day instead, as older versions did (and as
+``--by-upload-day`` asks): the uploads of every day the window covers and of the day before
+it, which misses late failures of older uploads.
 
 Exit status: 0 when every DLQ is empty, 1 when a DLQ holds messages (they need an
 operator: inspect, fix, redrive), 2 when the stack cannot be read (no outputs file, no
@@ -15,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,11 +30,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.dal.metadata_queries import files_on_day
+from handlers.dal.metadata import iso
+from handlers.dal.metadata_queries import files_on_day, iter_failed_on_day, last_completed_on
 from handlers.dal.queues import message_counts
 from handlers.logic.printable import printable
 from handlers.logic.report.build import failures_since, last_completed, parse_time
-from handlers.models.report import Failure
 from headrace.outputs import (
     DocstringHelp,
     OutputsError,
@@ -46,12 +53,22 @@ QUEUES = (
     ("ingest DLQ", "ingest_dlq_url", True),
 )
 OPTIONAL_OUTPUTS = {"ingest_queue_url", "ingest_dlq_url"}
-# The longest --minutes: each upload day the window covers is one query of the by_day index
-# reading all of that day's items, so a week (nine queries at most) bounds the work.
+# The longest --minutes: a week, the longest a by-upload-day read (--by-upload-day, a stack
+# without the by_failure index) may take: each upload day is one query of the by_day index
+# reading all of that day's items (nine queries at most).
 MAX_MINUTES = 7 * 24 * 60
-# What status reads of an item (last_completed, failures_since, _fixed_in_place): a whole
-# item, with its schema, statistics and quality issues, is 8 KB to 300 KB, and a week of a
-# busy stack is a hundred thousand of them.
+# Failures listed by default, and at most (--limit): each is two lines of text.
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+# How far back the last completed file is looked for: one query of the by_completion index
+# per day (a few hundred bytes each), today first, stopping at the first day with one.
+LAST_COMPLETED_DAYS = 8
+# Failures recorded a little after ``now`` (the operator's clock behind the functions') are
+# in the window too: the day they fall on is read as well.
+CLOCK_SKEW = timedelta(minutes=15)
+# What a by-upload-day read takes of an item (last_completed, failures_since): a whole item,
+# with its schema, statistics and quality issues, is 8 KB to 300 KB, and a week of a busy
+# stack is a hundred thousand of them.
 STATUS_ATTRIBUTES = (
     "object_key",
     "version",
@@ -92,28 +109,54 @@ def register(subparsers: Any) -> None:
         default=60,
         help=f"how far back to list failures (default 60, at most {MAX_MINUTES}: a week)",
     )
+    p.add_argument(
+        "--limit",
+        type=_limit,
+        default=DEFAULT_LIMIT,
+        help=f"list at most this many failures, the newest (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})",
+    )
+    p.add_argument(
+        "--by-upload-day",
+        action="store_true",
+        help="read the uploads of the window's days instead of the failure index (as versions "
+        "before it did): also lists failures recorded before the index existed, misses late "
+        "failures of older uploads, and reads every item of those days",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.set_defaults(func=run)
 
 
 def _window_minutes(value: str) -> int:
     """``--minutes``: a whole number from 1 to :data:`MAX_MINUTES` (argparse reports the error)."""
+    return _whole(value, MAX_MINUTES, f"{MAX_MINUTES} (a week)")
+
+
+def _limit(value: str) -> int:
+    """``--limit``: a whole number from 1 to :data:`MAX_LIMIT`."""
+    return _whole(value, MAX_LIMIT, str(MAX_LIMIT))
+
+
+def _whole(value: str, most: int, named: str) -> int:
     try:
-        minutes = int(value)
+        number = int(value)
     except ValueError:
-        minutes = 0
-    if not 1 <= minutes <= MAX_MINUTES:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from 1 to {MAX_MINUTES} (a week), not {value}"
-        )
-    return minutes
+        number = 0
+    if not 1 <= number <= most:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {named}, not {value}")
+    return number
 
 
 def run(args: argparse.Namespace, now: datetime | None = None) -> int:
     now = (now or datetime.now(UTC)).astimezone(UTC)
     try:
         outputs = StackOutputs.load(args.outputs)
-        status = collect(outputs, now, timedelta(minutes=args.minutes))
+        status = collect(
+            outputs,
+            now,
+            timedelta(minutes=args.minutes),
+            limit=getattr(args, "limit", DEFAULT_LIMIT),
+            by_upload_day=getattr(args, "by_upload_day", False),
+        )
     except OutputsError as exc:
         return _fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
@@ -126,7 +169,13 @@ def run(args: argparse.Namespace, now: datetime | None = None) -> int:
     return 1 if status["dead_letters"] else 0
 
 
-def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str, Any]:
+def collect(
+    outputs: StackOutputs,
+    now: datetime,
+    window: timedelta,
+    limit: int = DEFAULT_LIMIT,
+    by_upload_day: bool = False,
+) -> dict[str, Any]:
     sqs = outputs.client("sqs")
     queues: list[QueueDepth] = []
     for label, output, dead_letter in QUEUES:
@@ -140,22 +189,106 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
             counts = message_counts(url, sqs)
         queues.append(QueueDepth(label, url, dead_letter, *counts))
     table = outputs.resource("dynamodb").Table(outputs.metadata_table)
-    # Failures are found by upload day: read every day the window covers, and the day before
-    # it (a file uploaded before midnight can fail after it).
-    today = now.date()
-    days = (today - (now - window).date()).days + 2
+    since = now - window
+    note = None
     with naming(f"the metadata table {outputs.metadata_table}"):
-        items = [
-            item
-            for back in range(days)
-            for item in files_on_day(table, (today - timedelta(days=back)).isoformat(), STATUS_ATTRIBUTES)
-        ]
-    last = last_completed(items)
-    failures = failures_since(items, now - window)
-    replaced = _fixed_in_place(items)
+        read: dict[str, Any] | None = None
+        if not by_upload_day:
+            try:
+                read = _by_index(table, now, since, limit)
+            except ClientError as exc:
+                if not _missing_index(exc):
+                    raise
+                note = (
+                    f"the metadata table has no {_missing_index(exc)} index (a stack deployed before "
+                    "it existed): failures were read by upload day, and a late failure of a file "
+                    "uploaded before the window is missing. `pulumi up` adds the index."
+                )
+        if read is None:
+            read = _by_upload_day(table, now, since, limit)
+    failures = read.pop("failures")
     return {
         "queues": [asdict(q) for q in queues],
         "dead_letters": sum(q.waiting + q.in_flight for q in queues if q.dead_letter),
+        **read,
+        "failures": failures[:limit],
+        "failures_truncated": len(failures) > limit,
+        "window_minutes": int(window.total_seconds() // 60),
+        "since": iso(since),
+        "note": note,
+    }
+
+
+def _missing_index(exc: ClientError) -> str | None:
+    """The index a Query named that the table does not have, or None: DynamoDB answers
+    ValidationException "The table does not have the specified index: by_failure", moto
+    (the embedded runtime) ResourceNotFoundException "Invalid index: by_failure for table: ..."."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code"), str(error.get("Message", ""))
+    if code == "ValidationException" and "does not have the specified index:" in message:
+        return message.rsplit(":", 1)[-1].strip()
+    if code == "ResourceNotFoundException" and message.startswith("Invalid index: "):
+        return message.removeprefix("Invalid index: ").split(" ", 1)[0]
+    return None
+
+
+def _by_index(table: Any, now: datetime, since: datetime, limit: int) -> dict[str, Any]:
+    """The last completed file from ``by_completion``, the failures from ``by_failure``:
+    each failure day of the window, newest first, only its entries at or after ``since``;
+    reading stops once more than ``limit`` failures are found (the newest are kept)."""
+    today = now.date()
+    last = None
+    for back in range(LAST_COMPLETED_DAYS):
+        entry = last_completed_on(table, (today - timedelta(days=back)).isoformat())
+        if entry:
+            item = (
+                table.get_item(
+                    Key={"object_key": entry["object_key"], "version": entry["version"]},
+                    # its row count: what the keys-only by_completion index does not hold
+                    ProjectionExpression="row_count",
+                ).get("Item")
+                or {}
+            )
+            row_count = item.get("row_count")
+            last = {
+                "object_key": entry.get("object_key"),
+                "version": entry.get("version"),
+                "completed_at": entry.get("completed_at"),
+                "row_count": int(row_count) if row_count is not None else None,
+            }
+            break
+    failed: list[dict[str, Any]] = []
+    found = 0
+    day = (now + CLOCK_SKEW).date()
+    while day >= since.date() and found <= limit:
+        for item in iter_failed_on_day(table, day.isoformat(), iso(since)):
+            failed.append(item)
+            found += len(failures_since([item], since))
+            if found > limit:
+                break
+        day -= timedelta(days=1)
+    return {
+        "last_completed": last,
+        "completed_since": (today - timedelta(days=LAST_COMPLETED_DAYS - 1)).isoformat(),
+        "uploads_since": None,
+        "failures": _listed(failed, since),
+    }
+
+
+def _by_upload_day(table: Any, now: datetime, since: datetime, limit: int) -> dict[str, Any]:
+    """What versions before the ``by_failure`` index read: the uploads of every day the
+    window covers, and of the day before it (a file uploaded before midnight can fail after
+    it); a failure of an older upload is not among them."""
+    today = now.date()
+    days = (today - since.date()).days + 2
+    items = [
+        item
+        for back in range(days)
+        for item in files_on_day(table, (today - timedelta(days=back)).isoformat(), STATUS_ATTRIBUTES)
+    ]
+    last = last_completed(items)
+    uploads_since = (today - timedelta(days=days - 1)).isoformat()
+    return {
         "last_completed": (
             {
                 "object_key": last.get("object_key"),
@@ -166,42 +299,21 @@ def collect(outputs: StackOutputs, now: datetime, window: timedelta) -> dict[str
             if last
             else None
         ),
-        "failures": [
-            {
-                **f.model_dump(),
-                "replaced": f.replaced or replaced(f),
-            }
-            for f in failures
-        ],
-        "window_minutes": int(window.total_seconds() // 60),
-        "uploads_since": (today - timedelta(days=days - 1)).isoformat(),
+        "completed_since": uploads_since,
+        "uploads_since": uploads_since,
+        "failures": _listed(items, since),
     }
 
 
-def _fixed_in_place(items: list[dict[str, Any]]) -> Callable[[Failure], bool]:
-    """Whether a failure's key has a version uploaded since (or with it) that completed: a
-    file fixed in place and uploaded again needs no action. Said, not hidden: it did fail,
-    and its DLQ message may wait. By upload time, the order the pipeline keeps, not by
-    completion time (an older version completing late replaces nothing). A failure whose
-    version is marked ``superseded_by`` (``Failure.replaced``, as the daily report counts it)
-    is one too, whatever day the newer version was uploaded on."""
-    uploaded = {
-        (str(i.get("object_key")), str(i.get("version"))): parse_time(i.get("uploaded_at")) for i in items
-    }
-    completed: dict[str, list[tuple[str, datetime]]] = {}
-    for item in items:
-        at = parse_time(item.get("uploaded_at"))
-        if item.get("status") == "completed" and at:
-            completed.setdefault(str(item.get("object_key")), []).append((str(item.get("version")), at))
-
-    def replaced(failure: Failure) -> bool:
-        failed = uploaded.get((failure.object_key, failure.version))
-        return failed is not None and any(
-            version != failure.version and at >= failed
-            for version, at in completed.get(failure.object_key, [])
-        )
-
-    return replaced
+def _listed(items: Iterable[dict[str, Any]], since: datetime) -> list[dict[str, Any]]:
+    """The failures of ``items`` recorded since ``since``, newest first, each with when its
+    version was uploaded (a late failure of an old upload shows as one)."""
+    items = list(items)
+    uploaded = {(str(i.get("object_key")), str(i.get("version"))): i.get("uploaded_at") for i in items}
+    return [
+        {**f.model_dump(), "uploaded_at": uploaded.get((f.object_key, f.version))}
+        for f in failures_since(items, since)
+    ]
 
 
 def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
@@ -218,18 +330,31 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
         rows = f", {last['row_count']:,} rows" if isinstance(last.get("row_count"), int) else ""
         lines.append(f"Last completed file: {printable(last['object_key'])}{rows}")
         lines.append(f"  at {last['completed_at']}{ago}, version {last['version']}")
-    else:
+    elif status.get("uploads_since"):
         lines.append(f"Last completed file: none uploaded since {status['uploads_since']}")
+    else:
+        lines.append(f"Last completed file: none completed since {status.get('completed_since')}")
     failures = status["failures"]
     lines.append("")
-    lines.append(f"Failures in the last {_minutes(status['window_minutes'])}: {len(failures) or 'none'}")
+    window = _minutes(status["window_minutes"])
+    if status.get("failures_truncated"):
+        lines.append(f"Failures in the last {window}: more than {len(failures)}; the newest {len(failures)}:")
+    else:
+        lines.append(f"Failures in the last {window}: {len(failures) or 'none'}")
     for f in failures:
         error = printable(" ".join(str(f["error"]).split())[:300])  # cut before escaping: no half escape
         replaced = "  (a newer version completed since)" if f.get("replaced") else ""
+        uploaded = str(f.get("uploaded_at") or "")
+        late = f"  (uploaded {uploaded[:10]})" if uploaded[:10] and uploaded[:10] != str(f["at"])[:10] else ""
         lines.append(
-            f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}{replaced}"
+            f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}{replaced}{late}"
         )
         lines.append(f"      {error}")
+    if status.get("failures_truncated"):
+        lines.append(f"  ... and older ones, not listed: --limit (at most {MAX_LIMIT}) lists more")
+    if status.get("note"):
+        lines.append("")
+        lines.append(f"Note: {status['note']}")
     lines.append("")
     if status["dead_letters"]:
         lines.append(
