@@ -327,7 +327,8 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
     if last:
         when = parse_time(last["completed_at"])
         ago = f" ({_ago(now - when)} ago)" if when else ""
-        rows = f", {last['row_count']:,} rows" if isinstance(last.get("row_count"), int) else ""
+        count = last.get("row_count")
+        rows = f", {count:,} row{'' if count == 1 else 's'}" if isinstance(count, int) else ""
         lines.append(f"Last completed file: {printable(last['object_key'])}{rows}")
         lines.append(f"  at {last['completed_at']}{ago}, version {last['version']}")
     elif status.get("uploads_since"):

@@ -411,3 +411,19 @@ def test_a_missing_index_is_told_from_other_errors(code, message, index):
 
     error = ClientError({"Error": {"Code": code, "Message": message}}, "Query")
     assert status._missing_index(error) == index
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"), [(1, ", 1 row\n"), (0, ", 0 rows\n"), (12345, ", 12,345 rows\n")]
+)
+def test_the_last_completed_files_rows_are_counted_in_words(count, shown):
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    last = {"object_key": "incoming/a.csv", "version": "v1", "completed_at": "2026-12-07T11:59:00Z"}
+    report = {
+        "queues": [],
+        "dead_letters": 0,
+        "last_completed": {**last, "row_count": count},
+        "failures": [],
+        "window_minutes": 60,
+    }
+    assert f"Last completed file: incoming/a.csv{shown}" in status.render(report, Path("o.json"), now)
