@@ -93,3 +93,77 @@ def test_the_readmes_type_inference_table_is_what_inference_does():
         if (conversion is not None and conversion.type == kind) != is_kind
     ]
     assert wrong == []
+
+
+def _leaf_commands() -> dict[str, list[tuple[str, ...]]]:
+    """'dlq inspect' -> its options, each with its spellings (`-v`, `--verbose`), but --help."""
+    import argparse
+
+    from headrace.cli import build_parser
+
+    found: dict[str, list[tuple[str, ...]]] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            found[" ".join(path)] = [
+                tuple(a.option_strings)
+                for a in parser._actions
+                if a.option_strings and "--help" not in a.option_strings
+            ]
+        for action in subs:
+            for name, child in action.choices.items():
+                walk(child, (*path, name))
+
+    walk(build_parser(), ())
+    return found
+
+
+def _section(document: str, start: str, end: str) -> str:
+    text = (ROOT / document).read_text()
+    begin = text.index(start)
+    return text[begin : text.index(end, begin + len(start))]
+
+
+def test_the_command_tables_show_every_option_and_only_options_that_exist():
+    commands = _leaf_commands()
+    # Given the README's tables of commands ("Operations" and "Command line"): a row names
+    # `headrace <command words> ... --option ...`, alternatives written `inspect\|redrive`,
+    # and other commands of its group after it (`headrace tenants add NAME` / `list`)
+    readme = _section("README.md", "## Operations", "## Experiments") + _section(
+        "README.md", "## Command line", "## Stack outputs"
+    )
+    rows: list[tuple[set[str], set[str]]] = []  # (the commands a row names, the options it shows)
+    for line in readme.splitlines():
+        if not line.startswith("| `headrace "):
+            continue
+        group = line.split()[2].strip("`")
+        for span in re.findall(r"`([^`]*)`", line.split(" | ")[0]):
+            text = span.removeprefix("headrace ") if span.startswith("headrace ") else f"{group} {span}"
+            words = re.match(r"(?:[a-z]+(?:\\\|[a-z]+)*(?: |$))+", text)
+            assert words, span
+            path = [word.split("\\|") for word in words[0].split()]
+            while path and " ".join(p[0] for p in path) not in commands:
+                path.pop()  # the row's last words are arguments (KEY, NAME)
+            assert path, span
+            named = {" ".join(p[min(i, len(p) - 1)] for p in path) for i in range(max(map(len, path)))}
+            rows.append((named, set(re.findall(r"--[a-z][a-z-]*", text))))
+    assert len(rows) > 10
+    # Then each option a row shows is one its command takes
+    takes = {command: {s for option in options for s in option} for command, options in commands.items()}
+    assert sorted((c, o) for named, shown in rows for c in named for o in shown - takes[c]) == []
+    # and every option of every command is shown: in its rows, or for `experiments` in
+    # docs/experiments.md, where the README's row sends readers (`--outputs` is said once,
+    # above the table)
+    guide = (ROOT / "docs" / "experiments.md").read_text()
+    missing = []
+    for command, options in commands.items():
+        shown = {o for named, found in rows if command in named for o in found}
+        for option in options:
+            if command.startswith("experiments"):
+                seen = any(re.search(rf"`[^`]*(?<![\w-]){s}\b", guide) for s in option)
+            else:
+                seen = option == ("--outputs",) or bool(shown & set(option))
+            if not seen:
+                missing.append((command, option[-1]))
+    assert sorted(missing) == [], missing
