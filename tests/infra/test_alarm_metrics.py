@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -489,3 +490,25 @@ def test_a_handler_that_emits_refuses_to_start_without_the_stack_name(settings: 
         # would reach no alarm of the stack, silently
         with pytest.raises(ValueError, match=STACK_VARIABLE):
             model.from_env(environment)
+
+
+def _documented_metrics(document: str, start: str, end: str) -> dict[str, set[str]]:
+    """service -> the metric names a document's list of them gives (``- service: `Name`, ...``)."""
+    text = (ROOT / document).read_text()
+    begin = text.index(start)
+    finish = text.find(end, begin + len(start))
+    section = text[begin : finish if finish != -1 else len(text)]
+    items = re.findall(r"^- ([a-z-]+)(?: \([^)]*\))?: (.*?)(?=^- |\Z)", section, re.M | re.S)
+    return {service: set(re.findall(r"`([A-Z][a-z]\w*)`", names)) for service, names in items}
+
+
+def test_the_metrics_the_contracts_list_are_the_ones_each_handler_emits(dev: Deployment) -> None:
+    # Given the metrics each function's handler emits (read from its source)
+    emitted = {service: {m for m in e.metrics if m[:1].isupper()} for service, e in emitters(dev).items()}
+    # When docs/contracts.md lists them, per function ("Metrics")
+    documented = _documented_metrics("docs/contracts.md", "## Metrics", "\n## ")
+    # Then the lists are the metrics emitted: an alarm or query written from the contract
+    # finds each, and none is missing from it
+    assert sorted(documented) == sorted(emitted)
+    wrong = {s: (sorted(documented[s] - emitted[s]), sorted(emitted[s] - documented[s])) for s in emitted}
+    assert {s: w for s, w in wrong.items() if w != ([], [])} == {}
