@@ -167,3 +167,20 @@ def test_the_command_tables_show_every_option_and_only_options_that_exist():
             if not seen:
                 missing.append((command, option[-1]))
     assert sorted(missing) == [], missing
+
+
+def test_the_readme_gives_the_embedded_runtimes_own_metadata_ttl():
+    import yaml
+
+    from headrace.local.runtime import EMBEDDED_CONFIG
+
+    # Given the metadata TTL the embedded runtime deploys with (the `local` stack file's,
+    # unless the runtime sets its own), which also bounds the days `report` accepts there
+    stack = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
+    metadata = {**stack["headrace:metadata"], **EMBEDDED_CONFIG.get("headrace:metadata", {})}
+    # Then the README's account of what the emulator keeps says that many days, not the
+    # 90 of an AWS stack (it said 90)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        f"a metadata item's {metadata['ttl_days']} days, `metadata.ttl_days` of `Pulumi.local.yaml`" in readme
+    )
