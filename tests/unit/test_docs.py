@@ -184,3 +184,20 @@ def test_the_readme_gives_the_embedded_runtimes_own_metadata_ttl():
     assert (
         f"a metadata item's {metadata['ttl_days']} days, `metadata.ttl_days` of `Pulumi.local.yaml`" in readme
     )
+
+
+def test_the_readmes_summary_json_is_what_inspect_prints_for_the_sample(capsys):
+    import json
+
+    from headrace import cli
+
+    # Given the README's example summary, of samples/sales.csv
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Summary JSON") :]
+    shown = json.loads(section[section.index("```json\n") + 8 : section.index("\n```", section.index("```json"))])
+    # When `headrace inspect` processes that sample
+    assert cli.main(["inspect", str(ROOT / "samples" / "sales.csv")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    # Then it prints that document, field for field and in that order, but for its own timing
+    assert list(printed) == list(shown)
+    assert {**printed, "processing_time_ms": None} == {**shown, "processing_time_ms": None}
