@@ -194,10 +194,52 @@ def test_the_readmes_summary_json_is_what_inspect_prints_for_the_sample(capsys):
     # Given the README's example summary, of samples/sales.csv
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### Summary JSON") :]
-    shown = json.loads(section[section.index("```json\n") + 8 : section.index("\n```", section.index("```json"))])
+    shown = json.loads(
+        section[section.index("```json\n") + 8 : section.index("\n```", section.index("```json"))]
+    )
     # When `headrace inspect` processes that sample
     assert cli.main(["inspect", str(ROOT / "samples" / "sales.csv")]) == 0
     printed = json.loads(capsys.readouterr().out)
     # Then it prints that document, field for field and in that order, but for its own timing
     assert list(printed) == list(shown)
     assert {**printed, "processing_time_ms": None} == {**shown, "processing_time_ms": None}
+
+
+def _numbers():
+    from handlers.logic.layout import MAX_DATASET_CHARS
+    from handlers.logic.report import build, render
+    from headrace import dlq, query
+
+    return [
+        ("docs/warehouse-and-reports.md", f"`quality_issues` | top {build.TOP} by rows affected"),
+        ("docs/warehouse-and-reports.md", f"`slowest_files` | top {build.TOP} by processing time"),
+        (
+            "docs/warehouse-and-reports.md",
+            f"(cut at {build.MAX_ERROR_CHARS:,} characters, as the processor and loader record them; "
+            f"the first {build.MAX_FAILURES:,}: the open ones first, the latest first; "
+            f"the page shows the first {render.PAGE_FAILURES})",
+        ),
+        (
+            "docs/warehouse-and-reports.md",
+            f"unchanged for over {build.STUCK_AFTER.total_seconds() / 3600:g} hours",
+        ),
+        ("docs/warehouse-and-reports.md", f"cut at {render.MESSAGE_VALUE_CHARS} characters"),
+        ("docs/warehouse-and-reports.md", f"SNS's {render.MAX_SUBJECT_CHARS} characters"),
+        ("docs/operations.md", f"the listing shows the first {dlq.LISTING_LIMIT:,} matches"),
+        (
+            "docs/operations.md",
+            f"at most {'an hour' if dlq.MAX_HOLD_SECONDS == 3600 else f'{dlq.MAX_HOLD_SECONDS} s'} at a time",
+        ),
+        ("docs/query.md", f"at most the first {query.TABLE_ROWS:,} rows by default"),
+        (
+            "docs/query.md",
+            f"a name over {MAX_DATASET_CHARS} characters is cut to {MAX_DATASET_CHARS - 9} and given the hash",
+        ),
+    ]
+
+
+def test_the_limits_the_guides_state_are_the_codes():
+    # Given the limits the guides give as numbers, written from the constants the code uses
+    # Then each guide says them (collapsed whitespace): a changed constant fails here
+    texts = {d: " ".join((ROOT / d).read_text().split()) for d, _ in _numbers()}
+    assert [(document, said) for document, said in _numbers() if said not in texts[document]] == []
