@@ -494,21 +494,33 @@ def test_a_handler_that_emits_refuses_to_start_without_the_stack_name(settings: 
 
 def _documented_metrics(document: str, start: str, end: str) -> dict[str, set[str]]:
     """service -> the metric names a document's list of them gives (``- service: `Name`, ...``)."""
-    text = (ROOT / document).read_text()
-    begin = text.index(start)
-    finish = text.find(end, begin + len(start))
-    section = text[begin : finish if finish != -1 else len(text)]
+    section = _section(document, start, end)
     items = re.findall(r"^- ([a-z-]+)(?: \([^)]*\))?: (.*?)(?=^- |\Z)", section, re.M | re.S)
     return {service: set(re.findall(r"`([A-Z][a-z]\w*)`", names)) for service, names in items}
 
 
-def test_the_metrics_the_contracts_list_are_the_ones_each_handler_emits(dev: Deployment) -> None:
+def test_the_metrics_the_docs_list_are_the_ones_each_handler_emits(dev: Deployment) -> None:
     # Given the metrics each function's handler emits (read from its source)
     emitted = {service: {m for m in e.metrics if m[:1].isupper()} for service, e in emitters(dev).items()}
-    # When docs/contracts.md lists them, per function ("Metrics")
-    documented = _documented_metrics("docs/contracts.md", "## Metrics", "\n## ")
-    # Then the lists are the metrics emitted: an alarm or query written from the contract
-    # finds each, and none is missing from it
-    assert sorted(documented) == sorted(emitted)
-    wrong = {s: (sorted(documented[s] - emitted[s]), sorted(emitted[s] - documented[s])) for s in emitted}
-    assert {s: w for s, w in wrong.items() if w != ([], [])} == {}
+    # When docs/contracts.md lists them per function ("Metrics"), the signals table of
+    # docs/warehouse-and-reports.md per service, and the README all together
+    contracts = _documented_metrics("docs/contracts.md", "## Metrics", "\n## ")
+    table = _section("docs/warehouse-and-reports.md", "## Signals", "\n## ")
+    signals: dict[str, set[str]] = {}
+    for service, names in re.findall(r"^\| ([a-z-]+) \| (`.*?) \|", table, re.M):
+        signals.setdefault(service, set()).update(re.findall(r"`([A-Z][a-z]\w*)`", names))
+    readme = _section("README.md", "Handlers emit EMF metrics", "\n\n")
+    # Then each list is the metrics emitted: an alarm or query written from the docs finds
+    # each, and none is missing from them
+    for documented in (contracts, signals):
+        assert sorted(documented) == sorted(emitted)
+        wrong = {s: (sorted(documented[s] - emitted[s]), sorted(emitted[s] - documented[s])) for s in emitted}
+        assert {s: w for s, w in wrong.items() if w != ([], [])} == {}
+    assert set(re.findall(r"`([A-Z][a-z]\w*)`", readme)) == set().union(*emitted.values())
+
+
+def _section(document: str, start: str, end: str) -> str:
+    text = (ROOT / document).read_text()
+    begin = text.index(start)
+    finish = text.find(end, begin + len(start))
+    return text[begin : finish if finish != -1 else len(text)]
