@@ -4,7 +4,9 @@ SQS event sources, and how the code is shipped."""
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ from components.policies import (
 )
 from handlers.logic.layout import processed_keys
 
-from .conftest import Deployment, deploy
+from .conftest import ROOT, Deployment, deploy
 from .mocks import PipelineMocks
 
 HANDLERS = {
@@ -166,6 +168,58 @@ def test_environment_follows_the_contract(stack: Deployment) -> None:
     assert env(deployed["ingest"])["INGEST_QUEUE_URL"] == stack.outputs["ingest_queue_url"]
     # and fault injection is off unless configured
     assert all("HEADRACE_CRASH_RATE" not in env(f) for f in deployed.values())
+
+
+def _contract_variables() -> tuple[set[str], dict[str, set[str]]]:
+    """docs/contracts.md's variables: those every function gets, and each function's own."""
+    text = (ROOT / "docs" / "contracts.md").read_text()
+    common = text[text.index("Every function gets") : text.index("### Environment variables")]
+    section = text[text.index("### Environment variables") : text.index("### Permissions")]
+    own = {
+        name: set(re.findall(r"`([A-Z][A-Z0-9_]+)`", bullet))
+        for name, bullet in re.findall(
+            r"^- ([a-z-]+)(?: \([^)]*\))?:\s+(.*?)(?=^- |\Z)", section, re.M | re.S
+        )
+    }
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)=?[^`]*`", common)), own
+
+
+SETTINGS = {
+    "processor": "handlers.models.settings.ProcessorSettings",
+    "loader": "handlers.models.loader.LoaderSettings",
+    "report": "handlers.models.report.ReportSettings",
+    "ingest": "handlers.models.ingest.IngestApiSettings",
+    "ingest-worker": "handlers.models.ingest_worker.IngestWorkerSettings",
+    "warehouse-setup": "handlers.models.loader.WarehouseSetupSettings",
+}
+
+
+def test_the_contracts_name_every_variable_a_function_gets_and_its_handler_reads(
+    tiny_archive: Path,
+) -> None:
+    common, own = _contract_variables()
+    assert sorted(own) == sorted(SETTINGS)
+    # Given the dev stack with every optional variable switched on (as in the test above)
+    stack = deploy(
+        "dev",
+        tiny_archive,
+        {
+            "headrace:faults": {"crash_rate": 0.25},
+            "headrace:pii": {
+                "extra_rules": [{"name": "x", "pattern": "x[0-9]{1,3}"}],
+                "disabled_rules": ["phone"],
+            },
+            "headrace:ingest": {"keep_original": True, "original_readers": [AUDITOR]},
+        },
+    )
+    for service, function in functions(stack).items():
+        # Then every variable a function gets is named in its part of docs/contracts.md
+        assert sorted(set(env(function)) - common - own[service]) == [], service
+        # and every variable named there is one its handler's settings read
+        module, name = SETTINGS[service].rsplit(".", 1)
+        model = getattr(importlib.import_module(module), name)
+        read = {field.alias for field in model.model_fields.values()}
+        assert sorted(own[service] - read) == [], service
 
 
 AUDITOR = "arn:aws:iam::111122223333:role/log-auditor"
