@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.server
 import json
 import os
 import socket
@@ -111,3 +112,51 @@ def test_an_invoke_whose_answer_is_lost_is_not_sent_again(held_lock, capsys):
     # Then the invoke was sent once: a retry would run the function a second time
     assert code == 2 and err.startswith("headrace: error: cannot reach the embedded runtime")
     assert len(requests) == 1 and requests[0].startswith(b"POST /2015-03-31/functions/report/invocations")
+
+
+@pytest.mark.parametrize(
+    ("function_error", "answer", "status", "said"),
+    [
+        (None, {"date": "2026-12-07"}, 0, ""),
+        (
+            "Unhandled",
+            {"errorType": "BadRequest", "errorMessage": "date is in the future"},
+            1,
+            "headrace: error: BadRequest: date is in the future\n",
+        ),
+    ],
+)
+def test_the_functions_answer_is_printed_and_its_failure_is_exit_status_1(
+    held_lock, capsys, function_error, answer, status, said
+):
+    # Given a running runtime's endpoint that answers the invoke as Lambda does: its result,
+    # or its error with an X-Amz-Function-Error header
+    class Lambda(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            if function_error:
+                self.send_header("X-Amz-Function-Error", function_error)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lambda)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = write_outputs(held_lock)
+    path.write_text(json.dumps({**DEAD, "aws_endpoint_url": f"http://127.0.0.1:{server.server_port}"}))
+    try:
+        # When a function is invoked
+        code = main(["local", "invoke", "report", "--outputs", str(path), "--payload", '{"date": "today"}'])
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Then its answer is printed as JSON (exit 0), or its error in one line (exit 1, as the
+    # README says: a failure of the function, not of the command)
+    out, err = capsys.readouterr()
+    assert (code, err) == (status, said)
+    assert (json.loads(out) if out else None) == (None if function_error else answer)
