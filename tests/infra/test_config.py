@@ -165,6 +165,60 @@ def test_every_key_is_documented() -> None:
     assert sorted(key for key in aws_keys() if f"`aws:{key}`" not in documentation) == []
 
 
+def _declared_limits(model: type[BaseModel], prefix: str = "") -> dict[str, set[float]]:
+    """key -> the limits its field declares (ge, gt, le, lt), but the lower bounds 0 and 1."""
+    found: dict[str, set[float]] = {}
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        limits = {
+            value
+            for constraint in field.metadata
+            for kind in ("ge", "gt", "le", "lt")
+            if (value := getattr(constraint, kind, None)) is not None
+            and not (kind in ("ge", "gt") and value in (0, 1))
+        }
+        if limits:
+            found[key] = limits
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found.update(_declared_limits(candidate, key + "."))
+    return found
+
+
+# Declared limits a stricter check supersedes, which the table gives instead.
+STRICTER = {
+    ("queues.message_retention_seconds", 60): "must exceed `max_receive_count` times",
+    ("queues.message_retention_seconds", 1_209_600): "1,209,299",
+    ("warehouse.rds.max_allocated_gb", 20): "at least 10 % above `allocated_gb`",
+}
+
+
+def test_the_limits_of_every_key_are_in_its_row_of_deploy_md() -> None:
+    # Given each key's row in docs/deploy.md's tables (per-function keys once, as
+    # functions.<name>.<key>) and the limits the model declares for it
+    rows = {}
+    for line in (ROOT / "docs" / "deploy.md").read_text().splitlines():
+        for key in re.findall(r"`([a-z0-9_.<>]+)`", line.split(" | ")[0] if line.startswith("| `") else ""):
+            rows[key] = line
+    functions = "|".join(FUNCTION_DEFAULTS)
+    missing = []
+    for key, limits in _declared_limits(StackConfig).items():
+        key = re.sub(rf"^functions\.({functions})\.", "functions.<name>.", key)
+        for limit in limits:
+            number = int(limit) if float(limit).is_integer() else limit
+            spellings = (
+                {STRICTER[(key, number)]} if (key, number) in STRICTER else {f"{number}", f"{number:,}"}
+            )
+            # Then the row says it, so a value the preview refuses is no surprise
+            if not any(
+                re.search(rf"(?<![\d.])(?<!\d,){re.escape(s)}(?!\d|,\d)", rows.get(key, ""))
+                for s in spellings
+            ):
+                missing.append((key, number))
+    assert sorted(set(missing)) == [], sorted(set(missing))
+
+
 def test_partial_function_settings_keep_the_other_defaults() -> None:
     # Given a stack that sets only the processor's memory
     config = parse_config({**BASE, "functions": {"processor": {"memory_mb": 3008}}})
