@@ -243,3 +243,26 @@ def test_the_limits_the_guides_state_are_the_codes():
     # Then each guide says them (collapsed whitespace): a changed constant fails here
     texts = {d: " ".join((ROOT / d).read_text().split()) for d, _ in _numbers()}
     assert [(document, said) for document, said in _numbers() if said not in texts[document]] == []
+
+
+def test_the_pii_rule_keys_the_docs_give_are_the_rules_fields():
+    import typing
+
+    from handlers.logic.processing.pii import PiiRule
+    from handlers.logic.processing.summary import ColumnType
+
+    fields = set(PiiRule.model_fields)
+    # Given the README's PII_EXTRA_RULES and docs/deploy.md's pii.extra_rules
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    listed = re.search(r"`PII_EXTRA_RULES` \(JSON list of `\{([^}]*)\}`", readme)
+    deploy = re.search(
+        r"\| `pii.extra_rules` \| `\[\]` \| Rules added to the built-in ones: `\{([^}]*)\}`",
+        (ROOT / "docs" / "deploy.md").read_text(),
+    )
+    assert listed and deploy
+    # Then each names exactly the fields a rule takes (any other key is refused)
+    assert set(re.findall(r'"(\w+)"', listed[1])) == fields
+    assert {name.rstrip("?") for name in re.split(r",\s*", deploy[1])} == fields
+    # and the README's skip_types are the summary's types
+    types = re.search(r'`"skip_types"` \(a list of ((?:`\w+`(?:,? (?:or )?)?)+)', readme)
+    assert types and set(re.findall(r"`(\w+)`", types[1])) == set(typing.get_args(ColumnType))
