@@ -3,10 +3,11 @@ results' lifecycle, the processor's GLUE_DATABASE and the policy for people who 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from .conftest import Deployment, deploy
+from .conftest import ROOT, Deployment, deploy
 from .mocks import ACCOUNT
 from .test_functions import env, functions
 
@@ -153,3 +154,21 @@ def test_catalog_can_be_switched_off_on_aws(tiny_archive: Path) -> None:
     assert not {t for t in stack.types() if t.startswith(("aws:glue/", "aws:athena/"))}
     assert "GLUE_DATABASE" not in env(functions(stack)["processor"])
     assert "athena_workgroup" not in stack.outputs
+
+
+def test_the_query_guide_lists_exactly_the_query_policys_actions(dev: Deployment) -> None:
+    # Given the actions the query policy grants
+    (policy,) = [p for p in dev.of_type("aws:iam/policy:Policy") if p.name.endswith("-catalog-query")]
+    granted = {a for s in policy.json_input("policy")["Statement"] for a in s["Action"]}
+    # When docs/query.md's table ("It grants exactly:") lists them, a row's later actions
+    # written without the service of its first (`athena:StartQueryExecution`, `GetQueryExecution`)
+    text = (ROOT / "docs" / "query.md").read_text()
+    table = text[text.index("It grants exactly:") :].split("\n\n")[1]
+    listed = set()
+    for row in table.splitlines()[2:]:
+        service = ""
+        for prefix, action in re.findall(r"`(?:([a-z0-9]+):)?([A-Z]\w+)`", row.split(" | ")[1]):
+            service = prefix or service
+            listed.add(f"{service}:{action}")
+    # Then the guide's "exactly" holds: those actions and no others
+    assert sorted(listed) == sorted(granted)
