@@ -266,3 +266,25 @@ def test_the_pii_rule_keys_the_docs_give_are_the_rules_fields():
     # and the README's skip_types are the summary's types
     types = re.search(r'`"skip_types"` \(a list of ((?:`\w+`(?:,? (?:or )?)?)+)', readme)
     assert types and set(re.findall(r"`(\w+)`", types[1])) == set(typing.get_args(ColumnType))
+
+
+def test_the_readme_says_which_readable_files_the_pipeline_ignores_by_default():
+    from components.config import StackConfig
+    from handlers.logic.layout import has_raw_suffix
+    from handlers.logic.processing.formats import _EXTENSIONS, _SNIFFED
+
+    defaults = StackConfig.model_fields["raw_suffixes"].default
+    # Given every suffix the processing core reads (by name, or by content), and whether a
+    # stack with the default raw_suffixes takes a key ending in it
+    taken = {ext for ext in [*_EXTENSIONS, *_SNIFFED] if ext and has_raw_suffix(f"incoming/x{ext}", defaults)}
+    ignored = {ext for ext in [*_EXTENSIONS, *_SNIFFED] if ext} - taken
+    # When the README says which the pipeline takes and which it ignores
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"`raw_suffixes` \(by default (.*?), each also gzipped\): (.*?) is ignored", readme)
+    assert said is not None
+    # Then those are the lists (rotated logs and gzip aside), and a key without a suffix is ignored
+    assert set(re.findall(r"`(\.\w+)`", said[1])) == taken
+    assert set(re.findall(r"`(\.\w+)`", said[2])) == ignored
+    assert not has_raw_suffix("incoming/x", defaults) and "or one without a suffix" in said[2]
+    assert all(has_raw_suffix(f"incoming/x{ext}.gz", defaults) for ext in taken)
+    assert "rotated logs" in said[1] and has_raw_suffix("incoming/app.log.1", defaults)
