@@ -288,3 +288,22 @@ def test_the_readme_says_which_readable_files_the_pipeline_ignores_by_default():
     assert not has_raw_suffix("incoming/x", defaults) and "or one without a suffix" in said[2]
     assert all(has_raw_suffix(f"incoming/x{ext}.gz", defaults) for ext in taken)
     assert "rotated logs" in said[1] and has_raw_suffix("incoming/app.log.1", defaults)
+
+
+def test_the_files_table_the_warehouse_guide_describes_is_the_one_the_migrations_make():
+    from handlers.dal.warehouse import FILES_TABLE, MIGRATIONS
+
+    # Given the columns the loader's migrations give headrace._files, in order
+    columns: list[str] = []
+    for _, _, ddl in MIGRATIONS:
+        created = re.search(rf"CREATE TABLE {{schema}}\.{FILES_TABLE} \((.*?)\n\s*\);", ddl, re.S)
+        if created:
+            columns += [line.split()[0] for line in created[1].strip().splitlines()]
+        columns += re.findall(rf"ALTER TABLE {{schema}}\.{FILES_TABLE} ADD COLUMN (\w+)", ddl)
+    assert "nuls_removed" in columns
+    # When docs/warehouse-and-reports.md lists them ("`headrace._files`: `object_key` ...")
+    text = " ".join((ROOT / "docs" / "warehouse-and-reports.md").read_text().split())
+    listing = text[text.index("`headrace._files`: `object_key`") :].split(". ")[0]
+    listed = [name for name in re.findall(r"`(\w+)` ?(?:\(|,|$)", listing.split(":", 1)[1] + ",")]
+    # Then it names each column, no more
+    assert sorted(listed) == sorted(columns)
