@@ -307,3 +307,23 @@ def test_the_files_table_the_warehouse_guide_describes_is_the_one_the_migrations
     listed = [name for name in re.findall(r"`(\w+)` ?(?:\(|,|$)", listing.split(":", 1)[1] + ",")]
     # Then it names each column, no more
     assert sorted(listed) == sorted(columns)
+
+
+def test_the_report_json_table_names_every_field_of_the_report():
+    from handlers.models.report import DailyReport, StatusCounts
+
+    # Given the fields table of report.json in docs/warehouse-and-reports.md
+    text = (ROOT / "docs" / "warehouse-and-reports.md").read_text()
+    table = text[text.index("| field | meaning |") : text.index("The page's verdict")]
+    rows = {
+        name: meaning
+        for names, meaning in re.findall(r"^\s*\| (`.*?`) \| (.*) \|$", table, re.M)
+        for name in re.findall(r"`(\w+)`", names)
+    }
+    # Then its fields are the report's, and the `files` row names every status count
+    assert sorted(rows) == sorted(DailyReport.model_fields)
+    depth, outside = 0, []  # the row's text outside its parentheses
+    for char in rows["files"]:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        outside.append(char if depth == 0 and char != ")" else " ")
+    assert sorted(re.findall(r"`(\w+)`", "".join(outside))) == sorted(StatusCounts.model_fields)
