@@ -266,6 +266,28 @@ def test_awkward_names_are_stored_safely(loader):
     assert renamed == {"object_key": "object_key_source", long_name: columns[3]}
 
 
+def test_columns_named_like_postgres_system_columns_load(loader):
+    # Given bounding boxes, whose xmin and xmax are names of PostgreSQL's system columns
+    # (a table cannot have a column of that name: every retry of the load failed)
+    key = "incoming/boxes/a.csv"
+    loader.process_and_load(key, "image,xmin,ymin,xmax,ymax\nx.png,1,2,3,4\n")
+    # When a later file of the dataset writes them in capitals and brings a ctid
+    loader.process_and_load("incoming/boxes/b.csv", "image,XMIN,XMAX,ctid\ny.png,5,6,7\n")
+    # Then both files loaded, into columns named with the lineage names' suffix
+    assert list(loader.columns("boxes"))[:5] == ["image", "xmin_source", "ymin", "xmax_source", "ymax"]
+    assert "ctid_source" in loader.columns("boxes")
+    assert loader.values("boxes", "xmin_source") == [1, 5]
+    assert loader.values("boxes", "xmax_source") == [3, 6]
+    renamed = dict(
+        loader.query(sql.SQL("SELECT object_key, renamed_columns FROM {}").format(loader.table("_files")))
+    )
+    assert renamed["incoming/boxes/b.csv"] == {
+        "XMIN": "xmin_source",
+        "XMAX": "xmax_source",
+        "ctid": "ctid_source",
+    }
+
+
 def test_a_nul_character_in_a_column_name_does_not_stop_the_load(loader):
     # Given JSON keys holding a NUL character (\u0000), which neither a PostgreSQL name nor
     # jsonb can hold, next to the same name without it; and a NUL in a value too

@@ -89,6 +89,17 @@ def test_columns_match_case_insensitively_and_lineage_names_are_kept_apart():
     }
 
 
+def test_columns_named_like_postgres_system_columns_are_kept_apart():
+    # PostgreSQL refuses a column named like a system column (xmin, ctid...): a bounding
+    # box's xmin and xmax take the suffix lineage names take, in any case; ymin does not
+    incoming = [("xmin", "float"), ("ymin", "float"), ("XMAX", "float"), ("ctid", "string")]
+    plan = plan_load("boxes", incoming, None)
+    assert [c.column for c in plan.columns] == ["xmin_source", "ymin", "XMAX_source", "ctid_source"]
+    # and a later file's XMIN finds the column the first file's xmin made
+    existing = {c.column: "double precision" for c in plan.columns}
+    assert plan_load("boxes", [("XMIN", "float")], existing).renamed() == {"XMIN": "xmin_source"}
+
+
 def test_columns_of_other_types_are_left_alone():
     # Given a column someone altered by hand to numeric
     plan = plan_load("sales", [("price", "float")], {**EXISTING, "price": "numeric(10,2)"})

@@ -14,7 +14,8 @@ may disagree about columns; loading reconciles the table with each file:
 
 Columns are matched by exact name, then case-insensitively (``Price`` in one file and
 ``price`` in the next are one column). Names longer than PostgreSQL's 63 bytes are cut and
-given a hash suffix; a file column named like a lineage column gets a ``_source`` suffix.
+given a hash suffix; a file column named like a lineage column, or like one of
+PostgreSQL's system columns (``xmin``, ``ctid``...), gets a ``_source`` suffix.
 A column without any value in a file (``None`` type: all its cells empty) has no type to
 give: it loads NULLs into a column the table has, and is not created until a file brings
 values, so an empty first file does not make the column text for good.
@@ -40,6 +41,10 @@ OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER, LOADED_AT = (
     "loaded_at",
 )
 LINEAGE_COLUMNS = (OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER, LOADED_AT)
+# Every PostgreSQL table has these hidden system columns: a column of the same name is
+# refused ("column name "xmin" conflicts with a system column name"), so a file with one
+# (a bounding box's xmin, ymin, xmax, ymax) would fail its load on every retry.
+SYSTEM_COLUMNS = ("tableoid", "xmin", "cmin", "xmax", "cmax", "ctid")
 MAX_IDENTIFIER_BYTES = 63
 # A double holds every integer of at most this magnitude exactly, and not all beyond it
 # (9007199254740993 reads 9007199254740992).
@@ -220,14 +225,16 @@ def plan_load(
 
 
 def _column_names(sources: list[str], current: dict[str, Kind]) -> dict[str, str]:
-    """The warehouse column of each source column. Columns stored under their own name are
-    placed first, so a renamed one (``line_number`` -> ``line_number_source``) never takes
+    """The warehouse column of each source column. A name PostgreSQL or the loader keeps for
+    itself (a lineage or system column, in any case) gets a ``_source`` suffix. Columns
+    stored under their own name are placed first, so a renamed one (``line_number`` ->
+    ``line_number_source``) never takes
     a file column's own name, whatever the order of the file's columns; a clash then gets
     the first free ``_2``, ``_3``... suffix."""
     by_lower: dict[str, str] = {}
     for name in current:
         by_lower.setdefault(name.lower(), name)
-    reserved = {c.lower() for c in LINEAGE_COLUMNS}
+    reserved = {c.lower() for c in (*LINEAGE_COLUMNS, *SYSTEM_COLUMNS)}
     wanted = {s: RESCUED if s == RESCUED else _unreserved(pg_name(s), reserved) for s in sources}
     taken: set[str] = set()
     names: dict[str, str] = {}
