@@ -141,6 +141,9 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 
 
 SQLSTATE_CLASS_PROGRAM_LIMIT = "54"  # the SQLSTATE class of PostgreSQL's hard limits
+# PostgreSQL's limit on a table's columns (MaxHeapAttributeNumber), counting every column
+# ever added to it: one dropped by hand keeps its place for good.
+MAX_TABLE_COLUMNS = 1600
 
 
 class DatabaseUnavailable(Exception):
@@ -535,6 +538,8 @@ class Warehouse:
                 if isinstance(exc, errors.UntranslatableCharacter):
                     raise  # the database's encoding: said in load()
                 raise LoadRejected(_refused_value(file, exc)) from exc
+            except errors.ProgramLimitExceeded as exc:
+                raise LoadRejected(self._row_too_big(plan, exc)) from exc
             if copied != file.row_count:
                 raise LoadRejected(
                     f"the Parquet holds {copied} rows but the event announced {file.row_count}; "
@@ -607,6 +612,14 @@ class Warehouse:
             sql.SQL("{} {}").format(sql.Identifier(c.column), sql.SQL(PG_TYPES[c.target]))
             for c in plan.columns
         ]
+        total = len(columns) + len(LINEAGE_COLUMNS)
+        if total > MAX_TABLE_COLUMNS:
+            raise LoadRejected(
+                f"PostgreSQL cannot hold this file: it has {len(columns) - 1:,} columns, and with the "
+                f"loader's {len(LINEAGE_COLUMNS) + 1} (_rescued_data and the lineage columns) its "
+                f"table {self.schema}.{plan.table} would have {total:,}: PostgreSQL tables can have "
+                f"at most {MAX_TABLE_COLUMNS} columns; nothing was loaded"
+            )
         columns += [
             sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_KEY)),
             sql.SQL("{} text NOT NULL").format(sql.Identifier(OBJECT_VERSION)),
@@ -637,6 +650,7 @@ class Warehouse:
             if name not in existing
         ]
         if adds:
+            self._check_room(cur, plan, existing, len(adds))
             cur.execute(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(adds)))
         widenings: list[sql.Composable] = []
         for w in plan.widen:
@@ -679,6 +693,50 @@ class Warehouse:
                     f"(docs/warehouse-and-reports.md, Schema drift): {_first_line(exc)}"
                 ) from exc
         return [c.column for c in plan.add], widened
+
+    def _check_room(
+        self, cur: psycopg.Cursor[Any], plan: LoadPlan, existing: dict[str, str], adding: int
+    ) -> None:
+        """Refuse, naming the table and the columns, a file whose new columns would take the
+        table past PostgreSQL's column limit (which counts the columns dropped from it too):
+        a table gathers the columns of every file of its dataset, so files that are narrow
+        enough each can reach the limit together."""
+        cur.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+            [sql.Identifier(self.schema, plan.table).as_string(cur)],
+        )
+        row = cur.fetchone()
+        used = int(row[0]) if row else len(existing)
+        if used + adding <= MAX_TABLE_COLUMNS:
+            return
+        new = [c.column for c in plan.add]
+        named = ", ".join(new[:5]) + (f" and {len(new) - 5:,} more" if len(new) > 5 else "")
+        dropped = used - len(existing)
+        raise LoadRejected(
+            f"PostgreSQL cannot hold this file: table {self.schema}.{plan.table} already has {used:,} "
+            + (
+                f"columns (counting {dropped:,} dropped ones, which PostgreSQL never frees) "
+                if dropped
+                else "columns "
+            )
+            + f"from the earlier files of its dataset, and this file brings {len(new):,} more ({named}): "
+            f"PostgreSQL tables can have at most {MAX_TABLE_COLUMNS} columns; nothing was loaded. Files "
+            "with other columns can go in a folder of their own: another dataset, another table"
+        )
+
+    def _row_too_big(self, plan: LoadPlan, exc: errors.ProgramLimitExceeded) -> str:
+        """A row COPY could not store, and what fills it. PostgreSQL keeps a row in one 8 kB
+        page and moves only long variable-length values out of it: the file's numbers,
+        dates, timestamps and booleans (8 bytes each, 1 for a boolean) stay in the row."""
+        primary = exc.diag.message_primary or _first_line(exc)
+        fixed = sum(1 for c in plan.columns if c.target in ("int", "float", "date", "timestamp", "bool"))
+        return (
+            f"PostgreSQL cannot hold this file: a row of it does not fit in a row of table "
+            f"{self.schema}.{plan.table} ({primary}): {fixed:,} of the file's {len(plan.columns) - 1:,} "
+            "columns are numbers, dates, timestamps or booleans, which PostgreSQL keeps within the "
+            "row's 8 kB page (about 1,000 of them fill it; only long text moves out of it); "
+            "nothing was loaded"
+        )
 
     def _copy(self, cur: psycopg.Cursor[Any], plan: LoadPlan, rows: RowsSource) -> int:
         names = [c.column for c in plan.columns] + [OBJECT_KEY, OBJECT_VERSION, LINE_NUMBER]

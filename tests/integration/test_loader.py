@@ -246,6 +246,84 @@ def test_a_file_wider_than_a_postgres_table_is_rejected_not_blamed_on_the_databa
     assert loader.handler.warehouse.connections.get() is connection
 
 
+def _load_rows(loader, key: str, columns: list[tuple[str, str]], values: list[str]):
+    """Load one row of ``values`` (CSV text) into ``key``'s dataset, as a file of ``columns``
+    (name, logical type) would: straight through the warehouse, no processing (fast)."""
+    from handlers.dal.warehouse import FileToLoad
+
+    file = FileToLoad(
+        object_key=key,
+        object_version="v1",
+        dataset=key.split("/")[1],
+        source_bucket="raw",
+        format="csv",
+        row_count=1,
+        lineage_unit="line",
+        processed_bucket="processed",
+        parquet_key="p",
+        summary_key="s",
+        uploaded_at=None,
+        processed_at=None,
+    )
+    incoming = [*columns, ("_rescued_data", "string")]
+
+    def rows(_plan):
+        yield (",".join([*values, "", key, "v1", "2"]) + "\n").encode()
+
+    return loader.handler.warehouse.load(file, incoming, rows)  # type: ignore[arg-type]
+
+
+def test_files_that_together_reach_the_column_limit_are_told_which_columns_and_table(loader):
+    # Given a dataset table that earlier files gave 1,596 columns (3 of them dropped since,
+    # which PostgreSQL still counts)
+    _load_rows(loader, "incoming/many/a.csv", [("a", "int")], ["1"])
+    hundreds = ", ".join(f"ADD COLUMN h{i} text" for i in range(1590))
+    with loader.connect() as conn:
+        conn.execute(sql.SQL(f"ALTER TABLE {{}} {hundreds}").format(loader.table("many")))  # type: ignore[arg-type]
+        conn.execute(sql.SQL("ALTER TABLE {} DROP h0, DROP h1, DROP h2").format(loader.table("many")))
+    # When a file brings 10 columns more
+    from handlers.dal.warehouse import LoadRejected
+
+    with pytest.raises(LoadRejected) as refused:
+        _load_rows(
+            loader, "incoming/many/b.csv", [("a", "int")] + [(f"n{i}", "int") for i in range(10)], ["1"] * 11
+        )
+    # Then the error says which table, which columns, and what counts against the limit
+    assert str(refused.value) == (
+        f"PostgreSQL cannot hold this file: table {loader.schema}.many already has 1,596 columns "
+        "(counting 3 dropped ones, which PostgreSQL never frees) from the earlier files of its "
+        "dataset, and this file brings 10 more (n0, n1, n2, n3, n4 and 5 more): PostgreSQL tables "
+        "can have at most 1600 columns; nothing was loaded. Files with other columns can go in a "
+        "folder of their own: another dataset, another table"
+    )
+    # and nothing changed
+    assert "n0" not in loader.columns("many")
+    assert loader.count("many", "incoming/many/b.csv") == 0
+
+
+def test_a_row_too_big_for_a_postgres_page_says_what_fills_it(loader):
+    # Given a file of 1,100 integer columns: PostgreSQL keeps fixed-width values in the row,
+    # which must fit in a page of 8 kB (the 1,600-column limit is out of reach for numbers)
+    from handlers.dal.warehouse import LoadRejected
+
+    columns = [(f"c{i}", "int") for i in range(1100)]
+    # When it is loaded
+    with pytest.raises(LoadRejected) as refused:
+        _load_rows(loader, "incoming/numbers/a.csv", columns, ["7"] * 1100)
+    # Then the error names the table and why the row is too big, and no table is left
+    message = str(refused.value)
+    assert message.startswith(
+        f"PostgreSQL cannot hold this file: a row of it does not fit in a row of table {loader.schema}.numbers "
+        "(row is too big: size "
+    )
+    assert message.endswith(
+        "1,100 of the file's 1,100 columns are numbers, dates, timestamps or booleans, which PostgreSQL "
+        "keeps within the row's 8 kB page (about 1,000 of them fill it; only long text moves out of it); "
+        "nothing was loaded"
+    )
+    assert loader.columns("numbers") == {}
+
+
 def test_awkward_names_are_stored_safely(loader):
     # Given a key with quotes and unicode, and columns with quotes, spaces, mixed case, a
     # lineage column's name, and a name longer than PostgreSQL's 63 bytes
