@@ -35,6 +35,7 @@ from headrace.local.motoserver import (
     patch_dynamodb,
     patch_events,
     patch_lambda,
+    patch_models,
     patch_s3,
     patch_sqs,
 )
@@ -436,6 +437,50 @@ def test_items_read_are_not_kept(request: pytest.FixtureRequest) -> None:
             assert table.get_item(Key={"k": "key-5", "v": "000"})["Item"]["day"] == "d0"
         gc.collect()
         assert sum(isinstance(o, Item) for o in gc.get_objects()) == stored
+
+
+def _alive(kind: type) -> int:
+    import gc
+
+    gc.collect()
+    return sum(isinstance(o, kind) for o in gc.get_objects())
+
+
+def test_messages_and_object_versions_let_go_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto listed every model instance it made, for its debugging dump, and never let go:
+    # every SQS message sent and the copy each receive makes, every S3 version overwritten
+    # or deleted: 300 files and 100 ingest records left some 1,500 messages in the emulator
+    from moto.core.common_models import BaseModel
+    from moto.s3.models import FakeKey
+    from moto.sqs.models import Message
+
+    monkeypatch.setattr(BaseModel, "__new__", BaseModel.__dict__["__new__"])
+    patch_models()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="work")["QueueUrl"]
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="reports")
+        for round_ in range(3):
+            # Given messages sent, received (moto answers with copies) and deleted
+            for i in range(10):
+                sqs.send_message(QueueUrl=url, MessageBody=f"file {round_}-{i}")
+            received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+            assert len(received) == 10
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)],
+            )
+            # and an object overwritten, another written and deleted
+            for _ in range(5):
+                s3.put_object(Bucket="reports", Key="daily.json", Body=b"{}")
+            s3.put_object(Bucket="reports", Key=f"scratch-{round_}", Body=b"x")
+            s3.delete_object(Bucket="reports", Key=f"scratch-{round_}")
+        # Then only what the services still hold is alive: no message, the object's last version
+        assert _alive(Message) == 0
+        assert _alive(FakeKey) == 1
+        assert s3.get_object(Bucket="reports", Key="daily.json")["Body"].read() == b"{}"
+        assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
 
 
 # (update expression, names, values, condition): the processor's kinds of update and some
