@@ -1132,3 +1132,30 @@ def test_a_function_logs_to_the_log_group_of_its_logging_config():
     client = SimpleNamespace(get_paginator=lambda name: pages)
     specs = discover_functions(lambda service: client)
     assert (specs["a"].log_group, specs["b"].log_group) == ("/aws/lambda/a", "shared")
+
+
+def test_the_emulator_runs_with_two_malloc_arenas_unless_the_user_says_otherwise(monkeypatch):
+    # glibc's per-thread arenas each kept the freed memory of the server threads' largest
+    # answers: the emulator grew with every `headrace status` over a day's metadata items
+    import subprocess
+
+    from headrace.local import emulator
+
+    started: list[dict[str, str]] = []
+
+    def popen(*args: Any, env: dict[str, str], **kwargs: Any) -> Any:
+        started.append(env)
+        raise OSError("not started")  # the test stops here
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setenv("HEADRACE_SOMETHING", "kept")
+    port = emulator.free_port()
+    with pytest.raises(OSError, match="not started"):
+        emulator.Emulator(port=port).start()
+    assert started[-1]["MALLOC_ARENA_MAX"] == "2"
+    assert started[-1]["HEADRACE_SOMETHING"] == "kept"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    with pytest.raises(OSError, match="not started"):
+        emulator.Emulator(port=port).start()
+    assert started[-1]["MALLOC_ARENA_MAX"] == "8"
