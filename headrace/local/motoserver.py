@@ -144,7 +144,8 @@ Run as ``python -m headrace.local.motoserver --host 127.0.0.1 --port 4566``.
    not only the stored items but the copies every Query, Scan and GetItem makes of each item
    it reads. The daily report and ``headrace status`` query the day's metadata items, so
    every such query left a copy of each item alive (some 15 KB an item, for as long as the
-   emulator runs). Items are no longer listed there; nothing else reads the list.
+   emulator runs). Items are no longer listed there (done by adjustment 27 since, for
+   every model).
 27. Nothing else is kept in those lists either. Every model of every service has one (moto's
    ``BaseModel``), and some models are made per message or per write: the SQS message of
    each send and the copy of it each receive makes, which the queue lets go once the
@@ -438,17 +439,6 @@ def patch_dynamodb() -> None:
             return handle(self)
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-
-    # Adjustment 26: moto appends every Item it ever creates to Item.instances_tracked (for
-    # its own debugging dump), every read's copies included, and never lets go.
-    Item.instances_tracked = _Untracked()  # type: ignore[attr-defined]
-
-
-class _Untracked(list):  # type: ignore[type-arg]
-    """A model's ``instances_tracked`` that keeps nothing (adjustment 26)."""
-
-    def append(self, _: Any) -> None:
-        pass
 
 
 # moto's constant sequencer (adjustment 20), and the last one given instead
@@ -749,7 +739,7 @@ def patch_lambda() -> None:
 
 
 def patch_models() -> None:
-    """Adjustment 27: moto's models no longer list every instance made."""
+    """Adjustments 26 and 27: moto's models no longer list every instance made."""
     from moto.core.common_models import BaseModel
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:  # moto's, without the listing

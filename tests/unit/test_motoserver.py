@@ -238,7 +238,6 @@ def patched_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DynamoHandler, "call_action", DynamoHandler.call_action)
     monkeypatch.setattr(Item, "project", Item.project)
     monkeypatch.setattr(ConditionExpressionParser, "parse", ConditionExpressionParser.parse)
-    monkeypatch.setattr(Item, "instances_tracked", Item.instances_tracked)
     patch_dynamodb()
 
 
@@ -418,15 +417,18 @@ def test_a_key_query_reads_only_its_partition(
         assert whole_table_reads == ["versions"]
 
 
-def test_items_read_are_not_kept(request: pytest.FixtureRequest) -> None:
+def test_items_read_are_not_kept(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     # moto kept every Item object it made, in a class-wide list it never empties: each
     # query's copies of the items it read too, so the emulator of a `local up` grew by
     # some 25 MB per daily report over 1,500 metadata items, for as long as it ran
     import gc
 
+    from moto.core.common_models import BaseModel
     from moto.dynamodb.models.dynamo_type import Item
 
     request.getfixturevalue("patched_dynamodb")
+    monkeypatch.setattr(BaseModel, "__new__", BaseModel.__dict__["__new__"])
+    patch_models()
     with mock_aws():
         table = _versions_table()
         gc.collect()
