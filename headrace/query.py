@@ -522,7 +522,10 @@ class FileCounter:
 
     def __init__(self) -> None:
         self.opened: set[str] = set()
-        self.failed: list[tuple[str, OSError]] = []  # files that could not be opened, and why
+        # files that could not be opened: path, whether it was missing, why. Not the exception
+        # itself: its traceback holds the filesystem's handler, for which the query waits
+        # (_wait_until_released) until it is let go, 30 s.
+        self.failed: list[tuple[str, bool, str]] = []
         self._lock = threading.Lock()
 
     def note(self, path: str) -> None:
@@ -531,21 +534,21 @@ class FileCounter:
 
     def note_failure(self, path: str, exc: OSError) -> None:
         with self._lock:
-            self.failed.append((path, exc))
+            self.failed.append((path, isinstance(exc, FileNotFoundError), str(exc)))
 
     def failure(self) -> str | None:
         """Why the query could not read a file of the stack, in one line; None if it could.
         DuckDB's own error wraps pyarrow's in a Python traceback of many lines."""
         if not self.failed:
             return None
-        path, exc = self.failed[0]
-        if isinstance(exc, FileNotFoundError):
+        path, missing, why = self.failed[0]
+        if missing:
             # the processor deletes a version's Parquet when a newer version of the key completes
             return (
                 f"s3://{path} was deleted while the query ran (a newer version of its file "
                 "replaced it): run the query again"
             )
-        return f"cannot read s3://{path}: {str(exc).strip().splitlines()[0]}"
+        return f"cannot read s3://{path}: {why.strip().splitlines()[0]}"
 
 
 def counting_filesystem(inner: Any, counter: FileCounter) -> Any:

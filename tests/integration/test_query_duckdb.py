@@ -230,6 +230,16 @@ def test_a_file_deleted_while_the_query_runs_is_one_line_and_a_stack_error(stack
         return [*found, DatasetFile(gone, 1, "2025-02-09", found[0].summary_key)]
 
     monkeypatch.setattr(DuckDbEngine, "files", listed_then_deleted)
+    # (whether pyarrow's filesystem was let go once the query ended: the command waits for it,
+    # 30 s at most, and the failed read's traceback, once kept, held it that long)
+    released: list[bool] = []
+    wait = query._wait_until_released
+
+    def wait_and_note(handler: weakref.ref[Any], timeout: float = 5.0) -> None:
+        wait(handler, timeout)
+        released.append(handler() is None)
+
+    monkeypatch.setattr(query, "_wait_until_released", wait_and_note)
     # When the query reads it
     status = cli.main(["query", "SELECT count(*) FROM sales", "--outputs", str(stack["path"])])
     # Then one line names the file and says to run the query again, not pyarrow's traceback
@@ -240,6 +250,8 @@ def test_a_file_deleted_while_the_query_runs_is_one_line_and_a_stack_error(stack
         f"headrace: error: s3://{BUCKET}/{gone} was deleted while the query ran (a newer version "
         "of its file replaced it): run the query again\n"
     )
+    # and at once, not after waiting for a filesystem nothing would release
+    assert released == [True]
 
 
 def test_cli_writes_duckdb_decimals_exactly(stack, capsys):
