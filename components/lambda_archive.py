@@ -7,8 +7,9 @@ Pulumi program runs and cached under ``.headrace/build/``:
 - dependencies: ``pip install --target`` of ``handlers/requirements.txt`` (versions pinned
   by ``requirements/constraints.txt``, the set the tests run) with manylinux wheels for the
   runtime's Python and CPU, cached by requirements + constraints + platform;
-- the zip: cached by that plus the handler sources, so an unchanged repository reuses the
-  same bytes and Pulumi sees no diff.
+- the zip: cached by that plus the handler sources (the working copy's files that are code:
+  no caches, hidden files, editor leftovers or virtualenvs), so an unchanged repository
+  reuses the same bytes and Pulumi sees no diff.
 
 Packages the Lambda Python runtime already provides (boto3 and botocore, with the
 dependencies only they need) are left out: they are large and the runtime's own copies
@@ -121,12 +122,40 @@ def _is_excluded(relative: Path) -> bool:
     return "__pycache__" in relative.parts or relative.suffix in (".pyc", ".pyo")
 
 
-def _tree(root: Path, prefix: str = "") -> dict[str, Path]:
-    """Files under ``root`` by archive name, without bytecode caches."""
+# What editors, patch tools and the like leave beside the sources of a working copy.
+STRAY_SUFFIXES = frozenset({".swp", ".swo", ".swx", ".orig", ".rej", ".bak", ".tmp"})
+
+
+def _is_stray(name: str) -> bool:
+    """A file or directory of a working copy that is not code: hidden ones (``.DS_Store``,
+    ``.venv``, ``.mypy_cache``, ``.env``, vim's ``.x.py.swp``), backups (``x.py~``, emacs's
+    ``#x.py#``, ``x.py.orig``)."""
+    return (
+        name.startswith(".")
+        or name.endswith("~")
+        or (name.startswith("#") and name.endswith("#"))
+        or Path(name).suffix in STRAY_SUFFIXES
+    )
+
+
+def _tree(root: Path, prefix: str = "", *, working_copy: bool = False) -> dict[str, Path]:
+    """Files under ``root`` by archive name, without bytecode caches. A ``working_copy``
+    (the handler sources) also loses what is not code (:func:`_is_stray`) and any virtual
+    environment in it (a directory with a ``pyvenv.cfg``): the package, and the code hash
+    Pulumi compares, are then those of the sources on every machine and checkout."""
     files = {}
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if path.is_file() and not _is_excluded(relative):
+    for directory, subdirectories, names in os.walk(root):
+        here = Path(directory)
+        if working_copy and (here / "pyvenv.cfg").is_file():
+            subdirectories[:] = []
+            continue
+        if working_copy:
+            subdirectories[:] = [d for d in subdirectories if not _is_stray(d)]
+        for name in names:
+            path = here / name
+            relative = path.relative_to(root)
+            if _is_excluded(relative) or (working_copy and _is_stray(name)) or not path.is_file():
+                continue
             files[prefix + relative.as_posix()] = path
     return files
 
@@ -312,7 +341,7 @@ def build_lambda_archive(
 
     handler_files = {
         name: path
-        for name, path in _tree(repo_root / HANDLER_PACKAGE, f"{HANDLER_PACKAGE}/").items()
+        for name, path in _tree(repo_root / HANDLER_PACKAGE, f"{HANDLER_PACKAGE}/", working_copy=True).items()
         if name != REQUIREMENTS.as_posix()  # a build input, not runtime code
     }
     platform = f"{BUILDER_VERSION}|{architecture}|{python_version}".encode()

@@ -65,6 +65,83 @@ def test_executable_bit_survives(tmp_path: Path) -> None:
         assert (archive.getinfo("tool").external_attr >> 16) & 0o777 == 0o755
 
 
+def _fake_dependencies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds without pip: one installed module stands for the dependencies."""
+
+    def install(requirements: Path, constraints: Path | None, target: Path, *args: object) -> None:
+        (target / "dep").mkdir(parents=True)
+        (target / "dep" / "__init__.py").write_text("x = 1\n")
+
+    monkeypatch.setattr(lambda_archive, "install_dependencies", install)
+    monkeypatch.setattr(lambda_archive, "prune_runtime_provided", lambda *args: [])
+
+
+SOURCES = {
+    "handlers/requirements.txt": "dep\n",
+    "handlers/__init__.py": "",
+    "handlers/processor.py": "def lambda_handler(event, context):\n    return 1\n",
+    "handlers/logic/__init__.py": "",
+    "handlers/logic/layout.py": "PREFIX = 'parquet/'\n",
+}
+# What editors, tools and a virtualenv leave in a working copy, none of it checked in.
+WORKING_COPY_LEFTOVERS = {
+    "handlers/.processor.py.swp": "vim swap",
+    "handlers/processor.py~": "backup",
+    "handlers/#processor.py#": "emacs autosave",
+    "handlers/logic/layout.py.orig": "patch leftover",
+    "handlers/.DS_Store": "finder",
+    "handlers/.env": "SECRET=1",
+    "handlers/.mypy_cache/3.12/processor.data.json": "{}",
+    "handlers/.pytest_cache/README.md": "",
+    "handlers/.venv/pyvenv.cfg": "home = /usr/bin",
+    "handlers/.venv/lib/site.py": "",
+    "handlers/venv/pyvenv.cfg": "home = /usr/bin",
+    "handlers/venv/lib/python3.12/site-packages/six.py": "",
+    "handlers/__pycache__/processor.cpython-312.pyc": "bytecode",
+    "handlers/logic/__pycache__/layout.cpython-312.pyc": "bytecode",
+}
+
+
+def test_a_working_copy_packages_as_its_sources_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a clean checkout, and another of the same sources with editor, tool and
+    # virtualenv leftovers, other modes and other modification times
+    _fake_dependencies(monkeypatch)
+    clean, used = tmp_path / "clean", tmp_path / "used"
+    _files(clean, SOURCES, mode=0o644)
+    written = _files(used, {**WORKING_COPY_LEFTOVERS, **SOURCES}, mode=0o600)
+    for path in written.values():
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    # When each is packaged
+    first = build_lambda_archive(clean, cache_dir=tmp_path / "cache-clean")
+    second = build_lambda_archive(used, cache_dir=tmp_path / "cache-used")
+    # Then both packages hold the sources and the dependencies only, byte for byte the same:
+    # Pulumi sees the same code hash on every machine
+    with zipfile.ZipFile(second.path) as archive:
+        names = archive.namelist()
+    assert names == sorted(["dep/__init__.py", *(n for n in SOURCES if not n.endswith(".txt"))])
+    assert second.sha256 == first.sha256
+    assert second.source_code_hash == first.source_code_hash
+    # and a leftover appearing later changes nothing either (same cached package)
+    (used / "handlers" / "processor.py.bak").write_text("old")
+    assert build_lambda_archive(used, cache_dir=tmp_path / "cache-used").path == second.path
+
+
+def test_a_source_change_changes_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a packaged working copy
+    _fake_dependencies(monkeypatch)
+    _files(tmp_path / "repo", SOURCES)
+    before = build_lambda_archive(tmp_path / "repo", cache_dir=tmp_path / "cache")
+    # When a handler module changes, or one is added
+    (tmp_path / "repo/handlers/logic/layout.py").write_text("PREFIX = 'data/'\n")
+    changed = build_lambda_archive(tmp_path / "repo", cache_dir=tmp_path / "cache")
+    (tmp_path / "repo/handlers/logic/new.py").write_text("")
+    added = build_lambda_archive(tmp_path / "repo", cache_dir=tmp_path / "cache")
+    # Then each gives a package of its own
+    assert len({before.sha256, changed.sha256, added.sha256}) == 3
+
+
 # ------------------------------------------------------------------------ runtime-provided packages
 def _dist(target: Path, name: str, requires: list[str], files: list[str]) -> None:
     info = target / f"{name}-1.0.dist-info"
