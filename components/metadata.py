@@ -15,6 +15,9 @@ from handlers.models.tables import TableSpec
 class TableArgs:
     spec: TableSpec
     deletion_protection: bool = False
+    # Pulumi's protect (prod): a plan that would delete or replace the table (a new key
+    # schema, say) fails at preview instead of moving the pipeline onto an empty table.
+    protect: bool = False
 
 
 class Table(pulumi.ComponentResource):
@@ -62,7 +65,7 @@ class Table(pulumi.ComponentResource):
             # The AWS managed key (aws/dynamodb) rather than the AWS owned default.
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
             deletion_protection_enabled=args.deletion_protection,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.name: pulumi.Output[str] = self.table.name
         self.arn: pulumi.Output[str] = self.table.arn
@@ -72,6 +75,7 @@ class Table(pulumi.ComponentResource):
 @dataclass(frozen=True)
 class TablesArgs:
     deletion_protection: bool = False
+    protect: bool = False
 
 
 class Tables(pulumi.ComponentResource):
@@ -83,7 +87,9 @@ class Tables(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         def table(role: str, spec: TableSpec) -> Table:
-            return Table(f"{name}-{role}", TableArgs(spec, args.deletion_protection), opts=child)
+            return Table(
+                f"{name}-{role}", TableArgs(spec, args.deletion_protection, args.protect), opts=child
+            )
 
         self.metadata = table("metadata", tables.METADATA)
         self.idempotency = table("idempotency", tables.IDEMPOTENCY)

@@ -138,6 +138,7 @@ class Pipeline(pulumi.ComponentResource):
                 reports_days=config.retention.reports_days,
                 noncurrent_days=config.retention.noncurrent_days,
                 force_destroy=not prod,
+                protect=prod,
                 reports_prefix_expirations=(
                     ((RESULTS_PREFIX, config.catalog.results_retention_days),)
                     if config.catalog_enabled
@@ -146,7 +147,7 @@ class Pipeline(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.tables = Tables(f"{name}-tables", TablesArgs(deletion_protection=prod), opts=child)
+        self.tables = Tables(f"{name}-tables", TablesArgs(deletion_protection=prod, protect=prod), opts=child)
 
         # ------------------------------------------------------------ queues and routing
         fn = config.functions
@@ -161,6 +162,7 @@ class Pipeline(pulumi.ComponentResource):
                     max_receive_count=max_receive,
                     message_retention_seconds=config.queues.message_retention_seconds,
                     tls_only_policy=not routed,
+                    protect=prod,
                 ),
                 opts=child,
             )
@@ -343,7 +345,10 @@ class Pipeline(pulumi.ComponentResource):
                     delegated_use=("kms:Encrypt",),
                     decrypters=config.ingest.original_readers,
                 ),
-                opts=child,
+                # Prod: turning keep_original off (or destroying the stack) leaves the key,
+                # so the originals already kept stay readable until their log_ttl_days;
+                # scheduled for deletion, they would be lost after its 30-day window.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=prod),
             )
         worker_statements = [
             Allow(
@@ -687,6 +692,7 @@ class Pipeline(pulumi.ComponentResource):
                 deletion_protection=config.rds_deletion_protection,
                 multi_az=rds.multi_az,
                 final_snapshot=config.is_prod,
+                protect=config.is_prod,
             ),
             secret_recovery_window_days=recovery_days,
             sslmode=config.warehouse_sslmode,

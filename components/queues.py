@@ -33,6 +33,9 @@ class QueueWithDlqArgs:
     # Attach a TLS-only queue policy to both queues. A queue that an EventBridge rule
     # feeds gets its policy from the rule's route instead (one policy per queue).
     tls_only_policy: bool = True
+    # Pulumi's protect on both queues (prod): what waits in them, dead letters above all,
+    # is lost with a queue, so a plan that would delete or replace one fails at preview.
+    protect: bool = False
 
 
 class QueueWithDlq(pulumi.ComponentResource):
@@ -49,7 +52,7 @@ class QueueWithDlq(pulumi.ComponentResource):
             f"{name}-dlq",
             message_retention_seconds=DLQ_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.visibility_timeout_seconds = visibility_timeout(
             args.consumer_timeout_seconds, args.consumer_batching_window_seconds
@@ -64,7 +67,7 @@ class QueueWithDlq(pulumi.ComponentResource):
                     {"deadLetterTargetArn": arn, "maxReceiveCount": args.max_receive_count}
                 )
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         # Only this queue may name the DLQ as its dead-letter target (a separate resource:
         # on the DLQ itself it would depend on the queue, which depends on the DLQ).

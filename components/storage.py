@@ -25,6 +25,9 @@ class SecureBucketArgs:
     force_destroy: bool = False
     # (key prefix, days): objects under the prefix expire sooner than the bucket's others.
     prefix_expirations: tuple[tuple[str, int], ...] = ()
+    # Pulumi's protect on the bucket (prod): a plan that would delete or replace it fails
+    # at preview instead of moving the pipeline onto an empty bucket.
+    protect: bool = False
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -36,7 +39,11 @@ class SecureBucket(pulumi.ComponentResource):
         super().__init__("headrace:storage:SecureBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.bucket = aws.s3.Bucket(name, force_destroy=args.force_destroy, opts=child)
+        self.bucket = aws.s3.Bucket(
+            name,
+            force_destroy=args.force_destroy,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
 
         self.versioning = aws.s3.BucketVersioning(
             f"{name}-versioning",
@@ -163,6 +170,7 @@ class DataBucketsArgs:
     force_destroy: bool
     # Prefixes of the reports bucket that expire sooner (Athena query results).
     reports_prefix_expirations: tuple[tuple[str, int], ...] = ()
+    protect: bool = False  # Pulumi's protect on the three buckets (prod)
 
 
 class DataBuckets(pulumi.ComponentResource):
@@ -186,6 +194,7 @@ class DataBuckets(pulumi.ComponentResource):
                     eventbridge=eventbridge,
                     force_destroy=args.force_destroy,
                     prefix_expirations=prefix_expirations,
+                    protect=args.protect,
                 ),
                 opts=child,
             )

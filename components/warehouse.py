@@ -297,6 +297,10 @@ class RdsArgs:
     deletion_protection: bool
     multi_az: bool
     final_snapshot: bool  # take a snapshot when the instance is deleted
+    # Pulumi's protect (prod): a plan that would delete or replace the instance fails at
+    # preview; deletion protection alone stops only the delete, after a replacement's new,
+    # empty instance was created and the connection secret pointed at it.
+    protect: bool = False
 
 
 @dataclass(frozen=True)
@@ -469,7 +473,7 @@ class Warehouse(pulumi.ComponentResource):
             # still attached, cannot be deleted. Applied now, as every change of `pulumi up`.
             allow_major_version_upgrade=True,
             apply_immediately=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=rds.protect),
         )
 
         def connection(username: str, password: pulumi.Output[str]) -> pulumi.Output[str]:

@@ -21,9 +21,8 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from pulumi.runtime.mocks import MockMonitor
 
-from .mocks import PipelineMocks, Registered
+from .mocks import PipelineMocks, RecordingMonitor, Registered
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "headrace"
@@ -101,7 +100,7 @@ def deploy(
     config.update(secrets)
 
     mocks = PipelineMocks(region=values.get("headrace:region", "us-east-1"))
-    monitor = MockMonitor(mocks)
+    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, list(secrets))
     exports: dict[str, Any] = {}
@@ -140,6 +139,7 @@ def deploy(
             else:
                 os.environ[key] = value
 
+    monitor.annotate(mocks.resources)
     return Deployment(
         stack=stack,
         resources=list(mocks.resources),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 
 ACCOUNT = "111122223333"
 PARTITION = "aws"
@@ -37,6 +38,10 @@ class Registered:
     custom: bool
     provider: str  # reference of the provider the resource was registered with
     id: str = ""
+    # Resource options the engine acts on (RecordingMonitor): a protected resource cannot be
+    # deleted or replaced; one retained on delete is left in the account when deleted.
+    protect: bool = False
+    retain_on_delete: bool = False
 
     def input(self, key: str) -> Any:
         """An input with secret wrappers removed."""
@@ -44,6 +49,23 @@ class Registered:
 
     def json_input(self, key: str) -> Any:
         return json.loads(self.input(key))
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, also keeping each registration's protect and retainOnDelete (which
+    Mocks.new_resource is not given), by (type, name)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.options: dict[tuple[str, str], tuple[bool, bool]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.options[(request.type, request.name)] = (bool(request.protect), bool(request.retainOnDelete))
+        return super().RegisterResource(request)
+
+    def annotate(self, resources: list[Registered]) -> None:
+        for resource in resources:
+            resource.protect, resource.retain_on_delete = self.options[(resource.type, resource.name)]
 
 
 # How a secret value reaches Mocks.new_resource: wrapped with the engine's signature.

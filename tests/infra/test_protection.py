@@ -1,0 +1,54 @@
+"""What a `pulumi up` may not delete or replace: on prod, every store of data is protected
+(a plan that would delete or replace one fails at preview), and the key the kept ingest
+originals are encrypted with outlives its resource. Dev and local stay disposable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import Deployment, deploy
+
+# Where the pipeline keeps data: a replacement would move it onto an empty store, with the
+# old one left behind (deletion protection, a non-empty bucket) or deleted with what it held.
+STORES = {
+    "aws:s3/bucket:Bucket": 3,  # raw, processed, reports
+    "aws:dynamodb/table:Table": 4,  # metadata, idempotency, tenant keys, tenant logs
+    "aws:rds/instance:Instance": 1,
+    "aws:sqs/queue:Queue": 6,  # processing, load, ingest and their DLQs
+}
+ORIGINALS_KEY = {"headrace:ingest": {"keep_original": True}}
+
+
+@pytest.fixture(scope="module")
+def prod(tiny_archive: Path) -> Deployment:
+    return deploy("prod", tiny_archive, ORIGINALS_KEY)
+
+
+def test_prod_protects_every_store_of_data_and_nothing_else(prod: Deployment) -> None:
+    # Given the prod stack (Pulumi.prod.yaml)
+    protected = [r for r in prod.resources if r.protect]
+    # Then exactly its buckets, tables, database and queues are protected: no delete or
+    # replacement of them gets past a preview
+    assert {kind: sum(r.type == kind for r in protected) for kind in STORES} == STORES
+    assert {r.type for r in protected} == set(STORES)
+    assert all(r.protect for kind in STORES for r in prod.of_type(kind))
+
+
+def test_prod_keeps_the_originals_key_when_its_resource_goes(prod: Deployment) -> None:
+    # Given prod keeping the ingest originals
+    (key,) = [r for r in prod.of_type("aws:kms/key:Key") if r.name.endswith("-originals-key")]
+    # Then turning keep_original off (or a destroy) leaves the key in the account, so the
+    # originals already kept stay readable; it is the only resource retained
+    assert key.retain_on_delete
+    assert [r.name for r in prod.resources if r.retain_on_delete] == [key.name]
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_other_stacks_can_be_torn_down(stack: str, tiny_archive: Path) -> None:
+    # Given a dev or local stack keeping originals too
+    deployment = deploy(stack, tiny_archive, ORIGINALS_KEY)
+    # Then nothing is protected or retained: `pulumi destroy` removes it all
+    assert deployment.of_type("aws:kms/key:Key")
+    assert [r.name for r in deployment.resources if r.protect or r.retain_on_delete] == []
