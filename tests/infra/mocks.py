@@ -42,6 +42,7 @@ class Registered:
     # deleted or replaced; one retained on delete is left in the account when deleted.
     protect: bool = False
     retain_on_delete: bool = False
+    urn: str = ""  # as in the stack's state
 
     def input(self, key: str) -> Any:
         """An input with secret wrappers removed."""
@@ -52,20 +53,34 @@ class Registered:
 
 
 class RecordingMonitor(MockMonitor):
-    """The mock monitor, also keeping each registration's protect and retainOnDelete (which
-    Mocks.new_resource is not given), by (type, name)."""
+    """The mock monitor, also keeping what Mocks.new_resource is not given, by (type, name):
+    each registration's protect and retainOnDelete, and its URN as the engine writes it in
+    a stack's state (the mock's URNs name only the parent's own type, not the whole chain of
+    its ancestors' types the engine's do)."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.options: dict[tuple[str, str], tuple[bool, bool]] = {}
+        self.engine_urns: dict[tuple[str, str], str] = {}
+        self._types: dict[str, str] = {}  # mock URN -> the engine's qualified type
 
     def RegisterResource(self, request: Any) -> Any:
-        self.options[(request.type, request.name)] = (bool(request.protect), bool(request.retainOnDelete))
+        key = (request.type, request.name)
+        self.options[key] = (bool(request.protect), bool(request.retainOnDelete))
+        if request.type != "pulumi:pulumi:Stack":  # the stack's type qualifies no child's
+            parent = self._types.get(request.parent)
+            qualified = f"{parent}${request.type}" if parent else request.type
+            self._types[self.make_urn(request.parent, request.type, request.name)] = qualified
+            self.engine_urns[key] = "::".join(
+                ("urn:pulumi:" + pulumi.get_stack(), pulumi.get_project(), qualified, request.name)
+            )
         return super().RegisterResource(request)
 
     def annotate(self, resources: list[Registered]) -> None:
         for resource in resources:
-            resource.protect, resource.retain_on_delete = self.options[(resource.type, resource.name)]
+            key = (resource.type, resource.name)
+            resource.protect, resource.retain_on_delete = self.options[key]
+            resource.urn = self.engine_urns.get(key, "")
 
 
 # How a secret value reaches Mocks.new_resource: wrapped with the engine's signature.

@@ -118,3 +118,25 @@ def test_tables_are_encrypted_recoverable_and_expire_items(stack: Deployment) ->
             assert table.inputs.get("ttl") is None
     # The metadata table's TTL is the item's "ttl" (docs/contracts.md, README metadata item)
     assert _tables(stack)["metadata"].input("ttl")["attributeName"] == "ttl"
+
+
+# The key schemas of the deployed tables. DynamoDB cannot change a table's keys or local
+# indexes: a new one here replaces the table, and its items with it, on every deployed stack
+# (prod refuses the plan: the tables are protected). Global indexes may come and go in place.
+DEPLOYED_KEYS = {
+    "metadata": ("object_key", "version"),
+    "idempotency": ("id", None),
+    "tenant-keys": ("key_hash", None),
+    "tenant-logs": ("tenant_id", "log_id"),
+}
+
+
+def test_the_tables_keep_the_keys_deployed_stacks_have(stack: Deployment) -> None:
+    # Given a stack's tables
+    deployed = _tables(stack)
+    # Then each keeps its hash and range key, has no local index, and lets AWS name it
+    # (a set name is one more input whose change replaces the table)
+    assert {
+        role: (t.inputs["hashKey"], t.inputs.get("rangeKey")) for role, t in deployed.items()
+    } == DEPLOYED_KEYS
+    assert not any(t.inputs.get("localSecondaryIndexes") or t.inputs.get("name") for t in deployed.values())

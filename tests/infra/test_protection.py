@@ -52,3 +52,61 @@ def test_other_stacks_can_be_torn_down(stack: str, tiny_archive: Path) -> None:
     # Then nothing is protected or retained: `pulumi destroy` removes it all
     assert deployment.of_type("aws:kms/key:Key")
     assert [r.name for r in deployment.resources if r.protect or r.retain_on_delete] == []
+
+
+# The URNs, as in a stack's state, of what holds data, keys or credentials, below the
+# pipeline component (dev, keeping the ingest originals). A URN is the resource's identity
+# in every deployed stack: a new name, or a new name or type of a component above it, makes
+# `pulumi up` delete the resource and create an empty one. Renaming one? Give the resource
+# `aliases=[pulumi.Alias(...)]` naming the old URN, then add the new one here.
+KEPT_URNS = [
+    "aws:kms/key:Key::headrace-dev-originals-key",
+    "headrace:catalog:QueryCatalog$aws:glue/catalogDatabase:CatalogDatabase::headrace-dev-catalog-database",
+    "headrace:functions:PipelineFunction$aws:cloudwatch/logGroup:LogGroup::headrace-dev-ingest-logs",
+    "headrace:functions:PipelineFunction$aws:cloudwatch/logGroup:LogGroup::headrace-dev-ingest-worker-logs",
+    "headrace:functions:PipelineFunction$aws:cloudwatch/logGroup:LogGroup::headrace-dev-loader-logs",
+    "headrace:functions:PipelineFunction$aws:cloudwatch/logGroup:LogGroup::headrace-dev-processor-logs",
+    "headrace:functions:PipelineFunction$aws:cloudwatch/logGroup:LogGroup::headrace-dev-warehouse-setup-logs",
+    "headrace:ingest:IngestApi$aws:cloudwatch/logGroup:LogGroup::headrace-dev-ingest-api-access-logs",
+    "headrace:metadata:Tables$headrace:metadata:Table$aws:dynamodb/table:Table::headrace-dev-tables-idempotency",
+    "headrace:metadata:Tables$headrace:metadata:Table$aws:dynamodb/table:Table::headrace-dev-tables-metadata",
+    "headrace:metadata:Tables$headrace:metadata:Table$aws:dynamodb/table:Table::headrace-dev-tables-tenant-keys",
+    "headrace:metadata:Tables$headrace:metadata:Table$aws:dynamodb/table:Table::headrace-dev-tables-tenant-logs",
+    "headrace:queues:QueueWithDlq$aws:sqs/queue:Queue::headrace-dev-ingest",
+    "headrace:queues:QueueWithDlq$aws:sqs/queue:Queue::headrace-dev-ingest-dlq",
+    "headrace:queues:QueueWithDlq$aws:sqs/queue:Queue::headrace-dev-load",
+    "headrace:queues:QueueWithDlq$aws:sqs/queue:Queue::headrace-dev-load-dlq",
+    "headrace:queues:QueueWithDlq$aws:sqs/queue:Queue::headrace-dev-processing",
+    "headrace:queues:QueueWithDlq$aws:sqs/queue:Queue::headrace-dev-processing-dlq",
+    "headrace:reporting:Reporting$headrace:functions:PipelineFunction$aws:cloudwatch/logGroup:LogGroup::headrace-dev-reporting-report-logs",
+    "headrace:reporting:Reporting$headrace:reporting:AlertsTopic$aws:kms/key:Key::headrace-dev-reporting-alerts-key",
+    "headrace:storage:DataBuckets$headrace:storage:SecureBucket$aws:s3/bucket:Bucket::headrace-dev-data-processed",
+    "headrace:storage:DataBuckets$headrace:storage:SecureBucket$aws:s3/bucket:Bucket::headrace-dev-data-raw",
+    "headrace:storage:DataBuckets$headrace:storage:SecureBucket$aws:s3/bucket:Bucket::headrace-dev-data-reports",
+    "headrace:warehouse:Warehouse$aws:rds/instance:Instance::headrace-dev-warehouse-db",
+    "headrace:warehouse:Warehouse$aws:secretsmanager/secret:Secret::headrace-dev-warehouse-db-admin-secret",
+    "headrace:warehouse:Warehouse$aws:secretsmanager/secret:Secret::headrace-dev-warehouse-db-secret",
+    "headrace:warehouse:Warehouse$random:index/randomPassword:RandomPassword::headrace-dev-warehouse-db-loader-password",
+    "headrace:warehouse:Warehouse$random:index/randomPassword:RandomPassword::headrace-dev-warehouse-db-password",
+]
+KEPT_TYPES = {
+    "aws:s3/bucket:Bucket",
+    "aws:dynamodb/table:Table",
+    "aws:rds/instance:Instance",
+    "aws:sqs/queue:Queue",
+    "aws:kms/key:Key",
+    "aws:secretsmanager/secret:Secret",
+    "aws:glue/catalogDatabase:CatalogDatabase",
+    "aws:cloudwatch/logGroup:LogGroup",
+    "random:index/randomPassword:RandomPassword",  # the database passwords
+}
+
+
+def test_what_holds_data_keeps_its_urn(tiny_archive: Path) -> None:
+    # Given dev keeping the ingest originals
+    deployment = deploy("dev", tiny_archive, ORIGINALS_KEY)
+    # Then every store, key, secret, log group and password has the URN deployed stacks
+    # know it by: an upgrade updates them in place instead of replacing them
+    prefix = "urn:pulumi:dev::headrace::headrace:pipeline:Pipeline$"
+    urns = sorted(r.urn.removeprefix(prefix) for r in deployment.resources if r.type in KEPT_TYPES)
+    assert urns == sorted(KEPT_URNS)
