@@ -46,7 +46,7 @@ DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 # Bump when the build changes in a way that must invalidate cached archives.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: only sources from handlers/, always 0644
 # Zip timestamps cannot predate 1980; every entry gets this one.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -160,15 +160,23 @@ def _tree(root: Path, prefix: str = "", *, working_copy: bool = False) -> dict[s
     return files
 
 
-def write_deterministic_zip(files: Mapping[str, Path], destination: Path) -> None:
-    """Same files, same bytes: sorted entries, one timestamp, normalised permissions."""
+def write_deterministic_zip(
+    files: Mapping[str, Path], destination: Path, modules: Iterable[str] = ()
+) -> None:
+    """Same files, same bytes: sorted entries, one timestamp, normalised permissions (0755
+    for an executable file, else 0644). The ``modules`` (names) are 0644 whatever their
+    mode: a checkout on a file system without Unix permissions (a Windows drive under WSL,
+    some mounts) shows every file as executable."""
+    modules = frozenset(modules)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(destination, "w") as archive:
         for name in sorted(files):
             source = files[name]
             info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
             info.create_system = 3  # unix, so external_attr holds the mode bits
-            executable = source.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            executable = name not in modules and source.stat().st_mode & (
+                stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+            )
             mode = 0o755 if executable else 0o644
             info.external_attr = (stat.S_IFREG | mode) << 16
             with source.open("rb") as stream:
@@ -381,7 +389,7 @@ def build_lambda_archive(
     handle, temporary = tempfile.mkstemp(suffix=".zip", dir=cache)
     os.close(handle)
     try:
-        write_deterministic_zip(files, Path(temporary))
+        write_deterministic_zip(files, Path(temporary), modules=handler_files)
         os.replace(temporary, destination)
     finally:
         Path(temporary).unlink(missing_ok=True)

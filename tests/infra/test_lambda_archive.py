@@ -110,7 +110,8 @@ def test_a_working_copy_packages_as_its_sources_alone(
     _fake_dependencies(monkeypatch)
     clean, used = tmp_path / "clean", tmp_path / "used"
     _files(clean, SOURCES, mode=0o644)
-    written = _files(used, {**WORKING_COPY_LEFTOVERS, **SOURCES}, mode=0o600)
+    # (0777: as a file system without Unix permissions shows every file)
+    written = _files(used, {**WORKING_COPY_LEFTOVERS, **SOURCES}, mode=0o777)
     for path in written.values():
         os.utime(path, (1_700_000_000, 1_700_000_000))
     # When each is packaged
