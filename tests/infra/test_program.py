@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .conftest import DB_PASSWORD, Deployment
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .conftest import DB_PASSWORD, ROOT, Deployment
 
 DOCUMENTED = {
     "raw_bucket",
@@ -139,3 +146,36 @@ def test_local_resource_set(local: Deployment) -> None:
     assert local.outputs["ingest_api_url"].startswith("https://") and not local.outputs[
         "ingest_api_url"
     ].endswith("/")
+
+
+def _inputs_json(deployment: Deployment) -> str:
+    """Every resource's inputs, by type and name (an archive by its file)."""
+    inputs = {f"{r.type}::{r.name}": r.inputs for r in deployment.resources}
+    return json.dumps(inputs, sort_keys=True, default=lambda value: getattr(value, "path", repr(value)))
+
+
+# Run the program as the dev fixture does, in another interpreter, and print its inputs.
+_AGAIN = """
+import sys
+from pathlib import Path
+from tests.infra.conftest import deploy
+from tests.infra.test_program import _inputs_json
+print(_inputs_json(deploy("dev", Path(sys.argv[1]))))
+"""
+
+
+def test_a_second_run_sends_the_same_inputs(dev: Deployment, tiny_archive: Any) -> None:
+    # Given the dev stack's program run once here, and again in a fresh interpreter whose
+    # string hashing differs (the order of sets and of anything built from them)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "4242"}
+    again = subprocess.run(
+        [sys.executable, "-c", _AGAIN, str(Path(tiny_archive))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    # Then every resource gets the same inputs: a second `pulumi up` with nothing changed
+    # has nothing to change (no timestamps, random names or ordering in them)
+    assert again.stdout.strip().splitlines()[-1] == _inputs_json(dev)
