@@ -26,6 +26,11 @@ def prod(tiny_archive: Path) -> Deployment:
     return deploy("prod", tiny_archive, ORIGINALS_KEY)
 
 
+@pytest.fixture(scope="module")
+def dev_keeping_originals(tiny_archive: Path) -> Deployment:
+    return deploy("dev", tiny_archive, ORIGINALS_KEY)
+
+
 def test_prod_protects_every_store_of_data_and_nothing_else(prod: Deployment) -> None:
     # Given the prod stack (Pulumi.prod.yaml)
     protected = [r for r in prod.resources if r.protect]
@@ -46,9 +51,14 @@ def test_prod_keeps_the_originals_key_when_its_resource_goes(prod: Deployment) -
 
 
 @pytest.mark.parametrize("stack", ["dev", "local"])
-def test_other_stacks_can_be_torn_down(stack: str, tiny_archive: Path) -> None:
+def test_other_stacks_can_be_torn_down(
+    stack: str, request: pytest.FixtureRequest, tiny_archive: Path
+) -> None:
     # Given a dev or local stack keeping originals too
-    deployment = deploy(stack, tiny_archive, ORIGINALS_KEY)
+    if stack == "dev":
+        deployment = request.getfixturevalue("dev_keeping_originals")
+    else:
+        deployment = deploy(stack, tiny_archive, ORIGINALS_KEY)
     # Then nothing is protected or retained: `pulumi destroy` removes it all
     assert deployment.of_type("aws:kms/key:Key")
     assert [r.name for r in deployment.resources if r.protect or r.retain_on_delete] == []
@@ -102,9 +112,9 @@ KEPT_TYPES = {
 }
 
 
-def test_what_holds_data_keeps_its_urn(tiny_archive: Path) -> None:
+def test_what_holds_data_keeps_its_urn(dev_keeping_originals: Deployment) -> None:
     # Given dev keeping the ingest originals
-    deployment = deploy("dev", tiny_archive, ORIGINALS_KEY)
+    deployment = dev_keeping_originals
     # Then every store, key, secret, log group and password has the URN deployed stacks
     # know it by: an upgrade updates them in place instead of replacing them
     prefix = "urn:pulumi:dev::headrace::headrace:pipeline:Pipeline$"
