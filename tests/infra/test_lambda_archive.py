@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -141,6 +143,23 @@ def test_a_source_change_changes_the_package(tmp_path: Path, monkeypatch: pytest
     added = build_lambda_archive(tmp_path / "repo", cache_dir=tmp_path / "cache")
     # Then each gives a package of its own
     assert len({before.sha256, changed.sha256, added.sha256}) == 3
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_handler_sources_check_out_with_lf_line_ends_everywhere() -> None:
+    # Given Git's attributes for the handler sources (Git for Windows turns LF into CRLF on
+    # checkout by default, core.autocrlf, unless an attribute says otherwise)
+    sources = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "handlers").rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    result = subprocess.run(
+        ["git", "check-attr", "eol", "--", *sources], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    # Then every one is checked out with LF, so every checkout packages the same bytes
+    eol = dict(line.rsplit(": eol: ", 1) for line in result.stdout.splitlines())
+    assert eol == dict.fromkeys(sources, "lf")
 
 
 # ------------------------------------------------------------------------ runtime-provided packages
