@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -833,3 +834,63 @@ def test_the_report_keeps_no_item_it_has_counted():
     # read: memory does not grow with the number of files
     assert (report.files.received, report.files.failed, report.failures_total) == (24, 6, 6)
     assert max(alive_when_read) <= 1
+
+
+def test_the_report_holds_only_the_failures_and_slow_files_it_lists():
+    # Given a busy day: 2,500 completed files and 2,500 failures (processing and load,
+    # some fixed in place since, many at the same second), handed over as they are read
+    from handlers.logic.report import build
+    from handlers.models.report import Failure, SlowFile
+
+    def live(kind: type) -> int:
+        return sum(isinstance(o, kind) for o in gc.get_objects())
+
+    held: dict[str, int] = {}
+
+    def read() -> Iterator[dict]:
+        for n in range(5000):
+            at = f"2025-03-14T{n % 24:02d}:{n % 7:02d}:00Z"
+            if n % 2:
+                yield item(
+                    n % 24, "completed", object_key=f"k{n}", version=f"v{n}", timings_ms={"total": n % 97}
+                )
+            elif n % 4:
+                fixed = {"superseded_by": "v9"} if n % 3 == 0 else {}
+                yield item(
+                    n % 24,
+                    "failed",
+                    object_key=f"k{n}",
+                    version=f"v{n}",
+                    error=f"e{n}",
+                    failed_at=at,
+                    **fixed,
+                )
+            else:
+                yield item(
+                    n % 24,
+                    "completed",
+                    object_key=f"k{n}",
+                    version=f"v{n}",
+                    load_status="failed",
+                    load_error=f"e{n}",
+                    load_failed_at=at,
+                    timings_ms={"total": n % 89},
+                )
+        held["failures"], held["slow"] = live(Failure), live(SlowFile)
+
+    report = build_report("2025-03-14", read(), NOW, **EMPTY_QUEUES)
+    # Then it counted every failure but held no more than twice what it lists, all along
+    assert report.failures_total == 2500 and len(report.failures) == build.MAX_FAILURES
+    assert held["failures"] <= 2 * build.MAX_FAILURES and held["slow"] <= 2 * build.TOP
+    # and lists the same ones, in the same order, as sorting them all would: the open ones
+    # first, the latest first, equal ones in upload order
+    everything = [
+        (n % 4 == 2 and n % 3 == 0, f"2025-03-14T{n % 24:02d}:{n % 7:02d}:00Z", n) for n in range(0, 5000, 2)
+    ]
+    everything.sort(key=lambda f: f[1], reverse=True)
+    everything.sort(key=lambda f: f[0])
+    expected = [f"k{n}" for _, _, n in everything[: build.MAX_FAILURES]]
+    assert [f.object_key for f in report.failures] == expected
+    completed = [n for n in range(5000) if n % 2 or n % 4 == 0]
+    slowest = sorted(completed, key=lambda n: n % 97 if n % 2 else n % 89, reverse=True)[: build.TOP]
+    assert [s.object_key for s in report.slowest_files] == [f"k{n}" for n in slowest]

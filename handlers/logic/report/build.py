@@ -121,7 +121,8 @@ def build_report(
 ) -> DailyReport:
     """``day``'s figures from its metadata items; ``backlog``, ``processing_dlq`` and
     ``load_dlq``: the depths of the processing queue and of the two DLQs now (None: unread).
-    One pass over ``items``, keeping none of them: they can be read as they are counted."""
+    One pass over ``items``, keeping none of them: they can be read as they are counted; of
+    the failures and slow files, only those the report lists (trimmed as they come)."""
     counts = StatusCounts()
     formats: dict[str, dict[str, int]] = defaultdict(
         lambda: {"files": 0, "completed": 0, "failed": 0, "rows": 0, "bytes": 0}
@@ -129,7 +130,10 @@ def build_report(
     hourly = [{"received": 0, "completed": 0, "failed": 0, "skipped": 0, "fixed": 0} for _ in range(24)]
     latencies: list[float] = []
     warehouse = Warehouse()
+    # only the ones the report lists are kept (at most twice as many, trimmed in batches):
+    # a day of 50,000 failures or completions holds at most 2,000 failures and 20 slow files
     failures: list[Failure] = []
+    failures_total = 0
     slow: list[SlowFile] = []
     issues: dict[tuple[str, str, str | None], dict[str, int]] = defaultdict(lambda: {"files": 0, "count": 0})
     rows = size = issues_left_out = 0
@@ -165,6 +169,8 @@ def build_report(
                 latencies.append(round((completed - uploaded).total_seconds() * 1000, 1))
             timings = _timings(item.get("timings_ms"))
             if "total" in timings:
+                if len(slow) >= 2 * TOP:
+                    _keep_slowest(slow)
                 slow.append(
                     SlowFile(
                         object_key=key,
@@ -193,6 +199,9 @@ def build_report(
                 totals["failed"] += 1
             if hour is not None:
                 hour["fixed" if superseded else "failed"] += 1
+            failures_total += 1
+            if len(failures) >= 2 * MAX_FAILURES:
+                _keep_listed(failures)
             failures.append(_failure(item, "processing"))
         else:
             if status == "processing":
@@ -213,11 +222,13 @@ def build_report(
             warehouse.rows += _int(item.get("load_rows"))
         elif load_status == "failed":
             warehouse.failed += 1
+            failures_total += 1
+            if len(failures) >= 2 * MAX_FAILURES:
+                _keep_listed(failures)
             failures.append(_failure(item, "load"))
 
-    failures.sort(key=lambda f: f.at or "", reverse=True)
-    failures.sort(key=lambda f: f.replaced)  # the open ones first (within MAX_FAILURES)
-    slow.sort(key=lambda f: f.total_ms, reverse=True)
+    _keep_listed(failures)
+    _keep_slowest(slow)
     day_ends = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time.min, tzinfo=UTC)
     return DailyReport(
         date=day,
@@ -241,14 +252,29 @@ def build_report(
             key=lambda q: (-q.count, -q.files, q.kind, q.dataset, q.column or ""),
         )[:TOP],
         quality_issues_left_out=issues_left_out,
-        slowest_files=slow[:TOP],
-        failures=failures[:MAX_FAILURES],
-        failures_total=len(failures),
+        slowest_files=slow,
+        failures=failures,
+        failures_total=failures_total,
         hourly=[HourBucket(hour=h, **b) for h, b in enumerate(hourly)],
         processing_backlog=backlog,
         processing_dlq_depth=processing_dlq,
         load_dlq_depth=load_dlq,
     )
+
+
+def _keep_listed(failures: list[Failure]) -> None:
+    """``failures`` in the report's order, the open ones first, the latest first, cut to
+    ``MAX_FAILURES``. Stable: equal ones stay in upload order, so trimming as they come
+    keeps the same ones as one sort of them all."""
+    failures.sort(key=lambda f: f.at or "", reverse=True)
+    failures.sort(key=lambda f: f.replaced)
+    del failures[MAX_FAILURES:]
+
+
+def _keep_slowest(slow: list[SlowFile]) -> None:
+    """``slow`` slowest first (equal ones in upload order), cut to ``TOP``."""
+    slow.sort(key=lambda f: f.total_ms, reverse=True)
+    del slow[TOP:]
 
 
 def _collect_issues(
