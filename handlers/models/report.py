@@ -206,6 +206,8 @@ class DailyReport(_Model):
     warehouse: Warehouse
     formats: list[FormatTotals]
     quality_issues: list[QualityIssue]
+    # every (kind, dataset, column) found, of which ``quality_issues`` lists the top ones
+    quality_issues_total: int = 0
     # completed files whose quality issues were cut from their metadata item (summary_truncated)
     quality_issues_left_out: int
     slowest_files: list[SlowFile]

@@ -894,3 +894,26 @@ def test_the_report_holds_only_the_failures_and_slow_files_it_lists():
     completed = [n for n in range(5000) if n % 2 or n % 4 == 0]
     slowest = sorted(completed, key=lambda n: n % 97 if n % 2 else n % 89, reverse=True)[: build.TOP]
     assert [s.object_key for s in report.slowest_files] == [f"k{n}" for n in slowest]
+
+
+def test_a_day_with_more_quality_issues_than_listed_says_how_many_more():
+    # Given a completed file of 2,000 columns, each missing some values
+    wide = item(
+        1,
+        "completed",
+        quality_issues={
+            "missing_values": {f"c{i}": {"count": i + 1, "percentage": 1.0} for i in range(2000)}
+        },
+    )
+    # When the report is made
+    report = build_report("2025-03-14", [wide], NOW, **EMPTY_QUEUES)
+    # Then report.json lists the top 10 and counts them all
+    assert [q.column for q in report.quality_issues] == [f"c{i}" for i in range(1999, 1989, -1)]
+    assert report.quality_issues_total == 2000
+    assert report.model_dump(mode="json")["quality_issues_total"] == 2000
+    # and the page says the other 1,990 exist, and where they are
+    page = render_html(report, JSON_LINK)
+    assert "…and 1,990 more (an issue of one column of a dataset each)" in page
+    # while a day with no more than it lists says nothing of the kind
+    few = render_html(build_report("2025-03-14", [item(2, "completed")], NOW, **EMPTY_QUEUES), JSON_LINK)
+    assert "more (an issue of one column" not in few

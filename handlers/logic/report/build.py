@@ -251,6 +251,7 @@ def build_report(
             ),
             key=lambda q: (-q.count, -q.files, q.kind, q.dataset, q.column or ""),
         )[:TOP],
+        quality_issues_total=len(issues),
         quality_issues_left_out=issues_left_out,
         slowest_files=slow,
         failures=failures,

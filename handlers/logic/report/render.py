@@ -331,6 +331,11 @@ def _issues(report: DailyReport) -> str:
         ],
         "No data-quality issues in the completed files.",
     )
+    if (more := report.quality_issues_total - len(report.quality_issues)) > 0:
+        table += (
+            f'<p class="empty">…and {number(more)} more (an issue of one column of a dataset each): '
+            "report.json counts them in quality_issues_total; each file's summary JSON lists its own.</p>"
+        )
     if left_out := report.quality_issues_left_out:
         table += (
             f'<p class="empty">Not counted: the quality issues of {number(left_out)} '
