@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-e2e-integration test-unit-infra lint typecheck workflows policy-venv unit integration infra e2e bench experiments-local clean \
+.PHONY: help venv demo test test-integration-most test-the-rest lint typecheck workflows policy-venv unit integration infra e2e bench experiments-local clean \
 	localstack-up localstack-down deploy-local e2e-local e2e-aws
 
 help: ## list targets
@@ -35,16 +35,21 @@ $(POLICY_STAMP): policy/requirements.txt
 	@touch $@
 
 test: $(STAMP) $(POLICY_STAMP) lint typecheck workflows ## lint, typecheck, workflow files and all test layers (unit, integration, infra incl. the policy pack, e2e)
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e-integration test-unit-infra
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-integration-most test-the-rest
 
-# The four layers as two pytest processes side by side, each printed whole when it ends:
-# e2e and integration mostly wait on the emulator, the sandboxes and PostgreSQL, so on two
-# cores the pair takes little more than the longer half instead of the sum (CI's budget).
-test-e2e-integration: $(STAMP)
-	$(BIN)/pytest tests/e2e tests/integration
+# The four layers as two pytest processes side by side, each printed whole when it ends,
+# balanced by their run times (CI's budget): most of the integration layer in one; unit,
+# infra, e2e and the integration files below in the other. e2e and integration mostly wait
+# on the emulator, the sandboxes and PostgreSQL, so the pair shares two cores well. A new
+# integration file runs in the first.
+INTEGRATION_WITH_THE_REST = $(addprefix tests/integration/,test_tenants_cli.py test_ingest_api.py \
+	test_replay.py test_status.py test_report.py test_local_up_signals.py)
 
-test-unit-infra: $(STAMP) $(POLICY_STAMP)
-	$(BIN)/pytest tests/unit tests/infra
+test-integration-most: $(STAMP)
+	$(BIN)/pytest tests/integration $(addprefix --ignore=,$(INTEGRATION_WITH_THE_REST))
+
+test-the-rest: $(STAMP) $(POLICY_STAMP)
+	$(BIN)/pytest tests/unit tests/infra tests/e2e $(INTEGRATION_WITH_THE_REST)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
