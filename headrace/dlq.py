@@ -561,7 +561,8 @@ def move_manually(
 
     A message this run moved may fail again and land in the DLQ again before the run ends
     (a poison file): it is not moved a second time, nor counted, nor given a ``limit``
-    slot, but left in the DLQ (``repeated``). It is known by the message id the send gave
+    slot, but left in the DLQ (``repeated``). One sent whose delete SQS refused
+    (``undeleted``) takes its ``limit`` slot: ``limit`` bounds what reaches the work queue. It is known by the message id the send gave
     it (SQS keeps the id when it moves a message to a DLQ) or by its body: a message with
     the body of one this run moved is left too."""
     moved, failed, repeated, undeleted, undeleted_reason = 0, 0, 0, 0, ""
@@ -575,7 +576,7 @@ def move_manually(
                 for m in fresh:  # what is not moved stays held: released at the end
                     if m["MessageId"] in sent_ids or _digest(m["Body"]) in sent_bodies:
                         repeated += 1
-                    elif select(m) and len(batch) + moved < limit:
+                    elif select(m) and len(batch) + moved + undeleted < limit:
                         batch.append(m)
                 if not batch:
                     continue
@@ -615,7 +616,7 @@ def move_manually(
                     sweep.forget(m["MessageId"])
                 moved += len(delete) - len(refused)
                 progress(f"  {moved} moved")
-                if moved >= limit:
+                if moved + undeleted >= limit:  # both were sent: --limit bounds the sends
                     break
         finally:
             sweep.release()

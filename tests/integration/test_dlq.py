@@ -876,3 +876,27 @@ def test_a_message_whose_delete_is_refused_is_not_counted_as_moved(stack, capsys
     assert result["undeleted_reason"] == "ReceiptHandleIsInvalid: expired"
     assert stack.depth("processing") == 3
     assert code == 1
+
+
+def test_a_refused_delete_still_takes_its_limit_slot(stack, capsys, monkeypatch):
+    # Given twelve dead letters (two receives), and an SQS that refuses to delete the first
+    # of each batch
+    for i in range(12):
+        stack.dead_letter("processing", s3_event(f"incoming/d/{i}.csv", "v1"))
+    client = StackOutputs.client
+    monkeypatch.setattr(
+        StackOutputs,
+        "client",
+        lambda self, service, **config: (
+            RefusedDeletes(client(self, service, **config), 0)
+            if service == "sqs"
+            else client(self, service, **config)
+        ),
+    )
+    # When at most ten are redriven
+    selection = ("--queue", "processing", "--prefix", "incoming/d/", "--limit", "10")
+    main(["dlq", "redrive", *selection, "--execute", "--json", "--outputs", str(stack.outputs)])
+    # Then ten went back to the work queue, not eleven: one left in both queues was sent too
+    result = json.loads(capsys.readouterr().out)
+    assert result["moved"] + result["undeleted"] == 10
+    assert stack.depth("processing") == 10
