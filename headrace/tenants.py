@@ -111,15 +111,21 @@ def _add(args: argparse.Namespace) -> int:
         key = generate_api_key()
         item = new_key_item(name, key, datetime.now(UTC))
         try:
-            keys.put_item(Item=item, ConditionExpression="attribute_not_exists(key_hash)")
+            keys.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(key_hash)",
+                # the refusal carries the item found: no GetItem, which the operator's
+                # least-privilege policy does not grant (docs/operations.md)
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
         except ClientError as exc:
             # The SDK retries a write whose answer was lost (a timeout): the retry then finds
             # the item the first attempt stored. The key is random, so that item is ours;
             # failing here would leave an active key nobody was shown.
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            stored = keys.get_item(Key={"key_hash": item["key_hash"]}, ConsistentRead=True).get("Item")
-            if not stored or stored.get("key_id") != item["key_id"]:
+            stored = exc.response.get("Item") or {}  # DynamoDB's typed form: {"S": "..."}
+            if stored.get("key_id") != {"S": item["key_id"]}:
                 raise
         print(
             f"Issued API key {item['key_id']} ({item['key_prefix']}...) for tenant {name!r} in "

@@ -516,9 +516,16 @@ def test_add_whose_first_answer_was_lost_still_prints_the_key_it_stored(stack, o
             original(self, operation, params)  # stored; its answer never reaches the caller
         return original(self, operation, params)
 
-    monkeypatch.setattr(BaseClient, "_make_api_call", put_twice)
+    def denied(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        # the operator's least-privilege policy (docs/operations.md) grants no GetItem on it
+        if operation == "GetItem" and params.get("TableName") == KEYS_TABLE:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, operation)
+        return put_twice(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", denied)
     # When a key is issued
     code, out, _ = run(capsys, "tenants", "add", "acme", "--outputs", str(outputs))
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
     # Then the command succeeds and prints the key that is stored
     assert code == 0
     key = out.splitlines()[-1]
