@@ -154,8 +154,8 @@ def run(args: argparse.Namespace, now: datetime | None = None) -> int:
             outputs,
             now,
             timedelta(minutes=args.minutes),
-            limit=getattr(args, "limit", DEFAULT_LIMIT),
-            by_upload_day=getattr(args, "by_upload_day", False),
+            limit=args.limit,
+            by_upload_day=args.by_upload_day,
         )
     except OutputsError as exc:
         return _fail(str(exc))
