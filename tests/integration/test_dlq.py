@@ -852,10 +852,8 @@ class RefusedDeletes(SlowReceives):
         return {"Successful": answer.get("Successful", []), "Failed": [refusal]}
 
 
-def test_a_message_whose_delete_is_refused_is_not_counted_as_moved(stack, capsys, monkeypatch):
-    # Given three dead letters, and an SQS that refuses to delete one of them from the DLQ
-    for i in range(3):
-        stack.dead_letter("processing", s3_event(f"incoming/d/{i}.csv", "v1"))
+def refuse_deletes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's SQS clients refuse DLQ deletes as :class:`RefusedDeletes` does."""
     client = StackOutputs.client
     monkeypatch.setattr(
         StackOutputs,
@@ -866,6 +864,13 @@ def test_a_message_whose_delete_is_refused_is_not_counted_as_moved(stack, capsys
             else client(self, service, **config)
         ),
     )
+
+
+def test_a_message_whose_delete_is_refused_is_not_counted_as_moved(stack, capsys, monkeypatch):
+    # Given three dead letters, and an SQS that refuses to delete one of them from the DLQ
+    for i in range(3):
+        stack.dead_letter("processing", s3_event(f"incoming/d/{i}.csv", "v1"))
+    refuse_deletes(monkeypatch)
     # When they are redriven (with --prefix: moved by hand, not by a move task)
     selection = ("--queue", "processing", "--prefix", "incoming/d/")
     code = main(["dlq", "redrive", *selection, "--execute", "--json", "--outputs", str(stack.outputs)])
@@ -883,16 +888,7 @@ def test_a_refused_delete_still_takes_its_limit_slot(stack, capsys, monkeypatch)
     # of each batch
     for i in range(12):
         stack.dead_letter("processing", s3_event(f"incoming/d/{i}.csv", "v1"))
-    client = StackOutputs.client
-    monkeypatch.setattr(
-        StackOutputs,
-        "client",
-        lambda self, service, **config: (
-            RefusedDeletes(client(self, service, **config), 0)
-            if service == "sqs"
-            else client(self, service, **config)
-        ),
-    )
+    refuse_deletes(monkeypatch)
     # When at most ten are redriven
     selection = ("--queue", "processing", "--prefix", "incoming/d/", "--limit", "10")
     main(["dlq", "redrive", *selection, "--execute", "--json", "--outputs", str(stack.outputs)])
