@@ -305,8 +305,7 @@ def sync_table(
             table_input = next_table_input(
                 existing, dataset, schema, ingest_date, bucket, without_values, beyond_float
             )
-            if table_input is None:
-                table = existing
+            if table_input is None:  # the table holds the file already (so it exists)
                 break
             try:
                 if existing is None:
@@ -315,15 +314,32 @@ def sync_table(
                     store.update_table(database, table_input, existing.get("VersionId"))
             except TableChanged:
                 continue
-            table = table_input
             break
         else:
             raise TableChanged(f"{database}.{dataset}: changed concurrently {MAX_ATTEMPTS} times in a row")
-        assert table is not None
-        store.create_partition(database, dataset, partition_input(table, dataset, bucket, ingest_date))
+        _register_partition(store, database, dataset, table_input or existing or {}, bucket, ingest_date)
     except CatalogRejected as exc:
         return str(exc)
     return note
+
+
+# The partitions this process registered, by database, table, the table's CreateTime and
+# day: a day's later files then make no CreatePartition call (a burst of one day's files made
+# one each, all but the first refused as existing, and Glue throttles that call). A table
+# created anew (a new CreateTime) has its partitions registered again.
+_registered: set[tuple[str, str, str, str]] = set()
+
+
+def _register_partition(
+    store: CatalogStore, database: str, dataset: str, table: Mapping[str, Any], bucket: str, ingest_date: str
+) -> None:
+    created = table.get("CreateTime")  # none on a table this call created: always register
+    known = (database, dataset, str(created), ingest_date)
+    if created is not None and known in _registered:
+        return
+    store.create_partition(database, dataset, partition_input(table, dataset, bucket, ingest_date))
+    if created is not None:
+        _registered.add(known)
 
 
 def partition_input(table: Mapping[str, Any], dataset: str, bucket: str, ingest_date: str) -> dict[str, Any]:

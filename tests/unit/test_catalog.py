@@ -204,6 +204,43 @@ def test_each_ingest_date_is_registered_as_a_partition_at_its_folder():
     assert second["StorageDescriptor"]["Location"].endswith("/ingest_date=2025-02-15/")
 
 
+class DatedStore(FakeStore):
+    """A FakeStore whose tables carry Glue's CreateTime, counting CreatePartition calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.partition_calls = 0
+        self.created = 0
+
+    def get_table(self, database: str, name: str) -> dict[str, Any] | None:
+        table = self.tables.get(name)
+        return None if table is None else {**table, "CreateTime": f"2025-02-14T00:00:0{self.created}"}
+
+    def create_table(self, database: str, table_input: dict[str, Any]) -> None:
+        self.created += 1
+        super().create_table(database, table_input)
+
+    def create_partition(self, database: str, table: str, partition_input: dict[str, Any]) -> None:
+        self.partition_calls += 1
+        super().create_partition(database, table, partition_input)
+
+
+def test_a_day_s_partition_is_registered_once_per_process_until_the_table_is_new():
+    # Given a burst of one day's files (Glue throttles CreatePartition, and all but the first
+    # call would be refused as existing)
+    store = DatedStore()
+    for _ in range(5):
+        sync_table(store, "db", "sales_calls", SALES, "2025-02-14", "bkt")
+    # Then the table's creation and its first read registered the day, the rest did not call
+    assert store.partition_calls == 2
+    # When the table is dropped and created anew (its partitions with it), the day is again
+    store.tables.clear()
+    for _ in range(3):
+        sync_table(store, "db", "sales_calls", SALES, "2025-02-14", "bkt")
+    assert store.partition_calls == 4
+    assert list(store.partitions) == [("sales_calls", "2025-02-14")]
+
+
 def test_sync_creates_then_updates_only_on_drift():
     # Given an empty catalog
     store = FakeStore()
