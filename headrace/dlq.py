@@ -791,8 +791,9 @@ def _redrive(
             print(
                 f"{result.undeleted} message(s) went back to the queue but SQS refused to delete them "
                 f"from the DLQ ({result.undeleted_reason}): they are in both queues. The pipeline "
-                "processes a file once however often its message arrives; run the redrive again "
-                "later to clear the DLQ copies."
+                "processes a file once however often its message arrives; a later redrive sends "
+                "the DLQ copies once more (handled as duplicates) and clears them, or `aws sqs "
+                "delete-message` removes them."
             )
         if result.repeated:
             print(

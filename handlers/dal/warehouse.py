@@ -731,7 +731,7 @@ class Warehouse:
         primary = exc.diag.message_primary or _first_line(exc)
         fixed = sum(1 for c in plan.columns if c.target in ("int", "float", "date", "timestamp", "bool"))
         return (
-            f"PostgreSQL cannot hold this file: a row of it does not fit in a row of table "
+            f"PostgreSQL cannot hold this file: one of its rows is too big for a row of table "
             f"{self.schema}.{plan.table} ({primary}): {fixed:,} of the file's {len(plan.columns) - 1:,} "
             "columns are numbers, dates, timestamps or booleans, which PostgreSQL keeps within the "
             "row's 8 kB page (about 1,000 of them fill it; only long text moves out of it); "

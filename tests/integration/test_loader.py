@@ -313,7 +313,7 @@ def test_a_row_too_big_for_a_postgres_page_says_what_fills_it(loader):
     # Then the error names the table and why the row is too big, and no table is left
     message = str(refused.value)
     assert message.startswith(
-        f"PostgreSQL cannot hold this file: a row of it does not fit in a row of table {loader.schema}.numbers "
+        f"PostgreSQL cannot hold this file: one of its rows is too big for a row of table {loader.schema}.numbers "
         "(row is too big: size "
     )
     assert message.endswith(
