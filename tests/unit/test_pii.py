@@ -67,6 +67,15 @@ CASES = [
         "+1 (415) 555-2671, +49 (0)30 1234567, +14155552671, +33 1 23 45 67 89",
         "[REDACTED:PHONE], [REDACTED:PHONE], [REDACTED:PHONE], [REDACTED:PHONE]",
     ),
+    # were kept in clear: India's 5-5 mobile grouping after +91, France's "(0)" trunk
+    # before a 1-digit area code, Brazil's national (DD) 9XXXX-XXXX
+    (
+        "+91 98765 43210, +91 98765-43210, +33 (0)1 23 45 67 89",
+        "[REDACTED:PHONE], [REDACTED:PHONE], [REDACTED:PHONE]",
+    ),
+    ("cel (11) 91234-5678, fixo (21) 3456-7890", "cel [REDACTED:PHONE], fixo [REDACTED:PHONE]"),
+    # no Brazilian area code ends in 0, and its number is written with a dash
+    ("week (10) 2024-0101, (11) 91234 5678", "week (10) 2024-0101, (11) 91234 5678"),
     # national numbers with a trunk 0 (France, UK, Germany) were kept in clear
     ("tel 01 23 45 67 89 / 06.12.34.56.78", "tel [REDACTED:PHONE] / [REDACTED:PHONE]"),
     (

@@ -367,12 +367,16 @@ DEFAULT_RULES: tuple[PiiRule, ...] = (
         # is none. North American (555) 123-4567 / 555-123-4567 / 555.123.4567, local
         # 555-0199. National numbers with a trunk 0: French pairs (01 23 45 67 89,
         # 06.12.34.56.78), and area code + subscriber (020 7946 0958, 030 12345678, 0171
-        # 1234567). Any of them with an extension (x89, ext. 89), redacted with it.
+        # 1234567). Any of them with an extension (x89, ext. 89), redacted with it. A first
+        # group of 5 digits after +CC (India: +91 98765 43210), a 1-digit one after a trunk
+        # (0) (+33 (0)1 23 45 67 89); Brazilian (11) 91234-5678 (area codes 11-99, never
+        # ending in 0, then 8 or 9 digits with a dash).
         name="phone",
         pattern=(
-            r"(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\)[ .-]?|[ .-]\d{1,4}[ .-])\d{2,4}(?:[ .-]?\d{2,4}){1,3}"
+            r"(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,4}|[ .-]\d{1,5}[ .-]\d{2,4})(?:[ .-]?\d{2,4}){1,4}"
             r"|\+\d{1,3}[ .-]?\d{6,12}"
             r"|\(\d{3}\) ?\d{3}[ .-]\d{4}"
+            r"|\([1-9]{2}\) ?[2-9]\d{3,4}-\d{4}"
             r"|\b\d{3}[ .-]\d{3}[ .-]\d{4}"
             r"|\b\d{3}-\d{4}"
             r"|\b0[1-9](?:[ .-]\d{2}){4}"
