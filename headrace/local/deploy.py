@@ -31,7 +31,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.config import AWS_NAMESPACE, NAMESPACE, SECRET_KEYS, load_aws_settings, load_config
 
 from .emulator import ACCOUNT_ID
-from .iam import ADMIN_USER
+from .iam import ADMIN_USER, evaluable
 
 Handler = Callable[["EmulatorMocks", MockResourceArgs, dict[str, Any]], tuple[str, dict[str, Any]]]
 
@@ -109,13 +109,15 @@ class EmulatorMocks(Mocks):
         return json.dumps(document)
 
     def note_conditions(self, owner: str, policy: Any) -> str:
-        """``policy`` (an identity policy) unchanged; each statement with a ``Condition`` is
-        recorded, because the emulator cannot evaluate it and takes it in the direction that
-        denies (headrace.local.iam, point 5)."""
+        """``policy`` (an identity policy) unchanged; each statement with a ``Condition`` the
+        emulator cannot evaluate is recorded: it is taken in the direction that denies
+        (headrace.local.iam, point 5)."""
         document = json.loads(_json(policy))
         statements = document.get("Statement", [])
         for statement in [statements] if isinstance(statements, dict) else statements:
-            if statement.get("Condition"):
+            if statement.get("Condition") and not (
+                statement.get("Effect", "Allow") == "Allow" and evaluable(statement["Condition"])
+            ):
                 keys = ", ".join(sorted({key for block in statement["Condition"].values() for key in block}))
                 effect = statement.get("Effect", "Allow")
                 self.relaxed.append(

@@ -34,10 +34,12 @@ moto's checks are patched where they would not match AWS for this program
 4. Trust policies: moto compares ``AWS`` principals only (a ``Service`` principal raises).
    Here the Lambda service principal matches the executor's identity, and nothing else.
 5. Conditions: moto supplies no condition keys to identity policies and ignores their
-   conditions. Here a statement with a condition is taken in the direction that denies: an
-   Allow never applies, a Deny always does — stricter than AWS, never laxer, so whatever
-   works locally is allowed on AWS too. The deploy step lists each such statement
-   (``deploy.EmulatorMocks.note_conditions``).
+   conditions. Here an Allow statement whose condition is ``StringEquals``/``StringLike`` on
+   ``s3:prefix`` is evaluated (the ``prefix`` of a ListObjects request; a listing without
+   one does not match, as on AWS: :func:`condition_holds`); any other statement with a
+   condition is taken in the direction that denies: an Allow never applies, a Deny always
+   does — stricter than AWS, never laxer, so whatever works locally is allowed on AWS too.
+   The deploy step lists each such statement (``deploy.EmulatorMocks.note_conditions``).
 6. The administrator's access key is ``test`` / ``test`` — the credentials LocalStack users
    already have configured — so the AWS CLI and boto3 work against the endpoint unchanged.
 7. S3 requests without an ``Authorization`` header. moto's checks read only that header, so
@@ -61,13 +63,16 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from botocore.auth import HmacV1QueryAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
@@ -532,11 +537,20 @@ def patch_authorization() -> None:
         if self._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
             return
         permitted = False
-        for policy in self._access_key.collect_policies():
-            result = IAMPolicy(policy).is_action_permitted(self._action, resource)
-            if result == PermissionResult.DENIED:
-                deny(self, resource, explicit=True)
-            permitted = permitted or result == PermissionResult.PERMITTED
+        values: dict[str, str] = {}  # 5. the condition keys evaluated here
+        if isinstance(self, access_control.S3IAMRequest) and self._action == "s3:ListBucket":
+            query = parse_qs(urlsplit(self._path).query, keep_blank_values=True)
+            if "prefix" in query:
+                values["s3:prefix"] = query["prefix"][0]
+        token = REQUEST_CONDITION_VALUES.set(values)
+        try:
+            for policy in self._access_key.collect_policies():
+                result = IAMPolicy(policy).is_action_permitted(self._action, resource)
+                if result == PermissionResult.DENIED:
+                    deny(self, resource, explicit=True)
+                permitted = permitted or result == PermissionResult.PERMITTED
+        finally:
+            REQUEST_CONDITION_VALUES.reset(token)
         if permitted and self._is_assuming_role_operation(resource):
             permitted = self._check_role_trust_relationship(resource)
         if not permitted:
@@ -621,7 +635,14 @@ def patch_authorization() -> None:
         incoming_condition_values: dict[str, str] | None = None,
     ) -> Any:
         identity_policy = principal is None and incoming_condition_values is None
-        if identity_policy and self._statement.get("Condition") and self._statement.get("Effect") == "Allow":
+        condition = self._statement.get("Condition")
+        allow = self._statement.get("Effect") == "Allow"
+        if (
+            identity_policy
+            and condition
+            and allow
+            and not condition_holds(condition, REQUEST_CONDITION_VALUES.get())
+        ):
             return PermissionResult.NEUTRAL  # moto would ignore the condition and allow
         return statement_permitted(self, action, resource, principal, incoming_condition_values)
 
@@ -651,6 +672,47 @@ def create_user(iam: Any, name: str, statement: dict[str, Any]) -> Credentials:
     )
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+# 5. the condition operators and keys evaluated, and the request's values of those keys
+EVALUATED_OPERATORS = ("StringEquals", "StringLike")
+EVALUATED_KEYS = ("s3:prefix",)
+REQUEST_CONDITION_VALUES: ContextVar[Mapping[str, str]] = ContextVar(
+    "request_condition_values", default=MappingProxyType({})
+)
+
+
+def evaluable(condition: Mapping[str, Any]) -> bool:
+    """Whether the emulator evaluates ``condition`` (a statement's ``Condition``)."""
+    return all(
+        operator in EVALUATED_OPERATORS and all(key.lower() in EVALUATED_KEYS for key in block)
+        for operator, block in condition.items()
+    )
+
+
+def condition_holds(condition: Mapping[str, Any], values: Mapping[str, str]) -> bool:
+    """Whether ``condition`` holds for a request with these condition key ``values``, as
+    IAM evaluates it (every operator, every key; a key absent from the request matches
+    nothing); False for one the emulator does not evaluate (the direction that denies)."""
+    if not evaluable(condition):
+        return False
+    for operator, block in condition.items():
+        for key, expected in block.items():
+            actual = values.get(key.lower())
+            patterns = [expected] if isinstance(expected, str) else list(expected)
+            if actual is None or not any(
+                actual == pattern if operator == "StringEquals" else _like(pattern).fullmatch(actual)
+                for pattern in patterns
+            ):
+                return False
+    return True
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """StringLike's pattern: ``*`` any characters, ``?`` one; case-sensitive."""
+    return re.compile(
+        ".*".join(".".join(map(re.escape, part.split("?"))) for part in pattern.split("*")), re.S
+    )
 
 
 ADMIN_STATEMENT = {"Effect": "Allow", "Action": "*", "Resource": "*"}

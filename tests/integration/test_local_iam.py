@@ -242,6 +242,27 @@ def test_an_allow_with_a_condition_never_applies(world):
         world.grant(GRANTS)
 
 
+def test_a_list_bucket_allow_on_s3_prefix_is_evaluated_against_the_requests_prefix(world):
+    # (the query policy's listing grants: taken as never applying, `headrace query` could
+    # not run locally under the policy its docs tell analysts to attach)
+    conditional = {
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": f"arn:aws:s3:::{BUCKET}",
+        "Condition": {"StringLike": {"s3:prefix": ["parquet/*", "summaries/*"]}},
+    }
+    world.grant([*GRANTS, conditional])
+    try:
+        s3 = world.function("s3")
+        s3.list_objects_v2(Bucket=BUCKET, Prefix="parquet/")
+        s3.list_objects_v2(Bucket=BUCKET, Prefix="summaries/dataset=x/", Delimiter="/")
+        assert f'"arn:aws:s3:::{BUCKET}"' in denied(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix="raw/"))
+        denied(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix="Parquet/"))  # case-sensitive, as on AWS
+        denied(lambda: s3.list_objects_v2(Bucket=BUCKET))  # no prefix: the key is absent, nothing matches
+    finally:
+        world.grant(GRANTS)
+
+
 def test_a_deny_with_a_condition_always_applies(world):
     conditional = {
         "Effect": "Deny",

@@ -69,6 +69,8 @@ class Stack:
         )
         key = iam.create_access_key(UserName="operator")["AccessKey"]
         self.access_key = key["AccessKeyId"]
+        self.iam = iam
+        self.tmp = tmp
         self.path = tmp / "operator-outputs.json"
         self.path.write_text(
             json.dumps(
@@ -188,3 +190,30 @@ def test_every_operator_command_runs_under_the_documented_policy_and_needs_all_o
     documented = {a for s in documented_policy(out)["Statement"] for a in s["Action"]}
     assert documented - used - NOT_HERE == set(), "documented, used by no command"
     assert used - documented == set(), "used, not documented"
+
+
+def test_query_runs_under_the_stacks_query_policy(stack, capsys):
+    # Given a processed file, and an analyst with only the query_policy_arn policy (docs/query.md)
+    out = stack.outputs
+    key = f"{out['raw_prefix']}orders/one.csv"
+    stack.admin("s3").put_object(Bucket=out["raw_bucket"], Key=key, Body=b"id,amount\n1,2.5\n2,4\n")
+    stack.wait_for(key, "completed")
+    stack.iam.create_user(UserName="analyst")
+    stack.iam.attach_user_policy(UserName="analyst", PolicyArn=out["query_policy_arn"])
+    access = stack.iam.create_access_key(UserName="analyst")["AccessKey"]
+    path = stack.tmp / "analyst-outputs.json"
+    path.write_text(
+        json.dumps(
+            dict(
+                out, aws_access_key_id=access["AccessKeyId"], aws_secret_access_key=access["SecretAccessKey"]
+            )
+        )
+    )
+    # When they query (DuckDB: the embedded runtime's Athena runs no SQL)
+    code = main(
+        ["query", "SELECT sum(amount) AS total FROM orders", "--format", "json", "--outputs", str(path)]
+    )
+    captured = capsys.readouterr()
+    # Then the listing grants (conditioned on s3:prefix) and the reads suffice
+    assert code == 0, captured.err
+    assert json.loads(captured.out) == [{"total": 6.5}]

@@ -335,6 +335,13 @@ def test_identity_statements_with_conditions_are_listed_and_kept():
                 "Resource": "arn:b/*",
                 "Condition": {"StringEquals": {"aws:PrincipalTag/team": "data"}},
             },
+            {  # evaluated by the emulator (s3:prefix): not listed
+                "Sid": "ListParquetOnly",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": "arn:b",
+                "Condition": {"StringLike": {"s3:prefix": ["parquet/*"]}},
+            },
             {
                 "Sid": "NotFromOutside",
                 "Effect": "Deny",
