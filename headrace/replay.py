@@ -11,7 +11,8 @@ key + version id (its idempotency key), so
   unless ``--force`` first deletes its idempotency record (then it is processed again:
   same Parquet and summary keys, overwritten; the warehouse replaces the key's rows);
 - a version that is no longer current is skipped as superseded (the latest version of a
-  key wins), which is why only the current version is replayed.
+  key wins), which is why only the current version is replayed; one that is current again
+  after a newer version was deleted by its version id stays superseded, and is refused.
 
 ``--version V`` replays only if V is still the key's current version (a guard against an
 upload in between). ``--dry-run`` prints what would be sent.
@@ -199,6 +200,16 @@ class Replayer:
     def replay(self, key: str, *, version: str | None, force: bool, dry_run: bool) -> Replayed:
         ref, item = self.current(key, version)
         status = item.get("status")
+        if item.get("superseded_by"):
+            # current again (the newer version was deleted by its version id), but recorded as
+            # replaced: the processor would skip it, and --force would turn its record from
+            # completed into a skipped version
+            raise ReplayError(
+                f"{key}: version {ref.version} is current again, but the pipeline recorded it as "
+                f"superseded by version {item['superseded_by']} and skips it: to bring its data back, "
+                "copy it over the key (a new version, processed like any upload: docs/operations.md, "
+                '"How replay works")'
+            )
         table, record_id, record = self.idempotency_record(ref)
         remembered = record.get("status")
         if remembered == "COMPLETED" and not force:

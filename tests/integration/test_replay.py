@@ -174,6 +174,29 @@ def test_a_version_that_is_no_longer_current_is_refused(pipeline, outputs, capsy
     assert pipeline.queue.receive() == []
 
 
+def test_a_superseded_version_made_current_again_is_refused(pipeline, outputs, capsys):
+    # Given a key uploaded twice, both processed (the second retires the first), then the
+    # newer version deleted by its version id: S3 makes the first current again
+    old = pipeline.upload("incoming/sales/back.csv", GOOD)
+    pipeline.process(old)
+    new = pipeline.upload("incoming/sales/back.csv", GOOD + "2025-01-03,Thing,1\n")
+    pipeline.process(new)
+    boto3.client("s3", region_name=REGION).delete_object(
+        Bucket=pipeline.raw, Key=new["key"], VersionId=new["version"]
+    )
+    records = idempotency_ids()
+    # When it is replayed, even with --force
+    code, out, err = replay(outputs, capsys, old["key"], "--force")
+    # Then it is refused, saying why and what brings its data back, and nothing is sent:
+    # the processor would skip it as superseded, and --force turned its completed record
+    # into a skipped one while the command said "processed again"
+    assert code == 2 and "replayed" not in out
+    assert f"superseded by version {new['version']}" in err and "copy it over the key" in err
+    assert pipeline.queue.receive() == []
+    assert idempotency_ids() == records
+    assert pipeline.item(old)["status"] == "completed"
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
