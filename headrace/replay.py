@@ -195,6 +195,14 @@ class Replayer:
         if record.get("expiration") is not None and int(record["expiration"]) < time.time():
             # past its window: Powertools ignores it, though DynamoDB's TTL deletes it late
             record = {}
+        elif (
+            record.get("status") == "INPROGRESS"
+            and record.get("in_progress_expiration") is not None
+            and int(record["in_progress_expiration"]) < time.time() * 1000
+        ):
+            # the invocation that held it ran out of time (killed: a timeout, out of memory)
+            # and left it behind: Powertools takes it over, so nothing is in progress
+            record = {}
         return table, record_id, record
 
     def replay(self, key: str, *, version: str | None, force: bool, dry_run: bool) -> Replayed:
@@ -217,7 +225,10 @@ class Replayer:
                 "acknowledged without work: this version completed recently (--force processes it again)"
             )
         elif remembered == "INPROGRESS":
-            outcome = "retried until the delivery now in progress ends, then acknowledged"
+            outcome = (
+                "retried until the delivery now in progress ends, then acknowledged "
+                "(processed, should that delivery fail)"
+            )
         elif status == "completed" or remembered == "COMPLETED":
             outcome = "processed again (same outputs, overwritten; the warehouse replaces its rows)"
         else:
