@@ -39,7 +39,9 @@ BATCH_ATTEMPTS = 8
 QUEUED_NOTE = (
     "Records of {tenant!r} still in the ingest queue (accepted before its keys were revoked, or up to "
     f"{HIT_SECONDS:.0f} seconds after, while running API functions trust a cached key) may still be "
-    "stored after this purge: run it again once the queue has drained."
+    "stored after this purge: run it again once the queue has drained. Its messages in the ingest DLQ "
+    "(unredacted) are not deleted, and a redrive of that DLQ stores them: see "
+    "'headrace dlq inspect --queue ingest --prefix {tenant}/'."
 )
 
 

@@ -379,6 +379,9 @@ def test_a_second_purge_deletes_records_that_were_still_queued(stack, outputs, c
         capsys, "tenants", "purge", "acme", "--execute", "--revoke-keys", "--outputs", str(outputs)
     )
     assert code == 0 and "Deleted 3 records" in out
+    # and the output says what else may bring acme's records back: its dead letters
+    assert "a redrive of that DLQ stores them" in out
+    assert "'headrace dlq inspect --queue ingest --prefix acme/'" in out
     stack.drain()
     assert stored_log_ids(stack, "acme") == ["late-1"]
     # Then a second purge deletes it (acme's keys are revoked: no --revoke-keys needed)
