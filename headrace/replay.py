@@ -220,7 +220,14 @@ class Replayer:
             )
         table, record_id, record = self.idempotency_record(ref)
         remembered = record.get("status")
-        if remembered == "COMPLETED" and not force:
+        if remembered == "COMPLETED" and not force and item.get("skip_reason"):
+            # the processor's work ended without processing it: skipped as superseded while
+            # a newer version was current (deleted by its version id since)
+            outcome = (
+                f"acknowledged without work: the processor skipped this version recently "
+                f"({item['skip_reason']}) and remembers it as done (--force processes it)"
+            )
+        elif remembered == "COMPLETED" and not force:
             outcome = (
                 "acknowledged without work: this version completed recently (--force processes it again)"
             )

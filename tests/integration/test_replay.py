@@ -233,6 +233,31 @@ def test_a_superseded_version_made_current_again_is_refused(pipeline, outputs, c
     assert pipeline.item(old)["status"] == "completed"
 
 
+def test_a_version_skipped_while_a_newer_one_was_current_is_not_said_to_have_completed(
+    pipeline, outputs, capsys
+):
+    # Given a version skipped as superseded because a newer one was current when its event
+    # came, and that newer one (which never completed) deleted by its version id since
+    old = pipeline.upload("incoming/sales/skip.csv", GOOD)
+    new = pipeline.upload("incoming/sales/skip.csv", b"BZh91AY&SY not csv")
+    pipeline.process(old)
+    assert pipeline.item(old)["skip_reason"] == "superseded"
+    boto3.client("s3", region_name=REGION).delete_object(
+        Bucket=pipeline.raw, Key=new["key"], VersionId=new["version"]
+    )
+    # When it is replayed, then the output says the processor skipped it, not that it completed
+    code, out, _ = replay(outputs, capsys, old["key"])
+    assert code == 0
+    assert "skipped this version recently (superseded)" in out and "completed recently" not in out
+    _, response = pipeline.poll()
+    assert response["batchItemFailures"] == [] and pipeline.item(old)["status"] == "failed"
+    # and with --force it is processed
+    code, out, _ = replay(outputs, capsys, old["key"], "--force")
+    assert code == 0 and "(was failed): processed" in out
+    _, response = pipeline.poll()
+    assert response["batchItemFailures"] == [] and pipeline.item(old)["status"] == "completed"
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
