@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -596,6 +597,18 @@ def test_a_listing_whose_scan_outlasts_the_visibility_timeout_still_reaches_ever
     assert stack.visible("processing-dlq") == 105
 
 
+def wrap_stack_sqs(monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Any], Any]) -> None:
+    """The SQS clients the commands build from the outputs file, wrapped by ``wrap``."""
+    client = StackOutputs.client
+    monkeypatch.setattr(
+        StackOutputs,
+        "client",
+        lambda self, service, **config: (
+            wrap(client(self, service, **config)) if service == "sqs" else client(self, service, **config)
+        ),
+    )
+
+
 class RefusedRenewals(SlowReceives):
     """A slow client whose visibility renewals SQS refuses (the handles expired meanwhile)."""
 
@@ -613,16 +626,7 @@ def test_a_scan_that_meets_a_message_it_hid_again_stops_and_says_so(stack, capsy
     # renewals do not keep them hidden
     fill(stack, 60, 2)
     monkeypatch.setattr(dlq, "MOVE_VISIBILITY_SECONDS", 1)
-    client = StackOutputs.client
-    monkeypatch.setattr(
-        StackOutputs,
-        "client",
-        lambda self, service, **config: (
-            RefusedRenewals(client(self, service, **config), 0.25)
-            if service == "sqs"
-            else client(self, service, **config)
-        ),
-    )
+    wrap_stack_sqs(monkeypatch, lambda sqs: RefusedRenewals(sqs, 0.25))
     # When a prefix redrive runs
     selection = ("--queue", "processing", "--prefix", "incoming/b/")
     code = main(["dlq", "redrive", *selection, "--execute", "--outputs", str(stack.outputs)])
@@ -854,16 +858,7 @@ class RefusedDeletes(SlowReceives):
 
 def refuse_deletes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stack's SQS clients refuse DLQ deletes as :class:`RefusedDeletes` does."""
-    client = StackOutputs.client
-    monkeypatch.setattr(
-        StackOutputs,
-        "client",
-        lambda self, service, **config: (
-            RefusedDeletes(client(self, service, **config), 0)
-            if service == "sqs"
-            else client(self, service, **config)
-        ),
-    )
+    wrap_stack_sqs(monkeypatch, lambda sqs: RefusedDeletes(sqs, 0))
 
 
 def test_a_message_whose_delete_is_refused_is_not_counted_as_moved(stack, capsys, monkeypatch):
