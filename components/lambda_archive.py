@@ -160,21 +160,19 @@ def _tree(root: Path, prefix: str = "", *, working_copy: bool = False) -> dict[s
     return files
 
 
-def write_deterministic_zip(
-    files: Mapping[str, Path], destination: Path, modules: Iterable[str] = ()
-) -> None:
+def write_deterministic_zip(files: Mapping[str, Path], destination: Path, plain: Iterable[str] = ()) -> None:
     """Same files, same bytes: sorted entries, one timestamp, normalised permissions (0755
-    for an executable file, else 0644). The ``modules`` (names) are 0644 whatever their
-    mode: a checkout on a file system without Unix permissions (a Windows drive under WSL,
-    some mounts) shows every file as executable."""
-    modules = frozenset(modules)
+    for an executable file, else 0644). The ``plain`` names (the handler sources) are 0644
+    whatever their mode: a checkout on a file system without Unix permissions (a Windows drive
+    under WSL, some mounts) shows every file as executable."""
+    plain = frozenset(plain)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(destination, "w") as archive:
         for name in sorted(files):
             source = files[name]
             info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
             info.create_system = 3  # unix, so external_attr holds the mode bits
-            executable = name not in modules and source.stat().st_mode & (
+            executable = name not in plain and source.stat().st_mode & (
                 stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
             )
             mode = 0o755 if executable else 0o644
@@ -389,7 +387,7 @@ def build_lambda_archive(
     handle, temporary = tempfile.mkstemp(suffix=".zip", dir=cache)
     os.close(handle)
     try:
-        write_deterministic_zip(files, Path(temporary), modules=handler_files)
+        write_deterministic_zip(files, Path(temporary), plain=handler_files)
         os.replace(temporary, destination)
     finally:
         Path(temporary).unlink(missing_ok=True)
