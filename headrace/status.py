@@ -197,10 +197,10 @@ def collect(
             try:
                 read = _by_index(table, now, since, limit)
             except ClientError as exc:
-                if not _missing_index(exc):
+                if not (missing := _missing_index(exc)):
                     raise
                 note = (
-                    f"the metadata table has no {_missing_index(exc)} index (a stack deployed before "
+                    f"the metadata table has no {missing} index (a stack deployed before "
                     "it existed): failures were read by upload day, and a late failure of a file "
                     "uploaded before the window is missing. `pulumi up` adds the index."
                 )
@@ -249,13 +249,7 @@ def _by_index(table: Any, now: datetime, since: datetime, limit: int) -> dict[st
                 ).get("Item")
                 or {}
             )
-            row_count = item.get("row_count")
-            last = {
-                "object_key": entry.get("object_key"),
-                "version": entry.get("version"),
-                "completed_at": entry.get("completed_at"),
-                "row_count": int(row_count) if row_count is not None else None,
-            }
+            last = _last_completed({**entry, "row_count": item.get("row_count")})
             break
     failed: list[dict[str, Any]] = []
     found = 0
@@ -289,19 +283,21 @@ def _by_upload_day(table: Any, now: datetime, since: datetime, limit: int) -> di
     last = last_completed(items)
     uploads_since = (today - timedelta(days=days - 1)).isoformat()
     return {
-        "last_completed": (
-            {
-                "object_key": last.get("object_key"),
-                "version": last.get("version"),
-                "completed_at": last.get("completed_at"),
-                "row_count": last.get("row_count"),
-            }
-            if last
-            else None
-        ),
+        "last_completed": _last_completed(last) if last else None,
         "completed_since": uploads_since,
         "uploads_since": uploads_since,
         "failures": _listed(items, since),
+    }
+
+
+def _last_completed(item: dict[str, Any]) -> dict[str, Any]:
+    """What status shows of the last completed file."""
+    row_count = item.get("row_count")
+    return {
+        "object_key": item.get("object_key"),
+        "version": item.get("version"),
+        "completed_at": item.get("completed_at"),
+        "row_count": int(row_count) if row_count is not None else None,
     }
 
 
