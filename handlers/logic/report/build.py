@@ -200,9 +200,7 @@ def build_report(
             if hour is not None:
                 hour["fixed" if superseded else "failed"] += 1
             failures_total += 1
-            if len(failures) >= 2 * MAX_FAILURES:
-                _keep_listed(failures)
-            failures.append(_failure(item, "processing"))
+            _add_failure(failures, _failure(item, "processing"))
         else:
             if status == "processing":
                 counts.processing += 1
@@ -223,9 +221,7 @@ def build_report(
         elif load_status == "failed":
             warehouse.failed += 1
             failures_total += 1
-            if len(failures) >= 2 * MAX_FAILURES:
-                _keep_listed(failures)
-            failures.append(_failure(item, "load"))
+            _add_failure(failures, _failure(item, "load"))
 
     _keep_listed(failures)
     _keep_slowest(slow)
@@ -261,6 +257,13 @@ def build_report(
         processing_dlq_depth=processing_dlq,
         load_dlq_depth=load_dlq,
     )
+
+
+def _add_failure(failures: list[Failure], failure: Failure) -> None:
+    """Add ``failure``, first trimming ``failures`` to those listed once it holds twice as many."""
+    if len(failures) >= 2 * MAX_FAILURES:
+        _keep_listed(failures)
+    failures.append(failure)
 
 
 def _keep_listed(failures: list[Failure]) -> None:
