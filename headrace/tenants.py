@@ -7,7 +7,9 @@ as the last line of its output, so scripts can take it with ``| tail -n 1``.
 
 Offboarding: ``revoke --tenant NAME`` disables all of a tenant's keys; ``purge NAME`` deletes
 its stored records from the ``tenant_logs_table`` (a Query on the tenant's partition, never a
-Scan), as a dry run unless ``--execute`` is given.
+Scan), as a dry run unless ``--execute`` is given. An offboarded tenant's name stays bound
+to whatever is still stored under it: ``add`` refuses a tenant whose keys are all revoked
+unless ``--reactivate`` says it is the same customer again.
 """
 
 from __future__ import annotations
@@ -60,9 +62,16 @@ def register(subparsers: Any) -> None:
         "add",
         help="issue an API key for tenant NAME (printed once, as the last line)",
         description="Issue a new API key for tenant NAME (a tenant may hold several keys, e.g. "
-        "while rotating). The key is printed once, as the last line; only its hash is stored.",
+        "while rotating). The key is printed once, as the last line; only its hash is stored. "
+        "A tenant whose keys are all revoked (offboarded) is refused unless --reactivate is given: "
+        "a new key reads every record still stored under its name.",
     )
     add.add_argument("name", metavar="NAME", help=f"the tenant id ({TENANT_RULE})")
+    add.add_argument(
+        "--reactivate",
+        action="store_true",
+        help="issue a key for a tenant whose keys are all revoked (the same customer, back again)",
+    )
     add_outputs_option(add)
     add.set_defaults(func=_add)
 
@@ -110,6 +119,8 @@ def _add(args: argparse.Namespace) -> int:
         return _fail(f"invalid tenant name {name!r}: use {TENANT_RULE}")
 
     def run(keys: Any, table_name: str) -> int:
+        if not args.reactivate:
+            _refuse_offboarded(keys, name)
         key = generate_api_key()
         item = new_key_item(name, key, datetime.now(UTC))
         try:
@@ -137,6 +148,22 @@ def _add(args: argparse.Namespace) -> int:
         return 0
 
     return _with_table(args.outputs, run)
+
+
+def _refuse_offboarded(keys: Any, name: str) -> None:
+    """Refuse a key for a tenant whose keys are all revoked. A tenant id is the partition of
+    its records: a key issued for an offboarded tenant's name reads whatever is stored under
+    it (records still queued at the purge, a redrive of the ingest DLQ, or every record when
+    it was revoked but not purged), so a new customer given an old name would read them."""
+    held = _tenant_keys(keys, name)
+    if not held or not all(item.get("disabled") for item in held):
+        return
+    last = max(str(item.get("disabled_at", "?")) for item in held)
+    raise _Failure(
+        f"tenant {name!r} is offboarded: {'its key was' if len(held) == 1 else f'all {len(held)} keys were'} "
+        f"revoked (the last at {last}), and a new key would read every record still stored as {name!r}. "
+        "Give a new customer a name of its own; to issue a key to the same customer again, add --reactivate"
+    )
 
 
 def _list(args: argparse.Namespace) -> int:

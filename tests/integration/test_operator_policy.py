@@ -180,7 +180,7 @@ def test_every_operator_command_runs_under_the_documented_policy_and_needs_all_o
     stack.run(capsys, "tenants", "list")
     key_id = json.loads(stack.run(capsys, "tenants", "list", "--json"))[0]["key_id"]
     stack.run(capsys, "tenants", "revoke", key_id)
-    stack.run(capsys, "tenants", "add", "acme")
+    stack.run(capsys, "tenants", "add", "acme", "--reactivate")  # its only key was revoked
     assert "active key" in stack.run(capsys, "tenants", "purge", "acme", expect=2)  # refused: a key is active
     stack.run(capsys, "tenants", "purge", "acme", "--revoke-keys")
     assert "Deleted 30 records" in stack.run(capsys, "tenants", "purge", "acme", "--execute", "--revoke-keys")

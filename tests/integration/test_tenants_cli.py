@@ -277,6 +277,31 @@ def test_revoke_tenant_disables_every_active_key_and_the_api_refuses_them(stack,
     assert again[first_id] == revoked_at[first_id]
 
 
+def test_add_refuses_an_offboarded_tenants_name_unless_reactivated(stack, outputs, capsys):
+    # Given acme offboarded: its keys revoked, one of its records still stored (it was
+    # queued during the purge), and beta with a revoked key and an active one
+    add_key(capsys, outputs, "acme")
+    store_records(stack, "acme", 2)  # log-0000 expired, log-0001 live
+    assert run(capsys, "tenants", "revoke", "--tenant", "acme", "--outputs", str(outputs))[0] == 0
+    old_beta = add_key(capsys, outputs, "beta")
+    add_key(capsys, outputs, "beta")
+    assert run(capsys, "tenants", "revoke", old_beta, "--outputs", str(outputs))[0] == 0
+    # When a key is asked for under acme's name (a new customer also called acme?)
+    code, out, err = run(capsys, "tenants", "add", "acme", "--outputs", str(outputs))
+    # Then none is issued: one line says why and what to do
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "tenant 'acme' is offboarded: its key was revoked" in err and "--reactivate" in err
+    assert [r["status"] for r in key_rows(capsys, outputs) if r["tenant_id"] == "acme"] == ["disabled"]
+    # and beta, which still has an active key, rotates as before
+    assert add_key(capsys, outputs, "beta").startswith("hr_")
+    # When the same customer is given a key again, on purpose
+    code, out, _ = run(capsys, "tenants", "add", "acme", "--reactivate", "--outputs", str(outputs))
+    # Then it is issued, and it reads what is stored under the name
+    assert code == 0
+    listed = stack.logs(out.splitlines()[-1])
+    assert listed.status == 200 and [i["log_id"] for i in listed.json["items"]] == ["log-0001"]
+
+
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
