@@ -216,8 +216,11 @@ def test_the_readmes_summary_json_is_what_inspect_prints_for_the_sample(capsys):
 
 
 def _numbers():
+    from components.config import Ingest
+    from handlers.logic.ingest.auth import HIT_SECONDS, MISS_SECONDS
     from handlers.logic.layout import MAX_DATASET_CHARS
     from handlers.logic.report import build, render
+    from handlers.models.ingest import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TEXT_BYTES
     from headrace import dlq, query
 
     return [
@@ -241,6 +244,16 @@ def _numbers():
             f"at most {'an hour' if dlq.MAX_HOLD_SECONDS == 3600 else f'{dlq.MAX_HOLD_SECONDS} s'} at a time",
         ),
         ("docs/query.md", f"at most the first {query.TABLE_ROWS:,} rows by default"),
+        # the ingest API's limits, the throttle API Gateway applies before the function included
+        (
+            "docs/ingest-api.md",
+            f"| requests per second, all tenants together (HTTP API) | "
+            f"{Ingest().throttle_rate_per_second:g} steady, bursts of {Ingest().throttle_burst} |",
+        ),
+        ("docs/ingest-api.md", f"| one record's `text` | {MAX_TEXT_BYTES} UTF-8 bytes |"),
+        ("docs/ingest-api.md", f"`limit`: 1-{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}"),
+        ("docs/ingest-api.md", f"remember a verified key for **{HIT_SECONDS:g} seconds**"),
+        ("docs/ingest-api.md", f"A failed lookup is remembered for only {MISS_SECONDS:g} seconds"),
         (
             "docs/query.md",
             f"a name over {MAX_DATASET_CHARS} characters is cut to {MAX_DATASET_CHARS - 9} and given the hash",
