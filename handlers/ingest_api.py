@@ -25,7 +25,7 @@ from handlers.dal import ingest_queue
 from handlers.dal.aws import Deadline
 from handlers.dal.tenant_logs import TenantLogStore
 from handlers.dal.tenants import TenantKeyStore
-from handlers.logic.ingest.auth import Authenticator
+from handlers.logic.ingest.auth import Authenticator, misplaced_key
 from handlers.logic.ingest.errors import ApiError, ServiceUnavailable, shown
 from handlers.logic.ingest.listing import page_body, parse_page
 from handlers.logic.ingest.request import HttpInput, Limits, parse_ingest
@@ -72,8 +72,15 @@ def _header(name: str) -> str | None:
 
 
 def _caller() -> TenantKey:
+    api_key = _header("x-api-key")
+    # without the header, where else the client may have put its key, for the 401
+    misplaced = (
+        ""
+        if api_key
+        else misplaced_key(app.current_event.query_string_parameters or {}, _header("authorization"))
+    )
     try:
-        caller = authenticator.authenticate(_header("x-api-key"))
+        caller = authenticator.authenticate(api_key, misplaced)
     except (ClientError, BotoCoreError):
         logger.exception("the tenant keys table is unavailable")
         raise ServiceUnavailable("authentication is temporarily unavailable; retry the request") from None

@@ -191,6 +191,31 @@ def test_missing_unknown_and_disabled_keys_are_401(stack):
     assert_refused(stack.post(record, key=disabled), 401, "invalid API key", stack)
 
 
+def test_a_key_sent_elsewhere_than_the_header_is_not_read_and_the_401_says_so(stack, acme):
+    record = json.dumps({"tenant_id": "acme", "text": "x"})
+    # Given requests that put acme's key in the query string (under any name) or in an
+    # Authorization header instead of x-api-key
+    in_query = [
+        stack.logs(None, api_key=acme),
+        stack.logs(None, token=acme),
+        stack.call(stack.event("POST", "/ingest", body=record, query={"x-api-key": "my key"})),
+    ]
+    bearer = stack.post(record, key=None, headers={"Authorization": f"Bearer {acme}"})
+    # Then each is a 401 that enqueues nothing and never repeats the key; one sent in a URL
+    # is called exposed, since URLs are logged along the way
+    for response in in_query:
+        assert_refused(response, 401, "missing API key", stack)
+        assert (
+            "query string is never read" in response.json["error"] and "revoke it" in response.json["error"]
+        )
+        assert acme not in response.json["error"]
+    assert_refused(bearer, 401, "(the Authorization header is not read)", stack)
+    assert acme not in bearer.json["error"]
+    # and a request with no key anywhere gets the plain message
+    plain = stack.logs(None, limit="5")
+    assert plain.json == {"error": "missing API key: send your tenant's key in the x-api-key header"}
+
+
 def test_authentication_comes_before_reading_the_body(stack):
     assert_refused(stack.post("garbage", key=None, content_type="image/png"), 401, "missing API key", stack)
 

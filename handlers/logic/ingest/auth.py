@@ -21,13 +21,13 @@ from __future__ import annotations
 import hmac
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from handlers.models.ingest import StoredKey, TenantKey
 
 from .errors import Unauthorized
-from .keys import hash_api_key, plausible_key
+from .keys import hash_api_key, holds_key, plausible_key
 
 Lookup = Callable[[str], StoredKey | None]
 V = TypeVar("V")
@@ -37,6 +37,24 @@ MISS_SECONDS = 5.0
 
 def _wall_clock() -> float:
     return time.time()
+
+
+# query parameter names a client may have put its key under
+_KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "x_api_key", "key"})
+
+
+def misplaced_key(query: Mapping[str, str], authorization: str | None) -> str:
+    """Where a request without an x-api-key header may have put its key, said in the 401:
+    a key in the query string is never read and has leaked (URLs are kept in the logs of
+    proxies and browsers along the way), so its owner should replace it."""
+    if any(name.lower() in _KEY_PARAMETERS or holds_key(value) for name, value in query.items()):
+        return (
+            ". A key in the query string is never read, and URLs are kept in logs along the way "
+            "(proxies, browser history): treat a key sent there as exposed, revoke it and use a new one"
+        )
+    if authorization:
+        return " (the Authorization header is not read)"
+    return ""
 
 
 class Authenticator:
@@ -61,10 +79,11 @@ class Authenticator:
         # key hash -> refused at; oldest first
         self._misses: OrderedDict[str, float] = OrderedDict()
 
-    def authenticate(self, api_key: str | None) -> TenantKey:
-        """The tenant of a valid, enabled key; ``Unauthorized`` (401) otherwise."""
+    def authenticate(self, api_key: str | None, misplaced: str = "") -> TenantKey:
+        """The tenant of a valid, enabled key; ``Unauthorized`` (401) otherwise. ``misplaced``
+        (``misplaced_key``) ends the message when the header is missing."""
         if api_key is None or api_key == "":
-            raise Unauthorized("missing API key: send your tenant's key in the x-api-key header")
+            raise Unauthorized("missing API key: send your tenant's key in the x-api-key header" + misplaced)
         if not plausible_key(api_key):
             if "," in api_key:  # API Gateway joins a header's repeated values with commas
                 raise Unauthorized(

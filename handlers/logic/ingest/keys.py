@@ -40,6 +40,11 @@ def plausible_key(key: str | None) -> bool:
     return key is not None and _KEY_SHAPE.fullmatch(key) is not None
 
 
+def holds_key(text: str) -> bool:
+    """Whether ``text`` has something shaped like an API key in it (a query string, say)."""
+    return _KEY_SHAPE.search(text) is not None
+
+
 def new_key_item(tenant_id: str, key: str, created_at: datetime, name: str | None = None) -> dict[str, Any]:
     """The TENANT_KEYS_TABLE item for a newly issued key. ``key_id`` names the key in
     listings and logs; ``key_prefix`` helps its owner recognise it. Neither reveals it."""
