@@ -350,3 +350,31 @@ def test_the_report_json_table_names_every_field_of_the_report():
         depth += {"(": 1, ")": -1}.get(char, 0)
         outside.append(char if depth == 0 and char != ")" else " ")
     assert sorted(re.findall(r"`(\w+)`", "".join(outside))) == sorted(StatusCounts.model_fields)
+
+
+def test_the_ingest_guide_lists_exactly_what_the_api_access_log_records():
+    import json
+
+    from components.ingest import ACCESS_LOG_FORMAT
+
+    # Given the HTTP API's access log format
+    variables = set(json.loads(ACCESS_LOG_FORMAT).values())
+    # Then it records nothing a client writes, where an API key or log text could be: no
+    # path, query string, header ($request.*, userAgent) or body
+    assert variables == {
+        "$context.requestId",
+        "$context.identity.sourceIp",
+        "$context.requestTime",
+        "$context.routeKey",
+        "$context.status",
+        "$context.responseLength",
+        "$context.integrationErrorMessage",
+        "$context.responseLatency",
+    }
+    # and the ingest guide says what it does record, an IP address (personal data) included
+    guide = " ".join((ROOT / "docs" / "ingest-api.md").read_text().split())
+    assert (
+        "fields: the request id, the client's IP address, the time, the route key, the status, "
+        "the response length, the integration error and the latency; never a path, query string, "
+        "header or body" in guide
+    )
