@@ -5,11 +5,20 @@ fails (database down, bad event, missing Parquet) is reported in ``batchItemFail
 only that message is retried, and after ``MAX_RECEIVE_COUNT`` receives it lands in the
 load DLQ, its metadata item marked ``load_status=failed`` with the reason. Processing
 never waits for the database: loading has its own queue.
+
+Loads keep within the invocation's time as the processor's files do
+(``handlers/logic/time_budget.py``): a load, from the Parquet's download on, must end
+before the time kept back (a fifth of the invocation, at most 10 s: room to roll back and
+record the failure), and is rolled back there (``LoadTimedOut``, retried); a record there
+is too little time left to start is handed back untouched, not counted as a failed load,
+so a slow first file never cuts the function off with the rest of its batch in the middle
+of a transaction.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -23,6 +32,7 @@ from handlers.dal.load_status import LoadStatusStore
 from handlers.dal.secrets import db_credentials
 from handlers.dal.warehouse import Connections, Warehouse
 from handlers.logic.load_file import load_file
+from handlers.logic.time_budget import TimeBudget
 from handlers.models.loader import FileProcessedRecord, LoaderSettings
 
 settings = LoaderSettings.from_env()
@@ -38,9 +48,6 @@ warehouse = Warehouse(
     Connections(lambda refresh: db_credentials(settings.db_secret_arn, refresh=refresh)),
     settings.warehouse_schema,
 )
-# Stop a statement this long before the function's own timeout, so a slow load rolls back
-# cleanly and is retried instead of being cut off mid-transaction.
-SAFETY_MARGIN_MS = 10_000
 
 
 def utcnow() -> datetime:
@@ -48,16 +55,26 @@ def utcnow() -> datetime:
 
 
 @tracer.capture_method
-def record_handler(
-    record: FileProcessedRecord, lambda_context: LambdaContext | None = None
-) -> dict[str, Any]:
+def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
     event = record.body.detail
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
     logger.append_keys(object_key=event.object_key, version=event.version, attempt=attempt)
-    timeout_ms = None
-    if lambda_context is not None:
-        timeout_ms = max(1_000, lambda_context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS)
+    deadline = budget.deadline() if budget else None
+    if budget and deadline is None:
+        # Not an attempt at the load, though SQS counts the receive: nothing is recorded
+        # unless this was its last receive (the message goes to the load DLQ next).
+        not_started = budget.not_started()
+        if attempt >= settings.max_receive_count:
+            status.mark_failed(
+                event.object_key,
+                event.version,
+                utcnow(),
+                f"gave up after {attempt} receives: {not_started}",
+                attempt,
+            )
+        logger.info("too little time left in this invocation to start the load: handed back to the queue")
+        raise not_started
     try:
         outcome = load_file(
             event,
@@ -65,7 +82,7 @@ def record_handler(
             warehouse,
             status.uploaded_at,
             superseded_by=status.superseded_by,
-            timeout_ms=timeout_ms,
+            deadline=deadline,
         )
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -116,5 +133,8 @@ def record_handler(
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     warehouse.connections.begin_invocation()
     return process_partial_response(
-        event=event, record_handler=record_handler, processor=batch, context=context
+        event=event,
+        record_handler=partial(record_handler, budget=TimeBudget.of(context)),
+        processor=batch,
+        context=context,
     )

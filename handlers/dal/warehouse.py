@@ -321,22 +321,24 @@ class Warehouse:
         incoming: list[tuple[str, LogicalType | None]],
         rows: RowsSource,
         *,
-        timeout_ms: int | None = None,
+        deadline: float | None = None,
         replaced_by: Callable[[], str | None] = lambda: None,
     ) -> LoadOutcome:
         """Load one file: change its table if the file needs it (a short transaction of its
-        own), then replace the key's rows in one transaction. ``timeout_ms`` bounds the
-        whole load. ``replaced_by()``: the newer version of the key that replaced this one,
+        own), then replace the key's rows in one transaction. ``deadline`` (a
+        ``time.monotonic()`` value) bounds the whole load: every statement and lock wait
+        ends by it. ``replaced_by()``: the newer version of the key that replaced this one,
         if any (the processor's ``superseded_by``), asked under the key's lock: such a
-        version is skipped as superseded, whatever the upload times say. A connection reused from an earlier invocation that turns out to be
-        dead is replaced and the load retried once (it is idempotent)."""
-        deadline = _Deadline(timeout_ms)
+        version is skipped as superseded, whatever the upload times say. A connection
+        reused from an earlier invocation that turns out to be dead is replaced and the
+        load retried once (it is idempotent)."""
+        until = _Deadline(deadline)
         for attempt in (1, 2):
             conn = self.connections.get()
             reused = not self.connections.fresh
             try:
-                self._migrate(conn, deadline)
-                return self._load(conn, file, incoming, rows, deadline, replaced_by)
+                self._migrate(conn, until)
+                return self._load(conn, file, incoming, rows, until, replaced_by)
             except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
                 # the transaction was rolled back; the connection is fine
                 raise LoadTimedOut(
@@ -887,10 +889,10 @@ def _pause_before_retry(attempt: int, deadline: _Deadline) -> None:
 
 
 class _Deadline:
-    """The end of the time a load may take (``timeout_ms`` from its start; None: no end)."""
+    """The end of the time a load may take (a ``time.monotonic()`` value; None: no end)."""
 
-    def __init__(self, timeout_ms: int | None):
-        self._end = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+    def __init__(self, end: float | None):
+        self._end = end
 
     def remaining_ms(self) -> int | None:
         if self._end is None:

@@ -37,12 +37,13 @@ def load_file(
     uploaded_at: Callable[[str, str], datetime | None],
     *,
     superseded_by: Callable[[str, str], str | None] = lambda key, version: None,
-    timeout_ms: int | None = None,
+    deadline: float | None = None,
 ) -> LoadOutcome:
     """``uploaded_at(key, version)``: when that version was uploaded (the metadata item),
     which orders versions of one key; ``superseded_by(key, version)``: the newer version
-    whose processing retired this one's outputs, if any; ``timeout_ms`` bounds every
-    statement of the load."""
+    whose processing retired this one's outputs, if any; ``deadline`` (a ``time.monotonic()``
+    value, set before the Parquet is fetched) bounds the whole load: the time the download and
+    the reading of the Parquet took is no longer the database's."""
     if event.processed_bucket != settings.processed_bucket:
         raise LoadRejected(
             f"the event points to bucket {event.processed_bucket!r}; this loader reads {settings.processed_bucket!r}"
@@ -102,7 +103,7 @@ def load_file(
                 file,
                 incoming,
                 csv,
-                timeout_ms=timeout_ms,
+                deadline=deadline,
                 replaced_by=lambda: superseded_by(event.object_key, event.version),
             )
         finally:

@@ -5,6 +5,7 @@ processor published."""
 from __future__ import annotations
 
 import json
+import types
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -402,12 +403,10 @@ def test_a_dataset_name_longer_than_postgres_allows_loads_again_and_again(loader
 def test_a_load_waits_for_the_dataset_lock_only_as_long_as_the_function_can(loader):
     # Given another loader holding the dataset's lock (a long load of the same dataset)
     event = loader.process("incoming/sales/jan.csv", SALES)
-    from tests.integration.conftest import LambdaContext
+    from tests.integration.conftest import Invocation
 
-    class AlmostOutOfTime(LambdaContext):
-        def get_remaining_time_in_millis(self) -> int:
-            return 11_000  # the loader keeps 10 s for itself: statements get 1 s
-
+    # the loader keeps a fifth of the invocation for itself: the load gets 1.2 s
+    almost_out_of_time = Invocation(1_500)
     with loader.connect() as other:
         other.execute("BEGIN")
         other.execute(
@@ -415,7 +414,7 @@ def test_a_load_waits_for_the_dataset_lock_only_as_long_as_the_function_can(load
         )
         # When the loader runs with little time left
         record = loader.record(event)
-        response = loader.handler.lambda_handler({"Records": [record]}, AlmostOutOfTime())
+        response = loader.handler.lambda_handler({"Records": [record]}, almost_out_of_time)
         other.execute("ROLLBACK")
     # Then it gives up cleanly after a second, to be retried, instead of being cut off
     assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
@@ -424,6 +423,79 @@ def test_a_load_waits_for_the_dataset_lock_only_as_long_as_the_function_can(load
     # and once the other load is done, the retry succeeds
     assert loader.load(event) == {"batchItemFailures": []}
     assert loader.count("sales", "incoming/sales/jan.csv") == 3
+
+
+@pytest.mark.parametrize("last_receive", [False, True])
+def test_a_load_there_is_too_little_time_left_to_start_is_handed_back_untouched(
+    loader, monkeypatch, capsys, last_receive
+):
+    # Given a batch of two files, the first of which leaves 5 s of the invocation: less
+    # than the loader keeps back for itself (10 s of a 60 s invocation) and a load
+    from tests.integration.conftest import Invocation
+
+    first = loader.process("incoming/sales/jan.csv", SALES)
+    second = loader.process("incoming/sales/feb.csv", SALES)
+    invocation = Invocation(60_000)
+    load_file = loader.handler.load_file
+
+    def slow_load(*args, **kwargs):
+        outcome = load_file(*args, **kwargs)
+        invocation.remaining_ms = 5_000
+        return outcome
+
+    monkeypatch.setattr(loader.handler, "load_file", slow_load)
+    capsys.readouterr()
+    records = [loader.record(first), loader.record(second, receive_count=3 if last_receive else 1)]
+    # When the batch is handled
+    response = loader.handler.lambda_handler({"Records": records}, invocation)
+    # Then the second file is handed back to the queue without being started (never given
+    # a moment of the database that the function does not have)
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[1]["messageId"]}]}
+    assert loader.count("sales", "incoming/sales/jan.csv") == 3
+    assert loader.count("sales", "incoming/sales/feb.csv") == 0
+    # and not counted as a failed load: nothing failed, unless that was its last receive
+    # (the message goes to the load DLQ next), which is recorded with the reason
+    assert '"LoadFailures"' not in capsys.readouterr().out
+    item = loader.pipeline.item({"key": "incoming/sales/feb.csv", "version": second["detail"]["version"]})
+    if last_receive:
+        assert item["load_status"] == "failed"
+        assert item["load_error"].startswith("gave up after 3 receives: not started: less than 20 s left")
+    else:
+        assert "load_status" not in item and "load_error" not in item
+
+
+def test_the_download_of_a_file_counts_against_its_loads_time(loader, monkeypatch):
+    # Given a file whose Parquet takes most of the invocation to download: 55 s of the 50 s
+    # a load may take of a 60 s invocation (the clock the load reads is moved on)
+    import handlers.dal.warehouse as warehouse_module
+    import handlers.logic.load_file as load_file_module
+    from tests.integration.conftest import Invocation
+
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    clock = {"offset": 0.0}
+    real_time, download = warehouse_module.time, load_file_module.processed.download
+    monkeypatch.setattr(
+        warehouse_module,
+        "time",
+        types.SimpleNamespace(
+            monotonic=lambda: real_time.monotonic() + clock["offset"], sleep=real_time.sleep
+        ),
+    )
+
+    def slow_download(*args, **kwargs):
+        download(*args, **kwargs)
+        clock["offset"] = 55.0
+
+    monkeypatch.setattr(load_file_module.processed, "download", slow_download)
+    record = loader.record(event)
+    # When the loader handles it
+    response = loader.handler.lambda_handler({"Records": [record]}, Invocation(60_000))
+    # Then the load is not given a fresh 50 s after the download (the function would be cut
+    # off in the middle of its transaction): it is rolled back and retried
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/sales/jan.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith("LoadTimedOut: the load ran out of time")
+    assert loader.columns("sales") == {}  # nothing of it reached the warehouse
 
 
 def test_a_database_in_another_encoding_gets_its_own_characters(loader):
