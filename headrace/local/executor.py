@@ -12,7 +12,7 @@ executor drives any stack deployed against the endpoint — the embedded deploym
   queue come back after its visibility timeout; SQS (the emulator) moves a message to its
   DLQ on the receive after ``maxReceiveCount``.
 - Functions: each runs in its own warm worker processes (``sandbox.Sandbox``), killed and
-  replaced when an invocation exceeds the function's timeout. A new configuration, or
+  replaced when an invocation exceeds the function's timeout or its memory size. A new configuration, or
   (given a ``CodeWatch``: ``local up``) an edit of the handlers' code, retires them as a
   function update does: the next invocations run in fresh ones. Whatever invokes a
   function gets its response as Lambda's runtime returns it, as JSON: one it cannot

@@ -3,7 +3,9 @@
 Like a Lambda sandbox, a worker lives across invocations (warm starts), has its own
 environment variables (the function's, plus ``AWS_ENDPOINT_URL`` pointing at the emulator,
 so handler code needs no local special case) and its own scratch directory, handles one
-event at a time, and is killed when an invocation exceeds the function's timeout.
+event at a time, and is killed when an invocation exceeds the function's timeout, or its
+memory size (on Linux: the resident memory of the process and what it started, checked
+every ``MEMORY_CHECK_SECONDS`` of an invocation, so a shorter peak can pass).
 """
 
 from __future__ import annotations
@@ -132,6 +134,35 @@ def report_line(
     if used_mb is not None:
         fields.append(f"Max Memory Used: {used_mb} MB")
     return "\t".join(fields) + (f"\t{extra}" if extra else "")
+
+
+# How often the memory of a sandbox busy with an invocation is measured.
+MEMORY_CHECK_SECONDS = 0.1
+
+
+def resident_mb(pid: int) -> float | None:
+    """The resident memory of process ``pid`` and its descendants, in MiB, as Lambda counts
+    a function's memory (every process of its execution environment); None where ``/proc``
+    cannot tell (not Linux, or the process is gone)."""
+    total_kb, pending, seen = 0, [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a child that ended meanwhile
+        total_kb += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+        with contextlib.suppress(OSError, ValueError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return total_kb / 1024
 
 
 def _max_memory_mb() -> int:
@@ -419,13 +450,35 @@ class Sandbox:
         timeout = self.spec.timeout_seconds
         log_start = self._log_size()
         clock = time.perf_counter()
+        out_of_memory: float | None = None
         try:
             self._conn.send(("invoke", request_id, event, time.time() + timeout))
-            ready = self._conn.poll(timeout)
+            ready, out_of_memory = self._wait(timeout)
             reply = self._conn.recv() if ready else None
         except (EOFError, BrokenPipeError, OSError) as exc:
             reply = ("crash", f"{type(exc).__name__}: {exc}")
         elapsed = (time.perf_counter() - clock) * 1000
+        if out_of_memory is not None:
+            # as Lambda ends an execution environment over its memory size: killed at once
+            memory = self.spec.memory_mb
+            self.kill(
+                f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
+                "Runtime.OutOfMemory",
+                f"END RequestId: {request_id}",
+                report_line(
+                    request_id, elapsed, memory, memory, "Status: error\tError Type: Runtime.OutOfMemory"
+                ),
+            )
+            return Invocation(
+                ok=False,
+                error_type="Runtime.OutOfMemory",
+                error=(
+                    f"RequestId: {request_id} Error: Runtime exited with error: signal: killed (the "
+                    f"sandbox used {out_of_memory:,.0f} MB, over the function's memory size, {memory} MB)"
+                ),
+                duration_ms=elapsed,
+                cold=cold,
+            )
         if reply is None:
             # with Lambda's own lines when it stops an invocation
             self.kill(
@@ -481,6 +534,18 @@ class Sandbox:
             duration_ms=elapsed,
             cold=cold,
         )
+
+    def _wait(self, timeout: float) -> tuple[bool, float | None]:
+        """Wait up to ``timeout`` s for the invocation's reply: whether it came, and the
+        memory (MiB) of a sandbox found over the function's memory size meanwhile."""
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            if self._conn.poll(min(MEMORY_CHECK_SECONDS, left)):
+                return True, None
+            used = resident_mb(self._process.pid)
+            if used is not None and used > self.spec.memory_mb:
+                return False, used
+        return False, None
 
     def _log_size(self) -> int:
         try:

@@ -337,3 +337,43 @@ def test_a_sandboxs_scratch_files_end_with_it_however_it_ends(sandbox, tmp_path)
     assert crashed.invoke({"exit": True}).error_type == "Runtime.ExitError"
     retired.kill()
     assert list(scratch.iterdir()) == []
+
+
+MEMORY = """
+import subprocess, sys, time
+
+
+def handler(event, context):
+    if event.get("child"):  # memory of a process the handler started counts too
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"import time; blob = 'x' * {event['mb']} * 2**20; time.sleep(15)"]
+        )
+        time.sleep(event["hold"])
+        child.kill()
+        return 0
+    blob = "x" * (event["mb"] * 2**20)  # written, so resident
+    time.sleep(event["hold"])
+    return len(blob) // 2**20
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="memory is measured through /proc (Linux)")
+@pytest.mark.parametrize("child", [False, True])
+def test_an_invocation_over_the_functions_memory_size_is_killed_as_on_lambda(sandbox, tmp_path, child):
+    # Given a function of 128 MB whose handler holds 256 MB for longer than memory is
+    # checked, well within its timeout
+    box = sandbox(MEMORY, memory_mb=128, timeout_seconds=30)
+    within = box.invoke({"mb": 16, "hold": 0})
+    assert within.ok and within.response == 16  # a handler within its memory runs as before
+    # When it is invoked
+    result = box.invoke({"mb": 256, "hold": 15, "child": child})
+    # Then the sandbox is killed as Lambda kills one over its memory size, saying so,
+    # instead of the invocation passing locally and failing on AWS
+    assert (result.ok, result.error_type) == (False, "Runtime.OutOfMemory")
+    assert "Runtime exited with error: signal: killed" in (result.error or "")
+    assert "over the function's memory size, 128 MB" in (result.error or "")
+    assert not box.alive()
+    log = (tmp_path / "fn.log").read_text()
+    assert (
+        "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory" in log
+    )
