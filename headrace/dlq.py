@@ -266,8 +266,8 @@ class Describer:
             attributes=attributes,
         )
         describe = {"processing": self._processing, "load": self._load, "ingest": self._ingest}[self.queue]
-        describe(letter)
         delivery = _eventbridge_failure(attributes)
+        describe(letter, not delivery)
         if delivery:  # EventBridge could not deliver it to the queue at all
             letter.reason = delivery if not letter.reason else f"{delivery}; {letter.reason}"
         letter.reason = letter.reason or "no failure recorded"
@@ -290,7 +290,7 @@ class Describer:
         with naming(f"the metadata table {self.table.name}"):
             return dict(self.table.get_item(Key={"object_key": key, "version": version}).get("Item") or {})
 
-    def _processing(self, letter: DeadLetter) -> None:
+    def _processing(self, letter: DeadLetter, received: bool) -> None:
         try:
             ref = ObjectRef.from_event(S3EventNotificationEventBridgeModel.model_validate_json(letter.body))
         except (ValidationError, ValueError) as exc:
@@ -307,10 +307,12 @@ class Describer:
         letter.reason = str(item.get("error") or item.get("last_error") or "")
         if letter.status == "completed" and not letter.reason:
             letter.reason = _completed_but_dead(item)
+        elif received and letter.status in ("received", "processing"):
+            letter.reason = _cut_off("processor", item.get("last_error"))
         if item.get("superseded_by"):
             letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
 
-    def _load(self, letter: DeadLetter) -> None:
+    def _load(self, letter: DeadLetter, received: bool) -> None:
         try:
             detail = FileProcessedEvent.model_validate_json(letter.body).detail
         except (ValidationError, ValueError) as exc:
@@ -325,10 +327,12 @@ class Describer:
         letter.status = item.get("load_status")
         letter.attempts = _int(item.get("load_attempts"))
         letter.reason = str(item.get("load_error") or "")
+        if received and letter.status is None:
+            letter.reason = _cut_off("loader", item.get("load_error"))
         if item.get("superseded_by"):
             letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
 
-    def _ingest(self, letter: DeadLetter) -> None:
+    def _ingest(self, letter: DeadLetter, received: bool) -> None:
         # Only the identifiers: the message text is unredacted and must not be printed.
         try:
             data = json.loads(letter.body)
@@ -341,6 +345,19 @@ class Describer:
         letter.reason = (
             f"not recorded outside the logs: search the ingest-worker's log group for log_id {log_id}"
         )
+
+
+def _cut_off(function: str, earlier: Any) -> str:
+    """Why a version whose item records no outcome of its last attempt is a dead letter: the
+    function records every failure it sees (the last one as failed), so that attempt's
+    invocation ended without it, cut off at the function's timeout or memory size, or crashed."""
+    reason = (
+        f"the {function}'s last attempt ended without recording an outcome: its invocation was cut "
+        f"off at the function's timeout or memory size, or crashed (its log at that time says which: "
+        f"'Task timed out', 'Runtime.OutOfMemory'); raise functions.{function}.timeout_seconds or "
+        "memory_mb, then redrive"
+    )
+    return f"{reason}; an earlier attempt failed with: {earlier}" if earlier else reason
 
 
 def _completed_but_dead(item: dict[str, Any]) -> str:

@@ -206,7 +206,38 @@ def test_inspect_text_names_superseded_versions_and_transient_errors(stack, caps
     assert code == 0
     assert "2 message(s)" in text
     assert "superseded by version v2" in text
-    assert "reason: Timeout: S3" in text
+    assert "an earlier attempt failed with: Timeout: S3" in text
+
+
+@pytest.mark.parametrize(("queue", "item"), [("processing", {"status": "processing"}), ("load", {})])
+def test_a_dead_letter_whose_last_attempt_was_cut_off_says_so_and_what_to_raise(stack, capsys, queue, item):
+    # Given a version whose last attempt's invocation ran into the function's timeout (or
+    # memory size): nothing recorded its end, the item still says it is being processed,
+    # or has no load status
+    key = "incoming/big/huge.csv"
+    stack.table.put_item(Item={"object_key": key, "version": "v1", "attempts": 5, **item})
+    body = s3_event(key, "v1") if queue == "processing" else file_processed(key, "v1")
+    stack.dead_letter(queue, body)
+    # When the DLQ is inspected
+    _, letters = stack.cli(capsys, "inspect", "--queue", queue, "--json")
+    # Then the reason is not empty: it says the invocation was cut off, and what to raise
+    function = "processor" if queue == "processing" else "loader"
+    assert letters[0]["reason"].startswith(
+        f"the {function}'s last attempt ended without recording an outcome"
+    )
+    assert f"functions.{function}.timeout_seconds or memory_mb" in letters[0]["reason"]
+
+
+def test_a_load_event_eventbridge_could_not_deliver_is_not_said_to_be_cut_off(stack, capsys):
+    # Given a completed version whose File Processed event EventBridge could not deliver to
+    # the load queue: the loader never saw it, so it has no load status
+    key = "incoming/sales/y.csv"
+    stack.table.put_item(Item={"object_key": key, "version": "v1", "status": "completed"})
+    stack.dead_letter("load", file_processed(key, "v1"), ERROR_CODE="SQS.AccessDeniedException")
+    # When inspected
+    _, letters = stack.cli(capsys, "inspect", "--queue", "load", "--json")
+    # Then the reason is EventBridge's alone
+    assert letters[0]["reason"] == "EventBridge could not deliver it to the queue: SQS.AccessDeniedException"
 
 
 def test_load_dead_letters_show_the_load_error(stack, capsys):
