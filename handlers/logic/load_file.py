@@ -8,6 +8,7 @@ a retry or a duplicate event never duplicates rows.
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections.abc import Callable, Generator
 from datetime import datetime
@@ -17,6 +18,8 @@ from pydantic import ValidationError
 
 from handlers.dal import processed
 from handlers.dal.warehouse import FileToLoad, LoadOutcome, LoadRejected, Warehouse
+from handlers.logic.processing import OutOfScratchSpace
+from handlers.logic.processing.engine import scratch_space
 from handlers.logic.processing.summary import Lineage, columns_beyond_float, columns_without_values
 from handlers.logic.warehouse import rows
 from handlers.logic.warehouse.schema import (
@@ -55,6 +58,14 @@ def load_file(
         try:
             processed.download(bucket, event.parquet_key, parquet)
             summary = processed.read_json(bucket, event.summary_key)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise OutOfScratchSpace(
+                f"the file's Parquet (s3://{bucket}/{event.parquet_key}) did not fit in the loader's "
+                f"scratch space ({scratch_space(settings.scratch_dir)}): raise "
+                "functions.loader.ephemeral_storage_mb"
+            ) from exc
         except processed.OutputMissing:
             # The processor removes a version's outputs once a newer version of the key
             # completes: a late event for the old one has nothing left to load (nor one

@@ -498,6 +498,27 @@ def test_the_download_of_a_file_counts_against_its_loads_time(loader, monkeypatc
     assert loader.columns("sales") == {}  # nothing of it reached the warehouse
 
 
+def test_a_parquet_larger_than_the_loaders_scratch_space_names_the_setting_to_raise(loader, monkeypatch):
+    # Given a file whose Parquet does not fit in the loader's /tmp (its ephemeral storage)
+    import errno
+
+    import handlers.logic.load_file as load_file_module
+
+    event = loader.process("incoming/sales/jan.csv", SALES)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(load_file_module.processed, "download", disk_full)
+    # When the loader handles it
+    record = loader.record(event)
+    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then the reason says which limit it met and the setting that lifts it, not errno 28
+    item = loader.pipeline.item({"key": "incoming/sales/jan.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith("OutOfScratchSpace: the file's Parquet (s3://")
+    assert item["load_error"].endswith("raise functions.loader.ephemeral_storage_mb")
+
+
 def test_a_database_in_another_encoding_gets_its_own_characters(loader):
     # Given a warehouse database in LATIN1 (an external database need not be UTF-8)
     server, database = loader.server, f"latin_{loader.schema}"
