@@ -20,6 +20,7 @@ credentials, endpoint down).
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 from collections.abc import Iterable
@@ -235,7 +236,7 @@ def _missing_index(exc: ClientError) -> str | None:
 def _by_index(table: Any, now: datetime, since: datetime, limit: int) -> dict[str, Any]:
     """The last completed file from ``by_completion``, the failures from ``by_failure``:
     each failure day of the window, newest first, only its entries at or after ``since``;
-    reading stops once more than ``limit`` failures are found (the newest are kept)."""
+    reading stops once more than ``limit`` failures newer than any entry left are found."""
     today = now.date()
     last = None
     for back in range(LAST_COMPLETED_DAYS):
@@ -252,14 +253,25 @@ def _by_index(table: Any, now: datetime, since: datetime, limit: int) -> dict[st
             last = _last_completed({**entry, "row_count": item.get("row_count")})
             break
     failed: list[dict[str, Any]] = []
-    found = 0
+    # The newest limit + 1 failure times read so far (a min-heap). An entry's failure_at is
+    # its latest failure, so every failure not read yet is at or before the next entry's
+    # failure_at; but an entry can list an older failure alone (its latest was fixed since,
+    # its earlier load failure stands), which must not fill the list in place of a newer
+    # one further down the index. Reading stops once more than ``limit`` failures read are
+    # at or after the next entry's failure_at: nothing unread can be among the newest.
+    newest: list[str] = []
     day = (now + CLOCK_SKEW).date()
-    while day >= since.date() and found <= limit:
+    done = False
+    while day >= since.date() and not done:
         for item in iter_failed_on_day(table, day.isoformat(), iso(since)):
-            failed.append(item)
-            found += len(failures_since([item], since))
-            if found > limit:
+            if len(newest) > limit and newest[0] >= str(item.get("failure_at", "")):
+                done = True
                 break
+            failed.append(item)
+            for failure in failures_since([item], since):
+                heapq.heappush(newest, failure.at or "")
+                if len(newest) > limit + 1:
+                    heapq.heappop(newest)
         day -= timedelta(days=1)
     return {
         "last_completed": last,

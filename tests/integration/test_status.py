@@ -384,6 +384,34 @@ def test_many_failures_are_bounded_and_it_says_so(pipeline, tmp_path, capsys):
     assert out.count("incoming/bad-") == 10
 
 
+def test_the_newest_failures_are_listed_when_an_entry_holds_only_an_older_one(pipeline, tmp_path):
+    # Given two files whose load failed 50 minutes ago, then failed processing again a minute
+    # ago (a replay) and are being processed again now: their index entries sort by that
+    # newest failure, but what stands of them is the older load failure
+    outputs = tmp_path / "outputs.json"
+    write_outputs(pipeline, outputs)
+    now = datetime.now(UTC)
+    store = MetadataStore("metadata")
+    for n in (1, 2):
+        ref = object_ref(f"incoming/reloaded-{n}.csv", now - timedelta(days=1))
+        store.mark_completed(ref, now - timedelta(minutes=55), {"row_count": 3})
+        LoadStatusStore("metadata").mark_failed(ref.key, "v1", now - timedelta(minutes=50), "refused", 5)
+        store.mark_failed(ref, now - timedelta(minutes=n), "timeout")
+        store.mark_processing(ref, now - timedelta(seconds=10), 2)
+    # and two files that failed 5 and 6 minutes ago
+    fail(object_ref("incoming/bad-5.csv", now - timedelta(days=1)), now - timedelta(minutes=5))
+    fail(object_ref("incoming/bad-6.csv", now - timedelta(days=1)), now - timedelta(minutes=6))
+    # When status lists the newest two
+    found = listed(outputs, now, limit=2)
+    # Then those are the failures of 5 and 6 minutes ago, not the 50-minute-old load failures
+    assert [(f["object_key"], f["stage"]) for f in found["failures"]] == [
+        ("incoming/bad-5.csv", "processing"),
+        ("incoming/bad-6.csv", "processing"),
+    ]
+    assert found["failures_truncated"] is True
+    assert len(listed(outputs, now, limit=4)["failures"]) == 4
+
+
 @pytest.mark.parametrize("limit", ["0", "10001", "many"])
 def test_a_limit_out_of_range_is_refused(tmp_path, capsys, limit):
     with pytest.raises(SystemExit) as exit:
