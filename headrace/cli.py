@@ -20,7 +20,7 @@ from handlers.logic.processing import (
     process_file,
 )
 from handlers.logic.processing.pii import PiiOptions, PiiRule
-from headrace import dlq, query, replay, status, tenants
+from headrace import backfill, dlq, query, replay, status, tenants
 from headrace.experiments import cli as experiments_cli
 from headrace.local import cli as local_cli
 from headrace.outputs import DocstringHelp
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_inspect)
     tenants.register(sub)
     status.register(sub)
+    backfill.register(sub)
     query.register(sub)
     dlq.register(sub)
     replay.register(sub)

@@ -242,8 +242,9 @@ class StackOutputs(BaseModel):
             **options,
         )
 
-    def resource(self, service: str) -> Any:
-        kwargs: dict[str, Any] = {}
+    def resource(self, service: str, **config: Any) -> Any:
+        """A resource of the stack's endpoint; ``config``: botocore ``Config`` options."""
+        kwargs: dict[str, Any] = {"config": Config(**config)} if config else {}
         if self.aws_endpoint_url:
             kwargs["endpoint_url"] = self.aws_endpoint_url
         return self.session().resource(service, **kwargs)  # type: ignore[call-overload]

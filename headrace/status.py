@@ -203,7 +203,8 @@ def collect(
                 note = (
                     f"the metadata table has no {missing} index (a stack deployed before "
                     "it existed): failures were read by upload day, and a late failure of a file "
-                    "uploaded before the window is missing. `pulumi up` adds the index."
+                    "uploaded before the window is missing. `pulumi up` adds the index (then "
+                    "`headrace backfill-failures --execute` indexes the failures recorded before it)."
                 )
         if read is None:
             read = _by_upload_day(table, now, since, limit)

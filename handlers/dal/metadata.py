@@ -55,6 +55,26 @@ def failure_keys(at: datetime) -> dict[str, str]:
     return {"failure_day": day_of(at), "failure_at": iso(at)}
 
 
+def set_failure_keys(metadata_table: Any, object_key: str, version: str, at: datetime) -> bool:
+    """Give a version recorded failed before the ``by_failure`` index existed the index's
+    keys, from the time of its failure (``headrace backfill-failures``). Conditional: False,
+    and nothing written, when the item has them already (a failure recorded since, by the
+    processor or the loader, is newer and stays) or no longer exists (expired). Touches
+    nothing else of the item, ``updated_at`` and ``ttl`` included."""
+    try:
+        metadata_table.update_item(
+            Key={"object_key": object_key, "version": version},
+            UpdateExpression="SET failure_day = :day, failure_at = :at",
+            ConditionExpression="attribute_exists(object_key) AND attribute_not_exists(failure_day)",
+            ExpressionAttributeValues={":day": day_of(at), ":at": iso(at)},
+        )
+    except ClientError as exc:
+        if _condition_failed(exc):
+            return False
+        raise
+    return True
+
+
 def day_of(moment: datetime) -> str:
     """The UTC day of ``moment``, YYYY-MM-DD (the partition of the metadata indexes)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 
 BY_DAY_INDEX = "by_day"
 BY_COMPLETION_INDEX = "by_completion"
@@ -63,6 +63,36 @@ def iter_failed_on_day(table: Any, day: str, since: str | None = None) -> Iterat
         condition = condition & Key("failure_at").gte(since)
     for item in iter_query(
         table, None, IndexName=BY_FAILURE_INDEX, KeyConditionExpression=condition, ScanIndexForward=False
+    ):
+        yield plain(item)
+
+
+# What ``headrace backfill-failures`` reads of an item: its keys and when each stage failed.
+BACKFILL_ATTRIBUTES = (
+    "object_key",
+    "version",
+    "status",
+    "skip_reason",
+    "failed_at",
+    "load_status",
+    "load_failed_at",
+)
+
+
+def iter_unindexed_failures_on_day(table: Any, day: str) -> Iterator[dict[str, Any]]:
+    """The versions uploaded on ``day`` that are failed (processing, not a skip; or load)
+    and have no ``failure_day`` (written before the ``by_failure`` index existed), a page at
+    a time, with ``BACKFILL_ATTRIBUTES`` only. The filter trims what is sent back, not what
+    is read: DynamoDB reads (and charges for) every item of the day."""
+    failed = (Attr("status").eq("failed") & Attr("skip_reason").not_exists()) | Attr("load_status").eq(
+        "failed"
+    )
+    for item in iter_query(
+        table,
+        BACKFILL_ATTRIBUTES,
+        IndexName=BY_DAY_INDEX,
+        KeyConditionExpression=Key("day").eq(day),
+        FilterExpression=failed & Attr("failure_day").not_exists(),
     ):
         yield plain(item)
 

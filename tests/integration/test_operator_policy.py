@@ -158,11 +158,27 @@ def test_every_operator_command_runs_under_the_documented_policy_and_needs_all_o
         )
     stack.wait_for(good, "completed")
     stack.wait_for(bad, "failed")
+    # and a failure recorded before the by_failure index (no failure_day: to backfill)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    logs.put_item(
+        TableName=out["metadata_table"],
+        Item={
+            "object_key": {"S": f"{out['raw_prefix']}sales/legacy.csv"},
+            "version": {"S": "v1"},
+            "day": {"S": today},
+            "uploaded_at": {"S": f"{today}T00:00:00.000Z"},
+            "status": {"S": "failed"},
+            "failed_at": {"S": f"{today}T00:00:01.000Z"},
+            "error": {"S": "binary content"},
+        },
+    )
 
     # When the operator runs every command, every path, under the documented policy
     assert "bad.json" in stack.run(capsys, "status", expect=1)
     stack.run(capsys, "status", "--json", "--limit", "1", expect=1)
     assert "bad.json" in stack.run(capsys, "status", "--by-upload-day", expect=1)
+    assert "would set 1" in stack.run(capsys, "backfill-failures", "--days", "1")
+    assert "set the keys of 1" in stack.run(capsys, "backfill-failures", "--days", "1", "--execute")
     for queue in ("processing", "load", "ingest"):
         stack.run(capsys, "dlq", "inspect", "--queue", queue, "--json")
         stack.run(capsys, "dlq", "inspect", "--queue", queue, "--limit", "1")
