@@ -237,7 +237,14 @@ class Pipeline(pulumi.ComponentResource):
             catalog_statements.append(
                 Allow(
                     "SyncCatalogTables",
-                    ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:CreatePartition"),
+                    (
+                        "glue:GetTable",
+                        "glue:CreateTable",
+                        "glue:UpdateTable",
+                        "glue:CreatePartition",
+                        "glue:GetPartition",
+                        "glue:UpdatePartition",
+                    ),
                     (self.catalog.catalog_arn, self.catalog.database_arn, self.catalog.tables_arn),
                 )
             )

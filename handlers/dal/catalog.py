@@ -82,3 +82,29 @@ class GlueCatalog:
             if _code(exc) == "AlreadyExistsException":
                 return  # the day's earlier files registered it
             raise _translate("CreatePartition", database, exc) from exc
+
+    def get_partition(self, database: str, table: str, values: list[str]) -> dict[str, Any] | None:
+        try:
+            return dict(
+                client("glue").get_partition(DatabaseName=database, TableName=table, PartitionValues=values)[
+                    "Partition"
+                ]
+            )
+        except ClientError as exc:
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            if _code(exc) == "EntityNotFoundException" and not message.startswith(("Database ", "Table ")):
+                return None  # no such partition (yet)
+            raise _translate("GetPartition", database, exc) from exc
+
+    def update_partition(
+        self, database: str, table: str, values: list[str], partition_input: dict[str, Any]
+    ) -> None:
+        try:
+            client("glue").update_partition(
+                DatabaseName=database,
+                TableName=table,
+                PartitionValueList=values,
+                PartitionInput=partition_input,
+            )
+        except ClientError as exc:
+            raise _translate("UpdatePartition", database, exc) from exc

@@ -273,6 +273,14 @@ class CatalogStore(Protocol):
         """Register a partition; one that exists already is left as it is."""
         ...
 
+    def get_partition(self, database: str, table: str, values: list[str]) -> dict[str, Any] | None:
+        """A registered partition (GetPartition's ``Partition``), or None when there is none."""
+        ...
+
+    def update_partition(
+        self, database: str, table: str, values: list[str], partition_input: dict[str, Any]
+    ) -> None: ...
+
 
 # Concurrent first files of one dataset (the processor runs several invocations at once)
 # race on the table; each attempt re-reads it. More conflicts than this is transient.
@@ -317,7 +325,10 @@ def sync_table(
             break
         else:
             raise TableChanged(f"{database}.{dataset}: changed concurrently {MAX_ATTEMPTS} times in a row")
-        _register_partition(store, database, dataset, table_input or existing or {}, bucket, ingest_date)
+        grown = existing is not None and table_input is not None
+        _register_partition(
+            store, database, dataset, table_input or existing or {}, bucket, ingest_date, grown
+        )
     except CatalogRejected as exc:
         return str(exc)
     return note
@@ -331,13 +342,35 @@ _registered: set[tuple[str, str, str, str]] = set()
 
 
 def _register_partition(
-    store: CatalogStore, database: str, dataset: str, table: Mapping[str, Any], bucket: str, ingest_date: str
+    store: CatalogStore,
+    database: str,
+    dataset: str,
+    table: Mapping[str, Any],
+    bucket: str,
+    ingest_date: str,
+    grown: bool = False,
 ) -> None:
-    created = table.get("CreateTime")  # none on a table this call created: always register
+    """Register the day's partition; when this file changed the table (``grown``: a column
+    added or widened), bring an existing partition of the day to the table's columns too (a
+    day's first file registers it with the columns of that moment, and engines that read
+    partitions would not see a later file's new column). Idempotent: a partition that has the
+    columns already is not written."""
+    created = table.get("CreateTime")  # none on a table this call created or updated
     known = (database, dataset, str(created), ingest_date)
     if created is not None and known in _registered:
         return
-    store.create_partition(database, dataset, partition_input(table, dataset, bucket, ingest_date))
+    wanted = partition_input(table, dataset, bucket, ingest_date)
+    current = store.get_partition(database, dataset, [ingest_date]) if grown else None
+    if current is None:
+        store.create_partition(database, dataset, wanted)
+    else:
+        # merged with what the partition has: a concurrent file of the day that wrote the
+        # table after this one read it may have given the partition more already
+        had = table_columns(current)
+        columns = merge_columns(had, table_columns(wanted))
+        if columns != had:
+            wanted["StorageDescriptor"]["Columns"] = [c.as_glue() for c in columns]
+            store.update_partition(database, dataset, [ingest_date], wanted)
     if created is not None:
         _registered.add(known)
 
@@ -346,8 +379,9 @@ def partition_input(table: Mapping[str, Any], dataset: str, bucket: str, ingest_
     """The Glue ``PartitionInput`` of one ingest date's folder. Athena projects the partitions
     and ignores registered ones; Spark through the Glue Data Catalog (Glue jobs, EMR),
     Redshift Spectrum and Hive-metastore engines know a table's data only through them, and
-    without them read the table as empty. The storage descriptor is the table's as it is
-    when the day's first file completes (Parquet, SerDe, columns), at the day's folder."""
+    without them read the table as empty. The storage descriptor is the table's (Parquet,
+    SerDe, columns) at the day's folder; a later file of the day that adds or widens a
+    column brings the partition's columns up to the table's (``_register_partition``)."""
     descriptor = dict(table.get("StorageDescriptor", {}))
     descriptor["Location"] = f"{dataset_location(bucket, dataset)}{PARTITION_COLUMN}={ingest_date}/"
     return {"Values": [ingest_date], "StorageDescriptor": descriptor}

@@ -174,7 +174,7 @@ def _glue(response: Any) -> list[str]:
     if not database:
         return []
     arns = [_arn(response, "glue", "catalog"), _arn(response, "glue", f"database/{database}")]
-    # Name (GetTable), TableInput (CreateTable, UpdateTable), TableName (CreatePartition)
+    # Name (GetTable), TableInput (CreateTable, UpdateTable), TableName (the partition calls)
     table = body.get("Name") or (body.get("TableInput") or {}).get("Name") or body.get("TableName")
     if table:
         arns.append(_arn(response, "glue", f"table/{database}/{table}"))

@@ -361,6 +361,8 @@ def test_processor_role_is_exactly_what_it_uses(dev: Deployment) -> None:
         "glue:CreateTable": catalog,
         "glue:UpdateTable": catalog,
         "glue:CreatePartition": catalog,
+        "glue:GetPartition": catalog,
+        "glue:UpdatePartition": catalog,
         "sqs:ReceiveMessage": {queue},
         "sqs:DeleteMessage": {queue},
         "sqs:GetQueueAttributes": {queue},

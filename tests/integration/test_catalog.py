@@ -188,3 +188,26 @@ def test_each_ingest_date_is_a_registered_partition_for_engines_that_do_not_proj
         folder,
         folder,
     ]
+
+
+def test_a_day_s_partition_takes_the_columns_a_later_file_of_the_day_adds(catalog_pipeline):
+    # Given the stack's Glue database and January's file, the first of its day
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    assert catalog_pipeline.process(catalog_pipeline.upload("incoming/sales/2025-01.csv", JANUARY)) == {
+        "batchItemFailures": []
+    }
+    # When February's file, the same day, brings a column (region) and widens one (quantity)
+    february = catalog_pipeline.upload("incoming/sales/2025-02.csv", FEBRUARY)
+    assert catalog_pipeline.process(february) == {"batchItemFailures": []}
+    # Then the day's partition has the table's columns, as engines that read partitions need
+    # to see the new column in that day's files
+    day = catalog_pipeline.item(february)["ingest_date"]
+    table = glue().get_table(DatabaseName=DATABASE, Name="sales")["Table"]
+    partition = glue().get_partition(DatabaseName=DATABASE, TableName="sales", PartitionValues=[day])
+    assert columns(partition["Partition"]) == columns(table)
+    assert ("region", "string") in columns(table) and ("quantity", "double") in columns(table)
+    # and a third file of the day with nothing new leaves it as it is
+    again = catalog_pipeline.upload("incoming/sales/2025-01-again.csv", JANUARY)
+    assert catalog_pipeline.process(again) == {"batchItemFailures": []}
+    partition = glue().get_partition(DatabaseName=DATABASE, TableName="sales", PartitionValues=[day])
+    assert columns(partition["Partition"]) == columns(table)

@@ -153,6 +153,7 @@ class FakeStore:
         self.reject = reject
         self.writes: list[tuple[str, str | None]] = []
         self.partitions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.partition_updates: list[tuple[str, str]] = []
 
     def get_table(self, database: str, name: str) -> dict[str, Any] | None:
         return self.tables.get(name)
@@ -181,6 +182,15 @@ class FakeStore:
             raise CatalogRejected(self.reject)
         self.partitions.setdefault((table, partition_input["Values"][0]), partition_input)
 
+    def get_partition(self, database: str, table: str, values: list[str]) -> dict[str, Any] | None:
+        return self.partitions.get((table, values[0]))
+
+    def update_partition(
+        self, database: str, table: str, values: list[str], partition_input: dict[str, Any]
+    ) -> None:
+        self.partition_updates.append((table, values[0]))
+        self.partitions[table, values[0]] = partition_input
+
 
 def test_each_ingest_date_is_registered_as_a_partition_at_its_folder():
     # Athena projects the partitions, but Spark through the Glue Data Catalog, Redshift
@@ -202,6 +212,25 @@ def test_each_ingest_date_is_registered_as_a_partition_at_its_folder():
     assert "region" not in [c["Name"] for c in descriptor["Columns"]]
     assert "region" in [c["Name"] for c in second["StorageDescriptor"]["Columns"]]
     assert second["StorageDescriptor"]["Location"].endswith("/ingest_date=2025-02-15/")
+
+
+def test_a_later_file_of_the_day_brings_the_partition_up_to_the_table_once():
+    # Given a day's partition registered by its first file, to which a concurrent file of
+    # the day has given a column the table read here does not have yet
+    store = FakeStore()
+    sync_table(store, "db", "sales_day", SALES, "2025-02-14", "bkt")
+    registered = store.partitions["sales_day", "2025-02-14"]["StorageDescriptor"]
+    registered["Columns"].insert(-1, {"Name": "store_id", "Type": "bigint"})
+    # When a later file of the day adds a column
+    sync_table(store, "db", "sales_day", {**SALES, "region": "string"}, "2025-02-14", "bkt")
+    # Then the partition has it, keeps the concurrent one, and _rescued_data stays last
+    names = [c["Name"] for c in store.partitions["sales_day", "2025-02-14"]["StorageDescriptor"]["Columns"]]
+    assert names[-3:] == ["store_id", "region", "_rescued_data"]
+    assert store.partition_updates == [("sales_day", "2025-02-14")]
+    # and files bringing nothing new write nothing more
+    sync_table(store, "db", "sales_day", {**SALES, "region": "string"}, "2025-02-14", "bkt")
+    sync_table(store, "db", "sales_day", SALES, "2025-02-14", "bkt")
+    assert store.partition_updates == [("sales_day", "2025-02-14")]
 
 
 class DatedStore(FakeStore):
