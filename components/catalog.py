@@ -36,6 +36,11 @@ class QueryCatalogArgs:
     bytes_scanned_limit_mb: int
     # Let `pulumi destroy` delete a workgroup that still has saved queries (never in prod).
     force_destroy: bool = False
+    # Pulumi's protect (prod) on the database: deleting or replacing it (a new
+    # catalog.database, catalog.enabled false) deletes every table in it, and the processor
+    # recreates a dataset's table only from its next file, with that file's columns and
+    # days alone, so Athena would no longer see the older ones.
+    protect: bool = False
 
 
 class QueryCatalog(pulumi.ComponentResource):
@@ -47,7 +52,7 @@ class QueryCatalog(pulumi.ComponentResource):
             f"{name}-database",
             name=args.database_name,
             description="headrace: one table per dataset, kept in step by the processor (docs/query.md)",
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.results_location = pulumi.Output.concat("s3://", args.reports_bucket_name, "/", RESULTS_PREFIX)
         self.workgroup = aws.athena.Workgroup(

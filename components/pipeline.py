@@ -215,6 +215,7 @@ class Pipeline(pulumi.ComponentResource):
                     reports_bucket_arn=self.buckets.reports.arn,
                     bytes_scanned_limit_mb=config.catalog.bytes_scanned_limit_mb,
                     force_destroy=not prod,
+                    protect=prod,
                 ),
                 opts=child,
             )

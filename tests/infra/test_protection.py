@@ -17,6 +17,9 @@ STORES = {
     "aws:dynamodb/table:Table": 4,  # metadata, idempotency, tenant keys, tenant logs
     "aws:rds/instance:Instance": 1,
     "aws:sqs/queue:Queue": 6,  # processing, load, ingest and their DLQs
+    # the query catalog: deleting it deletes every dataset's table, which the processor
+    # recreates only from the dataset's next file, with that file's columns and days alone
+    "aws:glue/catalogDatabase:CatalogDatabase": 1,
 }
 ORIGINALS_KEY = {"headrace:ingest": {"keep_original": True}}
 
@@ -34,7 +37,7 @@ def dev_keeping_originals(tiny_archive: Path) -> Deployment:
 def test_prod_protects_every_store_of_data_and_nothing_else(prod: Deployment) -> None:
     # Given the prod stack (Pulumi.prod.yaml)
     protected = [r for r in prod.resources if r.protect]
-    # Then exactly its buckets, tables, database and queues are protected: no delete or
+    # Then exactly its buckets, tables, databases (warehouse, catalog) and queues are protected: no delete or
     # replacement of them gets past a preview
     assert {kind: sum(r.type == kind for r in protected) for kind in STORES} == STORES
     assert {r.type for r in protected} == set(STORES)
