@@ -304,7 +304,13 @@ def _invoke(args: argparse.Namespace) -> int:
         return 2
     result = json.loads(answer["Payload"].read() or b"null")
     if answer.get("FunctionError"):
-        print(f"headrace: error: {result.get('errorType')}: {result.get('errorMessage')}", file=sys.stderr)
+        hint = ""
+        if result.get("errorType") == "Sandbox.Timedout":  # name the setting that gives it more
+            setting = f"functions.{args.function.replace('-', '_')}.timeout_seconds"
+            hint = f" ({setting}; `headrace local up --config {setting}=N`, at most 900, gives it more)"
+        print(
+            f"headrace: error: {result.get('errorType')}: {result.get('errorMessage')}{hint}", file=sys.stderr
+        )
         return 1
     print(json.dumps(result, indent=2, default=str))
     return 0

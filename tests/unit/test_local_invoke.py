@@ -124,6 +124,14 @@ def test_an_invoke_whose_answer_is_lost_is_not_sent_again(held_lock, capsys):
             1,
             "headrace: error: BadRequest: date is in the future\n",
         ),
+        (
+            "Unhandled",
+            {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 900.00 seconds"},
+            1,
+            "headrace: error: Sandbox.Timedout: Task timed out after 900.00 seconds "
+            "(functions.report.timeout_seconds; `headrace local up --config "
+            "functions.report.timeout_seconds=N`, at most 900, gives it more)\n",
+        ),
     ],
 )
 def test_the_functions_answer_is_printed_and_its_failure_is_exit_status_1(
