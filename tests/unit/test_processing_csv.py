@@ -972,6 +972,38 @@ def test_a_value_the_cast_would_change_is_a_mismatch_not_a_float(process, odd, k
     assert process("odd2.csv", "x\n" + "\n".join(changed) + "\n").data["schema"] == {"x": "string"}
 
 
+def test_a_decimal_with_more_digits_than_a_double_holds_is_kept_not_rounded(process):
+    # Given money exported from a DECIMAL(20,2) column among doubles as pandas (shortest), C
+    # (%.17g) and NumPy's savetxt (%.18e) write them, and other long spellings of doubles
+    exact = ["0.30000000000000004", "0.10000000000000001", "1.000000000000000056e-01"]
+    exact += [
+        "  1.0000000000000002 ",
+        "1.2345678901234568e-5",
+        "-0.000000000000000000",
+        "2.50000000000000000000",
+    ]
+    inexact = ["123456789012345678.12", "1234567.891234567891", "0.12345678901234567"]
+    values = [f"{i}.25" for i in range(40)] + exact + inexact
+    # When the file is processed
+    result = process("money.csv", "amt\n" + "\n".join(f'"{v}"' for v in values) + "\n")
+    # Then the digits a double would round away make the value a mismatch, kept as written
+    assert result.data["schema"] == {"amt": "float"}
+    mismatches = result.data["quality_issues"]["type_mismatches"]["amt"]
+    assert [e["value"] for e in mismatches["examples"]] == inexact
+    assert result.rows("amt")[-10:] == [(float(v),) for v in exact] + [(None,)] * 3
+    # and a column of them is text, every digit kept
+    column = process("m.csv", "amt\n0.1\n0.2\n" + "\n".join(inexact) + "\n")
+    assert column.data["schema"] == {"amt": "string"}
+    assert column.rows("amt") == [("0.1",), ("0.2",), *((v,) for v in inexact)]
+    # as in a decimal-comma file, and a JSON string
+    euro = process(
+        "e.csv", "k;amt\n" + "".join(f"{k};{k},5\n" for k in range(12)) + "x;1234567,891234567891\n"
+    )
+    assert euro.data["quality_issues"]["type_mismatches"]["amt"]["count"] == 1
+    js = process("m.ndjson", '{"amt": "0.1"}\n{"amt": "123456789012345678.12"}\n')
+    assert js.rows("amt") == [("0.1",), ("123456789012345678.12",)]
+
+
 def test_the_largest_finite_floats_give_finite_statistics(process):
     # their sum overflowed to an infinite average, and the largest double rounded up to
     # infinity at 15 digits: a valid file that DynamoDB refused until it reached the DLQ

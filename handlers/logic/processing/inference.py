@@ -8,7 +8,8 @@ sample values fit; values that do not fit become type mismatches (kept in ``_res
 
 Order of preference: bool, int, float, date, timestamp, string. Numbers written with a
 leading zero (``007``, ZIP codes) stay strings so no digit is lost; so do integers too
-long for ``int`` (64 bits) and for a float to hold exactly (more than 15 digits). Where the
+long for ``int`` (64 bits) and for a float to hold exactly (more than 15 digits), and
+decimals with more significant digits than a float holds (``123456789012345678.12``). Where the
 source allows it (a CSV not delimited by commas, as spreadsheets write in locales whose
 decimal separator is the comma), a float column may be written with decimal commas.
 """
@@ -77,8 +78,12 @@ def _float(v: str) -> str:
     # The cast takes "+-5" (a tolerance, ±5) for -5: two signs are no number. A number too
     # small for a DOUBLE (1e-400) is no float either: the cast makes it 0, which is not what
     # was written (a zero is: 0e5, 0.0e-400).
+    # Nor is a number with more significant digits than a double holds: the cast rounds
+    # 123456789012345678.12 (money, a DECIMAL(20,2) export) to 123456789012345680 without a
+    # word (``_inexact``).
     return (
         f"CASE WHEN strlen({v}) > 15 AND regexp_full_match(trim({v}), {literal(_LONG_INTEGER)}) THEN NULL "
+        f"WHEN strlen({v}) > 16 AND {_inexact(v)} THEN NULL "
         f"WHEN ascii({v}) <= 48 AND regexp_matches({v}, {literal(_LEADING_ZERO)}) THEN NULL "
         f"WHEN contains({v}, '_') OR contains({v}, '+-') THEN NULL "
         f"WHEN (contains({v}, 'e') OR contains({v}, 'E') OR strlen({v}) > 300) "
@@ -89,6 +94,29 @@ def _float(v: str) -> str:
 
 
 _NONZERO_MANTISSA = r"^[^eE]*[1-9]"
+
+
+def _inexact(v: str) -> str:
+    """Whether number text ``v`` has digits its double does not: the double, written with as
+    many significant digits as ``v`` has, reads otherwise (``123456789012345678.12`` is
+    ``1.2345678901234567680e+17`` at 20 digits). Text written from a double is exact: its
+    shortest form (``0.30000000000000004``, as Python, pandas, JavaScript, Java, Go and
+    DuckDB write 0.1 + 0.2; the cast's text), C's ``%.17g`` (``0.10000000000000001``) and
+    NumPy's ``savetxt`` default ``%.18e`` (``1.000000000000000056e-01``) are compared as
+    they are; only other text pays for the digit count (5 us a value, against 0.3 us).
+    Not text (NULL) is no number and not inexact. Callers gate on ``strlen(v) > 16``: a
+    shorter value has at most 15 significant digits, which a double always holds (a
+    16-digit integer is ``_LONG_INTEGER``), and skips even the cast to text. (DuckDB
+    evaluates the conditions of a CASE lazily, not those of an AND: hence the CASEs.)"""
+    double = f"TRY_CAST({v} AS DOUBLE)"
+    digits = f"trim(regexp_replace({v}, '[eE].*|[^0-9]', '', 'g'), '0')"
+    written_so = f"printf('%.' || greatest(strlen(d) - 1, 0) || 'e', {double})"
+    its_digits = f"trim(ltrim(split_part(replace({written_so}, '.', ''), 'e', 1), '-'), '0')"
+    return (
+        f"CASE WHEN {double} IS NULL OR CAST({double} AS VARCHAR) = {v} "
+        f"OR printf('%.17g', {double}) = {v} OR printf('%.18e', {double}) = {v} THEN false "
+        f"ELSE list_transform([{digits}], lambda d: d <> {its_digits})[1] END"
+    )
 
 
 _LONG_INTEGER = r"[+-]?\d{16,}"
