@@ -749,6 +749,23 @@ def test_type_mismatches_are_reported_located_and_rescued(process):
     assert result.data["quality_issues"]["missing_values"]["qty"]["count"] == 1
 
 
+def test_a_value_of_spaces_alone_is_missing_in_a_typed_column_and_kept_in_text(process):
+    # Given a fixed-width style export: empty numbers and dates written as blanks (a third of them)
+    rows = [f"{i},{i}.5,2025-01-{i + 1:02d},x{i}" for i in range(20)]
+    rows += ["     ,   ,\t, \t ", "  , ,          ,   "] * 5
+    # When it is processed
+    result = process("fixed.csv", "n,f,d,s\n" + "\n".join(rows) + "\n")
+    # Then each column keeps its type, its blanks NULL and counted missing, not mismatches
+    assert result.data["schema"] == {"n": "int", "f": "float", "d": "date", "s": "string"}
+    missing = result.data["quality_issues"]["missing_values"]
+    assert {c: missing[c]["count"] for c in ("n", "f", "d")} == {"n": 10, "f": 10, "d": 10}
+    assert not result.data["quality_issues"].get("type_mismatches")
+    assert result.rows("count(n), count(f), count(d), count(_rescued_data)") == [(20, 20, 20, 0)]
+    # and a string column keeps every character
+    assert result.rows("s")[-2:] == [(" \t ",), ("   ",)]
+    assert "s" not in missing
+
+
 def test_misleading_sample_is_retyped_on_the_whole_file(process):
     # The first 100 rows (the sample) are integers; most later ones are decimals.
     values = [str(i) for i in range(100)] + [f"{i}.5" for i in range(300)]

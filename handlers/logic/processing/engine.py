@@ -36,6 +36,7 @@ from .inference import (
     FLOAT,
     STRING,
     Conversion,
+    blank,
     decimal_comma_votes,
     decimal_commas_win,
     fits,
@@ -511,9 +512,11 @@ class _Pipeline:
             outer.append(f"{expr} AS {ident(name)}")
         rescued = "CAST(NULL AS VARCHAR)"
         if misfits:
-            gate = " OR ".join(f"({t} IS NULL AND {r} IS NOT NULL)" for _, r, t in misfits)
+            # a blank value (spaces alone) is missing in a typed column: NULL, not rescued
+            gate = " OR ".join(f"({t} IS NULL AND {r} IS NOT NULL AND NOT {blank(r)})" for _, r, t in misfits)
             entries = ", ".join(
-                f"{{'k': {literal(n)}, 'v': CASE WHEN {t} IS NULL THEN {self.rules.sql_redact_members(r, self.member_names)} END}}"
+                f"{{'k': {literal(n)}, 'v': CASE WHEN {t} IS NULL AND NOT {blank(r)} "
+                f"THEN {self.rules.sql_redact_members(r, self.member_names)} END}}"
                 for n, r, t in misfits
             )
             as_json = f"CAST(to_json(map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL))) AS VARCHAR)"

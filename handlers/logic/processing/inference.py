@@ -335,6 +335,18 @@ _LEADING_ZERO = r"^\s*[+-]?0\d"
 
 
 _TEMPORAL_SHAPE = r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
+
+
+def blank(v: str) -> str:
+    """SQL: ``v`` is spaces, tabs or line ends alone (a fixed-width export's empty number,
+    a ``CHAR`` column's NULL). Spaces around a value are no part of it in a typed column,
+    so such a value is missing there, not a type mismatch; a string column keeps it as
+    written. (The comparison spares nearly every value the regular expression: a CASE, as
+    DuckDB may evaluate both sides of an AND.)"""
+    return f"(CASE WHEN ascii({v}) <= 32 THEN regexp_full_match({v}, {literal(_BLANK)}) ELSE false END)"
+
+
+_BLANK = r"\s+"
 PRIMARY = tuple(c for c in CANDIDATES if c.type in ("bool", "int", "float"))
 TEMPORAL = tuple(c for c in CANDIDATES if c.type in ("date", "timestamp"))
 
@@ -360,7 +372,7 @@ def infer_conversions(
         return []
     primary = (*PRIMARY, DECIMAL_COMMA) if decimal_comma else PRIMARY
     first = [
-        "count(v)",
+        f"count(*) FILTER (WHERE v IS NOT NULL AND NOT {blank('v')})",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_LEADING_ZERO)}))",
         f"count(*) FILTER (WHERE regexp_matches(v, {literal(_TEMPORAL_SHAPE)}))",
         *(f"count({c.sql('v')})" for c in primary),
