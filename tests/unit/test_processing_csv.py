@@ -764,6 +764,10 @@ def test_a_value_of_spaces_alone_is_missing_in_a_typed_column_and_kept_in_text(p
     # and a string column keeps every character
     assert result.rows("s")[-2:] == [(" \t ",), ("   ",)]
     assert "s" not in missing
+    # nor do blanks hide that month-first dates could be day-first
+    us = process("us.csv", "d\n" + "".join(f"01/{d:02d}/2025\n   \n" for d in range(1, 13)))
+    assert us.data["schema"] == {"d": "date"}
+    assert any("no day over 12" in w for w in us.data["warnings"])
 
 
 def test_misleading_sample_is_retyped_on_the_whole_file(process):

@@ -375,7 +375,10 @@ class _Pipeline:
                 self.con,
                 sample,
                 [self.inputs[i]],
-                ["count(v)", f"count(try_strptime(trim(v), {literal(day_first)}))"],
+                [
+                    f"count(*) FILTER (WHERE NOT {blank('v')})",
+                    f"count(try_strptime(trim(v), {literal(day_first)}))",
+                ],
             )[0]
             if row[0] and row[0] == row[1]:
                 self.notes.append(
