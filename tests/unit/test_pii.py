@@ -347,6 +347,24 @@ def test_disabled_redaction_is_a_no_op():
     assert PiiOptions(enabled=False).rules.redact("a@b.io") == ("a@b.io", {})
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "keep", "expected"),
+    [
+        # nothing to redact: clipped to `keep` each side
+        ("abcdef", "ghijkl", 3, ("def", "ghi", True, True)),
+        # an address the clip would cut in half: redacted whole first, its token kept whole
+        ("see x.y.z@example.com", " then", 4, ("[REDACTED:EMAIL]", " the", True, True)),
+        ("x ", "bob@example.com and more", 5, ("x ", "[REDACTED:EMAIL]", False, True)),
+        # an address across the point: redacted whole, the point at the start of its token
+        ("mail bob@exa", "mple.com now", 20, ("mail ", "[REDACTED:EMAIL] now", False, False)),
+        # a member a hint claims, across the point
+        ('{"ssn": "123', '456789"}', 40, ('{"ssn": "', '[REDACTED:NATIONAL_ID]"}', False, False)),
+    ],
+)
+def test_the_text_around_a_point_is_redacted_before_it_is_clipped(before, after, keep, expected):
+    assert RULES.redact_around(before, after, keep) == expected
+
+
 def _unbounded_character_runs(tree: Any) -> list[str]:
     """Repeats of one character (class) without an upper bound, anywhere in a parsed pattern."""
     found = []

@@ -240,6 +240,47 @@ def test_invalid_json_names_its_line_column_and_record(process, content, message
         process("bad.json", content)
 
 
+LONG_ADDRESS = "firstname.middlename.lastname@mail.example.com"
+
+
+@pytest.mark.parametrize(
+    ("content", "shown"),
+    [
+        (  # the error's quote of the file, an address whole inside it
+            '[{"email": "alice@example.com", "n": 1}, {"email": "bob@example.com" "n": 2}]',
+            '"[REDACTED:EMAIL]" "n": 2}]',
+        ),
+        (  # an address the quote's edge cuts: redacted whole, not shown in half
+            json.dumps([{"note": "x" * 20, "contact": LONG_ADDRESS, "n": 1}]).replace('"n": 1', '"n" 1'),
+            '[REDACTED:EMAIL]", "n" 1}]',
+        ),
+        (  # a member a rule's column hint claims, whole, as in the Parquet
+            '[{"ssn": "123456789", "n": 1}, {"n" 2}]',
+            '"[REDACTED:NATIONAL_ID]", "n": 1}',
+        ),
+        (  # the end of a truncated upload
+            json.dumps([{"email": "carol@example.com"}, {"phone": "+1 415 555 0100"}])[:-2],
+            "ends with ': \"[REDACTED:PHONE]\"'",
+        ),
+        (  # the end of a file with a comma before its closing bracket
+            '[{"email": "dave@example.com"},]',
+            "ends with '[REDACTED:EMAIL]\"},]'",
+        ),
+    ],
+)
+def test_the_text_an_error_quotes_from_a_file_is_redacted(process, content, shown):
+    # Given a JSON file that cannot be parsed, with PII near where it fails
+    # When it is processed
+    with pytest.raises(UnprocessableFile) as failure:
+        process("people.json", content)
+    # Then the error (a log line, the metadata item's error, what the DLQ tools show) quotes
+    # the file as the Parquet would hold it: every value redacted, none of it in half
+    message = str(failure.value)
+    assert shown in message, message
+    for secret in ("alice", "bob@", "123456789", "415", "carol", "dave", "lastname", "@mail"):
+        assert secret not in message, message
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -143,10 +143,10 @@ def process_file(
                     drop_csv_rejects(con)
                     source, result = _attempt(fmt, con, text, file_name, work, options, out)
         except duckdb.InvalidInputException as exc:
-            # the reader refused the content (its message says where); retrying cannot help
-            raise UnprocessableFile(
-                f"cannot parse the file: {str(exc).strip().splitlines()[0][:300]}"
-            ) from exc
+            # the reader refused the content (its message says where); retrying cannot help.
+            # It may quote the file: redacted before it is clipped, as every quote of the file is
+            reason = options.pii.rules.redact_text(str(exc).strip().splitlines()[0][:_REDACT_WINDOW])[0]
+            raise UnprocessableFile(f"cannot parse the file: {reason[:300]}") from exc
         except duckdb.InterruptException as exc:
             raise OutOfTime(
                 f"processing was stopped at its deadline, after {time.perf_counter() - started:.1f} s"
@@ -234,7 +234,7 @@ def _open_source(fmt: str, con, text: textfile.TextFile, file_name: str, work: P
     if fmt == "ndjson":
         return NdjsonSource(con, text.path)
     if fmt == "json":
-        return JsonSource(con, text.path, text.head, work)
+        return JsonSource(con, text.path, text.head, work, options.pii.rules)
     return LogSource(con, text.path, work)
 
 

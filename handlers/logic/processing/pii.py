@@ -427,6 +427,18 @@ MAX_LITERAL_MEMBER_NAMES = 1000
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
+_TOKEN = re.compile(re.escape(REDACTED_PREFIX) + r"[^\]]*\]")
+
+
+def _out_of_token(text: str, at: int, backwards: bool) -> int:
+    """``at``, or, where it falls inside a redaction token of ``text``, the token's start
+    (``backwards``) or end: a clip there keeps the token whole."""
+    for token in _TOKEN.finditer(text):
+        if token.start() < at < token.end():
+            return token.start() if backwards else token.end()
+    return at
+
+
 class PiiRuleSet:
     """An ordered, compiled set of rules with a Python and a SQL implementation."""
 
@@ -477,6 +489,29 @@ class PiiRuleSet:
         for name, n in found.items():
             counts[name] = counts.get(name, 0) + n
         return text, counts
+
+    def redact_around(self, before: str, after: str, keep: int) -> tuple[str, str, bool, bool]:
+        """The text around a point of a file (where an error is), redacted, then clipped to
+        about ``keep`` characters before the point and ``keep`` from it on; and whether
+        each side was clipped. Error messages quote it, and they reach logs, the metadata
+        item and the DLQ tools, where a file's values are never shown unredacted.
+        ``before`` and ``after`` are read wider than what is kept, so a value the clip cuts
+        is redacted whole first (no half address), as is a value across the point. A clip
+        never cuts into a redaction token: it keeps the token whole."""
+        redacted_before = self.redact_text(before)[0]
+        joint = self.redact_text(before + after)[0]
+        # where the point is in the redacted text: after what ``before`` alone redacts to;
+        # where a value runs across the point, where the two first differ, moved back to
+        # the start of the token it falls in
+        point = next(
+            (i for i, (a, b) in enumerate(zip(joint, redacted_before, strict=False)) if a != b), None
+        )
+        point = min(len(joint), len(redacted_before)) if point is None else point
+        point = _out_of_token(joint, point, backwards=True)
+        head, tail = joint[:point], joint[point:]
+        start = _out_of_token(head, max(0, len(head) - keep), backwards=True)
+        end = _out_of_token(tail, min(len(tail), keep), backwards=False)
+        return head[start:], tail[:end], start > 0, end < len(tail)
 
     def rule_for_column(self, column: str, column_type: ColumnType | None = None) -> PiiRule | None:
         """The first rule whose column hint claims ``column`` (whole-value redaction), if

@@ -24,6 +24,7 @@ import duckdb
 from . import deadline, logs, textfile
 from .errors import UnprocessableFile
 from .formats import CsvDialect, sniff_dialect
+from .pii import PiiRuleSet
 from .sqltext import first_row, ident, json_pointer, literal
 
 MAX_COLUMNS = 2000
@@ -511,13 +512,16 @@ class JsonSource(_JsonRecordsSource):
 
     unit = "record"
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, head: str, workdir: Path):
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, path: Path, head: str, workdir: Path, rules: PiiRuleSet
+    ):
         super().__init__(con, path)
         self._workdir = workdir
+        self._rules = rules  # the file's text an error quotes is redacted with them
         start = head.lstrip()[:1]
         src = literal(str(path))
         if start in _CLOSERS:
-            _check_closed(path, start)
+            _check_closed(path, start, rules)
         # what DuckDB is reading, to place a parse error: (file, an array or documents, where
         # that file's first byte is in this one)
         self._reading: tuple[Path, bool, int] = (path, start == "[", 0)
@@ -540,13 +544,14 @@ class JsonSource(_JsonRecordsSource):
         except duckdb.Error as exc:
             message = _first_line(exc)
             try:
-                placed = _placed_parse_error(self.path, self._reading, message)
+                placed = _placed_parse_error(self.path, self._reading, message, self._rules)
             except (OSError, ValueError):  # the file gone or empty: DuckDB's words alone
                 placed = None
             if placed:
                 raise UnprocessableFile(placed) from exc
             message = _DUCKDB_VALUE_NUMBER.sub(lambda m: f"in record {int(m.group(1)) - 1}", message)
-            raise UnprocessableFile(f"invalid JSON: {message}") from exc
+            # DuckDB's words may quote the record: redacted, as every quote of the file is
+            raise UnprocessableFile(f"invalid JSON: {self._rules.redact_text(message)[0]}") from exc
 
     def _load_object(self, src: str) -> None:
         if (records := _records_member(self.path)) is not None:
@@ -707,17 +712,18 @@ _CLOSERS = {"[": "]", "{": "}"}
 _DUCKDB_VALUE_NUMBER = re.compile(r"in record/value (\d+)")
 
 
-def _check_closed(path: Path, start: str) -> None:
+def _check_closed(path: Path, start: str, rules: PiiRuleSet) -> None:
     """A JSON document must end with the bracket closing its first one. DuckDB's reader
     took an array cut after a comma (an interrupted upload) for a complete one, and
     reported other cuts as an error in a record that does not exist. A comma before the
     closing bracket (as JavaScript and hand edits leave) was "input length is 0" in a
-    record that does not exist either."""
+    record that does not exist either. The end of the file an error quotes is redacted
+    with ``rules``."""
     tail = _last_bytes(path)
     closer = _CLOSERS[start]
     kind = "array" if start == "[" else "object"
     if not tail.endswith(closer.encode()):
-        ending = tail.decode("utf-8", errors="replace")
+        ending = _quoted_ending(path, rules)
         raise UnprocessableFile(
             f"the JSON {kind} is not closed: the file should end with {closer!r} but ends with "
             f"{ending!r} (a truncated upload, or text after the document)"
@@ -727,8 +733,18 @@ def _check_closed(path: Path, start: str) -> None:
         last = "record" if start == "[" else "member"
         raise UnprocessableFile(
             f"invalid JSON: a comma after the last {last}, before the {kind}'s closing {closer!r} at the "
-            f"end of the file (JSON allows none): the file ends with {tail.decode('utf-8', errors='replace')!r}"
+            f"end of the file (JSON allows none): the file ends with {_quoted_ending(path, rules)!r}"
         )
+
+
+_QUOTED_ENDING = 20  # characters of the end of a file an error quotes
+
+
+def _quoted_ending(path: Path, rules: PiiRuleSet) -> str:
+    """The last _QUOTED_ENDING characters of the file before its trailing whitespace,
+    redacted: read wider first, so a value cut by the quote is redacted whole."""
+    wide = _last_bytes(path, 16 * _QUOTED_ENDING).decode("utf-8", errors="replace")
+    return rules.redact_around(wide, "", _QUOTED_ENDING)[0]
 
 
 def _last_bytes(path: Path, count: int = 20) -> bytes:
@@ -762,9 +778,11 @@ _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 _QUOTED_AROUND = 40  # characters quoted each side of a parse error
 
 
-def _placed_parse_error(source: Path, reading: tuple[Path, bool, int], message: str) -> str | None:
+def _placed_parse_error(
+    source: Path, reading: tuple[Path, bool, int], message: str, rules: PiiRuleSet
+) -> str | None:
     """DuckDB's parse error ``message`` by the line and column of ``source`` where it is, with
-    the text around it; None where that cannot be told. ``reading``: the file DuckDB read
+    the text around it (redacted by ``rules``); None where that cannot be told. ``reading``: the file DuckDB read
     (``source`` itself, or a copy of its bytes from an offset on) and whether it holds an
     array (else a sequence of documents)."""
     malformed = _DUCKDB_MALFORMED.match(message)
@@ -790,7 +808,7 @@ def _placed_parse_error(source: Path, reading: tuple[Path, bool, int], message: 
         offset = start + byte - 1
         if data[offset : offset + 1].isspace() and (found := _NON_SPACE.search(data, offset)):
             offset = found.start()  # the character where a comma should be
-    line, column, text_before, text_after = _line_and_column(source, base + offset)
+    line, column, text_before, text_after, more = _line_and_column(source, base + offset)
     if text_after.startswith(("//", "/*")):
         reason = "a comment (JSON has none)"
     elif reason == "input length is 0":
@@ -800,8 +818,9 @@ def _placed_parse_error(source: Path, reading: tuple[Path, bool, int], message: 
             if text_after.startswith("]")
             else "no value between two commas"
         )
-    quoted = ("..." if column - 1 > len(text_before) else "") + text_before + text_after[:_QUOTED_AROUND]
-    quoted += "..." if len(text_after) > _QUOTED_AROUND else ""
+    # the file's text, redacted: the message reaches logs and the metadata item
+    head, tail, cut_head, cut_tail = rules.redact_around(text_before, text_after, _QUOTED_AROUND)
+    quoted = ("..." if cut_head or more[0] else "") + head + tail + ("..." if cut_tail or more[1] else "")
     return f"invalid JSON at line {line}, column {column} ({record}): {reason}: {quoted!r}"
 
 
@@ -878,11 +897,12 @@ def _value_end(data: mmap.mmap, start: int) -> int | None:
     return None
 
 
-def _line_and_column(path: Path, offset: int) -> tuple[int, int, str, str]:
-    """The line (from 1) and column (characters, from 1) of byte ``offset`` of ``path``, and
-    up to _QUOTED_AROUND characters of its line before it and one more than that from it on
-    (to tell a quote cut short); a minified document is one line of any length, so the file
-    is read a chunk at a time, never a line whole."""
+def _line_and_column(path: Path, offset: int) -> tuple[int, int, str, str, tuple[bool, bool]]:
+    """The line (from 1) and column (characters, from 1) of byte ``offset`` of ``path``, the
+    text of its line before it and from it on, several times _QUOTED_AROUND characters each
+    (so a value the quote cuts is redacted whole), and whether the line goes on beyond each
+    of them; a minified document is one line of any length, so the file is read a chunk at
+    a time, never a line whole."""
     newlines, line_start = 0, 0
     with path.open("rb") as f:
         done = 0
@@ -895,15 +915,17 @@ def _line_and_column(path: Path, offset: int) -> tuple[int, int, str, str]:
         column = 1
         while (left := offset - f.tell()) > 0 and (chunk := f.read(min(_CHUNK, left))):
             column += len(chunk.translate(None, _UTF8_CONTINUATION))  # a character's first bytes
-        window = 4 * _QUOTED_AROUND  # bytes: a character has at most 4
+        window = 16 * _QUOTED_AROUND  # bytes: 4 x the characters quoted (a character has at most 4)
         first = max(line_start, offset - window)
         f.seek(first)
-        before, after = f.read(offset - first), f.read(2 * window)
+        before, after = f.read(offset - first), f.read(window)
+    rest_of_line = after.split(b"\n", 1)[0]
     return (
         newlines + 1,
         column,
-        before.decode("utf-8", errors="ignore")[-_QUOTED_AROUND:],
-        after.split(b"\n", 1)[0].decode("utf-8", errors="ignore").rstrip("\r")[: _QUOTED_AROUND + 1],
+        before.decode("utf-8", errors="ignore"),
+        rest_of_line.decode("utf-8", errors="ignore").rstrip("\r"),
+        (first > line_start, len(rest_of_line) == window),
     )
 
 
