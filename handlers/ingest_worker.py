@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.dal.tenant_logs import TenantLogStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.ingest.worker import store_message
+from handlers.logic.malformed import malformed_records
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.ingest import IngestRecord
 from handlers.models.ingest_worker import IngestWorkerSettings
@@ -90,22 +91,12 @@ def record_handler(record: IngestRecord) -> dict[str, Any]:
 def _report_malformed(event: dict[str, Any], response: PartialItemFailureResponse) -> None:
     """Failures the record handler never saw are messages that are not ingest messages
     (the parser model refused them). Log them without their content."""
-    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-    for raw in event.get("Records", []):
-        message_id = raw.get("messageId")
-        if message_id in failed and message_id not in _handled:
-            receives = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "0") or 0)
-            metrics.add_metric(name="LogsFailed", unit=MetricUnit.Count, value=1)
-            logger.error(
-                "malformed ingest message",
-                extra={
-                    "message_id": message_id,
-                    "attempt": receives,
-                    "fate": "moves to the DLQ"
-                    if receives >= settings.max_receive_count
-                    else "will be retried",
-                },
-            )
+    for record in malformed_records(event, response, _handled, settings.max_receive_count):
+        metrics.add_metric(name="LogsFailed", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "malformed ingest message",
+            extra={"message_id": record.message_id, "attempt": record.attempt, "fate": record.fate()},
+        )
 
 
 def _handle(record: IngestRecord, budget: TimeBudget) -> dict[str, Any]:

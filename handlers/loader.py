@@ -32,6 +32,7 @@ from handlers.dal.load_status import LoadStatusStore
 from handlers.dal.secrets import db_credentials
 from handlers.dal.warehouse import Connections, Warehouse
 from handlers.logic.load_file import load_file
+from handlers.logic.malformed import malformed_records
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.loader import FileProcessedRecord, LoaderSettings
 
@@ -48,6 +49,7 @@ warehouse = Warehouse(
     Connections(lambda refresh: db_credentials(settings.db_secret_arn, refresh=refresh)),
     settings.warehouse_schema,
 )
+_handled: set[str] = set()  # message ids that reached record_handler in this invocation
 
 
 def utcnow() -> datetime:
@@ -56,6 +58,7 @@ def utcnow() -> datetime:
 
 @tracer.capture_method
 def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
+    _handled.add(record.messageId)
     event = record.body.detail
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
@@ -127,14 +130,32 @@ def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None
     return outcome.__dict__
 
 
-@logger.inject_lambda_context
+# clear_state: a record's keys (object_key, version, attempt) and correlation id never
+# label the lines of a later invocation
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     warehouse.connections.begin_invocation()
-    return process_partial_response(
+    _handled.clear()
+    response = process_partial_response(
         event=event,
         record_handler=partial(record_handler, budget=TimeBudget.of(context)),
         processor=batch,
         context=context,
     )
+    _report_malformed(event, response)
+    return response
+
+
+def _report_malformed(event: dict[str, Any], response: PartialItemFailureResponse) -> None:
+    """Failures the record handler never saw: messages that are not "File Processed"
+    events (the parser model refused them), which nothing else logs or counts. Each
+    attempt is a failed load (``LoadFailures``, as the loader-failures alarm reads); no
+    metadata item names them, so this line says why they reach the load DLQ."""
+    for record in malformed_records(event, response, _handled, settings.max_receive_count):
+        metrics.add_metric(name="LoadFailures", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "malformed message: not a File Processed event",
+            extra={"message_id": record.message_id, "attempt": record.attempt, "fate": record.fate()},
+        )

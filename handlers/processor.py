@@ -37,6 +37,7 @@ from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.layout import has_raw_suffix, hidden_part
+from handlers.logic.malformed import malformed_records
 from handlers.logic.process_object import Outcome, PermanentFailure, process_object, record_failure, utcnow
 from handlers.logic.processing import OutOfMemory, OutOfScratchSpace, OutOfTime
 from handlers.logic.time_budget import TimeBudget
@@ -58,6 +59,7 @@ idempotency = IdempotencyConfig(
     expires_after_seconds=settings.idempotency_ttl_seconds,
 )
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+_handled: set[str] = set()  # message ids that reached record_handler in this invocation
 
 
 def _record_metrics(outcome: Outcome) -> None:
@@ -78,6 +80,7 @@ def process(
 
 
 def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
+    _handled.add(record.messageId)
     ref = ObjectRef.from_event(record.body)
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
@@ -202,26 +205,57 @@ def _takes(ref: ObjectRef) -> bool:
 
 
 def _mark_batch_received(event: dict[str, Any]) -> None:
-    """Every file of the batch is visible as ``received`` while earlier ones are processed."""
+    """Every file of the batch is visible as ``received`` while earlier ones are processed.
+    Only a convenience: a table that refuses the mark (throttling, an outage) fails no
+    file. Raised from here it failed the whole invocation: every file of the batch came
+    back after the visibility timeout, none with its reason recorded, and no log line
+    named a file. Each file's own attempt now meets the fault, and is retried and
+    recorded as any transient failure is."""
     now = utcnow()
     for raw in event.get("Records", []):
         try:
             ref = ObjectRef.from_event(ObjectCreatedRecord.model_validate(raw).body)
         except (ValueError, TypeError, json.JSONDecodeError):
             continue  # the batch processor reports the malformed record
-        if _takes(ref):
+        if not _takes(ref):
+            continue
+        try:
             store.mark_received(ref, now)
+        except Exception:
+            logger.warning(
+                "could not mark the batch's files received: each is processed (or fails) on its own",
+                extra={"object_key": ref.key, "version": ref.version},
+                exc_info=True,
+            )
+            return  # the rest would meet the same fault, one retried call after another
 
 
-@logger.inject_lambda_context
+# clear_state: a record's keys (object_key, version, attempt) and correlation id never
+# label the lines of a later invocation
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
+    _handled.clear()
     _mark_batch_received(event)
-    return process_partial_response(
+    response = process_partial_response(
         event=event,
         record_handler=partial(record_handler, budget=TimeBudget.of(context)),
         processor=batch,
         context=context,
     )
+    _report_malformed(event, response)
+    return response
+
+
+def _report_malformed(event: dict[str, Any], response: PartialItemFailureResponse) -> None:
+    """Failures the record handler never saw: messages that are not S3 "Object Created"
+    events (the parser model refused them), which nothing else logs. No file is named in
+    them, so no metadata item records them: like a poison file they reach the DLQ after
+    their receives (processing-dlq-depth), and this line says why."""
+    for record in malformed_records(event, response, _handled, settings.max_receive_count):
+        logger.error(
+            "malformed message: not an S3 Object Created event",
+            extra={"message_id": record.message_id, "attempt": record.attempt, "fate": record.fate()},
+        )

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration.conftest import STACK
+from tests.integration.conftest import STACK, emitted_metrics
 from tests.integration.conftest_pg import file_processed_event
+from tests.integration.ingest_support import capture_logs
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -191,7 +192,7 @@ def test_a_row_count_that_disagrees_with_the_event_loads_nothing(loader):
     ) == [(0,)]
 
 
-def test_bad_records_are_retried_without_blocking_the_batch(loader):
+def test_bad_records_are_retried_without_blocking_the_batch(loader, capsys):
     # Given a batch: a good event, a body that is not JSON, an event that is not a
     # "File Processed" detail, a dataset name that is not an identifier, and an event whose
     # Parquet no longer exists
@@ -205,14 +206,28 @@ def test_bad_records_are_retried_without_blocking_the_batch(loader):
     gone["detail"]["parquet_key"] = "parquet/dataset=sales/missing.parquet"
     missing = loader.record(gone)
     records = [loader.record(good), garbage, wrong_shape, bad_dataset, missing]
+    capsys.readouterr()
     # When the batch is handled
-    response = loader.invoke(*records)
+    with capture_logs(loader.handler) as logs:
+        response = loader.invoke(*records)
     # Then only the bad ones are reported for retry (they end in the load DLQ)
     assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
         r["messageId"] for r in records[1:]
     )
     # and the good file is loaded
     assert loader.count("sales", "incoming/sales/jan.csv") == 3
+    # And every failed record is a failed load for the loader-failures alarm, the messages
+    # that are no "File Processed" event too (the batch processor refused them before the
+    # loader saw them: nothing logged or counted them)
+    assert emitted_metrics(capsys.readouterr().out)["LoadFailures"] == 4
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith('{"level"')]
+    malformed = {
+        (line["message_id"], line["attempt"], line["fate"])
+        for line in lines
+        if line["level"] == "ERROR" and line["message"] == "malformed message: not a File Processed event"
+    }
+    assert malformed == {(r["messageId"], 1, "will be retried") for r in (garbage, wrong_shape, bad_dataset)}
+    assert "not json at all" not in logs.getvalue() and "hello" not in logs.getvalue()
 
 
 @pytest.mark.parametrize("last_attempt", [False, True])

@@ -20,6 +20,7 @@ from handlers.logic.layout import processed_keys
 from handlers.logic.processing import OutOfMemory
 
 from .conftest import REGION, STACK, Invocation, LambdaContext, Pipeline, emitted_metrics
+from .ingest_support import capture_logs
 
 SALES = "date,product,quantity,price\n2025-01-01,Widget,10,29.99\n2025-01-02,Gadget,5,49.99\n2025-01-03,Widget,,39.99\n"
 
@@ -1094,3 +1095,72 @@ def test_versions_of_one_second_are_ordered_by_the_s3_sequencer_when_a_newer_one
     assert pipeline.processed_keys() == sorted(
         [pipeline.item(a)["parquet_key"], pipeline.item(a)["summary_key"]]
     )
+
+
+def _log_lines(out: str) -> list[dict]:
+    """The JSON log lines of ``capture_logs`` (each twice: the logger's and the root's)."""
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"level"')]
+
+
+def test_a_table_refusing_the_received_mark_fails_no_file_and_names_them(pipeline, monkeypatch):
+    # Given an earlier invocation (its record's keys and correlation id on its log lines)
+    from botocore.exceptions import ClientError
+
+    with capture_logs(pipeline.handler) as logs:
+        pipeline.process(pipeline.upload("incoming/earlier.csv", SALES))
+    earlier = _log_lines(logs.getvalue())[-1]
+    # and a batch of two files whose "received" mark DynamoDB throttles
+    first = pipeline.upload("incoming/first.csv", SALES)
+    second = pipeline.upload("incoming/second.csv", SALES)
+    calls = []
+
+    def throttled(ref, at):
+        calls.append(ref.key)
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
+            "UpdateItem",
+        )
+
+    monkeypatch.setattr(pipeline.handler.store, "mark_received", throttled)
+    # When the batch is processed
+    with capture_logs(pipeline.handler) as logs:
+        response = pipeline.process(first, second)
+    # Then the invocation does not fail (it failed whole: both files back after the
+    # visibility timeout, no reason recorded on either) and both files complete
+    assert response == {"batchItemFailures": []}
+    assert (pipeline.item(first)["status"], pipeline.item(second)["status"]) == ("completed", "completed")
+    # and the table is asked once, not once per file of a throttled batch
+    assert calls == [first["key"]]
+    # And one warning says so, naming the file and the error, with none of the earlier
+    # invocation's keys: a search by its correlation id or key finds only its own lines
+    lines = _log_lines(logs.getvalue())
+    [warning] = {line["message"]: line for line in lines if line["level"] == "WARNING"}.values()
+    assert "ProvisionedThroughputExceededException" in warning["exception"]
+    assert (warning["object_key"], warning["version"]) == (first["key"], first["version"])
+    assert "correlation_id" not in warning and "attempt" not in warning
+    assert earlier["correlation_id"] not in {line.get("correlation_id") for line in lines}
+
+
+def test_a_message_that_is_no_s3_event_is_logged_without_its_content(pipeline):
+    # Given messages in the processing queue that are not S3 "Object Created" events (a
+    # rule routing the wrong events, a message sent by hand), on their last receive
+    pipeline.queue.send('{"detail-type": "Object Created", "detail": {"secret": "s3cr3t"}}', "not json")
+    records = pipeline.queue.receive()
+    for record in records:
+        record["attributes"]["ApproximateReceiveCount"] = "3"
+    # When the processor is given them
+    with capture_logs(pipeline.handler) as logs:
+        response = pipeline.invoke(*records)
+    # Then both fail, and each has an error line saying why, its message id and its fate
+    # (the batch processor refused them before the handler saw them: nothing logged them,
+    # and the DLQ they reach holds no metadata item to say why)
+    ids = {r["messageId"] for r in records}
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == ids
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith('{"level"')]
+    assert {
+        (line["message"], line["message_id"], line["attempt"], line["fate"])
+        for line in lines
+        if line["level"] == "ERROR"
+    } == {("malformed message: not an S3 Object Created event", i, 3, "moves to the DLQ") for i in ids}
+    # without their content
+    assert "s3cr3t" not in logs.getvalue() and "not json" not in logs.getvalue()

@@ -1,0 +1,42 @@
+"""Records of an SQS batch that failed before their record handler saw them.
+
+Powertools' ``BatchProcessor`` validates each record against the handler's model first: a
+message that is not what the queue should carry (a bug in what sent it, a rule routing the
+wrong events, a message sent by hand) fails there, is reported in ``batchItemFailures``,
+and is logged by nothing. Each queue consumer names these from the ids its handler saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Malformed:
+    message_id: str
+    attempt: int  # SQS's receive count
+    last: bool  # its last receive: the message moves to the DLQ next
+
+    def fate(self) -> str:
+        return "moves to the DLQ" if self.last else "will be retried"
+
+
+def malformed_records(
+    event: Mapping[str, Any],
+    response: Mapping[str, Any],
+    handled: Collection[str],
+    max_receive_count: int,
+) -> list[Malformed]:
+    """The records of ``event`` reported failed in ``response`` whose message ids are not
+    in ``handled`` (those the record handler was called with)."""
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    found = []
+    for raw in event.get("Records", []):
+        message_id = raw.get("messageId")
+        if message_id in failed and message_id not in handled:
+            attempts = str((raw.get("attributes") or {}).get("ApproximateReceiveCount") or "0")
+            attempt = int(attempts) if attempts.isdigit() else 0
+            found.append(Malformed(message_id, attempt, attempt >= max_receive_count))
+    return found
