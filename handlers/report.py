@@ -33,8 +33,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# capture_response=False: the response holds the report's presigned link, a key to the page
+# for days; X-Ray would keep it in the trace for whoever may read traces (the log never has it)
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now = utcnow()

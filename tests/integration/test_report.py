@@ -287,6 +287,19 @@ def test_running_the_report_again_overwrites_it(pipeline, reporter):
     assert json.loads(reporter.object(f"reports/{today}/report.json")[0])["files"]["completed"] == 2
 
 
+def test_the_presigned_link_is_kept_out_of_the_trace(reporter, monkeypatch):
+    # Given the report function's tracer (disabled in tests: what it is handed is recorded)
+    handed: list[dict[str, Any]] = []
+    tracer = reporter.handler.tracer
+    monkeypatch.setattr(tracer, "_add_response_as_metadata", lambda **kwargs: handed.append(kwargs))
+    # When a report is published
+    response = reporter.invoke({"date": datetime.now(UTC).date().isoformat()})
+    assert "X-Amz-Signature" in response["link"]
+    # Then the trace records no response: the presigned link, a key to the report for days,
+    # would be readable by whoever may read traces
+    assert [call["capture_response"] for call in handed] == [False]
+
+
 def test_the_scheduled_run_reports_the_previous_day_even_when_empty(reporter):
     # Given the daily schedule's EventBridge event, and no file uploaded the day before
     event = {
