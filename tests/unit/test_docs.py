@@ -379,3 +379,37 @@ def test_the_ingest_guide_lists_exactly_what_the_api_access_log_records():
         "the response length, the integration error and the latency; never a path, query string, "
         "header or body" in guide
     )
+
+
+def _logged_messages() -> set[str]:
+    """The messages the handlers log: the first argument of every logger call."""
+    import ast
+
+    messages: set[str] = set()
+    for path in (ROOT / "handlers").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "logger"
+                and node.func.attr in ("debug", "info", "warning", "error", "exception", "critical")
+                and node.args
+            ):
+                for part in ast.walk(node.args[0]):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        messages.add(part.value)
+    return messages
+
+
+def test_the_log_lines_the_runbooks_search_for_are_ones_the_handlers_write():
+    # Given every phrase docs/operations.md tells an operator to search a log group for:
+    # a filter pattern ('"..."') or a quoted message (`"..."`), over line breaks
+    text = " ".join((ROOT / "docs/operations.md").read_text().split())
+    phrases = set(re.findall(r"`\"([^`\"<]+)\"`", text)) | set(re.findall(r"'\"([^'\"<]+)\"'", text))
+    # `"load failed"`, split over two lines in the source, and the phrases of each runbook
+    assert {"transient failure", "load failed", "malformed ingest message"} <= phrases
+    # Then each is (part of) a message a handler logs: a renamed one leaves the search empty
+    messages = _logged_messages()
+    missing = sorted(p for p in phrases if not any(p in m for m in messages))
+    assert missing == []
