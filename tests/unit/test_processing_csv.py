@@ -175,6 +175,21 @@ def test_a_title_block_before_the_header_is_skipped_and_said(process):
     ]
 
 
+def test_the_title_lines_a_warning_quotes_are_redacted(process):
+    # Given a title block naming who the export is for, an address cut by the quote's length
+    title = "Export for " + "x" * 60 + " firstname.lastname@example.com"
+    text = f"{title}\nContact,+1 415 555 0100\n\nid,amount,region,rep\n1,2.5,north,ann\n2,3.5,south,bob\n"
+    # When it is processed
+    warnings = process("export.csv", text).data["warnings"]
+    # Then the warning quotes the lines as the Parquet would hold them: redacted, no half
+    # address (the summary and the metadata item keep warnings)
+    assert warnings == [
+        "a title block above the header was skipped (lines 1-3): "
+        + repr("Export for " + "x" * 60 + " [REDACTED:EMAIL]")
+        + ", 'Contact,[REDACTED:PHONE]'"
+    ]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -230,7 +230,7 @@ def connect(options: ProcessingOptions) -> duckdb.DuckDBPyConnection:
 
 def _open_source(fmt: str, con, text: textfile.TextFile, file_name: str, work: Path, options) -> Source:
     if fmt == "csv":
-        return CsvSource(con, text.path, text.head, file_name, options.null_tokens, work)
+        return CsvSource(con, text.path, text.head, file_name, options.null_tokens, work, options.pii.rules)
     if fmt == "ndjson":
         return NdjsonSource(con, text.path)
     if fmt == "json":

@@ -119,6 +119,7 @@ class CsvSource(Source):
         file_name: str,
         null_tokens,
         workdir: Path,
+        rules: PiiRuleSet,
     ):
         super().__init__(con, path)
         self._sample_path = _head_slice(path, workdir / "sample.csv", head)
@@ -153,7 +154,8 @@ class CsvSource(Source):
             self.warnings.append(
                 f"a title block above the {'header' if self.csv.header else 'first record'} "
                 f"was skipped ({lines}): "
-                + ", ".join(repr(record[:80]) for record in self.csv.title[:_TITLE_QUOTED])
+                # (redacted before they are cut short: warnings reach the metadata item)
+                + ", ".join(repr(_quoted_start(record, rules)) for record in self.csv.title[:_TITLE_QUOTED])
                 + (
                     f" and {len(self.csv.title) - _TITLE_QUOTED} more"
                     if len(self.csv.title) > _TITLE_QUOTED
@@ -738,6 +740,13 @@ def _check_closed(path: Path, start: str, rules: PiiRuleSet) -> None:
 
 
 _QUOTED_ENDING = 20  # characters of the end of a file an error quotes
+_QUOTED_START = 80  # characters of a line a warning quotes
+
+
+def _quoted_start(line: str, rules: PiiRuleSet) -> str:
+    """The first _QUOTED_START characters of ``line``, redacted: redacted wider first, so a
+    value cut by the quote is redacted whole."""
+    return rules.redact_around("", line[: 16 * _QUOTED_START], _QUOTED_START)[1]
 
 
 def _quoted_ending(path: Path, rules: PiiRuleSet) -> str:
