@@ -84,7 +84,7 @@ class AlarmsArgs:
 
 class Alarms(pulumi.ComponentResource):
     """The pipeline's alarm set: dead letters, processor errors and latency, processor,
-    loader and ingest worker failures, the age of each work queue's backlog, data
+    loader and ingest worker failures, loads rejected for good, the age of each work queue's backlog, data
     staleness, report failures and its schedule's failed invocations, ingest API server
     errors, database CPU; and one dashboard of the same signals."""
 
@@ -205,6 +205,22 @@ class Alarms(pulumi.ComponentResource):
                     self._lambda_query("errors", "Errors", function_name),
                 ],
             )
+
+        # A load PostgreSQL refuses for good is recorded and not retried: it never reaches the
+        # load DLQ (a redrive could not help), so the DLQ alarm never sees it. One is enough.
+        self._alarm(
+            "load-rejected",
+            "PostgreSQL rejected a file's load for good (LoadRejected: a column limit, a row too "
+            "big, a value or a type change its table cannot take): the load is not retried and "
+            "leaves no DLQ message; the file's rows are not in the warehouse. headrace status "
+            "lists it with the reason.",
+            namespace=METRICS_NAMESPACE,
+            metric_name="LoadsRejected",
+            dimensions=self._custom_dimensions("loader"),
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
 
         for label, queue_name in args.queue_names.items():
             threshold = args.oldest_message_seconds[label]
@@ -405,6 +421,7 @@ def dashboard_body(
                 custom("FilesOutOfScratchSpace", "processor"),
                 custom("FilesLoaded", "loader"),
                 custom("LoadFailures", "loader"),
+                custom("LoadsRejected", "loader"),
             ],
         ),
         widget(

@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.dal.aws import access_denied
 from handlers.dal.load_status import LoadStatusStore
 from handlers.dal.secrets import db_credentials
-from handlers.dal.warehouse import Connections, Warehouse
+from handlers.dal.warehouse import Connections, LoadRejected, Warehouse
 from handlers.logic.load_file import load_file
 from handlers.logic.malformed import malformed_records
 from handlers.logic.time_budget import TimeBudget
@@ -87,6 +87,14 @@ def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None
             superseded_by=status.superseded_by,
             deadline=deadline,
         )
+    except LoadRejected as exc:
+        try:
+            return _rejected(record, exc, attempt)
+        except Exception:
+            # the load was rolled back: the retry is rejected again, and recorded then
+            metrics.add_metric(name="LoadFailures", unit=MetricUnit.Count, value=1)
+            logger.exception("could not record the rejected load: the message will be retried")
+            raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         metrics.add_metric(name="LoadFailures", unit=MetricUnit.Count, value=1)
@@ -128,6 +136,20 @@ def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None
                 extra={"nuls_removed": outcome.nuls_removed},
             )
     return outcome.__dict__
+
+
+def _rejected(record: FileProcessedRecord, exc: LoadRejected, attempt: int) -> dict[str, Any]:
+    """A load no retry can change: recorded ``rejected`` with the reason, and acknowledged."""
+    event = record.body.detail
+    reason = f"LoadRejected: {exc}"
+    status.mark_rejected(event.object_key, event.version, utcnow(), reason, attempt)
+    metrics.add_metric(name="LoadsRejected", unit=MetricUnit.Count, value=1)
+    logger.error(
+        "load rejected: PostgreSQL cannot take this file as it is; not retried (no DLQ message). "
+        "Fix the cause, then headrace replay --force the key",
+        extra={"reason": reason},
+    )
+    return {"status": "rejected", "error": reason}
 
 
 # clear_state: a record's keys (object_key, version, attempt) and correlation id never

@@ -329,6 +329,8 @@ class Describer:
         letter.reason = str(item.get("load_error") or "")
         if received and letter.status is None:
             letter.reason = _cut_off("loader", item.get("load_error"))
+        if letter.status == "rejected":
+            letter.note = REJECTED_NOTE
         if item.get("superseded_by"):
             letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
 
@@ -360,6 +362,14 @@ def _cut_off(function: str, earlier: Any) -> str:
     return f"{reason}; an earlier attempt failed with: {earlier}" if earlier else reason
 
 
+# A load DLQ message whose load PostgreSQL has since rejected for good (the loader then records
+# it ``rejected`` and acknowledges it: no retry, no dead letter).
+REJECTED_NOTE = (
+    "PostgreSQL rejected this load for good (load status rejected): redriven before its cause "
+    "is fixed, it is rejected again and leaves the DLQ; fix the cause first (the reason says what)"
+)
+
+
 def _completed_but_dead(item: dict[str, Any]) -> str:
     """Why a version the processor marked completed is in the processing DLQ all the same.
 
@@ -375,6 +385,11 @@ def _completed_but_dead(item: dict[str, Any]) -> str:
         )
     if load_status == "failed":
         return f"completed, but loading it failed (see the load DLQ): {item.get('load_error') or 'no reason'}"
+    if load_status == "rejected":
+        return (
+            "completed, but PostgreSQL rejected its load for good (not retried, not in the load "
+            f"DLQ): {item.get('load_error') or 'no reason'}"
+        )
     if load_status:
         return f"completed (load status {load_status}), but the invocation did not end normally after that"
     if item.get("load_error") or item.get("load_attempts"):

@@ -2,7 +2,8 @@
 versions of one key), and the load outcome, kept on the file's metadata item.
 
 Load attributes (added to the item, never touching the processor's): ``load_status``
-(``loaded``, ``superseded``, ``failed``), ``loaded_at``, ``load_table``, ``load_rows``,
+(``loaded``, ``superseded``, ``failed``: given up on after its retries, its message in the
+load DLQ; ``rejected``: refused for good, not retried, no DLQ message), ``loaded_at``, ``load_table``, ``load_rows``,
 ``load_error``, ``load_failed_at``, ``load_attempts``; a failure also sets ``failure_day`` and
 ``failure_at``, the ``by_failure`` index's keys, as the processor's do. Every write is a conditional
 UpdateItem on an existing item: an expired item is not resurrected as a fragment.
@@ -69,6 +70,20 @@ class LoadStatusStore:
             version,
             {
                 "load_status": "failed",
+                "load_failed_at": iso(at),
+                "load_error": error[:2000],
+                "load_attempts": attempt,
+                **failure_keys(at),
+            },
+        )
+
+    def mark_rejected(self, object_key: str, version: str, at: datetime, error: str, attempt: int) -> None:
+        """A load that no retry can change (``LoadRejected``): recorded at once, not retried."""
+        self._update(
+            object_key,
+            version,
+            {
+                "load_status": "rejected",
                 "load_failed_at": iso(at),
                 "load_error": error[:2000],
                 "load_attempts": attempt,

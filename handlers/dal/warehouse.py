@@ -155,7 +155,8 @@ class LoadTimedOut(Exception):
 
 
 class LoadRejected(Exception):
-    """The file cannot be loaded as it is (the message says why); retrying will not help."""
+    """The file cannot be loaded as it is (the message says why); retrying will not help:
+    the loader records it ``rejected`` and does not retry it (handlers/loader.py)."""
 
 
 @dataclass(frozen=True)
@@ -686,7 +687,8 @@ class Warehouse:
                 raise LoadRejected(
                     f"cannot widen {what}: {why}. Nothing was loaded. Drop the {kind}, "
                     f"widen the column as the loader would ({statements}), create the {kind} again, then "
-                    "redrive the load DLQ (docs/warehouse-and-reports.md, Schema drift)"
+                    "load the file again with headrace replay --force and its key (the load is not "
+                    "retried by itself: docs/warehouse-and-reports.md, Schema drift)"
                 ) from exc
             except errors.QueryCanceled as exc:
                 raise LoadTimedOut(
@@ -945,7 +947,8 @@ def _refused_value(file: FileToLoad, exc: errors.DataError) -> str:
     return (
         f"PostgreSQL refused a value of {file.object_key}{where}: {primary}; nothing was loaded "
         "(a column whose type was changed by hand receives values as text, which PostgreSQL "
-        "converts: change the column, or the file, and redrive the load DLQ)"
+        "converts: change the column, then load the file again with headrace replay --force "
+        "and its key, or upload a corrected file under the same key; the load is not retried by itself)"
     )
 
 

@@ -172,6 +172,9 @@ class Failure(_Model):
     at: str | None
     # a newer version of the key completed since (superseded_by): fixed in place, nothing to do
     replaced: bool = False
+    # refused for good (a load PostgreSQL rejected: ``load_status`` rejected): not retried,
+    # no DLQ message; only fixing its cause and loading it again helps
+    permanent: bool = False
 
 
 class HourBucket(_Model):
@@ -186,7 +189,8 @@ class HourBucket(_Model):
 class Warehouse(_Model):
     loaded: int = 0  # files whose rows are in the warehouse (their versions not superseded)
     rows: int = 0
-    failed: int = 0
+    failed: int = 0  # given up on after their retries, or rejected (below)
+    rejected: int = 0  # of ``failed``: refused for good by PostgreSQL, not retried
     superseded: int = 0  # versions a newer version of the key replaced (whatever their load status)
     # completed files (their versions not superseded) with no load outcome yet: waiting in the
     # load queue, being retried, or lost (a load message expires unreceived, with no dead letter)

@@ -37,6 +37,7 @@ def test_alarm_set_is_complete(dev: Deployment, local: Deployment) -> None:
         "report-schedule-failures",
         "processor-failures",
         "loader-failures",
+        "load-rejected",
         "ingest-worker-failures",
         "ingest-5xx",
     }
@@ -151,6 +152,18 @@ def test_a_daily_report_schedule_that_cannot_invoke_raises_an_alarm(stack: Deplo
     assert (failed["statistic"], failed["period"], failed["evaluationPeriods"]) == ("Sum", 300, 1)
     assert failed["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and failed["threshold"] == 1
     assert failed["treatMissingData"] == "notBreaching"  # published only when not 0
+
+
+def test_a_load_rejected_for_good_pages_at_once(stack: Deployment) -> None:
+    # Given the loader: a load PostgreSQL refuses for good is not retried and leaves no
+    # dead letter, so neither loader-failures (2 of 3 periods) nor load-dlq-depth sees it
+    alarm = _alarms(stack)["load-rejected"].inputs
+    # Then its own count of rejected loads (this stack's) pages on the first one
+    assert (alarm["namespace"], alarm["metricName"]) == ("headrace", "LoadsRejected")
+    assert alarm["dimensions"] == {"service": "loader", "stack": stack.stack}
+    assert (alarm["statistic"], alarm["period"], alarm["evaluationPeriods"]) == ("Sum", 300, 1)
+    assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+    assert alarm["treatMissingData"] == "notBreaching"  # published only when not 0
 
 
 def test_processor_loader_and_ingest_worker_failures_page_within_minutes(stack: Deployment) -> None:

@@ -262,6 +262,30 @@ def test_load_dead_letters_show_the_load_error(stack, capsys):
     assert "connection refused" in letters[0]["reason"]
 
 
+def test_a_load_dead_letter_since_rejected_for_good_says_a_redrive_cannot_help(stack, capsys):
+    # Given a "File Processed" event in the load DLQ whose load PostgreSQL has rejected for
+    # good since (a duplicate event's load, or one of a loader before loads were classified)
+    stack.table.put_item(
+        Item={
+            "object_key": "incoming/wide/x.csv",
+            "version": "v7",
+            "status": "completed",
+            "load_status": "rejected",
+            "load_attempts": 1,
+            "load_error": "LoadRejected: PostgreSQL cannot hold this file: too many columns",
+        }
+    )
+    stack.dead_letter("load", file_processed("incoming/wide/x.csv", "v7"))
+    # When the load DLQ is inspected
+    code, text = stack.cli(capsys, "inspect", "--queue", "load")
+    # Then it says the load was rejected for good, and that only fixing the cause helps
+    assert code == 0
+    assert "status rejected" in text
+    assert "reason: LoadRejected: PostgreSQL cannot hold this file: too many columns" in text
+    assert "note: PostgreSQL rejected this load for good" in text
+    assert "fix the cause first" in text
+
+
 def test_ingest_dead_letters_show_ids_never_the_text(stack, capsys):
     # Given an ingest message carrying personal data in the ingest DLQ
     secret = "call me at 555-0100, jane@example.com"
@@ -741,6 +765,10 @@ def test_a_message_that_comes_back_takes_no_slot_of_the_limit(stack):
         ({}, "its File Processed event may not have been sent, and it is not loaded"),
         ({"load_status": "loaded", "load_rows": 2}, "completed and loaded (2 rows)"),
         ({"load_status": "failed", "load_error": "OperationalError"}, "loading it failed (see the load DLQ)"),
+        (
+            {"load_status": "rejected", "load_error": "LoadRejected: too wide"},
+            "PostgreSQL rejected its load for good (not retried, not in the load DLQ): LoadRejected: too wide",
+        ),
     ],
 )
 def test_a_completed_version_in_the_processing_dlq_says_what_its_load_status_means(

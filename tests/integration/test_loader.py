@@ -185,8 +185,56 @@ def test_a_row_count_that_disagrees_with_the_event_loads_nothing(loader):
     record = loader.record(event)
     # When it is loaded
     response = loader.invoke(record)
-    # Then it fails (to be retried, then dead-lettered) and nothing is visible
-    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then it is rejected for good: recorded, not retried (no DLQ message), nothing visible
+    assert response == {"batchItemFailures": []}
+    assert loader.query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'sales'", [loader.schema]
+    ) == [(0,)]
+    item = loader.pipeline.item({"key": event["detail"]["object_key"], "version": event["detail"]["version"]})
+    assert item["load_status"] == "rejected"
+    assert item["load_error"] == (
+        "LoadRejected: the Parquet holds 3 rows but the event announced 99; nothing was loaded"
+    )
+
+
+def test_a_rejected_load_is_counted_for_its_alarm_and_retried_only_if_it_could_not_be_recorded(
+    loader, monkeypatch, capsys
+):
+    # Given an event PostgreSQL's load would refuse on every attempt (its row count is wrong)
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    event["detail"]["row_count"] = 99
+    key, version = event["detail"]["object_key"], event["detail"]["version"]
+    # and the metadata table throttling the loader's writes
+    from botocore.exceptions import ClientError
+
+    real = loader.handler.status.mark_rejected
+
+    def throttled(*args, **kwargs):
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "UpdateItem",
+        )
+
+    monkeypatch.setattr(loader.handler.status, "mark_rejected", throttled)
+    capsys.readouterr()
+    # When it is loaded
+    record = loader.record(event)
+    # Then the rejection could not be recorded: the message is retried rather than lost
+    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert loader.pipeline.item({"key": key, "version": version}).get("load_status") is None
+    # When it is received again and the table takes the write
+    monkeypatch.setattr(loader.handler.status, "mark_rejected", real)
+    assert loader.invoke(loader.record(event, receive_count=2)) == {"batchItemFailures": []}
+    # Then it is recorded rejected, with the attempt, and counted as rejected (which pages at
+    # once), not as a load failure to retry
+    item = loader.pipeline.item({"key": key, "version": version})
+    assert (item["load_status"], item["load_attempts"]) == ("rejected", 2)
+    assert item["failure_day"] == item["load_failed_at"][:10]  # listed by headrace status
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    counted = [m for m in emf if m.get("service") == "loader"]
+    assert [m.get("LoadsRejected") for m in counted if "LoadsRejected" in m] == [[1.0]]
+    assert [m["LoadFailures"] for m in counted if "LoadFailures" in m] == [[1.0]]  # the unrecorded one
+    # and nothing was loaded
     assert loader.query(
         "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'sales'", [loader.schema]
     ) == [(0,)]
@@ -253,10 +301,11 @@ def test_a_file_wider_than_a_postgres_table_is_rejected_not_blamed_on_the_databa
     # When the wide file is loaded
     record = loader.record(event)
     response = loader.invoke(record)
-    # Then the load fails with PostgreSQL's reason, not "database unavailable", and the
-    # healthy connection is kept
-    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then the load is rejected with PostgreSQL's reason, not "database unavailable", not
+    # retried, and the healthy connection is kept
+    assert response == {"batchItemFailures": []}
     item = loader.pipeline.item({"key": "incoming/wide/a.csv", "version": event["detail"]["version"]})
+    assert item["load_status"] == "rejected"
     assert item["load_error"].startswith("LoadRejected: PostgreSQL cannot hold this file: ")
     assert "at most 1600 columns" in item["load_error"]
     assert loader.handler.warehouse.connections.get() is connection

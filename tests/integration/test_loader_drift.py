@@ -308,9 +308,9 @@ def test_a_value_a_hand_altered_column_refuses_is_named_by_column_and_value(load
     event = loader.process("incoming/ha/2.csv", "id,amount\n2,12.5\n\n3,4,extra\n5,7\n6,lots\n")
     record = loader.record(event)
     response = loader.invoke(record)
-    # Then the load fails, naming the file, the column and the value, and no line of the
-    # COPY stream that the file's line could be taken for
-    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then the load is rejected (not retried), naming the file, the column and the value,
+    # and no line of the COPY stream that the file's line could be taken for
+    assert response == {"batchItemFailures": []}
     item = loader.pipeline.item({"key": "incoming/ha/2.csv", "version": event["detail"]["version"]})
     assert item["load_error"].startswith(
         'LoadRejected: PostgreSQL refused a value of incoming/ha/2.csv, column amount (value "lots"): '

@@ -209,20 +209,21 @@ def test_a_widening_a_view_prevents_says_which_view_and_what_to_do(loader):
     event = loader.process("incoming/wv/2.csv", "n,s\n1.5,b\n")
     record = loader.record(event)
     response = loader.invoke(record)
-    # Then the load fails, naming the column, the view and the way out
-    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    # Then the load is rejected (not retried), naming the column, the view and the way out
+    assert response == {"batchItemFailures": []}
     item = loader.pipeline.item({"key": "incoming/wv/2.csv", "version": event["detail"]["version"]})
     error = item["load_error"]
     assert error.startswith("LoadRejected: cannot widen wv.n (int -> float): view wv_report depends on it")
     assert f'ALTER TABLE "{loader.schema}"."wv" ALTER COLUMN "n" TYPE double precision' in error
-    assert "redrive the load DLQ" in error
+    assert "then load the file again with headrace replay --force and its key" in error
+    assert item["load_status"] == "rejected"
     # and nothing changed: the view still reads the column
     assert loader.columns("wv")["n"] == "bigint"
     assert loader.query("SELECT n FROM public.wv_report") == [(1,)]
-    # When the view is dropped, the retried load widens the column and loads the file
+    # When the view is dropped, the replayed file's load widens the column and loads it
     with loader.connect() as conn:
         conn.execute("DROP VIEW public.wv_report")
-    assert loader.invoke(loader.record(event, receive_count=2)) == {"batchItemFailures": []}
+    assert loader.invoke(loader.record(event)) == {"batchItemFailures": []}
     assert loader.values("wv", "n") == [1.0, 1.5]
 
 
@@ -235,7 +236,7 @@ def test_a_widening_a_policy_prevents_names_the_policy_not_a_view(loader):
     # When a file brings fractions into it: PostgreSQL cannot change the type under the policy
     event = loader.process("incoming/wp/2.csv", "n,s\n1.5,b\n")
     record = loader.record(event)
-    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert loader.invoke(record) == {"batchItemFailures": []}
     # Then the error names the policy, and the way out drops and recreates the policy
     item = loader.pipeline.item({"key": "incoming/wp/2.csv", "version": event["detail"]["version"]})
     error = item["load_error"]
@@ -245,5 +246,5 @@ def test_a_widening_a_policy_prevents_names_the_policy_not_a_view(loader):
         "Nothing was loaded. Drop the policy, widen the column as the loader would"
     ), error
     assert "view" not in error
-    assert "create the policy again, then redrive the load DLQ" in error
+    assert "create the policy again, then load the file again with headrace replay --force" in error
     assert loader.columns("wp")["n"] == "bigint"

@@ -510,7 +510,14 @@ def test_a_key_uploaded_again_counts_its_rows_once(pipeline, reporter):
     report = json.loads(reporter.object(f"reports/{today}/report.json")[0])
     assert report["files"]["completed"] == 2
     assert report["rows"] == 3
-    assert report["warehouse"] == {"loaded": 1, "rows": 3, "failed": 0, "superseded": 1, "pending": 0}
+    assert report["warehouse"] == {
+        "loaded": 1,
+        "rows": 3,
+        "failed": 0,
+        "rejected": 0,
+        "superseded": 1,
+        "pending": 0,
+    }
 
 
 def _version(pipeline, key: str) -> str:

@@ -247,6 +247,33 @@ def test_a_late_failure_of_an_old_upload_is_listed(pipeline, tmp_path, capsys):
     assert "Last completed file: incoming/old/sales.csv, 2 rows" in out
 
 
+def test_a_load_rejected_for_good_is_listed_as_such(pipeline, tmp_path, capsys):
+    # Given a completed file whose load PostgreSQL rejected for good (not retried, no DLQ
+    # message), and another whose load was given up on after its retries
+    outputs = tmp_path / "outputs.json"
+    write_outputs(pipeline, outputs)
+    wide, down = pipeline.upload("incoming/w/wide.csv", SALES), pipeline.upload("incoming/w/down.csv", SALES)
+    pipeline.process(wide)
+    pipeline.process(down)
+    now = datetime.now(UTC)
+    loads = LoadStatusStore("metadata")
+    loads.mark_rejected(wide["key"], wide["version"], now, "LoadRejected: too many columns", 1)
+    loads.mark_failed(down["key"], down["version"], now, "gave up after 5 attempts: connection refused", 5)
+    capsys.readouterr()
+    # When the operator asks for the last hour's failures
+    main(["status", "--outputs", str(outputs), "--json"])
+    failures = {f["object_key"]: f for f in json.loads(capsys.readouterr().out)["failures"]}
+    # Then both are load failures, and only the rejected one is said to be for good
+    assert {key: (f["stage"], f["permanent"]) for key, f in failures.items()} == {
+        "incoming/w/wide.csv": ("load", True),
+        "incoming/w/down.csv": ("load", False),
+    }
+    main(["status", "--outputs", str(outputs)])
+    out = capsys.readouterr().out
+    assert "rejected for good, not retried (no DLQ message): LoadRejected: too many columns" in out
+    assert "      gave up after 5 attempts: connection refused" in out
+
+
 def test_only_failures_inside_the_window_are_listed(pipeline, tmp_path):
     # Given failures recorded just before, at and after the start of the last hour, of files
     # uploaded today and a month ago

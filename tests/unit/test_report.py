@@ -88,6 +88,7 @@ def test_the_days_figures():
         "loaded": 1,
         "rows": 10,
         "failed": 1,
+        "rejected": 0,
         "superseded": 0,
         "pending": 1,
     }
@@ -364,6 +365,7 @@ def test_a_superseded_version_adds_no_rows():
         "loaded": 2,
         "rows": 20,
         "failed": 0,
+        "rejected": 0,
         "superseded": 2,
         "pending": 0,
     }
@@ -652,6 +654,43 @@ def test_recent_failures_and_last_completed():
     recent = failures_since(items, datetime(2025, 3, 14, 5, 0, tzinfo=UTC))
     assert [(f.stage, f.error) for f in recent] == [("load", "db"), ("processing", "new")]
     assert last_completed([item(4, "failed")]) is None
+
+
+def test_a_load_rejected_for_good_is_told_from_one_given_up_on():
+    # Given a day with a load given up on after its retries (in the load DLQ) and a load
+    # PostgreSQL rejected for good (not retried: no DLQ message)
+    items = [
+        item(
+            1, "completed", load_status="failed", load_error="db down", load_failed_at="2025-03-14T01:05:00Z"
+        ),
+        item(
+            2,
+            "completed",
+            load_status="rejected",
+            load_error="LoadRejected: PostgreSQL cannot hold this file: too many columns",
+            load_failed_at="2025-03-14T02:05:00Z",
+        ),
+    ]
+    # When the report is built and rendered
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    # Then both are failed loads, one of them rejected for good, and each failure says which
+    assert (report.warehouse.failed, report.warehouse.rejected) == (2, 1)
+    assert [(f.object_key, f.permanent) for f in report.failures] == [
+        ("incoming/sales/2.csv", True),
+        ("incoming/sales/1.csv", False),
+    ]
+    page = render_html(report, JSON_LINK)
+    assert "2 failed (1 rejected for good: not retried)" in page
+    assert page.count("load, rejected for good: not retried") == 1
+    message = sns_message(report, "https://x", 3600)
+    assert "Loaded into PostgreSQL: 0 files, 2 failed (1 rejected for good: not retried)" in message
+    assert "Latest failure (load, rejected for good: not retried): " in message
+    # and headrace status lists the rejected one among the recent failures, marked so
+    recent = failures_since(items, datetime(2025, 3, 14, 0, 0, tzinfo=UTC))
+    assert [(f.object_key, f.permanent) for f in recent] == [
+        ("incoming/sales/2.csv", True),
+        ("incoming/sales/1.csv", False),
+    ]
 
 
 @pytest.mark.parametrize(

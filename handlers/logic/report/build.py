@@ -38,6 +38,8 @@ MAX_ERROR_CHARS = 2000
 # the defaults): a file still received or processing, unchanged for longer, was cut off
 # (timeout, out of memory) on its last attempt, and its message is in the processing DLQ.
 STUCK_AFTER = timedelta(hours=6)
+# The load statuses of a failed load: given up on after its retries, or rejected for good.
+FAILED_LOADS = ("failed", "rejected")
 # Every attribute build_report reads: the report asks DynamoDB for these alone (a whole item,
 # with its schema and statistics, is 8 KB to 300 KB).
 REPORT_ATTRIBUTES = (
@@ -218,8 +220,10 @@ def build_report(
         elif load_status == "loaded":
             warehouse.loaded += 1
             warehouse.rows += _int(item.get("load_rows"))
-        elif load_status == "failed":
+        elif load_status in FAILED_LOADS:
             warehouse.failed += 1
+            if load_status == "rejected":
+                warehouse.rejected += 1
             failures_total += 1
             _add_failure(failures, _failure(item, "load"))
 
@@ -312,6 +316,7 @@ def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Fail
         error=str(item.get(f"{prefix}error") or "unknown error")[:MAX_ERROR_CHARS],
         at=at if isinstance(at, str) else None,
         replaced=bool(item.get("superseded_by")),
+        permanent=stage == "load" and item.get("load_status") == "rejected",
     )
 
 
@@ -340,7 +345,7 @@ def failures_since(items: Iterable[dict[str, Any]], since: datetime) -> list[Fai
         load_failed_at = parse_time(item.get("load_failed_at"))
         replaced = item.get("superseded_by")
         if (
-            item.get("load_status") == "failed"
+            item.get("load_status") in FAILED_LOADS
             and not replaced
             and load_failed_at
             and load_failed_at >= since

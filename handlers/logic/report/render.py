@@ -15,7 +15,7 @@ from datetime import date
 from html import escape
 
 from handlers.logic.printable import printable
-from handlers.models.report import DailyReport, HourBucket
+from handlers.models.report import DailyReport, Failure, HourBucket
 
 COLOURS = {
     "completed": "#2f855a",
@@ -125,7 +125,7 @@ def render_html(report: DailyReport, json_link: str) -> str:
             "Loaded into PostgreSQL",
             number(report.warehouse.loaded),
             f"{number(report.warehouse.rows)} rows"
-            + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else "")
+            + _failed_loads(report)
             + (f", {number(report.warehouse.pending)} not loaded yet" if report.warehouse.pending else ""),
             alert=report.warehouse.failed > 0 or report.warehouse.pending > 0,
         ),
@@ -382,7 +382,7 @@ def _failures(report: DailyReport) -> str:
                 ),
                 "key",
             ),
-            (escape(x.stage), ""),
+            (escape(_stage(x)), ""),
             (_shown(" ".join(x.error.split())), "err"),
             (escape((x.at or "")[:19].replace("T", " ")), "num"),
         ]
@@ -505,7 +505,7 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
         f"Rows: {number(report.rows)}   Data: {size(report.bytes)}   "
         f"Latency p50/p95: {duration(report.latency_ms.p50)} / {duration(report.latency_ms.p95)}",
         f"Loaded into PostgreSQL: {number(report.warehouse.loaded)} files"
-        + (f", {number(report.warehouse.failed)} failed" if report.warehouse.failed else "")
+        + _failed_loads(report)
         + (f", {number(report.warehouse.pending)} not loaded yet" if report.warehouse.pending else ""),
         f"Queues now: {_depth(report.processing_backlog)} in the processing queue"
         + (" (uploads not yet in these figures)" if report.processing_backlog else "")
@@ -521,9 +521,23 @@ def sns_message(report: DailyReport, link: str, link_ttl_seconds: int) -> str:
     # user-controlled text last, on one line each: it cannot come before the link or pass for it
     if report.failures:  # the open ones come first
         first = report.failures[0]
-        stage = f"{first.stage}, fixed in place since" if first.replaced else first.stage
+        stage = f"{first.stage}, fixed in place since" if first.replaced else _stage(first)
         lines += ["", f"Latest failure ({stage}): {_quoted(first.object_key)}: {_quoted(first.error)}"]
     return "\n".join(lines)
+
+
+def _failed_loads(report: DailyReport) -> str:
+    """ ", N failed (M rejected for good: not retried)" for the warehouse line, or nothing."""
+    w = report.warehouse
+    if not w.failed:
+        return ""
+    rejected = f" ({number(w.rejected)} rejected for good: not retried)" if w.rejected else ""
+    return f", {number(w.failed)} failed{rejected}"
+
+
+def _stage(failure: Failure) -> str:
+    """The failure's stage, and whether it is for good (a load PostgreSQL rejected)."""
+    return f"{failure.stage}, rejected for good: not retried" if failure.permanent else failure.stage
 
 
 def _quoted(text: str) -> str:
