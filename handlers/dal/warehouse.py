@@ -141,6 +141,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 
 
 SQLSTATE_CLASS_PROGRAM_LIMIT = "54"  # the SQLSTATE class of PostgreSQL's hard limits
+SQLSTATE_CLASS_TRANSACTION_ROLLBACK = "40"  # deadlocks, serialization failures
 # PostgreSQL's limit on a table's columns (MaxHeapAttributeNumber), counting every column
 # ever added to it: one dropped by hand keeps its place for good.
 MAX_TABLE_COLUMNS = 1600
@@ -152,6 +153,11 @@ class DatabaseUnavailable(Exception):
 
 class LoadTimedOut(Exception):
     """The load would have outlived the function (statement or lock timeout): rolled back."""
+
+
+class LoadConflicted(Exception):
+    """PostgreSQL rolled the load back to resolve a conflict with a concurrent transaction
+    (a deadlock, a serialization failure), again after one immediate retry: retried later."""
 
 
 class LoadRejected(Exception):
@@ -353,6 +359,19 @@ class Warehouse:
                     f"this file; nothing was loaded: {_first_line(exc)}"
                 ) from exc
             except psycopg.OperationalError as exc:
+                if (exc.sqlstate or "").startswith(SQLSTATE_CLASS_TRANSACTION_ROLLBACK):
+                    # A deadlock, or a serialization failure (a default_transaction_isolation
+                    # of serializable): rolled back to let a concurrent transaction through
+                    # (psycopg files these with connection losses, not all under
+                    # TransactionRollback). The connection is fine and the load idempotent:
+                    # once more at once, then retried later.
+                    if attempt == 1:
+                        continue
+                    raise LoadConflicted(
+                        "PostgreSQL rolled the load back twice to resolve a conflict with a concurrent "
+                        f"transaction ({_CONFLICTS.get(exc.sqlstate or '', 'a conflict')}); nothing was "
+                        f"loaded, the load is retried: {_first_line(exc)}"
+                    ) from exc
                 if (exc.sqlstate or "").startswith(SQLSTATE_CLASS_PROGRAM_LIMIT):
                     # 1,600 columns per table, a row larger than a page...: rolled back, and
                     # the connection is fine (psycopg files these with connection losses)
@@ -917,6 +936,10 @@ def _is_older(file: FileToLoad, loaded_version: str, loaded_uploaded_at: datetim
     if loaded_uploaded_at is None or file.uploaded_at is None:
         return False  # no way to order them: the latest load wins
     return file.uploaded_at < loaded_uploaded_at
+
+
+# SQLSTATE class 40 (transaction rollback), by the name a load failure's reason gives it
+_CONFLICTS = {"40P01": "deadlock", "40001": "serialization failure"}
 
 
 def _is_connection_loss(exc: psycopg.OperationalError) -> bool:

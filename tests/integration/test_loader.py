@@ -311,6 +311,97 @@ def test_a_file_wider_than_a_postgres_table_is_rejected_not_blamed_on_the_databa
     assert loader.handler.warehouse.connections.get() is connection
 
 
+def _fail_inserts_with(loader, dataset: str, sqlstate: str, times: int | None, action: str = "") -> None:
+    """Make PostgreSQL fail the next ``times`` inserts into ``dataset``'s table (every one
+    when None) with ``sqlstate`` (a trigger: a real error of the server, through psycopg),
+    or with ``action`` (a PL/pgSQL statement). A sequence counts them: unlike a table, it is
+    not rolled back with the failed load."""
+    schema = sql.Identifier(loader.schema)
+    limit = "true" if times is None else f"nextval('{loader.schema}.failures') <= {times}"
+    action = action or f"RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}';"
+    with loader.connect() as conn:
+        conn.execute(sql.SQL("CREATE SEQUENCE {}.failures").format(schema))
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}.fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF {limit} THEN {action} END IF; "
+                "RETURN NEW; END $$"
+            ).format(schema)
+        )
+        conn.execute(
+            sql.SQL("CREATE TRIGGER fail BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}.fail()").format(
+                loader.table(dataset), schema
+            )
+        )
+
+
+@pytest.mark.parametrize(("sqlstate", "named"), [("40P01", "deadlock"), ("40001", "serialization failure")])
+def test_a_load_rolled_back_by_a_deadlock_is_retried_at_once_on_the_same_connection(loader, sqlstate, named):
+    # Given a loaded dataset, and PostgreSQL rolling back the next load's transaction once to
+    # resolve a conflict with a concurrent one (a deadlock, or a serialization failure under
+    # a default_transaction_isolation of serializable)
+    loader.process_and_load("incoming/dl/1.csv", "a\n1\n")
+    connection = loader.handler.warehouse.connections.get()
+    _fail_inserts_with(loader, "dl", sqlstate, times=1)
+    # When the next file loads
+    event = loader.process("incoming/dl/2.csv", "a\n2\n")
+    # Then it loads at once (the load is idempotent), on the same connection: no failed
+    # attempt, no message retried a visibility timeout later
+    assert loader.load(event) == {"batchItemFailures": []}
+    assert loader.values("dl", "a") == [1, 2]
+    assert loader.handler.warehouse.connections.get() is connection
+
+
+@pytest.mark.parametrize(("sqlstate", "named"), [("40P01", "deadlock"), ("40001", "serialization failure")])
+def test_a_load_that_keeps_conflicting_is_retried_later_and_not_blamed_on_the_database(
+    loader, sqlstate, named
+):
+    # Given a dataset whose every load PostgreSQL rolls back to resolve a conflict
+    loader.process_and_load("incoming/dc/1.csv", "a\n1\n")
+    connection = loader.handler.warehouse.connections.get()
+    _fail_inserts_with(loader, "dc", sqlstate, times=None)
+    # When the next file loads
+    event = loader.process("incoming/dc/2.csv", "a\n2\n")
+    record = loader.record(event)
+    # Then it is retried later (transient), its reason says what happened, not "database
+    # unavailable", and the healthy connection is kept
+    assert loader.invoke(record) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": "incoming/dc/2.csv", "version": event["detail"]["version"]})
+    assert item["load_error"].startswith(
+        "LoadConflicted: PostgreSQL rolled the load back twice to resolve a conflict with a concurrent "
+        f"transaction ({named}); nothing was loaded, the load is retried: "
+    ), item["load_error"]
+    assert "load_status" not in item
+    assert loader.handler.warehouse.connections.get() is connection
+    assert loader.values("dc", "a") == [1]
+
+
+def test_a_backend_terminated_mid_load_is_retried_and_loads_the_rows_once(loader):
+    # Given a dataset loaded on the loader's connection, and its server process terminated in
+    # the middle of the next load's COPY (an administrator, a failover)
+    loader.process_and_load("incoming/tb/1.csv", "a\n1\n")
+    v1 = loader.process("incoming/tb/2.csv", "a\n2\n3\n")
+    assert loader.load(v1) == {"batchItemFailures": []}
+    v2 = loader.process("incoming/tb/2.csv", "a\n2\n3\n4\n")
+    _fail_inserts_with(
+        loader, "tb", "57P01", times=1, action="PERFORM pg_terminate_backend(pg_backend_pid());"
+    )
+    # When the new version of the second file loads
+    assert loader.load(v2) == {"batchItemFailures": []}
+    # Then the lost connection was replaced and the load done once more, whole: the key's
+    # rows are the new version's, once (the terminated transaction left nothing)
+    assert loader.query(
+        sql.SQL("SELECT object_version, count(*) FROM {} WHERE object_key = %s GROUP BY 1").format(
+            loader.table("tb")
+        ),
+        ["incoming/tb/2.csv"],
+    ) == [(v2["detail"]["version"], 3)]
+    # (the backend was terminated at the first row; the retry inserted the three: 4 calls)
+    assert loader.query(sql.SQL("SELECT nextval({})").format(sql.Literal(f"{loader.schema}.failures"))) == [
+        (5,)
+    ]
+
+
 def _load_rows(loader, key: str, columns: list[tuple[str, str]], values: list[str]):
     """Load one row of ``values`` (CSV text) into ``key``'s dataset, as a file of ``columns``
     (name, logical type) would: straight through the warehouse, no processing (fast)."""
