@@ -2,8 +2,10 @@
 
 Each record is one object version. Records are independent: only failed records are
 reported in ``batchItemFailures``, so a poison file never blocks the rest of its batch.
-A poison file is recorded ``failed`` at once and retried without delay, reaching the DLQ
-after ``maxReceiveCount`` attempts; a transient failure is retried with the queue's backoff.
+A poison file is recorded ``failed`` at once (``failure_kind`` ``permanent``) and retried
+without delay, reaching the DLQ after ``maxReceiveCount`` receives; a redelivery of its
+message fails at once, without reading or processing the file again (no retry can change
+it). A transient failure is retried with the queue's backoff.
 Processing keeps within the invocation's time (``handlers/logic/time_budget.py``): a file
 is stopped at its deadline (a transient failure, with a reason that says which setting to
 raise) and a file there is no time left to start is handed back to the queue at once. What
@@ -38,7 +40,14 @@ from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.layout import has_raw_suffix, hidden_part
 from handlers.logic.malformed import malformed_records
-from handlers.logic.process_object import Outcome, PermanentFailure, process_object, record_failure, utcnow
+from handlers.logic.process_object import (
+    Outcome,
+    PermanentFailure,
+    failed_for_good,
+    process_object,
+    record_failure,
+    utcnow,
+)
 from handlers.logic.processing import OutOfMemory, OutOfScratchSpace, OutOfTime
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.events import ObjectCreatedRecord, ObjectRef
@@ -74,9 +83,15 @@ def _record_metrics(outcome: Outcome) -> None:
 
 @idempotent_function(data_keyword_argument="work", config=idempotency, persistence_store=persistence)
 def process(
-    work: ObjectRef, attempt: int, deadline: float | None = None, finish_by: float | None = None
+    work: ObjectRef,
+    attempt: int,
+    deadline: float | None = None,
+    finish_by: float | None = None,
+    message_id: str | None = None,
 ) -> dict[str, Any]:
-    return process_object(work, settings, store, attempt, _record_metrics, deadline, finish_by).as_dict()
+    return process_object(
+        work, settings, store, attempt, _record_metrics, deadline, finish_by, message_id
+    ).as_dict()
 
 
 def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
@@ -107,10 +122,24 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         logger.warning("%s: not processed", ignored)
         metrics.add_metric(name="FilesIgnored", unit=MetricUnit.Count, value=1)
         return {"status": "ignored"}
+    if attempt > 1 and (known := failed_for_good(store, ref, record.messageId)):
+        # The file cannot be processed (an earlier receive of this message found so): on to
+        # the DLQ without downloading and processing it again. A redrive, a replay or a
+        # duplicate event is another message: processed again (a file restored meanwhile).
+        logger.warning(
+            "file cannot be processed (found on an earlier receive; not processed again): %s", known
+        )
+        record_failure(
+            store, ref, known, attempt, _record_metrics, permanent=True, message_id=record.messageId
+        )
+        _retry_now(record)
+        raise PermanentFailure(known)
     maybe_crash(settings.crash_rate, attempt, ref.key)
     finish_by = budget.finish_by() if budget else None
     try:
-        result = process(work=ref, attempt=attempt, deadline=deadline, finish_by=finish_by)
+        result = process(
+            work=ref, attempt=attempt, deadline=deadline, finish_by=finish_by, message_id=record.messageId
+        )
     except IdempotencyAlreadyInProgressError:
         # Another invocation is processing this very version right now (a duplicate
         # delivery): not a failure of the file. Retried later, it is acknowledged as done.

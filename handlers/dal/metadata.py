@@ -169,18 +169,24 @@ class MetadataStore:
         *,
         keep_completed: bool = False,
         skip_reason: str | None = None,
+        permanent: bool = False,
+        message_id: str | None = None,
     ) -> bool:
         """Record the failure; True when it is the version's first (no earlier
         ``failed_at``): a file retried or given up on several times is counted once. With
         ``keep_completed`` (a stale event: the version was superseded or deleted since) a
         version that completed stays completed, and one that failed keeps its failure and
         reason. ``skip_reason`` (``superseded``, ``deleted``) marks a version that was not
-        processed at all, not a failure of it."""
+        processed at all, not a failure of it. ``permanent``: the file itself cannot be
+        processed (``failure_kind`` ``permanent``, found handling SQS message ``message_id``,
+        ``failed_message``): a redelivery of that message fails at once."""
         fields: dict[str, Any] = {
             "status": "failed",
             "failed_at": iso(at),
             "error": error[:2000],
             "skip_reason": skip_reason,
+            "failure_kind": "permanent" if permanent else None,
+            "failed_message": message_id if permanent else None,
             **({} if skip_reason else failure_keys(at)),
         }
         if attempt is not None:
@@ -190,7 +196,9 @@ class MetadataStore:
             fields,
             now=at,
             # a real failure after a skip drops the skip's reason
-            remove=("completed_day",) if skip_reason else ("completed_day", "skip_reason"),
+            remove=("completed_day",)
+            + (() if skip_reason else ("skip_reason",))
+            + (() if permanent else ("failure_kind", "failed_message")),
             return_old=True,
             condition=(
                 "attribute_not_exists(#k) OR (#status <> :completed "

@@ -81,8 +81,10 @@ def process_object(
     record: Callable[[Outcome], None] = lambda _: None,
     deadline: float | None = None,
     finish_by: float | None = None,
+    message_id: str | None = None,
 ) -> Outcome:
-    """``record`` is called with the outcome (metrics) when the file completes, and when it
+    """``message_id``: the SQS message being handled, recorded with a failure of the file
+    itself (``failed_for_good``). ``record`` is called with the outcome (metrics) when the file completes, and when it
     fails for the first time (not on the retries of a file already failed). Processing
     still running at ``deadline`` (``time.monotonic()``) is stopped: ``OutOfTime``; so is a
     file whose outputs are written only at ``finish_by`` or later, before it is marked
@@ -121,7 +123,7 @@ def process_object(
             reason = _unreadable(exc)
             if reason is None:
                 raise
-            record_failure(store, ref, reason, attempt, record)
+            record_failure(store, ref, reason, attempt, record, permanent=True, message_id=message_id)
             raise PermanentFailure(reason) from exc
         timings: dict[str, float] = {"queue_wait": _ms(started - ref.uploaded_at), "download": _since(clock)}
         keys = processed_keys(ref.key, ref.version, settings.raw_prefix, ref.uploaded_at)
@@ -137,7 +139,7 @@ def process_object(
                 deadline=deadline,
             )
         except UnprocessableFile as exc:
-            record_failure(store, ref, str(exc), attempt, record)
+            record_failure(store, ref, str(exc), attempt, record, permanent=True, message_id=message_id)
             raise PermanentFailure(str(exc)) from exc
         timings["process"] = _since(clock)
 
@@ -304,12 +306,39 @@ def _unreadable(exc: ClientError) -> str | None:
 
 
 def record_failure(
-    store: MetadataStore, ref: ObjectRef, error: str, attempt: int, record: Callable[[Outcome], None]
+    store: MetadataStore,
+    ref: ObjectRef,
+    error: str,
+    attempt: int,
+    record: Callable[[Outcome], None],
+    *,
+    permanent: bool = False,
+    message_id: str | None = None,
 ) -> None:
     """Mark the version ``failed``; ``record`` the outcome only the first time it fails
-    (a file that keeps failing is retried until the DLQ, and counted once)."""
-    if store.mark_failed(ref, utcnow(), error, attempt):
+    (a file that keeps failing is retried until the DLQ, and counted once). ``permanent``:
+    the file itself cannot be processed, found while handling message ``message_id``
+    (``failed_for_good``)."""
+    if store.mark_failed(ref, utcnow(), error, attempt, permanent=permanent, message_id=message_id):
         record(Outcome(status="failed", bytes=ref.size or 0, error=error))
+
+
+def failed_for_good(store: MetadataStore, ref: ObjectRef, message_id: str) -> str | None:
+    """The reason an earlier receive of message ``message_id`` recorded this version as a
+    file that cannot be processed (bad content, archived, SSE-C), if one did and no newer
+    version replaced it since: None otherwise, or when the item cannot be read (the file is
+    then processed). Another message (a redrive, a replay, a duplicate event) is processed."""
+    try:
+        item = store.get(ref.key, ref.version)
+    except ClientError:
+        return None
+    if not item or item.get("status") != "failed" or item.get("failure_kind") != "permanent":
+        return None
+    if item.get("failed_message") != message_id:
+        return None
+    if item.get("superseded_by") or item.get("skip_reason"):
+        return None
+    return str(item.get("error") or "") or None
 
 
 def _is_stale(ref: ObjectRef, current_version: str | None, current_etag: str) -> bool:

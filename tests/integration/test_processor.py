@@ -138,6 +138,36 @@ def test_poison_files_never_block_the_batch_and_reach_the_dlq(pipeline, capsys):
     assert (metrics["FilesProcessed"], metrics["FilesFailed"]) == (2, 2)
 
 
+def test_a_poison_file_is_not_processed_again_on_each_receive_of_its_message(pipeline, monkeypatch, capsys):
+    # Given a binary file, and the processing the processor runs on every file, counted
+    binary = pipeline.upload("incoming/junk.csv", bytes(range(256)) * 8)
+    real = process_object.process_file
+    runs: list[str] = []
+
+    def counted(path, **kwargs):
+        runs.append(kwargs["file_name"])
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(process_object, "process_file", counted)
+    # When its message is received until the DLQ (it comes back at once each time)
+    pipeline.announce(binary)
+    for _ in range(4):
+        pipeline.poll()
+    # Then it reached the DLQ after every receive, processed only on the first: the later
+    # receives fail at once, keeping the recorded reason, the attempt and a single count
+    assert [json.loads(b)["detail"]["object"]["key"] for b in pipeline.queue.dlq_bodies()] == [binary["key"]]
+    assert runs == ["junk.csv"]
+    item = pipeline.item(binary)
+    assert (item["status"], item["failure_kind"], item["attempts"]) == ("failed", "permanent", 3)
+    assert "binary content" in item["error"]
+    assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
+    # When the dead letter is redriven (a new message) after the file was, say, restored
+    pipeline.announce(binary)
+    pipeline.poll()
+    # Then that message's first receive processes the file again
+    assert runs == ["junk.csv", "junk.csv"]
+
+
 def test_url_encoded_key_in_the_event_is_found(pipeline):
     obj = pipeline.upload("incoming/my file.csv", SALES)
     encoded = dict(obj, key="incoming/my%20file.csv")
