@@ -309,6 +309,8 @@ class Describer:
             letter.reason = _completed_but_dead(item)
         elif received and letter.status in ("received", "processing"):
             letter.reason = _cut_off("processor", item.get("last_error"))
+        if letter.status == "failed" and item.get("failure_kind") == "permanent":
+            letter.note = PERMANENT_NOTE
         if item.get("superseded_by"):
             letter.note = f"superseded by version {item['superseded_by']}: {SUPERSEDED_NOTE}"
 
@@ -361,6 +363,14 @@ def _cut_off(function: str, earlier: Any) -> str:
     )
     return f"{reason}; an earlier attempt failed with: {earlier}" if earlier else reason
 
+
+# A processing DLQ message of a file the processor found it cannot process (failure_kind
+# permanent): no retry could change that.
+PERMANENT_NOTE = (
+    "the file itself cannot be processed (a permanent failure, not a transient one): a redrive "
+    "fails again; upload a corrected file under the same key (or restore an archived object, "
+    "then redrive or headrace replay it)"
+)
 
 # A load DLQ message whose load PostgreSQL has since rejected for good (the loader then records
 # it ``rejected`` and acknowledges it: no retry, no dead letter).

@@ -172,8 +172,9 @@ class Failure(_Model):
     at: str | None
     # a newer version of the key completed since (superseded_by): fixed in place, nothing to do
     replaced: bool = False
-    # refused for good (a load PostgreSQL rejected: ``load_status`` rejected): not retried,
-    # no DLQ message; only fixing its cause and loading it again helps
+    # for good: a load PostgreSQL rejected (``load_status`` rejected: not retried, no DLQ
+    # message), or a file that cannot be processed (``failure_kind`` permanent: its retries
+    # fail at once); only fixing the cause helps, not a retry or a redrive
     permanent: bool = False
 
 

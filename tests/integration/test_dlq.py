@@ -164,6 +164,7 @@ def test_inspect_shows_the_recorded_failure_and_consumes_nothing(stack, capsys):
             "status": "failed",
             "attempts": 5,
             "error": "binary content (not a text file)",
+            "failure_kind": "permanent",
         }
     )
     stack.dead_letter("processing", s3_event(key, "v1"))
@@ -175,6 +176,8 @@ def test_inspect_shows_the_recorded_failure_and_consumes_nothing(stack, capsys):
         (key, "v1", "failed", 5)
     ]
     assert letters[0]["reason"] == "binary content (not a text file)"
+    # and it says the failure is the file's, for good: a redrive alone fails again
+    assert letters[0]["note"].startswith("the file itself cannot be processed (a permanent failure")
     # And it is still there, visible again at once
     assert stack.visible("processing-dlq") == 1
 

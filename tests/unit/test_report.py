@@ -656,6 +656,23 @@ def test_recent_failures_and_last_completed():
     assert last_completed([item(4, "failed")]) is None
 
 
+def test_a_file_that_cannot_be_processed_is_told_from_one_given_up_on():
+    # Given a day with a poison file (recorded permanent) and a file given up on after its
+    # transient retries
+    items = [
+        item(1, "failed", error="binary content", failed_at="2025-03-14T01:00:01Z", failure_kind="permanent"),
+        item(2, "failed", error="gave up after 5 attempts: SlowDown", failed_at="2025-03-14T02:00:01Z"),
+    ]
+    # When the report is built and rendered
+    report = build_report("2025-03-14", items, NOW, **EMPTY_QUEUES)
+    # Then only the poison file is a failure for good, and the page says what to do
+    assert [(f.object_key, f.permanent) for f in report.failures] == [
+        ("incoming/sales/2.csv", False),
+        ("incoming/sales/1.csv", True),
+    ]
+    assert render_html(report, JSON_LINK).count("processing, the file itself: fix it in place") == 1
+
+
 def test_a_load_rejected_for_good_is_told_from_one_given_up_on():
     # Given a day with a load given up on after its retries (in the load DLQ) and a load
     # PostgreSQL rejected for good (not retried: no DLQ message)

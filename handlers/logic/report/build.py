@@ -60,6 +60,7 @@ REPORT_ATTRIBUTES = (
     "summary_truncated",
     "error",
     "failed_at",
+    "failure_kind",
     "load_status",
     "load_rows",
     "load_error",
@@ -316,7 +317,9 @@ def _failure(item: dict[str, Any], stage: Literal["processing", "load"]) -> Fail
         error=str(item.get(f"{prefix}error") or "unknown error")[:MAX_ERROR_CHARS],
         at=at if isinstance(at, str) else None,
         replaced=bool(item.get("superseded_by")),
-        permanent=stage == "load" and item.get("load_status") == "rejected",
+        permanent=item.get("load_status") == "rejected"
+        if stage == "load"
+        else item.get("failure_kind") == "permanent",
     )
 
 

@@ -536,8 +536,12 @@ def _failed_loads(report: DailyReport) -> str:
 
 
 def _stage(failure: Failure) -> str:
-    """The failure's stage, and whether it is for good (a load PostgreSQL rejected)."""
-    return f"{failure.stage}, rejected for good: not retried" if failure.permanent else failure.stage
+    """The failure's stage, and whether it is for good (no retry or redrive can help)."""
+    if not failure.permanent:
+        return failure.stage
+    if failure.stage == "load":
+        return "load, rejected for good: not retried"
+    return "processing, the file itself: fix it in place"
 
 
 def _quoted(text: str) -> str:
