@@ -132,7 +132,7 @@ def loaded_or_final(item: dict[str, Any]) -> bool:
     """The file's journey is over: failed, or completed and its load finished either way."""
     status = item.get("status")
     return status == "failed" or (
-        status == "completed" and item.get("load_status") in ("loaded", "failed", "superseded")
+        status == "completed" and item.get("load_status") in ("loaded", "failed", "rejected", "superseded")
     )
 
 

@@ -92,6 +92,7 @@ def test_a_file_without_its_item_is_recorded_missing():
         ({"status": "failed"}, True),
         ({"status": "completed", "load_status": "loaded"}, True),
         ({"status": "completed", "load_status": "failed"}, True),
+        ({"status": "completed", "load_status": "rejected"}, True),  # not retried: nothing to wait for
         ({"status": "completed"}, False),
         ({"status": "processing"}, False),
         ({}, False),
