@@ -249,6 +249,14 @@ class Connections:
             except psycopg.OperationalError as again:
                 self._down = _first_line(again)
                 raise DatabaseUnavailable(f"database unavailable: {self._down}") from again
+        except Exception as exc:
+            if cached is not None:
+                raise
+            # The secret could not be read (Secrets Manager throttling, its endpoint out of
+            # reach): as with a failed connect, the rest of the invocation fails fast instead
+            # of each record calling Secrets Manager again (and waiting out its timeouts).
+            self._down = f"the database secret could not be read: {_first_line(exc)}"
+            raise DatabaseUnavailable(f"database unavailable: {self._down}") from exc
         self.fresh = True
         return self._conn
 

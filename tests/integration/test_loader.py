@@ -240,6 +240,52 @@ def test_a_rejected_load_is_counted_for_its_alarm_and_retried_only_if_it_could_n
     ) == [(0,)]
 
 
+def test_a_throttled_secret_fails_the_rest_of_the_batch_fast_and_every_record_is_retried(loader, monkeypatch):
+    # Given three processed files, a loader with no open connection (a new execution
+    # environment: it must read the database secret), and Secrets Manager throttling it
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+    from botocore.exceptions import ClientError
+
+    from handlers.dal import secrets
+
+    events = [loader.process(f"incoming/st/{i}.csv", SALES) for i in range(3)]
+    loader.handler.warehouse.connections.close()
+    reads: list[bool] = []
+    real = secrets.parameters.get_secret
+
+    def throttled(*args, **kwargs):
+        reads.append(True)
+        try:  # powertools wraps the SDK's error, as get_secret does
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetSecretValue"
+            )
+        except ClientError as exc:
+            raise GetParameterError(str(exc)) from None
+
+    monkeypatch.setattr(secrets.parameters, "get_secret", throttled)
+    # When the batch arrives
+    records = [loader.record(e) for e in events]
+    response = loader.invoke(*records)
+    # Then every record is retried (transient), Secrets Manager was asked once, not once per
+    # record, and each item says why
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
+        r["messageId"] for r in records
+    )
+    assert reads == [True]
+    for event in events:
+        item = loader.pipeline.item(
+            {"key": event["detail"]["object_key"], "version": event["detail"]["version"]}
+        )
+        assert "the database secret could not be read" in item["load_error"], item["load_error"]
+        assert "ThrottlingException" in item["load_error"]
+        assert "load_status" not in item
+    # When Secrets Manager answers again
+    monkeypatch.setattr(secrets.parameters, "get_secret", real)
+    # Then the retries load every file once
+    assert loader.load(*events) == {"batchItemFailures": []}
+    assert [loader.count("st", e["detail"]["object_key"]) for e in events] == [3, 3, 3]
+
+
 def test_bad_records_are_retried_without_blocking_the_batch(loader, capsys):
     # Given a batch: a good event, a body that is not JSON, an event that is not a
     # "File Processed" detail, a dataset name that is not an identifier, and an event whose
