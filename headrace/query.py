@@ -374,9 +374,9 @@ class DuckDbEngine:
                     parts.append(f"SELECT {selected}, {PARTITION_COLUMN} FROM {ident(part)}")
                 con.execute(f"CREATE TEMP VIEW {ident(dataset)} AS {' UNION ALL '.join(parts)}")
             try:
-                cursor = con.execute(sql)
-                columns_out = [d[0] for d in cursor.description or []]
-                rows = [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+                columns_out, rows = _interruptible(con, lambda: _fetch(con, sql))
+            except duckdb.InterruptException as exc:  # our interrupt(), on Ctrl-C
+                raise KeyboardInterrupt from exc
             except duckdb.Error as exc:
                 if (unread := counter.failure()) is not None:  # the stack, not the SQL
                     raise StackError(unread) from exc
@@ -401,6 +401,62 @@ class DuckDbEngine:
             bytes_scanned=sum(sizes.get(path, 0) for path in scanned),
         )
         return QueryResult(columns_out, rows, stats)
+
+
+def _fetch(con: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cursor = con.execute(sql)
+    columns = [d[0] for d in cursor.description or []]
+    return columns, [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+
+
+# How long a query stopped by Ctrl-C may take to end before the command exits without it.
+INTERRUPT_SECONDS = 5.0
+
+
+def _interruptible(con: Any, work: Callable[[], Any]) -> Any:
+    """``work`` (DuckDB calls on ``con``) on a thread of its own, so that Ctrl-C stops it.
+
+    DuckDB's client looks for SIGINT only in some operators: a join without an equality
+    (a nested loop: ``ON a.x + b.y = 7``, ``ON a.x < b.y``) ran on for minutes after
+    Ctrl-C, and a second Ctrl-C too. Here the main thread waits, takes the
+    KeyboardInterrupt and calls ``con.interrupt()``, which every operator honours. A query
+    still running :data:`INTERRUPT_SECONDS` later is left behind (:func:`_abandon`)."""
+    outcome: dict[str, Any] = {}
+    # An Event, not Thread.join: a join that Ctrl-C interrupts leaves the thread looking
+    # finished to the next join and to is_alive() (Python 3.11) while DuckDB still runs.
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised on the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    try:
+        # started in here: Ctrl-C may come while start() waits for the thread to run
+        threading.Thread(target=target, name="headrace-duckdb-query", daemon=True).start()
+        while not done.wait(0.25):  # back in Python now and then: the SIGINT may have woken
+            pass  # another thread than this one, which sees it only then
+    except KeyboardInterrupt:
+        con.interrupt()
+        if not done.wait(INTERRUPT_SECONDS):
+            _abandon()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _abandon() -> None:
+    """End the process at once, as interrupted: a DuckDB query that ignores its interrupt
+    still runs, and neither closing its connection nor the interpreter's exit (which
+    would call into it) can be waited for."""
+    sys.stdout.flush()
+    print("headrace: interrupted (the query did not stop: left running as the process ends)", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(130)
 
 
 # How long a query waits for pyarrow to let go of its filesystem (see _wait_until_released).

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
+import threading
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from botocore.stub import Stubber
 
 from headrace import cli
+from headrace import query as query_module
 from headrace.outputs import StackOutputs
 from headrace.query import (
     TABLE_ROWS,
@@ -451,3 +454,90 @@ def test_ctrl_c_during_a_duckdb_query_is_an_interruption_not_a_traceback(capsys,
         pytest.fail("the KeyboardInterrupt escaped headrace's main()")
     assert status == 130
     assert capsys.readouterr().err == "headrace: interrupted\n"
+
+
+class _IgnoresSigint:
+    """A DuckDB connection whose query ``SELECT 42`` runs on through SIGINT, as DuckDB's
+    nested loop join did, and stops only when ``interrupt()`` is called (or never, with
+    ``honours_interrupt=False``, until ``release`` is set)."""
+
+    honours_interrupt = True
+    connect: Any = None  # duckdb.connect, before the test replaces it
+
+    def __init__(self) -> None:
+        self.con = self.connect()
+        self.interrupted = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        import duckdb
+
+        if sql != "SELECT 42":
+            return self.con.execute(sql, *args)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # Ctrl-C, mid-query
+        for _ in range(200):  # bounded: a query that nothing stops ends, with its result
+            try:
+                if self.honours_interrupt and self.interrupted.wait(0.05):
+                    raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+                if self.release.wait(0 if self.honours_interrupt else 0.05):
+                    break
+            except KeyboardInterrupt:  # what DuckDB does with a SIGINT here: nothing
+                continue
+        return self.con.execute(sql, *args)
+
+
+def test_ctrl_c_stops_a_duckdb_query_that_does_not_look_for_sigint(capsys, monkeypatch, tmp_path):
+    # Given a query DuckDB runs on through SIGINT (a join without an equality:
+    # `ON a.x + b.y = 7` over two large tables ran for minutes after Ctrl-C, and exit 0)
+    import duckdb
+
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**BASE, "aws_endpoint_url": "http://127.0.0.1:9"}))
+    connections: list[_IgnoresSigint] = []
+    monkeypatch.setattr(_IgnoresSigint, "connect", staticmethod(duckdb.connect))
+    monkeypatch.setattr(duckdb, "connect", lambda: connections.append(_IgnoresSigint()) or connections[-1])
+    # When Ctrl-C comes while it runs
+    try:
+        status = cli.main(["query", "SELECT 42", "--outputs", str(path)])
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped headrace's main()")
+    # Then the query is interrupted through its connection and the command ends as interrupted
+    assert connections[-1].interrupted.is_set()
+    assert (status, capsys.readouterr()) == (130, ("", "headrace: interrupted\n"))
+
+
+def test_a_query_that_ignores_its_interrupt_too_is_left_behind(capsys, monkeypatch, tmp_path):
+    # Given a query that stops for neither SIGINT nor interrupt()
+    import duckdb
+
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**BASE, "aws_endpoint_url": "http://127.0.0.1:9"}))
+    connections: list[_IgnoresSigint] = []
+    monkeypatch.setattr(_IgnoresSigint, "connect", staticmethod(duckdb.connect))
+
+    def stubborn() -> _IgnoresSigint:
+        connections.append(_IgnoresSigint())
+        connections[-1].honours_interrupt = False
+        return connections[-1]
+
+    monkeypatch.setattr(duckdb, "connect", stubborn)
+    monkeypatch.setattr(query_module, "INTERRUPT_SECONDS", 0.01)
+    abandoned: list[bool] = []
+
+    def abandon() -> None:  # the real one ends the process (os._exit(130))
+        abandoned.append(True)
+        connections[-1].release.set()
+        for thread in threading.enumerate():  # its connection closes next: let the query end first
+            if thread.name == "headrace-duckdb-query":
+                thread.join()
+
+    monkeypatch.setattr(query_module, "_abandon", abandon)
+    # When Ctrl-C comes while it runs, then the command does not wait for it
+    assert cli.main(["query", "SELECT 42", "--outputs", str(path)]) == 130
+    assert abandoned == [True] and connections[-1].interrupted.is_set()
