@@ -1,10 +1,18 @@
-"""The ``headrace`` command line."""
+"""The ``headrace`` command line.
+
+Data goes to stdout, diagnostics to stderr. Exit status: 0 done; 1 the command ran and its
+answer needs an operator (status: a DLQ holds messages; query: the query failed; ...);
+2 it could not do its work (bad input, outputs file, credentials, endpoint); 130
+interrupted (Ctrl-C); 141 the reader of its output went away. README "Command line" has
+each command's, and the shape of every --json output.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,7 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`headrace query ... | head`): stop quietly, as other
         # command-line tools do. Python's documented recipe: point stdout at devnull so the
-        # flush at exit does not raise again.
+        # flush at exit does not raise again. The status is the shell's for a command that
+        # SIGPIPE ended (`set -o pipefail`), not 1: that says a DLQ holds messages (status),
+        # the query failed, the function failed (local invoke).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return BROKEN_PIPE
     return status
+
+
+# Exit status when the reader of the output went away: 128 + SIGPIPE, as a shell reports it.
+BROKEN_PIPE = 128 + signal.SIGPIPE
