@@ -415,3 +415,26 @@ def test_the_log_lines_the_runbooks_search_for_are_ones_the_handlers_write():
     messages = _logged_messages()
     missing = sorted(p for p in phrases if not any(p in m for m in messages))
     assert missing == []
+
+
+def test_the_readmes_json_shapes_are_what_the_commands_write():
+    from dataclasses import fields
+
+    from headrace.dlq import DeadLetter, RedriveResult
+    from headrace.status import QueueDepth
+
+    # Given the README's table of machine-readable output
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| command | shape |") : text.index("Read them by key")]
+    shapes = dict(re.findall(r"^\| `([^`]+)` \| (.*) \|$", table, re.M))
+
+    def keys(shape: str) -> list[str]:
+        return re.findall(r'"(\w+)"', shape)
+
+    # Then each names the fields the command writes, in the order it writes them
+    letter = [f.name for f in fields(DeadLetter) if f.repr]
+    assert keys(shapes["dlq inspect --json"]) == letter
+    dry_run, executed = shapes["dlq redrive --json"].split("with `--execute`")
+    assert keys(dry_run) == ["dry_run", "queue", "would_move", "messages"]
+    assert keys(executed) == ["dry_run", *(f.name for f in fields(RedriveResult))]
+    assert keys(shapes["status --json"])[1:6] == [f.name for f in fields(QueueDepth)]
