@@ -123,7 +123,14 @@ def execute(outputs: StackOutputs, sql: str, engine: str = "auto") -> QueryResul
     )
     try:
         return runner.execute(sql)
-    except (BotoCoreError, ClientError) as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":  # S3's message names none
+            raise StackError(
+                f"the processed bucket {outputs.processed_bucket} does not exist (an outputs file "
+                "of another stack, or one destroyed since?)"
+            ) from exc
+        raise StackError(f"cannot read the stack: {exc}") from exc
+    except BotoCoreError as exc:
         raise StackError(f"cannot read the stack: {exc}") from exc
 
 

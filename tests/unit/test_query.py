@@ -295,6 +295,28 @@ def test_cli_exit_statuses(tmp_path, capsys):
     assert "use --engine duckdb" in capsys.readouterr().err
 
 
+def test_a_processed_bucket_that_does_not_exist_is_named(tmp_path, capsys, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from headrace.query import DuckDbEngine
+
+    # Given the outputs of another stack (or of one destroyed since): S3 has no such bucket
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**BASE, "aws_endpoint_url": "http://127.0.0.1:9"}))
+
+    def no_bucket(self: Any) -> Any:
+        error = {"Code": "NoSuchBucket", "Message": "The specified bucket does not exist"}
+        raise ClientError({"Error": error}, "ListObjectsV2")
+
+    monkeypatch.setattr(DuckDbEngine, "datasets", no_bucket)
+    # Then one line names the bucket and the likely cause (S3's own message names neither)
+    assert cli.main(["query", "SELECT * FROM sales", "--outputs", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "headrace: error: the processed bucket processed does not exist (an outputs file of "
+        "another stack, or one destroyed since?)\n"
+    )
+
+
 def test_values_inside_lists_and_structs_render_as_strict_json_too():
     result = QueryResult(
         columns=["xs", "s"], rows=[([1.5, float("inf")], {"d": date(2025, 1, 1)})], stats=RESULT.stats
