@@ -16,25 +16,26 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-from pydantic import ValidationError
-
-from handlers.logic.processing import (
-    OutOfMemory,
-    OutOfScratchSpace,
-    ProcessingOptions,
-    UnprocessableFile,
-    process_file,
-)
-from handlers.logic.processing.pii import PiiOptions, PiiRule
-from headrace import backfill, dlq, query, replay, status, tenants
-from headrace.experiments import cli as experiments_cli
-from headrace.local import cli as local_cli
-from headrace.outputs import DocstringHelp
+# The commands' modules (boto3, DuckDB, pyarrow: half a second and more) are imported by
+# main(), where a Ctrl-C that comes meanwhile is one line, not a traceback of the import.
+if TYPE_CHECKING:
+    from handlers.logic.processing.pii import PiiRule
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from handlers.logic.processing import (
+        OutOfMemory,
+        OutOfScratchSpace,
+        ProcessingOptions,
+        UnprocessableFile,
+        process_file,
+    )
+    from handlers.logic.processing.pii import PiiOptions
+
     path: Path = args.file
     pii = PiiOptions()
     if args.pii_rules:
@@ -71,6 +72,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _pii_rules(path: Path) -> tuple[PiiRule, ...]:
     """The rules of a ``--pii-rules`` file; ValueError says what is wrong, and where."""
+    from pydantic import ValidationError
+
+    from handlers.logic.processing.pii import PiiRule
+
     rules = json.loads(path.read_text())
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
         raise ValueError(
@@ -101,6 +106,11 @@ def _fail(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from headrace import backfill, dlq, query, replay, status, tenants
+    from headrace.experiments import cli as experiments_cli
+    from headrace.local import cli as local_cli
+    from headrace.outputs import DocstringHelp
+
     parser = argparse.ArgumentParser(prog="headrace", description=__doc__, formatter_class=DocstringHelp)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -129,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         status = int(args.func(args))
         sys.stdout.flush()
     except KeyboardInterrupt:

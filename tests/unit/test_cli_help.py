@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from headrace import cli
@@ -62,3 +66,29 @@ def test_ctrl_c_is_one_line_and_exit_status_130_not_a_traceback(capsys, monkeypa
         pytest.fail("the KeyboardInterrupt escaped headrace's main()")
     assert status_code == 130
     assert capsys.readouterr().err == "headrace: interrupted\n"
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_too(capsys, monkeypatch):
+    # Given a Ctrl-C while the commands' modules load (boto3, DuckDB: half a second and more
+    # at every start, which was a traceback of the import)
+    from headrace import tenants
+
+    def interrupted(subparsers):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tenants, "register", interrupted)
+    # Then the same line and status as a Ctrl-C while the command runs
+    try:
+        status_code = cli.main(["status", "--outputs", "outputs.json"])
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped headrace's main()")
+    assert (status_code, capsys.readouterr().err) == (130, "headrace: interrupted\n")
+
+
+def test_the_command_line_module_loads_no_command_before_main_runs():
+    # `from headrace.cli import main` (the console script's first line) runs before main()
+    # can catch a Ctrl-C: it must import nothing slow
+    code = "import sys, headrace.cli; print(sorted({'boto3', 'duckdb', 'pyarrow', 'pydantic'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert done.stdout == "[]\n"

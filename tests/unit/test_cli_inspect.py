@@ -9,6 +9,7 @@ import sys
 import duckdb
 import pytest
 
+from handlers.logic import processing
 from handlers.logic.processing import OutOfMemory
 from headrace import cli
 
@@ -53,7 +54,7 @@ def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise OutOfMemory("processing needed more memory than DuckDB's limit (1MB)")
 
-    monkeypatch.setattr(cli, "process_file", out_of_memory)
+    monkeypatch.setattr(processing, "process_file", out_of_memory)
     path = tmp_path / "sales.csv"
     path.write_text(SEED)
     assert cli.main(["inspect", str(path)]) == 2
