@@ -10,6 +10,7 @@ each command's, and the shape of every --json output.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import signal
@@ -156,6 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the query failed, the function failed (local invoke).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return BROKEN_PIPE
+    except UnicodeEncodeError as exc:
+        # stdout in an encoding that lacks a character of the data (PYTHONIOENCODING=ascii;
+        # a redirect on Windows writes cp1252): say so, rather than a traceback or data
+        # silently rewritten
+        if codecs.lookup(exc.encoding).name != codecs.lookup(sys.stdout.encoding or "utf-8").name:
+            raise
+        print(
+            f"headrace: error: the output holds {exc.object[exc.start : exc.end]!a}, which stdout's "
+            f"encoding ({sys.stdout.encoding}) cannot write: set PYTHONIOENCODING=utf-8",
+            file=sys.stderr,
+        )
+        return 2
     return status
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -141,3 +142,17 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     # holds messages"; for `query`, "the query failed")
     assert proc.returncode == 141
     assert stderr == b""
+
+
+def test_a_stdout_that_cannot_write_the_data_is_one_error_line(tmp_path, capsys, monkeypatch):
+    # Given data beyond ASCII and a stdout in ASCII (PYTHONIOENCODING=ascii; a redirect on
+    # Windows is cp1252, which has no 日本 either)
+    path = tmp_path / "names.csv"
+    path.write_text("id,prénom\n1,Zoë\n2,Łukasz\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    # Then one line says what to set (it was a UnicodeEncodeError traceback)
+    assert cli.main(["inspect", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "headrace: error: the output holds '\\xe9', which stdout's encoding (ascii) cannot write: "
+        "set PYTHONIOENCODING=utf-8\n"
+    )
