@@ -514,7 +514,16 @@ class _IgnoresSigint:
         return self.con.execute(sql, *args)
 
 
-def test_ctrl_c_stops_a_duckdb_query_that_does_not_look_for_sigint(capsys, monkeypatch, tmp_path):
+@pytest.fixture
+def python_sigint() -> None:
+    """SIGINT raises KeyboardInterrupt, as in a new process, whatever an earlier test or
+    fixture of this one installed (tests/conftest.py puts that back afterwards)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_ctrl_c_stops_a_duckdb_query_that_does_not_look_for_sigint(
+    python_sigint, capsys, monkeypatch, tmp_path
+):
     # Given a query DuckDB runs on through SIGINT (a join without an equality:
     # `ON a.x + b.y = 7` over two large tables ran for minutes after Ctrl-C, and exit 0)
     import duckdb
@@ -534,7 +543,7 @@ def test_ctrl_c_stops_a_duckdb_query_that_does_not_look_for_sigint(capsys, monke
     assert (status, capsys.readouterr()) == (130, ("", "headrace: interrupted\n"))
 
 
-def test_a_query_that_ignores_its_interrupt_too_is_left_behind(capsys, monkeypatch, tmp_path):
+def test_a_query_that_ignores_its_interrupt_too_is_left_behind(python_sigint, capsys, monkeypatch, tmp_path):
     # Given a query that stops for neither SIGINT nor interrupt()
     import duckdb
 
