@@ -356,9 +356,14 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def tenants(stack: Stack) -> Iterator[dict[str, str]]:
     """Two tenants, created with `headrace tenants add` on the stack; name -> API key.
-    Offboarded after the module (keys revoked, records purged), even if it failed."""
+    Offboarded after the module (keys revoked, records purged), even if it failed. Each
+    module's are new names: an offboarded tenant's name is refused to a new customer."""
+    module = uuid.uuid4().hex[:4]
     try:
-        yield {name: stack.add_tenant(name) for name in (f"acme{stack.run_id}", f"beta{stack.run_id}")}
+        yield {
+            name: stack.add_tenant(name)
+            for name in (f"acme{stack.run_id}{module}", f"beta{stack.run_id}{module}")
+        }
     finally:
         stack.remove_tenants()
 
