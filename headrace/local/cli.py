@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from headrace.outputs import DEFAULT_LOCAL_OUTPUTS, INVOKE_CLIENT
 
@@ -212,11 +213,21 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[
     return run
 
 
+def print_line(console: Console, line: str) -> None:
+    """Print a line of the executor's (an invocation, a code change) as it is: it quotes
+    what others wrote — an object key, a request path, an error message — where rich's
+    markup would take ``[bold]`` for a style and refuse ``[/]`` with an exception (the
+    line, and those after it in the batch, were lost; an HTTP API request got no answer)."""
+    console.print(line, markup=False, highlight=False)
+
+
 @_one_line_errors
 def _up(args: argparse.Namespace) -> int:
     from .runtime import LocalRuntime
 
-    console = Console()
+    # Lines are never wrapped (a terminal wraps them; a log file or a pipe keeps one line per
+    # line, for grep): rich wraps at 80 columns when the output is not a terminal.
+    console = Console(soft_wrap=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for key, value in args.config:
         console.print(
@@ -228,13 +239,13 @@ def _up(args: argparse.Namespace) -> int:
         ROOT,
         port=args.port,
         api_port=args.api_port,
-        on_invocation=console.print,
+        on_invocation=functools.partial(print_line, console),
         overrides=config_overrides(args.config),
         watch_code=True,
     )
     with runtime:
         console.print(f"[bold]headrace local[/] is up: AWS API on {runtime.emulator.endpoint}")
-        console.print(f"outputs: {runtime.outputs_path}")
+        console.print(f"outputs: {runtime.outputs_path}", markup=False)
         for name in ("raw_bucket", "processed_bucket", "ingest_api_url", "metadata_table"):
             console.print(f"  {name:<18} {runtime.outputs.get(name)}")
         console.print(
@@ -242,7 +253,7 @@ def _up(args: argparse.Namespace) -> int:
             f"s3://{runtime.outputs['raw_bucket']}/incoming/sales/sales.csv"
         )
         for line in runtime.relaxed:
-            console.print(f"[yellow]relaxed locally:[/] {line}")
+            console.print(f"[yellow]relaxed locally:[/] {escape(line)}")
         if args.samples:
             from .demo import load_manifest, upload
 

@@ -160,3 +160,22 @@ def test_the_embedded_report_has_lambda_s_longest_timeout_for_a_busy_day():
     config = LocalRuntime(ROOT)._config({"host": "127.0.0.1"}, "pw")
     # Then the report function may run as long as Lambda lets one run
     assert config["headrace:functions"]["report"]["timeout_seconds"] == 900
+
+
+def test_local_up_prints_the_executors_lines_as_they_are_one_line_each(monkeypatch, capsys):
+    # An object key, a request path or an error message is quoted in these lines: rich took
+    # `[bold]` for a style and raised on `[/]` (the line and the rest of its batch were lost,
+    # an HTTP API request got no answer), and wrapped them at 80 columns in a log file
+    line = (
+        "headrace-local-processor ok     incoming/sales/[bold]q1[/bold] [/] [red]x.csv  "
+        "(  1621 ms cold)  and enough text to pass the eighty columns of a pipe"
+    )
+
+    def print_then_stop(self: LocalRuntime) -> None:
+        assert self.on_invocation is not None
+        self.on_invocation(line)
+        raise RuntimeConfigError("stopped by the test")
+
+    monkeypatch.setattr(LocalRuntime, "check_config", print_then_stop)
+    assert cli.main(["local", "up", "--port", "45901", "--api-port", "45902"]) == 2
+    assert capsys.readouterr().out.splitlines() == [line]
