@@ -958,6 +958,9 @@ class Executor:
         self._stop = threading.Event()
         self._on_invocation = on_invocation or (lambda line: log.info("%s", line))
         self._code_watch = code_watch
+        # the console's lines start with the function's name, padded to the longest one's
+        # (the deployed names, headrace-local-processor, are not the logical ones)
+        self._name_width = max(map(len, deployment.functions), default=0)
         log_dir.mkdir(parents=True, exist_ok=True)
         # The functions' output, in their log groups as the Lambda service writes it.
         self.logs = LogForwarder(lambda: client("logs"))
@@ -1015,7 +1018,7 @@ class Executor:
                 pool = self.pools.get(name)
                 if pool is not None and pool.spec != spec:
                     pool.reconfigure(spec, self._sandbox_env(spec))
-                    self._on_invocation(f"{name:<14} reconfigured: new sandboxes from now on")
+                    self._on_invocation(f"{name:<{self._name_width}} reconfigured: new sandboxes from now on")
             try:
                 mappings = {m.uuid: m for m in discover_mappings(self._client) if m.function in self.pools}
             except Exception as exc:  # the emulator is stopping
@@ -1031,7 +1034,7 @@ class Executor:
                     self.pollers[uuid_] = poller
                     poller.start()
                     self._on_invocation(
-                        f"{mapping.function:<14} polling {mapping.queue_url.rsplit('/', 1)[-1]} "
+                        f"{mapping.function:<{self._name_width}} polling {mapping.queue_url.rsplit('/', 1)[-1]} "
                         f"(batch {mapping.batch_size}, window {mapping.window_seconds:g} s, concurrency {mapping.max_concurrency})"
                     )
 
@@ -1118,12 +1121,14 @@ class Executor:
             )
         if messages is None:
             self._on_invocation(
-                f"{function:<14} {'ok' if result.ok and not failed else 'FAILED':<6} {label}  ({timing})"
+                f"{function:<{self._name_width}} {'ok' if result.ok and not failed else 'FAILED':<6} {label}  ({timing})"
             )
             return
         for m in messages:
             status = "retry" if m["MessageId"] in failed else "ok"
-            self._on_invocation(f"{function:<14} {status:<6} {record_label(m['Body'])}  ({timing})")
+            self._on_invocation(
+                f"{function:<{self._name_width}} {status:<6} {record_label(m['Body'])}  ({timing})"
+            )
 
 
 # The variables Lambda sets itself, which a function's configuration cannot set

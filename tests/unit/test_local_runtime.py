@@ -1166,3 +1166,36 @@ def test_the_emulator_runs_with_two_malloc_arenas_unless_the_user_says_otherwise
     with pytest.raises(OSError, match="not started"):
         emulator.Emulator(port=port).start()
     assert started[-1]["MALLOC_ARENA_MAX"] == "8"
+
+
+def test_the_invocation_lines_align_on_the_longest_function_name(tmp_path):
+    # the names were padded to 14 characters, and the deployed ones are longer
+    # (headrace-local-processor): each line's outcome started somewhere else
+    from headrace.local.executor import Deployment, Executor
+    from headrace.local.sandbox import FunctionSpec
+
+    names = ("headrace-local-processor", "headrace-local-loader")
+    lines: list[str] = []
+    executor = Executor(
+        Deployment(functions={n: FunctionSpec(n, f"arn:{n}", "handlers.x.handler") for n in names}),
+        sandbox_env=lambda spec: {},
+        client=lambda service: None,
+        region="us-east-1",
+        root=tmp_path,
+        log_dir=tmp_path / "logs",
+        on_invocation=lines.append,
+    )
+    try:
+        message = {"MessageId": "1", "Body": json.dumps({"detail": {"object": {"key": "incoming/a.csv"}}})}
+        for name in names:
+            executor._report(name, [message], set(), Invocation(ok=True, duration_ms=12))
+        executor._report(
+            names[1], None, set(), Invocation(ok=False, error_type="E", error="x"), label="invoke"
+        )
+    finally:
+        executor.invocations.httpd.server_close()
+    assert lines == [
+        "headrace-local-processor ok     incoming/a.csv  (    12 ms)",
+        "headrace-local-loader    ok     incoming/a.csv  (    12 ms)",
+        "headrace-local-loader    FAILED invoke  (     0 ms  E: x)",
+    ]
