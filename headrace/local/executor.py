@@ -28,7 +28,8 @@ executor drives any stack deployed against the endpoint — the embedded deploym
   (``passed_as_text``), else base64-encoded; a request whose event exceeds Lambda's
   invocation payload limit is refused as API Gateway refuses it (413), without invoking
   the function; a response Lambda cannot return (not JSON, over 6 MB) or API Gateway
-  cannot map is API Gateway's 500.
+  cannot map is API Gateway's 500. A client has REQUEST_READ_SECONDS (30) to send a whole
+  request, then its connection is closed (this port's and the Invoke API's).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import io
 import json
 import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -562,11 +565,56 @@ def passed_as_text(content_type: str | None) -> bool:
     return True
 
 
+# How long a client has to send a whole request (request line, headers and body), from
+# when the server starts waiting for it, including the wait between two requests of a
+# keep-alive connection; and how long one write of the answer may wait on a client that
+# does not read. Then the connection is closed, as API Gateway closes it. Without a bound,
+# a client that sent half a request (or none, or one byte every few seconds) held a
+# server thread for as long as it kept the connection open. AWS publishes no figure for
+# this; 30 s is its integration timeout, and ample for 10 MB over loopback.
+REQUEST_READ_SECONDS = 30.0
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, each given what is left of ``handler.read_deadline``: one
+    slow read cannot last longer than the request may, nor can many slow ones together."""
+
+    def __init__(self, sock: socket.socket, handler: _QuietHandler):
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._handler.read_deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the request was not received within {REQUEST_READ_SECONDS:g} s")
+        self._sock.settimeout(left)
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(REQUEST_READ_SECONDS)  # for the answer's writes
+
+
 class _QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm and
     # the client's delayed ACK add 40 ms to every keep-alive response.
     disable_nagle_algorithm = True
+    read_deadline = 0.0
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own reader, replaced by one keeping the deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self))
+
+    def handle_one_request(self) -> None:
+        # A read past the deadline raises TimeoutError, which the base class answers by
+        # closing the connection (at any point of the request: before its first byte,
+        # in its headers or in its body; the function is not invoked).
+        self.read_deadline = time.monotonic() + REQUEST_READ_SECONDS
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -1199,3 +1199,61 @@ def test_the_invocation_lines_align_on_the_longest_function_name(tmp_path):
         "headrace-local-loader    ok     incoming/a.csv  (    12 ms)",
         "headrace-local-loader    FAILED invoke  (     0 ms  E: x)",
     ]
+
+
+def _closed_by_server(conn: socket.socket, trickle: bytes = b"") -> bool:
+    """Whether the server closes ``conn`` (an answer and then the end, or the end alone),
+    sending ``trickle`` a byte at a time meanwhile; False when it is still open after
+    ten seconds of this (far beyond the deadline the tests set)."""
+    conn.settimeout(0.05)
+    for i in range(200):
+        try:
+            if not conn.recv(65_536):
+                return True
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return True
+        if trickle:
+            conn.sendall(trickle[i % len(trickle) : i % len(trickle) + 1])
+    return False
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # connected, nothing sent
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\n",  # half the headers
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 54\r\n\r\n" + b"a" * 30,  # half the body
+    ],
+)
+def test_a_client_that_stops_sending_half_way_does_not_hold_the_server(echo_api, monkeypatch, sent):
+    # Given a request read deadline of 0.3 s (30 s in the runtime)
+    from headrace.local import executor
+
+    monkeypatch.setattr(executor, "REQUEST_READ_SECONDS", 0.3)
+    server, pool = echo_api
+    # When a client sends part of a request and then nothing, keeping the connection open
+    with socket.create_connection(server.httpd.server_address[:2]) as conn:
+        conn.sendall(sent)
+        # Then the server closes it (a thread was held for as long as the client waited)
+        assert _closed_by_server(conn)
+    assert pool.bodies == []
+    # and the next client is served as before
+    answer = _exchange(
+        server,
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    assert answer.startswith(b"HTTP/1.1 200") and pool.bodies == ["hi"]
+
+
+def test_a_request_sent_a_byte_at_a_time_has_one_deadline_for_all_of_it(echo_api, monkeypatch):
+    # A deadline per read would let a client sending a byte every few seconds hold a thread
+    from headrace.local import executor
+
+    monkeypatch.setattr(executor, "REQUEST_READ_SECONDS", 0.3)
+    server, pool = echo_api
+    with socket.create_connection(server.httpd.server_address[:2]) as conn:
+        conn.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert _closed_by_server(conn, trickle=b"abcdefgh")
+    assert pool.bodies == []
