@@ -15,6 +15,7 @@ unless ``--reactivate`` says it is the same customer again.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import time
@@ -84,10 +85,15 @@ def register(subparsers: Any) -> None:
         "revoke",
         help="disable a key by its key id (see 'list') or by the key itself, or every key of a tenant "
         "with --tenant NAME; the API refuses it within a minute",
-        usage="%(prog)s (KEY_ID | API_KEY | --tenant NAME) [--outputs PATH]",
+        usage="%(prog)s (KEY_ID | API_KEY | - | --tenant NAME) [--outputs PATH]",
     )
     revoke.add_argument(
-        "key_id", metavar="KEY_ID", nargs="?", help="the key id to disable, or the (leaked) key itself"
+        "key_id",
+        metavar="KEY_ID",
+        nargs="?",
+        help="the key id to disable, or the (leaked) key itself; - reads it from standard input "
+        "(asked for without echo on a terminal), so the key is not in the process list or the "
+        "shell's history",
     )
     revoke.add_argument("--tenant", metavar="NAME", help="disable every active key of tenant NAME")
     add_outputs_option(revoke)
@@ -209,6 +215,11 @@ def _revoke(args: argparse.Namespace) -> int:
         return _revoke_tenant(args.tenant, args.outputs)
     if args.key_id is None:
         return _fail("give the KEY_ID to revoke (see 'headrace tenants list'), or --tenant NAME")
+    if args.key_id == "-":
+        try:
+            args.key_id = _read_key()
+        except _Failure as exc:
+            return _fail(str(exc))
     # A leaked key is revoked by the key itself (found by its hash): whoever has it rarely
     # knows its key id. The key is a secret: no output or error ever repeats it, nor a
     # damaged copy of it (cut short, or pasted with a space: ``_shown``).
@@ -251,6 +262,26 @@ def _revoke(args: argparse.Namespace) -> int:
         return 0
 
     return _with_table(args.outputs, run)
+
+
+def _read_key() -> str:
+    """``revoke -``: the key id or key from standard input — typed at a prompt that does
+    not echo it on a terminal, else the input's one non-blank line (``pass show key |``,
+    ``< file``) — rather than in the arguments, which the process list and the shell's
+    history show to others."""
+    if sys.stdin is None:
+        raise _Failure("revoke -: there is no standard input to read the key from")
+    if sys.stdin.isatty():
+        text = getpass.getpass("API key or key id to revoke (not echoed): ")
+    else:
+        text = sys.stdin.read(64 * 1024)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        what = "nothing" if not lines else f"{len(lines)} lines"
+        raise _Failure(
+            f"revoke -: standard input holds {what}; give one key id or API key, on a line of its own"
+        )
+    return lines[0]
 
 
 def _shown(given: str) -> str:

@@ -4,8 +4,10 @@ revoked, its stored records purged)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +157,34 @@ def test_revoke_takes_a_leaked_key_itself_and_never_prints_it(stack, outputs, ca
     assert code == 2 and kept[3:20] not in out + err
     code, out, err = run(capsys, "tenants", "revoke", f" {kept}\n", "--outputs", str(outputs))
     assert code == 0 and "Revoked key_" in out and kept[3:20] not in out + err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_revoke_dash_reads_the_key_from_stdin_so_it_is_not_in_argv(stack, outputs, capsys, monkeypatch):
+    # (the key in the arguments is in `ps` and the shell's history for anyone to read)
+    first, second, third = stack.issue_key("acme"), stack.issue_key("acme"), stack.issue_key("acme")
+    # When the key comes through a pipe, with its line end
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{first}\n"))
+    code, out, err = run(capsys, "tenants", "revoke", "-", "--outputs", str(outputs))
+    assert code == 0 and "Revoked key_" in out and first[3:20] not in out + err, err
+    # or is typed at a terminal, at a prompt that does not echo it
+    prompts: list[str] = []
+    monkeypatch.setattr(sys, "stdin", _Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or second)
+    code, out, err = run(capsys, "tenants", "revoke", "-", "--outputs", str(outputs))
+    assert code == 0 and "Revoked key_" in out and prompts == ["API key or key id to revoke (not echoed): "]
+    # Then those two keys are revoked, and only them
+    disabled = {i["key_hash"]: i["disabled"] for i in stack.keys_table.scan()["Items"]}
+    assert disabled == {hash_api_key(first): True, hash_api_key(second): True, hash_api_key(third): False}
+    # and input that is not one key is refused without repeating it
+    for given, said in (("", "holds nothing"), (f"{third}\n{third}\n", "holds 2 lines")):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(given))
+        code, out, err = run(capsys, "tenants", "revoke", "-", "--outputs", str(outputs))
+        assert code == 2 and said in err and third[3:20] not in out + err
 
 
 @pytest.mark.parametrize("name", ["Acme", "acme!", "a b", "x" * 64, ""])
