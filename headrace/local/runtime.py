@@ -262,6 +262,10 @@ class LocalRuntime:
         for stale in ("logs", "scratch"):
             shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         self._invocations_file.unlink(missing_ok=True)  # a killed runtime's executor
+        # ... and its outputs file: from now on this runtime holds the directory's lock, and
+        # every command would take that file for this runtime's (its endpoint, its access
+        # key), as would a script waiting for the file to appear. Written again once up.
+        self.outputs_path.unlink(missing_ok=True)
         # Only this user may read them: the functions' logs, and scratch space holding raw
         # files before their PII is redacted.
         for private in ("logs", "scratch"):

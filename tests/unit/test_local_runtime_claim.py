@@ -87,3 +87,28 @@ def test_a_command_reading_a_stale_outputs_file_does_not_make_a_start_refuse(tmp
     threading.Timer(0.05, os.close, [fd]).start()  # the probe lets go
     # When the runtime claims the state directory meanwhile, then it is not refused
     running(tmp_path).stop()
+
+
+def test_a_killed_runtime_s_outputs_file_is_gone_as_soon_as_the_next_one_claims_the_directory(
+    tmp_path, monkeypatch
+):
+    # Given the outputs file a runtime killed with SIGKILL left behind
+    from headrace.local.emulator import Emulator
+
+    stale = tmp_path / "outputs.json"
+    stale.write_text('{"aws_endpoint_url": "http://127.0.0.1:1", "aws_access_key_id": "old"}\n')
+    seen: list[bool] = []
+
+    def record(self: Emulator) -> None:
+        seen.append(stale.exists())
+        raise RuntimeBusy("stopped by the test")
+
+    monkeypatch.setattr(Emulator, "start", record)
+    # When the next runtime starts (the emulator is the first thing it starts)
+    runtime = LocalRuntime(ROOT, state_dir=tmp_path, port=free_port(), api_port=free_port())
+    with pytest.raises(RuntimeBusy, match="stopped by the test"):
+        runtime.start()
+    # Then the old file was gone by then: while the new runtime holds the directory's lock,
+    # every command takes the file for the running runtime's (a script waiting for the file
+    # to appear went on at once, with the old endpoint and the old, now unknown, access key)
+    assert seen == [False]
