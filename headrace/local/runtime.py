@@ -311,8 +311,15 @@ class LocalRuntime:
     def stop(self) -> None:
         self._invocations_file.unlink(missing_ok=True)
         if self.executor is not None:
-            self.executor.stop()
+            self.executor.stop()  # the batches in flight end first
             self.executor = None
+            left = self._left_on_queues()
+            if left:
+                log.warning(
+                    "not carried over to the next start (every start begins empty): messages "
+                    "still on the queues: %s",
+                    ", ".join(left),
+                )
         if self.postgres is not None:
             self.postgres.cleanup()
             self.postgres = None
@@ -322,6 +329,41 @@ class LocalRuntime:
             self.outputs_path.unlink(missing_ok=True)
             os.close(self._lock)  # releases the lock
             self._lock = None
+
+    def _left_on_queues(self) -> list[str]:
+        """What a stop discards: the messages still on the pipeline's queues and DLQs
+        (``12 in processing``), files uploaded or records accepted that were not processed
+        yet. Nothing when the emulator cannot say at once (it is what failed)."""
+        from headrace.status import QUEUES
+
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=self.emulator.endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.credentials.access_key,
+            aws_secret_access_key=self.credentials.secret_key,
+            aws_session_token=self.credentials.token,
+            config=Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1}),
+        )
+        counts = (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+        left = []
+        for label, output, _ in QUEUES:
+            url = self.outputs.get(output)
+            if not url:
+                continue
+            try:
+                attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(counts))
+            except Exception as exc:  # never in the way of the stop
+                log.debug("cannot count the messages of %s: %s", url, exc)
+                return []
+            number = sum(int(attributes["Attributes"].get(name, 0)) for name in counts)
+            if number:
+                left.append(f"{number} in {label}")
+        return left
 
     @property
     def _postgres_marker(self) -> Path:

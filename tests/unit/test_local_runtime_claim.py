@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -112,3 +113,31 @@ def test_a_killed_runtime_s_outputs_file_is_gone_as_soon_as_the_next_one_claims_
     # every command takes the file for the running runtime's (a script waiting for the file
     # to appear went on at once, with the old endpoint and the old, now unknown, access key)
     assert seen == [False]
+
+
+def test_a_stop_says_which_messages_it_discards(tmp_path, monkeypatch, caplog):
+    # Ctrl-C in the middle of an upload dropped the files not yet processed without a word
+    from headrace.local import runtime as runtime_module
+
+    class Sqs:
+        counts = {"q-processing": ("7", "2", "0"), "q-load": ("0", "0", "0"), "q-load-dlq": ("1", "0", "0")}
+
+        def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, object]:
+            return {"Attributes": dict(zip(AttributeNames, self.counts[QueueUrl], strict=True))}
+
+    monkeypatch.setattr(runtime_module.boto3, "client", lambda service, **kwargs: Sqs())
+    runtime = LocalRuntime(ROOT, state_dir=tmp_path, port=free_port(), api_port=free_port())
+    runtime.outputs = {
+        "processing_queue_url": "q-processing",
+        "load_queue_url": "q-load",
+        "load_dlq_url": "q-load-dlq",
+    }
+    stopped: list[bool] = []
+    runtime.executor = SimpleNamespace(stop=lambda: stopped.append(True))  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="headrace.local"):
+        runtime.stop()
+    assert stopped == [True]
+    assert caplog.messages == [
+        "not carried over to the next start (every start begins empty): messages still on the "
+        "queues: 9 in processing, 1 in load DLQ"
+    ]
