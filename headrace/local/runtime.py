@@ -314,8 +314,8 @@ class LocalRuntime:
             self.executor.stop()  # the batches in flight end first
             self.executor = None
             left = self._left_on_queues()
-            if left:
-                log.warning(
+            if left:  # info: `local up` shows it; `local demo`, which leaves its DLQ sample, not
+                log.info(
                     "not carried over to the next start (every start begins empty): messages "
                     "still on the queues: %s",
                     ", ".join(left),

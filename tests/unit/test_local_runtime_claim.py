@@ -134,7 +134,7 @@ def test_a_stop_says_which_messages_it_discards(tmp_path, monkeypatch, caplog):
     }
     stopped: list[bool] = []
     runtime.executor = SimpleNamespace(stop=lambda: stopped.append(True))  # type: ignore[assignment]
-    with caplog.at_level("WARNING", logger="headrace.local"):
+    with caplog.at_level("INFO", logger="headrace.local"):
         runtime.stop()
     assert stopped == [True]
     assert caplog.messages == [
