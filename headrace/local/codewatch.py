@@ -3,13 +3,15 @@
 The handlers' code is imported by the function sandboxes: an edit applies from the next
 invocation, as after `aws lambda update-function-code` (the executor retires the warm
 sandboxes). The program's code is deployed once, at start: an edit needs a new deploy,
-which a running runtime does not do; it says so.
+which a running runtime does not do; it says so, and says when the program's files hold
+what was deployed again (an edit undone).
 """
 
 from __future__ import annotations
 
 import ast
 import fnmatch
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -146,6 +148,24 @@ class CodeWatch:
         self._handlers = fingerprint(root, HANDLER_CODE)
         self._program = fingerprint(root, PROGRAM_CODE)
         self._imported = program_handler_files(root, self._program)
+        # what the deploy reads, by content: an edit undone (a revert, `git stash` and
+        # `pop`, a save without a change) brings the program back to it
+        self._deployed = self._program_contents()
+
+    def _program_contents(self) -> dict[str, str]:
+        """The SHA-256 of each file of the program as it is now ("": unreadable)."""
+        contents: dict[str, str] = {}
+        for path in sorted(self._program.keys() | self._imported):
+            try:
+                contents[path] = hashlib.sha256((self.root / path).read_bytes()).hexdigest()
+            except OSError:
+                contents[path] = ""
+        return contents
+
+    def program_as_deployed(self) -> bool:
+        """Whether the program's files hold what they held when the runtime deployed them
+        (a change reported by ``check`` undone since): no restart needed."""
+        return self._program_contents() == self._deployed
 
     def check(self) -> tuple[list[str], list[str]]:
         """The handler files and the program files changed since the last check; a handler

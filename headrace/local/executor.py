@@ -1104,7 +1104,9 @@ class Executor:
             self._on_invocation(
                 f"handlers changed ({some(handlers)}): new sandboxes from the next invocation"
             )
-        if program:
+        if program and self._code_watch.program_as_deployed():
+            self._on_invocation(f"program changed ({some(program)}): as deployed again, no restart needed")
+        elif program:
             self._on_invocation(
                 f"program changed ({some(program)}): not deployed; restart `headrace local up` to deploy it"
             )

@@ -792,6 +792,43 @@ def test_a_handler_file_the_program_imports_is_program_code_too(tmp_path):
     )
 
 
+def test_a_program_edit_undone_is_the_deployed_program_again(tmp_path):
+    # a revert (or `git stash` and `pop`, or a save without a change) was reported as a
+    # change needing a restart, with nothing to say the program was back as deployed
+    from headrace.local.codewatch import CodeWatch
+
+    _tree(
+        tmp_path,
+        {
+            "__main__.py": "import components.storage\n",
+            "components/storage.py": "from handlers.models import tables\nBUCKETS = 3\n",
+            "handlers/models/tables.py": "KEY = 'pk'\n",
+            "handlers/processor.py": "",
+        },
+    )
+    watch = CodeWatch(tmp_path)
+    storage, tables = tmp_path / "components/storage.py", tmp_path / "handlers/models/tables.py"
+    # When a program file and a handler file it imports are edited
+    storage.write_text("from handlers.models import tables\nBUCKETS = 4\n")
+    tables.write_text("KEY = 'sk'\n")
+    assert watch.check()[1] == ["components/storage.py", "handlers/models/tables.py"]
+    assert not watch.program_as_deployed()
+    # Then undoing one of them is not enough
+    storage.write_text("from handlers.models import tables\nBUCKETS = 3\n")
+    assert watch.check()[1] == ["components/storage.py"] and not watch.program_as_deployed()
+    # and undoing both is the program as deployed, whatever the files' times say
+    tables.write_text("KEY = 'pk'\n")
+    os.utime(tables, ns=(1, 1))
+    assert watch.check()[1] == ["handlers/models/tables.py"] and watch.program_as_deployed()
+    # a new program file is a change, and so is a deleted one
+    _tree(tmp_path, {"components/extra.py": ""})
+    assert watch.check()[1] == ["components/extra.py"] and not watch.program_as_deployed()
+    (tmp_path / "components/extra.py").unlink()
+    assert watch.check()[1] == ["components/extra.py"] and watch.program_as_deployed()
+    storage.unlink()
+    assert watch.check()[1] == ["components/storage.py"] and not watch.program_as_deployed()
+
+
 def test_the_handler_files_this_program_deploys_from():
     from headrace.local.codewatch import PROGRAM_CODE, fingerprint, program_handler_files
 
@@ -807,18 +844,27 @@ def test_a_handler_change_retires_every_pool_and_a_program_change_asks_for_a_res
     retired: list[str] = []
     pools = {name: SimpleNamespace(retire=lambda name=name: retired.append(name)) for name in ("a", "b")}
     lines: list[str] = []
-    changes = [(["handlers/logic/a.py", "handlers/processor.py"], []), ([], ["__main__.py"]), ([], [])]
+    changes = [
+        (["handlers/logic/a.py", "handlers/processor.py"], []),
+        ([], ["__main__.py"]),
+        ([], []),
+        ([], ["__main__.py"]),  # undone
+    ]
+    as_deployed = [False, True]
     runtime = SimpleNamespace(
         pools=pools,
         _on_invocation=lines.append,
-        _code_watch=SimpleNamespace(check=lambda: changes.pop(0)),
+        _code_watch=SimpleNamespace(
+            check=lambda: changes.pop(0), program_as_deployed=lambda: as_deployed.pop(0)
+        ),
     )
-    for _ in range(3):
+    for _ in range(4):
         executor.Executor.check_code(runtime)  # type: ignore[arg-type]
     assert retired == ["a", "b"]
     assert lines == [
         "handlers changed (handlers/logic/a.py, handlers/processor.py): new sandboxes from the next invocation",
         "program changed (__main__.py): not deployed; restart `headrace local up` to deploy it",
+        "program changed (__main__.py): as deployed again, no restart needed",
     ]
     # without a watch (local demo, the tests): nothing is checked
     executor.Executor.check_code(SimpleNamespace(_code_watch=None))  # type: ignore[arg-type]
