@@ -103,6 +103,7 @@ class Emulator:
                 "--port",
                 str(self.port),
                 *(["--invocations-file", str(self.invocations_file)] if self.invocations_file else []),
+                "--end-with-parent",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -152,9 +153,25 @@ class Emulator:
         return self._process is not None and self._process.poll() is None
 
 
+# How often a child of the runtime checks that the runtime is still alive.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Run in a daemon thread of a child of the runtime: end the process as soon as the
+    runtime that started it (``parent_pid``) is gone, killed with SIGKILL included, on
+    every platform (``die_with_parent`` is Linux's kernel doing it, and nothing elsewhere:
+    on macOS a killed runtime's emulator kept its port, and the next start was refused).
+    Polled rather than PR_SET_PDEATHSIG, which follows the thread that started the child."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(137)
+
+
 def die_with_parent() -> None:
     """``preexec_fn`` for children of the runtime: on Linux, ask the kernel to kill the child
-    when the runtime dies, even abruptly, so nothing is left running. A no-op elsewhere.
+    when the runtime dies, even abruptly, so nothing is left running. A no-op elsewhere
+    (where ``end_with_parent`` does it, a moment later).
     The signal follows the *thread* that started the child: start long-lived children
     from the main thread only."""
     try:

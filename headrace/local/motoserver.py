@@ -167,6 +167,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -826,7 +827,18 @@ def main() -> None:
     parser.add_argument(
         "--invocations-file", type=Path, help="where the runtime names its executor (adjustment 19)"
     )
+    parser.add_argument(
+        "--end-with-parent",
+        action="store_true",
+        help="end when the process that started this one is gone (the embedded runtime's emulator)",
+    )
     args = parser.parse_args()
+    if args.end_with_parent:
+        from .emulator import end_with_parent
+
+        threading.Thread(
+            target=end_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+        ).start()
     global INVOCATIONS_FILE
     INVOCATIONS_FILE = args.invocations_file
     raise_open_file_limit()

@@ -141,3 +141,61 @@ def test_a_stop_says_which_messages_it_discards(tmp_path, monkeypatch, caplog):
         "not carried over to the next start (every start begins empty): messages still on the "
         "queues: 9 in processing, 1 in load DLQ"
     ]
+
+
+_PARENT = """
+import sys, threading
+from headrace.local import emulator
+emulator.die_with_parent = lambda: None  # as on macOS: no PR_SET_PDEATHSIG
+runtime = emulator.Emulator(port=int(sys.argv[1]))
+runtime.start()
+print(runtime._process.pid, flush=True)
+threading.Event().wait()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie no parent reaped is not running
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_emulator_of_a_runtime_killed_with_sigkill_ends_on_every_platform(tmp_path):
+    # On Linux the kernel ends it (PR_SET_PDEATHSIG); elsewhere nothing did, and the next
+    # start was refused: its port was still in use, by an emulator nobody could see
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    emulator_pid = 0
+    try:
+        assert parent.stdout is not None
+        emulator_pid = int(parent.stdout.readline())  # printed once the emulator answers
+        # When the runtime is killed with SIGKILL
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        # Then its emulator ends (the wait is bounded: it polls twice a second)
+        for _ in range(300):
+            if not _alive(emulator_pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(emulator_pid)
+    finally:
+        parent.kill()
+        if emulator_pid and _alive(emulator_pid):
+            os.kill(emulator_pid, signal.SIGKILL)
