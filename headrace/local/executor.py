@@ -786,7 +786,9 @@ class ApiServer(_LoopbackServer):
                 error=f"the event is {size} bytes: Request must be smaller than "
                 f"{LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation",
             )
-            self.report(route.function, None, {"request"}, not_invoked, label=f"{request.command} {url.path}")
+            self.report(
+                route.function, None, {"request"}, not_invoked, label=f"{request.command} {url.path} 413"
+            )
             return _send(
                 request, 413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}'
             )
@@ -798,12 +800,14 @@ class ApiServer(_LoopbackServer):
             except MalformedResponse as exc:
                 # API Gateway cannot map it either: its own 500, the function's fault.
                 result = replace(result, ok=False, error_type="MalformedResponse", error=str(exc))
+        # the answer's status in the line: a request the function refused (401, 413) is an
+        # invocation that went well, and looked like one that was accepted
         self.report(
             route.function,
             None,
             set() if result.ok else {"request"},
             result,
-            label=f"{request.command} {url.path}",
+            label=f"{request.command} {url.path} {answer[0] if answer else 500}",
         )
         if answer is None:
             return _send(

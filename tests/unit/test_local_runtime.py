@@ -1303,3 +1303,24 @@ def test_a_request_sent_a_byte_at_a_time_has_one_deadline_for_all_of_it(echo_api
         conn.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         assert _closed_by_server(conn, trickle=b"abcdefgh")
     assert pool.bodies == []
+
+
+def test_an_http_api_request_s_line_gives_the_status_it_was_answered():
+    # a 401 (a wrong key) was "ok  POST /ingest", as a 202 was: the function ran without error
+    labels: list[str] = []
+    pool = AnsweringPool({"statusCode": 401, "body": '{"message": "Unauthorized"}'})
+    server = ApiServer(
+        [Route("api", "$default", "fn")],
+        {"fn": pool},
+        "127.0.0.1",
+        0,
+        lambda *args, label: labels.append(label),
+    )
+    server.start()
+    try:
+        for response in ({"statusCode": 401, "body": ""}, {"status": "enqueued"}, {"statusCode": "x"}):
+            pool.response = response
+            _exchange(server, b"POST /ingest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        server.stop()
+    assert labels == ["POST /ingest 401", "POST /ingest 200", "POST /ingest 500"]
