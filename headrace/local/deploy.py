@@ -845,8 +845,23 @@ def load_stack_config(root: Path, stack: str) -> dict[str, Any]:
     """The ``config:`` of ``Pulumi.<stack>.yaml`` (secure values cannot be decrypted here
     and must be overridden)."""
     path = root / f"Pulumi.{stack}.yaml"
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict(document.get("config") or {})
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise DeployError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        # one line naming the file and the place (an edit saved while `local up` ran, then
+        # a restart, was a yaml traceback naming "<unicode string>")
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DeployError(f"{path.name} is not valid YAML{where}: {problem}") from None
+    if not isinstance(document, dict):
+        raise DeployError(f"{path.name}: not a mapping with a config: section")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise DeployError(f"{path.name}: its config: is not a mapping of keys to values")
+    return dict(config)
 
 
 def merge_config(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

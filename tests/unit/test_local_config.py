@@ -179,3 +179,34 @@ def test_local_up_prints_the_executors_lines_as_they_are_one_line_each(monkeypat
     monkeypatch.setattr(LocalRuntime, "check_config", print_then_stop)
     assert cli.main(["local", "up", "--port", "45901", "--api-port", "45902"]) == 2
     assert capsys.readouterr().out.splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "config:\n  headrace:functions:\n    processor: {timeout_seconds: 10\n",
+            "Pulumi.local.yaml is not valid YAML, line 4, column 1: expected ',' or '}', but got '<stream end>'",
+        ),
+        ("config:\n\tx: 1\n", "Pulumi.local.yaml is not valid YAML, line 2, column 1: found character '\\t'"),
+        (
+            "config:\n  - headrace:region\n",
+            "Pulumi.local.yaml: its config: is not a mapping of keys to values",
+        ),
+        ("- config\n", "Pulumi.local.yaml: not a mapping with a config: section"),
+        (None, "cannot read "),
+    ],
+)
+def test_a_stack_file_that_cannot_be_read_is_one_error_line_naming_it(
+    tmp_path, capsys, monkeypatch, text, error
+):
+    # (an edit of Pulumi.local.yaml saved while `local up` ran, then a restart: a yaml
+    # traceback naming "<unicode string>")
+    for name in ("__main__.py", "Pulumi.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    if text is not None:
+        (tmp_path / "Pulumi.local.yaml").write_text(text)
+    with pytest.raises(RuntimeConfigError) as raised:
+        LocalRuntime(tmp_path, state_dir=tmp_path / "state").check_config()
+    assert error in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "state").exists()  # nothing started
