@@ -100,18 +100,6 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
     logger.append_keys(object_key=ref.key, version=ref.version, attempt=attempt)
-    deadline = budget.deadline() if budget else None
-    if budget and deadline is None:
-        # Not an attempt at the file, though SQS counts the receive: nothing is recorded on
-        # it unless this was its last receive (the message goes to the DLQ next).
-        not_started = budget.not_started()
-        if attempt >= settings.max_receive_count:
-            record_failure(
-                store, ref, f"gave up after {attempt} receives: {not_started}", attempt, _record_metrics
-            )
-        logger.info("too little time left in this invocation to start the file: handed back to the queue")
-        _retry_now(record)
-        raise not_started
     if ref.is_folder_marker:
         logger.info("a folder marker: nothing to process")
         return {"status": "ignored"}
@@ -134,6 +122,20 @@ def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None
         )
         _retry_now(record)
         raise PermanentFailure(known)
+    # Only work that needs time is handed back for lack of it: a file known bad fails above,
+    # keeping its reason (and failure_kind) on its last receive too.
+    deadline = budget.deadline() if budget else None
+    if budget and deadline is None:
+        # Not an attempt at the file, though SQS counts the receive: nothing is recorded on
+        # it unless this was its last receive (the message goes to the DLQ next).
+        not_started = budget.not_started()
+        if attempt >= settings.max_receive_count:
+            record_failure(
+                store, ref, f"gave up after {attempt} receives: {not_started}", attempt, _record_metrics
+            )
+        logger.info("too little time left in this invocation to start the file: handed back to the queue")
+        _retry_now(record)
+        raise not_started
     maybe_crash(settings.crash_rate, attempt, ref.key)
     finish_by = budget.finish_by() if budget else None
     try:

@@ -671,6 +671,25 @@ def test_a_file_never_started_is_recorded_failed_on_its_last_receive(pipeline, c
     assert len(pipeline.queue.dlq_bodies()) == 1
 
 
+def test_a_poison_files_last_receive_without_time_keeps_the_files_own_reason(pipeline, capsys):
+    # Given a binary file, found bad on its message's first receive
+    binary = pipeline.upload("incoming/junk.csv", bytes(range(256)) * 8)
+    pipeline.announce(binary)
+    pipeline.poll()
+    pipeline.poll()
+    # When its last receive comes in an invocation with too little time left to start a file
+    pipeline.poll(TimeUsedUp())
+    # Then the message is on its way to the DLQ still saying the file itself is bad (dlq
+    # inspect's "the file itself" note reads failure_kind), not that time ran out
+    item = pipeline.item(binary)
+    assert (item["status"], item.get("failure_kind"), item["attempts"]) == ("failed", "permanent", 3)
+    assert "binary content" in item["error"]
+    assert "not started" not in item["error"]
+    assert emitted_metrics(capsys.readouterr().out)["FilesFailed"] == 1
+    assert pipeline.queue.receive() == []
+    assert len(pipeline.queue.dlq_bodies()) == 1
+
+
 def test_a_download_slower_than_the_invocation_is_stopped_at_the_deadline(pipeline, monkeypatch):
     # Given a download that would take longer than the 300 ms the invocation has left
     from handlers.dal import s3
