@@ -359,7 +359,7 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
         lines.append(
             f"  {str(f['at'])[:19].replace('T', ' ')}  {f['stage']:<10}  {printable(f['object_key'])}{replaced}{late}"
         )
-        if f.get("permanent"):  # a load PostgreSQL rejected: no retry, no dead letter
+        if f.get("permanent") and f["stage"] == "load":  # rejected: no retry, no dead letter
             error = f"rejected for good, not retried (no DLQ message): {error}"
         lines.append(f"      {error}")
     if status.get("failures_truncated"):

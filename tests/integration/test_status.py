@@ -482,3 +482,25 @@ def test_the_last_completed_files_rows_are_counted_in_words(count, shown):
         "window_minutes": 60,
     }
     assert f"Last completed file: incoming/a.csv{shown}" in status.render(report, Path("o.json"), now)
+
+
+def test_only_a_load_is_said_to_leave_no_dlq_message():
+    # Given a failure list holding a file that cannot be processed (permanent, as the report's
+    # Failure model marks it) and a load rejected for good
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    failure = {"version": "v1", "at": "2026-12-07T11:59:00Z", "replaced": False, "permanent": True}
+    report = {
+        "queues": [],
+        "dead_letters": 1,
+        "last_completed": None,
+        "completed_since": "2026-12-07T11:00:00Z",
+        "failures": [
+            {**failure, "object_key": "incoming/junk.csv", "stage": "processing", "error": "binary content"},
+            {**failure, "object_key": "incoming/wide.csv", "stage": "load", "error": "LoadRejected: x"},
+        ],
+        "window_minutes": 60,
+    }
+    out = status.render(report, Path("o.json"), now)
+    # Then the poison file, whose message does reach the processing DLQ, is not said to leave none
+    assert "      binary content\n" in out
+    assert "rejected for good, not retried (no DLQ message): LoadRejected: x" in out
