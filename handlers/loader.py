@@ -1,10 +1,13 @@
 """Loader Lambda: SQS batches of "File Processed" events (via EventBridge) -> PostgreSQL.
 
 Each record loads one file in one transaction (handlers.dal.warehouse). A record that
-fails (database down, bad event, missing Parquet) is reported in ``batchItemFailures``:
-only that message is retried, and after ``MAX_RECEIVE_COUNT`` receives it lands in the
-load DLQ, its metadata item marked ``load_status=failed`` with the reason. Processing
-never waits for the database: loading has its own queue.
+fails (database down, a message that is no "File Processed" event, missing Parquet) is
+reported in ``batchItemFailures``: only that message is retried, and after
+``MAX_RECEIVE_COUNT`` receives it lands in the load DLQ, its metadata item marked
+``load_status=failed`` with the reason. A load no retry can change (``LoadRejected``: a
+limit of PostgreSQL, a value or a widening its table refuses, an event for another bucket)
+is recorded ``load_status=rejected`` at once and acknowledged: no retry, no DLQ message.
+Processing never waits for the database: loading has its own queue.
 
 Loads keep within the invocation's time as the processor's files do
 (``handlers/logic/time_budget.py``): a load, from the Parquet's download on, must end
