@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.dal.metadata import set_failure_keys
 from handlers.dal.metadata_queries import iter_unindexed_failures_on_day
-from handlers.logic.report.build import parse_time
+from handlers.logic.report.build import FAILED_LOADS, parse_time
 from headrace.outputs import DocstringHelp, OutputsError, StackOutputs, add_outputs_option, naming
 
 # Upload days read by default: every failure `headrace status` can show (a week's window)
@@ -98,12 +98,13 @@ class Counts:
 
 def failure_time(item: dict[str, Any]) -> datetime | None:
     """When the failures that stand of ``item`` were recorded: the later of ``failed_at`` (a
-    processing failure, not a skip) and ``load_failed_at`` (a load failure); None when neither
+    processing failure, not a skip) and ``load_failed_at`` (a load failure: given up on, or
+    rejected for good, as status and the report count it); None when neither
     is a time."""
     times = []
     if item.get("status") == "failed" and not item.get("skip_reason"):
         times.append(parse_time(item.get("failed_at")))
-    if item.get("load_status") == "failed":
+    if item.get("load_status") in FAILED_LOADS:
         times.append(parse_time(item.get("load_failed_at")))
     return max((t for t in times if t), default=None)
 

@@ -80,12 +80,13 @@ BACKFILL_ATTRIBUTES = (
 
 
 def iter_unindexed_failures_on_day(table: Any, day: str) -> Iterator[dict[str, Any]]:
-    """The versions uploaded on ``day`` that are failed (processing, not a skip; or load)
+    """The versions uploaded on ``day`` that are failed (processing, not a skip; or load,
+    given up on or rejected)
     and have no ``failure_day`` (written before the ``by_failure`` index existed), a page at
     a time, with ``BACKFILL_ATTRIBUTES`` only. The filter trims what is sent back, not what
     is read: DynamoDB reads (and charges for) every item of the day."""
-    failed = (Attr("status").eq("failed") & Attr("skip_reason").not_exists()) | Attr("load_status").eq(
-        "failed"
+    failed = (Attr("status").eq("failed") & Attr("skip_reason").not_exists()) | Attr("load_status").is_in(
+        ["failed", "rejected"]
     )
     for item in iter_query(
         table,

@@ -173,3 +173,24 @@ def test_bad_arguments_are_refused(tmp_path, capsys, argv, message):
 def test_a_missing_outputs_file_is_a_clear_error(tmp_path, capsys):
     assert main(["backfill-failures", "--outputs", str(tmp_path / "missing.json")]) == 2
     assert "headrace: error:" in capsys.readouterr().err
+
+
+def test_a_load_rejected_for_good_is_a_failure_to_index_as_one_given_up_on(pipeline, tmp_path, capsys):
+    # Given an item without the keys whose load was rejected (status and the report count
+    # rejected loads as failed ones)
+    outputs = tmp_path / "outputs.json"
+    write_outputs(pipeline, outputs)
+    now = datetime.now(UTC)
+    legacy(
+        "incoming/wide.csv",
+        now - timedelta(hours=1),
+        status="completed",
+        load_status="rejected",
+        load_failed_at=now - timedelta(minutes=10),
+        load_error="LoadRejected: too many columns",
+    )
+    # When the failures are backfilled
+    assert main(["backfill-failures", "--outputs", str(outputs), "--execute"]) == 0
+    # Then it has the keys, from when its load was rejected
+    at = now - timedelta(minutes=10)
+    assert keys_of("incoming/wide.csv") == (at.date().isoformat(), iso(at))
