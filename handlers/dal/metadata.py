@@ -135,7 +135,9 @@ class MetadataStore:
         self._update(
             ref,
             {"status": "processing", "started_at": iso(at), "attempts": attempt},
-            remove=("error", "skip_reason", "completed_day"),
+            # an earlier failure for good (failure_kind) no longer describes a version being
+            # processed again (a restored object, a replay): its outcome will
+            remove=("error", "skip_reason", "completed_day", "failure_kind", "failed_message"),
             set_if_missing={"received_at": iso(at)},
             now=at,
         )

@@ -168,6 +168,33 @@ def test_a_poison_file_is_not_processed_again_on_each_receive_of_its_message(pip
     assert runs == ["junk.csv", "junk.csv"]
 
 
+def test_a_version_failed_for_good_then_processed_by_another_message_is_no_longer_marked_so(
+    pipeline, monkeypatch
+):
+    # Given a version found unreadable for good (as an archived object is until restored)
+    from handlers.logic.processing.errors import UnprocessableFile
+
+    obj = pipeline.upload("incoming/restored.csv", SALES)
+    real = process_object.process_file
+
+    def unreadable(path, **kwargs):
+        raise UnprocessableFile("the object is archived")
+
+    monkeypatch.setattr(process_object, "process_file", unreadable)
+    pipeline.announce(obj)
+    for _ in range(3):  # on to the DLQ
+        pipeline.poll()
+    assert pipeline.item(obj)["failure_kind"] == "permanent"
+    # When it becomes readable and another message (headrace replay) processes it
+    monkeypatch.setattr(process_object, "process_file", real)
+    pipeline.announce(obj)
+    pipeline.poll()
+    # Then it is completed, and nothing on its item still says it cannot be processed
+    item = pipeline.item(obj)
+    assert item["status"] == "completed"
+    assert ("failure_kind" in item, "failed_message" in item) == (False, False)
+
+
 def test_url_encoded_key_in_the_event_is_found(pipeline):
     obj = pipeline.upload("incoming/my file.csv", SALES)
     encoded = dict(obj, key="incoming/my%20file.csv")
