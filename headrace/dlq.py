@@ -309,6 +309,9 @@ class Describer:
             letter.reason = _completed_but_dead(item)
         elif received and letter.status in ("received", "processing"):
             letter.reason = _cut_off("processor", item.get("last_error"))
+        elif NOT_STARTED in letter.reason and item.get("last_error"):
+            # the last receive found no time to start it: the attempts before say why
+            letter.reason += f"; an earlier attempt failed with: {item['last_error']}"
         if letter.status == "failed" and item.get("failure_kind") == "permanent":
             letter.note = PERMANENT_NOTE
         if item.get("superseded_by"):
@@ -363,6 +366,10 @@ def _cut_off(function: str, earlier: Any) -> str:
     )
     return f"{reason}; an earlier attempt failed with: {earlier}" if earlier else reason
 
+
+# What a failure recorded on a last receive that had no time to start the record says
+# (``TimeBudget.not_started``): not the cause, which an earlier attempt recorded, if any.
+NOT_STARTED = "receives: not started:"
 
 # A processing DLQ message of a file the processor found it cannot process (failure_kind
 # permanent): no retry could change that.

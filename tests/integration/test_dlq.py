@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from handlers.dal.queues import message_counts
+from handlers.logic.time_budget import TimeBudget
 from handlers.models import tables
 from headrace import dlq
 from headrace.cli import main
@@ -210,6 +211,28 @@ def test_inspect_text_names_superseded_versions_and_transient_errors(stack, caps
     assert "2 message(s)" in text
     assert "superseded by version v2" in text
     assert "an earlier attempt failed with: Timeout: S3" in text
+
+
+def test_a_file_whose_last_receive_had_no_time_to_start_shows_what_failed_before(stack, capsys):
+    # Given a file too slow for the processor's timeout, whose last receive came in an
+    # invocation with no time left to start it
+    stack.table.put_item(
+        Item={
+            "object_key": "incoming/big.csv",
+            "version": "v1",
+            "status": "failed",
+            # as the processor words it (handlers/processor.py)
+            "error": f"gave up after 5 receives: {TimeBudget(None, 10_000).not_started()}",
+            "last_error": "OutOfTime: processing stopped at the deadline; raise functions.processor.timeout_seconds",
+        }
+    )
+    stack.dead_letter("processing", s3_event("incoming/big.csv", "v1"))
+    # When the DLQ is inspected
+    _, letters = stack.cli(capsys, "inspect", "--queue", "processing", "--json")
+    # Then the reason gives the earlier attempts' failure too, and the setting it names
+    assert letters[0]["reason"].startswith("gave up after 5 receives: not started")
+    assert "an earlier attempt failed with: OutOfTime" in letters[0]["reason"]
+    assert "functions.processor.timeout_seconds" in letters[0]["reason"]
 
 
 @pytest.mark.parametrize(("queue", "item"), [("processing", {"status": "processing"}), ("load", {})])
