@@ -72,11 +72,14 @@ def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None
         # unless this was its last receive (the message goes to the load DLQ next).
         not_started = budget.not_started()
         if attempt >= settings.max_receive_count:
+            # not the cause: what the attempts before this one met, if any, is
+            earlier = status.load_error(event.object_key, event.version)
             status.mark_failed(
                 event.object_key,
                 event.version,
                 utcnow(),
-                f"gave up after {attempt} receives: {not_started}",
+                f"gave up after {attempt} receives: {not_started}"
+                + (f"; an earlier attempt failed with: {earlier}" if earlier else ""),
                 attempt,
             )
         logger.info("too little time left in this invocation to start the load: handed back to the queue")

@@ -36,6 +36,15 @@ class LoadStatusStore:
         value = (item or {}).get("uploaded_at")
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
+    def load_error(self, object_key: str, version: str) -> str | None:
+        """The reason the latest failed attempt at the load recorded, if any."""
+        item = (
+            table(self.table_name)
+            .get_item(Key={"object_key": object_key, "version": version}, ProjectionExpression="load_error")
+            .get("Item")
+        )
+        return str(item["load_error"]) if item and item.get("load_error") else None
+
     def superseded_by(self, object_key: str, version: str) -> str | None:
         """The version that replaced this one (set by the processor), if any."""
         item = (

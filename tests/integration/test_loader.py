@@ -665,6 +665,27 @@ def test_a_load_there_is_too_little_time_left_to_start_is_handed_back_untouched(
         assert "load_status" not in item and "load_error" not in item
 
 
+def test_a_loads_last_receive_without_time_to_start_keeps_what_failed_before(loader):
+    # Given a load that failed on its earlier receives (the database was down)
+    from handlers.dal.load_status import LoadStatusStore
+    from tests.integration.test_processor import TimeUsedUp
+
+    event = loader.process("incoming/sales/jan.csv", SALES)
+    key, version = "incoming/sales/jan.csv", event["detail"]["version"]
+    LoadStatusStore("metadata").note_retry(key, version, "DatabaseUnavailable: connection refused", 2)
+    # When its last receive comes with too little time left to start it
+    record = loader.record(event, receive_count=3)
+    response = loader.handler.lambda_handler({"Records": [record]}, TimeUsedUp())
+    # Then it goes to the load DLQ recorded failed, with the earlier attempts' reason too
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = loader.pipeline.item({"key": key, "version": version})
+    assert item["load_status"] == "failed"
+    assert item["load_error"].startswith("gave up after 3 receives: not started")
+    assert item["load_error"].endswith(
+        "; an earlier attempt failed with: DatabaseUnavailable: connection refused"
+    )
+
+
 def test_the_download_of_a_file_counts_against_its_loads_time(loader, monkeypatch):
     # Given a file whose Parquet takes most of the invocation to download: 55 s of the 50 s
     # a load may take of a 60 s invocation (the clock the load reads is moved on)
