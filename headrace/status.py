@@ -12,9 +12,11 @@ before ``by_failure`` existed is read by upload day instead, as older versions d
 ``--by-upload-day`` asks): the uploads of every day the window covers and of the day before
 it, which misses late failures of older uploads.
 
-Exit status: 0 when every DLQ is empty, 1 when a DLQ holds messages (they need an
-operator: inspect, fix, redrive), 2 when the stack cannot be read (no outputs file, no
-credentials, endpoint down).
+Exit status: 0 when every DLQ is empty and no load was rejected in the window, 1 when a
+DLQ holds messages (they need an operator: inspect, fix, redrive) or the window lists a
+load PostgreSQL rejected for good (it leaves no DLQ message, and needs an operator too:
+fix the cause, then ``headrace replay --force``), 2 when the stack cannot be read (no
+outputs file, no credentials, endpoint down).
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def run(args: argparse.Namespace, now: datetime | None = None) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render(status, args.outputs, now))
-    return 1 if status["dead_letters"] else 0
+    return 1 if status["dead_letters"] or status["rejected_loads"] else 0
 
 
 def collect(
@@ -209,12 +211,15 @@ def collect(
         if read is None:
             read = _by_upload_day(table, now, since, limit)
     failures = read.pop("failures")
+    listed = failures[:limit]
     return {
         "queues": [asdict(q) for q in queues],
         "dead_letters": sum(q.waiting + q.in_flight for q in queues if q.dead_letter),
         **read,
-        "failures": failures[:limit],
+        "failures": listed,
         "failures_truncated": len(failures) > limit,
+        # loads PostgreSQL rejected for good among those listed: no DLQ message says so
+        "rejected_loads": sum(1 for f in listed if f["stage"] == "load" and f.get("permanent")),
         "window_minutes": int(window.total_seconds() // 60),
         "since": iso(since),
         "note": note,
@@ -376,6 +381,12 @@ def render(status: dict[str, Any], outputs_path: Path, now: datetime) -> str:
         )
     else:
         lines.append("All dead-letter queues are empty.")
+    if rejected := status.get("rejected_loads"):
+        lines.append(
+            f"Attention: {rejected}{'+' if status.get('failures_truncated') else ''} load(s) rejected "
+            "for good in the window (listed above; no DLQ message): fix the cause the reason names, "
+            "then headrace replay --force KEY. See docs/operations.md (load-rejected)."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -261,17 +261,21 @@ def test_a_load_rejected_for_good_is_listed_as_such(pipeline, tmp_path, capsys):
     loads.mark_failed(down["key"], down["version"], now, "gave up after 5 attempts: connection refused", 5)
     capsys.readouterr()
     # When the operator asks for the last hour's failures
-    main(["status", "--outputs", str(outputs), "--json"])
-    failures = {f["object_key"]: f for f in json.loads(capsys.readouterr().out)["failures"]}
+    code = main(["status", "--outputs", str(outputs), "--json"])
+    found = json.loads(capsys.readouterr().out)
+    failures = {f["object_key"]: f for f in found["failures"]}
     # Then both are load failures, and only the rejected one is said to be for good
     assert {key: (f["stage"], f["permanent"]) for key, f in failures.items()} == {
         "incoming/w/wide.csv": ("load", True),
         "incoming/w/down.csv": ("load", False),
     }
-    main(["status", "--outputs", str(outputs)])
+    # and, though no DLQ holds a message, it needs an operator: exit 1, as for a dead letter
+    assert (found["dead_letters"], found["rejected_loads"], code) == (0, 1, 1)
+    assert main(["status", "--outputs", str(outputs)]) == 1
     out = capsys.readouterr().out
     assert "rejected for good, not retried (no DLQ message): LoadRejected: too many columns" in out
     assert "      gave up after 5 attempts: connection refused" in out
+    assert "Attention: 1 load(s) rejected for good in the window" in out
 
 
 def test_only_failures_inside_the_window_are_listed(pipeline, tmp_path):
