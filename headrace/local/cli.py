@@ -272,7 +272,13 @@ def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    return demo.run(ROOT, Console(), port=args.port, api_port=args.api_port, timeout=args.timeout)
+    # rich draws for 80 columns when the output is not a terminal (make demo in a CI log):
+    # the table cut the sample names and the S3 paths broke mid-word
+    console = Console(width=None if sys.stdout.isatty() else DEMO_LOG_WIDTH)
+    return demo.run(ROOT, console, port=args.port, api_port=args.api_port, timeout=args.timeout)
+
+
+DEMO_LOG_WIDTH = 120
 
 
 def _invoke(args: argparse.Namespace) -> int:

@@ -141,6 +141,19 @@ def test_local_up_watches_the_code_it_serves_and_local_demo_does_not(monkeypatch
     assert LocalRuntime(ROOT).watch_code is False
 
 
+def test_local_demo_draws_wider_than_80_columns_into_a_log(monkeypatch):
+    # Given `local demo` writing to a pipe or file (make demo in CI), not a terminal
+    from headrace.local import cli as local_cli
+    from headrace.local import demo
+
+    widths: list[int] = []
+    monkeypatch.setattr(demo, "run", lambda root, console, **_: widths.append(console.width) or 0)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    # Then its table and paths are drawn for a log's width, not rich's 80 columns
+    assert cli.main(["local", "demo", "--port", "45901", "--api-port", "45902"]) == 0
+    assert widths == [local_cli.DEMO_LOG_WIDTH] and local_cli.DEMO_LOG_WIDTH > 80
+
+
 def test_the_settings_reach_the_configuration_the_program_is_deployed_with():
     runtime = LocalRuntime(
         ROOT, overrides=config_overrides([config_setting("functions.loader.timeout_seconds=300")])
