@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers.dal.tenant_logs import TenantLogStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.ingest.worker import store_message
-from handlers.logic.malformed import malformed_records
+from handlers.logic.malformed import HandledRecords
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.ingest import IngestRecord
 from handlers.models.ingest_worker import IngestWorkerSettings
@@ -40,7 +40,7 @@ batch = BatchProcessor(event_type=EventType.SQS, model=IngestRecord, raise_on_en
 rules = settings.pii().rules
 store = TenantLogStore(settings.tenant_logs_table, settings.originals_kms_key_arn)
 _RECORD_KEYS = ("tenant_id", "log_id", "attempt", "message_id")
-_handled: set[str] = set()  # message ids that reached record_handler in this invocation
+_handled = HandledRecords(settings.max_receive_count)  # ids that reached the record handler
 
 
 @tracer.capture_method(capture_response=False)
@@ -91,7 +91,7 @@ def record_handler(record: IngestRecord) -> dict[str, Any]:
 def _report_malformed(event: dict[str, Any], response: PartialItemFailureResponse) -> None:
     """Failures the record handler never saw are messages that are not ingest messages
     (the parser model refused them). Log them without their content."""
-    for record in malformed_records(event, response, _handled, settings.max_receive_count):
+    for record in _handled.malformed(event, response):
         metrics.add_metric(name="LogsFailed", unit=MetricUnit.Count, value=1)
         logger.error(
             "malformed ingest message",
@@ -100,7 +100,7 @@ def _report_malformed(event: dict[str, Any], response: PartialItemFailureRespons
 
 
 def _handle(record: IngestRecord, budget: TimeBudget) -> dict[str, Any]:
-    _handled.add(record.messageId)
+    _handled.seen(record.messageId)
     if budget.deadline() is None:
         # SQS counts the receive: a record that never gets time reaches the DLQ like any other
         logger.warning(
@@ -115,7 +115,7 @@ def _handle(record: IngestRecord, budget: TimeBudget) -> dict[str, Any]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    _handled.clear()
+    _handled.start()
     response = process_partial_response(
         event=event,
         record_handler=partial(_handle, budget=TimeBudget.of(context)),

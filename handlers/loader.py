@@ -35,7 +35,7 @@ from handlers.dal.load_status import LoadStatusStore
 from handlers.dal.secrets import db_credentials
 from handlers.dal.warehouse import Connections, LoadRejected, Warehouse
 from handlers.logic.load_file import load_file
-from handlers.logic.malformed import malformed_records
+from handlers.logic.malformed import HandledRecords
 from handlers.logic.time_budget import TimeBudget
 from handlers.models.loader import FileProcessedRecord, LoaderSettings
 
@@ -52,7 +52,7 @@ warehouse = Warehouse(
     Connections(lambda refresh: db_credentials(settings.db_secret_arn, refresh=refresh)),
     settings.warehouse_schema,
 )
-_handled: set[str] = set()  # message ids that reached record_handler in this invocation
+_handled = HandledRecords(settings.max_receive_count)  # ids that reached the record handler
 
 
 def utcnow() -> datetime:
@@ -61,7 +61,7 @@ def utcnow() -> datetime:
 
 @tracer.capture_method
 def record_handler(record: FileProcessedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
-    _handled.add(record.messageId)
+    _handled.seen(record.messageId)
     event = record.body.detail
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
@@ -165,7 +165,7 @@ def _rejected(record: FileProcessedRecord, exc: LoadRejected, attempt: int) -> d
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     warehouse.connections.begin_invocation()
-    _handled.clear()
+    _handled.start()
     response = process_partial_response(
         event=event,
         record_handler=partial(record_handler, budget=TimeBudget.of(context)),
@@ -181,7 +181,7 @@ def _report_malformed(event: dict[str, Any], response: PartialItemFailureRespons
     events (the parser model refused them), which nothing else logs or counts. Each
     attempt is a failed load (``LoadFailures``, as the loader-failures alarm reads); no
     metadata item names them, so this line says why they reach the load DLQ."""
-    for record in malformed_records(event, response, _handled, settings.max_receive_count):
+    for record in _handled.malformed(event, response):
         metrics.add_metric(name="LoadFailures", unit=MetricUnit.Count, value=1)
         logger.error(
             "malformed message: not a File Processed event",

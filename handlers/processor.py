@@ -39,7 +39,7 @@ from handlers.dal.metadata import MetadataStore
 from handlers.logic.faults import maybe_crash
 from handlers.logic.idempotency import PROCESSOR_KEY_JMESPATH
 from handlers.logic.layout import has_raw_suffix, hidden_part
-from handlers.logic.malformed import malformed_records
+from handlers.logic.malformed import HandledRecords
 from handlers.logic.process_object import (
     Outcome,
     PermanentFailure,
@@ -68,7 +68,7 @@ idempotency = IdempotencyConfig(
     expires_after_seconds=settings.idempotency_ttl_seconds,
 )
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
-_handled: set[str] = set()  # message ids that reached record_handler in this invocation
+_handled = HandledRecords(settings.max_receive_count)  # ids that reached the record handler
 
 
 def _record_metrics(outcome: Outcome) -> None:
@@ -95,7 +95,7 @@ def process(
 
 
 def record_handler(record: ObjectCreatedRecord, budget: TimeBudget | None = None) -> dict[str, Any]:
-    _handled.add(record.messageId)
+    _handled.seen(record.messageId)
     ref = ObjectRef.from_event(record.body)
     attempt = int(record.attributes.ApproximateReceiveCount)
     logger.set_correlation_id(record.body.id)
@@ -268,7 +268,7 @@ def _mark_batch_received(event: dict[str, Any]) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
-    _handled.clear()
+    _handled.start()
     _mark_batch_received(event)
     response = process_partial_response(
         event=event,
@@ -285,7 +285,7 @@ def _report_malformed(event: dict[str, Any], response: PartialItemFailureRespons
     events (the parser model refused them), which nothing else logs. No file is named in
     them, so no metadata item records them: like a poison file they reach the DLQ after
     their receives (processing-dlq-depth), and this line says why."""
-    for record in malformed_records(event, response, _handled, settings.max_receive_count):
+    for record in _handled.malformed(event, response):
         logger.error(
             "malformed message: not an S3 Object Created event",
             extra={"message_id": record.message_id, "attempt": record.attempt, "fate": record.fate()},

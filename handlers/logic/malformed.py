@@ -3,7 +3,8 @@
 Powertools' ``BatchProcessor`` validates each record against the handler's model first: a
 message that is not what the queue should carry (a bug in what sent it, a rule routing the
 wrong events, a message sent by hand) fails there, is reported in ``batchItemFailures``,
-and is logged by nothing. Each queue consumer names these from the ids its handler saw.
+and is logged by nothing. Each queue consumer names these from the ids its handler saw,
+kept by a ``HandledRecords`` for the invocation.
 """
 
 from __future__ import annotations
@@ -40,3 +41,25 @@ def malformed_records(
             attempt = int(attempts) if attempts.isdigit() else 0
             found.append(Malformed(message_id, attempt, attempt >= max_receive_count))
     return found
+
+
+class HandledRecords:
+    """The message ids a consumer's record handler was called with in this invocation.
+
+    A handler module keeps one: ``start()`` at the top of ``lambda_handler`` (a warm
+    container's earlier batch is forgotten), ``seen(message_id)`` first thing in the record
+    handler, then ``malformed(event, response)`` after the batch for the records to report.
+    """
+
+    def __init__(self, max_receive_count: int) -> None:
+        self.max_receive_count = max_receive_count
+        self._handled: set[str] = set()
+
+    def start(self) -> None:
+        self._handled.clear()
+
+    def seen(self, message_id: str) -> None:
+        self._handled.add(message_id)
+
+    def malformed(self, event: Mapping[str, Any], response: Mapping[str, Any]) -> list[Malformed]:
+        return malformed_records(event, response, self._handled, self.max_receive_count)
