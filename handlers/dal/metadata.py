@@ -44,6 +44,9 @@ VERSION_FIELDS = (
     "summary_key",
     "processed_bucket",
 )
+# What the processor reads of a version's item to tell whether an earlier receive of the
+# same message found the file cannot be processed (``failed_for_good``): not its summary.
+FAILURE_FIELDS = ("status", "failure_kind", "failed_message", "superseded_by", "skip_reason", "error")
 
 
 def iso(moment: datetime) -> str:
@@ -230,8 +233,23 @@ class MetadataStore:
             .get("Attributes", {})
         )
 
-    def get(self, object_key: str, version: str) -> dict[str, Any] | None:
-        return table(self.table_name).get_item(Key={"object_key": object_key, "version": version}).get("Item")
+    def failure(self, object_key: str, version: str) -> dict[str, Any] | None:
+        """The version's ``FAILURE_FIELDS`` (None if it has no item), read strongly
+        consistently: a failure recorded by the receive just before (the message made
+        visible again at once) is seen. Only these attributes travel, not a wide file's
+        summary (up to ``MAX_ITEM_BYTES``); DynamoDB still charges the whole item's size,
+        twice an eventually consistent read's units (only receives after the first read it)."""
+        names = {f"#f{i}": name for i, name in enumerate(FAILURE_FIELDS)}
+        return (
+            table(self.table_name)
+            .get_item(
+                Key={"object_key": object_key, "version": version},
+                ConsistentRead=True,
+                ProjectionExpression=", ".join(names),
+                ExpressionAttributeNames=names,
+            )
+            .get("Item")
+        )
 
     def versions(self, object_key: str) -> list[dict[str, Any]]:
         """Every recorded version of one object key: when it was uploaded, where its

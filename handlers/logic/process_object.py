@@ -329,7 +329,7 @@ def failed_for_good(store: MetadataStore, ref: ObjectRef, message_id: str) -> st
     version replaced it since: None otherwise, or when the item cannot be read (the file is
     then processed). Another message (a redrive, a replay, a duplicate event) is processed."""
     try:
-        item = store.get(ref.key, ref.version)
+        item = store.failure(ref.key, ref.version)
     except ClientError:
         return None
     if not item or item.get("status") != "failed" or item.get("failure_kind") != "permanent":

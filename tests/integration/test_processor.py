@@ -6,6 +6,7 @@ import errno
 import importlib
 import json
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -166,6 +167,47 @@ def test_a_poison_file_is_not_processed_again_on_each_receive_of_its_message(pip
     pipeline.poll()
     # Then that message's first receive processes the file again
     assert runs == ["junk.csv", "junk.csv"]
+
+
+def test_a_poison_files_redelivery_reads_only_the_failure_of_its_item_consistently(pipeline, monkeypatch):
+    # Given a binary file recorded failed for good by its message's first receive
+    binary = pipeline.upload("incoming/junk.csv", bytes(range(256)) * 8)
+    pipeline.announce(binary)
+    pipeline.poll()
+    assert pipeline.item(binary)["failure_kind"] == "permanent"
+    # and the processor's reads of the metadata table, recorded
+    metadata = sys.modules[type(pipeline.handler.store).__module__]
+    real_table = metadata.table
+    reads: list[dict] = []
+
+    class Spy:
+        def __init__(self, table):
+            self._table = table
+
+        def __getattr__(self, name):
+            return getattr(self._table, name)
+
+        def get_item(self, **request):
+            reads.append(request)
+            return self._table.get_item(**request)
+
+    monkeypatch.setattr(metadata, "table", lambda name: Spy(real_table(name)))
+    # When the message is received again
+    pipeline.poll()
+    # Then the one read of its item is strongly consistent (the failure was recorded just
+    # before) and asks for the failure's attributes only, not the whole (up to 300 KB) item
+    assert len(reads) == 1
+    (read,) = reads
+    assert read["Key"] == {"object_key": binary["key"], "version": pipeline.item(binary)["version"]}
+    assert read["ConsistentRead"] is True
+    names = read["ExpressionAttributeNames"]
+    assert sorted(names[p.strip()] for p in read["ProjectionExpression"].split(",")) == sorted(
+        ("status", "failure_kind", "failed_message", "superseded_by", "skip_reason", "error")
+    )
+    # and it still fails at once, keeping the recorded reason
+    item = pipeline.item(binary)
+    assert (item["status"], item["failure_kind"], item["attempts"]) == ("failed", "permanent", 2)
+    assert "binary content" in item["error"]
 
 
 def test_a_version_failed_for_good_then_processed_by_another_message_is_no_longer_marked_so(
