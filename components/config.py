@@ -62,8 +62,6 @@ LOG_RETENTION_DAYS = (
 MAX_RAW_SUFFIXES_CHARS = 1024
 MAX_RAW_PREFIX_BYTES = 256
 
-# The SQS visibility timeout may not exceed 12 hours.
-MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 # API Gateway HTTP APIs end an integration after 30 seconds.
 HTTP_API_TIMEOUT_SECONDS = 30
 # The ingest API makes an AWS call only with 3.5 s left (a stalled attempt takes up to 3 s,

@@ -17,6 +17,7 @@ from components.config import (
     PROCESSOR_GENERATED_ENVIRONMENT_BYTES,
     AwsSettings,
     ConfigError,
+    ConsumerSettings,
     Ingest,
     StackConfig,
     aws_keys,
@@ -28,6 +29,7 @@ from components.config import (
     load_config,
     parse_config,
 )
+from components.queues import visibility_timeout
 from handlers.dal import aws
 from handlers.models.ingest import IngestApiSettings
 from handlers.models.ingest_worker import IngestWorkerSettings
@@ -819,3 +821,12 @@ def test_the_environment_budget_is_the_documented_one() -> None:
     assert (
         f"at most {LAMBDA_ENVIRONMENT_BYTES - PROCESSOR_GENERATED_ENVIRONMENT_BYTES:,} bytes" in documentation
     )
+
+
+def test_no_consumer_settings_can_ask_for_a_visibility_timeout_sqs_refuses():
+    # Given the largest timeout and batching window a consumer's settings accept
+    def upper(field: str) -> int:
+        return next(m.le for m in ConsumerSettings.model_fields[field].metadata if hasattr(m, "le"))
+
+    # Then its queue's visibility timeout is within SQS's 12 hours: no check of its own needed
+    assert visibility_timeout(upper("timeout_seconds"), upper("batching_window_seconds")) <= 43_200
