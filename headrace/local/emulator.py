@@ -158,10 +158,11 @@ PARENT_CHECK_SECONDS = 0.5
 
 
 def end_with_parent(parent_pid: int) -> None:
-    """Run in a daemon thread of a child of the runtime: end the process as soon as the
-    runtime that started it (``parent_pid``) is gone, killed with SIGKILL included, on
-    every platform (``die_with_parent`` is Linux's kernel doing it, and nothing elsewhere:
-    on macOS a killed runtime's emulator kept its port, and the next start was refused).
+    """Run in a daemon thread of a child of the runtime (the emulator, each function's
+    sandbox): end the process as soon as the runtime that started it (``parent_pid``) is
+    gone, killed with SIGKILL included, on every platform (``die_with_parent`` is Linux's
+    kernel doing it, and nothing elsewhere: on macOS a killed runtime's emulator kept its
+    port, and the next start was refused).
     Polled rather than PR_SET_PDEATHSIG, which follows the thread that started the child."""
     while os.getppid() == parent_pid:
         time.sleep(PARENT_CHECK_SECONDS)

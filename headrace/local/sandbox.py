@@ -34,6 +34,8 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .emulator import end_with_parent
+
 if TYPE_CHECKING:
     from .logs import LogForwarder
 
@@ -255,27 +257,15 @@ def _serve(conn: Connection, spec: FunctionSpec, root: str) -> None:
         conn.send((*reply, elapsed))
 
 
-# How often a sandbox checks that the executor that started it is still alive.
-PARENT_CHECK_SECONDS = 0.5
-
-
-def _end_with_executor(executor_pid: int) -> None:
-    """End this sandbox as soon as the executor that started it is gone (the runtime killed
-    with SIGKILL, by the OOM killer...). An idle sandbox ends anyway (its receive loop sees
-    the connection close), but one busy with an invocation would run its handler on to the
-    end, past the function's timeout (the executor enforced it), writing to whatever then
-    answers on the emulator's and PostgreSQL's ports: the next runtime's, on a restart.
-    Polled rather than PR_SET_PDEATHSIG, which follows the executor *thread* that started
-    the sandbox, and is Linux only."""
-    while os.getppid() == executor_pid:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(137)
-
-
 def main() -> None:
     """``python -m headrace.local.sandbox ADDRESS``: the key and the function arrive on stdin,
     then the process connects back to the executor."""
-    threading.Thread(target=_end_with_executor, args=(os.getppid(),), daemon=True).start()
+    # End as soon as the executor that started this sandbox is gone (the runtime killed with
+    # SIGKILL, by the OOM killer...). An idle sandbox ends anyway (its receive loop sees the
+    # connection close), but one busy with an invocation would run its handler on to the
+    # end, past the function's timeout (the executor enforced it), writing to whatever then
+    # answers on the emulator's and PostgreSQL's ports: the next runtime's, on a restart.
+    threading.Thread(target=end_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     key, spec_fields, root = pickle.load(sys.stdin.buffer)
     with Client(sys.argv[1], family="AF_UNIX", authkey=key) as conn:
         _serve(conn, FunctionSpec(**spec_fields), root)

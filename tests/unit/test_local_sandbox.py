@@ -377,3 +377,76 @@ def test_an_invocation_over_the_functions_memory_size_is_killed_as_on_lambda(san
     assert (
         "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory" in log
     )
+
+
+_EXECUTOR = """
+import subprocess, sys, threading
+sandbox = subprocess.Popen(
+    [sys.executable, "-m", "headrace.local.sandbox", "unused"], stdin=int(sys.argv[1]), pass_fds=(int(sys.argv[1]),)
+)
+print(sandbox.pid, flush=True)
+threading.Event().wait()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie no parent reaped is not running
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _threads(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    except OSError:
+        return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_sandbox_whose_executor_is_killed_ends(tmp_path):
+    # Given a sandbox started by an executor, waiting for its function on a stdin that stays
+    # open (held here), as one busy with an invocation would not notice the executor go
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    read_end, write_end = os.pipe()
+    executor = subprocess.Popen(
+        [sys.executable, "-c", _EXECUTOR, str(read_end)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+        pass_fds=(read_end,),
+    )
+    os.close(read_end)
+    sandbox_pid = 0
+    try:
+        assert executor.stdout is not None
+        sandbox_pid = int(executor.stdout.readline())
+        for _ in range(300):  # its watch on the executor started (a second thread)
+            if _threads(sandbox_pid) >= 2:
+                break
+            time.sleep(0.1)
+        assert _threads(sandbox_pid) >= 2
+        # When the executor is killed with SIGKILL
+        executor.send_signal(signal.SIGKILL)
+        executor.wait()
+        # Then the sandbox ends (the wait is bounded: it polls twice a second)
+        for _ in range(300):
+            if not _alive(sandbox_pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(sandbox_pid)
+    finally:
+        os.close(write_end)
+        executor.kill()
+        if sandbox_pid and _alive(sandbox_pid):
+            os.kill(sandbox_pid, signal.SIGKILL)
