@@ -343,7 +343,7 @@ class SandboxOutput(threading.Thread):
 class Sandbox:
     """A fresh interpreter per sandbox (``python -m``): nothing is inherited from the
     executor's process but the environment it is given. If the executor dies, the sandbox
-    ends at once, even in the middle of an invocation (``_end_with_executor``), so no
+    ends at once, even in the middle of an invocation (``emulator.end_with_parent``), so no
     sandbox outlives it.
 
     Its output goes to ``log_path`` and, given ``logs``, to its log stream in CloudWatch
