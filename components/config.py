@@ -67,6 +67,10 @@ HTTP_API_TIMEOUT_SECONDS = 30
 # The ingest API makes an AWS call only with 3.5 s left (a stalled attempt takes up to 3 s,
 # and 0.5 s is kept to answer: handlers.dal.aws.Deadline); with less it could call nothing.
 INGEST_MIN_TIMEOUT_SECONDS = 4
+# The loader keeps back a fifth of its invocation (handlers.logic.time_budget) and must fit
+# the database's connect timeout (5 s: handlers.dal.warehouse) in the rest: below 7 s a
+# connect that waits out its timeout leaves no time for the load, whatever the file.
+LOADER_MIN_TIMEOUT_SECONDS = 7
 
 LOCALSTACK_DEFAULT_ENDPOINT = "http://localhost:4566"
 
@@ -269,6 +273,12 @@ class Functions(_Model):
             raise FieldProblem(
                 "ingest.timeout_seconds",
                 f"must be ≥ {INGEST_MIN_TIMEOUT_SECONDS} (the time the API keeps for one AWS call and its answer)",
+            )
+        if self.loader.timeout_seconds < LOADER_MIN_TIMEOUT_SECONDS:
+            raise FieldProblem(
+                "loader.timeout_seconds",
+                f"must be ≥ {LOADER_MIN_TIMEOUT_SECONDS}: the loader keeps back a fifth of its time, and the "
+                "rest must cover the database's 5 s connect timeout",
             )
         if self.processor.memory_mb < PROCESSOR_MIN_MEMORY_MB:
             raise FieldProblem(

@@ -14,6 +14,7 @@ from components.config import (
     FUNCTION_DEFAULTS,
     INGEST_MIN_TIMEOUT_SECONDS,
     LAMBDA_ENVIRONMENT_BYTES,
+    LOADER_MIN_TIMEOUT_SECONDS,
     PROCESSOR_GENERATED_ENVIRONMENT_BYTES,
     AwsSettings,
     ConfigError,
@@ -31,6 +32,8 @@ from components.config import (
 )
 from components.queues import visibility_timeout
 from handlers.dal import aws
+from handlers.dal.warehouse import CONNECT_TIMEOUT_SECONDS
+from handlers.logic.time_budget import MAX_RESERVE_MS
 from handlers.models.ingest import IngestApiSettings
 from handlers.models.ingest_worker import IngestWorkerSettings
 from handlers.models.settings import ProcessorSettings
@@ -270,6 +273,10 @@ def test_scalars_arrive_as_strings_and_are_coerced() -> None:
         (  # the API would answer every request 503 without calling anything
             {**BASE, "functions": {"ingest": {"timeout_seconds": 3}}},
             "headrace:functions.ingest.timeout_seconds: must be ≥ 4",
+        ),
+        (  # a connect that waits out its timeout would leave no time for any load
+            {**BASE, "functions": {"loader": {"timeout_seconds": 6}}},
+            "headrace:functions.loader.timeout_seconds: must be ≥ 7",
         ),
         (
             {**BASE, "functions": {"loader": {"batch_size": 50, "batching_window_seconds": 0}}},
@@ -612,6 +619,17 @@ def test_the_ingest_timeout_leaves_room_for_one_bounded_aws_call() -> None:
     assert needed_ms <= INGEST_MIN_TIMEOUT_SECONDS * 1000
     assert needed_ms > (INGEST_MIN_TIMEOUT_SECONDS - 1) * 1000
     assert FUNCTION_DEFAULTS["ingest"]["timeout_seconds"] >= INGEST_MIN_TIMEOUT_SECONDS
+
+
+def test_the_loader_timeout_leaves_room_for_the_database_connect_timeout() -> None:
+    # What the loader keeps back (TimeBudget.of) leaves the whole connect timeout at the minimum
+    def usable_ms(seconds: int) -> int:
+        return seconds * 1000 - min(MAX_RESERVE_MS, seconds * 1000 // 5)
+
+    assert usable_ms(LOADER_MIN_TIMEOUT_SECONDS) >= CONNECT_TIMEOUT_SECONDS * 1000
+    assert usable_ms(LOADER_MIN_TIMEOUT_SECONDS - 1) < CONNECT_TIMEOUT_SECONDS * 1000
+    assert FUNCTION_DEFAULTS["loader"]["timeout_seconds"] >= LOADER_MIN_TIMEOUT_SECONDS
+    parse_config({**BASE, "functions": {"loader": {"timeout_seconds": LOADER_MIN_TIMEOUT_SECONDS}}})
 
 
 def test_a_prod_stack_without_an_alert_recipient_is_warned_about() -> None:
