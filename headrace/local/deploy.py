@@ -864,6 +864,45 @@ def load_stack_config(root: Path, stack: str) -> dict[str, Any]:
     return dict(config)
 
 
+def stack_file_warnings(root: Path, stack: str) -> list[str]:
+    """One line per key written twice in one mapping of ``Pulumi.<stack>.yaml`` (file, line,
+    key). Pulumi reads stack files with go-yaml v2 in its lenient mode, which keeps the last
+    value without a word, and so does this reader: the file is accepted, as ``pulumi up``
+    accepts it, but an edit of the first one would change nothing. Call once the file reads."""
+    path = root / f"Pulumi.{stack}.yaml"
+    try:
+        document = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return []  # load_stack_config says what is wrong with it
+    return [
+        f"{path.name}, line {line}: {key} is set again (first on line {first}); the last value is used, "
+        "as Pulumi uses it"
+        for key, line, first in _repeated_keys(document, ())
+    ]
+
+
+def _repeated_keys(node: yaml.Node | None, path: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """(key, line, line first set) of each mapping key repeated under ``node``; a key in the
+    ``config:`` section is named as Pulumi names it (``headrace:functions.loader``)."""
+    found: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _repeated_keys(item, (*path, str(index)))
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            name, line = key_node.value, key_node.start_mark.line + 1
+            inner = (*path, name)
+            if name in first:
+                found.append((".".join(inner[1:] if inner[0] == "config" else inner), line, first[name]))
+            else:
+                first[name] = line
+            found += _repeated_keys(value_node, inner)
+    return found
+
+
 def merge_config(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``changes`` applied; nested objects are merged key by key."""
     merged = dict(base)
@@ -966,5 +1005,6 @@ __all__ = [
     "deploy",
     "physical_name",
     "policy_document",
+    "stack_file_warnings",
     "stub_archive",
 ]

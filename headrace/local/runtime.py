@@ -30,7 +30,7 @@ from components.config import ConfigError
 from headrace.outputs import RUNTIME_LOCK_FILE, stopped_runtime
 
 from .codewatch import CodeWatch
-from .deploy import DeployError, check_config, deploy, merge_config, stub_archive
+from .deploy import DeployError, check_config, deploy, merge_config, stack_file_warnings, stub_archive
 from .emulator import (
     DEFAULT_API_PORT,
     DEFAULT_PORT,
@@ -254,6 +254,8 @@ class LocalRuntime:
                 "invalid configuration for the embedded runtime (Pulumi.local.yaml, EMBEDDED_CONFIG, "
                 f"--config): {'; '.join(problems)}"
             ) from None
+        for warning in stack_file_warnings(self.root, "local"):
+            log.warning("%s", warning)
 
     def start(self) -> LocalRuntime:
         self.check_config()  # before anything starts: an invalid configuration starts nothing

@@ -4,6 +4,7 @@ validates it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from headrace import cli
 from headrace.local.cli import config_overrides, config_setting
-from headrace.local.deploy import deploy
+from headrace.local.deploy import deploy, stack_file_warnings
 from headrace.local.emulator import REGION
 from headrace.local.runtime import EMBEDDED_CONFIG, LocalRuntime, RuntimeConfigError
 
@@ -223,3 +224,36 @@ def test_a_stack_file_that_cannot_be_read_is_one_error_line_naming_it(
         LocalRuntime(tmp_path, state_dir=tmp_path / "state").check_config()
     assert error in str(raised.value) and "\n" not in str(raised.value)
     assert not (tmp_path / "state").exists()  # nothing started
+
+
+def test_a_key_set_twice_in_the_stack_file_is_accepted_as_pulumi_does_with_a_warning_naming_it(
+    tmp_path, caplog
+):
+    # Pulumi reads stack files leniently (go-yaml v2: the last value wins, silently); an
+    # edit of the first one would change nothing, without a word
+    for name in ("__main__.py", "Pulumi.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    text = (ROOT / "Pulumi.local.yaml").read_text()
+    lines = text.splitlines()
+    prefix, ratio = (
+        lines.index("  headrace:raw_prefix: incoming/") + 1,
+        lines.index("    duration_p99_ratio: 0.8") + 1,
+    )
+    text = text.replace(
+        "    duration_p99_ratio: 0.8\n", "    duration_p99_ratio: 0.8\n    duration_p99_ratio: 0.5\n"
+    )
+    (tmp_path / "Pulumi.local.yaml").write_text(text + "  headrace:raw_prefix: landing/\n")
+    with caplog.at_level(logging.WARNING, logger="headrace.local"):
+        LocalRuntime(tmp_path, state_dir=tmp_path / "state").check_config()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Pulumi.local.yaml, line {ratio + 1}: headrace:alarms.duration_p99_ratio is set again "
+        f"(first on line {ratio}); the last value is used, as Pulumi uses it",
+        f"Pulumi.local.yaml, line {len(lines) + 2}: headrace:raw_prefix is set again (first on line {prefix}); "
+        "the last value is used, as Pulumi uses it",
+    ]
+    assert not (tmp_path / "state").exists()  # nothing started
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "prod"])
+def test_the_shipped_stack_files_set_each_key_once(stack):
+    assert stack_file_warnings(ROOT, stack) == []
