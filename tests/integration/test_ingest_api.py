@@ -216,6 +216,13 @@ def test_a_key_sent_elsewhere_than_the_header_is_not_read_and_the_401_says_so(st
     assert plain.json == {"error": "missing API key: send your tenant's key in the x-api-key header"}
 
 
+def test_one_key_with_a_trailing_comma_is_that_key(stack, acme):
+    # (a client ending the header with a comma, or sending it again empty: API Gateway joins
+    # the values as "<key>,")
+    response = stack.post({"tenant_id": "acme", "text": "x"}, key=f"{acme},")
+    assert response.status == 202, response.json
+
+
 def test_authentication_comes_before_reading_the_body(stack):
     assert_refused(stack.post("garbage", key=None, content_type="image/png"), 401, "missing API key", stack)
 

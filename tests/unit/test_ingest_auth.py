@@ -115,6 +115,25 @@ def test_a_key_header_sent_twice_is_refused_saying_so(setup, joined):
     assert key not in refused.value.message and table.lookups == 0
 
 
+@pytest.mark.parametrize("joined", ["{key},", "{key}, ", ",{key}", "{key},,", " , {key} ,"])
+def test_one_key_with_empty_values_beside_it_is_that_key(setup, joined):
+    # A client that ends the header with a comma, or sends it again empty, which API Gateway
+    # joins as "<key>,": one key, not a header sent more than once
+    table, _, auth = setup
+    key = generate_api_key()
+    table.add(key, "acme")
+    assert auth.authenticate(joined.format(key=key)).tenant_id == "acme"
+    assert table.lookups == 1
+
+
+@pytest.mark.parametrize("joined", [",", " , ,"])
+def test_a_key_header_of_only_commas_is_a_missing_key_saying_so(setup, joined):
+    table, _, auth = setup
+    with pytest.raises(Unauthorized, match=r"^missing API key: the x-api-key header holds only commas"):
+        auth.authenticate(joined)
+    assert table.lookups == 0
+
+
 def test_every_issued_key_has_the_shape_that_is_looked_up(setup):
     # keys are hr_ + secrets.token_urlsafe(32) (the only generator keys.py has ever had)
     table, _, auth = setup

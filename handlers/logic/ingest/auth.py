@@ -57,6 +57,16 @@ def misplaced_key(query: Mapping[str, str], authorization: str | None) -> str:
     return ""
 
 
+def _one_value(header: str) -> str | None:
+    """The one value of an x-api-key header as API Gateway hands it over (the values of a
+    header sent more than once joined with commas), or None when it holds several. Empty
+    values are no key: ``<key>,`` (an empty repeat, or a client that ends the list with a
+    comma) is that key; only commas is no key at all."""
+    values = [value.strip(" \t") for value in header.split(",")]
+    given = [value for value in values if value]
+    return None if len(given) > 1 else given[0] if given else ""
+
+
 class Authenticator:
     def __init__(
         self,
@@ -84,11 +94,18 @@ class Authenticator:
         (``misplaced_key``) ends the message when the header is missing."""
         if api_key is None or api_key == "":
             raise Unauthorized("missing API key: send your tenant's key in the x-api-key header" + misplaced)
-        if not plausible_key(api_key):
-            if "," in api_key:  # API Gateway joins a header's repeated values with commas
+        if "," in api_key:  # API Gateway joins a header's repeated values with commas
+            one = _one_value(api_key)
+            if one is None:
                 raise Unauthorized(
                     "invalid API key: the x-api-key header was sent more than once; send exactly one key"
                 )
+            if not one:
+                raise Unauthorized(
+                    "missing API key: the x-api-key header holds only commas; send your tenant's key in it"
+                )
+            api_key = one
+        if not plausible_key(api_key):
             raise Unauthorized("invalid API key")
         key_hash = hash_api_key(api_key)
         now = self._clock()
