@@ -198,7 +198,7 @@ def test_a_key_sent_elsewhere_than_the_header_is_not_read_and_the_401_says_so(st
     in_query = [
         stack.logs(None, api_key=acme),
         stack.logs(None, token=acme),
-        stack.call(stack.event("POST", "/ingest", body=record, query={"x-api-key": "my key"})),
+        stack.call(stack.event("POST", "/ingest", body=record, query={"x-api-key": f"{acme},"})),
     ]
     bearer = stack.post(record, key=None, headers={"Authorization": f"Bearer {acme}"})
     # Then each is a 401 that enqueues nothing and never repeats the key; one sent in a URL
@@ -211,9 +211,14 @@ def test_a_key_sent_elsewhere_than_the_header_is_not_read_and_the_401_says_so(st
         assert acme not in response.json["error"]
     assert_refused(bearer, 401, "(the Authorization header is not read)", stack)
     assert acme not in bearer.json["error"]
-    # and a request with no key anywhere gets the plain message
-    plain = stack.logs(None, limit="5")
-    assert plain.json == {"error": "missing API key: send your tenant's key in the x-api-key header"}
+    # and a request with no key anywhere gets the plain message, as does one whose query
+    # string holds nothing with a key's shape (it exposed no key)
+    for plain in (
+        stack.logs(None, limit="5"),
+        stack.call(stack.event("GET", "/logs", query={"key": "foo"})),
+        stack.call(stack.event("POST", "/ingest", body=record, query={"x-api-key": "my key"})),
+    ):
+        assert plain.json == {"error": "missing API key: send your tenant's key in the x-api-key header"}
 
 
 def test_one_key_with_a_trailing_comma_is_that_key(stack, acme):

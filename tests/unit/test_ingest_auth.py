@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from handlers.logic.ingest.auth import Authenticator
+from handlers.logic.ingest.auth import Authenticator, misplaced_key
 from handlers.logic.ingest.errors import Unauthorized
 from handlers.logic.ingest.ids import is_log_id, is_tenant_id, new_log_id
 from handlers.logic.ingest.keys import generate_api_key, hash_api_key, new_key_item, plausible_key
@@ -132,6 +132,30 @@ def test_a_key_header_of_only_commas_is_a_missing_key_saying_so(setup, joined):
     with pytest.raises(Unauthorized, match=r"^missing API key: the x-api-key header holds only commas"):
         auth.authenticate(joined)
     assert table.lookups == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"api_key": "{key}"},
+        {"token": "Bearer {key}"},
+        {"{key}": ""},  # ?hr_...: the key as the parameter's name
+        {"x-api-key": "{key},{key}"},  # repeated, joined with a comma
+    ],
+)
+def test_a_key_in_the_query_string_is_called_exposed(query):
+    key = generate_api_key()
+    found = misplaced_key({n.format(key=key): v.format(key=key) for n, v in query.items()}, None)
+    assert "treat a key sent there as exposed" in found and key not in found
+
+
+@pytest.mark.parametrize(
+    "query", [{"key": "foo"}, {"api_key": ""}, {"x-api-key": "my key"}, {"apikey": "hr_" + "a" * 42}, {}]
+)
+def test_a_query_string_without_a_key_shaped_value_exposed_nothing(query):
+    # ?key=foo cannot have leaked a key: the plain 401, naming where the key is read
+    assert misplaced_key(query, None) == ""
+    assert misplaced_key(query, "Bearer foo") == " (the Authorization header is not read)"
 
 
 def test_every_issued_key_has_the_shape_that_is_looked_up(setup):

@@ -39,15 +39,12 @@ def _wall_clock() -> float:
     return time.time()
 
 
-# query parameter names a client may have put its key under
-_KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "x-api-key", "x_api_key", "key"})
-
-
 def misplaced_key(query: Mapping[str, str], authorization: str | None) -> str:
     """Where a request without an x-api-key header may have put its key, said in the 401:
     a key in the query string is never read and has leaked (URLs are kept in the logs of
-    proxies and browsers along the way), so its owner should replace it."""
-    if any(name.lower() in _KEY_PARAMETERS or holds_key(value) for name, value in query.items()):
+    proxies and browsers along the way), so its owner should replace it. Only a name or
+    value with a key's shape is one: ``?key=foo`` exposed nothing, and gets the plain 401."""
+    if any(holds_key(name) or holds_key(value) for name, value in query.items()):
         return (
             ". A key in the query string is never read, and URLs are kept in logs along the way "
             "(proxies, browser history): treat a key sent there as exposed, revoke it and use a new one"
