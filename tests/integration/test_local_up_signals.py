@@ -4,7 +4,6 @@ background by a script (``headrace local up &``), it inherits SIGINT ignored, an
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from components.queues import visibility_timeout
 from headrace.local.emulator import free_port, port_in_use
 from headrace.local.runtime import EMBEDDED_CONFIG, LocalRuntime
 from headrace.outputs import StackOutputs
+from tests.processes import process_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -248,24 +248,11 @@ def test_a_sandbox_busy_with_an_invocation_ends_when_its_runtime_is_killed(tmp_p
         executor.wait()
         # Then the sandbox ends with it, instead of running its handler on to the end
         # (past the function's timeout, into whatever then answers on the runtime's ports)
-        wait_until(lambda: not _alive(sandbox), 15)
-        assert not _alive(sandbox)
+        wait_until(lambda: not process_running(sandbox), 15)
+        assert not process_running(sandbox)
     finally:
         if executor.poll() is None:
             executor.kill()
             executor.wait()
-        if _alive(sandbox):
+        if process_running(sandbox):
             os.kill(sandbox, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs: an orphan that ended is a zombie until init reaps it (a
-    container's first process may never)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True

@@ -11,6 +11,7 @@ import pytest
 
 from headrace.local.emulator import free_port
 from headrace.local.runtime import LocalRuntime, RuntimeBusy
+from tests.processes import process_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,16 +155,6 @@ threading.Event().wait()
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:  # a zombie no parent reaped is not running
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_the_emulator_of_a_runtime_killed_with_sigkill_ends_on_every_platform(tmp_path):
     # On Linux the kernel ends it (PR_SET_PDEATHSIG); elsewhere nothing did, and the next
@@ -191,11 +182,11 @@ def test_the_emulator_of_a_runtime_killed_with_sigkill_ends_on_every_platform(tm
         parent.wait()
         # Then its emulator ends (the wait is bounded: it polls twice a second)
         for _ in range(300):
-            if not _alive(emulator_pid):
+            if not process_running(emulator_pid):
                 break
             time.sleep(0.1)
-        assert not _alive(emulator_pid)
+        assert not process_running(emulator_pid)
     finally:
         parent.kill()
-        if emulator_pid and _alive(emulator_pid):
+        if emulator_pid and process_running(emulator_pid):
             os.kill(emulator_pid, signal.SIGKILL)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from headrace.local.sandbox import FunctionSpec, Invocation, Sandbox
+from tests.processes import process_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -389,16 +390,6 @@ threading.Event().wait()
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:  # a zombie no parent reaped is not running
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-
-
 def _threads(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -441,12 +432,12 @@ def test_a_sandbox_whose_executor_is_killed_ends(tmp_path):
         executor.wait()
         # Then the sandbox ends (the wait is bounded: it polls twice a second)
         for _ in range(300):
-            if not _alive(sandbox_pid):
+            if not process_running(sandbox_pid):
                 break
             time.sleep(0.1)
-        assert not _alive(sandbox_pid)
+        assert not process_running(sandbox_pid)
     finally:
         os.close(write_end)
         executor.kill()
-        if sandbox_pid and _alive(sandbox_pid):
+        if sandbox_pid and process_running(sandbox_pid):
             os.kill(sandbox_pid, signal.SIGKILL)
