@@ -9,7 +9,7 @@ kept by a ``HandledRecords`` for the invocation.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,25 +22,6 @@ class Malformed:
 
     def fate(self) -> str:
         return "moves to the DLQ" if self.last else "will be retried"
-
-
-def malformed_records(
-    event: Mapping[str, Any],
-    response: Mapping[str, Any],
-    handled: Collection[str],
-    max_receive_count: int,
-) -> list[Malformed]:
-    """The records of ``event`` reported failed in ``response`` whose message ids are not
-    in ``handled`` (those the record handler was called with)."""
-    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-    found = []
-    for raw in event.get("Records", []):
-        message_id = raw.get("messageId")
-        if message_id in failed and message_id not in handled:
-            attempts = str((raw.get("attributes") or {}).get("ApproximateReceiveCount") or "0")
-            attempt = int(attempts) if attempts.isdigit() else 0
-            found.append(Malformed(message_id, attempt, attempt >= max_receive_count))
-    return found
 
 
 class HandledRecords:
@@ -62,4 +43,14 @@ class HandledRecords:
         self._handled.add(message_id)
 
     def malformed(self, event: Mapping[str, Any], response: Mapping[str, Any]) -> list[Malformed]:
-        return malformed_records(event, response, self._handled, self.max_receive_count)
+        """The records of ``event`` reported failed in ``response`` that the record handler
+        was not called with."""
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        found = []
+        for raw in event.get("Records", []):
+            message_id = raw.get("messageId")
+            if message_id in failed and message_id not in self._handled:
+                attempts = str((raw.get("attributes") or {}).get("ApproximateReceiveCount") or "0")
+                attempt = int(attempts) if attempts.isdigit() else 0
+                found.append(Malformed(message_id, attempt, attempt >= self.max_receive_count))
+        return found
