@@ -25,36 +25,27 @@ class LoadStatusStore:
         self.table_name = table_name
 
     def uploaded_at(self, object_key: str, version: str) -> datetime | None:
-        item = (
-            table(self.table_name)
-            .get_item(
-                Key={"object_key": object_key, "version": version},
-                ProjectionExpression="uploaded_at",
-            )
-            .get("Item")
-        )
-        value = (item or {}).get("uploaded_at")
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+        value = self._attribute(object_key, version, "uploaded_at")
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
     def load_error(self, object_key: str, version: str) -> str | None:
         """The reason the latest failed attempt at the load recorded, if any."""
-        item = (
-            table(self.table_name)
-            .get_item(Key={"object_key": object_key, "version": version}, ProjectionExpression="load_error")
-            .get("Item")
-        )
-        return str(item["load_error"]) if item and item.get("load_error") else None
+        return self._attribute(object_key, version, "load_error")
 
     def superseded_by(self, object_key: str, version: str) -> str | None:
         """The version that replaced this one (set by the processor), if any."""
+        return self._attribute(object_key, version, "superseded_by")
+
+    def _attribute(self, object_key: str, version: str, name: str) -> str | None:
+        """One attribute of the version's item, as text; None when it or the item is missing
+        (or empty)."""
         item = (
             table(self.table_name)
-            .get_item(
-                Key={"object_key": object_key, "version": version}, ProjectionExpression="superseded_by"
-            )
+            .get_item(Key={"object_key": object_key, "version": version}, ProjectionExpression=name)
             .get("Item")
         )
-        return str(item["superseded_by"]) if item and item.get("superseded_by") else None
+        value = (item or {}).get(name)
+        return str(value) if value else None
 
     def mark_loaded(self, object_key: str, version: str, at: datetime, table_name: str, rows: int) -> None:
         self._update(
