@@ -216,8 +216,9 @@ class LocalRuntime:
         """Where the emulator finds the executor, to run what ``aws lambda invoke`` asks."""
         return self.state_dir / "invocations"
 
-    def client(self, service: str, credentials: Credentials | None = None) -> Any:
-        """A client of the emulator, as the administrator unless ``credentials`` say otherwise."""
+    def client(self, service: str, credentials: Credentials | None = None, **config: Any) -> Any:
+        """A client of the emulator, as the administrator unless ``credentials`` say otherwise;
+        ``config``: botocore ``Config`` options over the defaults (standard retries)."""
         credentials = credentials or self.credentials
         return boto3.client(
             service,
@@ -226,7 +227,7 @@ class LocalRuntime:
             aws_access_key_id=credentials.access_key,
             aws_secret_access_key=credentials.secret_key,
             aws_session_token=credentials.token,
-            config=Config(retries={"mode": "standard"}),
+            config=Config(retries={"mode": "standard"}).merge(Config(**config)),
         )
 
     def role_credentials(self, spec: FunctionSpec) -> Credentials:
@@ -338,15 +339,7 @@ class LocalRuntime:
         yet. Nothing when the emulator cannot say at once (it is what failed)."""
         from headrace.status import QUEUES
 
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=self.emulator.endpoint,
-            region_name=REGION,
-            aws_access_key_id=self.credentials.access_key,
-            aws_secret_access_key=self.credentials.secret_key,
-            aws_session_token=self.credentials.token,
-            config=Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1}),
-        )
+        sqs = self.client("sqs", connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
         counts = (
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
