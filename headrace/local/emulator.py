@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_PORT = 4566  # LocalStack's port, so the AWS CLI, boto3 and the local stack config find it
@@ -26,11 +25,6 @@ ACCOUNT_ID = "123456789012"
 # answers (+24 MB over 50 status calls of 600 items, with no Python object left behind;
 # 2 arenas: +8 MB). A MALLOC_ARENA_MAX of the user's own wins.
 EMULATOR_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
-
-
-def emulator_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` (the runtime's) with the emulator's settings it does not set itself."""
-    return {**EMULATOR_ENVIRONMENT, **environ}
 
 
 class EmulatorError(Exception):
@@ -107,7 +101,7 @@ class Emulator:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=emulator_environment(os.environ),
+            env={**EMULATOR_ENVIRONMENT, **os.environ},  # the user's own settings win
             preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
