@@ -117,15 +117,14 @@ def run(args: argparse.Namespace, today: date | None = None) -> int:
         table = outputs.resource("dynamodb", retries=RETRIES).Table(outputs.metadata_table)
     except OutputsError as exc:
         return _fail(str(exc))
-    total = Counts()
+    written = 0  # over every day
     verb = "set" if args.execute else "would set"
     day = until
     try:
         with naming(f"the metadata table {outputs.metadata_table}"):
             for day in days:
                 counts = backfill_day(table, day.isoformat(), args.execute)
-                for field in ("found", "written", "kept", "no_time"):
-                    setattr(total, field, getattr(total, field) + getattr(counts, field))
+                written += counts.written
                 line = f"{day}: {counts.found} failed item(s) without the keys"
                 if counts.found:
                     line += f", {verb} {counts.written}"
@@ -141,11 +140,9 @@ def run(args: argparse.Namespace, today: date | None = None) -> int:
         return _fail(str(exc))
     except (BotoCoreError, ClientError) as exc:
         return _fail(f"{exc}; {_resume(day, days)}")
-    done = "set the keys of" if args.execute else "would set the keys of"
     print(
-        f"{'Done' if args.execute else 'Dry run'}: {done} {total.written} failed item(s) uploaded "
-        f"from {days[-1]} to {until}"
-        + ("" if args.execute or not total.written else "; --execute writes them")
+        f"{'Done' if args.execute else 'Dry run'}: {verb} the keys of {written} failed item(s) uploaded "
+        f"from {days[-1]} to {until}" + ("" if args.execute or not written else "; --execute writes them")
     )
     return 0
 
