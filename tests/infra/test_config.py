@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ from components.config import (
 from components.queues import visibility_timeout
 from handlers.dal import aws
 from handlers.dal.warehouse import CONNECT_TIMEOUT_SECONDS
-from handlers.logic.time_budget import MAX_RESERVE_MS
+from handlers.logic.time_budget import TimeBudget
 from handlers.models.ingest import IngestApiSettings
 from handlers.models.ingest_worker import IngestWorkerSettings
 from handlers.models.settings import ProcessorSettings
@@ -622,9 +623,11 @@ def test_the_ingest_timeout_leaves_room_for_one_bounded_aws_call() -> None:
 
 
 def test_the_loader_timeout_leaves_room_for_the_database_connect_timeout() -> None:
-    # What the loader keeps back (TimeBudget.of) leaves the whole connect timeout at the minimum
+    # What the loader keeps back (TimeBudget.of, as the loader calls it) leaves the whole
+    # connect timeout at the minimum
     def usable_ms(seconds: int) -> int:
-        return seconds * 1000 - min(MAX_RESERVE_MS, seconds * 1000 // 5)
+        context = SimpleNamespace(get_remaining_time_in_millis=lambda: seconds * 1000)
+        return seconds * 1000 - TimeBudget.of(context).reserve_ms
 
     assert usable_ms(LOADER_MIN_TIMEOUT_SECONDS) >= CONNECT_TIMEOUT_SECONDS * 1000
     assert usable_ms(LOADER_MIN_TIMEOUT_SECONDS - 1) < CONNECT_TIMEOUT_SECONDS * 1000
