@@ -359,7 +359,10 @@ def test_by_upload_day_lists_failures_recorded_before_the_index(pipeline, tmp_pa
     found = listed(outputs, now, by_upload_day=True)
     # Then the failure is listed, and it says which uploads it read
     assert [f["object_key"] for f in found["failures"]] == ["incoming/legacy.csv"]
-    assert found["uploads_since"] == (now.date() - timedelta(days=1)).isoformat()
+    # (the day before the window's first day: in the first hour of a day, the day before
+    # yesterday)
+    window_start = now - timedelta(minutes=60)
+    assert found["uploads_since"] == (window_start.date() - timedelta(days=1)).isoformat()
     assert main(["status", "--outputs", str(outputs), "--by-upload-day"]) == 0
     assert "incoming/legacy.csv" in capsys.readouterr().out
 
